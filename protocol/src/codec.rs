@@ -1,0 +1,772 @@
+//! Encoding `ops` values into frames and decoding verified frames back.
+//!
+//! A frame is the whole size-prefixed flatbuffer: a little-endian `u32` length
+//! and that many bytes. Decoding runs the flatbuffers verifier (bounded depth,
+//! table count and size) before reading anything; bodies and binary values of
+//! the result are slices of the frame's `Bytes`, not copies.
+
+use bytes::Bytes;
+use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, VerifierOptions, WIPOffset};
+
+use crate::error::{ErrorCode, OpError};
+use crate::generated::sluice::wire as fb;
+use crate::limits::{VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX};
+use crate::ops::*;
+
+/// Why a frame could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not a valid flatbuffer of the expected root type.
+    #[error("frame is not a valid {what}: {source}")]
+    Invalid {
+        what: &'static str,
+        #[source]
+        source: flatbuffers::InvalidFlatbuffer,
+    },
+    /// A valid flatbuffer whose operation this side does not know (or has none).
+    /// The request id is known, so the sender can be answered.
+    #[error("request {id} carries unknown operation type {op_type}")]
+    UnknownOp { id: u64, op_type: u8 },
+    /// A valid response that carries neither a reply nor an error.
+    #[error("response {id} carries neither a reply nor an error")]
+    EmptyResponse { id: u64 },
+}
+
+fn verifier_options(frame_len: usize) -> VerifierOptions {
+    VerifierOptions {
+        max_depth: VERIFIER_DEPTH_MAX,
+        max_tables: VERIFIER_TABLES_MAX,
+        // A frame whose shared sub-objects would expand past a few times its own size is hostile.
+        max_apparent_size: frame_len.saturating_mul(4).max(1 << 16),
+        ignore_missing_null_terminator: false,
+    }
+}
+
+type FbVector<'a, T> = Option<WIPOffset<Vector<'a, ForwardsUOffset<T>>>>;
+
+/// Encodes requests and responses, reusing one builder's memory across calls.
+pub struct Encoder {
+    fbb: FlatBufferBuilder<'static>,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder::new()
+    }
+}
+
+impl Encoder {
+    pub fn new() -> Encoder {
+        Encoder { fbb: FlatBufferBuilder::with_capacity(4096) }
+    }
+
+    /// Encodes one request frame (length prefix included); valid until the next call.
+    pub fn request(&mut self, request: &Request) -> &[u8] {
+        self.fbb.reset();
+        let fbb = &mut self.fbb;
+        let (op_type, op) = encode_op(fbb, &request.op);
+        let root = fb::Request::create(fbb, &fb::RequestArgs { id: request.id, op_type, op: Some(op) });
+        fbb.finish_size_prefixed(root, None);
+        self.fbb.finished_data()
+    }
+
+    /// Encodes one response frame (length prefix included); valid until the next call.
+    pub fn response(&mut self, id: u64, response: &Response) -> &[u8] {
+        self.fbb.reset();
+        let fbb = &mut self.fbb;
+        let root = match response {
+            Ok(reply) => {
+                let (reply_type, reply) = encode_reply(fbb, reply);
+                fb::Response::create(fbb, &fb::ResponseArgs { id, reply_type, reply: Some(reply), error: None })
+            }
+            Err(error) => {
+                let message = fbb.create_string(&error.message);
+                let error = fb::ErrorReply::create(fbb, &fb::ErrorReplyArgs { code: error.code as u16, message: Some(message) });
+                fb::Response::create(fbb, &fb::ResponseArgs { id, reply_type: fb::Reply::NONE, reply: None, error: Some(error) })
+            }
+        };
+        fbb.finish_size_prefixed(root, None);
+        self.fbb.finished_data()
+    }
+}
+
+// ------------------------------------------------------------------ encoding helpers
+
+fn opt_str<'a>(fbb: &mut FlatBufferBuilder<'a>, value: &Option<String>) -> Option<WIPOffset<&'a str>> {
+    value.as_deref().map(|text| fbb.create_string(text))
+}
+
+fn key_values<'a>(fbb: &mut FlatBufferBuilder<'a>, items: &KeyValues) -> FbVector<'a, fb::KeyValue<'a>> {
+    if items.is_empty() {
+        return None;
+    }
+    let offsets: Vec<_> = items
+        .iter()
+        .map(|(key, value)| {
+            let key = fbb.create_string(key);
+            let value = fbb.create_string(value);
+            fb::KeyValue::create(fbb, &fb::KeyValueArgs { key: Some(key), value: Some(value) })
+        })
+        .collect();
+    Some(fbb.create_vector(&offsets))
+}
+
+fn strings<'a>(fbb: &mut FlatBufferBuilder<'a>, items: &[String]) -> FbVector<'a, &'a str> {
+    if items.is_empty() {
+        return None;
+    }
+    let offsets: Vec<_> = items.iter().map(|item| fbb.create_string(item)).collect();
+    Some(fbb.create_vector(&offsets))
+}
+
+fn attributes<'a>(fbb: &mut FlatBufferBuilder<'a>, items: &[MessageAttribute]) -> FbVector<'a, fb::MessageAttribute<'a>> {
+    if items.is_empty() {
+        return None;
+    }
+    let offsets: Vec<_> = items
+        .iter()
+        .map(|attribute| {
+            let name = fbb.create_string(&attribute.name);
+            let data_type = fbb.create_string(&attribute.data_type);
+            let string_value = opt_str(fbb, &attribute.string_value);
+            let binary_value = attribute.binary_value.as_ref().map(|bytes| fbb.create_vector(bytes));
+            fb::MessageAttribute::create(
+                fbb,
+                &fb::MessageAttributeArgs { name: Some(name), data_type: Some(data_type), string_value, binary_value },
+            )
+        })
+        .collect();
+    Some(fbb.create_vector(&offsets))
+}
+
+fn failures<'a>(fbb: &mut FlatBufferBuilder<'a>, items: &[BatchFailure]) -> FbVector<'a, fb::BatchFailure<'a>> {
+    if items.is_empty() {
+        return None;
+    }
+    let offsets: Vec<_> = items
+        .iter()
+        .map(|failure| {
+            let id = fbb.create_string(&failure.id);
+            let message = fbb.create_string(&failure.message);
+            fb::BatchFailure::create(
+                fbb,
+                &fb::BatchFailureArgs {
+                    id: Some(id),
+                    sender_fault: failure.sender_fault,
+                    code: failure.code as u16,
+                    message: Some(message),
+                },
+            )
+        })
+        .collect();
+    Some(fbb.create_vector(&offsets))
+}
+
+fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> (fb::Op, WIPOffset<flatbuffers::UnionWIPOffset>) {
+    macro_rules! table {
+        ($variant:ident, $args:expr) => {{
+            let args = $args;
+            (fb::Op::$variant, fb::$variant::create(fbb, &args).as_union_value())
+        }};
+    }
+    match op {
+        Op::Hello { protocol_version, client_name } => {
+            let client_name = Some(fbb.create_string(client_name));
+            table!(Hello, fb::HelloArgs { protocol_version: *protocol_version, client_name })
+        }
+        Op::CreateQueue { name, attributes, tags } => {
+            let name = Some(fbb.create_string(name));
+            let attributes = key_values(fbb, attributes);
+            let tags = key_values(fbb, tags);
+            table!(CreateQueue, fb::CreateQueueArgs { name, attributes, tags })
+        }
+        Op::GetQueueUrl { name } => {
+            let name = Some(fbb.create_string(name));
+            table!(GetQueueUrl, fb::GetQueueUrlArgs { name })
+        }
+        Op::ListQueues { prefix, max_results, next_token } => {
+            let prefix = opt_str(fbb, prefix);
+            let next_token = opt_str(fbb, next_token);
+            table!(ListQueues, fb::ListQueuesArgs { prefix, max_results: *max_results, next_token })
+        }
+        Op::DeleteQueue { queue } => {
+            let queue = Some(fbb.create_string(queue));
+            table!(DeleteQueue, fb::DeleteQueueArgs { queue })
+        }
+        Op::PurgeQueue { queue } => {
+            let queue = Some(fbb.create_string(queue));
+            table!(PurgeQueue, fb::PurgeQueueArgs { queue })
+        }
+        Op::GetQueueAttributes { queue, names } => {
+            let queue = Some(fbb.create_string(queue));
+            let names = strings(fbb, names);
+            table!(GetQueueAttributes, fb::GetQueueAttributesArgs { queue, names })
+        }
+        Op::SetQueueAttributes { queue, attributes } => {
+            let queue = Some(fbb.create_string(queue));
+            let attributes = key_values(fbb, attributes);
+            table!(SetQueueAttributes, fb::SetQueueAttributesArgs { queue, attributes })
+        }
+        Op::TagQueue { queue, tags } => {
+            let queue = Some(fbb.create_string(queue));
+            let tags = key_values(fbb, tags);
+            table!(TagQueue, fb::TagQueueArgs { queue, tags })
+        }
+        Op::UntagQueue { queue, keys } => {
+            let queue = Some(fbb.create_string(queue));
+            let keys = strings(fbb, keys);
+            table!(UntagQueue, fb::UntagQueueArgs { queue, keys })
+        }
+        Op::ListQueueTags { queue } => {
+            let queue = Some(fbb.create_string(queue));
+            table!(ListQueueTags, fb::ListQueueTagsArgs { queue })
+        }
+        Op::ListDeadLetterSourceQueues { queue, max_results, next_token } => {
+            let queue = Some(fbb.create_string(queue));
+            let next_token = opt_str(fbb, next_token);
+            table!(
+                ListDeadLetterSourceQueues,
+                fb::ListDeadLetterSourceQueuesArgs { queue, max_results: *max_results, next_token }
+            )
+        }
+        Op::SendMessage { queue, entry } => {
+            let queue = Some(fbb.create_string(queue));
+            let body = Some(fbb.create_vector(&entry.body));
+            let attributes = attributes(fbb, &entry.attributes);
+            let system_attributes = self::attributes(fbb, &entry.system_attributes);
+            let message_group_id = opt_str(fbb, &entry.message_group_id);
+            let deduplication_id = opt_str(fbb, &entry.deduplication_id);
+            table!(
+                SendMessage,
+                fb::SendMessageArgs {
+                    queue,
+                    body,
+                    delay_seconds: entry.delay_seconds,
+                    attributes,
+                    system_attributes,
+                    message_group_id,
+                    deduplication_id,
+                }
+            )
+        }
+        Op::SendMessageBatch { queue, entries } => {
+            let queue = Some(fbb.create_string(queue));
+            let offsets: Vec<_> = entries
+                .iter()
+                .map(|entry| {
+                    let id = Some(fbb.create_string(&entry.id));
+                    let body = Some(fbb.create_vector(&entry.body));
+                    let attributes = attributes(fbb, &entry.attributes);
+                    let system_attributes = self::attributes(fbb, &entry.system_attributes);
+                    let message_group_id = opt_str(fbb, &entry.message_group_id);
+                    let deduplication_id = opt_str(fbb, &entry.deduplication_id);
+                    fb::SendMessageEntry::create(
+                        fbb,
+                        &fb::SendMessageEntryArgs {
+                            id,
+                            body,
+                            delay_seconds: entry.delay_seconds,
+                            attributes,
+                            system_attributes,
+                            message_group_id,
+                            deduplication_id,
+                        },
+                    )
+                })
+                .collect();
+            let entries = Some(fbb.create_vector(&offsets));
+            table!(SendMessageBatch, fb::SendMessageBatchArgs { queue, entries })
+        }
+        Op::ReceiveMessage(receive) => {
+            let queue = Some(fbb.create_string(&receive.queue));
+            let system_attribute_names = strings(fbb, &receive.system_attribute_names);
+            let message_attribute_names = strings(fbb, &receive.message_attribute_names);
+            let receive_request_attempt_id = opt_str(fbb, &receive.receive_request_attempt_id);
+            table!(
+                ReceiveMessage,
+                fb::ReceiveMessageArgs {
+                    queue,
+                    max_messages: receive.max_messages,
+                    wait_time_seconds: receive.wait_time_seconds,
+                    visibility_timeout: receive.visibility_timeout,
+                    system_attribute_names,
+                    message_attribute_names,
+                    receive_request_attempt_id,
+                }
+            )
+        }
+        Op::DeleteMessage { queue, receipt_handle } => {
+            let queue = Some(fbb.create_string(queue));
+            let receipt_handle = Some(fbb.create_string(receipt_handle));
+            table!(DeleteMessage, fb::DeleteMessageArgs { queue, receipt_handle })
+        }
+        Op::DeleteMessageBatch { queue, entries } => {
+            let queue = Some(fbb.create_string(queue));
+            let offsets: Vec<_> = entries
+                .iter()
+                .map(|entry| {
+                    let id = Some(fbb.create_string(&entry.id));
+                    let receipt_handle = Some(fbb.create_string(&entry.receipt_handle));
+                    fb::DeleteMessageEntry::create(fbb, &fb::DeleteMessageEntryArgs { id, receipt_handle })
+                })
+                .collect();
+            let entries = Some(fbb.create_vector(&offsets));
+            table!(DeleteMessageBatch, fb::DeleteMessageBatchArgs { queue, entries })
+        }
+        Op::ChangeMessageVisibility { queue, receipt_handle, visibility_timeout } => {
+            let queue = Some(fbb.create_string(queue));
+            let receipt_handle = Some(fbb.create_string(receipt_handle));
+            table!(
+                ChangeMessageVisibility,
+                fb::ChangeMessageVisibilityArgs { queue, receipt_handle, visibility_timeout: *visibility_timeout }
+            )
+        }
+        Op::ChangeMessageVisibilityBatch { queue, entries } => {
+            let queue = Some(fbb.create_string(queue));
+            let offsets: Vec<_> = entries
+                .iter()
+                .map(|entry| {
+                    let id = Some(fbb.create_string(&entry.id));
+                    let receipt_handle = Some(fbb.create_string(&entry.receipt_handle));
+                    fb::ChangeVisibilityEntry::create(
+                        fbb,
+                        &fb::ChangeVisibilityEntryArgs { id, receipt_handle, visibility_timeout: entry.visibility_timeout },
+                    )
+                })
+                .collect();
+            let entries = Some(fbb.create_vector(&offsets));
+            table!(ChangeMessageVisibilityBatch, fb::ChangeMessageVisibilityBatchArgs { queue, entries })
+        }
+    }
+}
+
+fn send_success<'a>(fbb: &mut FlatBufferBuilder<'a>, result: &SendResult) -> WIPOffset<fb::SendMessageBatchSuccess<'a>> {
+    let id = Some(fbb.create_string(&result.id));
+    let message_id = Some(fbb.create_string(&result.message_id));
+    let md5_of_body = Some(fbb.create_string(&result.md5_of_body));
+    let md5_of_attributes = opt_str(fbb, &result.md5_of_attributes);
+    let md5_of_system_attributes = opt_str(fbb, &result.md5_of_system_attributes);
+    let sequence_number = opt_str(fbb, &result.sequence_number);
+    fb::SendMessageBatchSuccess::create(
+        fbb,
+        &fb::SendMessageBatchSuccessArgs {
+            id,
+            message_id,
+            md5_of_body,
+            md5_of_attributes,
+            md5_of_system_attributes,
+            sequence_number,
+        },
+    )
+}
+
+fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) -> (fb::Reply, WIPOffset<flatbuffers::UnionWIPOffset>) {
+    macro_rules! table {
+        ($variant:ident, $args:expr) => {{
+            let args = $args;
+            (fb::Reply::$variant, fb::$variant::create(fbb, &args).as_union_value())
+        }};
+    }
+    match reply {
+        Reply::Hello { protocol_version, server_version, shard_count, shard_id } => {
+            let server_version = Some(fbb.create_string(server_version));
+            table!(
+                HelloResult,
+                fb::HelloResultArgs {
+                    protocol_version: *protocol_version,
+                    server_version,
+                    shard_count: *shard_count,
+                    shard_id: *shard_id,
+                }
+            )
+        }
+        Reply::Done => table!(Done, fb::DoneArgs {}),
+        Reply::QueueUrl(url) => {
+            let queue_url = Some(fbb.create_string(url));
+            table!(QueueUrl, fb::QueueUrlArgs { queue_url })
+        }
+        Reply::QueueUrls { queue_urls, next_token } => {
+            let queue_urls = strings(fbb, queue_urls);
+            let next_token = opt_str(fbb, next_token);
+            table!(QueueUrls, fb::QueueUrlsArgs { queue_urls, next_token })
+        }
+        Reply::Attributes(items) => {
+            let attributes = key_values(fbb, items);
+            table!(Attributes, fb::AttributesArgs { attributes })
+        }
+        Reply::SendMessage(result) => {
+            let message_id = Some(fbb.create_string(&result.message_id));
+            let md5_of_body = Some(fbb.create_string(&result.md5_of_body));
+            let md5_of_attributes = opt_str(fbb, &result.md5_of_attributes);
+            let md5_of_system_attributes = opt_str(fbb, &result.md5_of_system_attributes);
+            let sequence_number = opt_str(fbb, &result.sequence_number);
+            table!(
+                SendMessageResult,
+                fb::SendMessageResultArgs {
+                    message_id,
+                    md5_of_body,
+                    md5_of_attributes,
+                    md5_of_system_attributes,
+                    sequence_number,
+                }
+            )
+        }
+        Reply::SendMessageBatch { successful, failed } => {
+            let offsets: Vec<_> = successful.iter().map(|result| send_success(fbb, result)).collect();
+            let successful = Some(fbb.create_vector(&offsets));
+            let failed = failures(fbb, failed);
+            table!(SendMessageBatchResult, fb::SendMessageBatchResultArgs { successful, failed })
+        }
+        Reply::ReceiveMessage(messages) => {
+            let offsets: Vec<_> = messages
+                .iter()
+                .map(|message| {
+                    let message_id = Some(fbb.create_string(&message.message_id));
+                    let receipt_handle = Some(fbb.create_string(&message.receipt_handle));
+                    let md5_of_body = Some(fbb.create_string(&message.md5_of_body));
+                    let body = Some(fbb.create_vector(&message.body));
+                    let attributes = key_values(fbb, &message.attributes);
+                    let md5_of_attributes = opt_str(fbb, &message.md5_of_attributes);
+                    let message_attributes = self::attributes(fbb, &message.message_attributes);
+                    fb::ReceivedMessage::create(
+                        fbb,
+                        &fb::ReceivedMessageArgs {
+                            message_id,
+                            receipt_handle,
+                            md5_of_body,
+                            body,
+                            attributes,
+                            md5_of_attributes,
+                            message_attributes,
+                        },
+                    )
+                })
+                .collect();
+            let messages = Some(fbb.create_vector(&offsets));
+            table!(ReceiveMessageResult, fb::ReceiveMessageResultArgs { messages })
+        }
+        Reply::Batch { successful, failed } => {
+            let successful = strings(fbb, successful);
+            let failed = failures(fbb, failed);
+            table!(BatchResult, fb::BatchResultArgs { successful, failed })
+        }
+    }
+}
+
+// ------------------------------------------------------------------ decoding helpers
+
+/// Reads verified tables into owned values; binary data is sliced out of `frame`.
+struct Reader<'f> {
+    frame: &'f Bytes,
+}
+
+impl Reader<'_> {
+    fn bytes(&self, vector: Option<Vector<'_, u8>>) -> Bytes {
+        match vector {
+            Some(vector) if !vector.is_empty() => self.frame.slice_ref(vector.bytes()),
+            _ => Bytes::new(),
+        }
+    }
+
+    fn key_values(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::KeyValue<'_>>>>) -> KeyValues {
+        vector
+            .map(|items| items.iter().map(|kv| (kv.key().to_owned(), kv.value().to_owned())).collect())
+            .unwrap_or_default()
+    }
+
+    fn strings(&self, vector: Option<Vector<'_, ForwardsUOffset<&str>>>) -> Vec<String> {
+        vector.map(|items| items.iter().map(str::to_owned).collect()).unwrap_or_default()
+    }
+
+    fn attributes(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::MessageAttribute<'_>>>>) -> Vec<MessageAttribute> {
+        vector
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|attribute| MessageAttribute {
+                        name: attribute.name().to_owned(),
+                        data_type: attribute.data_type().to_owned(),
+                        string_value: attribute.string_value().map(str::to_owned),
+                        binary_value: attribute.binary_value().map(|bytes| self.bytes(Some(bytes))),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn failures(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::BatchFailure<'_>>>>) -> Vec<BatchFailure> {
+        vector
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|failure| BatchFailure {
+                        id: failure.id().to_owned(),
+                        sender_fault: failure.sender_fault(),
+                        code: ErrorCode::from_u16(failure.code()).unwrap_or(ErrorCode::InternalFailure),
+                        message: failure.message().unwrap_or_default().to_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn owned(value: Option<&str>) -> Option<String> {
+    value.map(str::to_owned)
+}
+
+/// Decodes a whole request frame (length prefix included).
+pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
+    let request = flatbuffers::size_prefixed_root_with_opts::<fb::Request>(&verifier_options(frame.len()), frame)
+        .map_err(|source| DecodeError::Invalid { what: "Request", source })?;
+    let id = request.id();
+    let read = Reader { frame };
+    let unknown = || DecodeError::UnknownOp { id, op_type: request.op_type().0 };
+    let op = match request.op_type() {
+        fb::Op::Hello => {
+            let hello = request.op_as_hello().ok_or_else(unknown)?;
+            Op::Hello {
+                protocol_version: hello.protocol_version(),
+                client_name: hello.client_name().unwrap_or_default().to_owned(),
+            }
+        }
+        fb::Op::CreateQueue => {
+            let op = request.op_as_create_queue().ok_or_else(unknown)?;
+            Op::CreateQueue {
+                name: op.name().to_owned(),
+                attributes: read.key_values(op.attributes()),
+                tags: read.key_values(op.tags()),
+            }
+        }
+        fb::Op::GetQueueUrl => {
+            let op = request.op_as_get_queue_url().ok_or_else(unknown)?;
+            Op::GetQueueUrl { name: op.name().to_owned() }
+        }
+        fb::Op::ListQueues => {
+            let op = request.op_as_list_queues().ok_or_else(unknown)?;
+            Op::ListQueues { prefix: owned(op.prefix()), max_results: op.max_results(), next_token: owned(op.next_token()) }
+        }
+        fb::Op::DeleteQueue => {
+            let op = request.op_as_delete_queue().ok_or_else(unknown)?;
+            Op::DeleteQueue { queue: op.queue().to_owned() }
+        }
+        fb::Op::PurgeQueue => {
+            let op = request.op_as_purge_queue().ok_or_else(unknown)?;
+            Op::PurgeQueue { queue: op.queue().to_owned() }
+        }
+        fb::Op::GetQueueAttributes => {
+            let op = request.op_as_get_queue_attributes().ok_or_else(unknown)?;
+            Op::GetQueueAttributes { queue: op.queue().to_owned(), names: read.strings(op.names()) }
+        }
+        fb::Op::SetQueueAttributes => {
+            let op = request.op_as_set_queue_attributes().ok_or_else(unknown)?;
+            Op::SetQueueAttributes { queue: op.queue().to_owned(), attributes: read.key_values(op.attributes()) }
+        }
+        fb::Op::TagQueue => {
+            let op = request.op_as_tag_queue().ok_or_else(unknown)?;
+            Op::TagQueue { queue: op.queue().to_owned(), tags: read.key_values(op.tags()) }
+        }
+        fb::Op::UntagQueue => {
+            let op = request.op_as_untag_queue().ok_or_else(unknown)?;
+            Op::UntagQueue { queue: op.queue().to_owned(), keys: read.strings(op.keys()) }
+        }
+        fb::Op::ListQueueTags => {
+            let op = request.op_as_list_queue_tags().ok_or_else(unknown)?;
+            Op::ListQueueTags { queue: op.queue().to_owned() }
+        }
+        fb::Op::ListDeadLetterSourceQueues => {
+            let op = request.op_as_list_dead_letter_source_queues().ok_or_else(unknown)?;
+            Op::ListDeadLetterSourceQueues {
+                queue: op.queue().to_owned(),
+                max_results: op.max_results(),
+                next_token: owned(op.next_token()),
+            }
+        }
+        fb::Op::SendMessage => {
+            let op = request.op_as_send_message().ok_or_else(unknown)?;
+            Op::SendMessage {
+                queue: op.queue().to_owned(),
+                entry: SendEntry {
+                    id: String::new(),
+                    body: read.bytes(op.body()),
+                    delay_seconds: op.delay_seconds(),
+                    attributes: read.attributes(op.attributes()),
+                    system_attributes: read.attributes(op.system_attributes()),
+                    message_group_id: owned(op.message_group_id()),
+                    deduplication_id: owned(op.deduplication_id()),
+                },
+            }
+        }
+        fb::Op::SendMessageBatch => {
+            let op = request.op_as_send_message_batch().ok_or_else(unknown)?;
+            let entries = op
+                .entries()
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .map(|entry| SendEntry {
+                            id: entry.id().to_owned(),
+                            body: read.bytes(entry.body()),
+                            delay_seconds: entry.delay_seconds(),
+                            attributes: read.attributes(entry.attributes()),
+                            system_attributes: read.attributes(entry.system_attributes()),
+                            message_group_id: owned(entry.message_group_id()),
+                            deduplication_id: owned(entry.deduplication_id()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Op::SendMessageBatch { queue: op.queue().to_owned(), entries }
+        }
+        fb::Op::ReceiveMessage => {
+            let op = request.op_as_receive_message().ok_or_else(unknown)?;
+            Op::ReceiveMessage(ReceiveMessage {
+                queue: op.queue().to_owned(),
+                max_messages: op.max_messages(),
+                wait_time_seconds: op.wait_time_seconds(),
+                visibility_timeout: op.visibility_timeout(),
+                system_attribute_names: read.strings(op.system_attribute_names()),
+                message_attribute_names: read.strings(op.message_attribute_names()),
+                receive_request_attempt_id: owned(op.receive_request_attempt_id()),
+            })
+        }
+        fb::Op::DeleteMessage => {
+            let op = request.op_as_delete_message().ok_or_else(unknown)?;
+            Op::DeleteMessage { queue: op.queue().to_owned(), receipt_handle: op.receipt_handle().to_owned() }
+        }
+        fb::Op::DeleteMessageBatch => {
+            let op = request.op_as_delete_message_batch().ok_or_else(unknown)?;
+            let entries = op
+                .entries()
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .map(|entry| DeleteEntry {
+                            id: entry.id().to_owned(),
+                            receipt_handle: entry.receipt_handle().to_owned(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Op::DeleteMessageBatch { queue: op.queue().to_owned(), entries }
+        }
+        fb::Op::ChangeMessageVisibility => {
+            let op = request.op_as_change_message_visibility().ok_or_else(unknown)?;
+            Op::ChangeMessageVisibility {
+                queue: op.queue().to_owned(),
+                receipt_handle: op.receipt_handle().to_owned(),
+                visibility_timeout: op.visibility_timeout(),
+            }
+        }
+        fb::Op::ChangeMessageVisibilityBatch => {
+            let op = request.op_as_change_message_visibility_batch().ok_or_else(unknown)?;
+            let entries = op
+                .entries()
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .map(|entry| VisibilityEntry {
+                            id: entry.id().to_owned(),
+                            receipt_handle: entry.receipt_handle().to_owned(),
+                            visibility_timeout: entry.visibility_timeout(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Op::ChangeMessageVisibilityBatch { queue: op.queue().to_owned(), entries }
+        }
+        _ => return Err(unknown()),
+    };
+    Ok(Request { id, op })
+}
+
+/// Decodes a whole response frame (length prefix included) into its id and outcome.
+pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
+    let response = flatbuffers::size_prefixed_root_with_opts::<fb::Response>(&verifier_options(frame.len()), frame)
+        .map_err(|source| DecodeError::Invalid { what: "Response", source })?;
+    let id = response.id();
+    if let Some(error) = response.error() {
+        let code = ErrorCode::from_u16(error.code()).unwrap_or(ErrorCode::InternalFailure);
+        return Ok((id, Err(OpError::new(code, error.message().unwrap_or_default()))));
+    }
+    let read = Reader { frame };
+    let empty = || DecodeError::EmptyResponse { id };
+    let reply = match response.reply_type() {
+        fb::Reply::HelloResult => {
+            let hello = response.reply_as_hello_result().ok_or_else(empty)?;
+            Reply::Hello {
+                protocol_version: hello.protocol_version(),
+                server_version: hello.server_version().unwrap_or_default().to_owned(),
+                shard_count: hello.shard_count(),
+                shard_id: hello.shard_id(),
+            }
+        }
+        fb::Reply::Done => Reply::Done,
+        fb::Reply::QueueUrl => Reply::QueueUrl(response.reply_as_queue_url().ok_or_else(empty)?.queue_url().to_owned()),
+        fb::Reply::QueueUrls => {
+            let urls = response.reply_as_queue_urls().ok_or_else(empty)?;
+            Reply::QueueUrls { queue_urls: read.strings(urls.queue_urls()), next_token: owned(urls.next_token()) }
+        }
+        fb::Reply::Attributes => {
+            Reply::Attributes(read.key_values(response.reply_as_attributes().ok_or_else(empty)?.attributes()))
+        }
+        fb::Reply::SendMessageResult => {
+            let result = response.reply_as_send_message_result().ok_or_else(empty)?;
+            Reply::SendMessage(SendResult {
+                id: String::new(),
+                message_id: result.message_id().to_owned(),
+                md5_of_body: result.md5_of_body().to_owned(),
+                md5_of_attributes: owned(result.md5_of_attributes()),
+                md5_of_system_attributes: owned(result.md5_of_system_attributes()),
+                sequence_number: owned(result.sequence_number()),
+            })
+        }
+        fb::Reply::SendMessageBatchResult => {
+            let result = response.reply_as_send_message_batch_result().ok_or_else(empty)?;
+            let successful = result
+                .successful()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|ok| SendResult {
+                            id: ok.id().to_owned(),
+                            message_id: ok.message_id().to_owned(),
+                            md5_of_body: ok.md5_of_body().to_owned(),
+                            md5_of_attributes: owned(ok.md5_of_attributes()),
+                            md5_of_system_attributes: owned(ok.md5_of_system_attributes()),
+                            sequence_number: owned(ok.sequence_number()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Reply::SendMessageBatch { successful, failed: read.failures(result.failed()) }
+        }
+        fb::Reply::ReceiveMessageResult => {
+            let result = response.reply_as_receive_message_result().ok_or_else(empty)?;
+            let messages = result
+                .messages()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|message| ReceivedMessage {
+                            message_id: message.message_id().to_owned(),
+                            receipt_handle: message.receipt_handle().to_owned(),
+                            md5_of_body: message.md5_of_body().to_owned(),
+                            body: read.bytes(message.body()),
+                            attributes: read.key_values(message.attributes()),
+                            md5_of_attributes: owned(message.md5_of_attributes()),
+                            message_attributes: read.attributes(message.message_attributes()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Reply::ReceiveMessage(messages)
+        }
+        fb::Reply::BatchResult => {
+            let result = response.reply_as_batch_result().ok_or_else(empty)?;
+            Reply::Batch { successful: read.strings(result.successful()), failed: read.failures(result.failed()) }
+        }
+        _ => return Err(empty()),
+    };
+    Ok((id, Ok(reply)))
+}

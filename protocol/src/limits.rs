@@ -1,0 +1,60 @@
+//! Limits of the protocol and of SQS semantics, in one place.
+//!
+//! Each constant names its unit; the daemon enforces them, the client uses them
+//! to split work into valid requests.
+
+/// Version spoken in `Hello`; bumped only for incompatible changes.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Default cap on one frame's length (the u32 prefix), configurable on the daemon.
+/// A larger prefix closes the connection before anything is allocated.
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
+/// Size of the little-endian length prefix that precedes every flatbuffer.
+pub const FRAME_PREFIX_BYTES: usize = 4;
+/// Nesting depth the flatbuffers verifier accepts; our schema nests at most 5 deep.
+pub const VERIFIER_DEPTH_MAX: usize = 16;
+/// Tables the verifier accepts in one frame: bounds verification work per byte received.
+pub const VERIFIER_TABLES_MAX: usize = 1 << 20;
+
+/// SQS: entries in SendMessageBatch / DeleteMessageBatch / ChangeMessageVisibilityBatch.
+pub const BATCH_ENTRIES_MAX: usize = 10;
+/// SQS: sum of the message sizes in one SendMessageBatch.
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// SQS: batch entry id length.
+pub const BATCH_ENTRY_ID_CHARS_MAX: usize = 80;
+/// SQS: lower bound of MaximumMessageSize.
+pub const MESSAGE_BYTES_MIN_LIMIT: u32 = 1024;
+/// SQS: upper bound (and default) of MaximumMessageSize.
+pub const MESSAGE_BYTES_MAX: u32 = 1024 * 1024;
+/// SQS: message attributes per message.
+pub const MESSAGE_ATTRIBUTES_MAX: usize = 10;
+/// SQS: message attribute name and data type length.
+pub const MESSAGE_ATTRIBUTE_NAME_CHARS_MAX: usize = 256;
+/// SQS: messages returned by one ReceiveMessage.
+pub const RECEIVE_MESSAGES_MAX: i32 = 10;
+/// SQS: long-poll wait.
+pub const WAIT_SECONDS_MAX: i32 = 20;
+/// SQS: visibility timeout, and the total invisibility of one receive.
+pub const VISIBILITY_SECONDS_MAX: i32 = 43_200;
+/// SQS: delivery delay.
+pub const DELAY_SECONDS_MAX: i32 = 900;
+/// SQS: MessageRetentionPeriod range.
+pub const RETENTION_SECONDS_MIN: i64 = 60;
+pub const RETENTION_SECONDS_MAX: i64 = 1_209_600;
+/// SQS: queue name length.
+pub const QUEUE_NAME_CHARS_MAX: usize = 80;
+/// SQS: ListQueues and ListDeadLetterSourceQueues page size.
+pub const LIST_RESULTS_MAX: i32 = 1000;
+/// SQS: in-flight messages per standard queue before ReceiveMessage answers OverLimit.
+pub const INFLIGHT_MESSAGES_MAX: usize = 120_000;
+/// SQS: seconds after DeleteQueue before the name can be created again.
+pub const QUEUE_RECREATE_DELAY_SECONDS: u64 = 60;
+/// SQS: seconds between two purges of one queue.
+pub const PURGE_INTERVAL_SECONDS: u64 = 60;
+/// SQS: maxReceiveCount range of a RedrivePolicy.
+pub const MAX_RECEIVE_COUNT_MIN: i64 = 1;
+pub const MAX_RECEIVE_COUNT_MAX: i64 = 1000;
+/// SQS: source queue ARNs in a byQueue RedriveAllowPolicy.
+pub const REDRIVE_ALLOW_SOURCES_MAX: usize = 10;
+/// SQS: tags per queue.
+pub const QUEUE_TAGS_MAX: usize = 50;

@@ -1,0 +1,206 @@
+//! The operations of the protocol as plain Rust values.
+//!
+//! Client and daemon speak in these types; only `codec` knows flatbuffers.
+//! Nothing here is validated beyond what the wire format guarantees: the daemon
+//! checks every value against SQS's rules. Bodies and binary attribute values
+//! are `Bytes` that, on decode, share the frame's buffer instead of copying it.
+
+use bytes::Bytes;
+
+use crate::error::{ErrorCode, OpError};
+
+/// A decoded request frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Chosen by the client, echoed in the response.
+    pub id: u64,
+    pub op: Op,
+}
+
+/// String key/value pairs in wire order (attributes, tags, system attributes).
+pub type KeyValues = Vec<(String, String)>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Hello { protocol_version: u16, client_name: String },
+    CreateQueue { name: String, attributes: KeyValues, tags: KeyValues },
+    GetQueueUrl { name: String },
+    ListQueues { prefix: Option<String>, max_results: Option<i32>, next_token: Option<String> },
+    DeleteQueue { queue: String },
+    PurgeQueue { queue: String },
+    GetQueueAttributes { queue: String, names: Vec<String> },
+    SetQueueAttributes { queue: String, attributes: KeyValues },
+    TagQueue { queue: String, tags: KeyValues },
+    UntagQueue { queue: String, keys: Vec<String> },
+    ListQueueTags { queue: String },
+    ListDeadLetterSourceQueues { queue: String, max_results: Option<i32>, next_token: Option<String> },
+    /// A single send; `entry.id` is empty.
+    SendMessage { queue: String, entry: SendEntry },
+    SendMessageBatch { queue: String, entries: Vec<SendEntry> },
+    ReceiveMessage(ReceiveMessage),
+    DeleteMessage { queue: String, receipt_handle: String },
+    DeleteMessageBatch { queue: String, entries: Vec<DeleteEntry> },
+    ChangeMessageVisibility { queue: String, receipt_handle: String, visibility_timeout: i32 },
+    ChangeMessageVisibilityBatch { queue: String, entries: Vec<VisibilityEntry> },
+}
+
+impl Op {
+    /// The AWS action name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Hello { .. } => "Hello",
+            Op::CreateQueue { .. } => "CreateQueue",
+            Op::GetQueueUrl { .. } => "GetQueueUrl",
+            Op::ListQueues { .. } => "ListQueues",
+            Op::DeleteQueue { .. } => "DeleteQueue",
+            Op::PurgeQueue { .. } => "PurgeQueue",
+            Op::GetQueueAttributes { .. } => "GetQueueAttributes",
+            Op::SetQueueAttributes { .. } => "SetQueueAttributes",
+            Op::TagQueue { .. } => "TagQueue",
+            Op::UntagQueue { .. } => "UntagQueue",
+            Op::ListQueueTags { .. } => "ListQueueTags",
+            Op::ListDeadLetterSourceQueues { .. } => "ListDeadLetterSourceQueues",
+            Op::SendMessage { .. } => "SendMessage",
+            Op::SendMessageBatch { .. } => "SendMessageBatch",
+            Op::ReceiveMessage(_) => "ReceiveMessage",
+            Op::DeleteMessage { .. } => "DeleteMessage",
+            Op::DeleteMessageBatch { .. } => "DeleteMessageBatch",
+            Op::ChangeMessageVisibility { .. } => "ChangeMessageVisibility",
+            Op::ChangeMessageVisibilityBatch { .. } => "ChangeMessageVisibilityBatch",
+        }
+    }
+}
+
+/// An SQS message attribute as sent. Exactly one of the values should be set;
+/// the daemon rejects anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageAttribute {
+    pub name: String,
+    pub data_type: String,
+    pub string_value: Option<String>,
+    pub binary_value: Option<Bytes>,
+}
+
+impl MessageAttribute {
+    pub fn string(name: impl Into<String>, data_type: impl Into<String>, value: impl Into<String>) -> Self {
+        MessageAttribute {
+            name: name.into(),
+            data_type: data_type.into(),
+            string_value: Some(value.into()),
+            binary_value: None,
+        }
+    }
+
+    pub fn binary(name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        MessageAttribute { name: name.into(), data_type: "Binary".into(), string_value: None, binary_value: Some(value.into()) }
+    }
+}
+
+impl crate::digest::DigestAttribute for MessageAttribute {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn data_type(&self) -> &str {
+        &self.data_type
+    }
+    fn value(&self) -> Result<&str, &[u8]> {
+        match (&self.string_value, &self.binary_value) {
+            (Some(text), _) => Ok(text),
+            (None, Some(bytes)) => Err(bytes),
+            (None, None) => Ok(""),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SendEntry {
+    /// Batch entry id; empty for SendMessage.
+    pub id: String,
+    pub body: Bytes,
+    pub delay_seconds: Option<i32>,
+    pub attributes: Vec<MessageAttribute>,
+    pub system_attributes: Vec<MessageAttribute>,
+    pub message_group_id: Option<String>,
+    pub deduplication_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReceiveMessage {
+    pub queue: String,
+    pub max_messages: Option<i32>,
+    pub wait_time_seconds: Option<i32>,
+    pub visibility_timeout: Option<i32>,
+    pub system_attribute_names: Vec<String>,
+    pub message_attribute_names: Vec<String>,
+    pub receive_request_attempt_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteEntry {
+    pub id: String,
+    pub receipt_handle: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisibilityEntry {
+    pub id: String,
+    pub receipt_handle: String,
+    pub visibility_timeout: i32,
+}
+
+/// A successful operation's result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Hello { protocol_version: u16, server_version: String, shard_count: u16, shard_id: u16 },
+    /// An operation that returns nothing.
+    Done,
+    QueueUrl(String),
+    QueueUrls { queue_urls: Vec<String>, next_token: Option<String> },
+    /// Queue attributes or queue tags.
+    Attributes(KeyValues),
+    SendMessage(SendResult),
+    SendMessageBatch { successful: Vec<SendResult>, failed: Vec<BatchFailure> },
+    ReceiveMessage(Vec<ReceivedMessage>),
+    /// DeleteMessageBatch and ChangeMessageVisibilityBatch.
+    Batch { successful: Vec<String>, failed: Vec<BatchFailure> },
+}
+
+/// The outcome of one request.
+pub type Response = Result<Reply, OpError>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendResult {
+    /// Batch entry id; empty for SendMessage.
+    pub id: String,
+    pub message_id: String,
+    pub md5_of_body: String,
+    pub md5_of_attributes: Option<String>,
+    pub md5_of_system_attributes: Option<String>,
+    pub sequence_number: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchFailure {
+    pub id: String,
+    pub sender_fault: bool,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl BatchFailure {
+    pub fn new(id: impl Into<String>, error: OpError) -> BatchFailure {
+        BatchFailure { id: id.into(), sender_fault: error.code.sender_fault(), code: error.code, message: error.message }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub md5_of_body: String,
+    pub body: Bytes,
+    /// Selected system attributes, e.g. `("SentTimestamp", "1700000000000")`.
+    pub attributes: KeyValues,
+    pub md5_of_attributes: Option<String>,
+    pub message_attributes: Vec<MessageAttribute>,
+}
