@@ -1,1 +1,13 @@
+//! `sluiced`, the Sluice daemon: thread-per-core, shared-nothing, on io_uring.
+//!
+//! - `runtime`: shards (one pinned executor per core), the cross-shard bus, timers, shutdown.
+//! - `net`: the binary-protocol listener and connections.
+//! - `queue`: SQS standard queues — metadata, partitions, the operations.
+//! - `storage`: the seam through which every state change is made durable.
+//! - `config`: flags and their `SLUICE_…` environment variables.
 
+pub mod config;
+pub mod net;
+pub mod queue;
+pub mod runtime;
+pub mod storage;

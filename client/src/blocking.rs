@@ -1,0 +1,56 @@
+//! A synchronous client: the async `Client` with its driver on a thread of its own.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::thread::JoinHandle;
+
+use async_io::Async;
+
+use crate::{Client, ClientError};
+
+/// Blocking access to a Sluice server. Every async method of `Client` is
+/// reachable through `call` or `client()` with `block_on`.
+pub struct BlockingClient {
+    client: Option<Client>,
+    driver: Option<JoinHandle<Result<(), ClientError>>>,
+}
+
+impl BlockingClient {
+    /// Connects to `addr` (e.g. `127.0.0.1:9800`) and says Hello.
+    pub fn connect(addr: impl ToSocketAddrs, client_name: &str) -> Result<BlockingClient, ClientError> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        let stream = Async::new(stream)?;
+        let (client, driver) = async_io::block_on(Client::connect(stream, client_name))?;
+        let driver = std::thread::Builder::new().name("sluice-client".into()).spawn(move || async_io::block_on(driver.run()))?;
+        Ok(BlockingClient { client: Some(client), driver: Some(driver) })
+    }
+
+    /// The async client behind this one, e.g. to run several requests at once.
+    pub fn client(&self) -> &Client {
+        self.client.as_ref().expect("client is present until drop")
+    }
+
+    /// Runs any future (typically a `Client` call) to completion on this thread.
+    pub fn block_on<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        async_io::block_on(future)
+    }
+
+    /// Closes the connection after every answer is in; reports how the connection ended.
+    pub fn close(mut self) -> Result<(), ClientError> {
+        self.client.take();
+        match self.driver.take().map(|handle| handle.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ClientError::Protocol("client driver thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BlockingClient {
+    fn drop(&mut self) {
+        self.client.take();
+        if let Some(handle) = self.driver.take() {
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! `sluiced`: starts the shards, prints where it listens, exits 0 after SIGTERM/SIGINT.
+
+use std::sync::atomic::Ordering;
+
+use clap::Parser;
+use sluice_daemon::config::Config;
+use sluice_daemon::runtime::{self, SHUTDOWN_REQUESTED};
+
+fn main() {
+    let config = Config::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("sluiced: cannot install signal handlers: {error}");
+            std::process::exit(1);
+        }
+    };
+    let signal_handle = signals.handle();
+    std::thread::Builder::new()
+        .name("sluice-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "shutting down: no new connections, finishing requests in flight");
+                SHUTDOWN_REQUESTED.store(true, Ordering::SeqCst);
+            }
+        })
+        .expect("spawning the signal thread");
+
+    let data_dir = config.data_dir.clone();
+    let result = runtime::run(config, |started| {
+        tracing::info!(addr = %started.addr, shards = started.shards, data_dir = %data_dir.display(), "sluiced ready");
+        // Tests and scripts read this line to learn the port.
+        println!("sluiced listening on {}", started.addr);
+    });
+    signal_handle.close();
+    match result {
+        Ok(()) => tracing::info!("stopped"),
+        Err(error) => {
+            eprintln!("sluiced: {error:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The binary-protocol front end: listeners and connections.
+//!
+//! A connection has a reader task and a writer task over one socket. The reader
+//! finds frames (`check_frame`), decodes them (`decode_request`, which verifies)
+//! and runs each request in a task of its own, so a long poll never holds up the
+//! requests behind it. Answers are encoded straight into the connection's
+//! outbound buffer, which the writer sends in as few writes as it can.
+//!
+//! Memory per connection is bounded: requests in flight are capped by a
+//! semaphore and the outbound buffer by a byte budget; past either, the reader
+//! stops reading and TCP pushes back on the client. A frame that is not valid
+//! closes its own connection and nothing else.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use event_listener::Event;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::Semaphore;
+use sluice_protocol::limits::PROTOCOL_VERSION;
+use sluice_protocol::{check_frame, decode_request, DecodeError, ErrorCode, FrameCheck, Op, OpError, Reply, Response};
+
+use crate::runtime::Shard;
+
+/// Bytes read from a socket at a time when no larger frame is pending.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// In-flight units a ReceiveMessage costs: its answer can be ~10 MiB, other answers are small.
+const RECEIVE_INFLIGHT_UNITS: u64 = 16;
+
+/// Accepts connections until shutdown is requested.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        let shutdown = shard.shutdown.event.listen();
+        if shard.shutdown.requested.get() {
+            break;
+        }
+        let accept = listener.accept();
+        futures::pin_mut!(accept, shutdown);
+        match futures::future::select(accept, shutdown).await {
+            futures::future::Either::Left((Ok(stream), _)) => {
+                let shard = shard.clone();
+                shard.shutdown.connections.set(shard.shutdown.connections.get() + 1);
+                glommio::spawn_local(async move {
+                    let peer = stream.peer_addr().ok();
+                    if let Err(error) = serve(shard.clone(), stream).await {
+                        tracing::debug!(shard = shard.id, ?peer, %error, "connection closed");
+                    }
+                    shard.shutdown.connections.set(shard.shutdown.connections.get() - 1);
+                    shard.shutdown.connection_closed.notify(usize::MAX);
+                })
+                .detach();
+            }
+            futures::future::Either::Left((Err(error), _)) => {
+                tracing::warn!(shard = shard.id, %error, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            futures::future::Either::Right(_) => break,
+        }
+    }
+    tracing::debug!(shard = shard.id, "stopped accepting");
+}
+
+/// Answers waiting to be written on one connection.
+struct Outbound {
+    buf: RefCell<Vec<u8>>,
+    /// Notified when `buf` gains bytes or the connection is closing.
+    ready: Event,
+    /// Notified when the writer has emptied `buf`.
+    drained: Event,
+    closing: Cell<bool>,
+    broken: Cell<bool>,
+}
+
+impl Outbound {
+    fn push(&self, shard: &Shard, id: u64, response: &Response) {
+        let mut encoder = shard.encoder.borrow_mut();
+        self.buf.borrow_mut().extend_from_slice(encoder.response(id, response));
+        self.ready.notify(1);
+    }
+}
+
+async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (reader, writer) = stream.split();
+    let outbound = Rc::new(Outbound {
+        buf: RefCell::new(Vec::with_capacity(READ_CHUNK_BYTES)),
+        ready: Event::new(),
+        drained: Event::new(),
+        closing: Cell::new(false),
+        broken: Cell::new(false),
+    });
+    let inflight = Rc::new(Semaphore::new(shard.config.connection_inflight_max));
+    let writer_task = glommio::spawn_local(write_loop(writer, outbound.clone()));
+    let result = read_loop(&shard, reader, &outbound, &inflight).await;
+    // Let requests in flight answer (they hold permits), then let the writer flush and stop.
+    let _ = inflight.acquire(shard.config.connection_inflight_max).await;
+    outbound.closing.set(true);
+    outbound.ready.notify(usize::MAX);
+    writer_task.await;
+    result
+}
+
+async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbound: Rc<Outbound>) {
+    let mut sending = Vec::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        let ready = outbound.ready.listen();
+        if outbound.buf.borrow().is_empty() {
+            if outbound.closing.get() {
+                break;
+            }
+            ready.await;
+            continue;
+        }
+        std::mem::swap(&mut sending, &mut *outbound.buf.borrow_mut());
+        let written = writer.write_all(&sending).await;
+        sending.clear();
+        outbound.drained.notify(usize::MAX);
+        if written.is_err() {
+            outbound.broken.set(true);
+            break;
+        }
+    }
+    let _ = writer.close().await;
+}
+
+async fn read_loop(shard: &Rc<Shard>, mut reader: impl AsyncRead + Unpin, outbound: &Rc<Outbound>, inflight: &Rc<Semaphore>) -> Result<(), String> {
+    let frame_bytes_max = shard.config.frame_bytes_max;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut greeted = false;
+    loop {
+        // Handle every complete frame already buffered.
+        loop {
+            match check_frame(&buf, frame_bytes_max) {
+                FrameCheck::Complete(len) => {
+                    let frame = buf.split_to(len).freeze();
+                    if !dispatch(shard, frame, outbound, inflight, &mut greeted).await? {
+                        return Ok(());
+                    }
+                }
+                FrameCheck::Incomplete { total } => {
+                    // Make room for the whole pending frame at once (bounded by frame_bytes_max).
+                    if let Some(total) = total.filter(|total| *total > buf.capacity()) {
+                        buf.reserve(total - buf.len());
+                    }
+                    break;
+                }
+                FrameCheck::Invalid { announced } => {
+                    let error = OpError::new(
+                        ErrorCode::MalformedRequest,
+                        format!("frame of {announced} bytes is empty or larger than the limit of {frame_bytes_max} bytes"),
+                    );
+                    outbound.push(shard, 0, &Err(error));
+                    return Err(format!("invalid frame length {announced}"));
+                }
+            }
+        }
+        // Back-pressure: do not read more while too many answers wait to be written.
+        while outbound.buf.borrow().len() > shard.config.connection_outbound_bytes_max && !outbound.broken.get() {
+            let drained = outbound.drained.listen();
+            if outbound.buf.borrow().len() <= shard.config.connection_outbound_bytes_max {
+                break;
+            }
+            drained.await;
+        }
+        if outbound.broken.get() {
+            return Err("write failed".into());
+        }
+        if buf.capacity() == buf.len() {
+            buf.reserve(READ_CHUNK_BYTES);
+        }
+        let start = buf.len();
+        let spare = buf.capacity() - start;
+        buf.resize(start + spare, 0);
+        let read = {
+            let shutdown = shard.shutdown.event.listen();
+            if shard.shutdown.requested.get() {
+                buf.truncate(start);
+                return Ok(());
+            }
+            let read = reader.read(&mut buf[start..]);
+            futures::pin_mut!(read, shutdown);
+            match futures::future::select(read, shutdown).await {
+                futures::future::Either::Left((result, _)) => result,
+                futures::future::Either::Right(_) => {
+                    buf.truncate(start);
+                    return Ok(());
+                }
+            }
+        };
+        match read {
+            Ok(0) => {
+                buf.truncate(start);
+                return Ok(());
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+}
+
+/// Decodes and starts one request. Returns false when the connection must close.
+async fn dispatch(shard: &Rc<Shard>, frame: Bytes, outbound: &Rc<Outbound>, inflight: &Rc<Semaphore>, greeted: &mut bool) -> Result<bool, String> {
+    let request = match decode_request(&frame) {
+        Ok(request) => request,
+        Err(DecodeError::UnknownOp { id, op_type }) => {
+            let error = OpError::new(ErrorCode::InvalidAction, format!("operation type {op_type} is not known to this server"));
+            outbound.push(shard, id, &Err(error));
+            return Ok(true);
+        }
+        Err(error) => {
+            outbound.push(shard, 0, &Err(OpError::new(ErrorCode::MalformedRequest, error.to_string())));
+            return Err(error.to_string());
+        }
+    };
+    if !*greeted {
+        let Op::Hello { protocol_version, .. } = &request.op else {
+            let error = OpError::new(ErrorCode::MalformedRequest, "the first request on a connection must be Hello");
+            outbound.push(shard, request.id, &Err(error));
+            return Ok(false);
+        };
+        if *protocol_version != PROTOCOL_VERSION {
+            let error = OpError::new(
+                ErrorCode::MalformedRequest,
+                format!("protocol version {protocol_version} is not supported; this server speaks {PROTOCOL_VERSION}"),
+            );
+            outbound.push(shard, request.id, &Err(error));
+            return Ok(false);
+        }
+        *greeted = true;
+        let reply = Reply::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            server_version: env!("CARGO_PKG_VERSION").to_owned(),
+            shard_count: shard.count as u16,
+            shard_id: shard.id as u16,
+        };
+        outbound.push(shard, request.id, &Ok(reply));
+        return Ok(true);
+    }
+    let units = if matches!(request.op, Op::ReceiveMessage(_)) { RECEIVE_INFLIGHT_UNITS } else { 1 };
+    let permit = inflight.clone().acquire_static_permit(units).await.map_err(|e| e.to_string())?;
+    let shard = shard.clone();
+    let outbound = outbound.clone();
+    glommio::spawn_local(async move {
+        let response = shard.handle_queue_op(request.op).await;
+        outbound.push(&shard, request.id, &response);
+        drop(permit);
+    })
+    .detach();
+    Ok(true)
+}

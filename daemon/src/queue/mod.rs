@@ -1,0 +1,69 @@
+//! Standard SQS queues, partitioned across shards.
+//!
+//! Every queue has one `Partition` on every shard, created on first use. A send
+//! lands in the partition of the shard that received it (no hop); a receive
+//! drains the local partition first and then asks the other shards; a delete or
+//! visibility change goes to the shard its receipt handle names. Metadata comes
+//! from the shard's current `Snapshot`, never from shared mutable state.
+//!
+//! Long polls: a waiting receive registers interest locally (an `Event` per
+//! queue) and on every other shard (`Watch`); a shard where a message of that
+//! queue becomes visible notifies local waiters and sends `Wake` to watchers.
+
+pub mod attributes;
+pub mod partition;
+pub mod receipt;
+pub mod registry;
+pub mod service;
+pub mod validate;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use event_listener::Event;
+
+use partition::Partition;
+use registry::Snapshot;
+
+/// Long-poll interest in one queue on this shard.
+#[derive(Default)]
+pub struct Waiters {
+    /// Receives on this shard waiting for the queue.
+    pub local: usize,
+    pub event: Rc<Event>,
+    /// Other shards that asked to be woken (one-shot: cleared when woken).
+    pub remote: Vec<usize>,
+}
+
+/// This shard's queue state.
+#[derive(Default)]
+pub struct QueueState {
+    pub snapshot: RefCell<Arc<Snapshot>>,
+    pub partitions: RefCell<HashMap<u64, Partition>>,
+    pub waiters: RefCell<HashMap<u64, Waiters>>,
+}
+
+impl QueueState {
+    /// Installs a newer snapshot and drops partitions of queues that no longer exist.
+    pub fn install(&self, snapshot: Arc<Snapshot>) {
+        if snapshot.version <= self.snapshot.borrow().version {
+            return;
+        }
+        self.partitions.borrow_mut().retain(|id, _| snapshot.by_id.contains_key(id));
+        let mut waiters = self.waiters.borrow_mut();
+        for (id, waiting) in waiters.iter() {
+            if !snapshot.by_id.contains_key(id) {
+                // Long polls on a deleted queue end now.
+                waiting.event.notify(usize::MAX);
+            }
+        }
+        waiters.retain(|id, waiting| snapshot.by_id.contains_key(id) || waiting.local > 0);
+        *self.snapshot.borrow_mut() = snapshot;
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+}

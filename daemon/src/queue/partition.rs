@@ -1,0 +1,334 @@
+//! One shard's partition of one standard queue: the SQS message state machine.
+//!
+//! A message is delayed, visible or in flight (aws-semantics.md §2.5). The
+//! partition keeps
+//! - `slots`: every live message by sequence number (a deque from `base_seq`;
+//!   deleted messages leave `None` until the front catches up),
+//! - `visible`: sequence numbers ready to receive, oldest first,
+//! - `delayed` and `inflight`: min-heaps of (due time, seq) for the timers.
+//!
+//! Heap and `visible` entries may be stale (the message moved on); they are
+//! checked against the slot when popped, so no operation searches. Time is
+//! always passed in (`now_ms`), which keeps the engine deterministic under test.
+//! Invariants: each visible message is in `visible` exactly once; the three
+//! counters equal the number of slots in each state.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sluice_protocol::limits::VISIBILITY_SECONDS_MAX;
+use sluice_protocol::{ErrorCode, MessageAttribute, OpError};
+
+/// What a message carries, fixed at send time and shared (not copied) by every
+/// receive of it, on any shard.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub message_id: u128,
+    pub body: Bytes,
+    pub attributes: Option<Arc<[MessageAttribute]>>,
+    pub md5_of_body: [u8; 16],
+    pub md5_of_attributes: Option<[u8; 16]>,
+    pub trace_header: Option<String>,
+    pub message_group_id: Option<String>,
+    /// Epoch ms of the original send; kept across a move to a dead-letter queue.
+    pub sent_ms: u64,
+    /// ARN of the queue this message was moved from, once in a dead-letter queue.
+    pub dead_letter_source_arn: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Delayed { due_ms: u64 },
+    Visible,
+    InFlight { deadline_ms: u64, received_ms: u64 },
+}
+
+#[derive(Debug)]
+struct Slot {
+    payload: Arc<Payload>,
+    receive_count: u32,
+    first_receive_ms: u64,
+    state: State,
+}
+
+/// A message handed out by a receive.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub seq: u64,
+    pub payload: Arc<Payload>,
+    pub receive_count: u32,
+    pub first_receive_ms: u64,
+}
+
+/// A message taken out of this partition for a dead-letter queue.
+#[derive(Debug)]
+pub struct Moved {
+    pub payload: Arc<Payload>,
+    pub receive_count: u32,
+    pub first_receive_ms: u64,
+}
+
+/// Rules of one receive, from the request and the queue's attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiveRules {
+    pub max_messages: usize,
+    pub visibility_ms: u64,
+    pub retention_ms: u64,
+    /// maxReceiveCount of the queue's RedrivePolicy, when it has one.
+    pub max_receive_count: Option<u32>,
+    /// In-flight messages this partition may hold before receives answer OverLimit.
+    pub inflight_max: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub visible: u64,
+    pub inflight: u64,
+    pub delayed: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.visible += other.visible;
+        self.inflight += other.inflight;
+        self.delayed += other.delayed;
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Partition {
+    base_seq: u64,
+    slots: VecDeque<Option<Slot>>,
+    visible: VecDeque<u64>,
+    delayed: BinaryHeap<Reverse<(u64, u64)>>,
+    inflight: BinaryHeap<Reverse<(u64, u64)>>,
+    counts: Counts,
+}
+
+fn expired_error() -> OpError {
+    OpError::new(
+        ErrorCode::InvalidParameterValue,
+        "Value for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.",
+    )
+}
+
+impl Partition {
+    pub fn new() -> Partition {
+        Partition::default()
+    }
+
+    fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let index = usize::try_from(seq.checked_sub(self.base_seq)?).ok()?;
+        self.slots.get_mut(index)?.as_mut()
+    }
+
+    fn push_slot(&mut self, slot: Slot, now_ms: u64) -> u64 {
+        let seq = self.base_seq + self.slots.len() as u64;
+        match slot.state {
+            State::Delayed { due_ms } if due_ms > now_ms => {
+                self.delayed.push(Reverse((due_ms, seq)));
+                self.counts.delayed += 1;
+            }
+            _ => {
+                self.visible.push_back(seq);
+                self.counts.visible += 1;
+            }
+        }
+        let state = if matches!(slot.state, State::Delayed { due_ms } if due_ms > now_ms) { slot.state } else { State::Visible };
+        self.slots.push_back(Some(Slot { state, ..slot }));
+        seq
+    }
+
+    /// Stores a new message; it is visible at once unless `delay_ms` > 0.
+    /// Returns its sequence number in this partition.
+    pub fn send(&mut self, payload: Arc<Payload>, delay_ms: u64, now_ms: u64) -> u64 {
+        let state = if delay_ms > 0 { State::Delayed { due_ms: now_ms + delay_ms } } else { State::Visible };
+        self.push_slot(Slot { payload, receive_count: 0, first_receive_ms: 0, state }, now_ms)
+    }
+
+    /// Stores a message moved here from another queue's partition (dead-lettering).
+    pub fn accept_moved(&mut self, moved: Moved, now_ms: u64) -> u64 {
+        let Moved { payload, receive_count, first_receive_ms } = moved;
+        self.push_slot(Slot { payload, receive_count, first_receive_ms, state: State::Visible }, now_ms)
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<Slot> {
+        let index = usize::try_from(seq.checked_sub(self.base_seq)?).ok()?;
+        let slot = self.slots.get_mut(index)?.take()?;
+        match slot.state {
+            State::Visible => self.counts.visible -= 1,
+            State::InFlight { .. } => self.counts.inflight -= 1,
+            State::Delayed { .. } => self.counts.delayed -= 1,
+        }
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base_seq += 1;
+        }
+        Some(slot)
+    }
+
+    /// Runs the timers due by `now_ms`: delays end, visibility timeouts lapse,
+    /// messages past retention at the front of the partition are dropped.
+    /// Returns whether any message became visible.
+    pub fn tick(&mut self, now_ms: u64, retention_ms: u64) -> bool {
+        let mut became_visible = false;
+        while let Some(&Reverse((due_ms, seq))) = self.delayed.peek() {
+            if due_ms > now_ms {
+                break;
+            }
+            self.delayed.pop();
+            if let Some(slot) = self.slot_mut(seq) {
+                if slot.state == (State::Delayed { due_ms }) {
+                    slot.state = State::Visible;
+                    self.counts.delayed -= 1;
+                    self.counts.visible += 1;
+                    self.visible.push_back(seq);
+                    became_visible = true;
+                }
+            }
+        }
+        while let Some(&Reverse((deadline, seq))) = self.inflight.peek() {
+            if deadline > now_ms {
+                break;
+            }
+            self.inflight.pop();
+            if let Some(slot) = self.slot_mut(seq) {
+                if matches!(slot.state, State::InFlight { deadline_ms, .. } if deadline_ms == deadline) {
+                    slot.state = State::Visible;
+                    self.counts.inflight -= 1;
+                    self.counts.visible += 1;
+                    self.visible.push_back(seq);
+                    became_visible = true;
+                }
+            }
+        }
+        while let Some(Some(front)) = self.slots.front() {
+            if front.payload.sent_ms + retention_ms > now_ms {
+                break;
+            }
+            let seq = self.base_seq;
+            self.remove(seq);
+        }
+        became_visible
+    }
+
+    /// Hands out up to `rules.max_messages` visible messages, oldest first.
+    /// Messages past retention are dropped on the way; messages whose receive
+    /// count would pass maxReceiveCount are returned in `moved` instead.
+    pub fn receive(&mut self, now_ms: u64, rules: &ReceiveRules, delivered: &mut Vec<Delivery>, moved: &mut Vec<Moved>) -> Result<(), OpError> {
+        self.tick(now_ms, rules.retention_ms);
+        let wanted = delivered.len() + rules.max_messages;
+        if self.counts.inflight as usize >= rules.inflight_max && self.counts.visible > 0 {
+            return Err(OpError::new(ErrorCode::OverLimit, "Too many messages in flight for this queue."));
+        }
+        while delivered.len() < wanted && (self.counts.inflight as usize) < rules.inflight_max {
+            let Some(seq) = self.visible.pop_front() else { break };
+            let Some(slot) = self.slot_mut(seq) else { continue };
+            if slot.state != State::Visible {
+                continue;
+            }
+            if slot.payload.sent_ms + rules.retention_ms <= now_ms {
+                self.remove(seq);
+                continue;
+            }
+            if rules.max_receive_count.is_some_and(|max| slot.receive_count >= max) {
+                if let Some(slot) = self.remove(seq) {
+                    moved.push(Moved { payload: slot.payload, receive_count: slot.receive_count, first_receive_ms: slot.first_receive_ms });
+                }
+                continue;
+            }
+            slot.receive_count += 1;
+            if slot.first_receive_ms == 0 {
+                slot.first_receive_ms = now_ms;
+            }
+            let deadline_ms = now_ms + rules.visibility_ms;
+            slot.state = State::InFlight { deadline_ms, received_ms: now_ms };
+            delivered.push(Delivery {
+                seq,
+                payload: slot.payload.clone(),
+                receive_count: slot.receive_count,
+                first_receive_ms: slot.first_receive_ms,
+            });
+            self.counts.visible -= 1;
+            self.counts.inflight += 1;
+            self.inflight.push(Reverse((deadline_ms, seq)));
+        }
+        Ok(())
+    }
+
+    /// Deletes a message by any receipt handle ever issued for it; deleting a
+    /// message that is already gone succeeds (SQS standard queues are idempotent here).
+    pub fn delete(&mut self, seq: u64) -> bool {
+        self.remove(seq).is_some()
+    }
+
+    /// Sets a new visibility deadline of `now + timeout` for the receive that
+    /// issued `receive_count`. Only the latest receive's handle, still in flight,
+    /// may do this, and never past 12 hours from that receive.
+    /// Returns whether the message became visible (timeout 0).
+    pub fn change_visibility(&mut self, seq: u64, receive_count: u32, timeout_ms: u64, now_ms: u64) -> Result<bool, OpError> {
+        let slot = self.slot_mut(seq).ok_or_else(expired_error)?;
+        let State::InFlight { deadline_ms, received_ms } = slot.state else { return Err(expired_error()) };
+        if slot.receive_count != receive_count || deadline_ms <= now_ms {
+            return Err(expired_error());
+        }
+        let limit_ms = received_ms + VISIBILITY_SECONDS_MAX as u64 * 1000;
+        if now_ms + timeout_ms > limit_ms {
+            return Err(OpError::new(
+                ErrorCode::InvalidParameterValue,
+                format!(
+                    "Value {} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds].",
+                    timeout_ms / 1000
+                ),
+            ));
+        }
+        if timeout_ms == 0 {
+            slot.state = State::Visible;
+            self.counts.inflight -= 1;
+            self.counts.visible += 1;
+            self.visible.push_back(seq);
+            return Ok(true);
+        }
+        let deadline_ms = now_ms + timeout_ms;
+        slot.state = State::InFlight { deadline_ms, received_ms };
+        self.inflight.push(Reverse((deadline_ms, seq)));
+        Ok(false)
+    }
+
+    /// Removes every message, whatever its state.
+    pub fn purge(&mut self) {
+        self.base_seq += self.slots.len() as u64;
+        self.slots.clear();
+        self.visible.clear();
+        self.delayed.clear();
+        self.inflight.clear();
+        self.counts = Counts::default();
+    }
+
+    /// Message counts by state, after running the timers due by `now_ms`.
+    pub fn counts(&mut self, now_ms: u64, retention_ms: u64) -> Counts {
+        self.tick(now_ms, retention_ms);
+        self.counts
+    }
+
+    pub fn has_visible(&self) -> bool {
+        self.counts.visible > 0
+    }
+
+    /// The earliest time a timer of this partition is due, if any.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        let delayed = self.delayed.peek().map(|Reverse((due, _))| *due);
+        let inflight = self.inflight.peek().map(|Reverse((due, _))| *due);
+        match (delayed, inflight) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the partition holds no message at all.
+    pub fn is_empty(&self) -> bool {
+        self.counts == Counts::default()
+    }
+}

@@ -1,0 +1,79 @@
+//! Receipt handles: which message, on which shard, from which receive.
+//!
+//! A handle names the owning shard, the queue incarnation, the message's
+//! sequence number in that shard's partition and the receive count at the time
+//! it was issued, so that "the latest receive" can be told from older ones.
+//! A checksum tells garbled or invented strings from handles we issued.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use md5::{Digest, Md5};
+
+const VERSION: u8 = 1;
+const PAYLOAD_BYTES: usize = 1 + 2 + 8 + 8 + 4;
+const CHECK_BYTES: usize = 4;
+const HANDLE_BYTES: usize = PAYLOAD_BYTES + CHECK_BYTES;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub shard: u16,
+    pub queue_id: u64,
+    pub seq: u64,
+    pub receive_count: u32,
+}
+
+fn check(payload: &[u8]) -> [u8; CHECK_BYTES] {
+    let digest = Md5::new_with_prefix(b"sluice-receipt").chain_update(payload).finalize();
+    [digest[0], digest[1], digest[2], digest[3]]
+}
+
+impl Receipt {
+    pub fn encode(&self) -> String {
+        let mut raw = [0u8; HANDLE_BYTES];
+        raw[0] = VERSION;
+        raw[1..3].copy_from_slice(&self.shard.to_be_bytes());
+        raw[3..11].copy_from_slice(&self.queue_id.to_be_bytes());
+        raw[11..19].copy_from_slice(&self.seq.to_be_bytes());
+        raw[19..23].copy_from_slice(&self.receive_count.to_be_bytes());
+        let sum = check(&raw[..PAYLOAD_BYTES]);
+        raw[PAYLOAD_BYTES..].copy_from_slice(&sum);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// `None` for anything this server did not issue.
+    pub fn decode(handle: &str) -> Option<Receipt> {
+        if handle.len() > 64 {
+            return None;
+        }
+        let mut raw = [0u8; HANDLE_BYTES];
+        let len = URL_SAFE_NO_PAD.decode_slice(handle.as_bytes(), &mut raw).ok()?;
+        if len != HANDLE_BYTES || raw[0] != VERSION || check(&raw[..PAYLOAD_BYTES]) != raw[PAYLOAD_BYTES..] {
+            return None;
+        }
+        let u64_at = |at: usize| u64::from_be_bytes(raw[at..at + 8].try_into().unwrap_or_default());
+        Some(Receipt {
+            shard: u16::from_be_bytes([raw[1], raw[2]]),
+            queue_id: u64_at(3),
+            seq: u64_at(11),
+            receive_count: u32::from_be_bytes([raw[19], raw[20], raw[21], raw[22]]),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_round_trip_and_reject_tampering() {
+        let receipt = Receipt { shard: 1, queue_id: 7, seq: 123_456, receive_count: 3 };
+        let handle = receipt.encode();
+        assert_eq!(Receipt::decode(&handle), Some(receipt));
+        let mut tampered = handle.clone().into_bytes();
+        tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
+        assert_eq!(Receipt::decode(std::str::from_utf8(&tampered).unwrap()), None);
+        assert_eq!(Receipt::decode("garbage"), None);
+        assert_eq!(Receipt::decode(""), None);
+        assert_eq!(Receipt::decode(&"A".repeat(1000)), None);
+    }
+}

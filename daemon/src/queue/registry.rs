@@ -1,0 +1,254 @@
+//! Queue metadata: which queues exist, their attributes and tags.
+//!
+//! `Registry` lives on shard 0 only and is the single writer. Every change
+//! produces a new immutable `Snapshot` that shard 0 publishes to every shard
+//! (and waits for) before answering, so a queue created through one connection
+//! is usable through any other as soon as the answer arrives.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use sluice_protocol::limits::*;
+use sluice_protocol::{ErrorCode, KeyValues, OpError};
+
+use super::attributes::{parse_queue_arn, valid_queue_name, QueueAttributes};
+
+/// Where queue URLs and ARNs point.
+#[derive(Debug, Clone)]
+pub struct Naming {
+    pub region: String,
+    pub account_id: String,
+    /// Base of queue URLs, e.g. `http://127.0.0.1:4566`.
+    pub public_url: String,
+}
+
+impl Naming {
+    pub fn arn(&self, name: &str) -> String {
+        format!("arn:aws:sqs:{}:{}:{}", self.region, self.account_id, name)
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("{}/{}/{}", self.public_url.trim_end_matches('/'), self.account_id, name)
+    }
+}
+
+/// One queue's metadata, immutable once published.
+#[derive(Debug, Clone)]
+pub struct QueueMeta {
+    /// Unique for this incarnation of the name: a deleted and recreated queue gets a new id,
+    /// so receipt handles of the old one never touch the new one.
+    pub id: u64,
+    pub name: String,
+    pub arn: String,
+    pub url: String,
+    pub attributes: QueueAttributes,
+    pub tags: BTreeMap<String, String>,
+    pub created_s: u64,
+    pub modified_s: u64,
+}
+
+/// The metadata every shard reads; replaced as a whole on every change.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    pub by_name: BTreeMap<String, Arc<QueueMeta>>,
+    pub by_id: HashMap<u64, Arc<QueueMeta>>,
+}
+
+impl Snapshot {
+    /// Finds a queue by name or URL (the URL's last path segment names the queue).
+    pub fn resolve(&self, queue: &str) -> Result<&Arc<QueueMeta>, OpError> {
+        let name = queue.trim_end_matches('/').rsplit('/').next().unwrap_or(queue);
+        self.by_name.get(name).ok_or_else(queue_does_not_exist)
+    }
+
+    /// The dead-letter queue a queue's RedrivePolicy names, if it exists.
+    pub fn dead_letter_queue(&self, queue: &QueueMeta) -> Option<&Arc<QueueMeta>> {
+        let policy = queue.attributes.redrive_policy.as_ref()?;
+        self.by_name.get(parse_queue_arn(&policy.dead_letter_target_arn)?)
+    }
+}
+
+pub fn queue_does_not_exist() -> OpError {
+    OpError::new(ErrorCode::QueueDoesNotExist, "The specified queue does not exist.")
+}
+
+/// A change to metadata; runs on shard 0.
+#[derive(Debug, Clone)]
+pub enum MetaChange {
+    Create { name: String, attributes: KeyValues, tags: KeyValues },
+    Delete { queue: String },
+    SetAttributes { queue: String, attributes: KeyValues },
+    Tag { queue: String, tags: KeyValues },
+    Untag { queue: String, keys: Vec<String> },
+    /// Records a purge (SQS allows one per minute); the caller then purges every shard.
+    Purge { queue: String },
+}
+
+/// What a successful change answers.
+#[derive(Debug, Clone)]
+pub enum MetaOutcome {
+    Url(String),
+    Done,
+    /// A purge was recorded for this queue id.
+    Purge(u64),
+}
+
+/// Shard 0's writable metadata.
+pub struct Registry {
+    naming: Naming,
+    snapshot: Arc<Snapshot>,
+    next_id: u64,
+    deleted_at_ms: HashMap<String, u64>,
+    purged_at_ms: HashMap<u64, u64>,
+}
+
+impl Registry {
+    pub fn new(naming: Naming) -> Registry {
+        Registry { naming, snapshot: Arc::new(Snapshot::default()), next_id: 1, deleted_at_ms: HashMap::new(), purged_at_ms: HashMap::new() }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// Applies a change; on success returns the outcome and, when metadata changed, the new snapshot.
+    pub fn apply(&mut self, change: MetaChange, now_ms: u64) -> Result<(MetaOutcome, Option<Arc<Snapshot>>), OpError> {
+        let now_s = now_ms / 1000;
+        let mut queues = self.snapshot.by_name.clone();
+        let outcome = match change {
+            MetaChange::Create { name, attributes, tags } => {
+                if !valid_queue_name(&name) {
+                    return Err(OpError::new(
+                        ErrorCode::InvalidParameterValue,
+                        "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
+                    ));
+                }
+                if name.ends_with(".fifo") || attributes.iter().any(|(k, v)| k == "FifoQueue" && v == "true") {
+                    return Err(OpError::new(ErrorCode::UnsupportedOperation, "FIFO queues are not supported by this server yet."));
+                }
+                if let Some(existing) = queues.get(&name) {
+                    return if existing.attributes.matches_supplied(&attributes)? {
+                        Ok((MetaOutcome::Url(existing.url.clone()), None))
+                    } else {
+                        Err(OpError::new(
+                            ErrorCode::QueueNameExists,
+                            format!("A queue already exists with the same name and a different value for attribute(s) of {name}."),
+                        ))
+                    };
+                }
+                if let Some(deleted) = self.deleted_at_ms.get(&name) {
+                    if now_ms < deleted + QUEUE_RECREATE_DELAY_SECONDS * 1000 {
+                        return Err(OpError::new(
+                            ErrorCode::QueueDeletedRecently,
+                            "You must wait 60 seconds after deleting a queue before you can create another with the same name.",
+                        ));
+                    }
+                }
+                let attributes = QueueAttributes::default().with_changes(&attributes)?;
+                let arn = self.naming.arn(&name);
+                self.check_redrive(&queues, &arn, &attributes)?;
+                let tags = checked_tags(BTreeMap::new(), &tags)?;
+                let meta = QueueMeta {
+                    id: self.next_id,
+                    url: self.naming.url(&name),
+                    arn,
+                    name: name.clone(),
+                    attributes,
+                    tags,
+                    created_s: now_s,
+                    modified_s: now_s,
+                };
+                self.next_id += 1;
+                let url = meta.url.clone();
+                queues.insert(name, Arc::new(meta));
+                MetaOutcome::Url(url)
+            }
+            MetaChange::Delete { queue } => {
+                let meta = self.snapshot.resolve(&queue)?.clone();
+                queues.remove(&meta.name);
+                self.deleted_at_ms.insert(meta.name.clone(), now_ms);
+                self.purged_at_ms.remove(&meta.id);
+                MetaOutcome::Done
+            }
+            MetaChange::SetAttributes { queue, attributes } => {
+                let meta = self.snapshot.resolve(&queue)?;
+                let next = meta.attributes.with_changes(&attributes)?;
+                self.check_redrive(&queues, &meta.arn, &next)?;
+                let updated = QueueMeta { attributes: next, modified_s: now_s, ..(**meta).clone() };
+                queues.insert(updated.name.clone(), Arc::new(updated));
+                MetaOutcome::Done
+            }
+            MetaChange::Tag { queue, tags } => {
+                let meta = self.snapshot.resolve(&queue)?;
+                let updated = QueueMeta { tags: checked_tags(meta.tags.clone(), &tags)?, ..(**meta).clone() };
+                queues.insert(updated.name.clone(), Arc::new(updated));
+                MetaOutcome::Done
+            }
+            MetaChange::Untag { queue, keys } => {
+                let meta = self.snapshot.resolve(&queue)?;
+                let mut tags = meta.tags.clone();
+                for key in &keys {
+                    tags.remove(key);
+                }
+                let updated = QueueMeta { tags, ..(**meta).clone() };
+                queues.insert(updated.name.clone(), Arc::new(updated));
+                MetaOutcome::Done
+            }
+            MetaChange::Purge { queue } => {
+                let meta = self.snapshot.resolve(&queue)?;
+                if let Some(last) = self.purged_at_ms.get(&meta.id) {
+                    if now_ms < last + PURGE_INTERVAL_SECONDS * 1000 {
+                        return Err(OpError::new(
+                            ErrorCode::PurgeQueueInProgress,
+                            format!("Only one PurgeQueue operation on {} is allowed every 60 seconds.", meta.name),
+                        ));
+                    }
+                }
+                self.purged_at_ms.insert(meta.id, now_ms);
+                return Ok((MetaOutcome::Purge(meta.id), None));
+            }
+        };
+        let by_id = queues.values().map(|meta| (meta.id, meta.clone())).collect();
+        self.snapshot = Arc::new(Snapshot { version: self.snapshot.version + 1, by_name: queues, by_id });
+        Ok((outcome, Some(self.snapshot.clone())))
+    }
+
+    /// A RedrivePolicy must name an existing standard queue (not the queue itself)
+    /// whose RedriveAllowPolicy lets this queue use it.
+    fn check_redrive(&self, queues: &BTreeMap<String, Arc<QueueMeta>>, source_arn: &str, attributes: &QueueAttributes) -> Result<(), OpError> {
+        let Some(policy) = &attributes.redrive_policy else { return Ok(()) };
+        let invalid = |reason: &str| {
+            OpError::new(ErrorCode::InvalidParameterValue, format!("Value {} for parameter RedrivePolicy is invalid. Reason: {reason}", policy.raw))
+        };
+        if policy.dead_letter_target_arn == source_arn {
+            return Err(invalid("A queue cannot be its own dead-letter queue."));
+        }
+        let target = parse_queue_arn(&policy.dead_letter_target_arn)
+            .and_then(|name| queues.get(name))
+            .filter(|target| target.arn == policy.dead_letter_target_arn)
+            .ok_or_else(|| invalid("Dead letter target does not exist."))?;
+        if let Some(allow) = &target.attributes.redrive_allow_policy {
+            if !allow.allows(source_arn) {
+                return Err(invalid("The dead-letter queue's RedriveAllowPolicy does not allow this source queue."));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn checked_tags(mut tags: BTreeMap<String, String>, changes: &KeyValues) -> Result<BTreeMap<String, String>, OpError> {
+    for (key, value) in changes {
+        if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
+            return Err(OpError::new(
+                ErrorCode::InvalidParameterValue,
+                format!("Tag key '{key}' must be 1 to 128 characters and its value at most 256."),
+            ));
+        }
+        tags.insert(key.clone(), value.clone());
+    }
+    if tags.len() > QUEUE_TAGS_MAX {
+        return Err(OpError::new(ErrorCode::InvalidParameterValue, format!("Too many tags: a queue may carry at most {QUEUE_TAGS_MAX}.")));
+    }
+    Ok(tags)
+}

@@ -1,0 +1,776 @@
+//! The SQS standard-queue operations, as run by one shard.
+//!
+//! Each operation validates its input, finds the queue in the shard's metadata
+//! snapshot, acts on local partitions directly and on other shards' partitions
+//! through the bus (one call per shard touched), records every state change with
+//! storage, and answers once storage says the change is kept.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use sluice_protocol::digest::{hex, md5_of_attributes, md5_of_body};
+use sluice_protocol::limits::*;
+use sluice_protocol::*;
+
+use super::partition::{Counts, Delivery, Moved, Payload, ReceiveRules};
+use super::receipt::Receipt;
+use super::registry::{queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
+use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
+use super::Waiters;
+use crate::runtime::bus::{Answer, Call, ShardMessage};
+use crate::runtime::{now_ms, Shard};
+use crate::storage::QueueRecord;
+
+/// System attribute names a receive may ask for.
+const SYSTEM_ATTRIBUTE_NAMES: &[&str] = &[
+    "All",
+    "SenderId",
+    "SentTimestamp",
+    "ApproximateReceiveCount",
+    "ApproximateFirstReceiveTimestamp",
+    "AWSTraceHeader",
+    "MessageGroupId",
+    "DeadLetterQueueSourceArn",
+    "SequenceNumber",
+    "MessageDeduplicationId",
+];
+
+fn invalid_receipt(handle: &str) -> OpError {
+    OpError::new(ErrorCode::ReceiptHandleIsInvalid, format!("The input receipt handle \"{handle}\" is not a valid receipt handle."))
+}
+
+fn unexpected(answer: Answer) -> OpError {
+    OpError::new(ErrorCode::InternalFailure, format!("unexpected answer from another shard: {answer:?}"))
+}
+
+fn format_uuid(id: u128) -> String {
+    uuid::Uuid::from_u128(id).hyphenated().to_string()
+}
+
+fn new_message_id() -> u128 {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid().as_u128()
+}
+
+/// Which message attributes a receive asked for.
+fn attribute_selected(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|pattern| match pattern.as_str() {
+        "All" | ".*" => true,
+        p => match p.strip_suffix(".*") {
+            Some(prefix) => name.starts_with(prefix) && name.as_bytes().get(prefix.len()) == Some(&b'.'),
+            None => p == name,
+        },
+    })
+}
+
+impl Shard {
+    /// Runs one queue operation.
+    pub async fn handle_queue_op(self: &Rc<Self>, op: Op) -> Response {
+        match op {
+            Op::Hello { .. } => Err(OpError::new(ErrorCode::MalformedRequest, "Hello is only valid as the first request")),
+            Op::CreateQueue { name, attributes, tags } => match self.meta_change(MetaChange::Create { name, attributes, tags }).await? {
+                MetaOutcome::Url(url) => Ok(Reply::QueueUrl(url)),
+                other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome {other:?}"))),
+            },
+            Op::GetQueueUrl { name } => {
+                let snapshot = self.queues.snapshot();
+                let meta = snapshot.by_name.get(&name).ok_or_else(queue_does_not_exist)?;
+                Ok(Reply::QueueUrl(meta.url.clone()))
+            }
+            Op::ListQueues { prefix, max_results, next_token } => {
+                let snapshot = self.queues.snapshot();
+                let prefix = prefix.unwrap_or_default();
+                let names = snapshot.by_name.values().filter(|meta| meta.name.starts_with(&prefix));
+                paginate(names, max_results, next_token)
+            }
+            Op::DeleteQueue { queue } => {
+                self.meta_change(MetaChange::Delete { queue }).await?;
+                Ok(Reply::Done)
+            }
+            Op::PurgeQueue { queue } => {
+                let MetaOutcome::Purge(queue_id) = self.meta_change(MetaChange::Purge { queue }).await? else {
+                    return Err(OpError::new(ErrorCode::InternalFailure, "purge was not recorded"));
+                };
+                self.on_every_shard(|| Call::Purge { queue_id }).await?;
+                Ok(Reply::Done)
+            }
+            Op::GetQueueAttributes { queue, names } => self.get_queue_attributes(&queue, &names).await,
+            Op::SetQueueAttributes { queue, attributes } => {
+                self.meta_change(MetaChange::SetAttributes { queue, attributes }).await?;
+                Ok(Reply::Done)
+            }
+            Op::TagQueue { queue, tags } => {
+                self.meta_change(MetaChange::Tag { queue, tags }).await?;
+                Ok(Reply::Done)
+            }
+            Op::UntagQueue { queue, keys } => {
+                self.meta_change(MetaChange::Untag { queue, keys }).await?;
+                Ok(Reply::Done)
+            }
+            Op::ListQueueTags { queue } => {
+                let snapshot = self.queues.snapshot();
+                let meta = snapshot.resolve(&queue)?;
+                Ok(Reply::Attributes(meta.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+            }
+            Op::ListDeadLetterSourceQueues { queue, max_results, next_token } => {
+                let snapshot = self.queues.snapshot();
+                let target = snapshot.resolve(&queue)?;
+                let sources = snapshot.by_name.values().filter(|meta| {
+                    meta.attributes.redrive_policy.as_ref().is_some_and(|policy| policy.dead_letter_target_arn == target.arn)
+                });
+                paginate(sources, max_results, next_token)
+            }
+            Op::SendMessage { queue, entry } => {
+                let meta = self.queues.snapshot().resolve(&queue)?.clone();
+                let (result, ticket) = self.send_one(&meta, entry, now_ms())?;
+                self.storage.durable(ticket).await?;
+                Ok(Reply::SendMessage(result))
+            }
+            Op::SendMessageBatch { queue, entries } => self.send_batch(&queue, entries).await,
+            Op::ReceiveMessage(receive) => self.receive(receive).await,
+            Op::DeleteMessage { queue, receipt_handle } => {
+                let entries = vec![DeleteEntry { id: String::new(), receipt_handle }];
+                let mut results = self.delete_messages(&queue, &entries).await?;
+                results.pop().unwrap_or(Ok(())).map(|()| Reply::Done)
+            }
+            Op::DeleteMessageBatch { queue, entries } => {
+                check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
+                let results = self.delete_messages(&queue, &entries).await?;
+                Ok(batch_reply(entries.iter().map(|e| &e.id), results))
+            }
+            Op::ChangeMessageVisibility { queue, receipt_handle, visibility_timeout } => {
+                let entries = vec![VisibilityEntry { id: String::new(), receipt_handle, visibility_timeout }];
+                let mut results = self.change_visibility(&queue, &entries).await?;
+                results.pop().unwrap_or(Ok(())).map(|()| Reply::Done)
+            }
+            Op::ChangeMessageVisibilityBatch { queue, entries } => {
+                check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
+                let results = self.change_visibility(&queue, &entries).await?;
+                Ok(batch_reply(entries.iter().map(|e| &e.id), results))
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ metadata
+
+    /// Runs a metadata change on shard 0 (directly, or over the bus).
+    async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
+        if self.id == 0 {
+            return self.apply_meta(change).await;
+        }
+        match self.bus.call(0, Call::Meta(change)).await? {
+            Answer::Meta(result) => result,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Shard 0: applies a change and publishes the new snapshot to every shard before answering.
+    pub async fn apply_meta(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
+        let registry = self.registry.as_ref().ok_or_else(|| OpError::new(ErrorCode::InternalFailure, "metadata lives on shard 0"))?;
+        let (outcome, snapshot) = registry.borrow_mut().apply(change, now_ms())?;
+        if let Some(snapshot) = snapshot {
+            self.on_every_shard(|| Call::Publish(snapshot.clone())).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Runs `call` on this shard and every other, concurrently; fails if any fails.
+    async fn on_every_shard(self: &Rc<Self>, call: impl Fn() -> Call) -> Result<Vec<Answer>, OpError> {
+        let local = self.handle_call(call());
+        let remote = (0..self.count).filter(|peer| *peer != self.id).map(|peer| self.bus.call(peer, call()));
+        let (local, remote) = futures::join!(local, join_all(remote));
+        let mut answers = vec![local];
+        for answer in remote {
+            answers.push(answer?);
+        }
+        Ok(answers)
+    }
+
+    async fn get_queue_attributes(self: &Rc<Self>, queue: &str, names: &[String]) -> Response {
+        let meta = self.queues.snapshot().resolve(queue)?.clone();
+        let all = names.iter().any(|name| name == "All");
+        let mut wanted: Vec<&str> = Vec::new();
+        for name in names {
+            if name == "All" {
+                continue;
+            }
+            if !super::attributes::READABLE_ATTRIBUTES.contains(&name.as_str()) {
+                return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}.")));
+            }
+            wanted.push(name);
+        }
+        if all {
+            wanted = super::attributes::READABLE_ATTRIBUTES.to_vec();
+        }
+        let needs_counts = wanted.iter().any(|name| name.starts_with("ApproximateNumberOfMessages"));
+        let counts = if needs_counts { self.total_counts(meta.id).await? } else { Counts::default() };
+        let mut attributes = Vec::with_capacity(wanted.len());
+        for name in wanted {
+            let value = match name {
+                "QueueArn" => Some(meta.arn.clone()),
+                "ApproximateNumberOfMessages" => Some(counts.visible.to_string()),
+                "ApproximateNumberOfMessagesNotVisible" => Some(counts.inflight.to_string()),
+                "ApproximateNumberOfMessagesDelayed" => Some(counts.delayed.to_string()),
+                "CreatedTimestamp" => Some(meta.created_s.to_string()),
+                "LastModifiedTimestamp" => Some(meta.modified_s.to_string()),
+                other => meta.attributes.render(other),
+            };
+            if let Some(value) = value {
+                attributes.push((name.to_owned(), value));
+            }
+        }
+        Ok(Reply::Attributes(attributes))
+    }
+
+    async fn total_counts(self: &Rc<Self>, queue_id: u64) -> Result<Counts, OpError> {
+        let mut total = Counts::default();
+        for answer in self.on_every_shard(|| Call::Counts { queue_id }).await? {
+            match answer {
+                Answer::Counts(counts) => total += counts,
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(total)
+    }
+
+    // ------------------------------------------------------------------ send
+
+    /// Validates and stores one message in this shard's partition.
+    fn send_one(self: &Rc<Self>, meta: &QueueMeta, entry: SendEntry, now: u64) -> Result<(SendResult, crate::storage::Ticket), OpError> {
+        check_body(&entry.body)?;
+        let attributes_bytes = check_attributes(&entry.attributes)?;
+        check_system_attributes(&entry.system_attributes)?;
+        let size = entry.body.len() + attributes_bytes;
+        let limit = meta.attributes.maximum_message_size as usize;
+        if size > limit {
+            return Err(OpError::new(
+                ErrorCode::InvalidParameterValue,
+                format!("One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes."),
+            ));
+        }
+        let delay_s = match entry.delay_seconds {
+            Some(delay) => check_range("DelaySeconds", delay, 0, DELAY_SECONDS_MAX)?,
+            None => meta.attributes.delay_seconds,
+        };
+        if entry.deduplication_id.is_some() {
+            return Err(OpError::new(
+                ErrorCode::InvalidParameterValue,
+                "The request include parameter that is not valid for this queue type: MessageDeduplicationId is only valid for FIFO queues.",
+            ));
+        }
+        if let Some(group) = &entry.message_group_id {
+            if group.is_empty() || group.len() > 128 || !group.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(OpError::new(ErrorCode::InvalidParameterValue, "MessageGroupId must be 1 to 128 alphanumeric or punctuation characters."));
+            }
+        }
+        let md5_body = md5_of_body(&entry.body);
+        let md5_attributes = md5_of_attributes(&entry.attributes);
+        let md5_system = md5_of_attributes(&entry.system_attributes);
+        let payload = Arc::new(Payload {
+            message_id: new_message_id(),
+            md5_of_body: md5_body,
+            md5_of_attributes: md5_attributes,
+            trace_header: entry.system_attributes.into_iter().next().and_then(|a| a.string_value),
+            attributes: (!entry.attributes.is_empty()).then(|| Arc::from(entry.attributes)),
+            message_group_id: entry.message_group_id,
+            sent_ms: now,
+            dead_letter_source_arn: None,
+            body: entry.body,
+        });
+        let delay_ms = delay_s as u64 * 1000;
+        let message_id = payload.message_id;
+        let seq = self.queues.partitions.borrow_mut().entry(meta.id).or_default().send(payload.clone(), delay_ms, now);
+        let ticket = self.storage.append(QueueRecord::Sent { queue_id: meta.id, seq, body: &payload.body, delay_ms });
+        if delay_ms == 0 {
+            self.notify_visible(meta.id);
+        }
+        let result = SendResult {
+            id: entry.id,
+            message_id: format_uuid(message_id),
+            md5_of_body: hex(&md5_body),
+            md5_of_attributes: md5_attributes.as_ref().map(hex),
+            md5_of_system_attributes: md5_system.as_ref().map(hex),
+            sequence_number: None,
+        };
+        Ok((result, ticket))
+    }
+
+    async fn send_batch(self: &Rc<Self>, queue: &str, entries: Vec<SendEntry>) -> Response {
+        let meta = self.queues.snapshot().resolve(queue)?.clone();
+        check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
+        let total: usize = entries
+            .iter()
+            .map(|e| e.body.len() + e.attributes.iter().map(|a| a.name.len() + a.data_type.len() + a.string_value.as_ref().map_or(0, String::len) + a.binary_value.as_ref().map_or(0, |b| b.len())).sum::<usize>())
+            .sum();
+        if total > BATCH_BYTES_MAX {
+            return Err(OpError::new(
+                ErrorCode::BatchRequestTooLong,
+                format!("Batch requests cannot be longer than {BATCH_BYTES_MAX} bytes. You have sent {total} bytes."),
+            ));
+        }
+        let now = now_ms();
+        let mut successful = Vec::with_capacity(entries.len());
+        let mut failed = Vec::new();
+        let mut last_ticket = None;
+        for entry in entries {
+            let id = entry.id.clone();
+            match self.send_one(&meta, entry, now) {
+                Ok((result, ticket)) => {
+                    successful.push(result);
+                    last_ticket = Some(ticket);
+                }
+                Err(error) => failed.push(BatchFailure::new(id, error)),
+            }
+        }
+        if let Some(ticket) = last_ticket {
+            self.storage.durable(ticket).await?;
+        }
+        Ok(Reply::SendMessageBatch { successful, failed })
+    }
+
+    // ------------------------------------------------------------------ receive
+
+    async fn receive(self: &Rc<Self>, receive: ReceiveMessage) -> Response {
+        let meta = self.queues.snapshot().resolve(&receive.queue)?.clone();
+        let max_messages = check_range("MaxNumberOfMessages", receive.max_messages.unwrap_or(1), 1, RECEIVE_MESSAGES_MAX)? as usize;
+        let wait_s = match receive.wait_time_seconds {
+            Some(wait) => check_range("WaitTimeSeconds", wait, 0, WAIT_SECONDS_MAX)?,
+            None => meta.attributes.receive_wait_seconds,
+        };
+        let visibility_s = match receive.visibility_timeout {
+            Some(timeout) => check_range("VisibilityTimeout", timeout, 0, VISIBILITY_SECONDS_MAX)?,
+            None => meta.attributes.visibility_timeout_seconds,
+        };
+        for name in &receive.system_attribute_names {
+            if !SYSTEM_ATTRIBUTE_NAMES.contains(&name.as_str()) {
+                return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}.")));
+            }
+        }
+        let deadline_ms = now_ms() + wait_s as u64 * 1000;
+        let mut delivered: Vec<(usize, Delivery)> = Vec::new();
+        let mut waiting = None;
+        loop {
+            if wait_s > 0 && waiting.is_none() {
+                waiting = Some(WaitGuard::register(self, meta.id));
+            }
+            let listener = waiting.as_ref().map(|guard| guard.listen());
+            if waiting.is_some() {
+                self.watch_peers(meta.id).await;
+            }
+            self.receive_round(&meta, max_messages, visibility_s as u64 * 1000, &mut delivered).await?;
+            let now = now_ms();
+            if !delivered.is_empty() || now >= deadline_ms || self.shutdown.requested.get() {
+                break;
+            }
+            let Some(listener) = listener else { break };
+            if !self.queues.snapshot().by_id.contains_key(&meta.id) {
+                return Err(queue_does_not_exist());
+            }
+            let timer = glommio::timer::sleep(Duration::from_millis(deadline_ms - now));
+            let shutdown = self.shutdown.event.listen();
+            futures::pin_mut!(listener, timer, shutdown);
+            futures::future::select(listener, futures::future::select(timer, shutdown)).await;
+        }
+        drop(waiting);
+        let messages = delivered
+            .into_iter()
+            .map(|(shard, delivery)| self.render_delivery(&meta, shard, delivery, &receive))
+            .collect();
+        Ok(Reply::ReceiveMessage(messages))
+    }
+
+    /// One pass over the partitions: local first, then the other shards in turn.
+    async fn receive_round(self: &Rc<Self>, meta: &QueueMeta, max_messages: usize, visibility_ms: u64, delivered: &mut Vec<(usize, Delivery)>) -> Result<(), OpError> {
+        let local = self.receive_local(meta.id, max_messages - delivered.len(), visibility_ms)?;
+        delivered.extend(local.into_iter().map(|d| (self.id, d)));
+        for step in 1..self.count {
+            if delivered.len() >= max_messages {
+                break;
+            }
+            let peer = (self.id + step) % self.count;
+            let call = Call::Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms };
+            match self.bus.call(peer, call).await? {
+                Answer::Deliveries(result) => delivered.extend(result?.into_iter().map(|d| (peer, d))),
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives from this shard's partition; dead-letters what passed maxReceiveCount.
+    pub fn receive_local(self: &Rc<Self>, queue_id: u64, max_messages: usize, visibility_ms: u64) -> Result<Vec<Delivery>, OpError> {
+        let snapshot = self.queues.snapshot();
+        let Some(meta) = snapshot.by_id.get(&queue_id) else { return Ok(Vec::new()) };
+        let dead_letter = snapshot.dead_letter_queue(meta);
+        let rules = ReceiveRules {
+            max_messages,
+            visibility_ms,
+            retention_ms: meta.attributes.message_retention_seconds as u64 * 1000,
+            max_receive_count: dead_letter.and(meta.attributes.redrive_policy.as_ref().map(|p| p.max_receive_count)),
+            inflight_max: INFLIGHT_MESSAGES_MAX,
+        };
+        let now = now_ms();
+        let mut delivered = Vec::with_capacity(max_messages);
+        let mut moved: Vec<Moved> = Vec::new();
+        {
+            let mut partitions = self.queues.partitions.borrow_mut();
+            let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(Vec::new()) };
+            partition.receive(now, &rules, &mut delivered, &mut moved)?;
+        }
+        for delivery in &delivered {
+            self.storage.append(QueueRecord::Received {
+                queue_id,
+                seq: delivery.seq,
+                receive_count: delivery.receive_count,
+                deadline_ms: now + visibility_ms,
+            });
+        }
+        if let (Some(dead_letter), false) = (dead_letter, moved.is_empty()) {
+            let source_arn: Arc<str> = Arc::from(meta.arn.as_str());
+            let mut partitions = self.queues.partitions.borrow_mut();
+            let target = partitions.entry(dead_letter.id).or_default();
+            for mut message in moved {
+                let mut payload = (*message.payload).clone();
+                payload.dead_letter_source_arn = Some(source_arn.clone());
+                message.payload = Arc::new(payload);
+                let seq = target.accept_moved(message, now);
+                self.storage.append(QueueRecord::MovedOut { queue_id, seq, to_queue_id: dead_letter.id });
+            }
+            drop(partitions);
+            self.notify_visible(dead_letter.id);
+        }
+        Ok(delivered)
+    }
+
+    fn render_delivery(&self, meta: &QueueMeta, shard: usize, delivery: Delivery, receive: &ReceiveMessage) -> ReceivedMessage {
+        let payload = &delivery.payload;
+        let receipt = Receipt { shard: shard as u16, queue_id: meta.id, seq: delivery.seq, receive_count: delivery.receive_count };
+        let wants = |name: &str| receive.system_attribute_names.iter().any(|n| n == "All" || n == name);
+        let mut attributes = Vec::new();
+        if wants("SenderId") {
+            attributes.push(("SenderId".to_owned(), self.config.account_id.clone()));
+        }
+        if wants("SentTimestamp") {
+            attributes.push(("SentTimestamp".to_owned(), payload.sent_ms.to_string()));
+        }
+        if wants("ApproximateReceiveCount") {
+            attributes.push(("ApproximateReceiveCount".to_owned(), delivery.receive_count.to_string()));
+        }
+        if wants("ApproximateFirstReceiveTimestamp") {
+            attributes.push(("ApproximateFirstReceiveTimestamp".to_owned(), delivery.first_receive_ms.to_string()));
+        }
+        if let (true, Some(trace)) = (wants("AWSTraceHeader"), &payload.trace_header) {
+            attributes.push(("AWSTraceHeader".to_owned(), trace.clone()));
+        }
+        if let (true, Some(group)) = (wants("MessageGroupId"), &payload.message_group_id) {
+            attributes.push(("MessageGroupId".to_owned(), group.clone()));
+        }
+        if let (true, Some(source)) = (wants("DeadLetterQueueSourceArn"), &payload.dead_letter_source_arn) {
+            attributes.push(("DeadLetterQueueSourceArn".to_owned(), source.to_string()));
+        }
+        let message_attributes: Vec<MessageAttribute> = match &payload.attributes {
+            Some(all) if !receive.message_attribute_names.is_empty() => {
+                all.iter().filter(|a| attribute_selected(&receive.message_attribute_names, &a.name)).cloned().collect()
+            }
+            _ => Vec::new(),
+        };
+        let md5_of_attributes = if message_attributes.len() == payload.attributes.as_ref().map_or(0, |a| a.len()) {
+            payload.md5_of_attributes.filter(|_| !message_attributes.is_empty())
+        } else {
+            md5_of_attributes(&message_attributes)
+        };
+        ReceivedMessage {
+            message_id: format_uuid(payload.message_id),
+            receipt_handle: receipt.encode(),
+            md5_of_body: hex(&payload.md5_of_body),
+            body: payload.body.clone(),
+            attributes,
+            md5_of_attributes: md5_of_attributes.as_ref().map(hex),
+            message_attributes,
+        }
+    }
+
+    /// Asks every other shard to wake this one when a message of `queue_id` shows up there.
+    async fn watch_peers(self: &Rc<Self>, queue_id: u64) {
+        for peer in (0..self.count).filter(|peer| *peer != self.id) {
+            self.bus.notify(peer, ShardMessage::Watch { queue_id, from: self.id }).await;
+        }
+    }
+
+    /// A message of `queue_id` became visible on this shard: wake local long polls and watching shards.
+    pub fn notify_visible(self: &Rc<Self>, queue_id: u64) {
+        let mut waiters = self.queues.waiters.borrow_mut();
+        let Some(waiting) = waiters.get_mut(&queue_id) else { return };
+        if waiting.local > 0 {
+            waiting.event.notify(usize::MAX);
+        }
+        let remote = std::mem::take(&mut waiting.remote);
+        if waiting.local == 0 {
+            waiters.remove(&queue_id);
+        }
+        drop(waiters);
+        for peer in remote {
+            let shard = self.clone();
+            glommio::spawn_local(async move { shard.bus.notify(peer, ShardMessage::Wake { queue_id }).await }).detach();
+        }
+    }
+
+    // ------------------------------------------------------------------ delete and visibility
+
+    /// Resolves receipt handles of `queue` and groups them by owning shard.
+    fn route_receipts<'a>(&self, meta: &QueueMeta, handles: impl Iterator<Item = &'a str>) -> Vec<Result<Receipt, OpError>> {
+        handles
+            .map(|handle| match Receipt::decode(handle) {
+                Some(receipt) if receipt.queue_id == meta.id && (receipt.shard as usize) < self.count => Ok(receipt),
+                _ => Err(invalid_receipt(handle)),
+            })
+            .collect()
+    }
+
+    async fn delete_messages(self: &Rc<Self>, queue: &str, entries: &[DeleteEntry]) -> Result<Vec<Result<(), OpError>>, OpError> {
+        let meta = self.queues.snapshot().resolve(queue)?.clone();
+        let receipts = self.route_receipts(&meta, entries.iter().map(|e| e.receipt_handle.as_str()));
+        let mut by_shard: Vec<Vec<u64>> = vec![Vec::new(); self.count];
+        for receipt in receipts.iter().flatten() {
+            by_shard[receipt.shard as usize].push(receipt.seq);
+        }
+        let calls = by_shard.into_iter().enumerate().filter(|(_, seqs)| !seqs.is_empty()).map(|(shard, seqs)| {
+            let call = Call::Delete { queue_id: meta.id, seqs };
+            async move {
+                if shard == self.id {
+                    Ok(self.handle_call(call).await)
+                } else {
+                    self.bus.call(shard, call).await
+                }
+            }
+        });
+        for answer in join_all(calls).await {
+            answer?;
+        }
+        Ok(receipts.into_iter().map(|receipt| receipt.map(|_| ())).collect())
+    }
+
+    async fn change_visibility(self: &Rc<Self>, queue: &str, entries: &[VisibilityEntry]) -> Result<Vec<Result<(), OpError>>, OpError> {
+        let meta = self.queues.snapshot().resolve(queue)?.clone();
+        let receipts = self.route_receipts(&meta, entries.iter().map(|e| e.receipt_handle.as_str()));
+        let mut results: Vec<Result<(), OpError>> = Vec::with_capacity(entries.len());
+        // (entry index, seq, receive count, timeout) per shard.
+        let mut by_shard: Vec<Vec<(usize, (u64, u32, u64))>> = vec![Vec::new(); self.count];
+        for (index, (receipt, entry)) in receipts.into_iter().zip(entries).enumerate() {
+            let checked = receipt.and_then(|receipt| {
+                check_range("VisibilityTimeout", entry.visibility_timeout, 0, VISIBILITY_SECONDS_MAX).map(|timeout| (receipt, timeout))
+            });
+            match checked {
+                Ok((receipt, timeout)) => {
+                    by_shard[receipt.shard as usize].push((index, (receipt.seq, receipt.receive_count, timeout as u64 * 1000)));
+                    results.push(Ok(()));
+                }
+                Err(error) => results.push(Err(error)),
+            }
+        }
+        let calls = by_shard.into_iter().enumerate().filter(|(_, work)| !work.is_empty()).map(|(shard, work)| {
+            let (indexes, entries): (Vec<usize>, Vec<_>) = work.into_iter().unzip();
+            let call = Call::ChangeVisibility { queue_id: meta.id, entries };
+            async move {
+                let answer = if shard == self.id { Ok(self.handle_call(call).await) } else { self.bus.call(shard, call).await };
+                (indexes, answer)
+            }
+        });
+        for (indexes, answer) in join_all(calls).await {
+            match answer? {
+                Answer::Results(outcomes) => {
+                    for (index, outcome) in indexes.into_iter().zip(outcomes) {
+                        results[index] = outcome;
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(results)
+    }
+
+    // ------------------------------------------------------------------ calls from other shards
+
+    /// Runs a call on this shard (from another shard, or from this one directly).
+    pub async fn handle_call(self: &Rc<Self>, call: Call) -> Answer {
+        let now = now_ms();
+        match call {
+            Call::Receive { queue_id, max_messages, visibility_ms } => {
+                Answer::Deliveries(self.receive_local(queue_id, max_messages, visibility_ms))
+            }
+            Call::Counts { queue_id } => {
+                let retention_ms = self.queues.snapshot().by_id.get(&queue_id).map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
+                let counts = self.queues.partitions.borrow_mut().get_mut(&queue_id).map(|p| p.counts(now, retention_ms)).unwrap_or_default();
+                Answer::Counts(counts)
+            }
+            Call::Purge { queue_id } => {
+                if let Some(partition) = self.queues.partitions.borrow_mut().get_mut(&queue_id) {
+                    partition.purge();
+                }
+                let ticket = self.storage.append(QueueRecord::Purged { queue_id });
+                match self.storage.durable(ticket).await {
+                    Ok(()) => Answer::Done,
+                    Err(error) => Answer::Results(vec![Err(error)]),
+                }
+            }
+            Call::Delete { queue_id, seqs } => {
+                let mut ticket = None;
+                if let Some(partition) = self.queues.partitions.borrow_mut().get_mut(&queue_id) {
+                    for seq in seqs {
+                        if partition.delete(seq) {
+                            ticket = Some(self.storage.append(QueueRecord::Deleted { queue_id, seq }));
+                        }
+                    }
+                }
+                if let Some(ticket) = ticket {
+                    if let Err(error) = self.storage.durable(ticket).await {
+                        return Answer::Results(vec![Err(error)]);
+                    }
+                }
+                Answer::Done
+            }
+            Call::ChangeVisibility { queue_id, entries } => {
+                let mut outcomes = Vec::with_capacity(entries.len());
+                let mut became_visible = false;
+                let mut ticket = None;
+                {
+                    let mut partitions = self.queues.partitions.borrow_mut();
+                    for (seq, receive_count, timeout_ms) in entries {
+                        let outcome = match partitions.get_mut(&queue_id) {
+                            Some(partition) => partition.change_visibility(seq, receive_count, timeout_ms, now),
+                            None => Err(OpError::new(
+                                ErrorCode::InvalidParameterValue,
+                                "Value for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.",
+                            )),
+                        };
+                        if let Ok(visible) = outcome {
+                            became_visible |= visible;
+                            ticket = Some(self.storage.append(QueueRecord::VisibilityChanged { queue_id, seq, deadline_ms: now + timeout_ms }));
+                        }
+                        outcomes.push(outcome.map(|_| ()));
+                    }
+                }
+                if became_visible {
+                    self.notify_visible(queue_id);
+                }
+                if let Some(ticket) = ticket {
+                    if let Err(error) = self.storage.durable(ticket).await {
+                        return Answer::Results(outcomes.into_iter().map(|_| Err(error.clone())).collect());
+                    }
+                }
+                Answer::Results(outcomes)
+            }
+            Call::Publish(snapshot) => {
+                self.queues.install(snapshot);
+                Answer::Done
+            }
+            // Boxed: apply_meta publishes through handle_call, a cycle the compiler cannot size.
+            Call::Meta(change) => Answer::Meta(Box::pin(self.apply_meta(change)).await),
+        }
+    }
+
+    /// Runs due timers of partitions with waiters, waking them; called by the shard's timer task.
+    pub fn tick_watched(self: &Rc<Self>) {
+        let now = now_ms();
+        let snapshot = self.queues.snapshot();
+        let watched: Vec<u64> = self.queues.waiters.borrow().keys().copied().collect();
+        for queue_id in watched {
+            let Some(meta) = snapshot.by_id.get(&queue_id) else { continue };
+            let retention_ms = meta.attributes.message_retention_seconds as u64 * 1000;
+            let visible = match self.queues.partitions.borrow_mut().get_mut(&queue_id) {
+                Some(partition) => {
+                    partition.tick(now, retention_ms);
+                    partition.has_visible()
+                }
+                None => false,
+            };
+            if visible {
+                self.notify_visible(queue_id);
+            }
+        }
+    }
+
+    /// Runs every partition's timers (retention); called about once a second.
+    pub fn tick_all(self: &Rc<Self>) {
+        let now = now_ms();
+        let snapshot = self.queues.snapshot();
+        for (queue_id, partition) in self.queues.partitions.borrow_mut().iter_mut() {
+            if let Some(meta) = snapshot.by_id.get(queue_id) {
+                partition.tick(now, meta.attributes.message_retention_seconds as u64 * 1000);
+            }
+        }
+    }
+}
+
+/// Registers a long poll on this shard for as long as it lives.
+struct WaitGuard {
+    shard: Rc<Shard>,
+    queue_id: u64,
+    event: Rc<event_listener::Event>,
+}
+
+impl WaitGuard {
+    fn register(shard: &Rc<Shard>, queue_id: u64) -> WaitGuard {
+        let mut waiters = shard.queues.waiters.borrow_mut();
+        let waiting: &mut Waiters = waiters.entry(queue_id).or_default();
+        waiting.local += 1;
+        WaitGuard { shard: shard.clone(), queue_id, event: waiting.event.clone() }
+    }
+
+    fn listen(&self) -> event_listener::EventListener {
+        self.event.listen()
+    }
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        let mut waiters = self.shard.queues.waiters.borrow_mut();
+        if let Some(waiting) = waiters.get_mut(&self.queue_id) {
+            waiting.local -= 1;
+            if waiting.local == 0 && waiting.remote.is_empty() {
+                waiters.remove(&self.queue_id);
+            }
+        }
+    }
+}
+
+fn batch_reply<'a>(ids: impl Iterator<Item = &'a String>, results: Vec<Result<(), OpError>>) -> Reply {
+    let mut successful = Vec::new();
+    let mut failed = Vec::new();
+    for (id, result) in ids.zip(results) {
+        match result {
+            Ok(()) => successful.push(id.clone()),
+            Err(error) => failed.push(BatchFailure::new(id.clone(), error)),
+        }
+    }
+    Reply::Batch { successful, failed }
+}
+
+/// ListQueues-style paging over queues in name order; the token is the last name returned.
+fn paginate<'a>(queues: impl Iterator<Item = &'a Arc<QueueMeta>>, max_results: Option<i32>, next_token: Option<String>) -> Response {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let page = match max_results {
+        Some(max) => check_range("MaxResults", max, 1, LIST_RESULTS_MAX)? as usize,
+        None => LIST_RESULTS_MAX as usize,
+    };
+    let after = match next_token {
+        Some(token) => Some(
+            URL_SAFE_NO_PAD
+                .decode(token.as_bytes())
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .ok_or_else(|| OpError::new(ErrorCode::InvalidParameterValue, "Invalid NextToken value."))?,
+        ),
+        None => None,
+    };
+    let mut remaining = queues.filter(|meta| after.as_ref().is_none_or(|after| meta.name.as_str() > after.as_str()));
+    let selected: Vec<&Arc<QueueMeta>> = remaining.by_ref().take(page).collect();
+    let more = remaining.next().is_some();
+    let next_token = match (more, max_results, selected.last()) {
+        (true, Some(_), Some(last)) => Some(URL_SAFE_NO_PAD.encode(last.name.as_bytes())),
+        _ => None,
+    };
+    Ok(Reply::QueueUrls { queue_urls: selected.iter().map(|meta| meta.url.clone()).collect(), next_token })
+}

@@ -1,0 +1,253 @@
+//! Shards: one pinned glommio executor per core, sharing nothing mutable.
+//!
+//! `run` starts the executors, joins them in a channel mesh, and on each one
+//! builds a `Shard` and starts its tasks: one pump per peer (cross-shard calls
+//! and notices), the listener, and a low-priority timer task. Shard 0 also owns
+//! the metadata registry. Shutdown is requested through a process-wide flag set
+//! by the signal handler in `main`; each shard then stops accepting, lets
+//! in-flight requests finish, and leaves once every shard has drained (so no
+//! shard's pump disappears while another still calls it).
+
+pub mod bus;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use event_listener::Event;
+use futures::StreamExt;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
+use sluice_protocol::Encoder;
+
+use crate::config::Config;
+use crate::queue::registry::{Naming, Registry};
+use crate::queue::QueueState;
+use crate::storage::Storage;
+use bus::{Bus, ShardMessage, MESH_CHANNEL_CAPACITY_MAX};
+
+/// Set once by the signal handler; every shard polls it.
+pub static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// How often shards look at `SHUTDOWN_REQUESTED` and run long-poll timers.
+const TIMER_TICK: Duration = Duration::from_millis(10);
+/// How often every partition's retention is enforced.
+const RETENTION_SWEEP_EVERY_TICKS: u32 = 100;
+
+/// Milliseconds since the Unix epoch (vDSO clock read, no syscall).
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
+}
+
+/// Shutdown progress of one shard.
+#[derive(Default)]
+pub struct ShutdownState {
+    pub requested: Cell<bool>,
+    /// Notified when shutdown is requested: long polls return, listeners stop.
+    pub event: Event,
+    /// Open connections on this shard.
+    pub connections: Cell<usize>,
+    /// Notified whenever a connection closes.
+    pub connection_closed: Event,
+}
+
+/// Everything one core owns.
+pub struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub config: Config,
+    pub bus: Bus,
+    pub storage: Storage,
+    pub queues: QueueState,
+    /// Metadata writer; only on shard 0.
+    pub registry: Option<RefCell<Registry>>,
+    /// Response encoder shared by this shard's connections (never held across an await).
+    pub encoder: RefCell<Encoder>,
+    pub shutdown: ShutdownState,
+}
+
+/// What `run` reports once every shard listens.
+pub struct Started {
+    pub addr: SocketAddr,
+    pub shards: usize,
+}
+
+fn naming(config: &Config) -> Naming {
+    Naming { region: config.region.clone(), account_id: config.account_id.clone(), public_url: config.public_url.clone() }
+}
+
+/// Reserves the listen port (resolving port 0) so every shard binds the same one.
+fn reserve_port(addr: SocketAddr) -> std::io::Result<(socket2::Socket, SocketAddr)> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    let bound = socket.local_addr()?.as_socket().ok_or_else(|| std::io::Error::other("listen address is not an IP socket"))?;
+    Ok((socket, bound))
+}
+
+/// Starts the shards; calls `on_started` once all listen, then blocks until they exit.
+pub fn run(config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Result<()> {
+    let cores = if config.cores == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.cores };
+    let (reservation, addr) = reserve_port(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+    let mesh = MeshBuilder::<ShardMessage, _>::full(cores, MESH_CHANNEL_CAPACITY_MAX);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let drained = Arc::new(AtomicUsize::new(0));
+    let placement = if cores <= core_affinity::get_core_ids().map_or(0, |ids| ids.len()) {
+        PoolPlacement::MaxSpread(cores, None)
+    } else {
+        PoolPlacement::Unbound(cores)
+    };
+    let shard_config = config.clone();
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("sluice-shard")
+        .on_all_shards(move || {
+            let config = shard_config.clone();
+            let mesh = mesh.clone();
+            let ready = ready_tx.clone();
+            let drained = drained.clone();
+            async move {
+                if let Err(error) = shard_main(config, mesh, addr, ready.clone(), drained).await {
+                    let _ = ready.send(Err(error.to_string()));
+                }
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start shard executors: {e}"))?;
+    for _ in 0..cores {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                SHUTDOWN_REQUESTED.store(true, Ordering::SeqCst);
+                anyhow::bail!("a shard failed to start: {error}");
+            }
+            Err(_) => anyhow::bail!("shards exited during start-up"),
+        }
+    }
+    drop(reservation);
+    on_started(&Started { addr, shards: cores });
+    for result in handles.join_all() {
+        if let Err(error) = result {
+            anyhow::bail!("a shard failed: {error:?}");
+        }
+    }
+    Ok(())
+}
+
+async fn shard_main(
+    config: Config,
+    mesh: MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>,
+    addr: SocketAddr,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    drained: Arc<AtomicUsize>,
+) -> anyhow::Result<()> {
+    let (senders, mut receivers) = mesh.join().await.map_err(|_| anyhow::anyhow!("cannot join the shard mesh"))?;
+    let bus = Bus::new(senders);
+    let id = bus.shard_id();
+    let count = bus.shard_count();
+    let registry = (id == 0).then(|| RefCell::new(Registry::new(naming(&config))));
+    let shard = Rc::new(Shard {
+        id,
+        count,
+        config,
+        bus,
+        storage: Storage::in_memory(),
+        queues: QueueState::default(),
+        registry,
+        encoder: RefCell::new(Encoder::new()),
+        shutdown: ShutdownState::default(),
+    });
+
+    for (peer, stream) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(pump(shard, peer, stream)).detach();
+    }
+
+    let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
+    let timers_shard = shard.clone();
+    glommio::spawn_local_into(timers(timers_shard), background)
+        .map_err(|e| anyhow::anyhow!("cannot spawn timers: {e}"))?
+        .detach();
+
+    let listener = glommio::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {addr}: {e}"))?;
+    let _ = ready.send(Ok(()));
+    tracing::debug!(shard = id, %addr, "listening");
+
+    crate::net::accept_loop(shard.clone(), listener).await;
+
+    // Drain: wait for this shard's connections to finish, within the grace period.
+    let grace = glommio::timer::sleep(Duration::from_secs(shard.config.shutdown_grace_seconds));
+    futures::pin_mut!(grace);
+    while shard.shutdown.connections.get() > 0 {
+        let closed = shard.shutdown.connection_closed.listen();
+        if shard.shutdown.connections.get() == 0 {
+            break;
+        }
+        if let futures::future::Either::Right(_) = futures::future::select(closed, grace.as_mut()).await {
+            tracing::warn!(shard = id, open = shard.shutdown.connections.get(), "grace period over, closing anyway");
+            break;
+        }
+    }
+    drained.fetch_add(1, Ordering::SeqCst);
+    // Keep the pumps serving peers until every shard has drained.
+    while drained.load(Ordering::SeqCst) < count {
+        glommio::timer::sleep(TIMER_TICK).await;
+    }
+    tracing::debug!(shard = id, "stopped");
+    Ok(())
+}
+
+/// Reads one peer's channel: answers calls (in tasks of their own), resolves answers, records watches.
+async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shared_channel::ConnectedReceiver<ShardMessage>) {
+    while let Some(message) = stream.next().await {
+        match message {
+            ShardMessage::Call { from, corr, call } => {
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    let answer = shard.handle_call(call).await;
+                    shard.bus.answer(from, corr, answer).await;
+                })
+                .detach();
+            }
+            ShardMessage::Answer { corr, answer } => shard.bus.resolve(corr, answer),
+            ShardMessage::Watch { queue_id, from } => {
+                let mut waiters = shard.queues.waiters.borrow_mut();
+                let waiting = waiters.entry(queue_id).or_default();
+                if !waiting.remote.contains(&from) {
+                    waiting.remote.push(from);
+                }
+            }
+            ShardMessage::Wake { queue_id } => {
+                if let Some(waiting) = shard.queues.waiters.borrow().get(&queue_id) {
+                    waiting.event.notify(usize::MAX);
+                }
+            }
+        }
+    }
+    tracing::debug!(shard = shard.id, peer, "peer channel closed");
+}
+
+/// Background timers: long-poll wake-ups for delayed and timed-out messages,
+/// retention sweeps, and noticing a shutdown request.
+async fn timers(shard: Rc<Shard>) {
+    let mut ticks: u32 = 0;
+    loop {
+        glommio::timer::sleep(TIMER_TICK).await;
+        if SHUTDOWN_REQUESTED.load(Ordering::Relaxed) && !shard.shutdown.requested.get() {
+            shard.shutdown.requested.set(true);
+            shard.shutdown.event.notify(usize::MAX);
+        }
+        shard.tick_watched();
+        ticks = ticks.wrapping_add(1);
+        if ticks % RETENTION_SWEEP_EVERY_TICKS == 0 {
+            shard.tick_all();
+        }
+        if shard.shutdown.requested.get() && shard.shutdown.connections.get() == 0 {
+            // Still needed by peers until all drain; keep ticking slowly.
+            glommio::timer::sleep(TIMER_TICK * 10).await;
+        }
+    }
+}
