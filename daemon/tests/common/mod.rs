@@ -1,0 +1,126 @@
+//! Starts a real `sluiced` for a test and connects real clients to it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_client::blocking::BlockingClient;
+use sluice_client::{Client, ClientError, ErrorCode};
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// `sluiced --cores 2` on an ephemeral port with a temporary data directory.
+    pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Daemon {
+        let data_dir = tempfile::tempdir().expect("temporary data dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluiced"))
+            .args(["--listen", "127.0.0.1:0", "--cores", "2", "--log", "warn"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning sluiced");
+        let stdout = child.stdout.take().expect("sluiced stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reading sluiced's first line");
+        let addr = line
+            .trim()
+            .strip_prefix("sluiced listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from sluiced: {line:?}"))
+            .parse()
+            .expect("listen address");
+        Daemon { child: Some(child), addr, _data_dir: data_dir }
+    }
+
+    pub fn client(&self) -> Conn {
+        Conn { inner: BlockingClient::connect(self.addr, "test").expect("connecting to sluiced") }
+    }
+
+    /// A connection that landed on the given shard (the kernel spreads connections over shards).
+    pub fn client_on_shard(&self, shard: u16) -> Conn {
+        for _ in 0..200 {
+            let conn = self.client();
+            if conn.client().server().shard_id == shard {
+                return conn;
+            }
+        }
+        panic!("no connection landed on shard {shard} in 200 tries");
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for sluiced") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("sluiced did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| child.try_wait().ok().flatten().is_none())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A blocking connection with short helpers for tests.
+pub struct Conn {
+    inner: BlockingClient,
+}
+
+impl Conn {
+    pub fn client(&self) -> &Client {
+        self.inner.client()
+    }
+
+    /// Runs one client future to completion.
+    pub fn run<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        self.inner.block_on(future)
+    }
+}
+
+/// Asserts that `result` failed with the server error `code`.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, ClientError>, code: ErrorCode) {
+    match result {
+        Err(ClientError::Server(error)) => assert_eq!(error.code, code, "wrong error: {error}"),
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
+
+pub fn kv(key: &str, value: &str) -> (String, String) {
+    (key.to_owned(), value.to_owned())
+}
+
+pub fn attribute<'a>(attributes: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
