@@ -1,0 +1,174 @@
+//! Hostile and broken input: each gets a typed error or a closed connection,
+//! the daemon never panics, and other connections carry on.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use sluice_protocol::limits::PROTOCOL_VERSION;
+use sluice_protocol::{decode_response, Encoder, ErrorCode, Op, Request};
+
+fn raw(daemon: &Daemon) -> TcpStream {
+    let stream = TcpStream::connect(daemon.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+}
+
+fn hello() -> Vec<u8> {
+    Encoder::new().request(&Request { id: 1, op: Op::Hello { protocol_version: PROTOCOL_VERSION, client_name: "raw".into() } }).to_vec()
+}
+
+/// Reads one response frame; `None` when the server closed the connection.
+fn read_response(stream: &mut TcpStream) -> Option<(u64, sluice_protocol::Response)> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).ok()?;
+    let len = u32::from_le_bytes(prefix) as usize;
+    let mut frame = prefix.to_vec();
+    frame.resize(4 + len, 0);
+    stream.read_exact(&mut frame[4..]).ok()?;
+    Some(decode_response(&Bytes::from(frame)).expect("server frames are valid"))
+}
+
+fn assert_closed(stream: &mut TcpStream) {
+    let mut rest = Vec::new();
+    // Anything left is at most an error frame; then EOF (or a reset).
+    let _ = stream.read_to_end(&mut rest);
+}
+
+/// The daemon still serves a fresh, well-behaved client.
+fn assert_healthy(daemon: &mut Daemon) {
+    assert!(daemon.is_running(), "sluiced exited");
+    let c = daemon.client();
+    c.run(c.client().create_queue("still-alive", vec![], vec![])).unwrap();
+    c.run(c.client().send_message("still-alive", "ok")).unwrap();
+}
+
+#[test]
+fn an_oversized_length_prefix_closes_only_that_connection() {
+    let mut daemon = Daemon::start_with(&["--frame-bytes-max", "65536"]);
+    let bystander = daemon.client();
+    bystander.run(bystander.client().create_queue("q", vec![], vec![])).unwrap();
+    let mut stream = raw(&daemon);
+    stream.write_all(&hello()).unwrap();
+    assert!(read_response(&mut stream).unwrap().1.is_ok());
+    stream.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    let (_, response) = read_response(&mut stream).expect("an error frame before closing");
+    assert_eq!(response.unwrap_err().code, ErrorCode::MalformedRequest);
+    assert_closed(&mut stream);
+    bystander.run(bystander.client().send_message("q", "unaffected")).unwrap();
+    assert_healthy(&mut daemon);
+}
+
+#[test]
+fn garbage_bytes_get_an_error_and_a_closed_connection() {
+    let mut daemon = Daemon::start();
+    let mut stream = raw(&daemon);
+    let mut garbage = 64u32.to_le_bytes().to_vec();
+    garbage.extend((0..64).map(|i| (i * 37 + 11) as u8));
+    stream.write_all(&garbage).unwrap();
+    if let Some((_, response)) = read_response(&mut stream) {
+        assert_eq!(response.unwrap_err().code, ErrorCode::MalformedRequest);
+    }
+    assert_closed(&mut stream);
+    assert_healthy(&mut daemon);
+}
+
+#[test]
+fn a_truncated_frame_then_hang_up_harms_nothing() {
+    let mut daemon = Daemon::start();
+    let mut stream = raw(&daemon);
+    let frame = hello();
+    stream.write_all(&frame[..frame.len() / 2]).unwrap();
+    drop(stream);
+    // A frame that announces more than it sends, then stalls: the daemon waits on it without harm.
+    let mut stalled = raw(&daemon);
+    stalled.write_all(&1000u32.to_le_bytes()).unwrap();
+    stalled.write_all(&[0u8; 10]).unwrap();
+    assert_healthy(&mut daemon);
+    drop(stalled);
+    assert_healthy(&mut daemon);
+}
+
+#[test]
+fn the_first_request_must_be_hello_with_our_version() {
+    let mut daemon = Daemon::start();
+    let mut stream = raw(&daemon);
+    let frame = Encoder::new().request(&Request { id: 5, op: Op::ListQueues { prefix: None, max_results: None, next_token: None } }).to_vec();
+    stream.write_all(&frame).unwrap();
+    let (id, response) = read_response(&mut stream).unwrap();
+    assert_eq!(id, 5);
+    assert_eq!(response.unwrap_err().code, ErrorCode::MalformedRequest);
+    assert_closed(&mut stream);
+
+    let mut stream = raw(&daemon);
+    let old = Encoder::new().request(&Request { id: 6, op: Op::Hello { protocol_version: 999, client_name: "future".into() } }).to_vec();
+    stream.write_all(&old).unwrap();
+    assert_eq!(read_response(&mut stream).unwrap().1.unwrap_err().code, ErrorCode::MalformedRequest);
+    assert_closed(&mut stream);
+    assert_healthy(&mut daemon);
+}
+
+#[test]
+fn an_unknown_operation_gets_invalid_action_and_the_connection_stays_open() {
+    let mut daemon = Daemon::start();
+    let mut stream = raw(&daemon);
+    stream.write_all(&hello()).unwrap();
+    assert!(read_response(&mut stream).unwrap().1.is_ok());
+    // A valid Request whose union type this server does not know (a newer client's op).
+    let mut frame = Encoder::new().request(&Request { id: 9, op: Op::ListQueueTags { queue: "q".into() } }).to_vec();
+    let known = sluice_protocol::generated::sluice::wire::Op::ListQueueTags.0;
+    let position = (4..frame.len()).find(|&i| frame[i] == known).expect("union type byte");
+    frame[position] = 200;
+    stream.write_all(&frame).unwrap();
+    let (id, response) = read_response(&mut stream).unwrap();
+    assert_eq!(id, 9);
+    assert_eq!(response.unwrap_err().code, ErrorCode::InvalidAction);
+    // Same connection, next request works.
+    let list = Encoder::new().request(&Request { id: 10, op: Op::ListQueues { prefix: None, max_results: None, next_token: None } }).to_vec();
+    stream.write_all(&list).unwrap();
+    let (id, response) = read_response(&mut stream).unwrap();
+    assert_eq!(id, 10);
+    assert!(response.is_ok());
+    assert_healthy(&mut daemon);
+}
+
+#[test]
+fn out_of_range_values_in_valid_frames_get_typed_errors() {
+    let mut daemon = Daemon::start();
+    let c = daemon.client();
+    c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
+    let receive = |max, wait, visibility| sluice_client::ReceiveMessage {
+        queue: "q".into(),
+        max_messages: Some(max),
+        wait_time_seconds: Some(wait),
+        visibility_timeout: Some(visibility),
+        ..Default::default()
+    };
+    for request in [receive(i32::MIN, 0, 0), receive(1, i32::MAX, 0), receive(1, 0, i32::MIN)] {
+        assert_code(c.run(c.client().receive_message(request)), ErrorCode::InvalidParameterValue);
+    }
+    assert_code(c.run(c.client().change_message_visibility("q", &"A".repeat(10_000), 0)), ErrorCode::ReceiptHandleIsInvalid);
+    assert_code(c.run(c.client().list_queues(None, Some(i32::MAX), None)), ErrorCode::InvalidParameterValue);
+    assert_healthy(&mut daemon);
+}
+
+#[test]
+fn sigterm_answers_waiting_long_polls_and_exits_cleanly() {
+    let mut daemon = Daemon::start();
+    let c = daemon.client();
+    c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
+    let client = c.client().clone();
+    let poll = std::thread::spawn(move || {
+        let request = sluice_client::ReceiveMessage { queue: "q".into(), wait_time_seconds: Some(20), ..Default::default() };
+        async_io::block_on(client.receive_message(request))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let status = daemon.terminate();
+    assert!(status.success(), "sluiced exited with {status}");
+    // The in-flight long poll was answered (empty), not cut off.
+    assert_eq!(poll.join().unwrap().unwrap().len(), 0);
+}
