@@ -19,12 +19,12 @@ use bytes::{Bytes, BytesMut};
 use futures::channel::{mpsc, oneshot};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures::{SinkExt, StreamExt};
-pub use sluice_protocol::{
-    BatchFailure, DeleteEntry, ErrorCode, KeyValues, MessageAttribute, Op, OpError, ReceiveMessage, ReceivedMessage, Reply,
-    SendEntry, SendResult, VisibilityEntry,
-};
 use sluice_protocol::limits::{FRAME_BYTES_MAX_DEFAULT, PROTOCOL_VERSION};
 use sluice_protocol::{check_frame, decode_response, Encoder, FrameCheck, Request};
+pub use sluice_protocol::{
+    BatchFailure, DeleteEntry, ErrorCode, KeyValues, MessageAttribute, Op, OpError, ReceiveMessage, ReceivedMessage, Reply, SendEntry,
+    SendResult, VisibilityEntry,
+};
 
 /// Requests queued for the driver before `call` waits.
 const QUEUED_REQUESTS_MAX: usize = 1024;
@@ -140,7 +140,12 @@ impl Client {
     }
 
     /// One page of queue URLs and the token for the next page, if any.
-    pub async fn list_queues(&self, prefix: Option<&str>, max_results: Option<i32>, next_token: Option<String>) -> Result<(Vec<String>, Option<String>), ClientError> {
+    pub async fn list_queues(
+        &self,
+        prefix: Option<&str>,
+        max_results: Option<i32>,
+        next_token: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), ClientError> {
         match self.call(Op::ListQueues { prefix: prefix.map(str::to_owned), max_results, next_token }).await? {
             Reply::QueueUrls { queue_urls, next_token } => Ok((queue_urls, next_token)),
             other => Err(unexpected(other)),
@@ -176,7 +181,12 @@ impl Client {
         expect_attributes(self.call(Op::ListQueueTags { queue: queue.into() }).await?)
     }
 
-    pub async fn list_dead_letter_source_queues(&self, queue: &str, max_results: Option<i32>, next_token: Option<String>) -> Result<(Vec<String>, Option<String>), ClientError> {
+    pub async fn list_dead_letter_source_queues(
+        &self,
+        queue: &str,
+        max_results: Option<i32>,
+        next_token: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), ClientError> {
         match self.call(Op::ListDeadLetterSourceQueues { queue: queue.into(), max_results, next_token }).await? {
             Reply::QueueUrls { queue_urls, next_token } => Ok((queue_urls, next_token)),
             other => Err(unexpected(other)),
@@ -197,7 +207,11 @@ impl Client {
     }
 
     /// SendMessageBatch: per-entry successes and failures.
-    pub async fn send_message_batch(&self, queue: &str, entries: Vec<SendEntry>) -> Result<(Vec<SendResult>, Vec<BatchFailure>), ClientError> {
+    pub async fn send_message_batch(
+        &self,
+        queue: &str,
+        entries: Vec<SendEntry>,
+    ) -> Result<(Vec<SendResult>, Vec<BatchFailure>), ClientError> {
         match self.call(Op::SendMessageBatch { queue: queue.into(), entries }).await? {
             Reply::SendMessageBatch { successful, failed } => Ok((successful, failed)),
             other => Err(unexpected(other)),
@@ -215,7 +229,11 @@ impl Client {
         expect_done(self.call(Op::DeleteMessage { queue: queue.into(), receipt_handle: receipt_handle.into() }).await?)
     }
 
-    pub async fn delete_message_batch(&self, queue: &str, entries: Vec<DeleteEntry>) -> Result<(Vec<String>, Vec<BatchFailure>), ClientError> {
+    pub async fn delete_message_batch(
+        &self,
+        queue: &str,
+        entries: Vec<DeleteEntry>,
+    ) -> Result<(Vec<String>, Vec<BatchFailure>), ClientError> {
         expect_batch(self.call(Op::DeleteMessageBatch { queue: queue.into(), entries }).await?)
     }
 
@@ -224,7 +242,11 @@ impl Client {
         expect_done(self.call(op).await?)
     }
 
-    pub async fn change_message_visibility_batch(&self, queue: &str, entries: Vec<VisibilityEntry>) -> Result<(Vec<String>, Vec<BatchFailure>), ClientError> {
+    pub async fn change_message_visibility_batch(
+        &self,
+        queue: &str,
+        entries: Vec<VisibilityEntry>,
+    ) -> Result<(Vec<String>, Vec<BatchFailure>), ClientError> {
         expect_batch(self.call(Op::ChangeMessageVisibilityBatch { queue: queue.into(), entries }).await?)
     }
 }

@@ -222,7 +222,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if args.body == "-" {
                 send_stdin(&connection, &args.queue, args.delay, &attributes, json, &mut out)?;
             } else {
-                let entry = SendEntry { body: args.body.into_bytes().into(), delay_seconds: args.delay, attributes, ..SendEntry::default() };
+                let entry =
+                    SendEntry { body: args.body.into_bytes().into(), delay_seconds: args.delay, attributes, ..SendEntry::default() };
                 let result = connection.block_on(client.send_entry(&args.queue, entry))?;
                 if json {
                     writeln!(out, "{}", json!({"MessageId": result.message_id, "MD5OfMessageBody": result.md5_of_body}))?;
@@ -278,8 +279,7 @@ fn print_message(out: &mut impl Write, json: bool, message: &ReceivedMessage) ->
     if !json {
         return writeln!(out, "{body}");
     }
-    let attributes: serde_json::Map<String, serde_json::Value> =
-        message.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let attributes: serde_json::Map<String, serde_json::Value> = message.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let message_attributes: serde_json::Map<String, serde_json::Value> = message
         .message_attributes
         .iter()
@@ -300,9 +300,17 @@ fn print_message(out: &mut impl Write, json: bool, message: &ReceivedMessage) ->
 }
 
 /// Sends each line of stdin as a message, in batches of up to 10 (and 1 MiB), many batches in flight.
-fn send_stdin(connection: &BlockingClient, queue: &str, delay: Option<i32>, attributes: &[MessageAttribute], json: bool, out: &mut impl Write) -> Result<(), Failure> {
+fn send_stdin(
+    connection: &BlockingClient,
+    queue: &str,
+    delay: Option<i32>,
+    attributes: &[MessageAttribute],
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
     let stdin = std::io::stdin().lock();
-    let attributes_bytes: usize = attributes.iter().map(|a| a.name.len() + a.data_type.len() + a.string_value.as_ref().map_or(0, String::len)).sum();
+    let attributes_bytes: usize =
+        attributes.iter().map(|a| a.name.len() + a.data_type.len() + a.string_value.as_ref().map_or(0, String::len)).sum();
     let mut batches: Vec<Vec<SendEntry>> = Vec::new();
     let mut current: Vec<SendEntry> = Vec::new();
     let mut current_bytes = 0;

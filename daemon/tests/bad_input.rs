@@ -97,7 +97,8 @@ fn a_truncated_frame_then_hang_up_harms_nothing() {
 fn the_first_request_must_be_hello_with_our_version() {
     let mut daemon = Daemon::start();
     let mut stream = raw(&daemon);
-    let frame = Encoder::new().request(&Request { id: 5, op: Op::ListQueues { prefix: None, max_results: None, next_token: None } }).to_vec();
+    let frame =
+        Encoder::new().request(&Request { id: 5, op: Op::ListQueues { prefix: None, max_results: None, next_token: None } }).to_vec();
     stream.write_all(&frame).unwrap();
     let (id, response) = read_response(&mut stream).unwrap();
     assert_eq!(id, 5);
@@ -128,7 +129,8 @@ fn an_unknown_operation_gets_invalid_action_and_the_connection_stays_open() {
     assert_eq!(id, 9);
     assert_eq!(response.unwrap_err().code, ErrorCode::InvalidAction);
     // Same connection, next request works.
-    let list = Encoder::new().request(&Request { id: 10, op: Op::ListQueues { prefix: None, max_results: None, next_token: None } }).to_vec();
+    let list =
+        Encoder::new().request(&Request { id: 10, op: Op::ListQueues { prefix: None, max_results: None, next_token: None } }).to_vec();
     stream.write_all(&list).unwrap();
     let (id, response) = read_response(&mut stream).unwrap();
     assert_eq!(id, 10);
@@ -166,7 +168,8 @@ fn sigterm_answers_waiting_long_polls_and_exits_cleanly() {
         let request = sluice_client::ReceiveMessage { queue: "q".into(), wait_time_seconds: Some(20), ..Default::default() };
         async_io::block_on(client.receive_message(request))
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // Let the long poll reach the daemon before the signal.
+    std::thread::sleep(Duration::from_millis(500));
     let status = daemon.terminate();
     assert!(status.success(), "sluiced exited with {status}");
     // The in-flight long poll was answered (empty), not cut off.

@@ -15,12 +15,24 @@ const TWELVE_HOURS_MS: u64 = 43_200_000;
 
 #[derive(Debug, Clone)]
 enum Step {
-    Send { delay_ms: u64 },
-    Receive { max: usize, visibility_ms: u64 },
+    Send {
+        delay_ms: u64,
+    },
+    Receive {
+        max: usize,
+        visibility_ms: u64,
+    },
     /// Delete through the n-th receipt issued so far.
-    Delete { receipt: usize },
-    ChangeVisibility { receipt: usize, timeout_ms: u64 },
-    Advance { ms: u64 },
+    Delete {
+        receipt: usize,
+    },
+    ChangeVisibility {
+        receipt: usize,
+        timeout_ms: u64,
+    },
+    Advance {
+        ms: u64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -147,7 +159,7 @@ proptest! {
                     let expected = match model.messages.get_mut(&id) {
                         Some(message) => match message.state {
                             State::InFlight { deadline, received } if message.receive_count == count && deadline > now => {
-                                if now + timeout_ms > received + TWELVE_HOURS_MS {
+                                if (now - received) / 1000 * 1000 + timeout_ms > TWELVE_HOURS_MS {
                                     false
                                 } else {
                                     message.state = if timeout_ms == 0 { State::Visible } else { State::InFlight { deadline: now + timeout_ms, received } };
@@ -173,7 +185,8 @@ fn messages_past_retention_are_never_returned_and_are_dropped() {
     let mut engine = Partition::new();
     engine.send(payload(1, 1_000), 0, 1_000);
     engine.send(payload(2, 50_000), 0, 50_000);
-    let rules = ReceiveRules { max_messages: 10, visibility_ms: 1_000, retention_ms: 60_000, max_receive_count: None, inflight_max: usize::MAX };
+    let rules =
+        ReceiveRules { max_messages: 10, visibility_ms: 1_000, retention_ms: 60_000, max_receive_count: None, inflight_max: usize::MAX };
     let mut delivered = Vec::new();
     engine.receive(61_000, &rules, &mut delivered, &mut Vec::new()).unwrap();
     assert_eq!(delivered.iter().map(|d| d.payload.message_id).collect::<Vec<_>>(), [2]);
@@ -185,7 +198,8 @@ fn messages_past_retention_are_never_returned_and_are_dropped() {
 fn receive_moves_messages_past_max_receive_count_out() {
     let mut engine = Partition::new();
     engine.send(payload(1, 0), 0, 0);
-    let rules = ReceiveRules { max_messages: 1, visibility_ms: 0, retention_ms: 60_000, max_receive_count: Some(2), inflight_max: usize::MAX };
+    let rules =
+        ReceiveRules { max_messages: 1, visibility_ms: 0, retention_ms: 60_000, max_receive_count: Some(2), inflight_max: usize::MAX };
     for now in [1, 2] {
         let mut delivered = Vec::new();
         engine.receive(now, &rules, &mut delivered, &mut Vec::new()).unwrap();

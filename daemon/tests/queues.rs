@@ -60,8 +60,14 @@ fn invalid_names_and_attributes_get_aws_errors() {
     assert_code(c.run(c.client().create_queue(&"x".repeat(81), vec![], vec![])), ErrorCode::InvalidParameterValue);
     assert_code(c.run(c.client().create_queue("q", vec![kv("DelaySeconds", "901")], vec![])), ErrorCode::InvalidAttributeValue);
     assert_code(c.run(c.client().create_queue("q", vec![kv("MaximumMessageSize", "1048577")], vec![])), ErrorCode::InvalidAttributeValue);
-    assert_code(c.run(c.client().create_queue("q", vec![kv("MessageRetentionPeriod", "1209601")], vec![])), ErrorCode::InvalidAttributeValue);
-    assert_code(c.run(c.client().create_queue("q", vec![kv("ReceiveMessageWaitTimeSeconds", "21")], vec![])), ErrorCode::InvalidAttributeValue);
+    assert_code(
+        c.run(c.client().create_queue("q", vec![kv("MessageRetentionPeriod", "1209601")], vec![])),
+        ErrorCode::InvalidAttributeValue,
+    );
+    assert_code(
+        c.run(c.client().create_queue("q", vec![kv("ReceiveMessageWaitTimeSeconds", "21")], vec![])),
+        ErrorCode::InvalidAttributeValue,
+    );
     assert_code(c.run(c.client().create_queue("q", vec![kv("Flavour", "1")], vec![])), ErrorCode::InvalidAttributeName);
     c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
     assert_code(c.run(c.client().set_queue_attributes("q", vec![kv("VisibilityTimeout", "-1")])), ErrorCode::InvalidAttributeValue);
@@ -180,9 +186,8 @@ fn send_batch_reports_each_entry_and_rejects_bad_batches() {
     let c = daemon.client();
     c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
     let entry = |id: &str, text: &str| SendEntry { id: id.into(), body: body(text), ..SendEntry::default() };
-    let (ok, failed) = c
-        .run(c.client().send_message_batch("q", vec![entry("a", "one"), entry("b", "two\u{0}"), entry("c", "three")]))
-        .unwrap();
+    let (ok, failed) =
+        c.run(c.client().send_message_batch("q", vec![entry("a", "one"), entry("b", "two\u{0}"), entry("c", "three")])).unwrap();
     assert_eq!(ok.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "c"]);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].id, "b");
@@ -271,7 +276,8 @@ fn message_attributes_are_selected_and_digested_as_aws_does() {
     let none = ReceiveMessage { message_attribute_names: vec![], system_attribute_names: vec![], ..request };
     let got = c.run(c.client().receive_message(none)).unwrap().remove(0);
     assert!(got.message_attributes.is_empty() && got.attributes.is_empty() && got.md5_of_attributes.is_none());
-    let bad = SendEntry { body: body("x"), attributes: vec![MessageAttribute::string("AWS.reserved", "String", "v")], ..SendEntry::default() };
+    let bad =
+        SendEntry { body: body("x"), attributes: vec![MessageAttribute::string("AWS.reserved", "String", "v")], ..SendEntry::default() };
     assert_code(c.run(c.client().send_entry("q", bad)), ErrorCode::InvalidParameterValue);
 }
 
@@ -279,7 +285,8 @@ fn message_attributes_are_selected_and_digested_as_aws_does() {
 fn delayed_messages_stay_hidden_until_their_delay_passes() {
     let daemon = Daemon::start();
     let c = daemon.client();
-    c.run(c.client().create_queue("q", vec![kv("DelaySeconds", "1")], vec![])).unwrap();
+    // Two seconds: enough margin that the first receive surely comes before the delay ends.
+    c.run(c.client().create_queue("q", vec![kv("DelaySeconds", "2")], vec![])).unwrap();
     c.run(c.client().send_message("q", "queue delay")).unwrap();
     c.run(c.client().send_entry("q", SendEntry { body: body("no delay"), delay_seconds: Some(0), ..SendEntry::default() })).unwrap();
     let first = c.run(c.client().receive_message(receive("q"))).unwrap();
@@ -295,9 +302,10 @@ fn delayed_messages_stay_hidden_until_their_delay_passes() {
 fn message_returns_after_its_visibility_timeout_with_a_new_handle() {
     let daemon = Daemon::start();
     let c = daemon.client();
-    c.run(c.client().create_queue("q", vec![kv("VisibilityTimeout", "1")], vec![])).unwrap();
+    c.run(c.client().create_queue("q", vec![kv("VisibilityTimeout", "2")], vec![])).unwrap();
     c.run(c.client().send_message("q", "again")).unwrap();
-    let first = c.run(c.client().receive_message(ReceiveMessage { system_attribute_names: vec!["All".into()], ..receive("q") })).unwrap().remove(0);
+    let first =
+        c.run(c.client().receive_message(ReceiveMessage { system_attribute_names: vec!["All".into()], ..receive("q") })).unwrap().remove(0);
     assert!(c.run(c.client().receive_message(receive("q"))).unwrap().is_empty());
     let second = c
         .run(c.client().receive_message(ReceiveMessage { system_attribute_names: vec!["All".into()], ..receive_waiting("q", 10) }))
@@ -306,7 +314,10 @@ fn message_returns_after_its_visibility_timeout_with_a_new_handle() {
     assert_eq!(second.message_id, first.message_id);
     assert_ne!(second.receipt_handle, first.receipt_handle);
     assert_eq!(attribute(&second.attributes, "ApproximateReceiveCount"), Some("2"));
-    assert_eq!(attribute(&second.attributes, "ApproximateFirstReceiveTimestamp"), attribute(&first.attributes, "ApproximateFirstReceiveTimestamp"));
+    assert_eq!(
+        attribute(&second.attributes, "ApproximateFirstReceiveTimestamp"),
+        attribute(&first.attributes, "ApproximateFirstReceiveTimestamp")
+    );
     // A visibility change needs the latest handle; deleting works with any issued one.
     assert_code(c.run(c.client().change_message_visibility("q", &first.receipt_handle, 5)), ErrorCode::InvalidParameterValue);
     c.run(c.client().delete_message("q", &first.receipt_handle)).unwrap();
@@ -487,7 +498,8 @@ fn pipelined_requests_on_one_connection_all_complete() {
         if got.is_empty() {
             break;
         }
-        let entries = got.iter().enumerate().map(|(i, m)| DeleteEntry { id: i.to_string(), receipt_handle: m.receipt_handle.clone() }).collect();
+        let entries =
+            got.iter().enumerate().map(|(i, m)| DeleteEntry { id: i.to_string(), receipt_handle: m.receipt_handle.clone() }).collect();
         let (_, failed) = c.run(c.client().delete_message_batch("q", entries)).unwrap();
         assert!(failed.is_empty());
         bodies.extend(got.into_iter().map(|m| m.body));

@@ -224,10 +224,7 @@ fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> (fb::Op, WIPOffse
         Op::ListDeadLetterSourceQueues { queue, max_results, next_token } => {
             let queue = Some(fbb.create_string(queue));
             let next_token = opt_str(fbb, next_token);
-            table!(
-                ListDeadLetterSourceQueues,
-                fb::ListDeadLetterSourceQueuesArgs { queue, max_results: *max_results, next_token }
-            )
+            table!(ListDeadLetterSourceQueues, fb::ListDeadLetterSourceQueuesArgs { queue, max_results: *max_results, next_token })
         }
         Op::SendMessage { queue, entry } => {
             let queue = Some(fbb.create_string(queue));
@@ -349,14 +346,7 @@ fn send_success<'a>(fbb: &mut FlatBufferBuilder<'a>, result: &SendResult) -> WIP
     let sequence_number = opt_str(fbb, &result.sequence_number);
     fb::SendMessageBatchSuccess::create(
         fbb,
-        &fb::SendMessageBatchSuccessArgs {
-            id,
-            message_id,
-            md5_of_body,
-            md5_of_attributes,
-            md5_of_system_attributes,
-            sequence_number,
-        },
+        &fb::SendMessageBatchSuccessArgs { id, message_id, md5_of_body, md5_of_attributes, md5_of_system_attributes, sequence_number },
     )
 }
 
@@ -372,12 +362,7 @@ fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) -> (fb::Rep
             let server_version = Some(fbb.create_string(server_version));
             table!(
                 HelloResult,
-                fb::HelloResultArgs {
-                    protocol_version: *protocol_version,
-                    server_version,
-                    shard_count: *shard_count,
-                    shard_id: *shard_id,
-                }
+                fb::HelloResultArgs { protocol_version: *protocol_version, server_version, shard_count: *shard_count, shard_id: *shard_id }
             )
         }
         Reply::Done => table!(Done, fb::DoneArgs {}),
@@ -402,13 +387,7 @@ fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) -> (fb::Rep
             let sequence_number = opt_str(fbb, &result.sequence_number);
             table!(
                 SendMessageResult,
-                fb::SendMessageResultArgs {
-                    message_id,
-                    md5_of_body,
-                    md5_of_attributes,
-                    md5_of_system_attributes,
-                    sequence_number,
-                }
+                fb::SendMessageResultArgs { message_id, md5_of_body, md5_of_attributes, md5_of_system_attributes, sequence_number }
             )
         }
         Reply::SendMessageBatch { successful, failed } => {
@@ -469,9 +448,7 @@ impl Reader<'_> {
     }
 
     fn key_values(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::KeyValue<'_>>>>) -> KeyValues {
-        vector
-            .map(|items| items.iter().map(|kv| (kv.key().to_owned(), kv.value().to_owned())).collect())
-            .unwrap_or_default()
+        vector.map(|items| items.iter().map(|kv| (kv.key().to_owned(), kv.value().to_owned())).collect()).unwrap_or_default()
     }
 
     fn strings(&self, vector: Option<Vector<'_, ForwardsUOffset<&str>>>) -> Vec<String> {
@@ -525,18 +502,11 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
     let op = match request.op_type() {
         fb::Op::Hello => {
             let hello = request.op_as_hello().ok_or_else(unknown)?;
-            Op::Hello {
-                protocol_version: hello.protocol_version(),
-                client_name: hello.client_name().unwrap_or_default().to_owned(),
-            }
+            Op::Hello { protocol_version: hello.protocol_version(), client_name: hello.client_name().unwrap_or_default().to_owned() }
         }
         fb::Op::CreateQueue => {
             let op = request.op_as_create_queue().ok_or_else(unknown)?;
-            Op::CreateQueue {
-                name: op.name().to_owned(),
-                attributes: read.key_values(op.attributes()),
-                tags: read.key_values(op.tags()),
-            }
+            Op::CreateQueue { name: op.name().to_owned(), attributes: read.key_values(op.attributes()), tags: read.key_values(op.tags()) }
         }
         fb::Op::GetQueueUrl => {
             let op = request.op_as_get_queue_url().ok_or_else(unknown)?;
@@ -641,10 +611,7 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
                 .map(|entries| {
                     entries
                         .iter()
-                        .map(|entry| DeleteEntry {
-                            id: entry.id().to_owned(),
-                            receipt_handle: entry.receipt_handle().to_owned(),
-                        })
+                        .map(|entry| DeleteEntry { id: entry.id().to_owned(), receipt_handle: entry.receipt_handle().to_owned() })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -707,9 +674,7 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
             let urls = response.reply_as_queue_urls().ok_or_else(empty)?;
             Reply::QueueUrls { queue_urls: read.strings(urls.queue_urls()), next_token: owned(urls.next_token()) }
         }
-        fb::Reply::Attributes => {
-            Reply::Attributes(read.key_values(response.reply_as_attributes().ok_or_else(empty)?.attributes()))
-        }
+        fb::Reply::Attributes => Reply::Attributes(read.key_values(response.reply_as_attributes().ok_or_else(empty)?.attributes())),
         fb::Reply::SendMessageResult => {
             let result = response.reply_as_send_message_result().ok_or_else(empty)?;
             Reply::SendMessage(SendResult {

@@ -22,26 +22,80 @@ pub type KeyValues = Vec<(String, String)>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    Hello { protocol_version: u16, client_name: String },
-    CreateQueue { name: String, attributes: KeyValues, tags: KeyValues },
-    GetQueueUrl { name: String },
-    ListQueues { prefix: Option<String>, max_results: Option<i32>, next_token: Option<String> },
-    DeleteQueue { queue: String },
-    PurgeQueue { queue: String },
-    GetQueueAttributes { queue: String, names: Vec<String> },
-    SetQueueAttributes { queue: String, attributes: KeyValues },
-    TagQueue { queue: String, tags: KeyValues },
-    UntagQueue { queue: String, keys: Vec<String> },
-    ListQueueTags { queue: String },
-    ListDeadLetterSourceQueues { queue: String, max_results: Option<i32>, next_token: Option<String> },
+    Hello {
+        protocol_version: u16,
+        client_name: String,
+    },
+    CreateQueue {
+        name: String,
+        attributes: KeyValues,
+        tags: KeyValues,
+    },
+    GetQueueUrl {
+        name: String,
+    },
+    ListQueues {
+        prefix: Option<String>,
+        max_results: Option<i32>,
+        next_token: Option<String>,
+    },
+    DeleteQueue {
+        queue: String,
+    },
+    PurgeQueue {
+        queue: String,
+    },
+    GetQueueAttributes {
+        queue: String,
+        names: Vec<String>,
+    },
+    SetQueueAttributes {
+        queue: String,
+        attributes: KeyValues,
+    },
+    TagQueue {
+        queue: String,
+        tags: KeyValues,
+    },
+    UntagQueue {
+        queue: String,
+        keys: Vec<String>,
+    },
+    ListQueueTags {
+        queue: String,
+    },
+    ListDeadLetterSourceQueues {
+        queue: String,
+        max_results: Option<i32>,
+        next_token: Option<String>,
+    },
     /// A single send; `entry.id` is empty.
-    SendMessage { queue: String, entry: SendEntry },
-    SendMessageBatch { queue: String, entries: Vec<SendEntry> },
+    SendMessage {
+        queue: String,
+        entry: SendEntry,
+    },
+    SendMessageBatch {
+        queue: String,
+        entries: Vec<SendEntry>,
+    },
     ReceiveMessage(ReceiveMessage),
-    DeleteMessage { queue: String, receipt_handle: String },
-    DeleteMessageBatch { queue: String, entries: Vec<DeleteEntry> },
-    ChangeMessageVisibility { queue: String, receipt_handle: String, visibility_timeout: i32 },
-    ChangeMessageVisibilityBatch { queue: String, entries: Vec<VisibilityEntry> },
+    DeleteMessage {
+        queue: String,
+        receipt_handle: String,
+    },
+    DeleteMessageBatch {
+        queue: String,
+        entries: Vec<DeleteEntry>,
+    },
+    ChangeMessageVisibility {
+        queue: String,
+        receipt_handle: String,
+        visibility_timeout: i32,
+    },
+    ChangeMessageVisibilityBatch {
+        queue: String,
+        entries: Vec<VisibilityEntry>,
+    },
 }
 
 impl Op {
@@ -83,12 +137,7 @@ pub struct MessageAttribute {
 
 impl MessageAttribute {
     pub fn string(name: impl Into<String>, data_type: impl Into<String>, value: impl Into<String>) -> Self {
-        MessageAttribute {
-            name: name.into(),
-            data_type: data_type.into(),
-            string_value: Some(value.into()),
-            binary_value: None,
-        }
+        MessageAttribute { name: name.into(), data_type: data_type.into(), string_value: Some(value.into()), binary_value: None }
     }
 
     pub fn binary(name: impl Into<String>, value: impl Into<Bytes>) -> Self {
@@ -151,18 +200,32 @@ pub struct VisibilityEntry {
 /// A successful operation's result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    Hello { protocol_version: u16, server_version: String, shard_count: u16, shard_id: u16 },
+    Hello {
+        protocol_version: u16,
+        server_version: String,
+        shard_count: u16,
+        shard_id: u16,
+    },
     /// An operation that returns nothing.
     Done,
     QueueUrl(String),
-    QueueUrls { queue_urls: Vec<String>, next_token: Option<String> },
+    QueueUrls {
+        queue_urls: Vec<String>,
+        next_token: Option<String>,
+    },
     /// Queue attributes or queue tags.
     Attributes(KeyValues),
     SendMessage(SendResult),
-    SendMessageBatch { successful: Vec<SendResult>, failed: Vec<BatchFailure> },
+    SendMessageBatch {
+        successful: Vec<SendResult>,
+        failed: Vec<BatchFailure>,
+    },
     ReceiveMessage(Vec<ReceivedMessage>),
     /// DeleteMessageBatch and ChangeMessageVisibilityBatch.
-    Batch { successful: Vec<String>, failed: Vec<BatchFailure> },
+    Batch {
+        successful: Vec<String>,
+        failed: Vec<BatchFailure>,
+    },
 }
 
 /// The outcome of one request.

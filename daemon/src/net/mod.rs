@@ -126,7 +126,12 @@ async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbound: Rc<Outbound>)
     let _ = writer.close().await;
 }
 
-async fn read_loop(shard: &Rc<Shard>, mut reader: impl AsyncRead + Unpin, outbound: &Rc<Outbound>, inflight: &Rc<Semaphore>) -> Result<(), String> {
+async fn read_loop(
+    shard: &Rc<Shard>,
+    mut reader: impl AsyncRead + Unpin,
+    outbound: &Rc<Outbound>,
+    inflight: &Rc<Semaphore>,
+) -> Result<(), String> {
     let frame_bytes_max = shard.config.frame_bytes_max;
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut greeted = false;
@@ -202,7 +207,13 @@ async fn read_loop(shard: &Rc<Shard>, mut reader: impl AsyncRead + Unpin, outbou
 }
 
 /// Decodes and starts one request. Returns false when the connection must close.
-async fn dispatch(shard: &Rc<Shard>, frame: Bytes, outbound: &Rc<Outbound>, inflight: &Rc<Semaphore>, greeted: &mut bool) -> Result<bool, String> {
+async fn dispatch(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    outbound: &Rc<Outbound>,
+    inflight: &Rc<Semaphore>,
+    greeted: &mut bool,
+) -> Result<bool, String> {
     let request = match decode_request(&frame) {
         Ok(request) => request,
         Err(DecodeError::UnknownOp { id, op_type }) => {

@@ -124,10 +124,7 @@ fn parse_redrive_policy(raw: &str) -> Result<RedrivePolicy, OpError> {
             return Err(bad(&format!("unknown key {key}")));
         }
     }
-    let arn = object
-        .get("deadLetterTargetArn")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| bad("deadLetterTargetArn is required"))?;
+    let arn = object.get("deadLetterTargetArn").and_then(|v| v.as_str()).ok_or_else(|| bad("deadLetterTargetArn is required"))?;
     if parse_queue_arn(arn).is_none() {
         return Err(bad("deadLetterTargetArn is not a queue ARN"));
     }
@@ -151,9 +148,7 @@ fn parse_redrive_allow_policy(raw: &str) -> Result<RedriveAllowPolicy, OpError> 
     let permission = object.get("redrivePermission").and_then(|v| v.as_str()).ok_or_else(|| bad("redrivePermission is required"))?;
     let sources = object.get("sourceQueueArns");
     let permission = match permission {
-        "allowAll" | "denyAll" if sources.is_some() => {
-            return Err(bad("sourceQueueArns is allowed only with redrivePermission byQueue"))
-        }
+        "allowAll" | "denyAll" if sources.is_some() => return Err(bad("sourceQueueArns is allowed only with redrivePermission byQueue")),
         "allowAll" => RedrivePermission::AllowAll,
         "denyAll" => RedrivePermission::DenyAll,
         "byQueue" => {
@@ -207,9 +202,7 @@ impl QueueAttributes {
                     next.message_retention_seconds = ranged(name, value, RETENTION_SECONDS_MIN, RETENTION_SECONDS_MAX)?
                 }
                 "ReceiveMessageWaitTimeSeconds" => next.receive_wait_seconds = ranged(name, value, 0, WAIT_SECONDS_MAX as i64)?,
-                "VisibilityTimeout" => {
-                    next.visibility_timeout_seconds = ranged(name, value, 0, VISIBILITY_SECONDS_MAX as i64)?
-                }
+                "VisibilityTimeout" => next.visibility_timeout_seconds = ranged(name, value, 0, VISIBILITY_SECONDS_MAX as i64)?,
                 "Policy" => {
                     if value.is_empty() {
                         next.policy = None;
@@ -221,12 +214,9 @@ impl QueueAttributes {
                         next.policy = Some(value.clone());
                     }
                 }
-                "RedrivePolicy" => {
-                    next.redrive_policy = if value.is_empty() { None } else { Some(parse_redrive_policy(value)?) }
-                }
+                "RedrivePolicy" => next.redrive_policy = if value.is_empty() { None } else { Some(parse_redrive_policy(value)?) },
                 "RedriveAllowPolicy" => {
-                    next.redrive_allow_policy =
-                        if value.is_empty() { None } else { Some(parse_redrive_allow_policy(value)?) }
+                    next.redrive_allow_policy = if value.is_empty() { None } else { Some(parse_redrive_allow_policy(value)?) }
                 }
                 "KmsMasterKeyId" => {
                     next.kms_master_key_id = if value.is_empty() { None } else { Some(value.clone()) };

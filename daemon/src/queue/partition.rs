@@ -108,10 +108,7 @@ pub struct Partition {
 }
 
 fn expired_error() -> OpError {
-    OpError::new(
-        ErrorCode::InvalidParameterValue,
-        "Value for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.",
-    )
+    OpError::new(ErrorCode::InvalidParameterValue, "Value for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.")
 }
 
 impl Partition {
@@ -217,7 +214,13 @@ impl Partition {
     /// Hands out up to `rules.max_messages` visible messages, oldest first.
     /// Messages past retention are dropped on the way; messages whose receive
     /// count would pass maxReceiveCount are returned in `moved` instead.
-    pub fn receive(&mut self, now_ms: u64, rules: &ReceiveRules, delivered: &mut Vec<Delivery>, moved: &mut Vec<Moved>) -> Result<(), OpError> {
+    pub fn receive(
+        &mut self,
+        now_ms: u64,
+        rules: &ReceiveRules,
+        delivered: &mut Vec<Delivery>,
+        moved: &mut Vec<Moved>,
+    ) -> Result<(), OpError> {
         self.tick(now_ms, rules.retention_ms);
         let wanted = delivered.len() + rules.max_messages;
         if self.counts.inflight as usize >= rules.inflight_max && self.counts.visible > 0 {
@@ -274,8 +277,9 @@ impl Partition {
         if slot.receive_count != receive_count || deadline_ms <= now_ms {
             return Err(expired_error());
         }
-        let limit_ms = received_ms + VISIBILITY_SECONDS_MAX as u64 * 1000;
-        if now_ms + timeout_ms > limit_ms {
+        // SQS counts in whole seconds: 12 h from the receive, the part of a second already passed not counted.
+        let elapsed_s = (now_ms - received_ms) / 1000;
+        if elapsed_s * 1000 + timeout_ms > VISIBILITY_SECONDS_MAX as u64 * 1000 {
             return Err(OpError::new(
                 ErrorCode::InvalidParameterValue,
                 format!(

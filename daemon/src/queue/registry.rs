@@ -76,13 +76,30 @@ pub fn queue_does_not_exist() -> OpError {
 /// A change to metadata; runs on shard 0.
 #[derive(Debug, Clone)]
 pub enum MetaChange {
-    Create { name: String, attributes: KeyValues, tags: KeyValues },
-    Delete { queue: String },
-    SetAttributes { queue: String, attributes: KeyValues },
-    Tag { queue: String, tags: KeyValues },
-    Untag { queue: String, keys: Vec<String> },
+    Create {
+        name: String,
+        attributes: KeyValues,
+        tags: KeyValues,
+    },
+    Delete {
+        queue: String,
+    },
+    SetAttributes {
+        queue: String,
+        attributes: KeyValues,
+    },
+    Tag {
+        queue: String,
+        tags: KeyValues,
+    },
+    Untag {
+        queue: String,
+        keys: Vec<String>,
+    },
     /// Records a purge (SQS allows one per minute); the caller then purges every shard.
-    Purge { queue: String },
+    Purge {
+        queue: String,
+    },
 }
 
 /// What a successful change answers.
@@ -105,7 +122,13 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(naming: Naming) -> Registry {
-        Registry { naming, snapshot: Arc::new(Snapshot::default()), next_id: 1, deleted_at_ms: HashMap::new(), purged_at_ms: HashMap::new() }
+        Registry {
+            naming,
+            snapshot: Arc::new(Snapshot::default()),
+            next_id: 1,
+            deleted_at_ms: HashMap::new(),
+            purged_at_ms: HashMap::new(),
+        }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -216,10 +239,18 @@ impl Registry {
 
     /// A RedrivePolicy must name an existing standard queue (not the queue itself)
     /// whose RedriveAllowPolicy lets this queue use it.
-    fn check_redrive(&self, queues: &BTreeMap<String, Arc<QueueMeta>>, source_arn: &str, attributes: &QueueAttributes) -> Result<(), OpError> {
+    fn check_redrive(
+        &self,
+        queues: &BTreeMap<String, Arc<QueueMeta>>,
+        source_arn: &str,
+        attributes: &QueueAttributes,
+    ) -> Result<(), OpError> {
         let Some(policy) = &attributes.redrive_policy else { return Ok(()) };
         let invalid = |reason: &str| {
-            OpError::new(ErrorCode::InvalidParameterValue, format!("Value {} for parameter RedrivePolicy is invalid. Reason: {reason}", policy.raw))
+            OpError::new(
+                ErrorCode::InvalidParameterValue,
+                format!("Value {} for parameter RedrivePolicy is invalid. Reason: {reason}", policy.raw),
+            )
         };
         if policy.dead_letter_target_arn == source_arn {
             return Err(invalid("A queue cannot be its own dead-letter queue."));

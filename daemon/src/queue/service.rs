@@ -19,7 +19,7 @@ use super::receipt::Receipt;
 use super::registry::{queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
 use super::Waiters;
-use crate::runtime::bus::{Answer, Call, ShardMessage};
+use crate::runtime::bus::{Answer, Call, ShardMessage, VisibilityChange};
 use crate::runtime::{now_ms, Shard};
 use crate::storage::QueueRecord;
 
@@ -261,7 +261,10 @@ impl Shard {
         }
         if let Some(group) = &entry.message_group_id {
             if group.is_empty() || group.len() > 128 || !group.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(OpError::new(ErrorCode::InvalidParameterValue, "MessageGroupId must be 1 to 128 alphanumeric or punctuation characters."));
+                return Err(OpError::new(
+                    ErrorCode::InvalidParameterValue,
+                    "MessageGroupId must be 1 to 128 alphanumeric or punctuation characters.",
+                ));
             }
         }
         let md5_body = md5_of_body(&entry.body);
@@ -301,7 +304,18 @@ impl Shard {
         check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
         let total: usize = entries
             .iter()
-            .map(|e| e.body.len() + e.attributes.iter().map(|a| a.name.len() + a.data_type.len() + a.string_value.as_ref().map_or(0, String::len) + a.binary_value.as_ref().map_or(0, |b| b.len())).sum::<usize>())
+            .map(|e| {
+                e.body.len()
+                    + e.attributes
+                        .iter()
+                        .map(|a| {
+                            a.name.len()
+                                + a.data_type.len()
+                                + a.string_value.as_ref().map_or(0, String::len)
+                                + a.binary_value.as_ref().map_or(0, |b| b.len())
+                        })
+                        .sum::<usize>()
+            })
             .sum();
         if total > BATCH_BYTES_MAX {
             return Err(OpError::new(
@@ -373,15 +387,18 @@ impl Shard {
             futures::future::select(listener, futures::future::select(timer, shutdown)).await;
         }
         drop(waiting);
-        let messages = delivered
-            .into_iter()
-            .map(|(shard, delivery)| self.render_delivery(&meta, shard, delivery, &receive))
-            .collect();
+        let messages = delivered.into_iter().map(|(shard, delivery)| self.render_delivery(&meta, shard, delivery, &receive)).collect();
         Ok(Reply::ReceiveMessage(messages))
     }
 
     /// One pass over the partitions: local first, then the other shards in turn.
-    async fn receive_round(self: &Rc<Self>, meta: &QueueMeta, max_messages: usize, visibility_ms: u64, delivered: &mut Vec<(usize, Delivery)>) -> Result<(), OpError> {
+    async fn receive_round(
+        self: &Rc<Self>,
+        meta: &QueueMeta,
+        max_messages: usize,
+        visibility_ms: u64,
+        delivered: &mut Vec<(usize, Delivery)>,
+    ) -> Result<(), OpError> {
         let local = self.receive_local(meta.id, max_messages - delivered.len(), visibility_ms)?;
         delivered.extend(local.into_iter().map(|d| (self.id, d)));
         for step in 1..self.count {
@@ -556,7 +573,7 @@ impl Shard {
         let receipts = self.route_receipts(&meta, entries.iter().map(|e| e.receipt_handle.as_str()));
         let mut results: Vec<Result<(), OpError>> = Vec::with_capacity(entries.len());
         // (entry index, seq, receive count, timeout) per shard.
-        let mut by_shard: Vec<Vec<(usize, (u64, u32, u64))>> = vec![Vec::new(); self.count];
+        let mut by_shard: Vec<Vec<(usize, VisibilityChange)>> = vec![Vec::new(); self.count];
         for (index, (receipt, entry)) in receipts.into_iter().zip(entries).enumerate() {
             let checked = receipt.and_then(|receipt| {
                 check_range("VisibilityTimeout", entry.visibility_timeout, 0, VISIBILITY_SECONDS_MAX).map(|timeout| (receipt, timeout))
@@ -600,8 +617,14 @@ impl Shard {
                 Answer::Deliveries(self.receive_local(queue_id, max_messages, visibility_ms))
             }
             Call::Counts { queue_id } => {
-                let retention_ms = self.queues.snapshot().by_id.get(&queue_id).map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
-                let counts = self.queues.partitions.borrow_mut().get_mut(&queue_id).map(|p| p.counts(now, retention_ms)).unwrap_or_default();
+                let retention_ms = self
+                    .queues
+                    .snapshot()
+                    .by_id
+                    .get(&queue_id)
+                    .map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
+                let counts =
+                    self.queues.partitions.borrow_mut().get_mut(&queue_id).map(|p| p.counts(now, retention_ms)).unwrap_or_default();
                 Answer::Counts(counts)
             }
             Call::Purge { queue_id } => {
@@ -646,7 +669,8 @@ impl Shard {
                         };
                         if let Ok(visible) = outcome {
                             became_visible |= visible;
-                            ticket = Some(self.storage.append(QueueRecord::VisibilityChanged { queue_id, seq, deadline_ms: now + timeout_ms }));
+                            ticket =
+                                Some(self.storage.append(QueueRecord::VisibilityChanged { queue_id, seq, deadline_ms: now + timeout_ms }));
                         }
                         outcomes.push(outcome.map(|_| ()));
                     }

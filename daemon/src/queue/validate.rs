@@ -152,9 +152,7 @@ pub fn check_batch_ids<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Resul
     }
     let mut seen = HashSet::with_capacity(count);
     for id in ids {
-        if id.is_empty()
-            || id.len() > BATCH_ENTRY_ID_CHARS_MAX
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        if id.is_empty() || id.len() > BATCH_ENTRY_ID_CHARS_MAX || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             return Err(OpError::new(
                 ErrorCode::InvalidBatchEntryId,
@@ -220,10 +218,7 @@ mod tests {
     fn batch_ids_are_checked() {
         assert_eq!(check_batch_ids([].into_iter()).unwrap_err().code, ErrorCode::EmptyBatchRequest);
         let eleven: Vec<String> = (0..11).map(|i| i.to_string()).collect();
-        assert_eq!(
-            check_batch_ids(eleven.iter().map(String::as_str)).unwrap_err().code,
-            ErrorCode::TooManyEntriesInBatchRequest
-        );
+        assert_eq!(check_batch_ids(eleven.iter().map(String::as_str)).unwrap_err().code, ErrorCode::TooManyEntriesInBatchRequest);
         assert_eq!(check_batch_ids(["a", "a"].into_iter()).unwrap_err().code, ErrorCode::BatchEntryIdsNotDistinct);
         assert_eq!(check_batch_ids(["a b"].into_iter()).unwrap_err().code, ErrorCode::InvalidBatchEntryId);
         assert!(check_batch_ids(["a", "b-1_c"].into_iter()).is_ok());

@@ -20,16 +20,33 @@ use crate::queue::registry::{MetaChange, MetaOutcome, Snapshot};
 /// Messages in flight per ordered pair of shards before a sender waits.
 pub const MESH_CHANNEL_CAPACITY_MAX: usize = 1024;
 
+/// One visibility change for the owning shard: (seq, receive count of the handle, new timeout in ms).
+pub type VisibilityChange = (u64, u32, u64);
+
 #[derive(Debug)]
 pub enum Call {
     /// Receive from this shard's partition of a queue.
-    Receive { queue_id: u64, max_messages: usize, visibility_ms: u64 },
-    Counts { queue_id: u64 },
-    Purge { queue_id: u64 },
+    Receive {
+        queue_id: u64,
+        max_messages: usize,
+        visibility_ms: u64,
+    },
+    Counts {
+        queue_id: u64,
+    },
+    Purge {
+        queue_id: u64,
+    },
     /// Delete messages of this shard's partition by sequence number.
-    Delete { queue_id: u64, seqs: Vec<u64> },
+    Delete {
+        queue_id: u64,
+        seqs: Vec<u64>,
+    },
     /// (seq, receive count of the handle, new timeout in ms).
-    ChangeVisibility { queue_id: u64, entries: Vec<(u64, u32, u64)> },
+    ChangeVisibility {
+        queue_id: u64,
+        entries: Vec<(u64, u32, u64)>,
+    },
     /// Install a new metadata snapshot.
     Publish(Arc<Snapshot>),
     /// A metadata change, for shard 0.
@@ -47,12 +64,24 @@ pub enum Answer {
 
 #[derive(Debug)]
 pub enum ShardMessage {
-    Call { from: usize, corr: u64, call: Call },
-    Answer { corr: u64, answer: Answer },
+    Call {
+        from: usize,
+        corr: u64,
+        call: Call,
+    },
+    Answer {
+        corr: u64,
+        answer: Answer,
+    },
     /// Shard `from` has a long poll waiting on `queue_id`: wake it once a message is visible here.
-    Watch { queue_id: u64, from: usize },
+    Watch {
+        queue_id: u64,
+        from: usize,
+    },
     /// A message of `queue_id` became visible on the sending shard.
-    Wake { queue_id: u64 },
+    Wake {
+        queue_id: u64,
+    },
 }
 
 /// This shard's end of the mesh.

@@ -168,9 +168,7 @@ async fn shard_main(
 
     let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
     let timers_shard = shard.clone();
-    glommio::spawn_local_into(timers(timers_shard), background)
-        .map_err(|e| anyhow::anyhow!("cannot spawn timers: {e}"))?
-        .detach();
+    glommio::spawn_local_into(timers(timers_shard), background).map_err(|e| anyhow::anyhow!("cannot spawn timers: {e}"))?.detach();
 
     let listener = glommio::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {addr}: {e}"))?;
     let _ = ready.send(Ok(()));
@@ -242,7 +240,7 @@ async fn timers(shard: Rc<Shard>) {
         }
         shard.tick_watched();
         ticks = ticks.wrapping_add(1);
-        if ticks % RETENTION_SWEEP_EVERY_TICKS == 0 {
+        if ticks.is_multiple_of(RETENTION_SWEEP_EVERY_TICKS) {
             shard.tick_all();
         }
         if shard.shutdown.requested.get() && shard.shutdown.connections.get() == 0 {

@@ -54,11 +54,7 @@ mod tests {
             let name = fresh.file_name().unwrap().to_owned();
             let old = std::fs::read_to_string(checked_in.join(&name)).unwrap_or_default();
             let new = std::fs::read_to_string(&fresh).unwrap();
-            assert!(
-                old == new,
-                "protocol/src/generated/{} is stale: run `cargo run -p sluice-codegen` and commit",
-                name.to_string_lossy()
-            );
+            assert!(old == new, "protocol/src/generated/{} is stale: run `cargo run -p sluice-codegen` and commit", name.to_string_lossy());
             compared += 1;
         }
         assert!(compared > 0, "flatc generated nothing");
