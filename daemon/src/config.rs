@@ -24,12 +24,12 @@ pub struct Config {
 
     /// Largest frame accepted from a client, in bytes (length prefix included).
     /// A longer frame closes its connection before anything is allocated.
-    #[arg(long, env = "SLUICE_FRAME_BYTES_MAX", default_value_t = FRAME_BYTES_MAX_DEFAULT)]
+    #[arg(long, env = "SLUICE_FRAME_BYTES_MAX", default_value_t = FRAME_BYTES_MAX_DEFAULT, value_parser = frame_bytes_max)]
     pub frame_bytes_max: usize,
 
     /// Requests one connection may have in flight; past it the daemon stops reading
     /// that connection until answers go out (a ReceiveMessage counts as 16).
-    #[arg(long, env = "SLUICE_CONNECTION_INFLIGHT_MAX", default_value_t = 1024)]
+    #[arg(long, env = "SLUICE_CONNECTION_INFLIGHT_MAX", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub connection_inflight_max: u64,
 
     /// Answer bytes one connection may have waiting to be written before the
@@ -56,4 +56,13 @@ pub struct Config {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `sluice_daemon=debug`.
     #[arg(long, env = "SLUICE_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// A frame must hold at least a Hello and at most what a u32 prefix can announce.
+fn frame_bytes_max(text: &str) -> Result<usize, String> {
+    let value: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if !(1024..=u32::MAX as usize).contains(&value) {
+        return Err(format!("must be from 1024 to {}", u32::MAX));
+    }
+    Ok(value)
 }

@@ -175,3 +175,13 @@ fn sigterm_answers_waiting_long_polls_and_exits_cleanly() {
     // The in-flight long poll was answered (empty), not cut off.
     assert_eq!(poll.join().unwrap().unwrap().len(), 0);
 }
+
+#[test]
+fn a_tiny_inflight_budget_still_serves_receives() {
+    let daemon = Daemon::start_with(&["--connection-inflight-max", "1"]);
+    let c = daemon.client();
+    c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
+    c.run(c.client().send_message("q", "x")).unwrap();
+    let request = sluice_client::ReceiveMessage { queue: "q".into(), ..Default::default() };
+    assert_eq!(c.run(c.client().receive_message(request)).unwrap().len(), 1);
+}

@@ -250,7 +250,9 @@ async fn dispatch(
         outbound.push(shard, request.id, &Ok(reply));
         return Ok(true);
     }
-    let units = if matches!(request.op, Op::ReceiveMessage(_)) { RECEIVE_INFLIGHT_UNITS } else { 1 };
+    // Never more than the whole budget, or a small --connection-inflight-max would block receives forever.
+    let units =
+        if matches!(request.op, Op::ReceiveMessage(_)) { RECEIVE_INFLIGHT_UNITS } else { 1 }.min(shard.config.connection_inflight_max);
     let permit = inflight.clone().acquire_static_permit(units).await.map_err(|e| e.to_string())?;
     let shard = shard.clone();
     let outbound = outbound.clone();
