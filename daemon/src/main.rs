@@ -6,6 +6,10 @@ use clap::Parser;
 use sluice_daemon::config::Config;
 use sluice_daemon::runtime::{self, SHUTDOWN_REQUESTED};
 
+/// mimalloc: per-thread heaps suit one thread per core; glibc malloc showed up at ~12% of a profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let config = Config::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

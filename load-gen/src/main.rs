@@ -35,9 +35,13 @@ struct Args {
     /// Connections per core, each carrying producers and consumers.
     #[arg(long, default_value_t = 2)]
     connections: usize,
-    /// Producer loops and consumer loops per connection (requests in flight of each kind).
+    /// Producer loops per connection (send requests in flight on it).
+    #[arg(long, default_value_t = 4)]
+    producers: usize,
+    /// Consumer loops per connection (receive + delete in flight on it). A receive and
+    /// its delete cost two round trips per batch, so twice the producers keeps up.
     #[arg(long, default_value_t = 8)]
-    inflight: usize,
+    consumers: usize,
     /// Seconds to run (the run stops by itself).
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -172,8 +176,10 @@ async fn run_shard(args: Args) -> Vec<u8> {
     let mut tasks = Vec::new();
     for _ in 0..args.connections {
         let client = connect(&args.endpoint).await;
-        for _ in 0..args.inflight {
+        for _ in 0..args.producers {
             tasks.push(glommio::spawn_local(producer(client.clone(), args.clone(), recorder.clone(), until)));
+        }
+        for _ in 0..args.consumers {
             tasks.push(glommio::spawn_local(consumer(client.clone(), args.clone(), recorder.clone(), until)));
         }
     }
@@ -258,8 +264,8 @@ fn main() {
     let sent_rate = total.sent as f64 / seconds;
     let received_rate = total.received as f64 / seconds;
     println!(
-        "workload queue: {} B messages, batches of {}, {} core(s) x {} connection(s) x {} producer+consumer loops, {:.1} s",
-        args.message_size, args.batch, args.cores, args.connections, args.inflight, seconds
+        "workload queue: {} B messages, batches of {}, {} core(s) x {} connection(s) x ({} producers + {} consumers), {:.1} s",
+        args.message_size, args.batch, args.cores, args.connections, args.producers, args.consumers, seconds
     );
     println!("sent     {:>10} msgs  {:>10.0} msgs/s  {:>8.1} MB/s", total.sent, sent_rate, sent_rate * args.message_size as f64 / 1e6);
     println!(
