@@ -15,7 +15,6 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use event_listener::Event;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
@@ -23,6 +22,7 @@ use glommio::sync::Semaphore;
 use sluice_protocol::limits::PROTOCOL_VERSION;
 use sluice_protocol::{check_frame, decode_request, DecodeError, ErrorCode, FrameCheck, Op, OpError, Reply, Response};
 
+use crate::runtime::notify::LocalNotify;
 use crate::runtime::Shard;
 
 /// Bytes read from a socket at a time when no larger frame is pending.
@@ -49,7 +49,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                         tracing::debug!(shard = shard.id, ?peer, %error, "connection closed");
                     }
                     shard.shutdown.connections.set(shard.shutdown.connections.get() - 1);
-                    shard.shutdown.connection_closed.notify(usize::MAX);
+                    shard.shutdown.connection_closed.notify_all();
                 })
                 .detach();
             }
@@ -67,9 +67,9 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 struct Outbound {
     buf: RefCell<Vec<u8>>,
     /// Notified when `buf` gains bytes or the connection is closing.
-    ready: Event,
+    ready: LocalNotify,
     /// Notified when the writer has emptied `buf`.
-    drained: Event,
+    drained: LocalNotify,
     closing: Cell<bool>,
     broken: Cell<bool>,
 }
@@ -78,7 +78,7 @@ impl Outbound {
     fn push(&self, shard: &Shard, id: u64, response: &Response) {
         let mut encoder = shard.encoder.borrow_mut();
         self.buf.borrow_mut().extend_from_slice(encoder.response(id, response));
-        self.ready.notify(1);
+        self.ready.notify_all();
     }
 }
 
@@ -87,8 +87,8 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
     let (reader, writer) = stream.split();
     let outbound = Rc::new(Outbound {
         buf: RefCell::new(Vec::with_capacity(READ_CHUNK_BYTES)),
-        ready: Event::new(),
-        drained: Event::new(),
+        ready: LocalNotify::new(),
+        drained: LocalNotify::new(),
         closing: Cell::new(false),
         broken: Cell::new(false),
     });
@@ -98,7 +98,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
     // Let requests in flight answer (they hold permits), then let the writer flush and stop.
     let _ = inflight.acquire(shard.config.connection_inflight_max).await;
     outbound.closing.set(true);
-    outbound.ready.notify(usize::MAX);
+    outbound.ready.notify_all();
     writer_task.await;
     result
 }
@@ -117,7 +117,7 @@ async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbound: Rc<Outbound>)
         std::mem::swap(&mut sending, &mut *outbound.buf.borrow_mut());
         let written = writer.write_all(&sending).await;
         sending.clear();
-        outbound.drained.notify(usize::MAX);
+        outbound.drained.notify_all();
         if written.is_err() {
             outbound.broken.set(true);
             break;

@@ -22,8 +22,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use event_listener::Event;
-
+use crate::runtime::notify::LocalNotify;
 use partition::Partition;
 use registry::Snapshot;
 
@@ -32,7 +31,7 @@ use registry::Snapshot;
 pub struct Waiters {
     /// Receives on this shard waiting for the queue.
     pub local: usize,
-    pub event: Rc<Event>,
+    pub event: Rc<LocalNotify>,
     /// Other shards that asked to be woken (one-shot: cleared when woken).
     pub remote: Vec<usize>,
 }
@@ -43,6 +42,9 @@ pub struct QueueState {
     pub snapshot: RefCell<Arc<Snapshot>>,
     pub partitions: RefCell<HashMap<u64, Partition>>,
     pub waiters: RefCell<HashMap<u64, Waiters>>,
+    /// Notified when a long poll starts waiting here (locally or for another shard),
+    /// so the timer task leaves its idle pace.
+    pub waiter_added: LocalNotify,
 }
 
 impl QueueState {
@@ -56,7 +58,7 @@ impl QueueState {
         for (id, waiting) in waiters.iter() {
             if !snapshot.by_id.contains_key(id) {
                 // Long polls on a deleted queue end now.
-                waiting.event.notify(usize::MAX);
+                waiting.event.notify_all();
             }
         }
         waiters.retain(|id, waiting| snapshot.by_id.contains_key(id) || waiting.local > 0);

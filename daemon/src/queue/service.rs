@@ -520,7 +520,7 @@ impl Shard {
         let mut waiters = self.queues.waiters.borrow_mut();
         let Some(waiting) = waiters.get_mut(&queue_id) else { return };
         if waiting.local > 0 {
-            waiting.event.notify(usize::MAX);
+            waiting.event.notify_all();
         }
         let remote = std::mem::take(&mut waiting.remote);
         if waiting.local == 0 {
@@ -731,7 +731,7 @@ impl Shard {
 struct WaitGuard {
     shard: Rc<Shard>,
     queue_id: u64,
-    event: Rc<event_listener::Event>,
+    event: Rc<crate::runtime::notify::LocalNotify>,
 }
 
 impl WaitGuard {
@@ -739,10 +739,13 @@ impl WaitGuard {
         let mut waiters = shard.queues.waiters.borrow_mut();
         let waiting: &mut Waiters = waiters.entry(queue_id).or_default();
         waiting.local += 1;
-        WaitGuard { shard: shard.clone(), queue_id, event: waiting.event.clone() }
+        let event = waiting.event.clone();
+        drop(waiters);
+        shard.queues.waiter_added.notify_all();
+        WaitGuard { shard: shard.clone(), queue_id, event }
     }
 
-    fn listen(&self) -> event_listener::EventListener {
+    fn listen(&self) -> crate::runtime::notify::Listener<'_> {
         self.event.listen()
     }
 }

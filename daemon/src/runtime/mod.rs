@@ -9,6 +9,7 @@
 //! shard's pump disappears while another still calls it).
 
 pub mod bus;
+pub mod notify;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -17,7 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use event_listener::Event;
 use futures::StreamExt;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
@@ -28,13 +28,16 @@ use crate::queue::registry::{Naming, Registry};
 use crate::queue::QueueState;
 use crate::storage::Storage;
 use bus::{Bus, ShardMessage, MESH_CHANNEL_CAPACITY_MAX};
+use notify::LocalNotify;
 
 /// Set once by the signal handler; every shard polls it.
 pub static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
-/// How often shards look at `SHUTDOWN_REQUESTED` and run long-poll timers.
+/// How often shards run long-poll timers while a long poll waits.
 const TIMER_TICK: Duration = Duration::from_millis(10);
+/// How often an idle shard looks at `SHUTDOWN_REQUESTED` (a new waiter wakes it at once).
+const IDLE_TICK: Duration = Duration::from_millis(100);
 /// How often every partition's retention is enforced.
-const RETENTION_SWEEP_EVERY_TICKS: u32 = 100;
+const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Milliseconds since the Unix epoch (vDSO clock read, no syscall).
 pub fn now_ms() -> u64 {
@@ -46,11 +49,11 @@ pub fn now_ms() -> u64 {
 pub struct ShutdownState {
     pub requested: Cell<bool>,
     /// Notified when shutdown is requested: long polls return, listeners stop.
-    pub event: Event,
+    pub event: LocalNotify,
     /// Open connections on this shard.
     pub connections: Cell<usize>,
     /// Notified whenever a connection closes.
-    pub connection_closed: Event,
+    pub connection_closed: LocalNotify,
 }
 
 /// Everything one core owns.
@@ -217,10 +220,12 @@ async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shar
                 if !waiting.remote.contains(&from) {
                     waiting.remote.push(from);
                 }
+                drop(waiters);
+                shard.queues.waiter_added.notify_all();
             }
             ShardMessage::Wake { queue_id } => {
                 if let Some(waiting) = shard.queues.waiters.borrow().get(&queue_id) {
-                    waiting.event.notify(usize::MAX);
+                    waiting.event.notify_all();
                 }
             }
         }
@@ -231,21 +236,24 @@ async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shar
 /// Background timers: long-poll wake-ups for delayed and timed-out messages,
 /// retention sweeps, and noticing a shutdown request.
 async fn timers(shard: Rc<Shard>) {
-    let mut ticks: u32 = 0;
+    let mut last_sweep = std::time::Instant::now();
     loop {
-        glommio::timer::sleep(TIMER_TICK).await;
+        if shard.queues.waiters.borrow().is_empty() {
+            let waiter_added = shard.queues.waiter_added.listen();
+            let idle = glommio::timer::sleep(IDLE_TICK);
+            futures::pin_mut!(waiter_added, idle);
+            futures::future::select(waiter_added, idle).await;
+        } else {
+            glommio::timer::sleep(TIMER_TICK).await;
+        }
         if SHUTDOWN_REQUESTED.load(Ordering::Relaxed) && !shard.shutdown.requested.get() {
             shard.shutdown.requested.set(true);
-            shard.shutdown.event.notify(usize::MAX);
+            shard.shutdown.event.notify_all();
         }
         shard.tick_watched();
-        ticks = ticks.wrapping_add(1);
-        if ticks.is_multiple_of(RETENTION_SWEEP_EVERY_TICKS) {
+        if last_sweep.elapsed() >= RETENTION_SWEEP_EVERY {
             shard.tick_all();
-        }
-        if shard.shutdown.requested.get() && shard.shutdown.connections.get() == 0 {
-            // Still needed by peers until all drain; keep ticking slowly.
-            glommio::timer::sleep(TIMER_TICK * 10).await;
+            last_sweep = std::time::Instant::now();
         }
     }
 }
