@@ -121,8 +121,9 @@ impl Shard {
                 });
                 paginate(sources, max_results, next_token)
             }
-            Op::SendMessage { queue, entry } => {
+            Op::SendMessage { queue, mut entry } => {
                 let meta = self.queues.snapshot().resolve(&queue)?.clone();
+                detach_from_frame(std::slice::from_mut(&mut entry));
                 let (result, ticket) = self.send_one(&meta, entry, now_ms())?;
                 self.storage.durable(ticket).await?;
                 Ok(Reply::SendMessage(result))
@@ -299,7 +300,7 @@ impl Shard {
         Ok((result, ticket))
     }
 
-    async fn send_batch(self: &Rc<Self>, queue: &str, entries: Vec<SendEntry>) -> Response {
+    async fn send_batch(self: &Rc<Self>, queue: &str, mut entries: Vec<SendEntry>) -> Response {
         let meta = self.queues.snapshot().resolve(queue)?.clone();
         check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
         let total: usize = entries
@@ -323,6 +324,7 @@ impl Shard {
                 format!("Batch requests cannot be longer than {BATCH_BYTES_MAX} bytes. You have sent {total} bytes."),
             ));
         }
+        detach_from_frame(&mut entries);
         let now = now_ms();
         let mut successful = Vec::with_capacity(entries.len());
         let mut failed = Vec::new();
@@ -762,6 +764,26 @@ impl Drop for WaitGuard {
     }
 }
 
+/// Copies a send's bodies and binary attribute values into one allocation for the
+/// whole request. Decoded values are slices of the connection's read buffer; a stored
+/// message holding such a slice would keep that whole buffer (64 KiB or more) alive
+/// for as long as the message lives.
+fn detach_from_frame(entries: &mut [SendEntry]) {
+    let binary_bytes = |entry: &SendEntry| entry.attributes.iter().map(|a| a.binary_value.as_ref().map_or(0, |v| v.len())).sum::<usize>();
+    let total: usize = entries.iter().map(|entry| entry.body.len() + binary_bytes(entry)).sum();
+    let mut arena = bytes::BytesMut::with_capacity(total);
+    for entry in entries {
+        arena.extend_from_slice(&entry.body);
+        entry.body = arena.split().freeze();
+        for attribute in &mut entry.attributes {
+            if let Some(value) = &mut attribute.binary_value {
+                arena.extend_from_slice(value);
+                *value = arena.split().freeze();
+            }
+        }
+    }
+}
+
 fn batch_reply<'a>(ids: impl Iterator<Item = &'a String>, results: Vec<Result<(), OpError>>) -> Reply {
     let mut successful = Vec::new();
     let mut failed = Vec::new();
@@ -800,4 +822,30 @@ fn paginate<'a>(queues: impl Iterator<Item = &'a Arc<QueueMeta>>, max_results: O
         _ => None,
     };
     Ok(Reply::QueueUrls { queue_urls: selected.iter().map(|meta| meta.url.clone()).collect(), next_token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detached_values_keep_their_bytes_but_leave_the_frame() {
+        let frame = bytes::Bytes::from(vec![7u8; 65_536]);
+        let mut entries = vec![
+            SendEntry {
+                body: frame.slice(0..100),
+                attributes: vec![MessageAttribute::binary("b", frame.slice(100..110))],
+                ..SendEntry::default()
+            },
+            SendEntry { body: frame.slice(200..300), ..SendEntry::default() },
+        ];
+        detach_from_frame(&mut entries);
+        let in_frame =
+            |bytes: &bytes::Bytes| (frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len()).contains(&(bytes.as_ptr() as usize));
+        assert_eq!(entries[0].body, frame.slice(0..100));
+        assert_eq!(entries[1].body, frame.slice(200..300));
+        assert_eq!(entries[0].attributes[0].binary_value.as_ref().unwrap(), &frame.slice(100..110));
+        assert!(!in_frame(&entries[0].body) && !in_frame(&entries[1].body));
+        assert!(!in_frame(entries[0].attributes[0].binary_value.as_ref().unwrap()));
+    }
 }
