@@ -309,8 +309,6 @@ fn send_stdin(
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let stdin = std::io::stdin().lock();
-    let attributes_bytes: usize =
-        attributes.iter().map(|a| a.name.len() + a.data_type.len() + a.string_value.as_ref().map_or(0, String::len)).sum();
     let mut batches: Vec<Vec<SendEntry>> = Vec::new();
     let mut current: Vec<SendEntry> = Vec::new();
     let mut current_bytes = 0;
@@ -319,19 +317,15 @@ fn send_stdin(
         if line.is_empty() {
             continue;
         }
-        let size = line.len() + attributes_bytes;
+        let entry =
+            SendEntry { body: line.into_bytes().into(), delay_seconds: delay, attributes: attributes.to_vec(), ..SendEntry::default() };
+        let size = entry.size_bytes();
         if current.len() == BATCH_ENTRIES_MAX || (current_bytes + size > BATCH_BYTES_MAX && !current.is_empty()) {
             batches.push(std::mem::take(&mut current));
             current_bytes = 0;
         }
         current_bytes += size;
-        current.push(SendEntry {
-            id: current.len().to_string(),
-            body: line.into_bytes().into(),
-            delay_seconds: delay,
-            attributes: attributes.to_vec(),
-            ..SendEntry::default()
-        });
+        current.push(SendEntry { id: current.len().to_string(), ..entry });
     }
     if !current.is_empty() {
         batches.push(current);

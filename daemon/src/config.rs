@@ -14,7 +14,8 @@ pub struct Config {
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:9800")]
     pub listen: SocketAddr,
 
-    /// Directory for the broker's data (created if missing).
+    /// Directory for the broker's data (created if missing). This version keeps queue state
+    /// in memory; durable storage (the next milestone) lives here.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     pub data_dir: PathBuf,
 

@@ -145,6 +145,16 @@ impl MessageAttribute {
     }
 }
 
+impl MessageAttribute {
+    /// Bytes this attribute adds to a message's size, as SQS counts them: name, data type and value.
+    pub fn size_bytes(&self) -> usize {
+        self.name.len()
+            + self.data_type.len()
+            + self.string_value.as_ref().map_or(0, String::len)
+            + self.binary_value.as_ref().map_or(0, Bytes::len)
+    }
+}
+
 impl crate::digest::DigestAttribute for MessageAttribute {
     fn name(&self) -> &str {
         &self.name
@@ -171,6 +181,14 @@ pub struct SendEntry {
     pub system_attributes: Vec<MessageAttribute>,
     pub message_group_id: Option<String>,
     pub deduplication_id: Option<String>,
+}
+
+impl SendEntry {
+    /// The message's size as SQS counts it against MaximumMessageSize and the batch
+    /// limit: body bytes plus every message attribute's (system attributes do not count).
+    pub fn size_bytes(&self) -> usize {
+        self.body.len() + self.attributes.iter().map(MessageAttribute::size_bytes).sum::<usize>()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

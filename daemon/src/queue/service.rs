@@ -240,9 +240,9 @@ impl Shard {
     /// Validates and stores one message in this shard's partition.
     fn send_one(self: &Rc<Self>, meta: &QueueMeta, entry: SendEntry, now: u64) -> Result<(SendResult, crate::storage::Ticket), OpError> {
         check_body(&entry.body)?;
-        let attributes_bytes = check_attributes(&entry.attributes)?;
+        check_attributes(&entry.attributes)?;
         check_system_attributes(&entry.system_attributes)?;
-        let size = entry.body.len() + attributes_bytes;
+        let size = entry.size_bytes();
         let limit = meta.attributes.maximum_message_size as usize;
         if size > limit {
             return Err(OpError::new(
@@ -303,21 +303,7 @@ impl Shard {
     async fn send_batch(self: &Rc<Self>, queue: &str, mut entries: Vec<SendEntry>) -> Response {
         let meta = self.queues.snapshot().resolve(queue)?.clone();
         check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
-        let total: usize = entries
-            .iter()
-            .map(|e| {
-                e.body.len()
-                    + e.attributes
-                        .iter()
-                        .map(|a| {
-                            a.name.len()
-                                + a.data_type.len()
-                                + a.string_value.as_ref().map_or(0, String::len)
-                                + a.binary_value.as_ref().map_or(0, |b| b.len())
-                        })
-                        .sum::<usize>()
-            })
-            .sum();
+        let total: usize = entries.iter().map(SendEntry::size_bytes).sum();
         if total > BATCH_BYTES_MAX {
             return Err(OpError::new(
                 ErrorCode::BatchRequestTooLong,

@@ -35,15 +35,14 @@ fn attribute_error(message: String) -> OpError {
     OpError::new(ErrorCode::InvalidParameterValue, message)
 }
 
-/// Checks message attributes against SQS's rules; returns the bytes they add to the message size.
-pub fn check_attributes(attributes: &[MessageAttribute]) -> Result<usize, OpError> {
+/// Checks message attributes against SQS's rules.
+pub fn check_attributes(attributes: &[MessageAttribute]) -> Result<(), OpError> {
     if attributes.len() > MESSAGE_ATTRIBUTES_MAX {
         return Err(attribute_error(format!(
             "Number of message attributes [{}] exceeds the allowed maximum [{MESSAGE_ATTRIBUTES_MAX}].",
             attributes.len()
         )));
     }
-    let mut size = 0;
     for (index, attribute) in attributes.iter().enumerate() {
         let name = attribute.name.as_str();
         if name.is_empty() {
@@ -68,7 +67,7 @@ pub fn check_attributes(attributes: &[MessageAttribute]) -> Result<usize, OpErro
         if data_type.is_empty() || data_type.len() > MESSAGE_ATTRIBUTE_NAME_CHARS_MAX {
             return Err(attribute_error(format!("The message attribute '{name}' must contain a valid DataType.")));
         }
-        let value_len = match (base_type, &attribute.string_value, &attribute.binary_value) {
+        match (base_type, &attribute.string_value, &attribute.binary_value) {
             ("String" | "Number", Some(text), None) if !text.is_empty() => {
                 if text.chars().any(|c| !allowed_char(c)) {
                     return Err(OpError::new(
@@ -79,9 +78,8 @@ pub fn check_attributes(attributes: &[MessageAttribute]) -> Result<usize, OpErro
                 if base_type == "Number" && !valid_number(text) {
                     return Err(attribute_error(format!("Can't cast the value of message (user) attribute '{name}' to a number.")));
                 }
-                text.len()
             }
-            ("Binary", None, Some(bytes)) if !bytes.is_empty() => bytes.len(),
+            ("Binary", None, Some(bytes)) if !bytes.is_empty() => {}
             ("String" | "Number" | "Binary", _, _) => {
                 return Err(attribute_error(format!(
                     "The message attribute '{name}' with type '{data_type}' must carry exactly one non-empty value of its type."
@@ -92,10 +90,9 @@ pub fn check_attributes(attributes: &[MessageAttribute]) -> Result<usize, OpErro
                     "The type of message (user) attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String."
                 )))
             }
-        };
-        size += name.len() + data_type.len() + value_len;
+        }
     }
-    Ok(size)
+    Ok(())
 }
 
 /// SQS numbers: optional sign, digits with an optional fraction and exponent, ≤38 significant digits.
@@ -195,7 +192,8 @@ mod tests {
     #[test]
     fn attributes_are_checked_and_sized() {
         let ok = [MessageAttribute::string("a", "String", "xy"), MessageAttribute::binary("b", vec![1u8])];
-        assert_eq!(check_attributes(&ok).unwrap(), 1 + 6 + 2 + 1 + 6 + 1);
+        assert!(check_attributes(&ok).is_ok());
+        assert_eq!(ok.iter().map(MessageAttribute::size_bytes).sum::<usize>(), 1 + 6 + 2 + 1 + 6 + 1);
         let too_many: Vec<_> = (0..11).map(|i| MessageAttribute::string(format!("a{i}"), "String", "x")).collect();
         assert!(check_attributes(&too_many).is_err());
         for bad in [
