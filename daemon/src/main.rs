@@ -11,6 +11,15 @@ use sluice_daemon::runtime::{self, SHUTDOWN_REQUESTED};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // A panic on any shard stops the whole process: never half a broker serving on.
+    // (Release builds also set panic = "abort"; this holds for every profile.)
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!("sluiced: a shard panicked; aborting the whole process");
+        std::process::abort();
+    }));
+
     let config = Config::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();

@@ -1,11 +1,15 @@
 //! The storage seam: every change to queue state is appended here, and a
 //! request is answered only once `durable` says its changes are kept.
 //!
-//! This first version keeps state in memory only (queue partitions hold the
-//! messages) and so is durable at once. The durable-storage work replaces the
-//! inside of `Storage` with group-committed io_uring logs; the engines above
-//! the seam already append every change and await durability, so they need no
-//! change for it.
+//! This version keeps queue state in memory only (queue partitions hold the
+//! messages) and so `Storage` is durable at once. `log` is the group-committed,
+//! CRC-checked segment log on io_uring DMA files that will back it (and stream
+//! shards); it is complete and tested on its own but not yet wired in: the
+//! engines above the seam already append every change and await durability,
+//! so wiring it changes what happens inside `Storage`, not above it.
+
+pub mod log;
+pub mod record;
 
 use sluice_protocol::OpError;
 

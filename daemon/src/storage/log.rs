@@ -1,0 +1,473 @@
+//! A shard's append-only log: segments of CRC-checked records on glommio DMA
+//! files (O_DIRECT through io_uring), group-committed.
+//!
+//! - Segments are files named by the sequence number of their first record
+//!   (`00000000000000000001.log`), preallocated to `segment_bytes` and zero-filled,
+//!   so a write never extends a file and the end of the log is the first zero header.
+//! - `append` copies a record into the staging area and returns its sequence
+//!   number at once (no I/O). One flusher task writes everything staged since its
+//!   last pass in one aligned write per segment and makes it durable with one
+//!   `fdatasync`: appends that arrive while a flush runs ride the next one.
+//! - `durable(seq)` waits until `seq` is as durable as the fsync mode promises.
+//! - `open` replays every record in order, cuts a torn tail (damage with nothing
+//!   valid after it: the last flush was interrupted), and refuses to start on
+//!   damage followed by valid records (corruption), naming file and offset,
+//!   unless asked to repair, which keeps every valid record and reports what it dropped.
+//!
+//! Invariants: sequence numbers increase by one per record across segments;
+//! bytes on disk past `write_pos` of the active segment are zero; the log is
+//! written by its owning shard only.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::io::{DmaFile, OpenOptions};
+
+use super::record::{decode_record, encode_record, record_bytes, Decoded, RECORD_ALIGN};
+use crate::runtime::notify::LocalNotify;
+
+/// Direct I/O alignment used for every write (covers 512-byte and 4 KiB devices).
+const BLOCK_BYTES: u64 = 4096;
+/// Default segment size.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// When an append counts as kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncMode {
+    /// After its flush's `fdatasync`: survives power loss. The default.
+    Always,
+    /// After its flush is written; `fdatasync` at most every given interval:
+    /// a crash of the machine can lose up to that much acknowledged data.
+    Interval(Duration),
+    /// At once, before any write: fastest, and a crash can lose whatever was not yet written.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub dir: PathBuf,
+    pub segment_bytes: u64,
+    pub fsync: FsyncMode,
+    /// Keep valid records past corruption (reported in `Recovery::dropped`) instead of refusing to open.
+    pub repair: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged at offset {offset} ({reason}) and valid records follow; start with repair to keep every valid record")]
+    Corrupt { path: PathBuf, offset: u64, reason: &'static str },
+    #[error("a record of {0} bytes does not fit in a segment")]
+    TooLarge(usize),
+    #[error("the log stopped accepting writes after a failure: {0}")]
+    Failed(String),
+}
+
+fn io_error(path: &Path, error: impl Into<std::io::Error>) -> StorageError {
+    StorageError::Io { path: path.to_path_buf(), source: error.into() }
+}
+
+/// What `open` found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub records: u64,
+    pub last_seq: u64,
+    /// A torn tail that was cut: file, offset, and bytes discarded.
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// With repair: damaged ranges skipped (file, offset, reason).
+    pub dropped: Vec<(PathBuf, u64, &'static str)>,
+}
+
+struct Segment {
+    first_seq: u64,
+    path: PathBuf,
+    /// `None` until the flusher creates the file (appends never do I/O).
+    file: Option<Rc<DmaFile>>,
+}
+
+/// Records staged for one segment, not yet handed to the disk.
+struct Chunk {
+    segment: usize,
+    pos: u64,
+    bytes: Vec<u8>,
+    last_seq: u64,
+}
+
+struct State {
+    /// Every segment, the active one last, including one staged but not yet created.
+    segments: Vec<Segment>,
+    /// Logical end of the active segment (where the next record goes).
+    write_pos: u64,
+    next_seq: u64,
+    chunks: Vec<Chunk>,
+    /// The segment and bytes of the last, partly filled block already on disk; rewritten
+    /// in front of the next write to that segment so every write stays block-aligned.
+    tail_segment: usize,
+    tail_block: Vec<u8>,
+    written_seq: u64,
+    durable_seq: u64,
+    failed: Option<String>,
+}
+
+pub struct Log {
+    options: LogOptions,
+    state: RefCell<State>,
+    /// Notified when records are staged or the log is closing.
+    work: LocalNotify,
+    /// Notified after every flush (and on failure).
+    flushed: LocalNotify,
+    closing: Cell<bool>,
+    stats: Cell<LogStats>,
+}
+
+/// Counters, for tests and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    pub appends: u64,
+    /// Flushes: each writes everything staged since the previous one.
+    pub flushes: u64,
+    pub fdatasyncs: u64,
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.log"))
+}
+
+async fn open_segment(path: &Path, create: bool, segment_bytes: u64) -> Result<Rc<DmaFile>, StorageError> {
+    let file = OpenOptions::new().read(true).write(true).create(create).dma_open(path).await.map_err(|e| io_error(path, e))?;
+    if create {
+        file.pre_allocate(segment_bytes, false).await.map_err(|e| io_error(path, e))?;
+    }
+    Ok(Rc::new(file))
+}
+
+async fn read_all(file: &DmaFile, path: &Path) -> Result<Vec<u8>, StorageError> {
+    let size = file.file_size().await.map_err(|e| io_error(path, e))? as usize;
+    let mut data = Vec::with_capacity(size);
+    const STEP: usize = 1 << 20;
+    while data.len() < size {
+        let want = STEP.min((size - data.len()).next_multiple_of(BLOCK_BYTES as usize));
+        let read = file.read_at_aligned(data.len() as u64, want).await.map_err(|e| io_error(path, e))?;
+        if read.is_empty() {
+            break;
+        }
+        let keep = read.len().min(size - data.len());
+        data.extend_from_slice(&read[..keep]);
+    }
+    Ok(data)
+}
+
+/// Finds the next valid record at or after `from` (8-byte steps), if any.
+fn next_valid(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len()).step_by(RECORD_ALIGN).find(|at| matches!(decode_record(&data[*at..]), Decoded::Record { .. }))
+}
+
+impl Log {
+    /// Opens (or creates) the log in `options.dir`, replaying every record, in order,
+    /// into `replay`, and starts its flusher on the current glommio executor.
+    pub async fn open(options: LogOptions, mut replay: impl FnMut(u64, u8, &[u8])) -> Result<(Rc<Log>, Recovery), StorageError> {
+        std::fs::create_dir_all(&options.dir).map_err(|e| io_error(&options.dir, e))?;
+        let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(&options.dir)
+            .map_err(|e| io_error(&options.dir, e))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+            .filter_map(|path| Some((path.file_stem()?.to_str()?.parse::<u64>().ok()?, path)))
+            .collect();
+        names.sort();
+
+        let mut segments = Vec::with_capacity(names.len());
+        let mut recovery = Recovery::default();
+        let mut expected_seq = names.first().map_or(1, |(first, _)| *first);
+        let mut write_pos = 0u64;
+        let mut tail_block = Vec::new();
+        let mut cut: Option<(u64, u64)> = None;
+        let last_index = names.len().saturating_sub(1);
+        for (index, (first_seq, path)) in names.into_iter().enumerate() {
+            let file = open_segment(&path, false, options.segment_bytes).await?;
+            let data = read_all(&file, &path).await?;
+            let mut pos = 0usize;
+            while pos < data.len() {
+                match decode_record(&data[pos..]) {
+                    Decoded::Record { seq, kind, payload, size } if seq == expected_seq => {
+                        replay(seq, kind, payload);
+                        recovery.records += 1;
+                        recovery.last_seq = seq;
+                        expected_seq = seq + 1;
+                        pos += size;
+                    }
+                    Decoded::End => break,
+                    other => {
+                        let reason = match other {
+                            Decoded::Damaged { reason } => reason,
+                            _ => "sequence number out of order",
+                        };
+                        let later_valid = next_valid(&data, pos + RECORD_ALIGN);
+                        if later_valid.is_none() && index == last_index {
+                            // Torn tail: the last flush did not complete, so nothing here was acknowledged.
+                            let dirty_end = data.iter().rposition(|b| *b != 0).map_or(pos, |at| at + 1).max(pos);
+                            recovery.torn_tail = Some((path.clone(), pos as u64, (dirty_end - pos) as u64));
+                            cut = Some((pos as u64, dirty_end as u64));
+                            break;
+                        }
+                        if !options.repair {
+                            return Err(StorageError::Corrupt { path, offset: pos as u64, reason });
+                        }
+                        recovery.dropped.push((path.clone(), pos as u64, reason));
+                        let Some(next) = later_valid else { break };
+                        pos = next;
+                        if let Decoded::Record { seq, .. } = decode_record(&data[pos..]) {
+                            expected_seq = seq;
+                        }
+                    }
+                }
+            }
+            if index == last_index {
+                write_pos = pos as u64;
+                tail_block = data[(pos as u64 / BLOCK_BYTES * BLOCK_BYTES) as usize..pos].to_vec();
+            }
+            segments.push(Segment { first_seq, path, file: Some(file) });
+        }
+
+        let tail_segment = segments.len().saturating_sub(1);
+        let log = Rc::new(Log {
+            state: RefCell::new(State {
+                segments,
+                write_pos,
+                next_seq: expected_seq,
+                chunks: Vec::new(),
+                tail_segment,
+                tail_block,
+                written_seq: expected_seq - 1,
+                durable_seq: expected_seq - 1,
+                failed: None,
+            }),
+            options,
+            work: LocalNotify::new(),
+            flushed: LocalNotify::new(),
+            closing: Cell::new(false),
+            stats: Cell::new(LogStats::default()),
+        });
+        if let Some((from, to)) = cut {
+            log.zero_tail(from, to).await?;
+        }
+        glommio::spawn_local(log.clone().flusher()).detach();
+        Ok((log, recovery))
+    }
+
+    /// Overwrites `[from, to)` of the last segment with zeros, keeping what precedes `from`.
+    async fn zero_tail(&self, from: u64, to: u64) -> Result<(), StorageError> {
+        let (file, path, prefix) = {
+            let state = self.state.borrow();
+            let segment = state.segments.last().expect("a torn tail lies in a segment");
+            (segment.file.clone().expect("opened"), segment.path.clone(), state.tail_block.clone())
+        };
+        let start = from / BLOCK_BYTES * BLOCK_BYTES;
+        let end = to.next_multiple_of(BLOCK_BYTES).max(start + BLOCK_BYTES);
+        let mut buffer = file.alloc_dma_buffer((end - start) as usize);
+        buffer.as_bytes_mut().fill(0);
+        buffer.as_bytes_mut()[..prefix.len()].copy_from_slice(&prefix);
+        file.write_at(buffer, start).await.map_err(|e| io_error(&path, e))?;
+        file.fdatasync().await.map_err(|e| io_error(&path, e))
+    }
+
+    /// Stages one record and returns its sequence number; no I/O happens here.
+    pub fn append(&self, kind: u8, payload: &[u8]) -> Result<u64, StorageError> {
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
+        if let Some(failure) = &state.failed {
+            return Err(StorageError::Failed(failure.clone()));
+        }
+        let size = record_bytes(payload.len()) as u64;
+        if size > self.options.segment_bytes {
+            return Err(StorageError::TooLarge(payload.len()));
+        }
+        let seq = state.next_seq;
+        if state.segments.is_empty() || state.write_pos + size > self.options.segment_bytes {
+            state.segments.push(Segment { first_seq: seq, path: segment_path(&self.options.dir, seq), file: None });
+            state.write_pos = 0;
+        }
+        let target = state.segments.len() - 1;
+        if state.chunks.last().is_none_or(|chunk| chunk.segment != target) {
+            state.chunks.push(Chunk { segment: target, pos: state.write_pos, bytes: Vec::with_capacity(64 * 1024), last_seq: seq });
+        }
+        let chunk = state.chunks.last_mut().expect("a chunk for the active segment");
+        encode_record(&mut chunk.bytes, seq, kind, payload);
+        chunk.last_seq = seq;
+        state.write_pos += size;
+        state.next_seq = seq + 1;
+        drop(guard);
+        self.count(|stats| stats.appends += 1);
+        self.work.notify_all();
+        Ok(seq)
+    }
+
+    /// Waits until record `seq` is kept as the fsync mode promises.
+    pub async fn durable(&self, seq: u64) -> Result<(), StorageError> {
+        loop {
+            let flushed = self.flushed.listen();
+            {
+                let state = self.state.borrow();
+                if let Some(failure) = &state.failed {
+                    return Err(StorageError::Failed(failure.clone()));
+                }
+                let kept = match self.options.fsync {
+                    FsyncMode::Never => return Ok(()),
+                    FsyncMode::Always => state.durable_seq,
+                    FsyncMode::Interval(_) => state.written_seq,
+                };
+                if kept >= seq {
+                    return Ok(());
+                }
+            }
+            flushed.await;
+        }
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.stats.get()
+    }
+
+    fn count(&self, change: impl FnOnce(&mut LogStats)) {
+        let mut stats = self.stats.get();
+        change(&mut stats);
+        self.stats.set(stats);
+    }
+
+    /// First sequence number of each segment, oldest first (retention drops whole segments).
+    pub fn segment_first_seqs(&self) -> Vec<u64> {
+        self.state.borrow().segments.iter().map(|segment| segment.first_seq).collect()
+    }
+
+    /// The sequence number the next append will get.
+    pub fn next_seq(&self) -> u64 {
+        self.state.borrow().next_seq
+    }
+
+    /// Flushes and syncs everything staged, then stops the flusher.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let last = self.state.borrow().next_seq - 1;
+        self.closing.set(true);
+        self.work.notify_all();
+        loop {
+            let flushed = self.flushed.listen();
+            {
+                let state = self.state.borrow();
+                if let Some(failure) = &state.failed {
+                    return Err(StorageError::Failed(failure.clone()));
+                }
+                if state.durable_seq >= last && state.chunks.is_empty() {
+                    return Ok(());
+                }
+            }
+            flushed.await;
+        }
+    }
+
+    /// The group-commit loop: write everything staged, sync, publish, repeat.
+    async fn flusher(self: Rc<Self>) {
+        let mut last_sync = std::time::Instant::now();
+        loop {
+            let work = self.work.listen();
+            let chunks = std::mem::take(&mut self.state.borrow_mut().chunks);
+            if chunks.is_empty() {
+                if self.closing.get() {
+                    let _ = self.sync_active().await;
+                    let mut state = self.state.borrow_mut();
+                    state.durable_seq = state.written_seq;
+                    drop(state);
+                    self.flushed.notify_all();
+                    return;
+                }
+                work.await;
+                continue;
+            }
+            let last_seq = chunks.last().map_or(0, |chunk| chunk.last_seq);
+            let sync = match self.options.fsync {
+                FsyncMode::Always => true,
+                FsyncMode::Interval(every) => last_sync.elapsed() >= every || self.closing.get(),
+                FsyncMode::Never => self.closing.get(),
+            };
+            self.count(|stats| stats.flushes += 1);
+            match self.write_chunks(chunks, sync).await {
+                Ok(()) => {
+                    let mut state = self.state.borrow_mut();
+                    state.written_seq = last_seq;
+                    if sync {
+                        state.durable_seq = last_seq;
+                        last_sync = std::time::Instant::now();
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "log write failed; refusing further appends");
+                    self.state.borrow_mut().failed = Some(error.to_string());
+                    self.flushed.notify_all();
+                    return;
+                }
+            }
+            self.flushed.notify_all();
+        }
+    }
+
+    async fn sync_active(&self) -> Result<(), StorageError> {
+        let segment = self.state.borrow().segments.last().and_then(|s| s.file.clone().map(|f| (f, s.path.clone())));
+        if let Some((file, path)) = segment {
+            file.fdatasync().await.map_err(|e| io_error(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes each chunk with one aligned write; syncs a segment before the log moves past it.
+    async fn write_chunks(&self, chunks: Vec<Chunk>, sync: bool) -> Result<(), StorageError> {
+        let count = chunks.len();
+        for (index, chunk) in chunks.into_iter().enumerate() {
+            let (file, path, prefix) = {
+                let state = self.state.borrow();
+                let segment = &state.segments[chunk.segment];
+                let prefix = if state.tail_segment == chunk.segment { state.tail_block.clone() } else { Vec::new() };
+                (segment.file.clone(), segment.path.clone(), prefix)
+            };
+            let file = match file {
+                Some(file) => file,
+                None => {
+                    let file = open_segment(&path, true, self.options.segment_bytes).await?;
+                    self.state.borrow_mut().segments[chunk.segment].file = Some(file.clone());
+                    file
+                }
+            };
+            let start = chunk.pos - prefix.len() as u64;
+            debug_assert_eq!(start % BLOCK_BYTES, 0, "writes start on a block boundary");
+            let end = chunk.pos + chunk.bytes.len() as u64;
+            let mut buffer = file.alloc_dma_buffer((end.next_multiple_of(BLOCK_BYTES) - start) as usize);
+            let bytes = buffer.as_bytes_mut();
+            bytes[..prefix.len()].copy_from_slice(&prefix);
+            bytes[prefix.len()..prefix.len() + chunk.bytes.len()].copy_from_slice(&chunk.bytes);
+            bytes[prefix.len() + chunk.bytes.len()..].fill(0);
+            file.write_at(buffer, start).await.map_err(|e| io_error(&path, e))?;
+            {
+                let mut state = self.state.borrow_mut();
+                let block_start = end / BLOCK_BYTES * BLOCK_BYTES;
+                let tail_from = (block_start - start) as usize;
+                let mut tail = Vec::with_capacity((end - block_start) as usize);
+                tail.extend_from_slice(&prefix[tail_from.min(prefix.len())..]);
+                let from_chunk = tail_from.saturating_sub(prefix.len());
+                tail.extend_from_slice(&chunk.bytes[from_chunk..]);
+                state.tail_segment = chunk.segment;
+                state.tail_block = tail;
+            }
+            // A segment is synced before anything is written to the next one, so a torn
+            // write can only ever be at the very end of the log.
+            if sync || index + 1 < count {
+                file.fdatasync().await.map_err(|e| io_error(&path, e))?;
+                self.count(|stats| stats.fdatasyncs += 1);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! The storage log on real files through glommio: replay, segment rolls, group
+//! commit, torn tails and corruption.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use sluice_daemon::storage::log::{FsyncMode, Log, LogOptions, StorageError};
+
+fn options(dir: &Path, segment_bytes: u64) -> LogOptions {
+    LogOptions { dir: dir.to_path_buf(), segment_bytes, fsync: FsyncMode::Always, repair: false }
+}
+
+/// Runs a future on a fresh glommio executor (the log needs one).
+fn run<F: std::future::Future + 'static>(future: impl FnOnce() -> F + Send + 'static) -> F::Output
+where
+    F::Output: Send + 'static,
+{
+    glommio::LocalExecutorBuilder::default().spawn(|| async move { future().await }).unwrap().join().unwrap()
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("record number {i} ").repeat((i % 7 + 1) as usize).into_bytes()
+}
+
+/// A replayed record: sequence number, kind, payload.
+type Replayed = (u64, u8, Vec<u8>);
+
+/// Opens the log, collects what it replays, closes it.
+fn reopen(opts: LogOptions) -> Result<(Vec<Replayed>, sluice_daemon::storage::log::Recovery), String> {
+    run(move || async move {
+        let mut seen = Vec::new();
+        let (log, recovery) =
+            Log::open(opts, |seq, kind, bytes| seen.push((seq, kind, bytes.to_vec()))).await.map_err(|e| e.to_string())?;
+        log.close().await.map_err(|e| e.to_string())?;
+        Ok((seen, recovery))
+    })
+}
+
+#[test]
+fn appended_records_are_replayed_in_order_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 64 * 1024);
+    let written = opts.clone();
+    let segments = run(move || async move {
+        let (log, recovery) = Log::open(written, |_, _, _| panic!("a new log has no records")).await.unwrap();
+        assert_eq!(recovery.records, 0);
+        for i in 1..=3000u64 {
+            let seq = log.append((i % 5 + 1) as u8, &payload(i)).unwrap();
+            assert_eq!(seq, i);
+        }
+        log.durable(3000).await.unwrap();
+        let segments = log.segment_first_seqs();
+        log.close().await.unwrap();
+        segments
+    });
+    assert!(segments.len() > 3, "expected the log to roll over several segments, got {segments:?}");
+    let (seen, recovery) = reopen(opts.clone()).unwrap();
+    assert_eq!(recovery.records, 3000);
+    assert!(recovery.torn_tail.is_none());
+    for (index, (seq, kind, bytes)) in seen.iter().enumerate() {
+        let i = index as u64 + 1;
+        assert_eq!((*seq, *kind, bytes.as_slice()), (i, (i % 5 + 1) as u8, payload(i).as_slice()));
+    }
+    // Appends after a reopen continue the sequence, in the same files.
+    let more = opts.clone();
+    run(move || async move {
+        let (log, _) = Log::open(more, |_, _, _| {}).await.unwrap();
+        assert_eq!(log.append(1, b"after reopen").unwrap(), 3001);
+        log.durable(3001).await.unwrap();
+        log.close().await.unwrap();
+    });
+    let (seen, _) = reopen(opts).unwrap();
+    assert_eq!(seen.len(), 3001);
+    assert_eq!(seen.last().unwrap().2, b"after reopen");
+}
+
+#[test]
+fn concurrent_appends_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 1 << 20);
+    let stats = run(move || async move {
+        let (log, _) = Log::open(opts, |_, _, _| {}).await.unwrap();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let log = log.clone();
+                glommio::spawn_local(async move {
+                    let seq = log.append(1, format!("message {i}").as_bytes()).unwrap();
+                    log.durable(seq).await.unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await;
+        }
+        let stats = log.stats();
+        log.close().await.unwrap();
+        stats
+    });
+    assert_eq!(stats.appends, 200);
+    assert!(stats.fdatasyncs < 200, "group commit should need fewer syncs than appends: {stats:?}");
+    assert!(stats.fdatasyncs >= 1);
+}
+
+fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+fn write_records(opts: LogOptions, count: u64) {
+    run(move || async move {
+        let (log, _) = Log::open(opts, |_, _, _| {}).await.unwrap();
+        for i in 1..=count {
+            log.append(1, &payload(i)).unwrap();
+        }
+        log.close().await.unwrap();
+    });
+}
+
+/// Offset just past the last record of a segment file: the first 8-aligned all-zero header.
+fn end_of_records(path: &Path) -> u64 {
+    let mut data = Vec::new();
+    std::fs::File::open(path).unwrap().read_to_end(&mut data).unwrap();
+    let mut pos = 0;
+    while let sluice_daemon::storage::record::Decoded::Record { size, .. } = sluice_daemon::storage::record::decode_record(&data[pos..]) {
+        pos += size;
+    }
+    pos as u64
+}
+
+#[test]
+fn a_torn_tail_is_cut_back_to_the_last_whole_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 1 << 20);
+    write_records(opts.clone(), 50);
+    let file = segment_files(dir.path()).pop().unwrap();
+    let end = end_of_records(&file);
+    // Half a record's worth of garbage where the next flush would have gone.
+    let mut handle = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    handle.seek(SeekFrom::Start(end)).unwrap();
+    handle.write_all(&[0xAB; 37]).unwrap();
+    drop(handle);
+    let (seen, recovery) = reopen(opts.clone()).unwrap();
+    assert_eq!(seen.len(), 50);
+    let (path, offset, bytes) = recovery.torn_tail.expect("the torn tail is reported");
+    assert_eq!((path, offset, bytes), (file.clone(), end, 37));
+    // The cut is on disk: new appends follow the last whole record and reopen cleanly.
+    let more = opts.clone();
+    run(move || async move {
+        let (log, _) = Log::open(more, |_, _, _| {}).await.unwrap();
+        let seq = log.append(1, b"next").unwrap();
+        assert_eq!(seq, 51);
+        log.durable(seq).await.unwrap();
+        log.close().await.unwrap();
+    });
+    let (seen, recovery) = reopen(opts).unwrap();
+    assert_eq!(seen.len(), 51);
+    assert!(recovery.torn_tail.is_none());
+}
+
+#[test]
+fn corruption_before_valid_records_refuses_to_open_unless_repairing() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 1 << 20);
+    write_records(opts.clone(), 20);
+    let file = segment_files(dir.path()).pop().unwrap();
+    // Damage the payload of the first record.
+    let mut handle = std::fs::OpenOptions::new().read(true).write(true).open(&file).unwrap();
+    handle.seek(SeekFrom::Start(30)).unwrap();
+    handle.write_all(&[0xFF, 0x00, 0xFF]).unwrap();
+    drop(handle);
+    let error = reopen(opts.clone()).unwrap_err();
+    assert!(error.contains(&file.display().to_string()) && error.contains("offset 0"), "{error}");
+    let (seen, recovery) = reopen(LogOptions { repair: true, ..opts }).unwrap();
+    assert_eq!(seen.len(), 19, "every valid record is kept");
+    assert_eq!(seen[0].0, 2);
+    assert_eq!(recovery.dropped.len(), 1);
+    assert_eq!(recovery.dropped[0].1, 0);
+}
+
+#[test]
+fn fsync_never_acknowledges_at_once_and_still_writes_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions { fsync: FsyncMode::Never, ..options(dir.path(), 1 << 20) };
+    let written = opts.clone();
+    run(move || async move {
+        let (log, _) = Log::open(written, |_, _, _| {}).await.unwrap();
+        let seq = log.append(2, b"fast").unwrap();
+        log.durable(seq).await.unwrap();
+        log.close().await.unwrap();
+    });
+    let (seen, _) = reopen(LogOptions { fsync: FsyncMode::Interval(Duration::from_millis(5)), ..opts }).unwrap();
+    assert_eq!(seen, vec![(1, 2, b"fast".to_vec())]);
+}
+
+#[test]
+fn records_larger_than_a_segment_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 64 * 1024);
+    let refused = run(move || async move {
+        let (log, _) = Log::open(opts, |_, _, _| {}).await.unwrap();
+        let refused = matches!(log.append(1, &vec![0u8; 70_000]), Err(StorageError::TooLarge(70_000)));
+        log.close().await.unwrap();
+        refused
+    });
+    assert!(refused);
+}
