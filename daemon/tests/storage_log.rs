@@ -172,11 +172,54 @@ fn corruption_before_valid_records_refuses_to_open_unless_repairing() {
     drop(handle);
     let error = reopen(opts.clone()).unwrap_err();
     assert!(error.contains(&file.display().to_string()) && error.contains("offset 0"), "{error}");
-    let (seen, recovery) = reopen(LogOptions { repair: true, ..opts }).unwrap();
+    let (seen, recovery) = reopen(LogOptions { repair: true, ..opts.clone() }).unwrap();
     assert_eq!(seen.len(), 19, "every valid record is kept");
     assert_eq!(seen[0].0, 2);
     assert_eq!(recovery.dropped.len(), 1);
     assert_eq!(recovery.dropped[0].1, 0);
+    // The repair is on disk: the next start needs no repair and sees the same records.
+    let (again, recovery) = reopen(opts.clone()).unwrap();
+    assert_eq!(again, seen);
+    assert!(recovery.dropped.is_empty() && recovery.torn_tail.is_none());
+    // And the log goes on from there.
+    let more = opts.clone();
+    run(move || async move {
+        let (log, _) = Log::open(more, |_, _, _| {}).await.unwrap();
+        assert_eq!(log.append(1, b"after repair").unwrap(), 21);
+        log.close().await.unwrap();
+    });
+    assert_eq!(reopen(opts).unwrap().0.len(), 20);
+}
+
+#[test]
+fn retention_removes_whole_segments_that_hold_only_older_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 64 * 1024);
+    let written = opts.clone();
+    let (before, after, removed) = run(move || async move {
+        let (log, _) = Log::open(written, |_, _, _| {}).await.unwrap();
+        for i in 1..=3000u64 {
+            log.append(1, &payload(i)).unwrap();
+        }
+        log.durable(3000).await.unwrap();
+        let before = log.segment_first_seqs();
+        let cutoff = before[2];
+        let removed = log.remove_segments_before(cutoff).await.unwrap();
+        // Nothing before the oldest segment's successor: asking again removes nothing.
+        assert_eq!(log.remove_segments_before(cutoff).await.unwrap(), 0);
+        // The active segment always stays.
+        log.remove_segments_before(u64::MAX).await.unwrap();
+        let after = log.segment_first_seqs();
+        log.append(1, b"still writable").unwrap();
+        log.close().await.unwrap();
+        (before, after, removed)
+    });
+    assert_eq!(removed, 2);
+    assert_eq!(after, vec![*before.last().unwrap()]);
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    let (seen, _) = reopen(opts).unwrap();
+    assert_eq!(seen.first().unwrap().0, *before.last().unwrap());
+    assert_eq!(seen.last().unwrap().2, b"still writable");
 }
 
 #[test]

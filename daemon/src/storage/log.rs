@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use glommio::io::{DmaFile, OpenOptions};
 
-use super::record::{decode_record, encode_record, record_bytes, Decoded, RECORD_ALIGN};
+use super::record::{
+    decode_record, encode_record, record_bytes, skip_header, Decoded, RECORD_ALIGN, RECORD_HEADER_BYTES, RECORD_KIND_SKIP,
+};
 use crate::runtime::notify::LocalNotify;
 
 /// Direct I/O alignment used for every write (covers 512-byte and 4 KiB devices).
@@ -94,10 +96,23 @@ struct Segment {
 
 /// Records staged for one segment, not yet handed to the disk.
 struct Chunk {
-    segment: usize,
+    /// The segment, by its first sequence number (indexes shift when retention removes segments).
+    segment: u64,
     pos: u64,
     bytes: Vec<u8>,
     last_seq: u64,
+}
+
+impl State {
+    fn segment(&self, first_seq: u64) -> &Segment {
+        let index = self.segments.binary_search_by_key(&first_seq, |s| s.first_seq).expect("staged segment exists");
+        &self.segments[index]
+    }
+
+    fn segment_mut(&mut self, first_seq: u64) -> &mut Segment {
+        let index = self.segments.binary_search_by_key(&first_seq, |s| s.first_seq).expect("staged segment exists");
+        &mut self.segments[index]
+    }
 }
 
 struct State {
@@ -109,7 +124,7 @@ struct State {
     chunks: Vec<Chunk>,
     /// The segment and bytes of the last, partly filled block already on disk; rewritten
     /// in front of the next write to that segment so every write stays block-aligned.
-    tail_segment: usize,
+    tail_segment: u64,
     tail_block: Vec<u8>,
     written_seq: u64,
     durable_seq: u64,
@@ -188,6 +203,9 @@ impl Log {
         let mut write_pos = 0u64;
         let mut tail_block = Vec::new();
         let mut cut: Option<(u64, u64)> = None;
+        // Repairs to make durable: (file, path, aligned offset, block bytes with a SKIP header).
+        let mut skips: Vec<(Rc<DmaFile>, PathBuf, u64, Vec<u8>)> = Vec::new();
+        let mut after_skip = false;
         let last_index = names.len().saturating_sub(1);
         for (index, (first_seq, path)) in names.into_iter().enumerate() {
             let file = open_segment(&path, false, options.segment_bytes).await?;
@@ -195,7 +213,12 @@ impl Log {
             let mut pos = 0usize;
             while pos < data.len() {
                 match decode_record(&data[pos..]) {
-                    Decoded::Record { seq, kind, payload, size } if seq == expected_seq => {
+                    Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => {
+                        pos += size;
+                        after_skip = true;
+                    }
+                    Decoded::Record { seq, kind, payload, size } if seq == expected_seq || (after_skip && seq > expected_seq) => {
+                        after_skip = false;
                         replay(seq, kind, payload);
                         recovery.records += 1;
                         recovery.last_seq = seq;
@@ -221,6 +244,15 @@ impl Log {
                         }
                         recovery.dropped.push((path.clone(), pos as u64, reason));
                         let Some(next) = later_valid else { break };
+                        if next - pos >= RECORD_HEADER_BYTES {
+                            // Cover the damage with a SKIP record so the next start reads cleanly.
+                            let start = pos / BLOCK_BYTES as usize * BLOCK_BYTES as usize;
+                            let end = (pos + RECORD_HEADER_BYTES).next_multiple_of(BLOCK_BYTES as usize);
+                            let mut block = data[start..end].to_vec();
+                            let header = skip_header(&data[pos + RECORD_HEADER_BYTES..next]);
+                            block[pos - start..pos - start + RECORD_HEADER_BYTES].copy_from_slice(&header);
+                            skips.push((file.clone(), path.clone(), start as u64, block));
+                        }
                         pos = next;
                         if let Decoded::Record { seq, .. } = decode_record(&data[pos..]) {
                             expected_seq = seq;
@@ -235,7 +267,7 @@ impl Log {
             segments.push(Segment { first_seq, path, file: Some(file) });
         }
 
-        let tail_segment = segments.len().saturating_sub(1);
+        let tail_segment = segments.last().map_or(0, |segment| segment.first_seq);
         let log = Rc::new(Log {
             state: RefCell::new(State {
                 segments,
@@ -254,6 +286,12 @@ impl Log {
             closing: Cell::new(false),
             stats: Cell::new(LogStats::default()),
         });
+        for (file, path, offset, block) in skips {
+            let mut buffer = file.alloc_dma_buffer(block.len());
+            buffer.as_bytes_mut().copy_from_slice(&block);
+            file.write_at(buffer, offset).await.map_err(|e| io_error(&path, e))?;
+            file.fdatasync().await.map_err(|e| io_error(&path, e))?;
+        }
         if let Some((from, to)) = cut {
             log.zero_tail(from, to).await?;
         }
@@ -293,7 +331,7 @@ impl Log {
             state.segments.push(Segment { first_seq: seq, path: segment_path(&self.options.dir, seq), file: None });
             state.write_pos = 0;
         }
-        let target = state.segments.len() - 1;
+        let target = state.segments.last().expect("an active segment").first_seq;
         if state.chunks.last().is_none_or(|chunk| chunk.segment != target) {
             state.chunks.push(Chunk { segment: target, pos: state.write_pos, bytes: Vec::with_capacity(64 * 1024), last_seq: seq });
         }
@@ -338,6 +376,25 @@ impl Log {
         let mut stats = self.stats.get();
         change(&mut stats);
         self.stats.set(stats);
+    }
+
+    /// Deletes every segment whose records all come before `seq` (never the active one).
+    /// Returns how many were deleted. Retention and compaction use this to return space.
+    pub async fn remove_segments_before(&self, seq: u64) -> Result<usize, StorageError> {
+        let removed: Vec<Segment> = {
+            let mut state = self.state.borrow_mut();
+            let segments = &state.segments;
+            // Segment i holds only records below segments[i + 1].first_seq; it must exist on disk
+            // and its successor must too (the active segment always stays).
+            let count = (0..segments.len().saturating_sub(1))
+                .take_while(|&i| segments[i + 1].first_seq <= seq && segments[i + 1].file.is_some())
+                .count();
+            state.segments.drain(..count).collect()
+        };
+        for segment in &removed {
+            std::fs::remove_file(&segment.path).map_err(|e| io_error(&segment.path, e))?;
+        }
+        Ok(removed.len())
     }
 
     /// First sequence number of each segment, oldest first (retention drops whole segments).
@@ -429,7 +486,7 @@ impl Log {
         for (index, chunk) in chunks.into_iter().enumerate() {
             let (file, path, prefix) = {
                 let state = self.state.borrow();
-                let segment = &state.segments[chunk.segment];
+                let segment = state.segment(chunk.segment);
                 let prefix = if state.tail_segment == chunk.segment { state.tail_block.clone() } else { Vec::new() };
                 (segment.file.clone(), segment.path.clone(), prefix)
             };
@@ -437,7 +494,7 @@ impl Log {
                 Some(file) => file,
                 None => {
                     let file = open_segment(&path, true, self.options.segment_bytes).await?;
-                    self.state.borrow_mut().segments[chunk.segment].file = Some(file.clone());
+                    self.state.borrow_mut().segment_mut(chunk.segment).file = Some(file.clone());
                     file
                 }
             };

@@ -22,6 +22,21 @@ pub const RECORD_ALIGN: usize = 8;
 /// Largest payload a record may carry (a whole SendMessageBatch fits with room to spare).
 pub const RECORD_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// Kind of the record a repair writes over damaged bytes: replay passes over it,
+/// and the next record may follow with a gap in sequence numbers.
+pub const RECORD_KIND_SKIP: u8 = 255;
+
+/// A SKIP record's header whose payload is exactly `covered` (the damaged bytes left in
+/// place after it); header plus payload span the damaged range.
+pub fn skip_header(covered: &[u8]) -> [u8; RECORD_HEADER_BYTES] {
+    let mut header = [0u8; RECORD_HEADER_BYTES];
+    header[4..8].copy_from_slice(&(covered.len() as u32).to_le_bytes());
+    header[16] = RECORD_KIND_SKIP;
+    let crc = checksum(&header[4..], covered);
+    header[0..4].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
 /// A record's size on disk: header, payload and padding.
 pub fn record_bytes(payload_len: usize) -> usize {
     (RECORD_HEADER_BYTES + payload_len).next_multiple_of(RECORD_ALIGN)
