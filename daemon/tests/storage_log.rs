@@ -108,6 +108,18 @@ fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Segment files that hold at least one record (a prepared spare segment holds none).
+fn data_segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    segment_files(dir)
+        .into_iter()
+        .filter(|path| {
+            let mut header = [0u8; 24];
+            std::fs::File::open(path).unwrap().read_exact(&mut header).unwrap();
+            header.iter().any(|b| *b != 0)
+        })
+        .collect()
+}
+
 fn write_records(opts: LogOptions, count: u64) {
     run(move || async move {
         let (log, _) = Log::open(opts, |_, _, _| {}).await.unwrap();
@@ -134,7 +146,7 @@ fn a_torn_tail_is_cut_back_to_the_last_whole_record() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(dir.path(), 1 << 20);
     write_records(opts.clone(), 50);
-    let file = segment_files(dir.path()).pop().unwrap();
+    let file = data_segment_files(dir.path()).pop().unwrap();
     let end = end_of_records(&file);
     // Half a record's worth of garbage where the next flush would have gone.
     let mut handle = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
@@ -164,7 +176,7 @@ fn corruption_before_valid_records_refuses_to_open_unless_repairing() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(dir.path(), 1 << 20);
     write_records(opts.clone(), 20);
-    let file = segment_files(dir.path()).pop().unwrap();
+    let file = data_segment_files(dir.path()).pop().unwrap();
     // Damage the payload of the first record.
     let mut handle = std::fs::OpenOptions::new().read(true).write(true).open(&file).unwrap();
     handle.seek(SeekFrom::Start(30)).unwrap();
@@ -216,7 +228,7 @@ fn retention_removes_whole_segments_that_hold_only_older_records() {
     });
     assert_eq!(removed, 2);
     assert_eq!(after, vec![*before.last().unwrap()]);
-    assert_eq!(segment_files(dir.path()).len(), 1);
+    assert_eq!(data_segment_files(dir.path()).len(), 1);
     let (seen, _) = reopen(opts).unwrap();
     assert_eq!(seen.first().unwrap().0, *before.last().unwrap());
     assert_eq!(seen.last().unwrap().2, b"still writable");

@@ -1,9 +1,13 @@
 //! A shard's append-only log: segments of CRC-checked records on glommio DMA
 //! files (O_DIRECT through io_uring), group-committed.
 //!
-//! - Segments are files named by the sequence number of their first record
-//!   (`00000000000000000001.log`), preallocated to `segment_bytes` and zero-filled,
-//!   so a write never extends a file and the end of the log is the first zero header.
+//! - Segments are files numbered in order (`00000000000000000001.log`), each
+//!   created at its full size and filled with written zeros before use: a write
+//!   never extends a file nor lands on an unwritten extent (on ext4 the first
+//!   write into a fallocated extent costs a journal commit at the next
+//!   fdatasync: measured here, 1 KiB records went 17x faster into written zeros).
+//!   The next segment is prepared in the background before the active one fills.
+//!   The end of the log is the first all-zero header.
 //! - `append` copies a record into the staging area and returns its sequence
 //!   number at once (no I/O). One flusher task writes everything staged since its
 //!   last pass in one aligned write per segment and makes it durable with one
@@ -23,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::{Directory, DmaFile, OpenOptions};
 
 use super::record::{
     decode_record, encode_record, record_bytes, skip_header, Decoded, RECORD_ALIGN, RECORD_HEADER_BYTES, RECORD_KIND_SKIP,
@@ -88,10 +92,20 @@ pub struct Recovery {
 }
 
 struct Segment {
+    /// Position in the log's order; names the file.
+    number: u64,
+    /// Sequence number of the segment's first record (the next one, while it is empty).
     first_seq: u64,
     path: PathBuf,
-    /// `None` until the flusher creates the file (appends never do I/O).
+    /// `None` until the flusher creates or takes the file (appends never do I/O).
     file: Option<Rc<DmaFile>>,
+}
+
+/// The next segment, prepared ahead of need.
+enum Spare {
+    None,
+    Preparing(u64),
+    Ready(u64, Rc<DmaFile>),
 }
 
 /// Records staged for one segment, not yet handed to the disk.
@@ -140,6 +154,9 @@ pub struct Log {
     flushed: LocalNotify,
     closing: Cell<bool>,
     stats: Cell<LogStats>,
+    spare: RefCell<Spare>,
+    /// Notified when a spare segment finishes preparing (or fails to).
+    spare_done: LocalNotify,
 }
 
 /// Counters, for tests and benchmarks.
@@ -151,15 +168,32 @@ pub struct LogStats {
     pub fdatasyncs: u64,
 }
 
-fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
-    dir.join(format!("{first_seq:020}.log"))
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:020}.log"))
 }
 
-async fn open_segment(path: &Path, create: bool, segment_bytes: u64) -> Result<Rc<DmaFile>, StorageError> {
-    let file = OpenOptions::new().read(true).write(true).create(create).dma_open(path).await.map_err(|e| io_error(path, e))?;
-    if create {
-        file.pre_allocate(segment_bytes, false).await.map_err(|e| io_error(path, e))?;
+async fn open_segment(path: &Path) -> Result<Rc<DmaFile>, StorageError> {
+    let file = OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(|e| io_error(path, e))?;
+    Ok(Rc::new(file))
+}
+
+/// Creates a segment at full size, writes zeros over all of it, and makes the file
+/// and its directory entry durable.
+async fn create_segment(dir: &Path, path: &Path, segment_bytes: u64) -> Result<Rc<DmaFile>, StorageError> {
+    const ZERO_STEP: u64 = 1 << 20;
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).dma_open(path).await.map_err(|e| io_error(path, e))?;
+    file.pre_allocate(segment_bytes, false).await.map_err(|e| io_error(path, e))?;
+    let mut offset = 0;
+    while offset < segment_bytes {
+        let step = ZERO_STEP.min(segment_bytes - offset);
+        let mut zeros = file.alloc_dma_buffer(step as usize);
+        zeros.as_bytes_mut().fill(0);
+        file.write_at(zeros, offset).await.map_err(|e| io_error(path, e))?;
+        offset += step;
     }
+    file.fdatasync().await.map_err(|e| io_error(path, e))?;
+    let directory = Directory::open(dir).await.map_err(|e| io_error(dir, e))?;
+    directory.sync().await.map_err(|e| io_error(dir, e))?;
     Ok(Rc::new(file))
 }
 
@@ -177,6 +211,31 @@ async fn read_all(file: &DmaFile, path: &Path) -> Result<Vec<u8>, StorageError> 
         data.extend_from_slice(&read[..keep]);
     }
     Ok(data)
+}
+
+/// Sequence number of the first record in `data`, if it holds one.
+fn first_seq_of(data: &[u8]) -> Option<u64> {
+    let mut pos = 0;
+    while pos < data.len() {
+        match decode_record(&data[pos..]) {
+            Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => pos += size,
+            Decoded::Record { seq, .. } => return Some(seq),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Overwrites `[from, to)` of a segment with zeros, keeping `prefix` (the bytes of
+/// `from`'s block that come before it).
+async fn zero_range(file: &DmaFile, path: &Path, from: u64, to: u64, prefix: &[u8]) -> Result<(), StorageError> {
+    let start = from / BLOCK_BYTES * BLOCK_BYTES;
+    let end = to.next_multiple_of(BLOCK_BYTES).max(start + BLOCK_BYTES);
+    let mut buffer = file.alloc_dma_buffer((end - start) as usize);
+    buffer.as_bytes_mut().fill(0);
+    buffer.as_bytes_mut()[..prefix.len()].copy_from_slice(prefix);
+    file.write_at(buffer, start).await.map_err(|e| io_error(path, e))?;
+    file.fdatasync().await.map_err(|e| io_error(path, e))
 }
 
 /// Finds the next valid record at or after `from` (8-byte steps), if any.
@@ -197,19 +256,29 @@ impl Log {
             .collect();
         names.sort();
 
-        let mut segments = Vec::with_capacity(names.len());
+        // Read every segment first: whether damage is a torn tail depends on what follows it.
+        let mut files = Vec::with_capacity(names.len());
+        for (number, path) in names {
+            let file = open_segment(&path).await?;
+            let data = read_all(&file, &path).await?;
+            files.push((number, path, file, data));
+        }
+        let holds_records = |data: &Vec<u8>| !matches!(decode_record(data), Decoded::End);
+
+        let mut segments: Vec<Segment> = Vec::with_capacity(files.len());
         let mut recovery = Recovery::default();
-        let mut expected_seq = names.first().map_or(1, |(first, _)| *first);
+        // None until the first record: retention may have removed the log's beginning.
+        let mut expected_seq: Option<u64> = None;
         let mut write_pos = 0u64;
         let mut tail_block = Vec::new();
-        let mut cut: Option<(u64, u64)> = None;
+        // A torn tail to zero: (segment index, offset, end of dirty bytes, bytes of its block before offset).
+        let mut cut: Option<(usize, u64, u64, Vec<u8>)> = None;
         // Repairs to make durable: (file, path, aligned offset, block bytes with a SKIP header).
         let mut skips: Vec<(Rc<DmaFile>, PathBuf, u64, Vec<u8>)> = Vec::new();
         let mut after_skip = false;
-        let last_index = names.len().saturating_sub(1);
-        for (index, (first_seq, path)) in names.into_iter().enumerate() {
-            let file = open_segment(&path, false, options.segment_bytes).await?;
-            let data = read_all(&file, &path).await?;
+        let last_index = files.len().saturating_sub(1);
+        for index in 0..files.len() {
+            let (number, path, file, data) = &files[index];
             let mut pos = 0usize;
             while pos < data.len() {
                 match decode_record(&data[pos..]) {
@@ -217,12 +286,14 @@ impl Log {
                         pos += size;
                         after_skip = true;
                     }
-                    Decoded::Record { seq, kind, payload, size } if seq == expected_seq || (after_skip && seq > expected_seq) => {
+                    Decoded::Record { seq, kind, payload, size }
+                        if expected_seq.is_none_or(|expected| seq == expected || (after_skip && seq > expected)) =>
+                    {
                         after_skip = false;
                         replay(seq, kind, payload);
                         recovery.records += 1;
                         recovery.last_seq = seq;
-                        expected_seq = seq + 1;
+                        expected_seq = Some(seq + 1);
                         pos += size;
                     }
                     Decoded::End => break,
@@ -231,16 +302,18 @@ impl Log {
                             Decoded::Damaged { reason } => reason,
                             _ => "sequence number out of order",
                         };
-                        let later_valid = next_valid(&data, pos + RECORD_ALIGN);
-                        if later_valid.is_none() && index == last_index {
+                        let later_valid = next_valid(data, pos + RECORD_ALIGN);
+                        let nothing_after = files[index + 1..].iter().all(|(_, _, _, later)| !holds_records(later));
+                        if later_valid.is_none() && nothing_after {
                             // Torn tail: the last flush did not complete, so nothing here was acknowledged.
                             let dirty_end = data.iter().rposition(|b| *b != 0).map_or(pos, |at| at + 1).max(pos);
                             recovery.torn_tail = Some((path.clone(), pos as u64, (dirty_end - pos) as u64));
-                            cut = Some((pos as u64, dirty_end as u64));
+                            let block_start = (pos as u64 / BLOCK_BYTES * BLOCK_BYTES) as usize;
+                            cut = Some((index, pos as u64, dirty_end as u64, data[block_start..pos].to_vec()));
                             break;
                         }
                         if !options.repair {
-                            return Err(StorageError::Corrupt { path, offset: pos as u64, reason });
+                            return Err(StorageError::Corrupt { path: path.clone(), offset: pos as u64, reason });
                         }
                         recovery.dropped.push((path.clone(), pos as u64, reason));
                         let Some(next) = later_valid else { break };
@@ -253,10 +326,8 @@ impl Log {
                             block[pos - start..pos - start + RECORD_HEADER_BYTES].copy_from_slice(&header);
                             skips.push((file.clone(), path.clone(), start as u64, block));
                         }
+                        after_skip = true;
                         pos = next;
-                        if let Decoded::Record { seq, .. } = decode_record(&data[pos..]) {
-                            expected_seq = seq;
-                        }
                     }
                 }
             }
@@ -264,20 +335,40 @@ impl Log {
                 write_pos = pos as u64;
                 tail_block = data[(pos as u64 / BLOCK_BYTES * BLOCK_BYTES) as usize..pos].to_vec();
             }
-            segments.push(Segment { first_seq, path, file: Some(file) });
+            // An empty segment starts at the next sequence number.
+            let first_seq = first_seq_of(data).unwrap_or(expected_seq.unwrap_or(1));
+            segments.push(Segment { number: *number, first_seq, path: path.clone(), file: Some(file.clone()) });
         }
+        // Only the last segment may be empty: drop empty ones before it (spares of an
+        // earlier run that were never used), so first sequence numbers stay distinct.
+        let mut index = 0;
+        while index + 1 < segments.len() {
+            if !holds_records(&files[index].3) && segments[index].first_seq == segments[index + 1].first_seq {
+                let segment = segments.remove(index);
+                files.remove(index);
+                std::fs::remove_file(&segment.path).map_err(|e| io_error(&segment.path, e))?;
+                if let Some((cut_index, ..)) = &mut cut {
+                    if *cut_index > index {
+                        *cut_index -= 1;
+                    }
+                }
+            } else {
+                index += 1;
+            }
+        }
+        let next_seq = expected_seq.unwrap_or(1);
 
         let tail_segment = segments.last().map_or(0, |segment| segment.first_seq);
         let log = Rc::new(Log {
             state: RefCell::new(State {
                 segments,
                 write_pos,
-                next_seq: expected_seq,
+                next_seq,
                 chunks: Vec::new(),
                 tail_segment,
                 tail_block,
-                written_seq: expected_seq - 1,
-                durable_seq: expected_seq - 1,
+                written_seq: next_seq - 1,
+                durable_seq: next_seq - 1,
                 failed: None,
             }),
             options,
@@ -285,6 +376,8 @@ impl Log {
             flushed: LocalNotify::new(),
             closing: Cell::new(false),
             stats: Cell::new(LogStats::default()),
+            spare: RefCell::new(Spare::None),
+            spare_done: LocalNotify::new(),
         });
         for (file, path, offset, block) in skips {
             let mut buffer = file.alloc_dma_buffer(block.len());
@@ -292,27 +385,70 @@ impl Log {
             file.write_at(buffer, offset).await.map_err(|e| io_error(&path, e))?;
             file.fdatasync().await.map_err(|e| io_error(&path, e))?;
         }
-        if let Some((from, to)) = cut {
-            log.zero_tail(from, to).await?;
+        if let Some((index, from, to, prefix)) = cut {
+            let (file, path) = {
+                let state = log.state.borrow();
+                let segment = &state.segments[index];
+                (segment.file.clone().expect("opened"), segment.path.clone())
+            };
+            zero_range(&file, &path, from, to, &prefix).await?;
         }
         glommio::spawn_local(log.clone().flusher()).detach();
+        log.ensure_spare();
         Ok((log, recovery))
     }
 
-    /// Overwrites `[from, to)` of the last segment with zeros, keeping what precedes `from`.
-    async fn zero_tail(&self, from: u64, to: u64) -> Result<(), StorageError> {
-        let (file, path, prefix) = {
-            let state = self.state.borrow();
-            let segment = state.segments.last().expect("a torn tail lies in a segment");
-            (segment.file.clone().expect("opened"), segment.path.clone(), state.tail_block.clone())
+    /// Starts preparing the segment after the active one, unless it is ready or under way.
+    fn ensure_spare(self: &Rc<Self>) {
+        let next = self.state.borrow().segments.last().map_or(1, |segment| segment.number + 1);
+        let current = match &*self.spare.borrow() {
+            Spare::None => None,
+            Spare::Preparing(number) | Spare::Ready(number, _) => Some(*number),
         };
-        let start = from / BLOCK_BYTES * BLOCK_BYTES;
-        let end = to.next_multiple_of(BLOCK_BYTES).max(start + BLOCK_BYTES);
-        let mut buffer = file.alloc_dma_buffer((end - start) as usize);
-        buffer.as_bytes_mut().fill(0);
-        buffer.as_bytes_mut()[..prefix.len()].copy_from_slice(&prefix);
-        file.write_at(buffer, start).await.map_err(|e| io_error(&path, e))?;
-        file.fdatasync().await.map_err(|e| io_error(&path, e))
+        if current.is_some_and(|number| number >= next) || self.closing.get() {
+            return;
+        }
+        *self.spare.borrow_mut() = Spare::Preparing(next);
+        let log = self.clone();
+        glommio::spawn_local(async move {
+            let path = segment_path(&log.options.dir, next);
+            match create_segment(&log.options.dir, &path, log.options.segment_bytes).await {
+                Ok(file) => *log.spare.borrow_mut() = Spare::Ready(next, file),
+                Err(error) => {
+                    tracing::warn!(%error, "preparing the next log segment failed; it will be created when needed");
+                    *log.spare.borrow_mut() = Spare::None;
+                }
+            }
+            log.spare_done.notify_all();
+        })
+        .detach();
+    }
+
+    /// The file for a new segment: the prepared spare when it is this one, else created now.
+    async fn take_segment_file(&self, number: u64, path: &Path) -> Result<Rc<DmaFile>, StorageError> {
+        enum Next {
+            Take,
+            Wait,
+            Create,
+        }
+        loop {
+            let done = self.spare_done.listen();
+            // Decide with the borrow released before any await: the preparing task writes `spare`.
+            let next = match &*self.spare.borrow() {
+                Spare::Ready(spare, _) if *spare == number => Next::Take,
+                Spare::Preparing(spare) if *spare == number => Next::Wait,
+                _ => Next::Create,
+            };
+            match next {
+                Next::Take => {
+                    if let Spare::Ready(_, file) = std::mem::replace(&mut *self.spare.borrow_mut(), Spare::None) {
+                        return Ok(file);
+                    }
+                }
+                Next::Wait => done.await,
+                Next::Create => return create_segment(&self.options.dir, path, self.options.segment_bytes).await,
+            }
+        }
     }
 
     /// Stages one record and returns its sequence number; no I/O happens here.
@@ -328,7 +464,8 @@ impl Log {
         }
         let seq = state.next_seq;
         if state.segments.is_empty() || state.write_pos + size > self.options.segment_bytes {
-            state.segments.push(Segment { first_seq: seq, path: segment_path(&self.options.dir, seq), file: None });
+            let number = state.segments.last().map_or(1, |segment| segment.number + 1);
+            state.segments.push(Segment { number, first_seq: seq, path: segment_path(&self.options.dir, number), file: None });
             state.write_pos = 0;
         }
         let target = state.segments.last().expect("an active segment").first_seq;
@@ -454,6 +591,7 @@ impl Log {
             self.count(|stats| stats.flushes += 1);
             match self.write_chunks(chunks, sync).await {
                 Ok(()) => {
+                    self.ensure_spare();
                     let mut state = self.state.borrow_mut();
                     state.written_seq = last_seq;
                     if sync {
@@ -484,16 +622,16 @@ impl Log {
     async fn write_chunks(&self, chunks: Vec<Chunk>, sync: bool) -> Result<(), StorageError> {
         let count = chunks.len();
         for (index, chunk) in chunks.into_iter().enumerate() {
-            let (file, path, prefix) = {
+            let (number, file, path, prefix) = {
                 let state = self.state.borrow();
                 let segment = state.segment(chunk.segment);
                 let prefix = if state.tail_segment == chunk.segment { state.tail_block.clone() } else { Vec::new() };
-                (segment.file.clone(), segment.path.clone(), prefix)
+                (segment.number, segment.file.clone(), segment.path.clone(), prefix)
             };
             let file = match file {
                 Some(file) => file,
                 None => {
-                    let file = open_segment(&path, true, self.options.segment_bytes).await?;
+                    let file = self.take_segment_file(number, &path).await?;
                     self.state.borrow_mut().segment_mut(chunk.segment).file = Some(file.clone());
                     file
                 }

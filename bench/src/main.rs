@@ -1,0 +1,132 @@
+//! `sluice-bench`: scenario benchmarks that write to `results/`.
+//!
+//! `sluice-bench log` measures the storage log alone: appenders on one glommio
+//! executor append records and wait for durability (group commit), for a fixed
+//! time. It reports appends/s, MB/s, flushes and fdatasyncs per second, and the
+//! append-to-durable latency from an HDR histogram.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use sluice_daemon::storage::log::{FsyncMode, Log, LogOptions};
+
+#[derive(Parser)]
+#[command(name = "sluice-bench", version, about = "Sluice scenario benchmarks; each writes its report where --out says.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Fsync {
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Append records to a storage log and wait for each to be durable (group commit).
+    Log {
+        /// Directory for the log's segments (emptied first; use a scratch directory on the disk to measure).
+        #[arg(long, default_value = "./sluice-bench-log")]
+        dir: PathBuf,
+        /// Payload bytes per record.
+        #[arg(long, default_value_t = 1024)]
+        record_bytes: usize,
+        /// Concurrent appenders, each waiting for its record to be durable before the next.
+        #[arg(long, default_value_t = 64)]
+        appenders: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// When an append counts as kept.
+        #[arg(long, value_enum, default_value_t = Fsync::Always)]
+        fsync: Fsync,
+        /// Segment size in bytes.
+        #[arg(long, default_value_t = sluice_daemon::storage::log::SEGMENT_BYTES_DEFAULT)]
+        segment_bytes: u64,
+        /// File to write the report to (also printed).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    match Cli::parse().command {
+        Command::Log { dir, record_bytes, appenders, seconds, fsync, segment_bytes, out } => {
+            let _ = std::fs::remove_dir_all(&dir);
+            let fsync = match fsync {
+                Fsync::Always => FsyncMode::Always,
+                Fsync::Never => FsyncMode::Never,
+            };
+            let options = LogOptions { dir: dir.clone(), segment_bytes, fsync, repair: false };
+            let report = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
+                .spawn(move || async move { run_log(options, record_bytes, appenders, seconds).await })
+                .expect("starting an executor")
+                .join()
+                .expect("benchmark executor");
+            let _ = std::fs::remove_dir_all(&dir);
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let report = format!("$ {command}\n{report}");
+            print!("{report}");
+            if let Some(out) = out {
+                std::fs::write(&out, report).expect("writing --out");
+            }
+        }
+    }
+}
+
+async fn run_log(options: LogOptions, record_bytes: usize, appenders: usize, seconds: u64) -> String {
+    let (log, _) = Log::open(options, |_, _, _| {}).await.expect("opening the log");
+    let payload: Rc<[u8]> = vec![b'x'; record_bytes].into();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..appenders)
+        .map(|_| {
+            let log = log.clone();
+            let payload = payload.clone();
+            glommio::spawn_local(async move {
+                let mut latency = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
+                while Instant::now() < until {
+                    let begun = Instant::now();
+                    let seq = log.append(1, &payload).expect("append");
+                    log.durable(seq).await.expect("durable");
+                    latency.saturating_record(begun.elapsed().as_micros() as u64);
+                }
+                latency
+            })
+        })
+        .collect();
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).expect("histogram");
+    for task in tasks {
+        latency.add(task.await).expect("same bounds");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = log.stats();
+    log.close().await.expect("closing the log");
+    let per_second = |n: u64| n as f64 / elapsed;
+    let mut report = String::new();
+    report.push_str(&format!(
+        "log: {record_bytes} B records, {appenders} appenders, {elapsed:.1} s\nappends {:.0}/s  {:.1} MB/s  flushes {:.0}/s  fdatasyncs {:.0}/s  records per flush {:.1}\n",
+        per_second(stats.appends),
+        per_second(stats.appends) * record_bytes as f64 / 1e6,
+        per_second(stats.flushes),
+        per_second(stats.fdatasyncs),
+        stats.appends as f64 / stats.flushes.max(1) as f64,
+    ));
+    report.push_str(&format!(
+        "append->durable us: p50 {} p99 {} p99.9 {} max {}\n",
+        latency.value_at_quantile(0.5),
+        latency.value_at_quantile(0.99),
+        latency.value_at_quantile(0.999),
+        latency.max()
+    ));
+    report.push_str("percentiles (us):\n");
+    for quantile in [0.5, 0.75, 0.9, 0.99, 0.999, 0.9999, 1.0] {
+        report.push_str(&format!("  {:>8.4} {:>10}\n", quantile, latency.value_at_quantile(quantile)));
+    }
+    report
+}
