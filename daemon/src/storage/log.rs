@@ -97,8 +97,10 @@ struct Segment {
     /// Sequence number of the segment's first record (the next one, while it is empty).
     first_seq: u64,
     path: PathBuf,
-    /// `None` until the flusher creates or takes the file (appends never do I/O).
+    /// Open only while it is written to: the active segment (fds are finite, segments are not).
     file: Option<Rc<DmaFile>>,
+    /// Whether the file exists; a staged segment is created (or taken from the spare) by the flusher.
+    on_disk: bool,
 }
 
 /// The next segment, prepared ahead of need.
@@ -256,14 +258,15 @@ impl Log {
             .collect();
         names.sort();
 
-        // Read every segment first: whether damage is a torn tail depends on what follows it.
+        // Whether damage is a torn tail depends on what follows it, so learn first which
+        // segments hold records (from their first block), then read them one at a time.
         let mut files = Vec::with_capacity(names.len());
         for (number, path) in names {
             let file = open_segment(&path).await?;
-            let data = read_all(&file, &path).await?;
-            files.push((number, path, file, data));
+            let first = file.read_at_aligned(0, BLOCK_BYTES as usize).await.map_err(|e| io_error(&path, e))?;
+            let holds = !matches!(decode_record(&first), Decoded::End);
+            files.push((number, path, holds));
         }
-        let holds_records = |data: &Vec<u8>| !matches!(decode_record(data), Decoded::End);
 
         let mut segments: Vec<Segment> = Vec::with_capacity(files.len());
         let mut recovery = Recovery::default();
@@ -278,7 +281,9 @@ impl Log {
         let mut after_skip = false;
         let last_index = files.len().saturating_sub(1);
         for index in 0..files.len() {
-            let (number, path, file, data) = &files[index];
+            let (number, path, _) = &files[index];
+            let file = open_segment(path).await?;
+            let data = &read_all(&file, path).await?;
             let mut pos = 0usize;
             while pos < data.len() {
                 match decode_record(&data[pos..]) {
@@ -303,7 +308,7 @@ impl Log {
                             _ => "sequence number out of order",
                         };
                         let later_valid = next_valid(data, pos + RECORD_ALIGN);
-                        let nothing_after = files[index + 1..].iter().all(|(_, _, _, later)| !holds_records(later));
+                        let nothing_after = files[index + 1..].iter().all(|(_, _, holds)| !holds);
                         if later_valid.is_none() && nothing_after {
                             // Torn tail: the last flush did not complete, so nothing here was acknowledged.
                             let dirty_end = data.iter().rposition(|b| *b != 0).map_or(pos, |at| at + 1).max(pos);
@@ -337,13 +342,14 @@ impl Log {
             }
             // An empty segment starts at the next sequence number.
             let first_seq = first_seq_of(data).unwrap_or(expected_seq.unwrap_or(1));
-            segments.push(Segment { number: *number, first_seq, path: path.clone(), file: Some(file.clone()) });
+            let file = (index == last_index).then_some(file);
+            segments.push(Segment { number: *number, first_seq, path: path.clone(), file, on_disk: true });
         }
         // Only the last segment may be empty: drop empty ones before it (spares of an
         // earlier run that were never used), so first sequence numbers stay distinct.
         let mut index = 0;
         while index + 1 < segments.len() {
-            if !holds_records(&files[index].3) && segments[index].first_seq == segments[index + 1].first_seq {
+            if !files[index].2 && segments[index].first_seq == segments[index + 1].first_seq {
                 let segment = segments.remove(index);
                 files.remove(index);
                 std::fs::remove_file(&segment.path).map_err(|e| io_error(&segment.path, e))?;
@@ -386,11 +392,8 @@ impl Log {
             file.fdatasync().await.map_err(|e| io_error(&path, e))?;
         }
         if let Some((index, from, to, prefix)) = cut {
-            let (file, path) = {
-                let state = log.state.borrow();
-                let segment = &state.segments[index];
-                (segment.file.clone().expect("opened"), segment.path.clone())
-            };
+            let path = log.state.borrow().segments[index].path.clone();
+            let file = open_segment(&path).await?;
             zero_range(&file, &path, from, to, &prefix).await?;
         }
         glommio::spawn_local(log.clone().flusher()).detach();
@@ -465,7 +468,13 @@ impl Log {
         let seq = state.next_seq;
         if state.segments.is_empty() || state.write_pos + size > self.options.segment_bytes {
             let number = state.segments.last().map_or(1, |segment| segment.number + 1);
-            state.segments.push(Segment { number, first_seq: seq, path: segment_path(&self.options.dir, number), file: None });
+            state.segments.push(Segment {
+                number,
+                first_seq: seq,
+                path: segment_path(&self.options.dir, number),
+                file: None,
+                on_disk: false,
+            });
             state.write_pos = 0;
         }
         let target = state.segments.last().expect("an active segment").first_seq;
@@ -523,9 +532,8 @@ impl Log {
             let segments = &state.segments;
             // Segment i holds only records below segments[i + 1].first_seq; it must exist on disk
             // and its successor must too (the active segment always stays).
-            let count = (0..segments.len().saturating_sub(1))
-                .take_while(|&i| segments[i + 1].first_seq <= seq && segments[i + 1].file.is_some())
-                .count();
+            let count =
+                (0..segments.len().saturating_sub(1)).take_while(|&i| segments[i + 1].first_seq <= seq && segments[i + 1].on_disk).count();
             state.segments.drain(..count).collect()
         };
         for segment in &removed {
@@ -622,17 +630,20 @@ impl Log {
     async fn write_chunks(&self, chunks: Vec<Chunk>, sync: bool) -> Result<(), StorageError> {
         let count = chunks.len();
         for (index, chunk) in chunks.into_iter().enumerate() {
-            let (number, file, path, prefix) = {
+            let (number, file, on_disk, path, prefix) = {
                 let state = self.state.borrow();
                 let segment = state.segment(chunk.segment);
                 let prefix = if state.tail_segment == chunk.segment { state.tail_block.clone() } else { Vec::new() };
-                (segment.number, segment.file.clone(), segment.path.clone(), prefix)
+                (segment.number, segment.file.clone(), segment.on_disk, segment.path.clone(), prefix)
             };
             let file = match file {
                 Some(file) => file,
                 None => {
-                    let file = self.take_segment_file(number, &path).await?;
-                    self.state.borrow_mut().segment_mut(chunk.segment).file = Some(file.clone());
+                    let file = if on_disk { open_segment(&path).await? } else { self.take_segment_file(number, &path).await? };
+                    let mut state = self.state.borrow_mut();
+                    let segment = state.segment_mut(chunk.segment);
+                    segment.file = Some(file.clone());
+                    segment.on_disk = true;
                     file
                 }
             };
@@ -662,6 +673,12 @@ impl Log {
                 file.fdatasync().await.map_err(|e| io_error(&path, e))?;
                 self.count(|stats| stats.fdatasyncs += 1);
             }
+        }
+        // Only the active segment keeps its file open.
+        let mut state = self.state.borrow_mut();
+        let active = state.segments.len().saturating_sub(1);
+        for segment in &mut state.segments[..active] {
+            segment.file = None;
         }
         Ok(())
     }
