@@ -30,6 +30,8 @@ pub use sluice_protocol::{
 const QUEUED_REQUESTS_MAX: usize = 1024;
 /// Bytes read from the socket at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Most bytes one read may fill (and so zero first): keeps a large frame's reads linear.
+const READ_BYTES_MAX: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -87,7 +89,9 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) ->
             FrameCheck::Complete(len) => return Ok(Some(buf.split_to(len).freeze())),
             FrameCheck::Invalid { announced } => return Err(ClientError::Protocol(format!("server sent a frame of {announced} bytes"))),
             FrameCheck::Incomplete { total } => {
-                let want = total.unwrap_or(0).saturating_sub(buf.len()).max(READ_CHUNK_BYTES);
+                let missing = total.unwrap_or(0).saturating_sub(buf.len());
+                buf.reserve(missing.max(READ_CHUNK_BYTES));
+                let want = missing.clamp(READ_CHUNK_BYTES, READ_BYTES_MAX);
                 let start = buf.len();
                 buf.resize(start + want, 0);
                 let n = reader.read(&mut buf[start..]).await?;

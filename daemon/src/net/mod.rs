@@ -27,6 +27,10 @@ use crate::runtime::Shard;
 
 /// Bytes read from a socket at a time when no larger frame is pending.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Most bytes one read may fill. The read target must be initialized memory, so this
+/// also bounds the zeroing per read: a large frame arriving in small reads costs
+/// linear, not quadratic, zeroing.
+const READ_BYTES_MAX: usize = 256 * 1024;
 /// In-flight units a ReceiveMessage costs: its answer can be ~10 MiB, other answers are small.
 const RECEIVE_INFLIGHT_UNITS: u64 = 16;
 
@@ -177,7 +181,7 @@ async fn read_loop(
             buf.reserve(READ_CHUNK_BYTES);
         }
         let start = buf.len();
-        let spare = buf.capacity() - start;
+        let spare = (buf.capacity() - start).min(READ_BYTES_MAX);
         buf.resize(start + spare, 0);
         let read = {
             let shutdown = shard.shutdown.event.listen();
