@@ -11,6 +11,7 @@
 //! queue becomes visible notifies local waiters and sends `Wake` to watchers.
 
 pub mod attributes;
+pub mod journal;
 pub mod partition;
 pub mod receipt;
 pub mod registry;

@@ -65,6 +65,8 @@ pub struct Delivery {
 /// A message taken out of this partition for a dead-letter queue.
 #[derive(Debug)]
 pub struct Moved {
+    /// Where it was in this partition.
+    pub seq: u64,
     pub payload: Arc<Payload>,
     pub receive_count: u32,
     pub first_receive_ms: u64,
@@ -147,7 +149,7 @@ impl Partition {
 
     /// Stores a message moved here from another queue's partition (dead-lettering).
     pub fn accept_moved(&mut self, moved: Moved, now_ms: u64) -> u64 {
-        let Moved { payload, receive_count, first_receive_ms } = moved;
+        let Moved { payload, receive_count, first_receive_ms, .. } = moved;
         self.push_slot(Slot { payload, receive_count, first_receive_ms, state: State::Visible }, now_ms)
     }
 
@@ -238,7 +240,12 @@ impl Partition {
             }
             if rules.max_receive_count.is_some_and(|max| slot.receive_count >= max) {
                 if let Some(slot) = self.remove(seq) {
-                    moved.push(Moved { payload: slot.payload, receive_count: slot.receive_count, first_receive_ms: slot.first_receive_ms });
+                    moved.push(Moved {
+                        seq,
+                        payload: slot.payload,
+                        receive_count: slot.receive_count,
+                        first_receive_ms: slot.first_receive_ms,
+                    });
                 }
                 continue;
             }
@@ -319,6 +326,72 @@ impl Partition {
 
     pub fn has_visible(&self) -> bool {
         self.counts.visible > 0
+    }
+
+    // ------------------------------------------------------------------ restore (replaying a journal)
+
+    /// The sequence number the next stored message gets.
+    pub fn next_seq(&self) -> u64 {
+        self.base_seq + self.slots.len() as u64
+    }
+
+    /// Replays a stored message at `seq` (at or after `next_seq`; the gap, if any, is
+    /// messages whose records compaction removed). Delayed until `due_ms`, or visible.
+    pub fn restore_sent(&mut self, seq: u64, payload: Arc<Payload>, due_ms: u64, receive_count: u32, first_receive_ms: u64) {
+        assert!(seq >= self.next_seq(), "journal replays sequence numbers in order ({seq} < {})", self.next_seq());
+        if self.slots.is_empty() {
+            self.base_seq = seq;
+        }
+        while self.next_seq() < seq {
+            self.slots.push_back(None);
+        }
+        let state = if due_ms > 0 { State::Delayed { due_ms } } else { State::Visible };
+        // push_slot treats a due time in the past as visible; use 0 as "now" so delays stay delayed.
+        self.push_slot(Slot { payload, receive_count, first_receive_ms, state }, 0);
+    }
+
+    /// Replays a receive: the message is in flight until `deadline_ms`.
+    pub fn restore_received(&mut self, seq: u64, receive_count: u32, first_receive_ms: u64, received_ms: u64, deadline_ms: u64) {
+        let Some(slot) = self.slot_mut(seq) else { return };
+        let previous = slot.state;
+        slot.receive_count = receive_count;
+        slot.first_receive_ms = first_receive_ms;
+        slot.state = State::InFlight { deadline_ms, received_ms };
+        match previous {
+            State::Visible => self.counts.visible -= 1,
+            State::Delayed { .. } => self.counts.delayed -= 1,
+            State::InFlight { .. } => self.counts.inflight -= 1,
+        }
+        self.counts.inflight += 1;
+        self.inflight.push(Reverse((deadline_ms, seq)));
+    }
+
+    /// Replays a visibility change: a new deadline for the message in flight.
+    pub fn restore_visibility(&mut self, seq: u64, deadline_ms: u64) {
+        let Some(slot) = self.slot_mut(seq) else { return };
+        if let State::InFlight { received_ms, .. } = slot.state {
+            slot.state = State::InFlight { deadline_ms, received_ms };
+            self.inflight.push(Reverse((deadline_ms, seq)));
+        }
+    }
+
+    /// What a replayed partition holds, for comparing with the live one: per message,
+    /// (seq, message id, receive count, first receive, state as text).
+    pub fn describe(&self) -> Vec<(u64, u128, u32, u64, String)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                let slot = slot.as_ref()?;
+                Some((
+                    self.base_seq + index as u64,
+                    slot.payload.message_id,
+                    slot.receive_count,
+                    slot.first_receive_ms,
+                    format!("{:?}", slot.state),
+                ))
+            })
+            .collect()
     }
 
     /// The earliest time a timer of this partition is due, if any.

@@ -1,0 +1,324 @@
+//! The queue journal: one event per change to a partition, its binary encoding,
+//! and replay, which rebuilds partitions exactly.
+//!
+//! Timers need no events: delays, visibility deadlines and retention are times
+//! stored in the events, so a replayed partition reaches the same state at the
+//! same clock. Decoding trusts nothing: every read is bounds-checked and a bad
+//! record is an error naming what was short, never a panic.
+//!
+//! This is the format the storage log will carry for queues (issue 3); the live
+//! path does not emit it yet.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sluice_protocol::MessageAttribute;
+
+use super::partition::{Partition, Payload};
+
+pub const KIND_SENT: u8 = 1;
+pub const KIND_RECEIVED: u8 = 2;
+pub const KIND_VISIBILITY: u8 = 3;
+pub const KIND_DELETED: u8 = 4;
+pub const KIND_MOVED_OUT: u8 = 5;
+pub const KIND_MOVED_IN: u8 = 6;
+pub const KIND_PURGED: u8 = 7;
+
+/// One change to one partition.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Sent {
+        queue_id: u64,
+        seq: u64,
+        payload: Arc<Payload>,
+        due_ms: u64,
+    },
+    Received {
+        queue_id: u64,
+        seq: u64,
+        receive_count: u32,
+        first_receive_ms: u64,
+        received_ms: u64,
+        deadline_ms: u64,
+    },
+    VisibilityChanged {
+        queue_id: u64,
+        seq: u64,
+        deadline_ms: u64,
+    },
+    Deleted {
+        queue_id: u64,
+        seq: u64,
+    },
+    /// Taken out for a dead-letter queue (the matching `MovedIn` follows).
+    MovedOut {
+        queue_id: u64,
+        seq: u64,
+    },
+    MovedIn {
+        queue_id: u64,
+        seq: u64,
+        payload: Arc<Payload>,
+        receive_count: u32,
+        first_receive_ms: u64,
+    },
+    Purged {
+        queue_id: u64,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal record of kind {kind} is cut short: needed {needed} bytes at offset {at}, had {had}")]
+    Truncated { kind: u8, at: usize, needed: usize, had: usize },
+    #[error("unknown journal record kind {0}")]
+    UnknownKind(u8),
+    #[error("journal record of kind {kind} has invalid {what}")]
+    Invalid { kind: u8, what: &'static str },
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => {
+            out.push(1);
+            put_bytes(out, text.as_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_payload(out: &mut Vec<u8>, payload: &Payload) {
+    out.extend_from_slice(&payload.message_id.to_le_bytes());
+    out.extend_from_slice(&payload.sent_ms.to_le_bytes());
+    out.extend_from_slice(&payload.md5_of_body);
+    match &payload.md5_of_attributes {
+        Some(md5) => {
+            out.push(1);
+            out.extend_from_slice(md5);
+        }
+        None => out.push(0),
+    }
+    put_opt_str(out, payload.trace_header.as_deref());
+    put_opt_str(out, payload.message_group_id.as_deref());
+    put_opt_str(out, payload.dead_letter_source_arn.as_deref());
+    let attributes = payload.attributes.as_deref().unwrap_or(&[]);
+    out.extend_from_slice(&(attributes.len() as u16).to_le_bytes());
+    for attribute in attributes {
+        put_bytes(out, attribute.name.as_bytes());
+        put_bytes(out, attribute.data_type.as_bytes());
+        put_opt_str(out, attribute.string_value.as_deref());
+        match &attribute.binary_value {
+            Some(bytes) => {
+                out.push(1);
+                put_bytes(out, bytes);
+            }
+            None => out.push(0),
+        }
+    }
+    put_bytes(out, &payload.body);
+}
+
+/// Bounds-checked reads over one record.
+struct Reader<'a> {
+    kind: u8,
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, needed: usize) -> Result<&'a [u8], JournalError> {
+        let had = self.buf.len() - self.at;
+        if needed > had {
+            return Err(JournalError::Truncated { kind: self.kind, at: self.at, needed, had });
+        }
+        let bytes = &self.buf[self.at..self.at + needed];
+        self.at += needed;
+        Ok(bytes)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], JournalError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, JournalError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, JournalError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, JournalError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, JournalError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn u128(&mut self) -> Result<u128, JournalError> {
+        Ok(u128::from_le_bytes(self.array()?))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], JournalError> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<String, JournalError> {
+        let bytes = self.bytes()?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| JournalError::Invalid { kind: self.kind, what })
+    }
+
+    fn opt_string(&mut self, what: &'static str) -> Result<Option<String>, JournalError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => self.string(what).map(Some),
+            _ => Err(JournalError::Invalid { kind: self.kind, what }),
+        }
+    }
+
+    fn payload(&mut self) -> Result<Arc<Payload>, JournalError> {
+        let message_id = self.u128()?;
+        let sent_ms = self.u64()?;
+        let md5_of_body = self.array()?;
+        let md5_of_attributes = match self.u8()? {
+            0 => None,
+            1 => Some(self.array()?),
+            _ => return Err(JournalError::Invalid { kind: self.kind, what: "attribute digest flag" }),
+        };
+        let trace_header = self.opt_string("trace header")?;
+        let message_group_id = self.opt_string("message group id")?;
+        let dead_letter_source_arn = self.opt_string("dead-letter source")?.map(Arc::from);
+        let count = self.u16()? as usize;
+        let mut attributes = Vec::with_capacity(count.min(sluice_protocol::limits::MESSAGE_ATTRIBUTES_MAX));
+        for _ in 0..count {
+            let name = self.string("attribute name")?;
+            let data_type = self.string("attribute type")?;
+            let string_value = self.opt_string("attribute value")?;
+            let binary_value = match self.u8()? {
+                0 => None,
+                1 => Some(Bytes::copy_from_slice(self.bytes()?)),
+                _ => return Err(JournalError::Invalid { kind: self.kind, what: "binary attribute flag" }),
+            };
+            attributes.push(MessageAttribute { name, data_type, string_value, binary_value });
+        }
+        let body = Bytes::copy_from_slice(self.bytes()?);
+        Ok(Arc::new(Payload {
+            message_id,
+            body,
+            attributes: (!attributes.is_empty()).then(|| Arc::from(attributes)),
+            md5_of_body,
+            md5_of_attributes,
+            trace_header,
+            message_group_id,
+            sent_ms,
+            dead_letter_source_arn,
+        }))
+    }
+}
+
+impl Event {
+    pub fn kind(&self) -> u8 {
+        match self {
+            Event::Sent { .. } => KIND_SENT,
+            Event::Received { .. } => KIND_RECEIVED,
+            Event::VisibilityChanged { .. } => KIND_VISIBILITY,
+            Event::Deleted { .. } => KIND_DELETED,
+            Event::MovedOut { .. } => KIND_MOVED_OUT,
+            Event::MovedIn { .. } => KIND_MOVED_IN,
+            Event::Purged { .. } => KIND_PURGED,
+        }
+    }
+
+    /// Appends this event's bytes (the log record's payload; `kind()` is its kind).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut u64s = |values: &[u64]| values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        match self {
+            Event::Sent { queue_id, seq, payload, due_ms } => {
+                u64s(&[*queue_id, *seq, *due_ms]);
+                put_payload(out, payload);
+            }
+            Event::Received { queue_id, seq, receive_count, first_receive_ms, received_ms, deadline_ms } => {
+                u64s(&[*queue_id, *seq, *first_receive_ms, *received_ms, *deadline_ms]);
+                out.extend_from_slice(&receive_count.to_le_bytes());
+            }
+            Event::VisibilityChanged { queue_id, seq, deadline_ms } => u64s(&[*queue_id, *seq, *deadline_ms]),
+            Event::Deleted { queue_id, seq } | Event::MovedOut { queue_id, seq } => u64s(&[*queue_id, *seq]),
+            Event::MovedIn { queue_id, seq, payload, receive_count, first_receive_ms } => {
+                u64s(&[*queue_id, *seq, *first_receive_ms]);
+                out.extend_from_slice(&receive_count.to_le_bytes());
+                put_payload(out, payload);
+            }
+            Event::Purged { queue_id } => u64s(&[*queue_id]),
+        }
+    }
+
+    /// Decodes a record of `kind`; the whole record must be used.
+    pub fn decode(kind: u8, bytes: &[u8]) -> Result<Event, JournalError> {
+        let mut r = Reader { kind, buf: bytes, at: 0 };
+        let event = match kind {
+            KIND_SENT => Event::Sent { queue_id: r.u64()?, seq: r.u64()?, due_ms: r.u64()?, payload: r.payload()? },
+            KIND_RECEIVED => Event::Received {
+                queue_id: r.u64()?,
+                seq: r.u64()?,
+                first_receive_ms: r.u64()?,
+                received_ms: r.u64()?,
+                deadline_ms: r.u64()?,
+                receive_count: r.u32()?,
+            },
+            KIND_VISIBILITY => Event::VisibilityChanged { queue_id: r.u64()?, seq: r.u64()?, deadline_ms: r.u64()? },
+            KIND_DELETED => Event::Deleted { queue_id: r.u64()?, seq: r.u64()? },
+            KIND_MOVED_OUT => Event::MovedOut { queue_id: r.u64()?, seq: r.u64()? },
+            KIND_MOVED_IN => Event::MovedIn {
+                queue_id: r.u64()?,
+                seq: r.u64()?,
+                first_receive_ms: r.u64()?,
+                receive_count: r.u32()?,
+                payload: r.payload()?,
+            },
+            KIND_PURGED => Event::Purged { queue_id: r.u64()? },
+            other => return Err(JournalError::UnknownKind(other)),
+        };
+        if r.at != bytes.len() {
+            return Err(JournalError::Invalid { kind, what: "length (bytes left over)" });
+        }
+        Ok(event)
+    }
+
+    /// Applies this event to the partitions it names (creating them on first use).
+    pub fn apply(self, partitions: &mut HashMap<u64, Partition>) {
+        match self {
+            Event::Sent { queue_id, seq, payload, due_ms } => {
+                partitions.entry(queue_id).or_default().restore_sent(seq, payload, due_ms, 0, 0)
+            }
+            Event::Received { queue_id, seq, receive_count, first_receive_ms, received_ms, deadline_ms } => {
+                if let Some(partition) = partitions.get_mut(&queue_id) {
+                    partition.restore_received(seq, receive_count, first_receive_ms, received_ms, deadline_ms);
+                }
+            }
+            Event::VisibilityChanged { queue_id, seq, deadline_ms } => {
+                if let Some(partition) = partitions.get_mut(&queue_id) {
+                    partition.restore_visibility(seq, deadline_ms);
+                }
+            }
+            Event::Deleted { queue_id, seq } | Event::MovedOut { queue_id, seq } => {
+                if let Some(partition) = partitions.get_mut(&queue_id) {
+                    partition.delete(seq);
+                }
+            }
+            Event::MovedIn { queue_id, seq, payload, receive_count, first_receive_ms } => {
+                partitions.entry(queue_id).or_default().restore_sent(seq, payload, 0, receive_count, first_receive_ms)
+            }
+            Event::Purged { queue_id } => {
+                if let Some(partition) = partitions.get_mut(&queue_id) {
+                    partition.purge();
+                }
+            }
+        }
+    }
+}
