@@ -48,14 +48,17 @@ fn payload(id: u128, now: u64, attributes: bool) -> Arc<Payload> {
         md5_of_attributes: attributes.as_ref().map(|_| [7; 16]),
         attributes,
         md5_of_body: [id as u8; 16],
-        trace_header: (id % 3 == 0).then(|| "Root=1".to_owned()),
-        message_group_id: (id % 2 == 0).then(|| format!("g{id}")),
+        trace_header: id.is_multiple_of(3).then(|| "Root=1".to_owned()),
+        message_group_id: id.is_multiple_of(2).then(|| format!("g{id}")),
         sent_ms: now,
         dead_letter_source_arn: None,
     })
 }
 
-fn snapshot(partitions: &mut HashMap<u64, Partition>, now: u64) -> Vec<(u64, Vec<(u64, u128, u32, u64, String)>, [u64; 3])> {
+/// Per queue: every message (seq, id, receive count, first receive, state) and the counts by state.
+type PartitionView = (u64, Vec<(u64, u128, u32, u64, String)>, [u64; 3]);
+
+fn snapshot(partitions: &mut HashMap<u64, Partition>, now: u64) -> Vec<PartitionView> {
     let mut out: Vec<_> = partitions
         .iter_mut()
         .map(|(queue, partition)| {
