@@ -351,9 +351,12 @@ impl Shard {
         }
         let deadline_ms = now_ms() + wait_s as u64 * 1000;
         let mut delivered: Vec<(usize, Delivery)> = Vec::new();
-        let mut waiting = None;
+        // Interest is registered only once a look has come back empty; from then on before every
+        // look, so that a message arriving between a look and the wait always wakes it.
+        let mut waiting: Option<WaitGuard> = None;
+        let mut found_nothing = false;
         loop {
-            if wait_s > 0 && waiting.is_none() {
+            if found_nothing && waiting.is_none() {
                 waiting = Some(WaitGuard::register(self, meta.id));
             }
             let listener = waiting.as_ref().map(|guard| guard.listen());
@@ -365,7 +368,10 @@ impl Shard {
             if !delivered.is_empty() || now >= deadline_ms || self.shutdown.requested.get() {
                 break;
             }
-            let Some(listener) = listener else { break };
+            let Some(listener) = listener else {
+                found_nothing = true;
+                continue;
+            };
             if !self.queues.snapshot().by_id.contains_key(&meta.id) {
                 return Err(queue_does_not_exist());
             }
