@@ -315,10 +315,12 @@ impl Shard {
         let mut successful = Vec::with_capacity(entries.len());
         let mut failed = Vec::new();
         let mut last_ticket = None;
-        for entry in entries {
-            let id = entry.id.clone();
+        for mut entry in entries {
+            // Taken, not cloned: the id goes into exactly one of the two results.
+            let id = std::mem::take(&mut entry.id);
             match self.send_one(&meta, entry, now) {
-                Ok((result, ticket)) => {
+                Ok((mut result, ticket)) => {
+                    result.id = id;
                     successful.push(result);
                     last_ticket = Some(ticket);
                 }
