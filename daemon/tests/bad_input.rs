@@ -1,16 +1,14 @@
 //! Hostile and broken input: each gets a typed error or a closed connection,
 //! the daemon never panics, and other connections carry on.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
 use sluice_protocol::limits::PROTOCOL_VERSION;
 use sluice_protocol::{decode_response, Encoder, ErrorCode, Op, Request};
+use sluice_testkit::*;
 
 fn raw(daemon: &Daemon) -> TcpStream {
     let stream = TcpStream::connect(daemon.addr).unwrap();

@@ -1,10 +1,8 @@
 //! SQS standard-queue behaviour, through a real daemon (`--cores 2`) and the real client.
 
-mod common;
-
 use bytes::Bytes;
-use common::*;
 use sluice_client::*;
+use sluice_testkit::*;
 
 fn receive(queue: &str) -> ReceiveMessage {
     ReceiveMessage { queue: queue.into(), max_messages: Some(10), wait_time_seconds: Some(0), ..ReceiveMessage::default() }

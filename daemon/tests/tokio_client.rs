@@ -1,9 +1,7 @@
 //! The async client runs on tokio too (through futures-io compat), pipelining requests.
 
-mod common;
-
-use common::Daemon;
 use sluice_client::{Client, ReceiveMessage};
+use sluice_testkit::Daemon;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 #[tokio::test]

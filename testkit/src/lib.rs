@@ -1,9 +1,10 @@
-//! Starts a real `sluiced` for a test and connects real clients to it.
-
-#![allow(dead_code)]
+//! Test support shared by the workspace's integration tests: starts a real
+//! `sluiced` (ephemeral port, temporary data directory, `--cores 2`) and connects
+//! real clients to it.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,15 @@ pub struct Daemon {
     _data_dir: tempfile::TempDir,
 }
 
+/// A binary built into the same target directory as the running test (`cargo test
+/// --workspace` builds `sluiced`, since the daemon package has integration tests).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let test = std::env::current_exe().expect("test executable path");
+    let path = test.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps").join(name);
+    assert!(path.exists(), "{} is missing: run the suite with `cargo test --workspace`", path.display());
+    path
+}
+
 impl Daemon {
     /// `sluiced --cores 2` on an ephemeral port with a temporary data directory.
     pub fn start() -> Daemon {
@@ -24,7 +34,7 @@ impl Daemon {
 
     pub fn start_with(extra: &[&str]) -> Daemon {
         let data_dir = tempfile::tempdir().expect("temporary data dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluiced"))
+        let mut child = Command::new(workspace_binary("sluiced"))
             .args(["--listen", "127.0.0.1:0", "--cores", "2", "--log", "warn"])
             .arg("--data-dir")
             .arg(data_dir.path())

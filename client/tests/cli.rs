@@ -1,22 +1,12 @@
 //! The `sluice` CLI against a real daemon: the README's quick start, and errors.
 
-mod common;
-
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use common::*;
-
-/// `sluice` is built beside `sluiced` by `cargo test --workspace`.
-fn sluice_bin() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_sluiced")).with_file_name("sluice");
-    assert!(path.exists(), "{} is missing: run the suite with `cargo test --workspace`", path.display());
-    path
-}
+use sluice_testkit::*;
 
 fn sluice(daemon: &Daemon, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(sluice_bin())
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--endpoint")
         .arg(daemon.addr.to_string())
         .args(args)
