@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use sluice_protocol::limits::FRAME_BYTES_MAX_DEFAULT;
 
+use crate::storage::log::{FsyncMode, SEGMENT_BYTES_DEFAULT};
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "sluiced", version, about = "Sluice message broker daemon: SQS-style queues over a binary protocol, one shard per core.")]
 pub struct Config {
@@ -14,10 +16,29 @@ pub struct Config {
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:9800")]
     pub listen: SocketAddr,
 
-    /// Directory for the broker's data (created if missing). This version keeps queue state
-    /// in memory; durable storage (the next milestone) lives here.
+    /// Directory for the broker's data (created if missing): `meta.json` (queues and their
+    /// attributes) and one log per shard (`shard-NNN/queues/`). Reopen it with the same --cores.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     pub data_dir: PathBuf,
+
+    /// When a change counts as kept, and so when a send, delete or visibility change is
+    /// answered: `always` (after its group commit's fdatasync: survives power loss),
+    /// `interval=MS` (after the write; fdatasync at most every MS milliseconds: a machine
+    /// crash can lose up to MS of acknowledged changes), or `never` (at once: a crash of the
+    /// process can lose what was not yet written).
+    #[arg(long, env = "SLUICE_FSYNC", default_value = "always", value_parser = fsync_mode)]
+    pub fsync: FsyncMode,
+
+    /// Start even if a log is corrupt (damage followed by valid records): keep every valid
+    /// record, skip the damage, and log each skipped place. Without it such a log stops the start,
+    /// naming the file and offset. (A torn write at the very end is always cut back; that is not corruption.)
+    #[arg(long, env = "SLUICE_REPAIR")]
+    pub repair: bool,
+
+    /// Size of each log segment file, in bytes (a multiple of 4096, at least 4 MiB). Segments
+    /// are preallocated and zero-filled; whole segments are deleted as their messages go.
+    #[arg(long, env = "SLUICE_SEGMENT_BYTES", default_value_t = SEGMENT_BYTES_DEFAULT, value_parser = segment_bytes)]
+    pub segment_bytes: u64,
 
     /// Number of shards, one pinned to each core; 0 means every core of the machine.
     #[arg(long, env = "SLUICE_CORES", default_value_t = 0)]
@@ -64,6 +85,26 @@ fn frame_bytes_max(text: &str) -> Result<usize, String> {
     let value: usize = text.parse().map_err(|e| format!("{e}"))?;
     if !(1024..=u32::MAX as usize).contains(&value) {
         return Err(format!("must be from 1024 to {}", u32::MAX));
+    }
+    Ok(value)
+}
+
+fn fsync_mode(text: &str) -> Result<FsyncMode, String> {
+    match text {
+        "always" => Ok(FsyncMode::Always),
+        "never" => Ok(FsyncMode::Never),
+        _ => match text.strip_prefix("interval=").map(str::parse::<u64>) {
+            Some(Ok(ms)) if ms > 0 => Ok(FsyncMode::Interval(std::time::Duration::from_millis(ms))),
+            _ => Err("must be `always`, `never` or `interval=MS` with MS > 0".to_owned()),
+        },
+    }
+}
+
+fn segment_bytes(text: &str) -> Result<u64, String> {
+    let value: u64 = text.parse().map_err(|e| format!("{e}"))?;
+    // The largest message (1 MiB of body and attributes) and its record must fit in one segment.
+    if value < 4 << 20 || !value.is_multiple_of(4096) || value > 1 << 40 {
+        return Err("must be a multiple of 4096 from 4 MiB to 1 TiB".to_owned());
     }
     Ok(value)
 }

@@ -1,10 +1,13 @@
 //! Replaying the queue journal rebuilds partitions exactly.
 //!
 //! Random operations run against live partitions of two queues (queue 1 is queue
-//! 0's dead-letter queue, maxReceiveCount 2); every change is journaled as the
-//! events the storage log will carry. The journal is encoded, decoded and
-//! replayed into fresh partitions, which must hold the same messages in the same
-//! states, with the same receive counts and counts by state.
+//! 0's dead-letter queue, maxReceiveCount 2); the partitions journal every change
+//! themselves, and the test appends it to a journal as storage does (giving each
+//! record a log sequence number). Compaction steps pick a cutoff, re-journal the
+//! live messages whose records lie below it, and drop the journal before it, as
+//! storage drops whole segments. What is left is encoded, decoded and replayed into
+//! fresh partitions, which must hold the same messages in the same states, with the
+//! same receive counts and counts by state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,12 +22,33 @@ const RETENTION_MS: u64 = u64::MAX / 4;
 
 #[derive(Debug, Clone)]
 enum Step {
-    Send { queue: u64, delay_ms: u64, attributes: bool },
-    Receive { queue: u64, max: usize, visibility_ms: u64 },
-    Delete { receipt: usize },
-    ChangeVisibility { receipt: usize, timeout_ms: u64 },
-    Purge { queue: u64 },
-    Advance { ms: u64 },
+    Send {
+        queue: u64,
+        delay_ms: u64,
+        attributes: bool,
+    },
+    Receive {
+        queue: u64,
+        max: usize,
+        visibility_ms: u64,
+    },
+    Delete {
+        receipt: usize,
+    },
+    ChangeVisibility {
+        receipt: usize,
+        timeout_ms: u64,
+    },
+    Purge {
+        queue: u64,
+    },
+    Advance {
+        ms: u64,
+    },
+    /// Compact the journal up to this fraction (per mille) of its live part.
+    Compact {
+        per_mille: u64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -35,6 +59,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (any::<usize>(), prop_oneof![Just(0u64), 1u64..20_000]).prop_map(|(receipt, timeout_ms)| Step::ChangeVisibility { receipt, timeout_ms }),
         1 => (0u64..2).prop_map(|queue| Step::Purge { queue }),
         3 => (1u64..8_000).prop_map(|ms| Step::Advance { ms }),
+        1 => (0u64..=1000).prop_map(|per_mille| Step::Compact { per_mille }),
     ]
 }
 
@@ -53,6 +78,21 @@ fn payload(id: u128, now: u64, attributes: bool) -> Arc<Payload> {
         sent_ms: now,
         dead_letter_source_arn: None,
     })
+}
+
+/// Appends a partition's journal as storage does, telling the partition where each
+/// message's full record went (log sequence number = position + 1).
+fn commit(partition: &mut Partition, journal: &mut Vec<Event>) {
+    let mut events = Vec::new();
+    partition.take_journal(&mut events);
+    for event in events {
+        let log_seq = journal.len() as u64 + 1;
+        if let Some(seq) = event.full_record_of() {
+            partition.placed(seq, log_seq, 1);
+        }
+        journal.push(event);
+    }
+    partition.take_released(&mut Vec::new());
 }
 
 /// Per queue: every message (seq, id, receive count, first receive, state) and the counts by state.
@@ -76,8 +116,11 @@ proptest! {
 
     #[test]
     fn replay_rebuilds_the_partitions_exactly(steps in proptest::collection::vec(step(), 1..150)) {
-        let mut live: HashMap<u64, Partition> = HashMap::new();
+        let mut live: HashMap<u64, Partition> = HashMap::from([(0, Partition::for_queue(0)), (1, Partition::for_queue(1))]);
+        // The journal as the log holds it: record i has log sequence number i + 1; records
+        // before `start` were compacted away.
         let mut journal: Vec<Event> = Vec::new();
+        let mut start = 0usize;
         let mut now: u64 = 1_000_000;
         let mut next_id: u128 = 1;
         let mut receipts: Vec<(u64, u64, u32)> = Vec::new(); // (queue, seq, receive count)
@@ -86,9 +129,7 @@ proptest! {
                 Step::Send { queue, delay_ms, attributes } => {
                     let payload = payload(next_id, now, attributes);
                     next_id += 1;
-                    let seq = live.entry(queue).or_default().send(payload.clone(), delay_ms, now);
-                    let due_ms = if delay_ms > 0 { now + delay_ms } else { 0 };
-                    journal.push(Event::Sent { queue_id: queue, seq, payload, due_ms });
+                    live.get_mut(&queue).unwrap().send(payload, delay_ms, now);
                 }
                 Step::Receive { queue, max, visibility_ms } => {
                     let rules = ReceiveRules {
@@ -99,56 +140,58 @@ proptest! {
                         inflight_max: usize::MAX,
                     };
                     let (mut delivered, mut moved): (Vec<Delivery>, _) = (Vec::new(), Vec::new());
-                    live.entry(queue).or_default().receive(now, &rules, &mut delivered, &mut moved).unwrap();
-                    for delivery in &delivered {
-                        journal.push(Event::Received {
-                            queue_id: queue,
-                            seq: delivery.seq,
-                            receive_count: delivery.receive_count,
-                            first_receive_ms: delivery.first_receive_ms,
-                            received_ms: now,
-                            deadline_ms: now + visibility_ms,
-                        });
-                        receipts.push((queue, delivery.seq, delivery.receive_count));
-                    }
+                    live.get_mut(&queue).unwrap().receive(now, &rules, &mut delivered, &mut moved).unwrap();
+                    receipts.extend(delivered.iter().map(|d| (queue, d.seq, d.receive_count)));
                     for mut message in moved {
-                        journal.push(Event::MovedOut { queue_id: queue, seq: message.seq });
                         let mut copy = (*message.payload).clone();
                         copy.dead_letter_source_arn = Some(Arc::from("arn:aws:sqs:us-east-1:0:q0"));
                         message.payload = Arc::new(copy);
-                        let (payload, receive_count, first_receive_ms) = (message.payload.clone(), message.receive_count, message.first_receive_ms);
-                        let seq = live.entry(1).or_default().accept_moved(message, now);
-                        journal.push(Event::MovedIn { queue_id: 1, seq, payload, receive_count, first_receive_ms });
+                        live.get_mut(&1).unwrap().accept_moved(message, now);
                     }
+                    // As storage commits: the dead-letter queue's records first.
+                    commit(live.get_mut(&1).unwrap(), &mut journal);
                 }
                 Step::Delete { receipt } => {
                     if receipts.is_empty() { continue; }
                     let (queue, seq, _) = receipts[receipt % receipts.len()];
-                    if live.entry(queue).or_default().delete(seq) {
-                        journal.push(Event::Deleted { queue_id: queue, seq });
-                    }
+                    live.get_mut(&queue).unwrap().delete(seq);
                 }
                 Step::ChangeVisibility { receipt, timeout_ms } => {
                     if receipts.is_empty() { continue; }
                     let (queue, seq, count) = receipts[receipt % receipts.len()];
-                    if live.entry(queue).or_default().change_visibility(seq, count, timeout_ms, now).is_ok() {
-                        journal.push(Event::VisibilityChanged { queue_id: queue, seq, deadline_ms: now + timeout_ms });
+                    let _ = live.get_mut(&queue).unwrap().change_visibility(seq, count, timeout_ms, now);
+                }
+                Step::Purge { queue } => live.get_mut(&queue).unwrap().purge(),
+                Step::Advance { ms } => {
+                    now += ms;
+                    for partition in live.values_mut() {
+                        partition.tick(now, RETENTION_MS);
                     }
                 }
-                Step::Purge { queue } => {
-                    live.entry(queue).or_default().purge();
-                    journal.push(Event::Purged { queue_id: queue });
+                Step::Compact { per_mille } => {
+                    let cutoff = start + (journal.len() - start) * per_mille as usize / 1000;
+                    for partition in live.values_mut() {
+                        let mut cursor = Some(0);
+                        while let Some(from) = cursor {
+                            cursor = partition.relocate(from, cutoff as u64 + 1, 3);
+                        }
+                        commit(partition, &mut journal);
+                    }
+                    start = cutoff;
                 }
-                Step::Advance { ms } => now += ms,
+            }
+            for queue in [0, 1] {
+                commit(live.get_mut(&queue).unwrap(), &mut journal);
             }
         }
+        let journal: Vec<(u64, Event)> = journal.into_iter().enumerate().skip(start).map(|(i, e)| (i as u64 + 1, e)).collect();
         // Through the bytes, as the log will store them.
         let mut replayed: HashMap<u64, Partition> = HashMap::new();
-        for event in journal {
+        for (log_seq, event) in journal {
             let mut bytes = Vec::new();
             event.encode(&mut bytes);
             let decoded = Event::decode(event.kind(), &bytes).expect("an encoded event decodes");
-            decoded.apply(&mut replayed);
+            decoded.apply(log_seq, 1, &mut replayed);
         }
         prop_assert_eq!(snapshot(&mut replayed, now), snapshot(&mut live, now));
         // And both hand out the same messages once every timer has run. (The order may

@@ -14,7 +14,8 @@ use sluice_client::{Client, ClientError, ErrorCode};
 pub struct Daemon {
     child: Option<Child>,
     pub addr: SocketAddr,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 /// A binary built into the same target directory as the running test (`cargo test
@@ -34,25 +35,44 @@ impl Daemon {
 
     pub fn start_with(extra: &[&str]) -> Daemon {
         let data_dir = tempfile::tempdir().expect("temporary data dir");
-        let mut child = Command::new(workspace_binary("sluiced"))
-            .args(["--listen", "127.0.0.1:0", "--cores", "2", "--log", "warn"])
+        let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
+        let (child, addr) = spawn(data_dir.path(), &extra);
+        Daemon { child: Some(child), addr, data_dir, extra }
+    }
+
+    /// The daemon's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// Kills the daemon with SIGKILL (no chance to flush or say goodbye).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same data directory with the same flags
+    /// (after `kill` or `terminate`; a running daemon is killed first). The port changes.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, addr) = spawn(self.data_dir.path(), &self.extra);
+        self.child = Some(child);
+        self.addr = addr;
+    }
+
+    /// Starts `sluiced` on `data_dir` and expects it to fail: returns its exit status and stderr.
+    pub fn start_failing(data_dir: &std::path::Path, extra: &[&str]) -> (ExitStatus, String) {
+        let output = Command::new(workspace_binary("sluiced"))
+            .args(["--listen", "127.0.0.1:0", "--log", "warn", "--segment-bytes", "4194304"])
             .arg("--data-dir")
-            .arg(data_dir.path())
+            .arg(data_dir)
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning sluiced");
-        let stdout = child.stdout.take().expect("sluiced stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("reading sluiced's first line");
-        let addr = line
-            .trim()
-            .strip_prefix("sluiced listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from sluiced: {line:?}"))
-            .parse()
-            .expect("listen address");
-        Daemon { child: Some(child), addr, _data_dir: data_dir }
+            .stdin(Stdio::null())
+            .output()
+            .expect("running sluiced");
+        (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
     }
 
     pub fn client(&self) -> Conn {
@@ -91,6 +111,39 @@ impl Daemon {
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|child| child.try_wait().ok().flatten().is_none())
     }
+}
+
+/// Spawns `sluiced --cores 2` (unless `extra` says otherwise) and reads the address it listens on.
+fn spawn(data_dir: &std::path::Path, extra: &[String]) -> (Child, SocketAddr) {
+    let default = |flag: &'static str, value: &'static str| -> Vec<&'static str> {
+        if extra.iter().any(|arg| arg == flag) {
+            Vec::new()
+        } else {
+            vec![flag, value]
+        }
+    };
+    let mut child = Command::new(workspace_binary("sluiced"))
+        .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        .args(default("--cores", "2"))
+        // Small segments: tests start many daemons, and each prepares two segments per shard.
+        .args(default("--segment-bytes", "4194304"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning sluiced");
+    let stdout = child.stdout.take().expect("sluiced stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("reading sluiced's first line");
+    let addr = line
+        .trim()
+        .strip_prefix("sluiced listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from sluiced: {line:?}"))
+        .parse()
+        .expect("listen address");
+    (child, addr)
 }
 
 impl Drop for Daemon {

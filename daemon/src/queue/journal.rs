@@ -6,8 +6,8 @@
 //! same clock. Decoding trusts nothing: every read is bounds-checked and a bad
 //! record is an error naming what was short, never a panic.
 //!
-//! This is the format the storage log will carry for queues (issue 3); the live
-//! path does not emit it yet.
+//! Partitions emit these events themselves as they change (see `partition`),
+//! and each shard appends them to its storage log.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +24,16 @@ pub const KIND_DELETED: u8 = 4;
 pub const KIND_MOVED_OUT: u8 = 5;
 pub const KIND_MOVED_IN: u8 = 6;
 pub const KIND_PURGED: u8 = 7;
+pub const KIND_RESTORED: u8 = 8;
+
+/// Where a message stands. A message's full state is its payload, receive count,
+/// first receive time and this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    Delayed { due_ms: u64 },
+    Visible,
+    InFlight { deadline_ms: u64, received_ms: u64 },
+}
 
 /// One change to one partition.
 #[derive(Debug, Clone)]
@@ -65,6 +75,16 @@ pub enum Event {
     },
     Purged {
         queue_id: u64,
+    },
+    /// A live message's whole state, written again by compaction so that the older
+    /// records about it can go.
+    Restored {
+        queue_id: u64,
+        seq: u64,
+        payload: Arc<Payload>,
+        receive_count: u32,
+        first_receive_ms: u64,
+        state: SlotState,
     },
 }
 
@@ -232,6 +252,30 @@ impl Event {
             Event::MovedOut { .. } => KIND_MOVED_OUT,
             Event::MovedIn { .. } => KIND_MOVED_IN,
             Event::Purged { .. } => KIND_PURGED,
+            Event::Restored { .. } => KIND_RESTORED,
+        }
+    }
+
+    /// The queue this event changes.
+    pub fn queue_id(&self) -> u64 {
+        match self {
+            Event::Sent { queue_id, .. }
+            | Event::Received { queue_id, .. }
+            | Event::VisibilityChanged { queue_id, .. }
+            | Event::Deleted { queue_id, .. }
+            | Event::MovedOut { queue_id, .. }
+            | Event::MovedIn { queue_id, .. }
+            | Event::Purged { queue_id }
+            | Event::Restored { queue_id, .. } => *queue_id,
+        }
+    }
+
+    /// For records that carry a message's whole state (and so hold log space while it
+    /// lives): the message's sequence number.
+    pub fn full_record_of(&self) -> Option<u64> {
+        match self {
+            Event::Sent { seq, .. } | Event::MovedIn { seq, .. } | Event::Restored { seq, .. } => Some(*seq),
+            _ => None,
         }
     }
 
@@ -255,6 +299,16 @@ impl Event {
                 put_payload(out, payload);
             }
             Event::Purged { queue_id } => u64s(&[*queue_id]),
+            Event::Restored { queue_id, seq, payload, receive_count, first_receive_ms, state } => {
+                let (tag, a, b) = match *state {
+                    SlotState::Visible => (0u64, 0, 0),
+                    SlotState::Delayed { due_ms } => (1, due_ms, 0),
+                    SlotState::InFlight { deadline_ms, received_ms } => (2, deadline_ms, received_ms),
+                };
+                u64s(&[*queue_id, *seq, *first_receive_ms, tag, a, b]);
+                out.extend_from_slice(&receive_count.to_le_bytes());
+                put_payload(out, payload);
+            }
         }
     }
 
@@ -282,6 +336,17 @@ impl Event {
                 payload: r.payload()?,
             },
             KIND_PURGED => Event::Purged { queue_id: r.u64()? },
+            KIND_RESTORED => {
+                let (queue_id, seq, first_receive_ms) = (r.u64()?, r.u64()?, r.u64()?);
+                let (tag, a, b) = (r.u64()?, r.u64()?, r.u64()?);
+                let state = match tag {
+                    0 => SlotState::Visible,
+                    1 => SlotState::Delayed { due_ms: a },
+                    2 => SlotState::InFlight { deadline_ms: a, received_ms: b },
+                    _ => return Err(JournalError::Invalid { kind, what: "message state" }),
+                };
+                Event::Restored { queue_id, seq, first_receive_ms, state, receive_count: r.u32()?, payload: r.payload()? }
+            }
             other => return Err(JournalError::UnknownKind(other)),
         };
         if r.at != bytes.len() {
@@ -290,35 +355,31 @@ impl Event {
         Ok(event)
     }
 
-    /// Applies this event to the partitions it names (creating them on first use).
-    pub fn apply(self, partitions: &mut HashMap<u64, Partition>) {
+    /// Applies this event, read from the log at `log_seq` (`log_bytes` on disk), to the
+    /// partitions it names (creating them on first use).
+    pub fn apply(self, log_seq: u64, log_bytes: u32, partitions: &mut HashMap<u64, Partition>) {
+        let queue_id = self.queue_id();
+        let partition = partitions.entry(queue_id).or_insert_with(|| Partition::for_queue(queue_id));
         match self {
-            Event::Sent { queue_id, seq, payload, due_ms } => {
-                partitions.entry(queue_id).or_default().restore_sent(seq, payload, due_ms, 0, 0)
+            Event::Sent { seq, payload, due_ms, .. } => {
+                let state = if due_ms > 0 { SlotState::Delayed { due_ms } } else { SlotState::Visible };
+                partition.restore(seq, payload, 0, 0, state);
+                partition.placed(seq, log_seq, log_bytes);
             }
-            Event::Received { queue_id, seq, receive_count, first_receive_ms, received_ms, deadline_ms } => {
-                if let Some(partition) = partitions.get_mut(&queue_id) {
-                    partition.restore_received(seq, receive_count, first_receive_ms, received_ms, deadline_ms);
-                }
+            Event::MovedIn { seq, payload, receive_count, first_receive_ms, .. } => {
+                partition.restore(seq, payload, receive_count, first_receive_ms, SlotState::Visible);
+                partition.placed(seq, log_seq, log_bytes);
             }
-            Event::VisibilityChanged { queue_id, seq, deadline_ms } => {
-                if let Some(partition) = partitions.get_mut(&queue_id) {
-                    partition.restore_visibility(seq, deadline_ms);
-                }
+            Event::Restored { seq, payload, receive_count, first_receive_ms, state, .. } => {
+                partition.restore(seq, payload, receive_count, first_receive_ms, state);
+                partition.placed(seq, log_seq, log_bytes);
             }
-            Event::Deleted { queue_id, seq } | Event::MovedOut { queue_id, seq } => {
-                if let Some(partition) = partitions.get_mut(&queue_id) {
-                    partition.delete(seq);
-                }
+            Event::Received { seq, receive_count, first_receive_ms, received_ms, deadline_ms, .. } => {
+                partition.restore_received(seq, receive_count, first_receive_ms, received_ms, deadline_ms)
             }
-            Event::MovedIn { queue_id, seq, payload, receive_count, first_receive_ms } => {
-                partitions.entry(queue_id).or_default().restore_sent(seq, payload, 0, receive_count, first_receive_ms)
-            }
-            Event::Purged { queue_id } => {
-                if let Some(partition) = partitions.get_mut(&queue_id) {
-                    partition.purge();
-                }
-            }
+            Event::VisibilityChanged { seq, deadline_ms, .. } => partition.restore_visibility(seq, deadline_ms),
+            Event::Deleted { seq, .. } | Event::MovedOut { seq, .. } => partition.restore_removed(seq),
+            Event::Purged { .. } => partition.drop_all(),
         }
     }
 }

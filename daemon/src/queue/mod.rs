@@ -49,12 +49,16 @@ pub struct QueueState {
 }
 
 impl QueueState {
-    /// Installs a newer snapshot and drops partitions of queues that no longer exist.
-    pub fn install(&self, snapshot: Arc<Snapshot>) {
+    /// Installs a newer snapshot; returns the partitions of queues that no longer exist.
+    pub fn install(&self, snapshot: Arc<Snapshot>) -> Vec<Partition> {
         if snapshot.version <= self.snapshot.borrow().version {
-            return;
+            return Vec::new();
         }
-        self.partitions.borrow_mut().retain(|id, _| snapshot.by_id.contains_key(id));
+        let gone: Vec<u64> = self.partitions.borrow().keys().filter(|id| !snapshot.by_id.contains_key(id)).copied().collect();
+        let dropped = {
+            let mut partitions = self.partitions.borrow_mut();
+            gone.iter().filter_map(|id| partitions.remove(id)).collect()
+        };
         let mut waiters = self.waiters.borrow_mut();
         for (id, waiting) in waiters.iter() {
             if !snapshot.by_id.contains_key(id) {
@@ -64,6 +68,7 @@ impl QueueState {
         }
         waiters.retain(|id, waiting| snapshot.by_id.contains_key(id) || waiting.local > 0);
         *self.snapshot.borrow_mut() = snapshot;
+        dropped
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

@@ -12,6 +12,12 @@
 //! always passed in (`now_ms`), which keeps the engine deterministic under test.
 //! Invariants: each visible message is in `visible` exactly once; the three
 //! counters equal the number of slots in each state.
+//!
+//! Every change is also written to `journal` as an `Event` (the storage log's
+//! records), in the order it happened; the shard drains it into the log after
+//! each operation. Each slot remembers where its latest full record (Sent,
+//! MovedIn or Restored) sits in the log, and removing a message reports that
+//! place in `released`, so storage knows which segments still hold live data.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -20,6 +26,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sluice_protocol::limits::VISIBILITY_SECONDS_MAX;
 use sluice_protocol::{ErrorCode, MessageAttribute, OpError};
+
+use super::journal::{Event, SlotState};
 
 /// What a message carries, fixed at send time and shared (not copied) by every
 /// receive of it, on any shard.
@@ -38,12 +46,7 @@ pub struct Payload {
     pub dead_letter_source_arn: Option<Arc<str>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Delayed { due_ms: u64 },
-    Visible,
-    InFlight { deadline_ms: u64, received_ms: u64 },
-}
+type State = SlotState;
 
 #[derive(Debug)]
 struct Slot {
@@ -51,6 +54,10 @@ struct Slot {
     receive_count: u32,
     first_receive_ms: u64,
     state: State,
+    /// Log sequence number of this message's latest full record; 0 until it is logged.
+    log_seq: u64,
+    /// Size of that record on disk.
+    log_bytes: u32,
 }
 
 /// A message handed out by a receive.
@@ -101,6 +108,11 @@ impl std::ops::AddAssign for Counts {
 
 #[derive(Debug, Default)]
 pub struct Partition {
+    queue_id: u64,
+    /// Changes not yet handed to the log, oldest first.
+    journal: Vec<Event>,
+    /// (log seq, bytes) of full records whose message is gone.
+    released: Vec<(u64, u32)>,
     base_seq: u64,
     slots: VecDeque<Option<Slot>>,
     visible: VecDeque<u64>,
@@ -109,13 +121,89 @@ pub struct Partition {
     counts: Counts,
 }
 
-fn expired_error() -> OpError {
+/// The error for a receipt handle whose message is gone or no longer in flight for it.
+pub fn expired_receipt() -> OpError {
     OpError::new(ErrorCode::InvalidParameterValue, "Value for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.")
 }
 
 impl Partition {
+    /// A partition whose journal events name queue 0 (tests).
     pub fn new() -> Partition {
         Partition::default()
+    }
+
+    /// The partition of queue `queue_id` on this shard.
+    pub fn for_queue(queue_id: u64) -> Partition {
+        Partition { queue_id, ..Partition::default() }
+    }
+
+    pub fn queue_id(&self) -> u64 {
+        self.queue_id
+    }
+
+    /// Moves the journal's pending events into `out` (oldest first).
+    pub fn take_journal(&mut self, out: &mut Vec<Event>) {
+        out.append(&mut self.journal);
+    }
+
+    /// Moves the (log seq, bytes) of records no longer live into `out`.
+    pub fn take_released(&mut self, out: &mut Vec<(u64, u32)>) {
+        out.append(&mut self.released);
+    }
+
+    /// Records where message `seq`'s latest full record was logged. Returns the place of
+    /// the record it supersedes (to release), or, when the message is already gone, the
+    /// new record itself (nothing holds it).
+    pub fn placed(&mut self, seq: u64, log_seq: u64, log_bytes: u32) -> Option<(u64, u32)> {
+        match self.slot_mut(seq) {
+            Some(slot) => {
+                let previous = (slot.log_seq, slot.log_bytes);
+                slot.log_seq = log_seq;
+                slot.log_bytes = log_bytes;
+                (previous.0 != 0).then_some(previous)
+            }
+            None => Some((log_seq, log_bytes)),
+        }
+    }
+
+    /// Every live message's (log seq, bytes), for storage's accounting after a replay.
+    pub fn for_each_placement(&self, mut each: impl FnMut(u64, u32)) {
+        for slot in self.slots.iter().flatten() {
+            if slot.log_seq != 0 {
+                each(slot.log_seq, slot.log_bytes);
+            }
+        }
+    }
+
+    /// Whether the message at `seq` is the one a receipt with message-id tag `tag` was issued for.
+    pub fn holds(&self, seq: u64, tag: u64) -> bool {
+        let Some(index) = seq.checked_sub(self.base_seq).and_then(|i| usize::try_from(i).ok()) else { return false };
+        self.slots.get(index).and_then(Option::as_ref).is_some_and(|slot| slot.payload.message_id as u64 == tag)
+    }
+
+    /// Journals a full copy (`Restored`) of every live message at or after `from_seq` whose
+    /// full record is below `below_log_seq`, looking at no more than `budget` slots.
+    /// Returns where to continue, or `None` when the partition is done. Compaction uses
+    /// this to move live messages out of old segments.
+    pub fn relocate(&mut self, from_seq: u64, below_log_seq: u64, budget: usize) -> Option<u64> {
+        let start = from_seq.max(self.base_seq);
+        let end = self.next_seq();
+        let stop = end.min(start.saturating_add(budget as u64));
+        for seq in start..stop {
+            let index = (seq - self.base_seq) as usize;
+            let Some(slot) = self.slots[index].as_ref() else { continue };
+            if slot.log_seq != 0 && slot.log_seq < below_log_seq {
+                self.journal.push(Event::Restored {
+                    queue_id: self.queue_id,
+                    seq,
+                    payload: slot.payload.clone(),
+                    receive_count: slot.receive_count,
+                    first_receive_ms: slot.first_receive_ms,
+                    state: slot.state,
+                });
+            }
+        }
+        (stop < end).then_some(stop)
     }
 
     fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
@@ -143,14 +231,24 @@ impl Partition {
     /// Stores a new message; it is visible at once unless `delay_ms` > 0.
     /// Returns its sequence number in this partition.
     pub fn send(&mut self, payload: Arc<Payload>, delay_ms: u64, now_ms: u64) -> u64 {
-        let state = if delay_ms > 0 { State::Delayed { due_ms: now_ms + delay_ms } } else { State::Visible };
-        self.push_slot(Slot { payload, receive_count: 0, first_receive_ms: 0, state }, now_ms)
+        let due_ms = if delay_ms > 0 { now_ms + delay_ms } else { 0 };
+        let state = if delay_ms > 0 { State::Delayed { due_ms } } else { State::Visible };
+        self.journal.push(Event::Sent { queue_id: self.queue_id, seq: self.next_seq(), payload: payload.clone(), due_ms });
+        self.push_slot(Slot { payload, receive_count: 0, first_receive_ms: 0, state, log_seq: 0, log_bytes: 0 }, now_ms)
     }
 
     /// Stores a message moved here from another queue's partition (dead-lettering).
     pub fn accept_moved(&mut self, moved: Moved, now_ms: u64) -> u64 {
         let Moved { payload, receive_count, first_receive_ms, .. } = moved;
-        self.push_slot(Slot { payload, receive_count, first_receive_ms, state: State::Visible }, now_ms)
+        self.journal.push(Event::MovedIn {
+            queue_id: self.queue_id,
+            seq: self.next_seq(),
+            payload: payload.clone(),
+            receive_count,
+            first_receive_ms,
+        });
+        let slot = Slot { payload, receive_count, first_receive_ms, state: State::Visible, log_seq: 0, log_bytes: 0 };
+        self.push_slot(slot, now_ms)
     }
 
     fn remove(&mut self, seq: u64) -> Option<Slot> {
@@ -165,7 +263,18 @@ impl Partition {
             self.slots.pop_front();
             self.base_seq += 1;
         }
+        if slot.log_seq != 0 {
+            self.released.push((slot.log_seq, slot.log_bytes));
+        }
         Some(slot)
+    }
+
+    /// Removes a message past retention (journaled like a delete, so a longer retention
+    /// set later cannot bring it back).
+    fn expire(&mut self, seq: u64) {
+        if self.remove(seq).is_some() {
+            self.journal.push(Event::Deleted { queue_id: self.queue_id, seq });
+        }
     }
 
     /// Runs the timers due by `now_ms`: delays end, visibility timeouts lapse,
@@ -208,7 +317,7 @@ impl Partition {
                 break;
             }
             let seq = self.base_seq;
-            self.remove(seq);
+            self.expire(seq);
         }
         became_visible
     }
@@ -235,11 +344,12 @@ impl Partition {
                 continue;
             }
             if slot.payload.sent_ms + rules.retention_ms <= now_ms {
-                self.remove(seq);
+                self.expire(seq);
                 continue;
             }
             if rules.max_receive_count.is_some_and(|max| slot.receive_count >= max) {
                 if let Some(slot) = self.remove(seq) {
+                    self.journal.push(Event::MovedOut { queue_id: self.queue_id, seq });
                     moved.push(Moved {
                         seq,
                         payload: slot.payload,
@@ -255,12 +365,17 @@ impl Partition {
             }
             let deadline_ms = now_ms + rules.visibility_ms;
             slot.state = State::InFlight { deadline_ms, received_ms: now_ms };
-            delivered.push(Delivery {
+            let delivery =
+                Delivery { seq, payload: slot.payload.clone(), receive_count: slot.receive_count, first_receive_ms: slot.first_receive_ms };
+            self.journal.push(Event::Received {
+                queue_id: self.queue_id,
                 seq,
-                payload: slot.payload.clone(),
-                receive_count: slot.receive_count,
-                first_receive_ms: slot.first_receive_ms,
+                receive_count: delivery.receive_count,
+                first_receive_ms: delivery.first_receive_ms,
+                received_ms: now_ms,
+                deadline_ms,
             });
+            delivered.push(delivery);
             self.counts.visible -= 1;
             self.counts.inflight += 1;
             self.inflight.push(Reverse((deadline_ms, seq)));
@@ -271,7 +386,11 @@ impl Partition {
     /// Deletes a message by any receipt handle ever issued for it; deleting a
     /// message that is already gone succeeds (SQS standard queues are idempotent here).
     pub fn delete(&mut self, seq: u64) -> bool {
-        self.remove(seq).is_some()
+        let removed = self.remove(seq).is_some();
+        if removed {
+            self.journal.push(Event::Deleted { queue_id: self.queue_id, seq });
+        }
+        removed
     }
 
     /// Sets a new visibility deadline of `now + timeout` for the receive that
@@ -279,10 +398,10 @@ impl Partition {
     /// may do this, and never past 12 hours from that receive.
     /// Returns whether the message became visible (timeout 0).
     pub fn change_visibility(&mut self, seq: u64, receive_count: u32, timeout_ms: u64, now_ms: u64) -> Result<bool, OpError> {
-        let slot = self.slot_mut(seq).ok_or_else(expired_error)?;
-        let State::InFlight { deadline_ms, received_ms } = slot.state else { return Err(expired_error()) };
+        let slot = self.slot_mut(seq).ok_or_else(expired_receipt)?;
+        let State::InFlight { deadline_ms, received_ms } = slot.state else { return Err(expired_receipt()) };
         if slot.receive_count != receive_count || deadline_ms <= now_ms {
-            return Err(expired_error());
+            return Err(expired_receipt());
         }
         // SQS counts in whole seconds: 12 h from the receive, the part of a second already passed not counted.
         let elapsed_s = (now_ms - received_ms) / 1000;
@@ -297,6 +416,7 @@ impl Partition {
         }
         if timeout_ms == 0 {
             slot.state = State::Visible;
+            self.journal.push(Event::VisibilityChanged { queue_id: self.queue_id, seq, deadline_ms: now_ms });
             self.counts.inflight -= 1;
             self.counts.visible += 1;
             self.visible.push_back(seq);
@@ -304,12 +424,25 @@ impl Partition {
         }
         let deadline_ms = now_ms + timeout_ms;
         slot.state = State::InFlight { deadline_ms, received_ms };
+        self.journal.push(Event::VisibilityChanged { queue_id: self.queue_id, seq, deadline_ms });
         self.inflight.push(Reverse((deadline_ms, seq)));
         Ok(false)
     }
 
     /// Removes every message, whatever its state.
     pub fn purge(&mut self) {
+        self.journal.push(Event::Purged { queue_id: self.queue_id });
+        self.drop_all();
+    }
+
+    /// Forgets every message without journaling it (the queue itself is gone), reporting
+    /// their records as released.
+    pub fn drop_all(&mut self) {
+        for slot in self.slots.iter().flatten() {
+            if slot.log_seq != 0 {
+                self.released.push((slot.log_seq, slot.log_bytes));
+            }
+        }
         self.base_seq += self.slots.len() as u64;
         self.slots.clear();
         self.visible.clear();
@@ -335,19 +468,57 @@ impl Partition {
         self.base_seq + self.slots.len() as u64
     }
 
-    /// Replays a stored message at `seq` (at or after `next_seq`; the gap, if any, is
-    /// messages whose records compaction removed). Delayed until `due_ms`, or visible.
-    pub fn restore_sent(&mut self, seq: u64, payload: Arc<Payload>, due_ms: u64, receive_count: u32, first_receive_ms: u64) {
-        assert!(seq >= self.next_seq(), "journal replays sequence numbers in order ({seq} < {})", self.next_seq());
+    /// Replays a message's full state at `seq` (a Sent, MovedIn or Restored record), replacing
+    /// whatever the slot held. Records arrive in log order, which is not always sequence
+    /// order: compaction re-logs old messages after newer ones, and gaps are messages whose
+    /// records are gone. Nothing here trusts the record to be sensible beyond its type.
+    pub fn restore(&mut self, seq: u64, payload: Arc<Payload>, receive_count: u32, first_receive_ms: u64, state: SlotState) {
         if self.slots.is_empty() {
             self.base_seq = seq;
         }
-        while self.next_seq() < seq {
+        if seq < self.base_seq {
+            for _ in seq + 1..self.base_seq {
+                self.slots.push_front(None);
+            }
+            self.slots.push_front(None);
+            self.base_seq = seq;
+        }
+        while self.next_seq() <= seq {
             self.slots.push_back(None);
         }
-        let state = if due_ms > 0 { State::Delayed { due_ms } } else { State::Visible };
-        // push_slot treats a due time in the past as visible; use 0 as "now" so delays stay delayed.
-        self.push_slot(Slot { payload, receive_count, first_receive_ms, state }, 0);
+        let index = (seq - self.base_seq) as usize;
+        let was_visible = match self.slots[index].take() {
+            Some(previous) => {
+                self.uncount(previous.state);
+                previous.state == State::Visible
+            }
+            None => false,
+        };
+        match state {
+            State::Visible => {
+                self.counts.visible += 1;
+                if !was_visible {
+                    self.visible.push_back(seq);
+                }
+            }
+            State::Delayed { due_ms } => {
+                self.counts.delayed += 1;
+                self.delayed.push(Reverse((due_ms, seq)));
+            }
+            State::InFlight { deadline_ms, .. } => {
+                self.counts.inflight += 1;
+                self.inflight.push(Reverse((deadline_ms, seq)));
+            }
+        }
+        self.slots[index] = Some(Slot { payload, receive_count, first_receive_ms, state, log_seq: 0, log_bytes: 0 });
+    }
+
+    fn uncount(&mut self, state: State) {
+        match state {
+            State::Visible => self.counts.visible -= 1,
+            State::Delayed { .. } => self.counts.delayed -= 1,
+            State::InFlight { .. } => self.counts.inflight -= 1,
+        }
     }
 
     /// Replays a receive: the message is in flight until `deadline_ms`.
@@ -357,11 +528,7 @@ impl Partition {
         slot.receive_count = receive_count;
         slot.first_receive_ms = first_receive_ms;
         slot.state = State::InFlight { deadline_ms, received_ms };
-        match previous {
-            State::Visible => self.counts.visible -= 1,
-            State::Delayed { .. } => self.counts.delayed -= 1,
-            State::InFlight { .. } => self.counts.inflight -= 1,
-        }
+        self.uncount(previous);
         self.counts.inflight += 1;
         self.inflight.push(Reverse((deadline_ms, seq)));
     }
@@ -373,6 +540,17 @@ impl Partition {
             slot.state = State::InFlight { deadline_ms, received_ms };
             self.inflight.push(Reverse((deadline_ms, seq)));
         }
+    }
+
+    /// Replays a removal (delete, move out, expiry) without journaling it again.
+    pub fn restore_removed(&mut self, seq: u64) {
+        self.remove(seq);
+    }
+
+    /// Forgets what replay journaled and released: the log already holds it.
+    pub fn settle_after_replay(&mut self) {
+        self.journal.clear();
+        self.released.clear();
     }
 
     /// What a replayed partition holds, for comparing with the live one: per message,

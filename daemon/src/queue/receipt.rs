@@ -2,14 +2,17 @@
 //!
 //! A handle names the owning shard, the queue incarnation, the message's
 //! sequence number in that shard's partition and the receive count at the time
-//! it was issued, so that "the latest receive" can be told from older ones.
+//! it was issued, so that "the latest receive" can be told from older ones, and
+//! a tag from the message id: after a crash, a sequence number whose send was never
+//! acknowledged (or whose records compaction removed) can be given to a new
+//! message, and the tag keeps an old handle from touching it.
 //! A checksum tells garbled or invented strings from handles we issued.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-const VERSION: u8 = 1;
-const PAYLOAD_BYTES: usize = 1 + 2 + 8 + 8 + 4;
+const VERSION: u8 = 2;
+const PAYLOAD_BYTES: usize = 1 + 2 + 8 + 8 + 4 + 8;
 const CHECK_BYTES: usize = 4;
 const HANDLE_BYTES: usize = PAYLOAD_BYTES + CHECK_BYTES;
 
@@ -19,6 +22,8 @@ pub struct Receipt {
     pub queue_id: u64,
     pub seq: u64,
     pub receive_count: u32,
+    /// The low 64 bits of the message id.
+    pub tag: u64,
 }
 
 /// Tells garbled or invented handles from issued ones (not a secret: handles are not credentials).
@@ -36,6 +41,7 @@ impl Receipt {
         raw[3..11].copy_from_slice(&self.queue_id.to_be_bytes());
         raw[11..19].copy_from_slice(&self.seq.to_be_bytes());
         raw[19..23].copy_from_slice(&self.receive_count.to_be_bytes());
+        raw[23..31].copy_from_slice(&self.tag.to_be_bytes());
         let sum = check(&raw[..PAYLOAD_BYTES]);
         raw[PAYLOAD_BYTES..].copy_from_slice(&sum);
         URL_SAFE_NO_PAD.encode(raw)
@@ -43,7 +49,7 @@ impl Receipt {
 
     /// `None` for anything this server did not issue.
     pub fn decode(handle: &str) -> Option<Receipt> {
-        if handle.len() > 64 {
+        if handle.len() > 80 {
             return None;
         }
         let mut raw = [0u8; HANDLE_BYTES];
@@ -57,6 +63,7 @@ impl Receipt {
             queue_id: u64_at(3),
             seq: u64_at(11),
             receive_count: u32::from_be_bytes([raw[19], raw[20], raw[21], raw[22]]),
+            tag: u64_at(23),
         })
     }
 }
@@ -67,7 +74,7 @@ mod tests {
 
     #[test]
     fn handles_round_trip_and_reject_tampering() {
-        let receipt = Receipt { shard: 1, queue_id: 7, seq: 123_456, receive_count: 3 };
+        let receipt = Receipt { shard: 1, queue_id: 7, seq: 123_456, receive_count: 3, tag: 0xDEAD_BEEF_0102_0304 };
         let handle = receipt.encode();
         assert_eq!(Receipt::decode(&handle), Some(receipt));
         let mut tampered = handle.clone().into_bytes();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, KeyValues, OpError};
 
-use super::attributes::{parse_queue_arn, valid_queue_name, QueueAttributes};
+use super::attributes::{parse_queue_arn, valid_queue_name, QueueAttributes, SETTABLE_ATTRIBUTES};
 
 /// Where queue URLs and ARNs point.
 #[derive(Debug, Clone)]
@@ -112,6 +112,7 @@ pub enum MetaOutcome {
 }
 
 /// Shard 0's writable metadata.
+#[derive(Clone)]
 pub struct Registry {
     naming: Naming,
     snapshot: Arc<Snapshot>,
@@ -133,6 +134,89 @@ impl Registry {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.clone()
+    }
+
+    /// Everything needed to rebuild this registry, as JSON (the metadata file's content).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let queues: Vec<Value> = self
+            .snapshot
+            .by_name
+            .values()
+            .map(|meta| {
+                let attributes: Map<String, Value> = SETTABLE_ATTRIBUTES
+                    .iter()
+                    .filter_map(|name| Some((name.to_string(), Value::String(meta.attributes.render(name)?))))
+                    .collect();
+                json!({
+                    "id": meta.id,
+                    "name": meta.name,
+                    "created_s": meta.created_s,
+                    "modified_s": meta.modified_s,
+                    "attributes": attributes,
+                    "tags": meta.tags,
+                })
+            })
+            .collect();
+        let purged: Map<String, Value> = self.purged_at_ms.iter().map(|(id, ms)| (id.to_string(), json!(ms))).collect();
+        json!({
+            "version": self.snapshot.version,
+            "next_id": self.next_id,
+            "queues": queues,
+            "deleted_at_ms": self.deleted_at_ms,
+            "purged_at_ms": purged,
+        })
+    }
+
+    /// Rebuilds a registry from `to_json`'s output, checking everything (it comes from disk).
+    pub fn from_json(naming: Naming, value: &serde_json::Value) -> Result<Registry, String> {
+        use serde_json::Value;
+        let u64_of = |value: &Value, what: &str| value.as_u64().ok_or_else(|| format!("{what} is not a number"));
+        let object = |value: &'_ Value, what: &str| -> Result<serde_json::Map<String, Value>, String> {
+            value.as_object().cloned().ok_or_else(|| format!("{what} is not an object"))
+        };
+        let mut registry = Registry::new(naming);
+        registry.next_id = u64_of(&value["next_id"], "next_id")?;
+        let version = u64_of(&value["version"], "version")?;
+        let mut by_name = BTreeMap::new();
+        for queue in value["queues"].as_array().ok_or("queues is not a list")? {
+            let name = queue["name"].as_str().ok_or("a queue has no name")?.to_owned();
+            if !valid_queue_name(&name) {
+                return Err(format!("invalid queue name {name:?}"));
+            }
+            let settings: KeyValues = object(&queue["attributes"], "attributes")?
+                .into_iter()
+                .map(|(key, value)| Ok((key, value.as_str().ok_or("an attribute is not a string")?.to_owned())))
+                .collect::<Result<_, String>>()?;
+            let attributes = QueueAttributes::default().with_changes(&settings).map_err(|e| format!("queue {name}: {}", e.message))?;
+            let tags = object(&queue["tags"], "tags")?
+                .into_iter()
+                .map(|(key, value)| Ok((key, value.as_str().ok_or("a tag is not a string")?.to_owned())))
+                .collect::<Result<_, String>>()?;
+            let meta = QueueMeta {
+                id: u64_of(&queue["id"], "queue id")?,
+                url: registry.naming.url(&name),
+                arn: registry.naming.arn(&name),
+                name: name.clone(),
+                attributes,
+                tags,
+                created_s: u64_of(&queue["created_s"], "created_s")?,
+                modified_s: u64_of(&queue["modified_s"], "modified_s")?,
+            };
+            if meta.id >= registry.next_id {
+                return Err(format!("queue {name} has id {} at or past next_id", meta.id));
+            }
+            by_name.insert(name, Arc::new(meta));
+        }
+        for (name, ms) in object(&value["deleted_at_ms"], "deleted_at_ms")? {
+            registry.deleted_at_ms.insert(name, u64_of(&ms, "a deletion time")?);
+        }
+        for (id, ms) in object(&value["purged_at_ms"], "purged_at_ms")? {
+            registry.purged_at_ms.insert(id.parse().map_err(|_| "a purged queue id is not a number")?, u64_of(&ms, "a purge time")?);
+        }
+        let by_id = by_name.values().map(|meta| (meta.id, meta.clone())).collect();
+        registry.snapshot = Arc::new(Snapshot { version, by_name, by_id });
+        Ok(registry)
     }
 
     /// Applies a change; on success returns the outcome and, when metadata changed, the new snapshot.

@@ -14,14 +14,14 @@ use sluice_protocol::digest::{hex, md5_of_attributes, md5_of_body};
 use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
-use super::partition::{Counts, Delivery, Moved, Payload, ReceiveRules};
+use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, ReceiveRules};
 use super::receipt::Receipt;
 use super::registry::{queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
 use super::Waiters;
 use crate::runtime::bus::{Answer, Call, ShardMessage, VisibilityChange};
 use crate::runtime::{now_ms, Shard};
-use crate::storage::QueueRecord;
+use crate::storage::Ticket;
 
 /// System attribute names a receive may ask for.
 const SYSTEM_ATTRIBUTE_NAMES: &[&str] = &[
@@ -169,7 +169,20 @@ impl Shard {
     /// Shard 0: applies a change and publishes the new snapshot to every shard before answering.
     pub async fn apply_meta(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
         let registry = self.registry.as_ref().ok_or_else(|| OpError::new(ErrorCode::InternalFailure, "metadata lives on shard 0"))?;
+        // One change at a time from here to the metadata file, so files are written in the
+        // order changes were made; a change that cannot be saved is undone.
+        let _saving = self.meta_saving.acquire_permit(1).await.map_err(|_| OpError::new(ErrorCode::ServiceUnavailable, "shutting down"))?;
+        let before = registry.borrow().clone();
         let (outcome, snapshot) = registry.borrow_mut().apply(change, now_ms())?;
+        let purged = matches!(outcome, MetaOutcome::Purge(_));
+        if snapshot.is_some() || purged {
+            let document = registry.borrow().to_json();
+            if let Err(error) = crate::storage::meta::save(&self.config.data_dir, self.count, document).await {
+                *registry.borrow_mut() = before;
+                tracing::error!(%error, "cannot save queue metadata");
+                return Err(crate::storage::storage_error(error));
+            }
+        }
         if let Some(snapshot) = snapshot {
             self.on_every_shard(|| Call::Publish(snapshot.clone())).await?;
         }
@@ -238,7 +251,8 @@ impl Shard {
     // ------------------------------------------------------------------ send
 
     /// Validates and stores one message in this shard's partition.
-    fn send_one(self: &Rc<Self>, meta: &QueueMeta, entry: SendEntry, now: u64) -> Result<(SendResult, crate::storage::Ticket), OpError> {
+    fn send_one(self: &Rc<Self>, meta: &QueueMeta, entry: SendEntry, now: u64) -> Result<(SendResult, Ticket), OpError> {
+        self.storage.admit_send()?;
         check_body(&entry.body)?;
         check_attributes(&entry.attributes)?;
         check_system_attributes(&entry.system_attributes)?;
@@ -284,8 +298,12 @@ impl Shard {
         });
         let delay_ms = delay_s as u64 * 1000;
         let message_id = payload.message_id;
-        let seq = self.queues.partitions.borrow_mut().entry(meta.id).or_default().send(payload.clone(), delay_ms, now);
-        let ticket = self.storage.append(QueueRecord::Sent { queue_id: meta.id, seq, body: &payload.body, delay_ms });
+        let ticket = {
+            let mut partitions = self.queues.partitions.borrow_mut();
+            let partition = partitions.entry(meta.id).or_insert_with(|| Partition::for_queue(meta.id));
+            partition.send(payload, delay_ms, now);
+            self.storage.commit(partition)?.unwrap_or_default()
+        };
         if delay_ms == 0 {
             self.notify_visible(meta.id);
         }
@@ -426,39 +444,43 @@ impl Shard {
         let now = now_ms();
         let mut delivered = Vec::with_capacity(max_messages);
         let mut moved: Vec<Moved> = Vec::new();
-        {
-            let mut partitions = self.queues.partitions.borrow_mut();
-            let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(Vec::new()) };
-            partition.receive(now, &rules, &mut delivered, &mut moved)?;
-        }
-        for delivery in &delivered {
-            self.storage.append(QueueRecord::Received {
-                queue_id,
-                seq: delivery.seq,
-                receive_count: delivery.receive_count,
-                deadline_ms: now + visibility_ms,
-            });
-        }
+        let mut partitions = self.queues.partitions.borrow_mut();
+        let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(Vec::new()) };
+        let received = partition.receive(now, &rules, &mut delivered, &mut moved);
         if let (Some(dead_letter), false) = (dead_letter, moved.is_empty()) {
+            // The dead-letter queue's MovedIn records go to the log before the source's
+            // MovedOut records: a crash in between can duplicate a message, never lose it.
             let source_arn: Arc<str> = Arc::from(meta.arn.as_str());
-            let mut partitions = self.queues.partitions.borrow_mut();
-            let target = partitions.entry(dead_letter.id).or_default();
+            let target = partitions.entry(dead_letter.id).or_insert_with(|| Partition::for_queue(dead_letter.id));
             for mut message in moved {
                 let mut payload = (*message.payload).clone();
                 payload.dead_letter_source_arn = Some(source_arn.clone());
                 message.payload = Arc::new(payload);
-                let seq = target.accept_moved(message, now);
-                self.storage.append(QueueRecord::MovedOut { queue_id, seq, to_queue_id: dead_letter.id });
+                target.accept_moved(message, now);
             }
+            self.storage.commit(target)?;
             drop(partitions);
             self.notify_visible(dead_letter.id);
+            partitions = self.queues.partitions.borrow_mut();
         }
+        // Receives are not waited on: a crash can forget a receive (the message comes back
+        // sooner, with the older receive count), which at-least-once delivery allows.
+        if let Some(partition) = partitions.get_mut(&queue_id) {
+            self.storage.commit(partition)?;
+        }
+        received?;
         Ok(delivered)
     }
 
     fn render_delivery(&self, meta: &QueueMeta, shard: usize, delivery: Delivery, receive: &ReceiveMessage) -> ReceivedMessage {
         let payload = &delivery.payload;
-        let receipt = Receipt { shard: shard as u16, queue_id: meta.id, seq: delivery.seq, receive_count: delivery.receive_count };
+        let receipt = Receipt {
+            shard: shard as u16,
+            queue_id: meta.id,
+            seq: delivery.seq,
+            receive_count: delivery.receive_count,
+            tag: payload.message_id as u64,
+        };
         let wants = |name: &str| receive.system_attribute_names.iter().any(|n| n == "All" || n == name);
         let mut attributes = Vec::new();
         if wants("SenderId") {
@@ -544,12 +566,12 @@ impl Shard {
     async fn delete_messages(self: &Rc<Self>, queue: &str, entries: &[DeleteEntry]) -> Result<Vec<Result<(), OpError>>, OpError> {
         let meta = self.queues.snapshot().resolve(queue)?.clone();
         let receipts = self.route_receipts(&meta, entries.iter().map(|e| e.receipt_handle.as_str()));
-        let mut by_shard: Vec<Vec<u64>> = vec![Vec::new(); self.count];
+        let mut by_shard: Vec<Vec<(u64, u64)>> = vec![Vec::new(); self.count];
         for receipt in receipts.iter().flatten() {
-            by_shard[receipt.shard as usize].push(receipt.seq);
+            by_shard[receipt.shard as usize].push((receipt.seq, receipt.tag));
         }
-        let calls = by_shard.into_iter().enumerate().filter(|(_, seqs)| !seqs.is_empty()).map(|(shard, seqs)| {
-            let call = Call::Delete { queue_id: meta.id, seqs };
+        let calls = by_shard.into_iter().enumerate().filter(|(_, messages)| !messages.is_empty()).map(|(shard, messages)| {
+            let call = Call::Delete { queue_id: meta.id, messages };
             async move {
                 if shard == self.id {
                     Ok(self.handle_call(call).await)
@@ -576,7 +598,12 @@ impl Shard {
             });
             match checked {
                 Ok((receipt, timeout)) => {
-                    by_shard[receipt.shard as usize].push((index, (receipt.seq, receipt.receive_count, timeout as u64 * 1000)));
+                    let change = VisibilityChange {
+                        message: (receipt.seq, receipt.tag),
+                        receive_count: receipt.receive_count,
+                        timeout_ms: timeout as u64 * 1000,
+                    };
+                    by_shard[receipt.shard as usize].push((index, change));
                     results.push(Ok(()));
                 }
                 Err(error) => results.push(Err(error)),
@@ -619,70 +646,97 @@ impl Shard {
                     .by_id
                     .get(&queue_id)
                     .map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
-                let counts =
-                    self.queues.partitions.borrow_mut().get_mut(&queue_id).map(|p| p.counts(now, retention_ms)).unwrap_or_default();
+                let mut partitions = self.queues.partitions.borrow_mut();
+                let Some(partition) = partitions.get_mut(&queue_id) else { return Answer::Counts(Counts::default()) };
+                let counts = partition.counts(now, retention_ms);
+                self.commit_quietly(partition);
                 Answer::Counts(counts)
             }
             Call::Purge { queue_id } => {
-                if let Some(partition) = self.queues.partitions.borrow_mut().get_mut(&queue_id) {
-                    partition.purge();
-                }
-                let ticket = self.storage.append(QueueRecord::Purged { queue_id });
-                match self.storage.durable(ticket).await {
-                    Ok(()) => Answer::Done,
+                let ticket = match self.queues.partitions.borrow_mut().get_mut(&queue_id) {
+                    Some(partition) => {
+                        partition.purge();
+                        self.storage.commit(partition)
+                    }
+                    None => Ok(None),
+                };
+                match ticket {
+                    Ok(Some(ticket)) => match self.storage.durable(ticket).await {
+                        Ok(()) => Answer::Done,
+                        Err(error) => Answer::Results(vec![Err(error)]),
+                    },
+                    Ok(None) => Answer::Done,
                     Err(error) => Answer::Results(vec![Err(error)]),
                 }
             }
-            Call::Delete { queue_id, seqs } => {
-                let mut ticket = None;
-                if let Some(partition) = self.queues.partitions.borrow_mut().get_mut(&queue_id) {
-                    for seq in seqs {
-                        if partition.delete(seq) {
-                            ticket = Some(self.storage.append(QueueRecord::Deleted { queue_id, seq }));
+            Call::Delete { queue_id, messages } => {
+                let ticket = match self.queues.partitions.borrow_mut().get_mut(&queue_id) {
+                    Some(partition) => {
+                        for (seq, tag) in messages {
+                            // A handle whose message is gone (or whose sequence number now belongs
+                            // to another message) deletes nothing, and succeeds, as in SQS.
+                            if partition.holds(seq, tag) {
+                                partition.delete(seq);
+                            }
                         }
+                        self.storage.commit(partition)
                     }
+                    None => Ok(None),
+                };
+                match ticket {
+                    Ok(Some(ticket)) => match self.storage.durable(ticket).await {
+                        Ok(()) => Answer::Done,
+                        Err(error) => Answer::Results(vec![Err(error)]),
+                    },
+                    Ok(None) => Answer::Done,
+                    Err(error) => Answer::Results(vec![Err(error)]),
                 }
-                if let Some(ticket) = ticket {
-                    if let Err(error) = self.storage.durable(ticket).await {
-                        return Answer::Results(vec![Err(error)]);
-                    }
-                }
-                Answer::Done
             }
             Call::ChangeVisibility { queue_id, entries } => {
                 let mut outcomes = Vec::with_capacity(entries.len());
                 let mut became_visible = false;
-                let mut ticket = None;
-                {
+                let ticket = {
                     let mut partitions = self.queues.partitions.borrow_mut();
-                    for (seq, receive_count, timeout_ms) in entries {
-                        let outcome = match partitions.get_mut(&queue_id) {
-                            Some(partition) => partition.change_visibility(seq, receive_count, timeout_ms, now),
-                            None => Err(OpError::new(
-                                ErrorCode::InvalidParameterValue,
-                                "Value for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.",
-                            )),
-                        };
-                        if let Ok(visible) = outcome {
-                            became_visible |= visible;
-                            ticket =
-                                Some(self.storage.append(QueueRecord::VisibilityChanged { queue_id, seq, deadline_ms: now + timeout_ms }));
+                    match partitions.get_mut(&queue_id) {
+                        Some(partition) => {
+                            for change in entries {
+                                let (seq, tag) = change.message;
+                                let outcome = if partition.holds(seq, tag) {
+                                    partition.change_visibility(seq, change.receive_count, change.timeout_ms, now)
+                                } else {
+                                    Err(expired_receipt())
+                                };
+                                if let Ok(visible) = outcome {
+                                    became_visible |= visible;
+                                }
+                                outcomes.push(outcome.map(|_| ()));
+                            }
+                            self.storage.commit(partition)
                         }
-                        outcomes.push(outcome.map(|_| ()));
+                        None => {
+                            outcomes.extend(entries.iter().map(|_| Err(expired_receipt())));
+                            Ok(None)
+                        }
                     }
-                }
+                };
                 if became_visible {
                     self.notify_visible(queue_id);
                 }
-                if let Some(ticket) = ticket {
-                    if let Err(error) = self.storage.durable(ticket).await {
-                        return Answer::Results(outcomes.into_iter().map(|_| Err(error.clone())).collect());
-                    }
+                let kept = match ticket {
+                    Ok(Some(ticket)) => self.storage.durable(ticket).await,
+                    Ok(None) => Ok(()),
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = kept {
+                    return Answer::Results(outcomes.into_iter().map(|_| Err(error.clone())).collect());
                 }
                 Answer::Results(outcomes)
             }
             Call::Publish(snapshot) => {
-                self.queues.install(snapshot);
+                for mut gone in self.queues.install(snapshot) {
+                    gone.drop_all();
+                    self.storage.release_from(&mut gone);
+                }
                 Answer::Done
             }
             // Boxed: apply_meta publishes through handle_call, a cycle the compiler cannot size.
@@ -701,6 +755,7 @@ impl Shard {
             let visible = match self.queues.partitions.borrow_mut().get_mut(&queue_id) {
                 Some(partition) => {
                     partition.tick(now, retention_ms);
+                    self.commit_quietly(partition);
                     partition.has_visible()
                 }
                 None => false,
@@ -718,7 +773,16 @@ impl Shard {
         for (queue_id, partition) in self.queues.partitions.borrow_mut().iter_mut() {
             if let Some(meta) = snapshot.by_id.get(queue_id) {
                 partition.tick(now, meta.attributes.message_retention_seconds as u64 * 1000);
+                self.commit_quietly(partition);
             }
+        }
+    }
+
+    /// Commits what timers journaled (expiries); nobody waits on these, so a failure is
+    /// only logged (the log then refuses everything, and requests report it).
+    fn commit_quietly(&self, partition: &mut Partition) {
+        if let Err(error) = self.storage.commit(partition) {
+            tracing::warn!(shard = self.id, error = %error.message, "could not log expired messages");
         }
     }
 }

@@ -20,8 +20,17 @@ use crate::queue::registry::{MetaChange, MetaOutcome, Snapshot};
 /// Messages in flight per ordered pair of shards before a sender waits.
 pub const MESH_CHANNEL_CAPACITY_MAX: usize = 1024;
 
-/// One visibility change for the owning shard: (seq, receive count of the handle, new timeout in ms).
-pub type VisibilityChange = (u64, u32, u64);
+/// A message a receipt handle names on its owning shard: (seq, message-id tag).
+pub type MessageRef = (u64, u64);
+
+/// One visibility change for the owning shard.
+#[derive(Debug, Clone, Copy)]
+pub struct VisibilityChange {
+    pub message: MessageRef,
+    /// Receive count of the handle.
+    pub receive_count: u32,
+    pub timeout_ms: u64,
+}
 
 #[derive(Debug)]
 pub enum Call {
@@ -37,15 +46,14 @@ pub enum Call {
     Purge {
         queue_id: u64,
     },
-    /// Delete messages of this shard's partition by sequence number.
+    /// Delete messages of this shard's partition.
     Delete {
         queue_id: u64,
-        seqs: Vec<u64>,
+        messages: Vec<MessageRef>,
     },
-    /// (seq, receive count of the handle, new timeout in ms).
     ChangeVisibility {
         queue_id: u64,
-        entries: Vec<(u64, u32, u64)>,
+        entries: Vec<VisibilityChange>,
     },
     /// Install a new metadata snapshot.
     Publish(Arc<Snapshot>),

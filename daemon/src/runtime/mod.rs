@@ -26,7 +26,8 @@ use sluice_protocol::Encoder;
 use crate::config::Config;
 use crate::queue::registry::{Naming, Registry};
 use crate::queue::QueueState;
-use crate::storage::Storage;
+use crate::storage::log::LogOptions;
+use crate::storage::{meta, queue_log_dir, Storage};
 use bus::{Bus, ShardMessage, MESH_CHANNEL_CAPACITY_MAX};
 use notify::LocalNotify;
 
@@ -66,6 +67,8 @@ pub struct Shard {
     pub queues: QueueState,
     /// Metadata writer; only on shard 0.
     pub registry: Option<RefCell<Registry>>,
+    /// Serializes metadata changes through to the metadata file (shard 0).
+    pub meta_saving: glommio::sync::Semaphore,
     /// Response encoder shared by this shard's connections (never held across an await).
     pub encoder: RefCell<Encoder>,
     pub shutdown: ShutdownState,
@@ -151,15 +154,53 @@ async fn shard_main(
     let bus = Bus::new(senders);
     let id = bus.shard_id();
     let count = bus.shard_count();
-    let registry = (id == 0).then(|| RefCell::new(Registry::new(naming(&config))));
+    let started = std::time::Instant::now();
+    // Every shard reads the metadata file (read-only, before serving) to know which queues
+    // exist while it replays its log; shard 0 keeps the registry and is its only writer.
+    let registry = match meta::load(&config.data_dir, count).map_err(|e| anyhow::anyhow!(e))? {
+        Some(document) => Registry::from_json(naming(&config), &document)
+            .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", meta::path(&config.data_dir).display()))?,
+        None => Registry::new(naming(&config)),
+    };
+    let snapshot = registry.snapshot();
+    let options = LogOptions {
+        dir: queue_log_dir(&config.data_dir, id),
+        segment_bytes: config.segment_bytes,
+        fsync: config.fsync,
+        repair: config.repair,
+    };
+    let opened = Storage::open(options, |queue_id| snapshot.by_id.contains_key(&queue_id))
+        .await
+        .map_err(|e| anyhow::anyhow!("shard {id} cannot open its log: {e}"))?;
+    let recovery = &opened.recovery;
+    if let Some((path, offset, bytes)) = &recovery.torn_tail {
+        tracing::warn!(shard = id, file = %path.display(), offset, bytes, "cut a torn write at the end of the log (it was never acknowledged)");
+    }
+    for (path, offset, reason) in &recovery.dropped {
+        tracing::warn!(shard = id, file = %path.display(), offset, reason, "repair skipped damaged bytes");
+    }
+    for bad in &opened.bad_records {
+        tracing::warn!(shard = id, seq = bad.seq, kind = bad.kind, error = %bad.error, "repair skipped a record that does not decode");
+    }
+    tracing::info!(
+        shard = id,
+        records = recovery.records,
+        messages = opened.messages,
+        ms = started.elapsed().as_millis() as u64,
+        "log replayed"
+    );
+    let queues = QueueState::default();
+    queues.install(snapshot);
+    *queues.partitions.borrow_mut() = opened.partitions;
     let shard = Rc::new(Shard {
         id,
         count,
         config,
         bus,
-        storage: Storage::in_memory(),
-        queues: QueueState::default(),
-        registry,
+        storage: opened.storage,
+        queues,
+        registry: (id == 0).then(|| RefCell::new(registry)),
+        meta_saving: glommio::sync::Semaphore::new(1),
         encoder: RefCell::new(Encoder::new()),
         shutdown: ShutdownState::default(),
     });
@@ -172,6 +213,10 @@ async fn shard_main(
     let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
     let timers_shard = shard.clone();
     glommio::spawn_local_into(timers(timers_shard), background).map_err(|e| anyhow::anyhow!("cannot spawn timers: {e}"))?.detach();
+    let compaction_shard = shard.clone();
+    glommio::spawn_local_into(compaction(compaction_shard), background)
+        .map_err(|e| anyhow::anyhow!("cannot spawn compaction: {e}"))?
+        .detach();
 
     let listener = glommio::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {addr}: {e}"))?;
     let _ = ready.send(Ok(()));
@@ -196,6 +241,9 @@ async fn shard_main(
     // Keep the pumps serving peers until every shard has drained.
     while drained.load(Ordering::SeqCst) < count {
         glommio::timer::sleep(TIMER_TICK).await;
+    }
+    if let Err(error) = shard.storage.close().await {
+        tracing::error!(shard = id, %error, "closing the log failed");
     }
     tracing::debug!(shard = id, "stopped");
     Ok(())
@@ -231,6 +279,55 @@ async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shar
         }
     }
     tracing::debug!(shard = shard.id, peer, "peer channel closed");
+}
+
+/// How often each shard looks for log segments to compact.
+const COMPACTION_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Partition slots looked at between yields while compacting.
+const COMPACTION_STEP: usize = 4096;
+
+/// Background compaction: when old segments hold little live data, writes their live
+/// messages again (as `Restored` records, at the end of the log) and deletes them.
+async fn compaction(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(COMPACTION_CHECK_EVERY).await;
+        if shard.shutdown.requested.get() {
+            return;
+        }
+        if let Err(error) = compact_once(&shard).await {
+            tracing::warn!(shard = shard.id, %error, "compaction failed; will retry");
+        }
+    }
+}
+
+/// One compaction pass. Returns the number of segments deleted.
+pub async fn compact_once(shard: &Rc<Shard>) -> anyhow::Result<usize> {
+    let log = shard.storage.log().clone();
+    let Some((cutoff, live)) = log.compaction_cutoff() else { return Ok(0) };
+    if live > 0 {
+        let queue_ids: Vec<u64> = shard.queues.partitions.borrow().keys().copied().collect();
+        for queue_id in queue_ids {
+            let mut cursor = Some(0);
+            while let Some(from) = cursor {
+                {
+                    let mut partitions = shard.queues.partitions.borrow_mut();
+                    let Some(partition) = partitions.get_mut(&queue_id) else { break };
+                    cursor = partition.relocate(from, cutoff, COMPACTION_STEP);
+                    shard.storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?;
+                }
+                glommio::yield_if_needed().await;
+            }
+        }
+        shard.storage.durable_all().await?;
+    }
+    // Nothing is deleted that accounting says is still needed.
+    let still = log.live_bytes_before(cutoff);
+    if still > 0 {
+        anyhow::bail!("{still} live bytes remain below sequence {cutoff} after relocation");
+    }
+    let removed = log.remove_segments_before(cutoff).await?;
+    tracing::debug!(shard = shard.id, cutoff, relocated_bytes = live, removed, "compacted");
+    Ok(removed)
 }
 
 /// Background timers: long-poll wake-ups for delayed and timed-out messages,

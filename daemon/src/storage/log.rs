@@ -74,6 +74,8 @@ pub enum StorageError {
     TooLarge(usize),
     #[error("the log stopped accepting writes after a failure: {0}")]
     Failed(String),
+    #[error("no space for a new log segment in {0}: free disk space (or let compaction and retention free it)")]
+    Full(PathBuf),
 }
 
 fn io_error(path: &Path, error: impl Into<std::io::Error>) -> StorageError {
@@ -101,6 +103,8 @@ struct Segment {
     file: Option<Rc<DmaFile>>,
     /// Whether the file exists; a staged segment is created (or taken from the spare) by the flusher.
     on_disk: bool,
+    /// Bytes of records in this segment that the owner still needs (see `hold`).
+    live_bytes: u64,
 }
 
 /// The next segment, prepared ahead of need.
@@ -159,7 +163,12 @@ pub struct Log {
     spare: RefCell<Spare>,
     /// Notified when a spare segment finishes preparing (or fails to).
     spare_done: LocalNotify,
+    /// When preparing a spare last failed (the disk is full, most likely); cleared on success.
+    spare_failed: Cell<Option<std::time::Instant>>,
 }
+
+/// How long after a failed attempt the next spare segment is tried.
+const SPARE_RETRY: Duration = Duration::from_secs(1);
 
 /// Counters, for tests and benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -343,7 +352,7 @@ impl Log {
             // An empty segment starts at the next sequence number.
             let first_seq = first_seq_of(data).unwrap_or(expected_seq.unwrap_or(1));
             let file = (index == last_index).then_some(file);
-            segments.push(Segment { number: *number, first_seq, path: path.clone(), file, on_disk: true });
+            segments.push(Segment { number: *number, first_seq, path: path.clone(), file, on_disk: true, live_bytes: 0 });
         }
         // Only the last segment may be empty: drop empty ones before it (spares of an
         // earlier run that were never used), so first sequence numbers stay distinct.
@@ -384,6 +393,7 @@ impl Log {
             stats: Cell::new(LogStats::default()),
             spare: RefCell::new(Spare::None),
             spare_done: LocalNotify::new(),
+            spare_failed: Cell::new(None),
         });
         for (file, path, offset, block) in skips {
             let mut buffer = file.alloc_dma_buffer(block.len());
@@ -411,14 +421,26 @@ impl Log {
         if current.is_some_and(|number| number >= next) || self.closing.get() {
             return;
         }
+        if self.spare_failed.get().is_some_and(|at| at.elapsed() < SPARE_RETRY) {
+            return;
+        }
         *self.spare.borrow_mut() = Spare::Preparing(next);
         let log = self.clone();
         glommio::spawn_local(async move {
             let path = segment_path(&log.options.dir, next);
             match create_segment(&log.options.dir, &path, log.options.segment_bytes).await {
-                Ok(file) => *log.spare.borrow_mut() = Spare::Ready(next, file),
+                Ok(file) => {
+                    *log.spare.borrow_mut() = Spare::Ready(next, file);
+                    if log.spare_failed.take().is_some() {
+                        tracing::info!(dir = %log.options.dir.display(), "log segments can be created again");
+                    }
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "preparing the next log segment failed; it will be created when needed");
+                    if log.spare_failed.get().is_none() {
+                        tracing::error!(%error, "cannot prepare the next log segment; refusing new messages until there is space");
+                    }
+                    let _ = std::fs::remove_file(&path);
+                    log.spare_failed.set(Some(std::time::Instant::now()));
                     *log.spare.borrow_mut() = Spare::None;
                 }
             }
@@ -467,6 +489,9 @@ impl Log {
         }
         let seq = state.next_seq;
         if state.segments.is_empty() || state.write_pos + size > self.options.segment_bytes {
+            if self.spare_failed.get().is_some() && !matches!(&*self.spare.borrow(), Spare::Ready(..)) {
+                return Err(StorageError::Full(self.options.dir.clone()));
+            }
             let number = state.segments.last().map_or(1, |segment| segment.number + 1);
             state.segments.push(Segment {
                 number,
@@ -474,6 +499,7 @@ impl Log {
                 path: segment_path(&self.options.dir, number),
                 file: None,
                 on_disk: false,
+                live_bytes: 0,
             });
             state.write_pos = 0;
         }
@@ -516,6 +542,67 @@ impl Log {
 
     pub fn stats(&self) -> LogStats {
         self.stats.get()
+    }
+
+    /// Whether the log is short of space: the next segment could not be prepared. The
+    /// active segment (and a prepared spare) still take records, so an owner can keep
+    /// accepting what frees space (deletes) while refusing what only adds (new messages).
+    pub fn space_low(&self) -> bool {
+        self.spare_failed.get().is_some()
+    }
+
+    fn segment_index(state: &State, seq: u64) -> Option<usize> {
+        state.segments.partition_point(|segment| segment.first_seq <= seq).checked_sub(1)
+    }
+
+    /// Marks `bytes` of record `seq` as still needed by the owner; compaction keeps them.
+    pub fn hold(&self, seq: u64, bytes: u32) {
+        let mut state = self.state.borrow_mut();
+        if let Some(index) = Self::segment_index(&state, seq) {
+            state.segments[index].live_bytes += bytes as u64;
+        }
+    }
+
+    /// Marks a held record as no longer needed.
+    pub fn release(&self, seq: u64, bytes: u32) {
+        let mut state = self.state.borrow_mut();
+        if let Some(index) = Self::segment_index(&state, seq) {
+            let segment = &mut state.segments[index];
+            segment.live_bytes = segment.live_bytes.saturating_sub(bytes as u64);
+        }
+    }
+
+    /// Bytes held in segments whose records all come before `seq`.
+    pub fn live_bytes_before(&self, seq: u64) -> u64 {
+        let state = self.state.borrow();
+        let segments = &state.segments;
+        (0..segments.len().saturating_sub(1)).take_while(|&i| segments[i + 1].first_seq <= seq).map(|i| segments[i].live_bytes).sum()
+    }
+
+    /// What compaction should clean: the longest run of oldest, finished segments at most
+    /// half of whose bytes are still held. Returns the first sequence number after that run
+    /// and the bytes held in it (to be written again before the run is removed). Cleaning
+    /// writes at most half of what it frees, so total writes stay within twice the appends.
+    pub fn compaction_cutoff(&self) -> Option<(u64, u64)> {
+        let state = self.state.borrow();
+        let segments = &state.segments;
+        let (mut size, mut live, mut best) = (0u64, 0u64, None);
+        for index in 0..segments.len().saturating_sub(1) {
+            if !segments[index + 1].on_disk {
+                break;
+            }
+            size += self.options.segment_bytes;
+            live += segments[index].live_bytes;
+            if live * 2 <= size {
+                best = Some((segments[index + 1].first_seq, live));
+            }
+        }
+        best
+    }
+
+    /// Bytes of segment files on disk (segments times their size; the prepared spare not counted).
+    pub fn disk_bytes(&self) -> u64 {
+        self.state.borrow().segments.iter().filter(|s| s.on_disk).count() as u64 * self.options.segment_bytes
     }
 
     fn count(&self, change: impl FnOnce(&mut LogStats)) {
