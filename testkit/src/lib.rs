@@ -14,7 +14,9 @@ use sluice_client::{Client, ClientError, ErrorCode};
 pub struct Daemon {
     child: Option<Child>,
     pub addr: SocketAddr,
-    data_dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    /// The temporary directory behind `data_dir`, when this daemon made it.
+    _temporary: Option<tempfile::TempDir>,
     extra: Vec<String>,
 }
 
@@ -34,15 +36,22 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Daemon {
-        let data_dir = tempfile::tempdir().expect("temporary data dir");
+        let temporary = tempfile::tempdir().expect("temporary data dir");
+        let mut daemon = Daemon::start_in(temporary.path(), extra);
+        daemon._temporary = Some(temporary);
+        daemon
+    }
+
+    /// `sluiced` on an existing data directory (which outlives the daemon).
+    pub fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Daemon {
         let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
-        let (child, addr) = spawn(data_dir.path(), &extra);
-        Daemon { child: Some(child), addr, data_dir, extra }
+        let (child, addr) = spawn(data_dir, &extra);
+        Daemon { child: Some(child), addr, data_dir: data_dir.to_path_buf(), _temporary: None, extra }
     }
 
     /// The daemon's data directory.
     pub fn data_dir(&self) -> &std::path::Path {
-        self.data_dir.path()
+        &self.data_dir
     }
 
     /// Kills the daemon with SIGKILL (no chance to flush or say goodbye).
@@ -57,7 +66,7 @@ impl Daemon {
     /// (after `kill` or `terminate`; a running daemon is killed first). The port changes.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, addr) = spawn(self.data_dir.path(), &self.extra);
+        let (child, addr) = spawn(&self.data_dir, &self.extra);
         self.child = Some(child);
         self.addr = addr;
     }

@@ -318,7 +318,7 @@ pub async fn compact_once(shard: &Rc<Shard>) -> anyhow::Result<usize> {
                 glommio::yield_if_needed().await;
             }
         }
-        shard.storage.durable_all().await?;
+        shard.storage.sync_all().await?;
     }
     // Nothing is deleted that accounting says is still needed.
     let still = log.live_bytes_before(cutoff);

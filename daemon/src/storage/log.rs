@@ -68,7 +68,7 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is damaged at offset {offset} ({reason}) and valid records follow; start with repair to keep every valid record")]
+    #[error("{path} is damaged at offset {offset} ({reason}) and valid records follow; start with --repair to keep every valid record (and skip the damage)")]
     Corrupt { path: PathBuf, offset: u64, reason: &'static str },
     #[error("a record of {0} bytes does not fit in a segment")]
     TooLarge(usize),
@@ -540,6 +540,29 @@ impl Log {
         }
     }
 
+    /// Waits until record `seq` is written and synced, whatever the fsync mode (compaction
+    /// must not delete old segments before what replaces them is on disk).
+    pub async fn sync_through(&self, seq: u64) -> Result<(), StorageError> {
+        loop {
+            let flushed = self.flushed.listen();
+            {
+                let state = self.state.borrow();
+                if let Some(failure) = &state.failed {
+                    return Err(StorageError::Failed(failure.clone()));
+                }
+                if state.durable_seq >= seq {
+                    return Ok(());
+                }
+                if state.written_seq >= seq {
+                    break;
+                }
+            }
+            flushed.await;
+        }
+        // Earlier segments were synced before the log moved past them; the active one is left.
+        self.sync_active().await
+    }
+
     pub fn stats(&self) -> LogStats {
         self.stats.get()
     }
@@ -761,11 +784,18 @@ impl Log {
                 self.count(|stats| stats.fdatasyncs += 1);
             }
         }
-        // Only the active segment keeps its file open.
-        let mut state = self.state.borrow_mut();
-        let active = state.segments.len().saturating_sub(1);
-        for segment in &mut state.segments[..active] {
-            segment.file = None;
+        // Only the active segment keeps its file open. One the log has moved past is synced
+        // first, whatever the fsync mode: the log's order on disk must never have a hole.
+        let closing: Vec<(Rc<DmaFile>, PathBuf)> = {
+            let mut state = self.state.borrow_mut();
+            let active = state.segments.len().saturating_sub(1);
+            state.segments[..active].iter_mut().filter_map(|segment| Some((segment.file.take()?, segment.path.clone()))).collect()
+        };
+        for (file, path) in closing {
+            if !sync {
+                file.fdatasync().await.map_err(|e| io_error(&path, e))?;
+                self.count(|stats| stats.fdatasyncs += 1);
+            }
         }
         Ok(())
     }

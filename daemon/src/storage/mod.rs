@@ -170,10 +170,10 @@ impl Storage {
         self.log.durable(ticket.0).await.map_err(storage_error)
     }
 
-    /// Waits until everything appended so far is durable.
-    pub async fn durable_all(&self) -> Result<(), StorageError> {
+    /// Waits until everything appended so far is written and synced, whatever the fsync mode.
+    pub async fn sync_all(&self) -> Result<(), StorageError> {
         let last = self.log.next_seq() - 1;
-        self.log.durable(last).await
+        self.log.sync_through(last).await
     }
 
     pub fn log(&self) -> &Rc<Log> {

@@ -1,0 +1,295 @@
+//! Durable queues through the real daemon: restarts (after SIGKILL) rebuild every
+//! queue exactly, corruption stops the start unless `--repair`, compaction keeps
+//! the data directory bounded, and kill -9 at random moments loses no acknowledged
+//! send and brings back no acknowledged delete.
+//!
+//! Crash rounds: `SLUICE_CRASH_ROUNDS` (default 4, which CI runs). For a soak:
+//! `SLUICE_CRASH_ROUNDS=200 cargo test -p sluice-daemon --test durability -- kill_9`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_client::*;
+use sluice_testkit::*;
+
+fn receive(queue: &str, visibility: i32) -> ReceiveMessage {
+    ReceiveMessage {
+        queue: queue.into(),
+        max_messages: Some(10),
+        wait_time_seconds: Some(0),
+        visibility_timeout: Some(visibility),
+        system_attribute_names: vec!["All".into()],
+        ..ReceiveMessage::default()
+    }
+}
+
+fn bodies(messages: &[ReceivedMessage]) -> Vec<String> {
+    messages.iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()).collect()
+}
+
+/// Receives until a receive comes back empty; returns every message received.
+fn drain(c: &Conn, queue: &str, visibility: i32) -> Vec<ReceivedMessage> {
+    let mut all = Vec::new();
+    loop {
+        let got = c.run(c.client().receive_message(receive(queue, visibility))).unwrap();
+        if got.is_empty() {
+            return all;
+        }
+        all.extend(got);
+    }
+}
+
+fn counts(c: &Conn, queue: &str) -> (String, String, String) {
+    let attrs = c.run(c.client().get_queue_attributes(queue, &["All"])).unwrap();
+    let get = |name| attribute(&attrs, name).unwrap_or("?").to_owned();
+    (get("ApproximateNumberOfMessages"), get("ApproximateNumberOfMessagesNotVisible"), get("ApproximateNumberOfMessagesDelayed"))
+}
+
+#[test]
+fn sigkill_and_restart_rebuild_queues_and_messages_exactly() {
+    let mut daemon = Daemon::start();
+    let c = daemon.client();
+    c.run(c.client().create_queue("dlq", vec![], vec![kv("team", "ops")])).unwrap();
+    let redrive = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"1"}"#;
+    c.run(c.client().create_queue("work", vec![kv("VisibilityTimeout", "45"), kv("RedrivePolicy", redrive)], vec![])).unwrap();
+    c.run(c.client().create_queue("gone", vec![], vec![])).unwrap();
+    c.run(c.client().send_message("gone", "from a deleted queue")).unwrap();
+    c.run(c.client().delete_queue("gone")).unwrap();
+
+    // Ten visible messages; four received (in flight for 10 minutes), two of those deleted.
+    let entries = (0..10).map(|i| SendEntry { id: format!("e{i}"), body: Bytes::from(format!("m{i}")), ..SendEntry::default() }).collect();
+    let (sent, failed) = c.run(c.client().send_message_batch("work", entries)).unwrap();
+    assert_eq!((sent.len(), failed.len()), (10, 0));
+    let mut in_flight = Vec::new();
+    while in_flight.len() < 4 {
+        let mut got = c.run(c.client().receive_message(ReceiveMessage { max_messages: Some(1), ..receive("work", 600) })).unwrap();
+        in_flight.append(&mut got);
+    }
+    for message in &in_flight[..2] {
+        c.run(c.client().delete_message("work", &message.receipt_handle)).unwrap();
+    }
+    // One delayed message; one received and made visible again (receive count 1 = maxReceiveCount).
+    let delayed = SendEntry { body: Bytes::from_static(b"later"), delay_seconds: Some(600), ..SendEntry::default() };
+    c.run(c.client().send_entry("dlq", delayed)).unwrap();
+    assert_eq!(counts(&c, "work"), ("6".into(), "2".into(), "0".into()));
+    let deleted: HashSet<String> = bodies(&in_flight[..2]).into_iter().collect();
+    let still_in_flight: HashSet<String> = bodies(&in_flight[2..]).into_iter().collect();
+    drop(c);
+
+    daemon.kill();
+    daemon.restart();
+    let c = daemon.client();
+    let (urls, _) = c.run(c.client().list_queues(None, None, None)).unwrap();
+    assert_eq!(urls.len(), 2, "{urls:?}");
+    let attrs = c.run(c.client().get_queue_attributes("work", &["VisibilityTimeout", "RedrivePolicy"])).unwrap();
+    assert_eq!(attribute(&attrs, "VisibilityTimeout"), Some("45"));
+    assert!(attribute(&attrs, "RedrivePolicy").unwrap().contains("dlq"));
+    assert_eq!(c.run(c.client().list_queue_tags("dlq")).unwrap(), vec![kv("team", "ops")]);
+    assert_eq!(counts(&c, "work"), ("6".into(), "2".into(), "0".into()));
+    assert_eq!(counts(&c, "dlq"), ("0".into(), "0".into(), "1".into()));
+
+    // Each visible message comes back once, with its receive count; none deleted or in flight.
+    let visible = drain(&c, "work", 600);
+    let got: HashSet<String> = bodies(&visible).into_iter().collect();
+    assert_eq!(got.len(), 6);
+    assert!(got.is_disjoint(&deleted) && got.is_disjoint(&still_in_flight), "{got:?}");
+    for message in &visible {
+        assert_eq!(attribute(&message.attributes, "ApproximateReceiveCount"), Some("1"));
+    }
+    // Handles issued before the crash still work.
+    c.run(c.client().delete_message("work", &in_flight[2].receipt_handle)).unwrap();
+    assert_eq!(counts(&c, "work"), ("0".into(), "7".into(), "0".into()));
+    // Made visible again, a message received once moves to the dead-letter queue at the next receive.
+    c.run(c.client().change_message_visibility("work", &in_flight[3].receipt_handle, 0)).unwrap();
+    assert!(drain(&c, "work", 600).is_empty());
+    let dead = drain(&c, "dlq", 600);
+    assert_eq!(bodies(&dead), vec![String::from_utf8_lossy(&in_flight[3].body).into_owned()]);
+    assert!(attribute(&dead[0].attributes, "DeadLetterQueueSourceArn").unwrap().ends_with(":work"));
+
+    // And all of that survives a second crash.
+    drop(c);
+    daemon.kill();
+    daemon.restart();
+    let c = daemon.client();
+    assert_eq!(counts(&c, "work"), ("0".into(), "6".into(), "0".into()));
+    assert_eq!(counts(&c, "dlq"), ("0".into(), "1".into(), "1".into()));
+}
+
+#[test]
+fn a_corrupt_log_stops_the_start_unless_repair() {
+    let mut daemon = Daemon::start_with(&["--cores", "1"]);
+    let c = daemon.client();
+    c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
+    for i in 0..50 {
+        c.run(c.client().send_message("q", format!("message {i}"))).unwrap();
+    }
+    drop(c);
+    daemon.kill();
+    let segment = daemon.data_dir().join("shard-000/queues/00000000000000000001.log");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[200] ^= 0xFF; // inside an early record, with valid records after it
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let (status, stderr) = Daemon::start_failing(daemon.data_dir(), &["--cores", "1"]);
+    assert!(!status.success());
+    assert!(stderr.contains("00000000000000000001.log") && stderr.contains("offset") && stderr.contains("repair"), "{stderr}");
+
+    let mut repaired = Daemon::start_in(daemon.data_dir(), &["--cores", "1", "--repair"]);
+    let c = repaired.client();
+    let left = drain(&c, "q", 600).len();
+    assert!((40..50).contains(&left), "repair keeps every valid record: {left} of 50 left");
+    drop(c);
+    repaired.kill();
+}
+
+#[test]
+fn a_data_directory_reopens_only_with_its_shard_count() {
+    let mut daemon = Daemon::start();
+    let c = daemon.client();
+    c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
+    drop(c);
+    daemon.kill();
+    let (status, stderr) = Daemon::start_failing(daemon.data_dir(), &["--cores", "1"]);
+    assert!(!status.success());
+    assert!(stderr.contains("--cores 2"), "{stderr}");
+}
+
+#[test]
+fn compaction_keeps_the_data_directory_bounded() {
+    // 4 MiB segments; 40,000 messages of 1 KiB pass through (about 10 segments' worth per
+    // shard), while one old message stays and pins nothing.
+    let daemon = Daemon::start_with(&["--cores", "1", "--fsync", "never"]);
+    let c = daemon.client();
+    c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
+    c.run(c.client().send_message("q", "the old one")).unwrap();
+    let old = c.run(c.client().receive_message(receive("q", 43_000))).unwrap();
+    assert_eq!(old.len(), 1);
+    let body = Bytes::from(vec![b'x'; 1024]);
+    for round in 0..4000 {
+        let entries = (0..10).map(|i| SendEntry { id: format!("e{i}"), body: body.clone(), ..SendEntry::default() }).collect();
+        c.run(c.client().send_message_batch("q", entries)).unwrap();
+        let got = c.run(c.client().receive_message(receive("q", 600))).unwrap();
+        let entries = got.iter().enumerate().map(|(i, m)| DeleteEntry { id: format!("d{i}"), receipt_handle: m.receipt_handle.clone() });
+        c.run(c.client().delete_message_batch("q", entries.collect())).unwrap();
+        if round % 1000 == 999 {
+            // Give the compactor (once a second) a chance to run.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let dir = daemon.data_dir().join("shard-000/queues");
+    let segments = std::fs::read_dir(&dir).unwrap().count();
+    // Written: ~45 MiB of records (sends, receives, deletes). Kept: the active segment, a
+    // spare, and at most a couple not yet cleaned.
+    assert!(segments <= 5, "{segments} segment files in {}", dir.display());
+    // The old in-flight message survived compaction (it was moved, not dropped).
+    c.run(c.client().change_message_visibility("q", &old[0].receipt_handle, 0)).unwrap();
+    let again = drain(&c, "q", 600);
+    assert_eq!(bodies(&again), vec!["the old one".to_owned()]);
+}
+
+/// What the clients of the crash test were told.
+#[derive(Default)]
+struct Ledger {
+    sent: HashSet<u64>,
+    /// Asked to be deleted (a delete may be done without its answer arriving).
+    delete_asked: HashSet<u64>,
+    deleted: HashSet<u64>,
+    /// Received after their delete was acknowledged (must stay empty).
+    resurrected: Vec<u64>,
+}
+
+fn id_of(message: &ReceivedMessage) -> u64 {
+    std::str::from_utf8(&message.body).ok().and_then(|b| b.strip_prefix("msg-")).and_then(|n| n.parse().ok()).expect("a test message")
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_no_acknowledged_message() {
+    let rounds: u32 = std::env::var("SLUICE_CRASH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(4);
+    let mut daemon = Daemon::start();
+    {
+        let c = daemon.client();
+        c.run(c.client().create_queue("crash", vec![], vec![])).unwrap();
+    }
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let next_id = Arc::new(AtomicU64::new(0));
+    for round in 0..rounds {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for shard in 0..2u16 {
+            let (conn, book, next_id, halt) = (daemon.client_on_shard(shard), ledger.clone(), next_id.clone(), stop.clone());
+            workers.push(std::thread::spawn(move || {
+                let (ledger, stop) = (book, halt);
+                while !stop.load(Ordering::Relaxed) {
+                    let first = next_id.fetch_add(10, Ordering::Relaxed);
+                    let entries = (0..10)
+                        .map(|i| SendEntry { id: format!("e{i}"), body: Bytes::from(format!("msg-{}", first + i)), ..SendEntry::default() })
+                        .collect();
+                    match conn.run(conn.client().send_message_batch("crash", entries)) {
+                        Ok((sent, _)) => ledger.lock().unwrap().sent.extend(sent.iter().map(|r| first + r.id[1..].parse::<u64>().unwrap())),
+                        Err(_) => return,
+                    }
+                }
+            }));
+            let (conn, book, halt) = (daemon.client_on_shard(shard), ledger.clone(), stop.clone());
+            workers.push(std::thread::spawn(move || {
+                let (ledger, stop) = (book, halt);
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(got) = conn.run(conn.client().receive_message(receive("crash", 2))) else { return };
+                    {
+                        let mut ledger = ledger.lock().unwrap();
+                        let back: Vec<u64> = got.iter().map(id_of).filter(|id| ledger.deleted.contains(id)).collect();
+                        ledger.resurrected.extend(back);
+                    }
+                    // Delete most of what arrives; leave some for redelivery.
+                    let keep: Vec<&ReceivedMessage> = got.iter().filter(|m| id_of(m) % 5 != 0).collect();
+                    ledger.lock().unwrap().delete_asked.extend(keep.iter().map(|m| id_of(m)));
+                    let entries =
+                        keep.iter().enumerate().map(|(i, m)| DeleteEntry { id: format!("d{i}"), receipt_handle: m.receipt_handle.clone() });
+                    match conn.run(conn.client().delete_message_batch("crash", entries.collect())) {
+                        Ok((done, _)) => {
+                            let mut ledger = ledger.lock().unwrap();
+                            for id in done {
+                                let index: usize = id[1..].parse().unwrap();
+                                ledger.deleted.insert(id_of(keep[index]));
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(200 + fastrand::u64(0..1300)));
+        daemon.kill();
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        daemon.restart();
+        let ledger = ledger.lock().unwrap();
+        eprintln!("round {round}: {} sends and {} deletes acknowledged so far", ledger.sent.len(), ledger.deleted.len());
+        assert!(ledger.resurrected.is_empty(), "deleted messages came back: {:?}", ledger.resurrected);
+    }
+
+    // Every acknowledged send nobody asked to delete is there; nothing deleted comes back.
+    let c = daemon.client();
+    let ledger = ledger.lock().unwrap();
+    let mut expected: BTreeMap<u64, bool> = ledger.sent.difference(&ledger.delete_asked).map(|id| (*id, false)).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while expected.values().any(|seen| !seen) && Instant::now() < deadline {
+        let got = c.run(c.client().receive_message(ReceiveMessage { wait_time_seconds: Some(1), ..receive("crash", 600) })).unwrap();
+        for message in &got {
+            let id = id_of(message);
+            assert!(!ledger.deleted.contains(&id), "message {id} came back after its delete was acknowledged");
+            if let Some(seen) = expected.get_mut(&id) {
+                *seen = true;
+            }
+        }
+    }
+    let missing: Vec<u64> = expected.iter().filter(|(_, seen)| !**seen).map(|(id, _)| *id).collect();
+    assert!(ledger.sent.len() > 100, "the clients got work done: {} sends", ledger.sent.len());
+    assert!(missing.is_empty(), "{} acknowledged messages lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+}
