@@ -45,6 +45,10 @@ struct Args {
     /// Seconds to run (the run stops by itself).
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Stop producing after this many messages in all (0: no limit); the run still ends by
+    /// --duration at the latest. With --consumers 0 this fills a queue with an exact backlog.
+    #[arg(long, default_value_t = 0)]
+    send_limit: u64,
     /// Executors (cores) the load generator uses.
     #[arg(long, default_value_t = 1)]
     cores: usize,
@@ -108,10 +112,30 @@ async fn connect(endpoint: &str) -> Client {
     client
 }
 
-async fn producer(client: Client, args: Rc<Args>, recorder: Rc<RefCell<Recorder>>, until: Instant) {
+/// Messages the producers of every executor may still send (`u64::MAX` without --send-limit);
+/// taken one batch at a time.
+type Budget = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+/// Takes up to `want` messages from the budget; 0 when it is spent.
+fn take(budget: &Budget, want: u64) -> u64 {
+    use std::sync::atomic::Ordering;
+    let mut left = budget.load(Ordering::Relaxed);
+    loop {
+        let granted = want.min(left);
+        match budget.compare_exchange_weak(left, left - granted, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return granted,
+            Err(now) => left = now,
+        }
+    }
+}
+
+async fn producer(client: Client, args: Rc<Args>, recorder: Rc<RefCell<Recorder>>, until: Instant, budget: Budget) {
     while Instant::now() < until {
-        let entries =
-            (0..args.batch).map(|i| SendEntry { id: i.to_string(), body: body(args.message_size), ..SendEntry::default() }).collect();
+        let batch = take(&budget, args.batch as u64) as usize;
+        if batch == 0 {
+            return;
+        }
+        let entries = (0..batch).map(|i| SendEntry { id: i.to_string(), body: body(args.message_size), ..SendEntry::default() }).collect();
         let started = Instant::now();
         match client.send_message_batch(&args.queue, entries).await {
             Ok((ok, _)) => {
@@ -169,7 +193,7 @@ async fn consumer(client: Client, args: Rc<Args>, recorder: Rc<RefCell<Recorder>
 }
 
 /// One executor's share of the load; returns its histograms as plain data.
-async fn run_shard(args: Args) -> Vec<u8> {
+async fn run_shard(args: Args, budget: Budget) -> Vec<u8> {
     let args = Rc::new(args);
     let recorder = Rc::new(RefCell::new(Recorder::new()));
     let until = Instant::now() + Duration::from_secs(args.duration);
@@ -177,7 +201,7 @@ async fn run_shard(args: Args) -> Vec<u8> {
     for _ in 0..args.connections {
         let client = connect(&args.endpoint).await;
         for _ in 0..args.producers {
-            tasks.push(glommio::spawn_local(producer(client.clone(), args.clone(), recorder.clone(), until)));
+            tasks.push(glommio::spawn_local(producer(client.clone(), args.clone(), recorder.clone(), until, budget.clone())));
         }
         for _ in 0..args.consumers {
             tasks.push(glommio::spawn_local(consumer(client.clone(), args.clone(), recorder.clone(), until)));
@@ -253,8 +277,10 @@ fn main() {
     }
     let started = Instant::now();
     let shard_args = args.clone();
+    let budget: Budget =
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(if args.send_limit == 0 { u64::MAX } else { args.send_limit }));
     let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(args.cores))
-        .on_all_shards(move || run_shard(shard_args.clone()))
+        .on_all_shards(move || run_shard(shard_args.clone(), budget.clone()))
         .expect("starting executors");
     let mut total = Recorder::new();
     for result in handles.join_all() {

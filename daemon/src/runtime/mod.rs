@@ -245,6 +245,15 @@ async fn shard_main(
     if let Err(error) = shard.storage.close().await {
         tracing::error!(shard = id, %error, "closing the log failed");
     }
+    let stats = shard.storage.log().stats();
+    tracing::info!(
+        shard = id,
+        appends = stats.appends,
+        flushes = stats.flushes,
+        fdatasyncs = stats.fdatasyncs,
+        log_bytes = shard.storage.log().disk_bytes(),
+        "log statistics since start"
+    );
     tracing::debug!(shard = id, "stopped");
     Ok(())
 }
