@@ -311,3 +311,79 @@ fn kill_9_at_random_moments_loses_no_acknowledged_message() {
     assert!(ledger.sent.len() > 100, "the clients got work done: {} sends", ledger.sent.len());
     assert!(missing.is_empty(), "{} acknowledged messages lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
 }
+
+/// A small tmpfs mounted for one test (the test suite runs as root, as CI does: it installs packages).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "mounting a {mib} MiB tmpfs needs root (the suite runs as root, as CI does)");
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_sends_but_serves_receives_and_deletes() {
+    let disk = SmallDisk::mount(24);
+    let data_dir = disk.dir.path().join("data");
+    let daemon = Daemon::start_in(&data_dir, &["--cores", "1", "--segment-bytes", "4194304"]);
+    let c = daemon.client();
+    c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
+    let body = Bytes::from(vec![b'x'; 1024]);
+    let batch = || (0..10).map(|i| SendEntry { id: format!("e{i}"), body: body.clone(), ..SendEntry::default() }).collect::<Vec<_>>();
+    let mut sent = 0;
+    let refusal = loop {
+        match c.run(c.client().send_message_batch("q", batch())) {
+            Ok((ok, failed)) => {
+                sent += ok.len();
+                if let Some(failure) = failed.first() {
+                    break failure.clone();
+                }
+            }
+            Err(error) => panic!("a full disk fails entries, not the connection: {error:?}"),
+        }
+        assert!(sent < 100_000, "24 MiB never filled");
+    };
+    assert_eq!(refusal.code, ErrorCode::ServiceUnavailable, "{refusal:?}");
+    assert!(refusal.message.contains("disk is full"), "{refusal:?}");
+    assert!(sent > 5_000, "only {sent} messages fitted");
+
+    // Everything acknowledged can still be received and deleted.
+    let mut received = 0;
+    loop {
+        let got = c.run(c.client().receive_message(receive("q", 600))).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        received += got.len();
+        let entries = got.iter().enumerate().map(|(i, m)| DeleteEntry { id: format!("d{i}"), receipt_handle: m.receipt_handle.clone() });
+        let (_, failed) = c.run(c.client().delete_message_batch("q", entries.collect())).unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+    }
+    assert_eq!(received, sent);
+
+    // Compaction frees the deleted messages' segments, and sends are accepted again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, _) = c.run(c.client().send_message_batch("q", batch())).unwrap();
+        if ok.len() == 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sends still refused 30 s after the queue was emptied");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

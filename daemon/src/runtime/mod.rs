@@ -335,6 +335,9 @@ pub async fn compact_once(shard: &Rc<Shard>) -> anyhow::Result<usize> {
         anyhow::bail!("{still} live bytes remain below sequence {cutoff} after relocation");
     }
     let removed = log.remove_segments_before(cutoff).await?;
+    if removed > 0 {
+        log.retry_spare();
+    }
     tracing::debug!(shard = shard.id, cutoff, relocated_bytes = live, removed, "compacted");
     Ok(removed)
 }

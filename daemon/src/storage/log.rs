@@ -411,8 +411,9 @@ impl Log {
         Ok((log, recovery))
     }
 
-    /// Starts preparing the segment after the active one, unless it is ready or under way.
-    fn ensure_spare(self: &Rc<Self>) {
+    /// Starts preparing the segment after the active one, unless it is ready or under way
+    /// (or failed less than a second ago).
+    pub fn ensure_spare(self: &Rc<Self>) {
         let next = self.state.borrow().segments.last().map_or(1, |segment| segment.number + 1);
         let current = match &*self.spare.borrow() {
             Spare::None => None,
@@ -606,8 +607,15 @@ impl Log {
     /// half of whose bytes are still held. Returns the first sequence number after that run
     /// and the bytes held in it (to be written again before the run is removed). Cleaning
     /// writes at most half of what it frees, so total writes stay within twice the appends.
+    ///
+    /// When space is low, only runs whose live bytes fit in half the room left (the active
+    /// segment and a prepared spare) qualify, so compaction never takes the space that
+    /// receives and deletes need; a run with nothing live frees space without writing.
     pub fn compaction_cutoff(&self) -> Option<(u64, u64)> {
         let state = self.state.borrow();
+        let room = (self.options.segment_bytes - state.write_pos)
+            + if matches!(&*self.spare.borrow(), Spare::Ready(..)) { self.options.segment_bytes } else { 0 };
+        let live_max = if self.space_low() { room / 2 } else { u64::MAX };
         let segments = &state.segments;
         let (mut size, mut live, mut best) = (0u64, 0u64, None);
         for index in 0..segments.len().saturating_sub(1) {
@@ -616,7 +624,7 @@ impl Log {
             }
             size += self.options.segment_bytes;
             live += segments[index].live_bytes;
-            if live * 2 <= size {
+            if live * 2 <= size && live <= live_max {
                 best = Some((segments[index + 1].first_seq, live));
             }
         }
@@ -650,6 +658,14 @@ impl Log {
             std::fs::remove_file(&segment.path).map_err(|e| io_error(&segment.path, e))?;
         }
         Ok(removed.len())
+    }
+
+    /// After space was freed: try the next segment again now.
+    pub fn retry_spare(self: &Rc<Self>) {
+        if self.spare_failed.get().is_some() {
+            self.spare_failed.set(Some(std::time::Instant::now() - SPARE_RETRY));
+            self.ensure_spare();
+        }
     }
 
     /// First sequence number of each segment, oldest first (retention drops whole segments).

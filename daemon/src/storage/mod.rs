@@ -157,6 +157,8 @@ impl Storage {
     /// Refuses a new message when the disk is short of space (receives and deletes go on).
     pub fn admit_send(&self) -> Result<(), OpError> {
         if self.log.space_low() {
+            // Space may have been freed since (by compaction, retention or the operator).
+            self.log.ensure_spare();
             return Err(OpError::new(
                 ErrorCode::ServiceUnavailable,
                 "The broker's disk is full: new messages are refused until space is freed (receives and deletes still work).",
