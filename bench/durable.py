@@ -42,6 +42,7 @@ class Daemon:
         self.log_path = os.path.join(data_dir + ".log")
 
     def start(self):
+        self.mark = len(open(self.log_path).read().splitlines()) if os.path.exists(self.log_path) else 0
         self.log = open(self.log_path, "a")
         started = time.monotonic()
         self.process = subprocess.Popen(
@@ -63,24 +64,23 @@ class Daemon:
     def log_statistics(self):
         """Sums the per-shard 'log statistics since start' lines of the last stop."""
         totals = {"appends": 0, "flushes": 0, "fdatasyncs": 0}
-        text = open(self.log_path).read()
-        for line in text.splitlines():
-            if "log statistics since start" in line:
+        for line in open(self.log_path).read().splitlines()[self.mark:]:
+            plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            if "log statistics since start" in plain:
+                values = dict(re.findall(r"(\w+)=(\d+)", plain))
                 for key in totals:
-                    found = re.search(rf"{key}\S*=\S*(\d+)", re.sub(r"\x1b\[[0-9;]*m", "", line))
-                    if found:
-                        totals[key] += int(found.group(1))
+                    totals[key] += int(values.get(key, 0))
         return totals
 
     def replayed(self):
         """Per-shard (records, messages, ms) of the last replay."""
         out = []
-        for line in open(self.log_path).read().splitlines():
+        for line in open(self.log_path).read().splitlines()[self.mark:]:
             plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
             if "log replayed" in plain:
                 values = dict(re.findall(r"(\w+)=(\d+)", plain))
                 out.append({k: int(values.get(k, 0)) for k in ("shard", "records", "messages", "ms")})
-        return out[-2:] if len(out) >= 2 else out
+        return out
 
 
 def rss_kib(pid):
@@ -119,6 +119,8 @@ def main():
     parser.add_argument("--duration", type=int, default=20, help="seconds per throughput run")
     parser.add_argument("--backlogs", default="1000000,10000000", help="queued messages for the restart runs")
     parser.add_argument("--cores", default="1", help="sluiced --cores for every run")
+    parser.add_argument("--producers", type=int, default=16,
+                        help="producer (and consumer) loops per load connection: sends in flight feed group commit")
     args = parser.parse_args()
 
     sluiced, load_bin = binary("sluiced", args.target), binary("sluice-load", args.target)
@@ -136,7 +138,8 @@ def main():
             daemon.start()
             out_dir = os.path.join(args.out, f"throughput-{size}B-fsync-{fsync}")
             os.makedirs(out_dir, exist_ok=True)
-            command, summary = load(load_bin, daemon.addr, out_dir, size, args.duration, [])
+            command, summary = load(load_bin, daemon.addr, out_dir, size, args.duration,
+                                    ["--producers", str(args.producers), "--consumers", str(args.producers)])
             daemon.stop()
             stats = daemon.log_statistics()
             row = {"size": size, "fsync": fsync, "load_command": " ".join(command),
