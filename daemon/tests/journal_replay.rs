@@ -232,3 +232,30 @@ proptest! {
         prop_assert!(unknown);
     }
 }
+
+#[test]
+fn expired_messages_are_journaled_and_stay_gone_whatever_the_retention_later() {
+    let mut live = Partition::for_queue(4);
+    live.send(payload(1, 1_000, false), 0, 1_000);
+    live.send(payload(2, 50_000, false), 0, 50_000);
+    assert!(!live.tick(61_000, 60_000), "nothing becomes visible");
+    let mut events = Vec::new();
+    live.take_journal(&mut events);
+    assert!(matches!(events.last(), Some(Event::Deleted { queue_id: 4, seq: 0 })), "{events:?}");
+    let mut replayed: HashMap<u64, Partition> = HashMap::new();
+    for (index, event) in events.into_iter().enumerate() {
+        event.apply(index as u64 + 1, 1, &mut replayed);
+    }
+    // Replayed with a far longer retention, only the unexpired message is there.
+    let partition = replayed.get_mut(&4).unwrap();
+    let rules = ReceiveRules {
+        max_messages: 10,
+        visibility_ms: 1_000,
+        retention_ms: u64::MAX / 4,
+        max_receive_count: None,
+        inflight_max: usize::MAX,
+    };
+    let mut delivered = Vec::new();
+    partition.receive(61_000, &rules, &mut delivered, &mut Vec::new()).unwrap();
+    assert_eq!(delivered.iter().map(|d| d.payload.message_id).collect::<Vec<_>>(), [2]);
+}

@@ -261,3 +261,40 @@ fn records_larger_than_a_segment_are_refused() {
     });
     assert!(refused);
 }
+
+#[test]
+fn compaction_picks_the_oldest_run_at_most_half_live_and_never_a_held_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 64 * 1024);
+    run(move || async move {
+        let (log, _) = Log::open(opts, |_, _, _| {}).await.unwrap();
+        // Records of exactly 1 KiB on disk (1000 bytes + 24-byte header): 64 per segment.
+        let record = vec![7u8; 1000];
+        let mut held = Vec::new();
+        for _ in 0..400 {
+            let seq = log.append(1, &record).unwrap();
+            log.hold(seq, 1024);
+            held.push(seq);
+        }
+        log.sync_through(400).await.unwrap();
+        assert_eq!(log.compaction_cutoff(), None, "everything is live: nothing to clean");
+        let firsts = log.segment_first_seqs();
+        assert!(firsts.len() >= 6, "{firsts:?}");
+        assert_eq!(&firsts[..4], &[1, 65, 129, 193]);
+        // Release all of segment 1 and three quarters of segment 2: the longest run at most half
+        // live is segments 1–3 (0 + 16 + 64 KiB of 192 KiB); adding segment 4 would pass half.
+        for &seq in held.iter().filter(|seq| **seq < 65 + 48) {
+            log.release(seq, 1024);
+        }
+        assert_eq!(log.compaction_cutoff(), Some((193, 80 * 1024)));
+        assert_eq!(log.live_bytes_before(193), 80 * 1024);
+        // Once what is live there has been written again (and released), the run can go.
+        for &seq in held.iter().filter(|seq| **seq < 193) {
+            log.release(seq, 1024);
+        }
+        assert_eq!(log.live_bytes_before(193), 0);
+        assert_eq!(log.remove_segments_before(193).await.unwrap(), 3);
+        assert_eq!(log.segment_first_seqs()[0], 193);
+        log.close().await.unwrap();
+    });
+}
