@@ -318,11 +318,15 @@ pub async fn compact_once(shard: &Rc<Shard>) -> anyhow::Result<usize> {
         for queue_id in queue_ids {
             let mut cursor = Some(0);
             while let Some(from) = cursor {
-                {
+                let appended = {
                     let mut partitions = shard.queues.partitions.borrow_mut();
                     let Some(partition) = partitions.get_mut(&queue_id) else { break };
                     cursor = partition.relocate(from, cutoff, COMPACTION_STEP);
-                    shard.storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?;
+                    shard.storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
+                };
+                // Paced to the disk: what is staged stays small, and requests go first.
+                if let Some(ticket) = appended {
+                    log.written(ticket.0).await?;
                 }
                 glommio::yield_if_needed().await;
             }

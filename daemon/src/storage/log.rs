@@ -541,6 +541,29 @@ impl Log {
         }
     }
 
+    /// The last sequence number known to be synced to the disk.
+    pub fn synced_seq(&self) -> u64 {
+        self.state.borrow().durable_seq
+    }
+
+    /// Waits until record `seq` has been handed to the disk (not necessarily synced):
+    /// lets a bulk writer such as compaction pace itself to the disk.
+    pub async fn written(&self, seq: u64) -> Result<(), StorageError> {
+        loop {
+            let flushed = self.flushed.listen();
+            {
+                let state = self.state.borrow();
+                if let Some(failure) = &state.failed {
+                    return Err(StorageError::Failed(failure.clone()));
+                }
+                if state.written_seq >= seq {
+                    return Ok(());
+                }
+            }
+            flushed.await;
+        }
+    }
+
     /// Waits until record `seq` is written and synced, whatever the fsync mode (compaction
     /// must not delete old segments before what replaces them is on disk).
     pub async fn sync_through(&self, seq: u64) -> Result<(), StorageError> {
@@ -713,7 +736,33 @@ impl Log {
                     self.flushed.notify_all();
                     return;
                 }
-                work.await;
+                // With an interval, written but unsynced records are synced when it is up,
+                // even if nothing more arrives.
+                let unsynced = {
+                    let state = self.state.borrow();
+                    (state.durable_seq < state.written_seq).then_some(state.written_seq)
+                };
+                match (self.options.fsync, unsynced) {
+                    (FsyncMode::Interval(every), Some(written)) => {
+                        let due = glommio::timer::sleep(every.saturating_sub(last_sync.elapsed()));
+                        futures::pin_mut!(work, due);
+                        if let futures::future::Either::Right(_) = futures::future::select(work, due).await {
+                            if let Err(error) = self.sync_active().await {
+                                tracing::error!(%error, "log sync failed; refusing further appends");
+                                self.state.borrow_mut().failed = Some(error.to_string());
+                                self.flushed.notify_all();
+                                return;
+                            }
+                            self.count(|stats| stats.fdatasyncs += 1);
+                            last_sync = std::time::Instant::now();
+                            let mut state = self.state.borrow_mut();
+                            state.durable_seq = state.durable_seq.max(written);
+                            drop(state);
+                            self.flushed.notify_all();
+                        }
+                    }
+                    _ => work.await,
+                }
                 continue;
             }
             let last_seq = chunks.last().map_or(0, |chunk| chunk.last_seq);
