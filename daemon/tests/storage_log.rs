@@ -320,3 +320,40 @@ fn interval_mode_syncs_written_records_once_the_interval_is_up_even_when_idle() 
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn records_are_read_back_by_location_before_and_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 64 * 1024);
+    let reopened = opts.clone();
+    let locations = run(move || async move {
+        let (log, _) = Log::open(opts, |_, _, _| {}).await.unwrap();
+        let mut locations = Vec::new();
+        for i in 1..=3000u64 {
+            locations.push(log.append_located(2, &payload(i)).unwrap());
+        }
+        // Read back at once: the read waits for the record to be written.
+        assert_eq!(log.read(locations[2999]).await.unwrap(), payload(3000));
+        assert_eq!(log.read(locations[0]).await.unwrap(), payload(1));
+        assert!(locations.iter().map(|l| l.segment).collect::<std::collections::HashSet<_>>().len() > 3, "spans segments");
+        for (i, location) in locations.iter().enumerate().step_by(37) {
+            assert_eq!(log.read(*location).await.unwrap(), payload(i as u64 + 1));
+        }
+        log.close().await.unwrap();
+        locations
+    });
+    run(move || async move {
+        let mut replayed = Vec::new();
+        let (log, _) = Log::open_located(reopened, |location, _, _| replayed.push(location)).await.unwrap();
+        assert_eq!(replayed, locations, "replay reports the locations the appends did");
+        assert_eq!(log.read(locations[2500]).await.unwrap(), payload(2501));
+        // A location that does not hold that record is an error, not a wrong answer.
+        let wrong = sluice_daemon::storage::log::Location { seq: locations[2500].seq + 1, ..locations[2500] };
+        assert!(matches!(log.read(wrong).await, Err(StorageError::Corrupt { .. })));
+        // A removed segment cannot be read.
+        let second = log.segment_first_seqs()[1];
+        log.remove_segments_before(second).await.unwrap();
+        assert!(log.read(locations[0]).await.is_err());
+        log.close().await.unwrap();
+    });
+}

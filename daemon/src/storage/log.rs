@@ -82,6 +82,17 @@ fn io_error(path: &Path, error: impl Into<std::io::Error>) -> StorageError {
     StorageError::Io { path: path.to_path_buf(), source: error.into() }
 }
 
+/// Where a record is: its sequence number, segment (by number) and byte offset in that file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Location {
+    pub seq: u64,
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// Segment files kept open for reads (the active segment's file is always open).
+const READ_FILES_OPEN_MAX: usize = 16;
+
 /// What `open` found.
 #[derive(Debug, Default)]
 pub struct Recovery {
@@ -165,6 +176,8 @@ pub struct Log {
     spare_done: LocalNotify,
     /// When preparing a spare last failed (the disk is full, most likely); cleared on success.
     spare_failed: Cell<Option<std::time::Instant>>,
+    /// Segment files opened for reads, most recently used last.
+    read_files: RefCell<Vec<(u64, Rc<DmaFile>)>>,
 }
 
 /// How long after a failed attempt the next spare segment is tried.
@@ -224,6 +237,34 @@ async fn read_all(file: &DmaFile, path: &Path) -> Result<Vec<u8>, StorageError> 
     Ok(data)
 }
 
+/// Makes glommio decide correctly whether the device under `dir` supports polled I/O.
+///
+/// glommio probes this once per device, on the first DMA file opened there, by reading
+/// offset 0 of that file on the poll ring, and caches the answer. When that file is new
+/// and empty, the read returns 0 bytes without reaching the device, so the probe says
+/// "pollable" on devices that are not (this virtio disk): every later DMA read then fails
+/// with EOPNOTSUPP (glommio issues #605 and #670; `docs/glommio-iopoll-probe.md` has the
+/// reproduction). Opening a file with data in it first makes the probe read real blocks.
+async fn probe_device(dir: &Path) -> Result<(), StorageError> {
+    let path = dir.join("dma-probe");
+    let sized = std::fs::metadata(&path).is_ok_and(|meta| meta.len() >= BLOCK_BYTES);
+    if !sized {
+        std::fs::write(&path, vec![0u8; BLOCK_BYTES as usize]).map_err(|e| io_error(&path, e))?;
+    }
+    let file = open_segment(&path).await?;
+    drop(file);
+    Ok(())
+}
+
+/// Reads `len` bytes at `offset` with reads aligned to the log's 4 KiB blocks.
+async fn read_span(file: &DmaFile, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+    let start = offset / BLOCK_BYTES * BLOCK_BYTES;
+    let end = (offset + len as u64).next_multiple_of(BLOCK_BYTES);
+    let read = file.read_at_aligned(start, (end - start) as usize).await.map_err(|e| io_error(path, e))?;
+    let from = ((offset - start) as usize).min(read.len());
+    Ok(read[from..(from + len).min(read.len())].to_vec())
+}
+
 /// Sequence number of the first record in `data`, if it holds one.
 fn first_seq_of(data: &[u8]) -> Option<u64> {
     let mut pos = 0;
@@ -258,7 +299,16 @@ impl Log {
     /// Opens (or creates) the log in `options.dir`, replaying every record, in order,
     /// into `replay`, and starts its flusher on the current glommio executor.
     pub async fn open(options: LogOptions, mut replay: impl FnMut(u64, u8, &[u8])) -> Result<(Rc<Log>, Recovery), StorageError> {
+        Log::open_located(options, |location, kind, payload| replay(location.seq, kind, payload)).await
+    }
+
+    /// `open`, telling `replay` where each record is (for reading it back later with `read`).
+    pub async fn open_located(
+        options: LogOptions,
+        mut replay: impl FnMut(Location, u8, &[u8]),
+    ) -> Result<(Rc<Log>, Recovery), StorageError> {
         std::fs::create_dir_all(&options.dir).map_err(|e| io_error(&options.dir, e))?;
+        probe_device(&options.dir).await?;
         let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(&options.dir)
             .map_err(|e| io_error(&options.dir, e))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -304,7 +354,7 @@ impl Log {
                         if expected_seq.is_none_or(|expected| seq == expected || (after_skip && seq > expected)) =>
                     {
                         after_skip = false;
-                        replay(seq, kind, payload);
+                        replay(Location { seq, segment: *number, offset: pos as u64 }, kind, payload);
                         recovery.records += 1;
                         recovery.last_seq = seq;
                         expected_seq = Some(seq + 1);
@@ -394,6 +444,7 @@ impl Log {
             spare: RefCell::new(Spare::None),
             spare_done: LocalNotify::new(),
             spare_failed: Cell::new(None),
+            read_files: RefCell::new(Vec::new()),
         });
         for (file, path, offset, block) in skips {
             let mut buffer = file.alloc_dma_buffer(block.len());
@@ -479,6 +530,11 @@ impl Log {
 
     /// Stages one record and returns its sequence number; no I/O happens here.
     pub fn append(&self, kind: u8, payload: &[u8]) -> Result<u64, StorageError> {
+        self.append_located(kind, payload).map(|location| location.seq)
+    }
+
+    /// `append`, returning where the record will be on disk.
+    pub fn append_located(&self, kind: u8, payload: &[u8]) -> Result<Location, StorageError> {
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
         if let Some(failure) = &state.failed {
@@ -504,7 +560,8 @@ impl Log {
             });
             state.write_pos = 0;
         }
-        let target = state.segments.last().expect("an active segment").first_seq;
+        let active = state.segments.last().expect("an active segment");
+        let (target, location) = (active.first_seq, Location { seq, segment: active.number, offset: state.write_pos });
         if state.chunks.last().is_none_or(|chunk| chunk.segment != target) {
             state.chunks.push(Chunk { segment: target, pos: state.write_pos, bytes: Vec::with_capacity(64 * 1024), last_seq: seq });
         }
@@ -516,7 +573,57 @@ impl Log {
         drop(guard);
         self.count(|stats| stats.appends += 1);
         self.work.notify_all();
-        Ok(seq)
+        Ok(location)
+    }
+
+    /// Reads back the payload of the record at `location` (waiting until it is written),
+    /// checking its checksum and sequence number.
+    pub async fn read(&self, location: Location) -> Result<Vec<u8>, StorageError> {
+        self.written(location.seq).await?;
+        let path = segment_path(&self.options.dir, location.segment);
+        let file = self.read_file(location.segment, &path).await?;
+        let header = read_span(&file, &path, location.offset, RECORD_HEADER_BYTES).await?;
+        let damaged = |reason: &'static str| StorageError::Corrupt { path: path.clone(), offset: location.offset, reason };
+        if header.len() < RECORD_HEADER_BYTES {
+            return Err(damaged("record header past the end of the file"));
+        }
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if len > super::record::RECORD_PAYLOAD_BYTES_MAX {
+            return Err(damaged("length over the limit"));
+        }
+        let whole = read_span(&file, &path, location.offset, RECORD_HEADER_BYTES + len).await?;
+        match decode_record(&whole) {
+            Decoded::Record { seq, payload, .. } if seq == location.seq => Ok(payload.to_vec()),
+            Decoded::Record { .. } => Err(damaged("a different record than expected")),
+            _ => Err(damaged("record damaged on read")),
+        }
+    }
+
+    /// An open file for reading segment `number` (the active one's, or a cached one).
+    async fn read_file(&self, number: u64, path: &Path) -> Result<Rc<DmaFile>, StorageError> {
+        let active = {
+            let state = self.state.borrow();
+            state.segments.iter().find(|segment| segment.number == number).and_then(|segment| segment.file.clone())
+        };
+        if let Some(file) = active {
+            return Ok(file);
+        }
+        {
+            let mut files = self.read_files.borrow_mut();
+            if let Some(index) = files.iter().position(|(n, _)| *n == number) {
+                let entry = files.remove(index);
+                let file = entry.1.clone();
+                files.push(entry);
+                return Ok(file);
+            }
+        }
+        let file = open_segment(path).await?;
+        let mut files = self.read_files.borrow_mut();
+        if files.len() >= READ_FILES_OPEN_MAX {
+            files.remove(0);
+        }
+        files.push((number, file.clone()));
+        Ok(file)
     }
 
     /// Waits until record `seq` is kept as the fsync mode promises.
@@ -677,6 +784,7 @@ impl Log {
                 (0..segments.len().saturating_sub(1)).take_while(|&i| segments[i + 1].first_seq <= seq && segments[i + 1].on_disk).count();
             state.segments.drain(..count).collect()
         };
+        self.read_files.borrow_mut().retain(|(number, _)| !removed.iter().any(|segment| segment.number == *number));
         for segment in &removed {
             std::fs::remove_file(&segment.path).map_err(|e| io_error(&segment.path, e))?;
         }
