@@ -660,12 +660,8 @@ impl Shard {
                     }
                     None => Ok(None),
                 };
-                match ticket {
-                    Ok(Some(ticket)) => match self.storage.durable(ticket).await {
-                        Ok(()) => Answer::Done,
-                        Err(error) => Answer::Results(vec![Err(error)]),
-                    },
-                    Ok(None) => Answer::Done,
+                match self.kept(ticket).await {
+                    Ok(()) => Answer::Done,
                     Err(error) => Answer::Results(vec![Err(error)]),
                 }
             }
@@ -683,12 +679,8 @@ impl Shard {
                     }
                     None => Ok(None),
                 };
-                match ticket {
-                    Ok(Some(ticket)) => match self.storage.durable(ticket).await {
-                        Ok(()) => Answer::Done,
-                        Err(error) => Answer::Results(vec![Err(error)]),
-                    },
-                    Ok(None) => Answer::Done,
+                match self.kept(ticket).await {
+                    Ok(()) => Answer::Done,
                     Err(error) => Answer::Results(vec![Err(error)]),
                 }
             }
@@ -722,12 +714,7 @@ impl Shard {
                 if became_visible {
                     self.notify_visible(queue_id);
                 }
-                let kept = match ticket {
-                    Ok(Some(ticket)) => self.storage.durable(ticket).await,
-                    Ok(None) => Ok(()),
-                    Err(error) => Err(error),
-                };
-                if let Err(error) = kept {
+                if let Err(error) = self.kept(ticket).await {
                     return Answer::Results(outcomes.into_iter().map(|_| Err(error.clone())).collect());
                 }
                 Answer::Results(outcomes)
@@ -775,6 +762,14 @@ impl Shard {
                 partition.tick(now, meta.attributes.message_retention_seconds as u64 * 1000);
                 self.commit_quietly(partition);
             }
+        }
+    }
+
+    /// Waits until a commit's records are durable (nothing to wait for when it wrote none).
+    async fn kept(&self, commit: Result<Option<Ticket>, OpError>) -> Result<(), OpError> {
+        match commit? {
+            Some(ticket) => self.storage.durable(ticket).await,
+            None => Ok(()),
         }
     }
 
