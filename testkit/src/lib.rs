@@ -73,14 +73,8 @@ impl Daemon {
 
     /// Starts `sluiced` on `data_dir` and expects it to fail: returns its exit status and stderr.
     pub fn start_failing(data_dir: &std::path::Path, extra: &[&str]) -> (ExitStatus, String) {
-        let output = Command::new(workspace_binary("sluiced"))
-            .args(["--listen", "127.0.0.1:0", "--log", "warn", "--segment-bytes", "4194304"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running sluiced");
+        let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
+        let output = command(data_dir, &extra).stdin(Stdio::null()).output().expect("running sluiced");
         (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
     }
 
@@ -122,8 +116,9 @@ impl Daemon {
     }
 }
 
-/// Spawns `sluiced --cores 2` (unless `extra` says otherwise) and reads the address it listens on.
-fn spawn(data_dir: &std::path::Path, extra: &[String]) -> (Child, SocketAddr) {
+/// `sluiced` on an ephemeral port and `data_dir`, with `--cores 2` and 4 MiB segments unless
+/// `extra` says otherwise.
+fn command(data_dir: &std::path::Path, extra: &[String]) -> Command {
     let default = |flag: &'static str, value: &'static str| -> Vec<&'static str> {
         if extra.iter().any(|arg| arg == flag) {
             Vec::new()
@@ -131,18 +126,21 @@ fn spawn(data_dir: &std::path::Path, extra: &[String]) -> (Child, SocketAddr) {
             vec![flag, value]
         }
     };
-    let mut child = Command::new(workspace_binary("sluiced"))
+    let mut command = Command::new(workspace_binary("sluiced"));
+    command
         .args(["--listen", "127.0.0.1:0", "--log", "warn"])
         .args(default("--cores", "2"))
         // Small segments: tests start many daemons, and each prepares two segments per shard.
         .args(default("--segment-bytes", "4194304"))
         .arg("--data-dir")
         .arg(data_dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawning sluiced");
+        .args(extra);
+    command
+}
+
+/// Spawns `sluiced` and reads the address it listens on.
+fn spawn(data_dir: &std::path::Path, extra: &[String]) -> (Child, SocketAddr) {
+    let mut child = command(data_dir, extra).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawning sluiced");
     let stdout = child.stdout.take().expect("sluiced stdout");
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).expect("reading sluiced's first line");

@@ -94,21 +94,6 @@ pub const READABLE_ATTRIBUTES: &[&str] = &[
     "SqsManagedSseEnabled",
 ];
 
-/// Attributes a queue's owner sets (what the metadata file keeps).
-pub const SETTABLE_ATTRIBUTES: &[&str] = &[
-    "DelaySeconds",
-    "MaximumMessageSize",
-    "MessageRetentionPeriod",
-    "ReceiveMessageWaitTimeSeconds",
-    "VisibilityTimeout",
-    "Policy",
-    "RedrivePolicy",
-    "RedriveAllowPolicy",
-    "KmsMasterKeyId",
-    "KmsDataKeyReusePeriodSeconds",
-    "SqsManagedSseEnabled",
-];
-
 const FIFO_ATTRIBUTES: &[&str] = &["FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"];
 
 fn invalid_value(name: &str, reason: &str) -> OpError {

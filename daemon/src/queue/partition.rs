@@ -477,10 +477,9 @@ impl Partition {
             self.base_seq = seq;
         }
         if seq < self.base_seq {
-            for _ in seq + 1..self.base_seq {
+            for _ in seq..self.base_seq {
                 self.slots.push_front(None);
             }
-            self.slots.push_front(None);
             self.base_seq = seq;
         }
         while self.next_seq() <= seq {

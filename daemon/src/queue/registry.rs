@@ -11,7 +11,7 @@ use std::sync::Arc;
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, KeyValues, OpError};
 
-use super::attributes::{parse_queue_arn, valid_queue_name, QueueAttributes, SETTABLE_ATTRIBUTES};
+use super::attributes::{parse_queue_arn, valid_queue_name, QueueAttributes, READABLE_ATTRIBUTES};
 
 /// Where queue URLs and ARNs point.
 #[derive(Debug, Clone)]
@@ -144,7 +144,8 @@ impl Registry {
             .by_name
             .values()
             .map(|meta| {
-                let attributes: Map<String, Value> = SETTABLE_ATTRIBUTES
+                // Only settable attributes render; the computed ones (counts, ARN, times) do not.
+                let attributes: Map<String, Value> = READABLE_ATTRIBUTES
                     .iter()
                     .filter_map(|name| Some((name.to_string(), Value::String(meta.attributes.render(name)?))))
                     .collect();
@@ -175,6 +176,12 @@ impl Registry {
         let object = |value: &'_ Value, what: &str| -> Result<serde_json::Map<String, Value>, String> {
             value.as_object().cloned().ok_or_else(|| format!("{what} is not an object"))
         };
+        let strings = |value: &'_ Value, what: &str| -> Result<Vec<(String, String)>, String> {
+            object(value, what)?
+                .into_iter()
+                .map(|(key, value)| Ok((key, value.as_str().ok_or_else(|| format!("a value of {what} is not a string"))?.to_owned())))
+                .collect()
+        };
         let mut registry = Registry::new(naming);
         registry.next_id = u64_of(&value["next_id"], "next_id")?;
         let version = u64_of(&value["version"], "version")?;
@@ -184,15 +191,9 @@ impl Registry {
             if !valid_queue_name(&name) {
                 return Err(format!("invalid queue name {name:?}"));
             }
-            let settings: KeyValues = object(&queue["attributes"], "attributes")?
-                .into_iter()
-                .map(|(key, value)| Ok((key, value.as_str().ok_or("an attribute is not a string")?.to_owned())))
-                .collect::<Result<_, String>>()?;
+            let settings: KeyValues = strings(&queue["attributes"], "attributes")?;
             let attributes = QueueAttributes::default().with_changes(&settings).map_err(|e| format!("queue {name}: {}", e.message))?;
-            let tags = object(&queue["tags"], "tags")?
-                .into_iter()
-                .map(|(key, value)| Ok((key, value.as_str().ok_or("a tag is not a string")?.to_owned())))
-                .collect::<Result<_, String>>()?;
+            let tags = strings(&queue["tags"], "tags")?.into_iter().collect();
             let meta = QueueMeta {
                 id: u64_of(&queue["id"], "queue id")?,
                 url: registry.naming.url(&name),

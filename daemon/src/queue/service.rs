@@ -652,69 +652,37 @@ impl Shard {
                 self.commit_quietly(partition);
                 Answer::Counts(counts)
             }
-            Call::Purge { queue_id } => {
-                let ticket = match self.queues.partitions.borrow_mut().get_mut(&queue_id) {
-                    Some(partition) => {
-                        partition.purge();
-                        self.storage.commit(partition)
-                    }
-                    None => Ok(None),
-                };
-                match self.kept(ticket).await {
-                    Ok(()) => Answer::Done,
-                    Err(error) => Answer::Results(vec![Err(error)]),
-                }
-            }
+            Call::Purge { queue_id } => done_or_failed(self.kept(self.change_partition(queue_id, Partition::purge)).await),
             Call::Delete { queue_id, messages } => {
-                let ticket = match self.queues.partitions.borrow_mut().get_mut(&queue_id) {
-                    Some(partition) => {
-                        for (seq, tag) in messages {
-                            // A handle whose message is gone (or whose sequence number now belongs
-                            // to another message) deletes nothing, and succeeds, as in SQS.
-                            if partition.holds(seq, tag) {
-                                partition.delete(seq);
-                            }
+                let commit = self.change_partition(queue_id, |partition| {
+                    for (seq, tag) in messages {
+                        // A handle whose message is gone (or whose sequence number now belongs
+                        // to another message) deletes nothing, and succeeds, as in SQS.
+                        if partition.holds(seq, tag) {
+                            partition.delete(seq);
                         }
-                        self.storage.commit(partition)
                     }
-                    None => Ok(None),
-                };
-                match self.kept(ticket).await {
-                    Ok(()) => Answer::Done,
-                    Err(error) => Answer::Results(vec![Err(error)]),
-                }
+                });
+                done_or_failed(self.kept(commit).await)
             }
             Call::ChangeVisibility { queue_id, entries } => {
-                let mut outcomes = Vec::with_capacity(entries.len());
                 let mut became_visible = false;
-                let ticket = {
-                    let mut partitions = self.queues.partitions.borrow_mut();
-                    match partitions.get_mut(&queue_id) {
-                        Some(partition) => {
-                            for change in entries {
-                                let (seq, tag) = change.message;
-                                let outcome = if partition.holds(seq, tag) {
-                                    partition.change_visibility(seq, change.receive_count, change.timeout_ms, now)
-                                } else {
-                                    Err(expired_receipt())
-                                };
-                                if let Ok(visible) = outcome {
-                                    became_visible |= visible;
-                                }
-                                outcomes.push(outcome.map(|_| ()));
-                            }
-                            self.storage.commit(partition)
-                        }
-                        None => {
-                            outcomes.extend(entries.iter().map(|_| Err(expired_receipt())));
-                            Ok(None)
+                // Without a partition (or the handle's message) here, the handle has expired.
+                let mut outcomes: Vec<Result<(), OpError>> = entries.iter().map(|_| Err(expired_receipt())).collect();
+                let commit = self.change_partition(queue_id, |partition| {
+                    for (outcome, change) in outcomes.iter_mut().zip(&entries) {
+                        let (seq, tag) = change.message;
+                        if partition.holds(seq, tag) {
+                            let changed = partition.change_visibility(seq, change.receive_count, change.timeout_ms, now);
+                            became_visible |= matches!(changed, Ok(true));
+                            *outcome = changed.map(|_| ());
                         }
                     }
-                };
+                });
                 if became_visible {
                     self.notify_visible(queue_id);
                 }
-                if let Err(error) = self.kept(ticket).await {
+                if let Err(error) = self.kept(commit).await {
                     return Answer::Results(outcomes.into_iter().map(|_| Err(error.clone())).collect());
                 }
                 Answer::Results(outcomes)
@@ -763,6 +731,15 @@ impl Shard {
                 self.commit_quietly(partition);
             }
         }
+    }
+
+    /// Applies `change` to this shard's partition of `queue_id`, if it has one, and commits
+    /// what it journaled.
+    fn change_partition(&self, queue_id: u64, change: impl FnOnce(&mut Partition)) -> Result<Option<Ticket>, OpError> {
+        let mut partitions = self.queues.partitions.borrow_mut();
+        let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(None) };
+        change(partition);
+        self.storage.commit(partition)
     }
 
     /// Waits until a commit's records are durable (nothing to wait for when it wrote none).
@@ -834,6 +811,14 @@ fn detach_from_frame(entries: &mut [SendEntry]) {
                 *value = arena.split().freeze();
             }
         }
+    }
+}
+
+/// The answer to a call that only succeeds or fails as a whole.
+fn done_or_failed(result: Result<(), OpError>) -> Answer {
+    match result {
+        Ok(()) => Answer::Done,
+        Err(error) => Answer::Results(vec![Err(error)]),
     }
 }
 

@@ -30,7 +30,8 @@ use std::time::Duration;
 use glommio::io::{Directory, DmaFile, OpenOptions};
 
 use super::record::{
-    decode_record, encode_record, record_bytes, skip_header, Decoded, RECORD_ALIGN, RECORD_HEADER_BYTES, RECORD_KIND_SKIP,
+    begin_record, decode_record, finish_record, record_bytes, skip_header, Decoded, RECORD_ALIGN, RECORD_HEADER_BYTES, RECORD_KIND_SKIP,
+    RECORD_PAYLOAD_BYTES_MAX,
 };
 use crate::runtime::notify::LocalNotify;
 
@@ -535,45 +536,77 @@ impl Log {
 
     /// `append`, returning where the record will be on disk.
     pub fn append_located(&self, kind: u8, payload: &[u8]) -> Result<Location, StorageError> {
+        self.append_encoded(kind, |out| out.extend_from_slice(payload)).map(|(location, _)| location)
+    }
+
+    /// Stages one record whose payload `encode` appends straight into the staging buffer
+    /// (no intermediate copy). Returns where the record will be and its payload length.
+    pub fn append_encoded(&self, kind: u8, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(Location, usize), StorageError> {
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
         if let Some(failure) = &state.failed {
             return Err(StorageError::Failed(failure.clone()));
         }
-        let size = record_bytes(payload.len()) as u64;
-        if size > self.options.segment_bytes {
-            return Err(StorageError::TooLarge(payload.len()));
-        }
         let seq = state.next_seq;
-        if state.segments.is_empty() || state.write_pos + size > self.options.segment_bytes {
-            if self.spare_failed.get().is_some() && !matches!(&*self.spare.borrow(), Spare::Ready(..)) {
-                return Err(StorageError::Full(self.options.dir.clone()));
-            }
-            let number = state.segments.last().map_or(1, |segment| segment.number + 1);
-            state.segments.push(Segment {
-                number,
-                first_seq: seq,
-                path: segment_path(&self.options.dir, number),
-                file: None,
-                on_disk: false,
-                live_bytes: 0,
-            });
-            state.write_pos = 0;
+        if state.segments.is_empty() {
+            self.start_segment(state, seq)?;
         }
-        let active = state.segments.last().expect("an active segment");
-        let (target, location) = (active.first_seq, Location { seq, segment: active.number, offset: state.write_pos });
-        if state.chunks.last().is_none_or(|chunk| chunk.segment != target) {
-            state.chunks.push(Chunk { segment: target, pos: state.write_pos, bytes: Vec::with_capacity(64 * 1024), last_seq: seq });
+        // Staged where it goes if it fits the active segment.
+        let active = state.segments.last().expect("an active segment").first_seq;
+        if state.chunks.last().is_none_or(|chunk| chunk.segment != active) {
+            state.chunks.push(Chunk { segment: active, pos: state.write_pos, bytes: Vec::with_capacity(64 * 1024), last_seq: seq });
         }
         let chunk = state.chunks.last_mut().expect("a chunk for the active segment");
-        encode_record(&mut chunk.bytes, seq, kind, payload);
-        chunk.last_seq = seq;
+        let start = begin_record(&mut chunk.bytes);
+        encode(&mut chunk.bytes);
+        let len = chunk.bytes.len() - start - RECORD_HEADER_BYTES;
+        let size = record_bytes(len) as u64;
+        if len > RECORD_PAYLOAD_BYTES_MAX || size > self.options.segment_bytes {
+            chunk.bytes.truncate(start);
+            if chunk.bytes.is_empty() {
+                state.chunks.pop();
+            }
+            return Err(StorageError::TooLarge(len));
+        }
+        finish_record(&mut chunk.bytes, start, seq, kind);
+        if state.write_pos + size > self.options.segment_bytes {
+            // It rolls over to the next segment: moved there (a copy once per segment).
+            let record = chunk.bytes.split_off(start);
+            if chunk.bytes.is_empty() {
+                state.chunks.pop();
+            }
+            self.start_segment(state, seq)?;
+            let segment = state.segments.last().expect("the new segment").first_seq;
+            state.chunks.push(Chunk { segment, pos: 0, bytes: record, last_seq: seq });
+        } else {
+            chunk.last_seq = seq;
+        }
+        let location = Location { seq, segment: state.segments.last().expect("an active segment").number, offset: state.write_pos };
         state.write_pos += size;
         state.next_seq = seq + 1;
         drop(guard);
         self.count(|stats| stats.appends += 1);
         self.work.notify_all();
-        Ok(location)
+        Ok((location, len))
+    }
+
+    /// Makes a new, empty segment starting at `seq` the active one (staged: the flusher
+    /// creates its file or takes the prepared spare). Refused when space is short.
+    fn start_segment(&self, state: &mut State, seq: u64) -> Result<(), StorageError> {
+        if self.spare_failed.get().is_some() && !matches!(&*self.spare.borrow(), Spare::Ready(..)) {
+            return Err(StorageError::Full(self.options.dir.clone()));
+        }
+        let number = state.segments.last().map_or(1, |segment| segment.number + 1);
+        state.segments.push(Segment {
+            number,
+            first_seq: seq,
+            path: segment_path(&self.options.dir, number),
+            file: None,
+            on_disk: false,
+            live_bytes: 0,
+        });
+        state.write_pos = 0;
+        Ok(())
     }
 
     /// Reads back the payload of the record at `location` (waiting until it is written),
@@ -628,6 +661,15 @@ impl Log {
 
     /// Waits until record `seq` is kept as the fsync mode promises.
     pub async fn durable(&self, seq: u64) -> Result<(), StorageError> {
+        match self.options.fsync {
+            FsyncMode::Never => self.wait_until(|_| true).await,
+            FsyncMode::Always => self.wait_until(|state| state.durable_seq >= seq).await,
+            FsyncMode::Interval(_) => self.wait_until(|state| state.written_seq >= seq).await,
+        }
+    }
+
+    /// Waits until `done` holds for the log's state; fails once the log has failed.
+    async fn wait_until(&self, done: impl Fn(&State) -> bool) -> Result<(), StorageError> {
         loop {
             let flushed = self.flushed.listen();
             {
@@ -635,12 +677,7 @@ impl Log {
                 if let Some(failure) = &state.failed {
                     return Err(StorageError::Failed(failure.clone()));
                 }
-                let kept = match self.options.fsync {
-                    FsyncMode::Never => return Ok(()),
-                    FsyncMode::Always => state.durable_seq,
-                    FsyncMode::Interval(_) => state.written_seq,
-                };
-                if kept >= seq {
+                if done(&state) {
                     return Ok(());
                 }
             }
@@ -656,39 +693,15 @@ impl Log {
     /// Waits until record `seq` has been handed to the disk (not necessarily synced):
     /// lets a bulk writer such as compaction pace itself to the disk.
     pub async fn written(&self, seq: u64) -> Result<(), StorageError> {
-        loop {
-            let flushed = self.flushed.listen();
-            {
-                let state = self.state.borrow();
-                if let Some(failure) = &state.failed {
-                    return Err(StorageError::Failed(failure.clone()));
-                }
-                if state.written_seq >= seq {
-                    return Ok(());
-                }
-            }
-            flushed.await;
-        }
+        self.wait_until(|state| state.written_seq >= seq).await
     }
 
     /// Waits until record `seq` is written and synced, whatever the fsync mode (compaction
     /// must not delete old segments before what replaces them is on disk).
     pub async fn sync_through(&self, seq: u64) -> Result<(), StorageError> {
-        loop {
-            let flushed = self.flushed.listen();
-            {
-                let state = self.state.borrow();
-                if let Some(failure) = &state.failed {
-                    return Err(StorageError::Failed(failure.clone()));
-                }
-                if state.durable_seq >= seq {
-                    return Ok(());
-                }
-                if state.written_seq >= seq {
-                    break;
-                }
-            }
-            flushed.await;
+        self.written(seq).await?;
+        if self.synced_seq() >= seq {
+            return Ok(());
         }
         // Earlier segments were synced before the log moved past them; the active one is left.
         self.sync_active().await
@@ -814,19 +827,7 @@ impl Log {
         let last = self.state.borrow().next_seq - 1;
         self.closing.set(true);
         self.work.notify_all();
-        loop {
-            let flushed = self.flushed.listen();
-            {
-                let state = self.state.borrow();
-                if let Some(failure) = &state.failed {
-                    return Err(StorageError::Failed(failure.clone()));
-                }
-                if state.durable_seq >= last && state.chunks.is_empty() {
-                    return Ok(());
-                }
-            }
-            flushed.await;
-        }
+        self.wait_until(|state| state.durable_seq >= last && state.chunks.is_empty()).await
     }
 
     /// The group-commit loop: write everything staged, sync, publish, repeat.

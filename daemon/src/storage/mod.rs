@@ -57,8 +57,7 @@ pub struct Opened {
 /// One shard's storage. Never shared between shards.
 pub struct Storage {
     log: Rc<Log>,
-    /// Reused buffers: encoded event bytes, drained events, released places.
-    scratch: RefCell<Vec<u8>>,
+    /// Reused buffers: drained events, released places.
     events: RefCell<Vec<Event>>,
     released: RefCell<Vec<(u64, u32)>>,
 }
@@ -104,7 +103,7 @@ impl Storage {
                 messages += 1;
             });
         }
-        let storage = Storage { log, scratch: RefCell::default(), events: RefCell::default(), released: RefCell::default() };
+        let storage = Storage { log, events: RefCell::default(), released: RefCell::default() };
         Ok(Opened { storage, partitions, recovery, bad_records, messages })
     }
 
@@ -115,18 +114,18 @@ impl Storage {
         partition.take_journal(&mut events);
         let mut last = None;
         let mut failure = None;
-        let mut scratch = self.scratch.borrow_mut();
         for event in events.drain(..) {
             if failure.is_some() {
                 continue;
             }
-            scratch.clear();
-            event.encode(&mut scratch);
-            match self.log.append(event.kind(), &scratch) {
-                Ok(seq) => {
+            // Encoded straight into the log's staging buffer: a body is copied once, from its
+            // request into the log.
+            match self.log.append_encoded(event.kind(), |out| event.encode(out)) {
+                Ok((location, len)) => {
+                    let seq = location.seq;
                     last = Some(Ticket(seq));
                     if let Some(message) = event.full_record_of() {
-                        let bytes = record_bytes(scratch.len()) as u32;
+                        let bytes = record_bytes(len) as u32;
                         self.log.hold(seq, bytes);
                         if let Some((old, old_bytes)) = partition.placed(message, seq, bytes) {
                             self.log.release(old, old_bytes);
@@ -136,7 +135,6 @@ impl Storage {
                 Err(error) => failure = Some(error),
             }
         }
-        drop(scratch);
         drop(events);
         self.release_from(partition);
         match failure {

@@ -51,18 +51,32 @@ fn checksum(header_tail: &[u8], payload: &[u8]) -> u32 {
 
 /// Appends one record to `out`; returns its size on disk.
 pub fn encode_record(out: &mut Vec<u8>, seq: u64, kind: u8, payload: &[u8]) -> usize {
-    assert!(kind != 0, "record kind 0 is reserved for 'nothing written'");
-    assert!(payload.len() <= RECORD_PAYLOAD_BYTES_MAX, "record payload of {} bytes is over the limit", payload.len());
+    let start = begin_record(out);
+    out.extend_from_slice(payload);
+    finish_record(out, start, seq, kind)
+}
+
+/// Starts a record at the end of `out` (a header to fill in); the caller then appends the
+/// payload right after it and calls `finish_record` with the returned start.
+pub fn begin_record(out: &mut Vec<u8>) -> usize {
     let start = out.len();
-    let size = record_bytes(payload.len());
-    let mut header = [0u8; RECORD_HEADER_BYTES];
-    header[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.resize(start + RECORD_HEADER_BYTES, 0);
+    start
+}
+
+/// Completes the record begun at `start` whose payload is everything after its header:
+/// fills in the header and pads to the record alignment. Returns its size on disk.
+pub fn finish_record(out: &mut Vec<u8>, start: usize, seq: u64, kind: u8) -> usize {
+    assert!(kind != 0, "record kind 0 is reserved for 'nothing written'");
+    let len = out.len() - start - RECORD_HEADER_BYTES;
+    assert!(len <= RECORD_PAYLOAD_BYTES_MAX, "record payload of {len} bytes is over the limit");
+    let size = record_bytes(len);
+    let (header, payload) = out[start..].split_at_mut(RECORD_HEADER_BYTES);
+    header[4..8].copy_from_slice(&(len as u32).to_le_bytes());
     header[8..16].copy_from_slice(&seq.to_le_bytes());
     header[16] = kind;
     let crc = checksum(&header[4..], payload);
     header[0..4].copy_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(payload);
     out.resize(start + size, 0);
     size
 }
