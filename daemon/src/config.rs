@@ -40,6 +40,14 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SEGMENT_BYTES", default_value_t = SEGMENT_BYTES_DEFAULT, value_parser = segment_bytes)]
     pub segment_bytes: u64,
 
+    /// Bytes of message bodies and attributes the daemon keeps in memory, shared evenly by
+    /// the shards (suffixes K, M, G, T, binary: `512M`, `4G`). Messages past it are kept only
+    /// in the log and read back when received, so a backlog may be many times larger than
+    /// memory. Each message also keeps about 100 bytes of bookkeeping in memory, budget or not.
+    /// Default: half of the machine's memory (or of the cgroup's memory limit, if lower).
+    #[arg(long, env = "SLUICE_MEMORY_BUDGET", value_parser = byte_size)]
+    pub memory_budget: Option<u64>,
+
     /// Number of shards, one pinned to each core; 0 means every core of the machine.
     #[arg(long, env = "SLUICE_CORES", default_value_t = 0)]
     pub cores: usize,
@@ -102,9 +110,67 @@ fn fsync_mode(text: &str) -> Result<FsyncMode, String> {
 
 fn segment_bytes(text: &str) -> Result<u64, String> {
     let value: u64 = text.parse().map_err(|e| format!("{e}"))?;
-    // The largest message (1 MiB of body and attributes) and its record must fit in one segment.
-    if value < 4 << 20 || !value.is_multiple_of(4096) || value > 1 << 40 {
-        return Err("must be a multiple of 4096 from 4 MiB to 1 TiB".to_owned());
+    // The largest message (1 MiB of body and attributes) and its record must fit in one
+    // segment; offsets within a segment are kept in 32 bits.
+    if value < 4 << 20 || !value.is_multiple_of(4096) || value > 1 << 31 {
+        return Err("must be a multiple of 4096 from 4 MiB to 2 GiB".to_owned());
     }
     Ok(value)
+}
+
+/// A byte count: digits with an optional binary suffix (K, M, G, T; `KiB`, `MB` … read the same).
+pub fn byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a byte count (for example 1073741824, 512M or 4G)"))?;
+    let shift = match suffix.trim().to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("`{text}`: unknown suffix (use K, M, G or T)")),
+    };
+    number.checked_mul(1 << shift).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+impl Config {
+    /// The memory budget in force: the flag, or half of the memory this process may use.
+    pub fn memory_budget(&self) -> u64 {
+        self.memory_budget.unwrap_or_else(|| memory_available() / 2)
+    }
+}
+
+/// Physical memory, or the cgroup (v2) limit when that is lower. 1 GiB if neither is readable.
+fn memory_available() -> u64 {
+    let physical = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|limit| limit.trim().parse::<u64>().ok());
+    match (physical, cgroup) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(1 << 30),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_size;
+
+    #[test]
+    fn byte_sizes_read_with_binary_suffixes() {
+        assert_eq!(byte_size("4096"), Ok(4096));
+        assert_eq!(byte_size("512M"), Ok(512 << 20));
+        assert_eq!(byte_size("4G"), Ok(4 << 30));
+        assert_eq!(byte_size("64MiB"), Ok(64 << 20));
+        assert_eq!(byte_size("2kb"), Ok(2048));
+        assert_eq!(byte_size("1T"), Ok(1 << 40));
+        assert!(byte_size("").is_err());
+        assert!(byte_size("12X").is_err());
+        assert!(byte_size("-1").is_err());
+        assert!(byte_size("99999999999T").is_err());
+    }
 }

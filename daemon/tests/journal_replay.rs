@@ -8,6 +8,10 @@
 //! storage drops whole segments. What is left is encoded, decoded and replayed into
 //! fresh partitions, which must hold the same messages in the same states, with the
 //! same receive counts and counts by state.
+//!
+//! Evict steps drop a message's payload from memory as storage does past its memory
+//! budget; receives and compaction then read payloads back from the journal as the
+//! shard does from the log, and must never need a record compaction has dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use proptest::prelude::*;
 use sluice_daemon::queue::journal::{Event, JournalError};
-use sluice_daemon::queue::partition::{Delivery, Partition, Payload, ReceiveRules};
+use sluice_daemon::queue::partition::{Delivery, Partition, Payload, Placement, ReceiveRules};
 use sluice_protocol::MessageAttribute;
 
 const RETENTION_MS: u64 = u64::MAX / 4;
@@ -49,6 +53,11 @@ enum Step {
     Compact {
         per_mille: u64,
     },
+    /// Keep this many of a queue's messages (from its newest) only in the log.
+    Evict {
+        queue: u64,
+        count: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -60,6 +69,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u64..2).prop_map(|queue| Step::Purge { queue }),
         3 => (1u64..8_000).prop_map(|ms| Step::Advance { ms }),
         1 => (0u64..=1000).prop_map(|per_mille| Step::Compact { per_mille }),
+        2 => (0u64..2, 1usize..8).prop_map(|(queue, count)| Step::Evict { queue, count }),
     ]
 }
 
@@ -88,15 +98,60 @@ fn commit(partition: &mut Partition, journal: &mut Vec<Event>) {
     for event in events {
         let log_seq = journal.len() as u64 + 1;
         if let Some(seq) = event.full_record_of() {
-            partition.placed(seq, log_seq, 1);
+            // Segment 0, offset = log seq: enough to find the record again in `journal`.
+            partition.placed(seq, Placement::located(log_seq, 0, log_seq, 1));
         }
         journal.push(event);
     }
     partition.take_released(&mut Vec::new());
 }
 
+/// Reads payloads back from the journal as the shard reads them from the log. A record
+/// before `start` was compacted away: needing one is a bug.
+fn load(journal: &[Event], start: usize, wanted: &[(u64, Placement)]) -> Vec<Arc<Payload>> {
+    wanted
+        .iter()
+        .map(|(seq, placement)| {
+            assert!(placement.log_seq as usize > start, "message {seq} needs record {} that compaction dropped", placement.log_seq);
+            match &journal[placement.log_seq as usize - 1] {
+                Event::Sent { seq: s, payload, .. } | Event::MovedIn { seq: s, payload, .. } | Event::Restored { seq: s, payload, .. } => {
+                    assert_eq!(s, seq, "record {} is another message's", placement.log_seq);
+                    payload.clone()
+                }
+                other => panic!("record {} is not a full record: {other:?}", placement.log_seq),
+            }
+        })
+        .collect()
+}
+
+/// A receive as the shard runs it: when it stops at payloads kept only in the log, they
+/// are read back and it goes on.
+fn receive(
+    partition: &mut Partition,
+    journal: &[Event],
+    start: usize,
+    now: u64,
+    rules: &ReceiveRules,
+    delivered: &mut Vec<Delivery>,
+    moved: &mut Vec<sluice_daemon::queue::partition::Moved>,
+) {
+    let wanted = delivered.len() + rules.max_messages;
+    loop {
+        let rules = ReceiveRules { max_messages: wanted - delivered.len(), ..*rules };
+        partition.receive(now, &rules, delivered, moved).unwrap();
+        let mut to_load = Vec::new();
+        partition.on_disk_ahead(rules.max_messages.max(4), &mut to_load);
+        if to_load.is_empty() || delivered.len() >= wanted {
+            return;
+        }
+        for ((seq, placement), payload) in to_load.iter().zip(load(journal, start, &to_load)) {
+            assert!(partition.make_resident(*seq, placement.log_seq, payload));
+        }
+    }
+}
+
 /// Per queue: every message (seq, id, receive count, first receive, state) and the counts by state.
-type PartitionView = (u64, Vec<(u64, u128, u32, u64, String)>, [u64; 3]);
+type PartitionView = (u64, Vec<(u64, u64, u32, u64, String)>, [u64; 3]);
 
 fn snapshot(partitions: &mut HashMap<u64, Partition>, now: u64) -> Vec<PartitionView> {
     let mut out: Vec<_> = partitions
@@ -140,7 +195,7 @@ proptest! {
                         inflight_max: usize::MAX,
                     };
                     let (mut delivered, mut moved): (Vec<Delivery>, _) = (Vec::new(), Vec::new());
-                    live.get_mut(&queue).unwrap().receive(now, &rules, &mut delivered, &mut moved).unwrap();
+                    receive(live.get_mut(&queue).unwrap(), &journal, start, now, &rules, &mut delivered, &mut moved);
                     receipts.extend(delivered.iter().map(|d| (queue, d.seq, d.receive_count)));
                     for mut message in moved {
                         let mut copy = (*message.payload).clone();
@@ -162,6 +217,13 @@ proptest! {
                     let _ = live.get_mut(&queue).unwrap().change_visibility(seq, count, timeout_ms, now);
                 }
                 Step::Purge { queue } => live.get_mut(&queue).unwrap().purge(),
+                Step::Evict { queue, count } => {
+                    let partition = live.get_mut(&queue).unwrap();
+                    let newest = partition.next_seq();
+                    for seq in (newest.saturating_sub(count as u64)..newest).rev() {
+                        partition.evict(seq);
+                    }
+                }
                 Step::Advance { ms } => {
                     now += ms;
                     for partition in live.values_mut() {
@@ -173,7 +235,11 @@ proptest! {
                     for partition in live.values_mut() {
                         let mut cursor = Some(0);
                         while let Some(from) = cursor {
-                            cursor = partition.relocate(from, cutoff as u64 + 1, 3);
+                            let mut to_load = Vec::new();
+                            cursor = partition.relocate(from, cutoff as u64 + 1, 3, &mut to_load);
+                            for ((seq, placement), payload) in to_load.iter().zip(load(&journal, start, &to_load)) {
+                                partition.relocate_loaded(*seq, placement.log_seq, payload);
+                            }
                         }
                         commit(partition, &mut journal);
                     }
@@ -184,6 +250,7 @@ proptest! {
                 commit(live.get_mut(&queue).unwrap(), &mut journal);
             }
         }
+        let kept = journal.clone();
         let journal: Vec<(u64, Event)> = journal.into_iter().enumerate().skip(start).map(|(i, e)| (i as u64 + 1, e)).collect();
         // Through the bytes, as the log will store them.
         let mut replayed: HashMap<u64, Partition> = HashMap::new();
@@ -191,7 +258,7 @@ proptest! {
             let mut bytes = Vec::new();
             event.encode(&mut bytes);
             let decoded = Event::decode(event.kind(), &bytes).expect("an encoded event decodes");
-            decoded.apply(log_seq, 1, &mut replayed);
+            decoded.apply(Placement::located(log_seq, 0, log_seq, 1), &mut replayed);
         }
         prop_assert_eq!(snapshot(&mut replayed, now), snapshot(&mut live, now));
         // And both hand out the same messages once every timer has run. (The order may
@@ -203,7 +270,7 @@ proptest! {
                 let mut ids = Vec::new();
                 loop {
                     let mut delivered = Vec::new();
-                    partition.receive(now + 50_000, &rules, &mut delivered, &mut Vec::new()).unwrap();
+                    receive(partition, &kept, start, now + 50_000, &rules, &mut delivered, &mut Vec::new());
                     if delivered.is_empty() {
                         break;
                     }
@@ -244,7 +311,7 @@ fn expired_messages_are_journaled_and_stay_gone_whatever_the_retention_later() {
     assert!(matches!(events.last(), Some(Event::Deleted { queue_id: 4, seq: 0 })), "{events:?}");
     let mut replayed: HashMap<u64, Partition> = HashMap::new();
     for (index, event) in events.into_iter().enumerate() {
-        event.apply(index as u64 + 1, 1, &mut replayed);
+        event.apply(Placement::at(index as u64 + 1, 1), &mut replayed);
     }
     // Replayed with a far longer retention, only the unexpired message is there.
     let partition = replayed.get_mut(&4).unwrap();

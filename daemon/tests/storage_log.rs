@@ -350,7 +350,7 @@ fn records_are_read_back_by_location_before_and_after_a_reopen() {
         assert_eq!(log.read(locations[2500]).await.unwrap(), payload(2501));
         // A location that does not hold that record is an error, not a wrong answer.
         let wrong = sluice_daemon::storage::log::Location { seq: locations[2500].seq + 1, ..locations[2500] };
-        assert!(matches!(log.read(wrong).await, Err(StorageError::Corrupt { .. })));
+        assert!(matches!(log.read(wrong).await, Err(StorageError::Unreadable { .. })));
         // A removed segment cannot be read.
         let second = log.segment_first_seqs()[1];
         log.remove_segments_before(second).await.unwrap();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sluice_protocol::MessageAttribute;
 
-use super::partition::{Partition, Payload};
+use super::partition::{Partition, Payload, Placement};
 
 pub const KIND_SENT: u8 = 1;
 pub const KIND_RECEIVED: u8 = 2;
@@ -355,24 +355,24 @@ impl Event {
         Ok(event)
     }
 
-    /// Applies this event, read from the log at `log_seq` (`log_bytes` on disk), to the
-    /// partitions it names (creating them on first use).
-    pub fn apply(self, log_seq: u64, log_bytes: u32, partitions: &mut HashMap<u64, Partition>) {
+    /// Applies this event, read from the log at `placement`, to the partitions it names
+    /// (creating them on first use).
+    pub fn apply(self, placement: Placement, partitions: &mut HashMap<u64, Partition>) {
         let queue_id = self.queue_id();
         let partition = partitions.entry(queue_id).or_insert_with(|| Partition::for_queue(queue_id));
         match self {
             Event::Sent { seq, payload, due_ms, .. } => {
                 let state = if due_ms > 0 { SlotState::Delayed { due_ms } } else { SlotState::Visible };
                 partition.restore(seq, payload, 0, 0, state);
-                partition.placed(seq, log_seq, log_bytes);
+                partition.placed(seq, placement);
             }
             Event::MovedIn { seq, payload, receive_count, first_receive_ms, .. } => {
                 partition.restore(seq, payload, receive_count, first_receive_ms, SlotState::Visible);
-                partition.placed(seq, log_seq, log_bytes);
+                partition.placed(seq, placement);
             }
             Event::Restored { seq, payload, receive_count, first_receive_ms, state, .. } => {
                 partition.restore(seq, payload, receive_count, first_receive_ms, state);
-                partition.placed(seq, log_seq, log_bytes);
+                partition.placed(seq, placement);
             }
             Event::Received { seq, receive_count, first_receive_ms, received_ms, deadline_ms, .. } => {
                 partition.restore_received(seq, receive_count, first_receive_ms, received_ms, deadline_ms)

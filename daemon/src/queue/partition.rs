@@ -16,8 +16,15 @@
 //! Every change is also written to `journal` as an `Event` (the storage log's
 //! records), in the order it happened; the shard drains it into the log after
 //! each operation. Each slot remembers where its latest full record (Sent,
-//! MovedIn or Restored) sits in the log, and removing a message reports that
-//! place in `released`, so storage knows which segments still hold live data.
+//! MovedIn or Restored) sits in the log (`Placement`), and removing a message
+//! reports that place in `released`, so storage knows which segments still hold
+//! live data.
+//!
+//! Bodies beyond the shard's memory budget live only in the log: storage `evict`s
+//! the payload of a message whose record it has placed, and the slot keeps what
+//! the engine itself needs (message-id tag, send time, state). A receive stops at
+//! such a message; `on_disk_ahead` names the next ones to read back, and
+//! `make_resident` puts their payloads back before the receive goes on.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -48,16 +55,85 @@ pub struct Payload {
 
 type State = SlotState;
 
+impl Payload {
+    /// What keeping this payload in memory costs, roughly: its bytes and their bookkeeping.
+    pub fn resident_bytes(&self) -> u64 {
+        let attributes: usize = self.attributes.as_deref().map_or(0, |attributes| {
+            attributes
+                .iter()
+                .map(|a| {
+                    64 + a.name.len()
+                        + a.data_type.len()
+                        + a.string_value.as_ref().map_or(0, String::len)
+                        + a.binary_value.as_ref().map_or(0, Bytes::len)
+                })
+                .sum()
+        });
+        let strings = self.trace_header.as_ref().map_or(0, String::len) + self.message_group_id.as_ref().map_or(0, String::len);
+        (PAYLOAD_OVERHEAD_BYTES + self.body.len() + attributes + strings) as u64
+    }
+}
+
+/// The allocation of a `Payload` (with its `Arc` counts) and of its body's buffer.
+const PAYLOAD_OVERHEAD_BYTES: usize = std::mem::size_of::<Payload>() + 16 + 32;
+
+/// Where a message's latest full record is in the shard's log: its sequence number,
+/// segment and offset (to read it back) and size (for the log's live-byte accounting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub log_seq: u64,
+    pub segment: u32,
+    pub offset: u32,
+    pub bytes: u32,
+}
+
+impl Placement {
+    /// A record known only by sequence number: its message is never evicted.
+    pub fn at(log_seq: u64, bytes: u32) -> Placement {
+        Placement { log_seq, segment: u32::MAX, offset: 0, bytes }
+    }
+
+    /// A record at `segment` and `offset` (evictable when both fit their fields).
+    pub fn located(log_seq: u64, segment: u64, offset: u64, bytes: u32) -> Placement {
+        match (u32::try_from(segment), u32::try_from(offset)) {
+            (Ok(segment), Ok(offset)) if segment != u32::MAX => Placement { log_seq, segment, offset, bytes },
+            _ => Placement::at(log_seq, bytes),
+        }
+    }
+
+    /// Whether the record can be read back by place.
+    pub fn addressable(&self) -> bool {
+        self.log_seq != 0 && self.segment != u32::MAX
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
-    payload: Arc<Payload>,
+    /// `None` when the payload lives only in the log (beyond the memory budget).
+    payload: Option<Arc<Payload>>,
+    /// Low 64 bits of the message id (receipt handles carry it).
+    tag: u64,
+    /// Epoch ms of the original send (retention counts from it).
+    sent_ms: u64,
     receive_count: u32,
     first_receive_ms: u64,
     state: State,
-    /// Log sequence number of this message's latest full record; 0 until it is logged.
-    log_seq: u64,
-    /// Size of that record on disk.
-    log_bytes: u32,
+    /// This message's latest full record; `log_seq` 0 until it is logged.
+    placement: Placement,
+}
+
+impl Slot {
+    fn new(payload: Arc<Payload>, receive_count: u32, first_receive_ms: u64, state: State) -> Slot {
+        Slot {
+            tag: payload.message_id as u64,
+            sent_ms: payload.sent_ms,
+            payload: Some(payload),
+            receive_count,
+            first_receive_ms,
+            state,
+            placement: Placement::default(),
+        }
+    }
 }
 
 /// A message handed out by a receive.
@@ -113,6 +189,8 @@ pub struct Partition {
     journal: Vec<Event>,
     /// (log seq, bytes) of full records whose message is gone.
     released: Vec<(u64, u32)>,
+    /// Change in the bytes of payloads held in memory since storage last looked.
+    resident_change: i64,
     base_seq: u64,
     slots: VecDeque<Option<Slot>>,
     visible: VecDeque<u64>,
@@ -154,23 +232,21 @@ impl Partition {
     /// Records where message `seq`'s latest full record was logged. Returns the place of
     /// the record it supersedes (to release), or, when the message is already gone, the
     /// new record itself (nothing holds it).
-    pub fn placed(&mut self, seq: u64, log_seq: u64, log_bytes: u32) -> Option<(u64, u32)> {
+    pub fn placed(&mut self, seq: u64, placement: Placement) -> Option<(u64, u32)> {
         match self.slot_mut(seq) {
             Some(slot) => {
-                let previous = (slot.log_seq, slot.log_bytes);
-                slot.log_seq = log_seq;
-                slot.log_bytes = log_bytes;
-                (previous.0 != 0).then_some(previous)
+                let previous = std::mem::replace(&mut slot.placement, placement);
+                (previous.log_seq != 0).then_some((previous.log_seq, previous.bytes))
             }
-            None => Some((log_seq, log_bytes)),
+            None => Some((placement.log_seq, placement.bytes)),
         }
     }
 
     /// Every live message's (log seq, bytes), for storage's accounting after a replay.
     pub fn for_each_placement(&self, mut each: impl FnMut(u64, u32)) {
         for slot in self.slots.iter().flatten() {
-            if slot.log_seq != 0 {
-                each(slot.log_seq, slot.log_bytes);
+            if slot.placement.log_seq != 0 {
+                each(slot.placement.log_seq, slot.placement.bytes);
             }
         }
     }
@@ -178,32 +254,116 @@ impl Partition {
     /// Whether the message at `seq` is the one a receipt with message-id tag `tag` was issued for.
     pub fn holds(&self, seq: u64, tag: u64) -> bool {
         let Some(index) = seq.checked_sub(self.base_seq).and_then(|i| usize::try_from(i).ok()) else { return false };
-        self.slots.get(index).and_then(Option::as_ref).is_some_and(|slot| slot.payload.message_id as u64 == tag)
+        self.slots.get(index).and_then(Option::as_ref).is_some_and(|slot| slot.tag == tag)
+    }
+
+    /// Takes the change in resident payload bytes since the last call.
+    pub fn take_resident_change(&mut self) -> i64 {
+        std::mem::take(&mut self.resident_change)
+    }
+
+    fn count_resident(&mut self, payload: Option<&Arc<Payload>>, sign: i64) {
+        if let Some(payload) = payload {
+            self.resident_change += sign * payload.resident_bytes() as i64;
+        }
+    }
+
+    /// Drops message `seq`'s payload from memory, leaving it only in the log. Only a message
+    /// whose latest full record can be read back by place is evicted. Returns whether it was.
+    pub fn evict(&mut self, seq: u64) -> bool {
+        let Some(slot) = self.slot_mut(seq) else { return false };
+        if !slot.placement.addressable() {
+            return false;
+        }
+        let Some(payload) = slot.payload.take() else { return false };
+        self.count_resident(Some(&payload), -1);
+        true
+    }
+
+    /// Puts back the payload of message `seq`, read from its record at `log_seq`. Ignored
+    /// (returns false) when the message has gone or has been re-logged since.
+    pub fn make_resident(&mut self, seq: u64, log_seq: u64, payload: Arc<Payload>) -> bool {
+        let Some(slot) = self.slot_mut(seq) else { return false };
+        if slot.payload.is_some() || slot.placement.log_seq != log_seq || slot.tag != payload.message_id as u64 {
+            return false;
+        }
+        slot.payload = Some(payload);
+        let payload = slot.payload.clone();
+        self.count_resident(payload.as_ref(), 1);
+        true
+    }
+
+    /// When the next message a receive would take has its payload only in the log: it and
+    /// the next visible ones like it, up to `max`, with where to read each.
+    pub fn on_disk_ahead(&self, max: usize, out: &mut Vec<(u64, Placement)>) {
+        let first = self.visible.iter().find_map(|&seq| self.slot(seq).filter(|slot| slot.state == State::Visible));
+        if first.is_none_or(|slot| slot.payload.is_some()) {
+            return;
+        }
+        // Stale entries are skipped, but only so many: a receive asks again.
+        let look = max.saturating_mul(4).saturating_add(64);
+        for &seq in self.visible.iter().take(look) {
+            if out.len() >= max {
+                break;
+            }
+            let Some(slot) = self.slot(seq) else { continue };
+            if slot.state == State::Visible && slot.payload.is_none() && !out.iter().any(|(s, _)| *s == seq) {
+                out.push((seq, slot.placement));
+            }
+        }
     }
 
     /// Journals a full copy (`Restored`) of every live message at or after `from_seq` whose
     /// full record is below `below_log_seq`, looking at no more than `budget` slots.
     /// Returns where to continue, or `None` when the partition is done. Compaction uses
-    /// this to move live messages out of old segments.
-    pub fn relocate(&mut self, from_seq: u64, below_log_seq: u64, budget: usize) -> Option<u64> {
+    /// this to move live messages out of old segments. A message whose payload is only in
+    /// the log is listed in `to_load` instead: read it and pass it to `relocate_loaded`.
+    pub fn relocate(&mut self, from_seq: u64, below_log_seq: u64, budget: usize, to_load: &mut Vec<(u64, Placement)>) -> Option<u64> {
         let start = from_seq.max(self.base_seq);
         let end = self.next_seq();
         let stop = end.min(start.saturating_add(budget as u64));
         for seq in start..stop {
             let index = (seq - self.base_seq) as usize;
             let Some(slot) = self.slots[index].as_ref() else { continue };
-            if slot.log_seq != 0 && slot.log_seq < below_log_seq {
-                self.journal.push(Event::Restored {
+            if slot.placement.log_seq == 0 || slot.placement.log_seq >= below_log_seq {
+                continue;
+            }
+            match &slot.payload {
+                Some(payload) => self.journal.push(Event::Restored {
                     queue_id: self.queue_id,
                     seq,
-                    payload: slot.payload.clone(),
+                    payload: payload.clone(),
                     receive_count: slot.receive_count,
                     first_receive_ms: slot.first_receive_ms,
                     state: slot.state,
-                });
+                }),
+                None => to_load.push((seq, slot.placement)),
             }
         }
         (stop < end).then_some(stop)
+    }
+
+    /// Journals a `Restored` copy of message `seq` with `payload`, read from its record at
+    /// `log_seq`, unless the message has gone or been re-logged since. The payload stays
+    /// out of memory.
+    pub fn relocate_loaded(&mut self, seq: u64, log_seq: u64, payload: Arc<Payload>) {
+        let Some(slot) = self.slot(seq) else { return };
+        if slot.placement.log_seq != log_seq || slot.tag != payload.message_id as u64 {
+            return;
+        }
+        self.journal.push(Event::Restored {
+            queue_id: self.queue_id,
+            seq,
+            payload,
+            receive_count: slot.receive_count,
+            first_receive_ms: slot.first_receive_ms,
+            state: slot.state,
+        });
+    }
+
+    fn slot(&self, seq: u64) -> Option<&Slot> {
+        let index = usize::try_from(seq.checked_sub(self.base_seq)?).ok()?;
+        self.slots.get(index)?.as_ref()
     }
 
     fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
@@ -224,6 +384,7 @@ impl Partition {
             }
         }
         let state = if matches!(slot.state, State::Delayed { due_ms } if due_ms > now_ms) { slot.state } else { State::Visible };
+        self.count_resident(slot.payload.as_ref(), 1);
         self.slots.push_back(Some(Slot { state, ..slot }));
         seq
     }
@@ -234,7 +395,7 @@ impl Partition {
         let due_ms = if delay_ms > 0 { now_ms + delay_ms } else { 0 };
         let state = if delay_ms > 0 { State::Delayed { due_ms } } else { State::Visible };
         self.journal.push(Event::Sent { queue_id: self.queue_id, seq: self.next_seq(), payload: payload.clone(), due_ms });
-        self.push_slot(Slot { payload, receive_count: 0, first_receive_ms: 0, state, log_seq: 0, log_bytes: 0 }, now_ms)
+        self.push_slot(Slot::new(payload, 0, 0, state), now_ms)
     }
 
     /// Stores a message moved here from another queue's partition (dead-lettering).
@@ -247,8 +408,7 @@ impl Partition {
             receive_count,
             first_receive_ms,
         });
-        let slot = Slot { payload, receive_count, first_receive_ms, state: State::Visible, log_seq: 0, log_bytes: 0 };
-        self.push_slot(slot, now_ms)
+        self.push_slot(Slot::new(payload, receive_count, first_receive_ms, State::Visible), now_ms)
     }
 
     fn remove(&mut self, seq: u64) -> Option<Slot> {
@@ -263,9 +423,10 @@ impl Partition {
             self.slots.pop_front();
             self.base_seq += 1;
         }
-        if slot.log_seq != 0 {
-            self.released.push((slot.log_seq, slot.log_bytes));
+        if slot.placement.log_seq != 0 {
+            self.released.push((slot.placement.log_seq, slot.placement.bytes));
         }
+        self.count_resident(slot.payload.as_ref(), -1);
         Some(slot)
     }
 
@@ -313,7 +474,7 @@ impl Partition {
             }
         }
         while let Some(Some(front)) = self.slots.front() {
-            if front.payload.sent_ms + retention_ms > now_ms {
+            if front.sent_ms + retention_ms > now_ms {
                 break;
             }
             let seq = self.base_seq;
@@ -343,19 +504,21 @@ impl Partition {
             if slot.state != State::Visible {
                 continue;
             }
-            if slot.payload.sent_ms + rules.retention_ms <= now_ms {
+            if slot.sent_ms + rules.retention_ms <= now_ms {
                 self.expire(seq);
                 continue;
             }
+            let Some(payload) = slot.payload.clone() else {
+                // Its payload is only in the log: the caller reads it back (`on_disk_ahead`,
+                // `make_resident`) and asks again; it stays first in line.
+                self.visible.push_front(seq);
+                break;
+            };
             if rules.max_receive_count.is_some_and(|max| slot.receive_count >= max) {
-                if let Some(slot) = self.remove(seq) {
+                let (receive_count, first_receive_ms) = (slot.receive_count, slot.first_receive_ms);
+                if self.remove(seq).is_some() {
                     self.journal.push(Event::MovedOut { queue_id: self.queue_id, seq });
-                    moved.push(Moved {
-                        seq,
-                        payload: slot.payload,
-                        receive_count: slot.receive_count,
-                        first_receive_ms: slot.first_receive_ms,
-                    });
+                    moved.push(Moved { seq, payload, receive_count, first_receive_ms });
                 }
                 continue;
             }
@@ -365,8 +528,7 @@ impl Partition {
             }
             let deadline_ms = now_ms + rules.visibility_ms;
             slot.state = State::InFlight { deadline_ms, received_ms: now_ms };
-            let delivery =
-                Delivery { seq, payload: slot.payload.clone(), receive_count: slot.receive_count, first_receive_ms: slot.first_receive_ms };
+            let delivery = Delivery { seq, payload, receive_count: slot.receive_count, first_receive_ms: slot.first_receive_ms };
             self.journal.push(Event::Received {
                 queue_id: self.queue_id,
                 seq,
@@ -438,11 +600,14 @@ impl Partition {
     /// Forgets every message without journaling it (the queue itself is gone), reporting
     /// their records as released.
     pub fn drop_all(&mut self) {
+        let mut resident = 0;
         for slot in self.slots.iter().flatten() {
-            if slot.log_seq != 0 {
-                self.released.push((slot.log_seq, slot.log_bytes));
+            if slot.placement.log_seq != 0 {
+                self.released.push((slot.placement.log_seq, slot.placement.bytes));
             }
+            resident += slot.payload.as_ref().map_or(0, |payload| payload.resident_bytes() as i64);
         }
+        self.resident_change -= resident;
         self.base_seq += self.slots.len() as u64;
         self.slots.clear();
         self.visible.clear();
@@ -489,10 +654,12 @@ impl Partition {
         let was_visible = match self.slots[index].take() {
             Some(previous) => {
                 self.uncount(previous.state);
+                self.count_resident(previous.payload.as_ref(), -1);
                 previous.state == State::Visible
             }
             None => false,
         };
+        self.count_resident(Some(&payload), 1);
         match state {
             State::Visible => {
                 self.counts.visible += 1;
@@ -509,7 +676,7 @@ impl Partition {
                 self.inflight.push(Reverse((deadline_ms, seq)));
             }
         }
-        self.slots[index] = Some(Slot { payload, receive_count, first_receive_ms, state, log_seq: 0, log_bytes: 0 });
+        self.slots[index] = Some(Slot::new(payload, receive_count, first_receive_ms, state));
     }
 
     fn uncount(&mut self, state: State) {
@@ -553,20 +720,14 @@ impl Partition {
     }
 
     /// What a replayed partition holds, for comparing with the live one: per message,
-    /// (seq, message id, receive count, first receive, state as text).
-    pub fn describe(&self) -> Vec<(u64, u128, u32, u64, String)> {
+    /// (seq, message-id tag, receive count, first receive, state as text).
+    pub fn describe(&self) -> Vec<(u64, u64, u32, u64, String)> {
         self.slots
             .iter()
             .enumerate()
             .filter_map(|(index, slot)| {
                 let slot = slot.as_ref()?;
-                Some((
-                    self.base_seq + index as u64,
-                    slot.payload.message_id,
-                    slot.receive_count,
-                    slot.first_receive_ms,
-                    format!("{:?}", slot.state),
-                ))
+                Some((self.base_seq + index as u64, slot.tag, slot.receive_count, slot.first_receive_ms, format!("{:?}", slot.state)))
             })
             .collect()
     }

@@ -14,7 +14,7 @@ use sluice_protocol::digest::{hex, md5_of_attributes, md5_of_body};
 use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
-use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, ReceiveRules};
+use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, Placement, ReceiveRules};
 use super::receipt::Receipt;
 use super::registry::{queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
@@ -24,6 +24,12 @@ use crate::runtime::{now_ms, Shard};
 use crate::storage::Ticket;
 
 /// System attribute names a receive may ask for.
+/// Messages read back from the log at once when a receive reaches ones kept only there:
+/// the next receives find them in memory, and neighbours share one read.
+const LOAD_AHEAD: usize = 32;
+/// Read-backs one receive waits for before answering with what it has.
+const LOAD_ROUNDS_MAX: usize = 4;
+
 const SYSTEM_ATTRIBUTE_NAMES: &[&str] = &[
     "All",
     "SenderId",
@@ -413,7 +419,7 @@ impl Shard {
         visibility_ms: u64,
         delivered: &mut Vec<(usize, Delivery)>,
     ) -> Result<(), OpError> {
-        let local = self.receive_local(meta.id, max_messages - delivered.len(), visibility_ms)?;
+        let local = self.receive_local(meta.id, max_messages - delivered.len(), visibility_ms).await?;
         delivered.extend(local.into_iter().map(|d| (self.id, d)));
         for step in 1..self.count {
             if delivered.len() >= max_messages {
@@ -430,9 +436,55 @@ impl Shard {
     }
 
     /// Receives from this shard's partition; dead-letters what passed maxReceiveCount.
-    pub fn receive_local(self: &Rc<Self>, queue_id: u64, max_messages: usize, visibility_ms: u64) -> Result<Vec<Delivery>, OpError> {
+    /// Messages whose payload is only in the log are read back first (in runs, ahead of need).
+    pub async fn receive_local(self: &Rc<Self>, queue_id: u64, max_messages: usize, visibility_ms: u64) -> Result<Vec<Delivery>, OpError> {
+        let mut delivered = Vec::with_capacity(max_messages);
+        let mut to_load = Vec::new();
+        for _ in 0..LOAD_ROUNDS_MAX {
+            self.receive_resident(queue_id, max_messages - delivered.len(), visibility_ms, &mut delivered, &mut to_load)?;
+            if to_load.is_empty() || delivered.len() >= max_messages {
+                break;
+            }
+            self.load_payloads(queue_id, &mut to_load).await?;
+        }
+        Ok(delivered)
+    }
+
+    /// Reads back the payloads `to_load` names and puts them back in their slots (emptying it).
+    async fn load_payloads(&self, queue_id: u64, to_load: &mut Vec<(u64, Placement)>) -> Result<(), OpError> {
+        let loaded = self.storage.load(queue_id, to_load).await;
+        let mut partitions = self.queues.partitions.borrow_mut();
+        let mut failure = None;
+        if let Some(partition) = partitions.get_mut(&queue_id) {
+            for ((seq, placement), payload) in to_load.drain(..).zip(loaded) {
+                match payload {
+                    Ok(payload) => {
+                        partition.make_resident(seq, placement.log_seq, payload);
+                    }
+                    Err(error) => {
+                        tracing::error!(shard = self.id, queue_id, seq, error = %error.message, "cannot read a message back from the log");
+                        failure.get_or_insert(error);
+                    }
+                }
+            }
+            self.storage.account(partition);
+        }
+        to_load.clear();
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// One receive from the payloads in memory: stops at a message whose payload is only in
+    /// the log, naming it and the next ones like it in `to_load`.
+    fn receive_resident(
+        self: &Rc<Self>,
+        queue_id: u64,
+        max_messages: usize,
+        visibility_ms: u64,
+        delivered: &mut Vec<Delivery>,
+        to_load: &mut Vec<(u64, Placement)>,
+    ) -> Result<(), OpError> {
         let snapshot = self.queues.snapshot();
-        let Some(meta) = snapshot.by_id.get(&queue_id) else { return Ok(Vec::new()) };
+        let Some(meta) = snapshot.by_id.get(&queue_id) else { return Ok(()) };
         let dead_letter = snapshot.dead_letter_queue(meta);
         let rules = ReceiveRules {
             max_messages,
@@ -442,11 +494,14 @@ impl Shard {
             inflight_max: INFLIGHT_MESSAGES_MAX,
         };
         let now = now_ms();
-        let mut delivered = Vec::with_capacity(max_messages);
         let mut moved: Vec<Moved> = Vec::new();
         let mut partitions = self.queues.partitions.borrow_mut();
-        let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(Vec::new()) };
-        let received = partition.receive(now, &rules, &mut delivered, &mut moved);
+        let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(()) };
+        let before = delivered.len();
+        let received = partition.receive(now, &rules, delivered, &mut moved);
+        if received.is_ok() && delivered.len() - before < max_messages {
+            partition.on_disk_ahead((max_messages - (delivered.len() - before)).max(LOAD_AHEAD), to_load);
+        }
         if let (Some(dead_letter), false) = (dead_letter, moved.is_empty()) {
             // The dead-letter queue's MovedIn records go to the log before the source's
             // MovedOut records: a crash in between can duplicate a message, never lose it.
@@ -468,8 +523,7 @@ impl Shard {
         if let Some(partition) = partitions.get_mut(&queue_id) {
             self.storage.commit(partition)?;
         }
-        received?;
-        Ok(delivered)
+        received
     }
 
     fn render_delivery(&self, meta: &QueueMeta, shard: usize, delivery: Delivery, receive: &ReceiveMessage) -> ReceivedMessage {
@@ -637,7 +691,7 @@ impl Shard {
         let now = now_ms();
         match call {
             Call::Receive { queue_id, max_messages, visibility_ms } => {
-                Answer::Deliveries(self.receive_local(queue_id, max_messages, visibility_ms))
+                Answer::Deliveries(self.receive_local(queue_id, max_messages, visibility_ms).await)
             }
             Call::Counts { queue_id } => {
                 let retention_ms = self

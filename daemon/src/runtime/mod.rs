@@ -169,7 +169,8 @@ async fn shard_main(
         fsync: config.fsync,
         repair: config.repair,
     };
-    let opened = Storage::open(options, |queue_id| snapshot.by_id.contains_key(&queue_id))
+    let budget = config.memory_budget() / count as u64;
+    let opened = Storage::open(options, budget, |queue_id| snapshot.by_id.contains_key(&queue_id))
         .await
         .map_err(|e| anyhow::anyhow!("shard {id} cannot open its log: {e}"))?;
     let recovery = &opened.recovery;
@@ -186,6 +187,9 @@ async fn shard_main(
         shard = id,
         records = recovery.records,
         messages = opened.messages,
+        messages_on_disk_only = opened.on_disk,
+        resident_bytes = opened.storage.resident_bytes(),
+        memory_budget = budget,
         ms = started.elapsed().as_millis() as u64,
         "log replayed"
     );
@@ -294,6 +298,8 @@ async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shar
 const COMPACTION_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Partition slots looked at between yields while compacting.
 const COMPACTION_STEP: usize = 4096;
+/// Messages kept only in the log that compaction reads back at a time.
+const COMPACTION_LOAD_RUN: usize = 64;
 
 /// Background compaction: when old segments hold little live data, writes their live
 /// messages again (as `Restored` records, at the end of the log) and deletes them.
@@ -317,17 +323,36 @@ pub async fn compact_once(shard: &Rc<Shard>) -> anyhow::Result<usize> {
         let queue_ids: Vec<u64> = shard.queues.partitions.borrow().keys().copied().collect();
         for queue_id in queue_ids {
             let mut cursor = Some(0);
+            let mut to_load = Vec::new();
             while let Some(from) = cursor {
                 let appended = {
                     let mut partitions = shard.queues.partitions.borrow_mut();
                     let Some(partition) = partitions.get_mut(&queue_id) else { break };
-                    cursor = partition.relocate(from, cutoff, COMPACTION_STEP);
+                    cursor = partition.relocate(from, cutoff, COMPACTION_STEP, &mut to_load);
                     shard.storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
                 };
                 // Paced to the disk: what is staged stays small, and requests go first.
                 if let Some(ticket) = appended {
                     log.written(ticket.0).await?;
                 }
+                // Messages kept only in the log are read back a run at a time, re-logged, and
+                // stay out of memory.
+                for run in to_load.chunks(COMPACTION_LOAD_RUN) {
+                    let loaded = shard.storage.load(queue_id, run).await;
+                    let appended = {
+                        let mut partitions = shard.queues.partitions.borrow_mut();
+                        let Some(partition) = partitions.get_mut(&queue_id) else { break };
+                        for ((seq, placement), payload) in run.iter().zip(loaded) {
+                            let payload = payload.map_err(|e| anyhow::anyhow!(e.message))?;
+                            partition.relocate_loaded(*seq, placement.log_seq, payload);
+                        }
+                        shard.storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
+                    };
+                    if let Some(ticket) = appended {
+                        log.written(ticket.0).await?;
+                    }
+                }
+                to_load.clear();
                 glommio::yield_if_needed().await;
             }
         }

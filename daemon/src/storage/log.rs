@@ -77,6 +77,24 @@ pub enum StorageError {
     Failed(String),
     #[error("no space for a new log segment in {0}: free disk space (or let compaction and retention free it)")]
     Full(PathBuf),
+    #[error("the record at offset {offset} of {path} cannot be read back: {reason}")]
+    Unreadable { path: PathBuf, offset: u64, reason: &'static str },
+}
+
+impl StorageError {
+    /// The same error again, for reporting it to every waiter of one failed read.
+    fn duplicate(&self) -> StorageError {
+        match self {
+            StorageError::Io { path, source } => {
+                StorageError::Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+            }
+            StorageError::Corrupt { path, offset, reason } => StorageError::Corrupt { path: path.clone(), offset: *offset, reason },
+            StorageError::TooLarge(len) => StorageError::TooLarge(*len),
+            StorageError::Failed(why) => StorageError::Failed(why.clone()),
+            StorageError::Full(path) => StorageError::Full(path.clone()),
+            StorageError::Unreadable { path, offset, reason } => StorageError::Unreadable { path: path.clone(), offset: *offset, reason },
+        }
+    }
 }
 
 fn io_error(path: &Path, error: impl Into<std::io::Error>) -> StorageError {
@@ -90,6 +108,12 @@ pub struct Location {
     pub segment: u64,
     pub offset: u64,
 }
+
+/// A record read back: its kind and payload.
+pub type RecordRead = Result<(u8, Vec<u8>), StorageError>;
+
+/// Largest span `read_many` covers with one read.
+const READ_SPAN_MAX: u64 = 256 * 1024;
 
 /// Segment files kept open for reads (the active segment's file is always open).
 const READ_FILES_OPEN_MAX: usize = 16;
@@ -616,7 +640,7 @@ impl Log {
         let path = segment_path(&self.options.dir, location.segment);
         let file = self.read_file(location.segment, &path).await?;
         let header = read_span(&file, &path, location.offset, RECORD_HEADER_BYTES).await?;
-        let damaged = |reason: &'static str| StorageError::Corrupt { path: path.clone(), offset: location.offset, reason };
+        let damaged = |reason: &'static str| StorageError::Unreadable { path: path.clone(), offset: location.offset, reason };
         if header.len() < RECORD_HEADER_BYTES {
             return Err(damaged("record header past the end of the file"));
         }
@@ -630,6 +654,77 @@ impl Log {
             Decoded::Record { .. } => Err(damaged("a different record than expected")),
             _ => Err(damaged("record damaged on read")),
         }
+    }
+
+    /// Reads back many records, each given by its location and its size on disk (as
+    /// `record_bytes` counts it), answering `(kind, payload)` for each in the order asked.
+    /// Records close together in one segment are read with one aligned read: a run of
+    /// small messages costs one I/O, not one each.
+    pub async fn read_many(&self, wanted: &[(Location, usize)]) -> Vec<RecordRead> {
+        let mut order: Vec<usize> = (0..wanted.len()).collect();
+        order.sort_by_key(|&i| (wanted[i].0.segment, wanted[i].0.offset));
+        let mut answers: Vec<Option<RecordRead>> = (0..wanted.len()).map(|_| None).collect();
+        let mut at = 0;
+        while at < order.len() {
+            let first = wanted[order[at]].0;
+            let mut end = at + 1;
+            let mut span_end = first.offset + wanted[order[at]].1 as u64;
+            while end < order.len() {
+                let (location, size) = wanted[order[end]];
+                let next_end = location.offset + size as u64;
+                if location.segment != first.segment || next_end.saturating_sub(first.offset) > READ_SPAN_MAX {
+                    break;
+                }
+                span_end = span_end.max(next_end);
+                end += 1;
+            }
+            let group = &order[at..end];
+            let last_seq = group.iter().map(|&i| wanted[i].0.seq).max().unwrap_or(0);
+            match self.read_group(first.segment, first.offset, span_end, last_seq).await {
+                Ok((path, data, start)) => {
+                    for &i in group {
+                        let (location, size) = wanted[i];
+                        let from = (location.offset - start) as usize;
+                        let bytes = data.get(from..(from + size).min(data.len())).unwrap_or(&[]);
+                        answers[i] = Some(match decode_record(bytes) {
+                            Decoded::Record { seq, kind, payload, size: found } if seq == location.seq && found == size => {
+                                Ok((kind, payload.to_vec()))
+                            }
+                            Decoded::Record { .. } => Err(StorageError::Unreadable {
+                                path: path.clone(),
+                                offset: location.offset,
+                                reason: "a different record than expected is there",
+                            }),
+                            _ => Err(StorageError::Unreadable { path: path.clone(), offset: location.offset, reason: "it is damaged" }),
+                        });
+                    }
+                }
+                Err(error) => {
+                    for &i in group {
+                        answers[i] = Some(Err(error.duplicate()));
+                    }
+                }
+            }
+            at = end;
+        }
+        answers.into_iter().map(|answer| answer.unwrap_or_else(|| Err(StorageError::Failed("record not read".to_owned())))).collect()
+    }
+
+    /// One aligned read of `[from, to)` of segment `number`, once record `last_seq` is written.
+    async fn read_group(
+        &self,
+        number: u64,
+        from: u64,
+        to: u64,
+        last_seq: u64,
+    ) -> Result<(PathBuf, glommio::io::ReadResult, u64), StorageError> {
+        self.written(last_seq).await?;
+        let path = segment_path(&self.options.dir, number);
+        let file = self.read_file(number, &path).await?;
+        let start = from / BLOCK_BYTES * BLOCK_BYTES;
+        let end = to.next_multiple_of(BLOCK_BYTES);
+        let data = file.read_at_aligned(start, (end - start) as usize).await.map_err(|e| io_error(&path, e))?;
+        Ok((path, data, start))
     }
 
     /// An open file for reading segment `number` (the active one's, or a cached one).

@@ -11,6 +11,11 @@
 //! - Compaction (driven by the shard, which owns the partitions) re-logs the few live
 //!   messages of old segments as `Restored` records and then deletes those segments,
 //!   so the log stays within about twice the live data and restart time stays bounded.
+//! - Memory budget: the payloads a shard keeps in memory are counted; a message whose
+//!   full record is placed while the shard is over its budget keeps only its place in
+//!   the log (`Partition::evict`), and `load` reads payloads back when a receive or
+//!   compaction needs them. Replay does the same, so a backlog far larger than memory
+//!   opens and is served.
 //! - When the disk is full (no next segment can be prepared), new messages are refused
 //!   with `ServiceUnavailable` while receives, deletes and compaction go on in the
 //!   space already reserved.
@@ -19,16 +24,17 @@ pub mod log;
 pub mod meta;
 pub mod record;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use sluice_protocol::{ErrorCode, OpError};
 
 use crate::queue::journal::Event;
-use crate::queue::partition::Partition;
-use log::{Log, LogOptions, Recovery, StorageError};
+use crate::queue::partition::{Partition, Payload, Placement};
+use log::{Location, Log, LogOptions, Recovery, StorageError};
 use record::record_bytes;
 
 /// Position of an appended record; durable once `durable` has returned for it.
@@ -52,6 +58,8 @@ pub struct Opened {
     pub bad_records: Vec<BadRecord>,
     /// Messages rebuilt.
     pub messages: u64,
+    /// Of those, messages whose payload stayed in the log only (past the memory budget).
+    pub on_disk: u64,
 }
 
 /// One shard's storage. Never shared between shards.
@@ -60,6 +68,10 @@ pub struct Storage {
     /// Reused buffers: drained events, released places.
     events: RefCell<Vec<Event>>,
     released: RefCell<Vec<(u64, u32)>>,
+    /// Bytes of message payloads this shard keeps in memory (see `Payload::resident_bytes`).
+    resident: Cell<u64>,
+    /// How many it may keep before new messages stay in the log only.
+    budget: u64,
 }
 
 pub fn storage_error(error: StorageError) -> OpError {
@@ -69,21 +81,41 @@ pub fn storage_error(error: StorageError) -> OpError {
     }
 }
 
+/// Adds a partition's change in resident payload bytes to a shard's count.
+fn add_change(resident: u64, partition: &mut Partition) -> u64 {
+    resident.saturating_add_signed(partition.take_resident_change())
+}
+
 impl Storage {
     /// Opens the log in `options.dir` and replays it into partitions of the queues
-    /// `exists` accepts (records of deleted queues are passed over).
-    pub async fn open(options: LogOptions, exists: impl Fn(u64) -> bool) -> Result<Opened, StorageError> {
+    /// `exists` accepts (records of deleted queues are passed over), keeping at most about
+    /// `budget` bytes of payloads in memory (later ones stay in the log only).
+    pub async fn open(options: LogOptions, budget: u64, exists: impl Fn(u64) -> bool) -> Result<Opened, StorageError> {
         let repair = options.repair;
         let dir = options.dir.clone();
         let mut partitions: HashMap<u64, Partition> = HashMap::new();
         let mut bad_records = Vec::new();
-        let (log, recovery) = Log::open(options, |seq, kind, payload| match Event::decode(kind, payload) {
+        let mut resident = 0u64;
+        let mut on_disk = 0u64;
+        let (log, recovery) = Log::open_located(options, |location, kind, payload| match Event::decode(kind, payload) {
             Ok(event) => {
-                if exists(event.queue_id()) {
-                    event.apply(seq, record_bytes(payload.len()) as u32, &mut partitions);
+                let queue_id = event.queue_id();
+                if !exists(queue_id) {
+                    return;
+                }
+                let message = event.full_record_of();
+                let placement = Placement::located(location.seq, location.segment, location.offset, record_bytes(payload.len()) as u32);
+                event.apply(placement, &mut partitions);
+                let Some(partition) = partitions.get_mut(&queue_id) else { return };
+                resident = add_change(resident, partition);
+                if let (Some(message), true) = (message, resident > budget) {
+                    if partition.evict(message) {
+                        on_disk += 1;
+                        resident = add_change(resident, partition);
+                    }
                 }
             }
-            Err(error) => bad_records.push(BadRecord { seq, kind, error: error.to_string() }),
+            Err(error) => bad_records.push(BadRecord { seq: location.seq, kind, error: error.to_string() }),
         })
         .await?;
         if let Some(bad) = bad_records.first() {
@@ -103,8 +135,9 @@ impl Storage {
                 messages += 1;
             });
         }
-        let storage = Storage { log, events: RefCell::default(), released: RefCell::default() };
-        Ok(Opened { storage, partitions, recovery, bad_records, messages })
+        let on_disk = on_disk.min(messages);
+        let storage = Storage { log, events: RefCell::default(), released: RefCell::default(), resident: Cell::new(resident), budget };
+        Ok(Opened { storage, partitions, recovery, bad_records, messages, on_disk })
     }
 
     /// Appends everything `partition` journaled since the last commit, in order.
@@ -127,8 +160,14 @@ impl Storage {
                     if let Some(message) = event.full_record_of() {
                         let bytes = record_bytes(len) as u32;
                         self.log.hold(seq, bytes);
-                        if let Some((old, old_bytes)) = partition.placed(message, seq, bytes) {
+                        let placement = Placement::located(seq, location.segment, location.offset, bytes);
+                        if let Some((old, old_bytes)) = partition.placed(message, placement) {
                             self.log.release(old, old_bytes);
+                        }
+                        self.account(partition);
+                        // Past the budget a new message keeps only its place in the log.
+                        if self.resident.get() > self.budget && partition.evict(message) {
+                            self.account(partition);
                         }
                     }
                 }
@@ -143,13 +182,55 @@ impl Storage {
         }
     }
 
-    /// Releases what `partition` reported as no longer live (also for partitions that are dropped).
+    /// Releases what `partition` reported as no longer live (also for partitions that are
+    /// dropped), and counts its change in resident payloads.
     pub fn release_from(&self, partition: &mut Partition) {
         let mut released = self.released.borrow_mut();
         partition.take_released(&mut released);
         for (seq, bytes) in released.drain(..) {
             self.log.release(seq, bytes);
         }
+        drop(released);
+        self.account(partition);
+    }
+
+    /// Counts `partition`'s change in resident payload bytes.
+    pub fn account(&self, partition: &mut Partition) {
+        self.resident.set(add_change(self.resident.get(), partition));
+    }
+
+    /// Bytes of payloads this shard keeps in memory.
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident.get()
+    }
+
+    /// Reads back the payloads of messages of queue `queue_id` that are kept in the log
+    /// only, given as (message seq, placement); answers in the same order.
+    pub async fn load(&self, queue_id: u64, wanted: &[(u64, Placement)]) -> Vec<Result<Arc<Payload>, OpError>> {
+        let locations: Vec<(Location, usize)> = wanted
+            .iter()
+            .map(|(_, p)| (Location { seq: p.log_seq, segment: p.segment as u64, offset: p.offset as u64 }, p.bytes as usize))
+            .collect();
+        let read = self.log.read_many(&locations).await;
+        read.into_iter()
+            .zip(wanted)
+            .map(|(record, (seq, placement))| {
+                let (kind, bytes) = record.map_err(storage_error)?;
+                match Event::decode(kind, &bytes) {
+                    Ok(Event::Sent { queue_id: q, seq: s, payload, .. })
+                    | Ok(Event::MovedIn { queue_id: q, seq: s, payload, .. })
+                    | Ok(Event::Restored { queue_id: q, seq: s, payload, .. })
+                        if q == queue_id && s == *seq =>
+                    {
+                        Ok(payload)
+                    }
+                    _ => Err(OpError::new(
+                        ErrorCode::InternalFailure,
+                        format!("storage failure: log record {} does not hold message {seq} of queue {queue_id}", placement.log_seq),
+                    )),
+                }
+            })
+            .collect()
     }
 
     /// Refuses a new message when the disk is short of space (receives and deletes go on).
