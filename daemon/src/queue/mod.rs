@@ -6,6 +6,11 @@
 //! visibility change goes to the shard its receipt handle names. Metadata comes
 //! from the shard's current `Snapshot`, never from shared mutable state.
 //!
+//! Payloads kept only in the log (past the memory budget): a receive that reaches one
+//! asks this shard's loader task to read the next run of them back, and waits for it;
+//! receives that see such payloads coming up ask for them ahead of need. One loader per
+//! shard means one read per run, however many receives wait.
+//!
 //! Long polls: a waiting receive registers interest locally (an `Event` per
 //! queue) and on every other shard (`Watch`); a shard where a message of that
 //! queue becomes visible notifies local waiters and sends `Wake` to watchers.
@@ -46,6 +51,13 @@ pub struct QueueState {
     /// Notified when a long poll starts waiting here (locally or for another shard),
     /// so the timer task leaves its idle pace.
     pub waiter_added: LocalNotify,
+    /// Queues whose next payloads kept only in the log the loader should read back.
+    pub load_wanted: RefCell<Vec<u64>>,
+    pub load_requested: LocalNotify,
+    /// Notified after each read-back (receives that stopped at such payloads wait on it).
+    pub payloads_loaded: LocalNotify,
+    /// The last read-back failure per queue, until one succeeds.
+    pub load_failed: RefCell<HashMap<u64, sluice_protocol::OpError>>,
 }
 
 impl QueueState {
@@ -73,5 +85,15 @@ impl QueueState {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
+    }
+
+    /// Asks the loader to read back the next payloads of `queue_id` kept only in the log.
+    pub fn request_load(&self, queue_id: u64) {
+        let mut wanted = self.load_wanted.borrow_mut();
+        if !wanted.contains(&queue_id) {
+            wanted.push(queue_id);
+        }
+        drop(wanted);
+        self.load_requested.notify_all();
     }
 }

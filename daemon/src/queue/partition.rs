@@ -191,6 +191,8 @@ pub struct Partition {
     released: Vec<(u64, u32)>,
     /// Change in the bytes of payloads held in memory since storage last looked.
     resident_change: i64,
+    /// Messages whose payload is only in the log.
+    evicted: u64,
     base_seq: u64,
     slots: VecDeque<Option<Slot>>,
     visible: VecDeque<u64>,
@@ -277,6 +279,7 @@ impl Partition {
         }
         let Some(payload) = slot.payload.take() else { return false };
         self.count_resident(Some(&payload), -1);
+        self.evicted += 1;
         true
     }
 
@@ -290,25 +293,50 @@ impl Partition {
         slot.payload = Some(payload);
         let payload = slot.payload.clone();
         self.count_resident(payload.as_ref(), 1);
+        self.evicted -= 1;
         true
     }
 
-    /// When the next message a receive would take has its payload only in the log: it and
-    /// the next visible ones like it, up to `max`, with where to read each.
-    pub fn on_disk_ahead(&self, max: usize, out: &mut Vec<(u64, Placement)>) {
-        let first = self.visible.iter().find_map(|&seq| self.slot(seq).filter(|slot| slot.state == State::Visible));
-        if first.is_none_or(|slot| slot.payload.is_some()) {
+    /// Whether the next message a receive would take has its payload only in the log.
+    pub fn front_on_disk(&self) -> bool {
+        self.evicted > 0
+            && self
+                .visible
+                .iter()
+                .find_map(|&seq| self.slot(seq).filter(|slot| slot.state == State::Visible))
+                .is_some_and(|slot| slot.payload.is_none())
+    }
+
+    /// Whether one of the next `within` visible messages has its payload only in the log
+    /// (time to read ahead).
+    pub fn on_disk_soon(&self, within: usize) -> bool {
+        self.evicted > 0
+            && self
+                .visible
+                .iter()
+                .take(within)
+                .any(|&seq| self.slot(seq).is_some_and(|slot| slot.state == State::Visible && slot.payload.is_none()))
+    }
+
+    /// The next visible messages whose payload is only in the log, in the order receives
+    /// reach them, with where to read each: up to `max_messages`, or until their records
+    /// add up to `max_bytes`.
+    pub fn on_disk_ahead(&self, max_messages: usize, max_bytes: u64, out: &mut Vec<(u64, Placement)>) {
+        if self.evicted == 0 {
             return;
         }
-        // Stale entries are skipped, but only so many: a receive asks again.
-        let look = max.saturating_mul(4).saturating_add(64);
+        // Messages in memory and stale entries are passed over, but only so many: the
+        // next read-ahead goes on from there.
+        let look = max_messages.saturating_mul(4).saturating_add(64);
+        let mut bytes = 0u64;
         for &seq in self.visible.iter().take(look) {
-            if out.len() >= max {
+            if out.len() >= max_messages || bytes >= max_bytes {
                 break;
             }
             let Some(slot) = self.slot(seq) else { continue };
             if slot.state == State::Visible && slot.payload.is_none() && !out.iter().any(|(s, _)| *s == seq) {
                 out.push((seq, slot.placement));
+                bytes += slot.placement.bytes as u64;
             }
         }
     }
@@ -427,6 +455,9 @@ impl Partition {
             self.released.push((slot.placement.log_seq, slot.placement.bytes));
         }
         self.count_resident(slot.payload.as_ref(), -1);
+        if slot.payload.is_none() {
+            self.evicted -= 1;
+        }
         Some(slot)
     }
 
@@ -509,8 +540,8 @@ impl Partition {
                 continue;
             }
             let Some(payload) = slot.payload.clone() else {
-                // Its payload is only in the log: the caller reads it back (`on_disk_ahead`,
-                // `make_resident`) and asks again; it stays first in line.
+                // Its payload is only in the log: the caller has it read back (`front_on_disk`,
+                // `on_disk_ahead`, `make_resident`) and asks again; it stays first in line.
                 self.visible.push_front(seq);
                 break;
             };
@@ -608,6 +639,7 @@ impl Partition {
             resident += slot.payload.as_ref().map_or(0, |payload| payload.resident_bytes() as i64);
         }
         self.resident_change -= resident;
+        self.evicted = 0;
         self.base_seq += self.slots.len() as u64;
         self.slots.clear();
         self.visible.clear();
@@ -655,6 +687,9 @@ impl Partition {
             Some(previous) => {
                 self.uncount(previous.state);
                 self.count_resident(previous.payload.as_ref(), -1);
+                if previous.payload.is_none() {
+                    self.evicted -= 1;
+                }
                 previous.state == State::Visible
             }
             None => false,

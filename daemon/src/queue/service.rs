@@ -14,7 +14,7 @@ use sluice_protocol::digest::{hex, md5_of_attributes, md5_of_body};
 use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
-use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, Placement, ReceiveRules};
+use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, ReceiveRules};
 use super::receipt::Receipt;
 use super::registry::{queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
@@ -24,11 +24,16 @@ use crate::runtime::{now_ms, Shard};
 use crate::storage::Ticket;
 
 /// System attribute names a receive may ask for.
-/// Messages read back from the log at once when a receive reaches ones kept only there:
-/// the next receives find them in memory, and neighbours share one read.
-const LOAD_AHEAD: usize = 32;
+/// Payloads kept only in the log that the loader reads back at once (neighbours share one
+/// read): at most this many messages ...
+const READ_AHEAD_MESSAGES: usize = 256;
+/// ... or records adding up to this many bytes.
+const READ_AHEAD_BYTES: u64 = 256 * 1024;
+/// A receive that sees a payload kept only in the log among the next this-many visible
+/// messages asks for a read-ahead.
+const READ_AHEAD_TRIGGER: usize = 64;
 /// Read-backs one receive waits for before answering with what it has.
-const LOAD_ROUNDS_MAX: usize = 4;
+const LOAD_WAITS_MAX: usize = 8;
 
 const SYSTEM_ATTRIBUTE_NAMES: &[&str] = &[
     "All",
@@ -436,55 +441,86 @@ impl Shard {
     }
 
     /// Receives from this shard's partition; dead-letters what passed maxReceiveCount.
-    /// Messages whose payload is only in the log are read back first (in runs, ahead of need).
+    /// When it reaches messages whose payload is only in the log, it waits for the loader
+    /// to read them back.
     pub async fn receive_local(self: &Rc<Self>, queue_id: u64, max_messages: usize, visibility_ms: u64) -> Result<Vec<Delivery>, OpError> {
         let mut delivered = Vec::with_capacity(max_messages);
-        let mut to_load = Vec::new();
-        for _ in 0..LOAD_ROUNDS_MAX {
-            self.receive_resident(queue_id, max_messages - delivered.len(), visibility_ms, &mut delivered, &mut to_load)?;
-            if to_load.is_empty() || delivered.len() >= max_messages {
+        for wait in 0..=LOAD_WAITS_MAX {
+            let loaded = self.queues.payloads_loaded.listen();
+            let stalled = self.receive_resident(queue_id, max_messages - delivered.len(), visibility_ms, &mut delivered)?;
+            if !stalled || delivered.len() >= max_messages || wait == LOAD_WAITS_MAX {
                 break;
             }
-            self.load_payloads(queue_id, &mut to_load).await?;
+            loaded.await;
+            if let Some(error) = self.queues.load_failed.borrow().get(&queue_id) {
+                if delivered.is_empty() {
+                    return Err(error.clone());
+                }
+                break;
+            }
         }
         Ok(delivered)
     }
 
-    /// Reads back the payloads `to_load` names and puts them back in their slots (emptying it).
-    async fn load_payloads(&self, queue_id: u64, to_load: &mut Vec<(u64, Placement)>) -> Result<(), OpError> {
-        let loaded = self.storage.load(queue_id, to_load).await;
-        let mut partitions = self.queues.partitions.borrow_mut();
-        let mut failure = None;
-        if let Some(partition) = partitions.get_mut(&queue_id) {
-            for ((seq, placement), payload) in to_load.drain(..).zip(loaded) {
-                match payload {
-                    Ok(payload) => {
-                        partition.make_resident(seq, placement.log_seq, payload);
-                    }
-                    Err(error) => {
-                        tracing::error!(shard = self.id, queue_id, seq, error = %error.message, "cannot read a message back from the log");
-                        failure.get_or_insert(error);
-                    }
-                }
+    /// This shard's loader: reads back payloads kept only in the log, a run at a time, for
+    /// the queues receives asked for. Runs for the life of the shard.
+    pub async fn loader(self: Rc<Self>) {
+        let mut wanted = Vec::new();
+        loop {
+            let requested = self.queues.load_requested.listen();
+            let next = {
+                let mut queues = self.queues.load_wanted.borrow_mut();
+                (!queues.is_empty()).then(|| queues.remove(0))
+            };
+            let Some(queue_id) = next else {
+                requested.await;
+                continue;
+            };
+            drop(requested);
+            if let Some(partition) = self.queues.partitions.borrow().get(&queue_id) {
+                partition.on_disk_ahead(READ_AHEAD_MESSAGES, READ_AHEAD_BYTES, &mut wanted);
             }
-            self.storage.account(partition);
+            if !wanted.is_empty() {
+                let loaded = self.storage.load(queue_id, &wanted).await;
+                let mut failure = None;
+                if let Some(partition) = self.queues.partitions.borrow_mut().get_mut(&queue_id) {
+                    for ((seq, placement), payload) in wanted.drain(..).zip(loaded) {
+                        match payload {
+                            Ok(payload) => {
+                                // Ignored if the message went or was re-logged meanwhile.
+                                partition.make_resident(seq, placement.log_seq, payload);
+                            }
+                            Err(error) => {
+                                tracing::error!(shard = self.id, queue_id, seq, error = %error.message, "cannot read a message back from the log");
+                                failure.get_or_insert(error);
+                            }
+                        }
+                    }
+                    self.storage.account(partition);
+                }
+                wanted.clear();
+                let mut failed = self.queues.load_failed.borrow_mut();
+                match failure {
+                    Some(error) => failed.insert(queue_id, error),
+                    None => failed.remove(&queue_id),
+                };
+            }
+            self.queues.payloads_loaded.notify_all();
         }
-        to_load.clear();
-        failure.map_or(Ok(()), Err)
     }
 
-    /// One receive from the payloads in memory: stops at a message whose payload is only in
-    /// the log, naming it and the next ones like it in `to_load`.
+    /// One receive from the payloads in memory. Returns whether it stopped short at a message
+    /// whose payload is only in the log (the loader has been asked for it); asks for a
+    /// read-ahead when such messages are coming up.
     fn receive_resident(
         self: &Rc<Self>,
         queue_id: u64,
         max_messages: usize,
         visibility_ms: u64,
         delivered: &mut Vec<Delivery>,
-        to_load: &mut Vec<(u64, Placement)>,
-    ) -> Result<(), OpError> {
+    ) -> Result<bool, OpError> {
         let snapshot = self.queues.snapshot();
-        let Some(meta) = snapshot.by_id.get(&queue_id) else { return Ok(()) };
+        let Some(meta) = snapshot.by_id.get(&queue_id) else { return Ok(false) };
         let dead_letter = snapshot.dead_letter_queue(meta);
         let rules = ReceiveRules {
             max_messages,
@@ -496,11 +532,12 @@ impl Shard {
         let now = now_ms();
         let mut moved: Vec<Moved> = Vec::new();
         let mut partitions = self.queues.partitions.borrow_mut();
-        let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(()) };
+        let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(false) };
         let before = delivered.len();
         let received = partition.receive(now, &rules, delivered, &mut moved);
-        if received.is_ok() && delivered.len() - before < max_messages {
-            partition.on_disk_ahead((max_messages - (delivered.len() - before)).max(LOAD_AHEAD), to_load);
+        let stalled = received.is_ok() && delivered.len() - before < max_messages && partition.front_on_disk();
+        if stalled || partition.on_disk_soon(READ_AHEAD_TRIGGER) {
+            self.queues.request_load(queue_id);
         }
         if let (Some(dead_letter), false) = (dead_letter, moved.is_empty()) {
             // The dead-letter queue's MovedIn records go to the log before the source's
@@ -523,7 +560,7 @@ impl Shard {
         if let Some(partition) = partitions.get_mut(&queue_id) {
             self.storage.commit(partition)?;
         }
-        received
+        received.map(|()| stalled)
     }
 
     fn render_delivery(&self, meta: &QueueMeta, shard: usize, delivery: Delivery, receive: &ReceiveMessage) -> ReceivedMessage {

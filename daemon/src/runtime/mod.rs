@@ -213,6 +213,7 @@ async fn shard_main(
         let shard = shard.clone();
         glommio::spawn_local(pump(shard, peer, stream)).detach();
     }
+    glommio::spawn_local(shard.clone().loader()).detach();
 
     let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
     let timers_shard = shard.clone();
