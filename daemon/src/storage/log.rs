@@ -290,6 +290,28 @@ async fn read_span(file: &DmaFile, path: &Path, offset: u64, len: usize) -> Resu
     Ok(read[from..(from + len).min(read.len())].to_vec())
 }
 
+/// Sequence number of a segment's first record, reading only that record (`None` when it is
+/// empty or its first record does not check).
+async fn first_record_seq(file: &DmaFile, path: &Path) -> Result<Option<u64>, StorageError> {
+    let mut offset = 0u64;
+    loop {
+        let header = read_span(file, path, offset, RECORD_HEADER_BYTES).await?;
+        if header.len() < RECORD_HEADER_BYTES {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if len > RECORD_PAYLOAD_BYTES_MAX {
+            return Ok(None);
+        }
+        let whole = read_span(file, path, offset, RECORD_HEADER_BYTES + len).await?;
+        match decode_record(&whole) {
+            Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => offset += size as u64,
+            Decoded::Record { seq, .. } => return Ok(Some(seq)),
+            _ => return Ok(None),
+        }
+    }
+}
+
 /// Sequence number of the first record in `data`, if it holds one.
 fn first_seq_of(data: &[u8]) -> Option<u64> {
     let mut pos = 0;
@@ -328,8 +350,22 @@ impl Log {
     }
 
     /// `open`, telling `replay` where each record is (for reading it back later with `read`).
-    pub async fn open_located(
+    pub async fn open_located(options: LogOptions, replay: impl FnMut(Location, u8, &[u8])) -> Result<(Rc<Log>, Recovery), StorageError> {
+        Log::open_with(options, false, replay).await
+    }
+
+    /// Opens the log reading only its last two segments in full (replayed into `replay`, their
+    /// tail checked and cut as `open` does); of the others only the first record is read, for
+    /// its sequence number. For logs that are read by position rather than replayed (streams):
+    /// the start costs the same however much the log holds. Damage in the unread segments is
+    /// found when a read reaches it (`read_range` callers check every record).
+    pub async fn open_tail(options: LogOptions, replay: impl FnMut(Location, u8, &[u8])) -> Result<(Rc<Log>, Recovery), StorageError> {
+        Log::open_with(options, true, replay).await
+    }
+
+    async fn open_with(
         options: LogOptions,
+        tail_only: bool,
         mut replay: impl FnMut(Location, u8, &[u8]),
     ) -> Result<(Rc<Log>, Recovery), StorageError> {
         std::fs::create_dir_all(&options.dir).map_err(|e| io_error(&options.dir, e))?;
@@ -367,6 +403,15 @@ impl Log {
         for index in 0..files.len() {
             let (number, path, _) = &files[index];
             let file = open_segment(path).await?;
+            if tail_only && index + 2 < files.len() {
+                // A damaged first record falls through to the full read, which reports it (or repairs).
+                if let Some(first_seq) = first_record_seq(&file, path).await? {
+                    segments.push(Segment { number: *number, first_seq, path: path.clone(), file: None, on_disk: true, live_bytes: 0 });
+                    // The segments read in full continue from wherever this one ends.
+                    expected_seq = None;
+                    continue;
+                }
+            }
             let data = &read_all(&file, path).await?;
             let mut pos = 0usize;
             while pos < data.len() {
@@ -910,6 +955,42 @@ impl Log {
     /// First sequence number of each segment, oldest first (retention drops whole segments).
     pub fn segment_first_seqs(&self) -> Vec<u64> {
         self.state.borrow().segments.iter().map(|segment| segment.first_seq).collect()
+    }
+
+    /// Every segment: (number, sequence number of its first record, or of the next record
+    /// while it is empty), oldest first.
+    pub fn segments(&self) -> Vec<(u64, u64)> {
+        self.state.borrow().segments.iter().map(|segment| (segment.number, segment.first_seq)).collect()
+    }
+
+    /// The last record a reader may see: kept as the fsync mode promises (so a reader never
+    /// sees what a crash could take back) and written (so it can be read).
+    pub fn readable_seq(&self) -> u64 {
+        let state = self.state.borrow();
+        match self.options.fsync {
+            FsyncMode::Always => state.durable_seq.min(state.written_seq),
+            _ => state.written_seq,
+        }
+    }
+
+    /// The raw bytes of segment `number` from `offset`, at most `len` of them (fewer at the
+    /// end of the file). The caller decodes and checks the records (`record::decode_record`).
+    pub async fn read_range(&self, number: u64, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+        let path = segment_path(&self.options.dir, number);
+        let file = self.read_file(number, &path).await?;
+        read_span(&file, &path, offset, len).await
+    }
+
+    /// The whole of segment `number`, read in 1 MiB steps.
+    pub async fn read_segment(&self, number: u64) -> Result<Vec<u8>, StorageError> {
+        let path = segment_path(&self.options.dir, number);
+        let file = self.read_file(number, &path).await?;
+        read_all(&file, &path).await
+    }
+
+    /// The path of segment `number` (for reporting damage found by a reader).
+    pub fn segment_path(&self, number: u64) -> PathBuf {
+        segment_path(&self.options.dir, number)
     }
 
     /// The sequence number the next append will get.

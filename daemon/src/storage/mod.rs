@@ -23,6 +23,7 @@
 pub mod log;
 pub mod meta;
 pub mod record;
+pub mod stream;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -1,0 +1,373 @@
+//! A stream shard's log: records addressed by sequence number, each stamped with its
+//! arrival time, read from any position and found by time. The streams engine keeps
+//! one per stream shard, on the core that owns the shard; it is the same segmented,
+//! group-committed log as the queues', opened without replaying it.
+//!
+//! - A record's payload is its arrival time (epoch ms, little-endian u64) and its data.
+//!   Arrival times never decrease within a log (a clock step back is clamped), so both
+//!   sequence numbers and times can be searched by bisection.
+//! - Index: per segment, a sparse list of (seq, offset, time) points, one at least every
+//!   `INDEX_EVERY` bytes. Segments written since the start are indexed as they are
+//!   written; older ones the first time a read or a time lookup needs them (one
+//!   sequential read of the segment). The start reads only the last two segments.
+//! - Readers see only records kept as the fsync mode promises (`Log::readable_seq`).
+//! - Retention removes whole segments whose every record is older than the cutoff.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::log::{Location, Log, LogOptions, Recovery, StorageError};
+use super::record::{decode_record, Decoded, RECORD_HEADER_BYTES, RECORD_KIND_SKIP, RECORD_PAYLOAD_BYTES_MAX};
+
+/// Record kind of a stream record.
+pub const KIND_STREAM_RECORD: u8 = 16;
+/// Bytes between index points of a segment, at most.
+const INDEX_EVERY: u64 = 64 * 1024;
+/// Bytes read to learn a segment's first arrival time.
+const FIRST_READ: usize = 16 * 1024;
+/// Bytes read at a time when reading records forward.
+const READ_STEP: usize = 256 * 1024;
+
+/// Records gathered by one `read`, and its limits.
+struct Batch {
+    out: Vec<StreamRecord>,
+    bytes: usize,
+    max_records: usize,
+    max_bytes: usize,
+    readable: u64,
+}
+
+impl Batch {
+    fn full(&self) -> bool {
+        self.out.len() >= self.max_records || (!self.out.is_empty() && self.bytes >= self.max_bytes)
+    }
+}
+
+/// One record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub seq: u64,
+    pub timestamp_ms: u64,
+    pub data: Bytes,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    seq: u64,
+    offset: u64,
+    timestamp_ms: u64,
+}
+
+pub struct StreamLog {
+    log: Rc<Log>,
+    /// Index points by segment number (segments not yet indexed are absent).
+    index: RefCell<HashMap<u64, Vec<Point>>>,
+    /// First arrival times of segments not indexed.
+    first_times: RefCell<HashMap<u64, u64>>,
+    last_timestamp_ms: Cell<u64>,
+}
+
+fn damaged(log: &Log, number: u64, offset: u64, reason: &'static str) -> StorageError {
+    StorageError::Unreadable { path: log.segment_path(number), offset, reason }
+}
+
+/// Splits a stream record's payload into its time and data.
+fn split(payload: &[u8]) -> Option<(u64, &[u8])> {
+    let (time, data) = payload.split_first_chunk::<8>()?;
+    Some((u64::from_le_bytes(*time), data))
+}
+
+impl StreamLog {
+    /// Opens (or creates) the log in `options.dir`, reading only its last two segments.
+    pub async fn open(options: LogOptions) -> Result<(StreamLog, Recovery), StorageError> {
+        let mut points: HashMap<u64, Vec<Point>> = HashMap::new();
+        let mut last_timestamp_ms = 0;
+        let mut bad = None;
+        let (log, recovery) = Log::open_tail(options, |location, kind, payload| match (kind, split(payload)) {
+            (KIND_STREAM_RECORD, Some((timestamp_ms, _))) => {
+                last_timestamp_ms = last_timestamp_ms.max(timestamp_ms);
+                add_point(points.entry(location.segment).or_default(), location, timestamp_ms);
+            }
+            _ => bad = Some(location),
+        })
+        .await?;
+        if let Some(location) = bad {
+            return Err(StorageError::Corrupt {
+                path: log.segment_path(location.segment),
+                offset: location.offset,
+                reason: "a record that is not a stream record",
+            });
+        }
+        // Only segments read in full are indexed; the others wait for their first reader.
+        let full: Vec<u64> = log.segments().iter().rev().take(2).map(|(number, _)| *number).collect();
+        points.retain(|number, _| full.contains(number));
+        for number in full {
+            points.entry(number).or_default();
+        }
+        let stream = StreamLog {
+            log,
+            index: RefCell::new(points),
+            first_times: RefCell::default(),
+            last_timestamp_ms: Cell::new(last_timestamp_ms),
+        };
+        Ok((stream, recovery))
+    }
+
+    /// Appends one record arriving at `now_ms`; returns its sequence number and arrival time
+    /// (never earlier than the previous record's). Durable once `durable` returns for it.
+    pub fn append(&self, data: &[u8], now_ms: u64) -> Result<(u64, u64), StorageError> {
+        let timestamp_ms = now_ms.max(self.last_timestamp_ms.get());
+        let (location, _) = self.log.append_encoded(KIND_STREAM_RECORD, |out| {
+            out.extend_from_slice(&timestamp_ms.to_le_bytes());
+            out.extend_from_slice(data);
+        })?;
+        self.last_timestamp_ms.set(timestamp_ms);
+        let mut index = self.index.borrow_mut();
+        // A segment this log started has been indexed from its first record.
+        if location.offset == 0 || index.contains_key(&location.segment) {
+            add_point(index.entry(location.segment).or_default(), location, timestamp_ms);
+        }
+        Ok((location.seq, timestamp_ms))
+    }
+
+    /// Waits until record `seq` is kept as the fsync mode promises.
+    pub async fn durable(&self, seq: u64) -> Result<(), StorageError> {
+        self.log.durable(seq).await
+    }
+
+    /// Sequence number of the oldest record kept (the next one when the log is empty).
+    pub fn first_seq(&self) -> u64 {
+        self.log.segments().first().map_or_else(|| self.log.next_seq(), |(_, first)| *first)
+    }
+
+    /// Sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.log.next_seq()
+    }
+
+    /// Arrival time of the newest record (0 when there has been none).
+    pub fn last_timestamp_ms(&self) -> u64 {
+        self.last_timestamp_ms.get()
+    }
+
+    /// Records from `from_seq` on (from the oldest kept, if `from_seq` is older), in order, at
+    /// most `max_records` and about `max_bytes` of data (always at least one record if any
+    /// is readable). Empty when `from_seq` is past the newest readable record.
+    pub async fn read(&self, from_seq: u64, max_records: usize, max_bytes: usize) -> Result<Vec<StreamRecord>, StorageError> {
+        let mut batch = Batch { out: Vec::new(), bytes: 0, max_records, max_bytes, readable: self.log.readable_seq() };
+        let mut seq = from_seq.max(self.first_seq());
+        while seq <= batch.readable && !batch.full() {
+            let Some((number, next_first)) = self.segment_of(seq) else { break };
+            let start = self.point_before(number, |point| point.seq <= seq).await?;
+            if self.read_forward(number, start.offset, &mut seq, &mut batch).await? {
+                break;
+            }
+            // The segment's end: go on in the next one (past any gap that repair left).
+            if next_first == u64::MAX {
+                break;
+            }
+            seq = seq.max(next_first);
+        }
+        Ok(batch.out)
+    }
+
+    /// Reads segment `number` forward from `offset`, adding records from `*seq` on to `batch`.
+    /// Returns true when the reading is done (the batch is full or nothing more is readable),
+    /// false at the segment's end.
+    async fn read_forward(&self, number: u64, mut offset: u64, seq: &mut u64, batch: &mut Batch) -> Result<bool, StorageError> {
+        let mut step = READ_STEP;
+        loop {
+            let data = self.log.read_range(number, offset, step).await?;
+            let full_read = data.len() == step;
+            let mut at = 0usize;
+            while at < data.len() {
+                match decode_record(&data[at..]) {
+                    Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => at += size,
+                    Decoded::Record { seq: found, kind: KIND_STREAM_RECORD, payload, size } => {
+                        if found > batch.readable {
+                            return Ok(true);
+                        }
+                        if found >= *seq {
+                            let (timestamp_ms, data) = split(payload)
+                                .ok_or_else(|| damaged(&self.log, number, offset + at as u64, "a stream record too short for its time"))?;
+                            batch.bytes += data.len();
+                            batch.out.push(StreamRecord { seq: found, timestamp_ms, data: Bytes::copy_from_slice(data) });
+                            *seq = found + 1;
+                            if batch.full() {
+                                return Ok(true);
+                            }
+                        }
+                        at += size;
+                    }
+                    Decoded::End => return Ok(false),
+                    Decoded::Record { .. } => {
+                        return Err(damaged(&self.log, number, offset + at as u64, "a record that is not a stream record"))
+                    }
+                    Decoded::Damaged { reason } => {
+                        if !full_read {
+                            return Err(damaged(&self.log, number, offset + at as u64, reason));
+                        }
+                        // Cut by the read's end (or longer than one read): read again from it.
+                        let rest = &data[at..];
+                        let declared = rest.get(4..8).map_or(0, |len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize);
+                        if at == 0 {
+                            let needed = RECORD_HEADER_BYTES + declared;
+                            if needed <= step || declared > RECORD_PAYLOAD_BYTES_MAX {
+                                return Err(damaged(&self.log, number, offset, reason));
+                            }
+                            step = needed;
+                        }
+                        break;
+                    }
+                }
+            }
+            if !full_read && at >= data.len() {
+                return Ok(false);
+            }
+            offset += at as u64;
+            if at > 0 {
+                step = READ_STEP;
+            }
+        }
+    }
+
+    /// Sequence number of the first record that arrived at or after `timestamp_ms` (the next
+    /// sequence number when none did).
+    pub async fn seq_at_timestamp(&self, timestamp_ms: u64) -> Result<u64, StorageError> {
+        if timestamp_ms > self.last_timestamp_ms.get() {
+            return Ok(self.next_seq());
+        }
+        let segments = self.log.segments();
+        // The last segment whose first record arrived before `timestamp_ms` holds the answer
+        // (or it is the next segment's first record).
+        let mut chosen = None;
+        for (number, _) in &segments {
+            match self.first_timestamp(*number).await? {
+                Some(first) if first < timestamp_ms => chosen = Some(*number),
+                Some(_) => break,
+                None => break,
+            }
+        }
+        let Some(number) = chosen else { return Ok(self.first_seq()) };
+        let start = self.point_before(number, |point| point.timestamp_ms < timestamp_ms).await?;
+        let mut from = start.seq;
+        loop {
+            let records = self.read(from, 1000, READ_STEP).await?;
+            // None readable yet: the first record not yet readable is the answer.
+            let Some(last) = records.last() else { return Ok(self.log.readable_seq() + 1) };
+            if let Some(record) = records.iter().find(|record| record.timestamp_ms >= timestamp_ms) {
+                return Ok(record.seq);
+            }
+            from = last.seq + 1;
+        }
+    }
+
+    /// Removes every segment whose records all arrived before `cutoff_ms` (retention). The
+    /// newest segment always stays. Returns how many were removed.
+    pub async fn trim_before_timestamp(&self, cutoff_ms: u64) -> Result<usize, StorageError> {
+        let segments = self.log.segments();
+        let mut keep_from = None;
+        // Segment i's records all arrived no later than segment i + 1's first record.
+        for pair in segments.windows(2) {
+            match self.first_timestamp(pair[1].0).await? {
+                Some(next_first) if next_first < cutoff_ms => keep_from = Some(pair[1].1),
+                _ => break,
+            }
+        }
+        let Some(seq) = keep_from else { return Ok(0) };
+        let removed = self.log.remove_segments_before(seq).await?;
+        let live: Vec<u64> = self.log.segments().iter().map(|(number, _)| *number).collect();
+        self.index.borrow_mut().retain(|number, _| live.contains(number));
+        self.first_times.borrow_mut().retain(|number, _| live.contains(number));
+        Ok(removed)
+    }
+
+    /// Closes the log (everything appended is written and synced first).
+    pub async fn close(&self) -> Result<(), StorageError> {
+        self.log.close().await
+    }
+
+    /// The segment holding `seq` and the first sequence number of the segment after it
+    /// (`u64::MAX` for the newest).
+    fn segment_of(&self, seq: u64) -> Option<(u64, u64)> {
+        let segments = self.log.segments();
+        let at = segments.partition_point(|(_, first)| *first <= seq).checked_sub(1)?;
+        Some((segments[at].0, segments.get(at + 1).map_or(u64::MAX, |(_, first)| *first)))
+    }
+
+    /// Arrival time of segment `number`'s first record (`None` when it has none). Reads only
+    /// that record when the segment is not indexed; remembered.
+    async fn first_timestamp(&self, number: u64) -> Result<Option<u64>, StorageError> {
+        if let Some(points) = self.index.borrow().get(&number) {
+            return Ok(points.first().map(|point| point.timestamp_ms));
+        }
+        if let Some(first) = self.first_times.borrow().get(&number) {
+            return Ok(Some(*first));
+        }
+        let data = self.log.read_range(number, 0, FIRST_READ).await?;
+        let mut at = 0;
+        let first = loop {
+            match decode_record(data.get(at..).unwrap_or_default()) {
+                Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => at += size,
+                Decoded::Record { kind: KIND_STREAM_RECORD, payload, .. } => break split(payload).map(|(time, _)| time),
+                Decoded::End => break None,
+                // Longer than the first read, or damaged: the full index finds out which.
+                _ => {
+                    self.ensure_indexed(number).await?;
+                    return Ok(self.index.borrow().get(&number).and_then(|points| points.first()).map(|point| point.timestamp_ms));
+                }
+            }
+        };
+        if let Some(first) = first {
+            self.first_times.borrow_mut().insert(number, first);
+        }
+        Ok(first)
+    }
+
+    /// The last index point of segment `number` for which `before` holds (the segment's start
+    /// when none does).
+    async fn point_before(&self, number: u64, before: impl Fn(&Point) -> bool) -> Result<Point, StorageError> {
+        self.ensure_indexed(number).await?;
+        let index = self.index.borrow();
+        let points = index.get(&number).map(Vec::as_slice).unwrap_or_default();
+        let at = points.partition_point(before);
+        Ok(at.checked_sub(1).map_or(Point { seq: 0, offset: 0, timestamp_ms: 0 }, |i| points[i]))
+    }
+
+    /// Builds segment `number`'s index from its records, unless it has one.
+    async fn ensure_indexed(&self, number: u64) -> Result<(), StorageError> {
+        if self.index.borrow().contains_key(&number) {
+            return Ok(());
+        }
+        let data = self.log.read_segment(number).await?;
+        let mut points = Vec::new();
+        let mut at = 0usize;
+        while at < data.len() {
+            match decode_record(&data[at..]) {
+                Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => at += size,
+                Decoded::Record { seq, kind: KIND_STREAM_RECORD, payload, size } => {
+                    let (timestamp_ms, _) =
+                        split(payload).ok_or_else(|| damaged(&self.log, number, at as u64, "a stream record too short for its time"))?;
+                    add_point(&mut points, Location { seq, segment: number, offset: at as u64 }, timestamp_ms);
+                    at += size;
+                }
+                Decoded::End => break,
+                Decoded::Record { .. } => return Err(damaged(&self.log, number, at as u64, "a record that is not a stream record")),
+                Decoded::Damaged { reason } => return Err(damaged(&self.log, number, at as u64, reason)),
+            }
+        }
+        self.index.borrow_mut().insert(number, points);
+        Ok(())
+    }
+}
+
+/// Adds a point for the record at `location` if it is a segment's first or far enough from
+/// the last point.
+fn add_point(points: &mut Vec<Point>, location: Location, timestamp_ms: u64) {
+    if points.last().is_none_or(|last| location.offset >= last.offset + INDEX_EVERY) {
+        points.push(Point { seq: location.seq, offset: location.offset, timestamp_ms });
+    }
+}
