@@ -14,18 +14,16 @@ under --work (default: a temporary directory in /var/tmp) and removed.
 """
 
 import argparse
-import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from durable import ROOT, Daemon, binary, dir_bytes, load, rss_kib  # noqa: E402
+from durable import ROOT, Daemon, binary, dir_bytes, keep_row, load, rss_kib, write_results  # noqa: E402
 
 
 def main():
@@ -87,15 +85,9 @@ def main():
                "received": drain["received"], "received_per_second": drain["received_per_second"],
                "receive_p50_us": drain["receive"]["p50_us"], "receive_p99_us": drain["receive"]["p99_us"],
                "rss_kib_after_drain": drained_rss}
-        results["runs"].append(row)
-        print(json.dumps(row), flush=True)
-        shutil.copy(daemon.log_path, os.path.join(out_dir, "sluiced.log"))
-        shutil.rmtree(data_dir, ignore_errors=True)
+        keep_row(results["runs"], row, daemon, out_dir, data_dir)
 
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
+    write_results(args.out, results, work, args.work)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,21 @@ def load(load_bin, addr, out_dir, size, duration, extra):
     return command, summary
 
 
+def keep_row(rows, row, daemon, out_dir, data_dir):
+    """Records one measured row, keeps the daemon's log beside it, removes its data."""
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+    shutil.copy(daemon.log_path, os.path.join(out_dir, "sluiced.log"))
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def write_results(out, results, work, keep_work):
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="results directory to write")
@@ -148,10 +163,7 @@ def main():
                    "send_p99_us": summary["send"]["p99_us"], "send_p999_us": summary["send"]["p999_us"],
                    "fdatasyncs": stats["fdatasyncs"], "flushes": stats["flushes"], "appends": stats["appends"],
                    "fdatasyncs_per_second": stats["fdatasyncs"] / summary["seconds"]}
-            results["throughput"].append(row)
-            print(json.dumps(row), flush=True)
-            shutil.copy(daemon.log_path, os.path.join(out_dir, "sluiced.log"))
-            shutil.rmtree(data_dir, ignore_errors=True)
+            keep_row(results["throughput"], row, daemon, out_dir, data_dir)
 
     # Restart: fill a queue (producers only), kill -9, and time the restart to listening.
     for backlog in [int(b) for b in args.backlogs.split(",")]:
@@ -176,15 +188,9 @@ def main():
                "sent": summary["sent"], "queued_after_restart": int(queued.group(1)) if queued else None,
                "data_dir_bytes": size, "restart_seconds": seconds, "rss_kib_after_restart": rss,
                "replay": daemon.replayed()}
-        results["restart"].append(row)
-        print(json.dumps(row), flush=True)
-        shutil.copy(daemon.log_path, os.path.join(out_dir, "sluiced.log"))
-        shutil.rmtree(data_dir, ignore_errors=True)
+        keep_row(results["restart"], row, daemon, out_dir, data_dir)
 
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
+    write_results(args.out, results, work, args.work)
 
 
 if __name__ == "__main__":

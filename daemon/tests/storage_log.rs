@@ -7,17 +7,8 @@ use std::time::Duration;
 
 use sluice_daemon::storage::log::{FsyncMode, Log, LogOptions, StorageError};
 
-fn options(dir: &Path, segment_bytes: u64) -> LogOptions {
-    LogOptions { dir: dir.to_path_buf(), segment_bytes, fsync: FsyncMode::Always, repair: false }
-}
-
-/// Runs a future on a fresh glommio executor (the log needs one).
-fn run<F: std::future::Future + 'static>(future: impl FnOnce() -> F + Send + 'static) -> F::Output
-where
-    F::Output: Send + 'static,
-{
-    glommio::LocalExecutorBuilder::default().spawn(|| async move { future().await }).unwrap().join().unwrap()
-}
+mod common;
+use common::{options, run};
 
 fn payload(i: u64) -> Vec<u8> {
     format!("record number {i} ").repeat((i % 7 + 1) as usize).into_bytes()

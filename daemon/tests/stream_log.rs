@@ -2,22 +2,10 @@
 //! found by arrival time, after a reopen that reads only the log's tail, and trimmed by
 //! retention a whole segment at a time.
 
-use std::path::Path;
-
-use sluice_daemon::storage::log::{FsyncMode, LogOptions};
 use sluice_daemon::storage::stream::{StreamLog, StreamRecord};
 
-fn options(dir: &Path, segment_bytes: u64) -> LogOptions {
-    LogOptions { dir: dir.to_path_buf(), segment_bytes, fsync: FsyncMode::Always, repair: false }
-}
-
-/// Runs a future on a fresh glommio executor (the log needs one).
-fn run<F: std::future::Future + 'static>(future: impl FnOnce() -> F + Send + 'static) -> F::Output
-where
-    F::Output: Send + 'static,
-{
-    glommio::LocalExecutorBuilder::default().spawn(|| async move { future().await }).unwrap().join().unwrap()
-}
+mod common;
+use common::{options, run};
 
 fn data(i: u64) -> Vec<u8> {
     format!("record {i} ").repeat((i % 13 + 1) as usize).into_bytes()
