@@ -14,6 +14,11 @@ fn payload(i: u64) -> Vec<u8> {
     format!("record number {i} ").repeat((i % 7 + 1) as usize).into_bytes()
 }
 
+/// Bytes on disk of the record holding `payload(i)`.
+fn size(i: u64) -> usize {
+    sluice_daemon::storage::record::record_bytes(payload(i).len())
+}
+
 /// A replayed record: sequence number, kind, payload.
 type Replayed = (u64, u8, Vec<u8>);
 
@@ -325,11 +330,11 @@ fn records_are_read_back_by_location_before_and_after_a_reopen() {
             locations.push(log.append_located(2, &payload(i)).unwrap());
         }
         // Read back at once: the read waits for the record to be written.
-        assert_eq!(log.read(locations[2999]).await.unwrap(), payload(3000));
-        assert_eq!(log.read(locations[0]).await.unwrap(), payload(1));
+        assert_eq!(log.read(locations[2999], size(3000)).await.unwrap(), payload(3000));
+        assert_eq!(log.read(locations[0], size(1)).await.unwrap(), payload(1));
         assert!(locations.iter().map(|l| l.segment).collect::<std::collections::HashSet<_>>().len() > 3, "spans segments");
         for (i, location) in locations.iter().enumerate().step_by(37) {
-            assert_eq!(log.read(*location).await.unwrap(), payload(i as u64 + 1));
+            assert_eq!(log.read(*location, size(i as u64 + 1)).await.unwrap(), payload(i as u64 + 1));
         }
         log.close().await.unwrap();
         locations
@@ -338,14 +343,14 @@ fn records_are_read_back_by_location_before_and_after_a_reopen() {
         let mut replayed = Vec::new();
         let (log, _) = Log::open_located(reopened, |location, _, _| replayed.push(location)).await.unwrap();
         assert_eq!(replayed, locations, "replay reports the locations the appends did");
-        assert_eq!(log.read(locations[2500]).await.unwrap(), payload(2501));
+        assert_eq!(log.read(locations[2500], size(2501)).await.unwrap(), payload(2501));
         // A location that does not hold that record is an error, not a wrong answer.
         let wrong = sluice_daemon::storage::log::Location { seq: locations[2500].seq + 1, ..locations[2500] };
-        assert!(matches!(log.read(wrong).await, Err(StorageError::Unreadable { .. })));
+        assert!(matches!(log.read(wrong, size(2501)).await, Err(StorageError::Unreadable { .. })));
         // A removed segment cannot be read.
         let second = log.segment_first_seqs()[1];
         log.remove_segments_before(second).await.unwrap();
-        assert!(log.read(locations[0]).await.is_err());
+        assert!(log.read(locations[0], size(1)).await.is_err());
         log.close().await.unwrap();
     });
 }

@@ -290,11 +290,16 @@ impl Partition {
         if slot.payload.is_some() || slot.placement.log_seq != log_seq || slot.tag != payload.message_id as u64 {
             return false;
         }
+        let bytes = payload.resident_bytes() as i64;
         slot.payload = Some(payload);
-        let payload = slot.payload.clone();
-        self.count_resident(payload.as_ref(), 1);
+        self.resident_change += bytes;
         self.evicted -= 1;
         true
+    }
+
+    /// Messages whose payload is only in the log.
+    pub fn on_disk(&self) -> u64 {
+        self.evicted
     }
 
     /// Whether the next message a receive would take has its payload only in the log.
@@ -334,7 +339,8 @@ impl Partition {
                 break;
             }
             let Some(slot) = self.slot(seq) else { continue };
-            if slot.state == State::Visible && slot.payload.is_none() && !out.iter().any(|(s, _)| *s == seq) {
+            // Each visible message has one entry in `visible`, so none is named twice.
+            if slot.state == State::Visible && slot.payload.is_none() {
                 out.push((seq, slot.placement));
                 bytes += slot.placement.bytes as u64;
             }

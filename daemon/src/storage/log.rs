@@ -25,13 +25,14 @@
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::io::{Directory, DmaFile, OpenOptions};
 
 use super::record::{
-    begin_record, decode_record, finish_record, record_bytes, skip_header, Decoded, RECORD_ALIGN, RECORD_HEADER_BYTES, RECORD_KIND_SKIP,
-    RECORD_PAYLOAD_BYTES_MAX,
+    begin_record, decode_past_skips, decode_record, finish_record, record_bytes, skip_header, Decoded, RECORD_ALIGN, RECORD_HEADER_BYTES,
+    RECORD_KIND_SKIP, RECORD_PAYLOAD_BYTES_MAX,
 };
 use crate::runtime::notify::LocalNotify;
 
@@ -61,13 +62,13 @@ pub struct LogOptions {
     pub repair: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     #[error("{path} is damaged at offset {offset} ({reason}) and valid records follow; start with --repair to keep every valid record (and skip the damage)")]
     Corrupt { path: PathBuf, offset: u64, reason: &'static str },
@@ -81,24 +82,8 @@ pub enum StorageError {
     Unreadable { path: PathBuf, offset: u64, reason: &'static str },
 }
 
-impl StorageError {
-    /// The same error again, for reporting it to every waiter of one failed read.
-    fn duplicate(&self) -> StorageError {
-        match self {
-            StorageError::Io { path, source } => {
-                StorageError::Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
-            }
-            StorageError::Corrupt { path, offset, reason } => StorageError::Corrupt { path: path.clone(), offset: *offset, reason },
-            StorageError::TooLarge(len) => StorageError::TooLarge(*len),
-            StorageError::Failed(why) => StorageError::Failed(why.clone()),
-            StorageError::Full(path) => StorageError::Full(path.clone()),
-            StorageError::Unreadable { path, offset, reason } => StorageError::Unreadable { path: path.clone(), offset: *offset, reason },
-        }
-    }
-}
-
 fn io_error(path: &Path, error: impl Into<std::io::Error>) -> StorageError {
-    StorageError::Io { path: path.to_path_buf(), source: error.into() }
+    StorageError::Io { path: path.to_path_buf(), source: Arc::new(error.into()) }
 }
 
 /// Where a record is: its sequence number, segment (by number) and byte offset in that file.
@@ -108,9 +93,6 @@ pub struct Location {
     pub segment: u64,
     pub offset: u64,
 }
-
-/// A record read back: its kind and payload.
-pub type RecordRead = Result<(u8, Vec<u8>), StorageError>;
 
 /// Largest span `read_many` covers with one read.
 const READ_SPAN_MAX: u64 = 256 * 1024;
@@ -314,15 +296,10 @@ async fn first_record_seq(file: &DmaFile, path: &Path) -> Result<Option<u64>, St
 
 /// Sequence number of the first record in `data`, if it holds one.
 fn first_seq_of(data: &[u8]) -> Option<u64> {
-    let mut pos = 0;
-    while pos < data.len() {
-        match decode_record(&data[pos..]) {
-            Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => pos += size,
-            Decoded::Record { seq, .. } => return Some(seq),
-            _ => return None,
-        }
+    match decode_past_skips(data, 0).1 {
+        Decoded::Record { seq, .. } => Some(seq),
+        _ => None,
     }
-    None
 }
 
 /// Overwrites `[from, to)` of a segment with zeros, keeping `prefix` (the bytes of
@@ -678,37 +655,28 @@ impl Log {
         Ok(())
     }
 
-    /// Reads back the payload of the record at `location` (waiting until it is written),
-    /// checking its checksum and sequence number.
-    pub async fn read(&self, location: Location) -> Result<Vec<u8>, StorageError> {
-        self.written(location.seq).await?;
-        let path = segment_path(&self.options.dir, location.segment);
-        let file = self.read_file(location.segment, &path).await?;
-        let header = read_span(&file, &path, location.offset, RECORD_HEADER_BYTES).await?;
-        let damaged = |reason: &'static str| StorageError::Unreadable { path: path.clone(), offset: location.offset, reason };
-        if header.len() < RECORD_HEADER_BYTES {
-            return Err(damaged("record header past the end of the file"));
-        }
-        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        if len > super::record::RECORD_PAYLOAD_BYTES_MAX {
-            return Err(damaged("length over the limit"));
-        }
-        let whole = read_span(&file, &path, location.offset, RECORD_HEADER_BYTES + len).await?;
-        match decode_record(&whole) {
-            Decoded::Record { seq, payload, .. } if seq == location.seq => Ok(payload.to_vec()),
-            Decoded::Record { .. } => Err(damaged("a different record than expected")),
-            _ => Err(damaged("record damaged on read")),
-        }
+    /// Reads back the payload of the record at `location`, `size` bytes on disk (as
+    /// `record_bytes` counts it), waiting until it is written.
+    pub async fn read(&self, location: Location, size: usize) -> Result<Vec<u8>, StorageError> {
+        let mut answer = Err(StorageError::Failed("record not read".to_owned()));
+        self.read_many(&[(location, size)], |_, record| {
+            answer = match record {
+                Ok((_, payload)) => Ok(payload.to_vec()),
+                Err(error) => Err(error.clone()),
+            }
+        })
+        .await;
+        answer
     }
 
     /// Reads back many records, each given by its location and its size on disk (as
-    /// `record_bytes` counts it), answering `(kind, payload)` for each in the order asked.
-    /// Records close together in one segment are read with one aligned read: a run of
-    /// small messages costs one I/O, not one each.
-    pub async fn read_many(&self, wanted: &[(Location, usize)]) -> Vec<RecordRead> {
+    /// `record_bytes` counts it), handing `each` the index of the record asked for and its
+    /// kind and payload (or why it could not be read), checked against checksum, sequence
+    /// number and size. Records close together in one segment are read with one aligned
+    /// read: a run of small messages costs one I/O, not one each.
+    pub async fn read_many(&self, wanted: &[(Location, usize)], mut each: impl FnMut(usize, Result<(u8, &[u8]), &StorageError>)) {
         let mut order: Vec<usize> = (0..wanted.len()).collect();
         order.sort_by_key(|&i| (wanted[i].0.segment, wanted[i].0.offset));
-        let mut answers: Vec<Option<RecordRead>> = (0..wanted.len()).map(|_| None).collect();
         let mut at = 0;
         while at < order.len() {
             let first = wanted[order[at]].0;
@@ -731,28 +699,20 @@ impl Log {
                         let (location, size) = wanted[i];
                         let from = (location.offset - start) as usize;
                         let bytes = data.get(from..(from + size).min(data.len())).unwrap_or(&[]);
-                        answers[i] = Some(match decode_record(bytes) {
+                        let unreadable = |reason| StorageError::Unreadable { path: path.clone(), offset: location.offset, reason };
+                        match decode_record(bytes) {
                             Decoded::Record { seq, kind, payload, size: found } if seq == location.seq && found == size => {
-                                Ok((kind, payload.to_vec()))
+                                each(i, Ok((kind, payload)))
                             }
-                            Decoded::Record { .. } => Err(StorageError::Unreadable {
-                                path: path.clone(),
-                                offset: location.offset,
-                                reason: "a different record than expected is there",
-                            }),
-                            _ => Err(StorageError::Unreadable { path: path.clone(), offset: location.offset, reason: "it is damaged" }),
-                        });
+                            Decoded::Record { .. } => each(i, Err(&unreadable("a different record than expected is there"))),
+                            _ => each(i, Err(&unreadable("it is damaged"))),
+                        }
                     }
                 }
-                Err(error) => {
-                    for &i in group {
-                        answers[i] = Some(Err(error.duplicate()));
-                    }
-                }
+                Err(error) => group.iter().for_each(|&i| each(i, Err(&error))),
             }
             at = end;
         }
-        answers.into_iter().map(|answer| answer.unwrap_or_else(|| Err(StorageError::Failed("record not read".to_owned())))).collect()
     }
 
     /// One aligned read of `[from, to)` of segment `number`, once record `last_seq` is written.

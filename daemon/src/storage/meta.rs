@@ -19,7 +19,7 @@ const FILE_NAME: &str = "meta.json";
 const FORMAT: u64 = 1;
 
 fn io_error(path: &Path, error: impl Into<std::io::Error>) -> StorageError {
-    StorageError::Io { path: path.to_path_buf(), source: error.into() }
+    StorageError::Io { path: path.to_path_buf(), source: std::sync::Arc::new(error.into()) }
 }
 
 pub fn path(data_dir: &Path) -> PathBuf {

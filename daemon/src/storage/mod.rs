@@ -97,7 +97,6 @@ impl Storage {
         let mut partitions: HashMap<u64, Partition> = HashMap::new();
         let mut bad_records = Vec::new();
         let mut resident = 0u64;
-        let mut on_disk = 0u64;
         let (log, recovery) = Log::open_located(options, |location, kind, payload| match Event::decode(kind, payload) {
             Ok(event) => {
                 let queue_id = event.queue_id();
@@ -111,7 +110,6 @@ impl Storage {
                 resident = add_change(resident, partition);
                 if let (Some(message), true) = (message, resident > budget) {
                     if partition.evict(message) {
-                        on_disk += 1;
                         resident = add_change(resident, partition);
                     }
                 }
@@ -129,14 +127,15 @@ impl Storage {
             }
         }
         let mut messages = 0;
+        let mut on_disk = 0;
         for partition in partitions.values_mut() {
+            on_disk += partition.on_disk();
             partition.settle_after_replay();
             partition.for_each_placement(|seq, bytes| {
                 log.hold(seq, bytes);
                 messages += 1;
             });
         }
-        let on_disk = on_disk.min(messages);
         let storage = Storage { log, events: RefCell::default(), released: RefCell::default(), resident: Cell::new(resident), budget };
         Ok(Opened { storage, partitions, recovery, bad_records, messages, on_disk })
     }
@@ -212,26 +211,29 @@ impl Storage {
             .iter()
             .map(|(_, p)| (Location { seq: p.log_seq, segment: p.segment as u64, offset: p.offset as u64 }, p.bytes as usize))
             .collect();
-        let read = self.log.read_many(&locations).await;
-        read.into_iter()
-            .zip(wanted)
-            .map(|(record, (seq, placement))| {
-                let (kind, bytes) = record.map_err(storage_error)?;
-                match Event::decode(kind, &bytes) {
-                    Ok(Event::Sent { queue_id: q, seq: s, payload, .. })
-                    | Ok(Event::MovedIn { queue_id: q, seq: s, payload, .. })
-                    | Ok(Event::Restored { queue_id: q, seq: s, payload, .. })
-                        if q == queue_id && s == *seq =>
+        let mut answers: Vec<Result<Arc<Payload>, OpError>> =
+            wanted.iter().map(|_| Err(OpError::new(ErrorCode::InternalFailure, "storage failure: record not read"))).collect();
+        self.log
+            .read_many(&locations, |i, record| {
+                let (seq, placement) = wanted[i];
+                // Decoded from the read buffer: the body is copied once, into its payload.
+                answers[i] = match record.map(|(kind, bytes)| Event::decode(kind, bytes)) {
+                    Ok(Ok(Event::Sent { queue_id: q, seq: s, payload, .. }))
+                    | Ok(Ok(Event::MovedIn { queue_id: q, seq: s, payload, .. }))
+                    | Ok(Ok(Event::Restored { queue_id: q, seq: s, payload, .. }))
+                        if q == queue_id && s == seq =>
                     {
                         Ok(payload)
                     }
-                    _ => Err(OpError::new(
+                    Err(error) => Err(storage_error(error.clone())),
+                    Ok(_) => Err(OpError::new(
                         ErrorCode::InternalFailure,
                         format!("storage failure: log record {} does not hold message {seq} of queue {queue_id}", placement.log_seq),
                     )),
-                }
+                };
             })
-            .collect()
+            .await;
+        answers
     }
 
     /// Refuses a new message when the disk is short of space (receives and deletes go on).

@@ -119,6 +119,17 @@ pub fn decode_record(buf: &[u8]) -> Decoded<'_> {
     Decoded::Record { seq, kind, payload, size: record_bytes(len) }
 }
 
+/// Reads the first record at or after `at` that is not a SKIP record (which readers pass
+/// over): where it starts, and what is there.
+pub fn decode_past_skips(data: &[u8], mut at: usize) -> (usize, Decoded<'_>) {
+    loop {
+        match decode_record(data.get(at..).unwrap_or_default()) {
+            Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => at += size,
+            other => return (at, other),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::log::{Location, Log, LogOptions, Recovery, StorageError};
-use super::record::{decode_record, Decoded, RECORD_HEADER_BYTES, RECORD_KIND_SKIP, RECORD_PAYLOAD_BYTES_MAX};
+use super::record::{decode_past_skips, Decoded, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 
 /// Record kind of a stream record.
 pub const KIND_STREAM_RECORD: u8 = 16;
@@ -180,21 +180,23 @@ impl StreamLog {
     async fn read_forward(&self, number: u64, mut offset: u64, seq: &mut u64, batch: &mut Batch) -> Result<bool, StorageError> {
         let mut step = READ_STEP;
         loop {
-            let data = self.log.read_range(number, offset, step).await?;
+            // Records' data are slices of this one buffer: no copy per record.
+            let data = Bytes::from(self.log.read_range(number, offset, step).await?);
             let full_read = data.len() == step;
             let mut at = 0usize;
             while at < data.len() {
-                match decode_record(&data[at..]) {
-                    Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => at += size,
+                let (found_at, decoded) = decode_past_skips(&data, at);
+                at = found_at;
+                match decoded {
                     Decoded::Record { seq: found, kind: KIND_STREAM_RECORD, payload, size } => {
                         if found > batch.readable {
                             return Ok(true);
                         }
                         if found >= *seq {
-                            let (timestamp_ms, data) = split(payload)
+                            let (timestamp_ms, record) = split(payload)
                                 .ok_or_else(|| damaged(&self.log, number, offset + at as u64, "a stream record too short for its time"))?;
-                            batch.bytes += data.len();
-                            batch.out.push(StreamRecord { seq: found, timestamp_ms, data: Bytes::copy_from_slice(data) });
+                            batch.bytes += record.len();
+                            batch.out.push(StreamRecord { seq: found, timestamp_ms, data: data.slice_ref(record) });
                             *seq = found + 1;
                             if batch.full() {
                                 return Ok(true);
@@ -308,17 +310,13 @@ impl StreamLog {
             return Ok(Some(*first));
         }
         let data = self.log.read_range(number, 0, FIRST_READ).await?;
-        let mut at = 0;
-        let first = loop {
-            match decode_record(data.get(at..).unwrap_or_default()) {
-                Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => at += size,
-                Decoded::Record { kind: KIND_STREAM_RECORD, payload, .. } => break split(payload).map(|(time, _)| time),
-                Decoded::End => break None,
-                // Longer than the first read, or damaged: the full index finds out which.
-                _ => {
-                    self.ensure_indexed(number).await?;
-                    return Ok(self.index.borrow().get(&number).and_then(|points| points.first()).map(|point| point.timestamp_ms));
-                }
+        let first = match decode_past_skips(&data, 0).1 {
+            Decoded::Record { kind: KIND_STREAM_RECORD, payload, .. } => split(payload).map(|(time, _)| time),
+            Decoded::End => None,
+            // Longer than the first read, or damaged: the full index finds out which.
+            _ => {
+                self.ensure_indexed(number).await?;
+                return Ok(self.index.borrow().get(&number).and_then(|points| points.first()).map(|point| point.timestamp_ms));
             }
         };
         if let Some(first) = first {
@@ -346,8 +344,9 @@ impl StreamLog {
         let mut points = Vec::new();
         let mut at = 0usize;
         while at < data.len() {
-            match decode_record(&data[at..]) {
-                Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => at += size,
+            let (found_at, decoded) = decode_past_skips(&data, at);
+            at = found_at;
+            match decoded {
                 Decoded::Record { seq, kind: KIND_STREAM_RECORD, payload, size } => {
                     let (timestamp_ms, _) =
                         split(payload).ok_or_else(|| damaged(&self.log, number, at as u64, "a stream record too short for its time"))?;
