@@ -1,4 +1,5 @@
-//! Hot paths: frame encode and decode, and a queue partition's send → receive → delete.
+//! Hot paths: frame encode and decode, a queue partition's send → receive → delete, and
+//! the storage log's append (staged, written and waited for in groups, as the daemon does).
 
 use std::sync::Arc;
 
@@ -54,5 +55,42 @@ fn partition(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frames, partition);
+fn log_append(c: &mut Criterion) {
+    use sluice_daemon::storage::log::{FsyncMode, Log, LogOptions};
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).make().expect("a glommio executor");
+    let options = LogOptions { dir: dir.path().join("log"), segment_bytes: 64 << 20, fsync: FsyncMode::Never, repair: false };
+    let log = executor.run(async move { Log::open(options, |_, _, _| {}).await.expect("opening the log").0 });
+    let mut group = c.benchmark_group("log");
+    for size in [100usize, 1024] {
+        let payload = vec![b'x'; size];
+        group.throughput(Throughput::Elements(1));
+        // Appends are staged and written 64 at a time, each group waited for (fsync never, so
+        // this is the CPU and write cost of the log, not the disk's flush latency).
+        group.bench_function(format!("append {size} B, written in groups of 64"), |b| {
+            b.iter_custom(|iters| {
+                let (log, payload) = (log.clone(), &payload);
+                executor.run(async move {
+                    let started = std::time::Instant::now();
+                    let mut last = None;
+                    for i in 0..iters {
+                        let seq = log.append(1, payload).expect("append");
+                        last = Some(seq);
+                        if i % 64 == 63 {
+                            log.durable(seq).await.expect("durable");
+                        }
+                    }
+                    if let Some(seq) = last {
+                        log.durable(seq).await.expect("durable");
+                    }
+                    started.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+    executor.run(async move { log.close().await.expect("closing the log") });
+}
+
+criterion_group!(benches, frames, partition, log_append);
 criterion_main!(benches);

@@ -1,5 +1,9 @@
 //! `sluice-bench`: scenario benchmarks that write to `results/`.
 //!
+//! `sluice-bench run [SCENARIO|all]` starts `sluiced` and every installed peer broker on
+//! loopback, runs each scenario against each with `sluice-load`, and writes one folder of
+//! `results/` (see `scenario.rs`).
+//!
 //! `sluice-bench log` measures the storage log alone: appenders on one glommio
 //! executor append records and wait for durability (group commit), for a fixed
 //! time. It reports appends/s, MB/s, flushes and fdatasyncs per second, and the
@@ -8,6 +12,11 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+mod plot;
+mod scenario;
+mod systems;
+mod table;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
@@ -28,6 +37,42 @@ enum Fsync {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run scenarios against Sluice and every installed peer; write a folder of results/.
+    ///
+    /// Builds the release `sluiced` and `sluice-load` first when run through cargo
+    /// (`cargo run --release -p sluice-bench -- run all`). Peers come from Debian's packages:
+    /// bench/scripts/install-peers.sh installs them; a peer that is not installed is left out.
+    Run {
+        /// Scenario to run, or `all`: queue-max-100b, queue-max-1k, queue-latency-half,
+        /// queue-latency-50k, queue-latency-5k, fanout-10, stream-ingest-1k.
+        #[arg(default_value = "all")]
+        scenario: String,
+        /// Systems to run, comma-separated [default: all]: sluice-fsync-always, sluice-fsync-never,
+        /// redis-persistence-off, redis-appendfsync-always, nats-jetstream, rabbitmq.
+        #[arg(long, value_delimiter = ',')]
+        systems: Vec<String>,
+        /// Seconds measured per run, after the warm-up.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Seconds of warm-up per run, left out of the figures.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// `sluiced --cores` (the load generator shares the machine).
+        #[arg(long, default_value_t = 1)]
+        sluice_cores: usize,
+        /// `sluice-load --cores`, the same for every system.
+        #[arg(long, default_value_t = 1)]
+        load_cores: usize,
+        /// Where run folders go; its README.md gets the latest table.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../results"))]
+        results: PathBuf,
+        /// Scratch directory for the brokers' data (on a real disk, so fsyncs cost what they cost); emptied per run.
+        #[arg(long, default_value = "/var/tmp/sluice-bench")]
+        scratch: PathBuf,
+        /// Directory holding release `sluiced` and `sluice-load` [default: beside this program].
+        #[arg(long)]
+        binaries: Option<PathBuf>,
+    },
     /// Append records to a storage log and wait for each to be durable (group commit).
     Log {
         /// Directory for the log's segments (emptied first; use a scratch directory on the disk to measure).
@@ -56,6 +101,13 @@ enum Command {
 
 fn main() {
     match Cli::parse().command {
+        Command::Run { scenario, systems, duration, warmup, sluice_cores, load_cores, results, scratch, binaries } => {
+            let outcome = run_scenarios(scenario, systems, duration, warmup, sluice_cores, load_cores, results, scratch, binaries);
+            if let Err(error) = outcome {
+                eprintln!("sluice-bench: {error}");
+                std::process::exit(1);
+            }
+        }
         Command::Log { dir, record_bytes, appenders, seconds, fsync, segment_bytes, out } => {
             let _ = std::fs::remove_dir_all(&dir);
             let fsync = match fsync {
@@ -129,4 +181,66 @@ async fn run_log(options: LogOptions, record_bytes: usize, appenders: usize, sec
         report.push_str(&format!("  {:>8.4} {:>10}\n", quantile, latency.value_at_quantile(quantile)));
     }
     report
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_scenarios(
+    scenario: String,
+    systems: Vec<String>,
+    duration: u64,
+    warmup: u64,
+    sluice_cores: usize,
+    load_cores: usize,
+    results: PathBuf,
+    scratch: PathBuf,
+    binaries: Option<PathBuf>,
+) -> Result<(), String> {
+    let scenarios: Vec<&'static scenario::Scenario> = if scenario == "all" {
+        scenario::SCENARIOS.iter().collect()
+    } else {
+        let found = scenario::SCENARIOS
+            .iter()
+            .find(|s| s.name == scenario)
+            .ok_or_else(|| format!("no scenario {scenario:?}; there are: all, {}", scenario::SCENARIOS.map(|s| s.name).join(", ")))?;
+        vec![found]
+    };
+    let systems = if systems.is_empty() {
+        systems::System::ALL.to_vec()
+    } else {
+        systems
+            .iter()
+            .map(|name| {
+                systems::System::ALL
+                    .into_iter()
+                    .find(|s| s.name() == name)
+                    .ok_or_else(|| format!("no system {name:?}; there are: {}", systems::System::ALL.map(|s| s.name()).join(", ")))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let binaries = match binaries {
+        Some(dir) => dir,
+        None => std::env::current_exe().map_err(|e| e.to_string())?.parent().ok_or("no directory for this program")?.to_path_buf(),
+    };
+    // Through cargo, the daemon and load generator are built (release) before measuring.
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "sluice-daemon", "-p", "sluice-load-gen"])
+            .status()
+            .map_err(|e| format!("running cargo build: {e}"))?;
+        if !status.success() {
+            return Err("cargo build --release -p sluice-daemon -p sluice-load-gen failed".into());
+        }
+    }
+    for program in ["sluiced", "sluice-load"] {
+        if !binaries.join(program).is_file() {
+            return Err(format!(
+                "{} is missing: cargo build --release -p sluice-daemon -p sluice-load-gen",
+                binaries.join(program).display()
+            ));
+        }
+    }
+    let settings = scenario::Settings { scenarios, systems, duration, warmup, sluice_cores, load_cores, results, scratch, binaries };
+    let folder = scenario::run(&settings)?;
+    eprintln!("sluice-bench: wrote {}", folder.display());
+    Ok(())
 }

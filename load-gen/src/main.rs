@@ -1,341 +1,322 @@
-//! `sluice-load`: drives a Sluice broker with a closed-loop queue workload and
-//! reports throughput and latency percentiles from HDR histograms.
+//! `sluice-load`: a thread-per-core load generator for Sluice and the brokers people run
+//! today (Redis Streams, NATS JetStream, RabbitMQ), with HDR latency histograms.
 //!
-//! This first version runs the `queue` workload against Sluice only: producers
-//! send batches, consumers receive (long polling) and delete in batches, all
-//! pipelined over a few connections per core. The load-generator issue extends
-//! it with fixed-rate (open-loop) runs, more workloads and peer brokers.
+//! Each core is a thread pinned with core_affinity, running one executor: glommio for
+//! Sluice, a current-thread tokio runtime for the peers (their own clients need tokio).
+//! The workload is the same for every broker (see `run.rs`): closed loop with `--inflight`
+//! requests per producer to find the maximum rate, or open loop at `--rate`, where every
+//! batch has an intended send time and latency counts from it (no coordinated omission).
 
-use std::cell::RefCell;
+mod nats;
+mod rabbitmq;
+mod record;
+mod redis;
+mod run;
+mod sluice;
+
 use std::path::PathBuf;
-use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicU64;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
-use clap::Parser;
-use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
-use hdrhistogram::serialization::Serializer;
+use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use sluice_client::{Client, DeleteEntry, ReceiveMessage, SendEntry};
+
+use record::{Live, Op, Recorder, Tick};
+use run::{Broker, Plan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    /// Sluice over its binary protocol.
+    Sluice,
+    /// Redis Streams: XADD, XREADGROUP, XACK.
+    Redis,
+    /// NATS JetStream: file storage, publish acks, a pull consumer, acks.
+    Nats,
+    /// RabbitMQ: durable queue, publisher confirms, manual acks with prefetch.
+    Rabbitmq,
+}
+
+impl Target {
+    fn default_endpoint(self) -> &'static str {
+        match self {
+            Target::Sluice => "127.0.0.1:9800",
+            Target::Redis => "127.0.0.1:6379",
+            Target::Nats => "127.0.0.1:4222",
+            Target::Rabbitmq => "127.0.0.1:5672",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// Producers send batches, consumers receive (long polling) and delete/acknowledge in batches.
+    Queue,
+    /// Publish to a topic with --subscribers queues; consumers drain every queue (needs topics).
+    Fanout,
+    /// PutRecords with random partition keys over --shards; consumers read every shard (needs streams).
+    Stream,
+}
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "sluice-load", version, about = "Closed-loop load generator for Sluice queues, with HDR latency histograms.")]
+#[command(
+    name = "sluice-load",
+    version,
+    about = "Thread-per-core load generator for Sluice and its peers (Redis Streams, NATS JetStream, RabbitMQ), with HDR latency histograms.",
+    long_about = "Thread-per-core load generator for Sluice and its peers (Redis Streams, NATS JetStream, RabbitMQ), with HDR latency \
+histograms.\n\nWithout --rate it runs a closed loop: each producer keeps --inflight send requests outstanding, which finds the \
+maximum rate. With --rate it runs an open loop: batches are due at fixed intended times and latency counts from the intended \
+time, so a broker that stalls cannot hide the stall. A live line each second shows the rate and p99; the final report gives \
+msgs/s, MB/s and p50/p99/p99.9/p99.99/max per operation and end to end (from a timestamp in each body)."
+)]
 struct Args {
-    /// Broker address (binary protocol).
-    #[arg(long, env = "SLUICE_ENDPOINT", default_value = "127.0.0.1:9800")]
-    endpoint: String,
-    /// Queue to use; created if missing and purged of nothing (use a fresh name per run).
+    /// Broker to drive.
+    #[arg(long, value_enum, default_value_t = Target::Sluice)]
+    target: Target,
+    /// Broker address [default: the target's usual port on 127.0.0.1: sluice 9800, redis 6379, nats 4222, rabbitmq 5672].
+    #[arg(long, env = "SLUICE_ENDPOINT")]
+    endpoint: Option<String>,
+    /// What to run.
+    #[arg(long, value_enum, default_value_t = Workload::Queue)]
+    workload: Workload,
+    /// Sluice queue to use; created if missing (use a fresh name per run). Peers use a fresh
+    /// stream, JetStream stream or RabbitMQ queue named `sluice-load`, emptied at the start.
     #[arg(long, default_value = "sluice-load")]
     queue: String,
-    /// Body size of each message, in bytes.
+    /// Body size of each message, in bytes (at least 17: the send timestamp leads each body).
     #[arg(long, default_value_t = 100)]
     message_size: usize,
-    /// Messages per SendMessageBatch (1–10); receives ask for this many too.
+    /// Messages per send request, 1–10 (the SQS batch limit); receives ask for this many too.
     #[arg(long, default_value_t = 10)]
     batch: usize,
-    /// Connections per core, each carrying producers and consumers.
+    /// Connections per core; producers and consumers are spread over them (Redis consumers
+    /// get a connection each, since a blocked XREADGROUP holds its connection).
     #[arg(long, default_value_t = 2)]
     connections: usize,
-    /// Producer loops per connection (send requests in flight on it).
-    #[arg(long, default_value_t = 4)]
-    producers: usize,
-    /// Consumer loops per connection (receive + delete in flight on it). A receive and
-    /// its delete cost two round trips per batch, so twice the producers keeps up.
+    /// Producers per core.
     #[arg(long, default_value_t = 8)]
+    producers: usize,
+    /// Consumers per core, each receiving then acknowledging a batch in a loop. Receive and
+    /// delete are two round trips per batch, so twice the producers keeps up.
+    #[arg(long, default_value_t = 16)]
     consumers: usize,
-    /// Seconds to run (the run stops by itself).
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Stop producing after this many messages in all (0: no limit); the run still ends by
-    /// --duration at the latest. With --consumers 0 this fills a queue with an exact backlog.
-    #[arg(long, default_value_t = 0)]
-    send_limit: u64,
-    /// Executors (cores) the load generator uses.
+    /// Executors (threads, each pinned to a core) the load generator uses.
     #[arg(long, default_value_t = 1)]
     cores: usize,
-    /// Directory to write `summary.json` and `.hgrm` percentile files to.
+    /// Open loop: messages per second across all cores, sent in batches of --batch at fixed
+    /// intended times; latency counts from the intended time.
+    #[arg(long, conflicts_with = "inflight")]
+    rate: Option<u64>,
+    /// Closed loop: send requests each producer keeps outstanding [default: 1].
+    #[arg(long)]
+    inflight: Option<usize>,
+    /// Seconds measured, after the warm-up (the run stops by itself).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds run first and left out of the figures.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// Fan-out: queues subscribed to the topic.
+    #[arg(long, default_value_t = 10)]
+    subscribers: usize,
+    /// Stream: shards of the stream.
+    #[arg(long, default_value_t = 4)]
+    shards: usize,
+    /// Stop producing after this many messages in all (0: no limit). The run ends when the
+    /// producers and consumers are done, or after --duration. With --consumers 0 this fills
+    /// a queue with an exact backlog.
+    #[arg(long, default_value_t = 0)]
+    send_limit: u64,
+    /// Leave the threads unpinned (the kernel places them) instead of one per CPU, taken
+    /// from the last CPU down (sluiced pins its shards from CPU 0 up).
+    #[arg(long)]
+    no_pin: bool,
+    /// Directory for `summary.json`, one `.hgrm` percentile file per histogram and
+    /// `seconds.csv` (one row per second).
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
-/// Latency histograms of one executor, in microseconds.
-struct Recorder {
-    send: Histogram<u64>,
-    receive: Histogram<u64>,
-    delete: Histogram<u64>,
-    end_to_end: Histogram<u64>,
-    sent: u64,
-    received: u64,
+/// A current-thread tokio runtime, for the peers' clients.
+pub fn peer_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().expect("a tokio runtime")
 }
 
-impl Recorder {
-    fn new() -> Recorder {
-        let histogram = || Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-        Recorder { send: histogram(), receive: histogram(), delete: histogram(), end_to_end: histogram(), sent: 0, received: 0 }
+fn validate(args: &Args) -> Result<(), String> {
+    if !(1..=10).contains(&args.batch) {
+        return Err("--batch must be from 1 to 10".into());
     }
-
-    fn merge(&mut self, other: &Recorder) {
-        self.send.add(&other.send).ok();
-        self.receive.add(&other.receive).ok();
-        self.delete.add(&other.delete).ok();
-        self.end_to_end.add(&other.end_to_end).ok();
-        self.sent += other.sent;
-        self.received += other.received;
+    if args.cores == 0 || args.connections == 0 {
+        return Err("--cores and --connections must be at least 1".into());
     }
+    if args.duration == 0 {
+        return Err("--duration must be at least 1 second".into());
+    }
+    if args.rate == Some(0) || args.inflight == Some(0) {
+        return Err("--rate and --inflight must be at least 1".into());
+    }
+    if args.workload != Workload::Queue {
+        return Err(format!(
+            "the {:?} workload needs {} in Sluice, which is not built yet; only `queue` runs for now",
+            args.workload,
+            if args.workload == Workload::Fanout { "topics" } else { "streams" }
+        )
+        .to_lowercase());
+    }
+    Ok(())
 }
 
-fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or_default()
-}
-
-/// A body of `size` bytes that starts with the send time, for end-to-end latency.
-fn body(size: usize) -> bytes::Bytes {
-    let mut text = format!("{:016}|", now_us());
-    text.extend(std::iter::repeat_n('x', size.saturating_sub(text.len())));
-    text.truncate(size.max(17));
-    bytes::Bytes::from(text)
-}
-
-fn sent_at_us(body: &[u8]) -> Option<u64> {
-    std::str::from_utf8(body.get(..16)?).ok()?.parse().ok()
-}
-
-async fn connect(endpoint: &str) -> Client {
-    let stream = glommio::net::TcpStream::connect(endpoint).await.expect("connecting to the broker");
-    stream.set_nodelay(true).ok();
-    let (client, driver) = Client::connect(stream, "sluice-load").await.expect("Hello");
-    glommio::spawn_local(async move {
-        if let Err(error) = driver.run().await {
-            eprintln!("sluice-load: connection ended: {error}");
-        }
-    })
-    .detach();
-    client
-}
-
-/// Messages the producers of every executor may still send (`u64::MAX` without --send-limit);
-/// taken one batch at a time.
-type Budget = std::sync::Arc<std::sync::atomic::AtomicU64>;
-
-/// Takes up to `want` messages from the budget; 0 when it is spent.
-fn take(budget: &Budget, want: u64) -> u64 {
-    use std::sync::atomic::Ordering;
-    let mut left = budget.load(Ordering::Relaxed);
-    loop {
-        let granted = want.min(left);
-        match budget.compare_exchange_weak(left, left - granted, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return granted,
-            Err(now) => left = now,
-        }
+/// Prepares the broker; returns what an acknowledgement guarantees there.
+fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
+    match args.target {
+        Target::Sluice => sluice::setup(endpoint, &args.queue).map(|()| sluice::GUARANTEE.to_owned()),
+        Target::Redis => redis::setup(endpoint),
+        Target::Nats => nats::setup(endpoint).map(|()| nats::GUARANTEE.to_owned()),
+        Target::Rabbitmq => rabbitmq::setup(endpoint).map(|()| rabbitmq::GUARANTEE.to_owned()),
     }
 }
 
-async fn producer(client: Client, args: Rc<Args>, recorder: Rc<RefCell<Recorder>>, until: Instant, budget: Budget) {
-    while Instant::now() < until {
-        let batch = take(&budget, args.batch as u64) as usize;
-        if batch == 0 {
-            return;
-        }
-        let entries = (0..batch).map(|i| SendEntry { id: i.to_string(), body: body(args.message_size), ..SendEntry::default() }).collect();
-        let started = Instant::now();
-        match client.send_message_batch(&args.queue, entries).await {
-            Ok((ok, _)) => {
-                let mut recorder = recorder.borrow_mut();
-                recorder.send.saturating_record(started.elapsed().as_micros() as u64);
-                recorder.sent += ok.len() as u64;
+fn run_on_tokio<B: Broker>(broker: B, plan: Plan, core: usize, started: Instant, ticks: mpsc::Sender<Tick>) -> Result<Recorder, String> {
+    let runtime = peer_runtime();
+    tokio::task::LocalSet::new().block_on(&runtime, run::run_core(broker, plan, core, started, ticks))
+}
+
+/// One thread per core, each pinned and running its share; joins them all.
+fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), String> {
+    let plan = Plan {
+        cores: args.cores,
+        message_size: args.message_size.max(run::STAMP_BYTES),
+        batch: args.batch,
+        connections: args.connections,
+        producers: args.producers,
+        consumers: args.consumers,
+        inflight: args.inflight.unwrap_or(1),
+        rate: args.rate,
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+        send_limit: Arc::new(AtomicU64::new(if args.send_limit == 0 { u64::MAX } else { args.send_limit })),
+    };
+    let guarantee = setup(args, endpoint)?;
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
+    let (tick_tx, tick_rx) = mpsc::channel();
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for core in 0..args.cores {
+        let (plan, ticks, endpoint, target, queue) = (plan.clone(), tick_tx.clone(), endpoint.to_owned(), args.target, args.queue.clone());
+        // From the last CPU down, since sluiced pins its shards from CPU 0 up.
+        let pin = (!args.no_pin && !cpus.is_empty()).then(|| cpus[cpus.len() - 1 - core % cpus.len()]);
+        let thread = std::thread::Builder::new().name(format!("sluice-load-{core}")).spawn(move || {
+            if let Some(cpu) = pin {
+                core_affinity::set_for_current(cpu);
             }
-            Err(error) => {
-                eprintln!("sluice-load: send failed: {error}");
-                return;
-            }
-        }
-    }
-}
-
-async fn consumer(client: Client, args: Rc<Args>, recorder: Rc<RefCell<Recorder>>, until: Instant) {
-    while Instant::now() < until {
-        let request = ReceiveMessage {
-            queue: args.queue.clone(),
-            max_messages: Some(args.batch as i32),
-            wait_time_seconds: Some(1),
-            ..Default::default()
-        };
-        let started = Instant::now();
-        let messages = match client.receive_message(request).await {
-            Ok(messages) => messages,
-            Err(error) => {
-                eprintln!("sluice-load: receive failed: {error}");
-                return;
-            }
-        };
-        let arrived = now_us();
-        {
-            let mut recorder = recorder.borrow_mut();
-            recorder.receive.saturating_record(started.elapsed().as_micros() as u64);
-            recorder.received += messages.len() as u64;
-            for message in &messages {
-                if let Some(sent) = sent_at_us(&message.body) {
-                    recorder.end_to_end.saturating_record(arrived.saturating_sub(sent));
+            match target {
+                Target::Sluice => {
+                    let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                        .name("sluice-load")
+                        .make()
+                        .map_err(|e| format!("starting a glommio executor: {e}"))?;
+                    executor.run(run::run_core(sluice::Sluice { endpoint, queue }, plan, core, started, ticks))
                 }
+                Target::Redis => run_on_tokio(redis::Redis { url: redis::url(&endpoint) }, plan, core, started, ticks),
+                Target::Nats => run_on_tokio(nats::Nats { endpoint }, plan, core, started, ticks),
+                Target::Rabbitmq => run_on_tokio(rabbitmq::Rabbitmq { uri: rabbitmq::uri(&endpoint) }, plan, core, started, ticks),
             }
-        }
-        if messages.is_empty() {
+        });
+        threads.push(thread.map_err(|e| format!("starting a thread: {e}"))?);
+    }
+    drop(tick_tx);
+    let mut live = Live::new(args.cores, plan.message_size);
+    live.follow(tick_rx);
+    let mut total = Recorder::default();
+    for thread in threads {
+        total.merge(&thread.join().map_err(|_| "a load thread panicked".to_owned())??);
+    }
+    write_csv(args, &live.csv)?;
+    Ok((total, started + plan.warmup, guarantee))
+}
+
+fn write_csv(args: &Args, csv: &str) -> Result<(), String> {
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::write(dir.join("seconds.csv"), csv).map_err(|e| format!("writing seconds.csv: {e}"))?;
+    }
+    Ok(())
+}
+
+fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
+    let at = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+    serde_json::json!({
+        "count": h.len(), "p50_us": at(0.5), "p90_us": at(0.9), "p99_us": at(0.99), "p999_us": at(0.999),
+        "p9999_us": at(0.9999), "max_us": h.max(), "mean_us": if h.is_empty() { 0.0 } else { h.mean() },
+    })
+}
+
+fn report(args: &Args, endpoint: &str, total: &Recorder, measured_from: Instant, guarantee: &str) -> Result<(), String> {
+    let seconds = total.stopped.map_or(0.0, |stopped| stopped.saturating_duration_since(measured_from).as_secs_f64()).max(1e-3);
+    let size = args.message_size.max(run::STAMP_BYTES);
+    let sent_rate = total.sent as f64 / seconds;
+    let received_rate = total.received as f64 / seconds;
+    let mode = match args.rate {
+        Some(rate) => format!("open loop at {rate} msgs/s"),
+        None => format!("closed loop, {} in flight per producer", args.inflight.unwrap_or(1)),
+    };
+    println!(
+        "{:?} {:?} at {endpoint}: {size} B messages, batches of {}, {} core(s) x {} connection(s), {} producers + {} consumers per core, {mode}, {seconds:.1} s measured after {} s warm-up",
+        args.target, args.workload, args.batch, args.cores, args.connections, args.producers, args.consumers, args.warmup
+    );
+    println!("acknowledged: {guarantee}");
+    println!("sent     {:>10} msgs  {:>10.0} msgs/s  {:>8.1} MB/s", total.sent, sent_rate, sent_rate * size as f64 / 1e6);
+    println!("received {:>10} msgs  {:>10.0} msgs/s  {:>8.1} MB/s", total.received, received_rate, received_rate * size as f64 / 1e6);
+    if total.errors > 0 {
+        println!("errors   {:>10} requests failed", total.errors);
+    }
+    for op in Op::ALL {
+        let h = total.histogram(op);
+        if h.is_empty() {
             continue;
         }
-        let entries =
-            messages.iter().enumerate().map(|(i, m)| DeleteEntry { id: i.to_string(), receipt_handle: m.receipt_handle.clone() }).collect();
-        let started = Instant::now();
-        if let Err(error) = client.delete_message_batch(&args.queue, entries).await {
-            eprintln!("sluice-load: delete failed: {error}");
-            return;
-        }
-        recorder.borrow_mut().delete.saturating_record(started.elapsed().as_micros() as u64);
+        println!(
+            "{:<11} n={:<9} p50={:>8}us p99={:>8}us p99.9={:>8}us p99.99={:>8}us max={:>8}us",
+            op.name(),
+            h.len(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.value_at_quantile(0.9999),
+            h.max()
+        );
     }
-}
-
-/// One executor's share of the load; returns its histograms as plain data.
-async fn run_shard(args: Args, budget: Budget) -> Vec<u8> {
-    let args = Rc::new(args);
-    let recorder = Rc::new(RefCell::new(Recorder::new()));
-    let until = Instant::now() + Duration::from_secs(args.duration);
-    let mut tasks = Vec::new();
-    for _ in 0..args.connections {
-        let client = connect(&args.endpoint).await;
-        for _ in 0..args.producers {
-            tasks.push(glommio::spawn_local(producer(client.clone(), args.clone(), recorder.clone(), until, budget.clone())));
-        }
-        for _ in 0..args.consumers {
-            tasks.push(glommio::spawn_local(consumer(client.clone(), args.clone(), recorder.clone(), until)));
-        }
+    let Some(dir) = &args.out else { return Ok(()) };
+    for op in Op::ALL {
+        std::fs::write(dir.join(format!("{}.hgrm", op.name())), record::hgrm(total.histogram(op)))
+            .map_err(|e| format!("writing .hgrm: {e}"))?;
     }
-    for task in tasks {
-        task.await;
+    let mut summary = serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "target": format!("{:?}", args.target).to_lowercase(), "workload": format!("{:?}", args.workload).to_lowercase(),
+        "endpoint": endpoint, "acknowledged": guarantee, "mode": if args.rate.is_some() { "open" } else { "closed" },
+        "rate": args.rate, "inflight": args.inflight.unwrap_or(1), "cores": args.cores, "connections": args.connections,
+        "producers": args.producers, "consumers": args.consumers, "batch": args.batch, "message_size": size,
+        "warmup_seconds": args.warmup, "seconds": seconds,
+        "sent": total.sent, "received": total.received, "errors": total.errors,
+        "sent_per_second": sent_rate, "received_per_second": received_rate,
+        "sent_mb_per_second": sent_rate * size as f64 / 1e6, "received_mb_per_second": received_rate * size as f64 / 1e6,
+    });
+    for op in Op::ALL {
+        summary[op.name()] = percentiles(total.histogram(op));
     }
-    let recorder = recorder.borrow();
-    // Histograms cross threads serialized (V2 format).
-    let mut out = Vec::new();
-    let mut serializer = hdrhistogram::serialization::V2Serializer::new();
-    for histogram in [&recorder.send, &recorder.receive, &recorder.delete, &recorder.end_to_end] {
-        let mut one = Vec::new();
-        serializer.serialize(histogram, &mut one).expect("serialize histogram");
-        out.extend((one.len() as u32).to_le_bytes());
-        out.extend(one);
-    }
-    out.extend(recorder.sent.to_le_bytes());
-    out.extend(recorder.received.to_le_bytes());
-    out
-}
-
-fn decode(raw: &[u8]) -> Recorder {
-    let mut recorder = Recorder::new();
-    let mut at = 0;
-    let mut deserializer = hdrhistogram::serialization::Deserializer::new();
-    let mut next = || {
-        let len = u32::from_le_bytes(raw[at..at + 4].try_into().unwrap()) as usize;
-        let histogram: Histogram<u64> = deserializer.deserialize(&mut &raw[at + 4..at + 4 + len]).expect("histogram");
-        at += 4 + len;
-        histogram
-    };
-    recorder.send = next();
-    recorder.receive = next();
-    recorder.delete = next();
-    recorder.end_to_end = next();
-    recorder.sent = u64::from_le_bytes(raw[at..at + 8].try_into().unwrap());
-    recorder.received = u64::from_le_bytes(raw[at + 8..at + 16].try_into().unwrap());
-    recorder
-}
-
-fn line(name: &str, histogram: &Histogram<u64>) -> String {
-    format!(
-        "{name:<11} n={:<9} p50={:>7}us p99={:>7}us p99.9={:>7}us p99.99={:>7}us max={:>7}us",
-        histogram.len(),
-        histogram.value_at_quantile(0.5),
-        histogram.value_at_quantile(0.99),
-        histogram.value_at_quantile(0.999),
-        histogram.value_at_quantile(0.9999),
-        histogram.max()
-    )
-}
-
-fn hgrm(histogram: &Histogram<u64>) -> String {
-    let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
-    let mut total = 0u64;
-    for step in histogram.iter_quantiles(1) {
-        let quantile = step.quantile_iterated_to();
-        total += step.count_since_last_iteration();
-        let inverse = if quantile < 1.0 { format!("{:.2}", 1.0 / (1.0 - quantile)) } else { "inf".into() };
-        out.push_str(&format!("{:12.3} {:14.12} {:10} {:>14}\n", step.value_iterated_to() as f64, quantile, total, inverse));
-    }
-    out
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).expect("json"))
+        .map_err(|e| format!("writing summary.json: {e}"))
 }
 
 fn main() {
     let args = Args::parse();
-    let setup = create_queue(&args);
-    if let Err(error) = setup {
+    let endpoint = args.endpoint.clone().unwrap_or_else(|| args.target.default_endpoint().to_owned());
+    let outcome = validate(&args)
+        .and_then(|()| run(&args, &endpoint))
+        .and_then(|(total, from, guarantee)| report(&args, &endpoint, &total, from, &guarantee));
+    if let Err(error) = outcome {
         eprintln!("sluice-load: {error}");
         std::process::exit(1);
     }
-    let started = Instant::now();
-    let shard_args = args.clone();
-    let budget: Budget =
-        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(if args.send_limit == 0 { u64::MAX } else { args.send_limit }));
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(args.cores))
-        .on_all_shards(move || run_shard(shard_args.clone(), budget.clone()))
-        .expect("starting executors");
-    let mut total = Recorder::new();
-    for result in handles.join_all() {
-        total.merge(&decode(&result.expect("executor failed")));
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let sent_rate = total.sent as f64 / seconds;
-    let received_rate = total.received as f64 / seconds;
-    println!(
-        "workload queue: {} B messages, batches of {}, {} core(s) x {} connection(s) x ({} producers + {} consumers), {:.1} s",
-        args.message_size, args.batch, args.cores, args.connections, args.producers, args.consumers, seconds
-    );
-    println!("sent     {:>10} msgs  {:>10.0} msgs/s  {:>8.1} MB/s", total.sent, sent_rate, sent_rate * args.message_size as f64 / 1e6);
-    println!(
-        "received {:>10} msgs  {:>10.0} msgs/s  {:>8.1} MB/s",
-        total.received,
-        received_rate,
-        received_rate * args.message_size as f64 / 1e6
-    );
-    for (name, histogram) in
-        [("send", &total.send), ("receive", &total.receive), ("delete", &total.delete), ("end-to-end", &total.end_to_end)]
-    {
-        println!("{}", line(name, histogram));
-    }
-    if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir).expect("creating --out directory");
-        for (name, histogram) in
-            [("send", &total.send), ("receive", &total.receive), ("delete", &total.delete), ("end_to_end", &total.end_to_end)]
-        {
-            std::fs::write(dir.join(format!("{name}.hgrm")), hgrm(histogram)).expect("writing .hgrm");
-        }
-        let percentiles = |h: &Histogram<u64>| {
-            serde_json::json!({"count": h.len(), "p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99),
-                "p999_us": h.value_at_quantile(0.999), "p9999_us": h.value_at_quantile(0.9999), "max_us": h.max()})
-        };
-        let summary = serde_json::json!({
-            "command": std::env::args().collect::<Vec<_>>().join(" "),
-            "seconds": seconds,
-            "message_size": args.message_size,
-            "sent": total.sent, "received": total.received,
-            "sent_per_second": sent_rate, "received_per_second": received_rate,
-            "send": percentiles(&total.send), "receive": percentiles(&total.receive),
-            "delete": percentiles(&total.delete), "end_to_end": percentiles(&total.end_to_end),
-        });
-        std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).expect("writing summary.json");
-    }
-}
-
-/// Creates the queue before the executors start (blocking client).
-fn create_queue(args: &Args) -> Result<(), String> {
-    if !(1..=10).contains(&args.batch) {
-        return Err("--batch must be from 1 to 10".into());
-    }
-    let connection = sluice_client::blocking::BlockingClient::connect(args.endpoint.as_str(), "sluice-load-setup")
-        .map_err(|e| format!("cannot reach {}: {e}", args.endpoint))?;
-    connection.block_on(connection.client().create_queue(&args.queue, vec![], vec![])).map_err(|e| e.to_string())?;
-    Ok(())
 }

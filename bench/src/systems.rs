@@ -1,0 +1,240 @@
+//! The systems a scenario runs against, each started fresh on loopback with a scratch data
+//! directory and stopped after its run: Sluice (with `--fsync always` and `never`), Redis
+//! (persistence off, and `appendfsync always`), NATS JetStream and RabbitMQ, each only when
+//! its server is installed (`bench/scripts/install-peers.sh`).
+
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    SluiceFsyncAlways,
+    SluiceFsyncNever,
+    RedisOff,
+    RedisFsyncAlways,
+    Nats,
+    Rabbitmq,
+}
+
+impl System {
+    pub const ALL: [System; 6] =
+        [System::SluiceFsyncAlways, System::SluiceFsyncNever, System::RedisOff, System::RedisFsyncAlways, System::Nats, System::Rabbitmq];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            System::SluiceFsyncAlways => "sluice-fsync-always",
+            System::SluiceFsyncNever => "sluice-fsync-never",
+            System::RedisOff => "redis-persistence-off",
+            System::RedisFsyncAlways => "redis-appendfsync-always",
+            System::Nats => "nats-jetstream",
+            System::Rabbitmq => "rabbitmq",
+        }
+    }
+
+    /// `sluice-load --target` for this system.
+    pub fn target(self) -> &'static str {
+        match self {
+            System::SluiceFsyncAlways | System::SluiceFsyncNever => "sluice",
+            System::RedisOff | System::RedisFsyncAlways => "redis",
+            System::Nats => "nats",
+            System::Rabbitmq => "rabbitmq",
+        }
+    }
+
+    pub fn is_sluice(self) -> bool {
+        self.target() == "sluice"
+    }
+
+    /// Whether a message is on disk (fsynced) when the producer hears it was taken.
+    pub fn fsync_before_ack(self) -> &'static str {
+        match self {
+            System::SluiceFsyncAlways | System::RedisFsyncAlways | System::Rabbitmq => "yes",
+            System::SluiceFsyncNever | System::RedisOff | System::Nats => "no",
+        }
+    }
+
+    fn port(self) -> u16 {
+        match self {
+            System::SluiceFsyncAlways | System::SluiceFsyncNever => 19800,
+            System::RedisOff | System::RedisFsyncAlways => 16379,
+            System::Nats => 14222,
+            System::Rabbitmq => 15672,
+        }
+    }
+
+    pub fn endpoint(self) -> String {
+        format!("127.0.0.1:{}", self.port())
+    }
+
+    fn server(self) -> &'static str {
+        match self {
+            System::SluiceFsyncAlways | System::SluiceFsyncNever => "sluiced",
+            System::RedisOff | System::RedisFsyncAlways => "redis-server",
+            System::Nats => "nats-server",
+            System::Rabbitmq => "rabbitmq-server",
+        }
+    }
+
+    /// Whether the server can be run here; `sluiced` always can.
+    pub fn installed(self) -> bool {
+        self.is_sluice() || which(self.server()).is_some()
+    }
+
+    /// The server's version, as it reports it.
+    pub fn version(self, binaries: &Path) -> String {
+        let output = match self {
+            System::SluiceFsyncAlways | System::SluiceFsyncNever => Command::new(binaries.join("sluiced")).arg("--version").output(),
+            System::RedisOff | System::RedisFsyncAlways => Command::new("redis-server").arg("--version").output(),
+            System::Nats => Command::new("nats-server").arg("--version").output(),
+            System::Rabbitmq => Command::new("dpkg-query").args(["-W", "-f", "rabbitmq-server ${Version}", "rabbitmq-server"]).output(),
+        };
+        output.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_else(|e| format!("unknown ({e})"))
+    }
+}
+
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// RabbitMQ's node name here. The packaged script starts the broker as the `rabbitmq` user
+/// in a session of its own, out of reach of our process group, so its processes are found
+/// by this name in their environment.
+const RABBITMQ_NODE: &str = "sluice-bench@localhost";
+
+/// Processes whose environment holds `RABBITMQ_NODENAME=` our node.
+fn rabbitmq_pids() -> Vec<String> {
+    let needle = format!("RABBITMQ_NODENAME={RABBITMQ_NODE}");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()).then(|| pid.to_string())
+        })
+        .collect()
+}
+
+fn kill_rabbitmq(signal: &str) -> bool {
+    let pids = rabbitmq_pids();
+    if !pids.is_empty() {
+        let mut args = vec![signal, "--"];
+        args.extend(pids.iter().map(String::as_str));
+        quiet("kill", &args);
+    }
+    !pids.is_empty()
+}
+
+/// A running server; stopped (its whole process group, and RabbitMQ's node) when dropped.
+pub struct Running {
+    child: Child,
+    pub command: String,
+}
+
+fn quiet(program: &str, args: &[&str]) -> bool {
+    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        quiet("kill", &["-TERM", "--", &group]);
+        kill_rabbitmq("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if exited && rabbitmq_pids().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        quiet("kill", &["-KILL", "--", &group]);
+        kill_rabbitmq("-KILL");
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `system` with its data in `scratch` (emptied first) and waits for its port.
+pub fn start(system: System, binaries: &Path, scratch: &Path, sluice_cores: usize, log: &Path) -> Result<Running, String> {
+    let _ = std::fs::remove_dir_all(scratch);
+    std::fs::create_dir_all(scratch).map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+    let port = system.port().to_string();
+    let dir = scratch.display().to_string();
+    let mut command = match system {
+        System::SluiceFsyncAlways | System::SluiceFsyncNever => {
+            let mut c = Command::new(binaries.join("sluiced"));
+            let fsync = if system == System::SluiceFsyncAlways { "always" } else { "never" };
+            c.args(["--listen", &system.endpoint(), "--data-dir", &dir, "--cores", &sluice_cores.to_string(), "--fsync", fsync]);
+            c
+        }
+        System::RedisOff | System::RedisFsyncAlways => {
+            let mut c = Command::new("redis-server");
+            c.args(["--bind", "127.0.0.1", "--port", &port, "--dir", &dir, "--save", "", "--daemonize", "no"]);
+            if system == System::RedisFsyncAlways {
+                c.args(["--appendonly", "yes", "--appendfsync", "always"]);
+            } else {
+                c.args(["--appendonly", "no"]);
+            }
+            c
+        }
+        System::Nats => {
+            let mut c = Command::new("nats-server");
+            c.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd", &dir]);
+            c
+        }
+        System::Rabbitmq => {
+            // The packaged script runs the broker as the `rabbitmq` user, which must own its directory.
+            let _ = Command::new("chown").args(["-R", "rabbitmq:rabbitmq", &dir]).status();
+            let mut c = Command::new("rabbitmq-server");
+            c.envs([
+                ("RABBITMQ_NODENAME", RABBITMQ_NODE),
+                ("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1"),
+                ("RABBITMQ_NODE_PORT", port.as_str()),
+                ("RABBITMQ_DIST_PORT", "25673"),
+                ("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "-kernel inet_dist_use_interface {127,0,0,1}"),
+                ("ERL_EPMD_ADDRESS", "127.0.0.1"),
+                ("RABBITMQ_MNESIA_BASE", &format!("{dir}/mnesia")),
+                ("RABBITMQ_LOG_BASE", &format!("{dir}/log")),
+                ("RABBITMQ_CONFIG_FILE", &format!("{dir}/none")),
+                ("RABBITMQ_ENABLED_PLUGINS_FILE", &format!("{dir}/plugins")),
+                ("HOME", &dir),
+            ]);
+            c
+        }
+    };
+    let shown = format!("{command:?}");
+    let log_file = std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+    let child = command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", system.server()))?;
+    let mut running = Running { child, command: shown };
+    let addr: SocketAddr = system.endpoint().parse().expect("a loopback address");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // RabbitMQ opens its port a moment before it takes connections.
+            if system == System::Rabbitmq {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            return Ok(running);
+        }
+        if let Ok(Some(status)) = running.child.try_wait() {
+            return Err(format!("{} exited at start ({status}); see {}", system.name(), log.display()));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} did not open {addr} within 90 s; see {}", system.name(), log.display()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

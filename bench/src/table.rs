@@ -1,0 +1,126 @@
+//! The run's table: one section per scenario, one row per system, with Sluice's advantage
+//! as ratios against each peer. Written to the run's folder and to the top of
+//! `results/README.md` (between markers, so earlier history stays below it).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::scenario::{received_per_second, Outcome, Scenario};
+use crate::systems::System;
+
+const BEGIN: &str = "<!-- latest-run:begin (written by `sluice-bench run`) -->";
+const END: &str = "<!-- latest-run:end -->";
+
+fn us(summary: &Value, op: &str, key: &str) -> Option<u64> {
+    summary.get(op)?.get(key)?.as_u64()
+}
+
+fn latency(value: Option<u64>) -> String {
+    match value {
+        Some(v) if v >= 10_000 => format!("{:.1} ms", v as f64 / 1000.0),
+        Some(v) => format!("{v} µs"),
+        None => "–".into(),
+    }
+}
+
+/// Writes `table.md` in `folder`; returns the table.
+pub fn write(folder: &Path, stamp: &str, scenarios: &[&Scenario], outcomes: &[Outcome], versions: &str) -> Result<String, String> {
+    let mut out = format!(
+        "## Latest run: `{stamp}`\n\nEvery system on this machine in one session, each started fresh for each run, with \
+`sluice-load` sharing the two cores (machine, versions and exact commands in [`{stamp}/`]({stamp}/)). \
+End to end is from the timestamp a producer put in the body to the moment a consumer had the message. \
+\"Sluice ÷ peer\" is Sluice with `--fsync always` against that row: throughput ratio (above 1: Sluice moves more) \
+and end-to-end p99 ratio (peer's p99 ÷ Sluice's; above 1: Sluice is faster).\n\n"
+    );
+    writeln!(out, "Versions: {}\n", versions.lines().collect::<Vec<_>>().join("; ")).ok();
+    for scenario in scenarios {
+        let rows: Vec<&Outcome> = outcomes.iter().filter(|o| o.scenario == scenario.name).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        writeln!(out, "### {} — {}\n", scenario.name, scenario.what).ok();
+        if let Some(reason) = scenario.pending {
+            writeln!(out, "Not run: {reason}.\n").ok();
+            continue;
+        }
+        writeln!(
+            out,
+            "Plots: [latency percentiles]({stamp}/latency-{0}.svg), [throughput over time]({stamp}/throughput-{0}.svg)\n",
+            scenario.name
+        )
+        .ok();
+        out.push_str("| system | fsync before ack | received msgs/s | MB/s | e2e p50 | e2e p99 | e2e p99.9 | e2e p99.99 | e2e max | send p99 | Sluice ÷ peer: throughput | Sluice ÷ peer: p99 |\n");
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let sluice = rows.iter().find(|o| o.system == System::SluiceFsyncAlways).and_then(|o| o.summary.as_ref());
+        for row in &rows {
+            let Some(summary) = &row.summary else {
+                writeln!(
+                    out,
+                    "| {} | {} | failed: {} | | | | | | | | | |",
+                    row.system.name(),
+                    row.system.fsync_before_ack(),
+                    row.note.as_deref().unwrap_or("?")
+                )
+                .ok();
+                continue;
+            };
+            let rate = received_per_second(row).unwrap_or(0.0);
+            let mb = summary.get("received_mb_per_second").and_then(Value::as_f64).unwrap_or(0.0);
+            let ratio_throughput = sluice.and_then(|s| s.get("received_per_second")?.as_f64()).map(|s| s / rate.max(1e-9));
+            let ratio_p99 = sluice
+                .and_then(|s| us(s, "end_to_end", "p99_us"))
+                .zip(us(summary, "end_to_end", "p99_us"))
+                .map(|(s, p)| p as f64 / s.max(1) as f64);
+            let ratio = |r: Option<f64>| {
+                if row.system == System::SluiceFsyncAlways {
+                    "1".into()
+                } else {
+                    r.map_or("–".into(), |r| format!("{r:.2}"))
+                }
+            };
+            writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                row.system.name(),
+                row.system.fsync_before_ack(),
+                rate,
+                mb,
+                latency(us(summary, "end_to_end", "p50_us")),
+                latency(us(summary, "end_to_end", "p99_us")),
+                latency(us(summary, "end_to_end", "p999_us")),
+                latency(us(summary, "end_to_end", "p9999_us")),
+                latency(us(summary, "end_to_end", "max_us")),
+                latency(us(summary, "send", "p99_us")),
+                ratio(ratio_throughput),
+                ratio(ratio_p99),
+            )
+            .ok();
+        }
+        out.push('\n');
+    }
+    std::fs::write(folder.join("table.md"), &out).map_err(|e| format!("writing table.md: {e}"))?;
+    Ok(out)
+}
+
+/// Puts `table` at the top of `results/README.md`, replacing the previous latest run.
+pub fn update_readme(results: &Path, stamp: &str, table: &str) -> Result<(), String> {
+    let path = results.join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Recorded measurements\n\n".into());
+    let block = format!("{BEGIN}\n{table}{END}\n");
+    let updated = match (readme.find(BEGIN), readme.find(END)) {
+        (Some(begin), Some(end)) if begin < end => {
+            format!("{}{block}{}", &readme[..begin], &readme[end + END.len()..].trim_start_matches('\n'))
+        }
+        _ => {
+            // First run: the block goes after the title and its first paragraph.
+            let at =
+                readme.find("\n\n").map(|i| readme[i + 2..].find("\n\n").map_or(readme.len(), |j| i + 2 + j + 2)).unwrap_or(readme.len());
+            format!("{}{block}\n{}", &readme[..at], &readme[at..])
+        }
+    };
+    std::fs::write(&path, updated).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    eprintln!("sluice-bench: results/README.md now shows {stamp}");
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! NATS JetStream: a stream with file storage on one subject; producers publish a batch
+//! asynchronously and then wait for every publish ack (pipelined, as the NATS client
+//! recommends); consumers share one durable pull consumer with explicit acks, each pulling
+//! through its own message stream, and ack every message (an ack is a fire-and-forget
+//! publish, so it has no latency of its own to measure).
+//!
+//! At acknowledgement a message is in the stream's file, written to the operating system
+//! but not fsynced: JetStream syncs its files in the background (`sync_interval`, two
+//! minutes by default), so a machine crash may lose what was acknowledged.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+
+use crate::run::{stamp_of, Broker, Consumer, Error, Producer};
+
+pub const STREAM: &str = "SLUICE_LOAD";
+pub const SUBJECT: &str = "sluice.load";
+pub const CONSUMER: &str = "sluice-load";
+/// Messages each pull asks for: NATS's default for `messages()`.
+const PULL_BATCH: usize = 200;
+
+pub const GUARANTEE: &str = "JetStream file storage: written to the OS before the publish ack, fsynced in the background (sync_interval)";
+
+pub struct Nats {
+    pub endpoint: String,
+}
+
+fn error(e: impl std::fmt::Display) -> Error {
+    e.to_string()
+}
+
+/// A fresh stream and durable pull consumer.
+pub fn setup(endpoint: &str) -> Result<(), Error> {
+    crate::peer_runtime().block_on(async {
+        let client = async_nats::connect(endpoint).await.map_err(|e| format!("cannot reach NATS at {endpoint}: {e}"))?;
+        let js = jetstream::new(client);
+        let _ = js.delete_stream(STREAM).await;
+        let stream = js
+            .create_stream(stream::Config {
+                name: STREAM.into(),
+                subjects: vec![SUBJECT.into()],
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(error)?;
+        stream
+            .create_consumer(pull::Config {
+                durable_name: Some(CONSUMER.into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                max_ack_pending: 1_000_000,
+                ..Default::default()
+            })
+            .await
+            .map_err(error)?;
+        Ok(())
+    })
+}
+
+#[derive(Clone)]
+pub struct NatsProducer {
+    js: jetstream::Context,
+}
+
+pub struct NatsConsumer {
+    messages: pull::Stream,
+    received: Vec<jetstream::Message>,
+}
+
+impl Broker for Nats {
+    type Connection = jetstream::Context;
+    type Producer = NatsProducer;
+    type Consumer = NatsConsumer;
+
+    async fn connect(&self) -> Result<jetstream::Context, Error> {
+        let client = async_nats::connect(self.endpoint.as_str()).await.map_err(error)?;
+        Ok(jetstream::new(client))
+    }
+
+    async fn producer(&self, js: &jetstream::Context) -> Result<NatsProducer, Error> {
+        Ok(NatsProducer { js: js.clone() })
+    }
+
+    async fn consumer(&self, js: &jetstream::Context, _name: String) -> Result<NatsConsumer, Error> {
+        let consumer: jetstream::consumer::PullConsumer = js.get_consumer_from_stream(CONSUMER, STREAM).await.map_err(error)?;
+        let messages =
+            consumer.stream().max_messages_per_batch(PULL_BATCH).expires(Duration::from_secs(1)).messages().await.map_err(error)?;
+        Ok(NatsConsumer { messages, received: Vec::new() })
+    }
+
+    fn spawn(task: impl std::future::Future<Output = ()> + 'static) {
+        tokio::task::spawn_local(task);
+    }
+
+    async fn sleep_until(deadline: Instant) {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+impl Producer for NatsProducer {
+    async fn send(&self, bodies: Vec<Bytes>) -> Result<(), Error> {
+        let mut acks = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            acks.push(self.js.publish(SUBJECT, body).await.map_err(error)?);
+        }
+        for ack in acks {
+            ack.await.map_err(error)?;
+        }
+        Ok(())
+    }
+}
+
+impl Consumer for NatsConsumer {
+    const RECEIVE_IS_A_REQUEST: bool = false;
+
+    async fn receive(&mut self, max: usize, stamps: &mut Vec<u64>) -> Result<(), Error> {
+        self.received.clear();
+        let Some(first) = self.messages.next().await else { return Err("the pull subscription ended".into()) };
+        let mut next = Some(first);
+        while let Some(message) = next {
+            let message = message.map_err(error)?;
+            stamps.extend(stamp_of(&message.payload));
+            self.received.push(message);
+            if self.received.len() >= max {
+                break;
+            }
+            next = self.messages.next().now_or_never().flatten();
+        }
+        Ok(())
+    }
+
+    async fn acknowledge(&mut self) -> Result<(), Error> {
+        for message in self.received.drain(..) {
+            message.ack().await.map_err(error)?;
+        }
+        Ok(())
+    }
+}
