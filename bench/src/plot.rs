@@ -66,6 +66,28 @@ pub fn write(folder: &Path, scenarios: &[&Scenario], outcomes: &[Outcome]) -> Re
 
 type Series<'a> = [(&'a str, Vec<(f64, f64)>)];
 
+/// One coloured line per system, and the legend naming them.
+fn draw_lines<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    series: &Series,
+    legend: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (name, points)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
+    chart.configure_series_labels().position(legend).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| e.to_string())
+}
+
 fn latency_plot(path: &Path, scenario: &Scenario, curves: &Series) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -78,14 +100,7 @@ fn latency_plot(path: &Path, scenario: &Scenario, curves: &Series) -> Result<(),
         .y_label_area_size(70)
         .build_cartesian_2d((1.0..x_max).log_scale(), (1.0..y_max).log_scale())?;
     chart.configure_mesh().x_desc("percentile").y_desc("latency (µs)").x_label_formatter(&|x| format!("{}%", 100.0 - 100.0 / x)).draw()?;
-    for (i, (name, curve)) in curves.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(curve.iter().copied(), colour.stroke_width(2)))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
-    }
-    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    draw_lines(&mut chart, curves, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }
@@ -102,19 +117,7 @@ fn rate_plot(path: &Path, scenario: &Scenario, rates: &Series) -> Result<(), Box
         .y_label_area_size(80)
         .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
     chart.configure_mesh().x_desc("second of the run (warm-up included)").y_desc("msgs/s").draw()?;
-    for (i, (name, series)) in rates.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        chart
-            .draw_series(LineSeries::new(series.iter().copied(), colour.stroke_width(2)))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    draw_lines(&mut chart, rates, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! but not fsynced: JetStream syncs its files in the background (`sync_interval`, two
 //! minutes by default), so a machine crash may lose what was acknowledged.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use bytes::Bytes;
@@ -71,6 +71,7 @@ pub struct NatsConsumer {
 }
 
 impl Broker for Nats {
+    type Executor = crate::run::Tokio;
     type Connection = jetstream::Context;
     type Producer = NatsProducer;
     type Consumer = NatsConsumer;
@@ -89,14 +90,6 @@ impl Broker for Nats {
         let messages =
             consumer.stream().max_messages_per_batch(PULL_BATCH).expires(Duration::from_secs(1)).messages().await.map_err(error)?;
         Ok(NatsConsumer { messages, received: Vec::new() })
-    }
-
-    fn spawn(task: impl std::future::Future<Output = ()> + 'static) {
-        tokio::task::spawn_local(task);
-    }
-
-    async fn sleep_until(deadline: Instant) {
-        tokio::time::sleep_until(deadline.into()).await;
     }
 }
 

@@ -6,8 +6,6 @@
 //! it fsyncs in batches (a few hundred messages per fsync under load), so a confirm does
 //! follow an fsync, later than it would without one.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
@@ -66,6 +64,7 @@ pub struct RabbitConsumer {
 }
 
 impl Broker for Rabbitmq {
+    type Executor = crate::run::Tokio;
     type Connection = Connection;
     type Producer = RabbitProducer;
     type Consumer = RabbitConsumer;
@@ -86,14 +85,6 @@ impl Broker for Rabbitmq {
         let deliveries =
             channel.basic_consume(QUEUE.into(), name.into(), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(error)?;
         Ok(RabbitConsumer { channel, deliveries, last_tag: None })
-    }
-
-    fn spawn(task: impl std::future::Future<Output = ()> + 'static) {
-        tokio::task::spawn_local(task);
-    }
-
-    async fn sleep_until(deadline: Instant) {
-        tokio::time::sleep_until(deadline.into()).await;
     }
 }
 

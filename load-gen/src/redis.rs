@@ -9,7 +9,7 @@
 //! append-only file before replying (the one peer setting that matches Sluice's
 //! `--fsync always`); `everysec` fsyncs once a second, after the reply.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
@@ -84,6 +84,7 @@ pub struct RedisConsumer {
 }
 
 impl Broker for Redis {
+    type Executor = crate::run::Tokio;
     type Connection = MultiplexedConnection;
     type Producer = RedisProducer;
     type Consumer = RedisConsumer;
@@ -98,14 +99,6 @@ impl Broker for Redis {
 
     async fn consumer(&self, _shared: &MultiplexedConnection, name: String) -> Result<RedisConsumer, Error> {
         Ok(RedisConsumer { connection: connection(&self.url).await?, name, ids: Vec::new() })
-    }
-
-    fn spawn(task: impl std::future::Future<Output = ()> + 'static) {
-        tokio::task::spawn_local(task);
-    }
-
-    async fn sleep_until(deadline: Instant) {
-        tokio::time::sleep_until(deadline.into()).await;
     }
 }
 

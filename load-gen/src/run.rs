@@ -28,8 +28,51 @@ pub trait Broker: 'static {
     async fn producer(&self, connection: &Self::Connection) -> Result<Self::Producer, Error>;
     /// `name` is unique across the run (for brokers that name their consumers).
     async fn consumer(&self, connection: &Self::Connection, name: String) -> Result<Self::Consumer, Error>;
+    /// The executor the broker's client runs on.
+    type Executor: Executor;
+
+    fn spawn(task: impl Future<Output = ()> + 'static) {
+        Self::Executor::spawn(task)
+    }
+
+    fn sleep_until(deadline: Instant) -> impl Future<Output = ()> {
+        <Self::Executor as Executor>::sleep_until(deadline)
+    }
+}
+
+/// What the workload needs of an executor: spawn a local task, sleep until an instant.
+pub trait Executor {
     fn spawn(task: impl Future<Output = ()> + 'static);
     fn sleep_until(deadline: Instant) -> impl Future<Output = ()>;
+}
+
+/// glommio, for Sluice's client.
+pub struct Glommio;
+
+impl Executor for Glommio {
+    fn spawn(task: impl Future<Output = ()> + 'static) {
+        glommio::spawn_local(task).detach();
+    }
+
+    async fn sleep_until(deadline: Instant) {
+        let now = Instant::now();
+        if deadline > now {
+            glommio::timer::sleep(deadline - now).await;
+        }
+    }
+}
+
+/// A current-thread tokio runtime inside a `LocalSet`, for the peers' own clients.
+pub struct Tokio;
+
+impl Executor for Tokio {
+    fn spawn(task: impl Future<Output = ()> + 'static) {
+        tokio::task::spawn_local(task);
+    }
+
+    async fn sleep_until(deadline: Instant) {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
 }
 
 pub trait Producer: Clone + 'static {

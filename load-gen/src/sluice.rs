@@ -2,8 +2,6 @@
 //! DeleteMessageBatch. A send is acknowledged once the message is kept as the daemon's
 //! `--fsync` says: with `always` (the default) after an fdatasync of the log that holds it.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use sluice_client::{Client, DeleteEntry, ReceiveMessage, SendEntry};
 
@@ -41,6 +39,7 @@ pub struct SluiceConsumer {
 }
 
 impl Broker for Sluice {
+    type Executor = crate::run::Glommio;
     type Connection = Client;
     type Producer = SluiceProducer;
     type Consumer = SluiceConsumer;
@@ -65,17 +64,6 @@ impl Broker for Sluice {
 
     async fn consumer(&self, connection: &Client, _name: String) -> Result<SluiceConsumer, Error> {
         Ok(SluiceConsumer { client: connection.clone(), queue: self.queue.clone(), receipts: Vec::new() })
-    }
-
-    fn spawn(task: impl std::future::Future<Output = ()> + 'static) {
-        glommio::spawn_local(task).detach();
-    }
-
-    async fn sleep_until(deadline: Instant) {
-        let now = Instant::now();
-        if deadline > now {
-            glommio::timer::sleep(deadline - now).await;
-        }
     }
 }
 
