@@ -22,8 +22,8 @@ use futures::{SinkExt, StreamExt};
 use sluice_protocol::limits::{FRAME_BYTES_MAX_DEFAULT, PROTOCOL_VERSION};
 use sluice_protocol::{check_frame, decode_response, Encoder, FrameCheck, Request};
 pub use sluice_protocol::{
-    BatchFailure, DeleteEntry, ErrorCode, KeyValues, MessageAttribute, Op, OpError, ReceiveMessage, ReceivedMessage, Reply, SendEntry,
-    SendResult, VisibilityEntry,
+    BatchFailure, DeleteEntry, ErrorCode, KeyValues, MessageAttribute, Op, OpError, PublishEntry, PublishResult, ReceiveMessage,
+    ReceivedMessage, Reply, SendEntry, SendResult, SubscriptionSummary, VisibilityEntry,
 };
 
 /// Requests queued for the driver before `call` waits.
@@ -252,6 +252,113 @@ impl Client {
         entries: Vec<VisibilityEntry>,
     ) -> Result<(Vec<String>, Vec<BatchFailure>), ClientError> {
         expect_batch(self.call(Op::ChangeMessageVisibilityBatch { queue: queue.into(), entries }).await?)
+    }
+}
+
+/// Topics (SNS).
+impl Client {
+    /// Creates a topic (idempotent when the attributes are the same); returns its ARN.
+    pub async fn create_topic(&self, name: &str, attributes: KeyValues, tags: KeyValues) -> Result<String, ClientError> {
+        expect_arn(self.call(Op::CreateTopic { name: name.into(), attributes, tags }).await?)
+    }
+
+    /// Deletes a topic (by ARN or name) and its subscriptions.
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), ClientError> {
+        expect_done(self.call(Op::DeleteTopic { topic: topic.into() }).await?)
+    }
+
+    /// One page of topic ARNs and the token for the next page, if any.
+    pub async fn list_topics(&self, next_token: Option<String>) -> Result<(Vec<String>, Option<String>), ClientError> {
+        match self.call(Op::ListTopics { next_token }).await? {
+            Reply::Arns { arns, next_token } => Ok((arns, next_token)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn get_topic_attributes(&self, topic: &str) -> Result<KeyValues, ClientError> {
+        expect_attributes(self.call(Op::GetTopicAttributes { topic: topic.into() }).await?)
+    }
+
+    /// Sets one topic attribute; `None` or an empty value removes it.
+    pub async fn set_topic_attribute(&self, topic: &str, name: &str, value: Option<&str>) -> Result<(), ClientError> {
+        let op = Op::SetTopicAttributes { topic: topic.into(), name: name.into(), value: value.map(str::to_owned) };
+        expect_done(self.call(op).await?)
+    }
+
+    /// Subscribes an endpoint (for `sqs`, a queue ARN); returns the subscription ARN.
+    pub async fn subscribe(&self, topic: &str, protocol: &str, endpoint: &str, attributes: KeyValues) -> Result<String, ClientError> {
+        let op = Op::Subscribe {
+            topic: topic.into(),
+            protocol: protocol.into(),
+            endpoint: Some(endpoint.into()),
+            attributes,
+            return_subscription_arn: true,
+        };
+        expect_arn(self.call(op).await?)
+    }
+
+    pub async fn confirm_subscription(&self, topic: &str, token: &str) -> Result<String, ClientError> {
+        let op = Op::ConfirmSubscription { topic: topic.into(), token: token.into(), authenticate_on_unsubscribe: false };
+        expect_arn(self.call(op).await?)
+    }
+
+    pub async fn unsubscribe(&self, subscription_arn: &str) -> Result<(), ClientError> {
+        expect_done(self.call(Op::Unsubscribe { subscription: subscription_arn.into() }).await?)
+    }
+
+    /// One page of every subscription, or of one topic's.
+    pub async fn list_subscriptions(
+        &self,
+        topic: Option<&str>,
+        next_token: Option<String>,
+    ) -> Result<(Vec<SubscriptionSummary>, Option<String>), ClientError> {
+        match self.call(Op::ListSubscriptions { topic: topic.map(str::to_owned), next_token }).await? {
+            Reply::Subscriptions { subscriptions, next_token } => Ok((subscriptions, next_token)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn get_subscription_attributes(&self, subscription_arn: &str) -> Result<KeyValues, ClientError> {
+        expect_attributes(self.call(Op::GetSubscriptionAttributes { subscription: subscription_arn.into() }).await?)
+    }
+
+    /// Sets one subscription attribute; `None` or an empty value removes it.
+    pub async fn set_subscription_attribute(&self, subscription_arn: &str, name: &str, value: Option<&str>) -> Result<(), ClientError> {
+        let op =
+            Op::SetSubscriptionAttributes { subscription: subscription_arn.into(), name: name.into(), value: value.map(str::to_owned) };
+        expect_done(self.call(op).await?)
+    }
+
+    /// Publishes a plain message; returns its message id.
+    pub async fn publish(&self, topic: &str, message: impl Into<Bytes>) -> Result<String, ClientError> {
+        Ok(self.publish_entry(topic, PublishEntry { message: message.into(), ..PublishEntry::default() }).await?.message_id)
+    }
+
+    /// Publishes one message with every option of Publish.
+    pub async fn publish_entry(&self, topic: &str, entry: PublishEntry) -> Result<PublishResult, ClientError> {
+        match self.call(Op::Publish { topic: topic.into(), entry }).await? {
+            Reply::Publish(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// PublishBatch: per-entry successes and failures.
+    pub async fn publish_batch(
+        &self,
+        topic: &str,
+        entries: Vec<PublishEntry>,
+    ) -> Result<(Vec<PublishResult>, Vec<BatchFailure>), ClientError> {
+        match self.call(Op::PublishBatch { topic: topic.into(), entries }).await? {
+            Reply::PublishBatch { successful, failed } => Ok((successful, failed)),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn expect_arn(reply: Reply) -> Result<String, ClientError> {
+    match reply {
+        Reply::Arn(arn) => Ok(arn),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use serde_json::json;
 use sluice_client::blocking::BlockingClient;
-use sluice_client::{ClientError, DeleteEntry, MessageAttribute, ReceiveMessage, ReceivedMessage, SendEntry};
+use sluice_client::{ClientError, DeleteEntry, MessageAttribute, PublishEntry, ReceiveMessage, ReceivedMessage, SendEntry};
 use sluice_protocol::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX};
 
 /// Batches `send -` keeps in flight at once.
@@ -46,6 +46,65 @@ enum Command {
         /// The receipt handle printed by `receive --json`.
         receipt_handle: String,
     },
+    /// Create, list, inspect and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Subscribe a queue to a topic. Prints the subscription ARN.
+    Subscribe {
+        /// Topic name or ARN.
+        topic: String,
+        /// Queue name, URL or ARN.
+        queue: String,
+        /// Deliver the message itself (and its attributes) instead of the SNS JSON envelope.
+        #[arg(long, default_value_t = false)]
+        raw: bool,
+        /// A filter policy (JSON); only matching messages reach the queue.
+        #[arg(long, value_name = "JSON")]
+        filter: Option<String>,
+        /// What the filter policy looks at: `attributes` (the message attributes) or `body` (the message as JSON).
+        #[arg(long, value_name = "SCOPE", default_value = "attributes", value_parser = ["attributes", "body"])]
+        filter_scope: String,
+    },
+    /// Remove a subscription.
+    Unsubscribe {
+        /// The ARN `subscribe` printed.
+        subscription_arn: String,
+    },
+    /// Publish a message to a topic. Prints its message id.
+    Publish {
+        /// Topic name or ARN.
+        topic: String,
+        /// The message.
+        message: String,
+        /// A subject (copied into the envelope subscribers receive).
+        #[arg(long)]
+        subject: Option<String>,
+        /// A message attribute, `NAME=VALUE` (a String) or `NAME:TYPE=VALUE` with TYPE String, String.Array or Number (repeatable).
+        #[arg(long = "attr", value_name = "NAME=VALUE")]
+        attributes: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicCommand {
+    /// Create a topic (idempotent when the attributes are the same). Prints its ARN.
+    Create {
+        name: String,
+        /// A topic attribute, e.g. `DisplayName=Orders` (repeatable).
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+        /// A tag, e.g. `team=payments` (repeatable).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+    },
+    /// List topic ARNs.
+    List,
+    /// Print every attribute of a topic.
+    Attrs { topic: String },
+    /// List a topic's subscriptions: ARN, protocol and endpoint.
+    Subscriptions { topic: String },
+    /// Delete a topic and its subscriptions.
+    Delete { topic: String },
 }
 
 #[derive(Subcommand)]
@@ -198,14 +257,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Queue(QueueCommand::Attrs { name }) => {
             let attributes = connection.block_on(client.get_queue_attributes(&name, &["All"]))?;
-            if json {
-                let map: serde_json::Map<String, serde_json::Value> = attributes.into_iter().map(|(k, v)| (k, json!(v))).collect();
-                writeln!(out, "{}", serde_json::Value::Object(map))?;
-            } else {
-                for (key, value) in attributes {
-                    writeln!(out, "{key}={value}")?;
-                }
-            }
+            print_attributes(&mut out, json, attributes)?;
         }
         Command::Queue(QueueCommand::Set { name, attributes }) => {
             let attributes = attributes.iter().map(|a| split_pair(a)).collect::<Result<Vec<_>, _>>()?;
@@ -260,18 +312,105 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Delete { queue, receipt_handle } => connection.block_on(client.delete_message(&queue, &receipt_handle))?,
+        Command::Topic(TopicCommand::Create { name, attributes, tags }) => {
+            let attributes = attributes.iter().map(|a| split_pair(a)).collect::<Result<Vec<_>, _>>()?;
+            let tags = tags.iter().map(|t| split_pair(t)).collect::<Result<Vec<_>, _>>()?;
+            let arn = connection.block_on(client.create_topic(&name, attributes, tags))?;
+            print_named(&mut out, json, "TopicArn", &arn)?;
+        }
+        Command::Topic(TopicCommand::List) => {
+            let mut token = None;
+            loop {
+                let (arns, next) = connection.block_on(client.list_topics(token))?;
+                for arn in arns {
+                    print_named(&mut out, json, "TopicArn", &arn)?;
+                }
+                match next {
+                    Some(next) => token = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Command::Topic(TopicCommand::Attrs { topic }) => {
+            let attributes = connection.block_on(client.get_topic_attributes(&topic))?;
+            print_attributes(&mut out, json, attributes)?;
+        }
+        Command::Topic(TopicCommand::Subscriptions { topic }) => {
+            let mut token = None;
+            loop {
+                let (rows, next) = connection.block_on(client.list_subscriptions(Some(&topic), token))?;
+                for row in rows {
+                    if json {
+                        writeln!(
+                            out,
+                            "{}",
+                            json!({"SubscriptionArn": row.subscription_arn, "Protocol": row.protocol, "Endpoint": row.endpoint, "TopicArn": row.topic_arn})
+                        )?;
+                    } else {
+                        writeln!(out, "{} {} {}", row.subscription_arn, row.protocol, row.endpoint)?;
+                    }
+                }
+                match next {
+                    Some(next) => token = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Command::Topic(TopicCommand::Delete { topic }) => connection.block_on(client.delete_topic(&topic))?,
+        Command::Subscribe { topic, queue, raw, filter, filter_scope } => {
+            let queue_arn = if queue.starts_with("arn:") {
+                queue
+            } else {
+                let attributes = connection.block_on(client.get_queue_attributes(&queue, &["QueueArn"]))?;
+                attributes.into_iter().find(|(k, _)| k == "QueueArn").map(|(_, v)| v).ok_or("the queue has no ARN".to_owned())?
+            };
+            let mut attributes = Vec::new();
+            if raw {
+                attributes.push(("RawMessageDelivery".to_owned(), "true".to_owned()));
+            }
+            if let Some(filter) = filter {
+                attributes.push(("FilterPolicy".to_owned(), filter));
+                let scope = if filter_scope == "body" { "MessageBody" } else { "MessageAttributes" };
+                attributes.push(("FilterPolicyScope".to_owned(), scope.to_owned()));
+            }
+            let arn = connection.block_on(client.subscribe(&topic, "sqs", &queue_arn, attributes))?;
+            print_named(&mut out, json, "SubscriptionArn", &arn)?;
+        }
+        Command::Unsubscribe { subscription_arn } => connection.block_on(client.unsubscribe(&subscription_arn))?,
+        Command::Publish { topic, message, subject, attributes } => {
+            let attributes = attributes.iter().map(|a| message_attribute(a)).collect::<Result<Vec<_>, _>>()?;
+            let entry = PublishEntry { message: message.into_bytes().into(), subject, attributes, ..PublishEntry::default() };
+            let result = connection.block_on(client.publish_entry(&topic, entry))?;
+            print_named(&mut out, json, "MessageId", &result.message_id)?;
+        }
     }
     drop(client);
     connection.close()?;
     Ok(())
 }
 
-fn print_url(out: &mut impl Write, json: bool, url: &str) -> std::io::Result<()> {
+fn print_named(out: &mut impl Write, json: bool, name: &str, value: &str) -> std::io::Result<()> {
     if json {
-        writeln!(out, "{}", json!({ "QueueUrl": url }))
+        writeln!(out, "{}", json!({ name: value }))
     } else {
-        writeln!(out, "{url}")
+        writeln!(out, "{value}")
     }
+}
+
+fn print_attributes(out: &mut impl Write, json: bool, attributes: Vec<(String, String)>) -> std::io::Result<()> {
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = attributes.into_iter().map(|(k, v)| (k, json!(v))).collect();
+        writeln!(out, "{}", serde_json::Value::Object(map))
+    } else {
+        for (key, value) in attributes {
+            writeln!(out, "{key}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+fn print_url(out: &mut impl Write, json: bool, url: &str) -> std::io::Result<()> {
+    print_named(out, json, "QueueUrl", url)
 }
 
 fn print_message(out: &mut impl Write, json: bool, message: &ReceivedMessage) -> std::io::Result<()> {

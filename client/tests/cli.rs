@@ -70,3 +70,48 @@ fn errors_print_the_aws_code_and_exit_non_zero() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("InvalidAttributeValue"));
 }
+
+#[test]
+fn publish_lands_in_every_subscribed_queue_raw_and_filtered() {
+    let daemon = Daemon::start();
+    let arn = stdout(&sluice(&daemon, &["topic", "create", "news"], None)).trim().to_owned();
+    assert_eq!(arn, "arn:aws:sns:us-east-1:000000000000:news");
+    for queue in ["plain", "raw", "sports"] {
+        stdout(&sluice(&daemon, &["queue", "create", queue], None));
+    }
+    let plain = stdout(&sluice(&daemon, &["subscribe", "news", "plain"], None)).trim().to_owned();
+    assert!(plain.starts_with(&format!("{arn}:")), "{plain}");
+    stdout(&sluice(&daemon, &["subscribe", &arn, "raw", "--raw"], None));
+    stdout(&sluice(&daemon, &["subscribe", "news", "sports", "--filter", r#"{"section":["sports"]}"#], None));
+    assert_eq!(stdout(&sluice(&daemon, &["topic", "subscriptions", "news"], None)).lines().count(), 3);
+    assert_eq!(stdout(&sluice(&daemon, &["topic", "list"], None)).trim(), arn);
+
+    let id = stdout(&sluice(&daemon, &["publish", "news", "goal!", "--subject", "Match", "--attr", "section=sports"], None));
+    assert_eq!(id.trim().len(), 36);
+    stdout(&sluice(&daemon, &["publish", "news", "rain", "--attr", "section=weather"], None));
+
+    let envelopes = stdout(&sluice(&daemon, &["receive", "plain", "--max", "10", "--delete"], None));
+    let mut texts: Vec<String> = envelopes
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["Message"].as_str().unwrap().to_owned())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["goal!", "rain"]);
+    let mut raw: Vec<&str> = Vec::new();
+    let raw_out = stdout(&sluice(&daemon, &["receive", "raw", "--max", "10", "--delete"], None));
+    raw.extend(raw_out.lines());
+    raw.sort();
+    assert_eq!(raw, ["goal!", "rain"]);
+    let sports = stdout(&sluice(&daemon, &["receive", "sports", "--max", "10", "--delete"], None));
+    let envelope: serde_json::Value = serde_json::from_str(sports.trim()).unwrap();
+    assert_eq!((envelope["Message"].as_str(), envelope["Subject"].as_str()), (Some("goal!"), Some("Match")));
+
+    stdout(&sluice(&daemon, &["unsubscribe", &plain], None));
+    stdout(&sluice(&daemon, &["publish", "news", "later"], None));
+    assert_eq!(stdout(&sluice(&daemon, &["receive", "plain"], None)), "");
+    let failed = sluice(&daemon, &["subscribe", "news", "raw", "--filter", "{broken"], None);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("InvalidParameter"));
+    stdout(&sluice(&daemon, &["topic", "delete", "news"], None));
+    assert_eq!(stdout(&sluice(&daemon, &["topic", "list"], None)), "");
+}

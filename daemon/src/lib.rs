@@ -3,6 +3,7 @@
 //! - `runtime`: shards (one pinned executor per core), the cross-shard bus, timers, shutdown.
 //! - `net`: the binary-protocol listener and connections.
 //! - `queue`: SQS standard queues — metadata, partitions, the operations.
+//! - `topic`: SNS standard topics — subscriptions, filter policies, fan-out to queues.
 //! - `storage`: the seam through which every state change is made durable.
 //! - `config`: flags and their `SLUICE_…` environment variables.
 
@@ -11,3 +12,4 @@ pub mod net;
 pub mod queue;
 pub mod runtime;
 pub mod storage;
+pub mod topic;

@@ -52,7 +52,7 @@ impl Target {
 enum Workload {
     /// Producers send batches, consumers receive (long polling) and delete/acknowledge in batches.
     Queue,
-    /// Publish to a topic with --subscribers queues; consumers drain every queue (needs topics).
+    /// Publish to a topic with --subscribers queues (raw delivery); consumers drain every queue (Sluice only, for now).
     Fanout,
     /// PutRecords with random partition keys over --shards; consumers read every shard (needs streams).
     Stream,
@@ -155,13 +155,23 @@ fn validate(args: &Args) -> Result<(), String> {
     if args.rate == Some(0) || args.inflight == Some(0) {
         return Err("--rate and --inflight must be at least 1".into());
     }
-    if args.workload != Workload::Queue {
-        return Err(format!(
-            "the {:?} workload needs {} in Sluice, which is not built yet; only `queue` runs for now",
-            args.workload,
-            if args.workload == Workload::Fanout { "topics" } else { "streams" }
-        )
-        .to_lowercase());
+    if args.workload == Workload::Stream {
+        return Err("the stream workload needs streams in Sluice, which are not built yet".into());
+    }
+    if args.workload == Workload::Fanout {
+        if args.target != Target::Sluice {
+            return Err("the fanout workload drives only Sluice for now (its peer drivers are not written yet)".into());
+        }
+        if args.subscribers == 0 {
+            return Err("--subscribers must be at least 1".into());
+        }
+        if args.cores * args.consumers < args.subscribers {
+            return Err(format!(
+                "fanout needs a consumer for every subscribed queue: --cores x --consumers ({}) is less than --subscribers ({})",
+                args.cores * args.consumers,
+                args.subscribers
+            ));
+        }
     }
     Ok(())
 }
@@ -169,10 +179,19 @@ fn validate(args: &Args) -> Result<(), String> {
 /// Prepares the broker; returns what an acknowledgement guarantees there.
 fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
     match args.target {
-        Target::Sluice => sluice::setup(endpoint, &args.queue).map(|()| sluice::GUARANTEE.to_owned()),
+        Target::Sluice => sluice::setup(endpoint, &args.queue, fanout_subscribers(args)).map(|()| sluice::GUARANTEE.to_owned()),
         Target::Redis => redis::setup(endpoint),
         Target::Nats => nats::setup(endpoint).map(|()| nats::GUARANTEE.to_owned()),
         Target::Rabbitmq => rabbitmq::setup(endpoint).map(|()| rabbitmq::GUARANTEE.to_owned()),
+    }
+}
+
+/// Queues subscribed to the topic in the fanout workload; 0 otherwise.
+fn fanout_subscribers(args: &Args) -> usize {
+    if args.workload == Workload::Fanout {
+        args.subscribers
+    } else {
+        0
     }
 }
 
@@ -203,6 +222,7 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
     let mut threads = Vec::new();
     for core in 0..args.cores {
         let (plan, ticks, endpoint, target, queue) = (plan.clone(), tick_tx.clone(), endpoint.to_owned(), args.target, args.queue.clone());
+        let (subscribers, first_consumer) = (fanout_subscribers(args), core * args.consumers);
         // From the last CPU down, since sluiced pins its shards from CPU 0 up.
         let pin = (!args.no_pin && !cpus.is_empty()).then(|| cpus[cpus.len() - 1 - core % cpus.len()]);
         let thread = std::thread::Builder::new().name(format!("sluice-load-{core}")).spawn(move || {
@@ -215,7 +235,8 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
                         .name("sluice-load")
                         .make()
                         .map_err(|e| format!("starting a glommio executor: {e}"))?;
-                    executor.run(run::run_core(sluice::Sluice { endpoint, queue }, plan, core, started, ticks))
+                    let broker = sluice::Sluice { endpoint, queue, subscribers, first_consumer, consumers_made: Default::default() };
+                    executor.run(run::run_core(broker, plan, core, started, ticks))
                 }
                 Target::Redis => run_on_tokio(redis::Redis { url: redis::url(&endpoint) }, plan, core, started, ticks),
                 Target::Nats => run_on_tokio(nats::Nats { endpoint }, plan, core, started, ticks),
@@ -299,6 +320,7 @@ fn report(args: &Args, endpoint: &str, total: &Recorder, measured_from: Instant,
         "producers": args.producers, "consumers": args.consumers, "batch": args.batch, "message_size": size,
         "warmup_seconds": args.warmup, "seconds": seconds,
         "sent": total.sent, "received": total.received, "errors": total.errors,
+        "deliveries_per_message": fanout_subscribers(args).max(1),
         "sent_per_second": sent_rate, "received_per_second": received_rate,
         "sent_mb_per_second": sent_rate * size as f64 / 1e6, "received_mb_per_second": received_rate * size as f64 / 1e6,
     });

@@ -1,9 +1,15 @@
 //! Sluice over its binary protocol: SendMessageBatch, ReceiveMessage (long polling),
 //! DeleteMessageBatch. A send is acknowledged once the message is kept as the daemon's
 //! `--fsync` says: with `always` (the default) after an fdatasync of the log that holds it.
+//!
+//! Fan-out: producers PublishBatch to a topic that `--subscribers` queues subscribe to with
+//! raw delivery (so every body keeps its send stamp); consumers are spread over the queues.
+//! A publish is acknowledged once every queue holds it, kept as for a send.
+
+use std::cell::Cell;
 
 use bytes::Bytes;
-use sluice_client::{Client, DeleteEntry, ReceiveMessage, SendEntry};
+use sluice_client::{Client, DeleteEntry, PublishEntry, ReceiveMessage, SendEntry};
 
 use crate::run::{stamp_of, Broker, Consumer, Error, Producer};
 
@@ -16,13 +22,37 @@ const IDS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 pub struct Sluice {
     pub endpoint: String,
     pub queue: String,
+    /// Fan-out: the number of queues subscribed to the topic `queue` (0: the queue workload).
+    pub subscribers: usize,
+    /// The first consumer of this core, counted across the run (spreads consumers over queues).
+    pub first_consumer: usize,
+    pub consumers_made: Cell<usize>,
 }
 
-/// Creates the queue before the run (it is kept if it exists).
-pub fn setup(endpoint: &str, queue: &str) -> Result<(), Error> {
+/// The queue the fan-out workload's `index`-th subscriber is.
+fn subscriber_queue(topic: &str, index: usize) -> String {
+    format!("{topic}-{index}")
+}
+
+/// Creates the queue before the run (it is kept if it exists); for fan-out, the topic named
+/// `queue` and its `subscribers` raw-delivery queues.
+pub fn setup(endpoint: &str, queue: &str, subscribers: usize) -> Result<(), Error> {
     let connection = sluice_client::blocking::BlockingClient::connect(endpoint, "sluice-load-setup")
         .map_err(|e| format!("cannot reach Sluice at {endpoint}: {e}"))?;
-    connection.block_on(connection.client().create_queue(queue, vec![], vec![])).map_err(|e| e.to_string())?;
+    let client = connection.client();
+    if subscribers == 0 {
+        connection.block_on(client.create_queue(queue, vec![], vec![])).map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    let topic = connection.block_on(client.create_topic(queue, vec![], vec![])).map_err(|e| e.to_string())?;
+    for index in 0..subscribers {
+        let name = subscriber_queue(queue, index);
+        connection.block_on(client.create_queue(&name, vec![], vec![])).map_err(|e| e.to_string())?;
+        let attributes = connection.block_on(client.get_queue_attributes(&name, &["QueueArn"])).map_err(|e| e.to_string())?;
+        let arn = attributes.into_iter().find(|(k, _)| k == "QueueArn").map(|(_, v)| v).ok_or("a queue without an ARN")?;
+        let raw = vec![("RawMessageDelivery".to_owned(), "true".to_owned())];
+        connection.block_on(client.subscribe(&topic, "sqs", &arn, raw)).map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 
@@ -30,6 +60,7 @@ pub fn setup(endpoint: &str, queue: &str) -> Result<(), Error> {
 pub struct SluiceProducer {
     client: Client,
     queue: std::rc::Rc<str>,
+    fanout: bool,
 }
 
 pub struct SluiceConsumer {
@@ -59,16 +90,34 @@ impl Broker for Sluice {
     }
 
     async fn producer(&self, connection: &Client) -> Result<SluiceProducer, Error> {
-        Ok(SluiceProducer { client: connection.clone(), queue: self.queue.as_str().into() })
+        Ok(SluiceProducer { client: connection.clone(), queue: self.queue.as_str().into(), fanout: self.subscribers > 0 })
     }
 
     async fn consumer(&self, connection: &Client, _name: String) -> Result<SluiceConsumer, Error> {
-        Ok(SluiceConsumer { client: connection.clone(), queue: self.queue.clone(), receipts: Vec::new() })
+        let queue = if self.subscribers == 0 {
+            self.queue.clone()
+        } else {
+            let made = self.consumers_made.replace(self.consumers_made.get() + 1);
+            subscriber_queue(&self.queue, (self.first_consumer + made) % self.subscribers)
+        };
+        Ok(SluiceConsumer { client: connection.clone(), queue, receipts: Vec::new() })
     }
 }
 
 impl Producer for SluiceProducer {
     async fn send(&self, bodies: Vec<Bytes>) -> Result<(), Error> {
+        if self.fanout {
+            let entries = bodies
+                .into_iter()
+                .zip(IDS)
+                .map(|(message, id)| PublishEntry { id: id.to_owned(), message, ..PublishEntry::default() })
+                .collect();
+            let (_, failed) = self.client.publish_batch(&self.queue, entries).await.map_err(|e| e.to_string())?;
+            return match failed.first() {
+                None => Ok(()),
+                Some(entry) => Err(format!("{} of the batch failed, first: {entry:?}", failed.len())),
+            };
+        }
         let entries = bodies.into_iter().zip(IDS).map(|(body, id)| SendEntry { id: id.to_owned(), body, ..SendEntry::default() }).collect();
         let (_, failed) = self.client.send_message_batch(&self.queue, entries).await.map_err(|e| e.to_string())?;
         match failed.first() {

@@ -104,6 +104,29 @@ fn every_message_sent_is_received_and_deleted_and_measured() {
 }
 
 #[test]
+fn fanout_delivers_every_published_message_to_every_queue() {
+    let daemon = Daemon::start();
+    let out = tempfile::tempdir().unwrap();
+    let endpoint = daemon.addr.to_string();
+    let dir = out.path().to_str().unwrap();
+    #[rustfmt::skip]
+    let args = [
+        "--endpoint", &endpoint, "--workload", "fanout", "--queue", "fan", "--subscribers", "3", "--consumers", "3",
+        "--send-limit", "600", "--warmup", "0", "--duration", "3", "--out", dir,
+    ];
+    load_ok(&args);
+    let summary = summary(out.path());
+    assert_eq!(summary["workload"], "fanout");
+    assert_eq!(summary["sent"], 600);
+    assert_eq!(summary["deliveries_per_message"], 3);
+    assert_eq!(summary["received"], 1800, "each of the 3 queues received every published message");
+    assert_eq!(summary["end_to_end"]["count"], 1800);
+    for queue in ["fan-0", "fan-1", "fan-2"] {
+        assert_eq!(visible_and_in_flight(&daemon, queue), (0, 0), "{queue} was drained and its messages deleted");
+    }
+}
+
+#[test]
 fn an_open_loop_sends_every_batch_on_its_schedule() {
     // 1,000 msgs/s in batches of 10 for 2 s: 200 batches are due, and every one is sent,
     // however late, so the count is exact whatever the machine is doing.
@@ -122,7 +145,9 @@ fn an_open_loop_sends_every_batch_on_its_schedule() {
 fn bad_flags_are_refused_with_a_reason() {
     for (args, reason) in [
         (&["--batch", "11"][..], "--batch must be from 1 to 10"),
-        (&["--workload", "fanout"][..], "needs topics"),
+        (&["--workload", "stream"][..], "needs streams"),
+        (&["--workload", "fanout", "--target", "redis"][..], "only Sluice"),
+        (&["--workload", "fanout", "--subscribers", "40", "--consumers", "4"][..], "a consumer for every subscribed queue"),
         (&["--rate", "10", "--inflight", "2"][..], "cannot be used with"),
         (&["--target", "kafka"][..], "invalid value 'kafka'"),
     ] {

@@ -334,7 +334,100 @@ fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> (fb::Op, WIPOffse
             let entries = Some(fbb.create_vector(&offsets));
             table!(ChangeMessageVisibilityBatch, fb::ChangeMessageVisibilityBatchArgs { queue, entries })
         }
+        Op::CreateTopic { name, attributes, tags } => {
+            let name = Some(fbb.create_string(name));
+            let attributes = key_values(fbb, attributes);
+            let tags = key_values(fbb, tags);
+            table!(CreateTopic, fb::CreateTopicArgs { name, attributes, tags })
+        }
+        Op::DeleteTopic { topic } => {
+            let topic = Some(fbb.create_string(topic));
+            table!(DeleteTopic, fb::DeleteTopicArgs { topic })
+        }
+        Op::ListTopics { next_token } => {
+            let next_token = opt_str(fbb, next_token);
+            table!(ListTopics, fb::ListTopicsArgs { next_token })
+        }
+        Op::GetTopicAttributes { topic } => {
+            let topic = Some(fbb.create_string(topic));
+            table!(GetTopicAttributes, fb::GetTopicAttributesArgs { topic })
+        }
+        Op::SetTopicAttributes { topic, name, value } => {
+            let topic = Some(fbb.create_string(topic));
+            let name = Some(fbb.create_string(name));
+            let value = opt_str(fbb, value);
+            table!(SetTopicAttributes, fb::SetTopicAttributesArgs { topic, name, value })
+        }
+        Op::Subscribe { topic, protocol, endpoint, attributes, return_subscription_arn } => {
+            let topic = Some(fbb.create_string(topic));
+            let protocol = Some(fbb.create_string(protocol));
+            let endpoint = opt_str(fbb, endpoint);
+            let attributes = key_values(fbb, attributes);
+            table!(
+                Subscribe,
+                fb::SubscribeArgs { topic, protocol, endpoint, attributes, return_subscription_arn: *return_subscription_arn }
+            )
+        }
+        Op::ConfirmSubscription { topic, token, authenticate_on_unsubscribe } => {
+            let topic = Some(fbb.create_string(topic));
+            let token = Some(fbb.create_string(token));
+            table!(
+                ConfirmSubscription,
+                fb::ConfirmSubscriptionArgs { topic, token, authenticate_on_unsubscribe: *authenticate_on_unsubscribe }
+            )
+        }
+        Op::Unsubscribe { subscription } => {
+            let subscription = Some(fbb.create_string(subscription));
+            table!(Unsubscribe, fb::UnsubscribeArgs { subscription })
+        }
+        Op::ListSubscriptions { topic, next_token } => {
+            let topic = opt_str(fbb, topic);
+            let next_token = opt_str(fbb, next_token);
+            table!(ListSubscriptions, fb::ListSubscriptionsArgs { topic, next_token })
+        }
+        Op::GetSubscriptionAttributes { subscription } => {
+            let subscription = Some(fbb.create_string(subscription));
+            table!(GetSubscriptionAttributes, fb::GetSubscriptionAttributesArgs { subscription })
+        }
+        Op::SetSubscriptionAttributes { subscription, name, value } => {
+            let subscription = Some(fbb.create_string(subscription));
+            let name = Some(fbb.create_string(name));
+            let value = opt_str(fbb, value);
+            table!(SetSubscriptionAttributes, fb::SetSubscriptionAttributesArgs { subscription, name, value })
+        }
+        Op::Publish { topic, entry } => {
+            let topic = Some(fbb.create_string(topic));
+            let entry = Some(publish_entry(fbb, entry));
+            table!(Publish, fb::PublishArgs { topic, entry })
+        }
+        Op::PublishBatch { topic, entries } => {
+            let topic = Some(fbb.create_string(topic));
+            let offsets: Vec<_> = entries.iter().map(|entry| publish_entry(fbb, entry)).collect();
+            let entries = Some(fbb.create_vector(&offsets));
+            table!(PublishBatch, fb::PublishBatchArgs { topic, entries })
+        }
     }
+}
+
+fn publish_entry<'a>(fbb: &mut FlatBufferBuilder<'a>, entry: &PublishEntry) -> WIPOffset<fb::PublishEntry<'a>> {
+    let id = (!entry.id.is_empty()).then(|| fbb.create_string(&entry.id));
+    let message = Some(fbb.create_vector(&entry.message));
+    let subject = opt_str(fbb, &entry.subject);
+    let message_structure = opt_str(fbb, &entry.message_structure);
+    let attributes = attributes(fbb, &entry.attributes);
+    let message_group_id = opt_str(fbb, &entry.message_group_id);
+    let deduplication_id = opt_str(fbb, &entry.deduplication_id);
+    fb::PublishEntry::create(
+        fbb,
+        &fb::PublishEntryArgs { id, message, subject, message_structure, attributes, message_group_id, deduplication_id },
+    )
+}
+
+fn publish_result<'a>(fbb: &mut FlatBufferBuilder<'a>, result: &PublishResult) -> WIPOffset<fb::PublishResult<'a>> {
+    let id = (!result.id.is_empty()).then(|| fbb.create_string(&result.id));
+    let message_id = Some(fbb.create_string(&result.message_id));
+    let sequence_number = opt_str(fbb, &result.sequence_number);
+    fb::PublishResult::create(fbb, &fb::PublishResultArgs { id, message_id, sequence_number })
 }
 
 fn send_success<'a>(fbb: &mut FlatBufferBuilder<'a>, result: &SendResult) -> WIPOffset<fb::SendMessageBatchSuccess<'a>> {
@@ -429,6 +522,41 @@ fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) -> (fb::Rep
             let failed = failures(fbb, failed);
             table!(BatchResult, fb::BatchResultArgs { successful, failed })
         }
+        Reply::Arn(arn) => {
+            let arn = Some(fbb.create_string(arn));
+            table!(Arn, fb::ArnArgs { arn })
+        }
+        Reply::Arns { arns, next_token } => {
+            let arns = strings(fbb, arns);
+            let next_token = opt_str(fbb, next_token);
+            table!(Arns, fb::ArnsArgs { arns, next_token })
+        }
+        Reply::Subscriptions { subscriptions, next_token } => {
+            let offsets: Vec<_> = subscriptions
+                .iter()
+                .map(|row| {
+                    let subscription_arn = Some(fbb.create_string(&row.subscription_arn));
+                    let owner = Some(fbb.create_string(&row.owner));
+                    let protocol = Some(fbb.create_string(&row.protocol));
+                    let endpoint = Some(fbb.create_string(&row.endpoint));
+                    let topic_arn = Some(fbb.create_string(&row.topic_arn));
+                    fb::Subscription::create(fbb, &fb::SubscriptionArgs { subscription_arn, owner, protocol, endpoint, topic_arn })
+                })
+                .collect();
+            let subscriptions = Some(fbb.create_vector(&offsets));
+            let next_token = opt_str(fbb, next_token);
+            table!(Subscriptions, fb::SubscriptionsArgs { subscriptions, next_token })
+        }
+        Reply::Publish(result) => {
+            let offset = publish_result(fbb, result);
+            (fb::Reply::PublishResult, offset.as_union_value())
+        }
+        Reply::PublishBatch { successful, failed } => {
+            let offsets: Vec<_> = successful.iter().map(|result| publish_result(fbb, result)).collect();
+            let successful = Some(fbb.create_vector(&offsets));
+            let failed = failures(fbb, failed);
+            table!(PublishBatchResult, fb::PublishBatchResultArgs { successful, failed })
+        }
     }
 }
 
@@ -471,6 +599,18 @@ impl Reader<'_> {
             .unwrap_or_default()
     }
 
+    fn publish_entry(&self, entry: fb::PublishEntry<'_>) -> PublishEntry {
+        PublishEntry {
+            id: entry.id().unwrap_or_default().to_owned(),
+            message: self.bytes(entry.message()),
+            subject: owned(entry.subject()),
+            message_structure: owned(entry.message_structure()),
+            attributes: self.attributes(entry.attributes()),
+            message_group_id: owned(entry.message_group_id()),
+            deduplication_id: owned(entry.deduplication_id()),
+        }
+    }
+
     fn failures(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::BatchFailure<'_>>>>) -> Vec<BatchFailure> {
         vector
             .map(|items| {
@@ -485,6 +625,14 @@ impl Reader<'_> {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+fn read_publish_result(result: fb::PublishResult<'_>) -> PublishResult {
+    PublishResult {
+        id: result.id().unwrap_or_default().to_owned(),
+        message_id: result.message_id().to_owned(),
+        sequence_number: owned(result.sequence_number()),
     }
 }
 
@@ -642,6 +790,62 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
                 .unwrap_or_default();
             Op::ChangeMessageVisibilityBatch { queue: op.queue().to_owned(), entries }
         }
+        fb::Op::CreateTopic => {
+            let op = request.op_as_create_topic().ok_or_else(unknown)?;
+            Op::CreateTopic { name: op.name().to_owned(), attributes: read.key_values(op.attributes()), tags: read.key_values(op.tags()) }
+        }
+        fb::Op::DeleteTopic => Op::DeleteTopic { topic: request.op_as_delete_topic().ok_or_else(unknown)?.topic().to_owned() },
+        fb::Op::ListTopics => Op::ListTopics { next_token: owned(request.op_as_list_topics().ok_or_else(unknown)?.next_token()) },
+        fb::Op::GetTopicAttributes => {
+            Op::GetTopicAttributes { topic: request.op_as_get_topic_attributes().ok_or_else(unknown)?.topic().to_owned() }
+        }
+        fb::Op::SetTopicAttributes => {
+            let op = request.op_as_set_topic_attributes().ok_or_else(unknown)?;
+            Op::SetTopicAttributes { topic: op.topic().to_owned(), name: op.name().to_owned(), value: owned(op.value()) }
+        }
+        fb::Op::Subscribe => {
+            let op = request.op_as_subscribe().ok_or_else(unknown)?;
+            Op::Subscribe {
+                topic: op.topic().to_owned(),
+                protocol: op.protocol().to_owned(),
+                endpoint: owned(op.endpoint()),
+                attributes: read.key_values(op.attributes()),
+                return_subscription_arn: op.return_subscription_arn(),
+            }
+        }
+        fb::Op::ConfirmSubscription => {
+            let op = request.op_as_confirm_subscription().ok_or_else(unknown)?;
+            Op::ConfirmSubscription {
+                topic: op.topic().to_owned(),
+                token: op.token().to_owned(),
+                authenticate_on_unsubscribe: op.authenticate_on_unsubscribe(),
+            }
+        }
+        fb::Op::Unsubscribe => Op::Unsubscribe { subscription: request.op_as_unsubscribe().ok_or_else(unknown)?.subscription().to_owned() },
+        fb::Op::ListSubscriptions => {
+            let op = request.op_as_list_subscriptions().ok_or_else(unknown)?;
+            Op::ListSubscriptions { topic: owned(op.topic()), next_token: owned(op.next_token()) }
+        }
+        fb::Op::GetSubscriptionAttributes => Op::GetSubscriptionAttributes {
+            subscription: request.op_as_get_subscription_attributes().ok_or_else(unknown)?.subscription().to_owned(),
+        },
+        fb::Op::SetSubscriptionAttributes => {
+            let op = request.op_as_set_subscription_attributes().ok_or_else(unknown)?;
+            Op::SetSubscriptionAttributes {
+                subscription: op.subscription().to_owned(),
+                name: op.name().to_owned(),
+                value: owned(op.value()),
+            }
+        }
+        fb::Op::Publish => {
+            let op = request.op_as_publish().ok_or_else(unknown)?;
+            Op::Publish { topic: op.topic().to_owned(), entry: read.publish_entry(op.entry()) }
+        }
+        fb::Op::PublishBatch => {
+            let op = request.op_as_publish_batch().ok_or_else(unknown)?;
+            let entries = op.entries().map(|entries| entries.iter().map(|entry| read.publish_entry(entry)).collect()).unwrap_or_default();
+            Op::PublishBatch { topic: op.topic().to_owned(), entries }
+        }
         _ => return Err(unknown()),
     };
     Ok(Request { id, op })
@@ -730,6 +934,35 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
         fb::Reply::BatchResult => {
             let result = response.reply_as_batch_result().ok_or_else(empty)?;
             Reply::Batch { successful: read.strings(result.successful()), failed: read.failures(result.failed()) }
+        }
+        fb::Reply::Arn => Reply::Arn(response.reply_as_arn().ok_or_else(empty)?.arn().to_owned()),
+        fb::Reply::Arns => {
+            let arns = response.reply_as_arns().ok_or_else(empty)?;
+            Reply::Arns { arns: read.strings(arns.arns()), next_token: owned(arns.next_token()) }
+        }
+        fb::Reply::Subscriptions => {
+            let page = response.reply_as_subscriptions().ok_or_else(empty)?;
+            let subscriptions = page
+                .subscriptions()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|row| SubscriptionSummary {
+                            subscription_arn: row.subscription_arn().to_owned(),
+                            owner: row.owner().unwrap_or_default().to_owned(),
+                            protocol: row.protocol().unwrap_or_default().to_owned(),
+                            endpoint: row.endpoint().unwrap_or_default().to_owned(),
+                            topic_arn: row.topic_arn().unwrap_or_default().to_owned(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Reply::Subscriptions { subscriptions, next_token: owned(page.next_token()) }
+        }
+        fb::Reply::PublishResult => Reply::Publish(read_publish_result(response.reply_as_publish_result().ok_or_else(empty)?)),
+        fb::Reply::PublishBatchResult => {
+            let result = response.reply_as_publish_batch_result().ok_or_else(empty)?;
+            let successful = result.successful().map(|items| items.iter().map(read_publish_result).collect()).unwrap_or_default();
+            Reply::PublishBatch { successful, failed: read.failures(result.failed()) }
         }
         _ => return Err(empty()),
     };

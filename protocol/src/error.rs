@@ -38,6 +38,16 @@ pub enum ErrorCode {
     /// The request frame was valid flatbuffers but not a valid request
     /// (for example a union member this server does not know).
     MalformedRequest = 26,
+    /// SNS: a bad parameter (names, ARNs, attributes, filter policies, message size).
+    InvalidParameter = 27,
+    /// SNS: no such topic or subscription.
+    NotFound = 28,
+    /// SNS: more filter policies on a topic than allowed.
+    FilterPolicyLimitExceeded = 29,
+    /// SNS: more subscriptions than allowed.
+    SubscriptionLimitExceeded = 30,
+    /// SNS: more topics than allowed.
+    TopicLimitExceeded = 31,
 }
 
 /// Every code, for tests and tables.
@@ -68,6 +78,11 @@ pub const ALL_ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::RequestThrottled,
     ErrorCode::InvalidParameterCombination,
     ErrorCode::MalformedRequest,
+    ErrorCode::InvalidParameter,
+    ErrorCode::NotFound,
+    ErrorCode::FilterPolicyLimitExceeded,
+    ErrorCode::SubscriptionLimitExceeded,
+    ErrorCode::TopicLimitExceeded,
 ];
 
 impl ErrorCode {
@@ -106,6 +121,11 @@ impl ErrorCode {
             RequestThrottled => "RequestThrottled",
             InvalidParameterCombination => "InvalidParameterCombination",
             MalformedRequest => "MalformedQueryString",
+            InvalidParameter => "InvalidParameter",
+            NotFound => "NotFound",
+            FilterPolicyLimitExceeded => "FilterPolicyLimitExceeded",
+            SubscriptionLimitExceeded => "SubscriptionLimitExceeded",
+            TopicLimitExceeded => "TopicLimitExceeded",
         }
     }
 
@@ -133,7 +153,8 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             PurgeQueueInProgress | OverLimit | RequestThrottled => 403,
-            ResourceNotFound | MalformedRequest => 404,
+            FilterPolicyLimitExceeded | SubscriptionLimitExceeded | TopicLimitExceeded => 403,
+            ResourceNotFound | MalformedRequest | NotFound => 404,
             InternalFailure => 500,
             ServiceUnavailable => 503,
             _ => 400,

@@ -58,3 +58,30 @@ pub const MAX_RECEIVE_COUNT_MAX: i64 = 1000;
 pub const REDRIVE_ALLOW_SOURCES_MAX: usize = 10;
 /// SQS: tags per queue.
 pub const QUEUE_TAGS_MAX: usize = 50;
+
+/// SNS: topic name length.
+pub const TOPIC_NAME_CHARS_MAX: usize = 256;
+/// SNS: a message plus its attributes, in bytes (Publish and each PublishBatch entry), and a
+/// whole PublishBatch.
+pub const PUBLISH_BYTES_MAX: usize = 256 * 1024;
+/// SNS: entries in one PublishBatch.
+pub const PUBLISH_BATCH_ENTRIES_MAX: usize = 10;
+/// SNS: Subject length in characters (fewer than 100).
+pub const SUBJECT_CHARS_MAX: usize = 99;
+/// SNS: topics per server (AWS's per-account default for standard topics).
+pub const TOPICS_MAX: usize = 100_000;
+/// SNS: subscriptions per topic (AWS's default quota).
+pub const SUBSCRIPTIONS_PER_TOPIC_MAX: usize = 12_500_000;
+/// SNS: subscriptions with a filter policy per topic.
+pub const FILTER_POLICIES_PER_TOPIC_MAX: usize = 200;
+/// SNS: items in one page of ListTopics / ListSubscriptions(ByTopic).
+pub const TOPIC_LIST_PAGE_MAX: usize = 100;
+/// SNS: tags per topic.
+pub const TOPIC_TAGS_MAX: usize = 50;
+/// SNS: message attributes a raw-delivery SQS subscriber can take.
+pub const RAW_DELIVERY_ATTRIBUTES_MAX: usize = 10;
+/// SNS filter policies: keys per policy, value combinations, bytes, numeric magnitude.
+pub const FILTER_POLICY_KEYS_MAX: usize = 5;
+pub const FILTER_POLICY_COMBINATIONS_MAX: usize = 150;
+pub const FILTER_POLICY_BYTES_MAX: usize = 256 * 1024;
+pub const FILTER_POLICY_NUMBER_MAX: f64 = 1e9;

@@ -96,6 +96,63 @@ pub enum Op {
         queue: String,
         entries: Vec<VisibilityEntry>,
     },
+    CreateTopic {
+        name: String,
+        attributes: KeyValues,
+        tags: KeyValues,
+    },
+    /// `topic` is a topic ARN or name (likewise below).
+    DeleteTopic {
+        topic: String,
+    },
+    ListTopics {
+        next_token: Option<String>,
+    },
+    GetTopicAttributes {
+        topic: String,
+    },
+    SetTopicAttributes {
+        topic: String,
+        name: String,
+        value: Option<String>,
+    },
+    Subscribe {
+        topic: String,
+        protocol: String,
+        endpoint: Option<String>,
+        attributes: KeyValues,
+        return_subscription_arn: bool,
+    },
+    ConfirmSubscription {
+        topic: String,
+        token: String,
+        authenticate_on_unsubscribe: bool,
+    },
+    Unsubscribe {
+        subscription: String,
+    },
+    /// ListSubscriptions, or ListSubscriptionsByTopic when `topic` is set.
+    ListSubscriptions {
+        topic: Option<String>,
+        next_token: Option<String>,
+    },
+    GetSubscriptionAttributes {
+        subscription: String,
+    },
+    SetSubscriptionAttributes {
+        subscription: String,
+        name: String,
+        value: Option<String>,
+    },
+    /// A single publish; `entry.id` is empty.
+    Publish {
+        topic: String,
+        entry: PublishEntry,
+    },
+    PublishBatch {
+        topic: String,
+        entries: Vec<PublishEntry>,
+    },
 }
 
 impl Op {
@@ -121,6 +178,20 @@ impl Op {
             Op::DeleteMessageBatch { .. } => "DeleteMessageBatch",
             Op::ChangeMessageVisibility { .. } => "ChangeMessageVisibility",
             Op::ChangeMessageVisibilityBatch { .. } => "ChangeMessageVisibilityBatch",
+            Op::CreateTopic { .. } => "CreateTopic",
+            Op::DeleteTopic { .. } => "DeleteTopic",
+            Op::ListTopics { .. } => "ListTopics",
+            Op::GetTopicAttributes { .. } => "GetTopicAttributes",
+            Op::SetTopicAttributes { .. } => "SetTopicAttributes",
+            Op::Subscribe { .. } => "Subscribe",
+            Op::ConfirmSubscription { .. } => "ConfirmSubscription",
+            Op::Unsubscribe { .. } => "Unsubscribe",
+            Op::ListSubscriptions { topic: None, .. } => "ListSubscriptions",
+            Op::ListSubscriptions { topic: Some(_), .. } => "ListSubscriptionsByTopic",
+            Op::GetSubscriptionAttributes { .. } => "GetSubscriptionAttributes",
+            Op::SetSubscriptionAttributes { .. } => "SetSubscriptionAttributes",
+            Op::Publish { .. } => "Publish",
+            Op::PublishBatch { .. } => "PublishBatch",
         }
     }
 }
@@ -202,6 +273,29 @@ pub struct ReceiveMessage {
     pub receive_request_attempt_id: Option<String>,
 }
 
+/// One message to publish to a topic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublishEntry {
+    /// Batch entry id; empty for Publish.
+    pub id: String,
+    /// UTF-8 text (checked by the daemon); kept as a slice of the frame.
+    pub message: Bytes,
+    pub subject: Option<String>,
+    /// `json` for a per-protocol message.
+    pub message_structure: Option<String>,
+    pub attributes: Vec<MessageAttribute>,
+    pub message_group_id: Option<String>,
+    pub deduplication_id: Option<String>,
+}
+
+impl PublishEntry {
+    /// The message's size as SNS counts it against its limit: the message plus every
+    /// attribute's name, type and value.
+    pub fn size_bytes(&self) -> usize {
+        self.message.len() + self.attributes.iter().map(MessageAttribute::size_bytes).sum::<usize>()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeleteEntry {
     pub id: String,
@@ -244,6 +338,41 @@ pub enum Reply {
         successful: Vec<String>,
         failed: Vec<BatchFailure>,
     },
+    /// A topic or subscription ARN.
+    Arn(String),
+    /// A page of topic ARNs.
+    Arns {
+        arns: Vec<String>,
+        next_token: Option<String>,
+    },
+    Subscriptions {
+        subscriptions: Vec<SubscriptionSummary>,
+        next_token: Option<String>,
+    },
+    Publish(PublishResult),
+    PublishBatch {
+        successful: Vec<PublishResult>,
+        failed: Vec<BatchFailure>,
+    },
+}
+
+/// One row of ListSubscriptions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionSummary {
+    /// The ARN, or `PendingConfirmation` while unconfirmed.
+    pub subscription_arn: String,
+    pub owner: String,
+    pub protocol: String,
+    pub endpoint: String,
+    pub topic_arn: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishResult {
+    /// Batch entry id; empty for Publish.
+    pub id: String,
+    pub message_id: String,
+    pub sequence_number: Option<String>,
 }
 
 /// The outcome of one request.

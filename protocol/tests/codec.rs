@@ -35,6 +35,18 @@ fn entry(id: &str, body: &str) -> SendEntry {
     }
 }
 
+fn publish(id: &str, message: &str) -> PublishEntry {
+    PublishEntry {
+        id: id.into(),
+        message: Bytes::copy_from_slice(message.as_bytes()),
+        subject: Some("s".into()),
+        message_structure: None,
+        attributes: vec![MessageAttribute::string("color", "String", "red"), MessageAttribute::binary("b", vec![1u8, 2])],
+        message_group_id: None,
+        deduplication_id: None,
+    }
+}
+
 #[test]
 fn every_request_round_trips() {
     let q = || "orders".to_string();
@@ -70,6 +82,28 @@ fn every_request_round_trips() {
             queue: q(),
             entries: vec![VisibilityEntry { id: "1".into(), receipt_handle: "h".into(), visibility_timeout: 30 }],
         },
+        Op::CreateTopic { name: "t".into(), attributes: vec![kv("DisplayName", "T")], tags: vec![kv("k", "v")] },
+        Op::DeleteTopic { topic: "t".into() },
+        Op::ListTopics { next_token: Some("n".into()) },
+        Op::ListTopics { next_token: None },
+        Op::GetTopicAttributes { topic: "t".into() },
+        Op::SetTopicAttributes { topic: "t".into(), name: "DisplayName".into(), value: Some("x".into()) },
+        Op::SetTopicAttributes { topic: "t".into(), name: "DeliveryPolicy".into(), value: None },
+        Op::Subscribe {
+            topic: "t".into(),
+            protocol: "sqs".into(),
+            endpoint: Some("arn:aws:sqs:r:a:q".into()),
+            attributes: vec![kv("RawMessageDelivery", "true")],
+            return_subscription_arn: true,
+        },
+        Op::ConfirmSubscription { topic: "t".into(), token: "tok".into(), authenticate_on_unsubscribe: false },
+        Op::Unsubscribe { subscription: "arn:s".into() },
+        Op::ListSubscriptions { topic: Some("t".into()), next_token: None },
+        Op::ListSubscriptions { topic: None, next_token: Some("n".into()) },
+        Op::GetSubscriptionAttributes { subscription: "arn:s".into() },
+        Op::SetSubscriptionAttributes { subscription: "arn:s".into(), name: "FilterPolicy".into(), value: Some("{}".into()) },
+        Op::Publish { topic: "t".into(), entry: publish("", "hello") },
+        Op::PublishBatch { topic: "t".into(), entries: vec![publish("1", "a"), publish("2", "b")] },
     ];
     for op in ops {
         round_trip_request(op);
@@ -104,7 +138,24 @@ fn every_response_round_trips() {
             md5_of_attributes: Some("e".into()),
             message_attributes: vec![MessageAttribute::binary("b", vec![9u8])],
         }])),
-        Ok(Reply::Batch { successful: vec!["1".into()], failed: vec![failure] }),
+        Ok(Reply::Batch { successful: vec!["1".into()], failed: vec![failure.clone()] }),
+        Ok(Reply::Arn("arn:aws:sns:r:a:t".into())),
+        Ok(Reply::Arns { arns: vec!["a".into()], next_token: Some("n".into()) }),
+        Ok(Reply::Subscriptions {
+            subscriptions: vec![SubscriptionSummary {
+                subscription_arn: "s".into(),
+                owner: "o".into(),
+                protocol: "sqs".into(),
+                endpoint: "e".into(),
+                topic_arn: "t".into(),
+            }],
+            next_token: None,
+        }),
+        Ok(Reply::Publish(PublishResult { id: String::new(), message_id: "m".into(), sequence_number: None })),
+        Ok(Reply::PublishBatch {
+            successful: vec![PublishResult { id: "1".into(), message_id: "m".into(), sequence_number: Some("1".into()) }],
+            failed: vec![failure],
+        }),
         Err(OpError::new(ErrorCode::QueueDoesNotExist, "The specified queue does not exist.")),
     ];
     for response in responses {

@@ -261,7 +261,7 @@ async fn dispatch(
     let shard = shard.clone();
     let outbound = outbound.clone();
     glommio::spawn_local(async move {
-        let response = shard.handle_queue_op(request.op).await;
+        let response = shard.handle_op(request.op).await;
         outbound.push(&shard, request.id, &response);
         drop(permit);
     })

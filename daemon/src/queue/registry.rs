@@ -11,10 +11,12 @@ use std::sync::Arc;
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, KeyValues, OpError};
 
+use crate::topic::{self, TopicChange, Topics};
+
 use super::attributes::{parse_queue_arn, valid_queue_name, QueueAttributes, READABLE_ATTRIBUTES};
 
 /// Where queue URLs and ARNs point.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Naming {
     pub region: String,
     pub account_id: String,
@@ -51,8 +53,10 @@ pub struct QueueMeta {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub version: u64,
+    pub naming: Naming,
     pub by_name: BTreeMap<String, Arc<QueueMeta>>,
     pub by_id: HashMap<u64, Arc<QueueMeta>>,
+    pub topics: Topics,
 }
 
 impl Snapshot {
@@ -60,6 +64,11 @@ impl Snapshot {
     pub fn resolve(&self, queue: &str) -> Result<&Arc<QueueMeta>, OpError> {
         let name = queue.trim_end_matches('/').rsplit('/').next().unwrap_or(queue);
         self.by_name.get(name).ok_or_else(queue_does_not_exist)
+    }
+
+    /// The queue an SQS ARN names, if it exists.
+    pub fn queue_by_arn(&self, arn: &str) -> Option<&Arc<QueueMeta>> {
+        self.by_name.get(parse_queue_arn(arn)?).filter(|meta| meta.arn == arn)
     }
 
     /// The dead-letter queue a queue's RedrivePolicy names, if it exists.
@@ -100,6 +109,7 @@ pub enum MetaChange {
     Purge {
         queue: String,
     },
+    Topic(TopicChange),
 }
 
 /// What a successful change answers.
@@ -109,6 +119,8 @@ pub enum MetaOutcome {
     Done,
     /// A purge was recorded for this queue id.
     Purge(u64),
+    /// A topic or subscription change; the ARN it answers with, if any.
+    Arn(Option<String>),
 }
 
 /// Shard 0's writable metadata.
@@ -124,8 +136,8 @@ pub struct Registry {
 impl Registry {
     pub fn new(naming: Naming) -> Registry {
         Registry {
+            snapshot: Arc::new(Snapshot { naming: naming.clone(), ..Snapshot::default() }),
             naming,
-            snapshot: Arc::new(Snapshot::default()),
             next_id: 1,
             deleted_at_ms: HashMap::new(),
             purged_at_ms: HashMap::new(),
@@ -166,6 +178,7 @@ impl Registry {
             "queues": queues,
             "deleted_at_ms": self.deleted_at_ms,
             "purged_at_ms": purged,
+            "topics": topic::to_json(&self.snapshot.topics),
         })
     }
 
@@ -216,7 +229,8 @@ impl Registry {
             registry.purged_at_ms.insert(id.parse().map_err(|_| "a purged queue id is not a number")?, u64_of(&ms, "a purge time")?);
         }
         let by_id = by_name.values().map(|meta| (meta.id, meta.clone())).collect();
-        registry.snapshot = Arc::new(Snapshot { version, by_name, by_id });
+        let topics = topic::from_json(&registry.naming, &value["topics"])?;
+        registry.snapshot = Arc::new(Snapshot { version, naming: registry.naming.clone(), by_name, by_id, topics });
         Ok(registry)
     }
 
@@ -316,10 +330,30 @@ impl Registry {
                 self.purged_at_ms.insert(meta.id, now_ms);
                 return Ok((MetaOutcome::Purge(meta.id), None));
             }
+            MetaChange::Topic(change) => return self.apply_topic(change),
         };
         let by_id = queues.values().map(|meta| (meta.id, meta.clone())).collect();
-        self.snapshot = Arc::new(Snapshot { version: self.snapshot.version + 1, by_name: queues, by_id });
+        self.snapshot = Arc::new(Snapshot {
+            version: self.snapshot.version + 1,
+            naming: self.naming.clone(),
+            by_name: queues,
+            by_id,
+            topics: self.snapshot.topics.clone(),
+        });
         Ok((outcome, Some(self.snapshot.clone())))
+    }
+
+    fn apply_topic(&mut self, change: TopicChange) -> Result<(MetaOutcome, Option<Arc<Snapshot>>), OpError> {
+        let mut topics = self.snapshot.topics.clone();
+        let arn = topic::apply(&mut topics, &self.naming, change)?;
+        self.snapshot = Arc::new(Snapshot {
+            version: self.snapshot.version + 1,
+            naming: self.naming.clone(),
+            by_name: self.snapshot.by_name.clone(),
+            by_id: self.snapshot.by_id.clone(),
+            topics,
+        });
+        Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())))
     }
 
     /// A RedrivePolicy must name an existing standard queue (not the queue itself)

@@ -56,11 +56,11 @@ fn unexpected(answer: Answer) -> OpError {
     OpError::new(ErrorCode::InternalFailure, format!("unexpected answer from another shard: {answer:?}"))
 }
 
-fn format_uuid(id: u128) -> String {
+pub fn format_uuid(id: u128) -> String {
     uuid::Uuid::from_u128(id).hyphenated().to_string()
 }
 
-fn new_message_id() -> u128 {
+pub fn new_message_id() -> u128 {
     uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid().as_u128()
 }
 
@@ -76,9 +76,22 @@ fn attribute_selected(patterns: &[String], name: &str) -> bool {
 }
 
 impl Shard {
-    /// Runs one queue operation.
-    pub async fn handle_queue_op(self: &Rc<Self>, op: Op) -> Response {
+    /// Runs one operation of a client.
+    pub async fn handle_op(self: &Rc<Self>, op: Op) -> Response {
         match op {
+            Op::CreateTopic { .. }
+            | Op::DeleteTopic { .. }
+            | Op::ListTopics { .. }
+            | Op::GetTopicAttributes { .. }
+            | Op::SetTopicAttributes { .. }
+            | Op::Subscribe { .. }
+            | Op::ConfirmSubscription { .. }
+            | Op::Unsubscribe { .. }
+            | Op::ListSubscriptions { .. }
+            | Op::GetSubscriptionAttributes { .. }
+            | Op::SetSubscriptionAttributes { .. }
+            | Op::Publish { .. }
+            | Op::PublishBatch { .. } => self.handle_topic_op(op).await,
             Op::Hello { .. } => Err(OpError::new(ErrorCode::MalformedRequest, "Hello is only valid as the first request")),
             Op::CreateQueue { name, attributes, tags } => match self.meta_change(MetaChange::Create { name, attributes, tags }).await? {
                 MetaOutcome::Url(url) => Ok(Reply::QueueUrl(url)),
@@ -167,7 +180,7 @@ impl Shard {
     // ------------------------------------------------------------------ metadata
 
     /// Runs a metadata change on shard 0 (directly, or over the bus).
-    async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
+    pub async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
         if self.id == 0 {
             return self.apply_meta(change).await;
         }
@@ -296,7 +309,7 @@ impl Shard {
         let md5_body = md5_of_body(&entry.body);
         let md5_attributes = md5_of_attributes(&entry.attributes);
         let md5_system = md5_of_attributes(&entry.system_attributes);
-        let payload = Arc::new(Payload {
+        let payload = Payload {
             message_id: new_message_id(),
             md5_of_body: md5_body,
             md5_of_attributes: md5_attributes,
@@ -306,18 +319,9 @@ impl Shard {
             sent_ms: now,
             dead_letter_source_arn: None,
             body: entry.body,
-        });
-        let delay_ms = delay_s as u64 * 1000;
-        let message_id = payload.message_id;
-        let ticket = {
-            let mut partitions = self.queues.partitions.borrow_mut();
-            let partition = partitions.entry(meta.id).or_insert_with(|| Partition::for_queue(meta.id));
-            partition.send(payload, delay_ms, now);
-            self.storage.commit(partition)?.unwrap_or_default()
         };
-        if delay_ms == 0 {
-            self.notify_visible(meta.id);
-        }
+        let message_id = payload.message_id;
+        let ticket = self.append_message(meta, payload, delay_s as u64 * 1000, now)?;
         let result = SendResult {
             id: entry.id,
             message_id: format_uuid(message_id),
@@ -327,6 +331,21 @@ impl Shard {
             sequence_number: None,
         };
         Ok((result, ticket))
+    }
+
+    /// Appends one message to this shard's partition of a queue (the caller has checked
+    /// it); returns the ticket to wait on for durability.
+    pub fn append_message(self: &Rc<Self>, meta: &QueueMeta, payload: Payload, delay_ms: u64, now: u64) -> Result<Ticket, OpError> {
+        let ticket = {
+            let mut partitions = self.queues.partitions.borrow_mut();
+            let partition = partitions.entry(meta.id).or_insert_with(|| Partition::for_queue(meta.id));
+            partition.send(Arc::new(payload), delay_ms, now);
+            self.storage.commit(partition)?.unwrap_or_default()
+        };
+        if delay_ms == 0 {
+            self.notify_visible(meta.id);
+        }
+        Ok(ticket)
     }
 
     async fn send_batch(self: &Rc<Self>, queue: &str, mut entries: Vec<SendEntry>) -> Response {
@@ -889,7 +908,7 @@ impl Drop for WaitGuard {
 /// whole request. Decoded values are slices of the connection's read buffer; a stored
 /// message holding such a slice would keep that whole buffer (64 KiB or more) alive
 /// for as long as the message lives.
-fn detach_from_frame(entries: &mut [SendEntry]) {
+pub fn detach_from_frame(entries: &mut [SendEntry]) {
     let binary_bytes = |entry: &SendEntry| entry.attributes.iter().map(|a| a.binary_value.as_ref().map_or(0, |v| v.len())).sum::<usize>();
     let total: usize = entries.iter().map(|entry| entry.body.len() + binary_bytes(entry)).sum();
     let mut arena = bytes::BytesMut::with_capacity(total);
@@ -926,7 +945,7 @@ fn batch_reply<'a>(ids: impl Iterator<Item = &'a String>, results: Vec<Result<()
 }
 
 /// ListQueues-style paging over queues in name order; the token is the last name returned.
-fn paginate<'a>(queues: impl Iterator<Item = &'a Arc<QueueMeta>>, max_results: Option<i32>, next_token: Option<String>) -> Response {
+pub fn paginate<'a>(queues: impl Iterator<Item = &'a Arc<QueueMeta>>, max_results: Option<i32>, next_token: Option<String>) -> Response {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     let page = match max_results {

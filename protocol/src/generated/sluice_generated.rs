@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 19;
+pub const ENUM_MAX_OP: u8 = 32;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 20] = [
+pub const ENUM_VALUES_OP: [Op; 33] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -53,6 +53,19 @@ pub const ENUM_VALUES_OP: [Op; 20] = [
   Op::DeleteMessageBatch,
   Op::ChangeMessageVisibility,
   Op::ChangeMessageVisibilityBatch,
+  Op::CreateTopic,
+  Op::DeleteTopic,
+  Op::ListTopics,
+  Op::GetTopicAttributes,
+  Op::SetTopicAttributes,
+  Op::Subscribe,
+  Op::ConfirmSubscription,
+  Op::Unsubscribe,
+  Op::ListSubscriptions,
+  Op::GetSubscriptionAttributes,
+  Op::SetSubscriptionAttributes,
+  Op::Publish,
+  Op::PublishBatch,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -80,9 +93,22 @@ impl Op {
   pub const DeleteMessageBatch: Self = Self(17);
   pub const ChangeMessageVisibility: Self = Self(18);
   pub const ChangeMessageVisibilityBatch: Self = Self(19);
+  pub const CreateTopic: Self = Self(20);
+  pub const DeleteTopic: Self = Self(21);
+  pub const ListTopics: Self = Self(22);
+  pub const GetTopicAttributes: Self = Self(23);
+  pub const SetTopicAttributes: Self = Self(24);
+  pub const Subscribe: Self = Self(25);
+  pub const ConfirmSubscription: Self = Self(26);
+  pub const Unsubscribe: Self = Self(27);
+  pub const ListSubscriptions: Self = Self(28);
+  pub const GetSubscriptionAttributes: Self = Self(29);
+  pub const SetSubscriptionAttributes: Self = Self(30);
+  pub const Publish: Self = Self(31);
+  pub const PublishBatch: Self = Self(32);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 19;
+  pub const ENUM_MAX: u8 = 32;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -104,6 +130,19 @@ impl Op {
     Self::DeleteMessageBatch,
     Self::ChangeMessageVisibility,
     Self::ChangeMessageVisibilityBatch,
+    Self::CreateTopic,
+    Self::DeleteTopic,
+    Self::ListTopics,
+    Self::GetTopicAttributes,
+    Self::SetTopicAttributes,
+    Self::Subscribe,
+    Self::ConfirmSubscription,
+    Self::Unsubscribe,
+    Self::ListSubscriptions,
+    Self::GetSubscriptionAttributes,
+    Self::SetSubscriptionAttributes,
+    Self::Publish,
+    Self::PublishBatch,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -128,6 +167,19 @@ impl Op {
       Self::DeleteMessageBatch => Some("DeleteMessageBatch"),
       Self::ChangeMessageVisibility => Some("ChangeMessageVisibility"),
       Self::ChangeMessageVisibilityBatch => Some("ChangeMessageVisibilityBatch"),
+      Self::CreateTopic => Some("CreateTopic"),
+      Self::DeleteTopic => Some("DeleteTopic"),
+      Self::ListTopics => Some("ListTopics"),
+      Self::GetTopicAttributes => Some("GetTopicAttributes"),
+      Self::SetTopicAttributes => Some("SetTopicAttributes"),
+      Self::Subscribe => Some("Subscribe"),
+      Self::ConfirmSubscription => Some("ConfirmSubscription"),
+      Self::Unsubscribe => Some("Unsubscribe"),
+      Self::ListSubscriptions => Some("ListSubscriptions"),
+      Self::GetSubscriptionAttributes => Some("GetSubscriptionAttributes"),
+      Self::SetSubscriptionAttributes => Some("SetSubscriptionAttributes"),
+      Self::Publish => Some("Publish"),
+      Self::PublishBatch => Some("PublishBatch"),
       _ => None,
     }
   }
@@ -188,10 +240,10 @@ pub struct OpUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REPLY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REPLY: u8 = 9;
+pub const ENUM_MAX_REPLY: u8 = 14;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REPLY: [Reply; 10] = [
+pub const ENUM_VALUES_REPLY: [Reply; 15] = [
   Reply::NONE,
   Reply::HelloResult,
   Reply::Done,
@@ -202,6 +254,11 @@ pub const ENUM_VALUES_REPLY: [Reply; 10] = [
   Reply::SendMessageBatchResult,
   Reply::ReceiveMessageResult,
   Reply::BatchResult,
+  Reply::Arn,
+  Reply::Arns,
+  Reply::Subscriptions,
+  Reply::PublishResult,
+  Reply::PublishBatchResult,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -219,9 +276,14 @@ impl Reply {
   pub const SendMessageBatchResult: Self = Self(7);
   pub const ReceiveMessageResult: Self = Self(8);
   pub const BatchResult: Self = Self(9);
+  pub const Arn: Self = Self(10);
+  pub const Arns: Self = Self(11);
+  pub const Subscriptions: Self = Self(12);
+  pub const PublishResult: Self = Self(13);
+  pub const PublishBatchResult: Self = Self(14);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 14;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloResult,
@@ -233,6 +295,11 @@ impl Reply {
     Self::SendMessageBatchResult,
     Self::ReceiveMessageResult,
     Self::BatchResult,
+    Self::Arn,
+    Self::Arns,
+    Self::Subscriptions,
+    Self::PublishResult,
+    Self::PublishBatchResult,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -247,6 +314,11 @@ impl Reply {
       Self::SendMessageBatchResult => Some("SendMessageBatchResult"),
       Self::ReceiveMessageResult => Some("ReceiveMessageResult"),
       Self::BatchResult => Some("BatchResult"),
+      Self::Arn => Some("Arn"),
+      Self::Arns => Some("Arns"),
+      Self::Subscriptions => Some("Subscriptions"),
+      Self::PublishResult => Some("PublishResult"),
+      Self::PublishBatchResult => Some("PublishBatchResult"),
       _ => None,
     }
   }
@@ -3679,6 +3751,1743 @@ impl core::fmt::Debug for ChangeMessageVisibilityBatch<'_> {
       ds.finish()
   }
 }
+pub enum CreateTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct CreateTopic<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for CreateTopic<'a> {
+  type Inner = CreateTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> CreateTopic<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_ATTRIBUTES: flatbuffers::VOffsetT = 6;
+  pub const VT_TAGS: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    CreateTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args CreateTopicArgs<'args>
+  ) -> flatbuffers::WIPOffset<CreateTopic<'bldr>> {
+    let mut builder = CreateTopicBuilder::new(_fbb);
+    if let Some(x) = args.tags { builder.add_tags(x); }
+    if let Some(x) = args.attributes { builder.add_attributes(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CreateTopic::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn attributes(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(CreateTopic::VT_ATTRIBUTES, None)}
+  }
+  #[inline]
+  pub fn tags(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(CreateTopic::VT_TAGS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for CreateTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("attributes", Self::VT_ATTRIBUTES, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("tags", Self::VT_TAGS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreateTopicArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub attributes: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+    pub tags: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+}
+impl<'a> Default for CreateTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreateTopicArgs {
+      name: None, // required field
+      attributes: None,
+      tags: None,
+    }
+  }
+}
+
+pub struct CreateTopicBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> CreateTopicBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_attributes(&mut self, attributes: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateTopic::VT_ATTRIBUTES, attributes);
+  }
+  #[inline]
+  pub fn add_tags(&mut self, tags: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateTopic::VT_TAGS, tags);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CreateTopicBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    CreateTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<CreateTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, CreateTopic::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for CreateTopic<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("CreateTopic");
+      ds.field("name", &self.name());
+      ds.field("attributes", &self.attributes());
+      ds.field("tags", &self.tags());
+      ds.finish()
+  }
+}
+pub enum DeleteTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteTopic<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DeleteTopic<'a> {
+  type Inner = DeleteTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DeleteTopic<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DeleteTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DeleteTopicArgs<'args>
+  ) -> flatbuffers::WIPOffset<DeleteTopic<'bldr>> {
+    let mut builder = DeleteTopicBuilder::new(_fbb);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeleteTopic::VT_TOPIC, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DeleteTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteTopicArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DeleteTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteTopicArgs {
+      topic: None, // required field
+    }
+  }
+}
+
+pub struct DeleteTopicBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DeleteTopicBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeleteTopic::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeleteTopicBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DeleteTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DeleteTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DeleteTopic::VT_TOPIC,"topic");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DeleteTopic<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteTopic");
+      ds.field("topic", &self.topic());
+      ds.finish()
+  }
+}
+pub enum ListTopicsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListTopics<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListTopics<'a> {
+  type Inner = ListTopics<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListTopics<'a> {
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListTopics { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListTopicsArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListTopics<'bldr>> {
+    let mut builder = ListTopicsBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListTopics::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListTopics<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListTopicsArgs<'a> {
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ListTopicsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListTopicsArgs {
+      next_token: None,
+    }
+  }
+}
+
+pub struct ListTopicsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListTopicsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListTopics::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListTopicsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListTopicsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListTopics<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListTopics<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListTopics");
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum GetTopicAttributesOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GetTopicAttributes<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for GetTopicAttributes<'a> {
+  type Inner = GetTopicAttributes<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> GetTopicAttributes<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    GetTopicAttributes { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args GetTopicAttributesArgs<'args>
+  ) -> flatbuffers::WIPOffset<GetTopicAttributes<'bldr>> {
+    let mut builder = GetTopicAttributesBuilder::new(_fbb);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetTopicAttributes::VT_TOPIC, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for GetTopicAttributes<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GetTopicAttributesArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for GetTopicAttributesArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GetTopicAttributesArgs {
+      topic: None, // required field
+    }
+  }
+}
+
+pub struct GetTopicAttributesBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> GetTopicAttributesBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetTopicAttributes::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetTopicAttributesBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    GetTopicAttributesBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<GetTopicAttributes<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GetTopicAttributes::VT_TOPIC,"topic");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for GetTopicAttributes<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("GetTopicAttributes");
+      ds.field("topic", &self.topic());
+      ds.finish()
+  }
+}
+pub enum SetTopicAttributesOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One attribute per call, as SNS does it.
+pub struct SetTopicAttributes<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SetTopicAttributes<'a> {
+  type Inner = SetTopicAttributes<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SetTopicAttributes<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+  pub const VT_NAME: flatbuffers::VOffsetT = 6;
+  pub const VT_VALUE: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SetTopicAttributes { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SetTopicAttributesArgs<'args>
+  ) -> flatbuffers::WIPOffset<SetTopicAttributes<'bldr>> {
+    let mut builder = SetTopicAttributesBuilder::new(_fbb);
+    if let Some(x) = args.value { builder.add_value(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetTopicAttributes::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetTopicAttributes::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn value(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetTopicAttributes::VT_VALUE, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for SetTopicAttributes<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("value", Self::VT_VALUE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetTopicAttributesArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub value: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for SetTopicAttributesArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SetTopicAttributesArgs {
+      topic: None, // required field
+      name: None, // required field
+      value: None,
+    }
+  }
+}
+
+pub struct SetTopicAttributesBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SetTopicAttributesBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetTopicAttributes::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetTopicAttributes::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetTopicAttributes::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SetTopicAttributesBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SetTopicAttributesBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SetTopicAttributes<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SetTopicAttributes::VT_TOPIC,"topic");
+    self.fbb_.required(o, SetTopicAttributes::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SetTopicAttributes<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SetTopicAttributes");
+      ds.field("topic", &self.topic());
+      ds.field("name", &self.name());
+      ds.field("value", &self.value());
+      ds.finish()
+  }
+}
+pub enum SubscribeOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Subscribe<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Subscribe<'a> {
+  type Inner = Subscribe<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Subscribe<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+  pub const VT_PROTOCOL: flatbuffers::VOffsetT = 6;
+  pub const VT_ENDPOINT: flatbuffers::VOffsetT = 8;
+  pub const VT_ATTRIBUTES: flatbuffers::VOffsetT = 10;
+  pub const VT_RETURN_SUBSCRIPTION_ARN: flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Subscribe { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SubscribeArgs<'args>
+  ) -> flatbuffers::WIPOffset<Subscribe<'bldr>> {
+    let mut builder = SubscribeBuilder::new(_fbb);
+    if let Some(x) = args.attributes { builder.add_attributes(x); }
+    if let Some(x) = args.endpoint { builder.add_endpoint(x); }
+    if let Some(x) = args.protocol { builder.add_protocol(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.add_return_subscription_arn(args.return_subscription_arn);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Subscribe::VT_TOPIC, None).unwrap()}
+  }
+  /// `sqs`, `http` or `https`.
+  #[inline]
+  pub fn protocol(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Subscribe::VT_PROTOCOL, None).unwrap()}
+  }
+  /// A queue ARN for `sqs`, a URL for `http(s)`.
+  #[inline]
+  pub fn endpoint(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Subscribe::VT_ENDPOINT, None)}
+  }
+  #[inline]
+  pub fn attributes(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(Subscribe::VT_ATTRIBUTES, None)}
+  }
+  #[inline]
+  pub fn return_subscription_arn(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Subscribe::VT_RETURN_SUBSCRIPTION_ARN, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for Subscribe<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("protocol", Self::VT_PROTOCOL, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("endpoint", Self::VT_ENDPOINT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("attributes", Self::VT_ATTRIBUTES, false)?
+     .visit_field::<bool>("return_subscription_arn", Self::VT_RETURN_SUBSCRIPTION_ARN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SubscribeArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub protocol: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub endpoint: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub attributes: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+    pub return_subscription_arn: bool,
+}
+impl<'a> Default for SubscribeArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SubscribeArgs {
+      topic: None, // required field
+      protocol: None, // required field
+      endpoint: None,
+      attributes: None,
+      return_subscription_arn: false,
+    }
+  }
+}
+
+pub struct SubscribeBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SubscribeBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscribe::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_protocol(&mut self, protocol: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscribe::VT_PROTOCOL, protocol);
+  }
+  #[inline]
+  pub fn add_endpoint(&mut self, endpoint: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscribe::VT_ENDPOINT, endpoint);
+  }
+  #[inline]
+  pub fn add_attributes(&mut self, attributes: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscribe::VT_ATTRIBUTES, attributes);
+  }
+  #[inline]
+  pub fn add_return_subscription_arn(&mut self, return_subscription_arn: bool) {
+    self.fbb_.push_slot::<bool>(Subscribe::VT_RETURN_SUBSCRIPTION_ARN, return_subscription_arn, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SubscribeBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SubscribeBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Subscribe<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Subscribe::VT_TOPIC,"topic");
+    self.fbb_.required(o, Subscribe::VT_PROTOCOL,"protocol");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Subscribe<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Subscribe");
+      ds.field("topic", &self.topic());
+      ds.field("protocol", &self.protocol());
+      ds.field("endpoint", &self.endpoint());
+      ds.field("attributes", &self.attributes());
+      ds.field("return_subscription_arn", &self.return_subscription_arn());
+      ds.finish()
+  }
+}
+pub enum ConfirmSubscriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ConfirmSubscription<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ConfirmSubscription<'a> {
+  type Inner = ConfirmSubscription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ConfirmSubscription<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+  pub const VT_TOKEN: flatbuffers::VOffsetT = 6;
+  pub const VT_AUTHENTICATE_ON_UNSUBSCRIBE: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ConfirmSubscription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ConfirmSubscriptionArgs<'args>
+  ) -> flatbuffers::WIPOffset<ConfirmSubscription<'bldr>> {
+    let mut builder = ConfirmSubscriptionBuilder::new(_fbb);
+    if let Some(x) = args.token { builder.add_token(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.add_authenticate_on_unsubscribe(args.authenticate_on_unsubscribe);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ConfirmSubscription::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn token(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ConfirmSubscription::VT_TOKEN, None).unwrap()}
+  }
+  #[inline]
+  pub fn authenticate_on_unsubscribe(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ConfirmSubscription::VT_AUTHENTICATE_ON_UNSUBSCRIBE, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ConfirmSubscription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("token", Self::VT_TOKEN, true)?
+     .visit_field::<bool>("authenticate_on_unsubscribe", Self::VT_AUTHENTICATE_ON_UNSUBSCRIBE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ConfirmSubscriptionArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub token: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub authenticate_on_unsubscribe: bool,
+}
+impl<'a> Default for ConfirmSubscriptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ConfirmSubscriptionArgs {
+      topic: None, // required field
+      token: None, // required field
+      authenticate_on_unsubscribe: false,
+    }
+  }
+}
+
+pub struct ConfirmSubscriptionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ConfirmSubscriptionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ConfirmSubscription::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_token(&mut self, token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ConfirmSubscription::VT_TOKEN, token);
+  }
+  #[inline]
+  pub fn add_authenticate_on_unsubscribe(&mut self, authenticate_on_unsubscribe: bool) {
+    self.fbb_.push_slot::<bool>(ConfirmSubscription::VT_AUTHENTICATE_ON_UNSUBSCRIBE, authenticate_on_unsubscribe, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ConfirmSubscriptionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ConfirmSubscriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ConfirmSubscription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ConfirmSubscription::VT_TOPIC,"topic");
+    self.fbb_.required(o, ConfirmSubscription::VT_TOKEN,"token");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ConfirmSubscription<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ConfirmSubscription");
+      ds.field("topic", &self.topic());
+      ds.field("token", &self.token());
+      ds.field("authenticate_on_unsubscribe", &self.authenticate_on_unsubscribe());
+      ds.finish()
+  }
+}
+pub enum UnsubscribeOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Unsubscribe<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Unsubscribe<'a> {
+  type Inner = Unsubscribe<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Unsubscribe<'a> {
+  pub const VT_SUBSCRIPTION: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Unsubscribe { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args UnsubscribeArgs<'args>
+  ) -> flatbuffers::WIPOffset<Unsubscribe<'bldr>> {
+    let mut builder = UnsubscribeBuilder::new(_fbb);
+    if let Some(x) = args.subscription { builder.add_subscription(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn subscription(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Unsubscribe::VT_SUBSCRIPTION, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for Unsubscribe<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("subscription", Self::VT_SUBSCRIPTION, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UnsubscribeArgs<'a> {
+    pub subscription: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for UnsubscribeArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UnsubscribeArgs {
+      subscription: None, // required field
+    }
+  }
+}
+
+pub struct UnsubscribeBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> UnsubscribeBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_subscription(&mut self, subscription: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Unsubscribe::VT_SUBSCRIPTION, subscription);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> UnsubscribeBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    UnsubscribeBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Unsubscribe<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Unsubscribe::VT_SUBSCRIPTION,"subscription");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Unsubscribe<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Unsubscribe");
+      ds.field("subscription", &self.subscription());
+      ds.finish()
+  }
+}
+pub enum ListSubscriptionsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Every subscription, or (with `topic`) the topic's.
+pub struct ListSubscriptions<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListSubscriptions<'a> {
+  type Inner = ListSubscriptions<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListSubscriptions<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListSubscriptions { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListSubscriptionsArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListSubscriptions<'bldr>> {
+    let mut builder = ListSubscriptionsBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListSubscriptions::VT_TOPIC, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListSubscriptions::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListSubscriptions<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListSubscriptionsArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ListSubscriptionsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListSubscriptionsArgs {
+      topic: None,
+      next_token: None,
+    }
+  }
+}
+
+pub struct ListSubscriptionsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListSubscriptionsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListSubscriptions::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListSubscriptions::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListSubscriptionsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListSubscriptionsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListSubscriptions<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListSubscriptions<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListSubscriptions");
+      ds.field("topic", &self.topic());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum GetSubscriptionAttributesOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GetSubscriptionAttributes<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for GetSubscriptionAttributes<'a> {
+  type Inner = GetSubscriptionAttributes<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> GetSubscriptionAttributes<'a> {
+  pub const VT_SUBSCRIPTION: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    GetSubscriptionAttributes { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args GetSubscriptionAttributesArgs<'args>
+  ) -> flatbuffers::WIPOffset<GetSubscriptionAttributes<'bldr>> {
+    let mut builder = GetSubscriptionAttributesBuilder::new(_fbb);
+    if let Some(x) = args.subscription { builder.add_subscription(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn subscription(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetSubscriptionAttributes::VT_SUBSCRIPTION, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for GetSubscriptionAttributes<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("subscription", Self::VT_SUBSCRIPTION, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GetSubscriptionAttributesArgs<'a> {
+    pub subscription: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for GetSubscriptionAttributesArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GetSubscriptionAttributesArgs {
+      subscription: None, // required field
+    }
+  }
+}
+
+pub struct GetSubscriptionAttributesBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> GetSubscriptionAttributesBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_subscription(&mut self, subscription: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetSubscriptionAttributes::VT_SUBSCRIPTION, subscription);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetSubscriptionAttributesBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    GetSubscriptionAttributesBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<GetSubscriptionAttributes<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GetSubscriptionAttributes::VT_SUBSCRIPTION,"subscription");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for GetSubscriptionAttributes<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("GetSubscriptionAttributes");
+      ds.field("subscription", &self.subscription());
+      ds.finish()
+  }
+}
+pub enum SetSubscriptionAttributesOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct SetSubscriptionAttributes<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SetSubscriptionAttributes<'a> {
+  type Inner = SetSubscriptionAttributes<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SetSubscriptionAttributes<'a> {
+  pub const VT_SUBSCRIPTION: flatbuffers::VOffsetT = 4;
+  pub const VT_NAME: flatbuffers::VOffsetT = 6;
+  pub const VT_VALUE: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SetSubscriptionAttributes { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SetSubscriptionAttributesArgs<'args>
+  ) -> flatbuffers::WIPOffset<SetSubscriptionAttributes<'bldr>> {
+    let mut builder = SetSubscriptionAttributesBuilder::new(_fbb);
+    if let Some(x) = args.value { builder.add_value(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    if let Some(x) = args.subscription { builder.add_subscription(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn subscription(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetSubscriptionAttributes::VT_SUBSCRIPTION, None).unwrap()}
+  }
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetSubscriptionAttributes::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn value(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetSubscriptionAttributes::VT_VALUE, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for SetSubscriptionAttributes<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("subscription", Self::VT_SUBSCRIPTION, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("value", Self::VT_VALUE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetSubscriptionAttributesArgs<'a> {
+    pub subscription: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub value: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for SetSubscriptionAttributesArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SetSubscriptionAttributesArgs {
+      subscription: None, // required field
+      name: None, // required field
+      value: None,
+    }
+  }
+}
+
+pub struct SetSubscriptionAttributesBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SetSubscriptionAttributesBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_subscription(&mut self, subscription: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetSubscriptionAttributes::VT_SUBSCRIPTION, subscription);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetSubscriptionAttributes::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetSubscriptionAttributes::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SetSubscriptionAttributesBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SetSubscriptionAttributesBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SetSubscriptionAttributes<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SetSubscriptionAttributes::VT_SUBSCRIPTION,"subscription");
+    self.fbb_.required(o, SetSubscriptionAttributes::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SetSubscriptionAttributes<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SetSubscriptionAttributes");
+      ds.field("subscription", &self.subscription());
+      ds.field("name", &self.name());
+      ds.field("value", &self.value());
+      ds.finish()
+  }
+}
+pub enum PublishEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One message to publish. `message` is UTF-8 text.
+pub struct PublishEntry<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PublishEntry<'a> {
+  type Inner = PublishEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PublishEntry<'a> {
+  pub const VT_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: flatbuffers::VOffsetT = 6;
+  pub const VT_SUBJECT: flatbuffers::VOffsetT = 8;
+  pub const VT_MESSAGE_STRUCTURE: flatbuffers::VOffsetT = 10;
+  pub const VT_ATTRIBUTES: flatbuffers::VOffsetT = 12;
+  pub const VT_MESSAGE_GROUP_ID: flatbuffers::VOffsetT = 14;
+  pub const VT_DEDUPLICATION_ID: flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PublishEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PublishEntryArgs<'args>
+  ) -> flatbuffers::WIPOffset<PublishEntry<'bldr>> {
+    let mut builder = PublishEntryBuilder::new(_fbb);
+    if let Some(x) = args.deduplication_id { builder.add_deduplication_id(x); }
+    if let Some(x) = args.message_group_id { builder.add_message_group_id(x); }
+    if let Some(x) = args.attributes { builder.add_attributes(x); }
+    if let Some(x) = args.message_structure { builder.add_message_structure(x); }
+    if let Some(x) = args.subject { builder.add_subject(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    if let Some(x) = args.id { builder.add_id(x); }
+    builder.finish()
+  }
+
+
+  /// Batch entry id; empty for Publish.
+  #[inline]
+  pub fn id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PublishEntry::VT_ID, None)}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u8>>>(PublishEntry::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn subject(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PublishEntry::VT_SUBJECT, None)}
+  }
+  #[inline]
+  pub fn message_structure(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PublishEntry::VT_MESSAGE_STRUCTURE, None)}
+  }
+  #[inline]
+  pub fn attributes(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MessageAttribute<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MessageAttribute>>>>(PublishEntry::VT_ATTRIBUTES, None)}
+  }
+  #[inline]
+  pub fn message_group_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PublishEntry::VT_MESSAGE_GROUP_ID, None)}
+  }
+  #[inline]
+  pub fn deduplication_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PublishEntry::VT_DEDUPLICATION_ID, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for PublishEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("id", Self::VT_ID, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u8>>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("subject", Self::VT_SUBJECT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("message_structure", Self::VT_MESSAGE_STRUCTURE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<MessageAttribute>>>>("attributes", Self::VT_ATTRIBUTES, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("message_group_id", Self::VT_MESSAGE_GROUP_ID, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("deduplication_id", Self::VT_DEDUPLICATION_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PublishEntryArgs<'a> {
+    pub id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub message: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u8>>>,
+    pub subject: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub message_structure: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub attributes: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MessageAttribute<'a>>>>>,
+    pub message_group_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub deduplication_id: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for PublishEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PublishEntryArgs {
+      id: None,
+      message: None,
+      subject: None,
+      message_structure: None,
+      attributes: None,
+      message_group_id: None,
+      deduplication_id: None,
+    }
+  }
+}
+
+pub struct PublishEntryBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PublishEntryBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_id(&mut self, id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishEntry::VT_ID, id);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: flatbuffers::WIPOffset<flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishEntry::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_subject(&mut self, subject: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishEntry::VT_SUBJECT, subject);
+  }
+  #[inline]
+  pub fn add_message_structure(&mut self, message_structure: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishEntry::VT_MESSAGE_STRUCTURE, message_structure);
+  }
+  #[inline]
+  pub fn add_attributes(&mut self, attributes: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<MessageAttribute<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishEntry::VT_ATTRIBUTES, attributes);
+  }
+  #[inline]
+  pub fn add_message_group_id(&mut self, message_group_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishEntry::VT_MESSAGE_GROUP_ID, message_group_id);
+  }
+  #[inline]
+  pub fn add_deduplication_id(&mut self, deduplication_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishEntry::VT_DEDUPLICATION_ID, deduplication_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PublishEntryBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PublishEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PublishEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PublishEntry<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PublishEntry");
+      ds.field("id", &self.id());
+      ds.field("message", &self.message());
+      ds.field("subject", &self.subject());
+      ds.field("message_structure", &self.message_structure());
+      ds.field("attributes", &self.attributes());
+      ds.field("message_group_id", &self.message_group_id());
+      ds.field("deduplication_id", &self.deduplication_id());
+      ds.finish()
+  }
+}
+pub enum PublishOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Publish<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Publish<'a> {
+  type Inner = Publish<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Publish<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+  pub const VT_ENTRY: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Publish { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PublishArgs<'args>
+  ) -> flatbuffers::WIPOffset<Publish<'bldr>> {
+    let mut builder = PublishBuilder::new(_fbb);
+    if let Some(x) = args.entry { builder.add_entry(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Publish::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn entry(&self) -> PublishEntry<'a> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<PublishEntry>>(Publish::VT_ENTRY, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for Publish<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<PublishEntry>>("entry", Self::VT_ENTRY, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PublishArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub entry: Option<flatbuffers::WIPOffset<PublishEntry<'a>>>,
+}
+impl<'a> Default for PublishArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PublishArgs {
+      topic: None, // required field
+      entry: None, // required field
+    }
+  }
+}
+
+pub struct PublishBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PublishBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Publish::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_entry(&mut self, entry: flatbuffers::WIPOffset<PublishEntry<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<PublishEntry>>(Publish::VT_ENTRY, entry);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PublishBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PublishBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Publish<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Publish::VT_TOPIC,"topic");
+    self.fbb_.required(o, Publish::VT_ENTRY,"entry");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Publish<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Publish");
+      ds.field("topic", &self.topic());
+      ds.field("entry", &self.entry());
+      ds.finish()
+  }
+}
+pub enum PublishBatchOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PublishBatch<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PublishBatch<'a> {
+  type Inner = PublishBatch<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PublishBatch<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+  pub const VT_ENTRIES: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PublishBatch { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PublishBatchArgs<'args>
+  ) -> flatbuffers::WIPOffset<PublishBatch<'bldr>> {
+    let mut builder = PublishBatchBuilder::new(_fbb);
+    if let Some(x) = args.entries { builder.add_entries(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PublishBatch::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn entries(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PublishEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PublishEntry>>>>(PublishBatch::VT_ENTRIES, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for PublishBatch<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<PublishEntry>>>>("entries", Self::VT_ENTRIES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PublishBatchArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub entries: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PublishEntry<'a>>>>>,
+}
+impl<'a> Default for PublishBatchArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PublishBatchArgs {
+      topic: None, // required field
+      entries: None,
+    }
+  }
+}
+
+pub struct PublishBatchBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PublishBatchBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishBatch::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_entries(&mut self, entries: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<PublishEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishBatch::VT_ENTRIES, entries);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PublishBatchBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PublishBatchBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PublishBatch<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, PublishBatch::VT_TOPIC,"topic");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PublishBatch<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PublishBatch");
+      ds.field("topic", &self.topic());
+      ds.field("entries", &self.entries());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -4023,6 +5832,201 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_create_topic(&self) -> Option<CreateTopic<'a>> {
+    if self.op_type() == Op::CreateTopic {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CreateTopic::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_delete_topic(&self) -> Option<DeleteTopic<'a>> {
+    if self.op_type() == Op::DeleteTopic {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteTopic::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_topics(&self) -> Option<ListTopics<'a>> {
+    if self.op_type() == Op::ListTopics {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListTopics::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_get_topic_attributes(&self) -> Option<GetTopicAttributes<'a>> {
+    if self.op_type() == Op::GetTopicAttributes {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GetTopicAttributes::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_set_topic_attributes(&self) -> Option<SetTopicAttributes<'a>> {
+    if self.op_type() == Op::SetTopicAttributes {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SetTopicAttributes::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_subscribe(&self) -> Option<Subscribe<'a>> {
+    if self.op_type() == Op::Subscribe {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Subscribe::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_confirm_subscription(&self) -> Option<ConfirmSubscription<'a>> {
+    if self.op_type() == Op::ConfirmSubscription {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ConfirmSubscription::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_unsubscribe(&self) -> Option<Unsubscribe<'a>> {
+    if self.op_type() == Op::Unsubscribe {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Unsubscribe::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_subscriptions(&self) -> Option<ListSubscriptions<'a>> {
+    if self.op_type() == Op::ListSubscriptions {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListSubscriptions::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_get_subscription_attributes(&self) -> Option<GetSubscriptionAttributes<'a>> {
+    if self.op_type() == Op::GetSubscriptionAttributes {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GetSubscriptionAttributes::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_set_subscription_attributes(&self) -> Option<SetSubscriptionAttributes<'a>> {
+    if self.op_type() == Op::SetSubscriptionAttributes {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SetSubscriptionAttributes::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_publish(&self) -> Option<Publish<'a>> {
+    if self.op_type() == Op::Publish {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Publish::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_publish_batch(&self) -> Option<PublishBatch<'a>> {
+    if self.op_type() == Op::PublishBatch {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { PublishBatch::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -4054,6 +6058,19 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::DeleteMessageBatch => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeleteMessageBatch>>("Op::DeleteMessageBatch", pos),
           Op::ChangeMessageVisibility => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ChangeMessageVisibility>>("Op::ChangeMessageVisibility", pos),
           Op::ChangeMessageVisibilityBatch => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ChangeMessageVisibilityBatch>>("Op::ChangeMessageVisibilityBatch", pos),
+          Op::CreateTopic => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CreateTopic>>("Op::CreateTopic", pos),
+          Op::DeleteTopic => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeleteTopic>>("Op::DeleteTopic", pos),
+          Op::ListTopics => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListTopics>>("Op::ListTopics", pos),
+          Op::GetTopicAttributes => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetTopicAttributes>>("Op::GetTopicAttributes", pos),
+          Op::SetTopicAttributes => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetTopicAttributes>>("Op::SetTopicAttributes", pos),
+          Op::Subscribe => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Subscribe>>("Op::Subscribe", pos),
+          Op::ConfirmSubscription => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ConfirmSubscription>>("Op::ConfirmSubscription", pos),
+          Op::Unsubscribe => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Unsubscribe>>("Op::Unsubscribe", pos),
+          Op::ListSubscriptions => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListSubscriptions>>("Op::ListSubscriptions", pos),
+          Op::GetSubscriptionAttributes => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetSubscriptionAttributes>>("Op::GetSubscriptionAttributes", pos),
+          Op::SetSubscriptionAttributes => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetSubscriptionAttributes>>("Op::SetSubscriptionAttributes", pos),
+          Op::Publish => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Publish>>("Op::Publish", pos),
+          Op::PublishBatch => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PublishBatch>>("Op::PublishBatch", pos),
           _ => Ok(()),
         }
      })?
@@ -4243,6 +6260,97 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::ChangeMessageVisibilityBatch => {
           if let Some(x) = self.op_as_change_message_visibility_batch() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::CreateTopic => {
+          if let Some(x) = self.op_as_create_topic() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DeleteTopic => {
+          if let Some(x) = self.op_as_delete_topic() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListTopics => {
+          if let Some(x) = self.op_as_list_topics() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::GetTopicAttributes => {
+          if let Some(x) = self.op_as_get_topic_attributes() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SetTopicAttributes => {
+          if let Some(x) = self.op_as_set_topic_attributes() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::Subscribe => {
+          if let Some(x) = self.op_as_subscribe() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ConfirmSubscription => {
+          if let Some(x) = self.op_as_confirm_subscription() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::Unsubscribe => {
+          if let Some(x) = self.op_as_unsubscribe() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListSubscriptions => {
+          if let Some(x) = self.op_as_list_subscriptions() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::GetSubscriptionAttributes => {
+          if let Some(x) = self.op_as_get_subscription_attributes() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SetSubscriptionAttributes => {
+          if let Some(x) = self.op_as_set_subscription_attributes() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::Publish => {
+          if let Some(x) = self.op_as_publish() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::PublishBatch => {
+          if let Some(x) = self.op_as_publish_batch() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -5526,6 +7634,746 @@ impl core::fmt::Debug for BatchResult<'_> {
       ds.finish()
   }
 }
+pub enum ArnOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A topic or subscription ARN (CreateTopic, Subscribe, ConfirmSubscription).
+pub struct Arn<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Arn<'a> {
+  type Inner = Arn<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Arn<'a> {
+  pub const VT_ARN: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Arn { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ArnArgs<'args>
+  ) -> flatbuffers::WIPOffset<Arn<'bldr>> {
+    let mut builder = ArnBuilder::new(_fbb);
+    if let Some(x) = args.arn { builder.add_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Arn::VT_ARN, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for Arn<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("arn", Self::VT_ARN, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ArnArgs<'a> {
+    pub arn: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ArnArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ArnArgs {
+      arn: None, // required field
+    }
+  }
+}
+
+pub struct ArnBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ArnBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_arn(&mut self, arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Arn::VT_ARN, arn);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ArnBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ArnBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Arn<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Arn::VT_ARN,"arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Arn<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Arn");
+      ds.field("arn", &self.arn());
+      ds.finish()
+  }
+}
+pub enum ArnsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Arns<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Arns<'a> {
+  type Inner = Arns<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Arns<'a> {
+  pub const VT_ARNS: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Arns { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ArnsArgs<'args>
+  ) -> flatbuffers::WIPOffset<Arns<'bldr>> {
+    let mut builder = ArnsBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.arns { builder.add_arns(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn arns(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(Arns::VT_ARNS, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Arns::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for Arns<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("arns", Self::VT_ARNS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ArnsArgs<'a> {
+    pub arns: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ArnsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ArnsArgs {
+      arns: None,
+      next_token: None,
+    }
+  }
+}
+
+pub struct ArnsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ArnsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_arns(&mut self, arns: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Arns::VT_ARNS, arns);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Arns::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ArnsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ArnsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Arns<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Arns<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Arns");
+      ds.field("arns", &self.arns());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum SubscriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Subscription<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Subscription<'a> {
+  type Inner = Subscription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Subscription<'a> {
+  pub const VT_SUBSCRIPTION_ARN: flatbuffers::VOffsetT = 4;
+  pub const VT_OWNER: flatbuffers::VOffsetT = 6;
+  pub const VT_PROTOCOL: flatbuffers::VOffsetT = 8;
+  pub const VT_ENDPOINT: flatbuffers::VOffsetT = 10;
+  pub const VT_TOPIC_ARN: flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Subscription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SubscriptionArgs<'args>
+  ) -> flatbuffers::WIPOffset<Subscription<'bldr>> {
+    let mut builder = SubscriptionBuilder::new(_fbb);
+    if let Some(x) = args.topic_arn { builder.add_topic_arn(x); }
+    if let Some(x) = args.endpoint { builder.add_endpoint(x); }
+    if let Some(x) = args.protocol { builder.add_protocol(x); }
+    if let Some(x) = args.owner { builder.add_owner(x); }
+    if let Some(x) = args.subscription_arn { builder.add_subscription_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn subscription_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Subscription::VT_SUBSCRIPTION_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn owner(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Subscription::VT_OWNER, None)}
+  }
+  #[inline]
+  pub fn protocol(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Subscription::VT_PROTOCOL, None)}
+  }
+  #[inline]
+  pub fn endpoint(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Subscription::VT_ENDPOINT, None)}
+  }
+  #[inline]
+  pub fn topic_arn(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Subscription::VT_TOPIC_ARN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for Subscription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("subscription_arn", Self::VT_SUBSCRIPTION_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("owner", Self::VT_OWNER, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("protocol", Self::VT_PROTOCOL, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("endpoint", Self::VT_ENDPOINT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic_arn", Self::VT_TOPIC_ARN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SubscriptionArgs<'a> {
+    pub subscription_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub owner: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub protocol: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub endpoint: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub topic_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for SubscriptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SubscriptionArgs {
+      subscription_arn: None, // required field
+      owner: None,
+      protocol: None,
+      endpoint: None,
+      topic_arn: None,
+    }
+  }
+}
+
+pub struct SubscriptionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SubscriptionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_subscription_arn(&mut self, subscription_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscription::VT_SUBSCRIPTION_ARN, subscription_arn);
+  }
+  #[inline]
+  pub fn add_owner(&mut self, owner: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscription::VT_OWNER, owner);
+  }
+  #[inline]
+  pub fn add_protocol(&mut self, protocol: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscription::VT_PROTOCOL, protocol);
+  }
+  #[inline]
+  pub fn add_endpoint(&mut self, endpoint: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscription::VT_ENDPOINT, endpoint);
+  }
+  #[inline]
+  pub fn add_topic_arn(&mut self, topic_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscription::VT_TOPIC_ARN, topic_arn);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SubscriptionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SubscriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Subscription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Subscription::VT_SUBSCRIPTION_ARN,"subscription_arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Subscription<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Subscription");
+      ds.field("subscription_arn", &self.subscription_arn());
+      ds.field("owner", &self.owner());
+      ds.field("protocol", &self.protocol());
+      ds.field("endpoint", &self.endpoint());
+      ds.field("topic_arn", &self.topic_arn());
+      ds.finish()
+  }
+}
+pub enum SubscriptionsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Subscriptions<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Subscriptions<'a> {
+  type Inner = Subscriptions<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Subscriptions<'a> {
+  pub const VT_SUBSCRIPTIONS: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Subscriptions { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SubscriptionsArgs<'args>
+  ) -> flatbuffers::WIPOffset<Subscriptions<'bldr>> {
+    let mut builder = SubscriptionsBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.subscriptions { builder.add_subscriptions(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn subscriptions(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Subscription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Subscription>>>>(Subscriptions::VT_SUBSCRIPTIONS, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Subscriptions::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for Subscriptions<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<Subscription>>>>("subscriptions", Self::VT_SUBSCRIPTIONS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SubscriptionsArgs<'a> {
+    pub subscriptions: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Subscription<'a>>>>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for SubscriptionsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SubscriptionsArgs {
+      subscriptions: None,
+      next_token: None,
+    }
+  }
+}
+
+pub struct SubscriptionsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SubscriptionsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_subscriptions(&mut self, subscriptions: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<Subscription<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscriptions::VT_SUBSCRIPTIONS, subscriptions);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Subscriptions::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SubscriptionsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SubscriptionsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Subscriptions<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Subscriptions<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Subscriptions");
+      ds.field("subscriptions", &self.subscriptions());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum PublishResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PublishResult<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PublishResult<'a> {
+  type Inner = PublishResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PublishResult<'a> {
+  pub const VT_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE_ID: flatbuffers::VOffsetT = 6;
+  pub const VT_SEQUENCE_NUMBER: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PublishResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PublishResultArgs<'args>
+  ) -> flatbuffers::WIPOffset<PublishResult<'bldr>> {
+    let mut builder = PublishResultBuilder::new(_fbb);
+    if let Some(x) = args.sequence_number { builder.add_sequence_number(x); }
+    if let Some(x) = args.message_id { builder.add_message_id(x); }
+    if let Some(x) = args.id { builder.add_id(x); }
+    builder.finish()
+  }
+
+
+  /// Batch entry id; empty for Publish.
+  #[inline]
+  pub fn id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PublishResult::VT_ID, None)}
+  }
+  #[inline]
+  pub fn message_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PublishResult::VT_MESSAGE_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn sequence_number(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PublishResult::VT_SEQUENCE_NUMBER, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for PublishResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("id", Self::VT_ID, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("message_id", Self::VT_MESSAGE_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("sequence_number", Self::VT_SEQUENCE_NUMBER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PublishResultArgs<'a> {
+    pub id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub message_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub sequence_number: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for PublishResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PublishResultArgs {
+      id: None,
+      message_id: None, // required field
+      sequence_number: None,
+    }
+  }
+}
+
+pub struct PublishResultBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PublishResultBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_id(&mut self, id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishResult::VT_ID, id);
+  }
+  #[inline]
+  pub fn add_message_id(&mut self, message_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishResult::VT_MESSAGE_ID, message_id);
+  }
+  #[inline]
+  pub fn add_sequence_number(&mut self, sequence_number: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishResult::VT_SEQUENCE_NUMBER, sequence_number);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PublishResultBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PublishResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PublishResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, PublishResult::VT_MESSAGE_ID,"message_id");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PublishResult<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PublishResult");
+      ds.field("id", &self.id());
+      ds.field("message_id", &self.message_id());
+      ds.field("sequence_number", &self.sequence_number());
+      ds.finish()
+  }
+}
+pub enum PublishBatchResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PublishBatchResult<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PublishBatchResult<'a> {
+  type Inner = PublishBatchResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PublishBatchResult<'a> {
+  pub const VT_SUCCESSFUL: flatbuffers::VOffsetT = 4;
+  pub const VT_FAILED: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PublishBatchResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PublishBatchResultArgs<'args>
+  ) -> flatbuffers::WIPOffset<PublishBatchResult<'bldr>> {
+    let mut builder = PublishBatchResultBuilder::new(_fbb);
+    if let Some(x) = args.failed { builder.add_failed(x); }
+    if let Some(x) = args.successful { builder.add_successful(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn successful(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PublishResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PublishResult>>>>(PublishBatchResult::VT_SUCCESSFUL, None)}
+  }
+  #[inline]
+  pub fn failed(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<BatchFailure<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<BatchFailure>>>>(PublishBatchResult::VT_FAILED, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for PublishBatchResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<PublishResult>>>>("successful", Self::VT_SUCCESSFUL, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<BatchFailure>>>>("failed", Self::VT_FAILED, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PublishBatchResultArgs<'a> {
+    pub successful: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PublishResult<'a>>>>>,
+    pub failed: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<BatchFailure<'a>>>>>,
+}
+impl<'a> Default for PublishBatchResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PublishBatchResultArgs {
+      successful: None,
+      failed: None,
+    }
+  }
+}
+
+pub struct PublishBatchResultBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PublishBatchResultBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_successful(&mut self, successful: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<PublishResult<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishBatchResult::VT_SUCCESSFUL, successful);
+  }
+  #[inline]
+  pub fn add_failed(&mut self, failed: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<BatchFailure<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PublishBatchResult::VT_FAILED, failed);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PublishBatchResultBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PublishBatchResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PublishBatchResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PublishBatchResult<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PublishBatchResult");
+      ds.field("successful", &self.successful());
+      ds.field("failed", &self.failed());
+      ds.finish()
+  }
+}
 pub enum ErrorReplyOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5843,6 +8691,81 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_arn(&self) -> Option<Arn<'a>> {
+    if self.reply_type() == Reply::Arn {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Arn::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_arns(&self) -> Option<Arns<'a>> {
+    if self.reply_type() == Reply::Arns {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Arns::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_subscriptions(&self) -> Option<Subscriptions<'a>> {
+    if self.reply_type() == Reply::Subscriptions {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Subscriptions::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_publish_result(&self) -> Option<PublishResult<'a>> {
+    if self.reply_type() == Reply::PublishResult {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { PublishResult::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_publish_batch_result(&self) -> Option<PublishBatchResult<'a>> {
+    if self.reply_type() == Reply::PublishBatchResult {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { PublishBatchResult::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Response<'_> {
@@ -5864,6 +8787,11 @@ impl flatbuffers::Verifiable for Response<'_> {
           Reply::SendMessageBatchResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SendMessageBatchResult>>("Reply::SendMessageBatchResult", pos),
           Reply::ReceiveMessageResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ReceiveMessageResult>>("Reply::ReceiveMessageResult", pos),
           Reply::BatchResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<BatchResult>>("Reply::BatchResult", pos),
+          Reply::Arn => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Arn>>("Reply::Arn", pos),
+          Reply::Arns => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Arns>>("Reply::Arns", pos),
+          Reply::Subscriptions => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Subscriptions>>("Reply::Subscriptions", pos),
+          Reply::PublishResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PublishResult>>("Reply::PublishResult", pos),
+          Reply::PublishBatchResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PublishBatchResult>>("Reply::PublishBatchResult", pos),
           _ => Ok(()),
         }
      })?
@@ -5990,6 +8918,41 @@ impl core::fmt::Debug for Response<'_> {
         },
         Reply::BatchResult => {
           if let Some(x) = self.reply_as_batch_result() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::Arn => {
+          if let Some(x) = self.reply_as_arn() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::Arns => {
+          if let Some(x) = self.reply_as_arns() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::Subscriptions => {
+          if let Some(x) = self.reply_as_subscriptions() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::PublishResult => {
+          if let Some(x) = self.reply_as_publish_result() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::PublishBatchResult => {
+          if let Some(x) = self.reply_as_publish_batch_result() {
             ds.field("reply", &x)
           } else {
             ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")

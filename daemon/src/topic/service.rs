@@ -1,0 +1,499 @@
+//! The SNS operations, as run by one shard.
+//!
+//! Topic and subscription changes go to shard 0's registry like every metadata change.
+//! A publish runs where it arrived: it is checked, matched against each confirmed
+//! subscription's filter policy, and appended to this shard's partition of every
+//! matching queue; the answer waits until the log holds all of them durably (one group
+//! commit for the whole publish or batch). A delivery that cannot be made because of
+//! the subscriber (its queue is gone, the message does not fit it) goes to the
+//! subscription's dead-letter queue, or is dropped and logged when it has none, as SNS
+//! does; it never fails the publish.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::Value;
+use sluice_protocol::digest::{md5_of_attributes, md5_of_body};
+use sluice_protocol::limits::*;
+use sluice_protocol::*;
+
+use super::envelope::{Envelope, Notification};
+use super::filter::{parse_arrays, Message, Scope};
+use super::{
+    default_policy, random_uuid, resolve, resolve_subscription, SubscriptionMeta, TopicChange, TopicMeta, DEFAULT_DELIVERY_POLICY,
+};
+use crate::queue::partition::Payload;
+use crate::queue::registry::{MetaChange, MetaOutcome, QueueMeta, Snapshot};
+use crate::queue::service::new_message_id;
+use crate::queue::validate::check_batch_ids;
+use crate::runtime::{now_ms, Shard};
+use crate::storage::Ticket;
+
+fn invalid(message: impl Into<String>) -> OpError {
+    OpError::new(ErrorCode::InvalidParameter, message)
+}
+
+/// What one subscription's delivery came to, when it did not land in its queue.
+struct Undeliverable {
+    /// The code SNS puts in the dead-letter message's `ErrorCode` attribute.
+    code: &'static str,
+    reason: String,
+}
+
+/// One page of names after `next_token` (the last name of the previous page, encoded).
+fn page<'a, T>(items: impl Iterator<Item = (&'a str, T)>, next_token: Option<String>) -> Result<(Vec<T>, Option<String>), OpError> {
+    let after = match next_token {
+        Some(token) => Some(
+            URL_SAFE_NO_PAD
+                .decode(token.as_bytes())
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .ok_or_else(|| invalid("Invalid parameter: NextToken"))?,
+        ),
+        None => None,
+    };
+    let mut remaining = items.filter(|(key, _)| after.as_deref().is_none_or(|after| *key > after));
+    let mut selected = Vec::new();
+    let mut last = None;
+    for (key, item) in remaining.by_ref().take(TOPIC_LIST_PAGE_MAX) {
+        selected.push(item);
+        last = Some(key);
+    }
+    let next = match (remaining.next(), last) {
+        (Some(_), Some(last)) => Some(URL_SAFE_NO_PAD.encode(last.as_bytes())),
+        _ => None,
+    };
+    Ok((selected, next))
+}
+
+fn summary(account_id: &str, s: &SubscriptionMeta) -> SubscriptionSummary {
+    SubscriptionSummary {
+        subscription_arn: if s.pending_token.is_some() { "PendingConfirmation".into() } else { s.arn.clone() },
+        owner: account_id.to_owned(),
+        protocol: s.protocol.clone(),
+        endpoint: s.endpoint.clone(),
+        topic_arn: s.topic_arn.clone(),
+    }
+}
+
+impl Shard {
+    /// Runs one topic operation.
+    pub async fn handle_topic_op(self: &Rc<Self>, op: Op) -> Response {
+        let account_id = &self.config.account_id;
+        match op {
+            Op::CreateTopic { name, attributes, tags } => self.topic_change(TopicChange::Create { name, attributes, tags }).await,
+            Op::DeleteTopic { topic } => self.topic_change(TopicChange::Delete { topic }).await.map(|_| Reply::Done),
+            Op::ListTopics { next_token } => {
+                let snapshot = self.queues.snapshot();
+                let (arns, next_token) = page(snapshot.topics.values().map(|t| (t.name.as_str(), t.arn.clone())), next_token)?;
+                Ok(Reply::Arns { arns, next_token })
+            }
+            Op::GetTopicAttributes { topic } => {
+                let snapshot = self.queues.snapshot();
+                let meta = resolve(&snapshot.topics, &snapshot.naming, &topic)?;
+                Ok(Reply::Attributes(topic_attributes(meta, account_id)))
+            }
+            Op::SetTopicAttributes { topic, name, value } => {
+                self.topic_change(TopicChange::SetAttribute { topic, name, value }).await.map(|_| Reply::Done)
+            }
+            Op::Subscribe { topic, protocol, endpoint, attributes, return_subscription_arn } => {
+                let reply = self.topic_change(TopicChange::Subscribe { topic, protocol, endpoint, attributes }).await?;
+                let Reply::Arn(arn) = &reply else { return Ok(reply) };
+                let snapshot = self.queues.snapshot();
+                let pending = resolve_subscription(&snapshot.topics, &snapshot.naming, arn).is_ok_and(|(_, s)| s.pending_token.is_some());
+                Ok(if pending && !return_subscription_arn { Reply::Arn("pending confirmation".into()) } else { reply })
+            }
+            Op::ConfirmSubscription { topic, token, .. } => self.topic_change(TopicChange::Confirm { topic, token }).await,
+            Op::Unsubscribe { subscription } => self.topic_change(TopicChange::Unsubscribe { subscription }).await.map(|_| Reply::Done),
+            Op::ListSubscriptions { topic, next_token } => {
+                let snapshot = self.queues.snapshot();
+                let mut rows: Vec<&Arc<SubscriptionMeta>> = match &topic {
+                    Some(topic) => resolve(&snapshot.topics, &snapshot.naming, topic)?.subscriptions.iter().collect(),
+                    None => snapshot.topics.values().flat_map(|t| t.subscriptions.iter()).collect(),
+                };
+                rows.sort_by(|a, b| a.arn.cmp(&b.arn));
+                let (subscriptions, next_token) = page(rows.into_iter().map(|s| (s.arn.as_str(), summary(account_id, s))), next_token)?;
+                Ok(Reply::Subscriptions { subscriptions, next_token })
+            }
+            Op::GetSubscriptionAttributes { subscription } => {
+                let snapshot = self.queues.snapshot();
+                let (_, meta) = resolve_subscription(&snapshot.topics, &snapshot.naming, &subscription)?;
+                Ok(Reply::Attributes(subscription_attributes(meta, account_id)))
+            }
+            Op::SetSubscriptionAttributes { subscription, name, value } => {
+                self.topic_change(TopicChange::SetSubscriptionAttribute { subscription, name, value }).await.map(|_| Reply::Done)
+            }
+            Op::Publish { topic, entry } => {
+                let (mut successful, mut failed) = self.publish(&topic, vec![entry]).await?;
+                match (successful.pop(), failed.pop()) {
+                    (Some(result), _) => Ok(Reply::Publish(result)),
+                    (None, Some(failure)) => Err(OpError::new(failure.code, failure.message)),
+                    (None, None) => Err(OpError::new(ErrorCode::InternalFailure, "publish produced no result")),
+                }
+            }
+            Op::PublishBatch { topic, entries } => {
+                check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
+                let total: usize = entries.iter().map(PublishEntry::size_bytes).sum();
+                if total > PUBLISH_BYTES_MAX {
+                    return Err(OpError::new(
+                        ErrorCode::BatchRequestTooLong,
+                        format!("The length of all the messages put together is more than the limit of {PUBLISH_BYTES_MAX} bytes."),
+                    ));
+                }
+                let (successful, failed) = self.publish(&topic, entries).await?;
+                Ok(Reply::PublishBatch { successful, failed })
+            }
+            other => Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not a topic operation", other.name()))),
+        }
+    }
+
+    async fn topic_change(self: &Rc<Self>, change: TopicChange) -> Response {
+        match self.meta_change(MetaChange::Topic(change)).await? {
+            MetaOutcome::Arn(Some(arn)) => Ok(Reply::Arn(arn)),
+            MetaOutcome::Arn(None) => Ok(Reply::Done),
+            other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// Publishes entries in order; answers once every delivery made is durable.
+    async fn publish(self: &Rc<Self>, topic: &str, entries: Vec<PublishEntry>) -> Result<(Vec<PublishResult>, Vec<BatchFailure>), OpError> {
+        let snapshot = self.queues.snapshot();
+        let topic = resolve(&snapshot.topics, &snapshot.naming, topic)?.clone();
+        let now = now_ms();
+        let mut successful = Vec::with_capacity(entries.len());
+        let mut failed = Vec::new();
+        let mut last: Option<Ticket> = None;
+        for mut entry in entries {
+            let id = std::mem::take(&mut entry.id);
+            match self.publish_one(&snapshot, &topic, entry, now, &mut last) {
+                Ok(message_id) => successful.push(PublishResult { id, message_id, sequence_number: None }),
+                Err(error) => failed.push(BatchFailure::new(id, error)),
+            }
+        }
+        if let Some(ticket) = last {
+            self.storage.durable(ticket).await?;
+        }
+        Ok((successful, failed))
+    }
+
+    /// Checks one message and appends it to every matching subscriber's queue.
+    fn publish_one(
+        self: &Rc<Self>,
+        snapshot: &Snapshot,
+        topic: &TopicMeta,
+        entry: PublishEntry,
+        now: u64,
+        last: &mut Option<Ticket>,
+    ) -> Result<String, OpError> {
+        let checked = check_publish(&entry)?;
+        self.storage.admit_send()?;
+        let message_id = random_uuid();
+        let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now)).to_string();
+        // Copied out of the request frame once: every queue shares these bytes.
+        let (sqs_message, attributes) = match &checked {
+            Structure::Plain => (Bytes::copy_from_slice(&entry.message), detached(&entry.attributes)),
+            Structure::Json { sqs } => (Bytes::from(sqs.clone()), Vec::new()),
+        };
+        let text = std::str::from_utf8(&sqs_message).map_err(|_| invalid("Invalid parameter: Message must be UTF-8"))?;
+        let arrays = parse_arrays(&entry.attributes);
+        let wants_body = topic.subscriptions.iter().any(|s| s.filter.is_some() && s.scope == Scope::MessageBody);
+        let body: Option<Value> = if wants_body { serde_json::from_str(text).ok() } else { None };
+        let raw_attributes: Option<Arc<[MessageAttribute]>> = (!attributes.is_empty()).then(|| Arc::from(attributes.as_slice()));
+        let raw_md5 = (md5_of_body(&sqs_message), md5_of_attributes(&attributes));
+        let signature_version = topic.attributes.get("SignatureVersion").map_or("1", String::as_str);
+        let notification = Notification {
+            message_id: &message_id,
+            topic_arn: &topic.arn,
+            subject: entry.subject.as_deref(),
+            message: text,
+            timestamp: &timestamp,
+            signature_version,
+            attributes: &attributes,
+        };
+        let mut envelope: Option<Envelope> = None;
+        for subscription in &topic.subscriptions {
+            if subscription.pending_token.is_some() {
+                continue;
+            }
+            if let Some(filter) = &subscription.filter {
+                let message = match subscription.scope {
+                    Scope::MessageAttributes => Message::Attributes { attributes: &entry.attributes, arrays: &arrays },
+                    Scope::MessageBody => Message::Body(body.as_ref().and_then(Value::as_object)),
+                };
+                if !filter.matches(&message) {
+                    continue;
+                }
+            }
+            let public_url = self.config.public_url.as_str();
+            let (body, payload_attributes, md5) = if subscription.raw {
+                (sqs_message.clone(), raw_attributes.clone(), raw_md5)
+            } else {
+                let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
+                let md5 = (md5_of_body(&body), None);
+                (body, None, md5)
+            };
+            let queue = snapshot.queue_by_arn(&subscription.endpoint);
+            let delivered = match queue {
+                None => Err(Undeliverable {
+                    code: "AWS.SimpleQueueService.NonExistentQueue",
+                    reason: "The specified queue does not exist.".into(),
+                }),
+                Some(_) if subscription.raw && attributes.len() > RAW_DELIVERY_ATTRIBUTES_MAX => Err(Undeliverable {
+                    code: "InvalidParameterValue",
+                    reason: format!(
+                        "Raw delivery to SQS carries at most {RAW_DELIVERY_ATTRIBUTES_MAX} message attributes; this message has {}.",
+                        attributes.len()
+                    ),
+                }),
+                Some(queue) if body.len() > queue.attributes.maximum_message_size as usize => Err(Undeliverable {
+                    code: "InvalidParameterValue",
+                    reason: format!(
+                        "The message is longer than the queue's MaximumMessageSize of {} bytes.",
+                        queue.attributes.maximum_message_size
+                    ),
+                }),
+                Some(queue) => Ok(queue),
+            };
+            match delivered {
+                Ok(queue) => {
+                    let payload = Payload {
+                        message_id: new_message_id(),
+                        md5_of_body: md5.0,
+                        md5_of_attributes: md5.1,
+                        trace_header: None,
+                        attributes: payload_attributes,
+                        message_group_id: entry.message_group_id.clone(),
+                        sent_ms: now,
+                        dead_letter_source_arn: None,
+                        body,
+                    };
+                    let ticket = self.append_message(queue, payload, queue.attributes.delay_seconds as u64 * 1000, now)?;
+                    *last = (*last).max(Some(ticket));
+                }
+                Err(undeliverable) => {
+                    let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
+                    self.dead_letter(snapshot, subscription, body, undeliverable, now, last)?;
+                }
+            }
+        }
+        Ok(message_id)
+    }
+
+    /// Sends an undeliverable notification to the subscription's dead-letter queue, with
+    /// why in its attributes, or drops it (logged) when there is none.
+    fn dead_letter(
+        self: &Rc<Self>,
+        snapshot: &Snapshot,
+        subscription: &SubscriptionMeta,
+        body: Bytes,
+        undeliverable: Undeliverable,
+        now: u64,
+        last: &mut Option<Ticket>,
+    ) -> Result<(), OpError> {
+        let target: Option<&Arc<QueueMeta>> = subscription.dead_letter_arn.as_deref().and_then(|arn| snapshot.queue_by_arn(arn));
+        let Some(queue) = target else {
+            tracing::warn!(
+                subscription = %subscription.arn,
+                endpoint = %subscription.endpoint,
+                reason = %undeliverable.reason,
+                "dropped a notification that could not be delivered (the subscription has no usable dead-letter queue)"
+            );
+            return Ok(());
+        };
+        let attributes = vec![
+            MessageAttribute::string("ErrorCode", "String", undeliverable.code),
+            MessageAttribute::string("ErrorMessage", "String", undeliverable.reason),
+            MessageAttribute::string("RequestID", "String", random_uuid()),
+        ];
+        let payload = Payload {
+            message_id: new_message_id(),
+            md5_of_body: md5_of_body(&body),
+            md5_of_attributes: md5_of_attributes(&attributes),
+            trace_header: None,
+            attributes: Some(Arc::from(attributes)),
+            message_group_id: None,
+            sent_ms: now,
+            dead_letter_source_arn: None,
+            body,
+        };
+        let ticket = self.append_message(queue, payload, 0, now)?;
+        *last = (*last).max(Some(ticket));
+        Ok(())
+    }
+}
+
+/// Attribute values copied out of the request frame.
+fn detached(attributes: &[MessageAttribute]) -> Vec<MessageAttribute> {
+    attributes
+        .iter()
+        .map(|a| MessageAttribute { binary_value: a.binary_value.as_ref().map(|v| Bytes::copy_from_slice(v)), ..a.clone() })
+        .collect()
+}
+
+fn topic_attributes(meta: &TopicMeta, account_id: &str) -> KeyValues {
+    let confirmed = meta.subscriptions.iter().filter(|s| s.pending_token.is_none()).count();
+    let pending = meta.subscriptions.len() - confirmed;
+    let mut attributes: KeyValues = vec![
+        ("TopicArn".into(), meta.arn.clone()),
+        ("Owner".into(), account_id.to_owned()),
+        ("DisplayName".into(), meta.attributes.get("DisplayName").cloned().unwrap_or_default()),
+        ("Policy".into(), meta.attributes.get("Policy").cloned().unwrap_or_else(|| default_policy(&meta.arn, account_id))),
+        ("SubscriptionsConfirmed".into(), confirmed.to_string()),
+        ("SubscriptionsPending".into(), pending.to_string()),
+        // Unsubscribing takes effect at once here, so no deleted subscription lingers.
+        ("SubscriptionsDeleted".into(), "0".into()),
+        (
+            "EffectiveDeliveryPolicy".into(),
+            meta.attributes.get("DeliveryPolicy").cloned().unwrap_or_else(|| DEFAULT_DELIVERY_POLICY.to_owned()),
+        ),
+    ];
+    for (name, value) in &meta.attributes {
+        if name != "DisplayName" && name != "Policy" {
+            attributes.push((name.clone(), value.clone()));
+        }
+    }
+    attributes
+}
+
+fn subscription_attributes(meta: &SubscriptionMeta, account_id: &str) -> KeyValues {
+    let mut attributes: KeyValues = vec![
+        ("SubscriptionArn".into(), meta.arn.clone()),
+        ("TopicArn".into(), meta.topic_arn.clone()),
+        ("Owner".into(), account_id.to_owned()),
+        ("Protocol".into(), meta.protocol.clone()),
+        ("Endpoint".into(), meta.endpoint.clone()),
+        ("ConfirmationWasAuthenticated".into(), "true".into()),
+        ("PendingConfirmation".into(), meta.pending_token.is_some().to_string()),
+        ("RawMessageDelivery".into(), meta.raw.to_string()),
+    ];
+    for (name, value) in &meta.attributes {
+        if name != "RawMessageDelivery" {
+            attributes.push((name.clone(), value.clone()));
+        }
+    }
+    if meta.attributes.contains_key("FilterPolicy") && !meta.attributes.contains_key("FilterPolicyScope") {
+        attributes.push(("FilterPolicyScope".into(), meta.scope.name().into()));
+    }
+    attributes
+}
+
+/// How a checked message is to be delivered.
+enum Structure {
+    Plain,
+    /// `MessageStructure=json`: the text for SQS subscribers (their key, else `default`).
+    Json {
+        sqs: String,
+    },
+}
+
+/// Checks a message against SNS's rules.
+fn check_publish(entry: &PublishEntry) -> Result<Structure, OpError> {
+    if entry.message.is_empty() {
+        return Err(invalid("Invalid parameter: Empty message"));
+    }
+    let text = std::str::from_utf8(&entry.message).map_err(|_| invalid("Invalid parameter: Message must be valid UTF-8"))?;
+    if entry.size_bytes() > PUBLISH_BYTES_MAX {
+        return Err(invalid(format!(
+            "Invalid parameter: Message too long (the message and its attributes exceed {PUBLISH_BYTES_MAX} bytes)"
+        )));
+    }
+    if let Some(subject) = &entry.subject {
+        if subject.is_empty()
+            || subject.chars().count() > SUBJECT_CHARS_MAX
+            || subject.chars().any(char::is_control)
+            || subject.starts_with(char::is_whitespace)
+        {
+            return Err(invalid(format!(
+                "Invalid parameter: Subject: must be 1 to {SUBJECT_CHARS_MAX} characters without line breaks or control characters"
+            )));
+        }
+    }
+    if entry.deduplication_id.is_some() {
+        return Err(invalid("Invalid parameter: The MessageDeduplicationId parameter is only valid for FIFO topics"));
+    }
+    if let Some(group) = &entry.message_group_id {
+        if group.is_empty() || group.len() > 128 || !group.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("Invalid parameter: MessageGroupId must be 1 to 128 alphanumeric or punctuation characters"));
+        }
+    }
+    check_message_attributes(&entry.attributes)?;
+    match entry.message_structure.as_deref() {
+        None => Ok(Structure::Plain),
+        Some("json") => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|_| invalid("Invalid parameter: Message Structure - JSON message body failed to parse"))?;
+            let object =
+                value.as_object().ok_or_else(|| invalid("Invalid parameter: Message Structure - JSON message body failed to parse"))?;
+            let default = object
+                .get("default")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("Invalid parameter: Message Structure - No default entry in JSON message body"))?;
+            let sqs = object.get("sqs").and_then(Value::as_str).unwrap_or(default);
+            Ok(Structure::Json { sqs: sqs.to_owned() })
+        }
+        Some(other) => Err(invalid(format!("Invalid parameter: MessageStructure: {other:?} (the only structure is json)"))),
+    }
+}
+
+fn check_message_attributes(attributes: &[MessageAttribute]) -> Result<(), OpError> {
+    let value_invalid = |name: &str, reason: &str| {
+        OpError::new(
+            ErrorCode::InvalidParameterValue,
+            format!("The message attribute '{name}' has an invalid message attribute value: {reason}"),
+        )
+    };
+    for (i, attribute) in attributes.iter().enumerate() {
+        let name = attribute.name.as_str();
+        let valid_name = !name.is_empty()
+            && name.len() <= MESSAGE_ATTRIBUTE_NAME_CHARS_MAX
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            && !name.starts_with('.')
+            && !name.ends_with('.')
+            && !name.contains("..")
+            && !name.to_ascii_lowercase().starts_with("aws.")
+            && !name.to_ascii_lowercase().starts_with("amazon.");
+        if !valid_name {
+            return Err(invalid(format!("Invalid parameter: MessageAttributes: invalid name {name:?}")));
+        }
+        if attributes[..i].iter().any(|other| other.name == name) {
+            return Err(invalid(format!("Invalid parameter: MessageAttributes: the name {name:?} is used more than once")));
+        }
+        let base = attribute.data_type.split('.').next().unwrap_or_default();
+        let string = attribute.string_value.as_deref().filter(|s| !s.is_empty());
+        match (attribute.data_type.as_str(), base) {
+            ("String.Array", _) => {
+                let text = string.ok_or_else(|| value_invalid(name, "String.Array needs a value"))?;
+                let valid = matches!(serde_json::from_str::<Value>(text), Ok(Value::Array(items))
+                    if items.iter().all(|v| !v.is_object() && !v.is_array()));
+                if !valid {
+                    return Err(value_invalid(name, "String.Array must be a JSON array of strings, numbers, booleans or nulls"));
+                }
+            }
+            (_, "String") => {
+                string.ok_or_else(|| value_invalid(name, "String needs a value"))?;
+            }
+            (_, "Number") => {
+                let text = string.ok_or_else(|| value_invalid(name, "Number needs a value"))?;
+                if !text.trim().parse::<f64>().is_ok_and(f64::is_finite) {
+                    return Err(value_invalid(name, "not a number"));
+                }
+            }
+            (_, "Binary") => {
+                if attribute.binary_value.as_ref().is_none_or(|v| v.is_empty()) {
+                    return Err(value_invalid(name, "Binary needs a value"));
+                }
+            }
+            _ => {
+                return Err(OpError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("The message attribute '{name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String."),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
