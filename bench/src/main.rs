@@ -44,7 +44,8 @@ enum Command {
     /// bench/scripts/install-peers.sh installs them; a peer that is not installed is left out.
     Run {
         /// Scenario to run, or `all`: queue-max-100b, queue-max-1k, queue-latency-half,
-        /// queue-latency-50k, queue-latency-5k, fanout-10, stream-ingest-1k.
+        /// queue-latency-50k, queue-latency-5k, fanout-ingest-1, fanout-ingest-10,
+        /// fanout-ingest-100, fanout-1, fanout-10, fanout-100, stream-ingest-1k.
         #[arg(default_value = "all")]
         scenario: String,
         /// Systems to run, comma-separated [default: all]: sluice-fsync-always, sluice-fsync-never,

@@ -22,64 +22,93 @@ pub enum Load {
     HalfSluiceMax,
 }
 
+/// What `sluice-load` does in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Queue,
+    /// Publish to a topic with `subscribers` queues (raw delivery); `consumers` drain them
+    /// (none: the queues only fill, and the scenario measures publishing alone).
+    Fanout {
+        subscribers: usize,
+        consumers: usize,
+    },
+}
+
 pub struct Scenario {
     pub name: &'static str,
     pub what: &'static str,
     pub message_size: usize,
     pub load: Load,
+    pub workload: Workload,
     /// Why the scenario cannot run yet, if it cannot.
     pub pending: Option<&'static str>,
+    /// Why the peers sit this scenario out, if they do (Sluice still runs it).
+    pub sluice_only: Option<&'static str>,
 }
 
-pub const SCENARIOS: [Scenario; 7] = [
+/// Fan-out scenarios run only Sluice until the peers' fan-out drivers exist.
+const NO_PEER_FANOUT: Option<&str> = Some(
+    "sluice-load has no fan-out driver for the peers yet (Redis consumer groups, NATS consumers, a RabbitMQ fanout exchange: issue 6)",
+);
+
+/// End-to-end fan-out runs at 100,000 deliveries/s in all, well inside what Sluice's
+/// consumers drain on this machine (about 200,000/s), so latency is measured without a backlog.
+const FANOUT_DELIVERIES_PER_SECOND: u64 = 100_000;
+
+const fn fanout(name: &'static str, what: &'static str, subscribers: usize, consumers: usize, load: Load) -> Scenario {
     Scenario {
-        name: "queue-max-100b",
-        what: "queue, maximum throughput, 100 B messages",
+        name,
+        what,
         message_size: 100,
-        load: Load::Max,
+        load,
+        workload: Workload::Fanout { subscribers, consumers },
         pending: None,
-    },
-    Scenario {
-        name: "queue-max-1k",
-        what: "queue, maximum throughput, 1 KiB messages",
-        message_size: 1024,
-        load: Load::Max,
-        pending: None,
-    },
-    Scenario {
-        name: "queue-latency-half",
-        what: "queue latency at half of Sluice's maximum (fsync always), 100 B",
-        message_size: 100,
-        load: Load::HalfSluiceMax,
-        pending: None,
-    },
-    Scenario {
-        name: "queue-latency-50k",
-        what: "queue latency at a fixed 50,000 msgs/s, 100 B",
-        message_size: 100,
-        load: Load::Rate(50_000),
-        pending: None,
-    },
-    Scenario {
-        name: "queue-latency-5k",
-        what: "queue latency at a fixed 5,000 msgs/s (a rate every peer sustains), 100 B",
-        message_size: 100,
-        load: Load::Rate(5_000),
-        pending: None,
-    },
-    Scenario {
-        name: "fanout-10",
-        what: "publish to a topic with 10 subscribed queues, 100 B",
-        message_size: 100,
-        load: Load::Max,
-        pending: Some("Sluice has no topics yet (issue 4); the fanout workload comes with them"),
-    },
+        sluice_only: NO_PEER_FANOUT,
+    }
+}
+
+const fn queue(name: &'static str, what: &'static str, message_size: usize, load: Load) -> Scenario {
+    Scenario { name, what, message_size, load, workload: Workload::Queue, pending: None, sluice_only: None }
+}
+
+pub const SCENARIOS: [Scenario; 12] = [
+    queue("queue-max-100b", "queue, maximum throughput, 100 B messages", 100, Load::Max),
+    queue("queue-max-1k", "queue, maximum throughput, 1 KiB messages", 1024, Load::Max),
+    queue("queue-latency-half", "queue latency at half of Sluice's maximum (fsync always), 100 B", 100, Load::HalfSluiceMax),
+    queue("queue-latency-50k", "queue latency at a fixed 50,000 msgs/s, 100 B", 100, Load::Rate(50_000)),
+    queue("queue-latency-5k", "queue latency at a fixed 5,000 msgs/s (a rate every peer sustains), 100 B", 100, Load::Rate(5_000)),
+    fanout("fanout-ingest-1", "publishing alone (no consumers) to a topic with 1 subscribed queue, maximum, 100 B", 1, 0, Load::Max),
+    fanout("fanout-ingest-10", "publishing alone (no consumers) to a topic with 10 subscribed queues, maximum, 100 B", 10, 0, Load::Max),
+    fanout("fanout-ingest-100", "publishing alone (no consumers) to a topic with 100 subscribed queues, maximum, 100 B", 100, 0, Load::Max),
+    fanout(
+        "fanout-1",
+        "publish to a topic with 1 subscribed queue at 100,000 msgs/s, consumers draining it, 100 B",
+        1,
+        64,
+        Load::Rate(FANOUT_DELIVERIES_PER_SECOND),
+    ),
+    fanout(
+        "fanout-10",
+        "publish to a topic with 10 subscribed queues at 10,000 msgs/s (100,000 deliveries/s), consumers draining them, 100 B",
+        10,
+        64,
+        Load::Rate(FANOUT_DELIVERIES_PER_SECOND / 10),
+    ),
+    fanout(
+        "fanout-100",
+        "publish to a topic with 100 subscribed queues at 1,000 msgs/s (100,000 deliveries/s), consumers draining them, 100 B",
+        100,
+        100,
+        Load::Rate(FANOUT_DELIVERIES_PER_SECOND / 100),
+    ),
     Scenario {
         name: "stream-ingest-1k",
         what: "stream ingest, PutRecords of 1 KiB records",
         message_size: 1024,
         load: Load::Max,
+        workload: Workload::Queue,
         pending: Some("Sluice has no streams yet (issue 5); the stream workload comes with them"),
+        sluice_only: None,
     },
 ];
 
@@ -100,7 +129,9 @@ pub struct Settings {
 /// and twice as many consumers (a receive and its acknowledgement are two round trips),
 /// which keeps every broker here busy without a backlog growing (measured: fewer leave
 /// Sluice with `--fsync always` waiting on fdatasyncs, more only add latency).
-const LOAD_FLAGS: [&str; 8] = ["--connections", "2", "--producers", "32", "--consumers", "64", "--batch", "10"];
+const LOAD_FLAGS: [&str; 6] = ["--connections", "2", "--producers", "32", "--batch", "10"];
+/// Consumers of the queue workload (fan-out scenarios say their own).
+const QUEUE_CONSUMERS: &str = "64";
 /// Closed loop: one send in flight per producer, so the consumers keep up.
 const MAX_INFLIGHT: &str = "1";
 
@@ -180,6 +211,10 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
             if outcomes.iter().any(|o: &Outcome| o.scenario == scenario.name && o.system == system) {
                 continue;
             }
+            if let (Some(reason), false) = (scenario.sluice_only, system.is_sluice()) {
+                outcomes.push(Outcome { scenario: scenario.name, system, summary: None, note: Some(reason.to_owned()) });
+                continue;
+            }
             let outcome = run_one(settings, scenario, system, rate, &dir, &mut commands);
             if scenario.name == "queue-max-100b" && system == System::SluiceFsyncAlways {
                 sluice_max = received_per_second(&outcome);
@@ -218,9 +253,15 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
     };
     writeln!(commands, "\n# {} on {}\n$ {}", scenario.name, system.name(), server.command).ok();
     let mut load = Command::new(settings.binaries.join("sluice-load"));
-    load.args(["--target", system.target(), "--endpoint", &system.endpoint(), "--workload", "queue"]);
+    load.args(["--target", system.target(), "--endpoint", &system.endpoint()]);
     load.args(["--message-size", &scenario.message_size.to_string(), "--cores", &settings.load_cores.to_string()]);
     load.args(LOAD_FLAGS);
+    match scenario.workload {
+        Workload::Queue => load.args(["--workload", "queue", "--consumers", QUEUE_CONSUMERS]),
+        Workload::Fanout { subscribers, consumers } => {
+            load.args(["--workload", "fanout", "--subscribers", &subscribers.to_string(), "--consumers", &consumers.to_string()])
+        }
+    };
     match rate {
         Some(rate) => load.args(["--rate", &rate.to_string()]),
         None => load.args(["--inflight", MAX_INFLIGHT]),

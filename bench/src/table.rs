@@ -51,6 +51,10 @@ and end-to-end p99 ratio (peer's p99 ÷ Sluice's; above 1: Sluice is faster).\n\
             scenario.name
         )
         .ok();
+        if let crate::scenario::Workload::Fanout { subscribers, .. } = scenario.workload {
+            fanout_rows(&mut out, &rows, subscribers);
+            continue;
+        }
         out.push_str("| system | fsync before ack | received msgs/s | MB/s | e2e p50 | e2e p99 | e2e p99.9 | e2e p99.99 | e2e max | send p99 | Sluice ÷ peer: throughput | Sluice ÷ peer: p99 |\n");
         out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let sluice = rows.iter().find(|o| o.system == System::SluiceFsyncAlways).and_then(|o| o.summary.as_ref());
@@ -102,6 +106,44 @@ and end-to-end p99 ratio (peer's p99 ÷ Sluice's; above 1: Sluice is faster).\n\
     }
     std::fs::write(folder.join("table.md"), &out).map_err(|e| format!("writing table.md: {e}"))?;
     Ok(out)
+}
+
+/// A fan-out section: publishes, what they put into the queues, what consumers took out.
+fn fanout_rows(out: &mut String, rows: &[&Outcome], subscribers: usize) {
+    out.push_str("| system | fsync before ack | published msgs/s | into queues msgs/s | received msgs/s | e2e p50 | e2e p99 | e2e p99.9 | e2e max | publish p50 | publish p99 |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for row in rows {
+        let Some(summary) = &row.summary else {
+            writeln!(
+                out,
+                "| {} | {} | not run: {} | | | | | | | | |",
+                row.system.name(),
+                row.system.fsync_before_ack(),
+                row.note.as_deref().unwrap_or("?")
+            )
+            .ok();
+            continue;
+        };
+        let published = summary.get("sent_per_second").and_then(Value::as_f64).unwrap_or(0.0);
+        let received = received_per_second(row).unwrap_or(0.0);
+        writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            row.system.name(),
+            row.system.fsync_before_ack(),
+            published,
+            published * subscribers as f64,
+            received,
+            latency(us(summary, "end_to_end", "p50_us")),
+            latency(us(summary, "end_to_end", "p99_us")),
+            latency(us(summary, "end_to_end", "p999_us")),
+            latency(us(summary, "end_to_end", "max_us")),
+            latency(us(summary, "send", "p50_us")),
+            latency(us(summary, "send", "p99_us")),
+        )
+        .ok();
+    }
+    out.push('\n');
 }
 
 /// Puts `table` at the top of `results/README.md`, replacing the previous latest run.

@@ -165,9 +165,9 @@ fn validate(args: &Args) -> Result<(), String> {
         if args.subscribers == 0 {
             return Err("--subscribers must be at least 1".into());
         }
-        if args.cores * args.consumers < args.subscribers {
+        if args.consumers > 0 && args.cores * args.consumers < args.subscribers {
             return Err(format!(
-                "fanout needs a consumer for every subscribed queue: --cores x --consumers ({}) is less than --subscribers ({})",
+                "fanout needs a consumer for every subscribed queue (or none, to fill them): --cores x --consumers ({}) is less than --subscribers ({})",
                 args.cores * args.consumers,
                 args.subscribers
             ));
