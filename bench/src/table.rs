@@ -45,12 +45,17 @@ and end-to-end p99 ratio (peer's p99 ÷ Sluice's; above 1: Sluice is faster).\n\
             writeln!(out, "Not run: {reason}.\n").ok();
             continue;
         }
-        writeln!(
-            out,
-            "Plots: [latency percentiles]({stamp}/latency-{0}.svg), [throughput over time]({stamp}/throughput-{0}.svg)\n",
-            scenario.name
-        )
-        .ok();
+        if matches!(scenario.workload, crate::scenario::Workload::Fanout { consumers: 0, .. }) {
+            // Nothing is received, so there is no latency to plot.
+            writeln!(out, "Plots: [throughput over time]({stamp}/throughput-{}.svg)\n", scenario.name).ok();
+        } else {
+            writeln!(
+                out,
+                "Plots: [latency percentiles]({stamp}/latency-{0}.svg), [throughput over time]({stamp}/throughput-{0}.svg)\n",
+                scenario.name
+            )
+            .ok();
+        }
         if let crate::scenario::Workload::Fanout { subscribers, .. } = scenario.workload {
             fanout_rows(&mut out, &rows, subscribers);
             continue;
@@ -126,6 +131,8 @@ fn fanout_rows(out: &mut String, rows: &[&Outcome], subscribers: usize) {
         };
         let published = summary.get("sent_per_second").and_then(Value::as_f64).unwrap_or(0.0);
         let received = received_per_second(row).unwrap_or(0.0);
+        // Without consumers there is no end-to-end latency to show.
+        let e2e = |key: &str| if received > 0.0 { latency(us(summary, "end_to_end", key)) } else { "–".into() };
         writeln!(
             out,
             "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
@@ -134,10 +141,10 @@ fn fanout_rows(out: &mut String, rows: &[&Outcome], subscribers: usize) {
             published,
             published * subscribers as f64,
             received,
-            latency(us(summary, "end_to_end", "p50_us")),
-            latency(us(summary, "end_to_end", "p99_us")),
-            latency(us(summary, "end_to_end", "p999_us")),
-            latency(us(summary, "end_to_end", "max_us")),
+            e2e("p50_us"),
+            e2e("p99_us"),
+            e2e("p999_us"),
+            e2e("max_us"),
             latency(us(summary, "send", "p50_us")),
             latency(us(summary, "send", "p99_us")),
         )

@@ -79,6 +79,12 @@ pub struct Config {
     #[arg(long, env = "SLUICE_PUBLIC_URL", default_value = "http://127.0.0.1:4566")]
     pub public_url: String,
 
+    /// A PEM file of extra certificate authorities trusted for `https` subscription endpoints,
+    /// besides the public (Mozilla) roots: for endpoints with private or self-signed
+    /// certificates. Default: none (public roots only).
+    #[arg(long, env = "SLUICE_HTTPS_CA_FILE", value_name = "PEM_FILE")]
+    pub https_ca_file: Option<std::path::PathBuf>,
+
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT before exiting anyway.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,

@@ -660,6 +660,27 @@ impl Partition {
         self.counts
     }
 
+    /// Makes every in-flight message visible at once; returns how many. For a queue whose
+    /// only receiver restarted (an HTTP subscription's delivery queue): nothing can still be
+    /// working on them.
+    pub fn release_inflight(&mut self, now_ms: u64) -> usize {
+        let mut released = 0;
+        let held: Vec<u64> = self.inflight.drain().map(|Reverse((_, seq))| seq).collect();
+        for seq in held {
+            let Some(slot) = self.slot_mut(seq) else { continue };
+            if !matches!(slot.state, State::InFlight { .. }) {
+                continue;
+            }
+            slot.state = State::Visible;
+            self.journal.push(Event::VisibilityChanged { queue_id: self.queue_id, seq, deadline_ms: now_ms });
+            self.counts.inflight -= 1;
+            self.counts.visible += 1;
+            self.visible.push_back(seq);
+            released += 1;
+        }
+        released
+    }
+
     pub fn has_visible(&self) -> bool {
         self.counts.visible > 0
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, KeyValues, OpError};
 
+use crate::topic::http::is_delivery_queue;
 use crate::topic::{self, TopicChange, Topics};
 
 use super::attributes::{parse_queue_arn, valid_queue_name, QueueAttributes, READABLE_ATTRIBUTES};
@@ -60,15 +61,21 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Finds a queue by name or URL (the URL's last path segment names the queue).
+    /// Finds a client's queue by name or URL (the URL's last path segment names the queue).
+    /// Hidden delivery queues are not found.
     pub fn resolve(&self, queue: &str) -> Result<&Arc<QueueMeta>, OpError> {
         let name = queue.trim_end_matches('/').rsplit('/').next().unwrap_or(queue);
-        self.by_name.get(name).ok_or_else(queue_does_not_exist)
+        self.by_name.get(name).filter(|meta| !is_delivery_queue(&meta.name)).ok_or_else(queue_does_not_exist)
     }
 
-    /// The queue an SQS ARN names, if it exists.
+    /// A client's queue an SQS ARN names, if it exists.
     pub fn queue_by_arn(&self, arn: &str) -> Option<&Arc<QueueMeta>> {
-        self.by_name.get(parse_queue_arn(arn)?).filter(|meta| meta.arn == arn)
+        self.by_name.get(parse_queue_arn(arn)?).filter(|meta| meta.arn == arn && !is_delivery_queue(&meta.name))
+    }
+
+    /// The queues clients see (every queue but the hidden delivery queues), by name.
+    pub fn client_queues(&self) -> impl Iterator<Item = &Arc<QueueMeta>> {
+        self.by_name.values().filter(|meta| !is_delivery_queue(&meta.name))
     }
 
     /// The dead-letter queue a queue's RedrivePolicy names, if it exists.
@@ -201,7 +208,7 @@ impl Registry {
         let mut by_name = BTreeMap::new();
         for queue in value["queues"].as_array().ok_or("queues is not a list")? {
             let name = queue["name"].as_str().ok_or("a queue has no name")?.to_owned();
-            if !valid_queue_name(&name) {
+            if !valid_queue_name(&name) && !is_delivery_queue(&name) {
                 return Err(format!("invalid queue name {name:?}"));
             }
             let settings: KeyValues = strings(&queue["attributes"], "attributes")?;
@@ -330,7 +337,7 @@ impl Registry {
                 self.purged_at_ms.insert(meta.id, now_ms);
                 return Ok((MetaOutcome::Purge(meta.id), None));
             }
-            MetaChange::Topic(change) => return self.apply_topic(change),
+            MetaChange::Topic(change) => return self.apply_topic(change, now_s),
         };
         let by_id = queues.values().map(|meta| (meta.id, meta.clone())).collect();
         self.snapshot = Arc::new(Snapshot {
@@ -343,16 +350,34 @@ impl Registry {
         Ok((outcome, Some(self.snapshot.clone())))
     }
 
-    fn apply_topic(&mut self, change: TopicChange) -> Result<(MetaOutcome, Option<Arc<Snapshot>>), OpError> {
+    fn apply_topic(&mut self, change: TopicChange, now_s: u64) -> Result<(MetaOutcome, Option<Arc<Snapshot>>), OpError> {
         let mut topics = self.snapshot.topics.clone();
         let arn = topic::apply(&mut topics, &self.naming, change)?;
-        self.snapshot = Arc::new(Snapshot {
-            version: self.snapshot.version + 1,
-            naming: self.naming.clone(),
-            by_name: self.snapshot.by_name.clone(),
-            by_id: self.snapshot.by_id.clone(),
-            topics,
-        });
+        // Every HTTP subscription has its hidden delivery queue, and no other delivery queue stays.
+        let wanted: std::collections::BTreeSet<String> =
+            topics.values().flat_map(|t| t.subscriptions.iter()).filter_map(|s| s.delivery_queue()).collect();
+        let mut queues = self.snapshot.by_name.clone();
+        queues.retain(|name, _| !is_delivery_queue(name) || wanted.contains(name));
+        for name in wanted {
+            if queues.contains_key(&name) {
+                continue;
+            }
+            let meta = QueueMeta {
+                id: self.next_id,
+                url: self.naming.url(&name),
+                arn: self.naming.arn(&name),
+                name: name.clone(),
+                attributes: QueueAttributes::default(),
+                tags: BTreeMap::new(),
+                created_s: now_s,
+                modified_s: now_s,
+            };
+            self.next_id += 1;
+            queues.insert(name, Arc::new(meta));
+        }
+        let by_id = queues.values().map(|meta| (meta.id, meta.clone())).collect();
+        self.snapshot =
+            Arc::new(Snapshot { version: self.snapshot.version + 1, naming: self.naming.clone(), by_name: queues, by_id, topics });
         Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())))
     }
 

@@ -22,6 +22,7 @@ use super::Waiters;
 use crate::runtime::bus::{Answer, Call, ShardMessage, VisibilityChange};
 use crate::runtime::{now_ms, Shard};
 use crate::storage::Ticket;
+use crate::topic::http::is_delivery_queue;
 
 /// System attribute names a receive may ask for.
 /// Payloads kept only in the log that the loader reads back at once (neighbours share one
@@ -99,13 +100,13 @@ impl Shard {
             },
             Op::GetQueueUrl { name } => {
                 let snapshot = self.queues.snapshot();
-                let meta = snapshot.by_name.get(&name).ok_or_else(queue_does_not_exist)?;
+                let meta = snapshot.by_name.get(&name).filter(|meta| !is_delivery_queue(&meta.name)).ok_or_else(queue_does_not_exist)?;
                 Ok(Reply::QueueUrl(meta.url.clone()))
             }
             Op::ListQueues { prefix, max_results, next_token } => {
                 let snapshot = self.queues.snapshot();
                 let prefix = prefix.unwrap_or_default();
-                let names = snapshot.by_name.values().filter(|meta| meta.name.starts_with(&prefix));
+                let names = snapshot.client_queues().filter(|meta| meta.name.starts_with(&prefix));
                 paginate(names, max_results, next_token)
             }
             Op::DeleteQueue { queue } => {
@@ -140,7 +141,7 @@ impl Shard {
             Op::ListDeadLetterSourceQueues { queue, max_results, next_token } => {
                 let snapshot = self.queues.snapshot();
                 let target = snapshot.resolve(&queue)?;
-                let sources = snapshot.by_name.values().filter(|meta| {
+                let sources = snapshot.client_queues().filter(|meta| {
                     meta.attributes.redrive_policy.as_ref().is_some_and(|policy| policy.dead_letter_target_arn == target.arn)
                 });
                 paginate(sources, max_results, next_token)

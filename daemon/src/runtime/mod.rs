@@ -71,6 +71,10 @@ pub struct Shard {
     pub meta_saving: glommio::sync::Semaphore,
     /// Response encoder shared by this shard's connections (never held across an await).
     pub encoder: RefCell<Encoder>,
+    /// Notified when an HTTP delivery is queued on this shard (or is due again at once).
+    pub http_wake: LocalNotify,
+    /// TLS settings for `https` subscription endpoints (immutable).
+    pub tls: Arc<futures_rustls::rustls::ClientConfig>,
     pub shutdown: ShutdownState,
 }
 
@@ -193,6 +197,7 @@ async fn shard_main(
         ms = started.elapsed().as_millis() as u64,
         "log replayed"
     );
+    let tls = crate::topic::http::tls_config(config.https_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     let queues = QueueState::default();
     queues.install(snapshot);
     *queues.partitions.borrow_mut() = opened.partitions;
@@ -206,6 +211,8 @@ async fn shard_main(
         registry: (id == 0).then(|| RefCell::new(registry)),
         meta_saving: glommio::sync::Semaphore::new(1),
         encoder: RefCell::new(Encoder::new()),
+        http_wake: LocalNotify::default(),
+        tls,
         shutdown: ShutdownState::default(),
     });
 
@@ -218,6 +225,9 @@ async fn shard_main(
     let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
     let timers_shard = shard.clone();
     glommio::spawn_local_into(timers(timers_shard), background).map_err(|e| anyhow::anyhow!("cannot spawn timers: {e}"))?.detach();
+    glommio::spawn_local_into(shard.clone().http_deliveries(), background)
+        .map_err(|e| anyhow::anyhow!("cannot spawn HTTP deliveries: {e}"))?
+        .detach();
     let compaction_shard = shard.clone();
     glommio::spawn_local_into(compaction(compaction_shard), background)
         .map_err(|e| anyhow::anyhow!("cannot spawn compaction: {e}"))?

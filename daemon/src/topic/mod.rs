@@ -11,6 +11,7 @@
 
 pub mod envelope;
 pub mod filter;
+pub mod http;
 pub mod service;
 
 use std::collections::BTreeMap;
@@ -113,7 +114,11 @@ fn check_topic_attribute(name: &str, value: &str, creating: bool) -> Result<(), 
             }
             Err(invalid(format!("Invalid parameter: Attributes Reason: {name}: FIFO topics are not supported by this server yet")))
         }
-        "Policy" | "DeliveryPolicy" | "DataProtectionPolicy" if !value.is_empty() => {
+        "DeliveryPolicy" if !value.is_empty() => {
+            let policy: Value = serde_json::from_str(value).map_err(|_| bad("is not valid JSON"))?;
+            http::RetryPolicy::parse(&policy).map(|_| ())
+        }
+        "Policy" | "DataProtectionPolicy" if !value.is_empty() => {
             serde_json::from_str::<Value>(value).map(|_| ()).map_err(|_| bad("is not valid JSON"))
         }
         "TracingConfig" if !["PassThrough", "Active"].contains(&value) => Err(bad("must be PassThrough or Active")),
@@ -275,7 +280,9 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
                 return Err(OpError::new(ErrorCode::SubscriptionLimitExceeded, "Subscription limit exceeded"));
             }
             let arn = format!("{}:{}", meta.arn, random_uuid());
-            let subscription = compile_subscription(arn.clone(), meta.arn.clone(), protocol, endpoint, settings, None)?;
+            // HTTP endpoints confirm by echoing a token; queues of this account need not.
+            let token = protocol.starts_with("http").then(confirmation_token);
+            let subscription = compile_subscription(arn.clone(), meta.arn.clone(), protocol, endpoint, settings, token)?;
             let mut updated = (**meta).clone();
             updated.subscriptions.push(Arc::new(subscription));
             check_filter_count(&updated)?;
@@ -360,11 +367,12 @@ fn check_endpoint(naming: &Naming, protocol: &str, endpoint: &str) -> Result<(),
                 ))),
             }
         }
-        "http" | "https" => {
-            Err(invalid(format!("Invalid parameter: Protocol: {protocol} subscriptions are not supported by this server yet (sqs is)")))
-        }
+        "http" | "https" => match http::target_of(endpoint) {
+            Ok(()) if endpoint.starts_with(&format!("{protocol}://")) => Ok(()),
+            _ => Err(invalid(format!("Invalid parameter: Endpoint: {endpoint:?} is not an {protocol}:// URL"))),
+        },
         "email" | "email-json" | "sms" | "application" | "lambda" | "firehose" => {
-            Err(invalid(format!("Invalid parameter: Protocol: {protocol} is not supported by this server (sqs is)")))
+            Err(invalid(format!("Invalid parameter: Protocol: {protocol} is not supported by this server (sqs, http and https are)")))
         }
         other => Err(invalid(format!("Invalid parameter: Amazon SNS does not support this protocol string: {other}"))),
     }
@@ -411,7 +419,8 @@ fn compile_subscription(
         if !protocol.starts_with("http") {
             return Err(bad("DeliveryPolicy", "only HTTP/S subscriptions take a delivery policy"));
         }
-        serde_json::from_str::<Value>(policy).map_err(|_| bad("DeliveryPolicy", "is not valid JSON"))?;
+        let policy: Value = serde_json::from_str(policy).map_err(|_| bad("DeliveryPolicy", "is not valid JSON"))?;
+        http::RetryPolicy::parse(&policy)?;
     }
     Ok(SubscriptionMeta { arn, topic_arn, protocol, endpoint, attributes, raw, filter, scope, dead_letter_arn, pending_token })
 }
@@ -502,6 +511,17 @@ pub fn default_policy(topic_arn: &str, account_id: &str) -> String {
         }]
     })
     .to_string()
+}
+
+/// A subscription confirmation token: 64 random hex digits (from the operating system's
+/// generator, since whoever holds it can confirm the subscription).
+fn confirmation_token() -> String {
+    let mut bytes = [0u8; 32];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes[..16].copy_from_slice(&fastrand::u128(..).to_le_bytes());
+        bytes[16..].copy_from_slice(&fastrand::u128(..).to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A random (version 4) UUID, hyphenated: message ids and subscription ids.

@@ -38,10 +38,10 @@ fn invalid(message: impl Into<String>) -> OpError {
 }
 
 /// What one subscription's delivery came to, when it did not land in its queue.
-struct Undeliverable {
+pub(crate) struct Undeliverable {
     /// The code SNS puts in the dead-letter message's `ErrorCode` attribute.
-    code: &'static str,
-    reason: String,
+    pub code: &'static str,
+    pub reason: String,
 }
 
 /// One page of names after `next_token` (the last name of the previous page, encoded).
@@ -104,8 +104,12 @@ impl Shard {
                 let reply = self.topic_change(TopicChange::Subscribe { topic, protocol, endpoint, attributes }).await?;
                 let Reply::Arn(arn) = &reply else { return Ok(reply) };
                 let snapshot = self.queues.snapshot();
-                let pending = resolve_subscription(&snapshot.topics, &snapshot.naming, arn).is_ok_and(|(_, s)| s.pending_token.is_some());
-                Ok(if pending && !return_subscription_arn { Reply::Arn("pending confirmation".into()) } else { reply })
+                let Ok((_, subscription)) = resolve_subscription(&snapshot.topics, &snapshot.naming, arn) else { return Ok(reply) };
+                if subscription.pending_token.is_none() {
+                    return Ok(reply);
+                }
+                self.send_confirmation(subscription).await?;
+                Ok(if return_subscription_arn { reply } else { Reply::Arn("pending confirmation".into()) })
             }
             Op::ConfirmSubscription { topic, token, .. } => self.topic_change(TopicChange::Confirm { topic, token }).await,
             Op::Unsubscribe { subscription } => self.topic_change(TopicChange::Unsubscribe { subscription }).await.map(|_| Reply::Done),
@@ -236,6 +240,16 @@ impl Shard {
                 let md5 = (md5_of_body(&body), None);
                 (body, None, md5)
             };
+            if let Some(name) = subscription.delivery_queue() {
+                // HTTP: kept in the subscription's delivery queue until the POST succeeds.
+                if let Some(queue) = snapshot.by_name.get(&name) {
+                    let attributes = super::http::delivery_attributes("Notification", &message_id);
+                    let ticket = self.append_message(queue, self.delivery_payload(body, attributes, now), 0, now)?;
+                    *last = (*last).max(Some(ticket));
+                    self.http_wake.notify_all();
+                }
+                continue;
+            }
             let queue = snapshot.queue_by_arn(&subscription.endpoint);
             let delivered = match queue {
                 None => Err(Undeliverable {
@@ -283,9 +297,57 @@ impl Shard {
         Ok(message_id)
     }
 
+    /// A delivery-queue message: the body to POST and the headers' values.
+    fn delivery_payload(&self, body: Bytes, attributes: Vec<MessageAttribute>, now: u64) -> Payload {
+        Payload {
+            message_id: new_message_id(),
+            md5_of_body: md5_of_body(&body),
+            md5_of_attributes: None,
+            trace_header: None,
+            attributes: Some(Arc::from(attributes)),
+            message_group_id: None,
+            sent_ms: now,
+            dead_letter_source_arn: None,
+            body,
+        }
+    }
+
+    /// Queues the SubscriptionConfirmation a pending HTTP subscription's endpoint receives.
+    async fn send_confirmation(self: &Rc<Self>, subscription: &SubscriptionMeta) -> Result<(), OpError> {
+        let (Some(token), Some(name)) = (&subscription.pending_token, subscription.delivery_queue()) else { return Ok(()) };
+        let snapshot = self.queues.snapshot();
+        let Some(queue) = snapshot.by_name.get(&name) else { return Ok(()) };
+        let now = now_ms();
+        let message_id = random_uuid();
+        let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now)).to_string();
+        let public_url = self.config.public_url.trim_end_matches('/');
+        let subscribe_url = format!("{public_url}/?Action=ConfirmSubscription&TopicArn={}&Token={token}", subscription.topic_arn);
+        let body = serde_json::json!({
+            "Type": "SubscriptionConfirmation",
+            "MessageId": message_id,
+            "Token": token,
+            "TopicArn": subscription.topic_arn,
+            "Message": format!(
+                "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+                subscription.topic_arn
+            ),
+            "SubscribeURL": subscribe_url,
+            "Timestamp": timestamp,
+            "SignatureVersion": "1",
+            "Signature": "",
+            "SigningCertURL": format!("{public_url}/SimpleNotificationService-sluice.pem"),
+        });
+        let body = Bytes::from(body.to_string());
+        let attributes = super::http::delivery_attributes("SubscriptionConfirmation", &message_id);
+        let ticket = self.append_message(queue, self.delivery_payload(body, attributes, now), 0, now)?;
+        self.storage.durable(ticket).await?;
+        self.http_wake.notify_all();
+        Ok(())
+    }
+
     /// Sends an undeliverable notification to the subscription's dead-letter queue, with
     /// why in its attributes, or drops it (logged) when there is none.
-    fn dead_letter(
+    pub(crate) fn dead_letter(
         self: &Rc<Self>,
         snapshot: &Snapshot,
         subscription: &SubscriptionMeta,

@@ -1,0 +1,490 @@
+//! Delivery to HTTP subscribers, in the background.
+//!
+//! Every `http` subscription has a hidden delivery queue (created and removed with the
+//! subscription, named `sluice.http-delivery.<id>`, invisible to clients). A publish
+//! appends the notification to this shard's partition of it, durably, like any queue
+//! subscriber, so an acknowledged publish survives a crash on its way to an HTTP endpoint
+//! too. Each shard's delivery task takes what is due from its own partitions and POSTs it,
+//! as SNS does (headers `x-amz-sns-*`, the JSON document as the body); a 2xx answer deletes
+//! it, anything else makes it visible again after the next delay of the delivery policy
+//! (the receive count is the attempt number). When the policy's attempts are spent it goes
+//! to the subscription's dead-letter queue, or is dropped and logged.
+//!
+//! The first message in a pending subscription's queue is its SubscriptionConfirmation,
+//! with the token that ConfirmSubscription takes.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_rustls::rustls::{self, ClientConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use sluice_protocol::{ErrorCode, MessageAttribute, OpError};
+
+use super::SubscriptionMeta;
+use crate::queue::partition::Delivery;
+use crate::runtime::bus::{Call, VisibilityChange};
+use crate::runtime::Shard;
+
+/// Prefix of the hidden delivery queues; a client cannot name a queue like this (only
+/// `.fifo` may carry a dot).
+pub const DELIVERY_QUEUE_PREFIX: &str = "sluice.http-delivery.";
+/// How long a message stays hidden while its POST is under way (longer than the timeout).
+const POSTING_VISIBILITY_MS: u64 = 60_000;
+/// How long one POST may take, connection included, before it counts as failed.
+const POST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a shard looks for deliveries that became due (retries); new ones wake it at once.
+const DELIVERY_TICK: Duration = Duration::from_millis(200);
+/// Deliveries one shard has under way at once.
+const POSTS_IN_FLIGHT_MAX: usize = 64;
+/// Response bytes read to find the status line and headers.
+const RESPONSE_HEAD_BYTES_MAX: usize = 16 * 1024;
+
+/// Message attributes a delivery queue's messages carry for the POST's headers.
+pub const MESSAGE_TYPE: &str = "x-amz-sns-message-type";
+pub const MESSAGE_ID: &str = "x-amz-sns-message-id";
+
+/// Whether a queue name is a hidden delivery queue.
+pub fn is_delivery_queue(name: &str) -> bool {
+    name.starts_with(DELIVERY_QUEUE_PREFIX)
+}
+
+impl SubscriptionMeta {
+    /// The hidden queue that holds this subscription's deliveries (HTTP subscriptions only).
+    pub fn delivery_queue(&self) -> Option<String> {
+        if !self.protocol.starts_with("http") {
+            return None;
+        }
+        let id = self.arn.rsplit(':').next()?;
+        Some(format!("{DELIVERY_QUEUE_PREFIX}{id}"))
+    }
+}
+
+/// When to try again, from an SNS delivery policy's `healthyRetryPolicy`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub min_delay_s: u64,
+    pub max_delay_s: u64,
+    pub num_retries: u32,
+    pub num_no_delay_retries: u32,
+    pub num_min_delay_retries: u32,
+    pub num_max_delay_retries: u32,
+    pub backoff: Backoff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backoff {
+    Linear,
+    Arithmetic,
+    Geometric,
+    Exponential,
+}
+
+impl Default for RetryPolicy {
+    /// SNS's default for HTTP/S: three retries, 20 seconds apart.
+    fn default() -> Self {
+        RetryPolicy {
+            min_delay_s: 20,
+            max_delay_s: 20,
+            num_retries: 3,
+            num_no_delay_retries: 0,
+            num_min_delay_retries: 0,
+            num_max_delay_retries: 0,
+            backoff: Backoff::Linear,
+        }
+    }
+}
+
+fn invalid_policy(reason: impl std::fmt::Display) -> OpError {
+    OpError::new(ErrorCode::InvalidParameter, format!("Invalid parameter: DeliveryPolicy: {reason}"))
+}
+
+impl RetryPolicy {
+    /// Reads `healthyRetryPolicy` from a subscription's policy, or `http.defaultHealthyRetryPolicy`
+    /// from a topic's; SNS's bounds are checked.
+    pub fn parse(policy: &Value) -> Result<Option<RetryPolicy>, OpError> {
+        let retry = match (policy.get("healthyRetryPolicy"), policy.pointer("/http/defaultHealthyRetryPolicy")) {
+            (Some(retry), _) | (None, Some(retry)) => retry,
+            (None, None) => return Ok(None),
+        };
+        let number = |key: &str, default: u64, max: u64| -> Result<u64, OpError> {
+            match retry.get(key) {
+                None => Ok(default),
+                Some(value) => value
+                    .as_u64()
+                    .filter(|n| *n <= max)
+                    .ok_or_else(|| invalid_policy(format!("{key} must be a whole number from 0 to {max}"))),
+            }
+        };
+        let backoff = match retry.get("backoffFunction").and_then(Value::as_str).unwrap_or("linear") {
+            "linear" => Backoff::Linear,
+            "arithmetic" => Backoff::Arithmetic,
+            "geometric" => Backoff::Geometric,
+            "exponential" => Backoff::Exponential,
+            other => return Err(invalid_policy(format!("unknown backoffFunction {other:?}"))),
+        };
+        let parsed = RetryPolicy {
+            min_delay_s: number("minDelayTarget", 20, 3600)?.max(1),
+            max_delay_s: number("maxDelayTarget", 20, 3600)?.max(1),
+            num_retries: number("numRetries", 3, 100)? as u32,
+            num_no_delay_retries: number("numNoDelayRetries", 0, 100)? as u32,
+            num_min_delay_retries: number("numMinDelayRetries", 0, 100)? as u32,
+            num_max_delay_retries: number("numMaxDelayRetries", 0, 100)? as u32,
+            backoff,
+        };
+        if parsed.min_delay_s > parsed.max_delay_s {
+            return Err(invalid_policy("minDelayTarget must not exceed maxDelayTarget"));
+        }
+        if parsed.num_no_delay_retries + parsed.num_min_delay_retries + parsed.num_max_delay_retries > parsed.num_retries {
+            return Err(invalid_policy("numNoDelayRetries + numMinDelayRetries + numMaxDelayRetries must not exceed numRetries"));
+        }
+        Ok(Some(parsed))
+    }
+
+    /// Attempts in all: the first and every retry.
+    pub fn attempts(&self) -> u32 {
+        1 + self.num_retries
+    }
+
+    /// The delay before retry number `retry` (1-based), in milliseconds: immediate retries,
+    /// then retries at the minimum delay, the backoff phase from minimum to maximum, and
+    /// retries at the maximum.
+    pub fn delay_ms(&self, retry: u32) -> u64 {
+        let (min, max) = (self.min_delay_s as f64, self.max_delay_s as f64);
+        let backoff_retries = self.num_retries - self.num_no_delay_retries - self.num_min_delay_retries - self.num_max_delay_retries;
+        let seconds = if retry <= self.num_no_delay_retries {
+            0.0
+        } else if retry <= self.num_no_delay_retries + self.num_min_delay_retries {
+            min
+        } else if retry <= self.num_no_delay_retries + self.num_min_delay_retries + backoff_retries {
+            let step = retry - self.num_no_delay_retries - self.num_min_delay_retries; // 1..=backoff_retries
+            let fraction = if backoff_retries <= 1 { 1.0 } else { (step - 1) as f64 / (backoff_retries - 1) as f64 };
+            match self.backoff {
+                Backoff::Linear => min + (max - min) * fraction,
+                Backoff::Arithmetic => min + (max - min) * fraction * fraction,
+                Backoff::Geometric => min + (max - min) * fraction.sqrt(),
+                Backoff::Exponential => min * (max / min).powf(fraction),
+            }
+        } else {
+            max
+        };
+        (seconds * 1000.0).round() as u64
+    }
+}
+
+/// The retry policy that applies to a subscription: its own, unless the topic forbids
+/// overrides, else the topic's, else SNS's default.
+pub fn effective_policy(subscription: &SubscriptionMeta, topic_policy: Option<&str>) -> RetryPolicy {
+    let parse = |text: Option<&str>| text.and_then(|t| serde_json::from_str::<Value>(t).ok());
+    let topic = parse(topic_policy);
+    let overrides_disabled =
+        topic.as_ref().and_then(|t| t.pointer("/http/disableSubscriptionOverrides")).and_then(Value::as_bool) == Some(true);
+    let own = if overrides_disabled { None } else { parse(subscription.attributes.get("DeliveryPolicy").map(String::as_str)) };
+    own.and_then(|p| RetryPolicy::parse(&p).ok().flatten())
+        .or_else(|| topic.and_then(|p| RetryPolicy::parse(&p).ok().flatten()))
+        .unwrap_or_default()
+}
+
+/// The TLS settings for `https` endpoints: the public (Mozilla) roots and, with
+/// `--https-ca-file`, the certificate authorities in that PEM file.
+pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = ca_file {
+        let mut added = 0;
+        for certificate in CertificateDer::pem_file_iter(path).map_err(|e| format!("--https-ca-file {}: {e}", path.display()))? {
+            let certificate = certificate.map_err(|e| format!("--https-ca-file {}: {e}", path.display()))?;
+            roots.add(certificate).map_err(|e| format!("--https-ca-file {}: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("--https-ca-file {} holds no certificate", path.display()));
+        }
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS settings: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Where a URL points, split for a request.
+struct Target {
+    tls: bool,
+    host: String,
+    host_header: String,
+    addr: String,
+    path: String,
+}
+
+/// Splits an `http://` or `https://` endpoint URL.
+pub fn target_of(endpoint: &str) -> Result<(), String> {
+    target(endpoint).map(|_| ())
+}
+
+fn target(endpoint: &str) -> Result<Target, String> {
+    let url = url::Url::parse(endpoint).map_err(|e| format!("bad endpoint URL: {e}"))?;
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => return Err(format!("unsupported scheme {other}")),
+    };
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or("endpoint URL has no host")?.to_owned();
+    let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
+    let host_header = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.clone(),
+    };
+    let mut path = url.path().to_owned();
+    if let Some(query) = url.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let bare_host = host.trim_matches(['[', ']']).to_owned();
+    let addr = if bare_host.contains(':') { format!("[{bare_host}]:{port}") } else { format!("{bare_host}:{port}") };
+    Ok(Target { tls, host: bare_host, host_header, addr, path })
+}
+
+/// POSTs one message; returns the HTTP status.
+async fn post(tls: &Arc<ClientConfig>, endpoint: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<u16, String> {
+    let target = target(endpoint)?;
+    let attempt = async {
+        let tcp =
+            glommio::net::TcpStream::connect(target.addr.as_str()).await.map_err(|e| format!("connecting to {}: {e}", target.addr))?;
+        if !target.tls {
+            return exchange(tcp, &target, headers, body).await;
+        }
+        let name = ServerName::try_from(target.host.clone()).map_err(|e| format!("bad host name {}: {e}", target.host))?;
+        let stream = futures_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS with {}: {e}", target.host))?;
+        exchange(stream, &target, headers, body).await
+    };
+    match glommio::timer::timeout(POST_TIMEOUT, async { Ok(attempt.await) }).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {} s", POST_TIMEOUT.as_secs())),
+    }
+}
+
+/// Writes the request and reads the answer's status line and headers.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    target: &Target,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<u16, String> {
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: {}\r\nUser-Agent: Amazon Simple Notification Service Agent\r\nConnection: close\r\n",
+        target.path,
+        target.host_header,
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.map_err(|e| format!("sending: {e}"))?;
+    stream.write_all(body).await.map_err(|e| format!("sending: {e}"))?;
+    stream.flush().await.map_err(|e| format!("sending: {e}"))?;
+    let mut response = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|e| format!("reading the answer: {e}"))?;
+        if n == 0 {
+            return Err("the endpoint closed the connection without an answer".to_owned());
+        }
+        response.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut headers);
+        match parsed.parse(&response) {
+            Ok(httparse::Status::Complete(_)) => return parsed.code.ok_or_else(|| "an answer without a status".to_owned()),
+            Ok(httparse::Status::Partial) if response.len() < RESPONSE_HEAD_BYTES_MAX => continue,
+            Ok(httparse::Status::Partial) => return Err("the answer's head is too long".to_owned()),
+            Err(error) => return Err(format!("not an HTTP answer: {error}")),
+        }
+    }
+}
+
+fn attribute<'a>(delivery: &'a Delivery, name: &str) -> Option<&'a str> {
+    delivery.payload.attributes.as_deref()?.iter().find(|a| a.name == name)?.string_value.as_deref()
+}
+
+impl Shard {
+    /// This shard's HTTP delivery task: runs for the life of the shard.
+    pub async fn http_deliveries(self: Rc<Self>) {
+        self.release_deliveries_in_flight().await;
+        let posts = Rc::new(glommio::sync::Semaphore::new(POSTS_IN_FLIGHT_MAX as u64));
+        loop {
+            let woken = self.http_wake.listen();
+            let tick = glommio::timer::sleep(DELIVERY_TICK);
+            let shutdown = self.shutdown.event.listen();
+            futures::pin_mut!(woken, tick, shutdown);
+            futures::future::select(woken, futures::future::select(tick, shutdown)).await;
+            if self.shutdown.requested.get() {
+                return;
+            }
+            let snapshot = self.queues.snapshot();
+            for topic in snapshot.topics.values() {
+                for subscription in &topic.subscriptions {
+                    let Some(queue) = subscription.delivery_queue().and_then(|name| snapshot.by_name.get(&name).cloned()) else { continue };
+                    let free = posts.available() as usize;
+                    if free == 0 {
+                        break;
+                    }
+                    let deliveries = match self.receive_local(queue.id, free.min(10), POSTING_VISIBILITY_MS).await {
+                        Ok(deliveries) => deliveries,
+                        Err(error) => {
+                            tracing::warn!(shard = self.id, subscription = %subscription.arn, %error, "cannot take deliveries");
+                            continue;
+                        }
+                    };
+                    let policy = effective_policy(subscription, topic.attributes.get("DeliveryPolicy").map(String::as_str));
+                    for delivery in deliveries {
+                        let Ok(permit) = posts.clone().acquire_static_permit(1).await else { return };
+                        let shard = self.clone();
+                        let (subscription, queue_id, policy) = (subscription.clone(), queue.id, policy.clone());
+                        glommio::spawn_local(async move {
+                            shard.deliver(&subscription, queue_id, delivery, &policy).await;
+                            drop(permit);
+                        })
+                        .detach();
+                    }
+                }
+            }
+        }
+    }
+
+    /// At start: deliveries that were being POSTed when the daemon stopped are due again now
+    /// (otherwise they would wait out the posting visibility).
+    async fn release_deliveries_in_flight(self: &Rc<Self>) {
+        let snapshot = self.queues.snapshot();
+        let now = crate::runtime::now_ms();
+        let mut last = None;
+        for queue in snapshot.by_name.values().filter(|meta| is_delivery_queue(&meta.name)) {
+            let mut partitions = self.queues.partitions.borrow_mut();
+            let Some(partition) = partitions.get_mut(&queue.id) else { continue };
+            if partition.release_inflight(now) > 0 {
+                match self.storage.commit(partition) {
+                    Ok(ticket) => last = last.max(ticket),
+                    Err(error) => tracing::warn!(shard = self.id, %error, "cannot release HTTP deliveries in flight"),
+                }
+            }
+        }
+        if let Some(ticket) = last {
+            if let Err(error) = self.storage.durable(ticket).await {
+                tracing::warn!(shard = self.id, %error, "cannot release HTTP deliveries in flight");
+            }
+        }
+    }
+
+    /// One attempt at one delivery, and what follows from its outcome.
+    async fn deliver(self: &Rc<Self>, subscription: &SubscriptionMeta, queue_id: u64, delivery: Delivery, policy: &RetryPolicy) {
+        let message_type = attribute(&delivery, MESSAGE_TYPE).unwrap_or("Notification");
+        let message_id = attribute(&delivery, MESSAGE_ID).unwrap_or_default();
+        let mut headers =
+            vec![(MESSAGE_TYPE, message_type), (MESSAGE_ID, message_id), ("x-amz-sns-topic-arn", subscription.topic_arn.as_str())];
+        if message_type == "Notification" {
+            headers.push(("x-amz-sns-subscription-arn", subscription.arn.as_str()));
+            if subscription.raw {
+                headers.push(("x-amz-sns-rawdelivery", "true"));
+            }
+        }
+        let outcome = match post(&self.tls, &subscription.endpoint, &headers, &delivery.payload.body).await {
+            Ok(status) if (200..300).contains(&status) => Ok(()),
+            Ok(status) => Err(format!("the endpoint answered HTTP {status}")),
+            Err(error) => Err(error),
+        };
+        let message = (delivery.seq, delivery.payload.message_id as u64);
+        let attempt = delivery.receive_count;
+        match outcome {
+            Ok(()) => {
+                self.handle_call(Call::Delete { queue_id, messages: vec![message] }).await;
+            }
+            Err(reason) if attempt < policy.attempts() => {
+                let timeout_ms = policy.delay_ms(attempt);
+                tracing::debug!(subscription = %subscription.arn, attempt, %reason, retry_in_ms = timeout_ms, "HTTP delivery failed; will retry");
+                let entries = vec![VisibilityChange { message, receive_count: attempt, timeout_ms }];
+                self.handle_call(Call::ChangeVisibility { queue_id, entries }).await;
+                if timeout_ms == 0 {
+                    self.http_wake.notify_all();
+                }
+            }
+            Err(reason) => {
+                if message_type == "Notification" {
+                    let snapshot = self.queues.snapshot();
+                    let now = crate::runtime::now_ms();
+                    let mut last = None;
+                    let undeliverable = super::service::Undeliverable {
+                        code: "DeliveryFailed",
+                        reason: format!("{} attempts failed; the last: {reason}", attempt),
+                    };
+                    match self.dead_letter(&snapshot, subscription, delivery.payload.body.clone(), undeliverable, now, &mut last) {
+                        Ok(()) => {
+                            if let Some(ticket) = last {
+                                // Deleted only once the dead-letter copy is kept: a crash between
+                                // the two can duplicate the message, never lose it.
+                                if let Err(error) = self.storage.durable(ticket).await {
+                                    tracing::error!(%error, "cannot keep a dead-lettered notification; will retry it");
+                                    return;
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "cannot dead-letter a notification; will retry it");
+                            return;
+                        }
+                    }
+                } else {
+                    tracing::warn!(subscription = %subscription.arn, %reason, "the subscription confirmation could not be delivered");
+                }
+                self.handle_call(Call::Delete { queue_id, messages: vec![message] }).await;
+            }
+        }
+    }
+}
+
+/// Attributes a delivery-queue message carries: its type and SNS message id.
+pub fn delivery_attributes(message_type: &str, message_id: &str) -> Vec<MessageAttribute> {
+    vec![MessageAttribute::string(MESSAGE_TYPE, "String", message_type), MessageAttribute::string(MESSAGE_ID, "String", message_id)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_is_three_retries_twenty_seconds_apart() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.attempts(), 4);
+        assert_eq!((1..=3).map(|r| policy.delay_ms(r)).collect::<Vec<_>>(), [20_000, 20_000, 20_000]);
+    }
+
+    #[test]
+    fn phases_run_immediate_then_minimum_then_backoff_then_maximum() {
+        let policy: Value = serde_json::json!({"healthyRetryPolicy": {
+            "minDelayTarget": 1, "maxDelayTarget": 16, "numRetries": 9, "numNoDelayRetries": 2,
+            "numMinDelayRetries": 1, "numMaxDelayRetries": 1, "backoffFunction": "exponential"}});
+        let policy = RetryPolicy::parse(&policy).unwrap().unwrap();
+        let delays: Vec<u64> = (1..=9).map(|r| policy.delay_ms(r)).collect();
+        assert_eq!(delays, [0, 0, 1000, 1000, 2000, 4000, 8000, 16_000, 16_000]);
+    }
+
+    #[test]
+    fn bad_policies_are_refused() {
+        for bad in [
+            serde_json::json!({"healthyRetryPolicy": {"minDelayTarget": 30, "maxDelayTarget": 10}}),
+            serde_json::json!({"healthyRetryPolicy": {"numRetries": 101}}),
+            serde_json::json!({"healthyRetryPolicy": {"numRetries": 2, "numNoDelayRetries": 3}}),
+            serde_json::json!({"healthyRetryPolicy": {"backoffFunction": "random"}}),
+        ] {
+            assert_eq!(RetryPolicy::parse(&bad).unwrap_err().code, ErrorCode::InvalidParameter, "{bad}");
+        }
+    }
+}

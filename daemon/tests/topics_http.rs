@@ -1,0 +1,344 @@
+//! HTTP subscribers, through a real daemon and a real HTTP server in the test: the
+//! confirmation handshake, notifications as SNS POSTs them, raw delivery, retries after
+//! errors, and redrive to the subscription's dead-letter queue when retries are spent.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_client::*;
+use sluice_testkit::*;
+
+/// What the endpoint was sent.
+#[derive(Debug)]
+struct Posted {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Posted {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// An HTTP endpoint that records every POST and answers with the scripted statuses (200 once
+/// the script is used up).
+struct Endpoint {
+    url: String,
+    posted: Receiver<Posted>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Endpoint {
+    fn start(script: &[u16]) -> Endpoint {
+        Endpoint::start_with(script, None)
+    }
+
+    /// With `tls`, an HTTPS endpoint (named `localhost`, for its certificate).
+    fn start_with(script: &[u16], tls: Option<Arc<rustls::ServerConfig>>) -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = match tls {
+            Some(_) => format!("https://localhost:{port}/sns/hook?team=a"),
+            None => format!("http://127.0.0.1:{port}/sns/hook?team=a"),
+        };
+        let (tx, posted) = channel();
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<u16>>()));
+        let answers = script.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let served = match &tls {
+                    Some(config) => {
+                        let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                        serve(rustls::StreamOwned::new(connection, stream), &tx, &answers)
+                    }
+                    None => serve(stream, &tx, &answers),
+                };
+                if served.is_err() {
+                    return;
+                }
+            }
+        });
+        Endpoint { url, posted, script }
+    }
+
+    fn next(&self) -> Posted {
+        self.posted.recv_timeout(Duration::from_secs(20)).expect("the endpoint received nothing within 20 s")
+    }
+
+    fn nothing_within(&self, wait: Duration) -> bool {
+        self.posted.recv_timeout(wait).is_err()
+    }
+}
+
+fn serve(mut stream: impl Read + Write, posted: &Sender<Posted>, script: &Mutex<VecDeque<u16>>) -> Result<(), ()> {
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head_len, path, headers) = loop {
+        let n = stream.read(&mut chunk).map_err(|_| ())?;
+        if n == 0 {
+            return Ok(());
+        }
+        data.extend_from_slice(&chunk[..n]);
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut slots);
+        if let httparse::Status::Complete(len) = request.parse(&data).map_err(|_| ())? {
+            assert_eq!(request.method, Some("POST"));
+            let headers: Vec<(String, String)> =
+                request.headers.iter().map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned())).collect();
+            break (len, request.path.unwrap_or_default().to_owned(), headers);
+        }
+    };
+    let length: usize =
+        headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    while data.len() < head_len + length {
+        let n = stream.read(&mut chunk).map_err(|_| ())?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&data[head_len..head_len + length]).into_owned();
+    let status = script.lock().unwrap().pop_front().unwrap_or(200);
+    posted.send(Posted { path, headers, body }).map_err(|_| ())?;
+    let reason = if status == 200 { "OK" } else { "Error" };
+    let _ = stream.write_all(format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+    let _ = stream.flush();
+    Ok(())
+}
+
+/// Subscribes the endpoint, takes its SubscriptionConfirmation and confirms; returns the ARN.
+fn confirmed(c: &Conn, topic: &str, endpoint: &Endpoint, attributes: Vec<(String, String)>) -> String {
+    let op = Op::Subscribe {
+        topic: topic.into(),
+        protocol: "http".into(),
+        endpoint: Some(endpoint.url.clone()),
+        attributes,
+        return_subscription_arn: false,
+    };
+    assert_eq!(c.run(c.client().call(op)).unwrap(), Reply::Arn("pending confirmation".into()));
+    let confirmation = endpoint.next();
+    assert_eq!(confirmation.header("x-amz-sns-message-type"), Some("SubscriptionConfirmation"));
+    assert_eq!(confirmation.header("x-amz-sns-topic-arn"), Some(topic));
+    assert_eq!(confirmation.path, "/sns/hook?team=a");
+    let document = confirmation.json();
+    assert_eq!(document["Type"], "SubscriptionConfirmation");
+    assert_eq!(document["TopicArn"], topic);
+    let token = document["Token"].as_str().unwrap().to_owned();
+    assert!(document["SubscribeURL"].as_str().unwrap().contains(&token));
+    assert!(document["Message"].as_str().unwrap().contains("To confirm the subscription"));
+    c.run(c.client().confirm_subscription(topic, &token)).unwrap()
+}
+
+#[test]
+fn http_subscribers_confirm_then_receive_notifications_as_sns_posts_them() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    let topic = c.run(c.client().create_topic("web", vec![], vec![])).unwrap();
+    let endpoint = Endpoint::start(&[]);
+
+    let op = Op::Subscribe {
+        topic: topic.clone(),
+        protocol: "http".into(),
+        endpoint: Some(endpoint.url.clone()),
+        attributes: vec![],
+        return_subscription_arn: true,
+    };
+    let Reply::Arn(arn) = c.run(c.client().call(op)).unwrap() else { panic!("no ARN") };
+    let pending = c.run(c.client().get_subscription_attributes(&arn)).unwrap();
+    assert_eq!(attribute(&pending, "PendingConfirmation"), Some("true"));
+    assert_eq!(attribute(&c.run(c.client().get_topic_attributes(&topic)).unwrap(), "SubscriptionsPending"), Some("1"));
+    let (rows, _) = c.run(c.client().list_subscriptions(Some(&topic), None)).unwrap();
+    assert_eq!(rows[0].subscription_arn, "PendingConfirmation");
+    // Nothing is delivered before the endpoint confirms.
+    let confirmation = endpoint.next();
+    c.run(c.client().publish(&topic, "too early")).unwrap();
+    let token = confirmation.json()["Token"].as_str().unwrap().to_owned();
+    assert_code(c.run(c.client().confirm_subscription(&topic, "wrong")), ErrorCode::InvalidParameter);
+    assert_eq!(c.run(c.client().confirm_subscription(&topic, &token)).unwrap(), arn);
+    assert_eq!(attribute(&c.run(c.client().get_topic_attributes(&topic)).unwrap(), "SubscriptionsConfirmed"), Some("1"));
+
+    let attributes = vec![MessageAttribute::string("color", "String", "red")];
+    let sent = PublishEntry { message: "hello".into(), subject: Some("Hi".into()), attributes, ..PublishEntry::default() };
+    let published = c.run(c.client().publish_entry(&topic, sent)).unwrap();
+    let notification = endpoint.next();
+    assert_eq!(notification.header("x-amz-sns-message-type"), Some("Notification"));
+    assert_eq!(notification.header("x-amz-sns-message-id"), Some(published.message_id.as_str()));
+    assert_eq!(notification.header("x-amz-sns-topic-arn"), Some(topic.as_str()));
+    assert_eq!(notification.header("x-amz-sns-subscription-arn"), Some(arn.as_str()));
+    assert_eq!(notification.header("content-type"), Some("text/plain; charset=UTF-8"));
+    let envelope = notification.json();
+    assert_eq!(envelope["Message"], "hello");
+    assert_eq!(envelope["Subject"], "Hi");
+    assert_eq!(envelope["MessageId"], published.message_id.as_str());
+    assert_eq!(envelope["MessageAttributes"]["color"]["Value"], "red");
+
+    // Raw delivery POSTs the message itself.
+    c.run(c.client().set_subscription_attribute(&arn, "RawMessageDelivery", Some("true"))).unwrap();
+    c.run(c.client().publish(&topic, "plain text")).unwrap();
+    let raw = endpoint.next();
+    assert_eq!(raw.body, "plain text");
+    assert_eq!(raw.header("x-amz-sns-rawdelivery"), Some("true"));
+
+    // Unsubscribed: nothing more arrives.
+    c.run(c.client().unsubscribe(&arn)).unwrap();
+    c.run(c.client().publish(&topic, "after")).unwrap();
+    assert!(endpoint.nothing_within(Duration::from_secs(1)));
+    // The hidden delivery queue never shows among the client's queues.
+    assert!(c.run(c.client().list_queues(None, None, None)).unwrap().0.is_empty());
+}
+
+#[test]
+fn http_delivery_retries_after_errors_and_redrives_when_its_policy_is_spent() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    let topic = c.run(c.client().create_topic("flaky", vec![], vec![])).unwrap();
+    c.run(c.client().create_queue("undelivered", vec![], vec![])).unwrap();
+    // After confirming: two 500s then success for the first message; four 500s for the second.
+    let endpoint = Endpoint::start(&[200, 500, 500, 200, 500, 503, 500, 500]);
+    let policy = r#"{"healthyRetryPolicy":{"numRetries":3,"numNoDelayRetries":3,"minDelayTarget":1,"maxDelayTarget":1}}"#;
+    let redrive = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:undelivered"}"#;
+    let arn = confirmed(&c, &topic, &endpoint, vec![kv("DeliveryPolicy", policy), kv("RedrivePolicy", redrive)]);
+    assert_code(
+        c.run(c.client().set_subscription_attribute(&arn, "DeliveryPolicy", Some(r#"{"healthyRetryPolicy":{"numRetries":500}}"#))),
+        ErrorCode::InvalidParameter,
+    );
+
+    let first = c.run(c.client().publish(&topic, "first")).unwrap();
+    let attempts: Vec<Posted> = (0..3).map(|_| endpoint.next()).collect();
+    assert!(attempts.iter().all(|p| p.header("x-amz-sns-message-id") == Some(first.as_str()) && p.json()["Message"] == "first"));
+
+    let second = c.run(c.client().publish(&topic, "second")).unwrap();
+    let attempts: Vec<Posted> = (0..4).map(|_| endpoint.next()).collect();
+    assert!(attempts.iter().all(|p| p.header("x-amz-sns-message-id") == Some(second.as_str())));
+    let receive = ReceiveMessage {
+        queue: "undelivered".into(),
+        max_messages: Some(10),
+        wait_time_seconds: Some(10),
+        message_attribute_names: vec!["All".into()],
+        ..ReceiveMessage::default()
+    };
+    let dead = c.run(c.client().receive_message(receive)).unwrap();
+    assert_eq!(dead.len(), 1, "only the message whose retries ran out is dead-lettered");
+    let envelope: Value = serde_json::from_slice(&dead[0].body).unwrap();
+    assert_eq!(envelope["Message"], "second");
+    let code = dead[0].message_attributes.iter().find(|a| a.name == "ErrorCode").unwrap();
+    assert_eq!(code.string_value.as_deref(), Some("DeliveryFailed"));
+    // Spent: no fifth attempt.
+    assert!(endpoint.nothing_within(Duration::from_millis(1500)));
+    assert!(endpoint.script.lock().unwrap().is_empty());
+}
+
+#[test]
+fn http_endpoints_are_checked() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    let topic = c.run(c.client().create_topic("t", vec![], vec![])).unwrap();
+    assert_code(c.run(c.client().subscribe(&topic, "http", "not a url", vec![])), ErrorCode::InvalidParameter);
+    assert_code(c.run(c.client().subscribe(&topic, "http", "ftp://example.com/", vec![])), ErrorCode::InvalidParameter);
+    assert_code(c.run(c.client().subscribe(&topic, "https", "http://example.com/", vec![])), ErrorCode::InvalidParameter);
+    assert_code(c.run(c.client().subscribe(&topic, "http", "https://example.com/", vec![])), ErrorCode::InvalidParameter);
+    assert_code(
+        c.run(c.client().subscribe(
+            &topic,
+            "http",
+            "http://127.0.0.1:9/",
+            vec![kv("DeliveryPolicy", r#"{"healthyRetryPolicy":{"backoffFunction":"random"}}"#)],
+        )),
+        ErrorCode::InvalidParameter,
+    );
+    assert_code(c.run(c.client().set_topic_attribute(&topic, "DeliveryPolicy", Some("{broken"))), ErrorCode::InvalidParameter);
+}
+
+#[test]
+fn a_notification_on_its_way_to_an_endpoint_survives_kill_and_restart() {
+    let mut daemon = Daemon::start();
+    let endpoint = Endpoint::start(&[200]);
+    let topic = {
+        let c = daemon.client();
+        let topic = c.run(c.client().create_topic("kept", vec![], vec![])).unwrap();
+        let policy = r#"{"healthyRetryPolicy":{"numRetries":100,"minDelayTarget":1,"maxDelayTarget":1}}"#;
+        confirmed(&c, &topic, &endpoint, vec![kv("DeliveryPolicy", policy)]);
+        // The endpoint fails from now on; the publish is acknowledged, its first attempt fails.
+        endpoint.script.lock().unwrap().extend([500; 1000]);
+        c.run(c.client().publish(&topic, "survivor")).unwrap();
+        assert_eq!(endpoint.next().json()["Message"], "survivor");
+        topic
+    };
+    daemon.kill();
+    endpoint.script.lock().unwrap().clear();
+    daemon.restart();
+    // After the restart the retry succeeds; the subscription is still confirmed.
+    let delivered = endpoint.next();
+    assert_eq!(delivered.json()["Message"], "survivor");
+    assert_eq!(delivered.header("x-amz-sns-topic-arn"), Some(topic.as_str()));
+    let c = daemon.client();
+    c.run(c.client().publish(&topic, "after restart")).unwrap();
+    let next = endpoint.next();
+    assert_eq!(next.json()["Message"], "after restart");
+}
+
+#[test]
+fn https_endpoints_are_reached_over_tls_with_a_trusted_authority() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let ca_file = directory.path().join("endpoint-ca.pem");
+    std::fs::write(&ca_file, certified.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key.into())
+        .unwrap();
+    let endpoint = Endpoint::start_with(&[], Some(Arc::new(server)));
+
+    let daemon = Daemon::start_with(&["--https-ca-file", ca_file.to_str().unwrap()]);
+    let c = daemon.client();
+    let topic = c.run(c.client().create_topic("secure", vec![], vec![])).unwrap();
+    let op = Op::Subscribe {
+        topic: topic.clone(),
+        protocol: "https".into(),
+        endpoint: Some(endpoint.url.clone()),
+        attributes: vec![],
+        return_subscription_arn: false,
+    };
+    assert_eq!(c.run(c.client().call(op)).unwrap(), Reply::Arn("pending confirmation".into()));
+    let confirmation = endpoint.next();
+    assert_eq!(confirmation.header("host").map(|h| h.starts_with("localhost:")), Some(true));
+    let token = confirmation.json()["Token"].as_str().unwrap().to_owned();
+    c.run(c.client().confirm_subscription(&topic, &token)).unwrap();
+    c.run(c.client().publish(&topic, "over tls")).unwrap();
+    assert_eq!(endpoint.next().json()["Message"], "over tls");
+
+    // An endpoint whose certificate nobody vouches for gets nothing: the daemon without the
+    // authority cannot confirm it.
+    let untrusting = Daemon::start();
+    let c = untrusting.client();
+    let topic = c.run(c.client().create_topic("secure", vec![], vec![])).unwrap();
+    c.run(c.client().subscribe(&topic, "https", &endpoint.url, vec![])).unwrap();
+    assert!(endpoint.nothing_within(Duration::from_secs(1)), "a TLS handshake with an untrusted certificate must fail");
+}
+
+#[test]
+fn a_bad_https_ca_file_stops_the_daemon_with_a_reason() {
+    let directory = tempfile::tempdir().unwrap();
+    let ca_file = directory.path().join("not-a-certificate.pem");
+    std::fs::write(&ca_file, "hello").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (status, stderr) = Daemon::start_failing(data.path(), &["--https-ca-file", ca_file.to_str().unwrap()]);
+    assert!(!status.success());
+    assert!(stderr.contains("--https-ca-file"), "{stderr}");
+}
