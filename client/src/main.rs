@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use serde_json::json;
 use sluice_client::blocking::BlockingClient;
-use sluice_client::{ClientError, DeleteEntry, MessageAttribute, PublishEntry, ReceiveMessage, ReceivedMessage, SendEntry};
+use sluice_client::{ClientError, DeleteEntry, KeyValues, MessageAttribute, PublishEntry, ReceiveMessage, ReceivedMessage, SendEntry};
 use sluice_protocol::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX};
 
 /// Batches `send -` keeps in flight at once.
@@ -88,15 +88,7 @@ enum Command {
 #[derive(Subcommand)]
 enum TopicCommand {
     /// Create a topic (idempotent when the attributes are the same). Prints its ARN.
-    Create {
-        name: String,
-        /// A topic attribute, e.g. `DisplayName=Orders` (repeatable).
-        #[arg(long = "attr", value_name = "KEY=VALUE")]
-        attributes: Vec<String>,
-        /// A tag, e.g. `team=payments` (repeatable).
-        #[arg(long = "tag", value_name = "KEY=VALUE")]
-        tags: Vec<String>,
-    },
+    Create(CreateArgs),
     /// List topic ARNs.
     List,
     /// Print every attribute of a topic.
@@ -110,15 +102,7 @@ enum TopicCommand {
 #[derive(Subcommand)]
 enum QueueCommand {
     /// Create a queue (idempotent when the attributes are the same). Prints its URL.
-    Create {
-        name: String,
-        /// A queue attribute, e.g. `VisibilityTimeout=60` (repeatable).
-        #[arg(long = "attr", value_name = "KEY=VALUE")]
-        attributes: Vec<String>,
-        /// A tag, e.g. `team=payments` (repeatable).
-        #[arg(long = "tag", value_name = "KEY=VALUE")]
-        tags: Vec<String>,
-    },
+    Create(CreateArgs),
     /// List queue URLs.
     List {
         /// Only queues whose name starts with this.
@@ -140,6 +124,27 @@ enum QueueCommand {
     Delete { name: String },
     /// Delete all messages of a queue (once per 60 seconds).
     Purge { name: String },
+}
+
+/// A queue or topic to create.
+#[derive(Args)]
+struct CreateArgs {
+    /// The queue's or topic's name.
+    name: String,
+    /// An attribute, e.g. `VisibilityTimeout=60` for a queue or `DisplayName=Orders` for a topic (repeatable).
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    attributes: Vec<String>,
+    /// A tag, e.g. `team=payments` (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+}
+
+impl CreateArgs {
+    fn pairs(&self) -> Result<(KeyValues, KeyValues), String> {
+        let attributes = self.attributes.iter().map(|a| split_pair(a)).collect::<Result<Vec<_>, _>>()?;
+        let tags = self.tags.iter().map(|t| split_pair(t)).collect::<Result<Vec<_>, _>>()?;
+        Ok((attributes, tags))
+    }
 }
 
 #[derive(Args)]
@@ -236,10 +241,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let json = cli.json;
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Queue(QueueCommand::Create { name, attributes, tags }) => {
-            let attributes = attributes.iter().map(|a| split_pair(a)).collect::<Result<Vec<_>, _>>()?;
-            let tags = tags.iter().map(|t| split_pair(t)).collect::<Result<Vec<_>, _>>()?;
-            let url = connection.block_on(client.create_queue(&name, attributes, tags))?;
+        Command::Queue(QueueCommand::Create(args)) => {
+            let (attributes, tags) = args.pairs()?;
+            let url = connection.block_on(client.create_queue(&args.name, attributes, tags))?;
             print_url(&mut out, json, &url)?;
         }
         Command::Queue(QueueCommand::List { prefix }) => {
@@ -312,10 +316,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Delete { queue, receipt_handle } => connection.block_on(client.delete_message(&queue, &receipt_handle))?,
-        Command::Topic(TopicCommand::Create { name, attributes, tags }) => {
-            let attributes = attributes.iter().map(|a| split_pair(a)).collect::<Result<Vec<_>, _>>()?;
-            let tags = tags.iter().map(|t| split_pair(t)).collect::<Result<Vec<_>, _>>()?;
-            let arn = connection.block_on(client.create_topic(&name, attributes, tags))?;
+        Command::Topic(TopicCommand::Create(args)) => {
+            let (attributes, tags) = args.pairs()?;
+            let arn = connection.block_on(client.create_topic(&args.name, attributes, tags))?;
             print_named(&mut out, json, "TopicArn", &arn)?;
         }
         Command::Topic(TopicCommand::List) => {

@@ -946,28 +946,36 @@ fn batch_reply<'a>(ids: impl Iterator<Item = &'a String>, results: Vec<Result<()
 }
 
 /// ListQueues-style paging over queues in name order; the token is the last name returned.
-pub fn paginate<'a>(queues: impl Iterator<Item = &'a Arc<QueueMeta>>, max_results: Option<i32>, next_token: Option<String>) -> Response {
+/// A list's continuation token: the last name of the page, base64url-encoded.
+pub fn encode_next_token(last: &str) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
+    URL_SAFE_NO_PAD.encode(last.as_bytes())
+}
+
+/// The name a continuation token holds; `None` for a token this server never made.
+pub fn decode_next_token(token: &str) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    URL_SAFE_NO_PAD.decode(token.as_bytes()).ok().and_then(|raw| String::from_utf8(raw).ok())
+}
+
+pub fn paginate<'a>(queues: impl Iterator<Item = &'a Arc<QueueMeta>>, max_results: Option<i32>, next_token: Option<String>) -> Response {
     let page = match max_results {
         Some(max) => check_range("MaxResults", max, 1, LIST_RESULTS_MAX)? as usize,
         None => LIST_RESULTS_MAX as usize,
     };
     let after = match next_token {
-        Some(token) => Some(
-            URL_SAFE_NO_PAD
-                .decode(token.as_bytes())
-                .ok()
-                .and_then(|raw| String::from_utf8(raw).ok())
-                .ok_or_else(|| OpError::new(ErrorCode::InvalidParameterValue, "Invalid NextToken value."))?,
-        ),
+        Some(token) => {
+            Some(decode_next_token(&token).ok_or_else(|| OpError::new(ErrorCode::InvalidParameterValue, "Invalid NextToken value."))?)
+        }
         None => None,
     };
     let mut remaining = queues.filter(|meta| after.as_ref().is_none_or(|after| meta.name.as_str() > after.as_str()));
     let selected: Vec<&Arc<QueueMeta>> = remaining.by_ref().take(page).collect();
     let more = remaining.next().is_some();
     let next_token = match (more, max_results, selected.last()) {
-        (true, Some(_), Some(last)) => Some(URL_SAFE_NO_PAD.encode(last.name.as_bytes())),
+        (true, Some(_), Some(last)) => Some(encode_next_token(&last.name)),
         _ => None,
     };
     Ok(Reply::QueueUrls { queue_urls: selected.iter().map(|meta| meta.url.clone()).collect(), next_token })

@@ -13,8 +13,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use bytes::Bytes;
 use serde_json::Value;
 use sluice_protocol::digest::{md5_of_attributes, md5_of_body};
@@ -28,7 +26,7 @@ use super::{
 };
 use crate::queue::partition::Payload;
 use crate::queue::registry::{MetaChange, MetaOutcome, QueueMeta, Snapshot};
-use crate::queue::service::new_message_id;
+use crate::queue::service::{decode_next_token, encode_next_token, new_message_id};
 use crate::queue::validate::check_batch_ids;
 use crate::runtime::{now_ms, Shard};
 use crate::storage::Ticket;
@@ -47,13 +45,7 @@ pub(crate) struct Undeliverable {
 /// One page of names after `next_token` (the last name of the previous page, encoded).
 fn page<'a, T>(items: impl Iterator<Item = (&'a str, T)>, next_token: Option<String>) -> Result<(Vec<T>, Option<String>), OpError> {
     let after = match next_token {
-        Some(token) => Some(
-            URL_SAFE_NO_PAD
-                .decode(token.as_bytes())
-                .ok()
-                .and_then(|raw| String::from_utf8(raw).ok())
-                .ok_or_else(|| invalid("Invalid parameter: NextToken"))?,
-        ),
+        Some(token) => Some(decode_next_token(&token).ok_or_else(|| invalid("Invalid parameter: NextToken"))?),
         None => None,
     };
     let mut remaining = items.filter(|(key, _)| after.as_deref().is_none_or(|after| *key > after));
@@ -64,7 +56,7 @@ fn page<'a, T>(items: impl Iterator<Item = (&'a str, T)>, next_token: Option<Str
         last = Some(key);
     }
     let next = match (remaining.next(), last) {
-        (Some(_), Some(last)) => Some(URL_SAFE_NO_PAD.encode(last.as_bytes())),
+        (Some(_), Some(last)) => Some(encode_next_token(last)),
         _ => None,
     };
     Ok((selected, next))
@@ -244,7 +236,7 @@ impl Shard {
                 // HTTP: kept in the subscription's delivery queue until the POST succeeds.
                 if let Some(queue) = snapshot.by_name.get(&name) {
                     let attributes = super::http::delivery_attributes("Notification", &message_id);
-                    let ticket = self.append_message(queue, self.delivery_payload(body, attributes, now), 0, now)?;
+                    let ticket = self.append_message(queue, notice_payload(body, attributes, now), 0, now)?;
                     *last = (*last).max(Some(ticket));
                     self.http_wake.notify_all();
                 }
@@ -297,21 +289,6 @@ impl Shard {
         Ok(message_id)
     }
 
-    /// A delivery-queue message: the body to POST and the headers' values.
-    fn delivery_payload(&self, body: Bytes, attributes: Vec<MessageAttribute>, now: u64) -> Payload {
-        Payload {
-            message_id: new_message_id(),
-            md5_of_body: md5_of_body(&body),
-            md5_of_attributes: None,
-            trace_header: None,
-            attributes: Some(Arc::from(attributes)),
-            message_group_id: None,
-            sent_ms: now,
-            dead_letter_source_arn: None,
-            body,
-        }
-    }
-
     /// Queues the SubscriptionConfirmation a pending HTTP subscription's endpoint receives.
     async fn send_confirmation(self: &Rc<Self>, subscription: &SubscriptionMeta) -> Result<(), OpError> {
         let (Some(token), Some(name)) = (&subscription.pending_token, subscription.delivery_queue()) else { return Ok(()) };
@@ -339,7 +316,7 @@ impl Shard {
         });
         let body = Bytes::from(body.to_string());
         let attributes = super::http::delivery_attributes("SubscriptionConfirmation", &message_id);
-        let ticket = self.append_message(queue, self.delivery_payload(body, attributes, now), 0, now)?;
+        let ticket = self.append_message(queue, notice_payload(body, attributes, now), 0, now)?;
         self.storage.durable(ticket).await?;
         self.http_wake.notify_all();
         Ok(())
@@ -371,20 +348,25 @@ impl Shard {
             MessageAttribute::string("ErrorMessage", "String", undeliverable.reason),
             MessageAttribute::string("RequestID", "String", random_uuid()),
         ];
-        let payload = Payload {
-            message_id: new_message_id(),
-            md5_of_body: md5_of_body(&body),
-            md5_of_attributes: md5_of_attributes(&attributes),
-            trace_header: None,
-            attributes: Some(Arc::from(attributes)),
-            message_group_id: None,
-            sent_ms: now,
-            dead_letter_source_arn: None,
-            body,
-        };
-        let ticket = self.append_message(queue, payload, 0, now)?;
+        let ticket = self.append_message(queue, notice_payload(body, attributes, now), 0, now)?;
         *last = (*last).max(Some(ticket));
         Ok(())
+    }
+}
+
+/// A message Sluice writes itself (a dead-lettered notification, an HTTP delivery), with
+/// its attributes.
+fn notice_payload(body: Bytes, attributes: Vec<MessageAttribute>, now: u64) -> Payload {
+    Payload {
+        message_id: new_message_id(),
+        md5_of_body: md5_of_body(&body),
+        md5_of_attributes: md5_of_attributes(&attributes),
+        trace_header: None,
+        attributes: Some(Arc::from(attributes)),
+        message_group_id: None,
+        sent_ms: now,
+        dead_letter_source_arn: None,
+        body,
     }
 }
 
