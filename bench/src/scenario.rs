@@ -42,33 +42,18 @@ pub struct Scenario {
     pub workload: Workload,
     /// Why the scenario cannot run yet, if it cannot.
     pub pending: Option<&'static str>,
-    /// Why the peers sit this scenario out, if they do (Sluice still runs it).
-    pub sluice_only: Option<&'static str>,
 }
-
-/// Fan-out scenarios run only Sluice until the peers' fan-out drivers exist.
-const NO_PEER_FANOUT: Option<&str> = Some(
-    "sluice-load has no fan-out driver for the peers yet (Redis consumer groups, NATS consumers, a RabbitMQ fanout exchange: issue 6)",
-);
 
 /// End-to-end fan-out runs at 100,000 deliveries/s in all, well inside what Sluice's
 /// consumers drain on this machine (about 200,000/s), so latency is measured without a backlog.
 const FANOUT_DELIVERIES_PER_SECOND: u64 = 100_000;
 
 const fn fanout(name: &'static str, what: &'static str, subscribers: usize, consumers: usize, load: Load) -> Scenario {
-    Scenario {
-        name,
-        what,
-        message_size: 100,
-        load,
-        workload: Workload::Fanout { subscribers, consumers },
-        pending: None,
-        sluice_only: NO_PEER_FANOUT,
-    }
+    Scenario { name, what, message_size: 100, load, workload: Workload::Fanout { subscribers, consumers }, pending: None }
 }
 
 const fn queue(name: &'static str, what: &'static str, message_size: usize, load: Load) -> Scenario {
-    Scenario { name, what, message_size, load, workload: Workload::Queue, pending: None, sluice_only: None }
+    Scenario { name, what, message_size, load, workload: Workload::Queue, pending: None }
 }
 
 pub const SCENARIOS: [Scenario; 12] = [
@@ -108,7 +93,6 @@ pub const SCENARIOS: [Scenario; 12] = [
         load: Load::Max,
         workload: Workload::Queue,
         pending: Some("Sluice has no streams yet (issue 5); the stream workload comes with them"),
-        sluice_only: None,
     },
 ];
 
@@ -209,10 +193,6 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
         for &system in &systems {
             let dir = folder.join(scenario.name);
             if outcomes.iter().any(|o: &Outcome| o.scenario == scenario.name && o.system == system) {
-                continue;
-            }
-            if let (Some(reason), false) = (scenario.sluice_only, system.is_sluice()) {
-                outcomes.push(Outcome { scenario: scenario.name, system, summary: None, note: Some(reason.to_owned()) });
                 continue;
             }
             let outcome = run_one(settings, scenario, system, rate, &dir, &mut commands);

@@ -115,13 +115,25 @@ and end-to-end p99 ratio (peer's p99 ÷ Sluice's; above 1: Sluice is faster).\n\
 
 /// A fan-out section: publishes, what they put into the queues, what consumers took out.
 fn fanout_rows(out: &mut String, rows: &[&Outcome], subscribers: usize) {
-    out.push_str("| system | fsync before ack | published msgs/s | into queues msgs/s | received msgs/s | e2e p50 | e2e p99 | e2e p99.9 | e2e max | publish p50 | publish p99 |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| system | fsync before ack | published msgs/s | into queues msgs/s | received msgs/s | e2e p50 | e2e p99 | e2e p99.9 | e2e max | publish p50 | publish p99 | Sluice ÷ peer: deliveries | Sluice ÷ peer: p99 |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    // Deliveries: what reached the subscribers (received), or without consumers what the
+    // publishes put into them; p99: end to end, or without consumers the publish's.
+    let measure = |summary: &Value| -> (f64, Option<u64>) {
+        let published = summary.get("sent_per_second").and_then(Value::as_f64).unwrap_or(0.0);
+        let received = summary.get("received_per_second").and_then(Value::as_f64).unwrap_or(0.0);
+        if received > 0.0 {
+            (received, us(summary, "end_to_end", "p99_us"))
+        } else {
+            (published * subscribers as f64, us(summary, "send", "p99_us"))
+        }
+    };
+    let sluice = rows.iter().find(|o| o.system == System::SluiceFsyncAlways).and_then(|o| o.summary.as_ref()).map(measure);
     for row in rows {
         let Some(summary) = &row.summary else {
             writeln!(
                 out,
-                "| {} | {} | not run: {} | | | | | | | | |",
+                "| {} | {} | not run: {} | | | | | | | | | | |",
                 row.system.name(),
                 row.system.fsync_before_ack(),
                 row.note.as_deref().unwrap_or("?")
@@ -133,9 +145,19 @@ fn fanout_rows(out: &mut String, rows: &[&Outcome], subscribers: usize) {
         let received = received_per_second(row).unwrap_or(0.0);
         // Without consumers there is no end-to-end latency to show.
         let e2e = |key: &str| if received > 0.0 { latency(us(summary, "end_to_end", key)) } else { "–".into() };
+        let (deliveries, p99) = measure(summary);
+        let ratio = |r: Option<f64>| {
+            if row.system == System::SluiceFsyncAlways {
+                "1".into()
+            } else {
+                r.map_or("–".into(), |r| format!("{r:.2}"))
+            }
+        };
+        let ratio_deliveries = sluice.map(|(s, _)| s / deliveries.max(1e-9));
+        let ratio_p99 = sluice.and_then(|(_, s)| s).zip(p99).map(|(s, p)| p as f64 / s.max(1) as f64);
         writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.system.name(),
             row.system.fsync_before_ack(),
             published,
@@ -147,6 +169,8 @@ fn fanout_rows(out: &mut String, rows: &[&Outcome], subscribers: usize) {
             e2e("max_us"),
             latency(us(summary, "send", "p50_us")),
             latency(us(summary, "send", "p99_us")),
+            ratio(ratio_deliveries),
+            ratio(ratio_p99),
         )
         .ok();
     }

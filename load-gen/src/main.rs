@@ -52,7 +52,7 @@ impl Target {
 enum Workload {
     /// Producers send batches, consumers receive (long polling) and delete/acknowledge in batches.
     Queue,
-    /// Publish to a topic with --subscribers queues (raw delivery); consumers drain every queue (Sluice only, for now).
+    /// Publish once, deliver to --subscribers (Sluice: a topic's raw-delivery queues; Redis: consumer groups; NATS: durable consumers; RabbitMQ: a fanout exchange's queues); consumers drain them all.
     Fanout,
     /// PutRecords with random partition keys over --shards; consumers read every shard (needs streams).
     Stream,
@@ -159,9 +159,6 @@ fn validate(args: &Args) -> Result<(), String> {
         return Err("the stream workload needs streams in Sluice, which are not built yet".into());
     }
     if args.workload == Workload::Fanout {
-        if args.target != Target::Sluice {
-            return Err("the fanout workload drives only Sluice for now (its peer drivers are not written yet)".into());
-        }
         if args.subscribers == 0 {
             return Err("--subscribers must be at least 1".into());
         }
@@ -180,9 +177,9 @@ fn validate(args: &Args) -> Result<(), String> {
 fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
     match args.target {
         Target::Sluice => sluice::setup(endpoint, &args.queue, fanout_subscribers(args)).map(|()| sluice::GUARANTEE.to_owned()),
-        Target::Redis => redis::setup(endpoint),
-        Target::Nats => nats::setup(endpoint).map(|()| nats::GUARANTEE.to_owned()),
-        Target::Rabbitmq => rabbitmq::setup(endpoint).map(|()| rabbitmq::GUARANTEE.to_owned()),
+        Target::Redis => redis::setup(endpoint, fanout_subscribers(args)),
+        Target::Nats => nats::setup(endpoint, fanout_subscribers(args)).map(|()| nats::GUARANTEE.to_owned()),
+        Target::Rabbitmq => rabbitmq::setup(endpoint, fanout_subscribers(args)).map(|()| rabbitmq::GUARANTEE.to_owned()),
     }
 }
 
@@ -222,7 +219,7 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
     let mut threads = Vec::new();
     for core in 0..args.cores {
         let (plan, ticks, endpoint, target, queue) = (plan.clone(), tick_tx.clone(), endpoint.to_owned(), args.target, args.queue.clone());
-        let (subscribers, first_consumer) = (fanout_subscribers(args), core * args.consumers);
+        let subscribers = fanout_subscribers(args);
         // From the last CPU down, since sluiced pins its shards from CPU 0 up.
         let pin = (!args.no_pin && !cpus.is_empty()).then(|| cpus[cpus.len() - 1 - core % cpus.len()]);
         let thread = std::thread::Builder::new().name(format!("sluice-load-{core}")).spawn(move || {
@@ -235,12 +232,13 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
                         .name("sluice-load")
                         .make()
                         .map_err(|e| format!("starting a glommio executor: {e}"))?;
-                    let broker = sluice::Sluice { endpoint, queue, subscribers, first_consumer, consumers_made: Default::default() };
-                    executor.run(run::run_core(broker, plan, core, started, ticks))
+                    executor.run(run::run_core(sluice::Sluice { endpoint, queue, subscribers }, plan, core, started, ticks))
                 }
-                Target::Redis => run_on_tokio(redis::Redis { url: redis::url(&endpoint) }, plan, core, started, ticks),
-                Target::Nats => run_on_tokio(nats::Nats { endpoint }, plan, core, started, ticks),
-                Target::Rabbitmq => run_on_tokio(rabbitmq::Rabbitmq { uri: rabbitmq::uri(&endpoint) }, plan, core, started, ticks),
+                Target::Redis => run_on_tokio(redis::Redis { url: redis::url(&endpoint), subscribers }, plan, core, started, ticks),
+                Target::Nats => run_on_tokio(nats::Nats { endpoint, subscribers }, plan, core, started, ticks),
+                Target::Rabbitmq => {
+                    run_on_tokio(rabbitmq::Rabbitmq { uri: rabbitmq::uri(&endpoint), subscribers }, plan, core, started, ticks)
+                }
             }
         });
         threads.push(thread.map_err(|e| format!("starting a thread: {e}"))?);

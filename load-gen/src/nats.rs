@@ -4,6 +4,9 @@
 //! through its own message stream, and ack every message (an ack is a fire-and-forget
 //! publish, so it has no latency of its own to measure).
 //!
+//! Fan-out: one durable pull consumer per subscriber on the same stream (each sees every
+//! message), consumers spread over them.
+//!
 //! At acknowledgement a message is in the stream's file, written to the operating system
 //! but not fsynced: JetStream syncs its files in the background (`sync_interval`, two
 //! minutes by default), so a machine crash may lose what was acknowledged.
@@ -26,14 +29,25 @@ pub const GUARANTEE: &str = "JetStream file storage: written to the OS before th
 
 pub struct Nats {
     pub endpoint: String,
+    /// Fan-out: durable consumers on the stream (0: the queue workload's one).
+    pub subscribers: usize,
+}
+
+/// The durable consumer a load consumer pulls from.
+fn durable(subscribers: usize, index: usize) -> String {
+    if subscribers == 0 {
+        CONSUMER.to_owned()
+    } else {
+        format!("{CONSUMER}-{}", index % subscribers)
+    }
 }
 
 fn error(e: impl std::fmt::Display) -> Error {
     e.to_string()
 }
 
-/// A fresh stream and durable pull consumer.
-pub fn setup(endpoint: &str) -> Result<(), Error> {
+/// A fresh stream and durable pull consumer (one per subscriber for fan-out).
+pub fn setup(endpoint: &str, subscribers: usize) -> Result<(), Error> {
     crate::peer_runtime().block_on(async {
         let client = async_nats::connect(endpoint).await.map_err(|e| format!("cannot reach NATS at {endpoint}: {e}"))?;
         let js = jetstream::new(client);
@@ -47,15 +61,17 @@ pub fn setup(endpoint: &str) -> Result<(), Error> {
             })
             .await
             .map_err(error)?;
-        stream
-            .create_consumer(pull::Config {
-                durable_name: Some(CONSUMER.into()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                max_ack_pending: 1_000_000,
-                ..Default::default()
-            })
-            .await
-            .map_err(error)?;
+        for index in 0..subscribers.max(1) {
+            stream
+                .create_consumer(pull::Config {
+                    durable_name: Some(durable(subscribers, index)),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    max_ack_pending: 1_000_000,
+                    ..Default::default()
+                })
+                .await
+                .map_err(error)?;
+        }
         Ok(())
     })
 }
@@ -85,8 +101,9 @@ impl Broker for Nats {
         Ok(NatsProducer { js: js.clone() })
     }
 
-    async fn consumer(&self, js: &jetstream::Context, _name: String) -> Result<NatsConsumer, Error> {
-        let consumer: jetstream::consumer::PullConsumer = js.get_consumer_from_stream(CONSUMER, STREAM).await.map_err(error)?;
+    async fn consumer(&self, js: &jetstream::Context, index: usize) -> Result<NatsConsumer, Error> {
+        let name = durable(self.subscribers, index);
+        let consumer: jetstream::consumer::PullConsumer = js.get_consumer_from_stream(&name, STREAM).await.map_err(error)?;
         let messages =
             consumer.stream().max_messages_per_batch(PULL_BATCH).expires(Duration::from_secs(1)).messages().await.map_err(error)?;
         Ok(NatsConsumer { messages, received: Vec::new() })

@@ -2,6 +2,10 @@
 //! producer's channel (a batch is published, then its confirms awaited), and consumers on
 //! their own channels with a prefetch window and manual acks, one `multiple` ack per batch.
 //!
+//! Fan-out: a durable fanout exchange bound to one durable queue per subscriber; producers
+//! publish to the exchange (a confirm then means every queue has the message), consumers are
+//! spread over the queues.
+//!
 //! RabbitMQ confirms a persistent message on a durable queue once it is written to disk;
 //! it fsyncs in batches (a few hundred messages per fsync under load), so a confirm does
 //! follow an fsync, later than it would without one.
@@ -9,15 +13,17 @@
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::run::{stamp_of, Broker, Consumer, Error, Producer};
 
 pub const QUEUE: &str = "sluice-load";
+/// The fan-out workload's exchange.
+pub const EXCHANGE: &str = "sluice-load-fanout";
 /// Unacknowledged deliveries each consumer may hold.
 const PREFETCH: u16 = 500;
 
@@ -25,6 +31,17 @@ pub const GUARANTEE: &str = "durable classic queue, persistent messages: publish
 
 pub struct Rabbitmq {
     pub uri: String,
+    /// Fan-out: queues bound to the fanout exchange (0: the queue workload's one queue).
+    pub subscribers: usize,
+}
+
+/// The queue a consumer takes from.
+fn queue(subscribers: usize, index: usize) -> String {
+    if subscribers == 0 {
+        QUEUE.to_owned()
+    } else {
+        format!("{QUEUE}-{}", index % subscribers)
+    }
 }
 
 pub fn uri(endpoint: &str) -> String {
@@ -35,18 +52,31 @@ fn error(e: lapin::Error) -> Error {
     e.to_string()
 }
 
-/// A fresh durable queue.
-pub fn setup(endpoint: &str) -> Result<(), Error> {
+/// A fresh durable queue, or for fan-out a fanout exchange and a fresh queue per subscriber.
+pub fn setup(endpoint: &str, subscribers: usize) -> Result<(), Error> {
     crate::peer_runtime().block_on(async {
         let connection = Connection::connect(&uri(endpoint), ConnectionProperties::default())
             .await
             .map_err(|e| format!("cannot reach RabbitMQ at {endpoint}: {e}"))?;
         let channel = connection.create_channel().await.map_err(error)?;
-        channel.queue_delete(QUEUE.into(), QueueDeleteOptions::default()).await.map_err(error)?;
-        channel
-            .queue_declare(QUEUE.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
-            .await
-            .map_err(error)?;
+        if subscribers > 0 {
+            let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
+            channel.exchange_declare(EXCHANGE.into(), ExchangeKind::Fanout, options, FieldTable::default()).await.map_err(error)?;
+        }
+        for index in 0..subscribers.max(1) {
+            let name = queue(subscribers, index);
+            channel.queue_delete(name.as_str().into(), QueueDeleteOptions::default()).await.map_err(error)?;
+            channel
+                .queue_declare(name.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+                .await
+                .map_err(error)?;
+            if subscribers > 0 {
+                channel
+                    .queue_bind(name.as_str().into(), EXCHANGE.into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+                    .await
+                    .map_err(error)?;
+            }
+        }
         connection.close(200, "set up".into()).await.map_err(error)?;
         Ok(())
     })
@@ -55,6 +85,9 @@ pub fn setup(endpoint: &str) -> Result<(), Error> {
 #[derive(Clone)]
 pub struct RabbitProducer {
     channel: Channel,
+    /// Where to publish: the default exchange with the queue's name, or the fanout exchange.
+    exchange: &'static str,
+    routing_key: &'static str,
 }
 
 pub struct RabbitConsumer {
@@ -76,14 +109,18 @@ impl Broker for Rabbitmq {
     async fn producer(&self, connection: &Connection) -> Result<RabbitProducer, Error> {
         let channel = connection.create_channel().await.map_err(error)?;
         channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(error)?;
-        Ok(RabbitProducer { channel })
+        let (exchange, routing_key) = if self.subscribers == 0 { ("", QUEUE) } else { (EXCHANGE, "") };
+        Ok(RabbitProducer { channel, exchange, routing_key })
     }
 
-    async fn consumer(&self, connection: &Connection, name: String) -> Result<RabbitConsumer, Error> {
+    async fn consumer(&self, connection: &Connection, index: usize) -> Result<RabbitConsumer, Error> {
         let channel = connection.create_channel().await.map_err(error)?;
         channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(error)?;
-        let deliveries =
-            channel.basic_consume(QUEUE.into(), name.into(), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(error)?;
+        let (queue, tag) = (queue(self.subscribers, index), format!("c{index}"));
+        let deliveries = channel
+            .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(error)?;
         Ok(RabbitConsumer { channel, deliveries, last_tag: None })
     }
 }
@@ -95,7 +132,7 @@ impl Producer for RabbitProducer {
             let properties = BasicProperties::default().with_delivery_mode(2);
             let confirm = self
                 .channel
-                .basic_publish("".into(), QUEUE.into(), BasicPublishOptions::default(), body, properties)
+                .basic_publish(self.exchange.into(), self.routing_key.into(), BasicPublishOptions::default(), body, properties)
                 .await
                 .map_err(error)?;
             confirms.push(confirm);

@@ -4,6 +4,9 @@
 //! blocked XREADGROUP holds its connection; producers share `--connections` multiplexed
 //! connections per core.
 //!
+//! Fan-out: one consumer group per subscriber on the same stream (every group reads every
+//! entry), consumers spread over the groups.
+//!
 //! What an acknowledgement means depends on the server's configuration, read at setup:
 //! `appendonly no` keeps the entry in memory only; `appendfsync always` fsyncs the
 //! append-only file before replying (the one peer setting that matches Sluice's
@@ -25,6 +28,17 @@ const BLOCK_MS: u64 = 1000;
 
 pub struct Redis {
     pub url: String,
+    /// Fan-out: consumer groups on the stream (0: the queue workload's one group).
+    pub subscribers: usize,
+}
+
+/// The consumer group a consumer reads in.
+fn group(subscribers: usize, index: usize) -> String {
+    if subscribers == 0 {
+        GROUP.to_owned()
+    } else {
+        format!("{GROUP}-{}", index % subscribers)
+    }
 }
 
 pub fn url(endpoint: &str) -> String {
@@ -41,21 +55,23 @@ async fn connection(url: &str) -> Result<MultiplexedConnection, Error> {
     client.get_multiplexed_async_connection_with_config(&config).await.map_err(error)
 }
 
-/// Starts from an empty stream with a fresh consumer group; returns what an acknowledgement
-/// means with the server's persistence settings.
-pub fn setup(endpoint: &str) -> Result<String, Error> {
+/// Starts from an empty stream with fresh consumer groups (one, or one per subscriber);
+/// returns what an acknowledgement means with the server's persistence settings.
+pub fn setup(endpoint: &str, subscribers: usize) -> Result<String, Error> {
     crate::peer_runtime().block_on(async {
         let mut redis = connection(&url(endpoint)).await.map_err(|e| format!("cannot reach Redis at {endpoint}: {e}"))?;
         redis::cmd("DEL").arg(STREAM_KEY).query_async::<()>(&mut redis).await.map_err(error)?;
-        redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(STREAM_KEY)
-            .arg(GROUP)
-            .arg("$")
-            .arg("MKSTREAM")
-            .query_async::<()>(&mut redis)
-            .await
-            .map_err(error)?;
+        for index in 0..subscribers.max(1) {
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(STREAM_KEY)
+                .arg(group(subscribers, index))
+                .arg("$")
+                .arg("MKSTREAM")
+                .query_async::<()>(&mut redis)
+                .await
+                .map_err(error)?;
+        }
         let config = |name: &'static str| {
             let mut redis = redis.clone();
             async move {
@@ -79,6 +95,7 @@ pub struct RedisProducer {
 
 pub struct RedisConsumer {
     connection: MultiplexedConnection,
+    group: String,
     name: String,
     ids: Vec<String>,
 }
@@ -97,8 +114,9 @@ impl Broker for Redis {
         Ok(RedisProducer { connection: connection.clone() })
     }
 
-    async fn consumer(&self, _shared: &MultiplexedConnection, name: String) -> Result<RedisConsumer, Error> {
-        Ok(RedisConsumer { connection: connection(&self.url).await?, name, ids: Vec::new() })
+    async fn consumer(&self, _shared: &MultiplexedConnection, index: usize) -> Result<RedisConsumer, Error> {
+        let (group, name) = (group(self.subscribers, index), format!("c{index}"));
+        Ok(RedisConsumer { connection: connection(&self.url).await?, group, name, ids: Vec::new() })
     }
 }
 
@@ -118,7 +136,7 @@ impl Consumer for RedisConsumer {
     async fn receive(&mut self, max: usize, stamps: &mut Vec<u64>) -> Result<(), Error> {
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
-            .arg(GROUP)
+            .arg(&self.group)
             .arg(&self.name)
             .arg("COUNT")
             .arg(max)
@@ -144,7 +162,7 @@ impl Consumer for RedisConsumer {
 
     async fn acknowledge(&mut self) -> Result<(), Error> {
         let mut xack = redis::cmd("XACK");
-        xack.arg(STREAM_KEY).arg(GROUP).arg(&self.ids);
+        xack.arg(STREAM_KEY).arg(&self.group).arg(&self.ids);
         xack.query_async::<u64>(&mut self.connection).await.map_err(error)?;
         Ok(())
     }

@@ -26,8 +26,9 @@ pub trait Broker: 'static {
     type Consumer: Consumer;
     async fn connect(&self) -> Result<Self::Connection, Error>;
     async fn producer(&self, connection: &Self::Connection) -> Result<Self::Producer, Error>;
-    /// `name` is unique across the run (for brokers that name their consumers).
-    async fn consumer(&self, connection: &Self::Connection, name: String) -> Result<Self::Consumer, Error>;
+    /// `index` counts consumers across the run's cores (unique: a name for brokers that name
+    /// their consumers; in the fan-out workload, which subscriber it drains).
+    async fn consumer(&self, connection: &Self::Connection, index: usize) -> Result<Self::Consumer, Error>;
     /// The executor the broker's client runs on.
     type Executor: Executor;
 
@@ -192,7 +193,7 @@ pub async fn run_core<B: Broker>(
     }
     let mut tasks: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
     for i in 0..plan.consumers {
-        let consumer = broker.consumer(&connections[i % connections.len()], format!("c{core}-{i}")).await?;
+        let consumer = broker.consumer(&connections[i % connections.len()], core * plan.consumers + i).await?;
         tasks.push(consume::<B, _>(consumer, plan.batch, recorder.clone(), end).boxed_local());
     }
     let plan = Rc::new(plan);

@@ -6,8 +6,6 @@
 //! raw delivery (so every body keeps its send stamp); consumers are spread over the queues.
 //! A publish is acknowledged once every queue holds it, kept as for a send.
 
-use std::cell::Cell;
-
 use bytes::Bytes;
 use sluice_client::{Client, DeleteEntry, PublishEntry, ReceiveMessage, SendEntry};
 
@@ -24,9 +22,6 @@ pub struct Sluice {
     pub queue: String,
     /// Fan-out: the number of queues subscribed to the topic `queue` (0: the queue workload).
     pub subscribers: usize,
-    /// The first consumer of this core, counted across the run (spreads consumers over queues).
-    pub first_consumer: usize,
-    pub consumers_made: Cell<usize>,
 }
 
 /// The queue the fan-out workload's `index`-th subscriber is.
@@ -93,13 +88,8 @@ impl Broker for Sluice {
         Ok(SluiceProducer { client: connection.clone(), queue: self.queue.as_str().into(), fanout: self.subscribers > 0 })
     }
 
-    async fn consumer(&self, connection: &Client, _name: String) -> Result<SluiceConsumer, Error> {
-        let queue = if self.subscribers == 0 {
-            self.queue.clone()
-        } else {
-            let made = self.consumers_made.replace(self.consumers_made.get() + 1);
-            subscriber_queue(&self.queue, (self.first_consumer + made) % self.subscribers)
-        };
+    async fn consumer(&self, connection: &Client, index: usize) -> Result<SluiceConsumer, Error> {
+        let queue = if self.subscribers == 0 { self.queue.clone() } else { subscriber_queue(&self.queue, index % self.subscribers) };
         Ok(SluiceConsumer { client: connection.clone(), queue, receipts: Vec::new() })
     }
 }

@@ -146,7 +146,6 @@ fn bad_flags_are_refused_with_a_reason() {
     for (args, reason) in [
         (&["--batch", "11"][..], "--batch must be from 1 to 10"),
         (&["--workload", "stream"][..], "needs streams"),
-        (&["--workload", "fanout", "--target", "redis"][..], "only Sluice"),
         (&["--workload", "fanout", "--subscribers", "40", "--consumers", "4"][..], "a consumer for every subscribed queue"),
         (&["--rate", "10", "--inflight", "2"][..], "cannot be used with"),
         (&["--target", "kafka"][..], "invalid value 'kafka'"),
@@ -209,6 +208,20 @@ fn round_trip_through(target: &str, peer: &Peer) {
     assert_eq!(summary["received"], 1500, "{target}: every message sent came back");
     assert_eq!(summary["errors"], 0, "{target}");
     assert!(summary["acknowledged"].as_str().is_some_and(|s| !s.is_empty()), "{target} says what its acknowledgement guarantees");
+
+    // Fan-out: every subscriber gets every message.
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    #[rustfmt::skip]
+    let args = [
+        "--target", target, "--endpoint", &endpoint, "--workload", "fanout", "--subscribers", "3", "--consumers", "3",
+        "--send-limit", "600", "--warmup", "0", "--duration", "3", "--out", dir,
+    ];
+    load_ok(&args);
+    let fanout = self::summary(out.path());
+    assert_eq!(fanout["sent"], 600, "{target} fanout");
+    assert_eq!(fanout["received"], 1800, "{target} fanout: each of 3 subscribers received every message");
+    assert_eq!(fanout["errors"], 0, "{target} fanout");
 }
 
 #[test]
