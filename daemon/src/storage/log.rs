@@ -899,7 +899,8 @@ impl Log {
         };
         self.read_files.borrow_mut().retain(|(number, _)| !removed.iter().any(|segment| segment.number == *number));
         for segment in &removed {
-            std::fs::remove_file(&segment.path).map_err(|e| io_error(&segment.path, e))?;
+            // Through the reactor: a blocking unlink of a full segment would stall this shard.
+            glommio::io::remove(&segment.path).await.map_err(|e| io_error(&segment.path, e))?;
         }
         Ok(removed.len())
     }
