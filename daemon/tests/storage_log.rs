@@ -71,6 +71,51 @@ fn appended_records_are_replayed_in_order_across_segments() {
     assert_eq!(seen.last().unwrap().2, b"after reopen");
 }
 
+/// Lets the other tasks (the flusher) run before going on.
+async fn yield_now() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+#[test]
+fn each_new_segment_is_the_prepared_spare() {
+    // Appends keep arriving while the flusher writes, so the log rolls over into a staged
+    // segment while a flush of the one before is under way. The next segment must still be
+    // the prepared spare: the flusher never creates one itself (every write would wait).
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 64 * 1024);
+    let stats = run(move || async move {
+        let (log, _) = Log::open(opts, |_, _, _| {}).await.unwrap();
+        let mut seq = 0;
+        for burst in 0..16u64 {
+            // About half a segment per burst, so a flush crosses at most one boundary.
+            for i in 0..300u64 {
+                seq = log.append(1, &payload(burst * 300 + i)).unwrap();
+                if i % 5 == 0 {
+                    yield_now().await;
+                }
+            }
+            log.durable(seq).await.unwrap();
+            // Time for the next spare to be prepared.
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+        let (stats, segments) = (log.stats(), log.segment_first_seqs());
+        log.close().await.unwrap();
+        assert!(segments.len() >= 7, "the log rolled over at least 6 times: {segments:?}");
+        stats
+    });
+    assert_eq!(stats.segments_created_inline, 0, "{stats:?}");
+}
+
 #[test]
 fn concurrent_appends_share_flushes() {
     let dir = tempfile::tempdir().unwrap();
