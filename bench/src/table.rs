@@ -25,6 +25,15 @@ fn latency(value: Option<u64>) -> String {
     }
 }
 
+/// A "Sluice ÷ peer" cell: 1 on Sluice's own row, the ratio to two places, or – unknown.
+fn ratio_cell(system: System, ratio: Option<f64>) -> String {
+    if system == System::SluiceFsyncAlways {
+        "1".into()
+    } else {
+        ratio.map_or("–".into(), |r| format!("{r:.2}"))
+    }
+}
+
 /// Writes `table.md` in `folder`; returns the table.
 pub fn write(folder: &Path, stamp: &str, scenarios: &[&Scenario], outcomes: &[Outcome], versions: &str) -> Result<String, String> {
     let mut out = format!(
@@ -82,13 +91,7 @@ and end-to-end p99 ratio (peer's p99 ÷ Sluice's; above 1: Sluice is faster).\n\
                 .and_then(|s| us(s, "end_to_end", "p99_us"))
                 .zip(us(summary, "end_to_end", "p99_us"))
                 .map(|(s, p)| p as f64 / s.max(1) as f64);
-            let ratio = |r: Option<f64>| {
-                if row.system == System::SluiceFsyncAlways {
-                    "1".into()
-                } else {
-                    r.map_or("–".into(), |r| format!("{r:.2}"))
-                }
-            };
+            let ratio = |r: Option<f64>| ratio_cell(row.system, r);
             writeln!(
                 out,
                 "| {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -146,13 +149,7 @@ fn fanout_rows(out: &mut String, rows: &[&Outcome], subscribers: usize) {
         // Without consumers there is no end-to-end latency to show.
         let e2e = |key: &str| if received > 0.0 { latency(us(summary, "end_to_end", key)) } else { "–".into() };
         let (deliveries, p99) = measure(summary);
-        let ratio = |r: Option<f64>| {
-            if row.system == System::SluiceFsyncAlways {
-                "1".into()
-            } else {
-                r.map_or("–".into(), |r| format!("{r:.2}"))
-            }
-        };
+        let ratio = |r: Option<f64>| ratio_cell(row.system, r);
         let ratio_deliveries = sluice.map(|(s, _)| s / deliveries.max(1e-9));
         let ratio_p99 = sluice.and_then(|(_, s)| s).zip(p99).map(|(s, p)| p as f64 / s.max(1) as f64);
         writeln!(

@@ -17,7 +17,7 @@ use async_nats::jetstream::{self, consumer::pull, stream};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
-use crate::run::{stamp_of, Broker, Consumer, Error, Producer};
+use crate::run::{stamp_of, subscriber, Broker, Consumer, Error, Producer};
 
 pub const STREAM: &str = "SLUICE_LOAD";
 pub const SUBJECT: &str = "sluice.load";
@@ -31,15 +31,6 @@ pub struct Nats {
     pub endpoint: String,
     /// Fan-out: durable consumers on the stream (0: the queue workload's one).
     pub subscribers: usize,
-}
-
-/// The durable consumer a load consumer pulls from.
-fn durable(subscribers: usize, index: usize) -> String {
-    if subscribers == 0 {
-        CONSUMER.to_owned()
-    } else {
-        format!("{CONSUMER}-{}", index % subscribers)
-    }
 }
 
 fn error(e: impl std::fmt::Display) -> Error {
@@ -64,7 +55,7 @@ pub fn setup(endpoint: &str, subscribers: usize) -> Result<(), Error> {
         for index in 0..subscribers.max(1) {
             stream
                 .create_consumer(pull::Config {
-                    durable_name: Some(durable(subscribers, index)),
+                    durable_name: Some(subscriber(CONSUMER, subscribers, index)),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     max_ack_pending: 1_000_000,
                     ..Default::default()
@@ -102,7 +93,7 @@ impl Broker for Nats {
     }
 
     async fn consumer(&self, js: &jetstream::Context, index: usize) -> Result<NatsConsumer, Error> {
-        let name = durable(self.subscribers, index);
+        let name = subscriber(CONSUMER, self.subscribers, index);
         let consumer: jetstream::consumer::PullConsumer = js.get_consumer_from_stream(&name, STREAM).await.map_err(error)?;
         let messages =
             consumer.stream().max_messages_per_batch(PULL_BATCH).expires(Duration::from_secs(1)).messages().await.map_err(error)?;

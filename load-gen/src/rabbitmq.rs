@@ -19,7 +19,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::run::{stamp_of, Broker, Consumer, Error, Producer};
+use crate::run::{stamp_of, subscriber, Broker, Consumer, Error, Producer};
 
 pub const QUEUE: &str = "sluice-load";
 /// The fan-out workload's exchange.
@@ -33,15 +33,6 @@ pub struct Rabbitmq {
     pub uri: String,
     /// Fan-out: queues bound to the fanout exchange (0: the queue workload's one queue).
     pub subscribers: usize,
-}
-
-/// The queue a consumer takes from.
-fn queue(subscribers: usize, index: usize) -> String {
-    if subscribers == 0 {
-        QUEUE.to_owned()
-    } else {
-        format!("{QUEUE}-{}", index % subscribers)
-    }
 }
 
 pub fn uri(endpoint: &str) -> String {
@@ -64,7 +55,7 @@ pub fn setup(endpoint: &str, subscribers: usize) -> Result<(), Error> {
             channel.exchange_declare(EXCHANGE.into(), ExchangeKind::Fanout, options, FieldTable::default()).await.map_err(error)?;
         }
         for index in 0..subscribers.max(1) {
-            let name = queue(subscribers, index);
+            let name = subscriber(QUEUE, subscribers, index);
             channel.queue_delete(name.as_str().into(), QueueDeleteOptions::default()).await.map_err(error)?;
             channel
                 .queue_declare(name.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
@@ -116,7 +107,7 @@ impl Broker for Rabbitmq {
     async fn consumer(&self, connection: &Connection, index: usize) -> Result<RabbitConsumer, Error> {
         let channel = connection.create_channel().await.map_err(error)?;
         channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(error)?;
-        let (queue, tag) = (queue(self.subscribers, index), format!("c{index}"));
+        let (queue, tag) = (subscriber(QUEUE, self.subscribers, index), format!("c{index}"));
         let deliveries = channel
             .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
             .await

@@ -19,7 +19,7 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use redis::AsyncConnectionConfig;
 
-use crate::run::{stamp_of, Broker, Consumer, Error, Producer};
+use crate::run::{stamp_of, subscriber, Broker, Consumer, Error, Producer};
 
 pub const STREAM_KEY: &str = "sluice-load";
 pub const GROUP: &str = "sluice-load";
@@ -30,15 +30,6 @@ pub struct Redis {
     pub url: String,
     /// Fan-out: consumer groups on the stream (0: the queue workload's one group).
     pub subscribers: usize,
-}
-
-/// The consumer group a consumer reads in.
-fn group(subscribers: usize, index: usize) -> String {
-    if subscribers == 0 {
-        GROUP.to_owned()
-    } else {
-        format!("{GROUP}-{}", index % subscribers)
-    }
 }
 
 pub fn url(endpoint: &str) -> String {
@@ -65,7 +56,7 @@ pub fn setup(endpoint: &str, subscribers: usize) -> Result<String, Error> {
             redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(STREAM_KEY)
-                .arg(group(subscribers, index))
+                .arg(subscriber(GROUP, subscribers, index))
                 .arg("$")
                 .arg("MKSTREAM")
                 .query_async::<()>(&mut redis)
@@ -115,7 +106,7 @@ impl Broker for Redis {
     }
 
     async fn consumer(&self, _shared: &MultiplexedConnection, index: usize) -> Result<RedisConsumer, Error> {
-        let (group, name) = (group(self.subscribers, index), format!("c{index}"));
+        let (group, name) = (subscriber(GROUP, self.subscribers, index), format!("c{index}"));
         Ok(RedisConsumer { connection: connection(&self.url).await?, group, name, ids: Vec::new() })
     }
 }

@@ -149,6 +149,16 @@ pub fn stamp_of(body: &[u8]) -> Option<u64> {
     digits.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
 }
 
+/// What the consumer numbered `index` drains: `base` in the queue workload (`subscribers`
+/// 0), else subscriber `index % subscribers`, named `base-N`.
+pub fn subscriber(base: &str, subscribers: usize, index: usize) -> String {
+    if subscribers == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}-{}", index % subscribers)
+    }
+}
+
 /// Takes up to `want` messages from the shared send limit; 0 once it is spent.
 fn take(limit: &std::sync::atomic::AtomicU64, want: u64) -> u64 {
     use std::sync::atomic::Ordering;

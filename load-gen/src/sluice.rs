@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use sluice_client::{Client, DeleteEntry, PublishEntry, ReceiveMessage, SendEntry};
 
-use crate::run::{stamp_of, Broker, Consumer, Error, Producer};
+use crate::run::{stamp_of, subscriber, Broker, Consumer, Error, Producer};
 
 pub const GUARANTEE: &str =
     "acknowledged once written to its log and, with --fsync always, fdatasynced (group commit); with --fsync never, once in memory";
@@ -24,11 +24,6 @@ pub struct Sluice {
     pub subscribers: usize,
 }
 
-/// The queue the fan-out workload's `index`-th subscriber is.
-fn subscriber_queue(topic: &str, index: usize) -> String {
-    format!("{topic}-{index}")
-}
-
 /// Creates the queue before the run (it is kept if it exists); for fan-out, the topic named
 /// `queue` and its `subscribers` raw-delivery queues.
 pub fn setup(endpoint: &str, queue: &str, subscribers: usize) -> Result<(), Error> {
@@ -41,7 +36,7 @@ pub fn setup(endpoint: &str, queue: &str, subscribers: usize) -> Result<(), Erro
     }
     let topic = connection.block_on(client.create_topic(queue, vec![], vec![])).map_err(|e| e.to_string())?;
     for index in 0..subscribers {
-        let name = subscriber_queue(queue, index);
+        let name = subscriber(queue, subscribers, index);
         connection.block_on(client.create_queue(&name, vec![], vec![])).map_err(|e| e.to_string())?;
         let attributes = connection.block_on(client.get_queue_attributes(&name, &["QueueArn"])).map_err(|e| e.to_string())?;
         let arn = attributes.into_iter().find(|(k, _)| k == "QueueArn").map(|(_, v)| v).ok_or("a queue without an ARN")?;
@@ -89,7 +84,7 @@ impl Broker for Sluice {
     }
 
     async fn consumer(&self, connection: &Client, index: usize) -> Result<SluiceConsumer, Error> {
-        let queue = if self.subscribers == 0 { self.queue.clone() } else { subscriber_queue(&self.queue, index % self.subscribers) };
+        let queue = subscriber(&self.queue, self.subscribers, index);
         Ok(SluiceConsumer { client: connection.clone(), queue, receipts: Vec::new() })
     }
 }

@@ -220,9 +220,9 @@ struct Target {
     path: String,
 }
 
-/// Splits an `http://` or `https://` endpoint URL.
-pub fn target_of(endpoint: &str) -> Result<(), String> {
-    target(endpoint).map(|_| ())
+/// Whether `endpoint` is a URL this server can deliver to with `protocol` (`http` or `https`).
+pub fn valid_endpoint(protocol: &str, endpoint: &str) -> bool {
+    target(endpoint).is_ok_and(|target| target.tls == (protocol == "https"))
 }
 
 fn target(endpoint: &str) -> Result<Target, String> {

@@ -104,7 +104,7 @@ const SUBSCRIPTION_ATTRIBUTES: &[&str] =
 /// HTTP/S delivery policy SNS applies when a topic sets none.
 pub const DEFAULT_DELIVERY_POLICY: &str = r#"{"http":{"defaultHealthyRetryPolicy":{"minDelayTarget":20,"maxDelayTarget":20,"numRetries":3,"numMaxDelayRetries":0,"numNoDelayRetries":0,"numMinDelayRetries":0,"backoffFunction":"linear"},"disableSubscriptionOverrides":false,"defaultRequestPolicy":{"headerContentType":"text/plain; charset=UTF-8"}}}"#;
 
-/// Checks one topic attribute; returns the value to keep.
+/// Checks one topic attribute's value.
 fn check_topic_attribute(name: &str, value: &str, creating: bool) -> Result<(), OpError> {
     let bad = |reason: &str| invalid(format!("Invalid parameter: Attributes Reason: {name}: {reason}"));
     match name {
@@ -367,10 +367,8 @@ fn check_endpoint(naming: &Naming, protocol: &str, endpoint: &str) -> Result<(),
                 ))),
             }
         }
-        "http" | "https" => match http::target_of(endpoint) {
-            Ok(()) if endpoint.starts_with(&format!("{protocol}://")) => Ok(()),
-            _ => Err(invalid(format!("Invalid parameter: Endpoint: {endpoint:?} is not an {protocol}:// URL"))),
-        },
+        "http" | "https" if http::valid_endpoint(protocol, endpoint) => Ok(()),
+        "http" | "https" => Err(invalid(format!("Invalid parameter: Endpoint: {endpoint:?} is not an {protocol}:// URL"))),
         "email" | "email-json" | "sms" | "application" | "lambda" | "firehose" => {
             Err(invalid(format!("Invalid parameter: Protocol: {protocol} is not supported by this server (sqs, http and https are)")))
         }

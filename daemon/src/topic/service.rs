@@ -189,17 +189,18 @@ impl Shard {
         self.storage.admit_send()?;
         let message_id = random_uuid();
         let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now)).to_string();
-        // Copied out of the request frame once: every queue shares these bytes.
-        let (sqs_message, attributes) = match &checked {
-            Structure::Plain => (Bytes::copy_from_slice(&entry.message), detached(&entry.attributes)),
-            Structure::Json { sqs } => (Bytes::from(sqs.clone()), Vec::new()),
+        // What SQS subscribers get: the message and its attributes, or their key of a JSON
+        // structure and none.
+        let (text, attributes): (&str, &[MessageAttribute]) = match &checked {
+            Structure::Plain(text) => (text, &entry.attributes),
+            Structure::Json { sqs } => (sqs, &[]),
         };
-        let text = std::str::from_utf8(&sqs_message).map_err(|_| invalid("Invalid parameter: Message must be UTF-8"))?;
         let arrays = parse_arrays(&entry.attributes);
         let wants_body = topic.subscriptions.iter().any(|s| s.filter.is_some() && s.scope == Scope::MessageBody);
         let body: Option<Value> = if wants_body { serde_json::from_str(text).ok() } else { None };
-        let raw_attributes: Option<Arc<[MessageAttribute]>> = (!attributes.is_empty()).then(|| Arc::from(attributes.as_slice()));
-        let raw_md5 = (md5_of_body(&sqs_message), md5_of_attributes(&attributes));
+        // Raw deliveries share one copy of the message out of the request frame, and its
+        // digests; made at the first raw subscriber, not at all without one.
+        let mut raw: Option<RawCopy> = None;
         let signature_version = topic.attributes.get("SignatureVersion").map_or("1", String::as_str);
         let notification = Notification {
             message_id: &message_id,
@@ -208,7 +209,7 @@ impl Shard {
             message: text,
             timestamp: &timestamp,
             signature_version,
-            attributes: &attributes,
+            attributes,
         };
         let mut envelope: Option<Envelope> = None;
         for subscription in &topic.subscriptions {
@@ -226,7 +227,12 @@ impl Shard {
             }
             let public_url = self.config.public_url.as_str();
             let (body, payload_attributes, md5) = if subscription.raw {
-                (sqs_message.clone(), raw_attributes.clone(), raw_md5)
+                let copy = raw.get_or_insert_with(|| RawCopy {
+                    body: Bytes::copy_from_slice(text.as_bytes()),
+                    attributes: (!attributes.is_empty()).then(|| Arc::from(detached(attributes))),
+                    md5: (md5_of_body(text.as_bytes()), md5_of_attributes(attributes)),
+                });
+                (copy.body.clone(), copy.attributes.clone(), copy.md5)
             } else {
                 let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
                 let md5 = (md5_of_body(&body), None);
@@ -354,6 +360,14 @@ impl Shard {
     }
 }
 
+/// A raw delivery's body and attributes, copied out of the request frame once and shared by
+/// every raw subscriber of one publish, with their digests.
+struct RawCopy {
+    body: Bytes,
+    attributes: Option<Arc<[MessageAttribute]>>,
+    md5: ([u8; 16], Option<[u8; 16]>),
+}
+
 /// A message Sluice writes itself (a dead-lettered notification, an HTTP delivery), with
 /// its attributes.
 fn notice_payload(body: Bytes, attributes: Vec<MessageAttribute>, now: u64) -> Payload {
@@ -426,16 +440,15 @@ fn subscription_attributes(meta: &SubscriptionMeta, account_id: &str) -> KeyValu
 }
 
 /// How a checked message is to be delivered.
-enum Structure {
-    Plain,
+enum Structure<'a> {
+    /// The message's text (checked UTF-8).
+    Plain(&'a str),
     /// `MessageStructure=json`: the text for SQS subscribers (their key, else `default`).
-    Json {
-        sqs: String,
-    },
+    Json { sqs: String },
 }
 
 /// Checks a message against SNS's rules.
-fn check_publish(entry: &PublishEntry) -> Result<Structure, OpError> {
+fn check_publish(entry: &PublishEntry) -> Result<Structure<'_>, OpError> {
     if entry.message.is_empty() {
         return Err(invalid("Invalid parameter: Empty message"));
     }
@@ -466,7 +479,7 @@ fn check_publish(entry: &PublishEntry) -> Result<Structure, OpError> {
     }
     check_message_attributes(&entry.attributes)?;
     match entry.message_structure.as_deref() {
-        None => Ok(Structure::Plain),
+        None => Ok(Structure::Plain(text)),
         Some("json") => {
             let value: Value = serde_json::from_str(text)
                 .map_err(|_| invalid("Invalid parameter: Message Structure - JSON message body failed to parse"))?;
