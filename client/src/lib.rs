@@ -22,8 +22,10 @@ use futures::{SinkExt, StreamExt};
 use sluice_protocol::limits::{FRAME_BYTES_MAX_DEFAULT, PROTOCOL_VERSION};
 use sluice_protocol::{check_frame, decode_response, Encoder, FrameCheck, Request};
 pub use sluice_protocol::{
-    BatchFailure, DeleteEntry, ErrorCode, KeyValues, MessageAttribute, Op, OpError, PublishEntry, PublishResult, ReceiveMessage,
-    ReceivedMessage, Reply, SendEntry, SendResult, SubscriptionSummary, VisibilityEntry,
+    BatchFailure, ChildShard, ConsumerDescription, ConsumerRef, DeleteEntry, ErrorCode, GetRecordsResult, KeyValues, ListShards,
+    MessageAttribute, Op, OpError, PublishEntry, PublishResult, PutRecordResult, PutRecordsEntry, ReceiveMessage, ReceivedMessage, Reply,
+    SendEntry, SendResult, ShardDescription, ShardEvent, StartingPosition, StreamDescription, StreamRecord, SubscriptionSummary,
+    VisibilityEntry,
 };
 
 /// Requests queued for the driver before `call` waits.
@@ -63,9 +65,40 @@ pub struct ServerInfo {
     pub shard_id: u16,
 }
 
+/// Where the answers to one request go.
+enum Waiter {
+    /// One answer.
+    Once(oneshot::Sender<Result<Reply, ClientError>>),
+    /// A push subscription: every answer until `Done` or an error.
+    Events(mpsc::Sender<Result<Reply, ClientError>>),
+}
+
 struct Pending {
     op: Op,
-    reply: oneshot::Sender<Result<Reply, ClientError>>,
+    reply: Waiter,
+}
+
+/// Push events of one SubscribeToShard, in order.
+pub struct ShardSubscription {
+    events: mpsc::Receiver<Result<Reply, ClientError>>,
+}
+
+/// Events a subscription may have waiting in the client before it stops reading the
+/// connection (so a slow consumer holds the server back, not the client's memory).
+const SUBSCRIPTION_EVENTS_QUEUED: usize = 4;
+
+impl ShardSubscription {
+    /// The next event; `None` once the subscription has ended (after five minutes, or at
+    /// the end of a closed shard: subscribe again from the last continuation number, or
+    /// to the children).
+    pub async fn next(&mut self) -> Option<Result<ShardEvent, ClientError>> {
+        match self.events.next().await? {
+            Ok(Reply::ShardEvent(event)) => Some(Ok(event)),
+            Ok(Reply::Done) => None,
+            Ok(other) => Some(Err(unexpected(other))),
+            Err(error) => Some(Err(error)),
+        }
+    }
 }
 
 /// A handle for making requests; clone it freely.
@@ -131,8 +164,130 @@ impl Client {
     /// Sends one operation and waits for its answer.
     pub async fn call(&self, op: Op) -> Result<Reply, ClientError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.clone().send(Pending { op, reply }).await.map_err(|_| ClientError::Disconnected)?;
+        self.queue.clone().send(Pending { op, reply: Waiter::Once(reply) }).await.map_err(|_| ClientError::Disconnected)?;
         answer.await.map_err(|_| ClientError::Disconnected)?
+    }
+
+    /// Starts a push subscription (SubscribeToShard). Its events share this connection:
+    /// an unread subscription stops this connection's other answers too, so give
+    /// subscriptions a connection of their own.
+    pub async fn subscribe_to_shard(
+        &self,
+        consumer_arn: &str,
+        shard_id: &str,
+        position: StartingPosition,
+    ) -> Result<ShardSubscription, ClientError> {
+        let (reply, events) = mpsc::channel(SUBSCRIPTION_EVENTS_QUEUED);
+        let op = Op::SubscribeToShard { consumer_arn: consumer_arn.into(), shard_id: shard_id.into(), position };
+        self.queue.clone().send(Pending { op, reply: Waiter::Events(reply) }).await.map_err(|_| ClientError::Disconnected)?;
+        Ok(ShardSubscription { events })
+    }
+
+    pub async fn create_stream(&self, name: &str, shard_count: i32) -> Result<(), ClientError> {
+        expect_done(self.call(Op::CreateStream { name: name.into(), shard_count: Some(shard_count), mode: None, tags: vec![] }).await?)
+    }
+
+    pub async fn delete_stream(&self, stream: &str) -> Result<(), ClientError> {
+        expect_done(self.call(Op::DeleteStream { stream: stream.into(), enforce_consumer_deletion: true }).await?)
+    }
+
+    /// DescribeStream, following its pages until every shard is listed.
+    pub async fn describe_stream(&self, stream: &str) -> Result<StreamDescription, ClientError> {
+        let mut description: Option<StreamDescription> = None;
+        loop {
+            let after = description.as_ref().and_then(|d| d.shards.last()).map(|shard| shard.shard_id.clone());
+            let page = match self.call(Op::DescribeStream { stream: stream.into(), limit: None, exclusive_start_shard_id: after }).await? {
+                Reply::StreamDescription(page) => page,
+                other => return Err(unexpected(other)),
+            };
+            let more = page.has_more_shards && !page.shards.is_empty();
+            match &mut description {
+                Some(description) => description.shards.extend(page.shards),
+                None => description = Some(page),
+            }
+            if !more {
+                let mut description = description.unwrap_or_default();
+                description.has_more_shards = false;
+                return Ok(description);
+            }
+        }
+    }
+
+    /// Every stream's name (ListStreams, every page).
+    pub async fn list_streams(&self) -> Result<Vec<String>, ClientError> {
+        let mut names = Vec::new();
+        let mut next_token = None;
+        loop {
+            match self.call(Op::ListStreams { limit: None, exclusive_start_stream_name: None, next_token }).await? {
+                Reply::Streams { streams, next_token: token, .. } => {
+                    names.extend(streams.into_iter().map(|stream| stream.name));
+                    match token {
+                        Some(token) => next_token = Some(token),
+                        None => return Ok(names),
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+    }
+
+    /// ListShards (one page) with the given parameters.
+    pub async fn list_shards(&self, list: ListShards) -> Result<(Vec<ShardDescription>, Option<String>), ClientError> {
+        match self.call(Op::ListShards(list)).await? {
+            Reply::Shards { shards, next_token } => Ok((shards, next_token)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Puts one record; returns its shard id and sequence number.
+    pub async fn put_record(&self, stream: &str, partition_key: &str, data: impl Into<Bytes>) -> Result<(String, String), ClientError> {
+        let record = PutRecordsEntry { data: data.into(), partition_key: partition_key.into(), explicit_hash_key: None };
+        match self.call(Op::PutRecord { stream: stream.into(), record, sequence_number_for_ordering: None }).await? {
+            Reply::PutRecord(PutRecordResult::Put { shard_id, sequence_number }) => Ok((shard_id, sequence_number)),
+            Reply::PutRecord(PutRecordResult::Failed(error)) => Err(ClientError::Server(error)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// PutRecords: one result per record, in order.
+    pub async fn put_records(&self, stream: &str, records: Vec<PutRecordsEntry>) -> Result<Vec<PutRecordResult>, ClientError> {
+        match self.call(Op::PutRecords { stream: stream.into(), records }).await? {
+            Reply::PutRecords { records, .. } => Ok(records),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn get_shard_iterator(&self, stream: &str, shard_id: &str, position: StartingPosition) -> Result<String, ClientError> {
+        match self.call(Op::GetShardIterator { stream: stream.into(), shard_id: shard_id.into(), position }).await? {
+            Reply::ShardIterator(iterator) => Ok(iterator),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn get_records(&self, iterator: &str, limit: Option<i32>) -> Result<GetRecordsResult, ClientError> {
+        match self.call(Op::GetRecords { iterator: iterator.into(), limit }).await? {
+            Reply::Records(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn split_shard(&self, stream: &str, shard_id: &str, new_starting_hash_key: &str) -> Result<(), ClientError> {
+        let op =
+            Op::SplitShard { stream: stream.into(), shard_to_split: shard_id.into(), new_starting_hash_key: new_starting_hash_key.into() };
+        expect_done(self.call(op).await?)
+    }
+
+    pub async fn merge_shards(&self, stream: &str, shard_id: &str, adjacent_shard_id: &str) -> Result<(), ClientError> {
+        let op =
+            Op::MergeShards { stream: stream.into(), shard_to_merge: shard_id.into(), adjacent_shard_to_merge: adjacent_shard_id.into() };
+        expect_done(self.call(op).await?)
+    }
+
+    pub async fn register_stream_consumer(&self, stream_arn: &str, name: &str) -> Result<ConsumerDescription, ClientError> {
+        match self.call(Op::RegisterStreamConsumer { stream: stream_arn.into(), name: name.into() }).await? {
+            Reply::StreamConsumer(consumer) => Ok(consumer),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub async fn create_queue(&self, name: &str, attributes: KeyValues, tags: KeyValues) -> Result<String, ClientError> {
@@ -394,7 +549,7 @@ fn expect_batch(reply: Reply) -> Result<(Vec<String>, Vec<BatchFailure>), Client
     }
 }
 
-type Waiting = (u64, oneshot::Sender<Result<Reply, ClientError>>);
+type Waiting = (u64, Waiter);
 
 impl<S> Driver<S>
 where
@@ -433,7 +588,7 @@ where
             Ok::<(), ClientError>(())
         };
         let read = async move {
-            let mut waiting: HashMap<u64, oneshot::Sender<Result<Reply, ClientError>>> = HashMap::new();
+            let mut waiting: HashMap<u64, Waiter> = HashMap::new();
             loop {
                 while let Ok((id, reply)) = registered.try_recv() {
                     waiting.insert(id, reply);
@@ -455,11 +610,26 @@ where
                     waiting.insert(id, reply);
                 }
                 let (id, response) = decode_response(&frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
-                if let Some(reply) = waiting.remove(&id) {
-                    let _ = reply.send(response.map_err(ClientError::Server));
-                } else if let Err(error) = response {
-                    // An error for no request of ours (id 0): the server is closing this connection.
-                    return Err(ClientError::Server(error));
+                match waiting.remove(&id) {
+                    Some(Waiter::Once(reply)) => {
+                        let _ = reply.send(response.map_err(ClientError::Server));
+                    }
+                    Some(Waiter::Events(mut events)) => {
+                        let last = !matches!(response, Ok(Reply::ShardEvent(_)));
+                        // Waits while the subscriber is behind: back-pressure to the server.
+                        let delivered = events.send(response.map_err(ClientError::Server)).await.is_ok();
+                        if delivered && !last {
+                            waiting.insert(id, Waiter::Events(events));
+                        }
+                    }
+                    // A dropped subscription's later events.
+                    None if id != 0 => {}
+                    None => {
+                        if let Err(error) = response {
+                            // An error for no request of ours (id 0): the server is closing this connection.
+                            return Err(ClientError::Server(error));
+                        }
+                    }
                 }
             }
         };

@@ -9,8 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use serde_json::json;
 use sluice_client::blocking::BlockingClient;
-use sluice_client::{ClientError, DeleteEntry, KeyValues, MessageAttribute, PublishEntry, ReceiveMessage, ReceivedMessage, SendEntry};
-use sluice_protocol::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX};
+use sluice_client::{
+    ClientError, DeleteEntry, KeyValues, MessageAttribute, Op, PublishEntry, PutRecordResult, PutRecordsEntry, ReceiveMessage,
+    ReceivedMessage, SendEntry, StartingPosition, StreamDescription,
+};
+use sluice_protocol::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, PUT_RECORDS_BYTES_MAX, PUT_RECORDS_MAX};
 
 /// Batches `send -` keeps in flight at once.
 const STDIN_BATCHES_IN_FLIGHT_MAX: usize = 64;
@@ -70,6 +73,37 @@ enum Command {
         /// The ARN `subscribe` printed.
         subscription_arn: String,
     },
+    /// Create, list, inspect and delete streams.
+    #[command(subcommand)]
+    Stream(StreamCommand),
+    /// Put a record on a stream; prints its shard id and sequence number. A DATA of `-`
+    /// puts each line of standard input as one record (in PutRecords batches, in order).
+    Put {
+        /// Stream name or ARN.
+        stream: String,
+        /// The partition key: records with the same key go to the same shard, in order.
+        partition_key: String,
+        /// The record's data, or `-` for standard input.
+        data: String,
+    },
+    /// Read a stream shard's records; prints each record's data on its own line.
+    Get {
+        /// Stream name or ARN.
+        stream: String,
+        /// The shard to read, e.g. `shardId-000000000000` (`stream describe` lists them).
+        #[arg(long)]
+        shard: String,
+        /// Where to start: `trim-horizon` (the oldest record kept), `latest` (only records put
+        /// from now on), `at:SEQ`, `after:SEQ`, or `time:RFC3339` (the first record that arrived then or later).
+        #[arg(long, default_value = "trim-horizon", value_name = "POSITION")]
+        from: String,
+        /// Stop after this many records. Default: no limit.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Keep reading as records arrive, instead of stopping once caught up.
+        #[arg(long, default_value_t = false)]
+        follow: bool,
+    },
     /// Publish a message to a topic. Prints its message id.
     Publish {
         /// Topic name or ARN.
@@ -97,6 +131,23 @@ enum TopicCommand {
     Subscriptions { topic: String },
     /// Delete a topic and its subscriptions.
     Delete { topic: String },
+}
+
+#[derive(Subcommand)]
+enum StreamCommand {
+    /// Create a stream with N shards spread over the broker's cores.
+    Create {
+        name: String,
+        /// Number of shards (PROVISIONED). Without it the stream is ON_DEMAND (4 shards).
+        #[arg(long)]
+        shards: Option<i32>,
+    },
+    /// List stream names.
+    List,
+    /// Print a stream's status, retention and every shard (id, hash-key range, sequence numbers, parents).
+    Describe { name: String },
+    /// Delete a stream, its records and its registered consumers.
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -380,6 +431,32 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_named(&mut out, json, "SubscriptionArn", &arn)?;
         }
         Command::Unsubscribe { subscription_arn } => connection.block_on(client.unsubscribe(&subscription_arn))?,
+        Command::Stream(StreamCommand::Create { name, shards }) => {
+            let mode = if shards.is_some() { "PROVISIONED" } else { "ON_DEMAND" };
+            let op = Op::CreateStream { name, shard_count: shards, mode: Some(mode.into()), tags: vec![] };
+            connection.block_on(client.call(op))?;
+        }
+        Command::Stream(StreamCommand::List) => {
+            for name in connection.block_on(client.list_streams())? {
+                print_named(&mut out, json, "StreamName", &name)?;
+            }
+        }
+        Command::Stream(StreamCommand::Describe { name }) => {
+            let stream = connection.block_on(client.describe_stream(&name))?;
+            print_stream(&mut out, json, &stream)?;
+        }
+        Command::Stream(StreamCommand::Delete { name }) => connection.block_on(client.delete_stream(&name))?,
+        Command::Put { stream, partition_key, data } => {
+            if data == "-" {
+                put_stdin(&connection, &stream, &partition_key, json, &mut out)?;
+            } else {
+                let (shard_id, sequence_number) = connection.block_on(client.put_record(&stream, &partition_key, data.into_bytes()))?;
+                print_put(&mut out, json, &shard_id, &sequence_number)?;
+            }
+        }
+        Command::Get { stream, shard, from, limit, follow } => {
+            get_records(&connection, &stream, &shard, &from, limit, follow, json, &mut out)?
+        }
         Command::Publish { topic, message, subject, attributes } => {
             let attributes = attributes.iter().map(|a| message_attribute(a)).collect::<Result<Vec<_>, _>>()?;
             let entry = PublishEntry { message: message.into_bytes().into(), subject, attributes, ..PublishEntry::default() };
@@ -496,4 +573,172 @@ fn send_stdin(
         return Err(Failure::Usage(format!("{} messages failed; first: {}: {}", failures.len(), failure.code.aws_name(), failure.message)));
     }
     Ok(())
+}
+
+fn print_put<W: Write + ?Sized>(out: &mut W, json: bool, shard_id: &str, sequence_number: &str) -> std::io::Result<()> {
+    if json {
+        writeln!(out, "{}", json!({"ShardId": shard_id, "SequenceNumber": sequence_number}))
+    } else {
+        writeln!(out, "{shard_id} {sequence_number}")
+    }
+}
+
+fn print_stream(out: &mut impl Write, json: bool, stream: &StreamDescription) -> std::io::Result<()> {
+    let shards: Vec<serde_json::Value> = stream
+        .shards
+        .iter()
+        .map(|shard| {
+            json!({
+                "ShardId": shard.shard_id,
+                "ParentShardId": shard.parent_shard_id,
+                "AdjacentParentShardId": shard.adjacent_parent_shard_id,
+                "HashKeyRange": {"StartingHashKey": shard.starting_hash_key, "EndingHashKey": shard.ending_hash_key},
+                "SequenceNumberRange": {"StartingSequenceNumber": shard.starting_sequence_number, "EndingSequenceNumber": shard.ending_sequence_number},
+            })
+        })
+        .collect();
+    if json {
+        return writeln!(
+            out,
+            "{}",
+            json!({
+                "StreamName": stream.name,
+                "StreamARN": stream.arn,
+                "StreamStatus": stream.status,
+                "StreamMode": stream.mode,
+                "RetentionPeriodHours": stream.retention_hours,
+                "OpenShardCount": stream.open_shard_count,
+                "Shards": shards,
+            })
+        );
+    }
+    writeln!(out, "StreamName={}", stream.name)?;
+    writeln!(out, "StreamARN={}", stream.arn)?;
+    writeln!(out, "StreamStatus={}", stream.status)?;
+    writeln!(out, "StreamMode={}", stream.mode)?;
+    writeln!(out, "RetentionPeriodHours={}", stream.retention_hours)?;
+    writeln!(out, "OpenShardCount={}", stream.open_shard_count)?;
+    for shard in &stream.shards {
+        let state = match &shard.ending_sequence_number {
+            Some(end) => format!("closed at {end}"),
+            None => "open".to_owned(),
+        };
+        let parents: Vec<&str> = shard.parent_shard_id.iter().chain(&shard.adjacent_parent_shard_id).map(String::as_str).collect();
+        writeln!(
+            out,
+            "{} {}..{} from {} {}{}",
+            shard.shard_id,
+            shard.starting_hash_key,
+            shard.ending_hash_key,
+            shard.starting_sequence_number,
+            state,
+            if parents.is_empty() { String::new() } else { format!(" (parents {})", parents.join(", ")) },
+        )?;
+    }
+    Ok(())
+}
+
+/// Puts each line of stdin as one record, in PutRecords batches sent one after the other
+/// (so records of one partition key keep their order).
+fn put_stdin(connection: &BlockingClient, stream: &str, partition_key: &str, json: bool, out: &mut impl Write) -> Result<(), Failure> {
+    let client = connection.client().clone();
+    let mut batch: Vec<PutRecordsEntry> = Vec::new();
+    let mut batch_bytes = 0;
+    let flush = |batch: &mut Vec<PutRecordsEntry>, out: &mut dyn Write| -> Result<(), Failure> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let results = connection.block_on(client.put_records(stream, std::mem::take(batch)))?;
+        for result in results {
+            match result {
+                PutRecordResult::Put { shard_id, sequence_number } => print_put(out, json, &shard_id, &sequence_number)?,
+                PutRecordResult::Failed(error) => return Err(ClientError::Server(error).into()),
+            }
+        }
+        Ok(())
+    };
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let size = line.len() + partition_key.len();
+        if batch.len() == PUT_RECORDS_MAX || batch_bytes + size > PUT_RECORDS_BYTES_MAX {
+            flush(&mut batch, out)?;
+            batch_bytes = 0;
+        }
+        batch_bytes += size;
+        batch.push(PutRecordsEntry { data: line.into_bytes().into(), partition_key: partition_key.to_owned(), explicit_hash_key: None });
+    }
+    flush(&mut batch, out)
+}
+
+/// How long `get --follow` waits between reads once caught up.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+fn starting_position(from: &str) -> Result<StartingPosition, Failure> {
+    let position = match from.split_once(':') {
+        None if from == "trim-horizon" => StartingPosition::new("TRIM_HORIZON"),
+        None if from == "latest" => StartingPosition::new("LATEST"),
+        Some(("at", seq)) => StartingPosition { sequence_number: Some(seq.into()), ..StartingPosition::new("AT_SEQUENCE_NUMBER") },
+        Some(("after", seq)) => StartingPosition { sequence_number: Some(seq.into()), ..StartingPosition::new("AFTER_SEQUENCE_NUMBER") },
+        Some(("time", time)) => {
+            let time = humantime::parse_rfc3339_weak(time).map_err(|e| Failure::Usage(format!("--from time:{time}: {e}")))?;
+            let ms = time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            StartingPosition { timestamp_ms: Some(ms), ..StartingPosition::new("AT_TIMESTAMP") }
+        }
+        _ => return Err(Failure::Usage(format!("--from {from}: expected trim-horizon, latest, at:SEQ, after:SEQ or time:RFC3339"))),
+    };
+    Ok(position)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn get_records(
+    connection: &BlockingClient,
+    stream: &str,
+    shard: &str,
+    from: &str,
+    limit: Option<usize>,
+    follow: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let client = connection.client().clone();
+    let mut iterator = connection.block_on(client.get_shard_iterator(stream, shard, starting_position(from)?))?;
+    let mut printed = 0usize;
+    loop {
+        let want = limit.map(|limit| (limit - printed).min(10_000) as i32);
+        let result = connection.block_on(client.get_records(&iterator, want))?;
+        for record in &result.records {
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({
+                        "SequenceNumber": record.sequence_number,
+                        "PartitionKey": record.partition_key,
+                        "ApproximateArrivalTimestamp": record.arrival_ms,
+                        "Data": String::from_utf8_lossy(&record.data),
+                    })
+                )?;
+            } else {
+                out.write_all(&record.data)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        out.flush()?;
+        printed += result.records.len();
+        if limit.is_some_and(|limit| printed >= limit) {
+            return Ok(());
+        }
+        let Some(next) = result.next_iterator else {
+            let children: Vec<&str> = result.child_shards.iter().map(|child| child.shard_id.as_str()).collect();
+            eprintln!("{shard} is closed and fully read; its children: {}", children.join(", "));
+            return Ok(());
+        };
+        iterator = next;
+        if result.records.is_empty() && result.millis_behind_latest == 0 {
+            if !follow {
+                return Ok(());
+            }
+            std::thread::sleep(FOLLOW_POLL);
+        }
+    }
 }

@@ -115,3 +115,35 @@ fn publish_lands_in_every_subscribed_queue_raw_and_filtered() {
     stdout(&sluice(&daemon, &["topic", "delete", "news"], None));
     assert_eq!(stdout(&sluice(&daemon, &["topic", "list"], None)), "");
 }
+
+#[test]
+fn put_and_get_round_trip_on_a_four_shard_stream() {
+    let daemon = Daemon::start();
+    stdout(&sluice(&daemon, &["stream", "create", "logs", "--shards", "4"], None));
+    assert_eq!(stdout(&sluice(&daemon, &["stream", "list"], None)), "logs\n");
+    let described = stdout(&sluice(&daemon, &["--json", "stream", "describe", "logs"], None));
+    let description: serde_json::Value = serde_json::from_str(described.trim()).unwrap();
+    assert_eq!(description["Shards"].as_array().unwrap().len(), 4);
+
+    // One record: prints its shard and sequence number.
+    let put = stdout(&sluice(&daemon, &["put", "logs", "user-7", "first line"], None));
+    let (shard, sequence) = put.trim().split_once(' ').unwrap();
+    assert!(shard.starts_with("shardId-"));
+    assert!(sequence.parse::<u128>().is_ok());
+    // Many: each stdin line is a record, all with one key, so one shard, in order.
+    let lines: String = (0..1200).map(|i| format!("line {i}\n")).collect();
+    let puts = stdout(&sluice(&daemon, &["put", "logs", "user-7", "-"], Some(&lines)));
+    assert_eq!(puts.lines().count(), 1200);
+    assert!(puts.lines().all(|line| line.starts_with(shard)));
+
+    let got = stdout(&sluice(&daemon, &["get", "logs", "--shard", shard, "--from", "trim-horizon"], None));
+    let expected: String = std::iter::once("first line\n".to_owned()).chain((0..1200).map(|i| format!("line {i}\n"))).collect();
+    assert_eq!(got, expected);
+    let limited =
+        stdout(&sluice(&daemon, &["get", "logs", "--shard", shard, "--from", &format!("after:{sequence}"), "--limit", "2"], None));
+    assert_eq!(limited, "line 0\nline 1\n");
+    let output = sluice(&daemon, &["get", "logs", "--shard", shard, "--from", "yesterday"], None);
+    assert!(!output.status.success());
+    stdout(&sluice(&daemon, &["stream", "delete", "logs"], None));
+    assert_eq!(stdout(&sluice(&daemon, &["stream", "list"], None)), "");
+}

@@ -40,6 +40,19 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SEGMENT_BYTES", default_value_t = SEGMENT_BYTES_DEFAULT, value_parser = segment_bytes)]
     pub segment_bytes: u64,
 
+    /// Size of each segment file of a stream shard's log, in bytes (a multiple of 4096, at
+    /// least 4 MiB). Every shard has its own log with one spare segment prepared ahead, so a
+    /// stream of N shards holds at least 2·N segments on disk; retention deletes whole segments.
+    #[arg(long, env = "SLUICE_STREAM_SEGMENT_BYTES", default_value_t = 16 << 20, value_parser = segment_bytes)]
+    pub stream_segment_bytes: u64,
+
+    /// Apply Kinesis's per-shard limits (writes: 1 MiB/s and 1,000 records/s; GetRecords:
+    /// 5 calls/s and 2 MiB/s), answering ProvisionedThroughputExceededException past them, for
+    /// applications that test their handling of it. Default: off, a shard takes what the
+    /// machine can give.
+    #[arg(long, env = "SLUICE_ENFORCE_SHARD_LIMITS")]
+    pub enforce_shard_limits: bool,
+
     /// Bytes of message bodies and attributes the daemon keeps in memory, shared evenly by
     /// the shards (suffixes K, M, G, T, binary: `512M`, `4G`). Messages past it are kept only
     /// in the log and read back when received, so a backlog may be many times larger than

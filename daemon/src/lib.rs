@@ -4,6 +4,7 @@
 //! - `net`: the binary-protocol listener and connections.
 //! - `queue`: SQS standard queues — metadata, partitions, the operations.
 //! - `topic`: SNS standard topics — subscriptions, filter policies, fan-out to queues.
+//! - `stream`: Kinesis-style streams — shards pinned to cores, routing, iterators, resharding, push consumers.
 //! - `storage`: the seam through which every state change is made durable.
 //! - `config`: flags and their `SLUICE_…` environment variables.
 
@@ -12,4 +13,5 @@ pub mod net;
 pub mod queue;
 pub mod runtime;
 pub mod storage;
+pub mod stream;
 pub mod topic;

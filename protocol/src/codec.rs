@@ -406,7 +406,277 @@ fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> (fb::Op, WIPOffse
             let entries = Some(fbb.create_vector(&offsets));
             table!(PublishBatch, fb::PublishBatchArgs { topic, entries })
         }
+        Op::CreateStream { name, shard_count, mode, tags } => {
+            let name = Some(fbb.create_string(name));
+            let mode = opt_str(fbb, mode);
+            let tags = key_values(fbb, tags);
+            table!(CreateStream, fb::CreateStreamArgs { name, shard_count: *shard_count, mode, tags })
+        }
+        Op::DeleteStream { stream, enforce_consumer_deletion } => {
+            let stream = Some(fbb.create_string(stream));
+            table!(DeleteStream, fb::DeleteStreamArgs { stream, enforce_consumer_deletion: *enforce_consumer_deletion })
+        }
+        Op::DescribeStream { stream, limit, exclusive_start_shard_id } => {
+            let stream = Some(fbb.create_string(stream));
+            let exclusive_start_shard_id = opt_str(fbb, exclusive_start_shard_id);
+            table!(DescribeStream, fb::DescribeStreamArgs { stream, limit: *limit, exclusive_start_shard_id })
+        }
+        Op::DescribeStreamSummary { stream } => {
+            let stream = Some(fbb.create_string(stream));
+            table!(DescribeStreamSummary, fb::DescribeStreamSummaryArgs { stream })
+        }
+        Op::ListStreams { limit, exclusive_start_stream_name, next_token } => {
+            let exclusive_start_stream_name = opt_str(fbb, exclusive_start_stream_name);
+            let next_token = opt_str(fbb, next_token);
+            table!(ListStreams, fb::ListStreamsArgs { limit: *limit, exclusive_start_stream_name, next_token })
+        }
+        Op::ListShards(list) => {
+            let stream = opt_str(fbb, &list.stream);
+            let next_token = opt_str(fbb, &list.next_token);
+            let exclusive_start_shard_id = opt_str(fbb, &list.exclusive_start_shard_id);
+            let filter_type = opt_str(fbb, &list.filter_type);
+            let filter_shard_id = opt_str(fbb, &list.filter_shard_id);
+            table!(
+                ListShards,
+                fb::ListShardsArgs {
+                    stream,
+                    next_token,
+                    exclusive_start_shard_id,
+                    max_results: list.max_results,
+                    filter_type,
+                    filter_shard_id,
+                    filter_timestamp_ms: list.filter_timestamp_ms,
+                }
+            )
+        }
+        Op::PutRecord { stream, record, sequence_number_for_ordering } => {
+            let stream = Some(fbb.create_string(stream));
+            let record = Some(put_entry(fbb, record));
+            let sequence_number_for_ordering = opt_str(fbb, sequence_number_for_ordering);
+            table!(PutRecord, fb::PutRecordArgs { stream, record, sequence_number_for_ordering })
+        }
+        Op::PutRecords { stream, records } => {
+            let stream = Some(fbb.create_string(stream));
+            let offsets: Vec<_> = records.iter().map(|record| put_entry(fbb, record)).collect();
+            let records = Some(fbb.create_vector(&offsets));
+            table!(PutRecords, fb::PutRecordsArgs { stream, records })
+        }
+        Op::GetShardIterator { stream, shard_id, position } => {
+            let stream = Some(fbb.create_string(stream));
+            let shard_id = Some(fbb.create_string(shard_id));
+            let iterator_type = Some(fbb.create_string(&position.kind));
+            let starting_sequence_number = opt_str(fbb, &position.sequence_number);
+            table!(
+                GetShardIterator,
+                fb::GetShardIteratorArgs { stream, shard_id, iterator_type, starting_sequence_number, timestamp_ms: position.timestamp_ms }
+            )
+        }
+        Op::GetRecords { iterator, limit } => {
+            let iterator = Some(fbb.create_string(iterator));
+            table!(GetRecords, fb::GetRecordsArgs { iterator, limit: *limit })
+        }
+        Op::IncreaseStreamRetentionPeriod { stream, hours } => {
+            let stream = Some(fbb.create_string(stream));
+            table!(IncreaseStreamRetentionPeriod, fb::IncreaseStreamRetentionPeriodArgs { stream, hours: *hours })
+        }
+        Op::DecreaseStreamRetentionPeriod { stream, hours } => {
+            let stream = Some(fbb.create_string(stream));
+            table!(DecreaseStreamRetentionPeriod, fb::DecreaseStreamRetentionPeriodArgs { stream, hours: *hours })
+        }
+        Op::SplitShard { stream, shard_to_split, new_starting_hash_key } => {
+            let stream = Some(fbb.create_string(stream));
+            let shard_to_split = Some(fbb.create_string(shard_to_split));
+            let new_starting_hash_key = Some(fbb.create_string(new_starting_hash_key));
+            table!(SplitShard, fb::SplitShardArgs { stream, shard_to_split, new_starting_hash_key })
+        }
+        Op::MergeShards { stream, shard_to_merge, adjacent_shard_to_merge } => {
+            let stream = Some(fbb.create_string(stream));
+            let shard_to_merge = Some(fbb.create_string(shard_to_merge));
+            let adjacent_shard_to_merge = Some(fbb.create_string(adjacent_shard_to_merge));
+            table!(MergeShards, fb::MergeShardsArgs { stream, shard_to_merge, adjacent_shard_to_merge })
+        }
+        Op::UpdateShardCount { stream, target_shard_count, scaling_type } => {
+            let stream = Some(fbb.create_string(stream));
+            let scaling_type = opt_str(fbb, scaling_type);
+            table!(UpdateShardCount, fb::UpdateShardCountArgs { stream, target_shard_count: *target_shard_count, scaling_type })
+        }
+        Op::AddTagsToStream { stream, tags } => {
+            let stream = Some(fbb.create_string(stream));
+            let tags = key_values(fbb, tags);
+            table!(AddTagsToStream, fb::AddTagsToStreamArgs { stream, tags })
+        }
+        Op::RemoveTagsFromStream { stream, keys } => {
+            let stream = Some(fbb.create_string(stream));
+            let keys = strings(fbb, keys);
+            table!(RemoveTagsFromStream, fb::RemoveTagsFromStreamArgs { stream, keys })
+        }
+        Op::ListTagsForStream { stream, exclusive_start_tag_key, limit } => {
+            let stream = Some(fbb.create_string(stream));
+            let exclusive_start_tag_key = opt_str(fbb, exclusive_start_tag_key);
+            table!(ListTagsForStream, fb::ListTagsForStreamArgs { stream, exclusive_start_tag_key, limit: *limit })
+        }
+        Op::RegisterStreamConsumer { stream, name } => {
+            let stream = Some(fbb.create_string(stream));
+            let name = Some(fbb.create_string(name));
+            table!(RegisterStreamConsumer, fb::RegisterStreamConsumerArgs { stream, name })
+        }
+        Op::DeregisterStreamConsumer(consumer) => {
+            let (stream, name, consumer_arn) = consumer_ref(fbb, consumer);
+            table!(DeregisterStreamConsumer, fb::DeregisterStreamConsumerArgs { stream, name, consumer_arn })
+        }
+        Op::DescribeStreamConsumer(consumer) => {
+            let (stream, name, consumer_arn) = consumer_ref(fbb, consumer);
+            table!(DescribeStreamConsumer, fb::DescribeStreamConsumerArgs { stream, name, consumer_arn })
+        }
+        Op::ListStreamConsumers { stream, next_token, max_results } => {
+            let stream = Some(fbb.create_string(stream));
+            let next_token = opt_str(fbb, next_token);
+            table!(ListStreamConsumers, fb::ListStreamConsumersArgs { stream, next_token, max_results: *max_results })
+        }
+        Op::SubscribeToShard { consumer_arn, shard_id, position } => {
+            let consumer_arn = Some(fbb.create_string(consumer_arn));
+            let shard_id = Some(fbb.create_string(shard_id));
+            let starting_position = Some(fbb.create_string(&position.kind));
+            let sequence_number = opt_str(fbb, &position.sequence_number);
+            table!(
+                SubscribeToShard,
+                fb::SubscribeToShardArgs {
+                    consumer_arn,
+                    shard_id,
+                    starting_position,
+                    sequence_number,
+                    timestamp_ms: position.timestamp_ms
+                }
+            )
+        }
     }
+}
+
+type ConsumerRefArgs<'a> = (Option<WIPOffset<&'a str>>, Option<WIPOffset<&'a str>>, Option<WIPOffset<&'a str>>);
+
+fn consumer_ref<'a>(fbb: &mut FlatBufferBuilder<'a>, consumer: &ConsumerRef) -> ConsumerRefArgs<'a> {
+    (opt_str(fbb, &consumer.stream), opt_str(fbb, &consumer.name), opt_str(fbb, &consumer.consumer_arn))
+}
+
+fn put_entry<'a>(fbb: &mut FlatBufferBuilder<'a>, entry: &PutRecordsEntry) -> WIPOffset<fb::PutRecordsEntry<'a>> {
+    let data = Some(fbb.create_vector(&entry.data));
+    let partition_key = Some(fbb.create_string(&entry.partition_key));
+    let explicit_hash_key = opt_str(fbb, &entry.explicit_hash_key);
+    fb::PutRecordsEntry::create(fbb, &fb::PutRecordsEntryArgs { data, partition_key, explicit_hash_key })
+}
+
+fn stream_shards<'a>(fbb: &mut FlatBufferBuilder<'a>, shards: &[ShardDescription]) -> FbVector<'a, fb::StreamShard<'a>> {
+    if shards.is_empty() {
+        return None;
+    }
+    let offsets: Vec<_> = shards
+        .iter()
+        .map(|shard| {
+            let shard_id = Some(fbb.create_string(&shard.shard_id));
+            let parent_shard_id = opt_str(fbb, &shard.parent_shard_id);
+            let adjacent_parent_shard_id = opt_str(fbb, &shard.adjacent_parent_shard_id);
+            let starting_hash_key = Some(fbb.create_string(&shard.starting_hash_key));
+            let ending_hash_key = Some(fbb.create_string(&shard.ending_hash_key));
+            let starting_sequence_number = Some(fbb.create_string(&shard.starting_sequence_number));
+            let ending_sequence_number = opt_str(fbb, &shard.ending_sequence_number);
+            fb::StreamShard::create(
+                fbb,
+                &fb::StreamShardArgs {
+                    shard_id,
+                    parent_shard_id,
+                    adjacent_parent_shard_id,
+                    starting_hash_key,
+                    ending_hash_key,
+                    starting_sequence_number,
+                    ending_sequence_number,
+                },
+            )
+        })
+        .collect();
+    Some(fbb.create_vector(&offsets))
+}
+
+fn stream_description<'a>(fbb: &mut FlatBufferBuilder<'a>, stream: &StreamDescription) -> WIPOffset<fb::StreamDescription<'a>> {
+    let name = Some(fbb.create_string(&stream.name));
+    let arn = Some(fbb.create_string(&stream.arn));
+    let status = Some(fbb.create_string(&stream.status));
+    let mode = Some(fbb.create_string(&stream.mode));
+    let shards = stream_shards(fbb, &stream.shards);
+    fb::StreamDescription::create(
+        fbb,
+        &fb::StreamDescriptionArgs {
+            name,
+            arn,
+            status,
+            mode,
+            retention_hours: stream.retention_hours,
+            created_ms: stream.created_ms,
+            shards,
+            has_more_shards: stream.has_more_shards,
+            open_shard_count: stream.open_shard_count,
+            consumer_count: stream.consumer_count,
+            max_record_size_kib: stream.max_record_size_kib,
+        },
+    )
+}
+
+fn stream_records<'a>(fbb: &mut FlatBufferBuilder<'a>, records: &[StreamRecord]) -> FbVector<'a, fb::StreamRecord<'a>> {
+    if records.is_empty() {
+        return None;
+    }
+    let offsets: Vec<_> = records
+        .iter()
+        .map(|record| {
+            let sequence_number = Some(fbb.create_string(&record.sequence_number));
+            let data = Some(fbb.create_vector(&record.data));
+            let partition_key = Some(fbb.create_string(&record.partition_key));
+            fb::StreamRecord::create(fbb, &fb::StreamRecordArgs { sequence_number, arrival_ms: record.arrival_ms, data, partition_key })
+        })
+        .collect();
+    Some(fbb.create_vector(&offsets))
+}
+
+fn child_shards<'a>(fbb: &mut FlatBufferBuilder<'a>, children: &[ChildShard]) -> FbVector<'a, fb::ChildShard<'a>> {
+    if children.is_empty() {
+        return None;
+    }
+    let offsets: Vec<_> = children
+        .iter()
+        .map(|child| {
+            let shard_id = Some(fbb.create_string(&child.shard_id));
+            let parent_shards = strings(fbb, &child.parent_shards);
+            let starting_hash_key = Some(fbb.create_string(&child.starting_hash_key));
+            let ending_hash_key = Some(fbb.create_string(&child.ending_hash_key));
+            fb::ChildShard::create(fbb, &fb::ChildShardArgs { shard_id, parent_shards, starting_hash_key, ending_hash_key })
+        })
+        .collect();
+    Some(fbb.create_vector(&offsets))
+}
+
+fn put_result<'a>(fbb: &mut FlatBufferBuilder<'a>, result: &PutRecordResult) -> WIPOffset<fb::PutRecordResult<'a>> {
+    let args = match result {
+        PutRecordResult::Put { shard_id, sequence_number } => fb::PutRecordResultArgs {
+            shard_id: Some(fbb.create_string(shard_id)),
+            sequence_number: Some(fbb.create_string(sequence_number)),
+            error_code: 0,
+            error_message: None,
+        },
+        PutRecordResult::Failed(error) => fb::PutRecordResultArgs {
+            shard_id: None,
+            sequence_number: None,
+            error_code: error.code as u16,
+            error_message: Some(fbb.create_string(&error.message)),
+        },
+    };
+    fb::PutRecordResult::create(fbb, &args)
+}
+
+fn consumer_description<'a>(fbb: &mut FlatBufferBuilder<'a>, consumer: &ConsumerDescription) -> WIPOffset<fb::StreamConsumer<'a>> {
+    let name = Some(fbb.create_string(&consumer.name));
+    let arn = Some(fbb.create_string(&consumer.arn));
+    let status = Some(fbb.create_string(&consumer.status));
+    let stream_arn = Some(fbb.create_string(&consumer.stream_arn));
+    fb::StreamConsumer::create(fbb, &fb::StreamConsumerArgs { name, arn, status, created_ms: consumer.created_ms, stream_arn })
 }
 
 fn publish_entry<'a>(fbb: &mut FlatBufferBuilder<'a>, entry: &PublishEntry) -> WIPOffset<fb::PublishEntry<'a>> {
@@ -557,6 +827,84 @@ fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) -> (fb::Rep
             let failed = failures(fbb, failed);
             table!(PublishBatchResult, fb::PublishBatchResultArgs { successful, failed })
         }
+        Reply::StreamDescription(stream) => {
+            let offset = stream_description(fbb, stream);
+            (fb::Reply::StreamDescription, offset.as_union_value())
+        }
+        Reply::Streams { streams, has_more, next_token } => {
+            let offsets: Vec<_> = streams.iter().map(|stream| stream_description(fbb, stream)).collect();
+            let streams = Some(fbb.create_vector(&offsets));
+            let next_token = opt_str(fbb, next_token);
+            table!(StreamList, fb::StreamListArgs { streams, has_more: *has_more, next_token })
+        }
+        Reply::Shards { shards, next_token } => {
+            let shards = stream_shards(fbb, shards);
+            let next_token = opt_str(fbb, next_token);
+            table!(ShardList, fb::ShardListArgs { shards, next_token })
+        }
+        Reply::PutRecord(result) => {
+            let offset = put_result(fbb, result);
+            (fb::Reply::PutRecordResult, offset.as_union_value())
+        }
+        Reply::PutRecords { failed_record_count, records } => {
+            let offsets: Vec<_> = records.iter().map(|record| put_result(fbb, record)).collect();
+            let records = Some(fbb.create_vector(&offsets));
+            table!(PutRecordsResult, fb::PutRecordsResultArgs { failed_record_count: *failed_record_count, records })
+        }
+        Reply::ShardIterator(iterator) => {
+            let iterator = Some(fbb.create_string(iterator));
+            table!(ShardIterator, fb::ShardIteratorArgs { iterator })
+        }
+        Reply::Records(result) => {
+            let records = stream_records(fbb, &result.records);
+            let next_iterator = opt_str(fbb, &result.next_iterator);
+            let child_shards = child_shards(fbb, &result.child_shards);
+            table!(
+                GetRecordsResult,
+                fb::GetRecordsResultArgs { records, next_iterator, millis_behind_latest: result.millis_behind_latest, child_shards }
+            )
+        }
+        Reply::ShardCount { stream_name, stream_arn, current_shard_count, target_shard_count } => {
+            let stream_name = Some(fbb.create_string(stream_name));
+            let stream_arn = Some(fbb.create_string(stream_arn));
+            table!(
+                ShardCountResult,
+                fb::ShardCountResultArgs {
+                    stream_name,
+                    stream_arn,
+                    current_shard_count: *current_shard_count,
+                    target_shard_count: *target_shard_count
+                }
+            )
+        }
+        Reply::StreamTags { tags, has_more } => {
+            let tags = key_values(fbb, tags);
+            table!(StreamTags, fb::StreamTagsArgs { tags, has_more: *has_more })
+        }
+        Reply::StreamConsumer(consumer) => {
+            let offset = consumer_description(fbb, consumer);
+            (fb::Reply::StreamConsumer, offset.as_union_value())
+        }
+        Reply::StreamConsumers { consumers, next_token } => {
+            let offsets: Vec<_> = consumers.iter().map(|consumer| consumer_description(fbb, consumer)).collect();
+            let consumers = Some(fbb.create_vector(&offsets));
+            let next_token = opt_str(fbb, next_token);
+            table!(StreamConsumers, fb::StreamConsumersArgs { consumers, next_token })
+        }
+        Reply::ShardEvent(event) => {
+            let records = stream_records(fbb, &event.records);
+            let continuation_sequence_number = Some(fbb.create_string(&event.continuation_sequence_number));
+            let child_shards = child_shards(fbb, &event.child_shards);
+            table!(
+                SubscribeToShardEvent,
+                fb::SubscribeToShardEventArgs {
+                    records,
+                    continuation_sequence_number,
+                    millis_behind_latest: event.millis_behind_latest,
+                    child_shards
+                }
+            )
+        }
     }
 }
 
@@ -611,6 +959,81 @@ impl Reader<'_> {
         }
     }
 
+    fn put_entry(&self, entry: fb::PutRecordsEntry<'_>) -> PutRecordsEntry {
+        PutRecordsEntry {
+            data: self.bytes(entry.data()),
+            partition_key: entry.partition_key().to_owned(),
+            explicit_hash_key: owned(entry.explicit_hash_key()),
+        }
+    }
+
+    fn shards(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::StreamShard<'_>>>>) -> Vec<ShardDescription> {
+        vector
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|shard| ShardDescription {
+                        shard_id: shard.shard_id().to_owned(),
+                        parent_shard_id: owned(shard.parent_shard_id()),
+                        adjacent_parent_shard_id: owned(shard.adjacent_parent_shard_id()),
+                        starting_hash_key: shard.starting_hash_key().to_owned(),
+                        ending_hash_key: shard.ending_hash_key().to_owned(),
+                        starting_sequence_number: shard.starting_sequence_number().to_owned(),
+                        ending_sequence_number: owned(shard.ending_sequence_number()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn stream_description(&self, stream: fb::StreamDescription<'_>) -> StreamDescription {
+        StreamDescription {
+            name: stream.name().to_owned(),
+            arn: stream.arn().to_owned(),
+            status: stream.status().unwrap_or_default().to_owned(),
+            mode: stream.mode().unwrap_or_default().to_owned(),
+            retention_hours: stream.retention_hours(),
+            created_ms: stream.created_ms(),
+            shards: self.shards(stream.shards()),
+            has_more_shards: stream.has_more_shards(),
+            open_shard_count: stream.open_shard_count(),
+            consumer_count: stream.consumer_count(),
+            max_record_size_kib: stream.max_record_size_kib(),
+        }
+    }
+
+    fn stream_records(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::StreamRecord<'_>>>>) -> Vec<StreamRecord> {
+        vector
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|record| StreamRecord {
+                        sequence_number: record.sequence_number().to_owned(),
+                        arrival_ms: record.arrival_ms(),
+                        data: self.bytes(record.data()),
+                        partition_key: record.partition_key().to_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn child_shards(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::ChildShard<'_>>>>) -> Vec<ChildShard> {
+        vector
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|child| ChildShard {
+                        shard_id: child.shard_id().to_owned(),
+                        parent_shards: self.strings(child.parent_shards()),
+                        starting_hash_key: child.starting_hash_key().to_owned(),
+                        ending_hash_key: child.ending_hash_key().to_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn failures(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::BatchFailure<'_>>>>) -> Vec<BatchFailure> {
         vector
             .map(|items| {
@@ -633,6 +1056,28 @@ fn read_publish_result(result: fb::PublishResult<'_>) -> PublishResult {
         id: result.id().unwrap_or_default().to_owned(),
         message_id: result.message_id().to_owned(),
         sequence_number: owned(result.sequence_number()),
+    }
+}
+
+fn read_put_result(result: fb::PutRecordResult<'_>) -> PutRecordResult {
+    match (result.error_code(), result.shard_id(), result.sequence_number()) {
+        (0, Some(shard_id), Some(sequence_number)) => {
+            PutRecordResult::Put { shard_id: shard_id.to_owned(), sequence_number: sequence_number.to_owned() }
+        }
+        (code, _, _) => PutRecordResult::Failed(OpError::new(
+            ErrorCode::from_u16(code).unwrap_or(ErrorCode::InternalFailure),
+            result.error_message().unwrap_or_default(),
+        )),
+    }
+}
+
+fn read_consumer(consumer: fb::StreamConsumer<'_>) -> ConsumerDescription {
+    ConsumerDescription {
+        name: consumer.name().to_owned(),
+        arn: consumer.arn().to_owned(),
+        status: consumer.status().unwrap_or_default().to_owned(),
+        created_ms: consumer.created_ms(),
+        stream_arn: consumer.stream_arn().unwrap_or_default().to_owned(),
     }
 }
 
@@ -846,6 +1291,163 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
             let entries = op.entries().map(|entries| entries.iter().map(|entry| read.publish_entry(entry)).collect()).unwrap_or_default();
             Op::PublishBatch { topic: op.topic().to_owned(), entries }
         }
+        fb::Op::CreateStream => {
+            let op = request.op_as_create_stream().ok_or_else(unknown)?;
+            Op::CreateStream {
+                name: op.name().to_owned(),
+                shard_count: op.shard_count(),
+                mode: owned(op.mode()),
+                tags: read.key_values(op.tags()),
+            }
+        }
+        fb::Op::DeleteStream => {
+            let op = request.op_as_delete_stream().ok_or_else(unknown)?;
+            Op::DeleteStream { stream: op.stream().to_owned(), enforce_consumer_deletion: op.enforce_consumer_deletion() }
+        }
+        fb::Op::DescribeStream => {
+            let op = request.op_as_describe_stream().ok_or_else(unknown)?;
+            Op::DescribeStream {
+                stream: op.stream().to_owned(),
+                limit: op.limit(),
+                exclusive_start_shard_id: owned(op.exclusive_start_shard_id()),
+            }
+        }
+        fb::Op::DescribeStreamSummary => {
+            Op::DescribeStreamSummary { stream: request.op_as_describe_stream_summary().ok_or_else(unknown)?.stream().to_owned() }
+        }
+        fb::Op::ListStreams => {
+            let op = request.op_as_list_streams().ok_or_else(unknown)?;
+            Op::ListStreams {
+                limit: op.limit(),
+                exclusive_start_stream_name: owned(op.exclusive_start_stream_name()),
+                next_token: owned(op.next_token()),
+            }
+        }
+        fb::Op::ListShards => {
+            let op = request.op_as_list_shards().ok_or_else(unknown)?;
+            Op::ListShards(ListShards {
+                stream: owned(op.stream()),
+                next_token: owned(op.next_token()),
+                exclusive_start_shard_id: owned(op.exclusive_start_shard_id()),
+                max_results: op.max_results(),
+                filter_type: owned(op.filter_type()),
+                filter_shard_id: owned(op.filter_shard_id()),
+                filter_timestamp_ms: op.filter_timestamp_ms(),
+            })
+        }
+        fb::Op::PutRecord => {
+            let op = request.op_as_put_record().ok_or_else(unknown)?;
+            Op::PutRecord {
+                stream: op.stream().to_owned(),
+                record: read.put_entry(op.record()),
+                sequence_number_for_ordering: owned(op.sequence_number_for_ordering()),
+            }
+        }
+        fb::Op::PutRecords => {
+            let op = request.op_as_put_records().ok_or_else(unknown)?;
+            let records = op.records().map(|records| records.iter().map(|record| read.put_entry(record)).collect()).unwrap_or_default();
+            Op::PutRecords { stream: op.stream().to_owned(), records }
+        }
+        fb::Op::GetShardIterator => {
+            let op = request.op_as_get_shard_iterator().ok_or_else(unknown)?;
+            Op::GetShardIterator {
+                stream: op.stream().to_owned(),
+                shard_id: op.shard_id().to_owned(),
+                position: StartingPosition {
+                    kind: op.iterator_type().to_owned(),
+                    sequence_number: owned(op.starting_sequence_number()),
+                    timestamp_ms: op.timestamp_ms(),
+                },
+            }
+        }
+        fb::Op::GetRecords => {
+            let op = request.op_as_get_records().ok_or_else(unknown)?;
+            Op::GetRecords { iterator: op.iterator().to_owned(), limit: op.limit() }
+        }
+        fb::Op::IncreaseStreamRetentionPeriod => {
+            let op = request.op_as_increase_stream_retention_period().ok_or_else(unknown)?;
+            Op::IncreaseStreamRetentionPeriod { stream: op.stream().to_owned(), hours: op.hours() }
+        }
+        fb::Op::DecreaseStreamRetentionPeriod => {
+            let op = request.op_as_decrease_stream_retention_period().ok_or_else(unknown)?;
+            Op::DecreaseStreamRetentionPeriod { stream: op.stream().to_owned(), hours: op.hours() }
+        }
+        fb::Op::SplitShard => {
+            let op = request.op_as_split_shard().ok_or_else(unknown)?;
+            Op::SplitShard {
+                stream: op.stream().to_owned(),
+                shard_to_split: op.shard_to_split().to_owned(),
+                new_starting_hash_key: op.new_starting_hash_key().to_owned(),
+            }
+        }
+        fb::Op::MergeShards => {
+            let op = request.op_as_merge_shards().ok_or_else(unknown)?;
+            Op::MergeShards {
+                stream: op.stream().to_owned(),
+                shard_to_merge: op.shard_to_merge().to_owned(),
+                adjacent_shard_to_merge: op.adjacent_shard_to_merge().to_owned(),
+            }
+        }
+        fb::Op::UpdateShardCount => {
+            let op = request.op_as_update_shard_count().ok_or_else(unknown)?;
+            Op::UpdateShardCount {
+                stream: op.stream().to_owned(),
+                target_shard_count: op.target_shard_count(),
+                scaling_type: owned(op.scaling_type()),
+            }
+        }
+        fb::Op::AddTagsToStream => {
+            let op = request.op_as_add_tags_to_stream().ok_or_else(unknown)?;
+            Op::AddTagsToStream { stream: op.stream().to_owned(), tags: read.key_values(op.tags()) }
+        }
+        fb::Op::RemoveTagsFromStream => {
+            let op = request.op_as_remove_tags_from_stream().ok_or_else(unknown)?;
+            Op::RemoveTagsFromStream { stream: op.stream().to_owned(), keys: read.strings(op.keys()) }
+        }
+        fb::Op::ListTagsForStream => {
+            let op = request.op_as_list_tags_for_stream().ok_or_else(unknown)?;
+            Op::ListTagsForStream {
+                stream: op.stream().to_owned(),
+                exclusive_start_tag_key: owned(op.exclusive_start_tag_key()),
+                limit: op.limit(),
+            }
+        }
+        fb::Op::RegisterStreamConsumer => {
+            let op = request.op_as_register_stream_consumer().ok_or_else(unknown)?;
+            Op::RegisterStreamConsumer { stream: op.stream().to_owned(), name: op.name().to_owned() }
+        }
+        fb::Op::DeregisterStreamConsumer => {
+            let op = request.op_as_deregister_stream_consumer().ok_or_else(unknown)?;
+            Op::DeregisterStreamConsumer(ConsumerRef {
+                stream: owned(op.stream()),
+                name: owned(op.name()),
+                consumer_arn: owned(op.consumer_arn()),
+            })
+        }
+        fb::Op::DescribeStreamConsumer => {
+            let op = request.op_as_describe_stream_consumer().ok_or_else(unknown)?;
+            Op::DescribeStreamConsumer(ConsumerRef {
+                stream: owned(op.stream()),
+                name: owned(op.name()),
+                consumer_arn: owned(op.consumer_arn()),
+            })
+        }
+        fb::Op::ListStreamConsumers => {
+            let op = request.op_as_list_stream_consumers().ok_or_else(unknown)?;
+            Op::ListStreamConsumers { stream: op.stream().to_owned(), next_token: owned(op.next_token()), max_results: op.max_results() }
+        }
+        fb::Op::SubscribeToShard => {
+            let op = request.op_as_subscribe_to_shard().ok_or_else(unknown)?;
+            Op::SubscribeToShard {
+                consumer_arn: op.consumer_arn().to_owned(),
+                shard_id: op.shard_id().to_owned(),
+                position: StartingPosition {
+                    kind: op.starting_position().to_owned(),
+                    sequence_number: owned(op.sequence_number()),
+                    timestamp_ms: op.timestamp_ms(),
+                },
+            }
+        }
         _ => return Err(unknown()),
     };
     Ok(Request { id, op })
@@ -963,6 +1565,63 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
             let result = response.reply_as_publish_batch_result().ok_or_else(empty)?;
             let successful = result.successful().map(|items| items.iter().map(read_publish_result).collect()).unwrap_or_default();
             Reply::PublishBatch { successful, failed: read.failures(result.failed()) }
+        }
+        fb::Reply::StreamDescription => {
+            Reply::StreamDescription(read.stream_description(response.reply_as_stream_description().ok_or_else(empty)?))
+        }
+        fb::Reply::StreamList => {
+            let list = response.reply_as_stream_list().ok_or_else(empty)?;
+            let streams =
+                list.streams().map(|items| items.iter().map(|stream| read.stream_description(stream)).collect()).unwrap_or_default();
+            Reply::Streams { streams, has_more: list.has_more(), next_token: owned(list.next_token()) }
+        }
+        fb::Reply::ShardList => {
+            let list = response.reply_as_shard_list().ok_or_else(empty)?;
+            Reply::Shards { shards: read.shards(list.shards()), next_token: owned(list.next_token()) }
+        }
+        fb::Reply::PutRecordResult => Reply::PutRecord(read_put_result(response.reply_as_put_record_result().ok_or_else(empty)?)),
+        fb::Reply::PutRecordsResult => {
+            let result = response.reply_as_put_records_result().ok_or_else(empty)?;
+            let records = result.records().map(|items| items.iter().map(read_put_result).collect()).unwrap_or_default();
+            Reply::PutRecords { failed_record_count: result.failed_record_count(), records }
+        }
+        fb::Reply::ShardIterator => Reply::ShardIterator(response.reply_as_shard_iterator().ok_or_else(empty)?.iterator().to_owned()),
+        fb::Reply::GetRecordsResult => {
+            let result = response.reply_as_get_records_result().ok_or_else(empty)?;
+            Reply::Records(GetRecordsResult {
+                records: read.stream_records(result.records()),
+                next_iterator: owned(result.next_iterator()),
+                millis_behind_latest: result.millis_behind_latest(),
+                child_shards: read.child_shards(result.child_shards()),
+            })
+        }
+        fb::Reply::ShardCountResult => {
+            let result = response.reply_as_shard_count_result().ok_or_else(empty)?;
+            Reply::ShardCount {
+                stream_name: result.stream_name().to_owned(),
+                stream_arn: result.stream_arn().to_owned(),
+                current_shard_count: result.current_shard_count(),
+                target_shard_count: result.target_shard_count(),
+            }
+        }
+        fb::Reply::StreamTags => {
+            let result = response.reply_as_stream_tags().ok_or_else(empty)?;
+            Reply::StreamTags { tags: read.key_values(result.tags()), has_more: result.has_more() }
+        }
+        fb::Reply::StreamConsumer => Reply::StreamConsumer(read_consumer(response.reply_as_stream_consumer().ok_or_else(empty)?)),
+        fb::Reply::StreamConsumers => {
+            let result = response.reply_as_stream_consumers().ok_or_else(empty)?;
+            let consumers = result.consumers().map(|items| items.iter().map(read_consumer).collect()).unwrap_or_default();
+            Reply::StreamConsumers { consumers, next_token: owned(result.next_token()) }
+        }
+        fb::Reply::SubscribeToShardEvent => {
+            let event = response.reply_as_subscribe_to_shard_event().ok_or_else(empty)?;
+            Reply::ShardEvent(ShardEvent {
+                records: read.stream_records(event.records()),
+                continuation_sequence_number: event.continuation_sequence_number().unwrap_or_default().to_owned(),
+                millis_behind_latest: event.millis_behind_latest(),
+                child_shards: read.child_shards(event.child_shards()),
+            })
         }
         _ => return Err(empty()),
     };

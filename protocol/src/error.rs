@@ -48,6 +48,20 @@ pub enum ErrorCode {
     SubscriptionLimitExceeded = 30,
     /// SNS: more topics than allowed.
     TopicLimitExceeded = 31,
+    /// Kinesis: the stream exists already, is changing, or the consumer is subscribed.
+    ResourceInUse = 32,
+    /// Kinesis: a parameter is invalid or out of range.
+    InvalidArgument = 33,
+    /// Kinesis: a shard iterator older than five minutes.
+    ExpiredIterator = 34,
+    /// Kinesis: a pagination token older than five minutes.
+    ExpiredNextToken = 35,
+    /// Kinesis: a limit on shards, consumers, tags or scaling operations.
+    LimitExceeded = 36,
+    /// Kinesis: a shard's read or write rate exceeded (only with --enforce-shard-limits).
+    ProvisionedThroughputExceeded = 37,
+    /// Kinesis: an operation not allowed for the stream's mode.
+    Validation = 38,
 }
 
 /// Every code, for tests and tables.
@@ -83,6 +97,13 @@ pub const ALL_ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::FilterPolicyLimitExceeded,
     ErrorCode::SubscriptionLimitExceeded,
     ErrorCode::TopicLimitExceeded,
+    ErrorCode::ResourceInUse,
+    ErrorCode::InvalidArgument,
+    ErrorCode::ExpiredIterator,
+    ErrorCode::ExpiredNextToken,
+    ErrorCode::LimitExceeded,
+    ErrorCode::ProvisionedThroughputExceeded,
+    ErrorCode::Validation,
 ];
 
 impl ErrorCode {
@@ -126,6 +147,13 @@ impl ErrorCode {
             FilterPolicyLimitExceeded => "FilterPolicyLimitExceeded",
             SubscriptionLimitExceeded => "SubscriptionLimitExceeded",
             TopicLimitExceeded => "TopicLimitExceeded",
+            ResourceInUse => "ResourceInUseException",
+            InvalidArgument => "InvalidArgumentException",
+            ExpiredIterator => "ExpiredIteratorException",
+            ExpiredNextToken => "ExpiredNextTokenException",
+            LimitExceeded => "LimitExceededException",
+            ProvisionedThroughputExceeded => "ProvisionedThroughputExceededException",
+            Validation => "ValidationException",
         }
     }
 

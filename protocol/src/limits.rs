@@ -85,3 +85,49 @@ pub const FILTER_POLICY_KEYS_MAX: usize = 5;
 pub const FILTER_POLICY_COMBINATIONS_MAX: usize = 150;
 pub const FILTER_POLICY_BYTES_MAX: usize = 256 * 1024;
 pub const FILTER_POLICY_NUMBER_MAX: f64 = 1e9;
+
+// ---------------------------------------------------------------- Kinesis streams
+
+/// Stream names: 1–128 of `[a-zA-Z0-9_.-]`.
+pub const STREAM_NAME_CHARS_MAX: usize = 128;
+/// Partition keys: 1–256 Unicode characters.
+pub const PARTITION_KEY_CHARS_MAX: usize = 256;
+/// Data plus partition key of one record (Kinesis's default MaxRecordSizeInKiB, 1 MiB).
+pub const RECORD_BYTES_MAX: usize = 1024 * 1024;
+/// Records in one PutRecords.
+pub const PUT_RECORDS_MAX: usize = 500;
+/// Bytes (data and partition keys) in one PutRecords.
+pub const PUT_RECORDS_BYTES_MAX: usize = 5 * 1024 * 1024;
+/// Records one GetRecords returns at most (and its largest `Limit`).
+pub const GET_RECORDS_MAX: i32 = 10_000;
+/// Bytes one GetRecords returns at most.
+pub const GET_RECORDS_BYTES_MAX: usize = 10 * 1024 * 1024;
+/// A shard iterator's lifetime.
+pub const ITERATOR_LIFETIME_MS: u64 = 5 * 60 * 1000;
+/// A ListShards/ListStreams/ListStreamConsumers token's lifetime.
+pub const LIST_TOKEN_LIFETIME_MS: u64 = 300 * 1000;
+/// Retention bounds and default, in hours.
+pub const RETENTION_HOURS_MIN: i32 = 24;
+pub const RETENTION_HOURS_MAX: i32 = 8760;
+/// Shards per stream (open and closed, until they expire). Kinesis allows more by
+/// request; each shard here is a log of its own.
+pub const STREAM_SHARDS_MAX: usize = 1000;
+/// Shards an on-demand stream starts with (Kinesis: 4 MB/s of writes).
+pub const ON_DEMAND_SHARDS: i32 = 4;
+/// Registered (enhanced fan-out) consumers per stream.
+pub const STREAM_CONSUMERS_MAX: usize = 20;
+/// Tags per stream.
+pub const STREAM_TAGS_MAX: usize = 50;
+/// Shards DescribeStream lists per call, and its largest `Limit`.
+pub const DESCRIBE_STREAM_SHARDS_MAX: i32 = 100;
+/// Shards ListShards lists per call by default, and its largest `MaxResults`.
+pub const LIST_SHARDS_MAX: i32 = 1000;
+/// Stream names ListStreams lists per call by default, and its largest `Limit`.
+pub const LIST_STREAMS_MAX: i32 = 100;
+/// How long a SubscribeToShard subscription lasts before the client subscribes again.
+pub const SUBSCRIPTION_LIFETIME_MS: u64 = 5 * 60 * 1000;
+/// Per-shard limits applied with `--enforce-shard-limits`.
+pub const SHARD_WRITE_BYTES_PER_S: u64 = 1024 * 1024;
+pub const SHARD_WRITE_RECORDS_PER_S: u64 = 1000;
+pub const SHARD_READ_BYTES_PER_S: u64 = 2 * 1024 * 1024;
+pub const SHARD_READ_CALLS_PER_S: u64 = 5;

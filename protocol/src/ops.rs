@@ -153,6 +153,100 @@ pub enum Op {
         topic: String,
         entries: Vec<PublishEntry>,
     },
+    CreateStream {
+        name: String,
+        shard_count: Option<i32>,
+        mode: Option<String>,
+        tags: KeyValues,
+    },
+    DeleteStream {
+        stream: String,
+        enforce_consumer_deletion: bool,
+    },
+    DescribeStream {
+        stream: String,
+        limit: Option<i32>,
+        exclusive_start_shard_id: Option<String>,
+    },
+    DescribeStreamSummary {
+        stream: String,
+    },
+    ListStreams {
+        limit: Option<i32>,
+        exclusive_start_stream_name: Option<String>,
+        next_token: Option<String>,
+    },
+    ListShards(ListShards),
+    PutRecord {
+        stream: String,
+        record: PutRecordsEntry,
+        sequence_number_for_ordering: Option<String>,
+    },
+    PutRecords {
+        stream: String,
+        records: Vec<PutRecordsEntry>,
+    },
+    GetShardIterator {
+        stream: String,
+        shard_id: String,
+        position: StartingPosition,
+    },
+    GetRecords {
+        iterator: String,
+        limit: Option<i32>,
+    },
+    IncreaseStreamRetentionPeriod {
+        stream: String,
+        hours: i32,
+    },
+    DecreaseStreamRetentionPeriod {
+        stream: String,
+        hours: i32,
+    },
+    SplitShard {
+        stream: String,
+        shard_to_split: String,
+        new_starting_hash_key: String,
+    },
+    MergeShards {
+        stream: String,
+        shard_to_merge: String,
+        adjacent_shard_to_merge: String,
+    },
+    UpdateShardCount {
+        stream: String,
+        target_shard_count: i32,
+        scaling_type: Option<String>,
+    },
+    AddTagsToStream {
+        stream: String,
+        tags: KeyValues,
+    },
+    RemoveTagsFromStream {
+        stream: String,
+        keys: Vec<String>,
+    },
+    ListTagsForStream {
+        stream: String,
+        exclusive_start_tag_key: Option<String>,
+        limit: Option<i32>,
+    },
+    RegisterStreamConsumer {
+        stream: String,
+        name: String,
+    },
+    DeregisterStreamConsumer(ConsumerRef),
+    DescribeStreamConsumer(ConsumerRef),
+    ListStreamConsumers {
+        stream: String,
+        next_token: Option<String>,
+        max_results: Option<i32>,
+    },
+    SubscribeToShard {
+        consumer_arn: String,
+        shard_id: String,
+        position: StartingPosition,
+    },
 }
 
 impl Op {
@@ -192,6 +286,29 @@ impl Op {
             Op::SetSubscriptionAttributes { .. } => "SetSubscriptionAttributes",
             Op::Publish { .. } => "Publish",
             Op::PublishBatch { .. } => "PublishBatch",
+            Op::CreateStream { .. } => "CreateStream",
+            Op::DeleteStream { .. } => "DeleteStream",
+            Op::DescribeStream { .. } => "DescribeStream",
+            Op::DescribeStreamSummary { .. } => "DescribeStreamSummary",
+            Op::ListStreams { .. } => "ListStreams",
+            Op::ListShards(_) => "ListShards",
+            Op::PutRecord { .. } => "PutRecord",
+            Op::PutRecords { .. } => "PutRecords",
+            Op::GetShardIterator { .. } => "GetShardIterator",
+            Op::GetRecords { .. } => "GetRecords",
+            Op::IncreaseStreamRetentionPeriod { .. } => "IncreaseStreamRetentionPeriod",
+            Op::DecreaseStreamRetentionPeriod { .. } => "DecreaseStreamRetentionPeriod",
+            Op::SplitShard { .. } => "SplitShard",
+            Op::MergeShards { .. } => "MergeShards",
+            Op::UpdateShardCount { .. } => "UpdateShardCount",
+            Op::AddTagsToStream { .. } => "AddTagsToStream",
+            Op::RemoveTagsFromStream { .. } => "RemoveTagsFromStream",
+            Op::ListTagsForStream { .. } => "ListTagsForStream",
+            Op::RegisterStreamConsumer { .. } => "RegisterStreamConsumer",
+            Op::DeregisterStreamConsumer(_) => "DeregisterStreamConsumer",
+            Op::DescribeStreamConsumer(_) => "DescribeStreamConsumer",
+            Op::ListStreamConsumers { .. } => "ListStreamConsumers",
+            Op::SubscribeToShard { .. } => "SubscribeToShard",
         }
     }
 }
@@ -354,6 +471,42 @@ pub enum Reply {
         successful: Vec<PublishResult>,
         failed: Vec<BatchFailure>,
     },
+    /// DescribeStream and DescribeStreamSummary.
+    StreamDescription(StreamDescription),
+    /// A page of ListStreams (descriptions without shards).
+    Streams {
+        streams: Vec<StreamDescription>,
+        has_more: bool,
+        next_token: Option<String>,
+    },
+    Shards {
+        shards: Vec<ShardDescription>,
+        next_token: Option<String>,
+    },
+    PutRecord(PutRecordResult),
+    PutRecords {
+        failed_record_count: i32,
+        records: Vec<PutRecordResult>,
+    },
+    ShardIterator(String),
+    Records(GetRecordsResult),
+    ShardCount {
+        stream_name: String,
+        stream_arn: String,
+        current_shard_count: i32,
+        target_shard_count: i32,
+    },
+    StreamTags {
+        tags: KeyValues,
+        has_more: bool,
+    },
+    StreamConsumer(ConsumerDescription),
+    StreamConsumers {
+        consumers: Vec<ConsumerDescription>,
+        next_token: Option<String>,
+    },
+    /// One push of a SubscribeToShard subscription.
+    ShardEvent(ShardEvent),
 }
 
 /// One row of ListSubscriptions.
@@ -413,4 +566,126 @@ pub struct ReceivedMessage {
     pub attributes: KeyValues,
     pub md5_of_attributes: Option<String>,
     pub message_attributes: Vec<MessageAttribute>,
+}
+
+/// ListShards' parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListShards {
+    pub stream: Option<String>,
+    pub next_token: Option<String>,
+    pub exclusive_start_shard_id: Option<String>,
+    pub max_results: Option<i32>,
+    pub filter_type: Option<String>,
+    pub filter_shard_id: Option<String>,
+    pub filter_timestamp_ms: Option<i64>,
+}
+
+/// One record to put on a stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutRecordsEntry {
+    /// Kept as a slice of the frame.
+    pub data: Bytes,
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+}
+
+/// Where a shard iterator or a push subscription starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartingPosition {
+    /// `TRIM_HORIZON`, `LATEST`, `AT_SEQUENCE_NUMBER`, `AFTER_SEQUENCE_NUMBER` or `AT_TIMESTAMP`.
+    pub kind: String,
+    pub sequence_number: Option<String>,
+    pub timestamp_ms: Option<i64>,
+}
+
+impl StartingPosition {
+    pub fn new(kind: impl Into<String>) -> StartingPosition {
+        StartingPosition { kind: kind.into(), ..StartingPosition::default() }
+    }
+}
+
+/// A consumer named by its ARN, or by its stream's ARN and its name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerRef {
+    pub stream: Option<String>,
+    pub name: Option<String>,
+    pub consumer_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardDescription {
+    pub shard_id: String,
+    pub parent_shard_id: Option<String>,
+    pub adjacent_parent_shard_id: Option<String>,
+    pub starting_hash_key: String,
+    pub ending_hash_key: String,
+    pub starting_sequence_number: String,
+    /// Set once the shard is closed.
+    pub ending_sequence_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamDescription {
+    pub name: String,
+    pub arn: String,
+    pub status: String,
+    pub mode: String,
+    pub retention_hours: i32,
+    pub created_ms: u64,
+    /// Empty in summaries.
+    pub shards: Vec<ShardDescription>,
+    pub has_more_shards: bool,
+    pub open_shard_count: i32,
+    pub consumer_count: i32,
+    pub max_record_size_kib: i32,
+}
+
+/// A put record's shard and sequence number, or (in PutRecords) why it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutRecordResult {
+    Put { shard_id: String, sequence_number: String },
+    Failed(OpError),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub sequence_number: String,
+    pub arrival_ms: u64,
+    /// A slice of the frame (client) or of the log read (daemon).
+    pub data: Bytes,
+    pub partition_key: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChildShard {
+    pub shard_id: String,
+    pub parent_shards: Vec<String>,
+    pub starting_hash_key: String,
+    pub ending_hash_key: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetRecordsResult {
+    pub records: Vec<StreamRecord>,
+    /// `None` once a closed shard has been read to its end.
+    pub next_iterator: Option<String>,
+    pub millis_behind_latest: u64,
+    pub child_shards: Vec<ChildShard>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerDescription {
+    pub name: String,
+    pub arn: String,
+    pub status: String,
+    pub created_ms: u64,
+    pub stream_arn: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardEvent {
+    pub records: Vec<StreamRecord>,
+    pub continuation_sequence_number: String,
+    pub millis_behind_latest: u64,
+    pub child_shards: Vec<ChildShard>,
 }

@@ -104,6 +104,52 @@ fn every_request_round_trips() {
         Op::SetSubscriptionAttributes { subscription: "arn:s".into(), name: "FilterPolicy".into(), value: Some("{}".into()) },
         Op::Publish { topic: "t".into(), entry: publish("", "hello") },
         Op::PublishBatch { topic: "t".into(), entries: vec![publish("1", "a"), publish("2", "b")] },
+        Op::CreateStream { name: "s".into(), shard_count: Some(4), mode: Some("PROVISIONED".into()), tags: vec![kv("k", "v")] },
+        Op::DeleteStream { stream: "s".into(), enforce_consumer_deletion: true },
+        Op::DescribeStream { stream: "s".into(), limit: Some(10), exclusive_start_shard_id: Some("shardId-000000000001".into()) },
+        Op::DescribeStreamSummary { stream: "s".into() },
+        Op::ListStreams { limit: Some(5), exclusive_start_stream_name: Some("a".into()), next_token: None },
+        Op::ListShards(ListShards {
+            stream: Some("s".into()),
+            next_token: None,
+            exclusive_start_shard_id: None,
+            max_results: Some(3),
+            filter_type: Some("AT_TIMESTAMP".into()),
+            filter_shard_id: None,
+            filter_timestamp_ms: Some(1_700_000_000_000),
+        }),
+        Op::PutRecord {
+            stream: "s".into(),
+            record: PutRecordsEntry { data: Bytes::from_static(b"d"), partition_key: "pk".into(), explicit_hash_key: Some("7".into()) },
+            sequence_number_for_ordering: Some("1".into()),
+        },
+        Op::PutRecords {
+            stream: "s".into(),
+            records: vec![PutRecordsEntry { data: Bytes::from_static(b"d"), partition_key: "pk".into(), explicit_hash_key: None }],
+        },
+        Op::GetShardIterator {
+            stream: "s".into(),
+            shard_id: "shardId-000000000000".into(),
+            position: StartingPosition { kind: "AT_SEQUENCE_NUMBER".into(), sequence_number: Some("12".into()), timestamp_ms: None },
+        },
+        Op::GetRecords { iterator: "it".into(), limit: Some(100) },
+        Op::IncreaseStreamRetentionPeriod { stream: "s".into(), hours: 48 },
+        Op::DecreaseStreamRetentionPeriod { stream: "s".into(), hours: 24 },
+        Op::SplitShard { stream: "s".into(), shard_to_split: "a".into(), new_starting_hash_key: "5".into() },
+        Op::MergeShards { stream: "s".into(), shard_to_merge: "a".into(), adjacent_shard_to_merge: "b".into() },
+        Op::UpdateShardCount { stream: "s".into(), target_shard_count: 8, scaling_type: Some("UNIFORM_SCALING".into()) },
+        Op::AddTagsToStream { stream: "s".into(), tags: vec![kv("k", "v")] },
+        Op::RemoveTagsFromStream { stream: "s".into(), keys: vec!["k".into()] },
+        Op::ListTagsForStream { stream: "s".into(), exclusive_start_tag_key: Some("a".into()), limit: Some(2) },
+        Op::RegisterStreamConsumer { stream: "arn:s".into(), name: "c".into() },
+        Op::DeregisterStreamConsumer(ConsumerRef { stream: None, name: None, consumer_arn: Some("arn:c".into()) }),
+        Op::DescribeStreamConsumer(ConsumerRef { stream: Some("arn:s".into()), name: Some("c".into()), consumer_arn: None }),
+        Op::ListStreamConsumers { stream: "arn:s".into(), next_token: None, max_results: Some(5) },
+        Op::SubscribeToShard {
+            consumer_arn: "arn:c".into(),
+            shard_id: "shardId-000000000000".into(),
+            position: StartingPosition { kind: "AT_TIMESTAMP".into(), sequence_number: None, timestamp_ms: Some(5) },
+        },
     ];
     for op in ops {
         round_trip_request(op);
@@ -121,6 +167,37 @@ fn every_response_round_trips() {
         md5_of_system_attributes: None,
         sequence_number: None,
     };
+    let shard = ShardDescription {
+        shard_id: "shardId-000000000002".into(),
+        parent_shard_id: Some("shardId-000000000000".into()),
+        adjacent_parent_shard_id: Some("shardId-000000000001".into()),
+        starting_hash_key: "0".into(),
+        ending_hash_key: "340282366920938463463374607431768211455".into(),
+        starting_sequence_number: "1".into(),
+        ending_sequence_number: None,
+    };
+    let stream = StreamDescription {
+        name: "s".into(),
+        arn: "arn:aws:kinesis:r:a:stream/s".into(),
+        status: "ACTIVE".into(),
+        mode: "PROVISIONED".into(),
+        retention_hours: 24,
+        created_ms: 5,
+        shards: vec![shard.clone()],
+        has_more_shards: false,
+        open_shard_count: 1,
+        consumer_count: 0,
+        max_record_size_kib: 1024,
+    };
+    let record = StreamRecord { sequence_number: "1".into(), arrival_ms: 7, data: Bytes::from_static(b"x"), partition_key: "pk".into() };
+    let child = ChildShard {
+        shard_id: "shardId-000000000003".into(),
+        parent_shards: vec!["shardId-000000000002".into()],
+        starting_hash_key: "0".into(),
+        ending_hash_key: "9".into(),
+    };
+    let consumer =
+        ConsumerDescription { name: "c".into(), arn: "arn:c".into(), status: "ACTIVE".into(), created_ms: 1, stream_arn: "arn:s".into() };
     let responses: Vec<Response> = vec![
         Ok(Reply::Hello { protocol_version: 1, server_version: "0.1".into(), shard_count: 2, shard_id: 1 }),
         Ok(Reply::Done),
@@ -156,6 +233,34 @@ fn every_response_round_trips() {
             successful: vec![PublishResult { id: "1".into(), message_id: "m".into(), sequence_number: Some("1".into()) }],
             failed: vec![failure],
         }),
+        Ok(Reply::StreamDescription(stream.clone())),
+        Ok(Reply::Streams { streams: vec![StreamDescription { shards: vec![], ..stream }], has_more: true, next_token: Some("n".into()) }),
+        Ok(Reply::Shards { shards: vec![shard], next_token: Some("n".into()) }),
+        Ok(Reply::PutRecord(PutRecordResult::Put { shard_id: "shardId-000000000000".into(), sequence_number: "1".into() })),
+        Ok(Reply::PutRecords {
+            failed_record_count: 1,
+            records: vec![
+                PutRecordResult::Put { shard_id: "shardId-000000000000".into(), sequence_number: "1".into() },
+                PutRecordResult::Failed(OpError::new(ErrorCode::ProvisionedThroughputExceeded, "slow down")),
+            ],
+        }),
+        Ok(Reply::ShardIterator("it".into())),
+        Ok(Reply::Records(GetRecordsResult {
+            records: vec![record.clone()],
+            next_iterator: None,
+            millis_behind_latest: 3,
+            child_shards: vec![child.clone()],
+        })),
+        Ok(Reply::ShardCount { stream_name: "s".into(), stream_arn: "arn".into(), current_shard_count: 2, target_shard_count: 4 }),
+        Ok(Reply::StreamTags { tags: vec![kv("k", "v")], has_more: true }),
+        Ok(Reply::StreamConsumer(consumer.clone())),
+        Ok(Reply::StreamConsumers { consumers: vec![consumer], next_token: Some("n".into()) }),
+        Ok(Reply::ShardEvent(ShardEvent {
+            records: vec![record],
+            continuation_sequence_number: "9".into(),
+            millis_behind_latest: 0,
+            child_shards: vec![child],
+        })),
         Err(OpError::new(ErrorCode::QueueDoesNotExist, "The specified queue does not exist.")),
     ];
     for response in responses {

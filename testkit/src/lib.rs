@@ -141,6 +141,7 @@ fn command(data_dir: &std::path::Path, extra: &[String]) -> Command {
         .args(default("--cores", "2"))
         // Small segments: tests start many daemons, and each prepares two segments per shard.
         .args(default("--segment-bytes", "4194304"))
+        .args(default("--stream-segment-bytes", "4194304"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra)

@@ -260,6 +260,15 @@ async fn dispatch(
     let permit = inflight.clone().acquire_static_permit(units).await.map_err(|e| e.to_string())?;
     let shard = shard.clone();
     let outbound = outbound.clone();
+    if let Op::SubscribeToShard { consumer_arn, shard_id, position } = request.op {
+        glommio::spawn_local(async move {
+            let sink = PushSink { shard: shard.clone(), outbound, id: request.id };
+            shard.subscribe_to_shard(consumer_arn, shard_id, position, &sink).await;
+            drop(permit);
+        })
+        .detach();
+        return Ok(true);
+    }
     glommio::spawn_local(async move {
         let response = shard.handle_op(request.op).await;
         outbound.push(&shard, request.id, &response);
@@ -267,4 +276,29 @@ async fn dispatch(
     })
     .detach();
     Ok(true)
+}
+
+/// A push subscription's way out: answers under one request id, paced by the client.
+struct PushSink {
+    shard: Rc<Shard>,
+    outbound: Rc<Outbound>,
+    id: u64,
+}
+
+impl crate::stream::service::EventSink for PushSink {
+    async fn send(&self, response: &Response) -> bool {
+        if self.outbound.broken.get() || self.outbound.closing.get() {
+            return false;
+        }
+        self.outbound.push(&self.shard, self.id, response);
+        // Back-pressure: a consumer that reads slowly holds its subscription here, not in memory.
+        while self.outbound.buf.borrow().len() > self.shard.config.connection_outbound_bytes_max && !self.outbound.broken.get() {
+            let drained = self.outbound.drained.listen();
+            if self.outbound.buf.borrow().len() <= self.shard.config.connection_outbound_bytes_max {
+                break;
+            }
+            drained.await;
+        }
+        !self.outbound.broken.get()
+    }
 }

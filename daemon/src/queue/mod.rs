@@ -58,6 +58,8 @@ pub struct QueueState {
     pub payloads_loaded: LocalNotify,
     /// The last read-back failure per queue, until one succeeds.
     pub load_failed: RefCell<HashMap<u64, sluice_protocol::OpError>>,
+    /// Notified whenever a newer snapshot is installed.
+    pub installed: LocalNotify,
 }
 
 impl QueueState {
@@ -80,7 +82,23 @@ impl QueueState {
         }
         waiters.retain(|id, waiting| snapshot.by_id.contains_key(id) || waiting.local > 0);
         *self.snapshot.borrow_mut() = snapshot;
+        self.installed.notify_all();
         dropped
+    }
+
+    /// Waits (at most `timeout`) until a snapshot newer than `version` is installed.
+    pub async fn wait_newer(&self, version: u64, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.snapshot.borrow().version <= version {
+            let installed = self.installed.listen();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let timer = glommio::timer::sleep(left);
+            futures::pin_mut!(installed, timer);
+            futures::future::select(installed, timer).await;
+        }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

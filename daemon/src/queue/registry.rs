@@ -11,6 +11,7 @@ use std::sync::Arc;
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, KeyValues, OpError};
 
+use crate::stream::{self, StreamChange, StreamOutcome, Streams};
 use crate::topic::http::is_delivery_queue;
 use crate::topic::{self, TopicChange, Topics};
 
@@ -58,6 +59,7 @@ pub struct Snapshot {
     pub by_name: BTreeMap<String, Arc<QueueMeta>>,
     pub by_id: HashMap<u64, Arc<QueueMeta>>,
     pub topics: Topics,
+    pub streams: Streams,
 }
 
 impl Snapshot {
@@ -117,6 +119,13 @@ pub enum MetaChange {
         queue: String,
     },
     Topic(TopicChange),
+    /// A stream change. Shard 0 fills `sealed` (the last log sequence numbers of the shards
+    /// a reshard closes, from their owners) and `cores` before applying it.
+    Stream {
+        change: StreamChange,
+        sealed: HashMap<(u64, u32), u64>,
+        cores: usize,
+    },
 }
 
 /// What a successful change answers.
@@ -128,6 +137,7 @@ pub enum MetaOutcome {
     Purge(u64),
     /// A topic or subscription change; the ARN it answers with, if any.
     Arn(Option<String>),
+    Stream(StreamOutcome),
 }
 
 /// Shard 0's writable metadata.
@@ -186,6 +196,7 @@ impl Registry {
             "deleted_at_ms": self.deleted_at_ms,
             "purged_at_ms": purged,
             "topics": topic::to_json(&self.snapshot.topics),
+            "streams": stream::to_json(&self.snapshot.streams),
         })
     }
 
@@ -237,7 +248,8 @@ impl Registry {
         }
         let by_id = by_name.values().map(|meta| (meta.id, meta.clone())).collect();
         let topics = topic::from_json(&registry.naming, &value["topics"])?;
-        registry.snapshot = Arc::new(Snapshot { version, naming: registry.naming.clone(), by_name, by_id, topics });
+        let streams = stream::from_json(&registry.naming, &value["streams"], registry.next_id)?;
+        registry.snapshot = Arc::new(Snapshot { version, naming: registry.naming.clone(), by_name, by_id, topics, streams });
         Ok(registry)
     }
 
@@ -338,6 +350,20 @@ impl Registry {
                 return Ok((MetaOutcome::Purge(meta.id), None));
             }
             MetaChange::Topic(change) => return self.apply_topic(change, now_s),
+            MetaChange::Stream { change, sealed, cores } => {
+                let mut streams = self.snapshot.streams.clone();
+                let cx = stream::ApplyContext { naming: &self.naming, cores, now_ms, sealed: &sealed };
+                let outcome = stream::apply(&mut streams, &mut self.next_id, change, &cx)?;
+                self.snapshot = Arc::new(Snapshot {
+                    version: self.snapshot.version + 1,
+                    naming: self.naming.clone(),
+                    by_name: self.snapshot.by_name.clone(),
+                    by_id: self.snapshot.by_id.clone(),
+                    topics: self.snapshot.topics.clone(),
+                    streams,
+                });
+                return Ok((MetaOutcome::Stream(outcome), Some(self.snapshot.clone())));
+            }
         };
         let by_id = queues.values().map(|meta| (meta.id, meta.clone())).collect();
         self.snapshot = Arc::new(Snapshot {
@@ -346,6 +372,7 @@ impl Registry {
             by_name: queues,
             by_id,
             topics: self.snapshot.topics.clone(),
+            streams: self.snapshot.streams.clone(),
         });
         Ok((outcome, Some(self.snapshot.clone())))
     }
@@ -376,8 +403,14 @@ impl Registry {
             queues.insert(name, Arc::new(meta));
         }
         let by_id = queues.values().map(|meta| (meta.id, meta.clone())).collect();
-        self.snapshot =
-            Arc::new(Snapshot { version: self.snapshot.version + 1, naming: self.naming.clone(), by_name: queues, by_id, topics });
+        self.snapshot = Arc::new(Snapshot {
+            version: self.snapshot.version + 1,
+            naming: self.naming.clone(),
+            by_name: queues,
+            by_id,
+            topics,
+            streams: self.snapshot.streams.clone(),
+        });
         Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())))
     }
 

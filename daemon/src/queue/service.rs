@@ -5,6 +5,7 @@
 //! through the bus (one call per shard touched), records every state change with
 //! storage, and answers once storage says the change is kept.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +94,29 @@ impl Shard {
             | Op::SetSubscriptionAttributes { .. }
             | Op::Publish { .. }
             | Op::PublishBatch { .. } => self.handle_topic_op(op).await,
+            Op::CreateStream { .. }
+            | Op::DeleteStream { .. }
+            | Op::DescribeStream { .. }
+            | Op::DescribeStreamSummary { .. }
+            | Op::ListStreams { .. }
+            | Op::ListShards(_)
+            | Op::PutRecord { .. }
+            | Op::PutRecords { .. }
+            | Op::GetShardIterator { .. }
+            | Op::GetRecords { .. }
+            | Op::IncreaseStreamRetentionPeriod { .. }
+            | Op::DecreaseStreamRetentionPeriod { .. }
+            | Op::SplitShard { .. }
+            | Op::MergeShards { .. }
+            | Op::UpdateShardCount { .. }
+            | Op::AddTagsToStream { .. }
+            | Op::RemoveTagsFromStream { .. }
+            | Op::ListTagsForStream { .. }
+            | Op::RegisterStreamConsumer { .. }
+            | Op::DeregisterStreamConsumer(_)
+            | Op::DescribeStreamConsumer(_)
+            | Op::ListStreamConsumers { .. }
+            | Op::SubscribeToShard { .. } => self.handle_stream_op(op).await,
             Op::Hello { .. } => Err(OpError::new(ErrorCode::MalformedRequest, "Hello is only valid as the first request")),
             Op::CreateQueue { name, attributes, tags } => match self.meta_change(MetaChange::Create { name, attributes, tags }).await? {
                 MetaOutcome::Url(url) => Ok(Reply::QueueUrl(url)),
@@ -198,6 +222,20 @@ impl Shard {
         // order changes were made; a change that cannot be saved is undone.
         let _saving = self.meta_saving.acquire_permit(1).await.map_err(|_| OpError::new(ErrorCode::ServiceUnavailable, "shutting down"))?;
         let before = registry.borrow().clone();
+        let mut change = change;
+        if let MetaChange::Stream { change: stream_change, sealed, cores } = &mut change {
+            *cores = self.count;
+            if stream_change.reshards() {
+                // A dry run finds the shards this closes; their owners seal them, and their
+                // last sequence numbers go into the change.
+                let (_, after) = before
+                    .clone()
+                    .apply(MetaChange::Stream { change: stream_change.clone(), sealed: HashMap::new(), cores: self.count }, now_ms())?;
+                if let Some(after) = after {
+                    *sealed = self.seal_closing(&before.snapshot(), &after).await?;
+                }
+            }
+        }
         let (outcome, snapshot) = registry.borrow_mut().apply(change, now_ms())?;
         let purged = matches!(outcome, MetaOutcome::Purge(_));
         if snapshot.is_some() || purged {
@@ -803,8 +841,14 @@ impl Shard {
                     gone.drop_all();
                     self.storage.release_from(&mut gone);
                 }
+                // Logs of deleted streams and expired shards go in the background.
+                let shard = self.clone();
+                glommio::spawn_local(async move { shard.forget_gone_streams().await }).detach();
                 Answer::Done
             }
+            Call::StreamPut { stream_id, items } => Answer::StreamPut(self.stream_put_local(stream_id, items).await),
+            Call::StreamRead(request) => Answer::StreamRead(self.stream_read_local(request).await),
+            Call::StreamSeek { stream_id, shard, seek } => Answer::Position(self.stream_seek_local(stream_id, shard, seek).await),
             // Boxed: apply_meta publishes through handle_call, a cycle the compiler cannot size.
             Call::Meta(change) => Answer::Meta(Box::pin(self.apply_meta(change)).await),
         }

@@ -16,6 +16,7 @@ use sluice_protocol::{ErrorCode, OpError};
 
 use crate::queue::partition::{Counts, Delivery};
 use crate::queue::registry::{MetaChange, MetaOutcome, Snapshot};
+use crate::stream::service::{PutItem, PutOutcome, ReadOutcome, ReadRequest, Seek};
 
 /// Messages in flight per ordered pair of shards before a sender waits.
 pub const MESH_CHANNEL_CAPACITY_MAX: usize = 1024;
@@ -59,6 +60,19 @@ pub enum Call {
     Publish(Arc<Snapshot>),
     /// A metadata change, for shard 0.
     Meta(MetaChange),
+    /// Append records to stream shards this shard owns.
+    StreamPut {
+        stream_id: u64,
+        items: Vec<PutItem>,
+    },
+    /// Read a stream shard this shard owns.
+    StreamRead(ReadRequest),
+    /// Find a position in (or seal) a stream shard this shard owns.
+    StreamSeek {
+        stream_id: u64,
+        shard: u32,
+        seek: Seek,
+    },
 }
 
 #[derive(Debug)]
@@ -68,6 +82,9 @@ pub enum Answer {
     Done,
     Results(Vec<Result<(), OpError>>),
     Meta(Result<MetaOutcome, OpError>),
+    StreamPut(Vec<PutOutcome>),
+    StreamRead(Result<ReadOutcome, OpError>),
+    Position(Result<u64, OpError>),
 }
 
 #[derive(Debug)]

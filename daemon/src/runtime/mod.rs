@@ -65,6 +65,8 @@ pub struct Shard {
     pub bus: Bus,
     pub storage: Storage,
     pub queues: QueueState,
+    /// The stream shards this core owns.
+    pub streams: crate::stream::store::StreamStore,
     /// Metadata writer; only on shard 0.
     pub registry: Option<RefCell<Registry>>,
     /// Serializes metadata changes through to the metadata file (shard 0).
@@ -198,12 +200,20 @@ async fn shard_main(
         "log replayed"
     );
     let tls = crate::topic::http::tls_config(config.https_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    if id == 0 {
+        // Files of streams deleted (or shards expired) while the daemon was down or mid-delete.
+        crate::stream::store::remove_orphans(&config.data_dir, |stream_id, shard| {
+            snapshot.streams.values().any(|meta| meta.id == stream_id && shard.is_none_or(|index| meta.shard(index).is_some()))
+        })
+        .await;
+    }
     let queues = QueueState::default();
     queues.install(snapshot);
     *queues.partitions.borrow_mut() = opened.partitions;
     let shard = Rc::new(Shard {
         id,
         count,
+        streams: crate::stream::store::StreamStore::new(&config.data_dir, config.stream_segment_bytes, config.fsync, config.repair),
         config,
         bus,
         storage: opened.storage,
@@ -227,6 +237,9 @@ async fn shard_main(
     glommio::spawn_local_into(timers(timers_shard), background).map_err(|e| anyhow::anyhow!("cannot spawn timers: {e}"))?.detach();
     glommio::spawn_local_into(shard.clone().http_deliveries(), background)
         .map_err(|e| anyhow::anyhow!("cannot spawn HTTP deliveries: {e}"))?
+        .detach();
+    glommio::spawn_local_into(stream_retention(shard.clone()), background)
+        .map_err(|e| anyhow::anyhow!("cannot spawn stream retention: {e}"))?
         .detach();
     let compaction_shard = shard.clone();
     glommio::spawn_local_into(compaction(compaction_shard), background)
@@ -257,6 +270,7 @@ async fn shard_main(
     while drained.load(Ordering::SeqCst) < count {
         glommio::timer::sleep(TIMER_TICK).await;
     }
+    shard.streams.close().await;
     if let Err(error) = shard.storage.close().await {
         tracing::error!(shard = id, %error, "closing the log failed");
     }
@@ -303,6 +317,23 @@ async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shar
         }
     }
     tracing::debug!(shard = shard.id, peer, "peer channel closed");
+}
+
+/// How often stream retention runs.
+const STREAM_RETENTION_EVERY: Duration = Duration::from_secs(10);
+
+/// Background stream retention (see `Shard::stream_retention`).
+async fn stream_retention(shard: Rc<Shard>) {
+    loop {
+        if shard.shutdown.requested.get() {
+            return;
+        }
+        shard.stream_retention().await;
+        let shutdown = shard.shutdown.event.listen();
+        let timer = glommio::timer::sleep(STREAM_RETENTION_EVERY);
+        futures::pin_mut!(shutdown, timer);
+        futures::future::select(shutdown, timer).await;
+    }
 }
 
 /// How often each shard looks for log segments to compact.

@@ -119,10 +119,18 @@ impl StreamLog {
     /// Appends one record arriving at `now_ms`; returns its sequence number and arrival time
     /// (never earlier than the previous record's). Durable once `durable` returns for it.
     pub fn append(&self, data: &[u8], now_ms: u64) -> Result<(u64, u64), StorageError> {
+        self.append_parts(&[data], now_ms)
+    }
+
+    /// Appends one record whose data is `parts` one after the other (copied once, into
+    /// the log's staging area).
+    pub fn append_parts(&self, parts: &[&[u8]], now_ms: u64) -> Result<(u64, u64), StorageError> {
         let timestamp_ms = now_ms.max(self.last_timestamp_ms.get());
         let (location, _) = self.log.append_encoded(KIND_STREAM_RECORD, |out| {
             out.extend_from_slice(&timestamp_ms.to_le_bytes());
-            out.extend_from_slice(data);
+            for part in parts {
+                out.extend_from_slice(part);
+            }
         })?;
         self.last_timestamp_ms.set(timestamp_ms);
         let mut index = self.index.borrow_mut();

@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 32;
+pub const ENUM_MAX_OP: u8 = 55;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 33] = [
+pub const ENUM_VALUES_OP: [Op; 56] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -66,6 +66,29 @@ pub const ENUM_VALUES_OP: [Op; 33] = [
   Op::SetSubscriptionAttributes,
   Op::Publish,
   Op::PublishBatch,
+  Op::CreateStream,
+  Op::DeleteStream,
+  Op::DescribeStream,
+  Op::DescribeStreamSummary,
+  Op::ListStreams,
+  Op::ListShards,
+  Op::PutRecord,
+  Op::PutRecords,
+  Op::GetShardIterator,
+  Op::GetRecords,
+  Op::IncreaseStreamRetentionPeriod,
+  Op::DecreaseStreamRetentionPeriod,
+  Op::SplitShard,
+  Op::MergeShards,
+  Op::UpdateShardCount,
+  Op::AddTagsToStream,
+  Op::RemoveTagsFromStream,
+  Op::ListTagsForStream,
+  Op::RegisterStreamConsumer,
+  Op::DeregisterStreamConsumer,
+  Op::DescribeStreamConsumer,
+  Op::ListStreamConsumers,
+  Op::SubscribeToShard,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -106,9 +129,32 @@ impl Op {
   pub const SetSubscriptionAttributes: Self = Self(30);
   pub const Publish: Self = Self(31);
   pub const PublishBatch: Self = Self(32);
+  pub const CreateStream: Self = Self(33);
+  pub const DeleteStream: Self = Self(34);
+  pub const DescribeStream: Self = Self(35);
+  pub const DescribeStreamSummary: Self = Self(36);
+  pub const ListStreams: Self = Self(37);
+  pub const ListShards: Self = Self(38);
+  pub const PutRecord: Self = Self(39);
+  pub const PutRecords: Self = Self(40);
+  pub const GetShardIterator: Self = Self(41);
+  pub const GetRecords: Self = Self(42);
+  pub const IncreaseStreamRetentionPeriod: Self = Self(43);
+  pub const DecreaseStreamRetentionPeriod: Self = Self(44);
+  pub const SplitShard: Self = Self(45);
+  pub const MergeShards: Self = Self(46);
+  pub const UpdateShardCount: Self = Self(47);
+  pub const AddTagsToStream: Self = Self(48);
+  pub const RemoveTagsFromStream: Self = Self(49);
+  pub const ListTagsForStream: Self = Self(50);
+  pub const RegisterStreamConsumer: Self = Self(51);
+  pub const DeregisterStreamConsumer: Self = Self(52);
+  pub const DescribeStreamConsumer: Self = Self(53);
+  pub const ListStreamConsumers: Self = Self(54);
+  pub const SubscribeToShard: Self = Self(55);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 32;
+  pub const ENUM_MAX: u8 = 55;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -143,6 +189,29 @@ impl Op {
     Self::SetSubscriptionAttributes,
     Self::Publish,
     Self::PublishBatch,
+    Self::CreateStream,
+    Self::DeleteStream,
+    Self::DescribeStream,
+    Self::DescribeStreamSummary,
+    Self::ListStreams,
+    Self::ListShards,
+    Self::PutRecord,
+    Self::PutRecords,
+    Self::GetShardIterator,
+    Self::GetRecords,
+    Self::IncreaseStreamRetentionPeriod,
+    Self::DecreaseStreamRetentionPeriod,
+    Self::SplitShard,
+    Self::MergeShards,
+    Self::UpdateShardCount,
+    Self::AddTagsToStream,
+    Self::RemoveTagsFromStream,
+    Self::ListTagsForStream,
+    Self::RegisterStreamConsumer,
+    Self::DeregisterStreamConsumer,
+    Self::DescribeStreamConsumer,
+    Self::ListStreamConsumers,
+    Self::SubscribeToShard,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -180,6 +249,29 @@ impl Op {
       Self::SetSubscriptionAttributes => Some("SetSubscriptionAttributes"),
       Self::Publish => Some("Publish"),
       Self::PublishBatch => Some("PublishBatch"),
+      Self::CreateStream => Some("CreateStream"),
+      Self::DeleteStream => Some("DeleteStream"),
+      Self::DescribeStream => Some("DescribeStream"),
+      Self::DescribeStreamSummary => Some("DescribeStreamSummary"),
+      Self::ListStreams => Some("ListStreams"),
+      Self::ListShards => Some("ListShards"),
+      Self::PutRecord => Some("PutRecord"),
+      Self::PutRecords => Some("PutRecords"),
+      Self::GetShardIterator => Some("GetShardIterator"),
+      Self::GetRecords => Some("GetRecords"),
+      Self::IncreaseStreamRetentionPeriod => Some("IncreaseStreamRetentionPeriod"),
+      Self::DecreaseStreamRetentionPeriod => Some("DecreaseStreamRetentionPeriod"),
+      Self::SplitShard => Some("SplitShard"),
+      Self::MergeShards => Some("MergeShards"),
+      Self::UpdateShardCount => Some("UpdateShardCount"),
+      Self::AddTagsToStream => Some("AddTagsToStream"),
+      Self::RemoveTagsFromStream => Some("RemoveTagsFromStream"),
+      Self::ListTagsForStream => Some("ListTagsForStream"),
+      Self::RegisterStreamConsumer => Some("RegisterStreamConsumer"),
+      Self::DeregisterStreamConsumer => Some("DeregisterStreamConsumer"),
+      Self::DescribeStreamConsumer => Some("DescribeStreamConsumer"),
+      Self::ListStreamConsumers => Some("ListStreamConsumers"),
+      Self::SubscribeToShard => Some("SubscribeToShard"),
       _ => None,
     }
   }
@@ -240,10 +332,10 @@ pub struct OpUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REPLY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REPLY: u8 = 14;
+pub const ENUM_MAX_REPLY: u8 = 26;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REPLY: [Reply; 15] = [
+pub const ENUM_VALUES_REPLY: [Reply; 27] = [
   Reply::NONE,
   Reply::HelloResult,
   Reply::Done,
@@ -259,6 +351,18 @@ pub const ENUM_VALUES_REPLY: [Reply; 15] = [
   Reply::Subscriptions,
   Reply::PublishResult,
   Reply::PublishBatchResult,
+  Reply::StreamDescription,
+  Reply::StreamList,
+  Reply::ShardList,
+  Reply::PutRecordResult,
+  Reply::PutRecordsResult,
+  Reply::ShardIterator,
+  Reply::GetRecordsResult,
+  Reply::ShardCountResult,
+  Reply::StreamTags,
+  Reply::StreamConsumer,
+  Reply::StreamConsumers,
+  Reply::SubscribeToShardEvent,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -281,9 +385,21 @@ impl Reply {
   pub const Subscriptions: Self = Self(12);
   pub const PublishResult: Self = Self(13);
   pub const PublishBatchResult: Self = Self(14);
+  pub const StreamDescription: Self = Self(15);
+  pub const StreamList: Self = Self(16);
+  pub const ShardList: Self = Self(17);
+  pub const PutRecordResult: Self = Self(18);
+  pub const PutRecordsResult: Self = Self(19);
+  pub const ShardIterator: Self = Self(20);
+  pub const GetRecordsResult: Self = Self(21);
+  pub const ShardCountResult: Self = Self(22);
+  pub const StreamTags: Self = Self(23);
+  pub const StreamConsumer: Self = Self(24);
+  pub const StreamConsumers: Self = Self(25);
+  pub const SubscribeToShardEvent: Self = Self(26);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 14;
+  pub const ENUM_MAX: u8 = 26;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloResult,
@@ -300,6 +416,18 @@ impl Reply {
     Self::Subscriptions,
     Self::PublishResult,
     Self::PublishBatchResult,
+    Self::StreamDescription,
+    Self::StreamList,
+    Self::ShardList,
+    Self::PutRecordResult,
+    Self::PutRecordsResult,
+    Self::ShardIterator,
+    Self::GetRecordsResult,
+    Self::ShardCountResult,
+    Self::StreamTags,
+    Self::StreamConsumer,
+    Self::StreamConsumers,
+    Self::SubscribeToShardEvent,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -319,6 +447,18 @@ impl Reply {
       Self::Subscriptions => Some("Subscriptions"),
       Self::PublishResult => Some("PublishResult"),
       Self::PublishBatchResult => Some("PublishBatchResult"),
+      Self::StreamDescription => Some("StreamDescription"),
+      Self::StreamList => Some("StreamList"),
+      Self::ShardList => Some("ShardList"),
+      Self::PutRecordResult => Some("PutRecordResult"),
+      Self::PutRecordsResult => Some("PutRecordsResult"),
+      Self::ShardIterator => Some("ShardIterator"),
+      Self::GetRecordsResult => Some("GetRecordsResult"),
+      Self::ShardCountResult => Some("ShardCountResult"),
+      Self::StreamTags => Some("StreamTags"),
+      Self::StreamConsumer => Some("StreamConsumer"),
+      Self::StreamConsumers => Some("StreamConsumers"),
+      Self::SubscribeToShardEvent => Some("SubscribeToShardEvent"),
       _ => None,
     }
   }
@@ -5488,6 +5628,3175 @@ impl core::fmt::Debug for PublishBatch<'_> {
       ds.finish()
   }
 }
+pub enum CreateStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct CreateStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for CreateStream<'a> {
+  type Inner = CreateStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> CreateStream<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_SHARD_COUNT: flatbuffers::VOffsetT = 6;
+  pub const VT_MODE: flatbuffers::VOffsetT = 8;
+  pub const VT_TAGS: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    CreateStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args CreateStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<CreateStream<'bldr>> {
+    let mut builder = CreateStreamBuilder::new(_fbb);
+    if let Some(x) = args.tags { builder.add_tags(x); }
+    if let Some(x) = args.mode { builder.add_mode(x); }
+    if let Some(x) = args.shard_count { builder.add_shard_count(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CreateStream::VT_NAME, None).unwrap()}
+  }
+  /// Required for PROVISIONED streams; ON_DEMAND streams start with 4.
+  #[inline]
+  pub fn shard_count(&self) -> Option<i32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(CreateStream::VT_SHARD_COUNT, None)}
+  }
+  /// `PROVISIONED` (default) or `ON_DEMAND`.
+  #[inline]
+  pub fn mode(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CreateStream::VT_MODE, None)}
+  }
+  #[inline]
+  pub fn tags(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(CreateStream::VT_TAGS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for CreateStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<i32>("shard_count", Self::VT_SHARD_COUNT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("mode", Self::VT_MODE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("tags", Self::VT_TAGS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreateStreamArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub shard_count: Option<i32>,
+    pub mode: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub tags: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+}
+impl<'a> Default for CreateStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreateStreamArgs {
+      name: None, // required field
+      shard_count: None,
+      mode: None,
+      tags: None,
+    }
+  }
+}
+
+pub struct CreateStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> CreateStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateStream::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_shard_count(&mut self, shard_count: i32) {
+    self.fbb_.push_slot_always::<i32>(CreateStream::VT_SHARD_COUNT, shard_count);
+  }
+  #[inline]
+  pub fn add_mode(&mut self, mode: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateStream::VT_MODE, mode);
+  }
+  #[inline]
+  pub fn add_tags(&mut self, tags: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateStream::VT_TAGS, tags);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CreateStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    CreateStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<CreateStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, CreateStream::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for CreateStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("CreateStream");
+      ds.field("name", &self.name());
+      ds.field("shard_count", &self.shard_count());
+      ds.field("mode", &self.mode());
+      ds.field("tags", &self.tags());
+      ds.finish()
+  }
+}
+pub enum DeleteStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DeleteStream<'a> {
+  type Inner = DeleteStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DeleteStream<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_ENFORCE_CONSUMER_DELETION: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DeleteStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DeleteStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<DeleteStream<'bldr>> {
+    let mut builder = DeleteStreamBuilder::new(_fbb);
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.add_enforce_consumer_deletion(args.enforce_consumer_deletion);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeleteStream::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn enforce_consumer_deletion(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(DeleteStream::VT_ENFORCE_CONSUMER_DELETION, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DeleteStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<bool>("enforce_consumer_deletion", Self::VT_ENFORCE_CONSUMER_DELETION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteStreamArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub enforce_consumer_deletion: bool,
+}
+impl<'a> Default for DeleteStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteStreamArgs {
+      stream: None, // required field
+      enforce_consumer_deletion: false,
+    }
+  }
+}
+
+pub struct DeleteStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DeleteStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeleteStream::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_enforce_consumer_deletion(&mut self, enforce_consumer_deletion: bool) {
+    self.fbb_.push_slot::<bool>(DeleteStream::VT_ENFORCE_CONSUMER_DELETION, enforce_consumer_deletion, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeleteStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DeleteStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DeleteStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DeleteStream::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DeleteStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteStream");
+      ds.field("stream", &self.stream());
+      ds.field("enforce_consumer_deletion", &self.enforce_consumer_deletion());
+      ds.finish()
+  }
+}
+pub enum DescribeStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DescribeStream<'a> {
+  type Inner = DescribeStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DescribeStream<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_LIMIT: flatbuffers::VOffsetT = 6;
+  pub const VT_EXCLUSIVE_START_SHARD_ID: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DescribeStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DescribeStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<DescribeStream<'bldr>> {
+    let mut builder = DescribeStreamBuilder::new(_fbb);
+    if let Some(x) = args.exclusive_start_shard_id { builder.add_exclusive_start_shard_id(x); }
+    if let Some(x) = args.limit { builder.add_limit(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeStream::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn limit(&self) -> Option<i32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(DescribeStream::VT_LIMIT, None)}
+  }
+  #[inline]
+  pub fn exclusive_start_shard_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeStream::VT_EXCLUSIVE_START_SHARD_ID, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for DescribeStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<i32>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("exclusive_start_shard_id", Self::VT_EXCLUSIVE_START_SHARD_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeStreamArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub limit: Option<i32>,
+    pub exclusive_start_shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DescribeStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeStreamArgs {
+      stream: None, // required field
+      limit: None,
+      exclusive_start_shard_id: None,
+    }
+  }
+}
+
+pub struct DescribeStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DescribeStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeStream::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_limit(&mut self, limit: i32) {
+    self.fbb_.push_slot_always::<i32>(DescribeStream::VT_LIMIT, limit);
+  }
+  #[inline]
+  pub fn add_exclusive_start_shard_id(&mut self, exclusive_start_shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeStream::VT_EXCLUSIVE_START_SHARD_ID, exclusive_start_shard_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DescribeStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DescribeStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DescribeStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DescribeStream::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DescribeStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeStream");
+      ds.field("stream", &self.stream());
+      ds.field("limit", &self.limit());
+      ds.field("exclusive_start_shard_id", &self.exclusive_start_shard_id());
+      ds.finish()
+  }
+}
+pub enum DescribeStreamSummaryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeStreamSummary<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DescribeStreamSummary<'a> {
+  type Inner = DescribeStreamSummary<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DescribeStreamSummary<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DescribeStreamSummary { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DescribeStreamSummaryArgs<'args>
+  ) -> flatbuffers::WIPOffset<DescribeStreamSummary<'bldr>> {
+    let mut builder = DescribeStreamSummaryBuilder::new(_fbb);
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeStreamSummary::VT_STREAM, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DescribeStreamSummary<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeStreamSummaryArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DescribeStreamSummaryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeStreamSummaryArgs {
+      stream: None, // required field
+    }
+  }
+}
+
+pub struct DescribeStreamSummaryBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DescribeStreamSummaryBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeStreamSummary::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DescribeStreamSummaryBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DescribeStreamSummaryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DescribeStreamSummary<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DescribeStreamSummary::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DescribeStreamSummary<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeStreamSummary");
+      ds.field("stream", &self.stream());
+      ds.finish()
+  }
+}
+pub enum ListStreamsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListStreams<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListStreams<'a> {
+  type Inner = ListStreams<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListStreams<'a> {
+  pub const VT_LIMIT: flatbuffers::VOffsetT = 4;
+  pub const VT_EXCLUSIVE_START_STREAM_NAME: flatbuffers::VOffsetT = 6;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListStreams { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListStreamsArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListStreams<'bldr>> {
+    let mut builder = ListStreamsBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.exclusive_start_stream_name { builder.add_exclusive_start_stream_name(x); }
+    if let Some(x) = args.limit { builder.add_limit(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn limit(&self) -> Option<i32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ListStreams::VT_LIMIT, None)}
+  }
+  #[inline]
+  pub fn exclusive_start_stream_name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListStreams::VT_EXCLUSIVE_START_STREAM_NAME, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListStreams::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListStreams<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<i32>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("exclusive_start_stream_name", Self::VT_EXCLUSIVE_START_STREAM_NAME, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListStreamsArgs<'a> {
+    pub limit: Option<i32>,
+    pub exclusive_start_stream_name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ListStreamsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListStreamsArgs {
+      limit: None,
+      exclusive_start_stream_name: None,
+      next_token: None,
+    }
+  }
+}
+
+pub struct ListStreamsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListStreamsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_limit(&mut self, limit: i32) {
+    self.fbb_.push_slot_always::<i32>(ListStreams::VT_LIMIT, limit);
+  }
+  #[inline]
+  pub fn add_exclusive_start_stream_name(&mut self, exclusive_start_stream_name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListStreams::VT_EXCLUSIVE_START_STREAM_NAME, exclusive_start_stream_name);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListStreams::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListStreamsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListStreamsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListStreams<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListStreams<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListStreams");
+      ds.field("limit", &self.limit());
+      ds.field("exclusive_start_stream_name", &self.exclusive_start_stream_name());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum ListShardsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListShards<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListShards<'a> {
+  type Inner = ListShards<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListShards<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 6;
+  pub const VT_EXCLUSIVE_START_SHARD_ID: flatbuffers::VOffsetT = 8;
+  pub const VT_MAX_RESULTS: flatbuffers::VOffsetT = 10;
+  pub const VT_FILTER_TYPE: flatbuffers::VOffsetT = 12;
+  pub const VT_FILTER_SHARD_ID: flatbuffers::VOffsetT = 14;
+  pub const VT_FILTER_TIMESTAMP_MS: flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListShards { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListShardsArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListShards<'bldr>> {
+    let mut builder = ListShardsBuilder::new(_fbb);
+    if let Some(x) = args.filter_timestamp_ms { builder.add_filter_timestamp_ms(x); }
+    if let Some(x) = args.filter_shard_id { builder.add_filter_shard_id(x); }
+    if let Some(x) = args.filter_type { builder.add_filter_type(x); }
+    if let Some(x) = args.max_results { builder.add_max_results(x); }
+    if let Some(x) = args.exclusive_start_shard_id { builder.add_exclusive_start_shard_id(x); }
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListShards::VT_STREAM, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListShards::VT_NEXT_TOKEN, None)}
+  }
+  #[inline]
+  pub fn exclusive_start_shard_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListShards::VT_EXCLUSIVE_START_SHARD_ID, None)}
+  }
+  #[inline]
+  pub fn max_results(&self) -> Option<i32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ListShards::VT_MAX_RESULTS, None)}
+  }
+  /// ShardFilter: `AFTER_SHARD_ID`, `AT_TRIM_HORIZON`, `FROM_TRIM_HORIZON`,
+  /// `AT_LATEST`, `AT_TIMESTAMP` or `FROM_TIMESTAMP`.
+  #[inline]
+  pub fn filter_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListShards::VT_FILTER_TYPE, None)}
+  }
+  #[inline]
+  pub fn filter_shard_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListShards::VT_FILTER_SHARD_ID, None)}
+  }
+  #[inline]
+  pub fn filter_timestamp_ms(&self) -> Option<i64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ListShards::VT_FILTER_TIMESTAMP_MS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListShards<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("exclusive_start_shard_id", Self::VT_EXCLUSIVE_START_SHARD_ID, false)?
+     .visit_field::<i32>("max_results", Self::VT_MAX_RESULTS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("filter_type", Self::VT_FILTER_TYPE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("filter_shard_id", Self::VT_FILTER_SHARD_ID, false)?
+     .visit_field::<i64>("filter_timestamp_ms", Self::VT_FILTER_TIMESTAMP_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListShardsArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub exclusive_start_shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub max_results: Option<i32>,
+    pub filter_type: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub filter_shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub filter_timestamp_ms: Option<i64>,
+}
+impl<'a> Default for ListShardsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListShardsArgs {
+      stream: None,
+      next_token: None,
+      exclusive_start_shard_id: None,
+      max_results: None,
+      filter_type: None,
+      filter_shard_id: None,
+      filter_timestamp_ms: None,
+    }
+  }
+}
+
+pub struct ListShardsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListShardsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListShards::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListShards::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn add_exclusive_start_shard_id(&mut self, exclusive_start_shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListShards::VT_EXCLUSIVE_START_SHARD_ID, exclusive_start_shard_id);
+  }
+  #[inline]
+  pub fn add_max_results(&mut self, max_results: i32) {
+    self.fbb_.push_slot_always::<i32>(ListShards::VT_MAX_RESULTS, max_results);
+  }
+  #[inline]
+  pub fn add_filter_type(&mut self, filter_type: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListShards::VT_FILTER_TYPE, filter_type);
+  }
+  #[inline]
+  pub fn add_filter_shard_id(&mut self, filter_shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListShards::VT_FILTER_SHARD_ID, filter_shard_id);
+  }
+  #[inline]
+  pub fn add_filter_timestamp_ms(&mut self, filter_timestamp_ms: i64) {
+    self.fbb_.push_slot_always::<i64>(ListShards::VT_FILTER_TIMESTAMP_MS, filter_timestamp_ms);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListShardsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListShardsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListShards<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListShards<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListShards");
+      ds.field("stream", &self.stream());
+      ds.field("next_token", &self.next_token());
+      ds.field("exclusive_start_shard_id", &self.exclusive_start_shard_id());
+      ds.field("max_results", &self.max_results());
+      ds.field("filter_type", &self.filter_type());
+      ds.field("filter_shard_id", &self.filter_shard_id());
+      ds.field("filter_timestamp_ms", &self.filter_timestamp_ms());
+      ds.finish()
+  }
+}
+pub enum PutRecordsEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One record to put.
+pub struct PutRecordsEntry<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PutRecordsEntry<'a> {
+  type Inner = PutRecordsEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PutRecordsEntry<'a> {
+  pub const VT_DATA: flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION_KEY: flatbuffers::VOffsetT = 6;
+  pub const VT_EXPLICIT_HASH_KEY: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PutRecordsEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PutRecordsEntryArgs<'args>
+  ) -> flatbuffers::WIPOffset<PutRecordsEntry<'bldr>> {
+    let mut builder = PutRecordsEntryBuilder::new(_fbb);
+    if let Some(x) = args.explicit_hash_key { builder.add_explicit_hash_key(x); }
+    if let Some(x) = args.partition_key { builder.add_partition_key(x); }
+    if let Some(x) = args.data { builder.add_data(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn data(&self) -> Option<flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u8>>>(PutRecordsEntry::VT_DATA, None)}
+  }
+  #[inline]
+  pub fn partition_key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutRecordsEntry::VT_PARTITION_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn explicit_hash_key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutRecordsEntry::VT_EXPLICIT_HASH_KEY, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for PutRecordsEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u8>>>("data", Self::VT_DATA, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("partition_key", Self::VT_PARTITION_KEY, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("explicit_hash_key", Self::VT_EXPLICIT_HASH_KEY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PutRecordsEntryArgs<'a> {
+    pub data: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u8>>>,
+    pub partition_key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub explicit_hash_key: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for PutRecordsEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PutRecordsEntryArgs {
+      data: None,
+      partition_key: None, // required field
+      explicit_hash_key: None,
+    }
+  }
+}
+
+pub struct PutRecordsEntryBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PutRecordsEntryBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_data(&mut self, data: flatbuffers::WIPOffset<flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecordsEntry::VT_DATA, data);
+  }
+  #[inline]
+  pub fn add_partition_key(&mut self, partition_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecordsEntry::VT_PARTITION_KEY, partition_key);
+  }
+  #[inline]
+  pub fn add_explicit_hash_key(&mut self, explicit_hash_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecordsEntry::VT_EXPLICIT_HASH_KEY, explicit_hash_key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PutRecordsEntryBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PutRecordsEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PutRecordsEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, PutRecordsEntry::VT_PARTITION_KEY,"partition_key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PutRecordsEntry<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PutRecordsEntry");
+      ds.field("data", &self.data());
+      ds.field("partition_key", &self.partition_key());
+      ds.field("explicit_hash_key", &self.explicit_hash_key());
+      ds.finish()
+  }
+}
+pub enum PutRecordOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PutRecord<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PutRecord<'a> {
+  type Inner = PutRecord<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PutRecord<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_RECORD: flatbuffers::VOffsetT = 6;
+  pub const VT_SEQUENCE_NUMBER_FOR_ORDERING: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PutRecord { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PutRecordArgs<'args>
+  ) -> flatbuffers::WIPOffset<PutRecord<'bldr>> {
+    let mut builder = PutRecordBuilder::new(_fbb);
+    if let Some(x) = args.sequence_number_for_ordering { builder.add_sequence_number_for_ordering(x); }
+    if let Some(x) = args.record { builder.add_record(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutRecord::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn record(&self) -> PutRecordsEntry<'a> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<PutRecordsEntry>>(PutRecord::VT_RECORD, None).unwrap()}
+  }
+  #[inline]
+  pub fn sequence_number_for_ordering(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutRecord::VT_SEQUENCE_NUMBER_FOR_ORDERING, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for PutRecord<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<PutRecordsEntry>>("record", Self::VT_RECORD, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("sequence_number_for_ordering", Self::VT_SEQUENCE_NUMBER_FOR_ORDERING, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PutRecordArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub record: Option<flatbuffers::WIPOffset<PutRecordsEntry<'a>>>,
+    pub sequence_number_for_ordering: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for PutRecordArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PutRecordArgs {
+      stream: None, // required field
+      record: None, // required field
+      sequence_number_for_ordering: None,
+    }
+  }
+}
+
+pub struct PutRecordBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PutRecordBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecord::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_record(&mut self, record: flatbuffers::WIPOffset<PutRecordsEntry<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<PutRecordsEntry>>(PutRecord::VT_RECORD, record);
+  }
+  #[inline]
+  pub fn add_sequence_number_for_ordering(&mut self, sequence_number_for_ordering: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecord::VT_SEQUENCE_NUMBER_FOR_ORDERING, sequence_number_for_ordering);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PutRecordBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PutRecordBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PutRecord<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, PutRecord::VT_STREAM,"stream");
+    self.fbb_.required(o, PutRecord::VT_RECORD,"record");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PutRecord<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PutRecord");
+      ds.field("stream", &self.stream());
+      ds.field("record", &self.record());
+      ds.field("sequence_number_for_ordering", &self.sequence_number_for_ordering());
+      ds.finish()
+  }
+}
+pub enum PutRecordsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PutRecords<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PutRecords<'a> {
+  type Inner = PutRecords<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PutRecords<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_RECORDS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PutRecords { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PutRecordsArgs<'args>
+  ) -> flatbuffers::WIPOffset<PutRecords<'bldr>> {
+    let mut builder = PutRecordsBuilder::new(_fbb);
+    if let Some(x) = args.records { builder.add_records(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutRecords::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn records(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PutRecordsEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PutRecordsEntry>>>>(PutRecords::VT_RECORDS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for PutRecords<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<PutRecordsEntry>>>>("records", Self::VT_RECORDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PutRecordsArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub records: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PutRecordsEntry<'a>>>>>,
+}
+impl<'a> Default for PutRecordsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PutRecordsArgs {
+      stream: None, // required field
+      records: None,
+    }
+  }
+}
+
+pub struct PutRecordsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PutRecordsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecords::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_records(&mut self, records: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<PutRecordsEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecords::VT_RECORDS, records);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PutRecordsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PutRecordsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PutRecords<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, PutRecords::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PutRecords<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PutRecords");
+      ds.field("stream", &self.stream());
+      ds.field("records", &self.records());
+      ds.finish()
+  }
+}
+pub enum GetShardIteratorOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GetShardIterator<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for GetShardIterator<'a> {
+  type Inner = GetShardIterator<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> GetShardIterator<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_SHARD_ID: flatbuffers::VOffsetT = 6;
+  pub const VT_ITERATOR_TYPE: flatbuffers::VOffsetT = 8;
+  pub const VT_STARTING_SEQUENCE_NUMBER: flatbuffers::VOffsetT = 10;
+  pub const VT_TIMESTAMP_MS: flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    GetShardIterator { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args GetShardIteratorArgs<'args>
+  ) -> flatbuffers::WIPOffset<GetShardIterator<'bldr>> {
+    let mut builder = GetShardIteratorBuilder::new(_fbb);
+    if let Some(x) = args.timestamp_ms { builder.add_timestamp_ms(x); }
+    if let Some(x) = args.starting_sequence_number { builder.add_starting_sequence_number(x); }
+    if let Some(x) = args.iterator_type { builder.add_iterator_type(x); }
+    if let Some(x) = args.shard_id { builder.add_shard_id(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetShardIterator::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn shard_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetShardIterator::VT_SHARD_ID, None).unwrap()}
+  }
+  /// `TRIM_HORIZON`, `LATEST`, `AT_SEQUENCE_NUMBER`, `AFTER_SEQUENCE_NUMBER` or `AT_TIMESTAMP`.
+  #[inline]
+  pub fn iterator_type(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetShardIterator::VT_ITERATOR_TYPE, None).unwrap()}
+  }
+  #[inline]
+  pub fn starting_sequence_number(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetShardIterator::VT_STARTING_SEQUENCE_NUMBER, None)}
+  }
+  #[inline]
+  pub fn timestamp_ms(&self) -> Option<i64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(GetShardIterator::VT_TIMESTAMP_MS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for GetShardIterator<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("shard_id", Self::VT_SHARD_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("iterator_type", Self::VT_ITERATOR_TYPE, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("starting_sequence_number", Self::VT_STARTING_SEQUENCE_NUMBER, false)?
+     .visit_field::<i64>("timestamp_ms", Self::VT_TIMESTAMP_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GetShardIteratorArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub iterator_type: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub starting_sequence_number: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub timestamp_ms: Option<i64>,
+}
+impl<'a> Default for GetShardIteratorArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GetShardIteratorArgs {
+      stream: None, // required field
+      shard_id: None, // required field
+      iterator_type: None, // required field
+      starting_sequence_number: None,
+      timestamp_ms: None,
+    }
+  }
+}
+
+pub struct GetShardIteratorBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> GetShardIteratorBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetShardIterator::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_shard_id(&mut self, shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetShardIterator::VT_SHARD_ID, shard_id);
+  }
+  #[inline]
+  pub fn add_iterator_type(&mut self, iterator_type: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetShardIterator::VT_ITERATOR_TYPE, iterator_type);
+  }
+  #[inline]
+  pub fn add_starting_sequence_number(&mut self, starting_sequence_number: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetShardIterator::VT_STARTING_SEQUENCE_NUMBER, starting_sequence_number);
+  }
+  #[inline]
+  pub fn add_timestamp_ms(&mut self, timestamp_ms: i64) {
+    self.fbb_.push_slot_always::<i64>(GetShardIterator::VT_TIMESTAMP_MS, timestamp_ms);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetShardIteratorBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    GetShardIteratorBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<GetShardIterator<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GetShardIterator::VT_STREAM,"stream");
+    self.fbb_.required(o, GetShardIterator::VT_SHARD_ID,"shard_id");
+    self.fbb_.required(o, GetShardIterator::VT_ITERATOR_TYPE,"iterator_type");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for GetShardIterator<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("GetShardIterator");
+      ds.field("stream", &self.stream());
+      ds.field("shard_id", &self.shard_id());
+      ds.field("iterator_type", &self.iterator_type());
+      ds.field("starting_sequence_number", &self.starting_sequence_number());
+      ds.field("timestamp_ms", &self.timestamp_ms());
+      ds.finish()
+  }
+}
+pub enum GetRecordsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GetRecords<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for GetRecords<'a> {
+  type Inner = GetRecords<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> GetRecords<'a> {
+  pub const VT_ITERATOR: flatbuffers::VOffsetT = 4;
+  pub const VT_LIMIT: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    GetRecords { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args GetRecordsArgs<'args>
+  ) -> flatbuffers::WIPOffset<GetRecords<'bldr>> {
+    let mut builder = GetRecordsBuilder::new(_fbb);
+    if let Some(x) = args.limit { builder.add_limit(x); }
+    if let Some(x) = args.iterator { builder.add_iterator(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn iterator(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetRecords::VT_ITERATOR, None).unwrap()}
+  }
+  #[inline]
+  pub fn limit(&self) -> Option<i32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(GetRecords::VT_LIMIT, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for GetRecords<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("iterator", Self::VT_ITERATOR, true)?
+     .visit_field::<i32>("limit", Self::VT_LIMIT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GetRecordsArgs<'a> {
+    pub iterator: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub limit: Option<i32>,
+}
+impl<'a> Default for GetRecordsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GetRecordsArgs {
+      iterator: None, // required field
+      limit: None,
+    }
+  }
+}
+
+pub struct GetRecordsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> GetRecordsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_iterator(&mut self, iterator: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetRecords::VT_ITERATOR, iterator);
+  }
+  #[inline]
+  pub fn add_limit(&mut self, limit: i32) {
+    self.fbb_.push_slot_always::<i32>(GetRecords::VT_LIMIT, limit);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetRecordsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    GetRecordsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<GetRecords<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GetRecords::VT_ITERATOR,"iterator");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for GetRecords<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("GetRecords");
+      ds.field("iterator", &self.iterator());
+      ds.field("limit", &self.limit());
+      ds.finish()
+  }
+}
+pub enum IncreaseStreamRetentionPeriodOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct IncreaseStreamRetentionPeriod<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for IncreaseStreamRetentionPeriod<'a> {
+  type Inner = IncreaseStreamRetentionPeriod<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> IncreaseStreamRetentionPeriod<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_HOURS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    IncreaseStreamRetentionPeriod { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args IncreaseStreamRetentionPeriodArgs<'args>
+  ) -> flatbuffers::WIPOffset<IncreaseStreamRetentionPeriod<'bldr>> {
+    let mut builder = IncreaseStreamRetentionPeriodBuilder::new(_fbb);
+    builder.add_hours(args.hours);
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(IncreaseStreamRetentionPeriod::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn hours(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(IncreaseStreamRetentionPeriod::VT_HOURS, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for IncreaseStreamRetentionPeriod<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<i32>("hours", Self::VT_HOURS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct IncreaseStreamRetentionPeriodArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub hours: i32,
+}
+impl<'a> Default for IncreaseStreamRetentionPeriodArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    IncreaseStreamRetentionPeriodArgs {
+      stream: None, // required field
+      hours: 0,
+    }
+  }
+}
+
+pub struct IncreaseStreamRetentionPeriodBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> IncreaseStreamRetentionPeriodBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(IncreaseStreamRetentionPeriod::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_hours(&mut self, hours: i32) {
+    self.fbb_.push_slot::<i32>(IncreaseStreamRetentionPeriod::VT_HOURS, hours, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> IncreaseStreamRetentionPeriodBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    IncreaseStreamRetentionPeriodBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<IncreaseStreamRetentionPeriod<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, IncreaseStreamRetentionPeriod::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for IncreaseStreamRetentionPeriod<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("IncreaseStreamRetentionPeriod");
+      ds.field("stream", &self.stream());
+      ds.field("hours", &self.hours());
+      ds.finish()
+  }
+}
+pub enum DecreaseStreamRetentionPeriodOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DecreaseStreamRetentionPeriod<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DecreaseStreamRetentionPeriod<'a> {
+  type Inner = DecreaseStreamRetentionPeriod<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DecreaseStreamRetentionPeriod<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_HOURS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DecreaseStreamRetentionPeriod { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DecreaseStreamRetentionPeriodArgs<'args>
+  ) -> flatbuffers::WIPOffset<DecreaseStreamRetentionPeriod<'bldr>> {
+    let mut builder = DecreaseStreamRetentionPeriodBuilder::new(_fbb);
+    builder.add_hours(args.hours);
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DecreaseStreamRetentionPeriod::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn hours(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(DecreaseStreamRetentionPeriod::VT_HOURS, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DecreaseStreamRetentionPeriod<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<i32>("hours", Self::VT_HOURS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DecreaseStreamRetentionPeriodArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub hours: i32,
+}
+impl<'a> Default for DecreaseStreamRetentionPeriodArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DecreaseStreamRetentionPeriodArgs {
+      stream: None, // required field
+      hours: 0,
+    }
+  }
+}
+
+pub struct DecreaseStreamRetentionPeriodBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DecreaseStreamRetentionPeriodBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DecreaseStreamRetentionPeriod::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_hours(&mut self, hours: i32) {
+    self.fbb_.push_slot::<i32>(DecreaseStreamRetentionPeriod::VT_HOURS, hours, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DecreaseStreamRetentionPeriodBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DecreaseStreamRetentionPeriodBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DecreaseStreamRetentionPeriod<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DecreaseStreamRetentionPeriod::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DecreaseStreamRetentionPeriod<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DecreaseStreamRetentionPeriod");
+      ds.field("stream", &self.stream());
+      ds.field("hours", &self.hours());
+      ds.finish()
+  }
+}
+pub enum SplitShardOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct SplitShard<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SplitShard<'a> {
+  type Inner = SplitShard<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SplitShard<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_SHARD_TO_SPLIT: flatbuffers::VOffsetT = 6;
+  pub const VT_NEW_STARTING_HASH_KEY: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SplitShard { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SplitShardArgs<'args>
+  ) -> flatbuffers::WIPOffset<SplitShard<'bldr>> {
+    let mut builder = SplitShardBuilder::new(_fbb);
+    if let Some(x) = args.new_starting_hash_key { builder.add_new_starting_hash_key(x); }
+    if let Some(x) = args.shard_to_split { builder.add_shard_to_split(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SplitShard::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn shard_to_split(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SplitShard::VT_SHARD_TO_SPLIT, None).unwrap()}
+  }
+  #[inline]
+  pub fn new_starting_hash_key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SplitShard::VT_NEW_STARTING_HASH_KEY, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for SplitShard<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("shard_to_split", Self::VT_SHARD_TO_SPLIT, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("new_starting_hash_key", Self::VT_NEW_STARTING_HASH_KEY, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SplitShardArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub shard_to_split: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub new_starting_hash_key: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for SplitShardArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SplitShardArgs {
+      stream: None, // required field
+      shard_to_split: None, // required field
+      new_starting_hash_key: None, // required field
+    }
+  }
+}
+
+pub struct SplitShardBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SplitShardBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SplitShard::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_shard_to_split(&mut self, shard_to_split: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SplitShard::VT_SHARD_TO_SPLIT, shard_to_split);
+  }
+  #[inline]
+  pub fn add_new_starting_hash_key(&mut self, new_starting_hash_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SplitShard::VT_NEW_STARTING_HASH_KEY, new_starting_hash_key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SplitShardBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SplitShardBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SplitShard<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SplitShard::VT_STREAM,"stream");
+    self.fbb_.required(o, SplitShard::VT_SHARD_TO_SPLIT,"shard_to_split");
+    self.fbb_.required(o, SplitShard::VT_NEW_STARTING_HASH_KEY,"new_starting_hash_key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SplitShard<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SplitShard");
+      ds.field("stream", &self.stream());
+      ds.field("shard_to_split", &self.shard_to_split());
+      ds.field("new_starting_hash_key", &self.new_starting_hash_key());
+      ds.finish()
+  }
+}
+pub enum MergeShardsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct MergeShards<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MergeShards<'a> {
+  type Inner = MergeShards<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MergeShards<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_SHARD_TO_MERGE: flatbuffers::VOffsetT = 6;
+  pub const VT_ADJACENT_SHARD_TO_MERGE: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MergeShards { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MergeShardsArgs<'args>
+  ) -> flatbuffers::WIPOffset<MergeShards<'bldr>> {
+    let mut builder = MergeShardsBuilder::new(_fbb);
+    if let Some(x) = args.adjacent_shard_to_merge { builder.add_adjacent_shard_to_merge(x); }
+    if let Some(x) = args.shard_to_merge { builder.add_shard_to_merge(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MergeShards::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn shard_to_merge(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MergeShards::VT_SHARD_TO_MERGE, None).unwrap()}
+  }
+  #[inline]
+  pub fn adjacent_shard_to_merge(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MergeShards::VT_ADJACENT_SHARD_TO_MERGE, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for MergeShards<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("shard_to_merge", Self::VT_SHARD_TO_MERGE, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("adjacent_shard_to_merge", Self::VT_ADJACENT_SHARD_TO_MERGE, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MergeShardsArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub shard_to_merge: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub adjacent_shard_to_merge: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for MergeShardsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MergeShardsArgs {
+      stream: None, // required field
+      shard_to_merge: None, // required field
+      adjacent_shard_to_merge: None, // required field
+    }
+  }
+}
+
+pub struct MergeShardsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MergeShardsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MergeShards::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_shard_to_merge(&mut self, shard_to_merge: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MergeShards::VT_SHARD_TO_MERGE, shard_to_merge);
+  }
+  #[inline]
+  pub fn add_adjacent_shard_to_merge(&mut self, adjacent_shard_to_merge: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MergeShards::VT_ADJACENT_SHARD_TO_MERGE, adjacent_shard_to_merge);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MergeShardsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MergeShardsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MergeShards<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, MergeShards::VT_STREAM,"stream");
+    self.fbb_.required(o, MergeShards::VT_SHARD_TO_MERGE,"shard_to_merge");
+    self.fbb_.required(o, MergeShards::VT_ADJACENT_SHARD_TO_MERGE,"adjacent_shard_to_merge");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MergeShards<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MergeShards");
+      ds.field("stream", &self.stream());
+      ds.field("shard_to_merge", &self.shard_to_merge());
+      ds.field("adjacent_shard_to_merge", &self.adjacent_shard_to_merge());
+      ds.finish()
+  }
+}
+pub enum UpdateShardCountOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct UpdateShardCount<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for UpdateShardCount<'a> {
+  type Inner = UpdateShardCount<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> UpdateShardCount<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_TARGET_SHARD_COUNT: flatbuffers::VOffsetT = 6;
+  pub const VT_SCALING_TYPE: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    UpdateShardCount { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args UpdateShardCountArgs<'args>
+  ) -> flatbuffers::WIPOffset<UpdateShardCount<'bldr>> {
+    let mut builder = UpdateShardCountBuilder::new(_fbb);
+    if let Some(x) = args.scaling_type { builder.add_scaling_type(x); }
+    builder.add_target_shard_count(args.target_shard_count);
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UpdateShardCount::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn target_shard_count(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(UpdateShardCount::VT_TARGET_SHARD_COUNT, Some(0)).unwrap()}
+  }
+  /// `UNIFORM_SCALING`, the only scaling type.
+  #[inline]
+  pub fn scaling_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UpdateShardCount::VT_SCALING_TYPE, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for UpdateShardCount<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<i32>("target_shard_count", Self::VT_TARGET_SHARD_COUNT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("scaling_type", Self::VT_SCALING_TYPE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UpdateShardCountArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub target_shard_count: i32,
+    pub scaling_type: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for UpdateShardCountArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UpdateShardCountArgs {
+      stream: None, // required field
+      target_shard_count: 0,
+      scaling_type: None,
+    }
+  }
+}
+
+pub struct UpdateShardCountBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> UpdateShardCountBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UpdateShardCount::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_target_shard_count(&mut self, target_shard_count: i32) {
+    self.fbb_.push_slot::<i32>(UpdateShardCount::VT_TARGET_SHARD_COUNT, target_shard_count, 0);
+  }
+  #[inline]
+  pub fn add_scaling_type(&mut self, scaling_type: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UpdateShardCount::VT_SCALING_TYPE, scaling_type);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> UpdateShardCountBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    UpdateShardCountBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<UpdateShardCount<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, UpdateShardCount::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for UpdateShardCount<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("UpdateShardCount");
+      ds.field("stream", &self.stream());
+      ds.field("target_shard_count", &self.target_shard_count());
+      ds.field("scaling_type", &self.scaling_type());
+      ds.finish()
+  }
+}
+pub enum AddTagsToStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AddTagsToStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for AddTagsToStream<'a> {
+  type Inner = AddTagsToStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> AddTagsToStream<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_TAGS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    AddTagsToStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args AddTagsToStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<AddTagsToStream<'bldr>> {
+    let mut builder = AddTagsToStreamBuilder::new(_fbb);
+    if let Some(x) = args.tags { builder.add_tags(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(AddTagsToStream::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn tags(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(AddTagsToStream::VT_TAGS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for AddTagsToStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("tags", Self::VT_TAGS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AddTagsToStreamArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub tags: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+}
+impl<'a> Default for AddTagsToStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AddTagsToStreamArgs {
+      stream: None, // required field
+      tags: None,
+    }
+  }
+}
+
+pub struct AddTagsToStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> AddTagsToStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AddTagsToStream::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_tags(&mut self, tags: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AddTagsToStream::VT_TAGS, tags);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> AddTagsToStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    AddTagsToStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<AddTagsToStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AddTagsToStream::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for AddTagsToStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("AddTagsToStream");
+      ds.field("stream", &self.stream());
+      ds.field("tags", &self.tags());
+      ds.finish()
+  }
+}
+pub enum RemoveTagsFromStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct RemoveTagsFromStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for RemoveTagsFromStream<'a> {
+  type Inner = RemoveTagsFromStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> RemoveTagsFromStream<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_KEYS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    RemoveTagsFromStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args RemoveTagsFromStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<RemoveTagsFromStream<'bldr>> {
+    let mut builder = RemoveTagsFromStreamBuilder::new(_fbb);
+    if let Some(x) = args.keys { builder.add_keys(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(RemoveTagsFromStream::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn keys(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(RemoveTagsFromStream::VT_KEYS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for RemoveTagsFromStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("keys", Self::VT_KEYS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RemoveTagsFromStreamArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub keys: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for RemoveTagsFromStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RemoveTagsFromStreamArgs {
+      stream: None, // required field
+      keys: None,
+    }
+  }
+}
+
+pub struct RemoveTagsFromStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> RemoveTagsFromStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(RemoveTagsFromStream::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_keys(&mut self, keys: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(RemoveTagsFromStream::VT_KEYS, keys);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> RemoveTagsFromStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    RemoveTagsFromStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<RemoveTagsFromStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, RemoveTagsFromStream::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for RemoveTagsFromStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("RemoveTagsFromStream");
+      ds.field("stream", &self.stream());
+      ds.field("keys", &self.keys());
+      ds.finish()
+  }
+}
+pub enum ListTagsForStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListTagsForStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListTagsForStream<'a> {
+  type Inner = ListTagsForStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListTagsForStream<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_EXCLUSIVE_START_TAG_KEY: flatbuffers::VOffsetT = 6;
+  pub const VT_LIMIT: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListTagsForStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListTagsForStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListTagsForStream<'bldr>> {
+    let mut builder = ListTagsForStreamBuilder::new(_fbb);
+    if let Some(x) = args.limit { builder.add_limit(x); }
+    if let Some(x) = args.exclusive_start_tag_key { builder.add_exclusive_start_tag_key(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListTagsForStream::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn exclusive_start_tag_key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListTagsForStream::VT_EXCLUSIVE_START_TAG_KEY, None)}
+  }
+  #[inline]
+  pub fn limit(&self) -> Option<i32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ListTagsForStream::VT_LIMIT, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListTagsForStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("exclusive_start_tag_key", Self::VT_EXCLUSIVE_START_TAG_KEY, false)?
+     .visit_field::<i32>("limit", Self::VT_LIMIT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListTagsForStreamArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub exclusive_start_tag_key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub limit: Option<i32>,
+}
+impl<'a> Default for ListTagsForStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListTagsForStreamArgs {
+      stream: None, // required field
+      exclusive_start_tag_key: None,
+      limit: None,
+    }
+  }
+}
+
+pub struct ListTagsForStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListTagsForStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListTagsForStream::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_exclusive_start_tag_key(&mut self, exclusive_start_tag_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListTagsForStream::VT_EXCLUSIVE_START_TAG_KEY, exclusive_start_tag_key);
+  }
+  #[inline]
+  pub fn add_limit(&mut self, limit: i32) {
+    self.fbb_.push_slot_always::<i32>(ListTagsForStream::VT_LIMIT, limit);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListTagsForStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListTagsForStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListTagsForStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ListTagsForStream::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListTagsForStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListTagsForStream");
+      ds.field("stream", &self.stream());
+      ds.field("exclusive_start_tag_key", &self.exclusive_start_tag_key());
+      ds.field("limit", &self.limit());
+      ds.finish()
+  }
+}
+pub enum RegisterStreamConsumerOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A consumer is named by `consumer_arn`, or by `stream` (an ARN) and `name`.
+pub struct RegisterStreamConsumer<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for RegisterStreamConsumer<'a> {
+  type Inner = RegisterStreamConsumer<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> RegisterStreamConsumer<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_NAME: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    RegisterStreamConsumer { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args RegisterStreamConsumerArgs<'args>
+  ) -> flatbuffers::WIPOffset<RegisterStreamConsumer<'bldr>> {
+    let mut builder = RegisterStreamConsumerBuilder::new(_fbb);
+    if let Some(x) = args.name { builder.add_name(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(RegisterStreamConsumer::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(RegisterStreamConsumer::VT_NAME, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for RegisterStreamConsumer<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RegisterStreamConsumerArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for RegisterStreamConsumerArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RegisterStreamConsumerArgs {
+      stream: None, // required field
+      name: None, // required field
+    }
+  }
+}
+
+pub struct RegisterStreamConsumerBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> RegisterStreamConsumerBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(RegisterStreamConsumer::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(RegisterStreamConsumer::VT_NAME, name);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> RegisterStreamConsumerBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    RegisterStreamConsumerBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<RegisterStreamConsumer<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, RegisterStreamConsumer::VT_STREAM,"stream");
+    self.fbb_.required(o, RegisterStreamConsumer::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for RegisterStreamConsumer<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("RegisterStreamConsumer");
+      ds.field("stream", &self.stream());
+      ds.field("name", &self.name());
+      ds.finish()
+  }
+}
+pub enum DeregisterStreamConsumerOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeregisterStreamConsumer<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DeregisterStreamConsumer<'a> {
+  type Inner = DeregisterStreamConsumer<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DeregisterStreamConsumer<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_NAME: flatbuffers::VOffsetT = 6;
+  pub const VT_CONSUMER_ARN: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DeregisterStreamConsumer { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DeregisterStreamConsumerArgs<'args>
+  ) -> flatbuffers::WIPOffset<DeregisterStreamConsumer<'bldr>> {
+    let mut builder = DeregisterStreamConsumerBuilder::new(_fbb);
+    if let Some(x) = args.consumer_arn { builder.add_consumer_arn(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeregisterStreamConsumer::VT_STREAM, None)}
+  }
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeregisterStreamConsumer::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn consumer_arn(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeregisterStreamConsumer::VT_CONSUMER_ARN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for DeregisterStreamConsumer<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("consumer_arn", Self::VT_CONSUMER_ARN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeregisterStreamConsumerArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub consumer_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DeregisterStreamConsumerArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeregisterStreamConsumerArgs {
+      stream: None,
+      name: None,
+      consumer_arn: None,
+    }
+  }
+}
+
+pub struct DeregisterStreamConsumerBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DeregisterStreamConsumerBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeregisterStreamConsumer::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeregisterStreamConsumer::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_consumer_arn(&mut self, consumer_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeregisterStreamConsumer::VT_CONSUMER_ARN, consumer_arn);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeregisterStreamConsumerBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DeregisterStreamConsumerBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DeregisterStreamConsumer<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DeregisterStreamConsumer<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DeregisterStreamConsumer");
+      ds.field("stream", &self.stream());
+      ds.field("name", &self.name());
+      ds.field("consumer_arn", &self.consumer_arn());
+      ds.finish()
+  }
+}
+pub enum DescribeStreamConsumerOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeStreamConsumer<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DescribeStreamConsumer<'a> {
+  type Inner = DescribeStreamConsumer<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DescribeStreamConsumer<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_NAME: flatbuffers::VOffsetT = 6;
+  pub const VT_CONSUMER_ARN: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DescribeStreamConsumer { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DescribeStreamConsumerArgs<'args>
+  ) -> flatbuffers::WIPOffset<DescribeStreamConsumer<'bldr>> {
+    let mut builder = DescribeStreamConsumerBuilder::new(_fbb);
+    if let Some(x) = args.consumer_arn { builder.add_consumer_arn(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeStreamConsumer::VT_STREAM, None)}
+  }
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeStreamConsumer::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn consumer_arn(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeStreamConsumer::VT_CONSUMER_ARN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for DescribeStreamConsumer<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("consumer_arn", Self::VT_CONSUMER_ARN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeStreamConsumerArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub consumer_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DescribeStreamConsumerArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeStreamConsumerArgs {
+      stream: None,
+      name: None,
+      consumer_arn: None,
+    }
+  }
+}
+
+pub struct DescribeStreamConsumerBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DescribeStreamConsumerBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeStreamConsumer::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeStreamConsumer::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_consumer_arn(&mut self, consumer_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeStreamConsumer::VT_CONSUMER_ARN, consumer_arn);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DescribeStreamConsumerBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DescribeStreamConsumerBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DescribeStreamConsumer<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DescribeStreamConsumer<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeStreamConsumer");
+      ds.field("stream", &self.stream());
+      ds.field("name", &self.name());
+      ds.field("consumer_arn", &self.consumer_arn());
+      ds.finish()
+  }
+}
+pub enum ListStreamConsumersOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListStreamConsumers<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListStreamConsumers<'a> {
+  type Inner = ListStreamConsumers<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListStreamConsumers<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 6;
+  pub const VT_MAX_RESULTS: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListStreamConsumers { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListStreamConsumersArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListStreamConsumers<'bldr>> {
+    let mut builder = ListStreamConsumersBuilder::new(_fbb);
+    if let Some(x) = args.max_results { builder.add_max_results(x); }
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListStreamConsumers::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListStreamConsumers::VT_NEXT_TOKEN, None)}
+  }
+  #[inline]
+  pub fn max_results(&self) -> Option<i32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ListStreamConsumers::VT_MAX_RESULTS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListStreamConsumers<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .visit_field::<i32>("max_results", Self::VT_MAX_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListStreamConsumersArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub max_results: Option<i32>,
+}
+impl<'a> Default for ListStreamConsumersArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListStreamConsumersArgs {
+      stream: None, // required field
+      next_token: None,
+      max_results: None,
+    }
+  }
+}
+
+pub struct ListStreamConsumersBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListStreamConsumersBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListStreamConsumers::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListStreamConsumers::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn add_max_results(&mut self, max_results: i32) {
+    self.fbb_.push_slot_always::<i32>(ListStreamConsumers::VT_MAX_RESULTS, max_results);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListStreamConsumersBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListStreamConsumersBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListStreamConsumers<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ListStreamConsumers::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListStreamConsumers<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListStreamConsumers");
+      ds.field("stream", &self.stream());
+      ds.field("next_token", &self.next_token());
+      ds.field("max_results", &self.max_results());
+      ds.finish()
+  }
+}
+pub enum SubscribeToShardOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A push subscription: the answer is a series of `SubscribeToShardEvent`
+/// replies carrying this request's id, ended by `Done` (after five minutes, as
+/// in Kinesis, or when the shard is closed and fully read) or by an error.
+pub struct SubscribeToShard<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SubscribeToShard<'a> {
+  type Inner = SubscribeToShard<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SubscribeToShard<'a> {
+  pub const VT_CONSUMER_ARN: flatbuffers::VOffsetT = 4;
+  pub const VT_SHARD_ID: flatbuffers::VOffsetT = 6;
+  pub const VT_STARTING_POSITION: flatbuffers::VOffsetT = 8;
+  pub const VT_SEQUENCE_NUMBER: flatbuffers::VOffsetT = 10;
+  pub const VT_TIMESTAMP_MS: flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SubscribeToShard { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SubscribeToShardArgs<'args>
+  ) -> flatbuffers::WIPOffset<SubscribeToShard<'bldr>> {
+    let mut builder = SubscribeToShardBuilder::new(_fbb);
+    if let Some(x) = args.timestamp_ms { builder.add_timestamp_ms(x); }
+    if let Some(x) = args.sequence_number { builder.add_sequence_number(x); }
+    if let Some(x) = args.starting_position { builder.add_starting_position(x); }
+    if let Some(x) = args.shard_id { builder.add_shard_id(x); }
+    if let Some(x) = args.consumer_arn { builder.add_consumer_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn consumer_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SubscribeToShard::VT_CONSUMER_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn shard_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SubscribeToShard::VT_SHARD_ID, None).unwrap()}
+  }
+  /// Same types as GetShardIterator's.
+  #[inline]
+  pub fn starting_position(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SubscribeToShard::VT_STARTING_POSITION, None).unwrap()}
+  }
+  #[inline]
+  pub fn sequence_number(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SubscribeToShard::VT_SEQUENCE_NUMBER, None)}
+  }
+  #[inline]
+  pub fn timestamp_ms(&self) -> Option<i64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(SubscribeToShard::VT_TIMESTAMP_MS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for SubscribeToShard<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("consumer_arn", Self::VT_CONSUMER_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("shard_id", Self::VT_SHARD_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("starting_position", Self::VT_STARTING_POSITION, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("sequence_number", Self::VT_SEQUENCE_NUMBER, false)?
+     .visit_field::<i64>("timestamp_ms", Self::VT_TIMESTAMP_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SubscribeToShardArgs<'a> {
+    pub consumer_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub starting_position: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub sequence_number: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub timestamp_ms: Option<i64>,
+}
+impl<'a> Default for SubscribeToShardArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SubscribeToShardArgs {
+      consumer_arn: None, // required field
+      shard_id: None, // required field
+      starting_position: None, // required field
+      sequence_number: None,
+      timestamp_ms: None,
+    }
+  }
+}
+
+pub struct SubscribeToShardBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SubscribeToShardBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_consumer_arn(&mut self, consumer_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SubscribeToShard::VT_CONSUMER_ARN, consumer_arn);
+  }
+  #[inline]
+  pub fn add_shard_id(&mut self, shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SubscribeToShard::VT_SHARD_ID, shard_id);
+  }
+  #[inline]
+  pub fn add_starting_position(&mut self, starting_position: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SubscribeToShard::VT_STARTING_POSITION, starting_position);
+  }
+  #[inline]
+  pub fn add_sequence_number(&mut self, sequence_number: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SubscribeToShard::VT_SEQUENCE_NUMBER, sequence_number);
+  }
+  #[inline]
+  pub fn add_timestamp_ms(&mut self, timestamp_ms: i64) {
+    self.fbb_.push_slot_always::<i64>(SubscribeToShard::VT_TIMESTAMP_MS, timestamp_ms);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SubscribeToShardBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SubscribeToShardBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SubscribeToShard<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SubscribeToShard::VT_CONSUMER_ARN,"consumer_arn");
+    self.fbb_.required(o, SubscribeToShard::VT_SHARD_ID,"shard_id");
+    self.fbb_.required(o, SubscribeToShard::VT_STARTING_POSITION,"starting_position");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SubscribeToShard<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SubscribeToShard");
+      ds.field("consumer_arn", &self.consumer_arn());
+      ds.field("shard_id", &self.shard_id());
+      ds.field("starting_position", &self.starting_position());
+      ds.field("sequence_number", &self.sequence_number());
+      ds.field("timestamp_ms", &self.timestamp_ms());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6027,6 +9336,351 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_create_stream(&self) -> Option<CreateStream<'a>> {
+    if self.op_type() == Op::CreateStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CreateStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_delete_stream(&self) -> Option<DeleteStream<'a>> {
+    if self.op_type() == Op::DeleteStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_describe_stream(&self) -> Option<DescribeStream<'a>> {
+    if self.op_type() == Op::DescribeStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_describe_stream_summary(&self) -> Option<DescribeStreamSummary<'a>> {
+    if self.op_type() == Op::DescribeStreamSummary {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeStreamSummary::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_streams(&self) -> Option<ListStreams<'a>> {
+    if self.op_type() == Op::ListStreams {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListStreams::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_shards(&self) -> Option<ListShards<'a>> {
+    if self.op_type() == Op::ListShards {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListShards::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_put_record(&self) -> Option<PutRecord<'a>> {
+    if self.op_type() == Op::PutRecord {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { PutRecord::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_put_records(&self) -> Option<PutRecords<'a>> {
+    if self.op_type() == Op::PutRecords {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { PutRecords::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_get_shard_iterator(&self) -> Option<GetShardIterator<'a>> {
+    if self.op_type() == Op::GetShardIterator {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GetShardIterator::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_get_records(&self) -> Option<GetRecords<'a>> {
+    if self.op_type() == Op::GetRecords {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GetRecords::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_increase_stream_retention_period(&self) -> Option<IncreaseStreamRetentionPeriod<'a>> {
+    if self.op_type() == Op::IncreaseStreamRetentionPeriod {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { IncreaseStreamRetentionPeriod::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_decrease_stream_retention_period(&self) -> Option<DecreaseStreamRetentionPeriod<'a>> {
+    if self.op_type() == Op::DecreaseStreamRetentionPeriod {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DecreaseStreamRetentionPeriod::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_split_shard(&self) -> Option<SplitShard<'a>> {
+    if self.op_type() == Op::SplitShard {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SplitShard::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_merge_shards(&self) -> Option<MergeShards<'a>> {
+    if self.op_type() == Op::MergeShards {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MergeShards::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_update_shard_count(&self) -> Option<UpdateShardCount<'a>> {
+    if self.op_type() == Op::UpdateShardCount {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { UpdateShardCount::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_add_tags_to_stream(&self) -> Option<AddTagsToStream<'a>> {
+    if self.op_type() == Op::AddTagsToStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AddTagsToStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_remove_tags_from_stream(&self) -> Option<RemoveTagsFromStream<'a>> {
+    if self.op_type() == Op::RemoveTagsFromStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { RemoveTagsFromStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_tags_for_stream(&self) -> Option<ListTagsForStream<'a>> {
+    if self.op_type() == Op::ListTagsForStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListTagsForStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_register_stream_consumer(&self) -> Option<RegisterStreamConsumer<'a>> {
+    if self.op_type() == Op::RegisterStreamConsumer {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { RegisterStreamConsumer::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_deregister_stream_consumer(&self) -> Option<DeregisterStreamConsumer<'a>> {
+    if self.op_type() == Op::DeregisterStreamConsumer {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeregisterStreamConsumer::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_describe_stream_consumer(&self) -> Option<DescribeStreamConsumer<'a>> {
+    if self.op_type() == Op::DescribeStreamConsumer {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeStreamConsumer::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_stream_consumers(&self) -> Option<ListStreamConsumers<'a>> {
+    if self.op_type() == Op::ListStreamConsumers {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListStreamConsumers::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_subscribe_to_shard(&self) -> Option<SubscribeToShard<'a>> {
+    if self.op_type() == Op::SubscribeToShard {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SubscribeToShard::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -6071,6 +9725,29 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::SetSubscriptionAttributes => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetSubscriptionAttributes>>("Op::SetSubscriptionAttributes", pos),
           Op::Publish => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Publish>>("Op::Publish", pos),
           Op::PublishBatch => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PublishBatch>>("Op::PublishBatch", pos),
+          Op::CreateStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CreateStream>>("Op::CreateStream", pos),
+          Op::DeleteStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeleteStream>>("Op::DeleteStream", pos),
+          Op::DescribeStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeStream>>("Op::DescribeStream", pos),
+          Op::DescribeStreamSummary => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeStreamSummary>>("Op::DescribeStreamSummary", pos),
+          Op::ListStreams => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListStreams>>("Op::ListStreams", pos),
+          Op::ListShards => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListShards>>("Op::ListShards", pos),
+          Op::PutRecord => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PutRecord>>("Op::PutRecord", pos),
+          Op::PutRecords => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PutRecords>>("Op::PutRecords", pos),
+          Op::GetShardIterator => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetShardIterator>>("Op::GetShardIterator", pos),
+          Op::GetRecords => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetRecords>>("Op::GetRecords", pos),
+          Op::IncreaseStreamRetentionPeriod => v.verify_union_variant::<flatbuffers::ForwardsUOffset<IncreaseStreamRetentionPeriod>>("Op::IncreaseStreamRetentionPeriod", pos),
+          Op::DecreaseStreamRetentionPeriod => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DecreaseStreamRetentionPeriod>>("Op::DecreaseStreamRetentionPeriod", pos),
+          Op::SplitShard => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SplitShard>>("Op::SplitShard", pos),
+          Op::MergeShards => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MergeShards>>("Op::MergeShards", pos),
+          Op::UpdateShardCount => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UpdateShardCount>>("Op::UpdateShardCount", pos),
+          Op::AddTagsToStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<AddTagsToStream>>("Op::AddTagsToStream", pos),
+          Op::RemoveTagsFromStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<RemoveTagsFromStream>>("Op::RemoveTagsFromStream", pos),
+          Op::ListTagsForStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListTagsForStream>>("Op::ListTagsForStream", pos),
+          Op::RegisterStreamConsumer => v.verify_union_variant::<flatbuffers::ForwardsUOffset<RegisterStreamConsumer>>("Op::RegisterStreamConsumer", pos),
+          Op::DeregisterStreamConsumer => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeregisterStreamConsumer>>("Op::DeregisterStreamConsumer", pos),
+          Op::DescribeStreamConsumer => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeStreamConsumer>>("Op::DescribeStreamConsumer", pos),
+          Op::ListStreamConsumers => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListStreamConsumers>>("Op::ListStreamConsumers", pos),
+          Op::SubscribeToShard => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SubscribeToShard>>("Op::SubscribeToShard", pos),
           _ => Ok(()),
         }
      })?
@@ -6351,6 +10028,167 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::PublishBatch => {
           if let Some(x) = self.op_as_publish_batch() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::CreateStream => {
+          if let Some(x) = self.op_as_create_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DeleteStream => {
+          if let Some(x) = self.op_as_delete_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DescribeStream => {
+          if let Some(x) = self.op_as_describe_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DescribeStreamSummary => {
+          if let Some(x) = self.op_as_describe_stream_summary() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListStreams => {
+          if let Some(x) = self.op_as_list_streams() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListShards => {
+          if let Some(x) = self.op_as_list_shards() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::PutRecord => {
+          if let Some(x) = self.op_as_put_record() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::PutRecords => {
+          if let Some(x) = self.op_as_put_records() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::GetShardIterator => {
+          if let Some(x) = self.op_as_get_shard_iterator() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::GetRecords => {
+          if let Some(x) = self.op_as_get_records() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::IncreaseStreamRetentionPeriod => {
+          if let Some(x) = self.op_as_increase_stream_retention_period() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DecreaseStreamRetentionPeriod => {
+          if let Some(x) = self.op_as_decrease_stream_retention_period() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SplitShard => {
+          if let Some(x) = self.op_as_split_shard() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::MergeShards => {
+          if let Some(x) = self.op_as_merge_shards() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::UpdateShardCount => {
+          if let Some(x) = self.op_as_update_shard_count() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::AddTagsToStream => {
+          if let Some(x) = self.op_as_add_tags_to_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::RemoveTagsFromStream => {
+          if let Some(x) = self.op_as_remove_tags_from_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListTagsForStream => {
+          if let Some(x) = self.op_as_list_tags_for_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::RegisterStreamConsumer => {
+          if let Some(x) = self.op_as_register_stream_consumer() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DeregisterStreamConsumer => {
+          if let Some(x) = self.op_as_deregister_stream_consumer() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DescribeStreamConsumer => {
+          if let Some(x) = self.op_as_describe_stream_consumer() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListStreamConsumers => {
+          if let Some(x) = self.op_as_list_stream_consumers() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SubscribeToShard => {
+          if let Some(x) = self.op_as_subscribe_to_shard() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -8374,6 +12212,2234 @@ impl core::fmt::Debug for PublishBatchResult<'_> {
       ds.finish()
   }
 }
+pub enum StreamShardOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct StreamShard<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for StreamShard<'a> {
+  type Inner = StreamShard<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> StreamShard<'a> {
+  pub const VT_SHARD_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_PARENT_SHARD_ID: flatbuffers::VOffsetT = 6;
+  pub const VT_ADJACENT_PARENT_SHARD_ID: flatbuffers::VOffsetT = 8;
+  pub const VT_STARTING_HASH_KEY: flatbuffers::VOffsetT = 10;
+  pub const VT_ENDING_HASH_KEY: flatbuffers::VOffsetT = 12;
+  pub const VT_STARTING_SEQUENCE_NUMBER: flatbuffers::VOffsetT = 14;
+  pub const VT_ENDING_SEQUENCE_NUMBER: flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    StreamShard { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args StreamShardArgs<'args>
+  ) -> flatbuffers::WIPOffset<StreamShard<'bldr>> {
+    let mut builder = StreamShardBuilder::new(_fbb);
+    if let Some(x) = args.ending_sequence_number { builder.add_ending_sequence_number(x); }
+    if let Some(x) = args.starting_sequence_number { builder.add_starting_sequence_number(x); }
+    if let Some(x) = args.ending_hash_key { builder.add_ending_hash_key(x); }
+    if let Some(x) = args.starting_hash_key { builder.add_starting_hash_key(x); }
+    if let Some(x) = args.adjacent_parent_shard_id { builder.add_adjacent_parent_shard_id(x); }
+    if let Some(x) = args.parent_shard_id { builder.add_parent_shard_id(x); }
+    if let Some(x) = args.shard_id { builder.add_shard_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn shard_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamShard::VT_SHARD_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn parent_shard_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamShard::VT_PARENT_SHARD_ID, None)}
+  }
+  #[inline]
+  pub fn adjacent_parent_shard_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamShard::VT_ADJACENT_PARENT_SHARD_ID, None)}
+  }
+  #[inline]
+  pub fn starting_hash_key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamShard::VT_STARTING_HASH_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn ending_hash_key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamShard::VT_ENDING_HASH_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn starting_sequence_number(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamShard::VT_STARTING_SEQUENCE_NUMBER, None).unwrap()}
+  }
+  /// Set once the shard is closed (split or merged).
+  #[inline]
+  pub fn ending_sequence_number(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamShard::VT_ENDING_SEQUENCE_NUMBER, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for StreamShard<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("shard_id", Self::VT_SHARD_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("parent_shard_id", Self::VT_PARENT_SHARD_ID, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("adjacent_parent_shard_id", Self::VT_ADJACENT_PARENT_SHARD_ID, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("starting_hash_key", Self::VT_STARTING_HASH_KEY, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("ending_hash_key", Self::VT_ENDING_HASH_KEY, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("starting_sequence_number", Self::VT_STARTING_SEQUENCE_NUMBER, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("ending_sequence_number", Self::VT_ENDING_SEQUENCE_NUMBER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StreamShardArgs<'a> {
+    pub shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub parent_shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub adjacent_parent_shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub starting_hash_key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub ending_hash_key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub starting_sequence_number: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub ending_sequence_number: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for StreamShardArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    StreamShardArgs {
+      shard_id: None, // required field
+      parent_shard_id: None,
+      adjacent_parent_shard_id: None,
+      starting_hash_key: None, // required field
+      ending_hash_key: None, // required field
+      starting_sequence_number: None, // required field
+      ending_sequence_number: None,
+    }
+  }
+}
+
+pub struct StreamShardBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> StreamShardBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_shard_id(&mut self, shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamShard::VT_SHARD_ID, shard_id);
+  }
+  #[inline]
+  pub fn add_parent_shard_id(&mut self, parent_shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamShard::VT_PARENT_SHARD_ID, parent_shard_id);
+  }
+  #[inline]
+  pub fn add_adjacent_parent_shard_id(&mut self, adjacent_parent_shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamShard::VT_ADJACENT_PARENT_SHARD_ID, adjacent_parent_shard_id);
+  }
+  #[inline]
+  pub fn add_starting_hash_key(&mut self, starting_hash_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamShard::VT_STARTING_HASH_KEY, starting_hash_key);
+  }
+  #[inline]
+  pub fn add_ending_hash_key(&mut self, ending_hash_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamShard::VT_ENDING_HASH_KEY, ending_hash_key);
+  }
+  #[inline]
+  pub fn add_starting_sequence_number(&mut self, starting_sequence_number: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamShard::VT_STARTING_SEQUENCE_NUMBER, starting_sequence_number);
+  }
+  #[inline]
+  pub fn add_ending_sequence_number(&mut self, ending_sequence_number: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamShard::VT_ENDING_SEQUENCE_NUMBER, ending_sequence_number);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StreamShardBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    StreamShardBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<StreamShard<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, StreamShard::VT_SHARD_ID,"shard_id");
+    self.fbb_.required(o, StreamShard::VT_STARTING_HASH_KEY,"starting_hash_key");
+    self.fbb_.required(o, StreamShard::VT_ENDING_HASH_KEY,"ending_hash_key");
+    self.fbb_.required(o, StreamShard::VT_STARTING_SEQUENCE_NUMBER,"starting_sequence_number");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for StreamShard<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("StreamShard");
+      ds.field("shard_id", &self.shard_id());
+      ds.field("parent_shard_id", &self.parent_shard_id());
+      ds.field("adjacent_parent_shard_id", &self.adjacent_parent_shard_id());
+      ds.field("starting_hash_key", &self.starting_hash_key());
+      ds.field("ending_hash_key", &self.ending_hash_key());
+      ds.field("starting_sequence_number", &self.starting_sequence_number());
+      ds.field("ending_sequence_number", &self.ending_sequence_number());
+      ds.finish()
+  }
+}
+pub enum StreamDescriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// DescribeStream (with shards) and DescribeStreamSummary, and one row of ListStreams.
+pub struct StreamDescription<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for StreamDescription<'a> {
+  type Inner = StreamDescription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> StreamDescription<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_ARN: flatbuffers::VOffsetT = 6;
+  pub const VT_STATUS: flatbuffers::VOffsetT = 8;
+  pub const VT_MODE: flatbuffers::VOffsetT = 10;
+  pub const VT_RETENTION_HOURS: flatbuffers::VOffsetT = 12;
+  pub const VT_CREATED_MS: flatbuffers::VOffsetT = 14;
+  pub const VT_SHARDS: flatbuffers::VOffsetT = 16;
+  pub const VT_HAS_MORE_SHARDS: flatbuffers::VOffsetT = 18;
+  pub const VT_OPEN_SHARD_COUNT: flatbuffers::VOffsetT = 20;
+  pub const VT_CONSUMER_COUNT: flatbuffers::VOffsetT = 22;
+  pub const VT_MAX_RECORD_SIZE_KIB: flatbuffers::VOffsetT = 24;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    StreamDescription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args StreamDescriptionArgs<'args>
+  ) -> flatbuffers::WIPOffset<StreamDescription<'bldr>> {
+    let mut builder = StreamDescriptionBuilder::new(_fbb);
+    builder.add_created_ms(args.created_ms);
+    builder.add_max_record_size_kib(args.max_record_size_kib);
+    builder.add_consumer_count(args.consumer_count);
+    builder.add_open_shard_count(args.open_shard_count);
+    if let Some(x) = args.shards { builder.add_shards(x); }
+    builder.add_retention_hours(args.retention_hours);
+    if let Some(x) = args.mode { builder.add_mode(x); }
+    if let Some(x) = args.status { builder.add_status(x); }
+    if let Some(x) = args.arn { builder.add_arn(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_has_more_shards(args.has_more_shards);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamDescription::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamDescription::VT_ARN, None).unwrap()}
+  }
+  /// `CREATING`, `ACTIVE`, `UPDATING` or `DELETING`.
+  #[inline]
+  pub fn status(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamDescription::VT_STATUS, None)}
+  }
+  /// `PROVISIONED` or `ON_DEMAND`.
+  #[inline]
+  pub fn mode(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamDescription::VT_MODE, None)}
+  }
+  #[inline]
+  pub fn retention_hours(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(StreamDescription::VT_RETENTION_HOURS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn created_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StreamDescription::VT_CREATED_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn shards(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamShard<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamShard>>>>(StreamDescription::VT_SHARDS, None)}
+  }
+  #[inline]
+  pub fn has_more_shards(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(StreamDescription::VT_HAS_MORE_SHARDS, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn open_shard_count(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(StreamDescription::VT_OPEN_SHARD_COUNT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn consumer_count(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(StreamDescription::VT_CONSUMER_COUNT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn max_record_size_kib(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(StreamDescription::VT_MAX_RECORD_SIZE_KIB, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for StreamDescription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("arn", Self::VT_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("status", Self::VT_STATUS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("mode", Self::VT_MODE, false)?
+     .visit_field::<i32>("retention_hours", Self::VT_RETENTION_HOURS, false)?
+     .visit_field::<u64>("created_ms", Self::VT_CREATED_MS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<StreamShard>>>>("shards", Self::VT_SHARDS, false)?
+     .visit_field::<bool>("has_more_shards", Self::VT_HAS_MORE_SHARDS, false)?
+     .visit_field::<i32>("open_shard_count", Self::VT_OPEN_SHARD_COUNT, false)?
+     .visit_field::<i32>("consumer_count", Self::VT_CONSUMER_COUNT, false)?
+     .visit_field::<i32>("max_record_size_kib", Self::VT_MAX_RECORD_SIZE_KIB, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StreamDescriptionArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub status: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub mode: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub retention_hours: i32,
+    pub created_ms: u64,
+    pub shards: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamShard<'a>>>>>,
+    pub has_more_shards: bool,
+    pub open_shard_count: i32,
+    pub consumer_count: i32,
+    pub max_record_size_kib: i32,
+}
+impl<'a> Default for StreamDescriptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    StreamDescriptionArgs {
+      name: None, // required field
+      arn: None, // required field
+      status: None,
+      mode: None,
+      retention_hours: 0,
+      created_ms: 0,
+      shards: None,
+      has_more_shards: false,
+      open_shard_count: 0,
+      consumer_count: 0,
+      max_record_size_kib: 0,
+    }
+  }
+}
+
+pub struct StreamDescriptionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> StreamDescriptionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamDescription::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_arn(&mut self, arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamDescription::VT_ARN, arn);
+  }
+  #[inline]
+  pub fn add_status(&mut self, status: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamDescription::VT_STATUS, status);
+  }
+  #[inline]
+  pub fn add_mode(&mut self, mode: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamDescription::VT_MODE, mode);
+  }
+  #[inline]
+  pub fn add_retention_hours(&mut self, retention_hours: i32) {
+    self.fbb_.push_slot::<i32>(StreamDescription::VT_RETENTION_HOURS, retention_hours, 0);
+  }
+  #[inline]
+  pub fn add_created_ms(&mut self, created_ms: u64) {
+    self.fbb_.push_slot::<u64>(StreamDescription::VT_CREATED_MS, created_ms, 0);
+  }
+  #[inline]
+  pub fn add_shards(&mut self, shards: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<StreamShard<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamDescription::VT_SHARDS, shards);
+  }
+  #[inline]
+  pub fn add_has_more_shards(&mut self, has_more_shards: bool) {
+    self.fbb_.push_slot::<bool>(StreamDescription::VT_HAS_MORE_SHARDS, has_more_shards, false);
+  }
+  #[inline]
+  pub fn add_open_shard_count(&mut self, open_shard_count: i32) {
+    self.fbb_.push_slot::<i32>(StreamDescription::VT_OPEN_SHARD_COUNT, open_shard_count, 0);
+  }
+  #[inline]
+  pub fn add_consumer_count(&mut self, consumer_count: i32) {
+    self.fbb_.push_slot::<i32>(StreamDescription::VT_CONSUMER_COUNT, consumer_count, 0);
+  }
+  #[inline]
+  pub fn add_max_record_size_kib(&mut self, max_record_size_kib: i32) {
+    self.fbb_.push_slot::<i32>(StreamDescription::VT_MAX_RECORD_SIZE_KIB, max_record_size_kib, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StreamDescriptionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    StreamDescriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<StreamDescription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, StreamDescription::VT_NAME,"name");
+    self.fbb_.required(o, StreamDescription::VT_ARN,"arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for StreamDescription<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("StreamDescription");
+      ds.field("name", &self.name());
+      ds.field("arn", &self.arn());
+      ds.field("status", &self.status());
+      ds.field("mode", &self.mode());
+      ds.field("retention_hours", &self.retention_hours());
+      ds.field("created_ms", &self.created_ms());
+      ds.field("shards", &self.shards());
+      ds.field("has_more_shards", &self.has_more_shards());
+      ds.field("open_shard_count", &self.open_shard_count());
+      ds.field("consumer_count", &self.consumer_count());
+      ds.field("max_record_size_kib", &self.max_record_size_kib());
+      ds.finish()
+  }
+}
+pub enum StreamListOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct StreamList<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for StreamList<'a> {
+  type Inner = StreamList<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> StreamList<'a> {
+  pub const VT_STREAMS: flatbuffers::VOffsetT = 4;
+  pub const VT_HAS_MORE: flatbuffers::VOffsetT = 6;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    StreamList { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args StreamListArgs<'args>
+  ) -> flatbuffers::WIPOffset<StreamList<'bldr>> {
+    let mut builder = StreamListBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.streams { builder.add_streams(x); }
+    builder.add_has_more(args.has_more);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn streams(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamDescription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamDescription>>>>(StreamList::VT_STREAMS, None)}
+  }
+  #[inline]
+  pub fn has_more(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(StreamList::VT_HAS_MORE, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamList::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for StreamList<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<StreamDescription>>>>("streams", Self::VT_STREAMS, false)?
+     .visit_field::<bool>("has_more", Self::VT_HAS_MORE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StreamListArgs<'a> {
+    pub streams: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamDescription<'a>>>>>,
+    pub has_more: bool,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for StreamListArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    StreamListArgs {
+      streams: None,
+      has_more: false,
+      next_token: None,
+    }
+  }
+}
+
+pub struct StreamListBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> StreamListBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_streams(&mut self, streams: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<StreamDescription<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamList::VT_STREAMS, streams);
+  }
+  #[inline]
+  pub fn add_has_more(&mut self, has_more: bool) {
+    self.fbb_.push_slot::<bool>(StreamList::VT_HAS_MORE, has_more, false);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamList::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StreamListBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    StreamListBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<StreamList<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for StreamList<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("StreamList");
+      ds.field("streams", &self.streams());
+      ds.field("has_more", &self.has_more());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum ShardListOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ShardList<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ShardList<'a> {
+  type Inner = ShardList<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ShardList<'a> {
+  pub const VT_SHARDS: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ShardList { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ShardListArgs<'args>
+  ) -> flatbuffers::WIPOffset<ShardList<'bldr>> {
+    let mut builder = ShardListBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.shards { builder.add_shards(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn shards(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamShard<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamShard>>>>(ShardList::VT_SHARDS, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ShardList::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ShardList<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<StreamShard>>>>("shards", Self::VT_SHARDS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ShardListArgs<'a> {
+    pub shards: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamShard<'a>>>>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ShardListArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ShardListArgs {
+      shards: None,
+      next_token: None,
+    }
+  }
+}
+
+pub struct ShardListBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ShardListBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_shards(&mut self, shards: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<StreamShard<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardList::VT_SHARDS, shards);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardList::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ShardListBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ShardListBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ShardList<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ShardList<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ShardList");
+      ds.field("shards", &self.shards());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum PutRecordResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// PutRecord's answer, and each record's in PutRecords: a shard and sequence
+/// number, or (PutRecords only) an error code and message.
+pub struct PutRecordResult<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PutRecordResult<'a> {
+  type Inner = PutRecordResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PutRecordResult<'a> {
+  pub const VT_SHARD_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_SEQUENCE_NUMBER: flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR_CODE: flatbuffers::VOffsetT = 8;
+  pub const VT_ERROR_MESSAGE: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PutRecordResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PutRecordResultArgs<'args>
+  ) -> flatbuffers::WIPOffset<PutRecordResult<'bldr>> {
+    let mut builder = PutRecordResultBuilder::new(_fbb);
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    if let Some(x) = args.sequence_number { builder.add_sequence_number(x); }
+    if let Some(x) = args.shard_id { builder.add_shard_id(x); }
+    builder.add_error_code(args.error_code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn shard_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutRecordResult::VT_SHARD_ID, None)}
+  }
+  #[inline]
+  pub fn sequence_number(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutRecordResult::VT_SEQUENCE_NUMBER, None)}
+  }
+  #[inline]
+  pub fn error_code(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(PutRecordResult::VT_ERROR_CODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutRecordResult::VT_ERROR_MESSAGE, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for PutRecordResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("shard_id", Self::VT_SHARD_ID, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("sequence_number", Self::VT_SEQUENCE_NUMBER, false)?
+     .visit_field::<u16>("error_code", Self::VT_ERROR_CODE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PutRecordResultArgs<'a> {
+    pub shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub sequence_number: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub error_code: u16,
+    pub error_message: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for PutRecordResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PutRecordResultArgs {
+      shard_id: None,
+      sequence_number: None,
+      error_code: 0,
+      error_message: None,
+    }
+  }
+}
+
+pub struct PutRecordResultBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PutRecordResultBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_shard_id(&mut self, shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecordResult::VT_SHARD_ID, shard_id);
+  }
+  #[inline]
+  pub fn add_sequence_number(&mut self, sequence_number: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecordResult::VT_SEQUENCE_NUMBER, sequence_number);
+  }
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: u16) {
+    self.fbb_.push_slot::<u16>(PutRecordResult::VT_ERROR_CODE, error_code, 0);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecordResult::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PutRecordResultBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PutRecordResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PutRecordResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PutRecordResult<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PutRecordResult");
+      ds.field("shard_id", &self.shard_id());
+      ds.field("sequence_number", &self.sequence_number());
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.finish()
+  }
+}
+pub enum PutRecordsResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PutRecordsResult<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PutRecordsResult<'a> {
+  type Inner = PutRecordsResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PutRecordsResult<'a> {
+  pub const VT_FAILED_RECORD_COUNT: flatbuffers::VOffsetT = 4;
+  pub const VT_RECORDS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PutRecordsResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PutRecordsResultArgs<'args>
+  ) -> flatbuffers::WIPOffset<PutRecordsResult<'bldr>> {
+    let mut builder = PutRecordsResultBuilder::new(_fbb);
+    if let Some(x) = args.records { builder.add_records(x); }
+    builder.add_failed_record_count(args.failed_record_count);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn failed_record_count(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(PutRecordsResult::VT_FAILED_RECORD_COUNT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn records(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PutRecordResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PutRecordResult>>>>(PutRecordsResult::VT_RECORDS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for PutRecordsResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<i32>("failed_record_count", Self::VT_FAILED_RECORD_COUNT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<PutRecordResult>>>>("records", Self::VT_RECORDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PutRecordsResultArgs<'a> {
+    pub failed_record_count: i32,
+    pub records: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<PutRecordResult<'a>>>>>,
+}
+impl<'a> Default for PutRecordsResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PutRecordsResultArgs {
+      failed_record_count: 0,
+      records: None,
+    }
+  }
+}
+
+pub struct PutRecordsResultBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PutRecordsResultBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_failed_record_count(&mut self, failed_record_count: i32) {
+    self.fbb_.push_slot::<i32>(PutRecordsResult::VT_FAILED_RECORD_COUNT, failed_record_count, 0);
+  }
+  #[inline]
+  pub fn add_records(&mut self, records: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<PutRecordResult<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutRecordsResult::VT_RECORDS, records);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PutRecordsResultBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PutRecordsResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PutRecordsResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PutRecordsResult<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PutRecordsResult");
+      ds.field("failed_record_count", &self.failed_record_count());
+      ds.field("records", &self.records());
+      ds.finish()
+  }
+}
+pub enum ShardIteratorOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ShardIterator<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ShardIterator<'a> {
+  type Inner = ShardIterator<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ShardIterator<'a> {
+  pub const VT_ITERATOR: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ShardIterator { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ShardIteratorArgs<'args>
+  ) -> flatbuffers::WIPOffset<ShardIterator<'bldr>> {
+    let mut builder = ShardIteratorBuilder::new(_fbb);
+    if let Some(x) = args.iterator { builder.add_iterator(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn iterator(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ShardIterator::VT_ITERATOR, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ShardIterator<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("iterator", Self::VT_ITERATOR, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ShardIteratorArgs<'a> {
+    pub iterator: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ShardIteratorArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ShardIteratorArgs {
+      iterator: None, // required field
+    }
+  }
+}
+
+pub struct ShardIteratorBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ShardIteratorBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_iterator(&mut self, iterator: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardIterator::VT_ITERATOR, iterator);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ShardIteratorBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ShardIteratorBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ShardIterator<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ShardIterator::VT_ITERATOR,"iterator");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ShardIterator<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ShardIterator");
+      ds.field("iterator", &self.iterator());
+      ds.finish()
+  }
+}
+pub enum StreamRecordOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct StreamRecord<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for StreamRecord<'a> {
+  type Inner = StreamRecord<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> StreamRecord<'a> {
+  pub const VT_SEQUENCE_NUMBER: flatbuffers::VOffsetT = 4;
+  pub const VT_ARRIVAL_MS: flatbuffers::VOffsetT = 6;
+  pub const VT_DATA: flatbuffers::VOffsetT = 8;
+  pub const VT_PARTITION_KEY: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    StreamRecord { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args StreamRecordArgs<'args>
+  ) -> flatbuffers::WIPOffset<StreamRecord<'bldr>> {
+    let mut builder = StreamRecordBuilder::new(_fbb);
+    builder.add_arrival_ms(args.arrival_ms);
+    if let Some(x) = args.partition_key { builder.add_partition_key(x); }
+    if let Some(x) = args.data { builder.add_data(x); }
+    if let Some(x) = args.sequence_number { builder.add_sequence_number(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn sequence_number(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamRecord::VT_SEQUENCE_NUMBER, None).unwrap()}
+  }
+  #[inline]
+  pub fn arrival_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StreamRecord::VT_ARRIVAL_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn data(&self) -> Option<flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u8>>>(StreamRecord::VT_DATA, None)}
+  }
+  #[inline]
+  pub fn partition_key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamRecord::VT_PARTITION_KEY, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for StreamRecord<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("sequence_number", Self::VT_SEQUENCE_NUMBER, true)?
+     .visit_field::<u64>("arrival_ms", Self::VT_ARRIVAL_MS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u8>>>("data", Self::VT_DATA, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("partition_key", Self::VT_PARTITION_KEY, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StreamRecordArgs<'a> {
+    pub sequence_number: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub arrival_ms: u64,
+    pub data: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u8>>>,
+    pub partition_key: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for StreamRecordArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    StreamRecordArgs {
+      sequence_number: None, // required field
+      arrival_ms: 0,
+      data: None,
+      partition_key: None, // required field
+    }
+  }
+}
+
+pub struct StreamRecordBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> StreamRecordBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_sequence_number(&mut self, sequence_number: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamRecord::VT_SEQUENCE_NUMBER, sequence_number);
+  }
+  #[inline]
+  pub fn add_arrival_ms(&mut self, arrival_ms: u64) {
+    self.fbb_.push_slot::<u64>(StreamRecord::VT_ARRIVAL_MS, arrival_ms, 0);
+  }
+  #[inline]
+  pub fn add_data(&mut self, data: flatbuffers::WIPOffset<flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamRecord::VT_DATA, data);
+  }
+  #[inline]
+  pub fn add_partition_key(&mut self, partition_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamRecord::VT_PARTITION_KEY, partition_key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StreamRecordBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    StreamRecordBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<StreamRecord<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, StreamRecord::VT_SEQUENCE_NUMBER,"sequence_number");
+    self.fbb_.required(o, StreamRecord::VT_PARTITION_KEY,"partition_key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for StreamRecord<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("StreamRecord");
+      ds.field("sequence_number", &self.sequence_number());
+      ds.field("arrival_ms", &self.arrival_ms());
+      ds.field("data", &self.data());
+      ds.field("partition_key", &self.partition_key());
+      ds.finish()
+  }
+}
+pub enum ChildShardOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ChildShard<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ChildShard<'a> {
+  type Inner = ChildShard<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ChildShard<'a> {
+  pub const VT_SHARD_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_PARENT_SHARDS: flatbuffers::VOffsetT = 6;
+  pub const VT_STARTING_HASH_KEY: flatbuffers::VOffsetT = 8;
+  pub const VT_ENDING_HASH_KEY: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ChildShard { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ChildShardArgs<'args>
+  ) -> flatbuffers::WIPOffset<ChildShard<'bldr>> {
+    let mut builder = ChildShardBuilder::new(_fbb);
+    if let Some(x) = args.ending_hash_key { builder.add_ending_hash_key(x); }
+    if let Some(x) = args.starting_hash_key { builder.add_starting_hash_key(x); }
+    if let Some(x) = args.parent_shards { builder.add_parent_shards(x); }
+    if let Some(x) = args.shard_id { builder.add_shard_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn shard_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ChildShard::VT_SHARD_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn parent_shards(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(ChildShard::VT_PARENT_SHARDS, None)}
+  }
+  #[inline]
+  pub fn starting_hash_key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ChildShard::VT_STARTING_HASH_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn ending_hash_key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ChildShard::VT_ENDING_HASH_KEY, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ChildShard<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("shard_id", Self::VT_SHARD_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("parent_shards", Self::VT_PARENT_SHARDS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("starting_hash_key", Self::VT_STARTING_HASH_KEY, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("ending_hash_key", Self::VT_ENDING_HASH_KEY, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ChildShardArgs<'a> {
+    pub shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub parent_shards: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub starting_hash_key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub ending_hash_key: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ChildShardArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ChildShardArgs {
+      shard_id: None, // required field
+      parent_shards: None,
+      starting_hash_key: None, // required field
+      ending_hash_key: None, // required field
+    }
+  }
+}
+
+pub struct ChildShardBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ChildShardBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_shard_id(&mut self, shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ChildShard::VT_SHARD_ID, shard_id);
+  }
+  #[inline]
+  pub fn add_parent_shards(&mut self, parent_shards: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ChildShard::VT_PARENT_SHARDS, parent_shards);
+  }
+  #[inline]
+  pub fn add_starting_hash_key(&mut self, starting_hash_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ChildShard::VT_STARTING_HASH_KEY, starting_hash_key);
+  }
+  #[inline]
+  pub fn add_ending_hash_key(&mut self, ending_hash_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ChildShard::VT_ENDING_HASH_KEY, ending_hash_key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ChildShardBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ChildShardBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ChildShard<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ChildShard::VT_SHARD_ID,"shard_id");
+    self.fbb_.required(o, ChildShard::VT_STARTING_HASH_KEY,"starting_hash_key");
+    self.fbb_.required(o, ChildShard::VT_ENDING_HASH_KEY,"ending_hash_key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ChildShard<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ChildShard");
+      ds.field("shard_id", &self.shard_id());
+      ds.field("parent_shards", &self.parent_shards());
+      ds.field("starting_hash_key", &self.starting_hash_key());
+      ds.field("ending_hash_key", &self.ending_hash_key());
+      ds.finish()
+  }
+}
+pub enum GetRecordsResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GetRecordsResult<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for GetRecordsResult<'a> {
+  type Inner = GetRecordsResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> GetRecordsResult<'a> {
+  pub const VT_RECORDS: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_ITERATOR: flatbuffers::VOffsetT = 6;
+  pub const VT_MILLIS_BEHIND_LATEST: flatbuffers::VOffsetT = 8;
+  pub const VT_CHILD_SHARDS: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    GetRecordsResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args GetRecordsResultArgs<'args>
+  ) -> flatbuffers::WIPOffset<GetRecordsResult<'bldr>> {
+    let mut builder = GetRecordsResultBuilder::new(_fbb);
+    builder.add_millis_behind_latest(args.millis_behind_latest);
+    if let Some(x) = args.child_shards { builder.add_child_shards(x); }
+    if let Some(x) = args.next_iterator { builder.add_next_iterator(x); }
+    if let Some(x) = args.records { builder.add_records(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn records(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamRecord<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamRecord>>>>(GetRecordsResult::VT_RECORDS, None)}
+  }
+  /// Absent once a closed shard has been read to its end.
+  #[inline]
+  pub fn next_iterator(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetRecordsResult::VT_NEXT_ITERATOR, None)}
+  }
+  #[inline]
+  pub fn millis_behind_latest(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GetRecordsResult::VT_MILLIS_BEHIND_LATEST, Some(0)).unwrap()}
+  }
+  /// Set when the end of a closed shard is reached.
+  #[inline]
+  pub fn child_shards(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ChildShard<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ChildShard>>>>(GetRecordsResult::VT_CHILD_SHARDS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for GetRecordsResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<StreamRecord>>>>("records", Self::VT_RECORDS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_iterator", Self::VT_NEXT_ITERATOR, false)?
+     .visit_field::<u64>("millis_behind_latest", Self::VT_MILLIS_BEHIND_LATEST, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<ChildShard>>>>("child_shards", Self::VT_CHILD_SHARDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GetRecordsResultArgs<'a> {
+    pub records: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamRecord<'a>>>>>,
+    pub next_iterator: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub millis_behind_latest: u64,
+    pub child_shards: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ChildShard<'a>>>>>,
+}
+impl<'a> Default for GetRecordsResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GetRecordsResultArgs {
+      records: None,
+      next_iterator: None,
+      millis_behind_latest: 0,
+      child_shards: None,
+    }
+  }
+}
+
+pub struct GetRecordsResultBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> GetRecordsResultBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_records(&mut self, records: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<StreamRecord<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetRecordsResult::VT_RECORDS, records);
+  }
+  #[inline]
+  pub fn add_next_iterator(&mut self, next_iterator: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetRecordsResult::VT_NEXT_ITERATOR, next_iterator);
+  }
+  #[inline]
+  pub fn add_millis_behind_latest(&mut self, millis_behind_latest: u64) {
+    self.fbb_.push_slot::<u64>(GetRecordsResult::VT_MILLIS_BEHIND_LATEST, millis_behind_latest, 0);
+  }
+  #[inline]
+  pub fn add_child_shards(&mut self, child_shards: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<ChildShard<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetRecordsResult::VT_CHILD_SHARDS, child_shards);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetRecordsResultBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    GetRecordsResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<GetRecordsResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for GetRecordsResult<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("GetRecordsResult");
+      ds.field("records", &self.records());
+      ds.field("next_iterator", &self.next_iterator());
+      ds.field("millis_behind_latest", &self.millis_behind_latest());
+      ds.field("child_shards", &self.child_shards());
+      ds.finish()
+  }
+}
+pub enum ShardCountResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ShardCountResult<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ShardCountResult<'a> {
+  type Inner = ShardCountResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ShardCountResult<'a> {
+  pub const VT_STREAM_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_STREAM_ARN: flatbuffers::VOffsetT = 6;
+  pub const VT_CURRENT_SHARD_COUNT: flatbuffers::VOffsetT = 8;
+  pub const VT_TARGET_SHARD_COUNT: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ShardCountResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ShardCountResultArgs<'args>
+  ) -> flatbuffers::WIPOffset<ShardCountResult<'bldr>> {
+    let mut builder = ShardCountResultBuilder::new(_fbb);
+    builder.add_target_shard_count(args.target_shard_count);
+    builder.add_current_shard_count(args.current_shard_count);
+    if let Some(x) = args.stream_arn { builder.add_stream_arn(x); }
+    if let Some(x) = args.stream_name { builder.add_stream_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream_name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ShardCountResult::VT_STREAM_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn stream_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ShardCountResult::VT_STREAM_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn current_shard_count(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ShardCountResult::VT_CURRENT_SHARD_COUNT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn target_shard_count(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ShardCountResult::VT_TARGET_SHARD_COUNT, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ShardCountResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream_name", Self::VT_STREAM_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream_arn", Self::VT_STREAM_ARN, true)?
+     .visit_field::<i32>("current_shard_count", Self::VT_CURRENT_SHARD_COUNT, false)?
+     .visit_field::<i32>("target_shard_count", Self::VT_TARGET_SHARD_COUNT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ShardCountResultArgs<'a> {
+    pub stream_name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub stream_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub current_shard_count: i32,
+    pub target_shard_count: i32,
+}
+impl<'a> Default for ShardCountResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ShardCountResultArgs {
+      stream_name: None, // required field
+      stream_arn: None, // required field
+      current_shard_count: 0,
+      target_shard_count: 0,
+    }
+  }
+}
+
+pub struct ShardCountResultBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ShardCountResultBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream_name(&mut self, stream_name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardCountResult::VT_STREAM_NAME, stream_name);
+  }
+  #[inline]
+  pub fn add_stream_arn(&mut self, stream_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardCountResult::VT_STREAM_ARN, stream_arn);
+  }
+  #[inline]
+  pub fn add_current_shard_count(&mut self, current_shard_count: i32) {
+    self.fbb_.push_slot::<i32>(ShardCountResult::VT_CURRENT_SHARD_COUNT, current_shard_count, 0);
+  }
+  #[inline]
+  pub fn add_target_shard_count(&mut self, target_shard_count: i32) {
+    self.fbb_.push_slot::<i32>(ShardCountResult::VT_TARGET_SHARD_COUNT, target_shard_count, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ShardCountResultBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ShardCountResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ShardCountResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ShardCountResult::VT_STREAM_NAME,"stream_name");
+    self.fbb_.required(o, ShardCountResult::VT_STREAM_ARN,"stream_arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ShardCountResult<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ShardCountResult");
+      ds.field("stream_name", &self.stream_name());
+      ds.field("stream_arn", &self.stream_arn());
+      ds.field("current_shard_count", &self.current_shard_count());
+      ds.field("target_shard_count", &self.target_shard_count());
+      ds.finish()
+  }
+}
+pub enum StreamTagsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct StreamTags<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for StreamTags<'a> {
+  type Inner = StreamTags<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> StreamTags<'a> {
+  pub const VT_TAGS: flatbuffers::VOffsetT = 4;
+  pub const VT_HAS_MORE: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    StreamTags { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args StreamTagsArgs<'args>
+  ) -> flatbuffers::WIPOffset<StreamTags<'bldr>> {
+    let mut builder = StreamTagsBuilder::new(_fbb);
+    if let Some(x) = args.tags { builder.add_tags(x); }
+    builder.add_has_more(args.has_more);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn tags(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(StreamTags::VT_TAGS, None)}
+  }
+  #[inline]
+  pub fn has_more(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(StreamTags::VT_HAS_MORE, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for StreamTags<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("tags", Self::VT_TAGS, false)?
+     .visit_field::<bool>("has_more", Self::VT_HAS_MORE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StreamTagsArgs<'a> {
+    pub tags: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+    pub has_more: bool,
+}
+impl<'a> Default for StreamTagsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    StreamTagsArgs {
+      tags: None,
+      has_more: false,
+    }
+  }
+}
+
+pub struct StreamTagsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> StreamTagsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_tags(&mut self, tags: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamTags::VT_TAGS, tags);
+  }
+  #[inline]
+  pub fn add_has_more(&mut self, has_more: bool) {
+    self.fbb_.push_slot::<bool>(StreamTags::VT_HAS_MORE, has_more, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StreamTagsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    StreamTagsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<StreamTags<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for StreamTags<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("StreamTags");
+      ds.field("tags", &self.tags());
+      ds.field("has_more", &self.has_more());
+      ds.finish()
+  }
+}
+pub enum StreamConsumerOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct StreamConsumer<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for StreamConsumer<'a> {
+  type Inner = StreamConsumer<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> StreamConsumer<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_ARN: flatbuffers::VOffsetT = 6;
+  pub const VT_STATUS: flatbuffers::VOffsetT = 8;
+  pub const VT_CREATED_MS: flatbuffers::VOffsetT = 10;
+  pub const VT_STREAM_ARN: flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    StreamConsumer { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args StreamConsumerArgs<'args>
+  ) -> flatbuffers::WIPOffset<StreamConsumer<'bldr>> {
+    let mut builder = StreamConsumerBuilder::new(_fbb);
+    builder.add_created_ms(args.created_ms);
+    if let Some(x) = args.stream_arn { builder.add_stream_arn(x); }
+    if let Some(x) = args.status { builder.add_status(x); }
+    if let Some(x) = args.arn { builder.add_arn(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamConsumer::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamConsumer::VT_ARN, None).unwrap()}
+  }
+  /// `CREATING`, `ACTIVE` or `DELETING`.
+  #[inline]
+  pub fn status(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamConsumer::VT_STATUS, None)}
+  }
+  #[inline]
+  pub fn created_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StreamConsumer::VT_CREATED_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn stream_arn(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamConsumer::VT_STREAM_ARN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for StreamConsumer<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("arn", Self::VT_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("status", Self::VT_STATUS, false)?
+     .visit_field::<u64>("created_ms", Self::VT_CREATED_MS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream_arn", Self::VT_STREAM_ARN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StreamConsumerArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub status: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub created_ms: u64,
+    pub stream_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for StreamConsumerArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    StreamConsumerArgs {
+      name: None, // required field
+      arn: None, // required field
+      status: None,
+      created_ms: 0,
+      stream_arn: None,
+    }
+  }
+}
+
+pub struct StreamConsumerBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> StreamConsumerBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamConsumer::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_arn(&mut self, arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamConsumer::VT_ARN, arn);
+  }
+  #[inline]
+  pub fn add_status(&mut self, status: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamConsumer::VT_STATUS, status);
+  }
+  #[inline]
+  pub fn add_created_ms(&mut self, created_ms: u64) {
+    self.fbb_.push_slot::<u64>(StreamConsumer::VT_CREATED_MS, created_ms, 0);
+  }
+  #[inline]
+  pub fn add_stream_arn(&mut self, stream_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamConsumer::VT_STREAM_ARN, stream_arn);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StreamConsumerBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    StreamConsumerBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<StreamConsumer<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, StreamConsumer::VT_NAME,"name");
+    self.fbb_.required(o, StreamConsumer::VT_ARN,"arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for StreamConsumer<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("StreamConsumer");
+      ds.field("name", &self.name());
+      ds.field("arn", &self.arn());
+      ds.field("status", &self.status());
+      ds.field("created_ms", &self.created_ms());
+      ds.field("stream_arn", &self.stream_arn());
+      ds.finish()
+  }
+}
+pub enum StreamConsumersOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct StreamConsumers<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for StreamConsumers<'a> {
+  type Inner = StreamConsumers<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> StreamConsumers<'a> {
+  pub const VT_CONSUMERS: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    StreamConsumers { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args StreamConsumersArgs<'args>
+  ) -> flatbuffers::WIPOffset<StreamConsumers<'bldr>> {
+    let mut builder = StreamConsumersBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.consumers { builder.add_consumers(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn consumers(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamConsumer<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamConsumer>>>>(StreamConsumers::VT_CONSUMERS, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamConsumers::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for StreamConsumers<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<StreamConsumer>>>>("consumers", Self::VT_CONSUMERS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StreamConsumersArgs<'a> {
+    pub consumers: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamConsumer<'a>>>>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for StreamConsumersArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    StreamConsumersArgs {
+      consumers: None,
+      next_token: None,
+    }
+  }
+}
+
+pub struct StreamConsumersBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> StreamConsumersBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_consumers(&mut self, consumers: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<StreamConsumer<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamConsumers::VT_CONSUMERS, consumers);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamConsumers::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StreamConsumersBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    StreamConsumersBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<StreamConsumers<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for StreamConsumers<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("StreamConsumers");
+      ds.field("consumers", &self.consumers());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum SubscribeToShardEventOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct SubscribeToShardEvent<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SubscribeToShardEvent<'a> {
+  type Inner = SubscribeToShardEvent<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SubscribeToShardEvent<'a> {
+  pub const VT_RECORDS: flatbuffers::VOffsetT = 4;
+  pub const VT_CONTINUATION_SEQUENCE_NUMBER: flatbuffers::VOffsetT = 6;
+  pub const VT_MILLIS_BEHIND_LATEST: flatbuffers::VOffsetT = 8;
+  pub const VT_CHILD_SHARDS: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SubscribeToShardEvent { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SubscribeToShardEventArgs<'args>
+  ) -> flatbuffers::WIPOffset<SubscribeToShardEvent<'bldr>> {
+    let mut builder = SubscribeToShardEventBuilder::new(_fbb);
+    builder.add_millis_behind_latest(args.millis_behind_latest);
+    if let Some(x) = args.child_shards { builder.add_child_shards(x); }
+    if let Some(x) = args.continuation_sequence_number { builder.add_continuation_sequence_number(x); }
+    if let Some(x) = args.records { builder.add_records(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn records(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamRecord<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamRecord>>>>(SubscribeToShardEvent::VT_RECORDS, None)}
+  }
+  #[inline]
+  pub fn continuation_sequence_number(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SubscribeToShardEvent::VT_CONTINUATION_SEQUENCE_NUMBER, None)}
+  }
+  #[inline]
+  pub fn millis_behind_latest(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SubscribeToShardEvent::VT_MILLIS_BEHIND_LATEST, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn child_shards(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ChildShard<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ChildShard>>>>(SubscribeToShardEvent::VT_CHILD_SHARDS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for SubscribeToShardEvent<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<StreamRecord>>>>("records", Self::VT_RECORDS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("continuation_sequence_number", Self::VT_CONTINUATION_SEQUENCE_NUMBER, false)?
+     .visit_field::<u64>("millis_behind_latest", Self::VT_MILLIS_BEHIND_LATEST, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<ChildShard>>>>("child_shards", Self::VT_CHILD_SHARDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SubscribeToShardEventArgs<'a> {
+    pub records: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<StreamRecord<'a>>>>>,
+    pub continuation_sequence_number: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub millis_behind_latest: u64,
+    pub child_shards: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ChildShard<'a>>>>>,
+}
+impl<'a> Default for SubscribeToShardEventArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SubscribeToShardEventArgs {
+      records: None,
+      continuation_sequence_number: None,
+      millis_behind_latest: 0,
+      child_shards: None,
+    }
+  }
+}
+
+pub struct SubscribeToShardEventBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SubscribeToShardEventBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_records(&mut self, records: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<StreamRecord<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SubscribeToShardEvent::VT_RECORDS, records);
+  }
+  #[inline]
+  pub fn add_continuation_sequence_number(&mut self, continuation_sequence_number: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SubscribeToShardEvent::VT_CONTINUATION_SEQUENCE_NUMBER, continuation_sequence_number);
+  }
+  #[inline]
+  pub fn add_millis_behind_latest(&mut self, millis_behind_latest: u64) {
+    self.fbb_.push_slot::<u64>(SubscribeToShardEvent::VT_MILLIS_BEHIND_LATEST, millis_behind_latest, 0);
+  }
+  #[inline]
+  pub fn add_child_shards(&mut self, child_shards: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<ChildShard<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SubscribeToShardEvent::VT_CHILD_SHARDS, child_shards);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SubscribeToShardEventBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SubscribeToShardEventBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SubscribeToShardEvent<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SubscribeToShardEvent<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SubscribeToShardEvent");
+      ds.field("records", &self.records());
+      ds.field("continuation_sequence_number", &self.continuation_sequence_number());
+      ds.field("millis_behind_latest", &self.millis_behind_latest());
+      ds.field("child_shards", &self.child_shards());
+      ds.finish()
+  }
+}
 pub enum ErrorReplyOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8766,6 +14832,186 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_stream_description(&self) -> Option<StreamDescription<'a>> {
+    if self.reply_type() == Reply::StreamDescription {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StreamDescription::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_stream_list(&self) -> Option<StreamList<'a>> {
+    if self.reply_type() == Reply::StreamList {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StreamList::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_shard_list(&self) -> Option<ShardList<'a>> {
+    if self.reply_type() == Reply::ShardList {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ShardList::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_put_record_result(&self) -> Option<PutRecordResult<'a>> {
+    if self.reply_type() == Reply::PutRecordResult {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { PutRecordResult::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_put_records_result(&self) -> Option<PutRecordsResult<'a>> {
+    if self.reply_type() == Reply::PutRecordsResult {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { PutRecordsResult::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_shard_iterator(&self) -> Option<ShardIterator<'a>> {
+    if self.reply_type() == Reply::ShardIterator {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ShardIterator::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_get_records_result(&self) -> Option<GetRecordsResult<'a>> {
+    if self.reply_type() == Reply::GetRecordsResult {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GetRecordsResult::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_shard_count_result(&self) -> Option<ShardCountResult<'a>> {
+    if self.reply_type() == Reply::ShardCountResult {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ShardCountResult::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_stream_tags(&self) -> Option<StreamTags<'a>> {
+    if self.reply_type() == Reply::StreamTags {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StreamTags::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_stream_consumer(&self) -> Option<StreamConsumer<'a>> {
+    if self.reply_type() == Reply::StreamConsumer {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StreamConsumer::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_stream_consumers(&self) -> Option<StreamConsumers<'a>> {
+    if self.reply_type() == Reply::StreamConsumers {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StreamConsumers::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_subscribe_to_shard_event(&self) -> Option<SubscribeToShardEvent<'a>> {
+    if self.reply_type() == Reply::SubscribeToShardEvent {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SubscribeToShardEvent::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Response<'_> {
@@ -8792,6 +15038,18 @@ impl flatbuffers::Verifiable for Response<'_> {
           Reply::Subscriptions => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Subscriptions>>("Reply::Subscriptions", pos),
           Reply::PublishResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PublishResult>>("Reply::PublishResult", pos),
           Reply::PublishBatchResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PublishBatchResult>>("Reply::PublishBatchResult", pos),
+          Reply::StreamDescription => v.verify_union_variant::<flatbuffers::ForwardsUOffset<StreamDescription>>("Reply::StreamDescription", pos),
+          Reply::StreamList => v.verify_union_variant::<flatbuffers::ForwardsUOffset<StreamList>>("Reply::StreamList", pos),
+          Reply::ShardList => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ShardList>>("Reply::ShardList", pos),
+          Reply::PutRecordResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PutRecordResult>>("Reply::PutRecordResult", pos),
+          Reply::PutRecordsResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PutRecordsResult>>("Reply::PutRecordsResult", pos),
+          Reply::ShardIterator => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ShardIterator>>("Reply::ShardIterator", pos),
+          Reply::GetRecordsResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetRecordsResult>>("Reply::GetRecordsResult", pos),
+          Reply::ShardCountResult => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ShardCountResult>>("Reply::ShardCountResult", pos),
+          Reply::StreamTags => v.verify_union_variant::<flatbuffers::ForwardsUOffset<StreamTags>>("Reply::StreamTags", pos),
+          Reply::StreamConsumer => v.verify_union_variant::<flatbuffers::ForwardsUOffset<StreamConsumer>>("Reply::StreamConsumer", pos),
+          Reply::StreamConsumers => v.verify_union_variant::<flatbuffers::ForwardsUOffset<StreamConsumers>>("Reply::StreamConsumers", pos),
+          Reply::SubscribeToShardEvent => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SubscribeToShardEvent>>("Reply::SubscribeToShardEvent", pos),
           _ => Ok(()),
         }
      })?
@@ -8953,6 +15211,90 @@ impl core::fmt::Debug for Response<'_> {
         },
         Reply::PublishBatchResult => {
           if let Some(x) = self.reply_as_publish_batch_result() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::StreamDescription => {
+          if let Some(x) = self.reply_as_stream_description() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::StreamList => {
+          if let Some(x) = self.reply_as_stream_list() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::ShardList => {
+          if let Some(x) = self.reply_as_shard_list() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::PutRecordResult => {
+          if let Some(x) = self.reply_as_put_record_result() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::PutRecordsResult => {
+          if let Some(x) = self.reply_as_put_records_result() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::ShardIterator => {
+          if let Some(x) = self.reply_as_shard_iterator() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::GetRecordsResult => {
+          if let Some(x) = self.reply_as_get_records_result() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::ShardCountResult => {
+          if let Some(x) = self.reply_as_shard_count_result() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::StreamTags => {
+          if let Some(x) = self.reply_as_stream_tags() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::StreamConsumer => {
+          if let Some(x) = self.reply_as_stream_consumer() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::StreamConsumers => {
+          if let Some(x) = self.reply_as_stream_consumers() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::SubscribeToShardEvent => {
+          if let Some(x) = self.reply_as_subscribe_to_shard_event() {
             ds.field("reply", &x)
           } else {
             ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
