@@ -43,9 +43,9 @@ enum Command {
     /// (`cargo run --release -p sluice-bench -- run all`). Peers come from Debian's packages:
     /// bench/scripts/install-peers.sh installs them; a peer that is not installed is left out.
     Run {
-        /// Scenario to run, or `all`: queue-max-100b, queue-max-1k, queue-latency-half,
+        /// Scenarios to run (comma-separated), or `all`: queue-max-100b, queue-max-1k, queue-latency-half,
         /// queue-latency-50k, queue-latency-5k, fanout-ingest-1, fanout-ingest-10,
-        /// fanout-ingest-100, fanout-1, fanout-10, fanout-100, stream-ingest-1k.
+        /// fanout-ingest-100, fanout-1, fanout-10, fanout-100, stream-ingest-4, stream-ingest-16, stream-read-1, stream-read-5.
         #[arg(default_value = "all")]
         scenario: String,
         /// Systems to run, comma-separated [default: all]: sluice-fsync-always, sluice-fsync-never,
@@ -199,11 +199,15 @@ fn run_scenarios(
     let scenarios: Vec<&'static scenario::Scenario> = if scenario == "all" {
         scenario::SCENARIOS.iter().collect()
     } else {
-        let found = scenario::SCENARIOS
-            .iter()
-            .find(|s| s.name == scenario)
-            .ok_or_else(|| format!("no scenario {scenario:?}; there are: all, {}", scenario::SCENARIOS.map(|s| s.name).join(", ")))?;
-        vec![found]
+        scenario
+            .split(',')
+            .map(|name| {
+                scenario::SCENARIOS
+                    .iter()
+                    .find(|s| s.name == name.trim())
+                    .ok_or_else(|| format!("no scenario {name:?}; there are: all, {}", scenario::SCENARIOS.map(|s| s.name).join(", ")))
+            })
+            .collect::<Result<_, _>>()?
     };
     let systems = if systems.is_empty() {
         systems::System::ALL.to_vec()

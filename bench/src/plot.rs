@@ -40,7 +40,7 @@ fn seconds(csv: &str) -> Vec<(f64, f64)> {
 }
 
 pub fn write(folder: &Path, scenarios: &[&Scenario], outcomes: &[Outcome]) -> Result<(), String> {
-    for scenario in scenarios.iter().filter(|s| s.pending.is_none()) {
+    for scenario in scenarios.iter().filter(|s| s.pending.is_none() && s.workload.receives()) {
         let mut curves = Vec::new();
         let mut rates = Vec::new();
         for outcome in outcomes.iter().filter(|o| o.scenario == scenario.name && o.summary.is_some()) {

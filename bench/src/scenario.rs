@@ -32,6 +32,20 @@ pub enum Workload {
         subscribers: usize,
         consumers: usize,
     },
+    /// PutRecords (100 records each) over a stream of `shards` shards, each shard read by
+    /// `readers` push subscriptions (none: ingest alone). Sluice only: the peers' stream
+    /// drivers are not written yet.
+    Stream {
+        shards: usize,
+        readers: usize,
+    },
+}
+
+impl Workload {
+    /// Whether anything is received (so there is an end-to-end latency).
+    pub fn receives(self) -> bool {
+        !matches!(self, Workload::Fanout { consumers: 0, .. } | Workload::Stream { readers: 0, .. })
+    }
 }
 
 pub struct Scenario {
@@ -56,7 +70,7 @@ const fn queue(name: &'static str, what: &'static str, message_size: usize, load
     Scenario { name, what, message_size, load, workload: Workload::Queue, pending: None }
 }
 
-pub const SCENARIOS: [Scenario; 12] = [
+pub const SCENARIOS: [Scenario; 15] = [
     queue("queue-max-100b", "queue, maximum throughput, 100 B messages", 100, Load::Max),
     queue("queue-max-1k", "queue, maximum throughput, 1 KiB messages", 1024, Load::Max),
     queue("queue-latency-half", "queue latency at half of Sluice's maximum (fsync always), 100 B", 100, Load::HalfSluiceMax),
@@ -86,15 +100,15 @@ pub const SCENARIOS: [Scenario; 12] = [
         100,
         Load::Rate(FANOUT_DELIVERIES_PER_SECOND / 100),
     ),
-    Scenario {
-        name: "stream-ingest-1k",
-        what: "stream ingest, PutRecords of 1 KiB records",
-        message_size: 1024,
-        load: Load::Max,
-        workload: Workload::Queue,
-        pending: Some("Sluice has no streams yet (issue 5); the stream workload comes with them"),
-    },
+    stream("stream-ingest-4", "stream ingest alone, PutRecords of 100 1 KiB records over 4 shards, maximum", 4, 0),
+    stream("stream-ingest-16", "stream ingest alone, PutRecords of 100 1 KiB records over 16 shards, maximum", 16, 0),
+    stream("stream-read-1", "stream ingest and reading, 4 shards, 1 push consumer per shard, 1 KiB, maximum", 4, 1),
+    stream("stream-read-5", "stream ingest and reading, 4 shards, 5 push consumers per shard, 1 KiB, maximum", 4, 5),
 ];
+
+const fn stream(name: &'static str, what: &'static str, shards: usize, readers: usize) -> Scenario {
+    Scenario { name, what, message_size: 1024, load: Load::Max, workload: Workload::Stream { shards, readers }, pending: None }
+}
 
 /// The runner's settings, from the command line.
 pub struct Settings {
@@ -113,7 +127,9 @@ pub struct Settings {
 /// and twice as many consumers (a receive and its acknowledgement are two round trips),
 /// which keeps every broker here busy without a backlog growing (measured: fewer leave
 /// Sluice with `--fsync always` waiting on fdatasyncs, more only add latency).
-const LOAD_FLAGS: [&str; 6] = ["--connections", "2", "--producers", "32", "--batch", "10"];
+const LOAD_FLAGS: [&str; 4] = ["--connections", "2", "--producers", "32"];
+/// Records per PutRecords in the stream scenarios (queues and topics batch 10, SQS's and SNS's most).
+const STREAM_BATCH: &str = "100";
 /// Consumers of the queue workload (fan-out scenarios say their own).
 const QUEUE_CONSUMERS: &str = "64";
 /// Closed loop: one send in flight per producer, so the consumers keep up.
@@ -192,6 +208,11 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
         };
         for &system in &systems {
             let dir = folder.join(scenario.name);
+            if matches!(scenario.workload, Workload::Stream { .. }) && !system.is_sluice() {
+                let note = "no stream driver for this peer yet".to_owned();
+                outcomes.push(Outcome { scenario: scenario.name, system, summary: None, note: Some(note) });
+                continue;
+            }
             if outcomes.iter().any(|o: &Outcome| o.scenario == scenario.name && o.system == system) {
                 continue;
             }
@@ -237,9 +258,29 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
     load.args(["--message-size", &scenario.message_size.to_string(), "--cores", &settings.load_cores.to_string()]);
     load.args(LOAD_FLAGS);
     match scenario.workload {
-        Workload::Queue => load.args(["--workload", "queue", "--consumers", QUEUE_CONSUMERS]),
-        Workload::Fanout { subscribers, consumers } => {
-            load.args(["--workload", "fanout", "--subscribers", &subscribers.to_string(), "--consumers", &consumers.to_string()])
+        Workload::Queue => load.args(["--workload", "queue", "--consumers", QUEUE_CONSUMERS, "--batch", "10"]),
+        Workload::Fanout { subscribers, consumers } => load.args([
+            "--workload",
+            "fanout",
+            "--subscribers",
+            &subscribers.to_string(),
+            "--consumers",
+            &consumers.to_string(),
+            "--batch",
+            "10",
+        ]),
+        Workload::Stream { shards, readers } => {
+            let consumers = (shards * readers).div_ceil(settings.load_cores);
+            load.args([
+                "--workload",
+                "stream",
+                "--shards",
+                &shards.to_string(),
+                "--consumers",
+                &consumers.to_string(),
+                "--batch",
+                STREAM_BATCH,
+            ])
         }
     };
     match rate {

@@ -54,9 +54,8 @@ and end-to-end p99 ratio (peer's p99 ÷ Sluice's; above 1: Sluice is faster).\n\
             writeln!(out, "Not run: {reason}.\n").ok();
             continue;
         }
-        if matches!(scenario.workload, crate::scenario::Workload::Fanout { consumers: 0, .. }) {
-            // Nothing is received, so there is no latency to plot.
-            writeln!(out, "Plots: [throughput over time]({stamp}/throughput-{}.svg)\n", scenario.name).ok();
+        if !scenario.workload.receives() {
+            // Nothing is received: no latency to plot, and the throughput plot shows receipts.
         } else {
             writeln!(
                 out,
@@ -67,6 +66,10 @@ and end-to-end p99 ratio (peer's p99 ÷ Sluice's; above 1: Sluice is faster).\n\
         }
         if let crate::scenario::Workload::Fanout { subscribers, .. } = scenario.workload {
             fanout_rows(&mut out, &rows, subscribers);
+            continue;
+        }
+        if let crate::scenario::Workload::Stream { shards, readers } = scenario.workload {
+            stream_rows(&mut out, &rows, shards, readers);
             continue;
         }
         out.push_str("| system | fsync before ack | received msgs/s | MB/s | e2e p50 | e2e p99 | e2e p99.9 | e2e p99.99 | e2e max | send p99 | Sluice ÷ peer: throughput | Sluice ÷ peer: p99 |\n");
@@ -168,6 +171,44 @@ fn fanout_rows(out: &mut String, rows: &[&Outcome], subscribers: usize) {
             latency(us(summary, "send", "p99_us")),
             ratio(ratio_deliveries),
             ratio(ratio_p99),
+        )
+        .ok();
+    }
+    out.push('\n');
+}
+
+/// A stream section: records put (and MB/s), and what the push consumers read.
+fn stream_rows(out: &mut String, rows: &[&Outcome], shards: usize, readers: usize) {
+    out.push_str("| system | fsync before ack | shards | readers per shard | put records/s | put MB/s | read records/s | read MB/s | PutRecords p50 | PutRecords p99 | e2e p50 | e2e p99 | e2e p99.9 |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for row in rows {
+        let Some(summary) = &row.summary else {
+            writeln!(
+                out,
+                "| {} | {} | {shards} | {readers} | not run: {} | | | | | | | | |",
+                row.system.name(),
+                row.system.fsync_before_ack(),
+                row.note.as_deref().unwrap_or("?")
+            )
+            .ok();
+            continue;
+        };
+        let number = |key: &str| summary.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+        let e2e = |key: &str| if readers > 0 { latency(us(summary, "end_to_end", key)) } else { "–".into() };
+        writeln!(
+            out,
+            "| {} | {} | {shards} | {readers} | {:.0} | {:.1} | {:.0} | {:.1} | {} | {} | {} | {} | {} |",
+            row.system.name(),
+            row.system.fsync_before_ack(),
+            number("sent_per_second"),
+            number("sent_mb_per_second"),
+            number("received_per_second"),
+            number("received_mb_per_second"),
+            latency(us(summary, "send", "p50_us")),
+            latency(us(summary, "send", "p99_us")),
+            e2e("p50_us"),
+            e2e("p99_us"),
+            e2e("p999_us"),
         )
         .ok();
     }

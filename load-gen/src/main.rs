@@ -13,6 +13,7 @@ mod record;
 mod redis;
 mod run;
 mod sluice;
+mod sluice_stream;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -54,7 +55,8 @@ enum Workload {
     Queue,
     /// Publish once, deliver to --subscribers (Sluice: a topic's raw-delivery queues; Redis: consumer groups; NATS: durable consumers; RabbitMQ: a fanout exchange's queues); consumers drain them all.
     Fanout,
-    /// PutRecords with random partition keys over --shards; consumers read every shard (needs streams).
+    /// PutRecords with random partition keys over --shards shards; each consumer holds a push
+    /// subscription to one shard (consumer i reads shard i mod --shards). Sluice only.
     Stream,
 }
 
@@ -143,9 +145,6 @@ pub fn peer_runtime() -> tokio::runtime::Runtime {
 }
 
 fn validate(args: &Args) -> Result<(), String> {
-    if !(1..=10).contains(&args.batch) {
-        return Err("--batch must be from 1 to 10".into());
-    }
     if args.cores == 0 || args.connections == 0 {
         return Err("--cores and --connections must be at least 1".into());
     }
@@ -155,8 +154,24 @@ fn validate(args: &Args) -> Result<(), String> {
     if args.rate == Some(0) || args.inflight == Some(0) {
         return Err("--rate and --inflight must be at least 1".into());
     }
+    let batch_max = if args.workload == Workload::Stream { sluice_protocol::limits::PUT_RECORDS_MAX } else { 10 };
     if args.workload == Workload::Stream {
-        return Err("the stream workload needs streams in Sluice, which are not built yet".into());
+        if args.target != Target::Sluice {
+            return Err("the stream workload drives Sluice only: the peers' stream drivers are not written yet".into());
+        }
+        if args.shards == 0 || args.shards > 1000 {
+            return Err("--shards must be from 1 to 1000".into());
+        }
+        let consumers = args.cores * args.consumers;
+        if !consumers.is_multiple_of(args.shards) {
+            return Err(format!(
+                "--cores x --consumers ({consumers}) must be a multiple of --shards ({}): every shard is read by as many consumers",
+                args.shards
+            ));
+        }
+    }
+    if !(1..=batch_max).contains(&args.batch) {
+        return Err(format!("--batch must be from 1 to {batch_max}"));
     }
     if args.workload == Workload::Fanout {
         if args.subscribers == 0 {
@@ -176,10 +191,22 @@ fn validate(args: &Args) -> Result<(), String> {
 /// Prepares the broker; returns what an acknowledgement guarantees there.
 fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
     match args.target {
+        Target::Sluice if args.workload == Workload::Stream => {
+            sluice_stream::setup(endpoint, &args.queue, args.shards, args.cores * args.consumers).map(|()| sluice::GUARANTEE.to_owned())
+        }
         Target::Sluice => sluice::setup(endpoint, &args.queue, fanout_subscribers(args)).map(|()| sluice::GUARANTEE.to_owned()),
         Target::Redis => redis::setup(endpoint, fanout_subscribers(args)),
         Target::Nats => nats::setup(endpoint, fanout_subscribers(args)).map(|()| nats::GUARANTEE.to_owned()),
         Target::Rabbitmq => rabbitmq::setup(endpoint, fanout_subscribers(args)).map(|()| rabbitmq::GUARANTEE.to_owned()),
+    }
+}
+
+/// How many times each message is received: once per subscribed queue (fanout), once per
+/// consumer of its shard (stream), else once.
+fn deliveries_per_message(args: &Args) -> usize {
+    match args.workload {
+        Workload::Stream => (args.cores * args.consumers / args.shards.max(1)).max(1),
+        _ => fanout_subscribers(args).max(1),
     }
 }
 
@@ -220,6 +247,7 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
     for core in 0..args.cores {
         let (plan, ticks, endpoint, target, queue) = (plan.clone(), tick_tx.clone(), endpoint.to_owned(), args.target, args.queue.clone());
         let subscribers = fanout_subscribers(args);
+        let (stream, shards) = (args.workload == Workload::Stream, args.shards);
         // From the last CPU down, since sluiced pins its shards from CPU 0 up.
         let pin = (!args.no_pin && !cpus.is_empty()).then(|| cpus[cpus.len() - 1 - core % cpus.len()]);
         let thread = std::thread::Builder::new().name(format!("sluice-load-{core}")).spawn(move || {
@@ -232,6 +260,15 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
                         .name("sluice-load")
                         .make()
                         .map_err(|e| format!("starting a glommio executor: {e}"))?;
+                    if stream {
+                        return executor.run(run::run_core(
+                            sluice_stream::SluiceStream { endpoint, stream: queue, shards },
+                            plan,
+                            core,
+                            started,
+                            ticks,
+                        ));
+                    }
                     executor.run(run::run_core(sluice::Sluice { endpoint, queue, subscribers }, plan, core, started, ticks))
                 }
                 Target::Redis => run_on_tokio(redis::Redis { url: redis::url(&endpoint), subscribers }, plan, core, started, ticks),
@@ -318,7 +355,7 @@ fn report(args: &Args, endpoint: &str, total: &Recorder, measured_from: Instant,
         "producers": args.producers, "consumers": args.consumers, "batch": args.batch, "message_size": size,
         "warmup_seconds": args.warmup, "seconds": seconds,
         "sent": total.sent, "received": total.received, "errors": total.errors,
-        "deliveries_per_message": fanout_subscribers(args).max(1),
+        "deliveries_per_message": deliveries_per_message(args),
         "sent_per_second": sent_rate, "received_per_second": received_rate,
         "sent_mb_per_second": sent_rate * size as f64 / 1e6, "received_mb_per_second": received_rate * size as f64 / 1e6,
     });

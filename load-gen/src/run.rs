@@ -86,6 +86,8 @@ pub trait Consumer: 'static {
     /// Whether `receive` is a request whose latency means something (a long poll), rather
     /// than the next messages a push subscription already has.
     const RECEIVE_IS_A_REQUEST: bool;
+    /// Whether received messages are acknowledged (deleted); streams keep them.
+    const ACKNOWLEDGES: bool = true;
     /// Waits for up to `max` messages; pushes the send time stamped in each body (µs since
     /// the epoch) to `stamps`. The consumer keeps what it needs to acknowledge them.
     async fn receive(&mut self, max: usize, stamps: &mut Vec<u64>) -> Result<(), Error>;
@@ -342,7 +344,7 @@ async fn consume<B: Broker, C: Consumer>(mut consumer: C, batch: usize, recorder
                 recorder.record(Op::EndToEnd, arrived.saturating_sub(stamp));
             }
         }
-        if stamps.is_empty() {
+        if stamps.is_empty() || !C::ACKNOWLEDGES {
             continue;
         }
         let begun = Instant::now();

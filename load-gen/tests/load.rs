@@ -127,6 +127,30 @@ fn fanout_delivers_every_published_message_to_every_queue() {
 }
 
 #[test]
+fn stream_records_reach_every_push_consumer_of_their_shard() {
+    let daemon = Daemon::start();
+    let out = tempfile::tempdir().unwrap();
+    let endpoint = daemon.addr.to_string();
+    let dir = out.path().to_str().unwrap();
+    #[rustfmt::skip]
+    let args = [
+        "--endpoint", &endpoint, "--workload", "stream", "--queue", "clicks", "--shards", "4", "--consumers", "8",
+        "--batch", "50", "--send-limit", "1000", "--message-size", "1024", "--warmup", "0", "--duration", "3", "--out", dir,
+    ];
+    load_ok(&args);
+    let summary = summary(out.path());
+    assert_eq!(summary["workload"], "stream");
+    assert_eq!(summary["sent"], 1000);
+    assert_eq!(summary["deliveries_per_message"], 2);
+    assert_eq!(summary["received"], 2000, "each shard has two push consumers, and each got every record of its shard");
+    assert_eq!(summary["errors"], 0);
+    let c = daemon.client();
+    let description = c.run(c.client().describe_stream("clicks")).unwrap();
+    assert_eq!(description.shards.len(), 4);
+    assert_eq!(description.consumer_count, 2);
+}
+
+#[test]
 fn an_open_loop_sends_every_batch_on_its_schedule() {
     // 1,000 msgs/s in batches of 10 for 2 s: 200 batches are due, and every one is sent,
     // however late, so the count is exact whatever the machine is doing.
@@ -145,7 +169,9 @@ fn an_open_loop_sends_every_batch_on_its_schedule() {
 fn bad_flags_are_refused_with_a_reason() {
     for (args, reason) in [
         (&["--batch", "11"][..], "--batch must be from 1 to 10"),
-        (&["--workload", "stream"][..], "needs streams"),
+        (&["--workload", "stream", "--shards", "4", "--consumers", "3"][..], "must be a multiple of --shards"),
+        (&["--workload", "stream", "--target", "redis"][..], "drives Sluice only"),
+        (&["--workload", "stream", "--batch", "501"][..], "--batch must be from 1 to 500"),
         (&["--workload", "fanout", "--subscribers", "40", "--consumers", "4"][..], "a consumer for every subscribed queue"),
         (&["--rate", "10", "--inflight", "2"][..], "cannot be used with"),
         (&["--target", "kafka"][..], "invalid value 'kafka'"),
