@@ -549,7 +549,7 @@ impl Shard {
                 outcomes.push(PutOutcome::Resharded(item));
                 continue;
             }
-            let log = match self.streams.get(stream_id, item.shard).await {
+            let log = match self.streams.get_live(stream_id, item.shard, || self.shard_exists(stream_id, item.shard)).await {
                 Ok(log) => log,
                 Err(error) => {
                     outcomes.push(PutOutcome::Failed(item.at, error));
@@ -608,7 +608,7 @@ impl Shard {
         let snapshot = self.queues.snapshot();
         let meta = stream_by_id(&snapshot, request.stream_id)?.clone();
         let shard = meta.shard(request.shard).ok_or_else(|| shard_gone(request.shard))?.clone();
-        let log = self.streams.get(meta.id, shard.index).await?;
+        let log = self.streams.get_live(meta.id, shard.index, || self.shard_exists(meta.id, shard.index)).await?;
         let now = now_ms();
         let enforce = request.limited && self.config.enforce_shard_limits;
         if enforce && !log.admit_read(now) {
@@ -672,7 +672,7 @@ impl Shard {
         let snapshot = self.queues.snapshot();
         let meta = stream_by_id(&snapshot, stream_id)?.clone();
         meta.shard(shard).ok_or_else(|| shard_gone(shard))?;
-        let log = self.streams.get(stream_id, shard).await?;
+        let log = self.streams.get_live(stream_id, shard, || self.shard_exists(stream_id, shard)).await?;
         match seek {
             Seek::Latest => Ok(log.log.next_seq()),
             Seek::Timestamp(ms) => log.log.seq_at_timestamp(ms.max(meta.cutoff_ms(now_ms()))).await.map_err(storage_error),
@@ -787,7 +787,9 @@ impl Shard {
         let now = now_ms();
         for meta in snapshot.streams.values() {
             for shard in meta.shards.iter().filter(|shard| shard.owner(self.count) == self.id) {
-                let Ok(log) = self.streams.get(meta.id, shard.index).await else { continue };
+                let Ok(log) = self.streams.get_live(meta.id, shard.index, || self.shard_exists(meta.id, shard.index)).await else {
+                    continue;
+                };
                 if let Err(error) = log.log.trim_before_timestamp(meta.cutoff_ms(now)).await {
                     tracing::warn!(stream = %meta.name, shard = %shard.id(), %error, "stream retention failed; will retry");
                 }
@@ -799,6 +801,11 @@ impl Shard {
                 tracing::warn!(%error, "dropping expired shards failed; will retry");
             }
         }
+    }
+
+    /// Whether the current snapshot still has this stream shard.
+    fn shard_exists(&self, stream_id: u64, shard: u32) -> bool {
+        self.queues.snapshot().streams.values().any(|meta| meta.id == stream_id && meta.shard(shard).is_some())
     }
 
     /// On a new snapshot: closes and deletes the logs of deleted streams and of expired shards.

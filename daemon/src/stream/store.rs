@@ -161,6 +161,17 @@ impl StreamStore {
         Ok(log)
     }
 
+    /// `get`, for a shard that `exists` still says is there once its log is open: a stream
+    /// deleted while its log was being opened leaves no log (nor files) behind.
+    pub async fn get_live(&self, stream_id: u64, shard: u32, exists: impl Fn() -> bool) -> Result<Rc<ShardLog>, OpError> {
+        let log = self.get(stream_id, shard).await?;
+        if !exists() {
+            self.remove_unless(|s, i| (s, i) != (stream_id, shard)).await;
+            return Err(OpError::new(ErrorCode::ResourceNotFound, "The stream or shard was deleted."));
+        }
+        Ok(log)
+    }
+
     /// The logs open on this core.
     pub fn open_logs(&self) -> Vec<((u64, u32), Rc<ShardLog>)> {
         self.logs.borrow().iter().map(|(key, log)| (*key, log.clone())).collect()
