@@ -314,6 +314,13 @@ fn push_subscription_receives_live_records_and_ends_at_a_closed_shard() {
         next_event(&mut got);
     }
     assert_eq!(got, ["before"]);
+    // A second subscription of the same consumer to the same shard within 5 s is refused.
+    let second = daemon.client();
+    let mut again = second.run(second.client().subscribe_to_shard(&consumer.arn, "shardId-000000000000", position("LATEST"))).unwrap();
+    match second.run(again.next()) {
+        Some(Err(ClientError::Server(error))) => assert_eq!(error.code, ErrorCode::ResourceInUse),
+        other => panic!("expected ResourceInUse, got {other:?}"),
+    }
     // Records put now arrive without asking.
     put_all(&c, "live", vec![record("k", "live1"), record("k", "live2")]);
     while got.len() < 3 {
@@ -443,4 +450,76 @@ fn acknowledged_records_and_resharding_survive_kill_and_restart() {
     let (records, _) = read_shard(&c, "durable", &shard, position("TRIM_HORIZON"));
     assert_eq!(records.last().map(text).as_deref(), Some("after"));
     assert_eq!(records.last().unwrap().sequence_number, seq);
+}
+
+/// Rewrites an iterator's issue time (its layout: hex of version, stream id, shard, next
+/// sequence number, issue time, then a CRC-32 of those bytes).
+fn reissued(iterator: &str, issued_ms: u64) -> String {
+    let mut bytes: Vec<u8> = (0..iterator.len()).step_by(2).map(|at| u8::from_str_radix(&iterator[at..at + 2], 16).unwrap()).collect();
+    bytes.truncate(bytes.len() - 4);
+    let body_len = bytes.len();
+    bytes[body_len - 8..].copy_from_slice(&issued_ms.to_be_bytes());
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_be_bytes());
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn iterators_expire_after_five_minutes() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    c.run(c.client().create_stream("s", 1)).unwrap();
+    put_all(&c, "s", vec![record("k", "x")]);
+    let iterator = c.run(c.client().get_shard_iterator("s", "shardId-000000000000", position("TRIM_HORIZON"))).unwrap();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    // Issued four minutes ago: still good, and its successor is fresh.
+    let result = c.run(c.client().get_records(&reissued(&iterator, now_ms - 4 * 60_000), None)).unwrap();
+    assert_eq!(result.records.iter().map(text).collect::<Vec<_>>(), ["x"]);
+    // Six minutes ago: expired.
+    assert_code(c.run(c.client().get_records(&reissued(&iterator, now_ms - 6 * 60_000), None)), ErrorCode::ExpiredIterator);
+}
+
+#[test]
+fn shard_limits_apply_only_when_asked() {
+    let daemon = Daemon::start_with(&["--enforce-shard-limits"]);
+    let c = daemon.client();
+    c.run(c.client().create_stream("s", 1)).unwrap();
+    // 1,000 records/s per shard: batches of 500 put back to back meet the limit within a few
+    // batches, whatever the second boundaries.
+    let mut throttled = 0;
+    for _ in 0..20 {
+        let results = c.run(c.client().put_records("s", (0..500).map(|i| record("k", &i.to_string())).collect())).unwrap();
+        for result in results {
+            if let PutRecordResult::Failed(error) = result {
+                assert_eq!(error.code, ErrorCode::ProvisionedThroughputExceeded);
+                throttled += 1;
+            }
+        }
+        if throttled > 0 {
+            break;
+        }
+    }
+    assert!(throttled > 0, "10,000 records in a row were all admitted");
+    // GetRecords: 5 calls/s per shard.
+    let iterator = c.run(c.client().get_shard_iterator("s", "shardId-000000000000", position("LATEST"))).unwrap();
+    let mut refused = false;
+    for _ in 0..60 {
+        match c.run(c.client().get_records(&iterator, Some(1))) {
+            Ok(_) => {}
+            Err(ClientError::Server(error)) if error.code == ErrorCode::ProvisionedThroughputExceeded => {
+                refused = true;
+                break;
+            }
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert!(refused, "60 GetRecords calls in a row were all admitted");
+
+    // Without the flag, the same puts all go in.
+    let free = Daemon::start();
+    let c = free.client();
+    c.run(c.client().create_stream("s", 1)).unwrap();
+    for _ in 0..4 {
+        put_all(&c, "s", (0..500).map(|i| record("k", &i.to_string())).collect());
+    }
 }

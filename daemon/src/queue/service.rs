@@ -848,6 +848,7 @@ impl Shard {
             }
             Call::StreamPut { stream_id, items } => Answer::StreamPut(self.stream_put_local(stream_id, items).await),
             Call::StreamRead(request) => Answer::StreamRead(self.stream_read_local(request).await),
+            Call::StreamLease(lease) => Answer::Position(self.stream_lease_local(lease)),
             Call::StreamSeek { stream_id, shard, seek } => Answer::Position(self.stream_seek_local(stream_id, shard, seek).await),
             // Boxed: apply_meta publishes through handle_call, a cycle the compiler cannot size.
             Call::Meta(change) => Answer::Meta(Box::pin(self.apply_meta(change)).await),

@@ -16,7 +16,7 @@ use sluice_protocol::{ErrorCode, OpError};
 
 use crate::queue::partition::{Counts, Delivery};
 use crate::queue::registry::{MetaChange, MetaOutcome, Snapshot};
-use crate::stream::service::{PutItem, PutOutcome, ReadOutcome, ReadRequest, Seek};
+use crate::stream::service::{Lease, PutItem, PutOutcome, ReadOutcome, ReadRequest, Seek};
 
 /// Messages in flight per ordered pair of shards before a sender waits.
 pub const MESH_CHANNEL_CAPACITY_MAX: usize = 1024;
@@ -67,6 +67,8 @@ pub enum Call {
     },
     /// Read a stream shard this shard owns.
     StreamRead(ReadRequest),
+    /// Take or give back a push-subscription lease on a stream shard this shard owns.
+    StreamLease(Lease),
     /// Find a position in (or seal) a stream shard this shard owns.
     StreamSeek {
         stream_id: u64,

@@ -78,6 +78,19 @@ pub struct ReadRequest {
     pub wait_ms: u64,
     /// Apply the GetRecords rate limits (with --enforce-shard-limits).
     pub limited: bool,
+    /// A push subscription's lease (consumer key, generation): the read fails once a newer
+    /// subscription of the same consumer to the same shard has taken over.
+    pub lease: Option<(u64, u64)>,
+}
+
+/// Takes (or, with `release`, gives back) the push-subscription lease of a consumer on a shard.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub stream_id: u64,
+    pub shard: u32,
+    pub consumer_key: u64,
+    /// The generation to give back.
+    pub release: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -411,6 +424,7 @@ impl Shard {
             max_bytes: GET_RECORDS_BYTES_MAX,
             wait_ms: 0,
             limited: true,
+            lease: None,
         };
         let read = self.read_shard(shard.owner(self.count), request).await?;
         let next_iterator = (!read.ended).then(|| ShardPosition { next: read.next, issued_ms: now_ms(), ..position }.encode());
@@ -617,6 +631,11 @@ impl Shard {
                 format!("Rate exceeded for shard {} in stream {} under account {}.", shard.id(), meta.name, self.config.account_id),
             ));
         }
+        if let Some((consumer_key, generation)) = request.lease {
+            if !self.streams.holds_lease(meta.id, shard.index, consumer_key, generation) {
+                return Err(OpError::new(ErrorCode::ResourceInUse, "A newer SubscribeToShard of this consumer to this shard took over."));
+            }
+        }
         let from = request.from;
         let read = |from: u64| log.log.read(from, request.max_records, request.max_bytes);
         let woken = log.appended.listen();
@@ -665,6 +684,11 @@ impl Shard {
             _ => 0,
         };
         Ok(ReadOutcome { records, next, millis_behind_latest, ended: at_end(next) })
+    }
+
+    /// Takes or gives back a push-subscription lease here, the shard's owner.
+    pub fn stream_lease_local(&self, lease: Lease) -> Result<u64, OpError> {
+        self.streams.lease(lease, now_ms())
     }
 
     /// Finds a position in (or seals) one shard here, its owner.
@@ -725,6 +749,41 @@ impl Shard {
                 return;
             }
         };
+        // One subscription per consumer and shard: a second within 5 s is refused, a later one
+        // takes over (the owner of the shard keeps the lease).
+        let consumer_key = super::store::consumer_key(&consumer_arn);
+        let owner = shard.owner(self.count);
+        let generation = match self.lease(owner, Lease { stream_id: meta.id, shard: shard.index, consumer_key, release: None }).await {
+            Ok(generation) => generation,
+            Err(error) => {
+                sink.send(&Err(error)).await;
+                return;
+            }
+        };
+        self.push_events(&meta, &shard, &consumer_arn, &mut next, (consumer_key, generation), sink).await;
+        let release = Lease { stream_id: meta.id, shard: shard.index, consumer_key, release: Some(generation) };
+        let _ = self.lease(owner, release).await;
+    }
+
+    async fn lease(self: &Rc<Self>, owner: usize, lease: Lease) -> Result<u64, OpError> {
+        let call = Call::StreamLease(lease);
+        let answer = if owner == self.id { self.handle_call(call).await } else { self.bus.call(owner, call).await? };
+        match answer {
+            Answer::Position(result) => result,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The body of a push subscription, once its lease is held.
+    async fn push_events(
+        self: &Rc<Self>,
+        meta: &StreamMeta,
+        shard: &super::ShardMeta,
+        consumer_arn: &str,
+        next: &mut u64,
+        (consumer_key, generation): (u64, u64),
+        sink: &impl EventSink,
+    ) {
         let deadline = now_ms() + SUBSCRIPTION_LIFETIME_MS;
         loop {
             let now = now_ms();
@@ -737,7 +796,7 @@ impl Shard {
             let current = find_consumer(
                 &snapshot.streams,
                 &snapshot.naming,
-                &ConsumerRef { consumer_arn: Some(consumer_arn.clone()), ..ConsumerRef::default() },
+                &ConsumerRef { consumer_arn: Some(consumer_arn.to_owned()), ..ConsumerRef::default() },
             );
             let current = match current {
                 Ok((current, _)) if current.id == meta.id => current.clone(),
@@ -749,11 +808,12 @@ impl Shard {
             let request = ReadRequest {
                 stream_id: meta.id,
                 shard: shard.index,
-                from: next,
+                from: *next,
                 max_records: GET_RECORDS_MAX as usize,
                 max_bytes: PUSH_EVENT_BYTES_MAX,
                 wait_ms: (PUSH_IDLE.as_millis() as u64).min(deadline - now),
                 limited: false,
+                lease: Some((consumer_key, generation)),
             };
             let read = match self.read_shard(shard.owner(self.count), request).await {
                 Ok(read) => read,
@@ -762,7 +822,7 @@ impl Shard {
                     return;
                 }
             };
-            next = read.next;
+            *next = read.next;
             let event = ShardEvent {
                 records: read.records,
                 continuation_sequence_number: meta.sequence_number(shard.index, next.saturating_sub(1)),

@@ -111,6 +111,21 @@ pub struct StreamStore {
     logs: RefCell<HashMap<(u64, u32), Rc<ShardLog>>>,
     /// One open at a time, so two requests never open the same log twice.
     opening: glommio::sync::Semaphore,
+    /// Push-subscription leases: (stream, shard, consumer key) -> (generation, taken at ms).
+    leases: RefCell<HashMap<LeaseKey, (u64, u64)>>,
+    next_generation: Cell<u64>,
+}
+
+/// (stream id, shard, consumer key).
+type LeaseKey = (u64, u32, u64);
+
+/// How long a push subscription holds its lease against a new one (Kinesis: 5 s).
+const LEASE_HOLD_MS: u64 = 5_000;
+
+/// A consumer ARN as a lease key.
+pub fn consumer_key(arn: &str) -> u64 {
+    let digest = sluice_protocol::digest::md5_of_body(arn.as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
 }
 
 impl StreamStore {
@@ -122,7 +137,38 @@ impl StreamStore {
             repair,
             logs: RefCell::default(),
             opening: glommio::sync::Semaphore::new(1),
+            leases: RefCell::default(),
+            next_generation: Cell::new(1),
         }
+    }
+
+    /// Takes the lease of a consumer on a shard (refused within 5 s of the current holder
+    /// taking it; later, the new subscription takes over), or gives it back.
+    pub fn lease(&self, lease: crate::stream::service::Lease, now_ms: u64) -> Result<u64, OpError> {
+        let key = (lease.stream_id, lease.shard, lease.consumer_key);
+        let mut leases = self.leases.borrow_mut();
+        if let Some(generation) = lease.release {
+            if leases.get(&key).is_some_and(|(held, _)| *held == generation) {
+                leases.remove(&key);
+            }
+            return Ok(generation);
+        }
+        if let Some((_, taken)) = leases.get(&key) {
+            if now_ms < taken + LEASE_HOLD_MS {
+                return Err(OpError::new(
+                    ErrorCode::ResourceInUse,
+                    "Another active subscription exists on this consumer for this shard; wait 5 seconds to take it over.",
+                ));
+            }
+        }
+        let generation = self.next_generation.get();
+        self.next_generation.set(generation + 1);
+        leases.insert(key, (generation, now_ms));
+        Ok(generation)
+    }
+
+    pub fn holds_lease(&self, stream_id: u64, shard: u32, consumer_key: u64, generation: u64) -> bool {
+        self.leases.borrow().get(&(stream_id, shard, consumer_key)).is_some_and(|(held, _)| *held == generation)
     }
 
     /// The log of shard `shard` of stream `stream_id`, opened (or created) if need be.
