@@ -46,6 +46,20 @@ pub fn setup(endpoint: &str, queue: &str, subscribers: usize) -> Result<(), Erro
     Ok(())
 }
 
+/// One connection to Sluice, its driver running on this executor.
+pub async fn connect(endpoint: &str) -> Result<Client, Error> {
+    let stream = glommio::net::TcpStream::connect(endpoint).await.map_err(|e| format!("connecting to {endpoint}: {e}"))?;
+    stream.set_nodelay(true).ok();
+    let (client, driver) = Client::connect(stream, "sluice-load").await.map_err(|e| e.to_string())?;
+    glommio::spawn_local(async move {
+        if let Err(error) = driver.run().await {
+            eprintln!("sluice-load: connection ended: {error}");
+        }
+    })
+    .detach();
+    Ok(client)
+}
+
 #[derive(Clone)]
 pub struct SluiceProducer {
     client: Client,
@@ -66,17 +80,7 @@ impl Broker for Sluice {
     type Consumer = SluiceConsumer;
 
     async fn connect(&self) -> Result<Client, Error> {
-        let stream =
-            glommio::net::TcpStream::connect(self.endpoint.as_str()).await.map_err(|e| format!("connecting to {}: {e}", self.endpoint))?;
-        stream.set_nodelay(true).ok();
-        let (client, driver) = Client::connect(stream, "sluice-load").await.map_err(|e| e.to_string())?;
-        glommio::spawn_local(async move {
-            if let Err(error) = driver.run().await {
-                eprintln!("sluice-load: connection ended: {error}");
-            }
-        })
-        .detach();
-        Ok(client)
+        connect(&self.endpoint).await
     }
 
     async fn producer(&self, connection: &Client) -> Result<SluiceProducer, Error> {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use sluice_client::{Client, PutRecordResult, PutRecordsEntry, ShardSubscription, StartingPosition};
 
 use crate::run::{stamp_of, Broker, Consumer, Error, Producer};
+use crate::sluice::connect;
 
 /// Distinct partition keys producers pick from at random.
 const PARTITION_KEYS: usize = 4096;
@@ -41,19 +42,6 @@ pub fn setup(endpoint: &str, stream: &str, shards: usize, consumers: usize) -> R
         connection.block_on(client.register_stream_consumer(&arn, &consumer_name(index))).map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-async fn connect(endpoint: &str) -> Result<Client, Error> {
-    let stream = glommio::net::TcpStream::connect(endpoint).await.map_err(|e| format!("connecting to {endpoint}: {e}"))?;
-    stream.set_nodelay(true).ok();
-    let (client, driver) = Client::connect(stream, "sluice-load").await.map_err(|e| e.to_string())?;
-    glommio::spawn_local(async move {
-        if let Err(error) = driver.run().await {
-            eprintln!("sluice-load: connection ended: {error}");
-        }
-    })
-    .detach();
-    Ok(client)
 }
 
 #[derive(Clone)]
