@@ -179,8 +179,10 @@ fn fanout_rows(out: &mut String, rows: &[&Outcome], subscribers: usize) {
 
 /// A stream section: records put (and MB/s), and what the push consumers read.
 fn stream_rows(out: &mut String, rows: &[&Outcome], shards: usize, readers: usize) {
-    out.push_str("| system | fsync before ack | shards | readers per shard | put records/s | put MB/s | read records/s | read MB/s | PutRecords p50 | PutRecords p99 | e2e p50 | e2e p99 | e2e p99.9 |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| system | fsync before ack | shards | readers per shard | put records/s | put MB/s | read records/s | read MB/s | put p50 | put p99 | e2e p50 | e2e p99 | e2e p99.9 | Sluice ÷ peer: put | Sluice ÷ peer: read |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let rate = |summary: &Value, key: &str| summary.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+    let sluice = rows.iter().find(|o| o.system == System::SluiceFsyncAlways).and_then(|o| o.summary.as_ref());
     for row in rows {
         let Some(summary) = &row.summary else {
             writeln!(
@@ -193,11 +195,14 @@ fn stream_rows(out: &mut String, rows: &[&Outcome], shards: usize, readers: usiz
             .ok();
             continue;
         };
-        let number = |key: &str| summary.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+        let number = |key: &str| rate(summary, key);
         let e2e = |key: &str| if readers > 0 { latency(us(summary, "end_to_end", key)) } else { "–".into() };
+        let ratio = |key: &str| {
+            ratio_cell(row.system, sluice.map(|s| rate(s, key) / rate(summary, key).max(1e-9)).filter(|_| rate(summary, key) > 0.0))
+        };
         writeln!(
             out,
-            "| {} | {} | {shards} | {readers} | {:.0} | {:.1} | {:.0} | {:.1} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {shards} | {readers} | {:.0} | {:.1} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
             row.system.name(),
             row.system.fsync_before_ack(),
             number("sent_per_second"),
@@ -209,6 +214,8 @@ fn stream_rows(out: &mut String, rows: &[&Outcome], shards: usize, readers: usiz
             e2e("p50_us"),
             e2e("p99_us"),
             e2e("p999_us"),
+            ratio("sent_per_second"),
+            ratio("received_per_second"),
         )
         .ok();
     }

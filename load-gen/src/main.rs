@@ -56,7 +56,8 @@ enum Workload {
     /// Publish once, deliver to --subscribers (Sluice: a topic's raw-delivery queues; Redis: consumer groups; NATS: durable consumers; RabbitMQ: a fanout exchange's queues); consumers drain them all.
     Fanout,
     /// PutRecords with random partition keys over --shards shards; each consumer holds a push
-    /// subscription to one shard (consumer i reads shard i mod --shards). Sluice only.
+    /// subscription to one shard (consumer i reads shard i mod --shards). Sluice, Redis (a Redis
+    /// stream per shard, XREAD) and NATS (a JetStream subject per shard, ordered consumers).
     Stream,
 }
 
@@ -156,8 +157,8 @@ fn validate(args: &Args) -> Result<(), String> {
     }
     let batch_max = if args.workload == Workload::Stream { sluice_protocol::limits::PUT_RECORDS_MAX } else { 10 };
     if args.workload == Workload::Stream {
-        if args.target != Target::Sluice {
-            return Err("the stream workload drives Sluice only: the peers' stream drivers are not written yet".into());
+        if args.target == Target::Rabbitmq {
+            return Err("the stream workload drives Sluice, Redis and NATS: RabbitMQ's stream driver is not written yet".into());
         }
         if args.shards == 0 || args.shards > 1000 {
             return Err("--shards must be from 1 to 1000".into());
@@ -195,7 +196,9 @@ fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
             sluice_stream::setup(endpoint, &args.queue, args.shards, args.cores * args.consumers).map(|()| sluice::GUARANTEE.to_owned())
         }
         Target::Sluice => sluice::setup(endpoint, &args.queue, fanout_subscribers(args)).map(|()| sluice::GUARANTEE.to_owned()),
+        Target::Redis if args.workload == Workload::Stream => redis::setup_shards(endpoint, args.shards),
         Target::Redis => redis::setup(endpoint, fanout_subscribers(args)),
+        Target::Nats if args.workload == Workload::Stream => nats::setup_shards(endpoint).map(|()| nats::GUARANTEE.to_owned()),
         Target::Nats => nats::setup(endpoint, fanout_subscribers(args)).map(|()| nats::GUARANTEE.to_owned()),
         Target::Rabbitmq => rabbitmq::setup(endpoint, fanout_subscribers(args)).map(|()| rabbitmq::GUARANTEE.to_owned()),
     }
@@ -271,7 +274,11 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
                     }
                     executor.run(run::run_core(sluice::Sluice { endpoint, queue, subscribers }, plan, core, started, ticks))
                 }
+                Target::Redis if stream => {
+                    run_on_tokio(redis::RedisShards { url: redis::url(&endpoint), shards }, plan, core, started, ticks)
+                }
                 Target::Redis => run_on_tokio(redis::Redis { url: redis::url(&endpoint), subscribers }, plan, core, started, ticks),
+                Target::Nats if stream => run_on_tokio(nats::NatsShards { endpoint, shards }, plan, core, started, ticks),
                 Target::Nats => run_on_tokio(nats::Nats { endpoint, subscribers }, plan, core, started, ticks),
                 Target::Rabbitmq => {
                     run_on_tokio(rabbitmq::Rabbitmq { uri: rabbitmq::uri(&endpoint), subscribers }, plan, core, started, ticks)

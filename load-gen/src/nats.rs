@@ -140,3 +140,115 @@ impl Consumer for NatsConsumer {
         Ok(())
     }
 }
+
+/// The stream workload on JetStream: one stream (file storage) with a subject per shard
+/// (`sluice.load.shard.N`), records published to a random shard's subject with publish acks,
+/// and each consumer an ordered push consumer of one shard's subject from the start (no acks:
+/// a stream reader keeps its own position, as a Kinesis reader does).
+pub struct NatsShards {
+    pub endpoint: String,
+    pub shards: usize,
+}
+
+pub const SHARDS_STREAM: &str = "SLUICE_LOAD_SHARDS";
+
+fn shard_subject(shard: usize) -> String {
+    format!("{SUBJECT}.shard.{shard}")
+}
+
+/// A fresh stream with a subject per shard.
+pub fn setup_shards(endpoint: &str) -> Result<(), Error> {
+    crate::peer_runtime().block_on(async {
+        let client = async_nats::connect(endpoint).await.map_err(|e| format!("cannot reach NATS at {endpoint}: {e}"))?;
+        let js = jetstream::new(client);
+        let _ = js.delete_stream(SHARDS_STREAM).await;
+        js.create_stream(stream::Config {
+            name: SHARDS_STREAM.into(),
+            subjects: vec![format!("{SUBJECT}.shard.*")],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(error)?;
+        Ok(())
+    })
+}
+
+#[derive(Clone)]
+pub struct ShardsProducer {
+    js: jetstream::Context,
+    subjects: std::rc::Rc<[String]>,
+}
+
+pub struct ShardReader {
+    messages: jetstream::consumer::push::Ordered,
+}
+
+impl Broker for NatsShards {
+    type Executor = crate::run::Tokio;
+    type Connection = jetstream::Context;
+    type Producer = ShardsProducer;
+    type Consumer = ShardReader;
+
+    async fn connect(&self) -> Result<jetstream::Context, Error> {
+        let client = async_nats::connect(self.endpoint.as_str()).await.map_err(error)?;
+        Ok(jetstream::new(client))
+    }
+
+    async fn producer(&self, js: &jetstream::Context) -> Result<ShardsProducer, Error> {
+        let subjects: Vec<String> = (0..self.shards).map(shard_subject).collect();
+        Ok(ShardsProducer { js: js.clone(), subjects: subjects.into() })
+    }
+
+    async fn consumer(&self, js: &jetstream::Context, index: usize) -> Result<ShardReader, Error> {
+        let stream = js.get_stream(SHARDS_STREAM).await.map_err(error)?;
+        let consumer = stream
+            .create_consumer(jetstream::consumer::push::OrderedConfig {
+                filter_subject: shard_subject(index % self.shards.max(1)),
+                deliver_subject: format!("_INBOX.sluice-load.{index}.{}", std::process::id()),
+                ..Default::default()
+            })
+            .await
+            .map_err(error)?;
+        Ok(ShardReader { messages: consumer.messages().await.map_err(error)? })
+    }
+}
+
+impl Producer for ShardsProducer {
+    async fn send(&self, bodies: Vec<Bytes>) -> Result<(), Error> {
+        let mut acks = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let subject = self.subjects[fastrand::usize(..self.subjects.len())].clone();
+            acks.push(self.js.publish(subject, body).await.map_err(error)?);
+        }
+        for ack in acks {
+            ack.await.map_err(error)?;
+        }
+        Ok(())
+    }
+}
+
+impl Consumer for ShardReader {
+    const RECEIVE_IS_A_REQUEST: bool = false;
+    const ACKNOWLEDGES: bool = false;
+
+    async fn receive(&mut self, max: usize, stamps: &mut Vec<u64>) -> Result<(), Error> {
+        let Some(first) = self.messages.next().await else { return Err("the ordered consumer ended".into()) };
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(message) = next {
+            let message = message.map_err(error)?;
+            stamps.extend(stamp_of(&message.payload));
+            taken += 1;
+            if taken >= max.max(PULL_BATCH) {
+                break;
+            }
+            next = self.messages.next().now_or_never().flatten();
+        }
+        Ok(())
+    }
+
+    async fn acknowledge(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}

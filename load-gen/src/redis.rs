@@ -158,3 +158,103 @@ impl Consumer for RedisConsumer {
         Ok(())
     }
 }
+
+/// The stream workload on Redis: one Redis stream per shard (`sluice-load-shard-N`), records
+/// XADDed to a random shard (as random partition keys spread them), and each consumer
+/// XREADs one shard from its start (no group: a stream reader keeps its own position, as a
+/// Kinesis reader does).
+pub struct RedisShards {
+    pub url: String,
+    pub shards: usize,
+}
+
+fn shard_key(shard: usize) -> String {
+    format!("{STREAM_KEY}-shard-{shard}")
+}
+
+/// Empties the shard streams; returns what an acknowledgement means (see `setup`).
+pub fn setup_shards(endpoint: &str, shards: usize) -> Result<String, Error> {
+    let guarantee = setup(endpoint, 0)?;
+    crate::peer_runtime().block_on(async {
+        let mut redis = connection(&url(endpoint)).await?;
+        for shard in 0..shards {
+            redis::cmd("DEL").arg(shard_key(shard)).query_async::<()>(&mut redis).await.map_err(error)?;
+        }
+        Ok::<_, Error>(())
+    })?;
+    Ok(guarantee)
+}
+
+#[derive(Clone)]
+pub struct ShardsProducer {
+    connection: MultiplexedConnection,
+    keys: std::rc::Rc<[String]>,
+}
+
+pub struct ShardReader {
+    connection: MultiplexedConnection,
+    key: String,
+    last_id: String,
+}
+
+impl Broker for RedisShards {
+    type Executor = crate::run::Tokio;
+    type Connection = MultiplexedConnection;
+    type Producer = ShardsProducer;
+    type Consumer = ShardReader;
+
+    async fn connect(&self) -> Result<MultiplexedConnection, Error> {
+        connection(&self.url).await
+    }
+
+    async fn producer(&self, connection: &MultiplexedConnection) -> Result<ShardsProducer, Error> {
+        let keys: Vec<String> = (0..self.shards).map(shard_key).collect();
+        Ok(ShardsProducer { connection: connection.clone(), keys: keys.into() })
+    }
+
+    async fn consumer(&self, _shared: &MultiplexedConnection, index: usize) -> Result<ShardReader, Error> {
+        Ok(ShardReader { connection: connection(&self.url).await?, key: shard_key(index % self.shards.max(1)), last_id: "0".into() })
+    }
+}
+
+impl Producer for ShardsProducer {
+    async fn send(&self, bodies: Vec<Bytes>) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        for body in &bodies {
+            pipe.cmd("XADD").arg(&self.keys[fastrand::usize(..self.keys.len())]).arg("*").arg("b").arg(&body[..]);
+        }
+        pipe.query_async::<()>(&mut self.connection.clone()).await.map_err(error)
+    }
+}
+
+impl Consumer for ShardReader {
+    const RECEIVE_IS_A_REQUEST: bool = false;
+    const ACKNOWLEDGES: bool = false;
+
+    async fn receive(&mut self, _max: usize, stamps: &mut Vec<u64>) -> Result<(), Error> {
+        let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(10_000)
+            .arg("BLOCK")
+            .arg(BLOCK_MS)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(&self.last_id)
+            .query_async(&mut self.connection)
+            .await
+            .map_err(error)?;
+        for key in reply.into_iter().flat_map(|reply| reply.keys) {
+            for entry in key.ids {
+                if let Some(redis::Value::BulkString(body)) = entry.map.get("b") {
+                    stamps.extend(stamp_of(body));
+                }
+                self.last_id = entry.id;
+            }
+        }
+        Ok(())
+    }
+
+    async fn acknowledge(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}

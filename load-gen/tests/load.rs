@@ -170,7 +170,7 @@ fn bad_flags_are_refused_with_a_reason() {
     for (args, reason) in [
         (&["--batch", "11"][..], "--batch must be from 1 to 10"),
         (&["--workload", "stream", "--shards", "4", "--consumers", "3"][..], "must be a multiple of --shards"),
-        (&["--workload", "stream", "--target", "redis"][..], "drives Sluice only"),
+        (&["--workload", "stream", "--target", "rabbitmq"][..], "RabbitMQ's stream driver is not written yet"),
         (&["--workload", "stream", "--batch", "501"][..], "--batch must be from 1 to 500"),
         (&["--workload", "fanout", "--subscribers", "40", "--consumers", "4"][..], "a consumer for every subscribed queue"),
         (&["--rate", "10", "--inflight", "2"][..], "cannot be used with"),
@@ -248,6 +248,20 @@ fn round_trip_through(target: &str, peer: &Peer) {
     assert_eq!(fanout["sent"], 600, "{target} fanout");
     assert_eq!(fanout["received"], 1800, "{target} fanout: each of 3 subscribers received every message");
     assert_eq!(fanout["errors"], 0, "{target} fanout");
+
+    // Stream: 4 shards, 2 readers each; every record reaches both readers of its shard.
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    #[rustfmt::skip]
+    let args = [
+        "--target", target, "--endpoint", &endpoint, "--workload", "stream", "--shards", "4", "--consumers", "8",
+        "--batch", "50", "--send-limit", "1000", "--warmup", "0", "--duration", "3", "--out", dir,
+    ];
+    load_ok(&args);
+    let stream = self::summary(out.path());
+    assert_eq!(stream["sent"], 1000, "{target} stream");
+    assert_eq!(stream["received"], 2000, "{target} stream: both readers of each shard got every record");
+    assert_eq!(stream["errors"], 0, "{target} stream");
 }
 
 #[test]
