@@ -34,7 +34,8 @@ pub enum Workload {
     },
     /// PutRecords (100 records each) over a stream of `shards` shards, each shard read by
     /// `readers` readers (none: ingest alone): Sluice push subscriptions, a Redis stream per
-    /// shard read with XREAD, a JetStream subject per shard read by ordered consumers.
+    /// shard read with XREAD, a JetStream subject per shard read by ordered consumers, a
+    /// RabbitMQ stream queue per shard.
     Stream {
         shards: usize,
         readers: usize,
@@ -208,11 +209,6 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
         };
         for &system in &systems {
             let dir = folder.join(scenario.name);
-            if matches!(scenario.workload, Workload::Stream { .. }) && system == System::Rabbitmq {
-                let note = "no stream driver for RabbitMQ yet".to_owned();
-                outcomes.push(Outcome { scenario: scenario.name, system, summary: None, note: Some(note) });
-                continue;
-            }
             if outcomes.iter().any(|o: &Outcome| o.scenario == scenario.name && o.system == system) {
                 continue;
             }

@@ -57,7 +57,8 @@ enum Workload {
     Fanout,
     /// PutRecords with random partition keys over --shards shards; each consumer holds a push
     /// subscription to one shard (consumer i reads shard i mod --shards). Sluice, Redis (a Redis
-    /// stream per shard, XREAD) and NATS (a JetStream subject per shard, ordered consumers).
+    /// stream per shard, XREAD), NATS (a JetStream subject per shard, ordered consumers) and
+    /// RabbitMQ (a stream queue per shard).
     Stream,
 }
 
@@ -157,9 +158,6 @@ fn validate(args: &Args) -> Result<(), String> {
     }
     let batch_max = if args.workload == Workload::Stream { sluice_protocol::limits::PUT_RECORDS_MAX } else { 10 };
     if args.workload == Workload::Stream {
-        if args.target == Target::Rabbitmq {
-            return Err("the stream workload drives Sluice, Redis and NATS: RabbitMQ's stream driver is not written yet".into());
-        }
         if args.shards == 0 || args.shards > 1000 {
             return Err("--shards must be from 1 to 1000".into());
         }
@@ -200,6 +198,9 @@ fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
         Target::Redis => redis::setup(endpoint, fanout_subscribers(args)),
         Target::Nats if args.workload == Workload::Stream => nats::setup_shards(endpoint).map(|()| nats::GUARANTEE.to_owned()),
         Target::Nats => nats::setup(endpoint, fanout_subscribers(args)).map(|()| nats::GUARANTEE.to_owned()),
+        Target::Rabbitmq if args.workload == Workload::Stream => {
+            rabbitmq::setup_shards(endpoint, args.shards).map(|()| rabbitmq::STREAM_GUARANTEE.to_owned())
+        }
         Target::Rabbitmq => rabbitmq::setup(endpoint, fanout_subscribers(args)).map(|()| rabbitmq::GUARANTEE.to_owned()),
     }
 }
@@ -280,6 +281,9 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
                 Target::Redis => run_on_tokio(redis::Redis { url: redis::url(&endpoint), subscribers }, plan, core, started, ticks),
                 Target::Nats if stream => run_on_tokio(nats::NatsShards { endpoint, shards }, plan, core, started, ticks),
                 Target::Nats => run_on_tokio(nats::Nats { endpoint, subscribers }, plan, core, started, ticks),
+                Target::Rabbitmq if stream => {
+                    run_on_tokio(rabbitmq::RabbitShards { uri: rabbitmq::uri(&endpoint), shards }, plan, core, started, ticks)
+                }
                 Target::Rabbitmq => {
                     run_on_tokio(rabbitmq::Rabbitmq { uri: rabbitmq::uri(&endpoint), subscribers }, plan, core, started, ticks)
                 }

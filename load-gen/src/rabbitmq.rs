@@ -29,6 +29,8 @@ const PREFETCH: u16 = 500;
 
 pub const GUARANTEE: &str = "durable classic queue, persistent messages: publisher confirm once written to disk (fsync batched)";
 
+pub const STREAM_GUARANTEE: &str = "stream queues, persistent messages: publisher confirm once written to the stream's log (fsync batched)";
+
 pub struct Rabbitmq {
     pub uri: String,
     /// Fan-out: queues bound to the fanout exchange (0: the queue workload's one queue).
@@ -162,6 +164,130 @@ impl Consumer for RabbitConsumer {
         if let Some(tag) = self.last_tag.take() {
             self.channel.basic_ack(tag, BasicAckOptions { multiple: true }).await.map_err(error)?;
         }
+        Ok(())
+    }
+}
+
+/// The stream workload on RabbitMQ: a stream queue (`x-queue-type: stream`) per shard,
+/// persistent messages published with confirms to a random shard, and each consumer reading
+/// one shard from its start (`x-stream-offset: first`) with a prefetch window; its acks only
+/// return credit (a stream keeps its messages), so they are sent as each batch arrives.
+pub struct RabbitShards {
+    pub uri: String,
+    pub shards: usize,
+}
+
+fn shard_queue(shard: usize) -> String {
+    format!("{QUEUE}-shard-{shard}")
+}
+
+fn stream_arguments() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), lapin::types::AMQPValue::LongString("stream".into()));
+    arguments
+}
+
+/// Fresh stream queues, one per shard.
+pub fn setup_shards(endpoint: &str, shards: usize) -> Result<(), Error> {
+    crate::peer_runtime().block_on(async {
+        let connection = Connection::connect(&uri(endpoint), ConnectionProperties::default())
+            .await
+            .map_err(|e| format!("cannot reach RabbitMQ at {endpoint}: {e}"))?;
+        let channel = connection.create_channel().await.map_err(error)?;
+        for shard in 0..shards {
+            let name = shard_queue(shard);
+            channel.queue_delete(name.as_str().into(), QueueDeleteOptions::default()).await.map_err(error)?;
+            let options = QueueDeclareOptions { durable: true, ..Default::default() };
+            channel.queue_declare(name.as_str().into(), options, stream_arguments()).await.map_err(error)?;
+        }
+        connection.close(200, "set up".into()).await.map_err(error)?;
+        Ok(())
+    })
+}
+
+#[derive(Clone)]
+pub struct ShardsProducer {
+    channel: Channel,
+    queues: std::rc::Rc<[String]>,
+}
+
+pub struct ShardReader {
+    channel: Channel,
+    deliveries: lapin::Consumer,
+}
+
+impl Broker for RabbitShards {
+    type Executor = crate::run::Tokio;
+    type Connection = Connection;
+    type Producer = ShardsProducer;
+    type Consumer = ShardReader;
+
+    async fn connect(&self) -> Result<Connection, Error> {
+        Connection::connect(&self.uri, ConnectionProperties::default()).await.map_err(error)
+    }
+
+    async fn producer(&self, connection: &Connection) -> Result<ShardsProducer, Error> {
+        let channel = connection.create_channel().await.map_err(error)?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(error)?;
+        let queues: Vec<String> = (0..self.shards).map(shard_queue).collect();
+        Ok(ShardsProducer { channel, queues: queues.into() })
+    }
+
+    async fn consumer(&self, connection: &Connection, index: usize) -> Result<ShardReader, Error> {
+        let channel = connection.create_channel().await.map_err(error)?;
+        channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(error)?;
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-stream-offset".into(), lapin::types::AMQPValue::LongString("first".into()));
+        let (queue, tag) = (shard_queue(index % self.shards.max(1)), format!("s{index}"));
+        let deliveries = channel
+            .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), arguments)
+            .await
+            .map_err(error)?;
+        Ok(ShardReader { channel, deliveries })
+    }
+}
+
+impl Producer for ShardsProducer {
+    async fn send(&self, bodies: Vec<Bytes>) -> Result<(), Error> {
+        let mut confirms = Vec::with_capacity(bodies.len());
+        for body in &bodies {
+            let queue = self.queues[fastrand::usize(..self.queues.len())].as_str();
+            let properties = BasicProperties::default().with_delivery_mode(2);
+            let confirm = self
+                .channel
+                .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), body, properties)
+                .await
+                .map_err(error)?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            if confirm.await.map_err(error)?.is_nack() {
+                return Err("the broker refused (nacked) a message".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Consumer for ShardReader {
+    const RECEIVE_IS_A_REQUEST: bool = false;
+    const ACKNOWLEDGES: bool = false;
+
+    async fn receive(&mut self, _max: usize, stamps: &mut Vec<u64>) -> Result<(), Error> {
+        let Some(first) = self.deliveries.next().await else { return Err("the consumer was cancelled".into()) };
+        let mut next = Some(first);
+        let mut last_tag = 0;
+        while let Some(delivery) = next {
+            let delivery = delivery.map_err(error)?;
+            stamps.extend(stamp_of(&delivery.data));
+            last_tag = delivery.delivery_tag;
+            next = self.deliveries.next().now_or_never().flatten();
+        }
+        // Credit for the next deliveries (a stream keeps the messages).
+        self.channel.basic_ack(last_tag, BasicAckOptions { multiple: true }).await.map_err(error)
+    }
+
+    async fn acknowledge(&mut self) -> Result<(), Error> {
         Ok(())
     }
 }

@@ -170,7 +170,7 @@ fn bad_flags_are_refused_with_a_reason() {
     for (args, reason) in [
         (&["--batch", "11"][..], "--batch must be from 1 to 10"),
         (&["--workload", "stream", "--shards", "4", "--consumers", "3"][..], "must be a multiple of --shards"),
-        (&["--workload", "stream", "--target", "rabbitmq"][..], "RabbitMQ's stream driver is not written yet"),
+        (&["--workload", "stream", "--shards", "0", "--consumers", "0"][..], "--shards must be from 1 to 1000"),
         (&["--workload", "stream", "--batch", "501"][..], "--batch must be from 1 to 500"),
         (&["--workload", "fanout", "--subscribers", "40", "--consumers", "4"][..], "a consumer for every subscribed queue"),
         (&["--rate", "10", "--inflight", "2"][..], "cannot be used with"),
