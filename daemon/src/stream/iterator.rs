@@ -32,21 +32,17 @@ impl ShardPosition {
         bytes.extend_from_slice(&self.issued_ms.to_be_bytes());
         let crc = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&crc.to_be_bytes());
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        to_hex(&bytes)
     }
 
     /// Reads an iterator back; refuses anything not made by `encode`, and iterators
     /// older than five minutes.
     pub fn decode(text: &str, now_ms: u64) -> Result<ShardPosition, OpError> {
         let invalid = || OpError::new(ErrorCode::InvalidArgument, format!("Invalid ShardIterator: {}", shorten(text)));
-        if text.len() != (BODY_BYTES + 4) * 2 || !text.is_ascii() {
+        if text.len() != (BODY_BYTES + 4) * 2 {
             return Err(invalid());
         }
-        let bytes: Vec<u8> = (0..text.len())
-            .step_by(2)
-            .map(|at| u8::from_str_radix(&text[at..at + 2], 16))
-            .collect::<Result<_, _>>()
-            .map_err(|_| invalid())?;
+        let bytes = from_hex(text).ok_or_else(invalid)?;
         let (body, crc) = bytes.split_at(BODY_BYTES);
         if body[0] != VERSION || crc32fast::hash(body).to_be_bytes() != crc {
             return Err(invalid());
@@ -76,19 +72,28 @@ fn shorten(text: &str) -> &str {
 /// A pagination token: what comes after, and when it was issued (tokens expire after
 /// `lifetime_ms`). Hex of `issued_ms:after`.
 pub fn encode_token(after: &str, issued_ms: u64) -> String {
-    format!("{issued_ms}:{after}").bytes().map(|b| format!("{b:02x}")).collect()
+    to_hex(format!("{issued_ms}:{after}").as_bytes())
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push_str(&format!("{b:02x}"));
+    }
+    text
+}
+
+/// Bytes of a lower- or upper-case hex string; `None` for anything else.
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|at| u8::from_str_radix(&text[at..at + 2], 16).ok()).collect()
 }
 
 pub fn decode_token(token: &str, now_ms: u64, lifetime_ms: u64) -> Result<String, OpError> {
     let invalid = || OpError::new(ErrorCode::InvalidArgument, "NextToken is not valid.");
-    if !token.len().is_multiple_of(2) || !token.is_ascii() {
-        return Err(invalid());
-    }
-    let bytes: Vec<u8> = (0..token.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(&token[at..at + 2], 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| invalid())?;
+    let bytes = from_hex(token).ok_or_else(invalid)?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (issued, after) = text.split_once(':').ok_or_else(invalid)?;
     let issued: u64 = issued.parse().map_err(|_| invalid())?;

@@ -563,7 +563,7 @@ impl Shard {
                 outcomes.push(PutOutcome::Resharded(item));
                 continue;
             }
-            let log = match self.streams.get_live(stream_id, item.shard, || self.shard_exists(stream_id, item.shard)).await {
+            let log = match self.streams.get(stream_id, item.shard, || self.shard_exists(stream_id, item.shard)).await {
                 Ok(log) => log,
                 Err(error) => {
                     outcomes.push(PutOutcome::Failed(item.at, error));
@@ -622,7 +622,7 @@ impl Shard {
         let snapshot = self.queues.snapshot();
         let meta = stream_by_id(&snapshot, request.stream_id)?.clone();
         let shard = meta.shard(request.shard).ok_or_else(|| shard_gone(request.shard))?.clone();
-        let log = self.streams.get_live(meta.id, shard.index, || self.shard_exists(meta.id, shard.index)).await?;
+        let log = self.streams.get(meta.id, shard.index, || self.shard_exists(meta.id, shard.index)).await?;
         let now = now_ms();
         let enforce = request.limited && self.config.enforce_shard_limits;
         if enforce && !log.admit_read(now) {
@@ -696,7 +696,7 @@ impl Shard {
         let snapshot = self.queues.snapshot();
         let meta = stream_by_id(&snapshot, stream_id)?.clone();
         meta.shard(shard).ok_or_else(|| shard_gone(shard))?;
-        let log = self.streams.get_live(stream_id, shard, || self.shard_exists(stream_id, shard)).await?;
+        let log = self.streams.get(stream_id, shard, || self.shard_exists(stream_id, shard)).await?;
         match seek {
             Seek::Latest => Ok(log.log.next_seq()),
             Seek::Timestamp(ms) => log.log.seq_at_timestamp(ms.max(meta.cutoff_ms(now_ms()))).await.map_err(storage_error),
@@ -847,7 +847,7 @@ impl Shard {
         let now = now_ms();
         for meta in snapshot.streams.values() {
             for shard in meta.shards.iter().filter(|shard| shard.owner(self.count) == self.id) {
-                let Ok(log) = self.streams.get_live(meta.id, shard.index, || self.shard_exists(meta.id, shard.index)).await else {
+                let Ok(log) = self.streams.get(meta.id, shard.index, || self.shard_exists(meta.id, shard.index)).await else {
                     continue;
                 };
                 if let Err(error) = log.log.trim_before_timestamp(meta.cutoff_ms(now)).await {

@@ -171,11 +171,23 @@ impl StreamStore {
         self.leases.borrow().get(&(stream_id, shard, consumer_key)).is_some_and(|(held, _)| *held == generation)
     }
 
-    /// The log of shard `shard` of stream `stream_id`, opened (or created) if need be.
-    pub async fn get(&self, stream_id: u64, shard: u32) -> Result<Rc<ShardLog>, OpError> {
+    /// The log of shard `shard` of stream `stream_id`, opened (or created) if need be. A log
+    /// this call opens is kept only if `exists` (the current snapshot) still has the shard then:
+    /// a stream deleted while its log was being opened leaves no log (nor files) behind. Logs
+    /// already open are the snapshot's to close (`remove_unless`), so the common path checks nothing.
+    pub async fn get(&self, stream_id: u64, shard: u32, exists: impl Fn() -> bool) -> Result<Rc<ShardLog>, OpError> {
         if let Some(log) = self.logs.borrow().get(&(stream_id, shard)) {
             return Ok(log.clone());
         }
+        let log = self.open(stream_id, shard).await?;
+        if !exists() {
+            self.remove_unless(|s, i| (s, i) != (stream_id, shard)).await;
+            return Err(OpError::new(ErrorCode::ResourceNotFound, "The stream or shard was deleted."));
+        }
+        Ok(log)
+    }
+
+    async fn open(&self, stream_id: u64, shard: u32) -> Result<Rc<ShardLog>, OpError> {
         let _permit = self.opening.acquire_permit(1).await.map_err(|_| OpError::new(ErrorCode::ServiceUnavailable, "shutting down"))?;
         if let Some(log) = self.logs.borrow().get(&(stream_id, shard)) {
             return Ok(log.clone());
@@ -204,17 +216,6 @@ impl StreamStore {
             reads: Cell::default(),
         });
         self.logs.borrow_mut().insert((stream_id, shard), log.clone());
-        Ok(log)
-    }
-
-    /// `get`, for a shard that `exists` still says is there once its log is open: a stream
-    /// deleted while its log was being opened leaves no log (nor files) behind.
-    pub async fn get_live(&self, stream_id: u64, shard: u32, exists: impl Fn() -> bool) -> Result<Rc<ShardLog>, OpError> {
-        let log = self.get(stream_id, shard).await?;
-        if !exists() {
-            self.remove_unless(|s, i| (s, i) != (stream_id, shard)).await;
-            return Err(OpError::new(ErrorCode::ResourceNotFound, "The stream or shard was deleted."));
-        }
         Ok(log)
     }
 
