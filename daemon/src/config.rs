@@ -88,8 +88,19 @@ pub struct Config {
     #[arg(long, env = "SLUICE_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
 
-    /// Base of the queue URLs handed to clients (the AWS-compatible gateway's address).
-    #[arg(long, env = "SLUICE_PUBLIC_URL", default_value = "http://127.0.0.1:4566")]
+    /// Address of the AWS-compatible HTTP gateway (SQS JSON and Query, SNS Query, Kinesis
+    /// JSON; `/health`), served by every core on the same port; `off` to serve none.
+    #[arg(long, env = "SLUICE_HTTP_LISTEN", default_value = "127.0.0.1:4566", value_parser = http_listen)]
+    pub http_listen: HttpListen,
+
+    /// Seconds an HTTP connection may stay silent (idle between requests, or in the middle
+    /// of sending one) before the gateway closes it.
+    #[arg(long, env = "SLUICE_HTTP_IDLE_TIMEOUT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_idle_timeout_seconds: u64,
+
+    /// Base of the queue URLs and SNS links handed to clients. Default: `http://` and the
+    /// address the HTTP gateway listens on (or the binary listener's, with `--http-listen off`).
+    #[arg(long, env = "SLUICE_PUBLIC_URL", default_value = "")]
     pub public_url: String,
 
     /// A PEM file of extra certificate authorities trusted for `https` subscription endpoints,
@@ -114,6 +125,17 @@ fn frame_bytes_max(text: &str) -> Result<usize, String> {
         return Err(format!("must be from 1024 to {}", u32::MAX));
     }
     Ok(value)
+}
+
+/// `--http-listen`: an address, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpListen(pub Option<SocketAddr>);
+
+fn http_listen(text: &str) -> Result<HttpListen, String> {
+    if text == "off" {
+        return Ok(HttpListen(None));
+    }
+    text.parse().map(|addr| HttpListen(Some(addr))).map_err(|e| format!("must be HOST:PORT or `off`: {e}"))
 }
 
 fn fsync_mode(text: &str) -> Result<FsyncMode, String> {

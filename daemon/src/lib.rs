@@ -2,6 +2,7 @@
 //!
 //! - `runtime`: shards (one pinned executor per core), the cross-shard bus, timers, shutdown.
 //! - `net`: the binary-protocol listener and connections.
+//! - `gateway`: the AWS-compatible HTTP front end (SQS, SNS, Kinesis wire protocols).
 //! - `queue`: SQS standard queues — metadata, partitions, the operations.
 //! - `topic`: SNS standard topics — subscriptions, filter policies, fan-out to queues.
 //! - `stream`: Kinesis-style streams — shards pinned to cores, routing, iterators, resharding, push consumers.
@@ -9,6 +10,7 @@
 //! - `config`: flags and their `SLUICE_…` environment variables.
 
 pub mod config;
+pub mod gateway;
 pub mod net;
 pub mod queue;
 pub mod runtime;

@@ -46,7 +46,10 @@ fn main() {
     let result = runtime::run(config, |started| {
         tracing::info!(addr = %started.addr, shards = started.shards, data_dir = %data_dir.display(), "sluiced ready");
         // Tests and scripts read this line to learn the port.
-        println!("sluiced listening on {}", started.addr);
+        match started.http_addr {
+            Some(http) => println!("sluiced listening on {}, http {http}", started.addr),
+            None => println!("sluiced listening on {}", started.addr),
+        }
     });
     signal_handle.close();
     match result {

@@ -14,6 +14,8 @@ use sluice_client::{Client, ClientError, ErrorCode};
 pub struct Daemon {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The AWS-compatible HTTP gateway's address (`http_url` gives it as a URL).
+    pub http_addr: Option<SocketAddr>,
     data_dir: PathBuf,
     /// The temporary directory behind `data_dir`, when this daemon made it.
     _temporary: Option<tempfile::TempDir>,
@@ -45,8 +47,13 @@ impl Daemon {
     /// `sluiced` on an existing data directory (which outlives the daemon).
     pub fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Daemon {
         let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
-        let (child, addr) = spawn(data_dir, &extra);
-        Daemon { child: Some(child), addr, data_dir: data_dir.to_path_buf(), _temporary: None, extra }
+        let (child, addr, http_addr) = spawn(data_dir, &extra);
+        Daemon { child: Some(child), addr, http_addr, data_dir: data_dir.to_path_buf(), _temporary: None, extra }
+    }
+
+    /// `http://HOST:PORT` of the HTTP gateway, for AWS clients' `--endpoint-url`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr.expect("the daemon was started with --http-listen off"))
     }
 
     /// The daemon's data directory.
@@ -66,9 +73,10 @@ impl Daemon {
     /// (after `kill` or `terminate`; a running daemon is killed first). The port changes.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, addr) = spawn(&self.data_dir, &self.extra);
+        let (child, addr, http_addr) = spawn(&self.data_dir, &self.extra);
         self.child = Some(child);
         self.addr = addr;
+        self.http_addr = http_addr;
     }
 
     /// Starts `sluiced` on `data_dir` and expects it to fail: returns its exit status and stderr.
@@ -138,6 +146,7 @@ fn command(data_dir: &std::path::Path, extra: &[String]) -> Command {
     let mut command = Command::new(workspace_binary("sluiced"));
     command
         .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        .args(default("--http-listen", "127.0.0.1:0"))
         .args(default("--cores", "2"))
         // Small segments: tests start many daemons, and each prepares two segments per shard.
         .args(default("--segment-bytes", "4194304"))
@@ -151,19 +160,19 @@ fn command(data_dir: &std::path::Path, extra: &[String]) -> Command {
     command
 }
 
-/// Spawns `sluiced` and reads the address it listens on.
-fn spawn(data_dir: &std::path::Path, extra: &[String]) -> (Child, SocketAddr) {
+/// Spawns `sluiced` and reads the addresses it listens on (binary protocol, HTTP gateway).
+fn spawn(data_dir: &std::path::Path, extra: &[String]) -> (Child, SocketAddr, Option<SocketAddr>) {
     let mut child = command(data_dir, extra).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawning sluiced");
     let stdout = child.stdout.take().expect("sluiced stdout");
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).expect("reading sluiced's first line");
-    let addr = line
-        .trim()
-        .strip_prefix("sluiced listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from sluiced: {line:?}"))
-        .parse()
-        .expect("listen address");
-    (child, addr)
+    let addresses =
+        line.trim().strip_prefix("sluiced listening on ").unwrap_or_else(|| panic!("unexpected first line from sluiced: {line:?}"));
+    let (addr, http) = match addresses.split_once(", http ") {
+        Some((addr, http)) => (addr, Some(http.parse().expect("HTTP listen address"))),
+        None => (addresses, None),
+    };
+    (child, addr.parse().expect("listen address"), http)
 }
 
 impl Drop for Daemon {

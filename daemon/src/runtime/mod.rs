@@ -83,6 +83,8 @@ pub struct Shard {
 /// What `run` reports once every shard listens.
 pub struct Started {
     pub addr: SocketAddr,
+    /// The HTTP gateway's address, unless `--http-listen off`.
+    pub http_addr: Option<SocketAddr>,
     pub shards: usize,
 }
 
@@ -101,9 +103,17 @@ fn reserve_port(addr: SocketAddr) -> std::io::Result<(socket2::Socket, SocketAdd
 }
 
 /// Starts the shards; calls `on_started` once all listen, then blocks until they exit.
-pub fn run(config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Result<()> {
+pub fn run(mut config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Result<()> {
     let cores = if config.cores == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.cores };
     let (reservation, addr) = reserve_port(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let http = match config.http_listen.0 {
+        Some(http) => Some(reserve_port(http).map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {http}: {e}"))?),
+        None => None,
+    };
+    let http_addr = http.as_ref().map(|(_, bound)| *bound);
+    if config.public_url.is_empty() {
+        config.public_url = format!("http://{}", http_addr.unwrap_or(addr));
+    }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
     let mesh = MeshBuilder::<ShardMessage, _>::full(cores, MESH_CHANNEL_CAPACITY_MAX);
@@ -123,7 +133,7 @@ pub fn run(config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Result<
             let ready = ready_tx.clone();
             let drained = drained.clone();
             async move {
-                if let Err(error) = shard_main(config, mesh, addr, ready.clone(), drained).await {
+                if let Err(error) = shard_main(config, mesh, addr, http_addr, ready.clone(), drained).await {
                     let _ = ready.send(Err(error.to_string()));
                 }
             }
@@ -140,7 +150,8 @@ pub fn run(config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Result<
         }
     }
     drop(reservation);
-    on_started(&Started { addr, shards: cores });
+    drop(http);
+    on_started(&Started { addr, http_addr, shards: cores });
     for result in handles.join_all() {
         if let Err(error) = result {
             anyhow::bail!("a shard failed: {error:?}");
@@ -153,6 +164,7 @@ async fn shard_main(
     config: Config,
     mesh: MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>,
     addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
     drained: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
@@ -247,6 +259,11 @@ async fn shard_main(
         .detach();
 
     let listener = glommio::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {addr}: {e}"))?;
+    if let Some(http_addr) = http_addr {
+        let http_listener = glommio::net::TcpListener::bind(http_addr)
+            .map_err(|e| anyhow::anyhow!("shard {id} cannot listen for HTTP on {http_addr}: {e}"))?;
+        glommio::spawn_local(crate::gateway::accept_loop(shard.clone(), http_listener)).detach();
+    }
     let _ = ready.send(Ok(()));
     tracing::debug!(shard = id, %addr, "listening");
 

@@ -1,0 +1,457 @@
+//! The AWS-compatible HTTP gateway: SQS (AWS JSON 1.0 and Query), SNS (Query) and Kinesis
+//! (AWS JSON 1.1), so AWS SDKs and the AWS CLI work unchanged with `--endpoint-url`.
+//!
+//! Every core accepts HTTP/1.1 connections on the same port (hyper over glommio sockets)
+//! and turns each request into the same `Op` the binary protocol carries, run by
+//! `Shard::handle_op`: a message sent one way is received the other. The gateway knows
+//! nothing of how engines store things; engines know nothing of HTTP.
+//!
+//! Dispatch: `X-Amz-Target: AmazonSQS.*` is SQS JSON, `Kinesis_20131202.*` is Kinesis;
+//! anything else is the Query protocol, whose service is named by the SigV4 credential
+//! scope (`…/sqs/aws4_request`), else by the action, else by a queue-URL path.
+//! Signatures are not checked (auth is off). `/health` answers `ok`.
+//!
+//! Limits: a body larger than `BODY_BYTES_MAX` is refused before it is read; headers are
+//! bounded by hyper's buffer (`HEADER_BUFFER_BYTES_MAX`); a connection silent for
+//! `--http-idle-timeout-seconds` (idle, or stalled mid-request) is closed. Nothing from the
+//! wire is trusted: every malformed request gets an AWS-shaped error, never a panic.
+
+mod io;
+mod kinesis;
+mod params;
+mod sns;
+mod sqs;
+mod xml;
+
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use glommio::net::{TcpListener, TcpStream};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::{Map, Value};
+use sluice_protocol::{ErrorCode, Op, OpError, Reply, Response as OpResponse};
+
+use crate::runtime::Shard;
+use params::{Params, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
+
+/// Largest request body: a PutRecords of 5 MiB of data is ~6.7 MiB as base64 in JSON.
+const BODY_BYTES_MAX: usize = 16 << 20;
+/// hyper's read buffer, which bounds a request's head (line and headers).
+const HEADER_BUFFER_BYTES_MAX: usize = 64 * 1024;
+/// SubscribeToShard events buffered for a slow HTTP reader before the subscription waits.
+const EVENTS_BUFFERED_MAX: usize = 4;
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Accepts HTTP connections until shutdown is requested.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        let shutdown = shard.shutdown.event.listen();
+        if shard.shutdown.requested.get() {
+            break;
+        }
+        let accept = listener.accept();
+        futures::pin_mut!(accept, shutdown);
+        match futures::future::select(accept, shutdown).await {
+            futures::future::Either::Left((Ok(stream), _)) => {
+                let shard = shard.clone();
+                shard.shutdown.connections.set(shard.shutdown.connections.get() + 1);
+                glommio::spawn_local(async move {
+                    if let Err(error) = serve(shard.clone(), stream).await {
+                        tracing::debug!(shard = shard.id, %error, "HTTP connection closed");
+                    }
+                    shard.shutdown.connections.set(shard.shutdown.connections.get() - 1);
+                    shard.shutdown.connection_closed.notify_all();
+                })
+                .detach();
+            }
+            futures::future::Either::Left((Err(error), _)) => {
+                tracing::warn!(shard = shard.id, %error, "HTTP accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            futures::future::Either::Right(_) => break,
+        }
+    }
+}
+
+async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(shard.config.http_idle_timeout_seconds))).map_err(|e| e.to_string())?;
+    let service_shard = shard.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let shard = service_shard.clone();
+        async move { Ok::<_, Infallible>(handle(shard, request).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.max_buf_size(HEADER_BUFFER_BYTES_MAX).half_close(false);
+    let connection = builder.serve_connection(io::HyperIo::new(stream), service);
+    futures::pin_mut!(connection);
+    let shutdown = shard.shutdown.event.listen();
+    if shard.shutdown.requested.get() {
+        connection.as_mut().graceful_shutdown();
+    }
+    futures::pin_mut!(shutdown);
+    match futures::future::select(connection.as_mut(), shutdown).await {
+        futures::future::Either::Left((result, _)) => result.map_err(|e| e.to_string()),
+        futures::future::Either::Right(_) => {
+            // Finish the request in flight, if any, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await.map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Which wire protocol a request speaks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Protocol {
+    SqsJson,
+    SqsQuery,
+    SnsQuery,
+    KinesisJson,
+}
+
+impl Protocol {
+    fn is_json(self) -> bool {
+        matches!(self, Protocol::SqsJson | Protocol::KinesisJson)
+    }
+}
+
+async fn handle(shard: Rc<Shard>, request: Request<Incoming>) -> Response<Body> {
+    let request_id = crate::topic::random_uuid();
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    if path == "/health" && parts.method == Method::GET {
+        return text(StatusCode::OK, "ok\n");
+    }
+    let target = parts.headers.get("x-amz-target").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let (protocol, json_action) = match target.as_deref() {
+        Some(target) => match target.split_once('.') {
+            Some(("AmazonSQS", action)) => (Protocol::SqsJson, action.to_owned()),
+            Some(("Kinesis_20131202", action)) => (Protocol::KinesisJson, action.to_owned()),
+            _ => {
+                let error = OpError::new(ErrorCode::InvalidAction, format!("The target {target} is not served here."));
+                return json_error(Protocol::KinesisJson, &error, &request_id, "UnknownOperationException");
+            }
+        },
+        None => (Protocol::SqsQuery, String::new()),
+    };
+    let declared = parts.headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_BYTES_MAX as u64) {
+        return too_large(protocol, &request_id);
+    }
+    let body = match Limited::new(body, BODY_BYTES_MAX).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return too_large(protocol, &request_id);
+            }
+            let error = OpError::new(ErrorCode::MalformedRequest, format!("the request body could not be read: {error}"));
+            return if protocol.is_json() {
+                json_error(protocol, &error, &request_id, "")
+            } else {
+                query_error(protocol, &error, &request_id)
+            };
+        }
+    };
+    if protocol.is_json() {
+        json_call(&shard, protocol, &json_action, &body, &request_id).await
+    } else {
+        query_call(&shard, &parts, &path, &body, &request_id).await
+    }
+}
+
+fn too_large(protocol: Protocol, request_id: &str) -> Response<Body> {
+    let error = OpError::new(ErrorCode::InvalidParameterValue, format!("the request body is larger than {BODY_BYTES_MAX} bytes"));
+    let mut response =
+        if protocol.is_json() { json_error(protocol, &error, request_id, "") } else { query_error(protocol, &error, request_id) };
+    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    // The unread body stays on the socket: the connection cannot be reused.
+    response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+async fn json_call(shard: &Rc<Shard>, protocol: Protocol, action: &str, body: &[u8], request_id: &str) -> Response<Body> {
+    let tree: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) | Err(_) => {
+                let error = OpError::new(ErrorCode::MalformedRequest, "the request body is not a JSON object");
+                return json_error(protocol, &error, request_id, "SerializationException");
+            }
+        }
+    };
+    let op = match protocol {
+        Protocol::SqsJson => sqs::op_from(action, Params::new(&tree, SQS_FAULTS)),
+        _ => kinesis::op_from(action, Params::new(&tree, KINESIS_FAULTS)),
+    };
+    let op = match op {
+        Ok(op) => op,
+        Err(error) => return json_error(protocol, &error, request_id, ""),
+    };
+    if let Op::SubscribeToShard { consumer_arn, shard_id, position } = op {
+        return subscribe_to_shard(shard, consumer_arn, shard_id, position, request_id).await;
+    }
+    match shard.handle_op(op).await {
+        Ok(reply) => {
+            let value = match protocol {
+                Protocol::SqsJson => sqs::json_reply(action, reply),
+                _ => kinesis::json_reply(action, reply),
+            };
+            json_response(protocol, StatusCode::OK, value.to_string(), request_id)
+        }
+        Err(error) => json_error(protocol, &error, request_id, ""),
+    }
+}
+
+fn json_content_type(protocol: Protocol) -> &'static str {
+    if protocol == Protocol::SqsJson {
+        "application/x-amz-json-1.0"
+    } else {
+        "application/x-amz-json-1.1"
+    }
+}
+
+fn json_response(protocol: Protocol, status: StatusCode, body: String, request_id: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(json_content_type(protocol)));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", value);
+    }
+    response
+}
+
+/// An error as the JSON protocols carry it; `type_name` overrides the code's own name.
+fn json_error(protocol: Protocol, error: &OpError, request_id: &str, type_name: &str) -> Response<Body> {
+    let name = if !type_name.is_empty() {
+        type_name
+    } else if protocol == Protocol::KinesisJson {
+        match error.code {
+            ErrorCode::InternalFailure => "InternalFailureException",
+            ErrorCode::MalformedRequest => "SerializationException",
+            ErrorCode::InvalidAction => "UnknownOperationException",
+            ErrorCode::InvalidParameterValue => "InvalidArgumentException",
+            other => other.aws_name(),
+        }
+    } else {
+        error.code.aws_name()
+    };
+    let (type_field, status) = if protocol == Protocol::SqsJson {
+        (format!("com.amazonaws.sqs#{name}"), error.code.http_status())
+    } else {
+        let status = match error.code {
+            ErrorCode::InternalFailure => 500,
+            ErrorCode::ServiceUnavailable => 503,
+            _ => 400,
+        };
+        (name.to_owned(), status)
+    };
+    let body = serde_json::json!({ "__type": type_field, "message": error.message }).to_string();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = json_response(protocol, status, body, request_id);
+    if protocol == Protocol::SqsJson {
+        let fault = if error.code.sender_fault() { "Sender" } else { "Receiver" };
+        if let Ok(value) = HeaderValue::from_str(&format!("{};{fault}", error.code.query_code())) {
+            response.headers_mut().insert("x-amzn-query-error", value);
+        }
+    }
+    response
+}
+
+async fn query_call(shard: &Rc<Shard>, parts: &http::request::Parts, path: &str, body: &[u8], request_id: &str) -> Response<Body> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if let Some(query) = parts.uri.query() {
+        pairs.extend(form_urlencoded::parse(query.as_bytes()).into_owned());
+    }
+    if parts.method == Method::POST && !body.is_empty() {
+        let content_type = parts.headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+        if !content_type.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
+            let error =
+                OpError::new(ErrorCode::MalformedRequest, format!("a request without X-Amz-Target must be a form, not {content_type}"));
+            return query_error(Protocol::SqsQuery, &error, request_id);
+        }
+        pairs.extend(form_urlencoded::parse(body).into_owned());
+    }
+    let action = pairs.iter().find(|(name, _)| name == "Action").map(|(_, value)| value.clone());
+    let scope = credential_service(parts);
+    let Some(action) = action else {
+        let protocol = if scope.as_deref() == Some("sns") { Protocol::SnsQuery } else { Protocol::SqsQuery };
+        let namespace = if protocol == Protocol::SnsQuery { sns::NAMESPACE } else { sqs::NAMESPACE };
+        let text = xml::error(namespace, true, "MissingAction", "The request must contain the parameter Action.", request_id);
+        return xml_response(StatusCode::BAD_REQUEST, text);
+    };
+    let queue_path = queue_url_path(path);
+    let protocol = match scope.as_deref() {
+        Some("sns") => Protocol::SnsQuery,
+        Some("sqs") => Protocol::SqsQuery,
+        _ if sqs::ACTIONS.contains(&action.as_str()) => Protocol::SqsQuery,
+        _ if sns::ACTIONS.contains(&action.as_str()) => Protocol::SnsQuery,
+        _ => Protocol::SqsQuery,
+    };
+    pairs.retain(|(name, _)| name != "Action" && name != "Version");
+    let renames = if protocol == Protocol::SqsQuery { sqs::QUERY_RENAMES } else { &[] };
+    let mut tree = match params::query_tree(&pairs, renames) {
+        Ok(tree) => tree,
+        Err(error) => return query_error(protocol, &error, request_id),
+    };
+    let op = if protocol == Protocol::SqsQuery {
+        if !tree.contains_key("QueueUrl") && queue_path {
+            let url = format!("{}{}", shard.config.public_url.trim_end_matches('/'), path);
+            tree.insert("QueueUrl".into(), Value::String(url));
+        }
+        sqs::op_from(&action, Params::new(&tree, SQS_FAULTS))
+    } else {
+        sns::op_from(&action, Params::new(&tree, SNS_FAULTS))
+    };
+    let op = match op {
+        Ok(op) => op,
+        Err(error) => return query_error(protocol, &error, request_id),
+    };
+    match shard.handle_op(op).await {
+        Ok(reply) => {
+            let text = if protocol == Protocol::SqsQuery {
+                sqs::xml_reply(&action, reply, request_id)
+            } else {
+                sns::xml_reply(&action, reply, request_id)
+            };
+            xml_response(StatusCode::OK, text)
+        }
+        Err(error) => query_error(protocol, &error, request_id),
+    }
+}
+
+/// The service named in a SigV4 `Authorization` header's credential scope.
+fn credential_service(parts: &http::request::Parts) -> Option<String> {
+    let header = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = header.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+    // AKID/DATE/REGION/SERVICE/aws4_request
+    credential.split('/').nth(3).map(str::to_owned)
+}
+
+/// `/ACCOUNT_ID/QUEUE_NAME`: a Query request posted to a queue's URL.
+fn queue_url_path(path: &str) -> bool {
+    let mut segments = path.trim_matches('/').split('/');
+    matches!((segments.next(), segments.next(), segments.next()), (Some(account), Some(name), None) if !account.is_empty() && !name.is_empty())
+}
+
+fn query_error(protocol: Protocol, error: &OpError, request_id: &str) -> Response<Body> {
+    let (namespace, code) = if protocol == Protocol::SnsQuery {
+        (sns::NAMESPACE, sns::error_code(error.code))
+    } else {
+        (sqs::NAMESPACE, error.code.query_code())
+    };
+    let text = xml::error(namespace, error.code.sender_fault(), code, &error.message, request_id);
+    xml_response(StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST), text)
+}
+
+fn xml_response(status: StatusCode, text: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(text)).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+/// SubscribeToShard as an event stream. A failure before the first event (unknown consumer,
+/// the 5-second lease) is a plain JSON error; after it, an exception event ends the stream.
+async fn subscribe_to_shard(
+    shard: &Rc<Shard>,
+    consumer_arn: String,
+    shard_id: String,
+    position: sluice_protocol::StartingPosition,
+    request_id: &str,
+) -> Response<Body> {
+    let (events, receiver) = futures::channel::mpsc::channel::<Bytes>(EVENTS_BUFFERED_MAX);
+    let (first_tx, first_rx) = futures::channel::oneshot::channel::<Result<(), OpError>>();
+    let sink = HttpEventSink { events: std::cell::RefCell::new(Some(events)), first: std::cell::RefCell::new(Some(first_tx)) };
+    let subscription_shard = shard.clone();
+    glommio::spawn_local(async move {
+        subscription_shard.subscribe_to_shard(consumer_arn, shard_id, position, &sink).await;
+        sink.finish();
+    })
+    .detach();
+    match first_rx.await {
+        Ok(Err(error)) => json_error(Protocol::KinesisJson, &error, request_id, ""),
+        Ok(Ok(())) | Err(_) => {
+            let body = StreamBody::new(receiver.map(|chunk| Ok::<_, Infallible>(Frame::data(chunk))));
+            let mut response = Response::new(body.boxed_unsync());
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/vnd.amazon.eventstream"));
+            if let Ok(value) = HeaderValue::from_str(request_id) {
+                headers.insert("x-amzn-requestid", value);
+            }
+            response
+        }
+    }
+}
+
+/// A push subscription's way out over HTTP: event-stream messages on a bounded channel
+/// that the response body drains; a closed connection drops the receiver and ends it.
+struct HttpEventSink {
+    events: std::cell::RefCell<Option<futures::channel::mpsc::Sender<Bytes>>>,
+    /// Told whether the subscription started, before the first event.
+    first: std::cell::RefCell<Option<futures::channel::oneshot::Sender<Result<(), OpError>>>>,
+}
+
+impl HttpEventSink {
+    fn finish(&self) {
+        if let Some(first) = self.first.borrow_mut().take() {
+            let _ = first.send(Ok(()));
+        }
+        self.events.borrow_mut().take();
+    }
+
+    async fn push(&self, message: Vec<u8>) -> bool {
+        let Some(mut events) = self.events.borrow_mut().take() else { return false };
+        let sent = events.send(Bytes::from(message)).await.is_ok();
+        if sent {
+            *self.events.borrow_mut() = Some(events);
+        }
+        sent
+    }
+}
+
+impl crate::stream::service::EventSink for HttpEventSink {
+    async fn send(&self, response: &OpResponse) -> bool {
+        let starting = self.first.borrow_mut().take();
+        if let Some(first) = starting {
+            if let Err(error) = response {
+                let _ = first.send(Err(error.clone()));
+                self.events.borrow_mut().take();
+                return false;
+            }
+            let _ = first.send(Ok(()));
+            if !self.push(kinesis::event("initial-response", &serde_json::json!({}))).await {
+                return false;
+            }
+        }
+        match response {
+            Ok(Reply::ShardEvent(event)) => self.push(kinesis::event("SubscribeToShardEvent", &kinesis::event_json(event))).await,
+            Ok(_) => {
+                self.events.borrow_mut().take();
+                false
+            }
+            Err(error) => {
+                self.push(kinesis::exception(error)).await;
+                self.events.borrow_mut().take();
+                false
+            }
+        }
+    }
+}
