@@ -105,7 +105,7 @@ fn publish_fans_out_to_every_queue_from_both_shards_with_envelope_raw_and_filter
     assert_eq!(first_envelope["SignatureVersion"], "1");
     assert!(!first_envelope["Signature"].as_str().unwrap().is_empty());
     assert!(first_envelope["SigningCertURL"].as_str().unwrap().ends_with(".pem"));
-    assert_eq!(first_envelope["UnsubscribeURL"], format!("http://127.0.0.1:4566/?Action=Unsubscribe&SubscriptionArn={enveloped}").as_str());
+    assert_eq!(first_envelope["UnsubscribeURL"], format!("{}/?Action=Unsubscribe&SubscriptionArn={enveloped}", daemon.http_url()).as_str());
     assert_eq!(first_envelope["MessageAttributes"]["color"], serde_json::json!({"Type": "String", "Value": "red"}));
     let timestamp = first_envelope["Timestamp"].as_str().unwrap();
     assert_eq!(timestamp.len(), "2012-03-29T05:12:16.901Z".len(), "{timestamp}");

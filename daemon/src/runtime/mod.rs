@@ -93,7 +93,21 @@ fn naming(config: &Config) -> Naming {
 }
 
 /// Reserves the listen port (resolving port 0) so every shard binds the same one.
+///
+/// The shards bind with SO_REUSEPORT, which would also let a second `sluiced` share the
+/// port and silently take half of its connections: a port someone already listens on (a
+/// connection to it succeeds) is refused instead. (A plain bind cannot tell: it also fails
+/// on the TIME_WAIT sockets a restarted daemon leaves behind.)
 fn reserve_port(addr: SocketAddr) -> std::io::Result<(socket2::Socket, SocketAddr)> {
+    if addr.port() != 0 {
+        let mut probe = addr;
+        if probe.ip().is_unspecified() {
+            probe.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        if std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)).is_ok() {
+            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another process is already listening there"));
+        }
+    }
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     socket.set_reuse_port(true)?;
     socket.set_reuse_address(true)?;

@@ -1,0 +1,51 @@
+"""The AWS CLI (v1) against sluiced with --endpoint-url: the commands a new user tries first."""
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+from common import ENDPOINT, unique
+
+AWS = os.path.join(os.path.dirname(sys.executable), "aws")
+
+
+def aws(*args):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    done = subprocess.run([AWS, "--endpoint-url", ENDPOINT, "--output", "json", *args], capture_output=True, text=True, env=env, timeout=60)
+    if done.returncode != 0:
+        raise AssertionError(f"aws {' '.join(args)} failed ({done.returncode}): {done.stderr}")
+    return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+class Cli(unittest.TestCase):
+    def test_sqs_create_send_receive_delete(self):
+        url = aws("sqs", "create-queue", "--queue-name", unique("cli"))["QueueUrl"]
+        sent = aws("sqs", "send-message", "--queue-url", url, "--message-body", "hello from the cli")
+        [message] = aws("sqs", "receive-message", "--queue-url", url, "--wait-time-seconds", "2")["Messages"]
+        self.assertEqual((message["Body"], message["MessageId"]), ("hello from the cli", sent["MessageId"]))
+        aws("sqs", "delete-message", "--queue-url", url, "--receipt-handle", message["ReceiptHandle"])
+        self.assertNotIn("Messages", aws("sqs", "receive-message", "--queue-url", url, "--wait-time-seconds", "1"))
+
+    def test_sns_publish_reaches_a_subscribed_queue(self):
+        url = aws("sqs", "create-queue", "--queue-name", unique("cli-sub"))["QueueUrl"]
+        arn = aws("sqs", "get-queue-attributes", "--queue-url", url, "--attribute-names", "QueueArn")["Attributes"]["QueueArn"]
+        topic = aws("sns", "create-topic", "--name", unique("cli-topic"))["TopicArn"]
+        aws("sns", "subscribe", "--topic-arn", topic, "--protocol", "sqs", "--notification-endpoint", arn)
+        published = aws("sns", "publish", "--topic-arn", topic, "--message", "hello subscribers")
+        [message] = aws("sqs", "receive-message", "--queue-url", url, "--wait-time-seconds", "2")["Messages"]
+        envelope = json.loads(message["Body"])
+        self.assertEqual((envelope["Type"], envelope["Message"], envelope["MessageId"]), ("Notification", "hello subscribers", published["MessageId"]))
+
+    def test_kinesis_put_record_and_get_records(self):
+        stream = unique("cli-stream")
+        aws("kinesis", "create-stream", "--stream-name", stream, "--shard-count", "1")
+        put = aws("kinesis", "put-record", "--stream-name", stream, "--partition-key", "k", "--data", "hello stream")
+        iterator = aws("kinesis", "get-shard-iterator", "--stream-name", stream, "--shard-id", put["ShardId"], "--shard-iterator-type", "TRIM_HORIZON")["ShardIterator"]
+        [record] = aws("kinesis", "get-records", "--shard-iterator", iterator)["Records"]
+        # The CLI prints blobs as base64.
+        self.assertEqual((record["Data"], record["SequenceNumber"]), ("aGVsbG8gc3RyZWFt", put["SequenceNumber"]))
+
+
+if __name__ == "__main__":
+    unittest.main()

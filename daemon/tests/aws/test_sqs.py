@@ -1,0 +1,132 @@
+"""Every SQS action through boto3. Run twice by the harness: with today's SDK (AWS JSON 1.0)
+and with a Query-era SDK (form POSTs, XML answers); SLUICE_SQS_PROTOCOL says which."""
+import hashlib
+import json
+import os
+import unittest
+
+from common import Expect, client, unique
+
+
+class Sqs(unittest.TestCase):
+    def setUp(self):
+        self.sqs = client("sqs")
+
+    def queue(self, prefix, **attributes):
+        return self.sqs.create_queue(QueueName=unique(prefix), Attributes={k: str(v) for k, v in attributes.items()})["QueueUrl"]
+
+    def receive(self, url, want, **extra):
+        got = []
+        for _ in range(20):
+            response = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, **extra)
+            got.extend(response.get("Messages", []))
+            if len(got) >= want:
+                break
+        return got
+
+    def test_the_sdk_speaks_the_expected_protocol(self):
+        self.assertEqual(self.sqs.meta.service_model.protocol, os.environ["SLUICE_SQS_PROTOCOL"])
+
+    def test_queue_lifecycle_attributes_tags_and_dead_letter_sources(self):
+        name = unique("life")
+        url = self.sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "40"}, tags={"team": "a"})["QueueUrl"]
+        self.assertTrue(url.startswith(os.environ["SLUICE_ENDPOINT"]), url)
+        self.assertTrue(url.endswith("/000000000000/" + name), url)
+        self.assertEqual(self.sqs.get_queue_url(QueueName=name)["QueueUrl"], url)
+        self.assertEqual(self.sqs.list_queues(QueueNamePrefix=name)["QueueUrls"], [url])
+
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        self.assertEqual(attributes["VisibilityTimeout"], "40")
+        self.assertEqual(attributes["QueueArn"], "arn:aws:sqs:us-east-1:000000000000:" + name)
+        self.sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "50", "DelaySeconds": "1"})
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout", "DelaySeconds"])["Attributes"]
+        self.assertEqual(attributes, {"VisibilityTimeout": "50", "DelaySeconds": "1"})
+
+        self.sqs.tag_queue(QueueUrl=url, Tags={"env": "test"})
+        self.assertEqual(self.sqs.list_queue_tags(QueueUrl=url)["Tags"], {"team": "a", "env": "test"})
+        self.sqs.untag_queue(QueueUrl=url, TagKeys=["team"])
+        self.assertEqual(self.sqs.list_queue_tags(QueueUrl=url)["Tags"], {"env": "test"})
+
+        dead = self.queue("dead")
+        dead_arn = self.sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        policy = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 2})
+        self.sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
+        self.assertEqual(self.sqs.list_dead_letter_source_queues(QueueUrl=dead)["queueUrls"], [url])
+
+        self.sqs.send_message(QueueUrl=url, MessageBody="to purge")
+        self.sqs.purge_queue(QueueUrl=url)
+        self.assertEqual(self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"], "0")
+        self.sqs.delete_queue(QueueUrl=url)
+        with Expect(self, "AWS.SimpleQueueService.NonExistentQueue", 400):
+            self.sqs.get_queue_url(QueueName=name)
+
+    def test_messages_with_attributes_visibility_and_batches(self):
+        url = self.queue("msgs")
+        body = "hello \u00e9\u4e16 <&>"
+        sent = self.sqs.send_message(
+            QueueUrl=url,
+            MessageBody=body,
+            MessageAttributes={
+                "color": {"DataType": "String", "StringValue": "red"},
+                "count": {"DataType": "Number", "StringValue": "3"},
+                "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01\xff"},
+            },
+        )
+        self.assertEqual(sent["MD5OfMessageBody"], hashlib.md5(body.encode()).hexdigest())
+        self.assertEqual(len(sent["MD5OfMessageAttributes"]), 32)
+
+        [message] = self.receive(url, 1, MessageAttributeNames=["All"], AttributeNames=["All"])
+        self.assertEqual(message["Body"], body)
+        self.assertEqual(message["MessageId"], sent["MessageId"])
+        self.assertEqual(message["MD5OfMessageAttributes"], sent["MD5OfMessageAttributes"])
+        self.assertEqual(message["MessageAttributes"]["blob"], {"DataType": "Binary", "BinaryValue": b"\x00\x01\xff"})
+        self.assertEqual(message["MessageAttributes"]["color"]["StringValue"], "red")
+        self.assertEqual(message["Attributes"]["ApproximateReceiveCount"], "1")
+
+        # Visible again at once, received a second time, then deleted.
+        self.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+        [again] = self.receive(url, 1, AttributeNames=["ApproximateReceiveCount"])
+        self.assertEqual(again["Attributes"]["ApproximateReceiveCount"], "2")
+        self.sqs.delete_message(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"])
+
+        batch = self.sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": f"e{i}", "MessageBody": f"batch {i}", "DelaySeconds": 0} for i in range(3)],
+        )
+        self.assertEqual(sorted(entry["Id"] for entry in batch["Successful"]), ["e0", "e1", "e2"])
+        self.assertEqual(batch.get("Failed", []), [])
+        received = self.receive(url, 3)
+        self.assertEqual(sorted(m["Body"] for m in received), ["batch 0", "batch 1", "batch 2"])
+
+        entries = [{"Id": f"v{i}", "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 30} for i, m in enumerate(received)]
+        entries.append({"Id": "bogus", "ReceiptHandle": "not-a-handle", "VisibilityTimeout": 30})
+        changed = self.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+        self.assertEqual(len(changed["Successful"]), 3)
+        [failed] = changed["Failed"]
+        self.assertEqual((failed["Id"], failed["SenderFault"]), ("bogus", True))
+        self.assertEqual(failed["Code"], "ReceiptHandleIsInvalid")
+
+        deleted = self.sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": f"d{i}", "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)])
+        self.assertEqual(sorted(entry["Id"] for entry in deleted["Successful"]), ["d0", "d1", "d2"])
+        self.assertEqual(deleted.get("Failed", []), [])
+        self.assertNotIn("Messages", self.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1))
+
+    def test_errors_arrive_as_the_sdk_models_them(self):
+        url = self.queue("errors")
+        with Expect(self, "AWS.SimpleQueueService.NonExistentQueue", 400) as expect:
+            self.sqs.send_message(QueueUrl=url + "-missing", MessageBody="x")
+        self.assertIsInstance(expect.error, self.sqs.exceptions.QueueDoesNotExist)
+        with Expect(self, "AWS.SimpleQueueService.TooManyEntriesInBatchRequest", 400):
+            self.sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": f"e{i}", "MessageBody": "x"} for i in range(11)])
+        with Expect(self, "AWS.SimpleQueueService.InvalidBatchEntryId", 400):
+            self.sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "bad id!", "MessageBody": "x"}])
+        with Expect(self, "InvalidParameterValue", 400):
+            self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=11)
+        with Expect(self, "ReceiptHandleIsInvalid", 400):
+            self.sqs.delete_message(QueueUrl=url, ReceiptHandle="garbage")
+        with Expect(self, "InvalidAttributeName", 400):
+            self.sqs.set_queue_attributes(QueueUrl=url, Attributes={"NoSuchAttribute": "1"})
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,111 @@
+//! Real AWS clients against a real `sluiced`: boto3 and the AWS CLI v1 of today (SQS over AWS
+//! JSON 1.0, SNS over Query, Kinesis over AWS JSON 1.1) and a boto3 of mid-2023 whose SQS
+//! still speaks the Query protocol. The Python tests live in `tests/aws/`; their virtualenvs
+//! are made once by `tests/aws/setup-venvs.sh` under the target directory (python3 with its
+//! venv module and access to PyPI are needed; `.ci/run` makes sure of both).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sluice_protocol::ReceiveMessage;
+use sluice_testkit::Daemon;
+
+fn aws_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/aws")
+}
+
+fn venvs() -> &'static Path {
+    static VENVS: OnceLock<PathBuf> = OnceLock::new();
+    VENVS.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aws-venvs");
+        let status =
+            Command::new("bash").arg(aws_dir().join("setup-venvs.sh")).arg(&dir).status().expect("running tests/aws/setup-venvs.sh");
+        assert!(status.success(), "tests/aws/setup-venvs.sh failed: it needs python3 with the venv module and access to PyPI");
+        dir
+    })
+}
+
+/// Runs one Python test module in `venv` against `daemon`; fails with its report.
+fn python_tests(venv: &str, daemon: &Daemon, module: &str, env: &[(&str, &str)]) {
+    let python = venvs().join(venv).join("bin/python");
+    let output = Command::new(python)
+        .args(["-m", "unittest", "-v", module])
+        .current_dir(aws_dir())
+        .env("SLUICE_ENDPOINT", daemon.http_url())
+        // Nothing from the machine's own AWS configuration.
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
+        .output()
+        .expect("running python");
+    let report = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{report}");
+    assert!(output.status.success(), "{module} ({venv}) failed:\n{report}");
+}
+
+#[test]
+fn sqs_every_action_through_todays_boto3_over_aws_json() {
+    let daemon = Daemon::start();
+    python_tests("current", &daemon, "test_sqs", &[("SLUICE_SQS_PROTOCOL", "json")]);
+}
+
+#[test]
+fn sqs_every_action_through_a_query_protocol_boto3() {
+    let daemon = Daemon::start();
+    python_tests("query", &daemon, "test_sqs", &[("SLUICE_SQS_PROTOCOL", "query")]);
+}
+
+#[test]
+fn sns_every_action_through_boto3() {
+    let daemon = Daemon::start();
+    python_tests("current", &daemon, "test_sns", &[]);
+}
+
+#[test]
+fn kinesis_every_action_through_boto3_with_subscribe_to_shard() {
+    let daemon = Daemon::start();
+    python_tests("current", &daemon, "test_kinesis", &[]);
+}
+
+#[test]
+fn aws_cli_commands_of_the_first_five_minutes() {
+    let daemon = Daemon::start();
+    python_tests("current", &daemon, "test_cli", &[]);
+}
+
+#[test]
+fn messages_cross_between_the_binary_protocol_and_both_sqs_protocols() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    c.run(c.client().create_queue("crossing", vec![], vec![])).unwrap();
+    for (venv, protocol) in [("current", "json"), ("query", "query")] {
+        let body = format!("from the binary client to {protocol}");
+        let sent = c.run(c.client().send_message("crossing", body.clone())).unwrap();
+        let reply = format!("from the {protocol} sdk to the binary client");
+        python_tests(
+            venv,
+            &daemon,
+            "test_cross",
+            &[
+                ("SLUICE_CROSS_QUEUE", "crossing"),
+                ("SLUICE_CROSS_EXPECT", body.as_str()),
+                ("SLUICE_CROSS_ID", sent.message_id.as_str()),
+                ("SLUICE_CROSS_REPLY", reply.as_str()),
+            ],
+        );
+        let receive = ReceiveMessage {
+            queue: "crossing".into(),
+            wait_time_seconds: Some(5),
+            message_attribute_names: vec!["All".into()],
+            ..ReceiveMessage::default()
+        };
+        let got = c.run(c.client().receive_message(receive)).unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].body.as_ref(), reply.as_bytes());
+        let via = got[0].message_attributes.iter().find(|a| a.name == "via").and_then(|a| a.string_value.as_deref());
+        assert_eq!(via, Some(protocol));
+        c.run(c.client().delete_message("crossing", &got[0].receipt_handle)).unwrap();
+    }
+}
