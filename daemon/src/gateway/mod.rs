@@ -247,7 +247,9 @@ fn json_error(protocol: Protocol, error: &OpError, request_id: &str, type_name: 
         error.code.aws_name()
     };
     let (type_field, status) = if protocol == Protocol::SqsJson {
-        (format!("com.amazonaws.sqs#{name}"), error.code.http_status())
+        // A body that does not parse is a 400 in the JSON protocols (404 is the Query code's).
+        let status = if error.code == ErrorCode::MalformedRequest { 400 } else { error.code.http_status() };
+        (format!("com.amazonaws.sqs#{name}"), status)
     } else {
         let status = match error.code {
             ErrorCode::InternalFailure => 500,

@@ -1,0 +1,143 @@
+//! The HTTP gateway against hostile and malformed input, over raw sockets (the well-formed
+//! paths are tested with real AWS clients in `aws_clients.rs`): every bad request gets an
+//! AWS-shaped error or a closed connection, and the daemon keeps serving everyone else.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use sluice_testkit::Daemon;
+
+/// Sends `request` on a new connection and reads the whole answer (the request asks to close).
+fn exchange(daemon: &Daemon, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(daemon.http_addr.unwrap()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn post(target: Option<&str>, content_type: &str, body: &str) -> Vec<u8> {
+    let target = target.map(|t| format!("X-Amz-Target: {t}\r\n")).unwrap_or_default();
+    format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{target}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn status(answer: &str) -> u16 {
+    answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+}
+
+fn still_serving(daemon: &Daemon) {
+    let answer = exchange(daemon, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
+}
+
+#[test]
+fn malformed_requests_get_aws_shaped_errors() {
+    let daemon = Daemon::start();
+    let sqs_json = "application/x-amz-json-1.0";
+
+    // Not JSON, and JSON that is not an object.
+    for body in ["{\"QueueName\": ", "[1, 2]", "\"text\""] {
+        let answer = exchange(&daemon, &post(Some("AmazonSQS.CreateQueue"), sqs_json, body));
+        assert_eq!(status(&answer), 400, "{answer}");
+        assert!(answer.contains("\"__type\":\"com.amazonaws.sqs#SerializationException\""), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("x-amzn-requestid: "), "{answer}");
+    }
+    // A missing parameter, a wrong type, an unknown action: typed, with the legacy code header.
+    let answer = exchange(&daemon, &post(Some("AmazonSQS.CreateQueue"), sqs_json, "{}"));
+    assert!(answer.contains("com.amazonaws.sqs#MissingParameter") && answer.contains("QueueName"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("x-amzn-query-error: missingparameter;sender"), "{answer}");
+    let answer = exchange(&daemon, &post(Some("AmazonSQS.ReceiveMessage"), sqs_json, r#"{"QueueUrl":"q","MaxNumberOfMessages":"ten"}"#));
+    assert!(answer.contains("com.amazonaws.sqs#InvalidParameterValue") && answer.contains("MaxNumberOfMessages"), "{answer}");
+    let answer = exchange(&daemon, &post(Some("AmazonSQS.AddPermission"), sqs_json, "{}"));
+    assert!(answer.contains("com.amazonaws.sqs#InvalidAction"), "{answer}");
+    let answer = exchange(&daemon, &post(Some("Kinesis_20131202.NoSuchThing"), "application/x-amz-json-1.1", "{}"));
+    assert!(answer.contains("\"__type\":\"UnknownOperationException\""), "{answer}");
+    let answer = exchange(&daemon, &post(Some("DynamoDB_20120810.GetItem"), "application/x-amz-json-1.0", "{}"));
+    assert_eq!(status(&answer), 400, "{answer}");
+    let answer = exchange(
+        &daemon,
+        &post(Some("Kinesis_20131202.PutRecord"), "application/x-amz-json-1.1", r#"{"StreamName":"s","PartitionKey":"k","Data":"***"}"#),
+    );
+    assert!(answer.contains("\"__type\":\"InvalidArgumentException\"") && answer.contains("base64"), "{answer}");
+
+    // The Query protocol: no Action, an unknown one, hostile parameter names, a non-form body.
+    let form = "application/x-www-form-urlencoded";
+    let answer = exchange(&daemon, &post(None, form, "Version=2012-11-05"));
+    assert!(status(&answer) == 400 && answer.contains("<Code>MissingAction</Code>"), "{answer}");
+    let answer = exchange(&daemon, &post(None, form, "Action=FlyToTheMoon"));
+    assert!(answer.contains("<ErrorResponse") && answer.contains("<Code>InvalidAction</Code>"), "{answer}");
+    let deep = format!("Action=CreateQueue&QueueName=q&{}=1", vec!["Attribute"; 40].join("."));
+    let answer = exchange(&daemon, &post(None, form, &deep));
+    assert!(answer.contains("<Code>MalformedQueryString</Code>"), "{answer}");
+    let answer = exchange(&daemon, &post(None, "application/json", "{}"));
+    assert!(answer.contains("<ErrorResponse"), "{answer}");
+    let answer = exchange(&daemon, &post(None, form, "Action=Publish&Message=x"));
+    assert!(answer.contains("http://sns.amazonaws.com/doc/2010-03-31/") && answer.contains("<Code>InvalidParameter</Code>"), "{answer}");
+    // Percent-encoding that is not UTF-8 still parses (lossily) into a typed error.
+    let answer = exchange(&daemon, &post(None, form, "Action=GetQueueUrl&QueueName=%FF%FE"));
+    assert!(answer.contains("<Code>AWS.SimpleQueueService.NonExistentQueue</Code>"), "{answer}");
+    still_serving(&daemon);
+}
+
+#[test]
+fn oversized_bodies_are_refused_before_they_are_read() {
+    let daemon = Daemon::start();
+    // Announced larger than the limit: refused from the headers alone, connection closed.
+    let head = "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonSQS.ListQueues\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 1073741824\r\n\r\n{";
+    let answer = exchange(&daemon, head.as_bytes());
+    assert_eq!(status(&answer), 413, "{answer}");
+    assert!(answer.contains("\"__type\""), "{answer}");
+    // Chunked with no announced length: cut off at the limit.
+    let mut stream = TcpStream::connect(daemon.http_addr.unwrap()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonSQS.ListQueues\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut answer = Vec::new();
+    for _ in 0..20 {
+        let sent = stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .and_then(|_| stream.write_all(&chunk))
+            .and_then(|_| stream.write_all(b"\r\n"));
+        if sent.is_err() {
+            break;
+        }
+    }
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status(&answer), 413, "{answer}");
+    // Headers beyond hyper's buffer: the connection is answered with an error or closed.
+    let huge_header = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(200_000));
+    let answer = exchange(&daemon, huge_header.as_bytes());
+    assert!(answer.is_empty() || status(&answer) == 431 || status(&answer) == 400, "{answer}");
+    still_serving(&daemon);
+}
+
+#[test]
+fn garbage_and_half_open_connections_are_closed_without_holding_anyone_up() {
+    let daemon = Daemon::start_with(&["--http-idle-timeout-seconds", "1"]);
+    // Bytes that are not HTTP.
+    let answer = exchange(&daemon, b"\x00\x01\x02 not http at all\r\n\r\n");
+    assert!(answer.is_empty() || status(&answer) == 400, "{answer}");
+    // Half a request, then silence: closed after the idle timeout, while others are served.
+    let mut stalled = TcpStream::connect(daemon.http_addr.unwrap()).unwrap();
+    stalled.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"Queue").unwrap();
+    let mut idle = TcpStream::connect(daemon.http_addr.unwrap()).unwrap();
+    still_serving(&daemon);
+    for stream in [&mut stalled, &mut idle] {
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut rest = Vec::new();
+        // Ends (EOF or reset) once the daemon closes it; a read timeout here fails the test.
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(error) => assert_ne!(error.kind(), std::io::ErrorKind::WouldBlock, "the daemon left the connection open"),
+        }
+    }
+    still_serving(&daemon);
+}
