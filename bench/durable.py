@@ -46,7 +46,7 @@ class Daemon:
         self.log = open(self.log_path, "a")
         started = time.monotonic()
         self.process = subprocess.Popen(
-            [self.sluiced, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir, "--log", "info"] + self.flags,
+            [self.sluiced, "--listen", "127.0.0.1:0", "--http-listen", "off", "--data-dir", self.data_dir, "--log", "info"] + self.flags,
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.process.stdout.readline()
         elapsed = time.monotonic() - started

@@ -172,6 +172,8 @@ pub fn start(system: System, binaries: &Path, scratch: &Path, sluice_cores: usiz
             let mut c = Command::new(binaries.join("sluiced"));
             let fsync = if system == System::SluiceFsyncAlways { "always" } else { "never" };
             c.args(["--listen", &system.endpoint(), "--data-dir", &dir, "--cores", &sluice_cores.to_string(), "--fsync", fsync]);
+            // The binary protocol is what is measured; the HTTP gateway would only take a port.
+            c.args(["--http-listen", "off"]);
             c
         }
         System::RedisOff | System::RedisFsyncAlways => {
