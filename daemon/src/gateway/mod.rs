@@ -52,33 +52,7 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Accepts HTTP connections until shutdown is requested.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    loop {
-        let shutdown = shard.shutdown.event.listen();
-        if shard.shutdown.requested.get() {
-            break;
-        }
-        let accept = listener.accept();
-        futures::pin_mut!(accept, shutdown);
-        match futures::future::select(accept, shutdown).await {
-            futures::future::Either::Left((Ok(stream), _)) => {
-                let shard = shard.clone();
-                shard.shutdown.connections.set(shard.shutdown.connections.get() + 1);
-                glommio::spawn_local(async move {
-                    if let Err(error) = serve(shard.clone(), stream).await {
-                        tracing::debug!(shard = shard.id, %error, "HTTP connection closed");
-                    }
-                    shard.shutdown.connections.set(shard.shutdown.connections.get() - 1);
-                    shard.shutdown.connection_closed.notify_all();
-                })
-                .detach();
-            }
-            futures::future::Either::Left((Err(error), _)) => {
-                tracing::warn!(shard = shard.id, %error, "HTTP accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-            futures::future::Either::Right(_) => break,
-        }
-    }
+    crate::net::accept_connections(shard, listener, "http", serve).await
 }
 
 async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {

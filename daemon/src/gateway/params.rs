@@ -266,18 +266,18 @@ fn insert(map: &mut Map<String, Value>, parts: &[&str], value: &str) {
 /// Turns `{"1": a, "2": b}` into `[a, b]`, `member` lists and `entry` maps into their JSON
 /// shapes, and renamed flattened names into their JSON members.
 fn fold(value: Value, renames: &[(&str, &str, Shape)]) -> Value {
-    let Value::Object(map) = value else { return value };
+    let Value::Object(mut map) = value else { return value };
     if !map.is_empty() && map.keys().all(|key| key.parse::<u64>().is_ok()) {
         let mut items: Vec<(u64, Value)> = map.into_iter().map(|(key, value)| (key.parse().unwrap_or(0), fold(value, renames))).collect();
         items.sort_by_key(|(index, _)| *index);
         return Value::Array(items.into_iter().map(|(_, value)| value).collect());
     }
     if map.len() == 1 {
-        if let Some(members) = map.get("member") {
-            return fold(members.clone(), renames);
+        if let Some(members) = map.remove("member") {
+            return fold(members, renames);
         }
-        if let Some(entries) = map.get("entry") {
-            return entries_to_map(fold(entries.clone(), renames));
+        if let Some(entries) = map.remove("entry") {
+            return entries_to_map(fold(entries, renames));
         }
     }
     let mut folded = Map::new();

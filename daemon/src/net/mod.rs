@@ -34,8 +34,18 @@ const READ_BYTES_MAX: usize = 256 * 1024;
 /// In-flight units a ReceiveMessage costs: its answer can be ~10 MiB, other answers are small.
 const RECEIVE_INFLIGHT_UNITS: u64 = 16;
 
-/// Accepts connections until shutdown is requested.
+/// Accepts binary-protocol connections until shutdown is requested.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    accept_connections(shard, listener, "binary", serve).await
+}
+
+/// Accepts connections until shutdown is requested, serving each in a task of its own that
+/// the shard counts (so shutdown can wait for them). The HTTP gateway accepts through it too.
+pub async fn accept_connections<F, Fut>(shard: Rc<Shard>, listener: TcpListener, kind: &'static str, serve: F)
+where
+    F: Fn(Rc<Shard>, TcpStream) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + 'static,
+{
     loop {
         let shutdown = shard.shutdown.event.listen();
         if shard.shutdown.requested.get() {
@@ -45,12 +55,13 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         futures::pin_mut!(accept, shutdown);
         match futures::future::select(accept, shutdown).await {
             futures::future::Either::Left((Ok(stream), _)) => {
-                let shard = shard.clone();
+                let peer = stream.peer_addr().ok();
                 shard.shutdown.connections.set(shard.shutdown.connections.get() + 1);
+                let serving = serve(shard.clone(), stream);
+                let shard = shard.clone();
                 glommio::spawn_local(async move {
-                    let peer = stream.peer_addr().ok();
-                    if let Err(error) = serve(shard.clone(), stream).await {
-                        tracing::debug!(shard = shard.id, ?peer, %error, "connection closed");
+                    if let Err(error) = serving.await {
+                        tracing::debug!(shard = shard.id, kind, ?peer, %error, "connection closed");
                     }
                     shard.shutdown.connections.set(shard.shutdown.connections.get() - 1);
                     shard.shutdown.connection_closed.notify_all();
@@ -58,13 +69,13 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 .detach();
             }
             futures::future::Either::Left((Err(error), _)) => {
-                tracing::warn!(shard = shard.id, %error, "accept failed");
+                tracing::warn!(shard = shard.id, kind, %error, "accept failed");
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
             futures::future::Either::Right(_) => break,
         }
     }
-    tracing::debug!(shard = shard.id, "stopped accepting");
+    tracing::debug!(shard = shard.id, kind, "stopped accepting");
 }
 
 /// Answers waiting to be written on one connection.
