@@ -49,7 +49,8 @@ enum Command {
         #[arg(default_value = "all")]
         scenario: String,
         /// Systems to run, comma-separated [default: all]: sluice-fsync-always, sluice-fsync-never,
-        /// redis-persistence-off, redis-appendfsync-always, nats-jetstream, rabbitmq.
+        /// sluice-http-gateway (queue scenarios only), redis-persistence-off, redis-appendfsync-always,
+        /// nats-jetstream, rabbitmq.
         #[arg(long, value_delimiter = ',')]
         systems: Vec<String>,
         /// Seconds measured per run, after the warm-up.

@@ -185,7 +185,7 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
     for scenario in &settings.scenarios {
         if let Some(reason) = scenario.pending {
             eprintln!("== {}: skipped: {reason}", scenario.name);
-            for &system in &systems {
+            for &system in systems.iter().filter(|s| s.runs(scenario.workload)) {
                 outcomes.push(Outcome { scenario: scenario.name, system, summary: None, note: Some(reason.to_owned()) });
             }
             continue;
@@ -209,7 +209,7 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
         };
         for &system in &systems {
             let dir = folder.join(scenario.name);
-            if outcomes.iter().any(|o: &Outcome| o.scenario == scenario.name && o.system == system) {
+            if !system.runs(scenario.workload) || outcomes.iter().any(|o: &Outcome| o.scenario == scenario.name && o.system == system) {
                 continue;
             }
             let outcome = run_one(settings, scenario, system, rate, &dir, &mut commands);

@@ -1,7 +1,8 @@
 //! The systems a scenario runs against, each started fresh on loopback with a scratch data
-//! directory and stopped after its run: Sluice (with `--fsync always` and `never`), Redis
-//! (persistence off, and `appendfsync always`), NATS JetStream and RabbitMQ, each only when
-//! its server is installed (`bench/scripts/install-peers.sh`).
+//! directory and stopped after its run: Sluice (with `--fsync always` and `never`, and
+//! through its HTTP gateway), Redis (persistence off, and `appendfsync always`), NATS
+//! JetStream and RabbitMQ, each only when its server is installed
+//! (`bench/scripts/install-peers.sh`).
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -13,6 +14,9 @@ use std::time::{Duration, Instant};
 pub enum System {
     SluiceFsyncAlways,
     SluiceFsyncNever,
+    /// Sluice with `--fsync always`, driven through its AWS-compatible HTTP gateway (SQS's
+    /// AWS JSON 1.0 protocol) instead of the binary protocol: the queue scenarios only.
+    SluiceHttpGateway,
     RedisOff,
     RedisFsyncAlways,
     Nats,
@@ -20,13 +24,21 @@ pub enum System {
 }
 
 impl System {
-    pub const ALL: [System; 6] =
-        [System::SluiceFsyncAlways, System::SluiceFsyncNever, System::RedisOff, System::RedisFsyncAlways, System::Nats, System::Rabbitmq];
+    pub const ALL: [System; 7] = [
+        System::SluiceFsyncAlways,
+        System::SluiceFsyncNever,
+        System::SluiceHttpGateway,
+        System::RedisOff,
+        System::RedisFsyncAlways,
+        System::Nats,
+        System::Rabbitmq,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             System::SluiceFsyncAlways => "sluice-fsync-always",
             System::SluiceFsyncNever => "sluice-fsync-never",
+            System::SluiceHttpGateway => "sluice-http-gateway",
             System::RedisOff => "redis-persistence-off",
             System::RedisFsyncAlways => "redis-appendfsync-always",
             System::Nats => "nats-jetstream",
@@ -38,6 +50,7 @@ impl System {
     pub fn target(self) -> &'static str {
         match self {
             System::SluiceFsyncAlways | System::SluiceFsyncNever => "sluice",
+            System::SluiceHttpGateway => "sluice-http",
             System::RedisOff | System::RedisFsyncAlways => "redis",
             System::Nats => "nats",
             System::Rabbitmq => "rabbitmq",
@@ -45,13 +58,18 @@ impl System {
     }
 
     pub fn is_sluice(self) -> bool {
-        self.target() == "sluice"
+        matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway)
+    }
+
+    /// Whether `sluice-load` drives this system in `workload` (the gateway: queues only).
+    pub fn runs(self, workload: crate::scenario::Workload) -> bool {
+        self != System::SluiceHttpGateway || workload == crate::scenario::Workload::Queue
     }
 
     /// Whether a message is on disk (fsynced) when the producer hears it was taken.
     pub fn fsync_before_ack(self) -> &'static str {
         match self {
-            System::SluiceFsyncAlways | System::RedisFsyncAlways | System::Rabbitmq => "yes",
+            System::SluiceFsyncAlways | System::SluiceHttpGateway | System::RedisFsyncAlways | System::Rabbitmq => "yes",
             System::SluiceFsyncNever | System::RedisOff | System::Nats => "no",
         }
     }
@@ -59,6 +77,7 @@ impl System {
     fn port(self) -> u16 {
         match self {
             System::SluiceFsyncAlways | System::SluiceFsyncNever => 19800,
+            System::SluiceHttpGateway => 14566,
             System::RedisOff | System::RedisFsyncAlways => 16379,
             System::Nats => 14222,
             System::Rabbitmq => 15672,
@@ -71,7 +90,7 @@ impl System {
 
     fn server(self) -> &'static str {
         match self {
-            System::SluiceFsyncAlways | System::SluiceFsyncNever => "sluiced",
+            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway => "sluiced",
             System::RedisOff | System::RedisFsyncAlways => "redis-server",
             System::Nats => "nats-server",
             System::Rabbitmq => "rabbitmq-server",
@@ -86,7 +105,9 @@ impl System {
     /// The server's version, as it reports it.
     pub fn version(self, binaries: &Path) -> String {
         let output = match self {
-            System::SluiceFsyncAlways | System::SluiceFsyncNever => Command::new(binaries.join("sluiced")).arg("--version").output(),
+            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway => {
+                Command::new(binaries.join("sluiced")).arg("--version").output()
+            }
             System::RedisOff | System::RedisFsyncAlways => Command::new("redis-server").arg("--version").output(),
             System::Nats => Command::new("nats-server").arg("--version").output(),
             System::Rabbitmq => Command::new("dpkg-query").args(["-W", "-f", "rabbitmq-server ${Version}", "rabbitmq-server"]).output(),
@@ -174,6 +195,13 @@ pub fn start(system: System, binaries: &Path, scratch: &Path, sluice_cores: usiz
             c.args(["--listen", &system.endpoint(), "--data-dir", &dir, "--cores", &sluice_cores.to_string(), "--fsync", fsync]);
             // The binary protocol is what is measured; the HTTP gateway would only take a port.
             c.args(["--http-listen", "off"]);
+            c
+        }
+        System::SluiceHttpGateway => {
+            let mut c = Command::new(binaries.join("sluiced"));
+            // The binary listener is unused; the gateway's port is the one measured (and waited for).
+            c.args(["--listen", "127.0.0.1:19801", "--http-listen", &system.endpoint(), "--data-dir", &dir]);
+            c.args(["--cores", &sluice_cores.to_string(), "--fsync", "always"]);
             c
         }
         System::RedisOff | System::RedisFsyncAlways => {

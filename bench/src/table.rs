@@ -41,7 +41,10 @@ pub fn write(folder: &Path, stamp: &str, scenarios: &[&Scenario], outcomes: &[Ou
 `sluice-load` sharing the two cores (machine, versions and exact commands in [`{stamp}/`]({stamp}/)). \
 End to end is from the timestamp a producer put in the body to the moment a consumer had the message. \
 \"Sluice ÷ peer\" is Sluice with `--fsync always` against that row: throughput ratio (above 1: Sluice moves more) \
-and end-to-end p99 ratio (peer's p99 ÷ Sluice's; above 1: Sluice is faster).\n\n"
+and end-to-end p99 ratio (peer's p99 ÷ Sluice's; above 1: Sluice is faster). \
+The `sluice-http-gateway` row (queue scenarios) is the same daemon driven through its AWS-compatible HTTP gateway \
+(SQS's JSON protocol, one request per HTTP/1.1 connection at a time, as the AWS SDKs send them): \
+its ratios are what the binary protocol gains over it.\n\n"
     );
     writeln!(out, "Versions: {}\n", versions.lines().collect::<Vec<_>>().join("; ")).ok();
     for scenario in scenarios {

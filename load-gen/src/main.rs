@@ -13,10 +13,10 @@ mod record;
 mod redis;
 mod run;
 mod sluice;
+mod sluice_http;
 mod sluice_stream;
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,10 @@ use run::{Broker, Plan};
 enum Target {
     /// Sluice over its binary protocol.
     Sluice,
+    /// Sluice through its AWS-compatible HTTP gateway: SQS's AWS JSON 1.0 protocol over
+    /// HTTP/1.1 keep-alive connections, one request at a time each, as AWS SDKs send it
+    /// (queue workload only).
+    SluiceHttp,
     /// Redis Streams: XADD, XREADGROUP, XACK.
     Redis,
     /// NATS JetStream: file storage, publish acks, a pull consumer, acks.
@@ -42,6 +46,7 @@ impl Target {
     fn default_endpoint(self) -> &'static str {
         match self {
             Target::Sluice => "127.0.0.1:9800",
+            Target::SluiceHttp => "127.0.0.1:4566",
             Target::Redis => "127.0.0.1:6379",
             Target::Nats => "127.0.0.1:4222",
             Target::Rabbitmq => "127.0.0.1:5672",
@@ -77,7 +82,7 @@ struct Args {
     /// Broker to drive.
     #[arg(long, value_enum, default_value_t = Target::Sluice)]
     target: Target,
-    /// Broker address [default: the target's usual port on 127.0.0.1: sluice 9800, redis 6379, nats 4222, rabbitmq 5672].
+    /// Broker address [default: the target's usual port on 127.0.0.1: sluice 9800, sluice-http 4566, redis 6379, nats 4222, rabbitmq 5672].
     #[arg(long, env = "SLUICE_ENDPOINT")]
     endpoint: Option<String>,
     /// What to run.
@@ -94,7 +99,8 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     batch: usize,
     /// Connections per core; producers and consumers are spread over them (Redis consumers
-    /// get a connection each, since a blocked XREADGROUP holds its connection).
+    /// get a connection each, since a blocked XREADGROUP holds its connection; for
+    /// sluice-http each is a pool of HTTP/1.1 connections, one per request outstanding).
     #[arg(long, default_value_t = 2)]
     connections: usize,
     /// Producers per core.
@@ -127,8 +133,10 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     shards: usize,
     /// Stop producing after this many messages in all (0: no limit). The run ends when the
-    /// producers and consumers are done, or after --duration. With --consumers 0 this fills
-    /// a queue with an exact backlog.
+    /// producers and consumers are done (a consumer is, once every send has its answer and
+    /// nothing more arrives: a long poll comes back empty, or a push subscription is quiet
+    /// for 2 s), or after --duration. With --consumers 0 this fills a queue with an exact
+    /// backlog.
     #[arg(long, default_value_t = 0)]
     send_limit: u64,
     /// Leave the threads unpinned (the kernel places them) instead of one per CPU, taken
@@ -147,6 +155,9 @@ pub fn peer_runtime() -> tokio::runtime::Runtime {
 }
 
 fn validate(args: &Args) -> Result<(), String> {
+    if args.target == Target::SluiceHttp && args.workload != Workload::Queue {
+        return Err("--target sluice-http runs the queue workload only (the gateway's SQS API)".into());
+    }
     if args.cores == 0 || args.connections == 0 {
         return Err("--cores and --connections must be at least 1".into());
     }
@@ -194,6 +205,7 @@ fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
             sluice_stream::setup(endpoint, &args.queue, args.shards, args.cores * args.consumers).map(|()| sluice::GUARANTEE.to_owned())
         }
         Target::Sluice => sluice::setup(endpoint, &args.queue, fanout_subscribers(args)).map(|()| sluice::GUARANTEE.to_owned()),
+        Target::SluiceHttp => sluice_http::setup(endpoint, &args.queue).map(|()| sluice_http::GUARANTEE.to_owned()),
         Target::Redis if args.workload == Workload::Stream => redis::setup_shards(endpoint, args.shards),
         Target::Redis => redis::setup(endpoint, fanout_subscribers(args)),
         Target::Nats if args.workload == Workload::Stream => nats::setup_shards(endpoint).map(|()| nats::GUARANTEE.to_owned()),
@@ -241,7 +253,7 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
         rate: args.rate,
         warmup: Duration::from_secs(args.warmup),
         duration: Duration::from_secs(args.duration),
-        send_limit: Arc::new(AtomicU64::new(if args.send_limit == 0 { u64::MAX } else { args.send_limit })),
+        send_limit: Arc::new(run::SendLimit::new(args.send_limit)),
     };
     let guarantee = setup(args, endpoint)?;
     let cpus = core_affinity::get_core_ids().unwrap_or_default();
@@ -275,6 +287,7 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
                     }
                     executor.run(run::run_core(sluice::Sluice { endpoint, queue, subscribers }, plan, core, started, ticks))
                 }
+                Target::SluiceHttp => run_on_tokio(sluice_http::SluiceHttp { endpoint, queue }, plan, core, started, ticks),
                 Target::Redis if stream => {
                     run_on_tokio(redis::RedisShards { url: redis::url(&endpoint), shards }, plan, core, started, ticks)
                 }

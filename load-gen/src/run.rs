@@ -7,7 +7,8 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -110,8 +111,52 @@ pub struct Plan {
     pub rate: Option<u64>,
     pub warmup: Duration,
     pub duration: Duration,
-    /// Messages in all before producers stop (`u64::MAX`: no limit); shared by the cores.
-    pub send_limit: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Messages in all before producers stop; shared by the cores.
+    pub send_limit: std::sync::Arc<SendLimit>,
+}
+
+/// `--send-limit`, shared by every core: what is left to send, and how many sends are
+/// still waiting for their acknowledgement, so consumers know when nothing more can come.
+#[derive(Debug, Default)]
+pub struct SendLimit {
+    left: AtomicU64,
+    limited: bool,
+    unacknowledged: AtomicU64,
+}
+
+impl SendLimit {
+    /// `limit` messages in all; 0: no limit.
+    pub fn new(limit: u64) -> SendLimit {
+        SendLimit { left: AtomicU64::new(if limit == 0 { u64::MAX } else { limit }), limited: limit > 0, ..SendLimit::default() }
+    }
+
+    /// Takes up to `want` messages for one send; 0 once the limit is spent. A send taken
+    /// must be [`finished`](Self::finished), whether it succeeded or not.
+    fn take(&self, want: u64) -> u64 {
+        let mut left = self.left.load(Ordering::Relaxed);
+        loop {
+            let granted = want.min(left);
+            match self.left.compare_exchange_weak(left, left - granted, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => {
+                    if granted > 0 {
+                        self.unacknowledged.fetch_add(1, Ordering::SeqCst);
+                    }
+                    return granted;
+                }
+                Err(now) => left = now,
+            }
+        }
+    }
+
+    fn finished(&self) {
+        self.unacknowledged.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether the limit is spent and every send has its answer: a consumer whose long poll
+    /// began after this held and came back empty has nothing more to wait for.
+    fn all_answered(&self) -> bool {
+        self.limited && self.left.load(Ordering::SeqCst) == 0 && self.unacknowledged.load(Ordering::SeqCst) == 0
+    }
 }
 
 /// Open-loop sends a core may have outstanding before its pacer waits: far beyond what any
@@ -161,19 +206,6 @@ pub fn subscriber(base: &str, subscribers: usize, index: usize) -> String {
     }
 }
 
-/// Takes up to `want` messages from the shared send limit; 0 once it is spent.
-fn take(limit: &std::sync::atomic::AtomicU64, want: u64) -> u64 {
-    use std::sync::atomic::Ordering;
-    let mut left = limit.load(Ordering::Relaxed);
-    loop {
-        let granted = want.min(left);
-        match limit.compare_exchange_weak(left, left - granted, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return granted,
-            Err(now) => left = now,
-        }
-    }
-}
-
 type Shared = Rc<RefCell<Recorder>>;
 
 fn failed(recorder: &Shared, what: &str, error: &Error) {
@@ -206,7 +238,7 @@ pub async fn run_core<B: Broker>(
     let mut tasks: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
     for i in 0..plan.consumers {
         let consumer = broker.consumer(&connections[i % connections.len()], core * plan.consumers + i).await?;
-        tasks.push(consume::<B, _>(consumer, plan.batch, recorder.clone(), end).boxed_local());
+        tasks.push(consume::<B, _>(consumer, plan.batch, plan.send_limit.clone(), recorder.clone(), end).boxed_local());
     }
     let plan = Rc::new(plan);
     if let Some(rate) = plan.rate {
@@ -241,12 +273,14 @@ pub async fn run_core<B: Broker>(
 /// Closed loop: send a batch, wait for its acknowledgement, send the next.
 async fn produce<P: Producer>(producer: P, plan: Rc<Plan>, recorder: Shared, end: Instant) {
     while Instant::now() < end {
-        let count = take(&plan.send_limit, plan.batch as u64) as usize;
+        let count = plan.send_limit.take(plan.batch as u64) as usize;
         if count == 0 {
             return;
         }
         let begun = Instant::now();
-        match producer.send(bodies(plan.message_size, count, now_us())).await {
+        let result = producer.send(bodies(plan.message_size, count, now_us())).await;
+        plan.send_limit.finished();
+        match result {
             Ok(()) => {
                 let mut recorder = recorder.borrow_mut();
                 recorder.record(Op::Send, begun.elapsed().as_micros() as u64);
@@ -287,17 +321,18 @@ async fn pace<B: Broker>(
         while outstanding.get() >= OPEN_LOOP_OUTSTANDING_MAX {
             B::sleep_until(Instant::now() + Duration::from_millis(1)).await;
         }
-        let count = take(&plan.send_limit, plan.batch as u64) as usize;
+        let count = plan.send_limit.take(plan.batch as u64) as usize;
         if count == 0 {
             break;
         }
         let stamp = (wall_start + intended.duration_since(started).as_micros() as i64) as u64;
         let producer = producers[k as usize % producers.len()].clone();
         let bodies = bodies(plan.message_size, count, stamp);
-        let (recorder, outstanding) = (recorder.clone(), outstanding.clone());
+        let (recorder, outstanding, limit) = (recorder.clone(), outstanding.clone(), plan.send_limit.clone());
         outstanding.set(outstanding.get() + 1);
         B::spawn(async move {
             let result = producer.send(bodies).await;
+            limit.finished();
             outstanding.set(outstanding.get() - 1);
             match result {
                 Ok(()) => {
@@ -316,17 +351,32 @@ async fn pace<B: Broker>(
     }
 }
 
-async fn consume<B: Broker, C: Consumer>(mut consumer: C, batch: usize, recorder: Shared, end: Instant) {
+/// How long a consumer waits for more once every send of a `--send-limit` has its answer.
+/// Everything sent is then already in the broker: a long poll (one second) that comes back
+/// empty ends the consumer at once; a push subscription gets this long to deliver the rest.
+const QUIET_BEFORE_DONE: Duration = Duration::from_secs(2);
+
+/// Receives and acknowledges until the end of the run, or, under a `--send-limit`, until
+/// nothing more can come: every send was answered before a receive began and that receive
+/// came back empty, or a receive waited [`QUIET_BEFORE_DONE`] after every send was answered
+/// (a push subscription has no empty answer).
+async fn consume<B: Broker, C: Consumer>(mut consumer: C, batch: usize, limit: Arc<SendLimit>, recorder: Shared, end: Instant) {
     let mut stamps = Vec::with_capacity(batch);
     while Instant::now() < end {
         stamps.clear();
+        let drained_if_empty = limit.all_answered();
         let begun = Instant::now();
         let received = {
-            let receive = std::pin::pin!(consumer.receive(batch, &mut stamps));
-            let deadline = std::pin::pin!(B::sleep_until(end));
-            match select(receive, deadline).await {
-                Either::Left((result, _)) => result,
-                Either::Right(_) => return,
+            let mut receive = std::pin::pin!(consumer.receive(batch, &mut stamps));
+            // While sends are unanswered, look again every QUIET_BEFORE_DONE.
+            let mut answered_since = drained_if_empty.then_some(begun);
+            loop {
+                let until = end.min(answered_since.unwrap_or_else(Instant::now) + QUIET_BEFORE_DONE);
+                match select(receive.as_mut(), std::pin::pin!(B::sleep_until(until))).await {
+                    Either::Left((result, _)) => break result,
+                    Either::Right(_) if answered_since.is_some() || Instant::now() >= end => return,
+                    Either::Right(_) => answered_since = limit.all_answered().then(Instant::now),
+                }
             }
         };
         if let Err(error) = received {
@@ -343,6 +393,9 @@ async fn consume<B: Broker, C: Consumer>(mut consumer: C, batch: usize, recorder
             for &stamp in &stamps {
                 recorder.record(Op::EndToEnd, arrived.saturating_sub(stamp));
             }
+        }
+        if stamps.is_empty() && drained_if_empty {
+            return;
         }
         if stamps.is_empty() || !C::ACKNOWLEDGES {
             continue;
@@ -393,7 +446,16 @@ mod tests {
 
     #[test]
     fn the_send_limit_is_shared_out_exactly() {
-        let limit = std::sync::atomic::AtomicU64::new(25);
-        assert_eq!([take(&limit, 10), take(&limit, 10), take(&limit, 10), take(&limit, 10)], [10, 10, 5, 0]);
+        let limit = SendLimit::new(25);
+        assert_eq!([limit.take(10), limit.take(10), limit.take(10), limit.take(10)], [10, 10, 5, 0]);
+        assert!(!limit.all_answered(), "three sends are out");
+        for _ in 0..3 {
+            limit.finished();
+        }
+        assert!(limit.all_answered());
+        let unlimited = SendLimit::new(0);
+        assert_eq!(unlimited.take(10), 10);
+        unlimited.finished();
+        assert!(!unlimited.all_answered(), "without a limit there is always more to come");
     }
 }

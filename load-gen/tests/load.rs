@@ -78,7 +78,7 @@ fn every_message_sent_is_received_and_deleted_and_measured() {
         "--warmup",
         "0",
         "--duration",
-        "3",
+        "120",
         "--out",
         dir,
     ];
@@ -104,6 +104,28 @@ fn every_message_sent_is_received_and_deleted_and_measured() {
 }
 
 #[test]
+fn the_http_gateway_target_sends_receives_and_deletes_every_message() {
+    let daemon = Daemon::start();
+    let out = tempfile::tempdir().unwrap();
+    let endpoint = daemon.http_addr.expect("the test daemon serves HTTP").to_string();
+    let dir = out.path().to_str().unwrap();
+    let common = ["--target", "sluice-http", "--endpoint", &endpoint, "--warmup", "0", "--out", dir];
+    // Fill first (no consumers), so the backlog is checked exactly, then drain it and more.
+    load_ok(&[&common[..], &["--queue", "web", "--consumers", "0", "--send-limit", "730", "--duration", "60"]].concat());
+    assert_eq!(summary(out.path())["sent"], 730);
+    assert_eq!(visible_and_in_flight(&daemon, "web"), (730, 0), "the gateway's sends landed in the queue the binary client sees");
+    let args = [&common[..], &["--queue", "web", "--send-limit", "1270", "--message-size", "200", "--inflight", "3", "--duration", "120"]];
+    load_ok(&args.concat());
+    let summary = summary(out.path());
+    assert_eq!(summary["target"], "sluicehttp");
+    assert_eq!(summary["sent"], 1270);
+    assert_eq!(summary["received"], 2000, "the backlog and every new message came back");
+    assert_eq!(summary["errors"], 0);
+    assert_eq!(summary["end_to_end"]["count"], 2000, "every body kept its send stamp through JSON");
+    assert_eq!(visible_and_in_flight(&daemon, "web"), (0, 0), "every received message was deleted");
+}
+
+#[test]
 fn fanout_delivers_every_published_message_to_every_queue() {
     let daemon = Daemon::start();
     let out = tempfile::tempdir().unwrap();
@@ -112,7 +134,7 @@ fn fanout_delivers_every_published_message_to_every_queue() {
     #[rustfmt::skip]
     let args = [
         "--endpoint", &endpoint, "--workload", "fanout", "--queue", "fan", "--subscribers", "3", "--consumers", "3",
-        "--send-limit", "600", "--warmup", "0", "--duration", "3", "--out", dir,
+        "--send-limit", "600", "--warmup", "0", "--duration", "120", "--out", dir,
     ];
     load_ok(&args);
     let summary = summary(out.path());
@@ -135,7 +157,7 @@ fn stream_records_reach_every_push_consumer_of_their_shard() {
     #[rustfmt::skip]
     let args = [
         "--endpoint", &endpoint, "--workload", "stream", "--queue", "clicks", "--shards", "4", "--consumers", "8",
-        "--batch", "50", "--send-limit", "1000", "--message-size", "1024", "--warmup", "0", "--duration", "3", "--out", dir,
+        "--batch", "50", "--send-limit", "1000", "--message-size", "1024", "--warmup", "0", "--duration", "120", "--out", dir,
     ];
     load_ok(&args);
     let summary = summary(out.path());
@@ -175,6 +197,7 @@ fn bad_flags_are_refused_with_a_reason() {
         (&["--workload", "fanout", "--subscribers", "40", "--consumers", "4"][..], "a consumer for every subscribed queue"),
         (&["--rate", "10", "--inflight", "2"][..], "cannot be used with"),
         (&["--target", "kafka"][..], "invalid value 'kafka'"),
+        (&["--target", "sluice-http", "--workload", "fanout"][..], "runs the queue workload only"),
     ] {
         let output = load(args);
         assert!(!output.status.success(), "{args:?} was accepted");
@@ -228,7 +251,7 @@ fn round_trip_through(target: &str, peer: &Peer) {
     let out = tempfile::tempdir().unwrap();
     let endpoint = format!("127.0.0.1:{}", peer.port);
     let dir = out.path().to_str().unwrap();
-    load_ok(&["--target", target, "--endpoint", &endpoint, "--send-limit", "1500", "--warmup", "0", "--duration", "3", "--out", dir]);
+    load_ok(&["--target", target, "--endpoint", &endpoint, "--send-limit", "1500", "--warmup", "0", "--duration", "120", "--out", dir]);
     let summary = summary(out.path());
     assert_eq!(summary["sent"], 1500, "{target}");
     assert_eq!(summary["received"], 1500, "{target}: every message sent came back");
@@ -241,7 +264,7 @@ fn round_trip_through(target: &str, peer: &Peer) {
     #[rustfmt::skip]
     let args = [
         "--target", target, "--endpoint", &endpoint, "--workload", "fanout", "--subscribers", "3", "--consumers", "3",
-        "--send-limit", "600", "--warmup", "0", "--duration", "3", "--out", dir,
+        "--send-limit", "600", "--warmup", "0", "--duration", "120", "--out", dir,
     ];
     load_ok(&args);
     let fanout = self::summary(out.path());
@@ -255,7 +278,7 @@ fn round_trip_through(target: &str, peer: &Peer) {
     #[rustfmt::skip]
     let args = [
         "--target", target, "--endpoint", &endpoint, "--workload", "stream", "--shards", "4", "--consumers", "8",
-        "--batch", "50", "--send-limit", "1000", "--warmup", "0", "--duration", "3", "--out", dir,
+        "--batch", "50", "--send-limit", "1000", "--warmup", "0", "--duration", "120", "--out", dir,
     ];
     load_ok(&args);
     let stream = self::summary(out.path());

@@ -258,7 +258,12 @@ pub fn json_reply(action: &str, reply: Reply) -> Value {
                     PutRecordResult::Failed(error) => json!({ "ErrorCode": error.code.aws_name(), "ErrorMessage": error.message }),
                 })
                 .collect();
-            json!({ "FailedRecordCount": failed_record_count, "Records": records, "EncryptionType": "NONE" })
+            let mut out = Map::new();
+            out.insert("FailedRecordCount".into(), json!(failed_record_count));
+            // Moved in: `json!` would copy every record's answer.
+            out.insert("Records".into(), Value::Array(records));
+            out.insert("EncryptionType".into(), json!("NONE"));
+            Value::Object(out)
         }
         Reply::ShardIterator(iterator) => json!({ "ShardIterator": iterator }),
         Reply::Records(result) => {

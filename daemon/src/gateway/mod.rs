@@ -180,7 +180,8 @@ async fn json_call(shard: &Rc<Shard>, protocol: Protocol, action: &str, body: &[
                 Protocol::SqsJson => sqs::json_reply(action, reply),
                 _ => kinesis::json_reply(action, reply),
             };
-            json_response(protocol, StatusCode::OK, value.to_string(), request_id)
+            // Straight to bytes: `to_string` would go through `fmt` and cost a tenth of a request.
+            json_response(protocol, StatusCode::OK, serde_json::to_vec(&value).unwrap_or_default(), request_id)
         }
         Err(error) => json_error(protocol, &error, request_id, ""),
     }
@@ -194,7 +195,7 @@ fn json_content_type(protocol: Protocol) -> &'static str {
     }
 }
 
-fn json_response(protocol: Protocol, status: StatusCode, body: String, request_id: &str) -> Response<Body> {
+fn json_response(protocol: Protocol, status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -232,7 +233,7 @@ fn json_error(protocol: Protocol, error: &OpError, request_id: &str, type_name: 
         };
         (name.to_owned(), status)
     };
-    let body = serde_json::json!({ "__type": type_field, "message": error.message }).to_string();
+    let body = serde_json::to_vec(&serde_json::json!({ "__type": type_field, "message": error.message })).unwrap_or_default();
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = json_response(protocol, status, body, request_id);
     if protocol == Protocol::SqsJson {

@@ -142,6 +142,11 @@ fn send_entry(p: Params<'_>, id: String) -> Result<SendEntry, OpError> {
 }
 
 /// The AWS JSON 1.0 answer to a successful action.
+/// `{"Successful": [...], "Failed": [...]}`, moving the entries in (`json!` would copy them).
+fn batch_json(successful: Vec<Value>, failed: Vec<Value>) -> Value {
+    Value::Object(Map::from_iter([("Successful".to_owned(), Value::Array(successful)), ("Failed".to_owned(), Value::Array(failed))]))
+}
+
 pub fn json_reply(action: &str, reply: Reply) -> Value {
     match reply {
         Reply::QueueUrl(url) => json!({ "QueueUrl": url }),
@@ -166,10 +171,9 @@ pub fn json_reply(action: &str, reply: Reply) -> Value {
             }
         }
         Reply::SendMessage(result) => send_result_json(&result, false),
-        Reply::SendMessageBatch { successful, failed } => json!({
-            "Successful": successful.iter().map(|result| send_result_json(result, true)).collect::<Vec<_>>(),
-            "Failed": failed.iter().map(failure_json).collect::<Vec<_>>(),
-        }),
+        Reply::SendMessageBatch { successful, failed } => {
+            batch_json(successful.iter().map(|result| send_result_json(result, true)).collect(), failed.iter().map(failure_json).collect())
+        }
         Reply::ReceiveMessage(messages) => {
             if messages.is_empty() {
                 return json!({});
@@ -181,7 +185,7 @@ pub fn json_reply(action: &str, reply: Reply) -> Value {
                     out.insert("MessageId".into(), json!(message.message_id));
                     out.insert("ReceiptHandle".into(), json!(message.receipt_handle));
                     out.insert("MD5OfBody".into(), json!(message.md5_of_body));
-                    out.insert("Body".into(), json!(String::from_utf8_lossy(&message.body)));
+                    out.insert("Body".into(), Value::String(String::from_utf8_lossy(&message.body).into_owned()));
                     if !message.attributes.is_empty() {
                         let map: Map<String, Value> = message.attributes.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
                         out.insert("Attributes".into(), Value::Object(map));
@@ -195,12 +199,11 @@ pub fn json_reply(action: &str, reply: Reply) -> Value {
                     Value::Object(out)
                 })
                 .collect();
-            json!({ "Messages": messages })
+            Value::Object(Map::from_iter([("Messages".to_owned(), Value::Array(messages))]))
         }
-        Reply::Batch { successful, failed } => json!({
-            "Successful": successful.iter().map(|id| json!({ "Id": id })).collect::<Vec<_>>(),
-            "Failed": failed.iter().map(failure_json).collect::<Vec<_>>(),
-        }),
+        Reply::Batch { successful, failed } => {
+            batch_json(successful.iter().map(|id| json!({ "Id": id })).collect(), failed.iter().map(failure_json).collect())
+        }
         _ => json!({}),
     }
 }
