@@ -100,7 +100,7 @@ struct Args {
     batch: usize,
     /// Connections per core; producers and consumers are spread over them (Redis consumers
     /// get a connection each, since a blocked XREADGROUP holds its connection; for
-    /// sluice-http each is a pool of HTTP/1.1 connections, one per request outstanding).
+    /// sluice-http each is a pool of up to 64 HTTP/1.1 connections, one per request outstanding).
     #[arg(long, default_value_t = 2)]
     connections: usize,
     /// Producers per core.

@@ -6,8 +6,10 @@
 //!
 //! HTTP/1.1 carries one request at a time per connection (no pipelining, as in the SDKs), so
 //! each of the `--connections` per core is a pool, like an SDK's: a request takes an idle
-//! connection or opens one, and puts it back when its answer is read. The pool grows to the
-//! number of requests outstanding at once.
+//! connection or opens one, and puts it back when its answer is read. A pool holds at most
+//! [`POOL_CONNECTIONS_MAX`] connections; further requests wait for one (an SDK's pool limit,
+//! so an open loop that outruns the gateway queues in the client instead of opening
+//! thousands of connections; the wait counts in the latency).
 //!
 //! Runs on a current-thread tokio runtime per core (hyper's client, as the AWS SDKs use it).
 //! Requests are not signed: the gateway accepts SigV4 without checking while auth is off.
@@ -36,15 +38,25 @@ pub struct SluiceHttp {
 /// One HTTP/1.1 connection's request half; its connection task runs beside it.
 type Sender = SendRequest<Full<Bytes>>;
 
+/// Most connections one pool opens (the AWS SDKs' pools hold 10 to 50 by default; the
+/// bench's closed loop keeps 48 requests per pool outstanding).
+pub const POOL_CONNECTIONS_MAX: usize = 64;
+
 /// Keep-alive connections to the gateway, used one request at a time each.
 pub struct Pool {
     endpoint: String,
     idle: RefCell<Vec<Sender>>,
+    /// One permit per connection the pool may have in use.
+    permits: tokio::sync::Semaphore,
 }
 
 impl Pool {
     fn new(endpoint: &str) -> Rc<Pool> {
-        Rc::new(Pool { endpoint: endpoint.to_owned(), idle: RefCell::new(Vec::new()) })
+        Rc::new(Pool {
+            endpoint: endpoint.to_owned(),
+            idle: RefCell::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(POOL_CONNECTIONS_MAX),
+        })
     }
 
     async fn open(&self) -> Result<Sender, Error> {
@@ -65,6 +77,7 @@ impl Pool {
     /// returns the parsed answer, or the gateway's error (`__type` and `message`) for any
     /// status but 200.
     async fn call(&self, action: &'static str, body: Vec<u8>) -> Result<Value, Error> {
+        let _permit = self.permits.acquire().await.map_err(|e| format!("{action}: {e}"))?;
         let idle = self.idle.borrow_mut().pop();
         let mut sender = match idle {
             Some(sender) if !sender.is_closed() => sender,
