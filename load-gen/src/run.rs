@@ -112,7 +112,7 @@ pub struct Plan {
     pub warmup: Duration,
     pub duration: Duration,
     /// Messages in all before producers stop; shared by the cores.
-    pub send_limit: std::sync::Arc<SendLimit>,
+    pub send_limit: Arc<SendLimit>,
 }
 
 /// `--send-limit`, shared by every core: what is left to send, and how many sends are

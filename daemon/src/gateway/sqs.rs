@@ -141,12 +141,12 @@ fn send_entry(p: Params<'_>, id: String) -> Result<SendEntry, OpError> {
     })
 }
 
-/// The AWS JSON 1.0 answer to a successful action.
 /// `{"Successful": [...], "Failed": [...]}`, moving the entries in (`json!` would copy them).
 fn batch_json(successful: Vec<Value>, failed: Vec<Value>) -> Value {
     Value::Object(Map::from_iter([("Successful".to_owned(), Value::Array(successful)), ("Failed".to_owned(), Value::Array(failed))]))
 }
 
+/// The AWS JSON 1.0 answer to a successful action.
 pub fn json_reply(action: &str, reply: Reply) -> Value {
     match reply {
         Reply::QueueUrl(url) => json!({ "QueueUrl": url }),
