@@ -12,12 +12,14 @@ use crate::storage::log::{FsyncMode, SEGMENT_BYTES_DEFAULT};
 #[command(name = "sluiced", version, about = "Sluice message broker daemon: SQS-style queues over a binary protocol, one shard per core.")]
 pub struct Config {
     /// Address of the binary-protocol listener. Every shard accepts on it (SO_REUSEPORT).
-    /// Port 0 picks a free port, printed at start-up.
+    /// Port 0 picks a free port, printed at start-up. A port another process listens on is
+    /// refused; one whose listener goes away within 3 s (a daemon killed a moment ago) is taken.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:9800")]
     pub listen: SocketAddr,
 
     /// Directory for the broker's data (created if missing): `meta.json` (queues and their
     /// attributes) and one log per shard (`shard-NNN/queues/`). Reopen it with the same --cores.
+    /// A relative path is taken from the working directory at start.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     pub data_dir: PathBuf,
 

@@ -497,3 +497,147 @@ fn a_full_disk_refuses_sends_but_serves_receives_and_deletes() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Puts one batch of `count` records of `size` bytes to `stream`; returns the data of those
+/// acknowledged and the first refusal, if any.
+fn put_batch(c: &Conn, stream: &str, tag: usize, count: usize, size: usize) -> (Vec<String>, Option<OpError>) {
+    let entries: Vec<PutRecordsEntry> = (0..count)
+        .map(|i| {
+            let mut data = format!("{tag}-{i}-").into_bytes();
+            data.resize(size, b'x');
+            PutRecordsEntry { data: Bytes::from(data), partition_key: "k".into(), explicit_hash_key: None }
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    let mut refusal = None;
+    for (i, result) in c.run(c.client().put_records(stream, entries)).unwrap().into_iter().enumerate() {
+        match result {
+            PutRecordResult::Put { .. } => acknowledged.push(format!("{tag}-{i}-")),
+            PutRecordResult::Failed(error) => refusal = refusal.or(Some(error)),
+        }
+    }
+    (acknowledged, refusal)
+}
+
+/// Every record's data prefix (up to the second '-') in a one-shard stream, in order.
+fn stream_prefixes(c: &Conn, stream: &str) -> Vec<String> {
+    let shard = c.run(c.client().describe_stream(stream)).unwrap().shards[0].shard_id.clone();
+    let mut iterator = c.run(c.client().get_shard_iterator(stream, &shard, StartingPosition::new("TRIM_HORIZON"))).unwrap();
+    let mut found = Vec::new();
+    loop {
+        let result = c.run(c.client().get_records(&iterator, None)).unwrap();
+        let empty = result.records.is_empty();
+        for record in &result.records {
+            let text = String::from_utf8_lossy(&record.data);
+            let mut parts = text.splitn(3, '-');
+            found.push(format!("{}-{}-", parts.next().unwrap(), parts.next().unwrap()));
+        }
+        match result.next_iterator {
+            Some(next) if !(empty && result.millis_behind_latest == 0) => iterator = next,
+            _ => return found,
+        }
+    }
+}
+
+#[test]
+fn a_stream_shard_that_met_a_full_disk_takes_writes_again_once_space_is_freed() {
+    let disk = SmallDisk::mount(40);
+    // Ballast the operator deletes later to free space.
+    let ballast = disk.dir.path().join("ballast");
+    std::fs::write(&ballast, vec![1u8; 12 << 20]).unwrap();
+    let data_dir = disk.dir.path().join("data");
+    let mut daemon = Daemon::start_in(&data_dir, &["--cores", "1"]);
+    let c = daemon.client();
+    c.run(c.client().create_stream("s", 1)).unwrap();
+    let mut acknowledged = Vec::new();
+    let mut tag = 0;
+    let refusal = loop {
+        let (ok, refusal) = put_batch(&c, "s", tag, 50, 4000);
+        tag += 1;
+        acknowledged.extend(ok);
+        if let Some(refusal) = refusal {
+            break refusal;
+        }
+        assert!(tag < 10_000, "40 MiB never filled");
+    };
+    assert_eq!(refusal.code, ErrorCode::ServiceUnavailable, "{refusal:?}");
+    assert!(refusal.message.contains("no space"), "a full disk is named as such: {refusal:?}");
+    // Refused again while the disk stays full, with the same clear reason.
+    let (ok, again) = put_batch(&c, "s", tag, 50, 4000);
+    tag += 1;
+    acknowledged.extend(ok);
+    assert!(again.is_some_and(|error| error.code == ErrorCode::ServiceUnavailable));
+
+    // The operator frees space: the shard takes writes again by itself, no restart.
+    std::fs::remove_file(&ballast).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, refusal) = put_batch(&c, "s", tag, 10, 4000);
+        tag += 1;
+        let accepted = refusal.is_none();
+        acknowledged.extend(ok);
+        if accepted {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the shard still refuses writes 30 s after space was freed: {refusal:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, refusal) = put_batch(&c, "s", tag, 10, 100);
+    assert!(refusal.is_none(), "{refusal:?}");
+    acknowledged.extend(ok);
+
+    // Every acknowledged record is there, in order, before and after restarts.
+    let check = |c: &Conn, when: &str| {
+        let found = stream_prefixes(c, "s");
+        let mut position = 0;
+        for record in &acknowledged {
+            match found[position..].iter().position(|f| f == record) {
+                Some(at) => position += at + 1,
+                None => panic!("acknowledged record {record} missing or out of order {when}"),
+            }
+        }
+    };
+    check(&c, "before a restart");
+    drop(c);
+    daemon.kill();
+    daemon.restart();
+    check(&daemon.client(), "after kill -9");
+    daemon.restart();
+    check(&daemon.client(), "after a second restart");
+}
+
+#[test]
+fn a_segment_that_cannot_be_created_for_another_reason_is_not_called_a_full_disk() {
+    let data = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_in(data.path(), &["--cores", "1", "--segment-bytes", "4194304"]);
+    let c = daemon.client();
+    c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
+    // The third segment's name is taken by a directory: creating it fails with EISDIR.
+    let blocker = data.path().join("shard-000").join("queues").join(format!("{:020}.log", 3));
+    std::fs::create_dir_all(&blocker).unwrap();
+    let body = Bytes::from(vec![b'x'; 1024]);
+    let batch = || (0..10).map(|i| SendEntry { id: format!("e{i}"), body: body.clone(), ..SendEntry::default() }).collect::<Vec<_>>();
+    let mut sent = 0;
+    let refusal = loop {
+        let (ok, failed) = c.run(c.client().send_message_batch("q", batch())).unwrap();
+        sent += ok.len();
+        if let Some(failure) = failed.first() {
+            break failure.clone();
+        }
+        assert!(sent < 100_000, "the blocked segment was never needed");
+    };
+    assert_eq!(refusal.code, ErrorCode::ServiceUnavailable, "{refusal:?}");
+    assert!(!refusal.message.contains("full"), "not a full disk: {refusal:?}");
+    assert!(refusal.message.contains("directory"), "the cause is named: {refusal:?}");
+    // Once the obstacle is gone, sends are accepted again.
+    std::fs::remove_dir(&blocker).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, _) = c.run(c.client().send_message_batch("q", batch())).unwrap();
+        if ok.len() == 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sends still refused 30 s after the obstacle was removed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

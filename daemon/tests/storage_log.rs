@@ -399,3 +399,92 @@ fn records_are_read_back_by_location_before_and_after_a_reopen() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_log_opened_for_its_tail_keeps_its_end_across_reopens_without_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 64 * 1024);
+    let first = opts.clone();
+    run(move || async move {
+        let (log, _) = Log::open_tail(first, |_, _, _| {}).await.unwrap();
+        for i in 1..=20u64 {
+            log.append(1, &payload(i)).unwrap();
+        }
+        log.durable(20).await.unwrap();
+        // Let the spare segment be made, as it is in a running daemon.
+        glommio::timer::sleep(Duration::from_millis(200)).await;
+        log.close().await.unwrap();
+    });
+    // Each open leaves a new empty spare behind; the records' end must be found every time.
+    for reopen in 0..4 {
+        let again = opts.clone();
+        let (next_seq, replayed) = run(move || async move {
+            let mut replayed = 0;
+            let (log, _) = Log::open_tail(again, |_, _, _| replayed += 1).await.unwrap();
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+            let next_seq = log.next_seq();
+            log.close().await.unwrap();
+            (next_seq, replayed)
+        });
+        assert_eq!(next_seq, 21, "reopen {reopen}: the next sequence number");
+        assert_eq!(replayed, 20, "reopen {reopen}: the segment holding the records is read in full");
+    }
+    let (seen, _) = reopen(opts).unwrap();
+    assert_eq!(seen.iter().map(|(seq, _, _)| *seq).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
+}
+
+#[test]
+fn records_staged_for_a_segment_that_cannot_be_created_are_refused_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 64 * 1024);
+    // The second segment's name is taken by a directory: its file cannot be created.
+    let blocker = dir.path().join(format!("{:020}.log", 2));
+    let written = opts.clone();
+    let blocked = blocker.clone();
+    let (kept, lost, after) = run(move || async move {
+        let (log, _) = Log::open(written, |_, _, _| {}).await.unwrap();
+        std::fs::create_dir(&blocked).unwrap();
+        // Staged in one go, so the roll-over happens before the second segment is tried.
+        let record = vec![7u8; 1000];
+        let seqs: Vec<u64> = (0..100).map(|_| log.append(1, &record).unwrap()).collect();
+        let mut kept = Vec::new();
+        let mut lost = Vec::new();
+        for seq in seqs {
+            match log.durable(seq).await {
+                Ok(()) => kept.push(seq),
+                Err(StorageError::Lost(_)) => lost.push(seq),
+                Err(other) => panic!("record {seq}: {other}"),
+            }
+        }
+        // While the segment cannot be made, writes are refused with the cause named.
+        match log.append(1, b"refused") {
+            Err(error @ StorageError::SegmentUnavailable { .. }) => assert!(error.to_string().contains("directory"), "{error}"),
+            other => panic!("expected a refusal naming the cause, got {other:?}"),
+        }
+        std::fs::remove_dir(&blocked).unwrap();
+        // The log retries by itself and takes writes again.
+        let mut after = Vec::new();
+        for _ in 0..100 {
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            if let Ok(seq) = log.append(2, b"after") {
+                log.durable(seq).await.unwrap();
+                after.push(seq);
+                break;
+            }
+        }
+        log.close().await.unwrap();
+        (kept, lost, after)
+    });
+    assert!(!kept.is_empty() && !lost.is_empty(), "some records fit the first segment, the rest were lost: {kept:?} {lost:?}");
+    assert_eq!(kept.last().unwrap() + 1, lost[0]);
+    assert_eq!(after.len(), 1, "the log took a write again once the segment could be made");
+    assert!(after[0] > *lost.last().unwrap(), "a lost sequence number is never handed out again");
+    // Replay: what was kept and what came after, across the gap; nothing that was lost.
+    for _ in 0..2 {
+        let (seen, _) = reopen(opts.clone()).unwrap();
+        let seqs: Vec<u64> = seen.iter().map(|(seq, _, _)| *seq).collect();
+        let mut expected = kept.clone();
+        expected.extend(&after);
+        assert_eq!(seqs, expected);
+    }
+}

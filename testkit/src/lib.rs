@@ -20,6 +20,8 @@ pub struct Daemon {
     /// The temporary directory behind `data_dir`, when this daemon made it.
     _temporary: Option<tempfile::TempDir>,
     extra: Vec<String>,
+    /// The working directory it runs in (the test's own when `None`).
+    cwd: Option<PathBuf>,
 }
 
 /// A binary built into the same target directory as the running test (`cargo test
@@ -47,8 +49,16 @@ impl Daemon {
     /// `sluiced` on an existing data directory (which outlives the daemon).
     pub fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Daemon {
         let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
-        let (child, addr, http_addr) = spawn(data_dir, &extra);
-        Daemon { child: Some(child), addr, http_addr, data_dir: data_dir.to_path_buf(), _temporary: None, extra }
+        let (child, addr, http_addr) = spawn(data_dir, &extra, None);
+        Daemon { child: Some(child), addr, http_addr, data_dir: data_dir.to_path_buf(), _temporary: None, extra, cwd: None }
+    }
+
+    /// `sluiced` run from working directory `cwd` with `data_dir` as given (relative to `cwd`
+    /// when it is relative), as a user starting it from a shell would.
+    pub fn start_from(cwd: &std::path::Path, data_dir: &std::path::Path, extra: &[&str]) -> Daemon {
+        let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
+        let (child, addr, http_addr) = spawn(data_dir, &extra, Some(cwd));
+        Daemon { child: Some(child), addr, http_addr, data_dir: cwd.join(data_dir), _temporary: None, extra, cwd: Some(cwd.to_path_buf()) }
     }
 
     /// `http://HOST:PORT` of the HTTP gateway, for AWS clients' `--endpoint-url`.
@@ -73,7 +83,7 @@ impl Daemon {
     /// (after `kill` or `terminate`; a running daemon is killed first). The port changes.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, addr, http_addr) = spawn(&self.data_dir, &self.extra);
+        let (child, addr, http_addr) = spawn(&self.data_dir, &self.extra, self.cwd.as_deref());
         self.child = Some(child);
         self.addr = addr;
         self.http_addr = http_addr;
@@ -82,7 +92,7 @@ impl Daemon {
     /// Starts `sluiced` on `data_dir` and expects it to fail: returns its exit status and stderr.
     pub fn start_failing(data_dir: &std::path::Path, extra: &[&str]) -> (ExitStatus, String) {
         let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
-        let output = command(data_dir, &extra).stdin(Stdio::null()).output().expect("running sluiced");
+        let output = command(data_dir, &extra, None).stdin(Stdio::null()).output().expect("running sluiced");
         (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
     }
 
@@ -135,7 +145,7 @@ impl Daemon {
 
 /// `sluiced` on an ephemeral port and `data_dir`, with `--cores 2` and 4 MiB segments unless
 /// `extra` says otherwise.
-fn command(data_dir: &std::path::Path, extra: &[String]) -> Command {
+fn command(data_dir: &std::path::Path, extra: &[String], cwd: Option<&std::path::Path>) -> Command {
     let default = |flag: &'static str, value: &'static str| -> Vec<&'static str> {
         if extra.iter().any(|arg| arg == flag) {
             Vec::new()
@@ -145,7 +155,8 @@ fn command(data_dir: &std::path::Path, extra: &[String]) -> Command {
     };
     let mut command = Command::new(workspace_binary("sluiced"));
     command
-        .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        .args(["--log", "warn"])
+        .args(default("--listen", "127.0.0.1:0"))
         .args(default("--http-listen", "127.0.0.1:0"))
         .args(default("--cores", "2"))
         // Small segments: tests start many daemons, and each prepares two segments per shard.
@@ -157,12 +168,15 @@ fn command(data_dir: &std::path::Path, extra: &[String]) -> Command {
         // The allocator returns freed memory to the system at once rather than after a
         // delay, so that resident memory (`resident_bytes`) shows what the daemon holds.
         .env("MIMALLOC_PURGE_DELAY", "0");
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
     command
 }
 
 /// Spawns `sluiced` and reads the addresses it listens on (binary protocol, HTTP gateway).
-fn spawn(data_dir: &std::path::Path, extra: &[String]) -> (Child, SocketAddr, Option<SocketAddr>) {
-    let mut child = command(data_dir, extra).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawning sluiced");
+fn spawn(data_dir: &std::path::Path, extra: &[String], cwd: Option<&std::path::Path>) -> (Child, SocketAddr, Option<SocketAddr>) {
+    let mut child = command(data_dir, extra, cwd).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawning sluiced");
     let stdout = child.stdout.take().expect("sluiced stdout");
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).expect("reading sluiced's first line");

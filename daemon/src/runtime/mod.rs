@@ -92,6 +92,10 @@ fn naming(config: &Config) -> Naming {
     Naming { region: config.region.clone(), account_id: config.account_id.clone(), public_url: config.public_url.clone() }
 }
 
+/// How long a listener found on the port may take to go away before it counts as another
+/// process's (a killed daemon's socket lingers for milliseconds).
+const LISTENER_GONE_WAIT: Duration = Duration::from_secs(3);
+
 /// Reserves the listen port (resolving port 0) so every shard binds the same one.
 ///
 /// The shards bind with SO_REUSEPORT, which would also let a second `sluiced` share the
@@ -104,8 +108,15 @@ fn reserve_port(addr: SocketAddr) -> std::io::Result<(socket2::Socket, SocketAdd
         if probe.ip().is_unspecified() {
             probe.set_ip(if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
         }
-        if std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)).is_ok() {
-            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another process is already listening there"));
+        // A daemon killed a moment ago (a supervisor restarting it at once) still has its
+        // listening socket for a few milliseconds while the kernel tears the process down:
+        // only a listener that is still there after a while is another process's.
+        let deadline = std::time::Instant::now() + LISTENER_GONE_WAIT;
+        while std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)).is_ok() {
+            if std::time::Instant::now() >= deadline {
+                return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another process is already listening there"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
@@ -130,6 +141,10 @@ pub fn run(mut config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Res
     }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+    // Every data path is absolute from here on: glommio opens directories with a dirfd of -1
+    // rather than AT_FDCWD, so a relative one fails with EBADF (docs/glommio-relative-paths.md).
+    config.data_dir = std::fs::canonicalize(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot resolve data directory {}: {e}", config.data_dir.display()))?;
     let mesh = MeshBuilder::<ShardMessage, _>::full(cores, MESH_CHANNEL_CAPACITY_MAX);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let drained = Arc::new(AtomicUsize::new(0));

@@ -78,8 +78,37 @@ pub enum StorageError {
     Failed(String),
     #[error("no space for a new log segment in {0}: free disk space (or let compaction and retention free it)")]
     Full(PathBuf),
+    /// A new segment could not be made for a reason other than a full disk (descriptors
+    /// exhausted, permissions, the directory gone …): the cause is named, never called "full".
+    #[error("cannot create a new log segment in {dir}: {cause}")]
+    SegmentUnavailable { dir: PathBuf, cause: String },
+    #[error("record {0} was not written: the segment it was staged for could not be created (the write was refused, nothing was kept)")]
+    Lost(u64),
     #[error("the record at offset {offset} of {path} cannot be read back: {reason}")]
     Unreadable { path: PathBuf, offset: u64, reason: &'static str },
+}
+
+impl StorageError {
+    /// Whether this is the disk (or a quota on it) being full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::Full(_) => true,
+            StorageError::Io { source, .. } => {
+                matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+                    || matches!(source.raw_os_error(), Some(28 /* ENOSPC */) | Some(122 /* EDQUOT */))
+            }
+            _ => false,
+        }
+    }
+
+    /// What to answer a writer when the next segment could not be made because of `self`.
+    fn refusal(&self, dir: &Path) -> StorageError {
+        if self.is_disk_full() {
+            StorageError::Full(dir.to_path_buf())
+        } else {
+            StorageError::SegmentUnavailable { dir: dir.to_path_buf(), cause: self.to_string() }
+        }
+    }
 }
 
 fn io_error(path: &Path, error: impl Into<std::io::Error>) -> StorageError {
@@ -167,7 +196,18 @@ struct State {
     written_seq: u64,
     durable_seq: u64,
     failed: Option<String>,
+    /// Sequence numbers handed out for records that were never written (their segment could
+    /// not be created), newest last: their waiters are told so. They are never handed out
+    /// again, so a waiter cannot mistake a later record for its own.
+    lost: Vec<(u64, u64)>,
+    /// The next record starts after a run of lost sequence numbers: a SKIP record goes first,
+    /// so that replay accepts the gap.
+    gap_pending: bool,
 }
+
+/// Runs of lost sequence numbers remembered for waiters (each run is one failed flush; a
+/// waiter is woken by that very flush, so only the newest few matter).
+const LOST_RUNS_MAX: usize = 64;
 
 pub struct Log {
     options: LogOptions,
@@ -181,10 +221,28 @@ pub struct Log {
     spare: RefCell<Spare>,
     /// Notified when a spare segment finishes preparing (or fails to).
     spare_done: LocalNotify,
-    /// When preparing a spare last failed (the disk is full, most likely); cleared on success.
-    spare_failed: Cell<Option<std::time::Instant>>,
+    /// When and why preparing a spare last failed; cleared on success.
+    spare_failed: RefCell<Option<(std::time::Instant, StorageError)>>,
+    /// A segment whose staged records were dropped because it could not be created: it
+    /// starts again empty (readers' indexes of it are stale). Taken by `take_restarted`.
+    restarted: Cell<Option<u64>>,
     /// Segment files opened for reads, most recently used last.
     read_files: RefCell<Vec<(u64, Rc<DmaFile>)>>,
+}
+
+/// Why a flush stopped.
+enum FlushFailure {
+    /// The file of segment `segment` (by first sequence number) could not be made: nothing
+    /// was written for it or later; everything through `written_through` was written and synced.
+    NoSegment { error: StorageError, written_through: Option<u64>, segment: u64 },
+    /// A write or sync failed: what is on disk is unknown, and the log stops.
+    Fatal(StorageError),
+}
+
+impl From<StorageError> for FlushFailure {
+    fn from(error: StorageError) -> Self {
+        FlushFailure::Fatal(error)
+    }
 }
 
 /// How long after a failed attempt the next spare segment is tried.
@@ -380,10 +438,16 @@ impl Log {
         let mut skips: Vec<(Rc<DmaFile>, PathBuf, u64, Vec<u8>)> = Vec::new();
         let mut after_skip = false;
         let last_index = files.len().saturating_sub(1);
+        // In tail mode the segments from here on are read in full: the last two, and at
+        // least the last one that holds records, so that the log's end (its next sequence
+        // number) is learnt from records, never guessed. Spares left empty by earlier runs
+        // can make the last two segments empty ones.
+        let last_holding = files.iter().rposition(|(_, _, holds)| *holds).unwrap_or(0);
+        let read_from = files.len().saturating_sub(2).min(last_holding);
         for index in 0..files.len() {
             let (number, path, _) = &files[index];
             let file = open_segment(path).await?;
-            if tail_only && index + 2 < files.len() {
+            if tail_only && index < read_from {
                 // A damaged first record falls through to the full read, which reports it (or repairs).
                 if let Some(first_seq) = first_record_seq(&file, path).await? {
                     segments.push(Segment { number: *number, first_seq, path: path.clone(), file: None, on_disk: true, live_bytes: 0 });
@@ -472,6 +536,17 @@ impl Log {
             }
         }
         let next_seq = expected_seq.unwrap_or(1);
+        // Sequence numbers are never reused: each segment starts after the one before it,
+        // and the log goes on after the last record of every segment that holds one.
+        for (index, pair) in segments.windows(2).enumerate() {
+            if pair[1].first_seq <= pair[0].first_seq || (files[index + 1].2 && pair[1].first_seq >= next_seq) {
+                return Err(StorageError::Corrupt {
+                    path: pair[1].path.clone(),
+                    offset: 0,
+                    reason: "its first sequence number does not follow the segment before it",
+                });
+            }
+        }
 
         let tail_segment = segments.last().map_or(0, |segment| segment.first_seq);
         let log = Rc::new(Log {
@@ -485,6 +560,8 @@ impl Log {
                 written_seq: next_seq - 1,
                 durable_seq: next_seq - 1,
                 failed: None,
+                lost: Vec::new(),
+                gap_pending: false,
             }),
             options,
             work: LocalNotify::new(),
@@ -493,7 +570,8 @@ impl Log {
             stats: Cell::new(LogStats::default()),
             spare: RefCell::new(Spare::None),
             spare_done: LocalNotify::new(),
-            spare_failed: Cell::new(None),
+            spare_failed: RefCell::new(None),
+            restarted: Cell::new(None),
             read_files: RefCell::new(Vec::new()),
         });
         for (file, path, offset, block) in skips {
@@ -531,7 +609,7 @@ impl Log {
         if current.is_some_and(|number| number >= next) || self.closing.get() {
             return;
         }
-        if self.spare_failed.get().is_some_and(|at| at.elapsed() < SPARE_RETRY) {
+        if self.spare_failed.borrow().as_ref().is_some_and(|(at, _)| at.elapsed() < SPARE_RETRY) {
             return;
         }
         *self.spare.borrow_mut() = Spare::Preparing(next);
@@ -544,17 +622,35 @@ impl Log {
                     if log.spare_failed.take().is_some() {
                         tracing::info!(dir = %log.options.dir.display(), "log segments can be created again");
                     }
+                    log.spare_done.notify_all();
                 }
                 Err(error) => {
-                    if log.spare_failed.get().is_none() {
-                        tracing::error!(%error, "cannot prepare the next log segment; refusing new messages until there is space");
-                    }
                     let _ = std::fs::remove_file(&path);
-                    log.spare_failed.set(Some(std::time::Instant::now()));
                     *log.spare.borrow_mut() = Spare::None;
+                    log.segment_failed(error);
+                    log.spare_done.notify_all();
                 }
             }
-            log.spare_done.notify_all();
+        })
+        .detach();
+    }
+
+    /// Records that a new segment could not be made: writes that need one are refused (with
+    /// `error` as the reason) until a later attempt, made by itself after `SPARE_RETRY`,
+    /// succeeds — so a log recovers once space is freed even if nothing else asks (a stream
+    /// shard that only takes writes).
+    fn segment_failed(self: &Rc<Self>, error: StorageError) {
+        let first = self.spare_failed.borrow().is_none();
+        if first {
+            tracing::error!(%error, "cannot make the next log segment; refusing writes that need one until it can be made");
+        }
+        *self.spare_failed.borrow_mut() = Some((std::time::Instant::now(), error));
+        let log = self.clone();
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(SPARE_RETRY).await;
+            if !log.closing.get() {
+                log.ensure_spare();
+            }
         })
         .detach();
     }
@@ -607,6 +703,12 @@ impl Log {
         if let Some(failure) = &state.failed {
             return Err(StorageError::Failed(failure.clone()));
         }
+        // A staged active segment that cannot be created would lose whatever is staged for it.
+        if state.segments.last().is_some_and(|segment| !segment.on_disk) {
+            if let Some(refusal) = self.segment_refusal() {
+                return Err(refusal);
+            }
+        }
         let seq = state.next_seq;
         if state.segments.is_empty() {
             self.start_segment(state, seq)?;
@@ -617,6 +719,11 @@ impl Log {
             state.chunks.push(Chunk { segment: active, pos: state.write_pos, bytes: Vec::with_capacity(64 * 1024), last_seq: seq });
         }
         let chunk = state.chunks.last_mut().expect("a chunk for the active segment");
+        if std::mem::take(&mut state.gap_pending) {
+            // Sequence numbers were lost before this record: replay passes the gap after a SKIP.
+            chunk.bytes.extend_from_slice(&skip_header(&[]));
+            state.write_pos += RECORD_HEADER_BYTES as u64;
+        }
         let start = begin_record(&mut chunk.bytes);
         encode(&mut chunk.bytes);
         let len = chunk.bytes.len() - start - RECORD_HEADER_BYTES;
@@ -653,8 +760,8 @@ impl Log {
     /// Makes a new, empty segment starting at `seq` the active one (staged: the flusher
     /// creates its file or takes the prepared spare). Refused when space is short.
     fn start_segment(&self, state: &mut State, seq: u64) -> Result<(), StorageError> {
-        if self.spare_failed.get().is_some() && !matches!(&*self.spare.borrow(), Spare::Ready(..)) {
-            return Err(StorageError::Full(self.options.dir.clone()));
+        if let Some(refusal) = self.segment_refusal() {
+            return Err(refusal);
         }
         let number = state.segments.last().map_or(1, |segment| segment.number + 1);
         state.segments.push(Segment {
@@ -777,8 +884,8 @@ impl Log {
     pub async fn durable(&self, seq: u64) -> Result<(), StorageError> {
         match self.options.fsync {
             FsyncMode::Never => self.wait_until(|_| true).await,
-            FsyncMode::Always => self.wait_until(|state| state.durable_seq >= seq).await,
-            FsyncMode::Interval(_) => self.wait_until(|state| state.written_seq >= seq).await,
+            FsyncMode::Always => self.wait_for(seq, |state| state.durable_seq >= seq).await,
+            FsyncMode::Interval(_) => self.wait_for(seq, |state| state.written_seq >= seq).await,
         }
     }
 
@@ -799,6 +906,20 @@ impl Log {
         }
     }
 
+    /// `wait_until` for record `seq`, failing if that record was lost instead of written.
+    async fn wait_for(&self, seq: u64, done: impl Fn(&State) -> bool) -> Result<(), StorageError> {
+        let lost = std::cell::Cell::new(false);
+        self.wait_until(|state| {
+            lost.set(state.lost.iter().any(|(from, to)| (*from..=*to).contains(&seq)));
+            lost.get() || done(state)
+        })
+        .await?;
+        if lost.get() {
+            return Err(StorageError::Lost(seq));
+        }
+        Ok(())
+    }
+
     /// The last sequence number known to be synced to the disk.
     pub fn synced_seq(&self) -> u64 {
         self.state.borrow().durable_seq
@@ -807,7 +928,7 @@ impl Log {
     /// Waits until record `seq` has been handed to the disk (not necessarily synced):
     /// lets a bulk writer such as compaction pace itself to the disk.
     pub async fn written(&self, seq: u64) -> Result<(), StorageError> {
-        self.wait_until(|state| state.written_seq >= seq).await
+        self.wait_for(seq, |state| state.written_seq >= seq).await
     }
 
     /// Waits until record `seq` is written and synced, whatever the fsync mode (compaction
@@ -829,7 +950,22 @@ impl Log {
     /// active segment (and a prepared spare) still take records, so an owner can keep
     /// accepting what frees space (deletes) while refusing what only adds (new messages).
     pub fn space_low(&self) -> bool {
-        self.spare_failed.get().is_some()
+        self.spare_failed.borrow().is_some()
+    }
+
+    /// Why a write that needs a new segment is refused now (the last attempt to prepare one
+    /// failed and none is ready), or `None`.
+    pub fn segment_refusal(&self) -> Option<StorageError> {
+        if matches!(&*self.spare.borrow(), Spare::Ready(..)) {
+            return None;
+        }
+        self.spare_failed.borrow().as_ref().map(|(_, error)| error.refusal(&self.options.dir))
+    }
+
+    /// The segment that was started again empty after its staged records were lost, once
+    /// (a reader's index of it must be dropped).
+    pub fn take_restarted(&self) -> Option<u64> {
+        self.restarted.take()
     }
 
     fn segment_index(state: &State, seq: u64) -> Option<usize> {
@@ -921,8 +1057,8 @@ impl Log {
 
     /// After space was freed: try the next segment again now.
     pub fn retry_spare(self: &Rc<Self>) {
-        if self.spare_failed.get().is_some() {
-            self.spare_failed.set(Some(std::time::Instant::now() - SPARE_RETRY));
+        let failed = self.spare_failed.borrow_mut().as_mut().map(|(at, _)| *at = std::time::Instant::now() - SPARE_RETRY).is_some();
+        if failed {
             self.ensure_spare();
         }
     }
@@ -1042,7 +1178,12 @@ impl Log {
                         last_sync = std::time::Instant::now();
                     }
                 }
-                Err(error) => {
+                Err(FlushFailure::NoSegment { error, written_through, segment }) => {
+                    self.drop_unwritten(written_through, segment);
+                    tracing::warn!(dir = %self.options.dir.display(), "the writes staged for a log segment that could not be made were refused");
+                    self.segment_failed(error);
+                }
+                Err(FlushFailure::Fatal(error)) => {
                     tracing::error!(%error, "log write failed; refusing further appends");
                     self.state.borrow_mut().failed = Some(error.to_string());
                     self.flushed.notify_all();
@@ -1061,9 +1202,40 @@ impl Log {
         Ok(())
     }
 
+    /// After a flush could not create segment `segment` (by first sequence number): what was
+    /// written before it stays, every record staged for it or later is dropped (its waiters
+    /// are told), and the segment starts again empty, its file still to be made. The log
+    /// goes on: sequence numbers continue after the lost ones, past a SKIP record.
+    fn drop_unwritten(&self, written_through: Option<u64>, segment: u64) {
+        let mut state = self.state.borrow_mut();
+        if let Some(seq) = written_through {
+            state.written_seq = seq;
+            // Chunks before the failed one were synced before the log moved on.
+            state.durable_seq = seq;
+        }
+        let lost = (state.written_seq + 1, state.next_seq - 1);
+        state.chunks.clear();
+        let Some(index) = state.segments.iter().position(|s| s.first_seq == segment) else {
+            state.failed = Some(format!("segment starting at {segment} is missing after a failed flush"));
+            return;
+        };
+        debug_assert!(state.segments[index..].iter().all(|s| !s.on_disk), "only segments never created are dropped");
+        state.segments.truncate(index + 1);
+        state.write_pos = 0;
+        if lost.0 <= lost.1 {
+            state.gap_pending = true;
+            state.lost.push(lost);
+            if state.lost.len() > LOST_RUNS_MAX {
+                state.lost.remove(0);
+            }
+        }
+        self.restarted.set(Some(state.segments[index].number));
+    }
+
     /// Writes each chunk with one aligned write; syncs a segment before the log moves past it.
-    async fn write_chunks(&self, chunks: Vec<Chunk>, sync: bool) -> Result<(), StorageError> {
+    async fn write_chunks(&self, chunks: Vec<Chunk>, sync: bool) -> Result<(), FlushFailure> {
         let count = chunks.len();
+        let mut written_through = None;
         for (index, chunk) in chunks.into_iter().enumerate() {
             let (number, file, on_disk, path, prefix) = {
                 let state = self.state.borrow();
@@ -1074,7 +1246,15 @@ impl Log {
             let file = match file {
                 Some(file) => file,
                 None => {
-                    let file = if on_disk { open_segment(&path).await? } else { self.take_segment_file(number, &path).await? };
+                    let file = if on_disk {
+                        open_segment(&path).await?
+                    } else {
+                        self.take_segment_file(number, &path).await.map_err(|error| FlushFailure::NoSegment {
+                            error,
+                            written_through,
+                            segment: chunk.segment,
+                        })?
+                    };
                     let mut state = self.state.borrow_mut();
                     let segment = state.segment_mut(chunk.segment);
                     segment.file = Some(file.clone());
@@ -1108,6 +1288,7 @@ impl Log {
                 file.fdatasync().await.map_err(|e| io_error(&path, e))?;
                 self.count(|stats| stats.fdatasyncs += 1);
             }
+            written_through = Some(chunk.last_seq);
         }
         // Only the active segment keeps its file open. One the log has moved past is synced
         // first, whatever the fsync mode: the log's order on disk must never have a hole.

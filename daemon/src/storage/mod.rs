@@ -77,7 +77,9 @@ pub struct Storage {
 
 pub fn storage_error(error: StorageError) -> OpError {
     match error {
-        StorageError::Full(_) => OpError::new(ErrorCode::ServiceUnavailable, error.to_string()),
+        StorageError::Full(_) | StorageError::SegmentUnavailable { .. } | StorageError::Lost(_) => {
+            OpError::new(ErrorCode::ServiceUnavailable, error.to_string())
+        }
         other => OpError::new(ErrorCode::InternalFailure, format!("storage failure: {other}")),
     }
 }
@@ -241,10 +243,16 @@ impl Storage {
         if self.log.space_low() {
             // Space may have been freed since (by compaction, retention or the operator).
             self.log.ensure_spare();
-            return Err(OpError::new(
-                ErrorCode::ServiceUnavailable,
-                "The broker's disk is full: new messages are refused until space is freed (receives and deletes still work).",
-            ));
+            let message = match self.log.segment_refusal() {
+                Some(StorageError::SegmentUnavailable { dir, cause }) => format!(
+                    "New messages are refused: the broker cannot create a log segment in {} ({cause}); receives and deletes still work.",
+                    dir.display()
+                ),
+                _ => {
+                    "The broker's disk is full: new messages are refused until space is freed (receives and deletes still work).".to_owned()
+                }
+            };
+            return Err(OpError::new(ErrorCode::ServiceUnavailable, message));
         }
         Ok(())
     }

@@ -126,6 +126,12 @@ impl StreamLog {
     /// the log's staging area).
     pub fn append_parts(&self, parts: &[&[u8]], now_ms: u64) -> Result<(u64, u64), StorageError> {
         let timestamp_ms = now_ms.max(self.last_timestamp_ms.get());
+        if let Some(number) = self.log.take_restarted() {
+            // Its records were lost before they were written: what the index says of it is stale.
+            self.index.borrow_mut().retain(|segment, _| *segment < number);
+            self.index.borrow_mut().insert(number, Vec::new());
+            self.first_times.borrow_mut().retain(|segment, _| *segment < number);
+        }
         let (location, _) = self.log.append_encoded(KIND_STREAM_RECORD, |out| {
             out.extend_from_slice(&timestamp_ms.to_le_bytes());
             for part in parts {
