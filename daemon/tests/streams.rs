@@ -374,6 +374,20 @@ fn bad_input_gets_kinesis_errors() {
     damaged[10] = if damaged[10] == b'a' { b'b' } else { b'a' };
     assert_code(c.run(c.client().get_records(std::str::from_utf8(&damaged).unwrap(), None)), ErrorCode::InvalidArgument);
     assert_code(c.run(c.client().get_records(&iterator, Some(10_001))), ErrorCode::InvalidArgument);
+    // AFTER_SEQUENCE_NUMBER of the largest sequence number a shard can name: nothing after it,
+    // not an overflow.
+    let (_, first) = c.run(c.client().put_record("s", "k", "x")).unwrap();
+    let shard = c
+        .run(c.client().describe_stream("s"))
+        .unwrap()
+        .shards
+        .into_iter()
+        .find(|s| first.parse::<u128>().unwrap() >> 64 == s.starting_sequence_number.parse::<u128>().unwrap() >> 64);
+    let shard = shard.unwrap();
+    let largest = ((first.parse::<u128>().unwrap() >> 64) << 64 | u64::MAX as u128).to_string();
+    let after = StartingPosition { sequence_number: Some(largest), ..position("AFTER_SEQUENCE_NUMBER") };
+    let past_end = c.run(c.client().get_shard_iterator("s", &shard.shard_id, after)).unwrap();
+    assert!(c.run(c.client().get_records(&past_end, None)).unwrap().records.is_empty());
     // A record over 1 MiB (data and key), an empty key, too many records, too many bytes.
     let big = PutRecordsEntry { data: Bytes::from(vec![b'x'; 1024 * 1024]), partition_key: "k".into(), explicit_hash_key: None };
     assert_code(c.run(c.client().put_records("s", vec![big])), ErrorCode::InvalidArgument);

@@ -373,7 +373,7 @@ impl Shard {
         match position.kind.as_str() {
             "TRIM_HORIZON" => Ok(0),
             "AT_SEQUENCE_NUMBER" => sequence(),
-            "AFTER_SEQUENCE_NUMBER" => Ok(sequence()? + 1),
+            "AFTER_SEQUENCE_NUMBER" => Ok(sequence()?.saturating_add(1)),
             "LATEST" => self.seek(meta, shard, Seek::Latest).await,
             "AT_TIMESTAMP" => {
                 let ms = position.timestamp_ms.ok_or_else(|| invalid("Timestamp is required for AT_TIMESTAMP."))?;
