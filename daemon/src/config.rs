@@ -82,6 +82,23 @@ pub struct Config {
     #[arg(long, env = "SLUICE_CONNECTION_OUTBOUND_BYTES_MAX", default_value_t = 8 * 1024 * 1024)]
     pub connection_outbound_bytes_max: usize,
 
+    /// Connections each shard serves at once, binary and HTTP together; past it a new
+    /// connection is closed at once (a binary one is told why first). At start the daemon
+    /// raises its open-file limit to the hard limit and lowers this cap if the limit cannot
+    /// hold every shard's connections beside the files the logs need.
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub connections_max: u64,
+
+    /// Seconds a new binary-protocol connection has to send its Hello before it is closed.
+    #[arg(long, env = "SLUICE_HELLO_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub hello_timeout_seconds: u64,
+
+    /// Seconds a binary-protocol connection may stay idle (no request in flight, no bytes
+    /// arriving) before the daemon closes it; 0 keeps idle connections open for ever. A long
+    /// poll or push subscription in flight is not idle.
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT_SECONDS", default_value_t = 600)]
+    pub idle_timeout_seconds: u64,
+
     /// AWS region named in queue ARNs.
     #[arg(long, env = "SLUICE_REGION", default_value = "us-east-1")]
     pub region: String,

@@ -183,3 +183,111 @@ fn a_tiny_inflight_budget_still_serves_receives() {
     let request = sluice_client::ReceiveMessage { queue: "q".into(), ..Default::default() };
     assert_eq!(c.run(c.client().receive_message(request)).unwrap().len(), 1);
 }
+
+/// Whether the server closed `stream` (EOF or reset) before `read_timeout` of silence.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn length_prefixes_that_promise_16_mib_hold_kilobytes_not_megabytes() {
+    let mut daemon = Daemon::start_with(&["--cores", "1"]);
+    let bystander = daemon.client();
+    bystander.run(bystander.client().create_queue("q", vec![], vec![])).unwrap();
+    let before = daemon.resident_bytes();
+    // 500 connections, each greeted, then promising a frame of almost 16 MiB and sending 100 bytes of it.
+    let mut hostile = Vec::new();
+    for _ in 0..500 {
+        let mut stream = raw(&daemon);
+        stream.write_all(&hello()).unwrap();
+        assert!(read_response(&mut stream).unwrap().1.is_ok());
+        stream.write_all(&(16 * 1024 * 1024 - 8u32).to_le_bytes()).unwrap();
+        stream.write_all(&[7u8; 100]).unwrap();
+        hostile.push(stream);
+    }
+    // The bystander is served while they wait, and that also lets the daemon read them all.
+    for i in 0..20 {
+        bystander.run(bystander.client().send_message("q", format!("m{i}"))).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = daemon.resident_bytes().saturating_sub(before);
+    // Allocated as promised, this is 500 × 16 MiB; as bytes arrive, a few KiB each.
+    eprintln!("500 half-sent frames: {} KiB", grown >> 10);
+    assert!(grown < 64 << 20, "500 half-sent frames took {} MiB", grown >> 20);
+    drop(hostile);
+    assert_healthy(&mut daemon);
+}
+
+#[test]
+fn a_connection_that_never_says_hello_is_closed_after_the_deadline() {
+    let mut daemon = Daemon::start_with(&["--hello-timeout-seconds", "1"]);
+    let mut silent = raw(&daemon);
+    assert!(closed_by_server(&mut silent), "a connection without Hello stayed open past the deadline");
+    // A byte at a time does not extend the deadline either.
+    let mut trickle = raw(&daemon);
+    trickle.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut closed = false;
+    for _ in 0..40 {
+        if trickle.write_all(&[1]).is_err() || closed_by_server(&mut trickle) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a trickling connection without Hello stayed open");
+    assert_healthy(&mut daemon);
+}
+
+#[test]
+fn idle_connections_are_closed_but_long_polls_are_not_idle() {
+    let mut daemon = Daemon::start_with(&["--idle-timeout-seconds", "1"]);
+    let c = daemon.client();
+    c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
+    // A long poll of 3 s outlives the idle timeout: it is not idle, and it is answered.
+    let receive = sluice_client::ReceiveMessage { queue: "q".into(), wait_time_seconds: Some(3), ..Default::default() };
+    assert!(c.run(c.client().receive_message(receive)).unwrap().is_empty());
+    // A greeted connection that then says nothing is closed.
+    let mut idle = raw(&daemon);
+    idle.write_all(&hello()).unwrap();
+    assert!(read_response(&mut idle).unwrap().1.is_ok());
+    assert!(closed_by_server(&mut idle), "an idle connection stayed open past the idle timeout");
+    assert_healthy(&mut daemon);
+}
+
+#[test]
+fn connections_past_the_cap_are_refused_with_a_reason_and_the_others_are_served() {
+    let mut daemon = Daemon::start_with(&["--cores", "1", "--connections-max", "3", "--http-listen", "off"]);
+    let first = daemon.client();
+    first.run(first.client().create_queue("q", vec![], vec![])).unwrap();
+    let _second = daemon.client();
+    let _third = daemon.client();
+    let mut fourth = raw(&daemon);
+    let _ = fourth.write_all(&hello());
+    let (_, refusal) = read_response(&mut fourth).expect("a refusal before the close");
+    let refusal = refusal.unwrap_err();
+    assert_eq!(refusal.code, ErrorCode::ServiceUnavailable);
+    assert!(refusal.message.contains("--connections-max"), "{refusal:?}");
+    assert_closed(&mut fourth);
+    // Those already connected are served.
+    first.run(first.client().send_message("q", "still served")).unwrap();
+    // Once one leaves, a new connection is taken again.
+    drop(_third);
+    let mut accepted = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(client) = sluice_client::blocking::BlockingClient::connect(daemon.addr, "late") {
+            let _ = client;
+            accepted = true;
+            break;
+        }
+    }
+    assert!(accepted, "no connection was taken after one closed");
+    assert!(daemon.is_running());
+}

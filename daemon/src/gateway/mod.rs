@@ -52,7 +52,15 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Accepts HTTP connections until shutdown is requested.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    crate::net::accept_connections(shard, listener, "http", serve).await
+    crate::net::accept_connections(shard, listener, "http", serve, |_| {
+        let body = "Too many connections to this shard (--connections-max); try again later.\n";
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    })
+    .await
 }
 
 async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {

@@ -33,19 +33,41 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const READ_BYTES_MAX: usize = 256 * 1024;
 /// In-flight units a ReceiveMessage costs: its answer can be ~10 MiB, other answers are small.
 const RECEIVE_INFLIGHT_UNITS: u64 = 16;
+/// Read buffer a connection starts with: an idle connection holds little; a busy one grows
+/// its buffer as bytes arrive (never to what a length prefix merely promises).
+const READ_BUFFER_BYTES_INITIAL: usize = 4 * 1024;
 
 /// Accepts binary-protocol connections until shutdown is requested.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    accept_connections(shard, listener, "binary", serve).await
+    accept_connections(shard, listener, "binary", serve, refusal).await
 }
+
+/// What a binary connection past the shard's connection cap is told before it is closed.
+fn refusal(shard: &Shard) -> Vec<u8> {
+    let error = OpError::new(
+        ErrorCode::ServiceUnavailable,
+        format!("this shard serves {} connections already (--connections-max); try again later", shard.config.connections_max),
+    );
+    shard.encoder.borrow_mut().response(0, &Err(error)).to_vec()
+}
+
+/// How long a refused connection is given to take its refusal before it is closed.
+const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Accepts connections until shutdown is requested, serving each in a task of its own that
 /// the shard counts (so shutdown can wait for them). The HTTP gateway accepts through it too.
-pub async fn accept_connections<F, Fut>(shard: Rc<Shard>, listener: TcpListener, kind: &'static str, serve: F)
-where
+/// Past `--connections-max` on this shard, a new connection is sent `refusal` and closed.
+pub async fn accept_connections<F, Fut>(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    kind: &'static str,
+    serve: F,
+    refusal: fn(&Shard) -> Vec<u8>,
+) where
     F: Fn(Rc<Shard>, TcpStream) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>> + 'static,
 {
+    let mut last_refusal_logged: Option<std::time::Instant> = None;
     loop {
         let shutdown = shard.shutdown.event.listen();
         if shard.shutdown.requested.get() {
@@ -54,8 +76,27 @@ where
         let accept = listener.accept();
         futures::pin_mut!(accept, shutdown);
         match futures::future::select(accept, shutdown).await {
-            futures::future::Either::Left((Ok(stream), _)) => {
+            futures::future::Either::Left((Ok(mut stream), _)) => {
                 let peer = stream.peer_addr().ok();
+                if shard.shutdown.connections.get() as u64 >= shard.config.connections_max {
+                    if last_refusal_logged.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(10)) {
+                        tracing::warn!(
+                            shard = shard.id,
+                            kind,
+                            max = shard.config.connections_max,
+                            "refusing connections: this shard serves as many as --connections-max allows"
+                        );
+                        last_refusal_logged = Some(std::time::Instant::now());
+                    }
+                    let bytes = refusal(&shard);
+                    glommio::spawn_local(async move {
+                        let write = stream.write_all(&bytes);
+                        let _ = futures::future::select(Box::pin(write), Box::pin(glommio::timer::sleep(REFUSAL_WRITE_TIMEOUT))).await;
+                        let _ = stream.close().await;
+                    })
+                    .detach();
+                    continue;
+                }
                 shard.shutdown.connections.set(shard.shutdown.connections.get() + 1);
                 let serving = serve(shard.clone(), stream);
                 let shard = shard.clone();
@@ -101,7 +142,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (reader, writer) = stream.split();
     let outbound = Rc::new(Outbound {
-        buf: RefCell::new(Vec::with_capacity(READ_CHUNK_BYTES)),
+        buf: RefCell::new(Vec::new()),
         ready: LocalNotify::new(),
         drained: LocalNotify::new(),
         closing: Cell::new(false),
@@ -119,7 +160,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
 }
 
 async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbound: Rc<Outbound>) {
-    let mut sending = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut sending = Vec::new();
     loop {
         let ready = outbound.ready.listen();
         if outbound.buf.borrow().is_empty() {
@@ -148,8 +189,10 @@ async fn read_loop(
     inflight: &Rc<Semaphore>,
 ) -> Result<(), String> {
     let frame_bytes_max = shard.config.frame_bytes_max;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES_INITIAL);
     let mut greeted = false;
+    let hello_deadline = std::time::Instant::now() + std::time::Duration::from_secs(shard.config.hello_timeout_seconds);
+    let idle_timeout = std::time::Duration::from_secs(shard.config.idle_timeout_seconds);
     loop {
         // Handle every complete frame already buffered.
         loop {
@@ -161,9 +204,11 @@ async fn read_loop(
                     }
                 }
                 FrameCheck::Incomplete { total } => {
-                    // Make room for the whole pending frame at once (bounded by frame_bytes_max).
+                    // Room for the pending frame grows with what has arrived (at most doubling
+                    // per read), not with what its length prefix promises: a client that
+                    // announces 16 MiB and sends nothing more holds a few KiB.
                     if let Some(total) = total.filter(|total| *total > buf.capacity()) {
-                        buf.reserve(total - buf.len());
+                        buf.reserve((total - buf.len()).min(buf.len().max(READ_BUFFER_BYTES_INITIAL)));
                     }
                     break;
                 }
@@ -195,18 +240,35 @@ async fn read_loop(
         let spare = (buf.capacity() - start).min(READ_BYTES_MAX);
         buf.resize(start + spare, 0);
         let read = {
-            let shutdown = shard.shutdown.event.listen();
-            if shard.shutdown.requested.get() {
-                buf.truncate(start);
-                return Ok(());
-            }
             let read = reader.read(&mut buf[start..]);
-            futures::pin_mut!(read, shutdown);
-            match futures::future::select(read, shutdown).await {
-                futures::future::Either::Left((result, _)) => result,
-                futures::future::Either::Right(_) => {
-                    buf.truncate(start);
+            futures::pin_mut!(read);
+            loop {
+                let shutdown = shard.shutdown.event.listen();
+                if shard.shutdown.requested.get() {
                     return Ok(());
+                }
+                // Until Hello: the time left to send it. After: the idle timeout (for ever when 0).
+                let wait = if !greeted {
+                    hello_deadline.saturating_duration_since(std::time::Instant::now())
+                } else if idle_timeout.is_zero() {
+                    std::time::Duration::from_secs(u32::MAX as u64)
+                } else {
+                    idle_timeout
+                };
+                let tick = glommio::timer::sleep(wait);
+                futures::pin_mut!(shutdown, tick);
+                match futures::future::select(read.as_mut(), futures::future::select(shutdown, tick)).await {
+                    futures::future::Either::Left((result, _)) => break result,
+                    futures::future::Either::Right((futures::future::Either::Left(_), _)) => return Ok(()),
+                    futures::future::Either::Right((futures::future::Either::Right(_), _)) => {
+                        if !greeted {
+                            return Err(format!("no Hello within {} s", shard.config.hello_timeout_seconds));
+                        }
+                        // Idle only with nothing in flight (a long poll or subscription is not idle).
+                        if inflight.available() == shard.config.connection_inflight_max && outbound.buf.borrow().is_empty() {
+                            return Err(format!("idle for {} s", shard.config.idle_timeout_seconds));
+                        }
+                    }
                 }
             }
         };

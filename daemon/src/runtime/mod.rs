@@ -127,9 +127,48 @@ fn reserve_port(addr: SocketAddr) -> std::io::Result<(socket2::Socket, SocketAdd
     Ok((socket, bound))
 }
 
+/// Descriptors kept for everything but connections: logs and their segments, the metadata
+/// file, listeners, io_uring rings, the HTTP delivery client.
+const FILES_RESERVED: u64 = 1024;
+
+/// Raises the soft open-file limit to the hard one; returns the limit in force.
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+/// The per-shard connection cap that `open_files` descriptors can hold on `cores` shards.
+fn connections_that_fit(open_files: u64, cores: usize, wanted: u64) -> u64 {
+    (open_files.saturating_sub(FILES_RESERVED) / cores as u64).clamp(1, wanted)
+}
+
 /// Starts the shards; calls `on_started` once all listen, then blocks until they exit.
 pub fn run(mut config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Result<()> {
     let cores = if config.cores == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.cores };
+    // New connections are refused cleanly at the cap, before descriptors run out.
+    let open_files = raise_open_file_limit();
+    let fit = connections_that_fit(open_files, cores, config.connections_max);
+    if fit < config.connections_max {
+        tracing::info!(
+            open_files,
+            wanted = config.connections_max,
+            per_shard = fit,
+            "the open-file limit cannot hold --connections-max on every shard; serving fewer (raise `ulimit -n`)"
+        );
+        config.connections_max = fit;
+    }
     let (reservation, addr) = reserve_port(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let http = match config.http_listen.0 {
         Some(http) => Some(reserve_port(http).map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {http}: {e}"))?),
