@@ -78,7 +78,8 @@ pub struct Config {
     pub connection_inflight_max: u64,
 
     /// Answer bytes one connection may have waiting to be written before the
-    /// daemon stops reading its requests.
+    /// daemon stops reading its requests. A GetRecords is charged its largest answer before
+    /// it runs, a ReceiveMessage its answer before it is buffered, until the bytes are written.
     #[arg(long, env = "SLUICE_CONNECTION_OUTBOUND_BYTES_MAX", default_value_t = 8 * 1024 * 1024)]
     pub connection_outbound_bytes_max: usize,
 
@@ -116,6 +117,25 @@ pub struct Config {
     /// of sending one) before the gateway closes it.
     #[arg(long, env = "SLUICE_HTTP_IDLE_TIMEOUT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub http_idle_timeout_seconds: u64,
+
+    /// Origins (`scheme://host[:port]`, comma-separated) whose web pages may call the HTTP
+    /// gateway; they get CORS answers. A request carrying any other `Origin` (or marked
+    /// cross-site by `Sec-Fetch-Site`) is refused, so a web page cannot drive the broker.
+    /// Default: none.
+    #[arg(long, env = "SLUICE_HTTP_ALLOW_ORIGIN", value_delimiter = ',', value_name = "ORIGIN")]
+    pub http_allow_origin: Vec<String>,
+
+    /// Host names (comma-separated) the HTTP gateway answers to, besides IP addresses,
+    /// `localhost` and the host of --public-url; a request naming another `Host` is refused
+    /// (against DNS rebinding). Default: none.
+    #[arg(long, env = "SLUICE_HTTP_ALLOW_HOST", value_delimiter = ',', value_name = "NAME")]
+    pub http_allow_host: Vec<String>,
+
+    /// Let `http`/`https` subscriptions deliver to loopback, private, link-local and other
+    /// non-public addresses (checked after the name is resolved). Off by default, so that a
+    /// Subscribe cannot make the broker POST to services behind it (169.254.169.254 above all).
+    #[arg(long, env = "SLUICE_HTTP_ENDPOINTS_ALLOW_PRIVATE")]
+    pub http_endpoints_allow_private: bool,
 
     /// Base of the queue URLs and SNS links handed to clients. Default: `http://` and the
     /// address the HTTP gateway listens on (or the binary listener's, with `--http-listen off`).

@@ -59,7 +59,8 @@ fn sqs_every_action_through_a_query_protocol_boto3() {
 
 #[test]
 fn sns_every_action_through_boto3() {
-    let daemon = Daemon::start();
+    // Its HTTP endpoint listens on 127.0.0.1.
+    let daemon = Daemon::start_with(&["--http-endpoints-allow-private"]);
     python_tests("current", &daemon, "test_sns", &[]);
 }
 

@@ -291,3 +291,48 @@ fn connections_past_the_cap_are_refused_with_a_reason_and_the_others_are_served(
     assert!(accepted, "no connection was taken after one closed");
     assert!(daemon.is_running());
 }
+
+#[test]
+fn pipelined_reads_that_are_never_read_back_hold_one_answer_budget() {
+    let mut daemon = Daemon::start_with(&["--cores", "1"]);
+    let c = daemon.client();
+    c.run(c.client().create_stream("big", 1)).unwrap();
+    for batch in 0..3 {
+        let records = (0..5)
+            .map(|i| sluice_client::PutRecordsEntry {
+                data: Bytes::from(vec![b'a' + (batch * 5 + i) as u8 % 26; 900_000]),
+                partition_key: "k".into(),
+                explicit_hash_key: None,
+            })
+            .collect();
+        for result in c.run(c.client().put_records("big", records)).unwrap() {
+            assert!(matches!(result, sluice_client::PutRecordResult::Put { .. }), "{result:?}");
+        }
+    }
+    let shard = c.run(c.client().describe_stream("big")).unwrap().shards[0].shard_id.clone();
+    let iterator = c.run(c.client().get_shard_iterator("big", &shard, sluice_client::StartingPosition::new("TRIM_HORIZON"))).unwrap();
+    // Each GetRecords answers about 10 MiB; 300 of them pipelined on a connection that never reads.
+    let before = daemon.resident_bytes();
+    let mut greedy = raw(&daemon);
+    greedy.write_all(&hello()).unwrap();
+    assert!(read_response(&mut greedy).unwrap().1.is_ok());
+    let mut encoder = Encoder::new();
+    let mut frames = Vec::new();
+    for id in 0..300u64 {
+        frames.extend_from_slice(encoder.request(&Request { id: 10 + id, op: Op::GetRecords { iterator: iterator.clone(), limit: None } }));
+    }
+    greedy.write_all(&frames).unwrap();
+    // Meanwhile another client is served, and the daemon's memory stays bounded.
+    let mut peak = 0;
+    for i in 0..20 {
+        c.run(c.client().put_record("big", "k", format!("small {i}"))).unwrap();
+        let small = c.run(c.client().get_records(&iterator, Some(1))).unwrap();
+        assert_eq!(small.records.len(), 1);
+        peak = peak.max(daemon.resident_bytes().saturating_sub(before));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("300 unread GetRecords of ~10 MiB: resident grew by at most {} MiB", peak >> 20);
+    assert!(peak < 150 << 20, "300 unread GetRecords answers took {} MiB", peak >> 20);
+    drop(greedy);
+    assert_healthy(&mut daemon);
+}

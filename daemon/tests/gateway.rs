@@ -21,7 +21,7 @@ fn exchange(daemon: &Daemon, request: &[u8]) -> String {
 fn post(target: Option<&str>, content_type: &str, body: &str) -> Vec<u8> {
     let target = target.map(|t| format!("X-Amz-Target: {t}\r\n")).unwrap_or_default();
     format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{target}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{target}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -32,7 +32,7 @@ fn status(answer: &str) -> u16 {
 }
 
 fn still_serving(daemon: &Daemon) {
-    let answer = exchange(daemon, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let answer = exchange(daemon, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     assert_eq!(status(&answer), 200, "{answer}");
     assert!(answer.ends_with("ok\n"), "{answer}");
 }
@@ -90,14 +90,16 @@ fn malformed_requests_get_aws_shaped_errors() {
 fn oversized_bodies_are_refused_before_they_are_read() {
     let daemon = Daemon::start();
     // Announced larger than the limit: refused from the headers alone, connection closed.
-    let head = "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonSQS.ListQueues\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 1073741824\r\n\r\n{";
+    let head = "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: AmazonSQS.ListQueues\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 1073741824\r\n\r\n{";
     let answer = exchange(&daemon, head.as_bytes());
     assert_eq!(status(&answer), 413, "{answer}");
     assert!(answer.contains("\"__type\""), "{answer}");
     // Chunked with no announced length: cut off at the limit.
     let mut stream = TcpStream::connect(daemon.http_addr.unwrap()).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    stream.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonSQS.ListQueues\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: AmazonSQS.ListQueues\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
     let chunk = vec![b'a'; 1 << 20];
     let mut answer = Vec::new();
     for _ in 0..20 {
@@ -113,7 +115,7 @@ fn oversized_bodies_are_refused_before_they_are_read() {
     let answer = String::from_utf8_lossy(&answer);
     assert_eq!(status(&answer), 413, "{answer}");
     // Headers beyond hyper's buffer: the connection is answered with an error or closed.
-    let huge_header = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(200_000));
+    let huge_header = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n", "b".repeat(200_000));
     let answer = exchange(&daemon, huge_header.as_bytes());
     assert!(answer.is_empty() || status(&answer) == 431 || status(&answer) == 400, "{answer}");
     still_serving(&daemon);
@@ -127,7 +129,7 @@ fn garbage_and_half_open_connections_are_closed_without_holding_anyone_up() {
     assert!(answer.is_empty() || status(&answer) == 400, "{answer}");
     // Half a request, then silence: closed after the idle timeout, while others are served.
     let mut stalled = TcpStream::connect(daemon.http_addr.unwrap()).unwrap();
-    stalled.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"Queue").unwrap();
+    stalled.write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"Queue").unwrap();
     let mut idle = TcpStream::connect(daemon.http_addr.unwrap()).unwrap();
     still_serving(&daemon);
     for stream in [&mut stalled, &mut idle] {
@@ -140,4 +142,95 @@ fn garbage_and_half_open_connections_are_closed_without_holding_anyone_up() {
         }
     }
     still_serving(&daemon);
+}
+
+fn form(host: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra_headers}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn get(host: &str, query: &str) -> Vec<u8> {
+    format!("GET /?{query} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+fn queue_exists(daemon: &Daemon, name: &str) -> bool {
+    let answer = exchange(daemon, &form("127.0.0.1", "", &format!("Action=GetQueueUrl&QueueName={name}")));
+    status(&answer) == 200
+}
+
+#[test]
+fn a_web_page_cannot_drive_the_broker() {
+    let daemon = Daemon::start();
+    let created = exchange(&daemon, &form("127.0.0.1", "", "Action=CreateQueue&QueueName=precious"));
+    assert_eq!(status(&created), 200, "{created}");
+    let url = format!("http%3A%2F%2F{}%2F000000000000%2Fprecious", daemon.http_addr.unwrap()).replace(':', "%3A");
+
+    // A link or an <img> on any page: a GET that changes state is refused; reading is fine.
+    let answer = exchange(&daemon, &get("127.0.0.1", &format!("Action=DeleteQueue&QueueUrl={url}")));
+    assert_eq!(status(&answer), 405, "{answer}");
+    assert!(answer.contains("InvalidHttpMethod") && answer.contains("POST"), "{answer}");
+    let answer = exchange(&daemon, &get("127.0.0.1", "Action=SendMessage&QueueUrl=x&MessageBody=hi"));
+    assert_eq!(status(&answer), 405, "{answer}");
+    assert!(queue_exists(&daemon, "precious"));
+    let answer = exchange(&daemon, &get("localhost", "Action=ListQueues"));
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert!(answer.contains("precious"), "{answer}");
+
+    // A form on another site POSTs with its Origin: refused before anything is done.
+    let evil = "Origin: http://evil.example\r\n";
+    let answer = exchange(&daemon, &form("127.0.0.1", evil, &format!("Action=DeleteQueue&QueueUrl={url}")));
+    assert_eq!(status(&answer), 403, "{answer}");
+    assert!(answer.contains("AccessDenied") && answer.contains("--http-allow-origin"), "{answer}");
+    assert!(queue_exists(&daemon, "precious"));
+    // A request the browser marks cross-site, even without an Origin.
+    let answer = exchange(&daemon, &form("127.0.0.1", "Sec-Fetch-Site: cross-site\r\n", "Action=ListQueues"));
+    assert_eq!(status(&answer), 403, "{answer}");
+    // DNS rebinding: the page's own name pointed at 127.0.0.1 is not a host the gateway serves.
+    let answer = exchange(&daemon, &form("evil.example:4566", "", "Action=ListQueues"));
+    assert_eq!(status(&answer), 403, "{answer}");
+    assert!(answer.contains("--http-allow-host"), "{answer}");
+    let answer = exchange(&daemon, &post(Some("AmazonSQS.ListQueues"), "application/x-amz-json-1.0", "{}").replace_host("rebound.example"));
+    assert_eq!(status(&answer), 403, "{answer}");
+    // AWS clients name the gateway by address or localhost, or by the public URL's host.
+    for host in ["127.0.0.1:4566", "localhost:4566", "[::1]:4566", "sqs.us-east-1.localhost"] {
+        let answer = exchange(&daemon, &form(host, "", "Action=ListQueues"));
+        assert_eq!(status(&answer), 200, "{host}: {answer}");
+    }
+    still_serving(&daemon);
+}
+
+#[test]
+fn allowed_origins_and_hosts_are_served_with_cors() {
+    let daemon = Daemon::start_with(&["--http-allow-origin", "http://console.example", "--http-allow-host", "sluice.internal"]);
+    let origin = "Origin: http://console.example\r\n";
+    let answer = exchange(&daemon, &form("sluice.internal:4566", origin, "Action=CreateQueue&QueueName=from-console"));
+    assert_eq!(status(&answer), 200, "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("access-control-allow-origin: http://console.example"), "{answer}");
+    let preflight = format!(
+        "OPTIONS / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{origin}Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: x-amz-target, content-type\r\n\r\n"
+    );
+    let answer = exchange(&daemon, preflight.as_bytes());
+    assert_eq!(status(&answer), 204, "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("access-control-allow-origin: http://console.example"), "{answer}");
+    assert!(lower.contains("access-control-allow-headers: x-amz-target, content-type"), "{answer}");
+    // Any other origin is still refused, preflight included.
+    let other = "Origin: http://other.example\r\n";
+    let answer = exchange(&daemon, &form("127.0.0.1", other, "Action=ListQueues"));
+    assert_eq!(status(&answer), 403, "{answer}");
+    let preflight = preflight.replace("console.example", "other.example");
+    assert_eq!(status(&exchange(&daemon, preflight.as_bytes())), 403);
+}
+
+trait ReplaceHost {
+    fn replace_host(self, host: &str) -> Vec<u8>;
+}
+
+impl ReplaceHost for Vec<u8> {
+    fn replace_host(self, host: &str) -> Vec<u8> {
+        String::from_utf8(self).unwrap().replacen("Host: 127.0.0.1", &format!("Host: {host}"), 1).into_bytes()
+    }
 }

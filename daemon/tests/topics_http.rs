@@ -144,7 +144,7 @@ fn confirmed(c: &Conn, topic: &str, endpoint: &Endpoint, attributes: Vec<(String
 
 #[test]
 fn http_subscribers_confirm_then_receive_notifications_as_sns_posts_them() {
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_with(&["--http-endpoints-allow-private"]);
     let c = daemon.client();
     let topic = c.run(c.client().create_topic("web", vec![], vec![])).unwrap();
     let endpoint = Endpoint::start(&[]);
@@ -202,7 +202,7 @@ fn http_subscribers_confirm_then_receive_notifications_as_sns_posts_them() {
 
 #[test]
 fn http_delivery_retries_after_errors_and_redrives_when_its_policy_is_spent() {
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_with(&["--http-endpoints-allow-private"]);
     let c = daemon.client();
     let topic = c.run(c.client().create_topic("flaky", vec![], vec![])).unwrap();
     c.run(c.client().create_queue("undelivered", vec![], vec![])).unwrap();
@@ -243,7 +243,7 @@ fn http_delivery_retries_after_errors_and_redrives_when_its_policy_is_spent() {
 
 #[test]
 fn http_endpoints_are_checked() {
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_with(&["--http-endpoints-allow-private"]);
     let c = daemon.client();
     let topic = c.run(c.client().create_topic("t", vec![], vec![])).unwrap();
     assert_code(c.run(c.client().subscribe(&topic, "http", "not a url", vec![])), ErrorCode::InvalidParameter);
@@ -264,7 +264,7 @@ fn http_endpoints_are_checked() {
 
 #[test]
 fn a_notification_on_its_way_to_an_endpoint_survives_kill_and_restart() {
-    let mut daemon = Daemon::start();
+    let mut daemon = Daemon::start_with(&["--http-endpoints-allow-private"]);
     let endpoint = Endpoint::start(&[200]);
     let topic = {
         let c = daemon.client();
@@ -305,7 +305,7 @@ fn https_endpoints_are_reached_over_tls_with_a_trusted_authority() {
         .unwrap();
     let endpoint = Endpoint::start_with(&[], Some(Arc::new(server)));
 
-    let daemon = Daemon::start_with(&["--https-ca-file", ca_file.to_str().unwrap()]);
+    let daemon = Daemon::start_with(&["--https-ca-file", ca_file.to_str().unwrap(), "--http-endpoints-allow-private"]);
     let c = daemon.client();
     let topic = c.run(c.client().create_topic("secure", vec![], vec![])).unwrap();
     let op = Op::Subscribe {
@@ -325,7 +325,7 @@ fn https_endpoints_are_reached_over_tls_with_a_trusted_authority() {
 
     // An endpoint whose certificate nobody vouches for gets nothing: the daemon without the
     // authority cannot confirm it.
-    let untrusting = Daemon::start();
+    let untrusting = Daemon::start_with(&["--http-endpoints-allow-private"]);
     let c = untrusting.client();
     let topic = c.run(c.client().create_topic("secure", vec![], vec![])).unwrap();
     c.run(c.client().subscribe(&topic, "https", &endpoint.url, vec![])).unwrap();
@@ -341,4 +341,29 @@ fn a_bad_https_ca_file_stops_the_daemon_with_a_reason() {
     let (status, stderr) = Daemon::start_failing(data.path(), &["--https-ca-file", ca_file.to_str().unwrap()]);
     assert!(!status.success());
     assert!(stderr.contains("--https-ca-file"), "{stderr}");
+}
+
+#[test]
+fn endpoints_on_addresses_behind_the_broker_are_refused_unless_allowed() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    let topic = c.run(c.client().create_topic("t", vec![], vec![])).unwrap();
+    let endpoint = Endpoint::start(&[200]);
+    for url in [
+        endpoint.url.as_str(),
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://10.1.2.3/hook",
+        "http://[::1]:9/",
+        "http://[::ffff:127.0.0.1]:9/",
+        "https://localhost:9/",
+    ] {
+        match c.run(c.client().subscribe(&topic, if url.starts_with("https") { "https" } else { "http" }, url, vec![])) {
+            Err(ClientError::Server(error)) => {
+                assert_eq!(error.code, ErrorCode::InvalidParameter, "{url}: {error}");
+                assert!(error.message.contains("--http-endpoints-allow-private"), "{url}: {error}");
+            }
+            other => panic!("{url}: expected a refusal, got {other:?}"),
+        }
+    }
+    assert!(endpoint.nothing_within(Duration::from_millis(500)), "a refused endpoint was contacted");
 }

@@ -16,6 +16,7 @@
 //! `--http-idle-timeout-seconds` (idle, or stalled mid-request) is closed. Nothing from the
 //! wire is trusted: every malformed request gets an AWS-shaped error, never a panic.
 
+mod guard;
 mod io;
 mod kinesis;
 mod params;
@@ -108,10 +109,37 @@ impl Protocol {
 async fn handle(shard: Rc<Shard>, request: Request<Incoming>) -> Response<Body> {
     let request_id = crate::topic::random_uuid();
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    if path == "/health" && parts.method == Method::GET {
+    if parts.uri.path() == "/health" && parts.method == Method::GET {
         return text(StatusCode::OK, "ok\n");
     }
+    let origin = match guard::check(&shard.config, &parts.headers) {
+        Ok(origin) => origin,
+        Err(refusal) => {
+            let text = xml::error(sqs::NAMESPACE, true, "AccessDenied", &refusal.message(), &request_id);
+            return xml_response(StatusCode::FORBIDDEN, text);
+        }
+    };
+    let mut response = if parts.method == Method::OPTIONS {
+        // A CORS preflight; only an allowed origin gets this far with an Origin header.
+        let mut response = text(StatusCode::NO_CONTENT, "");
+        let headers = response.headers_mut();
+        headers.insert("access-control-allow-methods", HeaderValue::from_static("GET, POST"));
+        let requested = parts.headers.get("access-control-request-headers").cloned();
+        headers.insert("access-control-allow-headers", requested.unwrap_or(HeaderValue::from_static("content-type")));
+        headers.insert("access-control-max-age", HeaderValue::from_static("600"));
+        response
+    } else {
+        handle_call(&shard, parts, body, &request_id).await
+    };
+    if let Some(origin) = origin {
+        guard::cors_headers(response.headers_mut(), &origin);
+    }
+    response
+}
+
+async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incoming, request_id: &str) -> Response<Body> {
+    let request_id = request_id.to_owned();
+    let path = parts.uri.path().to_owned();
     let target = parts.headers.get("x-amz-target").and_then(|value| value.to_str().ok()).map(str::to_owned);
     let (protocol, json_action) = match target.as_deref() {
         Some(target) => match target.split_once('.') {
@@ -143,9 +171,9 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>) -> Response<Body> 
         }
     };
     if protocol.is_json() {
-        json_call(&shard, protocol, &json_action, &body, &request_id).await
+        json_call(shard, protocol, &json_action, &body, &request_id).await
     } else {
-        query_call(&shard, &parts, &path, &body, &request_id).await
+        query_call(shard, &parts, &path, &body, &request_id).await
     }
 }
 
@@ -275,6 +303,11 @@ async fn query_call(shard: &Rc<Shard>, parts: &http::request::Parts, path: &str,
         let text = xml::error(namespace, true, "MissingAction", "The request must contain the parameter Action.", request_id);
         return xml_response(StatusCode::BAD_REQUEST, text);
     };
+    if parts.method != Method::POST && !guard::get_allowed(&action) {
+        let message = format!("{action} changes state: send it with POST (a GET may only read, confirm or unsubscribe).");
+        let text = xml::error(sqs::NAMESPACE, true, "InvalidHttpMethod", &message, request_id);
+        return xml_response(StatusCode::METHOD_NOT_ALLOWED, text);
+    }
     let queue_path = queue_url_path(path);
     let protocol = match scope.as_deref() {
         Some("sns") => Protocol::SnsQuery,

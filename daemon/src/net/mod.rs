@@ -33,6 +33,11 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const READ_BYTES_MAX: usize = 256 * 1024;
 /// In-flight units a ReceiveMessage costs: its answer can be ~10 MiB, other answers are small.
 const RECEIVE_INFLIGHT_UNITS: u64 = 16;
+/// Most bytes a GetRecords answer can take: 10 MiB of data, plus keys and framing.
+const GET_RECORDS_ANSWER_BYTES_MAX: u64 = 11 << 20;
+/// Answer bytes counted per received message besides its body and attributes.
+const RECEIVED_MESSAGE_OVERHEAD_BYTES: u64 = 512;
+
 /// Read buffer a connection starts with: an idle connection holds little; a busy one grows
 /// its buffer as bytes arrive (never to what a length prefix merely promises).
 const READ_BUFFER_BYTES_INITIAL: usize = 4 * 1024;
@@ -128,6 +133,14 @@ struct Outbound {
     drained: LocalNotify,
     closing: Cell<bool>,
     broken: Cell<bool>,
+    /// Answer bytes this connection may hold before they are written
+    /// (`--connection-outbound-bytes-max`). A request whose answer can be large is charged
+    /// its largest answer before it runs (GetRecords) or its actual answer before that is
+    /// buffered (ReceiveMessage), and the charge is kept until the bytes are written: a
+    /// client that pipelines reads and never reads the answers holds one budget, not gigabytes.
+    budget: Semaphore,
+    /// Charged bytes in `buf`, released once the writer has written them.
+    charged: Cell<u64>,
 }
 
 impl Outbound {
@@ -135,6 +148,60 @@ impl Outbound {
         let mut encoder = shard.encoder.borrow_mut();
         self.buf.borrow_mut().extend_from_slice(encoder.response(id, response));
         self.ready.notify_all();
+    }
+
+    /// `push` for an answer that was charged `charge` bytes of the budget: what the answer
+    /// does not use is given back now, the rest once it is written.
+    fn push_charged(&self, shard: &Shard, id: u64, response: &Response, charge: u64) {
+        let len = {
+            let mut encoder = shard.encoder.borrow_mut();
+            let bytes = encoder.response(id, response);
+            self.buf.borrow_mut().extend_from_slice(bytes);
+            bytes.len() as u64
+        };
+        let kept = len.min(charge);
+        self.budget.signal(charge - kept);
+        self.charged.set(self.charged.get() + kept);
+        self.ready.notify_all();
+    }
+
+    /// Takes `bytes` of the answer budget (at most all of it, so any one answer can go);
+    /// `None` once the connection is closing (the answer is then pushed uncharged).
+    async fn charge(&self, bytes: u64, budget_max: u64) -> Option<u64> {
+        let bytes = bytes.min(budget_max);
+        self.budget.acquire(bytes).await.ok().map(|_| bytes)
+    }
+}
+
+/// Bytes to charge a request before it runs: the largest answer it can have, when that is large.
+fn charge_before(op: &Op) -> u64 {
+    match op {
+        Op::GetRecords { .. } => GET_RECORDS_ANSWER_BYTES_MAX,
+        _ => 0,
+    }
+}
+
+/// Bytes to charge an answer before it is buffered, when it can be large and was not charged before.
+fn charge_after(response: &Response) -> u64 {
+    match response {
+        Ok(Reply::ReceiveMessage(messages)) => messages
+            .iter()
+            .map(|message| {
+                let attributes: usize = message.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                    + message
+                        .message_attributes
+                        .iter()
+                        .map(|a| {
+                            a.name.len()
+                                + a.data_type.len()
+                                + a.string_value.as_ref().map_or(0, String::len)
+                                + a.binary_value.as_ref().map_or(0, Bytes::len)
+                        })
+                        .sum::<usize>();
+                (message.body.len() + attributes) as u64 + RECEIVED_MESSAGE_OVERHEAD_BYTES
+            })
+            .sum(),
+        _ => 0,
     }
 }
 
@@ -147,9 +214,12 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
         drained: LocalNotify::new(),
         closing: Cell::new(false),
         broken: Cell::new(false),
+        budget: Semaphore::new(shard.config.connection_outbound_bytes_max as u64),
+        charged: Cell::new(0),
     });
     let inflight = Rc::new(Semaphore::new(shard.config.connection_inflight_max));
-    let writer_task = glommio::spawn_local(write_loop(writer, outbound.clone()));
+    let stall = std::time::Duration::from_secs(shard.config.idle_timeout_seconds);
+    let writer_task = glommio::spawn_local(write_loop(writer, outbound.clone(), stall));
     let result = read_loop(&shard, reader, &outbound, &inflight).await;
     // Let requests in flight answer (they hold permits), then let the writer flush and stop.
     let _ = inflight.acquire(shard.config.connection_inflight_max).await;
@@ -159,7 +229,10 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
     result
 }
 
-async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbound: Rc<Outbound>) {
+/// Writes answers as they come. A write that makes no progress for `stall` (the idle
+/// timeout; never when zero) breaks the connection: a client that stops reading does not
+/// hold its answers, and the requests waiting behind them, for ever.
+async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbound: Rc<Outbound>, stall: std::time::Duration) {
     let mut sending = Vec::new();
     loop {
         let ready = outbound.ready.listen();
@@ -171,14 +244,22 @@ async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbound: Rc<Outbound>)
             continue;
         }
         std::mem::swap(&mut sending, &mut *outbound.buf.borrow_mut());
-        let written = writer.write_all(&sending).await;
+        let charged = outbound.charged.replace(0);
+        let written = if stall.is_zero() {
+            writer.write_all(&sending).await.is_ok()
+        } else {
+            matches!(glommio::timer::timeout(stall, async { Ok(writer.write_all(&sending).await) }).await, Ok(Ok(())))
+        };
         sending.clear();
+        outbound.budget.signal(charged);
         outbound.drained.notify_all();
-        if written.is_err() {
+        if !written {
             outbound.broken.set(true);
             break;
         }
     }
+    // Requests still waiting for the budget go on uncharged (their answers go nowhere).
+    outbound.budget.close();
     let _ = writer.close().await;
 }
 
@@ -342,9 +423,22 @@ async fn dispatch(
         .detach();
         return Ok(true);
     }
+    let budget_max = shard.config.connection_outbound_bytes_max as u64;
     glommio::spawn_local(async move {
+        let before = charge_before(&request.op);
+        let charged = if before > 0 { outbound.charge(before, budget_max).await } else { None };
         let response = shard.handle_op(request.op).await;
-        outbound.push(&shard, request.id, &response);
+        let charged = match charged {
+            Some(charged) => Some(charged),
+            None => match charge_after(&response) {
+                0 => None,
+                after => outbound.charge(after, budget_max).await,
+            },
+        };
+        match charged {
+            Some(charge) => outbound.push_charged(&shard, request.id, &response, charge),
+            None => outbound.push(&shard, request.id, &response),
+        }
         drop(permit);
     })
     .detach();

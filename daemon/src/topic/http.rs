@@ -40,6 +40,8 @@ const POST_TIMEOUT: Duration = Duration::from_secs(15);
 const DELIVERY_TICK: Duration = Duration::from_millis(200);
 /// Deliveries one shard has under way at once.
 const POSTS_IN_FLIGHT_MAX: usize = 64;
+/// How long resolving an endpoint's host may take (on a blocking thread, never the shard's).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Response bytes read to find the status line and headers.
 const RESPONSE_HEAD_BYTES_MAX: usize = 16 * 1024;
 
@@ -217,6 +219,7 @@ struct Target {
     host: String,
     host_header: String,
     addr: String,
+    port: u16,
     path: String,
 }
 
@@ -245,15 +248,96 @@ fn target(endpoint: &str) -> Result<Target, String> {
     }
     let bare_host = host.trim_matches(['[', ']']).to_owned();
     let addr = if bare_host.contains(':') { format!("[{bare_host}]:{port}") } else { format!("{bare_host}:{port}") };
-    Ok(Target { tls, host: bare_host, host_header, addr, path })
+    Ok(Target { tls, host: bare_host, host_header, addr, port, path })
+}
+
+/// Why an address is not one subscriptions may deliver to without
+/// `--http-endpoints-allow-private`: loopback, private, link-local (the cloud metadata
+/// service at 169.254.169.254), shared, unspecified, multicast, reserved or documentation.
+pub fn non_public(ip: std::net::IpAddr) -> Option<&'static str> {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4.is_loopback() {
+                Some("a loopback address")
+            } else if v4.is_link_local() {
+                Some("a link-local address (such as the cloud metadata service)")
+            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+                Some("a private address")
+            } else if v4.is_unspecified() || a == 0 || v4.is_broadcast() || v4.is_multicast() || a >= 240 {
+                Some("not a unicast address")
+            } else if v4.is_documentation() || (a == 198 && (18..20).contains(&b)) || (a == 192 && b == 0) {
+                Some("a reserved address")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return non_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                Some("a loopback address")
+            } else if v6.is_unspecified() || v6.is_multicast() {
+                Some("not a unicast address")
+            } else if first & 0xffc0 == 0xfe80 || first & 0xffc0 == 0xfec0 {
+                Some("a link-local address")
+            } else if first & 0xfe00 == 0xfc00 {
+                Some("a private address")
+            } else if first == 0x64 && v6.segments()[1] == 0xff9b {
+                non_public(IpAddr::V4(std::net::Ipv4Addr::from((v6.to_bits() as u32).to_be_bytes())))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Why an endpoint is refused from what its URL alone shows (an IP address or `localhost`);
+/// names are checked again after resolution, at every delivery.
+pub fn literal_endpoint_refusal(endpoint: &str) -> Option<String> {
+    let target = target(endpoint).ok()?;
+    if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
+        return non_public(ip)
+            .map(|why| format!("{} is {why}; start the broker with --http-endpoints-allow-private to allow it", target.host));
+    }
+    let host = target.host.trim_end_matches('.').to_ascii_lowercase();
+    (host == "localhost" || host.ends_with(".localhost"))
+        .then(|| format!("{} is a loopback name; start the broker with --http-endpoints-allow-private to allow it", target.host))
+}
+
+/// Resolves `target` on a blocking thread (a slow resolver never stalls the shard), within
+/// `RESOLVE_TIMEOUT`, and picks the first address, refusing non-public ones unless allowed.
+async fn resolve(target: &Target, allow_private: bool) -> Result<std::net::SocketAddr, String> {
+    let (host, port) = (target.host.clone(), target.port);
+    let lookup = glommio::executor().spawn_blocking(move || {
+        use std::net::ToSocketAddrs;
+        (host.as_str(), port).to_socket_addrs().map(|addrs| addrs.collect::<Vec<_>>())
+    });
+    let addrs = match glommio::timer::timeout(RESOLVE_TIMEOUT, async { Ok(lookup.await) }).await {
+        Ok(Ok(addrs)) => addrs,
+        Ok(Err(error)) => return Err(format!("resolving {}: {error}", target.host)),
+        Err(_) => return Err(format!("resolving {} took more than {} s", target.host, RESOLVE_TIMEOUT.as_secs())),
+    };
+    let addr = addrs.first().copied().ok_or_else(|| format!("{} has no address", target.host))?;
+    if !allow_private {
+        // Every address is checked: a name must not mix a public address with a private one.
+        if let Some((addr, why)) = addrs.iter().find_map(|addr| non_public(addr.ip()).map(|why| (addr, why))) {
+            return Err(format!("{} resolves to {}, {why} (allow with --http-endpoints-allow-private)", target.host, addr.ip()));
+        }
+    }
+    Ok(addr)
 }
 
 /// POSTs one message; returns the HTTP status.
-async fn post(tls: &Arc<ClientConfig>, endpoint: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<u16, String> {
+async fn post(tls: &Arc<ClientConfig>, allow_private: bool, endpoint: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<u16, String> {
     let target = target(endpoint)?;
     let attempt = async {
-        let tcp =
-            glommio::net::TcpStream::connect(target.addr.as_str()).await.map_err(|e| format!("connecting to {}: {e}", target.addr))?;
+        // Connect to the very address that was checked (no second resolution to rebind).
+        let addr = resolve(&target, allow_private).await?;
+        let tcp = glommio::net::TcpStream::connect(addr).await.map_err(|e| format!("connecting to {}: {e}", target.addr))?;
         if !target.tls {
             return exchange(tcp, &target, headers, body).await;
         }
@@ -396,7 +480,8 @@ impl Shard {
                 headers.push(("x-amz-sns-rawdelivery", "true"));
             }
         }
-        let outcome = match post(&self.tls, &subscription.endpoint, &headers, &delivery.payload.body).await {
+        let allow_private = self.config.http_endpoints_allow_private;
+        let outcome = match post(&self.tls, allow_private, &subscription.endpoint, &headers, &delivery.payload.body).await {
             Ok(status) if (200..300).contains(&status) => Ok(()),
             Ok(status) => Err(format!("the endpoint answered HTTP {status}")),
             Err(error) => Err(error),
@@ -486,5 +571,73 @@ mod tests {
         ] {
             assert_eq!(RetryPolicy::parse(&bad).unwrap_err().code, ErrorCode::InvalidParameter, "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    fn refused(text: &str) -> bool {
+        non_public(text.parse().unwrap()).is_some()
+    }
+
+    #[test]
+    fn addresses_behind_the_broker_are_not_public() {
+        for address in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(refused(address), "{address} counts as public");
+        }
+        for address in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(!refused(address), "{address} counts as not public");
+        }
+    }
+
+    #[test]
+    fn literal_endpoints_are_refused_by_their_url() {
+        for endpoint in [
+            "http://127.0.0.1:9/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::1]:80/",
+            "http://localhost/",
+            "https://LOCALHOST./x",
+        ] {
+            assert!(literal_endpoint_refusal(endpoint).is_some(), "{endpoint} was let through");
+        }
+        assert!(literal_endpoint_refusal("https://example.com/hook").is_none());
+    }
+
+    #[test]
+    fn a_name_is_checked_after_it_is_resolved() {
+        let outcome = glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let target = target("http://localhost:9/hook").unwrap();
+                let refused = resolve(&target, false).await;
+                let allowed = resolve(&target, true).await;
+                (refused, allowed)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let refused = outcome.0.expect_err("localhost resolves to a loopback address, which is refused");
+        assert!(refused.contains("loopback"), "{refused}");
+        assert!(outcome.1.expect("allowed with the flag").ip().is_loopback());
     }
 }

@@ -93,6 +93,11 @@ impl Shard {
                 self.topic_change(TopicChange::SetAttribute { topic, name, value }).await.map(|_| Reply::Done)
             }
             Op::Subscribe { topic, protocol, endpoint, attributes, return_subscription_arn } => {
+                if protocol.starts_with("http") && !self.config.http_endpoints_allow_private {
+                    if let Some(reason) = endpoint.as_deref().and_then(super::http::literal_endpoint_refusal) {
+                        return Err(OpError::new(ErrorCode::InvalidParameter, format!("Invalid parameter: Endpoint: {reason}")));
+                    }
+                }
                 let reply = self.topic_change(TopicChange::Subscribe { topic, protocol, endpoint, attributes }).await?;
                 let Reply::Arn(arn) = &reply else { return Ok(reply) };
                 let snapshot = self.queues.snapshot();
