@@ -11,7 +11,10 @@
 //! scope (`…/sqs/aws4_request`), else by the action, else by a queue-URL path.
 //! Signatures are not checked (auth is off). `/health` answers `ok`.
 //!
-//! Limits: a body larger than `BODY_BYTES_MAX` is refused before it is read; headers are
+//! Limits: a body larger than its action allows (`body_bytes_max`: what the largest valid
+//! request of that action can take, escaping and encoding included) is refused before it
+//! is read, so a hostile body costs at most that much to parse; a form holds at most
+//! `FORM_PAIRS_MAX` parameters; headers are
 //! bounded by hyper's buffer (`HEADER_BUFFER_BYTES_MAX`); a connection silent for
 //! `--http-idle-timeout-seconds` (idle, or stalled mid-request) is closed. Nothing from the
 //! wire is trusted: every malformed request gets an AWS-shaped error, never a panic.
@@ -42,8 +45,31 @@ use sluice_protocol::{ErrorCode, Op, OpError, Reply, Response as OpResponse};
 use crate::runtime::Shard;
 use params::{Params, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
 
-/// Largest request body: a PutRecords of 5 MiB of data is ~6.7 MiB as base64 in JSON.
-const BODY_BYTES_MAX: usize = 16 << 20;
+/// Largest body of a Kinesis PutRecords: 5 MiB of data is ~6.7 MiB as base64, with 500
+/// escaped partition keys beside it.
+const PUT_RECORDS_BODY_BYTES_MAX: usize = 8 << 20;
+/// Largest body of a Kinesis PutRecord (1 MiB of data as base64, and its key).
+const PUT_RECORD_BODY_BYTES_MAX: usize = 2 << 20;
+/// Largest body carrying messages: 1 MiB of SQS message data escaped in JSON (`\uXXXX` can
+/// triple non-ASCII text) or percent-encoded in a form (three bytes a byte), with attributes.
+const MESSAGE_BODY_BYTES_MAX: usize = 4 << 20;
+/// Largest body of any other JSON action (attributes, policies, tags, lists of names).
+const OTHER_BODY_BYTES_MAX: usize = 256 << 10;
+/// Parameters one form may carry (a SendMessageBatch of 10 messages with 10 attributes
+/// each needs about 500).
+const FORM_PAIRS_MAX: usize = 5_000;
+
+/// The largest body a request of `protocol` and (JSON) `action` may have. Query requests
+/// name their action inside the body, so they all get the largest a Query action needs.
+fn body_bytes_max(protocol: Protocol, action: &str) -> usize {
+    match (protocol, action) {
+        (Protocol::KinesisJson, "PutRecords") => PUT_RECORDS_BODY_BYTES_MAX,
+        (Protocol::KinesisJson, "PutRecord") => PUT_RECORD_BODY_BYTES_MAX,
+        (Protocol::SqsJson, "SendMessage" | "SendMessageBatch") => MESSAGE_BODY_BYTES_MAX,
+        (Protocol::SqsJson | Protocol::KinesisJson, _) => OTHER_BODY_BYTES_MAX,
+        (Protocol::SqsQuery | Protocol::SnsQuery, _) => MESSAGE_BODY_BYTES_MAX,
+    }
+}
 /// hyper's read buffer, which bounds a request's head (line and headers).
 const HEADER_BUFFER_BYTES_MAX: usize = 64 * 1024;
 /// SubscribeToShard events buffered for a slow HTTP reader before the subscription waits.
@@ -153,14 +179,15 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
         None => (Protocol::SqsQuery, String::new()),
     };
     let declared = parts.headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > BODY_BYTES_MAX as u64) {
-        return too_large(protocol, &request_id);
+    let limit = body_bytes_max(protocol, &json_action);
+    if declared.is_some_and(|length| length > limit as u64) {
+        return too_large(protocol, limit, &request_id);
     }
-    let body = match Limited::new(body, BODY_BYTES_MAX).collect().await {
+    let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
             if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                return too_large(protocol, &request_id);
+                return too_large(protocol, limit, &request_id);
             }
             let error = OpError::new(ErrorCode::MalformedRequest, format!("the request body could not be read: {error}"));
             return if protocol.is_json() {
@@ -177,8 +204,11 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
     }
 }
 
-fn too_large(protocol: Protocol, request_id: &str) -> Response<Body> {
-    let error = OpError::new(ErrorCode::InvalidParameterValue, format!("the request body is larger than {BODY_BYTES_MAX} bytes"));
+fn too_large(protocol: Protocol, limit: usize, request_id: &str) -> Response<Body> {
+    let error = OpError::new(
+        ErrorCode::InvalidParameterValue,
+        format!("the request body is larger than {limit} bytes, the most this action takes"),
+    );
     let mut response =
         if protocol.is_json() { json_error(protocol, &error, request_id, "") } else { query_error(protocol, &error, request_id) };
     *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
@@ -284,7 +314,9 @@ fn json_error(protocol: Protocol, error: &OpError, request_id: &str, type_name: 
 async fn query_call(shard: &Rc<Shard>, parts: &http::request::Parts, path: &str, body: &[u8], request_id: &str) -> Response<Body> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     if let Some(query) = parts.uri.query() {
-        pairs.extend(form_urlencoded::parse(query.as_bytes()).into_owned());
+        pairs.extend(
+            form_urlencoded::parse(query.as_bytes()).take(FORM_PAIRS_MAX + 1).map(|(name, value)| (name.into_owned(), value.into_owned())),
+        );
     }
     if parts.method == Method::POST && !body.is_empty() {
         let content_type = parts.headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
@@ -293,7 +325,11 @@ async fn query_call(shard: &Rc<Shard>, parts: &http::request::Parts, path: &str,
                 OpError::new(ErrorCode::MalformedRequest, format!("a request without X-Amz-Target must be a form, not {content_type}"));
             return query_error(Protocol::SqsQuery, &error, request_id);
         }
-        pairs.extend(form_urlencoded::parse(body).into_owned());
+        pairs.extend(form_urlencoded::parse(body).take(FORM_PAIRS_MAX + 1).map(|(name, value)| (name.into_owned(), value.into_owned())));
+    }
+    if pairs.len() > FORM_PAIRS_MAX {
+        let error = OpError::new(ErrorCode::MalformedRequest, format!("a request may carry at most {FORM_PAIRS_MAX} parameters"));
+        return query_error(Protocol::SqsQuery, &error, request_id);
     }
     let action = pairs.iter().find(|(name, _)| name == "Action").map(|(_, value)| value.clone());
     let scope = credential_service(parts);
