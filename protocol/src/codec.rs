@@ -30,7 +30,17 @@ pub enum DecodeError {
     /// A valid response that carries neither a reply nor an error.
     #[error("response {id} carries neither a reply nor an error")]
     EmptyResponse { id: u64 },
+    /// A list longer than any valid message holds (a flatbuffer may point many entries at
+    /// one string, so a short frame could otherwise decode to a huge value).
+    #[error("message {id} holds a list of {len} entries; at most {max} are accepted")]
+    ListTooLong { id: u64, len: usize, max: usize },
 }
+
+/// Entries one list of a request may hold when decoded (the longest valid one, PutRecords,
+/// has 500; attribute names, tags and batch entries far fewer).
+pub const REQUEST_LIST_ENTRIES_MAX: usize = 10_000;
+/// Entries one list of a response may hold (GetRecords answers up to 10,000 records).
+pub const RESPONSE_LIST_ENTRIES_MAX: usize = 100_000;
 
 fn verifier_options(frame_len: usize) -> VerifierOptions {
     VerifierOptions {
@@ -910,12 +920,48 @@ fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) -> (fb::Rep
 
 // ------------------------------------------------------------------ decoding helpers
 
+/// The length of a decoded list, for `Reader::bounded`.
+trait ListLen {
+    fn list_len(&self) -> usize;
+}
+
+impl<T> ListLen for Vector<'_, T> {
+    fn list_len(&self) -> usize {
+        self.len()
+    }
+}
+
 /// Reads verified tables into owned values; binary data is sliced out of `frame`.
 struct Reader<'f> {
     frame: &'f Bytes,
+    list_max: usize,
+    /// The longest list found over `list_max` (decoded as empty; the caller then refuses).
+    too_long: std::cell::Cell<usize>,
 }
 
-impl Reader<'_> {
+impl<'f> Reader<'f> {
+    fn new(frame: &'f Bytes, list_max: usize) -> Self {
+        Reader { frame, list_max, too_long: std::cell::Cell::new(0) }
+    }
+
+    /// The list itself when its length is within bounds; `None` (and remembered) when not.
+    fn bounded<V: ListLen>(&self, vector: Option<V>) -> Option<V> {
+        let vector = vector?;
+        if vector.list_len() > self.list_max {
+            self.too_long.set(self.too_long.get().max(vector.list_len()));
+            return None;
+        }
+        Some(vector)
+    }
+
+    /// Refuses what was decoded if a list was over bounds.
+    fn check(&self, id: u64) -> Result<(), DecodeError> {
+        match self.too_long.get() {
+            0 => Ok(()),
+            len => Err(DecodeError::ListTooLong { id, len, max: self.list_max }),
+        }
+    }
+
     fn bytes(&self, vector: Option<Vector<'_, u8>>) -> Bytes {
         match vector {
             Some(vector) if !vector.is_empty() => self.frame.slice_ref(vector.bytes()),
@@ -924,15 +970,15 @@ impl Reader<'_> {
     }
 
     fn key_values(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::KeyValue<'_>>>>) -> KeyValues {
-        vector.map(|items| items.iter().map(|kv| (kv.key().to_owned(), kv.value().to_owned())).collect()).unwrap_or_default()
+        self.bounded(vector).map(|items| items.iter().map(|kv| (kv.key().to_owned(), kv.value().to_owned())).collect()).unwrap_or_default()
     }
 
     fn strings(&self, vector: Option<Vector<'_, ForwardsUOffset<&str>>>) -> Vec<String> {
-        vector.map(|items| items.iter().map(str::to_owned).collect()).unwrap_or_default()
+        self.bounded(vector).map(|items| items.iter().map(str::to_owned).collect()).unwrap_or_default()
     }
 
     fn attributes(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::MessageAttribute<'_>>>>) -> Vec<MessageAttribute> {
-        vector
+        self.bounded(vector)
             .map(|items| {
                 items
                     .iter()
@@ -968,7 +1014,7 @@ impl Reader<'_> {
     }
 
     fn shards(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::StreamShard<'_>>>>) -> Vec<ShardDescription> {
-        vector
+        self.bounded(vector)
             .map(|items| {
                 items
                     .iter()
@@ -1003,7 +1049,7 @@ impl Reader<'_> {
     }
 
     fn stream_records(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::StreamRecord<'_>>>>) -> Vec<StreamRecord> {
-        vector
+        self.bounded(vector)
             .map(|items| {
                 items
                     .iter()
@@ -1019,7 +1065,7 @@ impl Reader<'_> {
     }
 
     fn child_shards(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::ChildShard<'_>>>>) -> Vec<ChildShard> {
-        vector
+        self.bounded(vector)
             .map(|items| {
                 items
                     .iter()
@@ -1035,7 +1081,7 @@ impl Reader<'_> {
     }
 
     fn failures(&self, vector: Option<Vector<'_, ForwardsUOffset<fb::BatchFailure<'_>>>>) -> Vec<BatchFailure> {
-        vector
+        self.bounded(vector)
             .map(|items| {
                 items
                     .iter()
@@ -1090,7 +1136,7 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
     let request = flatbuffers::size_prefixed_root_with_opts::<fb::Request>(&verifier_options(frame.len()), frame)
         .map_err(|source| DecodeError::Invalid { what: "Request", source })?;
     let id = request.id();
-    let read = Reader { frame };
+    let read = Reader::new(frame, REQUEST_LIST_ENTRIES_MAX);
     let unknown = || DecodeError::UnknownOp { id, op_type: request.op_type().0 };
     let op = match request.op_type() {
         fb::Op::Hello => {
@@ -1162,8 +1208,8 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
         }
         fb::Op::SendMessageBatch => {
             let op = request.op_as_send_message_batch().ok_or_else(unknown)?;
-            let entries = op
-                .entries()
+            let entries = read
+                .bounded(op.entries())
                 .map(|entries| {
                     entries
                         .iter()
@@ -1199,8 +1245,8 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
         }
         fb::Op::DeleteMessageBatch => {
             let op = request.op_as_delete_message_batch().ok_or_else(unknown)?;
-            let entries = op
-                .entries()
+            let entries = read
+                .bounded(op.entries())
                 .map(|entries| {
                     entries
                         .iter()
@@ -1220,8 +1266,8 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
         }
         fb::Op::ChangeMessageVisibilityBatch => {
             let op = request.op_as_change_message_visibility_batch().ok_or_else(unknown)?;
-            let entries = op
-                .entries()
+            let entries = read
+                .bounded(op.entries())
                 .map(|entries| {
                     entries
                         .iter()
@@ -1288,7 +1334,10 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
         }
         fb::Op::PublishBatch => {
             let op = request.op_as_publish_batch().ok_or_else(unknown)?;
-            let entries = op.entries().map(|entries| entries.iter().map(|entry| read.publish_entry(entry)).collect()).unwrap_or_default();
+            let entries = read
+                .bounded(op.entries())
+                .map(|entries| entries.iter().map(|entry| read.publish_entry(entry)).collect())
+                .unwrap_or_default();
             Op::PublishBatch { topic: op.topic().to_owned(), entries }
         }
         fb::Op::CreateStream => {
@@ -1345,7 +1394,8 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
         }
         fb::Op::PutRecords => {
             let op = request.op_as_put_records().ok_or_else(unknown)?;
-            let records = op.records().map(|records| records.iter().map(|record| read.put_entry(record)).collect()).unwrap_or_default();
+            let records =
+                read.bounded(op.records()).map(|records| records.iter().map(|record| read.put_entry(record)).collect()).unwrap_or_default();
             Op::PutRecords { stream: op.stream().to_owned(), records }
         }
         fb::Op::GetShardIterator => {
@@ -1450,6 +1500,7 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
         }
         _ => return Err(unknown()),
     };
+    read.check(id)?;
     Ok(Request { id, op })
 }
 
@@ -1462,7 +1513,7 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
         let code = ErrorCode::from_u16(error.code()).unwrap_or(ErrorCode::InternalFailure);
         return Ok((id, Err(OpError::new(code, error.message().unwrap_or_default()))));
     }
-    let read = Reader { frame };
+    let read = Reader::new(frame, RESPONSE_LIST_ENTRIES_MAX);
     let empty = || DecodeError::EmptyResponse { id };
     let reply = match response.reply_type() {
         fb::Reply::HelloResult => {
@@ -1494,8 +1545,8 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
         }
         fb::Reply::SendMessageBatchResult => {
             let result = response.reply_as_send_message_batch_result().ok_or_else(empty)?;
-            let successful = result
-                .successful()
+            let successful = read
+                .bounded(result.successful())
                 .map(|items| {
                     items
                         .iter()
@@ -1514,8 +1565,8 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
         }
         fb::Reply::ReceiveMessageResult => {
             let result = response.reply_as_receive_message_result().ok_or_else(empty)?;
-            let messages = result
-                .messages()
+            let messages = read
+                .bounded(result.messages())
                 .map(|items| {
                     items
                         .iter()
@@ -1544,8 +1595,8 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
         }
         fb::Reply::Subscriptions => {
             let page = response.reply_as_subscriptions().ok_or_else(empty)?;
-            let subscriptions = page
-                .subscriptions()
+            let subscriptions = read
+                .bounded(page.subscriptions())
                 .map(|rows| {
                     rows.iter()
                         .map(|row| SubscriptionSummary {
@@ -1563,7 +1614,8 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
         fb::Reply::PublishResult => Reply::Publish(read_publish_result(response.reply_as_publish_result().ok_or_else(empty)?)),
         fb::Reply::PublishBatchResult => {
             let result = response.reply_as_publish_batch_result().ok_or_else(empty)?;
-            let successful = result.successful().map(|items| items.iter().map(read_publish_result).collect()).unwrap_or_default();
+            let successful =
+                read.bounded(result.successful()).map(|items| items.iter().map(read_publish_result).collect()).unwrap_or_default();
             Reply::PublishBatch { successful, failed: read.failures(result.failed()) }
         }
         fb::Reply::StreamDescription => {
@@ -1571,8 +1623,10 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
         }
         fb::Reply::StreamList => {
             let list = response.reply_as_stream_list().ok_or_else(empty)?;
-            let streams =
-                list.streams().map(|items| items.iter().map(|stream| read.stream_description(stream)).collect()).unwrap_or_default();
+            let streams = read
+                .bounded(list.streams())
+                .map(|items| items.iter().map(|stream| read.stream_description(stream)).collect())
+                .unwrap_or_default();
             Reply::Streams { streams, has_more: list.has_more(), next_token: owned(list.next_token()) }
         }
         fb::Reply::ShardList => {
@@ -1582,7 +1636,7 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
         fb::Reply::PutRecordResult => Reply::PutRecord(read_put_result(response.reply_as_put_record_result().ok_or_else(empty)?)),
         fb::Reply::PutRecordsResult => {
             let result = response.reply_as_put_records_result().ok_or_else(empty)?;
-            let records = result.records().map(|items| items.iter().map(read_put_result).collect()).unwrap_or_default();
+            let records = read.bounded(result.records()).map(|items| items.iter().map(read_put_result).collect()).unwrap_or_default();
             Reply::PutRecords { failed_record_count: result.failed_record_count(), records }
         }
         fb::Reply::ShardIterator => Reply::ShardIterator(response.reply_as_shard_iterator().ok_or_else(empty)?.iterator().to_owned()),
@@ -1611,7 +1665,7 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
         fb::Reply::StreamConsumer => Reply::StreamConsumer(read_consumer(response.reply_as_stream_consumer().ok_or_else(empty)?)),
         fb::Reply::StreamConsumers => {
             let result = response.reply_as_stream_consumers().ok_or_else(empty)?;
-            let consumers = result.consumers().map(|items| items.iter().map(read_consumer).collect()).unwrap_or_default();
+            let consumers = read.bounded(result.consumers()).map(|items| items.iter().map(read_consumer).collect()).unwrap_or_default();
             Reply::StreamConsumers { consumers, next_token: owned(result.next_token()) }
         }
         fb::Reply::SubscribeToShardEvent => {
@@ -1625,5 +1679,6 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
         }
         _ => return Err(empty()),
     };
+    read.check(id)?;
     Ok((id, Ok(reply)))
 }

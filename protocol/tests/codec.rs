@@ -333,3 +333,36 @@ proptest! {
         }
     }
 }
+
+/// A ReceiveMessage whose attribute-name list holds `count` offsets, all to one string: a
+/// small frame that would decode into `count` owned strings.
+fn shared_string_list(count: usize) -> Bytes {
+    use sluice_protocol::generated::sluice::wire as fb;
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let name = fbb.create_string("All");
+    let names = fbb.create_vector(&vec![name; count]);
+    let queue = fbb.create_string("q");
+    let op = fb::ReceiveMessage::create(
+        &mut fbb,
+        &fb::ReceiveMessageArgs { queue: Some(queue), message_attribute_names: Some(names), ..Default::default() },
+    );
+    let root = fb::Request::create(&mut fbb, &fb::RequestArgs { id: 7, op_type: fb::Op::ReceiveMessage, op: Some(op.as_union_value()) });
+    fbb.finish_size_prefixed(root, None);
+    Bytes::copy_from_slice(fbb.finished_data())
+}
+
+#[test]
+fn a_list_longer_than_any_valid_request_is_refused_not_decoded() {
+    let frame = shared_string_list(1_000_000);
+    assert!(frame.len() < 5 << 20, "the hostile frame is small: {} bytes", frame.len());
+    match decode_request(&frame) {
+        Err(DecodeError::ListTooLong { id: 7, len: 1_000_000, max }) => assert_eq!(max, codec::REQUEST_LIST_ENTRIES_MAX),
+        other => panic!("expected ListTooLong, got {other:?}"),
+    }
+    // Within bounds it decodes as before.
+    let Ok(request) = decode_request(&shared_string_list(3)) else { panic!("a short list decodes") };
+    match request.op {
+        Op::ReceiveMessage(receive) => assert_eq!(receive.message_attribute_names, vec!["All"; 3]),
+        other => panic!("{other:?}"),
+    }
+}

@@ -379,6 +379,11 @@ async fn dispatch(
             outbound.push(shard, id, &Err(error));
             return Ok(true);
         }
+        Err(error @ DecodeError::ListTooLong { id, .. }) => {
+            // Valid, only too long: answered under its id, and the connection goes on.
+            outbound.push(shard, id, &Err(OpError::new(ErrorCode::MalformedRequest, error.to_string())));
+            return Ok(true);
+        }
         Err(error) => {
             outbound.push(shard, 0, &Err(OpError::new(ErrorCode::MalformedRequest, error.to_string())));
             return Err(error.to_string());
