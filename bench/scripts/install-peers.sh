@@ -17,11 +17,19 @@ if [ ! -e "$policy" ]; then
   $sudo chmod +x "$policy"
   made_policy=1
 fi
+# Processes of these names that run before the install are someone else's: left alone.
+peers="redis-server nats-server beam.smp epmd"
+running_before=" $(for name in $peers; do pgrep -x "$name" || true; done | tr '\n' ' ')"
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends redis-server nats-server rabbitmq-server linux-perf >/dev/null
 if [ "$made_policy" = 1 ]; then $sudo rm -f "$policy"; fi
-# Anything the packages started anyway is stopped, so the runner's own instances get the ports.
-for name in redis-server nats-server beam.smp epmd; do pkill -x "$name" 2>/dev/null || true; done
+# Anything the packages started anyway is stopped (only what this install started, by pid),
+# so the runner's own instances get the ports.
+for name in $peers; do
+  for pid in $(pgrep -x "$name" || true); do
+    case "$running_before" in *" $pid "*) ;; *) $sudo kill "$pid" 2>/dev/null || true ;; esac
+  done
+done
 redis-server --version
 nats-server --version
 dpkg-query -W -f='rabbitmq-server ${Version}\n' rabbitmq-server
