@@ -488,3 +488,25 @@ fn records_staged_for_a_segment_that_cannot_be_created_are_refused_and_the_log_g
         assert_eq!(seqs, expected);
     }
 }
+
+#[test]
+fn a_segment_cut_to_an_odd_size_is_repaired_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 1 << 20);
+    write_records(opts.clone(), 20);
+    let file = data_segment_files(dir.path()).pop().unwrap();
+    let records: usize = (1..=20).map(size).sum();
+    let mut handle = std::fs::OpenOptions::new().read(true).write(true).open(&file).unwrap();
+    handle.seek(SeekFrom::Start(30)).unwrap();
+    handle.write_all(&[0xFF, 0x00, 0xFF]).unwrap();
+    // Cut a few bytes past the last record: a size that is no multiple of a block.
+    handle.set_len(records as u64 + 5).unwrap();
+    drop(handle);
+    let error = reopen(opts.clone()).unwrap_err();
+    assert!(error.contains("offset 0"), "{error}");
+    let (seen, recovery) = reopen(LogOptions { repair: true, ..opts.clone() }).unwrap();
+    assert_eq!(seen.iter().map(|(seq, _, _)| *seq).collect::<Vec<_>>(), (2..=20).collect::<Vec<_>>());
+    assert_eq!(recovery.dropped.len(), 1);
+    let (again, _) = reopen(opts).unwrap();
+    assert_eq!(again, seen);
+}

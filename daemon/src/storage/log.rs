@@ -302,6 +302,10 @@ async fn read_all(file: &DmaFile, path: &Path) -> Result<Vec<u8>, StorageError> 
         let keep = read.len().min(size - data.len());
         data.extend_from_slice(&read[..keep]);
     }
+    // A segment is written in whole blocks; a file cut to another size (by hand, or a
+    // filesystem that lost its tail) reads as if zeros followed, so every block of it can be
+    // indexed, repaired and written back whole.
+    data.resize(data.len().next_multiple_of(BLOCK_BYTES as usize), 0);
     Ok(data)
 }
 
