@@ -17,8 +17,13 @@
 //!   valid after it: the last flush was interrupted), and refuses to start on
 //!   damage followed by valid records (corruption), naming file and offset,
 //!   unless asked to repair, which keeps every valid record and reports what it dropped.
+//! - A segment that cannot be made (a full disk, descriptors exhausted …) refuses the writes
+//!   that need it, with the cause named (only ENOSPC/EDQUOT is "full"), and is tried again
+//!   every second. Records already staged for it are refused to their waiters (`Lost`);
+//!   their sequence numbers are never handed out again, and a SKIP record marks the gap.
 //!
-//! Invariants: sequence numbers increase by one per record across segments;
+//! Invariants: sequence numbers increase by one per record across segments, except across
+//! a SKIP record (repair, or records lost before they were written);
 //! bytes on disk past `write_pos` of the active segment are zero; the log is
 //! written by its owning shard only.
 
