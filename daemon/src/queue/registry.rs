@@ -308,6 +308,9 @@ impl Registry {
             MetaChange::Delete { queue } => {
                 let meta = self.snapshot.resolve(&queue)?.clone();
                 queues.remove(&meta.name);
+                // Only deletions within the re-create delay matter: older ones are forgotten,
+                // so the metadata does not grow with every queue ever deleted.
+                self.deleted_at_ms.retain(|_, at| now_ms < *at + QUEUE_RECREATE_DELAY_SECONDS * 1000);
                 self.deleted_at_ms.insert(meta.name.clone(), now_ms);
                 self.purged_at_ms.remove(&meta.id);
                 MetaOutcome::Done
@@ -459,4 +462,27 @@ fn checked_tags(mut tags: BTreeMap<String, String>, changes: &KeyValues) -> Resu
         return Err(OpError::new(ErrorCode::InvalidParameterValue, format!("Too many tags: a queue may carry at most {QUEUE_TAGS_MAX}.")));
     }
     Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletions_older_than_the_recreate_delay_are_forgotten() {
+        let mut registry = Registry::new(Naming::default());
+        let create = |name: &str| MetaChange::Create { name: name.into(), attributes: vec![], tags: vec![] };
+        let delete = |name: &str| MetaChange::Delete { queue: name.into() };
+        let mut now = 1_000_000;
+        for round in 0..50 {
+            let name = format!("q{round}");
+            registry.apply(create(&name), now).unwrap();
+            registry.apply(delete(&name), now).unwrap();
+            now += 61_000;
+        }
+        assert_eq!(registry.deleted_at_ms.len(), 1, "only the last deletion is within the delay");
+        // Re-creating within the delay is still refused; after it, allowed.
+        assert!(registry.apply(create("q49"), now - 61_000 + 1_000).is_err());
+        assert!(registry.apply(create("q49"), now).is_ok());
+    }
 }
