@@ -446,6 +446,43 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Ten messages of 1 KiB, for filling a disk.
+fn batch_of_ten() -> Vec<SendEntry> {
+    let body = Bytes::from(vec![b'x'; 1024]);
+    (0..10).map(|i| SendEntry { id: format!("e{i}"), body: body.clone(), ..SendEntry::default() }).collect()
+}
+
+/// Sends batches to `queue` until an entry is refused; returns how many were sent and the
+/// first refusal. A refusal fails entries, never the connection.
+fn send_until_refused(c: &Conn, queue: &str) -> (usize, BatchFailure) {
+    let mut sent = 0;
+    loop {
+        match c.run(c.client().send_message_batch(queue, batch_of_ten())) {
+            Ok((ok, failed)) => {
+                sent += ok.len();
+                if let Some(failure) = failed.first() {
+                    return (sent, failure.clone());
+                }
+            }
+            Err(error) => panic!("a refused send fails entries, not the connection: {error:?}"),
+        }
+        assert!(sent < 100_000, "sends were never refused");
+    }
+}
+
+/// Sends a batch every 200 ms until all of it is accepted, for at most 30 s (`after` says after what).
+fn send_until_accepted(c: &Conn, queue: &str, after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, _) = c.run(c.client().send_message_batch(queue, batch_of_ten())).unwrap();
+        if ok.len() == 10 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sends still refused 30 s after {after}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_full_disk_refuses_sends_but_serves_receives_and_deletes() {
     let disk = SmallDisk::mount(24);
@@ -453,21 +490,7 @@ fn a_full_disk_refuses_sends_but_serves_receives_and_deletes() {
     let daemon = Daemon::start_in(&data_dir, &["--cores", "1", "--segment-bytes", "4194304"]);
     let c = daemon.client();
     c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
-    let body = Bytes::from(vec![b'x'; 1024]);
-    let batch = || (0..10).map(|i| SendEntry { id: format!("e{i}"), body: body.clone(), ..SendEntry::default() }).collect::<Vec<_>>();
-    let mut sent = 0;
-    let refusal = loop {
-        match c.run(c.client().send_message_batch("q", batch())) {
-            Ok((ok, failed)) => {
-                sent += ok.len();
-                if let Some(failure) = failed.first() {
-                    break failure.clone();
-                }
-            }
-            Err(error) => panic!("a full disk fails entries, not the connection: {error:?}"),
-        }
-        assert!(sent < 100_000, "24 MiB never filled");
-    };
+    let (sent, refusal) = send_until_refused(&c, "q");
     assert_eq!(refusal.code, ErrorCode::ServiceUnavailable, "{refusal:?}");
     assert!(refusal.message.contains("disk is full"), "{refusal:?}");
     assert!(sent > 5_000, "only {sent} messages fitted");
@@ -487,15 +510,7 @@ fn a_full_disk_refuses_sends_but_serves_receives_and_deletes() {
     assert_eq!(received, sent);
 
     // Compaction frees the deleted messages' segments, and sends are accepted again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (ok, _) = c.run(c.client().send_message_batch("q", batch())).unwrap();
-        if ok.len() == 10 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sends still refused 30 s after the queue was emptied");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    send_until_accepted(&c, "q", "the queue was emptied");
 }
 
 /// Puts one batch of `count` records of `size` bytes to `stream`; returns the data of those
@@ -615,29 +630,11 @@ fn a_segment_that_cannot_be_created_for_another_reason_is_not_called_a_full_disk
     // The third segment's name is taken by a directory: creating it fails with EISDIR.
     let blocker = data.path().join("shard-000").join("queues").join(format!("{:020}.log", 3));
     std::fs::create_dir_all(&blocker).unwrap();
-    let body = Bytes::from(vec![b'x'; 1024]);
-    let batch = || (0..10).map(|i| SendEntry { id: format!("e{i}"), body: body.clone(), ..SendEntry::default() }).collect::<Vec<_>>();
-    let mut sent = 0;
-    let refusal = loop {
-        let (ok, failed) = c.run(c.client().send_message_batch("q", batch())).unwrap();
-        sent += ok.len();
-        if let Some(failure) = failed.first() {
-            break failure.clone();
-        }
-        assert!(sent < 100_000, "the blocked segment was never needed");
-    };
+    let (_, refusal) = send_until_refused(&c, "q");
     assert_eq!(refusal.code, ErrorCode::ServiceUnavailable, "{refusal:?}");
     assert!(!refusal.message.contains("full"), "not a full disk: {refusal:?}");
     assert!(refusal.message.contains("directory"), "the cause is named: {refusal:?}");
     // Once the obstacle is gone, sends are accepted again.
     std::fs::remove_dir(&blocker).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (ok, _) = c.run(c.client().send_message_batch("q", batch())).unwrap();
-        if ok.len() == 10 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sends still refused 30 s after the obstacle was removed");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    send_until_accepted(&c, "q", "the obstacle was removed");
 }

@@ -164,7 +164,6 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>) -> Response<Body> 
 }
 
 async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incoming, request_id: &str) -> Response<Body> {
-    let request_id = request_id.to_owned();
     let path = parts.uri.path().to_owned();
     let target = parts.headers.get("x-amz-target").and_then(|value| value.to_str().ok()).map(str::to_owned);
     let (protocol, json_action) = match target.as_deref() {
@@ -173,7 +172,7 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
             Some(("Kinesis_20131202", action)) => (Protocol::KinesisJson, action.to_owned()),
             _ => {
                 let error = OpError::new(ErrorCode::InvalidAction, format!("The target {target} is not served here."));
-                return json_error(Protocol::KinesisJson, &error, &request_id, "UnknownOperationException");
+                return json_error(Protocol::KinesisJson, &error, request_id, "UnknownOperationException");
             }
         },
         None => (Protocol::SqsQuery, String::new()),
@@ -181,26 +180,26 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
     let declared = parts.headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|value| value.parse::<u64>().ok());
     let limit = body_bytes_max(protocol, &json_action);
     if declared.is_some_and(|length| length > limit as u64) {
-        return too_large(protocol, limit, &request_id);
+        return too_large(protocol, limit, request_id);
     }
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
             if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                return too_large(protocol, limit, &request_id);
+                return too_large(protocol, limit, request_id);
             }
             let error = OpError::new(ErrorCode::MalformedRequest, format!("the request body could not be read: {error}"));
             return if protocol.is_json() {
-                json_error(protocol, &error, &request_id, "")
+                json_error(protocol, &error, request_id, "")
             } else {
-                query_error(protocol, &error, &request_id)
+                query_error(protocol, &error, request_id)
             };
         }
     };
     if protocol.is_json() {
-        json_call(shard, protocol, &json_action, &body, &request_id).await
+        json_call(shard, protocol, &json_action, &body, request_id).await
     } else {
-        query_call(shard, &parts, &path, &body, &request_id).await
+        query_call(shard, &parts, &path, &body, request_id).await
     }
 }
 
@@ -311,12 +310,15 @@ fn json_error(protocol: Protocol, error: &OpError, request_id: &str, type_name: 
     response
 }
 
+/// Adds the pairs of a form to `pairs`, one past `FORM_PAIRS_MAX` at most (the caller refuses that).
+fn add_form_pairs(pairs: &mut Vec<(String, String)>, form: &[u8]) {
+    pairs.extend(form_urlencoded::parse(form).take(FORM_PAIRS_MAX + 1).map(|(name, value)| (name.into_owned(), value.into_owned())));
+}
+
 async fn query_call(shard: &Rc<Shard>, parts: &http::request::Parts, path: &str, body: &[u8], request_id: &str) -> Response<Body> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     if let Some(query) = parts.uri.query() {
-        pairs.extend(
-            form_urlencoded::parse(query.as_bytes()).take(FORM_PAIRS_MAX + 1).map(|(name, value)| (name.into_owned(), value.into_owned())),
-        );
+        add_form_pairs(&mut pairs, query.as_bytes());
     }
     if parts.method == Method::POST && !body.is_empty() {
         let content_type = parts.headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
@@ -325,7 +327,7 @@ async fn query_call(shard: &Rc<Shard>, parts: &http::request::Parts, path: &str,
                 OpError::new(ErrorCode::MalformedRequest, format!("a request without X-Amz-Target must be a form, not {content_type}"));
             return query_error(Protocol::SqsQuery, &error, request_id);
         }
-        pairs.extend(form_urlencoded::parse(body).take(FORM_PAIRS_MAX + 1).map(|(name, value)| (name.into_owned(), value.into_owned())));
+        add_form_pairs(&mut pairs, body);
     }
     if pairs.len() > FORM_PAIRS_MAX {
         let error = OpError::new(ErrorCode::MalformedRequest, format!("a request may carry at most {FORM_PAIRS_MAX} parameters"));

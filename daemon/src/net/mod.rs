@@ -272,8 +272,11 @@ async fn read_loop(
     let frame_bytes_max = shard.config.frame_bytes_max;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES_INITIAL);
     let mut greeted = false;
-    let hello_deadline = std::time::Instant::now() + std::time::Duration::from_secs(shard.config.hello_timeout_seconds);
     let idle_timeout = std::time::Duration::from_secs(shard.config.idle_timeout_seconds);
+    // One timer per connection, not one per read: it first fires at the Hello deadline, then
+    // is armed again for whatever is left of the idle timeout since bytes last arrived.
+    let mut last_bytes = std::time::Instant::now();
+    let mut tick = Box::pin(glommio::timer::sleep(std::time::Duration::from_secs(shard.config.hello_timeout_seconds)));
     loop {
         // Handle every complete frame already buffered.
         loop {
@@ -328,27 +331,26 @@ async fn read_loop(
                 if shard.shutdown.requested.get() {
                     return Ok(());
                 }
-                // Until Hello: the time left to send it. After: the idle timeout (for ever when 0).
-                let wait = if !greeted {
-                    hello_deadline.saturating_duration_since(std::time::Instant::now())
-                } else if idle_timeout.is_zero() {
-                    std::time::Duration::from_secs(u32::MAX as u64)
-                } else {
-                    idle_timeout
-                };
-                let tick = glommio::timer::sleep(wait);
-                futures::pin_mut!(shutdown, tick);
-                match futures::future::select(read.as_mut(), futures::future::select(shutdown, tick)).await {
+                futures::pin_mut!(shutdown);
+                match futures::future::select(read.as_mut(), futures::future::select(shutdown, tick.as_mut())).await {
                     futures::future::Either::Left((result, _)) => break result,
                     futures::future::Either::Right((futures::future::Either::Left(_), _)) => return Ok(()),
                     futures::future::Either::Right((futures::future::Either::Right(_), _)) => {
                         if !greeted {
                             return Err(format!("no Hello within {} s", shard.config.hello_timeout_seconds));
                         }
+                        let quiet = last_bytes.elapsed();
                         // Idle only with nothing in flight (a long poll or subscription is not idle).
-                        if inflight.available() == shard.config.connection_inflight_max && outbound.buf.borrow().is_empty() {
+                        let busy = inflight.available() < shard.config.connection_inflight_max || !outbound.buf.borrow().is_empty();
+                        if !idle_timeout.is_zero() && quiet >= idle_timeout && !busy {
                             return Err(format!("idle for {} s", shard.config.idle_timeout_seconds));
                         }
+                        let wait = match idle_timeout.checked_sub(quiet) {
+                            _ if idle_timeout.is_zero() => std::time::Duration::from_secs(u32::MAX as u64),
+                            Some(left) if !left.is_zero() => left,
+                            _ => idle_timeout,
+                        };
+                        tick = Box::pin(glommio::timer::sleep(wait));
                     }
                 }
             }
@@ -358,7 +360,10 @@ async fn read_loop(
                 buf.truncate(start);
                 return Ok(());
             }
-            Ok(n) => buf.truncate(start + n),
+            Ok(n) => {
+                buf.truncate(start + n);
+                last_bytes = std::time::Instant::now();
+            }
             Err(error) => return Err(error.to_string()),
         }
     }
