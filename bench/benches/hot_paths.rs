@@ -59,7 +59,8 @@ fn log_append(c: &mut Criterion) {
     use sluice_daemon::storage::log::{FsyncMode, Log, LogOptions};
     let dir = tempfile::tempdir().expect("a scratch directory");
     let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).make().expect("a glommio executor");
-    let options = LogOptions { dir: dir.path().join("log"), segment_bytes: 64 << 20, fsync: FsyncMode::Never, repair: false };
+    let options =
+        LogOptions { dir: dir.path().join("log"), segment_bytes: 64 << 20, fsync: FsyncMode::Never, repair: false, spare_ahead: true };
     let log = executor.run(async move { Log::open(options, |_, _, _| {}).await.expect("opening the log").0 });
     let mut group = c.benchmark_group("log");
     for size in [100usize, 1024] {

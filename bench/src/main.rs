@@ -116,7 +116,7 @@ fn main() {
                 Fsync::Always => FsyncMode::Always,
                 Fsync::Never => FsyncMode::Never,
             };
-            let options = LogOptions { dir: dir.clone(), segment_bytes, fsync, repair: false };
+            let options = LogOptions { dir: dir.clone(), segment_bytes, fsync, repair: false, spare_ahead: true };
             let report = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
                 .spawn(move || async move { run_log(options, record_bytes, appenders, seconds).await })
                 .expect("starting an executor")

@@ -43,10 +43,17 @@ pub struct Config {
     pub segment_bytes: u64,
 
     /// Size of each segment file of a stream shard's log, in bytes (a multiple of 4096, at
-    /// least 4 MiB). Every shard has its own log with one spare segment prepared ahead, so a
-    /// stream of N shards holds at least 2·N segments on disk; retention deletes whole segments.
+    /// least 4 MiB). Every shard has its own log: a shard never written holds no file, a
+    /// written one a segment, and one more once its active segment is half full; retention
+    /// deletes whole segments.
     #[arg(long, env = "SLUICE_STREAM_SEGMENT_BYTES", default_value_t = 16 << 20, value_parser = segment_bytes)]
     pub stream_segment_bytes: u64,
+
+    /// Seconds a stream shard's log stays open with no request using it (no put, read or
+    /// waiting reader); then it is closed, freeing its descriptors and buffers, until next
+    /// needed (opening it again reads its last segment).
+    #[arg(long, env = "SLUICE_STREAM_LOG_IDLE_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub stream_log_idle_seconds: u64,
 
     /// Apply Kinesis's per-shard limits (writes: 1 MiB/s and 1,000 records/s; GetRecords:
     /// 5 calls/s and 2 MiB/s), answering ProvisionedThroughputExceededException past them, for
@@ -89,6 +96,23 @@ pub struct Config {
     /// hold every shard's connections beside the files the logs need.
     #[arg(long, env = "SLUICE_CONNECTIONS_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub connections_max: u64,
+
+    /// Queues the server holds (hidden delivery queues of HTTP subscriptions not counted);
+    /// past it CreateQueue answers OverLimit. Every queue is held in memory on every core.
+    #[arg(long, env = "SLUICE_QUEUES_MAX", default_value_t = sluice_protocol::limits::QUEUES_MAX_DEFAULT)]
+    pub queues_max: usize,
+
+    /// Subscriptions the server holds over all topics; past it Subscribe answers
+    /// SubscriptionLimitExceeded. (Topics: at most 100,000, SNS's quota.)
+    #[arg(long, env = "SLUICE_SUBSCRIPTIONS_MAX", default_value_t = sluice_protocol::limits::SUBSCRIPTIONS_MAX_DEFAULT)]
+    pub subscriptions_max: usize,
+
+    /// Stream shards the server holds over all streams, open and closed (a closed shard keeps
+    /// its log until its records expire), like Kinesis's account shard quota: past it
+    /// CreateStream, SplitShard and UpdateShardCount answer LimitExceededException. Each shard
+    /// is a log of its own (files and descriptors while in use). At most 1,000 per stream.
+    #[arg(long, env = "SLUICE_STREAM_SHARDS_MAX", default_value_t = sluice_protocol::limits::STREAM_SHARDS_TOTAL_MAX_DEFAULT)]
+    pub stream_shards_max: usize,
 
     /// Seconds a new binary-protocol connection has to send its Hello before it is closed.
     #[arg(long, env = "SLUICE_HELLO_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]

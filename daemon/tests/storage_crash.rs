@@ -25,7 +25,7 @@ fn replay(dir: std::path::PathBuf) -> Vec<(u64, Vec<u8>)> {
     glommio::LocalExecutorBuilder::default()
         .spawn(move || async move {
             let mut records = Vec::new();
-            let options = LogOptions { dir, segment_bytes: 256 * 1024, fsync: FsyncMode::Always, repair: false };
+            let options = LogOptions { dir, segment_bytes: 256 * 1024, fsync: FsyncMode::Always, repair: false, spare_ahead: true };
             let (log, _) =
                 Log::open(options, |seq, _, bytes| records.push((seq, bytes.to_vec()))).await.expect("the log opens after a kill");
             log.close().await.expect("close");

@@ -140,3 +140,77 @@ fn records_longer_than_one_read_come_back_whole() {
         log.close().await.unwrap();
     });
 }
+
+fn segment_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).unwrap().flatten().filter(|entry| entry.path().extension().is_some_and(|ext| ext == "log")).count()
+}
+
+#[test]
+fn a_log_without_spares_ahead_makes_segments_only_as_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = sluice_daemon::storage::log::LogOptions { spare_ahead: false, ..options(dir.path(), 128 * 1024) };
+    let (first, again) = (opts.clone(), opts.clone());
+    run(move || async move {
+        let (log, _) = StreamLog::open(first).await.unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        log.close().await.unwrap();
+    });
+    assert_eq!(segment_files(dir.path()), 0, "a log never written holds no segment");
+    run(move || async move {
+        let (log, _) = StreamLog::open(again).await.unwrap();
+        for i in 1..=10u64 {
+            log.append(&data(i), 1_000 + i).unwrap();
+        }
+        log.durable(10).await.unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        log.close().await.unwrap();
+    });
+    assert_eq!(segment_files(dir.path()), 1, "a little writing makes one segment, no spare");
+    run(move || async move {
+        let (log, _) = StreamLog::open(opts).await.unwrap();
+        assert_eq!(log.read(1, 100, usize::MAX).await.unwrap().len(), 10);
+        // Past half of the active segment, the next one is prepared before it is needed.
+        for i in 11..=1000u64 {
+            log.append(&data(i), 1_000 + i).unwrap();
+        }
+        log.durable(1000).await.unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+        log.close().await.unwrap();
+    });
+    assert!(segment_files(dir.path()) >= 2);
+}
+
+#[test]
+fn when_retention_next_has_work_is_known_without_opening_the_log() {
+    use sluice_daemon::storage::stream::retention_due_on_disk;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 128 * 1024);
+    let path = dir.path().to_path_buf();
+    let (open_due, disk_due, second_first) = run(move || async move {
+        assert_eq!(retention_due_on_disk(&path.join("absent")).await.unwrap(), None);
+        let (log, _) = StreamLog::open(opts).await.unwrap();
+        log.append(&data(1), 1_001).unwrap();
+        log.durable(1).await.unwrap();
+        // One segment holding records (and maybe an empty spare): nothing can go.
+        assert_eq!(log.retention_due().await.unwrap(), None);
+        assert_eq!(retention_due_on_disk(&path).await.unwrap(), None);
+        for i in 2..=4000u64 {
+            log.append(&data(i), 1_000 + i).unwrap();
+        }
+        log.durable(4000).await.unwrap();
+        let segments = log.read(1, 10_000, usize::MAX).await.unwrap();
+        let open_due = log.retention_due().await.unwrap();
+        log.close().await.unwrap();
+        let disk_due = retention_due_on_disk(&path).await.unwrap();
+        // The second segment's first record: the first whose sequence number the log's second
+        // segment starts at, which the reopened log reports.
+        let (reopened, _) = StreamLog::open(options(&path, 128 * 1024)).await.unwrap();
+        let due = reopened.retention_due().await.unwrap();
+        reopened.close().await.unwrap();
+        drop(segments);
+        (open_due, disk_due, due)
+    });
+    assert!(open_due.is_some_and(|due| due > 1_001 && due < 5_000), "{open_due:?}");
+    assert_eq!(disk_due, open_due);
+    assert_eq!(second_first, open_due);
+}

@@ -58,6 +58,11 @@ pub const MAX_RECEIVE_COUNT_MAX: i64 = 1000;
 pub const REDRIVE_ALLOW_SOURCES_MAX: usize = 10;
 /// SQS: tags per queue.
 pub const QUEUE_TAGS_MAX: usize = 50;
+/// SQS: bytes of a queue's access policy (AWS's policy quota).
+pub const QUEUE_POLICY_BYTES_MAX: usize = 8192;
+/// Queues one server holds by default (`--queues-max`; SQS sets no per-account limit, but
+/// every queue is held in memory on every core and in the metadata file).
+pub const QUEUES_MAX_DEFAULT: usize = 100_000;
 
 /// SNS: topic name length.
 pub const TOPIC_NAME_CHARS_MAX: usize = 256;
@@ -72,6 +77,13 @@ pub const SUBJECT_CHARS_MAX: usize = 99;
 pub const TOPICS_MAX: usize = 100_000;
 /// SNS: subscriptions per topic (AWS's default quota).
 pub const SUBSCRIPTIONS_PER_TOPIC_MAX: usize = 12_500_000;
+/// Subscriptions one server holds over all topics, by default (`--subscriptions-max`).
+pub const SUBSCRIPTIONS_MAX_DEFAULT: usize = 100_000;
+/// SNS: characters of a topic's DisplayName.
+pub const DISPLAY_NAME_CHARS_MAX: usize = 100;
+/// SNS: bytes of a topic or subscription attribute other than a filter policy (topic
+/// access policies: 30 KiB).
+pub const TOPIC_ATTRIBUTE_BYTES_MAX: usize = 30 * 1024;
 /// SNS: subscriptions with a filter policy per topic.
 pub const FILTER_POLICIES_PER_TOPIC_MAX: usize = 200;
 /// SNS: items in one page of ListTopics / ListSubscriptions(ByTopic).
@@ -112,6 +124,9 @@ pub const RETENTION_HOURS_MAX: i32 = 8760;
 /// Shards per stream (open and closed, until they expire). Kinesis allows more by
 /// request; each shard here is a log of its own.
 pub const STREAM_SHARDS_MAX: usize = 1000;
+/// Stream shards one server holds by default, over all streams (`--stream-shards-max`; Kinesis's
+/// default per-account shard quota outside its largest regions).
+pub const STREAM_SHARDS_TOTAL_MAX_DEFAULT: usize = 1000;
 /// Shards an on-demand stream starts with (Kinesis: 4 MB/s of writes).
 pub const ON_DEMAND_SHARDS: i32 = 4;
 /// Registered (enhanced fan-out) consumers per stream.

@@ -137,6 +137,12 @@ impl Daemon {
         kib * 1024
     }
 
+    /// Descriptors the daemon has open (entries of `/proc/PID/fd`).
+    pub fn open_files(&self) -> usize {
+        let pid = self.child.as_ref().expect("daemon running").id();
+        std::fs::read_dir(format!("/proc/{pid}/fd")).expect("reading the daemon's /proc fd list").count()
+    }
+
     /// Whether the daemon process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|child| child.try_wait().ok().flatten().is_none())

@@ -23,7 +23,7 @@ fn main() {
     };
     let appenders: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(16);
     // Small segments so that crashes also land on segment roll-overs.
-    let options = LogOptions { dir, segment_bytes: 256 * 1024, fsync: FsyncMode::Always, repair: false };
+    let options = LogOptions { dir, segment_bytes: 256 * 1024, fsync: FsyncMode::Always, repair: false, spare_ahead: true };
     glommio::LocalExecutorBuilder::default()
         .spawn(move || async move {
             let (log, _) = Log::open(options, |_, _, _| {}).await.expect("opening the log");

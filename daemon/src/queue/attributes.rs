@@ -193,6 +193,10 @@ impl QueueAttributes {
         let mut next = self.clone();
         for (name, value) in changes {
             let name = name.as_str();
+            // The longest value any attribute takes is a policy.
+            if value.len() > QUEUE_POLICY_BYTES_MAX {
+                return Err(invalid_value(name, &format!("the value must be at most {QUEUE_POLICY_BYTES_MAX} bytes")));
+            }
             match name {
                 "DelaySeconds" => next.delay_seconds = ranged(name, value, 0, DELAY_SECONDS_MAX as i64)?,
                 "MaximumMessageSize" => {

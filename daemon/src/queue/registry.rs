@@ -140,9 +140,33 @@ pub enum MetaOutcome {
     Stream(StreamOutcome),
 }
 
+/// How much metadata one server keeps: every entity is held in memory on every shard and
+/// written to the metadata file. Set from the command line (`--queues-max`, …).
+#[derive(Debug, Clone, Copy)]
+pub struct MetaLimits {
+    /// Queues clients create (hidden delivery queues not counted).
+    pub queues_max: usize,
+    /// Subscriptions over all topics.
+    pub subscriptions_max: usize,
+    /// Stream shards over all streams, open and closed (a closed shard keeps its log until
+    /// its records expire).
+    pub stream_shards_max: usize,
+}
+
+impl Default for MetaLimits {
+    fn default() -> Self {
+        MetaLimits {
+            queues_max: QUEUES_MAX_DEFAULT,
+            subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
+            stream_shards_max: STREAM_SHARDS_TOTAL_MAX_DEFAULT,
+        }
+    }
+}
+
 /// Shard 0's writable metadata.
 #[derive(Clone)]
 pub struct Registry {
+    pub limits: MetaLimits,
     naming: Naming,
     snapshot: Arc<Snapshot>,
     next_id: u64,
@@ -153,6 +177,7 @@ pub struct Registry {
 impl Registry {
     pub fn new(naming: Naming) -> Registry {
         Registry {
+            limits: MetaLimits::default(),
             snapshot: Arc::new(Snapshot { naming: naming.clone(), ..Snapshot::default() }),
             naming,
             next_id: 1,
@@ -268,6 +293,12 @@ impl Registry {
                 if name.ends_with(".fifo") || attributes.iter().any(|(k, v)| k == "FifoQueue" && v == "true") {
                     return Err(OpError::new(ErrorCode::UnsupportedOperation, "FIFO queues are not supported by this server yet."));
                 }
+                if !queues.contains_key(&name) && self.snapshot.client_queues().count() >= self.limits.queues_max {
+                    return Err(OpError::new(
+                        ErrorCode::OverLimit,
+                        format!("This server holds its limit of {} queues (--queues-max); delete one first.", self.limits.queues_max),
+                    ));
+                }
                 if let Some(existing) = queues.get(&name) {
                     return if existing.attributes.matches_supplied(&attributes)? {
                         Ok((MetaOutcome::Url(existing.url.clone()), None))
@@ -357,6 +388,22 @@ impl Registry {
                 let mut streams = self.snapshot.streams.clone();
                 let cx = stream::ApplyContext { naming: &self.naming, cores, now_ms, sealed: &sealed };
                 let outcome = stream::apply(&mut streams, &mut self.next_id, change, &cx)?;
+                let shards = |streams: &Streams| streams.values().map(|meta| meta.shards.len()).sum::<usize>();
+                let (before, after) = (shards(&self.snapshot.streams), shards(&streams));
+                if after > self.limits.stream_shards_max && after > before {
+                    return Err(OpError::new(
+                        ErrorCode::LimitExceeded,
+                        format!(
+                            "This request would exceed the shard limit for the account {} in {}. Current shard count for the account: {before}. \
+                             Limit: {}. Number of additional shards that would have resulted from this request: {}. \
+                             (Closed shards count until their records expire; the limit is --stream-shards-max.)",
+                            self.naming.account_id,
+                            self.naming.region,
+                            self.limits.stream_shards_max,
+                            after - before
+                        ),
+                    ));
+                }
                 self.snapshot = Arc::new(Snapshot {
                     version: self.snapshot.version + 1,
                     naming: self.naming.clone(),
@@ -383,6 +430,17 @@ impl Registry {
     fn apply_topic(&mut self, change: TopicChange, now_s: u64) -> Result<(MetaOutcome, Option<Arc<Snapshot>>), OpError> {
         let mut topics = self.snapshot.topics.clone();
         let arn = topic::apply(&mut topics, &self.naming, change)?;
+        let subscriptions = |topics: &Topics| topics.values().map(|topic| topic.subscriptions.len()).sum::<usize>();
+        let count = subscriptions(&topics);
+        if count > self.limits.subscriptions_max && count > subscriptions(&self.snapshot.topics) {
+            return Err(OpError::new(
+                ErrorCode::SubscriptionLimitExceeded,
+                format!(
+                    "Subscription limit exceeded: this server holds at most {} subscriptions (--subscriptions-max).",
+                    self.limits.subscriptions_max
+                ),
+            ));
+        }
         // Every HTTP subscription has its hidden delivery queue, and no other delivery queue stays.
         let wanted: std::collections::BTreeSet<String> =
             topics.values().flat_map(|t| t.subscriptions.iter()).filter_map(|s| s.delivery_queue()).collect();

@@ -230,10 +230,15 @@ async fn shard_main(
     let started = std::time::Instant::now();
     // Every shard reads the metadata file (read-only, before serving) to know which queues
     // exist while it replays its log; shard 0 keeps the registry and is its only writer.
-    let registry = match meta::load(&config.data_dir, count).map_err(|e| anyhow::anyhow!(e))? {
+    let mut registry = match meta::load(&config.data_dir, count).map_err(|e| anyhow::anyhow!(e))? {
         Some(document) => Registry::from_json(naming(&config), &document)
             .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", meta::path(&config.data_dir).display()))?,
         None => Registry::new(naming(&config)),
+    };
+    registry.limits = crate::queue::registry::MetaLimits {
+        queues_max: config.queues_max,
+        subscriptions_max: config.subscriptions_max,
+        stream_shards_max: config.stream_shards_max,
     };
     let snapshot = registry.snapshot();
     let options = LogOptions {
@@ -241,6 +246,7 @@ async fn shard_main(
         segment_bytes: config.segment_bytes,
         fsync: config.fsync,
         repair: config.repair,
+        spare_ahead: true,
     };
     let budget = config.memory_budget() / count as u64;
     let opened = Storage::open(options, budget, |queue_id| snapshot.by_id.contains_key(&queue_id))
@@ -280,7 +286,13 @@ async fn shard_main(
     let shard = Rc::new(Shard {
         id,
         count,
-        streams: crate::stream::store::StreamStore::new(&config.data_dir, config.stream_segment_bytes, config.fsync, config.repair),
+        streams: crate::stream::store::StreamStore::new(
+            &config.data_dir,
+            config.stream_segment_bytes,
+            config.fsync,
+            config.repair,
+            config.stream_log_idle_seconds * 1000,
+        ),
         config,
         bus,
         storage: opened.storage,
@@ -292,6 +304,8 @@ async fn shard_main(
         tls,
         shutdown: ShutdownState::default(),
     });
+    // Learns which stream shards this core owns, so the files of those deleted later go.
+    shard.forget_gone_streams().await;
 
     for (peer, stream) in receivers.streams() {
         let shard = shard.clone();
@@ -391,7 +405,7 @@ async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shar
     tracing::debug!(shard = shard.id, peer, "peer channel closed");
 }
 
-/// How often stream retention runs.
+/// How often stream retention runs (and idle logs are closed: at least twice per idle period).
 const STREAM_RETENTION_EVERY: Duration = Duration::from_secs(10);
 
 /// Background stream retention (see `Shard::stream_retention`).
@@ -402,7 +416,8 @@ async fn stream_retention(shard: Rc<Shard>) {
         }
         shard.stream_retention().await;
         let shutdown = shard.shutdown.event.listen();
-        let timer = glommio::timer::sleep(STREAM_RETENTION_EVERY);
+        let every = STREAM_RETENTION_EVERY.min(Duration::from_millis(shard.streams.idle_ms / 2)).max(Duration::from_millis(500));
+        let timer = glommio::timer::sleep(every);
         futures::pin_mut!(shutdown, timer);
         futures::future::select(shutdown, timer).await;
     }

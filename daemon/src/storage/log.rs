@@ -6,7 +6,9 @@
 //!   never extends a file nor lands on an unwritten extent (on ext4 the first
 //!   write into a fallocated extent costs a journal commit at the next
 //!   fdatasync: measured here, 1 KiB records went 17x faster into written zeros).
-//!   The next segment is prepared in the background before the active one fills.
+//!   The next segment is prepared in the background ahead of need: at once (a queue log:
+//!   the reserve deletes use when the disk fills) or once the active one is half full (a
+//!   stream shard's: a log that is not written makes no segment files at all).
 //!   The end of the log is the first all-zero header.
 //! - `append` copies a record into the staging area and returns its sequence
 //!   number at once (no I/O). One flusher task writes everything staged since its
@@ -65,6 +67,11 @@ pub struct LogOptions {
     pub fsync: FsyncMode,
     /// Keep valid records past corruption (reported in `Recovery::dropped`) instead of refusing to open.
     pub repair: bool,
+    /// Prepare the next segment as soon as the active one is in use: the reserve a full disk
+    /// leaves for what frees space (a queue's deletes), for a log per core. Otherwise only
+    /// once the active segment is half full (and not at all for a log never written): for
+    /// many logs each written little (stream shards).
+    pub spare_ahead: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -265,13 +272,40 @@ pub struct LogStats {
     pub segments_created_inline: u64,
 }
 
-fn segment_path(dir: &Path, number: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:020}.log"))
 }
 
 async fn open_segment(path: &Path) -> Result<Rc<DmaFile>, StorageError> {
     let file = OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(|e| io_error(path, e))?;
     Ok(Rc::new(file))
+}
+
+/// Writes `len` bytes at `offset` (both whole blocks), made by `fill` straight into a DMA
+/// buffer. A short write goes on from where it stopped (the device took whole blocks);
+/// one that makes no progress, or stops inside a block, fails: a write is whole or an error.
+async fn write_fully(file: &DmaFile, path: &Path, offset: u64, len: usize, fill: impl Fn(&mut [u8])) -> Result<(), StorageError> {
+    let mut buffer = file.alloc_dma_buffer(len);
+    fill(buffer.as_bytes_mut());
+    let mut done = file.write_at(buffer, offset).await.map_err(|e| io_error(path, e))?;
+    while done < len {
+        if done == 0 || done % BLOCK_BYTES as usize != 0 {
+            return Err(io_error(path, short_write(done, len, offset)));
+        }
+        let mut whole = vec![0u8; len];
+        fill(&mut whole);
+        let mut rest = file.alloc_dma_buffer(len - done);
+        rest.as_bytes_mut().copy_from_slice(&whole[done..]);
+        match file.write_at(rest, offset + done as u64).await.map_err(|e| io_error(path, e))? {
+            0 => return Err(io_error(path, short_write(done, len, offset))),
+            more => done += more,
+        }
+    }
+    Ok(())
+}
+
+fn short_write(done: usize, len: usize, offset: u64) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short write: {done} of {len} bytes at offset {offset}"))
 }
 
 /// Creates a segment at full size, writes zeros over all of it, and makes the file
@@ -283,9 +317,7 @@ async fn create_segment(dir: &Path, path: &Path, segment_bytes: u64) -> Result<R
     let mut offset = 0;
     while offset < segment_bytes {
         let step = ZERO_STEP.min(segment_bytes - offset);
-        let mut zeros = file.alloc_dma_buffer(step as usize);
-        zeros.as_bytes_mut().fill(0);
-        file.write_at(zeros, offset).await.map_err(|e| io_error(path, e))?;
+        write_fully(&file, path, offset, step as usize, |zeros| zeros.fill(0)).await?;
         offset += step;
     }
     file.fdatasync().await.map_err(|e| io_error(path, e))?;
@@ -377,10 +409,11 @@ fn first_seq_of(data: &[u8]) -> Option<u64> {
 async fn zero_range(file: &DmaFile, path: &Path, from: u64, to: u64, prefix: &[u8]) -> Result<(), StorageError> {
     let start = from / BLOCK_BYTES * BLOCK_BYTES;
     let end = to.next_multiple_of(BLOCK_BYTES).max(start + BLOCK_BYTES);
-    let mut buffer = file.alloc_dma_buffer((end - start) as usize);
-    buffer.as_bytes_mut().fill(0);
-    buffer.as_bytes_mut()[..prefix.len()].copy_from_slice(prefix);
-    file.write_at(buffer, start).await.map_err(|e| io_error(path, e))?;
+    write_fully(file, path, start, (end - start) as usize, |bytes| {
+        bytes.fill(0);
+        bytes[..prefix.len()].copy_from_slice(prefix);
+    })
+    .await?;
     file.fdatasync().await.map_err(|e| io_error(path, e))
 }
 
@@ -584,9 +617,7 @@ impl Log {
             read_files: RefCell::new(Vec::new()),
         });
         for (file, path, offset, block) in skips {
-            let mut buffer = file.alloc_dma_buffer(block.len());
-            buffer.as_bytes_mut().copy_from_slice(&block);
-            file.write_at(buffer, offset).await.map_err(|e| io_error(&path, e))?;
+            write_fully(&file, &path, offset, block.len(), |bytes| bytes.copy_from_slice(&block)).await?;
             file.fdatasync().await.map_err(|e| io_error(&path, e))?;
         }
         if let Some((index, from, to, prefix)) = cut {
@@ -595,8 +626,27 @@ impl Log {
             zero_range(&file, &path, from, to, &prefix).await?;
         }
         glommio::spawn_local(log.clone().flusher()).detach();
-        log.ensure_spare();
+        log.prepare_spare_if_due();
         Ok((log, recovery))
+    }
+
+    /// Prepares the next segment when it is due (`LogOptions::spare_ahead`): at once, or once
+    /// the active segment is half full or staged and not yet on disk. Without `spare_ahead` a
+    /// log that is not written holds no segment (a thousand idle stream shards hold no
+    /// files), and one that is written little holds one, not two.
+    fn prepare_spare_if_due(self: &Rc<Self>) {
+        let due = {
+            let state = self.state.borrow();
+            match state.segments.last() {
+                _ if self.options.spare_ahead => true,
+                None => false,
+                Some(segment) if !segment.on_disk => true,
+                Some(_) => state.write_pos >= self.options.segment_bytes / 2,
+            }
+        };
+        if due {
+            self.ensure_spare();
+        }
     }
 
     /// Starts preparing the segment after the active one, unless it is ready or under way
@@ -1179,7 +1229,7 @@ impl Log {
             self.count(|stats| stats.flushes += 1);
             match self.write_chunks(chunks, sync).await {
                 Ok(()) => {
-                    self.ensure_spare();
+                    self.prepare_spare_if_due();
                     let mut state = self.state.borrow_mut();
                     state.written_seq = last_seq;
                     if sync {
@@ -1274,12 +1324,12 @@ impl Log {
             let start = chunk.pos - prefix.len() as u64;
             debug_assert_eq!(start % BLOCK_BYTES, 0, "writes start on a block boundary");
             let end = chunk.pos + chunk.bytes.len() as u64;
-            let mut buffer = file.alloc_dma_buffer((end.next_multiple_of(BLOCK_BYTES) - start) as usize);
-            let bytes = buffer.as_bytes_mut();
-            bytes[..prefix.len()].copy_from_slice(&prefix);
-            bytes[prefix.len()..prefix.len() + chunk.bytes.len()].copy_from_slice(&chunk.bytes);
-            bytes[prefix.len() + chunk.bytes.len()..].fill(0);
-            file.write_at(buffer, start).await.map_err(|e| io_error(&path, e))?;
+            write_fully(&file, &path, start, (end.next_multiple_of(BLOCK_BYTES) - start) as usize, |bytes| {
+                bytes[..prefix.len()].copy_from_slice(&prefix);
+                bytes[prefix.len()..prefix.len() + chunk.bytes.len()].copy_from_slice(&chunk.bytes);
+                bytes[prefix.len() + chunk.bytes.len()..].fill(0);
+            })
+            .await?;
             {
                 let mut state = self.state.borrow_mut();
                 let block_start = end / BLOCK_BYTES * BLOCK_BYTES;

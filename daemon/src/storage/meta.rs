@@ -72,11 +72,25 @@ fn check_no_foreign_shards(data_dir: &Path, shards: usize) -> Result<(), String>
 /// Replaces the metadata file with `registry`'s document; durable when this returns.
 pub async fn save(data_dir: &Path, shards: usize, registry: Value) -> Result<(), StorageError> {
     let document = serde_json::json!({ "format": FORMAT, "shards": shards, "registry": registry });
-    let bytes = serde_json::to_vec_pretty(&document).map_err(|e| io_error(data_dir, std::io::Error::other(e)))?;
+    let encode = || serde_json::to_vec_pretty(&document).map_err(|e| io_error(data_dir, std::io::Error::other(e)));
+    let bytes = encode()?;
     let final_path = path(data_dir);
     let temporary = data_dir.join(format!("{FILE_NAME}.tmp"));
     let file = BufferedFile::create(&temporary).await.map_err(|e| io_error(&temporary, e))?;
-    file.write_at(bytes, 0).await.map_err(|e| io_error(&temporary, e))?;
+    // A short write goes on from where it stopped (the rest encoded again: the same bytes);
+    // one that makes no progress fails.
+    let len = bytes.len();
+    let mut done = file.write_at(bytes, 0).await.map_err(|e| io_error(&temporary, e))?;
+    while done < len {
+        let rest = encode()?.split_off(done);
+        match file.write_at(rest, done as u64).await.map_err(|e| io_error(&temporary, e))? {
+            0 => {
+                let short = std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short write: {done} of {len} bytes"));
+                return Err(io_error(&temporary, short));
+            }
+            more => done += more,
+        }
+    }
     file.fdatasync().await.map_err(|e| io_error(&temporary, e))?;
     file.close().await.map_err(|e| io_error(&temporary, e))?;
     glommio::io::rename(&temporary, &final_path).await.map_err(|e| io_error(&final_path, e))?;

@@ -11,11 +11,14 @@
 //!   written; older ones the first time a read or a time lookup needs them (one
 //!   sequential read of the segment). The start reads only the last two segments.
 //! - Readers see only records kept as the fsync mode promises (`Log::readable_seq`).
-//! - Retention removes whole segments whose every record is older than the cutoff.
+//! - Retention removes whole segments whose every record is older than the cutoff; when
+//!   it next has work in a log is known without opening it (`retention_due_on_disk`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -301,6 +304,16 @@ impl StreamLog {
         Ok(removed)
     }
 
+    /// Arrival time after which retention can remove a segment of this log: the first
+    /// record's of its second segment (every record of the first arrived no later). `None`
+    /// while the log has a single segment holding records: nothing to remove until written.
+    pub async fn retention_due(&self) -> Result<Option<u64>, StorageError> {
+        match self.log.segments().get(1) {
+            Some((number, _)) => self.first_timestamp(*number).await,
+            None => Ok(None),
+        }
+    }
+
     /// Closes the log (everything appended is written and synced first).
     pub async fn close(&self) -> Result<(), StorageError> {
         self.log.close().await
@@ -375,6 +388,29 @@ impl StreamLog {
         self.index.borrow_mut().insert(number, points);
         Ok(())
     }
+}
+
+/// `StreamLog::retention_due` of the log in `dir`, without opening it: reads the first record
+/// of its second segment file only (the log keeps no empty segment before one that holds records).
+pub async fn retention_due_on_disk(dir: &Path) -> Result<Option<u64>, StorageError> {
+    let mut numbers: Vec<u64> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".log")?.parse::<u64>().ok()).collect(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(StorageError::Io { path: dir.to_path_buf(), source: Arc::new(error) }),
+    };
+    numbers.sort_unstable();
+    let Some(second) = numbers.get(1) else { return Ok(None) };
+    let path = super::log::segment_path(dir, *second);
+    let io = |error: glommio::GlommioError<()>| StorageError::Io { path: path.clone(), source: Arc::new(error.into()) };
+    let file = glommio::io::BufferedFile::open(&path).await.map_err(io)?;
+    let data = file.read_at(0, FIRST_READ).await.map_err(io);
+    let _ = file.close().await;
+    Ok(match decode_past_skips(&data?[..], 0).1 {
+        Decoded::Record { kind: KIND_STREAM_RECORD, payload, .. } => split(payload).map(|(time, _)| time),
+        // Empty, or its first record longer than the read: opening the log finds out.
+        Decoded::End => None,
+        _ => Some(0),
+    })
 }
 
 /// Adds a point for the record at `location` if it is a segment's first or far enough from

@@ -840,22 +840,22 @@ impl Shard {
     }
 
     /// Background, on every core: enforces retention on the shards this core owns (whole
-    /// segments go once every record in them is past retention); shard 0 also drops
-    /// closed shards whose records have all expired.
+    /// segments go once every record in them is past retention) and closes the logs that have
+    /// been idle; shard 0 also drops closed shards whose records have all expired.
     pub async fn stream_retention(self: &Rc<Self>) {
         let snapshot = self.queues.snapshot();
         let now = now_ms();
         for meta in snapshot.streams.values() {
             for shard in meta.shards.iter().filter(|shard| shard.owner(self.count) == self.id) {
-                let Ok(log) = self.streams.get(meta.id, shard.index, || self.shard_exists(meta.id, shard.index)).await else {
-                    continue;
-                };
-                if let Err(error) = log.log.trim_before_timestamp(meta.cutoff_ms(now)).await {
+                let trimmed =
+                    self.streams.trim(meta.id, shard.index, meta.cutoff_ms(now), || self.shard_exists(meta.id, shard.index)).await;
+                if let Err(error) = trimmed {
                     tracing::warn!(stream = %meta.name, shard = %shard.id(), %error, "stream retention failed; will retry");
                 }
                 glommio::yield_if_needed().await;
             }
         }
+        self.streams.close_idle(now_ms(), self.streams.idle_ms, None).await;
         if self.id == 0 && snapshot.streams.values().any(|meta| meta.shards.iter().any(|shard| meta.expired(shard, now))) {
             if let Err(error) = self.stream_change(StreamChange::Expire).await {
                 tracing::warn!(%error, "dropping expired shards failed; will retry");
@@ -868,11 +868,16 @@ impl Shard {
         self.queues.snapshot().streams.values().any(|meta| meta.id == stream_id && meta.shard(shard).is_some())
     }
 
-    /// On a new snapshot: closes and deletes the logs of deleted streams and of expired shards.
+    /// On a new snapshot (and at start): closes and deletes the logs, open or not, of the
+    /// shards this core owned that are gone (deleted streams, expired shards).
     pub async fn forget_gone_streams(self: &Rc<Self>) {
         let snapshot = self.queues.snapshot();
-        self.streams
-            .remove_unless(|stream_id, shard| snapshot.streams.values().any(|meta| meta.id == stream_id && meta.shard(shard).is_some()))
-            .await;
+        let mut owned: HashMap<u64, Vec<u32>> = HashMap::new();
+        for meta in snapshot.streams.values() {
+            for shard in meta.shards.iter().filter(|shard| shard.owner(self.count) == self.id) {
+                owned.entry(meta.id).or_default().push(shard.index);
+            }
+        }
+        self.streams.forget_gone(owned).await;
     }
 }

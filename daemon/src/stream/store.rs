@@ -1,5 +1,7 @@
-//! The stream shards one core owns: their logs, opened on first use, and what the
-//! owner alone keeps about each (sealed for a reshard, rate windows, readers to wake).
+//! The stream shards one core owns: their logs, opened on first use and closed again
+//! once unused for a while (`--stream-log-idle-seconds`), and what the owner alone keeps about each (sealed for a
+//! reshard, rate windows, readers to wake). A shard that is not written holds no file and
+//! no descriptor; retention of a closed log opens it only when a segment can go.
 //!
 //! A record's bytes in the log are its partition key's length (u16, little-endian),
 //! the partition key, and the data; the log adds the arrival time.
@@ -60,6 +62,8 @@ pub struct ShardLog {
     pub appended: LocalNotify,
     writes: Cell<Window>,
     reads: Cell<Window>,
+    /// When a request last took this log (ms).
+    last_used_ms: Cell<u64>,
 }
 
 impl ShardLog {
@@ -108,12 +112,20 @@ pub struct StreamStore {
     segment_bytes: u64,
     fsync: FsyncMode,
     repair: bool,
+    /// A log nobody has used for this long is closed (its descriptors and buffers freed).
+    pub idle_ms: u64,
     logs: RefCell<HashMap<(u64, u32), Rc<ShardLog>>>,
     /// One open at a time, so two requests never open the same log twice.
     opening: glommio::sync::Semaphore,
     /// Push-subscription leases: (stream, shard, consumer key) -> (generation, taken at ms).
     leases: RefCell<HashMap<LeaseKey, (u64, u64)>>,
     next_generation: Cell<u64>,
+    /// Logs on disk that are not open: when retention next has work in each (the arrival time
+    /// `StreamLog::retention_due` gives; `None`: nothing until written). Absent: not yet known.
+    dormant: RefCell<HashMap<(u64, u32), Option<u64>>>,
+    /// The shards this core owned in the last snapshot it saw, by stream (to delete the files
+    /// of those that are gone, open or not).
+    owned: RefCell<HashMap<u64, Vec<u32>>>,
 }
 
 /// (stream id, shard, consumer key).
@@ -129,16 +141,19 @@ pub fn consumer_key(arn: &str) -> u64 {
 }
 
 impl StreamStore {
-    pub fn new(data_dir: &Path, segment_bytes: u64, fsync: FsyncMode, repair: bool) -> StreamStore {
+    pub fn new(data_dir: &Path, segment_bytes: u64, fsync: FsyncMode, repair: bool, idle_ms: u64) -> StreamStore {
         StreamStore {
             data_dir: data_dir.to_owned(),
             segment_bytes,
             fsync,
             repair,
+            idle_ms,
             logs: RefCell::default(),
             opening: glommio::sync::Semaphore::new(1),
             leases: RefCell::default(),
             next_generation: Cell::new(1),
+            dormant: RefCell::default(),
+            owned: RefCell::default(),
         }
     }
 
@@ -177,9 +192,11 @@ impl StreamStore {
     /// already open are the snapshot's to close (`remove_unless`), so the common path checks nothing.
     pub async fn get(&self, stream_id: u64, shard: u32, exists: impl Fn() -> bool) -> Result<Rc<ShardLog>, OpError> {
         if let Some(log) = self.logs.borrow().get(&(stream_id, shard)) {
+            log.last_used_ms.set(crate::runtime::now_ms());
             return Ok(log.clone());
         }
         let log = self.open(stream_id, shard).await?;
+        log.last_used_ms.set(crate::runtime::now_ms());
         if !exists() {
             self.remove_unless(|s, i| (s, i) != (stream_id, shard)).await;
             return Err(OpError::new(ErrorCode::ResourceNotFound, "The stream or shard was deleted."));
@@ -197,6 +214,7 @@ impl StreamStore {
             segment_bytes: self.segment_bytes,
             fsync: self.fsync,
             repair: self.repair,
+            spare_ahead: false,
         };
         let (log, recovery) = StreamLog::open(options).await.map_err(|error| {
             tracing::error!(stream_id, shard, %error, "cannot open a stream shard's log");
@@ -214,9 +232,111 @@ impl StreamStore {
             appended: LocalNotify::default(),
             writes: Cell::default(),
             reads: Cell::default(),
+            last_used_ms: Cell::new(crate::runtime::now_ms()),
         });
+        self.dormant.borrow_mut().remove(&(stream_id, shard));
         self.logs.borrow_mut().insert((stream_id, shard), log.clone());
         Ok(log)
+    }
+
+    /// Retention of one shard: removes the segments whose every record arrived before
+    /// `cutoff_ms`. A log that is not open is opened only when one of its segments can go
+    /// (known from its second segment's first record), and closed again after.
+    pub async fn trim(&self, stream_id: u64, shard: u32, cutoff_ms: u64, exists: impl Fn() -> bool) -> Result<(), OpError> {
+        let key = (stream_id, shard);
+        let open = self.logs.borrow().get(&key).cloned();
+        if let Some(log) = open {
+            log.log.trim_before_timestamp(cutoff_ms).await.map_err(storage_error)?;
+            return Ok(());
+        }
+        let known = self.dormant.borrow().get(&key).copied();
+        let due = match known {
+            Some(due) => due,
+            None => {
+                let due = crate::storage::stream::retention_due_on_disk(&shard_dir(&self.data_dir, stream_id, shard))
+                    .await
+                    .map_err(storage_error)?;
+                self.dormant.borrow_mut().insert(key, due);
+                due
+            }
+        };
+        if due.is_none_or(|first| first >= cutoff_ms) {
+            return Ok(());
+        }
+        let log = self.open(stream_id, shard).await?;
+        if !exists() {
+            drop(log);
+            self.remove_unless(|s, i| (s, i) != key).await;
+            return Ok(());
+        }
+        let trimmed = log.log.trim_before_timestamp(cutoff_ms).await.map_err(storage_error);
+        // Opened for retention only: closed again at once unless a request took it meanwhile.
+        log.last_used_ms.set(0);
+        drop(log);
+        self.close_idle(crate::runtime::now_ms(), self.idle_ms, Some(key)).await;
+        trimmed.map(|_| ())
+    }
+
+    /// Closes the logs (all, or only `only`) that no request has used for `idle_ms`, that no
+    /// reader is waiting on and that no reshard has sealed; remembers when retention next
+    /// has work in each.
+    pub async fn close_idle(&self, now_ms: u64, idle_ms: u64, only: Option<(u64, u32)>) {
+        let idle = |log: &Rc<ShardLog>| {
+            Rc::strong_count(log) == 1 && !log.sealed.get() && now_ms.saturating_sub(log.last_used_ms.get()) >= idle_ms
+        };
+        let candidates: Vec<(u64, u32)> = self
+            .logs
+            .borrow()
+            .iter()
+            .filter(|(key, log)| only.is_none_or(|only| only == **key) && idle(log))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in candidates {
+            // Held while it closes: a request for it meanwhile opens it only once it is closed.
+            let Ok(_permit) = self.opening.acquire_permit(1).await else { return };
+            let log = {
+                let mut logs = self.logs.borrow_mut();
+                if !logs.get(&key).is_some_and(idle) {
+                    continue;
+                }
+                logs.remove(&key)
+            };
+            let Some(log) = log else { continue };
+            let due = log.log.retention_due().await.unwrap_or(Some(0));
+            if let Err(error) = log.log.close().await {
+                tracing::warn!(stream_id = key.0, shard = key.1, %error, "closing an idle stream shard's log failed");
+            }
+            self.dormant.borrow_mut().insert(key, due);
+        }
+    }
+
+    /// On a new snapshot: deletes the files of the shards this core owned that are gone
+    /// (deleted streams, expired shards), whether their logs are open or not. `owned` is
+    /// every shard this core owns now, by stream.
+    pub async fn forget_gone(&self, owned: HashMap<u64, Vec<u32>>) {
+        let gone: Vec<(u64, u32)> = {
+            let before = self.owned.borrow();
+            before
+                .iter()
+                .flat_map(|(stream_id, shards)| shards.iter().map(move |shard| (*stream_id, *shard)))
+                .filter(|(stream_id, shard)| !owned.get(stream_id).is_some_and(|now| now.contains(shard)))
+                .collect()
+        };
+        *self.owned.borrow_mut() = owned;
+        let open_gone: Vec<(u64, u32)> = gone.iter().copied().filter(|key| self.logs.borrow().contains_key(key)).collect();
+        if !open_gone.is_empty() {
+            self.remove_unless(|stream_id, shard| !open_gone.contains(&(stream_id, shard))).await;
+        }
+        for (stream_id, shard) in &gone {
+            self.dormant.borrow_mut().remove(&(*stream_id, *shard));
+            if !open_gone.contains(&(*stream_id, *shard)) {
+                remove_dir(shard_dir(&self.data_dir, *stream_id, *shard)).await;
+            }
+        }
+        // A deleted stream's directory goes with its last shard (whichever core removes it).
+        for stream_id in gone.iter().map(|(stream_id, _)| *stream_id).collect::<std::collections::BTreeSet<u64>>() {
+            let _ = std::fs::remove_dir(stream_dir(&self.data_dir, stream_id));
+        }
     }
 
     /// The logs open on this core.

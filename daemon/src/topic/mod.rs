@@ -107,7 +107,13 @@ pub const DEFAULT_DELIVERY_POLICY: &str = r#"{"http":{"defaultHealthyRetryPolicy
 /// Checks one topic attribute's value.
 fn check_topic_attribute(name: &str, value: &str, creating: bool) -> Result<(), OpError> {
     let bad = |reason: &str| invalid(format!("Invalid parameter: Attributes Reason: {name}: {reason}"));
+    if value.len() > TOPIC_ATTRIBUTE_BYTES_MAX {
+        return Err(bad(&format!("must be at most {TOPIC_ATTRIBUTE_BYTES_MAX} bytes")));
+    }
     match name {
+        "DisplayName" if value.chars().count() > DISPLAY_NAME_CHARS_MAX => {
+            Err(bad(&format!("must be at most {DISPLAY_NAME_CHARS_MAX} characters")))
+        }
         "FifoTopic" | "ContentBasedDeduplication" | "FifoThroughputScope" | "ArchivePolicy" => {
             if name == "FifoTopic" && value == "false" && creating {
                 return Ok(());
@@ -386,9 +392,12 @@ fn compile_subscription(
     pending_token: Option<String>,
 ) -> Result<SubscriptionMeta, OpError> {
     let bad = |name: &str, reason: &str| invalid(format!("Invalid parameter: Attributes Reason: {name}: {reason}"));
-    for name in attributes.keys() {
+    for (name, value) in &attributes {
         if !SUBSCRIPTION_ATTRIBUTES.contains(&name.as_str()) {
             return Err(invalid(format!("Invalid parameter: Attributes Reason: Unknown attribute {name}")));
+        }
+        if name != "FilterPolicy" && value.len() > TOPIC_ATTRIBUTE_BYTES_MAX {
+            return Err(bad(name, &format!("must be at most {TOPIC_ATTRIBUTE_BYTES_MAX} bytes")));
         }
     }
     let raw = match attributes.get("RawMessageDelivery").map(String::as_str) {

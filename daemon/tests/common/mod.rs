@@ -6,7 +6,7 @@ use sluice_daemon::storage::log::{FsyncMode, LogOptions};
 
 /// Log options for `dir` with `--fsync always` and no repair.
 pub fn options(dir: &Path, segment_bytes: u64) -> LogOptions {
-    LogOptions { dir: dir.to_path_buf(), segment_bytes, fsync: FsyncMode::Always, repair: false }
+    LogOptions { dir: dir.to_path_buf(), segment_bytes, fsync: FsyncMode::Always, repair: false, spare_ahead: true }
 }
 
 /// Runs a future on a fresh glommio executor (the log needs one).
