@@ -243,3 +243,91 @@ fn a_restart_on_the_same_port_right_after_kill_9_succeeds() {
         assert_eq!(queues.len(), round + 1);
     }
 }
+
+/// The inode of a file (a rewrite by rename gives a new one).
+fn inode(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// Queues, with their tags and the policy attribute, as the server reports them.
+fn metadata_model(c: &Conn) -> (BTreeMap<String, (Vec<(String, String)>, Option<String>)>, Vec<String>, Vec<String>) {
+    let mut queues = BTreeMap::new();
+    let (urls, _) = c.run(c.client().list_queues(None, None, None)).unwrap();
+    for url in urls {
+        let name = url.rsplit('/').next().unwrap().to_owned();
+        let mut tags = c.run(c.client().list_queue_tags(&name)).unwrap();
+        tags.sort();
+        let attributes = c.run(c.client().get_queue_attributes(&name, &["Policy"])).unwrap();
+        queues.insert(name, (tags, attribute(&attributes, "Policy").map(str::to_owned)));
+    }
+    let (mut topics, _) = c.run(c.client().list_topics(None)).unwrap();
+    topics.sort();
+    let mut streams = c.run(c.client().list_streams()).unwrap();
+    streams.sort();
+    (queues, topics, streams)
+}
+
+#[test]
+fn metadata_changes_are_journaled_and_survive_many_restarts() {
+    let mut daemon = Daemon::start();
+    let meta = daemon.data_dir().join("meta.json");
+    {
+        let c = daemon.client();
+        c.run(c.client().create_queue("first", vec![], vec![])).unwrap();
+    }
+    let document = inode(&meta);
+    for round in 0..rounds() {
+        {
+            let c = daemon.client();
+            // Changes of every kind; none rewrites meta.json (it is far from outgrown).
+            for i in 0..20 {
+                c.run(c.client().create_queue(&format!("r{round}-q{i}"), vec![], vec![kv("round", &round.to_string())])).unwrap();
+            }
+            c.run(c.client().tag_queue("first", vec![kv(&format!("t{round}"), "v")])).unwrap();
+            let policy = format!(r#"{{"Version":"2012-10-17","Id":"round-{round}"}}"#);
+            c.run(c.client().set_queue_attributes("first", vec![kv("Policy", &policy)])).unwrap();
+            c.run(c.client().delete_queue(&format!("r{round}-q0"))).unwrap();
+            let topic = c.run(c.client().create_topic(&format!("topic-{round}"), vec![], vec![])).unwrap();
+            c.run(c.client().subscribe(&topic, "sqs", &format!("arn:aws:sqs:us-east-1:000000000000:r{round}-q1"), vec![])).unwrap();
+            c.run(c.client().create_stream(&format!("stream-{round}"), 1)).unwrap();
+        }
+        assert_eq!(inode(&meta), document, "round {round}: a metadata change rewrote all of meta.json");
+        let before = metadata_model(&daemon.client());
+        // Restarts in turn with SIGTERM and kill -9, twice without changes in between.
+        stop_and_start(&mut daemon, round);
+        stop_and_start(&mut daemon, round + 1);
+        let after = metadata_model(&daemon.client());
+        assert_eq!(after, before, "round {round}: metadata after two restarts");
+        assert_eq!(after.0.len(), 1 + 19 * (round + 1), "round {round}: queues");
+    }
+}
+
+#[test]
+fn a_metadata_journal_that_outgrows_meta_json_is_folded_into_it() {
+    let mut daemon = Daemon::start();
+    let meta = daemon.data_dir().join("meta.json");
+    let c = daemon.client();
+    c.run(c.client().create_queue("q", vec![], vec![])).unwrap();
+    let document = inode(&meta);
+    // 8 KiB policies: past 1 MiB of journal the next change writes a new meta.json.
+    for i in 0..200 {
+        let policy = format!(r#"{{"Version":"2012-10-17","Id":"{i:04}{}"}}"#, "x".repeat(7900));
+        c.run(c.client().set_queue_attributes("q", vec![kv("Policy", &policy)])).unwrap();
+    }
+    assert_ne!(inode(&meta), document, "the journal was folded into a new meta.json");
+    let journals: Vec<String> = std::fs::read_dir(daemon.data_dir())
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().filter(|name| name.starts_with("meta.journal.")).map(str::to_owned))
+        .collect();
+    assert!(journals.len() <= 1, "the folded journal was removed: {journals:?}");
+    let journal_bytes: u64 = journals.iter().map(|name| std::fs::metadata(daemon.data_dir().join(name)).unwrap().len()).sum();
+    assert!(journal_bytes < 2 << 20, "the journal stays about the size of meta.json: {journal_bytes} bytes");
+    drop(c);
+    daemon.kill();
+    daemon.restart();
+    let c = daemon.client();
+    let attributes = c.run(c.client().get_queue_attributes("q", &["Policy"])).unwrap();
+    assert!(attribute(&attributes, "Policy").unwrap().contains("\"0199"), "the last policy set is the one kept");
+}

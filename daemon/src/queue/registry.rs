@@ -163,6 +163,23 @@ impl Default for MetaLimits {
     }
 }
 
+/// One queue as the metadata file keeps it: its settable attributes only (the computed
+/// ones — counts, ARN, times — are not kept).
+fn queue_json(meta: &QueueMeta) -> serde_json::Value {
+    let attributes: serde_json::Map<String, serde_json::Value> = READABLE_ATTRIBUTES
+        .iter()
+        .filter_map(|name| Some((name.to_string(), serde_json::Value::String(meta.attributes.render(name)?))))
+        .collect();
+    serde_json::json!({
+        "id": meta.id,
+        "name": meta.name,
+        "created_s": meta.created_s,
+        "modified_s": meta.modified_s,
+        "attributes": attributes,
+        "tags": meta.tags,
+    })
+}
+
 /// Shard 0's writable metadata.
 #[derive(Clone)]
 pub struct Registry {
@@ -192,37 +209,52 @@ impl Registry {
 
     /// Everything needed to rebuild this registry, as JSON (the metadata file's content).
     pub fn to_json(&self) -> serde_json::Value {
+        let queues: Vec<serde_json::Value> = self.snapshot.by_name.values().map(|meta| queue_json(meta)).collect();
+        let mut document = self.scalars_json();
+        document["queues"] = queues.into();
+        document["topics"] = topic::to_json(&self.snapshot.topics);
+        document["streams"] = stream::to_json(&self.snapshot.streams);
+        document
+    }
+
+    /// What the metadata file keeps besides queues, topics and streams.
+    fn scalars_json(&self) -> serde_json::Value {
         use serde_json::{json, Map, Value};
-        let queues: Vec<Value> = self
-            .snapshot
-            .by_name
-            .values()
-            .map(|meta| {
-                // Only settable attributes render; the computed ones (counts, ARN, times) do not.
-                let attributes: Map<String, Value> = READABLE_ATTRIBUTES
-                    .iter()
-                    .filter_map(|name| Some((name.to_string(), Value::String(meta.attributes.render(name)?))))
-                    .collect();
-                json!({
-                    "id": meta.id,
-                    "name": meta.name,
-                    "created_s": meta.created_s,
-                    "modified_s": meta.modified_s,
-                    "attributes": attributes,
-                    "tags": meta.tags,
-                })
-            })
-            .collect();
         let purged: Map<String, Value> = self.purged_at_ms.iter().map(|(id, ms)| (id.to_string(), json!(ms))).collect();
         json!({
             "version": self.snapshot.version,
             "next_id": self.next_id,
-            "queues": queues,
             "deleted_at_ms": self.deleted_at_ms,
             "purged_at_ms": purged,
-            "topics": topic::to_json(&self.snapshot.topics),
-            "streams": stream::to_json(&self.snapshot.streams),
         })
+    }
+
+    /// What changed from `before` to `self`, for the metadata journal (`storage::meta`): the
+    /// scalars, and the queues, topics and streams that were added, changed (each whole) or
+    /// removed. Unchanged entities are the very same `Arc`s in both snapshots, so finding the
+    /// changed ones costs a pointer comparison each and writing them costs what they hold.
+    pub fn delta_json(&self, before: &Registry) -> serde_json::Value {
+        fn diff<T>(
+            before: &BTreeMap<String, Arc<T>>,
+            after: &BTreeMap<String, Arc<T>>,
+            render: impl Fn(&T) -> serde_json::Value,
+        ) -> serde_json::Value {
+            let put: Vec<serde_json::Value> = after
+                .iter()
+                .filter(|(name, meta)| !before.get(*name).is_some_and(|old| Arc::ptr_eq(old, meta)))
+                .map(|(_, meta)| render(meta))
+                .collect();
+            let removed: Vec<&String> = before.keys().filter(|name| !after.contains_key(*name)).collect();
+            serde_json::json!({ "put": put, "removed": removed })
+        }
+        let (old, new) = (&before.snapshot, &self.snapshot);
+        let mut delta = self.scalars_json();
+        if !Arc::ptr_eq(old, new) {
+            delta["queues"] = diff(&old.by_name, &new.by_name, queue_json);
+            delta["topics"] = diff(&old.topics, &new.topics, topic::topic_json);
+            delta["streams"] = diff(&old.streams, &new.streams, stream::stream_json);
+        }
+        delta
     }
 
     /// Rebuilds a registry from `to_json`'s output, checking everything (it comes from disk).
@@ -380,6 +412,7 @@ impl Registry {
                         ));
                     }
                 }
+                self.purged_at_ms.retain(|_, at| now_ms < *at + PURGE_INTERVAL_SECONDS * 1000);
                 self.purged_at_ms.insert(meta.id, now_ms);
                 return Ok((MetaOutcome::Purge(meta.id), None));
             }

@@ -239,8 +239,9 @@ impl Shard {
         let (outcome, snapshot) = registry.borrow_mut().apply(change, now_ms())?;
         let purged = matches!(outcome, MetaOutcome::Purge(_));
         if snapshot.is_some() || purged {
-            let document = registry.borrow().to_json();
-            if let Err(error) = crate::storage::meta::save(&self.config.data_dir, self.count, document).await {
+            let writer = self.meta_writer.as_ref().ok_or_else(|| OpError::new(ErrorCode::InternalFailure, "metadata lives on shard 0"))?;
+            let delta = registry.borrow().delta_json(&before);
+            if let Err(error) = writer.record(delta, || registry.borrow().to_json()).await {
                 *registry.borrow_mut() = before;
                 tracing::error!(%error, "cannot save queue metadata");
                 return Err(crate::storage::storage_error(error));

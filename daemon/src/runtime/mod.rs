@@ -70,6 +70,8 @@ pub struct Shard {
     /// Metadata writer; only on shard 0.
     pub registry: Option<RefCell<Registry>>,
     /// Serializes metadata changes through to the metadata file (shard 0).
+    /// Shard 0: writes metadata changes to disk (`storage::meta`).
+    pub meta_writer: Option<meta::MetaWriter>,
     pub meta_saving: glommio::sync::Semaphore,
     /// Response encoder shared by this shard's connections (never held across an await).
     pub encoder: RefCell<Encoder>,
@@ -230,8 +232,10 @@ async fn shard_main(
     let started = std::time::Instant::now();
     // Every shard reads the metadata file (read-only, before serving) to know which queues
     // exist while it replays its log; shard 0 keeps the registry and is its only writer.
-    let mut registry = match meta::load(&config.data_dir, count).map_err(|e| anyhow::anyhow!(e))? {
-        Some(document) => Registry::from_json(naming(&config), &document)
+    let loaded = meta::load(&config.data_dir, count).map_err(|e| anyhow::anyhow!(e))?;
+    let position = loaded.as_ref().map(|loaded| loaded.position);
+    let mut registry = match loaded {
+        Some(loaded) => Registry::from_json(naming(&config), &loaded.registry)
             .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", meta::path(&config.data_dir).display()))?,
         None => Registry::new(naming(&config)),
     };
@@ -280,6 +284,7 @@ async fn shard_main(
         })
         .await;
     }
+    let meta_writer = (id == 0).then(|| meta::MetaWriter::new(&config.data_dir, count, position));
     let queues = QueueState::default();
     queues.install(snapshot);
     *queues.partitions.borrow_mut() = opened.partitions;
@@ -298,6 +303,7 @@ async fn shard_main(
         storage: opened.storage,
         queues,
         registry: (id == 0).then(|| RefCell::new(registry)),
+        meta_writer,
         meta_saving: glommio::sync::Semaphore::new(1),
         encoder: RefCell::new(Encoder::new()),
         http_wake: LocalNotify::default(),

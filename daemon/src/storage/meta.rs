@@ -1,22 +1,36 @@
-//! The metadata file: shard 0's registry (queues, attributes, tags, recent
-//! deletions and purges) as one JSON document, replaced atomically on every
-//! change (written to a temporary file, synced, renamed over the old one, and the
-//! directory synced). Metadata changes are rare and small next to messages, so a
-//! whole-file rewrite keeps recovery trivial: the file is either the old or the new one.
+//! The metadata: shard 0's registry (queues, topics, streams, recent deletions and
+//! purges), kept as a full document (`meta.json`) and a journal of changes after it
+//! (`meta.journal.N`). A change appends what it changed — the scalars and each queue, topic
+//! or stream it added, changed or removed, whole — and syncs: it costs what it changes, not
+//! what the server holds. Once the journal outgrows the full document (and 1 MiB), the
+//! next change writes a new full document instead (to a temporary file, synced, renamed
+//! over the old one, the directory synced), which names the next journal; the old journal
+//! is removed after. A start reads the full document and applies its journal's entries in
+//! order: an entry cut short at the end (a crash during its write, never acknowledged) is
+//! dropped; a damaged entry with more after it refuses the start, naming the file.
 //!
-//! The file also records how many shards wrote the data directory: queue logs are
+//! The document also records how many shards wrote the data directory: queue logs are
 //! per shard and receipt handles name shards, so a directory is only reopened with
 //! the same number of shards.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use glommio::io::{BufferedFile, Directory};
+use glommio::io::{BufferedFile, Directory, OpenOptions};
 use serde_json::Value;
 
 use super::log::StorageError;
 
 const FILE_NAME: &str = "meta.json";
-const FORMAT: u64 = 1;
+const JOURNAL_PREFIX: &str = "meta.journal.";
+/// Format 2 adds the journal; format 1 files (no journal) are read as its generation 0.
+const FORMAT: u64 = 2;
+/// The journal is folded into a new full document once it is larger than the document and than this.
+const JOURNAL_BYTES_MIN: u64 = 1 << 20;
+/// Bytes before each journal entry: its length and CRC-32 (both u32, little-endian).
+const ENTRY_HEADER_BYTES: usize = 8;
 
 fn io_error(path: &Path, error: impl Into<std::io::Error>) -> StorageError {
     StorageError::Io { path: path.to_path_buf(), source: std::sync::Arc::new(error.into()) }
@@ -26,9 +40,33 @@ pub fn path(data_dir: &Path) -> PathBuf {
     data_dir.join(FILE_NAME)
 }
 
-/// Reads the metadata file, if there is one, checking its format and shard count.
-/// Returns the registry document inside it.
-pub fn load(data_dir: &Path, shards: usize) -> Result<Option<Value>, String> {
+fn journal_path(data_dir: &Path, generation: u64) -> PathBuf {
+    data_dir.join(format!("{JOURNAL_PREFIX}{generation}"))
+}
+
+/// Where the journal stood when the metadata was read: what shard 0 needs to go on writing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JournalPosition {
+    /// The journal the full document names.
+    pub generation: u64,
+    /// Bytes of whole entries in it (a torn last entry is cut back to here before the next write).
+    pub len: u64,
+    /// Bytes of the full document.
+    pub document_len: u64,
+    /// Whether the full document is of this version's format (one of an older version is
+    /// rewritten at the first change, so that no older version reads it without its journal).
+    pub current_format: bool,
+}
+
+/// The metadata as read at start: the registry document with the journal applied.
+pub struct Loaded {
+    pub registry: Value,
+    pub position: JournalPosition,
+}
+
+/// Reads the metadata, if there is any, checking its format and shard count, and applies
+/// the journal. Returns the registry document.
+pub fn load(data_dir: &Path, shards: usize) -> Result<Option<Loaded>, String> {
     let path = path(data_dir);
     let text = match std::fs::read(&path) {
         Ok(text) => text,
@@ -39,7 +77,7 @@ pub fn load(data_dir: &Path, shards: usize) -> Result<Option<Value>, String> {
         Err(error) => return Err(format!("{}: {error}", path.display())),
     };
     let document: Value = serde_json::from_slice(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
-    if document["format"].as_u64() != Some(FORMAT) {
+    if !matches!(document["format"].as_u64(), Some(1) | Some(FORMAT)) {
         return Err(format!("{} has an unknown format {} (this sluiced reads format {FORMAT})", path.display(), document["format"]));
     }
     let written_by = document["shards"].as_u64().ok_or_else(|| format!("{} does not say how many shards wrote it", path.display()))?;
@@ -51,7 +89,96 @@ pub fn load(data_dir: &Path, shards: usize) -> Result<Option<Value>, String> {
         ));
     }
     check_no_foreign_shards(data_dir, shards)?;
-    Ok(Some(document["registry"].clone()))
+    let generation = document["journal"].as_u64().unwrap_or(0);
+    let current_format = document["format"].as_u64() == Some(FORMAT);
+    let mut position = JournalPosition { generation, len: 0, document_len: text.len() as u64, current_format };
+    let mut registry = document["registry"].clone();
+    let journal = journal_path(data_dir, generation);
+    match std::fs::read(&journal) {
+        Ok(bytes) => {
+            let mut entries = Entries::of(&registry)?;
+            position.len = replay(&bytes, |delta| entries.apply(delta)).map_err(|reason| format!("{}: {reason}", journal.display()))?;
+            registry = entries.into_document(registry);
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(format!("{}: {error}", journal.display())),
+    }
+    Ok(Some(Loaded { registry, position }))
+}
+
+/// Applies every whole entry of a journal, in order, and returns the bytes they take. An
+/// entry cut short by the end of the file is a write that never finished; a damaged entry
+/// with bytes after it is damage, and refused.
+fn replay(bytes: &[u8], mut apply: impl FnMut(&Value) -> Result<(), String>) -> Result<u64, String> {
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let Some(header) = bytes.get(at..at + ENTRY_HEADER_BYTES) else { break };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let end = at + ENTRY_HEADER_BYTES + len;
+        if len == 0 && crc == 0 && bytes[at..].iter().all(|b| *b == 0) {
+            break;
+        }
+        let Some(body) = bytes.get(at + ENTRY_HEADER_BYTES..end) else { break };
+        if crc32fast::hash(body) != crc {
+            if end >= bytes.len() {
+                break;
+            }
+            return Err(format!("the entry at offset {at} is damaged and entries follow it"));
+        }
+        let delta: Value = serde_json::from_slice(body).map_err(|e| format!("the entry at offset {at} is not valid JSON: {e}"))?;
+        apply(&delta).map_err(|reason| format!("the entry at offset {at}: {reason}"))?;
+        at = end;
+    }
+    Ok(at as u64)
+}
+
+/// A registry document's queues, topics and streams by name, for applying journal entries.
+struct Entries {
+    kinds: [BTreeMap<String, Value>; 3],
+    scalars: Option<Value>,
+}
+
+const KINDS: [&str; 3] = ["queues", "topics", "streams"];
+
+impl Entries {
+    fn of(document: &Value) -> Result<Entries, String> {
+        let mut kinds: [BTreeMap<String, Value>; 3] = Default::default();
+        for (kind, map) in KINDS.iter().zip(kinds.iter_mut()) {
+            for item in document[*kind].as_array().into_iter().flatten() {
+                let name = item["name"].as_str().ok_or_else(|| format!("an item of {kind} has no name"))?;
+                map.insert(name.to_owned(), item.clone());
+            }
+        }
+        Ok(Entries { kinds, scalars: None })
+    }
+
+    fn apply(&mut self, delta: &Value) -> Result<(), String> {
+        for (kind, map) in KINDS.iter().zip(self.kinds.iter_mut()) {
+            let change = &delta[*kind];
+            for name in change["removed"].as_array().into_iter().flatten() {
+                map.remove(name.as_str().ok_or("a removed name is not a string")?);
+            }
+            for item in change["put"].as_array().into_iter().flatten() {
+                let name = item["name"].as_str().ok_or_else(|| format!("an item of {kind} has no name"))?;
+                map.insert(name.to_owned(), item.clone());
+            }
+        }
+        self.scalars = Some(delta.clone());
+        Ok(())
+    }
+
+    fn into_document(self, mut document: Value) -> Value {
+        if let Some(scalars) = self.scalars {
+            for key in ["version", "next_id", "deleted_at_ms", "purged_at_ms"] {
+                document[key] = scalars[key].clone();
+            }
+        }
+        for (kind, map) in KINDS.iter().zip(self.kinds) {
+            document[*kind] = Value::Array(map.into_values().collect());
+        }
+        document
+    }
 }
 
 fn check_no_foreign_shards(data_dir: &Path, shards: usize) -> Result<(), String> {
@@ -69,32 +196,200 @@ fn check_no_foreign_shards(data_dir: &Path, shards: usize) -> Result<(), String>
     Ok(())
 }
 
-/// Replaces the metadata file with `registry`'s document; durable when this returns.
-pub async fn save(data_dir: &Path, shards: usize, registry: Value) -> Result<(), StorageError> {
-    let document = serde_json::json!({ "format": FORMAT, "shards": shards, "registry": registry });
-    let encode = || serde_json::to_vec_pretty(&document).map_err(|e| io_error(data_dir, std::io::Error::other(e)));
-    let bytes = encode()?;
-    let final_path = path(data_dir);
-    let temporary = data_dir.join(format!("{FILE_NAME}.tmp"));
-    let file = BufferedFile::create(&temporary).await.map_err(|e| io_error(&temporary, e))?;
-    // A short write goes on from where it stopped (the rest encoded again: the same bytes);
-    // one that makes no progress fails.
+/// Shard 0's writer of the metadata: appends each change to the journal, and folds the
+/// journal into a new full document once it has grown past it. Used one change at a time.
+pub struct MetaWriter {
+    data_dir: PathBuf,
+    shards: usize,
+    state: RefCell<WriterState>,
+}
+
+struct WriterState {
+    position: JournalPosition,
+    /// Whether a full document exists (none before the first change).
+    document: bool,
+    journal: Option<Rc<BufferedFile>>,
+}
+
+impl MetaWriter {
+    /// A writer going on from `position` (`None`: nothing written yet). Removes journals the
+    /// full document does not name (left by a crash right after a new document was written).
+    pub fn new(data_dir: &Path, shards: usize, position: Option<JournalPosition>) -> MetaWriter {
+        let current = position.map(|position| position.generation);
+        for entry in std::fs::read_dir(data_dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let generation = name.to_str().and_then(|name| name.strip_prefix(JOURNAL_PREFIX)?.parse::<u64>().ok());
+            if generation.is_some() && generation != current {
+                if let Err(error) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(file = %entry.path().display(), %error, "cannot remove a stale metadata journal");
+                }
+            }
+        }
+        let state = WriterState { position: position.unwrap_or_default(), document: position.is_some(), journal: None };
+        MetaWriter { data_dir: data_dir.to_owned(), shards, state: RefCell::new(state) }
+    }
+
+    /// Records one change, durably when this returns: `delta` (`Registry::delta_json`) goes to
+    /// the journal, or, once the journal has outgrown the full document, `full()` (the whole
+    /// registry after the change) becomes the new full document.
+    pub async fn record(&self, delta: Value, full: impl FnOnce() -> Value) -> Result<(), StorageError> {
+        let body = serde_json::to_vec(&delta).map_err(|e| io_error(&self.data_dir, std::io::Error::other(e)))?;
+        let position = self.state.borrow().position;
+        let grown = position.len + (ENTRY_HEADER_BYTES + body.len()) as u64;
+        let fold = !position.current_format || grown > position.document_len.max(JOURNAL_BYTES_MIN);
+        if !self.state.borrow().document || fold {
+            return self.rewrite(full()).await;
+        }
+        let path = journal_path(&self.data_dir, position.generation);
+        let file = self.journal(&path, position.len).await?;
+        let mut entry = Vec::with_capacity(ENTRY_HEADER_BYTES + body.len());
+        entry.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        entry.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        entry.extend_from_slice(&body);
+        let failed = |error: StorageError| {
+            // What is on disk past the last whole entry is unknown: reopen (and cut) next time.
+            self.state.borrow_mut().journal = None;
+            error
+        };
+        write_all(&file, &path, entry, position.len).await.map_err(failed)?;
+        file.fdatasync().await.map_err(|e| failed(io_error(&path, e)))?;
+        self.state.borrow_mut().position.len = grown;
+        Ok(())
+    }
+
+    /// The open journal, opened (and cut back to `len`, past a torn entry) if need be.
+    async fn journal(&self, path: &Path, len: u64) -> Result<Rc<BufferedFile>, StorageError> {
+        if let Some(file) = self.state.borrow().journal.clone() {
+            return Ok(file);
+        }
+        let existed = path.exists();
+        let file = OpenOptions::new().read(true).write(true).create(true).buffered_open(path).await.map_err(|e| io_error(path, e))?;
+        if file.file_size().await.map_err(|e| io_error(path, e))? > len {
+            file.truncate(len).await.map_err(|e| io_error(path, e))?;
+        }
+        if !existed {
+            // The new file's name must outlive a crash as much as what is written in it.
+            file.fdatasync().await.map_err(|e| io_error(path, e))?;
+            sync_dir(&self.data_dir).await?;
+        }
+        let file = Rc::new(file);
+        self.state.borrow_mut().journal = Some(file.clone());
+        Ok(file)
+    }
+
+    /// Writes `registry` as the new full document, naming the next journal, and removes the old journal.
+    async fn rewrite(&self, registry: Value) -> Result<(), StorageError> {
+        let (old, document_existed) = {
+            let state = self.state.borrow();
+            (state.position.generation, state.document)
+        };
+        let generation = if document_existed { old + 1 } else { old };
+        let document = serde_json::json!({ "format": FORMAT, "shards": self.shards, "journal": generation, "registry": registry });
+        let document_len = save(&self.data_dir, &document).await?;
+        drop(self.state.borrow_mut().journal.take());
+        if generation != old {
+            let stale = journal_path(&self.data_dir, old);
+            if let Err(error) = glommio::io::remove(&stale).await {
+                if stale.exists() {
+                    tracing::warn!(file = %stale.display(), %error, "cannot remove a metadata journal folded into meta.json");
+                }
+            }
+        }
+        let mut state = self.state.borrow_mut();
+        state.position = JournalPosition { generation, len: 0, document_len, current_format: true };
+        state.document = true;
+        Ok(())
+    }
+}
+
+async fn write_all(file: &BufferedFile, path: &Path, bytes: Vec<u8>, offset: u64) -> Result<(), StorageError> {
     let len = bytes.len();
-    let mut done = file.write_at(bytes, 0).await.map_err(|e| io_error(&temporary, e))?;
+    // A short write goes on from where it stopped; one that makes no progress fails.
+    let mut done = file.write_at(bytes.clone(), offset).await.map_err(|e| io_error(path, e))?;
     while done < len {
-        let rest = encode()?.split_off(done);
-        match file.write_at(rest, done as u64).await.map_err(|e| io_error(&temporary, e))? {
+        match file.write_at(bytes[done..].to_vec(), offset + done as u64).await.map_err(|e| io_error(path, e))? {
             0 => {
                 let short = std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short write: {done} of {len} bytes"));
-                return Err(io_error(&temporary, short));
+                return Err(io_error(path, short));
             }
             more => done += more,
         }
     }
+    Ok(())
+}
+
+async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    let directory = Directory::open(dir).await.map_err(|e| io_error(dir, e))?;
+    directory.sync().await.map_err(|e| io_error(dir, e))
+}
+
+/// Replaces the full document with `document`; durable when this returns. Returns its size.
+async fn save(data_dir: &Path, document: &Value) -> Result<u64, StorageError> {
+    let bytes = serde_json::to_vec_pretty(document).map_err(|e| io_error(data_dir, std::io::Error::other(e)))?;
+    let len = bytes.len() as u64;
+    let final_path = path(data_dir);
+    let temporary = data_dir.join(format!("{FILE_NAME}.tmp"));
+    let file = BufferedFile::create(&temporary).await.map_err(|e| io_error(&temporary, e))?;
+    write_all(&file, &temporary, bytes, 0).await?;
     file.fdatasync().await.map_err(|e| io_error(&temporary, e))?;
     file.close().await.map_err(|e| io_error(&temporary, e))?;
     glommio::io::rename(&temporary, &final_path).await.map_err(|e| io_error(&final_path, e))?;
-    let directory = Directory::open(data_dir).await.map_err(|e| io_error(data_dir, e))?;
-    directory.sync().await.map_err(|e| io_error(data_dir, e))?;
-    Ok(())
+    sync_dir(data_dir).await?;
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(delta: &Value) -> Vec<u8> {
+        let body = serde_json::to_vec(delta).unwrap();
+        let mut bytes = (body.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        bytes
+    }
+
+    fn delta(version: u64, put: &[&str], removed: &[&str]) -> Value {
+        let put: Vec<Value> = put.iter().map(|name| json!({ "name": name, "version": version })).collect();
+        json!({ "version": version, "next_id": version + 10, "deleted_at_ms": {}, "purged_at_ms": {},
+                "queues": { "put": put, "removed": removed } })
+    }
+
+    #[test]
+    fn entries_apply_in_order_and_a_torn_last_one_is_dropped() {
+        let document = json!({ "version": 1, "next_id": 5, "queues": [{ "name": "a" }, { "name": "b" }], "topics": [], "streams": [] });
+        let mut journal = entry(&delta(2, &["c"], &["a"]));
+        journal.extend(entry(&delta(3, &["b"], &[])));
+        let whole = journal.len() as u64;
+        let torn = entry(&delta(4, &["d"], &[]));
+        journal.extend_from_slice(&torn[..torn.len() - 3]);
+        let mut entries = Entries::of(&document).unwrap();
+        assert_eq!(replay(&journal, |delta| entries.apply(delta)).unwrap(), whole);
+        let after = entries.into_document(document);
+        assert_eq!(after["version"], 3);
+        assert_eq!(after["next_id"], 13);
+        let names: Vec<&str> = after["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(after["queues"][0]["version"], 3, "b as the later entry put it");
+    }
+
+    #[test]
+    fn a_damaged_entry_with_entries_after_it_is_refused() {
+        let mut journal = entry(&delta(2, &["a"], &[]));
+        let second = journal.len();
+        journal.extend(entry(&delta(3, &["b"], &[])));
+        journal.extend(entry(&delta(4, &["c"], &[])));
+        journal[second + ENTRY_HEADER_BYTES + 2] ^= 0x20;
+        let error = replay(&journal, |_| Ok(())).unwrap_err();
+        assert!(error.contains(&format!("offset {second}")), "{error}");
+        // The same damage in the last entry is a torn write: the entries before it stand.
+        let mut last = entry(&delta(2, &["a"], &[]));
+        let kept = last.len() as u64;
+        last.extend(entry(&delta(3, &["b"], &[])));
+        let at = kept as usize + ENTRY_HEADER_BYTES + 2;
+        last[at] ^= 0x20;
+        assert_eq!(replay(&last, |_| Ok(())).unwrap(), kept);
+    }
 }

@@ -725,41 +725,39 @@ pub fn drop_expired(streams: &mut Streams, now_ms: u64) -> bool {
 // ------------------------------------------------------------------ persistence
 
 pub fn to_json(streams: &Streams) -> Value {
-    let streams: Vec<Value> = streams
-        .values()
-        .map(|meta| {
-            let shards: Vec<Value> = meta
-                .shards
-                .iter()
-                .map(|shard| {
-                    json!({
-                        "index": shard.index,
-                        "parent": shard.parent,
-                        "adjacent_parent": shard.adjacent_parent,
-                        "start": shard.start.to_string(),
-                        "end": shard.end.to_string(),
-                        "core": shard.core,
-                        "created_ms": shard.created_ms,
-                        "closed": shard.closed.map(|(at, last)| json!([at, last])),
-                    })
-                })
-                .collect();
-            let consumers: Vec<Value> =
-                meta.consumers.iter().map(|c| json!({"name": c.name, "arn": c.arn, "created_ms": c.created_ms})).collect();
+    Value::Array(streams.values().map(|meta| stream_json(meta)).collect())
+}
+
+/// One stream as the metadata file keeps it (`to_json` lists these).
+pub fn stream_json(meta: &StreamMeta) -> Value {
+    let shards: Vec<Value> = meta
+        .shards
+        .iter()
+        .map(|shard| {
             json!({
-                "id": meta.id,
-                "name": meta.name,
-                "mode": meta.mode.name(),
-                "retention_hours": meta.retention_hours,
-                "created_ms": meta.created_ms,
-                "tags": meta.tags,
-                "next_shard": meta.next_shard,
-                "shards": shards,
-                "consumers": consumers,
+                "index": shard.index,
+                "parent": shard.parent,
+                "adjacent_parent": shard.adjacent_parent,
+                "start": shard.start.to_string(),
+                "end": shard.end.to_string(),
+                "core": shard.core,
+                "created_ms": shard.created_ms,
+                "closed": shard.closed.map(|(at, last)| json!([at, last])),
             })
         })
         .collect();
-    Value::Array(streams)
+    let consumers: Vec<Value> = meta.consumers.iter().map(|c| json!({"name": c.name, "arn": c.arn, "created_ms": c.created_ms})).collect();
+    json!({
+        "id": meta.id,
+        "name": meta.name,
+        "mode": meta.mode.name(),
+        "retention_hours": meta.retention_hours,
+        "created_ms": meta.created_ms,
+        "tags": meta.tags,
+        "next_shard": meta.next_shard,
+        "shards": shards,
+        "consumers": consumers,
+    })
 }
 
 /// Rebuilds streams from `to_json`'s output, checking everything (it comes from disk).

@@ -434,26 +434,25 @@ fn compile_subscription(
 
 /// Topics as the metadata file keeps them.
 pub fn to_json(topics: &Topics) -> Value {
-    let list: Vec<Value> = topics
-        .values()
-        .map(|topic| {
-            let subscriptions: Vec<Value> = topic
-                .subscriptions
-                .iter()
-                .map(|s| {
-                    json!({
-                        "arn": s.arn,
-                        "protocol": s.protocol,
-                        "endpoint": s.endpoint,
-                        "attributes": s.attributes,
-                        "pending_token": s.pending_token,
-                    })
-                })
-                .collect();
-            json!({ "name": topic.name, "attributes": topic.attributes, "tags": topic.tags, "subscriptions": subscriptions })
+    Value::Array(topics.values().map(|topic| topic_json(topic)).collect())
+}
+
+/// One topic as the metadata file keeps it (`to_json` lists these).
+pub fn topic_json(topic: &TopicMeta) -> Value {
+    let subscriptions: Vec<Value> = topic
+        .subscriptions
+        .iter()
+        .map(|s| {
+            json!({
+                "arn": s.arn,
+                "protocol": s.protocol,
+                "endpoint": s.endpoint,
+                "attributes": s.attributes,
+                "pending_token": s.pending_token,
+            })
         })
         .collect();
-    Value::Array(list)
+    json!({ "name": topic.name, "attributes": topic.attributes, "tags": topic.tags, "subscriptions": subscriptions })
 }
 
 /// Rebuilds topics from `to_json`'s output, checking everything (it comes from disk).
