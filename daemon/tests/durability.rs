@@ -630,11 +630,25 @@ fn a_segment_that_cannot_be_created_for_another_reason_is_not_called_a_full_disk
     // The third segment's name is taken by a directory: creating it fails with EISDIR.
     let blocker = data.path().join("shard-000").join("queues").join(format!("{:020}.log", 3));
     std::fs::create_dir_all(&blocker).unwrap();
-    let (_, refusal) = send_until_refused(&c, "q");
+    let (sent, refusal) = send_until_refused(&c, "q");
     assert_eq!(refusal.code, ErrorCode::ServiceUnavailable, "{refusal:?}");
     assert!(!refusal.message.contains("full"), "not a full disk: {refusal:?}");
     assert!(refusal.message.contains("directory"), "the cause is named: {refusal:?}");
     // Once the obstacle is gone, sends are accepted again.
     std::fs::remove_dir(&blocker).unwrap();
     send_until_accepted(&c, "q", "the obstacle was removed");
+    // Exactly the acknowledged messages are there: none that was refused (also none whose
+    // record was dropped after it was staged), and every one can be received.
+    let attributes = c.run(c.client().get_queue_attributes("q", &["ApproximateNumberOfMessages"])).unwrap();
+    let count: usize = attribute(&attributes, "ApproximateNumberOfMessages").unwrap().parse().unwrap();
+    assert!(count >= sent + 10, "{count} messages for {sent} acknowledged before the refusal and 10 after");
+    let mut received = 0;
+    loop {
+        let got = c.run(c.client().receive_message(receive("q", 600))).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        received += got.len();
+    }
+    assert_eq!(received, count);
 }

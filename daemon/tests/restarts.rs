@@ -250,8 +250,10 @@ fn inode(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).unwrap().ino()
 }
 
-/// Queues, with their tags and the policy attribute, as the server reports them.
-fn metadata_model(c: &Conn) -> (BTreeMap<String, (Vec<(String, String)>, Option<String>)>, Vec<String>, Vec<String>) {
+/// Queues (by name: tags and policy), topics and streams, as the server reports them.
+type MetadataModel = (BTreeMap<String, (Vec<(String, String)>, Option<String>)>, Vec<String>, Vec<String>);
+
+fn metadata_model(c: &Conn) -> MetadataModel {
     let mut queues = BTreeMap::new();
     let (urls, _) = c.run(c.client().list_queues(None, None, None)).unwrap();
     for url in urls {

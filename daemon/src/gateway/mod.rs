@@ -216,7 +216,10 @@ fn too_large(protocol: Protocol, limit: usize, request_id: &str) -> Response<Bod
     response
 }
 
-async fn json_call(shard: &Rc<Shard>, protocol: Protocol, action: &str, body: &[u8], request_id: &str) -> Response<Body> {
+/// The operation a JSON-protocol request (SQS JSON or Kinesis) asks for, or why it is refused
+/// with the `__type` to answer (empty: the error's own). Nothing is served: the gateway's own
+/// parsing, which the fuzz targets drive too (`daemon/fuzz`).
+pub fn json_op(sqs: bool, action: &str, body: &[u8]) -> Result<Op, (OpError, &'static str)> {
     let tree: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
@@ -224,17 +227,51 @@ async fn json_call(shard: &Rc<Shard>, protocol: Protocol, action: &str, body: &[
             Ok(Value::Object(map)) => map,
             Ok(_) | Err(_) => {
                 let error = OpError::new(ErrorCode::MalformedRequest, "the request body is not a JSON object");
-                return json_error(protocol, &error, request_id, "SerializationException");
+                return Err((error, "SerializationException"));
             }
         }
     };
-    let op = match protocol {
-        Protocol::SqsJson => sqs::op_from(action, Params::new(&tree, SQS_FAULTS)),
-        _ => kinesis::op_from(action, Params::new(&tree, KINESIS_FAULTS)),
+    let op = if sqs {
+        sqs::op_from(action, Params::new(&tree, SQS_FAULTS))
+    } else {
+        kinesis::op_from(action, Params::new(&tree, KINESIS_FAULTS))
     };
-    let op = match op {
+    op.map_err(|error| (error, ""))
+}
+
+/// The operation a Query request's parameters (`Action` and `Version` taken out) ask for, in
+/// `protocol` (SQS or SNS); `queue_url` fills in a missing `QueueUrl` (the request's path).
+fn query_op(protocol: Protocol, action: &str, pairs: &[(String, String)], queue_url: Option<String>) -> Result<Op, OpError> {
+    let renames = if protocol == Protocol::SqsQuery { sqs::QUERY_RENAMES } else { &[] };
+    let mut tree = params::query_tree(pairs, renames)?;
+    if protocol == Protocol::SqsQuery {
+        if let Some(url) = queue_url.filter(|_| !tree.contains_key("QueueUrl")) {
+            tree.insert("QueueUrl".into(), Value::String(url));
+        }
+        sqs::op_from(action, Params::new(&tree, SQS_FAULTS))
+    } else {
+        sns::op_from(action, Params::new(&tree, SNS_FAULTS))
+    }
+}
+
+/// The operation a Query form asks for, as SQS (`sqs`) or SNS would read it, or why it is
+/// refused. For the fuzz targets: the gateway's own form parsing and operation building.
+pub fn form_op(sqs: bool, form: &[u8]) -> Result<Op, OpError> {
+    let mut pairs = Vec::new();
+    add_form_pairs(&mut pairs, form);
+    if pairs.len() > FORM_PAIRS_MAX {
+        return Err(OpError::new(ErrorCode::MalformedRequest, "too many parameters"));
+    }
+    let action = pairs.iter().find(|(name, _)| name == "Action").map(|(_, value)| value.clone()).unwrap_or_default();
+    pairs.retain(|(name, _)| name != "Action" && name != "Version");
+    let protocol = if sqs { Protocol::SqsQuery } else { Protocol::SnsQuery };
+    query_op(protocol, &action, &pairs, Some("http://127.0.0.1:4566/000000000000/q".into()))
+}
+
+async fn json_call(shard: &Rc<Shard>, protocol: Protocol, action: &str, body: &[u8], request_id: &str) -> Response<Body> {
+    let op = match json_op(protocol == Protocol::SqsJson, action, body) {
         Ok(op) => op,
-        Err(error) => return json_error(protocol, &error, request_id, ""),
+        Err((error, type_name)) => return json_error(protocol, &error, request_id, type_name),
     };
     if let Op::SubscribeToShard { consumer_arn, shard_id, position } = op {
         return subscribe_to_shard(shard, consumer_arn, shard_id, position, request_id).await;
@@ -355,20 +392,8 @@ async fn query_call(shard: &Rc<Shard>, parts: &http::request::Parts, path: &str,
         _ => Protocol::SqsQuery,
     };
     pairs.retain(|(name, _)| name != "Action" && name != "Version");
-    let renames = if protocol == Protocol::SqsQuery { sqs::QUERY_RENAMES } else { &[] };
-    let mut tree = match params::query_tree(&pairs, renames) {
-        Ok(tree) => tree,
-        Err(error) => return query_error(protocol, &error, request_id),
-    };
-    let op = if protocol == Protocol::SqsQuery {
-        if !tree.contains_key("QueueUrl") && queue_path {
-            let url = format!("{}{}", shard.config.public_url.trim_end_matches('/'), path);
-            tree.insert("QueueUrl".into(), Value::String(url));
-        }
-        sqs::op_from(&action, Params::new(&tree, SQS_FAULTS))
-    } else {
-        sns::op_from(&action, Params::new(&tree, SNS_FAULTS))
-    };
+    let queue_url = queue_path.then(|| format!("{}{}", shard.config.public_url.trim_end_matches('/'), path));
+    let op = query_op(protocol, &action, &pairs, queue_url);
     let op = match op {
         Ok(op) => op,
         Err(error) => return query_error(protocol, &error, request_id),

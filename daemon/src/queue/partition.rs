@@ -770,6 +770,12 @@ impl Partition {
         }
     }
 
+    /// Takes out a message whose send was never kept (its log record could not be written):
+    /// nothing is journaled, as nothing of it is on disk.
+    pub fn discard(&mut self, seq: u64) {
+        self.remove(seq);
+    }
+
     /// Replays a removal (delete, move out, expiry) without journaling it again.
     pub fn restore_removed(&mut self, seq: u64) {
         self.remove(seq);

@@ -17,6 +17,15 @@ use sluice_protocol::*;
 
 use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, ReceiveRules};
 use super::receipt::Receipt;
+
+/// Messages appended for one request (`Shard::append_message`), and the ticket that makes
+/// them all durable (`Shard::sends_durable`).
+#[derive(Default)]
+pub struct Sends {
+    last: Option<Ticket>,
+    /// (queue id, message seq) of each, to take out again if they cannot be kept.
+    appended: Vec<(u64, u64)>,
+}
 use super::registry::{queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
 use super::Waiters;
@@ -173,8 +182,9 @@ impl Shard {
             Op::SendMessage { queue, mut entry } => {
                 let meta = self.queues.snapshot().resolve(&queue)?.clone();
                 detach_from_frame(std::slice::from_mut(&mut entry));
-                let (result, ticket) = self.send_one(&meta, entry, now_ms())?;
-                self.storage.durable(ticket).await?;
+                let mut sends = Sends::default();
+                let result = self.send_one(&meta, entry, now_ms(), &mut sends)?;
+                self.sends_durable(sends).await?;
                 Ok(Reply::SendMessage(result))
             }
             Op::SendMessageBatch { queue, entries } => self.send_batch(&queue, entries).await,
@@ -315,7 +325,7 @@ impl Shard {
     // ------------------------------------------------------------------ send
 
     /// Validates and stores one message in this shard's partition.
-    fn send_one(self: &Rc<Self>, meta: &QueueMeta, entry: SendEntry, now: u64) -> Result<(SendResult, Ticket), OpError> {
+    fn send_one(self: &Rc<Self>, meta: &QueueMeta, entry: SendEntry, now: u64, sends: &mut Sends) -> Result<SendResult, OpError> {
         self.storage.admit_send()?;
         check_body(&entry.body)?;
         check_attributes(&entry.attributes)?;
@@ -361,7 +371,7 @@ impl Shard {
             body: entry.body,
         };
         let message_id = payload.message_id;
-        let ticket = self.append_message(meta, payload, delay_s as u64 * 1000, now)?;
+        self.append_message(meta, payload, delay_s as u64 * 1000, now, sends)?;
         let result = SendResult {
             id: entry.id,
             message_id: format_uuid(message_id),
@@ -370,22 +380,59 @@ impl Shard {
             md5_of_system_attributes: md5_system.as_ref().map(hex),
             sequence_number: None,
         };
-        Ok((result, ticket))
+        Ok(result)
     }
 
     /// Appends one message to this shard's partition of a queue (the caller has checked
-    /// it); returns the ticket to wait on for durability.
-    pub fn append_message(self: &Rc<Self>, meta: &QueueMeta, payload: Payload, delay_ms: u64, now: u64) -> Result<Ticket, OpError> {
-        let ticket = {
+    /// it), adding it to `sends` (wait on them with `sends_durable`). A message whose record
+    /// cannot even be staged is taken out again at once.
+    pub fn append_message(
+        self: &Rc<Self>,
+        meta: &QueueMeta,
+        payload: Payload,
+        delay_ms: u64,
+        now: u64,
+        sends: &mut Sends,
+    ) -> Result<(), OpError> {
+        {
             let mut partitions = self.queues.partitions.borrow_mut();
             let partition = partitions.entry(meta.id).or_insert_with(|| Partition::for_queue(meta.id));
-            partition.send(Arc::new(payload), delay_ms, now);
-            self.storage.commit(partition)?.unwrap_or_default()
-        };
+            let seq = partition.send(Arc::new(payload), delay_ms, now);
+            match self.storage.commit(partition) {
+                Ok(ticket) => {
+                    sends.last = sends.last.max(ticket);
+                    sends.appended.push((meta.id, seq));
+                }
+                Err(error) => {
+                    partition.discard(seq);
+                    self.storage.release_from(partition);
+                    return Err(error);
+                }
+            }
+        }
         if delay_ms == 0 {
             self.notify_visible(meta.id);
         }
-        Ok(ticket)
+        Ok(())
+    }
+
+    /// Waits until every message in `sends` is durable. If they cannot all be kept (their log
+    /// records were lost to a segment that could not be made, or the log failed), they are
+    /// taken out of memory too, so none is received, nor read back from a record that is not
+    /// there, and the request is answered with the error.
+    pub async fn sends_durable(self: &Rc<Self>, sends: Sends) -> Result<(), OpError> {
+        let Some(ticket) = sends.last else { return Ok(()) };
+        let kept = self.storage.durable(ticket).await;
+        if kept.is_err() {
+            let mut partitions = self.queues.partitions.borrow_mut();
+            for (queue_id, seq) in sends.appended {
+                if let Some(partition) = partitions.get_mut(&queue_id) {
+                    partition.discard(seq);
+                    self.storage.release_from(partition);
+                }
+            }
+        }
+        kept
     }
 
     async fn send_batch(self: &Rc<Self>, queue: &str, mut entries: Vec<SendEntry>) -> Response {
@@ -402,22 +449,19 @@ impl Shard {
         let now = now_ms();
         let mut successful = Vec::with_capacity(entries.len());
         let mut failed = Vec::new();
-        let mut last_ticket = None;
+        let mut sends = Sends::default();
         for mut entry in entries {
             // Taken, not cloned: the id goes into exactly one of the two results.
             let id = std::mem::take(&mut entry.id);
-            match self.send_one(&meta, entry, now) {
-                Ok((mut result, ticket)) => {
+            match self.send_one(&meta, entry, now, &mut sends) {
+                Ok(mut result) => {
                     result.id = id;
                     successful.push(result);
-                    last_ticket = Some(ticket);
                 }
                 Err(error) => failed.push(BatchFailure::new(id, error)),
             }
         }
-        if let Some(ticket) = last_ticket {
-            self.storage.durable(ticket).await?;
-        }
+        self.sends_durable(sends).await?;
         Ok(Reply::SendMessageBatch { successful, failed })
     }
 

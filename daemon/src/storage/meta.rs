@@ -96,14 +96,25 @@ pub fn load(data_dir: &Path, shards: usize) -> Result<Option<Loaded>, String> {
     let journal = journal_path(data_dir, generation);
     match std::fs::read(&journal) {
         Ok(bytes) => {
-            let mut entries = Entries::of(&registry)?;
-            position.len = replay(&bytes, |delta| entries.apply(delta)).map_err(|reason| format!("{}: {reason}", journal.display()))?;
-            registry = entries.into_document(registry);
+            let (applied, len) = apply_journal(registry, &bytes).map_err(|reason| format!("{}: {reason}", journal.display()))?;
+            registry = applied;
+            position.len = len;
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(format!("{}: {error}", journal.display())),
     }
     Ok(Some(Loaded { registry, position }))
+}
+
+/// Applies a journal's entries to a registry document; returns the document and the bytes of
+/// the whole entries (what `load` does; public for the fuzz targets: the disk is not trusted).
+pub fn apply_journal(document: Value, journal: &[u8]) -> Result<(Value, u64), String> {
+    if !document.is_object() {
+        return Err("the registry is not a JSON object".into());
+    }
+    let mut entries = Entries::of(&document)?;
+    let len = replay(journal, |delta| entries.apply(delta))?;
+    Ok((entries.into_document(document), len))
 }
 
 /// Applies every whole entry of a journal, in order, and returns the bytes they take. An
@@ -373,6 +384,14 @@ mod tests {
         let names: Vec<&str> = after["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["b", "c"]);
         assert_eq!(after["queues"][0]["version"], 3, "b as the later entry put it");
+    }
+
+    #[test]
+    fn a_registry_that_is_not_an_object_is_refused_not_a_panic() {
+        // Found by the stored_data fuzz target: a damaged meta.json panicked the start.
+        for document in [json!(1), json!([]), json!("x"), Value::Null] {
+            assert!(apply_journal(document, b"").is_err());
+        }
     }
 
     #[test]

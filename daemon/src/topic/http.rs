@@ -505,20 +505,18 @@ impl Shard {
                 if message_type == "Notification" {
                     let snapshot = self.queues.snapshot();
                     let now = crate::runtime::now_ms();
-                    let mut last = None;
+                    let mut sends = crate::queue::service::Sends::default();
                     let undeliverable = super::service::Undeliverable {
                         code: "DeliveryFailed",
                         reason: format!("{} attempts failed; the last: {reason}", attempt),
                     };
-                    match self.dead_letter(&snapshot, subscription, delivery.payload.body.clone(), undeliverable, now, &mut last) {
+                    match self.dead_letter(&snapshot, subscription, delivery.payload.body.clone(), undeliverable, now, &mut sends) {
                         Ok(()) => {
-                            if let Some(ticket) = last {
-                                // Deleted only once the dead-letter copy is kept: a crash between
-                                // the two can duplicate the message, never lose it.
-                                if let Err(error) = self.storage.durable(ticket).await {
-                                    tracing::error!(%error, "cannot keep a dead-lettered notification; will retry it");
-                                    return;
-                                }
+                            // Deleted only once the dead-letter copy is kept: a crash between
+                            // the two can duplicate the message, never lose it.
+                            if let Err(error) = self.sends_durable(sends).await {
+                                tracing::error!(%error, "cannot keep a dead-lettered notification; will retry it");
+                                return;
                             }
                         }
                         Err(error) => {

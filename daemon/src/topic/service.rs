@@ -26,10 +26,9 @@ use super::{
 };
 use crate::queue::partition::Payload;
 use crate::queue::registry::{MetaChange, MetaOutcome, QueueMeta, Snapshot};
-use crate::queue::service::{decode_next_token, encode_next_token, new_message_id};
+use crate::queue::service::{decode_next_token, encode_next_token, new_message_id, Sends};
 use crate::queue::validate::check_batch_ids;
 use crate::runtime::{now_ms, Shard};
-use crate::storage::Ticket;
 
 fn invalid(message: impl Into<String>) -> OpError {
     OpError::new(ErrorCode::InvalidParameter, message)
@@ -167,17 +166,15 @@ impl Shard {
         let now = now_ms();
         let mut successful = Vec::with_capacity(entries.len());
         let mut failed = Vec::new();
-        let mut last: Option<Ticket> = None;
+        let mut sends = Sends::default();
         for mut entry in entries {
             let id = std::mem::take(&mut entry.id);
-            match self.publish_one(&snapshot, &topic, entry, now, &mut last) {
+            match self.publish_one(&snapshot, &topic, entry, now, &mut sends) {
                 Ok(message_id) => successful.push(PublishResult { id, message_id, sequence_number: None }),
                 Err(error) => failed.push(BatchFailure::new(id, error)),
             }
         }
-        if let Some(ticket) = last {
-            self.storage.durable(ticket).await?;
-        }
+        self.sends_durable(sends).await?;
         Ok((successful, failed))
     }
 
@@ -188,7 +185,7 @@ impl Shard {
         topic: &TopicMeta,
         entry: PublishEntry,
         now: u64,
-        last: &mut Option<Ticket>,
+        sends: &mut Sends,
     ) -> Result<String, OpError> {
         let checked = check_publish(&entry)?;
         self.storage.admit_send()?;
@@ -247,8 +244,7 @@ impl Shard {
                 // HTTP: kept in the subscription's delivery queue until the POST succeeds.
                 if let Some(queue) = snapshot.by_name.get(&name) {
                     let attributes = super::http::delivery_attributes("Notification", &message_id);
-                    let ticket = self.append_message(queue, notice_payload(body, attributes, now), 0, now)?;
-                    *last = (*last).max(Some(ticket));
+                    self.append_message(queue, notice_payload(body, attributes, now), 0, now, sends)?;
                     self.http_wake.notify_all();
                 }
                 continue;
@@ -288,12 +284,11 @@ impl Shard {
                         dead_letter_source_arn: None,
                         body,
                     };
-                    let ticket = self.append_message(queue, payload, queue.attributes.delay_seconds as u64 * 1000, now)?;
-                    *last = (*last).max(Some(ticket));
+                    self.append_message(queue, payload, queue.attributes.delay_seconds as u64 * 1000, now, sends)?;
                 }
                 Err(undeliverable) => {
                     let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
-                    self.dead_letter(snapshot, subscription, body, undeliverable, now, last)?;
+                    self.dead_letter(snapshot, subscription, body, undeliverable, now, sends)?;
                 }
             }
         }
@@ -327,8 +322,9 @@ impl Shard {
         });
         let body = Bytes::from(body.to_string());
         let attributes = super::http::delivery_attributes("SubscriptionConfirmation", &message_id);
-        let ticket = self.append_message(queue, notice_payload(body, attributes, now), 0, now)?;
-        self.storage.durable(ticket).await?;
+        let mut sends = Sends::default();
+        self.append_message(queue, notice_payload(body, attributes, now), 0, now, &mut sends)?;
+        self.sends_durable(sends).await?;
         self.http_wake.notify_all();
         Ok(())
     }
@@ -342,7 +338,7 @@ impl Shard {
         body: Bytes,
         undeliverable: Undeliverable,
         now: u64,
-        last: &mut Option<Ticket>,
+        sends: &mut Sends,
     ) -> Result<(), OpError> {
         let target: Option<&Arc<QueueMeta>> = subscription.dead_letter_arn.as_deref().and_then(|arn| snapshot.queue_by_arn(arn));
         let Some(queue) = target else {
@@ -359,8 +355,7 @@ impl Shard {
             MessageAttribute::string("ErrorMessage", "String", undeliverable.reason),
             MessageAttribute::string("RequestID", "String", random_uuid()),
         ];
-        let ticket = self.append_message(queue, notice_payload(body, attributes, now), 0, now)?;
-        *last = (*last).max(Some(ticket));
+        self.append_message(queue, notice_payload(body, attributes, now), 0, now, sends)?;
         Ok(())
     }
 }
