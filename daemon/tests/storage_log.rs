@@ -510,3 +510,76 @@ fn a_segment_cut_to_an_odd_size_is_repaired_without_a_panic() {
     let (again, _) = reopen(opts).unwrap();
     assert_eq!(again, seen);
 }
+
+/// Writes 10 records in one flush, then 300 in a second one (many blocks), and returns
+/// the offset where the second flush's records start.
+fn two_flushes(opts: LogOptions) -> u64 {
+    run(move || async move {
+        let (log, _) = Log::open(opts, |_, _, _| {}).await.unwrap();
+        for i in 1..=10u64 {
+            log.append(1, &payload(i)).unwrap();
+        }
+        log.durable(10).await.unwrap();
+        // Staged with no await between them: one flush writes them all.
+        for i in 11..=310u64 {
+            log.append(1, &payload(i)).unwrap();
+        }
+        log.durable(310).await.unwrap();
+        log.close().await.unwrap();
+    });
+    (1..=10u64).map(|i| size(i) as u64).sum()
+}
+
+fn overwrite(path: &Path, offset: u64, bytes: &[u8]) {
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+#[test]
+fn a_last_flush_whose_blocks_reached_the_disk_out_of_order_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 1 << 20);
+    let second = two_flushes(opts.clone());
+    let segment = dir.path().join(format!("{:020}.log", 1));
+    // A power loss kept blocks 0, 1 and 3 of the last flush but not block 2.
+    let hole = 2 * 4096;
+    assert!(hole > second + 4096, "the hole is inside the second flush's records");
+    overwrite(&segment, hole, &[0u8; 4096]);
+    let (seen, recovery) = reopen(opts.clone()).expect("a torn last flush is not corruption");
+    let (path, offset, _) = recovery.torn_tail.expect("reported as a torn tail");
+    assert_eq!(path, segment);
+    assert!(offset <= hole, "cut where the hole begins: {offset}");
+    let seqs: Vec<u64> = seen.iter().map(|(seq, _, _)| *seq).collect();
+    let kept = *seqs.last().unwrap();
+    assert_eq!(seqs, (1..=kept).collect::<Vec<_>>(), "what is kept is every record up to the hole");
+    assert!((10..310).contains(&kept), "the first flush and the second's records before the hole are kept: {kept}");
+    // The log goes on after what it kept, and stays open on the next start.
+    let again = opts.clone();
+    run(move || async move {
+        let (log, _) = Log::open(again, |_, _, _| {}).await.unwrap();
+        assert_eq!(log.append(1, b"next").unwrap(), kept + 1);
+        log.durable(kept + 1).await.unwrap();
+        log.close().await.unwrap();
+    });
+    let (seen, recovery) = reopen(opts).unwrap();
+    assert!(recovery.torn_tail.is_none());
+    assert_eq!(seen.len() as u64, kept + 1);
+}
+
+#[test]
+fn damage_in_a_completed_flush_with_a_later_flush_after_it_is_still_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 1 << 20);
+    two_flushes(opts.clone());
+    let segment = dir.path().join(format!("{:020}.log", 1));
+    // A byte of record 5 (first flush, acknowledged) changes: records of both flushes follow.
+    let offset: u64 = (1..5u64).map(|i| size(i) as u64).sum::<u64>() + 30;
+    let mut byte = [0u8; 1];
+    let mut file = std::fs::File::open(&segment).unwrap();
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.read_exact(&mut byte).unwrap();
+    overwrite(&segment, offset, &[byte[0] ^ 0xff]);
+    let error = reopen(opts).expect_err("damage before a later flush's records is corruption");
+    assert!(error.contains("damaged") && error.contains("--repair"), "{error}");
+}

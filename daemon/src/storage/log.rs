@@ -15,9 +15,11 @@
 //!   last pass in one aligned write per segment and makes it durable with one
 //!   `fdatasync`: appends that arrive while a flush runs ride the next one.
 //! - `durable(seq)` waits until `seq` is as durable as the fsync mode promises.
-//! - `open` replays every record in order, cuts a torn tail (damage with nothing
-//!   valid after it: the last flush was interrupted), and refuses to start on
-//!   damage followed by valid records (corruption), naming file and offset,
+//! - `open` replays every record in order, cuts a torn tail (the last flush was
+//!   interrupted: damage with nothing valid after it, or — its blocks having reached the
+//!   disk out of order — damage inside that flush's records with only its records after
+//!   it, told by the flush number each record header carries), and refuses to start on
+//!   other damage followed by valid records (corruption), naming file and offset,
 //!   unless asked to repair, which keeps every valid record and reports what it dropped.
 //! - A segment that cannot be made (a full disk, descriptors exhausted …) refuses the writes
 //!   that need it, with the cause named (only ENOSPC/EDQUOT is "full"), and is tried again
@@ -38,8 +40,8 @@ use std::time::Duration;
 use glommio::io::{Directory, DmaFile, OpenOptions};
 
 use super::record::{
-    begin_record, decode_past_skips, decode_record, finish_record, record_bytes, skip_header, Decoded, RECORD_ALIGN, RECORD_HEADER_BYTES,
-    RECORD_KIND_SKIP, RECORD_PAYLOAD_BYTES_MAX,
+    begin_record, decode_past_skips, decode_record, finish_record, flush_of, record_bytes, skip_header, Decoded, RECORD_ALIGN,
+    RECORD_HEADER_BYTES, RECORD_KIND_SKIP, RECORD_PAYLOAD_BYTES_MAX,
 };
 use crate::runtime::notify::LocalNotify;
 
@@ -240,6 +242,8 @@ pub struct Log {
     restarted: Cell<Option<u64>>,
     /// Segment files opened for reads, most recently used last.
     read_files: RefCell<Vec<(u64, Rc<DmaFile>)>>,
+    /// Number of the flush that will write the records staged now (stamped in their headers).
+    next_flush: Cell<u64>,
 }
 
 /// Why a flush stopped.
@@ -417,6 +421,37 @@ async fn zero_range(file: &DmaFile, path: &Path, from: u64, to: u64, prefix: &[u
     file.fdatasync().await.map_err(|e| io_error(path, e))
 }
 
+/// Whether damage lies inside the log's last flush, which a power loss cut with its blocks
+/// on disk out of order: the record just before the damage (flush `before`) and every valid
+/// record from `from` on (holes between them allowed) were written by that one flush. It
+/// never completed, so none of its records was acknowledged: a torn tail, not corruption.
+/// Damage at a flush's very start, or records without a flush number (written by an older
+/// version), do not qualify: then records of an earlier, completed flush may be gone.
+fn in_last_flush(data: &[u8], from: usize, before: u64) -> bool {
+    let flush = flush_of(&data[from..]);
+    if flush == 0 || flush != before {
+        return false;
+    }
+    let mut at = Some(from);
+    while let Some(here) = at {
+        match decode_record(&data[here..]) {
+            Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => at = Some(here + size),
+            Decoded::Record { size, .. } => {
+                if flush_of(&data[here..]) != flush {
+                    return false;
+                }
+                at = Some(here + size);
+            }
+            Decoded::End => {
+                // Zeros: a block that never arrived, or the end; look past it.
+                at = next_valid(data, here + RECORD_ALIGN);
+            }
+            Decoded::Damaged { .. } => at = next_valid(data, here + RECORD_ALIGN),
+        }
+    }
+    true
+}
+
 /// Finds the next valid record at or after `from` (8-byte steps), if any.
 fn next_valid(data: &[u8], from: usize) -> Option<usize> {
     (from..data.len()).step_by(RECORD_ALIGN).find(|at| matches!(decode_record(&data[*at..]), Decoded::Record { .. }))
@@ -479,6 +514,10 @@ impl Log {
         // Repairs to make durable: (file, path, aligned offset, block bytes with a SKIP header).
         let mut skips: Vec<(Rc<DmaFile>, PathBuf, u64, Vec<u8>)> = Vec::new();
         let mut after_skip = false;
+        // The highest flush number read (the next flush goes on from it), and that of the
+        // last record read.
+        let mut last_flush = 0u64;
+        let mut record_flush = 0u64;
         let last_index = files.len().saturating_sub(1);
         // In tail mode the segments from here on are read in full: the last two, and at
         // least the last one that holds records, so that the log's end (its next sequence
@@ -510,6 +549,8 @@ impl Log {
                         if expected_seq.is_none_or(|expected| seq == expected || (after_skip && seq > expected)) =>
                     {
                         after_skip = false;
+                        record_flush = flush_of(&data[pos..]);
+                        last_flush = last_flush.max(record_flush);
                         replay(Location { seq, segment: *number, offset: pos as u64 }, kind, payload);
                         recovery.records += 1;
                         recovery.last_seq = seq;
@@ -524,7 +565,8 @@ impl Log {
                         };
                         let later_valid = next_valid(data, pos + RECORD_ALIGN);
                         let nothing_after = files[index + 1..].iter().all(|(_, _, holds)| !holds);
-                        if later_valid.is_none() && nothing_after {
+                        let torn = later_valid.is_none() || later_valid.is_some_and(|at| in_last_flush(data, at, record_flush));
+                        if torn && nothing_after {
                             // Torn tail: the last flush did not complete, so nothing here was acknowledged.
                             let dirty_end = data.iter().rposition(|b| *b != 0).map_or(pos, |at| at + 1).max(pos);
                             recovery.torn_tail = Some((path.clone(), pos as u64, (dirty_end - pos) as u64));
@@ -615,6 +657,7 @@ impl Log {
             spare_failed: RefCell::new(None),
             restarted: Cell::new(None),
             read_files: RefCell::new(Vec::new()),
+            next_flush: Cell::new(last_flush + 1),
         });
         for (file, path, offset, block) in skips {
             write_fully(&file, &path, offset, block.len(), |bytes| bytes.copy_from_slice(&block)).await?;
@@ -794,7 +837,7 @@ impl Log {
             }
             return Err(StorageError::TooLarge(len));
         }
-        finish_record(&mut chunk.bytes, start, seq, kind);
+        finish_record(&mut chunk.bytes, start, seq, kind, self.next_flush.get());
         if state.write_pos + size > self.options.segment_bytes {
             // It rolls over to the next segment: moved there (a copy once per segment).
             let record = chunk.bytes.split_off(start);
@@ -1182,6 +1225,10 @@ impl Log {
         loop {
             let work = self.work.listen();
             let chunks = std::mem::take(&mut self.state.borrow_mut().chunks);
+            if !chunks.is_empty() {
+                // Whatever is staged from now on is written by the next flush.
+                self.next_flush.set(self.next_flush.get() + 1);
+            }
             if chunks.is_empty() {
                 if self.closing.get() {
                     let _ = self.sync_active().await;

@@ -8,7 +8,11 @@
 //! | 4..8   | payload length, little-endian u32                             |
 //! | 8..16  | sequence number, little-endian u64 (1, 2, 3, … across the log)|
 //! | 16     | kind (what the payload is; 0 is never used)                  |
-//! | 17..24 | reserved, zero                                               |
+//! | 17..24 | flush: which group commit of the log wrote it, u56 LE (0: not known) |
+//!
+//! The flush number tells a torn last flush from damage: after a power loss a multi-block
+//! write may have reached the disk out of order, leaving a hole with valid records after
+//! it — all of them from the one flush that never completed (and was never acknowledged).
 //!
 //! Segments are preallocated and zero-filled, so an all-zero header means
 //! "nothing was ever written here": the end of the log. Anything else that
@@ -49,11 +53,23 @@ fn checksum(header_tail: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// Largest flush number a header holds (56 bits).
+pub const FLUSH_MAX: u64 = (1 << 56) - 1;
+
 /// Appends one record to `out`; returns its size on disk.
 pub fn encode_record(out: &mut Vec<u8>, seq: u64, kind: u8, payload: &[u8]) -> usize {
     let start = begin_record(out);
     out.extend_from_slice(payload);
-    finish_record(out, start, seq, kind)
+    finish_record(out, start, seq, kind, 0)
+}
+
+/// The flush number in the header of the record at the start of `buf` (0 when there is none).
+pub fn flush_of(buf: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Some(field) = buf.get(17..RECORD_HEADER_BYTES) {
+        bytes[..7].copy_from_slice(field);
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// Starts a record at the end of `out` (a header to fill in); the caller then appends the
@@ -65,8 +81,9 @@ pub fn begin_record(out: &mut Vec<u8>) -> usize {
 }
 
 /// Completes the record begun at `start` whose payload is everything after its header:
-/// fills in the header and pads to the record alignment. Returns its size on disk.
-pub fn finish_record(out: &mut Vec<u8>, start: usize, seq: u64, kind: u8) -> usize {
+/// fills in the header (`flush`: the group commit that will write it) and pads to the
+/// record alignment. Returns its size on disk.
+pub fn finish_record(out: &mut Vec<u8>, start: usize, seq: u64, kind: u8, flush: u64) -> usize {
     assert!(kind != 0, "record kind 0 is reserved for 'nothing written'");
     let len = out.len() - start - RECORD_HEADER_BYTES;
     assert!(len <= RECORD_PAYLOAD_BYTES_MAX, "record payload of {len} bytes is over the limit");
@@ -75,6 +92,7 @@ pub fn finish_record(out: &mut Vec<u8>, start: usize, seq: u64, kind: u8) -> usi
     header[4..8].copy_from_slice(&(len as u32).to_le_bytes());
     header[8..16].copy_from_slice(&seq.to_le_bytes());
     header[16] = kind;
+    header[17..].copy_from_slice(&(flush & FLUSH_MAX).to_le_bytes()[..7]);
     let crc = checksum(&header[4..], payload);
     header[0..4].copy_from_slice(&crc.to_le_bytes());
     out.resize(start + size, 0);
@@ -112,8 +130,8 @@ pub fn decode_record(buf: &[u8]) -> Decoded<'_> {
         return Decoded::Damaged { reason: "checksum mismatch" };
     }
     let kind = header[16];
-    if kind == 0 || header[17..].iter().any(|b| *b != 0) {
-        return Decoded::Damaged { reason: "invalid kind or reserved bytes" };
+    if kind == 0 {
+        return Decoded::Damaged { reason: "invalid kind" };
     }
     let seq = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
     Decoded::Record { seq, kind, payload, size: record_bytes(len) }
@@ -161,6 +179,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_flush_number_is_kept_in_the_checked_header() {
+        let mut buf = Vec::new();
+        let start = begin_record(&mut buf);
+        buf.extend_from_slice(b"x");
+        finish_record(&mut buf, start, 9, 2, 0x00AB_CDEF_0123_4567);
+        assert!(matches!(decode_record(&buf), Decoded::Record { seq: 9, kind: 2, .. }));
+        assert_eq!(flush_of(&buf), 0x00AB_CDEF_0123_4567);
+        buf[20] ^= 1;
+        assert!(matches!(decode_record(&buf), Decoded::Damaged { .. }), "the flush number is under the checksum");
     }
 
     #[test]
