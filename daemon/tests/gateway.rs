@@ -245,12 +245,22 @@ fn each_action_takes_bodies_only_as_large_as_its_largest_valid_request() {
     let answer = exchange(&daemon, &post(Some("AmazonSQS.ListQueues"), "application/x-amz-json-1.0", &body));
     assert_eq!(status(&answer), 413, "{answer}");
     assert!(answer.contains("262144"), "{answer}");
-    // A hostile tree of tiny values, as large as a PutRecords may be: parsed within bounds,
-    // refused with a typed error, and the daemon's memory comes back down.
+    // A hostile tree of tiny values, as large as a PutRecords may be: refused with a typed
+    // error before any tree is built (as a tree it would take some 26 times its 7.8 MB).
+    let peak = daemon.peak_resident_bytes();
     let numbers = vec!["1"; 3_900_000].join(",");
     let body = format!("{{\"StreamName\":\"s\",\"Records\":[{numbers}]}}");
     let answer = exchange(&daemon, &post(Some("Kinesis_20131202.PutRecords"), "application/x-amz-json-1.1", &body));
     assert_eq!(status(&answer), 400, "{answer}");
+    assert!(answer.contains("SerializationException") && answer.contains("JSON values"), "{answer}");
+    let peak_grown = daemon.peak_resident_bytes().saturating_sub(peak);
+    eprintln!("peak resident while refusing 7.8 MB of tiny JSON values: +{} MiB", peak_grown >> 20);
+    assert!(peak_grown < 48 << 20, "a hostile JSON body raised the peak by {} MiB", peak_grown >> 20);
+    // Nested deeper than any request.
+    let deep = format!("{{\"StreamName\":\"s\",\"Records\":{}{}}}", "[".repeat(100), "]".repeat(100));
+    let answer = exchange(&daemon, &post(Some("Kinesis_20131202.PutRecords"), "application/x-amz-json-1.1", &deep));
+    assert_eq!(status(&answer), 400, "{answer}");
+    assert!(answer.contains("nested"), "{answer}");
     let answer = exchange(&daemon, &post(Some("Kinesis_20131202.PutRecords"), "application/x-amz-json-1.1", &format!("{body} ").repeat(2)));
     assert_eq!(status(&answer), 413, "{answer}");
     // Too many form parameters.

@@ -137,6 +137,15 @@ impl Daemon {
         kib * 1024
     }
 
+    /// The daemon's peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_resident_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("daemon running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading the daemon's /proc status");
+        let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("a VmHWM line");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM in kB");
+        kib * 1024
+    }
+
     /// Descriptors the daemon has open (entries of `/proc/PID/fd`).
     pub fn open_files(&self) -> usize {
         let pid = self.child.as_ref().expect("daemon running").id();

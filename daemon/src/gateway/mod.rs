@@ -13,7 +13,8 @@
 //!
 //! Limits: a body larger than its action allows (`body_bytes_max`: what the largest valid
 //! request of that action can take, escaping and encoding included) is refused before it
-//! is read, so a hostile body costs at most that much to parse; a form holds at most
+//! is read, so a hostile body costs at most that much to parse; a JSON body holds at most
+//! `JSON_VALUES_MAX` values (checked before it is parsed); a form holds at most
 //! `FORM_PAIRS_MAX` parameters; headers are
 //! bounded by hyper's buffer (`HEADER_BUFFER_BYTES_MAX`); a connection silent for
 //! `--http-idle-timeout-seconds` (idle, or stalled mid-request) is closed. Nothing from the
@@ -70,6 +71,46 @@ fn body_bytes_max(protocol: Protocol, action: &str) -> usize {
         (Protocol::SqsQuery | Protocol::SnsQuery, _) => MESSAGE_BODY_BYTES_MAX,
     }
 }
+/// JSON values (counted by their separators and brackets) one request body may hold: a
+/// PutRecords of 500 records needs about 3,500, a SendMessageBatch with every attribute
+/// about 1,000. Past it (or past `JSON_DEPTH_MAX`) a body is refused before any tree is
+/// built: a hostile body of millions of tiny values would otherwise cost some 26 times its
+/// size as a `serde_json::Value` and seconds of a core.
+const JSON_VALUES_MAX: usize = 20_000;
+/// Nesting a request body may have (the deepest valid one, a ShardFilter, is 2).
+const JSON_DEPTH_MAX: usize = 16;
+
+/// Checks a JSON body's shape in one pass over its bytes, before it is parsed: at most
+/// `JSON_VALUES_MAX` values, nested at most `JSON_DEPTH_MAX` deep. Strings are skipped.
+fn json_shape(body: &[u8]) -> Result<(), String> {
+    let (mut values, mut depth, mut at) = (0usize, 0usize, 0usize);
+    while at < body.len() {
+        match body[at] {
+            b'"' => {
+                at += 1;
+                while at < body.len() && body[at] != b'"' {
+                    at += if body[at] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                values += 1;
+                if depth > JSON_DEPTH_MAX {
+                    return Err(format!("the request body is nested more than {JSON_DEPTH_MAX} deep"));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' | b':' => values += 1,
+            _ => {}
+        }
+        if values > JSON_VALUES_MAX {
+            return Err(format!("the request body holds more than {JSON_VALUES_MAX} JSON values"));
+        }
+        at += 1;
+    }
+    Ok(())
+}
+
 /// hyper's read buffer, which bounds a request's head (line and headers).
 const HEADER_BUFFER_BYTES_MAX: usize = 64 * 1024;
 /// SubscribeToShard events buffered for a slow HTTP reader before the subscription waits.
@@ -223,6 +264,9 @@ pub fn json_op(sqs: bool, action: &str, body: &[u8]) -> Result<Op, (OpError, &'s
     let tree: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
+        if let Err(reason) = json_shape(body) {
+            return Err((OpError::new(ErrorCode::MalformedRequest, reason), "SerializationException"));
+        }
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => map,
             Ok(_) | Err(_) => {
