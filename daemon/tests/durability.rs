@@ -470,6 +470,24 @@ fn send_until_refused(c: &Conn, queue: &str) -> (usize, BatchFailure) {
     }
 }
 
+/// Receives until `queue` answers none (deleting each message when `delete`); returns how many came.
+fn receive_all(c: &Conn, queue: &str, delete: bool) -> usize {
+    let mut received = 0;
+    loop {
+        let got = c.run(c.client().receive_message(receive(queue, 600))).unwrap();
+        if got.is_empty() {
+            return received;
+        }
+        received += got.len();
+        if delete {
+            let entries =
+                got.iter().enumerate().map(|(i, m)| DeleteEntry { id: format!("d{i}"), receipt_handle: m.receipt_handle.clone() });
+            let (_, failed) = c.run(c.client().delete_message_batch(queue, entries.collect())).unwrap();
+            assert!(failed.is_empty(), "{failed:?}");
+        }
+    }
+}
+
 /// Sends a batch every 200 ms until all of it is accepted, for at most 30 s (`after` says after what).
 fn send_until_accepted(c: &Conn, queue: &str, after: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -496,18 +514,7 @@ fn a_full_disk_refuses_sends_but_serves_receives_and_deletes() {
     assert!(sent > 5_000, "only {sent} messages fitted");
 
     // Everything acknowledged can still be received and deleted.
-    let mut received = 0;
-    loop {
-        let got = c.run(c.client().receive_message(receive("q", 600))).unwrap();
-        if got.is_empty() {
-            break;
-        }
-        received += got.len();
-        let entries = got.iter().enumerate().map(|(i, m)| DeleteEntry { id: format!("d{i}"), receipt_handle: m.receipt_handle.clone() });
-        let (_, failed) = c.run(c.client().delete_message_batch("q", entries.collect())).unwrap();
-        assert!(failed.is_empty(), "{failed:?}");
-    }
-    assert_eq!(received, sent);
+    assert_eq!(receive_all(&c, "q", true), sent);
 
     // Compaction frees the deleted messages' segments, and sends are accepted again.
     send_until_accepted(&c, "q", "the queue was emptied");
@@ -642,13 +649,5 @@ fn a_segment_that_cannot_be_created_for_another_reason_is_not_called_a_full_disk
     let attributes = c.run(c.client().get_queue_attributes("q", &["ApproximateNumberOfMessages"])).unwrap();
     let count: usize = attribute(&attributes, "ApproximateNumberOfMessages").unwrap().parse().unwrap();
     assert!(count >= sent + 10, "{count} messages for {sent} acknowledged before the refusal and 10 after");
-    let mut received = 0;
-    loop {
-        let got = c.run(c.client().receive_message(receive("q", 600))).unwrap();
-        if got.is_empty() {
-            break;
-        }
-        received += got.len();
-    }
-    assert_eq!(received, count);
+    assert_eq!(receive_all(&c, "q", false), count);
 }

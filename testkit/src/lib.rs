@@ -130,19 +130,20 @@ impl Daemon {
 
     /// The daemon's resident memory (VmRSS), in bytes.
     pub fn resident_bytes(&self) -> u64 {
-        let pid = self.child.as_ref().expect("daemon running").id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading the daemon's /proc status");
-        let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("a VmRSS line");
-        let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS in kB");
-        kib * 1024
+        self.status_bytes("VmRSS")
     }
 
     /// The daemon's peak resident memory so far (VmHWM), in bytes.
     pub fn peak_resident_bytes(&self) -> u64 {
+        self.status_bytes("VmHWM")
+    }
+
+    /// A size line (`NAME:  N kB`) of the daemon's `/proc/PID/status`, in bytes.
+    fn status_bytes(&self, name: &str) -> u64 {
         let pid = self.child.as_ref().expect("daemon running").id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading the daemon's /proc status");
-        let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("a VmHWM line");
-        let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM in kB");
+        let line = status.lines().find(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(':'))).expect("the line");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a size in kB");
         kib * 1024
     }
 

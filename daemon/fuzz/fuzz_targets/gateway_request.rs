@@ -6,29 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_daemon::gateway::{form_op, json_op};
+use sluice_daemon::gateway::{form_op, json_op, SQS_ACTIONS as SQS};
 
-const SQS: &[&str] = &[
-    "CreateQueue",
-    "DeleteQueue",
-    "GetQueueUrl",
-    "ListQueues",
-    "GetQueueAttributes",
-    "SetQueueAttributes",
-    "SendMessage",
-    "SendMessageBatch",
-    "ReceiveMessage",
-    "DeleteMessage",
-    "DeleteMessageBatch",
-    "ChangeMessageVisibility",
-    "ChangeMessageVisibilityBatch",
-    "PurgeQueue",
-    "TagQueue",
-    "UntagQueue",
-    "ListQueueTags",
-    "ListDeadLetterSourceQueues",
-    "AddPermission",
-];
 const KINESIS: &[&str] = &[
     "CreateStream",
     "DeleteStream",

@@ -45,6 +45,8 @@ use sluice_protocol::{ErrorCode, Op, OpError, Reply, Response as OpResponse};
 
 use crate::runtime::Shard;
 use params::{Params, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
+/// The SQS actions the gateway serves (the fuzz targets pick from them).
+pub use sqs::ACTIONS as SQS_ACTIONS;
 
 /// Largest body of a Kinesis PutRecords: 5 MiB of data is ~6.7 MiB as base64, with 500
 /// escaped partition keys beside it.
