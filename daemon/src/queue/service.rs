@@ -17,15 +17,6 @@ use sluice_protocol::*;
 
 use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, ReceiveRules};
 use super::receipt::Receipt;
-
-/// Messages appended for one request (`Shard::append_message`), and the ticket that makes
-/// them all durable (`Shard::sends_durable`).
-#[derive(Default)]
-pub struct Sends {
-    last: Option<Ticket>,
-    /// (queue id, message seq) of each, to take out again if they cannot be kept.
-    appended: Vec<(u64, u64)>,
-}
 use super::registry::{queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
 use super::Waiters;
@@ -34,7 +25,6 @@ use crate::runtime::{now_ms, Shard};
 use crate::storage::Ticket;
 use crate::topic::http::is_delivery_queue;
 
-/// System attribute names a receive may ask for.
 /// Payloads kept only in the log that the loader reads back at once (neighbours share one
 /// read): at most this many messages ...
 const READ_AHEAD_MESSAGES: usize = 256;
@@ -46,6 +36,7 @@ const READ_AHEAD_TRIGGER: usize = 64;
 /// Read-backs one receive waits for before answering with what it has.
 const LOAD_WAITS_MAX: usize = 8;
 
+/// System attribute names a receive may ask for.
 const SYSTEM_ATTRIBUTE_NAMES: &[&str] = &[
     "All",
     "SenderId",
@@ -84,6 +75,39 @@ fn attribute_selected(patterns: &[String], name: &str) -> bool {
             None => p == name,
         },
     })
+}
+
+/// Messages appended for one request (`Shard::append_message`), and the ticket that makes
+/// them all durable (`Shard::sends_durable`).
+#[derive(Default)]
+pub struct Sends {
+    last: Option<Ticket>,
+    /// Runs of messages appended, (queue id, first seq, last seq), to take out again if they
+    /// cannot be kept: the first run inline (a send, or a batch to one queue, allocates
+    /// nothing), more only for a publish that fans out.
+    first: Option<(u64, u64, u64)>,
+    more: Vec<(u64, u64, u64)>,
+}
+
+impl Sends {
+    fn add(&mut self, queue_id: u64, seq: u64) {
+        let run = match (self.more.last_mut(), &mut self.first) {
+            (Some(run), _) | (None, Some(run)) => run,
+            (None, None) => {
+                self.first = Some((queue_id, seq, seq));
+                return;
+            }
+        };
+        if run.0 == queue_id && run.2 + 1 == seq {
+            run.2 = seq;
+        } else {
+            self.more.push((queue_id, seq, seq));
+        }
+    }
+
+    fn runs(&self) -> impl Iterator<Item = &(u64, u64, u64)> {
+        self.first.iter().chain(self.more.iter())
+    }
 }
 
 impl Shard {
@@ -401,7 +425,7 @@ impl Shard {
             match self.storage.commit(partition) {
                 Ok(ticket) => {
                     sends.last = sends.last.max(ticket);
-                    sends.appended.push((meta.id, seq));
+                    sends.add(meta.id, seq);
                 }
                 Err(error) => {
                     partition.discard(seq);
@@ -425,9 +449,11 @@ impl Shard {
         let kept = self.storage.durable(ticket).await;
         if kept.is_err() {
             let mut partitions = self.queues.partitions.borrow_mut();
-            for (queue_id, seq) in sends.appended {
-                if let Some(partition) = partitions.get_mut(&queue_id) {
-                    partition.discard(seq);
+            for (queue_id, first, last) in sends.runs() {
+                if let Some(partition) = partitions.get_mut(queue_id) {
+                    for seq in *first..=*last {
+                        partition.discard(seq);
+                    }
                     self.storage.release_from(partition);
                 }
             }
@@ -1094,5 +1120,18 @@ mod tests {
         assert_eq!(entries[0].attributes[0].binary_value.as_ref().unwrap(), &frame.slice(100..110));
         assert!(!in_frame(&entries[0].body) && !in_frame(&entries[1].body));
         assert!(!in_frame(entries[0].attributes[0].binary_value.as_ref().unwrap()));
+    }
+
+    #[test]
+    fn sends_keep_runs_of_consecutive_messages_per_queue() {
+        let mut sends = Sends::default();
+        for seq in 5..15 {
+            sends.add(1, seq);
+        }
+        assert!(sends.more.is_empty(), "a batch to one queue is one run, held inline");
+        sends.add(2, 7);
+        sends.add(2, 8);
+        sends.add(1, 15);
+        assert_eq!(sends.runs().copied().collect::<Vec<_>>(), [(1, 5, 14), (2, 7, 8), (1, 15, 15)]);
     }
 }
