@@ -164,8 +164,13 @@ fn machine() -> String {
 
 /// Runs everything; returns the folder written.
 pub fn run(settings: &Settings) -> Result<PathBuf, String> {
+    // Two runs started in the same minute get their own folders (-2, -3 …), never one over the other.
     let stamp = sh("date", &["-u", "+%Y-%m-%d-run-%H%M"]);
-    let folder = settings.results.join(&stamp);
+    let folder = (1..)
+        .map(|n| settings.results.join(if n == 1 { stamp.clone() } else { format!("{stamp}-{n}") }))
+        .find(|folder| !folder.exists())
+        .expect("a free folder name");
+    let stamp = folder.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or(stamp);
     std::fs::create_dir_all(&folder).map_err(|e| format!("creating {}: {e}", folder.display()))?;
     let systems: Vec<System> = settings.systems.iter().copied().filter(|s| s.installed()).collect();
     let missing: Vec<&str> = settings.systems.iter().filter(|s| !s.installed()).map(|s| s.name()).collect();
