@@ -17,14 +17,10 @@ use sluice_protocol::MessageAttribute;
 
 use super::partition::{Partition, Payload, Placement};
 
-pub const KIND_SENT: u8 = 1;
-pub const KIND_RECEIVED: u8 = 2;
-pub const KIND_VISIBILITY: u8 = 3;
-pub const KIND_DELETED: u8 = 4;
-pub const KIND_MOVED_OUT: u8 = 5;
-pub const KIND_MOVED_IN: u8 = 6;
-pub const KIND_PURGED: u8 = 7;
-pub const KIND_RESTORED: u8 = 8;
+pub use crate::storage::record::kind::{
+    QUEUE_DELETED as KIND_DELETED, QUEUE_MOVED_IN as KIND_MOVED_IN, QUEUE_MOVED_OUT as KIND_MOVED_OUT, QUEUE_PURGED as KIND_PURGED,
+    QUEUE_RECEIVED as KIND_RECEIVED, QUEUE_RESTORED as KIND_RESTORED, QUEUE_SENT as KIND_SENT, QUEUE_VISIBILITY as KIND_VISIBILITY,
+};
 
 /// Where a message stands. A message's full state is its payload, receive count,
 /// first receive time and this.

@@ -16,11 +16,13 @@
 //! queue becomes visible notifies local waiters and sends `Wake` to watchers.
 
 pub mod attributes;
+pub mod compaction;
 pub mod journal;
 pub mod partition;
 pub mod receipt;
 pub mod registry;
 pub mod service;
+pub mod store;
 pub mod validate;
 
 use std::cell::RefCell;

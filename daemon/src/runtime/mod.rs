@@ -25,9 +25,10 @@ use sluice_protocol::Encoder;
 
 use crate::config::Config;
 use crate::queue::registry::{Naming, Registry};
+use crate::queue::store::{queue_log_dir, Storage};
 use crate::queue::QueueState;
 use crate::storage::log::LogOptions;
-use crate::storage::{meta, queue_log_dir, Storage};
+use crate::storage::meta;
 use bus::{Bus, ShardMessage, MESH_CHANNEL_CAPACITY_MAX};
 use notify::LocalNotify;
 
@@ -329,7 +330,7 @@ async fn shard_main(
         .map_err(|e| anyhow::anyhow!("cannot spawn stream retention: {e}"))?
         .detach();
     let compaction_shard = shard.clone();
-    glommio::spawn_local_into(compaction(compaction_shard), background)
+    glommio::spawn_local_into(crate::queue::compaction::run(compaction_shard), background)
         .map_err(|e| anyhow::anyhow!("cannot spawn compaction: {e}"))?
         .detach();
 
@@ -427,83 +428,6 @@ async fn stream_retention(shard: Rc<Shard>) {
         futures::pin_mut!(shutdown, timer);
         futures::future::select(shutdown, timer).await;
     }
-}
-
-/// How often each shard looks for log segments to compact.
-const COMPACTION_CHECK_EVERY: Duration = Duration::from_secs(1);
-/// Partition slots looked at between yields while compacting.
-const COMPACTION_STEP: usize = 4096;
-/// Messages kept only in the log that compaction reads back at a time.
-const COMPACTION_LOAD_RUN: usize = 64;
-
-/// Background compaction: when old segments hold little live data, writes their live
-/// messages again (as `Restored` records, at the end of the log) and deletes them.
-async fn compaction(shard: Rc<Shard>) {
-    loop {
-        glommio::timer::sleep(COMPACTION_CHECK_EVERY).await;
-        if shard.shutdown.requested.get() {
-            return;
-        }
-        if let Err(error) = compact_once(&shard).await {
-            tracing::warn!(shard = shard.id, %error, "compaction failed; will retry");
-        }
-    }
-}
-
-/// One compaction pass. Returns the number of segments deleted.
-pub async fn compact_once(shard: &Rc<Shard>) -> anyhow::Result<usize> {
-    let log = shard.storage.log().clone();
-    let Some((cutoff, live)) = log.compaction_cutoff() else { return Ok(0) };
-    if live > 0 {
-        let queue_ids: Vec<u64> = shard.queues.partitions.borrow().keys().copied().collect();
-        for queue_id in queue_ids {
-            let mut cursor = Some(0);
-            let mut to_load = Vec::new();
-            while let Some(from) = cursor {
-                let appended = {
-                    let mut partitions = shard.queues.partitions.borrow_mut();
-                    let Some(partition) = partitions.get_mut(&queue_id) else { break };
-                    cursor = partition.relocate(from, cutoff, COMPACTION_STEP, &mut to_load);
-                    shard.storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
-                };
-                // Paced to the disk: what is staged stays small, and requests go first.
-                if let Some(ticket) = appended {
-                    log.written(ticket.0).await?;
-                }
-                // Messages kept only in the log are read back a run at a time, re-logged, and
-                // stay out of memory.
-                for run in to_load.chunks(COMPACTION_LOAD_RUN) {
-                    let loaded = shard.storage.load(queue_id, run).await;
-                    let appended = {
-                        let mut partitions = shard.queues.partitions.borrow_mut();
-                        let Some(partition) = partitions.get_mut(&queue_id) else { break };
-                        for ((seq, placement), payload) in run.iter().zip(loaded) {
-                            let payload = payload.map_err(|e| anyhow::anyhow!(e.message))?;
-                            partition.relocate_loaded(*seq, placement.log_seq, payload);
-                        }
-                        shard.storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
-                    };
-                    if let Some(ticket) = appended {
-                        log.written(ticket.0).await?;
-                    }
-                }
-                to_load.clear();
-                glommio::yield_if_needed().await;
-            }
-        }
-        shard.storage.sync_all().await?;
-    }
-    // Nothing is deleted that accounting says is still needed.
-    let still = log.live_bytes_before(cutoff);
-    if still > 0 {
-        anyhow::bail!("{still} live bytes remain below sequence {cutoff} after relocation");
-    }
-    let removed = log.remove_segments_before(cutoff).await?;
-    if removed > 0 {
-        log.retry_spare();
-    }
-    tracing::debug!(shard = shard.id, cutoff, relocated_bytes = live, removed, "compacted");
-    Ok(removed)
 }
 
 /// Background timers: long-poll wake-ups for delayed and timed-out messages,

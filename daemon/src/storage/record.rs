@@ -26,9 +26,27 @@ pub const RECORD_ALIGN: usize = 8;
 /// Largest payload a record may carry (a whole SendMessageBatch fits with room to spare).
 pub const RECORD_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// Kind of the record a repair writes over damaged bytes: replay passes over it,
-/// and the next record may follow with a gap in sequence numbers.
-pub const RECORD_KIND_SKIP: u8 = 255;
+/// Every kind of record a log holds, in one table: the byte at offset 16 of a header.
+/// 0 is never used (an all-zero header is "nothing written here").
+pub mod kind {
+    /// Queue journal events (`queue::journal::Event`).
+    pub const QUEUE_SENT: u8 = 1;
+    pub const QUEUE_RECEIVED: u8 = 2;
+    pub const QUEUE_VISIBILITY: u8 = 3;
+    pub const QUEUE_DELETED: u8 = 4;
+    pub const QUEUE_MOVED_OUT: u8 = 5;
+    pub const QUEUE_MOVED_IN: u8 = 6;
+    pub const QUEUE_PURGED: u8 = 7;
+    pub const QUEUE_RESTORED: u8 = 8;
+    /// A stream record: arrival time and data (`storage::stream`).
+    pub const STREAM_RECORD: u8 = 16;
+    /// What a repair writes over damaged bytes, and the marker of sequence numbers lost before
+    /// they were written: replay passes over it, and the next record may follow with a gap.
+    pub const SKIP: u8 = 255;
+}
+
+/// Kind of the record a repair writes over damaged bytes (`kind::SKIP`).
+pub const RECORD_KIND_SKIP: u8 = kind::SKIP;
 
 /// A SKIP record's header whose payload is exactly `covered` (the damaged bytes left in
 /// place after it); header plus payload span the damaged range.

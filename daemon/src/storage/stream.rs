@@ -26,7 +26,7 @@ use super::log::{Location, Log, LogOptions, Recovery, StorageError};
 use super::record::{decode_past_skips, Decoded, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 
 /// Record kind of a stream record.
-pub const KIND_STREAM_RECORD: u8 = 16;
+pub const KIND_STREAM_RECORD: u8 = super::record::kind::STREAM_RECORD;
 /// Bytes between index points of a segment, at most.
 const INDEX_EVERY: u64 = 64 * 1024;
 /// Bytes read to learn a segment's first arrival time.
