@@ -792,13 +792,7 @@ impl Shard {
         }
         let calls = by_shard.into_iter().enumerate().filter(|(_, messages)| !messages.is_empty()).map(|(shard, messages)| {
             let call = Call::Delete { queue_id: meta.id, messages };
-            async move {
-                if shard == self.id {
-                    Ok(self.handle_call(call).await)
-                } else {
-                    self.bus.call(shard, call).await
-                }
-            }
+            self.call_on(shard, call)
         });
         for answer in join_all(calls).await {
             answer?;
@@ -833,7 +827,7 @@ impl Shard {
             let (indexes, entries): (Vec<usize>, Vec<_>) = work.into_iter().unzip();
             let call = Call::ChangeVisibility { queue_id: meta.id, entries };
             async move {
-                let answer = if shard == self.id { Ok(self.handle_call(call).await) } else { self.bus.call(shard, call).await };
+                let answer = self.call_on(shard, call).await;
                 (indexes, answer)
             }
         });
@@ -853,6 +847,15 @@ impl Shard {
     // ------------------------------------------------------------------ calls from other shards
 
     /// Runs a call on this shard (from another shard, or from this one directly).
+    /// Runs `call` on shard `shard`: here when this is that shard, else over the bus.
+    pub async fn call_on(self: &Rc<Self>, shard: usize, call: Call) -> Result<Answer, OpError> {
+        if shard == self.id {
+            Ok(self.handle_call(call).await)
+        } else {
+            self.bus.call(shard, call).await
+        }
+    }
+
     pub async fn handle_call(self: &Rc<Self>, call: Call) -> Answer {
         let now = now_ms();
         match call {

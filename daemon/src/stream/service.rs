@@ -389,7 +389,7 @@ impl Shard {
     async fn seek(self: &Rc<Self>, meta: &StreamMeta, shard: u32, seek: Seek) -> Result<u64, OpError> {
         let owner = meta.shard(shard).ok_or_else(|| shard_gone(shard))?.owner(self.count);
         let call = Call::StreamSeek { stream_id: meta.id, shard, seek };
-        let answer = if owner == self.id { self.handle_call(call).await } else { self.bus.call(owner, call).await? };
+        let answer = self.call_on(owner, call).await?;
         match answer {
             Answer::Position(result) => result,
             other => Err(unexpected(other)),
@@ -398,7 +398,7 @@ impl Shard {
 
     async fn read_shard(self: &Rc<Self>, owner: usize, request: ReadRequest) -> Result<ReadOutcome, OpError> {
         let call = Call::StreamRead(request);
-        let answer = if owner == self.id { self.handle_call(call).await } else { self.bus.call(owner, call).await? };
+        let answer = self.call_on(owner, call).await?;
         match answer {
             Answer::StreamRead(result) => result,
             other => Err(unexpected(other)),
@@ -502,13 +502,7 @@ impl Shard {
             }
             let parts = by_core.into_iter().enumerate().filter(|(_, items)| !items.is_empty()).map(|(core, items)| {
                 let call = Call::StreamPut { stream_id: meta.id, items };
-                async move {
-                    if core == self.id {
-                        Ok(self.handle_call(call).await)
-                    } else {
-                        self.bus.call(core, call).await
-                    }
-                }
+                self.call_on(core, call)
             });
             for answer in join_all(parts).await {
                 match answer? {
@@ -767,7 +761,7 @@ impl Shard {
 
     async fn lease(self: &Rc<Self>, owner: usize, lease: Lease) -> Result<u64, OpError> {
         let call = Call::StreamLease(lease);
-        let answer = if owner == self.id { self.handle_call(call).await } else { self.bus.call(owner, call).await? };
+        let answer = self.call_on(owner, call).await?;
         match answer {
             Answer::Position(result) => result,
             other => Err(unexpected(other)),
