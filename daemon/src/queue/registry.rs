@@ -12,10 +12,19 @@ use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, KeyValues, OpError};
 
 use crate::stream::{self, StreamChange, StreamOutcome, Streams};
-use crate::topic::http::is_delivery_queue;
 use crate::topic::{self, TopicChange, Topics};
 
 use super::attributes::{parse_queue_arn, valid_queue_name, QueueAttributes, READABLE_ATTRIBUTES};
+
+/// Prefix of the hidden queues that hold HTTP subscriptions' deliveries (the catalog keeps
+/// them beside client queues, hidden from listings); a client cannot name a queue like this
+/// (only `.fifo` may carry a dot).
+pub const DELIVERY_QUEUE_PREFIX: &str = "sluice.http-delivery.";
+
+/// Whether a queue name is a hidden delivery queue.
+pub fn is_delivery_queue(name: &str) -> bool {
+    name.starts_with(DELIVERY_QUEUE_PREFIX)
+}
 
 /// Where queue URLs and ARNs point.
 #[derive(Debug, Clone, Default)]

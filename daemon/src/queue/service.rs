@@ -17,13 +17,12 @@ use sluice_protocol::*;
 
 use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, ReceiveRules};
 use super::receipt::Receipt;
-use super::registry::{queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
+use super::registry::{is_delivery_queue, queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
 use super::Waiters;
 use crate::runtime::bus::{Answer, Call, ShardMessage, VisibilityChange};
 use crate::runtime::{now_ms, Shard};
 use crate::storage::Ticket;
-use crate::topic::http::is_delivery_queue;
 
 /// Payloads kept only in the log that the loader reads back at once (neighbours share one
 /// read): at most this many messages ...

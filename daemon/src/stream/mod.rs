@@ -380,217 +380,261 @@ pub struct ApplyContext<'a> {
     pub sealed: &'a HashMap<(u64, u32), u64>,
 }
 
-/// Applies a change to `streams`; `next_id` numbers new streams.
+/// Applies a change to `streams`; `next_id` numbers new streams. One function per kind of
+/// change below; those that change one stream get it (a copy) and give it back.
 pub fn apply(streams: &mut Streams, next_id: &mut u64, change: StreamChange, cx: &ApplyContext<'_>) -> Result<StreamOutcome, OpError> {
-    let now_ms = cx.now_ms;
-    let stream_of = |streams: &Streams, stream: &str| resolve(streams, cx.naming, stream).map(|meta| (**meta).clone());
-    let meta = match change {
-        StreamChange::Create { name, shard_count, mode, tags } => {
-            if !valid_stream_name(&name) {
-                return Err(OpError::new(
-                    ErrorCode::Validation,
-                    format!("1 validation error detected: Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length 1 to 128"),
-                ));
-            }
-            let mode = match mode.as_deref() {
-                None | Some("") => Mode::Provisioned,
-                Some(text) => Mode::parse(text).ok_or_else(|| invalid(format!("StreamMode {text} is not PROVISIONED or ON_DEMAND")))?,
-            };
-            let count = match (mode, shard_count) {
-                (Mode::Provisioned, None) => return Err(invalid("ShardCount is required for a PROVISIONED stream.")),
-                (Mode::OnDemand, None) => ON_DEMAND_SHARDS,
-                (_, Some(count)) if count < 1 => {
-                    return Err(OpError::new(
-                        ErrorCode::Validation,
-                        format!("1 validation error detected: Value '{count}' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1"),
-                    ))
-                }
-                (_, Some(count)) => count,
-            };
-            if count as usize > STREAM_SHARDS_MAX {
-                return Err(OpError::new(
-                    ErrorCode::LimitExceeded,
-                    format!("This request would exceed the shard limit of {STREAM_SHARDS_MAX} shards per stream."),
-                ));
-            }
-            if streams.contains_key(&name) {
-                return Err(OpError::new(
-                    ErrorCode::ResourceInUse,
-                    format!("Stream {name} under account {} already exists.", cx.naming.account_id),
-                ));
-            }
-            let id = *next_id;
-            *next_id += 1;
-            let shards = even_ranges(count as usize)
-                .into_iter()
-                .enumerate()
-                .map(|(index, (start, end))| ShardMeta {
-                    index: index as u32,
-                    parent: None,
-                    adjacent_parent: None,
-                    start,
-                    end,
-                    core: (id as usize + index) % cx.cores.max(1),
-                    created_ms: now_ms,
-                    closed: None,
-                })
-                .collect();
-            let meta = StreamMeta {
-                id,
-                arn: stream_arn(cx.naming, &name),
-                name: name.clone(),
-                mode,
-                retention_hours: RETENTION_HOURS_MIN as u32,
-                created_ms: now_ms,
-                tags: checked_tags(BTreeMap::new(), &tags)?,
-                shards,
-                next_shard: count as u32,
-                consumers: Vec::new(),
-                routes: Vec::new(),
-            };
-            streams.insert(name, Arc::new(meta.indexed()));
-            return Ok(StreamOutcome::Done);
-        }
-        StreamChange::Delete { stream, enforce_consumer_deletion } => {
-            let meta = stream_of(streams, &stream)?;
-            if !meta.consumers.is_empty() && !enforce_consumer_deletion {
-                return Err(OpError::new(
-                    ErrorCode::ResourceInUse,
-                    format!("Stream {} has registered consumers; delete them first or set EnforceConsumerDeletion.", meta.name),
-                ));
-            }
-            streams.remove(&meta.name);
-            return Ok(StreamOutcome::Done);
-        }
+    match change {
+        StreamChange::Create { name, shard_count, mode, tags } => create(streams, next_id, name, shard_count, mode, tags, cx),
+        StreamChange::Delete { stream, enforce_consumer_deletion } => delete(streams, &stream, enforce_consumer_deletion, cx),
         StreamChange::Retention { stream, hours, increase } => {
-            let mut meta = stream_of(streams, &stream)?;
-            if !(RETENTION_HOURS_MIN..=RETENTION_HOURS_MAX).contains(&hours) {
-                return Err(invalid(format!(
-                    "Minimum allowed retention period is {RETENTION_HOURS_MIN} hours and maximum is {RETENTION_HOURS_MAX} hours. Requested retention period ({hours} hours) is out of range."
-                )));
-            }
-            let current = meta.retention_hours as i32;
-            if increase && hours < current {
-                return Err(invalid(format!(
-                    "Requested retention period ({hours} hours) for stream {} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API.",
-                    meta.name
-                )));
-            }
-            if !increase && hours > current {
-                return Err(invalid(format!(
-                    "Requested retention period ({hours} hours) for stream {} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API.",
-                    meta.name
-                )));
-            }
-            meta.retention_hours = hours as u32;
-            meta
+            let meta = retention(stream_of(streams, cx, &stream)?, hours, increase)?;
+            put(streams, meta)
         }
         StreamChange::Split { stream, shard, new_starting_hash_key } => {
-            let mut meta = resharding(stream_of(streams, &stream)?)?;
-            let parent = meta.shard_by_id(&shard)?.clone();
-            if !parent.is_open() {
-                return Err(OpError::new(ErrorCode::ResourceInUse, format!("Shard {shard} is closed and cannot be split.")));
-            }
-            let key = parse_hash_key(&new_starting_hash_key)
-                .ok_or_else(|| invalid(format!("NewStartingHashKey {new_starting_hash_key} is not a hash key.")))?;
-            if key <= parent.start || key > parent.end {
-                return Err(invalid(format!(
-                    "NewStartingHashKey {key} used in SplitShard() on shard {shard} in stream {} under account {} is not both greater than one plus the shard's StartingHashKey {} and less than the shard's EndingHashKey {}.",
-                    meta.name, cx.naming.account_id, parent.start, parent.end
-                )));
-            }
-            check_room(&meta, 2)?;
-            split(&mut meta, parent.index, key, cx);
-            meta
+            let meta = split_shard(stream_of(streams, cx, &stream)?, &shard, &new_starting_hash_key, cx)?;
+            put(streams, meta)
         }
         StreamChange::Merge { stream, shard, adjacent } => {
-            let mut meta = resharding(stream_of(streams, &stream)?)?;
-            let first = meta.shard_by_id(&shard)?.clone();
-            let second = meta.shard_by_id(&adjacent)?.clone();
-            if !first.is_open() || !second.is_open() {
-                return Err(OpError::new(ErrorCode::ResourceInUse, "Shards to merge must both be open."));
-            }
-            if first.end.checked_add(1) != Some(second.start) && second.end.checked_add(1) != Some(first.start) {
-                return Err(invalid(format!("Shards {shard} and {adjacent} in stream {} are not adjacent.", meta.name)));
-            }
-            check_room(&meta, 1)?;
-            merge(&mut meta, first.index, second.index, cx);
-            meta
+            let meta = merge_shards(stream_of(streams, cx, &stream)?, &shard, &adjacent, cx)?;
+            put(streams, meta)
         }
-        StreamChange::UpdateShardCount { stream, target, scaling_type } => {
-            let mut meta = resharding(stream_of(streams, &stream)?)?;
-            if scaling_type.as_deref().unwrap_or("UNIFORM_SCALING") != "UNIFORM_SCALING" {
-                return Err(invalid("ScalingType must be UNIFORM_SCALING."));
-            }
-            let current = meta.routes.len() as i32;
-            if target < 1 || target > current * 2 || target * 2 < current {
-                return Err(invalid(format!(
-                    "UpdateShardCount may only scale between half and double the current open shard count ({current}); requested {target}."
-                )));
-            }
-            check_room(&meta, (2 * (target - current).unsigned_abs()) as usize)?;
-            while (meta.routes.len() as i32) < target {
-                // Halve the widest open shard.
-                let widest = meta.open_shards().max_by_key(|shard| (shard.end - shard.start, std::cmp::Reverse(shard.start))).cloned();
-                let Some(widest) = widest else { break };
-                split(&mut meta, widest.index, widest.start + (widest.end - widest.start) / 2 + 1, cx);
-            }
-            while (meta.routes.len() as i32) > target {
-                // Merge the narrowest pair of neighbours.
-                let open: Vec<ShardMeta> = meta.open_shards().cloned().collect();
-                let pair = open.windows(2).min_by_key(|pair| pair[1].end - pair[0].start).map(|pair| (pair[0].index, pair[1].index));
-                let Some((a, b)) = pair else { break };
-                merge(&mut meta, a, b, cx);
-            }
-            let outcome = StreamOutcome::ShardCount { name: meta.name.clone(), arn: meta.arn.clone(), current, target };
-            streams.insert(meta.name.clone(), Arc::new(meta.indexed()));
-            return Ok(outcome);
-        }
+        StreamChange::UpdateShardCount { stream, target, scaling_type } => update_shard_count(streams, &stream, target, scaling_type, cx),
         StreamChange::AddTags { stream, tags } => {
-            let mut meta = stream_of(streams, &stream)?;
+            let mut meta = stream_of(streams, cx, &stream)?;
             meta.tags = checked_tags(meta.tags, &tags)?;
-            meta
+            put(streams, meta)
         }
         StreamChange::RemoveTags { stream, keys } => {
-            let mut meta = stream_of(streams, &stream)?;
+            let mut meta = stream_of(streams, cx, &stream)?;
             for key in &keys {
                 meta.tags.remove(key);
             }
-            meta
+            put(streams, meta)
         }
-        StreamChange::RegisterConsumer { stream, name } => {
-            let mut meta = stream_of(streams, &stream)?;
-            if !valid_stream_name(&name) {
-                return Err(OpError::new(ErrorCode::Validation, format!("Consumer name {name:?} must be 1 to 128 of [a-zA-Z0-9_.-].")));
-            }
-            if meta.consumers.iter().any(|consumer| consumer.name == name) {
-                return Err(OpError::new(ErrorCode::ResourceInUse, format!("Consumer {name} already exists on stream {}.", meta.name)));
-            }
-            if meta.consumers.len() >= STREAM_CONSUMERS_MAX {
-                return Err(OpError::new(
-                    ErrorCode::LimitExceeded,
-                    format!("Stream {} already has {STREAM_CONSUMERS_MAX} registered consumers.", meta.name),
-                ));
-            }
-            let consumer = ConsumerMeta { arn: format!("{}/consumer/{name}:{}", meta.arn, now_ms / 1000), name, created_ms: now_ms };
-            let description = meta.describe_consumer(&consumer);
-            meta.consumers.push(consumer);
-            streams.insert(meta.name.clone(), Arc::new(meta.indexed()));
-            return Ok(StreamOutcome::Consumer(description));
-        }
+        StreamChange::RegisterConsumer { stream, name } => register_consumer(streams, &stream, name, cx),
         StreamChange::DeregisterConsumer(consumer) => {
             let (meta, at) = find_consumer(streams, cx.naming, &consumer)?;
             let mut meta = (**meta).clone();
             meta.consumers.remove(at);
-            meta
+            put(streams, meta)
         }
         StreamChange::Expire => {
-            drop_expired(streams, now_ms);
-            return Ok(StreamOutcome::Done);
+            drop_expired(streams, cx.now_ms);
+            Ok(StreamOutcome::Done)
         }
-    };
+    }
+}
+
+/// A copy of the stream `stream` names (by name or ARN), to change.
+fn stream_of(streams: &Streams, cx: &ApplyContext<'_>, stream: &str) -> Result<StreamMeta, OpError> {
+    resolve(streams, cx.naming, stream).map(|meta| (**meta).clone())
+}
+
+/// Puts a changed stream back.
+fn put(streams: &mut Streams, meta: StreamMeta) -> Result<StreamOutcome, OpError> {
     streams.insert(meta.name.clone(), Arc::new(meta.indexed()));
     Ok(StreamOutcome::Done)
+}
+
+fn create(
+    streams: &mut Streams,
+    next_id: &mut u64,
+    name: String,
+    shard_count: Option<i32>,
+    mode: Option<String>,
+    tags: KeyValues,
+    cx: &ApplyContext<'_>,
+) -> Result<StreamOutcome, OpError> {
+    if !valid_stream_name(&name) {
+        return Err(OpError::new(
+            ErrorCode::Validation,
+            format!("1 validation error detected: Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length 1 to 128"),
+        ));
+    }
+    let mode = match mode.as_deref() {
+        None | Some("") => Mode::Provisioned,
+        Some(text) => Mode::parse(text).ok_or_else(|| invalid(format!("StreamMode {text} is not PROVISIONED or ON_DEMAND")))?,
+    };
+    let count = match (mode, shard_count) {
+        (Mode::Provisioned, None) => return Err(invalid("ShardCount is required for a PROVISIONED stream.")),
+        (Mode::OnDemand, None) => ON_DEMAND_SHARDS,
+        (_, Some(count)) if count < 1 => {
+            return Err(OpError::new(
+                ErrorCode::Validation,
+                format!("1 validation error detected: Value '{count}' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1"),
+            ))
+        }
+        (_, Some(count)) => count,
+    };
+    if count as usize > STREAM_SHARDS_MAX {
+        return Err(OpError::new(
+            ErrorCode::LimitExceeded,
+            format!("This request would exceed the shard limit of {STREAM_SHARDS_MAX} shards per stream."),
+        ));
+    }
+    if streams.contains_key(&name) {
+        return Err(OpError::new(
+            ErrorCode::ResourceInUse,
+            format!("Stream {name} under account {} already exists.", cx.naming.account_id),
+        ));
+    }
+    let id = *next_id;
+    *next_id += 1;
+    let shards = even_ranges(count as usize)
+        .into_iter()
+        .enumerate()
+        .map(|(index, (start, end))| ShardMeta {
+            index: index as u32,
+            parent: None,
+            adjacent_parent: None,
+            start,
+            end,
+            core: (id as usize + index) % cx.cores.max(1),
+            created_ms: cx.now_ms,
+            closed: None,
+        })
+        .collect();
+    let meta = StreamMeta {
+        id,
+        arn: stream_arn(cx.naming, &name),
+        name: name.clone(),
+        mode,
+        retention_hours: RETENTION_HOURS_MIN as u32,
+        created_ms: cx.now_ms,
+        tags: checked_tags(BTreeMap::new(), &tags)?,
+        shards,
+        next_shard: count as u32,
+        consumers: Vec::new(),
+        routes: Vec::new(),
+    };
+    streams.insert(name, Arc::new(meta.indexed()));
+    Ok(StreamOutcome::Done)
+}
+
+fn delete(streams: &mut Streams, stream: &str, enforce_consumer_deletion: bool, cx: &ApplyContext<'_>) -> Result<StreamOutcome, OpError> {
+    let meta = stream_of(streams, cx, stream)?;
+    if !meta.consumers.is_empty() && !enforce_consumer_deletion {
+        return Err(OpError::new(
+            ErrorCode::ResourceInUse,
+            format!("Stream {} has registered consumers; delete them first or set EnforceConsumerDeletion.", meta.name),
+        ));
+    }
+    streams.remove(&meta.name);
+    Ok(StreamOutcome::Done)
+}
+
+fn retention(mut meta: StreamMeta, hours: i32, increase: bool) -> Result<StreamMeta, OpError> {
+    if !(RETENTION_HOURS_MIN..=RETENTION_HOURS_MAX).contains(&hours) {
+        return Err(invalid(format!(
+            "Minimum allowed retention period is {RETENTION_HOURS_MIN} hours and maximum is {RETENTION_HOURS_MAX} hours. Requested retention period ({hours} hours) is out of range."
+        )));
+    }
+    let current = meta.retention_hours as i32;
+    if increase && hours < current {
+        return Err(invalid(format!(
+            "Requested retention period ({hours} hours) for stream {} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API.",
+            meta.name
+        )));
+    }
+    if !increase && hours > current {
+        return Err(invalid(format!(
+            "Requested retention period ({hours} hours) for stream {} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API.",
+            meta.name
+        )));
+    }
+    meta.retention_hours = hours as u32;
+    Ok(meta)
+}
+
+fn split_shard(meta: StreamMeta, shard: &str, new_starting_hash_key: &str, cx: &ApplyContext<'_>) -> Result<StreamMeta, OpError> {
+    let mut meta = resharding(meta)?;
+    let parent = meta.shard_by_id(shard)?.clone();
+    if !parent.is_open() {
+        return Err(OpError::new(ErrorCode::ResourceInUse, format!("Shard {shard} is closed and cannot be split.")));
+    }
+    let key = parse_hash_key(new_starting_hash_key)
+        .ok_or_else(|| invalid(format!("NewStartingHashKey {new_starting_hash_key} is not a hash key.")))?;
+    if key <= parent.start || key > parent.end {
+        return Err(invalid(format!(
+            "NewStartingHashKey {key} used in SplitShard() on shard {shard} in stream {} under account {} is not both greater than one plus the shard's StartingHashKey {} and less than the shard's EndingHashKey {}.",
+            meta.name, cx.naming.account_id, parent.start, parent.end
+        )));
+    }
+    check_room(&meta, 2)?;
+    split(&mut meta, parent.index, key, cx);
+    Ok(meta)
+}
+
+fn merge_shards(meta: StreamMeta, shard: &str, adjacent: &str, cx: &ApplyContext<'_>) -> Result<StreamMeta, OpError> {
+    let mut meta = resharding(meta)?;
+    let first = meta.shard_by_id(shard)?.clone();
+    let second = meta.shard_by_id(adjacent)?.clone();
+    if !first.is_open() || !second.is_open() {
+        return Err(OpError::new(ErrorCode::ResourceInUse, "Shards to merge must both be open."));
+    }
+    if first.end.checked_add(1) != Some(second.start) && second.end.checked_add(1) != Some(first.start) {
+        return Err(invalid(format!("Shards {shard} and {adjacent} in stream {} are not adjacent.", meta.name)));
+    }
+    check_room(&meta, 1)?;
+    merge(&mut meta, first.index, second.index, cx);
+    Ok(meta)
+}
+
+fn update_shard_count(
+    streams: &mut Streams,
+    stream: &str,
+    target: i32,
+    scaling_type: Option<String>,
+    cx: &ApplyContext<'_>,
+) -> Result<StreamOutcome, OpError> {
+    let mut meta = resharding(stream_of(streams, cx, stream)?)?;
+    if scaling_type.as_deref().unwrap_or("UNIFORM_SCALING") != "UNIFORM_SCALING" {
+        return Err(invalid("ScalingType must be UNIFORM_SCALING."));
+    }
+    let current = meta.routes.len() as i32;
+    if target < 1 || target > current * 2 || target * 2 < current {
+        return Err(invalid(format!(
+            "UpdateShardCount may only scale between half and double the current open shard count ({current}); requested {target}."
+        )));
+    }
+    check_room(&meta, (2 * (target - current).unsigned_abs()) as usize)?;
+    while (meta.routes.len() as i32) < target {
+        // Halve the widest open shard.
+        let widest = meta.open_shards().max_by_key(|shard| (shard.end - shard.start, std::cmp::Reverse(shard.start))).cloned();
+        let Some(widest) = widest else { break };
+        split(&mut meta, widest.index, widest.start + (widest.end - widest.start) / 2 + 1, cx);
+    }
+    while (meta.routes.len() as i32) > target {
+        // Merge the narrowest pair of neighbours.
+        let open: Vec<ShardMeta> = meta.open_shards().cloned().collect();
+        let pair = open.windows(2).min_by_key(|pair| pair[1].end - pair[0].start).map(|pair| (pair[0].index, pair[1].index));
+        let Some((a, b)) = pair else { break };
+        merge(&mut meta, a, b, cx);
+    }
+    let outcome = StreamOutcome::ShardCount { name: meta.name.clone(), arn: meta.arn.clone(), current, target };
+    streams.insert(meta.name.clone(), Arc::new(meta.indexed()));
+    Ok(outcome)
+}
+
+fn register_consumer(streams: &mut Streams, stream: &str, name: String, cx: &ApplyContext<'_>) -> Result<StreamOutcome, OpError> {
+    let mut meta = stream_of(streams, cx, stream)?;
+    if !valid_stream_name(&name) {
+        return Err(OpError::new(ErrorCode::Validation, format!("Consumer name {name:?} must be 1 to 128 of [a-zA-Z0-9_.-].")));
+    }
+    if meta.consumers.iter().any(|consumer| consumer.name == name) {
+        return Err(OpError::new(ErrorCode::ResourceInUse, format!("Consumer {name} already exists on stream {}.", meta.name)));
+    }
+    if meta.consumers.len() >= STREAM_CONSUMERS_MAX {
+        return Err(OpError::new(
+            ErrorCode::LimitExceeded,
+            format!("Stream {} already has {STREAM_CONSUMERS_MAX} registered consumers.", meta.name),
+        ));
+    }
+    let consumer = ConsumerMeta { arn: format!("{}/consumer/{name}:{}", meta.arn, cx.now_ms / 1000), name, created_ms: cx.now_ms };
+    let description = meta.describe_consumer(&consumer);
+    meta.consumers.push(consumer);
+    streams.insert(meta.name.clone(), Arc::new(meta.indexed()));
+    Ok(StreamOutcome::Consumer(description))
 }
 
 /// The consumer a reference names: its stream and its position there.

@@ -26,12 +26,10 @@ use sluice_protocol::{ErrorCode, MessageAttribute, OpError};
 
 use super::SubscriptionMeta;
 use crate::queue::partition::Delivery;
+use crate::queue::registry::{is_delivery_queue, DELIVERY_QUEUE_PREFIX};
 use crate::runtime::bus::{Call, VisibilityChange};
 use crate::runtime::Shard;
 
-/// Prefix of the hidden delivery queues; a client cannot name a queue like this (only
-/// `.fifo` may carry a dot).
-pub const DELIVERY_QUEUE_PREFIX: &str = "sluice.http-delivery.";
 /// How long a message stays hidden while its POST is under way (longer than the timeout).
 const POSTING_VISIBILITY_MS: u64 = 60_000;
 /// How long one POST may take, connection included, before it counts as failed.
@@ -48,11 +46,6 @@ const RESPONSE_HEAD_BYTES_MAX: usize = 16 * 1024;
 /// Message attributes a delivery queue's messages carry for the POST's headers.
 pub const MESSAGE_TYPE: &str = "x-amz-sns-message-type";
 pub const MESSAGE_ID: &str = "x-amz-sns-message-id";
-
-/// Whether a queue name is a hidden delivery queue.
-pub fn is_delivery_queue(name: &str) -> bool {
-    name.starts_with(DELIVERY_QUEUE_PREFIX)
-}
 
 impl SubscriptionMeta {
     /// The hidden queue that holds this subscription's deliveries (HTTP subscriptions only).
