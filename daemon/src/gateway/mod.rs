@@ -89,9 +89,18 @@ fn json_shape(body: &[u8]) -> Result<(), String> {
     while at < body.len() {
         match body[at] {
             b'"' => {
+                // To the closing quote, past escapes: memchr, as strings are most of a body's bytes.
                 at += 1;
-                while at < body.len() && body[at] != b'"' {
-                    at += if body[at] == b'\\' { 2 } else { 1 };
+                loop {
+                    match memchr::memchr2(b'"', b'\\', body.get(at..).unwrap_or_default()) {
+                        Some(found) if body[at + found] == b'\\' => at += found + 2,
+                        Some(found) => {
+                            at += found;
+                            break;
+                        }
+                        // Unterminated: the parser refuses it.
+                        None => return Ok(()),
+                    }
                 }
             }
             b'{' | b'[' => {
@@ -580,5 +589,25 @@ impl crate::stream::service::EventSink for HttpEventSink {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shape_check_counts_values_and_depth_outside_strings_only() {
+        assert!(json_shape(br#"{"a":[1,2,3],"b":{"c":"x"}}"#).is_ok());
+        // Commas, brackets and escaped quotes inside strings are text, not structure.
+        let text = format!(r#"{{"s":"{}\"[{{,:"}}"#, ",[{".repeat(30_000));
+        assert!(json_shape(text.as_bytes()).is_ok());
+        let many = format!("[{}]", vec!["1"; JSON_VALUES_MAX + 1].join(","));
+        assert!(json_shape(many.as_bytes()).unwrap_err().contains("JSON values"));
+        let deep = format!("{}{}", "[".repeat(JSON_DEPTH_MAX + 1), "]".repeat(JSON_DEPTH_MAX + 1));
+        assert!(json_shape(deep.as_bytes()).unwrap_err().contains("nested"));
+        // Cut short (inside a string, or after an escape at the very end): no panic.
+        assert!(json_shape(br#"{"a":"unterminated"#).is_ok());
+        assert!(json_shape(br#"{"a":"\"#).is_ok());
     }
 }

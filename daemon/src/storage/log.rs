@@ -40,8 +40,8 @@ use std::time::Duration;
 use glommio::io::{Directory, DmaFile, OpenOptions};
 
 use super::record::{
-    begin_record, decode_past_skips, decode_record, finish_record, flush_of, record_bytes, skip_header, Decoded, RECORD_ALIGN,
-    RECORD_HEADER_BYTES, RECORD_KIND_SKIP, RECORD_PAYLOAD_BYTES_MAX,
+    begin_record, decode_past_skips, decode_record, finish_record, flush_of, kind, record_bytes, skip_header, Decoded, RECORD_ALIGN,
+    RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX,
 };
 use crate::runtime::notify::LocalNotify;
 
@@ -393,7 +393,7 @@ async fn first_record_seq(file: &DmaFile, path: &Path) -> Result<Option<u64>, St
         }
         let whole = read_span(file, path, offset, RECORD_HEADER_BYTES + len).await?;
         match decode_record(&whole) {
-            Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => offset += size as u64,
+            Decoded::Record { kind: kind::SKIP, size, .. } => offset += size as u64,
             Decoded::Record { seq, .. } => return Ok(Some(seq)),
             _ => return Ok(None),
         }
@@ -435,7 +435,7 @@ fn in_last_flush(data: &[u8], from: usize, before: u64) -> bool {
     let mut at = Some(from);
     while let Some(here) = at {
         match decode_record(&data[here..]) {
-            Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => at = Some(here + size),
+            Decoded::Record { kind: kind::SKIP, size, .. } => at = Some(here + size),
             Decoded::Record { size, .. } => {
                 if flush_of(&data[here..]) != flush {
                     return false;
@@ -541,7 +541,7 @@ impl Log {
             let mut pos = 0usize;
             while pos < data.len() {
                 match decode_record(&data[pos..]) {
-                    Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => {
+                    Decoded::Record { kind: kind::SKIP, size, .. } => {
                         pos += size;
                         after_skip = true;
                     }

@@ -253,16 +253,12 @@ impl MetaWriter {
         }
         let path = journal_path(&self.data_dir, position.generation);
         let file = self.journal(&path, position.len).await?;
-        let mut entry = Vec::with_capacity(ENTRY_HEADER_BYTES + body.len());
-        entry.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        entry.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        entry.extend_from_slice(&body);
         let failed = |error: StorageError| {
             // What is on disk past the last whole entry is unknown: reopen (and cut) next time.
             self.state.borrow_mut().journal = None;
             error
         };
-        write_all(&file, &path, entry, position.len).await.map_err(failed)?;
+        write_all(&file, &path, position.len, || entry(&body)).await.map_err(failed)?;
         file.fdatasync().await.map_err(|e| failed(io_error(&path, e)))?;
         self.state.borrow_mut().position.len = grown;
         Ok(())
@@ -313,12 +309,28 @@ impl MetaWriter {
     }
 }
 
-async fn write_all(file: &BufferedFile, path: &Path, bytes: Vec<u8>, offset: u64) -> Result<(), StorageError> {
+/// A journal entry: the body's length and CRC-32, then the body.
+fn entry(body: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(ENTRY_HEADER_BYTES + body.len());
+    entry.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    entry.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    entry.extend_from_slice(body);
+    entry
+}
+
+/// Writes the bytes `make` gives at `offset`. A short write goes on from where it stopped
+/// (with the rest of the bytes `make` gives again: no copy is kept for the rare case); one
+/// that makes no progress fails.
+async fn write_all(file: &BufferedFile, path: &Path, offset: u64, make: impl Fn() -> Vec<u8>) -> Result<(), StorageError> {
+    let bytes = make();
     let len = bytes.len();
-    // A short write goes on from where it stopped; one that makes no progress fails.
-    let mut done = file.write_at(bytes.clone(), offset).await.map_err(|e| io_error(path, e))?;
+    let mut done = file.write_at(bytes, offset).await.map_err(|e| io_error(path, e))?;
     while done < len {
-        match file.write_at(bytes[done..].to_vec(), offset + done as u64).await.map_err(|e| io_error(path, e))? {
+        let mut rest = make();
+        if rest.len() != len {
+            return Err(io_error(path, std::io::Error::other("the bytes to write changed during a short write")));
+        }
+        match file.write_at(rest.split_off(done), offset + done as u64).await.map_err(|e| io_error(path, e))? {
             0 => {
                 let short = std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short write: {done} of {len} bytes"));
                 return Err(io_error(path, short));
@@ -341,7 +353,9 @@ async fn save(data_dir: &Path, document: &Value) -> Result<u64, StorageError> {
     let final_path = path(data_dir);
     let temporary = data_dir.join(format!("{FILE_NAME}.tmp"));
     let file = BufferedFile::create(&temporary).await.map_err(|e| io_error(&temporary, e))?;
-    write_all(&file, &temporary, bytes, 0).await?;
+    // The document encodes to the same bytes again should a short write need the rest.
+    let first = std::cell::Cell::new(Some(bytes));
+    write_all(&file, &temporary, 0, || first.take().unwrap_or_else(|| serde_json::to_vec_pretty(document).unwrap_or_default())).await?;
     file.fdatasync().await.map_err(|e| io_error(&temporary, e))?;
     file.close().await.map_err(|e| io_error(&temporary, e))?;
     glommio::io::rename(&temporary, &final_path).await.map_err(|e| io_error(&final_path, e))?;
@@ -354,12 +368,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn entry(delta: &Value) -> Vec<u8> {
-        let body = serde_json::to_vec(delta).unwrap();
-        let mut bytes = (body.len() as u32).to_le_bytes().to_vec();
-        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        bytes.extend_from_slice(&body);
-        bytes
+    fn entry_of(delta: &Value) -> Vec<u8> {
+        entry(&serde_json::to_vec(delta).unwrap())
     }
 
     fn delta(version: u64, put: &[&str], removed: &[&str]) -> Value {
@@ -371,10 +381,10 @@ mod tests {
     #[test]
     fn entries_apply_in_order_and_a_torn_last_one_is_dropped() {
         let document = json!({ "version": 1, "next_id": 5, "queues": [{ "name": "a" }, { "name": "b" }], "topics": [], "streams": [] });
-        let mut journal = entry(&delta(2, &["c"], &["a"]));
-        journal.extend(entry(&delta(3, &["b"], &[])));
+        let mut journal = entry_of(&delta(2, &["c"], &["a"]));
+        journal.extend(entry_of(&delta(3, &["b"], &[])));
         let whole = journal.len() as u64;
-        let torn = entry(&delta(4, &["d"], &[]));
+        let torn = entry_of(&delta(4, &["d"], &[]));
         journal.extend_from_slice(&torn[..torn.len() - 3]);
         let mut entries = Entries::of(&document).unwrap();
         assert_eq!(replay(&journal, |delta| entries.apply(delta)).unwrap(), whole);
@@ -396,17 +406,17 @@ mod tests {
 
     #[test]
     fn a_damaged_entry_with_entries_after_it_is_refused() {
-        let mut journal = entry(&delta(2, &["a"], &[]));
+        let mut journal = entry_of(&delta(2, &["a"], &[]));
         let second = journal.len();
-        journal.extend(entry(&delta(3, &["b"], &[])));
-        journal.extend(entry(&delta(4, &["c"], &[])));
+        journal.extend(entry_of(&delta(3, &["b"], &[])));
+        journal.extend(entry_of(&delta(4, &["c"], &[])));
         journal[second + ENTRY_HEADER_BYTES + 2] ^= 0x20;
         let error = replay(&journal, |_| Ok(())).unwrap_err();
         assert!(error.contains(&format!("offset {second}")), "{error}");
         // The same damage in the last entry is a torn write: the entries before it stand.
-        let mut last = entry(&delta(2, &["a"], &[]));
+        let mut last = entry_of(&delta(2, &["a"], &[]));
         let kept = last.len() as u64;
-        last.extend(entry(&delta(3, &["b"], &[])));
+        last.extend(entry_of(&delta(3, &["b"], &[])));
         let at = kept as usize + ENTRY_HEADER_BYTES + 2;
         last[at] ^= 0x20;
         assert_eq!(replay(&last, |_| Ok(())).unwrap(), kept);

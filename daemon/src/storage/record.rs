@@ -45,15 +45,12 @@ pub mod kind {
     pub const SKIP: u8 = 255;
 }
 
-/// Kind of the record a repair writes over damaged bytes (`kind::SKIP`).
-pub const RECORD_KIND_SKIP: u8 = kind::SKIP;
-
 /// A SKIP record's header whose payload is exactly `covered` (the damaged bytes left in
 /// place after it); header plus payload span the damaged range.
 pub fn skip_header(covered: &[u8]) -> [u8; RECORD_HEADER_BYTES] {
     let mut header = [0u8; RECORD_HEADER_BYTES];
     header[4..8].copy_from_slice(&(covered.len() as u32).to_le_bytes());
-    header[16] = RECORD_KIND_SKIP;
+    header[16] = kind::SKIP;
     let crc = checksum(&header[4..], covered);
     header[0..4].copy_from_slice(&crc.to_le_bytes());
     header
@@ -160,7 +157,7 @@ pub fn decode_record(buf: &[u8]) -> Decoded<'_> {
 pub fn decode_past_skips(data: &[u8], mut at: usize) -> (usize, Decoded<'_>) {
     loop {
         match decode_record(data.get(at..).unwrap_or_default()) {
-            Decoded::Record { kind: RECORD_KIND_SKIP, size, .. } => at += size,
+            Decoded::Record { kind: kind::SKIP, size, .. } => at += size,
             other => return (at, other),
         }
     }

@@ -23,10 +23,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::log::{Location, Log, LogOptions, Recovery, StorageError};
-use super::record::{decode_past_skips, Decoded, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
+use super::record::{decode_past_skips, kind, Decoded, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 
-/// Record kind of a stream record.
-pub const KIND_STREAM_RECORD: u8 = super::record::kind::STREAM_RECORD;
 /// Bytes between index points of a segment, at most.
 const INDEX_EVERY: u64 = 64 * 1024;
 /// Bytes read to learn a segment's first arrival time.
@@ -90,7 +88,7 @@ impl StreamLog {
         let mut last_timestamp_ms = 0;
         let mut bad = None;
         let (log, recovery) = Log::open_tail(options, |location, kind, payload| match (kind, split(payload)) {
-            (KIND_STREAM_RECORD, Some((timestamp_ms, _))) => {
+            (kind::STREAM_RECORD, Some((timestamp_ms, _))) => {
                 last_timestamp_ms = last_timestamp_ms.max(timestamp_ms);
                 add_point(points.entry(location.segment).or_default(), location, timestamp_ms);
             }
@@ -135,7 +133,7 @@ impl StreamLog {
             self.index.borrow_mut().insert(number, Vec::new());
             self.first_times.borrow_mut().retain(|segment, _| *segment < number);
         }
-        let (location, _) = self.log.append_encoded(KIND_STREAM_RECORD, |out| {
+        let (location, _) = self.log.append_encoded(kind::STREAM_RECORD, |out| {
             out.extend_from_slice(&timestamp_ms.to_le_bytes());
             for part in parts {
                 out.extend_from_slice(part);
@@ -205,7 +203,7 @@ impl StreamLog {
                 let (found_at, decoded) = decode_past_skips(&data, at);
                 at = found_at;
                 match decoded {
-                    Decoded::Record { seq: found, kind: KIND_STREAM_RECORD, payload, size } => {
+                    Decoded::Record { seq: found, kind: kind::STREAM_RECORD, payload, size } => {
                         if found > batch.readable {
                             return Ok(true);
                         }
@@ -338,7 +336,7 @@ impl StreamLog {
         }
         let data = self.log.read_range(number, 0, FIRST_READ).await?;
         let first = match decode_past_skips(&data, 0).1 {
-            Decoded::Record { kind: KIND_STREAM_RECORD, payload, .. } => split(payload).map(|(time, _)| time),
+            Decoded::Record { kind: kind::STREAM_RECORD, payload, .. } => split(payload).map(|(time, _)| time),
             Decoded::End => None,
             // Longer than the first read, or damaged: the full index finds out which.
             _ => {
@@ -374,7 +372,7 @@ impl StreamLog {
             let (found_at, decoded) = decode_past_skips(&data, at);
             at = found_at;
             match decoded {
-                Decoded::Record { seq, kind: KIND_STREAM_RECORD, payload, size } => {
+                Decoded::Record { seq, kind: kind::STREAM_RECORD, payload, size } => {
                     let (timestamp_ms, _) =
                         split(payload).ok_or_else(|| damaged(&self.log, number, at as u64, "a stream record too short for its time"))?;
                     add_point(&mut points, Location { seq, segment: number, offset: at as u64 }, timestamp_ms);
@@ -406,7 +404,7 @@ pub async fn retention_due_on_disk(dir: &Path) -> Result<Option<u64>, StorageErr
     let data = file.read_at(0, FIRST_READ).await.map_err(io);
     let _ = file.close().await;
     Ok(match decode_past_skips(&data?[..], 0).1 {
-        Decoded::Record { kind: KIND_STREAM_RECORD, payload, .. } => split(payload).map(|(time, _)| time),
+        Decoded::Record { kind: kind::STREAM_RECORD, payload, .. } => split(payload).map(|(time, _)| time),
         // Empty, or its first record longer than the read: opening the log finds out.
         Decoded::End => None,
         _ => Some(0),

@@ -1,7 +1,8 @@
-//! The stream shards one core owns: their logs, opened on first use and closed again
-//! once unused for a while (`--stream-log-idle-seconds`), and what the owner alone keeps about each (sealed for a
-//! reshard, rate windows, readers to wake). A shard that is not written holds no file and
-//! no descriptor; retention of a closed log opens it only when a segment can go.
+//! The stream shards one core owns: their logs, opened on first use and closed again once
+//! unused for a while (`--stream-log-idle-seconds`), and what the owner alone keeps about
+//! each (sealed for a reshard, rate windows, readers to wake). A shard that is not written
+//! holds no file and no descriptor; retention of a closed log opens it only when a segment
+//! can go.
 //!
 //! A record's bytes in the log are its partition key's length (u16, little-endian),
 //! the partition key, and the data; the log adds the arrival time.
@@ -196,7 +197,6 @@ impl StreamStore {
             return Ok(log.clone());
         }
         let log = self.open(stream_id, shard).await?;
-        log.last_used_ms.set(crate::runtime::now_ms());
         if !exists() {
             self.remove_unless(|s, i| (s, i) != (stream_id, shard)).await;
             return Err(OpError::new(ErrorCode::ResourceNotFound, "The stream or shard was deleted."));
