@@ -7,13 +7,17 @@
 //! - `topic`: SNS standard topics — subscriptions, filter policies, fan-out to queues.
 //! - `stream`: Kinesis-style streams — shards pinned to cores, routing, iterators, resharding, push consumers.
 //! - `storage`: the seam through which every state change is made durable.
+//! - `env`: time, timers, tasks and files — glommio in production, the simulator's world in tests.
+//! - `sim`: the deterministic simulator (storage under crashes, power losses and disk faults; `sluice-sim`).
 //! - `config`: flags and their `SLUICE_…` environment variables.
 
 pub mod config;
+pub mod env;
 pub mod gateway;
 pub mod net;
 pub mod queue;
 pub mod runtime;
+pub mod sim;
 pub mod storage;
 pub mod stream;
 pub mod topic;

@@ -406,7 +406,7 @@ fn a_log_opened_for_its_tail_keeps_its_end_across_reopens_without_writes() {
     let opts = options(dir.path(), 64 * 1024);
     let first = opts.clone();
     run(move || async move {
-        let (log, _) = Log::open_tail(first, |_, _, _| {}).await.unwrap();
+        let (log, _) = Log::open_tail(Default::default(), first, |_, _, _| {}).await.unwrap();
         for i in 1..=20u64 {
             log.append(1, &payload(i)).unwrap();
         }
@@ -420,7 +420,7 @@ fn a_log_opened_for_its_tail_keeps_its_end_across_reopens_without_writes() {
         let again = opts.clone();
         let (next_seq, replayed) = run(move || async move {
             let mut replayed = 0;
-            let (log, _) = Log::open_tail(again, |_, _, _| replayed += 1).await.unwrap();
+            let (log, _) = Log::open_tail(Default::default(), again, |_, _, _| replayed += 1).await.unwrap();
             glommio::timer::sleep(Duration::from_millis(200)).await;
             let next_seq = log.next_seq();
             log.close().await.unwrap();

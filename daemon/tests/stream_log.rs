@@ -187,13 +187,13 @@ fn when_retention_next_has_work_is_known_without_opening_the_log() {
     let opts = options(dir.path(), 128 * 1024);
     let path = dir.path().to_path_buf();
     let (open_due, disk_due, second_first) = run(move || async move {
-        assert_eq!(retention_due_on_disk(&path.join("absent")).await.unwrap(), None);
+        assert_eq!(retention_due_on_disk(&Default::default(), &path.join("absent")).await.unwrap(), None);
         let (log, _) = StreamLog::open(opts).await.unwrap();
         log.append(&data(1), 1_001).unwrap();
         log.durable(1).await.unwrap();
         // One segment holding records (and maybe an empty spare): nothing can go.
         assert_eq!(log.retention_due().await.unwrap(), None);
-        assert_eq!(retention_due_on_disk(&path).await.unwrap(), None);
+        assert_eq!(retention_due_on_disk(&Default::default(), &path).await.unwrap(), None);
         for i in 2..=4000u64 {
             log.append(&data(i), 1_000 + i).unwrap();
         }
@@ -201,7 +201,7 @@ fn when_retention_next_has_work_is_known_without_opening_the_log() {
         let segments = log.read(1, 10_000, usize::MAX).await.unwrap();
         let open_due = log.retention_due().await.unwrap();
         log.close().await.unwrap();
-        let disk_due = retention_due_on_disk(&path).await.unwrap();
+        let disk_due = retention_due_on_disk(&Default::default(), &path).await.unwrap();
         // The second segment's first record: the first whose sequence number the log's second
         // segment starts at, which the reopened log reports.
         let (reopened, _) = StreamLog::open(options(&path, 128 * 1024)).await.unwrap();

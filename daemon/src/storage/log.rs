@@ -37,7 +37,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::io::{Directory, DmaFile, OpenOptions};
+use crate::env::{Env, File, ReadData};
 
 use super::record::{
     begin_record, decode_past_skips, decode_record, finish_record, flush_of, kind, record_bytes, skip_header, Decoded, RECORD_ALIGN,
@@ -161,7 +161,7 @@ struct Segment {
     first_seq: u64,
     path: PathBuf,
     /// Open only while it is written to: the active segment (fds are finite, segments are not).
-    file: Option<Rc<DmaFile>>,
+    file: Option<Rc<File>>,
     /// Whether the file exists; a staged segment is created (or taken from the spare) by the flusher.
     on_disk: bool,
     /// Bytes of records in this segment that the owner still needs (see `hold`).
@@ -172,7 +172,7 @@ struct Segment {
 enum Spare {
     None,
     Preparing(u64),
-    Ready(u64, Rc<DmaFile>),
+    Ready(u64, Rc<File>),
 }
 
 /// Records staged for one segment, not yet handed to the disk.
@@ -225,23 +225,27 @@ const LOST_RUNS_MAX: usize = 64;
 
 pub struct Log {
     options: LogOptions,
+    /// Where the files are and whose tasks and timers run the log.
+    env: Env,
     state: RefCell<State>,
     /// Notified when records are staged or the log is closing.
     work: LocalNotify,
     /// Notified after every flush (and on failure).
     flushed: LocalNotify,
     closing: Cell<bool>,
+    /// The flusher has written and synced everything and stopped (after `close`).
+    stopped: Cell<bool>,
     stats: Cell<LogStats>,
     spare: RefCell<Spare>,
     /// Notified when a spare segment finishes preparing (or fails to).
     spare_done: LocalNotify,
     /// When and why preparing a spare last failed; cleared on success.
-    spare_failed: RefCell<Option<(std::time::Instant, StorageError)>>,
+    spare_failed: RefCell<Option<(Duration, StorageError)>>,
     /// A segment whose staged records were dropped because it could not be created: it
     /// starts again empty (readers' indexes of it are stale). Taken by `take_restarted`.
     restarted: Cell<Option<u64>>,
     /// Segment files opened for reads, most recently used last.
-    read_files: RefCell<Vec<(u64, Rc<DmaFile>)>>,
+    read_files: RefCell<Vec<(u64, Rc<File>)>>,
     /// Number of the flush that will write the records staged now (stamped in their headers).
     next_flush: Cell<u64>,
 }
@@ -280,16 +284,16 @@ pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:020}.log"))
 }
 
-async fn open_segment(path: &Path) -> Result<Rc<DmaFile>, StorageError> {
-    let file = OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(|e| io_error(path, e))?;
+async fn open_segment(env: &Env, path: &Path) -> Result<Rc<File>, StorageError> {
+    let file = env.open(path).await.map_err(|e| io_error(path, e))?;
     Ok(Rc::new(file))
 }
 
 /// Writes `len` bytes at `offset` (both whole blocks), made by `fill` straight into a DMA
 /// buffer. A short write goes on from where it stopped (the device took whole blocks);
 /// one that makes no progress, or stops inside a block, fails: a write is whole or an error.
-async fn write_fully(file: &DmaFile, path: &Path, offset: u64, len: usize, fill: impl Fn(&mut [u8])) -> Result<(), StorageError> {
-    let mut buffer = file.alloc_dma_buffer(len);
+async fn write_fully(file: &File, path: &Path, offset: u64, len: usize, fill: impl Fn(&mut [u8])) -> Result<(), StorageError> {
+    let mut buffer = file.alloc(len);
     fill(buffer.as_bytes_mut());
     let mut done = file.write_at(buffer, offset).await.map_err(|e| io_error(path, e))?;
     while done < len {
@@ -298,7 +302,7 @@ async fn write_fully(file: &DmaFile, path: &Path, offset: u64, len: usize, fill:
         }
         let mut whole = vec![0u8; len];
         fill(&mut whole);
-        let mut rest = file.alloc_dma_buffer(len - done);
+        let mut rest = file.alloc(len - done);
         rest.as_bytes_mut().copy_from_slice(&whole[done..]);
         match file.write_at(rest, offset + done as u64).await.map_err(|e| io_error(path, e))? {
             0 => return Err(io_error(path, short_write(done, len, offset))),
@@ -314,10 +318,10 @@ fn short_write(done: usize, len: usize, offset: u64) -> std::io::Error {
 
 /// Creates a segment at full size, writes zeros over all of it, and makes the file
 /// and its directory entry durable.
-async fn create_segment(dir: &Path, path: &Path, segment_bytes: u64) -> Result<Rc<DmaFile>, StorageError> {
+async fn create_segment(env: &Env, dir: &Path, path: &Path, segment_bytes: u64) -> Result<Rc<File>, StorageError> {
     const ZERO_STEP: u64 = 1 << 20;
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).dma_open(path).await.map_err(|e| io_error(path, e))?;
-    file.pre_allocate(segment_bytes, false).await.map_err(|e| io_error(path, e))?;
+    let file = env.create(path).await.map_err(|e| io_error(path, e))?;
+    file.pre_allocate(segment_bytes).await.map_err(|e| io_error(path, e))?;
     let mut offset = 0;
     while offset < segment_bytes {
         let step = ZERO_STEP.min(segment_bytes - offset);
@@ -325,12 +329,11 @@ async fn create_segment(dir: &Path, path: &Path, segment_bytes: u64) -> Result<R
         offset += step;
     }
     file.fdatasync().await.map_err(|e| io_error(path, e))?;
-    let directory = Directory::open(dir).await.map_err(|e| io_error(dir, e))?;
-    directory.sync().await.map_err(|e| io_error(dir, e))?;
+    env.sync_dir(dir).await.map_err(|e| io_error(dir, e))?;
     Ok(Rc::new(file))
 }
 
-async fn read_all(file: &DmaFile, path: &Path) -> Result<Vec<u8>, StorageError> {
+async fn read_all(file: &File, path: &Path) -> Result<Vec<u8>, StorageError> {
     let size = file.file_size().await.map_err(|e| io_error(path, e))? as usize;
     let mut data = Vec::with_capacity(size);
     const STEP: usize = 1 << 20;
@@ -358,19 +361,22 @@ async fn read_all(file: &DmaFile, path: &Path) -> Result<Vec<u8>, StorageError> 
 /// "pollable" on devices that are not (this virtio disk): every later DMA read then fails
 /// with EOPNOTSUPP (glommio issues #605 and #670; `docs/glommio-iopoll-probe.md` has the
 /// reproduction). Opening a file with data in it first makes the probe read real blocks.
-async fn probe_device(dir: &Path) -> Result<(), StorageError> {
+async fn probe_device(env: &Env, dir: &Path) -> Result<(), StorageError> {
+    if env.is_simulated() {
+        return Ok(());
+    }
     let path = dir.join("dma-probe");
     let sized = std::fs::metadata(&path).is_ok_and(|meta| meta.len() >= BLOCK_BYTES);
     if !sized {
         std::fs::write(&path, vec![0u8; BLOCK_BYTES as usize]).map_err(|e| io_error(&path, e))?;
     }
-    let file = open_segment(&path).await?;
+    let file = open_segment(env, &path).await?;
     drop(file);
     Ok(())
 }
 
 /// Reads `len` bytes at `offset` with reads aligned to the log's 4 KiB blocks.
-async fn read_span(file: &DmaFile, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+async fn read_span(file: &File, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
     let start = offset / BLOCK_BYTES * BLOCK_BYTES;
     let end = (offset + len as u64).next_multiple_of(BLOCK_BYTES);
     let read = file.read_at_aligned(start, (end - start) as usize).await.map_err(|e| io_error(path, e))?;
@@ -380,7 +386,7 @@ async fn read_span(file: &DmaFile, path: &Path, offset: u64, len: usize) -> Resu
 
 /// Sequence number of a segment's first record, reading only that record (`None` when it is
 /// empty or its first record does not check).
-async fn first_record_seq(file: &DmaFile, path: &Path) -> Result<Option<u64>, StorageError> {
+async fn first_record_seq(file: &File, path: &Path) -> Result<Option<u64>, StorageError> {
     let mut offset = 0u64;
     loop {
         let header = read_span(file, path, offset, RECORD_HEADER_BYTES).await?;
@@ -410,7 +416,7 @@ fn first_seq_of(data: &[u8]) -> Option<u64> {
 
 /// Overwrites `[from, to)` of a segment with zeros, keeping `prefix` (the bytes of
 /// `from`'s block that come before it).
-async fn zero_range(file: &DmaFile, path: &Path, from: u64, to: u64, prefix: &[u8]) -> Result<(), StorageError> {
+async fn zero_range(file: &File, path: &Path, from: u64, to: u64, prefix: &[u8]) -> Result<(), StorageError> {
     let start = from / BLOCK_BYTES * BLOCK_BYTES;
     let end = to.next_multiple_of(BLOCK_BYTES).max(start + BLOCK_BYTES);
     write_fully(file, path, start, (end - start) as usize, |bytes| {
@@ -461,12 +467,21 @@ impl Log {
     /// Opens (or creates) the log in `options.dir`, replaying every record, in order,
     /// into `replay`, and starts its flusher on the current glommio executor.
     pub async fn open(options: LogOptions, mut replay: impl FnMut(u64, u8, &[u8])) -> Result<(Rc<Log>, Recovery), StorageError> {
-        Log::open_located(options, |location, kind, payload| replay(location.seq, kind, payload)).await
+        Log::open_with(Env::Glommio, options, false, |location, kind, payload| replay(location.seq, kind, payload)).await
+    }
+
+    /// `open` in `env` (the simulator's world, in tests).
+    pub async fn open_in(
+        env: Env,
+        options: LogOptions,
+        mut replay: impl FnMut(u64, u8, &[u8]),
+    ) -> Result<(Rc<Log>, Recovery), StorageError> {
+        Log::open_with(env, options, false, |location, kind, payload| replay(location.seq, kind, payload)).await
     }
 
     /// `open`, telling `replay` where each record is (for reading it back later with `read`).
     pub async fn open_located(options: LogOptions, replay: impl FnMut(Location, u8, &[u8])) -> Result<(Rc<Log>, Recovery), StorageError> {
-        Log::open_with(options, false, replay).await
+        Log::open_with(Env::Glommio, options, false, replay).await
     }
 
     /// Opens the log reading only its last two segments in full (replayed into `replay`, their
@@ -474,20 +489,26 @@ impl Log {
     /// its sequence number. For logs that are read by position rather than replayed (streams):
     /// the start costs the same however much the log holds. Damage in the unread segments is
     /// found when a read reaches it (`read_range` callers check every record).
-    pub async fn open_tail(options: LogOptions, replay: impl FnMut(Location, u8, &[u8])) -> Result<(Rc<Log>, Recovery), StorageError> {
-        Log::open_with(options, true, replay).await
+    pub async fn open_tail(
+        env: Env,
+        options: LogOptions,
+        replay: impl FnMut(Location, u8, &[u8]),
+    ) -> Result<(Rc<Log>, Recovery), StorageError> {
+        Log::open_with(env, options, true, replay).await
     }
 
     async fn open_with(
+        env: Env,
         options: LogOptions,
         tail_only: bool,
         mut replay: impl FnMut(Location, u8, &[u8]),
     ) -> Result<(Rc<Log>, Recovery), StorageError> {
-        std::fs::create_dir_all(&options.dir).map_err(|e| io_error(&options.dir, e))?;
-        probe_device(&options.dir).await?;
-        let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(&options.dir)
+        env.create_dir_all(&options.dir).map_err(|e| io_error(&options.dir, e))?;
+        probe_device(&env, &options.dir).await?;
+        let mut names: Vec<(u64, PathBuf)> = env
+            .list_dir(&options.dir)
             .map_err(|e| io_error(&options.dir, e))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .into_iter()
             .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
             .filter_map(|path| Some((path.file_stem()?.to_str()?.parse::<u64>().ok()?, path)))
             .collect();
@@ -496,10 +517,13 @@ impl Log {
         // Whether damage is a torn tail depends on what follows it, so learn first which
         // segments hold records (from their first block), then read them one at a time.
         let mut files = Vec::with_capacity(names.len());
+        // Whether each segment starts with a valid record (not just bytes that may be damage).
+        let mut starts_valid = Vec::with_capacity(names.len());
         for (number, path) in names {
-            let file = open_segment(&path).await?;
+            let file = open_segment(&env, &path).await?;
             let first = file.read_at_aligned(0, BLOCK_BYTES as usize).await.map_err(|e| io_error(&path, e))?;
             let holds = !matches!(decode_record(&first), Decoded::End);
+            starts_valid.push(matches!(decode_past_skips(&first, 0).1, Decoded::Record { .. }));
             files.push((number, path, holds));
         }
 
@@ -512,22 +536,25 @@ impl Log {
         // A torn tail to zero: (segment index, offset, end of dirty bytes, bytes of its block before offset).
         let mut cut: Option<(usize, u64, u64, Vec<u8>)> = None;
         // Repairs to make durable: (file, path, aligned offset, block bytes with a SKIP header).
-        let mut skips: Vec<(Rc<DmaFile>, PathBuf, u64, Vec<u8>)> = Vec::new();
+        let mut skips: Vec<(Rc<File>, PathBuf, u64, Vec<u8>)> = Vec::new();
         let mut after_skip = false;
         // The highest flush number read (the next flush goes on from it), and that of the
         // last record read.
         let mut last_flush = 0u64;
         let mut record_flush = 0u64;
         let last_index = files.len().saturating_sub(1);
+        // The segment a torn tail cut left without records, if any.
+        let mut emptied: Option<usize> = None;
         // In tail mode the segments from here on are read in full: the last two, and at
         // least the last one that holds records, so that the log's end (its next sequence
         // number) is learnt from records, never guessed. Spares left empty by earlier runs
-        // can make the last two segments empty ones.
-        let last_holding = files.iter().rposition(|(_, _, holds)| *holds).unwrap_or(0);
+        // can make the last two segments empty ones, and a power loss can tear the only
+        // records of the last one: it counts only when its first record is valid.
+        let last_holding = starts_valid.iter().rposition(|valid| *valid).unwrap_or(0);
         let read_from = files.len().saturating_sub(2).min(last_holding);
         for index in 0..files.len() {
             let (number, path, _) = &files[index];
-            let file = open_segment(path).await?;
+            let file = open_segment(&env, path).await?;
             if tail_only && index < read_from {
                 // A damaged first record falls through to the full read, which reports it (or repairs).
                 if let Some(first_seq) = first_record_seq(&file, path).await? {
@@ -572,6 +599,8 @@ impl Log {
                             recovery.torn_tail = Some((path.clone(), pos as u64, (dirty_end - pos) as u64));
                             let block_start = (pos as u64 / BLOCK_BYTES * BLOCK_BYTES) as usize;
                             cut = Some((index, pos as u64, dirty_end as u64, data[block_start..pos].to_vec()));
+                            // A segment whose only records were torn holds none now.
+                            emptied = (first_seq_of(&data[..pos]).is_none()).then_some(index);
                             break;
                         }
                         if !options.repair {
@@ -602,6 +631,9 @@ impl Log {
             let file = (index == last_index).then_some(file);
             segments.push(Segment { number: *number, first_seq, path: path.clone(), file, on_disk: true, live_bytes: 0 });
         }
+        if let Some(index) = emptied {
+            files[index].2 = false;
+        }
         // Only the last segment may be empty: drop empty ones before it (spares of an
         // earlier run that were never used), so first sequence numbers stay distinct.
         let mut index = 0;
@@ -609,7 +641,7 @@ impl Log {
             if !files[index].2 && segments[index].first_seq == segments[index + 1].first_seq {
                 let segment = segments.remove(index);
                 files.remove(index);
-                std::fs::remove_file(&segment.path).map_err(|e| io_error(&segment.path, e))?;
+                env.remove_now(&segment.path).map_err(|e| io_error(&segment.path, e))?;
                 if let Some((cut_index, ..)) = &mut cut {
                     if *cut_index > index {
                         *cut_index -= 1;
@@ -648,9 +680,11 @@ impl Log {
                 gap_pending: false,
             }),
             options,
+            env: env.clone(),
             work: LocalNotify::new(),
             flushed: LocalNotify::new(),
             closing: Cell::new(false),
+            stopped: Cell::new(false),
             stats: Cell::new(LogStats::default()),
             spare: RefCell::new(Spare::None),
             spare_done: LocalNotify::new(),
@@ -665,10 +699,18 @@ impl Log {
         }
         if let Some((index, from, to, prefix)) = cut {
             let path = log.state.borrow().segments[index].path.clone();
-            let file = open_segment(&path).await?;
+            let file = open_segment(&env, &path).await?;
             zero_range(&file, &path, from, to, &prefix).await?;
         }
-        glommio::spawn_local(log.clone().flusher()).detach();
+        // What was replayed counts as kept from now on (a reader may act on it, and the next
+        // record takes the sequence number after it), but the run that wrote the tail may have
+        // died before syncing it: sync it now, or a power loss could still take it back.
+        // (The last segment that holds records: empty spares may follow it.)
+        if let Some((_, path, _)) = files.iter().rev().find(|(_, _, holds)| *holds) {
+            let file = open_segment(&env, path).await?;
+            file.fdatasync().await.map_err(|e| io_error(path, e))?;
+        }
+        env.spawn(log.clone().flusher());
         log.prepare_spare_if_due();
         Ok((log, recovery))
     }
@@ -711,14 +753,16 @@ impl Log {
         if current.is_some_and(|number| number >= next) || self.closing.get() {
             return;
         }
-        if self.spare_failed.borrow().as_ref().is_some_and(|(at, _)| at.elapsed() < SPARE_RETRY) {
+        let now = self.env.monotonic();
+        if self.spare_failed.borrow().as_ref().is_some_and(|(at, _)| now.saturating_sub(*at) < SPARE_RETRY) {
             return;
         }
         *self.spare.borrow_mut() = Spare::Preparing(next);
         let log = self.clone();
-        glommio::spawn_local(async move {
+        self.env.spawn(async move {
+            let env = &log.env;
             let path = segment_path(&log.options.dir, next);
-            match create_segment(&log.options.dir, &path, log.options.segment_bytes).await {
+            match create_segment(env, &log.options.dir, &path, log.options.segment_bytes).await {
                 Ok(file) => {
                     *log.spare.borrow_mut() = Spare::Ready(next, file);
                     if log.spare_failed.take().is_some() {
@@ -727,14 +771,13 @@ impl Log {
                     log.spare_done.notify_all();
                 }
                 Err(error) => {
-                    let _ = std::fs::remove_file(&path);
+                    let _ = env.remove_now(&path);
                     *log.spare.borrow_mut() = Spare::None;
                     log.segment_failed(error);
                     log.spare_done.notify_all();
                 }
             }
-        })
-        .detach();
+        });
     }
 
     /// Records that a new segment could not be made: writes that need one are refused (with
@@ -746,19 +789,18 @@ impl Log {
         if first {
             tracing::error!(%error, "cannot make the next log segment; refusing writes that need one until it can be made");
         }
-        *self.spare_failed.borrow_mut() = Some((std::time::Instant::now(), error));
+        *self.spare_failed.borrow_mut() = Some((self.env.monotonic(), error));
         let log = self.clone();
-        glommio::spawn_local(async move {
-            glommio::timer::sleep(SPARE_RETRY).await;
+        self.env.spawn(async move {
+            log.env.sleep(SPARE_RETRY).await;
             if !log.closing.get() {
                 log.ensure_spare();
             }
-        })
-        .detach();
+        });
     }
 
     /// The file for a new segment: the prepared spare when it is this one, else created now.
-    async fn take_segment_file(&self, number: u64, path: &Path) -> Result<Rc<DmaFile>, StorageError> {
+    async fn take_segment_file(&self, number: u64, path: &Path) -> Result<Rc<File>, StorageError> {
         enum Next {
             Take,
             Wait,
@@ -781,7 +823,7 @@ impl Log {
                 Next::Wait => done.await,
                 Next::Create => {
                     self.count(|stats| stats.segments_created_inline += 1);
-                    return create_segment(&self.options.dir, path, self.options.segment_bytes).await;
+                    return create_segment(&self.env, &self.options.dir, path, self.options.segment_bytes).await;
                 }
             }
         }
@@ -939,13 +981,7 @@ impl Log {
     }
 
     /// One aligned read of `[from, to)` of segment `number`, once record `last_seq` is written.
-    async fn read_group(
-        &self,
-        number: u64,
-        from: u64,
-        to: u64,
-        last_seq: u64,
-    ) -> Result<(PathBuf, glommio::io::ReadResult, u64), StorageError> {
+    async fn read_group(&self, number: u64, from: u64, to: u64, last_seq: u64) -> Result<(PathBuf, ReadData, u64), StorageError> {
         self.written(last_seq).await?;
         let path = segment_path(&self.options.dir, number);
         let file = self.read_file(number, &path).await?;
@@ -956,7 +992,7 @@ impl Log {
     }
 
     /// An open file for reading segment `number` (the active one's, or a cached one).
-    async fn read_file(&self, number: u64, path: &Path) -> Result<Rc<DmaFile>, StorageError> {
+    async fn read_file(&self, number: u64, path: &Path) -> Result<Rc<File>, StorageError> {
         let active = {
             let state = self.state.borrow();
             state.segments.iter().find(|segment| segment.number == number).and_then(|segment| segment.file.clone())
@@ -973,7 +1009,7 @@ impl Log {
                 return Ok(file);
             }
         }
-        let file = open_segment(path).await?;
+        let file = open_segment(&self.env, path).await?;
         let mut files = self.read_files.borrow_mut();
         if files.len() >= READ_FILES_OPEN_MAX {
             files.remove(0);
@@ -1152,14 +1188,20 @@ impl Log {
         self.read_files.borrow_mut().retain(|(number, _)| !removed.iter().any(|segment| segment.number == *number));
         for segment in &removed {
             // Through the reactor: a blocking unlink of a full segment would stall this shard.
-            glommio::io::remove(&segment.path).await.map_err(|e| io_error(&segment.path, e))?;
+            self.env.remove(&segment.path).await.map_err(|e| io_error(&segment.path, e))?;
+        }
+        if !removed.is_empty() {
+            // Until the directory is synced a power loss can bring removed segments back, with
+            // records their owner has let go of (compacted, or expired) in them.
+            self.env.sync_dir(&self.options.dir).await.map_err(|e| io_error(&self.options.dir, e))?;
         }
         Ok(removed.len())
     }
 
     /// After space was freed: try the next segment again now.
     pub fn retry_spare(self: &Rc<Self>) {
-        let failed = self.spare_failed.borrow_mut().as_mut().map(|(at, _)| *at = std::time::Instant::now() - SPARE_RETRY).is_some();
+        let long_ago = self.env.monotonic().saturating_sub(SPARE_RETRY);
+        let failed = self.spare_failed.borrow_mut().as_mut().map(|(at, _)| *at = long_ago).is_some();
         if failed {
             self.ensure_spare();
         }
@@ -1213,15 +1255,16 @@ impl Log {
 
     /// Flushes and syncs everything staged, then stops the flusher.
     pub async fn close(&self) -> Result<(), StorageError> {
-        let last = self.state.borrow().next_seq - 1;
         self.closing.set(true);
         self.work.notify_all();
-        self.wait_until(|state| state.durable_seq >= last && state.chunks.is_empty()).await
+        // Records lost for want of a segment never become durable: the flusher's exit is the end.
+        self.wait_until(|_| self.stopped.get()).await
     }
 
     /// The group-commit loop: write everything staged, sync, publish, repeat.
     async fn flusher(self: Rc<Self>) {
-        let mut last_sync = std::time::Instant::now();
+        let env = self.env.clone();
+        let mut last_sync = env.monotonic();
         loop {
             let work = self.work.listen();
             let chunks = std::mem::take(&mut self.state.borrow_mut().chunks);
@@ -1231,10 +1274,14 @@ impl Log {
             }
             if chunks.is_empty() {
                 if self.closing.get() {
-                    let _ = self.sync_active().await;
+                    let synced = self.sync_active().await;
                     let mut state = self.state.borrow_mut();
-                    state.durable_seq = state.written_seq;
+                    match synced {
+                        Ok(()) => state.durable_seq = state.written_seq,
+                        Err(error) => state.failed = Some(error.to_string()),
+                    }
                     drop(state);
+                    self.stopped.set(true);
                     self.flushed.notify_all();
                     return;
                 }
@@ -1246,7 +1293,7 @@ impl Log {
                 };
                 match (self.options.fsync, unsynced) {
                     (FsyncMode::Interval(every), Some(written)) => {
-                        let due = glommio::timer::sleep(every.saturating_sub(last_sync.elapsed()));
+                        let due = env.sleep(every.saturating_sub(env.monotonic().saturating_sub(last_sync)));
                         futures::pin_mut!(work, due);
                         if let futures::future::Either::Right(_) = futures::future::select(work, due).await {
                             if let Err(error) = self.sync_active().await {
@@ -1256,7 +1303,7 @@ impl Log {
                                 return;
                             }
                             self.count(|stats| stats.fdatasyncs += 1);
-                            last_sync = std::time::Instant::now();
+                            last_sync = env.monotonic();
                             let mut state = self.state.borrow_mut();
                             state.durable_seq = state.durable_seq.max(written);
                             drop(state);
@@ -1270,7 +1317,7 @@ impl Log {
             let last_seq = chunks.last().map_or(0, |chunk| chunk.last_seq);
             let sync = match self.options.fsync {
                 FsyncMode::Always => true,
-                FsyncMode::Interval(every) => last_sync.elapsed() >= every || self.closing.get(),
+                FsyncMode::Interval(every) => env.monotonic().saturating_sub(last_sync) >= every || self.closing.get(),
                 FsyncMode::Never => self.closing.get(),
             };
             self.count(|stats| stats.flushes += 1);
@@ -1281,7 +1328,7 @@ impl Log {
                     state.written_seq = last_seq;
                     if sync {
                         state.durable_seq = last_seq;
-                        last_sync = std::time::Instant::now();
+                        last_sync = env.monotonic();
                     }
                 }
                 Err(FlushFailure::NoSegment { error, written_through, segment }) => {
@@ -1353,7 +1400,7 @@ impl Log {
                 Some(file) => file,
                 None => {
                     let file = if on_disk {
-                        open_segment(&path).await?
+                        open_segment(&self.env, &path).await?
                     } else {
                         self.take_segment_file(number, &path).await.map_err(|error| FlushFailure::NoSegment {
                             error,
@@ -1398,7 +1445,7 @@ impl Log {
         }
         // Only the active segment keeps its file open. One the log has moved past is synced
         // first, whatever the fsync mode: the log's order on disk must never have a hole.
-        let closing: Vec<(Rc<DmaFile>, PathBuf)> = {
+        let closing: Vec<(Rc<File>, PathBuf)> = {
             let mut state = self.state.borrow_mut();
             let active = state.segments.len().saturating_sub(1);
             state.segments[..active].iter_mut().filter_map(|segment| Some((segment.file.take()?, segment.path.clone()))).collect()

@@ -24,6 +24,7 @@ use bytes::Bytes;
 
 use super::log::{Location, Log, LogOptions, Recovery, StorageError};
 use super::record::{decode_past_skips, kind, Decoded, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
+use crate::env::Env;
 
 /// Bytes between index points of a segment, at most.
 const INDEX_EVERY: u64 = 64 * 1024;
@@ -84,10 +85,15 @@ fn split(payload: &[u8]) -> Option<(u64, &[u8])> {
 impl StreamLog {
     /// Opens (or creates) the log in `options.dir`, reading only its last two segments.
     pub async fn open(options: LogOptions) -> Result<(StreamLog, Recovery), StorageError> {
+        StreamLog::open_in(Env::Glommio, options).await
+    }
+
+    /// `open` in `env` (the simulator's world, in tests).
+    pub async fn open_in(env: Env, options: LogOptions) -> Result<(StreamLog, Recovery), StorageError> {
         let mut points: HashMap<u64, Vec<Point>> = HashMap::new();
         let mut last_timestamp_ms = 0;
         let mut bad = None;
-        let (log, recovery) = Log::open_tail(options, |location, kind, payload| match (kind, split(payload)) {
+        let (log, recovery) = Log::open_tail(env, options, |location, kind, payload| match (kind, split(payload)) {
             (kind::STREAM_RECORD, Some((timestamp_ms, _))) => {
                 last_timestamp_ms = last_timestamp_ms.max(timestamp_ms);
                 add_point(points.entry(location.segment).or_default(), location, timestamp_ms);
@@ -156,6 +162,11 @@ impl StreamLog {
     /// Sequence number of the oldest record kept (the next one when the log is empty).
     pub fn first_seq(&self) -> u64 {
         self.log.segments().first().map_or_else(|| self.log.next_seq(), |(_, first)| *first)
+    }
+
+    /// The last record synced to the disk (what a power loss cannot take).
+    pub fn synced_seq(&self) -> u64 {
+        self.log.synced_seq()
     }
 
     /// Sequence number the next record will get.
@@ -390,20 +401,18 @@ impl StreamLog {
 
 /// `StreamLog::retention_due` of the log in `dir`, without opening it: reads the first record
 /// of its second segment file only (the log keeps no empty segment before one that holds records).
-pub async fn retention_due_on_disk(dir: &Path) -> Result<Option<u64>, StorageError> {
-    let mut numbers: Vec<u64> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".log")?.parse::<u64>().ok()).collect(),
+pub async fn retention_due_on_disk(env: &Env, dir: &Path) -> Result<Option<u64>, StorageError> {
+    let mut numbers: Vec<u64> = match env.list_dir(dir) {
+        Ok(paths) => paths.iter().filter_map(|path| path.file_name()?.to_str()?.strip_suffix(".log")?.parse::<u64>().ok()).collect(),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(StorageError::Io { path: dir.to_path_buf(), source: Arc::new(error) }),
     };
     numbers.sort_unstable();
     let Some(second) = numbers.get(1) else { return Ok(None) };
     let path = super::log::segment_path(dir, *second);
-    let io = |error: glommio::GlommioError<()>| StorageError::Io { path: path.clone(), source: Arc::new(error.into()) };
-    let file = glommio::io::BufferedFile::open(&path).await.map_err(io)?;
-    let data = file.read_at(0, FIRST_READ).await.map_err(io);
-    let _ = file.close().await;
-    Ok(match decode_past_skips(&data?[..], 0).1 {
+    let data =
+        env.read_file_at(&path, 0, FIRST_READ).await.map_err(|error| StorageError::Io { path: path.clone(), source: Arc::new(error) })?;
+    Ok(match decode_past_skips(&data, 0).1 {
         Decoded::Record { kind: kind::STREAM_RECORD, payload, .. } => split(payload).map(|(time, _)| time),
         // Empty, or its first record longer than the read: opening the log finds out.
         Decoded::End => None,

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, OpError};
 
+use crate::env::Env;
 use crate::runtime::notify::LocalNotify;
 use crate::storage::log::{FsyncMode, LogOptions};
 use crate::storage::storage_error;
@@ -109,6 +110,7 @@ pub fn split_record(record: &StreamRecord) -> Option<(&str, Bytes)> {
 
 /// This core's stream shards.
 pub struct StreamStore {
+    env: Env,
     data_dir: PathBuf,
     segment_bytes: u64,
     fsync: FsyncMode,
@@ -144,6 +146,7 @@ pub fn consumer_key(arn: &str) -> u64 {
 impl StreamStore {
     pub fn new(data_dir: &Path, segment_bytes: u64, fsync: FsyncMode, repair: bool, idle_ms: u64) -> StreamStore {
         StreamStore {
+            env: Env::default(),
             data_dir: data_dir.to_owned(),
             segment_bytes,
             fsync,
@@ -216,7 +219,7 @@ impl StreamStore {
             repair: self.repair,
             spare_ahead: false,
         };
-        let (log, recovery) = StreamLog::open(options).await.map_err(|error| {
+        let (log, recovery) = StreamLog::open_in(self.env.clone(), options).await.map_err(|error| {
             tracing::error!(stream_id, shard, %error, "cannot open a stream shard's log");
             storage_error(error)
         })?;
@@ -253,7 +256,7 @@ impl StreamStore {
         let due = match known {
             Some(due) => due,
             None => {
-                let due = crate::storage::stream::retention_due_on_disk(&shard_dir(&self.data_dir, stream_id, shard))
+                let due = crate::storage::stream::retention_due_on_disk(&self.env, &shard_dir(&self.data_dir, stream_id, shard))
                     .await
                     .map_err(storage_error)?;
                 self.dormant.borrow_mut().insert(key, due);
