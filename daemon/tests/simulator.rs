@@ -1,6 +1,7 @@
 //! The deterministic simulator (`sluice_daemon::sim`) over a bounded number of seeds: the
 //! queues' log and a stream shard's log under random workloads with process crashes, power
 //! losses and disk faults, every acknowledged or seen record checked after every restart.
+//! A failure prints its seed and the `sluice-sim` command that replays it.
 //!
 //! `SLUICE_SIM_SEEDS` sets the seeds per target (default 60; CI runs the default). The long
 //! run: `cargo run --release -p sluice-daemon --bin sluice-sim -- --seeds 100000`.
@@ -16,7 +17,11 @@ fn run_seeds(target: Target) {
     let mut appended = 0;
     let mut power_losses = 0;
     for seed in 0..seeds() {
-        match sim::run(target, seed, Options::default()) {
+        // Half the seeds lose power with sectors reaching the disk in any order; the other
+        // half in write order, and a quarter of those runs sync on an interval. (Interval
+        // mode with sectors in any order still refuses some starts: see issue 18's notes.)
+        let options = Options { scatter: seed % 2 == 1, interval: seed % 2 == 0, ..Options::default() };
+        match sim::run(target, seed, options) {
             Ok(report) => {
                 appended += report.appended;
                 power_losses += report.power_losses;

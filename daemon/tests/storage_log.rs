@@ -162,12 +162,18 @@ fn data_segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// Writes records 1..=count: all but the last in one flush, the last in a flush of its own
+/// (so that damage to the first ones is damage to a completed flush, not a torn last one).
 fn write_records(opts: LogOptions, count: u64) {
     run(move || async move {
         let (log, _) = Log::open(opts, |_, _, _| {}).await.unwrap();
-        for i in 1..=count {
+        for i in 1..count {
             log.append(1, &payload(i)).unwrap();
         }
+        if count > 1 {
+            log.durable(count - 1).await.unwrap();
+        }
+        log.append(1, &payload(count)).unwrap();
         log.close().await.unwrap();
     });
 }
@@ -582,4 +588,52 @@ fn damage_in_a_completed_flush_with_a_later_flush_after_it_is_still_corruption()
     overwrite(&segment, offset, &[byte[0] ^ 0xff]);
     let error = reopen(opts).expect_err("damage before a later flush's records is corruption");
     assert!(error.contains("damaged") && error.contains("--repair"), "{error}");
+}
+
+/// Writes records 1..=19 in one flush (synced, acknowledged) and 20..=40 in the next.
+fn write_two_flushes(opts: LogOptions) {
+    run(move || async move {
+        let (log, _) = Log::open(opts, |_, _, _| {}).await.unwrap();
+        for i in 1..=19 {
+            log.append(1, &payload(i)).unwrap();
+        }
+        log.durable(19).await.unwrap();
+        for i in 20..=40 {
+            log.append(1, &payload(i)).unwrap();
+        }
+        log.close().await.unwrap();
+    });
+}
+
+/// Damages the payload of record `seq` in `file`; returns the record's offset.
+fn damage_record(file: &Path, seq: u64) -> u64 {
+    let offset: usize = (1..seq).map(size).sum();
+    let mut handle = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();
+    handle.seek(SeekFrom::Start(offset as u64 + 30)).unwrap();
+    handle.write_all(&[0xFF, 0x00, 0xFF]).unwrap();
+    offset as u64
+}
+
+#[test]
+fn a_last_flush_torn_at_its_first_record_is_cut_but_damage_before_it_refuses_the_start() {
+    // A power loss let the device write the later blocks of the last flush and not its
+    // first: the records of that flush after the hole say where it began, so the hole is
+    // the torn start of a flush never acknowledged.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 1 << 20);
+    write_two_flushes(opts.clone());
+    let file = data_segment_files(dir.path()).pop().unwrap();
+    let offset = damage_record(&file, 20);
+    let (seen, recovery) = reopen(opts.clone()).unwrap();
+    assert_eq!(seen.iter().map(|(seq, _, _)| *seq).collect::<Vec<_>>(), (1..=19).collect::<Vec<_>>());
+    assert_eq!(recovery.torn_tail.map(|(_, at, _)| at), Some(offset));
+
+    // The same damage one record earlier hits the completed (acknowledged) flush: refused.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path(), 1 << 20);
+    write_two_flushes(opts.clone());
+    let file = data_segment_files(dir.path()).pop().unwrap();
+    let offset = damage_record(&file, 19);
+    let error = reopen(opts).unwrap_err();
+    assert!(error.contains(&format!("offset {offset}")), "{error}");
 }

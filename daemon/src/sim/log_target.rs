@@ -25,6 +25,8 @@ struct Run {
     log: Rc<Log>,
     /// Faults in force between restarts (a start runs without error faults).
     faults: Faults,
+    /// Failed writes and syncs so far, when this incarnation started.
+    disk_errors: u64,
 }
 
 pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
@@ -34,7 +36,7 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     driver.note(format!("log: segments of {segment_bytes} bytes, fsync {fsync:?}"));
     let oracle = Rc::new(RefCell::new(Oracle::default()));
     let log = open(driver, &options, &oracle, 0, |_, _| false)?;
-    let mut run = Run { options, oracle, floor: 0, log, faults: Faults::NONE };
+    let mut run = Run { options, oracle, floor: 0, log, faults: Faults::NONE, disk_errors: 0 };
     while driver.step < steps {
         driver.step += 1;
         match driver.rng.u8(..100) {
@@ -128,15 +130,21 @@ fn restart(driver: &mut Driver, run: &mut Run, stop: Stop) -> Result<(), String>
     } else {
         driver.crash(Crash::Process);
     }
+    // In interval mode an acknowledgement means written, not synced: a power loss, or a
+    // failed write or sync (the disk may have dropped what it held), may take back what
+    // came after the last sync.
     let interval = matches!(run.options.fsync, FsyncMode::Interval(_));
+    let disk_failed = driver.disk_errors() > run.disk_errors;
     let must_keep = move |seq: u64, entry: &super::Entry| match stop {
         Stop::Crash(Crash::Power) if interval => seq <= synced && entry.known != Known::Staged,
+        _ if interval && disk_failed => seq <= synced && entry.known != Known::Staged,
         _ => entry.known != Known::Staged,
     };
     let floor = run.floor;
     let log = open(driver, &run.options, &run.oracle, floor, must_keep)?;
     run.log = log;
     driver.world.fs().set_faults(run.faults);
+    run.disk_errors = driver.disk_errors();
     Ok(())
 }
 

@@ -244,6 +244,12 @@ impl Driver {
         }
     }
 
+    /// Writes and syncs the disk has failed so far.
+    pub fn disk_errors(&self) -> u64 {
+        let stats = self.world.fs().stats();
+        stats.write_errors + stats.sync_errors
+    }
+
     /// Sets the disk's faults for this stretch of the run, at random (often none).
     pub fn shuffle_faults(&mut self) -> Faults {
         let rng = &mut self.rng;

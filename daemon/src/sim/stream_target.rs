@@ -25,6 +25,8 @@ struct Run {
     floor_ms: u64,
     log: Rc<StreamLog>,
     faults: Faults,
+    /// Failed writes and syncs so far, when this incarnation started.
+    disk_errors: u64,
 }
 
 pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
@@ -37,7 +39,7 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     driver.note(format!("stream: segments of {segment_bytes} bytes, fsync {fsync:?}, spare ahead {spare_ahead}"));
     let oracle = Rc::new(RefCell::new(Oracle::default()));
     let log = open(driver, &options, &oracle, 0, |_, _| false)?;
-    let mut run = Run { options, oracle, floor_ms: 0, log, faults: Faults::NONE };
+    let mut run = Run { options, oracle, floor_ms: 0, log, faults: Faults::NONE, disk_errors: 0 };
     while driver.step < steps {
         driver.step += 1;
         match driver.rng.u8(..100) {
@@ -180,14 +182,20 @@ fn restart(driver: &mut Driver, run: &mut Run, stop: Stop) -> Result<(), String>
         Stop::Crash(crash) => crash,
         Stop::Clean => Crash::Process,
     });
+    // In interval mode an acknowledgement means written, not synced: a power loss, or a
+    // failed write or sync (the disk may have dropped what it held), may take back what
+    // came after the last sync.
     let interval = matches!(run.options.fsync, FsyncMode::Interval(_));
+    let disk_failed = driver.disk_errors() > run.disk_errors;
     let must_keep = move |seq: u64, entry: &Entry| match stop {
         Stop::Crash(Crash::Power) if interval => seq <= synced && entry.known != Known::Staged,
+        _ if interval && disk_failed => seq <= synced && entry.known != Known::Staged,
         _ => entry.known != Known::Staged,
     };
     let floor_ms = run.floor_ms;
     run.log = open(driver, &run.options, &run.oracle, floor_ms, must_keep)?;
     driver.world.fs().set_faults(run.faults);
+    run.disk_errors = driver.disk_errors();
     Ok(())
 }
 

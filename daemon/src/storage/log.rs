@@ -40,8 +40,8 @@ use std::time::Duration;
 use crate::env::{Env, File, ReadData};
 
 use super::record::{
-    begin_record, decode_past_skips, decode_record, finish_record, flush_of, kind, record_bytes, skip_header, Decoded, RECORD_ALIGN,
-    RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX,
+    begin_record, decode_past_skips, decode_record, finish_record, flush_of, kind, position_of, record_bytes, skip_header, Decoded,
+    POSITION_MAX, RECORD_ALIGN, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX,
 };
 use crate::runtime::notify::LocalNotify;
 
@@ -248,6 +248,8 @@ pub struct Log {
     read_files: RefCell<Vec<(u64, Rc<File>)>>,
     /// Number of the flush that will write the records staged now (stamped in their headers).
     next_flush: Cell<u64>,
+    /// Records staged so far for that flush (stamped in each header as its position).
+    flush_position: Cell<u64>,
 }
 
 /// Why a flush stopped.
@@ -458,6 +460,28 @@ fn in_last_flush(data: &[u8], from: usize, before: u64) -> bool {
     true
 }
 
+/// Whether damage lies at the very start of the log's last flush: every valid record from
+/// `from` on was written by one flush, and the first of them, less its position in that
+/// flush, gives the flush's first sequence number — no later than `next_expected`, the one
+/// after the last record read before the damage. Then every record before the damage is
+/// there, and only the first records of a flush that never completed are torn. A position
+/// that saturated, a record without a flush number, or records missing between the last
+/// one read and the flush's start do not qualify: that is damage to earlier flushes.
+fn torn_flush_start(data: &[u8], from: usize, next_expected: Option<u64>) -> bool {
+    let Decoded::Record { seq, .. } = decode_record(&data[from..]) else { return false };
+    let (flush, position) = (flush_of(&data[from..]), position_of(&data[from..]));
+    if flush == 0 || position >= POSITION_MAX {
+        return false;
+    }
+    let starts_in_time = match (seq.checked_sub(position), next_expected) {
+        (Some(first), Some(expected)) => first <= expected,
+        // The log's very first records: nothing before them to lose.
+        (Some(first), None) => first == 1,
+        (None, _) => false,
+    };
+    starts_in_time && in_last_flush(data, from, flush)
+}
+
 /// Finds the next valid record at or after `from` (8-byte steps), if any.
 fn next_valid(data: &[u8], from: usize) -> Option<usize> {
     (from..data.len()).step_by(RECORD_ALIGN).find(|at| matches!(decode_record(&data[*at..]), Decoded::Record { .. }))
@@ -551,7 +575,12 @@ impl Log {
         // can make the last two segments empty ones, and a power loss can tear the only
         // records of the last one: it counts only when its first record is valid.
         let last_holding = starts_valid.iter().rposition(|valid| *valid).unwrap_or(0);
-        let read_from = files.len().saturating_sub(2).min(last_holding);
+        let mut read_from = files.len().saturating_sub(2).min(last_holding);
+        // ... starting at one that holds a record, so that every segment read in full, empty
+        // ones too, learns where the log stands from the one before it.
+        while read_from > 0 && !starts_valid[read_from] {
+            read_from -= 1;
+        }
         for index in 0..files.len() {
             let (number, path, _) = &files[index];
             let file = open_segment(&env, path).await?;
@@ -566,6 +595,8 @@ impl Log {
             }
             let data = &read_all(&file, path).await?;
             let mut pos = 0usize;
+            // The segment's first record as replayed (a repaired first record is not it).
+            let mut first_replayed = None;
             while pos < data.len() {
                 match decode_record(&data[pos..]) {
                     Decoded::Record { kind: kind::SKIP, size, .. } => {
@@ -579,6 +610,7 @@ impl Log {
                         record_flush = flush_of(&data[pos..]);
                         last_flush = last_flush.max(record_flush);
                         replay(Location { seq, segment: *number, offset: pos as u64 }, kind, payload);
+                        first_replayed.get_or_insert(seq);
                         recovery.records += 1;
                         recovery.last_seq = seq;
                         expected_seq = Some(seq + 1);
@@ -592,7 +624,9 @@ impl Log {
                         };
                         let later_valid = next_valid(data, pos + RECORD_ALIGN);
                         let nothing_after = files[index + 1..].iter().all(|(_, _, holds)| !holds);
-                        let torn = later_valid.is_none() || later_valid.is_some_and(|at| in_last_flush(data, at, record_flush));
+                        let torn = later_valid.is_none()
+                            || later_valid
+                                .is_some_and(|at| in_last_flush(data, at, record_flush) || torn_flush_start(data, at, expected_seq));
                         if torn && nothing_after {
                             // Torn tail: the last flush did not complete, so nothing here was acknowledged.
                             let dirty_end = data.iter().rposition(|b| *b != 0).map_or(pos, |at| at + 1).max(pos);
@@ -627,7 +661,7 @@ impl Log {
                 tail_block = data[(pos as u64 / BLOCK_BYTES * BLOCK_BYTES) as usize..pos].to_vec();
             }
             // An empty segment starts at the next sequence number.
-            let first_seq = first_seq_of(data).unwrap_or(expected_seq.unwrap_or(1));
+            let first_seq = first_replayed.unwrap_or(expected_seq.unwrap_or(1));
             let file = (index == last_index).then_some(file);
             segments.push(Segment { number: *number, first_seq, path: path.clone(), file, on_disk: true, live_bytes: 0 });
         }
@@ -637,11 +671,13 @@ impl Log {
         // Only the last segment may be empty: drop empty ones before it (spares of an
         // earlier run that were never used), so first sequence numbers stay distinct.
         let mut index = 0;
+        let mut removed_empty = false;
         while index + 1 < segments.len() {
             if !files[index].2 && segments[index].first_seq == segments[index + 1].first_seq {
                 let segment = segments.remove(index);
                 files.remove(index);
                 env.remove_now(&segment.path).map_err(|e| io_error(&segment.path, e))?;
+                removed_empty = true;
                 if let Some((cut_index, ..)) = &mut cut {
                     if *cut_index > index {
                         *cut_index -= 1;
@@ -650,6 +686,9 @@ impl Log {
             } else {
                 index += 1;
             }
+        }
+        if removed_empty {
+            env.sync_dir(&options.dir).await.map_err(|e| io_error(&options.dir, e))?;
         }
         let next_seq = expected_seq.unwrap_or(1);
         // Sequence numbers are never reused: each segment starts after the one before it,
@@ -692,6 +731,7 @@ impl Log {
             restarted: Cell::new(None),
             read_files: RefCell::new(Vec::new()),
             next_flush: Cell::new(last_flush + 1),
+            flush_position: Cell::new(0),
         });
         for (file, path, offset, block) in skips {
             write_fully(&file, &path, offset, block.len(), |bytes| bytes.copy_from_slice(&block)).await?;
@@ -879,7 +919,9 @@ impl Log {
             }
             return Err(StorageError::TooLarge(len));
         }
-        finish_record(&mut chunk.bytes, start, seq, kind, self.next_flush.get());
+        let position = self.flush_position.get();
+        self.flush_position.set(position + 1);
+        finish_record(&mut chunk.bytes, start, seq, kind, self.next_flush.get(), position);
         if state.write_pos + size > self.options.segment_bytes {
             // It rolls over to the next segment: moved there (a copy once per segment).
             let record = chunk.bytes.split_off(start);
@@ -1271,6 +1313,7 @@ impl Log {
             if !chunks.is_empty() {
                 // Whatever is staged from now on is written by the next flush.
                 self.next_flush.set(self.next_flush.get() + 1);
+                self.flush_position.set(0);
             }
             if chunks.is_empty() {
                 if self.closing.get() {

@@ -8,11 +8,16 @@
 //! | 4..8   | payload length, little-endian u32                             |
 //! | 8..16  | sequence number, little-endian u64 (1, 2, 3, … across the log)|
 //! | 16     | kind (what the payload is; 0 is never used)                  |
-//! | 17..24 | flush: which group commit of the log wrote it, u56 LE (0: not known) |
+//! | 17..22 | flush: which group commit of the log wrote it, u40 LE (0: not known) |
+//! | 22..24 | position: records of the same flush before this one, u16 LE (saturating) |
 //!
 //! The flush number tells a torn last flush from damage: after a power loss a multi-block
 //! write may have reached the disk out of order, leaving a hole with valid records after
 //! it — all of them from the one flush that never completed (and was never acknowledged).
+//! The position tells where that flush began when its first records are the torn ones: the
+//! first valid record after the hole, less its position, is the flush's first sequence
+//! number. (Records written before positions existed carry a 56-bit flush number whose top
+//! bytes are zero: they read as position 0, which never excuses damage.)
 //!
 //! Segments are preallocated and zero-filled, so an all-zero header means
 //! "nothing was ever written here": the end of the log. Anything else that
@@ -68,23 +73,32 @@ fn checksum(header_tail: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// Largest flush number a header holds (56 bits).
-pub const FLUSH_MAX: u64 = (1 << 56) - 1;
+/// Largest flush number a header holds (40 bits: wrapping is harmless, flush numbers are only
+/// compared between neighbouring records).
+pub const FLUSH_MAX: u64 = (1 << 40) - 1;
+/// The position a header holds for the 65,535th record of a flush and every later one.
+pub const POSITION_MAX: u64 = u16::MAX as u64;
 
 /// Appends one record to `out`; returns its size on disk.
 pub fn encode_record(out: &mut Vec<u8>, seq: u64, kind: u8, payload: &[u8]) -> usize {
     let start = begin_record(out);
     out.extend_from_slice(payload);
-    finish_record(out, start, seq, kind, 0)
+    finish_record(out, start, seq, kind, 0, 0)
 }
 
 /// The flush number in the header of the record at the start of `buf` (0 when there is none).
 pub fn flush_of(buf: &[u8]) -> u64 {
     let mut bytes = [0u8; 8];
-    if let Some(field) = buf.get(17..RECORD_HEADER_BYTES) {
-        bytes[..7].copy_from_slice(field);
+    if let Some(field) = buf.get(17..22) {
+        bytes[..5].copy_from_slice(field);
     }
     u64::from_le_bytes(bytes)
+}
+
+/// How many records of its flush come before the record at the start of `buf`
+/// (`POSITION_MAX`: that many or more).
+pub fn position_of(buf: &[u8]) -> u64 {
+    buf.get(22..RECORD_HEADER_BYTES).map_or(0, |field| u16::from_le_bytes([field[0], field[1]]) as u64)
 }
 
 /// Starts a record at the end of `out` (a header to fill in); the caller then appends the
@@ -96,9 +110,9 @@ pub fn begin_record(out: &mut Vec<u8>) -> usize {
 }
 
 /// Completes the record begun at `start` whose payload is everything after its header:
-/// fills in the header (`flush`: the group commit that will write it) and pads to the
-/// record alignment. Returns its size on disk.
-pub fn finish_record(out: &mut Vec<u8>, start: usize, seq: u64, kind: u8, flush: u64) -> usize {
+/// fills in the header (`flush`: the group commit that will write it; `position`: records of
+/// that flush before this one) and pads to the record alignment. Returns its size on disk.
+pub fn finish_record(out: &mut Vec<u8>, start: usize, seq: u64, kind: u8, flush: u64, position: u64) -> usize {
     assert!(kind != 0, "record kind 0 is reserved for 'nothing written'");
     let len = out.len() - start - RECORD_HEADER_BYTES;
     assert!(len <= RECORD_PAYLOAD_BYTES_MAX, "record payload of {len} bytes is over the limit");
@@ -107,7 +121,8 @@ pub fn finish_record(out: &mut Vec<u8>, start: usize, seq: u64, kind: u8, flush:
     header[4..8].copy_from_slice(&(len as u32).to_le_bytes());
     header[8..16].copy_from_slice(&seq.to_le_bytes());
     header[16] = kind;
-    header[17..].copy_from_slice(&(flush & FLUSH_MAX).to_le_bytes()[..7]);
+    header[17..22].copy_from_slice(&(flush & FLUSH_MAX).to_le_bytes()[..5]);
+    header[22..24].copy_from_slice(&(position.min(POSITION_MAX) as u16).to_le_bytes());
     let crc = checksum(&header[4..], payload);
     header[0..4].copy_from_slice(&crc.to_le_bytes());
     out.resize(start + size, 0);
@@ -201,11 +216,19 @@ mod tests {
         let mut buf = Vec::new();
         let start = begin_record(&mut buf);
         buf.extend_from_slice(b"x");
-        finish_record(&mut buf, start, 9, 2, 0x00AB_CDEF_0123_4567);
+        finish_record(&mut buf, start, 9, 2, 0x00EF_0123_4567, 300);
         assert!(matches!(decode_record(&buf), Decoded::Record { seq: 9, kind: 2, .. }));
-        assert_eq!(flush_of(&buf), 0x00AB_CDEF_0123_4567);
+        assert_eq!(flush_of(&buf), 0x00EF_0123_4567);
+        assert_eq!(position_of(&buf), 300);
+        let mut saturated = Vec::new();
+        let start = begin_record(&mut saturated);
+        finish_record(&mut saturated, start, 9, 2, 1, 1 << 20);
+        assert_eq!(position_of(&saturated), POSITION_MAX);
         buf[20] ^= 1;
         assert!(matches!(decode_record(&buf), Decoded::Damaged { .. }), "the flush number is under the checksum");
+        buf[20] ^= 1;
+        buf[23] ^= 1;
+        assert!(matches!(decode_record(&buf), Decoded::Damaged { .. }), "the position is under the checksum");
     }
 
     #[test]
