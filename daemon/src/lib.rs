@@ -1,6 +1,7 @@
 //! `sluiced`, the Sluice daemon: thread-per-core, shared-nothing, on io_uring.
 //!
-//! - `runtime`: shards (one pinned executor per core), the cross-shard bus, timers, shutdown.
+//! - `runtime`: one pinned executor per core, the channel mesh and a bus generic over what it carries, shard-local notify, shutdown. Knows no engine.
+//! - `shard`: the one module that knows every engine — a core's `Shard`, its main, the pump that hands calls to engines, the calls, answers and notices between shards.
 //! - `net`: the binary-protocol listener and connections.
 //! - `gateway`: the AWS-compatible HTTP front end (SQS, SNS, Kinesis wire protocols).
 //! - `queue`: SQS standard queues — metadata, partitions, the operations.
@@ -17,6 +18,7 @@ pub mod gateway;
 pub mod net;
 pub mod queue;
 pub mod runtime;
+pub mod shard;
 pub mod sim;
 pub mod storage;
 pub mod stream;

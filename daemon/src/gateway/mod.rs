@@ -43,7 +43,7 @@ use hyper::body::{Frame, Incoming};
 use serde_json::{Map, Value};
 use sluice_protocol::{ErrorCode, Op, OpError, Reply, Response as OpResponse};
 
-use crate::runtime::Shard;
+use crate::shard::Shard;
 use params::{Params, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
 /// The SQS actions the gateway serves (the fuzz targets pick from them).
 pub use sqs::ACTIONS as SQS_ACTIONS;

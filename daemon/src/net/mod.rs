@@ -23,7 +23,7 @@ use sluice_protocol::limits::PROTOCOL_VERSION;
 use sluice_protocol::{check_frame, decode_request, DecodeError, ErrorCode, FrameCheck, Op, OpError, Reply, Response};
 
 use crate::runtime::notify::LocalNotify;
-use crate::runtime::Shard;
+use crate::shard::Shard;
 
 /// Bytes read from a socket at a time when no larger frame is pending.
 const READ_CHUNK_BYTES: usize = 64 * 1024;

@@ -7,7 +7,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::runtime::Shard;
+use crate::shard::Shard;
 
 /// How often each shard looks for log segments to compact.
 const COMPACTION_CHECK_EVERY: Duration = Duration::from_secs(1);

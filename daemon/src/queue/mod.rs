@@ -34,6 +34,18 @@ use crate::runtime::notify::LocalNotify;
 use partition::Partition;
 use registry::Snapshot;
 
+/// A message a receipt handle names on its owning shard: (seq, message-id tag).
+pub type MessageRef = (u64, u64);
+
+/// One visibility change for the owning shard.
+#[derive(Debug, Clone, Copy)]
+pub struct VisibilityChange {
+    pub message: MessageRef,
+    /// Receive count of the handle.
+    pub receive_count: u32,
+    pub timeout_ms: u64,
+}
+
 /// Long-poll interest in one queue on this shard.
 #[derive(Default)]
 pub struct Waiters {

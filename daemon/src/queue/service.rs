@@ -19,9 +19,11 @@ use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payl
 use super::receipt::Receipt;
 use super::registry::{is_delivery_queue, queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
+use super::VisibilityChange;
 use super::Waiters;
-use crate::runtime::bus::{Answer, Call, ShardMessage, VisibilityChange};
-use crate::runtime::{now_ms, Shard};
+use crate::runtime::now_ms;
+use crate::shard::Shard;
+use crate::shard::{Answer, Call, Notice};
 use crate::storage::Ticket;
 
 /// Payloads kept only in the log that the loader reads back at once (neighbours share one
@@ -748,7 +750,7 @@ impl Shard {
     /// Asks every other shard to wake this one when a message of `queue_id` shows up there.
     async fn watch_peers(self: &Rc<Self>, queue_id: u64) {
         for peer in (0..self.count).filter(|peer| *peer != self.id) {
-            self.bus.notify(peer, ShardMessage::Watch { queue_id, from: self.id }).await;
+            self.bus.notify(peer, Notice::Watch { queue_id, from: self.id }).await;
         }
     }
 
@@ -766,7 +768,7 @@ impl Shard {
         drop(waiters);
         for peer in remote {
             let shard = self.clone();
-            glommio::spawn_local(async move { shard.bus.notify(peer, ShardMessage::Wake { queue_id }).await }).detach();
+            glommio::spawn_local(async move { shard.bus.notify(peer, Notice::Wake { queue_id }).await }).detach();
         }
     }
 

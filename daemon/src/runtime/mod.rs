@@ -1,45 +1,29 @@
-//! Shards: one pinned glommio executor per core, sharing nothing mutable.
-//!
-//! `run` starts the executors, joins them in a channel mesh, and on each one
-//! builds a `Shard` and starts its tasks: one pump per peer (cross-shard calls
-//! and notices), the listener, and a low-priority timer task. Shard 0 also owns
-//! the metadata registry. Shutdown is requested through a process-wide flag set
-//! by the signal handler in `main`; each shard then stops accepting, lets
-//! in-flight requests finish, and leaves once every shard has drained (so no
-//! shard's pump disappears while another still calls it).
+//! Executors: one pinned glommio executor per core, sharing nothing mutable, joined in a
+//! channel mesh. It knows no engine: `run` starts the executors and hands each one a
+//! `ShardStart` for the shard's own main (`crate::shard::main`), which builds the shard's
+//! engines and tasks. Also here: the cross-shard bus (`bus`, generic over what it carries),
+//! shard-local notification (`notify`), and the shutdown flag — set by the signal handler in
+//! `main`; each shard then stops accepting, lets in-flight requests finish, and leaves once
+//! every shard has drained (so no shard's pump disappears while another still calls it).
 
 pub mod bus;
 pub mod notify;
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::{Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
-use sluice_protocol::Encoder;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
-use crate::queue::registry::{Naming, Registry};
-use crate::queue::store::{queue_log_dir, Storage};
-use crate::queue::QueueState;
-use crate::storage::log::LogOptions;
-use crate::storage::meta;
-use bus::{Bus, ShardMessage, MESH_CHANNEL_CAPACITY_MAX};
+use bus::MESH_CHANNEL_CAPACITY_MAX;
 use notify::LocalNotify;
 
 /// Set once by the signal handler; every shard polls it.
 pub static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
-/// How often shards run long-poll timers while a long poll waits.
-const TIMER_TICK: Duration = Duration::from_millis(10);
-/// How often an idle shard looks at `SHUTDOWN_REQUESTED` (a new waiter wakes it at once).
-const IDLE_TICK: Duration = Duration::from_millis(100);
-/// How often every partition's retention is enforced.
-const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Milliseconds since the Unix epoch (vDSO clock read, no syscall).
 pub fn now_ms() -> u64 {
@@ -58,41 +42,12 @@ pub struct ShutdownState {
     pub connection_closed: LocalNotify,
 }
 
-/// Everything one core owns.
-pub struct Shard {
-    pub id: usize,
-    pub count: usize,
-    pub config: Config,
-    pub bus: Bus,
-    pub storage: Storage,
-    pub queues: QueueState,
-    /// The stream shards this core owns.
-    pub streams: crate::stream::store::StreamStore,
-    /// Metadata writer; only on shard 0.
-    pub registry: Option<RefCell<Registry>>,
-    /// Serializes metadata changes through to the metadata file (shard 0).
-    /// Shard 0: writes metadata changes to disk (`storage::meta`).
-    pub meta_writer: Option<meta::MetaWriter>,
-    pub meta_saving: glommio::sync::Semaphore,
-    /// Response encoder shared by this shard's connections (never held across an await).
-    pub encoder: RefCell<Encoder>,
-    /// Notified when an HTTP delivery is queued on this shard (or is due again at once).
-    pub http_wake: LocalNotify,
-    /// TLS settings for `https` subscription endpoints (immutable).
-    pub tls: Arc<futures_rustls::rustls::ClientConfig>,
-    pub shutdown: ShutdownState,
-}
-
 /// What `run` reports once every shard listens.
 pub struct Started {
     pub addr: SocketAddr,
     /// The HTTP gateway's address, unless `--http-listen off`.
     pub http_addr: Option<SocketAddr>,
     pub shards: usize,
-}
-
-fn naming(config: &Config) -> Naming {
-    Naming { region: config.region.clone(), account_id: config.account_id.clone(), public_url: config.public_url.clone() }
 }
 
 /// How long a listener found on the port may take to go away before it counts as another
@@ -144,8 +99,26 @@ fn connections_that_fit(open_files: u64, cores: usize, wanted: u64) -> u64 {
     (open_files.saturating_sub(FILES_RESERVED) / cores as u64).clamp(1, wanted)
 }
 
-/// Starts the shards; calls `on_started` once all listen, then blocks until they exit.
-pub fn run(mut config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Result<()> {
+/// What each shard's executor is given to start its shard.
+pub struct ShardStart<M: Send> {
+    pub config: Config,
+    pub mesh: MeshBuilder<M, glommio::channels::channel_mesh::Full>,
+    pub addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    /// Told once the shard listens (or why it cannot start).
+    pub ready: std::sync::mpsc::Sender<Result<(), String>>,
+    /// Counts the shards that have drained their connections at shutdown.
+    pub drained: Arc<AtomicUsize>,
+}
+
+/// Starts a shard on every core with `shard_main` (the shards' messages are `M`); calls
+/// `on_started` once all listen, then blocks until they exit.
+pub fn run<M, F, Fut>(mut config: Config, shard_main: F, on_started: impl FnOnce(&Started)) -> anyhow::Result<()>
+where
+    M: Send + 'static,
+    F: Fn(ShardStart<M>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let cores = if config.cores == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.cores };
     // New connections are refused cleanly at the cap, before descriptors run out.
     let open_files = raise_open_file_limit();
@@ -174,7 +147,7 @@ pub fn run(mut config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Res
     // rather than AT_FDCWD, so a relative one fails with EBADF (docs/glommio-relative-paths.md).
     config.data_dir = std::fs::canonicalize(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot resolve data directory {}: {e}", config.data_dir.display()))?;
-    let mesh = MeshBuilder::<ShardMessage, _>::full(cores, MESH_CHANNEL_CAPACITY_MAX);
+    let mesh = MeshBuilder::<M, _>::full(cores, MESH_CHANNEL_CAPACITY_MAX);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let drained = Arc::new(AtomicUsize::new(0));
     let placement = if cores <= core_affinity::get_core_ids().map_or(0, |ids| ids.len()) {
@@ -190,8 +163,10 @@ pub fn run(mut config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Res
             let mesh = mesh.clone();
             let ready = ready_tx.clone();
             let drained = drained.clone();
+            let shard_main = shard_main.clone();
             async move {
-                if let Err(error) = shard_main(config, mesh, addr, http_addr, ready.clone(), drained).await {
+                let start = ShardStart { config, mesh, addr, http_addr, ready: ready.clone(), drained };
+                if let Err(error) = shard_main(start).await {
                     let _ = ready.send(Err(error.to_string()));
                 }
             }
@@ -216,241 +191,4 @@ pub fn run(mut config: Config, on_started: impl FnOnce(&Started)) -> anyhow::Res
         }
     }
     Ok(())
-}
-
-async fn shard_main(
-    config: Config,
-    mesh: MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>,
-    addr: SocketAddr,
-    http_addr: Option<SocketAddr>,
-    ready: std::sync::mpsc::Sender<Result<(), String>>,
-    drained: Arc<AtomicUsize>,
-) -> anyhow::Result<()> {
-    let (senders, mut receivers) = mesh.join().await.map_err(|_| anyhow::anyhow!("cannot join the shard mesh"))?;
-    let bus = Bus::new(senders);
-    let id = bus.shard_id();
-    let count = bus.shard_count();
-    let started = std::time::Instant::now();
-    // Every shard reads the metadata file (read-only, before serving) to know which queues
-    // exist while it replays its log; shard 0 keeps the registry and is its only writer.
-    let loaded = meta::load(&config.data_dir, count).map_err(|e| anyhow::anyhow!(e))?;
-    let position = loaded.as_ref().map(|loaded| loaded.position);
-    let mut registry = match loaded {
-        Some(loaded) => Registry::from_json(naming(&config), &loaded.registry)
-            .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", meta::path(&config.data_dir).display()))?,
-        None => Registry::new(naming(&config)),
-    };
-    registry.limits = crate::queue::registry::MetaLimits {
-        queues_max: config.queues_max,
-        subscriptions_max: config.subscriptions_max,
-        stream_shards_max: config.stream_shards_max,
-    };
-    let snapshot = registry.snapshot();
-    let options = LogOptions {
-        dir: queue_log_dir(&config.data_dir, id),
-        segment_bytes: config.segment_bytes,
-        fsync: config.fsync,
-        repair: config.repair,
-        spare_ahead: true,
-    };
-    let budget = config.memory_budget() / count as u64;
-    let opened = Storage::open(options, budget, |queue_id| snapshot.by_id.contains_key(&queue_id))
-        .await
-        .map_err(|e| anyhow::anyhow!("shard {id} cannot open its log: {e}"))?;
-    let recovery = &opened.recovery;
-    if let Some((path, offset, bytes)) = &recovery.torn_tail {
-        tracing::warn!(shard = id, file = %path.display(), offset, bytes, "cut a torn write at the end of the log (it was never acknowledged)");
-    }
-    for (path, offset, reason) in &recovery.dropped {
-        tracing::warn!(shard = id, file = %path.display(), offset, reason, "repair skipped damaged bytes");
-    }
-    for bad in &opened.bad_records {
-        tracing::warn!(shard = id, seq = bad.seq, kind = bad.kind, error = %bad.error, "repair skipped a record that does not decode");
-    }
-    tracing::info!(
-        shard = id,
-        records = recovery.records,
-        messages = opened.messages,
-        messages_on_disk_only = opened.on_disk,
-        resident_bytes = opened.storage.resident_bytes(),
-        memory_budget = budget,
-        ms = started.elapsed().as_millis() as u64,
-        "log replayed"
-    );
-    let tls = crate::topic::http::tls_config(config.https_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-    if id == 0 {
-        // Files of streams deleted (or shards expired) while the daemon was down or mid-delete.
-        crate::stream::store::remove_orphans(&config.data_dir, |stream_id, shard| {
-            snapshot.streams.values().any(|meta| meta.id == stream_id && shard.is_none_or(|index| meta.shard(index).is_some()))
-        })
-        .await;
-    }
-    let meta_writer = (id == 0).then(|| meta::MetaWriter::new(&config.data_dir, count, position));
-    let queues = QueueState::default();
-    queues.install(snapshot);
-    *queues.partitions.borrow_mut() = opened.partitions;
-    let shard = Rc::new(Shard {
-        id,
-        count,
-        streams: crate::stream::store::StreamStore::new(
-            &config.data_dir,
-            config.stream_segment_bytes,
-            config.fsync,
-            config.repair,
-            config.stream_log_idle_seconds * 1000,
-        ),
-        config,
-        bus,
-        storage: opened.storage,
-        queues,
-        registry: (id == 0).then(|| RefCell::new(registry)),
-        meta_writer,
-        meta_saving: glommio::sync::Semaphore::new(1),
-        encoder: RefCell::new(Encoder::new()),
-        http_wake: LocalNotify::default(),
-        tls,
-        shutdown: ShutdownState::default(),
-    });
-    // Learns which stream shards this core owns, so the files of those deleted later go.
-    shard.forget_gone_streams().await;
-
-    for (peer, stream) in receivers.streams() {
-        let shard = shard.clone();
-        glommio::spawn_local(pump(shard, peer, stream)).detach();
-    }
-    glommio::spawn_local(shard.clone().loader()).detach();
-
-    let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
-    let timers_shard = shard.clone();
-    glommio::spawn_local_into(timers(timers_shard), background).map_err(|e| anyhow::anyhow!("cannot spawn timers: {e}"))?.detach();
-    glommio::spawn_local_into(shard.clone().http_deliveries(), background)
-        .map_err(|e| anyhow::anyhow!("cannot spawn HTTP deliveries: {e}"))?
-        .detach();
-    glommio::spawn_local_into(stream_retention(shard.clone()), background)
-        .map_err(|e| anyhow::anyhow!("cannot spawn stream retention: {e}"))?
-        .detach();
-    let compaction_shard = shard.clone();
-    glommio::spawn_local_into(crate::queue::compaction::run(compaction_shard), background)
-        .map_err(|e| anyhow::anyhow!("cannot spawn compaction: {e}"))?
-        .detach();
-
-    let listener = glommio::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {addr}: {e}"))?;
-    if let Some(http_addr) = http_addr {
-        let http_listener = glommio::net::TcpListener::bind(http_addr)
-            .map_err(|e| anyhow::anyhow!("shard {id} cannot listen for HTTP on {http_addr}: {e}"))?;
-        glommio::spawn_local(crate::gateway::accept_loop(shard.clone(), http_listener)).detach();
-    }
-    let _ = ready.send(Ok(()));
-    tracing::debug!(shard = id, %addr, "listening");
-
-    crate::net::accept_loop(shard.clone(), listener).await;
-
-    // Drain: wait for this shard's connections to finish, within the grace period.
-    let grace = glommio::timer::sleep(Duration::from_secs(shard.config.shutdown_grace_seconds));
-    futures::pin_mut!(grace);
-    while shard.shutdown.connections.get() > 0 {
-        let closed = shard.shutdown.connection_closed.listen();
-        if shard.shutdown.connections.get() == 0 {
-            break;
-        }
-        if let futures::future::Either::Right(_) = futures::future::select(closed, grace.as_mut()).await {
-            tracing::warn!(shard = id, open = shard.shutdown.connections.get(), "grace period over, closing anyway");
-            break;
-        }
-    }
-    drained.fetch_add(1, Ordering::SeqCst);
-    // Keep the pumps serving peers until every shard has drained.
-    while drained.load(Ordering::SeqCst) < count {
-        glommio::timer::sleep(TIMER_TICK).await;
-    }
-    shard.streams.close().await;
-    if let Err(error) = shard.storage.close().await {
-        tracing::error!(shard = id, %error, "closing the log failed");
-    }
-    let stats = shard.storage.log().stats();
-    tracing::info!(
-        shard = id,
-        appends = stats.appends,
-        flushes = stats.flushes,
-        fdatasyncs = stats.fdatasyncs,
-        log_bytes = shard.storage.log().disk_bytes(),
-        "log statistics since start"
-    );
-    tracing::debug!(shard = id, "stopped");
-    Ok(())
-}
-
-/// Reads one peer's channel: answers calls (in tasks of their own), resolves answers, records watches.
-async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shared_channel::ConnectedReceiver<ShardMessage>) {
-    while let Some(message) = stream.next().await {
-        match message {
-            ShardMessage::Call { from, corr, call } => {
-                let shard = shard.clone();
-                glommio::spawn_local(async move {
-                    let answer = shard.handle_call(call).await;
-                    shard.bus.answer(from, corr, answer).await;
-                })
-                .detach();
-            }
-            ShardMessage::Answer { corr, answer } => shard.bus.resolve(corr, answer),
-            ShardMessage::Watch { queue_id, from } => {
-                let mut waiters = shard.queues.waiters.borrow_mut();
-                let waiting = waiters.entry(queue_id).or_default();
-                if !waiting.remote.contains(&from) {
-                    waiting.remote.push(from);
-                }
-                drop(waiters);
-                shard.queues.waiter_added.notify_all();
-            }
-            ShardMessage::Wake { queue_id } => {
-                if let Some(waiting) = shard.queues.waiters.borrow().get(&queue_id) {
-                    waiting.event.notify_all();
-                }
-            }
-        }
-    }
-    tracing::debug!(shard = shard.id, peer, "peer channel closed");
-}
-
-/// How often stream retention runs (and idle logs are closed: at least twice per idle period).
-const STREAM_RETENTION_EVERY: Duration = Duration::from_secs(10);
-
-/// Background stream retention (see `Shard::stream_retention`).
-async fn stream_retention(shard: Rc<Shard>) {
-    loop {
-        if shard.shutdown.requested.get() {
-            return;
-        }
-        shard.stream_retention().await;
-        let shutdown = shard.shutdown.event.listen();
-        let every = STREAM_RETENTION_EVERY.min(Duration::from_millis(shard.streams.idle_ms / 2)).max(Duration::from_millis(500));
-        let timer = glommio::timer::sleep(every);
-        futures::pin_mut!(shutdown, timer);
-        futures::future::select(shutdown, timer).await;
-    }
-}
-
-/// Background timers: long-poll wake-ups for delayed and timed-out messages,
-/// retention sweeps, and noticing a shutdown request.
-async fn timers(shard: Rc<Shard>) {
-    let mut last_sweep = std::time::Instant::now();
-    loop {
-        if shard.queues.waiters.borrow().is_empty() {
-            let waiter_added = shard.queues.waiter_added.listen();
-            let idle = glommio::timer::sleep(IDLE_TICK);
-            futures::pin_mut!(waiter_added, idle);
-            futures::future::select(waiter_added, idle).await;
-        } else {
-            glommio::timer::sleep(TIMER_TICK).await;
-        }
-        if SHUTDOWN_REQUESTED.load(Ordering::Relaxed) && !shard.shutdown.requested.get() {
-            shard.shutdown.requested.set(true);
-            shard.shutdown.event.notify_all();
-        }
-        shard.tick_watched();
-        if last_sweep.elapsed() >= RETENTION_SWEEP_EVERY {
-            shard.tick_all();
-            last_sweep = std::time::Instant::now();
-        }
-    }
 }

@@ -19,8 +19,9 @@ use super::iterator::{decode_token, encode_token, ShardPosition};
 use super::store::{split_record, ShardLog};
 use super::{find_consumer, hash_of, parse_hash_key, parse_shard_id, resolve, StreamChange, StreamMeta, StreamOutcome};
 use crate::queue::registry::{MetaChange, MetaOutcome, Snapshot};
-use crate::runtime::bus::{Answer, Call};
-use crate::runtime::{now_ms, Shard};
+use crate::runtime::now_ms;
+use crate::shard::Shard;
+use crate::shard::{Answer, Call};
 use crate::storage::storage_error;
 
 /// Times a put part is routed again after meeting a resharded shard.

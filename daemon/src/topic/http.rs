@@ -27,8 +27,9 @@ use sluice_protocol::{ErrorCode, MessageAttribute, OpError};
 use super::SubscriptionMeta;
 use crate::queue::partition::Delivery;
 use crate::queue::registry::{is_delivery_queue, DELIVERY_QUEUE_PREFIX};
-use crate::runtime::bus::{Call, VisibilityChange};
-use crate::runtime::Shard;
+use crate::queue::VisibilityChange;
+use crate::shard::Call;
+use crate::shard::Shard;
 
 /// How long a message stays hidden while its POST is under way (longer than the timeout).
 const POSTING_VISIBILITY_MS: u64 = 60_000;

@@ -28,7 +28,8 @@ use crate::queue::partition::Payload;
 use crate::queue::registry::{MetaChange, MetaOutcome, QueueMeta, Snapshot};
 use crate::queue::service::{decode_next_token, encode_next_token, new_message_id, Sends};
 use crate::queue::validate::check_batch_ids;
-use crate::runtime::{now_ms, Shard};
+use crate::runtime::now_ms;
+use crate::shard::Shard;
 
 fn invalid(message: impl Into<String>) -> OpError {
     OpError::new(ErrorCode::InvalidParameter, message)
