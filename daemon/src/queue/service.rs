@@ -19,11 +19,12 @@ use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payl
 use super::receipt::Receipt;
 use super::registry::{is_delivery_queue, queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
-use super::VisibilityChange;
 use super::Waiters;
+use super::{MessageRef, VisibilityChange};
 use crate::runtime::now_ms;
+use crate::shard::calls::{ChangeVisibility, CountMessages, Delete, Meta, Publish, Purge, Receive};
 use crate::shard::Shard;
-use crate::shard::{Answer, Call, Notice};
+use crate::shard::{Notice, Request};
 use crate::storage::Ticket;
 
 /// Payloads kept only in the log that the loader reads back at once (neighbours share one
@@ -53,10 +54,6 @@ const SYSTEM_ATTRIBUTE_NAMES: &[&str] = &[
 
 fn invalid_receipt(handle: &str) -> OpError {
     OpError::new(ErrorCode::ReceiptHandleIsInvalid, format!("The input receipt handle \"{handle}\" is not a valid receipt handle."))
-}
-
-fn unexpected(answer: Answer) -> OpError {
-    OpError::new(ErrorCode::InternalFailure, format!("unexpected answer from another shard: {answer:?}"))
 }
 
 pub fn format_uuid(id: u128) -> String {
@@ -175,7 +172,9 @@ impl Shard {
                 let MetaOutcome::Purge(queue_id) = self.meta_change(MetaChange::Purge { queue }).await? else {
                     return Err(OpError::new(ErrorCode::InternalFailure, "purge was not recorded"));
                 };
-                self.on_every_shard(|| Call::Purge { queue_id }).await?;
+                for purged in self.on_every_shard(|| Purge { queue_id }).await? {
+                    purged?;
+                }
                 Ok(Reply::Done)
             }
             Op::GetQueueAttributes { queue, names } => self.get_queue_attributes(&queue, &names).await,
@@ -244,10 +243,7 @@ impl Shard {
         if self.id == 0 {
             return self.apply_meta(change).await;
         }
-        match self.bus.call(0, Call::Meta(change)).await? {
-            Answer::Meta(result) => result,
-            other => Err(unexpected(other)),
-        }
+        self.call_on(0, Meta(change)).await?
     }
 
     /// Shard 0: applies a change and publishes the new snapshot to every shard before answering.
@@ -283,21 +279,16 @@ impl Shard {
             }
         }
         if let Some(snapshot) = snapshot {
-            self.on_every_shard(|| Call::Publish(snapshot.clone())).await?;
+            self.on_every_shard(|| Publish(snapshot.clone())).await?;
         }
         Ok(outcome)
     }
 
-    /// Runs `call` on this shard and every other, concurrently; fails if any fails.
-    async fn on_every_shard(self: &Rc<Self>, call: impl Fn() -> Call) -> Result<Vec<Answer>, OpError> {
-        let local = self.handle_call(call());
-        let remote = (0..self.count).filter(|peer| *peer != self.id).map(|peer| self.bus.call(peer, call()));
-        let (local, remote) = futures::join!(local, join_all(remote));
-        let mut answers = vec![local];
-        for answer in remote {
-            answers.push(answer?);
-        }
-        Ok(answers)
+    /// Runs `request` on this shard and every other, concurrently; fails if any call fails
+    /// (the replies say how each went).
+    async fn on_every_shard<R: Request>(self: &Rc<Self>, request: impl Fn() -> R) -> Result<Vec<R::Reply>, OpError> {
+        let calls = (0..self.count).map(|shard| self.call_on(shard, request()));
+        join_all(calls).await.into_iter().collect()
     }
 
     async fn get_queue_attributes(self: &Rc<Self>, queue: &str, names: &[String]) -> Response {
@@ -338,11 +329,8 @@ impl Shard {
 
     async fn total_counts(self: &Rc<Self>, queue_id: u64) -> Result<Counts, OpError> {
         let mut total = Counts::default();
-        for answer in self.on_every_shard(|| Call::Counts { queue_id }).await? {
-            match answer {
-                Answer::Counts(counts) => total += counts,
-                other => return Err(unexpected(other)),
-            }
+        for counts in self.on_every_shard(|| CountMessages { queue_id }).await? {
+            total += counts;
         }
         Ok(total)
     }
@@ -561,11 +549,8 @@ impl Shard {
                 break;
             }
             let peer = (self.id + step) % self.count;
-            let call = Call::Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms };
-            match self.bus.call(peer, call).await? {
-                Answer::Deliveries(result) => delivered.extend(result?.into_iter().map(|d| (peer, d))),
-                other => return Err(unexpected(other)),
-            }
+            let call = Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms };
+            delivered.extend(self.call_on(peer, call).await??.into_iter().map(|d| (peer, d)));
         }
         Ok(())
     }
@@ -791,12 +776,14 @@ impl Shard {
         for receipt in receipts.iter().flatten() {
             by_shard[receipt.shard as usize].push((receipt.seq, receipt.tag));
         }
-        let calls = by_shard.into_iter().enumerate().filter(|(_, messages)| !messages.is_empty()).map(|(shard, messages)| {
-            let call = Call::Delete { queue_id: meta.id, messages };
-            self.call_on(shard, call)
-        });
-        for answer in join_all(calls).await {
-            answer?;
+        let calls = by_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, messages)| !messages.is_empty())
+            .map(|(shard, messages)| self.call_on(shard, Delete { queue_id: meta.id, messages }));
+        for deleted in join_all(calls).await {
+            // A delete that could not be kept fails the request: the messages come back.
+            deleted??;
         }
         Ok(receipts.into_iter().map(|receipt| receipt.map(|_| ())).collect())
     }
@@ -826,20 +813,15 @@ impl Shard {
         }
         let calls = by_shard.into_iter().enumerate().filter(|(_, work)| !work.is_empty()).map(|(shard, work)| {
             let (indexes, entries): (Vec<usize>, Vec<_>) = work.into_iter().unzip();
-            let call = Call::ChangeVisibility { queue_id: meta.id, entries };
+            let call = ChangeVisibility { queue_id: meta.id, entries };
             async move {
                 let answer = self.call_on(shard, call).await;
                 (indexes, answer)
             }
         });
         for (indexes, answer) in join_all(calls).await {
-            match answer? {
-                Answer::Results(outcomes) => {
-                    for (index, outcome) in indexes.into_iter().zip(outcomes) {
-                        results[index] = outcome;
-                    }
-                }
-                other => return Err(unexpected(other)),
+            for (index, outcome) in indexes.into_iter().zip(answer?) {
+                results[index] = outcome;
             }
         }
         Ok(results)
@@ -847,87 +829,70 @@ impl Shard {
 
     // ------------------------------------------------------------------ calls from other shards
 
-    /// Runs a call on this shard (from another shard, or from this one directly).
-    /// Runs `call` on shard `shard`: here when this is that shard, else over the bus.
-    pub async fn call_on(self: &Rc<Self>, shard: usize, call: Call) -> Result<Answer, OpError> {
-        if shard == self.id {
-            Ok(self.handle_call(call).await)
-        } else {
-            self.bus.call(shard, call).await
-        }
+    /// The message counts of this shard's partition of a queue.
+    pub fn count_local(self: &Rc<Self>, queue_id: u64) -> Counts {
+        let retention_ms =
+            self.queues.snapshot().by_id.get(&queue_id).map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
+        let mut partitions = self.queues.partitions.borrow_mut();
+        let Some(partition) = partitions.get_mut(&queue_id) else { return Counts::default() };
+        let counts = partition.counts(now_ms(), retention_ms);
+        self.commit_quietly(partition);
+        counts
     }
 
-    pub async fn handle_call(self: &Rc<Self>, call: Call) -> Answer {
+    /// Purges this shard's partition of a queue; `Ok` once kept.
+    pub async fn purge_local(self: &Rc<Self>, queue_id: u64) -> Result<(), OpError> {
+        self.kept(self.change_partition(queue_id, Partition::purge)).await
+    }
+
+    /// Deletes messages of this shard's partition; `Ok` once kept.
+    pub async fn delete_local(self: &Rc<Self>, queue_id: u64, messages: Vec<MessageRef>) -> Result<(), OpError> {
+        let commit = self.change_partition(queue_id, |partition| {
+            for (seq, tag) in messages {
+                // A handle whose message is gone (or whose sequence number now belongs
+                // to another message) deletes nothing, and succeeds, as in SQS.
+                if partition.holds(seq, tag) {
+                    partition.delete(seq);
+                }
+            }
+        });
+        self.kept(commit).await
+    }
+
+    /// Changes the visibility of messages of this shard's partition: one outcome per entry.
+    pub async fn change_visibility_local(self: &Rc<Self>, queue_id: u64, entries: Vec<VisibilityChange>) -> Vec<Result<(), OpError>> {
         let now = now_ms();
-        match call {
-            Call::Receive { queue_id, max_messages, visibility_ms } => {
-                Answer::Deliveries(self.receive_local(queue_id, max_messages, visibility_ms).await)
-            }
-            Call::Counts { queue_id } => {
-                let retention_ms = self
-                    .queues
-                    .snapshot()
-                    .by_id
-                    .get(&queue_id)
-                    .map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
-                let mut partitions = self.queues.partitions.borrow_mut();
-                let Some(partition) = partitions.get_mut(&queue_id) else { return Answer::Counts(Counts::default()) };
-                let counts = partition.counts(now, retention_ms);
-                self.commit_quietly(partition);
-                Answer::Counts(counts)
-            }
-            Call::Purge { queue_id } => done_or_failed(self.kept(self.change_partition(queue_id, Partition::purge)).await),
-            Call::Delete { queue_id, messages } => {
-                let commit = self.change_partition(queue_id, |partition| {
-                    for (seq, tag) in messages {
-                        // A handle whose message is gone (or whose sequence number now belongs
-                        // to another message) deletes nothing, and succeeds, as in SQS.
-                        if partition.holds(seq, tag) {
-                            partition.delete(seq);
-                        }
-                    }
-                });
-                done_or_failed(self.kept(commit).await)
-            }
-            Call::ChangeVisibility { queue_id, entries } => {
-                let mut became_visible = false;
-                // Without a partition (or the handle's message) here, the handle has expired.
-                let mut outcomes: Vec<Result<(), OpError>> = entries.iter().map(|_| Err(expired_receipt())).collect();
-                let commit = self.change_partition(queue_id, |partition| {
-                    for (outcome, change) in outcomes.iter_mut().zip(&entries) {
-                        let (seq, tag) = change.message;
-                        if partition.holds(seq, tag) {
-                            let changed = partition.change_visibility(seq, change.receive_count, change.timeout_ms, now);
-                            became_visible |= matches!(changed, Ok(true));
-                            *outcome = changed.map(|_| ());
-                        }
-                    }
-                });
-                if became_visible {
-                    self.notify_visible(queue_id);
+        let mut became_visible = false;
+        // Without a partition (or the handle's message) here, the handle has expired.
+        let mut outcomes: Vec<Result<(), OpError>> = entries.iter().map(|_| Err(expired_receipt())).collect();
+        let commit = self.change_partition(queue_id, |partition| {
+            for (outcome, change) in outcomes.iter_mut().zip(&entries) {
+                let (seq, tag) = change.message;
+                if partition.holds(seq, tag) {
+                    let changed = partition.change_visibility(seq, change.receive_count, change.timeout_ms, now);
+                    became_visible |= matches!(changed, Ok(true));
+                    *outcome = changed.map(|_| ());
                 }
-                if let Err(error) = self.kept(commit).await {
-                    return Answer::Results(outcomes.into_iter().map(|_| Err(error.clone())).collect());
-                }
-                Answer::Results(outcomes)
             }
-            Call::Publish(snapshot) => {
-                for mut gone in self.queues.install(snapshot) {
-                    gone.drop_all();
-                    self.storage.release_from(&mut gone);
-                }
-                // Logs of deleted streams and expired shards go in the background.
-                let shard = self.clone();
-                glommio::spawn_local(async move { shard.forget_gone_streams().await }).detach();
-                Answer::Done
-            }
-            Call::StreamPut { stream_id, items } => Answer::StreamPut(self.stream_put_local(stream_id, items).await),
-            Call::StreamRead(request) => Answer::StreamRead(self.stream_read_local(request).await),
-            Call::StreamLease(lease) => Answer::Position(self.stream_lease_local(lease)),
-            Call::StreamSeek { stream_id, shard, seek } => Answer::Position(self.stream_seek_local(stream_id, shard, seek).await),
-            // Boxed: apply_meta publishes through handle_call, a cycle the compiler cannot size.
-            Call::Meta(change) => Answer::Meta(Box::pin(self.apply_meta(change)).await),
+        });
+        if became_visible {
+            self.notify_visible(queue_id);
         }
+        if let Err(error) = self.kept(commit).await {
+            return outcomes.into_iter().map(|_| Err(error.clone())).collect();
+        }
+        outcomes
+    }
+
+    /// Installs a newer metadata snapshot, dropping the partitions of deleted queues.
+    pub fn install_snapshot(self: &Rc<Self>, snapshot: Arc<super::registry::Snapshot>) {
+        for mut gone in self.queues.install(snapshot) {
+            gone.drop_all();
+            self.storage.release_from(&mut gone);
+        }
+        // Logs of deleted streams and expired shards go in the background.
+        let shard = self.clone();
+        glommio::spawn_local(async move { shard.forget_gone_streams().await }).detach();
     }
 
     /// Runs due timers of partitions with waiters, waking them; called by the shard's timer task.
@@ -1042,14 +1007,6 @@ pub fn detach_from_frame(entries: &mut [SendEntry]) {
                 *value = arena.split().freeze();
             }
         }
-    }
-}
-
-/// The answer to a call that only succeeds or fails as a whole.
-fn done_or_failed(result: Result<(), OpError>) -> Answer {
-    match result {
-        Ok(()) => Answer::Done,
-        Err(error) => Answer::Results(vec![Err(error)]),
     }
 }
 

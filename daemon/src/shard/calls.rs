@@ -3,67 +3,136 @@
 
 use std::sync::Arc;
 
-use sluice_protocol::OpError;
+use sluice_protocol::{ErrorCode, OpError};
 
 use crate::queue::partition::{Counts, Delivery};
 use crate::queue::registry::{MetaChange, MetaOutcome, Snapshot};
 use crate::queue::{MessageRef, VisibilityChange};
 use crate::stream::service::{Lease, PutItem, PutOutcome, ReadOutcome, ReadRequest, Seek};
 
-#[derive(Debug)]
-pub enum Call {
+/// A cross-shard call whose reply type is fixed by the call: `Shard::call_on` returns
+/// `Reply`, so a wrong answer cannot reach a caller (a mismatch could only come from a
+/// peer of another version, and is an error here, in one place).
+pub trait Request: Into<Call> {
+    type Reply;
+    fn reply(answer: Answer) -> Result<Self::Reply, OpError>;
+}
+
+/// Declares each call with its reply: the request structs' `Call` and `Answer` variants
+/// (named alike) and their `Request` impls.
+macro_rules! calls {
+    ($($(#[doc = $doc:expr])* $name:ident => $reply:ty,)*) => {
+        #[derive(Debug)]
+        pub enum Call {
+            $($(#[doc = $doc])* $name($name),)*
+        }
+
+        #[derive(Debug)]
+        pub enum Answer {
+            $($name($reply),)*
+        }
+
+        $(
+            impl From<$name> for Call {
+                fn from(request: $name) -> Call {
+                    Call::$name(request)
+                }
+            }
+
+            impl Request for $name {
+                type Reply = $reply;
+                fn reply(answer: Answer) -> Result<$reply, OpError> {
+                    match answer {
+                        Answer::$name(reply) => Ok(reply),
+                        #[allow(unreachable_patterns)]
+                        other => Err(OpError::new(
+                            ErrorCode::InternalFailure,
+                            format!("another shard answered {} with {other:?}", stringify!($name)),
+                        )),
+                    }
+                }
+            }
+        )*
+    };
+}
+
+calls! {
     /// Receive from this shard's partition of a queue.
-    Receive {
-        queue_id: u64,
-        max_messages: usize,
-        visibility_ms: u64,
-    },
-    Counts {
-        queue_id: u64,
-    },
-    Purge {
-        queue_id: u64,
-    },
-    /// Delete messages of this shard's partition.
-    Delete {
-        queue_id: u64,
-        messages: Vec<MessageRef>,
-    },
-    ChangeVisibility {
-        queue_id: u64,
-        entries: Vec<VisibilityChange>,
-    },
+    Receive => Result<Vec<Delivery>, OpError>,
+    /// The message counts of this shard's partition of a queue.
+    CountMessages => Counts,
+    /// Purge this shard's partition of a queue.
+    Purge => Result<(), OpError>,
+    /// Delete messages of this shard's partition (kept once the reply is `Ok`).
+    Delete => Result<(), OpError>,
+    /// Change the visibility of messages of this shard's partition: one outcome per entry.
+    ChangeVisibility => Vec<Result<(), OpError>>,
     /// Install a new metadata snapshot.
-    Publish(Arc<Snapshot>),
+    Publish => (),
     /// A metadata change, for shard 0.
-    Meta(MetaChange),
-    /// Append records to stream shards this shard owns.
-    StreamPut {
-        stream_id: u64,
-        items: Vec<PutItem>,
-    },
+    Meta => Result<MetaOutcome, OpError>,
+    /// Append records to stream shards this shard owns: one outcome per item.
+    StreamPut => Vec<PutOutcome>,
     /// Read a stream shard this shard owns.
-    StreamRead(ReadRequest),
+    StreamRead => Result<ReadOutcome, OpError>,
     /// Take or give back a push-subscription lease on a stream shard this shard owns.
-    StreamLease(Lease),
+    StreamLease => Result<u64, OpError>,
     /// Find a position in (or seal) a stream shard this shard owns.
-    StreamSeek {
-        stream_id: u64,
-        shard: u32,
-        seek: Seek,
-    },
+    StreamSeek => Result<u64, OpError>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Receive {
+    pub queue_id: u64,
+    pub max_messages: usize,
+    pub visibility_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CountMessages {
+    pub queue_id: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Purge {
+    pub queue_id: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delete {
+    pub queue_id: u64,
+    pub messages: Vec<MessageRef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChangeVisibility {
+    pub queue_id: u64,
+    pub entries: Vec<VisibilityChange>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Publish(pub Arc<Snapshot>);
+
+#[derive(Debug)]
+pub struct Meta(pub MetaChange);
+
+#[derive(Debug)]
+pub struct StreamPut {
+    pub stream_id: u64,
+    pub items: Vec<PutItem>,
 }
 
 #[derive(Debug)]
-pub enum Answer {
-    Deliveries(Result<Vec<Delivery>, OpError>),
-    Counts(Counts),
-    Done,
-    Results(Vec<Result<(), OpError>>),
-    Meta(Result<MetaOutcome, OpError>),
-    StreamPut(Vec<PutOutcome>),
-    StreamRead(Result<ReadOutcome, OpError>),
-    Position(Result<u64, OpError>),
+pub struct StreamRead(pub ReadRequest);
+
+#[derive(Debug)]
+pub struct StreamLease(pub Lease);
+
+#[derive(Debug)]
+pub struct StreamSeek {
+    pub stream_id: u64,
+    pub shard: u32,
+    pub seek: Seek,
 }
 
 /// One-way messages between shards: long-poll interest in a queue and its wake-up.

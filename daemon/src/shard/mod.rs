@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use glommio::{Latency, Shares};
-use sluice_protocol::Encoder;
+use sluice_protocol::{Encoder, OpError};
 
-pub use calls::{Answer, Bus, Call, Notice, ShardMessage};
+pub use calls::{Answer, Bus, Call, Notice, Request, ShardMessage};
 
 use crate::config::Config;
 use crate::queue::registry::{Naming, Registry};
@@ -251,6 +251,42 @@ async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shar
         }
     }
     tracing::debug!(shard = shard.id, peer, "peer channel closed");
+}
+
+impl Shard {
+    /// Runs `request` on shard `shard` — here when this is that shard, else over the bus —
+    /// and returns its reply, typed by the request.
+    pub async fn call_on<R: Request>(self: &Rc<Self>, shard: usize, request: R) -> Result<R::Reply, OpError> {
+        let answer = if shard == self.id { self.handle_call(request.into()).await } else { self.bus.call(shard, request.into()).await? };
+        R::reply(answer)
+    }
+
+    /// Hands a call to the engine it is for.
+    pub async fn handle_call(self: &Rc<Self>, call: Call) -> Answer {
+        match call {
+            Call::Receive(calls::Receive { queue_id, max_messages, visibility_ms }) => {
+                Answer::Receive(self.receive_local(queue_id, max_messages, visibility_ms).await)
+            }
+            Call::CountMessages(calls::CountMessages { queue_id }) => Answer::CountMessages(self.count_local(queue_id)),
+            Call::Purge(calls::Purge { queue_id }) => Answer::Purge(self.purge_local(queue_id).await),
+            Call::Delete(calls::Delete { queue_id, messages }) => Answer::Delete(self.delete_local(queue_id, messages).await),
+            Call::ChangeVisibility(calls::ChangeVisibility { queue_id, entries }) => {
+                Answer::ChangeVisibility(self.change_visibility_local(queue_id, entries).await)
+            }
+            Call::Publish(calls::Publish(snapshot)) => {
+                self.install_snapshot(snapshot);
+                Answer::Publish(())
+            }
+            // Boxed: apply_meta publishes through handle_call, a cycle the compiler cannot size.
+            Call::Meta(calls::Meta(change)) => Answer::Meta(Box::pin(self.apply_meta(change)).await),
+            Call::StreamPut(calls::StreamPut { stream_id, items }) => Answer::StreamPut(self.stream_put_local(stream_id, items).await),
+            Call::StreamRead(calls::StreamRead(request)) => Answer::StreamRead(self.stream_read_local(request).await),
+            Call::StreamLease(calls::StreamLease(lease)) => Answer::StreamLease(self.stream_lease_local(lease)),
+            Call::StreamSeek(calls::StreamSeek { stream_id, shard, seek }) => {
+                Answer::StreamSeek(self.stream_seek_local(stream_id, shard, seek).await)
+            }
+        }
+    }
 }
 
 /// How often stream retention runs (and idle logs are closed: at least twice per idle period).

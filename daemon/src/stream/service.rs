@@ -20,8 +20,8 @@ use super::store::{split_record, ShardLog};
 use super::{find_consumer, hash_of, parse_hash_key, parse_shard_id, resolve, StreamChange, StreamMeta, StreamOutcome};
 use crate::queue::registry::{MetaChange, MetaOutcome, Snapshot};
 use crate::runtime::now_ms;
+use crate::shard::calls::{StreamLease, StreamPut, StreamRead, StreamSeek};
 use crate::shard::Shard;
-use crate::shard::{Answer, Call};
 use crate::storage::storage_error;
 
 /// Times a put part is routed again after meeting a resharded shard.
@@ -108,10 +108,6 @@ pub struct ReadOutcome {
 pub trait EventSink {
     /// Sends one event; waits while the consumer is behind. False once the connection is gone.
     fn send(&self, response: &Response) -> impl std::future::Future<Output = bool>;
-}
-
-fn unexpected(answer: Answer) -> OpError {
-    OpError::new(ErrorCode::InternalFailure, format!("unexpected answer between shards: {answer:?}"))
 }
 
 fn invalid(message: impl Into<String>) -> OpError {
@@ -389,21 +385,11 @@ impl Shard {
 
     async fn seek(self: &Rc<Self>, meta: &StreamMeta, shard: u32, seek: Seek) -> Result<u64, OpError> {
         let owner = meta.shard(shard).ok_or_else(|| shard_gone(shard))?.owner(self.count);
-        let call = Call::StreamSeek { stream_id: meta.id, shard, seek };
-        let answer = self.call_on(owner, call).await?;
-        match answer {
-            Answer::Position(result) => result,
-            other => Err(unexpected(other)),
-        }
+        self.call_on(owner, StreamSeek { stream_id: meta.id, shard, seek }).await?
     }
 
     async fn read_shard(self: &Rc<Self>, owner: usize, request: ReadRequest) -> Result<ReadOutcome, OpError> {
-        let call = Call::StreamRead(request);
-        let answer = self.call_on(owner, call).await?;
-        match answer {
-            Answer::StreamRead(result) => result,
-            other => Err(unexpected(other)),
-        }
+        self.call_on(owner, StreamRead(request)).await?
     }
 
     async fn get_records(self: &Rc<Self>, iterator: &str, limit: Option<i32>) -> Response {
@@ -501,27 +487,23 @@ impl Shard {
                 item.shard = shard.index;
                 by_core[shard.owner(self.count)].push(item);
             }
-            let parts = by_core.into_iter().enumerate().filter(|(_, items)| !items.is_empty()).map(|(core, items)| {
-                let call = Call::StreamPut { stream_id: meta.id, items };
-                self.call_on(core, call)
-            });
-            for answer in join_all(parts).await {
-                match answer? {
-                    Answer::StreamPut(outcomes) => {
-                        for outcome in outcomes {
-                            match outcome {
-                                PutOutcome::Put { at, shard, seq } => {
-                                    results[at] = Some(PutRecordResult::Put {
-                                        shard_id: super::shard_id(shard),
-                                        sequence_number: meta.sequence_number(shard, seq),
-                                    })
-                                }
-                                PutOutcome::Resharded(item) => pending.push(item),
-                                PutOutcome::Failed(at, error) => results[at] = Some(PutRecordResult::Failed(error)),
-                            }
+            let parts = by_core
+                .into_iter()
+                .enumerate()
+                .filter(|(_, items)| !items.is_empty())
+                .map(|(core, items)| self.call_on(core, StreamPut { stream_id: meta.id, items }));
+            for outcomes in join_all(parts).await {
+                for outcome in outcomes? {
+                    match outcome {
+                        PutOutcome::Put { at, shard, seq } => {
+                            results[at] = Some(PutRecordResult::Put {
+                                shard_id: super::shard_id(shard),
+                                sequence_number: meta.sequence_number(shard, seq),
+                            })
                         }
+                        PutOutcome::Resharded(item) => pending.push(item),
+                        PutOutcome::Failed(at, error) => results[at] = Some(PutRecordResult::Failed(error)),
                     }
-                    other => return Err(unexpected(other)),
                 }
             }
             if pending.is_empty() {
@@ -761,12 +743,7 @@ impl Shard {
     }
 
     async fn lease(self: &Rc<Self>, owner: usize, lease: Lease) -> Result<u64, OpError> {
-        let call = Call::StreamLease(lease);
-        let answer = self.call_on(owner, call).await?;
-        match answer {
-            Answer::Position(result) => result,
-            other => Err(unexpected(other)),
-        }
+        self.call_on(owner, StreamLease(lease)).await?
     }
 
     /// The body of a push subscription, once its lease is held.

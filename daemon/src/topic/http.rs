@@ -28,7 +28,6 @@ use super::SubscriptionMeta;
 use crate::queue::partition::Delivery;
 use crate::queue::registry::{is_delivery_queue, DELIVERY_QUEUE_PREFIX};
 use crate::queue::VisibilityChange;
-use crate::shard::Call;
 use crate::shard::Shard;
 
 /// How long a message stays hidden while its POST is under way (longer than the timeout).
@@ -484,13 +483,14 @@ impl Shard {
         let attempt = delivery.receive_count;
         match outcome {
             Ok(()) => {
-                self.handle_call(Call::Delete { queue_id, messages: vec![message] }).await;
+                // Not kept: the notification is delivered again after the restart (at least once).
+                let _ = self.delete_local(queue_id, vec![message]).await;
             }
             Err(reason) if attempt < policy.attempts() => {
                 let timeout_ms = policy.delay_ms(attempt);
                 tracing::debug!(subscription = %subscription.arn, attempt, %reason, retry_in_ms = timeout_ms, "HTTP delivery failed; will retry");
                 let entries = vec![VisibilityChange { message, receive_count: attempt, timeout_ms }];
-                self.handle_call(Call::ChangeVisibility { queue_id, entries }).await;
+                self.change_visibility_local(queue_id, entries).await;
                 if timeout_ms == 0 {
                     self.http_wake.notify_all();
                 }
@@ -521,7 +521,7 @@ impl Shard {
                 } else {
                     tracing::warn!(subscription = %subscription.arn, %reason, "the subscription confirmation could not be delivered");
                 }
-                self.handle_call(Call::Delete { queue_id, messages: vec![message] }).await;
+                let _ = self.delete_local(queue_id, vec![message]).await;
             }
         }
     }
