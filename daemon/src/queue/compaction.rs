@@ -20,7 +20,7 @@ const COMPACTION_LOAD_RUN: usize = 64;
 /// messages again (as `Restored` records, at the end of the log) and deletes them.
 pub async fn run(shard: Rc<Shard>) {
     loop {
-        glommio::timer::sleep(COMPACTION_CHECK_EVERY).await;
+        shard.env.sleep(COMPACTION_CHECK_EVERY).await;
         if shard.shutdown.requested.get() {
             return;
         }

@@ -21,7 +21,6 @@ use super::registry::{is_delivery_queue, queue_does_not_exist, MetaChange, MetaO
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
 use super::Waiters;
 use super::{MessageRef, VisibilityChange};
-use crate::runtime::now_ms;
 use crate::shard::calls::{ChangeVisibility, CountMessages, Delete, Meta, Publish, Purge, Receive};
 use crate::shard::Shard;
 use crate::shard::{Notice, Request};
@@ -207,7 +206,7 @@ impl Shard {
                 let meta = self.queues.snapshot().resolve(&queue)?.clone();
                 detach_from_frame(std::slice::from_mut(&mut entry));
                 let mut sends = Sends::default();
-                let result = self.send_one(&meta, entry, now_ms(), &mut sends)?;
+                let result = self.send_one(&meta, entry, self.env.now_ms(), &mut sends)?;
                 self.sends_durable(sends).await?;
                 Ok(Reply::SendMessage(result))
             }
@@ -259,15 +258,16 @@ impl Shard {
             if stream_change.reshards() {
                 // A dry run finds the shards this closes; their owners seal them, and their
                 // last sequence numbers go into the change.
-                let (_, after) = before
-                    .clone()
-                    .apply(MetaChange::Stream { change: stream_change.clone(), sealed: HashMap::new(), cores: self.count }, now_ms())?;
+                let (_, after) = before.clone().apply(
+                    MetaChange::Stream { change: stream_change.clone(), sealed: HashMap::new(), cores: self.count },
+                    self.env.now_ms(),
+                )?;
                 if let Some(after) = after {
                     *sealed = self.seal_closing(&before.snapshot(), &after).await?;
                 }
             }
         }
-        let (outcome, snapshot) = registry.borrow_mut().apply(change, now_ms())?;
+        let (outcome, snapshot) = registry.borrow_mut().apply(change, self.env.now_ms())?;
         let purged = matches!(outcome, MetaOutcome::Purge(_));
         if snapshot.is_some() || purged {
             let writer = self.meta_writer.as_ref().ok_or_else(|| OpError::new(ErrorCode::InternalFailure, "metadata lives on shard 0"))?;
@@ -461,7 +461,7 @@ impl Shard {
             ));
         }
         detach_from_frame(&mut entries);
-        let now = now_ms();
+        let now = self.env.now_ms();
         let mut successful = Vec::with_capacity(entries.len());
         let mut failed = Vec::new();
         let mut sends = Sends::default();
@@ -498,7 +498,7 @@ impl Shard {
                 return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}.")));
             }
         }
-        let deadline_ms = now_ms() + wait_s as u64 * 1000;
+        let deadline_ms = self.env.now_ms() + wait_s as u64 * 1000;
         let mut delivered: Vec<(usize, Delivery)> = Vec::new();
         // Interest is registered only once a look has come back empty; from then on before every
         // look, so that a message arriving between a look and the wait always wakes it.
@@ -513,7 +513,7 @@ impl Shard {
                 self.watch_peers(meta.id).await;
             }
             self.receive_round(&meta, max_messages, visibility_s as u64 * 1000, &mut delivered).await?;
-            let now = now_ms();
+            let now = self.env.now_ms();
             if !delivered.is_empty() || now >= deadline_ms || self.shutdown.requested.get() {
                 break;
             }
@@ -524,7 +524,7 @@ impl Shard {
             if !self.queues.snapshot().by_id.contains_key(&meta.id) {
                 return Err(queue_does_not_exist());
             }
-            let timer = glommio::timer::sleep(Duration::from_millis(deadline_ms - now));
+            let timer = self.env.sleep(Duration::from_millis(deadline_ms - now));
             let shutdown = self.shutdown.event.listen();
             futures::pin_mut!(listener, timer, shutdown);
             futures::future::select(listener, futures::future::select(timer, shutdown)).await;
@@ -644,7 +644,7 @@ impl Shard {
             max_receive_count: dead_letter.and(meta.attributes.redrive_policy.as_ref().map(|p| p.max_receive_count)),
             inflight_max: INFLIGHT_MESSAGES_MAX,
         };
-        let now = now_ms();
+        let now = self.env.now_ms();
         let mut moved: Vec<Moved> = Vec::new();
         let mut partitions = self.queues.partitions.borrow_mut();
         let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(false) };
@@ -753,7 +753,7 @@ impl Shard {
         drop(waiters);
         for peer in remote {
             let shard = self.clone();
-            glommio::spawn_local(async move { shard.bus.notify(peer, Notice::Wake { queue_id }).await }).detach();
+            self.env.spawn(async move { shard.bus.notify(peer, Notice::Wake { queue_id }).await });
         }
     }
 
@@ -835,7 +835,7 @@ impl Shard {
             self.queues.snapshot().by_id.get(&queue_id).map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
         let mut partitions = self.queues.partitions.borrow_mut();
         let Some(partition) = partitions.get_mut(&queue_id) else { return Counts::default() };
-        let counts = partition.counts(now_ms(), retention_ms);
+        let counts = partition.counts(self.env.now_ms(), retention_ms);
         self.commit_quietly(partition);
         counts
     }
@@ -861,7 +861,7 @@ impl Shard {
 
     /// Changes the visibility of messages of this shard's partition: one outcome per entry.
     pub async fn change_visibility_local(self: &Rc<Self>, queue_id: u64, entries: Vec<VisibilityChange>) -> Vec<Result<(), OpError>> {
-        let now = now_ms();
+        let now = self.env.now_ms();
         let mut became_visible = false;
         // Without a partition (or the handle's message) here, the handle has expired.
         let mut outcomes: Vec<Result<(), OpError>> = entries.iter().map(|_| Err(expired_receipt())).collect();
@@ -892,12 +892,12 @@ impl Shard {
         }
         // Logs of deleted streams and expired shards go in the background.
         let shard = self.clone();
-        glommio::spawn_local(async move { shard.forget_gone_streams().await }).detach();
+        self.env.spawn(async move { shard.forget_gone_streams().await });
     }
 
     /// Runs due timers of partitions with waiters, waking them; called by the shard's timer task.
     pub fn tick_watched(self: &Rc<Self>) {
-        let now = now_ms();
+        let now = self.env.now_ms();
         let snapshot = self.queues.snapshot();
         let watched: Vec<u64> = self.queues.waiters.borrow().keys().copied().collect();
         for queue_id in watched {
@@ -919,7 +919,7 @@ impl Shard {
 
     /// Runs every partition's timers (retention); called about once a second.
     pub fn tick_all(self: &Rc<Self>) {
-        let now = now_ms();
+        let now = self.env.now_ms();
         let snapshot = self.queues.snapshot();
         for (queue_id, partition) in self.queues.partitions.borrow_mut().iter_mut() {
             if let Some(meta) = snapshot.by_id.get(queue_id) {

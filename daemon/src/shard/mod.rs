@@ -57,6 +57,8 @@ pub struct Shard {
     /// TLS settings for `https` subscription endpoints (immutable).
     pub tls: Arc<futures_rustls::rustls::ClientConfig>,
     pub shutdown: ShutdownState,
+    /// Time, timers and tasks for the engines (glommio here; the simulator's world in tests).
+    pub env: crate::env::Env,
 }
 
 fn naming(config: &Config) -> Naming {
@@ -151,6 +153,7 @@ pub async fn main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
         http_wake: LocalNotify::default(),
         tls,
         shutdown: ShutdownState::default(),
+        env: crate::env::Env::Glommio,
     });
     // Learns which stream shards this core owns, so the files of those deleted later go.
     shard.forget_gone_streams().await;

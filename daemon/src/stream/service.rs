@@ -19,7 +19,6 @@ use super::iterator::{decode_token, encode_token, ShardPosition};
 use super::store::{split_record, ShardLog};
 use super::{find_consumer, hash_of, parse_hash_key, parse_shard_id, resolve, StreamChange, StreamMeta, StreamOutcome};
 use crate::queue::registry::{MetaChange, MetaOutcome, Snapshot};
-use crate::runtime::now_ms;
 use crate::shard::calls::{StreamLease, StreamPut, StreamRead, StreamSeek};
 use crate::shard::Shard;
 use crate::storage::storage_error;
@@ -155,7 +154,7 @@ impl Shard {
                 Ok(Reply::StreamDescription(resolve(&snapshot.streams, &snapshot.naming, &stream)?.describe()))
             }
             Op::ListStreams { limit, exclusive_start_stream_name, next_token } => {
-                let now = now_ms();
+                let now = self.env.now_ms();
                 let limit = match limit {
                     None => LIST_STREAMS_MAX,
                     Some(limit) if (1..=10_000).contains(&limit) => limit.min(LIST_STREAMS_MAX),
@@ -197,7 +196,7 @@ impl Shard {
                 let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?.clone();
                 let shard = meta.shard_by_id(&shard_id)?.index;
                 let next = self.start_position(&meta, shard, &position).await?;
-                Ok(Reply::ShardIterator(ShardPosition { stream_id: meta.id, shard, next, issued_ms: now_ms() }.encode()))
+                Ok(Reply::ShardIterator(ShardPosition { stream_id: meta.id, shard, next, issued_ms: self.env.now_ms() }.encode()))
             }
             Op::GetRecords { iterator, limit } => self.get_records(&iterator, limit).await,
             Op::IncreaseStreamRetentionPeriod { stream, hours } => {
@@ -254,7 +253,7 @@ impl Shard {
                 Ok(Reply::StreamConsumer(meta.describe_consumer(&meta.consumers[at])))
             }
             Op::ListStreamConsumers { stream, next_token, max_results } => {
-                let now = now_ms();
+                let now = self.env.now_ms();
                 let limit = match max_results {
                     None => 100,
                     Some(limit) if (1..=10_000).contains(&limit) => limit,
@@ -283,7 +282,7 @@ impl Shard {
     }
 
     fn list_shards(self: &Rc<Self>, list: ListShards) -> Response {
-        let now = now_ms();
+        let now = self.env.now_ms();
         let limit = match list.max_results {
             None => LIST_SHARDS_MAX,
             Some(limit) if (1..=10_000).contains(&limit) => limit.min(LIST_SHARDS_MAX),
@@ -393,7 +392,7 @@ impl Shard {
     }
 
     async fn get_records(self: &Rc<Self>, iterator: &str, limit: Option<i32>) -> Response {
-        let now = now_ms();
+        let now = self.env.now_ms();
         let position = ShardPosition::decode(iterator, now)?;
         let max_records = match limit {
             None => GET_RECORDS_MAX,
@@ -414,7 +413,7 @@ impl Shard {
             lease: None,
         };
         let read = self.read_shard(shard.owner(self.count), request).await?;
-        let next_iterator = (!read.ended).then(|| ShardPosition { next: read.next, issued_ms: now_ms(), ..position }.encode());
+        let next_iterator = (!read.ended).then(|| ShardPosition { next: read.next, issued_ms: self.env.now_ms(), ..position }.encode());
         let child_shards = if read.ended { meta.children(shard.index) } else { Vec::new() };
         Ok(Reply::Records(GetRecordsResult {
             records: read.records,
@@ -530,7 +529,7 @@ impl Shard {
             let gone = OpError::new(ErrorCode::ResourceNotFound, "The stream was deleted.");
             return items.into_iter().map(|item| PutOutcome::Failed(item.at, gone.clone())).collect();
         };
-        let now = now_ms();
+        let now = self.env.now_ms();
         let enforce = self.config.enforce_shard_limits;
         let mut outcomes = Vec::with_capacity(items.len());
         // (shard, its log, the last sequence number appended to it)
@@ -600,7 +599,7 @@ impl Shard {
         let meta = stream_by_id(&snapshot, request.stream_id)?.clone();
         let shard = meta.shard(request.shard).ok_or_else(|| shard_gone(request.shard))?.clone();
         let log = self.streams.get(meta.id, shard.index, || self.shard_exists(meta.id, shard.index)).await?;
-        let now = now_ms();
+        let now = self.env.now_ms();
         let enforce = request.limited && self.config.enforce_shard_limits;
         if enforce && !log.admit_read(now) {
             return Err(OpError::new(
@@ -619,7 +618,7 @@ impl Shard {
         let mut stored = read(from).await.map_err(storage_error)?;
         let at_end = |next: u64| shard.closed.is_some_and(|(_, last)| next > last);
         if stored.is_empty() && request.wait_ms > 0 && !at_end(from.max(log.log.first_seq())) {
-            let timeout = glommio::timer::sleep(Duration::from_millis(request.wait_ms));
+            let timeout = self.env.sleep(Duration::from_millis(request.wait_ms));
             let shutdown = self.shutdown.event.listen();
             futures::pin_mut!(woken, timeout, shutdown);
             if !self.shutdown.requested.get() {
@@ -628,7 +627,7 @@ impl Shard {
             stored = read(from).await.map_err(storage_error)?;
         }
         // Records past retention stay in the log until their segment goes, unseen.
-        let cutoff = meta.cutoff_ms(now_ms());
+        let cutoff = meta.cutoff_ms(self.env.now_ms());
         let mut from = from;
         if stored.first().is_some_and(|record| record.timestamp_ms < cutoff) {
             from = from.max(log.log.seq_at_timestamp(cutoff).await.map_err(storage_error)?);
@@ -657,7 +656,7 @@ impl Shard {
         let next = stored.last().map_or_else(|| from.max(log.log.first_seq()), |record| record.seq + 1);
         let caught_up = next >= log.log.next_seq();
         let millis_behind_latest = match stored.last() {
-            Some(last) if !caught_up => now_ms().saturating_sub(last.timestamp_ms),
+            Some(last) if !caught_up => self.env.now_ms().saturating_sub(last.timestamp_ms),
             _ => 0,
         };
         Ok(ReadOutcome { records, next, millis_behind_latest, ended: at_end(next) })
@@ -665,7 +664,7 @@ impl Shard {
 
     /// Takes or gives back a push-subscription lease here, the shard's owner.
     pub fn stream_lease_local(&self, lease: Lease) -> Result<u64, OpError> {
-        self.streams.lease(lease, now_ms())
+        self.streams.lease(lease, self.env.now_ms())
     }
 
     /// Finds a position in (or seals) one shard here, its owner.
@@ -676,7 +675,7 @@ impl Shard {
         let log = self.streams.get(stream_id, shard, || self.shard_exists(stream_id, shard)).await?;
         match seek {
             Seek::Latest => Ok(log.log.next_seq()),
-            Seek::Timestamp(ms) => log.log.seq_at_timestamp(ms.max(meta.cutoff_ms(now_ms()))).await.map_err(storage_error),
+            Seek::Timestamp(ms) => log.log.seq_at_timestamp(ms.max(meta.cutoff_ms(self.env.now_ms()))).await.map_err(storage_error),
             Seek::Seal => {
                 log.sealed.set(true);
                 log.appended.notify_all();
@@ -756,9 +755,9 @@ impl Shard {
         (consumer_key, generation): (u64, u64),
         sink: &impl EventSink,
     ) {
-        let deadline = now_ms() + SUBSCRIPTION_LIFETIME_MS;
+        let deadline = self.env.now_ms() + SUBSCRIPTION_LIFETIME_MS;
         loop {
-            let now = now_ms();
+            let now = self.env.now_ms();
             if self.shutdown.requested.get() || now >= deadline {
                 sink.send(&Ok(Reply::Done)).await;
                 return;
@@ -816,7 +815,7 @@ impl Shard {
     /// been idle; shard 0 also drops closed shards whose records have all expired.
     pub async fn stream_retention(self: &Rc<Self>) {
         let snapshot = self.queues.snapshot();
-        let now = now_ms();
+        let now = self.env.now_ms();
         for meta in snapshot.streams.values() {
             for shard in meta.shards.iter().filter(|shard| shard.owner(self.count) == self.id) {
                 let trimmed =
@@ -827,7 +826,7 @@ impl Shard {
                 glommio::yield_if_needed().await;
             }
         }
-        self.streams.close_idle(now_ms(), self.streams.idle_ms, None).await;
+        self.streams.close_idle(self.env.now_ms(), self.streams.idle_ms, None).await;
         if self.id == 0 && snapshot.streams.values().any(|meta| meta.shards.iter().any(|shard| meta.expired(shard, now))) {
             if let Err(error) = self.stream_change(StreamChange::Expire).await {
                 tracing::warn!(%error, "dropping expired shards failed; will retry");

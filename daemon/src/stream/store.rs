@@ -196,7 +196,7 @@ impl StreamStore {
     /// already open are the snapshot's to close (`remove_unless`), so the common path checks nothing.
     pub async fn get(&self, stream_id: u64, shard: u32, exists: impl Fn() -> bool) -> Result<Rc<ShardLog>, OpError> {
         if let Some(log) = self.logs.borrow().get(&(stream_id, shard)) {
-            log.last_used_ms.set(crate::runtime::now_ms());
+            log.last_used_ms.set(self.env.now_ms());
             return Ok(log.clone());
         }
         let log = self.open(stream_id, shard).await?;
@@ -235,7 +235,7 @@ impl StreamStore {
             appended: LocalNotify::default(),
             writes: Cell::default(),
             reads: Cell::default(),
-            last_used_ms: Cell::new(crate::runtime::now_ms()),
+            last_used_ms: Cell::new(self.env.now_ms()),
         });
         self.dormant.borrow_mut().remove(&(stream_id, shard));
         self.logs.borrow_mut().insert((stream_id, shard), log.clone());
@@ -276,7 +276,7 @@ impl StreamStore {
         // Opened for retention only: closed again at once unless a request took it meanwhile.
         log.last_used_ms.set(0);
         drop(log);
-        self.close_idle(crate::runtime::now_ms(), self.idle_ms, Some(key)).await;
+        self.close_idle(self.env.now_ms(), self.idle_ms, Some(key)).await;
         trimmed.map(|_| ())
     }
 

@@ -400,7 +400,7 @@ impl Shard {
         let posts = Rc::new(glommio::sync::Semaphore::new(POSTS_IN_FLIGHT_MAX as u64));
         loop {
             let woken = self.http_wake.listen();
-            let tick = glommio::timer::sleep(DELIVERY_TICK);
+            let tick = self.env.sleep(DELIVERY_TICK);
             let shutdown = self.shutdown.event.listen();
             futures::pin_mut!(woken, tick, shutdown);
             futures::future::select(woken, futures::future::select(tick, shutdown)).await;
@@ -427,11 +427,10 @@ impl Shard {
                         let Ok(permit) = posts.clone().acquire_static_permit(1).await else { return };
                         let shard = self.clone();
                         let (subscription, queue_id, policy) = (subscription.clone(), queue.id, policy.clone());
-                        glommio::spawn_local(async move {
+                        self.env.spawn(async move {
                             shard.deliver(&subscription, queue_id, delivery, &policy).await;
                             drop(permit);
-                        })
-                        .detach();
+                        });
                     }
                 }
             }
@@ -442,7 +441,7 @@ impl Shard {
     /// (otherwise they would wait out the posting visibility).
     async fn release_deliveries_in_flight(self: &Rc<Self>) {
         let snapshot = self.queues.snapshot();
-        let now = crate::runtime::now_ms();
+        let now = self.env.now_ms();
         let mut last = None;
         for queue in snapshot.by_name.values().filter(|meta| is_delivery_queue(&meta.name)) {
             let mut partitions = self.queues.partitions.borrow_mut();
@@ -498,7 +497,7 @@ impl Shard {
             Err(reason) => {
                 if message_type == "Notification" {
                     let snapshot = self.queues.snapshot();
-                    let now = crate::runtime::now_ms();
+                    let now = self.env.now_ms();
                     let mut sends = crate::queue::service::Sends::default();
                     let undeliverable = super::service::Undeliverable {
                         code: "DeliveryFailed",

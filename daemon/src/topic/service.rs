@@ -28,7 +28,6 @@ use crate::queue::partition::Payload;
 use crate::queue::registry::{MetaChange, MetaOutcome, QueueMeta, Snapshot};
 use crate::queue::service::{decode_next_token, encode_next_token, new_message_id, Sends};
 use crate::queue::validate::check_batch_ids;
-use crate::runtime::now_ms;
 use crate::shard::Shard;
 
 fn invalid(message: impl Into<String>) -> OpError {
@@ -164,7 +163,7 @@ impl Shard {
     async fn publish(self: &Rc<Self>, topic: &str, entries: Vec<PublishEntry>) -> Result<(Vec<PublishResult>, Vec<BatchFailure>), OpError> {
         let snapshot = self.queues.snapshot();
         let topic = resolve(&snapshot.topics, &snapshot.naming, topic)?.clone();
-        let now = now_ms();
+        let now = self.env.now_ms();
         let mut successful = Vec::with_capacity(entries.len());
         let mut failed = Vec::new();
         let mut sends = Sends::default();
@@ -301,7 +300,7 @@ impl Shard {
         let (Some(token), Some(name)) = (&subscription.pending_token, subscription.delivery_queue()) else { return Ok(()) };
         let snapshot = self.queues.snapshot();
         let Some(queue) = snapshot.by_name.get(&name) else { return Ok(()) };
-        let now = now_ms();
+        let now = self.env.now_ms();
         let message_id = random_uuid();
         let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now)).to_string();
         let public_url = self.config.public_url.trim_end_matches('/');
