@@ -31,6 +31,7 @@ use sluice_protocol::{ErrorCode, OpError};
 
 use super::journal::Event;
 use super::partition::{Partition, Payload, Placement};
+use crate::env::Env;
 use crate::storage::log::{Location, Log, LogOptions, Recovery, StorageError};
 use crate::storage::record::record_bytes;
 use crate::storage::{storage_error, Ticket};
@@ -77,13 +78,13 @@ impl Storage {
     /// Opens the log in `options.dir` and replays it into partitions of the queues
     /// `exists` accepts (records of deleted queues are passed over), keeping at most about
     /// `budget` bytes of payloads in memory (later ones stay in the log only).
-    pub async fn open(options: LogOptions, budget: u64, exists: impl Fn(u64) -> bool) -> Result<Opened, StorageError> {
+    pub async fn open(env: Env, options: LogOptions, budget: u64, exists: impl Fn(u64) -> bool) -> Result<Opened, StorageError> {
         let repair = options.repair;
         let dir = options.dir.clone();
         let mut partitions: HashMap<u64, Partition> = HashMap::new();
         let mut bad_records = Vec::new();
         let mut resident = 0u64;
-        let (log, recovery) = Log::open_located(options, |location, kind, payload| match Event::decode(kind, payload) {
+        let (log, recovery) = Log::open_located_in(env, options, |location, kind, payload| match Event::decode(kind, payload) {
             Ok(event) => {
                 let queue_id = event.queue_id();
                 if !exists(queue_id) {

@@ -97,7 +97,9 @@ pub async fn main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
         spare_ahead: true,
     };
     let budget = config.memory_budget() / count as u64;
-    let opened = Storage::open(options, budget, |queue_id| snapshot.by_id.contains_key(&queue_id))
+    // Production's environment; the simulator builds its shards with its own.
+    let env = crate::env::Env::Glommio;
+    let opened = Storage::open(env.clone(), options, budget, |queue_id| snapshot.by_id.contains_key(&queue_id))
         .await
         .map_err(|e| anyhow::anyhow!("shard {id} cannot open its log: {e}"))?;
     let recovery = &opened.recovery;
@@ -136,6 +138,7 @@ pub async fn main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
         id,
         count,
         streams: crate::stream::store::StreamStore::new(
+            env.clone(),
             &config.data_dir,
             config.stream_segment_bytes,
             config.fsync,
@@ -153,7 +156,7 @@ pub async fn main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
         http_wake: LocalNotify::default(),
         tls,
         shutdown: ShutdownState::default(),
-        env: crate::env::Env::Glommio,
+        env,
     });
     // Learns which stream shards this core owns, so the files of those deleted later go.
     shard.forget_gone_streams().await;

@@ -508,6 +508,15 @@ impl Log {
         Log::open_with(Env::Glommio, options, false, replay).await
     }
 
+    /// `open_located` in `env`.
+    pub async fn open_located_in(
+        env: Env,
+        options: LogOptions,
+        replay: impl FnMut(Location, u8, &[u8]),
+    ) -> Result<(Rc<Log>, Recovery), StorageError> {
+        Log::open_with(env, options, false, replay).await
+    }
+
     /// Opens the log reading only its last two segments in full (replayed into `replay`, their
     /// tail checked and cut as `open` does); of the others only the first record is read, for
     /// its sequence number. For logs that are read by position rather than replayed (streams):

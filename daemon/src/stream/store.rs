@@ -144,9 +144,9 @@ pub fn consumer_key(arn: &str) -> u64 {
 }
 
 impl StreamStore {
-    pub fn new(data_dir: &Path, segment_bytes: u64, fsync: FsyncMode, repair: bool, idle_ms: u64) -> StreamStore {
+    pub fn new(env: Env, data_dir: &Path, segment_bytes: u64, fsync: FsyncMode, repair: bool, idle_ms: u64) -> StreamStore {
         StreamStore {
-            env: Env::default(),
+            env,
             data_dir: data_dir.to_owned(),
             segment_bytes,
             fsync,
