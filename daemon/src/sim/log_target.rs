@@ -6,28 +6,10 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{Driver, Known, Oracle};
-use crate::env::memory::{Crash, Faults};
-use crate::storage::log::{FsyncMode, Log, LogOptions, StorageError};
-
-/// How a run of the log ended its incarnation.
-#[derive(Clone, Copy, Debug)]
-enum Stop {
-    Clean,
-    Crash(Crash),
-}
-
-struct Run {
-    options: LogOptions,
-    oracle: Rc<RefCell<Oracle>>,
-    /// Records before this sequence number may have been removed.
-    floor: u64,
-    log: Rc<Log>,
-    /// Faults in force between restarts (a start runs without error faults).
-    faults: Faults,
-    /// Failed writes and syncs so far, when this incarnation started.
-    disk_errors: u64,
-}
+use super::harness::{self, MustKeep, Run, Stop};
+use super::{Driver, Oracle};
+use crate::env::memory::Crash;
+use crate::storage::log::{Log, LogOptions, StorageError};
 
 pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let segment_bytes = driver.rng.u64(4..17) * 4096;
@@ -35,21 +17,23 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let options = LogOptions { dir: PathBuf::from("/sim/log"), segment_bytes, fsync, repair: false, spare_ahead: true };
     driver.note(format!("log: segments of {segment_bytes} bytes, fsync {fsync:?}"));
     let oracle = Rc::new(RefCell::new(Oracle::default()));
-    let log = open(driver, &options, &oracle, 0, |_, _| false)?;
-    let mut run = Run { options, oracle, floor: 0, log, faults: Faults::NONE, disk_errors: 0 };
+    let log = open(driver, &options, &oracle, 0, Box::new(|_, _| false))?;
+    let mut run = Run::new(options, oracle, log);
+    // Records before this sequence number may have been removed.
+    let mut floor = 0;
     while driver.step < steps {
         driver.step += 1;
         match driver.rng.u8(..100) {
-            0..=44 => append(driver, &run)?,
+            0..=44 => harness::append(driver, &run, |driver| driver.rng.u64(1..=8))?,
             45..=59 => {
                 let ms = driver.rng.u64(1..200);
                 driver.note(format!("time passes: {ms} ms"));
                 driver.advance(Duration::from_millis(ms));
             }
-            60..=65 => trim(driver, &mut run),
-            66..=72 => restart(driver, &mut run, Stop::Clean)?,
-            73..=80 => restart(driver, &mut run, Stop::Crash(Crash::Process))?,
-            81..=87 => restart(driver, &mut run, Stop::Crash(Crash::Power))?,
+            60..=65 => trim(driver, &run, &mut floor),
+            66..=72 => restart(driver, &mut run, floor, Stop::Clean)?,
+            73..=80 => restart(driver, &mut run, floor, Stop::Crash(Crash::Process))?,
+            81..=87 => restart(driver, &mut run, floor, Stop::Crash(Crash::Power))?,
             88..=91 => {
                 run.faults = driver.shuffle_faults();
                 driver.note(format!("disk faults: {:?}", run.faults));
@@ -57,47 +41,15 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
             _ => driver.run_ready(),
         }
     }
-    restart(driver, &mut run, Stop::Clean)?;
-    restart(driver, &mut run, Stop::Crash(Crash::Power))
-}
-
-fn append(driver: &mut Driver, run: &Run) -> Result<(), String> {
-    let count = driver.rng.usize(1..=16);
-    let mut appended = Vec::new();
-    for _ in 0..count {
-        let body = driver.body(run.options.segment_bytes as usize / 3);
-        let kind = driver.rng.u8(1..=8);
-        match run.log.append(kind, &body) {
-            Ok(seq) => {
-                run.oracle.borrow_mut().appended(seq, body, kind as u64)?;
-                appended.push(seq);
-                driver.report.appended += 1;
-                let log = run.log.clone();
-                let oracle = run.oracle.clone();
-                driver.spawn(async move {
-                    if log.durable(seq).await.is_ok() {
-                        oracle.borrow_mut().acknowledged(seq);
-                    }
-                });
-            }
-            Err(error) => {
-                driver.note(format!("append refused: {error}"));
-                break;
-            }
-        }
-    }
-    if let (Some(first), Some(last)) = (appended.first(), appended.last()) {
-        driver.note(format!("appended {first}..={last}"));
-    }
-    driver.run_ready();
-    Ok(())
+    restart(driver, &mut run, floor, Stop::Clean)?;
+    restart(driver, &mut run, floor, Stop::Crash(Crash::Power))
 }
 
 /// Removes segments before a random point, as compaction does once their records are kept elsewhere.
-fn trim(driver: &mut Driver, run: &mut Run) {
+fn trim(driver: &mut Driver, run: &Run<Log>, floor: &mut u64) {
     let next = run.log.next_seq();
-    let seq = driver.rng.u64(run.floor.min(next)..=next);
-    run.floor = run.floor.max(seq);
+    let seq = driver.rng.u64((*floor).min(next)..=next);
+    *floor = (*floor).max(seq);
     driver.note(format!("remove segments before {seq}"));
     let log = run.log.clone();
     driver.spawn(async move {
@@ -106,63 +58,22 @@ fn trim(driver: &mut Driver, run: &mut Run) {
     driver.run_ready();
 }
 
-/// Ends the incarnation (a clean close, a process crash or a power loss), starts the log
-/// again and checks what it holds.
-fn restart(driver: &mut Driver, run: &mut Run, stop: Stop) -> Result<(), String> {
-    // A power loss takes back what was not synced: in interval mode, acknowledged records too.
-    let synced = run.log.synced_seq();
-    let stop = match stop {
-        Stop::Clean => {
-            let log = run.log.clone();
-            match driver.block_on(async move { log.close().await })? {
-                Ok(()) => Stop::Clean,
-                Err(error) => {
-                    driver.note(format!("close failed ({error}): the process exits"));
-                    Stop::Crash(Crash::Process)
-                }
-            }
-        }
-        other => other,
-    };
-    driver.note(format!("restart after {stop:?}"));
-    if let Stop::Crash(crash) = stop {
-        driver.crash(crash);
-    } else {
-        driver.crash(Crash::Process);
-    }
-    // In interval mode an acknowledgement means written, not synced: a power loss, or a
-    // failed write or sync (the disk may have dropped what it held), may take back what
-    // came after the last sync.
-    let interval = matches!(run.options.fsync, FsyncMode::Interval(_));
-    let disk_failed = driver.disk_errors() > run.disk_errors;
-    let must_keep = move |seq: u64, entry: &super::Entry| match stop {
-        Stop::Crash(Crash::Power) if interval => seq <= synced && entry.known != Known::Staged,
-        _ if interval && disk_failed => seq <= synced && entry.known != Known::Staged,
-        _ => entry.known != Known::Staged,
-    };
-    let floor = run.floor;
-    let log = open(driver, &run.options, &run.oracle, floor, must_keep)?;
-    run.log = log;
-    driver.world.fs().set_faults(run.faults);
-    run.disk_errors = driver.disk_errors();
-    Ok(())
+fn restart(driver: &mut Driver, run: &mut Run<Log>, floor: u64, stop: Stop) -> Result<(), String> {
+    harness::restart(driver, run, stop, |driver, run, must_keep| open(driver, &run.options, &run.oracle, floor, must_keep))
 }
 
-/// Opens the log (without error faults: a start that fails on an I/O error is tried again by
-/// its operator) and checks its records against the oracle.
+/// Opens the log and checks every record it replays against the oracle.
 fn open(
     driver: &mut Driver,
     options: &LogOptions,
     oracle: &Rc<RefCell<Oracle>>,
     floor: u64,
-    must_keep: impl Fn(u64, &super::Entry) -> bool,
+    must_keep: MustKeep,
 ) -> Result<Rc<Log>, String> {
-    let faults = driver.world.fs().faults();
-    driver.world.fs().set_faults(Faults { write_error: 0.0, short_write: 0.0, sync_error: 0.0, ..faults });
+    let faults = harness::calm(driver);
     let found: Rc<RefCell<Vec<super::Found>>> = Rc::default();
     let into = found.clone();
     let env = driver.env();
-    let options = options.clone();
     let opening = options.clone();
     let opened = driver.block_on(async move {
         Log::open_in(env, opening, move |seq, kind, payload| into.borrow_mut().push((seq, payload.to_vec(), kind as u64))).await

@@ -19,6 +19,7 @@
 //!   spare segments ahead, segments removed as compaction does) and `stream` (a stream
 //!   shard's log: opened from its tail, read by position, trimmed by arrival time).
 
+pub mod harness;
 pub mod log_target;
 pub mod stream_target;
 

@@ -7,27 +7,11 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{Driver, Entry, Known, Oracle};
-use crate::env::memory::{Crash, Faults};
-use crate::storage::log::{FsyncMode, LogOptions};
+use super::harness::{self, MustKeep, Run, Stop};
+use super::{Driver, Known, Oracle};
+use crate::env::memory::Crash;
+use crate::storage::log::LogOptions;
 use crate::storage::stream::{StreamLog, StreamRecord};
-
-#[derive(Clone, Copy, Debug)]
-enum Stop {
-    Clean,
-    Crash(Crash),
-}
-
-struct Run {
-    options: LogOptions,
-    oracle: Rc<RefCell<Oracle>>,
-    /// Records that arrived before this time may have been removed by retention.
-    floor_ms: u64,
-    log: Rc<StreamLog>,
-    faults: Faults,
-    /// Failed writes and syncs so far, when this incarnation started.
-    disk_errors: u64,
-}
 
 pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let segment_bytes = driver.rng.u64(4..17) * 4096;
@@ -38,22 +22,24 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let options = LogOptions { dir: PathBuf::from("/sim/stream/1/0"), segment_bytes, fsync, repair: false, spare_ahead };
     driver.note(format!("stream: segments of {segment_bytes} bytes, fsync {fsync:?}, spare ahead {spare_ahead}"));
     let oracle = Rc::new(RefCell::new(Oracle::default()));
-    let log = open(driver, &options, &oracle, 0, |_, _| false)?;
-    let mut run = Run { options, oracle, floor_ms: 0, log, faults: Faults::NONE, disk_errors: 0 };
+    let log = open(driver, &options, &oracle, 0, Box::new(|_, _| false))?;
+    let mut run = Run::new(options, oracle, log);
+    // Records that arrived before this time may have been removed by retention.
+    let mut floor_ms = 0;
     while driver.step < steps {
         driver.step += 1;
         match driver.rng.u8(..100) {
-            0..=39 => append(driver, &run)?,
-            40..=51 => read(driver, &run)?,
+            0..=39 => harness::append(driver, &run, |driver| driver.world.epoch_ms())?,
+            40..=51 => read(driver, &run, floor_ms)?,
             52..=61 => {
                 let ms = driver.rng.u64(1..2_000);
                 driver.note(format!("time passes: {ms} ms"));
                 driver.advance(Duration::from_millis(ms));
             }
-            62..=66 => trim(driver, &mut run),
-            67..=74 => restart(driver, &mut run, Stop::Clean)?,
-            75..=81 => restart(driver, &mut run, Stop::Crash(Crash::Process))?,
-            82..=88 => restart(driver, &mut run, Stop::Crash(Crash::Power))?,
+            62..=66 => trim(driver, &run, &mut floor_ms),
+            67..=74 => restart(driver, &mut run, floor_ms, Stop::Clean)?,
+            75..=81 => restart(driver, &mut run, floor_ms, Stop::Crash(Crash::Process))?,
+            82..=88 => restart(driver, &mut run, floor_ms, Stop::Crash(Crash::Power))?,
             89..=92 => {
                 run.faults = driver.shuffle_faults();
                 driver.note(format!("disk faults: {:?}", run.faults));
@@ -61,40 +47,8 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
             _ => driver.run_ready(),
         }
     }
-    restart(driver, &mut run, Stop::Clean)?;
-    restart(driver, &mut run, Stop::Crash(Crash::Power))
-}
-
-fn append(driver: &mut Driver, run: &Run) -> Result<(), String> {
-    let count = driver.rng.usize(1..=16);
-    let now_ms = driver.world.epoch_ms();
-    let mut appended = Vec::new();
-    for _ in 0..count {
-        let body = driver.body(run.options.segment_bytes as usize / 3);
-        match run.log.append(&body, now_ms) {
-            Ok((seq, timestamp_ms)) => {
-                run.oracle.borrow_mut().appended(seq, body, timestamp_ms)?;
-                appended.push(seq);
-                driver.report.appended += 1;
-                let log = run.log.clone();
-                let oracle = run.oracle.clone();
-                driver.spawn(async move {
-                    if log.durable(seq).await.is_ok() {
-                        oracle.borrow_mut().acknowledged(seq);
-                    }
-                });
-            }
-            Err(error) => {
-                driver.note(format!("append refused: {error}"));
-                break;
-            }
-        }
-    }
-    if let (Some(first), Some(last)) = (appended.first(), appended.last()) {
-        driver.note(format!("appended {first}..={last}"));
-    }
-    driver.run_ready();
-    Ok(())
+    restart(driver, &mut run, floor_ms, Stop::Clean)?;
+    restart(driver, &mut run, floor_ms, Stop::Crash(Crash::Power))
 }
 
 /// Whether the oracle holds a record between `after` and `before` (exclusive) that a reader
@@ -108,7 +62,7 @@ fn skipped(oracle: &Oracle, after: u64, before: u64, floor_ms: u64) -> Option<u6
 
 /// Reads from a random position and checks every record against the oracle, and that no
 /// record that must be there was skipped.
-fn read(driver: &mut Driver, run: &Run) -> Result<(), String> {
+fn read(driver: &mut Driver, run: &Run<StreamLog>, floor_ms: u64) -> Result<(), String> {
     let (first, last) = {
         let oracle = run.oracle.borrow();
         (oracle.entries.keys().next().copied().unwrap_or(1), oracle.entries.keys().last().copied().unwrap_or(1))
@@ -124,7 +78,7 @@ fn read(driver: &mut Driver, run: &Run) -> Result<(), String> {
                 records.len(),
                 records.first().zip(records.last()).map(|(a, b)| format!(" {}..={}", a.seq, b.seq)).unwrap_or_default()
             ));
-            check_read(&mut run.oracle.borrow_mut(), from, &records, run.floor_ms, run.log.first_seq())
+            check_read(&mut run.oracle.borrow_mut(), from, &records, floor_ms, run.log.first_seq())
         }
         // A read that fails (an injected disk error) reports it; it must not answer wrongly.
         Err(error) => {
@@ -150,10 +104,10 @@ fn check_read(oracle: &mut Oracle, from: u64, records: &[StreamRecord], floor_ms
 }
 
 /// Retention: removes segments whose records all arrived before a cutoff.
-fn trim(driver: &mut Driver, run: &mut Run) {
+fn trim(driver: &mut Driver, run: &Run<StreamLog>, floor_ms: &mut u64) {
     let now = driver.world.epoch_ms();
     let cutoff = now - driver.rng.u64(0..60_000).min(now);
-    run.floor_ms = run.floor_ms.max(cutoff);
+    *floor_ms = (*floor_ms).max(cutoff);
     driver.note(format!("retention: remove what arrived before {}", cutoff));
     let log = run.log.clone();
     driver.spawn(async move {
@@ -162,41 +116,8 @@ fn trim(driver: &mut Driver, run: &mut Run) {
     driver.run_ready();
 }
 
-fn restart(driver: &mut Driver, run: &mut Run, stop: Stop) -> Result<(), String> {
-    let synced = run.log.synced_seq();
-    let stop = match stop {
-        Stop::Clean => {
-            let log = run.log.clone();
-            match driver.block_on(async move { log.close().await })? {
-                Ok(()) => Stop::Clean,
-                Err(error) => {
-                    driver.note(format!("close failed ({error}): the process exits"));
-                    Stop::Crash(Crash::Process)
-                }
-            }
-        }
-        other => other,
-    };
-    driver.note(format!("restart after {stop:?}"));
-    driver.crash(match stop {
-        Stop::Crash(crash) => crash,
-        Stop::Clean => Crash::Process,
-    });
-    // In interval mode an acknowledgement means written, not synced: a power loss, or a
-    // failed write or sync (the disk may have dropped what it held), may take back what
-    // came after the last sync.
-    let interval = matches!(run.options.fsync, FsyncMode::Interval(_));
-    let disk_failed = driver.disk_errors() > run.disk_errors;
-    let must_keep = move |seq: u64, entry: &Entry| match stop {
-        Stop::Crash(Crash::Power) if interval => seq <= synced && entry.known != Known::Staged,
-        _ if interval && disk_failed => seq <= synced && entry.known != Known::Staged,
-        _ => entry.known != Known::Staged,
-    };
-    let floor_ms = run.floor_ms;
-    run.log = open(driver, &run.options, &run.oracle, floor_ms, must_keep)?;
-    driver.world.fs().set_faults(run.faults);
-    run.disk_errors = driver.disk_errors();
-    Ok(())
+fn restart(driver: &mut Driver, run: &mut Run<StreamLog>, floor_ms: u64, stop: Stop) -> Result<(), String> {
+    harness::restart(driver, run, stop, |driver, run, must_keep| open(driver, &run.options, &run.oracle, floor_ms, must_keep))
 }
 
 /// Opens the log without error faults and reads every record in it, checked against the oracle.
@@ -205,10 +126,9 @@ fn open(
     options: &LogOptions,
     oracle: &Rc<RefCell<Oracle>>,
     floor_ms: u64,
-    must_keep: impl Fn(u64, &Entry) -> bool,
+    must_keep: MustKeep,
 ) -> Result<Rc<StreamLog>, String> {
-    let faults = driver.world.fs().faults();
-    driver.world.fs().set_faults(Faults { write_error: 0.0, short_write: 0.0, sync_error: 0.0, ..faults });
+    let faults = harness::calm(driver);
     let env = driver.env();
     let opening = options.clone();
     let opened = driver.block_on(async move { StreamLog::open_in(env, opening).await })?;
