@@ -100,16 +100,16 @@ impl QueueState {
         dropped
     }
 
-    /// Waits (at most `timeout`) until a snapshot newer than `version` is installed.
-    pub async fn wait_newer(&self, version: u64, timeout: std::time::Duration) {
-        let deadline = std::time::Instant::now() + timeout;
+    /// Waits (at most `timeout`, on `env`'s clock) until a snapshot newer than `version` is installed.
+    pub async fn wait_newer(&self, env: &crate::env::Env, version: u64, timeout: std::time::Duration) {
+        let deadline = env.monotonic() + timeout;
         while self.snapshot.borrow().version <= version {
             let installed = self.installed.listen();
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_sub(env.monotonic());
             if left.is_zero() {
                 return;
             }
-            let timer = glommio::timer::sleep(left);
+            let timer = env.sleep(left);
             futures::pin_mut!(installed, timer);
             futures::future::select(installed, timer).await;
         }

@@ -508,7 +508,7 @@ impl Shard {
             if pending.is_empty() {
                 break;
             }
-            self.queues.wait_newer(snapshot.version, REROUTE_WAIT).await;
+            self.queues.wait_newer(&self.env, snapshot.version, REROUTE_WAIT).await;
         }
         Ok(results
             .into_iter()
