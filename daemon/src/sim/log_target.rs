@@ -88,7 +88,10 @@ fn open(
         found.first().zip(found.last()).map(|(a, b)| format!(" {}..={}", a.0, b.0)).unwrap_or_default(),
         recovery.torn_tail.map(|(_, offset, bytes)| format!(", cut a torn tail of {bytes} bytes at {offset}")).unwrap_or_default()
     ));
-    oracle.borrow_mut().recovered(&found, must_keep, |seq, _| seq < floor)?;
+    oracle
+        .borrow_mut()
+        .recovered(&found, must_keep, |seq, _| seq < floor)
+        .map_err(|error| format!("{error}\n  disk:{}", super::describe_dir(&driver.world, &options.dir)))?;
     driver.world.fs().set_faults(faults);
     Ok(log)
 }

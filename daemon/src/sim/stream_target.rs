@@ -155,7 +155,10 @@ fn open(
         log.next_seq()
     ));
     let found: Vec<super::Found> = records.iter().map(|record| (record.seq, record.data.to_vec(), record.timestamp_ms)).collect();
-    oracle.borrow_mut().recovered(&found, must_keep, |_, entry| entry.stamp < floor_ms)?;
+    oracle
+        .borrow_mut()
+        .recovered(&found, must_keep, |_, entry| entry.stamp < floor_ms)
+        .map_err(|error| format!("{error}\n  disk:{}", super::describe_dir(&driver.world, &options.dir)))?;
     driver.world.fs().set_faults(faults);
     Ok(log)
 }

@@ -321,6 +321,15 @@ fn short_write(done: usize, len: usize, offset: u64) -> std::io::Error {
 /// Creates a segment at full size, writes zeros over all of it, and makes the file
 /// and its directory entry durable.
 async fn create_segment(env: &Env, dir: &Path, path: &Path, segment_bytes: u64) -> Result<Rc<File>, StorageError> {
+    let made = make_segment(env, dir, path, segment_bytes).await;
+    if made.is_err() {
+        // A segment half made (no space for all of it, say) must not be taken for one later.
+        let _ = env.remove_now(path);
+    }
+    made
+}
+
+async fn make_segment(env: &Env, dir: &Path, path: &Path, segment_bytes: u64) -> Result<Rc<File>, StorageError> {
     const ZERO_STEP: u64 = 1 << 20;
     let file = env.create(path).await.map_err(|e| io_error(path, e))?;
     file.pre_allocate(segment_bytes).await.map_err(|e| io_error(path, e))?;
@@ -552,10 +561,21 @@ impl Log {
         let mut files = Vec::with_capacity(names.len());
         // Whether each segment starts with a valid record (not just bytes that may be damage).
         let mut starts_valid = Vec::with_capacity(names.len());
+        let mut removed_empty = false;
         for (number, path) in names {
             let file = open_segment(&env, &path).await?;
             let first = file.read_at_aligned(0, BLOCK_BYTES as usize).await.map_err(|e| io_error(&path, e))?;
             let holds = !matches!(decode_record(&first), Decoded::End);
+            let size = file.file_size().await.map_err(|e| io_error(&path, e))?;
+            if !holds && size < options.segment_bytes {
+                // A segment whose making never finished (a crash, or no space, before it was
+                // full size and its directory entry synced): writing into it would put records
+                // where a power loss can take the file away. It goes; a new one is made.
+                drop(file);
+                env.remove_now(&path).map_err(|e| io_error(&path, e))?;
+                removed_empty = true;
+                continue;
+            }
             starts_valid.push(matches!(decode_past_skips(&first, 0).1, Decoded::Record { .. }));
             files.push((number, path, holds));
         }
@@ -680,7 +700,6 @@ impl Log {
         // Only the last segment may be empty: drop empty ones before it (spares of an
         // earlier run that were never used), so first sequence numbers stay distinct.
         let mut index = 0;
-        let mut removed_empty = false;
         while index + 1 < segments.len() {
             if !files[index].2 && segments[index].first_seq == segments[index + 1].first_seq {
                 let segment = segments.remove(index);
