@@ -44,7 +44,6 @@ macro_rules! calls {
                 fn reply(answer: Answer) -> Result<$reply, OpError> {
                     match answer {
                         Answer::$name(reply) => Ok(reply),
-                        #[allow(unreachable_patterns)]
                         other => Err(OpError::new(
                             ErrorCode::InternalFailure,
                             format!("another shard answered {} with {other:?}", stringify!($name)),

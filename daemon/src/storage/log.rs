@@ -417,14 +417,6 @@ async fn first_record_seq(file: &File, path: &Path) -> Result<Option<u64>, Stora
     }
 }
 
-/// Sequence number of the first record in `data`, if it holds one.
-fn first_seq_of(data: &[u8]) -> Option<u64> {
-    match decode_past_skips(data, 0).1 {
-        Decoded::Record { seq, .. } => Some(seq),
-        _ => None,
-    }
-}
-
 /// Overwrites `[from, to)` of a segment with zeros, keeping `prefix` (the bytes of
 /// `from`'s block that come before it).
 async fn zero_range(file: &File, path: &Path, from: u64, to: u64, prefix: &[u8]) -> Result<(), StorageError> {
@@ -499,8 +491,8 @@ fn next_valid(data: &[u8], from: usize) -> Option<usize> {
 impl Log {
     /// Opens (or creates) the log in `options.dir`, replaying every record, in order,
     /// into `replay`, and starts its flusher on the current glommio executor.
-    pub async fn open(options: LogOptions, mut replay: impl FnMut(u64, u8, &[u8])) -> Result<(Rc<Log>, Recovery), StorageError> {
-        Log::open_with(Env::Glommio, options, false, |location, kind, payload| replay(location.seq, kind, payload)).await
+    pub async fn open(options: LogOptions, replay: impl FnMut(u64, u8, &[u8])) -> Result<(Rc<Log>, Recovery), StorageError> {
+        Log::open_in(Env::Glommio, options, replay).await
     }
 
     /// `open` in `env` (the simulator's world, in tests).
@@ -514,7 +506,7 @@ impl Log {
 
     /// `open`, telling `replay` where each record is (for reading it back later with `read`).
     pub async fn open_located(options: LogOptions, replay: impl FnMut(Location, u8, &[u8])) -> Result<(Rc<Log>, Recovery), StorageError> {
-        Log::open_with(Env::Glommio, options, false, replay).await
+        Log::open_located_in(Env::Glommio, options, replay).await
     }
 
     /// `open_located` in `env`.
@@ -596,8 +588,6 @@ impl Log {
         let mut last_flush = 0u64;
         let mut record_flush = 0u64;
         let last_index = files.len().saturating_sub(1);
-        // The segment a torn tail cut left without records, if any.
-        let mut emptied: Option<usize> = None;
         // In tail mode the segments from here on are read in full: the last two, and at
         // least the last one that holds records, so that the log's end (its next sequence
         // number) is learnt from records, never guessed. Spares left empty by earlier runs
@@ -662,8 +652,6 @@ impl Log {
                             recovery.torn_tail = Some((path.clone(), pos as u64, (dirty_end - pos) as u64));
                             let block_start = (pos as u64 / BLOCK_BYTES * BLOCK_BYTES) as usize;
                             cut = Some((index, pos as u64, dirty_end as u64, data[block_start..pos].to_vec()));
-                            // A segment whose only records were torn holds none now.
-                            emptied = (first_seq_of(&data[..pos]).is_none()).then_some(index);
                             break;
                         }
                         if !options.repair {
@@ -693,9 +681,10 @@ impl Log {
             let first_seq = first_replayed.unwrap_or(expected_seq.unwrap_or(1));
             let file = (index == last_index).then_some(file);
             segments.push(Segment { number: *number, first_seq, path: path.clone(), file, on_disk: true, live_bytes: 0 });
-        }
-        if let Some(index) = emptied {
-            files[index].2 = false;
+            if first_replayed.is_none() {
+                // Nothing valid here (a segment whose only records a torn tail cut holds none).
+                files[index].2 = false;
+            }
         }
         // Only the last segment may be empty: drop empty ones before it (spares of an
         // earlier run that were never used), so first sequence numbers stay distinct.
@@ -839,7 +828,6 @@ impl Log {
                     log.spare_done.notify_all();
                 }
                 Err(error) => {
-                    let _ = env.remove_now(&path);
                     *log.spare.borrow_mut() = Spare::None;
                     log.segment_failed(error);
                     log.spare_done.notify_all();
