@@ -12,6 +12,7 @@
 //! - `sim`: the deterministic simulator (storage under crashes, power losses and disk faults; `sluice-sim`).
 //! - `config`: flags and their `SLUICE_…` environment variables.
 
+pub mod catalog;
 pub mod config;
 pub mod env;
 pub mod gateway;

@@ -11,6 +11,7 @@
 //! are fixed, and one predictable branch per I/O is nothing beside the I/O.
 
 pub mod memory;
+pub mod notify;
 pub mod sim;
 
 use std::future::Future;

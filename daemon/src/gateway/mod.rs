@@ -185,7 +185,7 @@ impl Protocol {
 }
 
 async fn handle(shard: Rc<Shard>, request: Request<Incoming>) -> Response<Body> {
-    let request_id = crate::topic::random_uuid();
+    let request_id = crate::catalog::topics::random_uuid();
     let (parts, body) = request.into_parts();
     if parts.uri.path() == "/health" && parts.method == Method::GET {
         return text(StatusCode::OK, "ok\n");

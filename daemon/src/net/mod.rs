@@ -22,7 +22,7 @@ use glommio::sync::Semaphore;
 use sluice_protocol::limits::PROTOCOL_VERSION;
 use sluice_protocol::{check_frame, decode_request, DecodeError, ErrorCode, FrameCheck, Op, OpError, Reply, Response};
 
-use crate::runtime::notify::LocalNotify;
+use crate::env::notify::LocalNotify;
 use crate::shard::Shard;
 
 /// Bytes read from a socket at a time when no larger frame is pending.

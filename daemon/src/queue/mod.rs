@@ -15,12 +15,10 @@
 //! queue) and on every other shard (`Watch`); a shard where a message of that
 //! queue becomes visible notifies local waiters and sends `Wake` to watchers.
 
-pub mod attributes;
 pub mod compaction;
 pub mod journal;
 pub mod partition;
 pub mod receipt;
-pub mod registry;
 pub mod service;
 pub mod store;
 pub mod validate;
@@ -30,9 +28,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::runtime::notify::LocalNotify;
+use crate::catalog::Snapshot;
+use crate::env::notify::LocalNotify;
 use partition::Partition;
-use registry::Snapshot;
 
 /// A message a receipt handle names on its owning shard: (seq, message-id tag).
 pub type MessageRef = (u64, u64);

@@ -17,10 +17,10 @@ use sluice_protocol::*;
 
 use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, ReceiveRules};
 use super::receipt::Receipt;
-use super::registry::{is_delivery_queue, queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
 use super::Waiters;
 use super::{MessageRef, VisibilityChange};
+use crate::catalog::{is_delivery_queue, queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
 use crate::shard::calls::{ChangeVisibility, CountMessages, Delete, Meta, Publish, Purge, Receive};
 use crate::shard::Shard;
 use crate::shard::{Notice, Request};
@@ -299,13 +299,13 @@ impl Shard {
             if name == "All" {
                 continue;
             }
-            if !super::attributes::READABLE_ATTRIBUTES.contains(&name.as_str()) {
+            if !crate::catalog::queues::READABLE_ATTRIBUTES.contains(&name.as_str()) {
                 return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}.")));
             }
             wanted.push(name);
         }
         if all {
-            wanted = super::attributes::READABLE_ATTRIBUTES.to_vec();
+            wanted = crate::catalog::queues::READABLE_ATTRIBUTES.to_vec();
         }
         let needs_counts = wanted.iter().any(|name| name.starts_with("ApproximateNumberOfMessages"));
         let counts = if needs_counts { self.total_counts(meta.id).await? } else { Counts::default() };
@@ -885,7 +885,7 @@ impl Shard {
     }
 
     /// Installs a newer metadata snapshot, dropping the partitions of deleted queues.
-    pub fn install_snapshot(self: &Rc<Self>, snapshot: Arc<super::registry::Snapshot>) {
+    pub fn install_snapshot(self: &Rc<Self>, snapshot: Arc<crate::catalog::Snapshot>) {
         for mut gone in self.queues.install(snapshot) {
             gone.drop_all();
             self.storage.release_from(&mut gone);
@@ -959,7 +959,7 @@ impl Shard {
 struct WaitGuard {
     shard: Rc<Shard>,
     queue_id: u64,
-    event: Rc<crate::runtime::notify::LocalNotify>,
+    event: Rc<crate::env::notify::LocalNotify>,
 }
 
 impl WaitGuard {
@@ -973,7 +973,7 @@ impl WaitGuard {
         WaitGuard { shard: shard.clone(), queue_id, event }
     }
 
-    fn listen(&self) -> crate::runtime::notify::Listener<'_> {
+    fn listen(&self) -> crate::env::notify::Listener<'_> {
         self.event.listen()
     }
 }

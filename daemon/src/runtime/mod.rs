@@ -7,7 +7,6 @@
 //! every shard has drained (so no shard's pump disappears while another still calls it).
 
 pub mod bus;
-pub mod notify;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -19,8 +18,8 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
+use crate::env::notify::LocalNotify;
 use bus::MESH_CHANNEL_CAPACITY_MAX;
-use notify::LocalNotify;
 
 /// Set once by the signal handler; every shard polls it.
 pub static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);

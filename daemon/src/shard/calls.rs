@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use sluice_protocol::{ErrorCode, OpError};
 
+use crate::catalog::{MetaChange, MetaOutcome, Snapshot};
 use crate::queue::partition::{Counts, Delivery};
-use crate::queue::registry::{MetaChange, MetaOutcome, Snapshot};
 use crate::queue::{MessageRef, VisibilityChange};
 use crate::stream::service::{Lease, PutItem, PutOutcome, ReadOutcome, ReadRequest, Seek};
 

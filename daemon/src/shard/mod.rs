@@ -17,12 +17,12 @@ use sluice_protocol::{Encoder, OpError};
 
 pub use calls::{Answer, Bus, Call, Notice, Request, ShardMessage};
 
+use crate::catalog::{Naming, Registry};
 use crate::config::Config;
-use crate::queue::registry::{Naming, Registry};
+use crate::env::notify::LocalNotify;
 use crate::queue::store::{queue_log_dir, Storage};
 use crate::queue::QueueState;
 use crate::runtime::bus::Envelope;
-use crate::runtime::notify::LocalNotify;
 use crate::runtime::{ShardStart, ShutdownState, SHUTDOWN_REQUESTED};
 use crate::storage::log::LogOptions;
 use crate::storage::meta;
@@ -83,7 +83,7 @@ pub async fn main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", meta::path(&config.data_dir).display()))?,
         None => Registry::new(naming(&config)),
     };
-    registry.limits = crate::queue::registry::MetaLimits {
+    registry.limits = crate::catalog::MetaLimits {
         queues_max: config.queues_max,
         subscriptions_max: config.subscriptions_max,
         stream_shards_max: config.stream_shards_max,

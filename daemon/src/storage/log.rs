@@ -43,7 +43,7 @@ use super::record::{
     begin_record, decode_past_skips, decode_record, finish_record, flush_of, kind, position_of, record_bytes, skip_header, Decoded,
     POSITION_MAX, RECORD_ALIGN, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX,
 };
-use crate::runtime::notify::LocalNotify;
+use crate::env::notify::LocalNotify;
 
 /// Direct I/O alignment used for every write (covers 512-byte and 4 KiB devices).
 const BLOCK_BYTES: u64 = 4096;

@@ -17,8 +17,8 @@ use sluice_protocol::*;
 
 use super::iterator::{decode_token, encode_token, ShardPosition};
 use super::store::{split_record, ShardLog};
-use super::{find_consumer, hash_of, parse_hash_key, parse_shard_id, resolve, StreamChange, StreamMeta, StreamOutcome};
-use crate::queue::registry::{MetaChange, MetaOutcome, Snapshot};
+use crate::catalog::streams::{find_consumer, hash_of, parse_hash_key, parse_shard_id, resolve, StreamChange, StreamMeta, StreamOutcome};
+use crate::catalog::{MetaChange, MetaOutcome, Snapshot};
 use crate::shard::calls::{StreamLease, StreamPut, StreamRead, StreamSeek};
 use crate::shard::Shard;
 use crate::storage::storage_error;
@@ -114,7 +114,10 @@ fn invalid(message: impl Into<String>) -> OpError {
 }
 
 fn shard_gone(index: u32) -> OpError {
-    OpError::new(ErrorCode::ResourceNotFound, format!("Shard {} does not exist (it may have expired).", super::shard_id(index)))
+    OpError::new(
+        ErrorCode::ResourceNotFound,
+        format!("Shard {} does not exist (it may have expired).", crate::catalog::streams::shard_id(index)),
+    )
 }
 
 fn stream_by_id(snapshot: &Snapshot, stream_id: u64) -> Result<&Arc<StreamMeta>, OpError> {
@@ -319,9 +322,10 @@ impl Shard {
                 _ => Err(invalid("ShardFilter Timestamp is required for AT_TIMESTAMP and FROM_TIMESTAMP.")),
             }
         };
-        let open_at = |shard: &super::ShardMeta, ms: u64| shard.created_ms <= ms && shard.closed.is_none_or(|(at, _)| at > ms);
+        let open_at =
+            |shard: &crate::catalog::streams::ShardMeta, ms: u64| shard.created_ms <= ms && shard.closed.is_none_or(|(at, _)| at > ms);
         let horizon = meta.cutoff_ms(now).max(meta.created_ms);
-        let filter: Box<dyn Fn(&super::ShardMeta) -> bool> = match filter_type.as_deref().unwrap_or("FROM_TRIM_HORIZON") {
+        let filter: Box<dyn Fn(&crate::catalog::streams::ShardMeta) -> bool> = match filter_type.as_deref().unwrap_or("FROM_TRIM_HORIZON") {
             "FROM_TRIM_HORIZON" => Box::new(|_| true),
             "AT_TRIM_HORIZON" => Box::new(move |shard| open_at(shard, horizon)),
             "AT_LATEST" => Box::new(|shard| shard.is_open()),
@@ -496,7 +500,7 @@ impl Shard {
                     match outcome {
                         PutOutcome::Put { at, shard, seq } => {
                             results[at] = Some(PutRecordResult::Put {
-                                shard_id: super::shard_id(shard),
+                                shard_id: crate::catalog::streams::shard_id(shard),
                                 sequence_number: meta.sequence_number(shard, seq),
                             })
                         }
@@ -555,7 +559,7 @@ impl Shard {
                     ErrorCode::ProvisionedThroughputExceeded,
                     format!(
                         "Rate exceeded for shard {} in stream {} under account {}.",
-                        super::shard_id(item.shard),
+                        crate::catalog::streams::shard_id(item.shard),
                         meta.name,
                         self.config.account_id
                     ),
@@ -749,7 +753,7 @@ impl Shard {
     async fn push_events(
         self: &Rc<Self>,
         meta: &StreamMeta,
-        shard: &super::ShardMeta,
+        shard: &crate::catalog::streams::ShardMeta,
         consumer_arn: &str,
         next: &mut u64,
         (consumer_key, generation): (u64, u64),

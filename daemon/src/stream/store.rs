@@ -16,8 +16,8 @@ use bytes::Bytes;
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, OpError};
 
+use crate::env::notify::LocalNotify;
 use crate::env::Env;
-use crate::runtime::notify::LocalNotify;
 use crate::storage::log::{FsyncMode, LogOptions};
 use crate::storage::storage_error;
 use crate::storage::stream::{StreamLog, StreamRecord};

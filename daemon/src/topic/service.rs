@@ -20,12 +20,12 @@ use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
 use super::envelope::{Envelope, Notification};
-use super::filter::{parse_arrays, Message, Scope};
-use super::{
+use crate::catalog::filter::{parse_arrays, Message, Scope};
+use crate::catalog::topics::{
     default_policy, random_uuid, resolve, resolve_subscription, SubscriptionMeta, TopicChange, TopicMeta, DEFAULT_DELIVERY_POLICY,
 };
+use crate::catalog::{MetaChange, MetaOutcome, QueueMeta, Snapshot};
 use crate::queue::partition::Payload;
-use crate::queue::registry::{MetaChange, MetaOutcome, QueueMeta, Snapshot};
 use crate::queue::service::{decode_next_token, encode_next_token, new_message_id, Sends};
 use crate::queue::validate::check_batch_ids;
 use crate::shard::Shard;

@@ -1,4 +1,9 @@
-//! Queue metadata: which queues exist, their attributes and tags.
+//! The metadata catalog: which queues, topics and streams exist, with their attributes,
+//! tags, ids and paging — no engine's logic.
+//!
+//! - `queues`: queue attributes and names; `topics` (with `filter`, the filter-policy
+//!   language a subscription is compiled to): topics and subscriptions; `streams`:
+//!   streams, their shards, key routing and sequence numbers, resharding.
 //!
 //! `Registry` lives on shard 0 only and is the single writer. Every change
 //! produces a new immutable `Snapshot` that shard 0 publishes to every shard
@@ -11,10 +16,16 @@ use std::sync::Arc;
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, KeyValues, OpError};
 
-use crate::stream::{self, StreamChange, StreamOutcome, Streams};
-use crate::topic::{self, TopicChange, Topics};
+pub mod delivery;
+pub mod filter;
+pub mod queues;
+pub mod streams;
+pub mod topics;
 
-use super::attributes::{parse_queue_arn, valid_queue_name, QueueAttributes, READABLE_ATTRIBUTES};
+use streams::{StreamChange, StreamOutcome, Streams};
+use topics::{TopicChange, Topics};
+
+use queues::{parse_queue_arn, valid_queue_name, QueueAttributes, READABLE_ATTRIBUTES};
 
 /// Prefix of the hidden queues that hold HTTP subscriptions' deliveries (the catalog keeps
 /// them beside client queues, hidden from listings); a client cannot name a queue like this
@@ -221,8 +232,8 @@ impl Registry {
         let queues: Vec<serde_json::Value> = self.snapshot.by_name.values().map(|meta| queue_json(meta)).collect();
         let mut document = self.scalars_json();
         document["queues"] = queues.into();
-        document["topics"] = topic::to_json(&self.snapshot.topics);
-        document["streams"] = stream::to_json(&self.snapshot.streams);
+        document["topics"] = topics::to_json(&self.snapshot.topics);
+        document["streams"] = streams::to_json(&self.snapshot.streams);
         document
     }
 
@@ -260,8 +271,8 @@ impl Registry {
         let mut delta = self.scalars_json();
         if !Arc::ptr_eq(old, new) {
             delta["queues"] = diff(&old.by_name, &new.by_name, queue_json);
-            delta["topics"] = diff(&old.topics, &new.topics, topic::topic_json);
-            delta["streams"] = diff(&old.streams, &new.streams, stream::stream_json);
+            delta["topics"] = diff(&old.topics, &new.topics, topics::topic_json);
+            delta["streams"] = diff(&old.streams, &new.streams, streams::stream_json);
         }
         delta
     }
@@ -313,8 +324,8 @@ impl Registry {
             registry.purged_at_ms.insert(id.parse().map_err(|_| "a purged queue id is not a number")?, u64_of(&ms, "a purge time")?);
         }
         let by_id = by_name.values().map(|meta| (meta.id, meta.clone())).collect();
-        let topics = topic::from_json(&registry.naming, &value["topics"])?;
-        let streams = stream::from_json(&registry.naming, &value["streams"], registry.next_id)?;
+        let topics = topics::from_json(&registry.naming, &value["topics"])?;
+        let streams = streams::from_json(&registry.naming, &value["streams"], registry.next_id)?;
         registry.snapshot = Arc::new(Snapshot { version, naming: registry.naming.clone(), by_name, by_id, topics, streams });
         Ok(registry)
     }
@@ -428,8 +439,8 @@ impl Registry {
             MetaChange::Topic(change) => return self.apply_topic(change, now_s),
             MetaChange::Stream { change, sealed, cores } => {
                 let mut streams = self.snapshot.streams.clone();
-                let cx = stream::ApplyContext { naming: &self.naming, cores, now_ms, sealed: &sealed };
-                let outcome = stream::apply(&mut streams, &mut self.next_id, change, &cx)?;
+                let cx = streams::ApplyContext { naming: &self.naming, cores, now_ms, sealed: &sealed };
+                let outcome = streams::apply(&mut streams, &mut self.next_id, change, &cx)?;
                 let shards = |streams: &Streams| streams.values().map(|meta| meta.shards.len()).sum::<usize>();
                 let (before, after) = (shards(&self.snapshot.streams), shards(&streams));
                 if after > self.limits.stream_shards_max && after > before {
@@ -471,7 +482,7 @@ impl Registry {
 
     fn apply_topic(&mut self, change: TopicChange, now_s: u64) -> Result<(MetaOutcome, Option<Arc<Snapshot>>), OpError> {
         let mut topics = self.snapshot.topics.clone();
-        let arn = topic::apply(&mut topics, &self.naming, change)?;
+        let arn = topics::apply(&mut topics, &self.naming, change)?;
         let subscriptions = |topics: &Topics| topics.values().map(|topic| topic.subscriptions.len()).sum::<usize>();
         let count = subscriptions(&topics);
         if count > self.limits.subscriptions_max && count > subscriptions(&self.snapshot.topics) {
