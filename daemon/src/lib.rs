@@ -2,6 +2,7 @@
 //!
 //! - `runtime`: one pinned executor per core, the channel mesh and a bus generic over what it carries, shard-local notify, shutdown. Knows no engine.
 //! - `shard`: the one module that knows every engine — a core's `Shard`, its main, the pump that hands calls to engines, the calls, answers and notices between shards.
+//! - `serve`: one shard's life with its front ends — the shard opens, the listeners serve, the shard finishes.
 //! - `net`: the binary-protocol listener and connections.
 //! - `gateway`: the AWS-compatible HTTP front end (SQS, SNS, Kinesis wire protocols).
 //! - `queue`: SQS standard queues — metadata, partitions, the operations.
@@ -19,6 +20,7 @@ pub mod gateway;
 pub mod net;
 pub mod queue;
 pub mod runtime;
+pub mod serve;
 pub mod shard;
 pub mod sim;
 pub mod storage;

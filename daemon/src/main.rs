@@ -43,7 +43,7 @@ fn main() {
         .expect("spawning the signal thread");
 
     let data_dir = config.data_dir.clone();
-    let result = runtime::run(config, sluice_daemon::shard::main, |started| {
+    let result = runtime::run(config, sluice_daemon::serve::shard_main, |started| {
         tracing::info!(addr = %started.addr, shards = started.shards, data_dir = %data_dir.display(), "sluiced ready");
         // Tests and scripts read this line to learn the port.
         match started.http_addr {

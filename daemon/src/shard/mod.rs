@@ -1,5 +1,5 @@
 //! The one place that knows every engine: a core's `Shard` (each engine's state on this
-//! core, its storage, its end of the bus), the shard's `main` (build, serve, drain), the pump
+//! core, its storage, its end of the bus), how a shard opens and finishes, the pump
 //! that hands other shards' calls to the engines, the shard's background tasks, and what
 //! shards ask of each other (`calls`).
 
@@ -7,7 +7,7 @@ pub mod calls;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +17,16 @@ use sluice_protocol::{Encoder, OpError};
 
 pub use calls::{Answer, Bus, Call, Notice, Request, ShardMessage};
 
+/// How a shard joins the others: the channel mesh its messages travel on.
+pub type ShardMesh = glommio::channels::channel_mesh::MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>;
+
 use crate::catalog::{Naming, Registry};
 use crate::config::Config;
 use crate::env::notify::LocalNotify;
 use crate::queue::store::{queue_log_dir, Storage};
 use crate::queue::QueueState;
 use crate::runtime::bus::Envelope;
-use crate::runtime::{ShardStart, ShutdownState, SHUTDOWN_REQUESTED};
+use crate::runtime::{ShutdownState, SHUTDOWN_REQUESTED};
 use crate::storage::log::LogOptions;
 use crate::storage::meta;
 
@@ -65,10 +68,10 @@ fn naming(config: &Config) -> Naming {
     Naming { region: config.region.clone(), account_id: config.account_id.clone(), public_url: config.public_url.clone() }
 }
 
-/// One shard's life: joins the mesh, opens its storage, builds its engines, starts its
-/// tasks and listeners, serves until shutdown, drains, and closes its logs.
-pub async fn main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
-    let ShardStart { config, mesh, addr, http_addr, ready, drained } = start;
+/// The first half of a shard's life: joins the mesh, opens its storage, builds its engines
+/// and starts its pumps and background tasks. Front ends are started by the caller
+/// (`crate::serve`), which then ends the shard with `finish`.
+pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> {
     let (senders, mut receivers) = mesh.join().await.map_err(|_| anyhow::anyhow!("cannot join the shard mesh"))?;
     let bus = Bus::new(senders);
     let id = bus.shard_id();
@@ -181,17 +184,14 @@ pub async fn main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot spawn compaction: {e}"))?
         .detach();
 
-    let listener = glommio::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {addr}: {e}"))?;
-    if let Some(http_addr) = http_addr {
-        let http_listener = glommio::net::TcpListener::bind(http_addr)
-            .map_err(|e| anyhow::anyhow!("shard {id} cannot listen for HTTP on {http_addr}: {e}"))?;
-        glommio::spawn_local(crate::gateway::accept_loop(shard.clone(), http_listener)).detach();
-    }
-    let _ = ready.send(Ok(()));
-    tracing::debug!(shard = id, %addr, "listening");
+    Ok(shard)
+}
 
-    crate::net::accept_loop(shard.clone(), listener).await;
-
+/// The last half of a shard's life, once its listeners have stopped accepting: waits for
+/// its connections to finish (within the grace period), keeps answering peers until every
+/// shard has drained, and closes its logs.
+pub async fn finish(shard: Rc<Shard>, drained: Arc<AtomicUsize>) {
+    let (id, count) = (shard.id, shard.count);
     // Drain: wait for this shard's connections to finish, within the grace period.
     let grace = glommio::timer::sleep(Duration::from_secs(shard.config.shutdown_grace_seconds));
     futures::pin_mut!(grace);
@@ -224,7 +224,6 @@ pub async fn main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
         "log statistics since start"
     );
     tracing::debug!(shard = id, "stopped");
-    Ok(())
 }
 
 /// Reads one peer's channel: answers calls (in tasks of their own), resolves answers, records watches.
