@@ -1,20 +1,24 @@
 //! `sluiced`, the Sluice daemon: thread-per-core, shared-nothing, on io_uring.
 //!
-//! - `runtime`: one pinned executor per core, the channel mesh and a bus generic over what it carries, shard-local notify, shutdown. Knows no engine.
-//! - `shard`: the one module that knows every engine — a core's `Shard`, its main, the pump that hands calls to engines, the calls, answers and notices between shards.
+//! From the top down (each module imports only those below it; `tests/layers.rs` checks):
+//!
 //! - `serve`: one shard's life with its front ends — the shard opens, the listeners serve, the shard finishes.
-//! - `net`: the binary-protocol listener and connections.
-//! - `gateway`: the AWS-compatible HTTP front end (SQS, SNS, Kinesis wire protocols).
-//! - `queue`: SQS standard queues — metadata, partitions, the operations.
-//! - `topic`: SNS standard topics — subscriptions, filter policies, fan-out to queues.
-//! - `stream`: Kinesis-style streams — shards pinned to cores, routing, iterators, resharding, push consumers.
-//! - `storage`: the seam through which every state change is made durable.
-//! - `env`: time, timers, tasks and files — glommio in production, the simulator's world in tests.
-//! - `sim`: the deterministic simulator (storage under crashes, power losses and disk faults; `sluice-sim`).
-//! - `config`: flags and their `SLUICE_…` environment variables.
+//! - `net`: the binary-protocol listener and connections. `gateway`: the AWS-compatible HTTP front end (SQS, SNS, Kinesis wire protocols).
+//! - `shard`: the one module that knows every engine — a core's `Shard` (each engine's state), how it opens and finishes, the
+//!   dispatch of client operations and cross-shard calls to engines, metadata changes across engines, and the host traits' implementations.
+//! - Engines, each a folder of its own with its state, its operations (written against its host trait) and its cross-shard calls:
+//!   `topic` (SNS standard topics: fan-out to queues, HTTP delivery; uses `queue`), `queue` (SQS standard queues: partitions,
+//!   long polls, the queue log and its compaction), `stream` (Kinesis-style streams: shards pinned to cores, iterators, push consumers).
+//! - `engine`: what every engine gets from the shard it runs in (`Host`).
+//! - `catalog`: the metadata — queues, topics and subscriptions, streams — its snapshots and changes; no engine's logic.
+//! - `runtime`: one pinned executor per core, the channel mesh, a bus and typed calls generic over what they carry, shutdown.
+//! - `storage`: the segment log, the stream log and the metadata file — what no engine owns.
+//! - `env`: time, timers, tasks, files and shard-local notify — glommio in production, the simulator's world in tests.
+//! - `sim`: the deterministic simulator (`sluice-sim`). `config`: flags and their `SLUICE_…` environment variables.
 
 pub mod catalog;
 pub mod config;
+pub mod engine;
 pub mod env;
 pub mod gateway;
 pub mod net;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, KeyValues, OpError};
 
+pub mod current;
 pub mod delivery;
 pub mod filter;
 pub mod queues;

@@ -83,6 +83,26 @@ impl Env {
         }
     }
 
+    /// Lets other tasks run if this one has had the thread long enough (glommio's task
+    /// preemption); the simulator lets the others run every time.
+    pub async fn yield_if_needed(&self) {
+        match self {
+            Env::Glommio => glommio::yield_if_needed().await,
+            Env::Sim(_) => {
+                let mut yielded = false;
+                std::future::poll_fn(move |cx| {
+                    if yielded {
+                        return std::task::Poll::Ready(());
+                    }
+                    yielded = true;
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                })
+                .await
+            }
+        }
+    }
+
     pub fn is_simulated(&self) -> bool {
         matches!(self, Env::Sim(_))
     }

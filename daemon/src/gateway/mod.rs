@@ -518,7 +518,7 @@ async fn subscribe_to_shard(
     let sink = HttpEventSink { events: std::cell::RefCell::new(Some(events)), first: std::cell::RefCell::new(Some(first_tx)) };
     let subscription_shard = shard.clone();
     glommio::spawn_local(async move {
-        subscription_shard.subscribe_to_shard(consumer_arn, shard_id, position, &sink).await;
+        crate::stream::service::subscribe_to_shard(&subscription_shard, consumer_arn, shard_id, position, &sink).await;
         sink.finish();
     })
     .detach();

@@ -427,7 +427,7 @@ async fn dispatch(
     if let Op::SubscribeToShard { consumer_arn, shard_id, position } = request.op {
         glommio::spawn_local(async move {
             let sink = PushSink { shard: shard.clone(), outbound, id: request.id };
-            shard.subscribe_to_shard(consumer_arn, shard_id, position, &sink).await;
+            crate::stream::service::subscribe_to_shard(&shard, consumer_arn, shard_id, position, &sink).await;
             drop(permit);
         })
         .detach();

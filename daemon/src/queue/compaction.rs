@@ -7,7 +7,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::shard::Shard;
+use super::QueueHost;
 
 /// How often each shard looks for log segments to compact.
 const COMPACTION_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -18,33 +18,33 @@ const COMPACTION_LOAD_RUN: usize = 64;
 
 /// Background compaction: when old segments hold little live data, writes their live
 /// messages again (as `Restored` records, at the end of the log) and deletes them.
-pub async fn run(shard: Rc<Shard>) {
+pub async fn run<H: QueueHost>(host: Rc<H>) {
     loop {
-        shard.env.sleep(COMPACTION_CHECK_EVERY).await;
-        if shard.shutdown.requested.get() {
+        host.env().sleep(COMPACTION_CHECK_EVERY).await;
+        if host.shutdown().requested.get() {
             return;
         }
-        if let Err(error) = compact_once(&shard).await {
-            tracing::warn!(shard = shard.id, %error, "compaction failed; will retry");
+        if let Err(error) = compact_once(&host).await {
+            tracing::warn!(shard = host.id(), %error, "compaction failed; will retry");
         }
     }
 }
 
 /// One compaction pass. Returns the number of segments deleted.
-pub async fn compact_once(shard: &Rc<Shard>) -> anyhow::Result<usize> {
-    let log = shard.storage.log().clone();
+pub async fn compact_once<H: QueueHost>(host: &Rc<H>) -> anyhow::Result<usize> {
+    let log = host.queues().storage.log().clone();
     let Some((cutoff, live)) = log.compaction_cutoff() else { return Ok(0) };
     if live > 0 {
-        let queue_ids: Vec<u64> = shard.queues.partitions.borrow().keys().copied().collect();
+        let queue_ids: Vec<u64> = host.queues().partitions.borrow().keys().copied().collect();
         for queue_id in queue_ids {
             let mut cursor = Some(0);
             let mut to_load = Vec::new();
             while let Some(from) = cursor {
                 let appended = {
-                    let mut partitions = shard.queues.partitions.borrow_mut();
+                    let mut partitions = host.queues().partitions.borrow_mut();
                     let Some(partition) = partitions.get_mut(&queue_id) else { break };
                     cursor = partition.relocate(from, cutoff, COMPACTION_STEP, &mut to_load);
-                    shard.storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
+                    host.queues().storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
                 };
                 // Paced to the disk: what is staged stays small, and requests go first.
                 if let Some(ticket) = appended {
@@ -53,25 +53,25 @@ pub async fn compact_once(shard: &Rc<Shard>) -> anyhow::Result<usize> {
                 // Messages kept only in the log are read back a run at a time, re-logged, and
                 // stay out of memory.
                 for run in to_load.chunks(COMPACTION_LOAD_RUN) {
-                    let loaded = shard.storage.load(queue_id, run).await;
+                    let loaded = host.queues().storage.load(queue_id, run).await;
                     let appended = {
-                        let mut partitions = shard.queues.partitions.borrow_mut();
+                        let mut partitions = host.queues().partitions.borrow_mut();
                         let Some(partition) = partitions.get_mut(&queue_id) else { break };
                         for ((seq, placement), payload) in run.iter().zip(loaded) {
                             let payload = payload.map_err(|e| anyhow::anyhow!(e.message))?;
                             partition.relocate_loaded(*seq, placement.log_seq, payload);
                         }
-                        shard.storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
+                        host.queues().storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
                     };
                     if let Some(ticket) = appended {
                         log.written(ticket.0).await?;
                     }
                 }
                 to_load.clear();
-                glommio::yield_if_needed().await;
+                host.env().yield_if_needed().await;
             }
         }
-        shard.storage.sync_all().await?;
+        host.queues().storage.sync_all().await?;
     }
     // Nothing is deleted that accounting says is still needed.
     let still = log.live_bytes_before(cutoff);
@@ -82,6 +82,6 @@ pub async fn compact_once(shard: &Rc<Shard>) -> anyhow::Result<usize> {
     if removed > 0 {
         log.retry_spare();
     }
-    tracing::debug!(shard = shard.id, cutoff, relocated_bytes = live, removed, "compacted");
+    tracing::debug!(shard = host.id(), cutoff, relocated_bytes = live, removed, "compacted");
     Ok(removed)
 }

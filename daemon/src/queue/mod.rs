@@ -15,6 +15,7 @@
 //! queue) and on every other shard (`Watch`); a shard where a message of that
 //! queue becomes visible notifies local waiters and sends `Wake` to watchers.
 
+pub mod calls;
 pub mod compaction;
 pub mod journal;
 pub mod partition;
@@ -26,11 +27,16 @@ pub mod validate;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
+
+use sluice_protocol::OpError;
 
 use crate::catalog::Snapshot;
+use crate::engine::Host;
 use crate::env::notify::LocalNotify;
+use crate::runtime::calls::Request;
+use calls::{QueueAnswer, QueueCall, QueueNotice};
 use partition::Partition;
+use store::Storage;
 
 /// A message a receipt handle names on its owning shard: (seq, message-id tag).
 pub type MessageRef = (u64, u64);
@@ -54,10 +60,31 @@ pub struct Waiters {
     pub remote: Vec<usize>,
 }
 
-/// This shard's queue state.
-#[derive(Default)]
-pub struct QueueState {
-    pub snapshot: RefCell<Arc<Snapshot>>,
+/// What the queue engine needs from the shard it runs in, besides what every engine gets:
+/// its state, and calls and notices to other shards' partitions.
+// Shard-local futures, never sent between threads: no `Send` bound is wanted.
+#[allow(async_fn_in_trait)]
+pub trait QueueHost: Host {
+    fn queues(&self) -> &Queues;
+    /// Runs a queue call on shard `shard`: here when this is that shard, else over the bus.
+    async fn call_queue(self: &Rc<Self>, shard: usize, call: QueueCall) -> Result<QueueAnswer, OpError>;
+    /// Sends a notice to shard `peer` (never this one).
+    async fn notify_queue(self: &Rc<Self>, peer: usize, notice: QueueNotice);
+}
+
+/// Runs `request` on shard `shard` and returns its reply, typed by the request.
+pub async fn call_on<H: QueueHost, R: Request<Answer = QueueAnswer> + Into<QueueCall>>(
+    host: &Rc<H>,
+    shard: usize,
+    request: R,
+) -> Result<R::Reply, OpError> {
+    R::reply(host.call_queue(shard, request.into()).await?)
+}
+
+/// This shard's queue state: its partition of every queue, the log they are kept in, and
+/// the long polls waiting on them.
+pub struct Queues {
+    pub storage: Storage,
     pub partitions: RefCell<HashMap<u64, Partition>>,
     pub waiters: RefCell<HashMap<u64, Waiters>>,
     /// Notified when a long poll starts waiting here (locally or for another shard),
@@ -70,16 +97,26 @@ pub struct QueueState {
     pub payloads_loaded: LocalNotify,
     /// The last read-back failure per queue, until one succeeds.
     pub load_failed: RefCell<HashMap<u64, sluice_protocol::OpError>>,
-    /// Notified whenever a newer snapshot is installed.
-    pub installed: LocalNotify,
 }
 
-impl QueueState {
-    /// Installs a newer snapshot; returns the partitions of queues that no longer exist.
-    pub fn install(&self, snapshot: Arc<Snapshot>) -> Vec<Partition> {
-        if snapshot.version <= self.snapshot.borrow().version {
-            return Vec::new();
+impl Queues {
+    /// The queue engine of a shard whose log has been opened (`storage`) and replayed (`partitions`).
+    pub fn new(storage: Storage, partitions: HashMap<u64, Partition>) -> Queues {
+        Queues {
+            storage,
+            partitions: RefCell::new(partitions),
+            waiters: RefCell::default(),
+            waiter_added: LocalNotify::default(),
+            load_wanted: RefCell::default(),
+            load_requested: LocalNotify::default(),
+            payloads_loaded: LocalNotify::default(),
+            load_failed: RefCell::default(),
         }
+    }
+
+    /// Takes a newly installed snapshot into account: returns the partitions of queues that
+    /// no longer exist, and ends the long polls on them.
+    pub fn installed(&self, snapshot: &Snapshot) -> Vec<Partition> {
         let gone: Vec<u64> = self.partitions.borrow().keys().filter(|id| !snapshot.by_id.contains_key(id)).copied().collect();
         let dropped = {
             let mut partitions = self.partitions.borrow_mut();
@@ -93,28 +130,7 @@ impl QueueState {
             }
         }
         waiters.retain(|id, waiting| snapshot.by_id.contains_key(id) || waiting.local > 0);
-        *self.snapshot.borrow_mut() = snapshot;
-        self.installed.notify_all();
         dropped
-    }
-
-    /// Waits (at most `timeout`, on `env`'s clock) until a snapshot newer than `version` is installed.
-    pub async fn wait_newer(&self, env: &crate::env::Env, version: u64, timeout: std::time::Duration) {
-        let deadline = env.monotonic() + timeout;
-        while self.snapshot.borrow().version <= version {
-            let installed = self.installed.listen();
-            let left = deadline.saturating_sub(env.monotonic());
-            if left.is_zero() {
-                return;
-            }
-            let timer = env.sleep(left);
-            futures::pin_mut!(installed, timer);
-            futures::future::select(installed, timer).await;
-        }
-    }
-
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.borrow().clone()
     }
 
     /// Asks the loader to read back the next payloads of `queue_id` kept only in the log.

@@ -1,11 +1,10 @@
-//! The SQS standard-queue operations, as run by one shard.
+//! The SQS standard-queue operations, as run by one shard (written against `QueueHost`).
 //!
 //! Each operation validates its input, finds the queue in the shard's metadata
 //! snapshot, acts on local partitions directly and on other shards' partitions
 //! through the bus (one call per shard touched), records every state change with
 //! storage, and answers once storage says the change is kept.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,15 +14,15 @@ use sluice_protocol::digest::{hex, md5_of_attributes, md5_of_body};
 use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
+use super::calls::{ChangeVisibility, CountMessages, Delete, Purge, QueueAnswer, QueueCall, QueueNotice, Receive};
 use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, ReceiveRules};
 use super::receipt::Receipt;
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
 use super::Waiters;
+use super::{call_on, QueueHost};
 use super::{MessageRef, VisibilityChange};
-use crate::catalog::{is_delivery_queue, queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta};
-use crate::shard::calls::{ChangeVisibility, CountMessages, Delete, Meta, Publish, Purge, Receive};
-use crate::shard::Shard;
-use crate::shard::{Notice, Request};
+use crate::catalog::{is_delivery_queue, queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta, Snapshot};
+use crate::runtime::calls::Request;
 use crate::storage::Ticket;
 
 /// Payloads kept only in the log that the loader reads back at once (neighbours share one
@@ -107,870 +106,844 @@ impl Sends {
     }
 }
 
-impl Shard {
-    /// Runs one operation of a client.
-    pub async fn handle_op(self: &Rc<Self>, op: Op) -> Response {
-        match op {
-            Op::CreateTopic { .. }
-            | Op::DeleteTopic { .. }
-            | Op::ListTopics { .. }
-            | Op::GetTopicAttributes { .. }
-            | Op::SetTopicAttributes { .. }
-            | Op::Subscribe { .. }
-            | Op::ConfirmSubscription { .. }
-            | Op::Unsubscribe { .. }
-            | Op::ListSubscriptions { .. }
-            | Op::GetSubscriptionAttributes { .. }
-            | Op::SetSubscriptionAttributes { .. }
-            | Op::Publish { .. }
-            | Op::PublishBatch { .. } => self.handle_topic_op(op).await,
-            Op::CreateStream { .. }
-            | Op::DeleteStream { .. }
-            | Op::DescribeStream { .. }
-            | Op::DescribeStreamSummary { .. }
-            | Op::ListStreams { .. }
-            | Op::ListShards(_)
-            | Op::PutRecord { .. }
-            | Op::PutRecords { .. }
-            | Op::GetShardIterator { .. }
-            | Op::GetRecords { .. }
-            | Op::IncreaseStreamRetentionPeriod { .. }
-            | Op::DecreaseStreamRetentionPeriod { .. }
-            | Op::SplitShard { .. }
-            | Op::MergeShards { .. }
-            | Op::UpdateShardCount { .. }
-            | Op::AddTagsToStream { .. }
-            | Op::RemoveTagsFromStream { .. }
-            | Op::ListTagsForStream { .. }
-            | Op::RegisterStreamConsumer { .. }
-            | Op::DeregisterStreamConsumer(_)
-            | Op::DescribeStreamConsumer(_)
-            | Op::ListStreamConsumers { .. }
-            | Op::SubscribeToShard { .. } => self.handle_stream_op(op).await,
-            Op::Hello { .. } => Err(OpError::new(ErrorCode::MalformedRequest, "Hello is only valid as the first request")),
-            Op::CreateQueue { name, attributes, tags } => match self.meta_change(MetaChange::Create { name, attributes, tags }).await? {
-                MetaOutcome::Url(url) => Ok(Reply::QueueUrl(url)),
-                other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome {other:?}"))),
-            },
-            Op::GetQueueUrl { name } => {
-                let snapshot = self.queues.snapshot();
-                let meta = snapshot.by_name.get(&name).filter(|meta| !is_delivery_queue(&meta.name)).ok_or_else(queue_does_not_exist)?;
-                Ok(Reply::QueueUrl(meta.url.clone()))
-            }
-            Op::ListQueues { prefix, max_results, next_token } => {
-                let snapshot = self.queues.snapshot();
-                let prefix = prefix.unwrap_or_default();
-                let names = snapshot.client_queues().filter(|meta| meta.name.starts_with(&prefix));
-                paginate(names, max_results, next_token)
-            }
-            Op::DeleteQueue { queue } => {
-                self.meta_change(MetaChange::Delete { queue }).await?;
-                Ok(Reply::Done)
-            }
-            Op::PurgeQueue { queue } => {
-                let MetaOutcome::Purge(queue_id) = self.meta_change(MetaChange::Purge { queue }).await? else {
-                    return Err(OpError::new(ErrorCode::InternalFailure, "purge was not recorded"));
-                };
-                for purged in self.on_every_shard(|| Purge { queue_id }).await? {
-                    purged?;
-                }
-                Ok(Reply::Done)
-            }
-            Op::GetQueueAttributes { queue, names } => self.get_queue_attributes(&queue, &names).await,
-            Op::SetQueueAttributes { queue, attributes } => {
-                self.meta_change(MetaChange::SetAttributes { queue, attributes }).await?;
-                Ok(Reply::Done)
-            }
-            Op::TagQueue { queue, tags } => {
-                self.meta_change(MetaChange::Tag { queue, tags }).await?;
-                Ok(Reply::Done)
-            }
-            Op::UntagQueue { queue, keys } => {
-                self.meta_change(MetaChange::Untag { queue, keys }).await?;
-                Ok(Reply::Done)
-            }
-            Op::ListQueueTags { queue } => {
-                let snapshot = self.queues.snapshot();
-                let meta = snapshot.resolve(&queue)?;
-                Ok(Reply::Attributes(meta.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
-            }
-            Op::ListDeadLetterSourceQueues { queue, max_results, next_token } => {
-                let snapshot = self.queues.snapshot();
-                let target = snapshot.resolve(&queue)?;
-                let sources = snapshot.client_queues().filter(|meta| {
-                    meta.attributes.redrive_policy.as_ref().is_some_and(|policy| policy.dead_letter_target_arn == target.arn)
-                });
-                paginate(sources, max_results, next_token)
-            }
-            Op::SendMessage { queue, mut entry } => {
-                let meta = self.queues.snapshot().resolve(&queue)?.clone();
-                detach_from_frame(std::slice::from_mut(&mut entry));
-                let mut sends = Sends::default();
-                let result = self.send_one(&meta, entry, self.env.now_ms(), &mut sends)?;
-                self.sends_durable(sends).await?;
-                Ok(Reply::SendMessage(result))
-            }
-            Op::SendMessageBatch { queue, entries } => self.send_batch(&queue, entries).await,
-            Op::ReceiveMessage(receive) => self.receive(receive).await,
-            Op::DeleteMessage { queue, receipt_handle } => {
-                let entries = vec![DeleteEntry { id: String::new(), receipt_handle }];
-                let mut results = self.delete_messages(&queue, &entries).await?;
-                results.pop().unwrap_or(Ok(())).map(|()| Reply::Done)
-            }
-            Op::DeleteMessageBatch { queue, entries } => {
-                check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
-                let results = self.delete_messages(&queue, &entries).await?;
-                Ok(batch_reply(entries.iter().map(|e| &e.id), results))
-            }
-            Op::ChangeMessageVisibility { queue, receipt_handle, visibility_timeout } => {
-                let entries = vec![VisibilityEntry { id: String::new(), receipt_handle, visibility_timeout }];
-                let mut results = self.change_visibility(&queue, &entries).await?;
-                results.pop().unwrap_or(Ok(())).map(|()| Reply::Done)
-            }
-            Op::ChangeMessageVisibilityBatch { queue, entries } => {
-                check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
-                let results = self.change_visibility(&queue, &entries).await?;
-                Ok(batch_reply(entries.iter().map(|e| &e.id), results))
-            }
+/// Runs one operation of a client.
+pub async fn handle_op<H: QueueHost>(host: &Rc<H>, op: Op) -> Response {
+    match op {
+        Op::Hello { .. } => Err(OpError::new(ErrorCode::MalformedRequest, "Hello is only valid as the first request")),
+        Op::CreateQueue { name, attributes, tags } => match host.meta_change(MetaChange::Create { name, attributes, tags }).await? {
+            MetaOutcome::Url(url) => Ok(Reply::QueueUrl(url)),
+            other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome {other:?}"))),
+        },
+        Op::GetQueueUrl { name } => {
+            let snapshot = host.snapshot();
+            let meta = snapshot.by_name.get(&name).filter(|meta| !is_delivery_queue(&meta.name)).ok_or_else(queue_does_not_exist)?;
+            Ok(Reply::QueueUrl(meta.url.clone()))
         }
-    }
-
-    // ------------------------------------------------------------------ metadata
-
-    /// Runs a metadata change on shard 0 (directly, or over the bus).
-    pub async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
-        if self.id == 0 {
-            return self.apply_meta(change).await;
+        Op::ListQueues { prefix, max_results, next_token } => {
+            let snapshot = host.snapshot();
+            let prefix = prefix.unwrap_or_default();
+            let names = snapshot.client_queues().filter(|meta| meta.name.starts_with(&prefix));
+            paginate(names, max_results, next_token)
         }
-        self.call_on(0, Meta(change)).await?
-    }
-
-    /// Shard 0: applies a change and publishes the new snapshot to every shard before answering.
-    pub async fn apply_meta(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
-        let registry = self.registry.as_ref().ok_or_else(|| OpError::new(ErrorCode::InternalFailure, "metadata lives on shard 0"))?;
-        // One change at a time from here to the metadata file, so files are written in the
-        // order changes were made; a change that cannot be saved is undone.
-        let _saving = self.meta_saving.acquire_permit(1).await.map_err(|_| OpError::new(ErrorCode::ServiceUnavailable, "shutting down"))?;
-        let before = registry.borrow().clone();
-        let mut change = change;
-        if let MetaChange::Stream { change: stream_change, sealed, cores } = &mut change {
-            *cores = self.count;
-            if stream_change.reshards() {
-                // A dry run finds the shards this closes; their owners seal them, and their
-                // last sequence numbers go into the change.
-                let (_, after) = before.clone().apply(
-                    MetaChange::Stream { change: stream_change.clone(), sealed: HashMap::new(), cores: self.count },
-                    self.env.now_ms(),
-                )?;
-                if let Some(after) = after {
-                    *sealed = self.seal_closing(&before.snapshot(), &after).await?;
-                }
-            }
+        Op::DeleteQueue { queue } => {
+            host.meta_change(MetaChange::Delete { queue }).await?;
+            Ok(Reply::Done)
         }
-        let (outcome, snapshot) = registry.borrow_mut().apply(change, self.env.now_ms())?;
-        let purged = matches!(outcome, MetaOutcome::Purge(_));
-        if snapshot.is_some() || purged {
-            let writer = self.meta_writer.as_ref().ok_or_else(|| OpError::new(ErrorCode::InternalFailure, "metadata lives on shard 0"))?;
-            let delta = registry.borrow().delta_json(&before);
-            if let Err(error) = writer.record(delta, || registry.borrow().to_json()).await {
-                *registry.borrow_mut() = before;
-                tracing::error!(%error, "cannot save queue metadata");
-                return Err(crate::storage::storage_error(error));
-            }
-        }
-        if let Some(snapshot) = snapshot {
-            self.on_every_shard(|| Publish(snapshot.clone())).await?;
-        }
-        Ok(outcome)
-    }
-
-    /// Runs `request` on this shard and every other, concurrently; fails if any call fails
-    /// (the replies say how each went).
-    async fn on_every_shard<R: Request>(self: &Rc<Self>, request: impl Fn() -> R) -> Result<Vec<R::Reply>, OpError> {
-        let calls = (0..self.count).map(|shard| self.call_on(shard, request()));
-        join_all(calls).await.into_iter().collect()
-    }
-
-    async fn get_queue_attributes(self: &Rc<Self>, queue: &str, names: &[String]) -> Response {
-        let meta = self.queues.snapshot().resolve(queue)?.clone();
-        let all = names.iter().any(|name| name == "All");
-        let mut wanted: Vec<&str> = Vec::new();
-        for name in names {
-            if name == "All" {
-                continue;
-            }
-            if !crate::catalog::queues::READABLE_ATTRIBUTES.contains(&name.as_str()) {
-                return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}.")));
-            }
-            wanted.push(name);
-        }
-        if all {
-            wanted = crate::catalog::queues::READABLE_ATTRIBUTES.to_vec();
-        }
-        let needs_counts = wanted.iter().any(|name| name.starts_with("ApproximateNumberOfMessages"));
-        let counts = if needs_counts { self.total_counts(meta.id).await? } else { Counts::default() };
-        let mut attributes = Vec::with_capacity(wanted.len());
-        for name in wanted {
-            let value = match name {
-                "QueueArn" => Some(meta.arn.clone()),
-                "ApproximateNumberOfMessages" => Some(counts.visible.to_string()),
-                "ApproximateNumberOfMessagesNotVisible" => Some(counts.inflight.to_string()),
-                "ApproximateNumberOfMessagesDelayed" => Some(counts.delayed.to_string()),
-                "CreatedTimestamp" => Some(meta.created_s.to_string()),
-                "LastModifiedTimestamp" => Some(meta.modified_s.to_string()),
-                other => meta.attributes.render(other),
+        Op::PurgeQueue { queue } => {
+            let MetaOutcome::Purge(queue_id) = host.meta_change(MetaChange::Purge { queue }).await? else {
+                return Err(OpError::new(ErrorCode::InternalFailure, "purge was not recorded"));
             };
-            if let Some(value) = value {
-                attributes.push((name.to_owned(), value));
+            for purged in on_every_shard(host, || Purge { queue_id }).await? {
+                purged?;
             }
+            Ok(Reply::Done)
         }
-        Ok(Reply::Attributes(attributes))
-    }
-
-    async fn total_counts(self: &Rc<Self>, queue_id: u64) -> Result<Counts, OpError> {
-        let mut total = Counts::default();
-        for counts in self.on_every_shard(|| CountMessages { queue_id }).await? {
-            total += counts;
+        Op::GetQueueAttributes { queue, names } => get_queue_attributes(host, &queue, &names).await,
+        Op::SetQueueAttributes { queue, attributes } => {
+            host.meta_change(MetaChange::SetAttributes { queue, attributes }).await?;
+            Ok(Reply::Done)
         }
-        Ok(total)
+        Op::TagQueue { queue, tags } => {
+            host.meta_change(MetaChange::Tag { queue, tags }).await?;
+            Ok(Reply::Done)
+        }
+        Op::UntagQueue { queue, keys } => {
+            host.meta_change(MetaChange::Untag { queue, keys }).await?;
+            Ok(Reply::Done)
+        }
+        Op::ListQueueTags { queue } => {
+            let snapshot = host.snapshot();
+            let meta = snapshot.resolve(&queue)?;
+            Ok(Reply::Attributes(meta.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        }
+        Op::ListDeadLetterSourceQueues { queue, max_results, next_token } => {
+            let snapshot = host.snapshot();
+            let target = snapshot.resolve(&queue)?;
+            let sources = snapshot
+                .client_queues()
+                .filter(|meta| meta.attributes.redrive_policy.as_ref().is_some_and(|policy| policy.dead_letter_target_arn == target.arn));
+            paginate(sources, max_results, next_token)
+        }
+        Op::SendMessage { queue, mut entry } => {
+            let meta = host.snapshot().resolve(&queue)?.clone();
+            detach_from_frame(std::slice::from_mut(&mut entry));
+            let mut sends = Sends::default();
+            let result = send_one(host, &meta, entry, host.env().now_ms(), &mut sends)?;
+            sends_durable(host, sends).await?;
+            Ok(Reply::SendMessage(result))
+        }
+        Op::SendMessageBatch { queue, entries } => send_batch(host, &queue, entries).await,
+        Op::ReceiveMessage(request) => receive(host, request).await,
+        Op::DeleteMessage { queue, receipt_handle } => {
+            let entries = vec![DeleteEntry { id: String::new(), receipt_handle }];
+            let mut results = delete_messages(host, &queue, &entries).await?;
+            results.pop().unwrap_or(Ok(())).map(|()| Reply::Done)
+        }
+        Op::DeleteMessageBatch { queue, entries } => {
+            check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
+            let results = delete_messages(host, &queue, &entries).await?;
+            Ok(batch_reply(entries.iter().map(|e| &e.id), results))
+        }
+        Op::ChangeMessageVisibility { queue, receipt_handle, visibility_timeout } => {
+            let entries = vec![VisibilityEntry { id: String::new(), receipt_handle, visibility_timeout }];
+            let mut results = change_visibility(host, &queue, &entries).await?;
+            results.pop().unwrap_or(Ok(())).map(|()| Reply::Done)
+        }
+        Op::ChangeMessageVisibilityBatch { queue, entries } => {
+            check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
+            let results = change_visibility(host, &queue, &entries).await?;
+            Ok(batch_reply(entries.iter().map(|e| &e.id), results))
+        }
+        other => Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not a queue operation", other.name()))),
     }
+}
 
-    // ------------------------------------------------------------------ send
+// ------------------------------------------------------------------ attributes
 
-    /// Validates and stores one message in this shard's partition.
-    fn send_one(self: &Rc<Self>, meta: &QueueMeta, entry: SendEntry, now: u64, sends: &mut Sends) -> Result<SendResult, OpError> {
-        self.storage.admit_send()?;
-        check_body(&entry.body)?;
-        check_attributes(&entry.attributes)?;
-        check_system_attributes(&entry.system_attributes)?;
-        let size = entry.size_bytes();
-        let limit = meta.attributes.maximum_message_size as usize;
-        if size > limit {
+/// Runs `request` on this shard and every other, concurrently; fails if any call fails
+/// (the replies say how each went).
+async fn on_every_shard<R: Request<Answer = QueueAnswer> + Into<QueueCall>, H: QueueHost>(
+    host: &Rc<H>,
+    request: impl Fn() -> R,
+) -> Result<Vec<R::Reply>, OpError> {
+    let calls = (0..host.count()).map(|shard| call_on(host, shard, request()));
+    join_all(calls).await.into_iter().collect()
+}
+
+async fn get_queue_attributes<H: QueueHost>(host: &Rc<H>, queue: &str, names: &[String]) -> Response {
+    let meta = host.snapshot().resolve(queue)?.clone();
+    let all = names.iter().any(|name| name == "All");
+    let mut wanted: Vec<&str> = Vec::new();
+    for name in names {
+        if name == "All" {
+            continue;
+        }
+        if !crate::catalog::queues::READABLE_ATTRIBUTES.contains(&name.as_str()) {
+            return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}.")));
+        }
+        wanted.push(name);
+    }
+    if all {
+        wanted = crate::catalog::queues::READABLE_ATTRIBUTES.to_vec();
+    }
+    let needs_counts = wanted.iter().any(|name| name.starts_with("ApproximateNumberOfMessages"));
+    let counts = if needs_counts { total_counts(host, meta.id).await? } else { Counts::default() };
+    let mut attributes = Vec::with_capacity(wanted.len());
+    for name in wanted {
+        let value = match name {
+            "QueueArn" => Some(meta.arn.clone()),
+            "ApproximateNumberOfMessages" => Some(counts.visible.to_string()),
+            "ApproximateNumberOfMessagesNotVisible" => Some(counts.inflight.to_string()),
+            "ApproximateNumberOfMessagesDelayed" => Some(counts.delayed.to_string()),
+            "CreatedTimestamp" => Some(meta.created_s.to_string()),
+            "LastModifiedTimestamp" => Some(meta.modified_s.to_string()),
+            other => meta.attributes.render(other),
+        };
+        if let Some(value) = value {
+            attributes.push((name.to_owned(), value));
+        }
+    }
+    Ok(Reply::Attributes(attributes))
+}
+
+async fn total_counts<H: QueueHost>(host: &Rc<H>, queue_id: u64) -> Result<Counts, OpError> {
+    let mut total = Counts::default();
+    for counts in on_every_shard(host, || CountMessages { queue_id }).await? {
+        total += counts;
+    }
+    Ok(total)
+}
+
+// ------------------------------------------------------------------ send
+
+/// Validates and stores one message in this shard's partition.
+fn send_one<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, entry: SendEntry, now: u64, sends: &mut Sends) -> Result<SendResult, OpError> {
+    host.queues().storage.admit_send()?;
+    check_body(&entry.body)?;
+    check_attributes(&entry.attributes)?;
+    check_system_attributes(&entry.system_attributes)?;
+    let size = entry.size_bytes();
+    let limit = meta.attributes.maximum_message_size as usize;
+    if size > limit {
+        return Err(OpError::new(
+            ErrorCode::InvalidParameterValue,
+            format!("One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes."),
+        ));
+    }
+    let delay_s = match entry.delay_seconds {
+        Some(delay) => check_range("DelaySeconds", delay, 0, DELAY_SECONDS_MAX)?,
+        None => meta.attributes.delay_seconds,
+    };
+    if entry.deduplication_id.is_some() {
+        return Err(OpError::new(
+            ErrorCode::InvalidParameterValue,
+            "The request include parameter that is not valid for this queue type: MessageDeduplicationId is only valid for FIFO queues.",
+        ));
+    }
+    if let Some(group) = &entry.message_group_id {
+        if group.is_empty() || group.len() > 128 || !group.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(OpError::new(
                 ErrorCode::InvalidParameterValue,
-                format!("One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes."),
+                "MessageGroupId must be 1 to 128 alphanumeric or punctuation characters.",
             ));
         }
-        let delay_s = match entry.delay_seconds {
-            Some(delay) => check_range("DelaySeconds", delay, 0, DELAY_SECONDS_MAX)?,
-            None => meta.attributes.delay_seconds,
-        };
-        if entry.deduplication_id.is_some() {
-            return Err(OpError::new(
-                ErrorCode::InvalidParameterValue,
-                "The request include parameter that is not valid for this queue type: MessageDeduplicationId is only valid for FIFO queues.",
-            ));
-        }
-        if let Some(group) = &entry.message_group_id {
-            if group.is_empty() || group.len() > 128 || !group.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(OpError::new(
-                    ErrorCode::InvalidParameterValue,
-                    "MessageGroupId must be 1 to 128 alphanumeric or punctuation characters.",
-                ));
+    }
+    let md5_body = md5_of_body(&entry.body);
+    let md5_attributes = md5_of_attributes(&entry.attributes);
+    let md5_system = md5_of_attributes(&entry.system_attributes);
+    let payload = Payload {
+        message_id: new_message_id(),
+        md5_of_body: md5_body,
+        md5_of_attributes: md5_attributes,
+        trace_header: entry.system_attributes.into_iter().next().and_then(|a| a.string_value),
+        attributes: (!entry.attributes.is_empty()).then(|| Arc::from(entry.attributes)),
+        message_group_id: entry.message_group_id,
+        sent_ms: now,
+        dead_letter_source_arn: None,
+        body: entry.body,
+    };
+    let message_id = payload.message_id;
+    append_message(host, meta, payload, delay_s as u64 * 1000, now, sends)?;
+    let result = SendResult {
+        id: entry.id,
+        message_id: format_uuid(message_id),
+        md5_of_body: hex(&md5_body),
+        md5_of_attributes: md5_attributes.as_ref().map(hex),
+        md5_of_system_attributes: md5_system.as_ref().map(hex),
+        sequence_number: None,
+    };
+    Ok(result)
+}
+
+/// Appends one message to this shard's partition of a queue (the caller has checked
+/// it), adding it to `sends` (wait on them with `sends_durable`). A message whose record
+/// cannot even be staged is taken out again at once.
+pub fn append_message<H: QueueHost>(
+    host: &Rc<H>,
+    meta: &QueueMeta,
+    payload: Payload,
+    delay_ms: u64,
+    now: u64,
+    sends: &mut Sends,
+) -> Result<(), OpError> {
+    {
+        let mut partitions = host.queues().partitions.borrow_mut();
+        let partition = partitions.entry(meta.id).or_insert_with(|| Partition::for_queue(meta.id));
+        let seq = partition.send(Arc::new(payload), delay_ms, now);
+        match host.queues().storage.commit(partition) {
+            Ok(ticket) => {
+                sends.last = sends.last.max(ticket);
+                sends.add(meta.id, seq);
+            }
+            Err(error) => {
+                partition.discard(seq);
+                host.queues().storage.release_from(partition);
+                return Err(error);
             }
         }
-        let md5_body = md5_of_body(&entry.body);
-        let md5_attributes = md5_of_attributes(&entry.attributes);
-        let md5_system = md5_of_attributes(&entry.system_attributes);
-        let payload = Payload {
-            message_id: new_message_id(),
-            md5_of_body: md5_body,
-            md5_of_attributes: md5_attributes,
-            trace_header: entry.system_attributes.into_iter().next().and_then(|a| a.string_value),
-            attributes: (!entry.attributes.is_empty()).then(|| Arc::from(entry.attributes)),
-            message_group_id: entry.message_group_id,
-            sent_ms: now,
-            dead_letter_source_arn: None,
-            body: entry.body,
-        };
-        let message_id = payload.message_id;
-        self.append_message(meta, payload, delay_s as u64 * 1000, now, sends)?;
-        let result = SendResult {
-            id: entry.id,
-            message_id: format_uuid(message_id),
-            md5_of_body: hex(&md5_body),
-            md5_of_attributes: md5_attributes.as_ref().map(hex),
-            md5_of_system_attributes: md5_system.as_ref().map(hex),
-            sequence_number: None,
-        };
-        Ok(result)
     }
+    if delay_ms == 0 {
+        notify_visible(host, meta.id);
+    }
+    Ok(())
+}
 
-    /// Appends one message to this shard's partition of a queue (the caller has checked
-    /// it), adding it to `sends` (wait on them with `sends_durable`). A message whose record
-    /// cannot even be staged is taken out again at once.
-    pub fn append_message(
-        self: &Rc<Self>,
-        meta: &QueueMeta,
-        payload: Payload,
-        delay_ms: u64,
-        now: u64,
-        sends: &mut Sends,
-    ) -> Result<(), OpError> {
-        {
-            let mut partitions = self.queues.partitions.borrow_mut();
-            let partition = partitions.entry(meta.id).or_insert_with(|| Partition::for_queue(meta.id));
-            let seq = partition.send(Arc::new(payload), delay_ms, now);
-            match self.storage.commit(partition) {
-                Ok(ticket) => {
-                    sends.last = sends.last.max(ticket);
-                    sends.add(meta.id, seq);
-                }
-                Err(error) => {
+/// Waits until every message in `sends` is durable. If they cannot all be kept (their log
+/// records were lost to a segment that could not be made, or the log failed), they are
+/// taken out of memory too, so none is received, nor read back from a record that is not
+/// there, and the request is answered with the error.
+pub async fn sends_durable<H: QueueHost>(host: &Rc<H>, sends: Sends) -> Result<(), OpError> {
+    let Some(ticket) = sends.last else { return Ok(()) };
+    let kept = host.queues().storage.durable(ticket).await;
+    if kept.is_err() {
+        let mut partitions = host.queues().partitions.borrow_mut();
+        for (queue_id, first, last) in sends.runs() {
+            if let Some(partition) = partitions.get_mut(queue_id) {
+                for seq in *first..=*last {
                     partition.discard(seq);
-                    self.storage.release_from(partition);
-                    return Err(error);
                 }
+                host.queues().storage.release_from(partition);
             }
         }
-        if delay_ms == 0 {
-            self.notify_visible(meta.id);
-        }
-        Ok(())
     }
+    kept
+}
 
-    /// Waits until every message in `sends` is durable. If they cannot all be kept (their log
-    /// records were lost to a segment that could not be made, or the log failed), they are
-    /// taken out of memory too, so none is received, nor read back from a record that is not
-    /// there, and the request is answered with the error.
-    pub async fn sends_durable(self: &Rc<Self>, sends: Sends) -> Result<(), OpError> {
-        let Some(ticket) = sends.last else { return Ok(()) };
-        let kept = self.storage.durable(ticket).await;
-        if kept.is_err() {
-            let mut partitions = self.queues.partitions.borrow_mut();
-            for (queue_id, first, last) in sends.runs() {
-                if let Some(partition) = partitions.get_mut(queue_id) {
-                    for seq in *first..=*last {
-                        partition.discard(seq);
-                    }
-                    self.storage.release_from(partition);
-                }
+async fn send_batch<H: QueueHost>(host: &Rc<H>, queue: &str, mut entries: Vec<SendEntry>) -> Response {
+    let meta = host.snapshot().resolve(queue)?.clone();
+    check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
+    let total: usize = entries.iter().map(SendEntry::size_bytes).sum();
+    if total > BATCH_BYTES_MAX {
+        return Err(OpError::new(
+            ErrorCode::BatchRequestTooLong,
+            format!("Batch requests cannot be longer than {BATCH_BYTES_MAX} bytes. You have sent {total} bytes."),
+        ));
+    }
+    detach_from_frame(&mut entries);
+    let now = host.env().now_ms();
+    let mut successful = Vec::with_capacity(entries.len());
+    let mut failed = Vec::new();
+    let mut sends = Sends::default();
+    for mut entry in entries {
+        // Taken, not cloned: the id goes into exactly one of the two results.
+        let id = std::mem::take(&mut entry.id);
+        match send_one(host, &meta, entry, now, &mut sends) {
+            Ok(mut result) => {
+                result.id = id;
+                successful.push(result);
             }
+            Err(error) => failed.push(BatchFailure::new(id, error)),
         }
-        kept
     }
+    sends_durable(host, sends).await?;
+    Ok(Reply::SendMessageBatch { successful, failed })
+}
 
-    async fn send_batch(self: &Rc<Self>, queue: &str, mut entries: Vec<SendEntry>) -> Response {
-        let meta = self.queues.snapshot().resolve(queue)?.clone();
-        check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
-        let total: usize = entries.iter().map(SendEntry::size_bytes).sum();
-        if total > BATCH_BYTES_MAX {
-            return Err(OpError::new(
-                ErrorCode::BatchRequestTooLong,
-                format!("Batch requests cannot be longer than {BATCH_BYTES_MAX} bytes. You have sent {total} bytes."),
-            ));
+// ------------------------------------------------------------------ receive
+
+async fn receive<H: QueueHost>(host: &Rc<H>, receive: ReceiveMessage) -> Response {
+    let meta = host.snapshot().resolve(&receive.queue)?.clone();
+    let max_messages = check_range("MaxNumberOfMessages", receive.max_messages.unwrap_or(1), 1, RECEIVE_MESSAGES_MAX)? as usize;
+    let wait_s = match receive.wait_time_seconds {
+        Some(wait) => check_range("WaitTimeSeconds", wait, 0, WAIT_SECONDS_MAX)?,
+        None => meta.attributes.receive_wait_seconds,
+    };
+    let visibility_s = match receive.visibility_timeout {
+        Some(timeout) => check_range("VisibilityTimeout", timeout, 0, VISIBILITY_SECONDS_MAX)?,
+        None => meta.attributes.visibility_timeout_seconds,
+    };
+    for name in &receive.system_attribute_names {
+        if !SYSTEM_ATTRIBUTE_NAMES.contains(&name.as_str()) {
+            return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}.")));
         }
-        detach_from_frame(&mut entries);
-        let now = self.env.now_ms();
-        let mut successful = Vec::with_capacity(entries.len());
-        let mut failed = Vec::new();
-        let mut sends = Sends::default();
-        for mut entry in entries {
-            // Taken, not cloned: the id goes into exactly one of the two results.
-            let id = std::mem::take(&mut entry.id);
-            match self.send_one(&meta, entry, now, &mut sends) {
-                Ok(mut result) => {
-                    result.id = id;
-                    successful.push(result);
-                }
-                Err(error) => failed.push(BatchFailure::new(id, error)),
-            }
-        }
-        self.sends_durable(sends).await?;
-        Ok(Reply::SendMessageBatch { successful, failed })
     }
-
-    // ------------------------------------------------------------------ receive
-
-    async fn receive(self: &Rc<Self>, receive: ReceiveMessage) -> Response {
-        let meta = self.queues.snapshot().resolve(&receive.queue)?.clone();
-        let max_messages = check_range("MaxNumberOfMessages", receive.max_messages.unwrap_or(1), 1, RECEIVE_MESSAGES_MAX)? as usize;
-        let wait_s = match receive.wait_time_seconds {
-            Some(wait) => check_range("WaitTimeSeconds", wait, 0, WAIT_SECONDS_MAX)?,
-            None => meta.attributes.receive_wait_seconds,
+    let deadline_ms = host.env().now_ms() + wait_s as u64 * 1000;
+    let mut delivered: Vec<(usize, Delivery)> = Vec::new();
+    // Interest is registered only once a look has come back empty; from then on before every
+    // look, so that a message arriving between a look and the wait always wakes it.
+    let mut waiting: Option<WaitGuard<H>> = None;
+    let mut found_nothing = false;
+    loop {
+        if found_nothing && waiting.is_none() {
+            waiting = Some(WaitGuard::register(host, meta.id));
+        }
+        let listener = waiting.as_ref().map(|guard| guard.listen());
+        if waiting.is_some() {
+            watch_peers(host, meta.id).await;
+        }
+        receive_round(host, &meta, max_messages, visibility_s as u64 * 1000, &mut delivered).await?;
+        let now = host.env().now_ms();
+        if !delivered.is_empty() || now >= deadline_ms || host.shutdown().requested.get() {
+            break;
+        }
+        let Some(listener) = listener else {
+            found_nothing = true;
+            continue;
         };
-        let visibility_s = match receive.visibility_timeout {
-            Some(timeout) => check_range("VisibilityTimeout", timeout, 0, VISIBILITY_SECONDS_MAX)?,
-            None => meta.attributes.visibility_timeout_seconds,
+        if !host.snapshot().by_id.contains_key(&meta.id) {
+            return Err(queue_does_not_exist());
+        }
+        let timer = host.env().sleep(Duration::from_millis(deadline_ms - now));
+        let shutdown = host.shutdown().event.listen();
+        futures::pin_mut!(listener, timer, shutdown);
+        futures::future::select(listener, futures::future::select(timer, shutdown)).await;
+    }
+    drop(waiting);
+    let messages = delivered.into_iter().map(|(shard, delivery)| render_delivery(host, &meta, shard, delivery, &receive)).collect();
+    Ok(Reply::ReceiveMessage(messages))
+}
+
+/// One pass over the partitions: local first, then the other shards in turn.
+async fn receive_round<H: QueueHost>(
+    host: &Rc<H>,
+    meta: &QueueMeta,
+    max_messages: usize,
+    visibility_ms: u64,
+    delivered: &mut Vec<(usize, Delivery)>,
+) -> Result<(), OpError> {
+    let local = receive_local(host, meta.id, max_messages - delivered.len(), visibility_ms).await?;
+    delivered.extend(local.into_iter().map(|d| (host.id(), d)));
+    for step in 1..host.count() {
+        if delivered.len() >= max_messages {
+            break;
+        }
+        let peer = (host.id() + step) % host.count();
+        let call = Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms };
+        delivered.extend(call_on(host, peer, call).await??.into_iter().map(|d| (peer, d)));
+    }
+    Ok(())
+}
+
+/// Receives from this shard's partition; dead-letters what passed maxReceiveCount.
+/// When it reaches messages whose payload is only in the log, it waits for the loader
+/// to read them back.
+pub async fn receive_local<H: QueueHost>(
+    host: &Rc<H>,
+    queue_id: u64,
+    max_messages: usize,
+    visibility_ms: u64,
+) -> Result<Vec<Delivery>, OpError> {
+    let mut delivered = Vec::with_capacity(max_messages);
+    for wait in 0..=LOAD_WAITS_MAX {
+        let loaded = host.queues().payloads_loaded.listen();
+        let stalled = receive_resident(host, queue_id, max_messages - delivered.len(), visibility_ms, &mut delivered)?;
+        if !stalled || delivered.len() >= max_messages || wait == LOAD_WAITS_MAX {
+            break;
+        }
+        loaded.await;
+        if let Some(error) = host.queues().load_failed.borrow().get(&queue_id) {
+            if delivered.is_empty() {
+                return Err(error.clone());
+            }
+            break;
+        }
+    }
+    Ok(delivered)
+}
+
+/// This shard's loader: reads back payloads kept only in the log, a run at a time, for
+/// the queues receives asked for. Runs for the life of the shard.
+pub async fn loader<H: QueueHost>(host: Rc<H>) {
+    let mut wanted = Vec::new();
+    loop {
+        let requested = host.queues().load_requested.listen();
+        let next = {
+            let mut queues = host.queues().load_wanted.borrow_mut();
+            (!queues.is_empty()).then(|| queues.remove(0))
         };
-        for name in &receive.system_attribute_names {
-            if !SYSTEM_ATTRIBUTE_NAMES.contains(&name.as_str()) {
-                return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}.")));
-            }
+        let Some(queue_id) = next else {
+            requested.await;
+            continue;
+        };
+        drop(requested);
+        if let Some(partition) = host.queues().partitions.borrow().get(&queue_id) {
+            partition.on_disk_ahead(READ_AHEAD_MESSAGES, READ_AHEAD_BYTES, &mut wanted);
         }
-        let deadline_ms = self.env.now_ms() + wait_s as u64 * 1000;
-        let mut delivered: Vec<(usize, Delivery)> = Vec::new();
-        // Interest is registered only once a look has come back empty; from then on before every
-        // look, so that a message arriving between a look and the wait always wakes it.
-        let mut waiting: Option<WaitGuard> = None;
-        let mut found_nothing = false;
-        loop {
-            if found_nothing && waiting.is_none() {
-                waiting = Some(WaitGuard::register(self, meta.id));
-            }
-            let listener = waiting.as_ref().map(|guard| guard.listen());
-            if waiting.is_some() {
-                self.watch_peers(meta.id).await;
-            }
-            self.receive_round(&meta, max_messages, visibility_s as u64 * 1000, &mut delivered).await?;
-            let now = self.env.now_ms();
-            if !delivered.is_empty() || now >= deadline_ms || self.shutdown.requested.get() {
-                break;
-            }
-            let Some(listener) = listener else {
-                found_nothing = true;
-                continue;
-            };
-            if !self.queues.snapshot().by_id.contains_key(&meta.id) {
-                return Err(queue_does_not_exist());
-            }
-            let timer = self.env.sleep(Duration::from_millis(deadline_ms - now));
-            let shutdown = self.shutdown.event.listen();
-            futures::pin_mut!(listener, timer, shutdown);
-            futures::future::select(listener, futures::future::select(timer, shutdown)).await;
-        }
-        drop(waiting);
-        let messages = delivered.into_iter().map(|(shard, delivery)| self.render_delivery(&meta, shard, delivery, &receive)).collect();
-        Ok(Reply::ReceiveMessage(messages))
-    }
-
-    /// One pass over the partitions: local first, then the other shards in turn.
-    async fn receive_round(
-        self: &Rc<Self>,
-        meta: &QueueMeta,
-        max_messages: usize,
-        visibility_ms: u64,
-        delivered: &mut Vec<(usize, Delivery)>,
-    ) -> Result<(), OpError> {
-        let local = self.receive_local(meta.id, max_messages - delivered.len(), visibility_ms).await?;
-        delivered.extend(local.into_iter().map(|d| (self.id, d)));
-        for step in 1..self.count {
-            if delivered.len() >= max_messages {
-                break;
-            }
-            let peer = (self.id + step) % self.count;
-            let call = Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms };
-            delivered.extend(self.call_on(peer, call).await??.into_iter().map(|d| (peer, d)));
-        }
-        Ok(())
-    }
-
-    /// Receives from this shard's partition; dead-letters what passed maxReceiveCount.
-    /// When it reaches messages whose payload is only in the log, it waits for the loader
-    /// to read them back.
-    pub async fn receive_local(self: &Rc<Self>, queue_id: u64, max_messages: usize, visibility_ms: u64) -> Result<Vec<Delivery>, OpError> {
-        let mut delivered = Vec::with_capacity(max_messages);
-        for wait in 0..=LOAD_WAITS_MAX {
-            let loaded = self.queues.payloads_loaded.listen();
-            let stalled = self.receive_resident(queue_id, max_messages - delivered.len(), visibility_ms, &mut delivered)?;
-            if !stalled || delivered.len() >= max_messages || wait == LOAD_WAITS_MAX {
-                break;
-            }
-            loaded.await;
-            if let Some(error) = self.queues.load_failed.borrow().get(&queue_id) {
-                if delivered.is_empty() {
-                    return Err(error.clone());
-                }
-                break;
-            }
-        }
-        Ok(delivered)
-    }
-
-    /// This shard's loader: reads back payloads kept only in the log, a run at a time, for
-    /// the queues receives asked for. Runs for the life of the shard.
-    pub async fn loader(self: Rc<Self>) {
-        let mut wanted = Vec::new();
-        loop {
-            let requested = self.queues.load_requested.listen();
-            let next = {
-                let mut queues = self.queues.load_wanted.borrow_mut();
-                (!queues.is_empty()).then(|| queues.remove(0))
-            };
-            let Some(queue_id) = next else {
-                requested.await;
-                continue;
-            };
-            drop(requested);
-            if let Some(partition) = self.queues.partitions.borrow().get(&queue_id) {
-                partition.on_disk_ahead(READ_AHEAD_MESSAGES, READ_AHEAD_BYTES, &mut wanted);
-            }
-            if !wanted.is_empty() {
-                let loaded = self.storage.load(queue_id, &wanted).await;
-                let mut failure = None;
-                if let Some(partition) = self.queues.partitions.borrow_mut().get_mut(&queue_id) {
-                    for ((seq, placement), payload) in wanted.drain(..).zip(loaded) {
-                        match payload {
-                            Ok(payload) => {
-                                // Ignored if the message went or was re-logged meanwhile.
-                                partition.make_resident(seq, placement.log_seq, payload);
-                            }
-                            Err(error) => {
-                                tracing::error!(shard = self.id, queue_id, seq, error = %error.message, "cannot read a message back from the log");
-                                failure.get_or_insert(error);
-                            }
+        if !wanted.is_empty() {
+            let loaded = host.queues().storage.load(queue_id, &wanted).await;
+            let mut failure = None;
+            if let Some(partition) = host.queues().partitions.borrow_mut().get_mut(&queue_id) {
+                for ((seq, placement), payload) in wanted.drain(..).zip(loaded) {
+                    match payload {
+                        Ok(payload) => {
+                            // Ignored if the message went or was re-logged meanwhile.
+                            partition.make_resident(seq, placement.log_seq, payload);
+                        }
+                        Err(error) => {
+                            tracing::error!(shard = host.id(), queue_id, seq, error = %error.message, "cannot read a message back from the log");
+                            failure.get_or_insert(error);
                         }
                     }
-                    self.storage.account(partition);
                 }
-                wanted.clear();
-                let mut failed = self.queues.load_failed.borrow_mut();
-                match failure {
-                    Some(error) => failed.insert(queue_id, error),
-                    None => failed.remove(&queue_id),
-                };
+                host.queues().storage.account(partition);
             }
-            self.queues.payloads_loaded.notify_all();
-        }
-    }
-
-    /// One receive from the payloads in memory. Returns whether it stopped short at a message
-    /// whose payload is only in the log (the loader has been asked for it); asks for a
-    /// read-ahead when such messages are coming up.
-    fn receive_resident(
-        self: &Rc<Self>,
-        queue_id: u64,
-        max_messages: usize,
-        visibility_ms: u64,
-        delivered: &mut Vec<Delivery>,
-    ) -> Result<bool, OpError> {
-        let snapshot = self.queues.snapshot();
-        let Some(meta) = snapshot.by_id.get(&queue_id) else { return Ok(false) };
-        let dead_letter = snapshot.dead_letter_queue(meta);
-        let rules = ReceiveRules {
-            max_messages,
-            visibility_ms,
-            retention_ms: meta.attributes.message_retention_seconds as u64 * 1000,
-            max_receive_count: dead_letter.and(meta.attributes.redrive_policy.as_ref().map(|p| p.max_receive_count)),
-            inflight_max: INFLIGHT_MESSAGES_MAX,
-        };
-        let now = self.env.now_ms();
-        let mut moved: Vec<Moved> = Vec::new();
-        let mut partitions = self.queues.partitions.borrow_mut();
-        let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(false) };
-        let before = delivered.len();
-        let received = partition.receive(now, &rules, delivered, &mut moved);
-        let stalled = received.is_ok() && delivered.len() - before < max_messages && partition.front_on_disk();
-        if stalled || partition.on_disk_soon(READ_AHEAD_TRIGGER) {
-            self.queues.request_load(queue_id);
-        }
-        if let (Some(dead_letter), false) = (dead_letter, moved.is_empty()) {
-            // The dead-letter queue's MovedIn records go to the log before the source's
-            // MovedOut records: a crash in between can duplicate a message, never lose it.
-            let source_arn: Arc<str> = Arc::from(meta.arn.as_str());
-            let target = partitions.entry(dead_letter.id).or_insert_with(|| Partition::for_queue(dead_letter.id));
-            for mut message in moved {
-                let mut payload = (*message.payload).clone();
-                payload.dead_letter_source_arn = Some(source_arn.clone());
-                message.payload = Arc::new(payload);
-                target.accept_moved(message, now);
-            }
-            self.storage.commit(target)?;
-            drop(partitions);
-            self.notify_visible(dead_letter.id);
-            partitions = self.queues.partitions.borrow_mut();
-        }
-        // Receives are not waited on: a crash can forget a receive (the message comes back
-        // sooner, with the older receive count), which at-least-once delivery allows.
-        if let Some(partition) = partitions.get_mut(&queue_id) {
-            self.storage.commit(partition)?;
-        }
-        received.map(|()| stalled)
-    }
-
-    fn render_delivery(&self, meta: &QueueMeta, shard: usize, delivery: Delivery, receive: &ReceiveMessage) -> ReceivedMessage {
-        let payload = &delivery.payload;
-        let receipt = Receipt {
-            shard: shard as u16,
-            queue_id: meta.id,
-            seq: delivery.seq,
-            receive_count: delivery.receive_count,
-            tag: payload.message_id as u64,
-        };
-        let wants = |name: &str| receive.system_attribute_names.iter().any(|n| n == "All" || n == name);
-        let mut attributes = Vec::new();
-        if wants("SenderId") {
-            attributes.push(("SenderId".to_owned(), self.config.account_id.clone()));
-        }
-        if wants("SentTimestamp") {
-            attributes.push(("SentTimestamp".to_owned(), payload.sent_ms.to_string()));
-        }
-        if wants("ApproximateReceiveCount") {
-            attributes.push(("ApproximateReceiveCount".to_owned(), delivery.receive_count.to_string()));
-        }
-        if wants("ApproximateFirstReceiveTimestamp") {
-            attributes.push(("ApproximateFirstReceiveTimestamp".to_owned(), delivery.first_receive_ms.to_string()));
-        }
-        if let (true, Some(trace)) = (wants("AWSTraceHeader"), &payload.trace_header) {
-            attributes.push(("AWSTraceHeader".to_owned(), trace.clone()));
-        }
-        if let (true, Some(group)) = (wants("MessageGroupId"), &payload.message_group_id) {
-            attributes.push(("MessageGroupId".to_owned(), group.clone()));
-        }
-        if let (true, Some(source)) = (wants("DeadLetterQueueSourceArn"), &payload.dead_letter_source_arn) {
-            attributes.push(("DeadLetterQueueSourceArn".to_owned(), source.to_string()));
-        }
-        let message_attributes: Vec<MessageAttribute> = match &payload.attributes {
-            Some(all) if !receive.message_attribute_names.is_empty() => {
-                all.iter().filter(|a| attribute_selected(&receive.message_attribute_names, &a.name)).cloned().collect()
-            }
-            _ => Vec::new(),
-        };
-        let md5_of_attributes = if message_attributes.len() == payload.attributes.as_ref().map_or(0, |a| a.len()) {
-            payload.md5_of_attributes.filter(|_| !message_attributes.is_empty())
-        } else {
-            md5_of_attributes(&message_attributes)
-        };
-        ReceivedMessage {
-            message_id: format_uuid(payload.message_id),
-            receipt_handle: receipt.encode(),
-            md5_of_body: hex(&payload.md5_of_body),
-            body: payload.body.clone(),
-            attributes,
-            md5_of_attributes: md5_of_attributes.as_ref().map(hex),
-            message_attributes,
-        }
-    }
-
-    /// Asks every other shard to wake this one when a message of `queue_id` shows up there.
-    async fn watch_peers(self: &Rc<Self>, queue_id: u64) {
-        for peer in (0..self.count).filter(|peer| *peer != self.id) {
-            self.bus.notify(peer, Notice::Watch { queue_id, from: self.id }).await;
-        }
-    }
-
-    /// A message of `queue_id` became visible on this shard: wake local long polls and watching shards.
-    pub fn notify_visible(self: &Rc<Self>, queue_id: u64) {
-        let mut waiters = self.queues.waiters.borrow_mut();
-        let Some(waiting) = waiters.get_mut(&queue_id) else { return };
-        if waiting.local > 0 {
-            waiting.event.notify_all();
-        }
-        let remote = std::mem::take(&mut waiting.remote);
-        if waiting.local == 0 {
-            waiters.remove(&queue_id);
-        }
-        drop(waiters);
-        for peer in remote {
-            let shard = self.clone();
-            self.env.spawn(async move { shard.bus.notify(peer, Notice::Wake { queue_id }).await });
-        }
-    }
-
-    // ------------------------------------------------------------------ delete and visibility
-
-    /// Resolves receipt handles of `queue` and groups them by owning shard.
-    fn route_receipts<'a>(&self, meta: &QueueMeta, handles: impl Iterator<Item = &'a str>) -> Vec<Result<Receipt, OpError>> {
-        handles
-            .map(|handle| match Receipt::decode(handle) {
-                Some(receipt) if receipt.queue_id == meta.id && (receipt.shard as usize) < self.count => Ok(receipt),
-                _ => Err(invalid_receipt(handle)),
-            })
-            .collect()
-    }
-
-    async fn delete_messages(self: &Rc<Self>, queue: &str, entries: &[DeleteEntry]) -> Result<Vec<Result<(), OpError>>, OpError> {
-        let meta = self.queues.snapshot().resolve(queue)?.clone();
-        let receipts = self.route_receipts(&meta, entries.iter().map(|e| e.receipt_handle.as_str()));
-        let mut by_shard: Vec<Vec<(u64, u64)>> = vec![Vec::new(); self.count];
-        for receipt in receipts.iter().flatten() {
-            by_shard[receipt.shard as usize].push((receipt.seq, receipt.tag));
-        }
-        let calls = by_shard
-            .into_iter()
-            .enumerate()
-            .filter(|(_, messages)| !messages.is_empty())
-            .map(|(shard, messages)| self.call_on(shard, Delete { queue_id: meta.id, messages }));
-        for deleted in join_all(calls).await {
-            // A delete that could not be kept fails the request: the messages come back.
-            deleted??;
-        }
-        Ok(receipts.into_iter().map(|receipt| receipt.map(|_| ())).collect())
-    }
-
-    async fn change_visibility(self: &Rc<Self>, queue: &str, entries: &[VisibilityEntry]) -> Result<Vec<Result<(), OpError>>, OpError> {
-        let meta = self.queues.snapshot().resolve(queue)?.clone();
-        let receipts = self.route_receipts(&meta, entries.iter().map(|e| e.receipt_handle.as_str()));
-        let mut results: Vec<Result<(), OpError>> = Vec::with_capacity(entries.len());
-        // (entry index, seq, receive count, timeout) per shard.
-        let mut by_shard: Vec<Vec<(usize, VisibilityChange)>> = vec![Vec::new(); self.count];
-        for (index, (receipt, entry)) in receipts.into_iter().zip(entries).enumerate() {
-            let checked = receipt.and_then(|receipt| {
-                check_range("VisibilityTimeout", entry.visibility_timeout, 0, VISIBILITY_SECONDS_MAX).map(|timeout| (receipt, timeout))
-            });
-            match checked {
-                Ok((receipt, timeout)) => {
-                    let change = VisibilityChange {
-                        message: (receipt.seq, receipt.tag),
-                        receive_count: receipt.receive_count,
-                        timeout_ms: timeout as u64 * 1000,
-                    };
-                    by_shard[receipt.shard as usize].push((index, change));
-                    results.push(Ok(()));
-                }
-                Err(error) => results.push(Err(error)),
-            }
-        }
-        let calls = by_shard.into_iter().enumerate().filter(|(_, work)| !work.is_empty()).map(|(shard, work)| {
-            let (indexes, entries): (Vec<usize>, Vec<_>) = work.into_iter().unzip();
-            let call = ChangeVisibility { queue_id: meta.id, entries };
-            async move {
-                let answer = self.call_on(shard, call).await;
-                (indexes, answer)
-            }
-        });
-        for (indexes, answer) in join_all(calls).await {
-            for (index, outcome) in indexes.into_iter().zip(answer?) {
-                results[index] = outcome;
-            }
-        }
-        Ok(results)
-    }
-
-    // ------------------------------------------------------------------ calls from other shards
-
-    /// The message counts of this shard's partition of a queue.
-    pub fn count_local(self: &Rc<Self>, queue_id: u64) -> Counts {
-        let retention_ms =
-            self.queues.snapshot().by_id.get(&queue_id).map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
-        let mut partitions = self.queues.partitions.borrow_mut();
-        let Some(partition) = partitions.get_mut(&queue_id) else { return Counts::default() };
-        let counts = partition.counts(self.env.now_ms(), retention_ms);
-        self.commit_quietly(partition);
-        counts
-    }
-
-    /// Purges this shard's partition of a queue; `Ok` once kept.
-    pub async fn purge_local(self: &Rc<Self>, queue_id: u64) -> Result<(), OpError> {
-        self.kept(self.change_partition(queue_id, Partition::purge)).await
-    }
-
-    /// Deletes messages of this shard's partition; `Ok` once kept.
-    pub async fn delete_local(self: &Rc<Self>, queue_id: u64, messages: Vec<MessageRef>) -> Result<(), OpError> {
-        let commit = self.change_partition(queue_id, |partition| {
-            for (seq, tag) in messages {
-                // A handle whose message is gone (or whose sequence number now belongs
-                // to another message) deletes nothing, and succeeds, as in SQS.
-                if partition.holds(seq, tag) {
-                    partition.delete(seq);
-                }
-            }
-        });
-        self.kept(commit).await
-    }
-
-    /// Changes the visibility of messages of this shard's partition: one outcome per entry.
-    pub async fn change_visibility_local(self: &Rc<Self>, queue_id: u64, entries: Vec<VisibilityChange>) -> Vec<Result<(), OpError>> {
-        let now = self.env.now_ms();
-        let mut became_visible = false;
-        // Without a partition (or the handle's message) here, the handle has expired.
-        let mut outcomes: Vec<Result<(), OpError>> = entries.iter().map(|_| Err(expired_receipt())).collect();
-        let commit = self.change_partition(queue_id, |partition| {
-            for (outcome, change) in outcomes.iter_mut().zip(&entries) {
-                let (seq, tag) = change.message;
-                if partition.holds(seq, tag) {
-                    let changed = partition.change_visibility(seq, change.receive_count, change.timeout_ms, now);
-                    became_visible |= matches!(changed, Ok(true));
-                    *outcome = changed.map(|_| ());
-                }
-            }
-        });
-        if became_visible {
-            self.notify_visible(queue_id);
-        }
-        if let Err(error) = self.kept(commit).await {
-            return outcomes.into_iter().map(|_| Err(error.clone())).collect();
-        }
-        outcomes
-    }
-
-    /// Installs a newer metadata snapshot, dropping the partitions of deleted queues.
-    pub fn install_snapshot(self: &Rc<Self>, snapshot: Arc<crate::catalog::Snapshot>) {
-        for mut gone in self.queues.install(snapshot) {
-            gone.drop_all();
-            self.storage.release_from(&mut gone);
-        }
-        // Logs of deleted streams and expired shards go in the background.
-        let shard = self.clone();
-        self.env.spawn(async move { shard.forget_gone_streams().await });
-    }
-
-    /// Runs due timers of partitions with waiters, waking them; called by the shard's timer task.
-    pub fn tick_watched(self: &Rc<Self>) {
-        let now = self.env.now_ms();
-        let snapshot = self.queues.snapshot();
-        let watched: Vec<u64> = self.queues.waiters.borrow().keys().copied().collect();
-        for queue_id in watched {
-            let Some(meta) = snapshot.by_id.get(&queue_id) else { continue };
-            let retention_ms = meta.attributes.message_retention_seconds as u64 * 1000;
-            let visible = match self.queues.partitions.borrow_mut().get_mut(&queue_id) {
-                Some(partition) => {
-                    partition.tick(now, retention_ms);
-                    self.commit_quietly(partition);
-                    partition.has_visible()
-                }
-                None => false,
+            wanted.clear();
+            let mut failed = host.queues().load_failed.borrow_mut();
+            match failure {
+                Some(error) => failed.insert(queue_id, error),
+                None => failed.remove(&queue_id),
             };
-            if visible {
-                self.notify_visible(queue_id);
+        }
+        host.queues().payloads_loaded.notify_all();
+    }
+}
+
+/// One receive from the payloads in memory. Returns whether it stopped short at a message
+/// whose payload is only in the log (the loader has been asked for it); asks for a
+/// read-ahead when such messages are coming up.
+fn receive_resident<H: QueueHost>(
+    host: &Rc<H>,
+    queue_id: u64,
+    max_messages: usize,
+    visibility_ms: u64,
+    delivered: &mut Vec<Delivery>,
+) -> Result<bool, OpError> {
+    let snapshot = host.snapshot();
+    let Some(meta) = snapshot.by_id.get(&queue_id) else { return Ok(false) };
+    let dead_letter = snapshot.dead_letter_queue(meta);
+    let rules = ReceiveRules {
+        max_messages,
+        visibility_ms,
+        retention_ms: meta.attributes.message_retention_seconds as u64 * 1000,
+        max_receive_count: dead_letter.and(meta.attributes.redrive_policy.as_ref().map(|p| p.max_receive_count)),
+        inflight_max: INFLIGHT_MESSAGES_MAX,
+    };
+    let now = host.env().now_ms();
+    let mut moved: Vec<Moved> = Vec::new();
+    let mut partitions = host.queues().partitions.borrow_mut();
+    let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(false) };
+    let before = delivered.len();
+    let received = partition.receive(now, &rules, delivered, &mut moved);
+    let stalled = received.is_ok() && delivered.len() - before < max_messages && partition.front_on_disk();
+    if stalled || partition.on_disk_soon(READ_AHEAD_TRIGGER) {
+        host.queues().request_load(queue_id);
+    }
+    if let (Some(dead_letter), false) = (dead_letter, moved.is_empty()) {
+        // The dead-letter queue's MovedIn records go to the log before the source's
+        // MovedOut records: a crash in between can duplicate a message, never lose it.
+        let source_arn: Arc<str> = Arc::from(meta.arn.as_str());
+        let target = partitions.entry(dead_letter.id).or_insert_with(|| Partition::for_queue(dead_letter.id));
+        for mut message in moved {
+            let mut payload = (*message.payload).clone();
+            payload.dead_letter_source_arn = Some(source_arn.clone());
+            message.payload = Arc::new(payload);
+            target.accept_moved(message, now);
+        }
+        host.queues().storage.commit(target)?;
+        drop(partitions);
+        notify_visible(host, dead_letter.id);
+        partitions = host.queues().partitions.borrow_mut();
+    }
+    // Receives are not waited on: a crash can forget a receive (the message comes back
+    // sooner, with the older receive count), which at-least-once delivery allows.
+    if let Some(partition) = partitions.get_mut(&queue_id) {
+        host.queues().storage.commit(partition)?;
+    }
+    received.map(|()| stalled)
+}
+
+fn render_delivery<H: QueueHost>(
+    host: &Rc<H>,
+    meta: &QueueMeta,
+    shard: usize,
+    delivery: Delivery,
+    receive: &ReceiveMessage,
+) -> ReceivedMessage {
+    let payload = &delivery.payload;
+    let receipt = Receipt {
+        shard: shard as u16,
+        queue_id: meta.id,
+        seq: delivery.seq,
+        receive_count: delivery.receive_count,
+        tag: payload.message_id as u64,
+    };
+    let wants = |name: &str| receive.system_attribute_names.iter().any(|n| n == "All" || n == name);
+    let mut attributes = Vec::new();
+    if wants("SenderId") {
+        attributes.push(("SenderId".to_owned(), host.config().account_id.clone()));
+    }
+    if wants("SentTimestamp") {
+        attributes.push(("SentTimestamp".to_owned(), payload.sent_ms.to_string()));
+    }
+    if wants("ApproximateReceiveCount") {
+        attributes.push(("ApproximateReceiveCount".to_owned(), delivery.receive_count.to_string()));
+    }
+    if wants("ApproximateFirstReceiveTimestamp") {
+        attributes.push(("ApproximateFirstReceiveTimestamp".to_owned(), delivery.first_receive_ms.to_string()));
+    }
+    if let (true, Some(trace)) = (wants("AWSTraceHeader"), &payload.trace_header) {
+        attributes.push(("AWSTraceHeader".to_owned(), trace.clone()));
+    }
+    if let (true, Some(group)) = (wants("MessageGroupId"), &payload.message_group_id) {
+        attributes.push(("MessageGroupId".to_owned(), group.clone()));
+    }
+    if let (true, Some(source)) = (wants("DeadLetterQueueSourceArn"), &payload.dead_letter_source_arn) {
+        attributes.push(("DeadLetterQueueSourceArn".to_owned(), source.to_string()));
+    }
+    let message_attributes: Vec<MessageAttribute> = match &payload.attributes {
+        Some(all) if !receive.message_attribute_names.is_empty() => {
+            all.iter().filter(|a| attribute_selected(&receive.message_attribute_names, &a.name)).cloned().collect()
+        }
+        _ => Vec::new(),
+    };
+    let md5_of_attributes = if message_attributes.len() == payload.attributes.as_ref().map_or(0, |a| a.len()) {
+        payload.md5_of_attributes.filter(|_| !message_attributes.is_empty())
+    } else {
+        md5_of_attributes(&message_attributes)
+    };
+    ReceivedMessage {
+        message_id: format_uuid(payload.message_id),
+        receipt_handle: receipt.encode(),
+        md5_of_body: hex(&payload.md5_of_body),
+        body: payload.body.clone(),
+        attributes,
+        md5_of_attributes: md5_of_attributes.as_ref().map(hex),
+        message_attributes,
+    }
+}
+
+/// Asks every other shard to wake this one when a message of `queue_id` shows up there.
+async fn watch_peers<H: QueueHost>(host: &Rc<H>, queue_id: u64) {
+    for peer in (0..host.count()).filter(|peer| *peer != host.id()) {
+        host.notify_queue(peer, QueueNotice::Watch { queue_id, from: host.id() }).await;
+    }
+}
+
+/// A message of `queue_id` became visible on this shard: wake local long polls and watching shards.
+pub fn notify_visible<H: QueueHost>(host: &Rc<H>, queue_id: u64) {
+    let mut waiters = host.queues().waiters.borrow_mut();
+    let Some(waiting) = waiters.get_mut(&queue_id) else { return };
+    if waiting.local > 0 {
+        waiting.event.notify_all();
+    }
+    let remote = std::mem::take(&mut waiting.remote);
+    if waiting.local == 0 {
+        waiters.remove(&queue_id);
+    }
+    drop(waiters);
+    for peer in remote {
+        let shard = host.clone();
+        host.env().spawn(async move { shard.notify_queue(peer, QueueNotice::Wake { queue_id }).await });
+    }
+}
+
+// ------------------------------------------------------------------ delete and visibility
+
+/// Resolves receipt handles of `queue` and groups them by owning shard.
+fn route_receipts<'a, H: QueueHost>(
+    host: &Rc<H>,
+    meta: &QueueMeta,
+    handles: impl Iterator<Item = &'a str>,
+) -> Vec<Result<Receipt, OpError>> {
+    handles
+        .map(|handle| match Receipt::decode(handle) {
+            Some(receipt) if receipt.queue_id == meta.id && (receipt.shard as usize) < host.count() => Ok(receipt),
+            _ => Err(invalid_receipt(handle)),
+        })
+        .collect()
+}
+
+async fn delete_messages<H: QueueHost>(host: &Rc<H>, queue: &str, entries: &[DeleteEntry]) -> Result<Vec<Result<(), OpError>>, OpError> {
+    let meta = host.snapshot().resolve(queue)?.clone();
+    let receipts = route_receipts(host, &meta, entries.iter().map(|e| e.receipt_handle.as_str()));
+    let mut by_shard: Vec<Vec<(u64, u64)>> = vec![Vec::new(); host.count()];
+    for receipt in receipts.iter().flatten() {
+        by_shard[receipt.shard as usize].push((receipt.seq, receipt.tag));
+    }
+    let calls = by_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, messages)| !messages.is_empty())
+        .map(|(shard, messages)| call_on(host, shard, Delete { queue_id: meta.id, messages }));
+    for deleted in join_all(calls).await {
+        // A delete that could not be kept fails the request: the messages come back.
+        deleted??;
+    }
+    Ok(receipts.into_iter().map(|receipt| receipt.map(|_| ())).collect())
+}
+
+async fn change_visibility<H: QueueHost>(
+    host: &Rc<H>,
+    queue: &str,
+    entries: &[VisibilityEntry],
+) -> Result<Vec<Result<(), OpError>>, OpError> {
+    let meta = host.snapshot().resolve(queue)?.clone();
+    let receipts = route_receipts(host, &meta, entries.iter().map(|e| e.receipt_handle.as_str()));
+    let mut results: Vec<Result<(), OpError>> = Vec::with_capacity(entries.len());
+    // (entry index, seq, receive count, timeout) per shard.
+    let mut by_shard: Vec<Vec<(usize, VisibilityChange)>> = vec![Vec::new(); host.count()];
+    for (index, (receipt, entry)) in receipts.into_iter().zip(entries).enumerate() {
+        let checked = receipt.and_then(|receipt| {
+            check_range("VisibilityTimeout", entry.visibility_timeout, 0, VISIBILITY_SECONDS_MAX).map(|timeout| (receipt, timeout))
+        });
+        match checked {
+            Ok((receipt, timeout)) => {
+                let change = VisibilityChange {
+                    message: (receipt.seq, receipt.tag),
+                    receive_count: receipt.receive_count,
+                    timeout_ms: timeout as u64 * 1000,
+                };
+                by_shard[receipt.shard as usize].push((index, change));
+                results.push(Ok(()));
+            }
+            Err(error) => results.push(Err(error)),
+        }
+    }
+    let calls = by_shard.into_iter().enumerate().filter(|(_, work)| !work.is_empty()).map(|(shard, work)| {
+        let (indexes, entries): (Vec<usize>, Vec<_>) = work.into_iter().unzip();
+        let call = ChangeVisibility { queue_id: meta.id, entries };
+        async move {
+            let answer = call_on(host, shard, call).await;
+            (indexes, answer)
+        }
+    });
+    for (indexes, answer) in join_all(calls).await {
+        for (index, outcome) in indexes.into_iter().zip(answer?) {
+            results[index] = outcome;
+        }
+    }
+    Ok(results)
+}
+
+// ------------------------------------------------------------------ calls from other shards
+
+/// The message counts of this shard's partition of a queue.
+pub fn count_local<H: QueueHost>(host: &Rc<H>, queue_id: u64) -> Counts {
+    let retention_ms = host.snapshot().by_id.get(&queue_id).map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
+    let mut partitions = host.queues().partitions.borrow_mut();
+    let Some(partition) = partitions.get_mut(&queue_id) else { return Counts::default() };
+    let counts = partition.counts(host.env().now_ms(), retention_ms);
+    commit_quietly(host, partition);
+    counts
+}
+
+/// Purges this shard's partition of a queue; `Ok` once kept.
+pub async fn purge_local<H: QueueHost>(host: &Rc<H>, queue_id: u64) -> Result<(), OpError> {
+    kept(host, change_partition(host, queue_id, Partition::purge)).await
+}
+
+/// Deletes messages of this shard's partition; `Ok` once kept.
+pub async fn delete_local<H: QueueHost>(host: &Rc<H>, queue_id: u64, messages: Vec<MessageRef>) -> Result<(), OpError> {
+    let commit = change_partition(host, queue_id, |partition| {
+        for (seq, tag) in messages {
+            // A handle whose message is gone (or whose sequence number now belongs
+            // to another message) deletes nothing, and succeeds, as in SQS.
+            if partition.holds(seq, tag) {
+                partition.delete(seq);
+            }
+        }
+    });
+    kept(host, commit).await
+}
+
+/// Changes the visibility of messages of this shard's partition: one outcome per entry.
+pub async fn change_visibility_local<H: QueueHost>(
+    host: &Rc<H>,
+    queue_id: u64,
+    entries: Vec<VisibilityChange>,
+) -> Vec<Result<(), OpError>> {
+    let now = host.env().now_ms();
+    let mut became_visible = false;
+    // Without a partition (or the handle's message) here, the handle has expired.
+    let mut outcomes: Vec<Result<(), OpError>> = entries.iter().map(|_| Err(expired_receipt())).collect();
+    let commit = change_partition(host, queue_id, |partition| {
+        for (outcome, change) in outcomes.iter_mut().zip(&entries) {
+            let (seq, tag) = change.message;
+            if partition.holds(seq, tag) {
+                let changed = partition.change_visibility(seq, change.receive_count, change.timeout_ms, now);
+                became_visible |= matches!(changed, Ok(true));
+                *outcome = changed.map(|_| ());
+            }
+        }
+    });
+    if became_visible {
+        notify_visible(host, queue_id);
+    }
+    if let Err(error) = kept(host, commit).await {
+        return outcomes.into_iter().map(|_| Err(error.clone())).collect();
+    }
+    outcomes
+}
+
+/// Takes a newly installed snapshot into account: drops the partitions of deleted queues.
+pub fn installed<H: QueueHost>(host: &Rc<H>, snapshot: &Snapshot) {
+    for mut gone in host.queues().installed(snapshot) {
+        gone.drop_all();
+        host.queues().storage.release_from(&mut gone);
+    }
+}
+
+/// A notice from another shard about long polls.
+pub fn on_notice<H: QueueHost>(host: &Rc<H>, notice: QueueNotice) {
+    let queues = host.queues();
+    match notice {
+        QueueNotice::Watch { queue_id, from } => {
+            let mut waiters = queues.waiters.borrow_mut();
+            let waiting = waiters.entry(queue_id).or_default();
+            if !waiting.remote.contains(&from) {
+                waiting.remote.push(from);
+            }
+            drop(waiters);
+            queues.waiter_added.notify_all();
+        }
+        QueueNotice::Wake { queue_id } => {
+            if let Some(waiting) = queues.waiters.borrow().get(&queue_id) {
+                waiting.event.notify_all();
             }
         }
     }
+}
 
-    /// Runs every partition's timers (retention); called about once a second.
-    pub fn tick_all(self: &Rc<Self>) {
-        let now = self.env.now_ms();
-        let snapshot = self.queues.snapshot();
-        for (queue_id, partition) in self.queues.partitions.borrow_mut().iter_mut() {
-            if let Some(meta) = snapshot.by_id.get(queue_id) {
-                partition.tick(now, meta.attributes.message_retention_seconds as u64 * 1000);
-                self.commit_quietly(partition);
+/// Runs a call from another shard (or from this one) on this shard's partitions.
+pub async fn handle_call<H: QueueHost>(host: &Rc<H>, call: QueueCall) -> QueueAnswer {
+    match call {
+        QueueCall::Receive(Receive { queue_id, max_messages, visibility_ms }) => {
+            QueueAnswer::Receive(receive_local(host, queue_id, max_messages, visibility_ms).await)
+        }
+        QueueCall::CountMessages(CountMessages { queue_id }) => QueueAnswer::CountMessages(count_local(host, queue_id)),
+        QueueCall::Purge(Purge { queue_id }) => QueueAnswer::Purge(purge_local(host, queue_id).await),
+        QueueCall::Delete(Delete { queue_id, messages }) => QueueAnswer::Delete(delete_local(host, queue_id, messages).await),
+        QueueCall::ChangeVisibility(ChangeVisibility { queue_id, entries }) => {
+            QueueAnswer::ChangeVisibility(change_visibility_local(host, queue_id, entries).await)
+        }
+    }
+}
+
+/// Runs due timers of partitions with waiters, waking them; called by the shard's timer task.
+pub fn tick_watched<H: QueueHost>(host: &Rc<H>) {
+    let now = host.env().now_ms();
+    let snapshot = host.snapshot();
+    let watched: Vec<u64> = host.queues().waiters.borrow().keys().copied().collect();
+    for queue_id in watched {
+        let Some(meta) = snapshot.by_id.get(&queue_id) else { continue };
+        let retention_ms = meta.attributes.message_retention_seconds as u64 * 1000;
+        let visible = match host.queues().partitions.borrow_mut().get_mut(&queue_id) {
+            Some(partition) => {
+                partition.tick(now, retention_ms);
+                commit_quietly(host, partition);
+                partition.has_visible()
             }
+            None => false,
+        };
+        if visible {
+            notify_visible(host, queue_id);
         }
     }
+}
 
-    /// Applies `change` to this shard's partition of `queue_id`, if it has one, and commits
-    /// what it journaled.
-    fn change_partition(&self, queue_id: u64, change: impl FnOnce(&mut Partition)) -> Result<Option<Ticket>, OpError> {
-        let mut partitions = self.queues.partitions.borrow_mut();
-        let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(None) };
-        change(partition);
-        self.storage.commit(partition)
-    }
-
-    /// Waits until a commit's records are durable (nothing to wait for when it wrote none).
-    async fn kept(&self, commit: Result<Option<Ticket>, OpError>) -> Result<(), OpError> {
-        match commit? {
-            Some(ticket) => self.storage.durable(ticket).await,
-            None => Ok(()),
+/// Runs every partition's timers (retention); called about once a second.
+pub fn tick_all<H: QueueHost>(host: &Rc<H>) {
+    let now = host.env().now_ms();
+    let snapshot = host.snapshot();
+    for (queue_id, partition) in host.queues().partitions.borrow_mut().iter_mut() {
+        if let Some(meta) = snapshot.by_id.get(queue_id) {
+            partition.tick(now, meta.attributes.message_retention_seconds as u64 * 1000);
+            commit_quietly(host, partition);
         }
     }
+}
 
-    /// Commits what timers journaled (expiries); nobody waits on these, so a failure is
-    /// only logged (the log then refuses everything, and requests report it).
-    fn commit_quietly(&self, partition: &mut Partition) {
-        if let Err(error) = self.storage.commit(partition) {
-            tracing::warn!(shard = self.id, error = %error.message, "could not log expired messages");
-        }
+/// Applies `change` to this shard's partition of `queue_id`, if it has one, and commits
+/// what it journaled.
+fn change_partition<H: QueueHost>(host: &Rc<H>, queue_id: u64, change: impl FnOnce(&mut Partition)) -> Result<Option<Ticket>, OpError> {
+    let mut partitions = host.queues().partitions.borrow_mut();
+    let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(None) };
+    change(partition);
+    host.queues().storage.commit(partition)
+}
+
+/// Waits until a commit's records are durable (nothing to wait for when it wrote none).
+async fn kept<H: QueueHost>(host: &Rc<H>, commit: Result<Option<Ticket>, OpError>) -> Result<(), OpError> {
+    match commit? {
+        Some(ticket) => host.queues().storage.durable(ticket).await,
+        None => Ok(()),
+    }
+}
+
+/// Commits what timers journaled (expiries); nobody waits on these, so a failure is
+/// only logged (the log then refuses everything, and requests report it).
+fn commit_quietly<H: QueueHost>(host: &Rc<H>, partition: &mut Partition) {
+    if let Err(error) = host.queues().storage.commit(partition) {
+        tracing::warn!(shard = host.id(), error = %error.message, "could not log expired messages");
     }
 }
 
 /// Registers a long poll on this shard for as long as it lives.
-struct WaitGuard {
-    shard: Rc<Shard>,
+struct WaitGuard<H: QueueHost> {
+    host: Rc<H>,
     queue_id: u64,
     event: Rc<crate::env::notify::LocalNotify>,
 }
 
-impl WaitGuard {
-    fn register(shard: &Rc<Shard>, queue_id: u64) -> WaitGuard {
-        let mut waiters = shard.queues.waiters.borrow_mut();
+impl<H: QueueHost> WaitGuard<H> {
+    fn register(host: &Rc<H>, queue_id: u64) -> WaitGuard<H> {
+        let mut waiters = host.queues().waiters.borrow_mut();
         let waiting: &mut Waiters = waiters.entry(queue_id).or_default();
         waiting.local += 1;
         let event = waiting.event.clone();
         drop(waiters);
-        shard.queues.waiter_added.notify_all();
-        WaitGuard { shard: shard.clone(), queue_id, event }
+        host.queues().waiter_added.notify_all();
+        WaitGuard { host: host.clone(), queue_id, event }
     }
 
     fn listen(&self) -> crate::env::notify::Listener<'_> {
@@ -978,9 +951,9 @@ impl WaitGuard {
     }
 }
 
-impl Drop for WaitGuard {
+impl<H: QueueHost> Drop for WaitGuard<H> {
     fn drop(&mut self) {
-        let mut waiters = self.shard.queues.waiters.borrow_mut();
+        let mut waiters = self.host.queues().waiters.borrow_mut();
         if let Some(waiting) = waiters.get_mut(&self.queue_id) {
             waiting.local -= 1;
             if waiting.local == 0 && waiting.remote.is_empty() {

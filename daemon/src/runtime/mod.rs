@@ -7,6 +7,7 @@
 //! every shard has drained (so no shard's pump disappears while another still calls it).
 
 pub mod bus;
+pub mod calls;
 
 use std::cell::Cell;
 use std::net::SocketAddr;

@@ -4,6 +4,7 @@
 //! shards ask of each other (`calls`).
 
 pub mod calls;
+pub mod meta;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -13,22 +14,32 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use glommio::{Latency, Shares};
-use sluice_protocol::{Encoder, OpError};
+use sluice_protocol::{Encoder, ErrorCode, Op, OpError, Response};
 
-pub use calls::{Answer, Bus, Call, Notice, Request, ShardMessage};
+pub use calls::{Answer, Bus, Call, Notice, ShardMessage};
+
+use crate::catalog::current::Current;
+use crate::catalog::{MetaChange, MetaOutcome, Naming, Registry, Snapshot};
+use crate::config::Config;
+use crate::engine::Host;
+use crate::env::notify::LocalNotify;
+use crate::env::Env;
+use crate::queue::calls::{QueueAnswer, QueueCall, QueueNotice};
+use crate::queue::store::{queue_log_dir, Storage};
+use crate::queue::{QueueHost, Queues};
+use crate::runtime::bus::Envelope;
+use crate::runtime::calls::mismatch;
+use crate::runtime::{ShutdownState, SHUTDOWN_REQUESTED};
+use crate::storage::log::LogOptions;
+use crate::storage::meta as meta_file;
+use crate::stream::calls::{StreamAnswer, StreamCall};
+use crate::stream::store::StreamStore;
+use crate::stream::StreamHost;
+use crate::topic::{TopicHost, Topics};
+use crate::{queue, stream, topic};
 
 /// How a shard joins the others: the channel mesh its messages travel on.
 pub type ShardMesh = glommio::channels::channel_mesh::MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>;
-
-use crate::catalog::{Naming, Registry};
-use crate::config::Config;
-use crate::env::notify::LocalNotify;
-use crate::queue::store::{queue_log_dir, Storage};
-use crate::queue::QueueState;
-use crate::runtime::bus::Envelope;
-use crate::runtime::{ShutdownState, SHUTDOWN_REQUESTED};
-use crate::storage::log::LogOptions;
-use crate::storage::meta;
 
 /// How often shards run long-poll timers while a long poll waits.
 const TIMER_TICK: Duration = Duration::from_millis(10);
@@ -37,31 +48,26 @@ const IDLE_TICK: Duration = Duration::from_millis(100);
 /// How often every partition's retention is enforced.
 const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Everything one core owns.
+/// Everything one core owns: each engine's state, the snapshot they serve from, and the
+/// shard's end of the bus.
 pub struct Shard {
     pub id: usize,
     pub count: usize,
     pub config: Config,
     pub bus: Bus,
-    pub storage: Storage,
-    pub queues: QueueState,
+    /// The metadata snapshot every engine here serves from.
+    pub catalog: Current,
+    /// Shard 0 only: the catalog's single writer.
+    pub writer: Option<meta::CatalogWriter>,
+    pub queues: Queues,
+    pub topics: Topics,
     /// The stream shards this core owns.
-    pub streams: crate::stream::store::StreamStore,
-    /// Metadata writer; only on shard 0.
-    pub registry: Option<RefCell<Registry>>,
-    /// Serializes metadata changes through to the metadata file (shard 0).
-    /// Shard 0: writes metadata changes to disk (`storage::meta`).
-    pub meta_writer: Option<meta::MetaWriter>,
-    pub meta_saving: glommio::sync::Semaphore,
+    pub streams: StreamStore,
     /// Response encoder shared by this shard's connections (never held across an await).
     pub encoder: RefCell<Encoder>,
-    /// Notified when an HTTP delivery is queued on this shard (or is due again at once).
-    pub http_wake: LocalNotify,
-    /// TLS settings for `https` subscription endpoints (immutable).
-    pub tls: Arc<futures_rustls::rustls::ClientConfig>,
     pub shutdown: ShutdownState,
     /// Time, timers and tasks for the engines (glommio here; the simulator's world in tests).
-    pub env: crate::env::Env,
+    pub env: Env,
 }
 
 fn naming(config: &Config) -> Naming {
@@ -79,11 +85,11 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
     let started = std::time::Instant::now();
     // Every shard reads the metadata file (read-only, before serving) to know which queues
     // exist while it replays its log; shard 0 keeps the registry and is its only writer.
-    let loaded = meta::load(&config.data_dir, count).map_err(|e| anyhow::anyhow!(e))?;
+    let loaded = meta_file::load(&config.data_dir, count).map_err(|e| anyhow::anyhow!(e))?;
     let position = loaded.as_ref().map(|loaded| loaded.position);
     let mut registry = match loaded {
         Some(loaded) => Registry::from_json(naming(&config), &loaded.registry)
-            .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", meta::path(&config.data_dir).display()))?,
+            .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", meta_file::path(&config.data_dir).display()))?,
         None => Registry::new(naming(&config)),
     };
     registry.limits = crate::catalog::MetaLimits {
@@ -125,22 +131,21 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         ms = started.elapsed().as_millis() as u64,
         "log replayed"
     );
-    let tls = crate::topic::http::tls_config(config.https_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    let tls = topic::http::tls_config(config.https_ca_file.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
     if id == 0 {
         // Files of streams deleted (or shards expired) while the daemon was down or mid-delete.
-        crate::stream::store::remove_orphans(&config.data_dir, |stream_id, shard| {
+        stream::store::remove_orphans(&config.data_dir, |stream_id, shard| {
             snapshot.streams.values().any(|meta| meta.id == stream_id && shard.is_none_or(|index| meta.shard(index).is_some()))
         })
         .await;
     }
-    let meta_writer = (id == 0).then(|| meta::MetaWriter::new(&config.data_dir, count, position));
-    let queues = QueueState::default();
-    queues.install(snapshot);
-    *queues.partitions.borrow_mut() = opened.partitions;
+    let catalog = Current::default();
+    catalog.install(snapshot);
+    let writer = (id == 0).then(|| meta::CatalogWriter::new(registry, meta_file::MetaWriter::new(&config.data_dir, count, position)));
     let shard = Rc::new(Shard {
         id,
         count,
-        streams: crate::stream::store::StreamStore::new(
+        streams: StreamStore::new(
             env.clone(),
             &config.data_dir,
             config.stream_segment_bytes,
@@ -150,37 +155,34 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         ),
         config,
         bus,
-        storage: opened.storage,
-        queues,
-        registry: (id == 0).then(|| RefCell::new(registry)),
-        meta_writer,
-        meta_saving: glommio::sync::Semaphore::new(1),
+        catalog,
+        writer,
+        queues: Queues::new(opened.storage, opened.partitions),
+        topics: Topics { http_wake: LocalNotify::default(), tls },
         encoder: RefCell::new(Encoder::new()),
-        http_wake: LocalNotify::default(),
-        tls,
         shutdown: ShutdownState::default(),
         env,
     });
     // Learns which stream shards this core owns, so the files of those deleted later go.
-    shard.forget_gone_streams().await;
+    stream::service::forget_gone_streams(&shard).await;
 
     for (peer, stream) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(pump(shard, peer, stream)).detach();
     }
-    glommio::spawn_local(shard.clone().loader()).detach();
+    glommio::spawn_local(queue::service::loader(shard.clone())).detach();
 
     let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
     let timers_shard = shard.clone();
     glommio::spawn_local_into(timers(timers_shard), background).map_err(|e| anyhow::anyhow!("cannot spawn timers: {e}"))?.detach();
-    glommio::spawn_local_into(shard.clone().http_deliveries(), background)
+    glommio::spawn_local_into(topic::http::http_deliveries(shard.clone()), background)
         .map_err(|e| anyhow::anyhow!("cannot spawn HTTP deliveries: {e}"))?
         .detach();
     glommio::spawn_local_into(stream_retention(shard.clone()), background)
         .map_err(|e| anyhow::anyhow!("cannot spawn stream retention: {e}"))?
         .detach();
     let compaction_shard = shard.clone();
-    glommio::spawn_local_into(crate::queue::compaction::run(compaction_shard), background)
+    glommio::spawn_local_into(queue::compaction::run(compaction_shard), background)
         .map_err(|e| anyhow::anyhow!("cannot spawn compaction: {e}"))?
         .detach();
 
@@ -211,22 +213,22 @@ pub async fn finish(shard: Rc<Shard>, drained: Arc<AtomicUsize>) {
         glommio::timer::sleep(TIMER_TICK).await;
     }
     shard.streams.close().await;
-    if let Err(error) = shard.storage.close().await {
+    if let Err(error) = shard.queues.storage.close().await {
         tracing::error!(shard = id, %error, "closing the log failed");
     }
-    let stats = shard.storage.log().stats();
+    let stats = shard.queues.storage.log().stats();
     tracing::info!(
         shard = id,
         appends = stats.appends,
         flushes = stats.flushes,
         fdatasyncs = stats.fdatasyncs,
-        log_bytes = shard.storage.log().disk_bytes(),
+        log_bytes = shard.queues.storage.log().disk_bytes(),
         "log statistics since start"
     );
     tracing::debug!(shard = id, "stopped");
 }
 
-/// Reads one peer's channel: answers calls (in tasks of their own), resolves answers, records watches.
+/// Reads one peer's channel: answers calls (in tasks of their own), resolves answers, hands notices on.
 async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shared_channel::ConnectedReceiver<ShardMessage>) {
     while let Some(message) = stream.next().await {
         match message {
@@ -239,57 +241,158 @@ async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shar
                 .detach();
             }
             Envelope::Answer { corr, answer } => shard.bus.resolve(corr, answer),
-            Envelope::Notice(Notice::Watch { queue_id, from }) => {
-                let mut waiters = shard.queues.waiters.borrow_mut();
-                let waiting = waiters.entry(queue_id).or_default();
-                if !waiting.remote.contains(&from) {
-                    waiting.remote.push(from);
-                }
-                drop(waiters);
-                shard.queues.waiter_added.notify_all();
-            }
-            Envelope::Notice(Notice::Wake { queue_id }) => {
-                if let Some(waiting) = shard.queues.waiters.borrow().get(&queue_id) {
-                    waiting.event.notify_all();
-                }
-            }
+            Envelope::Notice(Notice::Queue(notice)) => queue::service::on_notice(&shard, notice),
         }
     }
     tracing::debug!(shard = shard.id, peer, "peer channel closed");
 }
 
 impl Shard {
-    /// Runs `request` on shard `shard` — here when this is that shard, else over the bus —
-    /// and returns its reply, typed by the request.
-    pub async fn call_on<R: Request>(self: &Rc<Self>, shard: usize, request: R) -> Result<R::Reply, OpError> {
-        let answer = if shard == self.id { self.handle_call(request.into()).await } else { self.bus.call(shard, request.into()).await? };
-        R::reply(answer)
+    /// Runs one operation of a client on the engine it is for.
+    pub async fn handle_op(self: &Rc<Self>, op: Op) -> Response {
+        match engine_of(&op) {
+            Engine::Queue => queue::service::handle_op(self, op).await,
+            Engine::Topic => topic::service::handle_op(self, op).await,
+            Engine::Stream => stream::service::handle_op(self, op).await,
+            Engine::None => Err(OpError::new(ErrorCode::MalformedRequest, "Hello is only valid as the first request")),
+        }
     }
 
-    /// Hands a call to the engine it is for.
-    pub async fn handle_call(self: &Rc<Self>, call: Call) -> Answer {
+    /// Hands a call from another shard to the engine it is for.
+    async fn handle_call(self: &Rc<Self>, call: Call) -> Answer {
         match call {
-            Call::Receive(calls::Receive { queue_id, max_messages, visibility_ms }) => {
-                Answer::Receive(self.receive_local(queue_id, max_messages, visibility_ms).await)
+            Call::Queue(call) => Answer::Queue(queue::service::handle_call(self, call).await),
+            Call::Stream(call) => Answer::Stream(stream::service::handle_call(self, call).await),
+            // Boxed: applying a change calls other shards, whose answers come through here.
+            Call::Meta(change) => Answer::Meta(Box::pin(meta::apply(self, change)).await),
+            Call::Publish(snapshot) => {
+                self.install(snapshot);
+                Answer::Publish
             }
-            Call::CountMessages(calls::CountMessages { queue_id }) => Answer::CountMessages(self.count_local(queue_id)),
-            Call::Purge(calls::Purge { queue_id }) => Answer::Purge(self.purge_local(queue_id).await),
-            Call::Delete(calls::Delete { queue_id, messages }) => Answer::Delete(self.delete_local(queue_id, messages).await),
-            Call::ChangeVisibility(calls::ChangeVisibility { queue_id, entries }) => {
-                Answer::ChangeVisibility(self.change_visibility_local(queue_id, entries).await)
-            }
-            Call::Publish(calls::Publish(snapshot)) => {
-                self.install_snapshot(snapshot);
-                Answer::Publish(())
-            }
-            // Boxed: apply_meta publishes through handle_call, a cycle the compiler cannot size.
-            Call::Meta(calls::Meta(change)) => Answer::Meta(Box::pin(self.apply_meta(change)).await),
-            Call::StreamPut(calls::StreamPut { stream_id, items }) => Answer::StreamPut(self.stream_put_local(stream_id, items).await),
-            Call::StreamRead(calls::StreamRead(request)) => Answer::StreamRead(self.stream_read_local(request).await),
-            Call::StreamLease(calls::StreamLease(lease)) => Answer::StreamLease(self.stream_lease_local(lease)),
-            Call::StreamSeek(calls::StreamSeek { stream_id, shard, seek }) => {
-                Answer::StreamSeek(self.stream_seek_local(stream_id, shard, seek).await)
-            }
+        }
+    }
+
+    /// Installs a newer metadata snapshot and lets each engine catch up with it.
+    pub fn install(self: &Rc<Self>, snapshot: Arc<Snapshot>) {
+        if self.catalog.install(snapshot.clone()) {
+            queue::service::installed(self, &snapshot);
+        }
+        // Logs of deleted streams and expired shards go in the background.
+        let shard = self.clone();
+        self.env.spawn(async move { stream::service::forget_gone_streams(&shard).await });
+    }
+}
+
+enum Engine {
+    Queue,
+    Topic,
+    Stream,
+    None,
+}
+
+/// Which engine runs an operation.
+fn engine_of(op: &Op) -> Engine {
+    match op {
+        Op::CreateTopic { .. }
+        | Op::DeleteTopic { .. }
+        | Op::ListTopics { .. }
+        | Op::GetTopicAttributes { .. }
+        | Op::SetTopicAttributes { .. }
+        | Op::Subscribe { .. }
+        | Op::ConfirmSubscription { .. }
+        | Op::Unsubscribe { .. }
+        | Op::ListSubscriptions { .. }
+        | Op::GetSubscriptionAttributes { .. }
+        | Op::SetSubscriptionAttributes { .. }
+        | Op::Publish { .. }
+        | Op::PublishBatch { .. } => Engine::Topic,
+        Op::CreateStream { .. }
+        | Op::DeleteStream { .. }
+        | Op::DescribeStream { .. }
+        | Op::DescribeStreamSummary { .. }
+        | Op::ListStreams { .. }
+        | Op::ListShards(_)
+        | Op::PutRecord { .. }
+        | Op::PutRecords { .. }
+        | Op::GetShardIterator { .. }
+        | Op::GetRecords { .. }
+        | Op::IncreaseStreamRetentionPeriod { .. }
+        | Op::DecreaseStreamRetentionPeriod { .. }
+        | Op::SplitShard { .. }
+        | Op::MergeShards { .. }
+        | Op::UpdateShardCount { .. }
+        | Op::AddTagsToStream { .. }
+        | Op::RemoveTagsFromStream { .. }
+        | Op::ListTagsForStream { .. }
+        | Op::RegisterStreamConsumer { .. }
+        | Op::DeregisterStreamConsumer(_)
+        | Op::DescribeStreamConsumer(_)
+        | Op::ListStreamConsumers { .. }
+        | Op::SubscribeToShard { .. } => Engine::Stream,
+        Op::Hello { .. } => Engine::None,
+        _ => Engine::Queue,
+    }
+}
+
+impl Host for Shard {
+    fn id(&self) -> usize {
+        self.id
+    }
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn env(&self) -> &Env {
+        &self.env
+    }
+    fn shutdown(&self) -> &ShutdownState {
+        &self.shutdown
+    }
+    fn catalog(&self) -> &Current {
+        &self.catalog
+    }
+    async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
+        meta::change(self, change).await
+    }
+}
+
+impl QueueHost for Shard {
+    fn queues(&self) -> &Queues {
+        &self.queues
+    }
+    async fn call_queue(self: &Rc<Self>, shard: usize, call: QueueCall) -> Result<QueueAnswer, OpError> {
+        if shard == self.id {
+            return Ok(queue::service::handle_call(self, call).await);
+        }
+        match self.bus.call(shard, Call::Queue(call)).await? {
+            Answer::Queue(answer) => Ok(answer),
+            other => Err(mismatch("a queue call", &other)),
+        }
+    }
+    async fn notify_queue(self: &Rc<Self>, peer: usize, notice: QueueNotice) {
+        self.bus.notify(peer, Notice::Queue(notice)).await
+    }
+}
+
+impl TopicHost for Shard {
+    fn topics(&self) -> &Topics {
+        &self.topics
+    }
+}
+
+impl StreamHost for Shard {
+    fn streams(&self) -> &StreamStore {
+        &self.streams
+    }
+    async fn call_stream(self: &Rc<Self>, shard: usize, call: StreamCall) -> Result<StreamAnswer, OpError> {
+        if shard == self.id {
+            return Ok(stream::service::handle_call(self, call).await);
+        }
+        match self.bus.call(shard, Call::Stream(call)).await? {
+            Answer::Stream(answer) => Ok(answer),
+            other => Err(mismatch("a stream call", &other)),
         }
     }
 }
@@ -303,7 +406,7 @@ async fn stream_retention(shard: Rc<Shard>) {
         if shard.shutdown.requested.get() {
             return;
         }
-        shard.stream_retention().await;
+        stream::service::stream_retention(&shard).await;
         let shutdown = shard.shutdown.event.listen();
         let every = STREAM_RETENTION_EVERY.min(Duration::from_millis(shard.streams.idle_ms / 2)).max(Duration::from_millis(500));
         let timer = glommio::timer::sleep(every);
@@ -329,9 +432,9 @@ async fn timers(shard: Rc<Shard>) {
             shard.shutdown.requested.set(true);
             shard.shutdown.event.notify_all();
         }
-        shard.tick_watched();
+        queue::service::tick_watched(&shard);
         if last_sweep.elapsed() >= RETENTION_SWEEP_EVERY {
-            shard.tick_all();
+            queue::service::tick_all(&shard);
             last_sweep = std::time::Instant::now();
         }
     }

@@ -15,12 +15,12 @@ use futures::future::join_all;
 use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
+use super::calls::{StreamAnswer, StreamCall, StreamLease, StreamPut, StreamRead, StreamSeek};
 use super::iterator::{decode_token, encode_token, ShardPosition};
 use super::store::{split_record, ShardLog};
+use super::{call_on, StreamHost};
 use crate::catalog::streams::{find_consumer, hash_of, parse_hash_key, parse_shard_id, resolve, StreamChange, StreamMeta, StreamOutcome};
 use crate::catalog::{MetaChange, MetaOutcome, Snapshot};
-use crate::shard::calls::{StreamLease, StreamPut, StreamRead, StreamSeek};
-use crate::shard::Shard;
 use crate::storage::storage_error;
 
 /// Times a put part is routed again after meeting a resharded shard.
@@ -128,731 +128,728 @@ fn stream_by_id(snapshot: &Snapshot, stream_id: u64) -> Result<&Arc<StreamMeta>,
         .ok_or_else(|| OpError::new(ErrorCode::ResourceNotFound, "The stream this iterator reads no longer exists."))
 }
 
-impl Shard {
-    pub async fn handle_stream_op(self: &Rc<Self>, op: Op) -> Response {
-        match op {
-            Op::CreateStream { name, shard_count, mode, tags } => {
-                self.stream_change(StreamChange::Create { name, shard_count, mode, tags }).await.map(|_| Reply::Done)
-            }
-            Op::DeleteStream { stream, enforce_consumer_deletion } => {
-                self.stream_change(StreamChange::Delete { stream, enforce_consumer_deletion }).await.map(|_| Reply::Done)
-            }
-            Op::DescribeStream { stream, limit, exclusive_start_shard_id } => {
-                let limit = match limit {
-                    None => DESCRIBE_STREAM_SHARDS_MAX,
-                    Some(limit) if (1..=10_000).contains(&limit) => limit.min(DESCRIBE_STREAM_SHARDS_MAX),
-                    Some(limit) => return Err(invalid(format!("Limit {limit} must be from 1 to 10000."))),
-                };
-                let snapshot = self.queues.snapshot();
-                let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?;
-                let after = exclusive_start_shard_id.as_deref().and_then(parse_shard_id);
-                let mut description = meta.describe();
-                let mut rows = meta.shards.iter().filter(|shard| after.is_none_or(|after| shard.index > after));
-                description.shards = rows.by_ref().take(limit as usize).map(|shard| meta.describe_shard(shard)).collect();
-                description.has_more_shards = rows.next().is_some();
-                Ok(Reply::StreamDescription(description))
-            }
-            Op::DescribeStreamSummary { stream } => {
-                let snapshot = self.queues.snapshot();
-                Ok(Reply::StreamDescription(resolve(&snapshot.streams, &snapshot.naming, &stream)?.describe()))
-            }
-            Op::ListStreams { limit, exclusive_start_stream_name, next_token } => {
-                let now = self.env.now_ms();
-                let limit = match limit {
-                    None => LIST_STREAMS_MAX,
-                    Some(limit) if (1..=10_000).contains(&limit) => limit.min(LIST_STREAMS_MAX),
-                    Some(limit) => return Err(invalid(format!("Limit {limit} must be from 1 to 10000."))),
-                };
-                let after = match (next_token, exclusive_start_stream_name) {
-                    (Some(_), Some(_)) => return Err(invalid("NextToken and ExclusiveStartStreamName cannot both be given.")),
-                    (Some(token), None) => Some(decode_token(&token, now, LIST_TOKEN_LIFETIME_MS)?),
-                    (None, after) => after,
-                };
-                let snapshot = self.queues.snapshot();
-                let mut rows = snapshot.streams.values().filter(|meta| after.as_ref().is_none_or(|after| &meta.name > after));
-                let streams: Vec<StreamDescription> = rows.by_ref().take(limit as usize).map(|meta| meta.describe()).collect();
-                let has_more = rows.next().is_some();
-                let next_token = has_more.then(|| streams.last().map(|last| encode_token(&last.name, now))).flatten();
-                Ok(Reply::Streams { streams, has_more, next_token })
-            }
-            Op::ListShards(list) => self.list_shards(list),
-            Op::PutRecord { stream, record, sequence_number_for_ordering } => {
-                if let Some(text) = &sequence_number_for_ordering {
-                    if parse_hash_key(text).is_none() && !(text.len() <= 129 && text.bytes().all(|b| b.is_ascii_digit())) {
-                        return Err(invalid(format!("SequenceNumberForOrdering {text} is not a sequence number.")));
-                    }
-                }
-                let mut results = self.put_records(&stream, vec![record]).await?;
-                match results.pop() {
-                    Some(PutRecordResult::Failed(error)) => Err(error),
-                    Some(result) => Ok(Reply::PutRecord(result)),
-                    None => Err(OpError::new(ErrorCode::InternalFailure, "the record was lost on its way")),
+pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
+    match op {
+        Op::CreateStream { name, shard_count, mode, tags } => {
+            stream_change(host, StreamChange::Create { name, shard_count, mode, tags }).await.map(|_| Reply::Done)
+        }
+        Op::DeleteStream { stream, enforce_consumer_deletion } => {
+            stream_change(host, StreamChange::Delete { stream, enforce_consumer_deletion }).await.map(|_| Reply::Done)
+        }
+        Op::DescribeStream { stream, limit, exclusive_start_shard_id } => {
+            let limit = match limit {
+                None => DESCRIBE_STREAM_SHARDS_MAX,
+                Some(limit) if (1..=10_000).contains(&limit) => limit.min(DESCRIBE_STREAM_SHARDS_MAX),
+                Some(limit) => return Err(invalid(format!("Limit {limit} must be from 1 to 10000."))),
+            };
+            let snapshot = host.snapshot();
+            let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?;
+            let after = exclusive_start_shard_id.as_deref().and_then(parse_shard_id);
+            let mut description = meta.describe();
+            let mut rows = meta.shards.iter().filter(|shard| after.is_none_or(|after| shard.index > after));
+            description.shards = rows.by_ref().take(limit as usize).map(|shard| meta.describe_shard(shard)).collect();
+            description.has_more_shards = rows.next().is_some();
+            Ok(Reply::StreamDescription(description))
+        }
+        Op::DescribeStreamSummary { stream } => {
+            let snapshot = host.snapshot();
+            Ok(Reply::StreamDescription(resolve(&snapshot.streams, &snapshot.naming, &stream)?.describe()))
+        }
+        Op::ListStreams { limit, exclusive_start_stream_name, next_token } => {
+            let now = host.env().now_ms();
+            let limit = match limit {
+                None => LIST_STREAMS_MAX,
+                Some(limit) if (1..=10_000).contains(&limit) => limit.min(LIST_STREAMS_MAX),
+                Some(limit) => return Err(invalid(format!("Limit {limit} must be from 1 to 10000."))),
+            };
+            let after = match (next_token, exclusive_start_stream_name) {
+                (Some(_), Some(_)) => return Err(invalid("NextToken and ExclusiveStartStreamName cannot both be given.")),
+                (Some(token), None) => Some(decode_token(&token, now, LIST_TOKEN_LIFETIME_MS)?),
+                (None, after) => after,
+            };
+            let snapshot = host.snapshot();
+            let mut rows = snapshot.streams.values().filter(|meta| after.as_ref().is_none_or(|after| &meta.name > after));
+            let streams: Vec<StreamDescription> = rows.by_ref().take(limit as usize).map(|meta| meta.describe()).collect();
+            let has_more = rows.next().is_some();
+            let next_token = has_more.then(|| streams.last().map(|last| encode_token(&last.name, now))).flatten();
+            Ok(Reply::Streams { streams, has_more, next_token })
+        }
+        Op::ListShards(list) => list_shards(host, list),
+        Op::PutRecord { stream, record, sequence_number_for_ordering } => {
+            if let Some(text) = &sequence_number_for_ordering {
+                if parse_hash_key(text).is_none() && !(text.len() <= 129 && text.bytes().all(|b| b.is_ascii_digit())) {
+                    return Err(invalid(format!("SequenceNumberForOrdering {text} is not a sequence number.")));
                 }
             }
-            Op::PutRecords { stream, records } => {
-                let records = self.put_records(&stream, records).await?;
-                let failed_record_count = records.iter().filter(|r| matches!(r, PutRecordResult::Failed(_))).count() as i32;
-                Ok(Reply::PutRecords { failed_record_count, records })
+            let mut results = put_records(host, &stream, vec![record]).await?;
+            match results.pop() {
+                Some(PutRecordResult::Failed(error)) => Err(error),
+                Some(result) => Ok(Reply::PutRecord(result)),
+                None => Err(OpError::new(ErrorCode::InternalFailure, "the record was lost on its way")),
             }
-            Op::GetShardIterator { stream, shard_id, position } => {
-                let snapshot = self.queues.snapshot();
-                let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?.clone();
-                let shard = meta.shard_by_id(&shard_id)?.index;
-                let next = self.start_position(&meta, shard, &position).await?;
-                Ok(Reply::ShardIterator(ShardPosition { stream_id: meta.id, shard, next, issued_ms: self.env.now_ms() }.encode()))
-            }
-            Op::GetRecords { iterator, limit } => self.get_records(&iterator, limit).await,
-            Op::IncreaseStreamRetentionPeriod { stream, hours } => {
-                self.stream_change(StreamChange::Retention { stream, hours, increase: true }).await.map(|_| Reply::Done)
-            }
-            Op::DecreaseStreamRetentionPeriod { stream, hours } => {
-                self.stream_change(StreamChange::Retention { stream, hours, increase: false }).await.map(|_| Reply::Done)
-            }
-            Op::SplitShard { stream, shard_to_split, new_starting_hash_key } => {
-                self.stream_change(StreamChange::Split { stream, shard: shard_to_split, new_starting_hash_key }).await.map(|_| Reply::Done)
-            }
-            Op::MergeShards { stream, shard_to_merge, adjacent_shard_to_merge } => self
-                .stream_change(StreamChange::Merge { stream, shard: shard_to_merge, adjacent: adjacent_shard_to_merge })
+        }
+        Op::PutRecords { stream, records } => {
+            let records = put_records(host, &stream, records).await?;
+            let failed_record_count = records.iter().filter(|r| matches!(r, PutRecordResult::Failed(_))).count() as i32;
+            Ok(Reply::PutRecords { failed_record_count, records })
+        }
+        Op::GetShardIterator { stream, shard_id, position } => {
+            let snapshot = host.snapshot();
+            let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?.clone();
+            let shard = meta.shard_by_id(&shard_id)?.index;
+            let next = start_position(host, &meta, shard, &position).await?;
+            Ok(Reply::ShardIterator(ShardPosition { stream_id: meta.id, shard, next, issued_ms: host.env().now_ms() }.encode()))
+        }
+        Op::GetRecords { iterator, limit } => get_records(host, &iterator, limit).await,
+        Op::IncreaseStreamRetentionPeriod { stream, hours } => {
+            stream_change(host, StreamChange::Retention { stream, hours, increase: true }).await.map(|_| Reply::Done)
+        }
+        Op::DecreaseStreamRetentionPeriod { stream, hours } => {
+            stream_change(host, StreamChange::Retention { stream, hours, increase: false }).await.map(|_| Reply::Done)
+        }
+        Op::SplitShard { stream, shard_to_split, new_starting_hash_key } => {
+            stream_change(host, StreamChange::Split { stream, shard: shard_to_split, new_starting_hash_key }).await.map(|_| Reply::Done)
+        }
+        Op::MergeShards { stream, shard_to_merge, adjacent_shard_to_merge } => {
+            stream_change(host, StreamChange::Merge { stream, shard: shard_to_merge, adjacent: adjacent_shard_to_merge })
                 .await
-                .map(|_| Reply::Done),
-            Op::UpdateShardCount { stream, target_shard_count, scaling_type } => {
-                match self.stream_change(StreamChange::UpdateShardCount { stream, target: target_shard_count, scaling_type }).await? {
-                    StreamOutcome::ShardCount { name, arn, current, target } => Ok(Reply::ShardCount {
-                        stream_name: name,
-                        stream_arn: arn,
-                        current_shard_count: current,
-                        target_shard_count: target,
-                    }),
-                    _ => Err(OpError::new(ErrorCode::InternalFailure, "unexpected outcome of UpdateShardCount")),
+                .map(|_| Reply::Done)
+        }
+        Op::UpdateShardCount { stream, target_shard_count, scaling_type } => {
+            match stream_change(host, StreamChange::UpdateShardCount { stream, target: target_shard_count, scaling_type }).await? {
+                StreamOutcome::ShardCount { name, arn, current, target } => {
+                    Ok(Reply::ShardCount { stream_name: name, stream_arn: arn, current_shard_count: current, target_shard_count: target })
                 }
+                _ => Err(OpError::new(ErrorCode::InternalFailure, "unexpected outcome of UpdateShardCount")),
             }
-            Op::AddTagsToStream { stream, tags } => self.stream_change(StreamChange::AddTags { stream, tags }).await.map(|_| Reply::Done),
-            Op::RemoveTagsFromStream { stream, keys } => {
-                self.stream_change(StreamChange::RemoveTags { stream, keys }).await.map(|_| Reply::Done)
-            }
-            Op::ListTagsForStream { stream, exclusive_start_tag_key, limit } => {
-                let limit = match limit {
-                    None => STREAM_TAGS_MAX as i32,
-                    Some(limit) if (1..=STREAM_TAGS_MAX as i32).contains(&limit) => limit,
-                    Some(limit) => return Err(invalid(format!("Limit {limit} must be from 1 to {STREAM_TAGS_MAX}."))),
-                };
-                let snapshot = self.queues.snapshot();
-                let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?;
-                let mut rows = meta.tags.iter().filter(|(key, _)| exclusive_start_tag_key.as_ref().is_none_or(|after| *key > after));
-                let tags: KeyValues = rows.by_ref().take(limit as usize).map(|(k, v)| (k.clone(), v.clone())).collect();
-                Ok(Reply::StreamTags { tags, has_more: rows.next().is_some() })
-            }
-            Op::RegisterStreamConsumer { stream, name } => match self.stream_change(StreamChange::RegisterConsumer { stream, name }).await?
-            {
-                StreamOutcome::Consumer(consumer) => Ok(Reply::StreamConsumer(consumer)),
-                _ => Err(OpError::new(ErrorCode::InternalFailure, "unexpected outcome of RegisterStreamConsumer")),
-            },
-            Op::DeregisterStreamConsumer(consumer) => {
-                self.stream_change(StreamChange::DeregisterConsumer(consumer)).await.map(|_| Reply::Done)
-            }
-            Op::DescribeStreamConsumer(consumer) => {
-                let snapshot = self.queues.snapshot();
-                let (meta, at) = find_consumer(&snapshot.streams, &snapshot.naming, &consumer)?;
-                Ok(Reply::StreamConsumer(meta.describe_consumer(&meta.consumers[at])))
-            }
-            Op::ListStreamConsumers { stream, next_token, max_results } => {
-                let now = self.env.now_ms();
-                let limit = match max_results {
-                    None => 100,
-                    Some(limit) if (1..=10_000).contains(&limit) => limit,
-                    Some(limit) => return Err(invalid(format!("MaxResults {limit} must be from 1 to 10000."))),
-                };
-                let after = next_token.map(|token| decode_token(&token, now, LIST_TOKEN_LIFETIME_MS)).transpose()?;
-                let snapshot = self.queues.snapshot();
-                let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?;
-                let mut rows = meta.consumers.iter().filter(|c| after.as_ref().is_none_or(|after| &c.name > after));
-                let consumers: Vec<ConsumerDescription> = rows.by_ref().take(limit as usize).map(|c| meta.describe_consumer(c)).collect();
-                let next_token = rows.next().and(consumers.last()).map(|last| encode_token(&last.name, now));
-                Ok(Reply::StreamConsumers { consumers, next_token })
-            }
-            Op::SubscribeToShard { .. } => {
-                Err(OpError::new(ErrorCode::InternalFailure, "SubscribeToShard is served by the connection, not as a single answer"))
-            }
-            other => Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not a stream operation", other.name()))),
         }
-    }
-
-    async fn stream_change(self: &Rc<Self>, change: StreamChange) -> Result<StreamOutcome, OpError> {
-        match self.meta_change(MetaChange::Stream { change, sealed: HashMap::new(), cores: self.count }).await? {
-            MetaOutcome::Stream(outcome) => Ok(outcome),
-            other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome of a stream change: {other:?}"))),
+        Op::AddTagsToStream { stream, tags } => stream_change(host, StreamChange::AddTags { stream, tags }).await.map(|_| Reply::Done),
+        Op::RemoveTagsFromStream { stream, keys } => {
+            stream_change(host, StreamChange::RemoveTags { stream, keys }).await.map(|_| Reply::Done)
         }
-    }
-
-    fn list_shards(self: &Rc<Self>, list: ListShards) -> Response {
-        let now = self.env.now_ms();
-        let limit = match list.max_results {
-            None => LIST_SHARDS_MAX,
-            Some(limit) if (1..=10_000).contains(&limit) => limit.min(LIST_SHARDS_MAX),
-            Some(limit) => return Err(invalid(format!("MaxResults {limit} must be from 1 to 10000."))),
-        };
-        // A token carries the stream, the filter and the last shard listed.
-        let (stream, after, filter_type, filter_shard, filter_ms) = match &list.next_token {
-            Some(token) => {
-                if list.stream.is_some() || list.exclusive_start_shard_id.is_some() {
-                    return Err(invalid("NextToken cannot be given with StreamName or ExclusiveStartShardId."));
-                }
-                let state = decode_token(token, now, LIST_TOKEN_LIFETIME_MS)?;
-                let mut parts = state.split('\u{1f}');
-                let mut next = || parts.next().map(str::to_owned).filter(|part| !part.is_empty());
-                let stream = next().ok_or_else(|| invalid("NextToken is not valid."))?;
-                let after = next().and_then(|id| parse_shard_id(&id));
-                let filter_type = next();
-                let filter_shard = next();
-                let filter_ms = next().and_then(|ms| ms.parse::<i64>().ok());
-                (stream, after, filter_type, filter_shard, filter_ms)
-            }
-            None => {
-                let stream = list.stream.clone().ok_or_else(|| invalid("Either NextToken or StreamName must be given."))?;
-                let after = list.exclusive_start_shard_id.as_deref().and_then(parse_shard_id);
-                (stream, after, list.filter_type.clone(), list.filter_shard_id.clone(), list.filter_timestamp_ms)
-            }
-        };
-        let snapshot = self.queues.snapshot();
-        let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?;
-        let at_ms = |required: bool| -> Result<u64, OpError> {
-            match filter_ms {
-                Some(ms) if ms >= 0 => Ok(ms as u64),
-                _ if !required => Ok(0),
-                _ => Err(invalid("ShardFilter Timestamp is required for AT_TIMESTAMP and FROM_TIMESTAMP.")),
-            }
-        };
-        let open_at =
-            |shard: &crate::catalog::streams::ShardMeta, ms: u64| shard.created_ms <= ms && shard.closed.is_none_or(|(at, _)| at > ms);
-        let horizon = meta.cutoff_ms(now).max(meta.created_ms);
-        let filter: Box<dyn Fn(&crate::catalog::streams::ShardMeta) -> bool> = match filter_type.as_deref().unwrap_or("FROM_TRIM_HORIZON") {
-            "FROM_TRIM_HORIZON" => Box::new(|_| true),
-            "AT_TRIM_HORIZON" => Box::new(move |shard| open_at(shard, horizon)),
-            "AT_LATEST" => Box::new(|shard| shard.is_open()),
-            "AT_TIMESTAMP" => {
-                let ms = at_ms(true)?.max(meta.created_ms);
-                Box::new(move |shard| open_at(shard, ms))
-            }
-            "FROM_TIMESTAMP" => {
-                let ms = at_ms(true)?.max(meta.created_ms);
-                Box::new(move |shard| shard.closed.is_none_or(|(at, _)| at > ms))
-            }
-            "AFTER_SHARD_ID" => {
-                let id = filter_shard.clone().ok_or_else(|| invalid("ShardFilter ShardId is required for AFTER_SHARD_ID."))?;
-                let index = parse_shard_id(&id).ok_or_else(|| invalid(format!("ShardFilter ShardId {id} is not a shard id.")))?;
-                Box::new(move |shard| shard.index > index)
-            }
-            other => return Err(OpError::new(ErrorCode::Validation, format!("ShardFilter Type {other} is not valid."))),
-        };
-        let mut rows = meta.shards.iter().filter(|shard| after.is_none_or(|after| shard.index > after)).filter(|shard| filter(shard));
-        let shards: Vec<ShardDescription> = rows.by_ref().take(limit as usize).map(|shard| meta.describe_shard(shard)).collect();
-        let next_token = rows.next().and(shards.last()).map(|last| {
-            let state = [
-                meta.name.as_str(),
-                last.shard_id.as_str(),
-                filter_type.as_deref().unwrap_or(""),
-                filter_shard.as_deref().unwrap_or(""),
-                &filter_ms.map(|ms| ms.to_string()).unwrap_or_default(),
-            ]
-            .join("\u{1f}");
-            encode_token(&state, now)
-        });
-        Ok(Reply::Shards { shards, next_token })
-    }
-
-    /// The log sequence number a starting position names in `shard` (asking its owner
-    /// for LATEST and AT_TIMESTAMP).
-    async fn start_position(self: &Rc<Self>, meta: &StreamMeta, shard: u32, position: &StartingPosition) -> Result<u64, OpError> {
-        let sequence = || {
-            position
-                .sequence_number
-                .as_deref()
-                .ok_or_else(|| invalid(format!("StartingSequenceNumber is required for {}.", position.kind)))
-                .and_then(|text| meta.parse_sequence_number(shard, text))
-        };
-        match position.kind.as_str() {
-            "TRIM_HORIZON" => Ok(0),
-            "AT_SEQUENCE_NUMBER" => sequence(),
-            "AFTER_SEQUENCE_NUMBER" => Ok(sequence()?.saturating_add(1)),
-            "LATEST" => self.seek(meta, shard, Seek::Latest).await,
-            "AT_TIMESTAMP" => {
-                let ms = position.timestamp_ms.ok_or_else(|| invalid("Timestamp is required for AT_TIMESTAMP."))?;
-                self.seek(meta, shard, Seek::Timestamp(ms.max(0) as u64)).await
-            }
-            other => Err(OpError::new(
-                ErrorCode::Validation,
-                format!("1 validation error detected: Value '{other}' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]"),
-            )),
+        Op::ListTagsForStream { stream, exclusive_start_tag_key, limit } => {
+            let limit = match limit {
+                None => STREAM_TAGS_MAX as i32,
+                Some(limit) if (1..=STREAM_TAGS_MAX as i32).contains(&limit) => limit,
+                Some(limit) => return Err(invalid(format!("Limit {limit} must be from 1 to {STREAM_TAGS_MAX}."))),
+            };
+            let snapshot = host.snapshot();
+            let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?;
+            let mut rows = meta.tags.iter().filter(|(key, _)| exclusive_start_tag_key.as_ref().is_none_or(|after| *key > after));
+            let tags: KeyValues = rows.by_ref().take(limit as usize).map(|(k, v)| (k.clone(), v.clone())).collect();
+            Ok(Reply::StreamTags { tags, has_more: rows.next().is_some() })
         }
+        Op::RegisterStreamConsumer { stream, name } => match stream_change(host, StreamChange::RegisterConsumer { stream, name }).await? {
+            StreamOutcome::Consumer(consumer) => Ok(Reply::StreamConsumer(consumer)),
+            _ => Err(OpError::new(ErrorCode::InternalFailure, "unexpected outcome of RegisterStreamConsumer")),
+        },
+        Op::DeregisterStreamConsumer(consumer) => {
+            stream_change(host, StreamChange::DeregisterConsumer(consumer)).await.map(|_| Reply::Done)
+        }
+        Op::DescribeStreamConsumer(consumer) => {
+            let snapshot = host.snapshot();
+            let (meta, at) = find_consumer(&snapshot.streams, &snapshot.naming, &consumer)?;
+            Ok(Reply::StreamConsumer(meta.describe_consumer(&meta.consumers[at])))
+        }
+        Op::ListStreamConsumers { stream, next_token, max_results } => {
+            let now = host.env().now_ms();
+            let limit = match max_results {
+                None => 100,
+                Some(limit) if (1..=10_000).contains(&limit) => limit,
+                Some(limit) => return Err(invalid(format!("MaxResults {limit} must be from 1 to 10000."))),
+            };
+            let after = next_token.map(|token| decode_token(&token, now, LIST_TOKEN_LIFETIME_MS)).transpose()?;
+            let snapshot = host.snapshot();
+            let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?;
+            let mut rows = meta.consumers.iter().filter(|c| after.as_ref().is_none_or(|after| &c.name > after));
+            let consumers: Vec<ConsumerDescription> = rows.by_ref().take(limit as usize).map(|c| meta.describe_consumer(c)).collect();
+            let next_token = rows.next().and(consumers.last()).map(|last| encode_token(&last.name, now));
+            Ok(Reply::StreamConsumers { consumers, next_token })
+        }
+        Op::SubscribeToShard { .. } => {
+            Err(OpError::new(ErrorCode::InternalFailure, "SubscribeToShard is served by the connection, not as a single answer"))
+        }
+        other => Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not a stream operation", other.name()))),
     }
+}
 
-    async fn seek(self: &Rc<Self>, meta: &StreamMeta, shard: u32, seek: Seek) -> Result<u64, OpError> {
-        let owner = meta.shard(shard).ok_or_else(|| shard_gone(shard))?.owner(self.count);
-        self.call_on(owner, StreamSeek { stream_id: meta.id, shard, seek }).await?
+async fn stream_change<H: StreamHost>(host: &Rc<H>, change: StreamChange) -> Result<StreamOutcome, OpError> {
+    match host.meta_change(MetaChange::Stream { change, sealed: HashMap::new(), cores: host.count() }).await? {
+        MetaOutcome::Stream(outcome) => Ok(outcome),
+        other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome of a stream change: {other:?}"))),
     }
+}
 
-    async fn read_shard(self: &Rc<Self>, owner: usize, request: ReadRequest) -> Result<ReadOutcome, OpError> {
-        self.call_on(owner, StreamRead(request)).await?
+fn list_shards<H: StreamHost>(host: &Rc<H>, list: ListShards) -> Response {
+    let now = host.env().now_ms();
+    let limit = match list.max_results {
+        None => LIST_SHARDS_MAX,
+        Some(limit) if (1..=10_000).contains(&limit) => limit.min(LIST_SHARDS_MAX),
+        Some(limit) => return Err(invalid(format!("MaxResults {limit} must be from 1 to 10000."))),
+    };
+    // A token carries the stream, the filter and the last shard listed.
+    let (stream, after, filter_type, filter_shard, filter_ms) = match &list.next_token {
+        Some(token) => {
+            if list.stream.is_some() || list.exclusive_start_shard_id.is_some() {
+                return Err(invalid("NextToken cannot be given with StreamName or ExclusiveStartShardId."));
+            }
+            let state = decode_token(token, now, LIST_TOKEN_LIFETIME_MS)?;
+            let mut parts = state.split('\u{1f}');
+            let mut next = || parts.next().map(str::to_owned).filter(|part| !part.is_empty());
+            let stream = next().ok_or_else(|| invalid("NextToken is not valid."))?;
+            let after = next().and_then(|id| parse_shard_id(&id));
+            let filter_type = next();
+            let filter_shard = next();
+            let filter_ms = next().and_then(|ms| ms.parse::<i64>().ok());
+            (stream, after, filter_type, filter_shard, filter_ms)
+        }
+        None => {
+            let stream = list.stream.clone().ok_or_else(|| invalid("Either NextToken or StreamName must be given."))?;
+            let after = list.exclusive_start_shard_id.as_deref().and_then(parse_shard_id);
+            (stream, after, list.filter_type.clone(), list.filter_shard_id.clone(), list.filter_timestamp_ms)
+        }
+    };
+    let snapshot = host.snapshot();
+    let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?;
+    let at_ms = |required: bool| -> Result<u64, OpError> {
+        match filter_ms {
+            Some(ms) if ms >= 0 => Ok(ms as u64),
+            _ if !required => Ok(0),
+            _ => Err(invalid("ShardFilter Timestamp is required for AT_TIMESTAMP and FROM_TIMESTAMP.")),
+        }
+    };
+    let open_at =
+        |shard: &crate::catalog::streams::ShardMeta, ms: u64| shard.created_ms <= ms && shard.closed.is_none_or(|(at, _)| at > ms);
+    let horizon = meta.cutoff_ms(now).max(meta.created_ms);
+    let filter: Box<dyn Fn(&crate::catalog::streams::ShardMeta) -> bool> = match filter_type.as_deref().unwrap_or("FROM_TRIM_HORIZON") {
+        "FROM_TRIM_HORIZON" => Box::new(|_| true),
+        "AT_TRIM_HORIZON" => Box::new(move |shard| open_at(shard, horizon)),
+        "AT_LATEST" => Box::new(|shard| shard.is_open()),
+        "AT_TIMESTAMP" => {
+            let ms = at_ms(true)?.max(meta.created_ms);
+            Box::new(move |shard| open_at(shard, ms))
+        }
+        "FROM_TIMESTAMP" => {
+            let ms = at_ms(true)?.max(meta.created_ms);
+            Box::new(move |shard| shard.closed.is_none_or(|(at, _)| at > ms))
+        }
+        "AFTER_SHARD_ID" => {
+            let id = filter_shard.clone().ok_or_else(|| invalid("ShardFilter ShardId is required for AFTER_SHARD_ID."))?;
+            let index = parse_shard_id(&id).ok_or_else(|| invalid(format!("ShardFilter ShardId {id} is not a shard id.")))?;
+            Box::new(move |shard| shard.index > index)
+        }
+        other => return Err(OpError::new(ErrorCode::Validation, format!("ShardFilter Type {other} is not valid."))),
+    };
+    let mut rows = meta.shards.iter().filter(|shard| after.is_none_or(|after| shard.index > after)).filter(|shard| filter(shard));
+    let shards: Vec<ShardDescription> = rows.by_ref().take(limit as usize).map(|shard| meta.describe_shard(shard)).collect();
+    let next_token = rows.next().and(shards.last()).map(|last| {
+        let state = [
+            meta.name.as_str(),
+            last.shard_id.as_str(),
+            filter_type.as_deref().unwrap_or(""),
+            filter_shard.as_deref().unwrap_or(""),
+            &filter_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+        ]
+        .join("\u{1f}");
+        encode_token(&state, now)
+    });
+    Ok(Reply::Shards { shards, next_token })
+}
+
+/// The log sequence number a starting position names in `shard` (asking its owner
+/// for LATEST and AT_TIMESTAMP).
+async fn start_position<H: StreamHost>(host: &Rc<H>, meta: &StreamMeta, shard: u32, position: &StartingPosition) -> Result<u64, OpError> {
+    let sequence = || {
+        position
+            .sequence_number
+            .as_deref()
+            .ok_or_else(|| invalid(format!("StartingSequenceNumber is required for {}.", position.kind)))
+            .and_then(|text| meta.parse_sequence_number(shard, text))
+    };
+    match position.kind.as_str() {
+        "TRIM_HORIZON" => Ok(0),
+        "AT_SEQUENCE_NUMBER" => sequence(),
+        "AFTER_SEQUENCE_NUMBER" => Ok(sequence()?.saturating_add(1)),
+        "LATEST" => seek(host, meta, shard, Seek::Latest).await,
+        "AT_TIMESTAMP" => {
+            let ms = position.timestamp_ms.ok_or_else(|| invalid("Timestamp is required for AT_TIMESTAMP."))?;
+            seek(host, meta, shard, Seek::Timestamp(ms.max(0) as u64)).await
+        }
+        other => Err(OpError::new(
+            ErrorCode::Validation,
+            format!("1 validation error detected: Value '{other}' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]"),
+        )),
     }
+}
 
-    async fn get_records(self: &Rc<Self>, iterator: &str, limit: Option<i32>) -> Response {
-        let now = self.env.now_ms();
-        let position = ShardPosition::decode(iterator, now)?;
-        let max_records = match limit {
-            None => GET_RECORDS_MAX,
-            Some(limit) if (1..=GET_RECORDS_MAX).contains(&limit) => limit,
-            Some(limit) => return Err(invalid(format!("Limit {limit} must be from 1 to {GET_RECORDS_MAX}."))),
-        };
-        let snapshot = self.queues.snapshot();
-        let meta = stream_by_id(&snapshot, position.stream_id)?.clone();
-        let shard = meta.shard(position.shard).ok_or_else(|| shard_gone(position.shard))?;
-        let request = ReadRequest {
-            stream_id: meta.id,
-            shard: shard.index,
-            from: position.next,
-            max_records: max_records as usize,
-            max_bytes: GET_RECORDS_BYTES_MAX,
-            wait_ms: 0,
-            limited: true,
-            lease: None,
-        };
-        let read = self.read_shard(shard.owner(self.count), request).await?;
-        let next_iterator = (!read.ended).then(|| ShardPosition { next: read.next, issued_ms: self.env.now_ms(), ..position }.encode());
-        let child_shards = if read.ended { meta.children(shard.index) } else { Vec::new() };
-        Ok(Reply::Records(GetRecordsResult {
-            records: read.records,
-            next_iterator,
-            millis_behind_latest: read.millis_behind_latest,
-            child_shards,
-        }))
+async fn seek<H: StreamHost>(host: &Rc<H>, meta: &StreamMeta, shard: u32, seek: Seek) -> Result<u64, OpError> {
+    let owner = meta.shard(shard).ok_or_else(|| shard_gone(shard))?.owner(host.count());
+    call_on(host, owner, StreamSeek { stream_id: meta.id, shard, seek }).await?
+}
+
+async fn read_shard<H: StreamHost>(host: &Rc<H>, owner: usize, request: ReadRequest) -> Result<ReadOutcome, OpError> {
+    call_on(host, owner, StreamRead(request)).await?
+}
+
+async fn get_records<H: StreamHost>(host: &Rc<H>, iterator: &str, limit: Option<i32>) -> Response {
+    let now = host.env().now_ms();
+    let position = ShardPosition::decode(iterator, now)?;
+    let max_records = match limit {
+        None => GET_RECORDS_MAX,
+        Some(limit) if (1..=GET_RECORDS_MAX).contains(&limit) => limit,
+        Some(limit) => return Err(invalid(format!("Limit {limit} must be from 1 to {GET_RECORDS_MAX}."))),
+    };
+    let snapshot = host.snapshot();
+    let meta = stream_by_id(&snapshot, position.stream_id)?.clone();
+    let shard = meta.shard(position.shard).ok_or_else(|| shard_gone(position.shard))?;
+    let request = ReadRequest {
+        stream_id: meta.id,
+        shard: shard.index,
+        from: position.next,
+        max_records: max_records as usize,
+        max_bytes: GET_RECORDS_BYTES_MAX,
+        wait_ms: 0,
+        limited: true,
+        lease: None,
+    };
+    let read = read_shard(host, shard.owner(host.count()), request).await?;
+    let next_iterator = (!read.ended).then(|| ShardPosition { next: read.next, issued_ms: host.env().now_ms(), ..position }.encode());
+    let child_shards = if read.ended { meta.children(shard.index) } else { Vec::new() };
+    Ok(Reply::Records(GetRecordsResult {
+        records: read.records,
+        next_iterator,
+        millis_behind_latest: read.millis_behind_latest,
+        child_shards,
+    }))
+}
+
+/// Routes `records` to their shards' owners and answers in request order.
+async fn put_records<H: StreamHost>(host: &Rc<H>, stream: &str, records: Vec<PutRecordsEntry>) -> Result<Vec<PutRecordResult>, OpError> {
+    if records.is_empty() || records.len() > PUT_RECORDS_MAX {
+        return Err(OpError::new(
+            ErrorCode::Validation,
+            format!("1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length between 1 and {PUT_RECORDS_MAX}, inclusive (it has {})", records.len()),
+        ));
     }
-
-    /// Routes `records` to their shards' owners and answers in request order.
-    async fn put_records(self: &Rc<Self>, stream: &str, records: Vec<PutRecordsEntry>) -> Result<Vec<PutRecordResult>, OpError> {
-        if records.is_empty() || records.len() > PUT_RECORDS_MAX {
+    let mut hashes = Vec::with_capacity(records.len());
+    let mut total = 0usize;
+    for record in &records {
+        let chars = record.partition_key.chars().count();
+        if chars == 0 || chars > PARTITION_KEY_CHARS_MAX {
             return Err(OpError::new(
                 ErrorCode::Validation,
-                format!("1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length between 1 and {PUT_RECORDS_MAX}, inclusive (it has {})", records.len()),
+                format!("1 validation error detected: Value at 'partitionKey' failed to satisfy constraint: Member must have length between 1 and {PARTITION_KEY_CHARS_MAX}, inclusive"),
             ));
         }
-        let mut hashes = Vec::with_capacity(records.len());
-        let mut total = 0usize;
-        for record in &records {
-            let chars = record.partition_key.chars().count();
-            if chars == 0 || chars > PARTITION_KEY_CHARS_MAX {
-                return Err(OpError::new(
-                    ErrorCode::Validation,
-                    format!("1 validation error detected: Value at 'partitionKey' failed to satisfy constraint: Member must have length between 1 and {PARTITION_KEY_CHARS_MAX}, inclusive"),
-                ));
-            }
-            let size = record.data.len() + record.partition_key.len();
-            if size > RECORD_BYTES_MAX {
-                return Err(invalid(format!(
-                    "Record size {size} (data and partition key) exceeds the maximum record size of {RECORD_BYTES_MAX} bytes."
-                )));
-            }
-            total += size;
-            hashes.push(match &record.explicit_hash_key {
-                Some(text) => parse_hash_key(text).ok_or_else(|| {
-                    invalid(format!(
-                        "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"
-                    ))
-                })?,
-                None => hash_of(&record.partition_key),
-            });
-        }
-        if total > PUT_RECORDS_BYTES_MAX {
+        let size = record.data.len() + record.partition_key.len();
+        if size > RECORD_BYTES_MAX {
             return Err(invalid(format!(
-                "Records total {total} bytes, more than the {PUT_RECORDS_BYTES_MAX} bytes one PutRecords may carry."
+                "Record size {size} (data and partition key) exceeds the maximum record size of {RECORD_BYTES_MAX} bytes."
             )));
         }
-        let mut results: Vec<Option<PutRecordResult>> = (0..records.len()).map(|_| None).collect();
-        let mut pending: Vec<PutItem> = records
+        total += size;
+        hashes.push(match &record.explicit_hash_key {
+            Some(text) => parse_hash_key(text).ok_or_else(|| {
+                invalid(format!("Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"))
+            })?,
+            None => hash_of(&record.partition_key),
+        });
+    }
+    if total > PUT_RECORDS_BYTES_MAX {
+        return Err(invalid(format!("Records total {total} bytes, more than the {PUT_RECORDS_BYTES_MAX} bytes one PutRecords may carry.")));
+    }
+    let mut results: Vec<Option<PutRecordResult>> = (0..records.len()).map(|_| None).collect();
+    let mut pending: Vec<PutItem> = records
+        .into_iter()
+        .enumerate()
+        .map(|(at, record)| PutItem { at, shard: 0, partition_key: record.partition_key, data: record.data })
+        .collect();
+    for attempt in 0..=REROUTES_MAX {
+        let snapshot = host.snapshot();
+        let meta = resolve(&snapshot.streams, &snapshot.naming, stream)?.clone();
+        if attempt == REROUTES_MAX {
+            for item in pending.drain(..) {
+                results[item.at] = Some(PutRecordResult::Failed(OpError::new(
+                    ErrorCode::InternalFailure,
+                    "The shard was resharded while this record was on its way; put it again.",
+                )));
+            }
+            break;
+        }
+        let mut by_core: Vec<Vec<PutItem>> = (0..host.count()).map(|_| Vec::new()).collect();
+        for mut item in pending.drain(..) {
+            let shard = meta.route(hashes[item.at]);
+            item.shard = shard.index;
+            by_core[shard.owner(host.count())].push(item);
+        }
+        let parts = by_core
             .into_iter()
             .enumerate()
-            .map(|(at, record)| PutItem { at, shard: 0, partition_key: record.partition_key, data: record.data })
-            .collect();
-        for attempt in 0..=REROUTES_MAX {
-            let snapshot = self.queues.snapshot();
-            let meta = resolve(&snapshot.streams, &snapshot.naming, stream)?.clone();
-            if attempt == REROUTES_MAX {
-                for item in pending.drain(..) {
-                    results[item.at] = Some(PutRecordResult::Failed(OpError::new(
-                        ErrorCode::InternalFailure,
-                        "The shard was resharded while this record was on its way; put it again.",
-                    )));
-                }
-                break;
-            }
-            let mut by_core: Vec<Vec<PutItem>> = (0..self.count).map(|_| Vec::new()).collect();
-            for mut item in pending.drain(..) {
-                let shard = meta.route(hashes[item.at]);
-                item.shard = shard.index;
-                by_core[shard.owner(self.count)].push(item);
-            }
-            let parts = by_core
-                .into_iter()
-                .enumerate()
-                .filter(|(_, items)| !items.is_empty())
-                .map(|(core, items)| self.call_on(core, StreamPut { stream_id: meta.id, items }));
-            for outcomes in join_all(parts).await {
-                for outcome in outcomes? {
-                    match outcome {
-                        PutOutcome::Put { at, shard, seq } => {
-                            results[at] = Some(PutRecordResult::Put {
-                                shard_id: crate::catalog::streams::shard_id(shard),
-                                sequence_number: meta.sequence_number(shard, seq),
-                            })
-                        }
-                        PutOutcome::Resharded(item) => pending.push(item),
-                        PutOutcome::Failed(at, error) => results[at] = Some(PutRecordResult::Failed(error)),
+            .filter(|(_, items)| !items.is_empty())
+            .map(|(core, items)| call_on(host, core, StreamPut { stream_id: meta.id, items }));
+        for outcomes in join_all(parts).await {
+            for outcome in outcomes? {
+                match outcome {
+                    PutOutcome::Put { at, shard, seq } => {
+                        results[at] = Some(PutRecordResult::Put {
+                            shard_id: crate::catalog::streams::shard_id(shard),
+                            sequence_number: meta.sequence_number(shard, seq),
+                        })
                     }
+                    PutOutcome::Resharded(item) => pending.push(item),
+                    PutOutcome::Failed(at, error) => results[at] = Some(PutRecordResult::Failed(error)),
                 }
             }
-            if pending.is_empty() {
-                break;
-            }
-            self.queues.wait_newer(&self.env, snapshot.version, REROUTE_WAIT).await;
         }
-        Ok(results
-            .into_iter()
-            .map(|result| {
-                result.unwrap_or_else(|| PutRecordResult::Failed(OpError::new(ErrorCode::InternalFailure, "no answer for this record")))
-            })
-            .collect())
+        if pending.is_empty() {
+            break;
+        }
+        host.catalog().wait_newer(host.env(), snapshot.version, REROUTE_WAIT).await;
     }
+    Ok(results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| PutRecordResult::Failed(OpError::new(ErrorCode::InternalFailure, "no answer for this record")))
+        })
+        .collect())
 }
 
 // ------------------------------------------------------------------ on the owning core
 
-impl Shard {
-    /// Appends one core's part of a put, and answers once it is durable.
-    pub async fn stream_put_local(self: &Rc<Self>, stream_id: u64, items: Vec<PutItem>) -> Vec<PutOutcome> {
-        let snapshot = self.queues.snapshot();
-        let Ok(meta) = stream_by_id(&snapshot, stream_id).cloned() else {
-            let gone = OpError::new(ErrorCode::ResourceNotFound, "The stream was deleted.");
-            return items.into_iter().map(|item| PutOutcome::Failed(item.at, gone.clone())).collect();
-        };
-        let now = self.env.now_ms();
-        let enforce = self.config.enforce_shard_limits;
-        let mut outcomes = Vec::with_capacity(items.len());
-        // (shard, its log, the last sequence number appended to it)
-        let mut touched: Vec<(u32, Rc<ShardLog>, u64)> = Vec::new();
-        for item in items {
-            if !meta.shard(item.shard).is_some_and(|shard| shard.is_open()) {
-                outcomes.push(PutOutcome::Resharded(item));
-                continue;
-            }
-            let log = match self.streams.get(stream_id, item.shard, || self.shard_exists(stream_id, item.shard)).await {
-                Ok(log) => log,
-                Err(error) => {
-                    outcomes.push(PutOutcome::Failed(item.at, error));
-                    continue;
-                }
-            };
-            if log.sealed.get() {
-                outcomes.push(PutOutcome::Resharded(item));
-                continue;
-            }
-            if enforce && !log.admit_write(now, 1, (item.data.len() + item.partition_key.len()) as u64) {
-                let error = OpError::new(
-                    ErrorCode::ProvisionedThroughputExceeded,
-                    format!(
-                        "Rate exceeded for shard {} in stream {} under account {}.",
-                        crate::catalog::streams::shard_id(item.shard),
-                        meta.name,
-                        self.config.account_id
-                    ),
-                );
+/// Runs a call from another shard (or from this one) on the stream shards this core owns.
+pub async fn handle_call<H: StreamHost>(host: &Rc<H>, call: StreamCall) -> StreamAnswer {
+    match call {
+        StreamCall::StreamPut(StreamPut { stream_id, items }) => StreamAnswer::StreamPut(stream_put_local(host, stream_id, items).await),
+        StreamCall::StreamRead(StreamRead(request)) => StreamAnswer::StreamRead(stream_read_local(host, request).await),
+        StreamCall::StreamLease(StreamLease(lease)) => StreamAnswer::StreamLease(stream_lease_local(host, lease)),
+        StreamCall::StreamSeek(StreamSeek { stream_id, shard, seek }) => {
+            StreamAnswer::StreamSeek(stream_seek_local(host, stream_id, shard, seek).await)
+        }
+    }
+}
+
+/// Appends one core's part of a put, and answers once it is durable.
+pub async fn stream_put_local<H: StreamHost>(host: &Rc<H>, stream_id: u64, items: Vec<PutItem>) -> Vec<PutOutcome> {
+    let snapshot = host.snapshot();
+    let Ok(meta) = stream_by_id(&snapshot, stream_id).cloned() else {
+        let gone = OpError::new(ErrorCode::ResourceNotFound, "The stream was deleted.");
+        return items.into_iter().map(|item| PutOutcome::Failed(item.at, gone.clone())).collect();
+    };
+    let now = host.env().now_ms();
+    let enforce = host.config().enforce_shard_limits;
+    let mut outcomes = Vec::with_capacity(items.len());
+    // (shard, its log, the last sequence number appended to it)
+    let mut touched: Vec<(u32, Rc<ShardLog>, u64)> = Vec::new();
+    for item in items {
+        if !meta.shard(item.shard).is_some_and(|shard| shard.is_open()) {
+            outcomes.push(PutOutcome::Resharded(item));
+            continue;
+        }
+        let log = match host.streams().get(stream_id, item.shard, || shard_exists(host, stream_id, item.shard)).await {
+            Ok(log) => log,
+            Err(error) => {
                 outcomes.push(PutOutcome::Failed(item.at, error));
                 continue;
             }
-            match log.append(&item.partition_key, &item.data, now) {
-                Ok(seq) => {
-                    match touched.iter_mut().find(|(shard, _, _)| *shard == item.shard) {
-                        Some(entry) => entry.2 = seq,
-                        None => touched.push((item.shard, log, seq)),
-                    }
-                    outcomes.push(PutOutcome::Put { at: item.at, shard: item.shard, seq });
-                }
-                Err(error) => outcomes.push(PutOutcome::Failed(item.at, error)),
-            }
+        };
+        if log.sealed.get() {
+            outcomes.push(PutOutcome::Resharded(item));
+            continue;
         }
-        let kept = join_all(touched.iter().map(|(_, log, seq)| log.log.durable(*seq))).await;
-        for ((shard, log, _), result) in touched.iter().zip(kept) {
-            match result {
-                Ok(()) => log.appended.notify_all(),
-                Err(error) => {
-                    let error = storage_error(error);
-                    for outcome in outcomes.iter_mut() {
-                        if let PutOutcome::Put { at, shard: put_shard, .. } = outcome {
-                            if put_shard == shard {
-                                *outcome = PutOutcome::Failed(*at, error.clone());
-                            }
+        if enforce && !log.admit_write(now, 1, (item.data.len() + item.partition_key.len()) as u64) {
+            let error = OpError::new(
+                ErrorCode::ProvisionedThroughputExceeded,
+                format!(
+                    "Rate exceeded for shard {} in stream {} under account {}.",
+                    crate::catalog::streams::shard_id(item.shard),
+                    meta.name,
+                    host.config().account_id
+                ),
+            );
+            outcomes.push(PutOutcome::Failed(item.at, error));
+            continue;
+        }
+        match log.append(&item.partition_key, &item.data, now) {
+            Ok(seq) => {
+                match touched.iter_mut().find(|(shard, _, _)| *shard == item.shard) {
+                    Some(entry) => entry.2 = seq,
+                    None => touched.push((item.shard, log, seq)),
+                }
+                outcomes.push(PutOutcome::Put { at: item.at, shard: item.shard, seq });
+            }
+            Err(error) => outcomes.push(PutOutcome::Failed(item.at, error)),
+        }
+    }
+    let kept = join_all(touched.iter().map(|(_, log, seq)| log.log.durable(*seq))).await;
+    for ((shard, log, _), result) in touched.iter().zip(kept) {
+        match result {
+            Ok(()) => log.appended.notify_all(),
+            Err(error) => {
+                let error = storage_error(error);
+                for outcome in outcomes.iter_mut() {
+                    if let PutOutcome::Put { at, shard: put_shard, .. } = outcome {
+                        if put_shard == shard {
+                            *outcome = PutOutcome::Failed(*at, error.clone());
                         }
                     }
                 }
             }
         }
-        outcomes
     }
+    outcomes
+}
 
-    /// Reads one shard here, its owner.
-    pub async fn stream_read_local(self: &Rc<Self>, request: ReadRequest) -> Result<ReadOutcome, OpError> {
-        let snapshot = self.queues.snapshot();
-        let meta = stream_by_id(&snapshot, request.stream_id)?.clone();
-        let shard = meta.shard(request.shard).ok_or_else(|| shard_gone(request.shard))?.clone();
-        let log = self.streams.get(meta.id, shard.index, || self.shard_exists(meta.id, shard.index)).await?;
-        let now = self.env.now_ms();
-        let enforce = request.limited && self.config.enforce_shard_limits;
-        if enforce && !log.admit_read(now) {
-            return Err(OpError::new(
-                ErrorCode::ProvisionedThroughputExceeded,
-                format!("Rate exceeded for shard {} in stream {} under account {}.", shard.id(), meta.name, self.config.account_id),
-            ));
+/// Reads one shard here, its owner.
+pub async fn stream_read_local<H: StreamHost>(host: &Rc<H>, request: ReadRequest) -> Result<ReadOutcome, OpError> {
+    let snapshot = host.snapshot();
+    let meta = stream_by_id(&snapshot, request.stream_id)?.clone();
+    let shard = meta.shard(request.shard).ok_or_else(|| shard_gone(request.shard))?.clone();
+    let log = host.streams().get(meta.id, shard.index, || shard_exists(host, meta.id, shard.index)).await?;
+    let now = host.env().now_ms();
+    let enforce = request.limited && host.config().enforce_shard_limits;
+    if enforce && !log.admit_read(now) {
+        return Err(OpError::new(
+            ErrorCode::ProvisionedThroughputExceeded,
+            format!("Rate exceeded for shard {} in stream {} under account {}.", shard.id(), meta.name, host.config().account_id),
+        ));
+    }
+    if let Some((consumer_key, generation)) = request.lease {
+        if !host.streams().holds_lease(meta.id, shard.index, consumer_key, generation) {
+            return Err(OpError::new(ErrorCode::ResourceInUse, "A newer SubscribeToShard of this consumer to this shard took over."));
         }
-        if let Some((consumer_key, generation)) = request.lease {
-            if !self.streams.holds_lease(meta.id, shard.index, consumer_key, generation) {
-                return Err(OpError::new(ErrorCode::ResourceInUse, "A newer SubscribeToShard of this consumer to this shard took over."));
+    }
+    let from = request.from;
+    let read = |from: u64| log.log.read(from, request.max_records, request.max_bytes);
+    let woken = log.appended.listen();
+    let mut stored = read(from).await.map_err(storage_error)?;
+    let at_end = |next: u64| shard.closed.is_some_and(|(_, last)| next > last);
+    if stored.is_empty() && request.wait_ms > 0 && !at_end(from.max(log.log.first_seq())) {
+        let timeout = host.env().sleep(Duration::from_millis(request.wait_ms));
+        let shutdown = host.shutdown().event.listen();
+        futures::pin_mut!(woken, timeout, shutdown);
+        if !host.shutdown().requested.get() {
+            futures::future::select(woken, futures::future::select(timeout, shutdown)).await;
+        }
+        stored = read(from).await.map_err(storage_error)?;
+    }
+    // Records past retention stay in the log until their segment goes, unseen.
+    let cutoff = meta.cutoff_ms(host.env().now_ms());
+    let mut from = from;
+    if stored.first().is_some_and(|record| record.timestamp_ms < cutoff) {
+        from = from.max(log.log.seq_at_timestamp(cutoff).await.map_err(storage_error)?);
+        stored = read(from).await.map_err(storage_error)?;
+    }
+    let mut records = Vec::with_capacity(stored.len());
+    let mut bytes = 0u64;
+    for record in &stored {
+        let (key, data) = split_record(record).ok_or_else(|| {
+            OpError::new(ErrorCode::InternalFailure, format!("record {} of {} does not decode (damaged on disk)", record.seq, shard.id()))
+        })?;
+        bytes += data.len() as u64;
+        records.push(StreamRecord {
+            sequence_number: meta.sequence_number(shard.index, record.seq),
+            arrival_ms: record.timestamp_ms,
+            data,
+            partition_key: key.to_owned(),
+        });
+    }
+    if enforce {
+        log.count_read(bytes);
+    }
+    let next = stored.last().map_or_else(|| from.max(log.log.first_seq()), |record| record.seq + 1);
+    let caught_up = next >= log.log.next_seq();
+    let millis_behind_latest = match stored.last() {
+        Some(last) if !caught_up => host.env().now_ms().saturating_sub(last.timestamp_ms),
+        _ => 0,
+    };
+    Ok(ReadOutcome { records, next, millis_behind_latest, ended: at_end(next) })
+}
+
+/// Takes or gives back a push-subscription lease here, the shard's owner.
+pub fn stream_lease_local<H: StreamHost>(host: &Rc<H>, lease: Lease) -> Result<u64, OpError> {
+    host.streams().lease(lease, host.env().now_ms())
+}
+
+/// Finds a position in (or seals) one shard here, its owner.
+pub async fn stream_seek_local<H: StreamHost>(host: &Rc<H>, stream_id: u64, shard: u32, seek: Seek) -> Result<u64, OpError> {
+    let snapshot = host.snapshot();
+    let meta = stream_by_id(&snapshot, stream_id)?.clone();
+    meta.shard(shard).ok_or_else(|| shard_gone(shard))?;
+    let log = host.streams().get(stream_id, shard, || shard_exists(host, stream_id, shard)).await?;
+    match seek {
+        Seek::Latest => Ok(log.log.next_seq()),
+        Seek::Timestamp(ms) => log.log.seq_at_timestamp(ms.max(meta.cutoff_ms(host.env().now_ms()))).await.map_err(storage_error),
+        Seek::Seal => {
+            log.sealed.set(true);
+            log.appended.notify_all();
+            Ok(log.log.next_seq() - 1)
+        }
+    }
+}
+
+/// Shard 0, before a reshard: seals every shard `after` closes and returns their last
+/// log sequence numbers.
+pub async fn seal_closing<H: StreamHost>(host: &Rc<H>, before: &Snapshot, after: &Snapshot) -> Result<HashMap<(u64, u32), u64>, OpError> {
+    let mut sealed = HashMap::new();
+    for meta in after.streams.values() {
+        let Some(old) = before.streams.get(&meta.name).filter(|old| old.id == meta.id) else { continue };
+        for shard in old.open_shards() {
+            if meta.shard(shard.index).is_some_and(|now| !now.is_open()) {
+                let last = seek(host, old, shard.index, Seek::Seal).await?;
+                sealed.insert((meta.id, shard.index), last);
             }
         }
-        let from = request.from;
-        let read = |from: u64| log.log.read(from, request.max_records, request.max_bytes);
-        let woken = log.appended.listen();
-        let mut stored = read(from).await.map_err(storage_error)?;
-        let at_end = |next: u64| shard.closed.is_some_and(|(_, last)| next > last);
-        if stored.is_empty() && request.wait_ms > 0 && !at_end(from.max(log.log.first_seq())) {
-            let timeout = self.env.sleep(Duration::from_millis(request.wait_ms));
-            let shutdown = self.shutdown.event.listen();
-            futures::pin_mut!(woken, timeout, shutdown);
-            if !self.shutdown.requested.get() {
-                futures::future::select(woken, futures::future::select(timeout, shutdown)).await;
+    }
+    Ok(sealed)
+}
+
+/// Serves a SubscribeToShard: pushes records to `sink` as they are written, for five
+/// minutes or until the shard is closed and read, then ends with `Done`.
+pub async fn subscribe_to_shard<H: StreamHost>(
+    host: &Rc<H>,
+    consumer_arn: String,
+    shard_id: String,
+    position: StartingPosition,
+    sink: &impl EventSink,
+) {
+    let started = async {
+        let snapshot = host.snapshot();
+        let consumer = ConsumerRef { consumer_arn: Some(consumer_arn.clone()), ..ConsumerRef::default() };
+        let (meta, _) = find_consumer(&snapshot.streams, &snapshot.naming, &consumer)?;
+        let meta = meta.clone();
+        let shard = meta.shard_by_id(&shard_id)?.clone();
+        let next = start_position(host, &meta, shard.index, &position).await?;
+        Ok::<_, OpError>((meta, shard, next))
+    };
+    let (meta, shard, mut next) = match started.await {
+        Ok(started) => started,
+        Err(error) => {
+            sink.send(&Err(error)).await;
+            return;
+        }
+    };
+    // One subscription per consumer and shard: a second within 5 s is refused, a later one
+    // takes over (the owner of the shard keeps the lease).
+    let consumer_key = super::store::consumer_key(&consumer_arn);
+    let owner = shard.owner(host.count());
+    let generation = match lease(host, owner, Lease { stream_id: meta.id, shard: shard.index, consumer_key, release: None }).await {
+        Ok(generation) => generation,
+        Err(error) => {
+            sink.send(&Err(error)).await;
+            return;
+        }
+    };
+    push_events(host, &meta, &shard, &consumer_arn, &mut next, (consumer_key, generation), sink).await;
+    let release = Lease { stream_id: meta.id, shard: shard.index, consumer_key, release: Some(generation) };
+    let _ = lease(host, owner, release).await;
+}
+
+async fn lease<H: StreamHost>(host: &Rc<H>, owner: usize, lease: Lease) -> Result<u64, OpError> {
+    call_on(host, owner, StreamLease(lease)).await?
+}
+
+/// The body of a push subscription, once its lease is held.
+async fn push_events<H: StreamHost>(
+    host: &Rc<H>,
+    meta: &StreamMeta,
+    shard: &crate::catalog::streams::ShardMeta,
+    consumer_arn: &str,
+    next: &mut u64,
+    (consumer_key, generation): (u64, u64),
+    sink: &impl EventSink,
+) {
+    let deadline = host.env().now_ms() + SUBSCRIPTION_LIFETIME_MS;
+    loop {
+        let now = host.env().now_ms();
+        if host.shutdown().requested.get() || now >= deadline {
+            sink.send(&Ok(Reply::Done)).await;
+            return;
+        }
+        // A deregistered consumer or a deleted stream ends the subscription.
+        let snapshot = host.snapshot();
+        let current = find_consumer(
+            &snapshot.streams,
+            &snapshot.naming,
+            &ConsumerRef { consumer_arn: Some(consumer_arn.to_owned()), ..ConsumerRef::default() },
+        );
+        let current = match current {
+            Ok((current, _)) if current.id == meta.id => current.clone(),
+            _ => {
+                sink.send(&Err(OpError::new(ErrorCode::ResourceNotFound, "The consumer or its stream is gone."))).await;
+                return;
             }
-            stored = read(from).await.map_err(storage_error)?;
-        }
-        // Records past retention stay in the log until their segment goes, unseen.
-        let cutoff = meta.cutoff_ms(self.env.now_ms());
-        let mut from = from;
-        if stored.first().is_some_and(|record| record.timestamp_ms < cutoff) {
-            from = from.max(log.log.seq_at_timestamp(cutoff).await.map_err(storage_error)?);
-            stored = read(from).await.map_err(storage_error)?;
-        }
-        let mut records = Vec::with_capacity(stored.len());
-        let mut bytes = 0u64;
-        for record in &stored {
-            let (key, data) = split_record(record).ok_or_else(|| {
-                OpError::new(
-                    ErrorCode::InternalFailure,
-                    format!("record {} of {} does not decode (damaged on disk)", record.seq, shard.id()),
-                )
-            })?;
-            bytes += data.len() as u64;
-            records.push(StreamRecord {
-                sequence_number: meta.sequence_number(shard.index, record.seq),
-                arrival_ms: record.timestamp_ms,
-                data,
-                partition_key: key.to_owned(),
-            });
-        }
-        if enforce {
-            log.count_read(bytes);
-        }
-        let next = stored.last().map_or_else(|| from.max(log.log.first_seq()), |record| record.seq + 1);
-        let caught_up = next >= log.log.next_seq();
-        let millis_behind_latest = match stored.last() {
-            Some(last) if !caught_up => self.env.now_ms().saturating_sub(last.timestamp_ms),
-            _ => 0,
         };
-        Ok(ReadOutcome { records, next, millis_behind_latest, ended: at_end(next) })
-    }
-
-    /// Takes or gives back a push-subscription lease here, the shard's owner.
-    pub fn stream_lease_local(&self, lease: Lease) -> Result<u64, OpError> {
-        self.streams.lease(lease, self.env.now_ms())
-    }
-
-    /// Finds a position in (or seals) one shard here, its owner.
-    pub async fn stream_seek_local(self: &Rc<Self>, stream_id: u64, shard: u32, seek: Seek) -> Result<u64, OpError> {
-        let snapshot = self.queues.snapshot();
-        let meta = stream_by_id(&snapshot, stream_id)?.clone();
-        meta.shard(shard).ok_or_else(|| shard_gone(shard))?;
-        let log = self.streams.get(stream_id, shard, || self.shard_exists(stream_id, shard)).await?;
-        match seek {
-            Seek::Latest => Ok(log.log.next_seq()),
-            Seek::Timestamp(ms) => log.log.seq_at_timestamp(ms.max(meta.cutoff_ms(self.env.now_ms()))).await.map_err(storage_error),
-            Seek::Seal => {
-                log.sealed.set(true);
-                log.appended.notify_all();
-                Ok(log.log.next_seq() - 1)
-            }
-        }
-    }
-
-    /// Shard 0, before a reshard: seals every shard `after` closes and returns their last
-    /// log sequence numbers.
-    pub async fn seal_closing(self: &Rc<Self>, before: &Snapshot, after: &Snapshot) -> Result<HashMap<(u64, u32), u64>, OpError> {
-        let mut sealed = HashMap::new();
-        for meta in after.streams.values() {
-            let Some(old) = before.streams.get(&meta.name).filter(|old| old.id == meta.id) else { continue };
-            for shard in old.open_shards() {
-                if meta.shard(shard.index).is_some_and(|now| !now.is_open()) {
-                    let last = self.seek(old, shard.index, Seek::Seal).await?;
-                    sealed.insert((meta.id, shard.index), last);
-                }
-            }
-        }
-        Ok(sealed)
-    }
-
-    /// Serves a SubscribeToShard: pushes records to `sink` as they are written, for five
-    /// minutes or until the shard is closed and read, then ends with `Done`.
-    pub async fn subscribe_to_shard(
-        self: &Rc<Self>,
-        consumer_arn: String,
-        shard_id: String,
-        position: StartingPosition,
-        sink: &impl EventSink,
-    ) {
-        let started = async {
-            let snapshot = self.queues.snapshot();
-            let consumer = ConsumerRef { consumer_arn: Some(consumer_arn.clone()), ..ConsumerRef::default() };
-            let (meta, _) = find_consumer(&snapshot.streams, &snapshot.naming, &consumer)?;
-            let meta = meta.clone();
-            let shard = meta.shard_by_id(&shard_id)?.clone();
-            let next = self.start_position(&meta, shard.index, &position).await?;
-            Ok::<_, OpError>((meta, shard, next))
+        let request = ReadRequest {
+            stream_id: meta.id,
+            shard: shard.index,
+            from: *next,
+            max_records: GET_RECORDS_MAX as usize,
+            max_bytes: PUSH_EVENT_BYTES_MAX,
+            wait_ms: (PUSH_IDLE.as_millis() as u64).min(deadline - now),
+            limited: false,
+            lease: Some((consumer_key, generation)),
         };
-        let (meta, shard, mut next) = match started.await {
-            Ok(started) => started,
+        let read = match read_shard(host, shard.owner(host.count()), request).await {
+            Ok(read) => read,
             Err(error) => {
                 sink.send(&Err(error)).await;
                 return;
             }
         };
-        // One subscription per consumer and shard: a second within 5 s is refused, a later one
-        // takes over (the owner of the shard keeps the lease).
-        let consumer_key = super::store::consumer_key(&consumer_arn);
-        let owner = shard.owner(self.count);
-        let generation = match self.lease(owner, Lease { stream_id: meta.id, shard: shard.index, consumer_key, release: None }).await {
-            Ok(generation) => generation,
-            Err(error) => {
-                sink.send(&Err(error)).await;
-                return;
-            }
+        *next = read.next;
+        let event = ShardEvent {
+            records: read.records,
+            continuation_sequence_number: meta.sequence_number(shard.index, next.saturating_sub(1)),
+            millis_behind_latest: read.millis_behind_latest,
+            child_shards: if read.ended { current.children(shard.index) } else { Vec::new() },
         };
-        self.push_events(&meta, &shard, &consumer_arn, &mut next, (consumer_key, generation), sink).await;
-        let release = Lease { stream_id: meta.id, shard: shard.index, consumer_key, release: Some(generation) };
-        let _ = self.lease(owner, release).await;
-    }
-
-    async fn lease(self: &Rc<Self>, owner: usize, lease: Lease) -> Result<u64, OpError> {
-        self.call_on(owner, StreamLease(lease)).await?
-    }
-
-    /// The body of a push subscription, once its lease is held.
-    async fn push_events(
-        self: &Rc<Self>,
-        meta: &StreamMeta,
-        shard: &crate::catalog::streams::ShardMeta,
-        consumer_arn: &str,
-        next: &mut u64,
-        (consumer_key, generation): (u64, u64),
-        sink: &impl EventSink,
-    ) {
-        let deadline = self.env.now_ms() + SUBSCRIPTION_LIFETIME_MS;
-        loop {
-            let now = self.env.now_ms();
-            if self.shutdown.requested.get() || now >= deadline {
-                sink.send(&Ok(Reply::Done)).await;
-                return;
-            }
-            // A deregistered consumer or a deleted stream ends the subscription.
-            let snapshot = self.queues.snapshot();
-            let current = find_consumer(
-                &snapshot.streams,
-                &snapshot.naming,
-                &ConsumerRef { consumer_arn: Some(consumer_arn.to_owned()), ..ConsumerRef::default() },
-            );
-            let current = match current {
-                Ok((current, _)) if current.id == meta.id => current.clone(),
-                _ => {
-                    sink.send(&Err(OpError::new(ErrorCode::ResourceNotFound, "The consumer or its stream is gone."))).await;
-                    return;
-                }
-            };
-            let request = ReadRequest {
-                stream_id: meta.id,
-                shard: shard.index,
-                from: *next,
-                max_records: GET_RECORDS_MAX as usize,
-                max_bytes: PUSH_EVENT_BYTES_MAX,
-                wait_ms: (PUSH_IDLE.as_millis() as u64).min(deadline - now),
-                limited: false,
-                lease: Some((consumer_key, generation)),
-            };
-            let read = match self.read_shard(shard.owner(self.count), request).await {
-                Ok(read) => read,
-                Err(error) => {
-                    sink.send(&Err(error)).await;
-                    return;
-                }
-            };
-            *next = read.next;
-            let event = ShardEvent {
-                records: read.records,
-                continuation_sequence_number: meta.sequence_number(shard.index, next.saturating_sub(1)),
-                millis_behind_latest: read.millis_behind_latest,
-                child_shards: if read.ended { current.children(shard.index) } else { Vec::new() },
-            };
-            if !sink.send(&Ok(Reply::ShardEvent(event))).await {
-                return;
-            }
-            if read.ended {
-                sink.send(&Ok(Reply::Done)).await;
-                return;
-            }
+        if !sink.send(&Ok(Reply::ShardEvent(event))).await {
+            return;
+        }
+        if read.ended {
+            sink.send(&Ok(Reply::Done)).await;
+            return;
         }
     }
+}
 
-    /// Background, on every core: enforces retention on the shards this core owns (whole
-    /// segments go once every record in them is past retention) and closes the logs that have
-    /// been idle; shard 0 also drops closed shards whose records have all expired.
-    pub async fn stream_retention(self: &Rc<Self>) {
-        let snapshot = self.queues.snapshot();
-        let now = self.env.now_ms();
-        for meta in snapshot.streams.values() {
-            for shard in meta.shards.iter().filter(|shard| shard.owner(self.count) == self.id) {
-                let trimmed =
-                    self.streams.trim(meta.id, shard.index, meta.cutoff_ms(now), || self.shard_exists(meta.id, shard.index)).await;
-                if let Err(error) = trimmed {
-                    tracing::warn!(stream = %meta.name, shard = %shard.id(), %error, "stream retention failed; will retry");
-                }
-                glommio::yield_if_needed().await;
+/// Background, on every core: enforces retention on the shards this core owns (whole
+/// segments go once every record in them is past retention) and closes the logs that have
+/// been idle; shard 0 also drops closed shards whose records have all expired.
+pub async fn stream_retention<H: StreamHost>(host: &Rc<H>) {
+    let snapshot = host.snapshot();
+    let now = host.env().now_ms();
+    for meta in snapshot.streams.values() {
+        for shard in meta.shards.iter().filter(|shard| shard.owner(host.count()) == host.id()) {
+            let trimmed = host.streams().trim(meta.id, shard.index, meta.cutoff_ms(now), || shard_exists(host, meta.id, shard.index)).await;
+            if let Err(error) = trimmed {
+                tracing::warn!(stream = %meta.name, shard = %shard.id(), %error, "stream retention failed; will retry");
             }
-        }
-        self.streams.close_idle(self.env.now_ms(), self.streams.idle_ms, None).await;
-        if self.id == 0 && snapshot.streams.values().any(|meta| meta.shards.iter().any(|shard| meta.expired(shard, now))) {
-            if let Err(error) = self.stream_change(StreamChange::Expire).await {
-                tracing::warn!(%error, "dropping expired shards failed; will retry");
-            }
+            host.env().yield_if_needed().await;
         }
     }
-
-    /// Whether the current snapshot still has this stream shard.
-    fn shard_exists(&self, stream_id: u64, shard: u32) -> bool {
-        self.queues.snapshot().streams.values().any(|meta| meta.id == stream_id && meta.shard(shard).is_some())
-    }
-
-    /// On a new snapshot (and at start): closes and deletes the logs, open or not, of the
-    /// shards this core owned that are gone (deleted streams, expired shards).
-    pub async fn forget_gone_streams(self: &Rc<Self>) {
-        let snapshot = self.queues.snapshot();
-        let mut owned: HashMap<u64, Vec<u32>> = HashMap::new();
-        for meta in snapshot.streams.values() {
-            for shard in meta.shards.iter().filter(|shard| shard.owner(self.count) == self.id) {
-                owned.entry(meta.id).or_default().push(shard.index);
-            }
+    host.streams().close_idle(host.env().now_ms(), host.streams().idle_ms, None).await;
+    if host.id() == 0 && snapshot.streams.values().any(|meta| meta.shards.iter().any(|shard| meta.expired(shard, now))) {
+        if let Err(error) = stream_change(host, StreamChange::Expire).await {
+            tracing::warn!(%error, "dropping expired shards failed; will retry");
         }
-        self.streams.forget_gone(owned).await;
     }
+}
+
+/// Whether the current snapshot still has this stream shard.
+fn shard_exists<H: StreamHost>(host: &Rc<H>, stream_id: u64, shard: u32) -> bool {
+    host.snapshot().streams.values().any(|meta| meta.id == stream_id && meta.shard(shard).is_some())
+}
+
+/// On a new snapshot (and at start): closes and deletes the logs, open or not, of the
+/// shards this core owned that are gone (deleted streams, expired shards).
+pub async fn forget_gone_streams<H: StreamHost>(host: &Rc<H>) {
+    let snapshot = host.snapshot();
+    let mut owned: HashMap<u64, Vec<u32>> = HashMap::new();
+    for meta in snapshot.streams.values() {
+        for shard in meta.shards.iter().filter(|shard| shard.owner(host.count()) == host.id()) {
+            owned.entry(meta.id).or_default().push(shard.index);
+        }
+    }
+    host.streams().forget_gone(owned).await;
 }

@@ -23,12 +23,12 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use sluice_protocol::MessageAttribute;
 
+use super::TopicHost;
 use crate::catalog::delivery::{effective_policy, target, RetryPolicy, Target};
 use crate::catalog::is_delivery_queue;
 use crate::catalog::topics::SubscriptionMeta;
 use crate::queue::partition::Delivery;
 use crate::queue::VisibilityChange;
-use crate::shard::Shard;
 
 /// How long a message stays hidden while its POST is under way (longer than the timeout).
 const POSTING_VISIBILITY_MS: u64 = 60_000;
@@ -219,135 +219,141 @@ fn attribute<'a>(delivery: &'a Delivery, name: &str) -> Option<&'a str> {
     delivery.payload.attributes.as_deref()?.iter().find(|a| a.name == name)?.string_value.as_deref()
 }
 
-impl Shard {
-    /// This shard's HTTP delivery task: runs for the life of the shard.
-    pub async fn http_deliveries(self: Rc<Self>) {
-        self.release_deliveries_in_flight().await;
-        let posts = Rc::new(glommio::sync::Semaphore::new(POSTS_IN_FLIGHT_MAX as u64));
-        loop {
-            let woken = self.http_wake.listen();
-            let tick = self.env.sleep(DELIVERY_TICK);
-            let shutdown = self.shutdown.event.listen();
-            futures::pin_mut!(woken, tick, shutdown);
-            futures::future::select(woken, futures::future::select(tick, shutdown)).await;
-            if self.shutdown.requested.get() {
-                return;
-            }
-            let snapshot = self.queues.snapshot();
-            for topic in snapshot.topics.values() {
-                for subscription in &topic.subscriptions {
-                    let Some(queue) = subscription.delivery_queue().and_then(|name| snapshot.by_name.get(&name).cloned()) else { continue };
-                    let free = posts.available() as usize;
-                    if free == 0 {
-                        break;
+/// This shard's HTTP delivery task: runs for the life of the shard.
+pub async fn http_deliveries<H: TopicHost>(host: Rc<H>) {
+    release_deliveries_in_flight(&host).await;
+    let posts = Rc::new(glommio::sync::Semaphore::new(POSTS_IN_FLIGHT_MAX as u64));
+    loop {
+        let woken = host.topics().http_wake.listen();
+        let tick = host.env().sleep(DELIVERY_TICK);
+        let shutdown = host.shutdown().event.listen();
+        futures::pin_mut!(woken, tick, shutdown);
+        futures::future::select(woken, futures::future::select(tick, shutdown)).await;
+        if host.shutdown().requested.get() {
+            return;
+        }
+        let snapshot = host.snapshot();
+        for topic in snapshot.topics.values() {
+            for subscription in &topic.subscriptions {
+                let Some(queue) = subscription.delivery_queue().and_then(|name| snapshot.by_name.get(&name).cloned()) else { continue };
+                let free = posts.available() as usize;
+                if free == 0 {
+                    break;
+                }
+                let deliveries = match crate::queue::service::receive_local(&host, queue.id, free.min(10), POSTING_VISIBILITY_MS).await {
+                    Ok(deliveries) => deliveries,
+                    Err(error) => {
+                        tracing::warn!(shard = host.id(), subscription = %subscription.arn, %error, "cannot take deliveries");
+                        continue;
                     }
-                    let deliveries = match self.receive_local(queue.id, free.min(10), POSTING_VISIBILITY_MS).await {
-                        Ok(deliveries) => deliveries,
-                        Err(error) => {
-                            tracing::warn!(shard = self.id, subscription = %subscription.arn, %error, "cannot take deliveries");
-                            continue;
-                        }
-                    };
-                    let policy = effective_policy(subscription, topic.attributes.get("DeliveryPolicy").map(String::as_str));
-                    for delivery in deliveries {
-                        let Ok(permit) = posts.clone().acquire_static_permit(1).await else { return };
-                        let shard = self.clone();
-                        let (subscription, queue_id, policy) = (subscription.clone(), queue.id, policy.clone());
-                        self.env.spawn(async move {
-                            shard.deliver(&subscription, queue_id, delivery, &policy).await;
-                            drop(permit);
-                        });
-                    }
+                };
+                let policy = effective_policy(subscription, topic.attributes.get("DeliveryPolicy").map(String::as_str));
+                for delivery in deliveries {
+                    let Ok(permit) = posts.clone().acquire_static_permit(1).await else { return };
+                    let shard = host.clone();
+                    let (subscription, queue_id, policy) = (subscription.clone(), queue.id, policy.clone());
+                    host.env().spawn(async move {
+                        deliver(&shard, &subscription, queue_id, delivery, &policy).await;
+                        drop(permit);
+                    });
                 }
             }
         }
     }
+}
 
-    /// At start: deliveries that were being POSTed when the daemon stopped are due again now
-    /// (otherwise they would wait out the posting visibility).
-    async fn release_deliveries_in_flight(self: &Rc<Self>) {
-        let snapshot = self.queues.snapshot();
-        let now = self.env.now_ms();
-        let mut last = None;
-        for queue in snapshot.by_name.values().filter(|meta| is_delivery_queue(&meta.name)) {
-            let mut partitions = self.queues.partitions.borrow_mut();
-            let Some(partition) = partitions.get_mut(&queue.id) else { continue };
-            if partition.release_inflight(now) > 0 {
-                match self.storage.commit(partition) {
-                    Ok(ticket) => last = last.max(ticket),
-                    Err(error) => tracing::warn!(shard = self.id, %error, "cannot release HTTP deliveries in flight"),
-                }
-            }
-        }
-        if let Some(ticket) = last {
-            if let Err(error) = self.storage.durable(ticket).await {
-                tracing::warn!(shard = self.id, %error, "cannot release HTTP deliveries in flight");
+/// At start: deliveries that were being POSTed when the daemon stopped are due again now
+/// (otherwise they would wait out the posting visibility).
+async fn release_deliveries_in_flight<H: TopicHost>(host: &Rc<H>) {
+    let snapshot = host.snapshot();
+    let now = host.env().now_ms();
+    let mut last = None;
+    for queue in snapshot.by_name.values().filter(|meta| is_delivery_queue(&meta.name)) {
+        let mut partitions = host.queues().partitions.borrow_mut();
+        let Some(partition) = partitions.get_mut(&queue.id) else { continue };
+        if partition.release_inflight(now) > 0 {
+            match host.queues().storage.commit(partition) {
+                Ok(ticket) => last = last.max(ticket),
+                Err(error) => tracing::warn!(shard = host.id(), %error, "cannot release HTTP deliveries in flight"),
             }
         }
     }
+    if let Some(ticket) = last {
+        if let Err(error) = host.queues().storage.durable(ticket).await {
+            tracing::warn!(shard = host.id(), %error, "cannot release HTTP deliveries in flight");
+        }
+    }
+}
 
-    /// One attempt at one delivery, and what follows from its outcome.
-    async fn deliver(self: &Rc<Self>, subscription: &SubscriptionMeta, queue_id: u64, delivery: Delivery, policy: &RetryPolicy) {
-        let message_type = attribute(&delivery, MESSAGE_TYPE).unwrap_or("Notification");
-        let message_id = attribute(&delivery, MESSAGE_ID).unwrap_or_default();
-        let mut headers =
-            vec![(MESSAGE_TYPE, message_type), (MESSAGE_ID, message_id), ("x-amz-sns-topic-arn", subscription.topic_arn.as_str())];
-        if message_type == "Notification" {
-            headers.push(("x-amz-sns-subscription-arn", subscription.arn.as_str()));
-            if subscription.raw {
-                headers.push(("x-amz-sns-rawdelivery", "true"));
+/// One attempt at one delivery, and what follows from its outcome.
+async fn deliver<H: TopicHost>(host: &Rc<H>, subscription: &SubscriptionMeta, queue_id: u64, delivery: Delivery, policy: &RetryPolicy) {
+    let message_type = attribute(&delivery, MESSAGE_TYPE).unwrap_or("Notification");
+    let message_id = attribute(&delivery, MESSAGE_ID).unwrap_or_default();
+    let mut headers =
+        vec![(MESSAGE_TYPE, message_type), (MESSAGE_ID, message_id), ("x-amz-sns-topic-arn", subscription.topic_arn.as_str())];
+    if message_type == "Notification" {
+        headers.push(("x-amz-sns-subscription-arn", subscription.arn.as_str()));
+        if subscription.raw {
+            headers.push(("x-amz-sns-rawdelivery", "true"));
+        }
+    }
+    let allow_private = host.config().http_endpoints_allow_private;
+    let outcome = match post(&host.topics().tls, allow_private, &subscription.endpoint, &headers, &delivery.payload.body).await {
+        Ok(status) if (200..300).contains(&status) => Ok(()),
+        Ok(status) => Err(format!("the endpoint answered HTTP {status}")),
+        Err(error) => Err(error),
+    };
+    let message = (delivery.seq, delivery.payload.message_id as u64);
+    let attempt = delivery.receive_count;
+    match outcome {
+        Ok(()) => {
+            // Not kept: the notification is delivered again after the restart (at least once).
+            let _ = crate::queue::service::delete_local(host, queue_id, vec![message]).await;
+        }
+        Err(reason) if attempt < policy.attempts() => {
+            let timeout_ms = policy.delay_ms(attempt);
+            tracing::debug!(subscription = %subscription.arn, attempt, %reason, retry_in_ms = timeout_ms, "HTTP delivery failed; will retry");
+            let entries = vec![VisibilityChange { message, receive_count: attempt, timeout_ms }];
+            crate::queue::service::change_visibility_local(host, queue_id, entries).await;
+            if timeout_ms == 0 {
+                host.topics().http_wake.notify_all();
             }
         }
-        let allow_private = self.config.http_endpoints_allow_private;
-        let outcome = match post(&self.tls, allow_private, &subscription.endpoint, &headers, &delivery.payload.body).await {
-            Ok(status) if (200..300).contains(&status) => Ok(()),
-            Ok(status) => Err(format!("the endpoint answered HTTP {status}")),
-            Err(error) => Err(error),
-        };
-        let message = (delivery.seq, delivery.payload.message_id as u64);
-        let attempt = delivery.receive_count;
-        match outcome {
-            Ok(()) => {
-                // Not kept: the notification is delivered again after the restart (at least once).
-                let _ = self.delete_local(queue_id, vec![message]).await;
-            }
-            Err(reason) if attempt < policy.attempts() => {
-                let timeout_ms = policy.delay_ms(attempt);
-                tracing::debug!(subscription = %subscription.arn, attempt, %reason, retry_in_ms = timeout_ms, "HTTP delivery failed; will retry");
-                let entries = vec![VisibilityChange { message, receive_count: attempt, timeout_ms }];
-                self.change_visibility_local(queue_id, entries).await;
-                if timeout_ms == 0 {
-                    self.http_wake.notify_all();
-                }
-            }
-            Err(reason) => {
-                if message_type == "Notification" {
-                    let snapshot = self.queues.snapshot();
-                    let now = self.env.now_ms();
-                    let mut sends = crate::queue::service::Sends::default();
-                    let undeliverable = super::service::Undeliverable {
-                        code: "DeliveryFailed",
-                        reason: format!("{} attempts failed; the last: {reason}", attempt),
-                    };
-                    match self.dead_letter(&snapshot, subscription, delivery.payload.body.clone(), undeliverable, now, &mut sends) {
-                        Ok(()) => {
-                            // Deleted only once the dead-letter copy is kept: a crash between
-                            // the two can duplicate the message, never lose it.
-                            if let Err(error) = self.sends_durable(sends).await {
-                                tracing::error!(%error, "cannot keep a dead-lettered notification; will retry it");
-                                return;
-                            }
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "cannot dead-letter a notification; will retry it");
+        Err(reason) => {
+            if message_type == "Notification" {
+                let snapshot = host.snapshot();
+                let now = host.env().now_ms();
+                let mut sends = crate::queue::service::Sends::default();
+                let undeliverable = super::service::Undeliverable {
+                    code: "DeliveryFailed",
+                    reason: format!("{} attempts failed; the last: {reason}", attempt),
+                };
+                match super::service::dead_letter(
+                    host,
+                    &snapshot,
+                    subscription,
+                    delivery.payload.body.clone(),
+                    undeliverable,
+                    now,
+                    &mut sends,
+                ) {
+                    Ok(()) => {
+                        // Deleted only once the dead-letter copy is kept: a crash between
+                        // the two can duplicate the message, never lose it.
+                        if let Err(error) = crate::queue::service::sends_durable(host, sends).await {
+                            tracing::error!(%error, "cannot keep a dead-lettered notification; will retry it");
                             return;
                         }
                     }
-                } else {
-                    tracing::warn!(subscription = %subscription.arn, %reason, "the subscription confirmation could not be delivered");
+                    Err(error) => {
+                        tracing::error!(%error, "cannot dead-letter a notification; will retry it");
+                        return;
+                    }
                 }
-                let _ = self.delete_local(queue_id, vec![message]).await;
+            } else {
+                tracing::warn!(subscription = %subscription.arn, %reason, "the subscription confirmation could not be delivered");
             }
+            let _ = crate::queue::service::delete_local(host, queue_id, vec![message]).await;
         }
     }
 }

@@ -12,3 +12,24 @@
 pub mod envelope;
 pub mod http;
 pub mod service;
+
+use std::sync::Arc;
+
+use futures_rustls::rustls::ClientConfig;
+
+use crate::env::notify::LocalNotify;
+use crate::queue::QueueHost;
+
+/// This shard's topic state (topics and subscriptions themselves are metadata).
+pub struct Topics {
+    /// Notified when an HTTP delivery is queued on this shard (or is due again at once).
+    pub http_wake: LocalNotify,
+    /// TLS settings for `https` subscription endpoints (immutable).
+    pub tls: Arc<ClientConfig>,
+}
+
+/// What the topic engine needs from the shard it runs in: the queue engine (a publish
+/// appends to subscribed queues' partitions here) and its own state.
+pub trait TopicHost: QueueHost {
+    fn topics(&self) -> &Topics;
+}

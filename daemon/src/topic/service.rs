@@ -20,6 +20,7 @@ use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
 use super::envelope::{Envelope, Notification};
+use super::TopicHost;
 use crate::catalog::filter::{parse_arrays, Message, Scope};
 use crate::catalog::topics::{
     default_policy, random_uuid, resolve, resolve_subscription, SubscriptionMeta, TopicChange, TopicMeta, DEFAULT_DELIVERY_POLICY,
@@ -28,7 +29,6 @@ use crate::catalog::{MetaChange, MetaOutcome, QueueMeta, Snapshot};
 use crate::queue::partition::Payload;
 use crate::queue::service::{decode_next_token, encode_next_token, new_message_id, Sends};
 use crate::queue::validate::check_batch_ids;
-use crate::shard::Shard;
 
 fn invalid(message: impl Into<String>) -> OpError {
     OpError::new(ErrorCode::InvalidParameter, message)
@@ -71,293 +71,294 @@ fn summary(account_id: &str, s: &SubscriptionMeta) -> SubscriptionSummary {
     }
 }
 
-impl Shard {
-    /// Runs one topic operation.
-    pub async fn handle_topic_op(self: &Rc<Self>, op: Op) -> Response {
-        let account_id = &self.config.account_id;
-        match op {
-            Op::CreateTopic { name, attributes, tags } => self.topic_change(TopicChange::Create { name, attributes, tags }).await,
-            Op::DeleteTopic { topic } => self.topic_change(TopicChange::Delete { topic }).await.map(|_| Reply::Done),
-            Op::ListTopics { next_token } => {
-                let snapshot = self.queues.snapshot();
-                let (arns, next_token) = page(snapshot.topics.values().map(|t| (t.name.as_str(), t.arn.clone())), next_token)?;
-                Ok(Reply::Arns { arns, next_token })
-            }
-            Op::GetTopicAttributes { topic } => {
-                let snapshot = self.queues.snapshot();
-                let meta = resolve(&snapshot.topics, &snapshot.naming, &topic)?;
-                Ok(Reply::Attributes(topic_attributes(meta, account_id)))
-            }
-            Op::SetTopicAttributes { topic, name, value } => {
-                self.topic_change(TopicChange::SetAttribute { topic, name, value }).await.map(|_| Reply::Done)
-            }
-            Op::Subscribe { topic, protocol, endpoint, attributes, return_subscription_arn } => {
-                if protocol.starts_with("http") && !self.config.http_endpoints_allow_private {
-                    if let Some(reason) = endpoint.as_deref().and_then(super::http::literal_endpoint_refusal) {
-                        return Err(OpError::new(ErrorCode::InvalidParameter, format!("Invalid parameter: Endpoint: {reason}")));
-                    }
-                }
-                let reply = self.topic_change(TopicChange::Subscribe { topic, protocol, endpoint, attributes }).await?;
-                let Reply::Arn(arn) = &reply else { return Ok(reply) };
-                let snapshot = self.queues.snapshot();
-                let Ok((_, subscription)) = resolve_subscription(&snapshot.topics, &snapshot.naming, arn) else { return Ok(reply) };
-                if subscription.pending_token.is_none() {
-                    return Ok(reply);
-                }
-                self.send_confirmation(subscription).await?;
-                Ok(if return_subscription_arn { reply } else { Reply::Arn("pending confirmation".into()) })
-            }
-            Op::ConfirmSubscription { topic, token, .. } => self.topic_change(TopicChange::Confirm { topic, token }).await,
-            Op::Unsubscribe { subscription } => self.topic_change(TopicChange::Unsubscribe { subscription }).await.map(|_| Reply::Done),
-            Op::ListSubscriptions { topic, next_token } => {
-                let snapshot = self.queues.snapshot();
-                let mut rows: Vec<&Arc<SubscriptionMeta>> = match &topic {
-                    Some(topic) => resolve(&snapshot.topics, &snapshot.naming, topic)?.subscriptions.iter().collect(),
-                    None => snapshot.topics.values().flat_map(|t| t.subscriptions.iter()).collect(),
-                };
-                rows.sort_by(|a, b| a.arn.cmp(&b.arn));
-                let (subscriptions, next_token) = page(rows.into_iter().map(|s| (s.arn.as_str(), summary(account_id, s))), next_token)?;
-                Ok(Reply::Subscriptions { subscriptions, next_token })
-            }
-            Op::GetSubscriptionAttributes { subscription } => {
-                let snapshot = self.queues.snapshot();
-                let (_, meta) = resolve_subscription(&snapshot.topics, &snapshot.naming, &subscription)?;
-                Ok(Reply::Attributes(subscription_attributes(meta, account_id)))
-            }
-            Op::SetSubscriptionAttributes { subscription, name, value } => {
-                self.topic_change(TopicChange::SetSubscriptionAttribute { subscription, name, value }).await.map(|_| Reply::Done)
-            }
-            Op::Publish { topic, entry } => {
-                let (mut successful, mut failed) = self.publish(&topic, vec![entry]).await?;
-                match (successful.pop(), failed.pop()) {
-                    (Some(result), _) => Ok(Reply::Publish(result)),
-                    (None, Some(failure)) => Err(OpError::new(failure.code, failure.message)),
-                    (None, None) => Err(OpError::new(ErrorCode::InternalFailure, "publish produced no result")),
-                }
-            }
-            Op::PublishBatch { topic, entries } => {
-                check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
-                let total: usize = entries.iter().map(PublishEntry::size_bytes).sum();
-                if total > PUBLISH_BYTES_MAX {
-                    return Err(OpError::new(
-                        ErrorCode::BatchRequestTooLong,
-                        format!("The length of all the messages put together is more than the limit of {PUBLISH_BYTES_MAX} bytes."),
-                    ));
-                }
-                let (successful, failed) = self.publish(&topic, entries).await?;
-                Ok(Reply::PublishBatch { successful, failed })
-            }
-            other => Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not a topic operation", other.name()))),
+/// Runs one topic operation.
+pub async fn handle_op<H: TopicHost>(host: &Rc<H>, op: Op) -> Response {
+    let account_id = &host.config().account_id;
+    match op {
+        Op::CreateTopic { name, attributes, tags } => topic_change(host, TopicChange::Create { name, attributes, tags }).await,
+        Op::DeleteTopic { topic } => topic_change(host, TopicChange::Delete { topic }).await.map(|_| Reply::Done),
+        Op::ListTopics { next_token } => {
+            let snapshot = host.snapshot();
+            let (arns, next_token) = page(snapshot.topics.values().map(|t| (t.name.as_str(), t.arn.clone())), next_token)?;
+            Ok(Reply::Arns { arns, next_token })
         }
-    }
-
-    async fn topic_change(self: &Rc<Self>, change: TopicChange) -> Response {
-        match self.meta_change(MetaChange::Topic(change)).await? {
-            MetaOutcome::Arn(Some(arn)) => Ok(Reply::Arn(arn)),
-            MetaOutcome::Arn(None) => Ok(Reply::Done),
-            other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome {other:?}"))),
+        Op::GetTopicAttributes { topic } => {
+            let snapshot = host.snapshot();
+            let meta = resolve(&snapshot.topics, &snapshot.naming, &topic)?;
+            Ok(Reply::Attributes(topic_attributes(meta, account_id)))
         }
-    }
-
-    /// Publishes entries in order; answers once every delivery made is durable.
-    async fn publish(self: &Rc<Self>, topic: &str, entries: Vec<PublishEntry>) -> Result<(Vec<PublishResult>, Vec<BatchFailure>), OpError> {
-        let snapshot = self.queues.snapshot();
-        let topic = resolve(&snapshot.topics, &snapshot.naming, topic)?.clone();
-        let now = self.env.now_ms();
-        let mut successful = Vec::with_capacity(entries.len());
-        let mut failed = Vec::new();
-        let mut sends = Sends::default();
-        for mut entry in entries {
-            let id = std::mem::take(&mut entry.id);
-            match self.publish_one(&snapshot, &topic, entry, now, &mut sends) {
-                Ok(message_id) => successful.push(PublishResult { id, message_id, sequence_number: None }),
-                Err(error) => failed.push(BatchFailure::new(id, error)),
+        Op::SetTopicAttributes { topic, name, value } => {
+            topic_change(host, TopicChange::SetAttribute { topic, name, value }).await.map(|_| Reply::Done)
+        }
+        Op::Subscribe { topic, protocol, endpoint, attributes, return_subscription_arn } => {
+            if protocol.starts_with("http") && !host.config().http_endpoints_allow_private {
+                if let Some(reason) = endpoint.as_deref().and_then(super::http::literal_endpoint_refusal) {
+                    return Err(OpError::new(ErrorCode::InvalidParameter, format!("Invalid parameter: Endpoint: {reason}")));
+                }
+            }
+            let reply = topic_change(host, TopicChange::Subscribe { topic, protocol, endpoint, attributes }).await?;
+            let Reply::Arn(arn) = &reply else { return Ok(reply) };
+            let snapshot = host.snapshot();
+            let Ok((_, subscription)) = resolve_subscription(&snapshot.topics, &snapshot.naming, arn) else { return Ok(reply) };
+            if subscription.pending_token.is_none() {
+                return Ok(reply);
+            }
+            send_confirmation(host, subscription).await?;
+            Ok(if return_subscription_arn { reply } else { Reply::Arn("pending confirmation".into()) })
+        }
+        Op::ConfirmSubscription { topic, token, .. } => topic_change(host, TopicChange::Confirm { topic, token }).await,
+        Op::Unsubscribe { subscription } => topic_change(host, TopicChange::Unsubscribe { subscription }).await.map(|_| Reply::Done),
+        Op::ListSubscriptions { topic, next_token } => {
+            let snapshot = host.snapshot();
+            let mut rows: Vec<&Arc<SubscriptionMeta>> = match &topic {
+                Some(topic) => resolve(&snapshot.topics, &snapshot.naming, topic)?.subscriptions.iter().collect(),
+                None => snapshot.topics.values().flat_map(|t| t.subscriptions.iter()).collect(),
+            };
+            rows.sort_by(|a, b| a.arn.cmp(&b.arn));
+            let (subscriptions, next_token) = page(rows.into_iter().map(|s| (s.arn.as_str(), summary(account_id, s))), next_token)?;
+            Ok(Reply::Subscriptions { subscriptions, next_token })
+        }
+        Op::GetSubscriptionAttributes { subscription } => {
+            let snapshot = host.snapshot();
+            let (_, meta) = resolve_subscription(&snapshot.topics, &snapshot.naming, &subscription)?;
+            Ok(Reply::Attributes(subscription_attributes(meta, account_id)))
+        }
+        Op::SetSubscriptionAttributes { subscription, name, value } => {
+            topic_change(host, TopicChange::SetSubscriptionAttribute { subscription, name, value }).await.map(|_| Reply::Done)
+        }
+        Op::Publish { topic, entry } => {
+            let (mut successful, mut failed) = publish(host, &topic, vec![entry]).await?;
+            match (successful.pop(), failed.pop()) {
+                (Some(result), _) => Ok(Reply::Publish(result)),
+                (None, Some(failure)) => Err(OpError::new(failure.code, failure.message)),
+                (None, None) => Err(OpError::new(ErrorCode::InternalFailure, "publish produced no result")),
             }
         }
-        self.sends_durable(sends).await?;
-        Ok((successful, failed))
+        Op::PublishBatch { topic, entries } => {
+            check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
+            let total: usize = entries.iter().map(PublishEntry::size_bytes).sum();
+            if total > PUBLISH_BYTES_MAX {
+                return Err(OpError::new(
+                    ErrorCode::BatchRequestTooLong,
+                    format!("The length of all the messages put together is more than the limit of {PUBLISH_BYTES_MAX} bytes."),
+                ));
+            }
+            let (successful, failed) = publish(host, &topic, entries).await?;
+            Ok(Reply::PublishBatch { successful, failed })
+        }
+        other => Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not a topic operation", other.name()))),
     }
+}
 
-    /// Checks one message and appends it to every matching subscriber's queue.
-    fn publish_one(
-        self: &Rc<Self>,
-        snapshot: &Snapshot,
-        topic: &TopicMeta,
-        entry: PublishEntry,
-        now: u64,
-        sends: &mut Sends,
-    ) -> Result<String, OpError> {
-        let checked = check_publish(&entry)?;
-        self.storage.admit_send()?;
-        let message_id = random_uuid();
-        let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now)).to_string();
-        // What SQS subscribers get: the message and its attributes, or their key of a JSON
-        // structure and none.
-        let (text, attributes): (&str, &[MessageAttribute]) = match &checked {
-            Structure::Plain(text) => (text, &entry.attributes),
-            Structure::Json { sqs } => (sqs, &[]),
-        };
-        let arrays = parse_arrays(&entry.attributes);
-        let wants_body = topic.subscriptions.iter().any(|s| s.filter.is_some() && s.scope == Scope::MessageBody);
-        let body: Option<Value> = if wants_body { serde_json::from_str(text).ok() } else { None };
-        // Raw deliveries share one copy of the message out of the request frame, and its
-        // digests; made at the first raw subscriber, not at all without one.
-        let mut raw: Option<RawCopy> = None;
-        let signature_version = topic.attributes.get("SignatureVersion").map_or("1", String::as_str);
-        let notification = Notification {
-            message_id: &message_id,
-            topic_arn: &topic.arn,
-            subject: entry.subject.as_deref(),
-            message: text,
-            timestamp: &timestamp,
-            signature_version,
-            attributes,
-        };
-        let mut envelope: Option<Envelope> = None;
-        for subscription in &topic.subscriptions {
-            if subscription.pending_token.is_some() {
+async fn topic_change<H: TopicHost>(host: &Rc<H>, change: TopicChange) -> Response {
+    match host.meta_change(MetaChange::Topic(change)).await? {
+        MetaOutcome::Arn(Some(arn)) => Ok(Reply::Arn(arn)),
+        MetaOutcome::Arn(None) => Ok(Reply::Done),
+        other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// Publishes entries in order; answers once every delivery made is durable.
+async fn publish<H: TopicHost>(
+    host: &Rc<H>,
+    topic: &str,
+    entries: Vec<PublishEntry>,
+) -> Result<(Vec<PublishResult>, Vec<BatchFailure>), OpError> {
+    let snapshot = host.snapshot();
+    let topic = resolve(&snapshot.topics, &snapshot.naming, topic)?.clone();
+    let now = host.env().now_ms();
+    let mut successful = Vec::with_capacity(entries.len());
+    let mut failed = Vec::new();
+    let mut sends = Sends::default();
+    for mut entry in entries {
+        let id = std::mem::take(&mut entry.id);
+        match publish_one(host, &snapshot, &topic, entry, now, &mut sends) {
+            Ok(message_id) => successful.push(PublishResult { id, message_id, sequence_number: None }),
+            Err(error) => failed.push(BatchFailure::new(id, error)),
+        }
+    }
+    crate::queue::service::sends_durable(host, sends).await?;
+    Ok((successful, failed))
+}
+
+/// Checks one message and appends it to every matching subscriber's queue.
+fn publish_one<H: TopicHost>(
+    host: &Rc<H>,
+    snapshot: &Snapshot,
+    topic: &TopicMeta,
+    entry: PublishEntry,
+    now: u64,
+    sends: &mut Sends,
+) -> Result<String, OpError> {
+    let checked = check_publish(&entry)?;
+    host.queues().storage.admit_send()?;
+    let message_id = random_uuid();
+    let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now)).to_string();
+    // What SQS subscribers get: the message and its attributes, or their key of a JSON
+    // structure and none.
+    let (text, attributes): (&str, &[MessageAttribute]) = match &checked {
+        Structure::Plain(text) => (text, &entry.attributes),
+        Structure::Json { sqs } => (sqs, &[]),
+    };
+    let arrays = parse_arrays(&entry.attributes);
+    let wants_body = topic.subscriptions.iter().any(|s| s.filter.is_some() && s.scope == Scope::MessageBody);
+    let body: Option<Value> = if wants_body { serde_json::from_str(text).ok() } else { None };
+    // Raw deliveries share one copy of the message out of the request frame, and its
+    // digests; made at the first raw subscriber, not at all without one.
+    let mut raw: Option<RawCopy> = None;
+    let signature_version = topic.attributes.get("SignatureVersion").map_or("1", String::as_str);
+    let notification = Notification {
+        message_id: &message_id,
+        topic_arn: &topic.arn,
+        subject: entry.subject.as_deref(),
+        message: text,
+        timestamp: &timestamp,
+        signature_version,
+        attributes,
+    };
+    let mut envelope: Option<Envelope> = None;
+    for subscription in &topic.subscriptions {
+        if subscription.pending_token.is_some() {
+            continue;
+        }
+        if let Some(filter) = &subscription.filter {
+            let message = match subscription.scope {
+                Scope::MessageAttributes => Message::Attributes { attributes: &entry.attributes, arrays: &arrays },
+                Scope::MessageBody => Message::Body(body.as_ref().and_then(Value::as_object)),
+            };
+            if !filter.matches(&message) {
                 continue;
             }
-            if let Some(filter) = &subscription.filter {
-                let message = match subscription.scope {
-                    Scope::MessageAttributes => Message::Attributes { attributes: &entry.attributes, arrays: &arrays },
-                    Scope::MessageBody => Message::Body(body.as_ref().and_then(Value::as_object)),
-                };
-                if !filter.matches(&message) {
-                    continue;
-                }
+        }
+        let public_url = host.config().public_url.as_str();
+        let (body, payload_attributes, md5) = if subscription.raw {
+            let copy = raw.get_or_insert_with(|| RawCopy {
+                body: Bytes::copy_from_slice(text.as_bytes()),
+                attributes: (!attributes.is_empty()).then(|| Arc::from(detached(attributes))),
+                md5: (md5_of_body(text.as_bytes()), md5_of_attributes(attributes)),
+            });
+            (copy.body.clone(), copy.attributes.clone(), copy.md5)
+        } else {
+            let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
+            let md5 = (md5_of_body(&body), None);
+            (body, None, md5)
+        };
+        if let Some(name) = subscription.delivery_queue() {
+            // HTTP: kept in the subscription's delivery queue until the POST succeeds.
+            if let Some(queue) = snapshot.by_name.get(&name) {
+                let attributes = super::http::delivery_attributes("Notification", &message_id);
+                crate::queue::service::append_message(host, queue, notice_payload(body, attributes, now), 0, now, sends)?;
+                host.topics().http_wake.notify_all();
             }
-            let public_url = self.config.public_url.as_str();
-            let (body, payload_attributes, md5) = if subscription.raw {
-                let copy = raw.get_or_insert_with(|| RawCopy {
-                    body: Bytes::copy_from_slice(text.as_bytes()),
-                    attributes: (!attributes.is_empty()).then(|| Arc::from(detached(attributes))),
-                    md5: (md5_of_body(text.as_bytes()), md5_of_attributes(attributes)),
-                });
-                (copy.body.clone(), copy.attributes.clone(), copy.md5)
-            } else {
+            continue;
+        }
+        let queue = snapshot.queue_by_arn(&subscription.endpoint);
+        let delivered = match queue {
+            None => {
+                Err(Undeliverable { code: "AWS.SimpleQueueService.NonExistentQueue", reason: "The specified queue does not exist.".into() })
+            }
+            Some(_) if subscription.raw && attributes.len() > RAW_DELIVERY_ATTRIBUTES_MAX => Err(Undeliverable {
+                code: "InvalidParameterValue",
+                reason: format!(
+                    "Raw delivery to SQS carries at most {RAW_DELIVERY_ATTRIBUTES_MAX} message attributes; this message has {}.",
+                    attributes.len()
+                ),
+            }),
+            Some(queue) if body.len() > queue.attributes.maximum_message_size as usize => Err(Undeliverable {
+                code: "InvalidParameterValue",
+                reason: format!(
+                    "The message is longer than the queue's MaximumMessageSize of {} bytes.",
+                    queue.attributes.maximum_message_size
+                ),
+            }),
+            Some(queue) => Ok(queue),
+        };
+        match delivered {
+            Ok(queue) => {
+                let payload = Payload {
+                    message_id: new_message_id(),
+                    md5_of_body: md5.0,
+                    md5_of_attributes: md5.1,
+                    trace_header: None,
+                    attributes: payload_attributes,
+                    message_group_id: entry.message_group_id.clone(),
+                    sent_ms: now,
+                    dead_letter_source_arn: None,
+                    body,
+                };
+                crate::queue::service::append_message(host, queue, payload, queue.attributes.delay_seconds as u64 * 1000, now, sends)?;
+            }
+            Err(undeliverable) => {
                 let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
-                let md5 = (md5_of_body(&body), None);
-                (body, None, md5)
-            };
-            if let Some(name) = subscription.delivery_queue() {
-                // HTTP: kept in the subscription's delivery queue until the POST succeeds.
-                if let Some(queue) = snapshot.by_name.get(&name) {
-                    let attributes = super::http::delivery_attributes("Notification", &message_id);
-                    self.append_message(queue, notice_payload(body, attributes, now), 0, now, sends)?;
-                    self.http_wake.notify_all();
-                }
-                continue;
-            }
-            let queue = snapshot.queue_by_arn(&subscription.endpoint);
-            let delivered = match queue {
-                None => Err(Undeliverable {
-                    code: "AWS.SimpleQueueService.NonExistentQueue",
-                    reason: "The specified queue does not exist.".into(),
-                }),
-                Some(_) if subscription.raw && attributes.len() > RAW_DELIVERY_ATTRIBUTES_MAX => Err(Undeliverable {
-                    code: "InvalidParameterValue",
-                    reason: format!(
-                        "Raw delivery to SQS carries at most {RAW_DELIVERY_ATTRIBUTES_MAX} message attributes; this message has {}.",
-                        attributes.len()
-                    ),
-                }),
-                Some(queue) if body.len() > queue.attributes.maximum_message_size as usize => Err(Undeliverable {
-                    code: "InvalidParameterValue",
-                    reason: format!(
-                        "The message is longer than the queue's MaximumMessageSize of {} bytes.",
-                        queue.attributes.maximum_message_size
-                    ),
-                }),
-                Some(queue) => Ok(queue),
-            };
-            match delivered {
-                Ok(queue) => {
-                    let payload = Payload {
-                        message_id: new_message_id(),
-                        md5_of_body: md5.0,
-                        md5_of_attributes: md5.1,
-                        trace_header: None,
-                        attributes: payload_attributes,
-                        message_group_id: entry.message_group_id.clone(),
-                        sent_ms: now,
-                        dead_letter_source_arn: None,
-                        body,
-                    };
-                    self.append_message(queue, payload, queue.attributes.delay_seconds as u64 * 1000, now, sends)?;
-                }
-                Err(undeliverable) => {
-                    let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
-                    self.dead_letter(snapshot, subscription, body, undeliverable, now, sends)?;
-                }
+                dead_letter(host, snapshot, subscription, body, undeliverable, now, sends)?;
             }
         }
-        Ok(message_id)
     }
+    Ok(message_id)
+}
 
-    /// Queues the SubscriptionConfirmation a pending HTTP subscription's endpoint receives.
-    async fn send_confirmation(self: &Rc<Self>, subscription: &SubscriptionMeta) -> Result<(), OpError> {
-        let (Some(token), Some(name)) = (&subscription.pending_token, subscription.delivery_queue()) else { return Ok(()) };
-        let snapshot = self.queues.snapshot();
-        let Some(queue) = snapshot.by_name.get(&name) else { return Ok(()) };
-        let now = self.env.now_ms();
-        let message_id = random_uuid();
-        let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now)).to_string();
-        let public_url = self.config.public_url.trim_end_matches('/');
-        let subscribe_url = format!("{public_url}/?Action=ConfirmSubscription&TopicArn={}&Token={token}", subscription.topic_arn);
-        let body = serde_json::json!({
-            "Type": "SubscriptionConfirmation",
-            "MessageId": message_id,
-            "Token": token,
-            "TopicArn": subscription.topic_arn,
-            "Message": format!(
-                "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
-                subscription.topic_arn
-            ),
-            "SubscribeURL": subscribe_url,
-            "Timestamp": timestamp,
-            "SignatureVersion": "1",
-            "Signature": "",
-            "SigningCertURL": format!("{public_url}/SimpleNotificationService-sluice.pem"),
-        });
-        let body = Bytes::from(body.to_string());
-        let attributes = super::http::delivery_attributes("SubscriptionConfirmation", &message_id);
-        let mut sends = Sends::default();
-        self.append_message(queue, notice_payload(body, attributes, now), 0, now, &mut sends)?;
-        self.sends_durable(sends).await?;
-        self.http_wake.notify_all();
-        Ok(())
-    }
+/// Queues the SubscriptionConfirmation a pending HTTP subscription's endpoint receives.
+async fn send_confirmation<H: TopicHost>(host: &Rc<H>, subscription: &SubscriptionMeta) -> Result<(), OpError> {
+    let (Some(token), Some(name)) = (&subscription.pending_token, subscription.delivery_queue()) else { return Ok(()) };
+    let snapshot = host.snapshot();
+    let Some(queue) = snapshot.by_name.get(&name) else { return Ok(()) };
+    let now = host.env().now_ms();
+    let message_id = random_uuid();
+    let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now)).to_string();
+    let public_url = host.config().public_url.trim_end_matches('/');
+    let subscribe_url = format!("{public_url}/?Action=ConfirmSubscription&TopicArn={}&Token={token}", subscription.topic_arn);
+    let body = serde_json::json!({
+        "Type": "SubscriptionConfirmation",
+        "MessageId": message_id,
+        "Token": token,
+        "TopicArn": subscription.topic_arn,
+        "Message": format!(
+            "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+            subscription.topic_arn
+        ),
+        "SubscribeURL": subscribe_url,
+        "Timestamp": timestamp,
+        "SignatureVersion": "1",
+        "Signature": "",
+        "SigningCertURL": format!("{public_url}/SimpleNotificationService-sluice.pem"),
+    });
+    let body = Bytes::from(body.to_string());
+    let attributes = super::http::delivery_attributes("SubscriptionConfirmation", &message_id);
+    let mut sends = Sends::default();
+    crate::queue::service::append_message(host, queue, notice_payload(body, attributes, now), 0, now, &mut sends)?;
+    crate::queue::service::sends_durable(host, sends).await?;
+    host.topics().http_wake.notify_all();
+    Ok(())
+}
 
-    /// Sends an undeliverable notification to the subscription's dead-letter queue, with
-    /// why in its attributes, or drops it (logged) when there is none.
-    pub(crate) fn dead_letter(
-        self: &Rc<Self>,
-        snapshot: &Snapshot,
-        subscription: &SubscriptionMeta,
-        body: Bytes,
-        undeliverable: Undeliverable,
-        now: u64,
-        sends: &mut Sends,
-    ) -> Result<(), OpError> {
-        let target: Option<&Arc<QueueMeta>> = subscription.dead_letter_arn.as_deref().and_then(|arn| snapshot.queue_by_arn(arn));
-        let Some(queue) = target else {
-            tracing::warn!(
-                subscription = %subscription.arn,
-                endpoint = %subscription.endpoint,
-                reason = %undeliverable.reason,
-                "dropped a notification that could not be delivered (the subscription has no usable dead-letter queue)"
-            );
-            return Ok(());
-        };
-        let attributes = vec![
-            MessageAttribute::string("ErrorCode", "String", undeliverable.code),
-            MessageAttribute::string("ErrorMessage", "String", undeliverable.reason),
-            MessageAttribute::string("RequestID", "String", random_uuid()),
-        ];
-        self.append_message(queue, notice_payload(body, attributes, now), 0, now, sends)?;
-        Ok(())
-    }
+/// Sends an undeliverable notification to the subscription's dead-letter queue, with
+/// why in its attributes, or drops it (logged) when there is none.
+pub(crate) fn dead_letter<H: TopicHost>(
+    host: &Rc<H>,
+    snapshot: &Snapshot,
+    subscription: &SubscriptionMeta,
+    body: Bytes,
+    undeliverable: Undeliverable,
+    now: u64,
+    sends: &mut Sends,
+) -> Result<(), OpError> {
+    let target: Option<&Arc<QueueMeta>> = subscription.dead_letter_arn.as_deref().and_then(|arn| snapshot.queue_by_arn(arn));
+    let Some(queue) = target else {
+        tracing::warn!(
+            subscription = %subscription.arn,
+            endpoint = %subscription.endpoint,
+            reason = %undeliverable.reason,
+            "dropped a notification that could not be delivered (the subscription has no usable dead-letter queue)"
+        );
+        return Ok(());
+    };
+    let attributes = vec![
+        MessageAttribute::string("ErrorCode", "String", undeliverable.code),
+        MessageAttribute::string("ErrorMessage", "String", undeliverable.reason),
+        MessageAttribute::string("RequestID", "String", random_uuid()),
+    ];
+    crate::queue::service::append_message(host, queue, notice_payload(body, attributes, now), 0, now, sends)?;
+    Ok(())
 }
 
 /// A raw delivery's body and attributes, copied out of the request frame once and shared by
