@@ -13,13 +13,13 @@
 //! budget; receives and compaction then read payloads back from the journal as the
 //! shard does from the log, and must never need a record compaction has dropped.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use proptest::prelude::*;
 use sluice_daemon::queue::journal::{Event, JournalError};
 use sluice_daemon::queue::partition::{Delivery, Partition, Payload, Placement, ReceiveRules};
+use sluice_daemon::queue::QueueMap;
 use sluice_protocol::MessageAttribute;
 
 const RETENTION_MS: u64 = u64::MAX / 4;
@@ -154,7 +154,7 @@ fn receive(
 /// Per queue: every message (seq, id, receive count, first receive, state) and the counts by state.
 type PartitionView = (u64, Vec<(u64, u64, u32, u64, String)>, [u64; 3]);
 
-fn snapshot(partitions: &mut HashMap<u64, Partition>, now: u64) -> Vec<PartitionView> {
+fn snapshot(partitions: &mut QueueMap<Partition>, now: u64) -> Vec<PartitionView> {
     let mut out: Vec<_> = partitions
         .iter_mut()
         .map(|(queue, partition)| {
@@ -172,7 +172,7 @@ proptest! {
 
     #[test]
     fn replay_rebuilds_the_partitions_exactly(steps in proptest::collection::vec(step(), 1..150)) {
-        let mut live: HashMap<u64, Partition> = HashMap::from([(0, Partition::for_queue(0)), (1, Partition::for_queue(1))]);
+        let mut live: QueueMap<Partition> = QueueMap::from_iter([(0, Partition::for_queue(0)), (1, Partition::for_queue(1))]);
         // The journal as the log holds it: record i has log sequence number i + 1; records
         // before `start` were compacted away.
         let mut journal: Vec<Event> = Vec::new();
@@ -254,7 +254,7 @@ proptest! {
         let kept = journal.clone();
         let journal: Vec<(u64, Event)> = journal.into_iter().enumerate().skip(start).map(|(i, e)| (i as u64 + 1, e)).collect();
         // Through the bytes, as the log will store them.
-        let mut replayed: HashMap<u64, Partition> = HashMap::new();
+        let mut replayed: QueueMap<Partition> = QueueMap::default();
         for (log_seq, event) in journal {
             let mut bytes = Vec::new();
             event.encode(&mut bytes);
@@ -266,7 +266,7 @@ proptest! {
         // differ: standard queues promise best-effort order, and a restart may reorder.)
         let rules = ReceiveRules { max_messages: 10, visibility_ms: 1_000_000, retention_ms: RETENTION_MS, max_receive_count: None, inflight_max: usize::MAX };
         for queue in [0u64, 1] {
-            let drain = |partitions: &mut HashMap<u64, Partition>| {
+            let drain = |partitions: &mut QueueMap<Partition>| {
                 let partition = partitions.entry(queue).or_default();
                 let mut ids = Vec::new();
                 loop {
@@ -310,7 +310,7 @@ fn expired_messages_are_journaled_and_stay_gone_whatever_the_retention_later() {
     let mut events = Vec::new();
     live.take_journal(&mut events);
     assert!(matches!(events.last(), Some(Event::Deleted { queue_id: 4, seq: 0 })), "{events:?}");
-    let mut replayed: HashMap<u64, Partition> = HashMap::new();
+    let mut replayed: QueueMap<Partition> = QueueMap::default();
     for (index, event) in events.into_iter().enumerate() {
         event.apply(Placement::at(index as u64 + 1, 1), &mut replayed);
     }

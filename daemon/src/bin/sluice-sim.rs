@@ -1,16 +1,22 @@
 //! `sluice-sim`: runs the deterministic simulator (`sluice_daemon::sim`) over seeds.
 //!
-//! Each seed is one random run of a target (the queue-style log, a stream shard's log)
-//! against a simulated disk with crashes, power losses and faults, checked at every step.
+//! Each seed is one random run of a target (the queue-style log, a stream shard's log, the
+//! queue engine on several shards) against a simulated disk with crashes, power losses and
+//! faults, checked at every step.
 //! A failure prints its seed and the command that replays it.
 
 use clap::Parser;
 use sluice_daemon::sim::{self, Options, Target};
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice-sim", version, about = "Sluice's deterministic simulator: storage under crashes, power losses and disk faults")]
+#[command(
+    name = "sluice-sim",
+    version,
+    about = "Sluice's deterministic simulator: storage and the queue engine under crashes, power losses and disk faults"
+)]
 struct Args {
-    /// What to simulate: `log` (the queues' log), `stream` (a stream shard's log) or `all`.
+    /// What to simulate: `log` (the queues' log), `stream` (a stream shard's log), `queues`
+    /// (the queue engine on several shards, through the operations clients call) or `all`.
     #[arg(long, default_value = "all")]
     target: String,
     /// Run this one seed (replays a failure exactly); overrides --seeds.

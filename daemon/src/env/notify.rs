@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 /// Listener ids are sequential integers: one multiply spreads them well, where SipHash
 /// would cost more than the rest of a registration.
 #[derive(Default)]
-struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {

@@ -71,8 +71,12 @@ pub async fn compact_once<H: QueueHost>(host: &Rc<H>) -> anyhow::Result<usize> {
                 host.env().yield_if_needed().await;
             }
         }
-        host.queues().storage.sync_all().await?;
     }
+    // Whatever superseded the records about to go — the copies just written, and records an
+    // earlier pass or a request wrote — must be on the disk first, even when nothing had to
+    // be copied now: a copy staged by a pass that failed with the log is not there at all,
+    // and its original is the only one left. (Syncing a failed log fails, and nothing goes.)
+    host.queues().storage.sync_all().await?;
     // Nothing is deleted that accounting says is still needed.
     let still = log.live_bytes_before(cutoff);
     if still > 0 {

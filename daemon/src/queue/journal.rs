@@ -9,7 +9,6 @@
 //! Partitions emit these events themselves as they change (see `partition`),
 //! and each shard appends them to its storage log.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -353,7 +352,7 @@ impl Event {
 
     /// Applies this event, read from the log at `placement`, to the partitions it names
     /// (creating them on first use).
-    pub fn apply(self, placement: Placement, partitions: &mut HashMap<u64, Partition>) {
+    pub fn apply(self, placement: Placement, partitions: &mut super::QueueMap<Partition>) {
         let queue_id = self.queue_id();
         let partition = partitions.entry(queue_id).or_insert_with(|| Partition::for_queue(queue_id));
         match self {

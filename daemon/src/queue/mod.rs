@@ -38,6 +38,10 @@ use calls::{QueueAnswer, QueueCall, QueueNotice};
 use partition::Partition;
 use store::Storage;
 
+/// A map by queue id. Its order depends on the ids alone (a fixed hash), so a simulated run
+/// replays exactly; queue ids are the server's own, so no client can pick colliding keys.
+pub type QueueMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<crate::env::notify::IdHasher>>;
+
 /// A message a receipt handle names on its owning shard: (seq, message-id tag).
 pub type MessageRef = (u64, u64);
 
@@ -85,8 +89,8 @@ pub async fn call_on<H: QueueHost, R: Request<Answer = QueueAnswer> + Into<Queue
 /// the long polls waiting on them.
 pub struct Queues {
     pub storage: Storage,
-    pub partitions: RefCell<HashMap<u64, Partition>>,
-    pub waiters: RefCell<HashMap<u64, Waiters>>,
+    pub partitions: RefCell<QueueMap<Partition>>,
+    pub waiters: RefCell<QueueMap<Waiters>>,
     /// Notified when a long poll starts waiting here (locally or for another shard),
     /// so the timer task leaves its idle pace.
     pub waiter_added: LocalNotify,
@@ -96,12 +100,12 @@ pub struct Queues {
     /// Notified after each read-back (receives that stopped at such payloads wait on it).
     pub payloads_loaded: LocalNotify,
     /// The last read-back failure per queue, until one succeeds.
-    pub load_failed: RefCell<HashMap<u64, sluice_protocol::OpError>>,
+    pub load_failed: RefCell<QueueMap<sluice_protocol::OpError>>,
 }
 
 impl Queues {
     /// The queue engine of a shard whose log has been opened (`storage`) and replayed (`partitions`).
-    pub fn new(storage: Storage, partitions: HashMap<u64, Partition>) -> Queues {
+    pub fn new(storage: Storage, partitions: QueueMap<Partition>) -> Queues {
         Queues {
             storage,
             partitions: RefCell::new(partitions),

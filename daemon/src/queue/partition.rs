@@ -253,6 +253,11 @@ impl Partition {
         }
     }
 
+    /// The message-id tag of every message in the partition (the simulator's checks).
+    pub fn tags(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots.iter().flatten().map(|slot| slot.tag)
+    }
+
     /// Whether the message at `seq` is the one a receipt with message-id tag `tag` was issued for.
     pub fn holds(&self, seq: u64, tag: u64) -> bool {
         let Some(index) = seq.checked_sub(self.base_seq).and_then(|i| usize::try_from(i).ok()) else { return false };

@@ -912,12 +912,17 @@ fn change_partition<H: QueueHost>(host: &Rc<H>, queue_id: u64, change: impl FnOn
     host.queues().storage.commit(partition)
 }
 
-/// Waits until a commit's records are durable (nothing to wait for when it wrote none).
+/// Waits until a commit's records are durable. A commit that wrote nothing (the change was
+/// already made: a second delete of one message) waits for everything the log holds so far:
+/// the earlier change may still be on its way to the disk, or have failed to get there, and
+/// must not be acknowledged before it is kept.
 async fn kept<H: QueueHost>(host: &Rc<H>, commit: Result<Option<Ticket>, OpError>) -> Result<(), OpError> {
-    match commit? {
-        Some(ticket) => host.queues().storage.durable(ticket).await,
-        None => Ok(()),
-    }
+    let storage = &host.queues().storage;
+    let ticket = match commit? {
+        Some(ticket) => ticket,
+        None => Ticket(storage.log().next_seq() - 1),
+    };
+    storage.durable(ticket).await
 }
 
 /// Commits what timers journaled (expiries); nobody waits on these, so a failure is

@@ -22,7 +22,6 @@
 //!   space already reserved.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -48,7 +47,7 @@ pub struct BadRecord {
 /// What opening a shard's storage found.
 pub struct Opened {
     pub storage: Storage,
-    pub partitions: HashMap<u64, Partition>,
+    pub partitions: super::QueueMap<Partition>,
     pub recovery: Recovery,
     pub bad_records: Vec<BadRecord>,
     /// Messages rebuilt.
@@ -81,7 +80,7 @@ impl Storage {
     pub async fn open(env: Env, options: LogOptions, budget: u64, exists: impl Fn(u64) -> bool) -> Result<Opened, StorageError> {
         let repair = options.repair;
         let dir = options.dir.clone();
-        let mut partitions: HashMap<u64, Partition> = HashMap::new();
+        let mut partitions: super::QueueMap<Partition> = super::QueueMap::default();
         let mut bad_records = Vec::new();
         let mut resident = 0u64;
         let (log, recovery) = Log::open_located_in(env, options, |location, kind, payload| match Event::decode(kind, payload) {

@@ -16,11 +16,15 @@
 //!   is lost unless retention removed it, nothing appears that was not appended, nothing
 //!   changes, order is kept, and no sequence number is handed out twice.
 //! - Targets: `log` (the segmented log as the queues use it: replayed in full at start,
-//!   spare segments ahead, segments removed as compaction does) and `stream` (a stream
-//!   shard's log: opened from its tail, read by position, trimmed by arrival time).
+//!   spare segments ahead, segments removed as compaction does), `stream` (a stream
+//!   shard's log: opened from its tail, read by position, trimmed by arrival time), and
+//!   `queues` (the queue engine itself on several shards, through the operations clients
+//!   call, with cross-shard calls that take time, long polls, dead-letter queues, delays,
+//!   payloads kept only in the log, compaction: see `queue_target`).
 
 pub mod harness;
 pub mod log_target;
+pub mod queue_target;
 pub mod stream_target;
 
 use std::cell::RefCell;
@@ -41,15 +45,17 @@ use crate::storage::log::FsyncMode;
 pub enum Target {
     Log,
     Stream,
+    Queues,
 }
 
 impl Target {
-    pub const ALL: [Target; 2] = [Target::Log, Target::Stream];
+    pub const ALL: [Target; 3] = [Target::Log, Target::Stream, Target::Queues];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Log => "log",
             Target::Stream => "stream",
+            Target::Queues => "queues",
         }
     }
 
@@ -124,6 +130,7 @@ pub fn run(target: Target, seed: u64, options: Options) -> Result<Report, Failur
     let outcome = match target {
         Target::Log => log_target::run(&mut driver, options.steps),
         Target::Stream => stream_target::run(&mut driver, options.steps),
+        Target::Queues => queue_target::run(&mut driver, options.steps),
     };
     let mut report = std::mem::take(&mut driver.report);
     report.disk = driver.world.fs().stats();
@@ -213,6 +220,9 @@ impl Driver {
 
     /// Runs `future` to completion, moving time on to the next timer whenever nothing can run.
     pub fn block_on<T: 'static>(&mut self, future: impl Future<Output = T> + 'static) -> Result<T, String> {
+        // Tasks with timers of their own (a shard's) keep time moving forever: give up
+        // after an hour of it.
+        let give_up = self.world.now() + Duration::from_secs(3600);
         let slot: Rc<RefCell<Option<T>>> = Rc::default();
         let out = slot.clone();
         self.spawn(async move {
@@ -225,7 +235,8 @@ impl Driver {
                 return Ok(value);
             }
             match self.world.next_deadline() {
-                Some(deadline) => self.world.advance_to(deadline),
+                Some(deadline) if deadline <= give_up => self.world.advance_to(deadline),
+                Some(_) => return Err("stuck: the operation is not done after an hour of virtual time".to_owned()),
                 None => return Err(STUCK.to_owned()),
             }
         }

@@ -1,0 +1,703 @@
+//! Target `queues`: the queue engine itself, not just its log. Several shards run on one
+//! thread, each with its own log on the simulated disk, and clients call the operations
+//! SQS clients call (`queue::service::handle_op`): sends, receives with long polls,
+//! deletes, visibility changes, on a plain queue, a queue with a dead-letter queue and a
+//! queue with a delay. Cross-shard calls and notices take random virtual time; each shard
+//! runs the background tasks a real one runs (the loader, the long-poll timers, compaction),
+//! with a memory budget small enough, in some runs, that payloads live only in the log.
+//! The process stops cleanly, crashes or loses power, and starts again from the disk.
+//!
+//! Checked: a receive never returns a message that was never sent, nor one whose delete
+//! was acknowledged before the receive began (nothing deleted comes back, across restarts
+//! too); a long poll on one shard is woken by a send on another; and at the end, with
+//! every in-flight message visible again, every acknowledged send is found, in its queue
+//! or its dead-letter queue, unless a delete of it was acknowledged or may have happened.
+//!
+//! The metadata (which queues exist) is kept in memory across restarts here: its file is
+//! not what this target tests.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use sluice_protocol::{OpError, Reply, SendEntry};
+
+use super::harness;
+use super::Driver;
+use crate::catalog::current::Current;
+use crate::catalog::{MetaChange, MetaOutcome, Naming, Registry};
+use crate::config::Config;
+use crate::engine::Host;
+use crate::env::memory::Crash;
+use crate::env::Env;
+use crate::queue::calls::{QueueAnswer, QueueCall, QueueNotice};
+use crate::queue::store::Storage;
+use crate::queue::{service, QueueHost, Queues};
+use crate::runtime::ShutdownState;
+use crate::storage::log::{FsyncMode, LogOptions};
+
+/// The queues every run uses: a plain one, one whose messages go to `dlq` after two
+/// receives, one whose messages are delayed, and one only the wake-up probe uses.
+const PLAIN: &str = "plain";
+const REDRIVEN: &str = "redriven";
+const DLQ: &str = "dlq";
+const DELAYED: &str = "delayed";
+const PROBE: &str = "probe";
+const WORKLOAD_QUEUES: [&str; 4] = [PLAIN, REDRIVEN, DLQ, DELAYED];
+
+pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
+    let shards = driver.rng.usize(2..5);
+    let segment_bytes = driver.rng.u64(8..33) * 4096;
+    // Some runs keep almost nothing in memory: receives then wait on the loader.
+    let budget = if driver.rng.u8(..3) == 0 { driver.rng.u64(1..64) * 1024 } else { 64 << 20 };
+    driver.note(format!("queues: {shards} shards, segments of {segment_bytes} bytes, memory budget {budget} bytes per shard"));
+    let setup = Setup { shards, segment_bytes, budget };
+    let model = Rc::new(RefCell::new(Model::default()));
+    let registry = Rc::new(RefCell::new(Registry::new(Naming::default())));
+    let mut cluster = start(driver, &setup, &registry)?;
+    create_queues(driver, &cluster)?;
+    while driver.step < steps {
+        driver.step += 1;
+        match driver.rng.u8(..100) {
+            0..=29 => send(driver, &cluster, &model),
+            30..=49 => receive(driver, &cluster, &model),
+            50..=59 => delete(driver, &cluster, &model),
+            60..=64 => change_visibility(driver, &cluster, &model),
+            65..=76 => {
+                let ms = driver.rng.u64(1..1_500);
+                driver.note(format!("time passes: {ms} ms"));
+                driver.advance(Duration::from_millis(ms));
+            }
+            77..=80 => probe(driver, &cluster, &model)?,
+            81..=83 => cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Clean)?,
+            84..=86 => cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Crash(Crash::Process))?,
+            87..=89 => cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Crash(Crash::Power))?,
+            90..=92 => {
+                let faults = driver.shuffle_faults();
+                driver.note(format!("disk faults: {faults:?}"));
+            }
+            _ => driver.run_ready(),
+        }
+        let notes = std::mem::take(&mut model.borrow_mut().notes);
+        for line in notes {
+            driver.note(line);
+        }
+        model.borrow().failure.clone().map_or(Ok(()), Err)?;
+    }
+    cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Clean)?;
+    cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Crash(Crash::Power))?;
+    drain_and_check(driver, &cluster, &model)
+}
+
+struct Setup {
+    shards: usize,
+    segment_bytes: u64,
+    budget: u64,
+}
+
+/// What the clients know: every message sent (by its body), and what became of it.
+#[derive(Default)]
+struct Model {
+    next_message: u64,
+    /// Body -> the queue it was sent to, and whether the send was acknowledged.
+    sent: BTreeMap<String, (&'static str, bool)>,
+    /// Body -> message-id tag (as receipts carry it), of acknowledged sends.
+    tags: BTreeMap<String, u64>,
+    /// Bodies whose delete was acknowledged, with the clock of the client operations then.
+    deleted: BTreeMap<String, u64>,
+    /// Bodies a delete was asked for whose answer did not say it happened.
+    maybe_deleted: BTreeSet<String>,
+    /// Receipt handles from receives, to delete or change the visibility of.
+    handles: Vec<(&'static str, String, String)>,
+    /// Counts client operations begun, to order receives against acknowledged deletes.
+    clock: u64,
+    /// The first fault found by a task (checked after every step).
+    failure: Option<String>,
+    /// What tasks saw, for the trail (moved there after every step).
+    notes: Vec<String>,
+}
+
+impl Model {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Checks a message a receive that began at `began` returned.
+    fn received(&mut self, queue: &str, body: &str, began: u64) {
+        let Some((sent_to, _)) = self.sent.get(body) else {
+            self.fail(format!("a receive from {queue} returned {body:?}, which was never sent"));
+            return;
+        };
+        if *sent_to != queue && !(queue == DLQ && *sent_to == REDRIVEN) {
+            self.fail(format!("a receive from {queue} returned {body:?}, which was sent to {sent_to}"));
+        }
+        if let Some(at) = self.deleted.get(body).filter(|at| **at < began) {
+            self.fail(format!("a receive from {queue} that began at {began} returned {body:?}, whose delete was acknowledged at {at}"));
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        self.failure.get_or_insert(message);
+    }
+}
+
+/// One shard of the simulated process.
+pub struct SimShard {
+    id: usize,
+    count: usize,
+    config: Config,
+    env: Env,
+    shutdown: ShutdownState,
+    catalog: Current,
+    queues: Queues,
+    cluster: Weak<Cluster>,
+}
+
+/// Every shard of one incarnation, and what they share in this simulation: the registry
+/// (shard 0's, kept in memory here) and the random delays of cross-shard messages.
+pub struct Cluster {
+    shards: RefCell<Vec<Rc<SimShard>>>,
+    registry: Rc<RefCell<Registry>>,
+    rng: RefCell<fastrand::Rng>,
+    /// Deliveries and calls in flight between shards (for the trail).
+    messages: Cell<u64>,
+}
+
+impl Cluster {
+    fn shard(&self, id: usize) -> Rc<SimShard> {
+        self.shards.borrow()[id].clone()
+    }
+
+    /// How long a message between two shards takes: mostly nothing, sometimes a while.
+    fn delay(&self) -> Duration {
+        self.messages.set(self.messages.get() + 1);
+        let mut rng = self.rng.borrow_mut();
+        match rng.u8(..10) {
+            0..=5 => Duration::ZERO,
+            6..=8 => Duration::from_micros(rng.u64(1..500)),
+            _ => Duration::from_millis(rng.u64(1..20)),
+        }
+    }
+}
+
+impl SimShard {
+    fn cluster(&self) -> Rc<Cluster> {
+        self.cluster.upgrade().expect("a shard outlived its cluster")
+    }
+}
+
+impl Host for SimShard {
+    fn id(&self) -> usize {
+        self.id
+    }
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn env(&self) -> &Env {
+        &self.env
+    }
+    fn shutdown(&self) -> &ShutdownState {
+        &self.shutdown
+    }
+    fn catalog(&self) -> &Current {
+        &self.catalog
+    }
+    async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
+        let cluster = self.cluster();
+        let (outcome, snapshot) = cluster.registry.borrow_mut().apply(change, self.env.now_ms())?;
+        if let Some(snapshot) = snapshot {
+            for shard in cluster.shards.borrow().iter() {
+                if shard.catalog.install(snapshot.clone()) {
+                    service::installed(shard, &snapshot);
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+impl QueueHost for SimShard {
+    fn queues(&self) -> &Queues {
+        &self.queues
+    }
+    async fn call_queue(self: &Rc<Self>, shard: usize, call: QueueCall) -> Result<QueueAnswer, OpError> {
+        if shard == self.id {
+            return Ok(service::handle_call(self, call).await);
+        }
+        let cluster = self.cluster();
+        self.env.sleep(cluster.delay()).await;
+        let answer = service::handle_call(&cluster.shard(shard), call).await;
+        self.env.sleep(cluster.delay()).await;
+        Ok(answer)
+    }
+    async fn notify_queue(self: &Rc<Self>, peer: usize, notice: QueueNotice) {
+        let cluster = self.cluster();
+        let delay = cluster.delay();
+        let env = self.env.clone();
+        self.env.spawn(async move {
+            env.sleep(delay).await;
+            service::on_notice(&cluster.shard(peer), notice);
+        });
+    }
+}
+
+fn log_options(setup: &Setup, shard: usize) -> LogOptions {
+    LogOptions {
+        dir: PathBuf::from(format!("/sim/queues/{shard}")),
+        segment_bytes: setup.segment_bytes,
+        fsync: FsyncMode::Always,
+        repair: false,
+        spare_ahead: true,
+    }
+}
+
+/// Starts an incarnation: opens every shard's log (replaying it), and its background tasks.
+fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>>) -> Result<Rc<Cluster>, String> {
+    let faults = harness::calm(driver);
+    let snapshot = registry.borrow().snapshot();
+    let cluster = Rc::new(Cluster {
+        shards: RefCell::default(),
+        registry: registry.clone(),
+        rng: RefCell::new(fastrand::Rng::with_seed(driver.rng.u64(..))),
+        messages: Cell::new(0),
+    });
+    let config = Config::parse_from(["sluiced"]);
+    for id in 0..setup.shards {
+        let env = driver.env();
+        let options = log_options(setup, id);
+        let budget = setup.budget;
+        let known = snapshot.clone();
+        let opened =
+            driver.block_on(async move { Storage::open(env, options, budget, |queue_id| known.by_id.contains_key(&queue_id)).await })?;
+        let opened = opened.map_err(|error| {
+            format!(
+                "shard {id}'s queue log does not open: {error}\n  disk:{}",
+                super::describe_dir(&driver.world, &log_options(setup, id).dir)
+            )
+        })?;
+        let catalog = Current::default();
+        catalog.install(snapshot.clone());
+        let shard = Rc::new(SimShard {
+            id,
+            count: setup.shards,
+            config: config.clone(),
+            env: driver.env(),
+            shutdown: ShutdownState::default(),
+            catalog,
+            queues: Queues::new(opened.storage, opened.partitions),
+            cluster: Rc::downgrade(&cluster),
+        });
+        cluster.shards.borrow_mut().push(shard);
+    }
+    for shard in cluster.shards.borrow().iter() {
+        driver.spawn(service::loader(shard.clone()));
+        driver.spawn(timers(shard.clone()));
+        driver.spawn(crate::queue::compaction::run(shard.clone()));
+    }
+    driver.run_ready();
+    driver.world.fs().set_faults(faults);
+    Ok(cluster)
+}
+
+/// The shard's long-poll timers and retention sweep, as `shard::timers` runs them.
+async fn timers(shard: Rc<SimShard>) {
+    let mut ticks = 0u64;
+    loop {
+        shard.env.sleep(Duration::from_millis(10)).await;
+        service::tick_watched(&shard);
+        ticks += 1;
+        if ticks.is_multiple_of(100) {
+            service::tick_all(&shard);
+        }
+    }
+}
+
+fn create_queues(driver: &mut Driver, cluster: &Rc<Cluster>) -> Result<(), String> {
+    let shard = cluster.shard(0);
+    let created = driver.block_on(async move {
+        let create = |name: &str, attributes: Vec<(String, String)>| MetaChange::Create { name: name.into(), attributes, tags: vec![] };
+        let short = || vec![("VisibilityTimeout".to_owned(), "2".to_owned())];
+        for name in [PLAIN, DLQ, PROBE] {
+            shard.meta_change(create(name, short())).await?;
+        }
+        let dlq_arn = shard.snapshot().resolve(DLQ)?.arn.clone();
+        let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"2"}}"#);
+        let mut attributes = short();
+        attributes.push(("RedrivePolicy".to_owned(), redrive));
+        shard.meta_change(create(REDRIVEN, attributes)).await?;
+        let mut attributes = short();
+        attributes.push(("DelaySeconds".to_owned(), "1".to_owned()));
+        shard.meta_change(create(DELAYED, attributes)).await?;
+        Ok::<(), OpError>(())
+    })?;
+    created.map_err(|error| format!("cannot create the queues: {error}"))?;
+    driver.note("created the queues".to_owned());
+    Ok(())
+}
+
+fn pick_shard(driver: &mut Driver, cluster: &Rc<Cluster>) -> Rc<SimShard> {
+    let count = cluster.shards.borrow().len();
+    cluster.shard(driver.rng.usize(..count))
+}
+
+fn send_op(queue: &str, body: &str, delay_seconds: Option<i32>) -> sluice_protocol::Op {
+    let entry = SendEntry {
+        id: String::new(),
+        body: Bytes::copy_from_slice(body.as_bytes()),
+        delay_seconds,
+        attributes: vec![],
+        system_attributes: vec![],
+        message_group_id: None,
+        deduplication_id: None,
+    };
+    sluice_protocol::Op::SendMessage { queue: queue.to_owned(), entry }
+}
+
+/// A message body: unique, sometimes padded (bigger messages fill segments and budgets).
+fn new_body(driver: &mut Driver, model: &Rc<RefCell<Model>>) -> String {
+    let mut model = model.borrow_mut();
+    model.next_message += 1;
+    let padding = if driver.rng.u8(..4) == 0 { driver.rng.usize(..4000) } else { driver.rng.usize(..100) };
+    format!("m{}:{}", model.next_message, "x".repeat(padding))
+}
+
+fn send(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
+    let queue = [PLAIN, REDRIVEN, DELAYED][driver.rng.usize(..3)];
+    let shard = pick_shard(driver, cluster);
+    let body = new_body(driver, model);
+    let delay = (queue == PLAIN && driver.rng.u8(..5) == 0).then(|| driver.rng.i32(0..3));
+    driver.note(format!(
+        "send {} to {queue} on shard {}{}",
+        short(&body),
+        shard.id,
+        delay.map(|d| format!(" delayed {d} s")).unwrap_or_default()
+    ));
+    model.borrow_mut().sent.insert(body.clone(), (queue, false));
+    let model = model.clone();
+    driver.spawn(async move {
+        let answer = service::handle_op(&shard, send_op(queue, &body, delay)).await;
+        let mut model = model.borrow_mut();
+        model.notes.push(format!(
+            "  send of {}: {}",
+            short(&body),
+            answer.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string())
+        ));
+        if let Ok(Reply::SendMessage(result)) = answer {
+            if let Ok(id) = uuid::Uuid::parse_str(&result.message_id) {
+                model.tags.insert(body.clone(), id.as_u128() as u64);
+            }
+            model.sent.insert(body, (queue, true));
+        }
+    });
+    driver.run_ready();
+}
+
+fn receive_op(queue: &str, max: i32, wait: i32, visibility: i32) -> sluice_protocol::Op {
+    sluice_protocol::Op::ReceiveMessage(sluice_protocol::ReceiveMessage {
+        queue: queue.to_owned(),
+        max_messages: Some(max),
+        wait_time_seconds: Some(wait),
+        visibility_timeout: Some(visibility),
+        system_attribute_names: vec![],
+        message_attribute_names: vec![],
+        receive_request_attempt_id: None,
+    })
+}
+
+fn receive(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
+    let queue = WORKLOAD_QUEUES[driver.rng.usize(..WORKLOAD_QUEUES.len())];
+    let shard = pick_shard(driver, cluster);
+    let (max, wait, visibility) = (driver.rng.i32(1..11), driver.rng.i32(0..3), driver.rng.i32(0..4));
+    driver.note(format!("receive up to {max} from {queue} on shard {}, wait {wait} s, visibility {visibility} s", shard.id));
+    let began = model.borrow_mut().tick();
+    let model = model.clone();
+    driver.spawn(async move {
+        let answer = service::handle_op(&shard, receive_op(queue, max, wait, visibility)).await;
+        let mut model = model.borrow_mut();
+        if let Ok(Reply::ReceiveMessage(messages)) = &answer {
+            let bodies: Vec<String> = messages.iter().map(|m| short(&String::from_utf8_lossy(&m.body)).to_owned()).collect();
+            model.notes.push(format!("  receive from {queue} begun at {began}: {}", bodies.join(" ")));
+        }
+        if let Ok(Reply::ReceiveMessage(messages)) = answer {
+            for message in messages {
+                let body = String::from_utf8_lossy(&message.body).into_owned();
+                model.received(queue, &body, began);
+                model.handles.push((queue, message.receipt_handle, body));
+            }
+        }
+    });
+    driver.run_ready();
+}
+
+fn take_handle(driver: &mut Driver, model: &Rc<RefCell<Model>>) -> Option<(&'static str, String, String)> {
+    let mut model = model.borrow_mut();
+    if model.handles.is_empty() {
+        return None;
+    }
+    let at = driver.rng.usize(..model.handles.len());
+    Some(model.handles.swap_remove(at))
+}
+
+fn delete(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
+    let Some((queue, handle, body)) = take_handle(driver, model) else { return };
+    let shard = pick_shard(driver, cluster);
+    driver.note(format!("delete {} from {queue} on shard {}", short(&body), shard.id));
+    model.borrow_mut().maybe_deleted.insert(body.clone());
+    let model = model.clone();
+    driver.spawn(async move {
+        let answer =
+            service::handle_op(&shard, sluice_protocol::Op::DeleteMessage { queue: queue.to_owned(), receipt_handle: handle }).await;
+        // A handle whose message was received again since still deletes it: the message is
+        // gone — unless it was dead-lettered since (the handle then deletes nothing, as in
+        // SQS) or is one of the copies a crash between a move's two records can leave.
+        let mut model = model.borrow_mut();
+        let at = model.tick();
+        model.notes.push(format!(
+            "  delete of {} at {at}: {}",
+            short(&body),
+            answer.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string())
+        ));
+        if answer.is_ok() && queue != REDRIVEN && queue != DLQ {
+            model.deleted.entry(body).or_insert(at);
+        }
+    });
+    driver.run_ready();
+}
+
+fn change_visibility(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
+    let Some((queue, handle, body)) = take_handle(driver, model) else { return };
+    let shard = pick_shard(driver, cluster);
+    let timeout = driver.rng.i32(0..4);
+    driver.note(format!("change the visibility of {} in {queue} to {timeout} s on shard {}", short(&body), shard.id));
+    let op = sluice_protocol::Op::ChangeMessageVisibility {
+        queue: queue.to_owned(),
+        receipt_handle: handle.clone(),
+        visibility_timeout: timeout,
+    };
+    let keep = model.clone();
+    driver.spawn(async move {
+        if service::handle_op(&shard, op).await.is_ok() {
+            keep.borrow_mut().handles.push((queue, handle, body));
+        }
+    });
+    driver.run_ready();
+}
+
+/// A long poll on one shard, then a send on another: the poll must return the message
+/// well before its wait is over (the other shard wakes it; nothing polls).
+fn probe(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) -> Result<(), String> {
+    let (receiver, sender) = (pick_shard(driver, cluster), pick_shard(driver, cluster));
+    let body = new_body(driver, model);
+    driver.note(format!("probe: long poll on shard {}, send {} on shard {}", receiver.id, short(&body), sender.id));
+    let got: Rc<RefCell<Option<Polled>>> = Rc::default();
+    let out = got.clone();
+    driver.spawn(async move {
+        // Received probe messages stay hidden for the rest of the run.
+        let answer = service::handle_op(&receiver, receive_op(PROBE, 10, 20, 43_200)).await;
+        *out.borrow_mut() = Some(answer.map(|reply| match reply {
+            Reply::ReceiveMessage(messages) => messages.iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()).collect(),
+            _ => Vec::new(),
+        }));
+    });
+    let settle = driver.rng.u64(0..50);
+    driver.advance(Duration::from_millis(settle));
+    if got.borrow().is_some() {
+        // An earlier probe's message was still there (its send's answer was lost to a fault).
+        driver.note("probe: the poll returned before the send".to_owned());
+        return Ok(());
+    }
+    let sent: Rc<Cell<Option<bool>>> = Rc::default();
+    let sent_out = sent.clone();
+    let op = send_op(PROBE, &body, None);
+    driver.spawn(async move { sent_out.set(Some(service::handle_op(&sender, op).await.is_ok())) });
+    // The send is answered once its record is durable (a slow disk may take a while); the
+    // poll must have its message by half a second after that.
+    for _ in 0..1_000 {
+        if sent.get().is_some() {
+            break;
+        }
+        driver.advance(Duration::from_millis(10));
+    }
+    driver.advance(Duration::from_millis(500));
+    let outcome = got.borrow_mut().take();
+    match (sent.get(), outcome) {
+        (Some(true), Some(Ok(bodies))) if bodies.contains(&body) => Ok(()),
+        // The send failed (a disk fault), or the poll did (the log refuses after one): nothing to check.
+        (Some(false), _) | (_, Some(Err(_))) => {
+            driver.note("probe: the disk failed the send or the poll".to_owned());
+            driver.advance(Duration::from_secs(21));
+            Ok(())
+        }
+        // The poll returned something else first: a message of an earlier probe whose
+        // send failed on a disk fault yet reached the log.
+        (Some(true), Some(Ok(bodies))) if !bodies.is_empty() => {
+            driver.note(format!("probe: the poll returned an earlier probe's {}", bodies.join(" ")));
+            Ok(())
+        }
+        (sent, outcome) => Err(format!(
+            "a long poll on a queue was not woken by a send on another shard within 500 ms (send: {sent:?}, poll: {outcome:?})"
+        )),
+    }
+}
+
+/// What a probe's long poll returned: the bodies, or its error.
+type Polled = Result<Vec<String>, OpError>;
+
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Clean,
+    Crash(Crash),
+}
+
+fn restart(
+    driver: &mut Driver,
+    cluster: Rc<Cluster>,
+    setup: &Setup,
+    registry: &Rc<RefCell<Registry>>,
+    model: &Rc<RefCell<Model>>,
+    stop: Stop,
+) -> Result<Rc<Cluster>, String> {
+    let stop = match stop {
+        Stop::Clean => {
+            let shards: Vec<Rc<SimShard>> = cluster.shards.borrow().clone();
+            let closed = driver.block_on(async move {
+                let mut failed = None;
+                for shard in shards {
+                    if let Err(error) = shard.queues.storage.close().await {
+                        failed.get_or_insert(error.to_string());
+                    }
+                }
+                failed
+            })?;
+            match closed {
+                None => Crash::Process,
+                Some(error) => {
+                    driver.note(format!("close failed ({error}): the process exits"));
+                    Crash::Process
+                }
+            }
+        }
+        Stop::Crash(crash) => crash,
+    };
+    driver.note(format!("restart after {stop:?} ({} messages between shards)", cluster.messages.get()));
+    cluster.shards.borrow_mut().clear();
+    drop(cluster);
+    driver.crash(stop);
+    let cluster = start(driver, setup, registry)?;
+    check_kept(&cluster, &model.borrow())?;
+    Ok(cluster)
+}
+
+/// After a start: every acknowledged send whose message was not deleted (nor may have been)
+/// is in some shard's partition of its queue — or, for the redriven queue, of the dead-letter queue.
+fn check_kept(cluster: &Rc<Cluster>, model: &Model) -> Result<(), String> {
+    let shards = cluster.shards.borrow();
+    let snapshot = shards[0].catalog.get();
+    let mut held: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+    for name in WORKLOAD_QUEUES {
+        let Ok(meta) = snapshot.resolve(name) else { continue };
+        let tags = held.entry(name).or_default();
+        for shard in shards.iter() {
+            if let Some(partition) = shard.queues.partitions.borrow().get(&meta.id) {
+                tags.extend(partition.tags());
+            }
+        }
+    }
+    for (body, tag) in &model.tags {
+        if model.deleted.contains_key(body) || model.maybe_deleted.contains(body) {
+            continue;
+        }
+        let Some((queue, _)) = model.sent.get(body) else { continue };
+        let places: &[&str] = if *queue == REDRIVEN { &[REDRIVEN, DLQ] } else { &[queue] };
+        if !places.iter().any(|place| held.get(place).is_some_and(|tags| tags.contains(tag))) {
+            let world = match &shards[0].env {
+                Env::Sim(world) => world.clone(),
+                Env::Glommio => unreachable!("the simulator's shards run in its world"),
+            };
+            let mut disk = String::new();
+            let needle = format!("{}:", short(body));
+            for id in 0..shards.len() {
+                let dir = PathBuf::from(format!("/sim/queues/{id}"));
+                disk.push_str(&format!("\n  shard {id}:{}", super::describe_dir(&world, &dir)));
+                for (path, data, _) in world.fs().snapshot(&dir) {
+                    for (at, _) in data.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle.as_bytes()) {
+                        disk.push_str(&format!("\n    its body is in {} at {at}", path.display()));
+                    }
+                }
+            }
+            return Err(format!("after the start, the acknowledged send of {} to {queue} is in no partition{disk}", short(body)));
+        }
+    }
+    Ok(())
+}
+
+/// Makes every message visible (delays and visibility timeouts over), receives everything
+/// from every queue on every shard, and checks it against the model.
+fn drain_and_check(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) -> Result<(), String> {
+    driver.world.fs().set_faults(crate::env::memory::Faults::NONE);
+    driver.advance(Duration::from_secs(40));
+    let mut found: BTreeMap<String, &'static str> = BTreeMap::new();
+    let count = cluster.shards.borrow().len();
+    let began = model.borrow_mut().tick();
+    loop {
+        let mut any = false;
+        // The redriven queue first: what it dead-letters while draining is then drained too.
+        for queue in [REDRIVEN, PLAIN, DELAYED, DLQ] {
+            for id in 0..count {
+                let shard = cluster.shard(id);
+                let answer = driver.block_on(async move { service::handle_op(&shard, receive_op(queue, 10, 0, 3600)).await })?;
+                let messages = match answer {
+                    Ok(Reply::ReceiveMessage(messages)) => messages,
+                    other => return Err(format!("draining {queue} on shard {id} failed: {other:?}")),
+                };
+                any |= !messages.is_empty();
+                for message in messages {
+                    let body = String::from_utf8_lossy(&message.body).into_owned();
+                    model.borrow_mut().received(queue, &body, began);
+                    // A crash between a dead-letter move's two records may leave a copy in each
+                    // queue (and the copy left behind may be moved again).
+                    let redriven = model.borrow().sent.get(&body).is_some_and(|(sent_to, _)| *sent_to == REDRIVEN);
+                    if let Some(earlier) = found.insert(body.clone(), queue).filter(|_| !redriven) {
+                        return Err(format!(
+                            "{} was drained twice (from {earlier}, then {queue}) with a visibility of an hour",
+                            short(&body)
+                        ));
+                    }
+                }
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    let model = model.borrow();
+    model.failure.clone().map_or(Ok(()), Err)?;
+    let mut acknowledged = 0;
+    for (body, (queue, acked)) in &model.sent {
+        if !*acked || *queue == PROBE {
+            continue;
+        }
+        acknowledged += 1;
+        let gone = model.deleted.contains_key(body) || model.maybe_deleted.contains(body);
+        if !gone && !found.contains_key(body) {
+            return Err(format!("the acknowledged send of {} to {queue} is lost: not in any queue after the drain", short(body)));
+        }
+    }
+    driver.note(format!("drained {} messages; {acknowledged} acknowledged sends accounted for", found.len()));
+    driver.report.acknowledged += acknowledged;
+    driver.report.appended += model.sent.len() as u64;
+    Ok(())
+}
+
+/// A body as the trail shows it.
+fn short(body: &str) -> &str {
+    body.split(':').next().unwrap_or(body)
+}
