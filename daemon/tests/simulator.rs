@@ -65,13 +65,14 @@ fn a_seed_replays_exactly() {
 }
 
 /// Seeds of the `queues` target that found defects, replayed on every run (while the
-/// workload generator stays as it is, they are those exact runs): 37 — a second delete of a
-/// message was acknowledged while the first was still on its way to a log that then failed;
-/// 338, 1435, 1799, 1859 — compaction removed a segment holding the only durable copy of an
-/// acknowledged message whose new copy a failed log never wrote.
+/// workload generator stays as it is, they are those exact runs; each failed with its defect
+/// put back): 312, 1297, 1412 — a second delete of a message was acknowledged while the
+/// first was still on its way to a log that then failed; 599, 753, 1023, 1343 — compaction
+/// removed a segment holding the only durable copy of an acknowledged message whose new copy
+/// a failed log never wrote.
 #[test]
 fn the_queue_engine_seeds_that_found_defects_pass() {
-    for seed in [37, 338, 1435, 1799, 1859] {
+    for seed in [312, 1297, 1412, 599, 753, 1023, 1343] {
         if let Err(failure) = sim::run(Target::Queues, seed, Options::default()) {
             panic!("{failure}");
         }

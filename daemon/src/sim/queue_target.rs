@@ -2,7 +2,8 @@
 //! thread, each with its own log on the simulated disk, and clients call the operations
 //! SQS clients call (`queue::service::handle_op`): sends, receives with long polls,
 //! deletes, visibility changes, on a plain queue, a queue with a dead-letter queue and a
-//! queue with a delay. Cross-shard calls and notices take random virtual time; each shard
+//! queue with a delay — and SNS publishes (`topic::service::handle_op`) to a topic both the
+//! plain and the delayed queue subscribe to. Cross-shard calls and notices take random virtual time; each shard
 //! runs the background tasks a real one runs (the loader, the long-poll timers, compaction),
 //! with a memory budget small enough, in some runs, that payloads live only in the log.
 //! The process stops cleanly, crashes or loses power, and starts again from the disk.
@@ -11,7 +12,8 @@
 //! was acknowledged before the receive began (nothing deleted comes back, across restarts
 //! too); a long poll on one shard is woken by a send on another; and at the end, with
 //! every in-flight message visible again, every acknowledged send is found, in its queue
-//! or its dead-letter queue, unless a delete of it was acknowledged or may have happened.
+//! or its dead-letter queue, unless a delete of it was acknowledged or may have happened; an
+//! acknowledged publish, in every subscribed queue.
 //!
 //! The metadata (which queues exist) is kept in memory across restarts here: its file is
 //! not what this target tests.
@@ -24,21 +26,24 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use sluice_protocol::{OpError, Reply, SendEntry};
+use sluice_protocol::{OpError, PublishEntry, Reply, SendEntry};
 
 use super::harness;
 use super::Driver;
 use crate::catalog::current::Current;
+use crate::catalog::topics::TopicChange;
 use crate::catalog::{MetaChange, MetaOutcome, Naming, Registry};
 use crate::config::Config;
 use crate::engine::Host;
 use crate::env::memory::Crash;
+use crate::env::notify::LocalNotify;
 use crate::env::Env;
 use crate::queue::calls::{QueueAnswer, QueueCall, QueueNotice};
 use crate::queue::store::Storage;
 use crate::queue::{service, QueueHost, Queues};
 use crate::runtime::ShutdownState;
 use crate::storage::log::{FsyncMode, LogOptions};
+use crate::topic::{TopicHost, Topics};
 
 /// The queues every run uses: a plain one, one whose messages go to `dlq` after two
 /// receives, one whose messages are delayed, and one only the wake-up probe uses.
@@ -48,6 +53,9 @@ const DLQ: &str = "dlq";
 const DELAYED: &str = "delayed";
 const PROBE: &str = "probe";
 const WORKLOAD_QUEUES: [&str; 4] = [PLAIN, REDRIVEN, DLQ, DELAYED];
+/// A topic whose publishes reach `plain` and `delayed` (raw: the message is the body).
+const TOPIC: &str = "news";
+const SUBSCRIBERS: [&str; 2] = [PLAIN, DELAYED];
 
 pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let shards = driver.rng.usize(2..5);
@@ -63,7 +71,8 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     while driver.step < steps {
         driver.step += 1;
         match driver.rng.u8(..100) {
-            0..=29 => send(driver, &cluster, &model),
+            0..=23 => send(driver, &cluster, &model),
+            24..=29 => publish(driver, &cluster, &model),
             30..=49 => receive(driver, &cluster, &model),
             50..=59 => delete(driver, &cluster, &model),
             60..=64 => change_visibility(driver, &cluster, &model),
@@ -99,18 +108,22 @@ struct Setup {
     budget: u64,
 }
 
-/// What the clients know: every message sent (by its body), and what became of it.
+/// One message in one queue: the queue it was sent or published to, and its body (unique
+/// per send or publish; a publish puts one copy in each subscribed queue).
+type Copy = (&'static str, String);
+
+/// What the clients know: every copy sent or published, and what became of it.
 #[derive(Default)]
 struct Model {
     next_message: u64,
-    /// Body -> the queue it was sent to, and whether the send was acknowledged.
-    sent: BTreeMap<String, (&'static str, bool)>,
-    /// Body -> message-id tag (as receipts carry it), of acknowledged sends.
-    tags: BTreeMap<String, u64>,
-    /// Bodies whose delete was acknowledged, with the clock of the client operations then.
-    deleted: BTreeMap<String, u64>,
-    /// Bodies a delete was asked for whose answer did not say it happened.
-    maybe_deleted: BTreeSet<String>,
+    /// Every copy, and whether its send or publish was acknowledged.
+    sent: BTreeMap<Copy, bool>,
+    /// The message-id tag (as receipts carry it) of acknowledged sends (not known for publishes).
+    tags: BTreeMap<Copy, u64>,
+    /// Copies whose delete was acknowledged, with the clock of the client operations then.
+    deleted: BTreeMap<Copy, u64>,
+    /// Copies a delete was asked for whose answer did not say it happened.
+    maybe_deleted: BTreeSet<Copy>,
     /// Receipt handles from receives, to delete or change the visibility of.
     handles: Vec<(&'static str, String, String)>,
     /// Counts client operations begun, to order receives against acknowledged deletes.
@@ -127,17 +140,28 @@ impl Model {
         self.clock
     }
 
-    /// Checks a message a receive that began at `began` returned.
-    fn received(&mut self, queue: &str, body: &str, began: u64) {
-        let Some((sent_to, _)) = self.sent.get(body) else {
-            self.fail(format!("a receive from {queue} returned {body:?}, which was never sent"));
+    /// The copy a message received from `queue` is: one sent there, or, from the dead-letter
+    /// queue, one sent to the queue that dead-letters to it.
+    fn copy_of(&self, queue: &'static str, body: &str) -> Option<Copy> {
+        let copy = (queue, body.to_owned());
+        if self.sent.contains_key(&copy) {
+            return Some(copy);
+        }
+        let redriven = (REDRIVEN, body.to_owned());
+        (queue == DLQ && self.sent.contains_key(&redriven)).then_some(redriven)
+    }
+
+    /// Checks a message a receive from `queue` that began at `began` returned.
+    fn received(&mut self, queue: &'static str, body: &str, began: u64) {
+        let Some(copy) = self.copy_of(queue, body) else {
+            self.fail(format!("a receive from {queue} returned {}, which was never sent there", short(body)));
             return;
         };
-        if *sent_to != queue && !(queue == DLQ && *sent_to == REDRIVEN) {
-            self.fail(format!("a receive from {queue} returned {body:?}, which was sent to {sent_to}"));
-        }
-        if let Some(at) = self.deleted.get(body).filter(|at| **at < began) {
-            self.fail(format!("a receive from {queue} that began at {began} returned {body:?}, whose delete was acknowledged at {at}"));
+        if let Some(at) = self.deleted.get(&copy).filter(|at| **at < began) {
+            self.fail(format!(
+                "a receive from {queue} that began at {began} returned {}, whose delete was acknowledged at {at}",
+                short(body)
+            ));
         }
     }
 
@@ -155,6 +179,7 @@ pub struct SimShard {
     shutdown: ShutdownState,
     catalog: Current,
     queues: Queues,
+    topics: Topics,
     cluster: Weak<Cluster>,
 }
 
@@ -249,6 +274,12 @@ impl QueueHost for SimShard {
     }
 }
 
+impl TopicHost for SimShard {
+    fn topics(&self) -> &Topics {
+        &self.topics
+    }
+}
+
 fn log_options(setup: &Setup, shard: usize) -> LogOptions {
     LogOptions {
         dir: PathBuf::from(format!("/sim/queues/{shard}")),
@@ -270,6 +301,7 @@ fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>>) -
         messages: Cell::new(0),
     });
     let config = Config::parse_from(["sluiced"]);
+    let tls = crate::topic::http::tls_config(None)?;
     for id in 0..setup.shards {
         let env = driver.env();
         let options = log_options(setup, id);
@@ -293,6 +325,7 @@ fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>>) -
             shutdown: ShutdownState::default(),
             catalog,
             queues: Queues::new(opened.storage, opened.partitions),
+            topics: Topics { http_wake: LocalNotify::default(), tls: tls.clone() },
             cluster: Rc::downgrade(&cluster),
         });
         cluster.shards.borrow_mut().push(shard);
@@ -336,10 +369,21 @@ fn create_queues(driver: &mut Driver, cluster: &Rc<Cluster>) -> Result<(), Strin
         let mut attributes = short();
         attributes.push(("DelaySeconds".to_owned(), "1".to_owned()));
         shard.meta_change(create(DELAYED, attributes)).await?;
+        let topic = TopicChange::Create { name: TOPIC.into(), attributes: vec![], tags: vec![] };
+        let MetaOutcome::Arn(Some(topic_arn)) = shard.meta_change(MetaChange::Topic(topic)).await? else {
+            return Err(OpError::new(sluice_protocol::ErrorCode::InternalFailure, "creating the topic gave no ARN"));
+        };
+        for queue in SUBSCRIBERS {
+            let endpoint = shard.snapshot().resolve(queue)?.arn.clone();
+            let attributes = vec![("RawMessageDelivery".to_owned(), "true".to_owned())];
+            let subscribe =
+                TopicChange::Subscribe { topic: topic_arn.clone(), protocol: "sqs".into(), endpoint: Some(endpoint), attributes };
+            shard.meta_change(MetaChange::Topic(subscribe)).await?;
+        }
         Ok::<(), OpError>(())
     })?;
     created.map_err(|error| format!("cannot create the queues: {error}"))?;
-    driver.note("created the queues".to_owned());
+    driver.note("created the queues and the topic".to_owned());
     Ok(())
 }
 
@@ -380,7 +424,7 @@ fn send(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) 
         shard.id,
         delay.map(|d| format!(" delayed {d} s")).unwrap_or_default()
     ));
-    model.borrow_mut().sent.insert(body.clone(), (queue, false));
+    model.borrow_mut().sent.insert((queue, body.clone()), false);
     let model = model.clone();
     driver.spawn(async move {
         let answer = service::handle_op(&shard, send_op(queue, &body, delay)).await;
@@ -392,9 +436,44 @@ fn send(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) 
         ));
         if let Ok(Reply::SendMessage(result)) = answer {
             if let Ok(id) = uuid::Uuid::parse_str(&result.message_id) {
-                model.tags.insert(body.clone(), id.as_u128() as u64);
+                model.tags.insert((queue, body.clone()), id.as_u128() as u64);
             }
-            model.sent.insert(body, (queue, true));
+            model.sent.insert((queue, body), true);
+        }
+    });
+    driver.run_ready();
+}
+
+fn publish(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
+    let shard = pick_shard(driver, cluster);
+    let body = new_body(driver, model);
+    driver.note(format!("publish {} on shard {}", short(&body), shard.id));
+    for queue in SUBSCRIBERS {
+        model.borrow_mut().sent.insert((queue, body.clone()), false);
+    }
+    let entry = PublishEntry {
+        id: String::new(),
+        message: Bytes::copy_from_slice(body.as_bytes()),
+        subject: None,
+        message_structure: None,
+        attributes: vec![],
+        message_group_id: None,
+        deduplication_id: None,
+    };
+    let op = sluice_protocol::Op::Publish { topic: TOPIC.to_owned(), entry };
+    let model = model.clone();
+    driver.spawn(async move {
+        let answer = crate::topic::service::handle_op(&shard, op).await;
+        let mut model = model.borrow_mut();
+        model.notes.push(format!(
+            "  publish of {}: {}",
+            short(&body),
+            answer.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string())
+        ));
+        if answer.is_ok() {
+            for queue in SUBSCRIBERS {
+                model.sent.insert((queue, body.clone()), true);
+            }
         }
     });
     driver.run_ready();
@@ -450,7 +529,8 @@ fn delete(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>
     let Some((queue, handle, body)) = take_handle(driver, model) else { return };
     let shard = pick_shard(driver, cluster);
     driver.note(format!("delete {} from {queue} on shard {}", short(&body), shard.id));
-    model.borrow_mut().maybe_deleted.insert(body.clone());
+    let Some(copy) = model.borrow().copy_of(queue, &body) else { return };
+    model.borrow_mut().maybe_deleted.insert(copy.clone());
     let model = model.clone();
     driver.spawn(async move {
         let answer =
@@ -465,8 +545,8 @@ fn delete(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>
             short(&body),
             answer.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string())
         ));
-        if answer.is_ok() && queue != REDRIVEN && queue != DLQ {
-            model.deleted.entry(body).or_insert(at);
+        if answer.is_ok() && copy.0 != REDRIVEN {
+            model.deleted.entry(copy).or_insert(at);
         }
     });
     driver.run_ready();
@@ -611,11 +691,11 @@ fn check_kept(cluster: &Rc<Cluster>, model: &Model) -> Result<(), String> {
             }
         }
     }
-    for (body, tag) in &model.tags {
-        if model.deleted.contains_key(body) || model.maybe_deleted.contains(body) {
+    for (copy, tag) in &model.tags {
+        if model.deleted.contains_key(copy) || model.maybe_deleted.contains(copy) {
             continue;
         }
-        let Some((queue, _)) = model.sent.get(body) else { continue };
+        let (queue, body) = copy;
         let places: &[&str] = if *queue == REDRIVEN { &[REDRIVEN, DLQ] } else { &[queue] };
         if !places.iter().any(|place| held.get(place).is_some_and(|tags| tags.contains(tag))) {
             let world = match &shards[0].env {
@@ -644,7 +724,7 @@ fn check_kept(cluster: &Rc<Cluster>, model: &Model) -> Result<(), String> {
 fn drain_and_check(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) -> Result<(), String> {
     driver.world.fs().set_faults(crate::env::memory::Faults::NONE);
     driver.advance(Duration::from_secs(40));
-    let mut found: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut found: BTreeMap<Copy, &'static str> = BTreeMap::new();
     let count = cluster.shards.borrow().len();
     let began = model.borrow_mut().tick();
     loop {
@@ -662,10 +742,11 @@ fn drain_and_check(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCel
                 for message in messages {
                     let body = String::from_utf8_lossy(&message.body).into_owned();
                     model.borrow_mut().received(queue, &body, began);
+                    let Some(copy) = model.borrow().copy_of(queue, &body) else { continue };
                     // A crash between a dead-letter move's two records may leave a copy in each
                     // queue (and the copy left behind may be moved again).
-                    let redriven = model.borrow().sent.get(&body).is_some_and(|(sent_to, _)| *sent_to == REDRIVEN);
-                    if let Some(earlier) = found.insert(body.clone(), queue).filter(|_| !redriven) {
+                    let redriven = copy.0 == REDRIVEN;
+                    if let Some(earlier) = found.insert(copy, queue).filter(|_| !redriven) {
                         return Err(format!(
                             "{} was drained twice (from {earlier}, then {queue}) with a visibility of an hour",
                             short(&body)
@@ -681,14 +762,18 @@ fn drain_and_check(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCel
     let model = model.borrow();
     model.failure.clone().map_or(Ok(()), Err)?;
     let mut acknowledged = 0;
-    for (body, (queue, acked)) in &model.sent {
-        if !*acked || *queue == PROBE {
+    for (copy, acked) in &model.sent {
+        if !*acked {
             continue;
         }
         acknowledged += 1;
-        let gone = model.deleted.contains_key(body) || model.maybe_deleted.contains(body);
-        if !gone && !found.contains_key(body) {
-            return Err(format!("the acknowledged send of {} to {queue} is lost: not in any queue after the drain", short(body)));
+        let (queue, body) = copy;
+        let gone = model.deleted.contains_key(copy) || model.maybe_deleted.contains(copy);
+        if !gone && !found.contains_key(copy) {
+            return Err(format!(
+                "the acknowledged send or publish of {} to {queue} is lost: not in any queue after the drain",
+                short(body)
+            ));
         }
     }
     driver.note(format!("drained {} messages; {acknowledged} acknowledged sends accounted for", found.len()));
