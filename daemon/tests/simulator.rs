@@ -1,5 +1,5 @@
 //! The deterministic simulator (`sluice_daemon::sim`) over a bounded number of seeds: the
-//! queues' log, a stream shard's log, and the queue engine on several shards under random
+//! queues' log, a stream shard's log, and the queue and stream engines on several shards under random
 //! workloads with process crashes, power losses and disk faults, every acknowledged or seen
 //! record (or message) checked after every restart.
 //! A failure prints its seed and the `sluice-sim` command that replays it.
@@ -50,6 +50,11 @@ fn a_stream_log_keeps_what_it_acknowledged_through_crashes_and_power_losses() {
 #[test]
 fn the_queue_engine_keeps_acknowledged_sends_and_deletes_across_shards_and_restarts() {
     run_seeds(Target::Queues, 50);
+}
+
+#[test]
+fn the_stream_engine_keeps_acknowledged_records_through_resharding_and_restarts() {
+    run_seeds(Target::Streams, 100);
 }
 
 #[test]

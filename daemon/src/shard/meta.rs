@@ -4,7 +4,6 @@
 //! reshard first has the owners of the stream shards it closes seal them.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -50,20 +49,7 @@ pub async fn apply(shard: &Rc<Shard>, change: MetaChange) -> Result<MetaOutcome,
     let _saving = writer.saving.acquire_permit(1).await.map_err(|_| OpError::new(ErrorCode::ServiceUnavailable, "shutting down"))?;
     let before = registry.borrow().clone();
     let mut change = change;
-    if let MetaChange::Stream { change: stream_change, sealed, cores } = &mut change {
-        *cores = shard.count;
-        if stream_change.reshards() {
-            // A dry run finds the shards this closes; their owners seal them, and their
-            // last sequence numbers go into the change.
-            let (_, after) = before.clone().apply(
-                MetaChange::Stream { change: stream_change.clone(), sealed: HashMap::new(), cores: shard.count },
-                shard.env.now_ms(),
-            )?;
-            if let Some(after) = after {
-                *sealed = stream::service::seal_closing(shard, &before.snapshot(), &after).await?;
-            }
-        }
-    }
+    stream::service::prepare_change(shard, &before, &mut change).await?;
     let (outcome, snapshot) = registry.borrow_mut().apply(change, shard.env.now_ms())?;
     let purged = matches!(outcome, MetaOutcome::Purge(_));
     if snapshot.is_some() || purged {

@@ -20,11 +20,15 @@
 //!   shard's log: opened from its tail, read by position, trimmed by arrival time), and
 //!   `queues` (the queue engine itself on several shards, through the operations clients
 //!   call, with cross-shard calls that take time, long polls, dead-letter queues, delays,
-//!   payloads kept only in the log, compaction: see `queue_target`).
+//!   payloads kept only in the log, compaction: see `queue_target`), and `streams` (the
+//!   stream engine on several cores: puts, full reads, and resharding under way while puts
+//!   are in flight: see `stream_engine_target`). Both run on `shards::SimShard`.
 
 pub mod harness;
 pub mod log_target;
 pub mod queue_target;
+pub mod shards;
+pub mod stream_engine_target;
 pub mod stream_target;
 
 use std::cell::RefCell;
@@ -46,16 +50,18 @@ pub enum Target {
     Log,
     Stream,
     Queues,
+    Streams,
 }
 
 impl Target {
-    pub const ALL: [Target; 3] = [Target::Log, Target::Stream, Target::Queues];
+    pub const ALL: [Target; 4] = [Target::Log, Target::Stream, Target::Queues, Target::Streams];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Log => "log",
             Target::Stream => "stream",
             Target::Queues => "queues",
+            Target::Streams => "streams",
         }
     }
 
@@ -131,6 +137,7 @@ pub fn run(target: Target, seed: u64, options: Options) -> Result<Report, Failur
         Target::Log => log_target::run(&mut driver, options.steps),
         Target::Stream => stream_target::run(&mut driver, options.steps),
         Target::Queues => queue_target::run(&mut driver, options.steps),
+        Target::Streams => stream_engine_target::run(&mut driver, options.steps),
     };
     let mut report = std::mem::take(&mut driver.report);
     report.disk = driver.world.fs().stats();

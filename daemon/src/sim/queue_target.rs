@@ -20,30 +20,20 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::Parser;
 use sluice_protocol::{OpError, PublishEntry, Reply, SendEntry};
 
-use super::harness;
+use super::shards::{self, pick_shard, Cluster, Setup, Stop};
 use super::Driver;
-use crate::catalog::current::Current;
 use crate::catalog::topics::TopicChange;
 use crate::catalog::{MetaChange, MetaOutcome, Naming, Registry};
-use crate::config::Config;
 use crate::engine::Host;
 use crate::env::memory::Crash;
-use crate::env::notify::LocalNotify;
 use crate::env::Env;
-use crate::queue::calls::{QueueAnswer, QueueCall, QueueNotice};
-use crate::queue::store::Storage;
-use crate::queue::{service, QueueHost, Queues};
-use crate::runtime::ShutdownState;
-use crate::storage::log::{FsyncMode, LogOptions};
-use crate::topic::{TopicHost, Topics};
+use crate::queue::service;
 
 /// The queues every run uses: a plain one, one whose messages go to `dlq` after two
 /// receives, one whose messages are delayed, and one only the wake-up probe uses.
@@ -66,7 +56,7 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let setup = Setup { shards, segment_bytes, budget };
     let model = Rc::new(RefCell::new(Model::default()));
     let registry = Rc::new(RefCell::new(Registry::new(Naming::default())));
-    let mut cluster = start(driver, &setup, &registry)?;
+    let mut cluster = shards::start(driver, &setup, &registry)?;
     create_queues(driver, &cluster)?;
     while driver.step < steps {
         driver.step += 1;
@@ -100,12 +90,6 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Clean)?;
     cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Crash(Crash::Power))?;
     drain_and_check(driver, &cluster, &model)
-}
-
-struct Setup {
-    shards: usize,
-    segment_bytes: u64,
-    budget: u64,
 }
 
 /// One message in one queue: the queue it was sent or published to, and its body (unique
@@ -170,189 +154,6 @@ impl Model {
     }
 }
 
-/// One shard of the simulated process.
-pub struct SimShard {
-    id: usize,
-    count: usize,
-    config: Config,
-    env: Env,
-    shutdown: ShutdownState,
-    catalog: Current,
-    queues: Queues,
-    topics: Topics,
-    cluster: Weak<Cluster>,
-}
-
-/// Every shard of one incarnation, and what they share in this simulation: the registry
-/// (shard 0's, kept in memory here) and the random delays of cross-shard messages.
-pub struct Cluster {
-    shards: RefCell<Vec<Rc<SimShard>>>,
-    registry: Rc<RefCell<Registry>>,
-    rng: RefCell<fastrand::Rng>,
-    /// Deliveries and calls in flight between shards (for the trail).
-    messages: Cell<u64>,
-}
-
-impl Cluster {
-    fn shard(&self, id: usize) -> Rc<SimShard> {
-        self.shards.borrow()[id].clone()
-    }
-
-    /// How long a message between two shards takes: mostly nothing, sometimes a while.
-    fn delay(&self) -> Duration {
-        self.messages.set(self.messages.get() + 1);
-        let mut rng = self.rng.borrow_mut();
-        match rng.u8(..10) {
-            0..=5 => Duration::ZERO,
-            6..=8 => Duration::from_micros(rng.u64(1..500)),
-            _ => Duration::from_millis(rng.u64(1..20)),
-        }
-    }
-}
-
-impl SimShard {
-    fn cluster(&self) -> Rc<Cluster> {
-        self.cluster.upgrade().expect("a shard outlived its cluster")
-    }
-}
-
-impl Host for SimShard {
-    fn id(&self) -> usize {
-        self.id
-    }
-    fn count(&self) -> usize {
-        self.count
-    }
-    fn config(&self) -> &Config {
-        &self.config
-    }
-    fn env(&self) -> &Env {
-        &self.env
-    }
-    fn shutdown(&self) -> &ShutdownState {
-        &self.shutdown
-    }
-    fn catalog(&self) -> &Current {
-        &self.catalog
-    }
-    async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
-        let cluster = self.cluster();
-        let (outcome, snapshot) = cluster.registry.borrow_mut().apply(change, self.env.now_ms())?;
-        if let Some(snapshot) = snapshot {
-            for shard in cluster.shards.borrow().iter() {
-                if shard.catalog.install(snapshot.clone()) {
-                    service::installed(shard, &snapshot);
-                }
-            }
-        }
-        Ok(outcome)
-    }
-}
-
-impl QueueHost for SimShard {
-    fn queues(&self) -> &Queues {
-        &self.queues
-    }
-    async fn call_queue(self: &Rc<Self>, shard: usize, call: QueueCall) -> Result<QueueAnswer, OpError> {
-        if shard == self.id {
-            return Ok(service::handle_call(self, call).await);
-        }
-        let cluster = self.cluster();
-        self.env.sleep(cluster.delay()).await;
-        let answer = service::handle_call(&cluster.shard(shard), call).await;
-        self.env.sleep(cluster.delay()).await;
-        Ok(answer)
-    }
-    async fn notify_queue(self: &Rc<Self>, peer: usize, notice: QueueNotice) {
-        let cluster = self.cluster();
-        let delay = cluster.delay();
-        let env = self.env.clone();
-        self.env.spawn(async move {
-            env.sleep(delay).await;
-            service::on_notice(&cluster.shard(peer), notice);
-        });
-    }
-}
-
-impl TopicHost for SimShard {
-    fn topics(&self) -> &Topics {
-        &self.topics
-    }
-}
-
-fn log_options(setup: &Setup, shard: usize) -> LogOptions {
-    LogOptions {
-        dir: PathBuf::from(format!("/sim/queues/{shard}")),
-        segment_bytes: setup.segment_bytes,
-        fsync: FsyncMode::Always,
-        repair: false,
-        spare_ahead: true,
-    }
-}
-
-/// Starts an incarnation: opens every shard's log (replaying it), and its background tasks.
-fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>>) -> Result<Rc<Cluster>, String> {
-    let faults = harness::calm(driver);
-    let snapshot = registry.borrow().snapshot();
-    let cluster = Rc::new(Cluster {
-        shards: RefCell::default(),
-        registry: registry.clone(),
-        rng: RefCell::new(fastrand::Rng::with_seed(driver.rng.u64(..))),
-        messages: Cell::new(0),
-    });
-    let config = Config::parse_from(["sluiced"]);
-    let tls = crate::topic::http::tls_config(None)?;
-    for id in 0..setup.shards {
-        let env = driver.env();
-        let options = log_options(setup, id);
-        let budget = setup.budget;
-        let known = snapshot.clone();
-        let opened =
-            driver.block_on(async move { Storage::open(env, options, budget, |queue_id| known.by_id.contains_key(&queue_id)).await })?;
-        let opened = opened.map_err(|error| {
-            format!(
-                "shard {id}'s queue log does not open: {error}\n  disk:{}",
-                super::describe_dir(&driver.world, &log_options(setup, id).dir)
-            )
-        })?;
-        let catalog = Current::default();
-        catalog.install(snapshot.clone());
-        let shard = Rc::new(SimShard {
-            id,
-            count: setup.shards,
-            config: config.clone(),
-            env: driver.env(),
-            shutdown: ShutdownState::default(),
-            catalog,
-            queues: Queues::new(opened.storage, opened.partitions),
-            topics: Topics { http_wake: LocalNotify::default(), tls: tls.clone() },
-            cluster: Rc::downgrade(&cluster),
-        });
-        cluster.shards.borrow_mut().push(shard);
-    }
-    for shard in cluster.shards.borrow().iter() {
-        driver.spawn(service::loader(shard.clone()));
-        driver.spawn(timers(shard.clone()));
-        driver.spawn(crate::queue::compaction::run(shard.clone()));
-    }
-    driver.run_ready();
-    driver.world.fs().set_faults(faults);
-    Ok(cluster)
-}
-
-/// The shard's long-poll timers and retention sweep, as `shard::timers` runs them.
-async fn timers(shard: Rc<SimShard>) {
-    let mut ticks = 0u64;
-    loop {
-        shard.env.sleep(Duration::from_millis(10)).await;
-        service::tick_watched(&shard);
-        ticks += 1;
-        if ticks.is_multiple_of(100) {
-            service::tick_all(&shard);
-        }
-    }
-}
-
 fn create_queues(driver: &mut Driver, cluster: &Rc<Cluster>) -> Result<(), String> {
     let shard = cluster.shard(0);
     let created = driver.block_on(async move {
@@ -385,11 +186,6 @@ fn create_queues(driver: &mut Driver, cluster: &Rc<Cluster>) -> Result<(), Strin
     created.map_err(|error| format!("cannot create the queues: {error}"))?;
     driver.note("created the queues and the topic".to_owned());
     Ok(())
-}
-
-fn pick_shard(driver: &mut Driver, cluster: &Rc<Cluster>) -> Rc<SimShard> {
-    let count = cluster.shards.borrow().len();
-    cluster.shard(driver.rng.usize(..count))
 }
 
 fn send_op(queue: &str, body: &str, delay_seconds: Option<i32>) -> sluice_protocol::Op {
@@ -631,12 +427,6 @@ fn probe(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>)
 /// What a probe's long poll returned: the bodies, or its error.
 type Polled = Result<Vec<String>, OpError>;
 
-#[derive(Clone, Copy, Debug)]
-enum Stop {
-    Clean,
-    Crash(Crash),
-}
-
 fn restart(
     driver: &mut Driver,
     cluster: Rc<Cluster>,
@@ -645,33 +435,7 @@ fn restart(
     model: &Rc<RefCell<Model>>,
     stop: Stop,
 ) -> Result<Rc<Cluster>, String> {
-    let stop = match stop {
-        Stop::Clean => {
-            let shards: Vec<Rc<SimShard>> = cluster.shards.borrow().clone();
-            let closed = driver.block_on(async move {
-                let mut failed = None;
-                for shard in shards {
-                    if let Err(error) = shard.queues.storage.close().await {
-                        failed.get_or_insert(error.to_string());
-                    }
-                }
-                failed
-            })?;
-            match closed {
-                None => Crash::Process,
-                Some(error) => {
-                    driver.note(format!("close failed ({error}): the process exits"));
-                    Crash::Process
-                }
-            }
-        }
-        Stop::Crash(crash) => crash,
-    };
-    driver.note(format!("restart after {stop:?} ({} messages between shards)", cluster.messages.get()));
-    cluster.shards.borrow_mut().clear();
-    drop(cluster);
-    driver.crash(stop);
-    let cluster = start(driver, setup, registry)?;
+    let cluster = shards::restart(driver, cluster, setup, registry, stop)?;
     check_kept(&cluster, &model.borrow())?;
     Ok(cluster)
 }
@@ -705,7 +469,7 @@ fn check_kept(cluster: &Rc<Cluster>, model: &Model) -> Result<(), String> {
             let mut disk = String::new();
             let needle = format!("{}:", short(body));
             for id in 0..shards.len() {
-                let dir = PathBuf::from(format!("/sim/queues/{id}"));
+                let dir = shards::queue_log_dir(id);
                 disk.push_str(&format!("\n  shard {id}:{}", super::describe_dir(&world, &dir)));
                 for (path, data, _) in world.fs().snapshot(&dir) {
                     for (at, _) in data.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle.as_bytes()) {

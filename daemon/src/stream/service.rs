@@ -20,7 +20,7 @@ use super::iterator::{decode_token, encode_token, ShardPosition};
 use super::store::{split_record, ShardLog};
 use super::{call_on, StreamHost};
 use crate::catalog::streams::{find_consumer, hash_of, parse_hash_key, parse_shard_id, resolve, StreamChange, StreamMeta, StreamOutcome};
-use crate::catalog::{MetaChange, MetaOutcome, Snapshot};
+use crate::catalog::{MetaChange, MetaOutcome, Registry, Snapshot};
 use crate::storage::storage_error;
 
 /// Times a put part is routed again after meeting a resharded shard.
@@ -685,6 +685,23 @@ pub async fn stream_seek_local<H: StreamHost>(host: &Rc<H>, stream_id: u64, shar
             Ok(log.log.next_seq() - 1)
         }
     }
+}
+
+/// Shard 0, before a metadata change is applied to `before` (the registry as it is): a
+/// stream change learns how many cores there are, and a reshard has the owners of the shards
+/// it closes seal them, their last sequence numbers going into the change.
+pub async fn prepare_change<H: StreamHost>(host: &Rc<H>, before: &Registry, change: &mut MetaChange) -> Result<(), OpError> {
+    let MetaChange::Stream { change: stream_change, sealed, cores } = change else { return Ok(()) };
+    *cores = host.count();
+    if stream_change.reshards() {
+        // A dry run finds the shards this closes.
+        let dry_run = MetaChange::Stream { change: stream_change.clone(), sealed: HashMap::new(), cores: host.count() };
+        let (_, after) = before.clone().apply(dry_run, host.env().now_ms())?;
+        if let Some(after) = after {
+            *sealed = seal_closing(host, &before.snapshot(), &after).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Shard 0, before a reshard: seals every shard `after` closes and returns their last
