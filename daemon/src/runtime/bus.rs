@@ -2,9 +2,10 @@
 //!
 //! A call (`C`) goes to the shard that owns what it touches and comes back as an answer
 //! (`A`) matched by a correlation id; the answer is resolved on the shard that asked.
-//! Notices (`N`) are one-way. The pump that reads a peer's channel never awaits a send, so
-//! two shards calling each other can never deadlock on full channels. The bus knows no
-//! engine: the dispatch module (`crate::shard`) names what its calls, answers and notices are.
+//! Notices (`N`) are one-way. A shard's pump, which reads its peers' channels, never awaits
+//! a send, so two shards calling each other can never deadlock on full channels. The bus
+//! knows no engine: the dispatch module (`crate::shard`) names what its calls, answers and
+//! notices are.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -1,10 +1,11 @@
 //! Executors: one pinned glommio executor per core, sharing nothing mutable, joined in a
 //! channel mesh. It knows no engine: `run` starts the executors and hands each one a
-//! `ShardStart` for the shard's own main (`crate::serve::shard_main`), which builds the shard's
-//! engines, tasks and listeners. Also here: the cross-shard bus (`bus`, generic over what it carries)
-//! and the shutdown flag — set by the signal handler in
-//! `main`; each shard then stops accepting, lets in-flight requests finish, and leaves once
-//! every shard has drained (so no shard's pump disappears while another still calls it).
+//! `ShardStart` for the shard's own main (`crate::serve::shard_main`), which builds the
+//! shard's engines, tasks and listeners. Also here: the cross-shard bus (`bus`) and typed
+//! calls (`calls`), generic over what they carry, and the shutdown flag — set by the signal
+//! handler in `main`; each shard then stops accepting, lets in-flight requests finish, and
+//! leaves once every shard has drained (so no shard's pump disappears while another still
+//! calls it).
 
 pub mod bus;
 pub mod calls;

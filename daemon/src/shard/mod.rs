@@ -1,7 +1,8 @@
 //! The one place that knows every engine: a core's `Shard` (each engine's state on this
-//! core, its storage, its end of the bus), how a shard opens and finishes, the pump
-//! that hands other shards' calls to the engines, the shard's background tasks, and what
-//! shards ask of each other (`calls`).
+//! core, its end of the bus), how a shard opens and finishes, the dispatch of client
+//! operations and of other shards' calls to the engines, the pump (one per shard: its inbox
+//! from every peer), the shard's background tasks, what shards send each other (`calls`),
+//! and metadata changes across engines (`meta`).
 
 pub mod calls;
 pub mod meta;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+
 use glommio::{Latency, Shares};
 use sluice_protocol::{Encoder, ErrorCode, Op, OpError, Response};
 
@@ -166,10 +168,11 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
     // Learns which stream shards this core owns, so the files of those deleted later go.
     stream::service::forget_gone_streams(&shard).await;
 
-    for (peer, stream) in receivers.streams() {
-        let shard = shard.clone();
-        glommio::spawn_local(pump(shard, peer, stream)).detach();
-    }
+    // One pump for every peer's channel, in the latency-sensitive (default) task queue, like
+    // the connections; the shard's own timers, deliveries, retention and compaction run in
+    // the background queue below, so calls from other shards go first.
+    let inbox = Inbox { peers: receivers.streams().into_iter().map(|(peer, stream)| (peer, Some(stream))).collect(), next: 0 };
+    glommio::spawn_local(pump(shard.clone(), inbox)).detach();
     glommio::spawn_local(queue::service::loader(shard.clone())).detach();
 
     let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
@@ -228,9 +231,48 @@ pub async fn finish(shard: Rc<Shard>, drained: Arc<AtomicUsize>) {
     tracing::debug!(shard = id, "stopped");
 }
 
-/// Reads one peer's channel: answers calls (in tasks of their own), resolves answers, hands notices on.
-async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shared_channel::ConnectedReceiver<ShardMessage>) {
-    while let Some(message) = stream.next().await {
+/// Every peer's channel as one stream, read in turn (no peer can starve another), with no
+/// allocation per message.
+struct Inbox {
+    /// Each peer's channel; `None` once it has closed.
+    peers: Vec<(usize, Option<glommio::channels::shared_channel::ConnectedReceiver<ShardMessage>>)>,
+    /// The peer to look at first next time.
+    next: usize,
+}
+
+impl futures::Stream for Inbox {
+    type Item = (usize, ShardMessage);
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        let count = self.peers.len();
+        let mut open = false;
+        for step in 0..count {
+            let at = (self.next + step) % count;
+            let (peer, channel) = &mut self.peers[at];
+            let Some(receiver) = channel else { continue };
+            match receiver.poll_next_unpin(cx) {
+                std::task::Poll::Ready(Some(message)) => {
+                    let peer = *peer;
+                    self.next = at + 1;
+                    return std::task::Poll::Ready(Some((peer, message)));
+                }
+                std::task::Poll::Ready(None) => *channel = None,
+                std::task::Poll::Pending => open = true,
+            }
+        }
+        if open {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(None)
+        }
+    }
+}
+
+/// The shard's inbox: reads every peer's channel, answers calls (each in a task of its own:
+/// a call may wait for the disk), resolves answers, hands notices to their engine. Ends
+/// once every peer's channel has closed.
+async fn pump(shard: Rc<Shard>, mut inbox: Inbox) {
+    while let Some((_peer, message)) = inbox.next().await {
         match message {
             Envelope::Call { from, corr, call } => {
                 let shard = shard.clone();
@@ -244,7 +286,7 @@ async fn pump(shard: Rc<Shard>, peer: usize, mut stream: glommio::channels::shar
             Envelope::Notice(Notice::Queue(notice)) => queue::service::on_notice(&shard, notice),
         }
     }
-    tracing::debug!(shard = shard.id, peer, "peer channel closed");
+    tracing::debug!(shard = shard.id, "every peer's channel closed");
 }
 
 impl Shard {
