@@ -94,6 +94,14 @@ struct Model {
 }
 
 impl Model {
+    /// Every record whose put was acknowledged on shard `id`: sequence number -> data.
+    fn acknowledged_on(&self, id: &str) -> BTreeMap<u128, String> {
+        self.puts
+            .iter()
+            .filter_map(|(data, put)| put.as_ref().filter(|(shard, _)| shard == id).map(|(_, seq)| (*seq, data.clone())))
+            .collect()
+    }
+
     fn fail(&mut self, message: String) {
         self.failure.get_or_insert(message);
     }
@@ -200,12 +208,7 @@ fn read_and_check(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell
     let reader = pick_shard(driver, cluster);
     let id = shard_id(index);
     // What must be there: every record acknowledged on this shard before the read begins.
-    let expected: BTreeMap<u128, String> = model
-        .borrow()
-        .puts
-        .iter()
-        .filter_map(|(data, put)| put.as_ref().filter(|(shard, _)| *shard == id).map(|(_, seq)| (*seq, data.clone())))
-        .collect();
+    let expected = model.borrow().acknowledged_on(&id);
     let limit = [10, 100, 10_000][driver.rng.usize(..3)];
     let reading = id.clone();
     let read = driver.block_on(async move { read_shard(&reader, &reading, limit).await })?;
@@ -305,12 +308,7 @@ fn restart(
     let mut all = BTreeSet::new();
     for index in indexes {
         let id = shard_id(index);
-        let expected: BTreeMap<u128, String> = model
-            .borrow()
-            .puts
-            .iter()
-            .filter_map(|(data, put)| put.as_ref().filter(|(shard, _)| *shard == id).map(|(_, seq)| (*seq, data.clone())))
-            .collect();
+        let expected = model.borrow().acknowledged_on(&id);
         let reader = cluster.shard(0);
         let reading = id.clone();
         let records = driver
