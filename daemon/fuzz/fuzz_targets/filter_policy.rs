@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_daemon::topic::filter::{parse_arrays, FilterPolicy, Message, Scope};
+use sluice_daemon::catalog::filter::{parse_arrays, FilterPolicy, Message, Scope};
 use sluice_protocol::MessageAttribute;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice_daemon::queue::journal::Event;
-use sluice_daemon::queue::registry::{Naming, Registry};
+use sluice_daemon::catalog::{Naming, Registry};
 use sluice_daemon::storage::meta::apply_journal;
 use sluice_daemon::storage::record::{decode_past_skips, decode_record, Decoded};
 
