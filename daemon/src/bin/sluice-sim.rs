@@ -1,8 +1,8 @@
 //! `sluice-sim`: runs the deterministic simulator (`sluice_daemon::sim`) over seeds.
 //!
 //! Each seed is one random run of a target (the queue-style log, a stream shard's log, the
-//! queue engine on several shards) against a simulated disk with crashes, power losses and
-//! faults, checked at every step.
+//! queue or stream engine on several shards) against a simulated disk with crashes, power
+//! losses and faults, checked at every step.
 //! A failure prints its seed and the command that replays it.
 
 use clap::Parser;
@@ -12,11 +12,12 @@ use sluice_daemon::sim::{self, Options, Target};
 #[command(
     name = "sluice-sim",
     version,
-    about = "Sluice's deterministic simulator: storage and the queue engine under crashes, power losses and disk faults"
+    about = "Sluice's deterministic simulator: storage and the queue and stream engines under crashes, power losses and disk faults"
 )]
 struct Args {
     /// What to simulate: `log` (the queues' log), `stream` (a stream shard's log), `queues`
-    /// (the queue engine on several shards, through the operations clients call) or `all`.
+    /// (the queue engine, with a topic, on several shards, through the operations clients
+    /// call), `streams` (the stream engine on several cores, resharding included) or `all`.
     #[arg(long, default_value = "all")]
     target: String,
     /// Run this one seed (replays a failure exactly); overrides --seeds.
@@ -38,8 +39,9 @@ struct Args {
     /// back out of order), not a prefix of them in the order they were written.
     #[arg(long)]
     scatter: bool,
-    /// A quarter of the runs sync on an interval (`--fsync interval`) instead of before every
-    /// acknowledgement.
+    /// A quarter of the runs of the `log` and `stream` targets sync on an interval (`--fsync
+    /// interval`) instead of before every acknowledgement (the engine targets always sync
+    /// before acknowledging).
     #[arg(long)]
     interval: bool,
 }
