@@ -31,7 +31,6 @@ fn partition(c: &mut Criterion) {
             |partition| {
                 for i in 0..10u128 {
                     let payload = Arc::new(Payload {
-                        message_id: i,
                         body: body.clone(),
                         attributes: None,
                         md5_of_body: [0; 16],
@@ -41,7 +40,7 @@ fn partition(c: &mut Criterion) {
                         sent_ms: 1,
                         dead_letter_source_arn: None,
                     });
-                    partition.send(payload, 0, 1);
+                    partition.send(i, payload, 0, 1);
                 }
                 let mut delivered = Vec::with_capacity(10);
                 partition.receive(2, &rules, &mut delivered, &mut Vec::new()).unwrap();

@@ -91,9 +91,8 @@ impl Model {
     }
 }
 
-fn payload(id: u128, now: u64) -> Arc<Payload> {
+fn payload(now: u64) -> Arc<Payload> {
     Arc::new(Payload {
-        message_id: id,
         body: Bytes::from_static(b"m"),
         attributes: None,
         md5_of_body: [0; 16],
@@ -123,7 +122,7 @@ proptest! {
                 Step::Send { delay_ms } => {
                     let id = next_id;
                     next_id += 1;
-                    let seq = engine.send(payload(id, now), delay_ms, now);
+                    let seq = engine.send(id, payload(now), delay_ms, now);
                     seqs.insert(id, seq);
                     let state = if delay_ms > 0 { State::Delayed { due: now + delay_ms } } else { State::Visible };
                     model.messages.insert(id, ModelMessage { sent: now, receive_count: 0, state });
@@ -136,7 +135,7 @@ proptest! {
                     engine.receive(now, &rules, &mut delivered, &mut Vec::new()).unwrap();
                     prop_assert_eq!(delivered.len(), max.min(visible_before), "receive returned the wrong number of messages");
                     for delivery in &delivered {
-                        let id = delivery.payload.message_id;
+                        let id = delivery.message_id;
                         let message = model.messages.get_mut(&id).expect("engine returned a message the model no longer has");
                         prop_assert_eq!(message.state, State::Visible, "engine returned a message that is not visible");
                         message.receive_count += 1;
@@ -183,13 +182,13 @@ proptest! {
 #[test]
 fn messages_past_retention_are_never_returned_and_are_dropped() {
     let mut engine = Partition::new();
-    engine.send(payload(1, 1_000), 0, 1_000);
-    engine.send(payload(2, 50_000), 0, 50_000);
+    engine.send(1, payload(1_000), 0, 1_000);
+    engine.send(2, payload(50_000), 0, 50_000);
     let rules =
         ReceiveRules { max_messages: 10, visibility_ms: 1_000, retention_ms: 60_000, max_receive_count: None, inflight_max: usize::MAX };
     let mut delivered = Vec::new();
     engine.receive(61_000, &rules, &mut delivered, &mut Vec::new()).unwrap();
-    assert_eq!(delivered.iter().map(|d| d.payload.message_id).collect::<Vec<_>>(), [2]);
+    assert_eq!(delivered.iter().map(|d| d.message_id).collect::<Vec<_>>(), [2]);
     assert_eq!(engine.counts(200_000, 60_000), Counts::default());
     assert!(engine.is_empty());
 }
@@ -197,7 +196,7 @@ fn messages_past_retention_are_never_returned_and_are_dropped() {
 #[test]
 fn receive_moves_messages_past_max_receive_count_out() {
     let mut engine = Partition::new();
-    engine.send(payload(1, 0), 0, 0);
+    engine.send(1, payload(0), 0, 0);
     let rules =
         ReceiveRules { max_messages: 1, visibility_ms: 0, retention_ms: 60_000, max_receive_count: Some(2), inflight_max: usize::MAX };
     for now in [1, 2] {
@@ -217,7 +216,7 @@ fn receive_moves_messages_past_max_receive_count_out() {
 fn in_flight_limit_answers_over_limit() {
     let mut engine = Partition::new();
     for id in 0..3 {
-        engine.send(payload(id, 0), 0, 0);
+        engine.send(id, payload(0), 0, 0);
     }
     let rules = ReceiveRules { max_messages: 10, visibility_ms: 1_000, retention_ms: 60_000, max_receive_count: None, inflight_max: 2 };
     let mut delivered = Vec::new();

@@ -58,8 +58,8 @@ pub async fn compact_once<H: QueueHost>(host: &Rc<H>) -> anyhow::Result<usize> {
                         let mut partitions = host.queues().partitions.borrow_mut();
                         let Some(partition) = partitions.get_mut(&queue_id) else { break };
                         for ((seq, placement), payload) in run.iter().zip(loaded) {
-                            let payload = payload.map_err(|e| anyhow::anyhow!(e.message))?;
-                            partition.relocate_loaded(*seq, placement.log_seq, payload);
+                            let (message_id, payload) = payload.map_err(|e| anyhow::anyhow!(e.message))?;
+                            partition.relocate_loaded(*seq, placement.log_seq, message_id, payload);
                         }
                         host.queues().storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
                     };

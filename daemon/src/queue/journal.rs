@@ -36,6 +36,7 @@ pub enum Event {
     Sent {
         queue_id: u64,
         seq: u64,
+        message_id: u128,
         payload: Arc<Payload>,
         due_ms: u64,
     },
@@ -64,6 +65,7 @@ pub enum Event {
     MovedIn {
         queue_id: u64,
         seq: u64,
+        message_id: u128,
         payload: Arc<Payload>,
         receive_count: u32,
         first_receive_ms: u64,
@@ -76,6 +78,7 @@ pub enum Event {
     Restored {
         queue_id: u64,
         seq: u64,
+        message_id: u128,
         payload: Arc<Payload>,
         receive_count: u32,
         first_receive_ms: u64,
@@ -108,8 +111,9 @@ fn put_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
-fn put_payload(out: &mut Vec<u8>, payload: &Payload) {
-    out.extend_from_slice(&payload.message_id.to_le_bytes());
+/// A message's id and payload, as every full record carries them.
+fn put_payload(out: &mut Vec<u8>, message_id: u128, payload: &Payload) {
+    out.extend_from_slice(&message_id.to_le_bytes());
     out.extend_from_slice(&payload.sent_ms.to_le_bytes());
     out.extend_from_slice(&payload.md5_of_body);
     match &payload.md5_of_attributes {
@@ -197,7 +201,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn payload(&mut self) -> Result<Arc<Payload>, JournalError> {
+    /// A message's id and payload (`put_payload`).
+    fn payload(&mut self) -> Result<(u128, Arc<Payload>), JournalError> {
         let message_id = self.u128()?;
         let sent_ms = self.u64()?;
         let md5_of_body = self.array()?;
@@ -223,8 +228,7 @@ impl<'a> Reader<'a> {
             attributes.push(MessageAttribute { name, data_type, string_value, binary_value });
         }
         let body = Bytes::copy_from_slice(self.bytes()?);
-        Ok(Arc::new(Payload {
-            message_id,
+        let payload = Payload {
             body,
             attributes: (!attributes.is_empty()).then(|| Arc::from(attributes)),
             md5_of_body,
@@ -233,7 +237,8 @@ impl<'a> Reader<'a> {
             message_group_id,
             sent_ms,
             dead_letter_source_arn,
-        }))
+        };
+        Ok((message_id, Arc::new(payload)))
     }
 }
 
@@ -278,9 +283,9 @@ impl Event {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut u64s = |values: &[u64]| values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         match self {
-            Event::Sent { queue_id, seq, payload, due_ms } => {
+            Event::Sent { queue_id, seq, message_id, payload, due_ms } => {
                 u64s(&[*queue_id, *seq, *due_ms]);
-                put_payload(out, payload);
+                put_payload(out, *message_id, payload);
             }
             Event::Received { queue_id, seq, receive_count, first_receive_ms, received_ms, deadline_ms } => {
                 u64s(&[*queue_id, *seq, *first_receive_ms, *received_ms, *deadline_ms]);
@@ -288,13 +293,13 @@ impl Event {
             }
             Event::VisibilityChanged { queue_id, seq, deadline_ms } => u64s(&[*queue_id, *seq, *deadline_ms]),
             Event::Deleted { queue_id, seq } | Event::MovedOut { queue_id, seq } => u64s(&[*queue_id, *seq]),
-            Event::MovedIn { queue_id, seq, payload, receive_count, first_receive_ms } => {
+            Event::MovedIn { queue_id, seq, message_id, payload, receive_count, first_receive_ms } => {
                 u64s(&[*queue_id, *seq, *first_receive_ms]);
                 out.extend_from_slice(&receive_count.to_le_bytes());
-                put_payload(out, payload);
+                put_payload(out, *message_id, payload);
             }
             Event::Purged { queue_id } => u64s(&[*queue_id]),
-            Event::Restored { queue_id, seq, payload, receive_count, first_receive_ms, state } => {
+            Event::Restored { queue_id, seq, message_id, payload, receive_count, first_receive_ms, state } => {
                 let (tag, a, b) = match *state {
                     SlotState::Visible => (0u64, 0, 0),
                     SlotState::Delayed { due_ms } => (1, due_ms, 0),
@@ -302,7 +307,7 @@ impl Event {
                 };
                 u64s(&[*queue_id, *seq, *first_receive_ms, tag, a, b]);
                 out.extend_from_slice(&receive_count.to_le_bytes());
-                put_payload(out, payload);
+                put_payload(out, *message_id, payload);
             }
         }
     }
@@ -311,7 +316,11 @@ impl Event {
     pub fn decode(kind: u8, bytes: &[u8]) -> Result<Event, JournalError> {
         let mut r = Reader { kind, buf: bytes, at: 0 };
         let event = match kind {
-            KIND_SENT => Event::Sent { queue_id: r.u64()?, seq: r.u64()?, due_ms: r.u64()?, payload: r.payload()? },
+            KIND_SENT => {
+                let (queue_id, seq, due_ms) = (r.u64()?, r.u64()?, r.u64()?);
+                let (message_id, payload) = r.payload()?;
+                Event::Sent { queue_id, seq, message_id, payload, due_ms }
+            }
             KIND_RECEIVED => Event::Received {
                 queue_id: r.u64()?,
                 seq: r.u64()?,
@@ -323,13 +332,11 @@ impl Event {
             KIND_VISIBILITY => Event::VisibilityChanged { queue_id: r.u64()?, seq: r.u64()?, deadline_ms: r.u64()? },
             KIND_DELETED => Event::Deleted { queue_id: r.u64()?, seq: r.u64()? },
             KIND_MOVED_OUT => Event::MovedOut { queue_id: r.u64()?, seq: r.u64()? },
-            KIND_MOVED_IN => Event::MovedIn {
-                queue_id: r.u64()?,
-                seq: r.u64()?,
-                first_receive_ms: r.u64()?,
-                receive_count: r.u32()?,
-                payload: r.payload()?,
-            },
+            KIND_MOVED_IN => {
+                let (queue_id, seq, first_receive_ms, receive_count) = (r.u64()?, r.u64()?, r.u64()?, r.u32()?);
+                let (message_id, payload) = r.payload()?;
+                Event::MovedIn { queue_id, seq, message_id, payload, receive_count, first_receive_ms }
+            }
             KIND_PURGED => Event::Purged { queue_id: r.u64()? },
             KIND_RESTORED => {
                 let (queue_id, seq, first_receive_ms) = (r.u64()?, r.u64()?, r.u64()?);
@@ -340,7 +347,9 @@ impl Event {
                     2 => SlotState::InFlight { deadline_ms: a, received_ms: b },
                     _ => return Err(JournalError::Invalid { kind, what: "message state" }),
                 };
-                Event::Restored { queue_id, seq, first_receive_ms, state, receive_count: r.u32()?, payload: r.payload()? }
+                let receive_count = r.u32()?;
+                let (message_id, payload) = r.payload()?;
+                Event::Restored { queue_id, seq, message_id, payload, receive_count, first_receive_ms, state }
             }
             other => return Err(JournalError::UnknownKind(other)),
         };
@@ -356,17 +365,17 @@ impl Event {
         let queue_id = self.queue_id();
         let partition = partitions.entry(queue_id).or_insert_with(|| Partition::for_queue(queue_id));
         match self {
-            Event::Sent { seq, payload, due_ms, .. } => {
+            Event::Sent { seq, message_id, payload, due_ms, .. } => {
                 let state = if due_ms > 0 { SlotState::Delayed { due_ms } } else { SlotState::Visible };
-                partition.restore(seq, payload, 0, 0, state);
+                partition.restore(seq, message_id, payload, 0, 0, state);
                 partition.placed(seq, placement);
             }
-            Event::MovedIn { seq, payload, receive_count, first_receive_ms, .. } => {
-                partition.restore(seq, payload, receive_count, first_receive_ms, SlotState::Visible);
+            Event::MovedIn { seq, message_id, payload, receive_count, first_receive_ms, .. } => {
+                partition.restore(seq, message_id, payload, receive_count, first_receive_ms, SlotState::Visible);
                 partition.placed(seq, placement);
             }
-            Event::Restored { seq, payload, receive_count, first_receive_ms, state, .. } => {
-                partition.restore(seq, payload, receive_count, first_receive_ms, state);
+            Event::Restored { seq, message_id, payload, receive_count, first_receive_ms, state, .. } => {
+                partition.restore(seq, message_id, payload, receive_count, first_receive_ms, state);
                 partition.placed(seq, placement);
             }
             Event::Received { seq, receive_count, first_receive_ms, received_ms, deadline_ms, .. } => {

@@ -40,7 +40,6 @@ use super::journal::{Event, SlotState};
 /// receive of it, on any shard.
 #[derive(Debug, Clone)]
 pub struct Payload {
-    pub message_id: u128,
     pub body: Bytes,
     pub attributes: Option<Arc<[MessageAttribute]>>,
     pub md5_of_body: [u8; 16],
@@ -111,8 +110,9 @@ impl Placement {
 struct Slot {
     /// `None` when the payload lives only in the log (beyond the memory budget).
     payload: Option<Arc<Payload>>,
-    /// Low 64 bits of the message id (receipt handles carry it).
-    tag: u64,
+    /// The message's id (its payload may be shared: a publish stores one payload for every
+    /// subscribed queue, each queue's copy with an id of its own).
+    message_id: u128,
     /// Epoch ms of the original send (retention counts from it).
     sent_ms: u64,
     receive_count: u32,
@@ -123,9 +123,14 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(payload: Arc<Payload>, receive_count: u32, first_receive_ms: u64, state: State) -> Slot {
+    /// Low 64 bits of the message id (receipt handles carry it).
+    fn tag(&self) -> u64 {
+        self.message_id as u64
+    }
+
+    fn new(message_id: u128, payload: Arc<Payload>, receive_count: u32, first_receive_ms: u64, state: State) -> Slot {
         Slot {
-            tag: payload.message_id as u64,
+            message_id,
             sent_ms: payload.sent_ms,
             payload: Some(payload),
             receive_count,
@@ -140,6 +145,7 @@ impl Slot {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub seq: u64,
+    pub message_id: u128,
     pub payload: Arc<Payload>,
     pub receive_count: u32,
     pub first_receive_ms: u64,
@@ -150,6 +156,7 @@ pub struct Delivery {
 pub struct Moved {
     /// Where it was in this partition.
     pub seq: u64,
+    pub message_id: u128,
     pub payload: Arc<Payload>,
     pub receive_count: u32,
     pub first_receive_ms: u64,
@@ -255,13 +262,13 @@ impl Partition {
 
     /// The message-id tag of every message in the partition (the simulator's checks).
     pub fn tags(&self) -> impl Iterator<Item = u64> + '_ {
-        self.slots.iter().flatten().map(|slot| slot.tag)
+        self.slots.iter().flatten().map(Slot::tag)
     }
 
     /// Whether the message at `seq` is the one a receipt with message-id tag `tag` was issued for.
     pub fn holds(&self, seq: u64, tag: u64) -> bool {
         let Some(index) = seq.checked_sub(self.base_seq).and_then(|i| usize::try_from(i).ok()) else { return false };
-        self.slots.get(index).and_then(Option::as_ref).is_some_and(|slot| slot.tag == tag)
+        self.slots.get(index).and_then(Option::as_ref).is_some_and(|slot| slot.tag() == tag)
     }
 
     /// Takes the change in resident payload bytes since the last call.
@@ -290,9 +297,9 @@ impl Partition {
 
     /// Puts back the payload of message `seq`, read from its record at `log_seq`. Ignored
     /// (returns false) when the message has gone or has been re-logged since.
-    pub fn make_resident(&mut self, seq: u64, log_seq: u64, payload: Arc<Payload>) -> bool {
+    pub fn make_resident(&mut self, seq: u64, log_seq: u64, message_id: u128, payload: Arc<Payload>) -> bool {
         let Some(slot) = self.slot_mut(seq) else { return false };
-        if slot.payload.is_some() || slot.placement.log_seq != log_seq || slot.tag != payload.message_id as u64 {
+        if slot.payload.is_some() || slot.placement.log_seq != log_seq || slot.message_id != message_id {
             return false;
         }
         let bytes = payload.resident_bytes() as i64;
@@ -371,6 +378,7 @@ impl Partition {
                 Some(payload) => self.journal.push(Event::Restored {
                     queue_id: self.queue_id,
                     seq,
+                    message_id: slot.message_id,
                     payload: payload.clone(),
                     receive_count: slot.receive_count,
                     first_receive_ms: slot.first_receive_ms,
@@ -385,14 +393,15 @@ impl Partition {
     /// Journals a `Restored` copy of message `seq` with `payload`, read from its record at
     /// `log_seq`, unless the message has gone or been re-logged since. The payload stays
     /// out of memory.
-    pub fn relocate_loaded(&mut self, seq: u64, log_seq: u64, payload: Arc<Payload>) {
+    pub fn relocate_loaded(&mut self, seq: u64, log_seq: u64, message_id: u128, payload: Arc<Payload>) {
         let Some(slot) = self.slot(seq) else { return };
-        if slot.placement.log_seq != log_seq || slot.tag != payload.message_id as u64 {
+        if slot.placement.log_seq != log_seq || slot.message_id != message_id {
             return;
         }
         self.journal.push(Event::Restored {
             queue_id: self.queue_id,
             seq,
+            message_id,
             payload,
             receive_count: slot.receive_count,
             first_receive_ms: slot.first_receive_ms,
@@ -430,24 +439,25 @@ impl Partition {
 
     /// Stores a new message; it is visible at once unless `delay_ms` > 0.
     /// Returns its sequence number in this partition.
-    pub fn send(&mut self, payload: Arc<Payload>, delay_ms: u64, now_ms: u64) -> u64 {
+    pub fn send(&mut self, message_id: u128, payload: Arc<Payload>, delay_ms: u64, now_ms: u64) -> u64 {
         let due_ms = if delay_ms > 0 { now_ms + delay_ms } else { 0 };
         let state = if delay_ms > 0 { State::Delayed { due_ms } } else { State::Visible };
-        self.journal.push(Event::Sent { queue_id: self.queue_id, seq: self.next_seq(), payload: payload.clone(), due_ms });
-        self.push_slot(Slot::new(payload, 0, 0, state), now_ms)
+        self.journal.push(Event::Sent { queue_id: self.queue_id, seq: self.next_seq(), message_id, payload: payload.clone(), due_ms });
+        self.push_slot(Slot::new(message_id, payload, 0, 0, state), now_ms)
     }
 
     /// Stores a message moved here from another queue's partition (dead-lettering).
     pub fn accept_moved(&mut self, moved: Moved, now_ms: u64) -> u64 {
-        let Moved { payload, receive_count, first_receive_ms, .. } = moved;
+        let Moved { message_id, payload, receive_count, first_receive_ms, .. } = moved;
         self.journal.push(Event::MovedIn {
             queue_id: self.queue_id,
             seq: self.next_seq(),
+            message_id,
             payload: payload.clone(),
             receive_count,
             first_receive_ms,
         });
-        self.push_slot(Slot::new(payload, receive_count, first_receive_ms, State::Visible), now_ms)
+        self.push_slot(Slot::new(message_id, payload, receive_count, first_receive_ms, State::Visible), now_ms)
     }
 
     fn remove(&mut self, seq: u64) -> Option<Slot> {
@@ -557,10 +567,10 @@ impl Partition {
                 break;
             };
             if rules.max_receive_count.is_some_and(|max| slot.receive_count >= max) {
-                let (receive_count, first_receive_ms) = (slot.receive_count, slot.first_receive_ms);
+                let (message_id, receive_count, first_receive_ms) = (slot.message_id, slot.receive_count, slot.first_receive_ms);
                 if self.remove(seq).is_some() {
                     self.journal.push(Event::MovedOut { queue_id: self.queue_id, seq });
-                    moved.push(Moved { seq, payload, receive_count, first_receive_ms });
+                    moved.push(Moved { seq, message_id, payload, receive_count, first_receive_ms });
                 }
                 continue;
             }
@@ -570,7 +580,13 @@ impl Partition {
             }
             let deadline_ms = now_ms + rules.visibility_ms;
             slot.state = State::InFlight { deadline_ms, received_ms: now_ms };
-            let delivery = Delivery { seq, payload, receive_count: slot.receive_count, first_receive_ms: slot.first_receive_ms };
+            let delivery = Delivery {
+                seq,
+                message_id: slot.message_id,
+                payload,
+                receive_count: slot.receive_count,
+                first_receive_ms: slot.first_receive_ms,
+            };
             self.journal.push(Event::Received {
                 queue_id: self.queue_id,
                 seq,
@@ -701,7 +717,15 @@ impl Partition {
     /// whatever the slot held. Records arrive in log order, which is not always sequence
     /// order: compaction re-logs old messages after newer ones, and gaps are messages whose
     /// records are gone. Nothing here trusts the record to be sensible beyond its type.
-    pub fn restore(&mut self, seq: u64, payload: Arc<Payload>, receive_count: u32, first_receive_ms: u64, state: SlotState) {
+    pub fn restore(
+        &mut self,
+        seq: u64,
+        message_id: u128,
+        payload: Arc<Payload>,
+        receive_count: u32,
+        first_receive_ms: u64,
+        state: SlotState,
+    ) {
         if self.slots.is_empty() {
             self.base_seq = seq;
         }
@@ -743,7 +767,7 @@ impl Partition {
                 self.inflight.push(Reverse((deadline_ms, seq)));
             }
         }
-        self.slots[index] = Some(Slot::new(payload, receive_count, first_receive_ms, state));
+        self.slots[index] = Some(Slot::new(message_id, payload, receive_count, first_receive_ms, state));
     }
 
     fn uncount(&mut self, state: State) {
@@ -800,7 +824,7 @@ impl Partition {
             .enumerate()
             .filter_map(|(index, slot)| {
                 let slot = slot.as_ref()?;
-                Some((self.base_seq + index as u64, slot.tag, slot.receive_count, slot.first_receive_ms, format!("{:?}", slot.state)))
+                Some((self.base_seq + index as u64, slot.tag(), slot.receive_count, slot.first_receive_ms, format!("{:?}", slot.state)))
             })
             .collect()
     }

@@ -292,7 +292,6 @@ fn send_one<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, entry: SendEntry, now:
     let md5_attributes = md5_of_attributes(&entry.attributes);
     let md5_system = md5_of_attributes(&entry.system_attributes);
     let payload = Payload {
-        message_id: new_message_id(),
         md5_of_body: md5_body,
         md5_of_attributes: md5_attributes,
         trace_header: entry.system_attributes.into_iter().next().and_then(|a| a.string_value),
@@ -302,8 +301,8 @@ fn send_one<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, entry: SendEntry, now:
         dead_letter_source_arn: None,
         body: entry.body,
     };
-    let message_id = payload.message_id;
-    append_message(host, meta, payload, delay_s as u64 * 1000, now, sends)?;
+    let message_id = new_message_id();
+    append_message(host, meta, message_id, Arc::new(payload), delay_s as u64 * 1000, now, sends)?;
     let result = SendResult {
         id: entry.id,
         message_id: format_uuid(message_id),
@@ -317,11 +316,14 @@ fn send_one<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, entry: SendEntry, now:
 
 /// Appends one message to this shard's partition of a queue (the caller has checked
 /// it), adding it to `sends` (wait on them with `sends_durable`). A message whose record
-/// cannot even be staged is taken out again at once.
+/// cannot even be staged is taken out again at once. The payload may be shared with other
+/// queues' messages (a publish's), each with its own `message_id`.
+#[allow(clippy::too_many_arguments)]
 pub fn append_message<H: QueueHost>(
     host: &Rc<H>,
     meta: &QueueMeta,
-    payload: Payload,
+    message_id: u128,
+    payload: Arc<Payload>,
     delay_ms: u64,
     now: u64,
     sends: &mut Sends,
@@ -329,7 +331,7 @@ pub fn append_message<H: QueueHost>(
     {
         let mut partitions = host.queues().partitions.borrow_mut();
         let partition = partitions.entry(meta.id).or_insert_with(|| Partition::for_queue(meta.id));
-        let seq = partition.send(Arc::new(payload), delay_ms, now);
+        let seq = partition.send(message_id, payload, delay_ms, now);
         match host.queues().storage.commit(partition) {
             Ok(ticket) => {
                 sends.last = sends.last.max(ticket);
@@ -525,9 +527,9 @@ pub async fn loader<H: QueueHost>(host: Rc<H>) {
             if let Some(partition) = host.queues().partitions.borrow_mut().get_mut(&queue_id) {
                 for ((seq, placement), payload) in wanted.drain(..).zip(loaded) {
                     match payload {
-                        Ok(payload) => {
+                        Ok((message_id, payload)) => {
                             // Ignored if the message went or was re-logged meanwhile.
-                            partition.make_resident(seq, placement.log_seq, payload);
+                            partition.make_resident(seq, placement.log_seq, message_id, payload);
                         }
                         Err(error) => {
                             tracing::error!(shard = host.id(), queue_id, seq, error = %error.message, "cannot read a message back from the log");
@@ -615,7 +617,7 @@ fn render_delivery<H: QueueHost>(
         queue_id: meta.id,
         seq: delivery.seq,
         receive_count: delivery.receive_count,
-        tag: payload.message_id as u64,
+        tag: delivery.message_id as u64,
     };
     let wants = |name: &str| receive.system_attribute_names.iter().any(|n| n == "All" || n == name);
     let mut attributes = Vec::new();
@@ -652,7 +654,7 @@ fn render_delivery<H: QueueHost>(
         md5_of_attributes(&message_attributes)
     };
     ReceivedMessage {
-        message_id: format_uuid(payload.message_id),
+        message_id: format_uuid(delivery.message_id),
         receipt_handle: receipt.encode(),
         md5_of_body: hex(&payload.md5_of_body),
         body: payload.body.clone(),

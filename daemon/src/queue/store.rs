@@ -191,25 +191,25 @@ impl Storage {
     }
 
     /// Reads back the payloads of messages of queue `queue_id` that are kept in the log
-    /// only, given as (message seq, placement); answers in the same order.
-    pub async fn load(&self, queue_id: u64, wanted: &[(u64, Placement)]) -> Vec<Result<Arc<Payload>, OpError>> {
+    /// only, given as (message seq, placement); answers (message id, payload) in the same order.
+    pub async fn load(&self, queue_id: u64, wanted: &[(u64, Placement)]) -> Vec<Result<(u128, Arc<Payload>), OpError>> {
         let locations: Vec<(Location, usize)> = wanted
             .iter()
             .map(|(_, p)| (Location { seq: p.log_seq, segment: p.segment as u64, offset: p.offset as u64 }, p.bytes as usize))
             .collect();
-        let mut answers: Vec<Result<Arc<Payload>, OpError>> =
+        let mut answers: Vec<Result<(u128, Arc<Payload>), OpError>> =
             wanted.iter().map(|_| Err(OpError::new(ErrorCode::InternalFailure, "storage failure: record not read"))).collect();
         self.log
             .read_many(&locations, |i, record| {
                 let (seq, placement) = wanted[i];
                 // Decoded from the read buffer: the body is copied once, into its payload.
                 answers[i] = match record.map(|(kind, bytes)| Event::decode(kind, bytes)) {
-                    Ok(Ok(Event::Sent { queue_id: q, seq: s, payload, .. }))
-                    | Ok(Ok(Event::MovedIn { queue_id: q, seq: s, payload, .. }))
-                    | Ok(Ok(Event::Restored { queue_id: q, seq: s, payload, .. }))
+                    Ok(Ok(Event::Sent { queue_id: q, seq: s, message_id, payload, .. }))
+                    | Ok(Ok(Event::MovedIn { queue_id: q, seq: s, message_id, payload, .. }))
+                    | Ok(Ok(Event::Restored { queue_id: q, seq: s, message_id, payload, .. }))
                         if q == queue_id && s == seq =>
                     {
-                        Ok(payload)
+                        Ok((message_id, payload))
                     }
                     Err(error) => Err(storage_error(error.clone())),
                     Ok(_) => Err(OpError::new(

@@ -303,7 +303,7 @@ async fn deliver<H: TopicHost>(host: &Rc<H>, subscription: &SubscriptionMeta, qu
         Ok(status) => Err(format!("the endpoint answered HTTP {status}")),
         Err(error) => Err(error),
     };
-    let message = (delivery.seq, delivery.payload.message_id as u64);
+    let message = (delivery.seq, delivery.message_id as u64);
     let attempt = delivery.receive_count;
     match outcome {
         Ok(()) => {

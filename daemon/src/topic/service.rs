@@ -206,6 +206,9 @@ fn publish_one<H: TopicHost>(
     // Raw deliveries share one copy of the message out of the request frame, and its
     // digests; made at the first raw subscriber, not at all without one.
     let mut raw: Option<RawCopy> = None;
+    // And one payload: every raw subscriber's queue holds the same one, each message with an
+    // id of its own.
+    let mut raw_payload: Option<Arc<Payload>> = None;
     let signature_version = topic.attributes.get("SignatureVersion").map_or("1", String::as_str);
     let notification = Notification {
         message_id: &message_id,
@@ -247,7 +250,8 @@ fn publish_one<H: TopicHost>(
             // HTTP: kept in the subscription's delivery queue until the POST succeeds.
             if let Some(queue) = snapshot.by_name.get(&name) {
                 let attributes = super::http::delivery_attributes("Notification", &message_id);
-                crate::queue::service::append_message(host, queue, notice_payload(body, attributes, now), 0, now, sends)?;
+                let payload = Arc::new(notice_payload(body, attributes, now));
+                crate::queue::service::append_message(host, queue, new_message_id(), payload, 0, now, sends)?;
                 host.topics().http_wake.notify_all();
             }
             continue;
@@ -275,18 +279,21 @@ fn publish_one<H: TopicHost>(
         };
         match delivered {
             Ok(queue) => {
-                let payload = Payload {
-                    message_id: new_message_id(),
-                    md5_of_body: md5.0,
-                    md5_of_attributes: md5.1,
-                    trace_header: None,
-                    attributes: payload_attributes,
-                    message_group_id: entry.message_group_id.clone(),
-                    sent_ms: now,
-                    dead_letter_source_arn: None,
-                    body,
+                let build = || {
+                    Arc::new(Payload {
+                        md5_of_body: md5.0,
+                        md5_of_attributes: md5.1,
+                        trace_header: None,
+                        attributes: payload_attributes,
+                        message_group_id: entry.message_group_id.clone(),
+                        sent_ms: now,
+                        dead_letter_source_arn: None,
+                        body,
+                    })
                 };
-                crate::queue::service::append_message(host, queue, payload, queue.attributes.delay_seconds as u64 * 1000, now, sends)?;
+                let payload = if subscription.raw { raw_payload.get_or_insert_with(build).clone() } else { build() };
+                let delay_ms = queue.attributes.delay_seconds as u64 * 1000;
+                crate::queue::service::append_message(host, queue, new_message_id(), payload, delay_ms, now, sends)?;
             }
             Err(undeliverable) => {
                 let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
@@ -325,7 +332,15 @@ async fn send_confirmation<H: TopicHost>(host: &Rc<H>, subscription: &Subscripti
     let body = Bytes::from(body.to_string());
     let attributes = super::http::delivery_attributes("SubscriptionConfirmation", &message_id);
     let mut sends = Sends::default();
-    crate::queue::service::append_message(host, queue, notice_payload(body, attributes, now), 0, now, &mut sends)?;
+    crate::queue::service::append_message(
+        host,
+        queue,
+        new_message_id(),
+        Arc::new(notice_payload(body, attributes, now)),
+        0,
+        now,
+        &mut sends,
+    )?;
     crate::queue::service::sends_durable(host, sends).await?;
     host.topics().http_wake.notify_all();
     Ok(())
@@ -357,7 +372,7 @@ pub(crate) fn dead_letter<H: TopicHost>(
         MessageAttribute::string("ErrorMessage", "String", undeliverable.reason),
         MessageAttribute::string("RequestID", "String", random_uuid()),
     ];
-    crate::queue::service::append_message(host, queue, notice_payload(body, attributes, now), 0, now, sends)?;
+    crate::queue::service::append_message(host, queue, new_message_id(), Arc::new(notice_payload(body, attributes, now)), 0, now, sends)?;
     Ok(())
 }
 
@@ -373,7 +388,6 @@ struct RawCopy {
 /// its attributes.
 fn notice_payload(body: Bytes, attributes: Vec<MessageAttribute>, now: u64) -> Payload {
     Payload {
-        message_id: new_message_id(),
         md5_of_body: md5_of_body(&body),
         md5_of_attributes: md5_of_attributes(&attributes),
         trace_header: None,
