@@ -26,6 +26,11 @@ pub enum Load {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
     Queue,
+    /// Synchronous producers: `producers` of them, each with one SendMessageBatch of 10 in
+    /// flight (what a producer that waits for each acknowledgement sees); consumers drain.
+    QueueSync {
+        producers: usize,
+    },
     /// Publish to a topic with `subscribers` queues (raw delivery); `consumers` drain them
     /// (none: the queues only fill, and the scenario measures publishing alone).
     Fanout {
@@ -71,12 +76,20 @@ const fn queue(name: &'static str, what: &'static str, message_size: usize, load
     Scenario { name, what, message_size, load, workload: Workload::Queue, pending: None }
 }
 
-pub const SCENARIOS: [Scenario; 15] = [
+pub const SCENARIOS: [Scenario; 16] = [
     queue("queue-max-100b", "queue, maximum throughput, 100 B messages", 100, Load::Max),
     queue("queue-max-1k", "queue, maximum throughput, 1 KiB messages", 1024, Load::Max),
     queue("queue-latency-half", "queue latency at half of Sluice's maximum (fsync always), 100 B", 100, Load::HalfSluiceMax),
     queue("queue-latency-50k", "queue latency at a fixed 50,000 msgs/s, 100 B", 100, Load::Rate(50_000)),
     queue("queue-latency-5k", "queue latency at a fixed 5,000 msgs/s (a rate every peer sustains), 100 B", 100, Load::Rate(5_000)),
+    Scenario {
+        name: "queue-sync",
+        what: "4 synchronous producers (one SendMessageBatch of 10 each in flight), 100 B, beside the disk's append-to-durable floor",
+        message_size: 100,
+        load: Load::Max,
+        workload: Workload::QueueSync { producers: 4 },
+        pending: None,
+    },
     fanout("fanout-ingest-1", "publishing alone (no consumers) to a topic with 1 subscribed queue, maximum, 100 B", 1, 0, Load::Max),
     fanout("fanout-ingest-10", "publishing alone (no consumers) to a topic with 10 subscribed queues, maximum, 100 B", 10, 0, Load::Max),
     fanout("fanout-ingest-100", "publishing alone (no consumers) to a topic with 100 subscribed queues, maximum, 100 B", 100, 0, Load::Max),
@@ -124,11 +137,16 @@ pub struct Settings {
     pub binaries: PathBuf,
 }
 
-/// Flags every system gets from `sluice-load`, beyond target, size and load: 32 producers
+/// Flags every system gets from `sluice-load`, beyond target, size and load (with 32 producers
+/// everywhere but `queue-sync`):
 /// and twice as many consumers (a receive and its acknowledgement are two round trips),
 /// which keeps every broker here busy without a backlog growing (measured: fewer leave
 /// Sluice with `--fsync always` waiting on fdatasyncs, more only add latency).
-const LOAD_FLAGS: [&str; 4] = ["--connections", "2", "--producers", "32"];
+const LOAD_FLAGS: [&str; 2] = ["--connections", "2"];
+/// Producers of every workload but `QueueSync`.
+const PRODUCERS: &str = "32";
+/// Consumers of the synchronous-producer workload: enough to keep its queue empty.
+const SYNC_CONSUMERS: &str = "8";
 /// Records per PutRecords in the stream scenarios (queues and topics batch 10, SQS's and SNS's most).
 const STREAM_BATCH: &str = "100";
 /// Consumers of the queue workload (fan-out scenarios say their own).
@@ -217,9 +235,12 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
             if !system.runs(scenario.workload) || outcomes.iter().any(|o: &Outcome| o.scenario == scenario.name && o.system == system) {
                 continue;
             }
-            let outcome = run_one(settings, scenario, system, rate, &dir, &mut commands);
+            let mut outcome = run_one(settings, scenario, system, rate, &dir, &mut commands);
             if scenario.name == "queue-max-100b" && system == System::SluiceFsyncAlways {
                 sluice_max = received_per_second(&outcome);
+            }
+            if matches!(scenario.workload, Workload::QueueSync { .. }) && system == System::SluiceFsyncAlways {
+                disk_floor(settings, &dir, &mut outcome, &mut commands);
             }
             outcomes.push(outcome);
         }
@@ -229,6 +250,28 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
     crate::plot::write(&folder, &settings.scenarios, &outcomes)?;
     crate::table::update_readme(&settings.results, &stamp, &table)?;
     Ok(folder)
+}
+
+/// Measures, right after Sluice's run, what one append of a 1 KiB record (a batch of ten
+/// 100 B messages) takes to be durable on the same disk with nothing else in flight — the
+/// floor a synchronous producer's acknowledgement cannot beat — with `sluice-bench log`, and
+/// adds it to Sluice's summary as `disk_floor` (`p50_us`, `p99_us`).
+fn disk_floor(settings: &Settings, dir: &Path, outcome: &mut Outcome, commands: &mut String) {
+    let Some(summary) = outcome.summary.as_mut().and_then(Value::as_object_mut) else { return };
+    let Ok(me) = std::env::current_exe() else { return };
+    let report = dir.join("disk-floor.txt");
+    let scratch = settings.scratch.join("disk-floor");
+    let mut command = Command::new(me);
+    command.args(["log", "--record-bytes", "1100", "--appenders", "1", "--seconds", &settings.duration.min(10).to_string()]);
+    command.arg("--dir").arg(&scratch).arg("--out").arg(&report);
+    writeln!(commands, "\n# the disk's append-to-durable floor\n$ {command:?}").ok();
+    let _ = command.output();
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    // "append->durable us: p50 N p99 N p99.9 N max N"
+    let Some(line) = text.lines().find(|line| line.starts_with("append->durable us:")) else { return };
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let value = |name: &str| words.iter().position(|w| *w == name).and_then(|at| words.get(at + 1)?.parse::<u64>().ok());
+    summary.insert("disk_floor".into(), serde_json::json!({ "p50_us": value("p50"), "p99_us": value("p99") }));
 }
 
 pub fn received_per_second(outcome: &Outcome) -> Option<f64> {
@@ -258,8 +301,14 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
     load.args(["--target", system.target(), "--endpoint", &system.endpoint()]);
     load.args(["--message-size", &scenario.message_size.to_string(), "--cores", &settings.load_cores.to_string()]);
     load.args(LOAD_FLAGS);
+    let producers = match scenario.workload {
+        Workload::QueueSync { producers } => producers.to_string(),
+        _ => PRODUCERS.to_owned(),
+    };
+    load.args(["--producers", &producers]);
     match scenario.workload {
         Workload::Queue => load.args(["--workload", "queue", "--consumers", QUEUE_CONSUMERS, "--batch", "10"]),
+        Workload::QueueSync { .. } => load.args(["--workload", "queue", "--consumers", SYNC_CONSUMERS, "--batch", "10"]),
         Workload::Fanout { subscribers, consumers } => load.args([
             "--workload",
             "fanout",

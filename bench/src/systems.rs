@@ -63,7 +63,8 @@ impl System {
 
     /// Whether `sluice-load` drives this system in `workload` (the gateway: queues only).
     pub fn runs(self, workload: crate::scenario::Workload) -> bool {
-        self != System::SluiceHttpGateway || workload == crate::scenario::Workload::Queue
+        self != System::SluiceHttpGateway
+            || matches!(workload, crate::scenario::Workload::Queue | crate::scenario::Workload::QueueSync { .. })
     }
 
     /// Whether a message is on disk (fsynced) when the producer hears it was taken.

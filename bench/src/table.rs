@@ -75,6 +75,10 @@ its ratios are what the binary protocol gains over it.\n\n"
             stream_rows(&mut out, &rows, shards, readers);
             continue;
         }
+        if let crate::scenario::Workload::QueueSync { .. } = scenario.workload {
+            sync_rows(&mut out, &rows);
+            continue;
+        }
         out.push_str("| system | fsync before ack | received msgs/s | MB/s | e2e p50 | e2e p99 | e2e p99.9 | e2e p99.99 | e2e max | send p99 | Sluice ÷ peer: throughput | Sluice ÷ peer: p99 |\n");
         out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let sluice = rows.iter().find(|o| o.system == System::SluiceFsyncAlways).and_then(|o| o.summary.as_ref());
@@ -120,6 +124,45 @@ its ratios are what the binary protocol gains over it.\n\n"
     }
     std::fs::write(folder.join("table.md"), &out).map_err(|e| format!("writing table.md: {e}"))?;
     Ok(out)
+}
+
+/// A synchronous-producer section: what a send waits for, beside what one append takes to be
+/// durable on the same disk, measured right after Sluice's run (`disk_floor`).
+fn sync_rows(out: &mut String, rows: &[&Outcome]) {
+    out.push_str("| system | fsync before ack | received msgs/s | send p50 | send p99 | e2e p50 | e2e p99 | disk floor p50 | disk floor p99 | send p50 ÷ floor p50 |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for row in rows {
+        let Some(summary) = &row.summary else {
+            writeln!(
+                out,
+                "| {} | {} | failed: {} | | | | | | | |",
+                row.system.name(),
+                row.system.fsync_before_ack(),
+                row.note.as_deref().unwrap_or("?")
+            )
+            .ok();
+            continue;
+        };
+        let floor = |key: &str| us(summary, "disk_floor", key);
+        let ratio =
+            us(summary, "send", "p50_us").zip(floor("p50_us")).map(|(send, floor)| format!("{:.2}", send as f64 / floor.max(1) as f64));
+        writeln!(
+            out,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            row.system.name(),
+            row.system.fsync_before_ack(),
+            received_per_second(row).unwrap_or(0.0),
+            latency(us(summary, "send", "p50_us")),
+            latency(us(summary, "send", "p99_us")),
+            latency(us(summary, "end_to_end", "p50_us")),
+            latency(us(summary, "end_to_end", "p99_us")),
+            latency(floor("p50_us")),
+            latency(floor("p99_us")),
+            ratio.unwrap_or_else(|| "–".to_owned()),
+        )
+        .ok();
+    }
+    out.push('\n');
 }
 
 /// A fan-out section: publishes, what they put into the queues, what consumers took out.
