@@ -81,9 +81,45 @@ pub struct Snapshot {
     pub by_id: HashMap<u64, Arc<QueueMeta>>,
     pub topics: Topics,
     pub streams: Streams,
+    /// For each topic (by name), the queue each of its subscriptions delivers to, in the
+    /// order of `TopicMeta::subscriptions` (`None`: not an SQS subscription, or no such
+    /// queue): resolved once per snapshot (`indexed`), not per publish.
+    pub subscribed: HashMap<String, Vec<Option<Arc<QueueMeta>>>>,
 }
 
 impl Snapshot {
+    /// Resolves every SQS subscription's queue.
+    fn indexed(mut self) -> Snapshot {
+        let subscribed = self
+            .topics
+            .iter()
+            .map(|(name, topic)| {
+                let queues = topic
+                    .subscriptions
+                    .iter()
+                    .map(
+                        |subscription| {
+                            if subscription.protocol == "sqs" {
+                                self.queue_by_arn(&subscription.endpoint).cloned()
+                            } else {
+                                None
+                            }
+                        },
+                    )
+                    .collect();
+                (name.clone(), queues)
+            })
+            .collect();
+        self.subscribed = subscribed;
+        self
+    }
+
+    /// The queue subscription `index` of topic `topic` delivers to, if it is an SQS
+    /// subscription whose queue exists.
+    pub fn subscribed_queue(&self, topic: &str, index: usize) -> Option<&Arc<QueueMeta>> {
+        self.subscribed.get(topic)?.get(index)?.as_ref()
+    }
+
     /// Finds a client's queue by name or URL (the URL's last path segment names the queue).
     /// Hidden delivery queues are not found.
     pub fn resolve(&self, queue: &str) -> Result<&Arc<QueueMeta>, OpError> {
@@ -327,7 +363,9 @@ impl Registry {
         let by_id = by_name.values().map(|meta| (meta.id, meta.clone())).collect();
         let topics = topics::from_json(&registry.naming, &value["topics"])?;
         let streams = streams::from_json(&registry.naming, &value["streams"], registry.next_id)?;
-        registry.snapshot = Arc::new(Snapshot { version, naming: registry.naming.clone(), by_name, by_id, topics, streams });
+        registry.snapshot = Arc::new(
+            Snapshot { version, naming: registry.naming.clone(), by_name, by_id, topics, streams, subscribed: HashMap::new() }.indexed(),
+        );
         Ok(registry)
     }
 
@@ -465,19 +503,24 @@ impl Registry {
                     by_id: self.snapshot.by_id.clone(),
                     topics: self.snapshot.topics.clone(),
                     streams,
+                    subscribed: self.snapshot.subscribed.clone(),
                 });
                 return Ok((MetaOutcome::Stream(outcome), Some(self.snapshot.clone())));
             }
         };
         let by_id = queues.values().map(|meta| (meta.id, meta.clone())).collect();
-        self.snapshot = Arc::new(Snapshot {
-            version: self.snapshot.version + 1,
-            naming: self.naming.clone(),
-            by_name: queues,
-            by_id,
-            topics: self.snapshot.topics.clone(),
-            streams: self.snapshot.streams.clone(),
-        });
+        self.snapshot = Arc::new(
+            Snapshot {
+                version: self.snapshot.version + 1,
+                naming: self.naming.clone(),
+                by_name: queues,
+                by_id,
+                topics: self.snapshot.topics.clone(),
+                streams: self.snapshot.streams.clone(),
+                subscribed: HashMap::new(),
+            }
+            .indexed(),
+        );
         Ok((outcome, Some(self.snapshot.clone())))
     }
 
@@ -518,14 +561,18 @@ impl Registry {
             queues.insert(name, Arc::new(meta));
         }
         let by_id = queues.values().map(|meta| (meta.id, meta.clone())).collect();
-        self.snapshot = Arc::new(Snapshot {
-            version: self.snapshot.version + 1,
-            naming: self.naming.clone(),
-            by_name: queues,
-            by_id,
-            topics,
-            streams: self.snapshot.streams.clone(),
-        });
+        self.snapshot = Arc::new(
+            Snapshot {
+                version: self.snapshot.version + 1,
+                naming: self.naming.clone(),
+                by_name: queues,
+                by_id,
+                topics,
+                streams: self.snapshot.streams.clone(),
+                subscribed: HashMap::new(),
+            }
+            .indexed(),
+        );
         Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())))
     }
 

@@ -220,7 +220,7 @@ fn publish_one<H: TopicHost>(
         attributes,
     };
     let mut envelope: Option<Envelope> = None;
-    for subscription in &topic.subscriptions {
+    for (index, subscription) in topic.subscriptions.iter().enumerate() {
         if subscription.pending_token.is_some() {
             continue;
         }
@@ -256,7 +256,7 @@ fn publish_one<H: TopicHost>(
             }
             continue;
         }
-        let queue = snapshot.queue_by_arn(&subscription.endpoint);
+        let queue = snapshot.subscribed_queue(&topic.name, index);
         let delivered = match queue {
             None => {
                 Err(Undeliverable { code: "AWS.SimpleQueueService.NonExistentQueue", reason: "The specified queue does not exist.".into() })
