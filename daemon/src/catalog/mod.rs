@@ -24,7 +24,7 @@ pub mod streams;
 pub mod topics;
 
 use streams::{StreamChange, StreamOutcome, Streams};
-use topics::{TopicChange, Topics};
+use topics::{SubscriptionMeta, TopicChange, Topics};
 
 use queues::{parse_queue_arn, valid_queue_name, QueueAttributes, READABLE_ATTRIBUTES};
 
@@ -83,35 +83,28 @@ pub struct Snapshot {
     pub streams: Streams,
     /// For each topic (by name), the queue each of its subscriptions delivers to, in the
     /// order of `TopicMeta::subscriptions` (`None`: not an SQS subscription, or no such
-    /// queue): resolved once per snapshot (`indexed`), not per publish.
+    /// queue): resolved once per snapshot (`Snapshot::new`), not per publish.
     pub subscribed: HashMap<String, Vec<Option<Arc<QueueMeta>>>>,
 }
 
 impl Snapshot {
-    /// Resolves every SQS subscription's queue.
-    fn indexed(mut self) -> Snapshot {
-        let subscribed = self
+    /// A snapshot of these queues, topics and streams, with what is derived from them: queues
+    /// by id, and every SQS subscription's queue.
+    fn new(version: u64, naming: Naming, by_name: BTreeMap<String, Arc<QueueMeta>>, topics: Topics, streams: Streams) -> Snapshot {
+        let by_id = by_name.values().map(|meta| (meta.id, meta.clone())).collect();
+        let mut snapshot = Snapshot { version, naming, by_name, by_id, topics, streams, subscribed: HashMap::new() };
+        let subscribed = snapshot
             .topics
             .iter()
             .map(|(name, topic)| {
-                let queues = topic
-                    .subscriptions
-                    .iter()
-                    .map(
-                        |subscription| {
-                            if subscription.protocol == "sqs" {
-                                self.queue_by_arn(&subscription.endpoint).cloned()
-                            } else {
-                                None
-                            }
-                        },
-                    )
-                    .collect();
-                (name.clone(), queues)
+                let queue = |subscription: &Arc<SubscriptionMeta>| {
+                    (subscription.protocol == "sqs").then(|| snapshot.queue_by_arn(&subscription.endpoint).cloned()).flatten()
+                };
+                (name.clone(), topic.subscriptions.iter().map(queue).collect())
             })
             .collect();
-        self.subscribed = subscribed;
-        self
+        snapshot.subscribed = subscribed;
+        snapshot
     }
 
     /// The queue subscription `index` of topic `topic` delivers to, if it is an SQS
@@ -360,12 +353,9 @@ impl Registry {
         for (id, ms) in object(&value["purged_at_ms"], "purged_at_ms")? {
             registry.purged_at_ms.insert(id.parse().map_err(|_| "a purged queue id is not a number")?, u64_of(&ms, "a purge time")?);
         }
-        let by_id = by_name.values().map(|meta| (meta.id, meta.clone())).collect();
         let topics = topics::from_json(&registry.naming, &value["topics"])?;
         let streams = streams::from_json(&registry.naming, &value["streams"], registry.next_id)?;
-        registry.snapshot = Arc::new(
-            Snapshot { version, naming: registry.naming.clone(), by_name, by_id, topics, streams, subscribed: HashMap::new() }.indexed(),
-        );
+        registry.snapshot = Arc::new(Snapshot::new(version, registry.naming.clone(), by_name, topics, streams));
         Ok(registry)
     }
 
@@ -496,31 +486,24 @@ impl Registry {
                         ),
                     ));
                 }
-                self.snapshot = Arc::new(Snapshot {
-                    version: self.snapshot.version + 1,
-                    naming: self.naming.clone(),
-                    by_name: self.snapshot.by_name.clone(),
-                    by_id: self.snapshot.by_id.clone(),
-                    topics: self.snapshot.topics.clone(),
+                self.snapshot = Arc::new(Snapshot::new(
+                    self.snapshot.version + 1,
+                    self.naming.clone(),
+                    self.snapshot.by_name.clone(),
+                    self.snapshot.topics.clone(),
                     streams,
-                    subscribed: self.snapshot.subscribed.clone(),
-                });
+                ));
                 return Ok((MetaOutcome::Stream(outcome), Some(self.snapshot.clone())));
             }
         };
-        let by_id = queues.values().map(|meta| (meta.id, meta.clone())).collect();
-        self.snapshot = Arc::new(
-            Snapshot {
-                version: self.snapshot.version + 1,
-                naming: self.naming.clone(),
-                by_name: queues,
-                by_id,
-                topics: self.snapshot.topics.clone(),
-                streams: self.snapshot.streams.clone(),
-                subscribed: HashMap::new(),
-            }
-            .indexed(),
+        let snapshot = Snapshot::new(
+            self.snapshot.version + 1,
+            self.naming.clone(),
+            queues,
+            self.snapshot.topics.clone(),
+            self.snapshot.streams.clone(),
         );
+        self.snapshot = Arc::new(snapshot);
         Ok((outcome, Some(self.snapshot.clone())))
     }
 
@@ -560,19 +543,8 @@ impl Registry {
             self.next_id += 1;
             queues.insert(name, Arc::new(meta));
         }
-        let by_id = queues.values().map(|meta| (meta.id, meta.clone())).collect();
-        self.snapshot = Arc::new(
-            Snapshot {
-                version: self.snapshot.version + 1,
-                naming: self.naming.clone(),
-                by_name: queues,
-                by_id,
-                topics,
-                streams: self.snapshot.streams.clone(),
-                subscribed: HashMap::new(),
-            }
-            .indexed(),
-        );
+        self.snapshot =
+            Arc::new(Snapshot::new(self.snapshot.version + 1, self.naming.clone(), queues, topics, self.snapshot.streams.clone()));
         Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())))
     }
 

@@ -41,7 +41,6 @@ macro_rules! calls {
                 type Answer = $answer;
                 type Reply = $reply;
                 fn reply(answer: $answer) -> Result<$reply, sluice_protocol::OpError> {
-                    #[allow(unreachable_patterns)]
                     match answer {
                         $answer::$name(reply) => Ok(reply),
                         other => Err($crate::runtime::calls::mismatch(stringify!($name), &other)),

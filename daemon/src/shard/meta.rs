@@ -72,7 +72,7 @@ async fn publish(shard: &Rc<Shard>, snapshot: Arc<Snapshot>) -> Result<(), OpErr
         let snapshot = snapshot.clone();
         async move {
             if peer == shard.id {
-                shard.install(snapshot);
+                super::install(shard, snapshot);
                 return Ok(());
             }
             match shard.bus.call(peer, Call::Publish(snapshot)).await? {

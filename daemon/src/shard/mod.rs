@@ -308,21 +308,22 @@ impl Shard {
             // Boxed: applying a change calls other shards, whose answers come through here.
             Call::Meta(change) => Answer::Meta(Box::pin(meta::apply(self, change)).await),
             Call::Publish(snapshot) => {
-                self.install(snapshot);
+                install(self, snapshot);
                 Answer::Publish
             }
         }
     }
+}
 
-    /// Installs a newer metadata snapshot and lets each engine catch up with it.
-    pub fn install(self: &Rc<Self>, snapshot: Arc<Snapshot>) {
-        if self.catalog.install(snapshot.clone()) {
-            queue::service::installed(self, &snapshot);
-        }
-        // Logs of deleted streams and expired shards go in the background.
-        let shard = self.clone();
-        self.env.spawn(async move { stream::service::forget_gone_streams(&shard).await });
+/// Installs a newer metadata snapshot on a shard (this one, or the simulator's) and lets each
+/// engine catch up with it.
+pub fn install<H: QueueHost + StreamHost>(host: &Rc<H>, snapshot: Arc<Snapshot>) {
+    if host.catalog().install(snapshot.clone()) {
+        queue::service::installed(host, &snapshot);
     }
+    // Logs of deleted streams and expired shards go in the background.
+    let shard = host.clone();
+    host.env().spawn(async move { stream::service::forget_gone_streams(&shard).await });
 }
 
 enum Engine {

@@ -26,13 +26,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_protocol::{OpError, PublishEntry, Reply, SendEntry};
 
-use super::shards::{self, pick_shard, Cluster, Setup, Stop};
+use super::shards::{self, pick_shard, short, Cluster, Findings, Setup, Stop};
 use super::Driver;
 use crate::catalog::topics::TopicChange;
 use crate::catalog::{MetaChange, MetaOutcome, Naming, Registry};
 use crate::engine::Host;
 use crate::env::memory::Crash;
-use crate::env::Env;
+use crate::env::World;
 use crate::queue::service;
 
 /// The queues every run uses: a plain one, one whose messages go to `dlq` after two
@@ -81,11 +81,7 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
             }
             _ => driver.run_ready(),
         }
-        let notes = std::mem::take(&mut model.borrow_mut().notes);
-        for line in notes {
-            driver.note(line);
-        }
-        model.borrow().failure.clone().map_or(Ok(()), Err)?;
+        model.borrow_mut().found.report(driver)?;
     }
     cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Clean)?;
     cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Crash(Crash::Power))?;
@@ -112,10 +108,7 @@ struct Model {
     handles: Vec<(&'static str, String, String)>,
     /// Counts client operations begun, to order receives against acknowledged deletes.
     clock: u64,
-    /// The first fault found by a task (checked after every step).
-    failure: Option<String>,
-    /// What tasks saw, for the trail (moved there after every step).
-    notes: Vec<String>,
+    found: Findings,
 }
 
 impl Model {
@@ -138,19 +131,15 @@ impl Model {
     /// Checks a message a receive from `queue` that began at `began` returned.
     fn received(&mut self, queue: &'static str, body: &str, began: u64) {
         let Some(copy) = self.copy_of(queue, body) else {
-            self.fail(format!("a receive from {queue} returned {}, which was never sent there", short(body)));
+            self.found.fail(format!("a receive from {queue} returned {}, which was never sent there", short(body)));
             return;
         };
         if let Some(at) = self.deleted.get(&copy).filter(|at| **at < began) {
-            self.fail(format!(
+            self.found.fail(format!(
                 "a receive from {queue} that began at {began} returned {}, whose delete was acknowledged at {at}",
                 short(body)
             ));
         }
-    }
-
-    fn fail(&mut self, message: String) {
-        self.failure.get_or_insert(message);
     }
 }
 
@@ -225,7 +214,7 @@ fn send(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) 
     driver.spawn(async move {
         let answer = service::handle_op(&shard, send_op(queue, &body, delay)).await;
         let mut model = model.borrow_mut();
-        model.notes.push(format!(
+        model.found.note(format!(
             "  send of {}: {}",
             short(&body),
             answer.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string())
@@ -261,7 +250,7 @@ fn publish(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>
     driver.spawn(async move {
         let answer = crate::topic::service::handle_op(&shard, op).await;
         let mut model = model.borrow_mut();
-        model.notes.push(format!(
+        model.found.note(format!(
             "  publish of {}: {}",
             short(&body),
             answer.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string())
@@ -299,7 +288,7 @@ fn receive(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>
         let mut model = model.borrow_mut();
         if let Ok(Reply::ReceiveMessage(messages)) = &answer {
             let bodies: Vec<String> = messages.iter().map(|m| short(&String::from_utf8_lossy(&m.body)).to_owned()).collect();
-            model.notes.push(format!("  receive from {queue} begun at {began}: {}", bodies.join(" ")));
+            model.found.note(format!("  receive from {queue} begun at {began}: {}", bodies.join(" ")));
         }
         if let Ok(Reply::ReceiveMessage(messages)) = answer {
             for message in messages {
@@ -336,7 +325,7 @@ fn delete(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>
         // SQS) or is one of the copies a crash between a move's two records can leave.
         let mut model = model.borrow_mut();
         let at = model.tick();
-        model.notes.push(format!(
+        model.found.note(format!(
             "  delete of {} at {at}: {}",
             short(&body),
             answer.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string())
@@ -436,13 +425,13 @@ fn restart(
     stop: Stop,
 ) -> Result<Rc<Cluster>, String> {
     let cluster = shards::restart(driver, cluster, setup, registry, stop)?;
-    check_kept(&cluster, &model.borrow())?;
+    check_kept(&driver.world, &cluster, &model.borrow())?;
     Ok(cluster)
 }
 
 /// After a start: every acknowledged send whose message was not deleted (nor may have been)
 /// is in some shard's partition of its queue — or, for the redriven queue, of the dead-letter queue.
-fn check_kept(cluster: &Rc<Cluster>, model: &Model) -> Result<(), String> {
+fn check_kept(world: &World, cluster: &Rc<Cluster>, model: &Model) -> Result<(), String> {
     let shards = cluster.shards.borrow();
     let snapshot = shards[0].catalog.get();
     let mut held: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
@@ -462,15 +451,11 @@ fn check_kept(cluster: &Rc<Cluster>, model: &Model) -> Result<(), String> {
         let (queue, body) = copy;
         let places: &[&str] = if *queue == REDRIVEN { &[REDRIVEN, DLQ] } else { &[queue] };
         if !places.iter().any(|place| held.get(place).is_some_and(|tags| tags.contains(tag))) {
-            let world = match &shards[0].env {
-                Env::Sim(world) => world.clone(),
-                Env::Glommio => unreachable!("the simulator's shards run in its world"),
-            };
             let mut disk = String::new();
             let needle = format!("{}:", short(body));
             for id in 0..shards.len() {
                 let dir = shards::queue_log_dir(id);
-                disk.push_str(&format!("\n  shard {id}:{}", super::describe_dir(&world, &dir)));
+                disk.push_str(&format!("\n  shard {id}:{}", super::describe_dir(world, &dir)));
                 for (path, data, _) in world.fs().snapshot(&dir) {
                     for (at, _) in data.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle.as_bytes()) {
                         disk.push_str(&format!("\n    its body is in {} at {at}", path.display()));
@@ -523,8 +508,8 @@ fn drain_and_check(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCel
             break;
         }
     }
+    model.borrow_mut().found.report(driver)?;
     let model = model.borrow();
-    model.failure.clone().map_or(Ok(()), Err)?;
     let mut acknowledged = 0;
     for (copy, acked) in &model.sent {
         if !*acked {
@@ -544,9 +529,4 @@ fn drain_and_check(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCel
     driver.report.acknowledged += acknowledged;
     driver.report.appended += model.sent.len() as u64;
     Ok(())
-}
-
-/// A body as the trail shows it.
-fn short(body: &str) -> &str {
-    body.split(':').next().unwrap_or(body)
 }

@@ -108,7 +108,8 @@ impl Host for SimShard {
         &self.catalog
     }
     /// As shard 0 runs a change (`shard::meta`): prepared by the stream engine (a reshard
-    /// seals the shards it closes), applied, and installed on every shard before it returns.
+    /// seals the shards it closes), applied, and installed on every shard (`shard::install`)
+    /// before it returns.
     async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
         let cluster = self.cluster();
         let _one_at_a_time = cluster.changing.lock().await;
@@ -118,9 +119,7 @@ impl Host for SimShard {
         let (outcome, snapshot) = cluster.registry.borrow_mut().apply(change, self.env.now_ms())?;
         if let Some(snapshot) = snapshot {
             for shard in cluster.shards.borrow().iter() {
-                if shard.catalog.install(snapshot.clone()) {
-                    queue::service::installed(shard, &snapshot);
-                }
+                crate::shard::install(shard, snapshot.clone());
             }
         }
         Ok(outcome)
@@ -297,6 +296,37 @@ pub fn restart(
     drop(cluster);
     driver.crash(stop);
     start(driver, setup, registry)
+}
+
+/// What a target's client tasks found while they ran: lines for the trail, and the first
+/// fault (both taken after every step by `report`).
+#[derive(Default)]
+pub struct Findings {
+    failure: Option<String>,
+    notes: Vec<String>,
+}
+
+impl Findings {
+    pub fn note(&mut self, line: String) {
+        self.notes.push(line);
+    }
+
+    pub fn fail(&mut self, message: String) {
+        self.failure.get_or_insert(message);
+    }
+
+    /// Moves the notes into the trail; the first fault, if one was found.
+    pub fn report(&mut self, driver: &mut Driver) -> Result<(), String> {
+        for line in std::mem::take(&mut self.notes) {
+            driver.note(line);
+        }
+        self.failure.clone().map_or(Ok(()), Err)
+    }
+}
+
+/// A message body or record as the trail shows it: its name, not its padding.
+pub fn short(text: &str) -> &str {
+    text.split(':').next().unwrap_or(text)
 }
 
 pub fn pick_shard(driver: &mut Driver, cluster: &Rc<Cluster>) -> Rc<SimShard> {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_protocol::{Op, OpError, PutRecordResult, PutRecordsEntry, Reply, StartingPosition};
 
-use super::shards::{self, pick_shard, Cluster, Setup, SimShard, Stop};
+use super::shards::{self, pick_shard, short, Cluster, Findings, Setup, SimShard, Stop};
 use super::Driver;
 use crate::catalog::streams::shard_id;
 use crate::catalog::{Naming, Registry};
@@ -67,11 +67,7 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
             }
             _ => driver.run_ready(),
         }
-        let notes = std::mem::take(&mut model.borrow_mut().notes);
-        for line in notes {
-            driver.note(line);
-        }
-        model.borrow().failure.clone().map_or(Ok(()), Err)?;
+        model.borrow_mut().found.report(driver)?;
     }
     cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Clean)?;
     restart(driver, cluster, &setup, &registry, &model, Stop::Crash(Crash::Power))?;
@@ -88,9 +84,7 @@ struct Model {
     next_record: u64,
     /// Data -> (shard id, sequence number) once acknowledged; `None` while not (or failed).
     puts: BTreeMap<String, Option<(String, u128)>>,
-    reshards: u64,
-    failure: Option<String>,
-    notes: Vec<String>,
+    found: Findings,
 }
 
 impl Model {
@@ -101,14 +95,6 @@ impl Model {
             .filter_map(|(data, put)| put.as_ref().filter(|(shard, _)| shard == id).map(|(_, seq)| (*seq, data.clone())))
             .collect()
     }
-
-    fn fail(&mut self, message: String) {
-        self.failure.get_or_insert(message);
-    }
-}
-
-fn short(data: &str) -> &str {
-    data.split(':').next().unwrap_or(data)
 }
 
 fn put(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
@@ -145,16 +131,18 @@ fn put(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
                                 Ok(seq) => {
                                     model.puts.insert(data, Some((shard_id, seq)));
                                 }
-                                Err(_) => model.fail(format!("the put of {} answered a sequence number {sequence_number:?}", short(&data))),
+                                Err(_) => {
+                                    model.found.fail(format!("the put of {} answered a sequence number {sequence_number:?}", short(&data)))
+                                }
                             }
                         }
                         PutRecordResult::Failed(error) => outcomes.push(format!("{} failed: {:?}", short(&data), error.code)),
                     }
                 }
-                model.notes.push(format!("  put: {}", outcomes.join(", ")));
+                model.found.note(format!("  put: {}", outcomes.join(", ")));
             }
-            Ok(other) => model.fail(format!("PutRecords answered {other:?}")),
-            Err(error) => model.notes.push(format!("  put failed: {error}")),
+            Ok(other) => model.found.fail(format!("PutRecords answered {other:?}")),
+            Err(error) => model.found.note(format!("  put failed: {error}")),
         }
     });
     driver.run_ready();
@@ -196,9 +184,7 @@ fn reshard(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>
     let model = model.clone();
     driver.spawn(async move {
         let answer = handle_op(&shard, op).await;
-        let mut model = model.borrow_mut();
-        model.reshards += answer.is_ok() as u64;
-        model.notes.push(format!("  reshard: {}", answer.map(|_| "done".to_owned()).unwrap_or_else(|e| e.to_string())));
+        model.borrow_mut().found.note(format!("  reshard: {}", answer.map(|_| "done".to_owned()).unwrap_or_else(|e| e.to_string())));
     });
     driver.run_ready();
 }
