@@ -24,7 +24,8 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// When a change counts as kept, and so when a send, delete or visibility change is
-    /// answered: `always` (after its group commit's fdatasync: survives power loss),
+    /// answered: `always` (after its group commit is durable — a small one written O_DSYNC,
+    /// a larger one written and then fdatasync'd: survives power loss),
     /// `interval=MS` (after the write; fdatasync at most every MS milliseconds: a machine
     /// crash can lose up to MS of acknowledged changes), or `never` (at once: a crash of the
     /// process can lose what was not yet written).

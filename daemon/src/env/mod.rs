@@ -115,6 +115,17 @@ impl Env {
         }
     }
 
+    /// Opens an existing file for reading and writing, each write durable when it completes
+    /// (O_DSYNC: no separate fdatasync, and on io_uring no worker thread for it).
+    pub async fn open_dsync(&self, path: &Path) -> std::io::Result<File> {
+        match self {
+            Env::Glommio => Ok(File::Dma(
+                OpenOptions::new().read(true).write(true).custom_flags(libc::O_DSYNC).dma_open(path).await.map_err(std::io::Error::from)?,
+            )),
+            Env::Sim(world) => Ok(File::Memory(world.fs().open(path, false).await?.with_dsync())),
+        }
+    }
+
     /// Creates a file (empty, replacing one of that name) for reading and writing.
     pub async fn create(&self, path: &Path) -> std::io::Result<File> {
         match self {

@@ -13,7 +13,9 @@
 //! - `append` copies a record into the staging area and returns its sequence
 //!   number at once (no I/O). One flusher task writes everything staged since its
 //!   last pass in one aligned write per segment and makes it durable with one
-//!   `fdatasync`: appends that arrive while a flush runs ride the next one.
+//!   `fdatasync` — or, for a small flush with `--fsync always`, writes it through an O_DSYNC
+//!   handle, one operation (docs/storage-sync-latency.md). Appends that arrive while a flush
+//!   runs ride the next one.
 //! - `durable(seq)` waits until `seq` is as durable as the fsync mode promises.
 //! - `open` replays every record in order, cuts a torn tail (the last flush was
 //!   interrupted: damage with nothing valid after it, or — its blocks having reached the
@@ -246,6 +248,9 @@ pub struct Log {
     restarted: Cell<Option<u64>>,
     /// Segment files opened for reads, most recently used last.
     read_files: RefCell<Vec<(u64, Rc<File>)>>,
+    /// With `--fsync always`: an O_DSYNC handle on the active segment (its number), which
+    /// small flushes are written through (see `write_chunks`).
+    dsync_file: RefCell<Option<(u64, Rc<File>)>>,
     /// Number of the flush that will write the records staged now (stamped in their headers).
     next_flush: Cell<u64>,
     /// Records staged so far for that flush (stamped in each header as its position).
@@ -281,6 +286,10 @@ pub struct LogStats {
     /// spare was there for it (0 unless the log outruns the zeroing of spares).
     pub segments_created_inline: u64,
 }
+
+/// Largest flush written through an O_DSYNC handle rather than as a write and an fdatasync
+/// (latency-bound flushes: a few records from synchronous producers).
+const DSYNC_FLUSH_BYTES_MAX: u64 = 16 * 1024;
 
 pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:020}.log"))
@@ -747,6 +756,7 @@ impl Log {
             spare_failed: RefCell::new(None),
             restarted: Cell::new(None),
             read_files: RefCell::new(Vec::new()),
+            dsync_file: RefCell::new(None),
             next_flush: Cell::new(last_flush + 1),
             flush_position: Cell::new(0),
         });
@@ -1406,6 +1416,19 @@ impl Log {
         }
     }
 
+    /// The O_DSYNC handle on segment `number`, opened at its first small flush (one segment's
+    /// at a time: the log has moved past the others).
+    async fn dsync_handle(&self, number: u64, path: &Path) -> Result<Rc<File>, StorageError> {
+        if let Some((held, file)) = &*self.dsync_file.borrow() {
+            if *held == number {
+                return Ok(file.clone());
+            }
+        }
+        let file = Rc::new(self.env.open_dsync(path).await.map_err(|e| io_error(path, e))?);
+        *self.dsync_file.borrow_mut() = Some((number, file.clone()));
+        Ok(file)
+    }
+
     async fn sync_active(&self) -> Result<(), StorageError> {
         let segment = self.state.borrow().segments.last().and_then(|s| s.file.clone().map(|f| (f, s.path.clone())));
         if let Some((file, path)) = segment {
@@ -1477,6 +1500,11 @@ impl Log {
             let start = chunk.pos - prefix.len() as u64;
             debug_assert_eq!(start % BLOCK_BYTES, 0, "writes start on a block boundary");
             let end = chunk.pos + chunk.bytes.len() as u64;
+            // A small flush that must be durable goes through the segment's O_DSYNC handle: one
+            // operation, no io_uring worker for an fdatasync on the shard's CPU
+            // (docs/storage-sync-latency.md). Large ones keep write + fdatasync.
+            let dsync = sync && index + 1 == count && self.options.fsync == FsyncMode::Always && end - start <= DSYNC_FLUSH_BYTES_MAX;
+            let file = if dsync { self.dsync_handle(number, &path).await? } else { file };
             write_fully(&file, &path, start, (end.next_multiple_of(BLOCK_BYTES) - start) as usize, |bytes| {
                 bytes[..prefix.len()].copy_from_slice(&prefix);
                 bytes[prefix.len()..prefix.len() + chunk.bytes.len()].copy_from_slice(&chunk.bytes);
@@ -1497,7 +1525,10 @@ impl Log {
             // A segment is synced before anything is written to the next one, so a torn
             // write can only ever be at the very end of the log.
             if sync || index + 1 < count {
-                file.fdatasync().await.map_err(|e| io_error(&path, e))?;
+                // An O_DSYNC write came back durable: counted as the sync it stands for.
+                if !dsync {
+                    file.fdatasync().await.map_err(|e| io_error(&path, e))?;
+                }
                 self.count(|stats| stats.fdatasyncs += 1);
             }
             written_through = Some(chunk.last_seq);
@@ -1507,6 +1538,12 @@ impl Log {
         let closing: Vec<(Rc<File>, PathBuf)> = {
             let mut state = self.state.borrow_mut();
             let active = state.segments.len().saturating_sub(1);
+            let active_number = state.segments.last().map(|segment| segment.number);
+            let mut dsync_file = self.dsync_file.borrow_mut();
+            if dsync_file.as_ref().is_some_and(|(number, _)| Some(*number) != active_number) {
+                *dsync_file = None;
+            }
+            drop(dsync_file);
             state.segments[..active].iter_mut().filter_map(|segment| Some((segment.file.take()?, segment.path.clone()))).collect()
         };
         for (file, path) in closing {
