@@ -164,6 +164,9 @@ struct Segment {
     path: PathBuf,
     /// Open only while it is written to: the active segment (fds are finite, segments are not).
     file: Option<Rc<File>>,
+    /// With `--fsync always`: an O_DSYNC handle small flushes are written through (see
+    /// `write_chunks`), opened at the first of them; closed with `file`.
+    dsync_file: Option<Rc<File>>,
     /// Whether the file exists; a staged segment is created (or taken from the spare) by the flusher.
     on_disk: bool,
     /// Bytes of records in this segment that the owner still needs (see `hold`).
@@ -248,9 +251,6 @@ pub struct Log {
     restarted: Cell<Option<u64>>,
     /// Segment files opened for reads, most recently used last.
     read_files: RefCell<Vec<(u64, Rc<File>)>>,
-    /// With `--fsync always`: an O_DSYNC handle on the active segment (its number), which
-    /// small flushes are written through (see `write_chunks`).
-    dsync_file: RefCell<Option<(u64, Rc<File>)>>,
     /// Number of the flush that will write the records staged now (stamped in their headers).
     next_flush: Cell<u64>,
     /// Records staged so far for that flush (stamped in each header as its position).
@@ -615,7 +615,15 @@ impl Log {
             if tail_only && index < read_from {
                 // A damaged first record falls through to the full read, which reports it (or repairs).
                 if let Some(first_seq) = first_record_seq(&file, path).await? {
-                    segments.push(Segment { number: *number, first_seq, path: path.clone(), file: None, on_disk: true, live_bytes: 0 });
+                    segments.push(Segment {
+                        number: *number,
+                        first_seq,
+                        path: path.clone(),
+                        file: None,
+                        dsync_file: None,
+                        on_disk: true,
+                        live_bytes: 0,
+                    });
                     // The segments read in full continue from wherever this one ends.
                     expected_seq = None;
                     continue;
@@ -689,7 +697,7 @@ impl Log {
             // An empty segment starts at the next sequence number.
             let first_seq = first_replayed.unwrap_or(expected_seq.unwrap_or(1));
             let file = (index == last_index).then_some(file);
-            segments.push(Segment { number: *number, first_seq, path: path.clone(), file, on_disk: true, live_bytes: 0 });
+            segments.push(Segment { number: *number, first_seq, path: path.clone(), file, dsync_file: None, on_disk: true, live_bytes: 0 });
             if first_replayed.is_none() {
                 // Nothing valid here (a segment whose only records a torn tail cut holds none).
                 files[index].2 = false;
@@ -756,7 +764,6 @@ impl Log {
             spare_failed: RefCell::new(None),
             restarted: Cell::new(None),
             read_files: RefCell::new(Vec::new()),
-            dsync_file: RefCell::new(None),
             next_flush: Cell::new(last_flush + 1),
             flush_position: Cell::new(0),
         });
@@ -981,6 +988,7 @@ impl Log {
             first_seq: seq,
             path: segment_path(&self.options.dir, number),
             file: None,
+            dsync_file: None,
             on_disk: false,
             live_bytes: 0,
         });
@@ -1416,16 +1424,13 @@ impl Log {
         }
     }
 
-    /// The O_DSYNC handle on segment `number`, opened at its first small flush (one segment's
-    /// at a time: the log has moved past the others).
-    async fn dsync_handle(&self, number: u64, path: &Path) -> Result<Rc<File>, StorageError> {
-        if let Some((held, file)) = &*self.dsync_file.borrow() {
-            if *held == number {
-                return Ok(file.clone());
-            }
+    /// The O_DSYNC handle on the segment starting at `first_seq`, opened at its first small flush.
+    async fn dsync_handle(&self, first_seq: u64, path: &Path) -> Result<Rc<File>, StorageError> {
+        if let Some(file) = self.state.borrow().segment(first_seq).dsync_file.clone() {
+            return Ok(file);
         }
         let file = Rc::new(self.env.open_dsync(path).await.map_err(|e| io_error(path, e))?);
-        *self.dsync_file.borrow_mut() = Some((number, file.clone()));
+        self.state.borrow_mut().segment_mut(first_seq).dsync_file = Some(file.clone());
         Ok(file)
     }
 
@@ -1504,7 +1509,7 @@ impl Log {
             // operation, no io_uring worker for an fdatasync on the shard's CPU
             // (docs/storage-sync-latency.md). Large ones keep write + fdatasync.
             let dsync = sync && index + 1 == count && self.options.fsync == FsyncMode::Always && end - start <= DSYNC_FLUSH_BYTES_MAX;
-            let file = if dsync { self.dsync_handle(number, &path).await? } else { file };
+            let file = if dsync { self.dsync_handle(chunk.segment, &path).await? } else { file };
             write_fully(&file, &path, start, (end.next_multiple_of(BLOCK_BYTES) - start) as usize, |bytes| {
                 bytes[..prefix.len()].copy_from_slice(&prefix);
                 bytes[prefix.len()..prefix.len() + chunk.bytes.len()].copy_from_slice(&chunk.bytes);
@@ -1538,13 +1543,13 @@ impl Log {
         let closing: Vec<(Rc<File>, PathBuf)> = {
             let mut state = self.state.borrow_mut();
             let active = state.segments.len().saturating_sub(1);
-            let active_number = state.segments.last().map(|segment| segment.number);
-            let mut dsync_file = self.dsync_file.borrow_mut();
-            if dsync_file.as_ref().is_some_and(|(number, _)| Some(*number) != active_number) {
-                *dsync_file = None;
-            }
-            drop(dsync_file);
-            state.segments[..active].iter_mut().filter_map(|segment| Some((segment.file.take()?, segment.path.clone()))).collect()
+            state.segments[..active]
+                .iter_mut()
+                .filter_map(|segment| {
+                    segment.dsync_file = None;
+                    Some((segment.file.take()?, segment.path.clone()))
+                })
+                .collect()
         };
         for (file, path) in closing {
             if !sync {
