@@ -76,7 +76,7 @@ const fn queue(name: &'static str, what: &'static str, message_size: usize, load
     Scenario { name, what, message_size, load, workload: Workload::Queue, pending: None }
 }
 
-pub const SCENARIOS: [Scenario; 16] = [
+pub const SCENARIOS: [Scenario; 18] = [
     queue("queue-max-100b", "queue, maximum throughput, 100 B messages", 100, Load::Max),
     queue("queue-max-1k", "queue, maximum throughput, 1 KiB messages", 1024, Load::Max),
     queue("queue-latency-half", "queue latency at half of Sluice's maximum (fsync always), 100 B", 100, Load::HalfSluiceMax),
@@ -93,6 +93,13 @@ pub const SCENARIOS: [Scenario; 16] = [
     fanout("fanout-ingest-1", "publishing alone (no consumers) to a topic with 1 subscribed queue, maximum, 100 B", 1, 0, Load::Max),
     fanout("fanout-ingest-10", "publishing alone (no consumers) to a topic with 10 subscribed queues, maximum, 100 B", 10, 0, Load::Max),
     fanout("fanout-ingest-100", "publishing alone (no consumers) to a topic with 100 subscribed queues, maximum, 100 B", 100, 0, Load::Max),
+    fanout(
+        "fanout-ingest-1000",
+        "publishing alone (no consumers) to a topic with 1,000 subscribed queues, maximum, 100 B",
+        1000,
+        0,
+        Load::Max,
+    ),
     fanout(
         "fanout-1",
         "publish to a topic with 1 subscribed queue at 100,000 msgs/s, consumers draining it, 100 B",
@@ -113,6 +120,13 @@ pub const SCENARIOS: [Scenario; 16] = [
         100,
         100,
         Load::Rate(FANOUT_DELIVERIES_PER_SECOND / 100),
+    ),
+    fanout(
+        "fanout-1000",
+        "publish to a topic with 1,000 subscribed queues at 100 msgs/s (100,000 deliveries/s), consumers draining them, 100 B",
+        1000,
+        1000,
+        Load::Rate(FANOUT_DELIVERIES_PER_SECOND / 1000),
     ),
     stream("stream-ingest-4", "stream ingest alone, PutRecords of 100 1 KiB records over 4 shards, maximum", 4, 0),
     stream("stream-ingest-16", "stream ingest alone, PutRecords of 100 1 KiB records over 16 shards, maximum", 16, 0),

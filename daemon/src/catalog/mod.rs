@@ -18,11 +18,13 @@ use sluice_protocol::{ErrorCode, KeyValues, OpError};
 
 pub mod current;
 pub mod delivery;
+pub mod feeds;
 pub mod filter;
 pub mod queues;
 pub mod streams;
 pub mod topics;
 
+pub use feeds::{FeedPlan, FeedRead, FeedReader};
 use streams::{StreamChange, StreamOutcome, Streams};
 use topics::{SubscriptionMeta, TopicChange, Topics};
 
@@ -85,6 +87,11 @@ pub struct Snapshot {
     /// order of `TopicMeta::subscriptions` (`None`: not an SQS subscription, or no such
     /// queue): resolved once per snapshot (`Snapshot::new`), not per publish.
     pub subscribed: HashMap<String, Vec<Option<Arc<QueueMeta>>>>,
+    /// For each topic (by name), which of its subscriptions read its feed and which are
+    /// delivered to one by one (`queue::feed`); resolved once per snapshot.
+    pub feeds: HashMap<String, Arc<FeedPlan>>,
+    /// For each queue (by id), the feeds it reads.
+    pub reads: HashMap<u64, Vec<FeedRead>>,
 }
 
 impl Snapshot {
@@ -92,7 +99,17 @@ impl Snapshot {
     /// by id, and every SQS subscription's queue.
     fn new(version: u64, naming: Naming, by_name: BTreeMap<String, Arc<QueueMeta>>, topics: Topics, streams: Streams) -> Snapshot {
         let by_id = by_name.values().map(|meta| (meta.id, meta.clone())).collect();
-        let mut snapshot = Snapshot { version, naming, by_name, by_id, topics, streams, subscribed: HashMap::new() };
+        let mut snapshot = Snapshot {
+            version,
+            naming,
+            by_name,
+            by_id,
+            topics,
+            streams,
+            subscribed: HashMap::new(),
+            feeds: HashMap::new(),
+            reads: HashMap::new(),
+        };
         let subscribed = snapshot
             .topics
             .iter()
@@ -104,6 +121,43 @@ impl Snapshot {
             })
             .collect();
         snapshot.subscribed = subscribed;
+        for (name, topic) in snapshot.topics.iter() {
+            let mut plan = FeedPlan {
+                feed_id: feeds::feed_id(&topic.arn),
+                envelope_feed_id: feeds::envelope_feed_id(&topic.arn),
+                max_size_min: usize::MAX,
+                envelope_room_min: usize::MAX,
+                ..FeedPlan::default()
+            };
+            for (index, subscription) in topic.subscriptions.iter().enumerate() {
+                plan.body_filters |= subscription.filter.is_some() && subscription.scope == filter::Scope::MessageBody;
+                match snapshot.subscribed_queue(name, index) {
+                    Some(queue) if feeds::reads_feed(subscription) => {
+                        let max_size = queue.attributes.maximum_message_size as usize;
+                        let envelope = !subscription.raw;
+                        if envelope {
+                            plan.envelope_room_min = plan.envelope_room_min.min(max_size.saturating_sub(subscription.arn.len()));
+                            plan.envelope_readers += 1;
+                        } else {
+                            plan.max_size_min = plan.max_size_min.min(max_size);
+                            plan.raw_readers += 1;
+                        }
+                        let reader = FeedReader {
+                            index,
+                            key: feeds::cursor_key(&subscription.arn),
+                            queue: queue.clone(),
+                            envelope,
+                            arn: Arc::from(subscription.arn.as_str()),
+                        };
+                        let arn = envelope.then(|| reader.arn.clone());
+                        snapshot.reads.entry(queue.id).or_default().push(FeedRead { key: reader.key, feed_id: reader.feed_id(&plan), arn });
+                        plan.readers.push(reader);
+                    }
+                    _ => plan.others.push(index),
+                }
+            }
+            snapshot.feeds.insert(name.clone(), Arc::new(plan));
+        }
         snapshot
     }
 

@@ -17,8 +17,9 @@ use sluice_protocol::MessageAttribute;
 use super::partition::{Partition, Payload, Placement};
 
 pub use crate::storage::record::kind::{
-    QUEUE_DELETED as KIND_DELETED, QUEUE_MOVED_IN as KIND_MOVED_IN, QUEUE_MOVED_OUT as KIND_MOVED_OUT, QUEUE_PURGED as KIND_PURGED,
-    QUEUE_RECEIVED as KIND_RECEIVED, QUEUE_RESTORED as KIND_RESTORED, QUEUE_SENT as KIND_SENT, QUEUE_VISIBILITY as KIND_VISIBILITY,
+    QUEUE_CURSOR as KIND_CURSOR, QUEUE_DELETED as KIND_DELETED, QUEUE_FED as KIND_FED, QUEUE_MOVED_IN as KIND_MOVED_IN,
+    QUEUE_MOVED_OUT as KIND_MOVED_OUT, QUEUE_PURGED as KIND_PURGED, QUEUE_RECEIVED as KIND_RECEIVED, QUEUE_RESTORED as KIND_RESTORED,
+    QUEUE_SENT as KIND_SENT, QUEUE_TRIMMED as KIND_TRIMMED, QUEUE_VISIBILITY as KIND_VISIBILITY,
 };
 
 /// Where a message stands. A message's full state is its payload, receive count,
@@ -83,6 +84,33 @@ pub enum Event {
         receive_count: u32,
         first_receive_ms: u64,
         state: SlotState,
+    },
+    /// A topic's message taken into this subscribed queue from the topic's feed (`queue::feed`):
+    /// a full record, like `Sent`, which also moves the reader's cursor past `feed_seq`.
+    Fed {
+        queue_id: u64,
+        seq: u64,
+        message_id: u128,
+        payload: Arc<Payload>,
+        due_ms: u64,
+        key: u64,
+        feed_seq: u64,
+    },
+    /// Where this queue reads feed `feed_id` through cursor `key`: from `next`, up to `until`
+    /// (exclusive; `u64::MAX` while the subscription reads the feed).
+    Cursor {
+        queue_id: u64,
+        key: u64,
+        feed_id: u64,
+        next: u64,
+        until: u64,
+        /// The subscription's ARN, for a cursor on a feed of envelopes (its unsubscribe URL).
+        arn: Option<Arc<str>>,
+    },
+    /// A feed's messages below `below` are gone: every reader has taken them.
+    Trimmed {
+        queue_id: u64,
+        below: u64,
     },
 }
 
@@ -253,6 +281,9 @@ impl Event {
             Event::MovedIn { .. } => KIND_MOVED_IN,
             Event::Purged { .. } => KIND_PURGED,
             Event::Restored { .. } => KIND_RESTORED,
+            Event::Fed { .. } => KIND_FED,
+            Event::Cursor { .. } => KIND_CURSOR,
+            Event::Trimmed { .. } => KIND_TRIMMED,
         }
     }
 
@@ -266,7 +297,10 @@ impl Event {
             | Event::MovedOut { queue_id, .. }
             | Event::MovedIn { queue_id, .. }
             | Event::Purged { queue_id }
-            | Event::Restored { queue_id, .. } => *queue_id,
+            | Event::Restored { queue_id, .. }
+            | Event::Fed { queue_id, .. }
+            | Event::Cursor { queue_id, .. }
+            | Event::Trimmed { queue_id, .. } => *queue_id,
         }
     }
 
@@ -274,7 +308,7 @@ impl Event {
     /// lives): the message's sequence number.
     pub fn full_record_of(&self) -> Option<u64> {
         match self {
-            Event::Sent { seq, .. } | Event::MovedIn { seq, .. } | Event::Restored { seq, .. } => Some(*seq),
+            Event::Sent { seq, .. } | Event::MovedIn { seq, .. } | Event::Restored { seq, .. } | Event::Fed { seq, .. } => Some(*seq),
             _ => None,
         }
     }
@@ -309,6 +343,15 @@ impl Event {
                 out.extend_from_slice(&receive_count.to_le_bytes());
                 put_payload(out, *message_id, payload);
             }
+            Event::Fed { queue_id, seq, message_id, payload, due_ms, key, feed_seq } => {
+                u64s(&[*queue_id, *seq, *due_ms, *key, *feed_seq]);
+                put_payload(out, *message_id, payload);
+            }
+            Event::Cursor { queue_id, key, feed_id, next, until, arn } => {
+                u64s(&[*queue_id, *key, *feed_id, *next, *until]);
+                put_opt_str(out, arn.as_deref());
+            }
+            Event::Trimmed { queue_id, below } => u64s(&[*queue_id, *below]),
         }
     }
 
@@ -351,6 +394,20 @@ impl Event {
                 let (message_id, payload) = r.payload()?;
                 Event::Restored { queue_id, seq, message_id, payload, receive_count, first_receive_ms, state }
             }
+            KIND_FED => {
+                let (queue_id, seq, due_ms, key, feed_seq) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+                let (message_id, payload) = r.payload()?;
+                Event::Fed { queue_id, seq, message_id, payload, due_ms, key, feed_seq }
+            }
+            KIND_CURSOR => Event::Cursor {
+                queue_id: r.u64()?,
+                key: r.u64()?,
+                feed_id: r.u64()?,
+                next: r.u64()?,
+                until: r.u64()?,
+                arn: r.opt_string("subscription ARN")?.map(Arc::from),
+            },
+            KIND_TRIMMED => Event::Trimmed { queue_id: r.u64()?, below: r.u64()? },
             other => return Err(JournalError::UnknownKind(other)),
         };
         if r.at != bytes.len() {
@@ -384,6 +441,16 @@ impl Event {
             Event::VisibilityChanged { seq, deadline_ms, .. } => partition.restore_visibility(seq, deadline_ms),
             Event::Deleted { seq, .. } | Event::MovedOut { seq, .. } => partition.restore_removed(seq),
             Event::Purged { .. } => partition.drop_all(),
+            Event::Fed { seq, message_id, payload, due_ms, key, feed_seq, .. } => {
+                let state = if due_ms > 0 { SlotState::Delayed { due_ms } } else { SlotState::Visible };
+                partition.restore(seq, message_id, payload, 0, 0, state);
+                partition.placed(seq, placement);
+                partition.restore_fed(key, feed_seq);
+            }
+            Event::Cursor { key, feed_id, next, until, arn, .. } => {
+                partition.restore_cursor(key, feed_id, next, until, arn, (placement.log_seq, placement.bytes))
+            }
+            Event::Trimmed { below, .. } => partition.restore_trimmed(below),
         }
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod calls;
 pub mod compaction;
+pub mod feed;
 pub mod journal;
 pub mod partition;
 pub mod receipt;
@@ -121,7 +122,9 @@ impl Queues {
     /// Takes a newly installed snapshot into account: returns the partitions of queues that
     /// no longer exist, and ends the long polls on them.
     pub fn installed(&self, snapshot: &Snapshot) -> Vec<Partition> {
-        let gone: Vec<u64> = self.partitions.borrow().keys().filter(|id| !snapshot.by_id.contains_key(id)).copied().collect();
+        // Feeds stay: `feed::reconcile` empties those nobody reads.
+        let gone: Vec<u64> =
+            self.partitions.borrow().keys().filter(|id| !feed::is_feed_id(**id) && !snapshot.by_id.contains_key(id)).copied().collect();
         let dropped = {
             let mut partitions = self.partitions.borrow_mut();
             gone.iter().filter_map(|id| partitions.remove(id)).collect()

@@ -120,6 +120,8 @@ struct Slot {
     state: State,
     /// This message's latest full record; `log_seq` 0 until it is logged.
     placement: Placement,
+    /// Taken from a topic's feed since the start (its `Fed` record may not be durable yet).
+    fed: bool,
 }
 
 impl Slot {
@@ -137,6 +139,7 @@ impl Slot {
             first_receive_ms,
             state,
             placement: Placement::default(),
+            fed: false,
         }
     }
 }
@@ -145,6 +148,10 @@ impl Slot {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub seq: u64,
+    /// For a message taken from a topic's feed since the start: the log seq of its `Fed`
+    /// record (0 while still to be logged); `None` for every other message. A receive waits for it
+    /// to be durable before handing the message out (`queue::feed`).
+    pub fed_log_seq: Option<u64>,
     pub message_id: u128,
     pub payload: Arc<Payload>,
     pub receive_count: u32,
@@ -189,6 +196,35 @@ impl std::ops::AddAssign for Counts {
     }
 }
 
+/// A subscribed queue's place in a topic's feed on this shard (`queue::feed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The subscription's key (`feed::cursor_key`).
+    pub key: u64,
+    pub feed_id: u64,
+    /// The next feed sequence number to take.
+    pub next: u64,
+    /// Where reading ends (exclusive) once the subscription no longer reads the feed:
+    /// what was published before that is still the queue's. `u64::MAX` while it reads.
+    pub until: u64,
+    /// The subscription's ARN, when it reads a feed of envelopes.
+    pub arn: Option<Arc<str>>,
+    /// The cursor's latest `Cursor` record (log seq, bytes), which holds log space; `Fed`
+    /// records move the position on, but only a `Cursor` record brings a cursor back.
+    record: (u64, u32),
+}
+
+/// A feed's message as a reader takes it.
+#[derive(Debug, Clone)]
+pub struct FeedEntry {
+    pub feed_seq: u64,
+    pub message_id: u128,
+    /// `None` when its payload is only in the log.
+    pub payload: Option<Arc<Payload>>,
+    pub sent_ms: u64,
+    pub placement: Placement,
+}
+
 #[derive(Debug, Default)]
 pub struct Partition {
     queue_id: u64,
@@ -206,6 +242,11 @@ pub struct Partition {
     delayed: BinaryHeap<Reverse<(u64, u64)>>,
     inflight: BinaryHeap<Reverse<(u64, u64)>>,
     counts: Counts,
+    /// The topic feeds this queue reads (usually none or one).
+    cursors: Vec<Cursor>,
+    /// Whether this is a topic's feed (`queue::feed`): its messages are read through
+    /// cursors, never received, so it keeps no `visible` order.
+    is_feed: bool,
 }
 
 /// The error for a receipt handle whose message is gone or no longer in flight for it.
@@ -221,7 +262,7 @@ impl Partition {
 
     /// The partition of queue `queue_id` on this shard.
     pub fn for_queue(queue_id: u64) -> Partition {
-        Partition { queue_id, ..Partition::default() }
+        Partition { queue_id, is_feed: super::feed::is_feed_id(queue_id), ..Partition::default() }
     }
 
     pub fn queue_id(&self) -> u64 {
@@ -365,6 +406,13 @@ impl Partition {
     /// this to move live messages out of old segments. A message whose payload is only in
     /// the log is listed in `to_load` instead: read it and pass it to `relocate_loaded`.
     pub fn relocate(&mut self, from_seq: u64, below_log_seq: u64, budget: usize, to_load: &mut Vec<(u64, Placement)>) -> Option<u64> {
+        if from_seq == 0 {
+            for index in 0..self.cursors.len() {
+                if self.cursors[index].record.0 != 0 && self.cursors[index].record.0 < below_log_seq {
+                    self.journal_cursor(index);
+                }
+            }
+        }
         let start = from_seq.max(self.base_seq);
         let end = self.next_seq();
         let stop = end.min(start.saturating_add(budget as u64));
@@ -427,7 +475,9 @@ impl Partition {
                 self.counts.delayed += 1;
             }
             _ => {
-                self.visible.push_back(seq);
+                if !self.is_feed {
+                    self.visible.push_back(seq);
+                }
                 self.counts.visible += 1;
             }
         }
@@ -458,6 +508,191 @@ impl Partition {
             first_receive_ms,
         });
         self.push_slot(Slot::new(message_id, payload, receive_count, first_receive_ms, State::Visible), now_ms)
+    }
+
+    // ------------------------------------------------------------------ feeds (queue::feed)
+
+    /// The feeds this queue reads.
+    pub fn cursors(&self) -> &[Cursor] {
+        &self.cursors
+    }
+
+    /// Journals where cursor `index` stands.
+    fn journal_cursor(&mut self, index: usize) {
+        let Cursor { key, feed_id, next, until, arn, .. } = self.cursors[index].clone();
+        self.journal.push(Event::Cursor { queue_id: self.queue_id, key, feed_id, next, until, arn });
+    }
+
+    /// Starts reading feed `feed_id` at `next` through cursor `key` (for subscription `arn` if
+    /// the feed holds envelopes), or moves that cursor (to `next`, never back, and to `until`,
+    /// never later), journaling where it stands.
+    pub fn set_cursor(&mut self, key: u64, feed_id: u64, next: u64, until: u64, arn: Option<Arc<str>>) {
+        let index = match self.cursors.iter().position(|c| c.key == key) {
+            Some(index) => {
+                let cursor = &mut self.cursors[index];
+                cursor.next = cursor.next.max(next);
+                cursor.until = cursor.until.min(until);
+                index
+            }
+            None => {
+                self.cursors.push(Cursor { key, feed_id, next, until, arn, record: (0, 0) });
+                self.cursors.len() - 1
+            }
+        };
+        self.journal_cursor(index);
+    }
+
+    /// Stops reading through cursor `key` (its subscription is done with the feed).
+    pub fn remove_cursor(&mut self, key: u64) {
+        if let Some(index) = self.cursors.iter().position(|c| c.key == key) {
+            let cursor = self.cursors.swap_remove(index);
+            if cursor.record.0 != 0 {
+                self.released.push(cursor.record);
+            }
+        }
+    }
+
+    /// Records where cursor `key`'s latest `Cursor` record was logged; returns the record it
+    /// supersedes (to release), or the new one when the cursor is gone.
+    pub fn cursor_placed(&mut self, key: u64, record: (u64, u32)) -> Option<(u64, u32)> {
+        match self.cursors.iter_mut().find(|c| c.key == key) {
+            Some(cursor) => {
+                let previous = std::mem::replace(&mut cursor.record, record);
+                (previous.0 != 0).then_some(previous)
+            }
+            None => Some(record),
+        }
+    }
+
+    /// Takes feed message `entry` into this queue through cursor `key` as message
+    /// `message_id`, due at `due_ms` (0: visible at once). Returns its sequence number here.
+    pub fn feed(&mut self, key: u64, entry: &FeedEntry, message_id: u128, payload: Arc<Payload>, due_ms: u64, now_ms: u64) -> u64 {
+        if let Some(cursor) = self.cursors.iter_mut().find(|c| c.key == key) {
+            cursor.next = cursor.next.max(entry.feed_seq + 1);
+        }
+        let state = if due_ms > now_ms { State::Delayed { due_ms } } else { State::Visible };
+        let seq = self.next_seq();
+        let due_ms = if due_ms > now_ms { due_ms } else { 0 };
+        self.journal.push(Event::Fed {
+            queue_id: self.queue_id,
+            seq,
+            message_id,
+            payload: payload.clone(),
+            due_ms,
+            key,
+            feed_seq: entry.feed_seq,
+        });
+        self.push_slot(Slot { fed: true, ..Slot::new(message_id, payload, 0, 0, state) }, now_ms)
+    }
+
+    /// Moves cursor `key` on to `next` without taking anything (messages past retention, or
+    /// gone from the feed), journaling it.
+    pub fn skip_to(&mut self, key: u64, next: u64) {
+        if let Some(index) = self.cursors.iter().position(|c| c.key == key) {
+            if next > self.cursors[index].next {
+                self.cursors[index].next = next;
+                self.journal_cursor(index);
+            }
+        }
+    }
+
+    /// Replays a `Fed` record's move of cursor `key` (a cursor that no longer exists stays gone).
+    pub fn restore_fed(&mut self, key: u64, feed_seq: u64) {
+        if let Some(cursor) = self.cursors.iter_mut().find(|c| c.key == key) {
+            cursor.next = cursor.next.max(feed_seq + 1);
+        }
+    }
+
+    /// Replays a `Cursor` record logged at `record`.
+    pub fn restore_cursor(&mut self, key: u64, feed_id: u64, next: u64, until: u64, arn: Option<Arc<str>>, record: (u64, u32)) {
+        match self.cursors.iter_mut().find(|c| c.key == key) {
+            Some(cursor) => {
+                cursor.next = cursor.next.max(next);
+                cursor.until = cursor.until.min(until);
+                let previous = std::mem::replace(&mut cursor.record, record);
+                if previous.0 != 0 {
+                    self.released.push(previous);
+                }
+            }
+            None => self.cursors.push(Cursor { key, feed_id, next, until, arn, record }),
+        }
+    }
+
+    /// Every cursor's held record, for storage's accounting after a replay.
+    pub fn for_each_cursor_record(&self, mut each: impl FnMut(u64, u32)) {
+        for cursor in &self.cursors {
+            if cursor.record.0 != 0 {
+                each(cursor.record.0, cursor.record.1);
+            }
+        }
+    }
+
+    /// As a feed: the message at `feed_seq`, if it is still here.
+    pub fn feed_entry(&self, feed_seq: u64) -> Option<FeedEntry> {
+        let slot = self.slot(feed_seq)?;
+        Some(FeedEntry {
+            feed_seq,
+            message_id: slot.message_id,
+            payload: slot.payload.clone(),
+            sent_ms: slot.sent_ms,
+            placement: slot.placement,
+        })
+    }
+
+    /// As a feed: the oldest sequence number it may still hold.
+    pub fn base_seq(&self) -> u64 {
+        self.base_seq
+    }
+
+    /// As a feed: of its messages at or after `from`, how many were sent after `after_ms`
+    /// (feeds hold messages in the order they were sent and lose them only at the front).
+    pub fn sent_after(&self, from: u64, after_ms: u64) -> u64 {
+        let start = from.saturating_sub(self.base_seq).min(self.slots.len() as u64) as usize;
+        let (mut low, mut high) = (start, self.slots.len());
+        while low < high {
+            let middle = (low + high) / 2;
+            match &self.slots[middle] {
+                Some(slot) if slot.sent_ms > after_ms => high = middle,
+                _ => low = middle + 1,
+            }
+        }
+        (self.slots.len() - low) as u64
+    }
+
+    /// As a feed: drops every message below `below` (every reader has passed them).
+    pub fn trim_below(&mut self, below: u64) {
+        if below <= self.base_seq {
+            return;
+        }
+        self.restore_trimmed(below);
+        self.journal.push(Event::Trimmed { queue_id: self.queue_id, below });
+    }
+
+    /// Replays a trim: the messages below `below` go, and nothing is numbered below it again.
+    pub fn restore_trimmed(&mut self, below: u64) {
+        while self.base_seq < below && !self.slots.is_empty() {
+            let seq = self.base_seq;
+            if self.remove(seq).is_none() {
+                // A gap: `remove` only advances past the slots it empties.
+                self.slots.pop_front();
+                self.base_seq += 1;
+            }
+        }
+        if self.slots.is_empty() {
+            self.base_seq = self.base_seq.max(below);
+        }
+    }
+
+    /// As a feed after a replay: numbers new messages from at least `next` (a reader has
+    /// already passed everything below it, even when the feed lost those records).
+    pub fn number_from(&mut self, next: u64) {
+        if self.slots.is_empty() {
+            self.base_seq = self.base_seq.max(next);
+        } else {
+            while self.next_seq() < next {
+                self.slots.push_back(None);
+            }
+        }
     }
 
     fn remove(&mut self, seq: u64) -> Option<Slot> {
@@ -582,6 +817,7 @@ impl Partition {
             slot.state = State::InFlight { deadline_ms, received_ms: now_ms };
             let delivery = Delivery {
                 seq,
+                fed_log_seq: slot.fed.then_some(slot.placement.log_seq),
                 message_id: slot.message_id,
                 payload,
                 receive_count: slot.receive_count,
@@ -700,6 +936,11 @@ impl Partition {
             released += 1;
         }
         released
+    }
+
+    /// Visible messages.
+    pub fn visible(&self) -> u64 {
+        self.counts.visible
     }
 
     pub fn has_visible(&self) -> bool {

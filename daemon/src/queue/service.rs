@@ -15,7 +15,7 @@ use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
 use super::calls::{ChangeVisibility, CountMessages, Delete, Purge, QueueAnswer, QueueCall, QueueNotice, Receive};
-use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, ReceiveRules};
+use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, Placement, ReceiveRules};
 use super::receipt::Receipt;
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
 use super::Waiters;
@@ -86,6 +86,12 @@ pub struct Sends {
 }
 
 impl Sends {
+    /// Adds message `seq` of `queue_id`, appended with the log record `ticket` names.
+    pub fn record(&mut self, queue_id: u64, seq: u64, ticket: Option<Ticket>) {
+        self.last = self.last.max(ticket);
+        self.add(queue_id, seq);
+    }
+
     fn add(&mut self, queue_id: u64, seq: u64) {
         let run = match (self.more.last_mut(), &mut self.first) {
             (Some(run), _) | (None, Some(run)) => run,
@@ -333,10 +339,7 @@ pub fn append_message<H: QueueHost>(
         let partition = partitions.entry(meta.id).or_insert_with(|| Partition::for_queue(meta.id));
         let seq = partition.send(message_id, payload, delay_ms, now);
         match host.queues().storage.commit(partition) {
-            Ok(ticket) => {
-                sends.last = sends.last.max(ticket);
-                sends.add(meta.id, seq);
-            }
+            Ok(ticket) => sends.record(meta.id, seq, ticket),
             Err(error) => {
                 partition.discard(seq);
                 host.queues().storage.release_from(partition);
@@ -488,7 +491,18 @@ pub async fn receive_local<H: QueueHost>(
     let mut delivered = Vec::with_capacity(max_messages);
     for wait in 0..=LOAD_WAITS_MAX {
         let loaded = host.queues().payloads_loaded.listen();
+        let before = delivered.len();
         let stalled = receive_resident(host, queue_id, max_messages - delivered.len(), visibility_ms, &mut delivered)?;
+        // A message taken from a feed has no durable record until its `Fed` record is on disk:
+        // handing it out before would let a crash forget it while its receipt handle lives
+        // on, and a delete acknowledged for that handle would find nothing, the message then
+        // coming back from the feed. Every other message waits for nothing (one whose send is
+        // not yet acknowledged may be received: if its record is lost, so is the message).
+        let storage = &host.queues().storage;
+        let synced = storage.log().synced_seq();
+        if delivered[before..].iter().any(|d| d.fed_log_seq.is_some_and(|seq| seq == 0 || seq > synced)) {
+            storage.durable(Ticket(storage.log().next_seq() - 1)).await?;
+        }
         if !stalled || delivered.len() >= max_messages || wait == LOAD_WAITS_MAX {
             break;
         }
@@ -521,9 +535,9 @@ pub async fn loader<H: QueueHost>(host: Rc<H>) {
         if let Some(partition) = host.queues().partitions.borrow().get(&queue_id) {
             partition.on_disk_ahead(READ_AHEAD_MESSAGES, READ_AHEAD_BYTES, &mut wanted);
         }
+        let mut failure = None;
         if !wanted.is_empty() {
             let loaded = host.queues().storage.load(queue_id, &wanted).await;
-            let mut failure = None;
             if let Some(partition) = host.queues().partitions.borrow_mut().get_mut(&queue_id) {
                 for ((seq, placement), payload) in wanted.drain(..).zip(loaded) {
                     match payload {
@@ -540,12 +554,40 @@ pub async fn loader<H: QueueHost>(host: Rc<H>) {
                 host.queues().storage.account(partition);
             }
             wanted.clear();
-            let mut failed = host.queues().load_failed.borrow_mut();
-            match failure {
-                Some(error) => failed.insert(queue_id, error),
-                None => failed.remove(&queue_id),
-            };
         }
+        // Feed messages the queue's cursors reach next, kept in the log only: read back and
+        // taken into the queue at once (they stay out of the feed's memory).
+        let feed_wanted = super::feed::on_disk_ahead(&host.queues().partitions.borrow(), queue_id, READ_AHEAD_MESSAGES, READ_AHEAD_BYTES);
+        if let (false, Some(meta)) = (feed_wanted.is_empty(), host.snapshot().by_id.get(&queue_id).cloned()) {
+            let mut loaded = Vec::with_capacity(feed_wanted.len());
+            let mut start = 0;
+            while start < feed_wanted.len() {
+                let feed_id = feed_wanted[start].0;
+                let end = start + feed_wanted[start..].iter().take_while(|(id, _, _)| *id == feed_id).count();
+                let run: Vec<(u64, Placement)> = feed_wanted[start..end].iter().map(|(_, seq, placement)| (*seq, *placement)).collect();
+                for ((seq, _), payload) in run.iter().zip(host.queues().storage.load(feed_id, &run).await) {
+                    match payload {
+                        Ok((_, payload)) => loaded.push((feed_id, *seq, payload)),
+                        Err(error) => {
+                            tracing::error!(shard = host.id(), queue_id, feed_id, seq, error = %error.message, "cannot read a feed message back from the log");
+                            failure.get_or_insert(error);
+                        }
+                    }
+                }
+                start = end;
+            }
+            let mut partitions = host.queues().partitions.borrow_mut();
+            super::feed::take(&mut partitions, &meta, loaded.len(), host.env().now_ms(), &host.config().public_url, &loaded);
+            if let Some(partition) = partitions.get_mut(&queue_id) {
+                commit_quietly(&host, partition);
+            }
+        }
+        let mut failed = host.queues().load_failed.borrow_mut();
+        match failure {
+            Some(error) => failed.insert(queue_id, error),
+            None => failed.remove(&queue_id),
+        };
+        drop(failed);
         host.queues().payloads_loaded.notify_all();
     }
 }
@@ -574,9 +616,16 @@ fn receive_resident<H: QueueHost>(
     let mut moved: Vec<Moved> = Vec::new();
     let mut partitions = host.queues().partitions.borrow_mut();
     let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(false) };
+    // Short of visible messages, it takes the next ones from the topic feeds it reads.
+    let mut feed_stalled = false;
+    if !partition.cursors().is_empty() && partition.visible() < max_messages as u64 {
+        let wanted = max_messages - partition.visible() as usize;
+        feed_stalled = super::feed::take(&mut partitions, meta, wanted, now, &host.config().public_url, &[]).stalled;
+    }
+    let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(false) };
     let before = delivered.len();
     let received = partition.receive(now, &rules, delivered, &mut moved);
-    let stalled = received.is_ok() && delivered.len() - before < max_messages && partition.front_on_disk();
+    let stalled = received.is_ok() && delivered.len() - before < max_messages && (partition.front_on_disk() || feed_stalled);
     if stalled || partition.on_disk_soon(READ_AHEAD_TRIGGER) {
         host.queues().request_load(queue_id);
     }
@@ -771,17 +820,39 @@ async fn change_visibility<H: QueueHost>(
 
 /// The message counts of this shard's partition of a queue.
 pub fn count_local<H: QueueHost>(host: &Rc<H>, queue_id: u64) -> Counts {
-    let retention_ms = host.snapshot().by_id.get(&queue_id).map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
+    let snapshot = host.snapshot();
+    let meta = snapshot.by_id.get(&queue_id);
+    let retention_ms = meta.map_or(u64::MAX / 2, |m| m.attributes.message_retention_seconds as u64 * 1000);
+    let now = host.env().now_ms();
     let mut partitions = host.queues().partitions.borrow_mut();
     let Some(partition) = partitions.get_mut(&queue_id) else { return Counts::default() };
-    let counts = partition.counts(host.env().now_ms(), retention_ms);
+    let mut counts = partition.counts(now, retention_ms);
     commit_quietly(host, partition);
+    if let Some(meta) = meta {
+        // And what its cursors have not taken from the feeds yet.
+        let (visible, delayed) = super::feed::pending(&partitions, meta, now);
+        counts.visible += visible;
+        counts.delayed += delayed;
+    }
     counts
 }
 
 /// Purges this shard's partition of a queue; `Ok` once kept.
 pub async fn purge_local<H: QueueHost>(host: &Rc<H>, queue_id: u64) -> Result<(), OpError> {
-    kept(host, change_partition(host, queue_id, Partition::purge)).await
+    let commit = {
+        let mut partitions = host.queues().partitions.borrow_mut();
+        match partitions.get_mut(&queue_id) {
+            Some(partition) => {
+                partition.purge();
+                // What the queue's cursors have not taken yet goes too.
+                super::feed::skip_all(&mut partitions, queue_id);
+                let partition = partitions.get_mut(&queue_id).expect("the partition was just purged");
+                host.queues().storage.commit(partition)
+            }
+            None => Ok(None),
+        }
+    };
+    kept(host, commit).await
 }
 
 /// Deletes messages of this shard's partition; `Ok` once kept.
@@ -833,6 +904,18 @@ pub fn installed<H: QueueHost>(host: &Rc<H>, snapshot: &Snapshot) {
         gone.drop_all();
         host.queues().storage.release_from(&mut gone);
     }
+    reconcile_feeds(host, snapshot);
+}
+
+/// Brings this shard's feed cursors in line with `snapshot` (`feed::reconcile`) and logs
+/// what that changed. Cursors opened here are in the log before any publish they must see.
+pub fn reconcile_feeds<H: QueueHost>(host: &Rc<H>, snapshot: &Snapshot) {
+    let mut partitions = host.queues().partitions.borrow_mut();
+    for id in super::feed::reconcile(&mut partitions, snapshot) {
+        if let Some(partition) = partitions.get_mut(&id) {
+            commit_quietly(host, partition);
+        }
+    }
 }
 
 /// A notice from another shard about long polls.
@@ -879,14 +962,17 @@ pub fn tick_watched<H: QueueHost>(host: &Rc<H>) {
     for queue_id in watched {
         let Some(meta) = snapshot.by_id.get(&queue_id) else { continue };
         let retention_ms = meta.attributes.message_retention_seconds as u64 * 1000;
-        let visible = match host.queues().partitions.borrow_mut().get_mut(&queue_id) {
+        let mut partitions = host.queues().partitions.borrow_mut();
+        let visible = match partitions.get_mut(&queue_id) {
             Some(partition) => {
                 partition.tick(now, retention_ms);
                 commit_quietly(host, partition);
-                partition.has_visible()
+                // Or a feed message whose delay is over, still to be taken.
+                partition.has_visible() || (!partition.cursors().is_empty() && super::feed::pending(&partitions, meta, now).0 > 0)
             }
             None => false,
         };
+        drop(partitions);
         if visible {
             notify_visible(host, queue_id);
         }
@@ -897,10 +983,16 @@ pub fn tick_watched<H: QueueHost>(host: &Rc<H>) {
 pub fn tick_all<H: QueueHost>(host: &Rc<H>) {
     let now = host.env().now_ms();
     let snapshot = host.snapshot();
-    for (queue_id, partition) in host.queues().partitions.borrow_mut().iter_mut() {
+    let mut partitions = host.queues().partitions.borrow_mut();
+    for (queue_id, partition) in partitions.iter_mut() {
         if let Some(meta) = snapshot.by_id.get(queue_id) {
             partition.tick(now, meta.attributes.message_retention_seconds as u64 * 1000);
             commit_quietly(host, partition);
+        }
+    }
+    for feed_id in super::feed::trim(&mut partitions, &snapshot, now) {
+        if let Some(feed) = partitions.get_mut(&feed_id) {
+            commit_quietly(host, feed);
         }
     }
 }

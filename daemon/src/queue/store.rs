@@ -121,6 +121,7 @@ impl Storage {
                 log.hold(seq, bytes);
                 messages += 1;
             });
+            partition.for_each_cursor_record(|seq, bytes| log.hold(seq, bytes));
         }
         let storage = Storage { log, events: RefCell::default(), released: RefCell::default(), resident: Cell::new(resident), budget };
         Ok(Opened { storage, partitions, recovery, bad_records, messages, on_disk })
@@ -154,6 +155,13 @@ impl Storage {
                         // Past the budget a new message keeps only its place in the log.
                         if self.resident.get() > self.budget && partition.evict(message) {
                             self.account(partition);
+                        }
+                    }
+                    if let Event::Cursor { key, .. } = &event {
+                        let bytes = record_bytes(len) as u32;
+                        self.log.hold(seq, bytes);
+                        if let Some((old, old_bytes)) = partition.cursor_placed(*key, (seq, bytes)) {
+                            self.log.release(old, old_bytes);
                         }
                     }
                 }
@@ -207,6 +215,7 @@ impl Storage {
                     Ok(Ok(Event::Sent { queue_id: q, seq: s, message_id, payload, .. }))
                     | Ok(Ok(Event::MovedIn { queue_id: q, seq: s, message_id, payload, .. }))
                     | Ok(Ok(Event::Restored { queue_id: q, seq: s, message_id, payload, .. }))
+                    | Ok(Ok(Event::Fed { queue_id: q, seq: s, message_id, payload, .. }))
                         if q == queue_id && s == seq =>
                     {
                         Ok((message_id, payload))

@@ -110,9 +110,10 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
     let budget = config.memory_budget() / count as u64;
     // Production's environment; the simulator builds its shards with its own.
     let env = crate::env::Env::Glommio;
-    let opened = Storage::open(env.clone(), options, budget, |queue_id| snapshot.by_id.contains_key(&queue_id))
-        .await
-        .map_err(|e| anyhow::anyhow!("shard {id} cannot open its log: {e}"))?;
+    let opened =
+        Storage::open(env.clone(), options, budget, |queue_id| queue::feed::is_feed_id(queue_id) || snapshot.by_id.contains_key(&queue_id))
+            .await
+            .map_err(|e| anyhow::anyhow!("shard {id} cannot open its log: {e}"))?;
     let recovery = &opened.recovery;
     if let Some((path, offset, bytes)) = &recovery.torn_tail {
         tracing::warn!(shard = id, file = %path.display(), offset, bytes, "cut a torn write at the end of the log (it was never acknowledged)");
@@ -165,6 +166,9 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         shutdown: ShutdownState::default(),
         env,
     });
+    // Feed cursors in line with the catalog (a subscription made just before a crash gets its
+    // cursor now) before anything is served.
+    queue::service::reconcile_feeds(&shard, &shard.snapshot());
     // Learns which stream shards this core owns, so the files of those deleted later go.
     stream::service::forget_gone_streams(&shard).await;
 

@@ -3,7 +3,8 @@
 //! SQS clients call (`queue::service::handle_op`): sends, receives with long polls,
 //! deletes, visibility changes, on a plain queue, a queue with a dead-letter queue and a
 //! queue with a delay — and SNS publishes (`topic::service::handle_op`) to a topic both the
-//! plain and the delayed queue subscribe to. Cross-shard calls and notices take random virtual time; each shard
+//! plain and the delayed queue subscribe to (raw) and a fifth queue reads in envelopes (topic
+//! feeds, `queue::feed`). Cross-shard calls and notices take random virtual time; each shard
 //! runs the background tasks a real one runs (the loader, the long-poll timers, compaction),
 //! with a memory budget small enough, in some runs, that payloads live only in the log.
 //! The process stops cleanly, crashes or loses power, and starts again from the disk.
@@ -43,9 +44,23 @@ const DLQ: &str = "dlq";
 const DELAYED: &str = "delayed";
 const PROBE: &str = "probe";
 const WORKLOAD_QUEUES: [&str; 4] = [PLAIN, REDRIVEN, DLQ, DELAYED];
-/// A topic whose publishes reach `plain` and `delayed` (raw: the message is the body).
+/// A topic whose publishes reach `plain` and `delayed` (raw: the message is the body) and
+/// `wrapped` (in envelopes; only drained at the end, so the workload's choices stay as they were).
 const TOPIC: &str = "news";
-const SUBSCRIBERS: [&str; 2] = [PLAIN, DELAYED];
+const WRAPPED: &str = "wrapped";
+const SUBSCRIBERS: [&str; 3] = [PLAIN, DELAYED, WRAPPED];
+
+/// The message a body from `queue` carries: the body itself, or the `Message` of an envelope.
+fn message_of(queue: &str, body: &[u8]) -> String {
+    if queue == WRAPPED {
+        if let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(body) {
+            if let Some(message) = envelope["Message"].as_str() {
+                return message.to_owned();
+            }
+        }
+    }
+    String::from_utf8_lossy(body).into_owned()
+}
 
 pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let shards = driver.rng.usize(2..5);
@@ -148,7 +163,7 @@ fn create_queues(driver: &mut Driver, cluster: &Rc<Cluster>) -> Result<(), Strin
     let created = driver.block_on(async move {
         let create = |name: &str, attributes: Vec<(String, String)>| MetaChange::Create { name: name.into(), attributes, tags: vec![] };
         let short = || vec![("VisibilityTimeout".to_owned(), "2".to_owned())];
-        for name in [PLAIN, DLQ, PROBE] {
+        for name in [PLAIN, DLQ, PROBE, WRAPPED] {
             shard.meta_change(create(name, short())).await?;
         }
         let dlq_arn = shard.snapshot().resolve(DLQ)?.arn.clone();
@@ -165,7 +180,8 @@ fn create_queues(driver: &mut Driver, cluster: &Rc<Cluster>) -> Result<(), Strin
         };
         for queue in SUBSCRIBERS {
             let endpoint = shard.snapshot().resolve(queue)?.arn.clone();
-            let attributes = vec![("RawMessageDelivery".to_owned(), "true".to_owned())];
+            let raw = if queue == WRAPPED { "false" } else { "true" };
+            let attributes = vec![("RawMessageDelivery".to_owned(), raw.to_owned())];
             let subscribe =
                 TopicChange::Subscribe { topic: topic_arn.clone(), protocol: "sqs".into(), endpoint: Some(endpoint), attributes };
             shard.meta_change(MetaChange::Topic(subscribe)).await?;
@@ -479,7 +495,7 @@ fn drain_and_check(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCel
     loop {
         let mut any = false;
         // The redriven queue first: what it dead-letters while draining is then drained too.
-        for queue in [REDRIVEN, PLAIN, DELAYED, DLQ] {
+        for queue in [REDRIVEN, PLAIN, DELAYED, DLQ, WRAPPED] {
             for id in 0..count {
                 let shard = cluster.shard(id);
                 let answer = driver.block_on(async move { service::handle_op(&shard, receive_op(queue, 10, 0, 3600)).await })?;
@@ -489,7 +505,7 @@ fn drain_and_check(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCel
                 };
                 any |= !messages.is_empty();
                 for message in messages {
-                    let body = String::from_utf8_lossy(&message.body).into_owned();
+                    let body = message_of(queue, &message.body);
                     model.borrow_mut().received(queue, &body, began);
                     let Some(copy) = model.borrow().copy_of(queue, &body) else { continue };
                     // A crash between a dead-letter move's two records may leave a copy in each

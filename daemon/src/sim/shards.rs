@@ -201,8 +201,10 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
         let options = log_options(setup, id);
         let budget = setup.budget;
         let known = snapshot.clone();
-        let opened =
-            driver.block_on(async move { Storage::open(env, options, budget, |queue_id| known.by_id.contains_key(&queue_id)).await })?;
+        let opened = driver.block_on(async move {
+            Storage::open(env, options, budget, |queue_id| crate::queue::feed::is_feed_id(queue_id) || known.by_id.contains_key(&queue_id))
+                .await
+        })?;
         let opened = opened.map_err(|error| {
             format!("shard {id}'s queue log does not open: {error}\n  disk:{}", super::describe_dir(&driver.world, &queue_log_dir(id)))
         })?;
@@ -225,6 +227,8 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
     }
     let shards: Vec<Rc<SimShard>> = cluster.shards.borrow().clone();
     for shard in &shards {
+        // Feed cursors in line with the catalog before anything is served, as `shard::open` has it.
+        queue::service::reconcile_feeds(shard, &snapshot);
         driver.spawn(queue::service::loader(shard.clone()));
         driver.spawn(timers(shard.clone()));
         driver.spawn(queue::compaction::run(shard.clone()));

@@ -43,6 +43,12 @@ pub mod kind {
     pub const QUEUE_MOVED_IN: u8 = 6;
     pub const QUEUE_PURGED: u8 = 7;
     pub const QUEUE_RESTORED: u8 = 8;
+    /// A topic's message taken into a subscribed queue from the topic's feed.
+    pub const QUEUE_FED: u8 = 9;
+    /// Where a subscribed queue reads a topic's feed.
+    pub const QUEUE_CURSOR: u8 = 10;
+    /// A feed's messages below a point, gone (every reader has passed them).
+    pub const QUEUE_TRIMMED: u8 = 11;
     /// A stream record: arrival time and data (`storage::stream`).
     pub const STREAM_RECORD: u8 = 16;
     /// What a repair writes over damaged bytes, and the marker of sequence numbers lost before

@@ -11,6 +11,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use sha1::Digest;
 use sluice_protocol::MessageAttribute;
 
+use crate::catalog::feeds::{unsubscribe_base, UNSUBSCRIBE_FIELD};
+
 /// What one notification says.
 pub struct Notification<'a> {
     pub message_id: &'a str,
@@ -76,7 +78,7 @@ impl Envelope {
         };
         field(&mut head, "Signature", &digest);
         field(&mut head, "SigningCertURL", &format!("{public_url}/SimpleNotificationService-sluice.pem"));
-        head.extend_from_slice(b",\"UnsubscribeURL\":");
+        head.extend_from_slice(UNSUBSCRIBE_FIELD);
         let mut tail = Vec::new();
         if !n.attributes.is_empty() {
             tail.extend_from_slice(b",\"MessageAttributes\":{");
@@ -98,7 +100,21 @@ impl Envelope {
             tail.push(b'}');
         }
         tail.push(b'}');
-        Envelope { head, tail, unsubscribe_base: format!("{public_url}/?Action=Unsubscribe&SubscriptionArn=") }
+        Envelope { head, tail, unsubscribe_base: unsubscribe_base(public_url) }
+    }
+
+    /// The envelope without its unsubscribe URL, as a feed of envelopes keeps it for every
+    /// subscription that reads it (`catalog::feeds::complete_envelope` finishes it).
+    pub fn shared(&self) -> Bytes {
+        let mut shared = BytesMut::with_capacity(self.head.len() + self.tail.len());
+        shared.put_slice(&self.head);
+        shared.put_slice(&self.tail);
+        shared.freeze()
+    }
+
+    /// The length of the body a subscription whose ARN is `arn_len` bytes long receives.
+    pub fn body_len(&self, arn_len: usize) -> usize {
+        self.head.len() + self.tail.len() + self.unsubscribe_base.len() + arn_len + 2
     }
 
     /// The body one subscription receives.

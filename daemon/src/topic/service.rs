@@ -192,7 +192,8 @@ fn publish_one<H: TopicHost>(
 ) -> Result<String, OpError> {
     let checked = check_publish(&entry)?;
     host.queues().storage.admit_send()?;
-    let message_id = random_uuid();
+    let message_uuid = new_message_id();
+    let message_id = crate::queue::service::format_uuid(message_uuid);
     let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now)).to_string();
     // What SQS subscribers get: the message and its attributes, or their key of a JSON
     // structure and none.
@@ -201,7 +202,7 @@ fn publish_one<H: TopicHost>(
         Structure::Json { sqs } => (sqs, &[]),
     };
     let arrays = parse_arrays(&entry.attributes);
-    let wants_body = topic.subscriptions.iter().any(|s| s.filter.is_some() && s.scope == Scope::MessageBody);
+    let wants_body = snapshot.feeds.get(&topic.name).is_none_or(|plan| plan.body_filters);
     let body: Option<Value> = if wants_body { serde_json::from_str(text).ok() } else { None };
     // Raw deliveries share one copy of the message out of the request frame, and its
     // digests; made at the first raw subscriber, not at all without one.
@@ -220,7 +221,61 @@ fn publish_one<H: TopicHost>(
         attributes,
     };
     let mut envelope: Option<Envelope> = None;
-    for (index, subscription) in topic.subscriptions.iter().enumerate() {
+    let public_url = host.config().public_url.as_str();
+    // The queues that read the topic's feeds get the message through them: one record for all
+    // of them (`queue::feed`), unless it is too large for one of them or carries more
+    // attributes than raw delivery allows (then each is delivered to, or dead-lettered, alone).
+    let plan = snapshot.feeds.get(&topic.name);
+    let fed_raw =
+        plan.is_some_and(|plan| plan.raw_readers > 0 && text.len() <= plan.max_size_min && attributes.len() <= RAW_DELIVERY_ATTRIBUTES_MAX);
+    if let (true, Some(plan)) = (fed_raw, plan) {
+        let copy = raw.get_or_insert_with(|| RawCopy {
+            body: Bytes::copy_from_slice(text.as_bytes()),
+            attributes: (!attributes.is_empty()).then(|| Arc::from(detached(attributes))),
+            md5: (md5_of_body(text.as_bytes()), md5_of_attributes(attributes)),
+        });
+        let payload = Arc::new(Payload {
+            md5_of_body: copy.md5.0,
+            md5_of_attributes: copy.md5.1,
+            trace_header: None,
+            attributes: copy.attributes.clone(),
+            message_group_id: entry.message_group_id.clone(),
+            sent_ms: now,
+            dead_letter_source_arn: None,
+            body: copy.body.clone(),
+        });
+        crate::queue::feed::publish(host, plan, false, message_uuid, payload, now, sends)?;
+    }
+    let mut fed_envelope = false;
+    if let Some(plan) = plan.filter(|plan| plan.envelope_readers > 0) {
+        let shared = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url));
+        if shared.body_len(0) <= plan.envelope_room_min {
+            // Its digest is each subscription's own, made as it takes its copy.
+            let payload = Arc::new(Payload {
+                md5_of_body: [0; 16],
+                md5_of_attributes: None,
+                trace_header: None,
+                attributes: None,
+                message_group_id: entry.message_group_id.clone(),
+                sent_ms: now,
+                dead_letter_source_arn: None,
+                body: shared.shared(),
+            });
+            crate::queue::feed::publish(host, plan, true, message_uuid, payload, now, sends)?;
+            fed_envelope = true;
+        }
+    }
+    // The rest, one by one: subscriptions that do not read a feed, and readers of a feed the
+    // message did not go to.
+    let others = plan.map_or(&[][..], |plan| plan.others.as_slice()).iter().copied();
+    let unfed = plan
+        .into_iter()
+        .flat_map(|plan| plan.readers.iter())
+        .filter(|reader| if reader.envelope { !fed_envelope } else { !fed_raw })
+        .map(|reader| reader.index);
+    let without_plan = plan.is_none().then_some(0..topic.subscriptions.len()).into_iter().flatten();
+    for index in others.chain(unfed).chain(without_plan) {
+        let subscription = &topic.subscriptions[index];
         if subscription.pending_token.is_some() {
             continue;
         }
@@ -233,7 +288,6 @@ fn publish_one<H: TopicHost>(
                 continue;
             }
         }
-        let public_url = host.config().public_url.as_str();
         let (body, payload_attributes, md5) = if subscription.raw {
             let copy = raw.get_or_insert_with(|| RawCopy {
                 body: Bytes::copy_from_slice(text.as_bytes()),
