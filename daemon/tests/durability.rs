@@ -192,17 +192,6 @@ fn compaction_keeps_the_data_directory_bounded() {
     assert_eq!(bodies(&again), vec!["the old one".to_owned()]);
 }
 
-/// Body of message `i` of the memory-budget test: its number, then bytes that depend on it.
-fn big_body(i: usize, len: usize) -> Bytes {
-    let mut body = format!("msg-{i:06}-").into_bytes();
-    body.extend((0..len - body.len()).map(|at| b'a' + ((at * 7 + i * 13) % 26) as u8));
-    Bytes::from(body)
-}
-
-fn number_of(message: &ReceivedMessage) -> usize {
-    std::str::from_utf8(&message.body[4..10]).ok().and_then(|n| n.parse().ok()).expect("a test message")
-}
-
 fn segment_files(daemon: &Daemon) -> usize {
     (0..2)
         .map(|shard| {
@@ -227,7 +216,7 @@ fn a_backlog_many_times_the_memory_budget_is_served() {
     for batch in 0..COUNT / 10 {
         let c = &conns[batch % 2];
         let entries =
-            (0..10).map(|i| SendEntry { id: format!("e{i}"), body: big_body(batch * 10 + i, SIZE), ..SendEntry::default() }).collect();
+            (0..10).map(|i| SendEntry { id: format!("e{i}"), body: numbered_body(batch * 10 + i, SIZE), ..SendEntry::default() }).collect();
         let sent = c.run(c.client().send_message_batch("big", entries)).unwrap();
         assert_eq!(sent.0.len(), 10, "{:?}", sent.1);
     }
@@ -257,10 +246,10 @@ fn a_backlog_many_times_the_memory_budget_is_served() {
         }
         let mut deletes = Vec::new();
         for message in &got {
-            let i = number_of(message);
+            let i = number_in(&message.body);
             assert!(!seen[i], "message {i} received twice");
             seen[i] = true;
-            assert!(message.body == big_body(i, SIZE), "message {i} came back with a different body");
+            assert!(message.body == numbered_body(i, SIZE), "message {i} came back with a different body");
             if !i.is_multiple_of(4) {
                 deletes.push(DeleteEntry { id: format!("d{}", deletes.len()), receipt_handle: message.receipt_handle.clone() });
             } else {
@@ -293,8 +282,8 @@ fn a_backlog_many_times_the_memory_budget_is_served() {
     let c = daemon.client();
     let mut kept: Vec<usize> = Vec::new();
     for message in drain(&c, "big", 600) {
-        let i = number_of(&message);
-        assert!(message.body == big_body(i, SIZE), "message {i} came back with a different body after compaction");
+        let i = number_in(&message.body);
+        assert!(message.body == numbered_body(i, SIZE), "message {i} came back with a different body after compaction");
         kept.push(i);
     }
     kept.sort_unstable();

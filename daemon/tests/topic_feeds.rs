@@ -251,17 +251,6 @@ fn late_subscriptions_unsubscriptions_filters_purges_and_delays_behave_as_in_sqs
     assert!(take_all(&c, "filtered", true).is_empty());
 }
 
-/// Body of message `i`: its number, then bytes that depend on it.
-fn big_body(i: usize, len: usize) -> Bytes {
-    let mut body = format!("msg-{i:06}-").into_bytes();
-    body.extend((0..len - body.len()).map(|at| b'a' + ((at * 7 + i * 13) % 26) as u8));
-    Bytes::from(body)
-}
-
-fn number_of(message: &ReceivedMessage) -> usize {
-    std::str::from_utf8(&message.body[4..10]).ok().and_then(|n| n.parse().ok()).expect("a test message")
-}
-
 /// The names of the shard's queue log segments, oldest first.
 fn segment_files(daemon: &Daemon) -> Vec<String> {
     let dir = daemon.data_dir().join("shard-000/queues");
@@ -291,8 +280,8 @@ fn read_checked(c: &Conn, queue: &str, size: usize, delete: impl Fn(usize) -> bo
         }
         let mut deletes = Vec::new();
         for message in &got {
-            let i = number_of(message);
-            assert!(message.body == big_body(i, size), "{queue}: message {i} came back with a different body");
+            let i = number_in(&message.body);
+            assert!(message.body == numbered_body(i, size), "{queue}: message {i} came back with a different body");
             seen.push(i);
             if delete(i) {
                 deletes.push(DeleteEntry { id: deletes.len().to_string(), receipt_handle: message.receipt_handle.clone() });
@@ -318,7 +307,7 @@ fn a_feed_far_larger_than_the_memory_budget_is_read_back_and_survives_compaction
     subscribe(&c, &topic, "second", raw());
     for batch in 0..COUNT / 10 {
         let entries = (0..10)
-            .map(|i| PublishEntry { id: i.to_string(), message: big_body(batch * 10 + i, SIZE), ..PublishEntry::default() })
+            .map(|i| PublishEntry { id: i.to_string(), message: numbered_body(batch * 10 + i, SIZE), ..PublishEntry::default() })
             .collect();
         let (ok, failed) = c.run(c.client().publish_batch(&topic, entries)).unwrap();
         assert_eq!(ok.len(), 10, "{failed:?}");
@@ -348,7 +337,8 @@ fn a_feed_far_larger_than_the_memory_budget_is_read_back_and_survives_compaction
     let quarter: Vec<usize> = (0..COUNT).filter(|i| i.is_multiple_of(4)).collect();
     assert_eq!(read_checked(&c, "second", SIZE, |_| true), quarter);
     c.run(
-        c.client().publish_batch(&topic, vec![PublishEntry { id: "n".into(), message: big_body(COUNT, SIZE), ..PublishEntry::default() }]),
+        c.client()
+            .publish_batch(&topic, vec![PublishEntry { id: "n".into(), message: numbered_body(COUNT, SIZE), ..PublishEntry::default() }]),
     )
     .unwrap();
     assert_eq!(read_checked(&c, "first", SIZE, |_| true), [COUNT]);

@@ -239,6 +239,19 @@ pub fn assert_code<T: std::fmt::Debug>(result: Result<T, ClientError>, code: Err
     }
 }
 
+/// A message body `len` bytes long (at least 11) that carries its number `i`: `msg-NNNNNN-`, then
+/// bytes that depend on `i`, so a body that comes back can be checked byte for byte.
+pub fn numbered_body(i: usize, len: usize) -> bytes::Bytes {
+    let mut body = format!("msg-{i:06}-").into_bytes();
+    body.extend((0..len.saturating_sub(body.len())).map(|at| b'a' + ((at * 7 + i * 13) % 26) as u8));
+    bytes::Bytes::from(body)
+}
+
+/// The number a `numbered_body` carries.
+pub fn number_in(body: &[u8]) -> usize {
+    body.get(4..10).and_then(|digits| std::str::from_utf8(digits).ok()).and_then(|n| n.parse().ok()).expect("a numbered test message")
+}
+
 pub fn kv(key: &str, value: &str) -> (String, String) {
     (key.to_owned(), value.to_owned())
 }
