@@ -151,12 +151,17 @@ pub struct Settings {
     pub binaries: PathBuf,
 }
 
-/// Flags every system gets from `sluice-load`, beyond target, size and load (with 32 producers
-/// everywhere but `queue-sync`):
-/// and twice as many consumers (a receive and its acknowledgement are two round trips),
-/// which keeps every broker here busy without a backlog growing (measured: fewer leave
-/// Sluice with `--fsync always` waiting on fdatasyncs, more only add latency).
-const LOAD_FLAGS: [&str; 2] = ["--connections", "2"];
+/// Connections per load-generator core every system gets (more for many consumers, below),
+/// shared by 32 producers everywhere but `queue-sync` and twice as many consumers (a receive and
+/// its acknowledgement are two round trips), which keeps every broker here busy without a
+/// backlog growing (measured: fewer leave Sluice with `--fsync always` waiting on fdatasyncs,
+/// more only add latency).
+const CONNECTIONS: usize = 2;
+/// Consumers per connection at most: a connection of 1,000 long-polling consumers is throttled
+/// by the broker (Sluice reads no more from a connection holding 1,024 units in flight, a
+/// receive counting 16), which held the producers sharing it back by seconds in `fanout-1000`
+/// (`results/2026-12-06-fanout-1000-profile/`).
+const CONSUMERS_PER_CONNECTION: usize = 50;
 /// Producers of every workload but `QueueSync`.
 const PRODUCERS: &str = "32";
 /// Consumers of the synchronous-producer workload: enough to keep its queue empty.
@@ -314,7 +319,11 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
     let mut load = Command::new(settings.binaries.join("sluice-load"));
     load.args(["--target", system.target(), "--endpoint", &system.endpoint()]);
     load.args(["--message-size", &scenario.message_size.to_string(), "--cores", &settings.load_cores.to_string()]);
-    load.args(LOAD_FLAGS);
+    let consumers = match scenario.workload {
+        Workload::Fanout { consumers, .. } => consumers,
+        _ => 0,
+    };
+    load.args(["--connections", &CONNECTIONS.max(consumers.div_ceil(CONSUMERS_PER_CONNECTION)).to_string()]);
     let producers = match scenario.workload {
         Workload::QueueSync { producers } => producers.to_string(),
         _ => PRODUCERS.to_owned(),
