@@ -158,13 +158,13 @@ pub fn take(
             }
         }
         let Some(partition) = partitions.get_mut(&meta.id) else { return taken };
-        let base = cursor.arn.as_ref().map(|_| unsubscribe_base(public_url));
+        let base = cursor.arn.as_ref().map_or_else(String::new, |_| unsubscribe_base(public_url));
         for entry in entries.drain(..) {
             // Every entry gathered has its payload.
             let Some(shared) = entry.payload.clone() else { continue };
-            let payload = match (&cursor.arn, &base) {
-                (Some(arn), Some(base)) => envelope_payload(&shared, base, arn),
-                _ => shared,
+            let payload = match &cursor.arn {
+                Some(arn) => envelope_payload(&shared, &base, arn),
+                None => shared,
             };
             let due_ms = if delay_ms > 0 { entry.sent_ms + delay_ms } else { 0 };
             partition.feed(cursor.key, &entry, copy_id(entry.message_id, cursor.key), payload, due_ms, now);
@@ -237,10 +237,9 @@ pub fn pending(partitions: &QueueMap<Partition>, meta: &QueueMeta, now: u64) -> 
         let from = cursor.next.max(feed.base_seq());
         let end = feed.next_seq().min(cursor.until);
         let all = end.saturating_sub(from);
-        let later = if delay_ms > 0 { feed.sent_after(from, now.saturating_sub(delay_ms)).min(all) } else { 0 };
-        // Messages past `until` were sent later still.
+        // Of those still delayed, the ones past `until` (sent later still) are not this cursor's.
         let beyond = feed.next_seq().saturating_sub(end);
-        let later = later.saturating_sub(beyond);
+        let later = if delay_ms > 0 { feed.sent_after(from, now.saturating_sub(delay_ms)).saturating_sub(beyond).min(all) } else { 0 };
         visible += all - later;
         delayed += later;
     }

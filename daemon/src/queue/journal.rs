@@ -422,11 +422,7 @@ impl Event {
         let queue_id = self.queue_id();
         let partition = partitions.entry(queue_id).or_insert_with(|| Partition::for_queue(queue_id));
         match self {
-            Event::Sent { seq, message_id, payload, due_ms, .. } => {
-                let state = if due_ms > 0 { SlotState::Delayed { due_ms } } else { SlotState::Visible };
-                partition.restore(seq, message_id, payload, 0, 0, state);
-                partition.placed(seq, placement);
-            }
+            Event::Sent { seq, message_id, payload, due_ms, .. } => restore_sent(partition, seq, message_id, payload, due_ms, placement),
             Event::MovedIn { seq, message_id, payload, receive_count, first_receive_ms, .. } => {
                 partition.restore(seq, message_id, payload, receive_count, first_receive_ms, SlotState::Visible);
                 partition.placed(seq, placement);
@@ -442,10 +438,8 @@ impl Event {
             Event::Deleted { seq, .. } | Event::MovedOut { seq, .. } => partition.restore_removed(seq),
             Event::Purged { .. } => partition.drop_all(),
             Event::Fed { seq, message_id, payload, due_ms, key, feed_seq, .. } => {
-                let state = if due_ms > 0 { SlotState::Delayed { due_ms } } else { SlotState::Visible };
-                partition.restore(seq, message_id, payload, 0, 0, state);
-                partition.placed(seq, placement);
-                partition.restore_fed(key, feed_seq);
+                restore_sent(partition, seq, message_id, payload, due_ms, placement);
+                partition.advance_cursor(key, feed_seq);
             }
             Event::Cursor { key, feed_id, next, until, arn, .. } => {
                 partition.restore_cursor(key, feed_id, next, until, arn, (placement.log_seq, placement.bytes))
@@ -453,4 +447,11 @@ impl Event {
             Event::Trimmed { below, .. } => partition.restore_trimmed(below),
         }
     }
+}
+
+/// Replays a message sent (or taken from a feed) at `seq`, due at `due_ms` (0: visible).
+fn restore_sent(partition: &mut Partition, seq: u64, message_id: u128, payload: Arc<Payload>, due_ms: u64, placement: Placement) {
+    let state = if due_ms > 0 { SlotState::Delayed { due_ms } } else { SlotState::Visible };
+    partition.restore(seq, message_id, payload, 0, 0, state);
+    partition.placed(seq, placement);
 }

@@ -527,7 +527,13 @@ impl Partition {
     /// the feed holds envelopes), or moves that cursor (to `next`, never back, and to `until`,
     /// never later), journaling where it stands.
     pub fn set_cursor(&mut self, key: u64, feed_id: u64, next: u64, until: u64, arn: Option<Arc<str>>) {
-        let index = match self.cursors.iter().position(|c| c.key == key) {
+        let index = self.upsert_cursor(key, feed_id, next, until, arn);
+        self.journal_cursor(index);
+    }
+
+    /// `set_cursor` without the journal; returns the cursor's index.
+    fn upsert_cursor(&mut self, key: u64, feed_id: u64, next: u64, until: u64, arn: Option<Arc<str>>) -> usize {
+        match self.cursors.iter().position(|c| c.key == key) {
             Some(index) => {
                 let cursor = &mut self.cursors[index];
                 cursor.next = cursor.next.max(next);
@@ -538,8 +544,7 @@ impl Partition {
                 self.cursors.push(Cursor { key, feed_id, next, until, arn, record: (0, 0) });
                 self.cursors.len() - 1
             }
-        };
-        self.journal_cursor(index);
+        }
     }
 
     /// Stops reading through cursor `key` (its subscription is done with the feed).
@@ -567,21 +572,10 @@ impl Partition {
     /// Takes feed message `entry` into this queue through cursor `key` as message
     /// `message_id`, due at `due_ms` (0: visible at once). Returns its sequence number here.
     pub fn feed(&mut self, key: u64, entry: &FeedEntry, message_id: u128, payload: Arc<Payload>, due_ms: u64, now_ms: u64) -> u64 {
-        if let Some(cursor) = self.cursors.iter_mut().find(|c| c.key == key) {
-            cursor.next = cursor.next.max(entry.feed_seq + 1);
-        }
-        let state = if due_ms > now_ms { State::Delayed { due_ms } } else { State::Visible };
-        let seq = self.next_seq();
-        let due_ms = if due_ms > now_ms { due_ms } else { 0 };
-        self.journal.push(Event::Fed {
-            queue_id: self.queue_id,
-            seq,
-            message_id,
-            payload: payload.clone(),
-            due_ms,
-            key,
-            feed_seq: entry.feed_seq,
-        });
+        self.advance_cursor(key, entry.feed_seq);
+        let state = if due_ms > 0 { State::Delayed { due_ms } } else { State::Visible };
+        let (queue_id, seq, feed_seq) = (self.queue_id, self.next_seq(), entry.feed_seq);
+        self.journal.push(Event::Fed { queue_id, seq, message_id, payload: payload.clone(), due_ms, key, feed_seq });
         self.push_slot(Slot { fed: true, ..Slot::new(message_id, payload, 0, 0, state) }, now_ms)
     }
 
@@ -596,8 +590,9 @@ impl Partition {
         }
     }
 
-    /// Replays a `Fed` record's move of cursor `key` (a cursor that no longer exists stays gone).
-    pub fn restore_fed(&mut self, key: u64, feed_seq: u64) {
+    /// Moves cursor `key` past `feed_seq`, as taking it (or replaying its `Fed` record) does; a
+    /// cursor that no longer exists stays gone.
+    pub fn advance_cursor(&mut self, key: u64, feed_seq: u64) {
         if let Some(cursor) = self.cursors.iter_mut().find(|c| c.key == key) {
             cursor.next = cursor.next.max(feed_seq + 1);
         }
@@ -605,16 +600,10 @@ impl Partition {
 
     /// Replays a `Cursor` record logged at `record`.
     pub fn restore_cursor(&mut self, key: u64, feed_id: u64, next: u64, until: u64, arn: Option<Arc<str>>, record: (u64, u32)) {
-        match self.cursors.iter_mut().find(|c| c.key == key) {
-            Some(cursor) => {
-                cursor.next = cursor.next.max(next);
-                cursor.until = cursor.until.min(until);
-                let previous = std::mem::replace(&mut cursor.record, record);
-                if previous.0 != 0 {
-                    self.released.push(previous);
-                }
-            }
-            None => self.cursors.push(Cursor { key, feed_id, next, until, arn, record }),
+        let index = self.upsert_cursor(key, feed_id, next, until, arn);
+        let previous = std::mem::replace(&mut self.cursors[index].record, record);
+        if previous.0 != 0 {
+            self.released.push(previous);
         }
     }
 

@@ -560,12 +560,10 @@ pub async fn loader<H: QueueHost>(host: Rc<H>) {
         let feed_wanted = super::feed::on_disk_ahead(&host.queues().partitions.borrow(), queue_id, READ_AHEAD_MESSAGES, READ_AHEAD_BYTES);
         if let (false, Some(meta)) = (feed_wanted.is_empty(), host.snapshot().by_id.get(&queue_id).cloned()) {
             let mut loaded = Vec::with_capacity(feed_wanted.len());
-            let mut start = 0;
-            while start < feed_wanted.len() {
-                let feed_id = feed_wanted[start].0;
-                let end = start + feed_wanted[start..].iter().take_while(|(id, _, _)| *id == feed_id).count();
-                let run: Vec<(u64, Placement)> = feed_wanted[start..end].iter().map(|(_, seq, placement)| (*seq, *placement)).collect();
-                for ((seq, _), payload) in run.iter().zip(host.queues().storage.load(feed_id, &run).await) {
+            for run in feed_wanted.chunk_by(|a, b| a.0 == b.0) {
+                let feed_id = run[0].0;
+                let places: Vec<(u64, Placement)> = run.iter().map(|(_, seq, placement)| (*seq, *placement)).collect();
+                for ((seq, _), payload) in places.iter().zip(host.queues().storage.load(feed_id, &places).await) {
                     match payload {
                         Ok((_, payload)) => loaded.push((feed_id, *seq, payload)),
                         Err(error) => {
@@ -574,7 +572,6 @@ pub async fn loader<H: QueueHost>(host: Rc<H>) {
                         }
                     }
                 }
-                start = end;
             }
             let mut partitions = host.queues().partitions.borrow_mut();
             super::feed::take(&mut partitions, &meta, loaded.len(), host.env().now_ms(), &host.config().public_url, &loaded);
@@ -841,16 +838,12 @@ pub fn count_local<H: QueueHost>(host: &Rc<H>, queue_id: u64) -> Counts {
 pub async fn purge_local<H: QueueHost>(host: &Rc<H>, queue_id: u64) -> Result<(), OpError> {
     let commit = {
         let mut partitions = host.queues().partitions.borrow_mut();
-        match partitions.get_mut(&queue_id) {
-            Some(partition) => {
-                partition.purge();
-                // What the queue's cursors have not taken yet goes too.
-                super::feed::skip_all(&mut partitions, queue_id);
-                let partition = partitions.get_mut(&queue_id).expect("the partition was just purged");
-                host.queues().storage.commit(partition)
-            }
-            None => Ok(None),
+        if let Some(partition) = partitions.get_mut(&queue_id) {
+            partition.purge();
         }
+        // What the queue's cursors have not taken yet goes too.
+        super::feed::skip_all(&mut partitions, queue_id);
+        partitions.get_mut(&queue_id).map_or(Ok(None), |partition| host.queues().storage.commit(partition))
     };
     kept(host, commit).await
 }

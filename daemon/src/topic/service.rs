@@ -202,8 +202,9 @@ fn publish_one<H: TopicHost>(
         Structure::Json { sqs } => (sqs, &[]),
     };
     let arrays = parse_arrays(&entry.attributes);
-    let wants_body = snapshot.feeds.get(&topic.name).is_none_or(|plan| plan.body_filters);
-    let body: Option<Value> = if wants_body { serde_json::from_str(text).ok() } else { None };
+    // Every topic of a snapshot has its plan (`Snapshot::new`).
+    let plan = snapshot.feeds.get(&topic.name).ok_or_else(|| OpError::new(ErrorCode::InternalFailure, "the topic has no delivery plan"))?;
+    let body: Option<Value> = if plan.body_filters { serde_json::from_str(text).ok() } else { None };
     // Raw deliveries share one copy of the message out of the request frame, and its
     // digests; made at the first raw subscriber, not at all without one.
     let mut raw: Option<RawCopy> = None;
@@ -225,56 +226,26 @@ fn publish_one<H: TopicHost>(
     // The queues that read the topic's feeds get the message through them: one record for all
     // of them (`queue::feed`), unless it is too large for one of them or carries more
     // attributes than raw delivery allows (then each is delivered to, or dead-lettered, alone).
-    let plan = snapshot.feeds.get(&topic.name);
-    let fed_raw =
-        plan.is_some_and(|plan| plan.raw_readers > 0 && text.len() <= plan.max_size_min && attributes.len() <= RAW_DELIVERY_ATTRIBUTES_MAX);
-    if let (true, Some(plan)) = (fed_raw, plan) {
-        let copy = raw.get_or_insert_with(|| RawCopy {
-            body: Bytes::copy_from_slice(text.as_bytes()),
-            attributes: (!attributes.is_empty()).then(|| Arc::from(detached(attributes))),
-            md5: (md5_of_body(text.as_bytes()), md5_of_attributes(attributes)),
-        });
-        let payload = Arc::new(Payload {
-            md5_of_body: copy.md5.0,
-            md5_of_attributes: copy.md5.1,
-            trace_header: None,
-            attributes: copy.attributes.clone(),
-            message_group_id: entry.message_group_id.clone(),
-            sent_ms: now,
-            dead_letter_source_arn: None,
-            body: copy.body.clone(),
-        });
+    let fed_raw = plan.raw_readers > 0 && text.len() <= plan.max_size_min && attributes.len() <= RAW_DELIVERY_ATTRIBUTES_MAX;
+    if fed_raw {
+        let copy = raw.get_or_insert_with(|| RawCopy::of(text, attributes));
+        let payload = raw_payload.get_or_insert_with(|| copy.payload(entry.message_group_id.clone(), now)).clone();
         crate::queue::feed::publish(host, plan, false, message_uuid, payload, now, sends)?;
     }
     let mut fed_envelope = false;
-    if let Some(plan) = plan.filter(|plan| plan.envelope_readers > 0) {
+    if plan.envelope_readers > 0 {
         let shared = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url));
         if shared.body_len(0) <= plan.envelope_room_min {
             // Its digest is each subscription's own, made as it takes its copy.
-            let payload = Arc::new(Payload {
-                md5_of_body: [0; 16],
-                md5_of_attributes: None,
-                trace_header: None,
-                attributes: None,
-                message_group_id: entry.message_group_id.clone(),
-                sent_ms: now,
-                dead_letter_source_arn: None,
-                body: shared.shared(),
-            });
+            let payload = delivery_payload(shared.shared(), ([0; 16], None), None, entry.message_group_id.clone(), now);
             crate::queue::feed::publish(host, plan, true, message_uuid, payload, now, sends)?;
             fed_envelope = true;
         }
     }
     // The rest, one by one: subscriptions that do not read a feed, and readers of a feed the
     // message did not go to.
-    let others = plan.map_or(&[][..], |plan| plan.others.as_slice()).iter().copied();
-    let unfed = plan
-        .into_iter()
-        .flat_map(|plan| plan.readers.iter())
-        .filter(|reader| if reader.envelope { !fed_envelope } else { !fed_raw })
-        .map(|reader| reader.index);
-    let without_plan = plan.is_none().then_some(0..topic.subscriptions.len()).into_iter().flatten();
-    for index in others.chain(unfed).chain(without_plan) {
+    let unfed = plan.readers.iter().filter(|reader| if reader.envelope { !fed_envelope } else { !fed_raw }).map(|reader| reader.index);
+    for index in plan.others.iter().copied().chain(unfed) {
         let subscription = &topic.subscriptions[index];
         if subscription.pending_token.is_some() {
             continue;
@@ -289,11 +260,7 @@ fn publish_one<H: TopicHost>(
             }
         }
         let (body, payload_attributes, md5) = if subscription.raw {
-            let copy = raw.get_or_insert_with(|| RawCopy {
-                body: Bytes::copy_from_slice(text.as_bytes()),
-                attributes: (!attributes.is_empty()).then(|| Arc::from(detached(attributes))),
-                md5: (md5_of_body(text.as_bytes()), md5_of_attributes(attributes)),
-            });
+            let copy = raw.get_or_insert_with(|| RawCopy::of(text, attributes));
             (copy.body.clone(), copy.attributes.clone(), copy.md5)
         } else {
             let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
@@ -333,18 +300,7 @@ fn publish_one<H: TopicHost>(
         };
         match delivered {
             Ok(queue) => {
-                let build = || {
-                    Arc::new(Payload {
-                        md5_of_body: md5.0,
-                        md5_of_attributes: md5.1,
-                        trace_header: None,
-                        attributes: payload_attributes,
-                        message_group_id: entry.message_group_id.clone(),
-                        sent_ms: now,
-                        dead_letter_source_arn: None,
-                        body,
-                    })
-                };
+                let build = || delivery_payload(body, md5, payload_attributes, entry.message_group_id.clone(), now);
                 let payload = if subscription.raw { raw_payload.get_or_insert_with(build).clone() } else { build() };
                 let delay_ms = queue.attributes.delay_seconds as u64 * 1000;
                 crate::queue::service::append_message(host, queue, new_message_id(), payload, delay_ms, now, sends)?;
@@ -436,6 +392,42 @@ struct RawCopy {
     body: Bytes,
     attributes: Option<Arc<[MessageAttribute]>>,
     md5: ([u8; 16], Option<[u8; 16]>),
+}
+
+impl RawCopy {
+    fn of(text: &str, attributes: &[MessageAttribute]) -> RawCopy {
+        RawCopy {
+            body: Bytes::copy_from_slice(text.as_bytes()),
+            attributes: (!attributes.is_empty()).then(|| Arc::from(detached(attributes))),
+            md5: (md5_of_body(text.as_bytes()), md5_of_attributes(attributes)),
+        }
+    }
+
+    /// The payload every raw subscriber of the publish shares.
+    fn payload(&self, message_group_id: Option<String>, now: u64) -> Arc<Payload> {
+        delivery_payload(self.body.clone(), self.md5, self.attributes.clone(), message_group_id, now)
+    }
+}
+
+/// A published message as a subscribed queue stores it: `body` with its digests `md5` (of the
+/// body, of the attributes) and its SQS message attributes, sent at `now`.
+fn delivery_payload(
+    body: Bytes,
+    md5: ([u8; 16], Option<[u8; 16]>),
+    attributes: Option<Arc<[MessageAttribute]>>,
+    message_group_id: Option<String>,
+    now: u64,
+) -> Arc<Payload> {
+    Arc::new(Payload {
+        md5_of_body: md5.0,
+        md5_of_attributes: md5.1,
+        trace_header: None,
+        attributes,
+        message_group_id,
+        sent_ms: now,
+        dead_letter_source_arn: None,
+        body,
+    })
 }
 
 /// A message Sluice writes itself (a dead-lettered notification, an HTTP delivery), with
