@@ -21,8 +21,14 @@ fn frames(c: &mut Criterion) {
 
 fn partition(c: &mut Criterion) {
     let body = Bytes::from("x".repeat(100));
-    let rules =
-        ReceiveRules { max_messages: 10, visibility_ms: 30_000, retention_ms: 345_600_000, max_receive_count: None, inflight_max: 120_000 };
+    let rules = ReceiveRules {
+        max_messages: 10,
+        visibility_ms: 30_000,
+        retention_ms: 345_600_000,
+        max_receive_count: None,
+        inflight_max: 120_000,
+        delay_ms: 0,
+    };
     let mut group = c.benchmark_group("partition");
     group.throughput(Throughput::Elements(10));
     group.bench_function("send 10, receive 10, delete 10", |b| {
@@ -39,6 +45,7 @@ fn partition(c: &mut Criterion) {
                         message_group_id: None,
                         sent_ms: 1,
                         dead_letter_source_arn: None,
+                        fifo: None,
                     });
                     partition.send(i, payload, 0, 1);
                 }

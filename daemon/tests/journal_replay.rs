@@ -86,6 +86,7 @@ fn payload(id: u128, now: u64, attributes: bool) -> Arc<Payload> {
         message_group_id: id.is_multiple_of(2).then(|| format!("g{id}")),
         sent_ms: now,
         dead_letter_source_arn: None,
+        fifo: None,
     })
 }
 
@@ -195,6 +196,7 @@ proptest! {
                         retention_ms: RETENTION_MS,
                         max_receive_count: (queue == 0).then_some(2),
                         inflight_max: usize::MAX,
+                        delay_ms: 0,
                     };
                     let (mut delivered, mut moved): (Vec<Delivery>, _) = (Vec::new(), Vec::new());
                     receive(live.get_mut(&queue).unwrap(), &journal, start, now, &rules, &mut delivered, &mut moved);
@@ -265,7 +267,7 @@ proptest! {
         prop_assert_eq!(snapshot(&mut replayed, now), snapshot(&mut live, now));
         // And both hand out the same messages once every timer has run. (The order may
         // differ: standard queues promise best-effort order, and a restart may reorder.)
-        let rules = ReceiveRules { max_messages: 10, visibility_ms: 1_000_000, retention_ms: RETENTION_MS, max_receive_count: None, inflight_max: usize::MAX };
+        let rules = ReceiveRules { max_messages: 10, visibility_ms: 1_000_000, retention_ms: RETENTION_MS, max_receive_count: None, inflight_max: usize::MAX, delay_ms: 0 };
         for queue in [0u64, 1] {
             let drain = |partitions: &mut QueueMap<Partition>| {
                 let partition = partitions.entry(queue).or_default();
@@ -323,6 +325,7 @@ fn expired_messages_are_journaled_and_stay_gone_whatever_the_retention_later() {
         retention_ms: u64::MAX / 4,
         max_receive_count: None,
         inflight_max: usize::MAX,
+        delay_ms: 0,
     };
     let mut delivered = Vec::new();
     partition.receive(61_000, &rules, &mut delivered, &mut Vec::new()).unwrap();

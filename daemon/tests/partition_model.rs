@@ -101,6 +101,7 @@ fn payload(now: u64) -> Arc<Payload> {
         message_group_id: None,
         sent_ms: now,
         dead_letter_source_arn: None,
+        fifo: None,
     })
 }
 
@@ -130,7 +131,7 @@ proptest! {
                 Step::Receive { max, visibility_ms } => {
                     model.settle(now);
                     let visible_before = model.messages.values().filter(|m| m.state == State::Visible).count();
-                    let rules = ReceiveRules { max_messages: max, visibility_ms, retention_ms: RETENTION_MS, max_receive_count: None, inflight_max: usize::MAX };
+                    let rules = ReceiveRules { max_messages: max, visibility_ms, retention_ms: RETENTION_MS, max_receive_count: None, inflight_max: usize::MAX, delay_ms: 0 };
                     let mut delivered: Vec<Delivery> = Vec::new();
                     engine.receive(now, &rules, &mut delivered, &mut Vec::new()).unwrap();
                     prop_assert_eq!(delivered.len(), max.min(visible_before), "receive returned the wrong number of messages");
@@ -184,8 +185,14 @@ fn messages_past_retention_are_never_returned_and_are_dropped() {
     let mut engine = Partition::new();
     engine.send(1, payload(1_000), 0, 1_000);
     engine.send(2, payload(50_000), 0, 50_000);
-    let rules =
-        ReceiveRules { max_messages: 10, visibility_ms: 1_000, retention_ms: 60_000, max_receive_count: None, inflight_max: usize::MAX };
+    let rules = ReceiveRules {
+        max_messages: 10,
+        visibility_ms: 1_000,
+        retention_ms: 60_000,
+        max_receive_count: None,
+        inflight_max: usize::MAX,
+        delay_ms: 0,
+    };
     let mut delivered = Vec::new();
     engine.receive(61_000, &rules, &mut delivered, &mut Vec::new()).unwrap();
     assert_eq!(delivered.iter().map(|d| d.message_id).collect::<Vec<_>>(), [2]);
@@ -197,8 +204,14 @@ fn messages_past_retention_are_never_returned_and_are_dropped() {
 fn receive_moves_messages_past_max_receive_count_out() {
     let mut engine = Partition::new();
     engine.send(1, payload(0), 0, 0);
-    let rules =
-        ReceiveRules { max_messages: 1, visibility_ms: 0, retention_ms: 60_000, max_receive_count: Some(2), inflight_max: usize::MAX };
+    let rules = ReceiveRules {
+        max_messages: 1,
+        visibility_ms: 0,
+        retention_ms: 60_000,
+        max_receive_count: Some(2),
+        inflight_max: usize::MAX,
+        delay_ms: 0,
+    };
     for now in [1, 2] {
         let mut delivered = Vec::new();
         engine.receive(now, &rules, &mut delivered, &mut Vec::new()).unwrap();
@@ -218,7 +231,14 @@ fn in_flight_limit_answers_over_limit() {
     for id in 0..3 {
         engine.send(id, payload(0), 0, 0);
     }
-    let rules = ReceiveRules { max_messages: 10, visibility_ms: 1_000, retention_ms: 60_000, max_receive_count: None, inflight_max: 2 };
+    let rules = ReceiveRules {
+        max_messages: 10,
+        visibility_ms: 1_000,
+        retention_ms: 60_000,
+        max_receive_count: None,
+        inflight_max: 2,
+        delay_ms: 0,
+    };
     let mut delivered = Vec::new();
     engine.receive(1, &rules, &mut delivered, &mut Vec::new()).unwrap();
     assert_eq!(delivered.len(), 2);

@@ -47,6 +47,10 @@ pub const QUEUE_NAME_CHARS_MAX: usize = 80;
 pub const LIST_RESULTS_MAX: i32 = 1000;
 /// SQS: in-flight messages per standard queue before ReceiveMessage answers OverLimit.
 pub const INFLIGHT_MESSAGES_MAX: usize = 120_000;
+/// How long a FIFO queue remembers a deduplication id, and a receive request attempt id (ms).
+pub const FIFO_DEDUP_WINDOW_MS: u64 = 300_000;
+/// Characters of a message group id, deduplication id or receive request attempt id.
+pub const FIFO_ID_CHARS_MAX: usize = 128;
 /// SQS: seconds after DeleteQueue before the name can be created again.
 pub const QUEUE_RECREATE_DELAY_SECONDS: u64 = 60;
 /// SQS: seconds between two purges of one queue.

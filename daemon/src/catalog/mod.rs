@@ -425,8 +425,17 @@ impl Registry {
                         "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
                     ));
                 }
-                if name.ends_with(".fifo") || attributes.iter().any(|(k, v)| k == "FifoQueue" && v == "true") {
-                    return Err(OpError::new(ErrorCode::UnsupportedOperation, "FIFO queues are not supported by this server yet."));
+                let fifo_named = name.ends_with(".fifo");
+                let fifo_asked = attributes.iter().any(|(k, v)| k == "FifoQueue" && v.eq_ignore_ascii_case("true"));
+                if fifo_named != fifo_asked {
+                    return Err(OpError::new(
+                        ErrorCode::InvalidParameterValue,
+                        if fifo_named {
+                            "A queue name ending in .fifo needs the attribute FifoQueue=true."
+                        } else {
+                            "The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length."
+                        },
+                    ));
                 }
                 if !queues.contains_key(&name) && self.snapshot.client_queues().count() >= self.limits.queues_max {
                     return Err(OpError::new(
@@ -483,6 +492,7 @@ impl Registry {
             }
             MetaChange::SetAttributes { queue, attributes } => {
                 let meta = self.snapshot.resolve(&queue)?;
+                meta.attributes.check_unchanged_type(&attributes)?;
                 let next = meta.attributes.with_changes(&attributes)?;
                 self.check_redrive(&queues, &meta.arn, &next)?;
                 let updated = QueueMeta { attributes: next, modified_s: now_s, ..(**meta).clone() };
@@ -602,7 +612,7 @@ impl Registry {
         Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())))
     }
 
-    /// A RedrivePolicy must name an existing standard queue (not the queue itself)
+    /// A RedrivePolicy must name an existing queue of the same type (not the queue itself)
     /// whose RedriveAllowPolicy lets this queue use it.
     fn check_redrive(
         &self,
@@ -624,6 +634,9 @@ impl Registry {
             .and_then(|name| queues.get(name))
             .filter(|target| target.arn == policy.dead_letter_target_arn)
             .ok_or_else(|| invalid("Dead letter target does not exist."))?;
+        if target.attributes.fifo != attributes.fifo {
+            return Err(invalid("The dead-letter queue of a FIFO queue must be FIFO, and of a standard queue standard."));
+        }
         if let Some(allow) = &target.attributes.redrive_allow_policy {
             if !allow.allows(source_arn) {
                 return Err(invalid("The dead-letter queue's RedriveAllowPolicy does not allow this source queue."));

@@ -1,8 +1,9 @@
 //! Queue attributes: parsing and validating what clients set, rendering what they get.
 //!
 //! Values travel as strings (as in SQS); here they become typed fields, checked
-//! against AWS's ranges. FIFO attributes are refused: this daemon serves
-//! standard queues (FIFO is its own issue).
+//! against AWS's ranges. A FIFO queue (`FifoQueue=true`, a `.fifo` name) has four more:
+//! whether it is FIFO (fixed at creation), content-based deduplication, the
+//! deduplication scope and the throughput limit (aws-semantics.md §2.6).
 
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, KeyValues, OpError};
@@ -21,6 +22,28 @@ pub struct QueueAttributes {
     pub kms_master_key_id: Option<String>,
     pub kms_data_key_reuse_seconds: u32,
     pub sqs_managed_sse_enabled: bool,
+    /// Whether this is a FIFO queue (fixed when the queue is created).
+    pub fifo: bool,
+    pub content_based_deduplication: bool,
+    pub deduplication_scope: DeduplicationScope,
+    pub fifo_throughput_limit: FifoThroughputLimit,
+}
+
+/// Within what a FIFO queue's deduplication ids must be unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeduplicationScope {
+    #[default]
+    Queue,
+    MessageGroup,
+}
+
+/// What a FIFO queue's throughput quota applies to (Sluice applies none; the attribute is
+/// kept and checked against AWS's pairing rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FifoThroughputLimit {
+    #[default]
+    PerQueue,
+    PerMessageGroupId,
 }
 
 impl Default for QueueAttributes {
@@ -37,6 +60,10 @@ impl Default for QueueAttributes {
             kms_master_key_id: None,
             kms_data_key_reuse_seconds: 300,
             sqs_managed_sse_enabled: true,
+            fifo: false,
+            content_based_deduplication: false,
+            deduplication_scope: DeduplicationScope::Queue,
+            fifo_throughput_limit: FifoThroughputLimit::PerQueue,
         }
     }
 }
@@ -92,9 +119,14 @@ pub const READABLE_ATTRIBUTES: &[&str] = &[
     "KmsMasterKeyId",
     "KmsDataKeyReusePeriodSeconds",
     "SqsManagedSseEnabled",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
 ];
 
-const FIFO_ATTRIBUTES: &[&str] = &["FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"];
+/// Attributes only FIFO queues have.
+const FIFO_ONLY_ATTRIBUTES: &[&str] = &["ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"];
 
 fn invalid_value(name: &str, reason: &str) -> OpError {
     OpError::new(ErrorCode::InvalidAttributeValue, format!("Invalid value for the parameter {name}. Reason: {reason}."))
@@ -238,17 +270,50 @@ impl QueueAttributes {
                         ));
                     }
                 }
-                "FifoQueue" if value == "false" => {}
-                _ if FIFO_ATTRIBUTES.contains(&name) => {
-                    return Err(OpError::new(
-                        ErrorCode::InvalidAttributeName,
-                        format!("Unknown Attribute {name}. FIFO queues are not supported by this server yet."),
-                    ))
+                // Whether the queue may be FIFO at all is the creator's check (its name); once
+                // created, `FifoQueue` cannot change (`check_unchanged_type`).
+                "FifoQueue" => next.fifo = boolean(name, value)?,
+                "ContentBasedDeduplication" => next.content_based_deduplication = boolean(name, value)?,
+                "DeduplicationScope" => {
+                    next.deduplication_scope = match value.as_str() {
+                        "queue" => DeduplicationScope::Queue,
+                        "messageGroup" => DeduplicationScope::MessageGroup,
+                        _ => return Err(invalid_value(name, "must be messageGroup or queue")),
+                    }
+                }
+                "FifoThroughputLimit" => {
+                    next.fifo_throughput_limit = match value.as_str() {
+                        "perQueue" => FifoThroughputLimit::PerQueue,
+                        "perMessageGroupId" => FifoThroughputLimit::PerMessageGroupId,
+                        _ => return Err(invalid_value(name, "must be perQueue or perMessageGroupId")),
+                    }
                 }
                 _ => return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}."))),
             }
         }
+        if !next.fifo {
+            if let Some((name, _)) = changes.iter().find(|(name, _)| FIFO_ONLY_ATTRIBUTES.contains(&name.as_str())) {
+                return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}.")));
+            }
+        }
+        if next.fifo_throughput_limit == FifoThroughputLimit::PerMessageGroupId && next.deduplication_scope == DeduplicationScope::Queue {
+            return Err(OpError::new(
+                ErrorCode::InvalidAttributeValue,
+                "Invalid value for the parameter FifoThroughputLimit. Reason: perMessageGroupId is allowed only when DeduplicationScope is messageGroup.",
+            ));
+        }
         Ok(next)
+    }
+
+    /// Refuses a SetQueueAttributes that would turn a queue into the other type.
+    pub fn check_unchanged_type(&self, changes: &KeyValues) -> Result<(), OpError> {
+        match changes.iter().find(|(name, _)| name == "FifoQueue") {
+            Some((_, value)) if boolean("FifoQueue", value)? != self.fifo => Err(OpError::new(
+                ErrorCode::InvalidAttributeValue,
+                "Invalid value for the parameter FifoQueue. Reason: a queue's type is fixed when it is created.",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The value of a settable attribute as SQS renders it, `None` when unset.
@@ -265,6 +330,18 @@ impl QueueAttributes {
             "KmsMasterKeyId" => self.kms_master_key_id.clone()?,
             "KmsDataKeyReusePeriodSeconds" => self.kms_data_key_reuse_seconds.to_string(),
             "SqsManagedSseEnabled" => self.sqs_managed_sse_enabled.to_string(),
+            "FifoQueue" if self.fifo => "true".to_owned(),
+            "ContentBasedDeduplication" if self.fifo => self.content_based_deduplication.to_string(),
+            "DeduplicationScope" if self.fifo => match self.deduplication_scope {
+                DeduplicationScope::Queue => "queue",
+                DeduplicationScope::MessageGroup => "messageGroup",
+            }
+            .to_owned(),
+            "FifoThroughputLimit" if self.fifo => match self.fifo_throughput_limit {
+                FifoThroughputLimit::PerQueue => "perQueue",
+                FifoThroughputLimit::PerMessageGroupId => "perMessageGroupId",
+            }
+            .to_owned(),
             _ => return None,
         })
     }
@@ -294,7 +371,31 @@ mod tests {
         assert_eq!(base.with_changes(&kv("VisibilityTimeout", "43201")).unwrap_err().code, ErrorCode::InvalidAttributeValue);
         assert_eq!(base.with_changes(&kv("VisibilityTimeout", "x")).unwrap_err().code, ErrorCode::InvalidAttributeValue);
         assert_eq!(base.with_changes(&kv("Colour", "red")).unwrap_err().code, ErrorCode::InvalidAttributeName);
-        assert_eq!(base.with_changes(&kv("FifoQueue", "true")).unwrap_err().code, ErrorCode::InvalidAttributeName);
+        assert_eq!(base.with_changes(&kv("ContentBasedDeduplication", "true")).unwrap_err().code, ErrorCode::InvalidAttributeName);
+    }
+
+    #[test]
+    fn fifo_attributes_follow_aws_pairing_rules_and_render_only_on_fifo_queues() {
+        let base = QueueAttributes::default();
+        assert_eq!(base.render("FifoQueue"), None);
+        let fifo = base.with_changes(&kv("FifoQueue", "true")).unwrap();
+        assert_eq!(fifo.render("FifoQueue").as_deref(), Some("true"));
+        assert_eq!(fifo.render("DeduplicationScope").as_deref(), Some("queue"));
+        assert_eq!(fifo.render("FifoThroughputLimit").as_deref(), Some("perQueue"));
+        let high = fifo
+            .with_changes(&vec![
+                ("FifoThroughputLimit".to_owned(), "perMessageGroupId".to_owned()),
+                ("DeduplicationScope".to_owned(), "messageGroup".to_owned()),
+            ])
+            .unwrap();
+        assert_eq!(high.render("FifoThroughputLimit").as_deref(), Some("perMessageGroupId"));
+        assert_eq!(fifo.with_changes(&kv("FifoThroughputLimit", "perMessageGroupId")).unwrap_err().code, ErrorCode::InvalidAttributeValue);
+        assert_eq!(fifo.with_changes(&kv("DeduplicationScope", "group")).unwrap_err().code, ErrorCode::InvalidAttributeValue);
+        assert!(fifo.check_unchanged_type(&kv("FifoQueue", "false")).is_err());
+        assert!(fifo.check_unchanged_type(&kv("FifoQueue", "true")).is_ok());
+        // Rendered attributes read back as the same queue (the registry stores them so).
+        let rendered: KeyValues = READABLE_ATTRIBUTES.iter().filter_map(|name| Some((name.to_string(), high.render(name)?))).collect();
+        assert_eq!(QueueAttributes::default().with_changes(&rendered).unwrap(), high);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use sluice_protocol::OpError;
 
-use super::partition::{Counts, Delivery};
+use super::partition::{Counts, Delivery, Moved};
 use super::{MessageRef, VisibilityChange};
 use crate::runtime::calls::calls;
 
@@ -17,6 +17,12 @@ calls! { QueueCall, QueueAnswer;
     Delete => Result<(), OpError>,
     /// Change the visibility of messages of this shard's partition: one outcome per entry.
     ChangeVisibility => Vec<Result<(), OpError>>,
+    /// Send to the FIFO queue this shard owns: one outcome per entry, once kept.
+    SendFifo => Result<Vec<Result<sluice_protocol::SendResult, OpError>>, OpError>,
+    /// Delete messages of the FIFO queue this shard owns: one outcome per entry, once kept.
+    DeleteFifo => Result<Vec<Result<(), OpError>>, OpError>,
+    /// Store messages moved from a FIFO queue in this shard's dead-letter FIFO queue; `Ok` once kept.
+    AcceptMoved => Result<(), OpError>,
 }
 
 #[derive(Debug, Clone)]
@@ -24,6 +30,8 @@ pub struct Receive {
     pub queue_id: u64,
     pub max_messages: usize,
     pub visibility_ms: u64,
+    /// A FIFO receive's `ReceiveRequestAttemptId`.
+    pub attempt: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +54,27 @@ pub struct Delete {
 pub struct ChangeVisibility {
     pub queue_id: u64,
     pub entries: Vec<VisibilityChange>,
+}
+
+#[derive(Debug)]
+pub struct SendFifo {
+    pub queue_id: u64,
+    /// Checked by the shard that took the request (`fifo_ops::check_entry`).
+    pub entries: Vec<sluice_protocol::SendEntry>,
+}
+
+#[derive(Debug)]
+pub struct DeleteFifo {
+    pub queue_id: u64,
+    /// Each receipt's message and receive count.
+    pub messages: Vec<(MessageRef, u32)>,
+}
+
+#[derive(Debug)]
+pub struct AcceptMoved {
+    pub queue_id: u64,
+    pub source_arn: String,
+    pub messages: Vec<Moved>,
 }
 
 /// One-way messages between shards: long-poll interest in a queue and its wake-up.

@@ -194,6 +194,7 @@ fn envelope_payload(shared: &Payload, unsubscribe_base: &str, arn: &str) -> Arc<
         message_group_id: shared.message_group_id.clone(),
         sent_ms: shared.sent_ms,
         dead_letter_source_arn: None,
+        fifo: None,
         body,
     })
 }

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sluice_protocol::MessageAttribute;
 
+use super::fifo::FifoFields;
 use super::partition::{Partition, Payload, Placement};
 
 pub use crate::storage::record::kind::{
-    QUEUE_CURSOR as KIND_CURSOR, QUEUE_DELETED as KIND_DELETED, QUEUE_FED as KIND_FED, QUEUE_MOVED_IN as KIND_MOVED_IN,
-    QUEUE_MOVED_OUT as KIND_MOVED_OUT, QUEUE_PURGED as KIND_PURGED, QUEUE_RECEIVED as KIND_RECEIVED, QUEUE_RESTORED as KIND_RESTORED,
-    QUEUE_SENT as KIND_SENT, QUEUE_TRIMMED as KIND_TRIMMED, QUEUE_VISIBILITY as KIND_VISIBILITY,
+    QUEUE_CURSOR as KIND_CURSOR, QUEUE_DEDUP as KIND_DEDUP, QUEUE_DELETED as KIND_DELETED, QUEUE_FED as KIND_FED,
+    QUEUE_MOVED_IN as KIND_MOVED_IN, QUEUE_MOVED_OUT as KIND_MOVED_OUT, QUEUE_PURGED as KIND_PURGED, QUEUE_RECEIVED as KIND_RECEIVED,
+    QUEUE_RESTORED as KIND_RESTORED, QUEUE_SENT as KIND_SENT, QUEUE_TRIMMED as KIND_TRIMMED, QUEUE_VISIBILITY as KIND_VISIBILITY,
 };
 
 /// Where a message stands. A message's full state is its payload, receive count,
@@ -112,6 +113,15 @@ pub enum Event {
         queue_id: u64,
         below: u64,
     },
+    /// A FIFO queue keeps deduplication key `key` (of message `message_id`, sequence number
+    /// `sequence`) until `expires_ms`, after its message has gone (`queue::fifo`).
+    Dedup {
+        queue_id: u64,
+        key: u128,
+        message_id: u128,
+        sequence: u64,
+        expires_ms: u64,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -152,7 +162,17 @@ fn put_payload(out: &mut Vec<u8>, message_id: u128, payload: &Payload) {
         None => out.push(0),
     }
     put_opt_str(out, payload.trace_header.as_deref());
-    put_opt_str(out, payload.message_group_id.as_deref());
+    match (&payload.fifo, payload.message_group_id.as_deref()) {
+        // A FIFO message: flag 2, its group, sequence number, deduplication key and id.
+        (Some(fifo), group) => {
+            out.push(2);
+            put_bytes(out, group.unwrap_or("").as_bytes());
+            out.extend_from_slice(&fifo.sequence.to_le_bytes());
+            out.extend_from_slice(&fifo.dedup_key.to_le_bytes());
+            put_opt_str(out, fifo.deduplication_id.as_deref());
+        }
+        (None, group) => put_opt_str(out, group),
+    }
     put_opt_str(out, payload.dead_letter_source_arn.as_deref());
     let attributes = payload.attributes.as_deref().unwrap_or(&[]);
     out.extend_from_slice(&(attributes.len() as u16).to_le_bytes());
@@ -240,7 +260,18 @@ impl<'a> Reader<'a> {
             _ => return Err(JournalError::Invalid { kind: self.kind, what: "attribute digest flag" }),
         };
         let trace_header = self.opt_string("trace header")?;
-        let message_group_id = self.opt_string("message group id")?;
+        let (message_group_id, fifo) = match self.u8()? {
+            0 => (None, None),
+            1 => (Some(self.string("message group id")?), None),
+            2 => {
+                let group = self.string("message group id")?;
+                let sequence = self.u64()?;
+                let dedup_key = self.u128()?;
+                let deduplication_id = self.opt_string("deduplication id")?.map(Arc::from);
+                (Some(group), Some(FifoFields { sequence, dedup_key, deduplication_id }))
+            }
+            _ => return Err(JournalError::Invalid { kind: self.kind, what: "message group id" }),
+        };
         let dead_letter_source_arn = self.opt_string("dead-letter source")?.map(Arc::from);
         let count = self.u16()? as usize;
         let mut attributes = Vec::with_capacity(count.min(sluice_protocol::limits::MESSAGE_ATTRIBUTES_MAX));
@@ -265,6 +296,7 @@ impl<'a> Reader<'a> {
             message_group_id,
             sent_ms,
             dead_letter_source_arn,
+            fifo,
         };
         Ok((message_id, Arc::new(payload)))
     }
@@ -284,6 +316,7 @@ impl Event {
             Event::Fed { .. } => KIND_FED,
             Event::Cursor { .. } => KIND_CURSOR,
             Event::Trimmed { .. } => KIND_TRIMMED,
+            Event::Dedup { .. } => KIND_DEDUP,
         }
     }
 
@@ -300,7 +333,8 @@ impl Event {
             | Event::Restored { queue_id, .. }
             | Event::Fed { queue_id, .. }
             | Event::Cursor { queue_id, .. }
-            | Event::Trimmed { queue_id, .. } => *queue_id,
+            | Event::Trimmed { queue_id, .. }
+            | Event::Dedup { queue_id, .. } => *queue_id,
         }
     }
 
@@ -352,6 +386,11 @@ impl Event {
                 put_opt_str(out, arn.as_deref());
             }
             Event::Trimmed { queue_id, below } => u64s(&[*queue_id, *below]),
+            Event::Dedup { queue_id, key, message_id, sequence, expires_ms } => {
+                u64s(&[*queue_id, *sequence, *expires_ms]);
+                out.extend_from_slice(&key.to_le_bytes());
+                out.extend_from_slice(&message_id.to_le_bytes());
+            }
         }
     }
 
@@ -408,6 +447,10 @@ impl Event {
                 arn: r.opt_string("subscription ARN")?.map(Arc::from),
             },
             KIND_TRIMMED => Event::Trimmed { queue_id: r.u64()?, below: r.u64()? },
+            KIND_DEDUP => {
+                let (queue_id, sequence, expires_ms) = (r.u64()?, r.u64()?, r.u64()?);
+                Event::Dedup { queue_id, sequence, expires_ms, key: r.u128()?, message_id: r.u128()? }
+            }
             other => return Err(JournalError::UnknownKind(other)),
         };
         if r.at != bytes.len() {
@@ -445,6 +488,9 @@ impl Event {
                 partition.restore_cursor(key, feed_id, next, until, arn, (placement.log_seq, placement.bytes))
             }
             Event::Trimmed { below, .. } => partition.restore_trimmed(below),
+            Event::Dedup { key, message_id, sequence, expires_ms, .. } => {
+                partition.restore_dedup(key, message_id, sequence, expires_ms, (placement.log_seq, placement.bytes))
+            }
         }
     }
 }

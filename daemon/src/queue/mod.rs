@@ -18,6 +18,8 @@
 pub mod calls;
 pub mod compaction;
 pub mod feed;
+pub mod fifo;
+pub mod fifo_service;
 pub mod journal;
 pub mod partition;
 pub mod receipt;

@@ -34,6 +34,7 @@ use bytes::Bytes;
 use sluice_protocol::limits::VISIBILITY_SECONDS_MAX;
 use sluice_protocol::{ErrorCode, MessageAttribute, OpError};
 
+use super::fifo::{Fifo, FifoFields, FifoSlot};
 use super::journal::{Event, SlotState};
 
 /// What a message carries, fixed at send time and shared (not copied) by every
@@ -50,6 +51,8 @@ pub struct Payload {
     pub sent_ms: u64,
     /// ARN of the queue this message was moved from, once in a dead-letter queue.
     pub dead_letter_source_arn: Option<Arc<str>>,
+    /// A FIFO queue's message: its sequence number and deduplication id (`queue::fifo`).
+    pub fifo: Option<FifoFields>,
 }
 
 type State = SlotState;
@@ -68,7 +71,9 @@ impl Payload {
                 })
                 .sum()
         });
-        let strings = self.trace_header.as_ref().map_or(0, String::len) + self.message_group_id.as_ref().map_or(0, String::len);
+        let strings = self.trace_header.as_ref().map_or(0, String::len)
+            + self.message_group_id.as_ref().map_or(0, String::len)
+            + self.fifo.as_ref().and_then(|f| f.deduplication_id.as_ref()).map_or(0, |id| id.len());
         (PAYLOAD_OVERHEAD_BYTES + self.body.len() + attributes + strings) as u64
     }
 }
@@ -107,21 +112,23 @@ impl Placement {
 }
 
 #[derive(Debug)]
-struct Slot {
+pub(super) struct Slot {
     /// `None` when the payload lives only in the log (beyond the memory budget).
-    payload: Option<Arc<Payload>>,
+    pub(super) payload: Option<Arc<Payload>>,
     /// The message's id (its payload may be shared: a publish stores one payload for every
     /// subscribed queue, each queue's copy with an id of its own).
-    message_id: u128,
+    pub(super) message_id: u128,
     /// Epoch ms of the original send (retention counts from it).
-    sent_ms: u64,
-    receive_count: u32,
-    first_receive_ms: u64,
-    state: State,
+    pub(super) sent_ms: u64,
+    pub(super) receive_count: u32,
+    pub(super) first_receive_ms: u64,
+    pub(super) state: State,
     /// This message's latest full record; `log_seq` 0 until it is logged.
-    placement: Placement,
+    pub(super) placement: Placement,
     /// Taken from a topic's feed since the start (its `Fed` record may not be durable yet).
     fed: bool,
+    /// In a FIFO queue: its group and deduplication key, also while its payload is only in the log.
+    fifo: Option<Box<FifoSlot>>,
 }
 
 impl Slot {
@@ -140,6 +147,7 @@ impl Slot {
             state,
             placement: Placement::default(),
             fed: false,
+            fifo: None,
         }
     }
 }
@@ -177,9 +185,16 @@ pub struct ReceiveRules {
     pub retention_ms: u64,
     /// maxReceiveCount of the queue's RedrivePolicy, when it has one.
     pub max_receive_count: Option<u32>,
-    /// In-flight messages this partition may hold before receives answer OverLimit.
+    /// In-flight messages this partition may hold before receives answer OverLimit (a FIFO
+    /// queue answers no messages instead).
     pub inflight_max: usize,
+    /// A FIFO queue's `DelaySeconds`, applied at receive time (0 for standard queues, whose
+    /// messages carry their own delay).
+    pub delay_ms: u64,
 }
+
+/// Messages of one group a FIFO receive may take at once (a receive's most).
+pub const RECEIVE_RUN: usize = sluice_protocol::limits::RECEIVE_MESSAGES_MAX as usize;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -229,9 +244,9 @@ pub struct FeedEntry {
 pub struct Partition {
     queue_id: u64,
     /// Changes not yet handed to the log, oldest first.
-    journal: Vec<Event>,
-    /// (log seq, bytes) of full records whose message is gone.
-    released: Vec<(u64, u32)>,
+    pub(super) journal: Vec<Event>,
+    /// (log seq, bytes) of records no longer live.
+    pub(super) released: Vec<(u64, u32)>,
     /// Change in the bytes of payloads held in memory since storage last looked.
     resident_change: i64,
     /// Messages whose payload is only in the log.
@@ -241,12 +256,15 @@ pub struct Partition {
     visible: VecDeque<u64>,
     delayed: BinaryHeap<Reverse<(u64, u64)>>,
     inflight: BinaryHeap<Reverse<(u64, u64)>>,
-    counts: Counts,
+    pub(super) counts: Counts,
     /// The topic feeds this queue reads (usually none or one).
     cursors: Vec<Cursor>,
     /// Whether this is a topic's feed (`queue::feed`): its messages are read through
     /// cursors, never received, so it keeps no `visible` order.
     is_feed: bool,
+    /// A FIFO queue's groups and deduplication window (`queue::fifo`); its messages are
+    /// received by group, never through `visible`.
+    pub(super) fifo: Option<Box<Fifo>>,
 }
 
 /// The error for a receipt handle whose message is gone or no longer in flight for it.
@@ -357,6 +375,9 @@ impl Partition {
 
     /// Whether the next message a receive would take has its payload only in the log.
     pub fn front_on_disk(&self) -> bool {
+        if self.fifo.is_some() {
+            return self.evicted > 0 && self.fifo_front_on_disk(1);
+        }
         self.evicted > 0
             && self
                 .visible
@@ -368,6 +389,9 @@ impl Partition {
     /// Whether one of the next `within` visible messages has its payload only in the log
     /// (time to read ahead).
     pub fn on_disk_soon(&self, within: usize) -> bool {
+        if self.fifo.is_some() {
+            return self.evicted > 0 && self.fifo_front_on_disk(within);
+        }
         self.evicted > 0
             && self
                 .visible
@@ -382,6 +406,9 @@ impl Partition {
     pub fn on_disk_ahead(&self, max_messages: usize, max_bytes: u64, out: &mut Vec<(u64, Placement)>) {
         if self.evicted == 0 {
             return;
+        }
+        if self.fifo.is_some() {
+            return self.fifo_on_disk_ahead(max_messages, max_bytes, out);
         }
         // Messages in memory and stale entries are passed over, but only so many: the
         // next read-ahead goes on from there.
@@ -407,6 +434,7 @@ impl Partition {
     /// the log is listed in `to_load` instead: read it and pass it to `relocate_loaded`.
     pub fn relocate(&mut self, from_seq: u64, below_log_seq: u64, budget: usize, to_load: &mut Vec<(u64, Placement)>) -> Option<u64> {
         if from_seq == 0 {
+            self.relocate_dedup(below_log_seq);
             for index in 0..self.cursors.len() {
                 if self.cursors[index].record.0 != 0 && self.cursors[index].record.0 < below_log_seq {
                     self.journal_cursor(index);
@@ -457,6 +485,15 @@ impl Partition {
         });
     }
 
+    pub(super) fn slot_ref(&self, seq: u64) -> Option<&Slot> {
+        self.slot(seq)
+    }
+
+    /// A FIFO message's group and deduplication key.
+    pub(super) fn slot_fifo(&self, seq: u64) -> Option<&FifoSlot> {
+        self.slot(seq)?.fifo.as_deref()
+    }
+
     fn slot(&self, seq: u64) -> Option<&Slot> {
         let index = usize::try_from(seq.checked_sub(self.base_seq)?).ok()?;
         self.slots.get(index)?.as_ref()
@@ -469,6 +506,17 @@ impl Partition {
 
     fn push_slot(&mut self, slot: Slot, now_ms: u64) -> u64 {
         let seq = self.base_seq + self.slots.len() as u64;
+        if self.fifo.is_some() {
+            // A FIFO message waits for the queue's delay at receive time, in its group.
+            let fifo = slot.payload.as_deref().and_then(|payload| self.fifo_slot_for(payload));
+            if let Some(fifo) = &fifo {
+                self.fifo_enqueue(fifo, seq, false);
+            }
+            self.counts.visible += 1;
+            self.count_resident(slot.payload.as_ref(), 1);
+            self.slots.push_back(Some(Slot { state: State::Visible, fifo, ..slot }));
+            return seq;
+        }
         match slot.state {
             State::Delayed { due_ms } if due_ms > now_ms => {
                 self.delayed.push(Reverse((due_ms, seq)));
@@ -684,13 +732,16 @@ impl Partition {
         }
     }
 
-    fn remove(&mut self, seq: u64) -> Option<Slot> {
+    pub(super) fn remove(&mut self, seq: u64) -> Option<Slot> {
         let index = usize::try_from(seq.checked_sub(self.base_seq)?).ok()?;
         let slot = self.slots.get_mut(index)?.take()?;
         match slot.state {
             State::Visible => self.counts.visible -= 1,
             State::InFlight { .. } => self.counts.inflight -= 1,
             State::Delayed { .. } => self.counts.delayed -= 1,
+        }
+        if let Some(fifo) = &slot.fifo {
+            self.fifo_removed(fifo, seq, matches!(slot.state, State::InFlight { .. }));
         }
         while matches!(self.slots.front(), Some(None)) {
             self.slots.pop_front();
@@ -708,7 +759,8 @@ impl Partition {
 
     /// Removes a message past retention (journaled like a delete, so a longer retention
     /// set later cannot bring it back).
-    fn expire(&mut self, seq: u64) {
+    pub(super) fn expire_message(&mut self, seq: u64) {
+        self.retire_dedup_of(seq);
         if self.remove(seq).is_some() {
             self.journal.push(Event::Deleted { queue_id: self.queue_id, seq });
         }
@@ -744,7 +796,7 @@ impl Partition {
                     slot.state = State::Visible;
                     self.counts.inflight -= 1;
                     self.counts.visible += 1;
-                    self.visible.push_back(seq);
+                    self.made_visible(seq);
                     became_visible = true;
                 }
             }
@@ -754,8 +806,9 @@ impl Partition {
                 break;
             }
             let seq = self.base_seq;
-            self.expire(seq);
+            self.expire_message(seq);
         }
+        self.expire_dedup(now_ms);
         became_visible
     }
 
@@ -770,6 +823,11 @@ impl Partition {
         moved: &mut Vec<Moved>,
     ) -> Result<(), OpError> {
         self.tick(now_ms, rules.retention_ms);
+        if self.fifo.is_some() {
+            // Stopping at a payload only in the log shows in `front_on_disk`.
+            self.receive_fifo(now_ms, rules, delivered, moved);
+            return Ok(());
+        }
         let wanted = delivered.len() + rules.max_messages;
         if self.counts.inflight as usize >= rules.inflight_max && self.counts.visible > 0 {
             return Err(OpError::new(ErrorCode::OverLimit, "Too many messages in flight for this queue."));
@@ -781,7 +839,7 @@ impl Partition {
                 continue;
             }
             if slot.sent_ms + rules.retention_ms <= now_ms {
-                self.expire(seq);
+                self.expire_message(seq);
                 continue;
             }
             let Some(payload) = slot.payload.clone() else {
@@ -798,39 +856,93 @@ impl Partition {
                 }
                 continue;
             }
-            slot.receive_count += 1;
-            if slot.first_receive_ms == 0 {
-                slot.first_receive_ms = now_ms;
-            }
-            let deadline_ms = now_ms + rules.visibility_ms;
-            slot.state = State::InFlight { deadline_ms, received_ms: now_ms };
-            let delivery = Delivery {
-                seq,
-                fed_log_seq: slot.fed.then_some(slot.placement.log_seq),
-                message_id: slot.message_id,
-                payload,
-                receive_count: slot.receive_count,
-                first_receive_ms: slot.first_receive_ms,
-            };
-            self.journal.push(Event::Received {
-                queue_id: self.queue_id,
-                seq,
-                receive_count: delivery.receive_count,
-                first_receive_ms: delivery.first_receive_ms,
-                received_ms: now_ms,
-                deadline_ms,
-            });
-            delivered.push(delivery);
-            self.counts.visible -= 1;
-            self.counts.inflight += 1;
-            self.inflight.push(Reverse((deadline_ms, seq)));
+            delivered.push(self.deliver(seq, now_ms, rules.visibility_ms));
         }
         Ok(())
+    }
+
+    /// Hands out visible message `seq` (whose payload is in memory) for `visibility_ms`.
+    pub(super) fn deliver(&mut self, seq: u64, now_ms: u64, visibility_ms: u64) -> Delivery {
+        let deadline_ms = now_ms + visibility_ms;
+        let slot = self.slot_mut(seq).expect("a visible message");
+        slot.receive_count += 1;
+        if slot.first_receive_ms == 0 {
+            slot.first_receive_ms = now_ms;
+        }
+        slot.state = State::InFlight { deadline_ms, received_ms: now_ms };
+        let (receive_count, first_receive_ms) = (slot.receive_count, slot.first_receive_ms);
+        self.journal.push(Event::Received {
+            queue_id: self.queue_id,
+            seq,
+            receive_count,
+            first_receive_ms,
+            received_ms: now_ms,
+            deadline_ms,
+        });
+        self.counts.visible -= 1;
+        self.counts.inflight += 1;
+        self.inflight.push(Reverse((deadline_ms, seq)));
+        self.delivery_of(seq).expect("a message with its payload")
+    }
+
+    /// Message `seq` as a receive hands it out (its payload must be in memory).
+    pub(super) fn delivery_of(&self, seq: u64) -> Option<Delivery> {
+        let slot = self.slot(seq)?;
+        Some(Delivery {
+            seq,
+            fed_log_seq: slot.fed.then_some(slot.placement.log_seq),
+            message_id: slot.message_id,
+            payload: slot.payload.clone()?,
+            receive_count: slot.receive_count,
+            first_receive_ms: slot.first_receive_ms,
+        })
+    }
+
+    /// Puts visible message `seq` in flight without a record (a FIFO message held for a move).
+    pub(super) fn set_inflight(&mut self, seq: u64, state: State) {
+        let Some(slot) = self.slot_mut(seq) else { return };
+        let State::InFlight { deadline_ms, .. } = state else { return };
+        slot.state = state;
+        self.counts.visible -= 1;
+        self.counts.inflight += 1;
+        self.inflight.push(Reverse((deadline_ms, seq)));
+    }
+
+    /// Gives in-flight message `seq` a new deadline, journaled.
+    pub(super) fn set_deadline(&mut self, seq: u64, state: State) {
+        let Some(slot) = self.slot_mut(seq) else { return };
+        let State::InFlight { deadline_ms, .. } = state else { return };
+        slot.state = state;
+        self.journal.push(Event::VisibilityChanged { queue_id: self.queue_id, seq, deadline_ms });
+        self.inflight.push(Reverse((deadline_ms, seq)));
+    }
+
+    /// Counts slots from the newest back, while `each` answers (`Some(counted)`).
+    pub(super) fn count_from_back(&self, each: impl Fn(&Slot) -> Option<bool>) -> u64 {
+        let mut count = 0;
+        for slot in self.slots.iter().rev().flatten() {
+            match each(slot) {
+                Some(true) => count += 1,
+                Some(false) => {}
+                None => break,
+            }
+        }
+        count
+    }
+
+    /// Message `seq` became visible again: in line for receives.
+    fn made_visible(&mut self, seq: u64) {
+        if self.fifo.is_some() {
+            self.fifo_inflight_ended(seq);
+        } else {
+            self.visible.push_back(seq);
+        }
     }
 
     /// Deletes a message by any receipt handle ever issued for it; deleting a
     /// message that is already gone succeeds (SQS standard queues are idempotent here).
     pub fn delete(&mut self, seq: u64) -> bool {
+        self.retire_dedup_of(seq);
         let removed = self.remove(seq).is_some();
         if removed {
             self.journal.push(Event::Deleted { queue_id: self.queue_id, seq });
@@ -864,7 +976,7 @@ impl Partition {
             self.journal.push(Event::VisibilityChanged { queue_id: self.queue_id, seq, deadline_ms: now_ms });
             self.counts.inflight -= 1;
             self.counts.visible += 1;
-            self.visible.push_back(seq);
+            self.made_visible(seq);
             return Ok(true);
         }
         let deadline_ms = now_ms + timeout_ms;
@@ -876,6 +988,13 @@ impl Partition {
 
     /// Removes every message, whatever its state.
     pub fn purge(&mut self) {
+        if self.fifo.is_some() {
+            // Deduplication ids outlive a purge, as they outlive a delete.
+            let live: Vec<u64> = (self.base_seq..self.next_seq()).collect();
+            for seq in live {
+                self.retire_dedup_of(seq);
+            }
+        }
         self.journal.push(Event::Purged { queue_id: self.queue_id });
         self.drop_all();
     }
@@ -898,6 +1017,7 @@ impl Partition {
         self.delayed.clear();
         self.inflight.clear();
         self.counts = Counts::default();
+        self.fifo_clear_groups();
     }
 
     /// Message counts by state, after running the timers due by `now_ms`.
@@ -921,7 +1041,7 @@ impl Partition {
             self.journal.push(Event::VisibilityChanged { queue_id: self.queue_id, seq, deadline_ms: now_ms });
             self.counts.inflight -= 1;
             self.counts.visible += 1;
-            self.visible.push_back(seq);
+            self.made_visible(seq);
             released += 1;
         }
         released
@@ -968,6 +1088,9 @@ impl Partition {
         while self.next_seq() <= seq {
             self.slots.push_back(None);
         }
+        if payload.fifo.is_some() {
+            self.make_fifo();
+        }
         let index = (seq - self.base_seq) as usize;
         let was_visible = match self.slots[index].take() {
             Some(previous) => {
@@ -976,11 +1099,34 @@ impl Partition {
                 if previous.payload.is_none() {
                     self.evicted -= 1;
                 }
+                if let Some(fifo) = &previous.fifo {
+                    self.fifo_removed(fifo, seq, matches!(previous.state, State::InFlight { .. }));
+                }
                 previous.state == State::Visible
             }
             None => false,
         };
         self.count_resident(Some(&payload), 1);
+        if self.fifo.is_some() {
+            let state = match state {
+                State::Delayed { .. } => State::Visible,
+                other => other,
+            };
+            let fifo = self.fifo_slot_for(&payload);
+            if let Some(fifo) = &fifo {
+                self.fifo_enqueue(fifo, seq, matches!(state, State::InFlight { .. }));
+            }
+            self.restore_message_dedup(seq, message_id, &payload);
+            match state {
+                State::InFlight { deadline_ms, .. } => {
+                    self.counts.inflight += 1;
+                    self.inflight.push(Reverse((deadline_ms, seq)));
+                }
+                _ => self.counts.visible += 1,
+            }
+            self.slots[index] = Some(Slot { fifo, ..Slot::new(message_id, payload, receive_count, first_receive_ms, state) });
+            return;
+        }
         match state {
             State::Visible => {
                 self.counts.visible += 1;
@@ -1018,6 +1164,9 @@ impl Partition {
         self.uncount(previous);
         self.counts.inflight += 1;
         self.inflight.push(Reverse((deadline_ms, seq)));
+        if !matches!(previous, State::InFlight { .. }) {
+            self.fifo_inflight_started(seq);
+        }
     }
 
     /// Replays a visibility change: a new deadline for the message in flight.
@@ -1032,12 +1181,27 @@ impl Partition {
     /// Takes out a message whose send was never kept (its log record could not be written):
     /// nothing is journaled, as nothing of it is on disk.
     pub fn discard(&mut self, seq: u64) {
+        self.forget_dedup_of(seq);
         self.remove(seq);
     }
 
     /// Replays a removal (delete, move out, expiry) without journaling it again.
     pub fn restore_removed(&mut self, seq: u64) {
+        // A FIFO message whose key no `Dedup` record took over was past its window.
+        self.forget_dedup_of(seq);
         self.remove(seq);
+    }
+
+    fn retire_dedup_of(&mut self, seq: u64) {
+        if let Some(key) = self.slot_fifo(seq).map(|f| f.dedup_key).filter(|key| *key != 0) {
+            self.retire_dedup(seq, key);
+        }
+    }
+
+    fn forget_dedup_of(&mut self, seq: u64) {
+        if let Some(key) = self.slot_fifo(seq).map(|f| f.dedup_key).filter(|key| *key != 0) {
+            self.forget_dedup(seq, key);
+        }
     }
 
     /// Forgets what replay journaled and released: the log already holds it.

@@ -14,7 +14,10 @@ use sluice_protocol::digest::{hex, md5_of_attributes, md5_of_body};
 use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
-use super::calls::{ChangeVisibility, CountMessages, Delete, Purge, QueueAnswer, QueueCall, QueueNotice, Receive};
+use super::calls::{
+    AcceptMoved, ChangeVisibility, CountMessages, Delete, DeleteFifo, Purge, QueueAnswer, QueueCall, QueueNotice, Receive, SendFifo,
+};
+use super::fifo_service;
 use super::partition::{expired_receipt, Counts, Delivery, Moved, Partition, Payload, Placement, ReceiveRules};
 use super::receipt::Receipt;
 use super::validate::{check_attributes, check_batch_ids, check_body, check_range, check_system_attributes};
@@ -172,6 +175,9 @@ pub async fn handle_op<H: QueueHost>(host: &Rc<H>, op: Op) -> Response {
         }
         Op::SendMessage { queue, mut entry } => {
             let meta = host.snapshot().resolve(&queue)?.clone();
+            if meta.attributes.fifo {
+                return fifo_service::send(host, &meta, vec![entry], false).await;
+            }
             detach_from_frame(std::slice::from_mut(&mut entry));
             let mut sends = Sends::default();
             let result = send_one(host, &meta, entry, host.env().now_ms(), &mut sends)?;
@@ -262,9 +268,8 @@ async fn total_counts<H: QueueHost>(host: &Rc<H>, queue_id: u64) -> Result<Count
 
 // ------------------------------------------------------------------ send
 
-/// Validates and stores one message in this shard's partition.
-fn send_one<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, entry: SendEntry, now: u64, sends: &mut Sends) -> Result<SendResult, OpError> {
-    host.queues().storage.admit_send()?;
+/// What every queue requires of a message: a valid body, attributes and size.
+pub fn check_entry(meta: &QueueMeta, entry: &SendEntry) -> Result<(), OpError> {
     check_body(&entry.body)?;
     check_attributes(&entry.attributes)?;
     check_system_attributes(&entry.system_attributes)?;
@@ -276,6 +281,13 @@ fn send_one<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, entry: SendEntry, now:
             format!("One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes."),
         ));
     }
+    Ok(())
+}
+
+/// Validates and stores one message in this shard's partition.
+fn send_one<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, entry: SendEntry, now: u64, sends: &mut Sends) -> Result<SendResult, OpError> {
+    host.queues().storage.admit_send()?;
+    check_entry(meta, &entry)?;
     let delay_s = match entry.delay_seconds {
         Some(delay) => check_range("DelaySeconds", delay, 0, DELAY_SECONDS_MAX)?,
         None => meta.attributes.delay_seconds,
@@ -305,6 +317,7 @@ fn send_one<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, entry: SendEntry, now:
         message_group_id: entry.message_group_id,
         sent_ms: now,
         dead_letter_source_arn: None,
+        fifo: None,
         body: entry.body,
     };
     let message_id = new_message_id();
@@ -384,6 +397,9 @@ async fn send_batch<H: QueueHost>(host: &Rc<H>, queue: &str, mut entries: Vec<Se
             format!("Batch requests cannot be longer than {BATCH_BYTES_MAX} bytes. You have sent {total} bytes."),
         ));
     }
+    if meta.attributes.fifo {
+        return fifo_service::send(host, &meta, entries, true).await;
+    }
     detach_from_frame(&mut entries);
     let now = host.env().now_ms();
     let mut successful = Vec::with_capacity(entries.len());
@@ -422,6 +438,11 @@ async fn receive<H: QueueHost>(host: &Rc<H>, receive: ReceiveMessage) -> Respons
             return Err(OpError::new(ErrorCode::InvalidAttributeName, format!("Unknown Attribute {name}.")));
         }
     }
+    // Only FIFO queues remember receive attempts (a standard queue ignores the id, as SQS does).
+    let attempt = receive.receive_request_attempt_id.clone().filter(|_| meta.attributes.fifo);
+    if let Some(id) = &attempt {
+        fifo_service::check_attempt_id(id)?;
+    }
     let deadline_ms = host.env().now_ms() + wait_s as u64 * 1000;
     let mut delivered: Vec<(usize, Delivery)> = Vec::new();
     // Interest is registered only once a look has come back empty; from then on before every
@@ -436,7 +457,7 @@ async fn receive<H: QueueHost>(host: &Rc<H>, receive: ReceiveMessage) -> Respons
         if waiting.is_some() {
             watch_peers(host, meta.id).await;
         }
-        receive_round(host, &meta, max_messages, visibility_s as u64 * 1000, &mut delivered).await?;
+        receive_round(host, &meta, max_messages, visibility_s as u64 * 1000, attempt.as_ref(), &mut delivered).await?;
         let now = host.env().now_ms();
         if !delivered.is_empty() || now >= deadline_ms || host.shutdown().requested.get() {
             break;
@@ -464,16 +485,24 @@ async fn receive_round<H: QueueHost>(
     meta: &QueueMeta,
     max_messages: usize,
     visibility_ms: u64,
+    attempt: Option<&String>,
     delivered: &mut Vec<(usize, Delivery)>,
 ) -> Result<(), OpError> {
-    let local = receive_local(host, meta.id, max_messages - delivered.len(), visibility_ms).await?;
+    if meta.attributes.fifo {
+        // A FIFO queue is all on its owner.
+        let owner = super::fifo::owner(meta.id, host.count());
+        let call = Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms, attempt: attempt.cloned() };
+        delivered.extend(call_on(host, owner, call).await??.into_iter().map(|d| (owner, d)));
+        return Ok(());
+    }
+    let local = receive_local(host, meta.id, max_messages - delivered.len(), visibility_ms, None).await?;
     delivered.extend(local.into_iter().map(|d| (host.id(), d)));
     for step in 1..host.count() {
         if delivered.len() >= max_messages {
             break;
         }
         let peer = (host.id() + step) % host.count();
-        let call = Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms };
+        let call = Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms, attempt: None };
         delivered.extend(call_on(host, peer, call).await??.into_iter().map(|d| (peer, d)));
     }
     Ok(())
@@ -481,18 +510,46 @@ async fn receive_round<H: QueueHost>(
 
 /// Receives from this shard's partition; dead-letters what passed maxReceiveCount.
 /// When it reaches messages whose payload is only in the log, it waits for the loader
-/// to read them back.
+/// to read them back. A FIFO receive with an `attempt` id retried in time answers what the
+/// first try did (`fifo`).
 pub async fn receive_local<H: QueueHost>(
     host: &Rc<H>,
     queue_id: u64,
     max_messages: usize,
     visibility_ms: u64,
+    attempt: Option<String>,
 ) -> Result<Vec<Delivery>, OpError> {
+    if let Some(id) = &attempt {
+        let retried = {
+            let mut partitions = host.queues().partitions.borrow_mut();
+            match partitions.get_mut(&queue_id) {
+                Some(partition) => {
+                    let retried = partition.retry_attempt(id, host.env().now_ms(), visibility_ms);
+                    host.queues().storage.commit(partition)?;
+                    retried
+                }
+                None => None,
+            }
+        };
+        if let Some(delivered) = retried {
+            return Ok(delivered);
+        }
+    }
     let mut delivered = Vec::with_capacity(max_messages);
     for wait in 0..=LOAD_WAITS_MAX {
         let loaded = host.queues().payloads_loaded.listen();
         let before = delivered.len();
-        let stalled = receive_resident(host, queue_id, max_messages - delivered.len(), visibility_ms, &mut delivered)?;
+        let mut fifo_moved = Vec::new();
+        let stalled = receive_resident(host, queue_id, max_messages - delivered.len(), visibility_ms, &mut delivered, &mut fifo_moved)?;
+        if !fifo_moved.is_empty() {
+            let snapshot = host.snapshot();
+            if let Some((source, dead_letter)) =
+                snapshot.by_id.get(&queue_id).and_then(|meta| Some((meta.clone(), snapshot.dead_letter_queue(meta)?.clone())))
+            {
+                // Boxed: the dead-letter owner may be this shard, whose calls lead back here.
+                Box::pin(fifo_service::move_to_dead_letter(host, &source, &dead_letter, fifo_moved)).await;
+            }
+        }
         // A message taken from a feed has no durable record until its `Fed` record is on disk:
         // handing it out before would let a crash forget it while its receipt handle lives
         // on, and a delete acknowledged for that handle would find nothing, the message then
@@ -512,6 +569,11 @@ pub async fn receive_local<H: QueueHost>(
                 return Err(error.clone());
             }
             break;
+        }
+    }
+    if let (Some(id), false) = (attempt, delivered.is_empty()) {
+        if let Some(partition) = host.queues().partitions.borrow_mut().get_mut(&queue_id) {
+            partition.remember_attempt(id, &delivered, host.env().now_ms());
         }
     }
     Ok(delivered)
@@ -598,6 +660,7 @@ fn receive_resident<H: QueueHost>(
     max_messages: usize,
     visibility_ms: u64,
     delivered: &mut Vec<Delivery>,
+    fifo_moved: &mut Vec<Moved>,
 ) -> Result<bool, OpError> {
     let snapshot = host.snapshot();
     let Some(meta) = snapshot.by_id.get(&queue_id) else { return Ok(false) };
@@ -608,6 +671,7 @@ fn receive_resident<H: QueueHost>(
         retention_ms: meta.attributes.message_retention_seconds as u64 * 1000,
         max_receive_count: dead_letter.and(meta.attributes.redrive_policy.as_ref().map(|p| p.max_receive_count)),
         inflight_max: INFLIGHT_MESSAGES_MAX,
+        delay_ms: if meta.attributes.fifo { meta.attributes.delay_seconds as u64 * 1000 } else { 0 },
     };
     let now = host.env().now_ms();
     let mut moved: Vec<Moved> = Vec::new();
@@ -625,6 +689,10 @@ fn receive_resident<H: QueueHost>(
     let stalled = received.is_ok() && delivered.len() - before < max_messages && (partition.front_on_disk() || feed_stalled);
     if stalled || partition.on_disk_soon(READ_AHEAD_TRIGGER) {
         host.queues().request_load(queue_id);
+    }
+    if meta.attributes.fifo {
+        // Moved by the caller, to the dead-letter queue's owner (`fifo_service`).
+        fifo_moved.append(&mut moved);
     }
     if let (Some(dead_letter), false) = (dead_letter, moved.is_empty()) {
         // The dead-letter queue's MovedIn records go to the log before the source's
@@ -687,6 +755,14 @@ fn render_delivery<H: QueueHost>(
     }
     if let (true, Some(source)) = (wants("DeadLetterQueueSourceArn"), &payload.dead_letter_source_arn) {
         attributes.push(("DeadLetterQueueSourceArn".to_owned(), source.to_string()));
+    }
+    if let Some(fifo) = &payload.fifo {
+        if wants("SequenceNumber") {
+            attributes.push(("SequenceNumber".to_owned(), fifo.sequence.to_string()));
+        }
+        if let (true, Some(id)) = (wants("MessageDeduplicationId"), &fifo.deduplication_id) {
+            attributes.push(("MessageDeduplicationId".to_owned(), id.to_string()));
+        }
     }
     let message_attributes: Vec<MessageAttribute> = match &payload.attributes {
         Some(all) if !receive.message_attribute_names.is_empty() => {
@@ -754,6 +830,9 @@ fn route_receipts<'a, H: QueueHost>(
 async fn delete_messages<H: QueueHost>(host: &Rc<H>, queue: &str, entries: &[DeleteEntry]) -> Result<Vec<Result<(), OpError>>, OpError> {
     let meta = host.snapshot().resolve(queue)?.clone();
     let receipts = route_receipts(host, &meta, entries.iter().map(|e| e.receipt_handle.as_str()));
+    if meta.attributes.fifo {
+        return fifo_service::delete(host, &meta, receipts).await;
+    }
     let mut by_shard: Vec<Vec<(u64, u64)>> = vec![Vec::new(); host.count()];
     for receipt in receipts.iter().flatten() {
         by_shard[receipt.shard as usize].push((receipt.seq, receipt.tag));
@@ -825,6 +904,12 @@ pub fn count_local<H: QueueHost>(host: &Rc<H>, queue_id: u64) -> Counts {
     let Some(partition) = partitions.get_mut(&queue_id) else { return Counts::default() };
     let mut counts = partition.counts(now, retention_ms);
     commit_quietly(host, partition);
+    if let Some(meta) = meta.filter(|meta| meta.attributes.fifo) {
+        // A FIFO queue's delay applies at receive time: its newest messages may still be in it.
+        let delayed = partition.fifo_delayed(now, meta.attributes.delay_seconds as u64 * 1000);
+        counts.visible -= delayed.min(counts.visible);
+        counts.delayed += delayed;
+    }
     if let Some(meta) = meta {
         // And what its cursors have not taken from the feeds yet.
         let (visible, delayed) = super::feed::pending(&partitions, meta, now);
@@ -935,8 +1020,17 @@ pub fn on_notice<H: QueueHost>(host: &Rc<H>, notice: QueueNotice) {
 /// Runs a call from another shard (or from this one) on this shard's partitions.
 pub async fn handle_call<H: QueueHost>(host: &Rc<H>, call: QueueCall) -> QueueAnswer {
     match call {
-        QueueCall::Receive(Receive { queue_id, max_messages, visibility_ms }) => {
-            QueueAnswer::Receive(receive_local(host, queue_id, max_messages, visibility_ms).await)
+        QueueCall::Receive(Receive { queue_id, max_messages, visibility_ms, attempt }) => {
+            QueueAnswer::Receive(receive_local(host, queue_id, max_messages, visibility_ms, attempt).await)
+        }
+        QueueCall::SendFifo(SendFifo { queue_id, entries }) => {
+            QueueAnswer::SendFifo(fifo_service::send_local(host, queue_id, entries).await)
+        }
+        QueueCall::DeleteFifo(DeleteFifo { queue_id, messages }) => {
+            QueueAnswer::DeleteFifo(fifo_service::delete_local(host, queue_id, messages).await)
+        }
+        QueueCall::AcceptMoved(AcceptMoved { queue_id, source_arn, messages }) => {
+            QueueAnswer::AcceptMoved(fifo_service::accept_moved_local(host, queue_id, source_arn, messages).await)
         }
         QueueCall::CountMessages(CountMessages { queue_id }) => QueueAnswer::CountMessages(count_local(host, queue_id)),
         QueueCall::Purge(Purge { queue_id }) => QueueAnswer::Purge(purge_local(host, queue_id).await),
@@ -957,6 +1051,11 @@ pub fn tick_watched<H: QueueHost>(host: &Rc<H>) {
         let retention_ms = meta.attributes.message_retention_seconds as u64 * 1000;
         let mut partitions = host.queues().partitions.borrow_mut();
         let visible = match partitions.get_mut(&queue_id) {
+            Some(partition) if partition.is_fifo() => {
+                partition.tick(now, retention_ms);
+                commit_quietly(host, partition);
+                partition.fifo_receivable(now, meta.attributes.delay_seconds as u64 * 1000)
+            }
             Some(partition) => {
                 partition.tick(now, retention_ms);
                 commit_quietly(host, partition);

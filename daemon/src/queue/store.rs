@@ -122,6 +122,7 @@ impl Storage {
                 messages += 1;
             });
             partition.for_each_cursor_record(|seq, bytes| log.hold(seq, bytes));
+            partition.for_each_dedup_record(|seq, bytes| log.hold(seq, bytes));
         }
         let storage = Storage { log, events: RefCell::default(), released: RefCell::default(), resident: Cell::new(resident), budget };
         Ok(Opened { storage, partitions, recovery, bad_records, messages, on_disk })
@@ -161,6 +162,13 @@ impl Storage {
                         let bytes = record_bytes(len) as u32;
                         self.log.hold(seq, bytes);
                         if let Some((old, old_bytes)) = partition.cursor_placed(*key, (seq, bytes)) {
+                            self.log.release(old, old_bytes);
+                        }
+                    }
+                    if let Event::Dedup { key, .. } = &event {
+                        let bytes = record_bytes(len) as u32;
+                        self.log.hold(seq, bytes);
+                        if let Some((old, old_bytes)) = partition.dedup_placed(*key, (seq, bytes)) {
                             self.log.release(old, old_bytes);
                         }
                     }

@@ -49,6 +49,8 @@ pub mod kind {
     pub const QUEUE_CURSOR: u8 = 10;
     /// A feed's messages below a point, gone (every reader has passed them).
     pub const QUEUE_TRIMMED: u8 = 11;
+    /// A FIFO queue's deduplication id, kept for its window after its message has gone.
+    pub const QUEUE_DEDUP: u8 = 12;
     /// A stream record: arrival time and data (`storage::stream`).
     pub const STREAM_RECORD: u8 = 16;
     /// What a repair writes over damaged bytes, and the marker of sequence numbers lost before

@@ -240,13 +240,14 @@ pub async fn http_deliveries<H: TopicHost>(host: Rc<H>) {
                 if free == 0 {
                     break;
                 }
-                let deliveries = match crate::queue::service::receive_local(&host, queue.id, free.min(10), POSTING_VISIBILITY_MS).await {
-                    Ok(deliveries) => deliveries,
-                    Err(error) => {
-                        tracing::warn!(shard = host.id(), subscription = %subscription.arn, %error, "cannot take deliveries");
-                        continue;
-                    }
-                };
+                let deliveries =
+                    match crate::queue::service::receive_local(&host, queue.id, free.min(10), POSTING_VISIBILITY_MS, None).await {
+                        Ok(deliveries) => deliveries,
+                        Err(error) => {
+                            tracing::warn!(shard = host.id(), subscription = %subscription.arn, %error, "cannot take deliveries");
+                            continue;
+                        }
+                    };
                 let policy = effective_policy(subscription, topic.attributes.get("DeliveryPolicy").map(String::as_str));
                 for delivery in deliveries {
                     let Ok(permit) = posts.clone().acquire_static_permit(1).await else { return };

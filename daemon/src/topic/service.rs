@@ -426,6 +426,7 @@ fn delivery_payload(
         message_group_id,
         sent_ms: now,
         dead_letter_source_arn: None,
+        fifo: None,
         body,
     })
 }
@@ -441,6 +442,7 @@ fn notice_payload(body: Bytes, attributes: Vec<MessageAttribute>, now: u64) -> P
         message_group_id: None,
         sent_ms: now,
         dead_letter_source_arn: None,
+        fifo: None,
         body,
     }
 }

@@ -1,0 +1,727 @@
+//! FIFO queues (aws-semantics.md §2.6): a mode of the queue engine's partition.
+//!
+//! **Placement.** A FIFO queue lives whole on one shard, its owner (`owner`): order within a
+//! message group, the deduplication window and the receive-attempt memory then need no
+//! coordination between cores, and every operation on the queue is one call to the owner.
+//! Queues spread over the shards by id. (Spreading one queue's groups over shards is possible
+//! for high-throughput queues, whose deduplication is per group; not done yet.)
+//!
+//! **Groups.** The partition keeps its messages in `slots` by sequence number, as a standard
+//! queue does, but receives through `Fifo::groups`: per group, the sequence numbers of its
+//! live messages in send order, and how many are in flight. A group is *available* when none
+//! of its messages is in flight and its first message is visible and past the queue's delay.
+//! `ready` lists groups that may be available, each at most once (`Group::queued`); a group
+//! goes back on it when its last in-flight message is deleted or becomes visible again. A
+//! receive takes the first available group's messages in order, as many as it may, then the
+//! next group's. A message that becomes visible again is still first in its group, so the
+//! group waits for it.
+//!
+//! **Delays** are the queue's `DelaySeconds`, applied at receive time to every message
+//! (`sent_ms + delay`), which makes a change retroactive as AWS's FIFO delays are.
+//!
+//! **Deduplication.** A send whose deduplication key (`dedup_key`: SHA-256 of the scope's
+//! group, if the scope is the group, and the id) was seen in the last five minutes is answered
+//! with the first message's id and sequence number, and nothing is stored. The window is
+//! durable: a message's full record carries its key (`FifoFields`), and when the message goes
+//! before its window ends, a `Dedup` record keeps the key until then (written before the
+//! delete, purge, expiry or move, so a crash never leaves the key unkept). Expired keys release
+//! their record; compaction rewrites the ones still held in old segments.
+//!
+//! **Sequence numbers** grow within the partition, and so within every group: at least the
+//! send time in ms × 10⁶, and above every number the partition has given (kept in the records
+//! across restarts).
+//!
+//! **Dead-letter moves** go to the dead-letter queue's owner, which may be another shard: the
+//! message is held in flight here (unlogged) while the owner stores it, and only then taken out
+//! with a `MovedOut` record. A crash in between can leave a copy in both queues, never none.
+//!
+//! **Receive request attempts**: a receive with a `ReceiveRequestAttemptId` is remembered for
+//! five minutes (in memory); retried while all its messages are still in flight under the
+//! receipts it gave, it answers the same messages and receipts and restarts their visibility
+//! timeout.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use sluice_protocol::limits::FIFO_DEDUP_WINDOW_MS;
+
+use super::journal::{Event, SlotState};
+use super::partition::{Delivery, Moved, Partition, Payload, ReceiveRules};
+
+/// How long a message being moved to a dead-letter queue on another shard is held before it
+/// is offered again (if the move never finished).
+const MOVE_HOLD_MS: u64 = 30_000;
+
+/// The shard that holds FIFO queue `queue_id`.
+pub fn owner(queue_id: u64, shards: usize) -> usize {
+    (queue_id % shards.max(1) as u64) as usize
+}
+
+/// What a FIFO message carries besides what a standard one does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FifoFields {
+    pub sequence: u64,
+    /// The key its deduplication id holds in the window; 0 for none (a message moved to a
+    /// dead-letter queue).
+    pub dedup_key: u128,
+    pub deduplication_id: Option<Arc<str>>,
+}
+
+/// The key of deduplication id `id` within `group` (`None`: the scope is the whole queue).
+/// Never 0.
+pub fn dedup_key(group: Option<&str>, id: &str) -> u128 {
+    let mut hasher = Sha256::new();
+    match group {
+        Some(group) => {
+            hasher.update([1u8]);
+            hasher.update((group.len() as u32).to_le_bytes());
+            hasher.update(group.as_bytes());
+        }
+        None => hasher.update([0u8]),
+    }
+    hasher.update(id.as_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(first).max(1)
+}
+
+/// The deduplication id content-based deduplication gives a body: its SHA-256, in hex.
+pub fn content_deduplication_id(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A FIFO message's place in its group (kept in its slot).
+#[derive(Debug, Clone)]
+pub struct FifoSlot {
+    pub group: Arc<str>,
+    pub dedup_key: u128,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    /// Sequence numbers of the group's live messages, in order.
+    seqs: VecDeque<u64>,
+    inflight: u32,
+    /// Whether the group is on `ready`.
+    queued: bool,
+}
+
+/// What holds a deduplication key's bytes in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// The full record of the live message at this sequence number.
+    Message(u64),
+    /// A `Dedup` record (log seq, bytes); (0, 0) until it is placed.
+    Record(u64, u32),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DedupEntry {
+    message_id: u128,
+    sequence: u64,
+    expires_ms: u64,
+    held: Held,
+}
+
+#[derive(Debug)]
+struct Attempt {
+    expires_ms: u64,
+    /// (seq, receive count, visibility deadline) of each message it answered.
+    messages: Vec<(u64, u32, u64)>,
+}
+
+/// A FIFO partition's state beyond a standard one's.
+#[derive(Debug, Default)]
+pub struct Fifo {
+    groups: HashMap<Arc<str>, Group>,
+    ready: VecDeque<Arc<str>>,
+    dedup: HashMap<u128, DedupEntry>,
+    /// (expiry, key) in the order keys were added.
+    dedup_order: VecDeque<(u64, u128)>,
+    last_sequence: u64,
+    attempts: HashMap<String, Attempt>,
+    attempt_order: VecDeque<(u64, String)>,
+}
+
+/// How a FIFO send ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FifoSend {
+    /// Stored as a new message at `seq`.
+    Stored { seq: u64, sequence: u64 },
+    /// A duplicate within the window of the message answered here.
+    Duplicate { message_id: u128, sequence: u64 },
+}
+
+impl Fifo {
+    /// The shared name of `group` (one allocation per group, not per message).
+    fn group_name(&self, group: &str) -> Arc<str> {
+        match self.groups.get_key_value(group) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(group),
+        }
+    }
+
+    /// Adds message `seq` to its group, in order (replay may bring records out of order).
+    fn enqueue(&mut self, group: &Arc<str>, seq: u64, inflight: bool) {
+        let entry = self.groups.entry(group.clone()).or_default();
+        match entry.seqs.back() {
+            Some(&last) if last > seq => {
+                let at = entry.seqs.partition_point(|&s| s < seq);
+                if entry.seqs.get(at) != Some(&seq) {
+                    entry.seqs.insert(at, seq);
+                }
+            }
+            Some(&last) if last == seq => {}
+            _ => entry.seqs.push_back(seq),
+        }
+        if inflight {
+            entry.inflight += 1;
+        }
+        if !entry.queued && entry.inflight == 0 {
+            entry.queued = true;
+            self.ready.push_back(group.clone());
+        }
+    }
+
+    /// One of the group's in-flight messages is visible again, or gone: the group may be available.
+    fn inflight_ended(&mut self, group: &Arc<str>) {
+        if let Some(entry) = self.groups.get_mut(group) {
+            entry.inflight = entry.inflight.saturating_sub(1);
+            if entry.inflight == 0 && !entry.queued && !entry.seqs.is_empty() {
+                entry.queued = true;
+                self.ready.push_back(group.clone());
+            }
+        }
+    }
+
+    /// Message `seq` left its group (it was in flight if `inflight`).
+    fn removed(&mut self, group: &Arc<str>, seq: u64, inflight: bool) {
+        let Some(entry) = self.groups.get_mut(group) else { return };
+        if let Some(at) = entry.seqs.iter().position(|&s| s == seq) {
+            entry.seqs.remove(at);
+        }
+        if inflight {
+            entry.inflight = entry.inflight.saturating_sub(1);
+        }
+        if entry.seqs.is_empty() && entry.inflight == 0 {
+            // `ready` may still name it: a name with no group is passed over.
+            self.groups.remove(group);
+        } else if entry.inflight == 0 && !entry.queued {
+            entry.queued = true;
+            self.ready.push_back(group.clone());
+        }
+    }
+
+    fn next_sequence(&mut self, now_ms: u64) -> u64 {
+        self.last_sequence = (self.last_sequence + 1).max(now_ms.saturating_mul(1_000_000));
+        self.last_sequence
+    }
+
+    /// Adds or refreshes a key; the newer message wins over an older one with the same key.
+    fn remember(&mut self, key: u128, entry: DedupEntry) -> Option<Held> {
+        self.last_sequence = self.last_sequence.max(entry.sequence);
+        match self.dedup.get_mut(&key) {
+            Some(existing) if existing.expires_ms > entry.expires_ms => None,
+            Some(existing) => {
+                let previous = existing.held;
+                if existing.expires_ms != entry.expires_ms {
+                    self.dedup_order.push_back((entry.expires_ms, key));
+                }
+                *existing = entry;
+                Some(previous)
+            }
+            None => {
+                self.dedup.insert(key, entry);
+                self.dedup_order.push_back((entry.expires_ms, key));
+                None
+            }
+        }
+    }
+
+    /// Forgets attempts older than the window.
+    fn prune_attempts(&mut self, now_ms: u64) {
+        while let Some((expires, _)) = self.attempt_order.front() {
+            if *expires > now_ms {
+                break;
+            }
+            let (expires, id) = self.attempt_order.pop_front().expect("front exists");
+            if self.attempts.get(&id).is_some_and(|a| a.expires_ms == expires) {
+                self.attempts.remove(&id);
+            }
+        }
+    }
+}
+
+fn released_record(held: Held) -> Option<(u64, u32)> {
+    match held {
+        Held::Record(log_seq, bytes) if log_seq != 0 => Some((log_seq, bytes)),
+        _ => None,
+    }
+}
+
+impl Partition {
+    /// Makes this (empty, or replaying) partition a FIFO queue's.
+    pub fn make_fifo(&mut self) {
+        if self.fifo.is_none() {
+            self.fifo = Some(Box::default());
+        }
+    }
+
+    pub fn is_fifo(&self) -> bool {
+        self.fifo.is_some()
+    }
+
+    /// Stores a FIFO message unless its deduplication key (`dedup`: key and id) was seen in the
+    /// window. `payload` gets its sequence number here.
+    pub fn send_fifo(&mut self, message_id: u128, mut payload: Payload, dedup: (u128, Arc<str>), now_ms: u64) -> FifoSend {
+        self.make_fifo();
+        let fifo = self.fifo.as_mut().expect("made FIFO");
+        if let Some(entry) = fifo.dedup.get(&dedup.0).filter(|entry| entry.expires_ms > now_ms) {
+            return FifoSend::Duplicate { message_id: entry.message_id, sequence: entry.sequence };
+        }
+        let sequence = fifo.next_sequence(now_ms);
+        payload.fifo = Some(FifoFields { sequence, dedup_key: dedup.0, deduplication_id: Some(dedup.1) });
+        let payload = Arc::new(payload);
+        let seq = self.send(message_id, payload, 0, now_ms);
+        let entry = DedupEntry { message_id, sequence, expires_ms: now_ms + FIFO_DEDUP_WINDOW_MS, held: Held::Message(seq) };
+        if let Some(previous) = self.fifo.as_mut().expect("made FIFO").remember(dedup.0, entry).and_then(released_record) {
+            self.released.push(previous);
+        }
+        FifoSend::Stored { seq, sequence }
+    }
+
+    /// The group bookkeeping of a message entering the partition (`push_slot`, `restore`).
+    pub(super) fn fifo_slot_for(&mut self, payload: &Payload) -> Option<Box<FifoSlot>> {
+        let fifo = self.fifo.as_mut()?;
+        let group = fifo.group_name(payload.message_group_id.as_deref().unwrap_or(""));
+        let dedup_key = payload.fifo.as_ref().map_or(0, |f| f.dedup_key);
+        if let Some(fields) = &payload.fifo {
+            fifo.last_sequence = fifo.last_sequence.max(fields.sequence);
+        }
+        Some(Box::new(FifoSlot { group, dedup_key }))
+    }
+
+    pub(super) fn fifo_enqueue(&mut self, slot: &FifoSlot, seq: u64, inflight: bool) {
+        if let Some(fifo) = self.fifo.as_mut() {
+            fifo.enqueue(&slot.group, seq, inflight);
+        }
+    }
+
+    pub(super) fn fifo_inflight_started(&mut self, seq: u64) {
+        let Some(group) = self.slot_fifo(seq).map(|f| f.group.clone()) else { return };
+        if let Some(group) = self.fifo.as_mut().and_then(|fifo| fifo.groups.get_mut(&group)) {
+            group.inflight += 1;
+        }
+    }
+
+    pub(super) fn fifo_inflight_ended(&mut self, seq: u64) {
+        let Some(group) = self.slot_fifo(seq).map(|f| f.group.clone()) else { return };
+        if let Some(fifo) = self.fifo.as_mut() {
+            fifo.inflight_ended(&group);
+        }
+    }
+
+    pub(super) fn fifo_removed(&mut self, slot: &FifoSlot, seq: u64, inflight: bool) {
+        if let Some(fifo) = self.fifo.as_mut() {
+            fifo.removed(&slot.group, seq, inflight);
+        }
+    }
+
+    /// A message that held its deduplication key is leaving before the window ends: journals
+    /// a `Dedup` record to hold the key instead (before the record of its leaving).
+    pub(super) fn retire_dedup(&mut self, seq: u64, key: u128) {
+        let queue_id = self.queue_id();
+        let Some(fifo) = self.fifo.as_mut() else { return };
+        let Some(entry) = fifo.dedup.get_mut(&key) else { return };
+        if entry.held != Held::Message(seq) {
+            return;
+        }
+        entry.held = Held::Record(0, 0);
+        let DedupEntry { message_id, sequence, expires_ms, .. } = *entry;
+        self.journal.push(Event::Dedup { queue_id, key, message_id, sequence, expires_ms });
+    }
+
+    /// Forgets the key a message held, without a record (the message was never kept, or
+    /// replay finds it gone with no `Dedup` record after it: its window had ended).
+    pub(super) fn forget_dedup(&mut self, seq: u64, key: u128) {
+        let Some(fifo) = self.fifo.as_mut() else { return };
+        if fifo.dedup.get(&key).is_some_and(|entry| entry.held == Held::Message(seq)) {
+            fifo.dedup.remove(&key);
+        }
+    }
+
+    /// Records where a `Dedup` record for `key` was logged; returns the record it supersedes
+    /// (to release), or the new one when the key is no longer kept.
+    pub fn dedup_placed(&mut self, key: u128, record: (u64, u32)) -> Option<(u64, u32)> {
+        let entry = self.fifo.as_mut().and_then(|fifo| fifo.dedup.get_mut(&key));
+        match entry {
+            Some(entry) if matches!(entry.held, Held::Record(..)) => {
+                let previous = std::mem::replace(&mut entry.held, Held::Record(record.0, record.1));
+                released_record(previous)
+            }
+            _ => Some(record),
+        }
+    }
+
+    /// Replays a `Dedup` record logged at `record`.
+    pub fn restore_dedup(&mut self, key: u128, message_id: u128, sequence: u64, expires_ms: u64, record: (u64, u32)) {
+        self.make_fifo();
+        let entry = DedupEntry { message_id, sequence, expires_ms, held: Held::Record(record.0, record.1) };
+        match self.fifo.as_mut().expect("made FIFO").remember(key, entry) {
+            None if self.fifo.as_ref().is_some_and(|f| f.dedup.get(&key).is_some_and(|e| e.held != entry.held)) => {
+                // An entry with a later window stays; this record holds nothing.
+                self.released.push(record);
+            }
+            previous => {
+                if let Some(previous) = previous.and_then(released_record) {
+                    self.released.push(previous);
+                }
+            }
+        }
+    }
+
+    /// Replays a full record's deduplication key (the message at `seq` holds it).
+    pub(super) fn restore_message_dedup(&mut self, seq: u64, message_id: u128, payload: &Payload) {
+        let Some(fields) = &payload.fifo else { return };
+        let Some(fifo) = self.fifo.as_mut() else { return };
+        fifo.last_sequence = fifo.last_sequence.max(fields.sequence);
+        if fields.dedup_key == 0 {
+            return;
+        }
+        let entry = DedupEntry {
+            message_id,
+            sequence: fields.sequence,
+            expires_ms: payload.sent_ms + FIFO_DEDUP_WINDOW_MS,
+            held: Held::Message(seq),
+        };
+        match fifo.dedup.get(&fields.dedup_key) {
+            // A later message's key, or this message's key already held by a `Dedup` record:
+            // leave it.
+            Some(existing)
+                if existing.expires_ms > entry.expires_ms
+                    || (existing.message_id == message_id && matches!(existing.held, Held::Record(..))) => {}
+            _ => {
+                if let Some(previous) = fifo.remember(fields.dedup_key, entry).and_then(released_record) {
+                    self.released.push(previous);
+                }
+            }
+        }
+    }
+
+    /// Every `Dedup` record a key holds, for storage's accounting after a replay.
+    pub fn for_each_dedup_record(&self, mut each: impl FnMut(u64, u32)) {
+        if let Some(fifo) = &self.fifo {
+            for entry in fifo.dedup.values() {
+                if let Some((log_seq, bytes)) = released_record(entry.held) {
+                    each(log_seq, bytes);
+                }
+            }
+        }
+    }
+
+    /// Journals again the `Dedup` records below `below_log_seq` (compaction).
+    pub(super) fn relocate_dedup(&mut self, below_log_seq: u64) {
+        let queue_id = self.queue_id();
+        let Some(fifo) = self.fifo.as_mut() else { return };
+        for (&key, entry) in fifo.dedup.iter_mut() {
+            if let Held::Record(log_seq, _) = entry.held {
+                if log_seq != 0 && log_seq < below_log_seq {
+                    let DedupEntry { message_id, sequence, expires_ms, .. } = *entry;
+                    self.journal.push(Event::Dedup { queue_id, key, message_id, sequence, expires_ms });
+                }
+            }
+        }
+    }
+
+    /// Forgets keys whose window has ended, releasing their records; forgets old attempts.
+    pub(super) fn expire_dedup(&mut self, now_ms: u64) {
+        let Some(fifo) = self.fifo.as_mut() else { return };
+        while let Some(&(expires, key)) = fifo.dedup_order.front() {
+            if expires > now_ms {
+                break;
+            }
+            fifo.dedup_order.pop_front();
+            if fifo.dedup.get(&key).is_some_and(|entry| entry.expires_ms == expires) {
+                let entry = fifo.dedup.remove(&key).expect("looked up");
+                if let Some(record) = released_record(entry.held) {
+                    self.released.push(record);
+                }
+            }
+        }
+        fifo.prune_attempts(now_ms);
+    }
+
+    /// A FIFO receive: up to `rules.max_messages` messages, the first available group's in
+    /// order, then the next group's. Messages past maxReceiveCount are held for a move
+    /// (`moved`; finish with `finish_move`). Returns whether it stopped at a message whose
+    /// payload is only in the log.
+    pub(super) fn receive_fifo(
+        &mut self,
+        now_ms: u64,
+        rules: &ReceiveRules,
+        delivered: &mut Vec<Delivery>,
+        moved: &mut Vec<Moved>,
+    ) -> bool {
+        let wanted = delivered.len() + rules.max_messages;
+        let mut looked = 0;
+        let to_look = self.fifo.as_ref().map_or(0, |f| f.ready.len());
+        let mut stalled = false;
+        while delivered.len() < wanted && looked < to_look && (self.counts.inflight as usize) < rules.inflight_max {
+            looked += 1;
+            let fifo = self.fifo.as_mut().expect("FIFO partition");
+            let Some(name) = fifo.ready.pop_front() else { break };
+            let Some(group) = fifo.groups.get_mut(&name) else { continue };
+            group.queued = false;
+            if group.inflight > 0 {
+                continue;
+            }
+            let mut index = 0;
+            let mut taken = 0u32;
+            let mut requeue_front = false;
+            let mut requeue_back = false;
+            while delivered.len() < wanted {
+                let fifo = self.fifo.as_mut().expect("FIFO partition");
+                let Some(&seq) = fifo.groups.get(&name).and_then(|g| g.seqs.get(index)) else { break };
+                let Some(slot) = self.slot_ref(seq) else {
+                    index += 1;
+                    continue;
+                };
+                if slot.state != SlotState::Visible {
+                    break;
+                }
+                if slot.sent_ms + rules.retention_ms <= now_ms {
+                    // Gone past retention: it leaves its group, and the next one is looked at.
+                    self.expire_message(seq);
+                    continue;
+                }
+                if slot.sent_ms + rules.delay_ms > now_ms {
+                    requeue_back = taken == 0;
+                    break;
+                }
+                let Some(payload) = slot.payload.clone() else {
+                    requeue_front = taken == 0;
+                    stalled = true;
+                    break;
+                };
+                if rules.max_receive_count.is_some_and(|max| slot.receive_count >= max) {
+                    if taken == 0 {
+                        // Held (unlogged) while the dead-letter queue's owner stores it; the group waits.
+                        let moved_message = Moved {
+                            seq,
+                            message_id: slot.message_id,
+                            payload,
+                            receive_count: slot.receive_count,
+                            first_receive_ms: slot.first_receive_ms,
+                        };
+                        let deadline_ms = now_ms + MOVE_HOLD_MS;
+                        self.set_inflight(seq, SlotState::InFlight { deadline_ms, received_ms: now_ms });
+                        taken += 1;
+                        moved.push(moved_message);
+                    }
+                    break;
+                }
+                let delivery = self.deliver(seq, now_ms, rules.visibility_ms);
+                delivered.push(delivery);
+                taken += 1;
+                index += 1;
+            }
+            let fifo = self.fifo.as_mut().expect("FIFO partition");
+            if let Some(group) = fifo.groups.get_mut(&name) {
+                group.inflight += taken;
+                if (requeue_front || requeue_back) && !group.queued && group.inflight == 0 {
+                    group.queued = true;
+                    if requeue_front {
+                        fifo.ready.push_front(name);
+                        break;
+                    }
+                    fifo.ready.push_back(name);
+                }
+            }
+            if stalled {
+                break;
+            }
+        }
+        stalled
+    }
+
+    /// Takes a message held for a dead-letter move out, once the dead-letter queue keeps it.
+    pub fn finish_move(&mut self, seq: u64, tag: u64) {
+        if !self.holds(seq, tag) {
+            return;
+        }
+        if let Some((slot_fifo, _)) = self.slot_fifo(seq).cloned().map(|f| (f, ())) {
+            self.retire_dedup(seq, slot_fifo.dedup_key);
+        }
+        if self.remove(seq).is_some() {
+            self.journal.push(Event::MovedOut { queue_id: self.queue_id(), seq });
+        }
+    }
+
+    /// Stores a message moved here from a FIFO queue: a new sequence number, its enqueue time
+    /// reset (as AWS does), its deduplication id kept for reading but outside the window.
+    pub fn accept_moved_fifo(&mut self, moved: Moved, source_arn: Arc<str>, now_ms: u64) -> u64 {
+        self.make_fifo();
+        let sequence = self.fifo.as_mut().expect("made FIFO").next_sequence(now_ms);
+        let mut payload = (*moved.payload).clone();
+        payload.sent_ms = now_ms;
+        payload.dead_letter_source_arn = Some(source_arn);
+        let deduplication_id = payload.fifo.take().and_then(|fields| fields.deduplication_id);
+        payload.fifo = Some(FifoFields { sequence, dedup_key: 0, deduplication_id });
+        self.accept_moved(Moved { payload: Arc::new(payload), ..moved }, now_ms)
+    }
+
+    /// A FIFO delete: only the receipt of the message's current receive, while its
+    /// visibility timeout runs, deletes it (AWS rejects an expired FIFO receipt). A message
+    /// already gone deletes nothing and succeeds.
+    pub fn delete_fifo(&mut self, seq: u64, tag: u64, receive_count: u32, now_ms: u64) -> Result<bool, sluice_protocol::OpError> {
+        if !self.holds(seq, tag) {
+            return Ok(false);
+        }
+        let slot = self.slot_ref(seq).expect("held");
+        match slot.state {
+            SlotState::InFlight { deadline_ms, .. } if deadline_ms > now_ms && slot.receive_count == receive_count => Ok(self.delete(seq)),
+            _ => Err(super::partition::expired_receipt()),
+        }
+    }
+
+    /// Answers a retried receive with the attempt id `id` again, if every message it answered
+    /// is still in flight under that receive: same messages, same receipts, a new visibility
+    /// timeout. `None` when there is no such attempt or it no longer stands.
+    pub fn retry_attempt(&mut self, id: &str, now_ms: u64, visibility_ms: u64) -> Option<Vec<Delivery>> {
+        let fifo = self.fifo.as_mut()?;
+        fifo.prune_attempts(now_ms);
+        let messages = fifo.attempts.get(id)?.messages.clone();
+        let stands = messages.iter().all(|&(seq, receive_count, deadline)| {
+            self.slot_ref(seq).is_some_and(|slot| {
+                slot.receive_count == receive_count
+                    && slot.payload.is_some()
+                    && matches!(slot.state, SlotState::InFlight { deadline_ms, .. } if deadline_ms == deadline && deadline > now_ms)
+            })
+        });
+        if !stands {
+            self.fifo.as_mut()?.attempts.remove(id);
+            return None;
+        }
+        let deadline_ms = now_ms + visibility_ms;
+        let mut delivered = Vec::with_capacity(messages.len());
+        for &(seq, _, _) in &messages {
+            let SlotState::InFlight { received_ms, .. } = self.slot_ref(seq)?.state else { return None };
+            self.set_deadline(seq, SlotState::InFlight { deadline_ms, received_ms });
+            delivered.push(self.delivery_of(seq)?);
+        }
+        let attempt = self.fifo.as_mut()?.attempts.get_mut(id)?;
+        for message in &mut attempt.messages {
+            message.2 = deadline_ms;
+        }
+        Some(delivered)
+    }
+
+    /// Remembers what a receive with attempt id `id` answered.
+    pub fn remember_attempt(&mut self, id: String, delivered: &[Delivery], now_ms: u64) {
+        let messages: Vec<(u64, u32, u64)> = delivered
+            .iter()
+            .filter_map(|d| match self.slot_ref(d.seq)?.state {
+                SlotState::InFlight { deadline_ms, .. } => Some((d.seq, d.receive_count, deadline_ms)),
+                _ => None,
+            })
+            .collect();
+        let Some(fifo) = self.fifo.as_mut() else { return };
+        let expires_ms = now_ms + FIFO_DEDUP_WINDOW_MS;
+        fifo.attempt_order.push_back((expires_ms, id.clone()));
+        fifo.attempts.insert(id, Attempt { expires_ms, messages });
+    }
+
+    /// FIFO counts: visible messages still within the queue's delay count as delayed.
+    pub fn fifo_delayed(&self, now_ms: u64, delay_ms: u64) -> u64 {
+        if delay_ms == 0 || self.fifo.is_none() {
+            return 0;
+        }
+        self.count_from_back(|slot| (slot.sent_ms + delay_ms > now_ms).then_some(slot.state == SlotState::Visible))
+    }
+
+    /// Whether some group is available to a receive now.
+    pub fn fifo_receivable(&self, now_ms: u64, delay_ms: u64) -> bool {
+        let Some(fifo) = &self.fifo else { return false };
+        fifo.ready.iter().any(|name| {
+            let Some(group) = fifo.groups.get(name) else { return false };
+            group.inflight == 0
+                && group
+                    .seqs
+                    .front()
+                    .and_then(|&seq| self.slot_ref(seq))
+                    .is_some_and(|slot| slot.state == SlotState::Visible && slot.sent_ms + delay_ms <= now_ms)
+        })
+    }
+
+    /// The next messages receives reach whose payload is only in the log: each ready group's
+    /// first messages, in the order receives reach them.
+    pub(super) fn fifo_on_disk_ahead(&self, max_messages: usize, max_bytes: u64, out: &mut Vec<(u64, super::partition::Placement)>) {
+        let Some(fifo) = &self.fifo else { return };
+        let mut bytes = 0u64;
+        for name in fifo.ready.iter() {
+            let Some(group) = fifo.groups.get(name) else { continue };
+            for &seq in group.seqs.iter().take(super::partition::RECEIVE_RUN) {
+                if out.len() >= max_messages || bytes >= max_bytes {
+                    return;
+                }
+                let Some(slot) = self.slot_ref(seq) else { continue };
+                if slot.state == SlotState::Visible && slot.payload.is_none() && !out.iter().any(|(s, _)| *s == seq) {
+                    out.push((seq, slot.placement));
+                    bytes += slot.placement.bytes as u64;
+                }
+            }
+        }
+    }
+
+    /// Whether the first message of the first ready group has its payload only in the log.
+    pub(super) fn fifo_front_on_disk(&self, within: usize) -> bool {
+        let Some(fifo) = &self.fifo else { return false };
+        fifo.ready.iter().take(within).any(|name| {
+            fifo.groups
+                .get(name)
+                .and_then(|group| group.seqs.front())
+                .and_then(|&seq| self.slot_ref(seq))
+                .is_some_and(|slot| slot.state == SlotState::Visible && slot.payload.is_none())
+        })
+    }
+
+    /// Drops the group bookkeeping (every message goes; deduplication keys stay).
+    pub(super) fn fifo_clear_groups(&mut self) {
+        if let Some(fifo) = self.fifo.as_mut() {
+            fifo.groups.clear();
+            fifo.ready.clear();
+            fifo.attempts.clear();
+            fifo.attempt_order.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keys_depend_on_scope_and_are_never_zero() {
+        assert_eq!(dedup_key(None, "a"), dedup_key(None, "a"));
+        assert_ne!(dedup_key(None, "a"), dedup_key(Some(""), "a"));
+        assert_ne!(dedup_key(Some("g1"), "a"), dedup_key(Some("g2"), "a"));
+        // The group's length is hashed: ("ab", "c") and ("a", "bc") differ.
+        assert_ne!(dedup_key(Some("ab"), "c"), dedup_key(Some("a"), "bc"));
+        assert_ne!(dedup_key(None, ""), 0);
+    }
+
+    #[test]
+    fn content_deduplication_is_the_bodys_sha256() {
+        assert_eq!(content_deduplication_id(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn owners_spread_queues_over_shards() {
+        assert_eq!(owner(7, 1), 0);
+        assert_eq!(owner(7, 2), 1);
+        assert_eq!(owner(8, 2), 0);
+    }
+}
