@@ -210,6 +210,14 @@ struct SendArgs {
     /// A message attribute, `NAME=VALUE` (a String) or `NAME:TYPE=VALUE` with TYPE String or Number (repeatable).
     #[arg(long = "attr", value_name = "NAME=VALUE")]
     attributes: Vec<String>,
+    /// The message group (MessageGroupId): required by FIFO queues, which keep each group's order;
+    /// with `-`, lines are sent one batch at a time, in order. Default: none.
+    #[arg(long)]
+    group: Option<String>,
+    /// The deduplication id (MessageDeduplicationId) of a FIFO queue's message; with `-`, line N
+    /// gets `ID-N`. Default: none (the queue's ContentBasedDeduplication must then be on).
+    #[arg(long = "dedup-id", value_name = "ID")]
+    dedup_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -228,6 +236,10 @@ struct ReceiveArgs {
     /// Delete each message once printed.
     #[arg(long, default_value_t = false)]
     delete: bool,
+    /// A FIFO queue's ReceiveRequestAttemptId: retried within five minutes, the receive
+    /// answers the same messages again. Default: none.
+    #[arg(long = "attempt-id", value_name = "ID")]
+    attempt_id: Option<String>,
 }
 
 fn split_pair(text: &str) -> Result<(String, String), String> {
@@ -327,15 +339,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Send(args) => {
             let attributes = args.attributes.iter().map(|a| message_attribute(a)).collect::<Result<Vec<_>, _>>()?;
             if args.body == "-" {
-                send_stdin(&connection, &args.queue, args.delay, &attributes, json, &mut out)?;
+                send_stdin(&connection, &args, &attributes, json, &mut out)?;
             } else {
-                let entry =
-                    SendEntry { body: args.body.into_bytes().into(), delay_seconds: args.delay, attributes, ..SendEntry::default() };
+                let entry = SendEntry {
+                    body: args.body.into_bytes().into(),
+                    delay_seconds: args.delay,
+                    attributes,
+                    message_group_id: args.group,
+                    deduplication_id: args.dedup_id,
+                    ..SendEntry::default()
+                };
                 let result = connection.block_on(client.send_entry(&args.queue, entry))?;
-                if json {
-                    writeln!(out, "{}", json!({"MessageId": result.message_id, "MD5OfMessageBody": result.md5_of_body}))?;
-                } else {
-                    writeln!(out, "{}", result.message_id)?;
+                match (json, &result.sequence_number) {
+                    (true, sequence) => writeln!(
+                        out,
+                        "{}",
+                        json!({"MessageId": result.message_id, "MD5OfMessageBody": result.md5_of_body, "SequenceNumber": sequence})
+                    )?,
+                    // A FIFO queue's message: its id and sequence number.
+                    (false, Some(sequence)) => writeln!(out, "{} {sequence}", result.message_id)?,
+                    (false, None) => writeln!(out, "{}", result.message_id)?,
                 }
             }
         }
@@ -347,7 +370,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 visibility_timeout: args.visibility,
                 system_attribute_names: if json { vec!["All".into()] } else { Vec::new() },
                 message_attribute_names: if json { vec!["All".into()] } else { Vec::new() },
-                receive_request_attempt_id: None,
+                receive_request_attempt_id: args.attempt_id.clone(),
             };
             let messages = connection.block_on(client.receive_message(receive))?;
             for message in &messages {
@@ -521,23 +544,29 @@ fn print_message(out: &mut impl Write, json: bool, message: &ReceivedMessage) ->
 /// Sends each line of stdin as a message, in batches of up to 10 (and 1 MiB), many batches in flight.
 fn send_stdin(
     connection: &BlockingClient,
-    queue: &str,
-    delay: Option<i32>,
+    args: &SendArgs,
     attributes: &[MessageAttribute],
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
+    let (queue, delay) = (args.queue.as_str(), args.delay);
     let stdin = std::io::stdin().lock();
     let mut batches: Vec<Vec<SendEntry>> = Vec::new();
     let mut current: Vec<SendEntry> = Vec::new();
     let mut current_bytes = 0;
-    for line in stdin.lines() {
+    for (number, line) in stdin.lines().enumerate() {
         let line = line?;
         if line.is_empty() {
             continue;
         }
-        let entry =
-            SendEntry { body: line.into_bytes().into(), delay_seconds: delay, attributes: attributes.to_vec(), ..SendEntry::default() };
+        let entry = SendEntry {
+            body: line.into_bytes().into(),
+            delay_seconds: delay,
+            attributes: attributes.to_vec(),
+            message_group_id: args.group.clone(),
+            deduplication_id: args.dedup_id.as_ref().map(|id| format!("{id}-{}", number + 1)),
+            ..SendEntry::default()
+        };
         let size = entry.size_bytes();
         if current.len() == BATCH_ENTRIES_MAX || (current_bytes + size > BATCH_BYTES_MAX && !current.is_empty()) {
             batches.push(std::mem::take(&mut current));
@@ -555,7 +584,8 @@ fn send_stdin(
             let client = client.clone();
             async move { client.send_message_batch(queue, batch).await }
         }))
-        .buffered(STDIN_BATCHES_IN_FLIGHT_MAX)
+        // A group's order is kept only if each batch is sent after the one before.
+        .buffered(if args.group.is_some() { 1 } else { STDIN_BATCHES_IN_FLIGHT_MAX })
         .collect(),
     );
     let (mut sent, mut failures) = (0usize, Vec::new());

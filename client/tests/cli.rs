@@ -60,6 +60,33 @@ fn queue_commands_and_stdin_batches_work() {
 }
 
 #[test]
+fn fifo_sends_take_a_group_and_a_deduplication_id_and_print_sequence_numbers() {
+    let daemon = Daemon::start();
+    stdout(&sluice(&daemon, &["queue", "create", "jobs.fifo", "--attr", "FifoQueue=true"], None));
+    let sent = stdout(&sluice(&daemon, &["send", "jobs.fifo", "first", "--group", "g", "--dedup-id", "one"], None));
+    let (message_id, sequence) = sent.trim().split_once(' ').expect("a message id and a sequence number");
+    assert_eq!(message_id.len(), 36);
+    assert!(sequence.parse::<u128>().is_ok(), "{sent}");
+    // The same id again is a duplicate: the same message and number.
+    assert_eq!(stdout(&sluice(&daemon, &["send", "jobs.fifo", "again", "--group", "g", "--dedup-id", "one"], None)), sent);
+    let lines: String = (0..25).map(|i| format!("line {i}\n")).collect();
+    assert!(stdout(&sluice(&daemon, &["send", "jobs.fifo", "-", "--group", "g", "--dedup-id", "batch"], Some(&lines))).contains("sent 25"));
+    let mut bodies = Vec::new();
+    loop {
+        let got = stdout(&sluice(&daemon, &["receive", "jobs.fifo", "--max", "10", "--delete"], None));
+        if got.is_empty() {
+            break;
+        }
+        bodies.extend(got.lines().map(str::to_owned));
+    }
+    let expected: Vec<String> = std::iter::once("first".to_owned()).chain((0..25).map(|i| format!("line {i}"))).collect();
+    assert_eq!(bodies, expected, "in order, once each");
+    let refused = sluice(&daemon, &["send", "jobs.fifo", "no group"], None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("MissingParameter"));
+}
+
+#[test]
 fn errors_print_the_aws_code_and_exit_non_zero() {
     let daemon = Daemon::start();
     let output = sluice(&daemon, &["send", "missing", "x"], None);

@@ -27,6 +27,16 @@ class Cli(unittest.TestCase):
         aws("sqs", "delete-message", "--queue-url", url, "--receipt-handle", message["ReceiptHandle"])
         self.assertNotIn("Messages", aws("sqs", "receive-message", "--queue-url", url, "--wait-time-seconds", "1"))
 
+    def test_sqs_fifo_queue_in_order_once(self):
+        url = aws("sqs", "create-queue", "--queue-name", unique("cli") + ".fifo", "--attributes", "FifoQueue=true,ContentBasedDeduplication=true")["QueueUrl"]
+        sent = [aws("sqs", "send-message", "--queue-url", url, "--message-body", f"step {i}", "--message-group-id", "job") for i in range(3)]
+        again = aws("sqs", "send-message", "--queue-url", url, "--message-body", "step 0", "--message-group-id", "job")
+        self.assertEqual(again["MessageId"], sent[0]["MessageId"])
+        self.assertEqual([int(s["SequenceNumber"]) for s in sent], sorted(int(s["SequenceNumber"]) for s in sent))
+        messages = aws("sqs", "receive-message", "--queue-url", url, "--max-number-of-messages", "10", "--attribute-names", "All")["Messages"]
+        self.assertEqual([m["Body"] for m in messages], ["step 0", "step 1", "step 2"])
+        self.assertEqual(messages[2]["Attributes"]["SequenceNumber"], sent[2]["SequenceNumber"])
+
     def test_sns_publish_reaches_a_subscribed_queue(self):
         url = aws("sqs", "create-queue", "--queue-name", unique("cli-sub"))["QueueUrl"]
         arn = aws("sqs", "get-queue-attributes", "--queue-url", url, "--attribute-names", "QueueArn")["Attributes"]["QueueArn"]

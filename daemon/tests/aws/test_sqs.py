@@ -111,6 +111,57 @@ class Sqs(unittest.TestCase):
         self.assertEqual(deleted.get("Failed", []), [])
         self.assertNotIn("Messages", self.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1))
 
+    def test_fifo_queues_keep_group_order_deduplicate_and_number(self):
+        name = unique("orders") + ".fifo"
+        url = self.sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        self.assertEqual(attributes["FifoQueue"], "true")
+        self.assertEqual(attributes["ContentBasedDeduplication"], "true")
+        self.assertEqual(attributes["DeduplicationScope"], "queue")
+        self.assertEqual(attributes["FifoThroughputLimit"], "perQueue")
+
+        first = self.sqs.send_message(QueueUrl=url, MessageBody="a1", MessageGroupId="a", MessageDeduplicationId="d1")
+        duplicate = self.sqs.send_message(QueueUrl=url, MessageBody="a1 again", MessageGroupId="a", MessageDeduplicationId="d1")
+        self.assertEqual(duplicate["MessageId"], first["MessageId"])
+        self.assertEqual(duplicate["SequenceNumber"], first["SequenceNumber"])
+        batch = self.sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": "1", "MessageBody": "a2", "MessageGroupId": "a"},
+            {"Id": "2", "MessageBody": "b1", "MessageGroupId": "b"},
+            {"Id": "3", "MessageBody": "a3", "MessageGroupId": "a"},
+        ])
+        self.assertEqual(sorted(entry["Id"] for entry in batch["Successful"]), ["1", "2", "3"])
+        sequences = [int(first["SequenceNumber"])] + [int(entry["SequenceNumber"]) for entry in sorted(batch["Successful"], key=lambda e: e["Id"])]
+        self.assertLess(sequences[0], sequences[1])
+        self.assertLess(sequences[1], sequences[3])
+
+        got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], ReceiveRequestAttemptId="try-1")["Messages"]
+        bodies = [m["Body"] for m in got]
+        self.assertEqual([b for b in bodies if b.startswith("a")], ["a1", "a2", "a3"])
+        self.assertEqual(len(bodies), 4)
+        self.assertEqual(got[0]["Attributes"]["MessageGroupId"], "a")
+        self.assertEqual(got[0]["Attributes"]["MessageDeduplicationId"], "d1")
+        self.assertEqual(got[0]["Attributes"]["SequenceNumber"], first["SequenceNumber"])
+        b1 = next(m for m in got if m["Body"] == "b1")
+        self.assertEqual(b1["Attributes"]["MessageDeduplicationId"], hashlib.sha256(b"b1").hexdigest())
+        # A retried attempt answers the same messages with the same receipts.
+        again = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, ReceiveRequestAttemptId="try-1")["Messages"]
+        self.assertEqual([m["ReceiptHandle"] for m in again], [m["ReceiptHandle"] for m in got])
+        # Every group is in flight: nothing more until they are deleted.
+        self.assertNotIn("Messages", self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10))
+        deleted = self.sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+        self.assertEqual(len(deleted["Successful"]), 4)
+        # Deleted, d1 is still within its window.
+        repeat = self.sqs.send_message(QueueUrl=url, MessageBody="a1", MessageGroupId="a", MessageDeduplicationId="d1")
+        self.assertEqual(repeat["MessageId"], first["MessageId"])
+        self.assertNotIn("Messages", self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10))
+
+        with Expect(self, "MissingParameter", 400):
+            self.sqs.send_message(QueueUrl=url, MessageBody="no group")
+        with Expect(self, "InvalidParameterValue", 400):
+            self.sqs.send_message(QueueUrl=url, MessageBody="delayed", MessageGroupId="a", DelaySeconds=5)
+        with Expect(self, "InvalidParameterValue", 400):
+            self.sqs.create_queue(QueueName=unique("no-suffix"), Attributes={"FifoQueue": "true"})
+
     def test_errors_arrive_as_the_sdk_models_them(self):
         url = self.queue("errors")
         with Expect(self, "AWS.SimpleQueueService.NonExistentQueue", 400) as expect:
