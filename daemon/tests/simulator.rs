@@ -53,6 +53,11 @@ fn the_queue_engine_keeps_acknowledged_sends_and_deletes_across_shards_and_resta
 }
 
 #[test]
+fn fifo_queues_keep_group_order_and_their_deduplication_window_across_shards_and_restarts() {
+    run_seeds(Target::Fifo, 50);
+}
+
+#[test]
 fn the_stream_engine_keeps_acknowledged_records_through_resharding_and_restarts() {
     run_seeds(Target::Streams, 100);
 }

@@ -17,7 +17,8 @@ use sluice_daemon::sim::{self, Options, Target};
 struct Args {
     /// What to simulate: `log` (the queues' log), `stream` (a stream shard's log), `queues`
     /// (the queue engine, with a topic, on several shards, through the operations clients
-    /// call), `streams` (the stream engine on several cores, resharding included) or `all`.
+    /// call), `streams` (the stream engine on several cores, resharding included), `fifo` (FIFO
+    /// queues: group order, deduplication, dead-letter moves between shards) or `all`.
     #[arg(long, default_value = "all")]
     target: String,
     /// Run this one seed (replays a failure exactly); overrides --seeds.
@@ -53,7 +54,7 @@ fn main() {
         name => match Target::parse(name) {
             Some(target) => vec![target],
             None => {
-                eprintln!("sluice-sim: unknown target {name:?} (log, stream or all)");
+                eprintln!("sluice-sim: unknown target {name:?} (log, stream, queues, streams, fifo or all)");
                 std::process::exit(2);
             }
         },

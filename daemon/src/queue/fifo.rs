@@ -133,12 +133,18 @@ struct Attempt {
     messages: Vec<(u64, u32, u64)>,
 }
 
-/// A FIFO partition's state beyond a standard one's.
+/// Deduplication keys by a fixed hash: the keys are SHA-256 prefixes (no client can make
+/// them collide), and compaction, which walks them, then journals the same records in the
+/// same order on every run (the simulator replays runs exactly).
+type DedupMap = HashMap<u128, DedupEntry, std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>>;
+
+/// A FIFO partition's state beyond a standard one's. (Groups are looked up by the client's
+/// names with a random hash, and never walked in hash order.)
 #[derive(Debug, Default)]
 pub struct Fifo {
     groups: HashMap<Arc<str>, Group>,
     ready: VecDeque<Arc<str>>,
-    dedup: HashMap<u128, DedupEntry>,
+    dedup: DedupMap,
     /// (expiry, key) in the order keys were added.
     dedup_order: VecDeque<(u64, u128)>,
     last_sequence: u64,
@@ -686,6 +692,15 @@ impl Partition {
                 .and_then(|&seq| self.slot_ref(seq))
                 .is_some_and(|slot| slot.state == SlotState::Visible && slot.payload.is_none())
         })
+    }
+
+    /// The groups as text (the simulator's failure reports).
+    pub fn describe_groups(&self) -> String {
+        let Some(fifo) = &self.fifo else { return "not FIFO".to_owned() };
+        let mut groups: Vec<String> =
+            fifo.groups.iter().map(|(name, g)| format!("{name}: {:?} inflight {} queued {}", g.seqs, g.inflight, g.queued)).collect();
+        groups.sort();
+        format!("groups [{}] ready {:?}", groups.join("; "), fifo.ready)
     }
 
     /// Drops the group bookkeeping (every message goes; deduplication keys stay).

@@ -22,8 +22,11 @@
 //!   call, with cross-shard calls that take time, long polls, dead-letter queues, delays,
 //!   payloads kept only in the log, compaction: see `queue_target`), and `streams` (the
 //!   stream engine on several cores: puts, full reads, and resharding under way while puts
-//!   are in flight: see `stream_engine_target`). Both run on `shards::SimShard`.
+//!   are in flight: see `stream_engine_target`), and `fifo` (FIFO queues on several shards:
+//!   group order, the deduplication window, dead-letter moves between shards: see
+//!   `fifo_target`). The engine targets run on `shards::SimShard`.
 
+pub mod fifo_target;
 pub mod harness;
 pub mod log_target;
 pub mod queue_target;
@@ -51,10 +54,11 @@ pub enum Target {
     Stream,
     Queues,
     Streams,
+    Fifo,
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [Target::Log, Target::Stream, Target::Queues, Target::Streams];
+    pub const ALL: [Target; 5] = [Target::Log, Target::Stream, Target::Queues, Target::Streams, Target::Fifo];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -62,6 +66,7 @@ impl Target {
             Target::Stream => "stream",
             Target::Queues => "queues",
             Target::Streams => "streams",
+            Target::Fifo => "fifo",
         }
     }
 
@@ -138,6 +143,7 @@ pub fn run(target: Target, seed: u64, options: Options) -> Result<Report, Failur
         Target::Stream => stream_target::run(&mut driver, options.steps),
         Target::Queues => queue_target::run(&mut driver, options.steps),
         Target::Streams => stream_engine_target::run(&mut driver, options.steps),
+        Target::Fifo => fifo_target::run(&mut driver, options.steps),
     };
     let mut report = std::mem::take(&mut driver.report);
     report.disk = driver.world.fs().stats();
