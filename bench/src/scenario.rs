@@ -18,14 +18,21 @@ pub enum Load {
     Max,
     /// Open loop at a fixed rate, msgs/s.
     Rate(u64),
-    /// Open loop at half of what Sluice (`--fsync always`) reached in `queue-max-100b` this session.
-    HalfSluiceMax,
+    /// Open loop at half of what Sluice (`--fsync always`) reached in the scenario named, this
+    /// session (measured first when it did not run).
+    HalfSluiceMax(&'static str),
 }
 
 /// What `sluice-load` does in a scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
     Queue,
+    /// The queue workload on a FIFO queue with `groups` message groups, each message with a
+    /// deduplication id of its own (NATS: publishes with a Nats-Msg-Id, deduplicated in a
+    /// five-minute window; no other peer has an equivalent).
+    Fifo {
+        groups: usize,
+    },
     /// Synchronous producers: `producers` of them, each with one SendMessageBatch of 10 in
     /// flight (what a producer that waits for each acknowledgement sees); consumers drain.
     QueueSync {
@@ -76,10 +83,19 @@ const fn queue(name: &'static str, what: &'static str, message_size: usize, load
     Scenario { name, what, message_size, load, workload: Workload::Queue, pending: None }
 }
 
-pub const SCENARIOS: [Scenario; 18] = [
+const fn fifo(name: &'static str, what: &'static str, groups: usize, load: Load) -> Scenario {
+    Scenario { name, what, message_size: 100, load, workload: Workload::Fifo { groups }, pending: None }
+}
+
+pub const SCENARIOS: [Scenario; 21] = [
     queue("queue-max-100b", "queue, maximum throughput, 100 B messages", 100, Load::Max),
     queue("queue-max-1k", "queue, maximum throughput, 1 KiB messages", 1024, Load::Max),
-    queue("queue-latency-half", "queue latency at half of Sluice's maximum (fsync always), 100 B", 100, Load::HalfSluiceMax),
+    queue(
+        "queue-latency-half",
+        "queue latency at half of Sluice's maximum (fsync always), 100 B",
+        100,
+        Load::HalfSluiceMax("queue-max-100b"),
+    ),
     queue("queue-latency-50k", "queue latency at a fixed 50,000 msgs/s, 100 B", 100, Load::Rate(50_000)),
     queue("queue-latency-5k", "queue latency at a fixed 5,000 msgs/s (a rate every peer sustains), 100 B", 100, Load::Rate(5_000)),
     Scenario {
@@ -132,6 +148,14 @@ pub const SCENARIOS: [Scenario; 18] = [
     stream("stream-ingest-16", "stream ingest alone, PutRecords of 100 1 KiB records over 16 shards, maximum", 16, 0),
     stream("stream-read-1", "stream ingest and reading, 4 shards, 1 push consumer per shard, 1 KiB, maximum", 4, 1),
     stream("stream-read-5", "stream ingest and reading, 4 shards, 5 push consumers per shard, 1 KiB, maximum", 4, 5),
+    fifo("fifo-max-1000-groups", "FIFO queue, 1,000 message groups, maximum throughput, 100 B", 1000, Load::Max),
+    fifo("fifo-max-1-group", "FIFO queue, one message group (all in one order), maximum throughput, 100 B", 1, Load::Max),
+    fifo(
+        "fifo-latency-half",
+        "FIFO queue latency, 1,000 groups, at half of Sluice's FIFO maximum (fsync always), 100 B",
+        1000,
+        Load::HalfSluiceMax("fifo-max-1000-groups"),
+    ),
 ];
 
 const fn stream(name: &'static str, what: &'static str, shards: usize, readers: usize) -> Scenario {
@@ -223,7 +247,8 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
     }
     let mut commands = format!("$ {}\n", std::env::args().collect::<Vec<_>>().join(" "));
     let mut outcomes = Vec::new();
-    let mut sluice_max: Option<f64> = None;
+    // What Sluice (`--fsync always`) reached in each maximum-throughput scenario run so far.
+    let mut sluice_max: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
     for scenario in &settings.scenarios {
         if let Some(reason) = scenario.pending {
             eprintln!("== {}: skipped: {reason}", scenario.name);
@@ -235,16 +260,16 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
         let rate = match scenario.load {
             Load::Max => None,
             Load::Rate(rate) => Some(rate),
-            Load::HalfSluiceMax => Some(match sluice_max {
+            Load::HalfSluiceMax(probe_name) => Some(match sluice_max.get(probe_name) {
                 Some(max) => (max / 2.0).round() as u64,
                 None => {
-                    eprintln!("== {}: measuring Sluice's maximum first", scenario.name);
-                    let probe = &SCENARIOS[0];
-                    let dir = folder.join("queue-max-100b");
+                    eprintln!("== {}: measuring Sluice's maximum in {probe_name} first", scenario.name);
+                    let probe = SCENARIOS.iter().find(|s| s.name == probe_name).ok_or("no such scenario to measure")?;
+                    let dir = folder.join(probe_name);
                     let outcome = run_one(settings, probe, System::SluiceFsyncAlways, None, &dir, &mut commands);
                     let max = received_per_second(&outcome).ok_or("could not measure Sluice's maximum")?;
                     outcomes.push(outcome);
-                    sluice_max = Some(max);
+                    sluice_max.insert(probe_name, max);
                     (max / 2.0).round() as u64
                 }
             }),
@@ -255,8 +280,10 @@ pub fn run(settings: &Settings) -> Result<PathBuf, String> {
                 continue;
             }
             let mut outcome = run_one(settings, scenario, system, rate, &dir, &mut commands);
-            if scenario.name == "queue-max-100b" && system == System::SluiceFsyncAlways {
-                sluice_max = received_per_second(&outcome);
+            if matches!(scenario.load, Load::Max) && system == System::SluiceFsyncAlways {
+                if let Some(max) = received_per_second(&outcome) {
+                    sluice_max.insert(scenario.name, max);
+                }
             }
             if matches!(scenario.workload, Workload::QueueSync { .. }) && system == System::SluiceFsyncAlways {
                 disk_floor(settings, &dir, &mut outcome, &mut commands);
@@ -331,6 +358,9 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
     load.args(["--producers", &producers]);
     match scenario.workload {
         Workload::Queue => load.args(["--workload", "queue", "--consumers", QUEUE_CONSUMERS, "--batch", "10"]),
+        Workload::Fifo { groups } => {
+            load.args(["--workload", "queue", "--consumers", QUEUE_CONSUMERS, "--batch", "10", "--fifo-groups", &groups.to_string()])
+        }
         Workload::QueueSync { .. } => load.args(["--workload", "queue", "--consumers", SYNC_CONSUMERS, "--batch", "10"]),
         Workload::Fanout { subscribers, consumers } => load.args([
             "--workload",

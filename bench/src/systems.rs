@@ -61,10 +61,15 @@ impl System {
         matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway)
     }
 
-    /// Whether `sluice-load` drives this system in `workload` (the gateway: queues only).
+    /// Whether `sluice-load` drives this system in `workload` (the gateway: queues only; FIFO:
+    /// Sluice over its protocol, and NATS with its deduplication window).
     pub fn runs(self, workload: crate::scenario::Workload) -> bool {
-        self != System::SluiceHttpGateway
-            || matches!(workload, crate::scenario::Workload::Queue | crate::scenario::Workload::QueueSync { .. })
+        use crate::scenario::Workload;
+        match workload {
+            Workload::Fifo { .. } => matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever | System::Nats),
+            Workload::Queue | Workload::QueueSync { .. } => true,
+            _ => self != System::SluiceHttpGateway,
+        }
     }
 
     /// Whether a message is on disk (fsynced) when the producer hears it was taken.

@@ -132,6 +132,13 @@ struct Args {
     /// Stream: shards of the stream.
     #[arg(long, default_value_t = 4)]
     shards: usize,
+    /// FIFO: message groups (0: a standard queue). For sluice the queue is `QUEUE.fifo`
+    /// (deduplication and throughput per message group) and each message of a batch goes to
+    /// the producer's next group, with a deduplication id of its own; for nats each publish
+    /// carries a Nats-Msg-Id (JetStream's deduplication window, set to five minutes as SQS's).
+    /// Other targets have no equivalent and refuse it.
+    #[arg(long, default_value_t = 0)]
+    fifo_groups: usize,
     /// Stop producing after this many messages in all (0: no limit). The run ends when the
     /// producers and consumers are done (a consumer is, once every send has its answer and
     /// nothing more arrives: a long poll comes back empty, or a push subscription is quiet
@@ -160,6 +167,9 @@ fn validate(args: &Args) -> Result<(), String> {
     }
     if args.cores == 0 || args.connections == 0 {
         return Err("--cores and --connections must be at least 1".into());
+    }
+    if args.fifo_groups > 0 && (args.workload != Workload::Queue || !matches!(args.target, Target::Sluice | Target::Nats)) {
+        return Err("--fifo-groups runs the queue workload on sluice (a FIFO queue) or nats (deduplicated publishes) only".into());
     }
     if args.duration == 0 {
         return Err("--duration must be at least 1 second".into());
@@ -204,12 +214,14 @@ fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
         Target::Sluice if args.workload == Workload::Stream => {
             sluice_stream::setup(endpoint, &args.queue, args.shards, args.cores * args.consumers).map(|()| sluice::GUARANTEE.to_owned())
         }
-        Target::Sluice => sluice::setup(endpoint, &args.queue, fanout_subscribers(args)).map(|()| sluice::GUARANTEE.to_owned()),
+        Target::Sluice => {
+            sluice::setup(endpoint, &sluice_queue(args), fanout_subscribers(args), args.fifo_groups).map(|()| sluice::GUARANTEE.to_owned())
+        }
         Target::SluiceHttp => sluice_http::setup(endpoint, &args.queue).map(|()| sluice_http::GUARANTEE.to_owned()),
         Target::Redis if args.workload == Workload::Stream => redis::setup_shards(endpoint, args.shards),
         Target::Redis => redis::setup(endpoint, fanout_subscribers(args)),
         Target::Nats if args.workload == Workload::Stream => nats::setup_shards(endpoint).map(|()| nats::GUARANTEE.to_owned()),
-        Target::Nats => nats::setup(endpoint, fanout_subscribers(args)).map(|()| nats::GUARANTEE.to_owned()),
+        Target::Nats => nats::setup(endpoint, fanout_subscribers(args), args.fifo_groups > 0).map(|()| nats::GUARANTEE.to_owned()),
         Target::Rabbitmq if args.workload == Workload::Stream => {
             rabbitmq::setup_shards(endpoint, args.shards).map(|()| rabbitmq::STREAM_GUARANTEE.to_owned())
         }
@@ -227,6 +239,15 @@ fn deliveries_per_message(args: &Args) -> usize {
 }
 
 /// Queues subscribed to the topic in the fanout workload; 0 otherwise.
+/// The Sluice queue to use: `--queue`, with `.fifo` for a FIFO run.
+fn sluice_queue(args: &Args) -> String {
+    if args.fifo_groups > 0 {
+        format!("{}.fifo", args.queue)
+    } else {
+        args.queue.clone()
+    }
+}
+
 fn fanout_subscribers(args: &Args) -> usize {
     if args.workload == Workload::Fanout {
         args.subscribers
@@ -261,7 +282,8 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
     let started = Instant::now();
     let mut threads = Vec::new();
     for core in 0..args.cores {
-        let (plan, ticks, endpoint, target, queue) = (plan.clone(), tick_tx.clone(), endpoint.to_owned(), args.target, args.queue.clone());
+        let (plan, ticks, endpoint, target, queue) = (plan.clone(), tick_tx.clone(), endpoint.to_owned(), args.target, sluice_queue(args));
+        let fifo_groups = args.fifo_groups;
         let subscribers = fanout_subscribers(args);
         let (stream, shards) = (args.workload == Workload::Stream, args.shards);
         // From the last CPU down, since sluiced pins its shards from CPU 0 up.
@@ -285,7 +307,7 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
                             ticks,
                         ));
                     }
-                    executor.run(run::run_core(sluice::Sluice { endpoint, queue, subscribers }, plan, core, started, ticks))
+                    executor.run(run::run_core(sluice::Sluice { endpoint, queue, subscribers, fifo_groups }, plan, core, started, ticks))
                 }
                 Target::SluiceHttp => run_on_tokio(sluice_http::SluiceHttp { endpoint, queue }, plan, core, started, ticks),
                 Target::Redis if stream => {
@@ -293,7 +315,9 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
                 }
                 Target::Redis => run_on_tokio(redis::Redis { url: redis::url(&endpoint), subscribers }, plan, core, started, ticks),
                 Target::Nats if stream => run_on_tokio(nats::NatsShards { endpoint, shards }, plan, core, started, ticks),
-                Target::Nats => run_on_tokio(nats::Nats { endpoint, subscribers }, plan, core, started, ticks),
+                Target::Nats => {
+                    run_on_tokio(nats::Nats { endpoint, subscribers, deduplicate: fifo_groups > 0 }, plan, core, started, ticks)
+                }
                 Target::Rabbitmq if stream => {
                     run_on_tokio(rabbitmq::RabbitShards { uri: rabbitmq::uri(&endpoint), shards }, plan, core, started, ticks)
                 }

@@ -31,14 +31,20 @@ pub struct Nats {
     pub endpoint: String,
     /// Fan-out: durable consumers on the stream (0: the queue workload's one).
     pub subscribers: usize,
+    /// Each publish carries a Nats-Msg-Id of its own (the FIFO comparison: JetStream checks it
+    /// against its deduplication window).
+    pub deduplicate: bool,
 }
+
+/// JetStream's deduplication window for the FIFO comparison: SQS's five minutes.
+const DEDUPLICATION_WINDOW: Duration = Duration::from_secs(300);
 
 fn error(e: impl std::fmt::Display) -> Error {
     e.to_string()
 }
 
 /// A fresh stream and durable pull consumer (one per subscriber for fan-out).
-pub fn setup(endpoint: &str, subscribers: usize) -> Result<(), Error> {
+pub fn setup(endpoint: &str, subscribers: usize, deduplicate: bool) -> Result<(), Error> {
     crate::peer_runtime().block_on(async {
         let client = async_nats::connect(endpoint).await.map_err(|e| format!("cannot reach NATS at {endpoint}: {e}"))?;
         let js = jetstream::new(client);
@@ -48,6 +54,7 @@ pub fn setup(endpoint: &str, subscribers: usize) -> Result<(), Error> {
                 name: STREAM.into(),
                 subjects: vec![SUBJECT.into()],
                 storage: stream::StorageType::File,
+                duplicate_window: if deduplicate { DEDUPLICATION_WINDOW } else { Duration::from_secs(120) },
                 ..Default::default()
             })
             .await
@@ -70,6 +77,8 @@ pub fn setup(endpoint: &str, subscribers: usize) -> Result<(), Error> {
 #[derive(Clone)]
 pub struct NatsProducer {
     js: jetstream::Context,
+    /// With deduplication: this producer's id and count of messages (for message ids).
+    dedup: Option<(u64, std::rc::Rc<std::cell::Cell<u64>>)>,
 }
 
 pub struct NatsConsumer {
@@ -89,7 +98,8 @@ impl Broker for Nats {
     }
 
     async fn producer(&self, js: &jetstream::Context) -> Result<NatsProducer, Error> {
-        Ok(NatsProducer { js: js.clone() })
+        let dedup = self.deduplicate.then(|| (fastrand::u64(..), std::rc::Rc::new(std::cell::Cell::new(0))));
+        Ok(NatsProducer { js: js.clone(), dedup })
     }
 
     async fn consumer(&self, js: &jetstream::Context, index: usize) -> Result<NatsConsumer, Error> {
@@ -105,7 +115,16 @@ impl Producer for NatsProducer {
     async fn send(&self, bodies: Vec<Bytes>) -> Result<(), Error> {
         let mut acks = Vec::with_capacity(bodies.len());
         for body in bodies {
-            acks.push(self.js.publish(SUBJECT, body).await.map_err(error)?);
+            let ack = match &self.dedup {
+                Some((producer, sent)) => {
+                    let k = sent.get();
+                    sent.set(k + 1);
+                    let publish = jetstream::message::PublishMessage::build().payload(body).message_id(format!("{producer:x}-{k}"));
+                    self.js.send_publish(SUBJECT, publish).await
+                }
+                None => self.js.publish(SUBJECT, body).await,
+            };
+            acks.push(ack.map_err(error)?);
         }
         for ack in acks {
             ack.await.map_err(error)?;

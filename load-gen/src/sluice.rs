@@ -5,6 +5,11 @@
 //! Fan-out: producers PublishBatch to a topic that `--subscribers` queues subscribe to with
 //! raw delivery (so every body keeps its send stamp); consumers are spread over the queues.
 //! A publish is acknowledged once every queue holds it, kept as for a send.
+//!
+//! FIFO (`--fifo-groups N`): a FIFO queue deduplicating per group; each producer sends its
+//! messages to groups in turn (message k of producer p to group (p + k) mod N), each with a
+//! deduplication id of its own, so every message is stored and each group's order is one
+//! producer's send order.
 
 use bytes::Bytes;
 use sluice_client::{Client, DeleteEntry, PublishEntry, ReceiveMessage, SendEntry};
@@ -22,16 +27,26 @@ pub struct Sluice {
     pub queue: String,
     /// Fan-out: the number of queues subscribed to the topic `queue` (0: the queue workload).
     pub subscribers: usize,
+    /// Message groups of a FIFO queue (0: a standard queue).
+    pub fifo_groups: usize,
 }
 
 /// Creates the queue before the run (it is kept if it exists); for fan-out, the topic named
 /// `queue` and its `subscribers` raw-delivery queues.
-pub fn setup(endpoint: &str, queue: &str, subscribers: usize) -> Result<(), Error> {
+pub fn setup(endpoint: &str, queue: &str, subscribers: usize, fifo_groups: usize) -> Result<(), Error> {
     let connection = sluice_client::blocking::BlockingClient::connect(endpoint, "sluice-load-setup")
         .map_err(|e| format!("cannot reach Sluice at {endpoint}: {e}"))?;
     let client = connection.client();
     if subscribers == 0 {
-        connection.block_on(client.create_queue(queue, vec![], vec![])).map_err(|e| e.to_string())?;
+        let attributes = if fifo_groups > 0 {
+            ["FifoQueue=true", "DeduplicationScope=messageGroup", "FifoThroughputLimit=perMessageGroupId"]
+                .iter()
+                .filter_map(|pair| pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .collect()
+        } else {
+            vec![]
+        };
+        connection.block_on(client.create_queue(queue, attributes, vec![])).map_err(|e| e.to_string())?;
         return Ok(());
     }
     let topic = connection.block_on(client.create_topic(queue, vec![], vec![])).map_err(|e| e.to_string())?;
@@ -65,6 +80,14 @@ pub struct SluiceProducer {
     client: Client,
     queue: std::rc::Rc<str>,
     fanout: bool,
+    fifo: Option<std::rc::Rc<FifoSender>>,
+}
+
+/// A FIFO producer's groups and its count of messages (for deduplication ids).
+pub struct FifoSender {
+    groups: Vec<String>,
+    producer: u64,
+    sent: std::cell::Cell<u64>,
 }
 
 pub struct SluiceConsumer {
@@ -84,7 +107,14 @@ impl Broker for Sluice {
     }
 
     async fn producer(&self, connection: &Client) -> Result<SluiceProducer, Error> {
-        Ok(SluiceProducer { client: connection.clone(), queue: self.queue.as_str().into(), fanout: self.subscribers > 0 })
+        let fifo = (self.fifo_groups > 0).then(|| {
+            std::rc::Rc::new(FifoSender {
+                groups: (0..self.fifo_groups).map(|g| format!("g{g}")).collect(),
+                producer: fastrand::u64(..),
+                sent: std::cell::Cell::new(0),
+            })
+        });
+        Ok(SluiceProducer { client: connection.clone(), queue: self.queue.as_str().into(), fanout: self.subscribers > 0, fifo })
     }
 
     async fn consumer(&self, connection: &Client, index: usize) -> Result<SluiceConsumer, Error> {
@@ -107,7 +137,21 @@ impl Producer for SluiceProducer {
                 Some(entry) => Err(format!("{} of the batch failed, first: {entry:?}", failed.len())),
             };
         }
-        let entries = bodies.into_iter().zip(IDS).map(|(body, id)| SendEntry { id: id.to_owned(), body, ..SendEntry::default() }).collect();
+        let entries = bodies
+            .into_iter()
+            .zip(IDS)
+            .map(|(body, id)| {
+                let mut entry = SendEntry { id: id.to_owned(), body, ..SendEntry::default() };
+                if let Some(fifo) = &self.fifo {
+                    let k = fifo.sent.get();
+                    fifo.sent.set(k + 1);
+                    let group = &fifo.groups[((fifo.producer % fifo.groups.len() as u64 + k) % fifo.groups.len() as u64) as usize];
+                    entry.message_group_id = Some(group.clone());
+                    entry.deduplication_id = Some(format!("{:x}-{k}", fifo.producer));
+                }
+                entry
+            })
+            .collect();
         let (_, failed) = self.client.send_message_batch(&self.queue, entries).await.map_err(|e| e.to_string())?;
         match failed.first() {
             None => Ok(()),
