@@ -153,6 +153,7 @@ proptest! {
         let mut last_sequence = 0u64;
         let mut receipts: Vec<(u64, u128, u32)> = Vec::new(); // (seq, message id, receive count)
         for step in steps {
+            let step_name = format!("{step:?}");
             match step {
                 Step::Send { group, dedup } => {
                     let key = dedup_key(None, &format!("d{dedup}"));
@@ -252,6 +253,10 @@ proptest! {
                     while let Some(from) = cursor {
                         cursor = live.relocate(from, cutoff as u64 + 1, 3, &mut Vec::new());
                     }
+                    let mut position = Some(0);
+                    while let Some(from) = position {
+                        position = live.relocate_dedup(cutoff as u64 + 1, from, 2);
+                    }
                     commit(&mut live, &mut journal);
                     start = cutoff;
                 }
@@ -265,6 +270,9 @@ proptest! {
                 }
             }
             commit(&mut live, &mut journal);
+            if let Err(fault) = live.check_groups() {
+                prop_assert!(false, "after {:?}: {}", step_name, fault);
+            }
             let counts = live.counts(now, RETENTION_MS);
             prop_assert_eq!(counts.visible + counts.inflight, model.messages.len() as u64);
         }

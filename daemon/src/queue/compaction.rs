@@ -70,6 +70,20 @@ pub async fn compact_once<H: QueueHost>(host: &Rc<H>) -> anyhow::Result<usize> {
                 to_load.clear();
                 host.env().yield_if_needed().await;
             }
+            // A FIFO queue's deduplication ids kept for their window, a step at a time too.
+            let mut position = Some(0);
+            while let Some(from) = position {
+                let appended = {
+                    let mut partitions = host.queues().partitions.borrow_mut();
+                    let Some(partition) = partitions.get_mut(&queue_id) else { break };
+                    position = partition.relocate_dedup(cutoff, from, COMPACTION_STEP);
+                    host.queues().storage.commit(partition).map_err(|e| anyhow::anyhow!(e.message))?
+                };
+                if let Some(ticket) = appended {
+                    log.written(ticket.0).await?;
+                }
+                host.env().yield_if_needed().await;
+            }
         }
     }
     // Whatever superseded the records about to go — the copies just written, and records an

@@ -138,15 +138,89 @@ struct Attempt {
 /// same order on every run (the simulator replays runs exactly).
 type DedupMap = HashMap<u128, DedupEntry, std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>>;
 
+/// Keys a generation of the window starts with room for, at least.
+const GENERATION_MIN: usize = 4096;
+/// Expired keys whose records a tick releases at most (a generation goes a step at a time).
+const DRAIN_STEP: usize = 65_536;
+
+/// The deduplication window: keys in generations, oldest first, new keys going into the
+/// newest. A generation is sealed when full and never resized (a hash table that doubles
+/// while holding millions of keys stalls the shard while it moves them); the next one has room
+/// for as many keys as the window holds, so a window of N keys spans about log2(N / 4096)
+/// tables at first and two or three once it is steady (older ones expire); a generation goes
+/// as a whole once its last key has expired, its records released a step at a time.
+#[derive(Debug, Default)]
+struct DedupWindow {
+    generations: VecDeque<(DedupMap, u64)>,
+    /// An expired generation whose records are still being released.
+    draining: Option<std::collections::hash_map::IntoIter<u128, DedupEntry>>,
+    len: usize,
+}
+
+impl DedupWindow {
+    fn get(&self, key: &u128) -> Option<&DedupEntry> {
+        self.generations.iter().rev().find_map(|(map, _)| map.get(key))
+    }
+
+    fn get_mut(&mut self, key: &u128) -> Option<&mut DedupEntry> {
+        self.generations.iter_mut().rev().find_map(|(map, _)| map.get_mut(key))
+    }
+
+    fn remove(&mut self, key: &u128) -> Option<DedupEntry> {
+        let removed = self.generations.iter_mut().rev().find_map(|(map, _)| map.remove(key));
+        self.len -= usize::from(removed.is_some());
+        removed
+    }
+
+    /// Adds a key not in the window.
+    fn insert(&mut self, key: u128, entry: DedupEntry) {
+        let full = self.generations.back().is_none_or(|(map, _)| map.len() >= map.capacity());
+        if full {
+            let room = self.len.max(GENERATION_MIN);
+            self.generations.push_back((DedupMap::with_capacity_and_hasher(room, Default::default()), 0));
+        }
+        let (map, last_expiry) = self.generations.back_mut().expect("a generation");
+        map.insert(key, entry);
+        *last_expiry = (*last_expiry).max(entry.expires_ms);
+        self.len += 1;
+    }
+
+    fn values(&self) -> impl Iterator<Item = &DedupEntry> {
+        self.generations.iter().flat_map(|(map, _)| map.values())
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&u128, &mut DedupEntry)> {
+        self.generations.iter_mut().flat_map(|(map, _)| map.iter_mut())
+    }
+
+    /// Lets generations whose keys have all expired go, and releases up to `DRAIN_STEP` of
+    /// their records into `released`.
+    fn expire(&mut self, now_ms: u64, released: &mut Vec<(u64, u32)>) {
+        if self.draining.is_none() && self.generations.front().is_some_and(|(_, last)| *last <= now_ms) {
+            let (map, _) = self.generations.pop_front().expect("a generation");
+            self.len -= map.len();
+            self.draining = Some(map.into_iter());
+        }
+        if let Some(draining) = &mut self.draining {
+            let mut taken = 0;
+            for (_, entry) in draining.by_ref().take(DRAIN_STEP) {
+                taken += 1;
+                released.extend(released_record(entry.held));
+            }
+            if taken < DRAIN_STEP {
+                self.draining = None;
+            }
+        }
+    }
+}
+
 /// A FIFO partition's state beyond a standard one's. (Groups are looked up by the client's
 /// names with a random hash, and never walked in hash order.)
 #[derive(Debug, Default)]
 pub struct Fifo {
     groups: HashMap<Arc<str>, Group>,
     ready: VecDeque<Arc<str>>,
-    dedup: DedupMap,
-    /// (expiry, key) in the order keys were added.
-    dedup_order: VecDeque<(u64, u128)>,
+    dedup: DedupWindow,
     last_sequence: u64,
     attempts: HashMap<String, Attempt>,
     attempt_order: VecDeque<(u64, String)>,
@@ -213,8 +287,11 @@ impl Fifo {
             entry.inflight = entry.inflight.saturating_sub(1);
         }
         if entry.seqs.is_empty() && entry.inflight == 0 {
-            // `ready` may still name it: a name with no group is passed over.
-            self.groups.remove(group);
+            // A group on `ready` stays until a receive takes it off (so `ready` never names a
+            // group twice, nor one that is gone).
+            if !entry.queued {
+                self.groups.remove(group);
+            }
         } else if entry.inflight == 0 && !entry.queued {
             entry.queued = true;
             self.ready.push_back(group.clone());
@@ -231,17 +308,17 @@ impl Fifo {
         self.last_sequence = self.last_sequence.max(entry.sequence);
         match self.dedup.get_mut(&key) {
             Some(existing) if existing.expires_ms > entry.expires_ms => None,
-            Some(existing) => {
-                let previous = existing.held;
-                if existing.expires_ms != entry.expires_ms {
-                    self.dedup_order.push_back((entry.expires_ms, key));
-                }
-                *existing = entry;
-                Some(previous)
+            // Same window: refreshed where it is.
+            Some(existing) if existing.expires_ms == entry.expires_ms => Some(std::mem::replace(existing, entry).held),
+            Some(_) => {
+                // A later window: the key moves to the newest generation (its old generation
+                // may go before the new expiry).
+                let previous = self.dedup.remove(&key).map(|old| old.held);
+                self.dedup.insert(key, entry);
+                previous
             }
             None => {
                 self.dedup.insert(key, entry);
-                self.dedup_order.push_back((entry.expires_ms, key));
                 None
             }
         }
@@ -428,11 +505,17 @@ impl Partition {
         }
     }
 
-    /// Journals again the `Dedup` records below `below_log_seq` (compaction).
-    pub(super) fn relocate_dedup(&mut self, below_log_seq: u64) {
+    /// Journals again the `Dedup` records below `below_log_seq` among the keys at positions
+    /// `from..from + budget` of the window (compaction, a step at a time: a window holds
+    /// millions of keys). Returns where to go on, or `None` when done. (A key that moves while
+    /// compaction goes on may be passed over; compaction then finds its record still live and
+    /// tries again later.)
+    pub fn relocate_dedup(&mut self, below_log_seq: u64, from: usize, budget: usize) -> Option<usize> {
         let queue_id = self.queue_id();
-        let Some(fifo) = self.fifo.as_mut() else { return };
-        for (&key, entry) in fifo.dedup.iter_mut() {
+        let fifo = self.fifo.as_mut()?;
+        let mut seen = 0;
+        for (&key, entry) in fifo.dedup.iter_mut().skip(from).take(budget) {
+            seen += 1;
             if let Held::Record(log_seq, _) = entry.held {
                 if log_seq != 0 && log_seq < below_log_seq {
                     let DedupEntry { message_id, sequence, expires_ms, .. } = *entry;
@@ -440,23 +523,13 @@ impl Partition {
                 }
             }
         }
+        (seen == budget).then_some(from + budget)
     }
 
     /// Forgets keys whose window has ended, releasing their records; forgets old attempts.
     pub(super) fn expire_dedup(&mut self, now_ms: u64) {
         let Some(fifo) = self.fifo.as_mut() else { return };
-        while let Some(&(expires, key)) = fifo.dedup_order.front() {
-            if expires > now_ms {
-                break;
-            }
-            fifo.dedup_order.pop_front();
-            if fifo.dedup.get(&key).is_some_and(|entry| entry.expires_ms == expires) {
-                let entry = fifo.dedup.remove(&key).expect("looked up");
-                if let Some(record) = released_record(entry.held) {
-                    self.released.push(record);
-                }
-            }
-        }
+        fifo.dedup.expire(now_ms, &mut self.released);
         fifo.prune_attempts(now_ms);
     }
 
@@ -481,6 +554,10 @@ impl Partition {
             let Some(name) = fifo.ready.pop_front() else { break };
             let Some(group) = fifo.groups.get_mut(&name) else { continue };
             group.queued = false;
+            if group.seqs.is_empty() && group.inflight == 0 {
+                fifo.groups.remove(&name);
+                continue;
+            }
             if group.inflight > 0 {
                 continue;
             }
@@ -694,6 +771,42 @@ impl Partition {
         })
     }
 
+    /// Checks the group bookkeeping against the messages: each group's messages in order and
+    /// in the group, its in-flight count, and `ready` naming exactly the groups marked queued,
+    /// once each (the model test runs this after every step).
+    pub fn check_groups(&self) -> Result<(), String> {
+        let Some(fifo) = &self.fifo else { return Ok(()) };
+        let mut on_ready = std::collections::HashSet::new();
+        for name in &fifo.ready {
+            if !on_ready.insert(name.clone()) {
+                return Err(format!("ready names {name} twice"));
+            }
+            if !fifo.groups.get(name).is_some_and(|g| g.queued) {
+                return Err(format!("ready names {name}, which is not a queued group"));
+            }
+        }
+        for (name, group) in &fifo.groups {
+            if group.queued != on_ready.contains(name) {
+                return Err(format!("group {name} is marked queued {} but ready says otherwise", group.queued));
+            }
+            if !group.seqs.iter().zip(group.seqs.iter().skip(1)).all(|(a, b)| a < b) {
+                return Err(format!("group {name}'s messages are out of order: {:?}", group.seqs));
+            }
+            let mut inflight = 0;
+            for &seq in &group.seqs {
+                let slot = self.slot_ref(seq).ok_or_else(|| format!("group {name} names {seq}, which is gone"))?;
+                if slot.fifo.as_ref().map(|f| &f.group) != Some(name) {
+                    return Err(format!("message {seq} is in group {name} but says otherwise"));
+                }
+                inflight += u32::from(matches!(slot.state, SlotState::InFlight { .. }));
+            }
+            if inflight != group.inflight {
+                return Err(format!("group {name} counts {} in flight, its messages {inflight}", group.inflight));
+            }
+        }
+        Ok(())
+    }
+
     /// The groups as text (the simulator's failure reports).
     pub fn describe_groups(&self) -> String {
         let Some(fifo) = &self.fifo else { return "not FIFO".to_owned() };
@@ -731,6 +844,47 @@ mod tests {
     #[test]
     fn content_deduplication_is_the_bodys_sha256() {
         assert_eq!(content_deduplication_id(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn the_window_spans_generations_and_lets_them_go_when_expired() {
+        let mut window = DedupWindow::default();
+        let entry = |i: u64| DedupEntry {
+            message_id: i as u128,
+            sequence: i,
+            expires_ms: 1_000 + i,
+            held: if i.is_multiple_of(2) { Held::Record(i + 1, 64) } else { Held::Message(i) },
+        };
+        for i in 0..50_000u64 {
+            window.insert(i as u128 + 1, entry(i));
+        }
+        assert!(window.generations.len() > 3, "sealed generations: {}", window.generations.len());
+        assert!(window.generations.iter().all(|(map, _)| map.len() <= map.capacity()), "no generation grew past its room");
+        assert_eq!(window.len, 50_000);
+        for i in [0u64, 4_095, 4_096, 30_000, 49_999] {
+            assert_eq!(window.get(&(i as u128 + 1)).map(|e| e.sequence), Some(i));
+        }
+        // Moved to a later window, a key is found once, in the newest generation.
+        let later = DedupEntry { expires_ms: 1_000_000, ..entry(7) };
+        let old = window.remove(&8).unwrap();
+        assert_eq!(old.sequence, 7);
+        window.insert(8, later);
+        assert_eq!(window.get(&8).map(|e| e.expires_ms), Some(1_000_000));
+        // Nothing has expired at 1,000: nothing goes.
+        let mut released = Vec::new();
+        window.expire(1_000, &mut released);
+        assert!(released.is_empty() && window.draining.is_none());
+        // Past every first-window expiry, generations go one by one, their records released —
+        // all but the newest, which holds the moved key until its later expiry.
+        let newest: Vec<u128> = window.generations.back().unwrap().0.keys().copied().collect();
+        let held_elsewhere = (0..50_000u64).filter(|i| i.is_multiple_of(2) && !newest.contains(&(*i as u128 + 1))).count();
+        for _ in 0..100 {
+            window.expire(60_000, &mut released);
+        }
+        assert_eq!(window.generations.len(), 1);
+        assert_eq!(window.len, newest.len());
+        assert_eq!(released.len(), held_elsewhere, "one record per key a Dedup record held");
+        assert_eq!(window.get(&8).map(|e| e.sequence), Some(7));
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub(super) struct Slot {
     /// Taken from a topic's feed since the start (its `Fed` record may not be durable yet).
     fed: bool,
     /// In a FIFO queue: its group and deduplication key, also while its payload is only in the log.
-    fifo: Option<Box<FifoSlot>>,
+    pub(super) fifo: Option<Box<FifoSlot>>,
 }
 
 impl Slot {
@@ -428,13 +428,13 @@ impl Partition {
     }
 
     /// Journals a full copy (`Restored`) of every live message at or after `from_seq` whose
-    /// full record is below `below_log_seq`, looking at no more than `budget` slots.
+    /// full record is below `below_log_seq`, looking at no more than `budget` slots (a FIFO
+    /// queue's `Dedup` records move with `relocate_dedup`).
     /// Returns where to continue, or `None` when the partition is done. Compaction uses
     /// this to move live messages out of old segments. A message whose payload is only in
     /// the log is listed in `to_load` instead: read it and pass it to `relocate_loaded`.
     pub fn relocate(&mut self, from_seq: u64, below_log_seq: u64, budget: usize, to_load: &mut Vec<(u64, Placement)>) -> Option<u64> {
         if from_seq == 0 {
-            self.relocate_dedup(below_log_seq);
             for index in 0..self.cursors.len() {
                 if self.cursors[index].record.0 != 0 && self.cursors[index].record.0 < below_log_seq {
                     self.journal_cursor(index);
