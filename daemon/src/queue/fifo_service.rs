@@ -6,15 +6,14 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use sluice_protocol::digest::{hex, md5_of_attributes, md5_of_body};
 use sluice_protocol::limits::FIFO_ID_CHARS_MAX;
 use sluice_protocol::*;
 
 use super::calls::{AcceptMoved, DeleteFifo, SendFifo};
 use super::fifo::{content_deduplication_id, dedup_key, owner, FifoSend};
-use super::partition::{Moved, Partition, Payload};
+use super::partition::{Moved, Partition};
 use super::receipt::Receipt;
-use super::service::{check_entry, detach_from_frame, format_uuid, new_message_id, notify_visible};
+use super::service::{check_entry, detach_from_frame, format_uuid, new_message_id, notify_visible, payload_of};
 use super::{call_on, MessageRef, QueueHost};
 use crate::catalog::queues::DeduplicationScope;
 use crate::catalog::{queue_does_not_exist, QueueMeta};
@@ -24,6 +23,14 @@ use crate::storage::Ticket;
 /// punctuation characters.
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= FIFO_ID_CHARS_MAX && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Checks a `MessageGroupId` (a FIFO queue's group, or a fair queue's tenant).
+pub fn check_group_id(group: &str) -> Result<(), OpError> {
+    if valid_id(group) {
+        return Ok(());
+    }
+    Err(OpError::new(ErrorCode::InvalidParameterValue, "MessageGroupId must be 1 to 128 alphanumeric or punctuation characters."))
 }
 
 /// Checks a `ReceiveRequestAttemptId`.
@@ -51,13 +58,7 @@ fn check_fifo_entry(meta: &QueueMeta, entry: &SendEntry) -> Result<(), OpError> 
     }
     match &entry.message_group_id {
         None => return Err(OpError::new(ErrorCode::MissingParameter, "The request must contain the parameter MessageGroupId.")),
-        Some(group) if !valid_id(group) => {
-            return Err(OpError::new(
-                ErrorCode::InvalidParameterValue,
-                "MessageGroupId must be 1 to 128 alphanumeric or punctuation characters.",
-            ))
-        }
-        Some(_) => {}
+        Some(group) => check_group_id(group)?,
     }
     match &entry.deduplication_id {
         None if !meta.attributes.content_based_deduplication => Err(OpError::new(
@@ -130,11 +131,8 @@ pub async fn send_local<H: QueueHost>(
         let mut partitions = host.queues().partitions.borrow_mut();
         let partition = partitions.entry(queue_id).or_insert_with(|| Partition::for_queue(queue_id));
         partition.make_fifo();
-        for entry in entries {
-            let md5_body = md5_of_body(&entry.body);
-            let md5_attributes = md5_of_attributes(&entry.attributes);
-            let md5_system = md5_of_attributes(&entry.system_attributes);
-            let deduplication_id = match entry.deduplication_id {
+        for mut entry in entries {
+            let deduplication_id = match entry.deduplication_id.take() {
                 Some(id) => id,
                 None => content_deduplication_id(&entry.body),
             };
@@ -143,17 +141,7 @@ pub async fn send_local<H: QueueHost>(
                 DeduplicationScope::MessageGroup => entry.message_group_id.as_deref(),
             };
             let key = dedup_key(scope, &deduplication_id);
-            let payload = Payload {
-                md5_of_body: md5_body,
-                md5_of_attributes: md5_attributes,
-                trace_header: entry.system_attributes.into_iter().next().and_then(|a| a.string_value),
-                attributes: (!entry.attributes.is_empty()).then(|| Arc::from(entry.attributes)),
-                message_group_id: entry.message_group_id,
-                sent_ms: now,
-                dead_letter_source_arn: None,
-                fifo: None,
-                body: entry.body,
-            };
+            let (payload, result) = payload_of(entry, now);
             let new_id = new_message_id();
             let (message_id, sequence) = match partition.send_fifo(new_id, payload, (key, Arc::from(deduplication_id)), now) {
                 FifoSend::Stored { seq, sequence } => {
@@ -165,14 +153,7 @@ pub async fn send_local<H: QueueHost>(
                     (message_id, sequence)
                 }
             };
-            results.push(Ok(SendResult {
-                id: entry.id,
-                message_id: format_uuid(message_id),
-                md5_of_body: hex(&md5_body),
-                md5_of_attributes: md5_attributes.as_ref().map(hex),
-                md5_of_system_attributes: md5_system.as_ref().map(hex),
-                sequence_number: Some(sequence.to_string()),
-            }));
+            results.push(Ok(SendResult { message_id: format_uuid(message_id), sequence_number: Some(sequence.to_string()), ..result }));
         }
         let commit = host.queues().storage.commit(partition);
         if commit.is_err() {

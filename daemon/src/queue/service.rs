@@ -299,16 +299,30 @@ fn send_one<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, entry: SendEntry, now:
         ));
     }
     if let Some(group) = &entry.message_group_id {
-        if group.is_empty() || group.len() > 128 || !group.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(OpError::new(
-                ErrorCode::InvalidParameterValue,
-                "MessageGroupId must be 1 to 128 alphanumeric or punctuation characters.",
-            ));
-        }
+        // A fair queue's tenant: stored and returned, checked as a FIFO queue's group is.
+        fifo_service::check_group_id(group)?;
     }
+    let (payload, mut result) = payload_of(entry, now);
+    let message_id = new_message_id();
+    append_message(host, meta, message_id, Arc::new(payload), delay_s as u64 * 1000, now, sends)?;
+    result.message_id = format_uuid(message_id);
+    Ok(result)
+}
+
+/// A send entry's payload, sent at `now`, and its answer but for the message id (and a FIFO
+/// queue's sequence number): the entry's id and the digests of its body and attributes.
+pub fn payload_of(entry: SendEntry, now: u64) -> (Payload, SendResult) {
     let md5_body = md5_of_body(&entry.body);
     let md5_attributes = md5_of_attributes(&entry.attributes);
     let md5_system = md5_of_attributes(&entry.system_attributes);
+    let result = SendResult {
+        id: entry.id,
+        message_id: String::new(),
+        md5_of_body: hex(&md5_body),
+        md5_of_attributes: md5_attributes.as_ref().map(hex),
+        md5_of_system_attributes: md5_system.as_ref().map(hex),
+        sequence_number: None,
+    };
     let payload = Payload {
         md5_of_body: md5_body,
         md5_of_attributes: md5_attributes,
@@ -320,17 +334,7 @@ fn send_one<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, entry: SendEntry, now:
         fifo: None,
         body: entry.body,
     };
-    let message_id = new_message_id();
-    append_message(host, meta, message_id, Arc::new(payload), delay_s as u64 * 1000, now, sends)?;
-    let result = SendResult {
-        id: entry.id,
-        message_id: format_uuid(message_id),
-        md5_of_body: hex(&md5_body),
-        md5_of_attributes: md5_attributes.as_ref().map(hex),
-        md5_of_system_attributes: md5_system.as_ref().map(hex),
-        sequence_number: None,
-    };
-    Ok(result)
+    (payload, result)
 }
 
 /// Appends one message to this shard's partition of a queue (the caller has checked
