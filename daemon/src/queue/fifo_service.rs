@@ -165,8 +165,14 @@ pub async fn send_local<H: QueueHost>(
         commit
     };
     let storage = &host.queues().storage;
+    let commit = commit?;
+    // Receivable at once, as a standard queue's messages are (if the record is then lost, so
+    // is the message, and nothing after it in its group was sent yet).
+    if !stored.is_empty() && meta.attributes.delay_seconds == 0 {
+        notify_visible(host, queue_id);
+    }
     // A duplicate is answered once the message it repeats is kept: wait for all the log holds.
-    let ticket = match (commit?, duplicates) {
+    let ticket = match (commit, duplicates) {
         (Some(ticket), false) => ticket,
         _ => Ticket(storage.log().next_seq() - 1),
     };
@@ -179,9 +185,6 @@ pub async fn send_local<H: QueueHost>(
             storage.release_from(partition);
         }
         return Err(error);
-    }
-    if !stored.is_empty() && meta.attributes.delay_seconds == 0 {
-        notify_visible(host, queue_id);
     }
     Ok(results)
 }
@@ -241,11 +244,14 @@ pub async fn delete_local<H: QueueHost>(
     };
     let storage = &host.queues().storage;
     let ticket = commit?.unwrap_or(Ticket(storage.log().next_seq() - 1));
-    storage.durable(ticket).await?;
-    // A group whose in-flight message went may be available now.
+    // A group whose in-flight messages went is available now, while the delete is on its way
+    // to the disk: waiting receives are woken at once, so a group's next receive overlaps
+    // this delete's fdatasync. (A crash before it is durable brings the deleted messages
+    // back first in their group: delivered again, never out of order.)
     if receivable {
         notify_visible(host, queue_id);
     }
+    storage.durable(ticket).await?;
     Ok(outcomes)
 }
 
