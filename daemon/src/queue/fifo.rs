@@ -568,7 +568,7 @@ impl Partition {
             while delivered.len() < wanted {
                 let fifo = self.fifo.as_mut().expect("FIFO partition");
                 let Some(&seq) = fifo.groups.get(&name).and_then(|g| g.seqs.get(index)) else { break };
-                let Some(slot) = self.slot_ref(seq) else {
+                let Some(slot) = self.slot(seq) else {
                     index += 1;
                     continue;
                 };
@@ -599,14 +599,13 @@ impl Partition {
                             receive_count: slot.receive_count,
                             first_receive_ms: slot.first_receive_ms,
                         };
-                        let deadline_ms = now_ms + MOVE_HOLD_MS;
-                        self.set_inflight(seq, SlotState::InFlight { deadline_ms, received_ms: now_ms });
+                        self.hold_inflight(seq, now_ms + MOVE_HOLD_MS, now_ms);
                         taken += 1;
                         moved.push(moved_message);
                     }
                     break;
                 }
-                let delivery = self.deliver(seq, now_ms, rules.visibility_ms);
+                let delivery = self.deliver(seq, payload, now_ms, rules.visibility_ms);
                 delivered.push(delivery);
                 taken += 1;
                 index += 1;
@@ -635,9 +634,7 @@ impl Partition {
         if !self.holds(seq, tag) {
             return;
         }
-        if let Some((slot_fifo, _)) = self.slot_fifo(seq).cloned().map(|f| (f, ())) {
-            self.retire_dedup(seq, slot_fifo.dedup_key);
-        }
+        self.retire_dedup_of(seq);
         if self.remove(seq).is_some() {
             self.journal.push(Event::MovedOut { queue_id: self.queue_id(), seq });
         }
@@ -663,7 +660,7 @@ impl Partition {
         if !self.holds(seq, tag) {
             return Ok(false);
         }
-        let slot = self.slot_ref(seq).expect("held");
+        let slot = self.slot(seq).expect("held");
         match slot.state {
             SlotState::InFlight { deadline_ms, .. } if deadline_ms > now_ms && slot.receive_count == receive_count => Ok(self.delete(seq)),
             _ => Err(super::partition::expired_receipt()),
@@ -678,7 +675,7 @@ impl Partition {
         fifo.prune_attempts(now_ms);
         let messages = fifo.attempts.get(id)?.messages.clone();
         let stands = messages.iter().all(|&(seq, receive_count, deadline)| {
-            self.slot_ref(seq).is_some_and(|slot| {
+            self.slot(seq).is_some_and(|slot| {
                 slot.receive_count == receive_count
                     && slot.payload.is_some()
                     && matches!(slot.state, SlotState::InFlight { deadline_ms, .. } if deadline_ms == deadline && deadline > now_ms)
@@ -691,8 +688,7 @@ impl Partition {
         let deadline_ms = now_ms + visibility_ms;
         let mut delivered = Vec::with_capacity(messages.len());
         for &(seq, _, _) in &messages {
-            let SlotState::InFlight { received_ms, .. } = self.slot_ref(seq)?.state else { return None };
-            self.set_deadline(seq, SlotState::InFlight { deadline_ms, received_ms });
+            self.set_deadline(seq, deadline_ms);
             delivered.push(self.delivery_of(seq)?);
         }
         let attempt = self.fifo.as_mut()?.attempts.get_mut(id)?;
@@ -706,7 +702,7 @@ impl Partition {
     pub fn remember_attempt(&mut self, id: String, delivered: &[Delivery], now_ms: u64) {
         let messages: Vec<(u64, u32, u64)> = delivered
             .iter()
-            .filter_map(|d| match self.slot_ref(d.seq)?.state {
+            .filter_map(|d| match self.slot(d.seq)?.state {
                 SlotState::InFlight { deadline_ms, .. } => Some((d.seq, d.receive_count, deadline_ms)),
                 _ => None,
             })
@@ -734,7 +730,7 @@ impl Partition {
                 && group
                     .seqs
                     .front()
-                    .and_then(|&seq| self.slot_ref(seq))
+                    .and_then(|&seq| self.slot(seq))
                     .is_some_and(|slot| slot.state == SlotState::Visible && slot.sent_ms + delay_ms <= now_ms)
         })
     }
@@ -750,7 +746,7 @@ impl Partition {
                 if out.len() >= max_messages || bytes >= max_bytes {
                     return;
                 }
-                let Some(slot) = self.slot_ref(seq) else { continue };
+                let Some(slot) = self.slot(seq) else { continue };
                 if slot.state == SlotState::Visible && slot.payload.is_none() && !out.iter().any(|(s, _)| *s == seq) {
                     out.push((seq, slot.placement));
                     bytes += slot.placement.bytes as u64;
@@ -766,7 +762,7 @@ impl Partition {
             fifo.groups
                 .get(name)
                 .and_then(|group| group.seqs.front())
-                .and_then(|&seq| self.slot_ref(seq))
+                .and_then(|&seq| self.slot(seq))
                 .is_some_and(|slot| slot.state == SlotState::Visible && slot.payload.is_none())
         })
     }
@@ -794,7 +790,7 @@ impl Partition {
             }
             let mut inflight = 0;
             for &seq in &group.seqs {
-                let slot = self.slot_ref(seq).ok_or_else(|| format!("group {name} names {seq}, which is gone"))?;
+                let slot = self.slot(seq).ok_or_else(|| format!("group {name} names {seq}, which is gone"))?;
                 if slot.fifo.as_ref().map(|f| &f.group) != Some(name) {
                     return Err(format!("message {seq} is in group {name} but says otherwise"));
                 }

@@ -485,16 +485,12 @@ impl Partition {
         });
     }
 
-    pub(super) fn slot_ref(&self, seq: u64) -> Option<&Slot> {
-        self.slot(seq)
-    }
-
     /// A FIFO message's group and deduplication key.
     pub(super) fn slot_fifo(&self, seq: u64) -> Option<&FifoSlot> {
         self.slot(seq)?.fifo.as_deref()
     }
 
-    fn slot(&self, seq: u64) -> Option<&Slot> {
+    pub(super) fn slot(&self, seq: u64) -> Option<&Slot> {
         let index = usize::try_from(seq.checked_sub(self.base_seq)?).ok()?;
         self.slots.get(index)?.as_ref()
     }
@@ -856,13 +852,13 @@ impl Partition {
                 }
                 continue;
             }
-            delivered.push(self.deliver(seq, now_ms, rules.visibility_ms));
+            delivered.push(self.deliver(seq, payload, now_ms, rules.visibility_ms));
         }
         Ok(())
     }
 
-    /// Hands out visible message `seq` (whose payload is in memory) for `visibility_ms`.
-    pub(super) fn deliver(&mut self, seq: u64, now_ms: u64, visibility_ms: u64) -> Delivery {
+    /// Hands out visible message `seq`, whose payload is `payload`, for `visibility_ms`.
+    pub(super) fn deliver(&mut self, seq: u64, payload: Arc<Payload>, now_ms: u64, visibility_ms: u64) -> Delivery {
         let deadline_ms = now_ms + visibility_ms;
         let slot = self.slot_mut(seq).expect("a visible message");
         slot.receive_count += 1;
@@ -870,7 +866,15 @@ impl Partition {
             slot.first_receive_ms = now_ms;
         }
         slot.state = State::InFlight { deadline_ms, received_ms: now_ms };
-        let (receive_count, first_receive_ms) = (slot.receive_count, slot.first_receive_ms);
+        let delivery = Delivery {
+            seq,
+            fed_log_seq: slot.fed.then_some(slot.placement.log_seq),
+            message_id: slot.message_id,
+            payload,
+            receive_count: slot.receive_count,
+            first_receive_ms: slot.first_receive_ms,
+        };
+        let (receive_count, first_receive_ms) = (delivery.receive_count, delivery.first_receive_ms);
         self.journal.push(Event::Received {
             queue_id: self.queue_id,
             seq,
@@ -882,7 +886,7 @@ impl Partition {
         self.counts.visible -= 1;
         self.counts.inflight += 1;
         self.inflight.push(Reverse((deadline_ms, seq)));
-        self.delivery_of(seq).expect("a message with its payload")
+        delivery
     }
 
     /// Message `seq` as a receive hands it out (its payload must be in memory).
@@ -898,21 +902,21 @@ impl Partition {
         })
     }
 
-    /// Puts visible message `seq` in flight without a record (a FIFO message held for a move).
-    pub(super) fn set_inflight(&mut self, seq: u64, state: State) {
+    /// Puts visible message `seq` in flight until `deadline_ms` without a record (a FIFO
+    /// message held for a move).
+    pub(super) fn hold_inflight(&mut self, seq: u64, deadline_ms: u64, now_ms: u64) {
         let Some(slot) = self.slot_mut(seq) else { return };
-        let State::InFlight { deadline_ms, .. } = state else { return };
-        slot.state = state;
+        slot.state = State::InFlight { deadline_ms, received_ms: now_ms };
         self.counts.visible -= 1;
         self.counts.inflight += 1;
         self.inflight.push(Reverse((deadline_ms, seq)));
     }
 
     /// Gives in-flight message `seq` a new deadline, journaled.
-    pub(super) fn set_deadline(&mut self, seq: u64, state: State) {
+    pub(super) fn set_deadline(&mut self, seq: u64, deadline_ms: u64) {
         let Some(slot) = self.slot_mut(seq) else { return };
-        let State::InFlight { deadline_ms, .. } = state else { return };
-        slot.state = state;
+        let State::InFlight { received_ms, .. } = slot.state else { return };
+        slot.state = State::InFlight { deadline_ms, received_ms };
         self.journal.push(Event::VisibilityChanged { queue_id: self.queue_id, seq, deadline_ms });
         self.inflight.push(Reverse((deadline_ms, seq)));
     }
@@ -1192,7 +1196,7 @@ impl Partition {
         self.remove(seq);
     }
 
-    fn retire_dedup_of(&mut self, seq: u64) {
+    pub(super) fn retire_dedup_of(&mut self, seq: u64) {
         if let Some(key) = self.slot_fifo(seq).map(|f| f.dedup_key).filter(|key| *key != 0) {
             self.retire_dedup(seq, key);
         }
