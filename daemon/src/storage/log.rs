@@ -1134,6 +1134,25 @@ impl Log {
         Ok(())
     }
 
+    /// Whether a record in one of the runs `written` (first and last sequence numbers, oldest
+    /// first) was lost to a flush that could not make its segment: a writer that waits only
+    /// for its last record, like compaction, asks this of the rest. Also true when runs lost
+    /// since the first may have been forgotten.
+    pub fn lost_any(&self, written: &[(u64, u64)]) -> bool {
+        let Some(first) = written.first().map(|(from, _)| *from) else { return false };
+        let state = self.state.borrow();
+        let forgotten = state.lost.len() >= LOST_RUNS_MAX && state.lost.first().is_some_and(|(from, _)| *from > first);
+        forgotten || state.lost.iter().any(|(from, to)| written.iter().any(|(a, b)| from <= b && a <= to))
+    }
+
+    /// Stops the log: every append and wait fails from now on, until the process starts again
+    /// and replays what is on disk.
+    pub fn fail(&self, reason: String) {
+        tracing::error!(dir = %self.options.dir.display(), %reason, "the log stops; restart to recover from what is on disk");
+        self.state.borrow_mut().failed.get_or_insert(reason);
+        self.flushed.notify_all();
+    }
+
     /// The last sequence number known to be synced to the disk.
     pub fn synced_seq(&self) -> u64 {
         self.state.borrow().durable_seq
