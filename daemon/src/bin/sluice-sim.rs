@@ -18,7 +18,8 @@ struct Args {
     /// What to simulate: `log` (the queues' log), `stream` (a stream shard's log), `queues`
     /// (the queue engine, with a topic, on several shards, through the operations clients
     /// call), `streams` (the stream engine on several cores, resharding included), `fifo` (FIFO
-    /// queues: group order, deduplication, dead-letter moves between shards) or `all`.
+    /// queues: group order, deduplication, dead-letter moves between shards), `fifo-topics` (a
+    /// FIFO topic's ordered, deduplicated fan-out) or `all`.
     #[arg(long, default_value = "all")]
     target: String,
     /// Run this one seed (replays a failure exactly); overrides --seeds.
@@ -54,7 +55,7 @@ fn main() {
         name => match Target::parse(name) {
             Some(target) => vec![target],
             None => {
-                eprintln!("sluice-sim: unknown target {name:?} (log, stream, queues, streams, fifo or all)");
+                eprintln!("sluice-sim: unknown target {name:?} (log, stream, queues, streams, fifo, fifo-topics or all)");
                 std::process::exit(2);
             }
         },

@@ -37,10 +37,20 @@ pub fn envelope_feed_id(topic_arn: &str) -> u64 {
     fnv(&format!("{topic_arn}#envelope")) | FEED_BIT
 }
 
+/// The partition that holds FIFO topic `topic_arn`'s deduplication window on its owner shard
+/// (`topic::fifo`): an id with the feed bit, so the queue log keeps it as it keeps feeds.
+pub fn topic_window_id(topic_arn: &str) -> u64 {
+    fnv(&format!("{topic_arn}#window")) | FEED_BIT
+}
+
 /// Whether a subscription reads its topic's feed rather than being handed each message: an
-/// SQS subscription, confirmed, with no filter policy (raw or not: each kind has its feed).
+/// SQS subscription of a standard topic, confirmed, with no filter policy (raw or not: each
+/// kind has its feed). A FIFO topic's messages go to each queue in order (`topic::fifo`).
 pub fn reads_feed(subscription: &SubscriptionMeta) -> bool {
-    subscription.protocol == "sqs" && subscription.filter.is_none() && subscription.pending_token.is_none()
+    subscription.protocol == "sqs"
+        && subscription.filter.is_none()
+        && subscription.pending_token.is_none()
+        && !super::topics::is_fifo_name(&subscription.topic_arn)
 }
 
 /// The field an envelope's subscription-specific part follows: the feed of envelopes holds

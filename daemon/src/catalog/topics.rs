@@ -1,4 +1,4 @@
-//! SNS standard topics: publish once, every subscribed queue receives the message.
+//! SNS topics, standard and FIFO: publish once, every subscribed queue receives the message.
 //!
 //! A topic and its subscriptions are metadata: they live in shard 0's registry,
 //! are saved with it, and reach every shard in the immutable `Snapshot`, with each
@@ -31,6 +31,29 @@ pub struct TopicMeta {
     pub subscriptions: Vec<Arc<SubscriptionMeta>>,
 }
 
+impl TopicMeta {
+    /// Whether it is a FIFO topic (`FifoTopic=true`, which a `.fifo` name always goes with).
+    pub fn is_fifo(&self) -> bool {
+        is_fifo_name(&self.name)
+    }
+
+    /// A FIFO topic's `ContentBasedDeduplication`.
+    pub fn content_based_deduplication(&self) -> bool {
+        self.attributes.get("ContentBasedDeduplication").is_some_and(|v| v == "true")
+    }
+
+    /// Whether a FIFO topic deduplicates within each message group (`FifoThroughputScope` is
+    /// `MessageGroup`) rather than across the topic.
+    pub fn deduplicates_per_group(&self) -> bool {
+        self.attributes.get("FifoThroughputScope").is_some_and(|v| v == "MessageGroup")
+    }
+}
+
+/// Whether a topic (or queue) name is a FIFO one.
+pub fn is_fifo_name(name: &str) -> bool {
+    name.ends_with(".fifo")
+}
+
 /// One subscription, with its settings compiled.
 #[derive(Debug, Clone)]
 pub struct SubscriptionMeta {
@@ -61,9 +84,10 @@ fn invalid(message: impl Into<String>) -> OpError {
     OpError::new(ErrorCode::InvalidParameter, message)
 }
 
-/// SNS topic names: 1–256 of `[A-Za-z0-9_-]`.
+/// SNS topic names: 1–256 of `[A-Za-z0-9_-]`, a FIFO topic's ending in `.fifo` (counted).
 pub fn valid_topic_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= TOPIC_NAME_CHARS_MAX && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    let stem = name.strip_suffix(".fifo").unwrap_or(name);
+    !stem.is_empty() && name.len() <= TOPIC_NAME_CHARS_MAX && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Topic attributes a client may set, and which of them only CreateTopic takes.
@@ -99,8 +123,8 @@ const SUBSCRIPTION_ATTRIBUTES: &[&str] =
 /// HTTP/S delivery policy SNS applies when a topic sets none.
 pub const DEFAULT_DELIVERY_POLICY: &str = r#"{"http":{"defaultHealthyRetryPolicy":{"minDelayTarget":20,"maxDelayTarget":20,"numRetries":3,"numMaxDelayRetries":0,"numNoDelayRetries":0,"numMinDelayRetries":0,"backoffFunction":"linear"},"disableSubscriptionOverrides":false,"defaultRequestPolicy":{"headerContentType":"text/plain; charset=UTF-8"}}}"#;
 
-/// Checks one topic attribute's value.
-fn check_topic_attribute(name: &str, value: &str, creating: bool) -> Result<(), OpError> {
+/// Checks one topic attribute's value (`fifo`: for a FIFO topic).
+fn check_topic_attribute(name: &str, value: &str, creating: bool, fifo: bool) -> Result<(), OpError> {
     let bad = |reason: &str| invalid(format!("Invalid parameter: Attributes Reason: {name}: {reason}"));
     if value.len() > TOPIC_ATTRIBUTE_BYTES_MAX {
         return Err(bad(&format!("must be at most {TOPIC_ATTRIBUTE_BYTES_MAX} bytes")));
@@ -109,12 +133,17 @@ fn check_topic_attribute(name: &str, value: &str, creating: bool) -> Result<(), 
         "DisplayName" if value.chars().count() > DISPLAY_NAME_CHARS_MAX => {
             Err(bad(&format!("must be at most {DISPLAY_NAME_CHARS_MAX} characters")))
         }
-        "FifoTopic" | "ContentBasedDeduplication" | "FifoThroughputScope" | "ArchivePolicy" => {
-            if name == "FifoTopic" && value == "false" && creating {
-                return Ok(());
-            }
-            Err(invalid(format!("Invalid parameter: Attributes Reason: {name}: FIFO topics are not supported by this server yet")))
+        "FifoTopic" if !creating => Err(invalid("Invalid parameter: AttributeName: FifoTopic can only be set when the topic is created")),
+        "FifoTopic" if value == "true" || value == "false" => Ok(()),
+        "FifoTopic" => Err(bad("must be true or false")),
+        "ContentBasedDeduplication" | "FifoThroughputScope" | "ArchivePolicy" if !fifo => {
+            Err(bad("only FIFO topics (FifoTopic=true, a name ending in .fifo) take it"))
         }
+        "ContentBasedDeduplication" if value != "true" && value != "false" => Err(bad("must be true or false")),
+        "ContentBasedDeduplication" => Ok(()),
+        "FifoThroughputScope" if value != "Topic" && value != "MessageGroup" => Err(bad("must be Topic or MessageGroup")),
+        "FifoThroughputScope" => Ok(()),
+        "ArchivePolicy" => Err(bad("message archiving and replay are not supported by this server yet")),
         "DeliveryPolicy" if !value.is_empty() => {
             let policy: Value = serde_json::from_str(value).map_err(|_| bad("is not valid JSON"))?;
             super::delivery::RetryPolicy::parse(&policy).map(|_| ())
@@ -122,6 +151,7 @@ fn check_topic_attribute(name: &str, value: &str, creating: bool) -> Result<(), 
         "Policy" | "DataProtectionPolicy" if !value.is_empty() => {
             serde_json::from_str::<Value>(value).map(|_| ()).map_err(|_| bad("is not valid JSON"))
         }
+        "TracingConfig" if fifo && value == "Active" => Err(bad("active tracing is for standard topics only")),
         "TracingConfig" if !["PassThrough", "Active"].contains(&value) => Err(bad("must be PassThrough or Active")),
         "SignatureVersion" if !["1", "2"].contains(&value) => Err(bad("must be 1 or 2")),
         n if n.ends_with("SampleRate") && !value.parse::<u8>().is_ok_and(|rate| rate <= 100) => Err(bad("must be 0 to 100")),
@@ -211,9 +241,20 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
             if !valid_topic_name(&name) {
                 return Err(invalid("Invalid parameter: Topic Name: must be 1 to 256 ASCII letters, numbers, hyphens or underscores"));
             }
+            // A FIFO topic is made with both the attribute and the name, never one alone.
+            let fifo = is_fifo_name(&name);
+            let fifo_attribute = attributes.iter().any(|(key, value)| key == "FifoTopic" && value == "true");
+            if fifo_attribute && !fifo {
+                return Err(invalid(
+                    "Invalid parameter: Fifo Topic names must end with .fifo and must be made up of only uppercase and lowercase ASCII letters, numbers, underscores, and hyphens, and must be between 1 and 256 characters long.",
+                ));
+            }
+            if fifo && !fifo_attribute {
+                return Err(invalid("Invalid parameter: Topic Name: a name ending in .fifo is a FIFO topic's, made with FifoTopic=true"));
+            }
             let mut settings = BTreeMap::new();
             for (key, value) in &attributes {
-                check_topic_attribute(key, value, true)?;
+                check_topic_attribute(key, value, true, fifo)?;
                 if key != "FifoTopic" {
                     settings.insert(key.clone(), value.clone());
                 }
@@ -250,10 +291,7 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
         TopicChange::SetAttribute { topic, name, value } => {
             let meta = resolve(topics, naming, &topic)?;
             let value = value.unwrap_or_default();
-            if name == "FifoTopic" {
-                return Err(invalid("Invalid parameter: AttributeName: FifoTopic can only be set when the topic is created"));
-            }
-            check_topic_attribute(&name, &value, false)?;
+            check_topic_attribute(&name, &value, false, meta.is_fifo())?;
             let mut updated = (**meta).clone();
             if value.is_empty() {
                 updated.attributes.remove(&name);
@@ -266,7 +304,7 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
         TopicChange::Subscribe { topic, protocol, endpoint, attributes } => {
             let meta = resolve(topics, naming, &topic)?;
             let endpoint = endpoint.unwrap_or_default();
-            check_endpoint(naming, &protocol, &endpoint)?;
+            check_endpoint(naming, &protocol, &endpoint, meta.is_fifo())?;
             let mut settings = BTreeMap::new();
             for (key, value) in attributes {
                 settings.insert(key, value);
@@ -284,6 +322,7 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
             // HTTP endpoints confirm by echoing a token; queues of this account need not.
             let token = protocol.starts_with("http").then(confirmation_token);
             let subscription = compile_subscription(arn.clone(), meta.arn.clone(), protocol, endpoint, settings, token)?;
+            check_dead_letter_type(meta, &subscription)?;
             let mut updated = (**meta).clone();
             updated.subscriptions.push(Arc::new(subscription));
             check_filter_count(&updated)?;
@@ -329,6 +368,7 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
                 settings,
                 existing.pending_token.clone(),
             )?;
+            check_dead_letter_type(meta, &compiled)?;
             let mut updated = (**meta).clone();
             let index = updated.subscriptions.iter().position(|s| s.arn == subscription).expect("resolved above");
             updated.subscriptions[index] = Arc::new(compiled);
@@ -352,14 +392,20 @@ fn check_filter_count(topic: &TopicMeta) -> Result<(), OpError> {
     Ok(())
 }
 
-/// Protocols and endpoints this server delivers to.
-fn check_endpoint(naming: &Naming, protocol: &str, endpoint: &str) -> Result<(), OpError> {
+/// Protocols and endpoints this server delivers to (`fifo`: for a FIFO topic, which delivers
+/// to SQS queues only, FIFO or standard; a standard topic delivers to no FIFO queue).
+fn check_endpoint(naming: &Naming, protocol: &str, endpoint: &str, fifo: bool) -> Result<(), OpError> {
+    if fifo && protocol != "sqs" {
+        return Err(invalid(format!(
+            "Invalid parameter: Invalid protocol type: {protocol}. FIFO SNS topics deliver to Amazon SQS queues only (protocol sqs)"
+        )));
+    }
     match protocol {
         "sqs" => {
             let prefix = format!("arn:aws:sqs:{}:{}:", naming.region, naming.account_id);
             let name = endpoint.strip_prefix(&prefix).filter(|_| parse_queue_arn(endpoint).is_some());
             match name {
-                Some(name) if name.ends_with(".fifo") => Err(invalid(
+                Some(name) if is_fifo_name(name) && !fifo => Err(invalid(
                     "Invalid parameter: Invalid parameter: Endpoint Reason: FIFO SQS Queues can not be subscribed to standard SNS topics",
                 )),
                 Some(_) => Ok(()),
@@ -374,6 +420,20 @@ fn check_endpoint(naming: &Naming, protocol: &str, endpoint: &str) -> Result<(),
             Err(invalid(format!("Invalid parameter: Protocol: {protocol} is not supported by this server (sqs, http and https are)")))
         }
         other => Err(invalid(format!("Invalid parameter: Amazon SNS does not support this protocol string: {other}"))),
+    }
+}
+
+/// A subscription's dead-letter queue is of its topic's type: FIFO for a FIFO topic, standard
+/// for a standard one. (Checked when set, not when the registry is read: a subscription saved
+/// before the rule still loads.)
+fn check_dead_letter_type(topic: &TopicMeta, subscription: &SubscriptionMeta) -> Result<(), OpError> {
+    match &subscription.dead_letter_arn {
+        Some(arn) if is_fifo_name(arn) != topic.is_fifo() => Err(invalid(format!(
+            "Invalid parameter: RedrivePolicy: deadLetterTargetArn: the dead-letter queue of a subscription to a {} topic must be a {} queue",
+            if topic.is_fifo() { "FIFO" } else { "standard" },
+            if topic.is_fifo() { "FIFO" } else { "standard" },
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -526,8 +526,35 @@ impl Partition {
         (seen == budget).then_some(from + budget)
     }
 
+    /// A FIFO topic's window (`topic::fifo`: a partition that holds deduplication keys and no
+    /// messages): the message id and sequence number the publish that holds `key` got, if its
+    /// window has not ended.
+    pub fn published(&self, key: u128, now_ms: u64) -> Option<(u128, u64)> {
+        let entry = self.fifo.as_ref()?.dedup.get(&key)?;
+        (entry.expires_ms > now_ms).then_some((entry.message_id, entry.sequence))
+    }
+
+    /// The next sequence number of a FIFO topic's window.
+    pub fn next_published_sequence(&mut self, now_ms: u64) -> u64 {
+        self.make_fifo();
+        self.fifo.as_mut().expect("made FIFO").next_sequence(now_ms)
+    }
+
+    /// Keeps `key` for the window from `now_ms` in a FIFO topic's window: journals its `Dedup`
+    /// record (placed on commit, like a queue's).
+    pub fn remember_published(&mut self, key: u128, message_id: u128, sequence: u64, now_ms: u64) {
+        self.make_fifo();
+        let queue_id = self.queue_id();
+        let expires_ms = now_ms + FIFO_DEDUP_WINDOW_MS;
+        let entry = DedupEntry { message_id, sequence, expires_ms, held: Held::Record(0, 0) };
+        if let Some(previous) = self.fifo.as_mut().expect("made FIFO").remember(key, entry).and_then(released_record) {
+            self.released.push(previous);
+        }
+        self.journal.push(Event::Dedup { queue_id, key, message_id, sequence, expires_ms });
+    }
+
     /// Forgets keys whose window has ended, releasing their records; forgets old attempts.
-    pub(super) fn expire_dedup(&mut self, now_ms: u64) {
+    pub(crate) fn expire_dedup(&mut self, now_ms: u64) {
         let Some(fifo) = self.fifo.as_mut() else { return };
         fifo.dedup.expire(now_ms, &mut self.released);
         fifo.prune_attempts(now_ms);

@@ -1084,6 +1084,10 @@ pub fn tick_all<H: QueueHost>(host: &Rc<H>) {
         if let Some(meta) = snapshot.by_id.get(queue_id) {
             partition.tick(now, meta.attributes.message_retention_seconds as u64 * 1000);
             commit_quietly(host, partition);
+        } else if partition.is_fifo() {
+            // A FIFO topic's deduplication window (`topic::fifo`).
+            partition.expire_dedup(now);
+            commit_quietly(host, partition);
         }
     }
     for feed_id in super::feed::trim(&mut partitions, &snapshot, now) {

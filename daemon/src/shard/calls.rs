@@ -9,10 +9,12 @@ use sluice_protocol::OpError;
 use crate::catalog::{MetaChange, MetaOutcome, Snapshot};
 use crate::queue::calls::{QueueAnswer, QueueCall, QueueNotice};
 use crate::stream::calls::{StreamAnswer, StreamCall};
+use crate::topic::calls::{TopicAnswer, TopicCall};
 
 #[derive(Debug)]
 pub enum Call {
     Queue(QueueCall),
+    Topic(TopicCall),
     Stream(StreamCall),
     /// A metadata change, for shard 0.
     Meta(MetaChange),
@@ -23,6 +25,7 @@ pub enum Call {
 #[derive(Debug)]
 pub enum Answer {
     Queue(QueueAnswer),
+    Topic(TopicAnswer),
     Stream(StreamAnswer),
     Meta(Result<MetaOutcome, OpError>),
     Publish,

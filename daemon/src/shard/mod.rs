@@ -24,7 +24,6 @@ use crate::catalog::current::Current;
 use crate::catalog::{MetaChange, MetaOutcome, Naming, Registry, Snapshot};
 use crate::config::Config;
 use crate::engine::Host;
-use crate::env::notify::LocalNotify;
 use crate::env::Env;
 use crate::queue::calls::{QueueAnswer, QueueCall, QueueNotice};
 use crate::queue::store::{queue_log_dir, Storage};
@@ -37,6 +36,7 @@ use crate::storage::meta as meta_file;
 use crate::stream::calls::{StreamAnswer, StreamCall};
 use crate::stream::store::StreamStore;
 use crate::stream::StreamHost;
+use crate::topic::calls::{TopicAnswer, TopicCall};
 use crate::topic::{TopicHost, Topics};
 use crate::{queue, stream, topic};
 
@@ -161,7 +161,7 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         catalog,
         writer,
         queues: Queues::new(opened.storage, opened.partitions),
-        topics: Topics { http_wake: LocalNotify::default(), tls },
+        topics: Topics::new(tls),
         encoder: RefCell::new(Encoder::new()),
         shutdown: ShutdownState::default(),
         env,
@@ -308,6 +308,7 @@ impl Shard {
     async fn handle_call(self: &Rc<Self>, call: Call) -> Answer {
         match call {
             Call::Queue(call) => Answer::Queue(queue::service::handle_call(self, call).await),
+            Call::Topic(call) => Answer::Topic(topic::service::handle_call(self, call).await),
             Call::Stream(call) => Answer::Stream(stream::service::handle_call(self, call).await),
             // Boxed: applying a change calls other shards, whose answers come through here.
             Call::Meta(change) => Answer::Meta(Box::pin(meta::apply(self, change)).await),
@@ -426,6 +427,15 @@ impl QueueHost for Shard {
 impl TopicHost for Shard {
     fn topics(&self) -> &Topics {
         &self.topics
+    }
+    async fn call_topic(self: &Rc<Self>, shard: usize, call: TopicCall) -> Result<TopicAnswer, OpError> {
+        if shard == self.id {
+            return Ok(topic::service::handle_call(self, call).await);
+        }
+        match self.bus.call(shard, Call::Topic(call)).await? {
+            Answer::Topic(answer) => Ok(answer),
+            other => Err(mismatch("a topic call", &other)),
+        }
     }
 }
 

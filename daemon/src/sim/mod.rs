@@ -24,9 +24,12 @@
 //!   stream engine on several cores: puts, full reads, and resharding under way while puts
 //!   are in flight: see `stream_engine_target`), and `fifo` (FIFO queues on several shards:
 //!   group order, the deduplication window, dead-letter moves between shards: see
-//!   `fifo_target`). The engine targets run on `shards::SimShard`.
+//!   `fifo_target`), and `fifo-topics` (a FIFO topic delivering to FIFO and standard queues on
+//!   several shards: order, deduplication, nothing lost: see `fifo_topic_target`). The engine
+//!   targets run on `shards::SimShard`.
 
 pub mod fifo_target;
+pub mod fifo_topic_target;
 pub mod harness;
 pub mod log_target;
 pub mod queue_target;
@@ -55,10 +58,11 @@ pub enum Target {
     Queues,
     Streams,
     Fifo,
+    FifoTopics,
 }
 
 impl Target {
-    pub const ALL: [Target; 5] = [Target::Log, Target::Stream, Target::Queues, Target::Streams, Target::Fifo];
+    pub const ALL: [Target; 6] = [Target::Log, Target::Stream, Target::Queues, Target::Streams, Target::Fifo, Target::FifoTopics];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -67,6 +71,7 @@ impl Target {
             Target::Queues => "queues",
             Target::Streams => "streams",
             Target::Fifo => "fifo",
+            Target::FifoTopics => "fifo-topics",
         }
     }
 
@@ -144,6 +149,7 @@ pub fn run(target: Target, seed: u64, options: Options) -> Result<Report, Failur
         Target::Queues => queue_target::run(&mut driver, options.steps),
         Target::Streams => stream_engine_target::run(&mut driver, options.steps),
         Target::Fifo => fifo_target::run(&mut driver, options.steps),
+        Target::FifoTopics => fifo_topic_target::run(&mut driver, options.steps),
     };
     let mut report = std::mem::take(&mut driver.report);
     report.disk = driver.world.fs().stats();

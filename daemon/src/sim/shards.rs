@@ -18,7 +18,6 @@ use crate::catalog::{MetaChange, MetaOutcome, Registry};
 use crate::config::Config;
 use crate::engine::Host;
 use crate::env::memory::Crash;
-use crate::env::notify::LocalNotify;
 use crate::env::Env;
 use crate::queue::calls::{QueueAnswer, QueueCall, QueueNotice};
 use crate::queue::store::Storage;
@@ -28,8 +27,9 @@ use crate::storage::log::{FsyncMode, LogOptions};
 use crate::stream::calls::{StreamAnswer, StreamCall};
 use crate::stream::store::StreamStore;
 use crate::stream::StreamHost;
+use crate::topic::calls::{TopicAnswer, TopicCall};
 use crate::topic::{TopicHost, Topics};
-use crate::{queue, stream};
+use crate::{queue, stream, topic};
 
 /// The shape of one run's process.
 pub struct Setup {
@@ -155,6 +155,16 @@ impl TopicHost for SimShard {
     fn topics(&self) -> &Topics {
         &self.topics
     }
+    async fn call_topic(self: &Rc<Self>, shard: usize, call: TopicCall) -> Result<TopicAnswer, OpError> {
+        if shard == self.id {
+            return Ok(topic::service::handle_call(self, call).await);
+        }
+        let cluster = self.cluster();
+        self.env.sleep(cluster.delay()).await;
+        let answer = topic::service::handle_call(&cluster.shard(shard), call).await;
+        self.env.sleep(cluster.delay()).await;
+        Ok(answer)
+    }
 }
 
 impl StreamHost for SimShard {
@@ -219,7 +229,7 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
             shutdown: ShutdownState::default(),
             catalog,
             queues: Queues::new(opened.storage, opened.partitions),
-            topics: Topics { http_wake: LocalNotify::default(), tls: tls.clone() },
+            topics: Topics::new(tls.clone()),
             streams,
             cluster: Rc::downgrade(&cluster),
         });

@@ -16,6 +16,8 @@ use crate::catalog::feeds::{unsubscribe_base, UNSUBSCRIBE_FIELD};
 /// What one notification says.
 pub struct Notification<'a> {
     pub message_id: &'a str,
+    /// A FIFO topic's sequence number of the message.
+    pub sequence_number: Option<&'a str>,
     pub topic_arn: &'a str,
     pub subject: Option<&'a str>,
     pub message: &'a str,
@@ -63,6 +65,9 @@ impl Envelope {
         let mut head = Vec::with_capacity(n.message.len() + 512);
         head.extend_from_slice(b"{\"Type\":\"Notification\"");
         field(&mut head, "MessageId", n.message_id);
+        if let Some(sequence_number) = n.sequence_number {
+            field(&mut head, "SequenceNumber", sequence_number);
+        }
         field(&mut head, "TopicArn", n.topic_arn);
         if let Some(subject) = n.subject {
             field(&mut head, "Subject", subject);
@@ -141,6 +146,7 @@ mod tests {
         let attributes = [MessageAttribute::string("color", "String", "red"), MessageAttribute::binary("blob", vec![1u8, 2, 3])];
         let n = Notification {
             message_id: "63a3f6b6-d533-4a47-aef9-fcf5cf758c76",
+            sequence_number: None,
             topic_arn: "arn:aws:sns:us-east-1:000000000000:T",
             subject: Some("Hi \"there\""),
             message: "line1\nline2",

@@ -19,6 +19,7 @@ use sluice_protocol::digest::{md5_of_attributes, md5_of_body};
 use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
+use super::calls::{PublishFifo, TopicAnswer, TopicCall};
 use super::envelope::{Envelope, Notification};
 use super::TopicHost;
 use crate::catalog::filter::{parse_arrays, Message, Scope};
@@ -150,6 +151,15 @@ pub async fn handle_op<H: TopicHost>(host: &Rc<H>, op: Op) -> Response {
     }
 }
 
+/// Runs a call from another shard (or this one) on this shard's topic engine.
+pub async fn handle_call<H: TopicHost>(host: &Rc<H>, call: TopicCall) -> TopicAnswer {
+    match call {
+        TopicCall::PublishFifo(PublishFifo { topic, entries }) => {
+            TopicAnswer::PublishFifo(super::fifo::publish_local(host, &topic, entries).await)
+        }
+    }
+}
+
 async fn topic_change<H: TopicHost>(host: &Rc<H>, change: TopicChange) -> Response {
     match host.meta_change(MetaChange::Topic(change)).await? {
         MetaOutcome::Arn(Some(arn)) => Ok(Reply::Arn(arn)),
@@ -166,6 +176,9 @@ async fn publish<H: TopicHost>(
 ) -> Result<(Vec<PublishResult>, Vec<BatchFailure>), OpError> {
     let snapshot = host.snapshot();
     let topic = resolve(&snapshot.topics, &snapshot.naming, topic)?.clone();
+    if topic.is_fifo() {
+        return super::fifo::publish(host, &topic, entries).await;
+    }
     let now = host.env().now_ms();
     let mut successful = Vec::with_capacity(entries.len());
     let mut failed = Vec::new();
@@ -190,7 +203,7 @@ fn publish_one<H: TopicHost>(
     now: u64,
     sends: &mut Sends,
 ) -> Result<String, OpError> {
-    let checked = check_publish(&entry)?;
+    let checked = check_publish(&entry, false)?;
     host.queues().storage.admit_send()?;
     let message_uuid = new_message_id();
     let message_id = crate::queue::service::format_uuid(message_uuid);
@@ -214,6 +227,7 @@ fn publish_one<H: TopicHost>(
     let signature_version = topic.attributes.get("SignatureVersion").map_or("1", String::as_str);
     let notification = Notification {
         message_id: &message_id,
+        sequence_number: None,
         topic_arn: &topic.arn,
         subject: entry.subject.as_deref(),
         message: text,
@@ -250,14 +264,8 @@ fn publish_one<H: TopicHost>(
         if subscription.pending_token.is_some() {
             continue;
         }
-        if let Some(filter) = &subscription.filter {
-            let message = match subscription.scope {
-                Scope::MessageAttributes => Message::Attributes { attributes: &entry.attributes, arrays: &arrays },
-                Scope::MessageBody => Message::Body(body.as_ref().and_then(Value::as_object)),
-            };
-            if !filter.matches(&message) {
-                continue;
-            }
+        if !passes(subscription, &entry.attributes, &arrays, body.as_ref()) {
+            continue;
         }
         let (body, payload_attributes, md5) = if subscription.raw {
             let copy = raw.get_or_insert_with(|| RawCopy::of(text, attributes));
@@ -277,28 +285,7 @@ fn publish_one<H: TopicHost>(
             }
             continue;
         }
-        let queue = snapshot.subscribed_queue(&topic.name, index);
-        let delivered = match queue {
-            None => {
-                Err(Undeliverable { code: "AWS.SimpleQueueService.NonExistentQueue", reason: "The specified queue does not exist.".into() })
-            }
-            Some(_) if subscription.raw && attributes.len() > RAW_DELIVERY_ATTRIBUTES_MAX => Err(Undeliverable {
-                code: "InvalidParameterValue",
-                reason: format!(
-                    "Raw delivery to SQS carries at most {RAW_DELIVERY_ATTRIBUTES_MAX} message attributes; this message has {}.",
-                    attributes.len()
-                ),
-            }),
-            Some(queue) if body.len() > queue.attributes.maximum_message_size as usize => Err(Undeliverable {
-                code: "InvalidParameterValue",
-                reason: format!(
-                    "The message is longer than the queue's MaximumMessageSize of {} bytes.",
-                    queue.attributes.maximum_message_size
-                ),
-            }),
-            Some(queue) => Ok(queue),
-        };
-        match delivered {
+        match deliverable(snapshot.subscribed_queue(&topic.name, index), subscription, attributes.len(), body.len()) {
             Ok(queue) => {
                 let build = || delivery_payload(body, md5, payload_attributes, entry.message_group_id.clone(), now);
                 let payload = if subscription.raw { raw_payload.get_or_insert_with(build).clone() } else { build() };
@@ -312,6 +299,51 @@ fn publish_one<H: TopicHost>(
         }
     }
     Ok(message_id)
+}
+
+/// Whether `subscription`'s filter policy, if it has one, lets a message through (`arrays`:
+/// its `String.Array` attributes parsed; `body`: its body parsed, when a filter looks at it).
+pub(super) fn passes(
+    subscription: &SubscriptionMeta,
+    attributes: &[MessageAttribute],
+    arrays: &[(usize, Vec<Value>)],
+    body: Option<&Value>,
+) -> bool {
+    let Some(filter) = &subscription.filter else { return true };
+    let message = match subscription.scope {
+        Scope::MessageAttributes => Message::Attributes { attributes, arrays },
+        Scope::MessageBody => Message::Body(body.and_then(Value::as_object)),
+    };
+    filter.matches(&message)
+}
+
+/// The queue an SQS subscription delivers a message of `body_len` bytes with `attribute_count`
+/// attributes to, or why it cannot.
+pub(super) fn deliverable<'a>(
+    queue: Option<&'a Arc<QueueMeta>>,
+    subscription: &SubscriptionMeta,
+    attribute_count: usize,
+    body_len: usize,
+) -> Result<&'a Arc<QueueMeta>, Undeliverable> {
+    match queue {
+        None => {
+            Err(Undeliverable { code: "AWS.SimpleQueueService.NonExistentQueue", reason: "The specified queue does not exist.".into() })
+        }
+        Some(_) if subscription.raw && attribute_count > RAW_DELIVERY_ATTRIBUTES_MAX => Err(Undeliverable {
+            code: "InvalidParameterValue",
+            reason: format!(
+                "Raw delivery to SQS carries at most {RAW_DELIVERY_ATTRIBUTES_MAX} message attributes; this message has {attribute_count}."
+            ),
+        }),
+        Some(queue) if body_len > queue.attributes.maximum_message_size as usize => Err(Undeliverable {
+            code: "InvalidParameterValue",
+            reason: format!(
+                "The message is longer than the queue's MaximumMessageSize of {} bytes.",
+                queue.attributes.maximum_message_size
+            ),
+        }),
+        Some(queue) => Ok(queue),
+    }
 }
 
 /// Queues the SubscriptionConfirmation a pending HTTP subscription's endpoint receives.
@@ -367,23 +399,47 @@ pub(crate) fn dead_letter<H: TopicHost>(
     now: u64,
     sends: &mut Sends,
 ) -> Result<(), OpError> {
-    let target: Option<&Arc<QueueMeta>> = subscription.dead_letter_arn.as_deref().and_then(|arn| snapshot.queue_by_arn(arn));
-    let Some(queue) = target else {
+    // A FIFO queue takes messages through its owner, in order (only a FIFO topic's
+    // subscriptions have one: `topic::fifo`).
+    let Some(queue) = dead_letter_queue(snapshot, subscription, &undeliverable) else { return Ok(()) };
+    if queue.attributes.fifo {
+        // Refused when set; a registry from before the rule may still name one.
+        tracing::warn!(subscription = %subscription.arn, "dropped a notification: a standard topic's dead-letter queue cannot be a FIFO queue");
+        return Ok(());
+    }
+    let attributes = undeliverable.attributes();
+    crate::queue::service::append_message(host, queue, new_message_id(), Arc::new(notice_payload(body, attributes, now)), 0, now, sends)?;
+    Ok(())
+}
+
+/// The subscription's dead-letter queue, if it has one that exists; else logs that the
+/// notification is dropped.
+pub(super) fn dead_letter_queue<'a>(
+    snapshot: &'a Snapshot,
+    subscription: &SubscriptionMeta,
+    undeliverable: &Undeliverable,
+) -> Option<&'a Arc<QueueMeta>> {
+    let target = subscription.dead_letter_arn.as_deref().and_then(|arn| snapshot.queue_by_arn(arn));
+    if target.is_none() {
         tracing::warn!(
             subscription = %subscription.arn,
             endpoint = %subscription.endpoint,
             reason = %undeliverable.reason,
             "dropped a notification that could not be delivered (the subscription has no usable dead-letter queue)"
         );
-        return Ok(());
-    };
-    let attributes = vec![
-        MessageAttribute::string("ErrorCode", "String", undeliverable.code),
-        MessageAttribute::string("ErrorMessage", "String", undeliverable.reason),
-        MessageAttribute::string("RequestID", "String", random_uuid()),
-    ];
-    crate::queue::service::append_message(host, queue, new_message_id(), Arc::new(notice_payload(body, attributes, now)), 0, now, sends)?;
-    Ok(())
+    }
+    target
+}
+
+impl Undeliverable {
+    /// The attributes a dead-lettered notification carries: why it was not delivered.
+    pub(super) fn attributes(self) -> Vec<MessageAttribute> {
+        vec![
+            MessageAttribute::string("ErrorCode", "String", self.code),
+            MessageAttribute::string("ErrorMessage", "String", self.reason),
+            MessageAttribute::string("RequestID", "String", random_uuid()),
+        ]
+    }
 }
 
 /// A raw delivery's body and attributes, copied out of the request frame once and shared by
@@ -448,7 +504,7 @@ fn notice_payload(body: Bytes, attributes: Vec<MessageAttribute>, now: u64) -> P
 }
 
 /// Attribute values copied out of the request frame.
-fn detached(attributes: &[MessageAttribute]) -> Vec<MessageAttribute> {
+pub(super) fn detached(attributes: &[MessageAttribute]) -> Vec<MessageAttribute> {
     attributes
         .iter()
         .map(|a| MessageAttribute { binary_value: a.binary_value.as_ref().map(|v| Bytes::copy_from_slice(v)), ..a.clone() })
@@ -472,6 +528,14 @@ fn topic_attributes(meta: &TopicMeta, account_id: &str) -> KeyValues {
             meta.attributes.get("DeliveryPolicy").cloned().unwrap_or_else(|| DEFAULT_DELIVERY_POLICY.to_owned()),
         ),
     ];
+    if meta.is_fifo() {
+        attributes.push(("FifoTopic".into(), "true".into()));
+        for (name, default) in [("ContentBasedDeduplication", "false"), ("FifoThroughputScope", "Topic")] {
+            if !meta.attributes.contains_key(name) {
+                attributes.push((name.into(), default.into()));
+            }
+        }
+    }
     for (name, value) in &meta.attributes {
         if name != "DisplayName" && name != "Policy" {
             attributes.push((name.clone(), value.clone()));
@@ -503,15 +567,16 @@ fn subscription_attributes(meta: &SubscriptionMeta, account_id: &str) -> KeyValu
 }
 
 /// How a checked message is to be delivered.
-enum Structure<'a> {
+pub(super) enum Structure<'a> {
     /// The message's text (checked UTF-8).
     Plain(&'a str),
     /// `MessageStructure=json`: the text for SQS subscribers (their key, else `default`).
     Json { sqs: String },
 }
 
-/// Checks a message against SNS's rules.
-fn check_publish(entry: &PublishEntry) -> Result<Structure<'_>, OpError> {
+/// Checks a message against SNS's rules (`fifo`: for a FIFO topic, whose own rules
+/// `topic::fifo` checks as well).
+pub(super) fn check_publish(entry: &PublishEntry, fifo: bool) -> Result<Structure<'_>, OpError> {
     if entry.message.is_empty() {
         return Err(invalid("Invalid parameter: Empty message"));
     }
@@ -532,7 +597,7 @@ fn check_publish(entry: &PublishEntry) -> Result<Structure<'_>, OpError> {
             )));
         }
     }
-    if entry.deduplication_id.is_some() {
+    if entry.deduplication_id.is_some() && !fifo {
         return Err(invalid("Invalid parameter: The MessageDeduplicationId parameter is only valid for FIFO topics"));
     }
     if let Some(group) = &entry.message_group_id {
