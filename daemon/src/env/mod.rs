@@ -73,7 +73,9 @@ impl Env {
         }
     }
 
-    /// Runs `task` on this thread's executor, detached.
+    /// Runs `task` on this thread's executor, detached. Under glommio (0.9) the task runs
+    /// *at once*, up to its first wait, inside this call (`spawn_local` polls it right away);
+    /// the simulator runs it later. A caller must hold no `RefCell` borrow the task takes.
     pub fn spawn(&self, task: impl Future<Output = ()> + 'static) {
         match self {
             Env::Glommio => {

@@ -91,11 +91,14 @@ struct Outbox {
 /// through the receiver.
 fn enqueue<H: TopicHost>(host: &Rc<H>, queue_id: u64, copies: Vec<SendEntry>) -> oneshot::Receiver<Outcomes> {
     let (sender, receiver) = oneshot::channel();
-    let mut outboxes = host.topics().fifo.outboxes.borrow_mut();
-    let start = !outboxes.contains_key(&queue_id);
-    let outbox = outboxes.entry(queue_id).or_default();
-    outbox.waiters.push((copies.len(), sender));
-    outbox.waiting.extend(copies);
+    let start = {
+        let mut outboxes = host.topics().fifo.outboxes.borrow_mut();
+        let start = !outboxes.contains_key(&queue_id);
+        let outbox = outboxes.entry(queue_id).or_default();
+        outbox.waiters.push((copies.len(), sender));
+        outbox.waiting.extend(copies);
+        start
+    };
     if start {
         let host = host.clone();
         host.env().clone().spawn(async move { pump(host, queue_id).await });

@@ -47,6 +47,18 @@ class Cli(unittest.TestCase):
         envelope = json.loads(message["Body"])
         self.assertEqual((envelope["Type"], envelope["Message"], envelope["MessageId"]), ("Notification", "hello subscribers", published["MessageId"]))
 
+    def test_sns_fifo_topic_delivers_in_order_once(self):
+        url = aws("sqs", "create-queue", "--queue-name", unique("cli-sub") + ".fifo", "--attributes", "FifoQueue=true")["QueueUrl"]
+        arn = aws("sqs", "get-queue-attributes", "--queue-url", url, "--attribute-names", "QueueArn")["Attributes"]["QueueArn"]
+        topic = aws("sns", "create-topic", "--name", unique("cli-topic") + ".fifo", "--attributes", "FifoTopic=true")["TopicArn"]
+        aws("sns", "subscribe", "--topic-arn", topic, "--protocol", "sqs", "--notification-endpoint", arn, "--attributes", "RawMessageDelivery=true")
+        sent = [aws("sns", "publish", "--topic-arn", topic, "--message", f"step {i}", "--message-group-id", "job", "--message-deduplication-id", f"d{i}") for i in range(3)]
+        again = aws("sns", "publish", "--topic-arn", topic, "--message", "repeat", "--message-group-id", "job", "--message-deduplication-id", "d1")
+        self.assertEqual((again["MessageId"], again["SequenceNumber"]), (sent[1]["MessageId"], sent[1]["SequenceNumber"]))
+        messages = aws("sqs", "receive-message", "--queue-url", url, "--max-number-of-messages", "10", "--attribute-names", "All")["Messages"]
+        self.assertEqual([m["Body"] for m in messages], ["step 0", "step 1", "step 2"])
+        self.assertEqual(messages[1]["Attributes"]["MessageDeduplicationId"], "d1")
+
     def test_kinesis_put_record_and_get_records(self):
         stream = unique("cli-stream")
         aws("kinesis", "create-stream", "--stream-name", stream, "--shard-count", "1")

@@ -120,6 +120,51 @@ class Sns(unittest.TestCase):
         finally:
             server.shutdown()
 
+    def test_fifo_topics_deliver_in_order_once_to_fifo_and_standard_queues(self):
+        name = unique("orders") + ".fifo"
+        with Expect(self, "InvalidParameter", 400):
+            self.sns.create_topic(Name=name)
+        topic = self.sns.create_topic(Name=name, Attributes={"FifoTopic": "true", "ContentBasedDeduplication": "true"})["TopicArn"]
+        attributes = self.sns.get_topic_attributes(TopicArn=topic)["Attributes"]
+        self.assertEqual((attributes["FifoTopic"], attributes["ContentBasedDeduplication"], attributes["FifoThroughputScope"]), ("true", "true", "Topic"))
+        fifo_url = self.sqs.create_queue(QueueName=unique("sub") + ".fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        fifo_arn = self.sqs.get_queue_attributes(QueueUrl=fifo_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        plain_url, plain_arn = self.queue_arn()
+        self.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=fifo_arn, Attributes={"RawMessageDelivery": "true"})
+        self.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=plain_arn)
+        with Expect(self, "InvalidParameter", 400):
+            self.sns.subscribe(TopicArn=topic, Protocol="https", Endpoint="https://example.com/hook")
+        # A standard topic takes no FIFO queue.
+        standard = self.sns.create_topic(Name=unique("plain"))["TopicArn"]
+        with Expect(self, "InvalidParameter", 400):
+            self.sns.subscribe(TopicArn=standard, Protocol="sqs", Endpoint=fifo_arn)
+        with Expect(self, "InvalidParameter", 400):
+            self.sns.publish(TopicArn=topic, Message="no group")
+
+        published = [self.sns.publish(TopicArn=topic, Message=f"step {i}", MessageGroupId="job") for i in range(3)]
+        sequences = [int(p["SequenceNumber"]) for p in published]
+        self.assertEqual(sequences, sorted(sequences))
+        again = self.sns.publish(TopicArn=topic, Message="step 0", MessageGroupId="job")
+        self.assertEqual((again["MessageId"], again["SequenceNumber"]), (published[0]["MessageId"], published[0]["SequenceNumber"]))
+        batch = self.sns.publish_batch(
+            TopicArn=topic,
+            PublishBatchRequestEntries=[
+                {"Id": "a", "Message": "step 3", "MessageGroupId": "job", "MessageDeduplicationId": "s3"},
+                {"Id": "b", "Message": "other", "MessageGroupId": "other"},
+            ],
+        )
+        self.assertEqual([entry["Id"] for entry in batch["Successful"]], ["a", "b"])
+        self.assertTrue(all(entry["SequenceNumber"] for entry in batch["Successful"]))
+
+        messages = self.sqs.receive_message(QueueUrl=fifo_url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+        jobs = [m for m in messages if m["Attributes"]["MessageGroupId"] == "job"]
+        self.assertEqual([m["Body"] for m in jobs], ["step 0", "step 1", "step 2", "step 3"])
+        self.assertEqual(jobs[3]["Attributes"]["MessageDeduplicationId"], "s3")
+        envelopes = [json.loads(body) for body in self.drain(plain_url, 5)]
+        self.assertEqual(sorted(e["Message"] for e in envelopes), ["other", "step 0", "step 1", "step 2", "step 3"])
+        first = next(e for e in envelopes if e["Message"] == "step 0")
+        self.assertEqual((first["MessageId"], first["SequenceNumber"]), (published[0]["MessageId"], published[0]["SequenceNumber"]))
+
     def test_errors_arrive_as_the_sdk_models_them(self):
         with Expect(self, "NotFound", 404):
             self.sns.publish(TopicArn="arn:aws:sns:us-east-1:000000000000:" + unique("missing"), Message="x")
