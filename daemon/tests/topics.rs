@@ -308,7 +308,10 @@ fn bad_requests_get_sns_error_codes() {
     let client = c.client();
     assert_code(c.run(client.create_topic("bad name", vec![], vec![])), ErrorCode::InvalidParameter);
     assert_code(c.run(client.create_topic(&"x".repeat(257), vec![], vec![])), ErrorCode::InvalidParameter);
-    assert_code(c.run(client.create_topic("f.fifo", vec![kv("FifoTopic", "true")], vec![])), ErrorCode::InvalidParameter);
+    // A FIFO topic needs both the `.fifo` name and FifoTopic=true; FIFO attributes need a FIFO topic.
+    assert_code(c.run(client.create_topic("f", vec![kv("FifoTopic", "true")], vec![])), ErrorCode::InvalidParameter);
+    assert_code(c.run(client.create_topic("f.fifo", vec![], vec![])), ErrorCode::InvalidParameter);
+    assert_code(c.run(client.create_topic("f", vec![kv("ContentBasedDeduplication", "true")], vec![])), ErrorCode::InvalidParameter);
     assert_code(c.run(client.publish("nope", "x")), ErrorCode::NotFound);
     assert_code(c.run(client.publish("arn:aws:sns:us-east-1:000000000000:nope", "x")), ErrorCode::NotFound);
     assert_code(c.run(client.get_topic_attributes("arn:aws:sns:broken")), ErrorCode::InvalidParameter);
