@@ -505,3 +505,61 @@ fn pipelined_requests_on_one_connection_all_complete() {
     }
     assert_eq!(bodies.len(), 500);
 }
+
+/// Fair queues (SQS, 2025): a standard queue whose messages carry `MessageGroupId` hands a
+/// quiet tenant's messages out before a noisy tenant's backlog (one holding 30 or more messages
+/// in flight, over a tenth of the queue's) — also after a restart and after `kill -9`, which
+/// bring the noisy tenant's messages back in flight from the log.
+#[test]
+fn a_fair_queue_hands_quiet_tenants_messages_out_before_a_noisy_tenants_backlog() {
+    let mut daemon = Daemon::start();
+    let grouped = |text: String, group: Option<&str>| SendEntry {
+        body: body(&text),
+        message_group_id: group.map(String::from),
+        ..SendEntry::default()
+    };
+    let held = |c: &Conn, max: i32| -> Vec<String> {
+        let request = ReceiveMessage { max_messages: Some(max), visibility_timeout: Some(600), ..receive("tenants") };
+        c.run(c.client().receive_message(request)).unwrap().into_iter().map(|m| String::from_utf8_lossy(&m.body).into_owned()).collect()
+    };
+    // Sends land in the partition of the connection's core; each test connection is on core 0.
+    let c = daemon.client_on_shard(0);
+    c.run(c.client().create_queue("tenants", vec![], vec![])).unwrap();
+    for i in 0..60 {
+        c.run(c.client().send_entry("tenants", grouped(format!("noisy {i}"), Some("noisy")))).unwrap();
+    }
+    for i in 0..3 {
+        c.run(c.client().send_entry("tenants", grouped(format!("quiet {i}"), Some("quiet")))).unwrap();
+    }
+    for i in 0..2 {
+        c.run(c.client().send_entry("tenants", grouped(format!("plain {i}"), None))).unwrap();
+    }
+    // Oldest first until the noisy tenant holds 30 in flight.
+    let first: Vec<String> = (0..3).flat_map(|_| held(&c, 10)).collect();
+    assert_eq!(first, (0..30).map(|i| format!("noisy {i}")).collect::<Vec<_>>());
+    assert_eq!(
+        held(&c, 10),
+        ["quiet 0", "quiet 1", "quiet 2", "plain 0", "plain 1", "noisy 30", "noisy 31", "noisy 32", "noisy 33", "noisy 34"]
+    );
+
+    // After a clean restart, and after kill -9 (with sends before it), the tenant is noisy
+    // still: 35 of its messages are in flight again from the log.
+    c.run(c.client().send_entry("tenants", grouped("quiet 3".into(), Some("quiet")))).unwrap();
+    drop(c);
+    daemon.terminate();
+    daemon.restart();
+    let c = daemon.client_on_shard(0);
+    assert_eq!(held(&c, 2), ["quiet 3", "noisy 35"]);
+    c.run(c.client().send_entry("tenants", grouped("quiet 4".into(), Some("quiet")))).unwrap();
+    c.run(c.client().send_entry("tenants", grouped("plain 2".into(), None))).unwrap();
+    drop(c);
+    daemon.kill();
+    daemon.restart();
+    let c = daemon.client_on_shard(0);
+    assert_eq!(held(&c, 3), ["quiet 4", "plain 2", "noisy 36"]);
+
+    // Nothing lost: 68 sent, 45 in flight, the rest visible.
+    let counts = c.run(c.client().get_queue_attributes("tenants", &["All"])).unwrap();
+    assert_eq!(attribute(&counts, "ApproximateNumberOfMessagesNotVisible"), Some("45"));
+    assert_eq!(attribute(&counts, "ApproximateNumberOfMessages"), Some("23"));
+}

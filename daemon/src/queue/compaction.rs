@@ -8,8 +8,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::partition::Partition;
+use super::store::Superseded;
 use super::QueueHost;
-use crate::storage::log::Log;
 use crate::storage::Ticket;
 
 /// How often each shard looks for log segments to compact.
@@ -35,46 +35,37 @@ pub async fn run<H: QueueHost>(host: Rc<H>) {
 
 /// One compaction pass. Returns the number of segments deleted.
 pub async fn compact_once<H: QueueHost>(host: &Rc<H>) -> anyhow::Result<usize> {
-    let mut written = Vec::new();
-    let result = compact(host, &mut written).await;
-    if result.is_err() {
-        // A pass cut short may have had copies lost: the next one must not delete their originals.
-        check_copies(host.queues().storage.log(), &written)?;
-    }
+    let mut superseded = Vec::new();
+    let result = compact(host, &mut superseded).await;
+    // A pass cut short: copies not known written are as if never made.
+    settle(host, &mut superseded);
     result
 }
 
-/// Commits the copies compaction journaled in `partition`, noting the sequence numbers they took.
-fn commit_copies<H: QueueHost>(host: &Rc<H>, partition: &mut Partition, written: &mut Vec<(u64, u64)>) -> anyhow::Result<Option<Ticket>> {
+/// Commits the copies compaction journaled in `partition`; the records they supersede stay
+/// held, listed in `superseded`, until `settle`.
+fn commit_copies<H: QueueHost>(
+    host: &Rc<H>,
+    partition: &mut Partition,
+    superseded: &mut Vec<Superseded>,
+) -> anyhow::Result<Option<Ticket>> {
+    host.queues().storage.commit_copies(partition, superseded).map_err(|e| anyhow::anyhow!(e.message))
+}
+
+/// Releases the originals of the copies that were written. A copy can be lost after its
+/// message was placed at it (the log drops what was staged for a segment it cannot make, as
+/// on a full disk, and compaction waits only for the last record of each step): its message
+/// is placed at the original again, which stays, and a later pass copies it anew. Deleting the
+/// original instead would lose the message.
+fn settle<H: QueueHost>(host: &Rc<H>, superseded: &mut Vec<Superseded>) {
     let storage = &host.queues().storage;
-    let start = storage.log().next_seq();
-    let committed = storage.commit(partition);
-    let end = match &committed {
-        Ok(Some(ticket)) => ticket.0,
-        Ok(None) => return Ok(None),
-        // Some may have been staged before the failure.
-        Err(_) => storage.log().next_seq().saturating_sub(1),
-    };
-    if end >= start {
-        written.push((start, end));
+    let mut partitions = host.queues().partitions.borrow_mut();
+    for each in superseded.drain(..) {
+        storage.settle(partitions.get_mut(&each.queue_id), each);
     }
-    committed.map_err(|e| anyhow::anyhow!(e.message))
 }
 
-/// A copy lost to a flush that could not make its segment (the records staged for it are
-/// dropped, and compaction waits only for the last record of each step) leaves its message
-/// placed at a record that is not there, its original already released: deleting the old
-/// segments would lose the message. The log stops instead (a restart replays what is on disk,
-/// originals included).
-fn check_copies(log: &Log, written: &[(u64, u64)]) -> anyhow::Result<()> {
-    if log.lost_any(written) {
-        log.fail("copies compaction wrote were lost to a failed flush".to_owned());
-        anyhow::bail!("copies compaction wrote were lost to a failed flush; the log stops before their originals go");
-    }
-    Ok(())
-}
-
-async fn compact<H: QueueHost>(host: &Rc<H>, written: &mut Vec<(u64, u64)>) -> anyhow::Result<usize> {
+async fn compact<H: QueueHost>(host: &Rc<H>, superseded: &mut Vec<Superseded>) -> anyhow::Result<usize> {
     let log = host.queues().storage.log().clone();
     let Some((cutoff, live)) = log.compaction_cutoff() else { return Ok(0) };
     if live > 0 {
@@ -87,7 +78,7 @@ async fn compact<H: QueueHost>(host: &Rc<H>, written: &mut Vec<(u64, u64)>) -> a
                     let mut partitions = host.queues().partitions.borrow_mut();
                     let Some(partition) = partitions.get_mut(&queue_id) else { break };
                     cursor = partition.relocate(from, cutoff, COMPACTION_STEP, &mut to_load);
-                    commit_copies(host, partition, written)?
+                    commit_copies(host, partition, superseded)?
                 };
                 // Paced to the disk: what is staged stays small, and requests go first.
                 if let Some(ticket) = appended {
@@ -104,7 +95,7 @@ async fn compact<H: QueueHost>(host: &Rc<H>, written: &mut Vec<(u64, u64)>) -> a
                             let (message_id, payload) = payload.map_err(|e| anyhow::anyhow!(e.message))?;
                             partition.relocate_loaded(*seq, placement.log_seq, message_id, payload);
                         }
-                        commit_copies(host, partition, written)?
+                        commit_copies(host, partition, superseded)?
                     };
                     if let Some(ticket) = appended {
                         log.written(ticket.0).await?;
@@ -120,7 +111,7 @@ async fn compact<H: QueueHost>(host: &Rc<H>, written: &mut Vec<(u64, u64)>) -> a
                     let mut partitions = host.queues().partitions.borrow_mut();
                     let Some(partition) = partitions.get_mut(&queue_id) else { break };
                     position = partition.relocate_dedup(cutoff, from, COMPACTION_STEP);
-                    commit_copies(host, partition, written)?
+                    commit_copies(host, partition, superseded)?
                 };
                 if let Some(ticket) = appended {
                     log.written(ticket.0).await?;
@@ -134,7 +125,7 @@ async fn compact<H: QueueHost>(host: &Rc<H>, written: &mut Vec<(u64, u64)>) -> a
     // be copied now: a copy staged by a pass that failed with the log is not there at all,
     // and its original is the only one left. (Syncing a failed log fails, and nothing goes.)
     host.queues().storage.sync_all().await?;
-    check_copies(&log, written)?;
+    settle(host, superseded);
     // Nothing is deleted that accounting says is still needed.
     let still = log.live_bytes_before(cutoff);
     if still > 0 {

@@ -449,6 +449,19 @@ impl Partition {
         }
     }
 
+    /// Points deduplication key `key` at its record `old` again if it is held by `new` (a copy
+    /// compaction made that was lost). Returns whether it did.
+    pub(super) fn dedup_unplace(&mut self, key: u128, new: (u64, u32), old: (u64, u32)) -> bool {
+        let entry = self.fifo.as_mut().and_then(|fifo| fifo.dedup.get_mut(&key));
+        match entry {
+            Some(entry) if entry.held == Held::Record(new.0, new.1) => {
+                entry.held = Held::Record(old.0, old.1);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Replays a `Dedup` record logged at `record`.
     pub fn restore_dedup(&mut self, key: u128, message_id: u128, sequence: u64, expires_ms: u64, record: (u64, u32)) {
         self.make_fifo();

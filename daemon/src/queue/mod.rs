@@ -17,6 +17,7 @@
 
 pub mod calls;
 pub mod compaction;
+pub mod fair;
 pub mod feed;
 pub mod fifo;
 pub mod fifo_service;

@@ -34,8 +34,10 @@ use bytes::Bytes;
 use sluice_protocol::limits::VISIBILITY_SECONDS_MAX;
 use sluice_protocol::{ErrorCode, MessageAttribute, OpError};
 
+use super::fair::Fair;
 use super::fifo::{Fifo, FifoFields, FifoSlot};
 use super::journal::{Event, SlotState};
+use super::store::Record;
 
 /// What a message carries, fixed at send time and shared (not copied) by every
 /// receive of it, on any shard.
@@ -127,7 +129,8 @@ pub(super) struct Slot {
     pub(super) placement: Placement,
     /// Taken from a topic's feed since the start (its `Fed` record may not be durable yet).
     fed: bool,
-    /// In a FIFO queue: its group and deduplication key, also while its payload is only in the log.
+    /// In a FIFO queue: its group and deduplication key, also while its payload is only in the
+    /// log; in a standard queue, a grouped message's group (`queue::fair`, no key).
     pub(super) fifo: Option<Box<FifoSlot>>,
 }
 
@@ -253,7 +256,7 @@ pub struct Partition {
     evicted: u64,
     base_seq: u64,
     slots: VecDeque<Option<Slot>>,
-    visible: VecDeque<u64>,
+    pub(super) visible: VecDeque<u64>,
     delayed: BinaryHeap<Reverse<(u64, u64)>>,
     inflight: BinaryHeap<Reverse<(u64, u64)>>,
     pub(super) counts: Counts,
@@ -265,6 +268,8 @@ pub struct Partition {
     /// A FIFO queue's groups and deduplication window (`queue::fifo`); its messages are
     /// received by group, never through `visible`.
     pub(super) fifo: Option<Box<Fifo>>,
+    /// A standard queue's tenants, once it stored a grouped message (`queue::fair`).
+    pub(super) fair: Option<Box<Fair>>,
 }
 
 /// The error for a receipt handle whose message is gone or no longer in flight for it.
@@ -300,13 +305,35 @@ impl Partition {
     /// Records where message `seq`'s latest full record was logged. Returns the place of
     /// the record it supersedes (to release), or, when the message is already gone, the
     /// new record itself (nothing holds it).
-    pub fn placed(&mut self, seq: u64, placement: Placement) -> Option<(u64, u32)> {
+    pub fn placed(&mut self, seq: u64, placement: Placement) -> Option<Placement> {
         match self.slot_mut(seq) {
             Some(slot) => {
                 let previous = std::mem::replace(&mut slot.placement, placement);
-                (previous.log_seq != 0).then_some((previous.log_seq, previous.bytes))
+                (previous.log_seq != 0).then_some(previous)
             }
-            None => Some((placement.log_seq, placement.bytes)),
+            None => Some(placement),
+        }
+    }
+
+    /// Compaction's copy `new` of `record` was lost (or is not known written): `record` points
+    /// at its original `old` again if `new` is still its latest. Returns whether it did.
+    pub fn unplace(&mut self, record: Record, new: Placement, old: Placement) -> bool {
+        match record {
+            Record::Message(seq) => match self.slot_mut(seq) {
+                Some(slot) if slot.placement.log_seq == new.log_seq => {
+                    slot.placement = old;
+                    true
+                }
+                _ => false,
+            },
+            Record::Cursor(key) => match self.cursors.iter_mut().find(|c| c.key == key) {
+                Some(cursor) if cursor.record.0 == new.log_seq => {
+                    cursor.record = (old.log_seq, old.bytes);
+                    true
+                }
+                _ => false,
+            },
+            Record::Dedup(key) => self.dedup_unplace(key, (new.log_seq, new.bytes), (old.log_seq, old.bytes)),
         }
     }
 
@@ -378,10 +405,12 @@ impl Partition {
         if self.fifo.is_some() {
             return self.evicted > 0 && self.fifo_front_on_disk(1);
         }
+        // Once `visible` is spent, a fair queue's receive takes from its noisy tenants' lines.
         self.evicted > 0
             && self
                 .visible
                 .iter()
+                .chain(self.fair_line_ahead())
                 .find_map(|&seq| self.slot(seq).filter(|slot| slot.state == State::Visible))
                 .is_some_and(|slot| slot.payload.is_none())
     }
@@ -396,6 +425,7 @@ impl Partition {
             && self
                 .visible
                 .iter()
+                .chain(self.fair_line_ahead())
                 .take(within)
                 .any(|&seq| self.slot(seq).is_some_and(|slot| slot.state == State::Visible && slot.payload.is_none()))
     }
@@ -414,7 +444,7 @@ impl Partition {
         // next read-ahead goes on from there.
         let look = max_messages.saturating_mul(4).saturating_add(64);
         let mut bytes = 0u64;
-        for &seq in self.visible.iter().take(look) {
+        for &seq in self.visible.iter().chain(self.fair_line_ahead()).take(look) {
             if out.len() >= max_messages || bytes >= max_bytes {
                 break;
             }
@@ -527,7 +557,8 @@ impl Partition {
         }
         let state = if matches!(slot.state, State::Delayed { due_ms } if due_ms > now_ms) { slot.state } else { State::Visible };
         self.count_resident(slot.payload.as_ref(), 1);
-        self.slots.push_back(Some(Slot { state, ..slot }));
+        let group = if self.is_feed { None } else { slot.payload.as_deref().and_then(|payload| self.fair_entered(payload)) };
+        self.slots.push_back(Some(Slot { state, fifo: group, ..slot }));
         seq
     }
 
@@ -738,6 +769,7 @@ impl Partition {
         }
         if let Some(fifo) = &slot.fifo {
             self.fifo_removed(fifo, seq, matches!(slot.state, State::InFlight { .. }));
+            self.fair_left(fifo, matches!(slot.state, State::InFlight { .. }));
         }
         while matches!(self.slots.front(), Some(None)) {
             self.slots.pop_front();
@@ -828,9 +860,22 @@ impl Partition {
         if self.counts.inflight as usize >= rules.inflight_max && self.counts.visible > 0 {
             return Err(OpError::new(ErrorCode::OverLimit, "Too many messages in flight for this queue."));
         }
+        // A fair queue passes over its noisy tenants' messages while others wait (`queue::fair`).
+        let fair = self.fair.is_some();
+        if fair {
+            self.fair_requeue_quiet();
+        }
+        let mut pass_over = if fair { super::fair::PASS_OVER_MAX } else { 0 };
         while delivered.len() < wanted && (self.counts.inflight as usize) < rules.inflight_max {
-            let Some(seq) = self.visible.pop_front() else { break };
-            let Some(slot) = self.slot_mut(seq) else { continue };
+            let (seq, line) = match self.visible.pop_front() {
+                Some(seq) => (seq, None),
+                None if fair => match self.fair_take() {
+                    Some((seq, group)) => (seq, Some(group)),
+                    None => break,
+                },
+                None => break,
+            };
+            let Some(mut slot) = self.slot_mut(seq) else { continue };
             if slot.state != State::Visible {
                 continue;
             }
@@ -838,10 +883,22 @@ impl Partition {
                 self.expire_message(seq);
                 continue;
             }
+            if pass_over > 0 && line.is_none() {
+                if let Some(group) = slot.fifo.as_ref().map(|f| f.group.clone()) {
+                    if self.fair_pass_over(&group, seq) {
+                        pass_over -= 1;
+                        continue;
+                    }
+                    slot = self.slot_mut(seq).expect("a visible message");
+                }
+            }
             let Some(payload) = slot.payload.clone() else {
                 // Its payload is only in the log: the caller has it read back (`front_on_disk`,
                 // `on_disk_ahead`, `make_resident`) and asks again; it stays first in line.
-                self.visible.push_front(seq);
+                match &line {
+                    Some(group) => self.fair_untake(group, seq),
+                    None => self.visible.push_front(seq),
+                }
                 break;
             };
             if rules.max_receive_count.is_some_and(|max| slot.receive_count >= max) {
@@ -886,6 +943,7 @@ impl Partition {
         self.counts.visible -= 1;
         self.counts.inflight += 1;
         self.inflight.push(Reverse((deadline_ms, seq)));
+        self.fair_inflight(seq, true);
         delivery
     }
 
@@ -939,6 +997,7 @@ impl Partition {
         if self.fifo.is_some() {
             self.fifo_inflight_ended(seq);
         } else {
+            self.fair_inflight(seq, false);
             self.visible.push_back(seq);
         }
     }
@@ -1022,6 +1081,7 @@ impl Partition {
         self.inflight.clear();
         self.counts = Counts::default();
         self.fifo_clear_groups();
+        self.fair_clear();
     }
 
     /// Message counts by state, after running the timers due by `now_ms`.
@@ -1105,6 +1165,7 @@ impl Partition {
                 }
                 if let Some(fifo) = &previous.fifo {
                     self.fifo_removed(fifo, seq, matches!(previous.state, State::InFlight { .. }));
+                    self.fair_left(fifo, matches!(previous.state, State::InFlight { .. }));
                 }
                 previous.state == State::Visible
             }
@@ -1147,7 +1208,11 @@ impl Partition {
                 self.inflight.push(Reverse((deadline_ms, seq)));
             }
         }
-        self.slots[index] = Some(Slot::new(message_id, payload, receive_count, first_receive_ms, state));
+        let group = if self.is_feed { None } else { self.fair_entered(&payload) };
+        self.slots[index] = Some(Slot { fifo: group, ..Slot::new(message_id, payload, receive_count, first_receive_ms, state) });
+        if matches!(state, State::InFlight { .. }) {
+            self.fair_inflight(seq, true);
+        }
     }
 
     fn uncount(&mut self, state: State) {
@@ -1170,6 +1235,7 @@ impl Partition {
         self.inflight.push(Reverse((deadline_ms, seq)));
         if !matches!(previous, State::InFlight { .. }) {
             self.fifo_inflight_started(seq);
+            self.fair_inflight(seq, true);
         }
     }
 

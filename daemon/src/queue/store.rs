@@ -35,6 +35,29 @@ use crate::storage::log::{Location, Log, LogOptions, Recovery, StorageError};
 use crate::storage::record::record_bytes;
 use crate::storage::{storage_error, Ticket};
 
+/// What a record is the latest of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// A message's full record (by its sequence number in the partition).
+    Message(u64),
+    /// A topic cursor's position.
+    Cursor(u64),
+    /// A FIFO queue's deduplication key held past its message.
+    Dedup(u128),
+}
+
+/// A record of queue `queue_id` that compaction's copy `new` superseded: `old` stays held
+/// until the copy is known to be written (`Storage::settle`). A copy can be lost after it was
+/// placed — the log drops what was staged for a segment it cannot make — and the original
+/// must then still be there: deleting it would lose the message.
+#[derive(Debug, Clone, Copy)]
+pub struct Superseded {
+    pub queue_id: u64,
+    pub record: Record,
+    pub new: Placement,
+    pub old: Placement,
+}
+
 /// A record the log holds that does not decode as a journal event (a bug or damage
 /// that the checksum did not catch): with repair it is dropped and reported.
 #[derive(Debug)]
@@ -131,6 +154,22 @@ impl Storage {
     /// Appends everything `partition` journaled since the last commit, in order.
     /// Returns the ticket of the last record (`None` when there was nothing).
     pub fn commit(&self, partition: &mut Partition) -> Result<Option<Ticket>, OpError> {
+        self.commit_with(partition, None)
+    }
+
+    /// `commit` for compaction's copies: the records they supersede stay held, listed in
+    /// `superseded`, until the copies are known to be written (`Superseded`).
+    pub fn commit_copies(&self, partition: &mut Partition, superseded: &mut Vec<Superseded>) -> Result<Option<Ticket>, OpError> {
+        self.commit_with(partition, Some(superseded))
+    }
+
+    fn commit_with(&self, partition: &mut Partition, mut superseded: Option<&mut Vec<Superseded>>) -> Result<Option<Ticket>, OpError> {
+        let queue_id = partition.queue_id();
+        // Releases `old` now, or, for compaction, once the record that superseded it is written.
+        let mut supersede = |record: Record, new: Placement, old: Placement| match superseded.as_deref_mut() {
+            Some(list) if old.log_seq != new.log_seq => list.push(Superseded { queue_id, record, new, old }),
+            _ => self.log.release(old.log_seq, old.bytes),
+        };
         let mut events = self.events.borrow_mut();
         partition.take_journal(&mut events);
         let mut last = None;
@@ -149,8 +188,8 @@ impl Storage {
                         let bytes = record_bytes(len) as u32;
                         self.log.hold(seq, bytes);
                         let placement = Placement::located(seq, location.segment, location.offset, bytes);
-                        if let Some((old, old_bytes)) = partition.placed(message, placement) {
-                            self.log.release(old, old_bytes);
+                        if let Some(old) = partition.placed(message, placement) {
+                            supersede(Record::Message(message), placement, old);
                         }
                         self.account(partition);
                         // Past the budget a new message keeps only its place in the log.
@@ -161,15 +200,15 @@ impl Storage {
                     if let Event::Cursor { key, .. } = &event {
                         let bytes = record_bytes(len) as u32;
                         self.log.hold(seq, bytes);
-                        if let Some((old, old_bytes)) = partition.cursor_placed(*key, (seq, bytes)) {
-                            self.log.release(old, old_bytes);
+                        if let Some(old) = partition.cursor_placed(*key, (seq, bytes)) {
+                            supersede(Record::Cursor(*key), Placement::at(seq, bytes), Placement::at(old.0, old.1));
                         }
                     }
                     if let Event::Dedup { key, .. } = &event {
                         let bytes = record_bytes(len) as u32;
                         self.log.hold(seq, bytes);
-                        if let Some((old, old_bytes)) = partition.dedup_placed(*key, (seq, bytes)) {
-                            self.log.release(old, old_bytes);
+                        if let Some(old) = partition.dedup_placed(*key, (seq, bytes)) {
+                            supersede(Record::Dedup(*key), Placement::at(seq, bytes), Placement::at(old.0, old.1));
                         }
                     }
                 }
@@ -181,6 +220,23 @@ impl Storage {
         match failure {
             Some(error) => Err(storage_error(error)),
             None => Ok(last),
+        }
+    }
+
+    /// Settles a record compaction's copy superseded: released if the copy was written;
+    /// otherwise (lost to a flush that could not make its segment, or not known written) the
+    /// copy is as if never made — what it was for points at the original again, which stays.
+    pub fn settle(&self, partition: Option<&mut Partition>, superseded: Superseded) {
+        let Superseded { record, new, old, .. } = superseded;
+        if self.log.kept(new.log_seq) {
+            return self.log.release(old.log_seq, old.bytes);
+        }
+        let restored = partition.is_some_and(|partition| partition.unplace(record, new, old));
+        if restored {
+            self.log.release(new.log_seq, new.bytes);
+        } else {
+            // It has moved on since (deleted, or placed again): the original is not needed.
+            self.log.release(old.log_seq, old.bytes);
         }
     }
 

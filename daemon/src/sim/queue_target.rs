@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_protocol::{OpError, PublishEntry, Reply, SendEntry};
 
-use super::shards::{self, pick_shard, short, Cluster, Findings, Setup, Stop};
+use super::shards::{self, pick_shard, short, Cluster, Findings, Setup, SimShard, Stop};
 use super::Driver;
 use crate::catalog::topics::TopicChange;
 use crate::catalog::{MetaChange, MetaOutcome, Naming, Registry};
@@ -86,7 +86,8 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
                 driver.note(format!("time passes: {ms} ms"));
                 driver.advance(Duration::from_millis(ms));
             }
-            77..=80 => probe(driver, &cluster, &model)?,
+            77..=79 => probe(driver, &cluster, &model)?,
+            80 => burst(driver, &cluster, &model),
             81..=83 => cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Clean)?,
             84..=86 => cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Crash(Crash::Process))?,
             87..=89 => cluster = restart(driver, cluster, &setup, &registry, &model, Stop::Crash(Crash::Power))?,
@@ -193,14 +194,14 @@ fn create_queues(driver: &mut Driver, cluster: &Rc<Cluster>) -> Result<(), Strin
     Ok(())
 }
 
-fn send_op(queue: &str, body: &str, delay_seconds: Option<i32>) -> sluice_protocol::Op {
+fn send_op(queue: &str, body: &str, delay_seconds: Option<i32>, tenant: Option<String>) -> sluice_protocol::Op {
     let entry = SendEntry {
         id: String::new(),
         body: Bytes::copy_from_slice(body.as_bytes()),
         delay_seconds,
         attributes: vec![],
         system_attributes: vec![],
-        message_group_id: None,
+        message_group_id: tenant,
         deduplication_id: None,
     };
     sluice_protocol::Op::SendMessage { queue: queue.to_owned(), entry }
@@ -219,16 +220,56 @@ fn send(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) 
     let shard = pick_shard(driver, cluster);
     let body = new_body(driver, model);
     let delay = (queue == PLAIN && driver.rng.u8(..5) == 0).then(|| driver.rng.i32(0..3));
+    // Two of three messages carry a fair queue's tenant (`queue::fair`), most of them one
+    // noisy tenant's.
+    let number = model.borrow().next_message;
+    let tenant = match number % 6 {
+        0..=2 => Some("noisy".to_owned()),
+        3 => Some(format!("t{}", number % 5)),
+        _ => None,
+    };
+    send_to(driver, model, queue, shard, body, delay, tenant);
+}
+
+/// A burst that makes a tenant noisy on one shard: 35 of its messages, three receives of ten
+/// held for 30 s (the drain lets 40 s pass first), then two of another tenant's, which later
+/// receives there hand out before the rest of the burst.
+fn burst(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
+    let shard = pick_shard(driver, cluster);
+    driver.note(format!("a burst of the noisy tenant to {PLAIN} on shard {}", shard.id));
+    for _ in 0..35 {
+        let body = new_body(driver, model);
+        send_to(driver, model, PLAIN, shard.clone(), body, None, Some("noisy".to_owned()));
+    }
+    for _ in 0..3 {
+        receive_from(driver, model, PLAIN, shard.clone(), (10, 0, 30));
+    }
+    for _ in 0..2 {
+        let body = new_body(driver, model);
+        send_to(driver, model, PLAIN, shard.clone(), body, None, Some("quiet".to_owned()));
+    }
+}
+
+fn send_to(
+    driver: &mut Driver,
+    model: &Rc<RefCell<Model>>,
+    queue: &'static str,
+    shard: Rc<SimShard>,
+    body: String,
+    delay: Option<i32>,
+    tenant: Option<String>,
+) {
     driver.note(format!(
-        "send {} to {queue} on shard {}{}",
+        "send {} to {queue} on shard {}{}{}",
         short(&body),
         shard.id,
-        delay.map(|d| format!(" delayed {d} s")).unwrap_or_default()
+        delay.map(|d| format!(" delayed {d} s")).unwrap_or_default(),
+        tenant.as_deref().map(|t| format!(" as {t}")).unwrap_or_default(),
     ));
     model.borrow_mut().sent.insert((queue, body.clone()), false);
     let model = model.clone();
     driver.spawn(async move {
-        let answer = service::handle_op(&shard, send_op(queue, &body, delay)).await;
+        let answer = service::handle_op(&shard, send_op(queue, &body, delay, tenant)).await;
         let mut model = model.borrow_mut();
         model.found.note(format!(
             "  send of {}: {}",
@@ -295,7 +336,18 @@ fn receive_op(queue: &str, max: i32, wait: i32, visibility: i32) -> sluice_proto
 fn receive(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
     let queue = WORKLOAD_QUEUES[driver.rng.usize(..WORKLOAD_QUEUES.len())];
     let shard = pick_shard(driver, cluster);
-    let (max, wait, visibility) = (driver.rng.i32(1..11), driver.rng.i32(0..3), driver.rng.i32(0..4));
+    let asked = (driver.rng.i32(1..11), driver.rng.i32(0..3), driver.rng.i32(0..4));
+    receive_from(driver, model, queue, shard, asked);
+}
+
+/// Receives up to `max` from `queue` on `shard`, waiting up to `wait` s, for `visibility` s.
+fn receive_from(
+    driver: &mut Driver,
+    model: &Rc<RefCell<Model>>,
+    queue: &'static str,
+    shard: Rc<SimShard>,
+    (max, wait, visibility): (i32, i32, i32),
+) {
     driver.note(format!("receive up to {max} from {queue} on shard {}, wait {wait} s, visibility {visibility} s", shard.id));
     let began = model.borrow_mut().tick();
     let model = model.clone();
@@ -397,7 +449,7 @@ fn probe(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>)
     }
     let sent: Rc<Cell<Option<bool>>> = Rc::default();
     let sent_out = sent.clone();
-    let op = send_op(PROBE, &body, None);
+    let op = send_op(PROBE, &body, None, None);
     driver.spawn(async move { sent_out.set(Some(service::handle_op(&sender, op).await.is_ok())) });
     // The send is answered once its record is durable (a slow disk may take a while); the
     // poll must have its message by half a second after that.

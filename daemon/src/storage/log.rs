@@ -1145,12 +1145,10 @@ impl Log {
         forgotten || state.lost.iter().any(|(from, to)| written.iter().any(|(a, b)| from <= b && a <= to))
     }
 
-    /// Stops the log: every append and wait fails from now on, until the process starts again
-    /// and replays what is on disk.
-    pub fn fail(&self, reason: String) {
-        tracing::error!(dir = %self.options.dir.display(), %reason, "the log stops; restart to recover from what is on disk");
-        self.state.borrow_mut().failed.get_or_insert(reason);
-        self.flushed.notify_all();
+    /// Whether record `seq` was written (handed to the disk) and not lost to a flush that
+    /// could not make its segment. `false` when that is not known yet.
+    pub fn kept(&self, seq: u64) -> bool {
+        self.state.borrow().written_seq >= seq && !self.lost_any(&[(seq, seq)])
     }
 
     /// The last sequence number known to be synced to the disk.

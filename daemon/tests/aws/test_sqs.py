@@ -162,6 +162,25 @@ class Sqs(unittest.TestCase):
         with Expect(self, "InvalidParameterValue", 400):
             self.sqs.create_queue(QueueName=unique("no-suffix"), Attributes={"FifoQueue": "true"})
 
+    def test_a_fair_queue_serves_a_quiet_tenant_before_a_noisy_backlog(self):
+        # One pooled connection: every send lands in the same core's partition of the queue.
+        url = self.sqs.create_queue(QueueName=unique("tenants"))["QueueUrl"]
+        for start in range(0, 60, 10):
+            entries = [{"Id": str(i), "MessageBody": f"noisy {start + i}", "MessageGroupId": "noisy"} for i in range(10)]
+            self.assertEqual(len(self.sqs.send_message_batch(QueueUrl=url, Entries=entries)["Successful"]), 10)
+        self.sqs.send_message(QueueUrl=url, MessageBody="quiet 0", MessageGroupId="quiet")
+        self.sqs.send_message(QueueUrl=url, MessageBody="plain 0")
+        held = []
+        for _ in range(3):
+            got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600)["Messages"]
+            held += [m["Body"] for m in got]
+        self.assertEqual(held, [f"noisy {i}" for i in range(30)])
+        # 30 in flight, all the noisy tenant's: the quiet tenant and the ungrouped message first.
+        got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=4, VisibilityTimeout=600, AttributeNames=["All"])["Messages"]
+        self.assertEqual([m["Body"] for m in got], ["quiet 0", "plain 0", "noisy 30", "noisy 31"])
+        self.assertEqual(got[0]["Attributes"]["MessageGroupId"], "quiet")
+        self.assertNotIn("MessageGroupId", got[1]["Attributes"])
+
     def test_errors_arrive_as_the_sdk_models_them(self):
         url = self.queue("errors")
         with Expect(self, "AWS.SimpleQueueService.NonExistentQueue", 400) as expect:
