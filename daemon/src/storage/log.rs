@@ -246,6 +246,8 @@ pub struct Log {
     spare_done: LocalNotify,
     /// When and why preparing a spare last failed; cleared on success.
     spare_failed: RefCell<Option<(Duration, StorageError)>>,
+    /// When preparing a spare last failed (kept after a success: `space_tight`).
+    spare_failed_last: Cell<Option<Duration>>,
     /// A segment whose staged records were dropped because it could not be created: it
     /// starts again empty (readers' indexes of it are stale). Taken by `take_restarted`.
     restarted: Cell<Option<u64>>,
@@ -274,6 +276,8 @@ impl From<StorageError> for FlushFailure {
 
 /// How long after a failed attempt the next spare segment is tried.
 const SPARE_RETRY: Duration = Duration::from_secs(1);
+/// How long after a spare could not be made compaction still counts space as short.
+const SPACE_TIGHT_FOR: Duration = Duration::from_secs(60);
 
 /// Counters, for tests and benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -762,6 +766,7 @@ impl Log {
             spare: RefCell::new(Spare::None),
             spare_done: LocalNotify::new(),
             spare_failed: RefCell::new(None),
+            spare_failed_last: Cell::new(None),
             restarted: Cell::new(None),
             read_files: RefCell::new(Vec::new()),
             next_flush: Cell::new(last_flush + 1),
@@ -863,6 +868,7 @@ impl Log {
             tracing::error!(%error, "cannot make the next log segment; refusing writes that need one until it can be made");
         }
         *self.spare_failed.borrow_mut() = Some((self.env.monotonic(), error));
+        self.spare_failed_last.set(Some(self.env.monotonic()));
         let log = self.clone();
         self.env.spawn(async move {
             log.env.sleep(SPARE_RETRY).await;
@@ -1184,6 +1190,12 @@ impl Log {
         self.spare_failed.borrow().is_some()
     }
 
+    /// Whether space is low or was lately (a spare made once compaction freed a little may be
+    /// the last that fits): compaction then writes no more than half the room it has.
+    fn space_tight(&self) -> bool {
+        self.space_low() || self.spare_failed_last.get().is_some_and(|at| self.env.monotonic().saturating_sub(at) < SPACE_TIGHT_FOR)
+    }
+
     /// Why a write that needs a new segment is refused now (the last attempt to prepare one
     /// failed and none is ready), or `None`.
     pub fn segment_refusal(&self) -> Option<StorageError> {
@@ -1232,14 +1244,15 @@ impl Log {
     /// and the bytes held in it (to be written again before the run is removed). Cleaning
     /// writes at most half of what it frees, so total writes stay within twice the appends.
     ///
-    /// When space is low, only runs whose live bytes fit in half the room left (the active
-    /// segment and a prepared spare) qualify, so compaction never takes the space that
-    /// receives and deletes need; a run with nothing live frees space without writing.
+    /// When space is low, or was in the last minute, only runs whose live bytes fit in half the
+    /// room left (the active segment and a prepared spare) qualify, so compaction never takes
+    /// the space that receives and deletes need; a run with nothing live frees space without
+    /// writing.
     pub fn compaction_cutoff(&self) -> Option<(u64, u64)> {
         let state = self.state.borrow();
         let room = (self.options.segment_bytes - state.write_pos)
             + if matches!(&*self.spare.borrow(), Spare::Ready(..)) { self.options.segment_bytes } else { 0 };
-        let live_max = if self.space_low() { room / 2 } else { u64::MAX };
+        let live_max = if self.space_tight() { room / 2 } else { u64::MAX };
         let segments = &state.segments;
         let (mut size, mut live, mut best) = (0u64, 0u64, None);
         for index in 0..segments.len().saturating_sub(1) {
