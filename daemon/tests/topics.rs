@@ -435,3 +435,23 @@ fn acknowledged_publishes_and_subscriptions_survive_kill_and_restart() {
         assert_eq!(bodies(&drain(&c, queue)), ["after restart"]);
     }
 }
+
+/// A standard topic's publish with `MessageGroupId` gives each subscribed standard queue's
+/// copy that group — through the topic's feed and one by one (a filter policy) alike — so a
+/// fair queue behind a topic knows its tenants.
+#[test]
+fn a_standard_topic_passes_the_message_group_to_its_queues() {
+    let daemon = Daemon::start();
+    let c = daemon.client_on_shard(0);
+    let topic = c.run(c.client().create_topic("tenants", vec![], vec![])).unwrap();
+    subscribe(&c, &topic, "fed", vec![kv("RawMessageDelivery", "true")]);
+    subscribe(&c, &topic, "filtered", vec![kv("FilterPolicy", r#"{"color":["red"]}"#)]);
+    let grouped = PublishEntry { message_group_id: Some("tenant-1".into()), ..entry("for tenant 1", vec![color("red")]) };
+    c.run(c.client().publish_entry(&topic, grouped)).unwrap();
+    c.run(c.client().publish_entry(&topic, entry("no tenant", vec![color("red")]))).unwrap();
+    for queue in ["fed", "filtered"] {
+        let got = drain(&c, queue);
+        let groups: Vec<Option<&str>> = got.iter().map(|m| attribute(&m.attributes, "MessageGroupId")).collect();
+        assert_eq!(groups, [Some("tenant-1"), None], "{queue}");
+    }
+}
