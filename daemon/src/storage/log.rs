@@ -1140,21 +1140,14 @@ impl Log {
         Ok(())
     }
 
-    /// Whether a record in one of the runs `written` (first and last sequence numbers, oldest
-    /// first) was lost to a flush that could not make its segment: a writer that waits only
-    /// for its last record, like compaction, asks this of the rest. Also true when runs lost
-    /// since the first may have been forgotten.
-    pub fn lost_any(&self, written: &[(u64, u64)]) -> bool {
-        let Some(first) = written.first().map(|(from, _)| *from) else { return false };
-        let state = self.state.borrow();
-        let forgotten = state.lost.len() >= LOST_RUNS_MAX && state.lost.first().is_some_and(|(from, _)| *from > first);
-        forgotten || state.lost.iter().any(|(from, to)| written.iter().any(|(a, b)| from <= b && a <= to))
-    }
-
     /// Whether record `seq` was written (handed to the disk) and not lost to a flush that
-    /// could not make its segment. `false` when that is not known yet.
+    /// could not make its segment: a writer that waits only for its last record, like
+    /// compaction, asks this of the rest. `false` when that is not known yet, or when runs
+    /// lost since `seq` may have been forgotten.
     pub fn kept(&self, seq: u64) -> bool {
-        self.state.borrow().written_seq >= seq && !self.lost_any(&[(seq, seq)])
+        let state = self.state.borrow();
+        let forgotten = state.lost.len() >= LOST_RUNS_MAX && state.lost.first().is_some_and(|(from, _)| *from > seq);
+        state.written_seq >= seq && !forgotten && !state.lost.iter().any(|(from, to)| (*from..=*to).contains(&seq))
     }
 
     /// The last sequence number known to be synced to the disk.
