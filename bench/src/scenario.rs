@@ -33,6 +33,12 @@ pub enum Workload {
     Fifo {
         groups: usize,
     },
+    /// A standard queue shared by tenants, one of them noisy: `sluice-load --tenants` with
+    /// consumers slower than the producers, so a backlog grows; `grouped`: each message
+    /// carries its tenant as MessageGroupId (a fair queue), else none (Sluice only).
+    Tenants {
+        grouped: bool,
+    },
     /// Synchronous producers: `producers` of them, each with one SendMessageBatch of 10 in
     /// flight (what a producer that waits for each acknowledgement sees); consumers drain.
     QueueSync {
@@ -87,7 +93,7 @@ const fn fifo(name: &'static str, what: &'static str, groups: usize, load: Load)
     Scenario { name, what, message_size: 100, load, workload: Workload::Fifo { groups }, pending: None }
 }
 
-pub const SCENARIOS: [Scenario; 21] = [
+pub const SCENARIOS: [Scenario; 24] = [
     queue("queue-max-100b", "queue, maximum throughput, 100 B messages", 100, Load::Max),
     queue("queue-max-1k", "queue, maximum throughput, 1 KiB messages", 1024, Load::Max),
     queue(
@@ -149,14 +155,48 @@ pub const SCENARIOS: [Scenario; 21] = [
     stream("stream-read-1", "stream ingest and reading, 4 shards, 1 push consumer per shard, 1 KiB, maximum", 4, 1),
     stream("stream-read-5", "stream ingest and reading, 4 shards, 5 push consumers per shard, 1 KiB, maximum", 4, 5),
     fifo("fifo-max-1000-groups", "FIFO queue, 1,000 message groups, maximum throughput, 100 B", 1000, Load::Max),
-    fifo("fifo-max-1-group", "FIFO queue, one message group (all in one order), maximum throughput, 100 B", 1, Load::Max),
+    fifo(
+        "fifo-max-1-group",
+        "FIFO queue, one message group (all in one order), maximum throughput (producers unpaced, so they outrun the group's consumers and a backlog grows), 100 B",
+        1,
+        Load::Max,
+    ),
+    fifo(
+        "fifo-1-group-20k",
+        "FIFO queue, one message group (all in one order) at a fixed 20,000 msgs/s: received in order as fast as sent, with fsync before ack, 100 B",
+        1,
+        Load::Rate(20_000),
+    ),
     fifo(
         "fifo-latency-half",
         "FIFO queue latency, 1,000 groups, at half of Sluice's FIFO maximum (fsync always), 100 B",
         1000,
         Load::HalfSluiceMax("fifo-max-1000-groups"),
     ),
+    Scenario {
+        name: "fair-noisy-tenant",
+        what: "fair queue: 10 tenants (MessageGroupId) at 10,000 msgs/s, one sending 90 %, consumers taking about 7,500/s (10 ms of work per batch), so the noisy tenant's backlog grows; the quiet tenants' dwell time, 100 B",
+        message_size: 100,
+        load: Load::Rate(TENANTS_RATE),
+        workload: Workload::Tenants { grouped: true },
+        pending: None,
+    },
+    Scenario {
+        name: "fair-noisy-tenant-ungrouped",
+        what: "the same without MessageGroupId (a queue that is not fair): the quiet tenants wait behind the backlog, 100 B",
+        message_size: 100,
+        load: Load::Rate(TENANTS_RATE),
+        workload: Workload::Tenants { grouped: false },
+        pending: None,
+    },
 ];
+
+/// The tenant scenarios' rate, a third above what their consumers take.
+const TENANTS_RATE: u64 = 10_000;
+/// The tenant scenarios' consumers: this many, each spending [`TENANTS_WORK_US`] on a batch of
+/// 10, take about 7,500 msgs/s.
+const TENANTS_CONSUMERS: &str = "8";
+const TENANTS_WORK_US: &str = "10000";
 
 const fn stream(name: &'static str, what: &'static str, shards: usize, readers: usize) -> Scenario {
     Scenario { name, what, message_size: 1024, load: Load::Max, workload: Workload::Stream { shards, readers }, pending: None }
@@ -362,6 +402,14 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
             load.args(["--workload", "queue", "--consumers", QUEUE_CONSUMERS, "--batch", "10", "--fifo-groups", &groups.to_string()])
         }
         Workload::QueueSync { .. } => load.args(["--workload", "queue", "--consumers", SYNC_CONSUMERS, "--batch", "10"]),
+        Workload::Tenants { grouped } => {
+            load.args(["--workload", "queue", "--consumers", TENANTS_CONSUMERS, "--work-us", TENANTS_WORK_US, "--batch", "10"]);
+            load.args(["--tenants", "10", "--noisy-percent", "90"]);
+            if !grouped {
+                load.arg("--tenants-ungrouped");
+            }
+            &mut load
+        }
         Workload::Fanout { subscribers, consumers } => load.args([
             "--workload",
             "fanout",

@@ -79,6 +79,10 @@ its ratios are what the binary protocol gains over it.\n\n"
             sync_rows(&mut out, &rows);
             continue;
         }
+        if let crate::scenario::Workload::Tenants { .. } = scenario.workload {
+            tenant_rows(&mut out, &rows);
+            continue;
+        }
         out.push_str("| system | fsync before ack | received msgs/s | MB/s | e2e p50 | e2e p99 | e2e p99.9 | e2e p99.99 | e2e max | send p99 | Sluice ÷ peer: throughput | Sluice ÷ peer: p99 |\n");
         out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let sluice = rows.iter().find(|o| o.system == System::SluiceFsyncAlways).and_then(|o| o.summary.as_ref());
@@ -124,6 +128,43 @@ its ratios are what the binary protocol gains over it.\n\n"
     }
     std::fs::write(folder.join("table.md"), &out).map_err(|e| format!("writing table.md: {e}"))?;
     Ok(out)
+}
+
+/// A tenants section: the quiet tenants' end-to-end latency (their dwell time), beside
+/// everyone's, which the noisy tenant's backlog makes grow.
+fn tenant_rows(out: &mut String, rows: &[&Outcome]) {
+    out.push_str("| system | fsync before ack | sent msgs/s | received msgs/s | quiet tenants e2e p50 | p99 | p99.9 | max | all e2e p50 | all e2e p99 |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for row in rows {
+        let Some(summary) = &row.summary else {
+            writeln!(
+                out,
+                "| {} | {} | failed: {} | | | | | | | |",
+                row.system.name(),
+                row.system.fsync_before_ack(),
+                row.note.as_deref().unwrap_or("?")
+            )
+            .ok();
+            continue;
+        };
+        let quiet = |key: &str| latency(us(summary, "end_to_end_quiet", key));
+        writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            row.system.name(),
+            row.system.fsync_before_ack(),
+            summary.get("sent_per_second").and_then(Value::as_f64).unwrap_or(0.0),
+            received_per_second(row).unwrap_or(0.0),
+            quiet("p50_us"),
+            quiet("p99_us"),
+            quiet("p999_us"),
+            quiet("max_us"),
+            latency(us(summary, "end_to_end", "p50_us")),
+            latency(us(summary, "end_to_end", "p99_us")),
+        )
+        .ok();
+    }
+    out.push('\n');
 }
 
 /// A synchronous-producer section: what a send waits for, beside what one append takes to be

@@ -17,6 +17,7 @@ mod sluice_http;
 mod sluice_stream;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -139,6 +140,22 @@ struct Args {
     /// Other targets have no equivalent and refuse it.
     #[arg(long, default_value_t = 0)]
     fifo_groups: usize,
+    /// Tenants of a fair queue (0: none; else at least 2): sluice's queue workload on a
+    /// standard queue whose messages carry their tenant as MessageGroupId. One noisy tenant
+    /// sends --noisy-percent of the messages, the others share the rest in turn; the quiet
+    /// tenants' end-to-end latency is reported apart (end_to_end_quiet).
+    #[arg(long, default_value_t = 0)]
+    tenants: usize,
+    /// Tenants: percent of the messages the noisy tenant sends (1-99).
+    #[arg(long, default_value_t = 90)]
+    noisy_percent: u64,
+    /// Tenants: send without MessageGroupId (a queue that is not fair), for comparison.
+    #[arg(long)]
+    tenants_ungrouped: bool,
+    /// Microseconds each consumer spends on a received batch before acknowledging it, as a
+    /// consumer doing work would (0: acknowledges at once).
+    #[arg(long, default_value_t = 0)]
+    work_us: u64,
     /// Stop producing after this many messages in all (0: no limit). The run ends when the
     /// producers and consumers are done (a consumer is, once every send has its answer and
     /// nothing more arrives: a long poll comes back empty, or a push subscription is quiet
@@ -170,6 +187,17 @@ fn validate(args: &Args) -> Result<(), String> {
     }
     if args.fifo_groups > 0 && (args.workload != Workload::Queue || !matches!(args.target, Target::Sluice | Target::Nats)) {
         return Err("--fifo-groups runs the queue workload on sluice (a FIFO queue) or nats (deduplicated publishes) only".into());
+    }
+    if args.tenants > 0 {
+        if args.tenants < 2 || args.workload != Workload::Queue || args.target != Target::Sluice || args.fifo_groups > 0 {
+            return Err("--tenants (at least 2: one noisy, the others quiet) runs sluice's queue workload on a standard queue".into());
+        }
+        if !(1..=99).contains(&args.noisy_percent) {
+            return Err("--noisy-percent must be from 1 to 99".into());
+        }
+        if args.message_size <= run::STAMP_BYTES {
+            return Err(format!("--tenants needs --message-size above {}: a quiet tenant's mark follows the stamp", run::STAMP_BYTES));
+        }
     }
     if args.duration == 0 {
         return Err("--duration must be at least 1 second".into());
@@ -262,7 +290,7 @@ fn run_on_tokio<B: Broker>(broker: B, plan: Plan, core: usize, started: Instant,
 }
 
 /// One thread per core, each pinned and running its share; joins them all.
-fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), String> {
+fn run(args: &Args, endpoint: &str, order: &Option<Arc<sluice::GroupOrder>>) -> Result<(Recorder, Instant, String), String> {
     let plan = Plan {
         cores: args.cores,
         message_size: args.message_size.max(run::STAMP_BYTES),
@@ -274,6 +302,7 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
         rate: args.rate,
         warmup: Duration::from_secs(args.warmup),
         duration: Duration::from_secs(args.duration),
+        work: Duration::from_micros(args.work_us),
         send_limit: Arc::new(run::SendLimit::new(args.send_limit)),
     };
     let guarantee = setup(args, endpoint)?;
@@ -283,7 +312,12 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
     let mut threads = Vec::new();
     for core in 0..args.cores {
         let (plan, ticks, endpoint, target, queue) = (plan.clone(), tick_tx.clone(), endpoint.to_owned(), args.target, sluice_queue(args));
-        let fifo_groups = args.fifo_groups;
+        let (fifo_groups, order) = (args.fifo_groups, order.clone());
+        let tenants = (args.tenants > 0).then_some(sluice::Tenants {
+            count: args.tenants,
+            noisy_percent: args.noisy_percent,
+            grouped: !args.tenants_ungrouped,
+        });
         let subscribers = fanout_subscribers(args);
         let (stream, shards) = (args.workload == Workload::Stream, args.shards);
         // From the last CPU down, since sluiced pins its shards from CPU 0 up.
@@ -307,7 +341,13 @@ fn run(args: &Args, endpoint: &str) -> Result<(Recorder, Instant, String), Strin
                             ticks,
                         ));
                     }
-                    executor.run(run::run_core(sluice::Sluice { endpoint, queue, subscribers, fifo_groups }, plan, core, started, ticks))
+                    executor.run(run::run_core(
+                        sluice::Sluice { endpoint, queue, subscribers, fifo_groups, order, tenants },
+                        plan,
+                        core,
+                        started,
+                        ticks,
+                    ))
                 }
                 Target::SluiceHttp => run_on_tokio(sluice_http::SluiceHttp { endpoint, queue }, plan, core, started, ticks),
                 Target::Redis if stream => {
@@ -355,7 +395,14 @@ fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
     })
 }
 
-fn report(args: &Args, endpoint: &str, total: &Recorder, measured_from: Instant, guarantee: &str) -> Result<(), String> {
+fn report(
+    args: &Args,
+    endpoint: &str,
+    total: &Recorder,
+    measured_from: Instant,
+    guarantee: &str,
+    order: Option<&sluice::GroupOrder>,
+) -> Result<(), String> {
     let seconds = total.stopped.map_or(0.0, |stopped| stopped.saturating_duration_since(measured_from).as_secs_f64()).max(1e-3);
     let size = args.message_size.max(run::STAMP_BYTES);
     let sent_rate = total.sent as f64 / seconds;
@@ -374,13 +421,17 @@ fn report(args: &Args, endpoint: &str, total: &Recorder, measured_from: Instant,
     if total.errors > 0 {
         println!("errors   {:>10} requests failed", total.errors);
     }
+    let (checked, out_of_order) = order.map_or((0, 0), |o| (o.checked.load(Ordering::Relaxed), o.out_of_order.load(Ordering::Relaxed)));
+    if order.is_some() {
+        println!("order    {checked:>10} msgs checked against their group's order, {out_of_order} out of order or received twice");
+    }
     for op in Op::ALL {
         let h = total.histogram(op);
         if h.is_empty() {
             continue;
         }
         println!(
-            "{:<11} n={:<9} p50={:>8}us p99={:>8}us p99.9={:>8}us p99.99={:>8}us max={:>8}us",
+            "{:<16} n={:<9} p50={:>8}us p99={:>8}us p99.9={:>8}us p99.99={:>8}us max={:>8}us",
             op.name(),
             h.len(),
             h.value_at_quantile(0.5),
@@ -390,7 +441,7 @@ fn report(args: &Args, endpoint: &str, total: &Recorder, measured_from: Instant,
             h.max()
         );
     }
-    let Some(dir) = &args.out else { return Ok(()) };
+    let Some(dir) = &args.out else { return order_kept(out_of_order) };
     for op in Op::ALL {
         std::fs::write(dir.join(format!("{}.hgrm", op.name())), record::hgrm(total.histogram(op)))
             .map_err(|e| format!("writing .hgrm: {e}"))?;
@@ -401,8 +452,11 @@ fn report(args: &Args, endpoint: &str, total: &Recorder, measured_from: Instant,
         "endpoint": endpoint, "acknowledged": guarantee, "mode": if args.rate.is_some() { "open" } else { "closed" },
         "rate": args.rate, "inflight": args.inflight.unwrap_or(1), "cores": args.cores, "connections": args.connections,
         "producers": args.producers, "consumers": args.consumers, "batch": args.batch, "message_size": size,
+        "tenants": args.tenants, "noisy_percent": (args.tenants > 0).then_some(args.noisy_percent),
+        "tenants_grouped": (args.tenants > 0).then_some(!args.tenants_ungrouped), "work_us": args.work_us,
         "warmup_seconds": args.warmup, "seconds": seconds,
         "sent": total.sent, "received": total.received, "errors": total.errors,
+        "order_checked": order.map(|_| checked), "out_of_order": order.map(|_| out_of_order),
         "deliveries_per_message": deliveries_per_message(args),
         "sent_per_second": sent_rate, "received_per_second": received_rate,
         "sent_mb_per_second": sent_rate * size as f64 / 1e6, "received_mb_per_second": received_rate * size as f64 / 1e6,
@@ -411,15 +465,26 @@ fn report(args: &Args, endpoint: &str, total: &Recorder, measured_from: Instant,
         summary[op.name()] = percentiles(total.histogram(op));
     }
     std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).expect("json"))
-        .map_err(|e| format!("writing summary.json: {e}"))
+        .map_err(|e| format!("writing summary.json: {e}"))?;
+    order_kept(out_of_order)
+}
+
+/// A FIFO run fails when any message came out of its group's order (after its report).
+fn order_kept(out_of_order: u64) -> Result<(), String> {
+    match out_of_order {
+        0 => Ok(()),
+        n => Err(format!("{n} messages came out of their group's order or were received twice")),
+    }
 }
 
 fn main() {
     let args = Args::parse();
     let endpoint = args.endpoint.clone().unwrap_or_else(|| args.target.default_endpoint().to_owned());
+    // A FIFO run on Sluice checks each group's order across every consumer and core.
+    let order = (args.fifo_groups > 0 && args.target == Target::Sluice).then(|| Arc::new(sluice::GroupOrder::default()));
     let outcome = validate(&args)
-        .and_then(|()| run(&args, &endpoint))
-        .and_then(|(total, from, guarantee)| report(&args, &endpoint, &total, from, &guarantee));
+        .and_then(|()| run(&args, &endpoint, &order))
+        .and_then(|(total, from, guarantee)| report(&args, &endpoint, &total, from, &guarantee, order.as_deref()));
     if let Err(error) = outcome {
         eprintln!("sluice-load: {error}");
         std::process::exit(1);

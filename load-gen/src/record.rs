@@ -7,17 +7,19 @@ use hdrhistogram::Histogram;
 
 /// Operations with a latency histogram. Per-operation latencies are from the moment a
 /// request was due (open loop: its intended time; closed loop: when it was sent) to its
-/// answer; `EndToEnd` is from the time stamped in the body to the moment a consumer has it.
+/// answer; `EndToEnd` is from the time stamped in the body to the moment a consumer has it,
+/// and `EndToEndQuiet` the same for the quiet tenants' messages alone (`--tenants`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Send,
     Receive,
     Delete,
     EndToEnd,
+    EndToEndQuiet,
 }
 
 impl Op {
-    pub const ALL: [Op; 4] = [Op::Send, Op::Receive, Op::Delete, Op::EndToEnd];
+    pub const ALL: [Op; 5] = [Op::Send, Op::Receive, Op::Delete, Op::EndToEnd, Op::EndToEndQuiet];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -25,6 +27,7 @@ impl Op {
             Op::Receive => "receive",
             Op::Delete => "delete",
             Op::EndToEnd => "end_to_end",
+            Op::EndToEndQuiet => "end_to_end_quiet",
         }
     }
 }
@@ -39,8 +42,8 @@ pub fn histogram() -> Histogram<u64> {
 pub struct Recorder {
     /// False during the warm-up; only then are the whole-run figures left alone.
     pub measuring: bool,
-    total: [Histogram<u64>; 4],
-    second: [Histogram<u64>; 4],
+    total: [Histogram<u64>; Op::ALL.len()],
+    second: [Histogram<u64>; Op::ALL.len()],
     pub sent: u64,
     pub received: u64,
     /// Requests that failed (the error is printed once per core).

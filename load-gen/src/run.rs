@@ -94,6 +94,9 @@ pub trait Consumer: 'static {
     async fn receive(&mut self, max: usize, stamps: &mut Vec<u64>) -> Result<(), Error>;
     /// Acknowledges (deletes) everything the last `receive` returned.
     async fn acknowledge(&mut self) -> Result<(), Error>;
+    /// Moves the stamps of the last `receive`'s messages from quiet tenants (`--tenants`) to
+    /// `stamps`; they were pushed to `receive`'s too.
+    fn take_quiet(&mut self, _stamps: &mut Vec<u64>) {}
 }
 
 /// What each core does, from the command line.
@@ -111,6 +114,8 @@ pub struct Plan {
     pub rate: Option<u64>,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Time a consumer spends on each received batch before acknowledging it.
+    pub work: Duration,
     /// Messages in all before producers stop; shared by the cores.
     pub send_limit: Arc<SendLimit>,
 }
@@ -238,7 +243,7 @@ pub async fn run_core<B: Broker>(
     let mut tasks: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
     for i in 0..plan.consumers {
         let consumer = broker.consumer(&connections[i % connections.len()], core * plan.consumers + i).await?;
-        tasks.push(consume::<B, _>(consumer, plan.batch, plan.send_limit.clone(), recorder.clone(), end).boxed_local());
+        tasks.push(consume::<B, _>(consumer, plan.batch, plan.work, plan.send_limit.clone(), recorder.clone(), end).boxed_local());
     }
     let plan = Rc::new(plan);
     if let Some(rate) = plan.rate {
@@ -360,8 +365,16 @@ const QUIET_BEFORE_DONE: Duration = Duration::from_secs(2);
 /// nothing more can come: every send was answered before a receive began and that receive
 /// came back empty, or a receive waited [`QUIET_BEFORE_DONE`] after every send was answered
 /// (a push subscription has no empty answer).
-async fn consume<B: Broker, C: Consumer>(mut consumer: C, batch: usize, limit: Arc<SendLimit>, recorder: Shared, end: Instant) {
+async fn consume<B: Broker, C: Consumer>(
+    mut consumer: C,
+    batch: usize,
+    work: Duration,
+    limit: Arc<SendLimit>,
+    recorder: Shared,
+    end: Instant,
+) {
     let mut stamps = Vec::with_capacity(batch);
+    let mut quiet = Vec::with_capacity(batch);
     while Instant::now() < end {
         stamps.clear();
         let drained_if_empty = limit.all_answered();
@@ -393,12 +406,19 @@ async fn consume<B: Broker, C: Consumer>(mut consumer: C, batch: usize, limit: A
             for &stamp in &stamps {
                 recorder.record(Op::EndToEnd, arrived.saturating_sub(stamp));
             }
+            consumer.take_quiet(&mut quiet);
+            for stamp in quiet.drain(..) {
+                recorder.record(Op::EndToEndQuiet, arrived.saturating_sub(stamp));
+            }
         }
         if stamps.is_empty() && drained_if_empty {
             return;
         }
         if stamps.is_empty() || !C::ACKNOWLEDGES {
             continue;
+        }
+        if !work.is_zero() {
+            B::sleep_until(Instant::now() + work).await;
         }
         let begun = Instant::now();
         if let Err(error) = consumer.acknowledge().await {

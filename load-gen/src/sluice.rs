@@ -9,10 +9,23 @@
 //! FIFO (`--fifo-groups N`): a FIFO queue deduplicating per group; each producer sends its
 //! messages to groups in turn (message k of producer p to group (p + k) mod N), each with a
 //! deduplication id of its own, so every message is stored and each group's order is one
-//! producer's send order.
+//! producer's send order. Consumers ask for each message's `MessageGroupId` and
+//! `SequenceNumber` and check, across every consumer and core, that each group's sequence
+//! numbers only grow ([`GroupOrder`]): a message handed out before one sent earlier in its
+//! group, or handed out twice, is counted and fails the run.
+//!
+//! Tenants (`--tenants N`): a standard queue whose messages carry their tenant as
+//! `MessageGroupId` (a fair queue); one noisy tenant sends `--noisy-percent` of the messages,
+//! the other N - 1 share the rest. A quiet tenant's body has `q` right after its stamp, so
+//! consumers measure the quiet tenants' end-to-end latency apart. With `--tenants-ungrouped`
+//! the same messages go without a group: the queue is not fair, for comparison.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use sluice_client::{Client, DeleteEntry, PublishEntry, ReceiveMessage, SendEntry};
+use sluice_client::{Client, DeleteEntry, PublishEntry, ReceiveMessage, ReceivedMessage, SendEntry};
 
 use crate::run::{stamp_of, subscriber, Broker, Consumer, Error, Producer};
 
@@ -29,6 +42,66 @@ pub struct Sluice {
     pub subscribers: usize,
     /// Message groups of a FIFO queue (0: a standard queue).
     pub fifo_groups: usize,
+    /// Shared by every core of a FIFO run: the order each group was received in.
+    pub order: Option<Arc<GroupOrder>>,
+    pub tenants: Option<Tenants>,
+}
+
+/// `--tenants`: how messages are shared among tenants of a fair queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Tenants {
+    /// Tenants in all, the noisy one among them (at least 2).
+    pub count: usize,
+    /// Percent of the messages from the noisy tenant.
+    pub noisy_percent: u64,
+    /// Whether messages carry their tenant as `MessageGroupId` (else the queue is not fair).
+    pub grouped: bool,
+}
+
+/// The byte after the stamp that marks a quiet tenant's message.
+const QUIET: u8 = b'q';
+
+/// The last sequence number received of each message group, shared by every consumer: the
+/// next message of a group is handed out only after the one before was deleted, and a
+/// consumer checks a batch before deleting it, so the check sees a group's messages in the
+/// order the queue handed them out. One lock per received batch.
+#[derive(Default)]
+pub struct GroupOrder {
+    last: Mutex<HashMap<String, u128>>,
+    /// Messages checked.
+    pub checked: AtomicU64,
+    /// Messages whose sequence number was not above the last one received of its group
+    /// (out of order, or received twice), or that came without a group or sequence number.
+    pub out_of_order: AtomicU64,
+}
+
+impl GroupOrder {
+    fn check(&self, messages: &[ReceivedMessage]) {
+        let mut wrong = 0;
+        {
+            let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for message in messages {
+                let attribute = |name: &str| message.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+                let (Some(group), Some(sequence)) =
+                    (attribute("MessageGroupId"), attribute("SequenceNumber").and_then(|s| s.parse::<u128>().ok()))
+                else {
+                    wrong += 1;
+                    continue;
+                };
+                match last.get_mut(group) {
+                    Some(previous) if *previous >= sequence => wrong += 1,
+                    Some(previous) => *previous = sequence,
+                    None => {
+                        last.insert(group.to_owned(), sequence);
+                    }
+                }
+            }
+        }
+        self.checked.fetch_add(messages.len() as u64, Ordering::Relaxed);
+        if wrong > 0 {
+            self.out_of_order.fetch_add(wrong, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Creates the queue before the run (it is kept if it exists); for fan-out, the topic named
@@ -81,6 +154,28 @@ pub struct SluiceProducer {
     queue: std::rc::Rc<str>,
     fanout: bool,
     fifo: Option<std::rc::Rc<FifoSender>>,
+    tenants: Option<std::rc::Rc<TenantSender>>,
+}
+
+/// A producer's tenants and its count of messages (which tenant each goes to).
+pub struct TenantSender {
+    tenants: Tenants,
+    names: Vec<String>,
+    sent: std::cell::Cell<u64>,
+}
+
+impl TenantSender {
+    /// Message `k` of a producer: the noisy tenant `t0` for `noisy_percent` of every 100, the
+    /// quiet tenants `t1`.. in turn for the rest.
+    fn tenant(&self, k: u64) -> usize {
+        let (hundred, within) = (k / 100, k % 100);
+        if within < self.tenants.noisy_percent {
+            return 0;
+        }
+        let quiet_per_hundred = 100 - self.tenants.noisy_percent;
+        let quiet = hundred * quiet_per_hundred + within - self.tenants.noisy_percent;
+        1 + (quiet % (self.tenants.count as u64 - 1)) as usize
+    }
 }
 
 /// A FIFO producer's groups and its count of messages (for deduplication ids).
@@ -94,6 +189,9 @@ pub struct SluiceConsumer {
     client: Client,
     queue: String,
     receipts: Vec<String>,
+    order: Option<Arc<GroupOrder>>,
+    /// Stamps of the last receive's quiet-tenant messages (`--tenants`).
+    quiet: Option<Vec<u64>>,
 }
 
 impl Broker for Sluice {
@@ -114,12 +212,20 @@ impl Broker for Sluice {
                 sent: std::cell::Cell::new(0),
             })
         });
-        Ok(SluiceProducer { client: connection.clone(), queue: self.queue.as_str().into(), fanout: self.subscribers > 0, fifo })
+        let tenants = self.tenants.map(|tenants| {
+            std::rc::Rc::new(TenantSender {
+                tenants,
+                names: (0..tenants.count).map(|t| format!("t{t}")).collect(),
+                sent: std::cell::Cell::new(fastrand::u64(..100)),
+            })
+        });
+        Ok(SluiceProducer { client: connection.clone(), queue: self.queue.as_str().into(), fanout: self.subscribers > 0, fifo, tenants })
     }
 
     async fn consumer(&self, connection: &Client, index: usize) -> Result<SluiceConsumer, Error> {
         let queue = subscriber(&self.queue, self.subscribers, index);
-        Ok(SluiceConsumer { client: connection.clone(), queue, receipts: Vec::new() })
+        let quiet = self.tenants.map(|_| Vec::new());
+        Ok(SluiceConsumer { client: connection.clone(), queue, receipts: Vec::new(), order: self.order.clone(), quiet })
     }
 }
 
@@ -149,6 +255,22 @@ impl Producer for SluiceProducer {
                     entry.message_group_id = Some(group.clone());
                     entry.deduplication_id = Some(format!("{:x}-{k}", fifo.producer));
                 }
+                if let Some(tenants) = &self.tenants {
+                    let k = tenants.sent.get();
+                    tenants.sent.set(k + 1);
+                    let tenant = tenants.tenant(k);
+                    if tenant > 0 {
+                        // Marked for the consumers; a copy, in this mode only.
+                        let mut body = entry.body.to_vec();
+                        if let Some(mark) = body.get_mut(crate::run::STAMP_BYTES) {
+                            *mark = QUIET;
+                        }
+                        entry.body = body.into();
+                    }
+                    if tenants.tenants.grouped {
+                        entry.message_group_id = Some(tenants.names[tenant].clone());
+                    }
+                }
                 entry
             })
             .collect();
@@ -164,11 +286,26 @@ impl Consumer for SluiceConsumer {
     const RECEIVE_IS_A_REQUEST: bool = true;
 
     async fn receive(&mut self, max: usize, stamps: &mut Vec<u64>) -> Result<(), Error> {
-        let request =
-            ReceiveMessage { queue: self.queue.clone(), max_messages: Some(max as i32), wait_time_seconds: Some(1), ..Default::default() };
+        let system_attribute_names =
+            if self.order.is_some() { vec!["MessageGroupId".to_owned(), "SequenceNumber".to_owned()] } else { vec![] };
+        let request = ReceiveMessage {
+            queue: self.queue.clone(),
+            max_messages: Some(max as i32),
+            wait_time_seconds: Some(1),
+            system_attribute_names,
+            ..Default::default()
+        };
         let messages = self.client.receive_message(request).await.map_err(|e| e.to_string())?;
+        if let Some(order) = &self.order {
+            order.check(&messages);
+        }
         self.receipts.clear();
         for message in messages {
+            if let Some(quiet) = &mut self.quiet {
+                if message.body.get(crate::run::STAMP_BYTES) == Some(&QUIET) {
+                    quiet.extend(stamp_of(&message.body));
+                }
+            }
             stamps.extend(stamp_of(&message.body));
             self.receipts.push(message.receipt_handle);
         }
@@ -183,5 +320,45 @@ impl Consumer for SluiceConsumer {
             None => Ok(()),
             Some(entry) => Err(format!("{} deletes of the batch failed, first: {entry:?}", failed.len())),
         }
+    }
+
+    fn take_quiet(&mut self, stamps: &mut Vec<u64>) {
+        if let Some(quiet) = &mut self.quiet {
+            stamps.append(quiet);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(group: &str, sequence: u128) -> ReceivedMessage {
+        ReceivedMessage {
+            attributes: vec![("MessageGroupId".to_owned(), group.to_owned()), ("SequenceNumber".to_owned(), sequence.to_string())],
+            ..ReceivedMessage::default()
+        }
+    }
+
+    #[test]
+    fn group_order_counts_what_comes_out_of_order_or_twice() {
+        let order = GroupOrder::default();
+        order.check(&[message("a", 10), message("b", 5), message("a", 11)]);
+        order.check(&[message("b", 7), message("a", 12)]);
+        assert_eq!(order.out_of_order.load(Ordering::Relaxed), 0, "growing sequence numbers per group are in order");
+        order.check(&[message("a", 12), message("b", 6), message("c", 1), ReceivedMessage::default()]);
+        assert_eq!(order.out_of_order.load(Ordering::Relaxed), 3, "a repeat, a step back and a message without its group");
+        assert_eq!(order.checked.load(Ordering::Relaxed), 9);
+    }
+
+    #[test]
+    fn the_noisy_tenant_sends_its_share_and_the_quiet_ones_share_the_rest() {
+        let sender =
+            TenantSender { tenants: Tenants { count: 5, noisy_percent: 90, grouped: true }, names: vec![], sent: std::cell::Cell::new(0) };
+        let mut counts = [0; 5];
+        for k in 37..37 + 1000 {
+            counts[sender.tenant(k)] += 1;
+        }
+        assert_eq!(counts, [900, 25, 25, 25, 25]);
     }
 }
