@@ -335,3 +335,161 @@ fn the_window_order_and_sequence_numbers_survive_restarts_and_kill_9() {
     assert_eq!(rounds, ["round-0", "round-1", "round-2", "round-3"]);
     assert_eq!(seen.len(), 8 + 4, "{seen:?}");
 }
+
+/// The shard a receipt handle names.
+fn shard_of(message: &ReceivedMessage) -> u16 {
+    sluice_daemon::queue::receipt::Receipt::decode(&message.receipt_handle).expect("a receipt this daemon gave").shard
+}
+
+#[test]
+fn a_high_throughput_queue_spreads_its_groups_over_the_shards_and_keeps_each_in_order() {
+    let mut daemon = Daemon::start();
+    let c = daemon.client();
+    let high = [("DeduplicationScope", "messageGroup"), ("FifoThroughputLimit", "perMessageGroupId")];
+    fifo_queue(&c, "spread.fifo", &high);
+    fifo_queue(&c, "whole.fifo", &[]);
+    const GROUPS: usize = 16;
+    const PER_GROUP: usize = 5;
+    // Batches of 10 mixing groups: each goes to its group's shard, answers in entry order.
+    let mut sequences: BTreeMap<String, Vec<u128>> = BTreeMap::new();
+    for queue in ["spread.fifo", "whole.fifo"] {
+        let all: Vec<(String, String)> =
+            (0..PER_GROUP).flat_map(|i| (0..GROUPS).map(move |g| (format!("g{g}"), format!("g{g}-m{i}")))).collect();
+        for chunk in all.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(n, (group, body))| SendEntry { id: format!("e{n}"), ..entry(body, group, Some(body)) })
+                .collect();
+            let (sent, failed) = c.run(c.client().send_message_batch(queue, entries)).unwrap();
+            assert!(failed.is_empty(), "{failed:?}");
+            assert_eq!(
+                sent.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+                (0..chunk.len()).map(|n| format!("e{n}")).collect::<Vec<_>>()
+            );
+            if queue == "spread.fifo" {
+                for ((group, _), result) in chunk.iter().zip(&sent) {
+                    sequences.entry(group.clone()).or_default().push(result.sequence_number.as_deref().unwrap().parse().unwrap());
+                }
+            }
+        }
+    }
+    for (group, numbers) in &sequences {
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{group}'s sequence numbers do not grow: {numbers:?}");
+    }
+    // Deduplicated per group: an id seen in the group is a duplicate, in another group it is not.
+    let again = send(&c, "spread.fifo", "repeat", "g3", "g3-m0");
+    let first = c.run(c.client().send_entry("spread.fifo", entry("other", "g3", Some("g3-m1")))).unwrap();
+    assert_eq!(again.sequence_number, Some(sequences["g3"][0].to_string()), "a duplicate within its group");
+    assert_ne!(first.message_id, again.message_id);
+    let elsewhere = send(&c, "spread.fifo", "g4-extra", "g4", "g3-m0");
+    assert!(elsewhere.sequence_number.unwrap().parse::<u128>().unwrap() > sequences["g4"][PER_GROUP - 1], "a new message in g4");
+
+    let expected = |group: &str| -> Vec<String> {
+        let mut bodies: Vec<String> = (0..PER_GROUP).map(|i| format!("{group}-m{i}")).collect();
+        if group == "g4" {
+            bodies.push("g4-extra".to_owned());
+        }
+        bodies
+    };
+    // Receives without deleting: a group is handed out in one receive only, a prefix of it in
+    // order, from whichever shard holds it.
+    let mut held = Vec::new();
+    let mut handed: BTreeMap<String, usize> = BTreeMap::new();
+    for round in 0.. {
+        let got = receive(&c, "spread.fifo", 10, Some(60));
+        if got.is_empty() {
+            break;
+        }
+        for message in &got {
+            let group = system(message, "MessageGroupId").unwrap().to_owned();
+            let index = handed.entry(group.clone()).or_insert(round * 1000);
+            assert_eq!(*index / 1000, round, "{group} handed out again while in flight");
+            let body = String::from_utf8(message.body.to_vec()).unwrap();
+            assert_eq!(body, expected(&group)[*index % 1000], "{group} out of order");
+            *index += 1;
+        }
+        held.extend(got);
+    }
+    assert_eq!(handed.len(), GROUPS, "every group's first messages are handed out");
+    let shards: std::collections::BTreeSet<u16> = held.iter().map(shard_of).collect();
+    assert_eq!(shards.len(), 2, "the groups live on both shards: {shards:?}");
+    let whole = receive(&c, "whole.fifo", 10, Some(60));
+    assert_eq!(
+        whole.iter().map(shard_of).collect::<std::collections::BTreeSet<_>>().len(),
+        1,
+        "a queue deduplicated as a whole lives on one shard"
+    );
+
+    // One DeleteMessageBatch with receipts of both shards.
+    for chunk in held.chunks(10) {
+        let entries =
+            chunk.iter().enumerate().map(|(n, m)| DeleteEntry { id: format!("d{n}"), receipt_handle: m.receipt_handle.clone() }).collect();
+        let (deleted, failed) = c.run(c.client().delete_message_batch("spread.fifo", entries)).unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(deleted.len(), chunk.len());
+    }
+    let mut received: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for message in &held {
+        received
+            .entry(system(message, "MessageGroupId").unwrap().to_owned())
+            .or_default()
+            .push(String::from_utf8(message.body.to_vec()).unwrap());
+    }
+    drop(c);
+
+    // Restarts, clean and kill -9: what was not deleted is there, in order; the window holds.
+    for round in 0..2 {
+        if round == 0 {
+            assert!(daemon.terminate().success());
+        } else {
+            daemon.kill();
+        }
+        daemon.restart();
+        let c = daemon.client();
+        let repeat = send(&c, "spread.fifo", "repeat", "g3", "g3-m0");
+        assert_eq!(repeat.message_id, again.message_id, "round {round}: g3's window forgotten");
+    }
+    let c = daemon.client();
+    loop {
+        let got = receive(&c, "spread.fifo", 10, Some(60));
+        if got.is_empty() {
+            break;
+        }
+        for message in &got {
+            received
+                .entry(system(message, "MessageGroupId").unwrap().to_owned())
+                .or_default()
+                .push(String::from_utf8(message.body.to_vec()).unwrap());
+        }
+        delete_all(&c, "spread.fifo", &got);
+    }
+    for g in 0..GROUPS {
+        let group = format!("g{g}");
+        assert_eq!(received[&group], expected(&group), "{group}: every message once, in order");
+    }
+}
+
+#[test]
+fn a_retried_receive_attempt_on_a_spread_queue_answers_the_same_messages_from_every_shard() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    fifo_queue(&c, "attempts-spread.fifo", &[("DeduplicationScope", "messageGroup"), ("FifoThroughputLimit", "perMessageGroupId")]);
+    for g in 0..8 {
+        send(&c, "attempts-spread.fifo", &format!("m{g}"), &format!("g{g}"), "d");
+    }
+    let attempt = ReceiveMessage {
+        queue: "attempts-spread.fifo".into(),
+        max_messages: Some(10),
+        wait_time_seconds: Some(0),
+        receive_request_attempt_id: Some("try-1".into()),
+        ..ReceiveMessage::default()
+    };
+    let first = c.run(c.client().receive_message(attempt.clone())).unwrap();
+    assert_eq!(first.len(), 8);
+    assert_eq!(first.iter().map(shard_of).collect::<std::collections::BTreeSet<_>>().len(), 2, "from both shards");
+    let retried = c.run(c.client().receive_message(attempt)).unwrap();
+    let handles =
+        |messages: &[ReceivedMessage]| messages.iter().map(|m| m.receipt_handle.clone()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(handles(&retried), handles(&first));
+}

@@ -360,3 +360,34 @@ fn pipelined_publishes_from_both_shards_reach_each_queue_in_the_topics_order() {
         assert_eq!(by_group(&drain(&c1, name)), expected, "{name}");
     }
 }
+
+#[test]
+fn a_fifo_topic_delivers_to_a_high_throughput_queue_each_group_in_order_on_its_shard() {
+    let daemon = Daemon::start();
+    let c = daemon.client();
+    let topic = fifo_topic(&c, "spread-events.fifo", &[]);
+    let attributes =
+        vec![kv("FifoQueue", "true"), kv("DeduplicationScope", "messageGroup"), kv("FifoThroughputLimit", "perMessageGroupId")];
+    c.run(c.client().create_queue("spread-copies.fifo", attributes, vec![])).unwrap();
+    subscribe(&c, &topic, "spread-copies.fifo", &[("RawMessageDelivery", "true")]).unwrap();
+    for round in 0..3 {
+        let entries = (0..10)
+            .map(|g| PublishEntry { id: g.to_string(), ..entry(&format!("g{g}-{round}"), &format!("g{g}"), Some(&format!("{g}-{round}"))) })
+            .collect();
+        let (published, failed) = c.run(c.client().publish_batch(&topic, entries)).unwrap();
+        assert!(failed.is_empty() && published.len() == 10, "{failed:?}");
+    }
+    let got = drain(&c, "spread-copies.fifo");
+    let shards: std::collections::BTreeSet<u16> = got
+        .iter()
+        .map(|m| sluice_daemon::queue::receipt::Receipt::decode(&m.receipt_handle).expect("a receipt this daemon gave").shard)
+        .collect();
+    assert_eq!(shards.len(), 2, "the queue's groups live on both shards");
+    let mut by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for message in &got {
+        by_group.entry(attribute(&message.attributes, "MessageGroupId").unwrap().to_owned()).or_default().push(body(message));
+    }
+    let expected: BTreeMap<String, Vec<String>> =
+        (0..10).map(|g| (format!("g{g}"), (0..3).map(|r| format!("g{g}-{r}")).collect())).collect();
+    assert_eq!(by_group, expected, "every copy once, each group in publish order");
+}

@@ -72,6 +72,16 @@ pub struct QueueMeta {
     pub tags: BTreeMap<String, String>,
     pub created_s: u64,
     pub modified_s: u64,
+    /// A FIFO queue made for high throughput (`FifoThroughputLimit=perMessageGroupId`, so
+    /// deduplicated per group): its message groups are spread over the shards by their id
+    /// (`queue::fifo::group_owner`) instead of all living on the queue's owner. Fixed when the
+    /// queue is made, since a group must never have messages on two shards at once.
+    pub groups_spread: bool,
+}
+
+/// Whether a FIFO queue made with `attributes` spreads its groups over the shards.
+pub fn spreads_groups(attributes: &QueueAttributes) -> bool {
+    attributes.fifo && attributes.fifo_throughput_limit == queues::FifoThroughputLimit::PerMessageGroupId
 }
 
 /// The metadata every shard reads; replaced as a whole on every change.
@@ -279,6 +289,7 @@ fn queue_json(meta: &QueueMeta) -> serde_json::Value {
         "name": meta.name,
         "created_s": meta.created_s,
         "modified_s": meta.modified_s,
+        "groups_spread": meta.groups_spread,
         "attributes": attributes,
         "tags": meta.tags,
     })
@@ -395,6 +406,8 @@ impl Registry {
                 tags,
                 created_s: u64_of(&queue["created_s"], "created_s")?,
                 modified_s: u64_of(&queue["modified_s"], "modified_s")?,
+                // Absent in files written before groups could spread: those stay on one shard.
+                groups_spread: queue["groups_spread"].as_bool().unwrap_or(false),
             };
             if meta.id >= registry.next_id {
                 return Err(format!("queue {name} has id {} at or past next_id", meta.id));
@@ -470,6 +483,7 @@ impl Registry {
                     url: self.naming.url(&name),
                     arn,
                     name: name.clone(),
+                    groups_spread: spreads_groups(&attributes),
                     attributes,
                     tags,
                     created_s: now_s,
@@ -603,6 +617,7 @@ impl Registry {
                 tags: BTreeMap::new(),
                 created_s: now_s,
                 modified_s: now_s,
+                groups_spread: false,
             };
             self.next_id += 1;
             queues.insert(name, Arc::new(meta));

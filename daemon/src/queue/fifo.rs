@@ -1,10 +1,14 @@
 //! FIFO queues (aws-semantics.md §2.6): a mode of the queue engine's partition.
 //!
-//! **Placement.** A FIFO queue lives whole on one shard, its owner (`owner`): order within a
-//! message group, the deduplication window and the receive-attempt memory then need no
-//! coordination between cores, and every operation on the queue is one call to the owner.
-//! Queues spread over the shards by id. (Spreading one queue's groups over shards is possible
-//! for high-throughput queues, whose deduplication is per group; not done yet.)
+//! **Placement.** Order within a message group and its deduplication window need no
+//! coordination between cores when each group lives whole on one shard (`group_owner`). A
+//! FIFO queue made for high throughput (`FifoThroughputLimit=perMessageGroupId`, whose
+//! deduplication is per group: `QueueMeta::groups_spread`) spreads its groups over the shards
+//! by a stable hash of the group id: a send goes to each of its groups' shards, a receive
+//! gathers from its own shard first, then the others, and a delete goes to the shard its
+//! receipt names. Any other FIFO queue (deduplicated across the whole queue) lives whole on
+//! its owner (`owner`), queues spreading over the shards by id. Either way a shard's
+//! partition holds whole groups, and everything below is per partition.
 //!
 //! **Groups.** The partition keeps its messages in `slots` by sequence number, as a standard
 //! queue does, but receives through `Fifo::groups`: per group, the sequence numbers of its
@@ -27,7 +31,8 @@
 //! delete, purge, expiry or move, so a crash never leaves the key unkept). Expired keys release
 //! their record; compaction rewrites the ones still held in old segments.
 //!
-//! **Sequence numbers** grow within the partition, and so within every group: at least the
+//! **Sequence numbers** grow within the partition, and so within every group (a spread queue's
+//! shards number their groups' messages each on their own): at least the
 //! send time in ms × 10⁶, and above every number the partition has given (kept in the records
 //! across restarts).
 //!
@@ -53,9 +58,20 @@ use super::partition::{Delivery, Moved, Partition, Payload, ReceiveRules};
 /// is offered again (if the move never finished).
 const MOVE_HOLD_MS: u64 = 30_000;
 
-/// The shard that holds FIFO queue `queue_id`.
+/// The shard that holds FIFO queue `queue_id` (all of it, unless its groups are spread).
 pub fn owner(queue_id: u64, shards: usize) -> usize {
     (queue_id % shards.max(1) as u64) as usize
+}
+
+/// The shard that holds message group `group` of FIFO queue `meta`: the queue's owner, or for
+/// a queue whose groups are spread, the group's by a stable hash (FNV-1a) of its id, the same
+/// on every start (a data directory reopens only with the shard count that wrote it).
+pub fn group_owner(meta: &crate::catalog::QueueMeta, group: &str, shards: usize) -> usize {
+    if !meta.groups_spread {
+        return owner(meta.id, shards);
+    }
+    let hash = group.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    (hash % shards.max(1) as u64) as usize
 }
 
 /// What a FIFO message carries besides what a standard one does.

@@ -1,7 +1,9 @@
 //! The FIFO queue operations that differ from a standard queue's (`queue::fifo` has the
-//! design): sends and deletes go to the queue's owner shard, which deduplicates, numbers and
-//! stores; receives are the owner's too (`service::receive_round`); dead-letter moves go to
-//! the dead-letter queue's owner.
+//! design): sends go to the shard of their message group (`fifo::group_owner`: the queue's
+//! owner unless its groups are spread), which deduplicates, numbers and stores; deletes go to
+//! the shard the receipt names; receives ask the owner, or every shard for a spread queue
+//! (`service::receive_round`); dead-letter moves go to each group's shard in the dead-letter
+//! queue.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use sluice_protocol::limits::FIFO_ID_CHARS_MAX;
 use sluice_protocol::*;
 
 use super::calls::{AcceptMoved, DeleteFifo, SendFifo};
-use super::fifo::{content_deduplication_id, dedup_key, owner, FifoSend};
+use super::fifo::{content_deduplication_id, dedup_key, group_owner, owner, FifoSend};
 use super::partition::{Moved, Partition};
 use super::receipt::Receipt;
 use super::service::{check_entry, detach_from_frame, format_uuid, new_message_id, notify_visible, payload_of};
@@ -90,7 +92,7 @@ pub async fn send<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, mut entries: Vec
         }
     }
     if !to_send.is_empty() {
-        let sent = call_on(host, owner(meta.id, host.count()), SendFifo { queue_id: meta.id, entries: to_send }).await??;
+        let sent = send_to_owners(host, meta, to_send).await?;
         let mut sent = sent.into_iter();
         for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
             *outcome = sent.next();
@@ -109,6 +111,52 @@ pub async fn send<H: QueueHost>(host: &Rc<H>, meta: &QueueMeta, mut entries: Vec
         }
     }
     Ok(Reply::SendMessageBatch { successful, failed })
+}
+
+/// Stores checked `entries` on the shards of their groups (`group_owner`): one `SendFifo` per
+/// shard, all at once, each carrying its entries in the order given (so a group's keep it);
+/// the outcomes in the order of `entries`. A shard that fails fails its own entries only.
+pub async fn send_to_owners<H: QueueHost>(
+    host: &Rc<H>,
+    meta: &QueueMeta,
+    entries: Vec<SendEntry>,
+) -> Result<Vec<Result<SendResult, OpError>>, OpError> {
+    let shards = host.count();
+    if !meta.groups_spread {
+        return call_on(host, owner(meta.id, shards), SendFifo { queue_id: meta.id, entries }).await?;
+    }
+    let places: Vec<usize> =
+        entries.iter().map(|entry| group_owner(meta, entry.message_group_id.as_deref().unwrap_or(""), shards)).collect();
+    let calls = by_shard(places.iter().copied().zip(entries)).into_iter().map(|(shard, entries)| {
+        let count = entries.len();
+        async move {
+            let outcomes = match call_on(host, shard, SendFifo { queue_id: meta.id, entries }).await {
+                Ok(Ok(outcomes)) => outcomes,
+                Ok(Err(error)) | Err(error) => vec![Err(error); count],
+            };
+            (shard, outcomes.into_iter())
+        }
+    });
+    let mut answered = futures::future::join_all(calls).await;
+    let mut results = Vec::with_capacity(places.len());
+    for shard in places {
+        let next = answered.iter_mut().find(|(s, _)| *s == shard).and_then(|(_, outcomes)| outcomes.next());
+        results.push(next.unwrap_or_else(|| Err(lost_entry())));
+    }
+    Ok(results)
+}
+
+/// `items` gathered by the shard each names, shards in the order first named, each shard's
+/// items in the order given.
+fn by_shard<T>(items: impl IntoIterator<Item = (usize, T)>) -> Vec<(usize, Vec<T>)> {
+    let mut shards: Vec<(usize, Vec<T>)> = Vec::new();
+    for (shard, item) in items {
+        match shards.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, list)) => list.push(item),
+            None => shards.push((shard, vec![item])),
+        }
+    }
+    shards
 }
 
 fn lost_entry() -> OpError {
@@ -195,25 +243,30 @@ pub async fn delete<H: QueueHost>(
     meta: &QueueMeta,
     receipts: Vec<Result<Receipt, OpError>>,
 ) -> Result<Vec<Result<(), OpError>>, OpError> {
-    let owner = owner(meta.id, host.count());
+    let (shards, owner) = (host.count(), owner(meta.id, host.count()));
     let mut results: Vec<Result<(), OpError>> = Vec::with_capacity(receipts.len());
-    let mut indexes = Vec::new();
-    let mut messages = Vec::new();
+    // (shard, (receipt index, message)) of each receipt to apply.
+    let mut to_delete = Vec::new();
     for (index, receipt) in receipts.into_iter().enumerate() {
         match receipt {
-            // A FIFO queue's messages are all on its owner: a receipt naming another shard
-            // names a message that is not there.
-            Ok(receipt) if receipt.shard as usize != owner => results.push(Err(super::partition::expired_receipt())),
+            // A queue's messages are all on its owner unless its groups are spread: a receipt
+            // naming another shard names a message that is not there.
+            Ok(receipt) if receipt.shard as usize >= shards || (!meta.groups_spread && receipt.shard as usize != owner) => {
+                results.push(Err(super::partition::expired_receipt()))
+            }
             Ok(receipt) => {
                 results.push(Ok(()));
-                indexes.push(index);
-                messages.push(((receipt.seq, receipt.tag), receipt.receive_count));
+                to_delete.push((receipt.shard as usize, (index, ((receipt.seq, receipt.tag), receipt.receive_count))));
             }
             Err(error) => results.push(Err(error)),
         }
     }
-    if !messages.is_empty() {
-        let outcomes = call_on(host, owner, DeleteFifo { queue_id: meta.id, messages }).await??;
+    let calls = by_shard(to_delete).into_iter().map(|(shard, work)| {
+        let (indexes, messages): (Vec<usize>, Vec<(MessageRef, u32)>) = work.into_iter().unzip();
+        async move { (indexes, call_on(host, shard, DeleteFifo { queue_id: meta.id, messages }).await.and_then(|outcomes| outcomes)) }
+    });
+    for (indexes, outcomes) in futures::future::join_all(calls).await {
+        let outcomes = outcomes?;
         for (index, outcome) in indexes.into_iter().zip(outcomes) {
             results[index] = outcome;
         }
@@ -258,23 +311,29 @@ pub async fn delete_local<H: QueueHost>(
 /// Moves FIFO messages held by a receive (`Partition::receive_fifo`) to the dead-letter queue
 /// `dead_letter` on its owner; once it keeps them, takes them out here.
 pub async fn move_to_dead_letter<H: QueueHost>(host: &Rc<H>, source: &QueueMeta, dead_letter: &QueueMeta, moved: Vec<Moved>) {
-    let refs: Vec<(u64, u64)> = moved.iter().map(|m| (m.seq, m.message_id as u64)).collect();
-    let call = AcceptMoved { queue_id: dead_letter.id, source_arn: source.arn.clone(), messages: moved };
-    match call_on(host, owner(dead_letter.id, host.count()), call).await.and_then(|kept| kept) {
-        Ok(()) => {
-            let mut partitions = host.queues().partitions.borrow_mut();
-            if let Some(partition) = partitions.get_mut(&source.id) {
-                for (seq, tag) in refs {
-                    partition.finish_move(seq, tag);
-                }
-                if let Err(error) = host.queues().storage.commit(partition) {
-                    tracing::warn!(shard = host.id(), error = %error.message, "could not log messages moved to a dead-letter queue");
-                }
-            }
+    // To each group's shard in the dead-letter queue, all at once; a shard's messages are
+    // taken out here once it kept them.
+    let shards = host.count();
+    let places = moved.into_iter().map(|m| (group_owner(dead_letter, m.payload.message_group_id.as_deref().unwrap_or(""), shards), m));
+    let calls = by_shard(places).into_iter().map(|(shard, messages)| {
+        let refs: Vec<(u64, u64)> = messages.iter().map(|m| (m.seq, m.message_id as u64)).collect();
+        let call = AcceptMoved { queue_id: dead_letter.id, source_arn: source.arn.clone(), messages };
+        async move { (refs, call_on(host, shard, call).await.and_then(|kept| kept)) }
+    });
+    for (refs, kept) in futures::future::join_all(calls).await {
+        if let Err(error) = kept {
+            // Held in flight until the hold lapses, then offered (and moved) again.
+            tracing::warn!(shard = host.id(), queue = %source.name, error = %error.message, "could not move messages to the dead-letter queue");
+            continue;
         }
-        // Held in flight until the hold lapses, then offered (and moved) again.
-        Err(error) => {
-            tracing::warn!(shard = host.id(), queue = %source.name, error = %error.message, "could not move messages to the dead-letter queue")
+        let mut partitions = host.queues().partitions.borrow_mut();
+        if let Some(partition) = partitions.get_mut(&source.id) {
+            for (seq, tag) in refs {
+                partition.finish_move(seq, tag);
+            }
+            if let Err(error) = host.queues().storage.commit(partition) {
+                tracing::warn!(shard = host.id(), error = %error.message, "could not log messages moved to a dead-letter queue");
+            }
         }
     }
 }

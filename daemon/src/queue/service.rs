@@ -492,21 +492,22 @@ async fn receive_round<H: QueueHost>(
     attempt: Option<&String>,
     delivered: &mut Vec<(usize, Delivery)>,
 ) -> Result<(), OpError> {
-    if meta.attributes.fifo {
-        // A FIFO queue is all on its owner.
+    if meta.attributes.fifo && !meta.groups_spread {
+        // A FIFO queue is all on its owner, unless its groups are spread.
         let owner = super::fifo::owner(meta.id, host.count());
         let call = Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms, attempt: attempt.cloned() };
         delivered.extend(call_on(host, owner, call).await??.into_iter().map(|d| (owner, d)));
         return Ok(());
     }
-    let local = receive_local(host, meta.id, max_messages - delivered.len(), visibility_ms, None).await?;
+    // A spread FIFO queue's shards each remember their part of a receive attempt's answer.
+    let local = receive_local(host, meta.id, max_messages - delivered.len(), visibility_ms, attempt.cloned()).await?;
     delivered.extend(local.into_iter().map(|d| (host.id(), d)));
     for step in 1..host.count() {
         if delivered.len() >= max_messages {
             break;
         }
         let peer = (host.id() + step) % host.count();
-        let call = Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms, attempt: None };
+        let call = Receive { queue_id: meta.id, max_messages: max_messages - delivered.len(), visibility_ms, attempt: attempt.cloned() };
         delivered.extend(call_on(host, peer, call).await??.into_iter().map(|d| (peer, d)));
     }
     Ok(())

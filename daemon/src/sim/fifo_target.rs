@@ -3,7 +3,10 @@
 //! `jobs.fifo` (no dead-letter queue) and `redriven.fifo` (whose messages go to `dead.fifo`,
 //! owned by another shard, after three receives), from any shard, in four message groups,
 //! reusing earlier deduplication ids now and then; they receive, delete and change
-//! visibility; time passes, sometimes past the five-minute window.
+//! visibility; time passes, sometimes past the five-minute window. In half the runs the
+//! queues are made for high throughput (deduplicated per group, `perMessageGroupId`), so their
+//! groups are spread over the shards: sends, receives, deletes and dead-letter moves then go
+//! between the groups' shards.
 //!
 //! Checked: a send answered with a new message id while an acknowledged send with the same
 //! deduplication id was answered less than five minutes before it began is a duplicate stored
@@ -44,10 +47,11 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let budget = if driver.rng.u8(..3) == 0 { driver.rng.u64(1..64) * 1024 } else { 64 << 20 };
     driver.note(format!("fifo: {shards} shards, segments of {segment_bytes} bytes, memory budget {budget} bytes per shard"));
     let setup = Setup { shards, segment_bytes, budget };
-    let model = Rc::new(RefCell::new(Model::default()));
+    let spread = driver.rng.bool();
+    let model = Rc::new(RefCell::new(Model { spread, ..Model::default() }));
     let registry = Rc::new(RefCell::new(Registry::new(Naming::default())));
     let mut cluster = shards::start(driver, &setup, &registry)?;
-    create_queues(driver, &cluster)?;
+    create_queues(driver, &cluster, spread)?;
     while driver.step < steps {
         driver.step += 1;
         match driver.rng.u8(..100) {
@@ -71,11 +75,16 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
         }
         if let Err(failure) = model.borrow_mut().found.report(driver) {
             let count = cluster.shards.borrow().len();
-            let shard = cluster.shard(0);
-            let id = shard.snapshot().resolve(JOBS).map(|m| m.id).unwrap_or(0);
-            let owner = cluster.shard(crate::queue::fifo::owner(id, count));
-            let dump = owner.queues.partitions.borrow().get(&id).map(|p| format!("{:?}\n{}", p.describe(), p.describe_groups()));
-            return Err(format!("{failure}\n{dump:?}"));
+            let id = cluster.shard(0).snapshot().resolve(JOBS).map(|m| m.id).unwrap_or(0);
+            // Every shard's partition of the queue (one, unless its groups are spread).
+            let dump: Vec<String> = (0..count)
+                .filter_map(|index| {
+                    let shard = cluster.shard(index);
+                    let partitions = shard.queues.partitions.borrow();
+                    partitions.get(&id).map(|p| format!("shard {index}: {:?}\n{}", p.describe(), p.describe_groups()))
+                })
+                .collect();
+            return Err(format!("{failure}\n{}", dump.join("\n")));
         }
     }
     cluster = shards::restart(driver, cluster, &setup, &registry, Stop::Clean)?;
@@ -105,7 +114,9 @@ struct Model {
     stored: BTreeMap<String, Stored>,
     /// The first acknowledged answer per (queue, deduplication id): message id, and when its
     /// send began (virtual ms).
-    first: BTreeMap<(&'static str, String), (String, u64)>,
+    first: BTreeMap<(&'static str, Option<u8>, String), (String, u64)>,
+    /// Whether the queues' groups are spread over the shards (and deduplicated per group).
+    spread: bool,
     /// Bodies of sends answered as duplicates of an acknowledged message: never received.
     duplicate_bodies: BTreeSet<String>,
     /// The highest sequence number answered per (queue, group).
@@ -173,12 +184,16 @@ impl Model {
     }
 }
 
-fn create_queues(driver: &mut Driver, cluster: &Rc<Cluster>) -> Result<(), String> {
+fn create_queues(driver: &mut Driver, cluster: &Rc<Cluster>, spread: bool) -> Result<(), String> {
     let shard = cluster.shard(0);
     let created = driver.block_on(async move {
         let create = |name: &str, mut attributes: Vec<(String, String)>| {
             attributes.push(("FifoQueue".to_owned(), "true".to_owned()));
             attributes.push(("VisibilityTimeout".to_owned(), "2".to_owned()));
+            if spread {
+                attributes.push(("DeduplicationScope".to_owned(), "messageGroup".to_owned()));
+                attributes.push(("FifoThroughputLimit".to_owned(), "perMessageGroupId".to_owned()));
+            }
             MetaChange::Create { name: name.into(), attributes, tags: vec![] }
         };
         shard.meta_change(create(JOBS, vec![])).await?;
@@ -189,7 +204,7 @@ fn create_queues(driver: &mut Driver, cluster: &Rc<Cluster>) -> Result<(), Strin
         Ok::<(), OpError>(())
     })?;
     created.map_err(|error| format!("cannot create the FIFO queues: {error}"))?;
-    driver.note("created the FIFO queues".to_owned());
+    driver.note(format!("created the FIFO queues{}", if spread { ", their groups spread over the shards" } else { "" }));
     Ok(())
 }
 
@@ -248,13 +263,15 @@ fn send(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) 
         m.found.note(format!("  send of {}: #{sequence}", shards::short(&body)));
         if let Some(stored) = m.stored.get(&result.message_id).cloned() {
             // Answered as a duplicate of an acknowledged message.
-            if stored.dedup != dedup || stored.queue != queue || stored.sequence != sequence {
+            let other_group = m.spread && stored.certain && stored.group != group;
+            if stored.dedup != dedup || stored.queue != queue || stored.sequence != sequence || other_group {
                 m.found.fail(format!("the send of {} was answered with {} of {stored:?}", shards::short(&body), result.message_id));
             }
             m.duplicate_bodies.insert(body);
             return;
         }
-        let key = (queue, dedup.clone());
+        // Deduplicated per group when the groups are spread (DeduplicationScope=messageGroup).
+        let key = (queue, m.spread.then_some(group), dedup.clone());
         if let Some((first, first_began)) = m.first.get(&key).cloned() {
             if answered < first_began + FIFO_DEDUP_WINDOW_MS {
                 m.found.fail(format!(

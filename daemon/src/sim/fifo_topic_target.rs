@@ -3,7 +3,9 @@
 //! publish to `events.fifo` from any shard, one message or a batch, in four message groups,
 //! reusing earlier deduplication ids now and then; time passes, sometimes past the five-minute
 //! window. The topic delivers raw to two FIFO queues (owned by different shards, one of them
-//! through a filter policy that lets half the messages through) and to a standard queue.
+//! through a filter policy that lets half the messages through) and to a standard queue. In
+//! half the runs the first FIFO queue is made for high throughput, its groups spread over the
+//! shards, so each delivery to it goes to its groups' shards at once.
 //!
 //! Checked: a publish answered with a new message id while an acknowledged publish with the
 //! same deduplication id was answered less than five minutes before it began is a duplicate
@@ -47,7 +49,8 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let model = Rc::new(RefCell::new(Model::default()));
     let registry = Rc::new(RefCell::new(Registry::new(Naming::default())));
     let mut cluster = shards::start(driver, &setup, &registry)?;
-    create(driver, &cluster)?;
+    let spread = driver.rng.bool();
+    create(driver, &cluster, spread)?;
     while driver.step < steps {
         driver.step += 1;
         match driver.rng.u8(..100) {
@@ -164,11 +167,18 @@ impl Model {
     }
 }
 
-fn create(driver: &mut Driver, cluster: &Rc<Cluster>) -> Result<(), String> {
+fn create(driver: &mut Driver, cluster: &Rc<Cluster>, spread: bool) -> Result<(), String> {
     let shard = cluster.shard(0);
+    if spread {
+        driver.note(format!("{ALL}'s groups are spread over the shards"));
+    }
     let created = driver.block_on(async move {
         let queue = |name: &str| {
-            let attributes = if name.ends_with(".fifo") { vec![("FifoQueue".to_owned(), "true".to_owned())] } else { vec![] };
+            let mut attributes = if name.ends_with(".fifo") { vec![("FifoQueue".to_owned(), "true".to_owned())] } else { vec![] };
+            if spread && name == ALL {
+                attributes.push(("DeduplicationScope".to_owned(), "messageGroup".to_owned()));
+                attributes.push(("FifoThroughputLimit".to_owned(), "perMessageGroupId".to_owned()));
+            }
             MetaChange::Create { name: name.into(), attributes, tags: vec![] }
         };
         for name in [ALL, ODD, PLAIN] {

@@ -8,8 +8,9 @@
 //!
 //! **Order.** The owner numbers a publish's entries and, without waiting in between, appends
 //! a standard queue's copies here and puts a FIFO queue's into the queue's *outbox*, behind the
-//! copies of earlier publishes. One call to the queue's owner at a time (`SendFifo`) carries
-//! everything its outbox holds, so copies reach each queue in the order the topic numbered them
+//! copies of earlier publishes. One send to the queue at a time (`SendFifo` to its owner, or
+//! to each of its groups' shards at once when its groups are spread) carries everything its
+//! outbox holds, so copies reach each queue in the order the topic numbered them
 //! however the calls between shards travel, and the queue keeps that order within each group;
 //! under load, one call carries the copies of many publishes. A publish is answered once every
 //! copy is kept.
@@ -51,7 +52,6 @@ use crate::catalog::filter::{parse_arrays, Scope};
 use crate::catalog::topics::{topic_not_found, TopicMeta};
 use crate::catalog::{QueueMeta, Snapshot};
 use crate::env::notify::LocalNotify;
-use crate::queue::calls::SendFifo;
 use crate::queue::fifo::{content_deduplication_id, dedup_key};
 use crate::queue::partition::Partition;
 use crate::queue::service::{append_message, format_uuid, new_message_id, payload_of, sends_durable, Sends};
@@ -106,7 +106,7 @@ fn enqueue<H: TopicHost>(host: &Rc<H>, queue_id: u64, copies: Vec<SendEntry>) ->
     receiver
 }
 
-/// Hands a FIFO queue's outbox to the queue's owner, a call at a time, until it is empty.
+/// Hands a FIFO queue's outbox to the queue (its groups' shards), a send at a time, until it is empty.
 async fn pump<H: TopicHost>(host: Rc<H>, queue_id: u64) {
     loop {
         let (copies, waiters) = {
@@ -118,8 +118,12 @@ async fn pump<H: TopicHost>(host: Rc<H>, queue_id: u64) {
             }
             (std::mem::take(&mut outbox.waiting), std::mem::take(&mut outbox.waiters))
         };
-        let owner = crate::queue::fifo::owner(queue_id, host.count());
-        match crate::queue::call_on(&host, owner, SendFifo { queue_id, entries: copies }).await.and_then(|kept| kept) {
+        let meta = host.snapshot().by_id.get(&queue_id).cloned();
+        let sent = match meta {
+            Some(meta) => crate::queue::fifo_service::send_to_owners(&host, &meta, copies).await,
+            None => Err(crate::catalog::queue_does_not_exist()),
+        };
+        match sent {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
                 for (count, waiter) in waiters {

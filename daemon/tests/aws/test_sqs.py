@@ -162,6 +162,38 @@ class Sqs(unittest.TestCase):
         with Expect(self, "InvalidParameterValue", 400):
             self.sqs.create_queue(QueueName=unique("no-suffix"), Attributes={"FifoQueue": "true"})
 
+    def test_a_high_throughput_fifo_queue_keeps_every_group_in_order(self):
+        # perMessageGroupId: the groups are spread over the daemon's cores.
+        name = unique("spread") + ".fifo"
+        url = self.sqs.create_queue(QueueName=name, Attributes={
+            "FifoQueue": "true", "DeduplicationScope": "messageGroup", "FifoThroughputLimit": "perMessageGroupId"})["QueueUrl"]
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        self.assertEqual((attributes["DeduplicationScope"], attributes["FifoThroughputLimit"]), ("messageGroup", "perMessageGroupId"))
+        sent = {}
+        for round in range(4):
+            entries = [{"Id": str(g), "MessageBody": f"g{g}-{round}", "MessageGroupId": f"g{g}", "MessageDeduplicationId": f"{round}"}
+                       for g in range(10)]
+            answer = self.sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            self.assertEqual(len(answer["Successful"]), 10)
+            for entry in answer["Successful"]:
+                sent.setdefault(f"g{entry['Id']}", []).append(int(entry["SequenceNumber"]))
+        for numbers in sent.values():
+            self.assertEqual(numbers, sorted(numbers))
+        # The same deduplication id is new in every group, a repeat within one.
+        repeat = self.sqs.send_message(QueueUrl=url, MessageBody="again", MessageGroupId="g3", MessageDeduplicationId="0")
+        self.assertEqual(int(repeat["SequenceNumber"]), sent["g3"][0])
+        received = {}
+        for _ in range(40):
+            got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=1).get("Messages", [])
+            for m in got:
+                received.setdefault(m["Attributes"]["MessageGroupId"], []).append(m["Body"])
+            if got:
+                deleted = self.sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+                self.assertEqual(len(deleted["Successful"]), len(got))
+            if sum(len(v) for v in received.values()) >= 40:
+                break
+        self.assertEqual(received, {f"g{g}": [f"g{g}-{r}" for r in range(4)] for g in range(10)})
+
     def test_a_fair_queue_serves_a_quiet_tenant_before_a_noisy_backlog(self):
         # One pooled connection: every send lands in the same core's partition of the queue.
         url = self.sqs.create_queue(QueueName=unique("tenants"))["QueueUrl"]
