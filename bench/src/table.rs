@@ -88,14 +88,7 @@ its ratios are what the binary protocol gains over it.\n\n"
         let sluice = rows.iter().find(|o| o.system == System::SluiceFsyncAlways).and_then(|o| o.summary.as_ref());
         for row in &rows {
             let Some(summary) = &row.summary else {
-                writeln!(
-                    out,
-                    "| {} | {} | failed: {} | | | | | | | | | |",
-                    row.system.name(),
-                    row.system.fsync_before_ack(),
-                    row.note.as_deref().unwrap_or("?")
-                )
-                .ok();
+                unmeasured_row(&mut out, row, "failed", 9);
                 continue;
             };
             let rate = received_per_second(row).unwrap_or(0.0);
@@ -130,6 +123,13 @@ its ratios are what the binary protocol gains over it.\n\n"
     Ok(out)
 }
 
+/// The row of a system whose run gave no figures: why (`what`: failed, not run), then
+/// `empty` empty cells.
+fn unmeasured_row(out: &mut String, row: &Outcome, what: &str, empty: usize) {
+    let note = row.note.as_deref().unwrap_or("?");
+    writeln!(out, "| {} | {} | {what}: {note} |{}", row.system.name(), row.system.fsync_before_ack(), " |".repeat(empty)).ok();
+}
+
 /// A tenants section: the quiet tenants' end-to-end latency (their dwell time), beside
 /// everyone's, which the noisy tenant's backlog makes grow.
 fn tenant_rows(out: &mut String, rows: &[&Outcome]) {
@@ -137,14 +137,7 @@ fn tenant_rows(out: &mut String, rows: &[&Outcome]) {
     out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for row in rows {
         let Some(summary) = &row.summary else {
-            writeln!(
-                out,
-                "| {} | {} | failed: {} | | | | | | | |",
-                row.system.name(),
-                row.system.fsync_before_ack(),
-                row.note.as_deref().unwrap_or("?")
-            )
-            .ok();
+            unmeasured_row(out, row, "failed", 7);
             continue;
         };
         let quiet = |key: &str| latency(us(summary, "end_to_end_quiet", key));
@@ -174,14 +167,7 @@ fn sync_rows(out: &mut String, rows: &[&Outcome]) {
     out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for row in rows {
         let Some(summary) = &row.summary else {
-            writeln!(
-                out,
-                "| {} | {} | failed: {} | | | | | | | |",
-                row.system.name(),
-                row.system.fsync_before_ack(),
-                row.note.as_deref().unwrap_or("?")
-            )
-            .ok();
+            unmeasured_row(out, row, "failed", 7);
             continue;
         };
         let floor = |key: &str| us(summary, "disk_floor", key);
@@ -224,14 +210,7 @@ fn fanout_rows(out: &mut String, rows: &[&Outcome], subscribers: usize) {
     let sluice = rows.iter().find(|o| o.system == System::SluiceFsyncAlways).and_then(|o| o.summary.as_ref()).map(measure);
     for row in rows {
         let Some(summary) = &row.summary else {
-            writeln!(
-                out,
-                "| {} | {} | not run: {} | | | | | | | | | | |",
-                row.system.name(),
-                row.system.fsync_before_ack(),
-                row.note.as_deref().unwrap_or("?")
-            )
-            .ok();
+            unmeasured_row(out, row, "not run", 10);
             continue;
         };
         let published = summary.get("sent_per_second").and_then(Value::as_f64).unwrap_or(0.0);
