@@ -45,10 +45,13 @@ pub enum Workload {
         producers: usize,
     },
     /// Publish to a topic with `subscribers` queues (raw delivery); `consumers` drain them
-    /// (none: the queues only fill, and the scenario measures publishing alone).
+    /// (none: the queues only fill, and the scenario measures publishing alone). With
+    /// `groups`, a FIFO topic and FIFO queues, each publish in one of that many message groups
+    /// with a deduplication id of its own (NATS: deduplicated publishes; no other peer).
     Fanout {
         subscribers: usize,
         consumers: usize,
+        groups: usize,
     },
     /// PutRecords (100 records each) over a stream of `shards` shards, each shard read by
     /// `readers` readers (none: ingest alone): Sluice push subscriptions, a Redis stream per
@@ -82,7 +85,7 @@ pub struct Scenario {
 const FANOUT_DELIVERIES_PER_SECOND: u64 = 100_000;
 
 const fn fanout(name: &'static str, what: &'static str, subscribers: usize, consumers: usize, load: Load) -> Scenario {
-    Scenario { name, what, message_size: 100, load, workload: Workload::Fanout { subscribers, consumers }, pending: None }
+    Scenario { name, what, message_size: 100, load, workload: Workload::Fanout { subscribers, consumers, groups: 0 }, pending: None }
 }
 
 const fn queue(name: &'static str, what: &'static str, message_size: usize, load: Load) -> Scenario {
@@ -93,7 +96,7 @@ const fn fifo(name: &'static str, what: &'static str, groups: usize, load: Load)
     Scenario { name, what, message_size: 100, load, workload: Workload::Fifo { groups }, pending: None }
 }
 
-pub const SCENARIOS: [Scenario; 24] = [
+pub const SCENARIOS: [Scenario; 26] = [
     queue("queue-max-100b", "queue, maximum throughput, 100 B messages", 100, Load::Max),
     queue("queue-max-1k", "queue, maximum throughput, 1 KiB messages", 1024, Load::Max),
     queue(
@@ -173,6 +176,22 @@ pub const SCENARIOS: [Scenario; 24] = [
         1000,
         Load::HalfSluiceMax("fifo-max-1000-groups"),
     ),
+    Scenario {
+        name: "fifo-topic-ingest-10",
+        what: "publishing alone (no consumers) to a FIFO topic with 10 subscribed FIFO queues, 1,000 message groups, maximum, 100 B",
+        message_size: 100,
+        load: Load::Max,
+        workload: Workload::Fanout { subscribers: 10, consumers: 0, groups: 1000 },
+        pending: None,
+    },
+    Scenario {
+        name: "fifo-topic-10",
+        what: "publish to a FIFO topic with 10 subscribed FIFO queues at 3,000 msgs/s (30,000 deliveries/s), 1,000 message groups, consumers draining them in order, 100 B",
+        message_size: 100,
+        load: Load::Rate(3_000),
+        workload: Workload::Fanout { subscribers: 10, consumers: 64, groups: 1000 },
+        pending: None,
+    },
     Scenario {
         name: "fair-noisy-tenant",
         what: "fair queue: 10 tenants (MessageGroupId) at 10,000 msgs/s, one sending 90 %, consumers taking about 7,500/s (10 ms of work per batch), so the noisy tenant's backlog grows; the quiet tenants' dwell time, 100 B",
@@ -410,16 +429,10 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
             }
             &mut load
         }
-        Workload::Fanout { subscribers, consumers } => load.args([
-            "--workload",
-            "fanout",
-            "--subscribers",
-            &subscribers.to_string(),
-            "--consumers",
-            &consumers.to_string(),
-            "--batch",
-            "10",
-        ]),
+        Workload::Fanout { subscribers, consumers, groups } => {
+            load.args(["--workload", "fanout", "--subscribers", &subscribers.to_string(), "--consumers", &consumers.to_string()]);
+            load.args(["--batch", "10", "--fifo-groups", &groups.to_string()])
+        }
         Workload::Stream { shards, readers } => {
             let consumers = (shards * readers).div_ceil(settings.load_cores);
             load.args([

@@ -62,12 +62,16 @@ impl System {
     }
 
     /// Whether `sluice-load` drives this system in `workload` (the gateway: queues only; FIFO:
-    /// Sluice over its protocol, and NATS with its deduplication window; tenants: Sluice).
+    /// Sluice over its protocol, and NATS with its deduplication window, also for FIFO fan-out;
+    /// tenants: Sluice).
     pub fn runs(self, workload: crate::scenario::Workload) -> bool {
         use crate::scenario::Workload;
         match workload {
             Workload::Fifo { .. } => matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever | System::Nats),
             Workload::Tenants { .. } => matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever),
+            Workload::Fanout { groups, .. } if groups > 0 => {
+                matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever | System::Nats)
+            }
             Workload::Queue | Workload::QueueSync { .. } => true,
             _ => self != System::SluiceHttpGateway,
         }

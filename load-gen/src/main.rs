@@ -134,8 +134,10 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     shards: usize,
     /// FIFO: message groups (0: a standard queue). For sluice the queue is `QUEUE.fifo`
-    /// (deduplication and throughput per message group) and each message of a batch goes to
-    /// the producer's next group, with a deduplication id of its own; for nats each publish
+    /// (deduplication and throughput per message group; with --workload fanout a FIFO topic
+    /// `QUEUE.fifo` and FIFO queues `QUEUE-i.fifo`) and each message of a batch goes to the
+    /// producer's next group, with a deduplication id of its own; consumers check each group's
+    /// order (a message out of order or received twice fails the run); for nats each publish
     /// carries a Nats-Msg-Id (JetStream's deduplication window, set to five minutes as SQS's).
     /// Other targets have no equivalent and refuse it.
     #[arg(long, default_value_t = 0)]
@@ -185,8 +187,10 @@ fn validate(args: &Args) -> Result<(), String> {
     if args.cores == 0 || args.connections == 0 {
         return Err("--cores and --connections must be at least 1".into());
     }
-    if args.fifo_groups > 0 && (args.workload != Workload::Queue || !matches!(args.target, Target::Sluice | Target::Nats)) {
-        return Err("--fifo-groups runs the queue workload on sluice (a FIFO queue) or nats (deduplicated publishes) only".into());
+    if args.fifo_groups > 0
+        && (!matches!(args.workload, Workload::Queue | Workload::Fanout) || !matches!(args.target, Target::Sluice | Target::Nats))
+    {
+        return Err("--fifo-groups runs the queue or fanout workload on sluice (a FIFO queue; a FIFO topic and FIFO queues) or nats (deduplicated publishes) only".into());
     }
     if args.tenants > 0 {
         if args.tenants < 2 || args.workload != Workload::Queue || args.target != Target::Sluice || args.fifo_groups > 0 {

@@ -6,7 +6,8 @@
 //! raw delivery (so every body keeps its send stamp); consumers are spread over the queues.
 //! A publish is acknowledged once every queue holds it, kept as for a send.
 //!
-//! FIFO (`--fifo-groups N`): a FIFO queue deduplicating per group; each producer sends its
+//! FIFO (`--fifo-groups N`): a FIFO queue deduplicating per group (with fan-out, a FIFO topic
+//! `QUEUE.fifo` and FIFO queues `QUEUE-i.fifo`, raw delivery); each producer sends its
 //! messages to groups in turn (message k of producer p to group (p + k) mod N), each with a
 //! deduplication id of its own, so every message is stored and each group's order is one
 //! producer's send order. Consumers ask for each message's `MessageGroupId` and
@@ -58,6 +59,22 @@ pub struct Tenants {
     pub grouped: bool,
 }
 
+/// Fan-out's queue `index` of topic `topic`: `TOPIC-i`, or for a FIFO topic `STEM-i.fifo`.
+fn subscriber_queue(topic: &str, subscribers: usize, index: usize) -> String {
+    match topic.strip_suffix(".fifo") {
+        Some(stem) => format!("{}.fifo", subscriber(stem, subscribers, index)),
+        None => subscriber(topic, subscribers, index),
+    }
+}
+
+/// A FIFO queue's attributes: deduplicated per group, its groups spread over the cores.
+fn fifo_queue_attributes() -> Vec<(String, String)> {
+    [("FifoQueue", "true"), ("DeduplicationScope", "messageGroup"), ("FifoThroughputLimit", "perMessageGroupId")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The byte after the stamp that marks a quiet tenant's message.
 const QUIET: u8 = b'q';
 
@@ -67,7 +84,8 @@ const QUIET: u8 = b'q';
 /// order the queue handed them out. One lock per received batch.
 #[derive(Default)]
 pub struct GroupOrder {
-    last: Mutex<HashMap<String, u128>>,
+    /// By queue (fan-out reads several), then group.
+    last: Mutex<HashMap<String, HashMap<String, u128>>>,
     /// Messages checked.
     pub checked: AtomicU64,
     /// Messages whose sequence number was not above the last one received of its group
@@ -76,10 +94,14 @@ pub struct GroupOrder {
 }
 
 impl GroupOrder {
-    fn check(&self, messages: &[ReceivedMessage]) {
+    fn check(&self, queue: &str, messages: &[ReceivedMessage]) {
         let mut wrong = 0;
         {
-            let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut queues = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !queues.contains_key(queue) {
+                queues.insert(queue.to_owned(), HashMap::new());
+            }
+            let last = queues.get_mut(queue).expect("just added");
             for message in messages {
                 let attribute = |name: &str| message.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
                 let (Some(group), Some(sequence)) =
@@ -110,22 +132,16 @@ pub fn setup(endpoint: &str, queue: &str, subscribers: usize, fifo_groups: usize
     let connection = sluice_client::blocking::BlockingClient::connect(endpoint, "sluice-load-setup")
         .map_err(|e| format!("cannot reach Sluice at {endpoint}: {e}"))?;
     let client = connection.client();
+    let queue_attributes = if fifo_groups > 0 { fifo_queue_attributes() } else { vec![] };
     if subscribers == 0 {
-        let attributes = if fifo_groups > 0 {
-            ["FifoQueue=true", "DeduplicationScope=messageGroup", "FifoThroughputLimit=perMessageGroupId"]
-                .iter()
-                .filter_map(|pair| pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-                .collect()
-        } else {
-            vec![]
-        };
-        connection.block_on(client.create_queue(queue, attributes, vec![])).map_err(|e| e.to_string())?;
+        connection.block_on(client.create_queue(queue, queue_attributes, vec![])).map_err(|e| e.to_string())?;
         return Ok(());
     }
-    let topic = connection.block_on(client.create_topic(queue, vec![], vec![])).map_err(|e| e.to_string())?;
+    let topic_attributes = if fifo_groups > 0 { vec![("FifoTopic".to_owned(), "true".to_owned())] } else { vec![] };
+    let topic = connection.block_on(client.create_topic(queue, topic_attributes, vec![])).map_err(|e| e.to_string())?;
     for index in 0..subscribers {
-        let name = subscriber(queue, subscribers, index);
-        connection.block_on(client.create_queue(&name, vec![], vec![])).map_err(|e| e.to_string())?;
+        let name = subscriber_queue(queue, subscribers, index);
+        connection.block_on(client.create_queue(&name, queue_attributes.clone(), vec![])).map_err(|e| e.to_string())?;
         let attributes = connection.block_on(client.get_queue_attributes(&name, &["QueueArn"])).map_err(|e| e.to_string())?;
         let arn = attributes.into_iter().find(|(k, _)| k == "QueueArn").map(|(_, v)| v).ok_or("a queue without an ARN")?;
         let raw = vec![("RawMessageDelivery".to_owned(), "true".to_owned())];
@@ -185,6 +201,18 @@ pub struct FifoSender {
     sent: std::cell::Cell<u64>,
 }
 
+impl FifoSender {
+    /// The next message's group and deduplication id: message k of producer p goes to group
+    /// (p + k) mod N, with an id of its own.
+    fn next(&self) -> (String, String) {
+        let k = self.sent.get();
+        self.sent.set(k + 1);
+        let groups = self.groups.len() as u64;
+        let group = &self.groups[((self.producer % groups + k) % groups) as usize];
+        (group.clone(), format!("{:x}-{k}", self.producer))
+    }
+}
+
 pub struct SluiceConsumer {
     client: Client,
     queue: String,
@@ -223,7 +251,7 @@ impl Broker for Sluice {
     }
 
     async fn consumer(&self, connection: &Client, index: usize) -> Result<SluiceConsumer, Error> {
-        let queue = subscriber(&self.queue, self.subscribers, index);
+        let queue = subscriber_queue(&self.queue, self.subscribers, index);
         let quiet = self.tenants.map(|_| Vec::new());
         Ok(SluiceConsumer { client: connection.clone(), queue, receipts: Vec::new(), order: self.order.clone(), quiet })
     }
@@ -235,7 +263,15 @@ impl Producer for SluiceProducer {
             let entries = bodies
                 .into_iter()
                 .zip(IDS)
-                .map(|(message, id)| PublishEntry { id: id.to_owned(), message, ..PublishEntry::default() })
+                .map(|(message, id)| {
+                    let mut entry = PublishEntry { id: id.to_owned(), message, ..PublishEntry::default() };
+                    if let Some(fifo) = &self.fifo {
+                        let (group, deduplication_id) = fifo.next();
+                        entry.message_group_id = Some(group);
+                        entry.deduplication_id = Some(deduplication_id);
+                    }
+                    entry
+                })
                 .collect();
             let (_, failed) = self.client.publish_batch(&self.queue, entries).await.map_err(|e| e.to_string())?;
             return match failed.first() {
@@ -249,11 +285,9 @@ impl Producer for SluiceProducer {
             .map(|(body, id)| {
                 let mut entry = SendEntry { id: id.to_owned(), body, ..SendEntry::default() };
                 if let Some(fifo) = &self.fifo {
-                    let k = fifo.sent.get();
-                    fifo.sent.set(k + 1);
-                    let group = &fifo.groups[((fifo.producer % fifo.groups.len() as u64 + k) % fifo.groups.len() as u64) as usize];
-                    entry.message_group_id = Some(group.clone());
-                    entry.deduplication_id = Some(format!("{:x}-{k}", fifo.producer));
+                    let (group, deduplication_id) = fifo.next();
+                    entry.message_group_id = Some(group);
+                    entry.deduplication_id = Some(deduplication_id);
                 }
                 if let Some(tenants) = &self.tenants {
                     let k = tenants.sent.get();
@@ -297,7 +331,7 @@ impl Consumer for SluiceConsumer {
         };
         let messages = self.client.receive_message(request).await.map_err(|e| e.to_string())?;
         if let Some(order) = &self.order {
-            order.check(&messages);
+            order.check(&self.queue, &messages);
         }
         self.receipts.clear();
         for message in messages {
@@ -343,12 +377,14 @@ mod tests {
     #[test]
     fn group_order_counts_what_comes_out_of_order_or_twice() {
         let order = GroupOrder::default();
-        order.check(&[message("a", 10), message("b", 5), message("a", 11)]);
-        order.check(&[message("b", 7), message("a", 12)]);
+        order.check("q", &[message("a", 10), message("b", 5), message("a", 11)]);
+        order.check("q", &[message("b", 7), message("a", 12)]);
+        order.check("other", &[message("a", 1)]);
         assert_eq!(order.out_of_order.load(Ordering::Relaxed), 0, "growing sequence numbers per group are in order");
-        order.check(&[message("a", 12), message("b", 6), message("c", 1), ReceivedMessage::default()]);
+        assert_eq!(order.out_of_order.load(Ordering::Relaxed), 0, "another queue's groups are its own");
+        order.check("q", &[message("a", 12), message("b", 6), message("c", 1), ReceivedMessage::default()]);
         assert_eq!(order.out_of_order.load(Ordering::Relaxed), 3, "a repeat, a step back and a message without its group");
-        assert_eq!(order.checked.load(Ordering::Relaxed), 9);
+        assert_eq!(order.checked.load(Ordering::Relaxed), 10);
     }
 
     #[test]
