@@ -21,7 +21,8 @@ fn rounds() -> usize {
 /// ones) and starts it again on the same data directory.
 fn stop_and_start(daemon: &mut Daemon, round: usize) {
     if round.is_multiple_of(2) {
-        assert!(daemon.terminate().success(), "sluiced did not exit cleanly on SIGTERM");
+        let status = daemon.terminate();
+        assert!(status.success(), "sluiced did not exit cleanly on SIGTERM: {status}");
     } else {
         daemon.kill();
     }
