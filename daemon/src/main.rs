@@ -7,9 +7,11 @@ use sluice_daemon::config::Config;
 use sluice_daemon::runtime::{self, SHUTDOWN_REQUESTED};
 
 /// mimalloc: per-thread heaps suit one thread per core; glibc malloc showed up at ~12% of a profile.
-/// Its v2 line (the `v2` feature): v3, the default of libmimalloc-sys 0.1.49, crashed
-/// `sluiced` now and then in `mi_process_done` after a clean shutdown (SIGSEGV walking a page's
-/// thread-free list at exit; 3 of 35 SIGTERM restarts in `tests/restarts.rs`, 0 of 50 with v2).
+/// Its v2 line (the `v2` feature): v3, the default of libmimalloc-sys 0.1.49 (which bundles
+/// mimalloc 3.3.2), crashed `sluiced` now and then in `mi_process_done` after a clean shutdown
+/// (SIGSEGV walking a page's thread-free list at exit; 3 of 35 SIGTERM restarts in
+/// `tests/restarts.rs`, 0 of 50 with v2). mimalloc 3.3.x has known multi-thread crashes
+/// (microsoft/mimalloc#1287, fixed in 3.4); revisit when the crate bundles a fixed v3.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -208,6 +208,12 @@ fn spawn(data_dir: &std::path::Path, extra: &[String], cwd: Option<&std::path::P
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A daemon that is gone before the test let it go died under it (a crash prints
+            // nothing of its own): say how, for whoever reads the failure.
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!("sluiced (pid {}) had exited before the test stopped it: {status}", child.id());
+                return;
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
