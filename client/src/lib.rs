@@ -55,6 +55,16 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The same error again, for each request a broken connection leaves waiting.
+    fn duplicate(&self) -> ClientError {
+        match self {
+            ClientError::Server(error) => ClientError::Server(error.clone()),
+            ClientError::Io(error) => ClientError::Io(std::io::Error::new(error.kind(), error.to_string())),
+            ClientError::Disconnected => ClientError::Disconnected,
+            ClientError::Protocol(message) => ClientError::Protocol(message.clone()),
+        }
+    }
 }
 
 /// What the server said in answer to `Hello`.
@@ -589,49 +599,69 @@ where
         };
         let read = async move {
             let mut waiting: HashMap<u64, Waiter> = HashMap::new();
-            loop {
-                while let Ok((id, reply)) = registered.try_recv() {
-                    waiting.insert(id, reply);
-                }
-                if waiting.is_empty() {
-                    // Nothing is owed to us, so there is nothing to read: wait for the
-                    // next request, or end once every client is gone (dropping the socket).
-                    match registered.next().await {
-                        Some((id, reply)) => {
-                            waiting.insert(id, reply);
-                        }
-                        None => return Ok(()),
+            let ended = async {
+                loop {
+                    while let Ok((id, reply)) = registered.try_recv() {
+                        waiting.insert(id, reply);
                     }
-                }
-                let Some(frame) = read_frame(&mut reader, &mut read_buf).await? else {
-                    return Err(ClientError::Disconnected);
-                };
-                while let Ok((id, reply)) = registered.try_recv() {
-                    waiting.insert(id, reply);
-                }
-                let (id, response) = decode_response(&frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
-                match waiting.remove(&id) {
-                    Some(Waiter::Once(reply)) => {
-                        let _ = reply.send(response.map_err(ClientError::Server));
-                    }
-                    Some(Waiter::Events(mut events)) => {
-                        let last = !matches!(response, Ok(Reply::ShardEvent(_)));
-                        // Waits while the subscriber is behind: back-pressure to the server.
-                        let delivered = events.send(response.map_err(ClientError::Server)).await.is_ok();
-                        if delivered && !last {
-                            waiting.insert(id, Waiter::Events(events));
+                    if waiting.is_empty() {
+                        // Nothing is owed to us, so there is nothing to read: wait for the
+                        // next request, or end once every client is gone (dropping the socket).
+                        match registered.next().await {
+                            Some((id, reply)) => {
+                                waiting.insert(id, reply);
+                            }
+                            None => return Ok(()),
                         }
                     }
-                    // A dropped subscription's later events.
-                    None if id != 0 => {}
-                    None => {
-                        if let Err(error) = response {
-                            // An error for no request of ours (id 0): the server is closing this connection.
-                            return Err(ClientError::Server(error));
+                    let Some(frame) = read_frame(&mut reader, &mut read_buf).await? else {
+                        return Err(ClientError::Disconnected);
+                    };
+                    while let Ok((id, reply)) = registered.try_recv() {
+                        waiting.insert(id, reply);
+                    }
+                    let (id, response) = decode_response(&frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    match waiting.remove(&id) {
+                        Some(Waiter::Once(reply)) => {
+                            let _ = reply.send(response.map_err(ClientError::Server));
+                        }
+                        Some(Waiter::Events(mut events)) => {
+                            let last = !matches!(response, Ok(Reply::ShardEvent(_)));
+                            // Waits while the subscriber is behind: back-pressure to the server.
+                            let delivered = events.send(response.map_err(ClientError::Server)).await.is_ok();
+                            if delivered && !last {
+                                waiting.insert(id, Waiter::Events(events));
+                            }
+                        }
+                        // A dropped subscription's later events.
+                        None if id != 0 => {}
+                        None => {
+                            if let Err(error) = response {
+                                // An error for no request of ours (id 0): the server is closing this connection.
+                                return Err(ClientError::Server(error));
+                            }
                         }
                     }
                 }
             }
+            .await;
+            if let Err(error) = &ended {
+                // Whoever still waits learns why the connection ended, not only that it did.
+                while let Ok((id, reply)) = registered.try_recv() {
+                    waiting.insert(id, reply);
+                }
+                for (_, waiter) in waiting.drain() {
+                    match waiter {
+                        Waiter::Once(reply) => {
+                            let _ = reply.send(Err(error.duplicate()));
+                        }
+                        Waiter::Events(mut events) => {
+                            let _ = events.try_send(Err(error.duplicate()));
+                        }
+                    }
+                }
+            }
+            ended
         };
         let (written, read) = futures::join!(write, read);
         read.and(written)

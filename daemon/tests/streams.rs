@@ -537,3 +537,25 @@ fn shard_limits_apply_only_when_asked() {
         put_all(&c, "s", (0..500).map(|i| record("k", &i.to_string())).collect());
     }
 }
+
+#[test]
+fn a_subscription_whose_connection_breaks_says_so_instead_of_ending() {
+    let mut daemon = Daemon::start();
+    let c = daemon.client();
+    c.run(c.client().create_stream("broken", 1)).unwrap();
+    let stream_arn = c.run(c.client().describe_stream("broken")).unwrap().arn;
+    let consumer = c.run(c.client().register_stream_consumer(&stream_arn, "app")).unwrap();
+    let push = daemon.client();
+    let mut subscription = push.run(push.client().subscribe_to_shard(&consumer.arn, "shardId-000000000000", position("LATEST"))).unwrap();
+    // The first event (nothing yet) shows the subscription is live.
+    assert!(matches!(push.run(subscription.next()), Some(Ok(_))));
+    daemon.kill();
+    // A normal end is `None` (five minutes, or a closed shard); a dead connection is an error.
+    loop {
+        match push.run(subscription.next()) {
+            Some(Ok(_)) => continue,
+            Some(Err(ClientError::Io(_) | ClientError::Disconnected)) => break,
+            other => panic!("expected the connection's error, got {other:?}"),
+        }
+    }
+}
