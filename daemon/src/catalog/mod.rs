@@ -80,7 +80,7 @@ pub struct QueueMeta {
 }
 
 /// Whether a FIFO queue made with `attributes` spreads its groups over the shards.
-pub fn spreads_groups(attributes: &QueueAttributes) -> bool {
+fn spreads_groups(attributes: &QueueAttributes) -> bool {
     attributes.fifo && attributes.fifo_throughput_limit == queues::FifoThroughputLimit::PerMessageGroupId
 }
 

@@ -243,17 +243,16 @@ pub async fn delete<H: QueueHost>(
     meta: &QueueMeta,
     receipts: Vec<Result<Receipt, OpError>>,
 ) -> Result<Vec<Result<(), OpError>>, OpError> {
-    let (shards, owner) = (host.count(), owner(meta.id, host.count()));
+    let owner = owner(meta.id, host.count());
     let mut results: Vec<Result<(), OpError>> = Vec::with_capacity(receipts.len());
     // (shard, (receipt index, message)) of each receipt to apply.
     let mut to_delete = Vec::new();
     for (index, receipt) in receipts.into_iter().enumerate() {
         match receipt {
             // A queue's messages are all on its owner unless its groups are spread: a receipt
-            // naming another shard names a message that is not there.
-            Ok(receipt) if receipt.shard as usize >= shards || (!meta.groups_spread && receipt.shard as usize != owner) => {
-                results.push(Err(super::partition::expired_receipt()))
-            }
+            // naming another shard names a message that is not there. (`route_receipts` has
+            // refused shards this daemon does not have.)
+            Ok(receipt) if !meta.groups_spread && receipt.shard as usize != owner => results.push(Err(super::partition::expired_receipt())),
             Ok(receipt) => {
                 results.push(Ok(()));
                 to_delete.push((receipt.shard as usize, (index, ((receipt.seq, receipt.tag), receipt.receive_count))));
