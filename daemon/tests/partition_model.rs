@@ -187,7 +187,10 @@ proptest! {
                 Step::Advance { ms } => now += ms,
             }
             let _ = &seqs;
-            prop_assert_eq!(engine.counts(now, RETENTION_MS), model.counts(now));
+            let counts = engine.counts(now, RETENTION_MS);
+            prop_assert_eq!(counts, model.counts(now));
+            // A deleted message, or one given a new deadline, leaves no timer behind.
+            prop_assert_eq!(engine.deadlines_held() as u64, counts.inflight, "deadlines held beside the messages in flight");
         }
     }
 }
