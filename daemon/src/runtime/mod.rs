@@ -157,8 +157,11 @@ where
         PoolPlacement::Unbound(cores)
     };
     let shard_config = config.clone();
-    let handles = LocalExecutorPoolBuilder::new(placement)
-        .name("sluice-shard")
+    let mut builder = LocalExecutorPoolBuilder::new(placement).name("sluice-shard");
+    if config.idle_poll_us > 0 {
+        builder = builder.spin_before_park(std::time::Duration::from_micros(config.idle_poll_us));
+    }
+    let handles = builder
         .on_all_shards(move || {
             let config = shard_config.clone();
             let mesh = mesh.clone();
