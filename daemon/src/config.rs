@@ -185,6 +185,11 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
 
+    /// The key that seals receipt handles, iterators and tokens: read from (or made in) the
+    /// data directory at start, never a flag.
+    #[arg(skip)]
+    pub seal_key: crate::seal::SealKey,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `sluice_daemon=debug`.
     #[arg(long, env = "SLUICE_LOG", default_value = "info")]
     pub log: String,

@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod net;
 pub mod queue;
 pub mod runtime;
+pub mod seal;
 pub mod serve;
 pub mod shard;
 pub mod sim;

@@ -336,14 +336,17 @@ fn the_window_order_and_sequence_numbers_survive_restarts_and_kill_9() {
     assert_eq!(seen.len(), 8 + 4, "{seen:?}");
 }
 
-/// The shard a receipt handle names.
-fn shard_of(message: &ReceivedMessage) -> u16 {
-    sluice_daemon::queue::receipt::Receipt::decode(&message.receipt_handle).expect("a receipt this daemon gave").shard
+/// What tells the shard a receipt handle names (opened with the daemon's key, read from its
+/// data directory).
+fn shard_reader(daemon: &Daemon) -> impl Fn(&ReceivedMessage) -> u16 {
+    let key = sluice_daemon::seal::SealKey::load_or_create(daemon.data_dir()).unwrap();
+    move |message| sluice_daemon::queue::receipt::Receipt::decode(&message.receipt_handle, &key).expect("a receipt this daemon gave").shard
 }
 
 #[test]
 fn a_high_throughput_queue_spreads_its_groups_over_the_shards_and_keeps_each_in_order() {
     let mut daemon = Daemon::start();
+    let shard_of = shard_reader(&daemon);
     let c = daemon.client();
     let high = [("DeduplicationScope", "messageGroup"), ("FifoThroughputLimit", "perMessageGroupId")];
     fifo_queue(&c, "spread.fifo", &high);
@@ -412,11 +415,11 @@ fn a_high_throughput_queue_spreads_its_groups_over_the_shards_and_keeps_each_in_
         held.extend(got);
     }
     assert_eq!(handed.len(), GROUPS, "every group's first messages are handed out");
-    let shards: std::collections::BTreeSet<u16> = held.iter().map(shard_of).collect();
+    let shards: std::collections::BTreeSet<u16> = held.iter().map(&shard_of).collect();
     assert_eq!(shards.len(), 2, "the groups live on both shards: {shards:?}");
     let whole = receive(&c, "whole.fifo", 10, Some(60));
     assert_eq!(
-        whole.iter().map(shard_of).collect::<std::collections::BTreeSet<_>>().len(),
+        whole.iter().map(&shard_of).collect::<std::collections::BTreeSet<_>>().len(),
         1,
         "a queue deduplicated as a whole lives on one shard"
     );
@@ -473,6 +476,7 @@ fn a_high_throughput_queue_spreads_its_groups_over_the_shards_and_keeps_each_in_
 #[test]
 fn a_retried_receive_attempt_on_a_spread_queue_answers_the_same_messages_from_every_shard() {
     let daemon = Daemon::start();
+    let shard_of = shard_reader(&daemon);
     let c = daemon.client();
     fifo_queue(&c, "attempts-spread.fifo", &[("DeduplicationScope", "messageGroup"), ("FifoThroughputLimit", "perMessageGroupId")]);
     for g in 0..8 {
@@ -487,7 +491,7 @@ fn a_retried_receive_attempt_on_a_spread_queue_answers_the_same_messages_from_ev
     };
     let first = c.run(c.client().receive_message(attempt.clone())).unwrap();
     assert_eq!(first.len(), 8);
-    assert_eq!(first.iter().map(shard_of).collect::<std::collections::BTreeSet<_>>().len(), 2, "from both shards");
+    assert_eq!(first.iter().map(&shard_of).collect::<std::collections::BTreeSet<_>>().len(), 2, "from both shards");
     let retried = c.run(c.client().receive_message(attempt)).unwrap();
     let handles =
         |messages: &[ReceivedMessage]| messages.iter().map(|m| m.receipt_handle.clone()).collect::<std::collections::BTreeSet<_>>();

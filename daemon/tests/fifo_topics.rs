@@ -364,6 +364,7 @@ fn pipelined_publishes_from_both_shards_reach_each_queue_in_the_topics_order() {
 #[test]
 fn a_fifo_topic_delivers_to_a_high_throughput_queue_each_group_in_order_on_its_shard() {
     let daemon = Daemon::start();
+    let key = sluice_daemon::seal::SealKey::load_or_create(daemon.data_dir()).unwrap();
     let c = daemon.client();
     let topic = fifo_topic(&c, "spread-events.fifo", &[]);
     let attributes =
@@ -380,7 +381,7 @@ fn a_fifo_topic_delivers_to_a_high_throughput_queue_each_group_in_order_on_its_s
     let got = drain(&c, "spread-copies.fifo");
     let shards: std::collections::BTreeSet<u16> = got
         .iter()
-        .map(|m| sluice_daemon::queue::receipt::Receipt::decode(&m.receipt_handle).expect("a receipt this daemon gave").shard)
+        .map(|m| sluice_daemon::queue::receipt::Receipt::decode(&m.receipt_handle, &key).expect("a receipt this daemon gave").shard)
         .collect();
     assert_eq!(shards.len(), 2, "the queue's groups live on both shards");
     let mut by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -467,15 +467,13 @@ fn acknowledged_records_and_resharding_survive_kill_and_restart() {
 }
 
 /// Rewrites an iterator's issue time (its layout: hex of version, stream id, shard, next
-/// sequence number, issue time, then a CRC-32 of those bytes).
-fn reissued(iterator: &str, issued_ms: u64) -> String {
+/// sequence number, issue time, then their tag under the daemon's key).
+fn reissued(iterator: &str, issued_ms: u64, key: &sluice_daemon::seal::SealKey) -> String {
     let mut bytes: Vec<u8> = (0..iterator.len()).step_by(2).map(|at| u8::from_str_radix(&iterator[at..at + 2], 16).unwrap()).collect();
-    bytes.truncate(bytes.len() - 4);
+    bytes.truncate(bytes.len() - sluice_daemon::seal::TAG_BYTES);
     let body_len = bytes.len();
     bytes[body_len - 8..].copy_from_slice(&issued_ms.to_be_bytes());
-    let crc = crc32fast::hash(&bytes);
-    bytes.extend_from_slice(&crc.to_be_bytes());
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    key.seal(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
@@ -485,12 +483,14 @@ fn iterators_expire_after_five_minutes() {
     c.run(c.client().create_stream("s", 1)).unwrap();
     put_all(&c, "s", vec![record("k", "x")]);
     let iterator = c.run(c.client().get_shard_iterator("s", "shardId-000000000000", position("TRIM_HORIZON"))).unwrap();
+    // Only the daemon's key can reseal an iterator with another issue time (its data directory's).
+    let key = sluice_daemon::seal::SealKey::load_or_create(daemon.data_dir()).unwrap();
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     // Issued four minutes ago: still good, and its successor is fresh.
-    let result = c.run(c.client().get_records(&reissued(&iterator, now_ms - 4 * 60_000), None)).unwrap();
+    let result = c.run(c.client().get_records(&reissued(&iterator, now_ms - 4 * 60_000, &key), None)).unwrap();
     assert_eq!(result.records.iter().map(text).collect::<Vec<_>>(), ["x"]);
     // Six minutes ago: expired.
-    assert_code(c.run(c.client().get_records(&reissued(&iterator, now_ms - 6 * 60_000), None)), ErrorCode::ExpiredIterator);
+    assert_code(c.run(c.client().get_records(&reissued(&iterator, now_ms - 6 * 60_000, &key), None)), ErrorCode::ExpiredIterator);
 }
 
 #[test]

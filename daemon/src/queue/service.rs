@@ -26,6 +26,7 @@ use super::{call_on, QueueHost};
 use super::{MessageRef, VisibilityChange};
 use crate::catalog::{is_delivery_queue, queue_does_not_exist, MetaChange, MetaOutcome, QueueMeta, Snapshot};
 use crate::runtime::calls::Request;
+use crate::seal::SealKey;
 use crate::storage::Ticket;
 
 /// Payloads kept only in the log that the loader reads back at once (neighbours share one
@@ -132,7 +133,7 @@ pub async fn handle_op<H: QueueHost>(host: &Rc<H>, op: Op) -> Response {
             let snapshot = host.snapshot();
             let prefix = prefix.unwrap_or_default();
             let names = snapshot.client_queues().filter(|meta| meta.name.starts_with(&prefix));
-            paginate(names, max_results, next_token)
+            paginate(names, max_results, next_token, &host.config().seal_key)
         }
         Op::DeleteQueue { queue } => {
             host.meta_change(MetaChange::Delete { queue }).await?;
@@ -171,7 +172,7 @@ pub async fn handle_op<H: QueueHost>(host: &Rc<H>, op: Op) -> Response {
             let sources = snapshot
                 .client_queues()
                 .filter(|meta| meta.attributes.redrive_policy.as_ref().is_some_and(|policy| policy.dead_letter_target_arn == target.arn));
-            paginate(sources, max_results, next_token)
+            paginate(sources, max_results, next_token, &host.config().seal_key)
         }
         Op::SendMessage { queue, mut entry } => {
             let meta = host.snapshot().resolve(&queue)?.clone();
@@ -782,7 +783,7 @@ fn render_delivery<H: QueueHost>(
     };
     ReceivedMessage {
         message_id: format_uuid(delivery.message_id),
-        receipt_handle: receipt.encode(),
+        receipt_handle: receipt.encode(&host.config().seal_key),
         md5_of_body: hex(&payload.md5_of_body),
         body: payload.body.clone(),
         attributes,
@@ -825,7 +826,7 @@ fn route_receipts<'a, H: QueueHost>(
     handles: impl Iterator<Item = &'a str>,
 ) -> Vec<Result<Receipt, OpError>> {
     handles
-        .map(|handle| match Receipt::decode(handle) {
+        .map(|handle| match Receipt::decode(handle, &host.config().seal_key) {
             Some(receipt) if receipt.queue_id == meta.id && (receipt.shard as usize) < host.count() => Ok(receipt),
             _ => Err(invalid_receipt(handle)),
         })
@@ -1195,29 +1196,36 @@ fn batch_reply<'a>(ids: impl Iterator<Item = &'a String>, results: Vec<Result<()
     Reply::Batch { successful, failed }
 }
 
-/// ListQueues-style paging over queues in name order; the token is the last name returned.
-/// A list's continuation token: the last name of the page, base64url-encoded.
-pub fn encode_next_token(last: &str) -> String {
+/// A list's continuation token: the last name of the page and its tag (`seal`),
+/// base64url-encoded — a client can only continue a listing it was given.
+pub fn encode_next_token(last: &str, key: &SealKey) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    URL_SAFE_NO_PAD.encode(last.as_bytes())
+    URL_SAFE_NO_PAD.encode(key.seal(last.as_bytes().to_vec()))
 }
 
 /// The name a continuation token holds; `None` for a token this server never made.
-pub fn decode_next_token(token: &str) -> Option<String> {
+pub fn decode_next_token(token: &str, key: &SealKey) -> Option<String> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    URL_SAFE_NO_PAD.decode(token.as_bytes()).ok().and_then(|raw| String::from_utf8(raw).ok())
+    let sealed = URL_SAFE_NO_PAD.decode(token.as_bytes()).ok()?;
+    String::from_utf8(key.open(&sealed)?.to_vec()).ok()
 }
 
-pub fn paginate<'a>(queues: impl Iterator<Item = &'a Arc<QueueMeta>>, max_results: Option<i32>, next_token: Option<String>) -> Response {
+/// ListQueues-style paging over queues in name order; the token is the last name returned.
+pub fn paginate<'a>(
+    queues: impl Iterator<Item = &'a Arc<QueueMeta>>,
+    max_results: Option<i32>,
+    next_token: Option<String>,
+    key: &SealKey,
+) -> Response {
     let page = match max_results {
         Some(max) => check_range("MaxResults", max, 1, LIST_RESULTS_MAX)? as usize,
         None => LIST_RESULTS_MAX as usize,
     };
     let after = match next_token {
         Some(token) => {
-            Some(decode_next_token(&token).ok_or_else(|| OpError::new(ErrorCode::InvalidParameterValue, "Invalid NextToken value."))?)
+            Some(decode_next_token(&token, key).ok_or_else(|| OpError::new(ErrorCode::InvalidParameterValue, "Invalid NextToken value."))?)
         }
         None => None,
     };
@@ -1225,7 +1233,7 @@ pub fn paginate<'a>(queues: impl Iterator<Item = &'a Arc<QueueMeta>>, max_result
     let selected: Vec<&Arc<QueueMeta>> = remaining.by_ref().take(page).collect();
     let more = remaining.next().is_some();
     let next_token = match (more, max_results, selected.last()) {
-        (true, Some(_), Some(last)) => Some(encode_next_token(&last.name)),
+        (true, Some(_), Some(last)) => Some(encode_next_token(&last.name, key)),
         _ => None,
     };
     Ok(Reply::QueueUrls { queue_urls: selected.iter().map(|meta| meta.url.clone()).collect(), next_token })

@@ -148,6 +148,7 @@ where
     // rather than AT_FDCWD, so a relative one fails with EBADF (docs/glommio-relative-paths.md).
     config.data_dir = std::fs::canonicalize(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot resolve data directory {}: {e}", config.data_dir.display()))?;
+    config.seal_key = crate::seal::SealKey::load_or_create(&config.data_dir).map_err(|e| anyhow::anyhow!(e))?;
     let mesh = MeshBuilder::<M, _>::full(cores, MESH_CHANNEL_CAPACITY_MAX);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let drained = Arc::new(AtomicUsize::new(0));

@@ -164,14 +164,14 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
             };
             let after = match (next_token, exclusive_start_stream_name) {
                 (Some(_), Some(_)) => return Err(invalid("NextToken and ExclusiveStartStreamName cannot both be given.")),
-                (Some(token), None) => Some(decode_token(&token, now, LIST_TOKEN_LIFETIME_MS)?),
+                (Some(token), None) => Some(decode_token(&token, now, LIST_TOKEN_LIFETIME_MS, &host.config().seal_key)?),
                 (None, after) => after,
             };
             let snapshot = host.snapshot();
             let mut rows = snapshot.streams.values().filter(|meta| after.as_ref().is_none_or(|after| &meta.name > after));
             let streams: Vec<StreamDescription> = rows.by_ref().take(limit as usize).map(|meta| meta.describe()).collect();
             let has_more = rows.next().is_some();
-            let next_token = has_more.then(|| streams.last().map(|last| encode_token(&last.name, now))).flatten();
+            let next_token = has_more.then(|| streams.last().map(|last| encode_token(&last.name, now, &host.config().seal_key))).flatten();
             Ok(Reply::Streams { streams, has_more, next_token })
         }
         Op::ListShards(list) => list_shards(host, list),
@@ -198,7 +198,9 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
             let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?.clone();
             let shard = meta.shard_by_id(&shard_id)?.index;
             let next = start_position(host, &meta, shard, &position).await?;
-            Ok(Reply::ShardIterator(ShardPosition { stream_id: meta.id, shard, next, issued_ms: host.env().now_ms() }.encode()))
+            Ok(Reply::ShardIterator(
+                ShardPosition { stream_id: meta.id, shard, next, issued_ms: host.env().now_ms() }.encode(&host.config().seal_key),
+            ))
         }
         Op::GetRecords { iterator, limit } => get_records(host, &iterator, limit).await,
         Op::IncreaseStreamRetentionPeriod { stream, hours } => {
@@ -258,12 +260,12 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
                 Some(limit) if (1..=10_000).contains(&limit) => limit,
                 Some(limit) => return Err(invalid(format!("MaxResults {limit} must be from 1 to 10000."))),
             };
-            let after = next_token.map(|token| decode_token(&token, now, LIST_TOKEN_LIFETIME_MS)).transpose()?;
+            let after = next_token.map(|token| decode_token(&token, now, LIST_TOKEN_LIFETIME_MS, &host.config().seal_key)).transpose()?;
             let snapshot = host.snapshot();
             let meta = resolve(&snapshot.streams, &snapshot.naming, &stream)?;
             let mut rows = meta.consumers.iter().filter(|c| after.as_ref().is_none_or(|after| &c.name > after));
             let consumers: Vec<ConsumerDescription> = rows.by_ref().take(limit as usize).map(|c| meta.describe_consumer(c)).collect();
-            let next_token = rows.next().and(consumers.last()).map(|last| encode_token(&last.name, now));
+            let next_token = rows.next().and(consumers.last()).map(|last| encode_token(&last.name, now, &host.config().seal_key));
             Ok(Reply::StreamConsumers { consumers, next_token })
         }
         Op::SubscribeToShard { .. } => {
@@ -293,7 +295,7 @@ fn list_shards<H: StreamHost>(host: &Rc<H>, list: ListShards) -> Response {
             if list.stream.is_some() || list.exclusive_start_shard_id.is_some() {
                 return Err(invalid("NextToken cannot be given with StreamName or ExclusiveStartShardId."));
             }
-            let state = decode_token(token, now, LIST_TOKEN_LIFETIME_MS)?;
+            let state = decode_token(token, now, LIST_TOKEN_LIFETIME_MS, &host.config().seal_key)?;
             let mut parts = state.split('\u{1f}');
             let mut next = || parts.next().map(str::to_owned).filter(|part| !part.is_empty());
             let stream = next().ok_or_else(|| invalid("NextToken is not valid."))?;
@@ -351,7 +353,7 @@ fn list_shards<H: StreamHost>(host: &Rc<H>, list: ListShards) -> Response {
             &filter_ms.map(|ms| ms.to_string()).unwrap_or_default(),
         ]
         .join("\u{1f}");
-        encode_token(&state, now)
+        encode_token(&state, now, &host.config().seal_key)
     });
     Ok(Reply::Shards { shards, next_token })
 }
@@ -393,7 +395,7 @@ async fn read_shard<H: StreamHost>(host: &Rc<H>, owner: usize, request: ReadRequ
 
 async fn get_records<H: StreamHost>(host: &Rc<H>, iterator: &str, limit: Option<i32>) -> Response {
     let now = host.env().now_ms();
-    let position = ShardPosition::decode(iterator, now)?;
+    let position = ShardPosition::decode(iterator, now, &host.config().seal_key)?;
     let max_records = match limit {
         None => GET_RECORDS_MAX,
         Some(limit) if (1..=GET_RECORDS_MAX).contains(&limit) => limit,
@@ -413,7 +415,8 @@ async fn get_records<H: StreamHost>(host: &Rc<H>, iterator: &str, limit: Option<
         lease: None,
     };
     let read = read_shard(host, shard.owner(host.count()), request).await?;
-    let next_iterator = (!read.ended).then(|| ShardPosition { next: read.next, issued_ms: host.env().now_ms(), ..position }.encode());
+    let next_iterator = (!read.ended)
+        .then(|| ShardPosition { next: read.next, issued_ms: host.env().now_ms(), ..position }.encode(&host.config().seal_key));
     let child_shards = if read.ended { meta.children(shard.index) } else { Vec::new() };
     Ok(Reply::Records(GetRecordsResult {
         records: read.records,

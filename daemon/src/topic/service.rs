@@ -43,9 +43,13 @@ pub(crate) struct Undeliverable {
 }
 
 /// One page of names after `next_token` (the last name of the previous page, encoded).
-fn page<'a, T>(items: impl Iterator<Item = (&'a str, T)>, next_token: Option<String>) -> Result<(Vec<T>, Option<String>), OpError> {
+fn page<'a, T>(
+    items: impl Iterator<Item = (&'a str, T)>,
+    next_token: Option<String>,
+    key: &crate::seal::SealKey,
+) -> Result<(Vec<T>, Option<String>), OpError> {
     let after = match next_token {
-        Some(token) => Some(decode_next_token(&token).ok_or_else(|| invalid("Invalid parameter: NextToken"))?),
+        Some(token) => Some(decode_next_token(&token, key).ok_or_else(|| invalid("Invalid parameter: NextToken"))?),
         None => None,
     };
     let mut remaining = items.filter(|(key, _)| after.as_deref().is_none_or(|after| *key > after));
@@ -56,7 +60,7 @@ fn page<'a, T>(items: impl Iterator<Item = (&'a str, T)>, next_token: Option<Str
         last = Some(key);
     }
     let next = match (remaining.next(), last) {
-        (Some(_), Some(last)) => Some(encode_next_token(last)),
+        (Some(_), Some(last)) => Some(encode_next_token(last, key)),
         _ => None,
     };
     Ok((selected, next))
@@ -80,7 +84,8 @@ pub async fn handle_op<H: TopicHost>(host: &Rc<H>, op: Op) -> Response {
         Op::DeleteTopic { topic } => topic_change(host, TopicChange::Delete { topic }).await.map(|_| Reply::Done),
         Op::ListTopics { next_token } => {
             let snapshot = host.snapshot();
-            let (arns, next_token) = page(snapshot.topics.values().map(|t| (t.name.as_str(), t.arn.clone())), next_token)?;
+            let (arns, next_token) =
+                page(snapshot.topics.values().map(|t| (t.name.as_str(), t.arn.clone())), next_token, &host.config().seal_key)?;
             Ok(Reply::Arns { arns, next_token })
         }
         Op::GetTopicAttributes { topic } => {
@@ -116,7 +121,8 @@ pub async fn handle_op<H: TopicHost>(host: &Rc<H>, op: Op) -> Response {
                 None => snapshot.topics.values().flat_map(|t| t.subscriptions.iter()).collect(),
             };
             rows.sort_by(|a, b| a.arn.cmp(&b.arn));
-            let (subscriptions, next_token) = page(rows.into_iter().map(|s| (s.arn.as_str(), summary(account_id, s))), next_token)?;
+            let (subscriptions, next_token) =
+                page(rows.into_iter().map(|s| (s.arn.as_str(), summary(account_id, s))), next_token, &host.config().seal_key)?;
             Ok(Reply::Subscriptions { subscriptions, next_token })
         }
         Op::GetSubscriptionAttributes { subscription } => {
