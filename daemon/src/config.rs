@@ -185,6 +185,12 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
 
+    /// Serve on addresses other than loopback although nothing authenticates clients yet
+    /// (no TLS, no signature checks): anyone who can reach the port can do anything. Without
+    /// it, a `--listen` or `--http-listen` that is not a loopback address stops the start.
+    #[arg(long, env = "SLUICE_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
     /// The key that seals receipt handles, iterators and tokens: read from (or made in) the
     /// data directory at start, never a flag.
     #[arg(skip)]
@@ -254,6 +260,24 @@ pub fn byte_size(text: &str) -> Result<u64, String> {
 }
 
 impl Config {
+    /// Why this configuration must not start: a listener others can reach while nothing
+    /// authenticates clients, unless `--insecure-no-auth` accepts that.
+    pub fn exposure(&self) -> Option<String> {
+        if self.insecure_no_auth {
+            return None;
+        }
+        let exposed: Vec<String> = [("--listen", Some(self.listen)), ("--http-listen", self.http_listen.0)]
+            .into_iter()
+            .filter_map(|(flag, addr)| addr.filter(|addr| !addr.ip().is_loopback()).map(|addr| format!("{flag} {addr}")))
+            .collect();
+        (!exposed.is_empty()).then(|| {
+            format!(
+                "refusing to serve on {} without authentication: Sluice does not check credentials or offer TLS yet, so anyone who reaches that address could read, send and delete everything. Listen on a loopback address (127.0.0.1, the default) behind something that authenticates, or pass --insecure-no-auth to accept the exposure",
+                exposed.join(" and ")
+            )
+        })
+    }
+
     /// The memory budget in force: the flag, or half of the memory this process may use.
     pub fn memory_budget(&self) -> u64 {
         self.memory_budget.unwrap_or_else(|| memory_available() / 2)
@@ -277,6 +301,21 @@ fn memory_available() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::byte_size;
+    use super::Config;
+    use clap::Parser;
+
+    #[test]
+    fn only_loopback_listeners_start_without_authentication() {
+        let exposure = |args: &[&str]| Config::parse_from(["sluiced"].iter().chain(args)).exposure();
+        assert_eq!(exposure(&[]), None, "the defaults are loopback");
+        assert_eq!(exposure(&["--listen", "[::1]:9800", "--http-listen", "127.0.0.2:4566"]), None);
+        assert_eq!(exposure(&["--http-listen", "off"]), None);
+        let refusal = exposure(&["--listen", "0.0.0.0:9800"]).expect("a wildcard address is refused");
+        assert!(refusal.contains("--listen 0.0.0.0:9800") && refusal.contains("--insecure-no-auth"), "{refusal}");
+        let both = exposure(&["--listen", "10.1.2.3:9800", "--http-listen", "[::]:4566"]).unwrap();
+        assert!(both.contains("--listen 10.1.2.3:9800 and --http-listen [::]:4566"), "{both}");
+        assert_eq!(exposure(&["--listen", "0.0.0.0:9800", "--insecure-no-auth"]), None);
+    }
 
     #[test]
     fn byte_sizes_read_with_binary_suffixes() {

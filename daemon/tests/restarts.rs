@@ -227,6 +227,17 @@ fn a_first_start_with_a_relative_data_dir_serves_queues() {
 }
 
 #[test]
+fn a_listener_others_can_reach_is_refused_without_insecure_no_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    for extra in [["--listen", "0.0.0.0:0"], ["--http-listen", "[::]:0"]] {
+        let (status, stderr) = Daemon::start_failing(dir.path(), &extra);
+        assert_eq!(status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains("without authentication") && stderr.contains("--insecure-no-auth"), "{extra:?}: {stderr}");
+    }
+    assert!(!dir.path().join("meta.json").exists(), "nothing was started or written");
+}
+
+#[test]
 fn a_restart_on_the_same_port_right_after_kill_9_succeeds() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
