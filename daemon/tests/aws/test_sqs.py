@@ -1,5 +1,6 @@
 """Every SQS action through boto3. Run twice by the harness: with today's SDK (AWS JSON 1.0)
 and with a Query-era SDK (form POSTs, XML answers); SLUICE_SQS_PROTOCOL says which."""
+import base64
 import hashlib
 import json
 import os
@@ -228,6 +229,22 @@ class Sqs(unittest.TestCase):
             self.sqs.delete_message(QueueUrl=url, ReceiptHandle="garbage")
         with Expect(self, "InvalidAttributeName", 400):
             self.sqs.set_queue_attributes(QueueUrl=url, Attributes={"NoSuchAttribute": "1"})
+
+    def test_a_receipt_handle_edited_to_name_another_message_is_refused(self):
+        url = self.queue("sealed")
+        for body in ("first", "second"):
+            self.sqs.send_message(QueueUrl=url, MessageBody=body)
+        handle = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=600)["Messages"][0]["ReceiptHandle"]
+        # The handle names a message by its sequence number (bytes 11..19); the next one is the
+        # message not received. Without the daemon's key the edit cannot be sealed again.
+        raw = bytearray(base64.urlsafe_b64decode(handle + "=" * (-len(handle) % 4)))
+        raw[11:19] = (int.from_bytes(raw[11:19], "big") + 1).to_bytes(8, "big")
+        forged = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+        with Expect(self, "ReceiptHandleIsInvalid", 400):
+            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=forged)
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        self.assertEqual((attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]), ("1", "1"))
+        self.sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
 
 
 if __name__ == "__main__":
