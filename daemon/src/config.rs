@@ -191,6 +191,29 @@ pub struct Config {
     #[arg(long, env = "SLUICE_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
 
+    /// Append one JSON line per API call, in CloudTrail's shape, to this file (created with
+    /// mode 0600). Default: no audit log.
+    #[arg(long, env = "SLUICE_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+
+    /// Size at which the audit log is rotated: FILE becomes FILE.1, FILE.1 becomes FILE.2, …
+    #[arg(long, env = "SLUICE_AUDIT_LOG_BYTES_MAX", default_value = "100M", value_parser = byte_size)]
+    pub audit_log_bytes_max: u64,
+
+    /// Rotated audit logs kept (FILE.1 … FILE.N); the oldest beyond them is removed.
+    #[arg(long, env = "SLUICE_AUDIT_LOG_FILES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub audit_log_files: u32,
+
+    /// Also record data calls in the audit log (send, receive, delete and change the
+    /// visibility of messages; publish; put records, get iterators and records; subscribe to
+    /// shards). Default: management calls only, as CloudTrail does.
+    #[arg(long, env = "SLUICE_AUDIT_DATA_EVENTS")]
+    pub audit_data_events: bool,
+
+    /// Where shards send audit lines (set at start when `--audit-log` is given).
+    #[arg(skip)]
+    pub audit: Option<crate::audit::Sink>,
+
     /// The key that seals receipt handles, iterators and tokens: read from (or made in) the
     /// data directory at start, never a flag.
     #[arg(skip)]

@@ -16,6 +16,7 @@
 //! - `env`: time, timers, tasks, files and shard-local notify — glommio in production, the simulator's world in tests.
 //! - `sim`: the deterministic simulator (`sluice-sim`). `config`: flags and their `SLUICE_…` environment variables.
 
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub mod engine;

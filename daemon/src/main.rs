@@ -51,6 +51,28 @@ fn main() {
         })
         .expect("spawning the signal thread");
 
+    let mut config = config;
+    let audit = match &config.audit_log {
+        None => None,
+        Some(path) => {
+            let options = sluice_daemon::audit::Options {
+                path: path.clone(),
+                bytes_max: config.audit_log_bytes_max,
+                files: config.audit_log_files,
+                data_events: config.audit_data_events,
+            };
+            match sluice_daemon::audit::start(options) {
+                Ok((sink, writer)) => {
+                    config.audit = Some(sink);
+                    Some(writer)
+                }
+                Err(error) => {
+                    eprintln!("sluiced: {error}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    };
     let data_dir = config.data_dir.clone();
     let result = runtime::run(config, sluice_daemon::serve::shard_main, |started| {
         tracing::info!(addr = %started.addr, shards = started.shards, data_dir = %data_dir.display(), "sluiced ready");
@@ -61,6 +83,9 @@ fn main() {
         }
     });
     signal_handle.close();
+    if let Some(writer) = audit {
+        writer.finish();
+    }
     match result {
         Ok(()) => tracing::info!("stopped"),
         Err(error) => {

@@ -43,6 +43,7 @@ use hyper::body::{Frame, Incoming};
 use serde_json::{Map, Value};
 use sluice_protocol::{ErrorCode, Op, OpError, Reply, Response as OpResponse};
 
+use crate::audit::Caller;
 use crate::shard::Shard;
 use params::{Params, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
 /// The SQS actions the gateway serves (the fuzz targets pick from them).
@@ -146,9 +147,10 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(Duration::from_secs(shard.config.http_idle_timeout_seconds))).map_err(|e| e.to_string())?;
     let service_shard = shard.clone();
+    let peer = stream.peer_addr().ok().map(|addr| addr.ip());
     let service = hyper::service::service_fn(move |request| {
         let shard = service_shard.clone();
-        async move { Ok::<_, Infallible>(handle(shard, request).await) }
+        async move { Ok::<_, Infallible>(handle(shard, request, peer).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.max_buf_size(HEADER_BUFFER_BYTES_MAX).half_close(false);
@@ -184,7 +186,7 @@ impl Protocol {
     }
 }
 
-async fn handle(shard: Rc<Shard>, request: Request<Incoming>) -> Response<Body> {
+async fn handle(shard: Rc<Shard>, request: Request<Incoming>, peer: Option<std::net::IpAddr>) -> Response<Body> {
     let request_id = crate::catalog::topics::random_uuid();
     let (parts, body) = request.into_parts();
     if parts.uri.path() == "/health" && parts.method == Method::GET {
@@ -207,7 +209,7 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>) -> Response<Body> 
         headers.insert("access-control-max-age", HeaderValue::from_static("600"));
         response
     } else {
-        handle_call(&shard, parts, body, &request_id).await
+        handle_call(&shard, parts, body, &request_id, peer).await
     };
     if let Some(origin) = origin {
         guard::cors_headers(response.headers_mut(), &origin);
@@ -215,7 +217,19 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>) -> Response<Body> 
     response
 }
 
-async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incoming, request_id: &str) -> Response<Body> {
+/// Who made an HTTP call, for the audit log.
+fn http_caller(parts: &http::request::Parts, peer: Option<std::net::IpAddr>, request_id: &str) -> Caller {
+    let agent = parts.headers.get(http::header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    Caller { ip: peer, agent: agent.to_owned(), via: "http", request_id: Some(request_id.to_owned()) }
+}
+
+async fn handle_call(
+    shard: &Rc<Shard>,
+    parts: http::request::Parts,
+    body: Incoming,
+    request_id: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Response<Body> {
     let path = parts.uri.path().to_owned();
     let target = parts.headers.get("x-amz-target").and_then(|value| value.to_str().ok()).map(str::to_owned);
     let (protocol, json_action) = match target.as_deref() {
@@ -249,9 +263,9 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
         }
     };
     if protocol.is_json() {
-        json_call(shard, protocol, &json_action, &body, request_id).await
+        json_call(shard, protocol, &json_action, &body, request_id, || http_caller(&parts, peer, request_id)).await
     } else {
-        query_call(shard, &parts, &path, &body, request_id).await
+        query_call(shard, &parts, &path, &body, request_id, peer).await
     }
 }
 
@@ -323,15 +337,29 @@ pub fn form_op(sqs: bool, form: &[u8]) -> Result<Op, OpError> {
     query_op(protocol, &action, &pairs, Some("http://127.0.0.1:4566/000000000000/q".into()))
 }
 
-async fn json_call(shard: &Rc<Shard>, protocol: Protocol, action: &str, body: &[u8], request_id: &str) -> Response<Body> {
+async fn json_call(
+    shard: &Rc<Shard>,
+    protocol: Protocol,
+    action: &str,
+    body: &[u8],
+    request_id: &str,
+    caller: impl FnOnce() -> Caller,
+) -> Response<Body> {
     let op = match json_op(protocol == Protocol::SqsJson, action, body) {
         Ok(op) => op,
         Err((error, type_name)) => return json_error(protocol, &error, request_id, type_name),
     };
     if let Op::SubscribeToShard { consumer_arn, shard_id, position } = op {
+        if let Some(sink) = &shard.config.audit {
+            let op = Op::SubscribeToShard { consumer_arn: consumer_arn.clone(), shard_id: shard_id.clone(), position: position.clone() };
+            if let Some(described) = sink.describe(&op) {
+                // Recorded as it starts: a subscription's later failures travel in its events.
+                sink.record(described, &caller(), &Ok(Reply::Done), &shard.config.region, &shard.config.account_id);
+            }
+        }
         return subscribe_to_shard(shard, consumer_arn, shard_id, position, request_id).await;
     }
-    match shard.handle_op(op).await {
+    match shard.handle_op_for(op, caller).await {
         Ok(reply) => {
             let value = match protocol {
                 Protocol::SqsJson => sqs::json_reply(action, reply),
@@ -407,7 +435,14 @@ fn add_form_pairs(pairs: &mut Vec<(String, String)>, form: &[u8]) {
     pairs.extend(form_urlencoded::parse(form).take(FORM_PAIRS_MAX + 1).map(|(name, value)| (name.into_owned(), value.into_owned())));
 }
 
-async fn query_call(shard: &Rc<Shard>, parts: &http::request::Parts, path: &str, body: &[u8], request_id: &str) -> Response<Body> {
+async fn query_call(
+    shard: &Rc<Shard>,
+    parts: &http::request::Parts,
+    path: &str,
+    body: &[u8],
+    request_id: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Response<Body> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     if let Some(query) = parts.uri.query() {
         add_form_pairs(&mut pairs, query.as_bytes());
@@ -453,7 +488,7 @@ async fn query_call(shard: &Rc<Shard>, parts: &http::request::Parts, path: &str,
         Ok(op) => op,
         Err(error) => return query_error(protocol, &error, request_id),
     };
-    match shard.handle_op(op).await {
+    match shard.handle_op_for(op, || http_caller(parts, peer, request_id)).await {
         Ok(reply) => {
             let text = if protocol == Protocol::SqsQuery {
                 sqs::xml_reply(&action, reply, request_id)

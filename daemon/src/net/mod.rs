@@ -22,6 +22,7 @@ use glommio::sync::Semaphore;
 use sluice_protocol::limits::PROTOCOL_VERSION;
 use sluice_protocol::{check_frame, decode_request, DecodeError, ErrorCode, FrameCheck, Op, OpError, Reply, Response};
 
+use crate::audit::Caller;
 use crate::env::notify::LocalNotify;
 use crate::shard::Shard;
 
@@ -207,6 +208,7 @@ fn charge_after(response: &Response) -> u64 {
 
 async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let peer = stream.peer_addr().ok().map(|addr| addr.ip());
     let (reader, writer) = stream.split();
     let outbound = Rc::new(Outbound {
         buf: RefCell::new(Vec::new()),
@@ -220,7 +222,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
     let inflight = Rc::new(Semaphore::new(shard.config.connection_inflight_max));
     let stall = std::time::Duration::from_secs(shard.config.idle_timeout_seconds);
     let writer_task = glommio::spawn_local(write_loop(writer, outbound.clone(), stall));
-    let result = read_loop(&shard, reader, &outbound, &inflight).await;
+    let result = read_loop(&shard, reader, &outbound, &inflight, peer).await;
     // Let requests in flight answer (they hold permits), then let the writer flush and stop.
     let _ = inflight.acquire(shard.config.connection_inflight_max).await;
     outbound.closing.set(true);
@@ -268,10 +270,13 @@ async fn read_loop(
     mut reader: impl AsyncRead + Unpin,
     outbound: &Rc<Outbound>,
     inflight: &Rc<Semaphore>,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<(), String> {
     let frame_bytes_max = shard.config.frame_bytes_max;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES_INITIAL);
-    let mut greeted = false;
+    // Who is on the other end, once its Hello said (`None` until then).
+    let mut greeted: Option<Rc<Caller>> = None;
+    let peer_caller = Caller { ip: peer, via: "binary", ..Caller::default() };
     let idle_timeout = std::time::Duration::from_secs(shard.config.idle_timeout_seconds);
     // One timer per connection, not one per read: it first fires at the Hello deadline, then
     // is armed again for whatever is left of the idle timeout since bytes last arrived.
@@ -283,7 +288,7 @@ async fn read_loop(
             match check_frame(&buf, frame_bytes_max) {
                 FrameCheck::Complete(len) => {
                     let frame = buf.split_to(len).freeze();
-                    if !dispatch(shard, frame, outbound, inflight, &mut greeted).await? {
+                    if !dispatch(shard, frame, outbound, inflight, &mut greeted, &peer_caller).await? {
                         return Ok(());
                     }
                 }
@@ -336,7 +341,7 @@ async fn read_loop(
                     futures::future::Either::Left((result, _)) => break result,
                     futures::future::Either::Right((futures::future::Either::Left(_), _)) => return Ok(()),
                     futures::future::Either::Right((futures::future::Either::Right(_), _)) => {
-                        if !greeted {
+                        if greeted.is_none() {
                             return Err(format!("no Hello within {} s", shard.config.hello_timeout_seconds));
                         }
                         let quiet = last_bytes.elapsed();
@@ -375,7 +380,8 @@ async fn dispatch(
     frame: Bytes,
     outbound: &Rc<Outbound>,
     inflight: &Rc<Semaphore>,
-    greeted: &mut bool,
+    greeted: &mut Option<Rc<Caller>>,
+    peer: &Caller,
 ) -> Result<bool, String> {
     let request = match decode_request(&frame) {
         Ok(request) => request,
@@ -394,8 +400,8 @@ async fn dispatch(
             return Err(error.to_string());
         }
     };
-    if !*greeted {
-        let Op::Hello { protocol_version, .. } = &request.op else {
+    let Some(caller) = greeted.clone() else {
+        let Op::Hello { protocol_version, client_name } = &request.op else {
             let error = OpError::new(ErrorCode::MalformedRequest, "the first request on a connection must be Hello");
             outbound.push(shard, request.id, &Err(error));
             return Ok(false);
@@ -408,7 +414,7 @@ async fn dispatch(
             outbound.push(shard, request.id, &Err(error));
             return Ok(false);
         }
-        *greeted = true;
+        *greeted = Some(Rc::new(Caller { agent: client_name.clone(), ..peer.clone() }));
         let reply = Reply::Hello {
             protocol_version: PROTOCOL_VERSION,
             server_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -417,7 +423,7 @@ async fn dispatch(
         };
         outbound.push(shard, request.id, &Ok(reply));
         return Ok(true);
-    }
+    };
     // Never more than the whole budget, or a small --connection-inflight-max would block receives forever.
     let units =
         if matches!(request.op, Op::ReceiveMessage(_)) { RECEIVE_INFLIGHT_UNITS } else { 1 }.min(shard.config.connection_inflight_max);
@@ -425,6 +431,13 @@ async fn dispatch(
     let shard = shard.clone();
     let outbound = outbound.clone();
     if let Op::SubscribeToShard { consumer_arn, shard_id, position } = request.op {
+        if let Some(sink) = &shard.config.audit {
+            let op = Op::SubscribeToShard { consumer_arn: consumer_arn.clone(), shard_id: shard_id.clone(), position: position.clone() };
+            if let Some(described) = sink.describe(&op) {
+                // Recorded as it starts: a subscription's later failures travel in its events.
+                sink.record(described, &caller, &Ok(Reply::Done), &shard.config.region, &shard.config.account_id);
+            }
+        }
         glommio::spawn_local(async move {
             let sink = PushSink { shard: shard.clone(), outbound, id: request.id };
             crate::stream::service::subscribe_to_shard(&shard, consumer_arn, shard_id, position, &sink).await;
@@ -437,7 +450,7 @@ async fn dispatch(
     glommio::spawn_local(async move {
         let before = charge_before(&request.op);
         let charged = if before > 0 { outbound.charge(before, budget_max).await } else { None };
-        let response = shard.handle_op(request.op).await;
+        let response = shard.handle_op_for(request.op, || Caller::clone(&caller)).await;
         let charged = match charged {
             Some(charged) => Some(charged),
             None => match charge_after(&response) {

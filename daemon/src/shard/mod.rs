@@ -304,6 +304,17 @@ impl Shard {
         }
     }
 
+    /// Runs a client's operation as `handle_op` does, recorded in the audit log (when there
+    /// is one and it records such calls) with who made it and how it ended.
+    pub async fn handle_op_for(self: &Rc<Self>, op: Op, caller: impl FnOnce() -> crate::audit::Caller) -> Response {
+        let Some((sink, described)) = self.config.audit.as_ref().and_then(|sink| Some((sink, sink.describe(&op)?))) else {
+            return self.handle_op(op).await;
+        };
+        let response = self.handle_op(op).await;
+        sink.record(described, &caller(), &response, &self.config.region, &self.config.account_id);
+        response
+    }
+
     /// Hands a call from another shard to the engine it is for.
     async fn handle_call(self: &Rc<Self>, call: Call) -> Answer {
         match call {
