@@ -42,6 +42,8 @@ pub struct Caller {
     pub via: &'static str,
     /// The gateway's request id; the binary protocol's is made up per call.
     pub request_id: Option<String>,
+    /// Who signed the request, when it was signed (`--credentials`).
+    pub principal: Option<crate::credentials::Principal>,
 }
 
 /// Where shards send their lines. Cloned into every shard's configuration.
@@ -206,7 +208,17 @@ fn line(
     let read_only = ["Get", "List", "Describe"].iter().any(|prefix| name.starts_with(prefix));
     let mut event = Map::new();
     event.insert("eventVersion".into(), json!("1.09"));
-    event.insert("userIdentity".into(), json!({ "type": "Unknown", "accountId": account_id, "userName": caller.agent }));
+    let identity = match &caller.principal {
+        Some(principal) => json!({
+            "type": "IAMUser",
+            "arn": principal.arn,
+            "accountId": principal.account_id,
+            "accessKeyId": principal.access_key_id,
+            "userName": principal.arn.rsplit('/').next().unwrap_or_default(),
+        }),
+        None => json!({ "type": "Unknown", "accountId": account_id, "userName": caller.agent }),
+    };
+    event.insert("userIdentity".into(), identity);
     event.insert("eventTime".into(), json!(humantime::format_rfc3339_seconds(now).to_string()));
     event.insert("eventSource".into(), json!(described.source));
     event.insert("eventName".into(), json!(name));
@@ -346,7 +358,7 @@ mod tests {
     use sluice_protocol::{ErrorCode, SendEntry};
 
     fn caller() -> Caller {
-        Caller { ip: Some("127.0.0.1".parse().unwrap()), agent: "tests".into(), via: "binary", request_id: None }
+        Caller { ip: Some("127.0.0.1".parse().unwrap()), agent: "tests".into(), via: "binary", ..Caller::default() }
     }
 
     #[test]
@@ -371,6 +383,26 @@ mod tests {
         assert_eq!(event["requestParameters"]["queueUrl"], "orders");
         assert_eq!(event["requestParameters"]["bodyBytes"], 11);
         assert_eq!((event["eventCategory"].as_str(), event["managementEvent"].as_bool()), (Some("Data"), Some(false)));
+    }
+
+    #[test]
+    fn a_signed_call_names_its_principal() {
+        let principal = crate::credentials::Principal {
+            access_key_id: "AKIAALICE".into(),
+            secret_access_key: "never-in-the-log-0123".into(),
+            account_id: "111122223333".into(),
+            arn: "arn:aws:iam::111122223333:user/alice".into(),
+        };
+        let caller = Caller { principal: Some(principal), via: "http", ..caller() };
+        let sink = Sink { lines: std::sync::mpsc::sync_channel(1).0, data_events: false, dropped: Default::default() };
+        let described = sink.describe(&Op::DeleteQueue { queue: "q".into() }).unwrap();
+        let text =
+            String::from_utf8(line(described, &caller, &Ok(Reply::Done), "us-east-1", "000000000000", SystemTime::UNIX_EPOCH)).unwrap();
+        assert!(!text.contains("never-in-the-log"));
+        let event: Value = serde_json::from_str(&text).unwrap();
+        let identity = &event["userIdentity"];
+        assert_eq!((identity["type"].as_str(), identity["userName"].as_str()), (Some("IAMUser"), Some("alice")));
+        assert_eq!((identity["accessKeyId"].as_str(), identity["accountId"].as_str()), (Some("AKIAALICE"), Some("111122223333")));
     }
 
     #[test]

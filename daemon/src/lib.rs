@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod config;
+pub mod credentials;
 pub mod engine;
 pub mod env;
 pub mod gateway;

@@ -52,6 +52,19 @@ fn main() {
         .expect("spawning the signal thread");
 
     let mut config = config;
+    if let Some(path) = &config.credentials_file {
+        match sluice_daemon::credentials::Credentials::load(path, &config.account_id) {
+            Ok(credentials) if credentials.is_empty() => {
+                eprintln!("sluiced: {} names no principals: nobody could call the gateway", path.display());
+                std::process::exit(1);
+            }
+            Ok(credentials) => config.credentials = Some(std::sync::Arc::new(credentials)),
+            Err(error) => {
+                eprintln!("sluiced: {error}");
+                std::process::exit(1);
+            }
+        }
+    }
     let audit = match &config.audit_log {
         None => None,
         Some(path) => {

@@ -71,6 +71,16 @@ fn kinesis_every_action_through_boto3_with_subscribe_to_shard() {
 }
 
 #[test]
+fn sigv4_through_boto3_and_the_cli_with_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials.json");
+    let (key_id, secret) = ("AKIASLUICETEST", "sluice-test-secret-0123456789");
+    std::fs::write(&credentials, format!(r#"{{"principals":[{{"access_key_id":"{key_id}","secret_access_key":"{secret}"}}]}}"#)).unwrap();
+    let daemon = Daemon::start_with(&["--credentials", credentials.to_str().unwrap()]);
+    python_tests("current", &daemon, "test_auth", &[("SLUICE_ACCESS_KEY_ID", key_id), ("SLUICE_SECRET_ACCESS_KEY", secret)]);
+}
+
+#[test]
 fn aws_cli_commands_of_the_first_five_minutes() {
     let daemon = Daemon::start();
     python_tests("current", &daemon, "test_cli", &[]);

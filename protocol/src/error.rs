@@ -62,6 +62,18 @@ pub enum ErrorCode {
     ProvisionedThroughputExceeded = 37,
     /// Kinesis: an operation not allowed for the stream's mode.
     Validation = 38,
+    /// The caller may not do this (or a web page tried to).
+    AccessDenied = 39,
+    /// The request carries no signature and the daemon requires one.
+    MissingAuthenticationToken = 40,
+    /// The signature names an access key id the daemon does not know.
+    InvalidClientTokenId = 41,
+    /// The signature is not the one the secret gives for this request.
+    SignatureDoesNotMatch = 42,
+    /// The signature's parts are missing or malformed.
+    IncompleteSignature = 43,
+    /// Signed more than 5 minutes from the daemon's clock, or a presigned URL past its expiry.
+    RequestExpired = 44,
 }
 
 /// Every code, for tests and tables.
@@ -104,6 +116,12 @@ pub const ALL_ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::LimitExceeded,
     ErrorCode::ProvisionedThroughputExceeded,
     ErrorCode::Validation,
+    ErrorCode::AccessDenied,
+    ErrorCode::MissingAuthenticationToken,
+    ErrorCode::InvalidClientTokenId,
+    ErrorCode::SignatureDoesNotMatch,
+    ErrorCode::IncompleteSignature,
+    ErrorCode::RequestExpired,
 ];
 
 impl ErrorCode {
@@ -154,6 +172,12 @@ impl ErrorCode {
             LimitExceeded => "LimitExceededException",
             ProvisionedThroughputExceeded => "ProvisionedThroughputExceededException",
             Validation => "ValidationException",
+            AccessDenied => "AccessDenied",
+            MissingAuthenticationToken => "MissingAuthenticationToken",
+            InvalidClientTokenId => "InvalidClientTokenId",
+            SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            IncompleteSignature => "IncompleteSignature",
+            RequestExpired => "RequestExpired",
         }
     }
 
@@ -181,6 +205,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             PurgeQueueInProgress | OverLimit | RequestThrottled => 403,
+            AccessDenied | MissingAuthenticationToken | InvalidClientTokenId | SignatureDoesNotMatch => 403,
             FilterPolicyLimitExceeded | SubscriptionLimitExceeded | TopicLimitExceeded => 403,
             ResourceNotFound | MalformedRequest | NotFound => 404,
             InternalFailure => 500,

@@ -24,6 +24,7 @@ mod guard;
 mod io;
 mod kinesis;
 mod params;
+mod sigv4;
 mod sns;
 mod sqs;
 mod xml;
@@ -220,7 +221,7 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>, peer: Option<std::
 /// Who made an HTTP call, for the audit log.
 fn http_caller(parts: &http::request::Parts, peer: Option<std::net::IpAddr>, request_id: &str) -> Caller {
     let agent = parts.headers.get(http::header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or_default();
-    Caller { ip: peer, agent: agent.to_owned(), via: "http", request_id: Some(request_id.to_owned()) }
+    Caller { ip: peer, agent: agent.to_owned(), via: "http", request_id: Some(request_id.to_owned()), principal: None }
 }
 
 async fn handle_call(
@@ -262,11 +263,75 @@ async fn handle_call(
             };
         }
     };
+    let principal = match &shard.config.credentials {
+        None => None,
+        Some(credentials) => {
+            let signed = sigv4::Signed {
+                method: parts.method.as_str(),
+                path: &path,
+                query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                body: &body,
+            };
+            let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            match sigv4::verify(credentials, &shard.config.region, &signed, now_s) {
+                Ok(verified) => {
+                    let expected = match protocol {
+                        Protocol::SqsJson => Some("sqs"),
+                        Protocol::KinesisJson => Some("kinesis"),
+                        // A Query request's service is the one its scope names.
+                        _ => None,
+                    };
+                    if let Some(expected) = expected.filter(|expected| *expected != verified.service) {
+                        let message = format!("Credential should be scoped to correct service: '{expected}'. ");
+                        return refused(protocol, &parts, &body, sigv4::Refusal::Mismatch(message), request_id);
+                    }
+                    Some(verified.principal.clone())
+                }
+                // The links SNS hands out are followed without a signature, as AWS allows:
+                // confirming needs the subscription's token; unsubscribing its ARN.
+                Err(sigv4::Refusal::Missing) if !protocol.is_json() && link_action(&parts, &body) => None,
+                Err(refusal) => return refused(protocol, &parts, &body, refusal, request_id),
+            }
+        }
+    };
+    let caller = || Caller { principal: principal.clone(), ..http_caller(&parts, peer, request_id) };
     if protocol.is_json() {
-        json_call(shard, protocol, &json_action, &body, request_id, || http_caller(&parts, peer, request_id)).await
+        json_call(shard, protocol, &json_action, &body, request_id, caller).await
     } else {
-        query_call(shard, &parts, &path, &body, request_id, peer).await
+        query_call(shard, &parts, &path, &body, request_id, caller).await
     }
+}
+
+/// The Query action of a request (from its query string, else its form body).
+fn query_action(parts: &http::request::Parts, body: &[u8]) -> Option<String> {
+    let find = |bytes: &[u8]| form_urlencoded::parse(bytes).find(|(name, _)| name == "Action").map(|(_, value)| value.into_owned());
+    find(parts.uri.query().unwrap_or("").as_bytes()).or_else(|| find(body))
+}
+
+/// Whether this is one of the links SNS hands out (ConfirmSubscription, Unsubscribe).
+fn link_action(parts: &http::request::Parts, body: &[u8]) -> bool {
+    matches!(query_action(parts, body).as_deref(), Some("ConfirmSubscription" | "Unsubscribe"))
+}
+
+/// The answer to a request whose signature was refused, in its protocol's error shape.
+fn refused(protocol: Protocol, parts: &http::request::Parts, body: &[u8], refusal: sigv4::Refusal, request_id: &str) -> Response<Body> {
+    let (code, message) = match refusal {
+        sigv4::Refusal::Missing => (ErrorCode::MissingAuthenticationToken, "Request is missing Authentication Token".to_owned()),
+        sigv4::Refusal::UnknownKey => {
+            (ErrorCode::InvalidClientTokenId, "The security token included in the request is invalid.".to_owned())
+        }
+        sigv4::Refusal::Incomplete(message) => (ErrorCode::IncompleteSignature, message),
+        sigv4::Refusal::Mismatch(message) => (ErrorCode::SignatureDoesNotMatch, message),
+        sigv4::Refusal::Expired(message) => (ErrorCode::RequestExpired, message),
+    };
+    let error = OpError::new(code, message);
+    if protocol.is_json() {
+        return json_error(protocol, &error, request_id, "");
+    }
+    let sns =
+        query_action(parts, body).is_some_and(|action| sns::ACTIONS.contains(&action.as_str()) && !sqs::ACTIONS.contains(&action.as_str()));
+    query_error(if sns { Protocol::SnsQuery } else { Protocol::SqsQuery }, &error, request_id)
 }
 
 fn too_large(protocol: Protocol, limit: usize, request_id: &str) -> Response<Body> {
@@ -401,6 +466,11 @@ fn json_error(protocol: Protocol, error: &OpError, request_id: &str, type_name: 
             ErrorCode::MalformedRequest => "SerializationException",
             ErrorCode::InvalidAction => "UnknownOperationException",
             ErrorCode::InvalidParameterValue => "InvalidArgumentException",
+            ErrorCode::AccessDenied => "AccessDeniedException",
+            ErrorCode::InvalidClientTokenId => "UnrecognizedClientException",
+            ErrorCode::SignatureDoesNotMatch | ErrorCode::RequestExpired => "InvalidSignatureException",
+            ErrorCode::IncompleteSignature => "IncompleteSignatureException",
+            ErrorCode::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             other => other.aws_name(),
         }
     } else {
@@ -441,7 +511,7 @@ async fn query_call(
     path: &str,
     body: &[u8],
     request_id: &str,
-    peer: Option<std::net::IpAddr>,
+    caller: impl FnOnce() -> Caller,
 ) -> Response<Body> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     if let Some(query) = parts.uri.query() {
@@ -488,7 +558,7 @@ async fn query_call(
         Ok(op) => op,
         Err(error) => return query_error(protocol, &error, request_id),
     };
-    match shard.handle_op_for(op, || http_caller(parts, peer, request_id)).await {
+    match shard.handle_op_for(op, caller).await {
         Ok(reply) => {
             let text = if protocol == Protocol::SqsQuery {
                 sqs::xml_reply(&action, reply, request_id)
