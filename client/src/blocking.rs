@@ -17,10 +17,15 @@ pub struct BlockingClient {
 impl BlockingClient {
     /// Connects to `addr` (e.g. `127.0.0.1:9800`) and says Hello.
     pub fn connect(addr: impl ToSocketAddrs, client_name: &str) -> Result<BlockingClient, ClientError> {
+        BlockingClient::connect_as(addr, client_name, None)
+    }
+
+    /// Connects, proving to hold `key` when the server requires authentication.
+    pub fn connect_as(addr: impl ToSocketAddrs, client_name: &str, key: Option<&crate::AccessKey>) -> Result<BlockingClient, ClientError> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         let stream = Async::new(stream)?;
-        let (client, driver) = async_io::block_on(Client::connect(stream, client_name))?;
+        let (client, driver) = async_io::block_on(Client::connect_as(stream, client_name, key))?;
         let driver = std::thread::Builder::new().name("sluice-client".into()).spawn(move || async_io::block_on(driver.run()))?;
         Ok(BlockingClient { client: Some(client), driver: Some(driver) })
     }

@@ -67,12 +67,27 @@ impl ClientError {
     }
 }
 
+/// A principal's access key: its id and secret (`--credentials` on the server).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}
+
 /// What the server said in answer to `Hello`.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
     pub server_version: String,
     pub shard_count: u16,
     pub shard_id: u16,
+    /// The principal the connection acts as, when the server asked for authentication.
+    pub principal_arn: Option<String>,
 }
 
 /// Where the answers to one request go.
@@ -148,8 +163,18 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) ->
 }
 
 impl Client {
-    /// Says `Hello` over `stream`; returns the client and the driver to spawn.
-    pub async fn connect<S>(mut stream: S, client_name: &str) -> Result<(Client, Driver<S>), ClientError>
+    /// Says `Hello` over `stream`; returns the client and the driver to spawn. A server that
+    /// requires authentication refuses this (`MissingAuthenticationToken`): use `connect_as`.
+    pub async fn connect<S>(stream: S, client_name: &str) -> Result<(Client, Driver<S>), ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        Client::connect_as(stream, client_name, None).await
+    }
+
+    /// Says `Hello` over `stream` and, if the server asks, proves to hold `key`'s secret
+    /// (the secret itself never crosses the wire); returns the client and the driver to spawn.
+    pub async fn connect_as<S>(mut stream: S, client_name: &str, key: Option<&AccessKey>) -> Result<(Client, Driver<S>), ClientError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -159,10 +184,30 @@ impl Client {
         let mut read_buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
         let frame = read_frame(&mut stream, &mut read_buf).await?.ok_or(ClientError::Disconnected)?;
         let (_, response) = decode_response(&frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let info = match response? {
-            Reply::Hello { server_version, shard_count, shard_id, .. } => ServerInfo { server_version, shard_count, shard_id },
+        let (mut info, nonce) = match response? {
+            Reply::Hello { server_version, shard_count, shard_id, auth_nonce, .. } => {
+                (ServerInfo { server_version, shard_count, shard_id, principal_arn: None }, auth_nonce)
+            }
             other => return Err(ClientError::Protocol(format!("expected a Hello answer, got {other:?}"))),
         };
+        if let Some(nonce) = nonce {
+            let Some(key) = key else {
+                return Err(ClientError::Server(OpError::new(
+                    ErrorCode::MissingAuthenticationToken,
+                    "the server requires credentials: give an access key id and secret",
+                )));
+            };
+            let proof = sluice_protocol::auth::proof(&key.secret_access_key, &nonce, &key.access_key_id);
+            let authenticate = Request { id: 1, op: Op::Authenticate { access_key_id: key.access_key_id.clone(), proof } };
+            stream.write_all(Encoder::new().request(&authenticate)).await?;
+            stream.flush().await?;
+            let frame = read_frame(&mut stream, &mut read_buf).await?.ok_or(ClientError::Disconnected)?;
+            let (_, response) = decode_response(&frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            match response? {
+                Reply::Authenticated { principal_arn, .. } => info.principal_arn = Some(principal_arn),
+                other => return Err(ClientError::Protocol(format!("expected an Authenticated answer, got {other:?}"))),
+            }
+        }
         let (queue, requests) = mpsc::channel(QUEUED_REQUESTS_MAX);
         Ok((Client { queue, info: Arc::new(info) }, Driver { stream, requests, read_buf }))
     }

@@ -25,6 +25,16 @@ struct Cli {
     #[arg(long, global = true, env = "SLUICE_ENDPOINT", default_value = "127.0.0.1:9800")]
     endpoint: String,
 
+    /// Access key id of a principal in the server's `--credentials`, for a server that
+    /// requires authentication (the secret never crosses the wire). Default: none.
+    #[arg(long, global = true, env = "SLUICE_ACCESS_KEY_ID")]
+    access_key_id: Option<String>,
+
+    /// The secret of `--access-key-id` (better given through SLUICE_SECRET_ACCESS_KEY than on
+    /// the command line, where other users of the machine can see it).
+    #[arg(long, global = true, env = "SLUICE_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: Option<String>,
+
     /// Print results as JSON (one object per line) instead of plain text.
     #[arg(long, global = true, env = "SLUICE_JSON", default_value_t = false)]
     json: bool,
@@ -298,7 +308,14 @@ impl From<std::io::Error> for Failure {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let connection = BlockingClient::connect(cli.endpoint.as_str(), "sluice-cli")
+    let key = match (&cli.access_key_id, &cli.secret_access_key) {
+        (Some(access_key_id), Some(secret_access_key)) => {
+            Some(sluice_client::AccessKey { access_key_id: access_key_id.clone(), secret_access_key: secret_access_key.clone() })
+        }
+        (None, None) => None,
+        _ => return Err(Failure::Usage("give both --access-key-id and --secret-access-key, or neither".into())),
+    };
+    let connection = BlockingClient::connect_as(cli.endpoint.as_str(), "sluice-cli", key.as_ref())
         .map_err(|error| Failure::Usage(format!("cannot reach a Sluice broker at {}: {error}", cli.endpoint)))?;
     let client = connection.client().clone();
     let json = cli.json;

@@ -257,6 +257,7 @@ fn keys(pairs: &[(String, String)]) -> Vec<&str> {
 fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
     Some(match op {
         Op::Hello { .. } => return None,
+        Op::Authenticate { access_key_id, .. } => ("sluiced", false, json!({ "accessKeyId": access_key_id })),
         Op::CreateQueue { name, attributes, tags } => {
             (SQS, false, json!({ "queueName": name, "attributes": keys(attributes), "tags": keys(tags) }))
         }

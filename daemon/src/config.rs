@@ -185,9 +185,10 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
 
-    /// Principals allowed to call the gateway (JSON: access key ids, secrets, accounts, ARNs;
+    /// Principals allowed to call the daemon (JSON: access key ids, secrets, accounts, ARNs;
     /// see the README's Security section). With it, every gateway request must carry a valid
-    /// AWS Signature Version 4 (header or presigned URL). Default: none, and no checks.
+    /// AWS Signature Version 4 (header or presigned URL), and every binary connection must
+    /// prove it holds a principal's secret after `Hello`. Default: none, and no checks.
     #[arg(long = "credentials", env = "SLUICE_CREDENTIALS", value_name = "FILE")]
     pub credentials_file: Option<PathBuf>,
 
@@ -195,9 +196,9 @@ pub struct Config {
     #[arg(skip)]
     pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
 
-    /// Serve on addresses other than loopback although nothing authenticates clients yet
-    /// (no TLS, no signature checks): anyone who can reach the port can do anything. Without
-    /// it, a `--listen` or `--http-listen` that is not a loopback address stops the start.
+    /// Serve on addresses other than loopback without `--credentials`: anyone who can reach
+    /// the port can do anything. Without it, a `--listen` or `--http-listen` that is not a
+    /// loopback address stops the start unless `--credentials` is given.
     #[arg(long, env = "SLUICE_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
 
@@ -294,20 +295,18 @@ pub fn byte_size(text: &str) -> Result<u64, String> {
 
 impl Config {
     /// Why this configuration must not start: a listener others can reach while nothing
-    /// authenticates its clients, unless `--insecure-no-auth` accepts that. The gateway
-    /// authenticates with `--credentials`; the binary protocol does not yet.
+    /// authenticates its clients (no `--credentials`), unless `--insecure-no-auth` accepts that.
     pub fn exposure(&self) -> Option<String> {
-        if self.insecure_no_auth {
+        if self.insecure_no_auth || self.credentials_file.is_some() {
             return None;
         }
-        let http = self.http_listen.0.filter(|_| self.credentials_file.is_none());
-        let exposed: Vec<String> = [("--listen", Some(self.listen)), ("--http-listen", http)]
+        let exposed: Vec<String> = [("--listen", Some(self.listen)), ("--http-listen", self.http_listen.0)]
             .into_iter()
             .filter_map(|(flag, addr)| addr.filter(|addr| !addr.ip().is_loopback()).map(|addr| format!("{flag} {addr}")))
             .collect();
         (!exposed.is_empty()).then(|| {
             format!(
-                "refusing to serve on {} without authentication: anyone who reaches that address could read, send and delete everything. The gateway checks AWS signatures with --credentials; the binary protocol cannot authenticate clients yet, so keep --listen on loopback (127.0.0.1, the default), or pass --insecure-no-auth to accept the exposure",
+                "refusing to serve on {} without authentication: anyone who reaches that address could read, send and delete everything. Give --credentials (principals whose keys both front ends check), listen on loopback (127.0.0.1, the default), or pass --insecure-no-auth to accept the exposure",
                 exposed.join(" and ")
             )
         })
@@ -350,9 +349,8 @@ mod tests {
         let both = exposure(&["--listen", "10.1.2.3:9800", "--http-listen", "[::]:4566"]).unwrap();
         assert!(both.contains("--listen 10.1.2.3:9800 and --http-listen [::]:4566"), "{both}");
         assert_eq!(exposure(&["--listen", "0.0.0.0:9800", "--insecure-no-auth"]), None);
-        // Credentials make the gateway safe to expose, not the binary port.
-        assert_eq!(exposure(&["--http-listen", "0.0.0.0:4566", "--credentials", "c.json"]), None);
-        assert!(exposure(&["--listen", "0.0.0.0:9800", "--credentials", "c.json"]).is_some());
+        // With credentials both front ends authenticate their clients.
+        assert_eq!(exposure(&["--http-listen", "0.0.0.0:4566", "--listen", "0.0.0.0:9800", "--credentials", "c.json"]), None);
     }
 
     #[test]

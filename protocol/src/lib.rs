@@ -6,6 +6,7 @@
 //!   `ops` values and back, verifying every inbound buffer first.
 //! - `error` holds the typed error codes and their AWS names; `limits` every bound.
 
+pub mod auth;
 pub mod codec;
 pub mod digest;
 pub mod error;

@@ -26,6 +26,12 @@ pub enum Op {
         protocol_version: u16,
         client_name: String,
     },
+    /// The answer to a `Hello` that asked for authentication (`Reply::Hello::auth_nonce`).
+    Authenticate {
+        access_key_id: String,
+        /// Hex of HMAC-SHA256(secret, `auth::challenge(nonce, access_key_id)`).
+        proof: String,
+    },
     CreateQueue {
         name: String,
         attributes: KeyValues,
@@ -254,6 +260,7 @@ impl Op {
     pub fn name(&self) -> &'static str {
         match self {
             Op::Hello { .. } => "Hello",
+            Op::Authenticate { .. } => "Authenticate",
             Op::CreateQueue { .. } => "CreateQueue",
             Op::GetQueueUrl { .. } => "GetQueueUrl",
             Op::ListQueues { .. } => "ListQueues",
@@ -434,6 +441,13 @@ pub enum Reply {
         server_version: String,
         shard_count: u16,
         shard_id: u16,
+        /// Set when the server requires `Authenticate` before anything else.
+        auth_nonce: Option<String>,
+    },
+    /// The connection is authenticated as this principal.
+    Authenticated {
+        principal_arn: String,
+        account_id: String,
     },
     /// An operation that returns nothing.
     Done,

@@ -52,6 +52,7 @@ fn every_request_round_trips() {
     let q = || "orders".to_string();
     let ops = vec![
         Op::Hello { protocol_version: 1, client_name: "test".into() },
+        Op::Authenticate { access_key_id: "AKIAALICE".into(), proof: "00ff".into() },
         Op::CreateQueue { name: q(), attributes: vec![kv("DelaySeconds", "5")], tags: vec![kv("team", "a")] },
         Op::GetQueueUrl { name: q() },
         Op::ListQueues { prefix: Some("o".into()), max_results: Some(3), next_token: Some("t".into()) },
@@ -199,7 +200,15 @@ fn every_response_round_trips() {
     let consumer =
         ConsumerDescription { name: "c".into(), arn: "arn:c".into(), status: "ACTIVE".into(), created_ms: 1, stream_arn: "arn:s".into() };
     let responses: Vec<Response> = vec![
-        Ok(Reply::Hello { protocol_version: 1, server_version: "0.1".into(), shard_count: 2, shard_id: 1 }),
+        Ok(Reply::Hello { protocol_version: 1, server_version: "0.1".into(), shard_count: 2, shard_id: 1, auth_nonce: None }),
+        Ok(Reply::Hello {
+            protocol_version: 1,
+            server_version: "0.1".into(),
+            shard_count: 2,
+            shard_id: 1,
+            auth_nonce: Some("9f2c".into()),
+        }),
+        Ok(Reply::Authenticated { principal_arn: "arn:aws:iam::000000000000:user/alice".into(), account_id: "000000000000".into() }),
         Ok(Reply::Done),
         Ok(Reply::QueueUrl("http://x/q".into())),
         Ok(Reply::QueueUrls { queue_urls: vec!["a".into(), "b".into()], next_token: Some("n".into()) }),

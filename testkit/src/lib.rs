@@ -96,6 +96,11 @@ impl Daemon {
         (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
     }
 
+    /// A connection that proves to hold `key` when the daemon runs with `--credentials`.
+    pub fn client_as(&self, key: &sluice_client::AccessKey) -> Result<Conn, sluice_client::ClientError> {
+        Ok(Conn { inner: BlockingClient::connect_as(self.addr, "test", Some(key))? })
+    }
+
     pub fn client(&self) -> Conn {
         Conn { inner: BlockingClient::connect(self.addr, "test").expect("connecting to sluiced") }
     }

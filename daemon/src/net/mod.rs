@@ -20,7 +20,7 @@ use futures::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
 use sluice_protocol::limits::PROTOCOL_VERSION;
-use sluice_protocol::{check_frame, decode_request, DecodeError, ErrorCode, FrameCheck, Op, OpError, Reply, Response};
+use sluice_protocol::{check_frame, decode_request, DecodeError, ErrorCode, FrameCheck, Op, OpError, Reply, Request, Response};
 
 use crate::audit::Caller;
 use crate::env::notify::LocalNotify;
@@ -274,8 +274,8 @@ async fn read_loop(
 ) -> Result<(), String> {
     let frame_bytes_max = shard.config.frame_bytes_max;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES_INITIAL);
-    // Who is on the other end, once its Hello said (`None` until then).
-    let mut greeted: Option<Rc<Caller>> = None;
+    // Where the connection is in its greeting, and then who is on the other end.
+    let mut greeted = Session::Fresh;
     let peer_caller = Caller { ip: peer, via: "binary", ..Caller::default() };
     let idle_timeout = std::time::Duration::from_secs(shard.config.idle_timeout_seconds);
     // One timer per connection, not one per read: it first fires at the Hello deadline, then
@@ -341,8 +341,8 @@ async fn read_loop(
                     futures::future::Either::Left((result, _)) => break result,
                     futures::future::Either::Right((futures::future::Either::Left(_), _)) => return Ok(()),
                     futures::future::Either::Right((futures::future::Either::Right(_), _)) => {
-                        if greeted.is_none() {
-                            return Err(format!("no Hello within {} s", shard.config.hello_timeout_seconds));
+                        if !matches!(greeted, Session::Ready(_)) {
+                            return Err(format!("no Hello (and Authenticate) within {} s", shard.config.hello_timeout_seconds));
                         }
                         let quiet = last_bytes.elapsed();
                         // Idle only with nothing in flight (a long poll or subscription is not idle).
@@ -374,13 +374,100 @@ async fn read_loop(
     }
 }
 
+/// Where a connection is in its greeting.
+enum Session {
+    /// Waiting for `Hello`.
+    Fresh,
+    /// `--credentials` is set: waiting for the `Authenticate` that signs `nonce`.
+    Challenged { nonce: String, caller: Caller },
+    /// Serving requests for this caller.
+    Ready(Rc<Caller>),
+}
+
+/// Answers the first request, which must be `Hello`; returns whether the connection goes on.
+fn greet(shard: &Rc<Shard>, request: Request, outbound: &Rc<Outbound>, session: &mut Session, peer: &Caller) -> bool {
+    let Op::Hello { protocol_version, client_name } = request.op else {
+        let error = OpError::new(ErrorCode::MalformedRequest, "the first request on a connection must be Hello");
+        outbound.push(shard, request.id, &Err(error));
+        return false;
+    };
+    if protocol_version != PROTOCOL_VERSION {
+        let error = OpError::new(
+            ErrorCode::MalformedRequest,
+            format!("protocol version {protocol_version} is not supported; this server speaks {PROTOCOL_VERSION}"),
+        );
+        outbound.push(shard, request.id, &Err(error));
+        return false;
+    }
+    let caller = Caller { agent: client_name, ..peer.clone() };
+    let auth_nonce = match shard.config.credentials.is_some() {
+        false => {
+            *session = Session::Ready(Rc::new(caller));
+            None
+        }
+        true => {
+            let mut bytes = [0u8; 16];
+            if getrandom::fill(&mut bytes).is_err() {
+                outbound.push(shard, request.id, &Err(OpError::new(ErrorCode::InternalFailure, "no randomness for a challenge")));
+                return false;
+            }
+            let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            *session = Session::Challenged { nonce: nonce.clone(), caller };
+            Some(nonce)
+        }
+    };
+    let reply = Reply::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        shard_count: shard.count as u16,
+        shard_id: shard.id as u16,
+        auth_nonce,
+    };
+    outbound.push(shard, request.id, &Ok(reply));
+    true
+}
+
+/// Checks the `Authenticate` a challenged connection owes; anything else, or a wrong proof,
+/// is answered with why and closes the connection. Returns whether it goes on.
+fn authenticate(shard: &Rc<Shard>, request: Request, outbound: &Rc<Outbound>, session: &mut Session) -> bool {
+    let Session::Challenged { nonce, caller } = std::mem::replace(session, Session::Fresh) else { return false };
+    let Op::Authenticate { access_key_id, proof } = &request.op else {
+        let error = OpError::new(ErrorCode::MissingAuthenticationToken, "this server requires Authenticate after Hello");
+        outbound.push(shard, request.id, &Err(error));
+        return false;
+    };
+    let principal = shard.config.credentials.as_ref().and_then(|credentials| credentials.get(access_key_id));
+    let outcome = match principal {
+        None => Err(OpError::new(ErrorCode::InvalidClientTokenId, "The security token included in the request is invalid.")),
+        Some(principal) if !sluice_protocol::auth::verify(&principal.secret_access_key, &nonce, access_key_id, proof) => {
+            Err(OpError::new(ErrorCode::SignatureDoesNotMatch, "The proof does not match the access key's secret for this challenge."))
+        }
+        Some(principal) => Ok(principal.clone()),
+    };
+    let caller = Caller { principal: outcome.as_ref().ok().cloned(), ..caller };
+    let reply = outcome.map(|principal| Reply::Authenticated { principal_arn: principal.arn, account_id: principal.account_id });
+    if let Some(sink) = &shard.config.audit {
+        if let Some(described) = sink.describe(&request.op) {
+            sink.record(described, &caller, &reply, &shard.config.region, &shard.config.account_id);
+        }
+    }
+    let authenticated = reply.is_ok();
+    outbound.push(shard, request.id, &reply);
+    if authenticated {
+        *session = Session::Ready(Rc::new(caller));
+    } else {
+        tracing::info!(shard = shard.id, peer = ?caller.ip, client = %caller.agent, "refused a connection's authentication");
+    }
+    authenticated
+}
+
 /// Decodes and starts one request. Returns false when the connection must close.
 async fn dispatch(
     shard: &Rc<Shard>,
     frame: Bytes,
     outbound: &Rc<Outbound>,
     inflight: &Rc<Semaphore>,
-    greeted: &mut Option<Rc<Caller>>,
+    greeted: &mut Session,
     peer: &Caller,
 ) -> Result<bool, String> {
     let request = match decode_request(&frame) {
@@ -400,29 +487,10 @@ async fn dispatch(
             return Err(error.to_string());
         }
     };
-    let Some(caller) = greeted.clone() else {
-        let Op::Hello { protocol_version, client_name } = &request.op else {
-            let error = OpError::new(ErrorCode::MalformedRequest, "the first request on a connection must be Hello");
-            outbound.push(shard, request.id, &Err(error));
-            return Ok(false);
-        };
-        if *protocol_version != PROTOCOL_VERSION {
-            let error = OpError::new(
-                ErrorCode::MalformedRequest,
-                format!("protocol version {protocol_version} is not supported; this server speaks {PROTOCOL_VERSION}"),
-            );
-            outbound.push(shard, request.id, &Err(error));
-            return Ok(false);
-        }
-        *greeted = Some(Rc::new(Caller { agent: client_name.clone(), ..peer.clone() }));
-        let reply = Reply::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            server_version: env!("CARGO_PKG_VERSION").to_owned(),
-            shard_count: shard.count as u16,
-            shard_id: shard.id as u16,
-        };
-        outbound.push(shard, request.id, &Ok(reply));
-        return Ok(true);
+    let caller = match greeted {
+        Session::Ready(caller) => caller.clone(),
+        Session::Fresh => return Ok(greet(shard, request, outbound, greeted, peer)),
+        Session::Challenged { .. } => return Ok(authenticate(shard, request, outbound, greeted)),
     };
     // Never more than the whole budget, or a small --connection-inflight-max would block receives forever.
     let units =

@@ -300,7 +300,9 @@ impl Shard {
             Engine::Queue => queue::service::handle_op(self, op).await,
             Engine::Topic => topic::service::handle_op(self, op).await,
             Engine::Stream => stream::service::handle_op(self, op).await,
-            Engine::None => Err(OpError::new(ErrorCode::MalformedRequest, "Hello is only valid as the first request")),
+            Engine::None => {
+                Err(OpError::new(ErrorCode::MalformedRequest, "Hello and Authenticate are only valid as a connection's first requests"))
+            }
         }
     }
 
@@ -388,7 +390,7 @@ fn engine_of(op: &Op) -> Engine {
         | Op::DescribeStreamConsumer(_)
         | Op::ListStreamConsumers { .. }
         | Op::SubscribeToShard { .. } => Engine::Stream,
-        Op::Hello { .. } => Engine::None,
+        Op::Hello { .. } | Op::Authenticate { .. } => Engine::None,
         _ => Engine::Queue,
     }
 }

@@ -195,6 +195,11 @@ fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> (fb::Op, WIPOffse
             let client_name = Some(fbb.create_string(client_name));
             op_table!(fbb, Hello, fb::HelloArgs { protocol_version: *protocol_version, client_name })
         }
+        Op::Authenticate { access_key_id, proof } => {
+            let access_key_id = Some(fbb.create_string(access_key_id));
+            let proof = Some(fbb.create_string(proof));
+            op_table!(fbb, Authenticate, fb::AuthenticateArgs { access_key_id, proof })
+        }
         op => sqs::encode_op(fbb, op)
             .or_else(|| sns::encode_op(fbb, op))
             .or_else(|| kinesis::encode_op(fbb, op))
@@ -587,6 +592,10 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
         fb::Op::Hello => {
             let hello = request.op_as_hello().ok_or_else(unknown)?;
             Op::Hello { protocol_version: hello.protocol_version(), client_name: hello.client_name().unwrap_or_default().to_owned() }
+        }
+        fb::Op::Authenticate => {
+            let auth = request.op_as_authenticate().ok_or_else(unknown)?;
+            Op::Authenticate { access_key_id: auth.access_key_id().to_owned(), proof: auth.proof().to_owned() }
         }
         _ => match sqs::decode_op(&request, &read, &unknown)? {
             Some(op) => op,

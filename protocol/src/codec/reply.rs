@@ -14,12 +14,24 @@ pub(super) fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) 
         }};
     }
     match reply {
-        Reply::Hello { protocol_version, server_version, shard_count, shard_id } => {
+        Reply::Hello { protocol_version, server_version, shard_count, shard_id, auth_nonce } => {
             let server_version = Some(fbb.create_string(server_version));
+            let auth_nonce = auth_nonce.as_deref().map(|nonce| fbb.create_string(nonce));
             table!(
                 HelloResult,
-                fb::HelloResultArgs { protocol_version: *protocol_version, server_version, shard_count: *shard_count, shard_id: *shard_id }
+                fb::HelloResultArgs {
+                    protocol_version: *protocol_version,
+                    server_version,
+                    shard_count: *shard_count,
+                    shard_id: *shard_id,
+                    auth_nonce,
+                }
             )
+        }
+        Reply::Authenticated { principal_arn, account_id } => {
+            let principal_arn = Some(fbb.create_string(principal_arn));
+            let account_id = Some(fbb.create_string(account_id));
+            table!(Authenticated, fb::AuthenticatedArgs { principal_arn, account_id })
         }
         Reply::Done => table!(Done, fb::DoneArgs {}),
         Reply::QueueUrl(url) => {
@@ -220,6 +232,14 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
                 server_version: hello.server_version().unwrap_or_default().to_owned(),
                 shard_count: hello.shard_count(),
                 shard_id: hello.shard_id(),
+                auth_nonce: owned(hello.auth_nonce()),
+            }
+        }
+        fb::Reply::Authenticated => {
+            let auth = response.reply_as_authenticated().ok_or_else(empty)?;
+            Reply::Authenticated {
+                principal_arn: auth.principal_arn().unwrap_or_default().to_owned(),
+                account_id: auth.account_id().unwrap_or_default().to_owned(),
             }
         }
         fb::Reply::Done => Reply::Done,

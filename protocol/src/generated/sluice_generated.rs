@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 55;
+pub const ENUM_MAX_OP: u8 = 56;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 56] = [
+pub const ENUM_VALUES_OP: [Op; 57] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -89,6 +89,7 @@ pub const ENUM_VALUES_OP: [Op; 56] = [
   Op::DescribeStreamConsumer,
   Op::ListStreamConsumers,
   Op::SubscribeToShard,
+  Op::Authenticate,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -152,9 +153,10 @@ impl Op {
   pub const DescribeStreamConsumer: Self = Self(53);
   pub const ListStreamConsumers: Self = Self(54);
   pub const SubscribeToShard: Self = Self(55);
+  pub const Authenticate: Self = Self(56);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 55;
+  pub const ENUM_MAX: u8 = 56;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -212,6 +214,7 @@ impl Op {
     Self::DescribeStreamConsumer,
     Self::ListStreamConsumers,
     Self::SubscribeToShard,
+    Self::Authenticate,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -272,6 +275,7 @@ impl Op {
       Self::DescribeStreamConsumer => Some("DescribeStreamConsumer"),
       Self::ListStreamConsumers => Some("ListStreamConsumers"),
       Self::SubscribeToShard => Some("SubscribeToShard"),
+      Self::Authenticate => Some("Authenticate"),
       _ => None,
     }
   }
@@ -332,10 +336,10 @@ pub struct OpUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REPLY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REPLY: u8 = 26;
+pub const ENUM_MAX_REPLY: u8 = 27;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REPLY: [Reply; 27] = [
+pub const ENUM_VALUES_REPLY: [Reply; 28] = [
   Reply::NONE,
   Reply::HelloResult,
   Reply::Done,
@@ -363,6 +367,7 @@ pub const ENUM_VALUES_REPLY: [Reply; 27] = [
   Reply::StreamConsumer,
   Reply::StreamConsumers,
   Reply::SubscribeToShardEvent,
+  Reply::Authenticated,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -397,9 +402,10 @@ impl Reply {
   pub const StreamConsumer: Self = Self(24);
   pub const StreamConsumers: Self = Self(25);
   pub const SubscribeToShardEvent: Self = Self(26);
+  pub const Authenticated: Self = Self(27);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 26;
+  pub const ENUM_MAX: u8 = 27;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloResult,
@@ -428,6 +434,7 @@ impl Reply {
     Self::StreamConsumer,
     Self::StreamConsumers,
     Self::SubscribeToShardEvent,
+    Self::Authenticated,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -459,6 +466,7 @@ impl Reply {
       Self::StreamConsumer => Some("StreamConsumer"),
       Self::StreamConsumers => Some("StreamConsumers"),
       Self::SubscribeToShardEvent => Some("SubscribeToShardEvent"),
+      Self::Authenticated => Some("Authenticated"),
       _ => None,
     }
   }
@@ -1070,6 +1078,7 @@ impl<'a> HelloResult<'a> {
   pub const VT_SERVER_VERSION: flatbuffers::VOffsetT = 6;
   pub const VT_SHARD_COUNT: flatbuffers::VOffsetT = 8;
   pub const VT_SHARD_ID: flatbuffers::VOffsetT = 10;
+  pub const VT_AUTH_NONCE: flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1081,6 +1090,7 @@ impl<'a> HelloResult<'a> {
     args: &'args HelloResultArgs<'args>
   ) -> flatbuffers::WIPOffset<HelloResult<'bldr>> {
     let mut builder = HelloResultBuilder::new(_fbb);
+    if let Some(x) = args.auth_nonce { builder.add_auth_nonce(x); }
     if let Some(x) = args.server_version { builder.add_server_version(x); }
     builder.add_shard_id(args.shard_id);
     builder.add_shard_count(args.shard_count);
@@ -1118,6 +1128,15 @@ impl<'a> HelloResult<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u16>(HelloResult::VT_SHARD_ID, Some(0)).unwrap()}
   }
+  /// Set when the server requires authentication: a fresh random challenge that the
+  /// client's `Authenticate` must sign before any other request is served.
+  #[inline]
+  pub fn auth_nonce(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(HelloResult::VT_AUTH_NONCE, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for HelloResult<'_> {
@@ -1131,6 +1150,7 @@ impl flatbuffers::Verifiable for HelloResult<'_> {
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("server_version", Self::VT_SERVER_VERSION, false)?
      .visit_field::<u16>("shard_count", Self::VT_SHARD_COUNT, false)?
      .visit_field::<u16>("shard_id", Self::VT_SHARD_ID, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("auth_nonce", Self::VT_AUTH_NONCE, false)?
      .finish();
     Ok(())
   }
@@ -1140,6 +1160,7 @@ pub struct HelloResultArgs<'a> {
     pub server_version: Option<flatbuffers::WIPOffset<&'a str>>,
     pub shard_count: u16,
     pub shard_id: u16,
+    pub auth_nonce: Option<flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for HelloResultArgs<'a> {
   #[inline]
@@ -1149,6 +1170,7 @@ impl<'a> Default for HelloResultArgs<'a> {
       server_version: None,
       shard_count: 0,
       shard_id: 0,
+      auth_nonce: None,
     }
   }
 }
@@ -1175,6 +1197,10 @@ impl<'a: 'b, 'b> HelloResultBuilder<'a, 'b> {
     self.fbb_.push_slot::<u16>(HelloResult::VT_SHARD_ID, shard_id, 0);
   }
   #[inline]
+  pub fn add_auth_nonce(&mut self, auth_nonce: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(HelloResult::VT_AUTH_NONCE, auth_nonce);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> HelloResultBuilder<'a, 'b> {
     let start = _fbb.start_table();
     HelloResultBuilder {
@@ -1196,6 +1222,241 @@ impl core::fmt::Debug for HelloResult<'_> {
       ds.field("server_version", &self.server_version());
       ds.field("shard_count", &self.shard_count());
       ds.field("shard_id", &self.shard_id());
+      ds.field("auth_nonce", &self.auth_nonce());
+      ds.finish()
+  }
+}
+pub enum AuthenticateOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Proves the client holds a principal's secret without sending it: `proof` is the lower-case
+/// hex of HMAC-SHA256(secret, "sluice-authenticate-v1\n" + nonce + "\n" + access_key_id),
+/// `nonce` being the `HelloResult`'s `auth_nonce`.
+pub struct Authenticate<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Authenticate<'a> {
+  type Inner = Authenticate<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Authenticate<'a> {
+  pub const VT_ACCESS_KEY_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_PROOF: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Authenticate { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args AuthenticateArgs<'args>
+  ) -> flatbuffers::WIPOffset<Authenticate<'bldr>> {
+    let mut builder = AuthenticateBuilder::new(_fbb);
+    if let Some(x) = args.proof { builder.add_proof(x); }
+    if let Some(x) = args.access_key_id { builder.add_access_key_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn access_key_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Authenticate::VT_ACCESS_KEY_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn proof(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Authenticate::VT_PROOF, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for Authenticate<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("access_key_id", Self::VT_ACCESS_KEY_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("proof", Self::VT_PROOF, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AuthenticateArgs<'a> {
+    pub access_key_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub proof: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AuthenticateArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AuthenticateArgs {
+      access_key_id: None, // required field
+      proof: None, // required field
+    }
+  }
+}
+
+pub struct AuthenticateBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> AuthenticateBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_access_key_id(&mut self, access_key_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Authenticate::VT_ACCESS_KEY_ID, access_key_id);
+  }
+  #[inline]
+  pub fn add_proof(&mut self, proof: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Authenticate::VT_PROOF, proof);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> AuthenticateBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    AuthenticateBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Authenticate<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Authenticate::VT_ACCESS_KEY_ID,"access_key_id");
+    self.fbb_.required(o, Authenticate::VT_PROOF,"proof");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Authenticate<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Authenticate");
+      ds.field("access_key_id", &self.access_key_id());
+      ds.field("proof", &self.proof());
+      ds.finish()
+  }
+}
+pub enum AuthenticatedOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The principal the connection now acts as.
+pub struct Authenticated<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Authenticated<'a> {
+  type Inner = Authenticated<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Authenticated<'a> {
+  pub const VT_PRINCIPAL_ARN: flatbuffers::VOffsetT = 4;
+  pub const VT_ACCOUNT_ID: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Authenticated { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args AuthenticatedArgs<'args>
+  ) -> flatbuffers::WIPOffset<Authenticated<'bldr>> {
+    let mut builder = AuthenticatedBuilder::new(_fbb);
+    if let Some(x) = args.account_id { builder.add_account_id(x); }
+    if let Some(x) = args.principal_arn { builder.add_principal_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn principal_arn(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Authenticated::VT_PRINCIPAL_ARN, None)}
+  }
+  #[inline]
+  pub fn account_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Authenticated::VT_ACCOUNT_ID, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for Authenticated<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("principal_arn", Self::VT_PRINCIPAL_ARN, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("account_id", Self::VT_ACCOUNT_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AuthenticatedArgs<'a> {
+    pub principal_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub account_id: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AuthenticatedArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AuthenticatedArgs {
+      principal_arn: None,
+      account_id: None,
+    }
+  }
+}
+
+pub struct AuthenticatedBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> AuthenticatedBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_principal_arn(&mut self, principal_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Authenticated::VT_PRINCIPAL_ARN, principal_arn);
+  }
+  #[inline]
+  pub fn add_account_id(&mut self, account_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Authenticated::VT_ACCOUNT_ID, account_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> AuthenticatedBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    AuthenticatedBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Authenticated<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Authenticated<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Authenticated");
+      ds.field("principal_arn", &self.principal_arn());
+      ds.field("account_id", &self.account_id());
       ds.finish()
   }
 }
@@ -9681,6 +9942,21 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_authenticate(&self) -> Option<Authenticate<'a>> {
+    if self.op_type() == Op::Authenticate {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Authenticate::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -9748,6 +10024,7 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::DescribeStreamConsumer => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeStreamConsumer>>("Op::DescribeStreamConsumer", pos),
           Op::ListStreamConsumers => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListStreamConsumers>>("Op::ListStreamConsumers", pos),
           Op::SubscribeToShard => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SubscribeToShard>>("Op::SubscribeToShard", pos),
+          Op::Authenticate => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Authenticate>>("Op::Authenticate", pos),
           _ => Ok(()),
         }
      })?
@@ -10189,6 +10466,13 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::SubscribeToShard => {
           if let Some(x) = self.op_as_subscribe_to_shard() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::Authenticate => {
+          if let Some(x) = self.op_as_authenticate() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -15012,6 +15296,21 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_authenticated(&self) -> Option<Authenticated<'a>> {
+    if self.reply_type() == Reply::Authenticated {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Authenticated::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Response<'_> {
@@ -15050,6 +15349,7 @@ impl flatbuffers::Verifiable for Response<'_> {
           Reply::StreamConsumer => v.verify_union_variant::<flatbuffers::ForwardsUOffset<StreamConsumer>>("Reply::StreamConsumer", pos),
           Reply::StreamConsumers => v.verify_union_variant::<flatbuffers::ForwardsUOffset<StreamConsumers>>("Reply::StreamConsumers", pos),
           Reply::SubscribeToShardEvent => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SubscribeToShardEvent>>("Reply::SubscribeToShardEvent", pos),
+          Reply::Authenticated => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Authenticated>>("Reply::Authenticated", pos),
           _ => Ok(()),
         }
      })?
@@ -15295,6 +15595,13 @@ impl core::fmt::Debug for Response<'_> {
         },
         Reply::SubscribeToShardEvent => {
           if let Some(x) = self.reply_as_subscribe_to_shard_event() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::Authenticated => {
+          if let Some(x) = self.reply_as_authenticated() {
             ds.field("reply", &x)
           } else {
             ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
