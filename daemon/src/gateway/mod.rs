@@ -24,7 +24,7 @@ mod guard;
 mod io;
 mod kinesis;
 mod params;
-mod sigv4;
+pub mod sigv4;
 mod sns;
 mod sqs;
 mod xml;

@@ -107,10 +107,7 @@ pub fn verify<'a>(credentials: &'a Credentials, region: &str, request: &Signed<'
             }
         }
     }
-    let mut key = hmac(format!("AWS4{}", principal.secret_access_key).as_bytes(), date.as_bytes());
-    for part in [scope_region, service, "aws4_request"] {
-        key = hmac(&key, part.as_bytes());
-    }
+    let key = signing_key(principal, date, scope_region, service);
     // A presigned URL's payload is the (empty) body's hash as botocore signs it, or
     // `UNSIGNED-PAYLOAD` as other SDKs do for it.
     let payloads: &[Option<&str>] = if parts.expires_s.is_some() { &[None, Some(UNSIGNED_PAYLOAD)] } else { &[None] };
@@ -132,6 +129,38 @@ pub fn verify<'a>(credentials: &'a Credentials, region: &str, request: &Signed<'
         ));
     }
     Ok(Verified { principal, service: service.to_owned() })
+}
+
+/// Signing keys derived on this thread, by principal and scope: a key serves every request
+/// of a day, so the four HMACs that derive it run once a day per principal and service, as
+/// the SDKs that sign cache it too. Bounded: emptied when it reaches `SIGNING_KEYS_MAX`.
+const SIGNING_KEYS_MAX: usize = 1024;
+
+/// (access key id, secret, date, region, service).
+type Scope = (String, String, String, String, String);
+
+thread_local! {
+    static SIGNING_KEYS: std::cell::RefCell<std::collections::HashMap<Scope, Vec<u8>>> = std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn signing_key(principal: &Principal, date: &str, region: &str, service: &str) -> Vec<u8> {
+    // The secret is part of the key, so a principal whose secret changes derives anew.
+    let id = (principal.access_key_id.clone(), principal.secret_access_key.clone(), date.to_owned(), region.to_owned(), service.to_owned());
+    SIGNING_KEYS.with(|keys| {
+        if let Some(key) = keys.borrow().get(&id) {
+            return key.clone();
+        }
+        let mut key = hmac(format!("AWS4{}", principal.secret_access_key).as_bytes(), date.as_bytes());
+        for part in [region, service, "aws4_request"] {
+            key = hmac(&key, part.as_bytes());
+        }
+        let mut keys = keys.borrow_mut();
+        if keys.len() >= SIGNING_KEYS_MAX {
+            keys.clear();
+        }
+        keys.insert(id, key.clone());
+        key
+    })
 }
 
 /// The signature's parts, from the header or the query.
@@ -302,7 +331,10 @@ fn encode_into(out: &mut String, bytes: &[u8], keep_slash: bool) {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') || (keep_slash && byte == b'/') {
             out.push(byte as char);
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(DIGITS[(byte >> 4) as usize] as char);
+            out.push(DIGITS[(byte & 0xf) as usize] as char);
         }
     }
 }
@@ -320,7 +352,13 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[(byte >> 4) as usize] as char);
+        out.push(DIGITS[(byte & 0xf) as usize] as char);
+    }
+    out
 }
 
 /// Equal in time independent of where they differ.
