@@ -188,13 +188,14 @@ pub struct Config {
     /// Principals allowed to call the daemon (JSON: access key ids, secrets, accounts, ARNs;
     /// see the README's Security section). With it, every gateway request must carry a valid
     /// AWS Signature Version 4 (header or presigned URL), and every binary connection must
-    /// prove it holds a principal's secret after `Hello`. Default: none, and no checks.
+    /// prove it holds a principal's secret after `Hello`. Read again on SIGHUP (a file that does
+    /// not read leaves the principals in force). Default: none, and no checks.
     #[arg(long = "credentials", env = "SLUICE_CREDENTIALS", value_name = "FILE")]
     pub credentials_file: Option<PathBuf>,
 
-    /// The principals read from `--credentials` at start.
+    /// The principals read from `--credentials` (again on SIGHUP).
     #[arg(skip)]
-    pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
+    pub credentials: Option<std::sync::Arc<crate::credentials::CredentialStore>>,
 
     /// Serve on addresses other than loopback without `--credentials`: anyone who can reach
     /// the port can do anything. Without it, a `--listen` or `--http-listen` that is not a

@@ -11,7 +11,9 @@
 //! Secrets are never logged: `Debug` leaves them out.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -75,6 +77,71 @@ impl Credentials {
     }
 }
 
+/// The principals in force, read from `--credentials` at start and again on SIGHUP (a file
+/// that does not read, or names nobody, is refused and the set in force stays). Shards take no
+/// lock on the request path: each keeps the set it last saw and fetches the new one only when
+/// the generation has moved.
+#[derive(Debug)]
+pub struct CredentialStore {
+    path: PathBuf,
+    account: String,
+    generation: AtomicU64,
+    current: Mutex<Arc<Credentials>>,
+}
+
+thread_local! {
+    /// (store, generation, set) this thread last saw.
+    static SEEN: std::cell::RefCell<Option<(usize, u64, Arc<Credentials>)>> = const { std::cell::RefCell::new(None) };
+}
+
+impl CredentialStore {
+    /// Reads `path`; refuses a file that names no principal (nobody could call the daemon).
+    pub fn open(path: &Path, default_account: &str) -> Result<Arc<CredentialStore>, String> {
+        let credentials = CredentialStore::read(path, default_account)?;
+        Ok(Arc::new(CredentialStore {
+            path: path.to_owned(),
+            account: default_account.to_owned(),
+            generation: AtomicU64::new(0),
+            current: Mutex::new(Arc::new(credentials)),
+        }))
+    }
+
+    fn read(path: &Path, default_account: &str) -> Result<Credentials, String> {
+        let credentials = Credentials::load(path, default_account)?;
+        if credentials.is_empty() {
+            return Err(format!("{} names no principals: nobody could call the daemon", path.display()));
+        }
+        Ok(credentials)
+    }
+
+    /// Reads the file again and puts it in force; returns how many principals it names.
+    /// On an error the set in force stays.
+    pub fn reload(&self) -> Result<usize, String> {
+        let credentials = CredentialStore::read(&self.path, &self.account)?;
+        let count = credentials.by_key.len();
+        *self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(credentials);
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(count)
+    }
+
+    /// The set in force (for this thread, the one it last saw unless a reload came since).
+    pub fn current(&self) -> Arc<Credentials> {
+        let store = self as *const CredentialStore as usize;
+        let generation = self.generation.load(Ordering::Acquire);
+        SEEN.with(|seen| {
+            let mut seen = seen.borrow_mut();
+            match &*seen {
+                Some((at, seen_generation, credentials)) if *at == store && *seen_generation == generation => credentials.clone(),
+                _ => {
+                    let credentials = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+                    *seen = Some((store, generation, credentials.clone()));
+                    credentials
+                }
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +157,29 @@ mod tests {
         assert_eq!(credentials.get("AKIATWO").unwrap().arn, "arn:aws:iam::111122223333:user/bob");
         assert!(!format!("{credentials:?}").contains("SECRET"));
         assert!(credentials.get("AKIATHREE").is_none());
+    }
+
+    #[test]
+    fn a_reload_puts_the_new_file_in_force_and_a_bad_one_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("sluice-credentials-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("credentials.json");
+        let write = |id: &str| {
+            std::fs::write(&path, format!(r#"{{"principals":[{{"access_key_id":"{id}","secret_access_key":"0123456789abcdefXYZ"}}]}}"#))
+                .unwrap()
+        };
+        write("AKIAONE");
+        let store = CredentialStore::open(&path, "0").unwrap();
+        assert!(store.current().get("AKIAONE").is_some());
+        write("AKIATWO");
+        assert_eq!(store.reload(), Ok(1));
+        assert!(store.current().get("AKIAONE").is_none() && store.current().get("AKIATWO").is_some());
+        std::fs::write(&path, "not json").unwrap();
+        assert!(store.reload().is_err());
+        assert!(store.current().get("AKIATWO").is_some(), "the set in force stays");
+        std::fs::write(&path, r#"{"principals":[]}"#).unwrap();
+        assert!(store.reload().unwrap_err().contains("names no principals"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

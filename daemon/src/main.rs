@@ -33,38 +33,48 @@ fn main() {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
-    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
-        Ok(signals) => signals,
-        Err(error) => {
-            eprintln!("sluiced: cannot install signal handlers: {error}");
-            std::process::exit(1);
-        }
-    };
-    let signal_handle = signals.handle();
-    std::thread::Builder::new()
-        .name("sluice-signals".into())
-        .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                tracing::info!(signal, "shutting down: no new connections, finishing requests in flight");
-                SHUTDOWN_REQUESTED.store(true, Ordering::SeqCst);
-            }
-        })
-        .expect("spawning the signal thread");
-
     let mut config = config;
     if let Some(path) = &config.credentials_file {
-        match sluice_daemon::credentials::Credentials::load(path, &config.account_id) {
-            Ok(credentials) if credentials.is_empty() => {
-                eprintln!("sluiced: {} names no principals: nobody could call the gateway", path.display());
-                std::process::exit(1);
-            }
-            Ok(credentials) => config.credentials = Some(std::sync::Arc::new(credentials)),
+        match sluice_daemon::credentials::CredentialStore::open(path, &config.account_id) {
+            Ok(store) => config.credentials = Some(store),
             Err(error) => {
                 eprintln!("sluiced: {error}");
                 std::process::exit(1);
             }
         }
     }
+    let credentials = config.credentials.clone();
+    let mut signals =
+        match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP])
+        {
+            Ok(signals) => signals,
+            Err(error) => {
+                eprintln!("sluiced: cannot install signal handlers: {error}");
+                std::process::exit(1);
+            }
+        };
+    let signal_handle = signals.handle();
+    std::thread::Builder::new()
+        .name("sluice-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == signal_hook::consts::SIGHUP {
+                    match &credentials {
+                        None => tracing::info!("SIGHUP: no --credentials to read again"),
+                        Some(store) => match store.reload() {
+                            Ok(principals) => tracing::info!(principals, "SIGHUP: credentials read again and in force"),
+                            Err(error) => tracing::error!(%error, "SIGHUP: credentials not reloaded; the principals in force stay"),
+                        },
+                    }
+                    continue;
+                }
+                tracing::info!(signal, "shutting down: no new connections, finishing requests in flight");
+                SHUTDOWN_REQUESTED.store(true, Ordering::SeqCst);
+                break;
+            }
+        })
+        .expect("spawning the signal thread");
+
     let audit = match &config.audit_log {
         None => None,
         Some(path) => {

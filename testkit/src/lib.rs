@@ -116,6 +116,13 @@ impl Daemon {
         panic!("no connection landed on shard {shard} in 200 tries");
     }
 
+    /// Sends a signal (`HUP`, `USR1`, …) to the running daemon, without waiting.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("daemon running");
+        let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().expect("running kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("daemon running");

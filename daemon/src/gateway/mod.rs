@@ -265,7 +265,8 @@ async fn handle_call(
     };
     let principal = match &shard.config.credentials {
         None => None,
-        Some(credentials) => {
+        Some(store) => {
+            let credentials = store.current();
             let signed = sigv4::Signed {
                 method: parts.method.as_str(),
                 path: &path,
@@ -274,7 +275,7 @@ async fn handle_call(
                 body: &body,
             };
             let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            match sigv4::verify(credentials, &shard.config.region, &signed, now_s) {
+            match sigv4::verify(&credentials, &shard.config.region, &signed, now_s) {
                 Ok(verified) => {
                     let expected = match protocol {
                         Protocol::SqsJson => Some("sqs"),

@@ -436,7 +436,8 @@ fn authenticate(shard: &Rc<Shard>, request: Request, outbound: &Rc<Outbound>, se
         outbound.push(shard, request.id, &Err(error));
         return false;
     };
-    let principal = shard.config.credentials.as_ref().and_then(|credentials| credentials.get(access_key_id));
+    let credentials = shard.config.credentials.as_ref().map(|store| store.current());
+    let principal = credentials.as_ref().and_then(|credentials| credentials.get(access_key_id));
     let outcome = match principal {
         None => Err(OpError::new(ErrorCode::InvalidClientTokenId, "The security token included in the request is invalid.")),
         Some(principal) if !sluice_protocol::auth::verify(&principal.secret_access_key, &nonce, access_key_id, proof) => {
