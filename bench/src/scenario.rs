@@ -404,6 +404,9 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
     writeln!(commands, "\n# {} on {}\n$ {}", scenario.name, system.name(), server.command).ok();
     let mut load = Command::new(settings.binaries.join("sluice-load"));
     load.args(["--target", system.target(), "--endpoint", &system.endpoint()]);
+    if let Some((id, secret)) = system.signing_key() {
+        load.args(["--access-key-id", id, "--secret-access-key", secret]);
+    }
     load.args(["--message-size", &scenario.message_size.to_string(), "--cores", &settings.load_cores.to_string()]);
     let consumers = match scenario.workload {
         Workload::Fanout { consumers, .. } => consumers,

@@ -17,6 +17,8 @@ pub enum System {
     /// Sluice with `--fsync always`, driven through its AWS-compatible HTTP gateway (SQS's
     /// AWS JSON 1.0 protocol) instead of the binary protocol: the queue scenarios only.
     SluiceHttpGateway,
+    /// The same with `--credentials`: every gateway request signed (SigV4) and verified.
+    SluiceHttpGatewaySigv4,
     RedisOff,
     RedisFsyncAlways,
     Nats,
@@ -24,10 +26,11 @@ pub enum System {
 }
 
 impl System {
-    pub const ALL: [System; 7] = [
+    pub const ALL: [System; 8] = [
         System::SluiceFsyncAlways,
         System::SluiceFsyncNever,
         System::SluiceHttpGateway,
+        System::SluiceHttpGatewaySigv4,
         System::RedisOff,
         System::RedisFsyncAlways,
         System::Nats,
@@ -39,6 +42,7 @@ impl System {
             System::SluiceFsyncAlways => "sluice-fsync-always",
             System::SluiceFsyncNever => "sluice-fsync-never",
             System::SluiceHttpGateway => "sluice-http-gateway",
+            System::SluiceHttpGatewaySigv4 => "sluice-http-gateway-sigv4",
             System::RedisOff => "redis-persistence-off",
             System::RedisFsyncAlways => "redis-appendfsync-always",
             System::Nats => "nats-jetstream",
@@ -50,7 +54,7 @@ impl System {
     pub fn target(self) -> &'static str {
         match self {
             System::SluiceFsyncAlways | System::SluiceFsyncNever => "sluice",
-            System::SluiceHttpGateway => "sluice-http",
+            System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4 => "sluice-http",
             System::RedisOff | System::RedisFsyncAlways => "redis",
             System::Nats => "nats",
             System::Rabbitmq => "rabbitmq",
@@ -58,7 +62,12 @@ impl System {
     }
 
     pub fn is_sluice(self) -> bool {
-        matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway)
+        matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4)
+    }
+
+    /// The principal a system that checks signatures is started with and signed for.
+    pub fn signing_key(self) -> Option<(&'static str, &'static str)> {
+        (self == System::SluiceHttpGatewaySigv4).then_some(("AKIASLUICEBENCH", "sluice-bench-secret-0123456789"))
     }
 
     /// Whether `sluice-load` drives this system in `workload` (the gateway: queues only; FIFO:
@@ -73,14 +82,18 @@ impl System {
                 matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever | System::Nats)
             }
             Workload::Queue | Workload::QueueSync { .. } => true,
-            _ => self != System::SluiceHttpGateway,
+            _ => !matches!(self, System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4),
         }
     }
 
     /// Whether a message is on disk (fsynced) when the producer hears it was taken.
     pub fn fsync_before_ack(self) -> &'static str {
         match self {
-            System::SluiceFsyncAlways | System::SluiceHttpGateway | System::RedisFsyncAlways | System::Rabbitmq => "yes",
+            System::SluiceFsyncAlways
+            | System::SluiceHttpGateway
+            | System::SluiceHttpGatewaySigv4
+            | System::RedisFsyncAlways
+            | System::Rabbitmq => "yes",
             System::SluiceFsyncNever | System::RedisOff | System::Nats => "no",
         }
     }
@@ -89,6 +102,7 @@ impl System {
         match self {
             System::SluiceFsyncAlways | System::SluiceFsyncNever => 19800,
             System::SluiceHttpGateway => 14566,
+            System::SluiceHttpGatewaySigv4 => 14567,
             System::RedisOff | System::RedisFsyncAlways => 16379,
             System::Nats => 14222,
             System::Rabbitmq => 15672,
@@ -101,7 +115,7 @@ impl System {
 
     fn server(self) -> &'static str {
         match self {
-            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway => "sluiced",
+            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4 => "sluiced",
             System::RedisOff | System::RedisFsyncAlways => "redis-server",
             System::Nats => "nats-server",
             System::Rabbitmq => "rabbitmq-server",
@@ -116,7 +130,7 @@ impl System {
     /// The server's version, as it reports it.
     pub fn version(self, binaries: &Path) -> String {
         let output = match self {
-            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway => {
+            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4 => {
                 Command::new(binaries.join("sluiced")).arg("--version").output()
             }
             System::RedisOff | System::RedisFsyncAlways => Command::new("redis-server").arg("--version").output(),
@@ -208,11 +222,17 @@ pub fn start(system: System, binaries: &Path, scratch: &Path, sluice_cores: usiz
             c.args(["--http-listen", "off"]);
             c
         }
-        System::SluiceHttpGateway => {
+        System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4 => {
             let mut c = Command::new(binaries.join("sluiced"));
             // The binary listener is unused; the gateway's port is the one measured (and waited for).
-            c.args(["--listen", "127.0.0.1:19801", "--http-listen", &system.endpoint(), "--data-dir", &dir]);
+            c.args(["--listen", "127.0.0.1:19801", "--http-listen", &system.endpoint(), "--data-dir", &format!("{dir}/data")]);
             c.args(["--cores", &sluice_cores.to_string(), "--fsync", "always"]);
+            if let Some((id, secret)) = system.signing_key() {
+                let file = scratch.join("credentials.json");
+                let principals = format!(r#"{{"principals":[{{"access_key_id":"{id}","secret_access_key":"{secret}"}}]}}"#);
+                std::fs::write(&file, principals).map_err(|e| format!("writing {}: {e}", file.display()))?;
+                c.arg("--credentials").arg(&file);
+            }
             c
         }
         System::RedisOff | System::RedisFsyncAlways => {

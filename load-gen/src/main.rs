@@ -86,6 +86,13 @@ struct Args {
     /// Broker address [default: the target's usual port on 127.0.0.1: sluice 9800, sluice-http 4566, redis 6379, nats 4222, rabbitmq 5672].
     #[arg(long, env = "SLUICE_ENDPOINT")]
     endpoint: Option<String>,
+    /// Access key id to sign gateway requests with (`--target sluice-http` against a daemon
+    /// started with `--credentials`). Default: requests go unsigned.
+    #[arg(long, env = "SLUICE_ACCESS_KEY_ID", requires = "secret_access_key")]
+    access_key_id: Option<String>,
+    /// The secret of `--access-key-id`.
+    #[arg(long, env = "SLUICE_SECRET_ACCESS_KEY", hide_env_values = true, requires = "access_key_id")]
+    secret_access_key: Option<String>,
     /// What to run.
     #[arg(long, value_enum, default_value_t = Workload::Queue)]
     workload: Workload,
@@ -249,7 +256,9 @@ fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
         Target::Sluice => {
             sluice::setup(endpoint, &sluice_queue(args), fanout_subscribers(args), args.fifo_groups).map(|()| sluice::GUARANTEE.to_owned())
         }
-        Target::SluiceHttp => sluice_http::setup(endpoint, &args.queue).map(|()| sluice_http::GUARANTEE.to_owned()),
+        Target::SluiceHttp => {
+            sluice_http::setup(endpoint, &args.queue, signing_key(args).as_ref()).map(|()| sluice_http::GUARANTEE.to_owned())
+        }
         Target::Redis if args.workload == Workload::Stream => redis::setup_shards(endpoint, args.shards),
         Target::Redis => redis::setup(endpoint, fanout_subscribers(args)),
         Target::Nats if args.workload == Workload::Stream => nats::setup_shards(endpoint).map(|()| nats::GUARANTEE.to_owned()),
@@ -263,6 +272,11 @@ fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
 
 /// How many times each message is received: once per subscribed queue (fanout), once per
 /// consumer of its shard (stream), else once.
+/// The key gateway requests are signed with, if one was given.
+fn signing_key(args: &Args) -> Option<(String, String)> {
+    args.access_key_id.clone().zip(args.secret_access_key.clone())
+}
+
 fn deliveries_per_message(args: &Args) -> usize {
     match args.workload {
         Workload::Stream => (args.cores * args.consumers / args.shards.max(1)).max(1),
@@ -323,6 +337,7 @@ fn run(args: &Args, endpoint: &str, order: &Option<Arc<sluice::GroupOrder>>) -> 
             grouped: !args.tenants_ungrouped,
         });
         let subscribers = fanout_subscribers(args);
+        let key = signing_key(args);
         let (stream, shards) = (args.workload == Workload::Stream, args.shards);
         // From the last CPU down, since sluiced pins its shards from CPU 0 up.
         let pin = (!args.no_pin && !cpus.is_empty()).then(|| cpus[cpus.len() - 1 - core % cpus.len()]);
@@ -353,7 +368,9 @@ fn run(args: &Args, endpoint: &str, order: &Option<Arc<sluice::GroupOrder>>) -> 
                         ticks,
                     ))
                 }
-                Target::SluiceHttp => run_on_tokio(sluice_http::SluiceHttp { endpoint, queue }, plan, core, started, ticks),
+                Target::SluiceHttp => {
+                    run_on_tokio(sluice_http::SluiceHttp { endpoint, queue, key: key.clone() }, plan, core, started, ticks)
+                }
                 Target::Redis if stream => {
                     run_on_tokio(redis::RedisShards { url: redis::url(&endpoint), shards }, plan, core, started, ticks)
                 }

@@ -12,7 +12,9 @@
 //! thousands of connections; the wait counts in the latency).
 //!
 //! Runs on a current-thread tokio runtime per core (hyper's client, as the AWS SDKs use it).
-//! Requests are not signed: the gateway accepts SigV4 without checking while auth is off.
+//! With `--access-key-id` and `--secret-access-key` every request is signed with AWS Signature
+//! Version 4 as the SDKs sign it (for a daemon started with `--credentials`); without them
+//! requests go unsigned, which the gateway accepts while it checks nothing.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -33,6 +35,81 @@ const IDS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 pub struct SluiceHttp {
     pub endpoint: String,
     pub queue: String,
+    /// (access key id, secret) to sign with, if any.
+    pub key: Option<(String, String)>,
+}
+
+/// Signs requests as an SDK does: SigV4 for `sqs` in us-east-1, the signing key derived once
+/// per day.
+struct Signer {
+    access_key_id: String,
+    secret: String,
+    /// (date, signing key) of the last derivation.
+    key: RefCell<(String, Vec<u8>)>,
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[(byte >> 4) as usize] as char);
+        out.push(DIGITS[(byte & 0xf) as usize] as char);
+    }
+    out
+}
+
+impl Signer {
+    /// (`x-amz-date`, `authorization`) for a POST to `/` of `host` with `target` and `body`.
+    fn sign(&self, host: &str, target: &str, body: &[u8]) -> (String, String) {
+        use sha2::Digest;
+        let now = std::time::SystemTime::now();
+        let stamp = httpdate_compact(now);
+        let date = &stamp[..8];
+        let payload = hex(&sha2::Sha256::digest(body));
+        let canonical = format!(
+            "POST\n/\n\ncontent-type:application/x-amz-json-1.0\nhost:{host}\nx-amz-date:{stamp}\nx-amz-target:{target}\n\ncontent-type;host;x-amz-date;x-amz-target\n{payload}"
+        );
+        let scope = format!("{date}/us-east-1/sqs/aws4_request");
+        let to_sign = format!("AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}", hex(&sha2::Sha256::digest(canonical.as_bytes())));
+        let mut cached = self.key.borrow_mut();
+        if cached.0 != date {
+            let mut key = hmac(format!("AWS4{}", self.secret).as_bytes(), date.as_bytes());
+            for part in ["us-east-1", "sqs", "aws4_request"] {
+                key = hmac(&key, part.as_bytes());
+            }
+            *cached = (date.to_owned(), key);
+        }
+        let signature = hex(&hmac(&cached.1, to_sign.as_bytes()));
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={signature}",
+            self.access_key_id
+        );
+        (stamp, authorization)
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ` for `time`.
+fn httpdate_compact(time: std::time::SystemTime) -> String {
+    let secs = time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 /// One HTTP/1.1 connection's request half; its connection task runs beside it.
@@ -45,15 +122,21 @@ pub const POOL_CONNECTIONS_MAX: usize = 64;
 /// Keep-alive connections to the gateway, used one request at a time each.
 pub struct Pool {
     endpoint: String,
+    signer: Option<Signer>,
     idle: RefCell<Vec<Sender>>,
     /// One permit per connection the pool may have in use.
     permits: tokio::sync::Semaphore,
 }
 
 impl Pool {
-    fn new(endpoint: &str) -> Rc<Pool> {
+    fn new(endpoint: &str, key: Option<&(String, String)>) -> Rc<Pool> {
         Rc::new(Pool {
             endpoint: endpoint.to_owned(),
+            signer: key.map(|(id, secret)| Signer {
+                access_key_id: id.clone(),
+                secret: secret.clone(),
+                key: RefCell::new((String::new(), Vec::new())),
+            }),
             idle: RefCell::new(Vec::new()),
             permits: tokio::sync::Semaphore::new(POOL_CONNECTIONS_MAX),
         })
@@ -84,12 +167,16 @@ impl Pool {
             _ => self.open().await?,
         };
         sender.ready().await.map_err(|e| format!("{action}: connection lost: {e}"))?;
-        let request = hyper::Request::post("/")
+        let target = format!("AmazonSQS.{action}");
+        let mut request = hyper::Request::post("/")
             .header(hyper::header::HOST, self.endpoint.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/x-amz-json-1.0")
-            .header("x-amz-target", format!("AmazonSQS.{action}"))
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("{action}: {e}"))?;
+            .header("x-amz-target", target.as_str());
+        if let Some(signer) = &self.signer {
+            let (stamp, authorization) = signer.sign(&self.endpoint, &target, &body);
+            request = request.header("x-amz-date", stamp).header(hyper::header::AUTHORIZATION, authorization);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| format!("{action}: {e}"))?;
         let response = sender.send_request(request).await.map_err(|e| format!("{action}: {e}"))?;
         let status = response.status();
         let bytes = response.into_body().collect().await.map_err(|e| format!("{action}: reading the answer: {e}"))?.to_bytes();
@@ -148,10 +235,10 @@ async fn create_queue(pool: &Pool, queue: &str) -> Result<String, Error> {
 }
 
 /// Creates the queue before the run.
-pub fn setup(endpoint: &str, queue: &str) -> Result<(), Error> {
+pub fn setup(endpoint: &str, queue: &str, key: Option<&(String, String)>) -> Result<(), Error> {
     let runtime = crate::peer_runtime();
     tokio::task::LocalSet::new()
-        .block_on(&runtime, async { create_queue(&Pool::new(endpoint), queue).await })
+        .block_on(&runtime, async { create_queue(&Pool::new(endpoint, key), queue).await })
         .map(drop)
         .map_err(|e| format!("cannot use Sluice's HTTP gateway at {endpoint}: {e}"))
 }
@@ -182,7 +269,7 @@ impl Broker for SluiceHttp {
     type Consumer = HttpConsumer;
 
     async fn connect(&self) -> Result<Connection, Error> {
-        let pool = Pool::new(&self.endpoint);
+        let pool = Pool::new(&self.endpoint, self.key.as_ref());
         let queue_url = create_queue(&pool, &self.queue).await?.into();
         Ok(Connection { pool, queue_url })
     }
@@ -239,6 +326,19 @@ impl Consumer for HttpConsumer {
         self.receipts.clear();
         let answer = self.pool.call("DeleteMessageBatch", body).await?;
         all_succeeded("DeleteMessageBatch", &answer)
+    }
+}
+
+#[cfg(test)]
+mod signing_tests {
+    use super::*;
+
+    #[test]
+    fn compact_dates_are_utc_civil_dates() {
+        let at = |secs: u64| httpdate_compact(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        assert_eq!(at(0), "19700101T000000Z");
+        assert_eq!(at(1_796_558_400), "20261206T120000Z");
+        assert_eq!(at(1_709_251_199), "20240229T235959Z");
     }
 }
 

@@ -133,22 +133,26 @@ pub fn verify<'a>(credentials: &'a Credentials, region: &str, request: &Signed<'
 
 /// Signing keys derived on this thread, by principal and scope: a key serves every request
 /// of a day, so the four HMACs that derive it run once a day per principal and service, as
-/// the SDKs that sign cache it too. Bounded: emptied when it reaches `SIGNING_KEYS_MAX`.
-const SIGNING_KEYS_MAX: usize = 1024;
+/// the SDKs that sign cache it too. A short list searched without allocating; emptied when it
+/// reaches `SIGNING_KEYS_MAX`.
+const SIGNING_KEYS_MAX: usize = 64;
 
-/// (access key id, secret, date, region, service).
-type Scope = (String, String, String, String, String);
+/// (access key id, secret, date, region, service) and the key derived for them.
+struct SigningKey {
+    scope: [String; 5],
+    key: Vec<u8>,
+}
 
 thread_local! {
-    static SIGNING_KEYS: std::cell::RefCell<std::collections::HashMap<Scope, Vec<u8>>> = std::cell::RefCell::new(std::collections::HashMap::new());
+    static SIGNING_KEYS: std::cell::RefCell<Vec<SigningKey>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn signing_key(principal: &Principal, date: &str, region: &str, service: &str) -> Vec<u8> {
-    // The secret is part of the key, so a principal whose secret changes derives anew.
-    let id = (principal.access_key_id.clone(), principal.secret_access_key.clone(), date.to_owned(), region.to_owned(), service.to_owned());
+    // The secret is part of the scope, so a principal whose secret changes derives anew.
+    let scope = [principal.access_key_id.as_str(), principal.secret_access_key.as_str(), date, region, service];
     SIGNING_KEYS.with(|keys| {
-        if let Some(key) = keys.borrow().get(&id) {
-            return key.clone();
+        if let Some(found) = keys.borrow().iter().find(|entry| entry.scope.iter().zip(scope).all(|(a, b)| a == b)) {
+            return found.key.clone();
         }
         let mut key = hmac(format!("AWS4{}", principal.secret_access_key).as_bytes(), date.as_bytes());
         for part in [region, service, "aws4_request"] {
@@ -158,7 +162,7 @@ fn signing_key(principal: &Principal, date: &str, region: &str, service: &str) -
         if keys.len() >= SIGNING_KEYS_MAX {
             keys.clear();
         }
-        keys.insert(id, key.clone());
+        keys.push(SigningKey { scope: scope.map(str::to_owned), key: key.clone() });
         key
     })
 }
