@@ -171,7 +171,7 @@ fn rotate(options: &Options) -> Result<std::fs::File, String> {
 /// What the log says about one operation, taken before it runs (it is moved into the engine).
 pub struct Described {
     source: &'static str,
-    name: &'static str,
+    name: std::borrow::Cow<'static, str>,
     data: bool,
     parameters: Value,
 }
@@ -181,7 +181,15 @@ impl Sink {
     /// `--audit-data-events`; a connection's `Hello`).
     pub fn describe(&self, op: &Op) -> Option<Described> {
         let (source, data, parameters) = describe(op)?;
-        (!data || self.data_events).then(|| Described { source, name: op.name(), data, parameters })
+        (!data || self.data_events).then(|| Described { source, name: op.name().into(), data, parameters })
+    }
+
+    /// Records a call refused before it was read (its signature did not check out): always,
+    /// data call or not, under the action it named (at most 64 characters of it).
+    pub fn record_refused(&self, source: &'static str, action: &str, caller: &Caller, error: &OpError, region: &str, account_id: &str) {
+        let name: String = if action.is_empty() { "Unknown".into() } else { action.chars().take(64).collect() };
+        let described = Described { source, name: name.into(), data: false, parameters: json!({}) };
+        self.record(described, caller, &Err(error.clone()), region, account_id);
     }
 
     /// Queues the line for `described` as it turned out; never blocks.
@@ -206,6 +214,7 @@ fn line(
 ) -> Vec<u8> {
     let name = described.name;
     let read_only = ["Get", "List", "Describe"].iter().any(|prefix| name.starts_with(prefix));
+    let name = name.as_ref();
     let mut event = Map::new();
     event.insert("eventVersion".into(), json!("1.09"));
     let identity = match &caller.principal {

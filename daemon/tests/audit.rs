@@ -107,6 +107,24 @@ fn data_calls_when_asked_and_the_log_rotates_by_size() {
 }
 
 #[test]
+fn a_gateway_request_refused_at_its_signature_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let credentials = dir.path().join("credentials.json");
+    std::fs::write(&credentials, r#"{"principals":[{"access_key_id":"AKIAALICE","secret_access_key":"alice-secret-0123456789"}]}"#)
+        .unwrap();
+    let mut daemon = Daemon::start_with(&["--audit-log", log.to_str().unwrap(), "--credentials", credentials.to_str().unwrap()]);
+    let answer = gateway_call(&daemon, "CreateQueue", r#"{"QueueName":"unsigned"}"#);
+    assert!(answer.starts_with("HTTP/1.1 403") && answer.contains("MissingAuthenticationToken"), "{answer}");
+    daemon.terminate();
+    let events = events(&log);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["eventName"], "CreateQueue");
+    assert_eq!(events[0]["errorCode"], "MissingAuthenticationToken");
+    assert_eq!(events[0]["userAgent"], "audit-test/1.0");
+}
+
+#[test]
 fn an_audit_log_that_cannot_be_opened_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let (status, stderr) = Daemon::start_failing(dir.path(), &["--audit-log", "/nonexistent-dir/audit.jsonl"]);

@@ -285,14 +285,18 @@ async fn handle_call(
                     };
                     if let Some(expected) = expected.filter(|expected| *expected != verified.service) {
                         let message = format!("Credential should be scoped to correct service: '{expected}'. ");
-                        return refused(protocol, &parts, &body, sigv4::Refusal::Mismatch(message), request_id);
+                        let asked = Asked { parts: &parts, body: &body, request_id, json_action: &json_action, peer };
+                        return refused(shard, protocol, sigv4::Refusal::Mismatch(message), &asked);
                     }
                     Some(verified.principal.clone())
                 }
                 // The links SNS hands out are followed without a signature, as AWS allows:
                 // confirming needs the subscription's token; unsubscribing its ARN.
                 Err(sigv4::Refusal::Missing) if !protocol.is_json() && link_action(&parts, &body) => None,
-                Err(refusal) => return refused(protocol, &parts, &body, refusal, request_id),
+                Err(refusal) => {
+                    let asked = Asked { parts: &parts, body: &body, request_id, json_action: &json_action, peer };
+                    return refused(shard, protocol, refusal, &asked);
+                }
             }
         }
     };
@@ -315,8 +319,20 @@ fn link_action(parts: &http::request::Parts, body: &[u8]) -> bool {
     matches!(query_action(parts, body).as_deref(), Some("ConfirmSubscription" | "Unsubscribe"))
 }
 
-/// The answer to a request whose signature was refused, in its protocol's error shape.
-fn refused(protocol: Protocol, parts: &http::request::Parts, body: &[u8], refusal: sigv4::Refusal, request_id: &str) -> Response<Body> {
+/// A request as it came, before it is served.
+struct Asked<'a> {
+    parts: &'a http::request::Parts,
+    body: &'a [u8],
+    request_id: &'a str,
+    /// The JSON protocols' action (from `X-Amz-Target`); empty for the Query protocol.
+    json_action: &'a str,
+    peer: Option<std::net::IpAddr>,
+}
+
+/// The answer to a request whose signature was refused, in its protocol's error shape; the
+/// refusal goes to the audit log (if there is one) under the action the request named.
+fn refused(shard: &Rc<Shard>, protocol: Protocol, refusal: sigv4::Refusal, asked: &Asked<'_>) -> Response<Body> {
+    let Asked { parts, body, request_id, json_action, peer } = *asked;
     let (code, message) = match refusal {
         sigv4::Refusal::Missing => (ErrorCode::MissingAuthenticationToken, "Request is missing Authentication Token".to_owned()),
         sigv4::Refusal::UnknownKey => {
@@ -327,11 +343,21 @@ fn refused(protocol: Protocol, parts: &http::request::Parts, body: &[u8], refusa
         sigv4::Refusal::Expired(message) => (ErrorCode::RequestExpired, message),
     };
     let error = OpError::new(code, message);
+    let action = if protocol.is_json() { Some(json_action.to_owned()) } else { query_action(parts, body) };
+    let sns =
+        !protocol.is_json() && action.as_deref().is_some_and(|action| sns::ACTIONS.contains(&action) && !sqs::ACTIONS.contains(&action));
+    if let Some(sink) = &shard.config.audit {
+        let source = match protocol {
+            Protocol::KinesisJson => "kinesis.amazonaws.com",
+            _ if sns => "sns.amazonaws.com",
+            _ => "sqs.amazonaws.com",
+        };
+        let caller = http_caller(parts, peer, request_id);
+        sink.record_refused(source, action.as_deref().unwrap_or(""), &caller, &error, &shard.config.region, &shard.config.account_id);
+    }
     if protocol.is_json() {
         return json_error(protocol, &error, request_id, "");
     }
-    let sns =
-        query_action(parts, body).is_some_and(|action| sns::ACTIONS.contains(&action.as_str()) && !sqs::ACTIONS.contains(&action.as_str()));
     query_error(if sns { Protocol::SnsQuery } else { Protocol::SqsQuery }, &error, request_id)
 }
 
