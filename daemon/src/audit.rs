@@ -43,7 +43,7 @@ pub struct Caller {
     /// The gateway's request id; the binary protocol's is made up per call.
     pub request_id: Option<String>,
     /// Who signed the request, when it was signed (`--credentials`).
-    pub principal: Option<crate::credentials::Principal>,
+    pub principal: Option<Arc<crate::credentials::Principal>>,
 }
 
 /// Where shards send their lines. Cloned into every shard's configuration.
@@ -403,7 +403,7 @@ mod tests {
             account_id: "111122223333".into(),
             arn: "arn:aws:iam::111122223333:user/alice".into(),
         };
-        let caller = Caller { principal: Some(principal), via: "http", ..caller() };
+        let caller = Caller { principal: Some(Arc::new(principal)), via: "http", ..caller() };
         let sink = Sink { lines: std::sync::mpsc::sync_channel(1).0, data_events: false, dropped: Default::default() };
         let described = sink.describe(&Op::DeleteQueue { queue: "q".into() }).unwrap();
         let text =

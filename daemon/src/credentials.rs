@@ -35,7 +35,7 @@ impl std::fmt::Debug for Principal {
 /// Every principal, by access key id.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
-    by_key: HashMap<String, Principal>,
+    by_key: HashMap<String, Arc<Principal>>,
 }
 
 impl Credentials {
@@ -61,14 +61,14 @@ impl Credentials {
             let account_id = field("account_id").unwrap_or_else(|| default_account.to_owned());
             let arn = field("arn").unwrap_or_else(|| format!("arn:aws:iam::{account_id}:user/{access_key_id}"));
             let principal = Principal { access_key_id: access_key_id.clone(), secret_access_key, account_id, arn };
-            if by_key.insert(access_key_id.clone(), principal).is_some() {
+            if by_key.insert(access_key_id.clone(), Arc::new(principal)).is_some() {
                 return Err(format!("access_key_id {access_key_id} is given twice"));
             }
         }
         Ok(Credentials { by_key })
     }
 
-    pub fn get(&self, access_key_id: &str) -> Option<&Principal> {
+    pub fn get(&self, access_key_id: &str) -> Option<&Arc<Principal>> {
         self.by_key.get(access_key_id)
     }
 

@@ -45,30 +45,14 @@ struct Signer {
     access_key_id: String,
     secret: String,
     /// (date, signing key) of the last derivation.
-    key: RefCell<(String, Vec<u8>)>,
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    use hmac::Mac;
-    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[(byte >> 4) as usize] as char);
-        out.push(DIGITS[(byte & 0xf) as usize] as char);
-    }
-    out
+    key: RefCell<(String, [u8; 32])>,
 }
 
 impl Signer {
     /// (`x-amz-date`, `authorization`) for a POST to `/` of `host` with `target` and `body`.
     fn sign(&self, host: &str, target: &str, body: &[u8]) -> (String, String) {
         use sha2::Digest;
+        use sluice_protocol::auth::{hex, hmac_sha256 as hmac};
         let now = std::time::SystemTime::now();
         let stamp = httpdate_compact(now);
         let date = &stamp[..8];
@@ -135,7 +119,7 @@ impl Pool {
             signer: key.map(|(id, secret)| Signer {
                 access_key_id: id.clone(),
                 secret: secret.clone(),
-                key: RefCell::new((String::new(), Vec::new())),
+                key: RefCell::new((String::new(), [0; 32])),
             }),
             idle: RefCell::new(Vec::new()),
             permits: tokio::sync::Semaphore::new(POOL_CONNECTIONS_MAX),

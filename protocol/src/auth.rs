@@ -12,15 +12,35 @@ pub fn challenge(nonce: &str, access_key_id: &str) -> String {
 
 /// The proof that the holder of `secret` answers `nonce` as `access_key_id` with (lower-case hex).
 pub fn proof(secret: &str, nonce: &str, access_key_id: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(challenge(nonce, access_key_id).as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    hex(&hmac_sha256(secret.as_bytes(), challenge(nonce, access_key_id).as_bytes()))
 }
 
-/// Whether `claimed` is the proof `secret` gives (in time independent of where they differ).
+/// Whether `claimed` is the proof `secret` gives.
 pub fn verify(secret: &str, nonce: &str, access_key_id: &str, claimed: &str) -> bool {
-    let expected = proof(secret, nonce, access_key_id);
-    expected.len() == claimed.len() && expected.bytes().zip(claimed.bytes()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+    same(proof(secret, nonce, access_key_id).as_bytes(), claimed.as_bytes())
+}
+
+/// HMAC-SHA256 of `data` under `key` (also SigV4's primitive).
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[(byte >> 4) as usize] as char);
+        out.push(DIGITS[(byte & 0xf) as usize] as char);
+    }
+    out
+}
+
+/// Whether `a` and `b` are equal, in time independent of where they differ (for MACs).
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -36,5 +56,6 @@ mod tests {
         assert!(!verify("secret-0123456789", "n1", "AKIA2", &good), "another key id");
         assert!(!verify("other-secret-0123", "n1", "AKIA1", &good), "another secret");
         assert!(!verify("secret-0123456789", "n1", "AKIA1", &good[..63]));
+        assert_eq!(hex(&[0x00, 0x9f, 0xff]), "009fff");
     }
 }

@@ -435,20 +435,16 @@ async fn json_call(
     action: &str,
     body: &[u8],
     request_id: &str,
-    caller: impl FnOnce() -> Caller,
+    caller: impl Fn() -> Caller,
 ) -> Response<Body> {
     let op = match json_op(protocol == Protocol::SqsJson, action, body) {
         Ok(op) => op,
         Err((error, type_name)) => return json_error(protocol, &error, request_id, type_name),
     };
+    if matches!(op, Op::SubscribeToShard { .. }) {
+        shard.audit_start(&op, &caller);
+    }
     if let Op::SubscribeToShard { consumer_arn, shard_id, position } = op {
-        if let Some(sink) = &shard.config.audit {
-            let op = Op::SubscribeToShard { consumer_arn: consumer_arn.clone(), shard_id: shard_id.clone(), position: position.clone() };
-            if let Some(described) = sink.describe(&op) {
-                // Recorded as it starts: a subscription's later failures travel in its events.
-                sink.record(described, &caller(), &Ok(Reply::Done), &shard.config.region, &shard.config.account_id);
-            }
-        }
         return subscribe_to_shard(shard, consumer_arn, shard_id, position, request_id).await;
     }
     match shard.handle_op_for(op, caller).await {

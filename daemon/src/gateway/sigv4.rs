@@ -6,8 +6,8 @@
 //! request must be within 5 minutes of the daemon's clock; a presigned one until
 //! `X-Amz-Expires` (at most 7 days) has passed.
 
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use sluice_protocol::auth::{hex, hmac_sha256 as hmac, same};
 
 use crate::credentials::{Credentials, Principal};
 
@@ -49,7 +49,7 @@ pub enum Refusal {
 /// A verified request: who signed it, for which service.
 #[derive(Debug)]
 pub struct Verified<'a> {
-    pub principal: &'a Principal,
+    pub principal: &'a std::sync::Arc<Principal>,
     pub service: String,
 }
 
@@ -140,19 +140,19 @@ const SIGNING_KEYS_MAX: usize = 64;
 /// (access key id, secret, date, region, service) and the key derived for them.
 struct SigningKey {
     scope: [String; 5],
-    key: Vec<u8>,
+    key: [u8; 32],
 }
 
 thread_local! {
     static SIGNING_KEYS: std::cell::RefCell<Vec<SigningKey>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn signing_key(principal: &Principal, date: &str, region: &str, service: &str) -> Vec<u8> {
+fn signing_key(principal: &Principal, date: &str, region: &str, service: &str) -> [u8; 32] {
     // The secret is part of the scope, so a principal whose secret changes derives anew.
     let scope = [principal.access_key_id.as_str(), principal.secret_access_key.as_str(), date, region, service];
     SIGNING_KEYS.with(|keys| {
         if let Some(found) = keys.borrow().iter().find(|entry| entry.scope.iter().zip(scope).all(|(a, b)| a == b)) {
-            return found.key.clone();
+            return found.key;
         }
         let mut key = hmac(format!("AWS4{}", principal.secret_access_key).as_bytes(), date.as_bytes());
         for part in [region, service, "aws4_request"] {
@@ -162,7 +162,7 @@ fn signing_key(principal: &Principal, date: &str, region: &str, service: &str) -
         if keys.len() >= SIGNING_KEYS_MAX {
             keys.clear();
         }
-        keys.push(SigningKey { scope: scope.map(str::to_owned), key: key.clone() });
+        keys.push(SigningKey { scope: scope.map(str::to_owned), key });
         key
     })
 }
@@ -347,27 +347,6 @@ fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     encode_into(&mut out, bytes, false);
     out
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[(byte >> 4) as usize] as char);
-        out.push(DIGITS[(byte & 0xf) as usize] as char);
-    }
-    out
-}
-
-/// Equal in time independent of where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// `YYYYMMDDTHHMMSSZ` as Unix seconds.

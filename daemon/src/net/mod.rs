@@ -446,7 +446,8 @@ fn authenticate(shard: &Rc<Shard>, request: Request, outbound: &Rc<Outbound>, se
         Some(principal) => Ok(principal.clone()),
     };
     let caller = Caller { principal: outcome.as_ref().ok().cloned(), ..caller };
-    let reply = outcome.map(|principal| Reply::Authenticated { principal_arn: principal.arn, account_id: principal.account_id });
+    let reply =
+        outcome.map(|principal| Reply::Authenticated { principal_arn: principal.arn.clone(), account_id: principal.account_id.clone() });
     if let Some(sink) = &shard.config.audit {
         if let Some(described) = sink.describe(&request.op) {
             sink.record(described, &caller, &reply, &shard.config.region, &shard.config.account_id);
@@ -499,14 +500,10 @@ async fn dispatch(
     let permit = inflight.clone().acquire_static_permit(units).await.map_err(|e| e.to_string())?;
     let shard = shard.clone();
     let outbound = outbound.clone();
+    if matches!(request.op, Op::SubscribeToShard { .. }) {
+        shard.audit_start(&request.op, || Caller::clone(&caller));
+    }
     if let Op::SubscribeToShard { consumer_arn, shard_id, position } = request.op {
-        if let Some(sink) = &shard.config.audit {
-            let op = Op::SubscribeToShard { consumer_arn: consumer_arn.clone(), shard_id: shard_id.clone(), position: position.clone() };
-            if let Some(described) = sink.describe(&op) {
-                // Recorded as it starts: a subscription's later failures travel in its events.
-                sink.record(described, &caller, &Ok(Reply::Done), &shard.config.region, &shard.config.account_id);
-            }
-        }
         glommio::spawn_local(async move {
             let sink = PushSink { shard: shard.clone(), outbound, id: request.id };
             crate::stream::service::subscribe_to_shard(&shard, consumer_arn, shard_id, position, &sink).await;

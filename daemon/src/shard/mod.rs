@@ -317,6 +317,15 @@ impl Shard {
         response
     }
 
+    /// Records in the audit log (when it records such calls) an operation that is answered by
+    /// a stream of events rather than once (SubscribeToShard): as it starts, its later
+    /// failures travelling in its events.
+    pub fn audit_start(&self, op: &Op, caller: impl FnOnce() -> crate::audit::Caller) {
+        if let Some((sink, described)) = self.config.audit.as_ref().and_then(|sink| Some((sink, sink.describe(op)?))) {
+            sink.record(described, &caller(), &Ok(sluice_protocol::Reply::Done), &self.config.region, &self.config.account_id);
+        }
+    }
+
     /// Hands a call from another shard to the engine it is for.
     async fn handle_call(self: &Rc<Self>, call: Call) -> Answer {
         match call {

@@ -10,6 +10,8 @@
 use sluice_protocol::limits::ITERATOR_LIFETIME_MS;
 use sluice_protocol::{ErrorCode, OpError};
 
+use sluice_protocol::auth::hex;
+
 use crate::seal::{SealKey, TAG_BYTES};
 
 /// 2: sealed with the data directory's key (1 carried a CRC-32, refused since).
@@ -34,7 +36,7 @@ impl ShardPosition {
         bytes.extend_from_slice(&self.shard.to_be_bytes());
         bytes.extend_from_slice(&self.next.to_be_bytes());
         bytes.extend_from_slice(&self.issued_ms.to_be_bytes());
-        to_hex(&key.seal(bytes))
+        hex(&key.seal(bytes))
     }
 
     /// Reads an iterator back; refuses anything not made by `encode`, and iterators
@@ -74,15 +76,7 @@ fn shorten(text: &str) -> &str {
 /// A pagination token: what comes after, and when it was issued (tokens expire after
 /// `lifetime_ms`). Hex of `issued_ms:after` and its tag.
 pub fn encode_token(after: &str, issued_ms: u64, key: &SealKey) -> String {
-    to_hex(&key.seal(format!("{issued_ms}:{after}").into_bytes()))
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        text.push_str(&format!("{b:02x}"));
-    }
-    text
+    hex(&key.seal(format!("{issued_ms}:{after}").into_bytes()))
 }
 
 /// Bytes of a lower- or upper-case hex string; `None` for anything else.
@@ -136,7 +130,7 @@ mod tests {
         assert_eq!(decode_token(&token, 200, 100, &key).unwrap_err().code, ErrorCode::ExpiredNextToken);
         assert_eq!(decode_token("zz", 20, 100, &key).unwrap_err().code, ErrorCode::InvalidArgument);
         // The old unsealed form, or one sealed under another key, is refused.
-        assert_eq!(decode_token(&to_hex(b"10:shardId-000000000004"), 20, 100, &key).unwrap_err().code, ErrorCode::InvalidArgument);
+        assert_eq!(decode_token(&hex(b"10:shardId-000000000004"), 20, 100, &key).unwrap_err().code, ErrorCode::InvalidArgument);
         assert_eq!(
             decode_token(&encode_token("x", 10, &SealKey::from_seed(4)), 20, 100, &key).unwrap_err().code,
             ErrorCode::InvalidArgument
