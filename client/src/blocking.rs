@@ -5,7 +5,8 @@ use std::thread::JoinHandle;
 
 use async_io::Async;
 
-use crate::{Client, ClientError};
+use crate::tls::Tls;
+use crate::{Client, ClientError, Driver};
 
 /// Blocking access to a Sluice server. Every async method of `Client` is
 /// reachable through `call` or `client()` with `block_on`.
@@ -22,10 +23,33 @@ impl BlockingClient {
 
     /// Connects, proving to hold `key` when the server requires authentication.
     pub fn connect_as(addr: impl ToSocketAddrs, client_name: &str, key: Option<&crate::AccessKey>) -> Result<BlockingClient, ClientError> {
+        let stream = BlockingClient::tcp(addr)?;
+        let (client, driver) = async_io::block_on(Client::connect_as(stream, client_name, key))?;
+        BlockingClient::drive(client, driver)
+    }
+
+    /// Connects over TLS to `addr` (`host:port`; the server's certificate must name `host`
+    /// unless `tls` says otherwise), proving to hold `key` when given.
+    pub fn connect_tls(addr: &str, client_name: &str, key: Option<&crate::AccessKey>, tls: &Tls) -> Result<BlockingClient, ClientError> {
+        let stream = BlockingClient::tcp(addr)?;
+        let (client, driver) = async_io::block_on(async {
+            let stream = tls.connect(crate::tls::host_of(addr), stream).await?;
+            Client::connect_as(stream, client_name, key).await
+        })?;
+        BlockingClient::drive(client, driver)
+    }
+
+    fn tcp(addr: impl ToSocketAddrs) -> Result<Async<TcpStream>, ClientError> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
-        let stream = Async::new(stream)?;
-        let (client, driver) = async_io::block_on(Client::connect_as(stream, client_name, key))?;
+        Ok(Async::new(stream)?)
+    }
+
+    /// Runs `driver` on a thread of its own.
+    fn drive<S>(client: Client, driver: Driver<S>) -> Result<BlockingClient, ClientError>
+    where
+        S: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+    {
         let driver = std::thread::Builder::new().name("sluice-client".into()).spawn(move || async_io::block_on(driver.run()))?;
         Ok(BlockingClient { client: Some(client), driver: Some(driver) })
     }

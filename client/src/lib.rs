@@ -10,6 +10,7 @@
 //! `blocking::BlockingClient` wraps all this for synchronous code.
 
 pub mod blocking;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +46,8 @@ pub enum ClientError {
     Disconnected,
     #[error("protocol error: {0}")]
     Protocol(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -63,6 +66,7 @@ impl ClientError {
             ClientError::Io(error) => ClientError::Io(std::io::Error::new(error.kind(), error.to_string())),
             ClientError::Disconnected => ClientError::Disconnected,
             ClientError::Protocol(message) => ClientError::Protocol(message.clone()),
+            ClientError::Tls(message) => ClientError::Tls(message.clone()),
         }
     }
 }

@@ -35,6 +35,28 @@ struct Cli {
     #[arg(long, global = true, env = "SLUICE_SECRET_ACCESS_KEY", hide_env_values = true)]
     secret_access_key: Option<String>,
 
+    /// Connect over TLS (the broker runs with `--tls-cert`). Implied by `--ca-file` and
+    /// `--client-cert`. Default: plain TCP.
+    #[arg(long, global = true, env = "SLUICE_TLS")]
+    tls: bool,
+
+    /// CA certificates (PEM) the broker's certificate must chain to. Default with `--tls`: the
+    /// public web PKI roots.
+    #[arg(long, global = true, env = "SLUICE_CA_FILE", value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
+
+    /// The name the broker's certificate must carry. Default: the host of `--endpoint`.
+    #[arg(long, global = true, env = "SLUICE_TLS_SERVER_NAME", value_name = "NAME")]
+    tls_server_name: Option<String>,
+
+    /// Client certificate chain (PEM) for a broker that asks for one (`--tls-client-ca`).
+    #[arg(long, global = true, env = "SLUICE_CLIENT_CERT", value_name = "FILE", requires = "client_key")]
+    client_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) of `--client-cert`.
+    #[arg(long, global = true, env = "SLUICE_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
+    client_key: Option<std::path::PathBuf>,
+
     /// Print results as JSON (one object per line) instead of plain text.
     #[arg(long, global = true, env = "SLUICE_JSON", default_value_t = false)]
     json: bool,
@@ -315,8 +337,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
         (None, None) => None,
         _ => return Err(Failure::Usage("give both --access-key-id and --secret-access-key, or neither".into())),
     };
-    let connection = BlockingClient::connect_as(cli.endpoint.as_str(), "sluice-cli", key.as_ref())
-        .map_err(|error| Failure::Usage(format!("cannot reach a Sluice broker at {}: {error}", cli.endpoint)))?;
+    let tls = cli.tls || cli.ca_file.is_some() || cli.client_cert.is_some();
+    let connection = if tls {
+        let identity = cli.client_cert.as_deref().zip(cli.client_key.as_deref());
+        let mut tls = sluice_client::tls::Tls::new(cli.ca_file.as_deref(), identity).map_err(|error| Failure::Usage(error.to_string()))?;
+        if let Some(name) = &cli.tls_server_name {
+            tls = tls.with_server_name(name);
+        }
+        BlockingClient::connect_tls(&cli.endpoint, "sluice-cli", key.as_ref(), &tls)
+    } else {
+        BlockingClient::connect_as(cli.endpoint.as_str(), "sluice-cli", key.as_ref())
+    };
+    let connection = connection.map_err(|error| {
+        let hint = match error {
+            ClientError::Disconnected if !tls => " (if the broker serves TLS, give --tls or --ca-file)",
+            _ => "",
+        };
+        Failure::Usage(format!("cannot reach a Sluice broker at {}: {error}{hint}", cli.endpoint))
+    })?;
     let client = connection.client().clone();
     let json = cli.json;
     let mut out = std::io::stdout().lock();

@@ -162,8 +162,9 @@ pub struct Config {
     #[arg(long, env = "SLUICE_HTTP_ENDPOINTS_ALLOW_PRIVATE")]
     pub http_endpoints_allow_private: bool,
 
-    /// Base of the queue URLs and SNS links handed to clients. Default: `http://` and the
-    /// address the HTTP gateway listens on (or the binary listener's, with `--http-listen off`).
+    /// Base of the queue URLs and SNS links handed to clients. Default: `http://` (`https://`
+    /// with `--tls-cert`) and the address the HTTP gateway listens on (or the binary
+    /// listener's, with `--http-listen off`).
     #[arg(long, env = "SLUICE_PUBLIC_URL", default_value = "")]
     pub public_url: String,
 
@@ -196,6 +197,25 @@ pub struct Config {
     /// The principals read from `--credentials` (again on SIGHUP).
     #[arg(skip)]
     pub credentials: Option<std::sync::Arc<crate::credentials::CredentialStore>>,
+
+    /// Serve both listeners (binary and HTTP gateway) over TLS with this certificate chain
+    /// (PEM, leaf first). Needs `--tls-key`. Read again on SIGHUP: new connections get the new
+    /// certificate, open ones go on. Default: no TLS (plain TCP).
+    #[arg(long, env = "SLUICE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1). Read again on SIGHUP.
+    #[arg(long, env = "SLUICE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: accept only clients that present a certificate issued by one of these CAs
+    /// (PEM). Needs `--tls-cert`. Read again on SIGHUP. Default: no client certificates asked.
+    #[arg(long, env = "SLUICE_TLS_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// The TLS configuration read from `--tls-cert`, `--tls-key`, `--tls-client-ca`.
+    #[arg(skip)]
+    pub tls: Option<std::sync::Arc<crate::tls::TlsStore>>,
 
     /// Serve on addresses other than loopback without `--credentials`: anyone who can reach
     /// the port can do anything. Without it, a `--listen` or `--http-listen` that is not a

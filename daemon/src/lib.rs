@@ -32,4 +32,5 @@ pub mod shard;
 pub mod sim;
 pub mod storage;
 pub mod stream;
+pub mod tls;
 pub mod topic;

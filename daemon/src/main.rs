@@ -43,7 +43,18 @@ fn main() {
             }
         }
     }
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        let files = sluice_daemon::tls::TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: config.tls_client_ca.clone() };
+        match sluice_daemon::tls::TlsStore::open(files) {
+            Ok(store) => config.tls = Some(store),
+            Err(error) => {
+                eprintln!("sluiced: {error}");
+                std::process::exit(1);
+            }
+        }
+    }
     let credentials = config.credentials.clone();
+    let tls = config.tls.clone();
     let mut signals =
         match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP])
         {
@@ -65,6 +76,12 @@ fn main() {
                             Ok(principals) => tracing::info!(principals, "SIGHUP: credentials read again and in force"),
                             Err(error) => tracing::error!(%error, "SIGHUP: credentials not reloaded; the principals in force stay"),
                         },
+                    }
+                    if let Some(store) = &tls {
+                        match store.reload() {
+                            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key read again; new connections use them"),
+                            Err(error) => tracing::error!(%error, "SIGHUP: TLS files not reloaded; the certificate in force stays"),
+                        }
                     }
                     continue;
                 }
@@ -97,8 +114,13 @@ fn main() {
         }
     };
     let data_dir = config.data_dir.clone();
+    let transport = match (&config.tls, &config.tls_client_ca) {
+        (None, _) => "plain TCP",
+        (Some(_), None) => "TLS",
+        (Some(_), Some(_)) => "mutual TLS",
+    };
     let result = runtime::run(config, sluice_daemon::serve::shard_main, |started| {
-        tracing::info!(addr = %started.addr, shards = started.shards, data_dir = %data_dir.display(), "sluiced ready");
+        tracing::info!(addr = %started.addr, shards = started.shards, data_dir = %data_dir.display(), transport, "sluiced ready");
         // Tests and scripts read this line to learn the port.
         match started.http_addr {
             Some(http) => println!("sluiced listening on {}, http {http}", started.addr),

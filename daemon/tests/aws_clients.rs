@@ -81,6 +81,36 @@ fn sigv4_through_boto3_and_the_cli_with_credentials() {
 }
 
 #[test]
+fn boto3_and_the_cli_over_https_verifying_a_test_ca_and_under_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |path: &Path| path.to_str().unwrap().to_owned();
+    let servers = sluice_testkit::pki::Authority::new(dir.path(), "servers");
+    let clients = sluice_testkit::pki::Authority::new(dir.path(), "clients");
+    let (cert, key) = servers.issue(dir.path(), "server");
+    let (client_cert, client_key) = clients.issue(dir.path(), "client");
+    let tls = ["--tls-cert".to_owned(), path(&cert), "--tls-key".to_owned(), path(&key)];
+    let https = |daemon: &Daemon| format!("https://localhost:{}", daemon.http_addr.unwrap().port());
+
+    let daemon = Daemon::start_with(&tls.iter().map(String::as_str).collect::<Vec<_>>());
+    python_tests("current", &daemon, "test_tls.Tls", &[("SLUICE_ENDPOINT", &https(&daemon)), ("SLUICE_CA_FILE", &path(&servers.file))]);
+    drop(daemon);
+
+    let mutual = [&tls[..], &["--tls-client-ca".to_owned(), path(&clients.file)]].concat();
+    let daemon = Daemon::start_with(&mutual.iter().map(String::as_str).collect::<Vec<_>>());
+    python_tests(
+        "current",
+        &daemon,
+        "test_tls.MutualTls",
+        &[
+            ("SLUICE_ENDPOINT", &https(&daemon)),
+            ("SLUICE_CA_FILE", &path(&servers.file)),
+            ("SLUICE_CLIENT_CERT", &path(&client_cert)),
+            ("SLUICE_CLIENT_KEY", &path(&client_key)),
+        ],
+    );
+}
+
+#[test]
 fn aws_cli_commands_of_the_first_five_minutes() {
     let daemon = Daemon::start();
     python_tests("current", &daemon, "test_cli", &[]);

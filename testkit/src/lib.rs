@@ -2,6 +2,8 @@
 //! `sluiced` (ephemeral port, temporary data directory, `--cores 2`) and connects
 //! real clients to it.
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -99,6 +101,17 @@ impl Daemon {
     /// A connection that proves to hold `key` when the daemon runs with `--credentials`.
     pub fn client_as(&self, key: &sluice_client::AccessKey) -> Result<Conn, sluice_client::ClientError> {
         Ok(Conn { inner: BlockingClient::connect_as(self.addr, "test", Some(key))? })
+    }
+
+    /// A connection over TLS to `localhost` on the daemon's port (a daemon started with
+    /// `--tls-cert`), proving to hold `key` when given.
+    pub fn client_tls(
+        &self,
+        tls: &sluice_client::tls::Tls,
+        key: Option<&sluice_client::AccessKey>,
+    ) -> Result<Conn, sluice_client::ClientError> {
+        let addr = format!("localhost:{}", self.addr.port());
+        Ok(Conn { inner: BlockingClient::connect_tls(&addr, "test", key, tls)? })
     }
 
     pub fn client(&self) -> Conn {

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -133,7 +133,7 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Accepts HTTP connections until shutdown is requested.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    crate::net::accept_connections(shard, listener, "http", serve, |_| {
+    crate::net::accept_connections(shard, listener, crate::tls::Listener::Http, serve, |_| {
         let body = "Too many connections to this shard (--connections-max); try again later.\n";
         format!(
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -144,11 +144,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     .await
 }
 
-async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(shard.config.http_idle_timeout_seconds))).map_err(|e| e.to_string())?;
+async fn serve(shard: Rc<Shard>, stream: crate::tls::Conn) -> Result<(), String> {
+    stream.tcp().set_read_timeout(Some(Duration::from_secs(shard.config.http_idle_timeout_seconds))).map_err(|e| e.to_string())?;
     let service_shard = shard.clone();
-    let peer = stream.peer_addr().ok().map(|addr| addr.ip());
+    let peer = stream.tcp().peer_addr().ok().map(|addr| addr.ip());
     let service = hyper::service::service_fn(move |request| {
         let shard = service_shard.clone();
         async move { Ok::<_, Infallible>(handle(shard, request, peer).await) }

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::{AsyncRead, AsyncWrite};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use glommio::sync::Semaphore;
 use sluice_protocol::limits::PROTOCOL_VERSION;
 use sluice_protocol::{check_frame, decode_request, DecodeError, ErrorCode, FrameCheck, Op, OpError, Reply, Request, Response};
@@ -25,6 +25,7 @@ use sluice_protocol::{check_frame, decode_request, DecodeError, ErrorCode, Frame
 use crate::audit::Caller;
 use crate::env::notify::LocalNotify;
 use crate::shard::Shard;
+use crate::tls::{Conn, Listener};
 
 /// Bytes read from a socket at a time when no larger frame is pending.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -45,7 +46,7 @@ const READ_BUFFER_BYTES_INITIAL: usize = 4 * 1024;
 
 /// Accepts binary-protocol connections until shutdown is requested.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    accept_connections(shard, listener, "binary", serve, refusal).await
+    accept_connections(shard, listener, Listener::Binary, serve, refusal).await
 }
 
 /// What a binary connection past the shard's connection cap is told before it is closed.
@@ -57,20 +58,20 @@ fn refusal(shard: &Shard) -> Vec<u8> {
     shard.encoder.borrow_mut().response(0, &Err(error)).to_vec()
 }
 
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a refused connection is given to take its refusal before it is closed.
 const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Accepts connections until shutdown is requested, serving each in a task of its own that
 /// the shard counts (so shutdown can wait for them). The HTTP gateway accepts through it too.
 /// Past `--connections-max` on this shard, a new connection is sent `refusal` and closed.
-pub async fn accept_connections<F, Fut>(
-    shard: Rc<Shard>,
-    listener: TcpListener,
-    kind: &'static str,
-    serve: F,
-    refusal: fn(&Shard) -> Vec<u8>,
-) where
-    F: Fn(Rc<Shard>, TcpStream) -> Fut,
+/// With `--tls-cert` every connection shakes hands first (in its own task, within
+/// `HANDSHAKE_TIMEOUT`), the refused ones too.
+pub async fn accept_connections<F, Fut>(shard: Rc<Shard>, listener: TcpListener, kind: Listener, serve: F, refusal: fn(&Shard) -> Vec<u8>)
+where
+    F: Fn(Rc<Shard>, Conn) -> Fut + Copy + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + 'static,
 {
     let mut last_refusal_logged: Option<std::time::Instant> = None;
@@ -82,33 +83,46 @@ pub async fn accept_connections<F, Fut>(
         let accept = listener.accept();
         futures::pin_mut!(accept, shutdown);
         match futures::future::select(accept, shutdown).await {
-            futures::future::Either::Left((Ok(mut stream), _)) => {
+            futures::future::Either::Left((Ok(stream), _)) => {
                 let peer = stream.peer_addr().ok();
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(shard = shard.id, ?kind, ?peer, %error, "cannot set TCP_NODELAY");
+                }
                 if shard.shutdown.connections.get() as u64 >= shard.config.connections_max {
                     if last_refusal_logged.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(10)) {
                         tracing::warn!(
                             shard = shard.id,
-                            kind,
+                            ?kind,
                             max = shard.config.connections_max,
                             "refusing connections: this shard serves as many as --connections-max allows"
                         );
                         last_refusal_logged = Some(std::time::Instant::now());
                     }
                     let bytes = refusal(&shard);
+                    let tls = shard.config.tls.clone();
                     glommio::spawn_local(async move {
-                        let write = stream.write_all(&bytes);
-                        let _ = futures::future::select(Box::pin(write), Box::pin(glommio::timer::sleep(REFUSAL_WRITE_TIMEOUT))).await;
-                        let _ = stream.close().await;
+                        let refuse = async {
+                            let mut conn = Conn::accept(stream, tls.as_deref(), kind, REFUSAL_WRITE_TIMEOUT).await?;
+                            let _ = conn.write_all(&bytes).await;
+                            let _ = conn.flush().await;
+                            let _ = conn.close().await;
+                            Ok::<_, String>(())
+                        };
+                        let _ = futures::future::select(Box::pin(refuse), Box::pin(glommio::timer::sleep(REFUSAL_WRITE_TIMEOUT))).await;
                     })
                     .detach();
                     continue;
                 }
                 shard.shutdown.connections.set(shard.shutdown.connections.get() + 1);
-                let serving = serve(shard.clone(), stream);
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
-                    if let Err(error) = serving.await {
-                        tracing::debug!(shard = shard.id, kind, ?peer, %error, "connection closed");
+                    let tls = shard.config.tls.clone();
+                    let served = match Conn::accept(stream, tls.as_deref(), kind, HANDSHAKE_TIMEOUT).await {
+                        Ok(conn) => serve(shard.clone(), conn).await,
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = served {
+                        tracing::debug!(shard = shard.id, ?kind, ?peer, %error, "connection closed");
                     }
                     shard.shutdown.connections.set(shard.shutdown.connections.get() - 1);
                     shard.shutdown.connection_closed.notify_all();
@@ -116,13 +130,13 @@ pub async fn accept_connections<F, Fut>(
                 .detach();
             }
             futures::future::Either::Left((Err(error), _)) => {
-                tracing::warn!(shard = shard.id, kind, %error, "accept failed");
+                tracing::warn!(shard = shard.id, ?kind, %error, "accept failed");
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
             futures::future::Either::Right(_) => break,
         }
     }
-    tracing::debug!(shard = shard.id, kind, "stopped accepting");
+    tracing::debug!(shard = shard.id, ?kind, "stopped accepting");
 }
 
 /// Answers waiting to be written on one connection.
@@ -206,9 +220,8 @@ fn charge_after(response: &Response) -> u64 {
     }
 }
 
-async fn serve(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let peer = stream.peer_addr().ok().map(|addr| addr.ip());
+async fn serve(shard: Rc<Shard>, stream: Conn) -> Result<(), String> {
+    let peer = stream.tcp().peer_addr().ok().map(|addr| addr.ip());
     let (reader, writer) = stream.split();
     let outbound = Rc::new(Outbound {
         buf: RefCell::new(Vec::new()),
@@ -247,10 +260,15 @@ async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbound: Rc<Outbound>,
         }
         std::mem::swap(&mut sending, &mut *outbound.buf.borrow_mut());
         let charged = outbound.charged.replace(0);
+        // The flush matters under TLS: a write may leave records in the session's buffer.
+        let write = async {
+            writer.write_all(&sending).await?;
+            writer.flush().await
+        };
         let written = if stall.is_zero() {
-            writer.write_all(&sending).await.is_ok()
+            write.await.is_ok()
         } else {
-            matches!(glommio::timer::timeout(stall, async { Ok(writer.write_all(&sending).await) }).await, Ok(Ok(())))
+            matches!(glommio::timer::timeout(stall, async { Ok(write.await) }).await, Ok(Ok(())))
         };
         sending.clear();
         outbound.budget.signal(charged);
@@ -262,7 +280,8 @@ async fn write_loop(mut writer: impl AsyncWrite + Unpin, outbound: Rc<Outbound>,
     }
     // Requests still waiting for the budget go on uncharged (their answers go nowhere).
     outbound.budget.close();
-    let _ = writer.close().await;
+    // Under TLS closing writes a close_notify: a peer that no longer reads does not hold it.
+    let _ = glommio::timer::timeout(REFUSAL_WRITE_TIMEOUT, async { Ok(writer.close().await) }).await;
 }
 
 async fn read_loop(

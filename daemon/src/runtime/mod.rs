@@ -140,7 +140,8 @@ where
     };
     let http_addr = http.as_ref().map(|(_, bound)| *bound);
     if config.public_url.is_empty() {
-        config.public_url = format!("http://{}", http_addr.unwrap_or(addr));
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        config.public_url = format!("{scheme}://{}", http_addr.unwrap_or(addr));
     }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
