@@ -44,6 +44,15 @@ pub struct Caller {
     pub request_id: Option<String>,
     /// Who signed the request, when it was signed (`--credentials`).
     pub principal: Option<Arc<crate::credentials::Principal>>,
+    /// Whether it came over TLS.
+    pub secure: bool,
+}
+
+impl Caller {
+    /// What access decisions need of this caller.
+    pub fn access(&self) -> crate::access::Access {
+        crate::access::Access { principal: self.principal.clone(), ip: self.ip, secure: self.secure }
+    }
 }
 
 /// Where shards send their lines. Cloned into every shard's configuration.
@@ -402,6 +411,7 @@ mod tests {
             secret_access_key: "never-in-the-log-0123".into(),
             account_id: "111122223333".into(),
             arn: "arn:aws:iam::111122223333:user/alice".into(),
+            policies: None,
         };
         let caller = Caller { principal: Some(Arc::new(principal)), via: "http", ..caller() };
         let sink = Sink { lines: std::sync::mpsc::sync_channel(1).0, data_events: false, dropped: Default::default() };

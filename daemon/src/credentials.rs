@@ -4,10 +4,13 @@
 //! ```json
 //! { "principals": [
 //!     { "access_key_id": "AKIAEXAMPLE", "secret_access_key": "…",
-//!       "account_id": "000000000000", "arn": "arn:aws:iam::000000000000:user/alice" } ] }
+//!       "account_id": "000000000000", "arn": "arn:aws:iam::000000000000:user/alice",
+//!       "policies": [ { "Version": "2012-10-17", "Statement": [ … ] } ] } ] }
 //! ```
 //!
 //! `account_id` defaults to `--account-id`, `arn` to `arn:aws:iam::ACCOUNT:user/ACCESS_KEY_ID`.
+//! `policies` are the principal's identity policies (`policy`), compiled as the file is read;
+//! without the key the principal has its account root's rights (anything within its account).
 //! Secrets are never logged: `Debug` leaves them out.
 
 use std::collections::HashMap;
@@ -24,6 +27,8 @@ pub struct Principal {
     pub secret_access_key: String,
     pub account_id: String,
     pub arn: String,
+    /// Identity policies; `None`: the account root's rights.
+    pub policies: Option<Vec<crate::policy::Policy>>,
 }
 
 impl std::fmt::Debug for Principal {
@@ -60,7 +65,21 @@ impl Credentials {
             }
             let account_id = field("account_id").unwrap_or_else(|| default_account.to_owned());
             let arn = field("arn").unwrap_or_else(|| format!("arn:aws:iam::{account_id}:user/{access_key_id}"));
-            let principal = Principal { access_key_id: access_key_id.clone(), secret_access_key, account_id, arn };
+            let policies = match entry.get("policies") {
+                None => None,
+                Some(Value::Array(documents)) => Some(
+                    documents
+                        .iter()
+                        .enumerate()
+                        .map(|(at, document)| {
+                            crate::policy::Policy::compile(document, crate::policy::Kind::Identity)
+                                .map_err(|e| format!("principal {index} ({access_key_id}), policy {at}: {e}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+                Some(_) => return Err(format!("principal {index} ({access_key_id}): policies must be a list of policy documents")),
+            };
+            let principal = Principal { access_key_id: access_key_id.clone(), secret_access_key, account_id, arn, policies };
             if by_key.insert(access_key_id.clone(), Arc::new(principal)).is_some() {
                 return Err(format!("access_key_id {access_key_id} is given twice"));
             }

@@ -16,6 +16,7 @@
 //! - `env`: time, timers, tasks, files and shard-local notify — glommio in production, the simulator's world in tests.
 //! - `sim`: the deterministic simulator (`sluice-sim`). `config`: flags and their `SLUICE_…` environment variables.
 
+pub mod access;
 pub mod audit;
 pub mod catalog;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod env;
 pub mod gateway;
 pub mod net;
+pub mod policy;
 pub mod queue;
 pub mod runtime;
 pub mod seal;

@@ -17,6 +17,12 @@ pub struct Current {
 }
 
 impl Current {
+    /// Starts from `snapshot` (the registry's as read at start: version 0 when it is new, so
+    /// `install` would keep the empty default, whose naming is blank).
+    pub fn new(snapshot: Arc<Snapshot>) -> Current {
+        Current { snapshot: RefCell::new(snapshot), installed: LocalNotify::new() }
+    }
+
     pub fn get(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
     }

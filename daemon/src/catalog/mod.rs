@@ -47,6 +47,9 @@ pub struct Naming {
     pub account_id: String,
     /// Base of queue URLs, e.g. `http://127.0.0.1:4566`.
     pub public_url: String,
+    /// Whether access is decided (`--credentials`): then SNS delivers to a queue only when
+    /// the queue's policy allows it (`access::sns_may_deliver`).
+    pub authorization: bool,
 }
 
 impl Naming {
@@ -97,6 +100,10 @@ pub struct Snapshot {
     /// order of `TopicMeta::subscriptions` (`None`: not an SQS subscription, or no such
     /// queue): resolved once per snapshot (`Snapshot::new`), not per publish.
     pub subscribed: HashMap<String, Vec<Option<Arc<QueueMeta>>>>,
+    /// For each topic (by name) with any, which of its SQS subscriptions' queues do not let
+    /// it deliver (their policies do not allow the topic; only with `Naming::authorization`),
+    /// in the order of `TopicMeta::subscriptions`; resolved once per snapshot.
+    pub denied: HashMap<String, Vec<bool>>,
     /// For each topic (by name), which of its subscriptions read its feed and which are
     /// delivered to one by one (`queue::feed`); resolved once per snapshot.
     pub feeds: HashMap<String, Arc<FeedPlan>>,
@@ -117,6 +124,7 @@ impl Snapshot {
             topics,
             streams,
             subscribed: HashMap::new(),
+            denied: HashMap::new(),
             feeds: HashMap::new(),
             reads: HashMap::new(),
         };
@@ -131,6 +139,23 @@ impl Snapshot {
             })
             .collect();
         snapshot.subscribed = subscribed;
+        if snapshot.naming.authorization {
+            let mut denied = HashMap::new();
+            for (name, topic) in snapshot.topics.iter() {
+                let refused: Vec<bool> = (0..topic.subscriptions.len())
+                    .map(|index| {
+                        snapshot.subscribed_queue(name, index).is_some_and(|queue| {
+                            let policy = queue.attributes.policy.as_ref().map(|policy| &*policy.compiled);
+                            !crate::access::sns_may_deliver(&queue.arn, policy, &topic.arn, &snapshot.naming.account_id)
+                        })
+                    })
+                    .collect();
+                if refused.contains(&true) {
+                    denied.insert(name.clone(), refused);
+                }
+            }
+            snapshot.denied = denied;
+        }
         for (name, topic) in snapshot.topics.iter() {
             let mut plan = FeedPlan {
                 feed_id: feeds::feed_id(&topic.arn),
@@ -142,7 +167,7 @@ impl Snapshot {
             for (index, subscription) in topic.subscriptions.iter().enumerate() {
                 plan.body_filters |= subscription.filter.is_some() && subscription.scope == filter::Scope::MessageBody;
                 match snapshot.subscribed_queue(name, index) {
-                    Some(queue) if feeds::reads_feed(subscription) => {
+                    Some(queue) if feeds::reads_feed(subscription) && !snapshot.delivery_denied(name, index) => {
                         let max_size = queue.attributes.maximum_message_size as usize;
                         let envelope = !subscription.raw;
                         if envelope {
@@ -175,6 +200,12 @@ impl Snapshot {
     /// subscription whose queue exists.
     pub fn subscribed_queue(&self, topic: &str, index: usize) -> Option<&Arc<QueueMeta>> {
         self.subscribed.get(topic)?.get(index)?.as_ref()
+    }
+
+    /// Whether the queue of subscription `index` of topic `topic` refuses the topic's
+    /// deliveries (its policy does not allow them).
+    pub fn delivery_denied(&self, topic: &str, index: usize) -> bool {
+        self.denied.get(topic).and_then(|denied| denied.get(index)).copied().unwrap_or(false)
     }
 
     /// Finds a client's queue by name or URL (the URL's last path segment names the queue).
@@ -394,8 +425,11 @@ impl Registry {
             if !valid_queue_name(&name) && !is_delivery_queue(&name) {
                 return Err(format!("invalid queue name {name:?}"));
             }
-            let settings: KeyValues = strings(&queue["attributes"], "attributes")?;
-            let attributes = QueueAttributes::default().with_changes(&settings).map_err(|e| format!("queue {name}: {}", e.message))?;
+            let mut settings: KeyValues = strings(&queue["attributes"], "attributes")?;
+            // A policy is kept even if it no longer compiles (`ResourcePolicy::stored`).
+            let policy = settings.iter().position(|(key, _)| key == "Policy").map(|at| settings.remove(at).1);
+            let mut attributes = QueueAttributes::default().with_changes(&settings).map_err(|e| format!("queue {name}: {}", e.message))?;
+            attributes.policy = policy.filter(|text| !text.is_empty()).map(|text| crate::policy::ResourcePolicy::stored(&text, &name));
             let tags = strings(&queue["tags"], "tags")?.into_iter().collect();
             let meta = QueueMeta {
                 id: u64_of(&queue["id"], "queue id")?,

@@ -16,7 +16,7 @@ pub struct QueueAttributes {
     pub message_retention_seconds: u32,
     pub receive_wait_seconds: u32,
     pub visibility_timeout_seconds: u32,
-    pub policy: Option<String>,
+    pub policy: Option<crate::policy::ResourcePolicy>,
     pub redrive_policy: Option<RedrivePolicy>,
     pub redrive_allow_policy: Option<RedriveAllowPolicy>,
     pub kms_master_key_id: Option<String>,
@@ -243,11 +243,8 @@ impl QueueAttributes {
                     if value.is_empty() {
                         next.policy = None;
                     } else {
-                        serde_json::from_str::<serde_json::Value>(value)
-                            .ok()
-                            .filter(|v| v.is_object())
-                            .ok_or_else(|| invalid_value(name, "the policy is not a valid JSON object"))?;
-                        next.policy = Some(value.clone());
+                        let policy = crate::policy::ResourcePolicy::parse(value).map_err(|error| invalid_value(name, &error))?;
+                        next.policy = Some(policy);
                     }
                 }
                 "RedrivePolicy" => next.redrive_policy = if value.is_empty() { None } else { Some(parse_redrive_policy(value)?) },
@@ -324,7 +321,7 @@ impl QueueAttributes {
             "MessageRetentionPeriod" => self.message_retention_seconds.to_string(),
             "ReceiveMessageWaitTimeSeconds" => self.receive_wait_seconds.to_string(),
             "VisibilityTimeout" => self.visibility_timeout_seconds.to_string(),
-            "Policy" => self.policy.clone()?,
+            "Policy" => self.policy.as_ref()?.text.clone(),
             "RedrivePolicy" => self.redrive_policy.as_ref()?.raw.clone(),
             "RedriveAllowPolicy" => self.redrive_allow_policy.as_ref()?.raw.clone(),
             "KmsMasterKeyId" => self.kms_master_key_id.clone()?,

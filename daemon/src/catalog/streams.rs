@@ -105,6 +105,8 @@ pub struct StreamMeta {
     pub shards: Vec<ShardMeta>,
     pub next_shard: u32,
     pub consumers: Vec<ConsumerMeta>,
+    /// The stream's resource policy (PutResourcePolicy), compiled.
+    pub policy: Option<crate::policy::ResourcePolicy>,
     /// Open shards as (starting hash key, position in `shards`), by starting key.
     routes: Vec<(u128, usize)>,
 }
@@ -501,6 +503,7 @@ fn create(
         shards,
         next_shard: count as u32,
         consumers: Vec::new(),
+        policy: None,
         routes: Vec::new(),
     };
     streams.insert(name, Arc::new(meta.indexed()));
@@ -730,6 +733,7 @@ fn empty_meta() -> StreamMeta {
         shards: Vec::new(),
         next_shard: 0,
         consumers: Vec::new(),
+        policy: None,
         routes: Vec::new(),
     }
 }
@@ -797,6 +801,7 @@ pub fn stream_json(meta: &StreamMeta) -> Value {
         "next_shard": meta.next_shard,
         "shards": shards,
         "consumers": consumers,
+        "policy": meta.policy.as_ref().map(|policy| policy.text.as_str()),
     })
 }
 
@@ -871,6 +876,8 @@ pub fn from_json(naming: &Naming, value: &Value, next_id: u64) -> Result<Streams
             shards,
             next_shard: item["next_shard"].as_u64().and_then(|v| u32::try_from(v).ok()).ok_or("next_shard is not a number")?,
             consumers,
+            // Kept even if it no longer compiles (`ResourcePolicy::stored`).
+            policy: item["policy"].as_str().map(|text| crate::policy::ResourcePolicy::stored(text, &name)),
             routes: Vec::new(),
         }
         .indexed();
@@ -895,7 +902,7 @@ mod tests {
     use super::*;
 
     fn naming() -> Naming {
-        Naming { region: "us-east-1".into(), account_id: "000000000000".into(), public_url: String::new() }
+        Naming { region: "us-east-1".into(), account_id: "000000000000".into(), public_url: String::new(), authorization: false }
     }
 
     fn apply_ok(streams: &mut Streams, next_id: &mut u64, change: StreamChange) -> StreamOutcome {

@@ -29,6 +29,8 @@ pub struct TopicMeta {
     pub attributes: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
     pub subscriptions: Vec<Arc<SubscriptionMeta>>,
+    /// The `Policy` attribute, compiled (`None`: none set).
+    pub policy: Option<crate::policy::ResourcePolicy>,
 }
 
 impl TopicMeta {
@@ -148,7 +150,8 @@ fn check_topic_attribute(name: &str, value: &str, creating: bool, fifo: bool) ->
             let policy: Value = serde_json::from_str(value).map_err(|_| bad("is not valid JSON"))?;
             super::delivery::RetryPolicy::parse(&policy).map(|_| ())
         }
-        "Policy" | "DataProtectionPolicy" if !value.is_empty() => {
+        "Policy" if !value.is_empty() => crate::policy::ResourcePolicy::parse(value).map(|_| ()).map_err(|error| bad(&error)),
+        "DataProtectionPolicy" if !value.is_empty() => {
             serde_json::from_str::<Value>(value).map(|_| ()).map_err(|_| bad("is not valid JSON"))
         }
         "TracingConfig" if fifo && value == "Active" => Err(bad("active tracing is for standard topics only")),
@@ -272,7 +275,14 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
             let arn = naming.topic_arn(&name);
             topics.insert(
                 name.clone(),
-                Arc::new(TopicMeta { name, arn: arn.clone(), attributes: settings, tags, subscriptions: Vec::new() }),
+                Arc::new(TopicMeta {
+                    name,
+                    arn: arn.clone(),
+                    policy: compiled_policy(&settings),
+                    attributes: settings,
+                    tags,
+                    subscriptions: Vec::new(),
+                }),
             );
             Ok(Some(arn))
         }
@@ -298,6 +308,7 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
             } else {
                 updated.attributes.insert(name, value);
             }
+            updated.policy = compiled_policy(&updated.attributes);
             topics.insert(updated.name.clone(), Arc::new(updated));
             Ok(None)
         }
@@ -544,16 +555,24 @@ pub fn from_json(naming: &Naming, value: &Value) -> Result<Topics, String> {
             .map_err(|e| format!("topic {name}: {}", e.message))?;
             subscriptions.push(Arc::new(compiled));
         }
+        let attributes = strings(&topic["attributes"], "topic attributes")?;
         let meta = TopicMeta {
             name: name.clone(),
+            // Kept even if it no longer compiles (`ResourcePolicy::stored`).
+            policy: attributes.get("Policy").map(|text| crate::policy::ResourcePolicy::stored(text, &arn)),
             arn,
-            attributes: strings(&topic["attributes"], "topic attributes")?,
+            attributes,
             tags: strings(&topic["tags"], "topic tags")?,
             subscriptions,
         };
         topics.insert(name, Arc::new(meta));
     }
     Ok(topics)
+}
+
+/// The `Policy` among a topic's attributes, compiled (it was checked as it was set).
+fn compiled_policy(attributes: &BTreeMap<String, String>) -> Option<crate::policy::ResourcePolicy> {
+    attributes.get("Policy").and_then(|text| crate::policy::ResourcePolicy::parse(text).ok())
 }
 
 /// The access policy SNS gives a topic that sets none: only the owner may act on it.

@@ -44,6 +44,7 @@ use hyper::body::{Frame, Incoming};
 use serde_json::{Map, Value};
 use sluice_protocol::{ErrorCode, Op, OpError, Reply, Response as OpResponse};
 
+use crate::access::Access;
 use crate::audit::Caller;
 use crate::shard::Shard;
 use params::{Params, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
@@ -147,7 +148,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 async fn serve(shard: Rc<Shard>, stream: crate::tls::Conn) -> Result<(), String> {
     stream.tcp().set_read_timeout(Some(Duration::from_secs(shard.config.http_idle_timeout_seconds))).map_err(|e| e.to_string())?;
     let service_shard = shard.clone();
-    let peer = stream.tcp().peer_addr().ok().map(|addr| addr.ip());
+    let peer = Peer { ip: stream.tcp().peer_addr().ok().map(|addr| addr.ip()), secure: stream.secure() };
     let service = hyper::service::service_fn(move |request| {
         let shard = service_shard.clone();
         async move { Ok::<_, Infallible>(handle(shard, request, peer).await) }
@@ -186,7 +187,7 @@ impl Protocol {
     }
 }
 
-async fn handle(shard: Rc<Shard>, request: Request<Incoming>, peer: Option<std::net::IpAddr>) -> Response<Body> {
+async fn handle(shard: Rc<Shard>, request: Request<Incoming>, peer: Peer) -> Response<Body> {
     let request_id = crate::catalog::topics::random_uuid();
     let (parts, body) = request.into_parts();
     if parts.uri.path() == "/health" && parts.method == Method::GET {
@@ -217,19 +218,28 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>, peer: Option<std::
     response
 }
 
-/// Who made an HTTP call, for the audit log.
-fn http_caller(parts: &http::request::Parts, peer: Option<std::net::IpAddr>, request_id: &str) -> Caller {
-    let agent = parts.headers.get(http::header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or_default();
-    Caller { ip: peer, agent: agent.to_owned(), via: "http", request_id: Some(request_id.to_owned()), principal: None }
+/// The other end of an HTTP connection.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    ip: Option<std::net::IpAddr>,
+    /// Whether the connection is TLS.
+    secure: bool,
 }
 
-async fn handle_call(
-    shard: &Rc<Shard>,
-    parts: http::request::Parts,
-    body: Incoming,
-    request_id: &str,
-    peer: Option<std::net::IpAddr>,
-) -> Response<Body> {
+/// Who made an HTTP call, for the audit log.
+fn http_caller(parts: &http::request::Parts, peer: Peer, request_id: &str) -> Caller {
+    let agent = parts.headers.get(http::header::USER_AGENT).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    Caller {
+        ip: peer.ip,
+        secure: peer.secure,
+        agent: agent.to_owned(),
+        via: "http",
+        request_id: Some(request_id.to_owned()),
+        principal: None,
+    }
+}
+
+async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incoming, request_id: &str, peer: Peer) -> Response<Body> {
     let path = parts.uri.path().to_owned();
     let target = parts.headers.get("x-amz-target").and_then(|value| value.to_str().ok()).map(str::to_owned);
     let (protocol, json_action) = match target.as_deref() {
@@ -299,11 +309,12 @@ async fn handle_call(
             }
         }
     };
+    let access = Access { principal: principal.clone(), ip: peer.ip, secure: peer.secure };
     let caller = || Caller { principal: principal.clone(), ..http_caller(&parts, peer, request_id) };
     if protocol.is_json() {
-        json_call(shard, protocol, &json_action, &body, request_id, caller).await
+        json_call(shard, protocol, &json_action, &body, request_id, &access, caller).await
     } else {
-        query_call(shard, &parts, &path, &body, request_id, caller).await
+        query_call(shard, &parts, &path, &body, request_id, &access, caller).await
     }
 }
 
@@ -325,7 +336,7 @@ struct Asked<'a> {
     request_id: &'a str,
     /// The JSON protocols' action (from `X-Amz-Target`); empty for the Query protocol.
     json_action: &'a str,
-    peer: Option<std::net::IpAddr>,
+    peer: Peer,
 }
 
 /// The answer to a request whose signature was refused, in its protocol's error shape; the
@@ -434,6 +445,7 @@ async fn json_call(
     action: &str,
     body: &[u8],
     request_id: &str,
+    access: &Access,
     caller: impl Fn() -> Caller,
 ) -> Response<Body> {
     let op = match json_op(protocol == Protocol::SqsJson, action, body) {
@@ -441,12 +453,15 @@ async fn json_call(
         Err((error, type_name)) => return json_error(protocol, &error, request_id, type_name),
     };
     if matches!(op, Op::SubscribeToShard { .. }) {
+        if let Err(error) = shard.authorize(&op, access) {
+            return json_error(protocol, &error, request_id, "");
+        }
         shard.audit_start(&op, &caller);
     }
     if let Op::SubscribeToShard { consumer_arn, shard_id, position } = op {
         return subscribe_to_shard(shard, consumer_arn, shard_id, position, request_id).await;
     }
-    match shard.handle_op_for(op, caller).await {
+    match shard.handle_op_for(op, access, caller).await {
         Ok(reply) => {
             let value = match protocol {
                 Protocol::SqsJson => sqs::json_reply(action, reply),
@@ -533,6 +548,7 @@ async fn query_call(
     path: &str,
     body: &[u8],
     request_id: &str,
+    access: &Access,
     caller: impl FnOnce() -> Caller,
 ) -> Response<Body> {
     let mut pairs: Vec<(String, String)> = Vec::new();
@@ -580,7 +596,7 @@ async fn query_call(
         Ok(op) => op,
         Err(error) => return query_error(protocol, &error, request_id),
     };
-    match shard.handle_op_for(op, caller).await {
+    match shard.handle_op_for(op, access, caller).await {
         Ok(reply) => {
             let text = if protocol == Protocol::SqsQuery {
                 sqs::xml_reply(&action, reply, request_id)

@@ -108,6 +108,7 @@ pub fn error_code(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::InternalFailure => "InternalError",
         ErrorCode::ServiceUnavailable => "ServiceUnavailable",
+        ErrorCode::AccessDenied => "AuthorizationError",
         other => other.aws_name(),
     }
 }

@@ -22,6 +22,7 @@ use glommio::sync::Semaphore;
 use sluice_protocol::limits::PROTOCOL_VERSION;
 use sluice_protocol::{check_frame, decode_request, DecodeError, ErrorCode, FrameCheck, Op, OpError, Reply, Request, Response};
 
+use crate::access::Access;
 use crate::audit::Caller;
 use crate::env::notify::LocalNotify;
 use crate::shard::Shard;
@@ -222,6 +223,7 @@ fn charge_after(response: &Response) -> u64 {
 
 async fn serve(shard: Rc<Shard>, stream: Conn) -> Result<(), String> {
     let peer = stream.tcp().peer_addr().ok().map(|addr| addr.ip());
+    let secure = stream.secure();
     let (reader, writer) = stream.split();
     let outbound = Rc::new(Outbound {
         buf: RefCell::new(Vec::new()),
@@ -235,7 +237,7 @@ async fn serve(shard: Rc<Shard>, stream: Conn) -> Result<(), String> {
     let inflight = Rc::new(Semaphore::new(shard.config.connection_inflight_max));
     let stall = std::time::Duration::from_secs(shard.config.idle_timeout_seconds);
     let writer_task = glommio::spawn_local(write_loop(writer, outbound.clone(), stall));
-    let result = read_loop(&shard, reader, &outbound, &inflight, peer).await;
+    let result = read_loop(&shard, reader, &outbound, &inflight, Caller { ip: peer, secure, via: "binary", ..Caller::default() }).await;
     // Let requests in flight answer (they hold permits), then let the writer flush and stop.
     let _ = inflight.acquire(shard.config.connection_inflight_max).await;
     outbound.closing.set(true);
@@ -289,13 +291,12 @@ async fn read_loop(
     mut reader: impl AsyncRead + Unpin,
     outbound: &Rc<Outbound>,
     inflight: &Rc<Semaphore>,
-    peer: Option<std::net::IpAddr>,
+    peer_caller: Caller,
 ) -> Result<(), String> {
     let frame_bytes_max = shard.config.frame_bytes_max;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES_INITIAL);
     // Where the connection is in its greeting, and then who is on the other end.
     let mut greeted = Session::Fresh;
-    let peer_caller = Caller { ip: peer, via: "binary", ..Caller::default() };
     let idle_timeout = std::time::Duration::from_secs(shard.config.idle_timeout_seconds);
     // One timer per connection, not one per read: it first fires at the Hello deadline, then
     // is armed again for whatever is left of the idle timeout since bytes last arrived.
@@ -360,7 +361,7 @@ async fn read_loop(
                     futures::future::Either::Left((result, _)) => break result,
                     futures::future::Either::Right((futures::future::Either::Left(_), _)) => return Ok(()),
                     futures::future::Either::Right((futures::future::Either::Right(_), _)) => {
-                        if !matches!(greeted, Session::Ready(_)) {
+                        if !matches!(greeted, Session::Ready(..)) {
                             return Err(format!("no Hello (and Authenticate) within {} s", shard.config.hello_timeout_seconds));
                         }
                         let quiet = last_bytes.elapsed();
@@ -399,8 +400,8 @@ enum Session {
     Fresh,
     /// `--credentials` is set: waiting for the `Authenticate` that signs `nonce`.
     Challenged { nonce: String, caller: Caller },
-    /// Serving requests for this caller.
-    Ready(Rc<Caller>),
+    /// Serving requests for this caller, with what access decisions need of it.
+    Ready(Rc<Caller>, Rc<Access>),
 }
 
 /// Answers the first request, which must be `Hello`; returns whether the connection goes on.
@@ -421,7 +422,7 @@ fn greet(shard: &Rc<Shard>, request: Request, outbound: &Rc<Outbound>, session: 
     let caller = Caller { agent: client_name, ..peer.clone() };
     let auth_nonce = match shard.config.credentials.is_some() {
         false => {
-            *session = Session::Ready(Rc::new(caller));
+            *session = Session::Ready(Rc::new(caller), Rc::new(Access::default()));
             None
         }
         true => {
@@ -475,7 +476,7 @@ fn authenticate(shard: &Rc<Shard>, request: Request, outbound: &Rc<Outbound>, se
     let authenticated = reply.is_ok();
     outbound.push(shard, request.id, &reply);
     if authenticated {
-        *session = Session::Ready(Rc::new(caller));
+        *session = Session::Ready(Rc::new(caller.clone()), Rc::new(caller.access()));
     } else {
         tracing::info!(shard = shard.id, peer = ?caller.ip, client = %caller.agent, "refused a connection's authentication");
     }
@@ -508,8 +509,8 @@ async fn dispatch(
             return Err(error.to_string());
         }
     };
-    let caller = match greeted {
-        Session::Ready(caller) => caller.clone(),
+    let (caller, access) = match greeted {
+        Session::Ready(caller, access) => (caller.clone(), access.clone()),
         Session::Fresh => return Ok(greet(shard, request, outbound, greeted, peer)),
         Session::Challenged { .. } => return Ok(authenticate(shard, request, outbound, greeted)),
     };
@@ -520,6 +521,10 @@ async fn dispatch(
     let shard = shard.clone();
     let outbound = outbound.clone();
     if matches!(request.op, Op::SubscribeToShard { .. }) {
+        if let Err(error) = shard.authorize(&request.op, &access) {
+            outbound.push(&shard, request.id, &Err(error));
+            return Ok(true);
+        }
         shard.audit_start(&request.op, || Caller::clone(&caller));
     }
     if let Op::SubscribeToShard { consumer_arn, shard_id, position } = request.op {
@@ -535,7 +540,7 @@ async fn dispatch(
     glommio::spawn_local(async move {
         let before = charge_before(&request.op);
         let charged = if before > 0 { outbound.charge(before, budget_max).await } else { None };
-        let response = shard.handle_op_for(request.op, || Caller::clone(&caller)).await;
+        let response = shard.handle_op_for(request.op, &access, || Caller::clone(&caller)).await;
         let charged = match charged {
             Some(charged) => Some(charged),
             None => match charge_after(&response) {

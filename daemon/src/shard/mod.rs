@@ -20,6 +20,7 @@ use sluice_protocol::{Encoder, ErrorCode, Op, OpError, Response};
 
 pub use calls::{Answer, Bus, Call, Notice, ShardMessage};
 
+use crate::access::Access;
 use crate::catalog::current::Current;
 use crate::catalog::{MetaChange, MetaOutcome, Naming, Registry, Snapshot};
 use crate::config::Config;
@@ -73,7 +74,12 @@ pub struct Shard {
 }
 
 fn naming(config: &Config) -> Naming {
-    Naming { region: config.region.clone(), account_id: config.account_id.clone(), public_url: config.public_url.clone() }
+    Naming {
+        region: config.region.clone(),
+        account_id: config.account_id.clone(),
+        public_url: config.public_url.clone(),
+        authorization: config.credentials_file.is_some(),
+    }
 }
 
 /// The first half of a shard's life: joins the mesh, opens its storage, builds its engines
@@ -142,8 +148,7 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         })
         .await;
     }
-    let catalog = Current::default();
-    catalog.install(snapshot);
+    let catalog = Current::new(snapshot);
     let writer = (id == 0).then(|| meta::CatalogWriter::new(registry, meta_file::MetaWriter::new(&config.data_dir, count, position)));
     let shard = Rc::new(Shard {
         id,
@@ -306,15 +311,30 @@ impl Shard {
         }
     }
 
-    /// Runs a client's operation as `handle_op` does, recorded in the audit log (when there
-    /// is one and it records such calls) with who made it and how it ended.
-    pub async fn handle_op_for(self: &Rc<Self>, op: Op, caller: impl FnOnce() -> crate::audit::Caller) -> Response {
+    /// Runs a client's operation as `handle_op` does once `access` may (`access::authorize`),
+    /// recorded in the audit log (when there is one and it records such calls) with who made
+    /// it and how it ended — a refusal too.
+    pub async fn handle_op_for(self: &Rc<Self>, op: Op, access: &Access, caller: impl FnOnce() -> crate::audit::Caller) -> Response {
+        let decided = self.authorize(&op, access);
         let Some((sink, described)) = self.config.audit.as_ref().and_then(|sink| Some((sink, sink.describe(&op)?))) else {
+            decided?;
             return self.handle_op(op).await;
         };
-        let response = self.handle_op(op).await;
+        let response = match decided {
+            Ok(()) => self.handle_op(op).await,
+            Err(error) => Err(error),
+        };
         sink.record(described, &caller(), &response, &self.config.region, &self.config.account_id);
         response
+    }
+
+    /// Whether `access` may run `op` (always, without `--credentials`).
+    pub fn authorize(&self, op: &Op, access: &Access) -> Result<(), OpError> {
+        if access.principal.is_none() {
+            return Ok(());
+        }
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        crate::access::authorize(&self.catalog.get(), op, access, &self.config.seal_key, now_ms)
     }
 
     /// Records in the audit log (when it records such calls) an operation that is answered by

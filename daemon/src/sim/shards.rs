@@ -218,8 +218,7 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
         let opened = opened.map_err(|error| {
             format!("shard {id}'s queue log does not open: {error}\n  disk:{}", super::describe_dir(&driver.world, &queue_log_dir(id)))
         })?;
-        let catalog = Current::default();
-        catalog.install(snapshot.clone());
+        let catalog = Current::new(snapshot.clone());
         let streams = StreamStore::new(driver.env(), std::path::Path::new("/sim"), setup.segment_bytes, FsyncMode::Always, false, 60_000);
         let shard = Rc::new(SimShard {
             id,

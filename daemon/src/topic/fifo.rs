@@ -417,7 +417,8 @@ impl Delivery<'_> {
                 (envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn), Vec::new())
             };
             let queue = self.snapshot.subscribed_queue(&topic.name, index);
-            let (queue, body, sqs_attributes) = match deliverable(queue, subscription, attributes.len(), body.len()) {
+            let denied = self.snapshot.delivery_denied(&topic.name, index);
+            let (queue, body, sqs_attributes) = match deliverable(queue, denied, subscription, attributes.len(), body.len()) {
                 Ok(queue) => (queue, body, sqs_attributes),
                 Err(undeliverable) => {
                     let Some(queue) = dead_letter_queue(self.snapshot, subscription, &undeliverable) else { continue };

@@ -291,7 +291,8 @@ fn publish_one<H: TopicHost>(
             }
             continue;
         }
-        match deliverable(snapshot.subscribed_queue(&topic.name, index), subscription, attributes.len(), body.len()) {
+        let denied = snapshot.delivery_denied(&topic.name, index);
+        match deliverable(snapshot.subscribed_queue(&topic.name, index), denied, subscription, attributes.len(), body.len()) {
             Ok(queue) => {
                 let build = || delivery_payload(body, md5, payload_attributes, entry.message_group_id.clone(), now);
                 let payload = if subscription.raw { raw_payload.get_or_insert_with(build).clone() } else { build() };
@@ -327,6 +328,7 @@ pub(super) fn passes(
 /// attributes to, or why it cannot.
 pub(super) fn deliverable<'a>(
     queue: Option<&'a Arc<QueueMeta>>,
+    denied: bool,
     subscription: &SubscriptionMeta,
     attribute_count: usize,
     body_len: usize,
@@ -335,6 +337,10 @@ pub(super) fn deliverable<'a>(
         None => {
             Err(Undeliverable { code: "AWS.SimpleQueueService.NonExistentQueue", reason: "The specified queue does not exist.".into() })
         }
+        Some(queue) if denied => Err(Undeliverable {
+            code: "AccessDenied",
+            reason: format!("The policy of {} does not allow sns.amazonaws.com to SendMessage from {}.", queue.arn, subscription.topic_arn),
+        }),
         Some(_) if subscription.raw && attribute_count > RAW_DELIVERY_ATTRIBUTES_MAX => Err(Undeliverable {
             code: "InvalidParameterValue",
             reason: format!(

@@ -1,0 +1,200 @@
+//! Who may do what. With `--credentials`, every request of a principal is decided before its
+//! engine sees it: the action it is (`policy::ACTIONS`), the resource it acts on and that
+//! resource's policy (a queue's or topic's `Policy`, a stream's resource policy), against the
+//! principal's identity policies (`policy::allowed`). Everything is looked up in the shard's
+//! catalog snapshot, whose policies are compiled as they are set, so a decision costs a few
+//! lookups and bit tests. Without `--credentials` nothing is decided: every request is served.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use sluice_protocol::{ErrorCode, Op, OpError};
+
+use crate::catalog::Snapshot;
+use crate::credentials::Principal;
+use crate::policy::{self, Action, Policy, Request, Who};
+use crate::seal::SealKey;
+
+/// How a request reached the daemon, as policies see it.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// The principal that signed or authenticated; `None` without `--credentials`, or for the
+    /// unsigned links SNS hands out (their token or ARN is the credential).
+    pub principal: Option<Arc<Principal>>,
+    pub ip: Option<IpAddr>,
+    /// Whether it came over TLS.
+    pub secure: bool,
+}
+
+/// What a request acts on: the resource's ARN (`None` for actions on none, such as
+/// `ListQueues`) and the resource's policy.
+struct Target<'a> {
+    action: &'static str,
+    resource: Option<String>,
+    policy: Option<&'a Policy>,
+}
+
+impl<'a> Target<'a> {
+    fn new(action: &'static str, resource: Option<String>, policy: Option<&'a Policy>) -> Target<'a> {
+        Target { action, resource, policy }
+    }
+}
+
+/// Decides `op` for `access`; `Err(AccessDenied)` says who may not do what to which resource.
+pub fn authorize(snapshot: &Snapshot, op: &Op, access: &Access, seal_key: &SealKey, now_ms: u64) -> Result<(), OpError> {
+    let Some(principal) = &access.principal else { return Ok(()) };
+    let Some(target) = target(snapshot, op, seal_key, now_ms) else { return Ok(()) };
+    let Some(action) = Action::named(target.action) else {
+        return Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not an action policies know", target.action)));
+    };
+    let request = Request {
+        who: Who::Principal { arn: &principal.arn, account: &principal.account_id },
+        action,
+        resource: target.resource.as_deref(),
+        source_arn: None,
+        source_account: None,
+        source_ip: access.ip,
+        secure: access.secure,
+    };
+    if policy::allowed(principal.policies.as_deref(), target.policy, &snapshot.naming.account_id, &request) {
+        return Ok(());
+    }
+    let on = target.resource.as_deref().map(|arn| format!(" on resource: {arn}")).unwrap_or_default();
+    Err(OpError::new(ErrorCode::AccessDenied, format!("User: {} is not authorized to perform: {}{on}", principal.arn, target.action)))
+}
+
+/// Whether SNS may deliver `topic_arn`'s messages to a queue with `queue_policy`: the queue's
+/// policy must allow `sns.amazonaws.com` to `sqs:SendMessage` to `queue_arn`, the topic as
+/// `aws:SourceArn`, as in AWS.
+pub fn sns_may_deliver(queue_arn: &str, queue_policy: Option<&Policy>, topic_arn: &str, account_id: &str) -> bool {
+    let Some(action) = Action::named("sqs:SendMessage") else { return false };
+    let request = Request {
+        who: Who::Service(policy::SNS_SERVICE),
+        action,
+        resource: Some(queue_arn),
+        source_arn: Some(topic_arn),
+        source_account: Some(account_id),
+        source_ip: None,
+        secure: true,
+    };
+    policy::allowed(None, queue_policy, account_id, &request)
+}
+
+/// The action `op` is, its resource and that resource's policy; `None` for what is not an
+/// API call (`Hello`, `Authenticate`).
+fn target<'a>(snapshot: &'a Snapshot, op: &Op, seal_key: &SealKey, now_ms: u64) -> Option<Target<'a>> {
+    let naming = &snapshot.naming;
+    let queue = |action: &'static str, queue: &str| {
+        let name = queue.trim_end_matches('/').rsplit('/').next().unwrap_or(queue);
+        match snapshot.by_name.get(name).filter(|meta| !crate::catalog::is_delivery_queue(&meta.name)) {
+            Some(meta) => Target::new(action, Some(meta.arn.clone()), meta.attributes.policy.as_ref().map(|p| &*p.compiled)),
+            None => Target::new(action, Some(naming.arn(name)), None),
+        }
+    };
+    let topic = |action: &'static str, topic: &str| {
+        let name = naming.topic_name(topic).unwrap_or(topic);
+        match snapshot.topics.get(name) {
+            Some(meta) => Target::new(action, Some(meta.arn.clone()), meta.policy.as_ref().map(|p| &*p.compiled)),
+            None => Target::new(action, Some(naming.topic_arn(name)), None),
+        }
+    };
+    let stream = |action: &'static str, stream: &str| match crate::catalog::streams::resolve(&snapshot.streams, naming, stream) {
+        Ok(meta) => Target::new(action, Some(meta.arn.clone()), meta.policy.as_ref().map(|p| &*p.compiled)),
+        Err(_) => {
+            let name = stream.rsplit_once(":stream/").map_or(stream, |(_, name)| name);
+            Target::new(action, Some(crate::catalog::streams::stream_arn(naming, name)), None)
+        }
+    };
+    // A consumer is its own resource (its ARN); it takes no resource policy here.
+    let consumer = |action: &'static str, consumer: &sluice_protocol::ConsumerRef| match (&consumer.consumer_arn, &consumer.stream) {
+        (Some(arn), _) => Target::new(action, Some(arn.clone()), None),
+        (None, Some(stream_name)) => {
+            let stream_arn = stream(action, stream_name).resource.unwrap_or_default();
+            Target::new(action, Some(format!("{stream_arn}/consumer/{}", consumer.name.as_deref().unwrap_or_default())), None)
+        }
+        (None, None) => Target::new(action, None, None),
+    };
+    Some(match op {
+        Op::Hello { .. } | Op::Authenticate { .. } => return None,
+        Op::CreateQueue { name, .. } => Target::new("sqs:CreateQueue", Some(naming.arn(name)), None),
+        Op::GetQueueUrl { name } => queue("sqs:GetQueueUrl", name),
+        Op::ListQueues { .. } => Target::new("sqs:ListQueues", None, None),
+        Op::DeleteQueue { queue: q } => queue("sqs:DeleteQueue", q),
+        Op::PurgeQueue { queue: q } => queue("sqs:PurgeQueue", q),
+        Op::GetQueueAttributes { queue: q, .. } => queue("sqs:GetQueueAttributes", q),
+        Op::SetQueueAttributes { queue: q, .. } => queue("sqs:SetQueueAttributes", q),
+        Op::TagQueue { queue: q, .. } => queue("sqs:TagQueue", q),
+        Op::UntagQueue { queue: q, .. } => queue("sqs:UntagQueue", q),
+        Op::ListQueueTags { queue: q } => queue("sqs:ListQueueTags", q),
+        Op::ListDeadLetterSourceQueues { queue: q, .. } => queue("sqs:ListDeadLetterSourceQueues", q),
+        Op::SendMessage { queue: q, .. } | Op::SendMessageBatch { queue: q, .. } => queue("sqs:SendMessage", q),
+        Op::ReceiveMessage(receive) => queue("sqs:ReceiveMessage", &receive.queue),
+        Op::DeleteMessage { queue: q, .. } | Op::DeleteMessageBatch { queue: q, .. } => queue("sqs:DeleteMessage", q),
+        Op::ChangeMessageVisibility { queue: q, .. } | Op::ChangeMessageVisibilityBatch { queue: q, .. } => {
+            queue("sqs:ChangeMessageVisibility", q)
+        }
+        Op::CreateTopic { name, .. } => Target::new("sns:CreateTopic", Some(naming.topic_arn(name)), None),
+        Op::DeleteTopic { topic: t } => topic("sns:DeleteTopic", t),
+        Op::ListTopics { .. } => Target::new("sns:ListTopics", None, None),
+        Op::GetTopicAttributes { topic: t } => topic("sns:GetTopicAttributes", t),
+        Op::SetTopicAttributes { topic: t, .. } => topic("sns:SetTopicAttributes", t),
+        Op::Subscribe { topic: t, .. } => topic("sns:Subscribe", t),
+        Op::ConfirmSubscription { topic: t, .. } => topic("sns:ConfirmSubscription", t),
+        Op::Unsubscribe { .. } => Target::new("sns:Unsubscribe", None, None),
+        Op::ListSubscriptions { topic: Some(t), .. } => topic("sns:ListSubscriptionsByTopic", t),
+        Op::ListSubscriptions { topic: None, .. } => Target::new("sns:ListSubscriptions", None, None),
+        Op::GetSubscriptionAttributes { .. } => Target::new("sns:GetSubscriptionAttributes", None, None),
+        Op::SetSubscriptionAttributes { .. } => Target::new("sns:SetSubscriptionAttributes", None, None),
+        Op::Publish { topic: t, .. } | Op::PublishBatch { topic: t, .. } => topic("sns:Publish", t),
+        Op::CreateStream { name, .. } => Target::new("kinesis:CreateStream", Some(crate::catalog::streams::stream_arn(naming, name)), None),
+        Op::DeleteStream { stream: s, .. } => stream("kinesis:DeleteStream", s),
+        Op::DescribeStream { stream: s, .. } => stream("kinesis:DescribeStream", s),
+        Op::DescribeStreamSummary { stream: s } => stream("kinesis:DescribeStreamSummary", s),
+        Op::ListStreams { .. } => Target::new("kinesis:ListStreams", None, None),
+        Op::ListShards(list) => match &list.stream {
+            Some(s) => stream("kinesis:ListShards", s),
+            // Paging by token alone: the token was handed out for a stream this caller listed.
+            None => Target::new("kinesis:ListShards", None, None),
+        },
+        Op::PutRecord { stream: s, .. } => stream("kinesis:PutRecord", s),
+        Op::PutRecords { stream: s, .. } => stream("kinesis:PutRecords", s),
+        Op::GetShardIterator { stream: s, .. } => stream("kinesis:GetShardIterator", s),
+        Op::GetRecords { iterator, .. } => {
+            // An iterator that does not open is refused by the engine as invalid.
+            let position = crate::stream::iterator::ShardPosition::decode(iterator, now_ms, seal_key).ok()?;
+            match snapshot.streams.values().find(|meta| meta.id == position.stream_id) {
+                Some(meta) => Target::new("kinesis:GetRecords", Some(meta.arn.clone()), meta.policy.as_ref().map(|p| &*p.compiled)),
+                None => return None,
+            }
+        }
+        Op::IncreaseStreamRetentionPeriod { stream: s, .. } => stream("kinesis:IncreaseStreamRetentionPeriod", s),
+        Op::DecreaseStreamRetentionPeriod { stream: s, .. } => stream("kinesis:DecreaseStreamRetentionPeriod", s),
+        Op::SplitShard { stream: s, .. } => stream("kinesis:SplitShard", s),
+        Op::MergeShards { stream: s, .. } => stream("kinesis:MergeShards", s),
+        Op::UpdateShardCount { stream: s, .. } => stream("kinesis:UpdateShardCount", s),
+        Op::AddTagsToStream { stream: s, .. } => stream("kinesis:AddTagsToStream", s),
+        Op::RemoveTagsFromStream { stream: s, .. } => stream("kinesis:RemoveTagsFromStream", s),
+        Op::ListTagsForStream { stream: s, .. } => stream("kinesis:ListTagsForStream", s),
+        Op::RegisterStreamConsumer { stream: s, .. } => stream("kinesis:RegisterStreamConsumer", s),
+        Op::DeregisterStreamConsumer(c) => consumer("kinesis:DeregisterStreamConsumer", c),
+        Op::DescribeStreamConsumer(c) => consumer("kinesis:DescribeStreamConsumer", c),
+        Op::ListStreamConsumers { stream: s, .. } => stream("kinesis:ListStreamConsumers", s),
+        Op::SubscribeToShard { consumer_arn, .. } => Target::new("kinesis:SubscribeToShard", Some(consumer_arn.clone()), None),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_named_here_is_one_policies_know() {
+        // `target` names actions by string: each must be in the table, or decisions fail.
+        let source = include_str!("access.rs");
+        for name in source.split('"').filter(|s| s.starts_with("sqs:") || s.starts_with("sns:") || s.starts_with("kinesis:")) {
+            if !name.contains(['*', ' ']) {
+                assert!(Action::named(name).is_some(), "{name} is not in policy::ACTIONS");
+            }
+        }
+    }
+}
