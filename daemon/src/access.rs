@@ -180,6 +180,13 @@ fn target<'a>(snapshot: &'a Snapshot, op: &Op, seal_key: &SealKey, now_ms: u64) 
         Op::DescribeStreamConsumer(c) => consumer("kinesis:DescribeStreamConsumer", c),
         Op::ListStreamConsumers { stream: s, .. } => stream("kinesis:ListStreamConsumers", s),
         Op::SubscribeToShard { consumer_arn, .. } => Target::new("kinesis:SubscribeToShard", Some(consumer_arn.clone()), None),
+        Op::AddPermission { queue: q, .. } => queue("sqs:AddPermission", q),
+        Op::RemovePermission { queue: q, .. } => queue("sqs:RemovePermission", q),
+        Op::AddTopicPermission { topic: t, .. } => topic("sns:AddPermission", t),
+        Op::RemoveTopicPermission { topic: t, .. } => topic("sns:RemovePermission", t),
+        Op::PutResourcePolicy { resource_arn, .. } => stream("kinesis:PutResourcePolicy", resource_arn),
+        Op::GetResourcePolicy { resource_arn } => stream("kinesis:GetResourcePolicy", resource_arn),
+        Op::DeleteResourcePolicy { resource_arn } => stream("kinesis:DeleteResourcePolicy", resource_arn),
     })
 }
 

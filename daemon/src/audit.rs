@@ -282,6 +282,17 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
         Op::GetQueueUrl { name } => (SQS, false, json!({ "queueName": name })),
         Op::ListQueues { prefix, max_results, .. } => (SQS, false, json!({ "queueNamePrefix": prefix, "maxResults": max_results })),
         Op::DeleteQueue { queue } | Op::PurgeQueue { queue } | Op::ListQueueTags { queue } => (SQS, false, json!({ "queueUrl": queue })),
+        Op::AddPermission { queue, label, account_ids, actions } => {
+            (SQS, false, json!({ "queueUrl": queue, "label": label, "aWSAccountIds": account_ids, "actions": actions }))
+        }
+        Op::RemovePermission { queue, label } => (SQS, false, json!({ "queueUrl": queue, "label": label })),
+        Op::AddTopicPermission { topic, label, account_ids, actions } => {
+            (SNS, false, json!({ "topicArn": topic, "label": label, "aWSAccountId": account_ids, "actionName": actions }))
+        }
+        Op::RemoveTopicPermission { topic, label } => (SNS, false, json!({ "topicArn": topic, "label": label })),
+        Op::PutResourcePolicy { resource_arn, .. } | Op::GetResourcePolicy { resource_arn } | Op::DeleteResourcePolicy { resource_arn } => {
+            (KINESIS, false, json!({ "resourceARN": resource_arn }))
+        }
         Op::GetQueueAttributes { queue, names } => (SQS, false, json!({ "queueUrl": queue, "attributeNames": names })),
         Op::SetQueueAttributes { queue, attributes } => (SQS, false, json!({ "queueUrl": queue, "attributes": keys(attributes) })),
         Op::TagQueue { queue, tags } => (SQS, false, json!({ "queueUrl": queue, "tags": keys(tags) })),

@@ -447,6 +447,98 @@ impl ResourcePolicy {
     }
 }
 
+/// AddPermission and RemovePermission (SQS and SNS): a change to a resource's policy by
+/// statement label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PermissionEdit {
+    /// A statement `label` letting `account_ids` do `actions` (`SendMessage`, `*`, …).
+    Add {
+        label: String,
+        account_ids: Vec<String>,
+        actions: Vec<String>,
+    },
+    Remove {
+        label: String,
+    },
+}
+
+/// The policy text after `edit`, or why it cannot be made: `current` is the resource's policy
+/// (or, when it has none, `fallback`: SNS starts from a topic's default policy), `service` the
+/// IAM prefix (`sqs`, `sns`). `None`: the last statement went, and with it the policy.
+pub fn edit_permissions(
+    current: Option<&str>,
+    fallback: Option<String>,
+    edit: &PermissionEdit,
+    service: &str,
+    resource_arn: &str,
+) -> Result<Option<String>, String> {
+    let text = current.map(str::to_owned).or(fallback);
+    let mut document: Value = match &text {
+        Some(text) => serde_json::from_str(text).map_err(|_| "the resource's policy is not valid JSON".to_owned())?,
+        None => {
+            serde_json::json!({ "Version": "2012-10-17", "Id": format!("{resource_arn}/{}DefaultPolicy", service.to_ascii_uppercase()), "Statement": [] })
+        }
+    };
+    let statements = match document.get_mut("Statement") {
+        Some(Value::Array(statements)) => statements,
+        Some(single @ Value::Object(_)) => {
+            *single = Value::Array(vec![single.take()]);
+            single.as_array_mut().ok_or("the policy's Statement is not a list")?
+        }
+        _ => return Err("the resource's policy has no Statement list".into()),
+    };
+    let labelled = |statement: &Value, label: &str| statement.get("Sid").and_then(Value::as_str) == Some(label);
+    match edit {
+        PermissionEdit::Add { label, account_ids, actions } => {
+            if label.is_empty() || label.len() > 80 || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(format!(
+                    "Value {label} for parameter Label is invalid. Reason: up to 80 letters, digits, hyphens and underscores."
+                ));
+            }
+            if statements.iter().any(|statement| labelled(statement, label)) {
+                return Err(format!("Value {label} for parameter Label is invalid. Reason: Already exists."));
+            }
+            if account_ids.is_empty() || actions.is_empty() {
+                return Err("AWSAccountIds and Actions must each name at least one.".into());
+            }
+            let mut principals = Vec::new();
+            for account in account_ids {
+                if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("Value {account} for parameter AWSAccountIds is invalid. Reason: an account id is 12 digits."));
+                }
+                principals.push(format!("arn:aws:iam::{account}:root"));
+            }
+            let mut named = Vec::new();
+            for action in actions {
+                if action != "*" && Action::named(&format!("{service}:{action}")).is_none() {
+                    return Err(format!("Value {action} for parameter ActionName is invalid."));
+                }
+                named.push(format!("{}:{action}", service.to_ascii_uppercase()));
+            }
+            statements.push(serde_json::json!({
+                "Sid": label,
+                "Effect": "Allow",
+                "Principal": { "AWS": principals },
+                "Action": named,
+                "Resource": resource_arn,
+            }));
+        }
+        PermissionEdit::Remove { label } => {
+            let before = statements.len();
+            statements.retain(|statement| !labelled(statement, label));
+            if statements.len() == before {
+                return Err(format!("Value {label} for parameter Label is invalid. Reason: can't find label."));
+            }
+            if statements.is_empty() {
+                return Ok(None);
+            }
+        }
+    }
+    let text = document.to_string();
+    Policy::parse(&text, Kind::Resource)?;
+    Ok(Some(text))
+}
+
 /// A string or a list of strings, as policy elements take them.
 fn strings<'a>(value: &'a Value, element: &str) -> Result<Vec<&'a str>, String> {
     match value {
@@ -804,6 +896,31 @@ mod tests {
         assert!(!allowed(Some(&[]), Some(&grant), "111111111111", &bob), "bob's account does not allow it");
         assert!(allowed(None, Some(&grant), "111111111111", &bob), "bob's account root may, with the grant");
         assert_eq!(grant.sids().collect::<Vec<_>>(), [Some("bob")]);
+    }
+
+    #[test]
+    fn permissions_are_added_and_removed_by_label() {
+        let add = |label: &str, actions: &[&str]| PermissionEdit::Add {
+            label: label.into(),
+            account_ids: vec!["222222222222".into()],
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        };
+        let text = edit_permissions(None, None, &add("bob", &["SendMessage"]), "sqs", QUEUE).unwrap().unwrap();
+        let policy = Policy::parse(&text, Kind::Resource).unwrap();
+        let bob = Request {
+            who: Who::Principal { arn: "arn:aws:iam::222222222222:user/bob", account: "222222222222" },
+            ..by_alice("sqs:SendMessage", QUEUE)
+        };
+        assert_eq!(policy.decide(&bob), Decision::Allow);
+        assert!(edit_permissions(Some(&text), None, &add("bob", &["*"]), "sqs", QUEUE).unwrap_err().contains("Already exists"));
+        assert!(edit_permissions(Some(&text), None, &add("x", &["Fly"]), "sqs", QUEUE).unwrap_err().contains("ActionName"));
+        let two = edit_permissions(Some(&text), None, &add("all", &["*"]), "sqs", QUEUE).unwrap().unwrap();
+        let one = edit_permissions(Some(&two), None, &PermissionEdit::Remove { label: "bob".into() }, "sqs", QUEUE).unwrap().unwrap();
+        assert_eq!(Policy::parse(&one, Kind::Resource).unwrap().sids().collect::<Vec<_>>(), [Some("all")]);
+        assert_eq!(edit_permissions(Some(&one), None, &PermissionEdit::Remove { label: "all".into() }, "sqs", QUEUE).unwrap(), None);
+        assert!(edit_permissions(Some(&one), None, &PermissionEdit::Remove { label: "nobody".into() }, "sqs", QUEUE)
+            .unwrap_err()
+            .contains("can't find"));
     }
 
     #[test]

@@ -111,6 +111,32 @@ fn boto3_and_the_cli_over_https_verifying_a_test_ca_and_under_mutual_tls() {
 }
 
 #[test]
+fn policies_through_boto3() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials.json");
+    let limited = r#"[{"Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:*:*:limited-*"}]}]"#;
+    let other = r#"[{"Statement": {"Effect": "Allow", "Action": ["sqs:SendMessage", "sns:Publish", "kinesis:PutRecord", "kinesis:DescribeStreamSummary"], "Resource": "*"}}]"#;
+    let file = format!(
+        r#"{{"principals": [
+            {{"access_key_id": "AKIAOWNER", "secret_access_key": "owner-secret-0123456789"}},
+            {{"access_key_id": "AKIALIMITED", "secret_access_key": "limited-secret-0123456789", "policies": {limited}}},
+            {{"access_key_id": "AKIAOTHER", "secret_access_key": "other-secret-0123456789", "account_id": "222222222222", "policies": {other}}}
+        ]}}"#
+    );
+    std::fs::write(&credentials, file).unwrap();
+    let daemon = Daemon::start_with(&["--credentials", credentials.to_str().unwrap()]);
+    let env = [
+        ("SLUICE_OWNER_KEY_ID", "AKIAOWNER"),
+        ("SLUICE_OWNER_SECRET", "owner-secret-0123456789"),
+        ("SLUICE_LIMITED_KEY_ID", "AKIALIMITED"),
+        ("SLUICE_LIMITED_SECRET", "limited-secret-0123456789"),
+        ("SLUICE_OTHER_KEY_ID", "AKIAOTHER"),
+        ("SLUICE_OTHER_SECRET", "other-secret-0123456789"),
+    ];
+    python_tests("current", &daemon, "test_policies", &env);
+}
+
+#[test]
 fn aws_cli_commands_of_the_first_five_minutes() {
     let daemon = Daemon::start();
     python_tests("current", &daemon, "test_cli", &[]);

@@ -253,6 +253,39 @@ pub enum Op {
         shard_id: String,
         position: StartingPosition,
     },
+    /// SQS AddPermission: a statement labelled `label` in the queue's policy.
+    AddPermission {
+        queue: String,
+        label: String,
+        account_ids: Vec<String>,
+        actions: Vec<String>,
+    },
+    RemovePermission {
+        queue: String,
+        label: String,
+    },
+    /// SNS AddPermission, on a topic's policy.
+    AddTopicPermission {
+        topic: String,
+        label: String,
+        account_ids: Vec<String>,
+        actions: Vec<String>,
+    },
+    RemoveTopicPermission {
+        topic: String,
+        label: String,
+    },
+    /// Kinesis resource policies (of streams).
+    PutResourcePolicy {
+        resource_arn: String,
+        policy: String,
+    },
+    GetResourcePolicy {
+        resource_arn: String,
+    },
+    DeleteResourcePolicy {
+        resource_arn: String,
+    },
 }
 
 impl Op {
@@ -316,6 +349,11 @@ impl Op {
             Op::DescribeStreamConsumer(_) => "DescribeStreamConsumer",
             Op::ListStreamConsumers { .. } => "ListStreamConsumers",
             Op::SubscribeToShard { .. } => "SubscribeToShard",
+            Op::AddPermission { .. } | Op::AddTopicPermission { .. } => "AddPermission",
+            Op::RemovePermission { .. } | Op::RemoveTopicPermission { .. } => "RemovePermission",
+            Op::PutResourcePolicy { .. } => "PutResourcePolicy",
+            Op::GetResourcePolicy { .. } => "GetResourcePolicy",
+            Op::DeleteResourcePolicy { .. } => "DeleteResourcePolicy",
         }
     }
 }

@@ -259,6 +259,11 @@ pub enum MetaChange {
         queue: String,
         keys: Vec<String>,
     },
+    /// AddPermission / RemovePermission on the queue's policy.
+    Permission {
+        queue: String,
+        edit: crate::policy::PermissionEdit,
+    },
     /// Records a purge (SQS allows one per minute); the caller then purges every shard.
     Purge {
         queue: String,
@@ -543,6 +548,17 @@ impl Registry {
                 meta.attributes.check_unchanged_type(&attributes)?;
                 let next = meta.attributes.with_changes(&attributes)?;
                 self.check_redrive(&queues, &meta.arn, &next)?;
+                let updated = QueueMeta { attributes: next, modified_s: now_s, ..(**meta).clone() };
+                queues.insert(updated.name.clone(), Arc::new(updated));
+                MetaOutcome::Done
+            }
+            MetaChange::Permission { queue, edit } => {
+                let meta = self.snapshot.resolve(&queue)?;
+                let current = meta.attributes.policy.as_ref().map(|policy| policy.text.as_str());
+                let invalid = |message: String| OpError::new(ErrorCode::InvalidParameterValue, message);
+                let text = crate::policy::edit_permissions(current, None, &edit, "sqs", &meta.arn).map_err(invalid)?;
+                let mut next = meta.attributes.clone();
+                next.policy = text.map(|text| crate::policy::ResourcePolicy::parse(&text)).transpose().map_err(invalid)?;
                 let updated = QueueMeta { attributes: next, modified_s: now_s, ..(**meta).clone() };
                 queues.insert(updated.name.clone(), Arc::new(updated));
                 MetaOutcome::Done

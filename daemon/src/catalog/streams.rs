@@ -337,6 +337,11 @@ pub enum StreamChange {
         target: i32,
         scaling_type: Option<String>,
     },
+    /// PutResourcePolicy (`Some`) or DeleteResourcePolicy (`None`) of a stream, by ARN.
+    Policy {
+        resource_arn: String,
+        policy: Option<String>,
+    },
     AddTags {
         stream: String,
         tags: KeyValues,
@@ -397,6 +402,14 @@ pub fn apply(streams: &mut Streams, next_id: &mut u64, change: StreamChange, cx:
             put(streams, meta)
         }
         StreamChange::UpdateShardCount { stream, target, scaling_type } => update_shard_count(streams, &stream, target, scaling_type, cx),
+        StreamChange::Policy { resource_arn, policy } => {
+            let mut meta = stream_of(streams, cx, policy_target(&resource_arn)?)?;
+            meta.policy = match policy {
+                None => None,
+                Some(text) => Some(crate::policy::ResourcePolicy::parse(&text).map_err(|error| invalid(format!("Policy: {error}")))?),
+            };
+            put(streams, meta)
+        }
         StreamChange::AddTags { stream, tags } => {
             let mut meta = stream_of(streams, cx, &stream)?;
             meta.tags = checked_tags(meta.tags, &tags)?;
@@ -656,6 +669,18 @@ pub fn find_consumer<'a>(streams: &'a Streams, naming: &Naming, consumer: &Consu
         })
         .ok_or_else(not_found)?;
     Ok((meta, at))
+}
+
+/// The stream a resource-policy call names: a stream ARN (a consumer's ARN is refused: this
+/// server keeps resource policies for streams only).
+pub fn policy_target(resource_arn: &str) -> Result<&str, OpError> {
+    if !resource_arn.starts_with("arn:") || !resource_arn.contains(":stream/") {
+        return Err(invalid(format!("ResourceARN {resource_arn} is not a stream ARN.")));
+    }
+    if resource_arn.contains("/consumer/") {
+        return Err(invalid("Resource policies of stream consumers are not supported by this server; put one on the stream."));
+    }
+    Ok(resource_arn)
 }
 
 pub fn stream_arn(naming: &Naming, name: &str) -> String {

@@ -228,13 +228,42 @@ pub fn resolve_subscription<'a>(
 /// A change to topics; runs on shard 0 inside the registry.
 #[derive(Debug, Clone)]
 pub enum TopicChange {
-    Create { name: String, attributes: KeyValues, tags: KeyValues },
-    Delete { topic: String },
-    SetAttribute { topic: String, name: String, value: Option<String> },
-    Subscribe { topic: String, protocol: String, endpoint: Option<String>, attributes: KeyValues },
-    Confirm { topic: String, token: String },
-    Unsubscribe { subscription: String },
-    SetSubscriptionAttribute { subscription: String, name: String, value: Option<String> },
+    Create {
+        name: String,
+        attributes: KeyValues,
+        tags: KeyValues,
+    },
+    Delete {
+        topic: String,
+    },
+    SetAttribute {
+        topic: String,
+        name: String,
+        value: Option<String>,
+    },
+    Subscribe {
+        topic: String,
+        protocol: String,
+        endpoint: Option<String>,
+        attributes: KeyValues,
+    },
+    Confirm {
+        topic: String,
+        token: String,
+    },
+    Unsubscribe {
+        subscription: String,
+    },
+    SetSubscriptionAttribute {
+        subscription: String,
+        name: String,
+        value: Option<String>,
+    },
+    /// AddPermission / RemovePermission on the topic's policy (its default policy when none is set).
+    Permission {
+        topic: String,
+        edit: crate::policy::PermissionEdit,
+    },
 }
 
 /// Applies a change to a copy of the topics; returns the ARN the change answers with (if any).
@@ -308,6 +337,20 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
             } else {
                 updated.attributes.insert(name, value);
             }
+            updated.policy = compiled_policy(&updated.attributes);
+            topics.insert(updated.name.clone(), Arc::new(updated));
+            Ok(None)
+        }
+        TopicChange::Permission { topic, edit } => {
+            let meta = resolve(topics, naming, &topic)?;
+            let current = meta.attributes.get("Policy").map(String::as_str);
+            let fallback = Some(default_policy(&meta.arn, &naming.account_id));
+            let text = crate::policy::edit_permissions(current, fallback, &edit, "sns", &meta.arn).map_err(invalid)?;
+            let mut updated = (**meta).clone();
+            match text {
+                Some(text) => updated.attributes.insert("Policy".into(), text),
+                None => updated.attributes.remove("Policy"),
+            };
             updated.policy = compiled_policy(&updated.attributes);
             topics.insert(updated.name.clone(), Arc::new(updated));
             Ok(None)

@@ -93,6 +93,9 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
         },
         "AddTagsToStream" => Op::AddTagsToStream { stream: stream()?, tags: p.string_map("Tags")? },
         "RemoveTagsFromStream" => Op::RemoveTagsFromStream { stream: stream()?, keys: p.strings("TagKeys")? },
+        "PutResourcePolicy" => Op::PutResourcePolicy { resource_arn: p.required("ResourceARN")?, policy: p.required("Policy")? },
+        "GetResourcePolicy" => Op::GetResourcePolicy { resource_arn: p.required("ResourceARN")? },
+        "DeleteResourcePolicy" => Op::DeleteResourcePolicy { resource_arn: p.required("ResourceARN")? },
         "ListTagsForStream" => {
             Op::ListTagsForStream { stream: stream()?, exclusive_start_tag_key: p.string("ExclusiveStartTagKey")?, limit: p.int("Limit")? }
         }
@@ -210,6 +213,10 @@ fn consumer_json(consumer: &ConsumerDescription, with_stream: bool) -> Value {
 /// The AWS JSON 1.1 answer to a successful action.
 pub fn json_reply(action: &str, reply: Reply) -> Value {
     match reply {
+        Reply::Attributes(pairs) if action == "GetResourcePolicy" => {
+            let policy = pairs.into_iter().find(|(name, _)| name == "Policy").map(|(_, text)| text).unwrap_or_else(|| "{}".into());
+            json!({ "Policy": policy })
+        }
         Reply::StreamDescription(stream) => {
             if action == "DescribeStreamSummary" {
                 json!({ "StreamDescriptionSummary": stream_json(&stream, true) })

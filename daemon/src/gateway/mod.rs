@@ -753,4 +753,29 @@ mod tests {
         assert!(json_shape(br#"{"a":"unterminated"#).is_ok());
         assert!(json_shape(br#"{"a":"\"#).is_ok());
     }
+
+    #[test]
+    fn add_permission_reads_both_query_shapes() {
+        let sqs =
+            form_op(true, b"Action=AddPermission&Label=l&AWSAccountId.1=111122223333&AWSAccountId.2=444455556666&ActionName.1=SendMessage");
+        assert_eq!(
+            sqs.unwrap(),
+            Op::AddPermission {
+                queue: "http://127.0.0.1:4566/000000000000/q".into(),
+                label: "l".into(),
+                account_ids: vec!["111122223333".into(), "444455556666".into()],
+                actions: vec!["SendMessage".into()],
+            }
+        );
+        let sns = form_op(false, b"Action=AddPermission&TopicArn=t&Label=l&AWSAccountId.member.1=111122223333&ActionName.member.1=Publish");
+        assert_eq!(
+            sns.unwrap(),
+            Op::AddTopicPermission {
+                topic: "t".into(),
+                label: "l".into(),
+                account_ids: vec!["111122223333".into()],
+                actions: vec!["Publish".into()],
+            }
+        );
+    }
 }

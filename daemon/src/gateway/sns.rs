@@ -27,12 +27,21 @@ pub const ACTIONS: &[&str] = &[
     "SetSubscriptionAttributes",
     "Publish",
     "PublishBatch",
+    "AddPermission",
+    "RemovePermission",
 ];
 
 pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
     Ok(match action {
         "CreateTopic" => Op::CreateTopic { name: p.required("Name")?, attributes: p.string_map("Attributes")?, tags: p.tag_list("Tags")? },
         "DeleteTopic" => Op::DeleteTopic { topic: p.required("TopicArn")? },
+        "AddPermission" => Op::AddTopicPermission {
+            topic: p.required("TopicArn")?,
+            label: p.required("Label")?,
+            account_ids: p.strings("AWSAccountId")?,
+            actions: p.strings("ActionName")?,
+        },
+        "RemovePermission" => Op::RemoveTopicPermission { topic: p.required("TopicArn")?, label: p.required("Label")? },
         "ListTopics" => Op::ListTopics { next_token: p.string("NextToken")? },
         "GetTopicAttributes" => Op::GetTopicAttributes { topic: p.required("TopicArn")? },
         "SetTopicAttributes" => Op::SetTopicAttributes {

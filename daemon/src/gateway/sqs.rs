@@ -25,6 +25,8 @@ pub const QUERY_RENAMES: &[(&str, &str, Shape)] = &[
     ("MessageAttributeName", "MessageAttributeNames", Shape::List),
     ("MessageSystemAttributeName", "MessageSystemAttributeNames", Shape::List),
     ("TagKey", "TagKeys", Shape::List),
+    ("AWSAccountId", "AWSAccountIds", Shape::List),
+    ("ActionName", "Actions", Shape::List),
     ("SendMessageBatchRequestEntry", "Entries", Shape::List),
     ("DeleteMessageBatchRequestEntry", "Entries", Shape::List),
     ("ChangeMessageVisibilityBatchRequestEntry", "Entries", Shape::List),
@@ -42,6 +44,8 @@ pub const ACTIONS: &[&str] = &[
     "TagQueue",
     "UntagQueue",
     "ListQueueTags",
+    "AddPermission",
+    "RemovePermission",
     "ListDeadLetterSourceQueues",
     "SendMessage",
     "SendMessageBatch",
@@ -71,6 +75,13 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
         "TagQueue" => Op::TagQueue { queue: queue()?, tags: p.string_map("Tags")? },
         "UntagQueue" => Op::UntagQueue { queue: queue()?, keys: p.strings("TagKeys")? },
         "ListQueueTags" => Op::ListQueueTags { queue: queue()? },
+        "AddPermission" => Op::AddPermission {
+            queue: queue()?,
+            label: p.required("Label")?,
+            account_ids: p.strings("AWSAccountIds")?,
+            actions: p.strings("Actions")?,
+        },
+        "RemovePermission" => Op::RemovePermission { queue: queue()?, label: p.required("Label")? },
         "ListDeadLetterSourceQueues" => {
             Op::ListDeadLetterSourceQueues { queue: queue()?, max_results: p.int("MaxResults")?, next_token: p.string("NextToken")? }
         }

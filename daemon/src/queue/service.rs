@@ -153,6 +153,15 @@ pub async fn handle_op<H: QueueHost>(host: &Rc<H>, op: Op) -> Response {
             host.meta_change(MetaChange::SetAttributes { queue, attributes }).await?;
             Ok(Reply::Done)
         }
+        Op::AddPermission { queue, label, account_ids, actions } => {
+            let edit = crate::policy::PermissionEdit::Add { label, account_ids, actions };
+            host.meta_change(MetaChange::Permission { queue, edit }).await?;
+            Ok(Reply::Done)
+        }
+        Op::RemovePermission { queue, label } => {
+            host.meta_change(MetaChange::Permission { queue, edit: crate::policy::PermissionEdit::Remove { label } }).await?;
+            Ok(Reply::Done)
+        }
         Op::TagQueue { queue, tags } => {
             host.meta_change(MetaChange::Tag { queue, tags }).await?;
             Ok(Reply::Done)

@@ -395,7 +395,9 @@ fn engine_of(op: &Op) -> Engine {
         | Op::GetSubscriptionAttributes { .. }
         | Op::SetSubscriptionAttributes { .. }
         | Op::Publish { .. }
-        | Op::PublishBatch { .. } => Engine::Topic,
+        | Op::PublishBatch { .. }
+        | Op::AddTopicPermission { .. }
+        | Op::RemoveTopicPermission { .. } => Engine::Topic,
         Op::CreateStream { .. }
         | Op::DeleteStream { .. }
         | Op::DescribeStream { .. }
@@ -411,6 +413,9 @@ fn engine_of(op: &Op) -> Engine {
         | Op::SplitShard { .. }
         | Op::MergeShards { .. }
         | Op::UpdateShardCount { .. }
+        | Op::PutResourcePolicy { .. }
+        | Op::GetResourcePolicy { .. }
+        | Op::DeleteResourcePolicy { .. }
         | Op::AddTagsToStream { .. }
         | Op::RemoveTagsFromStream { .. }
         | Op::ListTagsForStream { .. }

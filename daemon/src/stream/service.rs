@@ -225,6 +225,20 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
                 _ => Err(OpError::new(ErrorCode::InternalFailure, "unexpected outcome of UpdateShardCount")),
             }
         }
+        Op::PutResourcePolicy { resource_arn, policy } => {
+            stream_change(host, StreamChange::Policy { resource_arn, policy: Some(policy) }).await.map(|_| Reply::Done)
+        }
+        Op::DeleteResourcePolicy { resource_arn } => {
+            stream_change(host, StreamChange::Policy { resource_arn, policy: None }).await.map(|_| Reply::Done)
+        }
+        Op::GetResourcePolicy { resource_arn } => {
+            let snapshot = host.snapshot();
+            let target = crate::catalog::streams::policy_target(&resource_arn)?;
+            let meta = resolve(&snapshot.streams, &snapshot.naming, target)?;
+            // A stream without a policy answers an empty document, as Kinesis does.
+            let text = meta.policy.as_ref().map_or("{}", |policy| policy.text.as_str());
+            Ok(Reply::Attributes(vec![("Policy".into(), text.to_owned())]))
+        }
         Op::AddTagsToStream { stream, tags } => stream_change(host, StreamChange::AddTags { stream, tags }).await.map(|_| Reply::Done),
         Op::RemoveTagsFromStream { stream, keys } => {
             stream_change(host, StreamChange::RemoveTags { stream, keys }).await.map(|_| Reply::Done)

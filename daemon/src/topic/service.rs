@@ -93,6 +93,14 @@ pub async fn handle_op<H: TopicHost>(host: &Rc<H>, op: Op) -> Response {
             let meta = resolve(&snapshot.topics, &snapshot.naming, &topic)?;
             Ok(Reply::Attributes(topic_attributes(meta, account_id)))
         }
+        Op::AddTopicPermission { topic, label, account_ids, actions } => {
+            let edit = crate::policy::PermissionEdit::Add { label, account_ids, actions };
+            topic_change(host, TopicChange::Permission { topic, edit }).await.map(|_| Reply::Done)
+        }
+        Op::RemoveTopicPermission { topic, label } => {
+            let edit = crate::policy::PermissionEdit::Remove { label };
+            topic_change(host, TopicChange::Permission { topic, edit }).await.map(|_| Reply::Done)
+        }
         Op::SetTopicAttributes { topic, name, value } => {
             topic_change(host, TopicChange::SetAttribute { topic, name, value }).await.map(|_| Reply::Done)
         }

@@ -154,6 +154,19 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
                 }
             )
         }
+        Op::PutResourcePolicy { resource_arn, policy } => {
+            let resource_arn = Some(fbb.create_string(resource_arn));
+            let policy = Some(fbb.create_string(policy));
+            op_table!(fbb, PutResourcePolicy, fb::PutResourcePolicyArgs { resource_arn, policy })
+        }
+        Op::GetResourcePolicy { resource_arn } => {
+            let resource_arn = Some(fbb.create_string(resource_arn));
+            op_table!(fbb, GetResourcePolicy, fb::GetResourcePolicyArgs { resource_arn })
+        }
+        Op::DeleteResourcePolicy { resource_arn } => {
+            let resource_arn = Some(fbb.create_string(resource_arn));
+            op_table!(fbb, DeleteResourcePolicy, fb::DeleteResourcePolicyArgs { resource_arn })
+        }
         _ => return None,
     })
 }
@@ -322,6 +335,18 @@ pub(super) fn decode_op(
                     timestamp_ms: op.timestamp_ms(),
                 },
             }
+        }
+        fb::Op::PutResourcePolicy => {
+            let op = request.op_as_put_resource_policy().ok_or_else(unknown)?;
+            Op::PutResourcePolicy { resource_arn: op.resource_arn().to_owned(), policy: op.policy().to_owned() }
+        }
+        fb::Op::GetResourcePolicy => {
+            let op = request.op_as_get_resource_policy().ok_or_else(unknown)?;
+            Op::GetResourcePolicy { resource_arn: op.resource_arn().to_owned() }
+        }
+        fb::Op::DeleteResourcePolicy => {
+            let op = request.op_as_delete_resource_policy().ok_or_else(unknown)?;
+            Op::DeleteResourcePolicy { resource_arn: op.resource_arn().to_owned() }
         }
         _ => return Ok(None),
     }))

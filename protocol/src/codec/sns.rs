@@ -82,6 +82,18 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
             let entries = Some(fbb.create_vector(&offsets));
             op_table!(fbb, PublishBatch, fb::PublishBatchArgs { topic, entries })
         }
+        Op::AddTopicPermission { topic, label, account_ids, actions } => {
+            let topic = Some(fbb.create_string(topic));
+            let label = Some(fbb.create_string(label));
+            let account_ids = strings(fbb, account_ids);
+            let actions = strings(fbb, actions);
+            op_table!(fbb, AddTopicPermission, fb::AddTopicPermissionArgs { topic, label, account_ids, actions })
+        }
+        Op::RemoveTopicPermission { topic, label } => {
+            let topic = Some(fbb.create_string(topic));
+            let label = Some(fbb.create_string(label));
+            op_table!(fbb, RemoveTopicPermission, fb::RemoveTopicPermissionArgs { topic, label })
+        }
         _ => return None,
     })
 }
@@ -151,6 +163,19 @@ pub(super) fn decode_op(
                 .map(|entries| entries.iter().map(|entry| read.publish_entry(entry)).collect())
                 .unwrap_or_default();
             Op::PublishBatch { topic: op.topic().to_owned(), entries }
+        }
+        fb::Op::AddTopicPermission => {
+            let op = request.op_as_add_topic_permission().ok_or_else(unknown)?;
+            Op::AddTopicPermission {
+                topic: op.topic().to_owned(),
+                label: op.label().to_owned(),
+                account_ids: read.strings(op.account_ids()),
+                actions: read.strings(op.actions()),
+            }
+        }
+        fb::Op::RemoveTopicPermission => {
+            let op = request.op_as_remove_topic_permission().ok_or_else(unknown)?;
+            Op::RemoveTopicPermission { topic: op.topic().to_owned(), label: op.label().to_owned() }
         }
         _ => return Ok(None),
     }))

@@ -171,6 +171,18 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
             let entries = Some(fbb.create_vector(&offsets));
             op_table!(fbb, ChangeMessageVisibilityBatch, fb::ChangeMessageVisibilityBatchArgs { queue, entries })
         }
+        Op::AddPermission { queue, label, account_ids, actions } => {
+            let queue = Some(fbb.create_string(queue));
+            let label = Some(fbb.create_string(label));
+            let account_ids = strings(fbb, account_ids);
+            let actions = strings(fbb, actions);
+            op_table!(fbb, AddPermission, fb::AddPermissionArgs { queue, label, account_ids, actions })
+        }
+        Op::RemovePermission { queue, label } => {
+            let queue = Some(fbb.create_string(queue));
+            let label = Some(fbb.create_string(label));
+            op_table!(fbb, RemovePermission, fb::RemovePermissionArgs { queue, label })
+        }
         _ => return None,
     })
 }
@@ -319,6 +331,19 @@ pub(super) fn decode_op(
                 })
                 .unwrap_or_default();
             Op::ChangeMessageVisibilityBatch { queue: op.queue().to_owned(), entries }
+        }
+        fb::Op::AddPermission => {
+            let op = request.op_as_add_permission().ok_or_else(unknown)?;
+            Op::AddPermission {
+                queue: op.queue().to_owned(),
+                label: op.label().to_owned(),
+                account_ids: read.strings(op.account_ids()),
+                actions: read.strings(op.actions()),
+            }
+        }
+        fb::Op::RemovePermission => {
+            let op = request.op_as_remove_permission().ok_or_else(unknown)?;
+            Op::RemovePermission { queue: op.queue().to_owned(), label: op.label().to_owned() }
         }
         _ => return Ok(None),
     }))

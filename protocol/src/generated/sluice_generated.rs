@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 56;
+pub const ENUM_MAX_OP: u8 = 63;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 57] = [
+pub const ENUM_VALUES_OP: [Op; 64] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -90,6 +90,13 @@ pub const ENUM_VALUES_OP: [Op; 57] = [
   Op::ListStreamConsumers,
   Op::SubscribeToShard,
   Op::Authenticate,
+  Op::AddPermission,
+  Op::RemovePermission,
+  Op::AddTopicPermission,
+  Op::RemoveTopicPermission,
+  Op::PutResourcePolicy,
+  Op::GetResourcePolicy,
+  Op::DeleteResourcePolicy,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -154,9 +161,16 @@ impl Op {
   pub const ListStreamConsumers: Self = Self(54);
   pub const SubscribeToShard: Self = Self(55);
   pub const Authenticate: Self = Self(56);
+  pub const AddPermission: Self = Self(57);
+  pub const RemovePermission: Self = Self(58);
+  pub const AddTopicPermission: Self = Self(59);
+  pub const RemoveTopicPermission: Self = Self(60);
+  pub const PutResourcePolicy: Self = Self(61);
+  pub const GetResourcePolicy: Self = Self(62);
+  pub const DeleteResourcePolicy: Self = Self(63);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 56;
+  pub const ENUM_MAX: u8 = 63;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -215,6 +229,13 @@ impl Op {
     Self::ListStreamConsumers,
     Self::SubscribeToShard,
     Self::Authenticate,
+    Self::AddPermission,
+    Self::RemovePermission,
+    Self::AddTopicPermission,
+    Self::RemoveTopicPermission,
+    Self::PutResourcePolicy,
+    Self::GetResourcePolicy,
+    Self::DeleteResourcePolicy,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -276,6 +297,13 @@ impl Op {
       Self::ListStreamConsumers => Some("ListStreamConsumers"),
       Self::SubscribeToShard => Some("SubscribeToShard"),
       Self::Authenticate => Some("Authenticate"),
+      Self::AddPermission => Some("AddPermission"),
+      Self::RemovePermission => Some("RemovePermission"),
+      Self::AddTopicPermission => Some("AddTopicPermission"),
+      Self::RemoveTopicPermission => Some("RemoveTopicPermission"),
+      Self::PutResourcePolicy => Some("PutResourcePolicy"),
+      Self::GetResourcePolicy => Some("GetResourcePolicy"),
+      Self::DeleteResourcePolicy => Some("DeleteResourcePolicy"),
       _ => None,
     }
   }
@@ -9058,6 +9086,858 @@ impl core::fmt::Debug for SubscribeToShard<'_> {
       ds.finish()
   }
 }
+pub enum AddPermissionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// SQS AddPermission: a statement labelled `label` in the queue's policy letting the
+/// accounts do the actions (`SendMessage`, `*`, …).
+pub struct AddPermission<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for AddPermission<'a> {
+  type Inner = AddPermission<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> AddPermission<'a> {
+  pub const VT_QUEUE: flatbuffers::VOffsetT = 4;
+  pub const VT_LABEL: flatbuffers::VOffsetT = 6;
+  pub const VT_ACCOUNT_IDS: flatbuffers::VOffsetT = 8;
+  pub const VT_ACTIONS: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    AddPermission { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args AddPermissionArgs<'args>
+  ) -> flatbuffers::WIPOffset<AddPermission<'bldr>> {
+    let mut builder = AddPermissionBuilder::new(_fbb);
+    if let Some(x) = args.actions { builder.add_actions(x); }
+    if let Some(x) = args.account_ids { builder.add_account_ids(x); }
+    if let Some(x) = args.label { builder.add_label(x); }
+    if let Some(x) = args.queue { builder.add_queue(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn queue(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(AddPermission::VT_QUEUE, None).unwrap()}
+  }
+  #[inline]
+  pub fn label(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(AddPermission::VT_LABEL, None).unwrap()}
+  }
+  #[inline]
+  pub fn account_ids(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(AddPermission::VT_ACCOUNT_IDS, None)}
+  }
+  #[inline]
+  pub fn actions(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(AddPermission::VT_ACTIONS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for AddPermission<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("queue", Self::VT_QUEUE, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("label", Self::VT_LABEL, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("account_ids", Self::VT_ACCOUNT_IDS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("actions", Self::VT_ACTIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AddPermissionArgs<'a> {
+    pub queue: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub label: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub account_ids: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub actions: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for AddPermissionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AddPermissionArgs {
+      queue: None, // required field
+      label: None, // required field
+      account_ids: None,
+      actions: None,
+    }
+  }
+}
+
+pub struct AddPermissionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> AddPermissionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_queue(&mut self, queue: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AddPermission::VT_QUEUE, queue);
+  }
+  #[inline]
+  pub fn add_label(&mut self, label: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AddPermission::VT_LABEL, label);
+  }
+  #[inline]
+  pub fn add_account_ids(&mut self, account_ids: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AddPermission::VT_ACCOUNT_IDS, account_ids);
+  }
+  #[inline]
+  pub fn add_actions(&mut self, actions: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AddPermission::VT_ACTIONS, actions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> AddPermissionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    AddPermissionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<AddPermission<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AddPermission::VT_QUEUE,"queue");
+    self.fbb_.required(o, AddPermission::VT_LABEL,"label");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for AddPermission<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("AddPermission");
+      ds.field("queue", &self.queue());
+      ds.field("label", &self.label());
+      ds.field("account_ids", &self.account_ids());
+      ds.field("actions", &self.actions());
+      ds.finish()
+  }
+}
+pub enum RemovePermissionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// SQS RemovePermission: the statement labelled `label` out of the queue's policy.
+pub struct RemovePermission<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for RemovePermission<'a> {
+  type Inner = RemovePermission<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> RemovePermission<'a> {
+  pub const VT_QUEUE: flatbuffers::VOffsetT = 4;
+  pub const VT_LABEL: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    RemovePermission { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args RemovePermissionArgs<'args>
+  ) -> flatbuffers::WIPOffset<RemovePermission<'bldr>> {
+    let mut builder = RemovePermissionBuilder::new(_fbb);
+    if let Some(x) = args.label { builder.add_label(x); }
+    if let Some(x) = args.queue { builder.add_queue(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn queue(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(RemovePermission::VT_QUEUE, None).unwrap()}
+  }
+  #[inline]
+  pub fn label(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(RemovePermission::VT_LABEL, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for RemovePermission<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("queue", Self::VT_QUEUE, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("label", Self::VT_LABEL, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RemovePermissionArgs<'a> {
+    pub queue: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub label: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for RemovePermissionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RemovePermissionArgs {
+      queue: None, // required field
+      label: None, // required field
+    }
+  }
+}
+
+pub struct RemovePermissionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> RemovePermissionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_queue(&mut self, queue: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(RemovePermission::VT_QUEUE, queue);
+  }
+  #[inline]
+  pub fn add_label(&mut self, label: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(RemovePermission::VT_LABEL, label);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> RemovePermissionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    RemovePermissionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<RemovePermission<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, RemovePermission::VT_QUEUE,"queue");
+    self.fbb_.required(o, RemovePermission::VT_LABEL,"label");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for RemovePermission<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("RemovePermission");
+      ds.field("queue", &self.queue());
+      ds.field("label", &self.label());
+      ds.finish()
+  }
+}
+pub enum AddTopicPermissionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// SNS AddPermission, on a topic's policy.
+pub struct AddTopicPermission<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for AddTopicPermission<'a> {
+  type Inner = AddTopicPermission<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> AddTopicPermission<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+  pub const VT_LABEL: flatbuffers::VOffsetT = 6;
+  pub const VT_ACCOUNT_IDS: flatbuffers::VOffsetT = 8;
+  pub const VT_ACTIONS: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    AddTopicPermission { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args AddTopicPermissionArgs<'args>
+  ) -> flatbuffers::WIPOffset<AddTopicPermission<'bldr>> {
+    let mut builder = AddTopicPermissionBuilder::new(_fbb);
+    if let Some(x) = args.actions { builder.add_actions(x); }
+    if let Some(x) = args.account_ids { builder.add_account_ids(x); }
+    if let Some(x) = args.label { builder.add_label(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(AddTopicPermission::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn label(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(AddTopicPermission::VT_LABEL, None).unwrap()}
+  }
+  #[inline]
+  pub fn account_ids(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(AddTopicPermission::VT_ACCOUNT_IDS, None)}
+  }
+  #[inline]
+  pub fn actions(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(AddTopicPermission::VT_ACTIONS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for AddTopicPermission<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("label", Self::VT_LABEL, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("account_ids", Self::VT_ACCOUNT_IDS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("actions", Self::VT_ACTIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AddTopicPermissionArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub label: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub account_ids: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub actions: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for AddTopicPermissionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AddTopicPermissionArgs {
+      topic: None, // required field
+      label: None, // required field
+      account_ids: None,
+      actions: None,
+    }
+  }
+}
+
+pub struct AddTopicPermissionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> AddTopicPermissionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AddTopicPermission::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_label(&mut self, label: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AddTopicPermission::VT_LABEL, label);
+  }
+  #[inline]
+  pub fn add_account_ids(&mut self, account_ids: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AddTopicPermission::VT_ACCOUNT_IDS, account_ids);
+  }
+  #[inline]
+  pub fn add_actions(&mut self, actions: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(AddTopicPermission::VT_ACTIONS, actions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> AddTopicPermissionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    AddTopicPermissionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<AddTopicPermission<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AddTopicPermission::VT_TOPIC,"topic");
+    self.fbb_.required(o, AddTopicPermission::VT_LABEL,"label");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for AddTopicPermission<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("AddTopicPermission");
+      ds.field("topic", &self.topic());
+      ds.field("label", &self.label());
+      ds.field("account_ids", &self.account_ids());
+      ds.field("actions", &self.actions());
+      ds.finish()
+  }
+}
+pub enum RemoveTopicPermissionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// SNS RemovePermission.
+pub struct RemoveTopicPermission<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for RemoveTopicPermission<'a> {
+  type Inner = RemoveTopicPermission<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> RemoveTopicPermission<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+  pub const VT_LABEL: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    RemoveTopicPermission { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args RemoveTopicPermissionArgs<'args>
+  ) -> flatbuffers::WIPOffset<RemoveTopicPermission<'bldr>> {
+    let mut builder = RemoveTopicPermissionBuilder::new(_fbb);
+    if let Some(x) = args.label { builder.add_label(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(RemoveTopicPermission::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn label(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(RemoveTopicPermission::VT_LABEL, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for RemoveTopicPermission<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("label", Self::VT_LABEL, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RemoveTopicPermissionArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub label: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for RemoveTopicPermissionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RemoveTopicPermissionArgs {
+      topic: None, // required field
+      label: None, // required field
+    }
+  }
+}
+
+pub struct RemoveTopicPermissionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> RemoveTopicPermissionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(RemoveTopicPermission::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_label(&mut self, label: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(RemoveTopicPermission::VT_LABEL, label);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> RemoveTopicPermissionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    RemoveTopicPermissionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<RemoveTopicPermission<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, RemoveTopicPermission::VT_TOPIC,"topic");
+    self.fbb_.required(o, RemoveTopicPermission::VT_LABEL,"label");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for RemoveTopicPermission<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("RemoveTopicPermission");
+      ds.field("topic", &self.topic());
+      ds.field("label", &self.label());
+      ds.finish()
+  }
+}
+pub enum PutResourcePolicyOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kinesis PutResourcePolicy, on a stream.
+pub struct PutResourcePolicy<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PutResourcePolicy<'a> {
+  type Inner = PutResourcePolicy<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PutResourcePolicy<'a> {
+  pub const VT_RESOURCE_ARN: flatbuffers::VOffsetT = 4;
+  pub const VT_POLICY: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PutResourcePolicy { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PutResourcePolicyArgs<'args>
+  ) -> flatbuffers::WIPOffset<PutResourcePolicy<'bldr>> {
+    let mut builder = PutResourcePolicyBuilder::new(_fbb);
+    if let Some(x) = args.policy { builder.add_policy(x); }
+    if let Some(x) = args.resource_arn { builder.add_resource_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn resource_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutResourcePolicy::VT_RESOURCE_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn policy(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutResourcePolicy::VT_POLICY, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for PutResourcePolicy<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("resource_arn", Self::VT_RESOURCE_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("policy", Self::VT_POLICY, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PutResourcePolicyArgs<'a> {
+    pub resource_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub policy: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for PutResourcePolicyArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PutResourcePolicyArgs {
+      resource_arn: None, // required field
+      policy: None, // required field
+    }
+  }
+}
+
+pub struct PutResourcePolicyBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PutResourcePolicyBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_resource_arn(&mut self, resource_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutResourcePolicy::VT_RESOURCE_ARN, resource_arn);
+  }
+  #[inline]
+  pub fn add_policy(&mut self, policy: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutResourcePolicy::VT_POLICY, policy);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PutResourcePolicyBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PutResourcePolicyBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PutResourcePolicy<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, PutResourcePolicy::VT_RESOURCE_ARN,"resource_arn");
+    self.fbb_.required(o, PutResourcePolicy::VT_POLICY,"policy");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PutResourcePolicy<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PutResourcePolicy");
+      ds.field("resource_arn", &self.resource_arn());
+      ds.field("policy", &self.policy());
+      ds.finish()
+  }
+}
+pub enum GetResourcePolicyOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kinesis GetResourcePolicy; answered with Attributes holding `Policy`.
+pub struct GetResourcePolicy<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for GetResourcePolicy<'a> {
+  type Inner = GetResourcePolicy<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> GetResourcePolicy<'a> {
+  pub const VT_RESOURCE_ARN: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    GetResourcePolicy { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args GetResourcePolicyArgs<'args>
+  ) -> flatbuffers::WIPOffset<GetResourcePolicy<'bldr>> {
+    let mut builder = GetResourcePolicyBuilder::new(_fbb);
+    if let Some(x) = args.resource_arn { builder.add_resource_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn resource_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetResourcePolicy::VT_RESOURCE_ARN, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for GetResourcePolicy<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("resource_arn", Self::VT_RESOURCE_ARN, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GetResourcePolicyArgs<'a> {
+    pub resource_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for GetResourcePolicyArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GetResourcePolicyArgs {
+      resource_arn: None, // required field
+    }
+  }
+}
+
+pub struct GetResourcePolicyBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> GetResourcePolicyBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_resource_arn(&mut self, resource_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetResourcePolicy::VT_RESOURCE_ARN, resource_arn);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetResourcePolicyBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    GetResourcePolicyBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<GetResourcePolicy<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GetResourcePolicy::VT_RESOURCE_ARN,"resource_arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for GetResourcePolicy<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("GetResourcePolicy");
+      ds.field("resource_arn", &self.resource_arn());
+      ds.finish()
+  }
+}
+pub enum DeleteResourcePolicyOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kinesis DeleteResourcePolicy.
+pub struct DeleteResourcePolicy<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DeleteResourcePolicy<'a> {
+  type Inner = DeleteResourcePolicy<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DeleteResourcePolicy<'a> {
+  pub const VT_RESOURCE_ARN: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DeleteResourcePolicy { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DeleteResourcePolicyArgs<'args>
+  ) -> flatbuffers::WIPOffset<DeleteResourcePolicy<'bldr>> {
+    let mut builder = DeleteResourcePolicyBuilder::new(_fbb);
+    if let Some(x) = args.resource_arn { builder.add_resource_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn resource_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeleteResourcePolicy::VT_RESOURCE_ARN, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DeleteResourcePolicy<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("resource_arn", Self::VT_RESOURCE_ARN, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteResourcePolicyArgs<'a> {
+    pub resource_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DeleteResourcePolicyArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteResourcePolicyArgs {
+      resource_arn: None, // required field
+    }
+  }
+}
+
+pub struct DeleteResourcePolicyBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DeleteResourcePolicyBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_resource_arn(&mut self, resource_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeleteResourcePolicy::VT_RESOURCE_ARN, resource_arn);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeleteResourcePolicyBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DeleteResourcePolicyBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DeleteResourcePolicy<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DeleteResourcePolicy::VT_RESOURCE_ARN,"resource_arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DeleteResourcePolicy<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteResourcePolicy");
+      ds.field("resource_arn", &self.resource_arn());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9957,6 +10837,111 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_add_permission(&self) -> Option<AddPermission<'a>> {
+    if self.op_type() == Op::AddPermission {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AddPermission::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_remove_permission(&self) -> Option<RemovePermission<'a>> {
+    if self.op_type() == Op::RemovePermission {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { RemovePermission::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_add_topic_permission(&self) -> Option<AddTopicPermission<'a>> {
+    if self.op_type() == Op::AddTopicPermission {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AddTopicPermission::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_remove_topic_permission(&self) -> Option<RemoveTopicPermission<'a>> {
+    if self.op_type() == Op::RemoveTopicPermission {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { RemoveTopicPermission::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_put_resource_policy(&self) -> Option<PutResourcePolicy<'a>> {
+    if self.op_type() == Op::PutResourcePolicy {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { PutResourcePolicy::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_get_resource_policy(&self) -> Option<GetResourcePolicy<'a>> {
+    if self.op_type() == Op::GetResourcePolicy {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GetResourcePolicy::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_delete_resource_policy(&self) -> Option<DeleteResourcePolicy<'a>> {
+    if self.op_type() == Op::DeleteResourcePolicy {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteResourcePolicy::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -10025,6 +11010,13 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::ListStreamConsumers => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListStreamConsumers>>("Op::ListStreamConsumers", pos),
           Op::SubscribeToShard => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SubscribeToShard>>("Op::SubscribeToShard", pos),
           Op::Authenticate => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Authenticate>>("Op::Authenticate", pos),
+          Op::AddPermission => v.verify_union_variant::<flatbuffers::ForwardsUOffset<AddPermission>>("Op::AddPermission", pos),
+          Op::RemovePermission => v.verify_union_variant::<flatbuffers::ForwardsUOffset<RemovePermission>>("Op::RemovePermission", pos),
+          Op::AddTopicPermission => v.verify_union_variant::<flatbuffers::ForwardsUOffset<AddTopicPermission>>("Op::AddTopicPermission", pos),
+          Op::RemoveTopicPermission => v.verify_union_variant::<flatbuffers::ForwardsUOffset<RemoveTopicPermission>>("Op::RemoveTopicPermission", pos),
+          Op::PutResourcePolicy => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PutResourcePolicy>>("Op::PutResourcePolicy", pos),
+          Op::GetResourcePolicy => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetResourcePolicy>>("Op::GetResourcePolicy", pos),
+          Op::DeleteResourcePolicy => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeleteResourcePolicy>>("Op::DeleteResourcePolicy", pos),
           _ => Ok(()),
         }
      })?
@@ -10473,6 +11465,55 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::Authenticate => {
           if let Some(x) = self.op_as_authenticate() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::AddPermission => {
+          if let Some(x) = self.op_as_add_permission() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::RemovePermission => {
+          if let Some(x) = self.op_as_remove_permission() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::AddTopicPermission => {
+          if let Some(x) = self.op_as_add_topic_permission() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::RemoveTopicPermission => {
+          if let Some(x) = self.op_as_remove_topic_permission() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::PutResourcePolicy => {
+          if let Some(x) = self.op_as_put_resource_policy() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::GetResourcePolicy => {
+          if let Some(x) = self.op_as_get_resource_policy() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DeleteResourcePolicy => {
+          if let Some(x) = self.op_as_delete_resource_policy() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
