@@ -5,6 +5,7 @@
 //! catalog snapshot, whose policies are compiled as they are set, so a decision costs a few
 //! lookups and bit tests. Without `--credentials` nothing is decided: every request is served.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -28,22 +29,23 @@ pub struct Access {
 
 /// What a request acts on: the resource's ARN (`None` for actions on none, such as
 /// `ListQueues`) and the resource's policy.
+/// The ARN is borrowed from the catalog when the resource exists (no allocation per request).
 struct Target<'a> {
     action: &'static str,
-    resource: Option<String>,
+    resource: Option<Cow<'a, str>>,
     policy: Option<&'a Policy>,
 }
 
 impl<'a> Target<'a> {
-    fn new(action: &'static str, resource: Option<String>, policy: Option<&'a Policy>) -> Target<'a> {
+    fn new(action: &'static str, resource: Option<Cow<'a, str>>, policy: Option<&'a Policy>) -> Target<'a> {
         Target { action, resource, policy }
     }
 }
 
 /// Decides `op` for `access`; `Err(AccessDenied)` says who may not do what to which resource.
-pub fn authorize(snapshot: &Snapshot, op: &Op, access: &Access, seal_key: &SealKey, now_ms: u64) -> Result<(), OpError> {
+pub fn authorize(snapshot: &Snapshot, op: &Op, access: &Access, seal_key: &SealKey) -> Result<(), OpError> {
     let Some(principal) = &access.principal else { return Ok(()) };
-    let Some(target) = target(snapshot, op, seal_key, now_ms) else { return Ok(()) };
+    let Some(target) = target(snapshot, op, seal_key) else { return Ok(()) };
     let Some(action) = Action::named(target.action) else {
         return Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not an action policies know", target.action)));
     };
@@ -82,41 +84,43 @@ pub fn sns_may_deliver(queue_arn: &str, queue_policy: Option<&Policy>, topic_arn
 
 /// The action `op` is, its resource and that resource's policy; `None` for what is not an
 /// API call (`Hello`, `Authenticate`).
-fn target<'a>(snapshot: &'a Snapshot, op: &Op, seal_key: &SealKey, now_ms: u64) -> Option<Target<'a>> {
+fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<Target<'a>> {
     let naming = &snapshot.naming;
     let queue = |action: &'static str, queue: &str| {
         let name = queue.trim_end_matches('/').rsplit('/').next().unwrap_or(queue);
         match snapshot.by_name.get(name).filter(|meta| !crate::catalog::is_delivery_queue(&meta.name)) {
-            Some(meta) => Target::new(action, Some(meta.arn.clone()), meta.attributes.policy.as_ref().map(|p| &*p.compiled)),
-            None => Target::new(action, Some(naming.arn(name)), None),
+            Some(meta) => {
+                Target::new(action, Some(Cow::Borrowed(meta.arn.as_str())), meta.attributes.policy.as_ref().map(|p| &*p.compiled))
+            }
+            None => Target::new(action, Some(Cow::Owned(naming.arn(name))), None),
         }
     };
     let topic = |action: &'static str, topic: &str| {
         let name = naming.topic_name(topic).unwrap_or(topic);
         match snapshot.topics.get(name) {
-            Some(meta) => Target::new(action, Some(meta.arn.clone()), meta.policy.as_ref().map(|p| &*p.compiled)),
-            None => Target::new(action, Some(naming.topic_arn(name)), None),
+            Some(meta) => Target::new(action, Some(Cow::Borrowed(meta.arn.as_str())), meta.policy.as_ref().map(|p| &*p.compiled)),
+            None => Target::new(action, Some(Cow::Owned(naming.topic_arn(name))), None),
         }
     };
     let stream = |action: &'static str, stream: &str| match crate::catalog::streams::resolve(&snapshot.streams, naming, stream) {
-        Ok(meta) => Target::new(action, Some(meta.arn.clone()), meta.policy.as_ref().map(|p| &*p.compiled)),
+        Ok(meta) => Target::new(action, Some(Cow::Borrowed(meta.arn.as_str())), meta.policy.as_ref().map(|p| &*p.compiled)),
         Err(_) => {
             let name = stream.rsplit_once(":stream/").map_or(stream, |(_, name)| name);
-            Target::new(action, Some(crate::catalog::streams::stream_arn(naming, name)), None)
+            Target::new(action, Some(Cow::Owned(crate::catalog::streams::stream_arn(naming, name))), None)
         }
     };
     // A consumer is its own resource (its ARN); it takes no resource policy here.
-    let consumer = |action: &'static str, consumer: &sluice_protocol::ConsumerRef| match (&consumer.consumer_arn, &consumer.stream) {
-        (Some(arn), _) => Target::new(action, Some(arn.clone()), None),
+    let consumer = |action: &'static str, consumer: &'a sluice_protocol::ConsumerRef| match (&consumer.consumer_arn, &consumer.stream) {
+        (Some(arn), _) => Target::new(action, Some(Cow::Borrowed(arn.as_str())), None),
         (None, Some(stream_name)) => {
             let stream_arn = stream(action, stream_name).resource.unwrap_or_default();
-            Target::new(action, Some(format!("{stream_arn}/consumer/{}", consumer.name.as_deref().unwrap_or_default())), None)
+            Target::new(action, Some(Cow::Owned(format!("{stream_arn}/consumer/{}", consumer.name.as_deref().unwrap_or_default()))), None)
         }
         (None, None) => Target::new(action, None, None),
     };
     Some(match op {
         Op::Hello { .. } | Op::Authenticate { .. } => return None,
-        Op::CreateQueue { name, .. } => Target::new("sqs:CreateQueue", Some(naming.arn(name)), None),
+        Op::CreateQueue { name, .. } => Target::new("sqs:CreateQueue", Some(Cow::Owned(naming.arn(name))), None),
         Op::GetQueueUrl { name } => queue("sqs:GetQueueUrl", name),
         Op::ListQueues { .. } => Target::new("sqs:ListQueues", None, None),
         Op::DeleteQueue { queue: q } => queue("sqs:DeleteQueue", q),
@@ -133,7 +137,7 @@ fn target<'a>(snapshot: &'a Snapshot, op: &Op, seal_key: &SealKey, now_ms: u64) 
         Op::ChangeMessageVisibility { queue: q, .. } | Op::ChangeMessageVisibilityBatch { queue: q, .. } => {
             queue("sqs:ChangeMessageVisibility", q)
         }
-        Op::CreateTopic { name, .. } => Target::new("sns:CreateTopic", Some(naming.topic_arn(name)), None),
+        Op::CreateTopic { name, .. } => Target::new("sns:CreateTopic", Some(Cow::Owned(naming.topic_arn(name))), None),
         Op::DeleteTopic { topic: t } => topic("sns:DeleteTopic", t),
         Op::ListTopics { .. } => Target::new("sns:ListTopics", None, None),
         Op::GetTopicAttributes { topic: t } => topic("sns:GetTopicAttributes", t),
@@ -146,7 +150,9 @@ fn target<'a>(snapshot: &'a Snapshot, op: &Op, seal_key: &SealKey, now_ms: u64) 
         Op::GetSubscriptionAttributes { .. } => Target::new("sns:GetSubscriptionAttributes", None, None),
         Op::SetSubscriptionAttributes { .. } => Target::new("sns:SetSubscriptionAttributes", None, None),
         Op::Publish { topic: t, .. } | Op::PublishBatch { topic: t, .. } => topic("sns:Publish", t),
-        Op::CreateStream { name, .. } => Target::new("kinesis:CreateStream", Some(crate::catalog::streams::stream_arn(naming, name)), None),
+        Op::CreateStream { name, .. } => {
+            Target::new("kinesis:CreateStream", Some(Cow::Owned(crate::catalog::streams::stream_arn(naming, name))), None)
+        }
         Op::DeleteStream { stream: s, .. } => stream("kinesis:DeleteStream", s),
         Op::DescribeStream { stream: s, .. } => stream("kinesis:DescribeStream", s),
         Op::DescribeStreamSummary { stream: s } => stream("kinesis:DescribeStreamSummary", s),
@@ -161,9 +167,12 @@ fn target<'a>(snapshot: &'a Snapshot, op: &Op, seal_key: &SealKey, now_ms: u64) 
         Op::GetShardIterator { stream: s, .. } => stream("kinesis:GetShardIterator", s),
         Op::GetRecords { iterator, .. } => {
             // An iterator that does not open is refused by the engine as invalid.
+            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             let position = crate::stream::iterator::ShardPosition::decode(iterator, now_ms, seal_key).ok()?;
             match snapshot.streams.values().find(|meta| meta.id == position.stream_id) {
-                Some(meta) => Target::new("kinesis:GetRecords", Some(meta.arn.clone()), meta.policy.as_ref().map(|p| &*p.compiled)),
+                Some(meta) => {
+                    Target::new("kinesis:GetRecords", Some(Cow::Borrowed(meta.arn.as_str())), meta.policy.as_ref().map(|p| &*p.compiled))
+                }
                 None => return None,
             }
         }
@@ -179,7 +188,9 @@ fn target<'a>(snapshot: &'a Snapshot, op: &Op, seal_key: &SealKey, now_ms: u64) 
         Op::DeregisterStreamConsumer(c) => consumer("kinesis:DeregisterStreamConsumer", c),
         Op::DescribeStreamConsumer(c) => consumer("kinesis:DescribeStreamConsumer", c),
         Op::ListStreamConsumers { stream: s, .. } => stream("kinesis:ListStreamConsumers", s),
-        Op::SubscribeToShard { consumer_arn, .. } => Target::new("kinesis:SubscribeToShard", Some(consumer_arn.clone()), None),
+        Op::SubscribeToShard { consumer_arn, .. } => {
+            Target::new("kinesis:SubscribeToShard", Some(Cow::Borrowed(consumer_arn.as_str())), None)
+        }
         Op::AddPermission { queue: q, .. } => queue("sqs:AddPermission", q),
         Op::RemovePermission { queue: q, .. } => queue("sqs:RemovePermission", q),
         Op::AddTopicPermission { topic: t, .. } => topic("sns:AddPermission", t),

@@ -333,8 +333,7 @@ impl Shard {
         if access.principal.is_none() {
             return Ok(());
         }
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        crate::access::authorize(&self.catalog.get(), op, access, &self.config.seal_key, now_ms)
+        crate::access::authorize(&self.catalog.get(), op, access, &self.config.seal_key)
     }
 
     /// Records in the audit log (when it records such calls) an operation that is answered by
