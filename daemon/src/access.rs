@@ -210,7 +210,7 @@ mod tests {
         // `target` names actions by string: each must be in the table, or decisions fail.
         let source = include_str!("access.rs");
         for name in source.split('"').filter(|s| s.starts_with("sqs:") || s.starts_with("sns:") || s.starts_with("kinesis:")) {
-            if !name.contains(['*', ' ']) {
+            if !name.contains(['*', ' ']) && !name.ends_with(':') {
                 assert!(Action::named(name).is_some(), "{name} is not in policy::ACTIONS");
             }
         }
