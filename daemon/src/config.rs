@@ -168,6 +168,17 @@ pub struct Config {
     #[arg(long, env = "SLUICE_PUBLIC_URL", default_value = "")]
     pub public_url: String,
 
+    /// The RSA private key (PEM, PKCS#8 or PKCS#1) that signs SNS messages delivered to
+    /// `http`/`https` subscriptions; its certificate is served at `SigningCertURL`. Default:
+    /// a 2048-bit key the daemon makes when it first signs, kept in
+    /// `DATA_DIR/sns-signing-key.pem`.
+    #[arg(long, env = "SLUICE_SNS_SIGNING_KEY", value_name = "FILE")]
+    pub sns_signing_key: Option<PathBuf>,
+
+    /// The SNS signing key, loaded or made on first use.
+    #[arg(skip)]
+    pub sns_signing: Option<std::sync::Arc<crate::topic::signing::SnsSigning>>,
+
     /// A PEM file of extra certificate authorities trusted for `https` subscription endpoints,
     /// besides the public (Mozilla) roots: for endpoints with private or self-signed
     /// certificates. Default: none (public roots only).

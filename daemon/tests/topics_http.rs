@@ -367,3 +367,103 @@ fn endpoints_on_addresses_behind_the_broker_are_refused_unless_allowed() {
     }
     assert!(endpoint.nothing_within(Duration::from_millis(500)), "a refused endpoint was contacted");
 }
+
+/// AWS's own SNS message validator (npm `sns-validator`), installed once under the target
+/// directory from `tests/node/package.json` (node and npm with access to the npm registry are
+/// needed; `.ci/run` makes sure of both).
+fn node_validator() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let source = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node-validator");
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["package.json", "validate.js"] {
+            std::fs::copy(source.join(file), dir.join(file)).unwrap();
+        }
+        if !dir.join("node_modules/sns-validator").exists() {
+            let status = std::process::Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(&dir)
+                .status()
+                .expect("running npm (node and npm are needed for this test)");
+            assert!(status.success(), "npm install of sns-validator failed");
+        }
+        dir
+    })
+}
+
+/// Runs the validator over `messages` (SNS JSON documents); its exit status and report.
+fn validate(messages: &[String], ca_file: &std::path::Path) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<String> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, message)| {
+            let path = dir.path().join(format!("message-{i}.json"));
+            std::fs::write(&path, message).unwrap();
+            path.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let output = std::process::Command::new("node")
+        .arg(node_validator().join("validate.js"))
+        .args(&files)
+        .env("NODE_EXTRA_CA_CERTS", ca_file)
+        .env("SNS_CERT_HOST", r"^127\.0\.0\.1:\d+$")
+        .output()
+        .expect("running node");
+    (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+}
+
+#[test]
+fn aws_sns_message_validator_accepts_what_sluice_signs_and_refuses_a_tampered_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = sluice_testkit::pki::Authority::new(dir.path(), "main");
+    let (cert, key) = ca.issue(dir.path(), "server");
+    let mut daemon =
+        Daemon::start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(), "--http-endpoints-allow-private"]);
+    let tls = sluice_client::tls::Tls::new(Some(&ca.file), None).unwrap();
+    let c = daemon.client_tls(&tls, None).unwrap();
+    let topic = c.run(c.client().create_topic("signed", vec![], vec![])).unwrap();
+    let endpoint = Endpoint::start(&[]);
+    let op = Op::Subscribe {
+        topic: topic.clone(),
+        protocol: "http".into(),
+        endpoint: Some(endpoint.url.clone()),
+        attributes: vec![],
+        return_subscription_arn: false,
+    };
+    c.run(c.client().call(op)).unwrap();
+    let confirmation = endpoint.next().body;
+    let token = serde_json::from_str::<Value>(&confirmation).unwrap()["Token"].as_str().unwrap().to_owned();
+    c.run(c.client().confirm_subscription(&topic, &token)).unwrap();
+    c.run(c.client().publish(&topic, "signed with SHA-1")).unwrap();
+    let sha1 = endpoint.next().body;
+    c.run(c.client().set_topic_attribute(&topic, "SignatureVersion", Some("2"))).unwrap();
+    c.run(c.client().publish_entry(
+        &topic,
+        PublishEntry { message: "signed with SHA-256".into(), subject: Some("s".into()), ..PublishEntry::default() },
+    ))
+    .unwrap();
+    let sha256 = endpoint.next().body;
+    assert_eq!(serde_json::from_str::<Value>(&sha256).unwrap()["SignatureVersion"], "2");
+
+    let (valid, report) = validate(&[confirmation, sha1.clone(), sha256], &ca.file);
+    assert!(valid, "{report}");
+    let tampered = sha1.replace("signed with SHA-1", "signed with SHA-l");
+    let (valid, report) = validate(&[tampered], &ca.file);
+    assert!(!valid && report.contains("INVALID"), "a changed message must not validate: {report}");
+
+    // The key is kept: a notification signed after two restarts verifies with the same certificate.
+    let data_dir = daemon.data_dir().to_owned();
+    let kept = |name: &str| std::fs::read(data_dir.join(name)).unwrap();
+    let (key_before, cert_before) = (kept("sns-signing-key.pem"), kept("sns-signing-cert.pem"));
+    drop(c);
+    daemon.restart();
+    daemon.restart();
+    assert!(kept("sns-signing-key.pem") == key_before && kept("sns-signing-cert.pem") == cert_before);
+    let c = daemon.client_tls(&tls, None).unwrap();
+    c.run(c.client().publish(&topic, "after restarts")).unwrap();
+    let later = endpoint.next().body;
+    let (valid, report) = validate(&[later], &ca.file);
+    assert!(valid, "{report}");
+}

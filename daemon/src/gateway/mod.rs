@@ -193,6 +193,9 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>, peer: Peer) -> Res
     if parts.uri.path() == "/health" && parts.method == Method::GET {
         return text(StatusCode::OK, "ok\n");
     }
+    if parts.uri.path() == crate::topic::signing::CERT_PATH && parts.method == Method::GET {
+        return signing_certificate(&shard).await;
+    }
     let origin = match guard::check(&shard.config, &parts.headers) {
         Ok(origin) => origin,
         Err(refusal) => {
@@ -216,6 +219,23 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>, peer: Peer) -> Res
         guard::cors_headers(response.headers_mut(), &origin);
     }
     response
+}
+
+/// The certificate that verifies this server's SNS signatures (`SigningCertURL`), read or
+/// made off the shard.
+async fn signing_certificate(shard: &Shard) -> Response<Body> {
+    let Some(signing) = shard.config.sns_signing.clone() else { return text(StatusCode::NOT_FOUND, "no signing certificate\n") };
+    match glommio::executor().spawn_blocking(move || signing.signer().map(|signer| signer.cert_pem().to_owned())).await {
+        Ok(pem) => {
+            let mut response = Response::new(Full::new(Bytes::from(pem)).boxed_unsync());
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot serve the SNS signing certificate");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "the signing certificate is not available\n")
+        }
+    }
 }
 
 /// The other end of an HTTP connection.

@@ -299,7 +299,8 @@ async fn deliver<H: TopicHost>(host: &Rc<H>, subscription: &SubscriptionMeta, qu
         }
     }
     let allow_private = host.config().http_endpoints_allow_private;
-    let outcome = match post(&host.topics().tls, allow_private, &subscription.endpoint, &headers, &delivery.payload.body).await {
+    let body = signed(host.config(), subscription.raw && message_type == "Notification", &delivery.payload.body).await;
+    let outcome = match post(&host.topics().tls, allow_private, &subscription.endpoint, &headers, &body).await {
         Ok(status) if (200..300).contains(&status) => Ok(()),
         Ok(status) => Err(format!("the endpoint answered HTTP {status}")),
         Err(error) => Err(error),
@@ -355,6 +356,27 @@ async fn deliver<H: TopicHost>(host: &Rc<H>, subscription: &SubscriptionMeta, qu
                 tracing::warn!(subscription = %subscription.arn, %reason, "the subscription confirmation could not be delivered");
             }
             let _ = crate::queue::service::delete_local(host, queue_id, vec![message]).await;
+        }
+    }
+}
+
+/// `body` with its SNS signature (`topic::signing`), made on glommio's blocking pool; as it
+/// is when the delivery is raw or no signature can be made (logged).
+async fn signed(config: &crate::config::Config, raw: bool, body: &bytes::Bytes) -> bytes::Bytes {
+    let Some(signing) = config.sns_signing.clone().filter(|_| !raw) else { return body.clone() };
+    let unsigned = body.clone();
+    let signed = glommio::executor()
+        .spawn_blocking(move || match signing.signer() {
+            Ok(signer) => Ok(signer.sign_message(&unsigned)),
+            Err(error) => Err(error),
+        })
+        .await;
+    match signed {
+        Ok(Some(signed)) => bytes::Bytes::from(signed),
+        Ok(None) => body.clone(),
+        Err(error) => {
+            tracing::error!(%error, "cannot sign an SNS message; delivering it unsigned");
+            body.clone()
         }
     }
 }

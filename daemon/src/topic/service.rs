@@ -389,7 +389,7 @@ async fn send_confirmation<H: TopicHost>(host: &Rc<H>, subscription: &Subscripti
         "Timestamp": timestamp,
         "SignatureVersion": "1",
         "Signature": "",
-        "SigningCertURL": format!("{public_url}/SimpleNotificationService-sluice.pem"),
+        "SigningCertURL": format!("{public_url}{}", super::signing::CERT_PATH),
     });
     let body = Bytes::from(body.to_string());
     let attributes = super::http::delivery_attributes("SubscriptionConfirmation", &message_id);
