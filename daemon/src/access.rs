@@ -65,6 +65,28 @@ pub fn authorize(snapshot: &Snapshot, op: &Op, access: &Access, seal_key: &SealK
     Err(OpError::new(ErrorCode::AccessDenied, format!("User: {} is not authorized to perform: {}{on}", principal.arn, target.action)))
 }
 
+/// Whether an unsigned request (with `--credentials`, only the links SNS hands out) may run
+/// `op`: an `Unsubscribe` of a subscription confirmed with `AuthenticateOnUnsubscribe` needs a
+/// signature, and an unsigned `ConfirmSubscription` cannot ask for that.
+pub fn unsigned_link_allowed(snapshot: &Snapshot, op: &Op) -> Result<(), OpError> {
+    match op {
+        Op::Unsubscribe { subscription } => {
+            let found = crate::catalog::topics::resolve_subscription(&snapshot.topics, &snapshot.naming, subscription);
+            if found.is_ok_and(|(_, meta)| meta.authenticate_on_unsubscribe) {
+                return Err(OpError::new(
+                    ErrorCode::AccessDenied,
+                    "This subscription was confirmed with AuthenticateOnUnsubscribe: unsubscribing it needs a signed request.",
+                ));
+            }
+            Ok(())
+        }
+        Op::ConfirmSubscription { authenticate_on_unsubscribe: true, .. } => {
+            Err(OpError::new(ErrorCode::AccessDenied, "AuthenticateOnUnsubscribe needs a signed ConfirmSubscription."))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether SNS may deliver `topic_arn`'s messages to a queue with `queue_policy`: the queue's
 /// policy must allow `sns.amazonaws.com` to `sqs:SendMessage` to `queue_arn`, the topic as
 /// `aws:SourceArn`, as in AWS.

@@ -76,7 +76,8 @@ fn sigv4_through_boto3_and_the_cli_with_credentials() {
     let credentials = dir.path().join("credentials.json");
     let (key_id, secret) = ("AKIASLUICETEST", "sluice-test-secret-0123456789");
     std::fs::write(&credentials, format!(r#"{{"principals":[{{"access_key_id":"{key_id}","secret_access_key":"{secret}"}}]}}"#)).unwrap();
-    let daemon = Daemon::start_with(&["--credentials", credentials.to_str().unwrap()]);
+    // Its HTTP endpoint listens on 127.0.0.1.
+    let daemon = Daemon::start_with(&["--credentials", credentials.to_str().unwrap(), "--http-endpoints-allow-private"]);
     python_tests("current", &daemon, "test_auth", &[("SLUICE_ACCESS_KEY_ID", key_id), ("SLUICE_SECRET_ACCESS_KEY", secret)]);
 }
 

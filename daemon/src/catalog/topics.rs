@@ -72,6 +72,9 @@ pub struct SubscriptionMeta {
     pub dead_letter_arn: Option<String>,
     /// Set while the subscription waits for ConfirmSubscription.
     pub pending_token: Option<String>,
+    /// Confirmed by a signed request that asked for `AuthenticateOnUnsubscribe`: with
+    /// `--credentials`, only a signed request may unsubscribe it (not the unsigned link).
+    pub authenticate_on_unsubscribe: bool,
 }
 
 pub fn topic_not_found() -> OpError {
@@ -247,9 +250,11 @@ pub enum TopicChange {
         endpoint: Option<String>,
         attributes: KeyValues,
     },
+    /// `authenticate_on_unsubscribe`: asked for by a signed request (`AuthenticateOnUnsubscribe`).
     Confirm {
         topic: String,
         token: String,
+        authenticate_on_unsubscribe: bool,
     },
     Unsubscribe {
         subscription: String,
@@ -383,7 +388,7 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
             topics.insert(updated.name.clone(), Arc::new(updated));
             Ok(Some(arn))
         }
-        TopicChange::Confirm { topic, token } => {
+        TopicChange::Confirm { topic, token, authenticate_on_unsubscribe } => {
             let meta = resolve(topics, naming, &topic)?;
             let Some(index) = meta.subscriptions.iter().position(|s| s.pending_token.as_deref() == Some(token.as_str())) else {
                 // Confirming again with a token already used answers the same ARN.
@@ -392,6 +397,7 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
             let mut updated = (**meta).clone();
             let mut subscription = (*updated.subscriptions[index]).clone();
             subscription.pending_token = None;
+            subscription.authenticate_on_unsubscribe = authenticate_on_unsubscribe;
             let arn = subscription.arn.clone();
             updated.subscriptions[index] = Arc::new(subscription);
             topics.insert(updated.name.clone(), Arc::new(updated));
@@ -538,7 +544,19 @@ fn compile_subscription(
         let policy: Value = serde_json::from_str(policy).map_err(|_| bad("DeliveryPolicy", "is not valid JSON"))?;
         super::delivery::RetryPolicy::parse(&policy)?;
     }
-    Ok(SubscriptionMeta { arn, topic_arn, protocol, endpoint, attributes, raw, filter, scope, dead_letter_arn, pending_token })
+    Ok(SubscriptionMeta {
+        arn,
+        topic_arn,
+        protocol,
+        endpoint,
+        attributes,
+        raw,
+        filter,
+        scope,
+        dead_letter_arn,
+        pending_token,
+        authenticate_on_unsubscribe: false,
+    })
 }
 
 /// Topics as the metadata file keeps them.
@@ -558,6 +576,7 @@ pub fn topic_json(topic: &TopicMeta) -> Value {
                 "endpoint": s.endpoint,
                 "attributes": s.attributes,
                 "pending_token": s.pending_token,
+                "authenticate_on_unsubscribe": s.authenticate_on_unsubscribe,
             })
         })
         .collect();
@@ -596,7 +615,9 @@ pub fn from_json(naming: &Naming, value: &Value) -> Result<Topics, String> {
                 s["pending_token"].as_str().map(str::to_owned),
             )
             .map_err(|e| format!("topic {name}: {}", e.message))?;
-            subscriptions.push(Arc::new(compiled));
+            // Absent in files written before it existed.
+            let authenticate_on_unsubscribe = s["authenticate_on_unsubscribe"].as_bool().unwrap_or(false);
+            subscriptions.push(Arc::new(SubscriptionMeta { authenticate_on_unsubscribe, ..compiled }));
         }
         let attributes = strings(&topic["attributes"], "topic attributes")?;
         let meta = TopicMeta {

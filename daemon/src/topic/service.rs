@@ -120,7 +120,9 @@ pub async fn handle_op<H: TopicHost>(host: &Rc<H>, op: Op) -> Response {
             send_confirmation(host, subscription).await?;
             Ok(if return_subscription_arn { reply } else { Reply::Arn("pending confirmation".into()) })
         }
-        Op::ConfirmSubscription { topic, token, .. } => topic_change(host, TopicChange::Confirm { topic, token }).await,
+        Op::ConfirmSubscription { topic, token, authenticate_on_unsubscribe } => {
+            topic_change(host, TopicChange::Confirm { topic, token, authenticate_on_unsubscribe }).await
+        }
         Op::Unsubscribe { subscription } => topic_change(host, TopicChange::Unsubscribe { subscription }).await.map(|_| Reply::Done),
         Op::ListSubscriptions { topic, next_token } => {
             let snapshot = host.snapshot();
@@ -571,7 +573,9 @@ fn subscription_attributes(meta: &SubscriptionMeta, account_id: &str) -> KeyValu
         ("Owner".into(), account_id.to_owned()),
         ("Protocol".into(), meta.protocol.clone()),
         ("Endpoint".into(), meta.endpoint.clone()),
-        ("ConfirmationWasAuthenticated".into(), "true".into()),
+        // Queues of this account need no confirmation; an endpoint's confirmation was
+        // authenticated when it asked for AuthenticateOnUnsubscribe with a signature.
+        ("ConfirmationWasAuthenticated".into(), (!meta.protocol.starts_with("http") || meta.authenticate_on_unsubscribe).to_string()),
         ("PendingConfirmation".into(), meta.pending_token.is_some().to_string()),
         ("RawMessageDelivery".into(), meta.raw.to_string()),
     ];

@@ -3,7 +3,11 @@ works, a wrong secret, an unknown key, a stale or expired request and an unsigne
 with AWS's codes, presigned URLs work until they expire, and the links SNS hands out stay usable.
 The harness passes the principal in SLUICE_ACCESS_KEY_ID / SLUICE_SECRET_ACCESS_KEY."""
 import datetime
+import http.server
+import json
 import os
+import queue
+import threading
 import subprocess
 import sys
 import time
@@ -115,6 +119,44 @@ class Auth(unittest.TestCase):
             urllib.request.urlopen(f"{ENDPOINT}/?Action=GetTopicAttributes&TopicArn={arn}")
         self.assertEqual(listing.exception.code, 403)
         self.assertIn(b"MissingAuthenticationToken", listing.exception.read())
+
+    def test_authenticate_on_unsubscribe_needs_a_signature_to_unsubscribe(self):
+        posted = queue.Queue()
+
+        class Hook(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                posted.put(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            sns = client("sns")
+            topic = sns.create_topic(Name=unique("guarded"))["TopicArn"]
+            arns = []
+            for authenticate in ["true", "false"]:
+                sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=f"http://127.0.0.1:{server.server_port}/{authenticate}")
+                token = posted.get(timeout=20)["Token"]
+                arn = sns.confirm_subscription(TopicArn=topic, Token=token, AuthenticateOnUnsubscribe=authenticate)["SubscriptionArn"]
+                attributes = sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]
+                self.assertEqual(attributes["ConfirmationWasAuthenticated"], authenticate)
+                arns.append(arn)
+            guarded, open_ = arns
+            link = lambda arn: f"{ENDPOINT}/?Action=Unsubscribe&SubscriptionArn={urllib.parse.quote(arn, safe='')}"
+            with self.assertRaises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(link(guarded))
+            self.assertEqual(refused.exception.code, 403)
+            self.assertIn(b"AuthorizationError", refused.exception.read())
+            urllib.request.urlopen(link(open_)).read()
+            sns.unsubscribe(SubscriptionArn=guarded)
+            self.assertEqual(sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"], [])
+        finally:
+            server.shutdown()
+            server.server_close()
 
     def test_the_aws_cli_signs_with_its_configured_keys(self):
         env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1")
