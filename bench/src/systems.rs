@@ -19,6 +19,10 @@ pub enum System {
     SluiceHttpGateway,
     /// The same with `--credentials`: every gateway request signed (SigV4) and verified.
     SluiceHttpGatewaySigv4,
+    /// Sluice with `--fsync always` over the binary protocol with `--credentials`: every
+    /// connection authenticated after `Hello`, every request decided against the principal's
+    /// identity policy.
+    SluiceAuthenticated,
     RedisOff,
     RedisFsyncAlways,
     Nats,
@@ -26,11 +30,12 @@ pub enum System {
 }
 
 impl System {
-    pub const ALL: [System; 8] = [
+    pub const ALL: [System; 9] = [
         System::SluiceFsyncAlways,
         System::SluiceFsyncNever,
         System::SluiceHttpGateway,
         System::SluiceHttpGatewaySigv4,
+        System::SluiceAuthenticated,
         System::RedisOff,
         System::RedisFsyncAlways,
         System::Nats,
@@ -43,6 +48,7 @@ impl System {
             System::SluiceFsyncNever => "sluice-fsync-never",
             System::SluiceHttpGateway => "sluice-http-gateway",
             System::SluiceHttpGatewaySigv4 => "sluice-http-gateway-sigv4",
+            System::SluiceAuthenticated => "sluice-authenticated",
             System::RedisOff => "redis-persistence-off",
             System::RedisFsyncAlways => "redis-appendfsync-always",
             System::Nats => "nats-jetstream",
@@ -53,7 +59,7 @@ impl System {
     /// `sluice-load --target` for this system.
     pub fn target(self) -> &'static str {
         match self {
-            System::SluiceFsyncAlways | System::SluiceFsyncNever => "sluice",
+            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceAuthenticated => "sluice",
             System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4 => "sluice-http",
             System::RedisOff | System::RedisFsyncAlways => "redis",
             System::Nats => "nats",
@@ -62,12 +68,20 @@ impl System {
     }
 
     pub fn is_sluice(self) -> bool {
-        matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4)
+        matches!(
+            self,
+            System::SluiceFsyncAlways
+                | System::SluiceFsyncNever
+                | System::SluiceHttpGateway
+                | System::SluiceHttpGatewaySigv4
+                | System::SluiceAuthenticated
+        )
     }
 
     /// The principal a system that checks signatures is started with and signed for.
     pub fn signing_key(self) -> Option<(&'static str, &'static str)> {
-        (self == System::SluiceHttpGatewaySigv4).then_some(("AKIASLUICEBENCH", "sluice-bench-secret-0123456789"))
+        matches!(self, System::SluiceHttpGatewaySigv4 | System::SluiceAuthenticated)
+            .then_some(("AKIASLUICEBENCH", "sluice-bench-secret-0123456789"))
     }
 
     /// Whether `sluice-load` drives this system in `workload` (the gateway: queues only; FIFO:
@@ -92,6 +106,7 @@ impl System {
             System::SluiceFsyncAlways
             | System::SluiceHttpGateway
             | System::SluiceHttpGatewaySigv4
+            | System::SluiceAuthenticated
             | System::RedisFsyncAlways
             | System::Rabbitmq => "yes",
             System::SluiceFsyncNever | System::RedisOff | System::Nats => "no",
@@ -103,6 +118,7 @@ impl System {
             System::SluiceFsyncAlways | System::SluiceFsyncNever => 19800,
             System::SluiceHttpGateway => 14566,
             System::SluiceHttpGatewaySigv4 => 14567,
+            System::SluiceAuthenticated => 19802,
             System::RedisOff | System::RedisFsyncAlways => 16379,
             System::Nats => 14222,
             System::Rabbitmq => 15672,
@@ -115,7 +131,11 @@ impl System {
 
     fn server(self) -> &'static str {
         match self {
-            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4 => "sluiced",
+            System::SluiceFsyncAlways
+            | System::SluiceFsyncNever
+            | System::SluiceHttpGateway
+            | System::SluiceHttpGatewaySigv4
+            | System::SluiceAuthenticated => "sluiced",
             System::RedisOff | System::RedisFsyncAlways => "redis-server",
             System::Nats => "nats-server",
             System::Rabbitmq => "rabbitmq-server",
@@ -130,15 +150,28 @@ impl System {
     /// The server's version, as it reports it.
     pub fn version(self, binaries: &Path) -> String {
         let output = match self {
-            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4 => {
-                Command::new(binaries.join("sluiced")).arg("--version").output()
-            }
+            System::SluiceFsyncAlways
+            | System::SluiceFsyncNever
+            | System::SluiceHttpGateway
+            | System::SluiceHttpGatewaySigv4
+            | System::SluiceAuthenticated => Command::new(binaries.join("sluiced")).arg("--version").output(),
             System::RedisOff | System::RedisFsyncAlways => Command::new("redis-server").arg("--version").output(),
             System::Nats => Command::new("nats-server").arg("--version").output(),
             System::Rabbitmq => Command::new("dpkg-query").args(["-W", "-f", "rabbitmq-server ${Version}", "rabbitmq-server"]).output(),
         };
         output.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_else(|e| format!("unknown ({e})"))
     }
+}
+
+/// A credentials file naming one principal with an identity policy, so that every request is
+/// decided against it (it allows what the scenarios do and denies deleting queues).
+fn credentials_file(scratch: &Path, id: &str, secret: &str) -> Result<PathBuf, String> {
+    let file = scratch.join("credentials.json");
+    let policy = r#"{"Statement": [{"Effect": "Allow", "Action": ["sqs:*", "sns:*", "kinesis:*"], "Resource": "*"},
+                                   {"Effect": "Deny", "Action": "sqs:DeleteQueue", "Resource": "*"}]}"#;
+    let principals = format!(r#"{{"principals":[{{"access_key_id":"{id}","secret_access_key":"{secret}","policies":[{policy}]}}]}}"#);
+    std::fs::write(&file, principals).map_err(|e| format!("writing {}: {e}", file.display()))?;
+    Ok(file)
 }
 
 pub fn which(program: &str) -> Option<PathBuf> {
@@ -228,11 +261,16 @@ pub fn start(system: System, binaries: &Path, scratch: &Path, sluice_cores: usiz
             c.args(["--listen", "127.0.0.1:19801", "--http-listen", &system.endpoint(), "--data-dir", &format!("{dir}/data")]);
             c.args(["--cores", &sluice_cores.to_string(), "--fsync", "always"]);
             if let Some((id, secret)) = system.signing_key() {
-                let file = scratch.join("credentials.json");
-                let principals = format!(r#"{{"principals":[{{"access_key_id":"{id}","secret_access_key":"{secret}"}}]}}"#);
-                std::fs::write(&file, principals).map_err(|e| format!("writing {}: {e}", file.display()))?;
-                c.arg("--credentials").arg(&file);
+                c.arg("--credentials").arg(credentials_file(scratch, id, secret)?);
             }
+            c
+        }
+        System::SluiceAuthenticated => {
+            let mut c = Command::new(binaries.join("sluiced"));
+            c.args(["--listen", &system.endpoint(), "--data-dir", &dir, "--cores", &sluice_cores.to_string(), "--fsync", "always"]);
+            c.args(["--http-listen", "off"]);
+            let (id, secret) = system.signing_key().unwrap_or_default();
+            c.arg("--credentials").arg(credentials_file(scratch, id, secret)?);
             c
         }
         System::RedisOff | System::RedisFsyncAlways => {

@@ -86,8 +86,9 @@ struct Args {
     /// Broker address [default: the target's usual port on 127.0.0.1: sluice 9800, sluice-http 4566, redis 6379, nats 4222, rabbitmq 5672].
     #[arg(long, env = "SLUICE_ENDPOINT")]
     endpoint: Option<String>,
-    /// Access key id to sign gateway requests with (`--target sluice-http` against a daemon
-    /// started with `--credentials`). Default: requests go unsigned.
+    /// Access key id of a principal in the broker's `--credentials`: gateway requests are
+    /// signed with it (SigV4, `--target sluice-http`), binary connections prove they hold it
+    /// after `Hello` (`--target sluice`). Default: none (unsigned, unauthenticated).
     #[arg(long, env = "SLUICE_ACCESS_KEY_ID", requires = "secret_access_key")]
     access_key_id: Option<String>,
     /// The secret of `--access-key-id`.
@@ -251,10 +252,12 @@ fn validate(args: &Args) -> Result<(), String> {
 fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
     match args.target {
         Target::Sluice if args.workload == Workload::Stream => {
-            sluice_stream::setup(endpoint, &args.queue, args.shards, args.cores * args.consumers).map(|()| sluice::GUARANTEE.to_owned())
+            sluice_stream::setup(endpoint, &args.queue, args.shards, args.cores * args.consumers, access_key(args).as_ref())
+                .map(|()| sluice::GUARANTEE.to_owned())
         }
         Target::Sluice => {
-            sluice::setup(endpoint, &sluice_queue(args), fanout_subscribers(args), args.fifo_groups).map(|()| sluice::GUARANTEE.to_owned())
+            sluice::setup(endpoint, &sluice_queue(args), fanout_subscribers(args), args.fifo_groups, access_key(args).as_ref())
+                .map(|()| sluice::GUARANTEE.to_owned())
         }
         Target::SluiceHttp => {
             sluice_http::setup(endpoint, &args.queue, signing_key(args).as_ref()).map(|()| sluice_http::GUARANTEE.to_owned())
@@ -275,6 +278,11 @@ fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
 /// The key gateway requests are signed with, if one was given.
 fn signing_key(args: &Args) -> Option<(String, String)> {
     args.access_key_id.clone().zip(args.secret_access_key.clone())
+}
+
+/// The same key as the binary client proves it (`Client::connect_as`).
+fn access_key(args: &Args) -> Option<sluice_client::AccessKey> {
+    signing_key(args).map(|(access_key_id, secret_access_key)| sluice_client::AccessKey { access_key_id, secret_access_key })
 }
 
 fn deliveries_per_message(args: &Args) -> usize {
@@ -338,6 +346,7 @@ fn run(args: &Args, endpoint: &str, order: &Option<Arc<sluice::GroupOrder>>) -> 
         });
         let subscribers = fanout_subscribers(args);
         let key = signing_key(args);
+        let access_key = access_key(args);
         let (stream, shards) = (args.workload == Workload::Stream, args.shards);
         // From the last CPU down, since sluiced pins its shards from CPU 0 up.
         let pin = (!args.no_pin && !cpus.is_empty()).then(|| cpus[cpus.len() - 1 - core % cpus.len()]);
@@ -353,7 +362,7 @@ fn run(args: &Args, endpoint: &str, order: &Option<Arc<sluice::GroupOrder>>) -> 
                         .map_err(|e| format!("starting a glommio executor: {e}"))?;
                     if stream {
                         return executor.run(run::run_core(
-                            sluice_stream::SluiceStream { endpoint, stream: queue, shards },
+                            sluice_stream::SluiceStream { endpoint, key: access_key, stream: queue, shards },
                             plan,
                             core,
                             started,
@@ -361,7 +370,7 @@ fn run(args: &Args, endpoint: &str, order: &Option<Arc<sluice::GroupOrder>>) -> 
                         ));
                     }
                     executor.run(run::run_core(
-                        sluice::Sluice { endpoint, queue, subscribers, fifo_groups, order, tenants },
+                        sluice::Sluice { endpoint, key: access_key, queue, subscribers, fifo_groups, order, tenants },
                         plan,
                         core,
                         started,

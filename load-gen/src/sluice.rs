@@ -38,6 +38,8 @@ const IDS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 pub struct Sluice {
     pub endpoint: String,
+    /// The key connections prove they hold (`--access-key-id`), for a broker with `--credentials`.
+    pub key: Option<sluice_client::AccessKey>,
     pub queue: String,
     /// Fan-out: the number of queues subscribed to the topic `queue` (0: the queue workload).
     pub subscribers: usize,
@@ -128,8 +130,14 @@ impl GroupOrder {
 
 /// Creates the queue before the run (it is kept if it exists); for fan-out, the topic named
 /// `queue` and its `subscribers` raw-delivery queues.
-pub fn setup(endpoint: &str, queue: &str, subscribers: usize, fifo_groups: usize) -> Result<(), Error> {
-    let connection = sluice_client::blocking::BlockingClient::connect(endpoint, "sluice-load-setup")
+pub fn setup(
+    endpoint: &str,
+    queue: &str,
+    subscribers: usize,
+    fifo_groups: usize,
+    key: Option<&sluice_client::AccessKey>,
+) -> Result<(), Error> {
+    let connection = sluice_client::blocking::BlockingClient::connect_as(endpoint, "sluice-load-setup", key)
         .map_err(|e| format!("cannot reach Sluice at {endpoint}: {e}"))?;
     let client = connection.client();
     let queue_attributes = if fifo_groups > 0 { fifo_queue_attributes() } else { vec![] };
@@ -150,11 +158,12 @@ pub fn setup(endpoint: &str, queue: &str, subscribers: usize, fifo_groups: usize
     Ok(())
 }
 
-/// One connection to Sluice, its driver running on this executor.
-pub async fn connect(endpoint: &str) -> Result<Client, Error> {
+/// One connection to Sluice, its driver running on this executor; it authenticates with
+/// `key` when the broker asks.
+pub async fn connect(endpoint: &str, key: Option<&sluice_client::AccessKey>) -> Result<Client, Error> {
     let stream = glommio::net::TcpStream::connect(endpoint).await.map_err(|e| format!("connecting to {endpoint}: {e}"))?;
     stream.set_nodelay(true).ok();
-    let (client, driver) = Client::connect(stream, "sluice-load").await.map_err(|e| e.to_string())?;
+    let (client, driver) = Client::connect_as(stream, "sluice-load", key).await.map_err(|e| e.to_string())?;
     glommio::spawn_local(async move {
         if let Err(error) = driver.run().await {
             eprintln!("sluice-load: connection ended: {error}");
@@ -229,7 +238,7 @@ impl Broker for Sluice {
     type Consumer = SluiceConsumer;
 
     async fn connect(&self) -> Result<Client, Error> {
-        connect(&self.endpoint).await
+        connect(&self.endpoint, self.key.as_ref()).await
     }
 
     async fn producer(&self, connection: &Client) -> Result<SluiceProducer, Error> {

@@ -17,6 +17,8 @@ const PARTITION_KEYS: usize = 4096;
 
 pub struct SluiceStream {
     pub endpoint: String,
+    /// The key connections prove they hold, for a broker with `--credentials`.
+    pub key: Option<sluice_client::AccessKey>,
     pub stream: String,
     pub shards: usize,
 }
@@ -27,8 +29,8 @@ fn consumer_name(index: usize) -> String {
 
 /// Recreates the stream (empty) with `shards` shards and registers one consumer per
 /// `shards` subscriptions.
-pub fn setup(endpoint: &str, stream: &str, shards: usize, consumers: usize) -> Result<(), Error> {
-    let connection = sluice_client::blocking::BlockingClient::connect(endpoint, "sluice-load-setup")
+pub fn setup(endpoint: &str, stream: &str, shards: usize, consumers: usize, key: Option<&sluice_client::AccessKey>) -> Result<(), Error> {
+    let connection = sluice_client::blocking::BlockingClient::connect_as(endpoint, "sluice-load-setup", key)
         .map_err(|e| format!("cannot reach Sluice at {endpoint}: {e}"))?;
     let client = connection.client();
     match connection.block_on(client.delete_stream(stream)) {
@@ -67,7 +69,7 @@ impl Broker for SluiceStream {
     type Consumer = StreamConsumer;
 
     async fn connect(&self) -> Result<Client, Error> {
-        connect(&self.endpoint).await
+        connect(&self.endpoint, self.key.as_ref()).await
     }
 
     async fn producer(&self, connection: &Client) -> Result<StreamProducer, Error> {
@@ -77,7 +79,7 @@ impl Broker for SluiceStream {
 
     async fn consumer(&self, _connection: &Client, index: usize) -> Result<StreamConsumer, Error> {
         // Events of a subscription hold up their connection's other answers: one each.
-        let client = connect(&self.endpoint).await?;
+        let client = connect(&self.endpoint, self.key.as_ref()).await?;
         let description = client.describe_stream(&self.stream).await.map_err(|e| e.to_string())?;
         let consumer_arn = format!("{}/consumer/{}:", description.arn, consumer_name(index / self.shards.max(1)));
         let listed = client
