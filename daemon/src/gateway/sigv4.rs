@@ -6,8 +6,10 @@
 //! request must be within 5 minutes of the daemon's clock; a presigned one until
 //! `X-Amz-Expires` (at most 7 days) has passed.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
-use sluice_protocol::auth::{hex, hmac_sha256 as hmac, same};
+use sluice_protocol::auth::{hmac_sha256 as hmac, same};
 
 use crate::credentials::{Credentials, Principal};
 
@@ -50,7 +52,7 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct Verified<'a> {
     pub principal: &'a std::sync::Arc<Principal>,
-    pub service: String,
+    pub service: &'static str,
 }
 
 /// Checks `request`'s signature against `credentials`, at `now_s` (Unix seconds).
@@ -62,8 +64,10 @@ pub fn verify<'a>(credentials: &'a Credentials, region: &str, request: &Signed<'
         None if query_pairs(request.query).any(|(key, _)| key == "X-Amz-Signature") => from_query(request)?,
         None => return Err(Refusal::Missing),
     };
-    let scope: Vec<&str> = parts.credential.split('/').collect();
-    let [key_id, date, scope_region, service, terminal] = scope[..] else {
+    let mut scope = parts.credential.split('/');
+    let (Some(key_id), Some(date), Some(scope_region), Some(service), Some(terminal), None) =
+        (scope.next(), scope.next(), scope.next(), scope.next(), scope.next(), scope.next())
+    else {
         return Err(Refusal::Incomplete(format!(
             "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '{}'",
             parts.credential
@@ -112,14 +116,15 @@ pub fn verify<'a>(credentials: &'a Credentials, region: &str, request: &Signed<'
     // `UNSIGNED-PAYLOAD` as other SDKs do for it.
     let payloads: &[Option<&str>] = if parts.expires_s.is_some() { &[None, Some(UNSIGNED_PAYLOAD)] } else { &[None] };
     let mut matched = false;
+    let mut string_to_sign = String::with_capacity(160);
     for payload in payloads {
-        let canonical = canonical_request(request, &parts, *payload)?;
-        let string_to_sign = format!(
-            "{ALGORITHM}\n{}\n{date}/{scope_region}/{service}/aws4_request\n{}",
-            parts.amz_date,
-            hex(&Sha256::digest(canonical.as_bytes()))
-        );
-        let expected = hex(&hmac(&key, string_to_sign.as_bytes()));
+        let canonical = canonical_request_hash(request, &parts, *payload)?;
+        string_to_sign.clear();
+        for piece in [ALGORITHM, "\n", &parts.amz_date, "\n", date, "/", scope_region, "/", service, "/aws4_request\n"] {
+            string_to_sign.push_str(piece);
+        }
+        string_to_sign.push_str(hex_of(&canonical).as_str());
+        let expected = hex_of(&hmac(&key, string_to_sign.as_bytes()));
         matched |= same(expected.as_bytes(), parts.signature.as_bytes());
     }
     if !matched {
@@ -128,7 +133,31 @@ pub fn verify<'a>(credentials: &'a Credentials, region: &str, request: &Signed<'
                 .into(),
         ));
     }
-    Ok(Verified { principal, service: service.to_owned() })
+    let service = SERVICES.into_iter().find(|known| *known == service).unwrap_or_default();
+    Ok(Verified { principal, service })
+}
+
+/// Lower-case hex of a 32-byte digest, on the stack.
+struct Hex([u8; 64]);
+
+impl Hex {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn hex_of(digest: &[u8; 32]) -> Hex {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (at, byte) in digest.iter().enumerate() {
+        out[2 * at] = DIGITS[(byte >> 4) as usize];
+        out[2 * at + 1] = DIGITS[(byte & 0xf) as usize];
+    }
+    Hex(out)
 }
 
 /// Signing keys derived on this thread, by principal and scope: a key serves every request
@@ -167,17 +196,18 @@ fn signing_key(principal: &Principal, date: &str, region: &str, service: &str) -
     })
 }
 
-/// The signature's parts, from the header or the query.
-struct Parts {
-    credential: String,
-    signed_headers: Vec<String>,
-    signature: String,
-    amz_date: String,
+/// The signature's parts, from the header (borrowed) or the query (decoded).
+struct Parts<'a> {
+    credential: Cow<'a, str>,
+    /// `;`-separated, as signed.
+    signed_headers: Cow<'a, str>,
+    signature: Cow<'a, str>,
+    amz_date: Cow<'a, str>,
     /// Presigned: how long the URL lives.
     expires_s: Option<u64>,
 }
 
-fn from_header(value: &str, request: &Signed<'_>) -> Result<Parts, Refusal> {
+fn from_header<'a>(value: &'a str, request: &Signed<'a>) -> Result<Parts<'a>, Refusal> {
     let rest = value.strip_prefix(ALGORITHM).filter(|rest| rest.starts_with(' ')).ok_or_else(|| {
         Refusal::Incomplete(format!(
             "Authorization header requires the {ALGORITHM} algorithm, got '{}'",
@@ -187,9 +217,9 @@ fn from_header(value: &str, request: &Signed<'_>) -> Result<Parts, Refusal> {
     let (mut credential, mut signed_headers, mut signature) = (None, None, None);
     for item in rest.split(',') {
         match item.trim().split_once('=') {
-            Some(("Credential", v)) => credential = Some(v.to_owned()),
-            Some(("SignedHeaders", v)) => signed_headers = Some(v.to_owned()),
-            Some(("Signature", v)) => signature = Some(v.to_owned()),
+            Some(("Credential", v)) => credential = Some(v),
+            Some(("SignedHeaders", v)) => signed_headers = Some(v),
+            Some(("Signature", v)) => signature = Some(v),
             _ => {}
         }
     }
@@ -204,22 +234,19 @@ fn from_header(value: &str, request: &Signed<'_>) -> Result<Parts, Refusal> {
             missing.join(", ")
         )));
     }
-    let amz_date = request
-        .headers
-        .get("x-amz-date")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Refusal::Incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into()))?
-        .to_owned();
+    let amz_date = request.headers.get("x-amz-date").and_then(|v| v.to_str().ok()).ok_or_else(|| {
+        Refusal::Incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into())
+    })?;
     Ok(Parts {
-        credential: credential.unwrap_or_default(),
-        signed_headers: signed_headers.unwrap_or_default().split(';').map(str::to_owned).collect(),
-        signature: signature.unwrap_or_default(),
-        amz_date,
+        credential: Cow::Borrowed(credential.unwrap_or_default()),
+        signed_headers: Cow::Borrowed(signed_headers.unwrap_or_default()),
+        signature: Cow::Borrowed(signature.unwrap_or_default()),
+        amz_date: Cow::Borrowed(amz_date),
         expires_s: None,
     })
 }
 
-fn from_query(request: &Signed<'_>) -> Result<Parts, Refusal> {
+fn from_query<'a>(request: &Signed<'_>) -> Result<Parts<'a>, Refusal> {
     let get = |name: &str| query_pairs(request.query).find(|(key, _)| key == name).map(|(_, value)| value);
     let required = |name: &str| get(name).ok_or_else(|| Refusal::Incomplete(format!("AWS query-string parameters must include '{name}'.")));
     let algorithm = required("X-Amz-Algorithm")?;
@@ -232,73 +259,91 @@ fn from_query(request: &Signed<'_>) -> Result<Parts, Refusal> {
         return Err(Refusal::Incomplete(format!("X-Amz-Expires must be from 1 to {PRESIGNED_EXPIRES_MAX_S} seconds.")));
     }
     Ok(Parts {
-        credential: required("X-Amz-Credential")?,
-        signed_headers: required("X-Amz-SignedHeaders")?.split(';').map(str::to_owned).collect(),
-        signature: required("X-Amz-Signature")?,
-        amz_date: required("X-Amz-Date")?,
+        credential: Cow::Owned(required("X-Amz-Credential")?),
+        signed_headers: Cow::Owned(required("X-Amz-SignedHeaders")?),
+        signature: Cow::Owned(required("X-Amz-Signature")?),
+        amz_date: Cow::Owned(required("X-Amz-Date")?),
         expires_s: Some(expires),
     })
 }
 
-/// The canonical request; `payload` stands in for the body's hash when given.
-fn canonical_request(request: &Signed<'_>, parts: &Parts, payload: Option<&str>) -> Result<String, Refusal> {
-    let mut out = String::with_capacity(256 + request.query.len());
-    out.push_str(request.method);
-    out.push('\n');
+/// The SHA-256 of the canonical request, fed to the hash piece by piece (no canonical
+/// request is built); `payload` stands in for the body's hash when given.
+fn canonical_request_hash(request: &Signed<'_>, parts: &Parts<'_>, payload: Option<&str>) -> Result<[u8; 32], Refusal> {
+    let mut hash = Sha256::new();
+    hash.update(request.method.as_bytes());
+    hash.update(b"\n");
     let path = if request.path.is_empty() { "/" } else { request.path };
-    encode_into(&mut out, path.as_bytes(), true);
-    out.push('\n');
-    let presigned = parts.expires_s.is_some();
-    let mut pairs: Vec<(String, String)> = query_pairs(request.query)
-        .filter(|(key, _)| !(presigned && key == "X-Amz-Signature"))
-        .map(|(key, value)| (encode(key.as_bytes()), encode(value.as_bytes())))
-        .collect();
-    pairs.sort();
-    for (index, (key, value)) in pairs.iter().enumerate() {
-        if index > 0 {
-            out.push('&');
-        }
-        out.push_str(key);
-        out.push('=');
-        out.push_str(value);
+    if path.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'/')) {
+        // Nothing to encode (`/`, a queue's path): hashed as it is.
+        hash.update(path.as_bytes());
+    } else {
+        let mut encoded = String::with_capacity(path.len() + 16);
+        encode_into(&mut encoded, path.as_bytes(), true);
+        hash.update(encoded.as_bytes());
     }
-    out.push('\n');
-    if !parts.signed_headers.iter().any(|name| name == "host") {
+    hash.update(b"\n");
+    if !request.query.is_empty() {
+        let presigned = parts.expires_s.is_some();
+        let mut pairs: Vec<(String, String)> = query_pairs(request.query)
+            .filter(|(key, _)| !(presigned && key == "X-Amz-Signature"))
+            .map(|(key, value)| (encode(key.as_bytes()), encode(value.as_bytes())))
+            .collect();
+        pairs.sort();
+        for (index, (key, value)) in pairs.iter().enumerate() {
+            if index > 0 {
+                hash.update(b"&");
+            }
+            hash.update(key.as_bytes());
+            hash.update(b"=");
+            hash.update(value.as_bytes());
+        }
+    }
+    hash.update(b"\n");
+    if !parts.signed_headers.split(';').any(|name| name == "host") {
         return Err(Refusal::Incomplete("The host header must be signed.".into()));
     }
-    for name in &parts.signed_headers {
-        let values: Vec<String> = request
-            .headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
-        if values.is_empty() {
+    for name in parts.signed_headers.split(';') {
+        let mut values = request.headers.get_all(name).iter().peekable();
+        if values.peek().is_none() {
             return Err(Refusal::Incomplete(format!("The signed header {name} is not in the request.")));
         }
-        out.push_str(name);
-        out.push(':');
-        out.push_str(&values.join(","));
-        out.push('\n');
+        hash.update(name.as_bytes());
+        hash.update(b":");
+        let mut first_value = true;
+        for value in values {
+            if !first_value {
+                hash.update(b",");
+            }
+            first_value = false;
+            // Trimmed, with runs of spaces folded to one.
+            let text = String::from_utf8_lossy(value.as_bytes());
+            for (index, word) in text.split_whitespace().enumerate() {
+                if index > 0 {
+                    hash.update(b" ");
+                }
+                hash.update(word.as_bytes());
+            }
+        }
+        hash.update(b"\n");
     }
-    out.push('\n');
-    out.push_str(&parts.signed_headers.join(";"));
-    out.push('\n');
+    hash.update(b"\n");
+    hash.update(parts.signed_headers.as_bytes());
+    hash.update(b"\n");
     let declared = request.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
-    let payload = match (payload, declared) {
-        (Some(payload), _) => payload.to_owned(),
-        (None, Some(UNSIGNED_PAYLOAD)) => UNSIGNED_PAYLOAD.to_owned(),
+    match (payload, declared) {
+        (Some(payload), _) => hash.update(payload.as_bytes()),
+        (None, Some(UNSIGNED_PAYLOAD)) => hash.update(UNSIGNED_PAYLOAD.as_bytes()),
         (None, Some(declared)) => {
-            let actual = hex(&Sha256::digest(request.body));
-            if declared != actual {
+            let actual = hex_of(&Sha256::digest(request.body).into());
+            if declared.as_bytes() != actual.as_bytes() {
                 return Err(Refusal::Mismatch("The provided 'x-amz-content-sha256' header does not match what was computed.".into()));
             }
-            actual
+            hash.update(actual.as_bytes());
         }
-        (None, None) => hex(&Sha256::digest(request.body)),
-    };
-    out.push_str(&payload);
-    Ok(out)
+        (None, None) => hash.update(hex_of(&Sha256::digest(request.body).into()).as_bytes()),
+    }
+    Ok(hash.finalize().into())
 }
 
 /// The query's `key=value` pairs, percent-decoded (`+` stays `+`).
