@@ -56,7 +56,7 @@ fn malformed_requests_get_aws_shaped_errors() {
     assert!(answer.to_ascii_lowercase().contains("x-amzn-query-error: missingparameter;sender"), "{answer}");
     let answer = exchange(&daemon, &post(Some("AmazonSQS.ReceiveMessage"), sqs_json, r#"{"QueueUrl":"q","MaxNumberOfMessages":"ten"}"#));
     assert!(answer.contains("com.amazonaws.sqs#InvalidParameterValue") && answer.contains("MaxNumberOfMessages"), "{answer}");
-    let answer = exchange(&daemon, &post(Some("AmazonSQS.AddPermission"), sqs_json, "{}"));
+    let answer = exchange(&daemon, &post(Some("AmazonSQS.StartMessageMoveTask"), sqs_json, "{}"));
     assert!(answer.contains("com.amazonaws.sqs#InvalidAction"), "{answer}");
     let answer = exchange(&daemon, &post(Some("Kinesis_20131202.NoSuchThing"), "application/x-amz-json-1.1", "{}"));
     assert!(answer.contains("\"__type\":\"UnknownOperationException\""), "{answer}");
