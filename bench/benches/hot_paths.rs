@@ -1,6 +1,7 @@
 //! Hot paths: frame encode and decode, a queue partition's send → receive → delete, the
 //! storage log's append (staged, written and waited for in groups, as the daemon does), and
-//! what security adds: a receipt handle sealed and opened, a SigV4 signature verified.
+//! what security adds: a receipt handle sealed and opened, a SigV4 signature verified, an
+//! access decision.
 
 use std::sync::Arc;
 
@@ -130,6 +131,34 @@ fn security(c: &mut Criterion) {
             let request = sigv4::Signed { method: "POST", path: "/", query: "", headers: &headers, body };
             sigv4::verify(&credentials, "us-east-1", &request, 1_796_558_400).is_ok()
         })
+    });
+    // A request decided as the daemon decides it with --credentials: the principal's identity
+    // policy (the bench's: allow sqs:*, sns:*, kinesis:*, deny DeleteQueue) and the queue's policy.
+    use sluice_daemon::policy::{allowed, Action, Kind, Policy, Request, Who};
+    let identity = [Policy::parse(
+        r#"{"Statement": [{"Effect": "Allow", "Action": ["sqs:*", "sns:*", "kinesis:*"], "Resource": "*"},
+                          {"Effect": "Deny", "Action": "sqs:DeleteQueue", "Resource": "*"}]}"#,
+        Kind::Identity,
+    )
+    .unwrap()];
+    let queue_policy = Policy::parse(
+        r#"{"Statement": [{"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+                           "Resource": "arn:aws:sqs:us-east-1:000000000000:orders",
+                           "Condition": {"ArnEquals": {"aws:SourceArn": "arn:aws:sns:us-east-1:000000000000:events"}}}]}"#,
+        Kind::Resource,
+    )
+    .unwrap();
+    let request = Request {
+        who: Who::Principal { arn: "arn:aws:iam::000000000000:user/bench", account: "000000000000" },
+        action: Action::named("sqs:SendMessage").unwrap(),
+        resource: Some("arn:aws:sqs:us-east-1:000000000000:orders"),
+        source_arn: None,
+        source_account: None,
+        source_ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
+        secure: false,
+    };
+    group.bench_function("access decision (identity policy of 2 statements, queue policy of 1)", |b| {
+        b.iter(|| allowed(Some(&identity), Some(&queue_policy), "000000000000", &request))
     });
     group.finish();
 }
