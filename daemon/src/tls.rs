@@ -5,8 +5,8 @@
 //! shake hands with the new certificate, open ones go on with theirs; a file that does not
 //! read on SIGHUP is refused and the configuration in force stays.
 //!
-//! The gateway offers `http/1.1` through ALPN; the binary port offers no protocol name (its
-//! clients need none). A connection is a `Conn`, plain or TLS, so the front ends serve either
+//! The gateway offers `h2` and `http/1.1` through ALPN; the binary port offers no protocol
+//! name (its clients need none). A connection is a `Conn`, plain or TLS, so the front ends serve either
 //! without knowing which.
 
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ fn build(files: &TlsFiles) -> Result<Acceptors, String> {
         .map_err(|e| format!("--tls-cert {} and --tls-key {}: {e}", files.cert.display(), files.key.display()))?;
     let binary = Arc::new(config.clone());
     let mut http = config;
-    http.alpn_protocols = vec![b"http/1.1".to_vec()];
+    http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Acceptors { binary: TlsAcceptor::from(binary), http: TlsAcceptor::from(Arc::new(http)) })
 }
 
@@ -154,6 +154,14 @@ impl Conn {
         match self {
             Conn::Plain(stream) => stream,
             Conn::Tls(stream) => stream.get_ref().0,
+        }
+    }
+
+    /// The protocol ALPN chose (`h2`, `http/1.1`), if the client offered any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Conn::Plain(_) => None,
+            Conn::Tls(stream) => stream.get_ref().1.alpn_protocol(),
         }
     }
 

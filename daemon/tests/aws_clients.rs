@@ -138,6 +138,24 @@ fn policies_through_boto3() {
 }
 
 #[test]
+fn javascript_sdk_v3_kinesis_over_http2_and_sqs_and_sns() {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    let dir = sluice_testkit::node_clients(&source, Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let daemon = Daemon::start();
+    let output = Command::new("node")
+        .arg(dir.join("sdk.js"))
+        .env("SLUICE_ENDPOINT", daemon.http_url())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("running node");
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    eprintln!("{report}");
+    assert!(output.status.success(), "the JavaScript SDK failed:\n{report}");
+    assert!(report.contains("records pushed over HTTP/2"), "{report}");
+}
+
+#[test]
 fn aws_cli_commands_of_the_first_five_minutes() {
     let daemon = Daemon::start();
     python_tests("current", &daemon, "test_cli", &[]);

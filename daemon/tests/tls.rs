@@ -40,8 +40,13 @@ fn round_trip(c: &Conn, queue: &str, body: &str) {
     c.run(c.client().delete_message(queue, &received[0].receipt_handle)).unwrap();
 }
 
-/// A rustls client connection to the gateway (HTTP/1.1 over TLS).
-fn https(daemon: &Daemon, ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+/// A rustls client connection to the gateway offering `alpn`.
+fn tls_to_gateway(
+    daemon: &Daemon,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    alpn: &[&[u8]],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
@@ -58,12 +63,17 @@ fn https(daemon: &Daemon, ca: &Path, identity: Option<(&Path, &Path)>) -> rustls
             builder.with_client_auth_cert(certs, rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap()).unwrap()
         }
     };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
     let http = daemon.http_addr.expect("the gateway listens");
     let connection = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
     let socket = TcpStream::connect(http).unwrap();
     socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
     rustls::StreamOwned::new(connection, socket)
+}
+
+/// A connection to the gateway speaking HTTP/1.1 over TLS.
+fn https(daemon: &Daemon, ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    tls_to_gateway(daemon, ca, identity, &[b"http/1.1"])
 }
 
 /// GET /health over `stream`; the whole answer, or the error that stopped it.
@@ -94,11 +104,16 @@ fn both_listeners_serve_tls_to_clients_that_trust_the_certificate_and_nothing_el
     }
     assert!(daemon.client_tls(&trusting(&ca.file).with_server_name("elsewhere.example"), None).is_err());
 
-    // The gateway: HTTP/1.1 chosen through ALPN (no h2 offered), and a plain request refused.
+    // The gateway: HTTP/1.1 or HTTP/2 as ALPN chooses, and a plain request refused.
     let mut stream = https(&daemon, &ca.file, None);
     let answer = health(&mut stream).expect("GET /health over TLS");
     assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"), "{answer}");
     assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let mut h2 = tls_to_gateway(&daemon, &ca.file, None, &[b"h2", b"http/1.1"]);
+    while h2.conn.is_handshaking() {
+        h2.conn.complete_io(&mut h2.sock).expect("the TLS handshake");
+    }
+    assert_eq!(h2.conn.alpn_protocol(), Some(&b"h2"[..]), "a client offering h2 gets HTTP/2");
     let mut plain = TcpStream::connect(daemon.http_addr.unwrap()).unwrap();
     plain.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
     plain.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();

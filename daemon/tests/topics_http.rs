@@ -368,28 +368,10 @@ fn endpoints_on_addresses_behind_the_broker_are_refused_unless_allowed() {
     assert!(endpoint.nothing_within(Duration::from_millis(500)), "a refused endpoint was contacted");
 }
 
-/// AWS's own SNS message validator (npm `sns-validator`), installed once under the target
-/// directory from `tests/node/package.json` (node and npm with access to the npm registry are
-/// needed; `.ci/run` makes sure of both).
-fn node_validator() -> &'static std::path::Path {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let source = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node-validator");
-        std::fs::create_dir_all(&dir).unwrap();
-        for file in ["package.json", "validate.js"] {
-            std::fs::copy(source.join(file), dir.join(file)).unwrap();
-        }
-        if !dir.join("node_modules/sns-validator").exists() {
-            let status = std::process::Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--silent"])
-                .current_dir(&dir)
-                .status()
-                .expect("running npm (node and npm are needed for this test)");
-            assert!(status.success(), "npm install of sns-validator failed");
-        }
-        dir
-    })
+/// AWS's own SNS message validator (npm `sns-validator`), with the other node clients.
+fn node_validator() -> std::path::PathBuf {
+    let source = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    sluice_testkit::node_clients(&source, std::path::Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
 /// Runs the validator over `messages` (SNS JSON documents); its exit status and report.

@@ -143,6 +143,10 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().expect("waiting for sluiced") {
+                if !status.success() {
+                    // Said here: the caller's assertion sees only that it failed.
+                    eprintln!("sluiced (pid {}) exited after SIGTERM with {status}", child.id());
+                }
                 return status;
             }
             if Instant::now() > deadline {
@@ -289,4 +293,37 @@ pub fn kv(key: &str, value: &str) -> (String, String) {
 
 pub fn attribute<'a>(attributes: &'a [(String, String)], name: &str) -> Option<&'a str> {
     attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The node packages of `daemon/tests/node` (`package.json`, pinned by `package-lock.json`)
+/// installed once per target directory with `npm ci`, beside the scripts there; returns the
+/// directory to run `node SCRIPT` in. Needs node and npm with access to the npm registry
+/// (`.ci/run` installs both).
+pub fn node_clients(source: &std::path::Path, target_tmp: &std::path::Path) -> PathBuf {
+    static DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut dir = DIR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(dir) = dir.as_ref() {
+        return dir.clone();
+    }
+    let made = target_tmp.join("node-clients");
+    std::fs::create_dir_all(&made).expect("making the node directory");
+    for entry in std::fs::read_dir(source).expect("reading the node sources") {
+        let path = entry.expect("a node source").path();
+        if path.is_file() {
+            std::fs::copy(&path, made.join(path.file_name().unwrap_or_default())).expect("copying a node source");
+        }
+    }
+    let lock = std::fs::read(made.join("package-lock.json")).unwrap_or_default();
+    let installed = made.join("node_modules/.installed-lock");
+    if std::fs::read(&installed).ok() != Some(lock.clone()) {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&made)
+            .status()
+            .expect("running npm (node and npm are needed)");
+        assert!(status.success(), "npm ci in {} failed", made.display());
+        std::fs::write(&installed, lock).expect("marking the install");
+    }
+    *dir = Some(made.clone());
+    made
 }

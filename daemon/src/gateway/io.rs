@@ -78,6 +78,83 @@ impl<S: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<S> {
     }
 }
 
+/// A stream whose first bytes were already read (to tell HTTP/2's preface from HTTP/1.1): it
+/// reads them again before the rest.
+pub struct Rewind<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+/// The preface an HTTP/2 client with prior knowledge opens with (RFC 9113 §3.4).
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+impl<S: AsyncRead + Unpin> Rewind<S> {
+    /// Reads until the first bytes tell whether the client speaks HTTP/2 with prior knowledge
+    /// (`true`) or not; the bytes read are read again from the returned stream.
+    pub async fn sniff(mut inner: S) -> std::io::Result<(bool, Rewind<S>)> {
+        use futures::AsyncReadExt;
+        let mut prefix = Vec::with_capacity(H2_PREFACE.len());
+        let mut chunk = [0u8; 24];
+        loop {
+            let wanted = H2_PREFACE.len() - prefix.len();
+            let read = inner.read(&mut chunk[..wanted]).await?;
+            prefix.extend_from_slice(&chunk[..read]);
+            let agrees = H2_PREFACE.starts_with(&prefix);
+            if read == 0 || !agrees || prefix.len() == H2_PREFACE.len() {
+                return Ok((agrees && prefix.len() == H2_PREFACE.len(), Rewind { prefix, at: 0, inner }));
+            }
+        }
+    }
+
+    pub fn new(inner: S) -> Rewind<S> {
+        Rewind { prefix: Vec::new(), at: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        if self.at < self.prefix.len() {
+            let n = buf.len().min(self.prefix.len() - self.at);
+            buf[..n].copy_from_slice(&self.prefix[self.at..self.at + n]);
+            self.at += n;
+            if self.at == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.at = 0;
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// Runs the futures hyper's HTTP/2 connections spawn (one per stream) on the shard's executor.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalExec;
+
+impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, future: F) {
+        glommio::spawn_local(async move {
+            future.await;
+        })
+        .detach();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

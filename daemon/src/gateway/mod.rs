@@ -53,6 +53,13 @@ pub use sqs::ACTIONS as SQS_ACTIONS;
 
 /// Largest body of a Kinesis PutRecords: 5 MiB of data is ~6.7 MiB as base64, with 500
 /// escaped partition keys beside it.
+/// HTTP/2: requests one connection may have open at once.
+const H2_STREAMS_MAX: u32 = 100;
+/// HTTP/2: streams a client may open and reset before they are served, at once (a client that
+/// goes past it, the "rapid reset" attack, is sent GOAWAY).
+const H2_PENDING_RESETS_MAX: usize = 20;
+/// HTTP/2: streams the server may reset for a client's errors before it closes the connection.
+const H2_LOCAL_RESETS_MAX: usize = 64;
 const PUT_RECORDS_BODY_BYTES_MAX: usize = 8 << 20;
 /// Largest body of a Kinesis PutRecord (1 MiB of data as base64, and its key).
 const PUT_RECORD_BODY_BYTES_MAX: usize = 2 << 20;
@@ -153,20 +160,45 @@ async fn serve(shard: Rc<Shard>, stream: crate::tls::Conn) -> Result<(), String>
         let shard = service_shard.clone();
         async move { Ok::<_, Infallible>(handle(shard, request, peer).await) }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.max_buf_size(HEADER_BUFFER_BYTES_MAX).half_close(false);
-    let connection = builder.serve_connection(io::HyperIo::new(stream), service);
+    // HTTP/2 when ALPN chose it, or when a client opens with HTTP/2's preface (prior knowledge,
+    // as the AWS SDKs' Kinesis clients do on http://); else HTTP/1.1.
+    let (h2, stream) = match stream.alpn() {
+        Some(b"h2") => (true, io::Rewind::new(stream)),
+        _ => io::Rewind::sniff(stream).await.map_err(|e| e.to_string())?,
+    };
+    if h2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(io::LocalExec);
+        builder
+            .max_concurrent_streams(H2_STREAMS_MAX)
+            .max_header_list_size(HEADER_BUFFER_BYTES_MAX as u32)
+            .max_pending_accept_reset_streams(Some(H2_PENDING_RESETS_MAX))
+            .max_local_error_reset_streams(Some(H2_LOCAL_RESETS_MAX));
+        let connection = builder.serve_connection(io::HyperIo::new(stream), service);
+        until_shutdown(&shard, connection, |connection| connection.graceful_shutdown()).await
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.max_buf_size(HEADER_BUFFER_BYTES_MAX).half_close(false);
+        let connection = builder.serve_connection(io::HyperIo::new(stream), service);
+        until_shutdown(&shard, connection, |connection| connection.graceful_shutdown()).await
+    }
+}
+
+/// Serves `connection` until it ends, or until shutdown is requested: then the requests in
+/// flight finish (`graceful`) and it closes.
+async fn until_shutdown<C>(shard: &Shard, connection: C, graceful: impl Fn(std::pin::Pin<&mut C>)) -> Result<(), String>
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
     futures::pin_mut!(connection);
     let shutdown = shard.shutdown.event.listen();
     if shard.shutdown.requested.get() {
-        connection.as_mut().graceful_shutdown();
+        graceful(connection.as_mut());
     }
     futures::pin_mut!(shutdown);
     match futures::future::select(connection.as_mut(), shutdown).await {
         futures::future::Either::Left((result, _)) => result.map_err(|e| e.to_string()),
         futures::future::Either::Right(_) => {
-            // Finish the request in flight, if any, then close.
-            connection.as_mut().graceful_shutdown();
+            graceful(connection.as_mut());
             connection.await.map_err(|e| e.to_string())
         }
     }
