@@ -27,6 +27,13 @@ pub struct Access {
     pub secure: bool,
 }
 
+impl crate::audit::Caller {
+    /// What access decisions need of this caller.
+    pub fn access(&self) -> Access {
+        Access { principal: self.principal.clone(), ip: self.ip, secure: self.secure }
+    }
+}
+
 /// What a request acts on: the resource's ARN (`None` for actions on none, such as
 /// `ListQueues`) and the resource's policy.
 /// The ARN is borrowed from the catalog when the resource exists (no allocation per request).
@@ -85,23 +92,6 @@ pub fn unsigned_link_allowed(snapshot: &Snapshot, op: &Op) -> Result<(), OpError
         }
         _ => Ok(()),
     }
-}
-
-/// Whether SNS may deliver `topic_arn`'s messages to a queue with `queue_policy`: the queue's
-/// policy must allow `sns.amazonaws.com` to `sqs:SendMessage` to `queue_arn`, the topic as
-/// `aws:SourceArn`, as in AWS.
-pub fn sns_may_deliver(queue_arn: &str, queue_policy: Option<&Policy>, topic_arn: &str, account_id: &str) -> bool {
-    let Some(action) = Action::named("sqs:SendMessage") else { return false };
-    let request = Request {
-        who: Who::Service(policy::SNS_SERVICE),
-        action,
-        resource: Some(queue_arn),
-        source_arn: Some(topic_arn),
-        source_account: Some(account_id),
-        source_ip: None,
-        secure: true,
-    };
-    policy::allowed(None, queue_policy, account_id, &request)
 }
 
 /// The action `op` is, its resource and that resource's policy; `None` for what is not an

@@ -48,13 +48,6 @@ pub struct Caller {
     pub secure: bool,
 }
 
-impl Caller {
-    /// What access decisions need of this caller.
-    pub fn access(&self) -> crate::access::Access {
-        crate::access::Access { principal: self.principal.clone(), ip: self.ip, secure: self.secure }
-    }
-}
-
 /// Where shards send their lines. Cloned into every shard's configuration.
 #[derive(Debug, Clone)]
 pub struct Sink {

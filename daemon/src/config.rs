@@ -177,7 +177,7 @@ pub struct Config {
 
     /// The SNS signing key, loaded or made on first use.
     #[arg(skip)]
-    pub sns_signing: Option<std::sync::Arc<crate::topic::signing::SnsSigning>>,
+    pub sns_signing: Option<std::sync::Arc<crate::sns_signing::SnsSigning>>,
 
     /// A PEM file of extra certificate authorities trusted for `https` subscription endpoints,
     /// besides the public (Mozilla) roots: for endpoints with private or self-signed

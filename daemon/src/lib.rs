@@ -32,6 +32,7 @@ pub mod seal;
 pub mod serve;
 pub mod shard;
 pub mod sim;
+pub mod sns_signing;
 pub mod storage;
 pub mod stream;
 pub mod tls;

@@ -747,6 +747,23 @@ pub fn allowed(identity: Option<&[Policy]>, resource: Option<&Policy>, owner: &s
     }
 }
 
+/// Whether SNS may deliver `topic_arn`'s messages to a queue with `queue_policy`: the queue's
+/// policy must allow `sns.amazonaws.com` to `sqs:SendMessage` to `queue_arn`, the topic as
+/// `aws:SourceArn`, as in AWS.
+pub fn sns_may_deliver(queue_arn: &str, queue_policy: Option<&Policy>, topic_arn: &str, account_id: &str) -> bool {
+    let Some(action) = Action::named("sqs:SendMessage") else { return false };
+    let request = Request {
+        who: Who::Service(SNS_SERVICE),
+        action,
+        resource: Some(queue_arn),
+        source_arn: Some(topic_arn),
+        source_account: Some(account_id),
+        source_ip: None,
+        secure: true,
+    };
+    allowed(None, queue_policy, account_id, &request)
+}
+
 fn combine(decisions: impl Iterator<Item = Decision>) -> Decision {
     let mut combined = Decision::Silent;
     for decision in decisions {

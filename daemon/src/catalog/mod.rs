@@ -48,7 +48,7 @@ pub struct Naming {
     /// Base of queue URLs, e.g. `http://127.0.0.1:4566`.
     pub public_url: String,
     /// Whether access is decided (`--credentials`): then SNS delivers to a queue only when
-    /// the queue's policy allows it (`access::sns_may_deliver`).
+    /// the queue's policy allows it (`policy::sns_may_deliver`).
     pub authorization: bool,
 }
 
@@ -146,7 +146,7 @@ impl Snapshot {
                     .map(|index| {
                         snapshot.subscribed_queue(name, index).is_some_and(|queue| {
                             let policy = queue.attributes.policy.as_ref().map(|policy| &*policy.compiled);
-                            !crate::access::sns_may_deliver(&queue.arn, policy, &topic.arn, &snapshot.naming.account_id)
+                            !crate::policy::sns_may_deliver(&queue.arn, policy, &topic.arn, &snapshot.naming.account_id)
                         })
                     })
                     .collect();

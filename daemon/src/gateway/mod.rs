@@ -225,7 +225,7 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>, peer: Peer) -> Res
     if parts.uri.path() == "/health" && parts.method == Method::GET {
         return text(StatusCode::OK, "ok\n");
     }
-    if parts.uri.path() == crate::topic::signing::CERT_PATH && parts.method == Method::GET {
+    if parts.uri.path() == crate::sns_signing::CERT_PATH && parts.method == Method::GET {
         return signing_certificate(&shard).await;
     }
     let origin = match guard::check(&shard.config, &parts.headers) {

@@ -150,7 +150,7 @@ where
     config.data_dir = std::fs::canonicalize(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot resolve data directory {}: {e}", config.data_dir.display()))?;
     config.seal_key = crate::seal::SealKey::load_or_create(&config.data_dir).map_err(|e| anyhow::anyhow!(e))?;
-    let signing = crate::topic::signing::SnsSigning::new(&config.data_dir, config.sns_signing_key.as_deref());
+    let signing = crate::sns_signing::SnsSigning::new(&config.data_dir, config.sns_signing_key.as_deref());
     if config.sns_signing_key.is_some() {
         // A given key that does not read stops the start; a made one is made when first needed.
         signing.signer().map_err(|e| anyhow::anyhow!(e))?;

@@ -82,7 +82,7 @@ impl Envelope {
             _ => STANDARD.encode(sha1::Sha1::digest(string_to_sign(n).as_bytes())),
         };
         field(&mut head, "Signature", &digest);
-        field(&mut head, "SigningCertURL", &format!("{public_url}{}", super::signing::CERT_PATH));
+        field(&mut head, "SigningCertURL", &format!("{public_url}{}", crate::sns_signing::CERT_PATH));
         head.extend_from_slice(UNSUBSCRIBE_FIELD);
         let mut tail = Vec::new();
         if !n.attributes.is_empty() {

@@ -15,7 +15,6 @@ pub mod envelope;
 pub mod fifo;
 pub mod http;
 pub mod service;
-pub mod signing;
 
 use std::rc::Rc;
 use std::sync::Arc;

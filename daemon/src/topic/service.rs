@@ -391,7 +391,7 @@ async fn send_confirmation<H: TopicHost>(host: &Rc<H>, subscription: &Subscripti
         "Timestamp": timestamp,
         "SignatureVersion": "1",
         "Signature": "",
-        "SigningCertURL": format!("{public_url}{}", super::signing::CERT_PATH),
+        "SigningCertURL": format!("{public_url}{}", crate::sns_signing::CERT_PATH),
     });
     let body = Bytes::from(body.to_string());
     let attributes = super::http::delivery_attributes("SubscriptionConfirmation", &message_id);

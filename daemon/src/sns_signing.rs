@@ -1,4 +1,4 @@
-//! SNS message signatures receivers can verify: RSA PKCS#1 v1.5 over the string SNS signs,
+//! SNS message signatures receivers can verify (the topic engine signs HTTP/S deliveries with it): RSA PKCS#1 v1.5 over the string SNS signs,
 //! with SHA-1 (`SignatureVersion` 1) or SHA-256 (2), and the signing certificate served at
 //! `SigningCertURL` (`/SimpleNotificationService-sluice.pem` on the gateway).
 //!
