@@ -299,7 +299,7 @@ fn metadata_changes_are_journaled_and_survive_many_restarts() {
                 c.run(c.client().create_queue(&format!("r{round}-q{i}"), vec![], vec![kv("round", &round.to_string())])).unwrap();
             }
             c.run(c.client().tag_queue("first", vec![kv(&format!("t{round}"), "v")])).unwrap();
-            let policy = format!(r#"{{"Version":"2012-10-17","Id":"round-{round}"}}"#);
+            let policy = format!(r#"{{"Version":"2012-10-17","Id":"round-{round}","Statement":[]}}"#);
             c.run(c.client().set_queue_attributes("first", vec![kv("Policy", &policy)])).unwrap();
             c.run(c.client().delete_queue(&format!("r{round}-q0"))).unwrap();
             let topic = c.run(c.client().create_topic(&format!("topic-{round}"), vec![], vec![])).unwrap();
@@ -326,7 +326,7 @@ fn a_metadata_journal_that_outgrows_meta_json_is_folded_into_it() {
     let document = inode(&meta);
     // 8 KiB policies: past 1 MiB of journal the next change writes a new meta.json.
     for i in 0..200 {
-        let policy = format!(r#"{{"Version":"2012-10-17","Id":"{i:04}{}"}}"#, "x".repeat(7900));
+        let policy = format!(r#"{{"Version":"2012-10-17","Id":"{i:04}{}","Statement":[]}}"#, "x".repeat(7900));
         c.run(c.client().set_queue_attributes("q", vec![kv("Policy", &policy)])).unwrap();
     }
     assert_ne!(inode(&meta), document, "the journal was folded into a new meta.json");
