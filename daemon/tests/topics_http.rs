@@ -192,8 +192,9 @@ fn http_subscribers_confirm_then_receive_notifications_as_sns_posts_them() {
     assert_eq!(raw.body, "plain text");
     assert_eq!(raw.header("x-amz-sns-rawdelivery"), Some("true"));
 
-    // Unsubscribed: nothing more arrives.
+    // Unsubscribed: the endpoint hears so, and no notification arrives after.
     c.run(c.client().unsubscribe(&arn)).unwrap();
+    assert_eq!(endpoint.next().header("x-amz-sns-message-type"), Some("UnsubscribeConfirmation"));
     c.run(c.client().publish(&topic, "after")).unwrap();
     assert!(endpoint.nothing_within(Duration::from_secs(1)));
     // The hidden delivery queue never shows among the client's queues.
@@ -448,4 +449,26 @@ fn aws_sns_message_validator_accepts_what_sluice_signs_and_refuses_a_tampered_me
     let later = endpoint.next().body;
     let (valid, report) = validate(&[later], &ca.file);
     assert!(valid, "{report}");
+
+    // Unsubscribing POSTs an UnsubscribeConfirmation, signed; its token restores the subscription.
+    let arn = match c.run(c.client().call(Op::ListSubscriptions { topic: Some(topic.clone()), next_token: None })).unwrap() {
+        Reply::Subscriptions { subscriptions, .. } => subscriptions[0].subscription_arn.clone(),
+        other => panic!("{other:?}"),
+    };
+    c.run(c.client().unsubscribe(&arn)).unwrap();
+    let goodbye = endpoint.next();
+    assert_eq!(goodbye.header("x-amz-sns-message-type"), Some("UnsubscribeConfirmation"));
+    let document = goodbye.json();
+    assert_eq!(document["Type"], "UnsubscribeConfirmation");
+    let (valid, report) = validate(&[goodbye.body.clone()], &ca.file);
+    assert!(valid, "{report}");
+    c.run(c.client().publish(&topic, "while unsubscribed")).unwrap();
+    assert!(endpoint.nothing_within(Duration::from_millis(500)), "nothing is delivered while unsubscribed");
+    drop(c);
+    daemon.restart();
+    let c = daemon.client_tls(&tls, None).unwrap();
+    let restored = c.run(c.client().confirm_subscription(&topic, document["Token"].as_str().unwrap())).unwrap();
+    assert_eq!(restored, arn, "the same subscription is back");
+    c.run(c.client().publish(&topic, "restored")).unwrap();
+    assert_eq!(endpoint.next().json()["Message"], "restored");
 }

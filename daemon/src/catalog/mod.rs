@@ -637,7 +637,7 @@ impl Registry {
 
     fn apply_topic(&mut self, change: TopicChange, now_s: u64) -> Result<(MetaOutcome, Option<Arc<Snapshot>>), OpError> {
         let mut topics = self.snapshot.topics.clone();
-        let arn = topics::apply(&mut topics, &self.naming, change)?;
+        let arn = topics::apply(&mut topics, &self.naming, change, now_s * 1000)?;
         let subscriptions = |topics: &Topics| topics.values().map(|topic| topic.subscriptions.len()).sum::<usize>();
         let count = subscriptions(&topics);
         if count > self.limits.subscriptions_max && count > subscriptions(&self.snapshot.topics) {

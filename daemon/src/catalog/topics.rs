@@ -31,7 +31,16 @@ pub struct TopicMeta {
     pub subscriptions: Vec<Arc<SubscriptionMeta>>,
     /// The `Policy` attribute, compiled (`None`: none set).
     pub policy: Option<crate::policy::ResourcePolicy>,
+    /// HTTP/S subscriptions unsubscribed lately, each with the token of its
+    /// UnsubscribeConfirmation (`pending_token`) that restores it through ConfirmSubscription,
+    /// and until when (Unix ms); at most `RESTORABLE_MAX`, for `RESTORE_MS`.
+    pub restorable: Vec<(Arc<SubscriptionMeta>, u64)>,
 }
+
+/// How long an unsubscribed HTTP/S subscription can be restored (as SNS's tokens live).
+pub const RESTORE_MS: u64 = 3 * 24 * 3600 * 1000;
+/// Unsubscribed subscriptions a topic keeps restorable.
+pub const RESTORABLE_MAX: usize = 100;
 
 impl TopicMeta {
     /// Whether it is a FIFO topic (`FifoTopic=true`, which a `.fifo` name always goes with).
@@ -272,7 +281,7 @@ pub enum TopicChange {
 }
 
 /// Applies a change to a copy of the topics; returns the ARN the change answers with (if any).
-pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Result<Option<String>, OpError> {
+pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange, now_ms: u64) -> Result<Option<String>, OpError> {
     match change {
         TopicChange::Create { name, attributes, tags } => {
             if !valid_topic_name(&name) {
@@ -316,6 +325,7 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
                     attributes: settings,
                     tags,
                     subscriptions: Vec::new(),
+                    restorable: Vec::new(),
                 }),
             );
             Ok(Some(arn))
@@ -391,8 +401,17 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
         TopicChange::Confirm { topic, token, authenticate_on_unsubscribe } => {
             let meta = resolve(topics, naming, &topic)?;
             let Some(index) = meta.subscriptions.iter().position(|s| s.pending_token.as_deref() == Some(token.as_str())) else {
-                // Confirming again with a token already used answers the same ARN.
-                return Err(invalid("Invalid parameter: Token"));
+                // The token of an UnsubscribeConfirmation restores what was unsubscribed.
+                let restoring =
+                    meta.restorable.iter().position(|(s, until)| s.pending_token.as_deref() == Some(token.as_str()) && now_ms < *until);
+                let Some(at) = restoring else { return Err(invalid("Invalid parameter: Token")) };
+                let mut updated = (**meta).clone();
+                let (restored, _) = updated.restorable.remove(at);
+                let restored = SubscriptionMeta { pending_token: None, authenticate_on_unsubscribe, ..(*restored).clone() };
+                let arn = restored.arn.clone();
+                updated.subscriptions.push(Arc::new(restored));
+                topics.insert(updated.name.clone(), Arc::new(updated));
+                return Ok(Some(arn));
             };
             let mut updated = (**meta).clone();
             let mut subscription = (*updated.subscriptions[index]).clone();
@@ -404,11 +423,22 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange) -> Resul
             Ok(Some(arn))
         }
         TopicChange::Unsubscribe { subscription } => {
-            let (meta, _) = resolve_subscription(topics, naming, &subscription)?;
+            let (meta, removed) = resolve_subscription(topics, naming, &subscription)?;
             let mut updated = (**meta).clone();
             updated.subscriptions.retain(|s| s.arn != subscription);
+            updated.restorable.retain(|(_, until)| now_ms < *until);
+            // A confirmed HTTP/S subscription can be restored with the token its endpoint is
+            // sent in an UnsubscribeConfirmation; the token is what this change answers.
+            let token = (removed.protocol.starts_with("http") && removed.pending_token.is_none()).then(confirmation_token);
+            if let Some(token) = &token {
+                if updated.restorable.len() >= RESTORABLE_MAX {
+                    updated.restorable.remove(0);
+                }
+                let kept = SubscriptionMeta { pending_token: Some(token.clone()), ..(**removed).clone() };
+                updated.restorable.push((Arc::new(kept), now_ms + RESTORE_MS));
+            }
             topics.insert(updated.name.clone(), Arc::new(updated));
-            Ok(None)
+            Ok(token)
         }
         TopicChange::SetSubscriptionAttribute { subscription, name, value } => {
             let (meta, existing) = resolve_subscription(topics, naming, &subscription)?;
@@ -580,7 +610,27 @@ pub fn topic_json(topic: &TopicMeta) -> Value {
             })
         })
         .collect();
-    json!({ "name": topic.name, "attributes": topic.attributes, "tags": topic.tags, "subscriptions": subscriptions })
+    let restorable: Vec<Value> = topic
+        .restorable
+        .iter()
+        .map(|(s, until)| {
+            json!({
+                "arn": s.arn,
+                "protocol": s.protocol,
+                "endpoint": s.endpoint,
+                "attributes": s.attributes,
+                "token": s.pending_token,
+                "until_ms": until,
+            })
+        })
+        .collect();
+    json!({
+        "name": topic.name,
+        "attributes": topic.attributes,
+        "tags": topic.tags,
+        "subscriptions": subscriptions,
+        "restorable": restorable,
+    })
 }
 
 /// Rebuilds topics from `to_json`'s output, checking everything (it comes from disk).
@@ -620,7 +670,30 @@ pub fn from_json(naming: &Naming, value: &Value) -> Result<Topics, String> {
             subscriptions.push(Arc::new(SubscriptionMeta { authenticate_on_unsubscribe, ..compiled }));
         }
         let attributes = strings(&topic["attributes"], "topic attributes")?;
+        // Absent in files written before subscriptions could be restored.
+        let mut restorable = Vec::new();
+        for r in topic["restorable"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let field = |key: &str| {
+                r[key].as_str().map(str::to_owned).ok_or_else(|| format!("topic {name}: a restorable subscription has no {key}"))
+            };
+            let sub_arn = field("arn")?;
+            if !sub_arn.starts_with(&format!("{arn}:")) {
+                return Err(format!("topic {name}: subscription {sub_arn} belongs to another topic"));
+            }
+            let compiled = compile_subscription(
+                sub_arn,
+                arn.clone(),
+                field("protocol")?,
+                field("endpoint")?,
+                strings(&r["attributes"], "subscription attributes")?,
+                Some(field("token")?),
+            )
+            .map_err(|e| format!("topic {name}: {}", e.message))?;
+            let until = r["until_ms"].as_u64().ok_or_else(|| format!("topic {name}: a restorable subscription has no until_ms"))?;
+            restorable.push((Arc::new(compiled), until));
+        }
         let meta = TopicMeta {
+            restorable,
             name: name.clone(),
             // Kept even if it no longer compiles (`ResourcePolicy::stored`).
             policy: attributes.get("Policy").map(|text| crate::policy::ResourcePolicy::stored(text, &arn)),

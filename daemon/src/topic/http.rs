@@ -381,6 +381,47 @@ async fn signed(config: &crate::config::Config, raw: bool, body: &bytes::Bytes) 
     }
 }
 
+/// POSTs the UnsubscribeConfirmation SNS sends an HTTP/S endpoint when its subscription is
+/// deleted: signed, once, in the background (not kept: a failed one is logged). Its
+/// `SubscribeURL` restores the subscription (ConfirmSubscription with `token`, for
+/// `catalog::topics::RESTORE_MS`).
+pub fn send_unsubscribe_confirmation<H: TopicHost>(host: &Rc<H>, subscription: &SubscriptionMeta, token: &str) {
+    let public_url = host.config().public_url.trim_end_matches('/').to_owned();
+    let message_id = crate::catalog::topics::random_uuid();
+    let now = host.env().now_ms();
+    let timestamp = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now)).to_string();
+    let topic = &subscription.topic_arn;
+    let body = serde_json::json!({
+        "Type": "UnsubscribeConfirmation",
+        "MessageId": message_id,
+        "Token": token,
+        "TopicArn": topic,
+        "Message": format!(
+            "You have chosen to deactivate subscription {}.\nTo cancel this operation and restore the subscription, visit the SubscribeURL included in this message.",
+            subscription.arn
+        ),
+        "SubscribeURL": format!("{public_url}/?Action=ConfirmSubscription&TopicArn={topic}&Token={token}"),
+        "Timestamp": timestamp,
+        "SignatureVersion": "1",
+        "Signature": "",
+        "SigningCertURL": format!("{public_url}{}", crate::sns_signing::CERT_PATH),
+    });
+    let host = host.clone();
+    let (endpoint, subscription_arn, topic) = (subscription.endpoint.clone(), subscription.arn.clone(), topic.clone());
+    glommio::spawn_local(async move {
+        let body = signed(host.config(), false, &bytes::Bytes::from(body.to_string())).await;
+        let headers =
+            [(MESSAGE_TYPE, "UnsubscribeConfirmation"), (MESSAGE_ID, message_id.as_str()), ("x-amz-sns-topic-arn", topic.as_str())];
+        let allow_private = host.config().http_endpoints_allow_private;
+        match post(&host.topics().tls, allow_private, &endpoint, &headers, &body).await {
+            Ok(status) if (200..300).contains(&status) => {}
+            Ok(status) => tracing::info!(subscription = %subscription_arn, status, "the endpoint refused its UnsubscribeConfirmation"),
+            Err(error) => tracing::info!(subscription = %subscription_arn, %error, "the UnsubscribeConfirmation was not delivered"),
+        }
+    })
+    .detach();
+}
+
 /// Attributes a delivery-queue message carries: its type and SNS message id.
 pub fn delivery_attributes(message_type: &str, message_id: &str) -> Vec<MessageAttribute> {
     vec![MessageAttribute::string(MESSAGE_TYPE, "String", message_type), MessageAttribute::string(MESSAGE_ID, "String", message_id)]

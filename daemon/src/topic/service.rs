@@ -123,7 +123,15 @@ pub async fn handle_op<H: TopicHost>(host: &Rc<H>, op: Op) -> Response {
         Op::ConfirmSubscription { topic, token, authenticate_on_unsubscribe } => {
             topic_change(host, TopicChange::Confirm { topic, token, authenticate_on_unsubscribe }).await
         }
-        Op::Unsubscribe { subscription } => topic_change(host, TopicChange::Unsubscribe { subscription }).await.map(|_| Reply::Done),
+        Op::Unsubscribe { subscription } => {
+            let snapshot = host.snapshot();
+            let removed = resolve_subscription(&snapshot.topics, &snapshot.naming, &subscription).ok().map(|(_, s)| s.clone());
+            // An HTTP/S subscription's change answers the token that restores it.
+            if let (Reply::Arn(token), Some(removed)) = (topic_change(host, TopicChange::Unsubscribe { subscription }).await?, removed) {
+                super::http::send_unsubscribe_confirmation(host, &removed, &token);
+            }
+            Ok(Reply::Done)
+        }
         Op::ListSubscriptions { topic, next_token } => {
             let snapshot = host.snapshot();
             let mut rows: Vec<&Arc<SubscriptionMeta>> = match &topic {
