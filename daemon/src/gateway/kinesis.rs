@@ -93,6 +93,10 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
         },
         "AddTagsToStream" => Op::AddTagsToStream { stream: stream()?, tags: p.string_map("Tags")? },
         "RemoveTagsFromStream" => Op::RemoveTagsFromStream { stream: stream()?, keys: p.strings("TagKeys")? },
+        // Tags by ARN (the newer API) are a stream's tags; consumers take none here.
+        "TagResource" => Op::AddTagsToStream { stream: tagged(p)?, tags: p.string_map("Tags")? },
+        "UntagResource" => Op::RemoveTagsFromStream { stream: tagged(p)?, keys: p.strings("TagKeys")? },
+        "ListTagsForResource" => Op::ListTagsForStream { stream: tagged(p)?, exclusive_start_tag_key: None, limit: None },
         "PutResourcePolicy" => Op::PutResourcePolicy { resource_arn: p.required("ResourceARN")?, policy: p.required("Policy")? },
         "GetResourcePolicy" => Op::GetResourcePolicy { resource_arn: p.required("ResourceARN")? },
         "DeleteResourcePolicy" => Op::DeleteResourcePolicy { resource_arn: p.required("ResourceARN")? },
@@ -211,6 +215,18 @@ fn consumer_json(consumer: &ConsumerDescription, with_stream: bool) -> Value {
 }
 
 /// The AWS JSON 1.1 answer to a successful action.
+/// The stream a tag call by ARN names (`ResourceARN`: a stream's; a consumer's is refused).
+fn tagged(p: Params<'_>) -> Result<String, OpError> {
+    let arn = p.required("ResourceARN")?;
+    if arn.contains("/consumer/") {
+        return Err(OpError::new(ErrorCode::InvalidParameterValue, "Tags of stream consumers are not supported by this server."));
+    }
+    if !arn.starts_with("arn:") || !arn.contains(":stream/") {
+        return Err(OpError::new(ErrorCode::InvalidParameterValue, format!("ResourceARN {arn} is not a stream ARN.")));
+    }
+    Ok(arn)
+}
+
 pub fn json_reply(action: &str, reply: Reply) -> Value {
     match reply {
         Reply::Attributes(pairs) if action == "GetResourcePolicy" => {
@@ -290,6 +306,9 @@ pub fn json_reply(action: &str, reply: Reply) -> Value {
             "StreamARN": stream_arn,
             "CurrentShardCount": current_shard_count,
             "TargetShardCount": target_shard_count,
+        }),
+        Reply::StreamTags { tags, .. } if action == "ListTagsForResource" => json!({
+            "Tags": tags.iter().map(|(key, value)| json!({ "Key": key, "Value": value })).collect::<Vec<_>>(),
         }),
         Reply::StreamTags { tags, has_more } => json!({
             "Tags": tags.iter().map(|(key, value)| json!({ "Key": key, "Value": value })).collect::<Vec<_>>(),

@@ -100,6 +100,17 @@ class Kinesis(unittest.TestCase):
         with Expect(self, "ResourceNotFoundException", 400):
             self.kinesis.subscribe_to_shard(ConsumerARN=consumer["ConsumerARN"], ShardId=shard, StartingPosition={"Type": "LATEST"})
 
+    def test_tags_by_arn_are_the_streams_tags(self):
+        name = unique("tagged")
+        self.kinesis.create_stream(StreamName=name, ShardCount=1)
+        arn = self.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+        self.kinesis.tag_resource(ResourceARN=arn, Tags={"team": "data", "tier": "gold"})
+        self.assertEqual(self.kinesis.list_tags_for_stream(StreamName=name)["Tags"], [{"Key": "team", "Value": "data"}, {"Key": "tier", "Value": "gold"}])
+        self.kinesis.untag_resource(ResourceARN=arn, TagKeys=["tier"])
+        self.assertEqual(self.kinesis.list_tags_for_resource(ResourceARN=arn)["Tags"], [{"Key": "team", "Value": "data"}])
+        with Expect(self, "InvalidArgumentException", 400):
+            self.kinesis.tag_resource(ResourceARN=arn + "/consumer/c:1", Tags={"a": "b"})
+
     def test_errors_arrive_as_the_sdk_models_them(self):
         name = unique("errors")
         self.kinesis.create_stream(StreamName=name, ShardCount=1)
