@@ -283,6 +283,9 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
             (SNS, false, json!({ "topicArn": topic, "label": label, "aWSAccountId": account_ids, "actionName": actions }))
         }
         Op::RemoveTopicPermission { topic, label } => (SNS, false, json!({ "topicArn": topic, "label": label })),
+        Op::TagTopic { topic, tags } => (SNS, false, json!({ "resourceArn": topic, "tags": keys(tags) })),
+        Op::UntagTopic { topic, keys } => (SNS, false, json!({ "resourceArn": topic, "tagKeys": keys })),
+        Op::ListTopicTags { topic } => (SNS, false, json!({ "resourceArn": topic })),
         Op::PutResourcePolicy { resource_arn, .. } | Op::GetResourcePolicy { resource_arn } | Op::DeleteResourcePolicy { resource_arn } => {
             (KINESIS, false, json!({ "resourceARN": resource_arn }))
         }

@@ -286,6 +286,18 @@ pub enum Op {
     DeleteResourcePolicy {
         resource_arn: String,
     },
+    /// SNS TagResource, UntagResource, ListTagsForResource (of topics).
+    TagTopic {
+        topic: String,
+        tags: KeyValues,
+    },
+    UntagTopic {
+        topic: String,
+        keys: Vec<String>,
+    },
+    ListTopicTags {
+        topic: String,
+    },
 }
 
 impl Op {
@@ -354,6 +366,9 @@ impl Op {
             Op::PutResourcePolicy { .. } => "PutResourcePolicy",
             Op::GetResourcePolicy { .. } => "GetResourcePolicy",
             Op::DeleteResourcePolicy { .. } => "DeleteResourcePolicy",
+            Op::TagTopic { .. } => "TagResource",
+            Op::UntagTopic { .. } => "UntagResource",
+            Op::ListTopicTags { .. } => "ListTagsForResource",
         }
     }
 }

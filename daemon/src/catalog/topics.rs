@@ -273,6 +273,15 @@ pub enum TopicChange {
         name: String,
         value: Option<String>,
     },
+    /// TagResource / UntagResource of a topic.
+    Tag {
+        topic: String,
+        tags: KeyValues,
+    },
+    Untag {
+        topic: String,
+        keys: Vec<String>,
+    },
     /// AddPermission / RemovePermission on the topic's policy (its default policy when none is set).
     Permission {
         topic: String,
@@ -353,6 +362,22 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange, now_ms: 
                 updated.attributes.insert(name, value);
             }
             updated.policy = compiled_policy(&updated.attributes);
+            topics.insert(updated.name.clone(), Arc::new(updated));
+            Ok(None)
+        }
+        TopicChange::Tag { topic, tags } => {
+            let meta = resolve(topics, naming, &topic)?;
+            let mut updated = (**meta).clone();
+            updated.tags = checked_tags(updated.tags, &tags)?;
+            topics.insert(updated.name.clone(), Arc::new(updated));
+            Ok(None)
+        }
+        TopicChange::Untag { topic, keys } => {
+            let meta = resolve(topics, naming, &topic)?;
+            let mut updated = (**meta).clone();
+            for key in &keys {
+                updated.tags.remove(key);
+            }
             topics.insert(updated.name.clone(), Arc::new(updated));
             Ok(None)
         }

@@ -29,6 +29,9 @@ pub const ACTIONS: &[&str] = &[
     "PublishBatch",
     "AddPermission",
     "RemovePermission",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
 ];
 
 pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
@@ -42,6 +45,9 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
             actions: p.strings("ActionName")?,
         },
         "RemovePermission" => Op::RemoveTopicPermission { topic: p.required("TopicArn")?, label: p.required("Label")? },
+        "TagResource" => Op::TagTopic { topic: p.required("ResourceArn")?, tags: p.tag_list("Tags")? },
+        "UntagResource" => Op::UntagTopic { topic: p.required("ResourceArn")?, keys: p.strings("TagKeys")? },
+        "ListTagsForResource" => Op::ListTopicTags { topic: p.required("ResourceArn")? },
         "ListTopics" => Op::ListTopics { next_token: p.string("NextToken")? },
         "GetTopicAttributes" => Op::GetTopicAttributes { topic: p.required("TopicArn")? },
         "SetTopicAttributes" => Op::SetTopicAttributes {
@@ -124,7 +130,9 @@ pub fn error_code(code: ErrorCode) -> &'static str {
 
 pub fn xml_reply(action: &str, reply: Reply, request_id: &str) -> String {
     if matches!(reply, Reply::Done) {
-        return Xml::new(action, NAMESPACE, false).finish(request_id);
+        // Actions whose empty answer SNS still wraps in a result element.
+        let wrapped = matches!(action, "TagResource" | "UntagResource");
+        return Xml::new(action, NAMESPACE, wrapped).finish(request_id);
     }
     let mut xml = Xml::new(action, NAMESPACE, true);
     match reply {
@@ -138,6 +146,13 @@ pub fn xml_reply(action: &str, reply: Reply, request_id: &str) -> String {
                 xml.open("member").leaf("TopicArn", arn).close("member");
             }
             xml.close("Topics").leaf_opt("NextToken", next_token.as_deref());
+        }
+        Reply::Attributes(pairs) if action == "ListTagsForResource" => {
+            xml.open("Tags");
+            for (key, value) in &pairs {
+                xml.open("member").leaf("Key", key).leaf("Value", value).close("member");
+            }
+            xml.close("Tags");
         }
         Reply::Attributes(pairs) => {
             xml.open("Attributes");

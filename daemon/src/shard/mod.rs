@@ -400,7 +400,10 @@ fn engine_of(op: &Op) -> Engine {
         | Op::Publish { .. }
         | Op::PublishBatch { .. }
         | Op::AddTopicPermission { .. }
-        | Op::RemoveTopicPermission { .. } => Engine::Topic,
+        | Op::RemoveTopicPermission { .. }
+        | Op::TagTopic { .. }
+        | Op::UntagTopic { .. }
+        | Op::ListTopicTags { .. } => Engine::Topic,
         Op::CreateStream { .. }
         | Op::DeleteStream { .. }
         | Op::DescribeStream { .. }

@@ -93,6 +93,13 @@ pub async fn handle_op<H: TopicHost>(host: &Rc<H>, op: Op) -> Response {
             let meta = resolve(&snapshot.topics, &snapshot.naming, &topic)?;
             Ok(Reply::Attributes(topic_attributes(meta, account_id)))
         }
+        Op::TagTopic { topic, tags } => topic_change(host, TopicChange::Tag { topic, tags }).await.map(|_| Reply::Done),
+        Op::UntagTopic { topic, keys } => topic_change(host, TopicChange::Untag { topic, keys }).await.map(|_| Reply::Done),
+        Op::ListTopicTags { topic } => {
+            let snapshot = host.snapshot();
+            let meta = resolve(&snapshot.topics, &snapshot.naming, &topic)?;
+            Ok(Reply::Attributes(meta.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        }
         Op::AddTopicPermission { topic, label, account_ids, actions } => {
             let edit = crate::policy::PermissionEdit::Add { label, account_ids, actions };
             topic_change(host, TopicChange::Permission { topic, edit }).await.map(|_| Reply::Done)

@@ -42,6 +42,16 @@ class Sns(unittest.TestCase):
                 break
         return bodies
 
+    def test_topic_tags_by_resource_arn(self):
+        topic = self.sns.create_topic(Name=unique("tagged"), Tags=[{"Key": "team", "Value": "data"}])["TopicArn"]
+        self.sns.tag_resource(ResourceArn=topic, Tags=[{"Key": "tier", "Value": "gold"}])
+        tags = self.sns.list_tags_for_resource(ResourceArn=topic)["Tags"]
+        self.assertEqual(sorted((t["Key"], t["Value"]) for t in tags), [("team", "data"), ("tier", "gold")])
+        self.sns.untag_resource(ResourceArn=topic, TagKeys=["team"])
+        self.assertEqual(self.sns.list_tags_for_resource(ResourceArn=topic)["Tags"], [{"Key": "tier", "Value": "gold"}])
+        with Expect(self, "NotFound", 404):
+            self.sns.list_tags_for_resource(ResourceArn=topic + "-missing")
+
     def test_topics_subscriptions_filters_and_publishing_to_queues(self):
         name = unique("orders")
         topic = self.sns.create_topic(Name=name, Attributes={"DisplayName": "Orders"}, Tags=[{"Key": "team", "Value": "a"}])["TopicArn"]

@@ -89,6 +89,20 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
             let actions = strings(fbb, actions);
             op_table!(fbb, AddTopicPermission, fb::AddTopicPermissionArgs { topic, label, account_ids, actions })
         }
+        Op::TagTopic { topic, tags } => {
+            let topic = Some(fbb.create_string(topic));
+            let tags = key_values(fbb, tags);
+            op_table!(fbb, TagTopic, fb::TagTopicArgs { topic, tags })
+        }
+        Op::UntagTopic { topic, keys } => {
+            let topic = Some(fbb.create_string(topic));
+            let keys = strings(fbb, keys);
+            op_table!(fbb, UntagTopic, fb::UntagTopicArgs { topic, keys })
+        }
+        Op::ListTopicTags { topic } => {
+            let topic = Some(fbb.create_string(topic));
+            op_table!(fbb, ListTopicTags, fb::ListTopicTagsArgs { topic })
+        }
         Op::RemoveTopicPermission { topic, label } => {
             let topic = Some(fbb.create_string(topic));
             let label = Some(fbb.create_string(label));
@@ -172,6 +186,18 @@ pub(super) fn decode_op(
                 account_ids: read.strings(op.account_ids()),
                 actions: read.strings(op.actions()),
             }
+        }
+        fb::Op::TagTopic => {
+            let op = request.op_as_tag_topic().ok_or_else(unknown)?;
+            Op::TagTopic { topic: op.topic().to_owned(), tags: read.key_values(op.tags()) }
+        }
+        fb::Op::UntagTopic => {
+            let op = request.op_as_untag_topic().ok_or_else(unknown)?;
+            Op::UntagTopic { topic: op.topic().to_owned(), keys: read.strings(op.keys()) }
+        }
+        fb::Op::ListTopicTags => {
+            let op = request.op_as_list_topic_tags().ok_or_else(unknown)?;
+            Op::ListTopicTags { topic: op.topic().to_owned() }
         }
         fb::Op::RemoveTopicPermission => {
             let op = request.op_as_remove_topic_permission().ok_or_else(unknown)?;

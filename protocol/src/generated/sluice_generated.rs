@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 63;
+pub const ENUM_MAX_OP: u8 = 66;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 64] = [
+pub const ENUM_VALUES_OP: [Op; 67] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -97,6 +97,9 @@ pub const ENUM_VALUES_OP: [Op; 64] = [
   Op::PutResourcePolicy,
   Op::GetResourcePolicy,
   Op::DeleteResourcePolicy,
+  Op::TagTopic,
+  Op::UntagTopic,
+  Op::ListTopicTags,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -168,9 +171,12 @@ impl Op {
   pub const PutResourcePolicy: Self = Self(61);
   pub const GetResourcePolicy: Self = Self(62);
   pub const DeleteResourcePolicy: Self = Self(63);
+  pub const TagTopic: Self = Self(64);
+  pub const UntagTopic: Self = Self(65);
+  pub const ListTopicTags: Self = Self(66);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 63;
+  pub const ENUM_MAX: u8 = 66;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -236,6 +242,9 @@ impl Op {
     Self::PutResourcePolicy,
     Self::GetResourcePolicy,
     Self::DeleteResourcePolicy,
+    Self::TagTopic,
+    Self::UntagTopic,
+    Self::ListTopicTags,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -304,6 +313,9 @@ impl Op {
       Self::PutResourcePolicy => Some("PutResourcePolicy"),
       Self::GetResourcePolicy => Some("GetResourcePolicy"),
       Self::DeleteResourcePolicy => Some("DeleteResourcePolicy"),
+      Self::TagTopic => Some("TagTopic"),
+      Self::UntagTopic => Some("UntagTopic"),
+      Self::ListTopicTags => Some("ListTopicTags"),
       _ => None,
     }
   }
@@ -9623,6 +9635,337 @@ impl core::fmt::Debug for RemoveTopicPermission<'_> {
       ds.finish()
   }
 }
+pub enum TagTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// SNS TagResource, on a topic.
+pub struct TagTopic<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for TagTopic<'a> {
+  type Inner = TagTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> TagTopic<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+  pub const VT_TAGS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    TagTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args TagTopicArgs<'args>
+  ) -> flatbuffers::WIPOffset<TagTopic<'bldr>> {
+    let mut builder = TagTopicBuilder::new(_fbb);
+    if let Some(x) = args.tags { builder.add_tags(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(TagTopic::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn tags(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(TagTopic::VT_TAGS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for TagTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("tags", Self::VT_TAGS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TagTopicArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub tags: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+}
+impl<'a> Default for TagTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TagTopicArgs {
+      topic: None, // required field
+      tags: None,
+    }
+  }
+}
+
+pub struct TagTopicBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> TagTopicBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(TagTopic::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_tags(&mut self, tags: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(TagTopic::VT_TAGS, tags);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> TagTopicBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    TagTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<TagTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, TagTopic::VT_TOPIC,"topic");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for TagTopic<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("TagTopic");
+      ds.field("topic", &self.topic());
+      ds.field("tags", &self.tags());
+      ds.finish()
+  }
+}
+pub enum UntagTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// SNS UntagResource.
+pub struct UntagTopic<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for UntagTopic<'a> {
+  type Inner = UntagTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> UntagTopic<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+  pub const VT_KEYS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    UntagTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args UntagTopicArgs<'args>
+  ) -> flatbuffers::WIPOffset<UntagTopic<'bldr>> {
+    let mut builder = UntagTopicBuilder::new(_fbb);
+    if let Some(x) = args.keys { builder.add_keys(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UntagTopic::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn keys(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(UntagTopic::VT_KEYS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for UntagTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("keys", Self::VT_KEYS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UntagTopicArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub keys: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for UntagTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UntagTopicArgs {
+      topic: None, // required field
+      keys: None,
+    }
+  }
+}
+
+pub struct UntagTopicBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> UntagTopicBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UntagTopic::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_keys(&mut self, keys: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UntagTopic::VT_KEYS, keys);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> UntagTopicBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    UntagTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<UntagTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, UntagTopic::VT_TOPIC,"topic");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for UntagTopic<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("UntagTopic");
+      ds.field("topic", &self.topic());
+      ds.field("keys", &self.keys());
+      ds.finish()
+  }
+}
+pub enum ListTopicTagsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// SNS ListTagsForResource; answered with Attributes holding the tags.
+pub struct ListTopicTags<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListTopicTags<'a> {
+  type Inner = ListTopicTags<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListTopicTags<'a> {
+  pub const VT_TOPIC: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListTopicTags { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListTopicTagsArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListTopicTags<'bldr>> {
+    let mut builder = ListTopicTagsBuilder::new(_fbb);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListTopicTags::VT_TOPIC, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ListTopicTags<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListTopicTagsArgs<'a> {
+    pub topic: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ListTopicTagsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListTopicTagsArgs {
+      topic: None, // required field
+    }
+  }
+}
+
+pub struct ListTopicTagsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListTopicTagsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListTopicTags::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListTopicTagsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListTopicTagsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListTopicTags<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ListTopicTags::VT_TOPIC,"topic");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListTopicTags<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListTopicTags");
+      ds.field("topic", &self.topic());
+      ds.finish()
+  }
+}
 pub enum PutResourcePolicyOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10942,6 +11285,51 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_tag_topic(&self) -> Option<TagTopic<'a>> {
+    if self.op_type() == Op::TagTopic {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { TagTopic::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_untag_topic(&self) -> Option<UntagTopic<'a>> {
+    if self.op_type() == Op::UntagTopic {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { UntagTopic::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_topic_tags(&self) -> Option<ListTopicTags<'a>> {
+    if self.op_type() == Op::ListTopicTags {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListTopicTags::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -11017,6 +11405,9 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::PutResourcePolicy => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PutResourcePolicy>>("Op::PutResourcePolicy", pos),
           Op::GetResourcePolicy => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetResourcePolicy>>("Op::GetResourcePolicy", pos),
           Op::DeleteResourcePolicy => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeleteResourcePolicy>>("Op::DeleteResourcePolicy", pos),
+          Op::TagTopic => v.verify_union_variant::<flatbuffers::ForwardsUOffset<TagTopic>>("Op::TagTopic", pos),
+          Op::UntagTopic => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UntagTopic>>("Op::UntagTopic", pos),
+          Op::ListTopicTags => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListTopicTags>>("Op::ListTopicTags", pos),
           _ => Ok(()),
         }
      })?
@@ -11514,6 +11905,27 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::DeleteResourcePolicy => {
           if let Some(x) = self.op_as_delete_resource_policy() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::TagTopic => {
+          if let Some(x) = self.op_as_tag_topic() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::UntagTopic => {
+          if let Some(x) = self.op_as_untag_topic() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListTopicTags => {
+          if let Some(x) = self.op_as_list_topic_tags() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
