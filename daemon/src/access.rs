@@ -210,6 +210,8 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
         Op::TagTopic { topic: t, .. } => topic("sns:TagResource", t),
         Op::UntagTopic { topic: t, .. } => topic("sns:UntagResource", t),
         Op::ListTopicTags { topic: t } => topic("sns:ListTagsForResource", t),
+        Op::DescribeLimits => Target::new("kinesis:DescribeLimits", None, None),
+        Op::DescribeAccountSettings => Target::new("kinesis:DescribeAccountSettings", None, None),
         Op::PutResourcePolicy { resource_arn, .. } => stream("kinesis:PutResourcePolicy", resource_arn),
         Op::GetResourcePolicy { resource_arn } => stream("kinesis:GetResourcePolicy", resource_arn),
         Op::DeleteResourcePolicy { resource_arn } => stream("kinesis:DeleteResourcePolicy", resource_arn),

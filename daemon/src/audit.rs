@@ -286,6 +286,7 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
         Op::TagTopic { topic, tags } => (SNS, false, json!({ "resourceArn": topic, "tags": keys(tags) })),
         Op::UntagTopic { topic, keys } => (SNS, false, json!({ "resourceArn": topic, "tagKeys": keys })),
         Op::ListTopicTags { topic } => (SNS, false, json!({ "resourceArn": topic })),
+        Op::DescribeLimits | Op::DescribeAccountSettings => (KINESIS, false, json!({})),
         Op::PutResourcePolicy { resource_arn, .. } | Op::GetResourcePolicy { resource_arn } | Op::DeleteResourcePolicy { resource_arn } => {
             (KINESIS, false, json!({ "resourceARN": resource_arn }))
         }

@@ -56,6 +56,8 @@ pub const ACTIONS: &[&str] = &[
     "sns:Unsubscribe",
     "sns:UntagResource",
     "kinesis:AddTagsToStream",
+    "kinesis:DescribeAccountSettings",
+    "kinesis:DescribeLimits",
     "kinesis:CreateStream",
     "kinesis:DecreaseStreamRetentionPeriod",
     "kinesis:DeleteResourcePolicy",

@@ -298,6 +298,10 @@ pub enum Op {
     ListTopicTags {
         topic: String,
     },
+    /// Kinesis DescribeLimits: the shard quota, open shards, on-demand streams and their cap.
+    DescribeLimits,
+    /// Kinesis DescribeAccountSettings.
+    DescribeAccountSettings,
 }
 
 impl Op {
@@ -369,6 +373,8 @@ impl Op {
             Op::TagTopic { .. } => "TagResource",
             Op::UntagTopic { .. } => "UntagResource",
             Op::ListTopicTags { .. } => "ListTagsForResource",
+            Op::DescribeLimits => "DescribeLimits",
+            Op::DescribeAccountSettings => "DescribeAccountSettings",
         }
     }
 }

@@ -76,6 +76,8 @@ fn every_request_round_trips() {
         Op::TagTopic { topic: "t".into(), tags: vec![kv("k", "v")] },
         Op::UntagTopic { topic: "t".into(), keys: vec!["k".into()] },
         Op::ListTopicTags { topic: "t".into() },
+        Op::DescribeLimits,
+        Op::DescribeAccountSettings,
         Op::PutResourcePolicy { resource_arn: "arn:aws:kinesis:us-east-1:0:stream/s".into(), policy: "{}".into() },
         Op::GetResourcePolicy { resource_arn: "arn".into() },
         Op::DeleteResourcePolicy { resource_arn: "arn".into() },

@@ -97,6 +97,8 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
         "TagResource" => Op::AddTagsToStream { stream: tagged(p)?, tags: p.string_map("Tags")? },
         "UntagResource" => Op::RemoveTagsFromStream { stream: tagged(p)?, keys: p.strings("TagKeys")? },
         "ListTagsForResource" => Op::ListTagsForStream { stream: tagged(p)?, exclusive_start_tag_key: None, limit: None },
+        "DescribeLimits" => Op::DescribeLimits,
+        "DescribeAccountSettings" => Op::DescribeAccountSettings,
         "PutResourcePolicy" => Op::PutResourcePolicy { resource_arn: p.required("ResourceARN")?, policy: p.required("Policy")? },
         "GetResourcePolicy" => Op::GetResourcePolicy { resource_arn: p.required("ResourceARN")? },
         "DeleteResourcePolicy" => Op::DeleteResourcePolicy { resource_arn: p.required("ResourceARN")? },
@@ -229,6 +231,20 @@ fn tagged(p: Params<'_>) -> Result<String, OpError> {
 
 pub fn json_reply(action: &str, reply: Reply) -> Value {
     match reply {
+        Reply::Attributes(pairs) if action == "DescribeLimits" => {
+            let number =
+                |name: &str| pairs.iter().find(|(key, _)| key == name).and_then(|(_, value)| value.parse::<u64>().ok()).unwrap_or(0);
+            json!({
+                "ShardLimit": number("ShardLimit"),
+                "OpenShardCount": number("OpenShardCount"),
+                "OnDemandStreamCount": number("OnDemandStreamCount"),
+                "OnDemandStreamCountLimit": number("OnDemandStreamCountLimit"),
+            })
+        }
+        Reply::Attributes(pairs) if action == "DescribeAccountSettings" => {
+            let status = pairs.into_iter().next().map(|(_, status)| status).unwrap_or_else(|| "DISABLED".into());
+            json!({ "MinimumThroughputBillingCommitment": { "Status": status } })
+        }
         Reply::Attributes(pairs) if action == "GetResourcePolicy" => {
             let policy = pairs.into_iter().find(|(name, _)| name == "Policy").map(|(_, text)| text).unwrap_or_else(|| "{}".into());
             json!({ "Policy": policy })

@@ -419,6 +419,8 @@ fn engine_of(op: &Op) -> Engine {
         | Op::SplitShard { .. }
         | Op::MergeShards { .. }
         | Op::UpdateShardCount { .. }
+        | Op::DescribeLimits
+        | Op::DescribeAccountSettings
         | Op::PutResourcePolicy { .. }
         | Op::GetResourcePolicy { .. }
         | Op::DeleteResourcePolicy { .. }

@@ -225,6 +225,23 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
                 _ => Err(OpError::new(ErrorCode::InternalFailure, "unexpected outcome of UpdateShardCount")),
             }
         }
+        Op::DescribeLimits => {
+            let snapshot = host.snapshot();
+            let open: usize = snapshot.streams.values().map(|meta| meta.open_shards().count()).sum();
+            let on_demand = snapshot.streams.values().filter(|meta| meta.mode == crate::catalog::streams::Mode::OnDemand).count();
+            let shard_limit = host.config().stream_shards_max;
+            // No cap of its own on on-demand streams: the shard quota caps them, each taking
+            // its first shards from it.
+            let on_demand_limit = shard_limit / sluice_protocol::limits::ON_DEMAND_SHARDS as usize;
+            Ok(Reply::Attributes(vec![
+                ("ShardLimit".into(), shard_limit.to_string()),
+                ("OpenShardCount".into(), open.to_string()),
+                ("OnDemandStreamCount".into(), on_demand.to_string()),
+                ("OnDemandStreamCountLimit".into(), on_demand_limit.to_string()),
+            ]))
+        }
+        // There is no billing here, so no minimum-throughput commitment either.
+        Op::DescribeAccountSettings => Ok(Reply::Attributes(vec![("MinimumThroughputBillingCommitment".into(), "DISABLED".into())])),
         Op::PutResourcePolicy { resource_arn, policy } => {
             stream_change(host, StreamChange::Policy { resource_arn, policy: Some(policy) }).await.map(|_| Reply::Done)
         }

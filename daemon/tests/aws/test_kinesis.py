@@ -111,6 +111,18 @@ class Kinesis(unittest.TestCase):
         with Expect(self, "InvalidArgumentException", 400):
             self.kinesis.tag_resource(ResourceARN=arn + "/consumer/c:1", Tags={"a": "b"})
 
+    def test_limits_count_open_shards_against_the_quota(self):
+        before = self.kinesis.describe_limits()
+        self.kinesis.create_stream(StreamName=unique("counted"), ShardCount=3)
+        self.kinesis.create_stream(StreamName=unique("on-demand"), StreamModeDetails={"StreamMode": "ON_DEMAND"})
+        after = self.kinesis.describe_limits()
+        self.assertEqual(after["ShardLimit"], 1000)
+        self.assertEqual(after["OpenShardCount"], before["OpenShardCount"] + 3 + 4)
+        self.assertEqual(after["OnDemandStreamCount"], before["OnDemandStreamCount"] + 1)
+        self.assertEqual(after["OnDemandStreamCountLimit"], 250)
+        settings = self.kinesis.describe_account_settings()
+        self.assertEqual(settings["MinimumThroughputBillingCommitment"]["Status"], "DISABLED")
+
     def test_errors_arrive_as_the_sdk_models_them(self):
         name = unique("errors")
         self.kinesis.create_stream(StreamName=name, ShardCount=1)

@@ -154,6 +154,8 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
                 }
             )
         }
+        Op::DescribeLimits => op_table!(fbb, DescribeLimits, fb::DescribeLimitsArgs {}),
+        Op::DescribeAccountSettings => op_table!(fbb, DescribeAccountSettings, fb::DescribeAccountSettingsArgs {}),
         Op::PutResourcePolicy { resource_arn, policy } => {
             let resource_arn = Some(fbb.create_string(resource_arn));
             let policy = Some(fbb.create_string(policy));
@@ -336,6 +338,8 @@ pub(super) fn decode_op(
                 },
             }
         }
+        fb::Op::DescribeLimits => Op::DescribeLimits,
+        fb::Op::DescribeAccountSettings => Op::DescribeAccountSettings,
         fb::Op::PutResourcePolicy => {
             let op = request.op_as_put_resource_policy().ok_or_else(unknown)?;
             Op::PutResourcePolicy { resource_arn: op.resource_arn().to_owned(), policy: op.policy().to_owned() }

@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 66;
+pub const ENUM_MAX_OP: u8 = 68;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 67] = [
+pub const ENUM_VALUES_OP: [Op; 69] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -100,6 +100,8 @@ pub const ENUM_VALUES_OP: [Op; 67] = [
   Op::TagTopic,
   Op::UntagTopic,
   Op::ListTopicTags,
+  Op::DescribeLimits,
+  Op::DescribeAccountSettings,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -174,9 +176,11 @@ impl Op {
   pub const TagTopic: Self = Self(64);
   pub const UntagTopic: Self = Self(65);
   pub const ListTopicTags: Self = Self(66);
+  pub const DescribeLimits: Self = Self(67);
+  pub const DescribeAccountSettings: Self = Self(68);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 66;
+  pub const ENUM_MAX: u8 = 68;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -245,6 +249,8 @@ impl Op {
     Self::TagTopic,
     Self::UntagTopic,
     Self::ListTopicTags,
+    Self::DescribeLimits,
+    Self::DescribeAccountSettings,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -316,6 +322,8 @@ impl Op {
       Self::TagTopic => Some("TagTopic"),
       Self::UntagTopic => Some("UntagTopic"),
       Self::ListTopicTags => Some("ListTopicTags"),
+      Self::DescribeLimits => Some("DescribeLimits"),
+      Self::DescribeAccountSettings => Some("DescribeAccountSettings"),
       _ => None,
     }
   }
@@ -9635,6 +9643,165 @@ impl core::fmt::Debug for RemoveTopicPermission<'_> {
       ds.finish()
   }
 }
+pub enum DescribeLimitsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kinesis DescribeLimits and DescribeAccountSettings; answered with Attributes.
+pub struct DescribeLimits<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DescribeLimits<'a> {
+  type Inner = DescribeLimits<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DescribeLimits<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DescribeLimits { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    _args: &'args DescribeLimitsArgs
+  ) -> flatbuffers::WIPOffset<DescribeLimits<'bldr>> {
+    let mut builder = DescribeLimitsBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl flatbuffers::Verifiable for DescribeLimits<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeLimitsArgs {
+}
+impl<'a> Default for DescribeLimitsArgs {
+  #[inline]
+  fn default() -> Self {
+    DescribeLimitsArgs {
+    }
+  }
+}
+
+pub struct DescribeLimitsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DescribeLimitsBuilder<'a, 'b> {
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DescribeLimitsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DescribeLimitsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DescribeLimits<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DescribeLimits<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeLimits");
+      ds.finish()
+  }
+}
+pub enum DescribeAccountSettingsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeAccountSettings<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DescribeAccountSettings<'a> {
+  type Inner = DescribeAccountSettings<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DescribeAccountSettings<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DescribeAccountSettings { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    _args: &'args DescribeAccountSettingsArgs
+  ) -> flatbuffers::WIPOffset<DescribeAccountSettings<'bldr>> {
+    let mut builder = DescribeAccountSettingsBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl flatbuffers::Verifiable for DescribeAccountSettings<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeAccountSettingsArgs {
+}
+impl<'a> Default for DescribeAccountSettingsArgs {
+  #[inline]
+  fn default() -> Self {
+    DescribeAccountSettingsArgs {
+    }
+  }
+}
+
+pub struct DescribeAccountSettingsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DescribeAccountSettingsBuilder<'a, 'b> {
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DescribeAccountSettingsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DescribeAccountSettingsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DescribeAccountSettings<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DescribeAccountSettings<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeAccountSettings");
+      ds.finish()
+  }
+}
 pub enum TagTopicOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11330,6 +11497,36 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_describe_limits(&self) -> Option<DescribeLimits<'a>> {
+    if self.op_type() == Op::DescribeLimits {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeLimits::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_describe_account_settings(&self) -> Option<DescribeAccountSettings<'a>> {
+    if self.op_type() == Op::DescribeAccountSettings {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeAccountSettings::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -11408,6 +11605,8 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::TagTopic => v.verify_union_variant::<flatbuffers::ForwardsUOffset<TagTopic>>("Op::TagTopic", pos),
           Op::UntagTopic => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UntagTopic>>("Op::UntagTopic", pos),
           Op::ListTopicTags => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListTopicTags>>("Op::ListTopicTags", pos),
+          Op::DescribeLimits => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeLimits>>("Op::DescribeLimits", pos),
+          Op::DescribeAccountSettings => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeAccountSettings>>("Op::DescribeAccountSettings", pos),
           _ => Ok(()),
         }
      })?
@@ -11926,6 +12125,20 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::ListTopicTags => {
           if let Some(x) = self.op_as_list_topic_tags() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DescribeLimits => {
+          if let Some(x) = self.op_as_describe_limits() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DescribeAccountSettings => {
+          if let Some(x) = self.op_as_describe_account_settings() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
