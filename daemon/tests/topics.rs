@@ -317,6 +317,12 @@ fn bad_requests_get_sns_error_codes() {
     assert_code(c.run(client.get_topic_attributes("arn:aws:sns:broken")), ErrorCode::InvalidParameter);
     let topic = c.run(client.create_topic("t", vec![], vec![])).unwrap();
     c.run(client.create_queue("q", vec![], vec![])).unwrap();
+    // What nothing here would act on is refused, never kept and ignored.
+    let role = "arn:aws:iam::000000000000:role/feedback";
+    assert_code(c.run(client.set_topic_attribute(&topic, "HTTPSuccessFeedbackRoleArn", Some(role))), ErrorCode::InvalidParameter);
+    assert_code(c.run(client.create_topic("t2", vec![kv("SQSFailureFeedbackRoleArn", role)], vec![])), ErrorCode::InvalidParameter);
+    let protection = r#"{"Name":"p","Version":"2021-06-01","Statement":[]}"#;
+    assert_code(c.run(client.set_topic_attribute(&topic, "DataProtectionPolicy", Some(protection))), ErrorCode::InvalidParameter);
 
     // Subscriptions.
     assert_code(c.run(client.subscribe(&topic, "sqs", "q", vec![])), ErrorCode::InvalidParameter);

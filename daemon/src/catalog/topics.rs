@@ -163,8 +163,12 @@ fn check_topic_attribute(name: &str, value: &str, creating: bool, fifo: bool) ->
             super::delivery::RetryPolicy::parse(&policy).map(|_| ())
         }
         "Policy" if !value.is_empty() => crate::policy::ResourcePolicy::parse(value).map(|_| ()).map_err(|error| bad(&error)),
+        // Refused rather than kept and ignored: nothing here would act on them.
         "DataProtectionPolicy" if !value.is_empty() => {
-            serde_json::from_str::<Value>(value).map(|_| ()).map_err(|_| bad("is not valid JSON"))
+            Err(bad("message data protection (auditing, masking, denying sensitive data) is not supported by this server"))
+        }
+        n if n.contains("Feedback") && !value.is_empty() => {
+            Err(bad("delivery status logging (to CloudWatch Logs) is not supported by this server"))
         }
         "TracingConfig" if fifo && value == "Active" => Err(bad("active tracing is for standard topics only")),
         "TracingConfig" if !["PassThrough", "Active"].contains(&value) => Err(bad("must be PassThrough or Active")),
