@@ -19,7 +19,17 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
     let stream = || p.required_any(STREAM);
     Ok(match action {
         "CreateStream" => Op::CreateStream {
-            name: p.required("StreamName")?,
+            name: {
+                // Records larger than 1 MiB are not served yet: another size is refused, not ignored.
+                let default_kib = (sluice_protocol::limits::RECORD_BYTES_MAX / 1024) as i64;
+                if let Some(kib) = p.int("MaxRecordSizeInKiB")?.map(i64::from).filter(|kib| *kib != default_kib) {
+                    return Err(OpError::new(
+                        ErrorCode::InvalidParameterValue,
+                        format!("MaxRecordSizeInKiB {kib}: this server takes records of at most {default_kib} KiB"),
+                    ));
+                }
+                p.required("StreamName")?
+            },
             shard_count: p.int("ShardCount")?,
             mode: match p.object("StreamModeDetails")? {
                 Some(details) => details.string("StreamMode")?,
@@ -105,7 +115,12 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
         "ListTagsForStream" => {
             Op::ListTagsForStream { stream: stream()?, exclusive_start_tag_key: p.string("ExclusiveStartTagKey")?, limit: p.int("Limit")? }
         }
-        "RegisterStreamConsumer" => Op::RegisterStreamConsumer { stream: p.required("StreamARN")?, name: p.required("ConsumerName")? },
+        "RegisterStreamConsumer" => {
+            if !p.string_map("Tags")?.is_empty() {
+                return Err(OpError::new(ErrorCode::InvalidParameterValue, "Tags of stream consumers are not supported by this server."));
+            }
+            Op::RegisterStreamConsumer { stream: p.required("StreamARN")?, name: p.required("ConsumerName")? }
+        }
         "DeregisterStreamConsumer" => Op::DeregisterStreamConsumer(consumer(p)?),
         "DescribeStreamConsumer" => Op::DescribeStreamConsumer(consumer(p)?),
         "ListStreamConsumers" => Op::ListStreamConsumers {

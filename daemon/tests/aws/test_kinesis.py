@@ -135,6 +135,13 @@ class Kinesis(unittest.TestCase):
             self.kinesis.get_records(ShardIterator="not-an-iterator")
         with Expect(self, "InvalidArgumentException", 400):
             self.kinesis.put_record(StreamName=name, Data=b"x", PartitionKey="k", ExplicitHashKey=str(2**128))
+        # What would be dropped without a word is refused.
+        with Expect(self, "InvalidArgumentException", 400):
+            self.kinesis.create_stream(StreamName=unique("big"), ShardCount=1, MaxRecordSizeInKiB=10240)
+        self.kinesis.create_stream(StreamName=unique("default-size"), ShardCount=1, MaxRecordSizeInKiB=1024)
+        arn = self.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+        with Expect(self, "InvalidArgumentException", 400):
+            self.kinesis.register_stream_consumer(StreamARN=arn, ConsumerName="tagged", Tags={"a": "b"})
 
 
 if __name__ == "__main__":
