@@ -169,10 +169,17 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
         Op::DescribeStream { stream: s, .. } => stream("kinesis:DescribeStream", s),
         Op::DescribeStreamSummary { stream: s } => stream("kinesis:DescribeStreamSummary", s),
         Op::ListStreams { .. } => Target::new("kinesis:ListStreams", None, None),
-        Op::ListShards(list) => match &list.stream {
-            Some(s) => stream("kinesis:ListShards", s),
-            // Paging by token alone: the token was handed out for a stream this caller listed.
-            None => Target::new("kinesis:ListShards", None, None),
+        Op::ListShards(list) => match (&list.stream, &list.next_token) {
+            (Some(s), _) => stream("kinesis:ListShards", s),
+            // Paging by token alone: the sealed token names its stream (one that does not
+            // open is refused by the engine as invalid).
+            (None, Some(token)) => {
+                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                let lifetime = sluice_protocol::limits::LIST_TOKEN_LIFETIME_MS;
+                let state = crate::stream::iterator::decode_token(token, now_ms, lifetime, seal_key).ok()?;
+                stream("kinesis:ListShards", state.split('\u{1f}').next().unwrap_or_default())
+            }
+            (None, None) => Target::new("kinesis:ListShards", None, None),
         },
         Op::PutRecord { stream: s, .. } => stream("kinesis:PutRecord", s),
         Op::PutRecords { stream: s, .. } => stream("kinesis:PutRecords", s),

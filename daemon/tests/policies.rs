@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use serde_json::json;
-use sluice_client::{AccessKey, ErrorCode, ReceiveMessage};
+use sluice_client::{AccessKey, ErrorCode, ListShards, ReceiveMessage};
 use sluice_testkit::*;
 
 const ACCOUNT: &str = "000000000000";
@@ -50,11 +50,13 @@ fn credentials(dir: &Path) -> String {
         ]
     }]);
     let bob = json!([{"Statement": {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}}]);
+    let dana = json!([{"Statement": {"Effect": "Allow", "Action": "kinesis:ListShards", "Resource": "arn:aws:kinesis:*:*:stream/clicks"}}]);
     let file = json!({ "principals": [
         principal("admin", ACCOUNT, None),
         principal("alice", ACCOUNT, Some(alice)),
         principal("carol", ACCOUNT, Some(json!([]))),
         principal("bob", "222222222222", Some(bob)),
+        principal("dana", ACCOUNT, Some(dana)),
     ]});
     let path = dir.join("credentials.json");
     std::fs::write(&path, file.to_string()).unwrap();
@@ -223,4 +225,37 @@ fn topic_policies_let_other_principals_publish() {
     assert_code(carol.run(carol.client().delete_topic(&topic)), ErrorCode::AccessDenied);
     let bad = admin.run(admin.client().set_topic_attribute(&topic, "Policy", Some(r#"{"Statement":{"Effect":"Allow"}}"#)));
     assert_code(bad, ErrorCode::InvalidParameter);
+}
+
+#[test]
+fn paging_by_token_alone_is_decided_for_the_stream_the_token_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(&["--credentials", &credentials(dir.path())]);
+    let admin = daemon.client_as(&key("admin")).unwrap();
+    admin.run(admin.client().create_stream("clicks", 3)).unwrap();
+    admin.run(admin.client().create_stream("other", 3)).unwrap();
+    let dana = daemon.client_as(&key("dana")).unwrap();
+    let first = ListShards { stream: Some("clicks".into()), max_results: Some(1), ..ListShards::default() };
+    let (shards, token) = dana.run(dana.client().list_shards(first)).unwrap();
+    assert_eq!(shards.len(), 1);
+    let mut token = token.expect("more shards to page through");
+    let mut seen = 1;
+    loop {
+        let page = ListShards { next_token: Some(token.clone()), max_results: Some(1), ..ListShards::default() };
+        let (shards, next) = dana.run(dana.client().list_shards(page)).unwrap();
+        seen += shards.len();
+        match next {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, 3, "every shard of the stream her policy names, page by page");
+    let other = ListShards { stream: Some("other".into()), max_results: Some(1), ..ListShards::default() };
+    assert_code(dana.run(dana.client().list_shards(other)), ErrorCode::AccessDenied);
+    // A token of a stream she may not list is refused as well.
+    let (_, foreign) = admin
+        .run(admin.client().list_shards(ListShards { stream: Some("other".into()), max_results: Some(1), ..ListShards::default() }))
+        .unwrap();
+    let page = ListShards { next_token: foreign, max_results: Some(1), ..ListShards::default() };
+    assert_code(dana.run(dana.client().list_shards(page)), ErrorCode::AccessDenied);
 }
