@@ -259,3 +259,37 @@ fn paging_by_token_alone_is_decided_for_the_stream_the_token_names() {
     let page = ListShards { next_token: foreign, max_results: Some(1), ..ListShards::default() };
     assert_code(dana.run(dana.client().list_shards(page)), ErrorCode::AccessDenied);
 }
+
+#[test]
+fn policies_cannot_grow_past_their_size_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(&["--credentials", &credentials(dir.path())]);
+    let admin = daemon.client_as(&key("admin")).unwrap();
+    admin.run(admin.client().create_queue("granted", vec![], vec![])).unwrap();
+    // Each AddPermission adds a statement; past 8 KiB of policy the next is refused.
+    let mut refused = None;
+    for i in 0..200 {
+        let op = sluice_client::Op::AddPermission {
+            queue: "granted".into(),
+            label: format!("label-{i}"),
+            account_ids: vec!["222222222222".into()],
+            actions: vec!["SendMessage".into(), "ReceiveMessage".into()],
+        };
+        if let Err(error) = admin.run(admin.client().call(op)) {
+            refused = Some((i, error));
+            break;
+        }
+    }
+    let (added, error) = refused.expect("AddPermission grew the policy without bound");
+    assert!(added > 10, "refused after only {added} statements");
+    assert_eq!(error.code(), Some(ErrorCode::InvalidParameterValue), "{error}");
+    let attributes = admin.run(admin.client().get_queue_attributes("granted", &["Policy"])).unwrap();
+    assert!(attribute(&attributes, "Policy").unwrap().len() <= 8192);
+
+    admin.run(admin.client().create_stream("guarded", 1)).unwrap();
+    let arn = format!("arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/guarded");
+    let huge = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "222222222222"}, "Action": "kinesis:PutRecord",
+                                     "Resource": arn, "Sid": "x".repeat(21 * 1024)}]});
+    let op = sluice_client::Op::PutResourcePolicy { resource_arn: arn, policy: huge.to_string() };
+    assert_code(admin.run(admin.client().call(op)), ErrorCode::InvalidArgument);
+}

@@ -88,6 +88,8 @@ pub const DISPLAY_NAME_CHARS_MAX: usize = 100;
 /// SNS: bytes of a topic or subscription attribute other than a filter policy (topic
 /// access policies: 30 KiB).
 pub const TOPIC_ATTRIBUTE_BYTES_MAX: usize = 30 * 1024;
+/// Largest stream resource policy (PutResourcePolicy), as Kinesis allows.
+pub const STREAM_POLICY_BYTES_MAX: usize = 20 * 1024;
 /// SNS: subscriptions with a filter policy per topic.
 pub const FILTER_POLICIES_PER_TOPIC_MAX: usize = 200;
 /// SNS: items in one page of ListTopics / ListSubscriptions(ByTopic).

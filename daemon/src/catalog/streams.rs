@@ -406,6 +406,9 @@ pub fn apply(streams: &mut Streams, next_id: &mut u64, change: StreamChange, cx:
             let mut meta = stream_of(streams, cx, policy_target(&resource_arn)?)?;
             meta.policy = match policy {
                 None => None,
+                Some(text) if text.len() > STREAM_POLICY_BYTES_MAX => {
+                    return Err(invalid(format!("Policy: at most {STREAM_POLICY_BYTES_MAX} bytes")));
+                }
                 Some(text) => Some(crate::policy::ResourcePolicy::parse(&text).map_err(|error| invalid(format!("Policy: {error}")))?),
             };
             put(streams, meta)

@@ -390,6 +390,11 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange, now_ms: 
             let current = meta.attributes.get("Policy").map(String::as_str);
             let fallback = Some(default_policy(&meta.arn, &naming.account_id));
             let text = crate::policy::edit_permissions(current, fallback, &edit, "sns", &meta.arn).map_err(invalid)?;
+            if text.as_ref().is_some_and(|text| text.len() > TOPIC_ATTRIBUTE_BYTES_MAX) {
+                return Err(invalid(format!(
+                    "The policy would be longer than {TOPIC_ATTRIBUTE_BYTES_MAX} bytes: remove a permission first."
+                )));
+            }
             let mut updated = (**meta).clone();
             match text {
                 Some(text) => updated.attributes.insert("Policy".into(), text),
