@@ -467,7 +467,7 @@ pub enum PermissionEdit {
     },
 }
 
-/// The policy text after `edit`, or why it cannot be made: `current` is the resource's policy
+/// The policy after `edit`, compiled, or why it cannot be made: `current` is the resource's policy
 /// (or, when it has none, `fallback`: SNS starts from a topic's default policy), `service` the
 /// IAM prefix (`sqs`, `sns`). `None`: the last statement went, and with it the policy.
 pub fn edit_permissions(
@@ -476,7 +476,7 @@ pub fn edit_permissions(
     edit: &PermissionEdit,
     service: &str,
     resource_arn: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<ResourcePolicy>, String> {
     let text = current.map(str::to_owned).or(fallback);
     let mut document: Value = match &text {
         Some(text) => serde_json::from_str(text).map_err(|_| "the resource's policy is not valid JSON".to_owned())?,
@@ -539,9 +539,7 @@ pub fn edit_permissions(
             }
         }
     }
-    let text = document.to_string();
-    Policy::parse(&text, Kind::Resource)?;
-    Ok(Some(text))
+    ResourcePolicy::parse(&document.to_string()).map(Some)
 }
 
 /// A string or a list of strings, as policy elements take them.
@@ -927,8 +925,8 @@ mod tests {
             account_ids: vec!["222222222222".into()],
             actions: actions.iter().map(|a| a.to_string()).collect(),
         };
-        let text = edit_permissions(None, None, &add("bob", &["SendMessage"]), "sqs", QUEUE).unwrap().unwrap();
-        let policy = Policy::parse(&text, Kind::Resource).unwrap();
+        let added = edit_permissions(None, None, &add("bob", &["SendMessage"]), "sqs", QUEUE).unwrap().unwrap();
+        let (text, policy) = (added.text, added.compiled);
         let bob = Request {
             who: Who::Principal { arn: "arn:aws:iam::222222222222:user/bob", account: "222222222222" },
             ..by_alice("sqs:SendMessage", QUEUE)
@@ -936,8 +934,8 @@ mod tests {
         assert_eq!(policy.decide(&bob), Decision::Allow);
         assert!(edit_permissions(Some(&text), None, &add("bob", &["*"]), "sqs", QUEUE).unwrap_err().contains("Already exists"));
         assert!(edit_permissions(Some(&text), None, &add("x", &["Fly"]), "sqs", QUEUE).unwrap_err().contains("ActionName"));
-        let two = edit_permissions(Some(&text), None, &add("all", &["*"]), "sqs", QUEUE).unwrap().unwrap();
-        let one = edit_permissions(Some(&two), None, &PermissionEdit::Remove { label: "bob".into() }, "sqs", QUEUE).unwrap().unwrap();
+        let two = edit_permissions(Some(&text), None, &add("all", &["*"]), "sqs", QUEUE).unwrap().unwrap().text;
+        let one = edit_permissions(Some(&two), None, &PermissionEdit::Remove { label: "bob".into() }, "sqs", QUEUE).unwrap().unwrap().text;
         assert_eq!(Policy::parse(&one, Kind::Resource).unwrap().sids().collect::<Vec<_>>(), [Some("all")]);
         assert_eq!(edit_permissions(Some(&one), None, &PermissionEdit::Remove { label: "all".into() }, "sqs", QUEUE).unwrap(), None);
         assert!(edit_permissions(Some(&one), None, &PermissionEdit::Remove { label: "nobody".into() }, "sqs", QUEUE)

@@ -35,7 +35,9 @@ pub struct SnsSigning {
 }
 
 pub struct Signer {
-    key: RsaPrivateKey,
+    /// The key ready to sign with each digest (made once, not per signature).
+    sha1: rsa::pkcs1v15::SigningKey<sha1::Sha1>,
+    sha256: rsa::pkcs1v15::SigningKey<sha2::Sha256>,
     cert_pem: String,
 }
 
@@ -85,7 +87,7 @@ impl SnsSigning {
                 pem
             }
         };
-        Ok(Signer { key, cert_pem })
+        Ok(Signer { sha1: rsa::pkcs1v15::SigningKey::new(key.clone()), sha256: rsa::pkcs1v15::SigningKey::new(key), cert_pem })
     }
 }
 
@@ -131,11 +133,7 @@ impl Signer {
 
     /// The base64 signature of `text` for `version` (`"2"`: SHA-256, else SHA-1).
     pub fn sign(&self, version: &str, text: &str) -> String {
-        let signature = if version == "2" {
-            rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(self.key.clone()).sign(text.as_bytes()).to_vec()
-        } else {
-            rsa::pkcs1v15::SigningKey::<sha1::Sha1>::new(self.key.clone()).sign(text.as_bytes()).to_vec()
-        };
+        let signature = if version == "2" { self.sha256.sign(text.as_bytes()).to_vec() } else { self.sha1.sign(text.as_bytes()).to_vec() };
         STANDARD.encode(signature)
     }
 
@@ -187,10 +185,10 @@ mod tests {
         let text = string_to_sign(&signed).unwrap();
         assert_eq!(text, "Message\nhi\nMessageId\nm-1\nTimestamp\n2026-12-06T00:00:00.000Z\nTopicArn\narn:aws:sns:us-east-1:000000000000:t\nType\nNotification\n");
         let signature = STANDARD.decode(signed["Signature"].as_str().unwrap()).unwrap();
-        let public = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(signer.key.to_public_key());
+        let public = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(AsRef::<RsaPrivateKey>::as_ref(&signer.sha256).to_public_key());
         public.verify(text.as_bytes(), &rsa::pkcs1v15::Signature::try_from(&signature[..]).unwrap()).unwrap();
         assert!(signer.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(certifies(signer.cert_pem(), &signer.key));
+        assert!(certifies(signer.cert_pem(), signer.sha256.as_ref()));
         // A second start reads the same key and certificate.
         let again = SnsSigning::new(dir.path(), None).signer().unwrap();
         assert_eq!(again.cert_pem(), signer.cert_pem());

@@ -556,14 +556,14 @@ impl Registry {
                 let meta = self.snapshot.resolve(&queue)?;
                 let current = meta.attributes.policy.as_ref().map(|policy| policy.text.as_str());
                 let invalid = |message: String| OpError::new(ErrorCode::InvalidParameterValue, message);
-                let text = crate::policy::edit_permissions(current, None, &edit, "sqs", &meta.arn).map_err(invalid)?;
-                if text.as_ref().is_some_and(|text| text.len() > QUEUE_POLICY_BYTES_MAX) {
+                let policy = crate::policy::edit_permissions(current, None, &edit, "sqs", &meta.arn).map_err(invalid)?;
+                if policy.as_ref().is_some_and(|policy| policy.text.len() > QUEUE_POLICY_BYTES_MAX) {
                     return Err(invalid(format!(
                         "The policy would be longer than {QUEUE_POLICY_BYTES_MAX} bytes: remove a permission first."
                     )));
                 }
                 let mut next = meta.attributes.clone();
-                next.policy = text.map(|text| crate::policy::ResourcePolicy::parse(&text)).transpose().map_err(invalid)?;
+                next.policy = policy;
                 let updated = QueueMeta { attributes: next, modified_s: now_s, ..(**meta).clone() };
                 queues.insert(updated.name.clone(), Arc::new(updated));
                 MetaOutcome::Done

@@ -389,18 +389,18 @@ pub fn apply(topics: &mut Topics, naming: &Naming, change: TopicChange, now_ms: 
             let meta = resolve(topics, naming, &topic)?;
             let current = meta.attributes.get("Policy").map(String::as_str);
             let fallback = Some(default_policy(&meta.arn, &naming.account_id));
-            let text = crate::policy::edit_permissions(current, fallback, &edit, "sns", &meta.arn).map_err(invalid)?;
-            if text.as_ref().is_some_and(|text| text.len() > TOPIC_ATTRIBUTE_BYTES_MAX) {
+            let policy = crate::policy::edit_permissions(current, fallback, &edit, "sns", &meta.arn).map_err(invalid)?;
+            if policy.as_ref().is_some_and(|policy| policy.text.len() > TOPIC_ATTRIBUTE_BYTES_MAX) {
                 return Err(invalid(format!(
                     "The policy would be longer than {TOPIC_ATTRIBUTE_BYTES_MAX} bytes: remove a permission first."
                 )));
             }
             let mut updated = (**meta).clone();
-            match text {
-                Some(text) => updated.attributes.insert("Policy".into(), text),
+            match &policy {
+                Some(policy) => updated.attributes.insert("Policy".into(), policy.text.clone()),
                 None => updated.attributes.remove("Policy"),
             };
-            updated.policy = compiled_policy(&updated.attributes);
+            updated.policy = policy;
             topics.insert(updated.name.clone(), Arc::new(updated));
             Ok(None)
         }
@@ -630,40 +630,26 @@ pub fn to_json(topics: &Topics) -> Value {
 
 /// One topic as the metadata file keeps it (`to_json` lists these).
 pub fn topic_json(topic: &TopicMeta) -> Value {
-    let subscriptions: Vec<Value> = topic
-        .subscriptions
-        .iter()
-        .map(|s| {
-            json!({
-                "arn": s.arn,
-                "protocol": s.protocol,
-                "endpoint": s.endpoint,
-                "attributes": s.attributes,
-                "pending_token": s.pending_token,
-                "authenticate_on_unsubscribe": s.authenticate_on_unsubscribe,
-            })
-        })
-        .collect();
-    let restorable: Vec<Value> = topic
-        .restorable
-        .iter()
-        .map(|(s, until)| {
-            json!({
-                "arn": s.arn,
-                "protocol": s.protocol,
-                "endpoint": s.endpoint,
-                "attributes": s.attributes,
-                "token": s.pending_token,
-                "until_ms": until,
-            })
-        })
-        .collect();
+    let subscriptions: Vec<Value> = topic.subscriptions.iter().map(|s| subscription_json(s)).collect();
+    let restorable: Vec<Value> =
+        topic.restorable.iter().map(|(s, until)| json!({ "subscription": subscription_json(s), "until_ms": until })).collect();
     json!({
         "name": topic.name,
         "attributes": topic.attributes,
         "tags": topic.tags,
         "subscriptions": subscriptions,
         "restorable": restorable,
+    })
+}
+
+fn subscription_json(s: &SubscriptionMeta) -> Value {
+    json!({
+        "arn": s.arn,
+        "protocol": s.protocol,
+        "endpoint": s.endpoint,
+        "attributes": s.attributes,
+        "pending_token": s.pending_token,
+        "authenticate_on_unsubscribe": s.authenticate_on_unsubscribe,
     })
 }
 
@@ -683,8 +669,8 @@ pub fn from_json(naming: &Naming, value: &Value) -> Result<Topics, String> {
     for topic in list {
         let name = topic["name"].as_str().filter(|n| valid_topic_name(n)).ok_or("a topic has no valid name")?.to_owned();
         let arn = naming.topic_arn(&name);
-        let mut subscriptions = Vec::new();
-        for s in topic["subscriptions"].as_array().ok_or_else(|| format!("topic {name}: subscriptions is not a list"))? {
+        // A subscription as `subscription_json` wrote it, checked.
+        let subscription = |s: &Value| -> Result<SubscriptionMeta, String> {
             let field = |key: &str| s[key].as_str().map(str::to_owned).ok_or_else(|| format!("topic {name}: a subscription has no {key}"));
             let sub_arn = field("arn")?;
             if !sub_arn.starts_with(&format!("{arn}:")) {
@@ -701,30 +687,24 @@ pub fn from_json(naming: &Naming, value: &Value) -> Result<Topics, String> {
             .map_err(|e| format!("topic {name}: {}", e.message))?;
             // Absent in files written before it existed.
             let authenticate_on_unsubscribe = s["authenticate_on_unsubscribe"].as_bool().unwrap_or(false);
-            subscriptions.push(Arc::new(SubscriptionMeta { authenticate_on_unsubscribe, ..compiled }));
-        }
+            Ok(SubscriptionMeta { authenticate_on_unsubscribe, ..compiled })
+        };
+        let subscriptions = topic["subscriptions"]
+            .as_array()
+            .ok_or_else(|| format!("topic {name}: subscriptions is not a list"))?
+            .iter()
+            .map(|s| subscription(s).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         let attributes = strings(&topic["attributes"], "topic attributes")?;
         // Absent in files written before subscriptions could be restored.
         let mut restorable = Vec::new();
         for r in topic["restorable"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let field = |key: &str| {
-                r[key].as_str().map(str::to_owned).ok_or_else(|| format!("topic {name}: a restorable subscription has no {key}"))
-            };
-            let sub_arn = field("arn")?;
-            if !sub_arn.starts_with(&format!("{arn}:")) {
-                return Err(format!("topic {name}: subscription {sub_arn} belongs to another topic"));
+            let kept = subscription(&r["subscription"])?;
+            if kept.pending_token.is_none() {
+                return Err(format!("topic {name}: a restorable subscription has no token"));
             }
-            let compiled = compile_subscription(
-                sub_arn,
-                arn.clone(),
-                field("protocol")?,
-                field("endpoint")?,
-                strings(&r["attributes"], "subscription attributes")?,
-                Some(field("token")?),
-            )
-            .map_err(|e| format!("topic {name}: {}", e.message))?;
             let until = r["until_ms"].as_u64().ok_or_else(|| format!("topic {name}: a restorable subscription has no until_ms"))?;
-            restorable.push((Arc::new(compiled), until));
+            restorable.push((Arc::new(kept), until));
         }
         let meta = TopicMeta {
             restorable,

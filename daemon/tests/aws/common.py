@@ -11,13 +11,15 @@ import botocore.exceptions
 ENDPOINT = os.environ["SLUICE_ENDPOINT"]
 
 
-def client(service):
+def client(service, **options):
+    """`options` go to boto3.client as well (`verify=`, `config=`)."""
     return boto3.client(
         service,
         endpoint_url=ENDPOINT,
         region_name="us-east-1",
         aws_access_key_id="test",
         aws_secret_access_key="test",
+        **options,
     )
 
 

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import unittest
 
-import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+import common
 from common import ENDPOINT, unique
 
 CA = os.environ["SLUICE_CA_FILE"]
@@ -22,15 +22,7 @@ REFUSED = (botocore.exceptions.SSLError, botocore.exceptions.ConnectionError, bo
 
 
 def client(service, verify=CA, client_cert=None):
-    return boto3.client(
-        service,
-        endpoint_url=ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        verify=verify,
-        config=Config(retries={"max_attempts": 1}, client_cert=client_cert),
-    )
+    return common.client(service, verify=verify, config=Config(retries={"max_attempts": 1}, client_cert=client_cert))
 
 
 def aws(*args):
