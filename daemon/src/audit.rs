@@ -259,6 +259,7 @@ fn line(
 const SQS: &str = "sqs.amazonaws.com";
 const SNS: &str = "sns.amazonaws.com";
 const KINESIS: &str = "kinesis.amazonaws.com";
+const KMS: &str = "kms.amazonaws.com";
 
 fn keys(pairs: &[(String, String)]) -> Vec<&str> {
     pairs.iter().map(|(key, _)| key.as_str()).collect()
@@ -287,6 +288,32 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
         Op::UntagTopic { topic, keys } => (SNS, false, json!({ "resourceArn": topic, "tagKeys": keys })),
         Op::ListTopicTags { topic } => (SNS, false, json!({ "resourceArn": topic })),
         Op::DescribeLimits | Op::DescribeAccountSettings => (KINESIS, false, json!({})),
+        Op::SetStreamEncryption { stream, encryption_type, key, .. } => {
+            (KINESIS, false, json!({ "streamName": stream, "encryptionType": encryption_type, "keyId": key }))
+        }
+        // Key service calls are management events, as in CloudTrail (the cryptographic ones
+        // too); no plaintext or ciphertext is ever recorded.
+        Op::CreateKey { description, tags, .. } => (KMS, false, json!({ "description": description, "tags": keys(tags) })),
+        Op::DescribeKey { key }
+        | Op::SetKeyEnabled { key, .. }
+        | Op::CancelKeyDeletion { key }
+        | Op::GetKeyRotationStatus { key }
+        | Op::RotateKeyOnDemand { key } => (KMS, false, json!({ "keyId": key })),
+        Op::ScheduleKeyDeletion { key, pending_window_days } => {
+            (KMS, false, json!({ "keyId": key, "pendingWindowInDays": pending_window_days }))
+        }
+        Op::SetKeyRotation { key, period_days, .. } => (KMS, false, json!({ "keyId": key, "rotationPeriodInDays": period_days })),
+        Op::ListKeys { limit, .. } => (KMS, false, json!({ "limit": limit })),
+        Op::CreateAlias { alias, key, .. } => (KMS, false, json!({ "aliasName": alias, "targetKeyId": key })),
+        Op::DeleteAlias { alias } => (KMS, false, json!({ "aliasName": alias })),
+        Op::ListAliases { key, limit, .. } => (KMS, false, json!({ "keyId": key, "limit": limit })),
+        Op::Encrypt { key, plaintext, context } => {
+            (KMS, false, json!({ "keyId": key, "plaintextBytes": plaintext.len(), "encryptionContext": keys(context) }))
+        }
+        Op::Decrypt { key, context, .. } => (KMS, false, json!({ "keyId": key, "encryptionContext": keys(context) })),
+        Op::GenerateDataKey { key, bytes, context, .. } => {
+            (KMS, false, json!({ "keyId": key, "numberOfBytes": bytes, "encryptionContext": keys(context) }))
+        }
         Op::PutResourcePolicy { resource_arn, .. } | Op::GetResourcePolicy { resource_arn } | Op::DeleteResourcePolicy { resource_arn } => {
             (KINESIS, false, json!({ "resourceARN": resource_arn }))
         }

@@ -175,6 +175,20 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SNS_SIGNING_KEY", value_name = "FILE")]
     pub sns_signing_key: Option<PathBuf>,
 
+    /// The root key of the key service: 32 bytes, raw or as 64 hex digits or base64 (make one
+    /// with `openssl rand -hex 32 > root.key; chmod 600 root.key`). Every KMS key's material is
+    /// sealed under it in the metadata file; keep it outside the data directory. With it, the
+    /// KMS API is served and queues (SSE-SQS by default, or SSE-KMS), topics and streams
+    /// encrypt what they write to disk; without it (the default) there is no encryption and
+    /// asking for it is refused. The key itself may instead be given in SLUICE_ROOT_KEY. A
+    /// data directory with keys in it does not start without its root key.
+    #[arg(long, env = "SLUICE_ROOT_KEY_FILE", value_name = "FILE")]
+    pub root_key_file: Option<PathBuf>,
+
+    /// The root key, read at start from --root-key-file or SLUICE_ROOT_KEY.
+    #[arg(skip)]
+    pub root_key: Option<std::sync::Arc<crate::kms::root::RootKey>>,
+
     /// The SNS signing key, loaded or made on first use.
     #[arg(skip)]
     pub sns_signing: Option<std::sync::Arc<crate::sns_signing::SnsSigning>>,

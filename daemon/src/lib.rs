@@ -11,6 +11,7 @@
 //!   long polls, the queue log and its compaction), `stream` (Kinesis-style streams: shards pinned to cores, iterators, push consumers).
 //! - `engine`: what every engine gets from the shard it runs in (`Host`).
 //! - `catalog`: the metadata — queues, topics and subscriptions, streams — its snapshots and changes; no engine's logic.
+//! - `kms`: the key service — the root key, KMS keys and aliases, KMS ciphertexts, and the sealing of engine records at rest.
 //! - `runtime`: one pinned executor per core, the channel mesh, a bus and typed calls generic over what they carry, shutdown.
 //! - `storage`: the segment log, the stream log and the metadata file — what no engine owns.
 //! - `env`: time, timers, tasks, files and shard-local notify — glommio in production, the simulator's world in tests.
@@ -24,6 +25,7 @@ pub mod credentials;
 pub mod engine;
 pub mod env;
 pub mod gateway;
+pub mod kms;
 pub mod net;
 pub mod policy;
 pub mod queue;

@@ -34,6 +34,13 @@ fn main() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     let mut config = config;
+    match sluice_daemon::kms::root::RootKey::load(config.root_key_file.as_deref()) {
+        Ok(root) => config.root_key = root.map(std::sync::Arc::new),
+        Err(error) => {
+            eprintln!("sluiced: {error}");
+            std::process::exit(1);
+        }
+    }
     if let Some(path) = &config.credentials_file {
         match sluice_daemon::credentials::CredentialStore::open(path, &config.account_id) {
             Ok(store) => config.credentials = Some(store),

@@ -10,7 +10,7 @@ const ENGINES: &[&str] = &["queue", "topic", "stream"];
 /// What the engines may not import: the dispatch module and everything above it.
 const ABOVE_ENGINES: &[&str] = &["shard", "serve", "net", "gateway"];
 /// Layers below the engines.
-const BELOW_ENGINES: &[&str] = &["runtime", "storage", "env", "catalog", "engine", "config"];
+const BELOW_ENGINES: &[&str] = &["runtime", "storage", "env", "catalog", "engine", "config", "kms"];
 
 /// Top-level module -> (module it imports, file that imports it).
 fn imports(src: &Path) -> BTreeMap<String, BTreeSet<(String, String)>> {

@@ -74,6 +74,21 @@ pub enum ErrorCode {
     IncompleteSignature = 43,
     /// Signed more than 5 minutes from the daemon's clock, or a presigned URL past its expiry.
     RequestExpired = 44,
+    /// A KMS key that does not exist (KMS `NotFoundException`; SQS `KmsNotFound`, Kinesis
+    /// `KMSNotFoundException`, SNS `KMSNotFound` when a resource's key is missing).
+    KmsNotFound = 45,
+    /// A disabled KMS key (KMS `DisabledException`).
+    KmsDisabled = 46,
+    /// A KMS key in a state that does not allow this (pending deletion; KMS `KMSInvalidStateException`).
+    KmsInvalidState = 47,
+    /// KMS: a ciphertext that is not one, was altered, or was made with another encryption context.
+    InvalidCiphertext = 48,
+    /// KMS: Decrypt named a key other than the one the ciphertext was made with.
+    IncorrectKey = 49,
+    /// KMS: an alias that exists already.
+    AlreadyExists = 50,
+    /// KMS: an alias name that is not `alias/…`, or one reserved for AWS-managed keys.
+    InvalidAliasName = 51,
 }
 
 /// Every code, for tests and tables.
@@ -122,6 +137,13 @@ pub const ALL_ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::SignatureDoesNotMatch,
     ErrorCode::IncompleteSignature,
     ErrorCode::RequestExpired,
+    ErrorCode::KmsNotFound,
+    ErrorCode::KmsDisabled,
+    ErrorCode::KmsInvalidState,
+    ErrorCode::InvalidCiphertext,
+    ErrorCode::IncorrectKey,
+    ErrorCode::AlreadyExists,
+    ErrorCode::InvalidAliasName,
 ];
 
 impl ErrorCode {
@@ -178,6 +200,14 @@ impl ErrorCode {
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             IncompleteSignature => "IncompleteSignature",
             RequestExpired => "RequestExpired",
+            // Kinesis' names; the key service, SQS and SNS name them their own way (`kms_name`, `sqs_kms_name`, `sns_name`).
+            KmsNotFound => "KMSNotFoundException",
+            KmsDisabled => "KMSDisabledException",
+            KmsInvalidState => "KMSInvalidStateException",
+            InvalidCiphertext => "InvalidCiphertextException",
+            IncorrectKey => "IncorrectKeyException",
+            AlreadyExists => "AlreadyExistsException",
+            InvalidAliasName => "InvalidAliasNameException",
         }
     }
 
@@ -196,6 +226,9 @@ impl ErrorCode {
             InvalidBatchEntryId => "AWS.SimpleQueueService.InvalidBatchEntryId",
             BatchRequestTooLong => "AWS.SimpleQueueService.BatchRequestTooLong",
             UnsupportedOperation => "AWS.SimpleQueueService.UnsupportedOperation",
+            KmsNotFound => "KMS.NotFoundException",
+            KmsDisabled => "KMS.DisabledException",
+            KmsInvalidState => "KMS.KMSInvalidStateException",
             other => other.aws_name(),
         }
     }

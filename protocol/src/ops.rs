@@ -302,6 +302,85 @@ pub enum Op {
     DescribeLimits,
     /// Kinesis DescribeAccountSettings.
     DescribeAccountSettings,
+    /// KMS CreateKey (symmetric `ENCRYPT_DECRYPT` keys of spec `SYMMETRIC_DEFAULT` only).
+    CreateKey {
+        description: Option<String>,
+        key_usage: Option<String>,
+        key_spec: Option<String>,
+        tags: KeyValues,
+    },
+    /// KMS DescribeKey. `key`, here and below: a key id, key ARN, alias name or alias ARN.
+    DescribeKey {
+        key: String,
+    },
+    ListKeys {
+        limit: i32,
+        marker: Option<String>,
+    },
+    /// KMS CreateAlias, or UpdateAlias when `update`.
+    CreateAlias {
+        alias: String,
+        key: String,
+        update: bool,
+    },
+    DeleteAlias {
+        alias: String,
+    },
+    ListAliases {
+        key: Option<String>,
+        limit: i32,
+        marker: Option<String>,
+    },
+    /// KMS EnableKey (`enabled`) and DisableKey.
+    SetKeyEnabled {
+        key: String,
+        enabled: bool,
+    },
+    /// KMS ScheduleKeyDeletion (`pending_window_days` 7–30; 0: 30).
+    ScheduleKeyDeletion {
+        key: String,
+        pending_window_days: i32,
+    },
+    CancelKeyDeletion {
+        key: String,
+    },
+    /// KMS EnableKeyRotation (`enabled`; `period_days` 90–2560, 0: 365) and DisableKeyRotation.
+    SetKeyRotation {
+        key: String,
+        enabled: bool,
+        period_days: i32,
+    },
+    GetKeyRotationStatus {
+        key: String,
+    },
+    RotateKeyOnDemand {
+        key: String,
+    },
+    Encrypt {
+        key: String,
+        plaintext: Bytes,
+        context: KeyValues,
+    },
+    /// KMS Decrypt: the ciphertext names its key; `key`, when given, must be that key.
+    Decrypt {
+        ciphertext: Bytes,
+        key: Option<String>,
+        context: KeyValues,
+    },
+    /// KMS GenerateDataKey (`bytes` 1–1024), or GenerateDataKeyWithoutPlaintext.
+    GenerateDataKey {
+        key: String,
+        bytes: i32,
+        context: KeyValues,
+        without_plaintext: bool,
+    },
+    /// Kinesis StartStreamEncryption (`start`, with `key`) and StopStreamEncryption.
+    SetStreamEncryption {
+        stream: String,
+        encryption_type: String,
+        key: String,
+        start: bool,
+    },
 }
 
 impl Op {
@@ -375,6 +454,27 @@ impl Op {
             Op::ListTopicTags { .. } => "ListTagsForResource",
             Op::DescribeLimits => "DescribeLimits",
             Op::DescribeAccountSettings => "DescribeAccountSettings",
+            Op::CreateKey { .. } => "CreateKey",
+            Op::DescribeKey { .. } => "DescribeKey",
+            Op::ListKeys { .. } => "ListKeys",
+            Op::CreateAlias { update: false, .. } => "CreateAlias",
+            Op::CreateAlias { update: true, .. } => "UpdateAlias",
+            Op::DeleteAlias { .. } => "DeleteAlias",
+            Op::ListAliases { .. } => "ListAliases",
+            Op::SetKeyEnabled { enabled: true, .. } => "EnableKey",
+            Op::SetKeyEnabled { enabled: false, .. } => "DisableKey",
+            Op::ScheduleKeyDeletion { .. } => "ScheduleKeyDeletion",
+            Op::CancelKeyDeletion { .. } => "CancelKeyDeletion",
+            Op::SetKeyRotation { enabled: true, .. } => "EnableKeyRotation",
+            Op::SetKeyRotation { enabled: false, .. } => "DisableKeyRotation",
+            Op::GetKeyRotationStatus { .. } => "GetKeyRotationStatus",
+            Op::RotateKeyOnDemand { .. } => "RotateKeyOnDemand",
+            Op::Encrypt { .. } => "Encrypt",
+            Op::Decrypt { .. } => "Decrypt",
+            Op::GenerateDataKey { without_plaintext: false, .. } => "GenerateDataKey",
+            Op::GenerateDataKey { without_plaintext: true, .. } => "GenerateDataKeyWithoutPlaintext",
+            Op::SetStreamEncryption { start: true, .. } => "StartStreamEncryption",
+            Op::SetStreamEncryption { start: false, .. } => "StopStreamEncryption",
         }
     }
 }
@@ -580,6 +680,53 @@ pub enum Reply {
     },
     /// One push of a SubscribeToShard subscription.
     ShardEvent(ShardEvent),
+    /// A KMS key's metadata (CreateKey, DescribeKey, key deletion and rotation).
+    Key(KeyDescription),
+    /// A page of ListKeys.
+    Keys {
+        keys: Vec<KeyDescription>,
+        next_marker: Option<String>,
+    },
+    /// A page of ListAliases.
+    Aliases {
+        aliases: Vec<AliasEntry>,
+        next_marker: Option<String>,
+    },
+    /// Encrypt (ciphertext), Decrypt (plaintext), GenerateDataKey (both, or the ciphertext only).
+    KeyData {
+        key_arn: String,
+        ciphertext: Option<Bytes>,
+        plaintext: Option<Bytes>,
+    },
+}
+
+/// A KMS key as DescribeKey reports it (times in epoch ms).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyDescription {
+    pub key_id: String,
+    pub arn: String,
+    pub description: String,
+    /// `Enabled`, `Disabled` or `PendingDeletion`.
+    pub state: String,
+    pub created_ms: u64,
+    pub deletion_ms: Option<u64>,
+    /// `CUSTOMER` or `AWS` (the `alias/aws/…` keys).
+    pub manager: String,
+    pub key_usage: String,
+    pub key_spec: String,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: i32,
+    pub next_rotation_ms: Option<u64>,
+}
+
+/// One row of ListAliases.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AliasEntry {
+    pub name: String,
+    pub arn: String,
+    /// `None` for an AWS-managed alias whose key is not made yet.
+    pub target_key_id: Option<String>,
+    pub created_ms: u64,
 }
 
 /// One row of ListSubscriptions.
@@ -711,6 +858,9 @@ pub struct StreamDescription {
     pub open_shard_count: i32,
     pub consumer_count: i32,
     pub max_record_size_kib: i32,
+    /// The KMS key the stream's records are sealed under at rest (StartStreamEncryption);
+    /// `None`: EncryptionType NONE.
+    pub encryption_key: Option<String>,
 }
 
 /// A put record's shard and sequence number, or (in PutRecords) why it failed.
@@ -727,6 +877,8 @@ pub struct StreamRecord {
     /// A slice of the frame (client) or of the log read (daemon).
     pub data: Bytes,
     pub partition_key: String,
+    /// Whether it is sealed at rest under a KMS key (EncryptionType KMS).
+    pub encrypted: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

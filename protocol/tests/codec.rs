@@ -78,6 +78,22 @@ fn every_request_round_trips() {
         Op::ListTopicTags { topic: "t".into() },
         Op::DescribeLimits,
         Op::DescribeAccountSettings,
+        Op::CreateKey { description: Some("d".into()), key_usage: None, key_spec: Some("SYMMETRIC_DEFAULT".into()), tags: vec![kv("k", "v")] },
+        Op::DescribeKey { key: "alias/app".into() },
+        Op::ListKeys { limit: 10, marker: Some("m".into()) },
+        Op::CreateAlias { alias: "alias/app".into(), key: "k".into(), update: true },
+        Op::DeleteAlias { alias: "alias/app".into() },
+        Op::ListAliases { key: Some("k".into()), limit: 0, marker: None },
+        Op::SetKeyEnabled { key: "k".into(), enabled: false },
+        Op::ScheduleKeyDeletion { key: "k".into(), pending_window_days: 7 },
+        Op::CancelKeyDeletion { key: "k".into() },
+        Op::SetKeyRotation { key: "k".into(), enabled: true, period_days: 90 },
+        Op::GetKeyRotationStatus { key: "k".into() },
+        Op::RotateKeyOnDemand { key: "k".into() },
+        Op::Encrypt { key: "k".into(), plaintext: Bytes::from_static(b"p"), context: vec![kv("a", "b")] },
+        Op::Decrypt { ciphertext: Bytes::from_static(b"c"), key: None, context: vec![] },
+        Op::GenerateDataKey { key: "k".into(), bytes: 32, context: vec![], without_plaintext: true },
+        Op::SetStreamEncryption { stream: "s".into(), encryption_type: "KMS".into(), key: "alias/aws/kinesis".into(), start: true },
         Op::PutResourcePolicy { resource_arn: "arn:aws:kinesis:us-east-1:0:stream/s".into(), policy: "{}".into() },
         Op::GetResourcePolicy { resource_arn: "arn".into() },
         Op::DeleteResourcePolicy { resource_arn: "arn".into() },
@@ -206,8 +222,23 @@ fn every_response_round_trips() {
         open_shard_count: 1,
         consumer_count: 0,
         max_record_size_kib: 1024,
+        encryption_key: Some("alias/aws/kinesis".into()),
     };
-    let record = StreamRecord { sequence_number: "1".into(), arrival_ms: 7, data: Bytes::from_static(b"x"), partition_key: "pk".into() };
+    let key = KeyDescription {
+        key_id: "k".into(),
+        arn: "arn:aws:kms:us-east-1:0:key/k".into(),
+        description: "d".into(),
+        state: "Enabled".into(),
+        created_ms: 1,
+        deletion_ms: None,
+        manager: "CUSTOMER".into(),
+        key_usage: "ENCRYPT_DECRYPT".into(),
+        key_spec: "SYMMETRIC_DEFAULT".into(),
+        rotation_enabled: true,
+        rotation_period_days: 365,
+        next_rotation_ms: Some(2),
+    };
+    let record = StreamRecord { sequence_number: "1".into(), arrival_ms: 7, data: Bytes::from_static(b"x"), partition_key: "pk".into(), encrypted: true };
     let child = ChildShard {
         shard_id: "shardId-000000000003".into(),
         parent_shards: vec!["shardId-000000000002".into()],
@@ -287,6 +318,17 @@ fn every_response_round_trips() {
             millis_behind_latest: 0,
             child_shards: vec![child],
         })),
+        Ok(Reply::Key(key.clone())),
+        Ok(Reply::Keys { keys: vec![key.clone(), KeyDescription { deletion_ms: Some(9), ..key }], next_marker: Some("m".into()) }),
+        Ok(Reply::Aliases {
+            aliases: vec![
+                AliasEntry { name: "alias/a".into(), arn: "arn:a".into(), target_key_id: Some("k".into()), created_ms: 3 },
+                AliasEntry { name: "alias/aws/sqs".into(), arn: "arn:b".into(), target_key_id: None, created_ms: 0 },
+            ],
+            next_marker: None,
+        }),
+        Ok(Reply::KeyData { key_arn: "arn:k".into(), ciphertext: Some(Bytes::from_static(b"c")), plaintext: None }),
+        Ok(Reply::KeyData { key_arn: "arn:k".into(), ciphertext: None, plaintext: Some(Bytes::from_static(b"p")) }),
         Err(OpError::new(ErrorCode::QueueDoesNotExist, "The specified queue does not exist.")),
     ];
     for response in responses {

@@ -30,6 +30,10 @@ use topics::{SubscriptionMeta, TopicChange, Topics};
 
 use queues::{parse_queue_arn, valid_queue_name, QueueAttributes, READABLE_ATTRIBUTES};
 
+use crate::kms::at_rest::{SealSpec, Sealing};
+use crate::kms::keys::{KeyChange, KeyNaming, Keys, KmsKey};
+use crate::kms::root::RootKey;
+
 /// Prefix of the hidden queues that hold HTTP subscriptions' deliveries (the catalog keeps
 /// them beside client queues, hidden from listings); a client cannot name a queue like this
 /// (only `.fifo` may carry a dot).
@@ -109,14 +113,50 @@ pub struct Snapshot {
     pub feeds: HashMap<String, Arc<FeedPlan>>,
     /// For each queue (by id), the feeds it reads.
     pub reads: HashMap<u64, Vec<FeedRead>>,
+    /// The key service's keys and aliases.
+    pub keys: Arc<Keys>,
+    /// How the records of each encrypted queue partition are sealed at rest, by queue id:
+    /// client queues (SSE-SQS or SSE-KMS), and a topic's feeds, FIFO archive and HTTP delivery
+    /// queues (its `KmsMasterKeyId`). Resolved once per snapshot.
+    pub sealed: Arc<HashMap<u64, SealSpec>>,
+}
+
+/// Reuse period of a topic's and a stream's data keys (SNS and Kinesis have no setting for it).
+const TOPIC_DATA_KEY_REUSE_MS: u64 = 300_000;
+const STREAM_DATA_KEY_REUSE_MS: u64 = 300_000;
+
+/// How a resource with this KMS key reference (or SSE-SQS) is sealed.
+pub fn seal_spec(keys: &Keys, reference: Option<&str>, sse_sqs: bool, reuse_ms: u64) -> Option<SealSpec> {
+    let sealing = match reference {
+        Some(reference) => match (keys.resolve(reference), Keys::managed_service(reference)) {
+            (Some(key), _) => Sealing::Key(key.clone()),
+            (None, Some(service)) => Sealing::Unmade(KeyChange::Managed { service: service.to_owned() }),
+            (None, None) => Sealing::Missing(reference.to_owned()),
+        },
+        None if sse_sqs => match keys.owned("sqs") {
+            Some(key) => Sealing::Key(key.clone()),
+            None => Sealing::Unmade(KeyChange::Owned { service: "sqs".to_owned() }),
+        },
+        None => return None,
+    };
+    Some(SealSpec { sealing, reuse_ms })
 }
 
 impl Snapshot {
     /// A snapshot of these queues, topics and streams, with what is derived from them: queues
     /// by id, and every SQS subscription's queue.
-    fn new(version: u64, naming: Naming, by_name: BTreeMap<String, Arc<QueueMeta>>, topics: Topics, streams: Streams) -> Snapshot {
+    fn new(
+        version: u64,
+        naming: Naming,
+        by_name: BTreeMap<String, Arc<QueueMeta>>,
+        topics: Topics,
+        streams: Streams,
+        keys: Arc<Keys>,
+    ) -> Snapshot {
         let by_id = by_name.values().map(|meta| (meta.id, meta.clone())).collect();
         let mut snapshot = Snapshot {
+            keys,
+            sealed: Arc::default(),
             version,
             naming,
             by_name,
@@ -193,7 +233,37 @@ impl Snapshot {
             }
             snapshot.feeds.insert(name.clone(), Arc::new(plan));
         }
+        let mut sealed = HashMap::new();
+        for queue in snapshot.by_name.values() {
+            let attributes = &queue.attributes;
+            let reuse_ms = attributes.kms_data_key_reuse_seconds as u64 * 1000;
+            if let Some(spec) = seal_spec(&snapshot.keys, attributes.kms_master_key_id.as_deref(), attributes.sqs_managed_sse_enabled, reuse_ms)
+            {
+                sealed.insert(queue.id, spec);
+            }
+        }
+        for topic in snapshot.topics.values() {
+            let Some(spec) = seal_spec(&snapshot.keys, topic.kms_master_key_id(), false, TOPIC_DATA_KEY_REUSE_MS) else { continue };
+            let deliveries = topic.subscriptions.iter().filter_map(|subscription| subscription.delivery_queue());
+            let delivery_ids: Vec<u64> = deliveries.filter_map(|name| snapshot.by_name.get(&name).map(|meta| meta.id)).collect();
+            let ids = [feeds::feed_id(&topic.arn), feeds::envelope_feed_id(&topic.arn), feeds::topic_window_id(&topic.arn)];
+            for id in ids.into_iter().chain(delivery_ids) {
+                sealed.insert(id, spec.clone());
+            }
+        }
+        snapshot.sealed = Arc::new(sealed);
         snapshot
+    }
+
+    /// How a stream's records are sealed at rest (`None`: in clear).
+    pub fn stream_sealing(&self, meta: &streams::StreamMeta) -> Option<SealSpec> {
+        seal_spec(&self.keys, meta.encryption_key.as_deref(), false, STREAM_DATA_KEY_REUSE_MS)
+    }
+
+    /// How the records of queue partition `queue_id` (a queue, feed or archive) are sealed at
+    /// rest; `None`: in clear.
+    pub fn sealing(&self, queue_id: u64) -> Option<&SealSpec> {
+        self.sealed.get(&queue_id)
     }
 
     /// The queue subscription `index` of topic `topic` delivers to, if it is an SQS
@@ -276,6 +346,8 @@ pub enum MetaChange {
         sealed: HashMap<(u64, u32), u64>,
         cores: usize,
     },
+    /// A change to the key service's keys and aliases.
+    Key(KeyChange),
 }
 
 /// What a successful change answers.
@@ -288,6 +360,8 @@ pub enum MetaOutcome {
     /// A topic or subscription change; the ARN it answers with, if any.
     Arn(Option<String>),
     Stream(StreamOutcome),
+    /// A key change; the key it is about, if any.
+    Key(Option<Arc<KmsKey>>),
 }
 
 /// How much metadata one server keeps: every entity is held in memory on every shard and
@@ -340,18 +414,49 @@ pub struct Registry {
     next_id: u64,
     deleted_at_ms: HashMap<String, u64>,
     purged_at_ms: HashMap<u64, u64>,
+    /// What key material is sealed under in the metadata file; without it there is no
+    /// encryption at all (`SqsManagedSseEnabled` reads `false`, and keys cannot be made).
+    root: Option<Arc<RootKey>>,
+}
+
+fn key_naming(naming: &Naming) -> KeyNaming {
+    KeyNaming { region: naming.region.clone(), account_id: naming.account_id.clone() }
+}
+
+/// The refusal of encryption by a server started without a root key.
+fn no_root_key(what: &str) -> OpError {
+    OpError::new(
+        ErrorCode::InvalidAttributeValue,
+        format!(
+            "{what}: this server has no key service, so nothing would be encrypted. Start sluiced with \
+             --root-key-file (see the README's Encryption section)."
+        ),
+    )
 }
 
 impl Registry {
     pub fn new(naming: Naming) -> Registry {
+        let keys = Arc::new(Keys::new(key_naming(&naming)));
         Registry {
             limits: MetaLimits::default(),
-            snapshot: Arc::new(Snapshot { naming: naming.clone(), ..Snapshot::default() }),
+            snapshot: Arc::new(Snapshot { naming: naming.clone(), keys, ..Snapshot::default() }),
             naming,
             next_id: 1,
             deleted_at_ms: HashMap::new(),
             purged_at_ms: HashMap::new(),
+            root: None,
         }
+    }
+
+    /// The registry of a server with (or without) a root key.
+    pub fn with_root(mut self, root: Option<Arc<RootKey>>) -> Registry {
+        self.root = root;
+        self
+    }
+
+    /// Whether this server encrypts (it has a root key).
+    pub fn encrypts(&self) -> bool {
+        self.root.is_some()
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -365,6 +470,9 @@ impl Registry {
         document["queues"] = queues.into();
         document["topics"] = topics::to_json(&self.snapshot.topics);
         document["streams"] = streams::to_json(&self.snapshot.streams);
+        if let Some(root) = &self.root {
+            document["kms"] = self.snapshot.keys.to_json(root);
+        }
         document
     }
 
@@ -404,12 +512,16 @@ impl Registry {
             delta["queues"] = diff(&old.by_name, &new.by_name, queue_json);
             delta["topics"] = diff(&old.topics, &new.topics, topics::topic_json);
             delta["streams"] = diff(&old.streams, &new.streams, streams::stream_json);
+            if let (false, Some(root)) = (Arc::ptr_eq(&old.keys, &new.keys), &self.root) {
+                // Keys are few and small: a change writes them all (`storage::meta` keeps the last).
+                delta["kms"] = new.keys.to_json(root);
+            }
         }
         delta
     }
 
     /// Rebuilds a registry from `to_json`'s output, checking everything (it comes from disk).
-    pub fn from_json(naming: Naming, value: &serde_json::Value) -> Result<Registry, String> {
+    pub fn from_json(naming: Naming, value: &serde_json::Value, root: Option<Arc<RootKey>>) -> Result<Registry, String> {
         use serde_json::Value;
         let u64_of = |value: &Value, what: &str| value.as_u64().ok_or_else(|| format!("{what} is not a number"));
         let object = |value: &'_ Value, what: &str| -> Result<serde_json::Map<String, Value>, String> {
@@ -421,7 +533,9 @@ impl Registry {
                 .map(|(key, value)| Ok((key, value.as_str().ok_or_else(|| format!("a value of {what} is not a string"))?.to_owned())))
                 .collect()
         };
-        let mut registry = Registry::new(naming);
+        let mut registry = Registry::new(naming).with_root(root);
+        let keys = Keys::from_json(key_naming(&registry.naming), &value["kms"], registry.root.as_deref())?;
+        let mut unencrypted = Vec::new();
         registry.next_id = u64_of(&value["next_id"], "next_id")?;
         let version = u64_of(&value["version"], "version")?;
         let mut by_name = BTreeMap::new();
@@ -434,6 +548,13 @@ impl Registry {
             // A policy is kept even if it no longer compiles (`ResourcePolicy::stored`).
             let policy = settings.iter().position(|(key, _)| key == "Policy").map(|at| settings.remove(at).1);
             let mut attributes = QueueAttributes::default().with_changes(&settings).map_err(|e| format!("queue {name}: {}", e.message))?;
+            if registry.root.is_none() && (attributes.sqs_managed_sse_enabled || attributes.kms_master_key_id.is_some()) {
+                // Kept by a version that stored these settings and encrypted nothing: without a
+                // key service they are not true, so they are not reported.
+                attributes.sqs_managed_sse_enabled = false;
+                attributes.kms_master_key_id = None;
+                unencrypted.push(name.clone());
+            }
             attributes.policy = policy.filter(|text| !text.is_empty()).map(|text| crate::policy::ResourcePolicy::stored(&text, &name));
             let tags = strings(&queue["tags"], "tags")?.into_iter().collect();
             let meta = QueueMeta {
@@ -459,9 +580,23 @@ impl Registry {
         for (id, ms) in object(&value["purged_at_ms"], "purged_at_ms")? {
             registry.purged_at_ms.insert(id.parse().map_err(|_| "a purged queue id is not a number")?, u64_of(&ms, "a purge time")?);
         }
-        let topics = topics::from_json(&registry.naming, &value["topics"])?;
+        let mut topics = topics::from_json(&registry.naming, &value["topics"])?;
+        if registry.root.is_none() {
+            for meta in topics.values_mut().filter(|meta| meta.kms_master_key_id().is_some()) {
+                let mut plain = (**meta).clone();
+                plain.attributes.remove("KmsMasterKeyId");
+                unencrypted.push(plain.name.clone());
+                *meta = Arc::new(plain);
+            }
+        }
         let streams = streams::from_json(&registry.naming, &value["streams"], registry.next_id)?;
-        registry.snapshot = Arc::new(Snapshot::new(version, registry.naming.clone(), by_name, topics, streams));
+        if !unencrypted.is_empty() {
+            tracing::warn!(
+                resources = ?unencrypted,
+                "these queues' and topics' encryption settings were dropped: without a root key (--root-key-file) nothing is encrypted"
+            );
+        }
+        registry.snapshot = Arc::new(Snapshot::new(version, registry.naming.clone(), by_name, topics, streams, Arc::new(keys)));
         Ok(registry)
     }
 
@@ -513,7 +648,10 @@ impl Registry {
                         ));
                     }
                 }
-                let attributes = QueueAttributes::default().with_changes(&attributes)?;
+                // New queues are SSE-SQS unless asked otherwise, as on AWS — when there is a key service.
+                let initial = QueueAttributes { sqs_managed_sse_enabled: self.encrypts(), ..QueueAttributes::default() };
+                let attributes = initial.with_changes(&attributes)?;
+                self.check_encryption(&attributes)?;
                 let arn = self.naming.arn(&name);
                 self.check_redrive(&queues, &arn, &attributes)?;
                 let tags = checked_tags(BTreeMap::new(), &tags)?;
@@ -547,6 +685,7 @@ impl Registry {
                 let meta = self.snapshot.resolve(&queue)?;
                 meta.attributes.check_unchanged_type(&attributes)?;
                 let next = meta.attributes.with_changes(&attributes)?;
+                self.check_encryption(&next)?;
                 self.check_redrive(&queues, &meta.arn, &next)?;
                 let updated = QueueMeta { attributes: next, modified_s: now_s, ..(**meta).clone() };
                 queues.insert(updated.name.clone(), Arc::new(updated));
@@ -599,6 +738,25 @@ impl Registry {
                 return Ok((MetaOutcome::Purge(meta.id), None));
             }
             MetaChange::Topic(change) => return self.apply_topic(change, now_s),
+            MetaChange::Key(change) => {
+                if !self.encrypts() {
+                    return Err(OpError::new(
+                        ErrorCode::UnsupportedOperation,
+                        "This server has no key service: start sluiced with --root-key-file (see the README's Encryption section).",
+                    ));
+                }
+                let mut keys = (*self.snapshot.keys).clone();
+                let key = keys.apply(change, now_ms)?;
+                self.snapshot = Arc::new(Snapshot::new(
+                    self.snapshot.version + 1,
+                    self.naming.clone(),
+                    self.snapshot.by_name.clone(),
+                    self.snapshot.topics.clone(),
+                    self.snapshot.streams.clone(),
+                    Arc::new(keys),
+                ));
+                return Ok((MetaOutcome::Key(key), Some(self.snapshot.clone())));
+            }
             MetaChange::Stream { change, sealed, cores } => {
                 let mut streams = self.snapshot.streams.clone();
                 let cx = streams::ApplyContext { naming: &self.naming, cores, now_ms, sealed: &sealed };
@@ -625,6 +783,7 @@ impl Registry {
                     self.snapshot.by_name.clone(),
                     self.snapshot.topics.clone(),
                     streams,
+                    self.snapshot.keys.clone(),
                 ));
                 return Ok((MetaOutcome::Stream(outcome), Some(self.snapshot.clone())));
             }
@@ -635,6 +794,7 @@ impl Registry {
             queues,
             self.snapshot.topics.clone(),
             self.snapshot.streams.clone(),
+            self.snapshot.keys.clone(),
         );
         self.snapshot = Arc::new(snapshot);
         Ok((outcome, Some(self.snapshot.clone())))
@@ -643,6 +803,17 @@ impl Registry {
     fn apply_topic(&mut self, change: TopicChange, now_s: u64) -> Result<(MetaOutcome, Option<Arc<Snapshot>>), OpError> {
         let mut topics = self.snapshot.topics.clone();
         let arn = topics::apply(&mut topics, &self.naming, change, now_s * 1000)?;
+        if !self.encrypts() {
+            let newly_keyed = topics.iter().any(|(name, meta)| {
+                meta.kms_master_key_id().is_some()
+                    && self.snapshot.topics.get(name).is_none_or(|old| old.kms_master_key_id() != meta.kms_master_key_id())
+            });
+            if newly_keyed {
+                let mut refusal = no_root_key("KmsMasterKeyId cannot be set");
+                refusal.code = ErrorCode::InvalidParameter;
+                return Err(refusal);
+            }
+        }
         let subscriptions = |topics: &Topics| topics.values().map(|topic| topic.subscriptions.len()).sum::<usize>();
         let count = subscriptions(&topics);
         if count > self.limits.subscriptions_max && count > subscriptions(&self.snapshot.topics) {
@@ -677,9 +848,29 @@ impl Registry {
             self.next_id += 1;
             queues.insert(name, Arc::new(meta));
         }
-        self.snapshot =
-            Arc::new(Snapshot::new(self.snapshot.version + 1, self.naming.clone(), queues, topics, self.snapshot.streams.clone()));
+        self.snapshot = Arc::new(Snapshot::new(
+            self.snapshot.version + 1,
+            self.naming.clone(),
+            queues,
+            topics,
+            self.snapshot.streams.clone(),
+            self.snapshot.keys.clone(),
+        ));
         Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())))
+    }
+
+    /// Without a key service a queue cannot be encrypted: asking for it is refused, not ignored.
+    fn check_encryption(&self, attributes: &QueueAttributes) -> Result<(), OpError> {
+        if self.encrypts() {
+            return Ok(());
+        }
+        if attributes.kms_master_key_id.is_some() {
+            return Err(no_root_key("KmsMasterKeyId cannot be set"));
+        }
+        if attributes.sqs_managed_sse_enabled {
+            return Err(no_root_key("SqsManagedSseEnabled cannot be true"));
+        }
+        Ok(())
     }
 
     /// A RedrivePolicy must name an existing queue of the same type (not the queue itself)

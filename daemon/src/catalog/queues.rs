@@ -59,7 +59,8 @@ impl Default for QueueAttributes {
             redrive_allow_policy: None,
             kms_master_key_id: None,
             kms_data_key_reuse_seconds: 300,
-            sqs_managed_sse_enabled: true,
+            // The registry makes new queues SSE-SQS when the server has a key service.
+            sqs_managed_sse_enabled: false,
             fifo: false,
             content_based_deduplication: false,
             deduplication_scope: DeduplicationScope::Queue,

@@ -107,6 +107,8 @@ pub struct StreamMeta {
     pub consumers: Vec<ConsumerMeta>,
     /// The stream's resource policy (PutResourcePolicy), compiled.
     pub policy: Option<crate::policy::ResourcePolicy>,
+    /// The KMS key its records are sealed under at rest (StartStreamEncryption), as given.
+    pub encryption_key: Option<String>,
     /// Open shards as (starting hash key, position in `shards`), by starting key.
     routes: Vec<(u128, usize)>,
 }
@@ -206,6 +208,7 @@ impl StreamMeta {
             open_shard_count: self.routes.len() as i32,
             consumer_count: self.consumers.len() as i32,
             max_record_size_kib: (RECORD_BYTES_MAX / 1024) as i32,
+            encryption_key: self.encryption_key.clone(),
         }
     }
 
@@ -357,6 +360,11 @@ pub enum StreamChange {
     DeregisterConsumer(ConsumerRef),
     /// Drops closed shards whose records have all passed retention.
     Expire,
+    /// StartStreamEncryption (`Some` key) or StopStreamEncryption (`None`).
+    Encryption {
+        stream: String,
+        key: Option<String>,
+    },
 }
 
 impl StreamChange {
@@ -411,6 +419,11 @@ pub fn apply(streams: &mut Streams, next_id: &mut u64, change: StreamChange, cx:
                 }
                 Some(text) => Some(crate::policy::ResourcePolicy::parse(&text).map_err(|error| invalid(format!("Policy: {error}")))?),
             };
+            put(streams, meta)
+        }
+        StreamChange::Encryption { stream, key } => {
+            let mut meta = stream_of(streams, cx, &stream)?;
+            meta.encryption_key = key;
             put(streams, meta)
         }
         StreamChange::AddTags { stream, tags } => {
@@ -520,6 +533,7 @@ fn create(
         next_shard: count as u32,
         consumers: Vec::new(),
         policy: None,
+        encryption_key: None,
         routes: Vec::new(),
     };
     streams.insert(name, Arc::new(meta.indexed()));
@@ -762,6 +776,7 @@ fn empty_meta() -> StreamMeta {
         next_shard: 0,
         consumers: Vec::new(),
         policy: None,
+        encryption_key: None,
         routes: Vec::new(),
     }
 }
@@ -830,6 +845,7 @@ pub fn stream_json(meta: &StreamMeta) -> Value {
         "shards": shards,
         "consumers": consumers,
         "policy": meta.policy.as_ref().map(|policy| policy.text.as_str()),
+        "encryption_key": meta.encryption_key,
     })
 }
 
@@ -906,6 +922,7 @@ pub fn from_json(naming: &Naming, value: &Value, next_id: u64) -> Result<Streams
             consumers,
             // Kept even if it no longer compiles (`ResourcePolicy::stored`).
             policy: item["policy"].as_str().map(|text| crate::policy::ResourcePolicy::stored(text, &name)),
+            encryption_key: item["encryption_key"].as_str().map(str::to_owned),
             routes: Vec::new(),
         }
         .indexed();

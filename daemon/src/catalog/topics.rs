@@ -43,6 +43,11 @@ pub const RESTORE_MS: u64 = 3 * 24 * 3600 * 1000;
 pub const RESTORABLE_MAX: usize = 100;
 
 impl TopicMeta {
+    /// The KMS key its messages are sealed under at rest (`KmsMasterKeyId`), if any.
+    pub fn kms_master_key_id(&self) -> Option<&str> {
+        self.attributes.get("KmsMasterKeyId").map(String::as_str).filter(|id| !id.is_empty())
+    }
+
     /// Whether it is a FIFO topic (`FifoTopic=true`, which a `.fifo` name always goes with).
     pub fn is_fifo(&self) -> bool {
         is_fifo_name(&self.name)

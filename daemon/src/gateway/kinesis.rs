@@ -107,6 +107,12 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
         "TagResource" => Op::AddTagsToStream { stream: tagged(p)?, tags: p.string_map("Tags")? },
         "UntagResource" => Op::RemoveTagsFromStream { stream: tagged(p)?, keys: p.strings("TagKeys")? },
         "ListTagsForResource" => Op::ListTagsForStream { stream: tagged(p)?, exclusive_start_tag_key: None, limit: None },
+        "StartStreamEncryption" | "StopStreamEncryption" => Op::SetStreamEncryption {
+            stream: stream()?,
+            encryption_type: p.required("EncryptionType")?,
+            key: p.required("KeyId")?,
+            start: action == "StartStreamEncryption",
+        },
         "DescribeLimits" => Op::DescribeLimits,
         "DescribeAccountSettings" => Op::DescribeAccountSettings,
         "PutResourcePolicy" => Op::PutResourcePolicy { resource_arn: p.required("ResourceARN")?, policy: p.required("Policy")? },
@@ -189,7 +195,15 @@ fn stream_json(stream: &StreamDescription, summary: bool) -> Value {
     out.insert("RetentionPeriodHours".into(), json!(stream.retention_hours));
     out.insert("StreamCreationTimestamp".into(), seconds(stream.created_ms));
     out.insert("EnhancedMonitoring".into(), json!([{ "ShardLevelMetrics": [] }]));
-    out.insert("EncryptionType".into(), json!("NONE"));
+    match &stream.encryption_key {
+        Some(key) => {
+            out.insert("EncryptionType".into(), json!("KMS"));
+            out.insert("KeyId".into(), json!(key));
+        }
+        None => {
+            out.insert("EncryptionType".into(), json!("NONE"));
+        }
+    }
     if summary {
         out.insert("OpenShardCount".into(), json!(stream.open_shard_count));
         out.insert("ConsumerCount".into(), json!(stream.consumer_count));
@@ -207,6 +221,7 @@ fn record_json(record: &StreamRecord) -> Value {
         "ApproximateArrivalTimestamp": seconds(record.arrival_ms),
         "Data": STANDARD.encode(&record.data),
         "PartitionKey": record.partition_key,
+        "EncryptionType": if record.encrypted { "KMS" } else { "NONE" },
     })
 }
 
@@ -231,7 +246,6 @@ fn consumer_json(consumer: &ConsumerDescription, with_stream: bool) -> Value {
     out
 }
 
-/// The AWS JSON 1.1 answer to a successful action.
 /// The stream a tag call by ARN names (`ResourceARN`: a stream's; a consumer's is refused).
 fn tagged(p: Params<'_>) -> Result<String, OpError> {
     let arn = p.required("ResourceARN")?;
@@ -244,7 +258,10 @@ fn tagged(p: Params<'_>) -> Result<String, OpError> {
     Ok(arn)
 }
 
-pub fn json_reply(action: &str, reply: Reply) -> Value {
+/// The AWS JSON 1.1 answer to a successful action; `encrypted`: the stream a put went to is
+/// encrypted (PutRecord and PutRecords answer its `EncryptionType`).
+pub fn json_reply(action: &str, reply: Reply, encrypted: bool) -> Value {
+    let encryption_type = if encrypted { "KMS" } else { "NONE" };
     match reply {
         Reply::Attributes(pairs) if action == "DescribeLimits" => {
             let number =
@@ -302,7 +319,7 @@ pub fn json_reply(action: &str, reply: Reply) -> Value {
             Value::Object(out)
         }
         Reply::PutRecord(PutRecordResult::Put { shard_id, sequence_number }) => {
-            json!({ "ShardId": shard_id, "SequenceNumber": sequence_number, "EncryptionType": "NONE" })
+            json!({ "ShardId": shard_id, "SequenceNumber": sequence_number, "EncryptionType": encryption_type })
         }
         Reply::PutRecords { failed_record_count, records } => {
             let records: Vec<Value> = records
@@ -316,7 +333,7 @@ pub fn json_reply(action: &str, reply: Reply) -> Value {
             out.insert("FailedRecordCount".into(), json!(failed_record_count));
             // Moved in: `json!` would copy every record's answer.
             out.insert("Records".into(), Value::Array(records));
-            out.insert("EncryptionType".into(), json!("NONE"));
+            out.insert("EncryptionType".into(), json!(encryption_type));
             Value::Object(out)
         }
         Reply::ShardIterator(iterator) => json!({ "ShardIterator": iterator }),

@@ -23,6 +23,7 @@
 mod guard;
 mod io;
 mod kinesis;
+mod kms;
 mod params;
 pub mod sigv4;
 mod sns;
@@ -79,7 +80,7 @@ fn body_bytes_max(protocol: Protocol, action: &str) -> usize {
         (Protocol::KinesisJson, "PutRecords") => PUT_RECORDS_BODY_BYTES_MAX,
         (Protocol::KinesisJson, "PutRecord") => PUT_RECORD_BODY_BYTES_MAX,
         (Protocol::SqsJson, "SendMessage" | "SendMessageBatch") => MESSAGE_BODY_BYTES_MAX,
-        (Protocol::SqsJson | Protocol::KinesisJson, _) => OTHER_BODY_BYTES_MAX,
+        (Protocol::SqsJson | Protocol::KinesisJson | Protocol::KmsJson, _) => OTHER_BODY_BYTES_MAX,
         (Protocol::SqsQuery | Protocol::SnsQuery, _) => MESSAGE_BODY_BYTES_MAX,
     }
 }
@@ -211,11 +212,13 @@ enum Protocol {
     SqsQuery,
     SnsQuery,
     KinesisJson,
+    /// The key service (`TrentService.*`).
+    KmsJson,
 }
 
 impl Protocol {
     fn is_json(self) -> bool {
-        matches!(self, Protocol::SqsJson | Protocol::KinesisJson)
+        matches!(self, Protocol::SqsJson | Protocol::KinesisJson | Protocol::KmsJson)
     }
 }
 
@@ -298,6 +301,7 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
         Some(target) => match target.split_once('.') {
             Some(("AmazonSQS", action)) => (Protocol::SqsJson, action.to_owned()),
             Some(("Kinesis_20131202", action)) => (Protocol::KinesisJson, action.to_owned()),
+            Some(("TrentService", action)) => (Protocol::KmsJson, action.to_owned()),
             _ => {
                 let error = OpError::new(ErrorCode::InvalidAction, format!("The target {target} is not served here."));
                 return json_error(Protocol::KinesisJson, &error, request_id, "UnknownOperationException");
@@ -341,6 +345,7 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
                     let expected = match protocol {
                         Protocol::SqsJson => Some("sqs"),
                         Protocol::KinesisJson => Some("kinesis"),
+                        Protocol::KmsJson => Some("kms"),
                         // A Query request's service is the one its scope names.
                         _ => None,
                     };
@@ -411,6 +416,7 @@ fn refused(shard: &Rc<Shard>, protocol: Protocol, refusal: sigv4::Refusal, asked
     if let Some(sink) = &shard.config.audit {
         let source = match protocol {
             Protocol::KinesisJson => "kinesis.amazonaws.com",
+            Protocol::KmsJson => "kms.amazonaws.com",
             _ if sns => "sns.amazonaws.com",
             _ => "sqs.amazonaws.com",
         };
@@ -440,26 +446,34 @@ fn too_large(protocol: Protocol, limit: usize, request_id: &str) -> Response<Bod
 /// with the `__type` to answer (empty: the error's own). Nothing is served: the gateway's own
 /// parsing, which the fuzz targets drive too (`daemon/fuzz`).
 pub fn json_op(sqs: bool, action: &str, body: &[u8]) -> Result<Op, (OpError, &'static str)> {
-    let tree: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
-        Map::new()
-    } else {
-        if let Err(reason) = json_shape(body) {
-            return Err((OpError::new(ErrorCode::MalformedRequest, reason), "SerializationException"));
-        }
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) | Err(_) => {
-                let error = OpError::new(ErrorCode::MalformedRequest, "the request body is not a JSON object");
-                return Err((error, "SerializationException"));
-            }
-        }
-    };
+    let tree = json_tree(body)?;
     let op = if sqs {
         sqs::op_from(action, Params::new(&tree, SQS_FAULTS))
     } else {
         kinesis::op_from(action, Params::new(&tree, KINESIS_FAULTS))
     };
     op.map_err(|error| (error, ""))
+}
+
+/// `json_op` for the key service.
+pub fn kms_json_op(action: &str, body: &[u8]) -> Result<Op, (OpError, &'static str)> {
+    let tree = json_tree(body)?;
+    kms::op_from(action, Params::new(&tree, kms::FAULTS)).map_err(|error| (error, ""))
+}
+
+/// A JSON request body as a tree of parameters (an empty body: none), checked for its shape
+/// before it is parsed.
+fn json_tree(body: &[u8]) -> Result<Map<String, Value>, (OpError, &'static str)> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    if let Err(reason) = json_shape(body) {
+        return Err((OpError::new(ErrorCode::MalformedRequest, reason), "SerializationException"));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) | Err(_) => Err((OpError::new(ErrorCode::MalformedRequest, "the request body is not a JSON object"), "SerializationException")),
+    }
 }
 
 /// The operation a Query request's parameters (`Action` and `Version` taken out) ask for, in
@@ -500,9 +514,21 @@ async fn json_call(
     access: &Access,
     caller: impl Fn() -> Caller,
 ) -> Response<Body> {
-    let op = match json_op(protocol == Protocol::SqsJson, action, body) {
+    let parsed = match protocol {
+        Protocol::KmsJson => kms_json_op(action, body),
+        _ => json_op(protocol == Protocol::SqsJson, action, body),
+    };
+    let op = match parsed {
         Ok(op) => op,
         Err((error, type_name)) => return json_error(protocol, &error, request_id, type_name),
+    };
+    // PutRecord and PutRecords answer whether the stream they wrote to is encrypted.
+    let encrypted = match &op {
+        Op::PutRecord { stream, .. } | Op::PutRecords { stream, .. } => {
+            let snapshot = shard.catalog.get();
+            crate::catalog::streams::resolve(&snapshot.streams, &snapshot.naming, stream).is_ok_and(|meta| meta.encryption_key.is_some())
+        }
+        _ => false,
     };
     if matches!(op, Op::SubscribeToShard { .. }) {
         if let Err(error) = shard.authorize(&op, access) {
@@ -517,7 +543,8 @@ async fn json_call(
         Ok(reply) => {
             let value = match protocol {
                 Protocol::SqsJson => sqs::json_reply(action, reply),
-                _ => kinesis::json_reply(action, reply),
+                Protocol::KmsJson => kms::json_reply(action, reply, &shard.config.account_id),
+                _ => kinesis::json_reply(action, reply, encrypted),
             };
             // Straight to bytes: `to_string` would go through `fmt` and cost a tenth of a request.
             json_response(protocol, StatusCode::OK, serde_json::to_vec(&value).unwrap_or_default(), request_id)
@@ -562,8 +589,10 @@ fn json_error(protocol: Protocol, error: &OpError, request_id: &str, type_name: 
             ErrorCode::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             other => other.aws_name(),
         }
+    } else if protocol == Protocol::KmsJson {
+        kms::error_name(error.code)
     } else {
-        error.code.aws_name()
+        sqs::error_name(error.code)
     };
     let (type_field, status) = if protocol == Protocol::SqsJson {
         // A body that does not parse is a 400 in the JSON protocols (404 is the Query code's).

@@ -124,6 +124,9 @@ pub fn error_code(code: ErrorCode) -> &'static str {
         ErrorCode::InternalFailure => "InternalError",
         ErrorCode::ServiceUnavailable => "ServiceUnavailable",
         ErrorCode::AccessDenied => "AuthorizationError",
+        ErrorCode::KmsNotFound => "KMSNotFound",
+        ErrorCode::KmsDisabled => "KMSDisabled",
+        ErrorCode::KmsInvalidState => "KMSInvalidState",
         other => other.aws_name(),
     }
 }

@@ -347,3 +347,13 @@ fn failures_xml(xml: &mut Xml, failed: &[BatchFailure]) {
             .close("BatchResultErrorEntry");
     }
 }
+
+/// The name SQS's JSON protocol gives an error (`__type` after `com.amazonaws.sqs#`).
+pub fn error_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::KmsNotFound => "KmsNotFound",
+        ErrorCode::KmsDisabled => "KmsDisabled",
+        ErrorCode::KmsInvalidState => "KmsInvalidState",
+        other => other.aws_name(),
+    }
+}

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use sluice_protocol::MessageAttribute;
 
 use super::fifo::FifoFields;
+use crate::kms::at_rest::{Keyring, OpenError, WriteKey};
 use super::partition::{Partition, Payload, Placement};
 
 pub use crate::storage::record::kind::{
@@ -132,7 +133,14 @@ pub enum JournalError {
     UnknownKind(u8),
     #[error("journal record of kind {kind} has invalid {what}")]
     Invalid { kind: u8, what: &'static str },
+    /// Its message's content is sealed under a KMS key that was deleted (crypto-shredded, as
+    /// KMS promises): the message cannot come back.
+    #[error("journal record of kind {kind} of queue {queue_id} is sealed under KMS key {key}, which was deleted")]
+    KeyGone { kind: u8, queue_id: u64, key: String },
 }
+
+/// The attribute count's top bit: the attributes and body that follow are one sealed part.
+const SEALED_CONTENT: u16 = 0x8000;
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -149,8 +157,28 @@ fn put_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
-/// A message's id and payload, as every full record carries them.
-fn put_payload(out: &mut Vec<u8>, message_id: u128, payload: &Payload) {
+/// A message's attributes and body (sealed or not, the same bytes).
+fn put_content(out: &mut Vec<u8>, payload: &Payload) {
+    let attributes = payload.attributes.as_deref().unwrap_or(&[]);
+    out.extend_from_slice(&(attributes.len() as u16).to_le_bytes());
+    for attribute in attributes {
+        put_bytes(out, attribute.name.as_bytes());
+        put_bytes(out, attribute.data_type.as_bytes());
+        put_opt_str(out, attribute.string_value.as_deref());
+        match &attribute.binary_value {
+            Some(bytes) => {
+                out.push(1);
+                put_bytes(out, bytes);
+            }
+            None => out.push(0),
+        }
+    }
+    put_bytes(out, &payload.body);
+}
+
+/// A message's id and payload, as every full record carries them; its attributes and body
+/// sealed when `seal` is given (`kms::at_rest`), in clear otherwise.
+fn put_payload(out: &mut Vec<u8>, message_id: u128, payload: &Payload, seal: Option<&WriteKey>) {
     out.extend_from_slice(&message_id.to_le_bytes());
     out.extend_from_slice(&payload.sent_ms.to_le_bytes());
     out.extend_from_slice(&payload.md5_of_body);
@@ -174,21 +202,17 @@ fn put_payload(out: &mut Vec<u8>, message_id: u128, payload: &Payload) {
         (None, group) => put_opt_str(out, group),
     }
     put_opt_str(out, payload.dead_letter_source_arn.as_deref());
-    let attributes = payload.attributes.as_deref().unwrap_or(&[]);
-    out.extend_from_slice(&(attributes.len() as u16).to_le_bytes());
-    for attribute in attributes {
-        put_bytes(out, attribute.name.as_bytes());
-        put_bytes(out, attribute.data_type.as_bytes());
-        put_opt_str(out, attribute.string_value.as_deref());
-        match &attribute.binary_value {
-            Some(bytes) => {
-                out.push(1);
-                put_bytes(out, bytes);
-            }
-            None => out.push(0),
+    match seal {
+        None => put_content(out, payload),
+        Some(seal) => {
+            out.extend_from_slice(&SEALED_CONTENT.to_le_bytes());
+            let len_at = out.len();
+            out.extend_from_slice(&0u32.to_le_bytes());
+            Keyring::seal(seal, out, |out| put_content(out, payload));
+            let len = (out.len() - len_at - 4) as u32;
+            out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
         }
     }
-    put_bytes(out, &payload.body);
 }
 
 /// Bounds-checked reads over one record.
@@ -196,6 +220,9 @@ struct Reader<'a> {
     kind: u8,
     buf: &'a [u8],
     at: usize,
+    /// What opens sealed content; `None`: sealed content is refused.
+    keyring: Option<&'a Keyring>,
+    queue_id: u64,
 }
 
 impl<'a> Reader<'a> {
@@ -249,6 +276,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A message's attributes and body (`put_content`); the body is sliced out of `owner`
+    /// when it holds this reader's bytes, else copied.
+    fn content(&mut self, owner: Option<&Bytes>) -> Result<(Vec<MessageAttribute>, Bytes), JournalError> {
+        let count = self.u16()? as usize;
+        let mut attributes = Vec::with_capacity(count.min(sluice_protocol::limits::MESSAGE_ATTRIBUTES_MAX));
+        for _ in 0..count {
+            let name = self.string("attribute name")?;
+            let data_type = self.string("attribute type")?;
+            let string_value = self.opt_string("attribute value")?;
+            let binary_value = match self.u8()? {
+                0 => None,
+                1 => Some(Bytes::copy_from_slice(self.bytes()?)),
+                _ => return Err(JournalError::Invalid { kind: self.kind, what: "binary attribute flag" }),
+            };
+            attributes.push(MessageAttribute { name, data_type, string_value, binary_value });
+        }
+        let body = self.bytes()?;
+        let body = match owner {
+            Some(owner) => owner.slice_ref(body),
+            None => Bytes::copy_from_slice(body),
+        };
+        Ok((attributes, body))
+    }
+
     /// A message's id and payload (`put_payload`).
     fn payload(&mut self) -> Result<(u128, Arc<Payload>), JournalError> {
         let message_id = self.u128()?;
@@ -273,20 +324,26 @@ impl<'a> Reader<'a> {
             _ => return Err(JournalError::Invalid { kind: self.kind, what: "message group id" }),
         };
         let dead_letter_source_arn = self.opt_string("dead-letter source")?.map(Arc::from);
-        let count = self.u16()? as usize;
-        let mut attributes = Vec::with_capacity(count.min(sluice_protocol::limits::MESSAGE_ATTRIBUTES_MAX));
-        for _ in 0..count {
-            let name = self.string("attribute name")?;
-            let data_type = self.string("attribute type")?;
-            let string_value = self.opt_string("attribute value")?;
-            let binary_value = match self.u8()? {
-                0 => None,
-                1 => Some(Bytes::copy_from_slice(self.bytes()?)),
-                _ => return Err(JournalError::Invalid { kind: self.kind, what: "binary attribute flag" }),
-            };
-            attributes.push(MessageAttribute { name, data_type, string_value, binary_value });
-        }
-        let body = Bytes::copy_from_slice(self.bytes()?);
+        let count = u16::from_le_bytes(self.buf.get(self.at..self.at + 2).and_then(|b| b.try_into().ok()).unwrap_or([0, 0]));
+        let (attributes, body) = if count & SEALED_CONTENT != 0 {
+            self.u16()?;
+            let sealed = self.bytes()?;
+            let (kind, queue_id) = (self.kind, self.queue_id);
+            let keyring = self.keyring.ok_or(JournalError::Invalid { kind, what: "content (sealed, and no keys to open it)" })?;
+            let opened = keyring.open(sealed).map_err(|error| match error {
+                OpenError::KeyGone(key) => JournalError::KeyGone { kind, queue_id, key },
+                OpenError::Damaged => JournalError::Invalid { kind, what: "sealed content (it does not open)" },
+            })?;
+            let opened = Bytes::from(opened);
+            let mut inner = Reader { kind, buf: &opened, at: 0, keyring: None, queue_id };
+            let content = inner.content(Some(&opened))?;
+            if inner.at != opened.len() {
+                return Err(JournalError::Invalid { kind, what: "sealed content (bytes left over)" });
+            }
+            content
+        } else {
+            self.content(None)?
+        };
         let payload = Payload {
             body,
             attributes: (!attributes.is_empty()).then(|| Arc::from(attributes)),
@@ -347,13 +404,18 @@ impl Event {
         }
     }
 
-    /// Appends this event's bytes (the log record's payload; `kind()` is its kind).
+    /// Appends this event's bytes (the log record's payload; `kind()` is its kind), in clear.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_sealed(out, None)
+    }
+
+    /// `encode`, with a message's attributes and body sealed under `seal` when given.
+    pub fn encode_sealed(&self, out: &mut Vec<u8>, seal: Option<&WriteKey>) {
         let mut u64s = |values: &[u64]| values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         match self {
             Event::Sent { queue_id, seq, message_id, payload, due_ms } => {
                 u64s(&[*queue_id, *seq, *due_ms]);
-                put_payload(out, *message_id, payload);
+                put_payload(out, *message_id, payload, seal);
             }
             Event::Received { queue_id, seq, receive_count, first_receive_ms, received_ms, deadline_ms } => {
                 u64s(&[*queue_id, *seq, *first_receive_ms, *received_ms, *deadline_ms]);
@@ -364,7 +426,7 @@ impl Event {
             Event::MovedIn { queue_id, seq, message_id, payload, receive_count, first_receive_ms } => {
                 u64s(&[*queue_id, *seq, *first_receive_ms]);
                 out.extend_from_slice(&receive_count.to_le_bytes());
-                put_payload(out, *message_id, payload);
+                put_payload(out, *message_id, payload, seal);
             }
             Event::Purged { queue_id } => u64s(&[*queue_id]),
             Event::Restored { queue_id, seq, message_id, payload, receive_count, first_receive_ms, state } => {
@@ -375,11 +437,11 @@ impl Event {
                 };
                 u64s(&[*queue_id, *seq, *first_receive_ms, tag, a, b]);
                 out.extend_from_slice(&receive_count.to_le_bytes());
-                put_payload(out, *message_id, payload);
+                put_payload(out, *message_id, payload, seal);
             }
             Event::Fed { queue_id, seq, message_id, payload, due_ms, key, feed_seq } => {
                 u64s(&[*queue_id, *seq, *due_ms, *key, *feed_seq]);
-                put_payload(out, *message_id, payload);
+                put_payload(out, *message_id, payload, seal);
             }
             Event::Cursor { queue_id, key, feed_id, next, until, arn } => {
                 u64s(&[*queue_id, *key, *feed_id, *next, *until]);
@@ -394,9 +456,16 @@ impl Event {
         }
     }
 
-    /// Decodes a record of `kind`; the whole record must be used.
+    /// Decodes a record of `kind` written in clear; the whole record must be used.
     pub fn decode(kind: u8, bytes: &[u8]) -> Result<Event, JournalError> {
-        let mut r = Reader { kind, buf: bytes, at: 0 };
+        Event::decode_with(kind, bytes, None)
+    }
+
+    /// `decode`, opening sealed content with `keyring`.
+    pub fn decode_with(kind: u8, bytes: &[u8], keyring: Option<&Keyring>) -> Result<Event, JournalError> {
+        // Every record begins with its queue id (named by errors about sealed content).
+        let queue_id = bytes.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+        let mut r = Reader { kind, buf: bytes, at: 0, keyring, queue_id };
         let event = match kind {
             KIND_SENT => {
                 let (queue_id, seq, due_ms) = (r.u64()?, r.u64()?, r.u64()?);

@@ -185,6 +185,7 @@ pub async fn handle_op<H: QueueHost>(host: &Rc<H>, op: Op) -> Response {
         }
         Op::SendMessage { queue, mut entry } => {
             let meta = host.snapshot().resolve(&queue)?.clone();
+            crate::engine::sealable(host, |snapshot| snapshot.sealing(meta.id).cloned()).await?;
             if meta.attributes.fifo {
                 return fifo_service::send(host, &meta, vec![entry], false).await;
             }
@@ -411,6 +412,7 @@ async fn send_batch<H: QueueHost>(host: &Rc<H>, queue: &str, mut entries: Vec<Se
             format!("Batch requests cannot be longer than {BATCH_BYTES_MAX} bytes. You have sent {total} bytes."),
         ));
     }
+    crate::engine::sealable(host, |snapshot| snapshot.sealing(meta.id).cloned()).await?;
     if meta.attributes.fifo {
         return fifo_service::send(host, &meta, entries, true).await;
     }
@@ -437,7 +439,10 @@ async fn send_batch<H: QueueHost>(host: &Rc<H>, queue: &str, mut entries: Vec<Se
 // ------------------------------------------------------------------ receive
 
 async fn receive<H: QueueHost>(host: &Rc<H>, receive: ReceiveMessage) -> Response {
-    let meta = host.snapshot().resolve(&receive.queue)?.clone();
+    let snapshot = host.snapshot();
+    let meta = snapshot.resolve(&receive.queue)?.clone();
+    crate::engine::unsealable(snapshot.sealing(meta.id))?;
+    drop(snapshot);
     let max_messages = check_range("MaxNumberOfMessages", receive.max_messages.unwrap_or(1), 1, RECEIVE_MESSAGES_MAX)? as usize;
     let wait_s = match receive.wait_time_seconds {
         Some(wait) => check_range("WaitTimeSeconds", wait, 0, WAIT_SECONDS_MAX)?,

@@ -28,7 +28,8 @@ use std::sync::Arc;
 
 use sluice_protocol::{ErrorCode, OpError};
 
-use super::journal::Event;
+use super::journal::{Event, JournalError};
+use crate::kms::at_rest::Keyring;
 use super::partition::{Partition, Payload, Placement};
 use crate::env::Env;
 use crate::storage::log::{Location, Log, LogOptions, Recovery, StorageError};
@@ -77,6 +78,9 @@ pub struct Opened {
     pub messages: u64,
     /// Of those, messages whose payload stayed in the log only (past the memory budget).
     pub on_disk: u64,
+    /// Records passed over because their content was sealed under a KMS key since deleted
+    /// (those messages are gone, as deleting a key promises), by key id.
+    pub shredded: std::collections::BTreeMap<String, u64>,
 }
 
 /// One shard's storage. Never shared between shards.
@@ -89,6 +93,9 @@ pub struct Storage {
     resident: Cell<u64>,
     /// How many it may keep before new messages stay in the log only.
     budget: u64,
+    /// Seals the records of encrypted queues, feeds and archives, and opens them again.
+    keyring: Rc<Keyring>,
+    env: Env,
 }
 
 /// Adds a partition's change in resident payload bytes to a shard's count.
@@ -100,13 +107,24 @@ impl Storage {
     /// Opens the log in `options.dir` and replays it into partitions of the queues
     /// `exists` accepts (records of deleted queues are passed over), keeping at most about
     /// `budget` bytes of payloads in memory (later ones stay in the log only).
-    pub async fn open(env: Env, options: LogOptions, budget: u64, exists: impl Fn(u64) -> bool) -> Result<Opened, StorageError> {
+    pub async fn open(
+        env: Env,
+        options: LogOptions,
+        budget: u64,
+        keyring: Rc<Keyring>,
+        exists: impl Fn(u64) -> bool,
+    ) -> Result<Opened, StorageError> {
         let repair = options.repair;
+        let mut shredded = std::collections::BTreeMap::new();
         let dir = options.dir.clone();
         let mut partitions: super::QueueMap<Partition> = super::QueueMap::default();
         let mut bad_records = Vec::new();
         let mut resident = 0u64;
-        let (log, recovery) = Log::open_located_in(env, options, |location, kind, payload| match Event::decode(kind, payload) {
+        let (log, recovery) = Log::open_located_in(env.clone(), options, |location, kind, payload| match Event::decode_with(
+            kind,
+            payload,
+            Some(&keyring),
+        ) {
             Ok(event) => {
                 let queue_id = event.queue_id();
                 if !exists(queue_id) {
@@ -121,6 +139,11 @@ impl Storage {
                     if partition.evict(message) {
                         resident = add_change(resident, partition);
                     }
+                }
+            }
+            Err(JournalError::KeyGone { queue_id, key, .. }) => {
+                if exists(queue_id) {
+                    *shredded.entry(key).or_insert(0) += 1;
                 }
             }
             Err(error) => bad_records.push(BadRecord { seq: location.seq, kind, error: error.to_string() }),
@@ -147,8 +170,9 @@ impl Storage {
             partition.for_each_cursor_record(|seq, bytes| log.hold(seq, bytes));
             partition.for_each_dedup_record(|seq, bytes| log.hold(seq, bytes));
         }
-        let storage = Storage { log, events: RefCell::default(), released: RefCell::default(), resident: Cell::new(resident), budget };
-        Ok(Opened { storage, partitions, recovery, bad_records, messages, on_disk })
+        let storage =
+            Storage { log, events: RefCell::default(), released: RefCell::default(), resident: Cell::new(resident), budget, keyring, env };
+        Ok(Opened { storage, partitions, recovery, bad_records, messages, on_disk, shredded })
     }
 
     /// Appends everything `partition` journaled since the last commit, in order.
@@ -173,14 +197,19 @@ impl Storage {
         let mut events = self.events.borrow_mut();
         partition.take_journal(&mut events);
         let mut last = None;
-        let mut failure = None;
+        // A queue whose key is not held has its events dropped like a failed write: nothing
+        // that should be sealed is written in clear.
+        let (seal, mut failure) = match self.keyring.sealer(queue_id, self.env.now_ms()) {
+            Ok(seal) => (seal, None),
+            Err(error) => (None, Some(error)),
+        };
         for event in events.drain(..) {
             if failure.is_some() {
                 continue;
             }
             // Encoded straight into the log's staging buffer: a body is copied once, from its
             // request into the log.
-            match self.log.append_encoded(event.kind(), |out| event.encode(out)) {
+            match self.log.append_encoded(event.kind(), |out| event.encode_sealed(out, seal.as_deref())) {
                 Ok((location, len)) => {
                     let seq = location.seq;
                     last = Some(Ticket(seq));
@@ -212,13 +241,13 @@ impl Storage {
                         }
                     }
                 }
-                Err(error) => failure = Some(error),
+                Err(error) => failure = Some(storage_error(error)),
             }
         }
         drop(events);
         self.release_from(partition);
         match failure {
-            Some(error) => Err(storage_error(error)),
+            Some(error) => Err(error),
             None => Ok(last),
         }
     }
@@ -275,7 +304,7 @@ impl Storage {
             .read_many(&locations, |i, record| {
                 let (seq, placement) = wanted[i];
                 // Decoded from the read buffer: the body is copied once, into its payload.
-                answers[i] = match record.map(|(kind, bytes)| Event::decode(kind, bytes)) {
+                answers[i] = match record.map(|(kind, bytes)| Event::decode_with(kind, bytes, Some(&self.keyring))) {
                     Ok(Ok(Event::Sent { queue_id: q, seq: s, message_id, payload, .. }))
                     | Ok(Ok(Event::MovedIn { queue_id: q, seq: s, message_id, payload, .. }))
                     | Ok(Ok(Event::Restored { queue_id: q, seq: s, message_id, payload, .. }))
@@ -323,6 +352,11 @@ impl Storage {
     pub async fn sync_all(&self) -> Result<(), StorageError> {
         let last = self.log.next_seq() - 1;
         self.log.sync_through(last).await
+    }
+
+    /// This shard's data keys.
+    pub fn keyring(&self) -> &Rc<Keyring> {
+        &self.keyring
     }
 
     pub fn log(&self) -> &Rc<Log> {

@@ -5,6 +5,7 @@
 //! and metadata changes across engines (`meta`).
 
 pub mod calls;
+pub mod keys;
 pub mod meta;
 
 use std::cell::RefCell;
@@ -96,9 +97,14 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
     let loaded = meta_file::load(&config.data_dir, count).map_err(|e| anyhow::anyhow!(e))?;
     let position = loaded.as_ref().map(|loaded| loaded.position);
     let mut registry = match loaded {
-        Some(loaded) => Registry::from_json(naming(&config), &loaded.registry)
-            .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", meta_file::path(&config.data_dir).display()))?,
-        None => Registry::new(naming(&config)),
+        Some(loaded) => Registry::from_json(naming(&config), &loaded.registry, config.root_key.clone()).map_err(|e| {
+            if e.contains("root key") {
+                anyhow::anyhow!("{e}")
+            } else {
+                anyhow::anyhow!("{} is damaged: {e}", meta_file::path(&config.data_dir).display())
+            }
+        })?,
+        None => Registry::new(naming(&config)).with_root(config.root_key.clone()),
     };
     registry.limits = crate::catalog::MetaLimits {
         queues_max: config.queues_max,
@@ -116,10 +122,16 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
     let budget = config.memory_budget() / count as u64;
     // Production's environment; the simulator builds its shards with its own.
     let env = crate::env::Env::Glommio;
-    let opened =
-        Storage::open(env.clone(), options, budget, |queue_id| queue::feed::is_feed_id(queue_id) || snapshot.by_id.contains_key(&queue_id))
-            .await
-            .map_err(|e| anyhow::anyhow!("shard {id} cannot open its log: {e}"))?;
+    let keyring = Rc::new(crate::kms::at_rest::Keyring::default());
+    keyring.install(snapshot.keys.clone(), snapshot.sealed.clone());
+    let opened = Storage::open(env.clone(), options, budget, keyring, |queue_id| {
+        queue::feed::is_feed_id(queue_id) || snapshot.by_id.contains_key(&queue_id)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("shard {id} cannot open its log: {e}"))?;
+    for (key, records) in &opened.shredded {
+        tracing::warn!(shard = id, key = %key, records, "messages sealed under a deleted KMS key are gone (deleting a key deletes what it protects)");
+    }
     let recovery = &opened.recovery;
     if let Some((path, offset, bytes)) = &recovery.torn_tail {
         tracing::warn!(shard = id, file = %path.display(), offset, bytes, "cut a torn write at the end of the log (it was never acknowledged)");
@@ -193,6 +205,11 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
     glommio::spawn_local_into(stream_retention(shard.clone()), background)
         .map_err(|e| anyhow::anyhow!("cannot spawn stream retention: {e}"))?
         .detach();
+    if id == 0 {
+        glommio::spawn_local_into(keys::rotations(shard.clone()), background)
+            .map_err(|e| anyhow::anyhow!("cannot spawn key rotations: {e}"))?
+            .detach();
+    }
     let compaction_shard = shard.clone();
     glommio::spawn_local_into(queue::compaction::run(compaction_shard), background)
         .map_err(|e| anyhow::anyhow!("cannot spawn compaction: {e}"))?
@@ -305,6 +322,7 @@ impl Shard {
             Engine::Queue => queue::service::handle_op(self, op).await,
             Engine::Topic => topic::service::handle_op(self, op).await,
             Engine::Stream => stream::service::handle_op(self, op).await,
+            Engine::Keys => keys::handle_op(self, op).await,
             Engine::None => {
                 Err(OpError::new(ErrorCode::MalformedRequest, "Hello and Authenticate are only valid as a connection's first requests"))
             }
@@ -369,6 +387,7 @@ impl Shard {
 /// engine catch up with it.
 pub fn install<H: QueueHost + StreamHost>(host: &Rc<H>, snapshot: Arc<Snapshot>) {
     if host.catalog().install(snapshot.clone()) {
+        host.queues().storage.keyring().install(snapshot.keys.clone(), snapshot.sealed.clone());
         queue::service::installed(host, &snapshot);
     }
     // Logs of deleted streams and expired shards go in the background.
@@ -380,6 +399,8 @@ enum Engine {
     Queue,
     Topic,
     Stream,
+    /// The key service (`keys`).
+    Keys,
     None,
 }
 
@@ -431,7 +452,23 @@ fn engine_of(op: &Op) -> Engine {
         | Op::DeregisterStreamConsumer(_)
         | Op::DescribeStreamConsumer(_)
         | Op::ListStreamConsumers { .. }
-        | Op::SubscribeToShard { .. } => Engine::Stream,
+        | Op::SubscribeToShard { .. }
+        | Op::SetStreamEncryption { .. } => Engine::Stream,
+        Op::CreateKey { .. }
+        | Op::DescribeKey { .. }
+        | Op::ListKeys { .. }
+        | Op::CreateAlias { .. }
+        | Op::DeleteAlias { .. }
+        | Op::ListAliases { .. }
+        | Op::SetKeyEnabled { .. }
+        | Op::ScheduleKeyDeletion { .. }
+        | Op::CancelKeyDeletion { .. }
+        | Op::SetKeyRotation { .. }
+        | Op::GetKeyRotationStatus { .. }
+        | Op::RotateKeyOnDemand { .. }
+        | Op::Encrypt { .. }
+        | Op::Decrypt { .. }
+        | Op::GenerateDataKey { .. } => Engine::Keys,
         Op::Hello { .. } | Op::Authenticate { .. } => Engine::None,
         _ => Engine::Queue,
     }
@@ -455,6 +492,9 @@ impl Host for Shard {
     }
     fn catalog(&self) -> &Current {
         &self.catalog
+    }
+    fn keyring(&self) -> &crate::kms::at_rest::Keyring {
+        self.queues.storage.keyring()
     }
     async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
         meta::change(self, change).await

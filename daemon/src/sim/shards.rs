@@ -107,6 +107,9 @@ impl Host for SimShard {
     fn catalog(&self) -> &Current {
         &self.catalog
     }
+    fn keyring(&self) -> &crate::kms::at_rest::Keyring {
+        self.queues.storage.keyring()
+    }
     /// As shard 0 runs a change (`shard::meta`): prepared by the stream engine (a reshard
     /// seals the shards it closes), applied, and installed on every shard (`shard::install`)
     /// before it returns.
@@ -211,9 +214,13 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
         let options = log_options(setup, id);
         let budget = setup.budget;
         let known = snapshot.clone();
+        let keyring = std::rc::Rc::new(crate::kms::at_rest::Keyring::new(snapshot.keys.clone()));
+        keyring.install(snapshot.keys.clone(), snapshot.sealed.clone());
         let opened = driver.block_on(async move {
-            Storage::open(env, options, budget, |queue_id| crate::queue::feed::is_feed_id(queue_id) || known.by_id.contains_key(&queue_id))
-                .await
+            Storage::open(env, options, budget, keyring, |queue_id| {
+                crate::queue::feed::is_feed_id(queue_id) || known.by_id.contains_key(&queue_id)
+            })
+            .await
         })?;
         let opened = opened.map_err(|error| {
             format!("shard {id}'s queue log does not open: {error}\n  disk:{}", super::describe_dir(&driver.world, &queue_log_dir(id)))

@@ -148,6 +148,8 @@ fn replay(bytes: &[u8], mut apply: impl FnMut(&Value) -> Result<(), String>) -> 
 struct Entries {
     kinds: [BTreeMap<String, Value>; 3],
     scalars: Option<Value>,
+    /// The key service's section as the last entry that changed it wrote it (whole).
+    kms: Option<Value>,
 }
 
 const KINDS: [&str; 3] = ["queues", "topics", "streams"];
@@ -161,7 +163,7 @@ impl Entries {
                 map.insert(name.to_owned(), item.clone());
             }
         }
-        Ok(Entries { kinds, scalars: None })
+        Ok(Entries { kinds, scalars: None, kms: None })
     }
 
     fn apply(&mut self, delta: &Value) -> Result<(), String> {
@@ -175,6 +177,9 @@ impl Entries {
                 map.insert(name.to_owned(), item.clone());
             }
         }
+        if !delta["kms"].is_null() {
+            self.kms = Some(delta["kms"].clone());
+        }
         self.scalars = Some(delta.clone());
         Ok(())
     }
@@ -187,6 +192,9 @@ impl Entries {
         }
         for (kind, map) in KINDS.iter().zip(self.kinds) {
             document[*kind] = Value::Array(map.into_values().collect());
+        }
+        if let Some(kms) = self.kms {
+            document["kms"] = kms;
         }
         document
     }
@@ -394,6 +402,19 @@ mod tests {
         let names: Vec<&str> = after["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["b", "c"]);
         assert_eq!(after["queues"][0]["version"], 3, "b as the later entry put it");
+    }
+
+    #[test]
+    fn the_key_section_is_the_last_entry_that_wrote_it() {
+        let document = json!({ "version": 1, "next_id": 5, "queues": [], "topics": [], "streams": [], "kms": { "keys": ["k0"] } });
+        let mut with_keys = delta(2, &[], &[]);
+        with_keys["kms"] = json!({ "keys": ["k0", "k1"] });
+        let mut journal = entry_of(&with_keys);
+        journal.extend(entry_of(&delta(3, &["q"], &[])));
+        let mut entries = Entries::of(&document).unwrap();
+        replay(&journal, |delta| entries.apply(delta)).unwrap();
+        let after = entries.into_document(document);
+        assert_eq!(after["kms"]["keys"], json!(["k0", "k1"]), "an entry without keys leaves them as the one before wrote them");
     }
 
     #[test]

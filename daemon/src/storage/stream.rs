@@ -132,6 +132,16 @@ impl StreamLog {
     /// Appends one record whose data is `parts` one after the other (copied once, into
     /// the log's staging area).
     pub fn append_parts(&self, parts: &[&[u8]], now_ms: u64) -> Result<(u64, u64), StorageError> {
+        self.append_with(now_ms, |out| {
+            for part in parts {
+                out.extend_from_slice(part);
+            }
+        })
+    }
+
+    /// Appends one record whose data `encode` appends straight into the log's staging area
+    /// (so it can seal it in place there).
+    pub fn append_with(&self, now_ms: u64, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(u64, u64), StorageError> {
         let timestamp_ms = now_ms.max(self.last_timestamp_ms.get());
         if let Some(number) = self.log.take_restarted() {
             // Its records were lost before they were written: what the index says of it is stale.
@@ -141,9 +151,7 @@ impl StreamLog {
         }
         let (location, _) = self.log.append_encoded(kind::STREAM_RECORD, |out| {
             out.extend_from_slice(&timestamp_ms.to_le_bytes());
-            for part in parts {
-                out.extend_from_slice(part);
-            }
+            encode(out);
         })?;
         self.last_timestamp_ms.set(timestamp_ms);
         let mut index = self.index.borrow_mut();

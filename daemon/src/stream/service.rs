@@ -17,7 +17,8 @@ use sluice_protocol::*;
 
 use super::calls::{StreamAnswer, StreamCall, StreamLease, StreamPut, StreamRead, StreamSeek};
 use super::iterator::{decode_token, encode_token, ShardPosition};
-use super::store::{split_record, ShardLog};
+use super::store::{split_record, ShardLog, SplitError};
+use crate::kms::at_rest::Sealing;
 use super::{call_on, StreamHost};
 use crate::catalog::streams::{find_consumer, hash_of, parse_hash_key, parse_shard_id, resolve, StreamChange, StreamMeta, StreamOutcome};
 use crate::catalog::{MetaChange, MetaOutcome, Registry, Snapshot};
@@ -175,6 +176,26 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
             Ok(Reply::Streams { streams, has_more, next_token })
         }
         Op::ListShards(list) => list_shards(host, list),
+        Op::SetStreamEncryption { stream, encryption_type, key, start } => {
+            if encryption_type != "KMS" {
+                return Err(invalid(format!("EncryptionType {encryption_type:?} is not valid: it must be KMS.")));
+            }
+            if key.is_empty() || key.len() > 2048 {
+                return Err(invalid("KeyId must be 1 to 2048 characters."));
+            }
+            if host.config().root_key.is_none() {
+                return Err(invalid(
+                    "This server has no key service, so nothing would be encrypted: start sluiced with --root-key-file \
+                     (see the README's Encryption section).",
+                ));
+            }
+            if start {
+                // The key must be usable now (an AWS-managed one is made on first use).
+                let reference = key.clone();
+                crate::engine::sealable(host, move |snapshot| crate::catalog::seal_spec(&snapshot.keys, Some(&reference), false, 0)).await?;
+            }
+            stream_change(host, StreamChange::Encryption { stream, key: start.then_some(key) }).await.map(|_| Reply::Done)
+        }
         Op::PutRecord { stream, record, sequence_number_for_ordering } => {
             if let Some(text) = &sequence_number_for_ordering {
                 if parse_hash_key(text).is_none() && !(text.len() <= 129 && text.bytes().all(|b| b.is_ascii_digit())) {
@@ -459,6 +480,15 @@ async fn get_records<H: StreamHost>(host: &Rc<H>, iterator: &str, limit: Option<
 
 /// Routes `records` to their shards' owners and answers in request order.
 async fn put_records<H: StreamHost>(host: &Rc<H>, stream: &str, records: Vec<PutRecordsEntry>) -> Result<Vec<PutRecordResult>, OpError> {
+    let encrypted = {
+        let snapshot = host.snapshot();
+        let meta = resolve(&snapshot.streams, &snapshot.naming, stream)?;
+        meta.encryption_key.is_some().then_some(meta.id)
+    };
+    if let Some(id) = encrypted {
+        let spec = |snapshot: &Snapshot| snapshot.streams.values().find(|meta| meta.id == id).and_then(|meta| snapshot.stream_sealing(meta));
+        crate::engine::sealable(host, spec).await?;
+    }
     if records.is_empty() || records.len() > PUT_RECORDS_MAX {
         return Err(OpError::new(
             ErrorCode::Validation,
@@ -572,6 +602,18 @@ pub async fn stream_put_local<H: StreamHost>(host: &Rc<H>, stream_id: u64, items
     let now = host.env().now_ms();
     let enforce = host.config().enforce_shard_limits;
     let mut outcomes = Vec::with_capacity(items.len());
+    // An encrypted stream's records are sealed under this core's data key for its KMS key;
+    // one whose key is not held here writes nothing (never in clear).
+    let seal = match snapshot.stream_sealing(&meta) {
+        None => None,
+        Some(spec) => match &spec.sealing {
+            Sealing::Key(key) => Some(host.keyring().write_key(key, spec.reuse_ms, now)),
+            _ => {
+                let error = spec.writable().err().unwrap_or_else(|| OpError::new(ErrorCode::KmsNotFound, "The stream's key is not held."));
+                return items.into_iter().map(|item| PutOutcome::Failed(item.at, error.clone())).collect();
+            }
+        },
+    };
     // (shard, its log, the last sequence number appended to it)
     let mut touched: Vec<(u32, Rc<ShardLog>, u64)> = Vec::new();
     for item in items {
@@ -603,7 +645,7 @@ pub async fn stream_put_local<H: StreamHost>(host: &Rc<H>, stream_id: u64, items
             outcomes.push(PutOutcome::Failed(item.at, error));
             continue;
         }
-        match log.append(&item.partition_key, &item.data, now) {
+        match log.append(&item.partition_key, &item.data, now, seal.as_deref()) {
             Ok(seq) => {
                 match touched.iter_mut().find(|(shard, _, _)| *shard == item.shard) {
                     Some(entry) => entry.2 = seq,
@@ -675,16 +717,36 @@ pub async fn stream_read_local<H: StreamHost>(host: &Rc<H>, request: ReadRequest
     }
     let mut records = Vec::with_capacity(stored.len());
     let mut bytes = 0u64;
+    // The KMS key last found usable for a sealed record (records of one stream share a few).
+    let mut usable: Option<[u8; 16]> = None;
     for record in &stored {
-        let (key, data) = split_record(record).ok_or_else(|| {
-            OpError::new(ErrorCode::InternalFailure, format!("record {} of {} does not decode (damaged on disk)", record.seq, shard.id()))
+        let sealed = crate::stream::store::sealed_part(record);
+        if let Some(part) = sealed {
+            // As GetRecords needs kms:Decrypt on AWS: a record sealed under a disabled key is refused.
+            if usable.as_ref().map(|uuid| &uuid[..]) != part.get(1..17) {
+                let key = host.keyring().key_of(part).ok_or_else(|| {
+                    OpError::new(ErrorCode::KmsNotFound, format!("record {} of {} is sealed under a KMS key that was deleted", record.seq, shard.id()))
+                })?;
+                key.usable()?;
+                usable = Some(key.uuid);
+            }
+        }
+        let (partition_key, data) = split_record(record, host.keyring()).map_err(|error| match error {
+            SplitError::KeyGone(key) => OpError::new(
+                ErrorCode::KmsNotFound,
+                format!("record {} of {} is sealed under KMS key {key}, which was deleted", record.seq, shard.id()),
+            ),
+            SplitError::Damaged => {
+                OpError::new(ErrorCode::InternalFailure, format!("record {} of {} does not decode (damaged on disk)", record.seq, shard.id()))
+            }
         })?;
         bytes += data.len() as u64;
         records.push(StreamRecord {
             sequence_number: meta.sequence_number(shard.index, record.seq),
             arrival_ms: record.timestamp_ms,
             data,
-            partition_key: key.to_owned(),
+            partition_key,
+            encrypted: sealed.is_some(),
         });
     }
     if enforce {

@@ -18,6 +18,7 @@ use sluice_protocol::{ErrorCode, OpError};
 
 use crate::env::notify::LocalNotify;
 use crate::env::Env;
+use crate::kms::at_rest::{Keyring, OpenError, WriteKey};
 use crate::storage::log::{FsyncMode, LogOptions};
 use crate::storage::storage_error;
 use crate::storage::stream::{StreamLog, StreamRecord};
@@ -69,10 +70,22 @@ pub struct ShardLog {
 }
 
 impl ShardLog {
-    /// Appends one record; returns its log sequence number. Durable once `log.durable` says so.
-    pub fn append(&self, partition_key: &str, data: &[u8], now_ms: u64) -> Result<u64, OpError> {
+    /// Appends one record — sealed under `seal` when the stream is encrypted; returns its log
+    /// sequence number. Durable once `log.durable` says so.
+    pub fn append(&self, partition_key: &str, data: &[u8], now_ms: u64, seal: Option<&WriteKey>) -> Result<u64, OpError> {
         let key = partition_key.as_bytes();
-        let (seq, _) = self.log.append_parts(&[&(key.len() as u16).to_le_bytes(), key, data], now_ms).map_err(storage_error)?;
+        let (seq, _) = match seal {
+            None => self.log.append_parts(&[&(key.len() as u16).to_le_bytes(), key, data], now_ms),
+            Some(seal) => self.log.append_with(now_ms, |out| {
+                out.extend_from_slice(&SEALED_RECORD.to_le_bytes());
+                Keyring::seal(seal, out, |out| {
+                    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+                    out.extend_from_slice(key);
+                    out.extend_from_slice(data);
+                });
+            }),
+        }
+        .map_err(storage_error)?;
         Ok(seq)
     }
 
@@ -100,12 +113,43 @@ impl ShardLog {
     }
 }
 
-/// Splits a stored record into its partition key and data.
-pub fn split_record(record: &StreamRecord) -> Option<(&str, Bytes)> {
+/// In place of a stored record's key length: what follows is sealed (`kms::at_rest`) — the key
+/// length, the key and the data. A partition key is at most 256 bytes, so a real length never
+/// has this bit.
+const SEALED_RECORD: u16 = 0x8000;
+
+/// Why a stored record did not give its key and data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitError {
+    Damaged,
+    /// Sealed under a KMS key that was deleted.
+    KeyGone(String),
+}
+
+/// The sealed part of a stored record, if it is sealed.
+pub fn sealed_part(record: &StreamRecord) -> Option<&[u8]> {
     let (len, rest) = record.data.split_first_chunk::<2>()?;
-    let len = u16::from_le_bytes(*len) as usize;
-    let key = std::str::from_utf8(rest.get(..len)?).ok()?;
-    Some((key, record.data.slice(2 + len..)))
+    (u16::from_le_bytes(*len) == SEALED_RECORD).then_some(rest)
+}
+
+/// Splits a stored record into its partition key and data, opening it with `keyring` when sealed.
+pub fn split_record(record: &StreamRecord, keyring: &Keyring) -> Result<(String, Bytes), SplitError> {
+    let split = |data: &Bytes| -> Option<(String, Bytes)> {
+        let (len, rest) = data.split_first_chunk::<2>()?;
+        let len = u16::from_le_bytes(*len) as usize;
+        let key = std::str::from_utf8(rest.get(..len)?).ok()?;
+        Some((key.to_owned(), data.slice(2 + len..)))
+    };
+    match sealed_part(record) {
+        None => split(&record.data).ok_or(SplitError::Damaged),
+        Some(sealed) => {
+            let opened = keyring.open(sealed).map_err(|error| match error {
+                OpenError::KeyGone(key) => SplitError::KeyGone(key),
+                OpenError::Damaged => SplitError::Damaged,
+            })?;
+            split(&Bytes::from(opened)).ok_or(SplitError::Damaged)
+        }
+    }
 }
 
 /// This core's stream shards.

@@ -207,6 +207,11 @@ async fn publish<H: TopicHost>(
 ) -> Result<(Vec<PublishResult>, Vec<BatchFailure>), OpError> {
     let snapshot = host.snapshot();
     let topic = resolve(&snapshot.topics, &snapshot.naming, topic)?.clone();
+    if topic.kms_master_key_id().is_some() {
+        let feed = crate::catalog::feeds::feed_id(&topic.arn);
+        crate::engine::sealable(host, |snapshot| snapshot.sealing(feed).cloned()).await?;
+    }
+    let snapshot = host.snapshot();
     if topic.is_fifo() {
         return super::fifo::publish(host, &topic, entries).await;
     }

@@ -14,6 +14,7 @@ use crate::limits::{VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX};
 use crate::ops::*;
 
 mod kinesis;
+mod kms;
 mod reply;
 mod sns;
 mod sqs;
@@ -203,6 +204,7 @@ fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> (fb::Op, WIPOffse
         op => sqs::encode_op(fbb, op)
             .or_else(|| sns::encode_op(fbb, op))
             .or_else(|| kinesis::encode_op(fbb, op))
+            .or_else(|| kms::encode_op(fbb, op))
             .expect("every operation belongs to a service"),
     }
 }
@@ -257,6 +259,7 @@ fn stream_description<'a>(fbb: &mut FlatBufferBuilder<'a>, stream: &StreamDescri
     let status = Some(fbb.create_string(&stream.status));
     let mode = Some(fbb.create_string(&stream.mode));
     let shards = stream_shards(fbb, &stream.shards);
+    let encryption_key = opt_str(fbb, &stream.encryption_key);
     fb::StreamDescription::create(
         fbb,
         &fb::StreamDescriptionArgs {
@@ -271,6 +274,7 @@ fn stream_description<'a>(fbb: &mut FlatBufferBuilder<'a>, stream: &StreamDescri
             open_shard_count: stream.open_shard_count,
             consumer_count: stream.consumer_count,
             max_record_size_kib: stream.max_record_size_kib,
+            encryption_key,
         },
     )
 }
@@ -285,7 +289,14 @@ fn stream_records<'a>(fbb: &mut FlatBufferBuilder<'a>, records: &[StreamRecord])
             let sequence_number = Some(fbb.create_string(&record.sequence_number));
             let data = Some(fbb.create_vector(&record.data));
             let partition_key = Some(fbb.create_string(&record.partition_key));
-            fb::StreamRecord::create(fbb, &fb::StreamRecordArgs { sequence_number, arrival_ms: record.arrival_ms, data, partition_key })
+            let args = fb::StreamRecordArgs {
+                sequence_number,
+                arrival_ms: record.arrival_ms,
+                data,
+                partition_key,
+                encrypted: record.encrypted,
+            };
+            fb::StreamRecord::create(fbb, &args)
         })
         .collect();
     Some(fbb.create_vector(&offsets))
@@ -495,6 +506,7 @@ impl<'f> Reader<'f> {
             open_shard_count: stream.open_shard_count(),
             consumer_count: stream.consumer_count(),
             max_record_size_kib: stream.max_record_size_kib(),
+            encryption_key: owned(stream.encryption_key()),
         }
     }
 
@@ -508,6 +520,7 @@ impl<'f> Reader<'f> {
                         arrival_ms: record.arrival_ms(),
                         data: self.bytes(record.data()),
                         partition_key: record.partition_key().to_owned(),
+                        encrypted: record.encrypted(),
                     })
                     .collect()
             })
@@ -601,7 +614,10 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
             Some(op) => op,
             None => match sns::decode_op(&request, &read, &unknown)? {
                 Some(op) => op,
-                None => kinesis::decode_op(&request, &read, &unknown)?.ok_or_else(unknown)?,
+                None => match kinesis::decode_op(&request, &read, &unknown)? {
+                    Some(op) => op,
+                    None => kms::decode_op(&request, &read, &unknown)?.ok_or_else(unknown)?,
+                },
             },
         },
     };

@@ -210,6 +210,81 @@ pub(super) fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) 
                 }
             )
         }
+        Reply::Key(key) => {
+            let offset = key_metadata(fbb, key);
+            (fb::Reply::KeyMetadata, offset.as_union_value())
+        }
+        Reply::Keys { keys, next_marker } => {
+            let offsets: Vec<_> = keys.iter().map(|key| key_metadata(fbb, key)).collect();
+            let keys = Some(fbb.create_vector(&offsets));
+            let next_marker = opt_str(fbb, next_marker);
+            table!(Keys, fb::KeysArgs { keys, next_marker })
+        }
+        Reply::Aliases { aliases, next_marker } => {
+            let offsets: Vec<_> = aliases
+                .iter()
+                .map(|alias| {
+                    let name = Some(fbb.create_string(&alias.name));
+                    let arn = Some(fbb.create_string(&alias.arn));
+                    let target_key_id = opt_str(fbb, &alias.target_key_id);
+                    fb::KmsAlias::create(fbb, &fb::KmsAliasArgs { name, arn, target_key_id, created_ms: alias.created_ms })
+                })
+                .collect();
+            let aliases = Some(fbb.create_vector(&offsets));
+            let next_marker = opt_str(fbb, next_marker);
+            table!(Aliases, fb::AliasesArgs { aliases, next_marker })
+        }
+        Reply::KeyData { key_arn, ciphertext, plaintext } => {
+            let key_arn = Some(fbb.create_string(key_arn));
+            let ciphertext = ciphertext.as_ref().map(|bytes| fbb.create_vector(bytes));
+            let plaintext = plaintext.as_ref().map(|bytes| fbb.create_vector(bytes));
+            table!(KeyData, fb::KeyDataArgs { key_arn, ciphertext, plaintext })
+        }
+    }
+}
+
+fn key_metadata<'a>(fbb: &mut FlatBufferBuilder<'a>, key: &KeyDescription) -> WIPOffset<fb::KeyMetadata<'a>> {
+    let key_id = Some(fbb.create_string(&key.key_id));
+    let arn = Some(fbb.create_string(&key.arn));
+    let description = Some(fbb.create_string(&key.description));
+    let state = Some(fbb.create_string(&key.state));
+    let manager = Some(fbb.create_string(&key.manager));
+    let key_usage = Some(fbb.create_string(&key.key_usage));
+    let key_spec = Some(fbb.create_string(&key.key_spec));
+    fb::KeyMetadata::create(
+        fbb,
+        &fb::KeyMetadataArgs {
+            key_id,
+            arn,
+            description,
+            state,
+            created_ms: key.created_ms,
+            deletion_ms: key.deletion_ms.unwrap_or(0),
+            manager,
+            key_usage,
+            key_spec,
+            rotation_enabled: key.rotation_enabled,
+            rotation_period_days: key.rotation_period_days,
+            next_rotation_ms: key.next_rotation_ms.unwrap_or(0),
+        },
+    )
+}
+
+fn read_key(key: fb::KeyMetadata<'_>) -> KeyDescription {
+    let nonzero = |ms: u64| (ms != 0).then_some(ms);
+    KeyDescription {
+        key_id: key.key_id().to_owned(),
+        arn: key.arn().to_owned(),
+        description: key.description().unwrap_or_default().to_owned(),
+        state: key.state().to_owned(),
+        created_ms: key.created_ms(),
+        deletion_ms: nonzero(key.deletion_ms()),
+        manager: key.manager().unwrap_or_default().to_owned(),
+        key_usage: key.key_usage().unwrap_or_default().to_owned(),
+        key_spec: key.key_spec().unwrap_or_default().to_owned(),
+        rotation_enabled: key.rotation_enabled(),
+        rotation_period_days: key.rotation_period_days(),
+        next_rotation_ms: nonzero(key.next_rotation_ms()),
     }
 }
 
@@ -393,6 +468,38 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
                 millis_behind_latest: event.millis_behind_latest(),
                 child_shards: read.child_shards(event.child_shards()),
             })
+        }
+        fb::Reply::KeyMetadata => Reply::Key(read_key(response.reply_as_key_metadata().ok_or_else(empty)?)),
+        fb::Reply::Keys => {
+            let result = response.reply_as_keys().ok_or_else(empty)?;
+            let keys = read.bounded(result.keys()).map(|items| items.iter().map(read_key).collect()).unwrap_or_default();
+            Reply::Keys { keys, next_marker: owned(result.next_marker()) }
+        }
+        fb::Reply::Aliases => {
+            let result = response.reply_as_aliases().ok_or_else(empty)?;
+            let aliases = read
+                .bounded(result.aliases())
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|alias| AliasEntry {
+                            name: alias.name().to_owned(),
+                            arn: alias.arn().to_owned(),
+                            target_key_id: owned(alias.target_key_id()),
+                            created_ms: alias.created_ms(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Reply::Aliases { aliases, next_marker: owned(result.next_marker()) }
+        }
+        fb::Reply::KeyData => {
+            let result = response.reply_as_key_data().ok_or_else(empty)?;
+            Reply::KeyData {
+                key_arn: result.key_arn().to_owned(),
+                ciphertext: result.ciphertext().map(|bytes| read.bytes(Some(bytes))),
+                plaintext: result.plaintext().map(|bytes| read.bytes(Some(bytes))),
+            }
         }
         _ => return Err(empty()),
     };

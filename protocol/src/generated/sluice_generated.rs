@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 68;
+pub const ENUM_MAX_OP: u8 = 84;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 69] = [
+pub const ENUM_VALUES_OP: [Op; 85] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -102,6 +102,22 @@ pub const ENUM_VALUES_OP: [Op; 69] = [
   Op::ListTopicTags,
   Op::DescribeLimits,
   Op::DescribeAccountSettings,
+  Op::CreateKey,
+  Op::DescribeKey,
+  Op::ListKeys,
+  Op::CreateAlias,
+  Op::DeleteAlias,
+  Op::ListAliases,
+  Op::SetKeyEnabled,
+  Op::ScheduleKeyDeletion,
+  Op::CancelKeyDeletion,
+  Op::SetKeyRotation,
+  Op::GetKeyRotationStatus,
+  Op::RotateKeyOnDemand,
+  Op::Encrypt,
+  Op::Decrypt,
+  Op::GenerateDataKey,
+  Op::SetStreamEncryption,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -178,9 +194,25 @@ impl Op {
   pub const ListTopicTags: Self = Self(66);
   pub const DescribeLimits: Self = Self(67);
   pub const DescribeAccountSettings: Self = Self(68);
+  pub const CreateKey: Self = Self(69);
+  pub const DescribeKey: Self = Self(70);
+  pub const ListKeys: Self = Self(71);
+  pub const CreateAlias: Self = Self(72);
+  pub const DeleteAlias: Self = Self(73);
+  pub const ListAliases: Self = Self(74);
+  pub const SetKeyEnabled: Self = Self(75);
+  pub const ScheduleKeyDeletion: Self = Self(76);
+  pub const CancelKeyDeletion: Self = Self(77);
+  pub const SetKeyRotation: Self = Self(78);
+  pub const GetKeyRotationStatus: Self = Self(79);
+  pub const RotateKeyOnDemand: Self = Self(80);
+  pub const Encrypt: Self = Self(81);
+  pub const Decrypt: Self = Self(82);
+  pub const GenerateDataKey: Self = Self(83);
+  pub const SetStreamEncryption: Self = Self(84);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 68;
+  pub const ENUM_MAX: u8 = 84;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -251,6 +283,22 @@ impl Op {
     Self::ListTopicTags,
     Self::DescribeLimits,
     Self::DescribeAccountSettings,
+    Self::CreateKey,
+    Self::DescribeKey,
+    Self::ListKeys,
+    Self::CreateAlias,
+    Self::DeleteAlias,
+    Self::ListAliases,
+    Self::SetKeyEnabled,
+    Self::ScheduleKeyDeletion,
+    Self::CancelKeyDeletion,
+    Self::SetKeyRotation,
+    Self::GetKeyRotationStatus,
+    Self::RotateKeyOnDemand,
+    Self::Encrypt,
+    Self::Decrypt,
+    Self::GenerateDataKey,
+    Self::SetStreamEncryption,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -324,6 +372,22 @@ impl Op {
       Self::ListTopicTags => Some("ListTopicTags"),
       Self::DescribeLimits => Some("DescribeLimits"),
       Self::DescribeAccountSettings => Some("DescribeAccountSettings"),
+      Self::CreateKey => Some("CreateKey"),
+      Self::DescribeKey => Some("DescribeKey"),
+      Self::ListKeys => Some("ListKeys"),
+      Self::CreateAlias => Some("CreateAlias"),
+      Self::DeleteAlias => Some("DeleteAlias"),
+      Self::ListAliases => Some("ListAliases"),
+      Self::SetKeyEnabled => Some("SetKeyEnabled"),
+      Self::ScheduleKeyDeletion => Some("ScheduleKeyDeletion"),
+      Self::CancelKeyDeletion => Some("CancelKeyDeletion"),
+      Self::SetKeyRotation => Some("SetKeyRotation"),
+      Self::GetKeyRotationStatus => Some("GetKeyRotationStatus"),
+      Self::RotateKeyOnDemand => Some("RotateKeyOnDemand"),
+      Self::Encrypt => Some("Encrypt"),
+      Self::Decrypt => Some("Decrypt"),
+      Self::GenerateDataKey => Some("GenerateDataKey"),
+      Self::SetStreamEncryption => Some("SetStreamEncryption"),
       _ => None,
     }
   }
@@ -384,10 +448,10 @@ pub struct OpUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REPLY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REPLY: u8 = 27;
+pub const ENUM_MAX_REPLY: u8 = 31;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REPLY: [Reply; 28] = [
+pub const ENUM_VALUES_REPLY: [Reply; 32] = [
   Reply::NONE,
   Reply::HelloResult,
   Reply::Done,
@@ -416,6 +480,10 @@ pub const ENUM_VALUES_REPLY: [Reply; 28] = [
   Reply::StreamConsumers,
   Reply::SubscribeToShardEvent,
   Reply::Authenticated,
+  Reply::KeyMetadata,
+  Reply::Keys,
+  Reply::Aliases,
+  Reply::KeyData,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -451,9 +519,13 @@ impl Reply {
   pub const StreamConsumers: Self = Self(25);
   pub const SubscribeToShardEvent: Self = Self(26);
   pub const Authenticated: Self = Self(27);
+  pub const KeyMetadata: Self = Self(28);
+  pub const Keys: Self = Self(29);
+  pub const Aliases: Self = Self(30);
+  pub const KeyData: Self = Self(31);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 27;
+  pub const ENUM_MAX: u8 = 31;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloResult,
@@ -483,6 +555,10 @@ impl Reply {
     Self::StreamConsumers,
     Self::SubscribeToShardEvent,
     Self::Authenticated,
+    Self::KeyMetadata,
+    Self::Keys,
+    Self::Aliases,
+    Self::KeyData,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -515,6 +591,10 @@ impl Reply {
       Self::StreamConsumers => Some("StreamConsumers"),
       Self::SubscribeToShardEvent => Some("SubscribeToShardEvent"),
       Self::Authenticated => Some("Authenticated"),
+      Self::KeyMetadata => Some("KeyMetadata"),
+      Self::Keys => Some("Keys"),
+      Self::Aliases => Some("Aliases"),
+      Self::KeyData => Some("KeyData"),
       _ => None,
     }
   }
@@ -10448,6 +10528,1961 @@ impl core::fmt::Debug for DeleteResourcePolicy<'_> {
       ds.finish()
   }
 }
+pub enum CreateKeyOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS CreateKey (symmetric ENCRYPT_DECRYPT keys only); answered with KeyMetadata.
+pub struct CreateKey<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for CreateKey<'a> {
+  type Inner = CreateKey<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> CreateKey<'a> {
+  pub const VT_DESCRIPTION: flatbuffers::VOffsetT = 4;
+  pub const VT_KEY_USAGE: flatbuffers::VOffsetT = 6;
+  pub const VT_KEY_SPEC: flatbuffers::VOffsetT = 8;
+  pub const VT_TAGS: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    CreateKey { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args CreateKeyArgs<'args>
+  ) -> flatbuffers::WIPOffset<CreateKey<'bldr>> {
+    let mut builder = CreateKeyBuilder::new(_fbb);
+    if let Some(x) = args.tags { builder.add_tags(x); }
+    if let Some(x) = args.key_spec { builder.add_key_spec(x); }
+    if let Some(x) = args.key_usage { builder.add_key_usage(x); }
+    if let Some(x) = args.description { builder.add_description(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn description(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CreateKey::VT_DESCRIPTION, None)}
+  }
+  #[inline]
+  pub fn key_usage(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CreateKey::VT_KEY_USAGE, None)}
+  }
+  #[inline]
+  pub fn key_spec(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CreateKey::VT_KEY_SPEC, None)}
+  }
+  #[inline]
+  pub fn tags(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(CreateKey::VT_TAGS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for CreateKey<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("description", Self::VT_DESCRIPTION, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key_usage", Self::VT_KEY_USAGE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key_spec", Self::VT_KEY_SPEC, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("tags", Self::VT_TAGS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreateKeyArgs<'a> {
+    pub description: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub key_usage: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub key_spec: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub tags: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+}
+impl<'a> Default for CreateKeyArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreateKeyArgs {
+      description: None,
+      key_usage: None,
+      key_spec: None,
+      tags: None,
+    }
+  }
+}
+
+pub struct CreateKeyBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> CreateKeyBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_description(&mut self, description: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateKey::VT_DESCRIPTION, description);
+  }
+  #[inline]
+  pub fn add_key_usage(&mut self, key_usage: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateKey::VT_KEY_USAGE, key_usage);
+  }
+  #[inline]
+  pub fn add_key_spec(&mut self, key_spec: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateKey::VT_KEY_SPEC, key_spec);
+  }
+  #[inline]
+  pub fn add_tags(&mut self, tags: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateKey::VT_TAGS, tags);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CreateKeyBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    CreateKeyBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<CreateKey<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for CreateKey<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("CreateKey");
+      ds.field("description", &self.description());
+      ds.field("key_usage", &self.key_usage());
+      ds.field("key_spec", &self.key_spec());
+      ds.field("tags", &self.tags());
+      ds.finish()
+  }
+}
+pub enum DescribeKeyOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS DescribeKey: a key id, key ARN, alias name or alias ARN; answered with KeyMetadata.
+pub struct DescribeKey<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DescribeKey<'a> {
+  type Inner = DescribeKey<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DescribeKey<'a> {
+  pub const VT_KEY: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DescribeKey { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DescribeKeyArgs<'args>
+  ) -> flatbuffers::WIPOffset<DescribeKey<'bldr>> {
+    let mut builder = DescribeKeyBuilder::new(_fbb);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeKey::VT_KEY, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DescribeKey<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeKeyArgs<'a> {
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DescribeKeyArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeKeyArgs {
+      key: None, // required field
+    }
+  }
+}
+
+pub struct DescribeKeyBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DescribeKeyBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeKey::VT_KEY, key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DescribeKeyBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DescribeKeyBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DescribeKey<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DescribeKey::VT_KEY,"key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DescribeKey<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeKey");
+      ds.field("key", &self.key());
+      ds.finish()
+  }
+}
+pub enum ListKeysOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS ListKeys; answered with Keys.
+pub struct ListKeys<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListKeys<'a> {
+  type Inner = ListKeys<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListKeys<'a> {
+  pub const VT_LIMIT: flatbuffers::VOffsetT = 4;
+  pub const VT_MARKER: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListKeys { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListKeysArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListKeys<'bldr>> {
+    let mut builder = ListKeysBuilder::new(_fbb);
+    if let Some(x) = args.marker { builder.add_marker(x); }
+    builder.add_limit(args.limit);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn limit(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ListKeys::VT_LIMIT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn marker(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListKeys::VT_MARKER, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListKeys<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<i32>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("marker", Self::VT_MARKER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListKeysArgs<'a> {
+    pub limit: i32,
+    pub marker: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ListKeysArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListKeysArgs {
+      limit: 0,
+      marker: None,
+    }
+  }
+}
+
+pub struct ListKeysBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListKeysBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_limit(&mut self, limit: i32) {
+    self.fbb_.push_slot::<i32>(ListKeys::VT_LIMIT, limit, 0);
+  }
+  #[inline]
+  pub fn add_marker(&mut self, marker: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListKeys::VT_MARKER, marker);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListKeysBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListKeysBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListKeys<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListKeys<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListKeys");
+      ds.field("limit", &self.limit());
+      ds.field("marker", &self.marker());
+      ds.finish()
+  }
+}
+pub enum CreateAliasOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS CreateAlias, or UpdateAlias when `update` (the alias must exist then).
+pub struct CreateAlias<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for CreateAlias<'a> {
+  type Inner = CreateAlias<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> CreateAlias<'a> {
+  pub const VT_ALIAS: flatbuffers::VOffsetT = 4;
+  pub const VT_KEY: flatbuffers::VOffsetT = 6;
+  pub const VT_UPDATE: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    CreateAlias { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args CreateAliasArgs<'args>
+  ) -> flatbuffers::WIPOffset<CreateAlias<'bldr>> {
+    let mut builder = CreateAliasBuilder::new(_fbb);
+    if let Some(x) = args.key { builder.add_key(x); }
+    if let Some(x) = args.alias { builder.add_alias(x); }
+    builder.add_update(args.update);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn alias(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CreateAlias::VT_ALIAS, None).unwrap()}
+  }
+  #[inline]
+  pub fn key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CreateAlias::VT_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn update(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(CreateAlias::VT_UPDATE, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for CreateAlias<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("alias", Self::VT_ALIAS, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, true)?
+     .visit_field::<bool>("update", Self::VT_UPDATE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreateAliasArgs<'a> {
+    pub alias: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub update: bool,
+}
+impl<'a> Default for CreateAliasArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreateAliasArgs {
+      alias: None, // required field
+      key: None, // required field
+      update: false,
+    }
+  }
+}
+
+pub struct CreateAliasBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> CreateAliasBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_alias(&mut self, alias: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateAlias::VT_ALIAS, alias);
+  }
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateAlias::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_update(&mut self, update: bool) {
+    self.fbb_.push_slot::<bool>(CreateAlias::VT_UPDATE, update, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CreateAliasBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    CreateAliasBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<CreateAlias<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, CreateAlias::VT_ALIAS,"alias");
+    self.fbb_.required(o, CreateAlias::VT_KEY,"key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for CreateAlias<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("CreateAlias");
+      ds.field("alias", &self.alias());
+      ds.field("key", &self.key());
+      ds.field("update", &self.update());
+      ds.finish()
+  }
+}
+pub enum DeleteAliasOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS DeleteAlias.
+pub struct DeleteAlias<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DeleteAlias<'a> {
+  type Inner = DeleteAlias<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DeleteAlias<'a> {
+  pub const VT_ALIAS: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DeleteAlias { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DeleteAliasArgs<'args>
+  ) -> flatbuffers::WIPOffset<DeleteAlias<'bldr>> {
+    let mut builder = DeleteAliasBuilder::new(_fbb);
+    if let Some(x) = args.alias { builder.add_alias(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn alias(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeleteAlias::VT_ALIAS, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DeleteAlias<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("alias", Self::VT_ALIAS, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteAliasArgs<'a> {
+    pub alias: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DeleteAliasArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteAliasArgs {
+      alias: None, // required field
+    }
+  }
+}
+
+pub struct DeleteAliasBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DeleteAliasBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_alias(&mut self, alias: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeleteAlias::VT_ALIAS, alias);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeleteAliasBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DeleteAliasBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DeleteAlias<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DeleteAlias::VT_ALIAS,"alias");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DeleteAlias<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteAlias");
+      ds.field("alias", &self.alias());
+      ds.finish()
+  }
+}
+pub enum ListAliasesOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS ListAliases (of one key when `key` is set); answered with Aliases.
+pub struct ListAliases<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListAliases<'a> {
+  type Inner = ListAliases<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListAliases<'a> {
+  pub const VT_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_LIMIT: flatbuffers::VOffsetT = 6;
+  pub const VT_MARKER: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListAliases { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListAliasesArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListAliases<'bldr>> {
+    let mut builder = ListAliasesBuilder::new(_fbb);
+    if let Some(x) = args.marker { builder.add_marker(x); }
+    builder.add_limit(args.limit);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListAliases::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn limit(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ListAliases::VT_LIMIT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn marker(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListAliases::VT_MARKER, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListAliases<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, false)?
+     .visit_field::<i32>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("marker", Self::VT_MARKER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListAliasesArgs<'a> {
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub limit: i32,
+    pub marker: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ListAliasesArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListAliasesArgs {
+      key: None,
+      limit: 0,
+      marker: None,
+    }
+  }
+}
+
+pub struct ListAliasesBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListAliasesBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListAliases::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_limit(&mut self, limit: i32) {
+    self.fbb_.push_slot::<i32>(ListAliases::VT_LIMIT, limit, 0);
+  }
+  #[inline]
+  pub fn add_marker(&mut self, marker: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListAliases::VT_MARKER, marker);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListAliasesBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListAliasesBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListAliases<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListAliases<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListAliases");
+      ds.field("key", &self.key());
+      ds.field("limit", &self.limit());
+      ds.field("marker", &self.marker());
+      ds.finish()
+  }
+}
+pub enum SetKeyEnabledOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS EnableKey (`enabled`) and DisableKey.
+pub struct SetKeyEnabled<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SetKeyEnabled<'a> {
+  type Inner = SetKeyEnabled<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SetKeyEnabled<'a> {
+  pub const VT_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_ENABLED: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SetKeyEnabled { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SetKeyEnabledArgs<'args>
+  ) -> flatbuffers::WIPOffset<SetKeyEnabled<'bldr>> {
+    let mut builder = SetKeyEnabledBuilder::new(_fbb);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.add_enabled(args.enabled);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetKeyEnabled::VT_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn enabled(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(SetKeyEnabled::VT_ENABLED, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for SetKeyEnabled<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, true)?
+     .visit_field::<bool>("enabled", Self::VT_ENABLED, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetKeyEnabledArgs<'a> {
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub enabled: bool,
+}
+impl<'a> Default for SetKeyEnabledArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SetKeyEnabledArgs {
+      key: None, // required field
+      enabled: false,
+    }
+  }
+}
+
+pub struct SetKeyEnabledBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SetKeyEnabledBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetKeyEnabled::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_enabled(&mut self, enabled: bool) {
+    self.fbb_.push_slot::<bool>(SetKeyEnabled::VT_ENABLED, enabled, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SetKeyEnabledBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SetKeyEnabledBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SetKeyEnabled<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SetKeyEnabled::VT_KEY,"key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SetKeyEnabled<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SetKeyEnabled");
+      ds.field("key", &self.key());
+      ds.field("enabled", &self.enabled());
+      ds.finish()
+  }
+}
+pub enum ScheduleKeyDeletionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS ScheduleKeyDeletion (`pending_window_days` 7-30; 0: 30); answered with KeyMetadata.
+pub struct ScheduleKeyDeletion<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ScheduleKeyDeletion<'a> {
+  type Inner = ScheduleKeyDeletion<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ScheduleKeyDeletion<'a> {
+  pub const VT_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_PENDING_WINDOW_DAYS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ScheduleKeyDeletion { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ScheduleKeyDeletionArgs<'args>
+  ) -> flatbuffers::WIPOffset<ScheduleKeyDeletion<'bldr>> {
+    let mut builder = ScheduleKeyDeletionBuilder::new(_fbb);
+    builder.add_pending_window_days(args.pending_window_days);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ScheduleKeyDeletion::VT_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn pending_window_days(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ScheduleKeyDeletion::VT_PENDING_WINDOW_DAYS, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ScheduleKeyDeletion<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, true)?
+     .visit_field::<i32>("pending_window_days", Self::VT_PENDING_WINDOW_DAYS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ScheduleKeyDeletionArgs<'a> {
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub pending_window_days: i32,
+}
+impl<'a> Default for ScheduleKeyDeletionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ScheduleKeyDeletionArgs {
+      key: None, // required field
+      pending_window_days: 0,
+    }
+  }
+}
+
+pub struct ScheduleKeyDeletionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ScheduleKeyDeletionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ScheduleKeyDeletion::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_pending_window_days(&mut self, pending_window_days: i32) {
+    self.fbb_.push_slot::<i32>(ScheduleKeyDeletion::VT_PENDING_WINDOW_DAYS, pending_window_days, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ScheduleKeyDeletionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ScheduleKeyDeletionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ScheduleKeyDeletion<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ScheduleKeyDeletion::VT_KEY,"key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ScheduleKeyDeletion<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ScheduleKeyDeletion");
+      ds.field("key", &self.key());
+      ds.field("pending_window_days", &self.pending_window_days());
+      ds.finish()
+  }
+}
+pub enum CancelKeyDeletionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS CancelKeyDeletion; answered with KeyMetadata.
+pub struct CancelKeyDeletion<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for CancelKeyDeletion<'a> {
+  type Inner = CancelKeyDeletion<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> CancelKeyDeletion<'a> {
+  pub const VT_KEY: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    CancelKeyDeletion { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args CancelKeyDeletionArgs<'args>
+  ) -> flatbuffers::WIPOffset<CancelKeyDeletion<'bldr>> {
+    let mut builder = CancelKeyDeletionBuilder::new(_fbb);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CancelKeyDeletion::VT_KEY, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for CancelKeyDeletion<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CancelKeyDeletionArgs<'a> {
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for CancelKeyDeletionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CancelKeyDeletionArgs {
+      key: None, // required field
+    }
+  }
+}
+
+pub struct CancelKeyDeletionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> CancelKeyDeletionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CancelKeyDeletion::VT_KEY, key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CancelKeyDeletionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    CancelKeyDeletionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<CancelKeyDeletion<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, CancelKeyDeletion::VT_KEY,"key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for CancelKeyDeletion<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("CancelKeyDeletion");
+      ds.field("key", &self.key());
+      ds.finish()
+  }
+}
+pub enum SetKeyRotationOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS EnableKeyRotation (`enabled`; `period_days` 90-2560, 0: 365) and DisableKeyRotation.
+pub struct SetKeyRotation<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SetKeyRotation<'a> {
+  type Inner = SetKeyRotation<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SetKeyRotation<'a> {
+  pub const VT_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_ENABLED: flatbuffers::VOffsetT = 6;
+  pub const VT_PERIOD_DAYS: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SetKeyRotation { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SetKeyRotationArgs<'args>
+  ) -> flatbuffers::WIPOffset<SetKeyRotation<'bldr>> {
+    let mut builder = SetKeyRotationBuilder::new(_fbb);
+    builder.add_period_days(args.period_days);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.add_enabled(args.enabled);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetKeyRotation::VT_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn enabled(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(SetKeyRotation::VT_ENABLED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn period_days(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(SetKeyRotation::VT_PERIOD_DAYS, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for SetKeyRotation<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, true)?
+     .visit_field::<bool>("enabled", Self::VT_ENABLED, false)?
+     .visit_field::<i32>("period_days", Self::VT_PERIOD_DAYS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetKeyRotationArgs<'a> {
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub enabled: bool,
+    pub period_days: i32,
+}
+impl<'a> Default for SetKeyRotationArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SetKeyRotationArgs {
+      key: None, // required field
+      enabled: false,
+      period_days: 0,
+    }
+  }
+}
+
+pub struct SetKeyRotationBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SetKeyRotationBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetKeyRotation::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_enabled(&mut self, enabled: bool) {
+    self.fbb_.push_slot::<bool>(SetKeyRotation::VT_ENABLED, enabled, false);
+  }
+  #[inline]
+  pub fn add_period_days(&mut self, period_days: i32) {
+    self.fbb_.push_slot::<i32>(SetKeyRotation::VT_PERIOD_DAYS, period_days, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SetKeyRotationBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SetKeyRotationBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SetKeyRotation<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SetKeyRotation::VT_KEY,"key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SetKeyRotation<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SetKeyRotation");
+      ds.field("key", &self.key());
+      ds.field("enabled", &self.enabled());
+      ds.field("period_days", &self.period_days());
+      ds.finish()
+  }
+}
+pub enum GetKeyRotationStatusOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS GetKeyRotationStatus; answered with KeyMetadata.
+pub struct GetKeyRotationStatus<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for GetKeyRotationStatus<'a> {
+  type Inner = GetKeyRotationStatus<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> GetKeyRotationStatus<'a> {
+  pub const VT_KEY: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    GetKeyRotationStatus { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args GetKeyRotationStatusArgs<'args>
+  ) -> flatbuffers::WIPOffset<GetKeyRotationStatus<'bldr>> {
+    let mut builder = GetKeyRotationStatusBuilder::new(_fbb);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetKeyRotationStatus::VT_KEY, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for GetKeyRotationStatus<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GetKeyRotationStatusArgs<'a> {
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for GetKeyRotationStatusArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GetKeyRotationStatusArgs {
+      key: None, // required field
+    }
+  }
+}
+
+pub struct GetKeyRotationStatusBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> GetKeyRotationStatusBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetKeyRotationStatus::VT_KEY, key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetKeyRotationStatusBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    GetKeyRotationStatusBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<GetKeyRotationStatus<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GetKeyRotationStatus::VT_KEY,"key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for GetKeyRotationStatus<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("GetKeyRotationStatus");
+      ds.field("key", &self.key());
+      ds.finish()
+  }
+}
+pub enum RotateKeyOnDemandOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS RotateKeyOnDemand; answered with KeyMetadata.
+pub struct RotateKeyOnDemand<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for RotateKeyOnDemand<'a> {
+  type Inner = RotateKeyOnDemand<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> RotateKeyOnDemand<'a> {
+  pub const VT_KEY: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    RotateKeyOnDemand { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args RotateKeyOnDemandArgs<'args>
+  ) -> flatbuffers::WIPOffset<RotateKeyOnDemand<'bldr>> {
+    let mut builder = RotateKeyOnDemandBuilder::new(_fbb);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(RotateKeyOnDemand::VT_KEY, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for RotateKeyOnDemand<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RotateKeyOnDemandArgs<'a> {
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for RotateKeyOnDemandArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RotateKeyOnDemandArgs {
+      key: None, // required field
+    }
+  }
+}
+
+pub struct RotateKeyOnDemandBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> RotateKeyOnDemandBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(RotateKeyOnDemand::VT_KEY, key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> RotateKeyOnDemandBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    RotateKeyOnDemandBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<RotateKeyOnDemand<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, RotateKeyOnDemand::VT_KEY,"key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for RotateKeyOnDemand<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("RotateKeyOnDemand");
+      ds.field("key", &self.key());
+      ds.finish()
+  }
+}
+pub enum EncryptOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS Encrypt; answered with KeyData (ciphertext).
+pub struct Encrypt<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Encrypt<'a> {
+  type Inner = Encrypt<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Encrypt<'a> {
+  pub const VT_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_PLAINTEXT: flatbuffers::VOffsetT = 6;
+  pub const VT_CONTEXT: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Encrypt { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args EncryptArgs<'args>
+  ) -> flatbuffers::WIPOffset<Encrypt<'bldr>> {
+    let mut builder = EncryptBuilder::new(_fbb);
+    if let Some(x) = args.context { builder.add_context(x); }
+    if let Some(x) = args.plaintext { builder.add_plaintext(x); }
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Encrypt::VT_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn plaintext(&self) -> Option<flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u8>>>(Encrypt::VT_PLAINTEXT, None)}
+  }
+  #[inline]
+  pub fn context(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(Encrypt::VT_CONTEXT, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for Encrypt<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u8>>>("plaintext", Self::VT_PLAINTEXT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("context", Self::VT_CONTEXT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct EncryptArgs<'a> {
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub plaintext: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u8>>>,
+    pub context: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+}
+impl<'a> Default for EncryptArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    EncryptArgs {
+      key: None, // required field
+      plaintext: None,
+      context: None,
+    }
+  }
+}
+
+pub struct EncryptBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> EncryptBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Encrypt::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_plaintext(&mut self, plaintext: flatbuffers::WIPOffset<flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Encrypt::VT_PLAINTEXT, plaintext);
+  }
+  #[inline]
+  pub fn add_context(&mut self, context: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Encrypt::VT_CONTEXT, context);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> EncryptBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    EncryptBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Encrypt<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Encrypt::VT_KEY,"key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Encrypt<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Encrypt");
+      ds.field("key", &self.key());
+      ds.field("plaintext", &self.plaintext());
+      ds.field("context", &self.context());
+      ds.finish()
+  }
+}
+pub enum DecryptOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS Decrypt (`key`, when set, must be the key the ciphertext names); answered with KeyData (plaintext).
+pub struct Decrypt<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Decrypt<'a> {
+  type Inner = Decrypt<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Decrypt<'a> {
+  pub const VT_CIPHERTEXT: flatbuffers::VOffsetT = 4;
+  pub const VT_KEY: flatbuffers::VOffsetT = 6;
+  pub const VT_CONTEXT: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Decrypt { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DecryptArgs<'args>
+  ) -> flatbuffers::WIPOffset<Decrypt<'bldr>> {
+    let mut builder = DecryptBuilder::new(_fbb);
+    if let Some(x) = args.context { builder.add_context(x); }
+    if let Some(x) = args.key { builder.add_key(x); }
+    if let Some(x) = args.ciphertext { builder.add_ciphertext(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn ciphertext(&self) -> Option<flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u8>>>(Decrypt::VT_CIPHERTEXT, None)}
+  }
+  #[inline]
+  pub fn key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Decrypt::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn context(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(Decrypt::VT_CONTEXT, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for Decrypt<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u8>>>("ciphertext", Self::VT_CIPHERTEXT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("context", Self::VT_CONTEXT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DecryptArgs<'a> {
+    pub ciphertext: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u8>>>,
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub context: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+}
+impl<'a> Default for DecryptArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DecryptArgs {
+      ciphertext: None,
+      key: None,
+      context: None,
+    }
+  }
+}
+
+pub struct DecryptBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DecryptBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_ciphertext(&mut self, ciphertext: flatbuffers::WIPOffset<flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Decrypt::VT_CIPHERTEXT, ciphertext);
+  }
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Decrypt::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_context(&mut self, context: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Decrypt::VT_CONTEXT, context);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DecryptBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DecryptBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Decrypt<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Decrypt<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Decrypt");
+      ds.field("ciphertext", &self.ciphertext());
+      ds.field("key", &self.key());
+      ds.field("context", &self.context());
+      ds.finish()
+  }
+}
+pub enum GenerateDataKeyOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// KMS GenerateDataKey (`bytes` 1-1024), or GenerateDataKeyWithoutPlaintext; answered with KeyData.
+pub struct GenerateDataKey<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for GenerateDataKey<'a> {
+  type Inner = GenerateDataKey<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> GenerateDataKey<'a> {
+  pub const VT_KEY: flatbuffers::VOffsetT = 4;
+  pub const VT_BYTES: flatbuffers::VOffsetT = 6;
+  pub const VT_CONTEXT: flatbuffers::VOffsetT = 8;
+  pub const VT_WITHOUT_PLAINTEXT: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    GenerateDataKey { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args GenerateDataKeyArgs<'args>
+  ) -> flatbuffers::WIPOffset<GenerateDataKey<'bldr>> {
+    let mut builder = GenerateDataKeyBuilder::new(_fbb);
+    if let Some(x) = args.context { builder.add_context(x); }
+    builder.add_bytes(args.bytes);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.add_without_plaintext(args.without_plaintext);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GenerateDataKey::VT_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn bytes(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(GenerateDataKey::VT_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn context(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(GenerateDataKey::VT_CONTEXT, None)}
+  }
+  #[inline]
+  pub fn without_plaintext(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(GenerateDataKey::VT_WITHOUT_PLAINTEXT, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for GenerateDataKey<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, true)?
+     .visit_field::<i32>("bytes", Self::VT_BYTES, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("context", Self::VT_CONTEXT, false)?
+     .visit_field::<bool>("without_plaintext", Self::VT_WITHOUT_PLAINTEXT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GenerateDataKeyArgs<'a> {
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub bytes: i32,
+    pub context: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+    pub without_plaintext: bool,
+}
+impl<'a> Default for GenerateDataKeyArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GenerateDataKeyArgs {
+      key: None, // required field
+      bytes: 0,
+      context: None,
+      without_plaintext: false,
+    }
+  }
+}
+
+pub struct GenerateDataKeyBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> GenerateDataKeyBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GenerateDataKey::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_bytes(&mut self, bytes: i32) {
+    self.fbb_.push_slot::<i32>(GenerateDataKey::VT_BYTES, bytes, 0);
+  }
+  #[inline]
+  pub fn add_context(&mut self, context: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GenerateDataKey::VT_CONTEXT, context);
+  }
+  #[inline]
+  pub fn add_without_plaintext(&mut self, without_plaintext: bool) {
+    self.fbb_.push_slot::<bool>(GenerateDataKey::VT_WITHOUT_PLAINTEXT, without_plaintext, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GenerateDataKeyBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    GenerateDataKeyBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<GenerateDataKey<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GenerateDataKey::VT_KEY,"key");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for GenerateDataKey<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("GenerateDataKey");
+      ds.field("key", &self.key());
+      ds.field("bytes", &self.bytes());
+      ds.field("context", &self.context());
+      ds.field("without_plaintext", &self.without_plaintext());
+      ds.finish()
+  }
+}
+pub enum SetStreamEncryptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kinesis StartStreamEncryption (`start`, with the key) and StopStreamEncryption.
+pub struct SetStreamEncryption<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SetStreamEncryption<'a> {
+  type Inner = SetStreamEncryption<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SetStreamEncryption<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_ENCRYPTION_TYPE: flatbuffers::VOffsetT = 6;
+  pub const VT_KEY: flatbuffers::VOffsetT = 8;
+  pub const VT_START: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SetStreamEncryption { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SetStreamEncryptionArgs<'args>
+  ) -> flatbuffers::WIPOffset<SetStreamEncryption<'bldr>> {
+    let mut builder = SetStreamEncryptionBuilder::new(_fbb);
+    if let Some(x) = args.key { builder.add_key(x); }
+    if let Some(x) = args.encryption_type { builder.add_encryption_type(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.add_start(args.start);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetStreamEncryption::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn encryption_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetStreamEncryption::VT_ENCRYPTION_TYPE, None)}
+  }
+  #[inline]
+  pub fn key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetStreamEncryption::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn start(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(SetStreamEncryption::VT_START, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for SetStreamEncryption<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("encryption_type", Self::VT_ENCRYPTION_TYPE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, false)?
+     .visit_field::<bool>("start", Self::VT_START, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetStreamEncryptionArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub encryption_type: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub start: bool,
+}
+impl<'a> Default for SetStreamEncryptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SetStreamEncryptionArgs {
+      stream: None, // required field
+      encryption_type: None,
+      key: None,
+      start: false,
+    }
+  }
+}
+
+pub struct SetStreamEncryptionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SetStreamEncryptionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetStreamEncryption::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_encryption_type(&mut self, encryption_type: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetStreamEncryption::VT_ENCRYPTION_TYPE, encryption_type);
+  }
+  #[inline]
+  pub fn add_key(&mut self, key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetStreamEncryption::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_start(&mut self, start: bool) {
+    self.fbb_.push_slot::<bool>(SetStreamEncryption::VT_START, start, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SetStreamEncryptionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SetStreamEncryptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SetStreamEncryption<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SetStreamEncryption::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SetStreamEncryption<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SetStreamEncryption");
+      ds.field("stream", &self.stream());
+      ds.field("encryption_type", &self.encryption_type());
+      ds.field("key", &self.key());
+      ds.field("start", &self.start());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11527,6 +13562,246 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_create_key(&self) -> Option<CreateKey<'a>> {
+    if self.op_type() == Op::CreateKey {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CreateKey::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_describe_key(&self) -> Option<DescribeKey<'a>> {
+    if self.op_type() == Op::DescribeKey {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeKey::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_keys(&self) -> Option<ListKeys<'a>> {
+    if self.op_type() == Op::ListKeys {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListKeys::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_create_alias(&self) -> Option<CreateAlias<'a>> {
+    if self.op_type() == Op::CreateAlias {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CreateAlias::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_delete_alias(&self) -> Option<DeleteAlias<'a>> {
+    if self.op_type() == Op::DeleteAlias {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteAlias::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_aliases(&self) -> Option<ListAliases<'a>> {
+    if self.op_type() == Op::ListAliases {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListAliases::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_set_key_enabled(&self) -> Option<SetKeyEnabled<'a>> {
+    if self.op_type() == Op::SetKeyEnabled {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SetKeyEnabled::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_schedule_key_deletion(&self) -> Option<ScheduleKeyDeletion<'a>> {
+    if self.op_type() == Op::ScheduleKeyDeletion {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ScheduleKeyDeletion::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_cancel_key_deletion(&self) -> Option<CancelKeyDeletion<'a>> {
+    if self.op_type() == Op::CancelKeyDeletion {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CancelKeyDeletion::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_set_key_rotation(&self) -> Option<SetKeyRotation<'a>> {
+    if self.op_type() == Op::SetKeyRotation {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SetKeyRotation::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_get_key_rotation_status(&self) -> Option<GetKeyRotationStatus<'a>> {
+    if self.op_type() == Op::GetKeyRotationStatus {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GetKeyRotationStatus::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_rotate_key_on_demand(&self) -> Option<RotateKeyOnDemand<'a>> {
+    if self.op_type() == Op::RotateKeyOnDemand {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { RotateKeyOnDemand::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_encrypt(&self) -> Option<Encrypt<'a>> {
+    if self.op_type() == Op::Encrypt {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Encrypt::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_decrypt(&self) -> Option<Decrypt<'a>> {
+    if self.op_type() == Op::Decrypt {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Decrypt::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_generate_data_key(&self) -> Option<GenerateDataKey<'a>> {
+    if self.op_type() == Op::GenerateDataKey {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GenerateDataKey::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_set_stream_encryption(&self) -> Option<SetStreamEncryption<'a>> {
+    if self.op_type() == Op::SetStreamEncryption {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SetStreamEncryption::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -11607,6 +13882,22 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::ListTopicTags => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListTopicTags>>("Op::ListTopicTags", pos),
           Op::DescribeLimits => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeLimits>>("Op::DescribeLimits", pos),
           Op::DescribeAccountSettings => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeAccountSettings>>("Op::DescribeAccountSettings", pos),
+          Op::CreateKey => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CreateKey>>("Op::CreateKey", pos),
+          Op::DescribeKey => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeKey>>("Op::DescribeKey", pos),
+          Op::ListKeys => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListKeys>>("Op::ListKeys", pos),
+          Op::CreateAlias => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CreateAlias>>("Op::CreateAlias", pos),
+          Op::DeleteAlias => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeleteAlias>>("Op::DeleteAlias", pos),
+          Op::ListAliases => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListAliases>>("Op::ListAliases", pos),
+          Op::SetKeyEnabled => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetKeyEnabled>>("Op::SetKeyEnabled", pos),
+          Op::ScheduleKeyDeletion => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ScheduleKeyDeletion>>("Op::ScheduleKeyDeletion", pos),
+          Op::CancelKeyDeletion => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CancelKeyDeletion>>("Op::CancelKeyDeletion", pos),
+          Op::SetKeyRotation => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetKeyRotation>>("Op::SetKeyRotation", pos),
+          Op::GetKeyRotationStatus => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetKeyRotationStatus>>("Op::GetKeyRotationStatus", pos),
+          Op::RotateKeyOnDemand => v.verify_union_variant::<flatbuffers::ForwardsUOffset<RotateKeyOnDemand>>("Op::RotateKeyOnDemand", pos),
+          Op::Encrypt => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Encrypt>>("Op::Encrypt", pos),
+          Op::Decrypt => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Decrypt>>("Op::Decrypt", pos),
+          Op::GenerateDataKey => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GenerateDataKey>>("Op::GenerateDataKey", pos),
+          Op::SetStreamEncryption => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetStreamEncryption>>("Op::SetStreamEncryption", pos),
           _ => Ok(()),
         }
      })?
@@ -12139,6 +14430,118 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::DescribeAccountSettings => {
           if let Some(x) = self.op_as_describe_account_settings() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::CreateKey => {
+          if let Some(x) = self.op_as_create_key() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DescribeKey => {
+          if let Some(x) = self.op_as_describe_key() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListKeys => {
+          if let Some(x) = self.op_as_list_keys() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::CreateAlias => {
+          if let Some(x) = self.op_as_create_alias() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DeleteAlias => {
+          if let Some(x) = self.op_as_delete_alias() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListAliases => {
+          if let Some(x) = self.op_as_list_aliases() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SetKeyEnabled => {
+          if let Some(x) = self.op_as_set_key_enabled() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ScheduleKeyDeletion => {
+          if let Some(x) = self.op_as_schedule_key_deletion() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::CancelKeyDeletion => {
+          if let Some(x) = self.op_as_cancel_key_deletion() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SetKeyRotation => {
+          if let Some(x) = self.op_as_set_key_rotation() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::GetKeyRotationStatus => {
+          if let Some(x) = self.op_as_get_key_rotation_status() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::RotateKeyOnDemand => {
+          if let Some(x) = self.op_as_rotate_key_on_demand() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::Encrypt => {
+          if let Some(x) = self.op_as_encrypt() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::Decrypt => {
+          if let Some(x) = self.op_as_decrypt() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::GenerateDataKey => {
+          if let Some(x) = self.op_as_generate_data_key() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SetStreamEncryption => {
+          if let Some(x) = self.op_as_set_stream_encryption() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -14394,6 +16797,7 @@ impl<'a> StreamDescription<'a> {
   pub const VT_OPEN_SHARD_COUNT: flatbuffers::VOffsetT = 20;
   pub const VT_CONSUMER_COUNT: flatbuffers::VOffsetT = 22;
   pub const VT_MAX_RECORD_SIZE_KIB: flatbuffers::VOffsetT = 24;
+  pub const VT_ENCRYPTION_KEY: flatbuffers::VOffsetT = 26;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -14406,6 +16810,7 @@ impl<'a> StreamDescription<'a> {
   ) -> flatbuffers::WIPOffset<StreamDescription<'bldr>> {
     let mut builder = StreamDescriptionBuilder::new(_fbb);
     builder.add_created_ms(args.created_ms);
+    if let Some(x) = args.encryption_key { builder.add_encryption_key(x); }
     builder.add_max_record_size_kib(args.max_record_size_kib);
     builder.add_consumer_count(args.consumer_count);
     builder.add_open_shard_count(args.open_shard_count);
@@ -14499,6 +16904,14 @@ impl<'a> StreamDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i32>(StreamDescription::VT_MAX_RECORD_SIZE_KIB, Some(0)).unwrap()}
   }
+  /// The KMS key records are sealed under at rest (EncryptionType KMS); absent: NONE.
+  #[inline]
+  pub fn encryption_key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamDescription::VT_ENCRYPTION_KEY, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for StreamDescription<'_> {
@@ -14519,6 +16932,7 @@ impl flatbuffers::Verifiable for StreamDescription<'_> {
      .visit_field::<i32>("open_shard_count", Self::VT_OPEN_SHARD_COUNT, false)?
      .visit_field::<i32>("consumer_count", Self::VT_CONSUMER_COUNT, false)?
      .visit_field::<i32>("max_record_size_kib", Self::VT_MAX_RECORD_SIZE_KIB, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("encryption_key", Self::VT_ENCRYPTION_KEY, false)?
      .finish();
     Ok(())
   }
@@ -14535,6 +16949,7 @@ pub struct StreamDescriptionArgs<'a> {
     pub open_shard_count: i32,
     pub consumer_count: i32,
     pub max_record_size_kib: i32,
+    pub encryption_key: Option<flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for StreamDescriptionArgs<'a> {
   #[inline]
@@ -14551,6 +16966,7 @@ impl<'a> Default for StreamDescriptionArgs<'a> {
       open_shard_count: 0,
       consumer_count: 0,
       max_record_size_kib: 0,
+      encryption_key: None,
     }
   }
 }
@@ -14605,6 +17021,10 @@ impl<'a: 'b, 'b> StreamDescriptionBuilder<'a, 'b> {
     self.fbb_.push_slot::<i32>(StreamDescription::VT_MAX_RECORD_SIZE_KIB, max_record_size_kib, 0);
   }
   #[inline]
+  pub fn add_encryption_key(&mut self, encryption_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamDescription::VT_ENCRYPTION_KEY, encryption_key);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StreamDescriptionBuilder<'a, 'b> {
     let start = _fbb.start_table();
     StreamDescriptionBuilder {
@@ -14635,6 +17055,7 @@ impl core::fmt::Debug for StreamDescription<'_> {
       ds.field("open_shard_count", &self.open_shard_count());
       ds.field("consumer_count", &self.consumer_count());
       ds.field("max_record_size_kib", &self.max_record_size_kib());
+      ds.field("encryption_key", &self.encryption_key());
       ds.finish()
   }
 }
@@ -15265,6 +17686,7 @@ impl<'a> StreamRecord<'a> {
   pub const VT_ARRIVAL_MS: flatbuffers::VOffsetT = 6;
   pub const VT_DATA: flatbuffers::VOffsetT = 8;
   pub const VT_PARTITION_KEY: flatbuffers::VOffsetT = 10;
+  pub const VT_ENCRYPTED: flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -15280,6 +17702,7 @@ impl<'a> StreamRecord<'a> {
     if let Some(x) = args.partition_key { builder.add_partition_key(x); }
     if let Some(x) = args.data { builder.add_data(x); }
     if let Some(x) = args.sequence_number { builder.add_sequence_number(x); }
+    builder.add_encrypted(args.encrypted);
     builder.finish()
   }
 
@@ -15312,6 +17735,14 @@ impl<'a> StreamRecord<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamRecord::VT_PARTITION_KEY, None).unwrap()}
   }
+  /// Sealed at rest under a KMS key (EncryptionType KMS).
+  #[inline]
+  pub fn encrypted(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(StreamRecord::VT_ENCRYPTED, Some(false)).unwrap()}
+  }
 }
 
 impl flatbuffers::Verifiable for StreamRecord<'_> {
@@ -15325,6 +17756,7 @@ impl flatbuffers::Verifiable for StreamRecord<'_> {
      .visit_field::<u64>("arrival_ms", Self::VT_ARRIVAL_MS, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u8>>>("data", Self::VT_DATA, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("partition_key", Self::VT_PARTITION_KEY, true)?
+     .visit_field::<bool>("encrypted", Self::VT_ENCRYPTED, false)?
      .finish();
     Ok(())
   }
@@ -15334,6 +17766,7 @@ pub struct StreamRecordArgs<'a> {
     pub arrival_ms: u64,
     pub data: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u8>>>,
     pub partition_key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub encrypted: bool,
 }
 impl<'a> Default for StreamRecordArgs<'a> {
   #[inline]
@@ -15343,6 +17776,7 @@ impl<'a> Default for StreamRecordArgs<'a> {
       arrival_ms: 0,
       data: None,
       partition_key: None, // required field
+      encrypted: false,
     }
   }
 }
@@ -15369,6 +17803,10 @@ impl<'a: 'b, 'b> StreamRecordBuilder<'a, 'b> {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamRecord::VT_PARTITION_KEY, partition_key);
   }
   #[inline]
+  pub fn add_encrypted(&mut self, encrypted: bool) {
+    self.fbb_.push_slot::<bool>(StreamRecord::VT_ENCRYPTED, encrypted, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StreamRecordBuilder<'a, 'b> {
     let start = _fbb.start_table();
     StreamRecordBuilder {
@@ -15392,6 +17830,7 @@ impl core::fmt::Debug for StreamRecord<'_> {
       ds.field("arrival_ms", &self.arrival_ms());
       ds.field("data", &self.data());
       ds.field("partition_key", &self.partition_key());
+      ds.field("encrypted", &self.encrypted());
       ds.finish()
   }
 }
@@ -16390,6 +18829,805 @@ impl core::fmt::Debug for SubscribeToShardEvent<'_> {
       ds.finish()
   }
 }
+pub enum KeyMetadataOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A KMS key's metadata (times in epoch ms; 0: not set).
+pub struct KeyMetadata<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for KeyMetadata<'a> {
+  type Inner = KeyMetadata<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> KeyMetadata<'a> {
+  pub const VT_KEY_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_ARN: flatbuffers::VOffsetT = 6;
+  pub const VT_DESCRIPTION: flatbuffers::VOffsetT = 8;
+  pub const VT_STATE: flatbuffers::VOffsetT = 10;
+  pub const VT_CREATED_MS: flatbuffers::VOffsetT = 12;
+  pub const VT_DELETION_MS: flatbuffers::VOffsetT = 14;
+  pub const VT_MANAGER: flatbuffers::VOffsetT = 16;
+  pub const VT_KEY_USAGE: flatbuffers::VOffsetT = 18;
+  pub const VT_KEY_SPEC: flatbuffers::VOffsetT = 20;
+  pub const VT_ROTATION_ENABLED: flatbuffers::VOffsetT = 22;
+  pub const VT_ROTATION_PERIOD_DAYS: flatbuffers::VOffsetT = 24;
+  pub const VT_NEXT_ROTATION_MS: flatbuffers::VOffsetT = 26;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    KeyMetadata { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args KeyMetadataArgs<'args>
+  ) -> flatbuffers::WIPOffset<KeyMetadata<'bldr>> {
+    let mut builder = KeyMetadataBuilder::new(_fbb);
+    builder.add_next_rotation_ms(args.next_rotation_ms);
+    builder.add_deletion_ms(args.deletion_ms);
+    builder.add_created_ms(args.created_ms);
+    builder.add_rotation_period_days(args.rotation_period_days);
+    if let Some(x) = args.key_spec { builder.add_key_spec(x); }
+    if let Some(x) = args.key_usage { builder.add_key_usage(x); }
+    if let Some(x) = args.manager { builder.add_manager(x); }
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.description { builder.add_description(x); }
+    if let Some(x) = args.arn { builder.add_arn(x); }
+    if let Some(x) = args.key_id { builder.add_key_id(x); }
+    builder.add_rotation_enabled(args.rotation_enabled);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KeyMetadata::VT_KEY_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KeyMetadata::VT_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn description(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KeyMetadata::VT_DESCRIPTION, None)}
+  }
+  #[inline]
+  pub fn state(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KeyMetadata::VT_STATE, None).unwrap()}
+  }
+  #[inline]
+  pub fn created_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(KeyMetadata::VT_CREATED_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn deletion_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(KeyMetadata::VT_DELETION_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn manager(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KeyMetadata::VT_MANAGER, None)}
+  }
+  #[inline]
+  pub fn key_usage(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KeyMetadata::VT_KEY_USAGE, None)}
+  }
+  #[inline]
+  pub fn key_spec(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KeyMetadata::VT_KEY_SPEC, None)}
+  }
+  #[inline]
+  pub fn rotation_enabled(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(KeyMetadata::VT_ROTATION_ENABLED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn rotation_period_days(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(KeyMetadata::VT_ROTATION_PERIOD_DAYS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn next_rotation_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(KeyMetadata::VT_NEXT_ROTATION_MS, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for KeyMetadata<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key_id", Self::VT_KEY_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("arn", Self::VT_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("description", Self::VT_DESCRIPTION, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, true)?
+     .visit_field::<u64>("created_ms", Self::VT_CREATED_MS, false)?
+     .visit_field::<u64>("deletion_ms", Self::VT_DELETION_MS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("manager", Self::VT_MANAGER, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key_usage", Self::VT_KEY_USAGE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key_spec", Self::VT_KEY_SPEC, false)?
+     .visit_field::<bool>("rotation_enabled", Self::VT_ROTATION_ENABLED, false)?
+     .visit_field::<i32>("rotation_period_days", Self::VT_ROTATION_PERIOD_DAYS, false)?
+     .visit_field::<u64>("next_rotation_ms", Self::VT_NEXT_ROTATION_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct KeyMetadataArgs<'a> {
+    pub key_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub description: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub state: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub created_ms: u64,
+    pub deletion_ms: u64,
+    pub manager: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub key_usage: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub key_spec: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub rotation_enabled: bool,
+    pub rotation_period_days: i32,
+    pub next_rotation_ms: u64,
+}
+impl<'a> Default for KeyMetadataArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    KeyMetadataArgs {
+      key_id: None, // required field
+      arn: None, // required field
+      description: None,
+      state: None, // required field
+      created_ms: 0,
+      deletion_ms: 0,
+      manager: None,
+      key_usage: None,
+      key_spec: None,
+      rotation_enabled: false,
+      rotation_period_days: 0,
+      next_rotation_ms: 0,
+    }
+  }
+}
+
+pub struct KeyMetadataBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> KeyMetadataBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key_id(&mut self, key_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KeyMetadata::VT_KEY_ID, key_id);
+  }
+  #[inline]
+  pub fn add_arn(&mut self, arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KeyMetadata::VT_ARN, arn);
+  }
+  #[inline]
+  pub fn add_description(&mut self, description: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KeyMetadata::VT_DESCRIPTION, description);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KeyMetadata::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_created_ms(&mut self, created_ms: u64) {
+    self.fbb_.push_slot::<u64>(KeyMetadata::VT_CREATED_MS, created_ms, 0);
+  }
+  #[inline]
+  pub fn add_deletion_ms(&mut self, deletion_ms: u64) {
+    self.fbb_.push_slot::<u64>(KeyMetadata::VT_DELETION_MS, deletion_ms, 0);
+  }
+  #[inline]
+  pub fn add_manager(&mut self, manager: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KeyMetadata::VT_MANAGER, manager);
+  }
+  #[inline]
+  pub fn add_key_usage(&mut self, key_usage: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KeyMetadata::VT_KEY_USAGE, key_usage);
+  }
+  #[inline]
+  pub fn add_key_spec(&mut self, key_spec: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KeyMetadata::VT_KEY_SPEC, key_spec);
+  }
+  #[inline]
+  pub fn add_rotation_enabled(&mut self, rotation_enabled: bool) {
+    self.fbb_.push_slot::<bool>(KeyMetadata::VT_ROTATION_ENABLED, rotation_enabled, false);
+  }
+  #[inline]
+  pub fn add_rotation_period_days(&mut self, rotation_period_days: i32) {
+    self.fbb_.push_slot::<i32>(KeyMetadata::VT_ROTATION_PERIOD_DAYS, rotation_period_days, 0);
+  }
+  #[inline]
+  pub fn add_next_rotation_ms(&mut self, next_rotation_ms: u64) {
+    self.fbb_.push_slot::<u64>(KeyMetadata::VT_NEXT_ROTATION_MS, next_rotation_ms, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> KeyMetadataBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    KeyMetadataBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<KeyMetadata<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, KeyMetadata::VT_KEY_ID,"key_id");
+    self.fbb_.required(o, KeyMetadata::VT_ARN,"arn");
+    self.fbb_.required(o, KeyMetadata::VT_STATE,"state");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for KeyMetadata<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("KeyMetadata");
+      ds.field("key_id", &self.key_id());
+      ds.field("arn", &self.arn());
+      ds.field("description", &self.description());
+      ds.field("state", &self.state());
+      ds.field("created_ms", &self.created_ms());
+      ds.field("deletion_ms", &self.deletion_ms());
+      ds.field("manager", &self.manager());
+      ds.field("key_usage", &self.key_usage());
+      ds.field("key_spec", &self.key_spec());
+      ds.field("rotation_enabled", &self.rotation_enabled());
+      ds.field("rotation_period_days", &self.rotation_period_days());
+      ds.field("next_rotation_ms", &self.next_rotation_ms());
+      ds.finish()
+  }
+}
+pub enum KeysOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Keys<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Keys<'a> {
+  type Inner = Keys<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Keys<'a> {
+  pub const VT_KEYS: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_MARKER: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Keys { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args KeysArgs<'args>
+  ) -> flatbuffers::WIPOffset<Keys<'bldr>> {
+    let mut builder = KeysBuilder::new(_fbb);
+    if let Some(x) = args.next_marker { builder.add_next_marker(x); }
+    if let Some(x) = args.keys { builder.add_keys(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn keys(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyMetadata<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyMetadata>>>>(Keys::VT_KEYS, None)}
+  }
+  #[inline]
+  pub fn next_marker(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Keys::VT_NEXT_MARKER, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for Keys<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyMetadata>>>>("keys", Self::VT_KEYS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_marker", Self::VT_NEXT_MARKER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct KeysArgs<'a> {
+    pub keys: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyMetadata<'a>>>>>,
+    pub next_marker: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for KeysArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    KeysArgs {
+      keys: None,
+      next_marker: None,
+    }
+  }
+}
+
+pub struct KeysBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> KeysBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_keys(&mut self, keys: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyMetadata<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Keys::VT_KEYS, keys);
+  }
+  #[inline]
+  pub fn add_next_marker(&mut self, next_marker: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Keys::VT_NEXT_MARKER, next_marker);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> KeysBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    KeysBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Keys<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Keys<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Keys");
+      ds.field("keys", &self.keys());
+      ds.field("next_marker", &self.next_marker());
+      ds.finish()
+  }
+}
+pub enum KmsAliasOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct KmsAlias<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for KmsAlias<'a> {
+  type Inner = KmsAlias<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> KmsAlias<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_ARN: flatbuffers::VOffsetT = 6;
+  pub const VT_TARGET_KEY_ID: flatbuffers::VOffsetT = 8;
+  pub const VT_CREATED_MS: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    KmsAlias { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args KmsAliasArgs<'args>
+  ) -> flatbuffers::WIPOffset<KmsAlias<'bldr>> {
+    let mut builder = KmsAliasBuilder::new(_fbb);
+    builder.add_created_ms(args.created_ms);
+    if let Some(x) = args.target_key_id { builder.add_target_key_id(x); }
+    if let Some(x) = args.arn { builder.add_arn(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KmsAlias::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KmsAlias::VT_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn target_key_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KmsAlias::VT_TARGET_KEY_ID, None)}
+  }
+  #[inline]
+  pub fn created_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(KmsAlias::VT_CREATED_MS, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for KmsAlias<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("arn", Self::VT_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("target_key_id", Self::VT_TARGET_KEY_ID, false)?
+     .visit_field::<u64>("created_ms", Self::VT_CREATED_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct KmsAliasArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub target_key_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub created_ms: u64,
+}
+impl<'a> Default for KmsAliasArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    KmsAliasArgs {
+      name: None, // required field
+      arn: None, // required field
+      target_key_id: None,
+      created_ms: 0,
+    }
+  }
+}
+
+pub struct KmsAliasBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> KmsAliasBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KmsAlias::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_arn(&mut self, arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KmsAlias::VT_ARN, arn);
+  }
+  #[inline]
+  pub fn add_target_key_id(&mut self, target_key_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KmsAlias::VT_TARGET_KEY_ID, target_key_id);
+  }
+  #[inline]
+  pub fn add_created_ms(&mut self, created_ms: u64) {
+    self.fbb_.push_slot::<u64>(KmsAlias::VT_CREATED_MS, created_ms, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> KmsAliasBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    KmsAliasBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<KmsAlias<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, KmsAlias::VT_NAME,"name");
+    self.fbb_.required(o, KmsAlias::VT_ARN,"arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for KmsAlias<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("KmsAlias");
+      ds.field("name", &self.name());
+      ds.field("arn", &self.arn());
+      ds.field("target_key_id", &self.target_key_id());
+      ds.field("created_ms", &self.created_ms());
+      ds.finish()
+  }
+}
+pub enum AliasesOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Aliases<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Aliases<'a> {
+  type Inner = Aliases<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Aliases<'a> {
+  pub const VT_ALIASES: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_MARKER: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Aliases { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args AliasesArgs<'args>
+  ) -> flatbuffers::WIPOffset<Aliases<'bldr>> {
+    let mut builder = AliasesBuilder::new(_fbb);
+    if let Some(x) = args.next_marker { builder.add_next_marker(x); }
+    if let Some(x) = args.aliases { builder.add_aliases(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn aliases(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KmsAlias<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KmsAlias>>>>(Aliases::VT_ALIASES, None)}
+  }
+  #[inline]
+  pub fn next_marker(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Aliases::VT_NEXT_MARKER, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for Aliases<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KmsAlias>>>>("aliases", Self::VT_ALIASES, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_marker", Self::VT_NEXT_MARKER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AliasesArgs<'a> {
+    pub aliases: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KmsAlias<'a>>>>>,
+    pub next_marker: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AliasesArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AliasesArgs {
+      aliases: None,
+      next_marker: None,
+    }
+  }
+}
+
+pub struct AliasesBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> AliasesBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_aliases(&mut self, aliases: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KmsAlias<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Aliases::VT_ALIASES, aliases);
+  }
+  #[inline]
+  pub fn add_next_marker(&mut self, next_marker: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Aliases::VT_NEXT_MARKER, next_marker);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> AliasesBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    AliasesBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Aliases<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Aliases<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Aliases");
+      ds.field("aliases", &self.aliases());
+      ds.field("next_marker", &self.next_marker());
+      ds.finish()
+  }
+}
+pub enum KeyDataOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// What Encrypt, Decrypt and GenerateDataKey answer: the key's ARN and the bytes asked for.
+pub struct KeyData<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for KeyData<'a> {
+  type Inner = KeyData<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> KeyData<'a> {
+  pub const VT_KEY_ARN: flatbuffers::VOffsetT = 4;
+  pub const VT_CIPHERTEXT: flatbuffers::VOffsetT = 6;
+  pub const VT_PLAINTEXT: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    KeyData { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args KeyDataArgs<'args>
+  ) -> flatbuffers::WIPOffset<KeyData<'bldr>> {
+    let mut builder = KeyDataBuilder::new(_fbb);
+    if let Some(x) = args.plaintext { builder.add_plaintext(x); }
+    if let Some(x) = args.ciphertext { builder.add_ciphertext(x); }
+    if let Some(x) = args.key_arn { builder.add_key_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(KeyData::VT_KEY_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn ciphertext(&self) -> Option<flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u8>>>(KeyData::VT_CIPHERTEXT, None)}
+  }
+  #[inline]
+  pub fn plaintext(&self) -> Option<flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u8>>>(KeyData::VT_PLAINTEXT, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for KeyData<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key_arn", Self::VT_KEY_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u8>>>("ciphertext", Self::VT_CIPHERTEXT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u8>>>("plaintext", Self::VT_PLAINTEXT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct KeyDataArgs<'a> {
+    pub key_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub ciphertext: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u8>>>,
+    pub plaintext: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for KeyDataArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    KeyDataArgs {
+      key_arn: None, // required field
+      ciphertext: None,
+      plaintext: None,
+    }
+  }
+}
+
+pub struct KeyDataBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> KeyDataBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_key_arn(&mut self, key_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KeyData::VT_KEY_ARN, key_arn);
+  }
+  #[inline]
+  pub fn add_ciphertext(&mut self, ciphertext: flatbuffers::WIPOffset<flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KeyData::VT_CIPHERTEXT, ciphertext);
+  }
+  #[inline]
+  pub fn add_plaintext(&mut self, plaintext: flatbuffers::WIPOffset<flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(KeyData::VT_PLAINTEXT, plaintext);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> KeyDataBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    KeyDataBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<KeyData<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, KeyData::VT_KEY_ARN,"key_arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for KeyData<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("KeyData");
+      ds.field("key_arn", &self.key_arn());
+      ds.field("ciphertext", &self.ciphertext());
+      ds.field("plaintext", &self.plaintext());
+      ds.finish()
+  }
+}
 pub enum ErrorReplyOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16977,6 +20215,66 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_key_metadata(&self) -> Option<KeyMetadata<'a>> {
+    if self.reply_type() == Reply::KeyMetadata {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { KeyMetadata::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_keys(&self) -> Option<Keys<'a>> {
+    if self.reply_type() == Reply::Keys {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Keys::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_aliases(&self) -> Option<Aliases<'a>> {
+    if self.reply_type() == Reply::Aliases {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Aliases::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_key_data(&self) -> Option<KeyData<'a>> {
+    if self.reply_type() == Reply::KeyData {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { KeyData::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Response<'_> {
@@ -17016,6 +20314,10 @@ impl flatbuffers::Verifiable for Response<'_> {
           Reply::StreamConsumers => v.verify_union_variant::<flatbuffers::ForwardsUOffset<StreamConsumers>>("Reply::StreamConsumers", pos),
           Reply::SubscribeToShardEvent => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SubscribeToShardEvent>>("Reply::SubscribeToShardEvent", pos),
           Reply::Authenticated => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Authenticated>>("Reply::Authenticated", pos),
+          Reply::KeyMetadata => v.verify_union_variant::<flatbuffers::ForwardsUOffset<KeyMetadata>>("Reply::KeyMetadata", pos),
+          Reply::Keys => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Keys>>("Reply::Keys", pos),
+          Reply::Aliases => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Aliases>>("Reply::Aliases", pos),
+          Reply::KeyData => v.verify_union_variant::<flatbuffers::ForwardsUOffset<KeyData>>("Reply::KeyData", pos),
           _ => Ok(()),
         }
      })?
@@ -17268,6 +20570,34 @@ impl core::fmt::Debug for Response<'_> {
         },
         Reply::Authenticated => {
           if let Some(x) = self.reply_as_authenticated() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::KeyMetadata => {
+          if let Some(x) = self.reply_as_key_metadata() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::Keys => {
+          if let Some(x) = self.reply_as_keys() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::Aliases => {
+          if let Some(x) = self.reply_as_aliases() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::KeyData => {
+          if let Some(x) = self.reply_as_key_data() {
             ds.field("reply", &x)
           } else {
             ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
