@@ -10,6 +10,7 @@
 //! `blocking::BlockingClient` wraps all this for synchronous code.
 
 pub mod blocking;
+pub mod envelope;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use futures::{SinkExt, StreamExt};
 use sluice_protocol::limits::{FRAME_BYTES_MAX_DEFAULT, PROTOCOL_VERSION};
 use sluice_protocol::{check_frame, decode_response, Encoder, FrameCheck, Request};
 pub use sluice_protocol::{
-    BatchFailure, ChildShard, ConsumerDescription, ConsumerRef, DeleteEntry, ErrorCode, GetRecordsResult, KeyValues, ListShards,
+    AliasEntry, BatchFailure, ChildShard, ConsumerDescription, ConsumerRef, DeleteEntry, ErrorCode, GetRecordsResult, KeyDescription, KeyValues, ListShards,
     MessageAttribute, Op, OpError, PublishEntry, PublishResult, PutRecordResult, PutRecordsEntry, ReceiveMessage, ReceivedMessage, Reply,
     SendEntry, SendResult, ShardDescription, ShardEvent, StartingPosition, StreamDescription, StreamRecord, SubscriptionSummary,
     VisibilityEntry,
@@ -48,6 +49,9 @@ pub enum ClientError {
     Protocol(String),
     #[error("TLS: {0}")]
     Tls(String),
+    /// Client-side encryption: content that does not seal or open (`envelope`).
+    #[error("envelope: {0}")]
+    Envelope(String),
 }
 
 impl ClientError {
@@ -67,6 +71,7 @@ impl ClientError {
             ClientError::Disconnected => ClientError::Disconnected,
             ClientError::Protocol(message) => ClientError::Protocol(message.clone()),
             ClientError::Tls(message) => ClientError::Tls(message.clone()),
+            ClientError::Envelope(message) => ClientError::Envelope(message.clone()),
         }
     }
 }

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use serde_json::json;
 use sluice_client::blocking::BlockingClient;
+use sluice_client::envelope::Envelope;
 use sluice_client::{
     ClientError, DeleteEntry, KeyValues, MessageAttribute, Op, PublishEntry, PutRecordResult, PutRecordsEntry, ReceiveMessage,
     ReceivedMessage, SendEntry, StartingPosition, StreamDescription,
@@ -117,6 +118,11 @@ enum Command {
         partition_key: String,
         /// The record's data, or `-` for standard input.
         data: String,
+        /// Encrypt on this side before sending (client-side encryption): `kms:KEY` (a key of the
+        /// broker's key service: id, ARN or alias) or `file:PATH` (a 256-bit key you hold, as 64 hex
+        /// digits, base64 or 32 bytes). The broker never sees the clear content. Default: none.
+        #[arg(long = "encrypt-with", value_name = "KEY")]
+        encrypt_with: Option<String>,
     },
     /// Read a stream shard's records; prints each record's data on its own line.
     Get {
@@ -135,6 +141,10 @@ enum Command {
         /// Keep reading as records arrive, instead of stopping once caught up.
         #[arg(long, default_value_t = false)]
         follow: bool,
+        /// Decrypt what was encrypted with `--encrypt-with` (`kms:KEY` or `file:PATH`); content
+        /// that was not encrypted is printed as it is. Default: print as received.
+        #[arg(long = "decrypt-with", value_name = "KEY")]
+        decrypt_with: Option<String>,
     },
     /// Publish a message to a topic. Prints its message id.
     Publish {
@@ -148,6 +158,11 @@ enum Command {
         /// A message attribute, `NAME=VALUE` (a String) or `NAME:TYPE=VALUE` with TYPE String, String.Array or Number (repeatable).
         #[arg(long = "attr", value_name = "NAME=VALUE")]
         attributes: Vec<String>,
+        /// Encrypt on this side before publishing (subscribers decrypt what is delivered raw) (client-side encryption): `kms:KEY` (a key of the
+        /// broker's key service: id, ARN or alias) or `file:PATH` (a 256-bit key you hold, as 64 hex
+        /// digits, base64 or 32 bytes). The broker never sees the clear content. Default: none.
+        #[arg(long = "encrypt-with", value_name = "KEY")]
+        encrypt_with: Option<String>,
     },
 }
 
@@ -250,6 +265,11 @@ struct SendArgs {
     /// gets `ID-N`. Default: none (the queue's ContentBasedDeduplication must then be on).
     #[arg(long = "dedup-id", value_name = "ID")]
     dedup_id: Option<String>,
+    /// Encrypt on this side before sending (client-side encryption): `kms:KEY` (a key of the
+    /// broker's key service: id, ARN or alias) or `file:PATH` (a 256-bit key you hold, as 64 hex
+    /// digits, base64 or 32 bytes). The broker never sees the clear content. Default: none.
+    #[arg(long = "encrypt-with", value_name = "KEY")]
+    encrypt_with: Option<String>,
 }
 
 #[derive(Args)]
@@ -272,6 +292,10 @@ struct ReceiveArgs {
     /// answers the same messages again. Default: none.
     #[arg(long = "attempt-id", value_name = "ID")]
     attempt_id: Option<String>,
+    /// Decrypt what was encrypted with `--encrypt-with` (`kms:KEY` or `file:PATH`); content
+    /// that was not encrypted is printed as it is. Default: print as received.
+    #[arg(long = "decrypt-with", value_name = "KEY")]
+    decrypt_with: Option<String>,
 }
 
 fn split_pair(text: &str) -> Result<(String, String), String> {
@@ -393,8 +417,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Queue(QueueCommand::Purge { name }) => connection.block_on(client.purge_queue(&name))?,
         Command::Send(args) => {
             let attributes = args.attributes.iter().map(|a| message_attribute(a)).collect::<Result<Vec<_>, _>>()?;
+            let envelope = envelope(args.encrypt_with.as_deref())?;
             if args.body == "-" {
-                send_stdin(&connection, &args, &attributes, json, &mut out)?;
+                send_stdin(&connection, &args, &attributes, envelope.as_ref(), json, &mut out)?;
             } else {
                 let entry = SendEntry {
                     body: args.body.into_bytes().into(),
@@ -403,6 +428,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     message_group_id: args.group,
                     deduplication_id: args.dedup_id,
                     ..SendEntry::default()
+                };
+                let entry = match &envelope {
+                    Some(envelope) => connection.block_on(envelope.seal_entry(&client, entry))?,
+                    None => entry,
                 };
                 let result = connection.block_on(client.send_entry(&args.queue, entry))?;
                 match (json, &result.sequence_number) {
@@ -427,7 +456,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 message_attribute_names: if json { vec!["All".into()] } else { Vec::new() },
                 receive_request_attempt_id: args.attempt_id.clone(),
             };
-            let messages = connection.block_on(client.receive_message(receive))?;
+            let envelope = envelope(args.decrypt_with.as_deref())?;
+            let mut messages = connection.block_on(client.receive_message(ReceiveMessage {
+                // The envelope's attributes are needed to open it.
+                message_attribute_names: if envelope.is_some() { vec!["All".into()] } else { receive.message_attribute_names.clone() },
+                ..receive
+            }))?;
+            if let Some(envelope) = &envelope {
+                for message in messages.iter_mut() {
+                    connection.block_on(envelope.open_message(&client, message))?;
+                    if !json {
+                        message.message_attributes.clear();
+                    }
+                }
+            }
             for message in &messages {
                 print_message(&mut out, json, message)?;
             }
@@ -524,20 +566,32 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_stream(&mut out, json, &stream)?;
         }
         Command::Stream(StreamCommand::Delete { name }) => connection.block_on(client.delete_stream(&name))?,
-        Command::Put { stream, partition_key, data } => {
+        Command::Put { stream, partition_key, data, encrypt_with } => {
+            let envelope = envelope(encrypt_with.as_deref())?;
             if data == "-" {
-                put_stdin(&connection, &stream, &partition_key, json, &mut out)?;
+                put_stdin(&connection, &stream, &partition_key, envelope.as_ref(), json, &mut out)?;
             } else {
-                let (shard_id, sequence_number) = connection.block_on(client.put_record(&stream, &partition_key, data.into_bytes()))?;
+                let mut records = vec![PutRecordsEntry { data: data.into_bytes().into(), partition_key, explicit_hash_key: None }];
+                if let Some(envelope) = &envelope {
+                    connection.block_on(envelope.seal_records(&client, &mut records))?;
+                }
+                let record = records.pop().expect("one record");
+                let (shard_id, sequence_number) = connection.block_on(client.put_record(&stream, &record.partition_key, record.data))?;
                 print_put(&mut out, json, &shard_id, &sequence_number)?;
             }
         }
-        Command::Get { stream, shard, from, limit, follow } => {
-            get_records(&connection, &stream, &shard, &from, limit, follow, json, &mut out)?
+        Command::Get { stream, shard, from, limit, follow, decrypt_with } => {
+            let envelope = envelope(decrypt_with.as_deref())?;
+            let read = Read { stream: &stream, shard: &shard, from: &from, limit, follow, envelope: envelope.as_ref() };
+            get_records(&connection, &read, json, &mut out)?
         }
-        Command::Publish { topic, message, subject, attributes } => {
+        Command::Publish { topic, message, subject, attributes, encrypt_with } => {
             let attributes = attributes.iter().map(|a| message_attribute(a)).collect::<Result<Vec<_>, _>>()?;
             let entry = PublishEntry { message: message.into_bytes().into(), subject, attributes, ..PublishEntry::default() };
+            let entry = match envelope(encrypt_with.as_deref())? {
+                Some(envelope) => connection.block_on(envelope.seal_publish(&client, entry))?,
+                None => entry,
+            };
             let result = connection.block_on(client.publish_entry(&topic, entry))?;
             print_named(&mut out, json, "MessageId", &result.message_id)?;
         }
@@ -597,10 +651,16 @@ fn print_message(out: &mut impl Write, json: bool, message: &ReceivedMessage) ->
 }
 
 /// Sends each line of stdin as a message, in batches of up to 10 (and 1 MiB), many batches in flight.
+/// The envelope `--encrypt-with` / `--decrypt-with` names, if any.
+fn envelope(spec: Option<&str>) -> Result<Option<Envelope>, Failure> {
+    spec.map(|spec| Envelope::from_spec(spec).map_err(Failure::Usage)).transpose()
+}
+
 fn send_stdin(
     connection: &BlockingClient,
     args: &SendArgs,
     attributes: &[MessageAttribute],
+    envelope: Option<&Envelope>,
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
@@ -635,9 +695,15 @@ fn send_stdin(
     }
     let client = connection.client().clone();
     let results: Vec<_> = connection.block_on(
-        futures::stream::iter(batches.into_iter().map(|batch| {
+        futures::stream::iter(batches.into_iter().map(|mut batch| {
             let client = client.clone();
-            async move { client.send_message_batch(queue, batch).await }
+            async move {
+                // One fresh data key per batch.
+                if let Some(envelope) = envelope {
+                    envelope.seal_entries(&client, &mut batch).await?;
+                }
+                client.send_message_batch(queue, batch).await
+            }
         }))
         // A group's order is kept only if each batch is sent after the one before.
         .buffered(if args.group.is_some() { 1 } else { STDIN_BATCHES_IN_FLIGHT_MAX })
@@ -725,13 +791,23 @@ fn print_stream(out: &mut impl Write, json: bool, stream: &StreamDescription) ->
 
 /// Puts each line of stdin as one record, in PutRecords batches sent one after the other
 /// (so records of one partition key keep their order).
-fn put_stdin(connection: &BlockingClient, stream: &str, partition_key: &str, json: bool, out: &mut impl Write) -> Result<(), Failure> {
+fn put_stdin(
+    connection: &BlockingClient,
+    stream: &str,
+    partition_key: &str,
+    envelope: Option<&Envelope>,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
     let client = connection.client().clone();
     let mut batch: Vec<PutRecordsEntry> = Vec::new();
     let mut batch_bytes = 0;
     let flush = |batch: &mut Vec<PutRecordsEntry>, out: &mut dyn Write| -> Result<(), Failure> {
         if batch.is_empty() {
             return Ok(());
+        }
+        if let Some(envelope) = envelope {
+            connection.block_on(envelope.seal_records(&client, batch))?;
         }
         let results = connection.block_on(client.put_records(stream, std::mem::take(batch)))?;
         for result in results {
@@ -744,7 +820,8 @@ fn put_stdin(connection: &BlockingClient, stream: &str, partition_key: &str, jso
     };
     for line in std::io::stdin().lock().lines() {
         let line = line?;
-        let size = line.len() + partition_key.len();
+        // A sealed record is larger by its envelope (about 100 bytes, 200 with the key service).
+        let size = line.len() + partition_key.len() + if envelope.is_some() { 256 } else { 0 };
         if batch.len() == PUT_RECORDS_MAX || batch_bytes + size > PUT_RECORDS_BYTES_MAX {
             flush(&mut batch, out)?;
             batch_bytes = 0;
@@ -774,23 +851,29 @@ fn starting_position(from: &str) -> Result<StartingPosition, Failure> {
     Ok(position)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn get_records(
-    connection: &BlockingClient,
-    stream: &str,
-    shard: &str,
-    from: &str,
+/// What `get` reads, and how.
+struct Read<'a> {
+    stream: &'a str,
+    shard: &'a str,
+    from: &'a str,
     limit: Option<usize>,
     follow: bool,
-    json: bool,
-    out: &mut impl Write,
-) -> Result<(), Failure> {
+    envelope: Option<&'a Envelope>,
+}
+
+fn get_records(connection: &BlockingClient, read: &Read<'_>, json: bool, out: &mut impl Write) -> Result<(), Failure> {
+    let Read { stream, shard, from, limit, follow, envelope } = *read;
     let client = connection.client().clone();
     let mut iterator = connection.block_on(client.get_shard_iterator(stream, shard, starting_position(from)?))?;
     let mut printed = 0usize;
     loop {
         let want = limit.map(|limit| (limit - printed).min(10_000) as i32);
-        let result = connection.block_on(client.get_records(&iterator, want))?;
+        let mut result = connection.block_on(client.get_records(&iterator, want))?;
+        if let Some(envelope) = envelope {
+            for record in result.records.iter_mut() {
+                connection.block_on(envelope.open_record(&client, record))?;
+            }
+        }
         for record in &result.records {
             if json {
                 writeln!(

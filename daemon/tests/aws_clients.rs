@@ -112,6 +112,51 @@ fn boto3_and_the_cli_over_https_verifying_a_test_ca_and_under_mutual_tls() {
 }
 
 #[test]
+fn key_service_and_encryption_through_boto3_and_the_cli_and_envelopes_across_protocols() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.key");
+    std::fs::write(&root, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff").unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let daemon = Daemon::start_with(&["--root-key-file", root.to_str().unwrap()]);
+    let c = daemon.client();
+    let key = sluice_protocol::Op::CreateKey { description: None, key_usage: None, key_spec: None, tags: vec![] };
+    let key_id = match c.run(c.client().call(key)).unwrap() {
+        sluice_protocol::Reply::Key(key) => key.key_id,
+        other => panic!("{other:?}"),
+    };
+    let alias = sluice_protocol::Op::CreateAlias { alias: "alias/envelopes".into(), key: key_id, update: false };
+    c.run(c.client().call(alias)).unwrap();
+    let plain = vec![("SqsManagedSseEnabled".to_owned(), "false".to_owned())];
+    c.run(c.client().create_queue("envelopes", plain.clone(), vec![])).unwrap();
+    c.run(c.client().create_queue("envelopes-back", plain, vec![])).unwrap();
+    // Sealed here over the binary protocol, opened by Python over the AWS JSON protocol...
+    let envelope = sluice_client::envelope::Envelope::kms("alias/envelopes");
+    let mut batch: Vec<sluice_protocol::SendEntry> = (0..3)
+        .map(|i| sluice_protocol::SendEntry { id: i.to_string(), body: format!("from rust {i}").into(), ..Default::default() })
+        .collect();
+    c.run(envelope.seal_entries(c.client(), &mut batch)).unwrap();
+    c.run(c.client().send_message_batch("envelopes", batch)).unwrap();
+    let env = [
+        ("SLUICE_ENVELOPE_QUEUE", "envelopes"),
+        ("SLUICE_ENVELOPE_BACK", "envelopes-back"),
+        ("SLUICE_ENVELOPE_KEY", "alias/envelopes"),
+    ];
+    python_tests("current", &daemon, "test_kms", &env);
+    // ...and sealed by Python, opened here.
+    let receive = ReceiveMessage {
+        queue: "envelopes-back".into(),
+        message_attribute_names: vec!["All".into()],
+        wait_time_seconds: Some(1),
+        ..Default::default()
+    };
+    let mut messages = c.run(c.client().receive_message(receive)).unwrap();
+    assert_eq!(messages.len(), 1);
+    assert!(c.run(envelope.open_message(c.client(), &mut messages[0])).unwrap());
+    assert_eq!(&messages[0].body[..], b"from python");
+}
+
+#[test]
 fn policies_through_boto3() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = dir.path().join("credentials.json");

@@ -417,6 +417,10 @@ pub struct Registry {
     /// What key material is sealed under in the metadata file; without it there is no
     /// encryption at all (`SqsManagedSseEnabled` reads `false`, and keys cannot be made).
     root: Option<Arc<RootKey>>,
+    /// Whether the metadata file holds the keys as they are (keys made at load — the SSE-SQS
+    /// key, AWS-managed keys something names — are written with the next change, before any
+    /// data could be sealed under them, and with them the root key's fingerprint).
+    keys_saved: std::cell::Cell<bool>,
 }
 
 fn key_naming(naming: &Naming) -> KeyNaming {
@@ -445,18 +449,67 @@ impl Registry {
             deleted_at_ms: HashMap::new(),
             purged_at_ms: HashMap::new(),
             root: None,
+            keys_saved: std::cell::Cell::new(true),
         }
     }
 
     /// The registry of a server with (or without) a root key.
     pub fn with_root(mut self, root: Option<Arc<RootKey>>) -> Registry {
         self.root = root;
+        let snapshot = &self.snapshot;
+        let keys = self.keys_for(&snapshot.by_name, &snapshot.topics, &snapshot.streams, 0);
+        if !Arc::ptr_eq(&keys, &self.snapshot.keys) {
+            self.keys_saved.set(false);
+            self.snapshot = Arc::new(Snapshot::new(
+                snapshot.version,
+                self.naming.clone(),
+                snapshot.by_name.clone(),
+                snapshot.topics.clone(),
+                snapshot.streams.clone(),
+                keys,
+            ));
+        }
         self
     }
 
     /// Whether this server encrypts (it has a root key).
     pub fn encrypts(&self) -> bool {
         self.root.is_some()
+    }
+
+    /// The keys a snapshot of these queues, topics and streams needs: with a root key, the key
+    /// SSE-SQS uses and every AWS-managed key something names are made (from the root key, so
+    /// every shard that makes one makes the same) — nothing ever waits to be sealed for a key
+    /// not made yet. Unchanged keys stay the same `Arc`.
+    fn keys_for(&self, queues: &BTreeMap<String, Arc<QueueMeta>>, topics: &Topics, streams: &Streams, now_ms: u64) -> Arc<Keys> {
+        let current = &self.snapshot.keys;
+        let Some(root) = self.root.as_deref() else { return current.clone() };
+        let mut wanted: Vec<KeyChange> = Vec::new();
+        if current.owned("sqs").is_none() {
+            wanted.push(KeyChange::Owned { service: "sqs".into() });
+        }
+        let references = queues
+            .values()
+            .filter_map(|meta| meta.attributes.kms_master_key_id.as_deref())
+            .chain(topics.values().filter_map(|meta| meta.kms_master_key_id()))
+            .chain(streams.values().filter_map(|meta| meta.encryption_key.as_deref()));
+        for reference in references {
+            if let (None, Some(service)) = (current.resolve(reference), Keys::managed_service(reference)) {
+                let change = KeyChange::Managed { service: service.to_owned() };
+                if !wanted.iter().any(|w| matches!((w, &change), (KeyChange::Managed { service: a }, KeyChange::Managed { service: b }) if a == b)) {
+                    wanted.push(change);
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return current.clone();
+        }
+        let mut keys = (**current).clone();
+        for change in wanted {
+            // Making a key of a service or of AWS cannot fail.
+            let _ = keys.apply(change, now_ms, Some(root));
+        }
+        Arc::new(keys)
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -472,6 +525,7 @@ impl Registry {
         document["streams"] = streams::to_json(&self.snapshot.streams);
         if let Some(root) = &self.root {
             document["kms"] = self.snapshot.keys.to_json(root);
+            self.keys_saved.set(true);
         }
         document
     }
@@ -512,10 +566,11 @@ impl Registry {
             delta["queues"] = diff(&old.by_name, &new.by_name, queue_json);
             delta["topics"] = diff(&old.topics, &new.topics, topics::topic_json);
             delta["streams"] = diff(&old.streams, &new.streams, streams::stream_json);
-            if let (false, Some(root)) = (Arc::ptr_eq(&old.keys, &new.keys), &self.root) {
-                // Keys are few and small: a change writes them all (`storage::meta` keeps the last).
-                delta["kms"] = new.keys.to_json(root);
-            }
+        }
+        if let (true, Some(root)) = (!Arc::ptr_eq(&old.keys, &new.keys) || !self.keys_saved.get(), &self.root) {
+            // Keys are few and small: a change writes them all (`storage::meta` keeps the last).
+            delta["kms"] = new.keys.to_json(root);
+            self.keys_saved.set(true);
         }
         delta
     }
@@ -596,7 +651,11 @@ impl Registry {
                 "these queues' and topics' encryption settings were dropped: without a root key (--root-key-file) nothing is encrypted"
             );
         }
-        registry.snapshot = Arc::new(Snapshot::new(version, registry.naming.clone(), by_name, topics, streams, Arc::new(keys)));
+        registry.snapshot = Arc::new(Snapshot { keys: Arc::new(keys), ..Snapshot::default() });
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let keys = registry.keys_for(&by_name, &topics, &streams, now_ms);
+        registry.keys_saved.set(Arc::ptr_eq(&keys, &registry.snapshot.keys));
+        registry.snapshot = Arc::new(Snapshot::new(version, registry.naming.clone(), by_name, topics, streams, keys));
         Ok(registry)
     }
 
@@ -746,7 +805,7 @@ impl Registry {
                     ));
                 }
                 let mut keys = (*self.snapshot.keys).clone();
-                let key = keys.apply(change, now_ms)?;
+                let key = keys.apply(change, now_ms, self.root.as_deref())?;
                 self.snapshot = Arc::new(Snapshot::new(
                     self.snapshot.version + 1,
                     self.naming.clone(),
@@ -777,24 +836,26 @@ impl Registry {
                         ),
                     ));
                 }
+                let keys = self.keys_for(&self.snapshot.by_name, &self.snapshot.topics, &streams, now_ms);
                 self.snapshot = Arc::new(Snapshot::new(
                     self.snapshot.version + 1,
                     self.naming.clone(),
                     self.snapshot.by_name.clone(),
                     self.snapshot.topics.clone(),
                     streams,
-                    self.snapshot.keys.clone(),
+                    keys,
                 ));
                 return Ok((MetaOutcome::Stream(outcome), Some(self.snapshot.clone())));
             }
         };
+        let keys = self.keys_for(&queues, &self.snapshot.topics, &self.snapshot.streams, now_ms);
         let snapshot = Snapshot::new(
             self.snapshot.version + 1,
             self.naming.clone(),
             queues,
             self.snapshot.topics.clone(),
             self.snapshot.streams.clone(),
-            self.snapshot.keys.clone(),
+            keys,
         );
         self.snapshot = Arc::new(snapshot);
         Ok((outcome, Some(self.snapshot.clone())))
@@ -848,14 +909,8 @@ impl Registry {
             self.next_id += 1;
             queues.insert(name, Arc::new(meta));
         }
-        self.snapshot = Arc::new(Snapshot::new(
-            self.snapshot.version + 1,
-            self.naming.clone(),
-            queues,
-            topics,
-            self.snapshot.streams.clone(),
-            self.snapshot.keys.clone(),
-        ));
+        let keys = self.keys_for(&queues, &topics, &self.snapshot.streams, now_s * 1000);
+        self.snapshot = Arc::new(Snapshot::new(self.snapshot.version + 1, self.naming.clone(), queues, topics, self.snapshot.streams.clone(), keys));
         Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())))
     }
 

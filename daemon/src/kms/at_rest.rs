@@ -248,7 +248,7 @@ mod tests {
 
     fn ring_with_key() -> (Keyring, Arc<KmsKey>, Keys) {
         let mut keys = Keys::new(KeyNaming::default());
-        let key = keys.apply(KeyChange::Create { description: String::new(), tags: Default::default() }, 0).unwrap().unwrap();
+        let key = keys.apply(KeyChange::Create { description: String::new(), tags: Default::default() }, 0, None).unwrap().unwrap();
         (Keyring::new(Arc::new(keys.clone())), key, keys)
     }
 
@@ -261,7 +261,7 @@ mod tests {
         let sealed = &out[12..];
         assert_eq!(sealed.len(), 8 + SEAL_OVERHEAD);
         assert!(!out.windows(8).any(|w| w == b"the body"));
-        keys.apply(KeyChange::RotateNow { key: key.id.clone() }, 1).unwrap();
+        keys.apply(KeyChange::RotateNow { key: key.id.clone() }, 1, None).unwrap();
         let other = Keyring::new(Arc::new(keys.clone()));
         assert_eq!(other.open(sealed).unwrap(), b"the body");
         let mut altered = sealed.to_vec();

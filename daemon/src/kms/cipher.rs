@@ -104,10 +104,10 @@ mod tests {
     #[test]
     fn ciphertexts_open_after_rotation_and_only_with_their_context() {
         let mut keys = Keys::new(KeyNaming::default());
-        let key = keys.apply(KeyChange::Create { description: String::new(), tags: Default::default() }, 0).unwrap().unwrap();
+        let key = keys.apply(KeyChange::Create { description: String::new(), tags: Default::default() }, 0, None).unwrap().unwrap();
         let context: KeyValues = vec![("purpose".into(), "test".into())];
         let blob = encrypt(&key, b"secret", &context);
-        keys.apply(KeyChange::RotateNow { key: key.id.clone() }, 1).unwrap();
+        keys.apply(KeyChange::RotateNow { key: key.id.clone() }, 1, None).unwrap();
         let rotated = keys.resolve(&key.id).unwrap().clone();
         assert_eq!(key_of(&keys, &blob).unwrap().id, key.id);
         assert_eq!(decrypt(&rotated, &blob, &context).unwrap(), b"secret");

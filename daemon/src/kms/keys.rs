@@ -290,7 +290,10 @@ impl Keys {
     }
 
     /// Applies a change; answers the key it is about (`None` for alias changes and ticks).
-    pub fn apply(&mut self, change: KeyChange, now_ms: u64) -> Result<Option<Arc<KmsKey>>, OpError> {
+    /// The keys services own and AWS manages get their first material and id from `root`
+    /// (`RootKey::derive`), so that every shard making one makes the same; without a root key
+    /// (unit tests, the simulator) they are random like the others.
+    pub fn apply(&mut self, change: KeyChange, now_ms: u64, root: Option<&RootKey>) -> Result<Option<Arc<KmsKey>>, OpError> {
         match change {
             KeyChange::Create { description, tags } => {
                 if self.by_id.len() >= KEYS_MAX {
@@ -310,6 +313,7 @@ impl Keys {
                 }
                 let description = format!("Default key that protects my {} data when no other key is defined", service.to_uppercase());
                 let mut key = self.make(description, Manager::Aws(service), BTreeMap::new(), now_ms);
+                derive_first(&mut key, root);
                 Arc::get_mut(&mut key).expect("a new key").rotation_days = Some(ROTATION_DAYS_DEFAULT);
                 self.by_id.insert(key.id.clone(), key.clone());
                 self.aliases.insert(name, Alias { key_id: key.id.clone(), created_ms: now_ms });
@@ -321,6 +325,7 @@ impl Keys {
                 }
                 let description = format!("owned by {service} for its managed encryption");
                 let mut key = self.make(description, Manager::Service(service.clone()), BTreeMap::new(), now_ms);
+                derive_first(&mut key, root);
                 Arc::get_mut(&mut key).expect("a new key").rotation_days = Some(ROTATION_DAYS_DEFAULT);
                 self.owned.insert(service, key.clone());
                 Ok(Some(key))
@@ -612,6 +617,23 @@ impl KmsKey {
     }
 }
 
+/// Gives a new key of a service or of AWS its id and first material from the root key.
+fn derive_first(key: &mut Arc<KmsKey>, root: Option<&RootKey>) {
+    let Some(root) = root else { return };
+    let label = match &key.manager {
+        Manager::Aws(service) => format!("aws-managed/{service}"),
+        Manager::Service(service) => format!("service-owned/{service}"),
+        Manager::Customer => return,
+    };
+    let key = Arc::get_mut(key).expect("a new key");
+    let id_bytes = root.derive(&format!("{label}/id"));
+    let uuid = *uuid::Builder::from_random_bytes(id_bytes[..16].try_into().expect("16 bytes")).into_uuid().as_bytes();
+    key.uuid = uuid;
+    key.id = uuid::Uuid::from_bytes(uuid).hyphenated().to_string();
+    key.arn = key.arn.rsplit_once('/').map_or(key.arn.clone(), |(head, _)| format!("{head}/{}", key.id));
+    key.versions = vec![Arc::new(Material(root.derive(&format!("{label}/material/0"))))];
+}
+
 fn clone_key(key: &KmsKey) -> KmsKey {
     KmsKey {
         id: key.id.clone(),
@@ -655,25 +677,25 @@ mod tests {
     #[test]
     fn keys_resolve_by_id_arn_alias_and_alias_arn() {
         let mut keys = Keys::new(naming());
-        let key = keys.apply(KeyChange::Create { description: "d".into(), tags: BTreeMap::new() }, 1).unwrap().unwrap();
-        keys.apply(KeyChange::Alias { alias: "alias/app".into(), key: key.id.clone(), update: false }, 2).unwrap();
+        let key = keys.apply(KeyChange::Create { description: "d".into(), tags: BTreeMap::new() }, 1, None).unwrap().unwrap();
+        keys.apply(KeyChange::Alias { alias: "alias/app".into(), key: key.id.clone(), update: false }, 2, None).unwrap();
         for reference in [key.id.clone(), key.arn.clone(), "alias/app".into(), keys.naming.alias_arn("alias/app")] {
             assert_eq!(keys.resolve(&reference).map(|k| k.id.clone()), Some(key.id.clone()), "{reference}");
         }
         assert!(keys.resolve("alias/other").is_none());
         assert_eq!(keys.by_uuid(&key.uuid).unwrap().id, key.id);
-        let again = keys.apply(KeyChange::Alias { alias: "alias/app".into(), key: key.id.clone(), update: false }, 3);
+        let again = keys.apply(KeyChange::Alias { alias: "alias/app".into(), key: key.id.clone(), update: false }, 3, None);
         assert_eq!(again.unwrap_err().code, ErrorCode::AlreadyExists);
-        let reserved = keys.apply(KeyChange::Alias { alias: "alias/aws/mine".into(), key: key.id.clone(), update: false }, 3);
+        let reserved = keys.apply(KeyChange::Alias { alias: "alias/aws/mine".into(), key: key.id.clone(), update: false }, 3, None);
         assert_eq!(reserved.unwrap_err().code, ErrorCode::InvalidAliasName);
     }
 
     #[test]
     fn the_file_keeps_material_sealed_and_gives_it_back_only_under_the_same_root() {
         let mut keys = Keys::new(naming());
-        let key = keys.apply(KeyChange::Create { description: "d".into(), tags: BTreeMap::new() }, 1).unwrap().unwrap();
-        keys.apply(KeyChange::RotateNow { key: key.id.clone() }, 2).unwrap();
-        keys.apply(KeyChange::Owned { service: "sqs".into() }, 2).unwrap();
+        let key = keys.apply(KeyChange::Create { description: "d".into(), tags: BTreeMap::new() }, 1, None).unwrap().unwrap();
+        keys.apply(KeyChange::RotateNow { key: key.id.clone() }, 2, None).unwrap();
+        keys.apply(KeyChange::Owned { service: "sqs".into() }, 2, None).unwrap();
         let root = RootKey::from_bytes(&[5; 32]);
         let document = keys.to_json(&root);
         let text = document.to_string();
@@ -693,12 +715,12 @@ mod tests {
     #[test]
     fn deletion_waits_its_window_and_takes_the_aliases() {
         let mut keys = Keys::new(naming());
-        let key = keys.apply(KeyChange::Create { description: "d".into(), tags: BTreeMap::new() }, 0).unwrap().unwrap();
-        keys.apply(KeyChange::Alias { alias: "alias/x".into(), key: key.id.clone(), update: false }, 0).unwrap();
-        keys.apply(KeyChange::ScheduleDeletion { key: key.id.clone(), pending_days: 7 }, 0).unwrap();
+        let key = keys.apply(KeyChange::Create { description: "d".into(), tags: BTreeMap::new() }, 0, None).unwrap().unwrap();
+        keys.apply(KeyChange::Alias { alias: "alias/x".into(), key: key.id.clone(), update: false }, 0, None).unwrap();
+        keys.apply(KeyChange::ScheduleDeletion { key: key.id.clone(), pending_days: 7 }, 0, None).unwrap();
         assert!(!keys.tick_due(7 * DAY_MS - 1));
         assert!(keys.tick_due(7 * DAY_MS));
-        keys.apply(KeyChange::Tick, 7 * DAY_MS).unwrap();
+        keys.apply(KeyChange::Tick, 7 * DAY_MS, None).unwrap();
         assert!(keys.resolve(&key.id).is_none());
         assert!(keys.resolve("alias/x").is_none());
     }

@@ -22,6 +22,8 @@ const TAG_BYTES: usize = 16;
 /// The root key. Its `Debug` shows the fingerprint only.
 pub struct RootKey {
     aead: LessSafeKey,
+    /// Derives the keys every shard must agree on without a word (`derive`).
+    derivation: ring::hmac::Key,
     fingerprint: String,
 }
 
@@ -39,7 +41,8 @@ impl RootKey {
         let digest = hashed.finish();
         let fingerprint = digest.as_ref()[..8].iter().map(|byte| format!("{byte:02x}")).collect();
         let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("a 32-byte AES-256 key"));
-        RootKey { aead, fingerprint }
+        let derivation = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes);
+        RootKey { aead, derivation, fingerprint }
     }
 
     /// Reads a key from what a file or the environment holds: 32 raw bytes, 64 hex digits or
@@ -89,6 +92,13 @@ impl RootKey {
             (None, Some(value)) => RootKey::parse(value.as_encoded_bytes(), ENV_KEY).map(Some),
             (None, None) => Ok(None),
         }
+    }
+
+    /// 32 bytes derived from the root key for `label` (HMAC-SHA-256): the first material and id
+    /// of the keys the services own or AWS manages, which every shard makes alike on its own.
+    pub fn derive(&self, label: &str) -> [u8; KEY_BYTES] {
+        let tag = ring::hmac::sign(&self.derivation, label.as_bytes());
+        tag.as_ref().try_into().expect("HMAC-SHA-256 is 32 bytes")
     }
 
     /// 16 hex digits that tell root keys apart.
