@@ -163,5 +163,39 @@ fn security(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frames, partition, log_append, security);
+/// Encryption at rest: sealing and opening a 1 KiB record under a shard's data key (what each
+/// encrypted message or stream record costs on write and on read), and a queue message's
+/// journal event encoded clear against sealed.
+fn encryption(c: &mut Criterion) {
+    use sluice_daemon::kms::at_rest::Keyring;
+    use sluice_daemon::kms::keys::{KeyChange, KeyNaming, Keys};
+    let mut group = c.benchmark_group("encryption");
+    let mut keys = Keys::new(KeyNaming::default());
+    let key = keys.apply(KeyChange::Create { description: String::new(), tags: Default::default() }, 0, None).unwrap().unwrap();
+    let ring = Keyring::new(std::sync::Arc::new(keys));
+    let write = ring.write_key(&key, u64::MAX, 0);
+    let data = vec![7u8; 1024];
+    let mut out = Vec::with_capacity(2048);
+    group.throughput(Throughput::Bytes(1024));
+    group.bench_function("seal 1 KiB", |b| {
+        b.iter(|| {
+            out.clear();
+            Keyring::seal(&write, &mut out, |out| out.extend_from_slice(&data));
+            out.len()
+        })
+    });
+    let mut sealed = Vec::new();
+    Keyring::seal(&write, &mut sealed, |out| out.extend_from_slice(&data));
+    group.bench_function("open 1 KiB", |b| b.iter(|| ring.open(&sealed).unwrap().len()));
+    group.bench_function("copy 1 KiB (for scale)", |b| {
+        b.iter(|| {
+            out.clear();
+            out.extend_from_slice(&data);
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, frames, partition, log_append, security, encryption);
 criterion_main!(benches);

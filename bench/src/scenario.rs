@@ -407,6 +407,9 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
     if let Some((id, secret)) = system.signing_key() {
         load.args(["--access-key-id", id, "--secret-access-key", secret]);
     }
+    if let (Some(key), Workload::Stream { .. }) = (system.stream_encryption(), scenario.workload) {
+        load.args(["--stream-encryption", key]);
+    }
     load.args(["--message-size", &scenario.message_size.to_string(), "--cores", &settings.load_cores.to_string()]);
     let consumers = match scenario.workload {
         Workload::Fanout { consumers, .. } => consumers,

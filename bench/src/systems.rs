@@ -23,6 +23,10 @@ pub enum System {
     /// connection authenticated after `Hello`, every request decided against the principal's
     /// identity policy.
     SluiceAuthenticated,
+    /// Sluice with `--fsync always` over the binary protocol with a root key: queues SSE-SQS
+    /// (their default then), streams encrypted under `alias/aws/kinesis` — every message body,
+    /// attribute and record sealed with AES-256-GCM before it reaches the log.
+    SluiceEncrypted,
     RedisOff,
     RedisFsyncAlways,
     Nats,
@@ -30,12 +34,13 @@ pub enum System {
 }
 
 impl System {
-    pub const ALL: [System; 9] = [
+    pub const ALL: [System; 10] = [
         System::SluiceFsyncAlways,
         System::SluiceFsyncNever,
         System::SluiceHttpGateway,
         System::SluiceHttpGatewaySigv4,
         System::SluiceAuthenticated,
+        System::SluiceEncrypted,
         System::RedisOff,
         System::RedisFsyncAlways,
         System::Nats,
@@ -49,6 +54,7 @@ impl System {
             System::SluiceHttpGateway => "sluice-http-gateway",
             System::SluiceHttpGatewaySigv4 => "sluice-http-gateway-sigv4",
             System::SluiceAuthenticated => "sluice-authenticated",
+            System::SluiceEncrypted => "sluice-encrypted",
             System::RedisOff => "redis-persistence-off",
             System::RedisFsyncAlways => "redis-appendfsync-always",
             System::Nats => "nats-jetstream",
@@ -59,7 +65,7 @@ impl System {
     /// `sluice-load --target` for this system.
     pub fn target(self) -> &'static str {
         match self {
-            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceAuthenticated => "sluice",
+            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceAuthenticated | System::SluiceEncrypted => "sluice",
             System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4 => "sluice-http",
             System::RedisOff | System::RedisFsyncAlways => "redis",
             System::Nats => "nats",
@@ -75,7 +81,13 @@ impl System {
                 | System::SluiceHttpGateway
                 | System::SluiceHttpGatewaySigv4
                 | System::SluiceAuthenticated
+                | System::SluiceEncrypted
         )
+    }
+
+    /// The key a system's streams are sealed under (`sluice-load --stream-encryption`).
+    pub fn stream_encryption(self) -> Option<&'static str> {
+        (self == System::SluiceEncrypted).then_some("alias/aws/kinesis")
     }
 
     /// The principal a system that checks signatures is started with and signed for.
@@ -107,6 +119,7 @@ impl System {
             | System::SluiceHttpGateway
             | System::SluiceHttpGatewaySigv4
             | System::SluiceAuthenticated
+            | System::SluiceEncrypted
             | System::RedisFsyncAlways
             | System::Rabbitmq => "yes",
             System::SluiceFsyncNever | System::RedisOff | System::Nats => "no",
@@ -119,6 +132,7 @@ impl System {
             System::SluiceHttpGateway => 14566,
             System::SluiceHttpGatewaySigv4 => 14567,
             System::SluiceAuthenticated => 19802,
+            System::SluiceEncrypted => 19803,
             System::RedisOff | System::RedisFsyncAlways => 16379,
             System::Nats => 14222,
             System::Rabbitmq => 15672,
@@ -135,7 +149,8 @@ impl System {
             | System::SluiceFsyncNever
             | System::SluiceHttpGateway
             | System::SluiceHttpGatewaySigv4
-            | System::SluiceAuthenticated => "sluiced",
+            | System::SluiceAuthenticated
+            | System::SluiceEncrypted => "sluiced",
             System::RedisOff | System::RedisFsyncAlways => "redis-server",
             System::Nats => "nats-server",
             System::Rabbitmq => "rabbitmq-server",
@@ -154,7 +169,8 @@ impl System {
             | System::SluiceFsyncNever
             | System::SluiceHttpGateway
             | System::SluiceHttpGatewaySigv4
-            | System::SluiceAuthenticated => Command::new(binaries.join("sluiced")).arg("--version").output(),
+            | System::SluiceAuthenticated
+            | System::SluiceEncrypted => Command::new(binaries.join("sluiced")).arg("--version").output(),
             System::RedisOff | System::RedisFsyncAlways => Command::new("redis-server").arg("--version").output(),
             System::Nats => Command::new("nats-server").arg("--version").output(),
             System::Rabbitmq => Command::new("dpkg-query").args(["-W", "-f", "rabbitmq-server ${Version}", "rabbitmq-server"]).output(),
@@ -271,6 +287,19 @@ pub fn start(system: System, binaries: &Path, scratch: &Path, sluice_cores: usiz
             c.args(["--http-listen", "off"]);
             let (id, secret) = system.signing_key().unwrap_or_default();
             c.arg("--credentials").arg(credentials_file(scratch, id, secret)?);
+            c
+        }
+        System::SluiceEncrypted => {
+            // The root key in a file of its own beside (not in) the data directory.
+            let root = scratch.join("root.key");
+            let hex: String = (0..32u8).map(|i| format!("{:02x}", i.wrapping_mul(37).wrapping_add(11))).collect();
+            std::fs::write(&root, hex).map_err(|e| format!("writing {}: {e}", root.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+            let mut c = Command::new(binaries.join("sluiced"));
+            let data = format!("{dir}/data");
+            c.args(["--listen", &system.endpoint(), "--data-dir", &data, "--cores", &sluice_cores.to_string(), "--fsync", "always"]);
+            c.args(["--http-listen", "off"]).arg("--root-key-file").arg(&root);
             c
         }
         System::RedisOff | System::RedisFsyncAlways => {

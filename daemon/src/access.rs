@@ -65,11 +65,49 @@ pub fn authorize(snapshot: &Snapshot, op: &Op, access: &Access, seal_key: &SealK
         source_ip: access.ip,
         secure: access.secure,
     };
-    if policy::allowed(principal.policies.as_deref(), target.policy, &snapshot.naming.account_id, &request) {
+    if !policy::allowed(principal.policies.as_deref(), target.policy, &snapshot.naming.account_id, &request) {
+        let on = target.resource.as_deref().map(|arn| format!(" on resource: {arn}")).unwrap_or_default();
+        return Err(OpError::new(ErrorCode::AccessDenied, format!("User: {} is not authorized to perform: {}{on}", principal.arn, target.action)));
+    }
+    // Writing to or reading from a resource encrypted under a customer's KMS key also needs the
+    // key (as on AWS: kms:GenerateDataKey to write, kms:Decrypt to read); AWS-managed keys and
+    // the SSE-SQS key are usable by whoever may use the resource.
+    let Some((action, key_arn)) = key_use(snapshot, op) else { return Ok(()) };
+    let Some(kms_action) = Action::named(action) else { return Ok(()) };
+    let request = Request { action: kms_action, resource: Some(key_arn), ..request };
+    if policy::allowed(principal.policies.as_deref(), None, &snapshot.naming.account_id, &request) {
         return Ok(());
     }
-    let on = target.resource.as_deref().map(|arn| format!(" on resource: {arn}")).unwrap_or_default();
-    Err(OpError::new(ErrorCode::AccessDenied, format!("User: {} is not authorized to perform: {}{on}", principal.arn, target.action)))
+    Err(OpError::new(
+        ErrorCode::KmsAccessDenied,
+        format!("User: {} is not authorized to perform: {action} on resource: {key_arn} (the key {} is encrypted under)", principal.arn, target.resource.as_deref().unwrap_or("the resource")),
+    ))
+}
+
+/// The KMS action and customer key `op` needs besides its own action: a write to (or read
+/// from) a queue, topic or stream sealed under a customer-managed key.
+fn key_use<'a>(snapshot: &'a Snapshot, op: &Op) -> Option<(&'static str, &'a str)> {
+    use crate::kms::at_rest::Sealing;
+    use crate::kms::keys::Manager;
+    let customer = |spec: Option<&'a crate::kms::at_rest::SealSpec>| match spec.map(|spec| &spec.sealing) {
+        Some(Sealing::Key(key)) if key.manager == Manager::Customer => Some(key.arn.as_str()),
+        _ => None,
+    };
+    let queue = |name: &str| snapshot.resolve(name).ok().and_then(|meta| customer(snapshot.sealing(meta.id)));
+    match op {
+        Op::SendMessage { queue: q, .. } | Op::SendMessageBatch { queue: q, .. } => Some(("kms:GenerateDataKey", queue(q)?)),
+        Op::ReceiveMessage(receive) => Some(("kms:Decrypt", queue(&receive.queue)?)),
+        Op::Publish { topic, .. } | Op::PublishBatch { topic, .. } => {
+            let meta = crate::catalog::topics::resolve(&snapshot.topics, &snapshot.naming, topic).ok()?;
+            Some(("kms:GenerateDataKey", customer(snapshot.sealing(crate::catalog::feeds::feed_id(&meta.arn)))?))
+        }
+        Op::PutRecord { stream, .. } | Op::PutRecords { stream, .. } => {
+            let meta = crate::catalog::streams::resolve(&snapshot.streams, &snapshot.naming, stream).ok()?;
+            let key = snapshot.keys.resolve(meta.encryption_key.as_deref()?)?;
+            (key.manager == Manager::Customer).then_some(("kms:GenerateDataKey", key.arn.as_str()))
+        }
+        _ => None,
+    }
 }
 
 /// Whether an unsigned request (with `--credentials`, only the links SNS hands out) may run

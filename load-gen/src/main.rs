@@ -141,6 +141,11 @@ struct Args {
     /// Stream: shards of the stream.
     #[arg(long, default_value_t = 4)]
     shards: usize,
+    /// Stream (sluice): seal the stream's records at rest under this KMS key
+    /// (StartStreamEncryption; the broker needs --root-key-file), e.g. `alias/aws/kinesis`.
+    /// Default: no encryption.
+    #[arg(long, value_name = "KEY")]
+    stream_encryption: Option<String>,
     /// FIFO: message groups (0: a standard queue). For sluice the queue is `QUEUE.fifo`
     /// (deduplication and throughput per message group; with --workload fanout a FIFO topic
     /// `QUEUE.fifo` and FIFO queues `QUEUE-i.fifo`) and each message of a batch goes to the
@@ -252,7 +257,14 @@ fn validate(args: &Args) -> Result<(), String> {
 fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
     match args.target {
         Target::Sluice if args.workload == Workload::Stream => {
-            sluice_stream::setup(endpoint, &args.queue, args.shards, args.cores * args.consumers, access_key(args).as_ref())
+            sluice_stream::setup(
+                endpoint,
+                &args.queue,
+                args.shards,
+                args.cores * args.consumers,
+                args.stream_encryption.as_deref(),
+                access_key(args).as_ref(),
+            )
                 .map(|()| sluice::GUARANTEE.to_owned())
         }
         Target::Sluice => {

@@ -29,7 +29,14 @@ fn consumer_name(index: usize) -> String {
 
 /// Recreates the stream (empty) with `shards` shards and registers one consumer per
 /// `shards` subscriptions.
-pub fn setup(endpoint: &str, stream: &str, shards: usize, consumers: usize, key: Option<&sluice_client::AccessKey>) -> Result<(), Error> {
+pub fn setup(
+    endpoint: &str,
+    stream: &str,
+    shards: usize,
+    consumers: usize,
+    encryption: Option<&str>,
+    key: Option<&sluice_client::AccessKey>,
+) -> Result<(), Error> {
     let connection = sluice_client::blocking::BlockingClient::connect_as(endpoint, "sluice-load-setup", key)
         .map_err(|e| format!("cannot reach Sluice at {endpoint}: {e}"))?;
     let client = connection.client();
@@ -39,6 +46,10 @@ pub fn setup(endpoint: &str, stream: &str, shards: usize, consumers: usize, key:
         Err(error) => return Err(error.to_string()),
     }
     connection.block_on(client.create_stream(stream, shards as i32)).map_err(|e| e.to_string())?;
+    if let Some(key) = encryption {
+        let start = sluice_client::Op::SetStreamEncryption { stream: stream.into(), encryption_type: "KMS".into(), key: key.into(), start: true };
+        connection.block_on(client.call(start)).map_err(|e| format!("StartStreamEncryption: {e}"))?;
+    }
     let arn = connection.block_on(client.describe_stream(stream)).map_err(|e| e.to_string())?.arn;
     for index in 0..consumers.div_ceil(shards.max(1)) {
         connection.block_on(client.register_stream_consumer(&arn, &consumer_name(index))).map_err(|e| e.to_string())?;

@@ -89,6 +89,9 @@ pub enum ErrorCode {
     AlreadyExists = 50,
     /// KMS: an alias name that is not `alias/…`, or one reserved for AWS-managed keys.
     InvalidAliasName = 51,
+    /// The caller may not use the KMS key a queue, topic or stream is encrypted under
+    /// (`kms:GenerateDataKey` to write, `kms:Decrypt` to read).
+    KmsAccessDenied = 52,
 }
 
 /// Every code, for tests and tables.
@@ -144,6 +147,7 @@ pub const ALL_ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::IncorrectKey,
     ErrorCode::AlreadyExists,
     ErrorCode::InvalidAliasName,
+    ErrorCode::KmsAccessDenied,
 ];
 
 impl ErrorCode {
@@ -208,6 +212,7 @@ impl ErrorCode {
             IncorrectKey => "IncorrectKeyException",
             AlreadyExists => "AlreadyExistsException",
             InvalidAliasName => "InvalidAliasNameException",
+            KmsAccessDenied => "KMSAccessDeniedException",
         }
     }
 
@@ -229,6 +234,7 @@ impl ErrorCode {
             KmsNotFound => "KMS.NotFoundException",
             KmsDisabled => "KMS.DisabledException",
             KmsInvalidState => "KMS.KMSInvalidStateException",
+            KmsAccessDenied => "KMS.AccessDeniedException",
             other => other.aws_name(),
         }
     }

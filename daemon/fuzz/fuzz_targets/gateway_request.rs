@@ -1,12 +1,12 @@
 //! Fuzzes the HTTP gateway's parsing of a request body into an operation, as it runs for
-//! every request: SQS JSON and Kinesis JSON bodies (JSON, base64 blobs, timestamps,
+//! every request: SQS JSON, Kinesis JSON and KMS JSON bodies (JSON, base64 blobs, timestamps,
 //! nested maps and lists), and SQS and SNS Query forms (percent-decoding, `.member.N` and
 //! `.entry.N` folding). The first byte picks the protocol and the action; nothing may panic.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_daemon::gateway::{form_op, json_op, SQS_ACTIONS as SQS};
+use sluice_daemon::gateway::{form_op, json_op, kms_json_op, SQS_ACTIONS as SQS};
 
 const KINESIS: &[&str] = &[
     "CreateStream",
@@ -32,22 +32,49 @@ const KINESIS: &[&str] = &[
     "DescribeStreamConsumer",
     "ListStreamConsumers",
     "SubscribeToShard",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
+];
+
+const KMS: &[&str] = &[
+    "CreateKey",
+    "DescribeKey",
+    "ListKeys",
+    "CreateAlias",
+    "UpdateAlias",
+    "DeleteAlias",
+    "ListAliases",
+    "EnableKey",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "GetKeyRotationStatus",
+    "RotateKeyOnDemand",
+    "Encrypt",
+    "Decrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
 ];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
-    match selector % 4 {
+    match selector % 5 {
         0 => {
-            let _ = json_op(true, SQS[(selector as usize / 4) % SQS.len()], body);
+            let _ = json_op(true, SQS[(selector as usize / 5) % SQS.len()], body);
         }
         1 => {
-            let _ = json_op(false, KINESIS[(selector as usize / 4) % KINESIS.len()], body);
+            let _ = json_op(false, KINESIS[(selector as usize / 5) % KINESIS.len()], body);
         }
         2 => {
             let _ = form_op(true, body);
         }
-        _ => {
+        3 => {
             let _ = form_op(false, body);
+        }
+        _ => {
+            let _ = kms_json_op(KMS[(selector as usize / 5) % KMS.len()], body);
         }
     }
 });

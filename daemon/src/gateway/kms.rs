@@ -224,7 +224,7 @@ pub fn error_name(code: ErrorCode) -> &'static str {
         ErrorCode::KmsInvalidState => "KMSInvalidStateException",
         ErrorCode::UnsupportedOperation => "UnsupportedOperationException",
         ErrorCode::InvalidParameterValue | ErrorCode::InvalidArgument | ErrorCode::InvalidParameter => "ValidationException",
-        ErrorCode::AccessDenied => "AccessDeniedException",
+        ErrorCode::AccessDenied | ErrorCode::KmsAccessDenied => "AccessDeniedException",
         ErrorCode::InternalFailure => "KMSInternalException",
         ErrorCode::InvalidAction => "UnknownOperationException",
         ErrorCode::MalformedRequest => "SerializationException",

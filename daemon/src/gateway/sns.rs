@@ -127,6 +127,7 @@ pub fn error_code(code: ErrorCode) -> &'static str {
         ErrorCode::KmsNotFound => "KMSNotFound",
         ErrorCode::KmsDisabled => "KMSDisabled",
         ErrorCode::KmsInvalidState => "KMSInvalidState",
+        ErrorCode::KmsAccessDenied => "KMSAccessDenied",
         other => other.aws_name(),
     }
 }

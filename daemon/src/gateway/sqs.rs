@@ -354,6 +354,7 @@ pub fn error_name(code: ErrorCode) -> &'static str {
         ErrorCode::KmsNotFound => "KmsNotFound",
         ErrorCode::KmsDisabled => "KmsDisabled",
         ErrorCode::KmsInvalidState => "KmsInvalidState",
+        ErrorCode::KmsAccessDenied => "KmsAccessDenied",
         other => other.aws_name(),
     }
 }

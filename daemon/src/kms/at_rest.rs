@@ -21,7 +21,7 @@
 //! | 37..49 | nonce (the data key's seal count, LE)     |
 //! | 49..   | ciphertext, then the 16-byte tag          |
 //!
-//! Bytes 0..49 are the additional data. Bookkeeping around the sealed part (record headers,
+//! Bytes 0..37 (what names the data key) are the additional data; the nonce is the cipher's own input. Bookkeeping around the sealed part (record headers,
 //! queue ids, sequence numbers, times, receive counts) stays clear for recovery.
 
 use std::cell::{Cell, RefCell};
@@ -120,6 +120,8 @@ pub struct Keyring {
     sealed: RefCell<Arc<HashMap<u64, SealSpec>>>,
     write: RefCell<HashMap<[u8; 16], Rc<WriteKey>>>,
     open: RefCell<HashMap<[u8; NAME_BYTES], Rc<LessSafeKey>>>,
+    /// The data key opened last: records read together mostly share one.
+    last_opened: RefCell<Option<([u8; NAME_BYTES], Rc<LessSafeKey>)>>,
 }
 
 impl Keyring {
@@ -129,6 +131,11 @@ impl Keyring {
 
     /// The keys and sealed resources of a new snapshot.
     pub fn install(&self, keys: Arc<Keys>, sealed: Arc<HashMap<u64, SealSpec>>) {
+        if !Arc::ptr_eq(&self.keys.borrow(), &keys) {
+            // A key deleted (or its material gone) opens nothing from now on.
+            self.open.borrow_mut().clear();
+            self.last_opened.borrow_mut().take();
+        }
         *self.keys.borrow_mut() = keys;
         *self.sealed.borrow_mut() = sealed;
     }
@@ -143,11 +150,11 @@ impl Keyring {
     /// moves to a dead-letter queue) is sealed as long as the key's material is held; new
     /// data is refused earlier (`SealSpec::writable`). A key not held (not made yet, or gone)
     /// is an error: nothing that should be sealed is ever written in clear.
-    pub fn sealer(&self, id: u64, now_ms: u64) -> Result<Option<Rc<WriteKey>>, OpError> {
+    pub fn sealer(&self, id: u64, now_ms: impl FnOnce() -> u64) -> Result<Option<Rc<WriteKey>>, OpError> {
         let sealed = self.sealed.borrow();
         let Some(spec) = sealed.get(&id) else { return Ok(None) };
         match &spec.sealing {
-            Sealing::Key(key) => Ok(Some(self.write_key(key, spec.reuse_ms, now_ms))),
+            Sealing::Key(key) => Ok(Some(self.write_key(key, spec.reuse_ms, now_ms()))),
             _ => spec.writable().map(|_| None),
         }
     }
@@ -173,6 +180,12 @@ impl Keyring {
         super::random(&mut name[21..37]);
         let write = Rc::new(WriteKey { name, aead: derive(&material.0, &name[21..37]), seals: Cell::new(0), made_ms: now_ms });
         self.write.borrow_mut().insert(key.uuid, write.clone());
+        // What this shard writes it soon reads: the key is ready for opening too.
+        let mut open = self.open.borrow_mut();
+        if open.len() >= OPEN_CACHE_MAX {
+            open.clear();
+        }
+        open.insert(name, Rc::new(derive(&material.0, &name[21..37])));
         write
     }
 
@@ -190,7 +203,7 @@ impl Keyring {
         let (head, tail) = out.split_at_mut(body);
         let tag = write
             .aead
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&head[start..]), tail)
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&head[start..start + NAME_BYTES]), tail)
             .expect("sealing within AES-GCM's limits");
         out.extend_from_slice(tag.as_ref());
     }
@@ -205,7 +218,7 @@ impl Keyring {
         let aead = self.open_key(&name)?;
         let nonce = Nonce::try_assume_unique_for_key(&sealed[NAME_BYTES..PREFIX_BYTES]).map_err(|_| OpenError::Damaged)?;
         let mut plaintext = sealed[PREFIX_BYTES..].to_vec();
-        let len = aead.open_in_place(nonce, Aad::from(&sealed[..PREFIX_BYTES]), &mut plaintext).map_err(|_| OpenError::Damaged)?.len();
+        let len = aead.open_in_place(nonce, Aad::from(&sealed[..NAME_BYTES]), &mut plaintext).map_err(|_| OpenError::Damaged)?.len();
         plaintext.truncate(len);
         Ok(plaintext)
     }
@@ -217,9 +230,21 @@ impl Keyring {
     }
 
     fn open_key(&self, name: &[u8; NAME_BYTES]) -> Result<Rc<LessSafeKey>, OpenError> {
-        if let Some(aead) = self.open.borrow().get(name) {
-            return Ok(aead.clone());
+        if let Some((last, aead)) = &*self.last_opened.borrow() {
+            if last == name {
+                return Ok(aead.clone());
+            }
         }
+        let found = self.open.borrow().get(name).cloned();
+        let aead = match found {
+            Some(aead) => aead,
+            None => self.derive_open_key(name)?,
+        };
+        *self.last_opened.borrow_mut() = Some((*name, aead.clone()));
+        Ok(aead)
+    }
+
+    fn derive_open_key(&self, name: &[u8; NAME_BYTES]) -> Result<Rc<LessSafeKey>, OpenError> {
         let uuid: [u8; 16] = name[1..17].try_into().expect("16 bytes");
         let version = u32::from_le_bytes(name[17..21].try_into().expect("4 bytes"));
         let gone = || OpenError::KeyGone(uuid::Uuid::from_bytes(uuid).hyphenated().to_string());

@@ -199,7 +199,7 @@ impl Storage {
         let mut last = None;
         // A queue whose key is not held has its events dropped like a failed write: nothing
         // that should be sealed is written in clear.
-        let (seal, mut failure) = match self.keyring.sealer(queue_id, self.env.now_ms()) {
+        let (seal, mut failure) = match self.keyring.sealer(queue_id, || self.env.now_ms()) {
             Ok(seal) => (seal, None),
             Err(error) => (None, Some(error)),
         };

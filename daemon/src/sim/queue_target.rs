@@ -68,9 +68,15 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     // Some runs keep almost nothing in memory: receives then wait on the loader.
     let budget = if driver.rng.u8(..3) == 0 { driver.rng.u64(1..64) * 1024 } else { 64 << 20 };
     driver.note(format!("queues: {shards} shards, segments of {segment_bytes} bytes, memory budget {budget} bytes per shard"));
+    // Half the runs encrypt at rest: every queue SSE-SQS, its records sealed in the log.
+    let root = driver.rng.bool().then(|| {
+        let bytes: [u8; 32] = std::array::from_fn(|_| driver.rng.u8(..));
+        std::sync::Arc::new(crate::kms::root::RootKey::from_bytes(&bytes))
+    });
+    driver.note(format!("queues: encryption at rest {}", if root.is_some() { "on" } else { "off" }));
     let setup = Setup { shards, segment_bytes, budget };
     let model = Rc::new(RefCell::new(Model::default()));
-    let registry = Rc::new(RefCell::new(Registry::new(Naming::default())));
+    let registry = Rc::new(RefCell::new(Registry::new(Naming::default()).with_root(root)));
     let mut cluster = shards::start(driver, &setup, &registry)?;
     create_queues(driver, &cluster)?;
     while driver.step < steps {
