@@ -65,7 +65,7 @@ fn failed(message: impl Into<String>) -> ClientError {
 
 /// The key data keys are wrapped by.
 enum Wrapping {
-    Local { provider: String, aead: LessSafeKey },
+    Local { provider: String, aead: Box<LessSafeKey> },
     Kms { key: String },
 }
 
@@ -99,7 +99,7 @@ impl Envelope {
     pub fn local(key: &[u8; KEY_BYTES]) -> Envelope {
         let digest = ring::digest::digest(&ring::digest::SHA256, key);
         let fingerprint: String = digest.as_ref()[..8].iter().map(|byte| format!("{byte:02x}")).collect();
-        Envelope::new(Wrapping::Local { provider: format!("local:{fingerprint}"), aead: aead(key) })
+        Envelope::new(Wrapping::Local { provider: format!("local:{fingerprint}"), aead: Box::new(aead(key)) })
     }
 
     /// Wraps data keys under a key of the server's key service (a key id, ARN or alias).
@@ -137,7 +137,11 @@ impl Envelope {
                 let mut wrapped = wrap_nonce.to_vec();
                 wrapped.extend_from_slice(&key);
                 let tag = wrapper
-                    .seal_in_place_separate_tag(Nonce::assume_unique_for_key(wrap_nonce), Aad::from(provider.as_bytes()), &mut wrapped[NONCE_LEN..])
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(wrap_nonce),
+                        Aad::from(provider.as_bytes()),
+                        &mut wrapped[NONCE_LEN..],
+                    )
                     .map_err(|_| failed("cannot wrap a data key"))?;
                 wrapped.extend_from_slice(tag.as_ref());
                 Ok(DataKey { aead: aead(&key), wrapped: wrapped.into(), header })

@@ -67,7 +67,10 @@ pub fn authorize(snapshot: &Snapshot, op: &Op, access: &Access, seal_key: &SealK
     };
     if !policy::allowed(principal.policies.as_deref(), target.policy, &snapshot.naming.account_id, &request) {
         let on = target.resource.as_deref().map(|arn| format!(" on resource: {arn}")).unwrap_or_default();
-        return Err(OpError::new(ErrorCode::AccessDenied, format!("User: {} is not authorized to perform: {}{on}", principal.arn, target.action)));
+        return Err(OpError::new(
+            ErrorCode::AccessDenied,
+            format!("User: {} is not authorized to perform: {}{on}", principal.arn, target.action),
+        ));
     }
     // Writing to or reading from a resource encrypted under a customer's KMS key also needs the
     // key (as on AWS: kms:GenerateDataKey to write, kms:Decrypt to read); AWS-managed keys and
@@ -80,7 +83,11 @@ pub fn authorize(snapshot: &Snapshot, op: &Op, access: &Access, seal_key: &SealK
     }
     Err(OpError::new(
         ErrorCode::KmsAccessDenied,
-        format!("User: {} is not authorized to perform: {action} on resource: {key_arn} (the key {} is encrypted under)", principal.arn, target.resource.as_deref().unwrap_or("the resource")),
+        format!(
+            "User: {} is not authorized to perform: {action} on resource: {key_arn} (the key {} is encrypted under)",
+            principal.arn,
+            target.resource.as_deref().unwrap_or("the resource")
+        ),
     ))
 }
 

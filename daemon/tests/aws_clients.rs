@@ -137,11 +137,8 @@ fn key_service_and_encryption_through_boto3_and_the_cli_and_envelopes_across_pro
         .collect();
     c.run(envelope.seal_entries(c.client(), &mut batch)).unwrap();
     c.run(c.client().send_message_batch("envelopes", batch)).unwrap();
-    let env = [
-        ("SLUICE_ENVELOPE_QUEUE", "envelopes"),
-        ("SLUICE_ENVELOPE_BACK", "envelopes-back"),
-        ("SLUICE_ENVELOPE_KEY", "alias/envelopes"),
-    ];
+    let env =
+        [("SLUICE_ENVELOPE_QUEUE", "envelopes"), ("SLUICE_ENVELOPE_BACK", "envelopes-back"), ("SLUICE_ENVELOPE_KEY", "alias/envelopes")];
     python_tests("current", &daemon, "test_kms", &env);
     // ...and sealed by Python, opened here.
     let receive = ReceiveMessage {

@@ -288,14 +288,18 @@ fn the_key_service_encrypts_rotates_disables_and_deletes_as_kms_does() {
     }
     // Encrypt and Decrypt, bound to their encryption context.
     let context = vec![kv("tenant", "a")];
-    let sealed = match key_op(&c, Op::Encrypt { key: "alias/orders".into(), plaintext: Bytes::from_static(b"card"), context: context.clone() }).unwrap() {
-        Reply::KeyData { ciphertext: Some(ciphertext), key_arn, .. } => {
-            assert_eq!(key_arn, key.arn);
-            ciphertext
-        }
-        other => panic!("{other:?}"),
-    };
-    let decrypt = |context: Vec<(String, String)>, key: Option<String>| key_op(&c, Op::Decrypt { ciphertext: sealed.clone(), key, context });
+    let sealed =
+        match key_op(&c, Op::Encrypt { key: "alias/orders".into(), plaintext: Bytes::from_static(b"card"), context: context.clone() })
+            .unwrap()
+        {
+            Reply::KeyData { ciphertext: Some(ciphertext), key_arn, .. } => {
+                assert_eq!(key_arn, key.arn);
+                ciphertext
+            }
+            other => panic!("{other:?}"),
+        };
+    let decrypt =
+        |context: Vec<(String, String)>, key: Option<String>| key_op(&c, Op::Decrypt { ciphertext: sealed.clone(), key, context });
     match decrypt(context.clone(), None).unwrap() {
         Reply::KeyData { plaintext: Some(plaintext), .. } => assert_eq!(&plaintext[..], b"card"),
         other => panic!("{other:?}"),
@@ -380,7 +384,10 @@ fn without_a_root_key_nothing_claims_to_be_encrypted() {
     c.run(c.client().create_queue("plain", vec![], vec![])).unwrap();
     assert_eq!(attribute_of(&c, "plain", "SqsManagedSseEnabled"), "false");
     assert_code(c.run(c.client().create_queue("sse", vec![kv("SqsManagedSseEnabled", "true")], vec![])), ErrorCode::InvalidAttributeValue);
-    assert_code(c.run(c.client().create_queue("kms", vec![kv("KmsMasterKeyId", "alias/aws/sqs")], vec![])), ErrorCode::InvalidAttributeValue);
+    assert_code(
+        c.run(c.client().create_queue("kms", vec![kv("KmsMasterKeyId", "alias/aws/sqs")], vec![])),
+        ErrorCode::InvalidAttributeValue,
+    );
     assert_code(
         c.run(c.client().set_queue_attributes("plain", vec![kv("SqsManagedSseEnabled", "true")])),
         ErrorCode::InvalidAttributeValue,
@@ -467,4 +474,51 @@ fn client_side_encryption_round_trips_and_the_daemon_never_holds_the_clear_body(
         data.push(String::from_utf8(record.data.to_vec()).unwrap());
     }
     assert_eq!(data, (0..4).map(|i| format!("SECRET-record-{i}")).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_customer_key_decides_who_may_write_and_read_what_it_protects() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_key(dir.path(), "root.key", 11);
+    // writer: may send and use the key to write; reader: may receive and decrypt; stranger:
+    // every SQS action, no key rights.
+    let sqs_all = serde_json::json!({"Effect": "Allow", "Action": "sqs:*", "Resource": "*"});
+    let principal = |id: &str, extra: serde_json::Value| {
+        serde_json::json!({
+            "access_key_id": id, "secret_access_key": format!("{id}-secret-0123456789"),
+            "policies": [{"Statement": [sqs_all.clone(), extra]}],
+        })
+    };
+    let file = serde_json::json!({ "principals": [
+        {"access_key_id": "admin", "secret_access_key": "admin-secret-0123456789"},
+        principal("writer", serde_json::json!({"Effect": "Allow", "Action": "kms:GenerateDataKey", "Resource": "arn:aws:kms:*:*:key/*"})),
+        principal("reader", serde_json::json!({"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"})),
+        principal("stranger", serde_json::json!({"Effect": "Allow", "Action": "sns:ListTopics", "Resource": "*"})),
+    ]});
+    let credentials = dir.path().join("credentials.json");
+    std::fs::write(&credentials, file.to_string()).unwrap();
+    let mut flags = with_root(&root);
+    flags.extend(["--credentials".to_owned(), credentials.to_str().unwrap().to_owned()]);
+    let daemon = Daemon::start_with(&args(&flags));
+    let as_principal =
+        |id: &str| daemon.client_as(&AccessKey { access_key_id: id.into(), secret_access_key: format!("{id}-secret-0123456789") }).unwrap();
+    let admin = as_principal("admin");
+    create_key(&admin, "alias/guarded");
+    admin.run(admin.client().create_queue("guarded", vec![kv("KmsMasterKeyId", "alias/guarded")], vec![])).unwrap();
+    admin.run(admin.client().create_queue("managed", vec![kv("KmsMasterKeyId", "alias/aws/sqs")], vec![])).unwrap();
+
+    let stranger = as_principal("stranger");
+    assert_code(stranger.run(stranger.client().send_message("guarded", "SECRET-no")), ErrorCode::KmsAccessDenied);
+    // An AWS-managed key is usable by whoever may use the queue, as on AWS.
+    stranger.run(stranger.client().send_message("managed", "SECRET-managed")).unwrap();
+    let writer = as_principal("writer");
+    writer.run(writer.client().send_message("guarded", "SECRET-yes")).unwrap();
+    let receive = ReceiveMessage { queue: "guarded".into(), ..ReceiveMessage::default() };
+    assert_code(writer.run(writer.client().receive_message(receive.clone())), ErrorCode::KmsAccessDenied);
+    let reader = as_principal("reader");
+    let got = reader.run(reader.client().receive_message(receive)).unwrap();
+    assert_eq!(got.iter().map(|m| &m.body[..]).collect::<Vec<_>>(), [&b"SECRET-yes"[..]]);
+    // The key API itself is decided on the key's ARN.
+    let encrypt = Op::Encrypt { key: "alias/guarded".into(), plaintext: Bytes::from_static(b"x"), context: vec![] };
+    assert_code(stranger.run(stranger.client().call(encrypt)), ErrorCode::AccessDenied);
 }

@@ -256,17 +256,15 @@ fn validate(args: &Args) -> Result<(), String> {
 /// Prepares the broker; returns what an acknowledgement guarantees there.
 fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
     match args.target {
-        Target::Sluice if args.workload == Workload::Stream => {
-            sluice_stream::setup(
-                endpoint,
-                &args.queue,
-                args.shards,
-                args.cores * args.consumers,
-                args.stream_encryption.as_deref(),
-                access_key(args).as_ref(),
-            )
-                .map(|()| sluice::GUARANTEE.to_owned())
-        }
+        Target::Sluice if args.workload == Workload::Stream => sluice_stream::setup(
+            endpoint,
+            &args.queue,
+            args.shards,
+            args.cores * args.consumers,
+            args.stream_encryption.as_deref(),
+            access_key(args).as_ref(),
+        )
+        .map(|()| sluice::GUARANTEE.to_owned()),
         Target::Sluice => {
             sluice::setup(endpoint, &sluice_queue(args), fanout_subscribers(args), args.fifo_groups, access_key(args).as_ref())
                 .map(|()| sluice::GUARANTEE.to_owned())

@@ -47,7 +47,8 @@ pub fn setup(
     }
     connection.block_on(client.create_stream(stream, shards as i32)).map_err(|e| e.to_string())?;
     if let Some(key) = encryption {
-        let start = sluice_client::Op::SetStreamEncryption { stream: stream.into(), encryption_type: "KMS".into(), key: key.into(), start: true };
+        let start =
+            sluice_client::Op::SetStreamEncryption { stream: stream.into(), encryption_type: "KMS".into(), key: key.into(), start: true };
         connection.block_on(client.call(start)).map_err(|e| format!("StartStreamEncryption: {e}"))?;
     }
     let arn = connection.block_on(client.describe_stream(stream)).map_err(|e| e.to_string())?.arn;

@@ -78,7 +78,12 @@ fn every_request_round_trips() {
         Op::ListTopicTags { topic: "t".into() },
         Op::DescribeLimits,
         Op::DescribeAccountSettings,
-        Op::CreateKey { description: Some("d".into()), key_usage: None, key_spec: Some("SYMMETRIC_DEFAULT".into()), tags: vec![kv("k", "v")] },
+        Op::CreateKey {
+            description: Some("d".into()),
+            key_usage: None,
+            key_spec: Some("SYMMETRIC_DEFAULT".into()),
+            tags: vec![kv("k", "v")],
+        },
         Op::DescribeKey { key: "alias/app".into() },
         Op::ListKeys { limit: 10, marker: Some("m".into()) },
         Op::CreateAlias { alias: "alias/app".into(), key: "k".into(), update: true },
@@ -238,7 +243,13 @@ fn every_response_round_trips() {
         rotation_period_days: 365,
         next_rotation_ms: Some(2),
     };
-    let record = StreamRecord { sequence_number: "1".into(), arrival_ms: 7, data: Bytes::from_static(b"x"), partition_key: "pk".into(), encrypted: true };
+    let record = StreamRecord {
+        sequence_number: "1".into(),
+        arrival_ms: 7,
+        data: Bytes::from_static(b"x"),
+        partition_key: "pk".into(),
+        encrypted: true,
+    };
     let child = ChildShard {
         shard_id: "shardId-000000000003".into(),
         parent_shards: vec!["shardId-000000000002".into()],

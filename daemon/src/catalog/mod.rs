@@ -237,7 +237,8 @@ impl Snapshot {
         for queue in snapshot.by_name.values() {
             let attributes = &queue.attributes;
             let reuse_ms = attributes.kms_data_key_reuse_seconds as u64 * 1000;
-            if let Some(spec) = seal_spec(&snapshot.keys, attributes.kms_master_key_id.as_deref(), attributes.sqs_managed_sse_enabled, reuse_ms)
+            if let Some(spec) =
+                seal_spec(&snapshot.keys, attributes.kms_master_key_id.as_deref(), attributes.sqs_managed_sse_enabled, reuse_ms)
             {
                 sealed.insert(queue.id, spec);
             }
@@ -496,7 +497,10 @@ impl Registry {
         for reference in references {
             if let (None, Some(service)) = (current.resolve(reference), Keys::managed_service(reference)) {
                 let change = KeyChange::Managed { service: service.to_owned() };
-                if !wanted.iter().any(|w| matches!((w, &change), (KeyChange::Managed { service: a }, KeyChange::Managed { service: b }) if a == b)) {
+                if !wanted
+                    .iter()
+                    .any(|w| matches!((w, &change), (KeyChange::Managed { service: a }, KeyChange::Managed { service: b }) if a == b))
+                {
                     wanted.push(change);
                 }
             }
@@ -910,7 +914,8 @@ impl Registry {
             queues.insert(name, Arc::new(meta));
         }
         let keys = self.keys_for(&queues, &topics, &self.snapshot.streams, now_s * 1000);
-        self.snapshot = Arc::new(Snapshot::new(self.snapshot.version + 1, self.naming.clone(), queues, topics, self.snapshot.streams.clone(), keys));
+        self.snapshot =
+            Arc::new(Snapshot::new(self.snapshot.version + 1, self.naming.clone(), queues, topics, self.snapshot.streams.clone(), keys));
         Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())))
     }
 

@@ -78,9 +78,7 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
         "DeleteAlias" => Op::DeleteAlias { alias: p.required("AliasName")? },
         "ListAliases" => Op::ListAliases { key: p.string("KeyId")?, limit: p.int("Limit")?.unwrap_or(0), marker: p.string("Marker")? },
         "EnableKey" | "DisableKey" => Op::SetKeyEnabled { key: key()?, enabled: action == "EnableKey" },
-        "ScheduleKeyDeletion" => {
-            Op::ScheduleKeyDeletion { key: key()?, pending_window_days: p.int("PendingWindowInDays")?.unwrap_or(0) }
-        }
+        "ScheduleKeyDeletion" => Op::ScheduleKeyDeletion { key: key()?, pending_window_days: p.int("PendingWindowInDays")?.unwrap_or(0) },
         "CancelKeyDeletion" => Op::CancelKeyDeletion { key: key()? },
         "EnableKeyRotation" => Op::SetKeyRotation { key: key()?, enabled: true, period_days: p.int("RotationPeriodInDays")?.unwrap_or(0) },
         "DisableKeyRotation" => Op::SetKeyRotation { key: key()?, enabled: false, period_days: 0 },
@@ -110,7 +108,12 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
                 (None, Some(bytes)) => bytes,
                 (None, None) => return Err(OpError::new(ErrorCode::Validation, "Give KeySpec or NumberOfBytes.")),
             };
-            Op::GenerateDataKey { key: key()?, bytes, context: context(&p)?, without_plaintext: action == "GenerateDataKeyWithoutPlaintext" }
+            Op::GenerateDataKey {
+                key: key()?,
+                bytes,
+                context: context(&p)?,
+                without_plaintext: action == "GenerateDataKeyWithoutPlaintext",
+            }
         }
         other => return Err(OpError::new(ErrorCode::InvalidAction, format!("The action {other} is not served by this key service."))),
     })

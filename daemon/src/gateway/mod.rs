@@ -472,7 +472,9 @@ fn json_tree(body: &[u8]) -> Result<Map<String, Value>, (OpError, &'static str)>
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) | Err(_) => Err((OpError::new(ErrorCode::MalformedRequest, "the request body is not a JSON object"), "SerializationException")),
+        Ok(_) | Err(_) => {
+            Err((OpError::new(ErrorCode::MalformedRequest, "the request body is not a JSON object"), "SerializationException"))
+        }
     }
 }
 

@@ -76,7 +76,10 @@ pub fn key_of<'k>(keys: &'k Keys, blob: &[u8]) -> Result<&'k Arc<KmsKey>, OpErro
     }
     let uuid: [u8; 16] = blob[1..17].try_into().expect("16 bytes");
     keys.by_uuid(&uuid).ok_or_else(|| {
-        OpError::new(ErrorCode::KmsNotFound, format!("The key {} the ciphertext was made with does not exist.", uuid::Uuid::from_bytes(uuid)))
+        OpError::new(
+            ErrorCode::KmsNotFound,
+            format!("The key {} the ciphertext was made with does not exist.", uuid::Uuid::from_bytes(uuid)),
+        )
     })
 }
 

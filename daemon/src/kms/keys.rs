@@ -55,7 +55,9 @@ pub enum KeyState {
     Enabled,
     Disabled,
     /// Deleted, with every version of its material, at this time.
-    PendingDeletion { at_ms: u64 },
+    PendingDeletion {
+        at_ms: u64,
+    },
 }
 
 impl KeyState {
@@ -115,9 +117,7 @@ impl KmsKey {
         match self.state {
             KeyState::Enabled => Ok(()),
             KeyState::Disabled => Err(OpError::new(ErrorCode::KmsDisabled, format!("{} is disabled.", self.arn))),
-            KeyState::PendingDeletion { .. } => {
-                Err(OpError::new(ErrorCode::KmsInvalidState, format!("{} is pending deletion.", self.arn)))
-            }
+            KeyState::PendingDeletion { .. } => Err(OpError::new(ErrorCode::KmsInvalidState, format!("{} is pending deletion.", self.arn))),
         }
     }
 
@@ -183,18 +183,44 @@ pub struct Keys {
 /// A KMS change; applied on shard 0 by the catalog.
 #[derive(Debug, Clone)]
 pub enum KeyChange {
-    Create { description: String, tags: BTreeMap<String, String> },
-    Alias { alias: String, key: String, update: bool },
-    DeleteAlias { alias: String },
-    SetEnabled { key: String, enabled: bool },
-    ScheduleDeletion { key: String, pending_days: u32 },
-    CancelDeletion { key: String },
-    Rotation { key: String, days: Option<u32> },
-    RotateNow { key: String },
+    Create {
+        description: String,
+        tags: BTreeMap<String, String>,
+    },
+    Alias {
+        alias: String,
+        key: String,
+        update: bool,
+    },
+    DeleteAlias {
+        alias: String,
+    },
+    SetEnabled {
+        key: String,
+        enabled: bool,
+    },
+    ScheduleDeletion {
+        key: String,
+        pending_days: u32,
+    },
+    CancelDeletion {
+        key: String,
+    },
+    Rotation {
+        key: String,
+        days: Option<u32>,
+    },
+    RotateNow {
+        key: String,
+    },
     /// Makes the AWS-managed key of a service if it is not made yet.
-    Managed { service: String },
+    Managed {
+        service: String,
+    },
     /// Makes the key a service owns if it is not made yet.
-    Owned { service: String },
+    Owned {
+        service: String,
+    },
     /// Rotates the keys whose rotation is due and deletes those whose deletion is due.
     Tick,
 }
@@ -270,10 +296,7 @@ impl Keys {
         let mut rows: BTreeMap<String, AliasEntry> = BTreeMap::new();
         for service in MANAGED_SERVICES {
             let name = format!("alias/aws/{service}");
-            rows.insert(
-                name.clone(),
-                AliasEntry { arn: self.naming.alias_arn(&name), name, target_key_id: None, created_ms: 0 },
-            );
+            rows.insert(name.clone(), AliasEntry { arn: self.naming.alias_arn(&name), name, target_key_id: None, created_ms: 0 });
         }
         for (name, alias) in &self.aliases {
             rows.insert(
@@ -562,7 +585,8 @@ impl Keys {
                 other => return Err(format!("KMS key {id} has an unknown manager {other:?}")),
             };
             let mut versions = Vec::new();
-            for (version, wrapped) in item["versions"].as_array().ok_or_else(|| format!("KMS key {id} has no versions"))?.iter().enumerate() {
+            for (version, wrapped) in item["versions"].as_array().ok_or_else(|| format!("KMS key {id} has no versions"))?.iter().enumerate()
+            {
                 let wrapped = wrapped.as_str().ok_or_else(|| format!("KMS key {id}'s version {version} is not text"))?;
                 let material = root
                     .unwrap(wrapped, &id, version as u32)

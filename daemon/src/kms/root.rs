@@ -54,9 +54,9 @@ impl RootKey {
                 return Ok(RootKey::from_bytes(raw));
             }
         }
-        let text = std::str::from_utf8(content).map(str::trim).map_err(|_| {
-            format!("the root key in {source} is neither 32 raw bytes nor text (64 hex digits or base64 of 32 bytes)")
-        })?;
+        let text = std::str::from_utf8(content)
+            .map(str::trim)
+            .map_err(|_| format!("the root key in {source} is neither 32 raw bytes nor text (64 hex digits or base64 of 32 bytes)"))?;
         let decoded = if text.len() == 2 * KEY_BYTES && text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             (0..KEY_BYTES).map(|at| u8::from_str_radix(&text[2 * at..2 * at + 2], 16).unwrap_or(0)).collect()
         } else {

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use sluice_protocol::MessageAttribute;
 
 use super::fifo::FifoFields;
-use crate::kms::at_rest::{Keyring, OpenError, WriteKey};
 use super::partition::{Partition, Payload, Placement};
+use crate::kms::at_rest::{Keyring, OpenError, WriteKey};
 
 pub use crate::storage::record::kind::{
     QUEUE_CURSOR as KIND_CURSOR, QUEUE_DEDUP as KIND_DEDUP, QUEUE_DELETED as KIND_DELETED, QUEUE_FED as KIND_FED,

@@ -29,9 +29,9 @@ use std::sync::Arc;
 use sluice_protocol::{ErrorCode, OpError};
 
 use super::journal::{Event, JournalError};
-use crate::kms::at_rest::Keyring;
 use super::partition::{Partition, Payload, Placement};
 use crate::env::Env;
+use crate::kms::at_rest::Keyring;
 use crate::storage::log::{Location, Log, LogOptions, Recovery, StorageError};
 use crate::storage::record::record_bytes;
 use crate::storage::{storage_error, Ticket};
@@ -120,35 +120,32 @@ impl Storage {
         let mut partitions: super::QueueMap<Partition> = super::QueueMap::default();
         let mut bad_records = Vec::new();
         let mut resident = 0u64;
-        let (log, recovery) = Log::open_located_in(env.clone(), options, |location, kind, payload| match Event::decode_with(
-            kind,
-            payload,
-            Some(&keyring),
-        ) {
-            Ok(event) => {
-                let queue_id = event.queue_id();
-                if !exists(queue_id) {
-                    return;
-                }
-                let message = event.full_record_of();
-                let placement = Placement::located(location.seq, location.segment, location.offset, record_bytes(payload.len()) as u32);
-                event.apply(placement, &mut partitions);
-                let Some(partition) = partitions.get_mut(&queue_id) else { return };
-                resident = add_change(resident, partition);
-                if let (Some(message), true) = (message, resident > budget) {
-                    if partition.evict(message) {
-                        resident = add_change(resident, partition);
+        let (log, recovery) =
+            Log::open_located_in(env.clone(), options, |location, kind, payload| match Event::decode_with(kind, payload, Some(&keyring)) {
+                Ok(event) => {
+                    let queue_id = event.queue_id();
+                    if !exists(queue_id) {
+                        return;
+                    }
+                    let message = event.full_record_of();
+                    let placement = Placement::located(location.seq, location.segment, location.offset, record_bytes(payload.len()) as u32);
+                    event.apply(placement, &mut partitions);
+                    let Some(partition) = partitions.get_mut(&queue_id) else { return };
+                    resident = add_change(resident, partition);
+                    if let (Some(message), true) = (message, resident > budget) {
+                        if partition.evict(message) {
+                            resident = add_change(resident, partition);
+                        }
                     }
                 }
-            }
-            Err(JournalError::KeyGone { queue_id, key, .. }) => {
-                if exists(queue_id) {
-                    *shredded.entry(key).or_insert(0) += 1;
+                Err(JournalError::KeyGone { queue_id, key, .. }) => {
+                    if exists(queue_id) {
+                        *shredded.entry(key).or_insert(0) += 1;
+                    }
                 }
-            }
-            Err(error) => bad_records.push(BadRecord { seq: location.seq, kind, error: error.to_string() }),
-        })
-        .await?;
+                Err(error) => bad_records.push(BadRecord { seq: location.seq, kind, error: error.to_string() }),
+            })
+            .await?;
         if let Some(bad) = bad_records.first() {
             if !repair {
                 return Err(StorageError::Corrupt {

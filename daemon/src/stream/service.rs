@@ -18,10 +18,10 @@ use sluice_protocol::*;
 use super::calls::{StreamAnswer, StreamCall, StreamLease, StreamPut, StreamRead, StreamSeek};
 use super::iterator::{decode_token, encode_token, ShardPosition};
 use super::store::{split_record, ShardLog, SplitError};
-use crate::kms::at_rest::Sealing;
 use super::{call_on, StreamHost};
 use crate::catalog::streams::{find_consumer, hash_of, parse_hash_key, parse_shard_id, resolve, StreamChange, StreamMeta, StreamOutcome};
 use crate::catalog::{MetaChange, MetaOutcome, Registry, Snapshot};
+use crate::kms::at_rest::Sealing;
 use crate::storage::storage_error;
 
 /// Times a put part is routed again after meeting a resharded shard.
@@ -192,7 +192,8 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
             if start {
                 // The key must be usable now (an AWS-managed one is made on first use).
                 let reference = key.clone();
-                crate::engine::sealable(host, move |snapshot| crate::catalog::seal_spec(&snapshot.keys, Some(&reference), false, 0)).await?;
+                crate::engine::sealable(host, move |snapshot| crate::catalog::seal_spec(&snapshot.keys, Some(&reference), false, 0))
+                    .await?;
             }
             stream_change(host, StreamChange::Encryption { stream, key: start.then_some(key) }).await.map(|_| Reply::Done)
         }
@@ -486,7 +487,8 @@ async fn put_records<H: StreamHost>(host: &Rc<H>, stream: &str, records: Vec<Put
         meta.encryption_key.is_some().then_some(meta.id)
     };
     if let Some(id) = encrypted {
-        let spec = |snapshot: &Snapshot| snapshot.streams.values().find(|meta| meta.id == id).and_then(|meta| snapshot.stream_sealing(meta));
+        let spec =
+            |snapshot: &Snapshot| snapshot.streams.values().find(|meta| meta.id == id).and_then(|meta| snapshot.stream_sealing(meta));
         crate::engine::sealable(host, spec).await?;
     }
     if records.is_empty() || records.len() > PUT_RECORDS_MAX {
@@ -725,7 +727,10 @@ pub async fn stream_read_local<H: StreamHost>(host: &Rc<H>, request: ReadRequest
             // As GetRecords needs kms:Decrypt on AWS: a record sealed under a disabled key is refused.
             if usable.as_ref().map(|uuid| &uuid[..]) != part.get(1..17) {
                 let key = host.keyring().key_of(part).ok_or_else(|| {
-                    OpError::new(ErrorCode::KmsNotFound, format!("record {} of {} is sealed under a KMS key that was deleted", record.seq, shard.id()))
+                    OpError::new(
+                        ErrorCode::KmsNotFound,
+                        format!("record {} of {} is sealed under a KMS key that was deleted", record.seq, shard.id()),
+                    )
                 })?;
                 key.usable()?;
                 usable = Some(key.uuid);
@@ -736,9 +741,10 @@ pub async fn stream_read_local<H: StreamHost>(host: &Rc<H>, request: ReadRequest
                 ErrorCode::KmsNotFound,
                 format!("record {} of {} is sealed under KMS key {key}, which was deleted", record.seq, shard.id()),
             ),
-            SplitError::Damaged => {
-                OpError::new(ErrorCode::InternalFailure, format!("record {} of {} does not decode (damaged on disk)", record.seq, shard.id()))
-            }
+            SplitError::Damaged => OpError::new(
+                ErrorCode::InternalFailure,
+                format!("record {} of {} does not decode (damaged on disk)", record.seq, shard.id()),
+            ),
         })?;
         bytes += data.len() as u64;
         records.push(StreamRecord {

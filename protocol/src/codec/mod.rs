@@ -289,13 +289,8 @@ fn stream_records<'a>(fbb: &mut FlatBufferBuilder<'a>, records: &[StreamRecord])
             let sequence_number = Some(fbb.create_string(&record.sequence_number));
             let data = Some(fbb.create_vector(&record.data));
             let partition_key = Some(fbb.create_string(&record.partition_key));
-            let args = fb::StreamRecordArgs {
-                sequence_number,
-                arrival_ms: record.arrival_ms,
-                data,
-                partition_key,
-                encrypted: record.encrypted,
-            };
+            let args =
+                fb::StreamRecordArgs { sequence_number, arrival_ms: record.arrival_ms, data, partition_key, encrypted: record.encrypted };
             fb::StreamRecord::create(fbb, &args)
         })
         .collect();
