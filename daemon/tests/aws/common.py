@@ -2,13 +2,26 @@
 
 The Rust harness (daemon/tests/aws_clients.rs) starts sluiced and sets SLUICE_ENDPOINT.
 """
+import json
 import os
+import subprocess
+import sys
 import uuid
 
 import boto3
 import botocore.exceptions
 
 ENDPOINT = os.environ["SLUICE_ENDPOINT"]
+AWS = os.path.join(os.path.dirname(sys.executable), "aws")
+
+
+def aws(*args):
+    """Runs the AWS CLI (v1, from this venv) against ENDPOINT; its JSON output, parsed."""
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    done = subprocess.run([AWS, "--endpoint-url", ENDPOINT, "--output", "json", *args], capture_output=True, text=True, env=env, timeout=60)
+    if done.returncode != 0:
+        raise AssertionError(f"aws {' '.join(args)} failed ({done.returncode}): {done.stderr}")
+    return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
 def client(service, **options):

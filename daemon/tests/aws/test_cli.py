@@ -1,21 +1,8 @@
 """The AWS CLI (v1) against sluiced with --endpoint-url: the commands a new user tries first."""
 import json
-import os
-import subprocess
-import sys
 import unittest
 
-from common import ENDPOINT, unique
-
-AWS = os.path.join(os.path.dirname(sys.executable), "aws")
-
-
-def aws(*args):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
-    done = subprocess.run([AWS, "--endpoint-url", ENDPOINT, "--output", "json", *args], capture_output=True, text=True, env=env, timeout=60)
-    if done.returncode != 0:
-        raise AssertionError(f"aws {' '.join(args)} failed ({done.returncode}): {done.stderr}")
-    return json.loads(done.stdout) if done.stdout.strip() else {}
+from common import aws, unique
 
 
 class Cli(unittest.TestCase):

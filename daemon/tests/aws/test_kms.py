@@ -3,25 +3,12 @@ root key by daemon/tests/aws_clients.rs), and the client-side envelope format re
 by a second implementation: this file, from the format's description in
 client/src/envelope.rs, with boto3's KMS client and the `cryptography` package."""
 import base64
-import json
 import os
-import subprocess
-import sys
 import unittest
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from common import ENDPOINT, Expect, client, unique
-
-AWS = os.path.join(os.path.dirname(sys.executable), "aws")
-
-
-def aws(*args):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
-    done = subprocess.run([AWS, "--endpoint-url", ENDPOINT, "--output", "json", *args], capture_output=True, text=True, env=env, timeout=60)
-    if done.returncode != 0:
-        raise AssertionError(f"aws {' '.join(args)} failed ({done.returncode}): {done.stderr}")
-    return json.loads(done.stdout) if done.stdout.strip() else {}
+from common import Expect, aws, client, unique
 
 
 class Keys(unittest.TestCase):
