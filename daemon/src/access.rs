@@ -166,6 +166,11 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
             Target::new(action, Some(Cow::Owned(crate::catalog::streams::stream_arn(naming, name))), None)
         }
     };
+    // A queue named by its ARN: its own policy applies when it exists.
+    let queue_arn = |action: &'static str, arn: &'a str| match snapshot.queue_by_arn(arn) {
+        Some(meta) => Target::new(action, Some(Cow::Borrowed(meta.arn.as_str())), meta.attributes.policy.as_ref().map(|p| &*p.compiled)),
+        None => Target::new(action, Some(Cow::Borrowed(arn)), None),
+    };
     // A key is named by its key ARN (aliases resolved); key policies are not kept, so identity
     // policies decide.
     let key = |action: &'static str, reference: &str| match snapshot.keys.resolve(reference) {
@@ -273,6 +278,13 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
         Op::PutResourcePolicy { resource_arn, .. } => stream("kinesis:PutResourcePolicy", resource_arn),
         Op::GetResourcePolicy { resource_arn } => stream("kinesis:GetResourcePolicy", resource_arn),
         Op::DeleteResourcePolicy { resource_arn } => stream("kinesis:DeleteResourcePolicy", resource_arn),
+        Op::StartMessageMoveTask { source_arn, .. } => queue_arn("sqs:StartMessageMoveTask", source_arn),
+        Op::ListMessageMoveTasks { source_arn, .. } => queue_arn("sqs:ListMessageMoveTasks", source_arn),
+        // The task's source queue, as its handle names it (a handle that does not open is refused by the engine).
+        Op::CancelMessageMoveTask { task_handle } => {
+            let (_, source) = crate::catalog::moves::parse_handle(task_handle).ok()?;
+            Target::new("sqs:CancelMessageMoveTask", Some(Cow::Owned(source)), None)
+        }
         Op::SetStreamEncryption { stream: s, start: true, .. } => stream("kinesis:StartStreamEncryption", s),
         Op::SetStreamEncryption { stream: s, start: false, .. } => stream("kinesis:StopStreamEncryption", s),
         Op::CreateKey { .. } => Target::new("kms:CreateKey", None, None),

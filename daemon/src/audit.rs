@@ -288,6 +288,13 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
         Op::UntagTopic { topic, keys } => (SNS, false, json!({ "resourceArn": topic, "tagKeys": keys })),
         Op::ListTopicTags { topic } => (SNS, false, json!({ "resourceArn": topic })),
         Op::DescribeLimits | Op::DescribeAccountSettings => (KINESIS, false, json!({})),
+        Op::StartMessageMoveTask { source_arn, destination_arn, max_per_second } => (
+            SQS,
+            false,
+            json!({ "sourceArn": source_arn, "destinationArn": destination_arn, "maxNumberOfMessagesPerSecond": max_per_second }),
+        ),
+        Op::CancelMessageMoveTask { .. } => (SQS, false, json!({})),
+        Op::ListMessageMoveTasks { source_arn, max_results } => (SQS, false, json!({ "sourceArn": source_arn, "maxResults": max_results })),
         Op::SetStreamEncryption { stream, encryption_type, key, .. } => {
             (KINESIS, false, json!({ "streamName": stream, "encryptionType": encryption_type, "keyId": key }))
         }

@@ -374,6 +374,20 @@ pub enum Op {
         context: KeyValues,
         without_plaintext: bool,
     },
+    /// SQS StartMessageMoveTask: redrive from a dead-letter queue, back to each message's
+    /// source (`destination_arn` absent) or to one queue.
+    StartMessageMoveTask {
+        source_arn: String,
+        destination_arn: Option<String>,
+        max_per_second: Option<i32>,
+    },
+    CancelMessageMoveTask {
+        task_handle: String,
+    },
+    ListMessageMoveTasks {
+        source_arn: String,
+        max_results: Option<i32>,
+    },
     /// Kinesis StartStreamEncryption (`start`, with `key`) and StopStreamEncryption.
     SetStreamEncryption {
         stream: String,
@@ -473,6 +487,9 @@ impl Op {
             Op::Decrypt { .. } => "Decrypt",
             Op::GenerateDataKey { without_plaintext: false, .. } => "GenerateDataKey",
             Op::GenerateDataKey { without_plaintext: true, .. } => "GenerateDataKeyWithoutPlaintext",
+            Op::StartMessageMoveTask { .. } => "StartMessageMoveTask",
+            Op::CancelMessageMoveTask { .. } => "CancelMessageMoveTask",
+            Op::ListMessageMoveTasks { .. } => "ListMessageMoveTasks",
             Op::SetStreamEncryption { start: true, .. } => "StartStreamEncryption",
             Op::SetStreamEncryption { start: false, .. } => "StopStreamEncryption",
         }
@@ -692,6 +709,8 @@ pub enum Reply {
         aliases: Vec<AliasEntry>,
         next_marker: Option<String>,
     },
+    /// ListMessageMoveTasks: the most recent first.
+    MoveTasks(Vec<MoveTaskDescription>),
     /// Encrypt (ciphertext), Decrypt (plaintext), GenerateDataKey (both, or the ciphertext only).
     KeyData {
         key_arn: String,
@@ -717,6 +736,22 @@ pub struct KeyDescription {
     pub rotation_enabled: bool,
     pub rotation_period_days: i32,
     pub next_rotation_ms: Option<u64>,
+}
+
+/// One message move task as ListMessageMoveTasks reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MoveTaskDescription {
+    /// Only while it runs.
+    pub task_handle: Option<String>,
+    /// `RUNNING`, `COMPLETED`, `CANCELLING`, `CANCELLED` or `FAILED`.
+    pub status: String,
+    pub source_arn: String,
+    pub destination_arn: Option<String>,
+    pub max_per_second: Option<i32>,
+    pub moved: i64,
+    pub to_move: i64,
+    pub failure_reason: Option<String>,
+    pub started_ms: u64,
 }
 
 /// One row of ListAliases.

@@ -78,6 +78,10 @@ fn every_request_round_trips() {
         Op::ListTopicTags { topic: "t".into() },
         Op::DescribeLimits,
         Op::DescribeAccountSettings,
+        Op::StartMessageMoveTask { source_arn: "arn:dlq".into(), destination_arn: Some("arn:q".into()), max_per_second: Some(50) },
+        Op::StartMessageMoveTask { source_arn: "arn:dlq".into(), destination_arn: None, max_per_second: None },
+        Op::CancelMessageMoveTask { task_handle: "h".into() },
+        Op::ListMessageMoveTasks { source_arn: "arn:dlq".into(), max_results: Some(10) },
         Op::CreateKey {
             description: Some("d".into()),
             key_usage: None,
@@ -329,6 +333,20 @@ fn every_response_round_trips() {
             millis_behind_latest: 0,
             child_shards: vec![child],
         })),
+        Ok(Reply::MoveTasks(vec![
+            MoveTaskDescription {
+                task_handle: Some("h".into()),
+                status: "RUNNING".into(),
+                source_arn: "arn:dlq".into(),
+                destination_arn: None,
+                max_per_second: Some(10),
+                moved: 3,
+                to_move: 9,
+                failure_reason: None,
+                started_ms: 5,
+            },
+            MoveTaskDescription { status: "FAILED".into(), failure_reason: Some("gone".into()), ..MoveTaskDescription::default() },
+        ])),
         Ok(Reply::Key(key.clone())),
         Ok(Reply::Keys { keys: vec![key.clone(), KeyDescription { deletion_ms: Some(9), ..key }], next_marker: Some("m".into()) }),
         Ok(Reply::Aliases {

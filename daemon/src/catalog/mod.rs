@@ -20,6 +20,7 @@ pub mod current;
 pub mod delivery;
 pub mod feeds;
 pub mod filter;
+pub mod moves;
 pub mod queues;
 pub mod streams;
 pub mod topics;
@@ -349,6 +350,10 @@ pub enum MetaChange {
     },
     /// A change to the key service's keys and aliases.
     Key(KeyChange),
+    /// A change to a message move task.
+    Move(moves::MoveChange),
+    /// Not a change: the move tasks of one queue (by id), or every active task (`None`).
+    Moves(Option<u64>),
 }
 
 /// What a successful change answers.
@@ -363,6 +368,10 @@ pub enum MetaOutcome {
     Stream(StreamOutcome),
     /// A key change; the key it is about, if any.
     Key(Option<Arc<KmsKey>>),
+    /// A move task as a change left it (kept in the metadata file; snapshots do not hold tasks).
+    Move(Arc<moves::MoveTask>),
+    /// Move tasks, the most recent first.
+    Moves(Vec<Arc<moves::MoveTask>>),
 }
 
 /// How much metadata one server keeps: every entity is held in memory on every shard and
@@ -422,6 +431,8 @@ pub struct Registry {
     /// key, AWS-managed keys something names — are written with the next change, before any
     /// data could be sealed under them, and with them the root key's fingerprint).
     keys_saved: std::cell::Cell<bool>,
+    /// Message move tasks (shard 0 answers for them; `queue::redrive` moves).
+    moves: Arc<moves::Moves>,
 }
 
 fn key_naming(naming: &Naming) -> KeyNaming {
@@ -451,6 +462,7 @@ impl Registry {
             purged_at_ms: HashMap::new(),
             root: None,
             keys_saved: std::cell::Cell::new(true),
+            moves: Arc::default(),
         }
     }
 
@@ -531,6 +543,7 @@ impl Registry {
             document["kms"] = self.snapshot.keys.to_json(root);
             self.keys_saved.set(true);
         }
+        document["moves"] = moves::to_json(&self.moves);
         document
     }
 
@@ -575,6 +588,10 @@ impl Registry {
             // Keys are few and small: a change writes them all (`storage::meta` keeps the last).
             delta["kms"] = new.keys.to_json(root);
             self.keys_saved.set(true);
+        }
+        if !Arc::ptr_eq(&before.moves, &self.moves) {
+            // Like the keys: a change to a task writes them all (at most ten a queue).
+            delta["moves"] = moves::to_json(&self.moves);
         }
         delta
     }
@@ -639,6 +656,7 @@ impl Registry {
         for (id, ms) in object(&value["purged_at_ms"], "purged_at_ms")? {
             registry.purged_at_ms.insert(id.parse().map_err(|_| "a purged queue id is not a number")?, u64_of(&ms, "a purge time")?);
         }
+        registry.moves = Arc::new(moves::from_json(&value["moves"], |id| by_name.values().any(|meta: &Arc<QueueMeta>| meta.id == id))?);
         let mut topics = topics::from_json(&registry.naming, &value["topics"])?;
         if registry.root.is_none() {
             for meta in topics.values_mut().filter(|meta| meta.kms_master_key_id().is_some()) {
@@ -737,6 +755,11 @@ impl Registry {
             MetaChange::Delete { queue } => {
                 let meta = self.snapshot.resolve(&queue)?.clone();
                 queues.remove(&meta.name);
+                if self.moves.contains_key(&meta.id) {
+                    let mut moves = (*self.moves).clone();
+                    moves.remove(&meta.id);
+                    self.moves = Arc::new(moves);
+                }
                 // Only deletions within the re-create delay matter: older ones are forgotten,
                 // so the metadata does not grow with every queue ever deleted.
                 self.deleted_at_ms.retain(|_, at| now_ms < *at + QUEUE_RECREATE_DELAY_SECONDS * 1000);
@@ -801,6 +824,19 @@ impl Registry {
                 return Ok((MetaOutcome::Purge(meta.id), None));
             }
             MetaChange::Topic(change) => return self.apply_topic(change, now_s),
+            MetaChange::Move(change) => {
+                let mut moves = (*self.moves).clone();
+                let task = moves::apply(&mut moves, change)?;
+                self.moves = Arc::new(moves);
+                return Ok((MetaOutcome::Move(task), None));
+            }
+            MetaChange::Moves(queue_id) => {
+                let tasks: Vec<Arc<moves::MoveTask>> = match queue_id {
+                    Some(id) => self.moves.get(&id).map(|tasks| tasks.iter().rev().cloned().collect()).unwrap_or_default(),
+                    None => self.moves.values().flatten().filter(|task| task.status.active()).cloned().collect(),
+                };
+                return Ok((MetaOutcome::Moves(tasks), None));
+            }
             MetaChange::Key(change) => {
                 if !self.encrypts() {
                     return Err(OpError::new(

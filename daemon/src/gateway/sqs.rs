@@ -54,6 +54,9 @@ pub const ACTIONS: &[&str] = &[
     "DeleteMessageBatch",
     "ChangeMessageVisibility",
     "ChangeMessageVisibilityBatch",
+    "StartMessageMoveTask",
+    "CancelMessageMoveTask",
+    "ListMessageMoveTasks",
 ];
 
 pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
@@ -132,8 +135,38 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
                 .collect::<Result<_, OpError>>()?;
             Op::ChangeMessageVisibilityBatch { queue: queue()?, entries }
         }
+        "StartMessageMoveTask" => Op::StartMessageMoveTask {
+            source_arn: p.required("SourceArn")?,
+            destination_arn: p.string("DestinationArn")?,
+            max_per_second: p.int("MaxNumberOfMessagesPerSecond")?,
+        },
+        "CancelMessageMoveTask" => Op::CancelMessageMoveTask { task_handle: p.required("TaskHandle")? },
+        "ListMessageMoveTasks" => Op::ListMessageMoveTasks { source_arn: p.required("SourceArn")?, max_results: p.int("MaxResults")? },
         other => return Err(unknown_action(other)),
     })
+}
+
+/// A move task as ListMessageMoveTasks answers it: (member, value) pairs, absent ones left out.
+fn move_task_fields(task: &sluice_protocol::MoveTaskDescription) -> Vec<(&'static str, Value)> {
+    let mut fields = Vec::new();
+    if let Some(handle) = &task.task_handle {
+        fields.push(("TaskHandle", json!(handle)));
+    }
+    fields.push(("Status", json!(task.status)));
+    fields.push(("SourceArn", json!(task.source_arn)));
+    if let Some(destination) = &task.destination_arn {
+        fields.push(("DestinationArn", json!(destination)));
+    }
+    if let Some(rate) = task.max_per_second {
+        fields.push(("MaxNumberOfMessagesPerSecond", json!(rate)));
+    }
+    fields.push(("ApproximateNumberOfMessagesMoved", json!(task.moved)));
+    fields.push(("ApproximateNumberOfMessagesToMove", json!(task.to_move)));
+    if let Some(reason) = &task.failure_reason {
+        fields.push(("FailureReason", json!(reason)));
+    }
+    fields.push(("StartedTimestamp", json!(task.started_ms)));
+    fields
 }
 
 pub fn unknown_action(action: &str) -> OpError {
@@ -172,6 +205,16 @@ pub fn json_reply(action: &str, reply: Reply) -> Value {
                 out.insert("NextToken".into(), json!(token));
             }
             Value::Object(out)
+        }
+        Reply::Attributes(pairs) if action == "StartMessageMoveTask" => json!({ "TaskHandle": pairs.into_iter().next().map(|(_, v)| v) }),
+        Reply::Attributes(pairs) if action == "CancelMessageMoveTask" => {
+            let moved = pairs.into_iter().next().and_then(|(_, v)| v.parse::<i64>().ok()).unwrap_or(0);
+            json!({ "ApproximateNumberOfMessagesMoved": moved })
+        }
+        Reply::MoveTasks(tasks) => {
+            let results: Vec<Value> =
+                tasks.iter().map(|task| Value::Object(move_task_fields(task).into_iter().map(|(k, v)| (k.to_owned(), v)).collect())).collect();
+            json!({ "Results": results })
         }
         Reply::Attributes(pairs) => {
             let map: Map<String, Value> = pairs.into_iter().map(|(key, value)| (key, Value::String(value))).collect();
@@ -276,6 +319,24 @@ pub fn xml_reply(action: &str, reply: Reply, request_id: &str) -> String {
                 xml.leaf("QueueUrl", url);
             }
             xml.leaf_opt("NextToken", next_token.as_deref());
+        }
+        Reply::Attributes(pairs) if matches!(action, "StartMessageMoveTask" | "CancelMessageMoveTask") => {
+            for (name, value) in &pairs {
+                xml.leaf(name, value);
+            }
+        }
+        Reply::MoveTasks(tasks) => {
+            for task in &tasks {
+                xml.open("ListMessageMoveTasksResultEntry");
+                for (name, value) in move_task_fields(task) {
+                    let text = match value {
+                        Value::String(text) => text,
+                        other => other.to_string(),
+                    };
+                    xml.leaf(name, &text);
+                }
+                xml.close("ListMessageMoveTasksResultEntry");
+            }
         }
         Reply::Attributes(pairs) => {
             let (element, key) = if action == "ListQueueTags" { ("Tag", "Key") } else { ("Attribute", "Name") };

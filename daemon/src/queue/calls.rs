@@ -23,6 +23,27 @@ calls! { QueueCall, QueueAnswer;
     DeleteFifo => Result<Vec<Result<(), OpError>>, OpError>,
     /// Store messages moved from a FIFO queue in this shard's dead-letter FIFO queue; `Ok` once kept.
     AcceptMoved => Result<(), OpError>,
+    /// A message move task's step on this shard (`queue::redrive`); `Ok` once kept.
+    MoveOut => Result<MovedOut, OpError>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MoveOut {
+    /// The dead-letter queue moved from.
+    pub queue_id: u64,
+    /// The queue moved to (ARN); `None`: each message back where it came from.
+    pub destination: Option<String>,
+    pub max: usize,
+}
+
+/// What one shard's step of a move task did.
+#[derive(Debug, Clone, Default)]
+pub struct MovedOut {
+    pub moved: u64,
+    /// Visible messages left in this shard's partition of the source.
+    pub left: u64,
+    /// Why a message could not be moved (it stays in the dead-letter queue).
+    pub unplaced: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -24,6 +24,7 @@ pub mod fifo_service;
 pub mod journal;
 pub mod partition;
 pub mod receipt;
+pub mod redrive;
 pub mod service;
 pub mod store;
 pub mod validate;

@@ -847,6 +847,49 @@ impl Partition {
     /// Hands out up to `rules.max_messages` visible messages, oldest first.
     /// Messages past retention are dropped on the way; messages whose receive
     /// count would pass maxReceiveCount are returned in `moved` instead.
+    /// Takes up to `max` visible messages out for a message move task (`queue::redrive`), as a
+    /// move to a dead-letter queue does: each journaled `MovedOut`, handed over in `moved` for
+    /// the destination to take in. Stops at a message whose payload is only in the log (the
+    /// caller has it read back). Standard queues only.
+    pub fn take_for_move(&mut self, now_ms: u64, retention_ms: u64, max: usize, moved: &mut Vec<Moved>) {
+        self.tick(now_ms, retention_ms);
+        let fair = self.fair.is_some();
+        if fair {
+            self.fair_requeue_quiet();
+        }
+        while moved.len() < max {
+            // A fair queue keeps its tenants' messages in lines of their own (`queue::fair`).
+            let (seq, line) = match self.visible.pop_front() {
+                Some(seq) => (seq, None),
+                None if fair => match self.fair_take() {
+                    Some((seq, group)) => (seq, Some(group)),
+                    None => break,
+                },
+                None => break,
+            };
+            let Some(slot) = self.slot_mut(seq) else { continue };
+            if slot.state != State::Visible {
+                continue;
+            }
+            if slot.sent_ms + retention_ms <= now_ms {
+                self.expire_message(seq);
+                continue;
+            }
+            let Some(payload) = slot.payload.clone() else {
+                match &line {
+                    Some(group) => self.fair_untake(group, seq),
+                    None => self.visible.push_front(seq),
+                }
+                break;
+            };
+            let (message_id, receive_count, first_receive_ms) = (slot.message_id, slot.receive_count, slot.first_receive_ms);
+            if self.remove(seq).is_some() {
+                self.journal.push(Event::MovedOut { queue_id: self.queue_id, seq });
+                moved.push(Moved { seq, message_id, payload, receive_count, first_receive_ms });
+            }
+        }
+    }
+
     pub fn receive(
         &mut self,
         now_ms: u64,

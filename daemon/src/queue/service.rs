@@ -196,6 +196,11 @@ pub async fn handle_op<H: QueueHost>(host: &Rc<H>, op: Op) -> Response {
             Ok(Reply::SendMessage(result))
         }
         Op::SendMessageBatch { queue, entries } => send_batch(host, &queue, entries).await,
+        Op::StartMessageMoveTask { source_arn, destination_arn, max_per_second } => {
+            super::redrive::start(host, source_arn, destination_arn, max_per_second).await
+        }
+        Op::CancelMessageMoveTask { task_handle } => super::redrive::cancel(host, &task_handle).await,
+        Op::ListMessageMoveTasks { source_arn, max_results } => super::redrive::list(host, &source_arn, max_results).await,
         Op::ReceiveMessage(request) => receive(host, request).await,
         Op::DeleteMessage { queue, receipt_handle } => {
             let entries = vec![DeleteEntry { id: String::new(), receipt_handle }];
@@ -1053,6 +1058,7 @@ pub async fn handle_call<H: QueueHost>(host: &Rc<H>, call: QueueCall) -> QueueAn
             QueueAnswer::AcceptMoved(fifo_service::accept_moved_local(host, queue_id, source_arn, messages).await)
         }
         QueueCall::CountMessages(CountMessages { queue_id }) => QueueAnswer::CountMessages(count_local(host, queue_id)),
+        QueueCall::MoveOut(request) => QueueAnswer::MoveOut(super::redrive::move_out_local(host, request).await),
         QueueCall::Purge(Purge { queue_id }) => QueueAnswer::Purge(purge_local(host, queue_id).await),
         QueueCall::Delete(Delete { queue_id, messages }) => QueueAnswer::Delete(delete_local(host, queue_id, messages).await),
         QueueCall::ChangeVisibility(ChangeVisibility { queue_id, entries }) => {

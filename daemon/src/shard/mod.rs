@@ -206,6 +206,9 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         .map_err(|e| anyhow::anyhow!("cannot spawn stream retention: {e}"))?
         .detach();
     if id == 0 {
+        glommio::spawn_local_into(queue::redrive::run(shard.clone()), background)
+            .map_err(|e| anyhow::anyhow!("cannot spawn message move tasks: {e}"))?
+            .detach();
         glommio::spawn_local_into(keys::rotations(shard.clone()), background)
             .map_err(|e| anyhow::anyhow!("cannot spawn key rotations: {e}"))?
             .detach();

@@ -150,6 +150,8 @@ struct Entries {
     scalars: Option<Value>,
     /// The key service's section as the last entry that changed it wrote it (whole).
     kms: Option<Value>,
+    /// The message move tasks, the same way.
+    moves: Option<Value>,
 }
 
 const KINDS: [&str; 3] = ["queues", "topics", "streams"];
@@ -163,7 +165,7 @@ impl Entries {
                 map.insert(name.to_owned(), item.clone());
             }
         }
-        Ok(Entries { kinds, scalars: None, kms: None })
+        Ok(Entries { kinds, scalars: None, kms: None, moves: None })
     }
 
     fn apply(&mut self, delta: &Value) -> Result<(), String> {
@@ -180,6 +182,9 @@ impl Entries {
         if !delta["kms"].is_null() {
             self.kms = Some(delta["kms"].clone());
         }
+        if !delta["moves"].is_null() {
+            self.moves = Some(delta["moves"].clone());
+        }
         self.scalars = Some(delta.clone());
         Ok(())
     }
@@ -195,6 +200,9 @@ impl Entries {
         }
         if let Some(kms) = self.kms {
             document["kms"] = kms;
+        }
+        if let Some(moves) = self.moves {
+            document["moves"] = moves;
         }
         document
     }

@@ -234,6 +234,32 @@ pub(super) fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) 
             let next_marker = opt_str(fbb, next_marker);
             table!(Aliases, fb::AliasesArgs { aliases, next_marker })
         }
+        Reply::MoveTasks(tasks) => {
+            let offsets: Vec<_> = tasks
+                .iter()
+                .map(|task| {
+                    let task_handle = opt_str(fbb, &task.task_handle);
+                    let status = Some(fbb.create_string(&task.status));
+                    let source_arn = Some(fbb.create_string(&task.source_arn));
+                    let destination_arn = opt_str(fbb, &task.destination_arn);
+                    let failure_reason = opt_str(fbb, &task.failure_reason);
+                    let args = fb::MoveTaskArgs {
+                        task_handle,
+                        status,
+                        source_arn,
+                        destination_arn,
+                        max_per_second: task.max_per_second.unwrap_or(0),
+                        moved: task.moved,
+                        to_move: task.to_move,
+                        failure_reason,
+                        started_ms: task.started_ms,
+                    };
+                    fb::MoveTask::create(fbb, &args)
+                })
+                .collect();
+            let tasks = Some(fbb.create_vector(&offsets));
+            table!(MoveTasks, fb::MoveTasksArgs { tasks })
+        }
         Reply::KeyData { key_arn, ciphertext, plaintext } => {
             let key_arn = Some(fbb.create_string(key_arn));
             let ciphertext = ciphertext.as_ref().map(|bytes| fbb.create_vector(bytes));
@@ -492,6 +518,29 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
                 })
                 .unwrap_or_default();
             Reply::Aliases { aliases, next_marker: owned(result.next_marker()) }
+        }
+        fb::Reply::MoveTasks => {
+            let result = response.reply_as_move_tasks().ok_or_else(empty)?;
+            let tasks = read
+                .bounded(result.tasks())
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|task| MoveTaskDescription {
+                            task_handle: owned(task.task_handle()),
+                            status: task.status().to_owned(),
+                            source_arn: task.source_arn().to_owned(),
+                            destination_arn: owned(task.destination_arn()),
+                            max_per_second: (task.max_per_second() != 0).then_some(task.max_per_second()),
+                            moved: task.moved(),
+                            to_move: task.to_move(),
+                            failure_reason: owned(task.failure_reason()),
+                            started_ms: task.started_ms(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Reply::MoveTasks(tasks)
         }
         fb::Reply::KeyData => {
             let result = response.reply_as_key_data().ok_or_else(empty)?;

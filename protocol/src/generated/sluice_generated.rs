@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 84;
+pub const ENUM_MAX_OP: u8 = 87;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 85] = [
+pub const ENUM_VALUES_OP: [Op; 88] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -118,6 +118,9 @@ pub const ENUM_VALUES_OP: [Op; 85] = [
   Op::Decrypt,
   Op::GenerateDataKey,
   Op::SetStreamEncryption,
+  Op::StartMessageMoveTask,
+  Op::CancelMessageMoveTask,
+  Op::ListMessageMoveTasks,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -210,9 +213,12 @@ impl Op {
   pub const Decrypt: Self = Self(82);
   pub const GenerateDataKey: Self = Self(83);
   pub const SetStreamEncryption: Self = Self(84);
+  pub const StartMessageMoveTask: Self = Self(85);
+  pub const CancelMessageMoveTask: Self = Self(86);
+  pub const ListMessageMoveTasks: Self = Self(87);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 84;
+  pub const ENUM_MAX: u8 = 87;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -299,6 +305,9 @@ impl Op {
     Self::Decrypt,
     Self::GenerateDataKey,
     Self::SetStreamEncryption,
+    Self::StartMessageMoveTask,
+    Self::CancelMessageMoveTask,
+    Self::ListMessageMoveTasks,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -388,6 +397,9 @@ impl Op {
       Self::Decrypt => Some("Decrypt"),
       Self::GenerateDataKey => Some("GenerateDataKey"),
       Self::SetStreamEncryption => Some("SetStreamEncryption"),
+      Self::StartMessageMoveTask => Some("StartMessageMoveTask"),
+      Self::CancelMessageMoveTask => Some("CancelMessageMoveTask"),
+      Self::ListMessageMoveTasks => Some("ListMessageMoveTasks"),
       _ => None,
     }
   }
@@ -448,10 +460,10 @@ pub struct OpUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REPLY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REPLY: u8 = 31;
+pub const ENUM_MAX_REPLY: u8 = 32;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REPLY: [Reply; 32] = [
+pub const ENUM_VALUES_REPLY: [Reply; 33] = [
   Reply::NONE,
   Reply::HelloResult,
   Reply::Done,
@@ -484,6 +496,7 @@ pub const ENUM_VALUES_REPLY: [Reply; 32] = [
   Reply::Keys,
   Reply::Aliases,
   Reply::KeyData,
+  Reply::MoveTasks,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -523,9 +536,10 @@ impl Reply {
   pub const Keys: Self = Self(29);
   pub const Aliases: Self = Self(30);
   pub const KeyData: Self = Self(31);
+  pub const MoveTasks: Self = Self(32);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 31;
+  pub const ENUM_MAX: u8 = 32;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloResult,
@@ -559,6 +573,7 @@ impl Reply {
     Self::Keys,
     Self::Aliases,
     Self::KeyData,
+    Self::MoveTasks,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -595,6 +610,7 @@ impl Reply {
       Self::Keys => Some("Keys"),
       Self::Aliases => Some("Aliases"),
       Self::KeyData => Some("KeyData"),
+      Self::MoveTasks => Some("MoveTasks"),
       _ => None,
     }
   }
@@ -12483,6 +12499,357 @@ impl core::fmt::Debug for SetStreamEncryption<'_> {
       ds.finish()
   }
 }
+pub enum StartMessageMoveTaskOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// SQS StartMessageMoveTask: answered with Attributes holding `TaskHandle`.
+pub struct StartMessageMoveTask<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for StartMessageMoveTask<'a> {
+  type Inner = StartMessageMoveTask<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> StartMessageMoveTask<'a> {
+  pub const VT_SOURCE_ARN: flatbuffers::VOffsetT = 4;
+  pub const VT_DESTINATION_ARN: flatbuffers::VOffsetT = 6;
+  pub const VT_MAX_PER_SECOND: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    StartMessageMoveTask { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args StartMessageMoveTaskArgs<'args>
+  ) -> flatbuffers::WIPOffset<StartMessageMoveTask<'bldr>> {
+    let mut builder = StartMessageMoveTaskBuilder::new(_fbb);
+    builder.add_max_per_second(args.max_per_second);
+    if let Some(x) = args.destination_arn { builder.add_destination_arn(x); }
+    if let Some(x) = args.source_arn { builder.add_source_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn source_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StartMessageMoveTask::VT_SOURCE_ARN, None).unwrap()}
+  }
+  /// Absent: each message back to the queue it came from.
+  #[inline]
+  pub fn destination_arn(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StartMessageMoveTask::VT_DESTINATION_ARN, None)}
+  }
+  /// 0: not given (the server chooses).
+  #[inline]
+  pub fn max_per_second(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(StartMessageMoveTask::VT_MAX_PER_SECOND, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for StartMessageMoveTask<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("source_arn", Self::VT_SOURCE_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("destination_arn", Self::VT_DESTINATION_ARN, false)?
+     .visit_field::<i32>("max_per_second", Self::VT_MAX_PER_SECOND, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StartMessageMoveTaskArgs<'a> {
+    pub source_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub destination_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub max_per_second: i32,
+}
+impl<'a> Default for StartMessageMoveTaskArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    StartMessageMoveTaskArgs {
+      source_arn: None, // required field
+      destination_arn: None,
+      max_per_second: 0,
+    }
+  }
+}
+
+pub struct StartMessageMoveTaskBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> StartMessageMoveTaskBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_source_arn(&mut self, source_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StartMessageMoveTask::VT_SOURCE_ARN, source_arn);
+  }
+  #[inline]
+  pub fn add_destination_arn(&mut self, destination_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StartMessageMoveTask::VT_DESTINATION_ARN, destination_arn);
+  }
+  #[inline]
+  pub fn add_max_per_second(&mut self, max_per_second: i32) {
+    self.fbb_.push_slot::<i32>(StartMessageMoveTask::VT_MAX_PER_SECOND, max_per_second, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StartMessageMoveTaskBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    StartMessageMoveTaskBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<StartMessageMoveTask<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, StartMessageMoveTask::VT_SOURCE_ARN,"source_arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for StartMessageMoveTask<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("StartMessageMoveTask");
+      ds.field("source_arn", &self.source_arn());
+      ds.field("destination_arn", &self.destination_arn());
+      ds.field("max_per_second", &self.max_per_second());
+      ds.finish()
+  }
+}
+pub enum CancelMessageMoveTaskOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// SQS CancelMessageMoveTask: answered with Attributes holding `ApproximateNumberOfMessagesMoved`.
+pub struct CancelMessageMoveTask<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for CancelMessageMoveTask<'a> {
+  type Inner = CancelMessageMoveTask<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> CancelMessageMoveTask<'a> {
+  pub const VT_TASK_HANDLE: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    CancelMessageMoveTask { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args CancelMessageMoveTaskArgs<'args>
+  ) -> flatbuffers::WIPOffset<CancelMessageMoveTask<'bldr>> {
+    let mut builder = CancelMessageMoveTaskBuilder::new(_fbb);
+    if let Some(x) = args.task_handle { builder.add_task_handle(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn task_handle(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CancelMessageMoveTask::VT_TASK_HANDLE, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for CancelMessageMoveTask<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("task_handle", Self::VT_TASK_HANDLE, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CancelMessageMoveTaskArgs<'a> {
+    pub task_handle: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for CancelMessageMoveTaskArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CancelMessageMoveTaskArgs {
+      task_handle: None, // required field
+    }
+  }
+}
+
+pub struct CancelMessageMoveTaskBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> CancelMessageMoveTaskBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_task_handle(&mut self, task_handle: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CancelMessageMoveTask::VT_TASK_HANDLE, task_handle);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CancelMessageMoveTaskBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    CancelMessageMoveTaskBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<CancelMessageMoveTask<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, CancelMessageMoveTask::VT_TASK_HANDLE,"task_handle");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for CancelMessageMoveTask<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("CancelMessageMoveTask");
+      ds.field("task_handle", &self.task_handle());
+      ds.finish()
+  }
+}
+pub enum ListMessageMoveTasksOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// SQS ListMessageMoveTasks: answered with MoveTasks.
+pub struct ListMessageMoveTasks<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListMessageMoveTasks<'a> {
+  type Inner = ListMessageMoveTasks<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListMessageMoveTasks<'a> {
+  pub const VT_SOURCE_ARN: flatbuffers::VOffsetT = 4;
+  pub const VT_MAX_RESULTS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListMessageMoveTasks { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListMessageMoveTasksArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListMessageMoveTasks<'bldr>> {
+    let mut builder = ListMessageMoveTasksBuilder::new(_fbb);
+    builder.add_max_results(args.max_results);
+    if let Some(x) = args.source_arn { builder.add_source_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn source_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListMessageMoveTasks::VT_SOURCE_ARN, None).unwrap()}
+  }
+  /// 0: not given (1).
+  #[inline]
+  pub fn max_results(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ListMessageMoveTasks::VT_MAX_RESULTS, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ListMessageMoveTasks<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("source_arn", Self::VT_SOURCE_ARN, true)?
+     .visit_field::<i32>("max_results", Self::VT_MAX_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListMessageMoveTasksArgs<'a> {
+    pub source_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub max_results: i32,
+}
+impl<'a> Default for ListMessageMoveTasksArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListMessageMoveTasksArgs {
+      source_arn: None, // required field
+      max_results: 0,
+    }
+  }
+}
+
+pub struct ListMessageMoveTasksBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListMessageMoveTasksBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_source_arn(&mut self, source_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListMessageMoveTasks::VT_SOURCE_ARN, source_arn);
+  }
+  #[inline]
+  pub fn add_max_results(&mut self, max_results: i32) {
+    self.fbb_.push_slot::<i32>(ListMessageMoveTasks::VT_MAX_RESULTS, max_results, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListMessageMoveTasksBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListMessageMoveTasksBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListMessageMoveTasks<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ListMessageMoveTasks::VT_SOURCE_ARN,"source_arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListMessageMoveTasks<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListMessageMoveTasks");
+      ds.field("source_arn", &self.source_arn());
+      ds.field("max_results", &self.max_results());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13802,6 +14169,51 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_start_message_move_task(&self) -> Option<StartMessageMoveTask<'a>> {
+    if self.op_type() == Op::StartMessageMoveTask {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StartMessageMoveTask::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_cancel_message_move_task(&self) -> Option<CancelMessageMoveTask<'a>> {
+    if self.op_type() == Op::CancelMessageMoveTask {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CancelMessageMoveTask::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_message_move_tasks(&self) -> Option<ListMessageMoveTasks<'a>> {
+    if self.op_type() == Op::ListMessageMoveTasks {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListMessageMoveTasks::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -13898,6 +14310,9 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::Decrypt => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Decrypt>>("Op::Decrypt", pos),
           Op::GenerateDataKey => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GenerateDataKey>>("Op::GenerateDataKey", pos),
           Op::SetStreamEncryption => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetStreamEncryption>>("Op::SetStreamEncryption", pos),
+          Op::StartMessageMoveTask => v.verify_union_variant::<flatbuffers::ForwardsUOffset<StartMessageMoveTask>>("Op::StartMessageMoveTask", pos),
+          Op::CancelMessageMoveTask => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CancelMessageMoveTask>>("Op::CancelMessageMoveTask", pos),
+          Op::ListMessageMoveTasks => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListMessageMoveTasks>>("Op::ListMessageMoveTasks", pos),
           _ => Ok(()),
         }
      })?
@@ -14542,6 +14957,27 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::SetStreamEncryption => {
           if let Some(x) = self.op_as_set_stream_encryption() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::StartMessageMoveTask => {
+          if let Some(x) = self.op_as_start_message_move_task() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::CancelMessageMoveTask => {
+          if let Some(x) = self.op_as_cancel_message_move_task() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListMessageMoveTasks => {
+          if let Some(x) = self.op_as_list_message_move_tasks() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -19628,6 +20064,341 @@ impl core::fmt::Debug for KeyData<'_> {
       ds.finish()
   }
 }
+pub enum MoveTaskOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One message move task (times in epoch ms).
+pub struct MoveTask<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MoveTask<'a> {
+  type Inner = MoveTask<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MoveTask<'a> {
+  pub const VT_TASK_HANDLE: flatbuffers::VOffsetT = 4;
+  pub const VT_STATUS: flatbuffers::VOffsetT = 6;
+  pub const VT_SOURCE_ARN: flatbuffers::VOffsetT = 8;
+  pub const VT_DESTINATION_ARN: flatbuffers::VOffsetT = 10;
+  pub const VT_MAX_PER_SECOND: flatbuffers::VOffsetT = 12;
+  pub const VT_MOVED: flatbuffers::VOffsetT = 14;
+  pub const VT_TO_MOVE: flatbuffers::VOffsetT = 16;
+  pub const VT_FAILURE_REASON: flatbuffers::VOffsetT = 18;
+  pub const VT_STARTED_MS: flatbuffers::VOffsetT = 20;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MoveTask { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MoveTaskArgs<'args>
+  ) -> flatbuffers::WIPOffset<MoveTask<'bldr>> {
+    let mut builder = MoveTaskBuilder::new(_fbb);
+    builder.add_started_ms(args.started_ms);
+    builder.add_to_move(args.to_move);
+    builder.add_moved(args.moved);
+    if let Some(x) = args.failure_reason { builder.add_failure_reason(x); }
+    builder.add_max_per_second(args.max_per_second);
+    if let Some(x) = args.destination_arn { builder.add_destination_arn(x); }
+    if let Some(x) = args.source_arn { builder.add_source_arn(x); }
+    if let Some(x) = args.status { builder.add_status(x); }
+    if let Some(x) = args.task_handle { builder.add_task_handle(x); }
+    builder.finish()
+  }
+
+
+  /// Only while it runs.
+  #[inline]
+  pub fn task_handle(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MoveTask::VT_TASK_HANDLE, None)}
+  }
+  #[inline]
+  pub fn status(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MoveTask::VT_STATUS, None).unwrap()}
+  }
+  #[inline]
+  pub fn source_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MoveTask::VT_SOURCE_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn destination_arn(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MoveTask::VT_DESTINATION_ARN, None)}
+  }
+  /// 0: not given.
+  #[inline]
+  pub fn max_per_second(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(MoveTask::VT_MAX_PER_SECOND, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn moved(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(MoveTask::VT_MOVED, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn to_move(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(MoveTask::VT_TO_MOVE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn failure_reason(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MoveTask::VT_FAILURE_REASON, None)}
+  }
+  #[inline]
+  pub fn started_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(MoveTask::VT_STARTED_MS, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for MoveTask<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("task_handle", Self::VT_TASK_HANDLE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("status", Self::VT_STATUS, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("source_arn", Self::VT_SOURCE_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("destination_arn", Self::VT_DESTINATION_ARN, false)?
+     .visit_field::<i32>("max_per_second", Self::VT_MAX_PER_SECOND, false)?
+     .visit_field::<i64>("moved", Self::VT_MOVED, false)?
+     .visit_field::<i64>("to_move", Self::VT_TO_MOVE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("failure_reason", Self::VT_FAILURE_REASON, false)?
+     .visit_field::<u64>("started_ms", Self::VT_STARTED_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MoveTaskArgs<'a> {
+    pub task_handle: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub status: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub source_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub destination_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub max_per_second: i32,
+    pub moved: i64,
+    pub to_move: i64,
+    pub failure_reason: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub started_ms: u64,
+}
+impl<'a> Default for MoveTaskArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MoveTaskArgs {
+      task_handle: None,
+      status: None, // required field
+      source_arn: None, // required field
+      destination_arn: None,
+      max_per_second: 0,
+      moved: 0,
+      to_move: 0,
+      failure_reason: None,
+      started_ms: 0,
+    }
+  }
+}
+
+pub struct MoveTaskBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MoveTaskBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_task_handle(&mut self, task_handle: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MoveTask::VT_TASK_HANDLE, task_handle);
+  }
+  #[inline]
+  pub fn add_status(&mut self, status: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MoveTask::VT_STATUS, status);
+  }
+  #[inline]
+  pub fn add_source_arn(&mut self, source_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MoveTask::VT_SOURCE_ARN, source_arn);
+  }
+  #[inline]
+  pub fn add_destination_arn(&mut self, destination_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MoveTask::VT_DESTINATION_ARN, destination_arn);
+  }
+  #[inline]
+  pub fn add_max_per_second(&mut self, max_per_second: i32) {
+    self.fbb_.push_slot::<i32>(MoveTask::VT_MAX_PER_SECOND, max_per_second, 0);
+  }
+  #[inline]
+  pub fn add_moved(&mut self, moved: i64) {
+    self.fbb_.push_slot::<i64>(MoveTask::VT_MOVED, moved, 0);
+  }
+  #[inline]
+  pub fn add_to_move(&mut self, to_move: i64) {
+    self.fbb_.push_slot::<i64>(MoveTask::VT_TO_MOVE, to_move, 0);
+  }
+  #[inline]
+  pub fn add_failure_reason(&mut self, failure_reason: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MoveTask::VT_FAILURE_REASON, failure_reason);
+  }
+  #[inline]
+  pub fn add_started_ms(&mut self, started_ms: u64) {
+    self.fbb_.push_slot::<u64>(MoveTask::VT_STARTED_MS, started_ms, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MoveTaskBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MoveTaskBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MoveTask<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, MoveTask::VT_STATUS,"status");
+    self.fbb_.required(o, MoveTask::VT_SOURCE_ARN,"source_arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MoveTask<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MoveTask");
+      ds.field("task_handle", &self.task_handle());
+      ds.field("status", &self.status());
+      ds.field("source_arn", &self.source_arn());
+      ds.field("destination_arn", &self.destination_arn());
+      ds.field("max_per_second", &self.max_per_second());
+      ds.field("moved", &self.moved());
+      ds.field("to_move", &self.to_move());
+      ds.field("failure_reason", &self.failure_reason());
+      ds.field("started_ms", &self.started_ms());
+      ds.finish()
+  }
+}
+pub enum MoveTasksOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct MoveTasks<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MoveTasks<'a> {
+  type Inner = MoveTasks<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MoveTasks<'a> {
+  pub const VT_TASKS: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MoveTasks { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MoveTasksArgs<'args>
+  ) -> flatbuffers::WIPOffset<MoveTasks<'bldr>> {
+    let mut builder = MoveTasksBuilder::new(_fbb);
+    if let Some(x) = args.tasks { builder.add_tasks(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn tasks(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MoveTask<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MoveTask>>>>(MoveTasks::VT_TASKS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for MoveTasks<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<MoveTask>>>>("tasks", Self::VT_TASKS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MoveTasksArgs<'a> {
+    pub tasks: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MoveTask<'a>>>>>,
+}
+impl<'a> Default for MoveTasksArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MoveTasksArgs {
+      tasks: None,
+    }
+  }
+}
+
+pub struct MoveTasksBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MoveTasksBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_tasks(&mut self, tasks: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<MoveTask<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MoveTasks::VT_TASKS, tasks);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MoveTasksBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MoveTasksBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MoveTasks<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MoveTasks<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MoveTasks");
+      ds.field("tasks", &self.tasks());
+      ds.finish()
+  }
+}
 pub enum ErrorReplyOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -20275,6 +21046,21 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_move_tasks(&self) -> Option<MoveTasks<'a>> {
+    if self.reply_type() == Reply::MoveTasks {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MoveTasks::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Response<'_> {
@@ -20318,6 +21104,7 @@ impl flatbuffers::Verifiable for Response<'_> {
           Reply::Keys => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Keys>>("Reply::Keys", pos),
           Reply::Aliases => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Aliases>>("Reply::Aliases", pos),
           Reply::KeyData => v.verify_union_variant::<flatbuffers::ForwardsUOffset<KeyData>>("Reply::KeyData", pos),
+          Reply::MoveTasks => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MoveTasks>>("Reply::MoveTasks", pos),
           _ => Ok(()),
         }
      })?
@@ -20598,6 +21385,13 @@ impl core::fmt::Debug for Response<'_> {
         },
         Reply::KeyData => {
           if let Some(x) = self.reply_as_key_data() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::MoveTasks => {
+          if let Some(x) = self.reply_as_move_tasks() {
             ds.field("reply", &x)
           } else {
             ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
