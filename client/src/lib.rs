@@ -25,9 +25,9 @@ use sluice_protocol::limits::{FRAME_BYTES_MAX_DEFAULT, PROTOCOL_VERSION};
 use sluice_protocol::{check_frame, decode_response, Encoder, FrameCheck, Request};
 pub use sluice_protocol::{
     AliasEntry, BatchFailure, ChildShard, ConsumerDescription, ConsumerRef, DeleteEntry, ErrorCode, GetRecordsResult, KeyDescription,
-    KeyValues, ListShards, MessageAttribute, Op, OpError, PublishEntry, PublishResult, PutRecordResult, PutRecordsEntry, ReceiveMessage,
-    ReceivedMessage, Reply, SendEntry, SendResult, ShardDescription, ShardEvent, StartingPosition, StreamDescription, StreamRecord,
-    SubscriptionSummary, VisibilityEntry,
+    KeyValues, ListShards, MessageAttribute, MoveTaskDescription, Op, OpError, PublishEntry, PublishResult, PutRecordResult,
+    PutRecordsEntry, ReceiveMessage, ReceivedMessage, Reply, SendEntry, SendResult, ShardDescription, ShardEvent, StartingPosition,
+    StreamDescription, StreamRecord, SubscriptionSummary, VisibilityEntry,
 };
 
 /// Requests queued for the driver before `call` waits.

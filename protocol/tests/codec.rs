@@ -80,6 +80,7 @@ fn every_request_round_trips() {
         Op::DescribeAccountSettings,
         Op::StartMessageMoveTask { source_arn: "arn:dlq".into(), destination_arn: Some("arn:q".into()), max_per_second: Some(50) },
         Op::StartMessageMoveTask { source_arn: "arn:dlq".into(), destination_arn: None, max_per_second: None },
+        Op::StartMessageMoveTask { source_arn: "arn:dlq".into(), destination_arn: None, max_per_second: Some(0) },
         Op::CancelMessageMoveTask { task_handle: "h".into() },
         Op::ListMessageMoveTasks { source_arn: "arn:dlq".into(), max_results: Some(10) },
         Op::CreateKey {

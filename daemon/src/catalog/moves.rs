@@ -103,8 +103,17 @@ pub type Moves = BTreeMap<u64, Vec<Arc<MoveTask>>>;
 pub enum MoveChange {
     Start(MoveTask),
     /// Progress of a task, and (unless still running) how it ended.
-    Progress { source_id: u64, id: String, moved: u64, status: MoveStatus, failure: Option<String> },
-    Cancel { source_id: u64, id: String },
+    Progress {
+        source_id: u64,
+        id: String,
+        moved: u64,
+        status: MoveStatus,
+        failure: Option<String>,
+    },
+    Cancel {
+        source_id: u64,
+        id: String,
+    },
 }
 
 /// Applies a change; answers the task.

@@ -212,8 +212,10 @@ pub fn json_reply(action: &str, reply: Reply) -> Value {
             json!({ "ApproximateNumberOfMessagesMoved": moved })
         }
         Reply::MoveTasks(tasks) => {
-            let results: Vec<Value> =
-                tasks.iter().map(|task| Value::Object(move_task_fields(task).into_iter().map(|(k, v)| (k.to_owned(), v)).collect())).collect();
+            let results: Vec<Value> = tasks
+                .iter()
+                .map(|task| Value::Object(move_task_fields(task).into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+                .collect();
             json!({ "Results": results })
         }
         Reply::Attributes(pairs) => {

@@ -4,6 +4,7 @@ import base64
 import hashlib
 import json
 import os
+import time
 import unittest
 
 from common import Expect, client, unique
@@ -60,6 +61,49 @@ class Sqs(unittest.TestCase):
         self.sqs.delete_queue(QueueUrl=url)
         with Expect(self, "AWS.SimpleQueueService.NonExistentQueue", 400):
             self.sqs.get_queue_url(QueueName=name)
+
+    def test_list_queues_pages_with_max_results_as_the_sdk_paginator_expects(self):
+        prefix = unique("page")
+        urls = sorted(self.queue(f"{prefix}-{i}") for i in range(5))
+        whole = self.sqs.list_queues(QueueNamePrefix=prefix)
+        self.assertEqual((sorted(whole["QueueUrls"]), whole.get("NextToken")), (urls, None), "no MaxResults: no paging")
+        first = self.sqs.list_queues(QueueNamePrefix=prefix, MaxResults=2)
+        self.assertEqual(len(first["QueueUrls"]), 2)
+        self.assertIn("NextToken", first)
+        pages = self.sqs.get_paginator("list_queues").paginate(QueueNamePrefix=prefix, PaginationConfig={"PageSize": 2})
+        seen = [url for page in pages for url in page.get("QueueUrls", [])]
+        self.assertEqual(sorted(seen), urls)
+        with Expect(self, "InvalidParameterValue"):
+            self.sqs.list_queues(MaxResults=1001)
+
+    def test_message_move_tasks_redrive_a_dead_letter_queue(self):
+        dead = self.queue("redrive-dead")
+        dead_arn = self.sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        source = self.queue("redrive-src", RedrivePolicy=json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 1}))
+        source_arn = self.sqs.get_queue_attributes(QueueUrl=source, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for i in range(6):
+            self.sqs.send_message(QueueUrl=source, MessageBody=f"redrive {i}")
+        for _ in range(20):
+            self.sqs.receive_message(QueueUrl=source, MaxNumberOfMessages=10, VisibilityTimeout=0)
+            counts = self.sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+            if counts["ApproximateNumberOfMessages"] == "6":
+                break
+        with Expect(self, "InvalidParameterValue"):
+            self.sqs.start_message_move_task(SourceArn=source_arn)
+        handle = self.sqs.start_message_move_task(SourceArn=dead_arn, MaxNumberOfMessagesPerSecond=100)["TaskHandle"]
+        self.assertTrue(handle)
+        for _ in range(200):
+            [task] = self.sqs.list_message_move_tasks(SourceArn=dead_arn, MaxResults=10)["Results"]
+            if task["Status"] != "RUNNING":
+                break
+            time.sleep(0.05)
+        self.assertEqual((task["Status"], task["SourceArn"], task["ApproximateNumberOfMessagesMoved"]), ("COMPLETED", dead_arn, 6))
+        self.assertEqual(task["MaxNumberOfMessagesPerSecond"], 100)
+        self.assertNotIn("TaskHandle", task)
+        bodies = sorted(m["Body"] for m in self.receive(source, 6))
+        self.assertEqual(bodies, [f"redrive {i}" for i in range(6)])
+        with Expect(self, "ResourceNotFoundException"):
+            self.sqs.cancel_message_move_task(TaskHandle=handle)
 
     def test_messages_with_attributes_visibility_and_batches(self):
         url = self.queue("msgs")

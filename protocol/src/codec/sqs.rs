@@ -186,7 +186,7 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
         Op::StartMessageMoveTask { source_arn, destination_arn, max_per_second } => {
             let source_arn = Some(fbb.create_string(source_arn));
             let destination_arn = opt_str(fbb, destination_arn);
-            let max_per_second = max_per_second.unwrap_or(0);
+            let max_per_second = max_per_second.unwrap_or(-1);
             op_table!(fbb, StartMessageMoveTask, fb::StartMessageMoveTaskArgs { source_arn, destination_arn, max_per_second })
         }
         Op::CancelMessageMoveTask { task_handle } => {
@@ -195,7 +195,7 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
         }
         Op::ListMessageMoveTasks { source_arn, max_results } => {
             let source_arn = Some(fbb.create_string(source_arn));
-            op_table!(fbb, ListMessageMoveTasks, fb::ListMessageMoveTasksArgs { source_arn, max_results: max_results.unwrap_or(0) })
+            op_table!(fbb, ListMessageMoveTasks, fb::ListMessageMoveTasksArgs { source_arn, max_results: max_results.unwrap_or(-1) })
         }
         _ => return None,
     })
@@ -364,17 +364,17 @@ pub(super) fn decode_op(
             Op::StartMessageMoveTask {
                 source_arn: op.source_arn().to_owned(),
                 destination_arn: owned(op.destination_arn()),
-                max_per_second: (op.max_per_second() != 0).then_some(op.max_per_second()),
+                max_per_second: (op.max_per_second() != -1).then_some(op.max_per_second()),
             }
         }
-        fb::Op::CancelMessageMoveTask => {
-            Op::CancelMessageMoveTask { task_handle: request.op_as_cancel_message_move_task().ok_or_else(unknown)?.task_handle().to_owned() }
-        }
+        fb::Op::CancelMessageMoveTask => Op::CancelMessageMoveTask {
+            task_handle: request.op_as_cancel_message_move_task().ok_or_else(unknown)?.task_handle().to_owned(),
+        },
         fb::Op::ListMessageMoveTasks => {
             let op = request.op_as_list_message_move_tasks().ok_or_else(unknown)?;
             Op::ListMessageMoveTasks {
                 source_arn: op.source_arn().to_owned(),
-                max_results: (op.max_results() != 0).then_some(op.max_results()),
+                max_results: (op.max_results() != -1).then_some(op.max_results()),
             }
         }
         _ => return Ok(None),

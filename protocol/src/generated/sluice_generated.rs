@@ -12552,13 +12552,13 @@ impl<'a> StartMessageMoveTask<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StartMessageMoveTask::VT_DESTINATION_ARN, None)}
   }
-  /// 0: not given (the server chooses).
+  /// -1: not given (the server chooses).
   #[inline]
   pub fn max_per_second(&self) -> i32 {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<i32>(StartMessageMoveTask::VT_MAX_PER_SECOND, Some(0)).unwrap()}
+    unsafe { self._tab.get::<i32>(StartMessageMoveTask::VT_MAX_PER_SECOND, Some(-1)).unwrap()}
   }
 }
 
@@ -12587,7 +12587,7 @@ impl<'a> Default for StartMessageMoveTaskArgs<'a> {
     StartMessageMoveTaskArgs {
       source_arn: None, // required field
       destination_arn: None,
-      max_per_second: 0,
+      max_per_second: -1,
     }
   }
 }
@@ -12607,7 +12607,7 @@ impl<'a: 'b, 'b> StartMessageMoveTaskBuilder<'a, 'b> {
   }
   #[inline]
   pub fn add_max_per_second(&mut self, max_per_second: i32) {
-    self.fbb_.push_slot::<i32>(StartMessageMoveTask::VT_MAX_PER_SECOND, max_per_second, 0);
+    self.fbb_.push_slot::<i32>(StartMessageMoveTask::VT_MAX_PER_SECOND, max_per_second, -1);
   }
   #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StartMessageMoveTaskBuilder<'a, 'b> {
@@ -12776,13 +12776,13 @@ impl<'a> ListMessageMoveTasks<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListMessageMoveTasks::VT_SOURCE_ARN, None).unwrap()}
   }
-  /// 0: not given (1).
+  /// -1: not given (1).
   #[inline]
   pub fn max_results(&self) -> i32 {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<i32>(ListMessageMoveTasks::VT_MAX_RESULTS, Some(0)).unwrap()}
+    unsafe { self._tab.get::<i32>(ListMessageMoveTasks::VT_MAX_RESULTS, Some(-1)).unwrap()}
   }
 }
 
@@ -12808,7 +12808,7 @@ impl<'a> Default for ListMessageMoveTasksArgs<'a> {
   fn default() -> Self {
     ListMessageMoveTasksArgs {
       source_arn: None, // required field
-      max_results: 0,
+      max_results: -1,
     }
   }
 }
@@ -12824,7 +12824,7 @@ impl<'a: 'b, 'b> ListMessageMoveTasksBuilder<'a, 'b> {
   }
   #[inline]
   pub fn add_max_results(&mut self, max_results: i32) {
-    self.fbb_.push_slot::<i32>(ListMessageMoveTasks::VT_MAX_RESULTS, max_results, 0);
+    self.fbb_.push_slot::<i32>(ListMessageMoveTasks::VT_MAX_RESULTS, max_results, -1);
   }
   #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListMessageMoveTasksBuilder<'a, 'b> {
