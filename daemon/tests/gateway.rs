@@ -38,6 +38,10 @@ fn still_serving(daemon: &Daemon) {
     assert!(answer.ends_with("ok\n"), "{answer}");
 }
 
+fn form_type() -> &'static str {
+    "application/x-www-form-urlencoded"
+}
+
 #[test]
 fn malformed_requests_get_aws_shaped_errors() {
     let daemon = Daemon::start();
@@ -56,8 +60,22 @@ fn malformed_requests_get_aws_shaped_errors() {
     assert!(answer.to_ascii_lowercase().contains("x-amzn-query-error: missingparameter;sender"), "{answer}");
     let answer = exchange(&daemon, &post(Some("AmazonSQS.ReceiveMessage"), sqs_json, r#"{"QueueUrl":"q","MaxNumberOfMessages":"ten"}"#));
     assert!(answer.contains("com.amazonaws.sqs#InvalidParameterValue") && answer.contains("MaxNumberOfMessages"), "{answer}");
-    let answer = exchange(&daemon, &post(Some("AmazonSQS.StartMessageMoveTask"), sqs_json, "{}"));
+    let answer = exchange(&daemon, &post(Some("AmazonSQS.FlyToTheMoon"), sqs_json, "{}"));
     assert!(answer.contains("com.amazonaws.sqs#InvalidAction"), "{answer}");
+    // A member the action does not take is refused by name, never dropped without a word.
+    let answer = exchange(&daemon, &post(Some("AmazonSQS.CreateQueue"), sqs_json, r#"{"QueueName":"q","Colour":"blue"}"#));
+    assert!(answer.contains("com.amazonaws.sqs#InvalidParameterValue") && answer.contains("Colour"), "{answer}");
+    let answer = exchange(
+        &daemon,
+        &post(
+            Some("Kinesis_20131202.PutRecords"),
+            "application/x-amz-json-1.1",
+            r#"{"StreamName":"s","Records":[{"Data":"YQ==","PartitionKey":"k","Shard":"x"}]}"#,
+        ),
+    );
+    assert!(answer.contains("InvalidArgumentException") && answer.contains("Records.1.Shard"), "{answer}");
+    let answer = exchange(&daemon, &post(None, form_type(), "Action=ListQueues&Version=2012-11-05&Colour=blue"));
+    assert!(answer.contains("Colour") && status(&answer) == 400, "{answer}");
     let answer = exchange(&daemon, &post(Some("Kinesis_20131202.NoSuchThing"), "application/x-amz-json-1.1", "{}"));
     assert!(answer.contains("\"__type\":\"UnknownOperationException\""), "{answer}");
     let answer = exchange(&daemon, &post(Some("DynamoDB_20120810.GetItem"), "application/x-amz-json-1.0", "{}"));

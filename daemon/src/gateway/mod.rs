@@ -48,7 +48,7 @@ use sluice_protocol::{ErrorCode, Op, OpError, Reply, Response as OpResponse};
 use crate::access::Access;
 use crate::audit::Caller;
 use crate::shard::Shard;
-use params::{Params, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
+use params::{Params, Reads, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
 /// The SQS actions the gateway serves (the fuzz targets pick from them).
 pub use sqs::ACTIONS as SQS_ACTIONS;
 
@@ -447,18 +447,44 @@ fn too_large(protocol: Protocol, limit: usize, request_id: &str) -> Response<Bod
 /// parsing, which the fuzz targets drive too (`daemon/fuzz`).
 pub fn json_op(sqs: bool, action: &str, body: &[u8]) -> Result<Op, (OpError, &'static str)> {
     let tree = json_tree(body)?;
-    let op = if sqs {
-        sqs::op_from(action, Params::new(&tree, SQS_FAULTS))
-    } else {
-        kinesis::op_from(action, Params::new(&tree, KINESIS_FAULTS))
-    };
-    op.map_err(|error| (error, ""))
+    let reads = Reads::default();
+    let faults = if sqs { SQS_FAULTS } else { KINESIS_FAULTS };
+    let params = Params::tracked(&tree, faults, &reads);
+    let op = if sqs { sqs::op_from(action, params) } else { kinesis::op_from(action, params) };
+    let op = op.map_err(|error| (error, ""))?;
+    all_read(&tree, &reads, faults, |_| false).map_err(|error| (error, ""))?;
+    Ok(op)
 }
 
 /// `json_op` for the key service.
 pub fn kms_json_op(action: &str, body: &[u8]) -> Result<Op, (OpError, &'static str)> {
     let tree = json_tree(body)?;
-    kms::op_from(action, Params::new(&tree, kms::FAULTS)).map_err(|error| (error, ""))
+    let reads = Reads::default();
+    let op = kms::op_from(action, Params::tracked(&tree, kms::FAULTS, &reads)).map_err(|error| (error, ""))?;
+    all_read(&tree, &reads, kms::FAULTS, |_| false).map_err(|error| (error, ""))?;
+    Ok(op)
+}
+
+/// No silent no-ops: a member the action did not read is refused, named, with the service's
+/// error for a bad parameter — never accepted and dropped.
+fn all_read(tree: &Map<String, Value>, reads: &Reads, faults: params::Faults, skip: impl Fn(&str) -> bool) -> Result<(), OpError> {
+    match reads.unread(tree, skip) {
+        None => Ok(()),
+        Some(member) => Err(OpError::new(
+            faults.invalid,
+            format!("The parameter {member} is not supported by this server for this action (it would be ignored, so it is refused)."),
+        )),
+    }
+}
+
+/// What a Query request carries for its protocol, not its action: authentication in the query
+/// string (SigV4 presigned, SigV2).
+fn protocol_parameter(name: &str) -> bool {
+    name.starts_with("X-Amz-")
+        || matches!(
+            name,
+            "AWSAccessKeyId" | "Signature" | "SignatureMethod" | "SignatureVersion" | "Timestamp" | "Expires" | "SecurityToken"
+        )
 }
 
 /// A JSON request body as a tree of parameters (an empty body: none), checked for its shape
@@ -483,14 +509,17 @@ fn json_tree(body: &[u8]) -> Result<Map<String, Value>, (OpError, &'static str)>
 fn query_op(protocol: Protocol, action: &str, pairs: &[(String, String)], queue_url: Option<String>) -> Result<Op, OpError> {
     let renames = if protocol == Protocol::SqsQuery { sqs::QUERY_RENAMES } else { &[] };
     let mut tree = params::query_tree(pairs, renames)?;
-    if protocol == Protocol::SqsQuery {
+    let reads = Reads::default();
+    let (op, faults) = if protocol == Protocol::SqsQuery {
         if let Some(url) = queue_url.filter(|_| !tree.contains_key("QueueUrl")) {
             tree.insert("QueueUrl".into(), Value::String(url));
         }
-        sqs::op_from(action, Params::new(&tree, SQS_FAULTS))
+        (sqs::op_from(action, Params::tracked(&tree, SQS_FAULTS, &reads))?, SQS_FAULTS)
     } else {
-        sns::op_from(action, Params::new(&tree, SNS_FAULTS))
-    }
+        (sns::op_from(action, Params::tracked(&tree, SNS_FAULTS, &reads))?, SNS_FAULTS)
+    };
+    all_read(&tree, &reads, faults, protocol_parameter)?;
+    Ok(op)
 }
 
 /// The operation a Query form asks for, as SQS (`sqs`) or SNS would read it, or why it is

@@ -27,16 +27,92 @@ pub const SQS_FAULTS: Faults = Faults { missing: ErrorCode::MissingParameter, in
 pub const SNS_FAULTS: Faults = Faults { missing: ErrorCode::InvalidParameter, invalid: ErrorCode::InvalidParameter };
 pub const KINESIS_FAULTS: Faults = Faults { missing: ErrorCode::Validation, invalid: ErrorCode::InvalidArgument };
 
+/// What an action's parsing looked at: each structure handed out (`object`, `objects`,
+/// message attributes) and each member read, by the address of its map. Whatever a request
+/// carries that its action never looked at would be dropped without a word: `unread` finds it,
+/// and the gateway refuses the request naming it.
+#[derive(Default)]
+pub struct Reads {
+    read: std::cell::RefCell<std::collections::HashSet<(usize, String)>>,
+    structures: std::cell::RefCell<std::collections::HashSet<usize>>,
+}
+
+fn address(map: &Map<String, Value>) -> usize {
+    map as *const Map<String, Value> as usize
+}
+
+impl Reads {
+    /// The first member of `root` (or of a structure in it that parsing handed out) that
+    /// parsing never read, as a dotted path; `skip` names top-level members that belong to the
+    /// protocol, not the action.
+    pub fn unread(&self, root: &Map<String, Value>, skip: impl Fn(&str) -> bool) -> Option<String> {
+        let read = self.read.borrow();
+        let structures = self.structures.borrow();
+        let mut stack: Vec<(&Map<String, Value>, String)> = vec![(root, String::new())];
+        while let Some((map, path)) = stack.pop() {
+            for (name, value) in map {
+                if path.is_empty() && skip(name) {
+                    continue;
+                }
+                let at = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                if !read.contains(&(address(map), name.clone())) {
+                    return Some(at);
+                }
+                match value {
+                    Value::Object(child) if structures.contains(&address(child)) => stack.push((child, at)),
+                    Value::Object(child) => {
+                        // A map of structures (message attributes): each handed out on its own.
+                        for (key, item) in child {
+                            if let Value::Object(item) = item {
+                                if structures.contains(&address(item)) {
+                                    stack.push((item, format!("{at}.{key}")));
+                                }
+                            }
+                        }
+                    }
+                    Value::Array(items) => {
+                        for (index, item) in items.iter().enumerate() {
+                            if let Value::Object(item) = item {
+                                if structures.contains(&address(item)) {
+                                    stack.push((item, format!("{at}.{}", index + 1)));
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        None
+    }
+}
+
 /// One object of parameters and how to complain about it.
 #[derive(Clone, Copy)]
 pub struct Params<'a> {
     map: &'a Map<String, Value>,
     faults: Faults,
+    reads: Option<&'a Reads>,
 }
 
 impl<'a> Params<'a> {
+    /// Parameters whose reads nobody notes (unit tests of the readers).
+    #[cfg(test)]
     pub fn new(map: &'a Map<String, Value>, faults: Faults) -> Params<'a> {
-        Params { map, faults }
+        Params { map, faults, reads: None }
+    }
+
+    /// Parameters whose reads are noted in `reads` (for `Reads::unread`).
+    pub fn tracked(map: &'a Map<String, Value>, faults: Faults, reads: &'a Reads) -> Params<'a> {
+        Params { map, faults, reads: Some(reads) }
+    }
+
+    /// A structure inside this one, tracked alike.
+    fn inner(&self, map: &'a Map<String, Value>) -> Params<'a> {
+        if let Some(reads) = self.reads {
+            reads.structures.borrow_mut().insert(address(map));
+        }
+        Params { map, faults: self.faults, reads: self.reads }
     }
 
     pub fn invalid(&self, name: &str, why: &str) -> OpError {
@@ -48,6 +124,9 @@ impl<'a> Params<'a> {
     }
 
     fn get(&self, name: &str) -> Option<&'a Value> {
+        if let Some(reads) = self.reads {
+            reads.read.borrow_mut().insert((address(self.map), name.to_owned()));
+        }
         self.map.get(name).filter(|value| !value.is_null())
     }
 
@@ -179,7 +258,7 @@ impl<'a> Params<'a> {
     pub fn object(&self, name: &str) -> Result<Option<Params<'a>>, OpError> {
         match self.get(name) {
             None => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(Params::new(map, self.faults))),
+            Some(Value::Object(map)) => Ok(Some(self.inner(map))),
             Some(_) => Err(self.invalid(name, "must be a structure")),
         }
     }
@@ -190,7 +269,7 @@ impl<'a> Params<'a> {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|item| match item {
-                    Value::Object(map) => Ok(Params::new(map, self.faults)),
+                    Value::Object(map) => Ok(self.inner(map)),
                     _ => Err(self.invalid(name, "must be a list of structures")),
                 })
                 .collect(),
@@ -206,7 +285,7 @@ impl<'a> Params<'a> {
         map.iter()
             .map(|(attribute, value)| {
                 let Value::Object(fields) = value else { return Err(self.invalid(name, "must map names to attribute values")) };
-                let fields = Params::new(fields, self.faults);
+                let fields = self.inner(fields);
                 Ok(MessageAttribute {
                     name: attribute.clone(),
                     data_type: fields.string("DataType")?.unwrap_or_default(),
@@ -370,6 +449,28 @@ mod tests {
         assert_eq!(params.tag_list("Tags").unwrap(), vec![("a".into(), "1".into())]);
         assert_eq!(params.string_map("Attributes").unwrap(), vec![("DisplayName".into(), "d".into())]);
         assert_eq!(params.message_attributes("MessageAttributes").unwrap(), vec![MessageAttribute::string("n", "Number", "3")]);
+    }
+
+    #[test]
+    fn members_an_action_never_read_are_found_at_any_depth() {
+        let unread = |body: &str| {
+            let tree: Map<String, Value> = serde_json::from_str(body).unwrap();
+            let reads = Reads::default();
+            let params = Params::tracked(&tree, SQS_FAULTS, &reads);
+            params.required("QueueUrl").unwrap();
+            for entry in params.objects("Entries").unwrap() {
+                entry.required("Id").unwrap();
+            }
+            params.message_attributes("MessageAttributes").unwrap();
+            (reads.unread(&tree, |_| false), reads.unread(&tree, |name| name.starts_with("X-Amz-")))
+        };
+        assert_eq!(unread(r#"{"QueueUrl": "q", "Entries": [{"Id": "1"}], "MessageAttributes": {"a": {"DataType": "String"}}}"#).0, None);
+        assert_eq!(unread(r#"{"QueueUrl": "q", "Extra": 1}"#).0.as_deref(), Some("Extra"));
+        assert_eq!(unread(r#"{"QueueUrl": "q", "Entries": [{"Id": "1"}, {"Id": "2", "Extra": 1}]}"#).0.as_deref(), Some("Entries.2.Extra"));
+        let nested = r#"{"QueueUrl": "q", "MessageAttributes": {"a": {"DataType": "String", "StringListValues": []}}}"#;
+        assert_eq!(unread(nested).0.as_deref(), Some("MessageAttributes.a.StringListValues"));
+        let signed = r#"{"QueueUrl": "q", "X-Amz-Signature": "s"}"#;
+        assert_eq!(unread(signed), (Some("X-Amz-Signature".to_owned()), None));
     }
 
     #[test]
