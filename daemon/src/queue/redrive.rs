@@ -127,77 +127,82 @@ pub async fn move_out_local<H: QueueHost>(host: &Rc<H>, request: MoveOut) -> Res
     let MoveOut { queue_id, destination, max } = request;
     let snapshot = host.snapshot();
     let Some(meta) = snapshot.by_id.get(&queue_id).cloned() else { return Err(not_found("SourceArn")) };
+    let (tickets, count, left, unplaced) = take_and_place(host, &snapshot, &meta, &destination, max)?;
+    for ticket in tickets {
+        host.queues().storage.durable(ticket).await?;
+    }
+    if count > 0 {
+        wake_targets(host, &snapshot, &destination);
+    }
+    Ok(MovedOut { moved: count, left, unplaced })
+}
+
+/// The synchronous part of a step: takes the messages out of the source partition and into
+/// their destinations' partitions here, journaled and staged; answers the tickets to wait for,
+/// how many moved, how many are left visible, and why a message could not move.
+fn take_and_place<H: QueueHost>(
+    host: &Rc<H>,
+    snapshot: &crate::catalog::Snapshot,
+    meta: &crate::catalog::QueueMeta,
+    destination: &Option<String>,
+    max: usize,
+) -> Result<(Vec<crate::storage::Ticket>, u64, u64, Option<String>), OpError> {
+    let queue_id = meta.id;
     let retention_ms = meta.attributes.message_retention_seconds as u64 * 1000;
     let now = host.env().now_ms();
     let mut moved: Vec<Moved> = Vec::new();
     let mut tickets = Vec::new();
     let mut unplaced = None;
-    let left;
-    {
-        let mut partitions = host.queues().partitions.borrow_mut();
-        let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(MovedOut::default()) };
-        partition.take_for_move(now, retention_ms, max, &mut moved);
-        if partition.front_on_disk() {
-            host.queues().request_load(queue_id);
-        }
-        // Where each goes: the task's destination, else the queue it came from.
-        let mut by_target: HashMap<u64, Vec<Moved>> = HashMap::new();
-        let mut back: Vec<Moved> = Vec::new();
-        for message in moved.drain(..) {
-            let target = match &destination {
-                Some(arn) => snapshot.queue_by_arn(arn),
-                None => message.payload.dead_letter_source_arn.as_deref().and_then(|arn| snapshot.queue_by_arn(arn)),
-            };
-            match target {
-                Some(target) if !target.attributes.fifo => by_target.entry(target.id).or_default().push(message),
-                _ => {
-                    unplaced.get_or_insert_with(|| {
+    let mut partitions = host.queues().partitions.borrow_mut();
+    let Some(partition) = partitions.get_mut(&queue_id) else { return Ok((tickets, 0, 0, None)) };
+    partition.take_for_move(now, retention_ms, max, &mut moved);
+    if partition.front_on_disk() {
+        host.queues().request_load(queue_id);
+    }
+    // Where each goes: the task's destination, else the queue it came from.
+    let mut by_target: HashMap<u64, Vec<Moved>> = HashMap::new();
+    let mut back: Vec<Moved> = Vec::new();
+    for message in moved.drain(..) {
+        let target = match destination {
+            Some(arn) => snapshot.queue_by_arn(arn),
+            None => message.payload.dead_letter_source_arn.as_deref().and_then(|arn| snapshot.queue_by_arn(arn)),
+        };
+        match target {
+            Some(target) if !target.attributes.fifo => by_target.entry(target.id).or_default().push(message),
+            _ => {
+                unplaced.get_or_insert_with(|| match destination {
+                    Some(arn) => format!("the destination queue {arn} does not exist"),
+                    None => {
                         let source = message.payload.dead_letter_source_arn.as_deref().unwrap_or("(none recorded)");
-                        match &destination {
-                            Some(arn) => format!("the destination queue {arn} does not exist"),
-                            None => format!("a message's source queue {source} does not exist"),
-                        }
-                    });
-                    back.push(message);
-                }
+                        format!("a message's source queue {source} does not exist")
+                    }
+                });
+                back.push(message);
             }
-        }
-        let count: u64 = by_target.values().map(|messages| messages.len() as u64).sum();
-        for (target_id, messages) in by_target {
-            let target = partitions.entry(target_id).or_insert_with(|| Partition::for_queue(target_id));
-            for mut message in messages {
-                // A fresh start in its queue: not from a dead-letter queue, never received.
-                let mut payload = (*message.payload).clone();
-                payload.dead_letter_source_arn = None;
-                message.payload = Arc::new(payload);
-                message.receive_count = 0;
-                message.first_receive_ms = 0;
-                target.accept_moved(message, now);
-            }
-            tickets.extend(host.queues().storage.commit(target)?);
-        }
-        let partition = partitions.get_mut(&queue_id).expect("the source partition");
-        // What has nowhere to go stays in the dead-letter queue.
-        for message in back {
-            partition.accept_moved(message, now);
-        }
-        tickets.extend(host.queues().storage.commit(partition)?);
-        left = partition.counts(now, retention_ms).visible;
-        drop(partitions);
-        if count > 0 {
-            let mut outcome = MovedOut { moved: count, left, unplaced: None };
-            for ticket in tickets {
-                host.queues().storage.durable(ticket).await?;
-            }
-            outcome.unplaced = unplaced;
-            wake_targets(host, &snapshot, &destination);
-            return Ok(outcome);
         }
     }
-    for ticket in tickets {
-        host.queues().storage.durable(ticket).await?;
+    let count: u64 = by_target.values().map(|messages| messages.len() as u64).sum();
+    for (target_id, messages) in by_target {
+        let target = partitions.entry(target_id).or_insert_with(|| Partition::for_queue(target_id));
+        for mut message in messages {
+            // A fresh start in its queue: not from a dead-letter queue, never received.
+            let mut payload = (*message.payload).clone();
+            payload.dead_letter_source_arn = None;
+            message.payload = Arc::new(payload);
+            message.receive_count = 0;
+            message.first_receive_ms = 0;
+            target.accept_moved(message, now);
+        }
+        tickets.extend(host.queues().storage.commit(target)?);
     }
-    Ok(MovedOut { moved: 0, left, unplaced })
+    let partition = partitions.get_mut(&queue_id).expect("the source partition");
+    // What has nowhere to go stays in the dead-letter queue.
+    for message in back {
+        partition.accept_moved(message, now);
+    }
+    tickets.extend(host.queues().storage.commit(partition)?);
+    let left = partition.counts(now, retention_ms).visible;
+    Ok((tickets, count, left, unplaced))
 }
 
 /// Long polls on the queues a step may have filled find their messages.
