@@ -329,7 +329,7 @@ impl Client {
     }
 
     pub async fn get_records(&self, iterator: &str, limit: Option<i32>) -> Result<GetRecordsResult, ClientError> {
-        match self.call(Op::GetRecords { iterator: iterator.into(), limit }).await? {
+        match self.call(Op::GetRecords { iterator: iterator.into(), limit, stream_arn: None }).await? {
             Reply::Records(result) => Ok(result),
             other => Err(unexpected(other)),
         }
@@ -359,7 +359,7 @@ impl Client {
     }
 
     pub async fn get_queue_url(&self, name: &str) -> Result<String, ClientError> {
-        expect_url(self.call(Op::GetQueueUrl { name: name.into() }).await?)
+        expect_url(self.call(Op::GetQueueUrl { name: name.into(), owner: None }).await?)
     }
 
     /// One page of queue URLs and the token for the next page, if any.

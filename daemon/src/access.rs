@@ -189,7 +189,7 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
     Some(match op {
         Op::Hello { .. } | Op::Authenticate { .. } => return None,
         Op::CreateQueue { name, .. } => Target::new("sqs:CreateQueue", Some(Cow::Owned(naming.arn(name))), None),
-        Op::GetQueueUrl { name } => queue("sqs:GetQueueUrl", name),
+        Op::GetQueueUrl { name, .. } => queue("sqs:GetQueueUrl", name),
         Op::ListQueues { .. } => Target::new("sqs:ListQueues", None, None),
         Op::DeleteQueue { queue: q } => queue("sqs:DeleteQueue", q),
         Op::PurgeQueue { queue: q } => queue("sqs:PurgeQueue", q),

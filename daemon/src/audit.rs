@@ -273,7 +273,7 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
         Op::CreateQueue { name, attributes, tags } => {
             (SQS, false, json!({ "queueName": name, "attributes": keys(attributes), "tags": keys(tags) }))
         }
-        Op::GetQueueUrl { name } => (SQS, false, json!({ "queueName": name })),
+        Op::GetQueueUrl { name, owner } => (SQS, false, json!({ "queueName": name, "queueOwnerAWSAccountId": owner })),
         Op::ListQueues { prefix, max_results, .. } => (SQS, false, json!({ "queueNamePrefix": prefix, "maxResults": max_results })),
         Op::DeleteQueue { queue } | Op::PurgeQueue { queue } | Op::ListQueueTags { queue } => (SQS, false, json!({ "queueUrl": queue })),
         Op::AddPermission { queue, label, account_ids, actions } => {

@@ -140,6 +140,8 @@ fn key_service_and_encryption_through_boto3_and_the_cli_and_envelopes_across_pro
     let env =
         [("SLUICE_ENVELOPE_QUEUE", "envelopes"), ("SLUICE_ENVELOPE_BACK", "envelopes-back"), ("SLUICE_ENVELOPE_KEY", "alias/envelopes")];
     python_tests("current", &daemon, "test_kms", &env);
+    // Every member botocore can set on every served operation: taken, or refused by name.
+    python_tests("current", &daemon, "test_models", &[]);
     // ...and sealed by Python, opened here.
     let receive = ReceiveMessage {
         queue: "envelopes-back".into(),

@@ -319,7 +319,9 @@ fn pipelined_reads_that_are_never_read_back_hold_one_answer_budget() {
     let mut encoder = Encoder::new();
     let mut frames = Vec::new();
     for id in 0..300u64 {
-        frames.extend_from_slice(encoder.request(&Request { id: 10 + id, op: Op::GetRecords { iterator: iterator.clone(), limit: None } }));
+        frames.extend_from_slice(
+            encoder.request(&Request { id: 10 + id, op: Op::GetRecords { iterator: iterator.clone(), limit: None, stream_arn: None } }),
+        );
     }
     greedy.write_all(&frames).unwrap();
     // Meanwhile another client is served, and the daemon's memory stays bounded.

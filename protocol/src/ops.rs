@@ -39,6 +39,8 @@ pub enum Op {
     },
     GetQueueUrl {
         name: String,
+        /// `QueueOwnerAWSAccountId`: the queue must belong to this account.
+        owner: Option<String>,
     },
     ListQueues {
         prefix: Option<String>,
@@ -197,9 +199,11 @@ pub enum Op {
         shard_id: String,
         position: StartingPosition,
     },
+    /// `stream_arn`, when given, must name the iterator's stream.
     GetRecords {
         iterator: String,
         limit: Option<i32>,
+        stream_arn: Option<String>,
     },
     IncreaseStreamRetentionPeriod {
         stream: String,

@@ -79,7 +79,9 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
                 timestamp_ms: p.timestamp_ms("Timestamp")?,
             },
         },
-        "GetRecords" => Op::GetRecords { iterator: p.required("ShardIterator")?, limit: p.int("Limit")? },
+        "GetRecords" => {
+            Op::GetRecords { iterator: p.required("ShardIterator")?, limit: p.int("Limit")?, stream_arn: p.string("StreamARN")? }
+        }
         "IncreaseStreamRetentionPeriod" => {
             Op::IncreaseStreamRetentionPeriod { stream: stream()?, hours: p.required_int("RetentionPeriodHours")? }
         }

@@ -43,16 +43,18 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
     Ok(match action {
         "CreateKey" => {
             if p.has("Policy") {
-                return Err(unsupported("A key policy (identity policies in --credentials decide who may use keys)"));
+                return Err(unsupported("Policy (key policies: identity policies in --credentials decide who may use keys)"));
             }
             if p.bool("MultiRegion")?.unwrap_or(false) {
                 return Err(unsupported("MultiRegion"));
             }
             if let Some(origin) = p.string("Origin")?.filter(|origin| origin != "AWS_KMS") {
-                return Err(unsupported(&format!("Origin {origin}")));
+                return Err(unsupported(&format!("Origin {origin} (only AWS_KMS)")));
             }
-            if p.has("CustomKeyStoreId") || p.has("XksKeyId") {
-                return Err(unsupported("A custom key store"));
+            for member in ["CustomKeyStoreId", "XksKeyId"] {
+                if p.has(member) {
+                    return Err(unsupported(&format!("{member} (custom key stores)")));
+                }
             }
             let tags = p
                 .objects("Tags")?

@@ -67,7 +67,7 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
             tags.extend(p.string_map("Tags")?);
             Op::CreateQueue { name: p.required("QueueName")?, attributes: p.string_map("Attributes")?, tags }
         }
-        "GetQueueUrl" => Op::GetQueueUrl { name: p.required("QueueName")? },
+        "GetQueueUrl" => Op::GetQueueUrl { name: p.required("QueueName")?, owner: p.string("QueueOwnerAWSAccountId")? },
         "ListQueues" => {
             Op::ListQueues { prefix: p.string("QueueNamePrefix")?, max_results: p.int("MaxResults")?, next_token: p.string("NextToken")? }
         }

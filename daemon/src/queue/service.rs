@@ -124,8 +124,12 @@ pub async fn handle_op<H: QueueHost>(host: &Rc<H>, op: Op) -> Response {
             MetaOutcome::Url(url) => Ok(Reply::QueueUrl(url)),
             other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome {other:?}"))),
         },
-        Op::GetQueueUrl { name } => {
+        Op::GetQueueUrl { name, owner } => {
             let snapshot = host.snapshot();
+            // Every queue here belongs to this server's account.
+            if owner.is_some_and(|owner| owner != snapshot.naming.account_id) {
+                return Err(queue_does_not_exist());
+            }
             let meta = snapshot.by_name.get(&name).filter(|meta| !is_delivery_queue(&meta.name)).ok_or_else(queue_does_not_exist)?;
             Ok(Reply::QueueUrl(meta.url.clone()))
         }

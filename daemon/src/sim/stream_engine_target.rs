@@ -222,7 +222,7 @@ async fn read_shard(reader: &Rc<SimShard>, id: &str, limit: i32) -> Result<Vec<(
     let mut records = Vec::new();
     for _ in 0..100_000 {
         let Some(iterator) = next.take() else { break };
-        let result = match handle_op(reader, Op::GetRecords { iterator, limit: Some(limit) }).await? {
+        let result = match handle_op(reader, Op::GetRecords { iterator, limit: Some(limit), stream_arn: None }).await? {
             Reply::Records(result) => result,
             other => return Err(OpError::new(sluice_protocol::ErrorCode::InternalFailure, format!("GetRecords answered {other:?}"))),
         };

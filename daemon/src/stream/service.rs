@@ -224,7 +224,7 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
                 ShardPosition { stream_id: meta.id, shard, next, issued_ms: host.env().now_ms() }.encode(&host.config().seal_key),
             ))
         }
-        Op::GetRecords { iterator, limit } => get_records(host, &iterator, limit).await,
+        Op::GetRecords { iterator, limit, stream_arn } => get_records(host, &iterator, limit, stream_arn.as_deref()).await,
         Op::IncreaseStreamRetentionPeriod { stream, hours } => {
             stream_change(host, StreamChange::Retention { stream, hours, increase: true }).await.map(|_| Reply::Done)
         }
@@ -446,7 +446,7 @@ async fn read_shard<H: StreamHost>(host: &Rc<H>, owner: usize, request: ReadRequ
     call_on(host, owner, StreamRead(request)).await?
 }
 
-async fn get_records<H: StreamHost>(host: &Rc<H>, iterator: &str, limit: Option<i32>) -> Response {
+async fn get_records<H: StreamHost>(host: &Rc<H>, iterator: &str, limit: Option<i32>, stream_arn: Option<&str>) -> Response {
     let now = host.env().now_ms();
     let position = ShardPosition::decode(iterator, now, &host.config().seal_key)?;
     let max_records = match limit {
@@ -456,6 +456,9 @@ async fn get_records<H: StreamHost>(host: &Rc<H>, iterator: &str, limit: Option<
     };
     let snapshot = host.snapshot();
     let meta = stream_by_id(&snapshot, position.stream_id)?.clone();
+    if stream_arn.is_some_and(|arn| arn != meta.arn) {
+        return Err(invalid(format!("The shard iterator is not of stream {}.", stream_arn.unwrap_or_default())));
+    }
     let shard = meta.shard(position.shard).ok_or_else(|| shard_gone(position.shard))?;
     let request = ReadRequest {
         stream_id: meta.id,

@@ -75,9 +75,10 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
                 fb::GetShardIteratorArgs { stream, shard_id, iterator_type, starting_sequence_number, timestamp_ms: position.timestamp_ms }
             )
         }
-        Op::GetRecords { iterator, limit } => {
+        Op::GetRecords { iterator, limit, stream_arn } => {
             let iterator = Some(fbb.create_string(iterator));
-            op_table!(fbb, GetRecords, fb::GetRecordsArgs { iterator, limit: *limit })
+            let stream_arn = opt_str(fbb, stream_arn);
+            op_table!(fbb, GetRecords, fb::GetRecordsArgs { iterator, limit: *limit, stream_arn })
         }
         Op::IncreaseStreamRetentionPeriod { stream, hours } => {
             let stream = Some(fbb.create_string(stream));
@@ -252,7 +253,7 @@ pub(super) fn decode_op(
         }
         fb::Op::GetRecords => {
             let op = request.op_as_get_records().ok_or_else(unknown)?;
-            Op::GetRecords { iterator: op.iterator().to_owned(), limit: op.limit() }
+            Op::GetRecords { iterator: op.iterator().to_owned(), limit: op.limit(), stream_arn: owned(op.stream_arn()) }
         }
         fb::Op::IncreaseStreamRetentionPeriod => {
             let op = request.op_as_increase_stream_retention_period().ok_or_else(unknown)?;

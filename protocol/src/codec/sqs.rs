@@ -14,9 +14,10 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
             let tags = key_values(fbb, tags);
             op_table!(fbb, CreateQueue, fb::CreateQueueArgs { name, attributes, tags })
         }
-        Op::GetQueueUrl { name } => {
+        Op::GetQueueUrl { name, owner } => {
             let name = Some(fbb.create_string(name));
-            op_table!(fbb, GetQueueUrl, fb::GetQueueUrlArgs { name })
+            let owner = opt_str(fbb, owner);
+            op_table!(fbb, GetQueueUrl, fb::GetQueueUrlArgs { name, owner })
         }
         Op::ListQueues { prefix, max_results, next_token } => {
             let prefix = opt_str(fbb, prefix);
@@ -214,7 +215,7 @@ pub(super) fn decode_op(
         }
         fb::Op::GetQueueUrl => {
             let op = request.op_as_get_queue_url().ok_or_else(unknown)?;
-            Op::GetQueueUrl { name: op.name().to_owned() }
+            Op::GetQueueUrl { name: op.name().to_owned(), owner: owned(op.owner()) }
         }
         fb::Op::ListQueues => {
             let op = request.op_as_list_queues().ok_or_else(unknown)?;

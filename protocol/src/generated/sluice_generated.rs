@@ -1753,6 +1753,7 @@ impl<'a> flatbuffers::Follow<'a> for GetQueueUrl<'a> {
 
 impl<'a> GetQueueUrl<'a> {
   pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_OWNER: flatbuffers::VOffsetT = 6;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1764,6 +1765,7 @@ impl<'a> GetQueueUrl<'a> {
     args: &'args GetQueueUrlArgs<'args>
   ) -> flatbuffers::WIPOffset<GetQueueUrl<'bldr>> {
     let mut builder = GetQueueUrlBuilder::new(_fbb);
+    if let Some(x) = args.owner { builder.add_owner(x); }
     if let Some(x) = args.name { builder.add_name(x); }
     builder.finish()
   }
@@ -1776,6 +1778,14 @@ impl<'a> GetQueueUrl<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetQueueUrl::VT_NAME, None).unwrap()}
   }
+  /// `QueueOwnerAWSAccountId`: the account the queue must belong to.
+  #[inline]
+  pub fn owner(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetQueueUrl::VT_OWNER, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for GetQueueUrl<'_> {
@@ -1786,18 +1796,21 @@ impl flatbuffers::Verifiable for GetQueueUrl<'_> {
     use self::flatbuffers::Verifiable;
     v.visit_table(pos)?
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("owner", Self::VT_OWNER, false)?
      .finish();
     Ok(())
   }
 }
 pub struct GetQueueUrlArgs<'a> {
     pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub owner: Option<flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for GetQueueUrlArgs<'a> {
   #[inline]
   fn default() -> Self {
     GetQueueUrlArgs {
       name: None, // required field
+      owner: None,
     }
   }
 }
@@ -1810,6 +1823,10 @@ impl<'a: 'b, 'b> GetQueueUrlBuilder<'a, 'b> {
   #[inline]
   pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetQueueUrl::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_owner(&mut self, owner: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetQueueUrl::VT_OWNER, owner);
   }
   #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetQueueUrlBuilder<'a, 'b> {
@@ -1831,6 +1848,7 @@ impl core::fmt::Debug for GetQueueUrl<'_> {
   fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     let mut ds = f.debug_struct("GetQueueUrl");
       ds.field("name", &self.name());
+      ds.field("owner", &self.owner());
       ds.finish()
   }
 }
@@ -7429,6 +7447,7 @@ impl<'a> flatbuffers::Follow<'a> for GetRecords<'a> {
 impl<'a> GetRecords<'a> {
   pub const VT_ITERATOR: flatbuffers::VOffsetT = 4;
   pub const VT_LIMIT: flatbuffers::VOffsetT = 6;
+  pub const VT_STREAM_ARN: flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -7440,6 +7459,7 @@ impl<'a> GetRecords<'a> {
     args: &'args GetRecordsArgs<'args>
   ) -> flatbuffers::WIPOffset<GetRecords<'bldr>> {
     let mut builder = GetRecordsBuilder::new(_fbb);
+    if let Some(x) = args.stream_arn { builder.add_stream_arn(x); }
     if let Some(x) = args.limit { builder.add_limit(x); }
     if let Some(x) = args.iterator { builder.add_iterator(x); }
     builder.finish()
@@ -7460,6 +7480,14 @@ impl<'a> GetRecords<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i32>(GetRecords::VT_LIMIT, None)}
   }
+  /// `StreamARN`: when given, the stream the iterator must be of.
+  #[inline]
+  pub fn stream_arn(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetRecords::VT_STREAM_ARN, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for GetRecords<'_> {
@@ -7471,6 +7499,7 @@ impl flatbuffers::Verifiable for GetRecords<'_> {
     v.visit_table(pos)?
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("iterator", Self::VT_ITERATOR, true)?
      .visit_field::<i32>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream_arn", Self::VT_STREAM_ARN, false)?
      .finish();
     Ok(())
   }
@@ -7478,6 +7507,7 @@ impl flatbuffers::Verifiable for GetRecords<'_> {
 pub struct GetRecordsArgs<'a> {
     pub iterator: Option<flatbuffers::WIPOffset<&'a str>>,
     pub limit: Option<i32>,
+    pub stream_arn: Option<flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for GetRecordsArgs<'a> {
   #[inline]
@@ -7485,6 +7515,7 @@ impl<'a> Default for GetRecordsArgs<'a> {
     GetRecordsArgs {
       iterator: None, // required field
       limit: None,
+      stream_arn: None,
     }
   }
 }
@@ -7501,6 +7532,10 @@ impl<'a: 'b, 'b> GetRecordsBuilder<'a, 'b> {
   #[inline]
   pub fn add_limit(&mut self, limit: i32) {
     self.fbb_.push_slot_always::<i32>(GetRecords::VT_LIMIT, limit);
+  }
+  #[inline]
+  pub fn add_stream_arn(&mut self, stream_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetRecords::VT_STREAM_ARN, stream_arn);
   }
   #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetRecordsBuilder<'a, 'b> {
@@ -7523,6 +7558,7 @@ impl core::fmt::Debug for GetRecords<'_> {
     let mut ds = f.debug_struct("GetRecords");
       ds.field("iterator", &self.iterator());
       ds.field("limit", &self.limit());
+      ds.field("stream_arn", &self.stream_arn());
       ds.finish()
   }
 }
