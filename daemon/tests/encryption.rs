@@ -179,6 +179,12 @@ fn nothing_of_a_message_reaches_the_disk_in_clear_and_all_of_it_comes_back_after
     let topic = c.run(c.client().create_topic("t", vec![kv("KmsMasterKeyId", "alias/aws/sns")], vec![])).unwrap();
     let sub_arn = attribute_of(&c, "sse", "QueueArn");
     c.run(c.client().subscribe(&topic, "sqs", &sub_arn, vec![kv("RawMessageDelivery", "true")])).unwrap();
+    // A FIFO topic keeps what it publishes in an archive of its own (sealed too), for its FIFO queue.
+    let fifo_topic =
+        c.run(c.client().create_topic("ft.fifo", vec![kv("FifoTopic", "true"), kv("KmsMasterKeyId", "alias/app")], vec![])).unwrap();
+    c.run(c.client().create_queue("ftq.fifo", vec![kv("FifoQueue", "true")], vec![])).unwrap();
+    let ftq_arn = attribute_of(&c, "ftq.fifo", "QueueArn");
+    c.run(c.client().subscribe(&fifo_topic, "sqs", &ftq_arn, vec![kv("RawMessageDelivery", "true")])).unwrap();
     c.run(c.client().create_stream("s", 2)).unwrap();
     let start = Op::SetStreamEncryption { stream: "s".into(), encryption_type: "KMS".into(), key: "alias/app".into(), start: true };
     key_op(&c, start).unwrap();
@@ -189,6 +195,7 @@ fn nothing_of_a_message_reaches_the_disk_in_clear_and_all_of_it_comes_back_after
     let mut expected_kms = BTreeSet::new();
     let mut expected_fifo = BTreeSet::new();
     let mut expected_records = BTreeSet::new();
+    let mut expected_fifo_topic = BTreeSet::new();
     let mut write = |c: &Conn, round: usize| {
         let tag = format!("r{round}");
         expected_sse.extend(send(c, "sse", &format!("{tag}-sse"), 20, false));
@@ -201,6 +208,17 @@ fn nothing_of_a_message_reaches_the_disk_in_clear_and_all_of_it_comes_back_after
             expected_sse.insert(body);
         }
         expected_records.extend(put_records(c, "s", &tag, 30));
+        for i in 0..5 {
+            let body = format!("SECRET-{tag}-fifo-pub-{i}");
+            let entry = PublishEntry {
+                message: Bytes::from(body.clone()),
+                message_group_id: Some("g".into()),
+                deduplication_id: Some(format!("{tag}-{i}")),
+                ..PublishEntry::default()
+            };
+            c.run(c.client().publish_entry(&fifo_topic, entry)).unwrap();
+            expected_fifo_topic.insert(body);
+        }
     };
     write(&c, 0);
     let control = SendEntry {
@@ -230,6 +248,7 @@ fn nothing_of_a_message_reaches_the_disk_in_clear_and_all_of_it_comes_back_after
     assert_eq!(drain(&c, "fifo.fifo"), expected_fifo);
     assert_eq!(read_stream(&c, "s").unwrap(), expected_records);
     assert_eq!(drain(&c, "dead").len(), 6);
+    assert_eq!(drain(&c, "ftq.fifo"), expected_fifo_topic);
     drop(c);
     assert!(daemon.terminate().success());
     assert_nothing_in_clear(data.path());
