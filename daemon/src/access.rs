@@ -75,7 +75,7 @@ pub fn authorize(snapshot: &Snapshot, op: &Op, access: &Access, seal_key: &SealK
     // Writing to or reading from a resource encrypted under a customer's KMS key also needs the
     // key (as on AWS: kms:GenerateDataKey to write, kms:Decrypt to read); AWS-managed keys and
     // the SSE-SQS key are usable by whoever may use the resource.
-    let Some((action, key_arn)) = key_use(snapshot, op) else { return Ok(()) };
+    let Some((action, key_arn)) = key_use(snapshot, op, target.resource.as_deref()) else { return Ok(()) };
     let Some(kms_action) = Action::named(action) else { return Ok(()) };
     let request = Request { action: kms_action, resource: Some(key_arn), ..request };
     if policy::allowed(principal.policies.as_deref(), None, &snapshot.naming.account_id, &request) {
@@ -92,8 +92,9 @@ pub fn authorize(snapshot: &Snapshot, op: &Op, access: &Access, seal_key: &SealK
 }
 
 /// The KMS action and customer key `op` needs besides its own action: a write to (or read
-/// from) a queue, topic or stream sealed under a customer-managed key.
-fn key_use<'a>(snapshot: &'a Snapshot, op: &Op) -> Option<(&'static str, &'a str)> {
+/// from) a queue, topic or stream sealed under a customer-managed key. `resource` is what the
+/// request acts on (a read of a stream names it by iterator or consumer).
+fn key_use<'a>(snapshot: &'a Snapshot, op: &Op, resource: Option<&str>) -> Option<(&'static str, &'a str)> {
     use crate::kms::at_rest::Sealing;
     use crate::kms::keys::Manager;
     let customer = |spec: Option<&'a crate::kms::at_rest::SealSpec>| match spec.map(|spec| &spec.sealing) {
@@ -101,6 +102,12 @@ fn key_use<'a>(snapshot: &'a Snapshot, op: &Op) -> Option<(&'static str, &'a str
         _ => None,
     };
     let queue = |name: &str| snapshot.resolve(name).ok().and_then(|meta| customer(snapshot.sealing(meta.id)));
+    // A stream's customer key (a stream name or ARN).
+    let stream_key = |stream: &str| -> Option<&'a str> {
+        let meta = crate::catalog::streams::resolve(&snapshot.streams, &snapshot.naming, stream).ok()?;
+        let key = snapshot.keys.resolve(meta.encryption_key.as_deref()?)?;
+        (key.manager == Manager::Customer).then_some(key.arn.as_str())
+    };
     match op {
         Op::SendMessage { queue: q, .. } | Op::SendMessageBatch { queue: q, .. } => Some(("kms:GenerateDataKey", queue(q)?)),
         Op::ReceiveMessage(receive) => Some(("kms:Decrypt", queue(&receive.queue)?)),
@@ -108,10 +115,11 @@ fn key_use<'a>(snapshot: &'a Snapshot, op: &Op) -> Option<(&'static str, &'a str
             let meta = crate::catalog::topics::resolve(&snapshot.topics, &snapshot.naming, topic).ok()?;
             Some(("kms:GenerateDataKey", customer(snapshot.sealing(crate::catalog::feeds::feed_id(&meta.arn)))?))
         }
-        Op::PutRecord { stream, .. } | Op::PutRecords { stream, .. } => {
-            let meta = crate::catalog::streams::resolve(&snapshot.streams, &snapshot.naming, stream).ok()?;
-            let key = snapshot.keys.resolve(meta.encryption_key.as_deref()?)?;
-            (key.manager == Manager::Customer).then_some(("kms:GenerateDataKey", key.arn.as_str()))
+        Op::PutRecord { stream, .. } | Op::PutRecords { stream, .. } => stream_key(stream).map(|key| ("kms:GenerateDataKey", key)),
+        // Reads name their stream by iterator or consumer: the resource `target` found.
+        Op::GetRecords { .. } | Op::SubscribeToShard { .. } => {
+            let stream = resource?.split("/consumer/").next()?;
+            stream_key(stream).map(|key| ("kms:Decrypt", key))
         }
         _ => None,
     }

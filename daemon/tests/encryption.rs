@@ -501,7 +501,7 @@ fn a_customer_key_decides_who_may_write_and_read_what_it_protects() {
     let root = root_key(dir.path(), "root.key", 11);
     // writer: may send and use the key to write; reader: may receive and decrypt; stranger:
     // every SQS action, no key rights.
-    let sqs_all = serde_json::json!({"Effect": "Allow", "Action": "sqs:*", "Resource": "*"});
+    let sqs_all = serde_json::json!({"Effect": "Allow", "Action": ["sqs:*", "kinesis:*"], "Resource": "*"});
     let principal = |id: &str, extra: serde_json::Value| {
         serde_json::json!({
             "access_key_id": id, "secret_access_key": format!("{id}-secret-0123456789"),
@@ -537,6 +537,24 @@ fn a_customer_key_decides_who_may_write_and_read_what_it_protects() {
     let reader = as_principal("reader");
     let got = reader.run(reader.client().receive_message(receive)).unwrap();
     assert_eq!(got.iter().map(|m| &m.body[..]).collect::<Vec<_>>(), [&b"SECRET-yes"[..]]);
+    // A stream under the key: writing needs kms:GenerateDataKey, reading kms:Decrypt.
+    admin.run(admin.client().create_stream("guarded-stream", 1)).unwrap();
+    let start = Op::SetStreamEncryption {
+        stream: "guarded-stream".into(),
+        encryption_type: "KMS".into(),
+        key: "alias/guarded".into(),
+        start: true,
+    };
+    admin.run(admin.client().call(start)).unwrap();
+    assert_code(stranger.run(stranger.client().put_record("guarded-stream", "k", "SECRET-no")), ErrorCode::KmsAccessDenied);
+    writer.run(writer.client().put_record("guarded-stream", "k", "SECRET-yes")).unwrap();
+    let read = |c: &Conn| {
+        let iterator =
+            c.run(c.client().get_shard_iterator("guarded-stream", "shardId-000000000000", StartingPosition::new("TRIM_HORIZON")))?;
+        c.run(c.client().get_records(&iterator, None))
+    };
+    assert_code(read(&writer), ErrorCode::KmsAccessDenied);
+    assert_eq!(&read(&reader).unwrap().records[0].data[..], b"SECRET-yes");
     // The key API itself is decided on the key's ARN.
     let encrypt = Op::Encrypt { key: "alias/guarded".into(), plaintext: Bytes::from_static(b"x"), context: vec![] };
     assert_code(stranger.run(stranger.client().call(encrypt)), ErrorCode::AccessDenied);
