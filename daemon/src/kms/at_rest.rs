@@ -21,7 +21,9 @@
 //! | 37..49 | nonce (the data key's seal count, LE)     |
 //! | 49..   | ciphertext, then the 16-byte tag          |
 //!
-//! Bytes 0..37 (what names the data key) are the additional data; the nonce is the cipher's own input. Bookkeeping around the sealed part (record headers,
+//! There is no additional data: what names the data key (bytes 0..37) chooses the key itself,
+//! so a name altered opens under another key and fails its tag, and the nonce is the cipher's
+//! own input. Bookkeeping around the sealed part (record headers,
 //! queue ids, sequence numbers, times, receive counts) stays clear for recovery.
 
 use std::cell::{Cell, RefCell};
@@ -191,7 +193,6 @@ impl Keyring {
 
     /// Appends to `out` a sealed part holding what `fill` appends: sealed in place, no copy.
     pub fn seal(write: &WriteKey, out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
-        let start = out.len();
         let count = write.seals.get();
         write.seals.set(count + 1);
         let mut nonce = [0u8; NONCE_LEN];
@@ -200,10 +201,10 @@ impl Keyring {
         out.extend_from_slice(&nonce);
         let body = out.len();
         fill(out);
-        let (head, tail) = out.split_at_mut(body);
+        let (_, tail) = out.split_at_mut(body);
         let tag = write
             .aead
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&head[start..start + NAME_BYTES]), tail)
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), tail)
             .expect("sealing within AES-GCM's limits");
         out.extend_from_slice(tag.as_ref());
     }
@@ -218,7 +219,7 @@ impl Keyring {
         let aead = self.open_key(&name)?;
         let nonce = Nonce::try_assume_unique_for_key(&sealed[NAME_BYTES..PREFIX_BYTES]).map_err(|_| OpenError::Damaged)?;
         let mut plaintext = sealed[PREFIX_BYTES..].to_vec();
-        let len = aead.open_in_place(nonce, Aad::from(&sealed[..NAME_BYTES]), &mut plaintext).map_err(|_| OpenError::Damaged)?.len();
+        let len = aead.open_in_place(nonce, Aad::empty(), &mut plaintext).map_err(|_| OpenError::Damaged)?.len();
         plaintext.truncate(len);
         Ok(plaintext)
     }
@@ -289,9 +290,12 @@ mod tests {
         keys.apply(KeyChange::RotateNow { key: key.id.clone() }, 1, None).unwrap();
         let other = Keyring::new(Arc::new(keys.clone()));
         assert_eq!(other.open(sealed).unwrap(), b"the body");
-        let mut altered = sealed.to_vec();
-        altered[40] ^= 1;
-        assert_eq!(other.open(&altered), Err(OpenError::Damaged));
+        // Altered anywhere — the data-key id, the nonce, the ciphertext — it does not open.
+        for at in [25, 40, 60] {
+            let mut altered = sealed.to_vec();
+            altered[at] ^= 1;
+            assert_eq!(other.open(&altered), Err(OpenError::Damaged), "byte {at}");
+        }
         let rotated = keys.resolve(&key.id).unwrap().clone();
         let renewed = other.write_key(&rotated, 60_000, 2);
         assert_eq!(renewed.name[17..21], 1u32.to_le_bytes(), "a rotation makes a data key of the new version");
