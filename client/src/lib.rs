@@ -248,7 +248,16 @@ impl Client {
     }
 
     pub async fn create_stream(&self, name: &str, shard_count: i32) -> Result<(), ClientError> {
-        expect_done(self.call(Op::CreateStream { name: name.into(), shard_count: Some(shard_count), mode: None, tags: vec![] }).await?)
+        expect_done(
+            self.call(Op::CreateStream {
+                name: name.into(),
+                shard_count: Some(shard_count),
+                mode: None,
+                tags: vec![],
+                max_record_size_kib: None,
+            })
+            .await?,
+        )
     }
 
     pub async fn delete_stream(&self, stream: &str) -> Result<(), ClientError> {

@@ -553,7 +553,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Unsubscribe { subscription_arn } => connection.block_on(client.unsubscribe(&subscription_arn))?,
         Command::Stream(StreamCommand::Create { name, shards }) => {
             let mode = if shards.is_some() { "PROVISIONED" } else { "ON_DEMAND" };
-            let op = Op::CreateStream { name, shard_count: shards, mode: Some(mode.into()), tags: vec![] };
+            let op = Op::CreateStream { name, shard_count: shards, mode: Some(mode.into()), tags: vec![], max_record_size_kib: None };
             connection.block_on(client.call(op))?;
         }
         Command::Stream(StreamCommand::List) => {

@@ -293,6 +293,7 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
             let (_, source) = crate::catalog::moves::parse_handle(task_handle).ok()?;
             Target::new("sqs:CancelMessageMoveTask", Some(Cow::Owned(source)), None)
         }
+        Op::UpdateMaxRecordSize { stream: s, .. } => stream("kinesis:UpdateMaxRecordSize", s),
         Op::SetStreamEncryption { stream: s, start: true, .. } => stream("kinesis:StartStreamEncryption", s),
         Op::SetStreamEncryption { stream: s, start: false, .. } => stream("kinesis:StopStreamEncryption", s),
         Op::CreateKey { .. } => Target::new("kms:CreateKey", None, None),

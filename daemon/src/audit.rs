@@ -370,7 +370,10 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
         }
         Op::Publish { topic, entry } => (SNS, true, json!({ "topicArn": topic, "messageBytes": entry.message.len() })),
         Op::PublishBatch { topic, entries } => (SNS, true, json!({ "topicArn": topic, "entries": entries.len() })),
-        Op::CreateStream { name, shard_count, mode, tags } => {
+        Op::UpdateMaxRecordSize { stream, max_record_size_kib } => {
+            (KINESIS, false, json!({ "streamName": stream, "maxRecordSizeInKiB": max_record_size_kib }))
+        }
+        Op::CreateStream { name, shard_count, mode, tags, .. } => {
             (KINESIS, false, json!({ "streamName": name, "shardCount": shard_count, "streamMode": mode, "tags": keys(tags) }))
         }
         Op::DeleteStream { stream, enforce_consumer_deletion } => {

@@ -86,6 +86,7 @@ pub const ACTIONS: &[&str] = &[
     "sqs:StartMessageMoveTask",
     "sqs:CancelMessageMoveTask",
     "sqs:ListMessageMoveTasks",
+    "kinesis:UpdateMaxRecordSize",
     "kinesis:StartStreamEncryption",
     "kinesis:StopStreamEncryption",
     "kms:CancelKeyDeletion",

@@ -284,7 +284,13 @@ fn split_and_merge_keep_every_key_in_order_for_a_reader_that_follows_children() 
     assert_code(c0.run(c0.client().merge_shards("orders", &open_ids[0], &open_ids[3])), ErrorCode::InvalidArgument);
     let too_many = Op::UpdateShardCount { stream: "orders".into(), target_shard_count: 9, scaling_type: None };
     assert_code(c0.run(c0.client().call(too_many)), ErrorCode::InvalidArgument);
-    let on_demand = Op::CreateStream { name: "auto".into(), shard_count: None, mode: Some("ON_DEMAND".into()), tags: vec![] };
+    let on_demand = Op::CreateStream {
+        name: "auto".into(),
+        shard_count: None,
+        mode: Some("ON_DEMAND".into()),
+        tags: vec![],
+        max_record_size_kib: None,
+    };
     c0.run(c0.client().call(on_demand)).unwrap();
     assert_code(c0.run(c0.client().split_shard("auto", "shardId-000000000000", "5")), ErrorCode::Validation);
 }
@@ -557,5 +563,61 @@ fn a_subscription_whose_connection_breaks_says_so_instead_of_ending() {
             Some(Err(ClientError::Io(_) | ClientError::Disconnected)) => break,
             other => panic!("expected the connection's error, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn a_stream_takes_records_up_to_its_max_record_size_of_up_to_10_mib_and_keeps_them_across_restarts() {
+    let mut daemon = Daemon::start_with(&["--stream-segment-bytes", "33554432", "--enforce-shard-limits"]);
+    let c = daemon.client();
+    let create = |name: &str, kib: Option<i32>| {
+        let op = Op::CreateStream { name: name.into(), shard_count: Some(1), mode: None, tags: vec![], max_record_size_kib: kib };
+        c.run(c.client().call(op))
+    };
+    create("small", None).unwrap();
+    create("large", Some(10 * 1024)).unwrap();
+    assert_code(create("huge", Some(10 * 1024 + 1)), ErrorCode::Validation);
+    assert_code(create("tiny", Some(1023)), ErrorCode::Validation);
+    assert_eq!(c.run(c.client().describe_stream("small")).unwrap().max_record_size_kib, 1024);
+    assert_eq!(c.run(c.client().describe_stream("large")).unwrap().max_record_size_kib, 10 * 1024);
+
+    let big = Bytes::from(vec![b'r'; 9 << 20]);
+    assert_code(c.run(c.client().put_record("small", "k", big.clone())), ErrorCode::InvalidArgument);
+    // One 9 MiB record goes through alone, past the shard's 1 MiB a second (burst capacity).
+    let (_, sequence) = c.run(c.client().put_record("large", "k", big.clone())).unwrap();
+    let over = Bytes::from(vec![b'o'; 10 << 20]);
+    assert_code(c.run(c.client().put_record("large", "k", over)), ErrorCode::InvalidArgument);
+
+    // UpdateMaxRecordSize raises and lowers the limit of a stream.
+    let arn = c.run(c.client().describe_stream("small")).unwrap().arn;
+    c.run(c.client().call(Op::UpdateMaxRecordSize { stream: arn.clone(), max_record_size_kib: 4096 })).unwrap();
+    c.run(c.client().put_record("small", "k", Bytes::from(vec![b's'; 3 << 20]))).unwrap();
+    assert_code(c.run(c.client().call(Op::UpdateMaxRecordSize { stream: arn, max_record_size_kib: 20_000 })), ErrorCode::Validation);
+    drop(c);
+    for _ in 0..2 {
+        assert!(daemon.terminate().success());
+        daemon.restart();
+    }
+    let c = daemon.client();
+    assert_eq!(c.run(c.client().describe_stream("small")).unwrap().max_record_size_kib, 4096, "kept across restarts");
+    // One read (with the shard limits on, the next within seconds is throttled, as on Kinesis).
+    let iterator = c.run(c.client().get_shard_iterator("large", "shardId-000000000000", position("TRIM_HORIZON"))).unwrap();
+    let records = c.run(c.client().get_records(&iterator, None)).unwrap().records;
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0].sequence_number.as_str(), records[0].data.len()), (sequence.as_str(), 9 << 20));
+    assert!(records[0].data.iter().all(|b| *b == b'r'));
+}
+
+#[test]
+fn a_max_record_size_that_does_not_fit_a_log_segment_is_refused_with_the_flag_to_raise() {
+    let daemon = Daemon::start_with(&["--stream-segment-bytes", "4194304"]);
+    let c = daemon.client();
+    let op = Op::CreateStream { name: "s".into(), shard_count: Some(1), mode: None, tags: vec![], max_record_size_kib: Some(8192) };
+    match c.run(c.client().call(op)) {
+        Err(ClientError::Server(error)) => {
+            assert_eq!(error.code, ErrorCode::InvalidArgument);
+            assert!(error.message.contains("--stream-segment-bytes"), "{}", error.message);
+        }
+        other => panic!("{other:?}"),
     }
 }

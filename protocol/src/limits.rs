@@ -112,10 +112,13 @@ pub const STREAM_NAME_CHARS_MAX: usize = 128;
 pub const PARTITION_KEY_CHARS_MAX: usize = 256;
 /// Data plus partition key of one record (Kinesis's default MaxRecordSizeInKiB, 1 MiB).
 pub const RECORD_BYTES_MAX: usize = 1024 * 1024;
+/// What a stream's MaxRecordSizeInKiB may be set to (Kinesis: 1 MiB to 10 MiB).
+pub const RECORD_KIB_MIN: i32 = 1024;
+pub const RECORD_KIB_MAX: i32 = 10 * 1024;
 /// Records in one PutRecords.
 pub const PUT_RECORDS_MAX: usize = 500;
-/// Bytes (data and partition keys) in one PutRecords.
-pub const PUT_RECORDS_BYTES_MAX: usize = 5 * 1024 * 1024;
+/// Bytes (data and partition keys) in one PutRecords (Kinesis: 10 MiB since records may be).
+pub const PUT_RECORDS_BYTES_MAX: usize = 10 * 1024 * 1024;
 /// Records one GetRecords returns at most (and its largest `Limit`).
 pub const GET_RECORDS_MAX: i32 = 10_000;
 /// Bytes one GetRecords returns at most.

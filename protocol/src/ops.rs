@@ -166,6 +166,8 @@ pub enum Op {
         shard_count: Option<i32>,
         mode: Option<String>,
         tags: KeyValues,
+        /// MaxRecordSizeInKiB (1024–10240); `None`: 1024.
+        max_record_size_kib: Option<i32>,
     },
     DeleteStream {
         stream: String,
@@ -392,6 +394,11 @@ pub enum Op {
         source_arn: String,
         max_results: Option<i32>,
     },
+    /// Kinesis UpdateMaxRecordSize.
+    UpdateMaxRecordSize {
+        stream: String,
+        max_record_size_kib: i32,
+    },
     /// Kinesis StartStreamEncryption (`start`, with `key`) and StopStreamEncryption.
     SetStreamEncryption {
         stream: String,
@@ -494,6 +501,7 @@ impl Op {
             Op::StartMessageMoveTask { .. } => "StartMessageMoveTask",
             Op::CancelMessageMoveTask { .. } => "CancelMessageMoveTask",
             Op::ListMessageMoveTasks { .. } => "ListMessageMoveTasks",
+            Op::UpdateMaxRecordSize { .. } => "UpdateMaxRecordSize",
             Op::SetStreamEncryption { start: true, .. } => "StartStreamEncryption",
             Op::SetStreamEncryption { start: false, .. } => "StopStreamEncryption",
         }

@@ -109,6 +109,8 @@ pub struct StreamMeta {
     pub policy: Option<crate::policy::ResourcePolicy>,
     /// The KMS key its records are sealed under at rest (StartStreamEncryption), as given.
     pub encryption_key: Option<String>,
+    /// MaxRecordSizeInKiB: the largest record (data and partition key) it takes.
+    pub max_record_kib: u32,
     /// Open shards as (starting hash key, position in `shards`), by starting key.
     routes: Vec<(u128, usize)>,
 }
@@ -207,7 +209,7 @@ impl StreamMeta {
             has_more_shards: false,
             open_shard_count: self.routes.len() as i32,
             consumer_count: self.consumers.len() as i32,
-            max_record_size_kib: (RECORD_BYTES_MAX / 1024) as i32,
+            max_record_size_kib: self.max_record_kib as i32,
             encryption_key: self.encryption_key.clone(),
         }
     }
@@ -315,6 +317,7 @@ pub enum StreamChange {
         shard_count: Option<i32>,
         mode: Option<String>,
         tags: KeyValues,
+        max_record_kib: Option<i32>,
     },
     Delete {
         stream: String,
@@ -360,6 +363,11 @@ pub enum StreamChange {
     DeregisterConsumer(ConsumerRef),
     /// Drops closed shards whose records have all passed retention.
     Expire,
+    /// UpdateMaxRecordSize.
+    MaxRecordSize {
+        stream: String,
+        kib: i32,
+    },
     /// StartStreamEncryption (`Some` key) or StopStreamEncryption (`None`).
     Encryption {
         stream: String,
@@ -395,7 +403,14 @@ pub struct ApplyContext<'a> {
 /// change below; those that change one stream get it (a copy) and give it back.
 pub fn apply(streams: &mut Streams, next_id: &mut u64, change: StreamChange, cx: &ApplyContext<'_>) -> Result<StreamOutcome, OpError> {
     match change {
-        StreamChange::Create { name, shard_count, mode, tags } => create(streams, next_id, name, shard_count, mode, tags, cx),
+        StreamChange::Create { name, shard_count, mode, tags, max_record_kib } => {
+            create(streams, next_id, NewStream { name, shard_count, mode, tags, max_record_kib }, cx)
+        }
+        StreamChange::MaxRecordSize { stream, kib } => {
+            let mut meta = stream_of(streams, cx, &stream)?;
+            meta.max_record_kib = record_kib(Some(kib))?;
+            put(streams, meta)
+        }
         StreamChange::Delete { stream, enforce_consumer_deletion } => delete(streams, &stream, enforce_consumer_deletion, cx),
         StreamChange::Retention { stream, hours, increase } => {
             let meta = retention(stream_of(streams, cx, &stream)?, hours, increase)?;
@@ -463,15 +478,17 @@ fn put(streams: &mut Streams, meta: StreamMeta) -> Result<StreamOutcome, OpError
     Ok(StreamOutcome::Done)
 }
 
-fn create(
-    streams: &mut Streams,
-    next_id: &mut u64,
+/// What CreateStream asks for.
+struct NewStream {
     name: String,
     shard_count: Option<i32>,
     mode: Option<String>,
     tags: KeyValues,
-    cx: &ApplyContext<'_>,
-) -> Result<StreamOutcome, OpError> {
+    max_record_kib: Option<i32>,
+}
+
+fn create(streams: &mut Streams, next_id: &mut u64, new: NewStream, cx: &ApplyContext<'_>) -> Result<StreamOutcome, OpError> {
+    let NewStream { name, shard_count, mode, tags, max_record_kib } = new;
     if !valid_stream_name(&name) {
         return Err(OpError::new(
             ErrorCode::Validation,
@@ -534,6 +551,7 @@ fn create(
         consumers: Vec::new(),
         policy: None,
         encryption_key: None,
+        max_record_kib: record_kib(max_record_kib)?,
         routes: Vec::new(),
     };
     streams.insert(name, Arc::new(meta.indexed()));
@@ -777,7 +795,20 @@ fn empty_meta() -> StreamMeta {
         consumers: Vec::new(),
         policy: None,
         encryption_key: None,
+        max_record_kib: RECORD_KIB_MIN as u32,
         routes: Vec::new(),
+    }
+}
+
+/// MaxRecordSizeInKiB as asked (1024–10240; absent: 1024), or Kinesis's error.
+pub fn record_kib(asked: Option<i32>) -> Result<u32, OpError> {
+    match asked {
+        None => Ok(RECORD_KIB_MIN as u32),
+        Some(kib) if (RECORD_KIB_MIN..=RECORD_KIB_MAX).contains(&kib) => Ok(kib as u32),
+        Some(kib) => Err(OpError::new(
+            ErrorCode::Validation,
+            format!("1 validation error detected: Value '{kib}' at 'maxRecordSizeInKiB' failed to satisfy constraint: Member must have value between {RECORD_KIB_MIN} and {RECORD_KIB_MAX}"),
+        )),
     }
 }
 
@@ -846,6 +877,7 @@ pub fn stream_json(meta: &StreamMeta) -> Value {
         "consumers": consumers,
         "policy": meta.policy.as_ref().map(|policy| policy.text.as_str()),
         "encryption_key": meta.encryption_key,
+        "max_record_kib": meta.max_record_kib,
     })
 }
 
@@ -923,6 +955,8 @@ pub fn from_json(naming: &Naming, value: &Value, next_id: u64) -> Result<Streams
             // Kept even if it no longer compiles (`ResourcePolicy::stored`).
             policy: item["policy"].as_str().map(|text| crate::policy::ResourcePolicy::stored(text, &name)),
             encryption_key: item["encryption_key"].as_str().map(str::to_owned),
+            // Absent in files written before records could be larger: 1 MiB.
+            max_record_kib: record_kib(item["max_record_kib"].as_i64().map(|kib| kib as i32)).map_err(|e| e.message)?,
             routes: Vec::new(),
         }
         .indexed();
@@ -982,7 +1016,11 @@ mod tests {
     fn sequence_numbers_name_their_shard() {
         let mut streams = Streams::new();
         let mut next_id = 7;
-        apply_ok(&mut streams, &mut next_id, StreamChange::Create { name: "s".into(), shard_count: Some(2), mode: None, tags: vec![] });
+        apply_ok(
+            &mut streams,
+            &mut next_id,
+            StreamChange::Create { name: "s".into(), shard_count: Some(2), mode: None, tags: vec![], max_record_kib: None },
+        );
         let meta = &streams["s"];
         let text = meta.sequence_number(1, 42);
         assert_eq!(meta.parse_sequence_number(1, &text), Ok(42));
@@ -995,7 +1033,11 @@ mod tests {
     fn uniform_scaling_doubles_and_halves_evenly() {
         let mut streams = Streams::new();
         let mut next_id = 1;
-        apply_ok(&mut streams, &mut next_id, StreamChange::Create { name: "s".into(), shard_count: Some(4), mode: None, tags: vec![] });
+        apply_ok(
+            &mut streams,
+            &mut next_id,
+            StreamChange::Create { name: "s".into(), shard_count: Some(4), mode: None, tags: vec![], max_record_kib: None },
+        );
         apply_ok(&mut streams, &mut next_id, StreamChange::UpdateShardCount { stream: "s".into(), target: 8, scaling_type: None });
         let open: Vec<(u128, u128)> = streams["s"].open_shards().map(|s| (s.start, s.end)).collect();
         assert_eq!(open, even_ranges(8));
@@ -1016,7 +1058,13 @@ mod tests {
         apply_ok(
             &mut streams,
             &mut next_id,
-            StreamChange::Create { name: "s".into(), shard_count: Some(3), mode: None, tags: vec![("k".into(), "v".into())] },
+            StreamChange::Create {
+                name: "s".into(),
+                shard_count: Some(3),
+                mode: None,
+                tags: vec![("k".into(), "v".into())],
+                max_record_kib: None,
+            },
         );
         apply_ok(
             &mut streams,

@@ -19,17 +19,8 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
     let stream = || p.required_any(STREAM);
     Ok(match action {
         "CreateStream" => Op::CreateStream {
-            name: {
-                // Records larger than 1 MiB are not served yet: another size is refused, not ignored.
-                let default_kib = (sluice_protocol::limits::RECORD_BYTES_MAX / 1024) as i64;
-                if let Some(kib) = p.int("MaxRecordSizeInKiB")?.map(i64::from).filter(|kib| *kib != default_kib) {
-                    return Err(OpError::new(
-                        ErrorCode::InvalidParameterValue,
-                        format!("MaxRecordSizeInKiB {kib}: this server takes records of at most {default_kib} KiB"),
-                    ));
-                }
-                p.required("StreamName")?
-            },
+            name: p.required("StreamName")?,
+            max_record_size_kib: p.int("MaxRecordSizeInKiB")?,
             shard_count: p.int("ShardCount")?,
             mode: match p.object("StreamModeDetails")? {
                 Some(details) => details.string("StreamMode")?,
@@ -109,6 +100,9 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
         "TagResource" => Op::AddTagsToStream { stream: tagged(p)?, tags: p.string_map("Tags")? },
         "UntagResource" => Op::RemoveTagsFromStream { stream: tagged(p)?, keys: p.strings("TagKeys")? },
         "ListTagsForResource" => Op::ListTagsForStream { stream: tagged(p)?, exclusive_start_tag_key: None, limit: None },
+        "UpdateMaxRecordSize" => {
+            Op::UpdateMaxRecordSize { stream: p.required("StreamARN")?, max_record_size_kib: p.required_int("MaxRecordSizeInKiB")? }
+        }
         "StartStreamEncryption" | "StopStreamEncryption" => Op::SetStreamEncryption {
             stream: stream()?,
             encryption_type: p.required("EncryptionType")?,

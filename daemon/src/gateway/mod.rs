@@ -52,8 +52,6 @@ use params::{Params, Reads, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
 /// The SQS actions the gateway serves (the fuzz targets pick from them).
 pub use sqs::ACTIONS as SQS_ACTIONS;
 
-/// Largest body of a Kinesis PutRecords: 5 MiB of data is ~6.7 MiB as base64, with 500
-/// escaped partition keys beside it.
 /// HTTP/2: requests one connection may have open at once.
 const H2_STREAMS_MAX: u32 = 100;
 /// HTTP/2: streams a client may open and reset before they are served, at once (a client that
@@ -61,9 +59,11 @@ const H2_STREAMS_MAX: u32 = 100;
 const H2_PENDING_RESETS_MAX: usize = 20;
 /// HTTP/2: streams the server may reset for a client's errors before it closes the connection.
 const H2_LOCAL_RESETS_MAX: usize = 64;
-const PUT_RECORDS_BODY_BYTES_MAX: usize = 8 << 20;
-/// Largest body of a Kinesis PutRecord (1 MiB of data as base64, and its key).
-const PUT_RECORD_BODY_BYTES_MAX: usize = 2 << 20;
+/// Largest body of a Kinesis PutRecords: 10 MiB of data is ~13.4 MiB as base64, with 500
+/// escaped partition keys beside it.
+const PUT_RECORDS_BODY_BYTES_MAX: usize = 15 << 20;
+/// Largest body of a Kinesis PutRecord (a 10 MiB record as base64, and its key).
+const PUT_RECORD_BODY_BYTES_MAX: usize = 14 << 20;
 /// Largest body carrying messages: 1 MiB of SQS message data escaped in JSON (`\uXXXX` can
 /// triple non-ASCII text) or percent-encoded in a form (three bytes a byte), with attributes.
 const MESSAGE_BODY_BYTES_MAX: usize = 4 << 20;

@@ -456,7 +456,8 @@ fn engine_of(op: &Op) -> Engine {
         | Op::DescribeStreamConsumer(_)
         | Op::ListStreamConsumers { .. }
         | Op::SubscribeToShard { .. }
-        | Op::SetStreamEncryption { .. } => Engine::Stream,
+        | Op::SetStreamEncryption { .. }
+        | Op::UpdateMaxRecordSize { .. } => Engine::Stream,
         Op::CreateKey { .. }
         | Op::DescribeKey { .. }
         | Op::ListKeys { .. }

@@ -40,7 +40,8 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let registry = Rc::new(RefCell::new(Registry::new(Naming::default())));
     let mut cluster = shards::start(driver, &setup, &registry)?;
     let creator = cluster.shard(0);
-    let create = Op::CreateStream { name: STREAM.into(), shard_count: Some(stream_shards), mode: None, tags: vec![] };
+    let create =
+        Op::CreateStream { name: STREAM.into(), shard_count: Some(stream_shards), mode: None, tags: vec![], max_record_size_kib: None };
     driver.block_on(async move { handle_op(&creator, create).await })?.map_err(|error| format!("cannot create the stream: {error}"))?;
     while driver.step < steps {
         driver.step += 1;

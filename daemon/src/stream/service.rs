@@ -110,6 +110,19 @@ pub trait EventSink {
     fn send(&self, response: &Response) -> impl std::future::Future<Output = bool>;
 }
 
+/// A record of the size asked for must fit one segment of a shard's log.
+fn fits_a_segment<H: StreamHost>(host: &Rc<H>, kib: Option<i32>) -> Result<(), OpError> {
+    let bytes = crate::catalog::streams::record_kib(kib)? as u64 * 1024;
+    let segment = host.config().stream_segment_bytes;
+    // The record's header and arrival time, and the partition key's length, besides.
+    if bytes + 64 > segment {
+        return Err(invalid(format!(
+            "Records of {bytes} bytes do not fit this server's stream log segments of {segment} bytes: start sluiced with a larger --stream-segment-bytes."
+        )));
+    }
+    Ok(())
+}
+
 fn invalid(message: impl Into<String>) -> OpError {
     OpError::new(ErrorCode::InvalidArgument, message)
 }
@@ -131,8 +144,14 @@ fn stream_by_id(snapshot: &Snapshot, stream_id: u64) -> Result<&Arc<StreamMeta>,
 
 pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
     match op {
-        Op::CreateStream { name, shard_count, mode, tags } => {
-            stream_change(host, StreamChange::Create { name, shard_count, mode, tags }).await.map(|_| Reply::Done)
+        Op::CreateStream { name, shard_count, mode, tags, max_record_size_kib } => {
+            fits_a_segment(host, max_record_size_kib)?;
+            let change = StreamChange::Create { name, shard_count, mode, tags, max_record_kib: max_record_size_kib };
+            stream_change(host, change).await.map(|_| Reply::Done)
+        }
+        Op::UpdateMaxRecordSize { stream, max_record_size_kib } => {
+            fits_a_segment(host, Some(max_record_size_kib))?;
+            stream_change(host, StreamChange::MaxRecordSize { stream, kib: max_record_size_kib }).await.map(|_| Reply::Done)
         }
         Op::DeleteStream { stream, enforce_consumer_deletion } => {
             stream_change(host, StreamChange::Delete { stream, enforce_consumer_deletion }).await.map(|_| Reply::Done)
@@ -484,10 +503,10 @@ async fn get_records<H: StreamHost>(host: &Rc<H>, iterator: &str, limit: Option<
 
 /// Routes `records` to their shards' owners and answers in request order.
 async fn put_records<H: StreamHost>(host: &Rc<H>, stream: &str, records: Vec<PutRecordsEntry>) -> Result<Vec<PutRecordResult>, OpError> {
-    let encrypted = {
+    let (encrypted, record_bytes_max) = {
         let snapshot = host.snapshot();
         let meta = resolve(&snapshot.streams, &snapshot.naming, stream)?;
-        meta.encryption_key.is_some().then_some(meta.id)
+        (meta.encryption_key.is_some().then_some(meta.id), meta.max_record_kib as usize * 1024)
     };
     if let Some(id) = encrypted {
         let spec =
@@ -511,9 +530,9 @@ async fn put_records<H: StreamHost>(host: &Rc<H>, stream: &str, records: Vec<Put
             ));
         }
         let size = record.data.len() + record.partition_key.len();
-        if size > RECORD_BYTES_MAX {
+        if size > record_bytes_max {
             return Err(invalid(format!(
-                "Record size {size} (data and partition key) exceeds the maximum record size of {RECORD_BYTES_MAX} bytes."
+                "Record size {size} (data and partition key) exceeds the stream's maximum record size of {record_bytes_max} bytes (MaxRecordSizeInKiB)."
             )));
         }
         total += size;

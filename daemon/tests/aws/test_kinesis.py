@@ -100,6 +100,23 @@ class Kinesis(unittest.TestCase):
         with Expect(self, "ResourceNotFoundException", 400):
             self.kinesis.subscribe_to_shard(ConsumerARN=consumer["ConsumerARN"], ShardId=shard, StartingPosition={"Type": "LATEST"})
 
+    def test_max_record_size_is_the_streams_own(self):
+        name = unique("large")
+        self.kinesis.create_stream(StreamName=name, ShardCount=1, MaxRecordSizeInKiB=2048)
+        summary = self.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        self.assertEqual(summary["MaxRecordSizeInKiB"], 2048)
+        big = b"b" * (1536 * 1024)
+        self.kinesis.put_record(StreamName=name, Data=big, PartitionKey="k")
+        with Expect(self, "InvalidArgumentException"):
+            self.kinesis.put_record(StreamName=name, Data=b"b" * (2100 * 1024), PartitionKey="k")
+        self.kinesis.update_max_record_size(StreamARN=summary["StreamARN"], MaxRecordSizeInKiB=1024)
+        with Expect(self, "InvalidArgumentException"):
+            self.kinesis.put_record(StreamName=name, Data=big, PartitionKey="k")
+        with Expect(self, "ValidationException"):
+            self.kinesis.update_max_record_size(StreamARN=summary["StreamARN"], MaxRecordSizeInKiB=20000)
+        [record] = self.read_all(name, self.shards(name)[0]["ShardId"])
+        self.assertEqual(record["Data"], big)
+
     def test_tags_by_arn_are_the_streams_tags(self):
         name = unique("tagged")
         self.kinesis.create_stream(StreamName=name, ShardCount=1)

@@ -33,6 +33,7 @@ REFUSED = {
 EXTRA = {
     ("kinesis", "PutRecord"): {"PartitionKey": "x"},
     ("kinesis", "PutRecords"): {"Records": [{"Data": b"x", "PartitionKey": "x"}]},
+    ("kinesis", "UpdateMaxRecordSize"): {"StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/x"},
 }
 ARNS = {
     "kinesis": "arn:aws:kinesis:us-east-1:000000000000:stream/x",
@@ -133,6 +134,7 @@ class Models(unittest.TestCase):
             "RegisterStreamConsumer", "DeregisterStreamConsumer", "DescribeStreamConsumer", "ListStreamConsumers",
             "PutResourcePolicy", "GetResourcePolicy", "DeleteResourcePolicy", "TagResource", "UntagResource",
             "ListTagsForResource", "DescribeLimits", "DescribeAccountSettings", "StartStreamEncryption", "StopStreamEncryption",
+            "UpdateMaxRecordSize",
         ])
 
     def test_sns(self):

@@ -8,11 +8,16 @@ use super::*;
 /// Encodes an Kinesis operation (`None`: not one).
 pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option<(fb::Op, WIPOffset<flatbuffers::UnionWIPOffset>)> {
     Some(match op {
-        Op::CreateStream { name, shard_count, mode, tags } => {
+        Op::CreateStream { name, shard_count, mode, tags, max_record_size_kib } => {
             let name = Some(fbb.create_string(name));
             let mode = opt_str(fbb, mode);
             let tags = key_values(fbb, tags);
-            op_table!(fbb, CreateStream, fb::CreateStreamArgs { name, shard_count: *shard_count, mode, tags })
+            let args = fb::CreateStreamArgs { name, shard_count: *shard_count, mode, tags, max_record_size_kib: *max_record_size_kib };
+            op_table!(fbb, CreateStream, args)
+        }
+        Op::UpdateMaxRecordSize { stream, max_record_size_kib } => {
+            let stream = Some(fbb.create_string(stream));
+            op_table!(fbb, UpdateMaxRecordSize, fb::UpdateMaxRecordSizeArgs { stream, max_record_size_kib: *max_record_size_kib })
         }
         Op::DeleteStream { stream, enforce_consumer_deletion } => {
             let stream = Some(fbb.create_string(stream));
@@ -188,7 +193,12 @@ pub(super) fn decode_op(
                 shard_count: op.shard_count(),
                 mode: owned(op.mode()),
                 tags: read.key_values(op.tags()),
+                max_record_size_kib: op.max_record_size_kib(),
             }
+        }
+        fb::Op::UpdateMaxRecordSize => {
+            let op = request.op_as_update_max_record_size().ok_or_else(unknown)?;
+            Op::UpdateMaxRecordSize { stream: op.stream().to_owned(), max_record_size_kib: op.max_record_size_kib() }
         }
         fb::Op::DeleteStream => {
             let op = request.op_as_delete_stream().ok_or_else(unknown)?;

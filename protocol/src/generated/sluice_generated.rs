@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 87;
+pub const ENUM_MAX_OP: u8 = 88;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 88] = [
+pub const ENUM_VALUES_OP: [Op; 89] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -121,6 +121,7 @@ pub const ENUM_VALUES_OP: [Op; 88] = [
   Op::StartMessageMoveTask,
   Op::CancelMessageMoveTask,
   Op::ListMessageMoveTasks,
+  Op::UpdateMaxRecordSize,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -216,9 +217,10 @@ impl Op {
   pub const StartMessageMoveTask: Self = Self(85);
   pub const CancelMessageMoveTask: Self = Self(86);
   pub const ListMessageMoveTasks: Self = Self(87);
+  pub const UpdateMaxRecordSize: Self = Self(88);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 87;
+  pub const ENUM_MAX: u8 = 88;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -308,6 +310,7 @@ impl Op {
     Self::StartMessageMoveTask,
     Self::CancelMessageMoveTask,
     Self::ListMessageMoveTasks,
+    Self::UpdateMaxRecordSize,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -400,6 +403,7 @@ impl Op {
       Self::StartMessageMoveTask => Some("StartMessageMoveTask"),
       Self::CancelMessageMoveTask => Some("CancelMessageMoveTask"),
       Self::ListMessageMoveTasks => Some("ListMessageMoveTasks"),
+      Self::UpdateMaxRecordSize => Some("UpdateMaxRecordSize"),
       _ => None,
     }
   }
@@ -6071,6 +6075,7 @@ impl<'a> CreateStream<'a> {
   pub const VT_SHARD_COUNT: flatbuffers::VOffsetT = 6;
   pub const VT_MODE: flatbuffers::VOffsetT = 8;
   pub const VT_TAGS: flatbuffers::VOffsetT = 10;
+  pub const VT_MAX_RECORD_SIZE_KIB: flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -6082,6 +6087,7 @@ impl<'a> CreateStream<'a> {
     args: &'args CreateStreamArgs<'args>
   ) -> flatbuffers::WIPOffset<CreateStream<'bldr>> {
     let mut builder = CreateStreamBuilder::new(_fbb);
+    if let Some(x) = args.max_record_size_kib { builder.add_max_record_size_kib(x); }
     if let Some(x) = args.tags { builder.add_tags(x); }
     if let Some(x) = args.mode { builder.add_mode(x); }
     if let Some(x) = args.shard_count { builder.add_shard_count(x); }
@@ -6120,6 +6126,14 @@ impl<'a> CreateStream<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(CreateStream::VT_TAGS, None)}
   }
+  /// MaxRecordSizeInKiB (1024–10240); absent: 1024.
+  #[inline]
+  pub fn max_record_size_kib(&self) -> Option<i32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(CreateStream::VT_MAX_RECORD_SIZE_KIB, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for CreateStream<'_> {
@@ -6133,6 +6147,7 @@ impl flatbuffers::Verifiable for CreateStream<'_> {
      .visit_field::<i32>("shard_count", Self::VT_SHARD_COUNT, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("mode", Self::VT_MODE, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("tags", Self::VT_TAGS, false)?
+     .visit_field::<i32>("max_record_size_kib", Self::VT_MAX_RECORD_SIZE_KIB, false)?
      .finish();
     Ok(())
   }
@@ -6142,6 +6157,7 @@ pub struct CreateStreamArgs<'a> {
     pub shard_count: Option<i32>,
     pub mode: Option<flatbuffers::WIPOffset<&'a str>>,
     pub tags: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+    pub max_record_size_kib: Option<i32>,
 }
 impl<'a> Default for CreateStreamArgs<'a> {
   #[inline]
@@ -6151,6 +6167,7 @@ impl<'a> Default for CreateStreamArgs<'a> {
       shard_count: None,
       mode: None,
       tags: None,
+      max_record_size_kib: None,
     }
   }
 }
@@ -6177,6 +6194,10 @@ impl<'a: 'b, 'b> CreateStreamBuilder<'a, 'b> {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateStream::VT_TAGS, tags);
   }
   #[inline]
+  pub fn add_max_record_size_kib(&mut self, max_record_size_kib: i32) {
+    self.fbb_.push_slot_always::<i32>(CreateStream::VT_MAX_RECORD_SIZE_KIB, max_record_size_kib);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CreateStreamBuilder<'a, 'b> {
     let start = _fbb.start_table();
     CreateStreamBuilder {
@@ -6199,6 +6220,7 @@ impl core::fmt::Debug for CreateStream<'_> {
       ds.field("shard_count", &self.shard_count());
       ds.field("mode", &self.mode());
       ds.field("tags", &self.tags());
+      ds.field("max_record_size_kib", &self.max_record_size_kib());
       ds.finish()
   }
 }
@@ -12385,6 +12407,122 @@ impl core::fmt::Debug for GenerateDataKey<'_> {
       ds.finish()
   }
 }
+pub enum UpdateMaxRecordSizeOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kinesis UpdateMaxRecordSize.
+pub struct UpdateMaxRecordSize<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for UpdateMaxRecordSize<'a> {
+  type Inner = UpdateMaxRecordSize<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> UpdateMaxRecordSize<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_MAX_RECORD_SIZE_KIB: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    UpdateMaxRecordSize { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args UpdateMaxRecordSizeArgs<'args>
+  ) -> flatbuffers::WIPOffset<UpdateMaxRecordSize<'bldr>> {
+    let mut builder = UpdateMaxRecordSizeBuilder::new(_fbb);
+    builder.add_max_record_size_kib(args.max_record_size_kib);
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UpdateMaxRecordSize::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn max_record_size_kib(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(UpdateMaxRecordSize::VT_MAX_RECORD_SIZE_KIB, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for UpdateMaxRecordSize<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<i32>("max_record_size_kib", Self::VT_MAX_RECORD_SIZE_KIB, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UpdateMaxRecordSizeArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub max_record_size_kib: i32,
+}
+impl<'a> Default for UpdateMaxRecordSizeArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UpdateMaxRecordSizeArgs {
+      stream: None, // required field
+      max_record_size_kib: 0,
+    }
+  }
+}
+
+pub struct UpdateMaxRecordSizeBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> UpdateMaxRecordSizeBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UpdateMaxRecordSize::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_max_record_size_kib(&mut self, max_record_size_kib: i32) {
+    self.fbb_.push_slot::<i32>(UpdateMaxRecordSize::VT_MAX_RECORD_SIZE_KIB, max_record_size_kib, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> UpdateMaxRecordSizeBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    UpdateMaxRecordSizeBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<UpdateMaxRecordSize<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, UpdateMaxRecordSize::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for UpdateMaxRecordSize<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("UpdateMaxRecordSize");
+      ds.field("stream", &self.stream());
+      ds.field("max_record_size_kib", &self.max_record_size_kib());
+      ds.finish()
+  }
+}
 pub enum SetStreamEncryptionOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14250,6 +14388,21 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_update_max_record_size(&self) -> Option<UpdateMaxRecordSize<'a>> {
+    if self.op_type() == Op::UpdateMaxRecordSize {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { UpdateMaxRecordSize::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -14349,6 +14502,7 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::StartMessageMoveTask => v.verify_union_variant::<flatbuffers::ForwardsUOffset<StartMessageMoveTask>>("Op::StartMessageMoveTask", pos),
           Op::CancelMessageMoveTask => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CancelMessageMoveTask>>("Op::CancelMessageMoveTask", pos),
           Op::ListMessageMoveTasks => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListMessageMoveTasks>>("Op::ListMessageMoveTasks", pos),
+          Op::UpdateMaxRecordSize => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UpdateMaxRecordSize>>("Op::UpdateMaxRecordSize", pos),
           _ => Ok(()),
         }
      })?
@@ -15014,6 +15168,13 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::ListMessageMoveTasks => {
           if let Some(x) = self.op_as_list_message_move_tasks() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::UpdateMaxRecordSize => {
+          if let Some(x) = self.op_as_update_max_record_size() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
