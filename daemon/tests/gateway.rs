@@ -279,7 +279,7 @@ fn each_action_takes_bodies_only_as_large_as_its_largest_valid_request() {
     let answer = exchange(&daemon, &post(Some("Kinesis_20131202.PutRecords"), "application/x-amz-json-1.1", &deep));
     assert_eq!(status(&answer), 400, "{answer}");
     assert!(answer.contains("nested"), "{answer}");
-    let answer = exchange(&daemon, &post(Some("Kinesis_20131202.PutRecords"), "application/x-amz-json-1.1", &format!("{body} ").repeat(2)));
+    let answer = exchange(&daemon, &post(Some("Kinesis_20131202.PutRecords"), "application/x-amz-json-1.1", &format!("{body} ").repeat(3)));
     assert_eq!(status(&answer), 413, "{answer}");
     // Too many form parameters.
     let pairs: Vec<String> = (0..6_000).map(|i| format!("p{i}=v")).collect();

@@ -400,7 +400,7 @@ fn bad_input_gets_kinesis_errors() {
     assert_code(c.run(c.client().put_record("s", "", "x")), ErrorCode::Validation);
     assert_code(c.run(c.client().put_records("s", (0..501).map(|_| record("k", "x")).collect())), ErrorCode::Validation);
     assert_code(c.run(c.client().put_records("s", vec![])), ErrorCode::Validation);
-    let fat: Vec<PutRecordsEntry> = (0..6)
+    let fat: Vec<PutRecordsEntry> = (0..11)
         .map(|_| PutRecordsEntry { data: Bytes::from(vec![b'x'; 1000 * 1000]), partition_key: "k".into(), explicit_hash_key: None })
         .collect();
     assert_code(c.run(c.client().put_records("s", fat)), ErrorCode::InvalidArgument);
