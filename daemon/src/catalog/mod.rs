@@ -485,6 +485,11 @@ impl Registry {
         self
     }
 
+    /// The root key, if the server has one.
+    pub fn root(&self) -> Option<Arc<RootKey>> {
+        self.root.clone()
+    }
+
     /// Whether this server encrypts (it has a root key).
     pub fn encrypts(&self) -> bool {
         self.root.is_some()

@@ -207,7 +207,9 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
         rng: RefCell::new(fastrand::Rng::with_seed(driver.rng.u64(..))),
         messages: Cell::new(0),
     });
-    let config = Config::parse_from(["sluiced"]);
+    let mut config = Config::parse_from(["sluiced"]);
+    // A registry with a root key is a server that encrypts.
+    config.root_key = registry.borrow().root();
     let tls = crate::topic::http::tls_config(None)?;
     for id in 0..setup.shards {
         let env = driver.env();

@@ -37,12 +37,33 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     driver.note(format!("streams: {shards} cores, segments of {segment_bytes} bytes, a stream of {stream_shards} shards"));
     let setup = Setup { shards, segment_bytes, budget: 64 << 20 };
     let model = Rc::new(RefCell::new(Model::default()));
-    let registry = Rc::new(RefCell::new(Registry::new(Naming::default())));
+    // Half the runs seal the stream's records at rest (StartStreamEncryption after creating it).
+    let root = driver.rng.bool().then(|| {
+        let bytes: [u8; 32] = std::array::from_fn(|_| driver.rng.u8(..));
+        std::sync::Arc::new(crate::kms::root::RootKey::from_bytes(&bytes))
+    });
+    let encrypted = root.is_some();
+    driver.note(format!("streams: encryption at rest {}", if encrypted { "on" } else { "off" }));
+    let registry = Rc::new(RefCell::new(Registry::new(Naming::default()).with_root(root)));
     let mut cluster = shards::start(driver, &setup, &registry)?;
     let creator = cluster.shard(0);
     let create =
         Op::CreateStream { name: STREAM.into(), shard_count: Some(stream_shards), mode: None, tags: vec![], max_record_size_kib: None };
-    driver.block_on(async move { handle_op(&creator, create).await })?.map_err(|error| format!("cannot create the stream: {error}"))?;
+    let start = encrypted.then(|| Op::SetStreamEncryption {
+        stream: STREAM.into(),
+        encryption_type: "KMS".into(),
+        key: "alias/aws/kinesis".into(),
+        start: true,
+    });
+    driver
+        .block_on(async move {
+            handle_op(&creator, create).await?;
+            match start {
+                Some(start) => handle_op(&creator, start).await,
+                None => Ok(sluice_protocol::Reply::Done),
+            }
+        })?
+        .map_err(|error| format!("cannot create (and encrypt) the stream: {error}"))?;
     while driver.step < steps {
         driver.step += 1;
         match driver.rng.u8(..100) {
