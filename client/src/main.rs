@@ -188,6 +188,10 @@ enum StreamCommand {
         /// Number of shards (PROVISIONED). Without it the stream is ON_DEMAND (4 shards).
         #[arg(long)]
         shards: Option<i32>,
+        /// The largest record (data and partition key) the stream takes, in KiB: 1024 to 10240
+        /// (MaxRecordSizeInKiB). Default: 1024.
+        #[arg(long = "max-record-kib", value_name = "KIB")]
+        max_record_kib: Option<i32>,
     },
     /// List stream names.
     List,
@@ -551,9 +555,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_named(&mut out, json, "SubscriptionArn", &arn)?;
         }
         Command::Unsubscribe { subscription_arn } => connection.block_on(client.unsubscribe(&subscription_arn))?,
-        Command::Stream(StreamCommand::Create { name, shards }) => {
+        Command::Stream(StreamCommand::Create { name, shards, max_record_kib }) => {
             let mode = if shards.is_some() { "PROVISIONED" } else { "ON_DEMAND" };
-            let op = Op::CreateStream { name, shard_count: shards, mode: Some(mode.into()), tags: vec![], max_record_size_kib: None };
+            let op =
+                Op::CreateStream { name, shard_count: shards, mode: Some(mode.into()), tags: vec![], max_record_size_kib: max_record_kib };
             connection.block_on(client.call(op))?;
         }
         Command::Stream(StreamCommand::List) => {
@@ -759,6 +764,9 @@ fn print_stream(out: &mut impl Write, json: bool, stream: &StreamDescription) ->
                 "StreamMode": stream.mode,
                 "RetentionPeriodHours": stream.retention_hours,
                 "OpenShardCount": stream.open_shard_count,
+                "MaxRecordSizeInKiB": stream.max_record_size_kib,
+                "EncryptionType": if stream.encryption_key.is_some() { "KMS" } else { "NONE" },
+                "KeyId": stream.encryption_key,
                 "Shards": shards,
             })
         );
@@ -769,6 +777,10 @@ fn print_stream(out: &mut impl Write, json: bool, stream: &StreamDescription) ->
     writeln!(out, "StreamMode={}", stream.mode)?;
     writeln!(out, "RetentionPeriodHours={}", stream.retention_hours)?;
     writeln!(out, "OpenShardCount={}", stream.open_shard_count)?;
+    writeln!(out, "MaxRecordSizeInKiB={}", stream.max_record_size_kib)?;
+    if let Some(key) = &stream.encryption_key {
+        writeln!(out, "Encryption=KMS {key}")?;
+    }
     for shard in &stream.shards {
         let state = match &shard.ending_sequence_number {
             Some(end) => format!("closed at {end}"),

@@ -151,6 +151,10 @@ fn put_and_get_round_trip_on_a_four_shard_stream() {
     let described = stdout(&sluice(&daemon, &["--json", "stream", "describe", "logs"], None));
     let description: serde_json::Value = serde_json::from_str(described.trim()).unwrap();
     assert_eq!(description["Shards"].as_array().unwrap().len(), 4);
+    assert_eq!((description["MaxRecordSizeInKiB"].as_i64(), description["EncryptionType"].as_str()), (Some(1024), Some("NONE")));
+    stdout(&sluice(&daemon, &["stream", "create", "large", "--shards", "1", "--max-record-kib", "2048"], None));
+    let described = stdout(&sluice(&daemon, &["--json", "stream", "describe", "large"], None));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(described.trim()).unwrap()["MaxRecordSizeInKiB"].as_i64(), Some(2048));
 
     // One record: prints its shard and sequence number.
     let put = stdout(&sluice(&daemon, &["put", "logs", "user-7", "first line"], None));
@@ -172,5 +176,6 @@ fn put_and_get_round_trip_on_a_four_shard_stream() {
     let output = sluice(&daemon, &["get", "logs", "--shard", shard, "--from", "yesterday"], None);
     assert!(!output.status.success());
     stdout(&sluice(&daemon, &["stream", "delete", "logs"], None));
+    stdout(&sluice(&daemon, &["stream", "delete", "large"], None));
     assert_eq!(stdout(&sluice(&daemon, &["stream", "list"], None)), "");
 }
