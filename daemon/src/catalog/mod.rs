@@ -502,31 +502,22 @@ impl Registry {
     fn keys_for(&self, queues: &BTreeMap<String, Arc<QueueMeta>>, topics: &Topics, streams: &Streams, now_ms: u64) -> Arc<Keys> {
         let current = &self.snapshot.keys;
         let Some(root) = self.root.as_deref() else { return current.clone() };
-        let mut wanted: Vec<KeyChange> = Vec::new();
-        if current.owned("sqs").is_none() {
-            wanted.push(KeyChange::Owned { service: "sqs".into() });
-        }
-        let references = queues
+        let owned_missing = current.owned("sqs").is_none();
+        // The AWS-managed keys named and not made yet, by service.
+        let managed: std::collections::BTreeSet<&str> = queues
             .values()
             .filter_map(|meta| meta.attributes.kms_master_key_id.as_deref())
             .chain(topics.values().filter_map(|meta| meta.kms_master_key_id()))
-            .chain(streams.values().filter_map(|meta| meta.encryption_key.as_deref()));
-        for reference in references {
-            if let (None, Some(service)) = (current.resolve(reference), Keys::managed_service(reference)) {
-                let change = KeyChange::Managed { service: service.to_owned() };
-                if !wanted
-                    .iter()
-                    .any(|w| matches!((w, &change), (KeyChange::Managed { service: a }, KeyChange::Managed { service: b }) if a == b))
-                {
-                    wanted.push(change);
-                }
-            }
-        }
-        if wanted.is_empty() {
+            .chain(streams.values().filter_map(|meta| meta.encryption_key.as_deref()))
+            .filter(|reference| current.resolve(reference).is_none())
+            .filter_map(Keys::managed_service)
+            .collect();
+        if !owned_missing && managed.is_empty() {
             return current.clone();
         }
         let mut keys = (**current).clone();
-        for change in wanted {
+        let owned = owned_missing.then(|| KeyChange::Owned { service: "sqs".into() });
+        for change in owned.into_iter().chain(managed.into_iter().map(|service| KeyChange::Managed { service: service.to_owned() })) {
             // Making a key of a service or of AWS cannot fail.
             let _ = keys.apply(change, now_ms, Some(root));
         }

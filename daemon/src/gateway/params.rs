@@ -33,7 +33,8 @@ pub const KINESIS_FAULTS: Faults = Faults { missing: ErrorCode::Validation, inva
 /// and the gateway refuses the request naming it.
 #[derive(Default)]
 pub struct Reads {
-    read: std::cell::RefCell<std::collections::HashSet<(usize, String)>>,
+    /// (map, key) by address: the key is the tree's own `String`, so noting a read allocates nothing.
+    read: std::cell::RefCell<std::collections::HashSet<(usize, usize)>>,
     structures: std::cell::RefCell<std::collections::HashSet<usize>>,
 }
 
@@ -55,7 +56,7 @@ impl Reads {
                     continue;
                 }
                 let at = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
-                if !read.contains(&(address(map), name.clone())) {
+                if !read.contains(&(address(map), name.as_ptr() as usize)) {
                     return Some(at);
                 }
                 match value {
@@ -124,10 +125,11 @@ impl<'a> Params<'a> {
     }
 
     fn get(&self, name: &str) -> Option<&'a Value> {
+        let (key, value) = self.map.get_key_value(name)?;
         if let Some(reads) = self.reads {
-            reads.read.borrow_mut().insert((address(self.map), name.to_owned()));
+            reads.read.borrow_mut().insert((address(self.map), key.as_ptr() as usize));
         }
-        self.map.get(name).filter(|value| !value.is_null())
+        Some(value).filter(|value| !value.is_null())
     }
 
     pub fn has(&self, name: &str) -> bool {

@@ -84,7 +84,8 @@ impl SealSpec {
 /// A shard's current data key for one KMS key.
 pub struct WriteKey {
     name: [u8; NAME_BYTES],
-    aead: LessSafeKey,
+    /// Shared with the opening cache: what this shard writes it soon reads.
+    aead: Rc<LessSafeKey>,
     seals: Cell<u64>,
     made_ms: u64,
 }
@@ -180,15 +181,20 @@ impl Keyring {
         name[1..17].copy_from_slice(&key.uuid);
         name[17..21].copy_from_slice(&version.to_le_bytes());
         super::random(&mut name[21..37]);
-        let write = Rc::new(WriteKey { name, aead: derive(&material.0, &name[21..37]), seals: Cell::new(0), made_ms: now_ms });
+        let aead = Rc::new(derive(&material.0, &name[21..37]));
+        self.keep_open_key(name, aead.clone());
+        let write = Rc::new(WriteKey { name, aead, seals: Cell::new(0), made_ms: now_ms });
         self.write.borrow_mut().insert(key.uuid, write.clone());
-        // What this shard writes it soon reads: the key is ready for opening too.
+        write
+    }
+
+    /// Keeps a data key for opening (forgetting them all past `OPEN_CACHE_MAX`).
+    fn keep_open_key(&self, name: [u8; NAME_BYTES], aead: Rc<LessSafeKey>) {
         let mut open = self.open.borrow_mut();
         if open.len() >= OPEN_CACHE_MAX {
             open.clear();
         }
-        open.insert(name, Rc::new(derive(&material.0, &name[21..37])));
-        write
+        open.insert(name, aead);
     }
 
     /// Appends to `out` a sealed part holding what `fill` appends: sealed in place, no copy.
@@ -253,11 +259,7 @@ impl Keyring {
         let key = keys.by_uuid(&uuid).ok_or_else(gone)?;
         let material = key.material(version).ok_or_else(gone)?;
         let aead = Rc::new(derive(&material.0, &name[21..37]));
-        let mut open = self.open.borrow_mut();
-        if open.len() >= OPEN_CACHE_MAX {
-            open.clear();
-        }
-        open.insert(*name, aead.clone());
+        self.keep_open_key(*name, aead.clone());
         Ok(aead)
     }
 }

@@ -847,6 +847,24 @@ impl Partition {
     /// Hands out up to `rules.max_messages` visible messages, oldest first.
     /// Messages past retention are dropped on the way; messages whose receive
     /// count would pass maxReceiveCount are returned in `moved` instead.
+    /// The next visible message's seq, and the tenant's line it came from in a fair queue (which
+    /// keeps its tenants' messages in lines of their own, `queue::fair`).
+    fn next_in_line(&mut self, fair: bool) -> Option<(u64, Option<Arc<str>>)> {
+        match self.visible.pop_front() {
+            Some(seq) => Some((seq, None)),
+            None if fair => self.fair_take().map(|(seq, group)| (seq, Some(group))),
+            None => None,
+        }
+    }
+
+    /// Puts back, first in its line, a message `next_in_line` gave.
+    fn back_in_line(&mut self, seq: u64, line: &Option<Arc<str>>) {
+        match line {
+            Some(group) => self.fair_untake(group, seq),
+            None => self.visible.push_front(seq),
+        }
+    }
+
     /// Takes up to `max` visible messages out for a message move task (`queue::redrive`), as a
     /// move to a dead-letter queue does: each journaled `MovedOut`, handed over in `moved` for
     /// the destination to take in. Stops at a message whose payload is only in the log (the
@@ -858,15 +876,7 @@ impl Partition {
             self.fair_requeue_quiet();
         }
         while moved.len() < max {
-            // A fair queue keeps its tenants' messages in lines of their own (`queue::fair`).
-            let (seq, line) = match self.visible.pop_front() {
-                Some(seq) => (seq, None),
-                None if fair => match self.fair_take() {
-                    Some((seq, group)) => (seq, Some(group)),
-                    None => break,
-                },
-                None => break,
-            };
+            let Some((seq, line)) = self.next_in_line(fair) else { break };
             let Some(slot) = self.slot_mut(seq) else { continue };
             if slot.state != State::Visible {
                 continue;
@@ -876,10 +886,7 @@ impl Partition {
                 continue;
             }
             let Some(payload) = slot.payload.clone() else {
-                match &line {
-                    Some(group) => self.fair_untake(group, seq),
-                    None => self.visible.push_front(seq),
-                }
+                self.back_in_line(seq, &line);
                 break;
             };
             let (message_id, receive_count, first_receive_ms) = (slot.message_id, slot.receive_count, slot.first_receive_ms);
@@ -914,14 +921,7 @@ impl Partition {
         }
         let mut pass_over = if fair { super::fair::PASS_OVER_MAX } else { 0 };
         while delivered.len() < wanted && (self.counts.inflight as usize) < rules.inflight_max {
-            let (seq, line) = match self.visible.pop_front() {
-                Some(seq) => (seq, None),
-                None if fair => match self.fair_take() {
-                    Some((seq, group)) => (seq, Some(group)),
-                    None => break,
-                },
-                None => break,
-            };
+            let Some((seq, line)) = self.next_in_line(fair) else { break };
             let Some(mut slot) = self.slot_mut(seq) else { continue };
             if slot.state != State::Visible {
                 continue;
@@ -942,10 +942,7 @@ impl Partition {
             let Some(payload) = slot.payload.clone() else {
                 // Its payload is only in the log: the caller has it read back (`front_on_disk`,
                 // `on_disk_ahead`, `make_resident`) and asks again; it stays first in line.
-                match &line {
-                    Some(group) => self.fair_untake(group, seq),
-                    None => self.visible.push_front(seq),
-                }
+                self.back_in_line(seq, &line);
                 break;
             };
             if rules.max_receive_count.is_some_and(|max| slot.receive_count >= max) {

@@ -45,10 +45,6 @@ fn invalid(message: impl Into<String>) -> OpError {
     OpError::new(ErrorCode::InvalidParameterValue, message)
 }
 
-async fn move_change<H: QueueHost>(host: &Rc<H>, change: MetaChange) -> Result<MetaOutcome, OpError> {
-    host.meta_change(change).await
-}
-
 /// StartMessageMoveTask.
 pub async fn start<H: QueueHost>(host: &Rc<H>, source_arn: String, destination_arn: Option<String>, rate: Option<i32>) -> Response {
     let snapshot = host.snapshot();
@@ -91,7 +87,7 @@ pub async fn start<H: QueueHost>(host: &Rc<H>, source_arn: String, destination_a
         failure: None,
         started_ms: host.env().now_ms(),
     };
-    match move_change(host, MetaChange::Move(MoveChange::Start(task))).await? {
+    match host.meta_change(MetaChange::Move(MoveChange::Start(task))).await? {
         MetaOutcome::Move(task) => Ok(Reply::Attributes(vec![("TaskHandle".to_owned(), task.handle())])),
         _ => Err(OpError::new(ErrorCode::InternalFailure, "starting a task answered something else")),
     }
@@ -101,7 +97,7 @@ pub async fn start<H: QueueHost>(host: &Rc<H>, source_arn: String, destination_a
 pub async fn cancel<H: QueueHost>(host: &Rc<H>, handle: &str) -> Response {
     let (id, source_arn) = parse_handle(handle)?;
     let source = host.snapshot().queue_by_arn(&source_arn).map(|meta| meta.id).ok_or_else(|| not_found("TaskHandle"))?;
-    match move_change(host, MetaChange::Move(MoveChange::Cancel { source_id: source, id })).await? {
+    match host.meta_change(MetaChange::Move(MoveChange::Cancel { source_id: source, id })).await? {
         MetaOutcome::Move(task) => Ok(Reply::Attributes(vec![("ApproximateNumberOfMessagesMoved".to_owned(), task.moved.to_string())])),
         _ => Err(OpError::new(ErrorCode::InternalFailure, "cancelling a task answered something else")),
     }
@@ -115,7 +111,7 @@ pub async fn list<H: QueueHost>(host: &Rc<H>, source_arn: &str, max_results: Opt
         Some(_) => return Err(invalid("MaxResults must be from 1 to 10.")),
     };
     let source = host.snapshot().queue_by_arn(source_arn).map(|meta| meta.id).ok_or_else(|| not_found("SourceArn"))?;
-    match move_change(host, MetaChange::Moves(Some(source))).await? {
+    match host.meta_change(MetaChange::Moves(Some(source))).await? {
         MetaOutcome::Moves(tasks) => Ok(Reply::MoveTasks(tasks.iter().take(max).map(|task| task.describe()).collect())),
         _ => Err(OpError::new(ErrorCode::InternalFailure, "listing tasks answered something else")),
     }
@@ -127,26 +123,39 @@ pub async fn move_out_local<H: QueueHost>(host: &Rc<H>, request: MoveOut) -> Res
     let MoveOut { queue_id, destination, max } = request;
     let snapshot = host.snapshot();
     let Some(meta) = snapshot.by_id.get(&queue_id).cloned() else { return Err(not_found("SourceArn")) };
-    let (tickets, count, left, unplaced) = take_and_place(host, &snapshot, &meta, &destination, max)?;
-    for ticket in tickets {
+    let placed = take_and_place(host, &snapshot, &meta, &destination, max)?;
+    for ticket in placed.tickets {
         host.queues().storage.durable(ticket).await?;
     }
-    if count > 0 {
-        wake_targets(host, &snapshot, &destination);
+    // Long polls on the queues the step filled find their messages.
+    for queue_id in placed.filled {
+        super::service::notify_visible(host, queue_id);
     }
-    Ok(MovedOut { moved: count, left, unplaced })
+    Ok(MovedOut { moved: placed.moved, left: placed.left, unplaced: placed.unplaced })
+}
+
+/// What the synchronous part of a step did.
+struct Placed {
+    /// What to wait for before the step counts.
+    tickets: Vec<crate::storage::Ticket>,
+    /// The queues that took messages.
+    filled: Vec<u64>,
+    moved: u64,
+    /// Visible messages left in the source partition here.
+    left: u64,
+    /// Why a message could not move (it stays in the source).
+    unplaced: Option<String>,
 }
 
 /// The synchronous part of a step: takes the messages out of the source partition and into
-/// their destinations' partitions here, journaled and staged; answers the tickets to wait for,
-/// how many moved, how many are left visible, and why a message could not move.
+/// their destinations' partitions here, journaled and staged.
 fn take_and_place<H: QueueHost>(
     host: &Rc<H>,
     snapshot: &crate::catalog::Snapshot,
     meta: &crate::catalog::QueueMeta,
     destination: &Option<String>,
     max: usize,
-) -> Result<(Vec<crate::storage::Ticket>, u64, u64, Option<String>), OpError> {
+) -> Result<Placed, OpError> {
     let queue_id = meta.id;
     let retention_ms = meta.attributes.message_retention_seconds as u64 * 1000;
     let now = host.env().now_ms();
@@ -154,7 +163,9 @@ fn take_and_place<H: QueueHost>(
     let mut tickets = Vec::new();
     let mut unplaced = None;
     let mut partitions = host.queues().partitions.borrow_mut();
-    let Some(partition) = partitions.get_mut(&queue_id) else { return Ok((tickets, 0, 0, None)) };
+    let Some(partition) = partitions.get_mut(&queue_id) else {
+        return Ok(Placed { tickets, filled: Vec::new(), moved: 0, left: 0, unplaced: None });
+    };
     partition.take_for_move(now, retention_ms, max, &mut moved);
     if partition.front_on_disk() {
         host.queues().request_load(queue_id);
@@ -181,7 +192,8 @@ fn take_and_place<H: QueueHost>(
             }
         }
     }
-    let count: u64 = by_target.values().map(|messages| messages.len() as u64).sum();
+    let moved: u64 = by_target.values().map(|messages| messages.len() as u64).sum();
+    let filled: Vec<u64> = by_target.keys().copied().collect();
     for (target_id, messages) in by_target {
         let target = partitions.entry(target_id).or_insert_with(|| Partition::for_queue(target_id));
         for mut message in messages {
@@ -202,19 +214,7 @@ fn take_and_place<H: QueueHost>(
     }
     tickets.extend(host.queues().storage.commit(partition)?);
     let left = partition.counts(now, retention_ms).visible;
-    Ok((tickets, count, left, unplaced))
-}
-
-/// Long polls on the queues a step may have filled find their messages.
-fn wake_targets<H: QueueHost>(host: &Rc<H>, snapshot: &crate::catalog::Snapshot, destination: &Option<String>) {
-    match destination.as_deref().and_then(|arn| snapshot.queue_by_arn(arn)) {
-        Some(target) => super::service::notify_visible(host, target.id),
-        None => {
-            for queue in snapshot.client_queues() {
-                super::service::notify_visible(host, queue.id);
-            }
-        }
-    }
+    Ok(Placed { tickets, filled, moved, left, unplaced })
 }
 
 /// Shard 0: drives every running task a step at a time, and records their progress.

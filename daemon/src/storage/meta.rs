@@ -148,13 +148,13 @@ fn replay(bytes: &[u8], mut apply: impl FnMut(&Value) -> Result<(), String>) -> 
 struct Entries {
     kinds: [BTreeMap<String, Value>; 3],
     scalars: Option<Value>,
-    /// The key service's section as the last entry that changed it wrote it (whole).
-    kms: Option<Value>,
-    /// The message move tasks, the same way.
-    moves: Option<Value>,
+    /// The sections written whole (`WHOLE`), as the last entry that changed each wrote it.
+    whole: BTreeMap<&'static str, Value>,
 }
 
 const KINDS: [&str; 3] = ["queues", "topics", "streams"];
+/// Sections an entry writes whole when they change (the key service's keys, message move tasks).
+const WHOLE: [&str; 2] = ["kms", "moves"];
 
 impl Entries {
     fn of(document: &Value) -> Result<Entries, String> {
@@ -165,7 +165,7 @@ impl Entries {
                 map.insert(name.to_owned(), item.clone());
             }
         }
-        Ok(Entries { kinds, scalars: None, kms: None, moves: None })
+        Ok(Entries { kinds, scalars: None, whole: BTreeMap::new() })
     }
 
     fn apply(&mut self, delta: &Value) -> Result<(), String> {
@@ -179,11 +179,10 @@ impl Entries {
                 map.insert(name.to_owned(), item.clone());
             }
         }
-        if !delta["kms"].is_null() {
-            self.kms = Some(delta["kms"].clone());
-        }
-        if !delta["moves"].is_null() {
-            self.moves = Some(delta["moves"].clone());
+        for section in WHOLE {
+            if !delta[section].is_null() {
+                self.whole.insert(section, delta[section].clone());
+            }
         }
         self.scalars = Some(delta.clone());
         Ok(())
@@ -198,11 +197,8 @@ impl Entries {
         for (kind, map) in KINDS.iter().zip(self.kinds) {
             document[*kind] = Value::Array(map.into_values().collect());
         }
-        if let Some(kms) = self.kms {
-            document["kms"] = kms;
-        }
-        if let Some(moves) = self.moves {
-            document["moves"] = moves;
+        for (section, value) in self.whole {
+            document[section] = value;
         }
         document
     }
