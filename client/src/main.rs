@@ -199,6 +199,14 @@ enum StreamCommand {
     Describe { name: String },
     /// Delete a stream, its records and its registered consumers.
     Delete { name: String },
+    /// Switch a stream's capacity mode (UpdateStreamMode; at most twice a day): ON_DEMAND
+    /// streams split and merge their shards with the write load, PROVISIONED ones keep theirs.
+    Mode {
+        name: String,
+        /// PROVISIONED or ON_DEMAND.
+        #[arg(value_parser = ["PROVISIONED", "ON_DEMAND"])]
+        mode: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -571,6 +579,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_stream(&mut out, json, &stream)?;
         }
         Command::Stream(StreamCommand::Delete { name }) => connection.block_on(client.delete_stream(&name))?,
+        Command::Stream(StreamCommand::Mode { name, mode }) => {
+            connection.block_on(client.call(Op::UpdateStreamMode { stream: name, mode }))?;
+        }
         Command::Put { stream, partition_key, data, encrypt_with } => {
             let envelope = envelope(encrypt_with.as_deref())?;
             if data == "-" {

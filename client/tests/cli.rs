@@ -155,6 +155,9 @@ fn put_and_get_round_trip_on_a_four_shard_stream() {
     stdout(&sluice(&daemon, &["stream", "create", "large", "--shards", "1", "--max-record-kib", "2048"], None));
     let described = stdout(&sluice(&daemon, &["--json", "stream", "describe", "large"], None));
     assert_eq!(serde_json::from_str::<serde_json::Value>(described.trim()).unwrap()["MaxRecordSizeInKiB"].as_i64(), Some(2048));
+    stdout(&sluice(&daemon, &["stream", "mode", "large", "ON_DEMAND"], None));
+    let described = stdout(&sluice(&daemon, &["--json", "stream", "describe", "large"], None));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(described.trim()).unwrap()["StreamMode"].as_str(), Some("ON_DEMAND"));
 
     // One record: prints its shard and sequence number.
     let put = stdout(&sluice(&daemon, &["put", "logs", "user-7", "first line"], None));

@@ -294,6 +294,7 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
             Target::new("sqs:CancelMessageMoveTask", Some(Cow::Owned(source)), None)
         }
         Op::UpdateMaxRecordSize { stream: s, .. } => stream("kinesis:UpdateMaxRecordSize", s),
+        Op::UpdateStreamMode { stream: s, .. } => stream("kinesis:UpdateStreamMode", s),
         Op::SetStreamEncryption { stream: s, start: true, .. } => stream("kinesis:StartStreamEncryption", s),
         Op::SetStreamEncryption { stream: s, start: false, .. } => stream("kinesis:StopStreamEncryption", s),
         Op::CreateKey { .. } => Target::new("kms:CreateKey", None, None),

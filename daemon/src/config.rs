@@ -63,6 +63,13 @@ pub struct Config {
     #[arg(long, env = "SLUICE_ENFORCE_SHARD_LIMITS")]
     pub enforce_shard_limits: bool,
 
+    /// Seconds between evaluations of ON_DEMAND streams' write load: a shard that used at least
+    /// half its write capacity (1 MiB/s, 1,000 records/s) over one period is split; two
+    /// neighbours under a tenth of it for three periods in a row are merged, down to 4 open
+    /// shards (up to 200).
+    #[arg(long, env = "SLUICE_ON_DEMAND_EVALUATION_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub on_demand_evaluation_seconds: u64,
+
     /// Bytes of message bodies and attributes the daemon keeps in memory, shared evenly by
     /// the shards (suffixes K, M, G, T, binary: `512M`, `4G`). Messages past it are kept only
     /// in the log and read back when received, so a backlog may be many times larger than

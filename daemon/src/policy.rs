@@ -87,6 +87,7 @@ pub const ACTIONS: &[&str] = &[
     "sqs:CancelMessageMoveTask",
     "sqs:ListMessageMoveTasks",
     "kinesis:UpdateMaxRecordSize",
+    "kinesis:UpdateStreamMode",
     "kinesis:StartStreamEncryption",
     "kinesis:StopStreamEncryption",
     "kms:CancelKeyDeletion",

@@ -621,3 +621,106 @@ fn a_max_record_size_that_does_not_fit_a_log_segment_is_refused_with_the_flag_to
         other => panic!("{other:?}"),
     }
 }
+
+/// Open shards of a stream, in hash-key order, and every shard it has.
+fn shards_of(c: &Conn, stream: &str) -> (Vec<ShardDescription>, Vec<ShardDescription>) {
+    let description = c.run(c.client().describe_stream(stream)).unwrap();
+    let mut open: Vec<ShardDescription> = description.shards.iter().filter(|s| s.ending_sequence_number.is_none()).cloned().collect();
+    open.sort_by_key(|s| s.starting_hash_key.parse::<u128>().unwrap());
+    (open, description.shards)
+}
+
+/// Every record of every shard of `stream`, as text.
+fn every_record(c: &Conn, stream: &str) -> Vec<String> {
+    let (_, all) = shards_of(c, stream);
+    let mut texts: Vec<String> =
+        all.iter().flat_map(|s| read_shard(c, stream, &s.shard_id, position("TRIM_HORIZON")).0).map(|r| text(&r)).collect();
+    texts.sort();
+    texts
+}
+
+#[test]
+fn an_on_demand_stream_splits_a_hot_shard_merges_quiet_ones_and_keeps_every_record_across_restarts() {
+    let mut daemon = Daemon::start_with(&["--on-demand-evaluation-seconds", "1"]);
+    let mut acknowledged = Vec::new();
+    let c = daemon.client();
+    let create =
+        Op::CreateStream { name: "od".into(), shard_count: None, mode: Some("ON_DEMAND".into()), tags: vec![], max_record_size_kib: None };
+    c.run(c.client().call(create)).unwrap();
+    let (open, _) = shards_of(&c, "od");
+    assert_eq!(open.len(), 4);
+    // Load on the lowest shard only (hash key 0) — past half its capacity — until the scaler splits it.
+    let hot = open[0].shard_id.clone();
+    let payload = "x".repeat(1000);
+    let mut batch = 0;
+    let split = loop {
+        assert!(batch < 2_000, "no split after {batch} batches of 500 KB to one shard");
+        let records: Vec<PutRecordsEntry> = (0..500)
+            .map(|i| PutRecordsEntry {
+                data: Bytes::from(format!("{batch}-{i}-{payload}")),
+                partition_key: "k".into(),
+                explicit_hash_key: Some("0".into()),
+            })
+            .collect();
+        put_all(&c, "od", records);
+        acknowledged.extend((0..500).map(|i| format!("{batch}-{i}-{payload}")));
+        batch += 1;
+        let (open, all) = shards_of(&c, "od");
+        if open.len() > 4 {
+            break all;
+        }
+    };
+    // The hot shard was closed, and its two children split its range at the middle.
+    let children: Vec<&ShardDescription> = split.iter().filter(|s| s.parent_shard_id.as_deref() == Some(hot.as_str())).collect();
+    assert_eq!(children.len(), 2, "{split:?}");
+    assert!(split.iter().any(|s| s.shard_id == hot && s.ending_sequence_number.is_some()));
+    // Splitting by hand is still refused: the stream scales itself.
+    let by_hand = c.run(c.client().split_shard("od", &children[0].shard_id, "1"));
+    assert_code(by_hand, ErrorCode::Validation);
+    // Quiet: neighbours under a tenth of their capacity for three periods are merged, down to four.
+    let mut waited = 0;
+    let merged = loop {
+        let (open, all) = shards_of(&c, "od");
+        if open.len() == 4 {
+            break all;
+        }
+        assert!(waited < 600, "no merge back to 4 shards after {waited} checks: {open:?}");
+        waited += 1;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(merged.iter().any(|s| s.adjacent_parent_shard_id.is_some()), "{merged:?}");
+    acknowledged.sort();
+    assert_eq!(every_record(&c, "od"), acknowledged);
+
+    // Switching modes: to PROVISIONED keeps the shards and allows resharding by hand; a third
+    // switch within a day is refused.
+    let arn = c.run(c.client().describe_stream("od")).unwrap().arn;
+    let switch = |mode: &str| c.run(c.client().call(Op::UpdateStreamMode { stream: arn.clone(), mode: mode.into() }));
+    assert_code(switch("ON_DEMAND"), ErrorCode::ResourceInUse);
+    switch("PROVISIONED").unwrap();
+    let description = c.run(c.client().describe_stream("od")).unwrap();
+    assert_eq!((description.mode.as_str(), description.open_shard_count), ("PROVISIONED", 4));
+    c.run(c.client().call(Op::UpdateShardCount { stream: "od".into(), target_shard_count: 8, scaling_type: None })).unwrap();
+    switch("ON_DEMAND").unwrap();
+    assert_code(switch("PROVISIONED"), ErrorCode::LimitExceeded);
+    assert_code(switch("SOMETIMES"), ErrorCode::Validation);
+    let shards_before = shards_of(&c, "od").1.len();
+    drop(c);
+
+    // Restarts, after kill -9 and clean, keep the mode, its switches, the shards and every record.
+    daemon.kill();
+    daemon.restart();
+    for round in 0..2 {
+        let c = daemon.client();
+        let description = c.run(c.client().describe_stream("od")).unwrap();
+        assert_eq!(description.mode, "ON_DEMAND", "round {round}");
+        assert!(shards_of(&c, "od").1.len() >= shards_before);
+        assert_eq!(every_record(&c, "od"), acknowledged, "round {round}");
+        assert_code(
+            c.run(c.client().call(Op::UpdateStreamMode { stream: arn.clone(), mode: "PROVISIONED".into() })),
+            ErrorCode::LimitExceeded,
+        );
+        drop(c);
+        daemon.restart();
+    }
+}

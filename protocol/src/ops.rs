@@ -399,6 +399,11 @@ pub enum Op {
         stream: String,
         max_record_size_kib: i32,
     },
+    /// Kinesis UpdateStreamMode: `mode` is PROVISIONED or ON_DEMAND.
+    UpdateStreamMode {
+        stream: String,
+        mode: String,
+    },
     /// Kinesis StartStreamEncryption (`start`, with `key`) and StopStreamEncryption.
     SetStreamEncryption {
         stream: String,
@@ -502,6 +507,7 @@ impl Op {
             Op::CancelMessageMoveTask { .. } => "CancelMessageMoveTask",
             Op::ListMessageMoveTasks { .. } => "ListMessageMoveTasks",
             Op::UpdateMaxRecordSize { .. } => "UpdateMaxRecordSize",
+            Op::UpdateStreamMode { .. } => "UpdateStreamMode",
             Op::SetStreamEncryption { start: true, .. } => "StartStreamEncryption",
             Op::SetStreamEncryption { start: false, .. } => "StopStreamEncryption",
         }

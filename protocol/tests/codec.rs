@@ -157,6 +157,7 @@ fn every_request_round_trips() {
             max_record_size_kib: Some(10240),
         },
         Op::UpdateMaxRecordSize { stream: "s".into(), max_record_size_kib: 2048 },
+        Op::UpdateStreamMode { stream: "s".into(), mode: "ON_DEMAND".into() },
         Op::DeleteStream { stream: "s".into(), enforce_consumer_deletion: true },
         Op::DescribeStream { stream: "s".into(), limit: Some(10), exclusive_start_shard_id: Some("shardId-000000000001".into()) },
         Op::DescribeStreamSummary { stream: "s".into() },

@@ -43,6 +43,14 @@ impl Mode {
         }
     }
 
+    /// Kinesis's answer to a mode it does not know.
+    fn unknown(text: &str) -> OpError {
+        OpError::new(
+            ErrorCode::Validation,
+            format!("1 validation error detected: Value '{text}' at 'streamModeDetails.streamMode' failed to satisfy constraint: Member must satisfy enum value set: [ON_DEMAND, PROVISIONED]"),
+        )
+    }
+
     fn parse(text: &str) -> Option<Mode> {
         match text {
             "PROVISIONED" => Some(Mode::Provisioned),
@@ -111,6 +119,8 @@ pub struct StreamMeta {
     pub encryption_key: Option<String>,
     /// MaxRecordSizeInKiB: the largest record (data and partition key) it takes.
     pub max_record_kib: u32,
+    /// When UpdateStreamMode last switched its mode (at most `MODE_SWITCHES_MAX` a day).
+    pub mode_switches_ms: Vec<u64>,
     /// Open shards as (starting hash key, position in `shards`), by starting key.
     routes: Vec<(u128, usize)>,
 }
@@ -368,6 +378,18 @@ pub enum StreamChange {
         stream: String,
         kib: i32,
     },
+    /// UpdateStreamMode.
+    Mode {
+        stream: String,
+        mode: String,
+    },
+    /// An ON_DEMAND stream's scaler (`stream::scaling`): split an open shard at the middle of
+    /// its hash-key range, or merge two adjacent open shards. Not a client's change: the
+    /// stream is named by its id, so a stream deleted and made again is left alone.
+    Scale {
+        stream_id: u64,
+        step: ScaleStep,
+    },
     /// StartStreamEncryption (`Some` key) or StopStreamEncryption (`None`).
     Encryption {
         stream: String,
@@ -378,9 +400,23 @@ pub enum StreamChange {
 impl StreamChange {
     /// Whether the change may close shards (their owners seal them first).
     pub fn reshards(&self) -> bool {
-        matches!(self, StreamChange::Split { .. } | StreamChange::Merge { .. } | StreamChange::UpdateShardCount { .. })
+        matches!(
+            self,
+            StreamChange::Split { .. } | StreamChange::Merge { .. } | StreamChange::UpdateShardCount { .. } | StreamChange::Scale { .. }
+        )
     }
 }
+
+/// One step of an ON_DEMAND stream's scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleStep {
+    Split(u32),
+    Merge(u32, u32),
+}
+
+/// Mode switches a stream may make in a day (Kinesis's quota).
+pub const MODE_SWITCHES_MAX: usize = 2;
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// What a stream change answers with.
 #[derive(Debug, Clone)]
@@ -434,6 +470,17 @@ pub fn apply(streams: &mut Streams, next_id: &mut u64, change: StreamChange, cx:
                 }
                 Some(text) => Some(crate::policy::ResourcePolicy::parse(&text).map_err(|error| invalid(format!("Policy: {error}")))?),
             };
+            put(streams, meta)
+        }
+        StreamChange::Mode { stream, mode } => {
+            let meta = switch_mode(stream_of(streams, cx, &stream)?, &mode, cx)?;
+            put(streams, meta)
+        }
+        StreamChange::Scale { stream_id, step } => {
+            let Some(meta) = streams.values().find(|meta| meta.id == stream_id && meta.mode == Mode::OnDemand) else {
+                return Ok(StreamOutcome::Done);
+            };
+            let meta = scale(StreamMeta::clone(meta), step, cx)?;
             put(streams, meta)
         }
         StreamChange::Encryption { stream, key } => {
@@ -497,7 +544,7 @@ fn create(streams: &mut Streams, next_id: &mut u64, new: NewStream, cx: &ApplyCo
     }
     let mode = match mode.as_deref() {
         None | Some("") => Mode::Provisioned,
-        Some(text) => Mode::parse(text).ok_or_else(|| invalid(format!("StreamMode {text} is not PROVISIONED or ON_DEMAND")))?,
+        Some(text) => Mode::parse(text).ok_or_else(|| Mode::unknown(text))?,
     };
     let count = match (mode, shard_count) {
         (Mode::Provisioned, None) => return Err(invalid("ShardCount is required for a PROVISIONED stream.")),
@@ -552,6 +599,7 @@ fn create(streams: &mut Streams, next_id: &mut u64, new: NewStream, cx: &ApplyCo
         policy: None,
         encryption_key: None,
         max_record_kib: record_kib(max_record_kib)?,
+        mode_switches_ms: Vec::new(),
         routes: Vec::new(),
     };
     streams.insert(name, Arc::new(meta.indexed()));
@@ -624,6 +672,53 @@ fn merge_shards(meta: StreamMeta, shard: &str, adjacent: &str, cx: &ApplyContext
     }
     check_room(&meta, 1)?;
     merge(&mut meta, first.index, second.index, cx);
+    Ok(meta)
+}
+
+fn switch_mode(mut meta: StreamMeta, mode: &str, cx: &ApplyContext<'_>) -> Result<StreamMeta, OpError> {
+    let mode = Mode::parse(mode).ok_or_else(|| Mode::unknown(mode))?;
+    if mode == meta.mode {
+        return Err(OpError::new(
+            ErrorCode::ResourceInUse,
+            format!("Stream {} under account {} is already in {} mode.", meta.name, cx.naming.account_id, mode.name()),
+        ));
+    }
+    meta.mode_switches_ms.retain(|at| at + DAY_MS > cx.now_ms);
+    if meta.mode_switches_ms.len() >= MODE_SWITCHES_MAX {
+        return Err(OpError::new(
+            ErrorCode::LimitExceeded,
+            format!("Stream {} has switched its capacity mode {MODE_SWITCHES_MAX} times in the last 24 hours.", meta.name),
+        ));
+    }
+    // The shards stay as they are: an ON_DEMAND stream scales from them, a PROVISIONED one keeps them.
+    meta.mode_switches_ms.push(cx.now_ms);
+    meta.mode = mode;
+    Ok(meta)
+}
+
+/// One scaling step of an ON_DEMAND stream; a step the stream has moved past since it was
+/// chosen (a shard closed meanwhile) is refused.
+fn scale(mut meta: StreamMeta, step: ScaleStep, cx: &ApplyContext<'_>) -> Result<StreamMeta, OpError> {
+    let open = |meta: &StreamMeta, index: u32| meta.shard(index).filter(|shard| shard.is_open()).cloned();
+    let moved_on = || OpError::new(ErrorCode::ResourceInUse, "The shard was resharded since the step was chosen.");
+    match step {
+        ScaleStep::Split(index) => {
+            let shard = open(&meta, index).ok_or_else(moved_on)?;
+            if shard.end == shard.start {
+                return Err(invalid("A shard of one hash key cannot be split."));
+            }
+            check_room(&meta, 2)?;
+            split(&mut meta, index, shard.start + (shard.end - shard.start) / 2 + 1, cx);
+        }
+        ScaleStep::Merge(first, second) => {
+            let (a, b) = (open(&meta, first).ok_or_else(moved_on)?, open(&meta, second).ok_or_else(moved_on)?);
+            if a.end.checked_add(1) != Some(b.start) {
+                return Err(invalid("Shards merged must be adjacent, the first below the second."));
+            }
+            check_room(&meta, 1)?;
+            merge(&mut meta, first, second, cx);
+        }
+    }
     Ok(meta)
 }
 
@@ -796,6 +891,7 @@ fn empty_meta() -> StreamMeta {
         policy: None,
         encryption_key: None,
         max_record_kib: RECORD_KIB_MIN as u32,
+        mode_switches_ms: Vec::new(),
         routes: Vec::new(),
     }
 }
@@ -878,6 +974,7 @@ pub fn stream_json(meta: &StreamMeta) -> Value {
         "policy": meta.policy.as_ref().map(|policy| policy.text.as_str()),
         "encryption_key": meta.encryption_key,
         "max_record_kib": meta.max_record_kib,
+        "mode_switches_ms": meta.mode_switches_ms,
     })
 }
 
@@ -957,6 +1054,8 @@ pub fn from_json(naming: &Naming, value: &Value, next_id: u64) -> Result<Streams
             encryption_key: item["encryption_key"].as_str().map(str::to_owned),
             // Absent in files written before records could be larger: 1 MiB.
             max_record_kib: record_kib(item["max_record_kib"].as_i64().map(|kib| kib as i32)).map_err(|e| e.message)?,
+            // Absent in files written before UpdateStreamMode: none.
+            mode_switches_ms: item["mode_switches_ms"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect(),
             routes: Vec::new(),
         }
         .indexed();

@@ -100,6 +100,13 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
         "TagResource" => Op::AddTagsToStream { stream: tagged(p)?, tags: p.string_map("Tags")? },
         "UntagResource" => Op::RemoveTagsFromStream { stream: tagged(p)?, keys: p.strings("TagKeys")? },
         "ListTagsForResource" => Op::ListTagsForStream { stream: tagged(p)?, exclusive_start_tag_key: None, limit: None },
+        "UpdateStreamMode" => Op::UpdateStreamMode {
+            stream: p.required("StreamARN")?,
+            mode: p
+                .object("StreamModeDetails")?
+                .ok_or_else(|| OpError::new(ErrorCode::Validation, "StreamModeDetails is required"))?
+                .required("StreamMode")?,
+        },
         "UpdateMaxRecordSize" => {
             Op::UpdateMaxRecordSize { stream: p.required("StreamARN")?, max_record_size_kib: p.required_int("MaxRecordSizeInKiB")? }
         }

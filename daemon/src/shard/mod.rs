@@ -212,6 +212,9 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         glommio::spawn_local_into(keys::rotations(shard.clone()), background)
             .map_err(|e| anyhow::anyhow!("cannot spawn key rotations: {e}"))?
             .detach();
+        glommio::spawn_local_into(on_demand_scaling(shard.clone()), background)
+            .map_err(|e| anyhow::anyhow!("cannot spawn ON_DEMAND stream scaling: {e}"))?
+            .detach();
     }
     let compaction_shard = shard.clone();
     glommio::spawn_local_into(queue::compaction::run(compaction_shard), background)
@@ -457,7 +460,8 @@ fn engine_of(op: &Op) -> Engine {
         | Op::ListStreamConsumers { .. }
         | Op::SubscribeToShard { .. }
         | Op::SetStreamEncryption { .. }
-        | Op::UpdateMaxRecordSize { .. } => Engine::Stream,
+        | Op::UpdateMaxRecordSize { .. }
+        | Op::UpdateStreamMode { .. } => Engine::Stream,
         Op::CreateKey { .. }
         | Op::DescribeKey { .. }
         | Op::ListKeys { .. }
@@ -565,6 +569,22 @@ async fn stream_retention(shard: Rc<Shard>) {
         stream::service::stream_retention(&shard).await;
         let shutdown = shard.shutdown.event.listen();
         let every = STREAM_RETENTION_EVERY.min(Duration::from_millis(shard.streams.idle_ms / 2)).max(Duration::from_millis(500));
+        let timer = glommio::timer::sleep(every);
+        futures::pin_mut!(shutdown, timer);
+        futures::future::select(shutdown, timer).await;
+    }
+}
+
+/// Shard 0, in the background: ON_DEMAND streams' scaling (`stream::scaling`).
+async fn on_demand_scaling(shard: Rc<Shard>) {
+    let mut scaler = stream::scaling::Scaler::default();
+    let every = Duration::from_secs(shard.config.on_demand_evaluation_seconds);
+    loop {
+        if shard.shutdown.requested.get() {
+            return;
+        }
+        stream::scaling::evaluate(&shard, &mut scaler).await;
+        let shutdown = shard.shutdown.event.listen();
         let timer = glommio::timer::sleep(every);
         futures::pin_mut!(shutdown, timer);
         futures::future::select(shutdown, timer).await;

@@ -265,6 +265,9 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
 /// background tasks run them.
 async fn timers(shard: Rc<SimShard>) {
     let mut ticks = 0u64;
+    // Shard 0 scales ON_DEMAND streams every simulated second, taking a shard's capacity to
+    // be small enough for the simulation's few records to split shards and merge them again.
+    let mut scaler = stream::scaling::Scaler::with_capacity(stream::store::Load { records: 20, bytes: 8 * 1024 });
     loop {
         shard.env.sleep(Duration::from_millis(10)).await;
         queue::service::tick_watched(&shard);
@@ -274,6 +277,9 @@ async fn timers(shard: Rc<SimShard>) {
         }
         if ticks.is_multiple_of(1000) {
             stream::service::stream_retention(&shard).await;
+        }
+        if shard.id == 0 && ticks.is_multiple_of(100) {
+            stream::scaling::evaluate(&shard, &mut scaler).await;
         }
     }
 }

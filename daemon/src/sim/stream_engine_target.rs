@@ -4,7 +4,9 @@
 //! core (each record goes to the core that owns its shard), full reads of a shard through
 //! GetShardIterator and GetRecords, and resharding — SplitShard, MergeShards,
 //! UpdateShardCount — while puts are in flight (the closing shards are sealed first, and a put
-//! that meets a sealed shard is routed again). The process stops cleanly, crashes or loses
+//! that meets a sealed shard is routed again). Half the runs make the stream ON_DEMAND, so that
+//! it also splits and merges by itself under the load (`stream::scaling`, with a small shard
+//! capacity), and switch its mode now and then. The process stops cleanly, crashes or loses
 //! power, and starts again from the disk.
 //!
 //! Checked, on every read and after every start (when every shard of the stream is read in
@@ -44,11 +46,13 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     });
     let encrypted = root.is_some();
     driver.note(format!("streams: encryption at rest {}", if encrypted { "on" } else { "off" }));
+    // Half the runs scale the stream by its load (ON_DEMAND), besides the reshards asked for.
+    let mode = driver.rng.bool().then(|| "ON_DEMAND".to_owned());
+    driver.note(format!("streams: mode {}", mode.as_deref().unwrap_or("PROVISIONED")));
     let registry = Rc::new(RefCell::new(Registry::new(Naming::default()).with_root(root)));
     let mut cluster = shards::start(driver, &setup, &registry)?;
     let creator = cluster.shard(0);
-    let create =
-        Op::CreateStream { name: STREAM.into(), shard_count: Some(stream_shards), mode: None, tags: vec![], max_record_size_kib: None };
+    let create = Op::CreateStream { name: STREAM.into(), shard_count: Some(stream_shards), mode, tags: vec![], max_record_size_kib: None };
     let start = encrypted.then(|| Op::SetStreamEncryption {
         stream: STREAM.into(),
         encryption_type: "KMS".into(),
@@ -183,7 +187,11 @@ fn reshard(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>
     let Some(meta) = snapshot.streams.get(STREAM) else { return };
     let mut open: Vec<_> = meta.shards.iter().filter(|shard| shard.is_open()).collect();
     open.sort_by_key(|shard| shard.start);
-    let op = match driver.rng.u8(..3) {
+    let op = match driver.rng.u8(..4) {
+        3 => {
+            let mode = if meta.mode == crate::catalog::streams::Mode::OnDemand { "PROVISIONED" } else { "ON_DEMAND" };
+            Op::UpdateStreamMode { stream: meta.arn.clone(), mode: mode.into() }
+        }
         0 => {
             let shard = open[driver.rng.usize(..open.len())];
             if shard.end - shard.start < 2 {

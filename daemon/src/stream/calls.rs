@@ -3,6 +3,7 @@
 use sluice_protocol::OpError;
 
 use super::service::{Lease, PutItem, PutOutcome, ReadOutcome, ReadRequest, Seek};
+use super::store::Load;
 use crate::runtime::calls::calls;
 
 calls! { StreamCall, StreamAnswer;
@@ -14,7 +15,13 @@ calls! { StreamCall, StreamAnswer;
     StreamLease => Result<u64, OpError>,
     /// Find a position in (or seal) a stream shard this shard owns.
     StreamSeek => Result<u64, OpError>,
+    /// What stream shards this shard owns took since last asked (an ON_DEMAND stream's scaler).
+    StreamLoad => Vec<Load>,
 }
+
+/// (stream id, shard) of each shard asked about.
+#[derive(Debug)]
+pub struct StreamLoad(pub Vec<(u64, u32)>);
 
 #[derive(Debug)]
 pub struct StreamPut {

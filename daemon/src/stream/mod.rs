@@ -9,6 +9,7 @@
 
 pub mod calls;
 pub mod iterator;
+pub mod scaling;
 pub mod service;
 pub mod store;
 

@@ -15,7 +15,7 @@ use futures::future::join_all;
 use sluice_protocol::limits::*;
 use sluice_protocol::*;
 
-use super::calls::{StreamAnswer, StreamCall, StreamLease, StreamPut, StreamRead, StreamSeek};
+use super::calls::{StreamAnswer, StreamCall, StreamLease, StreamLoad, StreamPut, StreamRead, StreamSeek};
 use super::iterator::{decode_token, encode_token, ShardPosition};
 use super::store::{split_record, ShardLog, SplitError};
 use super::{call_on, StreamHost};
@@ -153,6 +153,7 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
             fits_a_segment(host, Some(max_record_size_kib))?;
             stream_change(host, StreamChange::MaxRecordSize { stream, kib: max_record_size_kib }).await.map(|_| Reply::Done)
         }
+        Op::UpdateStreamMode { stream, mode } => stream_change(host, StreamChange::Mode { stream, mode }).await.map(|_| Reply::Done),
         Op::DeleteStream { stream, enforce_consumer_deletion } => {
             stream_change(host, StreamChange::Delete { stream, enforce_consumer_deletion }).await.map(|_| Reply::Done)
         }
@@ -347,7 +348,7 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
     }
 }
 
-async fn stream_change<H: StreamHost>(host: &Rc<H>, change: StreamChange) -> Result<StreamOutcome, OpError> {
+pub(super) async fn stream_change<H: StreamHost>(host: &Rc<H>, change: StreamChange) -> Result<StreamOutcome, OpError> {
     match host.meta_change(MetaChange::Stream { change, sealed: HashMap::new(), cores: host.count() }).await? {
         MetaOutcome::Stream(outcome) => Ok(outcome),
         other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome of a stream change: {other:?}"))),
@@ -613,6 +614,7 @@ pub async fn handle_call<H: StreamHost>(host: &Rc<H>, call: StreamCall) -> Strea
         StreamCall::StreamSeek(StreamSeek { stream_id, shard, seek }) => {
             StreamAnswer::StreamSeek(stream_seek_local(host, stream_id, shard, seek).await)
         }
+        StreamCall::StreamLoad(StreamLoad(shards)) => StreamAnswer::StreamLoad(host.streams().take_load(&shards)),
     }
 }
 

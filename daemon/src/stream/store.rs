@@ -59,6 +59,13 @@ impl Window {
     }
 }
 
+/// Records and bytes written to a shard over a while.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    pub records: u64,
+    pub bytes: u64,
+}
+
 /// One stream shard's log and its owner's state.
 pub struct ShardLog {
     pub log: StreamLog,
@@ -68,6 +75,8 @@ pub struct ShardLog {
     pub appended: LocalNotify,
     writes: Cell<Window>,
     reads: Cell<Window>,
+    /// Records and bytes appended since an ON_DEMAND stream's scaler last took the count.
+    written: Cell<Load>,
     /// When a request last took this log (ms).
     last_used_ms: Cell<u64>,
 }
@@ -89,6 +98,8 @@ impl ShardLog {
             }),
         }
         .map_err(storage_error)?;
+        let written = self.written.get();
+        self.written.set(Load { records: written.records + 1, bytes: written.bytes + (key.len() + data.len()) as u64 });
         Ok(seq)
     }
 
@@ -282,6 +293,7 @@ impl StreamStore {
             appended: LocalNotify::default(),
             writes: Cell::default(),
             reads: Cell::default(),
+            written: Cell::default(),
             last_used_ms: Cell::new(self.env.now_ms()),
         });
         self.dormant.borrow_mut().remove(&(stream_id, shard));
@@ -387,6 +399,13 @@ impl StreamStore {
         for stream_id in gone.iter().map(|(stream_id, _)| *stream_id).collect::<std::collections::BTreeSet<u64>>() {
             let _ = std::fs::remove_dir(stream_dir(&self.data_dir, stream_id));
         }
+    }
+
+    /// What each of `shards` took since the last call (a log not open took nothing: logs close
+    /// only when idle), and starts counting again.
+    pub fn take_load(&self, shards: &[(u64, u32)]) -> Vec<Load> {
+        let logs = self.logs.borrow();
+        shards.iter().map(|key| logs.get(key).map_or_else(Load::default, |log| log.written.take())).collect()
     }
 
     /// The logs open on this core.

@@ -117,6 +117,29 @@ class Kinesis(unittest.TestCase):
         [record] = self.read_all(name, self.shards(name)[0]["ShardId"])
         self.assertEqual(record["Data"], big)
 
+    def test_update_stream_mode_keeps_the_shards_and_counts_switches(self):
+        name = unique("modes")
+        self.kinesis.create_stream(StreamName=name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+        summary = self.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        self.assertEqual((summary["StreamModeDetails"]["StreamMode"], summary["OpenShardCount"]), ("ON_DEMAND", 4))
+        with Expect(self, "ValidationException"):
+            self.kinesis.update_shard_count(StreamName=name, TargetShardCount=8, ScalingType="UNIFORM_SCALING")
+        arn = summary["StreamARN"]
+        self.kinesis.update_stream_mode(StreamARN=arn, StreamModeDetails={"StreamMode": "PROVISIONED"})
+        summary = self.kinesis.describe_stream_summary(StreamARN=arn)["StreamDescriptionSummary"]
+        self.assertEqual((summary["StreamModeDetails"]["StreamMode"], summary["OpenShardCount"]), ("PROVISIONED", 4))
+        self.kinesis.update_shard_count(StreamName=name, TargetShardCount=8, ScalingType="UNIFORM_SCALING")
+        with Expect(self, "ResourceInUseException"):
+            self.kinesis.update_stream_mode(StreamARN=arn, StreamModeDetails={"StreamMode": "PROVISIONED"})
+        self.kinesis.update_stream_mode(StreamARN=arn, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+        self.assertEqual(self.kinesis.describe_stream_summary(StreamARN=arn)["StreamDescriptionSummary"]["OpenShardCount"], 8)
+        with Expect(self, "LimitExceededException"):
+            self.kinesis.update_stream_mode(StreamARN=arn, StreamModeDetails={"StreamMode": "PROVISIONED"})
+        with Expect(self, "ValidationException"):
+            self.kinesis.update_stream_mode(StreamARN=arn, StreamModeDetails={"StreamMode": "SOMETIMES"})
+        with Expect(self, "ResourceNotFoundException"):
+            self.kinesis.update_stream_mode(StreamARN=arn + "-gone", StreamModeDetails={"StreamMode": "PROVISIONED"})
+
     def test_tags_by_arn_are_the_streams_tags(self):
         name = unique("tagged")
         self.kinesis.create_stream(StreamName=name, ShardCount=1)

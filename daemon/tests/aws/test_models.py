@@ -24,6 +24,7 @@ REFUSED = {
     ("kms", "ListKeys"): {"ResourceOwners"},
     ("kinesis", "CreateStream"): {"RecordDistributionStrategy", "WarmThroughputMiBps"},
     ("kinesis", "ListShards"): {"StreamCreationTimestamp"},
+    ("kinesis", "UpdateStreamMode"): {"WarmThroughputMiBps"},
     ("kinesis", "ListStreamConsumers"): {"StreamCreationTimestamp"},
     ("sns", "CreateTopic"): {"DataProtectionPolicy"},
 }
@@ -134,7 +135,7 @@ class Models(unittest.TestCase):
             "RegisterStreamConsumer", "DeregisterStreamConsumer", "DescribeStreamConsumer", "ListStreamConsumers",
             "PutResourcePolicy", "GetResourcePolicy", "DeleteResourcePolicy", "TagResource", "UntagResource",
             "ListTagsForResource", "DescribeLimits", "DescribeAccountSettings", "StartStreamEncryption", "StopStreamEncryption",
-            "UpdateMaxRecordSize",
+            "UpdateMaxRecordSize", "UpdateStreamMode",
         ])
 
     def test_sns(self):

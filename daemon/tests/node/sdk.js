@@ -75,6 +75,8 @@ async function kinesis() {
   const afterSplit = (await send(new k.ListShardsCommand({ StreamName: name, ShardFilter: { Type: "AT_LATEST" } }))).Shards;
   const adjacent = afterSplit.filter((s) => s.ShardId !== second.ShardId).find((s) => BigInt(s.HashKeyRange.EndingHashKey) + 1n === BigInt(second.HashKeyRange.StartingHashKey));
   await send(new k.MergeShardsCommand({ StreamName: name, ShardToMerge: adjacent.ShardId, AdjacentShardToMerge: second.ShardId }));
+  await send(new k.UpdateStreamModeCommand({ StreamARN: arn, StreamModeDetails: { StreamMode: "ON_DEMAND" } }));
+  assert.equal((await send(new k.DescribeStreamSummaryCommand({ StreamARN: arn }))).StreamDescriptionSummary.StreamModeDetails.StreamMode, "ON_DEMAND");
   await send(new k.DeregisterStreamConsumerCommand({ ConsumerARN: consumer.ConsumerARN }));
   await send(new k.DeleteStreamCommand({ StreamName: name, EnforceConsumerDeletion: true }));
   client.destroy();

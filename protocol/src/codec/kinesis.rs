@@ -19,6 +19,10 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
             let stream = Some(fbb.create_string(stream));
             op_table!(fbb, UpdateMaxRecordSize, fb::UpdateMaxRecordSizeArgs { stream, max_record_size_kib: *max_record_size_kib })
         }
+        Op::UpdateStreamMode { stream, mode } => {
+            let (stream, mode) = (Some(fbb.create_string(stream)), Some(fbb.create_string(mode)));
+            op_table!(fbb, UpdateStreamMode, fb::UpdateStreamModeArgs { stream, mode })
+        }
         Op::DeleteStream { stream, enforce_consumer_deletion } => {
             let stream = Some(fbb.create_string(stream));
             op_table!(fbb, DeleteStream, fb::DeleteStreamArgs { stream, enforce_consumer_deletion: *enforce_consumer_deletion })
@@ -199,6 +203,10 @@ pub(super) fn decode_op(
         fb::Op::UpdateMaxRecordSize => {
             let op = request.op_as_update_max_record_size().ok_or_else(unknown)?;
             Op::UpdateMaxRecordSize { stream: op.stream().to_owned(), max_record_size_kib: op.max_record_size_kib() }
+        }
+        fb::Op::UpdateStreamMode => {
+            let op = request.op_as_update_stream_mode().ok_or_else(unknown)?;
+            Op::UpdateStreamMode { stream: op.stream().to_owned(), mode: op.mode().to_owned() }
         }
         fb::Op::DeleteStream => {
             let op = request.op_as_delete_stream().ok_or_else(unknown)?;

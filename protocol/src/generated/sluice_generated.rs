@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 88;
+pub const ENUM_MAX_OP: u8 = 89;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 89] = [
+pub const ENUM_VALUES_OP: [Op; 90] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -122,6 +122,7 @@ pub const ENUM_VALUES_OP: [Op; 89] = [
   Op::CancelMessageMoveTask,
   Op::ListMessageMoveTasks,
   Op::UpdateMaxRecordSize,
+  Op::UpdateStreamMode,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -218,9 +219,10 @@ impl Op {
   pub const CancelMessageMoveTask: Self = Self(86);
   pub const ListMessageMoveTasks: Self = Self(87);
   pub const UpdateMaxRecordSize: Self = Self(88);
+  pub const UpdateStreamMode: Self = Self(89);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 88;
+  pub const ENUM_MAX: u8 = 89;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -311,6 +313,7 @@ impl Op {
     Self::CancelMessageMoveTask,
     Self::ListMessageMoveTasks,
     Self::UpdateMaxRecordSize,
+    Self::UpdateStreamMode,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -404,6 +407,7 @@ impl Op {
       Self::CancelMessageMoveTask => Some("CancelMessageMoveTask"),
       Self::ListMessageMoveTasks => Some("ListMessageMoveTasks"),
       Self::UpdateMaxRecordSize => Some("UpdateMaxRecordSize"),
+      Self::UpdateStreamMode => Some("UpdateStreamMode"),
       _ => None,
     }
   }
@@ -12523,6 +12527,123 @@ impl core::fmt::Debug for UpdateMaxRecordSize<'_> {
       ds.finish()
   }
 }
+pub enum UpdateStreamModeOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kinesis UpdateStreamMode: `mode` PROVISIONED or ON_DEMAND.
+pub struct UpdateStreamMode<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for UpdateStreamMode<'a> {
+  type Inner = UpdateStreamMode<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> UpdateStreamMode<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_MODE: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    UpdateStreamMode { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args UpdateStreamModeArgs<'args>
+  ) -> flatbuffers::WIPOffset<UpdateStreamMode<'bldr>> {
+    let mut builder = UpdateStreamModeBuilder::new(_fbb);
+    if let Some(x) = args.mode { builder.add_mode(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UpdateStreamMode::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn mode(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UpdateStreamMode::VT_MODE, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for UpdateStreamMode<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("mode", Self::VT_MODE, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UpdateStreamModeArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub mode: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for UpdateStreamModeArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UpdateStreamModeArgs {
+      stream: None, // required field
+      mode: None, // required field
+    }
+  }
+}
+
+pub struct UpdateStreamModeBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> UpdateStreamModeBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UpdateStreamMode::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_mode(&mut self, mode: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UpdateStreamMode::VT_MODE, mode);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> UpdateStreamModeBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    UpdateStreamModeBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<UpdateStreamMode<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, UpdateStreamMode::VT_STREAM,"stream");
+    self.fbb_.required(o, UpdateStreamMode::VT_MODE,"mode");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for UpdateStreamMode<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("UpdateStreamMode");
+      ds.field("stream", &self.stream());
+      ds.field("mode", &self.mode());
+      ds.finish()
+  }
+}
 pub enum SetStreamEncryptionOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14403,6 +14524,21 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_update_stream_mode(&self) -> Option<UpdateStreamMode<'a>> {
+    if self.op_type() == Op::UpdateStreamMode {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { UpdateStreamMode::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -14503,6 +14639,7 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::CancelMessageMoveTask => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CancelMessageMoveTask>>("Op::CancelMessageMoveTask", pos),
           Op::ListMessageMoveTasks => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListMessageMoveTasks>>("Op::ListMessageMoveTasks", pos),
           Op::UpdateMaxRecordSize => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UpdateMaxRecordSize>>("Op::UpdateMaxRecordSize", pos),
+          Op::UpdateStreamMode => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UpdateStreamMode>>("Op::UpdateStreamMode", pos),
           _ => Ok(()),
         }
      })?
@@ -15175,6 +15312,13 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::UpdateMaxRecordSize => {
           if let Some(x) = self.op_as_update_max_record_size() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::UpdateStreamMode => {
+          if let Some(x) = self.op_as_update_stream_mode() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
