@@ -11,6 +11,7 @@
 
 pub mod blocking;
 pub mod envelope;
+pub mod group;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -26,8 +27,8 @@ use sluice_protocol::{check_frame, decode_response, Encoder, FrameCheck, Request
 pub use sluice_protocol::{
     AliasEntry, BatchFailure, ChildShard, ConsumerDescription, ConsumerRef, DeleteEntry, ErrorCode, GetRecordsResult, KeyDescription,
     KeyValues, ListShards, MessageAttribute, MoveTaskDescription, Op, OpError, PublishEntry, PublishResult, PutRecordResult,
-    PutRecordsEntry, ReceiveMessage, ReceivedMessage, Reply, SendEntry, SendResult, ShardDescription, ShardEvent, StartingPosition,
-    StreamDescription, StreamRecord, SubscriptionSummary, VisibilityEntry,
+    PutRecordsEntry, ReceiveMessage, ReceivedMessage, Reply, SendEntry, SendResult, ShardDescription, ShardEvent, ShardLease, ShardLeases,
+    StartingPosition, StreamDescription, StreamRecord, SubscriptionSummary, VisibilityEntry, SHARD_END,
 };
 
 /// Requests queued for the driver before `call` waits.

@@ -10,9 +10,10 @@ use futures::StreamExt;
 use serde_json::json;
 use sluice_client::blocking::BlockingClient;
 use sluice_client::envelope::Envelope;
+use sluice_client::group::GroupMember;
 use sluice_client::{
-    ClientError, DeleteEntry, KeyValues, MessageAttribute, Op, PublishEntry, PutRecordResult, PutRecordsEntry, ReceiveMessage,
-    ReceivedMessage, SendEntry, StartingPosition, StreamDescription,
+    ClientError, ConsumerRef, DeleteEntry, ErrorCode, KeyValues, MessageAttribute, Op, PublishEntry, PutRecordResult, PutRecordsEntry,
+    ReceiveMessage, ReceivedMessage, Reply, SendEntry, ShardLeases, StartingPosition, StreamDescription,
 };
 use sluice_protocol::limits::{BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, PUT_RECORDS_BYTES_MAX, PUT_RECORDS_MAX};
 
@@ -199,6 +200,31 @@ enum StreamCommand {
     Describe { name: String },
     /// Delete a stream, its records and its registered consumers.
     Delete { name: String },
+    /// Consume a stream as one member of a consumer group: the group's members share the
+    /// stream's shards (the server keeps leases and checkpoints; parents before children).
+    /// Prints `SHARD SEQUENCE DATA` per record and checkpoints after each batch printed. The
+    /// group is a registered stream consumer of that name, registered if missing.
+    Consume {
+        name: String,
+        /// The consumer group (a registered stream consumer's name).
+        #[arg(long)]
+        group: String,
+        /// This member's name, unique in the group. Default: the host name and process id.
+        #[arg(long)]
+        worker: Option<String>,
+        /// Stop (leaving the group, its leases given back) after this many seconds. Default: run until killed.
+        #[arg(long, value_name = "SECONDS")]
+        for_seconds: Option<u64>,
+        /// Records per read (1–10000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+        limit: i32,
+    },
+    /// Print a consumer group's live members and, for every shard, its holder, lease and checkpoint.
+    Group {
+        name: String,
+        /// The consumer group (a registered stream consumer's name).
+        group: String,
+    },
     /// Switch a stream's capacity mode (UpdateStreamMode; at most twice a day): ON_DEMAND
     /// streams split and merge their shards with the write load, PROVISIONED ones keep theirs.
     Mode {
@@ -579,6 +605,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_stream(&mut out, json, &stream)?;
         }
         Command::Stream(StreamCommand::Delete { name }) => connection.block_on(client.delete_stream(&name))?,
+        Command::Stream(StreamCommand::Consume { name, group, worker, for_seconds, limit }) => {
+            let worker = worker.unwrap_or_else(default_worker);
+            let consume = Consume { stream: &name, group: &group, worker: &worker, for_seconds, limit };
+            consume_group(&connection, &consume, &mut out)?
+        }
+        Command::Stream(StreamCommand::Group { name, group }) => {
+            let consumer = group_consumer(&connection, &name, &group, false)?;
+            match connection.block_on(client.call(Op::DescribeConsumerGroup { consumer_arn: consumer }))? {
+                Reply::ShardLeases(leases) => print_group(&mut out, json, &leases)?,
+                other => return Err(Failure::Client(ClientError::Protocol(format!("DescribeConsumerGroup answered {other:?}")))),
+            }
+        }
         Command::Stream(StreamCommand::Mode { name, mode }) => {
             connection.block_on(client.call(Op::UpdateStreamMode { stream: name, mode }))?;
         }
@@ -875,6 +913,112 @@ fn starting_position(from: &str) -> Result<StartingPosition, Failure> {
 }
 
 /// What `get` reads, and how.
+/// What `stream consume` was asked.
+struct Consume<'a> {
+    stream: &'a str,
+    group: &'a str,
+    worker: &'a str,
+    for_seconds: Option<u64>,
+    limit: i32,
+}
+
+fn default_worker() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_owned()).unwrap_or_default();
+    format!("{}-{}", if host.is_empty() { "sluice" } else { &host }, std::process::id())
+}
+
+/// The ARN of the stream consumer `group` of `stream`, registered first if missing and `register`.
+fn group_consumer(connection: &BlockingClient, stream: &str, group: &str, register: bool) -> Result<String, Failure> {
+    let client = connection.client();
+    let stream_arn = connection.block_on(client.describe_stream(stream))?.arn;
+    let consumer = ConsumerRef { stream: Some(stream_arn.clone()), name: Some(group.to_owned()), consumer_arn: None };
+    let describe = || match connection.block_on(client.call(Op::DescribeStreamConsumer(consumer.clone()))) {
+        Ok(Reply::StreamConsumer(consumer)) => Ok(consumer.arn),
+        Ok(other) => Err(ClientError::Protocol(format!("DescribeStreamConsumer answered {other:?}"))),
+        Err(error) => Err(error),
+    };
+    match describe() {
+        Err(error) if register && error.code() == Some(ErrorCode::ResourceNotFound) => {
+            match connection.block_on(client.register_stream_consumer(&stream_arn, group)) {
+                Ok(consumer) => {
+                    eprintln!("registered stream consumer {group} of {stream}: {}", consumer.arn);
+                    Ok(consumer.arn)
+                }
+                // Another member registered it meanwhile.
+                Err(error) if error.code() == Some(ErrorCode::ResourceInUse) => Ok(describe()?),
+                Err(error) => Err(error.into()),
+            }
+        }
+        other => Ok(other?),
+    }
+}
+
+/// `stream consume`: one member of a consumer group, until killed or `for_seconds` pass.
+fn consume_group(connection: &BlockingClient, consume: &Consume<'_>, out: &mut impl Write) -> Result<(), Failure> {
+    use std::time::{Duration, Instant};
+    let consumer = group_consumer(connection, consume.stream, consume.group, true)?;
+    let mut member = GroupMember::new(connection.client().clone(), &consumer, consume.worker);
+    let until = consume.for_seconds.map(|seconds| Instant::now() + Duration::from_secs(seconds));
+    let mut next_beat = Instant::now();
+    let mut held: Vec<String> = Vec::new();
+    while until.is_none_or(|until| Instant::now() < until) {
+        if Instant::now() >= next_beat {
+            let shards = connection.block_on(member.heartbeat())?;
+            if shards != held {
+                eprintln!("{} holds {}", consume.worker, if shards.is_empty() { "no shard".to_owned() } else { shards.join(", ") });
+                held = shards;
+            }
+            next_beat = Instant::now() + member.renew_every();
+        }
+        let mut read_any = false;
+        for shard in member.shards() {
+            let batch = match connection.block_on(member.read(&shard, Some(consume.limit))) {
+                Ok(batch) => batch,
+                Err(error) if error.code() == Some(ErrorCode::LeaseLost) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            for record in &batch.records {
+                out.write_all(format!("{shard} {} ", record.sequence_number).as_bytes())?;
+                out.write_all(&record.data)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            read_any |= !batch.records.is_empty();
+            let done = match batch.records.last() {
+                Some(last) => connection.block_on(member.checkpoint(&shard, &last.sequence_number)),
+                None => Ok(()),
+            };
+            let done = done.and_then(|()| if batch.ended { connection.block_on(member.finish(&shard)) } else { Ok(()) });
+            match done {
+                Ok(()) => {}
+                Err(error) if error.code() == Some(ErrorCode::LeaseLost) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if !read_any {
+            std::thread::sleep(FOLLOW_POLL.min(next_beat.saturating_duration_since(Instant::now())));
+        }
+    }
+    connection.block_on(member.leave())?;
+    Ok(())
+}
+
+fn print_group(out: &mut impl Write, json: bool, group: &ShardLeases) -> std::io::Result<()> {
+    if json {
+        let shards: Vec<serde_json::Value> = group
+            .leases
+            .iter()
+            .map(|lease| json!({ "ShardId": lease.shard_id, "Worker": lease.worker, "Checkpoint": lease.checkpoint, "LeaseExpiresInMillis": lease.expires_in_ms }))
+            .collect();
+        return writeln!(out, "{}", json!({ "LeaseMillis": group.lease_ms, "Workers": group.workers, "Shards": shards }));
+    }
+    writeln!(out, "workers: {}", group.workers.join(", "))?;
+    for lease in &group.leases {
+        writeln!(out, "{} {} {}", lease.shard_id, lease.worker.as_deref().unwrap_or("-"), lease.checkpoint.as_deref().unwrap_or("-"),)?;
+    }
+    Ok(())
+}
+
 struct Read<'a> {
     stream: &'a str,
     shard: &'a str,

@@ -182,3 +182,70 @@ fn put_and_get_round_trip_on_a_four_shard_stream() {
     stdout(&sluice(&daemon, &["stream", "delete", "large"], None));
     assert_eq!(stdout(&sluice(&daemon, &["stream", "list"], None)), "");
 }
+
+/// A `sluice stream consume` process writing what it prints to a file.
+fn consumer(daemon: &Daemon, dir: &std::path::Path, worker: &str) -> (std::process::Child, std::path::PathBuf) {
+    let out = dir.join(format!("{worker}.out"));
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--endpoint")
+        .arg(daemon.addr.to_string())
+        .args(["stream", "consume", "clicks", "--group", "counter", "--worker", worker])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.join(format!("{worker}.err"))).unwrap())
+        .spawn()
+        .unwrap();
+    (child, out)
+}
+
+/// The record data in `sluice stream consume` output (`SHARD SEQUENCE DATA` lines).
+fn consumed(out: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    text.lines().filter(|line| line.ends_with('!')).filter_map(|line| line.splitn(3, ' ').nth(2)).map(str::to_owned).collect()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "gave up waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn consumer_group_members_share_a_stream_and_one_killed_is_taken_over() {
+    let daemon = Daemon::start_with(&["--stream-lease-seconds", "1"]);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("consumer-group-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    stdout(&sluice(&daemon, &["stream", "create", "clicks", "--shards", "4"], None));
+    let batch = |round: u32| -> std::collections::BTreeSet<String> { (0..100).map(|i| format!("{round}-{i}!")).collect() };
+    let put = |round: u32| {
+        // Four partition keys, 25 records each.
+        for key in 0..4 {
+            let lines: String = (key * 25..key * 25 + 25).map(|i| format!("{round}-{i}!\n")).collect();
+            stdout(&sluice(&daemon, &["put", "clicks", &format!("key-{key}"), "-"], Some(&lines)));
+        }
+    };
+    put(0);
+    let (mut one, one_out) = consumer(&daemon, &dir, "one");
+    let (mut two, two_out) = consumer(&daemon, &dir, "two");
+    wait_for("both members together print every record", || {
+        consumed(&one_out).union(&consumed(&two_out)).cloned().collect::<std::collections::BTreeSet<_>>().is_superset(&batch(0))
+    });
+    let group = stdout(&sluice(&daemon, &["stream", "group", "clicks", "counter"], None));
+    assert!(group.starts_with("workers: one, two\n"), "{group}");
+    // kill -9 one member: the other takes its shards once its leases run out.
+    one.kill().unwrap();
+    one.wait().unwrap();
+    put(1);
+    wait_for("the member left prints every later record", || consumed(&two_out).is_superset(&batch(1)));
+    let group = stdout(&sluice(&daemon, &["--json", "stream", "group", "clicks", "counter"], None));
+    let group: serde_json::Value = serde_json::from_str(group.trim()).unwrap();
+    assert_eq!(group["Workers"], serde_json::json!(["two"]));
+    let shards = group["Shards"].as_array().unwrap();
+    assert!(shards.iter().all(|shard| shard["Worker"] == "two"), "{group}");
+    // Every shard that took records is checkpointed (a shard no key went to has nothing to).
+    assert!(shards.iter().filter(|shard| shard["Checkpoint"].is_string()).count() >= 2, "{group}");
+    two.kill().unwrap();
+    two.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -274,6 +274,13 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
         Op::SubscribeToShard { consumer_arn, .. } => {
             Target::new("kinesis:SubscribeToShard", Some(Cow::Borrowed(consumer_arn.as_str())), None)
         }
+        // Working in a consumer's group is consuming as that consumer.
+        Op::LeaseShards { consumer_arn, .. } | Op::CheckpointShard { consumer_arn, .. } | Op::ReleaseShards { consumer_arn, .. } => {
+            Target::new("kinesis:SubscribeToShard", Some(Cow::Borrowed(consumer_arn.as_str())), None)
+        }
+        Op::DescribeConsumerGroup { consumer_arn } => {
+            Target::new("kinesis:DescribeStreamConsumer", Some(Cow::Borrowed(consumer_arn.as_str())), None)
+        }
         Op::AddPermission { queue: q, .. } => queue("sqs:AddPermission", q),
         Op::RemovePermission { queue: q, .. } => queue("sqs:RemovePermission", q),
         Op::AddTopicPermission { topic: t, .. } => topic("sns:AddPermission", t),

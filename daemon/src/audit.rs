@@ -410,6 +410,18 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
             (KINESIS, false, json!({ "streamARN": consumer.stream, "consumerName": consumer.name, "consumerARN": consumer.consumer_arn }))
         }
         Op::ListStreamConsumers { stream, max_results, .. } => (KINESIS, false, json!({ "streamARN": stream, "maxResults": max_results })),
+        Op::LeaseShards { consumer_arn, worker, max_leases } => {
+            (KINESIS, true, json!({ "consumerARN": consumer_arn, "worker": worker, "maxLeases": max_leases }))
+        }
+        Op::CheckpointShard { consumer_arn, worker, shard_id, sequence_number, .. } => (
+            KINESIS,
+            true,
+            json!({ "consumerARN": consumer_arn, "worker": worker, "shardId": shard_id, "sequenceNumber": sequence_number }),
+        ),
+        Op::ReleaseShards { consumer_arn, worker, shard_ids } => {
+            (KINESIS, true, json!({ "consumerARN": consumer_arn, "worker": worker, "shardIds": shard_ids }))
+        }
+        Op::DescribeConsumerGroup { consumer_arn } => (KINESIS, false, json!({ "consumerARN": consumer_arn })),
         Op::SubscribeToShard { consumer_arn, shard_id, position } => {
             (KINESIS, true, json!({ "consumerARN": consumer_arn, "shardId": shard_id, "startingPosition": { "type": position.kind } }))
         }

@@ -70,6 +70,12 @@ pub struct Config {
     #[arg(long, env = "SLUICE_ON_DEMAND_EVALUATION_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub on_demand_evaluation_seconds: u64,
 
+    /// Seconds a stream consumer group's lease on a shard lasts unless its worker renews it
+    /// (LeaseShards, at least every third of it): how long a worker that died holds its shards
+    /// before the others take them over. After a start no lease is granted for this long.
+    #[arg(long, env = "SLUICE_STREAM_LEASE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub stream_lease_seconds: u64,
+
     /// Bytes of message bodies and attributes the daemon keeps in memory, shared evenly by
     /// the shards (suffixes K, M, G, T, binary: `512M`, `4G`). Messages past it are kept only
     /// in the log and read back when received, so a backlog may be many times larger than

@@ -92,6 +92,9 @@ pub enum ErrorCode {
     /// The caller may not use the KMS key a queue, topic or stream is encrypted under
     /// (`kms:GenerateDataKey` to write, `kms:Decrypt` to read).
     KmsAccessDenied = 52,
+    /// A stream consumer group's lease is no longer the caller's (it expired, was released or
+    /// was taken over): stop processing the shard; LeaseShards says what the worker holds.
+    LeaseLost = 53,
 }
 
 /// Every code, for tests and tables.
@@ -148,6 +151,7 @@ pub const ALL_ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::AlreadyExists,
     ErrorCode::InvalidAliasName,
     ErrorCode::KmsAccessDenied,
+    ErrorCode::LeaseLost,
 ];
 
 impl ErrorCode {
@@ -213,6 +217,7 @@ impl ErrorCode {
             AlreadyExists => "AlreadyExistsException",
             InvalidAliasName => "InvalidAliasNameException",
             KmsAccessDenied => "KMSAccessDeniedException",
+            LeaseLost => "LeaseLostException",
         }
     }
 

@@ -399,6 +399,32 @@ pub enum Op {
         stream: String,
         max_record_size_kib: i32,
     },
+    /// Joins (or stays in) a stream consumer's group as `worker` and takes its share of the
+    /// shards: answered with `ShardLeases` (this worker's).
+    LeaseShards {
+        consumer_arn: String,
+        worker: String,
+        max_leases: Option<i32>,
+    },
+    /// Checkpoints a shard whose lease `worker` holds with `token`: a sequence number of the
+    /// shard, or `SHARD_END`.
+    CheckpointShard {
+        consumer_arn: String,
+        worker: String,
+        shard_id: String,
+        token: u64,
+        sequence_number: String,
+    },
+    /// Gives back leases (`shard_ids` empty: all of the worker's, leaving the group).
+    ReleaseShards {
+        consumer_arn: String,
+        worker: String,
+        shard_ids: Vec<String>,
+    },
+    /// Every shard of a consumer group's stream with its lease and checkpoint.
+    DescribeConsumerGroup {
+        consumer_arn: String,
+    },
     /// Kinesis UpdateStreamMode: `mode` is PROVISIONED or ON_DEMAND.
     UpdateStreamMode {
         stream: String,
@@ -508,6 +534,10 @@ impl Op {
             Op::ListMessageMoveTasks { .. } => "ListMessageMoveTasks",
             Op::UpdateMaxRecordSize { .. } => "UpdateMaxRecordSize",
             Op::UpdateStreamMode { .. } => "UpdateStreamMode",
+            Op::LeaseShards { .. } => "LeaseShards",
+            Op::CheckpointShard { .. } => "CheckpointShard",
+            Op::ReleaseShards { .. } => "ReleaseShards",
+            Op::DescribeConsumerGroup { .. } => "DescribeConsumerGroup",
             Op::SetStreamEncryption { start: true, .. } => "StartStreamEncryption",
             Op::SetStreamEncryption { start: false, .. } => "StopStreamEncryption",
         }
@@ -729,6 +759,8 @@ pub enum Reply {
     },
     /// ListMessageMoveTasks: the most recent first.
     MoveTasks(Vec<MoveTaskDescription>),
+    /// LeaseShards and DescribeConsumerGroup.
+    ShardLeases(ShardLeases),
     /// Encrypt (ciphertext), Decrypt (plaintext), GenerateDataKey (both, or the ciphertext only).
     KeyData {
         key_arn: String,
@@ -755,6 +787,33 @@ pub struct KeyDescription {
     pub rotation_period_days: i32,
     pub next_rotation_ms: Option<u64>,
 }
+
+/// A consumer group's leases (LeaseShards: one worker's; DescribeConsumerGroup: every shard).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardLeases {
+    /// How long a lease lasts unless renewed.
+    pub lease_ms: u64,
+    pub leases: Vec<ShardLease>,
+    /// The group's live workers.
+    pub workers: Vec<String>,
+}
+
+/// One shard of a consumer group's stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardLease {
+    pub shard_id: String,
+    /// The worker holding it; `None` when free.
+    pub worker: Option<String>,
+    /// What CheckpointShard names the lease by (0 when free).
+    pub token: u64,
+    /// The last sequence number processed, `SHARD_END`, or `None` (from the shard's start).
+    pub checkpoint: Option<String>,
+    /// Milliseconds the lease has left as answered (0 when free).
+    pub expires_in_ms: u64,
+}
+
+/// The checkpoint of a closed shard read to its end.
+pub const SHARD_END: &str = "SHARD_END";
 
 /// One message move task as ListMessageMoveTasks reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -158,6 +158,17 @@ fn every_request_round_trips() {
         },
         Op::UpdateMaxRecordSize { stream: "s".into(), max_record_size_kib: 2048 },
         Op::UpdateStreamMode { stream: "s".into(), mode: "ON_DEMAND".into() },
+        Op::LeaseShards { consumer_arn: "arn:c".into(), worker: "w".into(), max_leases: Some(3) },
+        Op::LeaseShards { consumer_arn: "arn:c".into(), worker: "w".into(), max_leases: None },
+        Op::CheckpointShard {
+            consumer_arn: "arn:c".into(),
+            worker: "w".into(),
+            shard_id: "shardId-000000000001".into(),
+            token: 9,
+            sequence_number: SHARD_END.into(),
+        },
+        Op::ReleaseShards { consumer_arn: "arn:c".into(), worker: "w".into(), shard_ids: vec!["shardId-000000000001".into()] },
+        Op::DescribeConsumerGroup { consumer_arn: "arn:c".into() },
         Op::DeleteStream { stream: "s".into(), enforce_consumer_deletion: true },
         Op::DescribeStream { stream: "s".into(), limit: Some(10), exclusive_start_shard_id: Some("shardId-000000000001".into()) },
         Op::DescribeStreamSummary { stream: "s".into() },
@@ -343,6 +354,20 @@ fn every_response_round_trips() {
             continuation_sequence_number: "9".into(),
             millis_behind_latest: 0,
             child_shards: vec![child],
+        })),
+        Ok(Reply::ShardLeases(ShardLeases {
+            lease_ms: 10_000,
+            leases: vec![
+                ShardLease {
+                    shard_id: "shardId-000000000001".into(),
+                    worker: Some("w1".into()),
+                    token: 77,
+                    checkpoint: Some("123".into()),
+                    expires_in_ms: 9_000,
+                },
+                ShardLease { shard_id: "shardId-000000000002".into(), ..ShardLease::default() },
+            ],
+            workers: vec!["w1".into(), "w2".into()],
         })),
         Ok(Reply::MoveTasks(vec![
             MoveTaskDescription {

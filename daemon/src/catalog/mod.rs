@@ -20,6 +20,7 @@ pub mod current;
 pub mod delivery;
 pub mod feeds;
 pub mod filter;
+pub mod groups;
 pub mod moves;
 pub mod queues;
 pub mod streams;
@@ -354,6 +355,8 @@ pub enum MetaChange {
     Move(moves::MoveChange),
     /// Not a change: the move tasks of one queue (by id), or every active task (`None`).
     Moves(Option<u64>),
+    /// A stream consumer group's leases or checkpoints (`groups`).
+    Group(groups::GroupChange),
 }
 
 /// What a successful change answers.
@@ -372,6 +375,8 @@ pub enum MetaOutcome {
     Move(Arc<moves::MoveTask>),
     /// Move tasks, the most recent first.
     Moves(Vec<Arc<moves::MoveTask>>),
+    /// A consumer group's leases.
+    Leases(sluice_protocol::ShardLeases),
 }
 
 /// How much metadata one server keeps: every entity is held in memory on every shard and
@@ -433,6 +438,10 @@ pub struct Registry {
     keys_saved: std::cell::Cell<bool>,
     /// Message move tasks (shard 0 answers for them; `queue::redrive` moves).
     moves: Arc<moves::Moves>,
+    /// Stream consumer groups' checkpoints (in the metadata file, not in snapshots).
+    checkpoints: Arc<groups::Checkpoints>,
+    /// Stream consumer groups' leases (memory only).
+    leases: Arc<groups::Leases>,
 }
 
 fn key_naming(naming: &Naming) -> KeyNaming {
@@ -463,7 +472,20 @@ impl Registry {
             root: None,
             keys_saved: std::cell::Cell::new(true),
             moves: Arc::default(),
+            checkpoints: Arc::default(),
+            leases: Arc::default(),
         }
+    }
+
+    /// Starts consumer groups' leases afresh (at a start: leases are not kept): leases of
+    /// `lease_ms`, none granted before one lease time from `now_ms`.
+    pub fn start_leases(&mut self, lease_ms: u64, now_ms: u64) {
+        self.leases = Arc::new(groups::Leases::new(lease_ms, now_ms));
+    }
+
+    /// Whether a change from `before` changed consumer groups' checkpoints (the metadata file's).
+    pub fn checkpoints_changed(&self, before: &Registry) -> bool {
+        !Arc::ptr_eq(&self.checkpoints, &before.checkpoints)
     }
 
     /// The registry of a server with (or without) a root key.
@@ -540,6 +562,7 @@ impl Registry {
             self.keys_saved.set(true);
         }
         document["moves"] = moves::to_json(&self.moves);
+        document["checkpoints"] = groups::to_json(&self.checkpoints);
         document
     }
 
@@ -584,6 +607,9 @@ impl Registry {
             // Keys are few and small: a change writes them all (`storage::meta` keeps the last).
             delta["kms"] = new.keys.to_json(root);
             self.keys_saved.set(true);
+        }
+        if self.checkpoints_changed(before) {
+            delta["checkpoints"] = diff(&before.checkpoints, &self.checkpoints, groups::checkpoint_json);
         }
         if !Arc::ptr_eq(&before.moves, &self.moves) {
             // Like the keys: a change to a task writes them all (at most ten a queue).
@@ -663,6 +689,7 @@ impl Registry {
             }
         }
         let streams = streams::from_json(&registry.naming, &value["streams"], registry.next_id)?;
+        registry.checkpoints = Arc::new(groups::from_json(&value["checkpoints"])?);
         if !unencrypted.is_empty() {
             tracing::warn!(
                 resources = ?unencrypted,
@@ -826,6 +853,18 @@ impl Registry {
                 self.moves = Arc::new(moves);
                 return Ok((MetaOutcome::Move(task), None));
             }
+            MetaChange::Group(change) => {
+                let leases = Arc::make_mut(&mut self.leases);
+                // Only a checkpoint changes them (then they are another `Arc`).
+                let outcome = groups::apply(&mut self.checkpoints, leases, &self.snapshot.streams, &self.naming, change, now_ms)?;
+                return Ok((
+                    match outcome {
+                        groups::GroupOutcome::Leases(leases) => MetaOutcome::Leases(leases),
+                        groups::GroupOutcome::Done => MetaOutcome::Done,
+                    },
+                    None,
+                ));
+            }
             MetaChange::Moves(queue_id) => {
                 let tasks: Vec<Arc<moves::MoveTask>> = match queue_id {
                     Some(id) => self.moves.get(&id).map(|tasks| tasks.iter().rev().cloned().collect()).unwrap_or_default(),
@@ -873,6 +912,8 @@ impl Registry {
                     ));
                 }
                 let keys = self.keys_for(&self.snapshot.by_name, &self.snapshot.topics, &streams, now_ms);
+                // Consumer groups go with their consumers, shards and streams.
+                groups::forget_gone(&mut self.checkpoints, &mut self.leases, &streams);
                 self.snapshot = Arc::new(Snapshot::new(
                     self.snapshot.version + 1,
                     self.naming.clone(),

@@ -51,8 +51,8 @@ pub async fn apply(shard: &Rc<Shard>, change: MetaChange) -> Result<MetaOutcome,
     let mut change = change;
     stream::service::prepare_change(shard, &before, &mut change).await?;
     let (outcome, snapshot) = registry.borrow_mut().apply(change, shard.env.now_ms())?;
-    // What changes the metadata file but no snapshot: a purge's time, a move task.
-    let purged = matches!(outcome, MetaOutcome::Purge(_) | MetaOutcome::Move(_));
+    // What changes the metadata file but no snapshot: a purge's time, a move task, a checkpoint.
+    let purged = matches!(outcome, MetaOutcome::Purge(_) | MetaOutcome::Move(_)) || registry.borrow().checkpoints_changed(&before);
     if snapshot.is_some() || purged {
         let delta = registry.borrow().delta_json(&before);
         if let Err(error) = writer.file.record(delta, || registry.borrow().to_json()).await {

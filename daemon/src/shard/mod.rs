@@ -111,6 +111,7 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         subscriptions_max: config.subscriptions_max,
         stream_shards_max: config.stream_shards_max,
     };
+    registry.start_leases(config.stream_lease_seconds * 1000, crate::env::Env::Glommio.now_ms());
     let snapshot = registry.snapshot();
     let options = LogOptions {
         dir: queue_log_dir(&config.data_dir, id),
@@ -461,7 +462,11 @@ fn engine_of(op: &Op) -> Engine {
         | Op::SubscribeToShard { .. }
         | Op::SetStreamEncryption { .. }
         | Op::UpdateMaxRecordSize { .. }
-        | Op::UpdateStreamMode { .. } => Engine::Stream,
+        | Op::UpdateStreamMode { .. }
+        | Op::LeaseShards { .. }
+        | Op::CheckpointShard { .. }
+        | Op::ReleaseShards { .. }
+        | Op::DescribeConsumerGroup { .. } => Engine::Stream,
         Op::CreateKey { .. }
         | Op::DescribeKey { .. }
         | Op::ListKeys { .. }

@@ -210,6 +210,8 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
     let mut config = Config::parse_from(["sluiced"]);
     // A registry with a root key is a server that encrypts.
     config.root_key = registry.borrow().root();
+    // Consumer groups' leases are not kept: each start begins them afresh, as `shard::open` does.
+    registry.borrow_mut().start_leases(config.stream_lease_seconds * 1000, driver.env().now_ms());
     let tls = crate::topic::http::tls_config(None)?;
     for id in 0..setup.shards {
         let env = driver.env();

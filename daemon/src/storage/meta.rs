@@ -1,7 +1,7 @@
 //! The metadata: shard 0's registry (queues, topics, streams, recent deletions and
-//! purges), kept as a full document (`meta.json`) and a journal of changes after it
-//! (`meta.journal.N`). A change appends what it changed — the scalars and each queue, topic
-//! or stream it added, changed or removed, whole — and syncs: it costs what it changes, not
+//! purges, stream consumer groups' checkpoints), kept as a full document (`meta.json`) and a
+//! journal of changes after it (`meta.journal.N`). A change appends what it changed — the
+//! scalars and each queue, topic, stream or checkpoint it added, changed or removed, whole — and syncs: it costs what it changes, not
 //! what the server holds. Once the journal outgrows the full document (and 1 MiB), the
 //! next change writes a new full document instead (to a temporary file, synced, renamed
 //! over the old one, the directory synced), which names the next journal; the old journal
@@ -146,19 +146,21 @@ fn replay(bytes: &[u8], mut apply: impl FnMut(&Value) -> Result<(), String>) -> 
 
 /// A registry document's queues, topics and streams by name, for applying journal entries.
 struct Entries {
-    kinds: [BTreeMap<String, Value>; 3],
+    kinds: [BTreeMap<String, Value>; 4],
     scalars: Option<Value>,
     /// The sections written whole (`WHOLE`), as the last entry that changed each wrote it.
     whole: BTreeMap<&'static str, Value>,
 }
 
-const KINDS: [&str; 3] = ["queues", "topics", "streams"];
+/// What the journal writes item by item (each keyed by its `name`): a stream consumer group's
+/// checkpoint is one item, so a checkpoint costs what it changes.
+const KINDS: [&str; 4] = ["queues", "topics", "streams", "checkpoints"];
 /// Sections an entry writes whole when they change (the key service's keys, message move tasks).
 const WHOLE: [&str; 2] = ["kms", "moves"];
 
 impl Entries {
     fn of(document: &Value) -> Result<Entries, String> {
-        let mut kinds: [BTreeMap<String, Value>; 3] = Default::default();
+        let mut kinds: [BTreeMap<String, Value>; 4] = Default::default();
         for (kind, map) in KINDS.iter().zip(kinds.iter_mut()) {
             for item in document[*kind].as_array().into_iter().flatten() {
                 let name = item["name"].as_str().ok_or_else(|| format!("an item of {kind} has no name"))?;

@@ -19,6 +19,7 @@ use super::calls::{StreamAnswer, StreamCall, StreamLease, StreamLoad, StreamPut,
 use super::iterator::{decode_token, encode_token, ShardPosition};
 use super::store::{split_record, ShardLog, SplitError};
 use super::{call_on, StreamHost};
+use crate::catalog::groups::GroupChange;
 use crate::catalog::streams::{find_consumer, hash_of, parse_hash_key, parse_shard_id, resolve, StreamChange, StreamMeta, StreamOutcome};
 use crate::catalog::{MetaChange, MetaOutcome, Registry, Snapshot};
 use crate::kms::at_rest::Sealing;
@@ -344,7 +345,26 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
         Op::SubscribeToShard { .. } => {
             Err(OpError::new(ErrorCode::InternalFailure, "SubscribeToShard is served by the connection, not as a single answer"))
         }
+        Op::LeaseShards { consumer_arn, worker, max_leases } => {
+            group_change(host, GroupChange::Lease { consumer_arn, worker, max_leases }).await
+        }
+        Op::CheckpointShard { consumer_arn, worker, shard_id, token, sequence_number } => {
+            group_change(host, GroupChange::Checkpoint { consumer_arn, worker, shard_id, token, sequence_number }).await
+        }
+        Op::ReleaseShards { consumer_arn, worker, shard_ids } => {
+            group_change(host, GroupChange::Release { consumer_arn, worker, shard_ids }).await
+        }
+        Op::DescribeConsumerGroup { consumer_arn } => group_change(host, GroupChange::Describe { consumer_arn }).await,
         other => Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not a stream operation", other.name()))),
+    }
+}
+
+/// A consumer group's change or question, answered by shard 0 (`catalog::groups`).
+async fn group_change<H: StreamHost>(host: &Rc<H>, change: GroupChange) -> Response {
+    match host.meta_change(MetaChange::Group(change)).await? {
+        MetaOutcome::Leases(leases) => Ok(Reply::ShardLeases(leases)),
+        MetaOutcome::Done => Ok(Reply::Done),
+        other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome of a consumer group change: {other:?}"))),
     }
 }
 

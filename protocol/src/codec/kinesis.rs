@@ -19,6 +19,24 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
             let stream = Some(fbb.create_string(stream));
             op_table!(fbb, UpdateMaxRecordSize, fb::UpdateMaxRecordSizeArgs { stream, max_record_size_kib: *max_record_size_kib })
         }
+        Op::LeaseShards { consumer_arn, worker, max_leases } => {
+            let (consumer_arn, worker) = (Some(fbb.create_string(consumer_arn)), Some(fbb.create_string(worker)));
+            op_table!(fbb, LeaseShards, fb::LeaseShardsArgs { consumer_arn, worker, max_leases: max_leases.unwrap_or(-1) })
+        }
+        Op::CheckpointShard { consumer_arn, worker, shard_id, token, sequence_number } => {
+            let (consumer_arn, worker) = (Some(fbb.create_string(consumer_arn)), Some(fbb.create_string(worker)));
+            let (shard_id, sequence_number) = (Some(fbb.create_string(shard_id)), Some(fbb.create_string(sequence_number)));
+            op_table!(fbb, CheckpointShard, fb::CheckpointShardArgs { consumer_arn, worker, shard_id, token: *token, sequence_number })
+        }
+        Op::ReleaseShards { consumer_arn, worker, shard_ids } => {
+            let (consumer_arn, worker) = (Some(fbb.create_string(consumer_arn)), Some(fbb.create_string(worker)));
+            let shard_ids = strings(fbb, shard_ids);
+            op_table!(fbb, ReleaseShards, fb::ReleaseShardsArgs { consumer_arn, worker, shard_ids })
+        }
+        Op::DescribeConsumerGroup { consumer_arn } => {
+            let consumer_arn = Some(fbb.create_string(consumer_arn));
+            op_table!(fbb, DescribeConsumerGroup, fb::DescribeConsumerGroupArgs { consumer_arn })
+        }
         Op::UpdateStreamMode { stream, mode } => {
             let (stream, mode) = (Some(fbb.create_string(stream)), Some(fbb.create_string(mode)));
             op_table!(fbb, UpdateStreamMode, fb::UpdateStreamModeArgs { stream, mode })
@@ -203,6 +221,36 @@ pub(super) fn decode_op(
         fb::Op::UpdateMaxRecordSize => {
             let op = request.op_as_update_max_record_size().ok_or_else(unknown)?;
             Op::UpdateMaxRecordSize { stream: op.stream().to_owned(), max_record_size_kib: op.max_record_size_kib() }
+        }
+        fb::Op::LeaseShards => {
+            let op = request.op_as_lease_shards().ok_or_else(unknown)?;
+            Op::LeaseShards {
+                consumer_arn: op.consumer_arn().to_owned(),
+                worker: op.worker().to_owned(),
+                max_leases: (op.max_leases() != -1).then_some(op.max_leases()),
+            }
+        }
+        fb::Op::CheckpointShard => {
+            let op = request.op_as_checkpoint_shard().ok_or_else(unknown)?;
+            Op::CheckpointShard {
+                consumer_arn: op.consumer_arn().to_owned(),
+                worker: op.worker().to_owned(),
+                shard_id: op.shard_id().to_owned(),
+                token: op.token(),
+                sequence_number: op.sequence_number().to_owned(),
+            }
+        }
+        fb::Op::ReleaseShards => {
+            let op = request.op_as_release_shards().ok_or_else(unknown)?;
+            Op::ReleaseShards {
+                consumer_arn: op.consumer_arn().to_owned(),
+                worker: op.worker().to_owned(),
+                shard_ids: read.strings(op.shard_ids()),
+            }
+        }
+        fb::Op::DescribeConsumerGroup => {
+            let op = request.op_as_describe_consumer_group().ok_or_else(unknown)?;
+            Op::DescribeConsumerGroup { consumer_arn: op.consumer_arn().to_owned() }
         }
         fb::Op::UpdateStreamMode => {
             let op = request.op_as_update_stream_mode().ok_or_else(unknown)?;

@@ -234,6 +234,21 @@ pub(super) fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) 
             let next_marker = opt_str(fbb, next_marker);
             table!(Aliases, fb::AliasesArgs { aliases, next_marker })
         }
+        Reply::ShardLeases(ShardLeases { lease_ms, leases, workers }) => {
+            let offsets: Vec<_> = leases
+                .iter()
+                .map(|lease| {
+                    let shard_id = Some(fbb.create_string(&lease.shard_id));
+                    let worker = opt_str(fbb, &lease.worker);
+                    let checkpoint = opt_str(fbb, &lease.checkpoint);
+                    let args = fb::ShardLeaseArgs { shard_id, worker, token: lease.token, checkpoint, expires_in_ms: lease.expires_in_ms };
+                    fb::ShardLease::create(fbb, &args)
+                })
+                .collect();
+            let leases = Some(fbb.create_vector(&offsets));
+            let workers = strings(fbb, workers);
+            table!(ShardLeases, fb::ShardLeasesArgs { lease_ms: *lease_ms, leases, workers })
+        }
         Reply::MoveTasks(tasks) => {
             let offsets: Vec<_> = tasks
                 .iter()
@@ -518,6 +533,25 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
                 })
                 .unwrap_or_default();
             Reply::Aliases { aliases, next_marker: owned(result.next_marker()) }
+        }
+        fb::Reply::ShardLeases => {
+            let result = response.reply_as_shard_leases().ok_or_else(empty)?;
+            let leases = read
+                .bounded(result.leases())
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|lease| ShardLease {
+                            shard_id: lease.shard_id().to_owned(),
+                            worker: owned(lease.worker()),
+                            token: lease.token(),
+                            checkpoint: owned(lease.checkpoint()),
+                            expires_in_ms: lease.expires_in_ms(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Reply::ShardLeases(ShardLeases { lease_ms: result.lease_ms(), leases, workers: read.strings(result.workers()) })
         }
         fb::Reply::MoveTasks => {
             let result = response.reply_as_move_tasks().ok_or_else(empty)?;

@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 89;
+pub const ENUM_MAX_OP: u8 = 93;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 90] = [
+pub const ENUM_VALUES_OP: [Op; 94] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -123,6 +123,10 @@ pub const ENUM_VALUES_OP: [Op; 90] = [
   Op::ListMessageMoveTasks,
   Op::UpdateMaxRecordSize,
   Op::UpdateStreamMode,
+  Op::LeaseShards,
+  Op::CheckpointShard,
+  Op::ReleaseShards,
+  Op::DescribeConsumerGroup,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -220,9 +224,13 @@ impl Op {
   pub const ListMessageMoveTasks: Self = Self(87);
   pub const UpdateMaxRecordSize: Self = Self(88);
   pub const UpdateStreamMode: Self = Self(89);
+  pub const LeaseShards: Self = Self(90);
+  pub const CheckpointShard: Self = Self(91);
+  pub const ReleaseShards: Self = Self(92);
+  pub const DescribeConsumerGroup: Self = Self(93);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 89;
+  pub const ENUM_MAX: u8 = 93;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -314,6 +322,10 @@ impl Op {
     Self::ListMessageMoveTasks,
     Self::UpdateMaxRecordSize,
     Self::UpdateStreamMode,
+    Self::LeaseShards,
+    Self::CheckpointShard,
+    Self::ReleaseShards,
+    Self::DescribeConsumerGroup,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -408,6 +420,10 @@ impl Op {
       Self::ListMessageMoveTasks => Some("ListMessageMoveTasks"),
       Self::UpdateMaxRecordSize => Some("UpdateMaxRecordSize"),
       Self::UpdateStreamMode => Some("UpdateStreamMode"),
+      Self::LeaseShards => Some("LeaseShards"),
+      Self::CheckpointShard => Some("CheckpointShard"),
+      Self::ReleaseShards => Some("ReleaseShards"),
+      Self::DescribeConsumerGroup => Some("DescribeConsumerGroup"),
       _ => None,
     }
   }
@@ -468,10 +484,10 @@ pub struct OpUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REPLY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REPLY: u8 = 32;
+pub const ENUM_MAX_REPLY: u8 = 33;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REPLY: [Reply; 33] = [
+pub const ENUM_VALUES_REPLY: [Reply; 34] = [
   Reply::NONE,
   Reply::HelloResult,
   Reply::Done,
@@ -505,6 +521,7 @@ pub const ENUM_VALUES_REPLY: [Reply; 33] = [
   Reply::Aliases,
   Reply::KeyData,
   Reply::MoveTasks,
+  Reply::ShardLeases,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -545,9 +562,10 @@ impl Reply {
   pub const Aliases: Self = Self(30);
   pub const KeyData: Self = Self(31);
   pub const MoveTasks: Self = Self(32);
+  pub const ShardLeases: Self = Self(33);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 32;
+  pub const ENUM_MAX: u8 = 33;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloResult,
@@ -582,6 +600,7 @@ impl Reply {
     Self::Aliases,
     Self::KeyData,
     Self::MoveTasks,
+    Self::ShardLeases,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -619,6 +638,7 @@ impl Reply {
       Self::Aliases => Some("Aliases"),
       Self::KeyData => Some("KeyData"),
       Self::MoveTasks => Some("MoveTasks"),
+      Self::ShardLeases => Some("ShardLeases"),
       _ => None,
     }
   }
@@ -12644,6 +12664,547 @@ impl core::fmt::Debug for UpdateStreamMode<'_> {
       ds.finish()
   }
 }
+pub enum LeaseShardsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Joins (or stays in) the consumer group of a registered stream consumer as `worker`:
+/// renews the worker's leases and takes its share of the stream's shards. Answered with
+/// ShardLeases (this worker's). Call it at least every third of the lease time.
+pub struct LeaseShards<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for LeaseShards<'a> {
+  type Inner = LeaseShards<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> LeaseShards<'a> {
+  pub const VT_CONSUMER_ARN: flatbuffers::VOffsetT = 4;
+  pub const VT_WORKER: flatbuffers::VOffsetT = 6;
+  pub const VT_MAX_LEASES: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    LeaseShards { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args LeaseShardsArgs<'args>
+  ) -> flatbuffers::WIPOffset<LeaseShards<'bldr>> {
+    let mut builder = LeaseShardsBuilder::new(_fbb);
+    builder.add_max_leases(args.max_leases);
+    if let Some(x) = args.worker { builder.add_worker(x); }
+    if let Some(x) = args.consumer_arn { builder.add_consumer_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn consumer_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(LeaseShards::VT_CONSUMER_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn worker(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(LeaseShards::VT_WORKER, None).unwrap()}
+  }
+  /// At most this many leases (-1: no cap).
+  #[inline]
+  pub fn max_leases(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(LeaseShards::VT_MAX_LEASES, Some(-1)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for LeaseShards<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("consumer_arn", Self::VT_CONSUMER_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("worker", Self::VT_WORKER, true)?
+     .visit_field::<i32>("max_leases", Self::VT_MAX_LEASES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct LeaseShardsArgs<'a> {
+    pub consumer_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub worker: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub max_leases: i32,
+}
+impl<'a> Default for LeaseShardsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    LeaseShardsArgs {
+      consumer_arn: None, // required field
+      worker: None, // required field
+      max_leases: -1,
+    }
+  }
+}
+
+pub struct LeaseShardsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> LeaseShardsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_consumer_arn(&mut self, consumer_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(LeaseShards::VT_CONSUMER_ARN, consumer_arn);
+  }
+  #[inline]
+  pub fn add_worker(&mut self, worker: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(LeaseShards::VT_WORKER, worker);
+  }
+  #[inline]
+  pub fn add_max_leases(&mut self, max_leases: i32) {
+    self.fbb_.push_slot::<i32>(LeaseShards::VT_MAX_LEASES, max_leases, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> LeaseShardsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    LeaseShardsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<LeaseShards<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, LeaseShards::VT_CONSUMER_ARN,"consumer_arn");
+    self.fbb_.required(o, LeaseShards::VT_WORKER,"worker");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for LeaseShards<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("LeaseShards");
+      ds.field("consumer_arn", &self.consumer_arn());
+      ds.field("worker", &self.worker());
+      ds.field("max_leases", &self.max_leases());
+      ds.finish()
+  }
+}
+pub enum CheckpointShardOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Records how far the group has processed a shard whose lease `worker` holds with `token`:
+/// a sequence number of the shard, or `SHARD_END` once a closed shard is read to its end.
+pub struct CheckpointShard<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for CheckpointShard<'a> {
+  type Inner = CheckpointShard<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> CheckpointShard<'a> {
+  pub const VT_CONSUMER_ARN: flatbuffers::VOffsetT = 4;
+  pub const VT_WORKER: flatbuffers::VOffsetT = 6;
+  pub const VT_SHARD_ID: flatbuffers::VOffsetT = 8;
+  pub const VT_TOKEN: flatbuffers::VOffsetT = 10;
+  pub const VT_SEQUENCE_NUMBER: flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    CheckpointShard { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args CheckpointShardArgs<'args>
+  ) -> flatbuffers::WIPOffset<CheckpointShard<'bldr>> {
+    let mut builder = CheckpointShardBuilder::new(_fbb);
+    builder.add_token(args.token);
+    if let Some(x) = args.sequence_number { builder.add_sequence_number(x); }
+    if let Some(x) = args.shard_id { builder.add_shard_id(x); }
+    if let Some(x) = args.worker { builder.add_worker(x); }
+    if let Some(x) = args.consumer_arn { builder.add_consumer_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn consumer_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CheckpointShard::VT_CONSUMER_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn worker(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CheckpointShard::VT_WORKER, None).unwrap()}
+  }
+  #[inline]
+  pub fn shard_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CheckpointShard::VT_SHARD_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn token(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CheckpointShard::VT_TOKEN, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn sequence_number(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CheckpointShard::VT_SEQUENCE_NUMBER, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for CheckpointShard<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("consumer_arn", Self::VT_CONSUMER_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("worker", Self::VT_WORKER, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("shard_id", Self::VT_SHARD_ID, true)?
+     .visit_field::<u64>("token", Self::VT_TOKEN, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("sequence_number", Self::VT_SEQUENCE_NUMBER, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CheckpointShardArgs<'a> {
+    pub consumer_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub worker: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub token: u64,
+    pub sequence_number: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for CheckpointShardArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CheckpointShardArgs {
+      consumer_arn: None, // required field
+      worker: None, // required field
+      shard_id: None, // required field
+      token: 0,
+      sequence_number: None, // required field
+    }
+  }
+}
+
+pub struct CheckpointShardBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> CheckpointShardBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_consumer_arn(&mut self, consumer_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CheckpointShard::VT_CONSUMER_ARN, consumer_arn);
+  }
+  #[inline]
+  pub fn add_worker(&mut self, worker: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CheckpointShard::VT_WORKER, worker);
+  }
+  #[inline]
+  pub fn add_shard_id(&mut self, shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CheckpointShard::VT_SHARD_ID, shard_id);
+  }
+  #[inline]
+  pub fn add_token(&mut self, token: u64) {
+    self.fbb_.push_slot::<u64>(CheckpointShard::VT_TOKEN, token, 0);
+  }
+  #[inline]
+  pub fn add_sequence_number(&mut self, sequence_number: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CheckpointShard::VT_SEQUENCE_NUMBER, sequence_number);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CheckpointShardBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    CheckpointShardBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<CheckpointShard<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, CheckpointShard::VT_CONSUMER_ARN,"consumer_arn");
+    self.fbb_.required(o, CheckpointShard::VT_WORKER,"worker");
+    self.fbb_.required(o, CheckpointShard::VT_SHARD_ID,"shard_id");
+    self.fbb_.required(o, CheckpointShard::VT_SEQUENCE_NUMBER,"sequence_number");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for CheckpointShard<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("CheckpointShard");
+      ds.field("consumer_arn", &self.consumer_arn());
+      ds.field("worker", &self.worker());
+      ds.field("shard_id", &self.shard_id());
+      ds.field("token", &self.token());
+      ds.field("sequence_number", &self.sequence_number());
+      ds.finish()
+  }
+}
+pub enum ReleaseShardsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Gives back the leases `worker` holds on `shard_ids` (none named: all, leaving the group).
+pub struct ReleaseShards<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ReleaseShards<'a> {
+  type Inner = ReleaseShards<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ReleaseShards<'a> {
+  pub const VT_CONSUMER_ARN: flatbuffers::VOffsetT = 4;
+  pub const VT_WORKER: flatbuffers::VOffsetT = 6;
+  pub const VT_SHARD_IDS: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ReleaseShards { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ReleaseShardsArgs<'args>
+  ) -> flatbuffers::WIPOffset<ReleaseShards<'bldr>> {
+    let mut builder = ReleaseShardsBuilder::new(_fbb);
+    if let Some(x) = args.shard_ids { builder.add_shard_ids(x); }
+    if let Some(x) = args.worker { builder.add_worker(x); }
+    if let Some(x) = args.consumer_arn { builder.add_consumer_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn consumer_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ReleaseShards::VT_CONSUMER_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn worker(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ReleaseShards::VT_WORKER, None).unwrap()}
+  }
+  #[inline]
+  pub fn shard_ids(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(ReleaseShards::VT_SHARD_IDS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ReleaseShards<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("consumer_arn", Self::VT_CONSUMER_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("worker", Self::VT_WORKER, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("shard_ids", Self::VT_SHARD_IDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReleaseShardsArgs<'a> {
+    pub consumer_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub worker: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub shard_ids: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for ReleaseShardsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReleaseShardsArgs {
+      consumer_arn: None, // required field
+      worker: None, // required field
+      shard_ids: None,
+    }
+  }
+}
+
+pub struct ReleaseShardsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ReleaseShardsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_consumer_arn(&mut self, consumer_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ReleaseShards::VT_CONSUMER_ARN, consumer_arn);
+  }
+  #[inline]
+  pub fn add_worker(&mut self, worker: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ReleaseShards::VT_WORKER, worker);
+  }
+  #[inline]
+  pub fn add_shard_ids(&mut self, shard_ids: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ReleaseShards::VT_SHARD_IDS, shard_ids);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ReleaseShardsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ReleaseShardsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ReleaseShards<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ReleaseShards::VT_CONSUMER_ARN,"consumer_arn");
+    self.fbb_.required(o, ReleaseShards::VT_WORKER,"worker");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ReleaseShards<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ReleaseShards");
+      ds.field("consumer_arn", &self.consumer_arn());
+      ds.field("worker", &self.worker());
+      ds.field("shard_ids", &self.shard_ids());
+      ds.finish()
+  }
+}
+pub enum DescribeConsumerGroupOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Every shard of the group's stream with its lease and checkpoint: answered with ShardLeases.
+pub struct DescribeConsumerGroup<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DescribeConsumerGroup<'a> {
+  type Inner = DescribeConsumerGroup<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DescribeConsumerGroup<'a> {
+  pub const VT_CONSUMER_ARN: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DescribeConsumerGroup { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DescribeConsumerGroupArgs<'args>
+  ) -> flatbuffers::WIPOffset<DescribeConsumerGroup<'bldr>> {
+    let mut builder = DescribeConsumerGroupBuilder::new(_fbb);
+    if let Some(x) = args.consumer_arn { builder.add_consumer_arn(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn consumer_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeConsumerGroup::VT_CONSUMER_ARN, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DescribeConsumerGroup<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("consumer_arn", Self::VT_CONSUMER_ARN, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeConsumerGroupArgs<'a> {
+    pub consumer_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DescribeConsumerGroupArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeConsumerGroupArgs {
+      consumer_arn: None, // required field
+    }
+  }
+}
+
+pub struct DescribeConsumerGroupBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DescribeConsumerGroupBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_consumer_arn(&mut self, consumer_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeConsumerGroup::VT_CONSUMER_ARN, consumer_arn);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DescribeConsumerGroupBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DescribeConsumerGroupBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DescribeConsumerGroup<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DescribeConsumerGroup::VT_CONSUMER_ARN,"consumer_arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DescribeConsumerGroup<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeConsumerGroup");
+      ds.field("consumer_arn", &self.consumer_arn());
+      ds.finish()
+  }
+}
 pub enum SetStreamEncryptionOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14539,6 +15100,66 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_lease_shards(&self) -> Option<LeaseShards<'a>> {
+    if self.op_type() == Op::LeaseShards {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { LeaseShards::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_checkpoint_shard(&self) -> Option<CheckpointShard<'a>> {
+    if self.op_type() == Op::CheckpointShard {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CheckpointShard::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_release_shards(&self) -> Option<ReleaseShards<'a>> {
+    if self.op_type() == Op::ReleaseShards {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ReleaseShards::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_describe_consumer_group(&self) -> Option<DescribeConsumerGroup<'a>> {
+    if self.op_type() == Op::DescribeConsumerGroup {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeConsumerGroup::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -14640,6 +15261,10 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::ListMessageMoveTasks => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListMessageMoveTasks>>("Op::ListMessageMoveTasks", pos),
           Op::UpdateMaxRecordSize => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UpdateMaxRecordSize>>("Op::UpdateMaxRecordSize", pos),
           Op::UpdateStreamMode => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UpdateStreamMode>>("Op::UpdateStreamMode", pos),
+          Op::LeaseShards => v.verify_union_variant::<flatbuffers::ForwardsUOffset<LeaseShards>>("Op::LeaseShards", pos),
+          Op::CheckpointShard => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CheckpointShard>>("Op::CheckpointShard", pos),
+          Op::ReleaseShards => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ReleaseShards>>("Op::ReleaseShards", pos),
+          Op::DescribeConsumerGroup => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeConsumerGroup>>("Op::DescribeConsumerGroup", pos),
           _ => Ok(()),
         }
      })?
@@ -15319,6 +15944,34 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::UpdateStreamMode => {
           if let Some(x) = self.op_as_update_stream_mode() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::LeaseShards => {
+          if let Some(x) = self.op_as_lease_shards() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::CheckpointShard => {
+          if let Some(x) = self.op_as_checkpoint_shard() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ReleaseShards => {
+          if let Some(x) = self.op_as_release_shards() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DescribeConsumerGroup => {
+          if let Some(x) = self.op_as_describe_consumer_group() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -20740,6 +21393,311 @@ impl core::fmt::Debug for MoveTasks<'_> {
       ds.finish()
   }
 }
+pub enum ShardLeaseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One shard of a consumer group's stream: its lease and checkpoint.
+pub struct ShardLease<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ShardLease<'a> {
+  type Inner = ShardLease<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ShardLease<'a> {
+  pub const VT_SHARD_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_WORKER: flatbuffers::VOffsetT = 6;
+  pub const VT_TOKEN: flatbuffers::VOffsetT = 8;
+  pub const VT_CHECKPOINT: flatbuffers::VOffsetT = 10;
+  pub const VT_EXPIRES_IN_MS: flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ShardLease { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ShardLeaseArgs<'args>
+  ) -> flatbuffers::WIPOffset<ShardLease<'bldr>> {
+    let mut builder = ShardLeaseBuilder::new(_fbb);
+    builder.add_expires_in_ms(args.expires_in_ms);
+    builder.add_token(args.token);
+    if let Some(x) = args.checkpoint { builder.add_checkpoint(x); }
+    if let Some(x) = args.worker { builder.add_worker(x); }
+    if let Some(x) = args.shard_id { builder.add_shard_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn shard_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ShardLease::VT_SHARD_ID, None).unwrap()}
+  }
+  /// The worker holding it; absent when free.
+  #[inline]
+  pub fn worker(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ShardLease::VT_WORKER, None)}
+  }
+  /// What CheckpointShard names the lease by (0 when free).
+  #[inline]
+  pub fn token(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardLease::VT_TOKEN, Some(0)).unwrap()}
+  }
+  /// The last sequence number processed, `SHARD_END`, or absent (from the shard's start).
+  #[inline]
+  pub fn checkpoint(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ShardLease::VT_CHECKPOINT, None)}
+  }
+  /// Milliseconds the lease has left as answered (0 when free).
+  #[inline]
+  pub fn expires_in_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardLease::VT_EXPIRES_IN_MS, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for ShardLease<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("shard_id", Self::VT_SHARD_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("worker", Self::VT_WORKER, false)?
+     .visit_field::<u64>("token", Self::VT_TOKEN, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("checkpoint", Self::VT_CHECKPOINT, false)?
+     .visit_field::<u64>("expires_in_ms", Self::VT_EXPIRES_IN_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ShardLeaseArgs<'a> {
+    pub shard_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub worker: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub token: u64,
+    pub checkpoint: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub expires_in_ms: u64,
+}
+impl<'a> Default for ShardLeaseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ShardLeaseArgs {
+      shard_id: None, // required field
+      worker: None,
+      token: 0,
+      checkpoint: None,
+      expires_in_ms: 0,
+    }
+  }
+}
+
+pub struct ShardLeaseBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ShardLeaseBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_shard_id(&mut self, shard_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardLease::VT_SHARD_ID, shard_id);
+  }
+  #[inline]
+  pub fn add_worker(&mut self, worker: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardLease::VT_WORKER, worker);
+  }
+  #[inline]
+  pub fn add_token(&mut self, token: u64) {
+    self.fbb_.push_slot::<u64>(ShardLease::VT_TOKEN, token, 0);
+  }
+  #[inline]
+  pub fn add_checkpoint(&mut self, checkpoint: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardLease::VT_CHECKPOINT, checkpoint);
+  }
+  #[inline]
+  pub fn add_expires_in_ms(&mut self, expires_in_ms: u64) {
+    self.fbb_.push_slot::<u64>(ShardLease::VT_EXPIRES_IN_MS, expires_in_ms, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ShardLeaseBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ShardLeaseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ShardLease<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ShardLease::VT_SHARD_ID,"shard_id");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ShardLease<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ShardLease");
+      ds.field("shard_id", &self.shard_id());
+      ds.field("worker", &self.worker());
+      ds.field("token", &self.token());
+      ds.field("checkpoint", &self.checkpoint());
+      ds.field("expires_in_ms", &self.expires_in_ms());
+      ds.finish()
+  }
+}
+pub enum ShardLeasesOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// LeaseShards (the worker's leases) and DescribeConsumerGroup (every shard).
+pub struct ShardLeases<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ShardLeases<'a> {
+  type Inner = ShardLeases<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ShardLeases<'a> {
+  pub const VT_LEASE_MS: flatbuffers::VOffsetT = 4;
+  pub const VT_LEASES: flatbuffers::VOffsetT = 6;
+  pub const VT_WORKERS: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ShardLeases { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ShardLeasesArgs<'args>
+  ) -> flatbuffers::WIPOffset<ShardLeases<'bldr>> {
+    let mut builder = ShardLeasesBuilder::new(_fbb);
+    builder.add_lease_ms(args.lease_ms);
+    if let Some(x) = args.workers { builder.add_workers(x); }
+    if let Some(x) = args.leases { builder.add_leases(x); }
+    builder.finish()
+  }
+
+
+  /// How long a lease lasts unless renewed.
+  #[inline]
+  pub fn lease_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardLeases::VT_LEASE_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn leases(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ShardLease<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ShardLease>>>>(ShardLeases::VT_LEASES, None)}
+  }
+  /// The group's live workers.
+  #[inline]
+  pub fn workers(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(ShardLeases::VT_WORKERS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ShardLeases<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<u64>("lease_ms", Self::VT_LEASE_MS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<ShardLease>>>>("leases", Self::VT_LEASES, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("workers", Self::VT_WORKERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ShardLeasesArgs<'a> {
+    pub lease_ms: u64,
+    pub leases: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ShardLease<'a>>>>>,
+    pub workers: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for ShardLeasesArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ShardLeasesArgs {
+      lease_ms: 0,
+      leases: None,
+      workers: None,
+    }
+  }
+}
+
+pub struct ShardLeasesBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ShardLeasesBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_lease_ms(&mut self, lease_ms: u64) {
+    self.fbb_.push_slot::<u64>(ShardLeases::VT_LEASE_MS, lease_ms, 0);
+  }
+  #[inline]
+  pub fn add_leases(&mut self, leases: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<ShardLease<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardLeases::VT_LEASES, leases);
+  }
+  #[inline]
+  pub fn add_workers(&mut self, workers: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ShardLeases::VT_WORKERS, workers);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ShardLeasesBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ShardLeasesBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ShardLeases<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ShardLeases<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ShardLeases");
+      ds.field("lease_ms", &self.lease_ms());
+      ds.field("leases", &self.leases());
+      ds.field("workers", &self.workers());
+      ds.finish()
+  }
+}
 pub enum ErrorReplyOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -21402,6 +22360,21 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_shard_leases(&self) -> Option<ShardLeases<'a>> {
+    if self.reply_type() == Reply::ShardLeases {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ShardLeases::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Response<'_> {
@@ -21446,6 +22419,7 @@ impl flatbuffers::Verifiable for Response<'_> {
           Reply::Aliases => v.verify_union_variant::<flatbuffers::ForwardsUOffset<Aliases>>("Reply::Aliases", pos),
           Reply::KeyData => v.verify_union_variant::<flatbuffers::ForwardsUOffset<KeyData>>("Reply::KeyData", pos),
           Reply::MoveTasks => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MoveTasks>>("Reply::MoveTasks", pos),
+          Reply::ShardLeases => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ShardLeases>>("Reply::ShardLeases", pos),
           _ => Ok(()),
         }
      })?
@@ -21733,6 +22707,13 @@ impl core::fmt::Debug for Response<'_> {
         },
         Reply::MoveTasks => {
           if let Some(x) = self.reply_as_move_tasks() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::ShardLeases => {
+          if let Some(x) = self.reply_as_shard_leases() {
             ds.field("reply", &x)
           } else {
             ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
