@@ -211,7 +211,8 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
     // A registry with a root key is a server that encrypts.
     config.root_key = registry.borrow().root();
     // Consumer groups' leases are not kept: each start begins them afresh, as `shard::open` does.
-    registry.borrow_mut().start_leases(config.stream_lease_seconds * 1000, driver.env().now_ms());
+    // (A short lease, so that leases run out and change hands in a run's few simulated seconds.)
+    registry.borrow_mut().start_leases(SIM_LEASE_MS, driver.env().now_ms());
     let tls = crate::topic::http::tls_config(None)?;
     for id in 0..setup.shards {
         let env = driver.env();
@@ -262,6 +263,9 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
     driver.world.fs().set_faults(faults);
     Ok(cluster)
 }
+
+/// Consumer groups' lease time in the simulation.
+const SIM_LEASE_MS: u64 = 400;
 
 /// The shard's long-poll timers, retention sweep and stream retention, as the shard's
 /// background tasks run them.

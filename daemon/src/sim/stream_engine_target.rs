@@ -9,6 +9,13 @@
 //! capacity), and switch its mode now and then. The process stops cleanly, crashes or loses
 //! power, and starts again from the disk.
 //!
+//! A consumer group of two members leases the stream's shards and checkpoints acknowledged
+//! records (and the ends of closed shards) through it all. Checked at every grant: no shard
+//! is granted to one member while the other may still process it (until the time it sent the
+//! call that last granted it, plus the lease time, or until it sent the call that no longer
+//! did), and no child before its parents are finished; after every start: every acknowledged
+//! checkpoint is there.
+//!
 //! Checked, on every read and after every start (when every shard of the stream is read in
 //! full): sequence numbers increase within a shard; every record returned was put, on the
 //! shard and with the sequence number its acknowledgement named; no record appears twice;
@@ -24,7 +31,7 @@ use sluice_protocol::{Op, OpError, PutRecordResult, PutRecordsEntry, Reply, Star
 
 use super::shards::{self, pick_shard, short, Cluster, Findings, Setup, SimShard, Stop};
 use super::Driver;
-use crate::catalog::streams::shard_id;
+use crate::catalog::streams::{parse_shard_id, shard_id};
 use crate::catalog::{Naming, Registry};
 use crate::engine::Host;
 use crate::env::memory::Crash;
@@ -68,6 +75,12 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
             }
         })?
         .map_err(|error| format!("cannot create (and encrypt) the stream: {error}"))?;
+    let registrar = cluster.shard(0);
+    let register = Op::RegisterStreamConsumer { stream: STREAM.into(), name: "sim-group".into() };
+    match driver.block_on(async move { handle_op(&registrar, register).await })? {
+        Ok(Reply::StreamConsumer(consumer)) => model.borrow_mut().group.consumer_arn = consumer.arn,
+        other => return Err(format!("cannot register the group's consumer: {other:?}")),
+    }
     while driver.step < steps {
         driver.step += 1;
         match driver.rng.u8(..100) {
@@ -91,6 +104,7 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
                 let faults = driver.shuffle_faults();
                 driver.note(format!("disk faults: {faults:?}"));
             }
+            83..=88 => group_step(driver, &cluster, &model),
             _ => driver.run_ready(),
         }
         model.borrow_mut().found.report(driver)?;
@@ -110,7 +124,20 @@ struct Model {
     next_record: u64,
     /// Data -> (shard id, sequence number) once acknowledged; `None` while not (or failed).
     puts: BTreeMap<String, Option<(String, u128)>>,
+    group: GroupModel,
     found: Findings,
+}
+
+/// The consumer group's two members as the clients see them.
+#[derive(Default)]
+struct GroupModel {
+    consumer_arn: String,
+    /// Per member: shard -> (token, until when the member may process it, in ms).
+    members: [BTreeMap<u32, (u64, u64)>; 2],
+    /// The highest checkpoint acknowledged per shard (`SHARD_END`: `u128::MAX`).
+    acked: BTreeMap<u32, u128>,
+    /// Shards a `SHARD_END` checkpoint was sent for, acknowledged or not.
+    ending: BTreeSet<u32>,
 }
 
 impl Model {
@@ -172,6 +199,141 @@ fn put(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
         }
     });
     driver.run_ready();
+}
+
+/// One member of the group renews its leases (and checks what it is granted), then perhaps
+/// checkpoints one shard it holds: at the last acknowledged record there, or at its end once
+/// closed.
+fn group_step(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) {
+    let member = driver.rng.usize(..2);
+    let shard = pick_shard(driver, cluster);
+    let now = shard.env.now_ms();
+    let snapshot = shard.snapshot();
+    let Some(meta) = snapshot.streams.get(STREAM).cloned() else { return };
+    // What to checkpoint, chosen now from what the member holds.
+    let checkpoint = {
+        let model = model.borrow();
+        let held: Vec<(u32, u64)> =
+            model.group.members[member].iter().filter(|(_, (_, until))| *until > now).map(|(index, (token, _))| (*index, *token)).collect();
+        let chosen = (!held.is_empty() && driver.rng.u8(..4) != 0).then(|| held[driver.rng.usize(..held.len())]);
+        chosen.and_then(|(index, token)| {
+            let closed = meta.shard(index).is_some_and(|shard| !shard.is_open());
+            if closed && driver.rng.bool() {
+                return Some((index, token, sluice_protocol::SHARD_END.to_owned()));
+            }
+            let last = model.acknowledged_on(&shard_id(index)).into_keys().next_back()?;
+            Some((index, token, last.to_string()))
+        })
+    };
+    driver.note(format!(
+        "group: member {member} on core {} renews{}",
+        shard.id,
+        match &checkpoint {
+            Some((index, _, at)) => format!(" and checkpoints {} at {}", shard_id(*index), short(at)),
+            None => String::new(),
+        }
+    ));
+    let (model, consumer_arn) = (model.clone(), model.borrow().group.consumer_arn.clone());
+    driver.spawn(async move {
+        let sent = shard.env.now_ms();
+        let op = Op::LeaseShards { consumer_arn: consumer_arn.clone(), worker: format!("m{member}"), max_leases: None };
+        let answer = handle_op(&shard, op).await;
+        let now = shard.env.now_ms();
+        let snapshot = shard.snapshot();
+        {
+            let mut model = model.borrow_mut();
+            let model = &mut *model;
+            match answer {
+                Ok(Reply::ShardLeases(leases)) => {
+                    let granted: BTreeMap<u32, (u64, u64)> = leases
+                        .leases
+                        .iter()
+                        .filter_map(|lease| Some((parse_shard_id(&lease.shard_id)?, (lease.token, sent + leases.lease_ms))))
+                        .collect();
+                    // A shard no longer granted was last processed before this call was sent.
+                    for (index, (_, until)) in model.group.members[member].iter_mut() {
+                        if !granted.contains_key(index) {
+                            *until = (*until).min(sent);
+                        }
+                    }
+                    for index in granted.keys() {
+                        if let Some((_, until)) = model.group.members[1 - member].get(index).filter(|(_, until)| *until > now) {
+                            model.found.fail(format!(
+                                "{} was granted to m{member} at {now} ms while m{} may process it until {until} ms",
+                                shard_id(*index),
+                                1 - member
+                            ));
+                        }
+                        let parents =
+                            snapshot.streams.get(STREAM).and_then(|meta| meta.shard(*index)).map(|s| [s.parent, s.adjacent_parent]);
+                        for parent in parents.into_iter().flatten().flatten() {
+                            let gone = snapshot.streams.get(STREAM).is_none_or(|meta| meta.shard(parent).is_none());
+                            if !gone && !model.group.ending.contains(&parent) {
+                                model.found.fail(format!(
+                                    "{} was granted before its parent {} was finished",
+                                    shard_id(*index),
+                                    shard_id(parent)
+                                ));
+                            }
+                        }
+                    }
+                    model.found.note(format!("  m{member} holds {:?}", granted.keys().map(|index| shard_id(*index)).collect::<Vec<_>>()));
+                    model.group.members[member].extend(granted);
+                }
+                Ok(other) => model.found.fail(format!("LeaseShards answered {other:?}")),
+                Err(error) => model.found.note(format!("  m{member} renewing: {error}")),
+            }
+        }
+        let Some((index, token, at)) = checkpoint else { return };
+        let end = at == sluice_protocol::SHARD_END;
+        if end {
+            model.borrow_mut().group.ending.insert(index);
+        }
+        let op = Op::CheckpointShard {
+            consumer_arn,
+            worker: format!("m{member}"),
+            shard_id: shard_id(index),
+            token,
+            sequence_number: at.clone(),
+        };
+        let answer = handle_op(&shard, op).await;
+        let mut model = model.borrow_mut();
+        match answer {
+            Ok(_) => {
+                let value = if end { u128::MAX } else { at.parse().unwrap_or_default() };
+                let acked = model.group.acked.entry(index).or_default();
+                *acked = (*acked).max(value);
+                model.found.note(format!("  m{member} checkpointed {} at {}", shard_id(index), short(&at)));
+            }
+            Err(error) => model.found.note(format!("  m{member} checkpointing {}: {error}", shard_id(index))),
+        }
+    });
+    driver.run_ready();
+}
+
+/// After a start: every acknowledged checkpoint of a shard the stream still has is there.
+fn check_checkpoints(driver: &mut Driver, cluster: &Rc<Cluster>, model: &Rc<RefCell<Model>>) -> Result<(), String> {
+    let shard = cluster.shard(0);
+    let consumer_arn = model.borrow().group.consumer_arn.clone();
+    let answer = driver.block_on(async move { handle_op(&shard, Op::DescribeConsumerGroup { consumer_arn }).await })?;
+    let Ok(Reply::ShardLeases(group)) = answer else { return Err(format!("after the start, DescribeConsumerGroup answered {answer:?}")) };
+    let model = model.borrow();
+    for lease in &group.leases {
+        let Some(index) = parse_shard_id(&lease.shard_id) else { continue };
+        let Some(acked) = model.group.acked.get(&index) else { continue };
+        let kept = match lease.checkpoint.as_deref() {
+            None => 0,
+            Some(sluice_protocol::SHARD_END) => u128::MAX,
+            Some(at) => at.parse().unwrap_or_default(),
+        };
+        if kept < *acked {
+            return Err(format!(
+                "after the start, {}'s checkpoint is {:?}, behind the acknowledged {acked}",
+                lease.shard_id, lease.checkpoint
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The index of one of the stream's shards (open or closed), at random.
@@ -338,6 +500,7 @@ fn restart(
         }
     }
     driver.note(format!("checked {} records in every shard", all.len()));
+    check_checkpoints(driver, &cluster, model)?;
     driver.world.fs().set_faults(faults);
     Ok(cluster)
 }
