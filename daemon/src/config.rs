@@ -72,7 +72,8 @@ pub struct Config {
 
     /// Seconds a stream consumer group's lease on a shard lasts unless its worker renews it
     /// (LeaseShards, at least every third of it): how long a worker that died holds its shards
-    /// before the others take them over. After a start no lease is granted for this long.
+    /// before the others take them over. After a start, groups that existed before it get no
+    /// lease for this long (leases are not kept; those granted before may still run).
     #[arg(long, env = "SLUICE_STREAM_LEASE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub stream_lease_seconds: u64,
 

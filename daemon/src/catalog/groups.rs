@@ -12,8 +12,8 @@
 //!   has left.
 //! - **No two workers at once**: a worker may process a shard until the time it sent the
 //!   LeaseShards that last listed it, plus the lease time; the server frees a lease only a lease
-//!   time after it received that call. After a restart no lease is granted for one lease time,
-//!   since leases granted before it are not known.
+//!   time after it received that call. After a restart the groups that existed before it get no
+//!   lease for one lease time, since leases granted before it are not known.
 //! - **Parents first**: a shard is eligible once its parents (a split's or a merge's) are
 //!   checkpointed at `SHARD_END`, or have left the stream; a shard checkpointed at `SHARD_END`
 //!   is finished and leased no more.
@@ -88,21 +88,26 @@ pub struct Leases {
     groups: HashMap<String, Group>,
     lease_ms: u64,
     next_token: u64,
-    /// No lease is granted before this (one lease time after the start).
+    /// The groups that existed at the start (they may have had leases then)...
+    from_before: std::collections::HashSet<String>,
+    /// ...are granted no lease before this (one lease time after the start).
     granting_from_ms: u64,
 }
 
 impl Default for Leases {
     fn default() -> Leases {
-        Leases::new(LEASE_MS_DEFAULT, 0)
+        Leases::new(LEASE_MS_DEFAULT, 0, &Streams::new())
     }
 }
 
 impl Leases {
-    /// Leases of `lease_ms` for a server that started at `started_ms`.
-    pub fn new(lease_ms: u64, started_ms: u64) -> Leases {
+    /// Leases of `lease_ms` for a server that started at `started_ms` with `streams`: the
+    /// groups of their consumers get no lease for one lease time (any leases they had before
+    /// the start are not known, and may still be running out).
+    pub fn new(lease_ms: u64, started_ms: u64, streams: &Streams) -> Leases {
+        let from_before = streams.values().flat_map(|meta| meta.consumers.iter().map(|consumer| consumer.arn.clone())).collect();
         // Tokens of this start are above those of any earlier one (a lease is at least a second).
-        Leases { groups: HashMap::new(), lease_ms, next_token: started_ms << 16, granting_from_ms: started_ms + lease_ms }
+        Leases { groups: HashMap::new(), lease_ms, next_token: started_ms << 16, from_before, granting_from_ms: started_ms + lease_ms }
     }
 
     pub fn lease_ms(&self) -> u64 {
@@ -285,7 +290,7 @@ fn heartbeat(
     now_ms: u64,
 ) -> Result<ShardLeases, OpError> {
     let lease_ms = leases.lease_ms;
-    let granting = now_ms >= leases.granting_from_ms;
+    let granting = now_ms >= leases.granting_from_ms || !leases.from_before.contains(target.arn);
     let group = leases.groups.entry(target.arn.to_owned()).or_default();
     // Who is alive, and which leases still run.
     group.workers.retain(|_, seen| *seen + lease_ms > now_ms);
@@ -426,7 +431,8 @@ mod tests {
         apply_stream(&mut streams, &mut 1, create, &cx).unwrap();
         apply_stream(&mut streams, &mut 1, StreamChange::RegisterConsumer { stream: "s".into(), name: "g".into() }, &cx).unwrap();
         let arn = streams["s"].consumers[0].arn.clone();
-        World { streams, naming, checkpoints: Arc::default(), leases: Leases::new(LEASE, 0), arn }
+        let leases = Leases::new(LEASE, 0, &streams);
+        World { streams, naming, checkpoints: Arc::default(), leases, arn }
     }
 
     impl World {
@@ -468,6 +474,13 @@ mod tests {
         assert_eq!(a.len() + c.len(), 8, "{a:?} {c:?}");
         assert!(a.iter().all(|shard| !c.contains(shard)));
         assert!(now - silent_from < 30 * LEASE);
+    }
+
+    #[test]
+    fn a_group_made_after_the_start_is_granted_leases_at_once() {
+        let mut w = world(2);
+        w.leases = Leases::new(LEASE, 0, &Streams::new());
+        assert_eq!(w.lease("a", 10).len(), 2);
     }
 
     #[test]

@@ -478,9 +478,9 @@ impl Registry {
     }
 
     /// Starts consumer groups' leases afresh (at a start: leases are not kept): leases of
-    /// `lease_ms`, none granted before one lease time from `now_ms`.
+    /// `lease_ms`; the groups there are now get none before one lease time from `now_ms`.
     pub fn start_leases(&mut self, lease_ms: u64, now_ms: u64) {
-        self.leases = Arc::new(groups::Leases::new(lease_ms, now_ms));
+        self.leases = Arc::new(groups::Leases::new(lease_ms, now_ms, &self.snapshot.streams));
     }
 
     /// Whether a change from `before` changed consumer groups' checkpoints (the metadata file's).
