@@ -302,6 +302,8 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
         }
         Op::UpdateMaxRecordSize { stream: s, .. } => stream("kinesis:UpdateMaxRecordSize", s),
         Op::UpdateStreamMode { stream: s, .. } => stream("kinesis:UpdateStreamMode", s),
+        Op::SetEnhancedMonitoring { stream: s, enable: true, .. } => stream("kinesis:EnableEnhancedMonitoring", s),
+        Op::SetEnhancedMonitoring { stream: s, enable: false, .. } => stream("kinesis:DisableEnhancedMonitoring", s),
         Op::SetStreamEncryption { stream: s, start: true, .. } => stream("kinesis:StartStreamEncryption", s),
         Op::SetStreamEncryption { stream: s, start: false, .. } => stream("kinesis:StopStreamEncryption", s),
         Op::CreateKey { .. } => Target::new("kms:CreateKey", None, None),

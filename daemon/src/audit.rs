@@ -370,6 +370,9 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
         }
         Op::Publish { topic, entry } => (SNS, true, json!({ "topicArn": topic, "messageBytes": entry.message.len() })),
         Op::PublishBatch { topic, entries } => (SNS, true, json!({ "topicArn": topic, "entries": entries.len() })),
+        Op::SetEnhancedMonitoring { stream, metrics, .. } => {
+            (KINESIS, false, json!({ "streamName": stream, "shardLevelMetrics": metrics }))
+        }
         Op::UpdateStreamMode { stream, mode } => (KINESIS, false, json!({ "streamARN": stream, "streamMode": mode })),
         Op::UpdateMaxRecordSize { stream, max_record_size_kib } => {
             (KINESIS, false, json!({ "streamName": stream, "maxRecordSizeInKiB": max_record_size_kib }))

@@ -70,6 +70,13 @@ pub struct Config {
     #[arg(long, env = "SLUICE_ON_DEMAND_EVALUATION_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub on_demand_evaluation_seconds: u64,
 
+    /// Also serve `/metrics` (and `/health`) on this address, e.g. for a Prometheus that
+    /// scrapes from another host, or when the gateway is off (`--http-listen off`). Metrics
+    /// carry names and counts, never message data; this listener needs no credentials. The
+    /// gateway serves `/metrics` on its own port as well. Default: no such listener.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Seconds a stream consumer group's lease on a shard lasts unless its worker renews it
     /// (LeaseShards, at least every third of it): how long a worker that died holds its shards
     /// before the others take them over. After a start, groups that existed before it get no

@@ -34,6 +34,8 @@ pub trait Host: Sized + 'static {
     }
     /// This shard's data keys: what seals and opens encrypted records (`kms::at_rest`).
     fn keyring(&self) -> &Keyring;
+    /// This shard's counters (`metrics`).
+    fn metrics(&self) -> &crate::metrics::Metrics;
     /// Runs a metadata change on shard 0 and returns once every shard has the snapshot it made.
     async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError>;
 }

@@ -26,6 +26,7 @@ pub mod engine;
 pub mod env;
 pub mod gateway;
 pub mod kms;
+pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod queue;

@@ -128,6 +128,9 @@ fn main() {
     };
     let result = runtime::run(config, sluice_daemon::serve::shard_main, |started| {
         tracing::info!(addr = %started.addr, shards = started.shards, data_dir = %data_dir.display(), transport, "sluiced ready");
+        if let Some(metrics) = started.metrics_addr {
+            tracing::info!(%metrics, "serving /metrics");
+        }
         // Tests and scripts read this line to learn the port.
         match started.http_addr {
             Some(http) => println!("sluiced listening on {}, http {http}", started.addr),

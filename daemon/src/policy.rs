@@ -88,6 +88,8 @@ pub const ACTIONS: &[&str] = &[
     "sqs:ListMessageMoveTasks",
     "kinesis:UpdateMaxRecordSize",
     "kinesis:UpdateStreamMode",
+    "kinesis:EnableEnhancedMonitoring",
+    "kinesis:DisableEnhancedMonitoring",
     "kinesis:StartStreamEncryption",
     "kinesis:StopStreamEncryption",
     "kms:CancelKeyDeletion",

@@ -7,7 +7,7 @@ use crate::runtime::ShardStart;
 use crate::shard::ShardMessage;
 
 pub async fn shard_main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
-    let ShardStart { config, mesh, addr, http_addr, ready, drained } = start;
+    let ShardStart { config, mesh, addr, http_addr, metrics_addr, ready, drained } = start;
     let shard = crate::shard::open(config, mesh).await?;
     let id = shard.id;
     let listener = glommio::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {addr}: {e}"))?;
@@ -15,6 +15,11 @@ pub async fn shard_main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
         let http_listener = glommio::net::TcpListener::bind(http_addr)
             .map_err(|e| anyhow::anyhow!("shard {id} cannot listen for HTTP on {http_addr}: {e}"))?;
         glommio::spawn_local(crate::gateway::accept_loop(shard.clone(), http_listener)).detach();
+    }
+    if let Some(metrics_addr) = metrics_addr {
+        let metrics_listener = glommio::net::TcpListener::bind(metrics_addr)
+            .map_err(|e| anyhow::anyhow!("shard {id} cannot listen for metrics on {metrics_addr}: {e}"))?;
+        glommio::spawn_local(crate::gateway::metrics_accept_loop(shard.clone(), metrics_listener)).detach();
     }
     let _ = ready.send(Ok(()));
     tracing::debug!(shard = id, %addr, "listening");

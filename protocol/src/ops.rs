@@ -425,6 +425,12 @@ pub enum Op {
     DescribeConsumerGroup {
         consumer_arn: String,
     },
+    /// Kinesis EnableEnhancedMonitoring (`enable`) and DisableEnhancedMonitoring.
+    SetEnhancedMonitoring {
+        stream: String,
+        metrics: Vec<String>,
+        enable: bool,
+    },
     /// Kinesis UpdateStreamMode: `mode` is PROVISIONED or ON_DEMAND.
     UpdateStreamMode {
         stream: String,
@@ -538,6 +544,8 @@ impl Op {
             Op::CheckpointShard { .. } => "CheckpointShard",
             Op::ReleaseShards { .. } => "ReleaseShards",
             Op::DescribeConsumerGroup { .. } => "DescribeConsumerGroup",
+            Op::SetEnhancedMonitoring { enable: true, .. } => "EnableEnhancedMonitoring",
+            Op::SetEnhancedMonitoring { enable: false, .. } => "DisableEnhancedMonitoring",
             Op::SetStreamEncryption { start: true, .. } => "StartStreamEncryption",
             Op::SetStreamEncryption { start: false, .. } => "StopStreamEncryption",
         }
@@ -761,6 +769,13 @@ pub enum Reply {
     MoveTasks(Vec<MoveTaskDescription>),
     /// LeaseShards and DescribeConsumerGroup.
     ShardLeases(ShardLeases),
+    /// Enable/DisableEnhancedMonitoring: the shard-level metrics before and after.
+    EnhancedMonitoring {
+        stream_name: String,
+        stream_arn: String,
+        current: Vec<String>,
+        desired: Vec<String>,
+    },
     /// Encrypt (ciphertext), Decrypt (plaintext), GenerateDataKey (both, or the ciphertext only).
     KeyData {
         key_arn: String,
@@ -973,6 +988,8 @@ pub struct StreamDescription {
     /// The KMS key the stream's records are sealed under at rest (StartStreamEncryption);
     /// `None`: EncryptionType NONE.
     pub encryption_key: Option<String>,
+    /// Enhanced monitoring's shard-level metrics.
+    pub shard_level_metrics: Vec<String>,
 }
 
 /// A put record's shard and sequence number, or (in PutRecords) why it failed.

@@ -169,6 +169,8 @@ fn every_request_round_trips() {
         },
         Op::ReleaseShards { consumer_arn: "arn:c".into(), worker: "w".into(), shard_ids: vec!["shardId-000000000001".into()] },
         Op::DescribeConsumerGroup { consumer_arn: "arn:c".into() },
+        Op::SetEnhancedMonitoring { stream: "s".into(), metrics: vec!["IncomingBytes".into()], enable: true },
+        Op::SetEnhancedMonitoring { stream: "s".into(), metrics: vec!["ALL".into()], enable: false },
         Op::DeleteStream { stream: "s".into(), enforce_consumer_deletion: true },
         Op::DescribeStream { stream: "s".into(), limit: Some(10), exclusive_start_shard_id: Some("shardId-000000000001".into()) },
         Op::DescribeStreamSummary { stream: "s".into() },
@@ -254,6 +256,7 @@ fn every_response_round_trips() {
         consumer_count: 0,
         max_record_size_kib: 1024,
         encryption_key: Some("alias/aws/kinesis".into()),
+        shard_level_metrics: vec!["IncomingBytes".into()],
     };
     let key = KeyDescription {
         key_id: "k".into(),
@@ -369,6 +372,12 @@ fn every_response_round_trips() {
             ],
             workers: vec!["w1".into(), "w2".into()],
         })),
+        Ok(Reply::EnhancedMonitoring {
+            stream_name: "s".into(),
+            stream_arn: "arn:s".into(),
+            current: vec![],
+            desired: vec!["IncomingBytes".into(), "IteratorAgeMilliseconds".into()],
+        }),
         Ok(Reply::MoveTasks(vec![
             MoveTaskDescription {
                 task_handle: Some("h".into()),

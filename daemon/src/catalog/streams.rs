@@ -121,6 +121,8 @@ pub struct StreamMeta {
     pub max_record_kib: u32,
     /// When UpdateStreamMode last switched its mode (at most `MODE_SWITCHES_MAX` a day).
     pub mode_switches_ms: Vec<u64>,
+    /// Enhanced monitoring's shard-level metrics (`metrics::render::SHARD_LEVEL_METRICS`).
+    pub shard_level_metrics: Vec<String>,
     /// Open shards as (starting hash key, position in `shards`), by starting key.
     routes: Vec<(u128, usize)>,
 }
@@ -221,6 +223,7 @@ impl StreamMeta {
             consumer_count: self.consumers.len() as i32,
             max_record_size_kib: self.max_record_kib as i32,
             encryption_key: self.encryption_key.clone(),
+            shard_level_metrics: self.shard_level_metrics.clone(),
         }
     }
 
@@ -378,6 +381,12 @@ pub enum StreamChange {
         stream: String,
         kib: i32,
     },
+    /// Enable/DisableEnhancedMonitoring.
+    Monitoring {
+        stream: String,
+        metrics: Vec<String>,
+        enable: bool,
+    },
     /// UpdateStreamMode.
     Mode {
         stream: String,
@@ -422,7 +431,19 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 #[derive(Debug, Clone)]
 pub enum StreamOutcome {
     Done,
-    ShardCount { name: String, arn: String, current: i32, target: i32 },
+    /// Enhanced monitoring's shard-level metrics before and after.
+    Monitoring {
+        name: String,
+        arn: String,
+        current: Vec<String>,
+        desired: Vec<String>,
+    },
+    ShardCount {
+        name: String,
+        arn: String,
+        current: i32,
+        target: i32,
+    },
     Consumer(ConsumerDescription),
 }
 
@@ -471,6 +492,19 @@ pub fn apply(streams: &mut Streams, next_id: &mut u64, change: StreamChange, cx:
                 Some(text) => Some(crate::policy::ResourcePolicy::parse(&text).map_err(|error| invalid(format!("Policy: {error}")))?),
             };
             put(streams, meta)
+        }
+        StreamChange::Monitoring { stream, metrics, enable } => {
+            let mut meta = stream_of(streams, cx, &stream)?;
+            let current = meta.shard_level_metrics.clone();
+            meta.shard_level_metrics = monitoring(&current, &metrics, enable)?;
+            let outcome = StreamOutcome::Monitoring {
+                name: meta.name.clone(),
+                arn: meta.arn.clone(),
+                current,
+                desired: meta.shard_level_metrics.clone(),
+            };
+            put(streams, meta)?;
+            Ok(outcome)
         }
         StreamChange::Mode { stream, mode } => {
             let meta = switch_mode(stream_of(streams, cx, &stream)?, &mode, cx)?;
@@ -600,6 +634,7 @@ fn create(streams: &mut Streams, next_id: &mut u64, new: NewStream, cx: &ApplyCo
         encryption_key: None,
         max_record_kib: record_kib(max_record_kib)?,
         mode_switches_ms: Vec::new(),
+        shard_level_metrics: Vec::new(),
         routes: Vec::new(),
     };
     streams.insert(name, Arc::new(meta.indexed()));
@@ -673,6 +708,39 @@ fn merge_shards(meta: StreamMeta, shard: &str, adjacent: &str, cx: &ApplyContext
     check_room(&meta, 1)?;
     merge(&mut meta, first.index, second.index, cx);
     Ok(meta)
+}
+
+/// Enhanced monitoring's shard-level metrics after enabling (or disabling) `asked` (`ALL`: every one).
+fn monitoring(current: &[String], asked: &[String], enable: bool) -> Result<Vec<String>, OpError> {
+    use crate::metrics::render::SHARD_LEVEL_METRICS;
+    if asked.is_empty() {
+        return Err(OpError::new(ErrorCode::Validation, "1 validation error detected: Value at 'shardLevelMetrics' failed to satisfy constraint: Member must have length greater than or equal to 1"));
+    }
+    let mut named = Vec::new();
+    for name in asked {
+        if name == "ALL" {
+            named.extend(SHARD_LEVEL_METRICS.iter().copied());
+        } else if let Some(known) = SHARD_LEVEL_METRICS.iter().find(|known| *known == name) {
+            named.push(known);
+        } else {
+            return Err(OpError::new(
+                ErrorCode::Validation,
+                format!("1 validation error detected: Value '{name}' at 'shardLevelMetrics' failed to satisfy constraint: Member must satisfy enum value set: [IncomingBytes, IncomingRecords, OutgoingBytes, OutgoingRecords, WriteProvisionedThroughputExceeded, ReadProvisionedThroughputExceeded, IteratorAgeMilliseconds, ALL]"),
+            ));
+        }
+    }
+    // In SHARD_LEVEL_METRICS' order.
+    Ok(SHARD_LEVEL_METRICS
+        .iter()
+        .filter(|metric| {
+            if enable {
+                current.iter().any(|c| c == *metric) || named.contains(metric)
+            } else {
+                current.iter().any(|c| c == *metric) && !named.contains(metric)
+            }
+        })
+        .map(|metric| metric.to_string())
+        .collect())
 }
 
 fn switch_mode(mut meta: StreamMeta, mode: &str, cx: &ApplyContext<'_>) -> Result<StreamMeta, OpError> {
@@ -892,6 +960,7 @@ fn empty_meta() -> StreamMeta {
         encryption_key: None,
         max_record_kib: RECORD_KIB_MIN as u32,
         mode_switches_ms: Vec::new(),
+        shard_level_metrics: Vec::new(),
         routes: Vec::new(),
     }
 }
@@ -975,6 +1044,7 @@ pub fn stream_json(meta: &StreamMeta) -> Value {
         "encryption_key": meta.encryption_key,
         "max_record_kib": meta.max_record_kib,
         "mode_switches_ms": meta.mode_switches_ms,
+        "shard_level_metrics": meta.shard_level_metrics,
     })
 }
 
@@ -1056,6 +1126,15 @@ pub fn from_json(naming: &Naming, value: &Value, next_id: u64) -> Result<Streams
             max_record_kib: record_kib(item["max_record_kib"].as_i64().map(|kib| kib as i32)).map_err(|e| e.message)?,
             // Absent in files written before UpdateStreamMode: none.
             mode_switches_ms: item["mode_switches_ms"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect(),
+            // Only the names this version knows.
+            shard_level_metrics: item["shard_level_metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|name| crate::metrics::render::SHARD_LEVEL_METRICS.contains(name))
+                .map(str::to_owned)
+                .collect(),
             routes: Vec::new(),
         }
         .indexed();

@@ -107,6 +107,11 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
                 .ok_or_else(|| OpError::new(ErrorCode::Validation, "StreamModeDetails is required"))?
                 .required("StreamMode")?,
         },
+        "EnableEnhancedMonitoring" | "DisableEnhancedMonitoring" => Op::SetEnhancedMonitoring {
+            stream: stream()?,
+            metrics: p.strings("ShardLevelMetrics")?,
+            enable: action == "EnableEnhancedMonitoring",
+        },
         "UpdateMaxRecordSize" => {
             Op::UpdateMaxRecordSize { stream: p.required("StreamARN")?, max_record_size_kib: p.required_int("MaxRecordSizeInKiB")? }
         }
@@ -197,7 +202,7 @@ fn stream_json(stream: &StreamDescription, summary: bool) -> Value {
     out.insert("StreamModeDetails".into(), json!({ "StreamMode": stream.mode }));
     out.insert("RetentionPeriodHours".into(), json!(stream.retention_hours));
     out.insert("StreamCreationTimestamp".into(), seconds(stream.created_ms));
-    out.insert("EnhancedMonitoring".into(), json!([{ "ShardLevelMetrics": [] }]));
+    out.insert("EnhancedMonitoring".into(), json!([{ "ShardLevelMetrics": stream.shard_level_metrics }]));
     match &stream.encryption_key {
         Some(key) => {
             out.insert("EncryptionType".into(), json!("KMS"));
@@ -352,6 +357,12 @@ pub fn json_reply(action: &str, reply: Reply, encrypted: bool) -> Value {
             }
             Value::Object(out)
         }
+        Reply::EnhancedMonitoring { stream_name, stream_arn, current, desired } => json!({
+            "StreamName": stream_name,
+            "StreamARN": stream_arn,
+            "CurrentShardLevelMetrics": current,
+            "DesiredShardLevelMetrics": desired,
+        }),
         Reply::ShardCount { stream_name, stream_arn, current_shard_count, target_shard_count } => json!({
             "StreamName": stream_name,
             "StreamARN": stream_arn,

@@ -153,6 +153,44 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     .await
 }
 
+/// Accepts connections on `--metrics-listen`: `/metrics` and `/health` only.
+pub async fn metrics_accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    crate::net::accept_connections(shard, listener, crate::tls::Listener::Http, serve_metrics, |_| {
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+    })
+    .await
+}
+
+async fn serve_metrics(shard: Rc<Shard>, stream: crate::tls::Conn) -> Result<(), String> {
+    stream.tcp().set_read_timeout(Some(Duration::from_secs(shard.config.http_idle_timeout_seconds))).map_err(|e| e.to_string())?;
+    let service_shard = shard.clone();
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let shard = service_shard.clone();
+        async move {
+            let response = match (request.method(), request.uri().path()) {
+                (&Method::GET, "/metrics") => metrics(&shard, request.headers()).await,
+                (&Method::GET, "/health") => text(StatusCode::OK, "ok\n"),
+                _ => text(StatusCode::NOT_FOUND, "this listener serves /metrics and /health\n"),
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.max_buf_size(HEADER_BUFFER_BYTES_MAX).half_close(false);
+    let connection = builder.serve_connection(io::HyperIo::new(stream), service);
+    until_shutdown(&shard, connection, |connection| connection.graceful_shutdown()).await
+}
+
+/// A scrape: every shard's metrics, in the format the `Accept` header asks for.
+async fn metrics(shard: &Rc<Shard>, headers: &http::HeaderMap) -> Response<Body> {
+    use crate::metrics::render::Format;
+    let format = Format::from_accept(headers.get(http::header::ACCEPT).and_then(|value| value.to_str().ok()));
+    let body = crate::shard::metrics::scrape(shard, format).await;
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response
+}
+
 async fn serve(shard: Rc<Shard>, stream: crate::tls::Conn) -> Result<(), String> {
     stream.tcp().set_read_timeout(Some(Duration::from_secs(shard.config.http_idle_timeout_seconds))).map_err(|e| e.to_string())?;
     let service_shard = shard.clone();
@@ -217,6 +255,16 @@ enum Protocol {
 }
 
 impl Protocol {
+    /// The service, for metrics.
+    fn service(self) -> &'static str {
+        match self {
+            Protocol::SqsJson | Protocol::SqsQuery => "sqs",
+            Protocol::SnsQuery => "sns",
+            Protocol::KinesisJson => "kinesis",
+            Protocol::KmsJson => "kms",
+        }
+    }
+
     fn is_json(self) -> bool {
         matches!(self, Protocol::SqsJson | Protocol::KinesisJson | Protocol::KmsJson)
     }
@@ -238,6 +286,9 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>, peer: Peer) -> Res
             return xml_response(StatusCode::FORBIDDEN, text);
         }
     };
+    if parts.uri.path() == "/metrics" && parts.method == Method::GET {
+        return metrics(&shard, &parts.headers).await;
+    }
     let mut response = if parts.method == Method::OPTIONS {
         // A CORS preflight; only an allowed origin gets this far with an Origin header.
         let mut response = text(StatusCode::NO_CONTENT, "");
@@ -570,7 +621,7 @@ async fn json_call(
     if let Op::SubscribeToShard { consumer_arn, shard_id, position } = op {
         return subscribe_to_shard(shard, consumer_arn, shard_id, position, request_id).await;
     }
-    match shard.handle_op_for(op, access, caller).await {
+    match served(shard, protocol, op, access, caller).await {
         Ok(reply) => {
             let value = match protocol {
                 Protocol::SqsJson => sqs::json_reply(action, reply),
@@ -582,6 +633,17 @@ async fn json_call(
         }
         Err(error) => json_error(protocol, &error, request_id, ""),
     }
+}
+
+/// Runs an operation for a gateway request, counting it (by service, action and outcome) with
+/// its latency.
+async fn served(shard: &Rc<Shard>, protocol: Protocol, op: Op, access: &Access, caller: impl FnOnce() -> Caller) -> OpResponse {
+    let action = op.name();
+    let started = std::time::Instant::now();
+    let result = shard.handle_op_for(op, access, caller).await;
+    let code = result.as_ref().err().map_or("ok", |error| error.code.aws_name());
+    shard.metrics.request((protocol.service(), action, code), started.elapsed().as_micros() as u64);
+    result
 }
 
 fn json_content_type(protocol: Protocol) -> &'static str {
@@ -708,7 +770,7 @@ async fn query_call(
         Ok(op) => op,
         Err(error) => return query_error(protocol, &error, request_id),
     };
-    match shard.handle_op_for(op, access, caller).await {
+    match served(shard, protocol, op, access, caller).await {
         Ok(reply) => {
             let text = if protocol == Protocol::SqsQuery {
                 sqs::xml_reply(&action, reply, request_id)

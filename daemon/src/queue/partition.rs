@@ -409,6 +409,11 @@ impl Partition {
     }
 
     /// Whether the next message a receive would take has its payload only in the log.
+    /// When the oldest message still here was sent (epoch ms).
+    pub fn oldest_sent_ms(&self) -> Option<u64> {
+        self.slots.front().and_then(|slot| slot.as_ref()).map(|slot| slot.sent_ms)
+    }
+
     pub fn front_on_disk(&self) -> bool {
         if self.fifo.is_some() {
             return self.evicted > 0 && self.fifo_front_on_disk(1);

@@ -190,30 +190,55 @@ pub async fn handle_op<H: QueueHost>(host: &Rc<H>, op: Op) -> Response {
         Op::SendMessage { queue, mut entry } => {
             let meta = host.snapshot().resolve(&queue)?.clone();
             crate::engine::sealable(host, |snapshot| snapshot.sealing(meta.id).cloned()).await?;
-            if meta.attributes.fifo {
-                return fifo_service::send(host, &meta, vec![entry], false).await;
-            }
-            detach_from_frame(std::slice::from_mut(&mut entry));
-            let mut sends = Sends::default();
-            let result = send_one(host, &meta, entry, host.env().now_ms(), &mut sends)?;
-            sends_durable(host, sends).await?;
-            Ok(Reply::SendMessage(result))
+            let reply = if meta.attributes.fifo {
+                fifo_service::send(host, &meta, vec![entry], false).await?
+            } else {
+                detach_from_frame(std::slice::from_mut(&mut entry));
+                let mut sends = Sends::default();
+                let result = send_one(host, &meta, entry, host.env().now_ms(), &mut sends)?;
+                sends_durable(host, sends).await?;
+                Reply::SendMessage(result)
+            };
+            host.metrics().queue(meta.id, |counted| counted.sent += 1);
+            Ok(reply)
         }
-        Op::SendMessageBatch { queue, entries } => send_batch(host, &queue, entries).await,
+        Op::SendMessageBatch { queue, entries } => {
+            let reply = send_batch(host, &queue, entries).await?;
+            if let Reply::SendMessageBatch { successful, .. } = &reply {
+                count(host, &queue, |counted| counted.sent += successful.len() as u64);
+            }
+            Ok(reply)
+        }
         Op::StartMessageMoveTask { source_arn, destination_arn, max_per_second } => {
             super::redrive::start(host, source_arn, destination_arn, max_per_second).await
         }
         Op::CancelMessageMoveTask { task_handle } => super::redrive::cancel(host, &task_handle).await,
         Op::ListMessageMoveTasks { source_arn, max_results } => super::redrive::list(host, &source_arn, max_results).await,
-        Op::ReceiveMessage(request) => receive(host, request).await,
+        Op::ReceiveMessage(request) => {
+            let queue = request.queue.clone();
+            let reply = receive(host, request).await?;
+            if let Reply::ReceiveMessage(messages) = &reply {
+                count(host, &queue, |counted| {
+                    counted.received += messages.len() as u64;
+                    counted.empty_receives += messages.is_empty() as u64;
+                });
+            }
+            Ok(reply)
+        }
         Op::DeleteMessage { queue, receipt_handle } => {
             let entries = vec![DeleteEntry { id: String::new(), receipt_handle }];
             let mut results = delete_messages(host, &queue, &entries).await?;
-            results.pop().unwrap_or(Ok(())).map(|()| Reply::Done)
+            let result = results.pop().unwrap_or(Ok(())).map(|()| Reply::Done);
+            if result.is_ok() {
+                count(host, &queue, |counted| counted.deleted += 1);
+            }
+            result
         }
         Op::DeleteMessageBatch { queue, entries } => {
             check_batch_ids(entries.iter().map(|e| e.id.as_str()))?;
             let results = delete_messages(host, &queue, &entries).await?;
+            let deleted = results.iter().filter(|result| result.is_ok()).count() as u64;
+            count(host, &queue, |counted| counted.deleted += deleted);
             Ok(batch_reply(entries.iter().map(|e| &e.id), results))
         }
         Op::ChangeMessageVisibility { queue, receipt_handle, visibility_timeout } => {
@@ -227,6 +252,13 @@ pub async fn handle_op<H: QueueHost>(host: &Rc<H>, op: Op) -> Response {
             Ok(batch_reply(entries.iter().map(|e| &e.id), results))
         }
         other => Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not a queue operation", other.name()))),
+    }
+}
+
+/// Counts into the metrics of the queue `queue` names (if it still exists).
+fn count<H: QueueHost>(host: &Rc<H>, queue: &str, counting: impl FnOnce(&mut crate::metrics::QueueCounters)) {
+    if let Ok(meta) = host.snapshot().resolve(queue) {
+        host.metrics().queue(meta.id, counting);
     }
 }
 
@@ -715,6 +747,9 @@ fn receive_resident<H: QueueHost>(
     let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(false) };
     let before = delivered.len();
     let received = partition.receive(now, &rules, delivered, &mut moved);
+    if !moved.is_empty() {
+        host.metrics().queue(queue_id, |counted| counted.moved_to_dead_letter += moved.len() as u64);
+    }
     let stalled = received.is_ok() && delivered.len() - before < max_messages && (partition.front_on_disk() || feed_stalled);
     if stalled || partition.on_disk_soon(READ_AHEAD_TRIGGER) {
         host.queues().request_load(queue_id);

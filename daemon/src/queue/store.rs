@@ -283,6 +283,11 @@ impl Storage {
         self.resident.set(add_change(self.resident.get(), partition));
     }
 
+    /// Bytes of payloads this shard may keep in memory (its part of `--memory-budget`).
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
     /// Bytes of payloads this shard keeps in memory.
     pub fn resident_bytes(&self) -> u64 {
         self.resident.get()

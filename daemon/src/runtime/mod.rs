@@ -48,6 +48,8 @@ pub struct Started {
     pub addr: SocketAddr,
     /// The HTTP gateway's address, unless `--http-listen off`.
     pub http_addr: Option<SocketAddr>,
+    /// `--metrics-listen`'s address, if given.
+    pub metrics_addr: Option<SocketAddr>,
     pub shards: usize,
 }
 
@@ -106,6 +108,8 @@ pub struct ShardStart<M: Send> {
     pub mesh: MeshBuilder<M, glommio::channels::channel_mesh::Full>,
     pub addr: SocketAddr,
     pub http_addr: Option<SocketAddr>,
+    /// `--metrics-listen`'s address, if given.
+    pub metrics_addr: Option<SocketAddr>,
     /// Told once the shard listens (or why it cannot start).
     pub ready: std::sync::mpsc::Sender<Result<(), String>>,
     /// Counts the shards that have drained their connections at shutdown.
@@ -139,6 +143,11 @@ where
         None => None,
     };
     let http_addr = http.as_ref().map(|(_, bound)| *bound);
+    let metrics = match config.metrics_listen {
+        Some(metrics) => Some(reserve_port(metrics).map_err(|e| anyhow::anyhow!("cannot listen for metrics on {metrics}: {e}"))?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|(_, bound)| *bound);
     if config.public_url.is_empty() {
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         config.public_url = format!("{scheme}://{}", http_addr.unwrap_or(addr));
@@ -177,7 +186,7 @@ where
             let drained = drained.clone();
             let shard_main = shard_main.clone();
             async move {
-                let start = ShardStart { config, mesh, addr, http_addr, ready: ready.clone(), drained };
+                let start = ShardStart { config, mesh, addr, http_addr, metrics_addr, ready: ready.clone(), drained };
                 if let Err(error) = shard_main(start).await {
                     let _ = ready.send(Err(error.to_string()));
                 }
@@ -196,7 +205,8 @@ where
     }
     drop(reservation);
     drop(http);
-    on_started(&Started { addr, http_addr, shards: cores });
+    drop(metrics);
+    on_started(&Started { addr, http_addr, metrics_addr, shards: cores });
     for result in handles.join_all() {
         if let Err(error) = result {
             anyhow::bail!("a shard failed: {error:?}");

@@ -20,6 +20,8 @@ pub enum Call {
     Meta(MetaChange),
     /// Install a new metadata snapshot.
     Publish(Arc<Snapshot>),
+    /// This shard's part of a scrape (`metrics`).
+    Metrics,
 }
 
 #[derive(Debug)]
@@ -29,6 +31,7 @@ pub enum Answer {
     Stream(StreamAnswer),
     Meta(Result<MetaOutcome, OpError>),
     Publish,
+    Metrics(Box<crate::metrics::Report>),
 }
 
 /// One-way messages between shards.

@@ -7,6 +7,7 @@
 pub mod calls;
 pub mod keys;
 pub mod meta;
+pub mod metrics;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -72,6 +73,8 @@ pub struct Shard {
     pub shutdown: ShutdownState,
     /// Time, timers and tasks for the engines (glommio here; the simulator's world in tests).
     pub env: Env,
+    /// What this shard counts (`metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 fn naming(config: &Config) -> Naming {
@@ -183,6 +186,7 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         encoder: RefCell::new(Encoder::new()),
         shutdown: ShutdownState::default(),
         env,
+        metrics: crate::metrics::Metrics::default(),
     });
     // Feed cursors in line with the catalog (a subscription made just before a crash gets its
     // cursor now) before anything is served.
@@ -386,6 +390,7 @@ impl Shard {
                 install(self, snapshot);
                 Answer::Publish
             }
+            Call::Metrics => Answer::Metrics(Box::new(metrics::report(self))),
         }
     }
 }
@@ -466,7 +471,8 @@ fn engine_of(op: &Op) -> Engine {
         | Op::LeaseShards { .. }
         | Op::CheckpointShard { .. }
         | Op::ReleaseShards { .. }
-        | Op::DescribeConsumerGroup { .. } => Engine::Stream,
+        | Op::DescribeConsumerGroup { .. }
+        | Op::SetEnhancedMonitoring { .. } => Engine::Stream,
         Op::CreateKey { .. }
         | Op::DescribeKey { .. }
         | Op::ListKeys { .. }
@@ -508,6 +514,9 @@ impl Host for Shard {
     }
     fn keyring(&self) -> &crate::kms::at_rest::Keyring {
         self.queues.storage.keyring()
+    }
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
     async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
         meta::change(self, change).await

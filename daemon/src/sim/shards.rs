@@ -50,6 +50,7 @@ pub struct SimShard {
     pub queues: Queues,
     topics: Topics,
     pub streams: StreamStore,
+    metrics: crate::metrics::Metrics,
     cluster: Weak<Cluster>,
 }
 
@@ -109,6 +110,9 @@ impl Host for SimShard {
     }
     fn keyring(&self) -> &crate::kms::at_rest::Keyring {
         self.queues.storage.keyring()
+    }
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
     /// As shard 0 runs a change (`shard::meta`): prepared by the stream engine (a reshard
     /// seals the shards it closes), applied, and installed on every shard (`shard::install`)
@@ -242,6 +246,7 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
             queues: Queues::new(opened.storage, opened.partitions),
             topics: Topics::new(tls.clone()),
             streams,
+            metrics: crate::metrics::Metrics::default(),
             cluster: Rc::downgrade(&cluster),
         });
         cluster.shards.borrow_mut().push(shard);

@@ -241,6 +241,7 @@ pub struct Log {
     /// The flusher has written and synced everything and stopped (after `close`).
     stopped: Cell<bool>,
     stats: Cell<LogStats>,
+    commits: Cell<CommitStats>,
     spare: RefCell<Spare>,
     /// Notified when a spare segment finishes preparing (or fails to).
     spare_done: LocalNotify,
@@ -289,6 +290,14 @@ pub struct LogStats {
     /// Segments the flusher had to create itself, every write waiting, because no prepared
     /// spare was there for it (0 unless the log outruns the zeroing of spares).
     pub segments_created_inline: u64,
+}
+
+/// Group commits: records per commit, and each commit's write (and sync, as `--fsync` says)
+/// in µs (kept apart from `LogStats`, which every append touches).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    pub records: crate::metrics::Buckets,
+    pub micros: crate::metrics::Buckets,
 }
 
 /// Largest flush written through an O_DSYNC handle rather than as a write and an fdatasync
@@ -763,6 +772,7 @@ impl Log {
             closing: Cell::new(false),
             stopped: Cell::new(false),
             stats: Cell::new(LogStats::default()),
+            commits: Cell::default(),
             spare: RefCell::new(Spare::None),
             spare_done: LocalNotify::new(),
             spare_failed: RefCell::new(None),
@@ -1172,6 +1182,10 @@ impl Log {
         self.sync_active().await
     }
 
+    pub fn commit_stats(&self) -> CommitStats {
+        self.commits.get()
+    }
+
     pub fn stats(&self) -> LogStats {
         self.stats.get()
     }
@@ -1421,7 +1435,15 @@ impl Log {
                 FsyncMode::Never => self.closing.get(),
             };
             self.count(|stats| stats.flushes += 1);
-            match self.write_chunks(chunks, sync).await {
+            let records = last_seq.saturating_sub(self.state.borrow().written_seq);
+            let started = env.monotonic();
+            let written = self.write_chunks(chunks, sync).await;
+            let micros = env.monotonic().saturating_sub(started).as_micros() as u64;
+            let mut commits = self.commits.get();
+            commits.records.observe(&crate::metrics::RECORDS_BOUNDS, records);
+            commits.micros.observe(&crate::metrics::LATENCY_BOUNDS_US, micros);
+            self.commits.set(commits);
+            match written {
                 Ok(()) => {
                     self.prepare_spare_if_due();
                     let mut state = self.state.borrow_mut();

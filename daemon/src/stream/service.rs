@@ -154,6 +154,14 @@ pub async fn handle_op<H: StreamHost>(host: &Rc<H>, op: Op) -> Response {
             fits_a_segment(host, Some(max_record_size_kib))?;
             stream_change(host, StreamChange::MaxRecordSize { stream, kib: max_record_size_kib }).await.map(|_| Reply::Done)
         }
+        Op::SetEnhancedMonitoring { stream, metrics, enable } => {
+            match stream_change(host, StreamChange::Monitoring { stream, metrics, enable }).await? {
+                StreamOutcome::Monitoring { name, arn, current, desired } => {
+                    Ok(Reply::EnhancedMonitoring { stream_name: name, stream_arn: arn, current, desired })
+                }
+                other => Err(OpError::new(ErrorCode::InternalFailure, format!("unexpected outcome of a monitoring change: {other:?}"))),
+            }
+        }
         Op::UpdateStreamMode { stream, mode } => stream_change(host, StreamChange::Mode { stream, mode }).await.map(|_| Reply::Done),
         Op::DeleteStream { stream, enforce_consumer_deletion } => {
             stream_change(host, StreamChange::Delete { stream, enforce_consumer_deletion }).await.map(|_| Reply::Done)
@@ -638,6 +646,15 @@ pub async fn handle_call<H: StreamHost>(host: &Rc<H>, call: StreamCall) -> Strea
     }
 }
 
+/// A shard a put appended to: its log, the last sequence number appended, and what was.
+struct Touched {
+    shard: u32,
+    log: Rc<ShardLog>,
+    last_seq: u64,
+    records: u64,
+    bytes: u64,
+}
+
 /// Appends one core's part of a put, and answers once it is durable.
 pub async fn stream_put_local<H: StreamHost>(host: &Rc<H>, stream_id: u64, items: Vec<PutItem>) -> Vec<PutOutcome> {
     let snapshot = host.snapshot();
@@ -660,8 +677,7 @@ pub async fn stream_put_local<H: StreamHost>(host: &Rc<H>, stream_id: u64, items
             }
         },
     };
-    // (shard, its log, the last sequence number appended to it)
-    let mut touched: Vec<(u32, Rc<ShardLog>, u64)> = Vec::new();
+    let mut touched: Vec<Touched> = Vec::new();
     for item in items {
         if !meta.shard(item.shard).is_some_and(|shard| shard.is_open()) {
             outcomes.push(PutOutcome::Resharded(item));
@@ -678,7 +694,9 @@ pub async fn stream_put_local<H: StreamHost>(host: &Rc<H>, stream_id: u64, items
             outcomes.push(PutOutcome::Resharded(item));
             continue;
         }
-        if enforce && !log.admit_write(now, 1, (item.data.len() + item.partition_key.len()) as u64) {
+        let bytes = (item.data.len() + item.partition_key.len()) as u64;
+        if enforce && !log.admit_write(now, 1, bytes) {
+            host.metrics().stream(stream_id, item.shard, |counted| counted.write_throttled += 1);
             let error = OpError::new(
                 ErrorCode::ProvisionedThroughputExceeded,
                 format!(
@@ -693,19 +711,29 @@ pub async fn stream_put_local<H: StreamHost>(host: &Rc<H>, stream_id: u64, items
         }
         match log.append(&item.partition_key, &item.data, now, seal.as_deref()) {
             Ok(seq) => {
-                match touched.iter_mut().find(|(shard, _, _)| *shard == item.shard) {
-                    Some(entry) => entry.2 = seq,
-                    None => touched.push((item.shard, log, seq)),
+                match touched.iter_mut().find(|entry| entry.shard == item.shard) {
+                    Some(entry) => {
+                        entry.last_seq = seq;
+                        entry.records += 1;
+                        entry.bytes += bytes;
+                    }
+                    None => touched.push(Touched { shard: item.shard, log, last_seq: seq, records: 1, bytes }),
                 }
                 outcomes.push(PutOutcome::Put { at: item.at, shard: item.shard, seq });
             }
             Err(error) => outcomes.push(PutOutcome::Failed(item.at, error)),
         }
     }
-    let kept = join_all(touched.iter().map(|(_, log, seq)| log.log.durable(*seq))).await;
-    for ((shard, log, _), result) in touched.iter().zip(kept) {
+    let kept = join_all(touched.iter().map(|entry| entry.log.log.durable(entry.last_seq))).await;
+    for (Touched { shard, log, records, bytes, .. }, result) in touched.iter().zip(kept) {
         match result {
-            Ok(()) => log.appended.notify_all(),
+            Ok(()) => {
+                log.appended.notify_all();
+                host.metrics().stream(stream_id, *shard, |counted| {
+                    counted.incoming_records += records;
+                    counted.incoming_bytes += bytes;
+                });
+            }
             Err(error) => {
                 let error = storage_error(error);
                 for outcome in outcomes.iter_mut() {
@@ -730,6 +758,7 @@ pub async fn stream_read_local<H: StreamHost>(host: &Rc<H>, request: ReadRequest
     let now = host.env().now_ms();
     let enforce = request.limited && host.config().enforce_shard_limits;
     if enforce && !log.admit_read(now) {
+        host.metrics().stream(meta.id, shard.index, |counted| counted.read_throttled += 1);
         return Err(OpError::new(
             ErrorCode::ProvisionedThroughputExceeded,
             format!("Rate exceeded for shard {} in stream {} under account {}.", shard.id(), meta.name, host.config().account_id),
@@ -808,6 +837,12 @@ pub async fn stream_read_local<H: StreamHost>(host: &Rc<H>, request: ReadRequest
         Some(last) if !caught_up => host.env().now_ms().saturating_sub(last.timestamp_ms),
         _ => 0,
     };
+    host.metrics().stream(meta.id, shard.index, |counted| {
+        counted.outgoing_records += records.len() as u64;
+        counted.outgoing_bytes += bytes;
+        counted.get_records += 1;
+        counted.iterator_age_ms = millis_behind_latest;
+    });
     Ok(ReadOutcome { records, next, millis_behind_latest, ended: at_end(next) })
 }
 

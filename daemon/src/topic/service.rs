@@ -212,21 +212,47 @@ async fn publish<H: TopicHost>(
         crate::engine::sealable(host, |snapshot| snapshot.sealing(feed).cloned()).await?;
     }
     let snapshot = host.snapshot();
-    if topic.is_fifo() {
-        return super::fifo::publish(host, &topic, entries).await;
+    if !topic.is_fifo() {
+        return publish_standard(host, &snapshot, &topic, entries).await;
     }
+    // What each entry weighs, by id, for the bytes of those published.
+    let sizes: Vec<(String, u64)> = entries.iter().map(|entry| (entry.id.clone(), entry.size_bytes() as u64)).collect();
+    let (successful, failed) = super::fifo::publish(host, &topic, entries).await?;
+    let bytes = successful.iter().filter_map(|result| sizes.iter().find(|(id, _)| *id == result.id)).map(|(_, size)| size).sum::<u64>();
+    host.metrics().topic(&topic.name, |counted| {
+        counted.published += successful.len() as u64;
+        counted.publish_bytes += bytes;
+    });
+    Ok((successful, failed))
+}
+
+async fn publish_standard<H: TopicHost>(
+    host: &Rc<H>,
+    snapshot: &Snapshot,
+    topic: &TopicMeta,
+    entries: Vec<PublishEntry>,
+) -> Result<(Vec<PublishResult>, Vec<BatchFailure>), OpError> {
     let now = host.env().now_ms();
     let mut successful = Vec::with_capacity(entries.len());
     let mut failed = Vec::new();
     let mut sends = Sends::default();
+    let mut bytes = 0;
     for mut entry in entries {
         let id = std::mem::take(&mut entry.id);
-        match publish_one(host, &snapshot, &topic, entry, now, &mut sends) {
-            Ok(message_id) => successful.push(PublishResult { id, message_id, sequence_number: None }),
+        let size = entry.size_bytes() as u64;
+        match publish_one(host, snapshot, topic, entry, now, &mut sends) {
+            Ok(message_id) => {
+                successful.push(PublishResult { id, message_id, sequence_number: None });
+                bytes += size;
+            }
             Err(error) => failed.push(BatchFailure::new(id, error)),
         }
     }
     crate::queue::service::sends_durable(host, sends).await?;
+    host.metrics().topic(&topic.name, |counted| {
+        counted.published += successful.len() as u64;
+        counted.publish_bytes += bytes;
+    });
     Ok((successful, failed))
 }
 

@@ -140,6 +140,20 @@ class Kinesis(unittest.TestCase):
         with Expect(self, "ResourceNotFoundException"):
             self.kinesis.update_stream_mode(StreamARN=arn + "-gone", StreamModeDetails={"StreamMode": "PROVISIONED"})
 
+    def test_enhanced_monitoring_turns_shard_level_metrics_on_and_off(self):
+        name = unique("watched")
+        self.kinesis.create_stream(StreamName=name, ShardCount=2)
+        enabled = self.kinesis.enable_enhanced_monitoring(StreamName=name, ShardLevelMetrics=["IncomingBytes", "IteratorAgeMilliseconds"])
+        self.assertEqual((enabled["CurrentShardLevelMetrics"], enabled["DesiredShardLevelMetrics"]), ([], ["IncomingBytes", "IteratorAgeMilliseconds"]))
+        described = self.kinesis.describe_stream(StreamName=name)["StreamDescription"]
+        self.assertEqual(described["EnhancedMonitoring"], [{"ShardLevelMetrics": ["IncomingBytes", "IteratorAgeMilliseconds"]}])
+        disabled = self.kinesis.disable_enhanced_monitoring(StreamARN=described["StreamARN"], ShardLevelMetrics=["ALL"])
+        self.assertEqual(disabled["DesiredShardLevelMetrics"], [])
+        summary = self.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        self.assertEqual(summary["EnhancedMonitoring"], [{"ShardLevelMetrics": []}])
+        with Expect(self, "ValidationException"):
+            self.kinesis.enable_enhanced_monitoring(StreamName=name, ShardLevelMetrics=["Everything"])
+
     def test_tags_by_arn_are_the_streams_tags(self):
         name = unique("tagged")
         self.kinesis.create_stream(StreamName=name, ShardCount=1)

@@ -135,7 +135,7 @@ class Models(unittest.TestCase):
             "RegisterStreamConsumer", "DeregisterStreamConsumer", "DescribeStreamConsumer", "ListStreamConsumers",
             "PutResourcePolicy", "GetResourcePolicy", "DeleteResourcePolicy", "TagResource", "UntagResource",
             "ListTagsForResource", "DescribeLimits", "DescribeAccountSettings", "StartStreamEncryption", "StopStreamEncryption",
-            "UpdateMaxRecordSize", "UpdateStreamMode",
+            "UpdateMaxRecordSize", "UpdateStreamMode", "EnableEnhancedMonitoring", "DisableEnhancedMonitoring",
         ])
 
     def test_sns(self):

@@ -37,6 +37,11 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
             let consumer_arn = Some(fbb.create_string(consumer_arn));
             op_table!(fbb, DescribeConsumerGroup, fb::DescribeConsumerGroupArgs { consumer_arn })
         }
+        Op::SetEnhancedMonitoring { stream, metrics, enable } => {
+            let stream = Some(fbb.create_string(stream));
+            let metrics = strings(fbb, metrics);
+            op_table!(fbb, SetEnhancedMonitoring, fb::SetEnhancedMonitoringArgs { stream, metrics, enable: *enable })
+        }
         Op::UpdateStreamMode { stream, mode } => {
             let (stream, mode) = (Some(fbb.create_string(stream)), Some(fbb.create_string(mode)));
             op_table!(fbb, UpdateStreamMode, fb::UpdateStreamModeArgs { stream, mode })
@@ -251,6 +256,10 @@ pub(super) fn decode_op(
         fb::Op::DescribeConsumerGroup => {
             let op = request.op_as_describe_consumer_group().ok_or_else(unknown)?;
             Op::DescribeConsumerGroup { consumer_arn: op.consumer_arn().to_owned() }
+        }
+        fb::Op::SetEnhancedMonitoring => {
+            let op = request.op_as_set_enhanced_monitoring().ok_or_else(unknown)?;
+            Op::SetEnhancedMonitoring { stream: op.stream().to_owned(), metrics: read.strings(op.metrics()), enable: op.enable() }
         }
         fb::Op::UpdateStreamMode => {
             let op = request.op_as_update_stream_mode().ok_or_else(unknown)?;

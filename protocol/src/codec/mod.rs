@@ -260,6 +260,7 @@ fn stream_description<'a>(fbb: &mut FlatBufferBuilder<'a>, stream: &StreamDescri
     let mode = Some(fbb.create_string(&stream.mode));
     let shards = stream_shards(fbb, &stream.shards);
     let encryption_key = opt_str(fbb, &stream.encryption_key);
+    let shard_level_metrics = strings(fbb, &stream.shard_level_metrics);
     fb::StreamDescription::create(
         fbb,
         &fb::StreamDescriptionArgs {
@@ -275,6 +276,7 @@ fn stream_description<'a>(fbb: &mut FlatBufferBuilder<'a>, stream: &StreamDescri
             consumer_count: stream.consumer_count,
             max_record_size_kib: stream.max_record_size_kib,
             encryption_key,
+            shard_level_metrics,
         },
     )
 }
@@ -502,6 +504,7 @@ impl<'f> Reader<'f> {
             consumer_count: stream.consumer_count(),
             max_record_size_kib: stream.max_record_size_kib(),
             encryption_key: owned(stream.encryption_key()),
+            shard_level_metrics: self.strings(stream.shard_level_metrics()),
         }
     }
 

@@ -249,6 +249,11 @@ pub(super) fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) 
             let workers = strings(fbb, workers);
             table!(ShardLeases, fb::ShardLeasesArgs { lease_ms: *lease_ms, leases, workers })
         }
+        Reply::EnhancedMonitoring { stream_name, stream_arn, current, desired } => {
+            let (stream_name, stream_arn) = (Some(fbb.create_string(stream_name)), Some(fbb.create_string(stream_arn)));
+            let (current, desired) = (strings(fbb, current), strings(fbb, desired));
+            table!(EnhancedMonitoring, fb::EnhancedMonitoringArgs { stream_name, stream_arn, current, desired })
+        }
         Reply::MoveTasks(tasks) => {
             let offsets: Vec<_> = tasks
                 .iter()
@@ -552,6 +557,15 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
                 })
                 .unwrap_or_default();
             Reply::ShardLeases(ShardLeases { lease_ms: result.lease_ms(), leases, workers: read.strings(result.workers()) })
+        }
+        fb::Reply::EnhancedMonitoring => {
+            let result = response.reply_as_enhanced_monitoring().ok_or_else(empty)?;
+            Reply::EnhancedMonitoring {
+                stream_name: result.stream_name().to_owned(),
+                stream_arn: result.stream_arn().to_owned(),
+                current: read.strings(result.current()),
+                desired: read.strings(result.desired()),
+            }
         }
         fb::Reply::MoveTasks => {
             let result = response.reply_as_move_tasks().ok_or_else(empty)?;

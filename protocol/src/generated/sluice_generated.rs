@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 93;
+pub const ENUM_MAX_OP: u8 = 94;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 94] = [
+pub const ENUM_VALUES_OP: [Op; 95] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -127,6 +127,7 @@ pub const ENUM_VALUES_OP: [Op; 94] = [
   Op::CheckpointShard,
   Op::ReleaseShards,
   Op::DescribeConsumerGroup,
+  Op::SetEnhancedMonitoring,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -228,9 +229,10 @@ impl Op {
   pub const CheckpointShard: Self = Self(91);
   pub const ReleaseShards: Self = Self(92);
   pub const DescribeConsumerGroup: Self = Self(93);
+  pub const SetEnhancedMonitoring: Self = Self(94);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 93;
+  pub const ENUM_MAX: u8 = 94;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -326,6 +328,7 @@ impl Op {
     Self::CheckpointShard,
     Self::ReleaseShards,
     Self::DescribeConsumerGroup,
+    Self::SetEnhancedMonitoring,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -424,6 +427,7 @@ impl Op {
       Self::CheckpointShard => Some("CheckpointShard"),
       Self::ReleaseShards => Some("ReleaseShards"),
       Self::DescribeConsumerGroup => Some("DescribeConsumerGroup"),
+      Self::SetEnhancedMonitoring => Some("SetEnhancedMonitoring"),
       _ => None,
     }
   }
@@ -484,10 +488,10 @@ pub struct OpUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REPLY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REPLY: u8 = 33;
+pub const ENUM_MAX_REPLY: u8 = 34;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REPLY: [Reply; 34] = [
+pub const ENUM_VALUES_REPLY: [Reply; 35] = [
   Reply::NONE,
   Reply::HelloResult,
   Reply::Done,
@@ -522,6 +526,7 @@ pub const ENUM_VALUES_REPLY: [Reply; 34] = [
   Reply::KeyData,
   Reply::MoveTasks,
   Reply::ShardLeases,
+  Reply::EnhancedMonitoring,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -563,9 +568,10 @@ impl Reply {
   pub const KeyData: Self = Self(31);
   pub const MoveTasks: Self = Self(32);
   pub const ShardLeases: Self = Self(33);
+  pub const EnhancedMonitoring: Self = Self(34);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 33;
+  pub const ENUM_MAX: u8 = 34;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloResult,
@@ -601,6 +607,7 @@ impl Reply {
     Self::KeyData,
     Self::MoveTasks,
     Self::ShardLeases,
+    Self::EnhancedMonitoring,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -639,6 +646,7 @@ impl Reply {
       Self::KeyData => Some("KeyData"),
       Self::MoveTasks => Some("MoveTasks"),
       Self::ShardLeases => Some("ShardLeases"),
+      Self::EnhancedMonitoring => Some("EnhancedMonitoring"),
       _ => None,
     }
   }
@@ -12547,6 +12555,140 @@ impl core::fmt::Debug for UpdateMaxRecordSize<'_> {
       ds.finish()
   }
 }
+pub enum SetEnhancedMonitoringOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kinesis EnableEnhancedMonitoring (`enable`) and DisableEnhancedMonitoring: answered with
+/// EnhancedMonitoring.
+pub struct SetEnhancedMonitoring<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SetEnhancedMonitoring<'a> {
+  type Inner = SetEnhancedMonitoring<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SetEnhancedMonitoring<'a> {
+  pub const VT_STREAM: flatbuffers::VOffsetT = 4;
+  pub const VT_METRICS: flatbuffers::VOffsetT = 6;
+  pub const VT_ENABLE: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SetEnhancedMonitoring { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SetEnhancedMonitoringArgs<'args>
+  ) -> flatbuffers::WIPOffset<SetEnhancedMonitoring<'bldr>> {
+    let mut builder = SetEnhancedMonitoringBuilder::new(_fbb);
+    if let Some(x) = args.metrics { builder.add_metrics(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.add_enable(args.enable);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetEnhancedMonitoring::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn metrics(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(SetEnhancedMonitoring::VT_METRICS, None)}
+  }
+  #[inline]
+  pub fn enable(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(SetEnhancedMonitoring::VT_ENABLE, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for SetEnhancedMonitoring<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("metrics", Self::VT_METRICS, false)?
+     .visit_field::<bool>("enable", Self::VT_ENABLE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetEnhancedMonitoringArgs<'a> {
+    pub stream: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub metrics: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub enable: bool,
+}
+impl<'a> Default for SetEnhancedMonitoringArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SetEnhancedMonitoringArgs {
+      stream: None, // required field
+      metrics: None,
+      enable: false,
+    }
+  }
+}
+
+pub struct SetEnhancedMonitoringBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SetEnhancedMonitoringBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetEnhancedMonitoring::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_metrics(&mut self, metrics: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetEnhancedMonitoring::VT_METRICS, metrics);
+  }
+  #[inline]
+  pub fn add_enable(&mut self, enable: bool) {
+    self.fbb_.push_slot::<bool>(SetEnhancedMonitoring::VT_ENABLE, enable, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SetEnhancedMonitoringBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SetEnhancedMonitoringBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SetEnhancedMonitoring<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SetEnhancedMonitoring::VT_STREAM,"stream");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SetEnhancedMonitoring<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SetEnhancedMonitoring");
+      ds.field("stream", &self.stream());
+      ds.field("metrics", &self.metrics());
+      ds.field("enable", &self.enable());
+      ds.finish()
+  }
+}
 pub enum UpdateStreamModeOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15160,6 +15302,21 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_set_enhanced_monitoring(&self) -> Option<SetEnhancedMonitoring<'a>> {
+    if self.op_type() == Op::SetEnhancedMonitoring {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SetEnhancedMonitoring::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -15265,6 +15422,7 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::CheckpointShard => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CheckpointShard>>("Op::CheckpointShard", pos),
           Op::ReleaseShards => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ReleaseShards>>("Op::ReleaseShards", pos),
           Op::DescribeConsumerGroup => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeConsumerGroup>>("Op::DescribeConsumerGroup", pos),
+          Op::SetEnhancedMonitoring => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetEnhancedMonitoring>>("Op::SetEnhancedMonitoring", pos),
           _ => Ok(()),
         }
      })?
@@ -15972,6 +16130,13 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::DescribeConsumerGroup => {
           if let Some(x) = self.op_as_describe_consumer_group() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SetEnhancedMonitoring => {
+          if let Some(x) = self.op_as_set_enhanced_monitoring() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -18228,6 +18393,7 @@ impl<'a> StreamDescription<'a> {
   pub const VT_CONSUMER_COUNT: flatbuffers::VOffsetT = 22;
   pub const VT_MAX_RECORD_SIZE_KIB: flatbuffers::VOffsetT = 24;
   pub const VT_ENCRYPTION_KEY: flatbuffers::VOffsetT = 26;
+  pub const VT_SHARD_LEVEL_METRICS: flatbuffers::VOffsetT = 28;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -18240,6 +18406,7 @@ impl<'a> StreamDescription<'a> {
   ) -> flatbuffers::WIPOffset<StreamDescription<'bldr>> {
     let mut builder = StreamDescriptionBuilder::new(_fbb);
     builder.add_created_ms(args.created_ms);
+    if let Some(x) = args.shard_level_metrics { builder.add_shard_level_metrics(x); }
     if let Some(x) = args.encryption_key { builder.add_encryption_key(x); }
     builder.add_max_record_size_kib(args.max_record_size_kib);
     builder.add_consumer_count(args.consumer_count);
@@ -18342,6 +18509,14 @@ impl<'a> StreamDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(StreamDescription::VT_ENCRYPTION_KEY, None)}
   }
+  /// Enhanced monitoring's shard-level metrics.
+  #[inline]
+  pub fn shard_level_metrics(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(StreamDescription::VT_SHARD_LEVEL_METRICS, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for StreamDescription<'_> {
@@ -18363,6 +18538,7 @@ impl flatbuffers::Verifiable for StreamDescription<'_> {
      .visit_field::<i32>("consumer_count", Self::VT_CONSUMER_COUNT, false)?
      .visit_field::<i32>("max_record_size_kib", Self::VT_MAX_RECORD_SIZE_KIB, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("encryption_key", Self::VT_ENCRYPTION_KEY, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("shard_level_metrics", Self::VT_SHARD_LEVEL_METRICS, false)?
      .finish();
     Ok(())
   }
@@ -18380,6 +18556,7 @@ pub struct StreamDescriptionArgs<'a> {
     pub consumer_count: i32,
     pub max_record_size_kib: i32,
     pub encryption_key: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub shard_level_metrics: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
 }
 impl<'a> Default for StreamDescriptionArgs<'a> {
   #[inline]
@@ -18397,6 +18574,7 @@ impl<'a> Default for StreamDescriptionArgs<'a> {
       consumer_count: 0,
       max_record_size_kib: 0,
       encryption_key: None,
+      shard_level_metrics: None,
     }
   }
 }
@@ -18455,6 +18633,10 @@ impl<'a: 'b, 'b> StreamDescriptionBuilder<'a, 'b> {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamDescription::VT_ENCRYPTION_KEY, encryption_key);
   }
   #[inline]
+  pub fn add_shard_level_metrics(&mut self, shard_level_metrics: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(StreamDescription::VT_SHARD_LEVEL_METRICS, shard_level_metrics);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> StreamDescriptionBuilder<'a, 'b> {
     let start = _fbb.start_table();
     StreamDescriptionBuilder {
@@ -18486,6 +18668,7 @@ impl core::fmt::Debug for StreamDescription<'_> {
       ds.field("consumer_count", &self.consumer_count());
       ds.field("max_record_size_kib", &self.max_record_size_kib());
       ds.field("encryption_key", &self.encryption_key());
+      ds.field("shard_level_metrics", &self.shard_level_metrics());
       ds.finish()
   }
 }
@@ -21393,6 +21576,157 @@ impl core::fmt::Debug for MoveTasks<'_> {
       ds.finish()
   }
 }
+pub enum EnhancedMonitoringOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// What Enable/DisableEnhancedMonitoring answer.
+pub struct EnhancedMonitoring<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for EnhancedMonitoring<'a> {
+  type Inner = EnhancedMonitoring<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> EnhancedMonitoring<'a> {
+  pub const VT_STREAM_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_STREAM_ARN: flatbuffers::VOffsetT = 6;
+  pub const VT_CURRENT: flatbuffers::VOffsetT = 8;
+  pub const VT_DESIRED: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    EnhancedMonitoring { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args EnhancedMonitoringArgs<'args>
+  ) -> flatbuffers::WIPOffset<EnhancedMonitoring<'bldr>> {
+    let mut builder = EnhancedMonitoringBuilder::new(_fbb);
+    if let Some(x) = args.desired { builder.add_desired(x); }
+    if let Some(x) = args.current { builder.add_current(x); }
+    if let Some(x) = args.stream_arn { builder.add_stream_arn(x); }
+    if let Some(x) = args.stream_name { builder.add_stream_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream_name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(EnhancedMonitoring::VT_STREAM_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn stream_arn(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(EnhancedMonitoring::VT_STREAM_ARN, None).unwrap()}
+  }
+  #[inline]
+  pub fn current(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(EnhancedMonitoring::VT_CURRENT, None)}
+  }
+  #[inline]
+  pub fn desired(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(EnhancedMonitoring::VT_DESIRED, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for EnhancedMonitoring<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream_name", Self::VT_STREAM_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream_arn", Self::VT_STREAM_ARN, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("current", Self::VT_CURRENT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("desired", Self::VT_DESIRED, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct EnhancedMonitoringArgs<'a> {
+    pub stream_name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub stream_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub current: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub desired: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for EnhancedMonitoringArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    EnhancedMonitoringArgs {
+      stream_name: None, // required field
+      stream_arn: None, // required field
+      current: None,
+      desired: None,
+    }
+  }
+}
+
+pub struct EnhancedMonitoringBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> EnhancedMonitoringBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_stream_name(&mut self, stream_name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(EnhancedMonitoring::VT_STREAM_NAME, stream_name);
+  }
+  #[inline]
+  pub fn add_stream_arn(&mut self, stream_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(EnhancedMonitoring::VT_STREAM_ARN, stream_arn);
+  }
+  #[inline]
+  pub fn add_current(&mut self, current: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(EnhancedMonitoring::VT_CURRENT, current);
+  }
+  #[inline]
+  pub fn add_desired(&mut self, desired: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(EnhancedMonitoring::VT_DESIRED, desired);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> EnhancedMonitoringBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    EnhancedMonitoringBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<EnhancedMonitoring<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, EnhancedMonitoring::VT_STREAM_NAME,"stream_name");
+    self.fbb_.required(o, EnhancedMonitoring::VT_STREAM_ARN,"stream_arn");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for EnhancedMonitoring<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("EnhancedMonitoring");
+      ds.field("stream_name", &self.stream_name());
+      ds.field("stream_arn", &self.stream_arn());
+      ds.field("current", &self.current());
+      ds.field("desired", &self.desired());
+      ds.finish()
+  }
+}
 pub enum ShardLeaseOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -22375,6 +22709,21 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_enhanced_monitoring(&self) -> Option<EnhancedMonitoring<'a>> {
+    if self.reply_type() == Reply::EnhancedMonitoring {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { EnhancedMonitoring::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Response<'_> {
@@ -22420,6 +22769,7 @@ impl flatbuffers::Verifiable for Response<'_> {
           Reply::KeyData => v.verify_union_variant::<flatbuffers::ForwardsUOffset<KeyData>>("Reply::KeyData", pos),
           Reply::MoveTasks => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MoveTasks>>("Reply::MoveTasks", pos),
           Reply::ShardLeases => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ShardLeases>>("Reply::ShardLeases", pos),
+          Reply::EnhancedMonitoring => v.verify_union_variant::<flatbuffers::ForwardsUOffset<EnhancedMonitoring>>("Reply::EnhancedMonitoring", pos),
           _ => Ok(()),
         }
      })?
@@ -22714,6 +23064,13 @@ impl core::fmt::Debug for Response<'_> {
         },
         Reply::ShardLeases => {
           if let Some(x) = self.reply_as_shard_leases() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::EnhancedMonitoring => {
+          if let Some(x) = self.reply_as_enhanced_monitoring() {
             ds.field("reply", &x)
           } else {
             ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")

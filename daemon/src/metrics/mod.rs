@@ -1,0 +1,194 @@
+//! Metrics. Each shard counts what it does in plain fields of its own `Metrics` — no atomics,
+//! no locks, nothing shared: a counter is a field of a struct found once per request (or per
+//! batch, or per group commit), never per message. A scrape (`/metrics`) asks every shard for
+//! its `Report` over the bus, adds them up, and renders them (`render`, with
+//! `prometheus-client`'s encoders) in Prometheus' text format or OpenMetrics.
+//!
+//! Label sets are bounded: queues, topics and streams by name (ids of deleted ones are dropped
+//! at the next scrape), stream shards only where enhanced monitoring asks for them, gateway
+//! actions by their names in the protocol (`Op::name`), error codes by `ErrorCode`; and no
+//! family renders more than `SERIES_MAX` series (the rest are counted in
+//! `sluice_metrics_series_dropped_total`).
+
+pub mod render;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Series one metric family renders at most.
+pub const SERIES_MAX: usize = 10_000;
+
+/// Upper bounds of latency buckets, in microseconds (100 µs to 10 s).
+pub const LATENCY_BOUNDS_US: [u64; 15] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000];
+/// Upper bounds of group-commit sizes, in records.
+pub const RECORDS_BOUNDS: [u64; 15] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024, 2_048, 4_096, 8_192, 16_384];
+
+/// A histogram's counts under fixed bounds (`LATENCY_BOUNDS_US` or `RECORDS_BOUNDS`): one
+/// count per bound, and the rest above the last.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Buckets {
+    pub counts: [u64; 15],
+    pub above: u64,
+    pub sum: u64,
+    pub count: u64,
+}
+
+impl Buckets {
+    pub fn observe(&mut self, bounds: &[u64; 15], value: u64) {
+        match bounds.iter().position(|bound| value <= *bound) {
+            Some(at) => self.counts[at] += 1,
+            None => self.above += 1,
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+
+    pub fn add(&mut self, other: &Buckets) {
+        for (count, more) in self.counts.iter_mut().zip(other.counts) {
+            *count += more;
+        }
+        self.above += other.above;
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+/// What a queue's operations did on one shard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounters {
+    pub sent: u64,
+    pub received: u64,
+    pub deleted: u64,
+    pub empty_receives: u64,
+    pub moved_to_dead_letter: u64,
+}
+
+impl QueueCounters {
+    fn add(&mut self, other: &QueueCounters) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.deleted += other.deleted;
+        self.empty_receives += other.empty_receives;
+        self.moved_to_dead_letter += other.moved_to_dead_letter;
+    }
+}
+
+/// What one stream shard took and gave, on its owner.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCounters {
+    pub incoming_records: u64,
+    pub incoming_bytes: u64,
+    pub outgoing_records: u64,
+    pub outgoing_bytes: u64,
+    pub get_records: u64,
+    pub write_throttled: u64,
+    pub read_throttled: u64,
+    /// The MillisBehindLatest of the last read (GetRecords or a push), a gauge.
+    pub iterator_age_ms: u64,
+}
+
+/// What one topic's publishes did on one shard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TopicCounters {
+    pub published: u64,
+    pub publish_bytes: u64,
+}
+
+/// A gateway request's kind: (service, action, error code or `ok`).
+pub type RequestKey = (&'static str, &'static str, &'static str);
+
+/// Everything one shard counts.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub queues: HashMap<u64, QueueCounters>,
+    pub streams: HashMap<(u64, u32), StreamCounters>,
+    /// By topic name.
+    pub topics: HashMap<String, TopicCounters>,
+    /// Gateway requests, with their latency (µs).
+    pub requests: HashMap<RequestKey, Buckets>,
+}
+
+/// One shard's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    counters: RefCell<Counters>,
+}
+
+impl Metrics {
+    pub fn queue(&self, queue_id: u64, count: impl FnOnce(&mut QueueCounters)) {
+        count(self.counters.borrow_mut().queues.entry(queue_id).or_default());
+    }
+
+    pub fn stream(&self, stream_id: u64, shard: u32, count: impl FnOnce(&mut StreamCounters)) {
+        count(self.counters.borrow_mut().streams.entry((stream_id, shard)).or_default());
+    }
+
+    pub fn topic(&self, topic: &str, count: impl FnOnce(&mut TopicCounters)) {
+        let mut counters = self.counters.borrow_mut();
+        match counters.topics.get_mut(topic) {
+            Some(counted) => count(counted),
+            None => count(counters.topics.entry(topic.to_owned()).or_default()),
+        }
+    }
+
+    pub fn request(&self, key: RequestKey, micros: u64) {
+        self.counters.borrow_mut().requests.entry(key).or_default().observe(&LATENCY_BOUNDS_US, micros);
+    }
+
+    /// A copy of the counters, forgetting (first) those of queues, streams and topics that
+    /// `keep` says are gone.
+    pub fn counters(&self, keep: impl Fn(Entity<'_>) -> bool) -> Counters {
+        let mut counters = self.counters.borrow_mut();
+        counters.queues.retain(|id, _| keep(Entity::Queue(*id)));
+        counters.streams.retain(|(id, shard), _| keep(Entity::StreamShard(*id, *shard)));
+        counters.topics.retain(|name, _| keep(Entity::Topic(name)));
+        counters.clone()
+    }
+}
+
+/// What a counter is about (for forgetting the gone).
+#[derive(Debug, Clone, Copy)]
+pub enum Entity<'a> {
+    Queue(u64),
+    StreamShard(u64, u32),
+    Topic(&'a str),
+}
+
+/// A queue's messages on one shard, as a scrape found them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueGauges {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    /// When its oldest message was sent (epoch ms).
+    pub oldest_sent_ms: Option<u64>,
+}
+
+/// One shard's own state, as a scrape found it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShardGauges {
+    pub connections: u64,
+    pub memory_budget_bytes: u64,
+    pub memory_used_bytes: u64,
+    /// The queue log's segments and their bytes on disk.
+    pub log_segments: u64,
+    pub log_bytes: u64,
+    pub log_appends: u64,
+    pub log_flushes: u64,
+    pub log_fdatasyncs: u64,
+    /// Records per group commit, and each commit's write-and-sync time (µs).
+    pub commit_records: Buckets,
+    pub commit_micros: Buckets,
+    /// Stream shard logs open.
+    pub stream_logs_open: u64,
+}
+
+/// What one shard answers a scrape with.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub shard: usize,
+    pub counters: Counters,
+    pub queues: Vec<(u64, QueueGauges)>,
+    pub gauges: ShardGauges,
+}

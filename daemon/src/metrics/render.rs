@@ -1,0 +1,434 @@
+//! Renders every shard's `Report`, added up, as Prometheus' text format (0.0.4) or OpenMetrics,
+//! through `prometheus-client`'s encoders (names, escaping, `_total`, buckets, `# EOF`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::{Buckets, QueueCounters, QueueGauges, Report, StreamCounters, TopicCounters, LATENCY_BOUNDS_US, RECORDS_BOUNDS, SERIES_MAX};
+use crate::catalog::Snapshot;
+
+/// Which exposition format a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Prometheus,
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header asks for it, else Prometheus' text format.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Counter(u64),
+    Gauge(i64),
+    Seconds(f64),
+    /// Buckets under bounds, scaled (µs to seconds: 1e-6; records: 1).
+    Histogram(&'static [u64; 15], f64, Buckets),
+}
+
+type Labels = Vec<(String, String)>;
+
+/// One metric family: its series, each with its labels.
+#[derive(Debug)]
+struct Family {
+    kind: MetricType,
+    series: Vec<(Labels, Value)>,
+}
+
+impl EncodeMetric for Family {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, value) in &self.series {
+            let mut series = encoder.encode_family(labels)?;
+            match *value {
+                Value::Counter(count) => series.encode_counter::<NoLabelSet, u64, u64>(&count, None)?,
+                Value::Gauge(gauge) => series.encode_gauge(&gauge)?,
+                Value::Seconds(seconds) => series.encode_gauge(&seconds)?,
+                Value::Histogram(bounds, scale, buckets) => {
+                    let mut pairs: Vec<(f64, u64)> = bounds.iter().map(|bound| *bound as f64 * scale).zip(buckets.counts).collect();
+                    pairs.push((f64::MAX, buckets.above));
+                    series.encode_histogram::<NoLabelSet>(buckets.sum as f64 * scale, buckets.count, &pairs, None)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.kind
+    }
+
+    fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+/// The families being made, by name, with their help, and how many series were dropped.
+struct Families {
+    families: BTreeMap<&'static str, (&'static str, Family)>,
+    dropped: u64,
+}
+
+impl Families {
+    fn add(&mut self, name: &'static str, help: &'static str, labels: Labels, value: Value) {
+        let kind = match value {
+            Value::Counter(_) => MetricType::Counter,
+            Value::Gauge(_) | Value::Seconds(_) => MetricType::Gauge,
+            Value::Histogram(..) => MetricType::Histogram,
+        };
+        let (_, family) = self.families.entry(name).or_insert_with(|| (help, Family { kind, series: Vec::new() }));
+        if family.series.len() >= SERIES_MAX {
+            self.dropped += 1;
+            return;
+        }
+        family.series.push((labels, value));
+    }
+}
+
+fn label(name: &str, value: impl ToString) -> (String, String) {
+    (name.to_owned(), value.to_string())
+}
+
+/// Renders `reports` (one per shard) against `snapshot` (for names, and enhanced monitoring).
+pub fn render(reports: &[Report], snapshot: &Snapshot, now_ms: u64, format: Format) -> String {
+    let mut f = Families { families: BTreeMap::new(), dropped: 0 };
+    queues(&mut f, reports, snapshot, now_ms);
+    topics(&mut f, reports, snapshot);
+    streams(&mut f, reports, snapshot);
+    shards(&mut f, reports);
+    requests(&mut f, reports);
+    let dropped = f.dropped;
+    let mut registry = Registry::default();
+    for (name, (help, family)) in f.families {
+        registry.register(name, help, family);
+    }
+    registry.register(
+        "sluice_metrics_series_dropped",
+        "Series left out of this scrape: a family had SERIES_MAX (10,000) already.",
+        Family { kind: MetricType::Counter, series: vec![(Vec::new(), Value::Counter(dropped))] },
+    );
+    let mut out = String::new();
+    let encoded = match format {
+        Format::Prometheus => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+    };
+    if let Err(error) = encoded {
+        tracing::error!(%error, "cannot render metrics");
+    }
+    out
+}
+
+fn queues(f: &mut Families, reports: &[Report], snapshot: &Snapshot, now_ms: u64) {
+    let mut counters: HashMap<u64, QueueCounters> = HashMap::new();
+    let mut gauges: HashMap<u64, QueueGauges> = HashMap::new();
+    for report in reports {
+        for (id, counted) in &report.counters.queues {
+            counters.entry(*id).or_default().add(counted);
+        }
+        for (id, found) in &report.queues {
+            let total = gauges.entry(*id).or_default();
+            total.visible += found.visible;
+            total.in_flight += found.in_flight;
+            total.delayed += found.delayed;
+            total.oldest_sent_ms = match (total.oldest_sent_ms, found.oldest_sent_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    for meta in snapshot.client_queues() {
+        let labels = || vec![label("queue", &meta.name)];
+        let g = gauges.get(&meta.id).copied().unwrap_or_default();
+        let c = counters.get(&meta.id).copied().unwrap_or_default();
+        f.add(
+            "sluice_queue_messages_visible",
+            "Messages ready to receive (ApproximateNumberOfMessages).",
+            labels(),
+            Value::Gauge(g.visible as i64),
+        );
+        f.add(
+            "sluice_queue_messages_in_flight",
+            "Messages received and not yet deleted or visible again (ApproximateNumberOfMessagesNotVisible).",
+            labels(),
+            Value::Gauge(g.in_flight as i64),
+        );
+        f.add(
+            "sluice_queue_messages_delayed",
+            "Messages not yet visible for their delay (ApproximateNumberOfMessagesDelayed).",
+            labels(),
+            Value::Gauge(g.delayed as i64),
+        );
+        let age = g.oldest_sent_ms.map_or(0.0, |sent| now_ms.saturating_sub(sent) as f64 / 1000.0);
+        f.add(
+            "sluice_queue_oldest_message_age_seconds",
+            "Age of the oldest message in the queue (ApproximateAgeOfOldestMessage); 0 when empty.",
+            labels(),
+            Value::Seconds(age),
+        );
+        f.add("sluice_queue_messages_sent", "Messages sent to the queue (NumberOfMessagesSent).", labels(), Value::Counter(c.sent));
+        f.add(
+            "sluice_queue_messages_received",
+            "Messages handed out by receives (NumberOfMessagesReceived).",
+            labels(),
+            Value::Counter(c.received),
+        );
+        f.add("sluice_queue_messages_deleted", "Messages deleted (NumberOfMessagesDeleted).", labels(), Value::Counter(c.deleted));
+        f.add(
+            "sluice_queue_empty_receives",
+            "Receives that returned no message (NumberOfEmptyReceives).",
+            labels(),
+            Value::Counter(c.empty_receives),
+        );
+        f.add(
+            "sluice_queue_messages_moved_to_dead_letter",
+            "Messages moved to the queue's dead-letter queue past maxReceiveCount.",
+            labels(),
+            Value::Counter(c.moved_to_dead_letter),
+        );
+    }
+}
+
+fn topics(f: &mut Families, reports: &[Report], snapshot: &Snapshot) {
+    let mut counters: HashMap<&str, TopicCounters> = HashMap::new();
+    for report in reports {
+        for (name, counted) in &report.counters.topics {
+            let total = counters.entry(name.as_str()).or_default();
+            total.published += counted.published;
+            total.publish_bytes += counted.publish_bytes;
+        }
+    }
+    for meta in snapshot.topics.values() {
+        let labels = || vec![label("topic", &meta.name)];
+        let c = counters.get(meta.name.as_str()).copied().unwrap_or_default();
+        f.add(
+            "sluice_topic_messages_published",
+            "Messages published to the topic (NumberOfMessagesPublished).",
+            labels(),
+            Value::Counter(c.published),
+        );
+        f.add(
+            "sluice_topic_published_bytes",
+            "Bytes of messages published to the topic (PublishSize, summed).",
+            labels(),
+            Value::Counter(c.publish_bytes),
+        );
+    }
+}
+
+/// Shard-level metrics enhanced monitoring can turn on, with the family each renders to.
+pub const SHARD_LEVEL_METRICS: [&str; 7] = [
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+];
+
+fn streams(f: &mut Families, reports: &[Report], snapshot: &Snapshot) {
+    let mut counters: HashMap<(u64, u32), StreamCounters> = HashMap::new();
+    for report in reports {
+        for (key, counted) in &report.counters.streams {
+            let total = counters.entry(*key).or_default();
+            total.incoming_records += counted.incoming_records;
+            total.incoming_bytes += counted.incoming_bytes;
+            total.outgoing_records += counted.outgoing_records;
+            total.outgoing_bytes += counted.outgoing_bytes;
+            total.get_records += counted.get_records;
+            total.write_throttled += counted.write_throttled;
+            total.read_throttled += counted.read_throttled;
+            total.iterator_age_ms = total.iterator_age_ms.max(counted.iterator_age_ms);
+        }
+    }
+    for meta in snapshot.streams.values() {
+        let mut sum = StreamCounters::default();
+        for shard in &meta.shards {
+            let c = counters.get(&(meta.id, shard.index)).copied().unwrap_or_default();
+            sum.incoming_records += c.incoming_records;
+            sum.incoming_bytes += c.incoming_bytes;
+            sum.outgoing_records += c.outgoing_records;
+            sum.outgoing_bytes += c.outgoing_bytes;
+            sum.get_records += c.get_records;
+            sum.write_throttled += c.write_throttled;
+            sum.read_throttled += c.read_throttled;
+            sum.iterator_age_ms = sum.iterator_age_ms.max(c.iterator_age_ms);
+            // Enhanced monitoring: the shard-level series it asks for.
+            let labels = || vec![label("stream", &meta.name), label("shard", shard.id())];
+            let on = |metric: &str| meta.shard_level_metrics.iter().any(|m| m == metric);
+            if on("IncomingBytes") {
+                f.add(
+                    "sluice_stream_shard_incoming_bytes",
+                    "Bytes put to the shard (enhanced monitoring: IncomingBytes).",
+                    labels(),
+                    Value::Counter(c.incoming_bytes),
+                );
+            }
+            if on("IncomingRecords") {
+                f.add(
+                    "sluice_stream_shard_incoming_records",
+                    "Records put to the shard (enhanced monitoring: IncomingRecords).",
+                    labels(),
+                    Value::Counter(c.incoming_records),
+                );
+            }
+            if on("OutgoingBytes") {
+                f.add(
+                    "sluice_stream_shard_outgoing_bytes",
+                    "Bytes read from the shard (enhanced monitoring: OutgoingBytes).",
+                    labels(),
+                    Value::Counter(c.outgoing_bytes),
+                );
+            }
+            if on("OutgoingRecords") {
+                f.add(
+                    "sluice_stream_shard_outgoing_records",
+                    "Records read from the shard (enhanced monitoring: OutgoingRecords).",
+                    labels(),
+                    Value::Counter(c.outgoing_records),
+                );
+            }
+            if on("WriteProvisionedThroughputExceeded") {
+                f.add(
+                    "sluice_stream_shard_write_throttled",
+                    "Records refused past the shard's write limits (enhanced monitoring).",
+                    labels(),
+                    Value::Counter(c.write_throttled),
+                );
+            }
+            if on("ReadProvisionedThroughputExceeded") {
+                f.add(
+                    "sluice_stream_shard_read_throttled",
+                    "GetRecords refused past the shard's read limits (enhanced monitoring).",
+                    labels(),
+                    Value::Counter(c.read_throttled),
+                );
+            }
+            if on("IteratorAgeMilliseconds") {
+                f.add(
+                    "sluice_stream_shard_iterator_age_milliseconds",
+                    "MillisBehindLatest of the shard's last read (enhanced monitoring: IteratorAgeMilliseconds).",
+                    labels(),
+                    Value::Gauge(c.iterator_age_ms as i64),
+                );
+            }
+        }
+        let labels = || vec![label("stream", &meta.name)];
+        f.add(
+            "sluice_stream_incoming_records",
+            "Records put to the stream (IncomingRecords).",
+            labels(),
+            Value::Counter(sum.incoming_records),
+        );
+        f.add("sluice_stream_incoming_bytes", "Bytes put to the stream (IncomingBytes).", labels(), Value::Counter(sum.incoming_bytes));
+        f.add(
+            "sluice_stream_outgoing_records",
+            "Records read by GetRecords and push subscriptions (GetRecords.Records).",
+            labels(),
+            Value::Counter(sum.outgoing_records),
+        );
+        f.add(
+            "sluice_stream_outgoing_bytes",
+            "Bytes read by GetRecords and push subscriptions (GetRecords.Bytes).",
+            labels(),
+            Value::Counter(sum.outgoing_bytes),
+        );
+        f.add("sluice_stream_get_records", "GetRecords calls and push reads served.", labels(), Value::Counter(sum.get_records));
+        f.add(
+            "sluice_stream_write_throttled",
+            "Records refused past shards' write limits (WriteProvisionedThroughputExceeded).",
+            labels(),
+            Value::Counter(sum.write_throttled),
+        );
+        f.add(
+            "sluice_stream_read_throttled",
+            "GetRecords refused past shards' read limits (ReadProvisionedThroughputExceeded).",
+            labels(),
+            Value::Counter(sum.read_throttled),
+        );
+        f.add(
+            "sluice_stream_iterator_age_milliseconds",
+            "The largest MillisBehindLatest of the shards' last reads (GetRecords.IteratorAgeMilliseconds).",
+            labels(),
+            Value::Gauge(sum.iterator_age_ms as i64),
+        );
+        f.add("sluice_stream_open_shards", "Open shards of the stream.", labels(), Value::Gauge(meta.open_shards().count() as i64));
+    }
+}
+
+fn shards(f: &mut Families, reports: &[Report]) {
+    for report in reports {
+        let g = &report.gauges;
+        let labels = || vec![label("shard", report.shard)];
+        f.add("sluice_shard_connections", "Connections the shard serves (binary and HTTP).", labels(), Value::Gauge(g.connections as i64));
+        f.add(
+            "sluice_shard_memory_budget_bytes",
+            "The shard's part of --memory-budget.",
+            labels(),
+            Value::Gauge(g.memory_budget_bytes as i64),
+        );
+        f.add(
+            "sluice_shard_memory_used_bytes",
+            "Message bytes the shard holds in memory.",
+            labels(),
+            Value::Gauge(g.memory_used_bytes as i64),
+        );
+        f.add("sluice_shard_log_segments", "Segments of the shard's queue log.", labels(), Value::Gauge(g.log_segments as i64));
+        f.add("sluice_shard_log_bytes", "Bytes of the shard's queue log on disk.", labels(), Value::Gauge(g.log_bytes as i64));
+        f.add("sluice_shard_log_appends", "Records appended to the shard's queue log.", labels(), Value::Counter(g.log_appends));
+        f.add("sluice_shard_log_flushes", "Group commits of the shard's queue log.", labels(), Value::Counter(g.log_flushes));
+        f.add(
+            "sluice_shard_log_fdatasyncs",
+            "fdatasync calls (or O_DSYNC writes) of the shard's queue log.",
+            labels(),
+            Value::Counter(g.log_fdatasyncs),
+        );
+        f.add(
+            "sluice_shard_group_commit_records",
+            "Records per group commit of the shard's queue log.",
+            labels(),
+            Value::Histogram(&RECORDS_BOUNDS, 1.0, g.commit_records),
+        );
+        f.add(
+            "sluice_shard_group_commit_seconds",
+            "Time to write (and, as --fsync says, sync) one group commit of the shard's queue log.",
+            labels(),
+            Value::Histogram(&LATENCY_BOUNDS_US, 1e-6, g.commit_micros),
+        );
+        f.add("sluice_shard_stream_logs_open", "Stream shard logs the shard has open.", labels(), Value::Gauge(g.stream_logs_open as i64));
+    }
+}
+
+fn requests(f: &mut Families, reports: &[Report]) {
+    let mut total: BTreeMap<super::RequestKey, Buckets> = BTreeMap::new();
+    for report in reports {
+        for (key, buckets) in &report.counters.requests {
+            total.entry(*key).or_default().add(buckets);
+        }
+    }
+    for ((service, action, code), buckets) in total {
+        let labels = vec![label("service", service), label("action", action), label("code", code)];
+        f.add(
+            "sluice_gateway_request_seconds",
+            "Gateway requests by service, action and error code (`ok`), with their latency.",
+            labels,
+            Value::Histogram(&LATENCY_BOUNDS_US, 1e-6, buckets),
+        );
+    }
+}

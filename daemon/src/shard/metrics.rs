@@ -1,0 +1,74 @@
+//! A shard's part of a scrape (`metrics`): its counters, its queues' messages as they are now,
+//! and its own state; and the scrape itself, which asks every shard for its part.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures::future::join_all;
+
+use super::{Answer, Call, Shard};
+use crate::engine::Host;
+use crate::metrics::render::{render, Format};
+use crate::metrics::{Entity, QueueGauges, Report, ShardGauges};
+
+/// This shard's report.
+pub fn report(shard: &Rc<Shard>) -> Report {
+    let snapshot = shard.snapshot();
+    let streams: HashMap<u64, &crate::catalog::streams::StreamMeta> = snapshot.streams.values().map(|meta| (meta.id, &**meta)).collect();
+    let counters = shard.metrics.counters(|entity| match entity {
+        Entity::Queue(id) => snapshot.by_id.contains_key(&id),
+        Entity::StreamShard(id, index) => streams.get(&id).is_some_and(|meta| meta.shard(index).is_some()),
+        Entity::Topic(name) => snapshot.topics.contains_key(name),
+    });
+    let mut queues = Vec::new();
+    for meta in snapshot.client_queues() {
+        let counts = crate::queue::service::count_local(shard, meta.id);
+        let oldest_sent_ms = shard.queues.partitions.borrow().get(&meta.id).and_then(|partition| partition.oldest_sent_ms());
+        if counts != Default::default() || oldest_sent_ms.is_some() {
+            queues.push((
+                meta.id,
+                QueueGauges { visible: counts.visible, in_flight: counts.inflight, delayed: counts.delayed, oldest_sent_ms },
+            ));
+        }
+    }
+    let storage = &shard.queues.storage;
+    let log = storage.log();
+    let stats = log.stats();
+    let commits = log.commit_stats();
+    let gauges = ShardGauges {
+        connections: shard.shutdown.connections.get() as u64,
+        memory_budget_bytes: storage.budget(),
+        memory_used_bytes: storage.resident_bytes(),
+        log_segments: log.segments().len() as u64,
+        log_bytes: log.disk_bytes(),
+        log_appends: stats.appends,
+        log_flushes: stats.flushes,
+        log_fdatasyncs: stats.fdatasyncs,
+        commit_records: commits.records,
+        commit_micros: commits.micros,
+        stream_logs_open: shard.streams.open_logs().len() as u64,
+    };
+    Report { shard: shard.id, counters, queues, gauges }
+}
+
+/// Every shard's report, gathered over the bus, rendered in `format`.
+pub async fn scrape(shard: &Rc<Shard>, format: Format) -> String {
+    let asks = (0..shard.count).map(|peer| async move {
+        if peer == shard.id {
+            return Some(report(shard));
+        }
+        match shard.bus.call(peer, Call::Metrics).await {
+            Ok(Answer::Metrics(report)) => Some(*report),
+            Ok(other) => {
+                tracing::warn!(peer, ?other, "a shard answered a scrape with something else");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(peer, %error, "a shard did not answer a scrape");
+                None
+            }
+        }
+    });
+    let reports: Vec<Report> = join_all(asks).await.into_iter().flatten().collect();
+    render(&reports, &shard.snapshot(), shard.env.now_ms(), format)
+}

@@ -1,0 +1,163 @@
+//! `/metrics` through a real daemon: every family moves as the operations say (send 10, scrape,
+//! see 10), summed over both shards; enhanced monitoring adds and removes a stream's
+//! shard-level series; the gateway counts its requests; OpenMetrics when asked; the series
+//! of a deleted queue go; `--metrics-listen` serves the same.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use bytes::Bytes;
+use sluice_client::*;
+use sluice_testkit::*;
+
+/// One HTTP/1.1 exchange: the response's body.
+fn http(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+}
+
+fn scrape(addr: SocketAddr, accept: &str) -> String {
+    http(addr, &format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"))
+}
+
+/// The value of the sample `series` (name and labels, exactly as rendered), if there is one.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[track_caller]
+fn assert_sample(text: &str, series: &str, expected: f64) {
+    assert_eq!(sample(text, series), Some(expected), "{series} in:\n{text}");
+}
+
+fn receive(queue: &str, max: i32) -> ReceiveMessage {
+    ReceiveMessage { queue: queue.into(), max_messages: Some(max), wait_time_seconds: Some(0), ..ReceiveMessage::default() }
+}
+
+#[test]
+fn every_family_moves_as_the_operations_say() {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let daemon = Daemon::start_with(&["--metrics-listen", &metrics_port.to_string()]);
+    let gateway = daemon.http_addr.unwrap();
+    let c = daemon.client();
+
+    // Queues: 10 sent, 4 received and deleted, one empty receive, one moved to a dead-letter queue.
+    c.run(c.client().create_queue("jobs", vec![], vec![])).unwrap();
+    for i in 0..10 {
+        c.run(c.client().send_message("jobs", format!("job {i}"))).unwrap();
+    }
+    let text = scrape(metrics_port, "text/plain");
+    assert_sample(&text, r#"sluice_queue_messages_sent_total{queue="jobs"}"#, 10.0);
+    assert_sample(&text, r#"sluice_queue_messages_visible{queue="jobs"}"#, 10.0);
+    let mut received = Vec::new();
+    while received.len() < 4 {
+        received.extend(c.run(c.client().receive_message(receive("jobs", 4 - received.len() as i32))).unwrap());
+    }
+    let text = scrape(metrics_port, "text/plain");
+    assert_sample(&text, r#"sluice_queue_messages_received_total{queue="jobs"}"#, 4.0);
+    assert_sample(&text, r#"sluice_queue_messages_in_flight{queue="jobs"}"#, 4.0);
+    assert_sample(&text, r#"sluice_queue_messages_visible{queue="jobs"}"#, 6.0);
+    assert!(sample(&text, r#"sluice_queue_oldest_message_age_seconds{queue="jobs"}"#).is_some_and(|age| age >= 0.0));
+    for message in &received {
+        c.run(c.client().delete_message("jobs", &message.receipt_handle)).unwrap();
+    }
+    c.run(c.client().create_queue("empty", vec![], vec![])).unwrap();
+    assert!(c.run(c.client().receive_message(receive("empty", 1))).unwrap().is_empty());
+    let text = scrape(metrics_port, "text/plain");
+    assert_sample(&text, r#"sluice_queue_messages_deleted_total{queue="jobs"}"#, 4.0);
+    assert_sample(&text, r#"sluice_queue_messages_in_flight{queue="jobs"}"#, 0.0);
+    assert_sample(&text, r#"sluice_queue_empty_receives_total{queue="empty"}"#, 1.0);
+    assert_sample(&text, r#"sluice_queue_oldest_message_age_seconds{queue="empty"}"#, 0.0);
+
+    c.run(c.client().create_queue("dlq", vec![], vec![])).unwrap();
+    let redrive = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"1"}"#;
+    c.run(c.client().create_queue("fragile", vec![("RedrivePolicy".into(), redrive.into())], vec![])).unwrap();
+    c.run(c.client().send_message("fragile", "poison")).unwrap();
+    let first = loop {
+        if let Some(message) = c.run(c.client().receive_message(receive("fragile", 1))).unwrap().pop() {
+            break message;
+        }
+    };
+    c.run(c.client().change_message_visibility("fragile", &first.receipt_handle, 0)).unwrap();
+    let mut tries = 0;
+    while sample(&scrape(metrics_port, "text/plain"), r#"sluice_queue_messages_moved_to_dead_letter_total{queue="fragile"}"#) != Some(1.0) {
+        let again = c.run(c.client().receive_message(receive("fragile", 1))).unwrap();
+        assert!(again.is_empty(), "received past maxReceiveCount");
+        tries += 1;
+        assert!(tries < 100, "never moved to the dead-letter queue");
+    }
+
+    // Topics.
+    let topic = c.run(c.client().create_topic("news", vec![], vec![])).unwrap();
+    for i in 0..3 {
+        c.run(c.client().publish(&topic, format!("story {i}"))).unwrap();
+    }
+    let text = scrape(metrics_port, "text/plain");
+    assert_sample(&text, r#"sluice_topic_messages_published_total{topic="news"}"#, 3.0);
+    assert_sample(&text, r#"sluice_topic_published_bytes_total{topic="news"}"#, 21.0);
+
+    // Streams: 5 records in, read back; shard-level series only under enhanced monitoring.
+    c.run(c.client().create_stream("clicks", 2)).unwrap();
+    let records: Vec<PutRecordsEntry> = (0..5)
+        .map(|i| PutRecordsEntry { data: Bytes::from(format!("click{i}")), partition_key: format!("k{i}"), explicit_hash_key: None })
+        .collect();
+    c.run(c.client().put_records("clicks", records)).unwrap();
+    let shards = c.run(c.client().describe_stream("clicks")).unwrap().shards;
+    let mut read = 0;
+    for shard in &shards {
+        let iterator = c.run(c.client().get_shard_iterator("clicks", &shard.shard_id, StartingPosition::new("TRIM_HORIZON"))).unwrap();
+        read += c.run(c.client().get_records(&iterator, None)).unwrap().records.len();
+    }
+    assert_eq!(read, 5);
+    let text = scrape(metrics_port, "text/plain");
+    assert_sample(&text, r#"sluice_stream_incoming_records_total{stream="clicks"}"#, 5.0);
+    assert_sample(&text, r#"sluice_stream_incoming_bytes_total{stream="clicks"}"#, 5.0 * (6.0 + 2.0));
+    assert_sample(&text, r#"sluice_stream_outgoing_records_total{stream="clicks"}"#, 5.0);
+    assert_sample(&text, r#"sluice_stream_get_records_total{stream="clicks"}"#, 2.0);
+    assert!(!text.contains("sluice_stream_shard_incoming_records_total"));
+    let enable = Op::SetEnhancedMonitoring { stream: "clicks".into(), metrics: vec!["IncomingRecords".into()], enable: true };
+    match c.run(c.client().call(enable)).unwrap() {
+        Reply::EnhancedMonitoring { current, desired, .. } => {
+            assert!(current.is_empty());
+            assert_eq!(desired, ["IncomingRecords"]);
+        }
+        other => panic!("EnableEnhancedMonitoring answered {other:?}"),
+    }
+    assert_eq!(c.run(c.client().describe_stream("clicks")).unwrap().shard_level_metrics, ["IncomingRecords"]);
+    let text = scrape(metrics_port, "text/plain");
+    let per_shard: f64 = shards
+        .iter()
+        .map(|shard| {
+            sample(&text, &format!(r#"sluice_stream_shard_incoming_records_total{{stream="clicks",shard="{}"}}"#, shard.shard_id)).unwrap()
+        })
+        .sum();
+    assert_eq!(per_shard, 5.0, "{text}");
+    assert!(!text.contains("sluice_stream_shard_outgoing_records_total"));
+    let disable = Op::SetEnhancedMonitoring { stream: "clicks".into(), metrics: vec!["ALL".into()], enable: false };
+    c.run(c.client().call(disable)).unwrap();
+    assert!(!scrape(metrics_port, "text/plain").contains("sluice_stream_shard_incoming_records_total"));
+    let unknown = Op::SetEnhancedMonitoring { stream: "clicks".into(), metrics: vec!["Everything".into()], enable: true };
+    assert_code(c.run(c.client().call(unknown)), ErrorCode::Validation);
+
+    // The gateway counts its requests by service, action and outcome.
+    let list = "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: AmazonSQS.ListQueues\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    http(gateway, &list.replace("{host}", &gateway.to_string()));
+    let text = scrape(gateway, "text/plain");
+    assert_sample(&text, r#"sluice_gateway_request_seconds_count{service="sqs",action="ListQueues",code="ok"}"#, 1.0);
+    // Shards: the queue log's group commits, summed over both shards.
+    let appends: f64 = (0..2).map(|shard| sample(&text, &format!(r#"sluice_shard_log_appends_total{{shard="{shard}"}}"#)).unwrap()).sum();
+    let commits: f64 =
+        (0..2).map(|shard| sample(&text, &format!(r#"sluice_shard_group_commit_records_count{{shard="{shard}"}}"#)).unwrap()).sum();
+    assert!(appends >= 10.0 && commits >= 1.0, "{appends} appends in {commits} commits");
+
+    // OpenMetrics when asked; a deleted queue's series go.
+    let open = scrape(metrics_port, "application/openmetrics-text; version=1.0.0");
+    assert!(open.trim_end().ends_with("# EOF"), "{open}");
+    assert!(!scrape(metrics_port, "text/plain").contains("# EOF"));
+    c.run(c.client().delete_queue("jobs")).unwrap();
+    assert!(!scrape(metrics_port, "text/plain").contains(r#"queue="jobs""#));
+}
