@@ -53,7 +53,7 @@ enum Command {
         #[arg(default_value = "all")]
         scenario: String,
         /// Systems to run, comma-separated [default: all]: sluice-fsync-always, sluice-fsync-never,
-        /// sluice-http-gateway (queue scenarios only), sluice-http-gateway-sigv4 (the same, every request signed with SigV4 and checked), sluice-authenticated (binary protocol, every connection authenticated and request decided), sluice-encrypted (a root key: queues SSE-SQS, streams under alias/aws/kinesis), redis-persistence-off, redis-appendfsync-always,
+        /// sluice-http-gateway (queue scenarios only), sluice-http-gateway-sigv4 (the same, every request signed with SigV4 and checked), sluice-authenticated (binary protocol, every connection authenticated and request decided), sluice-encrypted (a root key: queues SSE-SQS, streams under alias/aws/kinesis), sluice-scraped (sluice-fsync-always with /metrics read every second), redis-persistence-off, redis-appendfsync-always,
         /// nats-jetstream, rabbitmq.
         #[arg(long, value_delimiter = ',')]
         systems: Vec<String>,

@@ -8,6 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,9 @@ pub enum System {
     /// (their default then), streams encrypted under `alias/aws/kinesis` — every message body,
     /// attribute and record sealed with AES-256-GCM before it reaches the log.
     SluiceEncrypted,
+    /// `sluice-fsync-always` with a scraper reading `/metrics` (on `--metrics-listen`) every
+    /// second through the run: what metrics cost.
+    SluiceScraped,
     RedisOff,
     RedisFsyncAlways,
     Nats,
@@ -34,13 +39,14 @@ pub enum System {
 }
 
 impl System {
-    pub const ALL: [System; 10] = [
+    pub const ALL: [System; 11] = [
         System::SluiceFsyncAlways,
         System::SluiceFsyncNever,
         System::SluiceHttpGateway,
         System::SluiceHttpGatewaySigv4,
         System::SluiceAuthenticated,
         System::SluiceEncrypted,
+        System::SluiceScraped,
         System::RedisOff,
         System::RedisFsyncAlways,
         System::Nats,
@@ -55,6 +61,7 @@ impl System {
             System::SluiceHttpGatewaySigv4 => "sluice-http-gateway-sigv4",
             System::SluiceAuthenticated => "sluice-authenticated",
             System::SluiceEncrypted => "sluice-encrypted",
+            System::SluiceScraped => "sluice-scraped",
             System::RedisOff => "redis-persistence-off",
             System::RedisFsyncAlways => "redis-appendfsync-always",
             System::Nats => "nats-jetstream",
@@ -65,7 +72,11 @@ impl System {
     /// `sluice-load --target` for this system.
     pub fn target(self) -> &'static str {
         match self {
-            System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceAuthenticated | System::SluiceEncrypted => "sluice",
+            System::SluiceFsyncAlways
+            | System::SluiceFsyncNever
+            | System::SluiceAuthenticated
+            | System::SluiceEncrypted
+            | System::SluiceScraped => "sluice",
             System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4 => "sluice-http",
             System::RedisOff | System::RedisFsyncAlways => "redis",
             System::Nats => "nats",
@@ -82,6 +93,7 @@ impl System {
                 | System::SluiceHttpGatewaySigv4
                 | System::SluiceAuthenticated
                 | System::SluiceEncrypted
+                | System::SluiceScraped
         )
     }
 
@@ -120,6 +132,7 @@ impl System {
             | System::SluiceHttpGatewaySigv4
             | System::SluiceAuthenticated
             | System::SluiceEncrypted
+            | System::SluiceScraped
             | System::RedisFsyncAlways
             | System::Rabbitmq => "yes",
             System::SluiceFsyncNever | System::RedisOff | System::Nats => "no",
@@ -133,6 +146,7 @@ impl System {
             System::SluiceHttpGatewaySigv4 => 14567,
             System::SluiceAuthenticated => 19802,
             System::SluiceEncrypted => 19803,
+            System::SluiceScraped => 19804,
             System::RedisOff | System::RedisFsyncAlways => 16379,
             System::Nats => 14222,
             System::Rabbitmq => 15672,
@@ -150,7 +164,8 @@ impl System {
             | System::SluiceHttpGateway
             | System::SluiceHttpGatewaySigv4
             | System::SluiceAuthenticated
-            | System::SluiceEncrypted => "sluiced",
+            | System::SluiceEncrypted
+            | System::SluiceScraped => "sluiced",
             System::RedisOff | System::RedisFsyncAlways => "redis-server",
             System::Nats => "nats-server",
             System::Rabbitmq => "rabbitmq-server",
@@ -170,7 +185,8 @@ impl System {
             | System::SluiceHttpGateway
             | System::SluiceHttpGatewaySigv4
             | System::SluiceAuthenticated
-            | System::SluiceEncrypted => Command::new(binaries.join("sluiced")).arg("--version").output(),
+            | System::SluiceEncrypted
+            | System::SluiceScraped => Command::new(binaries.join("sluiced")).arg("--version").output(),
             System::RedisOff | System::RedisFsyncAlways => Command::new("redis-server").arg("--version").output(),
             System::Nats => Command::new("nats-server").arg("--version").output(),
             System::Rabbitmq => Command::new("dpkg-query").args(["-W", "-f", "rabbitmq-server ${Version}", "rabbitmq-server"]).output(),
@@ -231,6 +247,25 @@ fn kill_rabbitmq(signal: &str) -> bool {
 pub struct Running {
     child: Child,
     pub command: String,
+    /// `sluice-scraped`'s scraper: stopped (and joined) with the server.
+    scraper: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+/// Where `sluice-scraped` serves its metrics.
+const SCRAPED_METRICS: &str = "127.0.0.1:19809";
+
+/// Reads `/metrics` every second, as a Prometheus would, until `stop`.
+fn scrape_every_second(stop: Arc<AtomicBool>) {
+    use std::io::{Read, Write};
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        if let Ok(mut stream) = TcpStream::connect(SCRAPED_METRICS) {
+            let request = format!("GET /metrics HTTP/1.1\r\nHost: {SCRAPED_METRICS}\r\nConnection: close\r\n\r\n");
+            let mut body = Vec::new();
+            let _ = stream.write_all(request.as_bytes()).and_then(|()| stream.read_to_end(&mut body));
+        }
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+    }
 }
 
 fn quiet(program: &str, args: &[&str]) -> bool {
@@ -239,6 +274,10 @@ fn quiet(program: &str, args: &[&str]) -> bool {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if let Some((stop, scraper)) = self.scraper.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = scraper.join();
+        }
         let group = format!("-{}", self.child.id());
         quiet("kill", &["-TERM", "--", &group]);
         kill_rabbitmq("-TERM");
@@ -263,12 +302,15 @@ pub fn start(system: System, binaries: &Path, scratch: &Path, sluice_cores: usiz
     let port = system.port().to_string();
     let dir = scratch.display().to_string();
     let mut command = match system {
-        System::SluiceFsyncAlways | System::SluiceFsyncNever => {
+        System::SluiceFsyncAlways | System::SluiceFsyncNever | System::SluiceScraped => {
             let mut c = Command::new(binaries.join("sluiced"));
-            let fsync = if system == System::SluiceFsyncAlways { "always" } else { "never" };
+            let fsync = if system == System::SluiceFsyncNever { "never" } else { "always" };
             c.args(["--listen", &system.endpoint(), "--data-dir", &dir, "--cores", &sluice_cores.to_string(), "--fsync", fsync]);
             // The binary protocol is what is measured; the HTTP gateway would only take a port.
             c.args(["--http-listen", "off"]);
+            if system == System::SluiceScraped {
+                c.args(["--metrics-listen", SCRAPED_METRICS]);
+            }
             c
         }
         System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4 => {
@@ -346,7 +388,7 @@ pub fn start(system: System, binaries: &Path, scratch: &Path, sluice_cores: usiz
         .stderr(log_file)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", system.server()))?;
-    let mut running = Running { child, command: shown };
+    let mut running = Running { child, command: shown, scraper: None };
     let addr: SocketAddr = system.endpoint().parse().expect("a loopback address");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -354,6 +396,11 @@ pub fn start(system: System, binaries: &Path, scratch: &Path, sluice_cores: usiz
             // RabbitMQ opens its port a moment before it takes connections.
             if system == System::Rabbitmq {
                 std::thread::sleep(Duration::from_secs(2));
+            }
+            if system == System::SluiceScraped {
+                let stop = Arc::new(AtomicBool::new(false));
+                let scraping = stop.clone();
+                running.scraper = Some((stop, std::thread::spawn(move || scrape_every_second(scraping))));
             }
             return Ok(running);
         }

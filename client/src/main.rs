@@ -10,6 +10,8 @@ use futures::StreamExt;
 use serde_json::json;
 use sluice_client::blocking::BlockingClient;
 use sluice_client::envelope::Envelope;
+mod top;
+
 use sluice_client::group::GroupMember;
 use sluice_client::{
     ClientError, ConsumerRef, DeleteEntry, ErrorCode, KeyValues, MessageAttribute, Op, PublishEntry, PutRecordResult, PutRecordsEntry,
@@ -110,6 +112,19 @@ enum Command {
     /// Create, list, inspect and delete streams.
     #[command(subcommand)]
     Stream(StreamCommand),
+    /// The broker's queues (depths, oldest message, rates), streams and shards, live, from its
+    /// `/metrics` (read over HTTP; `--endpoint` and its options are not used).
+    Top {
+        /// Where the broker serves its metrics: the gateway's port or `--metrics-listen`'s.
+        #[arg(long, env = "SLUICE_METRICS_URL", default_value = "http://127.0.0.1:4566/metrics")]
+        metrics_url: String,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        every: f64,
+        /// Print the table once (no rates) and exit, for scripts.
+        #[arg(long)]
+        once: bool,
+    },
     /// Put a record on a stream; prints its shard id and sequence number. A DATA of `-`
     /// puts each line of standard input as one record (in PutRecords batches, in order).
     Put {
@@ -392,6 +407,10 @@ impl From<std::io::Error> for Failure {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Top { metrics_url, every, once } = &cli.command {
+        let every = std::time::Duration::try_from_secs_f64(every.max(0.1)).map_err(|e| Failure::Usage(e.to_string()))?;
+        return top::run(metrics_url, every, *once, &mut std::io::stdout().lock()).map_err(Failure::Usage);
+    }
     let key = match (&cli.access_key_id, &cli.secret_access_key) {
         (Some(access_key_id), Some(secret_access_key)) => {
             Some(sluice_client::AccessKey { access_key_id: access_key_id.clone(), secret_access_key: secret_access_key.clone() })
@@ -588,6 +607,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let arn = connection.block_on(client.subscribe(&topic, "sqs", &queue_arn, attributes))?;
             print_named(&mut out, json, "SubscriptionArn", &arn)?;
         }
+        Command::Top { .. } => unreachable!("served before connecting"),
         Command::Unsubscribe { subscription_arn } => connection.block_on(client.unsubscribe(&subscription_arn))?,
         Command::Stream(StreamCommand::Create { name, shards, max_record_kib }) => {
             let mode = if shards.is_some() { "PROVISIONED" } else { "ON_DEMAND" };

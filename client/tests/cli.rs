@@ -254,3 +254,23 @@ fn consumer_group_members_share_a_stream_and_one_killed_is_taken_over() {
     two.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn top_shows_queue_depths_streams_and_shards_from_the_metrics() {
+    let daemon = Daemon::start();
+    stdout(&sluice(&daemon, &["queue", "create", "jobs"], None));
+    stdout(&sluice(&daemon, &["send", "jobs", "-"], Some("one\ntwo\nthree\n")));
+    stdout(&sluice(&daemon, &["stream", "create", "clicks", "--shards", "3"], None));
+    let url = format!("http://{}/metrics", daemon.http_addr.unwrap());
+    let table = stdout(&sluice(&daemon, &["top", "--once", "--metrics-url", &url], None));
+    let row = table.lines().find(|line| line.starts_with("jobs ")).unwrap_or_else(|| panic!("{table}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[..4], ["jobs", "3", "0", "0"], "{table}");
+    let stream = table.lines().find(|line| line.starts_with("clicks ")).unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(stream.split_whitespace().nth(1), Some("3"), "{table}");
+    assert_eq!(table.lines().filter(|line| line.starts_with("0 ") || line.starts_with("1 ")).count(), 2, "two shards: {table}");
+    // A URL that serves no metrics is a clear error.
+    let failed = sluice(&daemon, &["top", "--once", "--metrics-url", "http://127.0.0.1:1/metrics"], None);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("cannot reach 127.0.0.1:1"));
+}
