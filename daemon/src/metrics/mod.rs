@@ -88,6 +88,20 @@ pub struct StreamCounters {
     pub iterator_age_ms: u64,
 }
 
+impl StreamCounters {
+    /// Adds `other`'s counts (the iterator age: the larger).
+    pub fn add(&mut self, other: &StreamCounters) {
+        self.incoming_records += other.incoming_records;
+        self.incoming_bytes += other.incoming_bytes;
+        self.outgoing_records += other.outgoing_records;
+        self.outgoing_bytes += other.outgoing_bytes;
+        self.get_records += other.get_records;
+        self.write_throttled += other.write_throttled;
+        self.read_throttled += other.read_throttled;
+        self.iterator_age_ms = self.iterator_age_ms.max(other.iterator_age_ms);
+    }
+}
+
 /// What one topic's publishes did on one shard.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TopicCounters {

@@ -246,29 +246,14 @@ fn streams(f: &mut Families, reports: &[Report], snapshot: &Snapshot) {
     let mut counters: HashMap<(u64, u32), StreamCounters> = HashMap::new();
     for report in reports {
         for (key, counted) in &report.counters.streams {
-            let total = counters.entry(*key).or_default();
-            total.incoming_records += counted.incoming_records;
-            total.incoming_bytes += counted.incoming_bytes;
-            total.outgoing_records += counted.outgoing_records;
-            total.outgoing_bytes += counted.outgoing_bytes;
-            total.get_records += counted.get_records;
-            total.write_throttled += counted.write_throttled;
-            total.read_throttled += counted.read_throttled;
-            total.iterator_age_ms = total.iterator_age_ms.max(counted.iterator_age_ms);
+            counters.entry(*key).or_default().add(counted);
         }
     }
     for meta in snapshot.streams.values() {
         let mut sum = StreamCounters::default();
         for shard in &meta.shards {
             let c = counters.get(&(meta.id, shard.index)).copied().unwrap_or_default();
-            sum.incoming_records += c.incoming_records;
-            sum.incoming_bytes += c.incoming_bytes;
-            sum.outgoing_records += c.outgoing_records;
-            sum.outgoing_bytes += c.outgoing_bytes;
-            sum.get_records += c.get_records;
-            sum.write_throttled += c.write_throttled;
-            sum.read_throttled += c.read_throttled;
-            sum.iterator_age_ms = sum.iterator_age_ms.max(c.iterator_age_ms);
+            sum.add(&c);
             // Enhanced monitoring: the shard-level series it asks for.
             let labels = || vec![label("stream", &meta.name), label("shard", shard.id())];
             let on = |metric: &str| meta.shard_level_metrics.iter().any(|m| m == metric);
