@@ -220,6 +220,7 @@ enum StreamCommand {
     /// Prints `SHARD SEQUENCE DATA` per record and checkpoints after each batch printed. The
     /// group is a registered stream consumer of that name, registered if missing.
     Consume {
+        /// The stream (name or ARN).
         name: String,
         /// The consumer group (a registered stream consumer's name).
         #[arg(long)]
@@ -236,6 +237,7 @@ enum StreamCommand {
     },
     /// Print a consumer group's live members and, for every shard, its holder, lease and checkpoint.
     Group {
+        /// The stream (name or ARN).
         name: String,
         /// The consumer group (a registered stream consumer's name).
         group: String,
@@ -243,6 +245,7 @@ enum StreamCommand {
     /// Switch a stream's capacity mode (UpdateStreamMode; at most twice a day): ON_DEMAND
     /// streams split and merge their shards with the write load, PROVISIONED ones keep theirs.
     Mode {
+        /// The stream (name or ARN).
         name: String,
         /// PROVISIONED or ON_DEMAND.
         #[arg(value_parser = ["PROVISIONED", "ON_DEMAND"])]

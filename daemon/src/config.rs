@@ -72,8 +72,9 @@ pub struct Config {
 
     /// Also serve `/metrics` (and `/health`) on this address, e.g. for a Prometheus that
     /// scrapes from another host, or when the gateway is off (`--http-listen off`). Metrics
-    /// carry names and counts, never message data; this listener needs no credentials. The
-    /// gateway serves `/metrics` on its own port as well. Default: no such listener.
+    /// carry names and counts, never message data; this listener needs no credentials (it
+    /// speaks TLS with `--tls-cert`, like the gateway). The gateway serves `/metrics` on its own
+    /// port as well. Default: no such listener.
     #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 
