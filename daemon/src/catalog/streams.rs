@@ -121,7 +121,7 @@ pub struct StreamMeta {
     pub max_record_kib: u32,
     /// When UpdateStreamMode last switched its mode (at most `MODE_SWITCHES_MAX` a day).
     pub mode_switches_ms: Vec<u64>,
-    /// Enhanced monitoring's shard-level metrics (`metrics::render::SHARD_LEVEL_METRICS`).
+    /// Enhanced monitoring's shard-level metrics (`SHARD_LEVEL_METRICS`).
     pub shard_level_metrics: Vec<String>,
     /// Open shards as (starting hash key, position in `shards`), by starting key.
     routes: Vec<(u128, usize)>,
@@ -423,6 +423,18 @@ pub enum ScaleStep {
     Merge(u32, u32),
 }
 
+/// Shard-level metrics enhanced monitoring can turn on (each renders per-shard series in
+/// `/metrics`, `metrics::render`).
+pub const SHARD_LEVEL_METRICS: [&str; 7] = [
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+];
+
 /// Mode switches a stream may make in a day (Kinesis's quota).
 pub const MODE_SWITCHES_MAX: usize = 2;
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -712,7 +724,7 @@ fn merge_shards(meta: StreamMeta, shard: &str, adjacent: &str, cx: &ApplyContext
 
 /// Enhanced monitoring's shard-level metrics after enabling (or disabling) `asked` (`ALL`: every one).
 fn monitoring(current: &[String], asked: &[String], enable: bool) -> Result<Vec<String>, OpError> {
-    use crate::metrics::render::SHARD_LEVEL_METRICS;
+    use SHARD_LEVEL_METRICS;
     if asked.is_empty() {
         return Err(OpError::new(ErrorCode::Validation, "1 validation error detected: Value at 'shardLevelMetrics' failed to satisfy constraint: Member must have length greater than or equal to 1"));
     }
@@ -1132,7 +1144,7 @@ pub fn from_json(naming: &Naming, value: &Value, next_id: u64) -> Result<Streams
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
-                .filter(|name| crate::metrics::render::SHARD_LEVEL_METRICS.contains(name))
+                .filter(|name| SHARD_LEVEL_METRICS.contains(name))
                 .map(str::to_owned)
                 .collect(),
             routes: Vec::new(),

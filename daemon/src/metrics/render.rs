@@ -231,17 +231,6 @@ fn topics(f: &mut Families, reports: &[Report], snapshot: &Snapshot) {
     }
 }
 
-/// Shard-level metrics enhanced monitoring can turn on, with the family each renders to.
-pub const SHARD_LEVEL_METRICS: [&str; 7] = [
-    "IncomingBytes",
-    "IncomingRecords",
-    "OutgoingBytes",
-    "OutgoingRecords",
-    "WriteProvisionedThroughputExceeded",
-    "ReadProvisionedThroughputExceeded",
-    "IteratorAgeMilliseconds",
-];
-
 fn streams(f: &mut Families, reports: &[Report], snapshot: &Snapshot) {
     let mut counters: HashMap<(u64, u32), StreamCounters> = HashMap::new();
     for report in reports {
