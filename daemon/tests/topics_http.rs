@@ -240,6 +240,22 @@ fn http_delivery_retries_after_errors_and_redrives_when_its_policy_is_spent() {
     // Spent: no fifth attempt.
     assert!(endpoint.nothing_within(Duration::from_millis(1500)));
     assert!(endpoint.script.lock().unwrap().is_empty());
+    // The metrics count it all: one delivered, five attempts retried, one given up.
+    let metrics = scrape(&daemon);
+    for (family, expected) in [("deliveries", 1), ("delivery_retries", 5), ("delivery_failures", 1)] {
+        let series = format!(r#"sluice_topic_{family}_total{{topic="flaky",protocol="http"}} {expected}"#);
+        assert!(metrics.lines().any(|line| line == series), "no `{series}` in:\n{metrics}");
+    }
+}
+
+/// The daemon's `/metrics`, from its gateway.
+fn scrape(daemon: &Daemon) -> String {
+    let addr = daemon.http_addr.unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
 }
 
 #[test]

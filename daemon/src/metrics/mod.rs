@@ -109,6 +109,18 @@ pub struct TopicCounters {
     pub publish_bytes: u64,
 }
 
+/// What one topic's HTTP/S deliveries came to on one shard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryCounters {
+    /// POSTs answered 2xx.
+    pub delivered: u64,
+    /// Failed attempts that will be retried.
+    pub retried: u64,
+    /// Deliveries given up once the retry policy's attempts were spent (dead-lettered, if the
+    /// subscription has a dead-letter queue).
+    pub failed: u64,
+}
+
 /// A gateway request's kind: (service, action, error code or `ok`).
 pub type RequestKey = (&'static str, &'static str, &'static str);
 
@@ -119,6 +131,8 @@ pub struct Counters {
     pub streams: HashMap<(u64, u32), StreamCounters>,
     /// By topic name.
     pub topics: HashMap<String, TopicCounters>,
+    /// HTTP/S deliveries by (topic name, protocol).
+    pub deliveries: HashMap<(String, &'static str), DeliveryCounters>,
     /// Gateway requests, with their latency (µs).
     pub requests: HashMap<RequestKey, Buckets>,
 }
@@ -146,6 +160,12 @@ impl Metrics {
         }
     }
 
+    pub fn delivery(&self, topic: &str, protocol: &'static str, count: impl FnOnce(&mut DeliveryCounters)) {
+        let mut counters = self.counters.borrow_mut();
+        let key = (topic.to_owned(), protocol);
+        count(counters.deliveries.entry(key).or_default());
+    }
+
     pub fn request(&self, key: RequestKey, micros: u64) {
         self.counters.borrow_mut().requests.entry(key).or_default().observe(&LATENCY_BOUNDS_US, micros);
     }
@@ -157,6 +177,7 @@ impl Metrics {
         counters.queues.retain(|id, _| keep(Entity::Queue(*id)));
         counters.streams.retain(|(id, shard), _| keep(Entity::StreamShard(*id, *shard)));
         counters.topics.retain(|name, _| keep(Entity::Topic(name)));
+        counters.deliveries.retain(|(name, _), _| keep(Entity::Topic(name)));
         counters.clone()
     }
 }

@@ -213,6 +213,31 @@ fn topics(f: &mut Families, reports: &[Report], snapshot: &Snapshot) {
             total.publish_bytes += counted.publish_bytes;
         }
     }
+    let mut deliveries: BTreeMap<(&str, &str), super::DeliveryCounters> = BTreeMap::new();
+    for report in reports {
+        for ((name, protocol), counted) in &report.counters.deliveries {
+            let total = deliveries.entry((name.as_str(), protocol)).or_default();
+            total.delivered += counted.delivered;
+            total.retried += counted.retried;
+            total.failed += counted.failed;
+        }
+    }
+    for ((name, protocol), c) in deliveries.into_iter().filter(|((name, _), _)| snapshot.topics.contains_key(*name)) {
+        let labels = || vec![label("topic", name), label("protocol", protocol)];
+        f.add(
+            "sluice_topic_deliveries",
+            "HTTP/S notifications delivered (answered 2xx) (NumberOfNotificationsDelivered).",
+            labels(),
+            Value::Counter(c.delivered),
+        );
+        f.add(
+            "sluice_topic_delivery_retries",
+            "HTTP/S delivery attempts that failed and will be retried.",
+            labels(),
+            Value::Counter(c.retried),
+        );
+        f.add("sluice_topic_delivery_failures", "HTTP/S notifications given up after the retry policy's attempts (NumberOfNotificationsFailed); dead-lettered when the subscription has a dead-letter queue.", labels(), Value::Counter(c.failed));
+    }
     for meta in snapshot.topics.values() {
         let labels = || vec![label("topic", &meta.name)];
         let c = counters.get(meta.name.as_str()).copied().unwrap_or_default();

@@ -307,6 +307,16 @@ async fn deliver<H: TopicHost>(host: &Rc<H>, subscription: &SubscriptionMeta, qu
     };
     let message = (delivery.seq, delivery.message_id as u64);
     let attempt = delivery.receive_count;
+    // Notifications only (a subscription confirmation is no delivery of a message).
+    if message_type == "Notification" {
+        let topic = subscription.topic_arn.rsplit(':').next().unwrap_or_default();
+        let protocol = if subscription.protocol == "https" { "https" } else { "http" };
+        host.metrics().delivery(topic, protocol, |counted| match &outcome {
+            Ok(()) => counted.delivered += 1,
+            Err(_) if attempt < policy.attempts() => counted.retried += 1,
+            Err(_) => counted.failed += 1,
+        });
+    }
     match outcome {
         Ok(()) => {
             // Not kept: the notification is delivered again after the restart (at least once).
