@@ -306,6 +306,16 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
         Op::SetEnhancedMonitoring { stream: s, enable: false, .. } => stream("kinesis:DisableEnhancedMonitoring", s),
         Op::SetStreamEncryption { stream: s, start: true, .. } => stream("kinesis:StartStreamEncryption", s),
         Op::SetStreamEncryption { stream: s, start: false, .. } => stream("kinesis:StopStreamEncryption", s),
+        // An alarm is named by its ARN; a call about several alarms, by none (`*`).
+        Op::PutMetricAlarm(alarm) => Target::new("cloudwatch:PutMetricAlarm", Some(Cow::Owned(alarm_arn(naming, &alarm.name))), None),
+        Op::SetAlarmState { name, .. } => Target::new("cloudwatch:SetAlarmState", Some(Cow::Owned(alarm_arn(naming, name))), None),
+        Op::DeleteAlarms { names } => Target::new("cloudwatch:DeleteAlarms", one_alarm(naming, names), None),
+        Op::SetAlarmActions { names, enable: true } => Target::new("cloudwatch:EnableAlarmActions", one_alarm(naming, names), None),
+        Op::SetAlarmActions { names, enable: false } => Target::new("cloudwatch:DisableAlarmActions", one_alarm(naming, names), None),
+        Op::DescribeAlarms { .. } => Target::new("cloudwatch:DescribeAlarms", None, None),
+        Op::GetMetricStatistics { .. } => Target::new("cloudwatch:GetMetricStatistics", None, None),
+        Op::GetMetricData { .. } => Target::new("cloudwatch:GetMetricData", None, None),
+        Op::ListMetrics { .. } => Target::new("cloudwatch:ListMetrics", None, None),
         Op::CreateKey { .. } => Target::new("kms:CreateKey", None, None),
         Op::ListKeys { .. } => Target::new("kms:ListKeys", None, None),
         Op::ListAliases { .. } => Target::new("kms:ListAliases", None, None),
@@ -346,5 +356,17 @@ mod tests {
                 assert!(Action::named(name).is_some(), "{name} is not in policy::ACTIONS");
             }
         }
+    }
+}
+
+fn alarm_arn(naming: &crate::catalog::Naming, name: &str) -> String {
+    format!("arn:aws:cloudwatch:{}:{}:alarm:{name}", naming.region, naming.account_id)
+}
+
+/// The ARN of the one alarm named, if just one is.
+fn one_alarm<'a>(naming: &crate::catalog::Naming, names: &[String]) -> Option<Cow<'a, str>> {
+    match names {
+        [name] => Some(Cow::Owned(alarm_arn(naming, name))),
+        _ => None,
     }
 }

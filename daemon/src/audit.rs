@@ -260,6 +260,7 @@ const SQS: &str = "sqs.amazonaws.com";
 const SNS: &str = "sns.amazonaws.com";
 const KINESIS: &str = "kinesis.amazonaws.com";
 const KMS: &str = "kms.amazonaws.com";
+const CLOUDWATCH: &str = "monitoring.amazonaws.com";
 
 fn keys(pairs: &[(String, String)]) -> Vec<&str> {
     pairs.iter().map(|(key, _)| key.as_str()).collect()
@@ -300,6 +301,23 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
         }
         // Key service calls are management events, as in CloudTrail (the cryptographic ones
         // too); no plaintext or ciphertext is ever recorded.
+        Op::PutMetricAlarm(alarm) => (
+            CLOUDWATCH,
+            false,
+            json!({ "alarmName": alarm.name, "namespace": alarm.metric.namespace, "metricName": alarm.metric.metric_name, "alarmActions": alarm.alarm_actions }),
+        ),
+        Op::DescribeAlarms { names, name_prefix, state, .. } => {
+            (CLOUDWATCH, false, json!({ "alarmNames": names, "alarmNamePrefix": name_prefix, "stateValue": state }))
+        }
+        Op::DeleteAlarms { names } | Op::SetAlarmActions { names, .. } => (CLOUDWATCH, false, json!({ "alarmNames": names })),
+        Op::SetAlarmState { name, state, reason, .. } => {
+            (CLOUDWATCH, false, json!({ "alarmName": name, "stateValue": state, "stateReason": reason }))
+        }
+        Op::GetMetricStatistics { metric, period_seconds, .. } => {
+            (CLOUDWATCH, false, json!({ "namespace": metric.namespace, "metricName": metric.metric_name, "period": period_seconds }))
+        }
+        Op::GetMetricData { queries, .. } => (CLOUDWATCH, false, json!({ "queries": queries.len() })),
+        Op::ListMetrics { namespace, metric_name, .. } => (CLOUDWATCH, false, json!({ "namespace": namespace, "metricName": metric_name })),
         Op::CreateKey { description, tags, .. } => (KMS, false, json!({ "description": description, "tags": keys(tags) })),
         Op::DescribeKey { key }
         | Op::SetKeyEnabled { key, .. }

@@ -78,6 +78,20 @@ pub struct Config {
     #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Seconds between metric samples: each sample records the figures AWS publishes to
+    /// CloudWatch (`AWS/SQS` queue depths and counts, `AWS/SNS`, `AWS/Kinesis`) into the metric
+    /// history (GetMetricStatistics, GetMetricData) and evaluates every alarm. CloudWatch's
+    /// standard resolution is 60.
+    #[arg(long, env = "SLUICE_METRICS_SAMPLE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub metrics_sample_seconds: u64,
+
+    /// Memory the metric history may take (suffixes K, M, G, binary), at 12 bytes a point: the
+    /// default keeps 15 days of per-minute points for about 1,000 metrics (each queue has 8,
+    /// each topic 3, each stream 8). Past it every metric keeps an equal share of the newest
+    /// points. The history is also kept on disk under `<data-dir>/metrics-history`.
+    #[arg(long, env = "SLUICE_METRIC_HISTORY_BYTES", default_value = "256M", value_parser = byte_size)]
+    pub metric_history_bytes: u64,
+
     /// Seconds a stream consumer group's lease on a shard lasts unless its worker renews it
     /// (LeaseShards, at least every third of it): how long a worker that died holds its shards
     /// before the others take them over. After a start, groups that existed before it get no

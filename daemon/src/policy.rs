@@ -111,6 +111,15 @@ pub const ACTIONS: &[&str] = &[
     "kms:RotateKeyOnDemand",
     "kms:ScheduleKeyDeletion",
     "kms:UpdateAlias",
+    "cloudwatch:PutMetricAlarm",
+    "cloudwatch:DescribeAlarms",
+    "cloudwatch:DeleteAlarms",
+    "cloudwatch:SetAlarmState",
+    "cloudwatch:EnableAlarmActions",
+    "cloudwatch:DisableAlarmActions",
+    "cloudwatch:GetMetricStatistics",
+    "cloudwatch:GetMetricData",
+    "cloudwatch:ListMetrics",
 ];
 
 /// One of `ACTIONS`.

@@ -443,6 +443,58 @@ pub enum Op {
         key: String,
         start: bool,
     },
+    /// CloudWatch PutMetricAlarm: creates or replaces the alarm (its state fields are ignored).
+    PutMetricAlarm(Box<MetricAlarm>),
+    /// CloudWatch DescribeAlarms.
+    DescribeAlarms {
+        names: Vec<String>,
+        name_prefix: Option<String>,
+        state: Option<String>,
+        action_prefix: Option<String>,
+        max_records: Option<i32>,
+        next_token: Option<String>,
+    },
+    /// CloudWatch DeleteAlarms.
+    DeleteAlarms {
+        names: Vec<String>,
+    },
+    /// CloudWatch SetAlarmState.
+    SetAlarmState {
+        name: String,
+        state: String,
+        reason: String,
+        reason_data: Option<String>,
+    },
+    /// CloudWatch EnableAlarmActions (`enable`) and DisableAlarmActions.
+    SetAlarmActions {
+        names: Vec<String>,
+        enable: bool,
+    },
+    /// CloudWatch GetMetricStatistics (times in epoch ms).
+    GetMetricStatistics {
+        metric: MetricId,
+        start_ms: u64,
+        end_ms: u64,
+        period_seconds: u32,
+        statistics: Vec<String>,
+        unit: Option<String>,
+    },
+    /// CloudWatch GetMetricData: metric queries over `start_ms..end_ms`.
+    GetMetricData {
+        queries: Vec<MetricDataQuery>,
+        start_ms: u64,
+        end_ms: u64,
+        descending: bool,
+        max_datapoints: Option<i32>,
+        next_token: Option<String>,
+    },
+    /// CloudWatch ListMetrics.
+    ListMetrics {
+        namespace: Option<String>,
+        metric_name: Option<String>,
+        dimensions: Vec<DimensionFilter>,
+        next_token: Option<String>,
+    },
 }
 
 impl Op {
@@ -548,6 +600,15 @@ impl Op {
             Op::SetEnhancedMonitoring { enable: false, .. } => "DisableEnhancedMonitoring",
             Op::SetStreamEncryption { start: true, .. } => "StartStreamEncryption",
             Op::SetStreamEncryption { start: false, .. } => "StopStreamEncryption",
+            Op::PutMetricAlarm(_) => "PutMetricAlarm",
+            Op::DescribeAlarms { .. } => "DescribeAlarms",
+            Op::DeleteAlarms { .. } => "DeleteAlarms",
+            Op::SetAlarmState { .. } => "SetAlarmState",
+            Op::SetAlarmActions { enable: true, .. } => "EnableAlarmActions",
+            Op::SetAlarmActions { enable: false, .. } => "DisableAlarmActions",
+            Op::GetMetricStatistics { .. } => "GetMetricStatistics",
+            Op::GetMetricData { .. } => "GetMetricData",
+            Op::ListMetrics { .. } => "ListMetrics",
         }
     }
 }
@@ -782,6 +843,111 @@ pub enum Reply {
         ciphertext: Option<Bytes>,
         plaintext: Option<Bytes>,
     },
+    /// DescribeAlarms: one page.
+    MetricAlarms {
+        alarms: Vec<MetricAlarm>,
+        next_token: Option<String>,
+    },
+    /// GetMetricStatistics: each period with data, oldest first.
+    MetricStatistics {
+        label: String,
+        datapoints: Vec<Datapoint>,
+    },
+    /// GetMetricData: each query's values, in the order asked.
+    MetricData {
+        results: Vec<MetricDataResult>,
+        next_token: Option<String>,
+    },
+    /// ListMetrics: one page.
+    MetricList {
+        metrics: Vec<MetricId>,
+        next_token: Option<String>,
+    },
+}
+
+/// A metric's dimension (`QueueName` = `orders`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dimension {
+    pub name: String,
+    pub value: String,
+}
+
+/// A dimension ListMetrics matches: a name, and a value or any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DimensionFilter {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+/// A metric: namespace (`AWS/SQS`), name and dimensions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MetricId {
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: Vec<Dimension>,
+}
+
+/// A CloudWatch metric alarm: its configuration and, as answered, its ARN and state (times in
+/// epoch ms).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricAlarm {
+    pub name: String,
+    pub description: Option<String>,
+    pub metric: MetricId,
+    /// SampleCount, Average, Sum, Minimum or Maximum.
+    pub statistic: String,
+    pub period_seconds: u32,
+    pub evaluation_periods: u32,
+    /// 0: `evaluation_periods`.
+    pub datapoints_to_alarm: u32,
+    pub threshold: f64,
+    pub comparison: String,
+    /// breaching, notBreaching, ignore or missing (`None`: missing).
+    pub treat_missing_data: Option<String>,
+    pub unit: Option<String>,
+    pub actions_enabled: bool,
+    pub alarm_actions: Vec<String>,
+    pub ok_actions: Vec<String>,
+    pub insufficient_data_actions: Vec<String>,
+    pub arn: String,
+    /// OK, ALARM or INSUFFICIENT_DATA.
+    pub state: String,
+    pub state_reason: String,
+    pub state_reason_data: Option<String>,
+    pub state_updated_ms: u64,
+    pub configuration_updated_ms: u64,
+}
+
+/// One period's statistics of a metric.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Datapoint {
+    pub timestamp_ms: u64,
+    pub sample_count: f64,
+    pub sum: f64,
+    pub minimum: f64,
+    pub maximum: f64,
+    pub unit: Option<String>,
+}
+
+/// One query of GetMetricData.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricDataQuery {
+    pub id: String,
+    pub metric: MetricId,
+    pub period_seconds: u32,
+    pub stat: String,
+    pub label: Option<String>,
+    pub return_data: bool,
+    pub unit: Option<String>,
+}
+
+/// One query's values in GetMetricData.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricDataResult {
+    pub id: String,
+    pub label: String,
+    pub timestamps_ms: Vec<u64>,
+    pub values: Vec<f64>,
 }
 
 /// A KMS key as DescribeKey reports it (times in epoch ms).

@@ -171,6 +171,49 @@ fn every_request_round_trips() {
         Op::DescribeConsumerGroup { consumer_arn: "arn:c".into() },
         Op::SetEnhancedMonitoring { stream: "s".into(), metrics: vec!["IncomingBytes".into()], enable: true },
         Op::SetEnhancedMonitoring { stream: "s".into(), metrics: vec!["ALL".into()], enable: false },
+        Op::PutMetricAlarm(Box::new(sample_alarm())),
+        Op::DescribeAlarms {
+            names: vec!["a".into()],
+            name_prefix: Some("d".into()),
+            state: Some("ALARM".into()),
+            action_prefix: Some("arn:aws:sns".into()),
+            max_records: Some(10),
+            next_token: Some("t".into()),
+        },
+        Op::DescribeAlarms { names: vec![], name_prefix: None, state: None, action_prefix: None, max_records: None, next_token: None },
+        Op::DeleteAlarms { names: vec!["a".into(), "b".into()] },
+        Op::SetAlarmState { name: "a".into(), state: "OK".into(), reason: "test".into(), reason_data: Some("{}".into()) },
+        Op::SetAlarmActions { names: vec!["a".into()], enable: false },
+        Op::GetMetricStatistics {
+            metric: sample_metric(),
+            start_ms: 1_000,
+            end_ms: 61_000,
+            period_seconds: 60,
+            statistics: vec!["Sum".into(), "Maximum".into()],
+            unit: Some("Count".into()),
+        },
+        Op::GetMetricData {
+            queries: vec![MetricDataQuery {
+                id: "q1".into(),
+                metric: sample_metric(),
+                period_seconds: 60,
+                stat: "Average".into(),
+                label: Some("depth".into()),
+                return_data: false,
+                unit: None,
+            }],
+            start_ms: 0,
+            end_ms: 3_600_000,
+            descending: false,
+            max_datapoints: Some(100),
+            next_token: None,
+        },
+        Op::ListMetrics {
+            namespace: Some("AWS/SQS".into()),
+            metric_name: None,
+            dimensions: vec![DimensionFilter { name: "QueueName".into(), value: None }],
+            next_token: Some("n".into()),
+        },
         Op::DeleteStream { stream: "s".into(), enforce_consumer_deletion: true },
         Op::DescribeStream { stream: "s".into(), limit: Some(10), exclusive_start_shard_id: Some("shardId-000000000001".into()) },
         Op::DescribeStreamSummary { stream: "s".into() },
@@ -372,6 +415,23 @@ fn every_response_round_trips() {
             ],
             workers: vec!["w1".into(), "w2".into()],
         })),
+        Ok(Reply::MetricAlarms { alarms: vec![sample_alarm()], next_token: Some("n".into()) }),
+        Ok(Reply::MetricStatistics {
+            label: "NumberOfMessagesSent".into(),
+            datapoints: vec![Datapoint {
+                timestamp_ms: 60_000,
+                sample_count: 2.0,
+                sum: 10.0,
+                minimum: 4.0,
+                maximum: 6.0,
+                unit: Some("Count".into()),
+            }],
+        }),
+        Ok(Reply::MetricData {
+            results: vec![MetricDataResult { id: "q1".into(), label: "l".into(), timestamps_ms: vec![60_000, 0], values: vec![1.5, 2.5] }],
+            next_token: None,
+        }),
+        Ok(Reply::MetricList { metrics: vec![sample_metric()], next_token: None }),
         Ok(Reply::EnhancedMonitoring {
             stream_name: "s".into(),
             stream_arn: "arn:s".into(),
@@ -506,5 +566,39 @@ fn a_list_longer_than_any_valid_request_is_refused_not_decoded() {
     match request.op {
         Op::ReceiveMessage(receive) => assert_eq!(receive.message_attribute_names, vec!["All"; 3]),
         other => panic!("{other:?}"),
+    }
+}
+
+fn sample_metric() -> MetricId {
+    MetricId {
+        namespace: "AWS/SQS".into(),
+        metric_name: "ApproximateNumberOfMessagesVisible".into(),
+        dimensions: vec![Dimension { name: "QueueName".into(), value: "q".into() }],
+    }
+}
+
+fn sample_alarm() -> MetricAlarm {
+    MetricAlarm {
+        name: "depth".into(),
+        description: Some("too deep".into()),
+        metric: sample_metric(),
+        statistic: "Maximum".into(),
+        period_seconds: 60,
+        evaluation_periods: 3,
+        datapoints_to_alarm: 2,
+        threshold: 100.5,
+        comparison: "GreaterThanThreshold".into(),
+        treat_missing_data: Some("notBreaching".into()),
+        unit: None,
+        actions_enabled: false,
+        alarm_actions: vec!["arn:aws:sns:us-east-1:000000000000:t".into()],
+        ok_actions: vec![],
+        insufficient_data_actions: vec!["arn:x".into()],
+        arn: "arn:aws:cloudwatch:us-east-1:000000000000:alarm:depth".into(),
+        state: "OK".into(),
+        state_reason: "fine".into(),
+        state_reason_data: None,
+        state_updated_ms: 5,
+        configuration_updated_ms: 4,
     }
 }

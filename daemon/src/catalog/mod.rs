@@ -16,6 +16,7 @@ use std::sync::Arc;
 use sluice_protocol::limits::*;
 use sluice_protocol::{ErrorCode, KeyValues, OpError};
 
+pub mod alarms;
 pub mod current;
 pub mod delivery;
 pub mod feeds;
@@ -357,6 +358,8 @@ pub enum MetaChange {
     Moves(Option<u64>),
     /// A stream consumer group's leases or checkpoints (`groups`).
     Group(groups::GroupChange),
+    /// A CloudWatch alarm change (`alarms`).
+    Alarm(alarms::AlarmChange),
 }
 
 /// What a successful change answers.
@@ -377,6 +380,8 @@ pub enum MetaOutcome {
     Moves(Vec<Arc<moves::MoveTask>>),
     /// A consumer group's leases.
     Leases(sluice_protocol::ShardLeases),
+    /// An alarm change.
+    Alarm(alarms::AlarmOutcome),
 }
 
 /// How much metadata one server keeps: every entity is held in memory on every shard and
@@ -442,6 +447,8 @@ pub struct Registry {
     checkpoints: Arc<groups::Checkpoints>,
     /// Stream consumer groups' leases (memory only).
     leases: Arc<groups::Leases>,
+    /// CloudWatch metric alarms (in the metadata file, not in snapshots).
+    alarms: Arc<alarms::Alarms>,
 }
 
 fn key_naming(naming: &Naming) -> KeyNaming {
@@ -474,6 +481,7 @@ impl Registry {
             moves: Arc::default(),
             checkpoints: Arc::default(),
             leases: Arc::default(),
+            alarms: Arc::default(),
         }
     }
 
@@ -483,9 +491,15 @@ impl Registry {
         self.leases = Arc::new(groups::Leases::new(lease_ms, now_ms, &self.snapshot.streams));
     }
 
-    /// Whether a change from `before` changed consumer groups' checkpoints (the metadata file's).
-    pub fn checkpoints_changed(&self, before: &Registry) -> bool {
-        !Arc::ptr_eq(&self.checkpoints, &before.checkpoints)
+    /// Whether a change from `before` changed what the metadata file holds outside snapshots:
+    /// consumer groups' checkpoints, alarms.
+    pub fn unsnapshotted_changed(&self, before: &Registry) -> bool {
+        !Arc::ptr_eq(&self.checkpoints, &before.checkpoints) || !Arc::ptr_eq(&self.alarms, &before.alarms)
+    }
+
+    /// The alarms, as they are now.
+    pub fn alarms(&self) -> Arc<alarms::Alarms> {
+        self.alarms.clone()
     }
 
     /// The registry of a server with (or without) a root key.
@@ -563,6 +577,7 @@ impl Registry {
         }
         document["moves"] = moves::to_json(&self.moves);
         document["checkpoints"] = groups::to_json(&self.checkpoints);
+        document["alarms"] = alarms::to_json(&self.alarms);
         document
     }
 
@@ -608,8 +623,11 @@ impl Registry {
             delta["kms"] = new.keys.to_json(root);
             self.keys_saved.set(true);
         }
-        if self.checkpoints_changed(before) {
+        if !Arc::ptr_eq(&before.checkpoints, &self.checkpoints) {
             delta["checkpoints"] = diff(&before.checkpoints, &self.checkpoints, groups::checkpoint_json);
+        }
+        if !Arc::ptr_eq(&before.alarms, &self.alarms) {
+            delta["alarms"] = diff(&before.alarms, &self.alarms, alarms::alarm_json);
         }
         if !Arc::ptr_eq(&before.moves, &self.moves) {
             // Like the keys: a change to a task writes them all (at most ten a queue).
@@ -690,6 +708,7 @@ impl Registry {
         }
         let streams = streams::from_json(&registry.naming, &value["streams"], registry.next_id)?;
         registry.checkpoints = Arc::new(groups::from_json(&value["checkpoints"])?);
+        registry.alarms = Arc::new(alarms::from_json(&value["alarms"])?);
         if !unencrypted.is_empty() {
             tracing::warn!(
                 resources = ?unencrypted,
@@ -864,6 +883,10 @@ impl Registry {
                     },
                     None,
                 ));
+            }
+            MetaChange::Alarm(change) => {
+                let outcome = alarms::apply(&mut self.alarms, change, now_ms)?;
+                return Ok((MetaOutcome::Alarm(outcome), None));
             }
             MetaChange::Moves(queue_id) => {
                 let tasks: Vec<Arc<moves::MoveTask>> = match queue_id {

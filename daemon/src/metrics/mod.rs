@@ -10,10 +10,12 @@
 //! family renders more than `SERIES_MAX` series (the rest are counted in
 //! `sluice_metrics_series_dropped_total`).
 
+pub mod alarms;
+pub mod history;
 pub mod render;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Series one metric family renders at most.
 pub const SERIES_MAX: usize = 10_000;
@@ -65,7 +67,7 @@ pub struct QueueCounters {
 }
 
 impl QueueCounters {
-    fn add(&mut self, other: &QueueCounters) {
+    pub fn add(&mut self, other: &QueueCounters) {
         self.sent += other.sent;
         self.received += other.received;
         self.deleted += other.deleted;
@@ -226,4 +228,63 @@ pub struct Report {
     pub counters: Counters,
     pub queues: Vec<(u64, QueueGauges)>,
     pub gauges: ShardGauges,
+}
+
+/// Every shard's reports added up: what each queue, topic and stream did and holds.
+#[derive(Debug, Default)]
+pub struct Totals<'a> {
+    pub queues: HashMap<u64, QueueCounters>,
+    pub queue_gauges: HashMap<u64, QueueGauges>,
+    /// By topic name.
+    pub topics: HashMap<&'a str, TopicCounters>,
+    /// HTTP/S deliveries by (topic name, protocol).
+    pub deliveries: BTreeMap<(&'a str, &'static str), DeliveryCounters>,
+    pub streams: HashMap<(u64, u32), StreamCounters>,
+}
+
+impl<'a> Totals<'a> {
+    pub fn of(reports: &'a [Report]) -> Totals<'a> {
+        let mut totals = Totals::default();
+        for report in reports {
+            for (id, counted) in &report.counters.queues {
+                totals.queues.entry(*id).or_default().add(counted);
+            }
+            for (id, found) in &report.queues {
+                let total = totals.queue_gauges.entry(*id).or_default();
+                total.visible += found.visible;
+                total.in_flight += found.in_flight;
+                total.delayed += found.delayed;
+                total.oldest_sent_ms = match (total.oldest_sent_ms, found.oldest_sent_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            for (name, counted) in &report.counters.topics {
+                let total = totals.topics.entry(name.as_str()).or_default();
+                total.published += counted.published;
+                total.publish_bytes += counted.publish_bytes;
+            }
+            for ((name, protocol), counted) in &report.counters.deliveries {
+                let total = totals.deliveries.entry((name.as_str(), protocol)).or_default();
+                total.delivered += counted.delivered;
+                total.retried += counted.retried;
+                total.failed += counted.failed;
+            }
+            for (key, counted) in &report.counters.streams {
+                totals.streams.entry(*key).or_default().add(counted);
+            }
+        }
+        totals
+    }
+
+    /// A topic's deliveries over every protocol.
+    pub fn topic_deliveries(&self, topic: &str) -> DeliveryCounters {
+        let mut sum = DeliveryCounters::default();
+        for (_, counted) in self.deliveries.range((topic, "")..).take_while(|((name, _), _)| *name == topic) {
+            sum.delivered += counted.delivered;
+            sum.retried += counted.retried;
+            sum.failed += counted.failed;
+        }
+        sum
+    }
 }

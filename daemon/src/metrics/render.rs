@@ -1,13 +1,13 @@
 //! Renders every shard's `Report`, added up, as Prometheus' text format (0.0.4) or OpenMetrics,
 //! through `prometheus-client`'s encoders (names, escaping, `_total`, buckets, `# EOF`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::{Buckets, QueueCounters, QueueGauges, Report, StreamCounters, TopicCounters, LATENCY_BOUNDS_US, RECORDS_BOUNDS, SERIES_MAX};
+use super::{Buckets, Report, StreamCounters, Totals, LATENCY_BOUNDS_US, RECORDS_BOUNDS, SERIES_MAX};
 use crate::catalog::Snapshot;
 
 /// Which exposition format a scraper asked for.
@@ -108,9 +108,10 @@ fn label(name: &str, value: impl ToString) -> (String, String) {
 /// Renders `reports` (one per shard) against `snapshot` (for names, and enhanced monitoring).
 pub fn render(reports: &[Report], snapshot: &Snapshot, now_ms: u64, format: Format) -> String {
     let mut f = Families { families: BTreeMap::new(), dropped: 0 };
-    queues(&mut f, reports, snapshot, now_ms);
-    topics(&mut f, reports, snapshot);
-    streams(&mut f, reports, snapshot);
+    let totals = Totals::of(reports);
+    queues(&mut f, &totals, snapshot, now_ms);
+    topics(&mut f, &totals, snapshot);
+    streams(&mut f, &totals, snapshot);
     shards(&mut f, reports);
     requests(&mut f, reports);
     let dropped = f.dropped;
@@ -134,28 +135,11 @@ pub fn render(reports: &[Report], snapshot: &Snapshot, now_ms: u64, format: Form
     out
 }
 
-fn queues(f: &mut Families, reports: &[Report], snapshot: &Snapshot, now_ms: u64) {
-    let mut counters: HashMap<u64, QueueCounters> = HashMap::new();
-    let mut gauges: HashMap<u64, QueueGauges> = HashMap::new();
-    for report in reports {
-        for (id, counted) in &report.counters.queues {
-            counters.entry(*id).or_default().add(counted);
-        }
-        for (id, found) in &report.queues {
-            let total = gauges.entry(*id).or_default();
-            total.visible += found.visible;
-            total.in_flight += found.in_flight;
-            total.delayed += found.delayed;
-            total.oldest_sent_ms = match (total.oldest_sent_ms, found.oldest_sent_ms) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-    }
+fn queues(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot, now_ms: u64) {
     for meta in snapshot.client_queues() {
         let labels = || vec![label("queue", &meta.name)];
-        let g = gauges.get(&meta.id).copied().unwrap_or_default();
-        let c = counters.get(&meta.id).copied().unwrap_or_default();
+        let g = totals.queue_gauges.get(&meta.id).copied().unwrap_or_default();
+        let c = totals.queues.get(&meta.id).copied().unwrap_or_default();
         f.add(
             "sluice_queue_messages_visible",
             "Messages ready to receive (ApproximateNumberOfMessages).",
@@ -204,25 +188,8 @@ fn queues(f: &mut Families, reports: &[Report], snapshot: &Snapshot, now_ms: u64
     }
 }
 
-fn topics(f: &mut Families, reports: &[Report], snapshot: &Snapshot) {
-    let mut counters: HashMap<&str, TopicCounters> = HashMap::new();
-    for report in reports {
-        for (name, counted) in &report.counters.topics {
-            let total = counters.entry(name.as_str()).or_default();
-            total.published += counted.published;
-            total.publish_bytes += counted.publish_bytes;
-        }
-    }
-    let mut deliveries: BTreeMap<(&str, &str), super::DeliveryCounters> = BTreeMap::new();
-    for report in reports {
-        for ((name, protocol), counted) in &report.counters.deliveries {
-            let total = deliveries.entry((name.as_str(), protocol)).or_default();
-            total.delivered += counted.delivered;
-            total.retried += counted.retried;
-            total.failed += counted.failed;
-        }
-    }
-    for ((name, protocol), c) in deliveries.into_iter().filter(|((name, _), _)| snapshot.topics.contains_key(*name)) {
+fn topics(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot) {
+    for ((name, protocol), c) in totals.deliveries.iter().filter(|((name, _), _)| snapshot.topics.contains_key(*name)) {
         let labels = || vec![label("topic", name), label("protocol", protocol)];
         f.add(
             "sluice_topic_deliveries",
@@ -240,7 +207,7 @@ fn topics(f: &mut Families, reports: &[Report], snapshot: &Snapshot) {
     }
     for meta in snapshot.topics.values() {
         let labels = || vec![label("topic", &meta.name)];
-        let c = counters.get(meta.name.as_str()).copied().unwrap_or_default();
+        let c = totals.topics.get(meta.name.as_str()).copied().unwrap_or_default();
         f.add(
             "sluice_topic_messages_published",
             "Messages published to the topic (NumberOfMessagesPublished).",
@@ -256,17 +223,11 @@ fn topics(f: &mut Families, reports: &[Report], snapshot: &Snapshot) {
     }
 }
 
-fn streams(f: &mut Families, reports: &[Report], snapshot: &Snapshot) {
-    let mut counters: HashMap<(u64, u32), StreamCounters> = HashMap::new();
-    for report in reports {
-        for (key, counted) in &report.counters.streams {
-            counters.entry(*key).or_default().add(counted);
-        }
-    }
+fn streams(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot) {
     for meta in snapshot.streams.values() {
         let mut sum = StreamCounters::default();
         for shard in &meta.shards {
-            let c = counters.get(&(meta.id, shard.index)).copied().unwrap_or_default();
+            let c = totals.streams.get(&(meta.id, shard.index)).copied().unwrap_or_default();
             sum.add(&c);
             // Enhanced monitoring: the shard-level series it asks for.
             let labels = || vec![label("stream", &meta.name), label("shard", shard.id())];

@@ -22,6 +22,8 @@ pub enum Call {
     Publish(Arc<Snapshot>),
     /// This shard's part of a scrape (`metrics`).
     Metrics,
+    /// A monitoring operation, for shard 0 (`monitor`).
+    Monitor(Box<sluice_protocol::Op>),
 }
 
 #[derive(Debug)]
@@ -32,6 +34,7 @@ pub enum Answer {
     Meta(Result<MetaOutcome, OpError>),
     Publish,
     Metrics(Box<crate::metrics::Report>),
+    Monitor(sluice_protocol::Response),
 }
 
 /// One-way messages between shards.

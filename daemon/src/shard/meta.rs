@@ -24,6 +24,11 @@ pub struct CatalogWriter {
 }
 
 impl CatalogWriter {
+    /// The alarms as they are now.
+    pub fn alarms(&self) -> Arc<crate::catalog::alarms::Alarms> {
+        self.registry.borrow().alarms()
+    }
+
     pub fn new(registry: Registry, file: MetaWriter) -> CatalogWriter {
         CatalogWriter { registry: RefCell::new(registry), file, saving: glommio::sync::Semaphore::new(1) }
     }
@@ -51,8 +56,8 @@ pub async fn apply(shard: &Rc<Shard>, change: MetaChange) -> Result<MetaOutcome,
     let mut change = change;
     stream::service::prepare_change(shard, &before, &mut change).await?;
     let (outcome, snapshot) = registry.borrow_mut().apply(change, shard.env.now_ms())?;
-    // What changes the metadata file but no snapshot: a purge's time, a move task, a checkpoint.
-    let purged = matches!(outcome, MetaOutcome::Purge(_) | MetaOutcome::Move(_)) || registry.borrow().checkpoints_changed(&before);
+    // What changes the metadata file but no snapshot: a purge's time, a move task, a checkpoint, an alarm.
+    let purged = matches!(outcome, MetaOutcome::Purge(_) | MetaOutcome::Move(_)) || registry.borrow().unsnapshotted_changed(&before);
     if snapshot.is_some() || purged {
         let delta = registry.borrow().delta_json(&before);
         if let Err(error) = writer.file.record(delta, || registry.borrow().to_json()).await {

@@ -53,6 +53,12 @@ pub fn report(shard: &Rc<Shard>) -> Report {
 
 /// Every shard's report, gathered over the bus, rendered in `format`.
 pub async fn scrape(shard: &Rc<Shard>, format: Format) -> String {
+    let reports = gather(shard).await;
+    render(&reports, &shard.snapshot(), shard.env.now_ms(), format)
+}
+
+/// Every shard's report (those that answer), gathered over the bus.
+pub async fn gather(shard: &Rc<Shard>) -> Vec<Report> {
     let asks = (0..shard.count).map(|peer| async move {
         if peer == shard.id {
             return Some(report(shard));
@@ -69,6 +75,5 @@ pub async fn scrape(shard: &Rc<Shard>, format: Format) -> String {
             }
         }
     });
-    let reports: Vec<Report> = join_all(asks).await.into_iter().flatten().collect();
-    render(&reports, &shard.snapshot(), shard.env.now_ms(), format)
+    join_all(asks).await.into_iter().flatten().collect()
 }

@@ -8,6 +8,7 @@ pub mod calls;
 pub mod keys;
 pub mod meta;
 pub mod metrics;
+pub mod monitor;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -75,6 +76,8 @@ pub struct Shard {
     pub env: Env,
     /// What this shard counts (`metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// Shard 0: the metric history (`monitor`).
+    pub monitor: monitor::Monitor,
 }
 
 fn naming(config: &Config) -> Naming {
@@ -164,6 +167,7 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         })
         .await;
     }
+    let monitor = if id == 0 { monitor::Monitor::open(&config, env.clone()).await? } else { monitor::Monitor::none() };
     let catalog = Current::new(snapshot);
     let writer = (id == 0).then(|| meta::CatalogWriter::new(registry, meta_file::MetaWriter::new(&config.data_dir, count, position)));
     let shard = Rc::new(Shard {
@@ -187,6 +191,7 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         shutdown: ShutdownState::default(),
         env,
         metrics: crate::metrics::Metrics::default(),
+        monitor,
     });
     // Feed cursors in line with the catalog (a subscription made just before a crash gets its
     // cursor now) before anything is served.
@@ -219,6 +224,9 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
             .detach();
         glommio::spawn_local_into(on_demand_scaling(shard.clone()), background)
             .map_err(|e| anyhow::anyhow!("cannot spawn ON_DEMAND stream scaling: {e}"))?
+            .detach();
+        glommio::spawn_local_into(monitor::run(shard.clone()), background)
+            .map_err(|e| anyhow::anyhow!("cannot spawn metric sampling: {e}"))?
             .detach();
     }
     let compaction_shard = shard.clone();
@@ -334,6 +342,7 @@ impl Shard {
             Engine::Topic => topic::service::handle_op(self, op).await,
             Engine::Stream => stream::service::handle_op(self, op).await,
             Engine::Keys => keys::handle_op(self, op).await,
+            Engine::Monitor => monitor::handle_op(self, op).await,
             Engine::None => {
                 Err(OpError::new(ErrorCode::MalformedRequest, "Hello and Authenticate are only valid as a connection's first requests"))
             }
@@ -391,6 +400,7 @@ impl Shard {
                 Answer::Publish
             }
             Call::Metrics => Answer::Metrics(Box::new(metrics::report(self))),
+            Call::Monitor(op) => Answer::Monitor(Box::pin(monitor::handle_op(self, *op)).await),
         }
     }
 }
@@ -413,6 +423,8 @@ enum Engine {
     Stream,
     /// The key service (`keys`).
     Keys,
+    /// Alarms and metric history (`monitor`).
+    Monitor,
     None,
 }
 
@@ -488,6 +500,14 @@ fn engine_of(op: &Op) -> Engine {
         | Op::Encrypt { .. }
         | Op::Decrypt { .. }
         | Op::GenerateDataKey { .. } => Engine::Keys,
+        Op::PutMetricAlarm(_)
+        | Op::DescribeAlarms { .. }
+        | Op::DeleteAlarms { .. }
+        | Op::SetAlarmState { .. }
+        | Op::SetAlarmActions { .. }
+        | Op::GetMetricStatistics { .. }
+        | Op::GetMetricData { .. }
+        | Op::ListMetrics { .. } => Engine::Monitor,
         Op::Hello { .. } | Op::Authenticate { .. } => Engine::None,
         _ => Engine::Queue,
     }

@@ -1,5 +1,5 @@
 //! The metadata: shard 0's registry (queues, topics, streams, recent deletions and
-//! purges, stream consumer groups' checkpoints), kept as a full document (`meta.json`) and a
+//! purges, stream consumer groups' checkpoints, alarms), kept as a full document (`meta.json`) and a
 //! journal of changes after it (`meta.journal.N`). A change appends what it changed — the
 //! scalars and each queue, topic, stream or checkpoint it added, changed or removed, whole — and syncs: it costs what it changes, not
 //! what the server holds. Once the journal outgrows the full document (and 1 MiB), the
@@ -154,7 +154,7 @@ struct Entries {
 
 /// What the journal writes item by item (each keyed by its `name`): a stream consumer group's
 /// checkpoint is one item, so a checkpoint costs what it changes.
-const KINDS: [&str; 4] = ["queues", "topics", "streams", "checkpoints"];
+const KINDS: [&str; 5] = ["queues", "topics", "streams", "checkpoints", "alarms"];
 /// Sections an entry writes whole when they change (the key service's keys, message move tasks).
 const WHOLE: [&str; 2] = ["kms", "moves"];
 

@@ -15,6 +15,7 @@ use crate::ops::*;
 
 mod kinesis;
 mod kms;
+mod monitor;
 mod reply;
 mod sns;
 mod sqs;
@@ -205,6 +206,7 @@ fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> (fb::Op, WIPOffse
             .or_else(|| sns::encode_op(fbb, op))
             .or_else(|| kinesis::encode_op(fbb, op))
             .or_else(|| kms::encode_op(fbb, op))
+            .or_else(|| monitor::encode_op(fbb, op))
             .expect("every operation belongs to a service"),
     }
 }
@@ -614,7 +616,10 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
                 Some(op) => op,
                 None => match kinesis::decode_op(&request, &read, &unknown)? {
                     Some(op) => op,
-                    None => kms::decode_op(&request, &read, &unknown)?.ok_or_else(unknown)?,
+                    None => match kms::decode_op(&request, &read, &unknown)? {
+                        Some(op) => op,
+                        None => monitor::decode_op(&request, &read, &unknown)?.ok_or_else(unknown)?,
+                    },
                 },
             },
         },

@@ -14,6 +14,9 @@ pub(super) fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) 
         }};
     }
     match reply {
+        Reply::MetricAlarms { .. } | Reply::MetricStatistics { .. } | Reply::MetricData { .. } | Reply::MetricList { .. } => {
+            super::monitor::encode_reply(fbb, reply).expect("a monitoring reply")
+        }
         Reply::Hello { protocol_version, server_version, shard_count, shard_id, auth_nonce } => {
             let server_version = Some(fbb.create_string(server_version));
             let auth_nonce = auth_nonce.as_deref().map(|nonce| fbb.create_string(nonce));
@@ -598,7 +601,7 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
                 plaintext: result.plaintext().map(|bytes| read.bytes(Some(bytes))),
             }
         }
-        _ => return Err(empty()),
+        _ => super::monitor::decode_reply(&response, &read, &empty)?.ok_or_else(empty)?,
     };
     read.check(id)?;
     Ok((id, Ok(reply)))

@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 94;
+pub const ENUM_MAX_OP: u8 = 102;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 95] = [
+pub const ENUM_VALUES_OP: [Op; 103] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -128,6 +128,14 @@ pub const ENUM_VALUES_OP: [Op; 95] = [
   Op::ReleaseShards,
   Op::DescribeConsumerGroup,
   Op::SetEnhancedMonitoring,
+  Op::PutMetricAlarm,
+  Op::DescribeAlarms,
+  Op::DeleteAlarms,
+  Op::SetAlarmState,
+  Op::SetAlarmActions,
+  Op::GetMetricStatistics,
+  Op::GetMetricData,
+  Op::ListMetrics,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -230,9 +238,17 @@ impl Op {
   pub const ReleaseShards: Self = Self(92);
   pub const DescribeConsumerGroup: Self = Self(93);
   pub const SetEnhancedMonitoring: Self = Self(94);
+  pub const PutMetricAlarm: Self = Self(95);
+  pub const DescribeAlarms: Self = Self(96);
+  pub const DeleteAlarms: Self = Self(97);
+  pub const SetAlarmState: Self = Self(98);
+  pub const SetAlarmActions: Self = Self(99);
+  pub const GetMetricStatistics: Self = Self(100);
+  pub const GetMetricData: Self = Self(101);
+  pub const ListMetrics: Self = Self(102);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 94;
+  pub const ENUM_MAX: u8 = 102;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -329,6 +345,14 @@ impl Op {
     Self::ReleaseShards,
     Self::DescribeConsumerGroup,
     Self::SetEnhancedMonitoring,
+    Self::PutMetricAlarm,
+    Self::DescribeAlarms,
+    Self::DeleteAlarms,
+    Self::SetAlarmState,
+    Self::SetAlarmActions,
+    Self::GetMetricStatistics,
+    Self::GetMetricData,
+    Self::ListMetrics,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -428,6 +452,14 @@ impl Op {
       Self::ReleaseShards => Some("ReleaseShards"),
       Self::DescribeConsumerGroup => Some("DescribeConsumerGroup"),
       Self::SetEnhancedMonitoring => Some("SetEnhancedMonitoring"),
+      Self::PutMetricAlarm => Some("PutMetricAlarm"),
+      Self::DescribeAlarms => Some("DescribeAlarms"),
+      Self::DeleteAlarms => Some("DeleteAlarms"),
+      Self::SetAlarmState => Some("SetAlarmState"),
+      Self::SetAlarmActions => Some("SetAlarmActions"),
+      Self::GetMetricStatistics => Some("GetMetricStatistics"),
+      Self::GetMetricData => Some("GetMetricData"),
+      Self::ListMetrics => Some("ListMetrics"),
       _ => None,
     }
   }
@@ -488,10 +520,10 @@ pub struct OpUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REPLY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REPLY: u8 = 34;
+pub const ENUM_MAX_REPLY: u8 = 38;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REPLY: [Reply; 35] = [
+pub const ENUM_VALUES_REPLY: [Reply; 39] = [
   Reply::NONE,
   Reply::HelloResult,
   Reply::Done,
@@ -527,6 +559,10 @@ pub const ENUM_VALUES_REPLY: [Reply; 35] = [
   Reply::MoveTasks,
   Reply::ShardLeases,
   Reply::EnhancedMonitoring,
+  Reply::MetricAlarms,
+  Reply::MetricStatistics,
+  Reply::MetricDataResults,
+  Reply::MetricList,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -569,9 +605,13 @@ impl Reply {
   pub const MoveTasks: Self = Self(32);
   pub const ShardLeases: Self = Self(33);
   pub const EnhancedMonitoring: Self = Self(34);
+  pub const MetricAlarms: Self = Self(35);
+  pub const MetricStatistics: Self = Self(36);
+  pub const MetricDataResults: Self = Self(37);
+  pub const MetricList: Self = Self(38);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 34;
+  pub const ENUM_MAX: u8 = 38;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloResult,
@@ -608,6 +648,10 @@ impl Reply {
     Self::MoveTasks,
     Self::ShardLeases,
     Self::EnhancedMonitoring,
+    Self::MetricAlarms,
+    Self::MetricStatistics,
+    Self::MetricDataResults,
+    Self::MetricList,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -647,6 +691,10 @@ impl Reply {
       Self::MoveTasks => Some("MoveTasks"),
       Self::ShardLeases => Some("ShardLeases"),
       Self::EnhancedMonitoring => Some("EnhancedMonitoring"),
+      Self::MetricAlarms => Some("MetricAlarms"),
+      Self::MetricStatistics => Some("MetricStatistics"),
+      Self::MetricDataResults => Some("MetricDataResults"),
+      Self::MetricList => Some("MetricList"),
       _ => None,
     }
   }
@@ -13848,6 +13896,2189 @@ impl core::fmt::Debug for ListMessageMoveTasks<'_> {
       ds.finish()
   }
 }
+pub enum DimensionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A metric's dimension: a name and its value (`QueueName` = `orders`).
+pub struct Dimension<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Dimension<'a> {
+  type Inner = Dimension<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Dimension<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_VALUE: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Dimension { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DimensionArgs<'args>
+  ) -> flatbuffers::WIPOffset<Dimension<'bldr>> {
+    let mut builder = DimensionBuilder::new(_fbb);
+    if let Some(x) = args.value { builder.add_value(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Dimension::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn value(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Dimension::VT_VALUE, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for Dimension<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("value", Self::VT_VALUE, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DimensionArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub value: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DimensionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DimensionArgs {
+      name: None, // required field
+      value: None, // required field
+    }
+  }
+}
+
+pub struct DimensionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DimensionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Dimension::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Dimension::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DimensionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DimensionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Dimension<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Dimension::VT_NAME,"name");
+    self.fbb_.required(o, Dimension::VT_VALUE,"value");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Dimension<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Dimension");
+      ds.field("name", &self.name());
+      ds.field("value", &self.value());
+      ds.finish()
+  }
+}
+pub enum DimensionFilterOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A dimension to match (ListMetrics): a name, and a value or any.
+pub struct DimensionFilter<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DimensionFilter<'a> {
+  type Inner = DimensionFilter<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DimensionFilter<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_VALUE: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DimensionFilter { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DimensionFilterArgs<'args>
+  ) -> flatbuffers::WIPOffset<DimensionFilter<'bldr>> {
+    let mut builder = DimensionFilterBuilder::new(_fbb);
+    if let Some(x) = args.value { builder.add_value(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DimensionFilter::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn value(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DimensionFilter::VT_VALUE, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for DimensionFilter<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("value", Self::VT_VALUE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DimensionFilterArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub value: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DimensionFilterArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DimensionFilterArgs {
+      name: None, // required field
+      value: None,
+    }
+  }
+}
+
+pub struct DimensionFilterBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DimensionFilterBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DimensionFilter::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DimensionFilter::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DimensionFilterBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DimensionFilterBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DimensionFilter<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DimensionFilter::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DimensionFilter<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DimensionFilter");
+      ds.field("name", &self.name());
+      ds.field("value", &self.value());
+      ds.finish()
+  }
+}
+pub enum MetricIdOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A metric: its namespace (`AWS/SQS`), name and dimensions.
+pub struct MetricId<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MetricId<'a> {
+  type Inner = MetricId<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MetricId<'a> {
+  pub const VT_NAMESPACE: flatbuffers::VOffsetT = 4;
+  pub const VT_METRIC_NAME: flatbuffers::VOffsetT = 6;
+  pub const VT_DIMENSIONS: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MetricId { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MetricIdArgs<'args>
+  ) -> flatbuffers::WIPOffset<MetricId<'bldr>> {
+    let mut builder = MetricIdBuilder::new(_fbb);
+    if let Some(x) = args.dimensions { builder.add_dimensions(x); }
+    if let Some(x) = args.metric_name { builder.add_metric_name(x); }
+    if let Some(x) = args.namespace { builder.add_namespace(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn namespace(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricId::VT_NAMESPACE, None).unwrap()}
+  }
+  #[inline]
+  pub fn metric_name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricId::VT_METRIC_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn dimensions(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Dimension<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Dimension>>>>(MetricId::VT_DIMENSIONS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for MetricId<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("namespace", Self::VT_NAMESPACE, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("metric_name", Self::VT_METRIC_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<Dimension>>>>("dimensions", Self::VT_DIMENSIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MetricIdArgs<'a> {
+    pub namespace: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub metric_name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub dimensions: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Dimension<'a>>>>>,
+}
+impl<'a> Default for MetricIdArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MetricIdArgs {
+      namespace: None, // required field
+      metric_name: None, // required field
+      dimensions: None,
+    }
+  }
+}
+
+pub struct MetricIdBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MetricIdBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_namespace(&mut self, namespace: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricId::VT_NAMESPACE, namespace);
+  }
+  #[inline]
+  pub fn add_metric_name(&mut self, metric_name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricId::VT_METRIC_NAME, metric_name);
+  }
+  #[inline]
+  pub fn add_dimensions(&mut self, dimensions: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<Dimension<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricId::VT_DIMENSIONS, dimensions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MetricIdBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MetricIdBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MetricId<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, MetricId::VT_NAMESPACE,"namespace");
+    self.fbb_.required(o, MetricId::VT_METRIC_NAME,"metric_name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MetricId<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MetricId");
+      ds.field("namespace", &self.namespace());
+      ds.field("metric_name", &self.metric_name());
+      ds.field("dimensions", &self.dimensions());
+      ds.finish()
+  }
+}
+pub enum MetricAlarmOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A CloudWatch metric alarm: what PutMetricAlarm sets and, as answered, its ARN and state.
+pub struct MetricAlarm<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MetricAlarm<'a> {
+  type Inner = MetricAlarm<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MetricAlarm<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_DESCRIPTION: flatbuffers::VOffsetT = 6;
+  pub const VT_METRIC: flatbuffers::VOffsetT = 8;
+  pub const VT_STATISTIC: flatbuffers::VOffsetT = 10;
+  pub const VT_PERIOD_SECONDS: flatbuffers::VOffsetT = 12;
+  pub const VT_EVALUATION_PERIODS: flatbuffers::VOffsetT = 14;
+  pub const VT_DATAPOINTS_TO_ALARM: flatbuffers::VOffsetT = 16;
+  pub const VT_THRESHOLD: flatbuffers::VOffsetT = 18;
+  pub const VT_COMPARISON: flatbuffers::VOffsetT = 20;
+  pub const VT_TREAT_MISSING_DATA: flatbuffers::VOffsetT = 22;
+  pub const VT_UNIT: flatbuffers::VOffsetT = 24;
+  pub const VT_ACTIONS_ENABLED: flatbuffers::VOffsetT = 26;
+  pub const VT_ALARM_ACTIONS: flatbuffers::VOffsetT = 28;
+  pub const VT_OK_ACTIONS: flatbuffers::VOffsetT = 30;
+  pub const VT_INSUFFICIENT_DATA_ACTIONS: flatbuffers::VOffsetT = 32;
+  pub const VT_ARN: flatbuffers::VOffsetT = 34;
+  pub const VT_STATE: flatbuffers::VOffsetT = 36;
+  pub const VT_STATE_REASON: flatbuffers::VOffsetT = 38;
+  pub const VT_STATE_REASON_DATA: flatbuffers::VOffsetT = 40;
+  pub const VT_STATE_UPDATED_MS: flatbuffers::VOffsetT = 42;
+  pub const VT_CONFIGURATION_UPDATED_MS: flatbuffers::VOffsetT = 44;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MetricAlarm { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MetricAlarmArgs<'args>
+  ) -> flatbuffers::WIPOffset<MetricAlarm<'bldr>> {
+    let mut builder = MetricAlarmBuilder::new(_fbb);
+    builder.add_configuration_updated_ms(args.configuration_updated_ms);
+    builder.add_state_updated_ms(args.state_updated_ms);
+    builder.add_threshold(args.threshold);
+    if let Some(x) = args.state_reason_data { builder.add_state_reason_data(x); }
+    if let Some(x) = args.state_reason { builder.add_state_reason(x); }
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.arn { builder.add_arn(x); }
+    if let Some(x) = args.insufficient_data_actions { builder.add_insufficient_data_actions(x); }
+    if let Some(x) = args.ok_actions { builder.add_ok_actions(x); }
+    if let Some(x) = args.alarm_actions { builder.add_alarm_actions(x); }
+    if let Some(x) = args.unit { builder.add_unit(x); }
+    if let Some(x) = args.treat_missing_data { builder.add_treat_missing_data(x); }
+    if let Some(x) = args.comparison { builder.add_comparison(x); }
+    builder.add_datapoints_to_alarm(args.datapoints_to_alarm);
+    builder.add_evaluation_periods(args.evaluation_periods);
+    builder.add_period_seconds(args.period_seconds);
+    if let Some(x) = args.statistic { builder.add_statistic(x); }
+    if let Some(x) = args.metric { builder.add_metric(x); }
+    if let Some(x) = args.description { builder.add_description(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_actions_enabled(args.actions_enabled);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarm::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn description(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarm::VT_DESCRIPTION, None)}
+  }
+  #[inline]
+  pub fn metric(&self) -> MetricId<'a> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<MetricId>>(MetricAlarm::VT_METRIC, None).unwrap()}
+  }
+  /// SampleCount, Average, Sum, Minimum or Maximum.
+  #[inline]
+  pub fn statistic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarm::VT_STATISTIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn period_seconds(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(MetricAlarm::VT_PERIOD_SECONDS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn evaluation_periods(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(MetricAlarm::VT_EVALUATION_PERIODS, Some(0)).unwrap()}
+  }
+  /// 0: `evaluation_periods`.
+  #[inline]
+  pub fn datapoints_to_alarm(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(MetricAlarm::VT_DATAPOINTS_TO_ALARM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn threshold(&self) -> f64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<f64>(MetricAlarm::VT_THRESHOLD, Some(0.0)).unwrap()}
+  }
+  /// GreaterThanOrEqualToThreshold, GreaterThanThreshold, LessThanThreshold or LessThanOrEqualToThreshold.
+  #[inline]
+  pub fn comparison(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarm::VT_COMPARISON, None).unwrap()}
+  }
+  /// breaching, notBreaching, ignore or missing (absent: missing).
+  #[inline]
+  pub fn treat_missing_data(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarm::VT_TREAT_MISSING_DATA, None)}
+  }
+  #[inline]
+  pub fn unit(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarm::VT_UNIT, None)}
+  }
+  #[inline]
+  pub fn actions_enabled(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(MetricAlarm::VT_ACTIONS_ENABLED, Some(true)).unwrap()}
+  }
+  #[inline]
+  pub fn alarm_actions(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(MetricAlarm::VT_ALARM_ACTIONS, None)}
+  }
+  #[inline]
+  pub fn ok_actions(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(MetricAlarm::VT_OK_ACTIONS, None)}
+  }
+  #[inline]
+  pub fn insufficient_data_actions(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(MetricAlarm::VT_INSUFFICIENT_DATA_ACTIONS, None)}
+  }
+  /// As answered: the alarm's ARN and state.
+  #[inline]
+  pub fn arn(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarm::VT_ARN, None)}
+  }
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarm::VT_STATE, None)}
+  }
+  #[inline]
+  pub fn state_reason(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarm::VT_STATE_REASON, None)}
+  }
+  #[inline]
+  pub fn state_reason_data(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarm::VT_STATE_REASON_DATA, None)}
+  }
+  #[inline]
+  pub fn state_updated_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(MetricAlarm::VT_STATE_UPDATED_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn configuration_updated_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(MetricAlarm::VT_CONFIGURATION_UPDATED_MS, Some(0)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for MetricAlarm<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("description", Self::VT_DESCRIPTION, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<MetricId>>("metric", Self::VT_METRIC, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("statistic", Self::VT_STATISTIC, true)?
+     .visit_field::<u32>("period_seconds", Self::VT_PERIOD_SECONDS, false)?
+     .visit_field::<u32>("evaluation_periods", Self::VT_EVALUATION_PERIODS, false)?
+     .visit_field::<u32>("datapoints_to_alarm", Self::VT_DATAPOINTS_TO_ALARM, false)?
+     .visit_field::<f64>("threshold", Self::VT_THRESHOLD, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("comparison", Self::VT_COMPARISON, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("treat_missing_data", Self::VT_TREAT_MISSING_DATA, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("unit", Self::VT_UNIT, false)?
+     .visit_field::<bool>("actions_enabled", Self::VT_ACTIONS_ENABLED, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("alarm_actions", Self::VT_ALARM_ACTIONS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("ok_actions", Self::VT_OK_ACTIONS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("insufficient_data_actions", Self::VT_INSUFFICIENT_DATA_ACTIONS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("arn", Self::VT_ARN, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("state_reason", Self::VT_STATE_REASON, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("state_reason_data", Self::VT_STATE_REASON_DATA, false)?
+     .visit_field::<u64>("state_updated_ms", Self::VT_STATE_UPDATED_MS, false)?
+     .visit_field::<u64>("configuration_updated_ms", Self::VT_CONFIGURATION_UPDATED_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MetricAlarmArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub description: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub metric: Option<flatbuffers::WIPOffset<MetricId<'a>>>,
+    pub statistic: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub period_seconds: u32,
+    pub evaluation_periods: u32,
+    pub datapoints_to_alarm: u32,
+    pub threshold: f64,
+    pub comparison: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub treat_missing_data: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub unit: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub actions_enabled: bool,
+    pub alarm_actions: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub ok_actions: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub insufficient_data_actions: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub state: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub state_reason: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub state_reason_data: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub state_updated_ms: u64,
+    pub configuration_updated_ms: u64,
+}
+impl<'a> Default for MetricAlarmArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MetricAlarmArgs {
+      name: None, // required field
+      description: None,
+      metric: None, // required field
+      statistic: None, // required field
+      period_seconds: 0,
+      evaluation_periods: 0,
+      datapoints_to_alarm: 0,
+      threshold: 0.0,
+      comparison: None, // required field
+      treat_missing_data: None,
+      unit: None,
+      actions_enabled: true,
+      alarm_actions: None,
+      ok_actions: None,
+      insufficient_data_actions: None,
+      arn: None,
+      state: None,
+      state_reason: None,
+      state_reason_data: None,
+      state_updated_ms: 0,
+      configuration_updated_ms: 0,
+    }
+  }
+}
+
+pub struct MetricAlarmBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MetricAlarmBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_description(&mut self, description: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_DESCRIPTION, description);
+  }
+  #[inline]
+  pub fn add_metric(&mut self, metric: flatbuffers::WIPOffset<MetricId<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<MetricId>>(MetricAlarm::VT_METRIC, metric);
+  }
+  #[inline]
+  pub fn add_statistic(&mut self, statistic: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_STATISTIC, statistic);
+  }
+  #[inline]
+  pub fn add_period_seconds(&mut self, period_seconds: u32) {
+    self.fbb_.push_slot::<u32>(MetricAlarm::VT_PERIOD_SECONDS, period_seconds, 0);
+  }
+  #[inline]
+  pub fn add_evaluation_periods(&mut self, evaluation_periods: u32) {
+    self.fbb_.push_slot::<u32>(MetricAlarm::VT_EVALUATION_PERIODS, evaluation_periods, 0);
+  }
+  #[inline]
+  pub fn add_datapoints_to_alarm(&mut self, datapoints_to_alarm: u32) {
+    self.fbb_.push_slot::<u32>(MetricAlarm::VT_DATAPOINTS_TO_ALARM, datapoints_to_alarm, 0);
+  }
+  #[inline]
+  pub fn add_threshold(&mut self, threshold: f64) {
+    self.fbb_.push_slot::<f64>(MetricAlarm::VT_THRESHOLD, threshold, 0.0);
+  }
+  #[inline]
+  pub fn add_comparison(&mut self, comparison: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_COMPARISON, comparison);
+  }
+  #[inline]
+  pub fn add_treat_missing_data(&mut self, treat_missing_data: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_TREAT_MISSING_DATA, treat_missing_data);
+  }
+  #[inline]
+  pub fn add_unit(&mut self, unit: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_UNIT, unit);
+  }
+  #[inline]
+  pub fn add_actions_enabled(&mut self, actions_enabled: bool) {
+    self.fbb_.push_slot::<bool>(MetricAlarm::VT_ACTIONS_ENABLED, actions_enabled, true);
+  }
+  #[inline]
+  pub fn add_alarm_actions(&mut self, alarm_actions: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_ALARM_ACTIONS, alarm_actions);
+  }
+  #[inline]
+  pub fn add_ok_actions(&mut self, ok_actions: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_OK_ACTIONS, ok_actions);
+  }
+  #[inline]
+  pub fn add_insufficient_data_actions(&mut self, insufficient_data_actions: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_INSUFFICIENT_DATA_ACTIONS, insufficient_data_actions);
+  }
+  #[inline]
+  pub fn add_arn(&mut self, arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_ARN, arn);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_state_reason(&mut self, state_reason: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_STATE_REASON, state_reason);
+  }
+  #[inline]
+  pub fn add_state_reason_data(&mut self, state_reason_data: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarm::VT_STATE_REASON_DATA, state_reason_data);
+  }
+  #[inline]
+  pub fn add_state_updated_ms(&mut self, state_updated_ms: u64) {
+    self.fbb_.push_slot::<u64>(MetricAlarm::VT_STATE_UPDATED_MS, state_updated_ms, 0);
+  }
+  #[inline]
+  pub fn add_configuration_updated_ms(&mut self, configuration_updated_ms: u64) {
+    self.fbb_.push_slot::<u64>(MetricAlarm::VT_CONFIGURATION_UPDATED_MS, configuration_updated_ms, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MetricAlarmBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MetricAlarmBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MetricAlarm<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, MetricAlarm::VT_NAME,"name");
+    self.fbb_.required(o, MetricAlarm::VT_METRIC,"metric");
+    self.fbb_.required(o, MetricAlarm::VT_STATISTIC,"statistic");
+    self.fbb_.required(o, MetricAlarm::VT_COMPARISON,"comparison");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MetricAlarm<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MetricAlarm");
+      ds.field("name", &self.name());
+      ds.field("description", &self.description());
+      ds.field("metric", &self.metric());
+      ds.field("statistic", &self.statistic());
+      ds.field("period_seconds", &self.period_seconds());
+      ds.field("evaluation_periods", &self.evaluation_periods());
+      ds.field("datapoints_to_alarm", &self.datapoints_to_alarm());
+      ds.field("threshold", &self.threshold());
+      ds.field("comparison", &self.comparison());
+      ds.field("treat_missing_data", &self.treat_missing_data());
+      ds.field("unit", &self.unit());
+      ds.field("actions_enabled", &self.actions_enabled());
+      ds.field("alarm_actions", &self.alarm_actions());
+      ds.field("ok_actions", &self.ok_actions());
+      ds.field("insufficient_data_actions", &self.insufficient_data_actions());
+      ds.field("arn", &self.arn());
+      ds.field("state", &self.state());
+      ds.field("state_reason", &self.state_reason());
+      ds.field("state_reason_data", &self.state_reason_data());
+      ds.field("state_updated_ms", &self.state_updated_ms());
+      ds.field("configuration_updated_ms", &self.configuration_updated_ms());
+      ds.finish()
+  }
+}
+pub enum PutMetricAlarmOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// CloudWatch PutMetricAlarm (create or replace): answered with Done.
+pub struct PutMetricAlarm<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PutMetricAlarm<'a> {
+  type Inner = PutMetricAlarm<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PutMetricAlarm<'a> {
+  pub const VT_ALARM: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PutMetricAlarm { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PutMetricAlarmArgs<'args>
+  ) -> flatbuffers::WIPOffset<PutMetricAlarm<'bldr>> {
+    let mut builder = PutMetricAlarmBuilder::new(_fbb);
+    if let Some(x) = args.alarm { builder.add_alarm(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn alarm(&self) -> MetricAlarm<'a> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<MetricAlarm>>(PutMetricAlarm::VT_ALARM, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for PutMetricAlarm<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<MetricAlarm>>("alarm", Self::VT_ALARM, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PutMetricAlarmArgs<'a> {
+    pub alarm: Option<flatbuffers::WIPOffset<MetricAlarm<'a>>>,
+}
+impl<'a> Default for PutMetricAlarmArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PutMetricAlarmArgs {
+      alarm: None, // required field
+    }
+  }
+}
+
+pub struct PutMetricAlarmBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PutMetricAlarmBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_alarm(&mut self, alarm: flatbuffers::WIPOffset<MetricAlarm<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<MetricAlarm>>(PutMetricAlarm::VT_ALARM, alarm);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PutMetricAlarmBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PutMetricAlarmBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PutMetricAlarm<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, PutMetricAlarm::VT_ALARM,"alarm");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PutMetricAlarm<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PutMetricAlarm");
+      ds.field("alarm", &self.alarm());
+      ds.finish()
+  }
+}
+pub enum DescribeAlarmsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// CloudWatch DescribeAlarms: answered with MetricAlarms.
+pub struct DescribeAlarms<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DescribeAlarms<'a> {
+  type Inner = DescribeAlarms<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DescribeAlarms<'a> {
+  pub const VT_NAMES: flatbuffers::VOffsetT = 4;
+  pub const VT_NAME_PREFIX: flatbuffers::VOffsetT = 6;
+  pub const VT_STATE: flatbuffers::VOffsetT = 8;
+  pub const VT_ACTION_PREFIX: flatbuffers::VOffsetT = 10;
+  pub const VT_MAX_RECORDS: flatbuffers::VOffsetT = 12;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DescribeAlarms { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DescribeAlarmsArgs<'args>
+  ) -> flatbuffers::WIPOffset<DescribeAlarms<'bldr>> {
+    let mut builder = DescribeAlarmsBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    builder.add_max_records(args.max_records);
+    if let Some(x) = args.action_prefix { builder.add_action_prefix(x); }
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.name_prefix { builder.add_name_prefix(x); }
+    if let Some(x) = args.names { builder.add_names(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn names(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(DescribeAlarms::VT_NAMES, None)}
+  }
+  #[inline]
+  pub fn name_prefix(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeAlarms::VT_NAME_PREFIX, None)}
+  }
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeAlarms::VT_STATE, None)}
+  }
+  #[inline]
+  pub fn action_prefix(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeAlarms::VT_ACTION_PREFIX, None)}
+  }
+  /// -1: not given (50).
+  #[inline]
+  pub fn max_records(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(DescribeAlarms::VT_MAX_RECORDS, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeAlarms::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for DescribeAlarms<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("names", Self::VT_NAMES, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name_prefix", Self::VT_NAME_PREFIX, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("action_prefix", Self::VT_ACTION_PREFIX, false)?
+     .visit_field::<i32>("max_records", Self::VT_MAX_RECORDS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeAlarmsArgs<'a> {
+    pub names: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub name_prefix: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub state: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub action_prefix: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub max_records: i32,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DescribeAlarmsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeAlarmsArgs {
+      names: None,
+      name_prefix: None,
+      state: None,
+      action_prefix: None,
+      max_records: -1,
+      next_token: None,
+    }
+  }
+}
+
+pub struct DescribeAlarmsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DescribeAlarmsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_names(&mut self, names: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeAlarms::VT_NAMES, names);
+  }
+  #[inline]
+  pub fn add_name_prefix(&mut self, name_prefix: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeAlarms::VT_NAME_PREFIX, name_prefix);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeAlarms::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_action_prefix(&mut self, action_prefix: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeAlarms::VT_ACTION_PREFIX, action_prefix);
+  }
+  #[inline]
+  pub fn add_max_records(&mut self, max_records: i32) {
+    self.fbb_.push_slot::<i32>(DescribeAlarms::VT_MAX_RECORDS, max_records, -1);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeAlarms::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DescribeAlarmsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DescribeAlarmsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DescribeAlarms<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DescribeAlarms<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeAlarms");
+      ds.field("names", &self.names());
+      ds.field("name_prefix", &self.name_prefix());
+      ds.field("state", &self.state());
+      ds.field("action_prefix", &self.action_prefix());
+      ds.field("max_records", &self.max_records());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum DeleteAlarmsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// CloudWatch DeleteAlarms: answered with Done.
+pub struct DeleteAlarms<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DeleteAlarms<'a> {
+  type Inner = DeleteAlarms<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DeleteAlarms<'a> {
+  pub const VT_NAMES: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DeleteAlarms { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DeleteAlarmsArgs<'args>
+  ) -> flatbuffers::WIPOffset<DeleteAlarms<'bldr>> {
+    let mut builder = DeleteAlarmsBuilder::new(_fbb);
+    if let Some(x) = args.names { builder.add_names(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn names(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(DeleteAlarms::VT_NAMES, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for DeleteAlarms<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("names", Self::VT_NAMES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteAlarmsArgs<'a> {
+    pub names: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for DeleteAlarmsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteAlarmsArgs {
+      names: None,
+    }
+  }
+}
+
+pub struct DeleteAlarmsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DeleteAlarmsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_names(&mut self, names: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeleteAlarms::VT_NAMES, names);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeleteAlarmsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DeleteAlarmsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DeleteAlarms<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DeleteAlarms<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteAlarms");
+      ds.field("names", &self.names());
+      ds.finish()
+  }
+}
+pub enum SetAlarmStateOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// CloudWatch SetAlarmState: answered with Done.
+pub struct SetAlarmState<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SetAlarmState<'a> {
+  type Inner = SetAlarmState<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SetAlarmState<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_STATE: flatbuffers::VOffsetT = 6;
+  pub const VT_REASON: flatbuffers::VOffsetT = 8;
+  pub const VT_REASON_DATA: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SetAlarmState { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SetAlarmStateArgs<'args>
+  ) -> flatbuffers::WIPOffset<SetAlarmState<'bldr>> {
+    let mut builder = SetAlarmStateBuilder::new(_fbb);
+    if let Some(x) = args.reason_data { builder.add_reason_data(x); }
+    if let Some(x) = args.reason { builder.add_reason(x); }
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetAlarmState::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn state(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetAlarmState::VT_STATE, None).unwrap()}
+  }
+  #[inline]
+  pub fn reason(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetAlarmState::VT_REASON, None).unwrap()}
+  }
+  #[inline]
+  pub fn reason_data(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetAlarmState::VT_REASON_DATA, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for SetAlarmState<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("reason", Self::VT_REASON, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("reason_data", Self::VT_REASON_DATA, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetAlarmStateArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub state: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub reason: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub reason_data: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for SetAlarmStateArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SetAlarmStateArgs {
+      name: None, // required field
+      state: None, // required field
+      reason: None, // required field
+      reason_data: None,
+    }
+  }
+}
+
+pub struct SetAlarmStateBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SetAlarmStateBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetAlarmState::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetAlarmState::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_reason(&mut self, reason: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetAlarmState::VT_REASON, reason);
+  }
+  #[inline]
+  pub fn add_reason_data(&mut self, reason_data: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetAlarmState::VT_REASON_DATA, reason_data);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SetAlarmStateBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SetAlarmStateBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SetAlarmState<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SetAlarmState::VT_NAME,"name");
+    self.fbb_.required(o, SetAlarmState::VT_STATE,"state");
+    self.fbb_.required(o, SetAlarmState::VT_REASON,"reason");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SetAlarmState<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SetAlarmState");
+      ds.field("name", &self.name());
+      ds.field("state", &self.state());
+      ds.field("reason", &self.reason());
+      ds.field("reason_data", &self.reason_data());
+      ds.finish()
+  }
+}
+pub enum SetAlarmActionsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// CloudWatch EnableAlarmActions (`enable`) and DisableAlarmActions: answered with Done.
+pub struct SetAlarmActions<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SetAlarmActions<'a> {
+  type Inner = SetAlarmActions<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SetAlarmActions<'a> {
+  pub const VT_NAMES: flatbuffers::VOffsetT = 4;
+  pub const VT_ENABLE: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SetAlarmActions { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SetAlarmActionsArgs<'args>
+  ) -> flatbuffers::WIPOffset<SetAlarmActions<'bldr>> {
+    let mut builder = SetAlarmActionsBuilder::new(_fbb);
+    if let Some(x) = args.names { builder.add_names(x); }
+    builder.add_enable(args.enable);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn names(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(SetAlarmActions::VT_NAMES, None)}
+  }
+  #[inline]
+  pub fn enable(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(SetAlarmActions::VT_ENABLE, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for SetAlarmActions<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("names", Self::VT_NAMES, false)?
+     .visit_field::<bool>("enable", Self::VT_ENABLE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetAlarmActionsArgs<'a> {
+    pub names: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub enable: bool,
+}
+impl<'a> Default for SetAlarmActionsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SetAlarmActionsArgs {
+      names: None,
+      enable: false,
+    }
+  }
+}
+
+pub struct SetAlarmActionsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SetAlarmActionsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_names(&mut self, names: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetAlarmActions::VT_NAMES, names);
+  }
+  #[inline]
+  pub fn add_enable(&mut self, enable: bool) {
+    self.fbb_.push_slot::<bool>(SetAlarmActions::VT_ENABLE, enable, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SetAlarmActionsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SetAlarmActionsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SetAlarmActions<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SetAlarmActions<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SetAlarmActions");
+      ds.field("names", &self.names());
+      ds.field("enable", &self.enable());
+      ds.finish()
+  }
+}
+pub enum GetMetricStatisticsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// CloudWatch GetMetricStatistics: answered with MetricStatistics.
+pub struct GetMetricStatistics<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for GetMetricStatistics<'a> {
+  type Inner = GetMetricStatistics<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> GetMetricStatistics<'a> {
+  pub const VT_METRIC: flatbuffers::VOffsetT = 4;
+  pub const VT_START_MS: flatbuffers::VOffsetT = 6;
+  pub const VT_END_MS: flatbuffers::VOffsetT = 8;
+  pub const VT_PERIOD_SECONDS: flatbuffers::VOffsetT = 10;
+  pub const VT_STATISTICS: flatbuffers::VOffsetT = 12;
+  pub const VT_UNIT: flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    GetMetricStatistics { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args GetMetricStatisticsArgs<'args>
+  ) -> flatbuffers::WIPOffset<GetMetricStatistics<'bldr>> {
+    let mut builder = GetMetricStatisticsBuilder::new(_fbb);
+    builder.add_end_ms(args.end_ms);
+    builder.add_start_ms(args.start_ms);
+    if let Some(x) = args.unit { builder.add_unit(x); }
+    if let Some(x) = args.statistics { builder.add_statistics(x); }
+    builder.add_period_seconds(args.period_seconds);
+    if let Some(x) = args.metric { builder.add_metric(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn metric(&self) -> MetricId<'a> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<MetricId>>(GetMetricStatistics::VT_METRIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn start_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GetMetricStatistics::VT_START_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn end_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GetMetricStatistics::VT_END_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn period_seconds(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(GetMetricStatistics::VT_PERIOD_SECONDS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn statistics(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(GetMetricStatistics::VT_STATISTICS, None)}
+  }
+  #[inline]
+  pub fn unit(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetMetricStatistics::VT_UNIT, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for GetMetricStatistics<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<MetricId>>("metric", Self::VT_METRIC, true)?
+     .visit_field::<u64>("start_ms", Self::VT_START_MS, false)?
+     .visit_field::<u64>("end_ms", Self::VT_END_MS, false)?
+     .visit_field::<u32>("period_seconds", Self::VT_PERIOD_SECONDS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("statistics", Self::VT_STATISTICS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("unit", Self::VT_UNIT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GetMetricStatisticsArgs<'a> {
+    pub metric: Option<flatbuffers::WIPOffset<MetricId<'a>>>,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub period_seconds: u32,
+    pub statistics: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub unit: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for GetMetricStatisticsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GetMetricStatisticsArgs {
+      metric: None, // required field
+      start_ms: 0,
+      end_ms: 0,
+      period_seconds: 0,
+      statistics: None,
+      unit: None,
+    }
+  }
+}
+
+pub struct GetMetricStatisticsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> GetMetricStatisticsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_metric(&mut self, metric: flatbuffers::WIPOffset<MetricId<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<MetricId>>(GetMetricStatistics::VT_METRIC, metric);
+  }
+  #[inline]
+  pub fn add_start_ms(&mut self, start_ms: u64) {
+    self.fbb_.push_slot::<u64>(GetMetricStatistics::VT_START_MS, start_ms, 0);
+  }
+  #[inline]
+  pub fn add_end_ms(&mut self, end_ms: u64) {
+    self.fbb_.push_slot::<u64>(GetMetricStatistics::VT_END_MS, end_ms, 0);
+  }
+  #[inline]
+  pub fn add_period_seconds(&mut self, period_seconds: u32) {
+    self.fbb_.push_slot::<u32>(GetMetricStatistics::VT_PERIOD_SECONDS, period_seconds, 0);
+  }
+  #[inline]
+  pub fn add_statistics(&mut self, statistics: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetMetricStatistics::VT_STATISTICS, statistics);
+  }
+  #[inline]
+  pub fn add_unit(&mut self, unit: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetMetricStatistics::VT_UNIT, unit);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetMetricStatisticsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    GetMetricStatisticsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<GetMetricStatistics<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GetMetricStatistics::VT_METRIC,"metric");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for GetMetricStatistics<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("GetMetricStatistics");
+      ds.field("metric", &self.metric());
+      ds.field("start_ms", &self.start_ms());
+      ds.field("end_ms", &self.end_ms());
+      ds.field("period_seconds", &self.period_seconds());
+      ds.field("statistics", &self.statistics());
+      ds.field("unit", &self.unit());
+      ds.finish()
+  }
+}
+pub enum MetricDataQueryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One query of GetMetricData: a metric and a statistic over periods.
+pub struct MetricDataQuery<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MetricDataQuery<'a> {
+  type Inner = MetricDataQuery<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MetricDataQuery<'a> {
+  pub const VT_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_METRIC: flatbuffers::VOffsetT = 6;
+  pub const VT_PERIOD_SECONDS: flatbuffers::VOffsetT = 8;
+  pub const VT_STAT: flatbuffers::VOffsetT = 10;
+  pub const VT_LABEL: flatbuffers::VOffsetT = 12;
+  pub const VT_RETURN_DATA: flatbuffers::VOffsetT = 14;
+  pub const VT_UNIT: flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MetricDataQuery { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MetricDataQueryArgs<'args>
+  ) -> flatbuffers::WIPOffset<MetricDataQuery<'bldr>> {
+    let mut builder = MetricDataQueryBuilder::new(_fbb);
+    if let Some(x) = args.unit { builder.add_unit(x); }
+    if let Some(x) = args.label { builder.add_label(x); }
+    if let Some(x) = args.stat { builder.add_stat(x); }
+    builder.add_period_seconds(args.period_seconds);
+    if let Some(x) = args.metric { builder.add_metric(x); }
+    if let Some(x) = args.id { builder.add_id(x); }
+    builder.add_return_data(args.return_data);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricDataQuery::VT_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn metric(&self) -> MetricId<'a> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<MetricId>>(MetricDataQuery::VT_METRIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn period_seconds(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(MetricDataQuery::VT_PERIOD_SECONDS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn stat(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricDataQuery::VT_STAT, None).unwrap()}
+  }
+  #[inline]
+  pub fn label(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricDataQuery::VT_LABEL, None)}
+  }
+  #[inline]
+  pub fn return_data(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(MetricDataQuery::VT_RETURN_DATA, Some(true)).unwrap()}
+  }
+  #[inline]
+  pub fn unit(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricDataQuery::VT_UNIT, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for MetricDataQuery<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("id", Self::VT_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<MetricId>>("metric", Self::VT_METRIC, true)?
+     .visit_field::<u32>("period_seconds", Self::VT_PERIOD_SECONDS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stat", Self::VT_STAT, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("label", Self::VT_LABEL, false)?
+     .visit_field::<bool>("return_data", Self::VT_RETURN_DATA, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("unit", Self::VT_UNIT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MetricDataQueryArgs<'a> {
+    pub id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub metric: Option<flatbuffers::WIPOffset<MetricId<'a>>>,
+    pub period_seconds: u32,
+    pub stat: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub label: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub return_data: bool,
+    pub unit: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for MetricDataQueryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MetricDataQueryArgs {
+      id: None, // required field
+      metric: None, // required field
+      period_seconds: 0,
+      stat: None, // required field
+      label: None,
+      return_data: true,
+      unit: None,
+    }
+  }
+}
+
+pub struct MetricDataQueryBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MetricDataQueryBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_id(&mut self, id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricDataQuery::VT_ID, id);
+  }
+  #[inline]
+  pub fn add_metric(&mut self, metric: flatbuffers::WIPOffset<MetricId<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<MetricId>>(MetricDataQuery::VT_METRIC, metric);
+  }
+  #[inline]
+  pub fn add_period_seconds(&mut self, period_seconds: u32) {
+    self.fbb_.push_slot::<u32>(MetricDataQuery::VT_PERIOD_SECONDS, period_seconds, 0);
+  }
+  #[inline]
+  pub fn add_stat(&mut self, stat: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricDataQuery::VT_STAT, stat);
+  }
+  #[inline]
+  pub fn add_label(&mut self, label: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricDataQuery::VT_LABEL, label);
+  }
+  #[inline]
+  pub fn add_return_data(&mut self, return_data: bool) {
+    self.fbb_.push_slot::<bool>(MetricDataQuery::VT_RETURN_DATA, return_data, true);
+  }
+  #[inline]
+  pub fn add_unit(&mut self, unit: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricDataQuery::VT_UNIT, unit);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MetricDataQueryBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MetricDataQueryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MetricDataQuery<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, MetricDataQuery::VT_ID,"id");
+    self.fbb_.required(o, MetricDataQuery::VT_METRIC,"metric");
+    self.fbb_.required(o, MetricDataQuery::VT_STAT,"stat");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MetricDataQuery<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MetricDataQuery");
+      ds.field("id", &self.id());
+      ds.field("metric", &self.metric());
+      ds.field("period_seconds", &self.period_seconds());
+      ds.field("stat", &self.stat());
+      ds.field("label", &self.label());
+      ds.field("return_data", &self.return_data());
+      ds.field("unit", &self.unit());
+      ds.finish()
+  }
+}
+pub enum GetMetricDataOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// CloudWatch GetMetricData (metric queries; no math expressions): answered with MetricDataResults.
+pub struct GetMetricData<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for GetMetricData<'a> {
+  type Inner = GetMetricData<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> GetMetricData<'a> {
+  pub const VT_QUERIES: flatbuffers::VOffsetT = 4;
+  pub const VT_START_MS: flatbuffers::VOffsetT = 6;
+  pub const VT_END_MS: flatbuffers::VOffsetT = 8;
+  pub const VT_DESCENDING: flatbuffers::VOffsetT = 10;
+  pub const VT_MAX_DATAPOINTS: flatbuffers::VOffsetT = 12;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    GetMetricData { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args GetMetricDataArgs<'args>
+  ) -> flatbuffers::WIPOffset<GetMetricData<'bldr>> {
+    let mut builder = GetMetricDataBuilder::new(_fbb);
+    builder.add_end_ms(args.end_ms);
+    builder.add_start_ms(args.start_ms);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    builder.add_max_datapoints(args.max_datapoints);
+    if let Some(x) = args.queries { builder.add_queries(x); }
+    builder.add_descending(args.descending);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn queries(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricDataQuery<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricDataQuery>>>>(GetMetricData::VT_QUERIES, None)}
+  }
+  #[inline]
+  pub fn start_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GetMetricData::VT_START_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn end_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GetMetricData::VT_END_MS, Some(0)).unwrap()}
+  }
+  /// TimestampDescending (the default) or ascending.
+  #[inline]
+  pub fn descending(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(GetMetricData::VT_DESCENDING, Some(true)).unwrap()}
+  }
+  /// -1: not given (100,800).
+  #[inline]
+  pub fn max_datapoints(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(GetMetricData::VT_MAX_DATAPOINTS, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(GetMetricData::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for GetMetricData<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<MetricDataQuery>>>>("queries", Self::VT_QUERIES, false)?
+     .visit_field::<u64>("start_ms", Self::VT_START_MS, false)?
+     .visit_field::<u64>("end_ms", Self::VT_END_MS, false)?
+     .visit_field::<bool>("descending", Self::VT_DESCENDING, false)?
+     .visit_field::<i32>("max_datapoints", Self::VT_MAX_DATAPOINTS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GetMetricDataArgs<'a> {
+    pub queries: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricDataQuery<'a>>>>>,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub descending: bool,
+    pub max_datapoints: i32,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for GetMetricDataArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GetMetricDataArgs {
+      queries: None,
+      start_ms: 0,
+      end_ms: 0,
+      descending: true,
+      max_datapoints: -1,
+      next_token: None,
+    }
+  }
+}
+
+pub struct GetMetricDataBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> GetMetricDataBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_queries(&mut self, queries: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<MetricDataQuery<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetMetricData::VT_QUERIES, queries);
+  }
+  #[inline]
+  pub fn add_start_ms(&mut self, start_ms: u64) {
+    self.fbb_.push_slot::<u64>(GetMetricData::VT_START_MS, start_ms, 0);
+  }
+  #[inline]
+  pub fn add_end_ms(&mut self, end_ms: u64) {
+    self.fbb_.push_slot::<u64>(GetMetricData::VT_END_MS, end_ms, 0);
+  }
+  #[inline]
+  pub fn add_descending(&mut self, descending: bool) {
+    self.fbb_.push_slot::<bool>(GetMetricData::VT_DESCENDING, descending, true);
+  }
+  #[inline]
+  pub fn add_max_datapoints(&mut self, max_datapoints: i32) {
+    self.fbb_.push_slot::<i32>(GetMetricData::VT_MAX_DATAPOINTS, max_datapoints, -1);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(GetMetricData::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> GetMetricDataBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    GetMetricDataBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<GetMetricData<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for GetMetricData<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("GetMetricData");
+      ds.field("queries", &self.queries());
+      ds.field("start_ms", &self.start_ms());
+      ds.field("end_ms", &self.end_ms());
+      ds.field("descending", &self.descending());
+      ds.field("max_datapoints", &self.max_datapoints());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum ListMetricsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// CloudWatch ListMetrics: answered with MetricList.
+pub struct ListMetrics<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListMetrics<'a> {
+  type Inner = ListMetrics<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListMetrics<'a> {
+  pub const VT_NAMESPACE: flatbuffers::VOffsetT = 4;
+  pub const VT_METRIC_NAME: flatbuffers::VOffsetT = 6;
+  pub const VT_DIMENSIONS: flatbuffers::VOffsetT = 8;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListMetrics { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListMetricsArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListMetrics<'bldr>> {
+    let mut builder = ListMetricsBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.dimensions { builder.add_dimensions(x); }
+    if let Some(x) = args.metric_name { builder.add_metric_name(x); }
+    if let Some(x) = args.namespace { builder.add_namespace(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn namespace(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListMetrics::VT_NAMESPACE, None)}
+  }
+  #[inline]
+  pub fn metric_name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListMetrics::VT_METRIC_NAME, None)}
+  }
+  #[inline]
+  pub fn dimensions(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<DimensionFilter<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<DimensionFilter>>>>(ListMetrics::VT_DIMENSIONS, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListMetrics::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListMetrics<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("namespace", Self::VT_NAMESPACE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("metric_name", Self::VT_METRIC_NAME, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<DimensionFilter>>>>("dimensions", Self::VT_DIMENSIONS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListMetricsArgs<'a> {
+    pub namespace: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub metric_name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub dimensions: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<DimensionFilter<'a>>>>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ListMetricsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListMetricsArgs {
+      namespace: None,
+      metric_name: None,
+      dimensions: None,
+      next_token: None,
+    }
+  }
+}
+
+pub struct ListMetricsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListMetricsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_namespace(&mut self, namespace: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListMetrics::VT_NAMESPACE, namespace);
+  }
+  #[inline]
+  pub fn add_metric_name(&mut self, metric_name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListMetrics::VT_METRIC_NAME, metric_name);
+  }
+  #[inline]
+  pub fn add_dimensions(&mut self, dimensions: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<DimensionFilter<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListMetrics::VT_DIMENSIONS, dimensions);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListMetrics::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListMetricsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListMetricsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListMetrics<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListMetrics<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListMetrics");
+      ds.field("namespace", &self.namespace());
+      ds.field("metric_name", &self.metric_name());
+      ds.field("dimensions", &self.dimensions());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15317,6 +17548,126 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_put_metric_alarm(&self) -> Option<PutMetricAlarm<'a>> {
+    if self.op_type() == Op::PutMetricAlarm {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { PutMetricAlarm::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_describe_alarms(&self) -> Option<DescribeAlarms<'a>> {
+    if self.op_type() == Op::DescribeAlarms {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeAlarms::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_delete_alarms(&self) -> Option<DeleteAlarms<'a>> {
+    if self.op_type() == Op::DeleteAlarms {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteAlarms::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_set_alarm_state(&self) -> Option<SetAlarmState<'a>> {
+    if self.op_type() == Op::SetAlarmState {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SetAlarmState::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_set_alarm_actions(&self) -> Option<SetAlarmActions<'a>> {
+    if self.op_type() == Op::SetAlarmActions {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SetAlarmActions::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_get_metric_statistics(&self) -> Option<GetMetricStatistics<'a>> {
+    if self.op_type() == Op::GetMetricStatistics {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GetMetricStatistics::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_get_metric_data(&self) -> Option<GetMetricData<'a>> {
+    if self.op_type() == Op::GetMetricData {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GetMetricData::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_metrics(&self) -> Option<ListMetrics<'a>> {
+    if self.op_type() == Op::ListMetrics {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListMetrics::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -15423,6 +17774,14 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::ReleaseShards => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ReleaseShards>>("Op::ReleaseShards", pos),
           Op::DescribeConsumerGroup => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeConsumerGroup>>("Op::DescribeConsumerGroup", pos),
           Op::SetEnhancedMonitoring => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetEnhancedMonitoring>>("Op::SetEnhancedMonitoring", pos),
+          Op::PutMetricAlarm => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PutMetricAlarm>>("Op::PutMetricAlarm", pos),
+          Op::DescribeAlarms => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeAlarms>>("Op::DescribeAlarms", pos),
+          Op::DeleteAlarms => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeleteAlarms>>("Op::DeleteAlarms", pos),
+          Op::SetAlarmState => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetAlarmState>>("Op::SetAlarmState", pos),
+          Op::SetAlarmActions => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetAlarmActions>>("Op::SetAlarmActions", pos),
+          Op::GetMetricStatistics => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetMetricStatistics>>("Op::GetMetricStatistics", pos),
+          Op::GetMetricData => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetMetricData>>("Op::GetMetricData", pos),
+          Op::ListMetrics => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListMetrics>>("Op::ListMetrics", pos),
           _ => Ok(()),
         }
      })?
@@ -16137,6 +18496,62 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::SetEnhancedMonitoring => {
           if let Some(x) = self.op_as_set_enhanced_monitoring() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::PutMetricAlarm => {
+          if let Some(x) = self.op_as_put_metric_alarm() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DescribeAlarms => {
+          if let Some(x) = self.op_as_describe_alarms() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DeleteAlarms => {
+          if let Some(x) = self.op_as_delete_alarms() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SetAlarmState => {
+          if let Some(x) = self.op_as_set_alarm_state() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SetAlarmActions => {
+          if let Some(x) = self.op_as_set_alarm_actions() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::GetMetricStatistics => {
+          if let Some(x) = self.op_as_get_metric_statistics() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::GetMetricData => {
+          if let Some(x) = self.op_as_get_metric_data() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListMetrics => {
+          if let Some(x) = self.op_as_list_metrics() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -22032,6 +24447,800 @@ impl core::fmt::Debug for ShardLeases<'_> {
       ds.finish()
   }
 }
+pub enum MetricAlarmsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// DescribeAlarms: one page of alarms.
+pub struct MetricAlarms<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MetricAlarms<'a> {
+  type Inner = MetricAlarms<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MetricAlarms<'a> {
+  pub const VT_ALARMS: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MetricAlarms { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MetricAlarmsArgs<'args>
+  ) -> flatbuffers::WIPOffset<MetricAlarms<'bldr>> {
+    let mut builder = MetricAlarmsBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.alarms { builder.add_alarms(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn alarms(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricAlarm<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricAlarm>>>>(MetricAlarms::VT_ALARMS, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricAlarms::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for MetricAlarms<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<MetricAlarm>>>>("alarms", Self::VT_ALARMS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MetricAlarmsArgs<'a> {
+    pub alarms: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricAlarm<'a>>>>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for MetricAlarmsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MetricAlarmsArgs {
+      alarms: None,
+      next_token: None,
+    }
+  }
+}
+
+pub struct MetricAlarmsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MetricAlarmsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_alarms(&mut self, alarms: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<MetricAlarm<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarms::VT_ALARMS, alarms);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricAlarms::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MetricAlarmsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MetricAlarmsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MetricAlarms<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MetricAlarms<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MetricAlarms");
+      ds.field("alarms", &self.alarms());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum DatapointOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One period's statistics of a metric.
+pub struct Datapoint<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for Datapoint<'a> {
+  type Inner = Datapoint<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> Datapoint<'a> {
+  pub const VT_TIMESTAMP_MS: flatbuffers::VOffsetT = 4;
+  pub const VT_SAMPLE_COUNT: flatbuffers::VOffsetT = 6;
+  pub const VT_SUM: flatbuffers::VOffsetT = 8;
+  pub const VT_MINIMUM: flatbuffers::VOffsetT = 10;
+  pub const VT_MAXIMUM: flatbuffers::VOffsetT = 12;
+  pub const VT_UNIT: flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    Datapoint { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DatapointArgs<'args>
+  ) -> flatbuffers::WIPOffset<Datapoint<'bldr>> {
+    let mut builder = DatapointBuilder::new(_fbb);
+    builder.add_maximum(args.maximum);
+    builder.add_minimum(args.minimum);
+    builder.add_sum(args.sum);
+    builder.add_sample_count(args.sample_count);
+    builder.add_timestamp_ms(args.timestamp_ms);
+    if let Some(x) = args.unit { builder.add_unit(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn timestamp_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Datapoint::VT_TIMESTAMP_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn sample_count(&self) -> f64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<f64>(Datapoint::VT_SAMPLE_COUNT, Some(0.0)).unwrap()}
+  }
+  #[inline]
+  pub fn sum(&self) -> f64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<f64>(Datapoint::VT_SUM, Some(0.0)).unwrap()}
+  }
+  #[inline]
+  pub fn minimum(&self) -> f64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<f64>(Datapoint::VT_MINIMUM, Some(0.0)).unwrap()}
+  }
+  #[inline]
+  pub fn maximum(&self) -> f64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<f64>(Datapoint::VT_MAXIMUM, Some(0.0)).unwrap()}
+  }
+  #[inline]
+  pub fn unit(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Datapoint::VT_UNIT, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for Datapoint<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<u64>("timestamp_ms", Self::VT_TIMESTAMP_MS, false)?
+     .visit_field::<f64>("sample_count", Self::VT_SAMPLE_COUNT, false)?
+     .visit_field::<f64>("sum", Self::VT_SUM, false)?
+     .visit_field::<f64>("minimum", Self::VT_MINIMUM, false)?
+     .visit_field::<f64>("maximum", Self::VT_MAXIMUM, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("unit", Self::VT_UNIT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DatapointArgs<'a> {
+    pub timestamp_ms: u64,
+    pub sample_count: f64,
+    pub sum: f64,
+    pub minimum: f64,
+    pub maximum: f64,
+    pub unit: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DatapointArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DatapointArgs {
+      timestamp_ms: 0,
+      sample_count: 0.0,
+      sum: 0.0,
+      minimum: 0.0,
+      maximum: 0.0,
+      unit: None,
+    }
+  }
+}
+
+pub struct DatapointBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DatapointBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_timestamp_ms(&mut self, timestamp_ms: u64) {
+    self.fbb_.push_slot::<u64>(Datapoint::VT_TIMESTAMP_MS, timestamp_ms, 0);
+  }
+  #[inline]
+  pub fn add_sample_count(&mut self, sample_count: f64) {
+    self.fbb_.push_slot::<f64>(Datapoint::VT_SAMPLE_COUNT, sample_count, 0.0);
+  }
+  #[inline]
+  pub fn add_sum(&mut self, sum: f64) {
+    self.fbb_.push_slot::<f64>(Datapoint::VT_SUM, sum, 0.0);
+  }
+  #[inline]
+  pub fn add_minimum(&mut self, minimum: f64) {
+    self.fbb_.push_slot::<f64>(Datapoint::VT_MINIMUM, minimum, 0.0);
+  }
+  #[inline]
+  pub fn add_maximum(&mut self, maximum: f64) {
+    self.fbb_.push_slot::<f64>(Datapoint::VT_MAXIMUM, maximum, 0.0);
+  }
+  #[inline]
+  pub fn add_unit(&mut self, unit: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Datapoint::VT_UNIT, unit);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DatapointBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DatapointBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<Datapoint<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for Datapoint<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("Datapoint");
+      ds.field("timestamp_ms", &self.timestamp_ms());
+      ds.field("sample_count", &self.sample_count());
+      ds.field("sum", &self.sum());
+      ds.field("minimum", &self.minimum());
+      ds.field("maximum", &self.maximum());
+      ds.field("unit", &self.unit());
+      ds.finish()
+  }
+}
+pub enum MetricStatisticsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// GetMetricStatistics: the metric's name and each period that has data.
+pub struct MetricStatistics<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MetricStatistics<'a> {
+  type Inner = MetricStatistics<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MetricStatistics<'a> {
+  pub const VT_LABEL: flatbuffers::VOffsetT = 4;
+  pub const VT_DATAPOINTS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MetricStatistics { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MetricStatisticsArgs<'args>
+  ) -> flatbuffers::WIPOffset<MetricStatistics<'bldr>> {
+    let mut builder = MetricStatisticsBuilder::new(_fbb);
+    if let Some(x) = args.datapoints { builder.add_datapoints(x); }
+    if let Some(x) = args.label { builder.add_label(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn label(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricStatistics::VT_LABEL, None).unwrap()}
+  }
+  #[inline]
+  pub fn datapoints(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Datapoint<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Datapoint>>>>(MetricStatistics::VT_DATAPOINTS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for MetricStatistics<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("label", Self::VT_LABEL, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<Datapoint>>>>("datapoints", Self::VT_DATAPOINTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MetricStatisticsArgs<'a> {
+    pub label: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub datapoints: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Datapoint<'a>>>>>,
+}
+impl<'a> Default for MetricStatisticsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MetricStatisticsArgs {
+      label: None, // required field
+      datapoints: None,
+    }
+  }
+}
+
+pub struct MetricStatisticsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MetricStatisticsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_label(&mut self, label: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricStatistics::VT_LABEL, label);
+  }
+  #[inline]
+  pub fn add_datapoints(&mut self, datapoints: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<Datapoint<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricStatistics::VT_DATAPOINTS, datapoints);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MetricStatisticsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MetricStatisticsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MetricStatistics<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, MetricStatistics::VT_LABEL,"label");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MetricStatistics<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MetricStatistics");
+      ds.field("label", &self.label());
+      ds.field("datapoints", &self.datapoints());
+      ds.finish()
+  }
+}
+pub enum MetricDataResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One query's answer in GetMetricData: a value per period with data.
+pub struct MetricDataResult<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MetricDataResult<'a> {
+  type Inner = MetricDataResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MetricDataResult<'a> {
+  pub const VT_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_LABEL: flatbuffers::VOffsetT = 6;
+  pub const VT_TIMESTAMPS_MS: flatbuffers::VOffsetT = 8;
+  pub const VT_VALUES: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MetricDataResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MetricDataResultArgs<'args>
+  ) -> flatbuffers::WIPOffset<MetricDataResult<'bldr>> {
+    let mut builder = MetricDataResultBuilder::new(_fbb);
+    if let Some(x) = args.values { builder.add_values(x); }
+    if let Some(x) = args.timestamps_ms { builder.add_timestamps_ms(x); }
+    if let Some(x) = args.label { builder.add_label(x); }
+    if let Some(x) = args.id { builder.add_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricDataResult::VT_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn label(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricDataResult::VT_LABEL, None)}
+  }
+  #[inline]
+  pub fn timestamps_ms(&self) -> Option<flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u64>>>(MetricDataResult::VT_TIMESTAMPS_MS, None)}
+  }
+  #[inline]
+  pub fn values(&self) -> Option<flatbuffers::Vector<'a, f64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, f64>>>(MetricDataResult::VT_VALUES, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for MetricDataResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("id", Self::VT_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("label", Self::VT_LABEL, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u64>>>("timestamps_ms", Self::VT_TIMESTAMPS_MS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, f64>>>("values", Self::VT_VALUES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MetricDataResultArgs<'a> {
+    pub id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub label: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub timestamps_ms: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u64>>>,
+    pub values: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, f64>>>,
+}
+impl<'a> Default for MetricDataResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MetricDataResultArgs {
+      id: None, // required field
+      label: None,
+      timestamps_ms: None,
+      values: None,
+    }
+  }
+}
+
+pub struct MetricDataResultBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MetricDataResultBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_id(&mut self, id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricDataResult::VT_ID, id);
+  }
+  #[inline]
+  pub fn add_label(&mut self, label: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricDataResult::VT_LABEL, label);
+  }
+  #[inline]
+  pub fn add_timestamps_ms(&mut self, timestamps_ms: flatbuffers::WIPOffset<flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricDataResult::VT_TIMESTAMPS_MS, timestamps_ms);
+  }
+  #[inline]
+  pub fn add_values(&mut self, values: flatbuffers::WIPOffset<flatbuffers::Vector<'b , f64>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricDataResult::VT_VALUES, values);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MetricDataResultBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MetricDataResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MetricDataResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, MetricDataResult::VT_ID,"id");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MetricDataResult<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MetricDataResult");
+      ds.field("id", &self.id());
+      ds.field("label", &self.label());
+      ds.field("timestamps_ms", &self.timestamps_ms());
+      ds.field("values", &self.values());
+      ds.finish()
+  }
+}
+pub enum MetricDataResultsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// GetMetricData: each query's values.
+pub struct MetricDataResults<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MetricDataResults<'a> {
+  type Inner = MetricDataResults<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MetricDataResults<'a> {
+  pub const VT_RESULTS: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MetricDataResults { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MetricDataResultsArgs<'args>
+  ) -> flatbuffers::WIPOffset<MetricDataResults<'bldr>> {
+    let mut builder = MetricDataResultsBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.results { builder.add_results(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn results(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricDataResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricDataResult>>>>(MetricDataResults::VT_RESULTS, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricDataResults::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for MetricDataResults<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<MetricDataResult>>>>("results", Self::VT_RESULTS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MetricDataResultsArgs<'a> {
+    pub results: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricDataResult<'a>>>>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for MetricDataResultsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MetricDataResultsArgs {
+      results: None,
+      next_token: None,
+    }
+  }
+}
+
+pub struct MetricDataResultsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MetricDataResultsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_results(&mut self, results: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<MetricDataResult<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricDataResults::VT_RESULTS, results);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricDataResults::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MetricDataResultsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MetricDataResultsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MetricDataResults<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MetricDataResults<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MetricDataResults");
+      ds.field("results", &self.results());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
+pub enum MetricListOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ListMetrics: one page of metrics that have data.
+pub struct MetricList<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for MetricList<'a> {
+  type Inner = MetricList<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> MetricList<'a> {
+  pub const VT_METRICS: flatbuffers::VOffsetT = 4;
+  pub const VT_NEXT_TOKEN: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    MetricList { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args MetricListArgs<'args>
+  ) -> flatbuffers::WIPOffset<MetricList<'bldr>> {
+    let mut builder = MetricListBuilder::new(_fbb);
+    if let Some(x) = args.next_token { builder.add_next_token(x); }
+    if let Some(x) = args.metrics { builder.add_metrics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn metrics(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricId<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricId>>>>(MetricList::VT_METRICS, None)}
+  }
+  #[inline]
+  pub fn next_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetricList::VT_NEXT_TOKEN, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for MetricList<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<MetricId>>>>("metrics", Self::VT_METRICS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("next_token", Self::VT_NEXT_TOKEN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MetricListArgs<'a> {
+    pub metrics: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<MetricId<'a>>>>>,
+    pub next_token: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for MetricListArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MetricListArgs {
+      metrics: None,
+      next_token: None,
+    }
+  }
+}
+
+pub struct MetricListBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> MetricListBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_metrics(&mut self, metrics: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<MetricId<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricList::VT_METRICS, metrics);
+  }
+  #[inline]
+  pub fn add_next_token(&mut self, next_token: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetricList::VT_NEXT_TOKEN, next_token);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MetricListBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    MetricListBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<MetricList<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for MetricList<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("MetricList");
+      ds.field("metrics", &self.metrics());
+      ds.field("next_token", &self.next_token());
+      ds.finish()
+  }
+}
 pub enum ErrorReplyOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -22724,6 +25933,66 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_metric_alarms(&self) -> Option<MetricAlarms<'a>> {
+    if self.reply_type() == Reply::MetricAlarms {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MetricAlarms::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_metric_statistics(&self) -> Option<MetricStatistics<'a>> {
+    if self.reply_type() == Reply::MetricStatistics {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MetricStatistics::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_metric_data_results(&self) -> Option<MetricDataResults<'a>> {
+    if self.reply_type() == Reply::MetricDataResults {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MetricDataResults::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_metric_list(&self) -> Option<MetricList<'a>> {
+    if self.reply_type() == Reply::MetricList {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MetricList::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Response<'_> {
@@ -22770,6 +26039,10 @@ impl flatbuffers::Verifiable for Response<'_> {
           Reply::MoveTasks => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MoveTasks>>("Reply::MoveTasks", pos),
           Reply::ShardLeases => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ShardLeases>>("Reply::ShardLeases", pos),
           Reply::EnhancedMonitoring => v.verify_union_variant::<flatbuffers::ForwardsUOffset<EnhancedMonitoring>>("Reply::EnhancedMonitoring", pos),
+          Reply::MetricAlarms => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MetricAlarms>>("Reply::MetricAlarms", pos),
+          Reply::MetricStatistics => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MetricStatistics>>("Reply::MetricStatistics", pos),
+          Reply::MetricDataResults => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MetricDataResults>>("Reply::MetricDataResults", pos),
+          Reply::MetricList => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MetricList>>("Reply::MetricList", pos),
           _ => Ok(()),
         }
      })?
@@ -23071,6 +26344,34 @@ impl core::fmt::Debug for Response<'_> {
         },
         Reply::EnhancedMonitoring => {
           if let Some(x) = self.reply_as_enhanced_monitoring() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::MetricAlarms => {
+          if let Some(x) = self.reply_as_metric_alarms() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::MetricStatistics => {
+          if let Some(x) = self.reply_as_metric_statistics() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::MetricDataResults => {
+          if let Some(x) = self.reply_as_metric_data_results() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::MetricList => {
+          if let Some(x) = self.reply_as_metric_list() {
             ds.field("reply", &x)
           } else {
             ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
