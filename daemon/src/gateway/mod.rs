@@ -20,6 +20,7 @@
 //! `--http-idle-timeout-seconds` (idle, or stalled mid-request) is closed. Nothing from the
 //! wire is trusted: every malformed request gets an AWS-shaped error, never a panic.
 
+mod cloudwatch;
 mod guard;
 mod io;
 mod kinesis;
@@ -80,8 +81,10 @@ fn body_bytes_max(protocol: Protocol, action: &str) -> usize {
         (Protocol::KinesisJson, "PutRecords") => PUT_RECORDS_BODY_BYTES_MAX,
         (Protocol::KinesisJson, "PutRecord") => PUT_RECORD_BODY_BYTES_MAX,
         (Protocol::SqsJson, "SendMessage" | "SendMessageBatch") => MESSAGE_BODY_BYTES_MAX,
-        (Protocol::SqsJson | Protocol::KinesisJson | Protocol::KmsJson, _) => OTHER_BODY_BYTES_MAX,
-        (Protocol::SqsQuery | Protocol::SnsQuery, _) => MESSAGE_BODY_BYTES_MAX,
+        (Protocol::SqsJson | Protocol::KinesisJson | Protocol::KmsJson | Protocol::CloudWatchJson | Protocol::CloudWatchCbor, _) => {
+            OTHER_BODY_BYTES_MAX
+        }
+        (Protocol::SqsQuery | Protocol::SnsQuery | Protocol::CloudWatchQuery, _) => MESSAGE_BODY_BYTES_MAX,
     }
 }
 /// JSON values (counted by their separators and brackets) one request body may hold: a
@@ -252,6 +255,10 @@ enum Protocol {
     KinesisJson,
     /// The key service (`TrentService.*`).
     KmsJson,
+    /// CloudWatch in Smithy RPC v2 CBOR, AWS JSON 1.0 and Query (`cloudwatch`).
+    CloudWatchCbor,
+    CloudWatchJson,
+    CloudWatchQuery,
 }
 
 impl Protocol {
@@ -262,11 +269,17 @@ impl Protocol {
             Protocol::SnsQuery => "sns",
             Protocol::KinesisJson => "kinesis",
             Protocol::KmsJson => "kms",
+            Protocol::CloudWatchCbor | Protocol::CloudWatchJson | Protocol::CloudWatchQuery => "cloudwatch",
         }
     }
 
+    /// Whether the action is named outside the body (a header or the path), not in a form.
     fn is_json(self) -> bool {
-        matches!(self, Protocol::SqsJson | Protocol::KinesisJson | Protocol::KmsJson)
+        matches!(self, Protocol::SqsJson | Protocol::KinesisJson | Protocol::KmsJson | Protocol::CloudWatchJson | Protocol::CloudWatchCbor)
+    }
+
+    fn is_cloudwatch(self) -> bool {
+        matches!(self, Protocol::CloudWatchCbor | Protocol::CloudWatchJson | Protocol::CloudWatchQuery)
     }
 }
 
@@ -348,8 +361,11 @@ fn http_caller(parts: &http::request::Parts, peer: Peer, request_id: &str) -> Ca
 async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incoming, request_id: &str, peer: Peer) -> Response<Body> {
     let path = parts.uri.path().to_owned();
     let target = parts.headers.get("x-amz-target").and_then(|value| value.to_str().ok()).map(str::to_owned);
-    let (protocol, json_action) = match target.as_deref() {
-        Some(target) => match target.split_once('.') {
+    let cbor_action = path.strip_prefix(cloudwatch::CBOR_PATH).filter(|_| parts.method == Method::POST).map(str::to_owned);
+    let (protocol, json_action) = match (cbor_action, target.as_deref()) {
+        (Some(action), _) => (Protocol::CloudWatchCbor, action),
+        (None, Some(target)) => match target.split_once('.') {
+            Some((cloudwatch::TARGET_PREFIX, action)) => (Protocol::CloudWatchJson, action.to_owned()),
             Some(("AmazonSQS", action)) => (Protocol::SqsJson, action.to_owned()),
             Some(("Kinesis_20131202", action)) => (Protocol::KinesisJson, action.to_owned()),
             Some(("TrentService", action)) => (Protocol::KmsJson, action.to_owned()),
@@ -358,7 +374,7 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
                 return json_error(Protocol::KinesisJson, &error, request_id, "UnknownOperationException");
             }
         },
-        None => (Protocol::SqsQuery, String::new()),
+        (None, None) => (Protocol::SqsQuery, String::new()),
     };
     let declared = parts.headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|value| value.parse::<u64>().ok());
     let limit = body_bytes_max(protocol, &json_action);
@@ -372,12 +388,20 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
                 return too_large(protocol, limit, request_id);
             }
             let error = OpError::new(ErrorCode::MalformedRequest, format!("the request body could not be read: {error}"));
-            return if protocol.is_json() {
-                json_error(protocol, &error, request_id, "")
-            } else {
-                query_error(protocol, &error, request_id)
-            };
+            return error_response(protocol, &error, request_id);
         }
+    };
+    // A Query request for CloudWatch: signed for `monitoring`, or naming one of its actions.
+    let scope = if protocol == Protocol::SqsQuery { credential_service(&parts) } else { None };
+    let protocol = if protocol == Protocol::SqsQuery
+        && match scope.as_deref() {
+            Some("monitoring") => true,
+            Some("sqs" | "sns") => false,
+            _ => query_action(&parts, &body).is_some_and(|action| cloudwatch::ACTIONS.contains(&action.as_str())),
+        } {
+        Protocol::CloudWatchQuery
+    } else {
+        protocol
     };
     let principal = match &shard.config.credentials {
         None => None,
@@ -397,6 +421,7 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
                         Protocol::SqsJson => Some("sqs"),
                         Protocol::KinesisJson => Some("kinesis"),
                         Protocol::KmsJson => Some("kms"),
+                        Protocol::CloudWatchJson | Protocol::CloudWatchCbor => Some("monitoring"),
                         // A Query request's service is the one its scope names.
                         _ => None,
                     };
@@ -419,7 +444,9 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
     };
     let access = Access { principal: principal.clone(), ip: peer.ip, secure: peer.secure };
     let caller = || Caller { principal: principal.clone(), ..http_caller(&parts, peer, request_id) };
-    if protocol.is_json() {
+    if protocol.is_cloudwatch() {
+        cloudwatch_call(shard, protocol, &parts, &json_action, &body, request_id, &access, caller).await
+    } else if protocol.is_json() {
         json_call(shard, protocol, &json_action, &body, request_id, &access, caller).await
     } else {
         query_call(shard, &parts, &path, &body, request_id, &access, caller).await
@@ -468,16 +495,28 @@ fn refused(shard: &Rc<Shard>, protocol: Protocol, refusal: sigv4::Refusal, asked
         let source = match protocol {
             Protocol::KinesisJson => "kinesis.amazonaws.com",
             Protocol::KmsJson => "kms.amazonaws.com",
+            Protocol::CloudWatchCbor | Protocol::CloudWatchJson | Protocol::CloudWatchQuery => "monitoring.amazonaws.com",
             _ if sns => "sns.amazonaws.com",
             _ => "sqs.amazonaws.com",
         };
         let caller = http_caller(parts, peer, request_id);
         sink.record_refused(source, action.as_deref().unwrap_or(""), &caller, &error, &shard.config.region, &shard.config.account_id);
     }
-    if protocol.is_json() {
-        return json_error(protocol, &error, request_id, "");
+    if protocol.is_json() || protocol.is_cloudwatch() {
+        return error_response(protocol, &error, request_id);
     }
     query_error(if sns { Protocol::SnsQuery } else { Protocol::SqsQuery }, &error, request_id)
+}
+
+/// An error in `protocol`'s shape.
+fn error_response(protocol: Protocol, error: &OpError, request_id: &str) -> Response<Body> {
+    if protocol.is_cloudwatch() {
+        cloudwatch_error(protocol, error, request_id)
+    } else if protocol.is_json() {
+        json_error(protocol, error, request_id, "")
+    } else {
+        query_error(protocol, error, request_id)
+    }
 }
 
 fn too_large(protocol: Protocol, limit: usize, request_id: &str) -> Response<Body> {
@@ -485,8 +524,7 @@ fn too_large(protocol: Protocol, limit: usize, request_id: &str) -> Response<Bod
         ErrorCode::InvalidParameterValue,
         format!("the request body is larger than {limit} bytes, the most this action takes"),
     );
-    let mut response =
-        if protocol.is_json() { json_error(protocol, &error, request_id, "") } else { query_error(protocol, &error, request_id) };
+    let mut response = error_response(protocol, &error, request_id);
     *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
     // The unread body stays on the socket: the connection cannot be reused.
     response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -647,7 +685,7 @@ async fn served(shard: &Rc<Shard>, protocol: Protocol, op: Op, access: &Access, 
 }
 
 fn json_content_type(protocol: Protocol) -> &'static str {
-    if protocol == Protocol::SqsJson {
+    if matches!(protocol, Protocol::SqsJson | Protocol::CloudWatchJson) {
         "application/x-amz-json-1.0"
     } else {
         "application/x-amz-json-1.1"
@@ -707,6 +745,117 @@ fn json_error(protocol: Protocol, error: &OpError, request_id: &str, type_name: 
         if let Ok(value) = HeaderValue::from_str(&format!("{};{fault}", error.code.query_code())) {
             response.headers_mut().insert("x-amzn-query-error", value);
         }
+    }
+    response
+}
+
+/// The operation a CloudWatch request asks for (its parameters read from CBOR, JSON or a
+/// form), every member read. The fuzz targets drive it too.
+pub fn cloudwatch_op(protocol_cbor: bool, action: &str, body: &[u8]) -> Result<Op, OpError> {
+    let tree = if protocol_cbor { cloudwatch::cbor_tree(body)? } else { json_tree(body).map_err(|(error, _)| error)? };
+    let reads = Reads::default();
+    let op = cloudwatch::op_from(action, Params::tracked(&tree, cloudwatch::FAULTS, &reads))?;
+    all_read(&tree, &reads, cloudwatch::FAULTS, |_| false)?;
+    Ok(op)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn cloudwatch_call(
+    shard: &Rc<Shard>,
+    protocol: Protocol,
+    parts: &http::request::Parts,
+    action: &str,
+    body: &[u8],
+    request_id: &str,
+    access: &Access,
+    caller: impl FnOnce() -> Caller,
+) -> Response<Body> {
+    let parsed = if protocol == Protocol::CloudWatchQuery {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        if let Some(query) = parts.uri.query() {
+            add_form_pairs(&mut pairs, query.as_bytes());
+        }
+        if parts.method == Method::POST {
+            add_form_pairs(&mut pairs, body);
+        }
+        let action = pairs.iter().find(|(name, _)| name == "Action").map(|(_, value)| value.clone()).unwrap_or_default();
+        if parts.method != Method::POST && !matches!(action.as_str(), "DescribeAlarms" | "GetMetricStatistics" | "GetMetricData" | "ListMetrics") {
+            let error = OpError::new(ErrorCode::InvalidAction, format!("{action} changes state: send it with POST."));
+            return cloudwatch_error(protocol, &error, request_id);
+        }
+        pairs.retain(|(name, _)| name != "Action" && name != "Version");
+        if pairs.len() > FORM_PAIRS_MAX {
+            let error = OpError::new(ErrorCode::MalformedRequest, format!("a request may carry at most {FORM_PAIRS_MAX} parameters"));
+            return cloudwatch_error(protocol, &error, request_id);
+        }
+        params::query_tree(&pairs, &[]).and_then(|tree| {
+            let reads = Reads::default();
+            let op = cloudwatch::op_from(&action, Params::tracked(&tree, cloudwatch::FAULTS, &reads))?;
+            all_read(&tree, &reads, cloudwatch::FAULTS, protocol_parameter)?;
+            Ok((op, action))
+        })
+    } else {
+        cloudwatch_op(protocol == Protocol::CloudWatchCbor, action, body).map(|op| (op, action.to_owned()))
+    };
+    let (op, action) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return cloudwatch_error(protocol, &error, request_id),
+    };
+    let statistics = match &op {
+        Op::GetMetricStatistics { statistics, .. } => statistics.clone(),
+        _ => Vec::new(),
+    };
+    match served(shard, protocol, op, access, caller).await {
+        Ok(reply) => {
+            let out = cloudwatch::reply_out(reply, &statistics);
+            match protocol {
+                Protocol::CloudWatchQuery => xml_response(StatusCode::OK, cloudwatch::to_xml(&action, &out, request_id)),
+                Protocol::CloudWatchCbor => cbor_response(StatusCode::OK, cloudwatch::to_cbor(&out), request_id),
+                _ => json_response(protocol, StatusCode::OK, serde_json::to_vec(&cloudwatch::to_json(&out)).unwrap_or_default(), request_id),
+            }
+        }
+        Err(error) => cloudwatch_error(protocol, &error, request_id),
+    }
+}
+
+fn cbor_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/cbor"));
+    headers.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", value);
+    }
+    response
+}
+
+/// A CloudWatch error: the Smithy shape in `__type` (CBOR, JSON) with the Query code in
+/// `x-amzn-query-error`, or the Query protocol's XML.
+fn cloudwatch_error(protocol: Protocol, error: &OpError, request_id: &str) -> Response<Body> {
+    let (shape, code) = cloudwatch::error_names(error.code);
+    let status = match error.code {
+        ErrorCode::ResourceNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::MalformedRequest | ErrorCode::InvalidAction => StatusCode::BAD_REQUEST,
+        other => StatusCode::from_u16(other.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+    };
+    if protocol == Protocol::CloudWatchQuery {
+        let code = if error.code == ErrorCode::MalformedRequest { "MalformedQueryString" } else { code };
+        let text = xml::error(cloudwatch::NAMESPACE, error.code.sender_fault(), code, &error.message, request_id);
+        return xml_response(status, text);
+    }
+    let body = cloudwatch::Out::Map(vec![
+        ("__type", Some(cloudwatch::Out::Str(format!("com.amazonaws.cloudwatch#{shape}")))),
+        ("message", Some(cloudwatch::Out::Str(error.message.clone()))),
+    ]);
+    let mut response = if protocol == Protocol::CloudWatchCbor {
+        cbor_response(status, cloudwatch::to_cbor(&body), request_id)
+    } else {
+        json_response(protocol, status, serde_json::to_vec(&cloudwatch::to_json(&body)).unwrap_or_default(), request_id)
+    };
+    let fault = if error.code.sender_fault() { "Sender" } else { "Receiver" };
+    if let Ok(value) = HeaderValue::from_str(&format!("{code};{fault}")) {
+        response.headers_mut().insert("x-amzn-query-error", value);
     }
     response
 }

@@ -13,8 +13,9 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use sluice_protocol::{ErrorCode, KeyValues, MessageAttribute, OpError};
 
-/// Most dot-separated parts one Query parameter name may have (the deepest AWS shape has 5).
-const QUERY_NAME_PARTS_MAX: usize = 8;
+/// Most dot-separated parts one Query parameter name may have (the deepest served, a
+/// GetMetricData query's dimension `MetricDataQueries.member.1.MetricStat.Metric.Dimensions.member.1.Name`, has 9).
+const QUERY_NAME_PARTS_MAX: usize = 10;
 
 /// Which error codes a service uses for absent and malformed parameters.
 #[derive(Clone, Copy)]
@@ -172,6 +173,17 @@ impl<'a> Params<'a> {
             None => Ok(None),
             Some(value) => i32::try_from(value).map(Some).map_err(|_| self.invalid(name, "is out of range")),
         }
+    }
+
+    /// A finite number (Query sends it as text).
+    pub fn f64(&self, name: &str) -> Result<Option<f64>, OpError> {
+        let number = match self.get(name) {
+            None => return Ok(None),
+            Some(Value::Number(number)) => number.as_f64(),
+            Some(Value::String(text)) => text.trim().parse::<f64>().ok(),
+            Some(_) => None,
+        };
+        number.filter(|n| n.is_finite()).map(Some).ok_or_else(|| self.invalid(name, "must be a number"))
     }
 
     pub fn required_int(&self, name: &str) -> Result<i32, OpError> {
