@@ -71,6 +71,15 @@ fn kinesis_every_action_through_boto3_with_subscribe_to_shard() {
 }
 
 #[test]
+fn cloudwatch_alarms_and_metrics_through_boto3_the_cli_and_a_query_protocol_boto3() {
+    let daemon = Daemon::start_with(&["--metrics-sample-seconds", "1"]);
+    python_tests("current", &daemon, "test_cloudwatch", &[]);
+    python_tests("query", &daemon, "test_cloudwatch", &[("SLUICE_CLOUDWATCH_CONTENT_TYPE", "application/x-www-form-urlencoded")]);
+    // Every member botocore can set on every served CloudWatch operation: taken, or refused by name.
+    python_tests("current", &daemon, "test_models.Models.test_cloudwatch", &[]);
+}
+
+#[test]
 fn sigv4_through_boto3_and_the_cli_with_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = dir.path().join("credentials.json");
@@ -181,13 +190,13 @@ fn policies_through_boto3() {
     python_tests("current", &daemon, "test_policies", &env);
 }
 
-#[test]
-fn javascript_sdk_v3_kinesis_over_http2_and_sqs_and_sns() {
+/// Runs one script of `tests/node` against `daemon`; its report (stdout and stderr), or a
+/// failure with it.
+fn node_script(daemon: &Daemon, script: &str) -> String {
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
     let dir = sluice_testkit::node_clients(&source, Path::new(env!("CARGO_TARGET_TMPDIR")));
-    let daemon = Daemon::start();
     let output = Command::new("node")
-        .arg(dir.join("sdk.js"))
+        .arg(dir.join(script))
         .env("SLUICE_ENDPOINT", daemon.http_url())
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
@@ -195,8 +204,22 @@ fn javascript_sdk_v3_kinesis_over_http2_and_sqs_and_sns() {
         .expect("running node");
     let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     eprintln!("{report}");
-    assert!(output.status.success(), "the JavaScript SDK failed:\n{report}");
+    assert!(output.status.success(), "{script} failed:\n{report}");
+    report
+}
+
+#[test]
+fn javascript_sdk_v3_kinesis_over_http2_and_sqs_and_sns() {
+    let daemon = Daemon::start();
+    let report = node_script(&daemon, "sdk.js");
     assert!(report.contains("records pushed over HTTP/2"), "{report}");
+}
+
+#[test]
+fn javascript_sdk_v3_cloudwatch_over_json_cbor_and_query() {
+    let daemon = Daemon::start_with(&["--metrics-sample-seconds", "1"]);
+    let report = node_script(&daemon, "cloudwatch.js");
+    assert!(report.contains("JSON, CBOR and Query ok"), "{report}");
 }
 
 #[test]

@@ -27,6 +27,16 @@ REFUSED = {
     ("kinesis", "UpdateStreamMode"): {"WarmThroughputMiBps"},
     ("kinesis", "ListStreamConsumers"): {"StreamCreationTimestamp"},
     ("sns", "CreateTopic"): {"DataProtectionPolicy"},
+    # Metric math, percentiles, anomaly detection, tags, composite and cross-account alarms
+    # (EvaluationWindow and EvaluationCriteria too: unions this walk cannot fill in).
+    ("cloudwatch", "PutMetricAlarm"): {
+        "Metrics", "ExtendedStatistic", "EvaluateLowSampleCountPercentile", "Tags", "ThresholdMetricId", "WarmUpConfiguration",
+        "EvaluationInterval", "ActionConfiguration",
+    },
+    ("cloudwatch", "DescribeAlarms"): {"AlarmTypes", "ChildrenOfAlarmName", "ParentsOfAlarmName"},
+    ("cloudwatch", "GetMetricStatistics"): {"ExtendedStatistics"},
+    ("cloudwatch", "GetMetricData"): {"LabelOptions"},
+    ("cloudwatch", "ListMetrics"): {"IncludeLinkedAccounts", "OwningAccount", "RecentlyActive"},
 }
 
 
@@ -35,6 +45,13 @@ EXTRA = {
     ("kinesis", "PutRecord"): {"PartitionKey": "x"},
     ("kinesis", "PutRecords"): {"Records": [{"Data": b"x", "PartitionKey": "x"}]},
     ("kinesis", "UpdateMaxRecordSize"): {"StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/x"},
+    ("cloudwatch", "PutMetricAlarm"): {
+        "MetricName": "x", "Namespace": "x", "Statistic": "Sum", "Period": 60, "Threshold": 1.0, "EvaluationPeriods": 1,
+        "ComparisonOperator": "GreaterThanThreshold",
+    },
+    ("cloudwatch", "GetMetricData"): {
+        "MetricDataQueries": [{"Id": "x", "MetricStat": {"Metric": {"Namespace": "x", "MetricName": "x"}, "Period": 60, "Stat": "Sum"}}],
+    },
 }
 ARNS = {
     "kinesis": "arn:aws:kinesis:us-east-1:000000000000:stream/x",
@@ -144,6 +161,12 @@ class Models(unittest.TestCase):
             "ConfirmSubscription", "Unsubscribe", "ListSubscriptions", "ListSubscriptionsByTopic", "GetSubscriptionAttributes",
             "SetSubscriptionAttributes", "Publish", "PublishBatch", "AddPermission", "RemovePermission", "TagResource",
             "UntagResource", "ListTagsForResource",
+        ])
+
+    def test_cloudwatch(self):
+        self.walk("cloudwatch", [
+            "PutMetricAlarm", "DescribeAlarms", "DeleteAlarms", "SetAlarmState", "EnableAlarmActions", "DisableAlarmActions",
+            "GetMetricStatistics", "GetMetricData", "ListMetrics",
         ])
 
     def test_kms(self):
