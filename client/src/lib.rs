@@ -25,10 +25,11 @@ use futures::{SinkExt, StreamExt};
 use sluice_protocol::limits::{FRAME_BYTES_MAX_DEFAULT, PROTOCOL_VERSION};
 use sluice_protocol::{check_frame, decode_response, Encoder, FrameCheck, Request};
 pub use sluice_protocol::{
-    AliasEntry, BatchFailure, ChildShard, ConsumerDescription, ConsumerRef, DeleteEntry, ErrorCode, GetRecordsResult, KeyDescription,
-    KeyValues, ListShards, MessageAttribute, MoveTaskDescription, Op, OpError, PublishEntry, PublishResult, PutRecordResult,
-    PutRecordsEntry, ReceiveMessage, ReceivedMessage, Reply, SendEntry, SendResult, ShardDescription, ShardEvent, ShardLease, ShardLeases,
-    StartingPosition, StreamDescription, StreamRecord, SubscriptionSummary, VisibilityEntry, SHARD_END,
+    AliasEntry, BatchFailure, ChildShard, ConsumerDescription, ConsumerRef, Datapoint, DeleteEntry, Dimension, DimensionFilter, ErrorCode,
+    GetRecordsResult, KeyDescription, KeyValues, ListShards, MessageAttribute, MetricAlarm, MetricDataQuery, MetricDataResult, MetricId,
+    MoveTaskDescription, Op, OpError, PublishEntry, PublishResult, PutRecordResult, PutRecordsEntry, ReceiveMessage, ReceivedMessage,
+    Reply, SendEntry, SendResult, ShardDescription, ShardEvent, ShardLease, ShardLeases, StartingPosition, StreamDescription, StreamRecord,
+    SubscriptionSummary, VisibilityEntry, SHARD_END,
 };
 
 /// Requests queued for the driver before `call` waits.

@@ -82,7 +82,9 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
                 period_seconds: required_unsigned(&p, "Period")?,
                 evaluation_periods: required_unsigned(&p, "EvaluationPeriods")?,
                 datapoints_to_alarm: unsigned(&p, "DatapointsToAlarm")?.unwrap_or(0),
-                threshold: p.f64("Threshold")?.ok_or_else(|| OpError::new(ErrorCode::MissingParameter, "The parameter Threshold is required."))?,
+                threshold: p
+                    .f64("Threshold")?
+                    .ok_or_else(|| OpError::new(ErrorCode::MissingParameter, "The parameter Threshold is required."))?,
                 comparison: p.required("ComparisonOperator")?,
                 treat_missing_data: p.string("TreatMissingData")?,
                 unit: p.string("Unit")?,
@@ -139,8 +141,9 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
                 let stat = query
                     .object("MetricStat")?
                     .ok_or_else(|| OpError::new(ErrorCode::MissingParameter, "Each query must have a MetricStat."))?;
-                let metric =
-                    stat.object("Metric")?.ok_or_else(|| OpError::new(ErrorCode::MissingParameter, "A MetricStat must name its Metric."))?;
+                let metric = stat
+                    .object("Metric")?
+                    .ok_or_else(|| OpError::new(ErrorCode::MissingParameter, "A MetricStat must name its Metric."))?;
                 queries.push(MetricDataQuery {
                     id: query.required("Id")?,
                     metric: metric_id(&metric)?,
@@ -294,10 +297,9 @@ pub fn reply_out(reply: Reply, statistics: &[String]) -> Out {
                 ("Messages", Some(Out::List(Vec::new()))),
             ])
         }
-        Reply::MetricList { metrics, next_token } => Out::Map(vec![
-            ("Metrics", Some(Out::List(metrics.iter().map(metric_out).collect()))),
-            ("NextToken", next_token.map(Out::Str)),
-        ]),
+        Reply::MetricList { metrics, next_token } => {
+            Out::Map(vec![("Metrics", Some(Out::List(metrics.iter().map(metric_out).collect()))), ("NextToken", next_token.map(Out::Str))])
+        }
         _ => Out::Map(Vec::new()),
     }
 }
@@ -480,7 +482,8 @@ mod tests {
         let mut body = Vec::new();
         ciborium::ser::into_writer(&request, &mut body).unwrap();
         let tree = cbor_tree(&body).unwrap();
-        let Op::GetMetricStatistics { start_ms, end_ms, period_seconds, statistics, .. } = op("GetMetricStatistics", Value::Object(tree)).unwrap()
+        let Op::GetMetricStatistics { start_ms, end_ms, period_seconds, statistics, .. } =
+            op("GetMetricStatistics", Value::Object(tree)).unwrap()
         else {
             panic!("GetMetricStatistics")
         };

@@ -779,7 +779,9 @@ async fn cloudwatch_call(
             add_form_pairs(&mut pairs, body);
         }
         let action = pairs.iter().find(|(name, _)| name == "Action").map(|(_, value)| value.clone()).unwrap_or_default();
-        if parts.method != Method::POST && !matches!(action.as_str(), "DescribeAlarms" | "GetMetricStatistics" | "GetMetricData" | "ListMetrics") {
+        if parts.method != Method::POST
+            && !matches!(action.as_str(), "DescribeAlarms" | "GetMetricStatistics" | "GetMetricData" | "ListMetrics")
+        {
             let error = OpError::new(ErrorCode::InvalidAction, format!("{action} changes state: send it with POST."));
             return cloudwatch_error(protocol, &error, request_id);
         }
@@ -811,7 +813,9 @@ async fn cloudwatch_call(
             match protocol {
                 Protocol::CloudWatchQuery => xml_response(StatusCode::OK, cloudwatch::to_xml(&action, &out, request_id)),
                 Protocol::CloudWatchCbor => cbor_response(StatusCode::OK, cloudwatch::to_cbor(&out), request_id),
-                _ => json_response(protocol, StatusCode::OK, serde_json::to_vec(&cloudwatch::to_json(&out)).unwrap_or_default(), request_id),
+                _ => {
+                    json_response(protocol, StatusCode::OK, serde_json::to_vec(&cloudwatch::to_json(&out)).unwrap_or_default(), request_id)
+                }
             }
         }
         Err(error) => cloudwatch_error(protocol, &error, request_id),

@@ -146,7 +146,7 @@ fn replay(bytes: &[u8], mut apply: impl FnMut(&Value) -> Result<(), String>) -> 
 
 /// A registry document's queues, topics and streams by name, for applying journal entries.
 struct Entries {
-    kinds: [BTreeMap<String, Value>; 4],
+    kinds: [BTreeMap<String, Value>; KINDS.len()],
     scalars: Option<Value>,
     /// The sections written whole (`WHOLE`), as the last entry that changed each wrote it.
     whole: BTreeMap<&'static str, Value>,
@@ -160,7 +160,7 @@ const WHOLE: [&str; 2] = ["kms", "moves"];
 
 impl Entries {
     fn of(document: &Value) -> Result<Entries, String> {
-        let mut kinds: [BTreeMap<String, Value>; 4] = Default::default();
+        let mut kinds: [BTreeMap<String, Value>; KINDS.len()] = Default::default();
         for (kind, map) in KINDS.iter().zip(kinds.iter_mut()) {
             for item in document[*kind].as_array().into_iter().flatten() {
                 let name = item["name"].as_str().ok_or_else(|| format!("an item of {kind} has no name"))?;
@@ -408,6 +408,24 @@ mod tests {
         let names: Vec<&str> = after["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["b", "c"]);
         assert_eq!(after["queues"][0]["version"], 3, "b as the later entry put it");
+    }
+
+    #[test]
+    fn every_kind_the_journal_writes_item_by_item_is_read_back() {
+        // Each kind once in the document and once in an entry: all of them after the replay.
+        let mut document = json!({ "version": 1, "next_id": 5 });
+        let mut change = delta(2, &[], &[]);
+        for kind in KINDS {
+            document[kind] = json!([{ "name": format!("{kind}-old") }]);
+            change[kind] = json!({ "put": [{ "name": format!("{kind}-new") }], "removed": [] });
+        }
+        let mut entries = Entries::of(&document).unwrap();
+        replay(&entry_of(&change), |delta| entries.apply(delta)).unwrap();
+        let after = entries.into_document(document);
+        for kind in KINDS {
+            let names: Vec<&str> = after[kind].as_array().unwrap().iter().map(|item| item["name"].as_str().unwrap()).collect();
+            assert_eq!(names, [format!("{kind}-new"), format!("{kind}-old")], "{kind}");
+        }
     }
 
     #[test]
