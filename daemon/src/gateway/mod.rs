@@ -21,6 +21,7 @@
 //! wire is trusted: every malformed request gets an AWS-shaped error, never a panic.
 
 mod cloudwatch;
+mod console;
 mod guard;
 mod io;
 mod kinesis;
@@ -301,6 +302,9 @@ async fn handle(shard: Rc<Shard>, request: Request<Incoming>, peer: Peer) -> Res
     };
     if parts.uri.path() == "/metrics" && parts.method == Method::GET {
         return metrics(&shard, &parts.headers).await;
+    }
+    if console::is_console(parts.uri.path()) && parts.method == Method::GET {
+        return console::serve(&shard, parts.uri.path(), &parts.headers, peer.ip, peer.secure).await;
     }
     let mut response = if parts.method == Method::OPTIONS {
         // A CORS preflight; only an allowed origin gets this far with an Origin header.
