@@ -392,3 +392,29 @@ fn requests(f: &mut Families, reports: &[Report]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The `sluice_…` names in `text`, each cut at the end of its name.
+    fn names(text: &str) -> std::collections::BTreeSet<String> {
+        let mut found = std::collections::BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("sluice_") {
+            let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            rest = &rest[at + name.len()..];
+            found.insert(name);
+        }
+        found
+    }
+
+    #[test]
+    fn the_grafana_dashboard_names_only_families_that_are_rendered() {
+        let rendered = names(include_str!("render.rs"));
+        let dashboard = names(include_str!("../../../docs/grafana-dashboard.json"));
+        assert!(dashboard.len() > 10, "{dashboard:?}");
+        for name in &dashboard {
+            let family = ["_total", "_bucket", "_sum", "_count"].iter().find_map(|suffix| name.strip_suffix(suffix)).unwrap_or(name);
+            assert!(rendered.contains(family), "the dashboard's {name} is not a family /metrics renders");
+        }
+    }
+}
