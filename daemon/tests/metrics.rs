@@ -53,6 +53,9 @@ fn every_family_moves_as_the_operations_say() {
     let text = scrape(metrics_port, "text/plain");
     assert_sample(&text, r#"sluice_queue_messages_sent_total{queue="jobs"}"#, 10.0);
     assert_sample(&text, r#"sluice_queue_messages_visible{queue="jobs"}"#, 10.0);
+    let resident = sample(&text, r#"sluice_queue_resident_bytes{queue="jobs"}"#).unwrap_or_default();
+    assert!(resident >= 50.0, "ten bodies of 5 bytes at least, held in memory: {resident}");
+    assert_sample(&text, r#"sluice_queue_messages_on_disk_only{queue="jobs"}"#, 0.0);
     let mut received = Vec::new();
     while received.len() < 4 {
         received.extend(c.run(c.client().receive_message(receive("jobs", 4 - received.len() as i32))).unwrap());
@@ -65,6 +68,8 @@ fn every_family_moves_as_the_operations_say() {
     for message in &received {
         c.run(c.client().delete_message("jobs", &message.receipt_handle)).unwrap();
     }
+    let after = sample(&scrape(metrics_port, "text/plain"), r#"sluice_queue_resident_bytes{queue="jobs"}"#).unwrap_or_default();
+    assert!(after < resident, "deleted messages leave memory: {after} of {resident}");
     c.run(c.client().create_queue("empty", vec![], vec![])).unwrap();
     assert!(c.run(c.client().receive_message(receive("empty", 1))).unwrap().is_empty());
     let text = scrape(metrics_port, "text/plain");
@@ -91,14 +96,28 @@ fn every_family_moves_as_the_operations_say() {
         assert!(tries < 100, "never moved to the dead-letter queue");
     }
 
-    // Topics.
+    // Topics: three subscribed queues — one reading the feed, one raw, one whose filter
+    // policy turns every message away.
     let topic = c.run(c.client().create_topic("news", vec![], vec![])).unwrap();
+    for (name, attributes) in [
+        ("readers", vec![]),
+        ("raw-readers", vec![("RawMessageDelivery".to_owned(), "true".to_owned())]),
+        ("sports-only", vec![("FilterPolicy".to_owned(), r#"{"section":["sports"]}"#.to_owned())]),
+    ] {
+        c.run(c.client().create_queue(name, vec![], vec![])).unwrap();
+        let arn = format!("arn:aws:sqs:us-east-1:000000000000:{name}");
+        c.run(c.client().subscribe(&topic, "sqs", &arn, attributes)).unwrap();
+    }
     for i in 0..3 {
         c.run(c.client().publish(&topic, format!("story {i}"))).unwrap();
     }
     let text = scrape(metrics_port, "text/plain");
     assert_sample(&text, r#"sluice_topic_messages_published_total{topic="news"}"#, 3.0);
     assert_sample(&text, r#"sluice_topic_published_bytes_total{topic="news"}"#, 21.0);
+    assert_sample(&text, r#"sluice_topic_deliveries_total{topic="news",protocol="sqs"}"#, 6.0);
+    assert_sample(&text, r#"sluice_topic_filtered_out_total{topic="news"}"#, 3.0);
+    assert_sample(&text, r#"sluice_topic_delivery_failures_total{topic="news",protocol="sqs"}"#, 0.0);
+    assert_sample(&text, r#"sluice_queue_messages_visible{queue="raw-readers"}"#, 3.0);
 
     // Streams: 5 records in, read back; shard-level series only under enhanced monitoring.
     c.run(c.client().create_stream("clicks", 2)).unwrap();
@@ -160,4 +179,22 @@ fn every_family_moves_as_the_operations_say() {
     assert!(!scrape(metrics_port, "text/plain").contains("# EOF"));
     c.run(c.client().delete_queue("jobs")).unwrap();
     assert!(!scrape(metrics_port, "text/plain").contains(r#"queue="jobs""#));
+}
+
+#[test]
+fn messages_past_the_memory_budget_are_counted_on_disk_only() {
+    let daemon = Daemon::start_with(&["--memory-budget", "2M"]);
+    let gateway = daemon.http_addr.unwrap();
+    let c = daemon.client();
+    c.run(c.client().create_queue("backlog", vec![], vec![])).unwrap();
+    let body = "x".repeat(64 << 10);
+    for _ in 0..100 {
+        c.run(c.client().send_message("backlog", body.clone())).unwrap();
+    }
+    let text = scrape(gateway, "text/plain");
+    assert_sample(&text, r#"sluice_queue_messages_visible{queue="backlog"}"#, 100.0);
+    let on_disk = sample(&text, r#"sluice_queue_messages_on_disk_only{queue="backlog"}"#).unwrap_or_default();
+    let resident = sample(&text, r#"sluice_queue_resident_bytes{queue="backlog"}"#).unwrap_or_default();
+    assert!(on_disk >= 60.0, "6.4 MB of messages over a 2 MB budget: {on_disk} only on disk");
+    assert!(resident <= 2.5 * 1024.0 * 1024.0, "within the budget: {resident}");
 }

@@ -397,6 +397,7 @@ pub fn samples(reports: &[Report], snapshot: &Snapshot, now_ms: u64) -> Vec<Samp
         add(metric("AWS/SNS", "NumberOfMessagesPublished", &on), "Count", Kind::Counter, c.published as f64);
         add(metric("AWS/SNS", "NumberOfNotificationsDelivered", &on), "Count", Kind::Counter, d.delivered as f64);
         add(metric("AWS/SNS", "NumberOfNotificationsFailed", &on), "Count", Kind::Counter, d.failed as f64);
+        add(metric("AWS/SNS", "NumberOfNotificationsFilteredOut", &on), "Count", Kind::Counter, c.filtered_out as f64);
     }
     for meta in snapshot.streams.values() {
         let mut sum = super::StreamCounters::default();

@@ -109,6 +109,8 @@ impl StreamCounters {
 pub struct TopicCounters {
     pub published: u64,
     pub publish_bytes: u64,
+    /// Subscriptions a message was not delivered to because of their filter policy.
+    pub filtered_out: u64,
 }
 
 /// What one topic's HTTP/S deliveries came to on one shard.
@@ -200,6 +202,9 @@ pub struct QueueGauges {
     pub delayed: u64,
     /// When its oldest message was sent (epoch ms).
     pub oldest_sent_ms: Option<u64>,
+    /// Bytes of its messages held in memory, and messages kept only in the log.
+    pub resident_bytes: u64,
+    pub on_disk_only: u64,
 }
 
 /// One shard's own state, as a scrape found it.
@@ -254,6 +259,8 @@ impl<'a> Totals<'a> {
                 total.visible += found.visible;
                 total.in_flight += found.in_flight;
                 total.delayed += found.delayed;
+                total.resident_bytes += found.resident_bytes;
+                total.on_disk_only += found.on_disk_only;
                 total.oldest_sent_ms = match (total.oldest_sent_ms, found.oldest_sent_ms) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -263,6 +270,7 @@ impl<'a> Totals<'a> {
                 let total = totals.topics.entry(name.as_str()).or_default();
                 total.published += counted.published;
                 total.publish_bytes += counted.publish_bytes;
+                total.filtered_out += counted.filtered_out;
             }
             for ((name, protocol), counted) in &report.counters.deliveries {
                 let total = totals.deliveries.entry((name.as_str(), protocol)).or_default();

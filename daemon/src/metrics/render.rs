@@ -165,6 +165,18 @@ fn queues(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot, now_ms: u6
             labels(),
             Value::Seconds(age),
         );
+        f.add(
+            "sluice_queue_resident_bytes",
+            "Bytes of the queue's messages held in memory (bodies, attributes and their bookkeeping).",
+            labels(),
+            Value::Gauge(g.resident_bytes as i64),
+        );
+        f.add(
+            "sluice_queue_messages_on_disk_only",
+            "Messages of the queue kept only in the log (past --memory-budget), read back when received.",
+            labels(),
+            Value::Gauge(g.on_disk_only as i64),
+        );
         f.add("sluice_queue_messages_sent", "Messages sent to the queue (NumberOfMessagesSent).", labels(), Value::Counter(c.sent));
         f.add(
             "sluice_queue_messages_received",
@@ -193,7 +205,7 @@ fn topics(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot) {
         let labels = || vec![label("topic", name), label("protocol", protocol)];
         f.add(
             "sluice_topic_deliveries",
-            "HTTP/S notifications delivered (answered 2xx) (NumberOfNotificationsDelivered).",
+            "Notifications delivered: to SQS queues (a feed's readers as the message enters their feed), and HTTP/S POSTs answered 2xx (NumberOfNotificationsDelivered).",
             labels(),
             Value::Counter(c.delivered),
         );
@@ -203,7 +215,7 @@ fn topics(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot) {
             labels(),
             Value::Counter(c.retried),
         );
-        f.add("sluice_topic_delivery_failures", "HTTP/S notifications given up after the retry policy's attempts (NumberOfNotificationsFailed); dead-lettered when the subscription has a dead-letter queue.", labels(), Value::Counter(c.failed));
+        f.add("sluice_topic_delivery_failures", "Notifications not delivered (NumberOfNotificationsFailed): to SQS, undeliverable (no such queue, denied, too large); HTTP/S, given up after the retry policy's attempts. Dead-lettered when the subscription has a dead-letter queue.", labels(), Value::Counter(c.failed));
     }
     for meta in snapshot.topics.values() {
         let labels = || vec![label("topic", &meta.name)];
@@ -213,6 +225,12 @@ fn topics(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot) {
             "Messages published to the topic (NumberOfMessagesPublished).",
             labels(),
             Value::Counter(c.published),
+        );
+        f.add(
+            "sluice_topic_filtered_out",
+            "Subscriptions a message was not delivered to because their filter policy turned it away (NumberOfNotificationsFilteredOut).",
+            labels(),
+            Value::Counter(c.filtered_out),
         );
         f.add(
             "sluice_topic_published_bytes",

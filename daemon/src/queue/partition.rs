@@ -259,6 +259,8 @@ pub struct Partition {
     pub(super) released: Vec<(u64, u32)>,
     /// Change in the bytes of payloads held in memory since storage last looked.
     resident_change: i64,
+    /// Bytes of payloads held in memory (for the metrics).
+    resident: u64,
     /// Messages whose payload is only in the log.
     evicted: u64,
     base_seq: u64,
@@ -372,8 +374,15 @@ impl Partition {
 
     fn count_resident(&mut self, payload: Option<&Arc<Payload>>, sign: i64) {
         if let Some(payload) = payload {
-            self.resident_change += sign * payload.resident_bytes() as i64;
+            let bytes = sign * payload.resident_bytes() as i64;
+            self.resident_change += bytes;
+            self.resident = self.resident.saturating_add_signed(bytes);
         }
+    }
+
+    /// Bytes of this partition's payloads held in memory.
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident
     }
 
     /// Drops message `seq`'s payload from memory, leaving it only in the log. Only a message
@@ -399,6 +408,7 @@ impl Partition {
         let bytes = payload.resident_bytes() as i64;
         slot.payload = Some(payload);
         self.resident_change += bytes;
+        self.resident = self.resident.saturating_add_signed(bytes);
         self.evicted -= 1;
         true
     }
@@ -1126,6 +1136,7 @@ impl Partition {
             resident += slot.payload.as_ref().map_or(0, |payload| payload.resident_bytes() as i64);
         }
         self.resident_change -= resident;
+        self.resident = 0;
         self.evicted = 0;
         self.base_seq += self.slots.len() as u64;
         self.slots.clear();

@@ -23,12 +23,20 @@ pub fn report(shard: &Rc<Shard>) -> Report {
     let mut queues = Vec::new();
     for meta in snapshot.client_queues() {
         let counts = crate::queue::service::count_local(shard, meta.id);
-        let oldest_sent_ms = shard.queues.partitions.borrow().get(&meta.id).and_then(|partition| partition.oldest_sent_ms());
+        let (oldest_sent_ms, resident_bytes, on_disk_only) = match shard.queues.partitions.borrow().get(&meta.id) {
+            Some(partition) => (partition.oldest_sent_ms(), partition.resident_bytes(), partition.on_disk()),
+            None => (None, 0, 0),
+        };
         if counts != Default::default() || oldest_sent_ms.is_some() {
-            queues.push((
-                meta.id,
-                QueueGauges { visible: counts.visible, in_flight: counts.inflight, delayed: counts.delayed, oldest_sent_ms },
-            ));
+            let gauges = QueueGauges {
+                visible: counts.visible,
+                in_flight: counts.inflight,
+                delayed: counts.delayed,
+                oldest_sent_ms,
+                resident_bytes,
+                on_disk_only,
+            };
+            queues.push((meta.id, gauges));
         }
     }
     let storage = &shard.queues.storage;

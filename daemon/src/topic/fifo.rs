@@ -403,12 +403,15 @@ impl Delivery<'_> {
         let mut envelope: Option<Envelope> = None;
         let public_url = host.config().public_url.as_str();
         let mut appended = false;
+        // For the metrics: (delivered, dead-lettered, filtered out).
+        let mut counted = (0u64, 0u64, 0u64);
         for (index, subscription) in topic.subscriptions.iter().enumerate() {
             // Only SQS subscriptions, confirmed at once, are made to a FIFO topic.
             if subscription.protocol != "sqs" || subscription.pending_token.is_some() {
                 continue;
             }
             if !passes(subscription, &entry.attributes, &arrays, body.as_ref()) {
+                counted.2 += 1;
                 continue;
             }
             let (body, sqs_attributes) = if subscription.raw {
@@ -419,8 +422,12 @@ impl Delivery<'_> {
             let queue = self.snapshot.subscribed_queue(&topic.name, index);
             let denied = self.snapshot.delivery_denied(&topic.name, index);
             let (queue, body, sqs_attributes) = match deliverable(queue, denied, subscription, attributes.len(), body.len()) {
-                Ok(queue) => (queue, body, sqs_attributes),
+                Ok(queue) => {
+                    counted.0 += 1;
+                    (queue, body, sqs_attributes)
+                }
                 Err(undeliverable) => {
+                    counted.1 += 1;
                     let Some(queue) = dead_letter_queue(self.snapshot, subscription, &undeliverable) else { continue };
                     let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
                     (queue, body, undeliverable.attributes())
@@ -451,6 +458,16 @@ impl Delivery<'_> {
                 append_message(host, queue, new_message_id(), Arc::new(payload), delay_ms, self.now, sends)?;
                 appended = true;
             }
+        }
+        let (delivered, failed, filtered_out) = counted;
+        if filtered_out > 0 {
+            host.metrics().topic(&topic.name, |topic| topic.filtered_out += filtered_out);
+        }
+        if delivered + failed > 0 {
+            host.metrics().delivery(&topic.name, "sqs", |sqs| {
+                sqs.delivered += delivered;
+                sqs.failed += failed;
+            });
         }
         Ok(appended)
     }

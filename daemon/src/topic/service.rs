@@ -237,10 +237,11 @@ async fn publish_standard<H: TopicHost>(
     let mut failed = Vec::new();
     let mut sends = Sends::default();
     let mut bytes = 0;
+    let mut fanout = Fanout::default();
     for mut entry in entries {
         let id = std::mem::take(&mut entry.id);
         let size = entry.size_bytes() as u64;
-        match publish_one(host, snapshot, topic, entry, now, &mut sends) {
+        match publish_one(host, snapshot, topic, entry, now, &mut sends, &mut fanout) {
             Ok(message_id) => {
                 successful.push(PublishResult { id, message_id, sequence_number: None });
                 bytes += size;
@@ -252,8 +253,25 @@ async fn publish_standard<H: TopicHost>(
     host.metrics().topic(&topic.name, |counted| {
         counted.published += successful.len() as u64;
         counted.publish_bytes += bytes;
+        counted.filtered_out += fanout.filtered_out;
     });
+    if fanout.sqs_delivered + fanout.sqs_failed > 0 {
+        host.metrics().delivery(&topic.name, "sqs", |counted| {
+            counted.delivered += fanout.sqs_delivered;
+            counted.failed += fanout.sqs_failed;
+        });
+    }
     Ok((successful, failed))
+}
+
+/// What a publish's fan-out came to, for the metrics: SQS subscriptions delivered to (a feed's
+/// readers when the message goes in their feed: each takes it at its queue's pace) or
+/// dead-lettered, and subscriptions whose filter policy turned the message away.
+#[derive(Debug, Default)]
+struct Fanout {
+    sqs_delivered: u64,
+    sqs_failed: u64,
+    filtered_out: u64,
 }
 
 /// Checks one message and appends it to every matching subscriber's queue.
@@ -264,6 +282,7 @@ fn publish_one<H: TopicHost>(
     entry: PublishEntry,
     now: u64,
     sends: &mut Sends,
+    fanout: &mut Fanout,
 ) -> Result<String, OpError> {
     let checked = check_publish(&entry, false)?;
     host.queues().storage.admit_send()?;
@@ -307,6 +326,7 @@ fn publish_one<H: TopicHost>(
         let copy = raw.get_or_insert_with(|| RawCopy::of(text, attributes));
         let payload = raw_payload.get_or_insert_with(|| copy.payload(entry.message_group_id.clone(), now)).clone();
         crate::queue::feed::publish(host, plan, false, message_uuid, payload, now, sends)?;
+        fanout.sqs_delivered += plan.raw_readers as u64;
     }
     let mut fed_envelope = false;
     if plan.envelope_readers > 0 {
@@ -316,6 +336,7 @@ fn publish_one<H: TopicHost>(
             let payload = delivery_payload(shared.shared(), ([0; 16], None), None, entry.message_group_id.clone(), now);
             crate::queue::feed::publish(host, plan, true, message_uuid, payload, now, sends)?;
             fed_envelope = true;
+            fanout.sqs_delivered += plan.envelope_readers as u64;
         }
     }
     // The rest, one by one: subscriptions that do not read a feed, and readers of a feed the
@@ -327,6 +348,7 @@ fn publish_one<H: TopicHost>(
             continue;
         }
         if !passes(subscription, &entry.attributes, &arrays, body.as_ref()) {
+            fanout.filtered_out += 1;
             continue;
         }
         let (body, payload_attributes, md5) = if subscription.raw {
@@ -354,10 +376,12 @@ fn publish_one<H: TopicHost>(
                 let payload = if subscription.raw { raw_payload.get_or_insert_with(build).clone() } else { build() };
                 let delay_ms = queue.attributes.delay_seconds as u64 * 1000;
                 crate::queue::service::append_message(host, queue, new_message_id(), payload, delay_ms, now, sends)?;
+                fanout.sqs_delivered += 1;
             }
             Err(undeliverable) => {
                 let body = envelope.get_or_insert_with(|| Envelope::new(&notification, public_url)).body_for(&subscription.arn);
                 dead_letter(host, snapshot, subscription, body, undeliverable, now, sends)?;
+                fanout.sqs_failed += 1;
             }
         }
     }
