@@ -172,6 +172,24 @@ fn every_family_moves_as_the_operations_say() {
     let commits: f64 =
         (0..2).map(|shard| sample(&text, &format!(r#"sluice_shard_group_commit_records_count{{shard="{shard}"}}"#)).unwrap()).sum();
     assert!(appends >= 10.0 && commits >= 1.0, "{appends} appends in {commits} commits");
+    // Requests in flight and the bus: there, and idle between requests.
+    assert_sample(&text, r#"sluice_shard_bus_calls_serving{shard="0"}"#, 0.0);
+    let in_flight: f64 = (0..2).map(|shard| sample(&text, &format!(r#"sluice_shard_requests_in_flight{{shard="{shard}"}}"#)).unwrap()).sum();
+    assert_eq!(in_flight, 0.0, "nothing in flight between requests");
+    assert!(sample(&text, r#"sluice_shard_busy_seconds_total{shard="0"}"#).is_some_and(|busy| busy > 0.0), "{text}");
+    // The task queues' delays are probed twice a second, on every shard.
+    let probed = |text: &str, shard: usize, queue: &str| {
+        sample(text, &format!(r#"sluice_shard_task_queue_delay_seconds_count{{shard="{shard}",queue="{queue}"}}"#)).unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = scrape(gateway, "text/plain");
+        if (0..2).all(|shard| probed(&text, shard, "default") >= 1.0 && probed(&text, shard, "background") >= 1.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no task-queue probe:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     // OpenMetrics when asked; a deleted queue's series go.
     let open = scrape(metrics_port, "application/openmetrics-text; version=1.0.0");

@@ -682,6 +682,7 @@ async fn json_call(
 async fn served(shard: &Rc<Shard>, protocol: Protocol, op: Op, access: &Access, caller: impl FnOnce() -> Caller) -> OpResponse {
     let action = op.name();
     let started = std::time::Instant::now();
+    let _in_flight = shard.metrics.in_flight();
     let result = shard.handle_op_for(op, access, caller).await;
     let code = result.as_ref().err().map_or("ok", |error| error.code.aws_name());
     shard.metrics.request((protocol.service(), action, code), started.elapsed().as_micros() as u64);

@@ -14,7 +14,7 @@ pub mod alarms;
 pub mod history;
 pub mod render;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
 /// Series one metric family renders at most.
@@ -141,10 +141,20 @@ pub struct Counters {
     pub requests: HashMap<RequestKey, Buckets>,
 }
 
+/// The task queues whose scheduling delay is probed: the default one (connections, calls from
+/// other shards) and the background one (timers, deliveries, retention, compaction).
+pub const TASK_QUEUES: [&str; 2] = ["default", "background"];
+
 /// One shard's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
     counters: RefCell<Counters>,
+    /// Client requests (binary and HTTP) being served now.
+    pub requests_in_flight: Cell<u64>,
+    /// Calls from other shards being served now.
+    pub bus_calls_serving: Cell<u64>,
+    /// How long a task spawned into each of `TASK_QUEUES` waited for its first poll (µs).
+    task_delays: RefCell<[Buckets; 2]>,
 }
 
 impl Metrics {
@@ -170,6 +180,23 @@ impl Metrics {
         count(counters.deliveries.entry(key).or_default());
     }
 
+    /// A probe's wait in task queue `queue` (an index of `TASK_QUEUES`).
+    pub fn task_delay(&self, queue: usize, micros: u64) {
+        if let Some(buckets) = self.task_delays.borrow_mut().get_mut(queue) {
+            buckets.observe(&LATENCY_BOUNDS_US, micros);
+        }
+    }
+
+    pub fn task_delays(&self) -> [Buckets; 2] {
+        *self.task_delays.borrow()
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.requests_in_flight.set(self.requests_in_flight.get() + 1);
+        InFlight(&self.requests_in_flight)
+    }
+
     pub fn request(&self, key: RequestKey, micros: u64) {
         self.counters.borrow_mut().requests.entry(key).or_default().observe(&LATENCY_BOUNDS_US, micros);
     }
@@ -183,6 +210,15 @@ impl Metrics {
         counters.topics.retain(|name, _| keep(Entity::Topic(name)));
         counters.deliveries.retain(|(name, _), _| keep(Entity::Topic(name)));
         counters.clone()
+    }
+}
+
+/// A request in flight (`Metrics::in_flight`), until dropped.
+pub struct InFlight<'a>(&'a Cell<u64>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -224,6 +260,14 @@ pub struct ShardGauges {
     pub commit_micros: Buckets,
     /// Stream shard logs open.
     pub stream_logs_open: u64,
+    /// Client requests being served, calls to other shards awaiting their answer, and calls
+    /// from other shards being served.
+    pub requests_in_flight: u64,
+    pub bus_calls_pending: u64,
+    pub bus_calls_serving: u64,
+    /// Time the executor spent running tasks (µs), and each task queue's probed scheduling delay.
+    pub busy_micros: u64,
+    pub task_delays: [Buckets; 2],
 }
 
 /// What one shard answers a scrape with.

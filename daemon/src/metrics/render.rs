@@ -37,6 +37,8 @@ impl Format {
 #[derive(Debug, Clone, Copy)]
 enum Value {
     Counter(u64),
+    /// A counter of seconds.
+    CounterSeconds(f64),
     Gauge(i64),
     Seconds(f64),
     /// Buckets under bounds, scaled (µs to seconds: 1e-6; records: 1).
@@ -58,6 +60,7 @@ impl EncodeMetric for Family {
             let mut series = encoder.encode_family(labels)?;
             match *value {
                 Value::Counter(count) => series.encode_counter::<NoLabelSet, u64, u64>(&count, None)?,
+                Value::CounterSeconds(seconds) => series.encode_counter::<NoLabelSet, f64, u64>(&seconds, None)?,
                 Value::Gauge(gauge) => series.encode_gauge(&gauge)?,
                 Value::Seconds(seconds) => series.encode_gauge(&seconds)?,
                 Value::Histogram(bounds, scale, buckets) => {
@@ -88,7 +91,7 @@ struct Families {
 impl Families {
     fn add(&mut self, name: &'static str, help: &'static str, labels: Labels, value: Value) {
         let kind = match value {
-            Value::Counter(_) => MetricType::Counter,
+            Value::Counter(_) | Value::CounterSeconds(_) => MetricType::Counter,
             Value::Gauge(_) | Value::Seconds(_) => MetricType::Gauge,
             Value::Histogram(..) => MetricType::Histogram,
         };
@@ -390,6 +393,38 @@ fn shards(f: &mut Families, reports: &[Report]) {
             Value::Histogram(&LATENCY_BOUNDS_US, 1e-6, g.commit_micros),
         );
         f.add("sluice_shard_stream_logs_open", "Stream shard logs the shard has open.", labels(), Value::Gauge(g.stream_logs_open as i64));
+        f.add(
+            "sluice_shard_requests_in_flight",
+            "Client requests (binary and HTTP) the shard is serving now.",
+            labels(),
+            Value::Gauge(g.requests_in_flight as i64),
+        );
+        f.add(
+            "sluice_shard_bus_calls_pending",
+            "Calls the shard sent to other shards that await their answer (the bus's depth).",
+            labels(),
+            Value::Gauge(g.bus_calls_pending as i64),
+        );
+        f.add(
+            "sluice_shard_bus_calls_serving",
+            "Calls from other shards the shard is serving now.",
+            labels(),
+            Value::Gauge(g.bus_calls_serving as i64),
+        );
+        f.add(
+            "sluice_shard_busy_seconds",
+            "Time the shard's executor spent running tasks (not waiting for I/O or sleeping).",
+            labels(),
+            Value::CounterSeconds(g.busy_micros as f64 / 1e6),
+        );
+        for (queue, delays) in super::TASK_QUEUES.iter().zip(g.task_delays) {
+            f.add(
+                "sluice_shard_task_queue_delay_seconds",
+                "How long a task spawned into the task queue waited for its first poll (probed twice a second).",
+                vec![label("shard", report.shard), label("queue", queue)],
+                Value::Histogram(&LATENCY_BOUNDS_US, 1e-6, delays),
+            );
+        }
     }
 }
 

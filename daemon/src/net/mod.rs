@@ -538,6 +538,7 @@ async fn dispatch(
     }
     let budget_max = shard.config.connection_outbound_bytes_max as u64;
     glommio::spawn_local(async move {
+        let _in_flight = shard.metrics.in_flight();
         let before = charge_before(&request.op);
         let charged = if before > 0 { outbound.charge(before, budget_max).await } else { None };
         let response = shard.handle_op_for(request.op, &access, || Caller::clone(&caller)).await;

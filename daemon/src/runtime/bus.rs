@@ -45,6 +45,11 @@ impl<C: Send, A: Send, N: Send> Bus<C, A, N> {
         self.senders.nr_consumers()
     }
 
+    /// Calls sent that await their answer.
+    pub fn pending(&self) -> usize {
+        self.pending.borrow().len()
+    }
+
     /// Sends `call` to shard `to` and waits for its answer. `to` must not be this shard.
     pub async fn call(&self, to: usize, call: C) -> Result<A, OpError> {
         let corr = self.next_corr.get();

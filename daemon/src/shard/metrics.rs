@@ -55,6 +55,11 @@ pub fn report(shard: &Rc<Shard>) -> Report {
         commit_records: commits.records,
         commit_micros: commits.micros,
         stream_logs_open: shard.streams.open_logs().len() as u64,
+        requests_in_flight: shard.metrics.requests_in_flight.get(),
+        bus_calls_pending: shard.bus.pending() as u64,
+        bus_calls_serving: shard.metrics.bus_calls_serving.get(),
+        busy_micros: glommio::executor().executor_stats().executor_runtime().as_micros() as u64,
+        task_delays: shard.metrics.task_delays(),
     };
     Report { shard: shard.id, counters, queues, gauges }
 }
@@ -84,4 +89,29 @@ pub async fn gather(shard: &Rc<Shard>) -> Vec<Report> {
         }
     });
     join_all(asks).await.into_iter().flatten().collect()
+}
+
+/// Shard, in the background: every `PROBE_EVERY`, a task spawned into each task queue
+/// measures how long it waited for its first poll (`Metrics::task_delay`).
+pub async fn probe_task_queues(shard: Rc<Shard>, queues: [glommio::TaskQueueHandle; 2]) {
+    const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+    loop {
+        let shutdown = shard.shutdown.event.listen();
+        let timer = glommio::timer::sleep(PROBE_EVERY);
+        futures::pin_mut!(shutdown, timer);
+        futures::future::select(shutdown, timer).await;
+        if shard.shutdown.requested.get() {
+            return;
+        }
+        for (index, queue) in queues.iter().enumerate() {
+            let spawned = std::time::Instant::now();
+            match glommio::spawn_local_into(async move { spawned.elapsed() }, *queue) {
+                Ok(task) => {
+                    let waited = task.await;
+                    shard.metrics.task_delay(index, waited.as_micros() as u64);
+                }
+                Err(error) => tracing::debug!(%error, "cannot probe a task queue"),
+            }
+        }
+    }
 }

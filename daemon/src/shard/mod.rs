@@ -206,7 +206,11 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
     glommio::spawn_local(pump(shard.clone(), inbox)).detach();
     glommio::spawn_local(queue::service::loader(shard.clone())).detach();
 
+    let foreground = glommio::executor().current_task_queue();
     let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
+    glommio::spawn_local_into(metrics::probe_task_queues(shard.clone(), [foreground, background]), background)
+        .map_err(|e| anyhow::anyhow!("cannot spawn the task-queue probe: {e}"))?
+        .detach();
     let timers_shard = shard.clone();
     glommio::spawn_local_into(timers(timers_shard), background).map_err(|e| anyhow::anyhow!("cannot spawn timers: {e}"))?.detach();
     glommio::spawn_local_into(topic::http::http_deliveries(shard.clone()), background)
@@ -322,7 +326,10 @@ async fn pump(shard: Rc<Shard>, mut inbox: Inbox) {
             Envelope::Call { from, corr, call } => {
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
+                    let serving = &shard.metrics.bus_calls_serving;
+                    serving.set(serving.get() + 1);
                     let answer = shard.handle_call(call).await;
+                    serving.set(serving.get().saturating_sub(1));
                     shard.bus.answer(from, corr, answer).await;
                 })
                 .detach();
