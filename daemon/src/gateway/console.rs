@@ -28,8 +28,9 @@ const INDEX: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/console.js");
 const STYLE: &str = include_str!("console/console.css");
 
-/// Entities of each kind the console shows (by name); the rest are counted.
-const SHOWN_MAX: usize = 100;
+/// Entities of each kind the console shows (by name); the rest are counted. Each takes up to
+/// four queries of one GetMetricData (at most 500).
+const SHOWN_MAX: usize = 40;
 /// What the charts cover.
 const CHART_SECONDS: u64 = 3_600;
 
@@ -116,12 +117,14 @@ async fn data(shard: &Rc<Shard>) -> Value {
     let now_ms = shard.env.now_ms();
     let totals = Totals::of(&reports);
     let period = shard.config.metrics_sample_seconds.max(60) as u32;
+    let sample = shard.config.metrics_sample_seconds as u32;
     let mut queries: Vec<MetricDataQuery> = Vec::new();
-    let mut chart = |id: String, metric: MetricId, stat: &str| {
+    // A chart: the last hour, a point per period; a rate: the counter's last sample.
+    let mut ask = |id: String, metric: MetricId, stat: &str, rate: bool| {
         queries.push(MetricDataQuery {
             id,
             metric,
-            period_seconds: period,
+            period_seconds: if rate { sample } else { period },
             stat: stat.into(),
             label: None,
             return_data: true,
@@ -145,7 +148,10 @@ async fn data(shard: &Rc<Shard>) -> Value {
             "deleted": c.deleted,
             "movedToDeadLetter": c.moved_to_dead_letter,
         }));
-        chart(format!("q{index}"), metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", &meta.name), "Maximum");
+        ask(format!("q{index}"), metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", &meta.name), "Maximum", false);
+        for (key, name) in [("sent", "NumberOfMessagesSent"), ("received", "NumberOfMessagesReceived"), ("deleted", "NumberOfMessagesDeleted")] {
+            ask(format!("q{index}_{key}"), metric("AWS/SQS", name, "QueueName", &meta.name), "Sum", true);
+        }
     }
     let mut topics = Vec::new();
     for (index, meta) in snapshot.topics.values().take(SHOWN_MAX).enumerate() {
@@ -159,7 +165,8 @@ async fn data(shard: &Rc<Shard>) -> Value {
             "retried": d.retried,
             "failed": d.failed,
         }));
-        chart(format!("t{index}"), metric("AWS/SNS", "NumberOfMessagesPublished", "TopicName", &meta.name), "Sum");
+        ask(format!("t{index}"), metric("AWS/SNS", "NumberOfMessagesPublished", "TopicName", &meta.name), "Sum", false);
+        ask(format!("t{index}_published"), metric("AWS/SNS", "NumberOfMessagesPublished", "TopicName", &meta.name), "Sum", true);
     }
     let mut streams = Vec::new();
     for (index, meta) in snapshot.streams.values().take(SHOWN_MAX).enumerate() {
@@ -184,7 +191,10 @@ async fn data(shard: &Rc<Shard>) -> Value {
             "throttled": sum.write_throttled + sum.read_throttled,
             "shards": shards,
         }));
-        chart(format!("s{index}"), metric("AWS/Kinesis", "IncomingRecords", "StreamName", &meta.name), "Sum");
+        ask(format!("s{index}"), metric("AWS/Kinesis", "IncomingRecords", "StreamName", &meta.name), "Sum", false);
+        for (key, name) in [("records_in", "IncomingRecords"), ("bytes_in", "IncomingBytes"), ("records_out", "GetRecords.Records")] {
+            ask(format!("s{index}_{key}"), metric("AWS/Kinesis", name, "StreamName", &meta.name), "Sum", true);
+        }
     }
     let shards: Vec<Value> = reports
         .iter()
@@ -205,8 +215,9 @@ async fn data(shard: &Rc<Shard>) -> Value {
         })
         .collect();
 
-    // The charts: one GetMetricData on shard 0's history.
+    // The charts and rates: one GetMetricData on shard 0's history.
     let mut charts = serde_json::Map::new();
+    let mut rates = serde_json::Map::new();
     if !queries.is_empty() {
         let op = Op::GetMetricData {
             queries,
@@ -219,6 +230,13 @@ async fn data(shard: &Rc<Shard>) -> Value {
         match crate::shard::monitor::handle_op(shard, op).await {
             Ok(Reply::MetricData { results, .. }) => {
                 for result in results {
+                    if result.id.contains('_') {
+                        // Per second over the last sample, if it is recent.
+                        let recent = result.timestamps_ms.last().is_some_and(|at| *at + 3_000 * u64::from(sample) >= now_ms);
+                        let rate = result.values.last().filter(|_| recent).map_or(0.0, |sum| sum / f64::from(sample.max(1)));
+                        rates.insert(result.id, json!(rate));
+                        continue;
+                    }
                     let points: Vec<Value> =
                         result.timestamps_ms.iter().zip(&result.values).map(|(at, value)| json!([at, value])).collect();
                     charts.insert(result.id, Value::Array(points));
@@ -241,5 +259,6 @@ async fn data(shard: &Rc<Shard>) -> Value {
         "streamsTotal": snapshot.streams.len(),
         "shards": shards,
         "charts": charts,
+        "rates": rates,
     })
 }

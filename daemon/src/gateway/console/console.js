@@ -1,5 +1,6 @@
-// The console: polls /console/data.json every 5 seconds and fills the tables. Rates are the
-// counters' growth between two polls; charts are the metric history's last hour.
+// The console: polls /console/data.json every 5 seconds and fills the tables. Rates and
+// charts come from the metric history (rates: the last sample; charts: the last hour); a
+// shard's commits per second, from two polls.
 "use strict";
 
 const EVERY_MS = 5000;
@@ -32,13 +33,10 @@ function age(seconds) {
   return (seconds / 86400).toFixed(1) + " d";
 }
 
-// Growth per second of `field` of the entity `name` of `kind` since the last poll.
-function rate(kind, name, field, now, data) {
-  if (!last) return "–";
-  const before = last[kind].find((item) => item.name === name);
-  const seconds = (data.generatedMs - last.generatedMs) / 1000;
-  if (!before || seconds <= 0) return "–";
-  return count(Math.max(0, now[field] - before[field]) / seconds);
+// A rate over the last metric sample (the server's), per second.
+function rate(data, id) {
+  const value = data.rates[id];
+  return value === undefined ? "–" : count(value);
 }
 
 function spark(points) {
@@ -99,8 +97,8 @@ function render(data) {
     const oldest = text(q.visible + q.inFlight + q.delayed > 0 ? age(q.oldestAgeSeconds) : "–");
     if (q.oldestAgeSeconds > 3600) oldest.className = "warn";
     return [name, text(count(q.visible)), text(count(q.inFlight)), text(count(q.delayed)), oldest,
-      text(rate("queues", q.name, "sent", q, data)), text(rate("queues", q.name, "received", q, data)),
-      text(rate("queues", q.name, "deleted", q, data)), text(count(q.movedToDeadLetter)), spark(data.charts["q" + i])];
+      text(rate(data, `q${i}_sent`)), text(rate(data, `q${i}_received`)), text(rate(data, `q${i}_deleted`)),
+      text(count(q.movedToDeadLetter)), spark(data.charts["q" + i])];
   }), "No queues yet.", 10);
   shown("queues-count", data.queues, data.queuesTotal);
   fill("topics", data.topics.map((t, i) => {
@@ -108,7 +106,7 @@ function render(data) {
     name.className = "name";
     const failed = text(count(t.failed));
     if (t.failed > 0) failed.className = "warn";
-    return [name, text(t.subscriptions), text(rate("topics", t.name, "published", t, data)), text(count(t.published)),
+    return [name, text(t.subscriptions), text(rate(data, `t${i}_published`)), text(count(t.published)),
       text(count(t.delivered)), text(count(t.retried)), failed, spark(data.charts["t" + i])];
   }), "No topics yet.", 8);
   shown("topics-count", data.topics, data.topicsTotal);
@@ -117,15 +115,15 @@ function render(data) {
     name.className = "name";
     const lag = text(age(Math.round(s.iteratorAgeMs / 1000)));
     if (s.iteratorAgeMs > 60000) lag.className = "warn";
-    return [name, text(s.mode), text(s.openShards), text(rate("streams", s.name, "incomingRecords", s, data)),
-      text(rate("streams", s.name, "incomingBytes", s, data)), text(rate("streams", s.name, "outgoingRecords", s, data)),
+    return [name, text(s.mode), text(s.openShards), text(rate(data, `s${i}_records_in`)),
+      text(rate(data, `s${i}_bytes_in`)), text(rate(data, `s${i}_records_out`)),
       lag, text(count(s.throttled)), spark(data.charts["s" + i])];
   }), "No streams yet.", 9);
   shown("streams-count", data.streams, data.streamsTotal);
   fill("shards", data.shards.map((s) => {
     const before = last && last.shards.find((b) => b.shard === s.shard);
     const seconds = last ? (data.generatedMs - last.generatedMs) / 1000 : 0;
-    const commits = before && seconds > 0 ? count(Math.max(0, s.groupCommits - before.groupCommits) / seconds) : "–";
+    const commits = before && seconds >= 1 ? count(Math.max(0, s.groupCommits - before.groupCommits) / seconds) : "–";
     const memory = text(bytes(s.memoryUsedBytes) + " of " + bytes(s.memoryBudgetBytes));
     if (s.memoryUsedBytes > 0.9 * s.memoryBudgetBytes) memory.className = "warn";
     return [text(s.shard), text(s.connections), memory, text(bytes(s.logBytes)), text(s.logSegments), text(commits),
