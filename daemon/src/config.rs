@@ -87,7 +87,7 @@ pub struct Config {
 
     /// Memory the metric history may take (suffixes K, M, G, binary), at 12 bytes a point: the
     /// default keeps 15 days of per-minute points for about 1,000 metrics (each queue has 8,
-    /// each topic 3, each stream 8). Past it every metric keeps an equal share of the newest
+    /// each topic 4, each stream 8). Past it every metric keeps an equal share of the newest
     /// points. The history is also kept on disk under `<data-dir>/metrics-history`.
     #[arg(long, env = "SLUICE_METRIC_HISTORY_BYTES", default_value = "256M", value_parser = byte_size)]
     pub metric_history_bytes: u64,
