@@ -342,6 +342,18 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
     })
 }
 
+fn alarm_arn(naming: &crate::catalog::Naming, name: &str) -> String {
+    format!("arn:aws:cloudwatch:{}:{}:alarm:{name}", naming.region, naming.account_id)
+}
+
+/// The ARN of the one alarm named, if just one is.
+fn one_alarm<'a>(naming: &crate::catalog::Naming, names: &[String]) -> Option<Cow<'a, str>> {
+    match names {
+        [name] => Some(Cow::Owned(alarm_arn(naming, name))),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,17 +368,5 @@ mod tests {
                 assert!(Action::named(name).is_some(), "{name} is not in policy::ACTIONS");
             }
         }
-    }
-}
-
-fn alarm_arn(naming: &crate::catalog::Naming, name: &str) -> String {
-    format!("arn:aws:cloudwatch:{}:{}:alarm:{name}", naming.region, naming.account_id)
-}
-
-/// The ARN of the one alarm named, if just one is.
-fn one_alarm<'a>(naming: &crate::catalog::Naming, names: &[String]) -> Option<Cow<'a, str>> {
-    match names {
-        [name] => Some(Cow::Owned(alarm_arn(naming, name))),
-        _ => None,
     }
 }

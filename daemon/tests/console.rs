@@ -90,14 +90,17 @@ fn with_credentials_the_console_asks_for_them_and_checks_the_policy() {
     )
     .unwrap();
     let daemon = Daemon::start_with(&["--credentials", path.to_str().unwrap()]);
-    let basic = |user: &str, secret: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")));
+    let basic =
+        |user: &str, secret: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")));
     let (status, _) = get(daemon.http_addr.expect("the gateway"), "/console", None);
     assert_eq!(status, 401, "no credentials");
     let (status, _) = get(daemon.http_addr.expect("the gateway"), "/console/data.json", Some(&basic("AKIAOPS", "wrong-secret-0123456789")));
     assert_eq!(status, 401, "a wrong secret");
-    let (status, body) = get(daemon.http_addr.expect("the gateway"), "/console/data.json", Some(&basic("AKIAAPP", "app-secret-0123456789")));
+    let (status, body) =
+        get(daemon.http_addr.expect("the gateway"), "/console/data.json", Some(&basic("AKIAAPP", "app-secret-0123456789")));
     assert_eq!(status, 403, "a principal without cloudwatch:GetMetricData: {body}");
-    let (status, body) = get(daemon.http_addr.expect("the gateway"), "/console/data.json", Some(&basic("AKIAOPS", "ops-secret-0123456789")));
+    let (status, body) =
+        get(daemon.http_addr.expect("the gateway"), "/console/data.json", Some(&basic("AKIAOPS", "ops-secret-0123456789")));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"queues\""), "{body}");
     let (status, page) = get(daemon.http_addr.expect("the gateway"), "/console", Some(&basic("AKIAOPS", "ops-secret-0123456789")));

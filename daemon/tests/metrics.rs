@@ -174,7 +174,8 @@ fn every_family_moves_as_the_operations_say() {
     assert!(appends >= 10.0 && commits >= 1.0, "{appends} appends in {commits} commits");
     // Requests in flight and the bus: there, and idle between requests.
     assert_sample(&text, r#"sluice_shard_bus_calls_serving{shard="0"}"#, 0.0);
-    let in_flight: f64 = (0..2).map(|shard| sample(&text, &format!(r#"sluice_shard_requests_in_flight{{shard="{shard}"}}"#)).unwrap()).sum();
+    let in_flight: f64 =
+        (0..2).map(|shard| sample(&text, &format!(r#"sluice_shard_requests_in_flight{{shard="{shard}"}}"#)).unwrap()).sum();
     assert_eq!(in_flight, 0.0, "nothing in flight between requests");
     assert!(sample(&text, r#"sluice_shard_busy_seconds_total{shard="0"}"#).is_some_and(|busy| busy > 0.0), "{text}");
     // The task queues' delays are probed twice a second, on every shard.

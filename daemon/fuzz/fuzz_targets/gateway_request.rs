@@ -1,12 +1,13 @@
 //! Fuzzes the HTTP gateway's parsing of a request body into an operation, as it runs for
 //! every request: SQS JSON, Kinesis JSON and KMS JSON bodies (JSON, base64 blobs, timestamps,
 //! nested maps and lists), and SQS and SNS Query forms (percent-decoding, `.member.N` and
-//! `.entry.N` folding). The first byte picks the protocol and the action; nothing may panic.
+//! `.entry.N` folding), and CloudWatch's CBOR (Smithy RPC v2) and JSON bodies. The first byte
+//! picks the protocol and the action (240 and up: CloudWatch); nothing may panic.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_daemon::gateway::{form_op, json_op, kms_json_op, SQS_ACTIONS as SQS};
+use sluice_daemon::gateway::{cloudwatch_op, form_op, json_op, kms_json_op, CLOUDWATCH_ACTIONS as CLOUDWATCH, SQS_ACTIONS as SQS};
 
 const KINESIS: &[&str] = &[
     "CreateStream",
@@ -60,6 +61,11 @@ const KMS: &[&str] = &[
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
+    if selector >= 240 {
+        let action = CLOUDWATCH[(selector as usize / 2) % CLOUDWATCH.len()];
+        let _ = cloudwatch_op(selector % 2 == 0, action, body);
+        return;
+    }
     match selector % 5 {
         0 => {
             let _ = json_op(true, SQS[(selector as usize / 5) % SQS.len()], body);

@@ -54,7 +54,7 @@ pub fn is_console(path: &str) -> bool {
 /// Serves a GET of the console at `path`.
 pub async fn serve(shard: &Rc<Shard>, path: &str, headers: &HeaderMap, peer_ip: Option<std::net::IpAddr>, secure: bool) -> Response<Body> {
     if let Err(refusal) = authorize(shard, headers, peer_ip, secure) {
-        return refusal;
+        return *refusal;
     }
     match path {
         "/console" | "/console/" => respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from_static(INDEX.as_bytes())),
@@ -76,7 +76,7 @@ fn unauthorized(message: &'static str) -> Response<Body> {
 
 /// Without `--credentials`: anyone who reaches the gateway. With them: HTTP Basic with an
 /// access key id and its secret, whose principal may `cloudwatch:GetMetricData`.
-fn authorize(shard: &Rc<Shard>, headers: &HeaderMap, ip: Option<std::net::IpAddr>, secure: bool) -> Result<(), Response<Body>> {
+fn authorize(shard: &Rc<Shard>, headers: &HeaderMap, ip: Option<std::net::IpAddr>, secure: bool) -> Result<(), Box<Response<Body>>> {
     let Some(store) = &shard.config.credentials else { return Ok(()) };
     let basic = headers
         .get(http::header::AUTHORIZATION)
@@ -85,20 +85,20 @@ fn authorize(shard: &Rc<Shard>, headers: &HeaderMap, ip: Option<std::net::IpAddr
         .and_then(|encoded| STANDARD.decode(encoded.trim()).ok())
         .and_then(|decoded| String::from_utf8(decoded).ok());
     let Some((key_id, secret)) = basic.as_deref().and_then(|text| text.split_once(':')) else {
-        return Err(unauthorized("the console needs an access key id and its secret\n"));
+        return Err(Box::new(unauthorized("the console needs an access key id and its secret\n")));
     };
     let credentials = store.current();
     // Digests compared, not secrets: how long a comparison takes tells nothing of the secret.
     let digest = |text: &str| ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     let principal = match credentials.get(key_id) {
         Some(principal) if digest(&principal.secret_access_key).as_ref() == digest(secret).as_ref() => principal.clone(),
-        _ => return Err(unauthorized("unknown access key id or wrong secret\n")),
+        _ => return Err(Box::new(unauthorized("unknown access key id or wrong secret\n"))),
     };
     let access = Access { principal: Some(principal), ip, secure };
     let probe = Op::GetMetricData { queries: Vec::new(), start_ms: 0, end_ms: 0, descending: true, max_datapoints: None, next_token: None };
     shard.authorize(&probe, &access).map_err(|error| {
         let body = Bytes::from(format!("{}\n", error.message));
-        respond(StatusCode::FORBIDDEN, "text/plain", body)
+        Box::new(respond(StatusCode::FORBIDDEN, "text/plain", body))
     })
 }
 
@@ -149,7 +149,9 @@ async fn data(shard: &Rc<Shard>) -> Value {
             "movedToDeadLetter": c.moved_to_dead_letter,
         }));
         ask(format!("q{index}"), metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", &meta.name), "Maximum", false);
-        for (key, name) in [("sent", "NumberOfMessagesSent"), ("received", "NumberOfMessagesReceived"), ("deleted", "NumberOfMessagesDeleted")] {
+        for (key, name) in
+            [("sent", "NumberOfMessagesSent"), ("received", "NumberOfMessagesReceived"), ("deleted", "NumberOfMessagesDeleted")]
+        {
             ask(format!("q{index}_{key}"), metric("AWS/SQS", name, "QueueName", &meta.name), "Sum", true);
         }
     }

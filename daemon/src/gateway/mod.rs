@@ -50,8 +50,9 @@ use sluice_protocol::{ErrorCode, Op, OpError, Reply, Response as OpResponse};
 use crate::access::Access;
 use crate::audit::Caller;
 use crate::shard::Shard;
-use params::{Params, Reads, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
 /// The SQS actions the gateway serves (the fuzz targets pick from them).
+pub use cloudwatch::ACTIONS as CLOUDWATCH_ACTIONS;
+use params::{Params, Reads, KINESIS_FAULTS, SNS_FAULTS, SQS_FAULTS};
 pub use sqs::ACTIONS as SQS_ACTIONS;
 
 /// HTTP/2: requests one connection may have open at once.

@@ -35,7 +35,7 @@ fn invalid(message: impl Into<String>) -> OpError {
 
 /// Whether `period` is one CloudWatch takes: 10, 20, 30 or a multiple of 60 seconds.
 pub fn valid_period(period: u32) -> bool {
-    matches!(period, 10 | 20 | 30) || (period >= 60 && period % 60 == 0)
+    matches!(period, 10 | 20 | 30) || (period >= 60 && period.is_multiple_of(60))
 }
 
 /// Checks an alarm as PutMetricAlarm gives it, and fills in its ARN.

@@ -280,7 +280,7 @@ async fn serve(shard: &Rc<Shard>, op: Op) -> Response {
 
 /// A query's period: 1, 5, 10, 30 or a multiple of 60 seconds.
 fn check_query_period(period: u32) -> Result<(), OpError> {
-    if matches!(period, 1 | 5 | 10 | 30) || (period >= 60 && period % 60 == 0) {
+    if matches!(period, 1 | 5 | 10 | 30) || (period >= 60 && period.is_multiple_of(60)) {
         Ok(())
     } else {
         Err(invalid("The Period must be 1, 5, 10, 30 or a multiple of 60 seconds."))
