@@ -189,10 +189,32 @@ fn compaction_keeps_the_data_directory_bounded() {
     // Written: ~45 MiB of records (sends, receives, deletes). Kept: the active segment, a
     // spare, and at most a couple not yet cleaned.
     assert!(segments <= 5, "{segments} segment files in {}", dir.display());
+    // The shard's metrics say so: passes that removed segments, and what they wrote again.
+    let metrics = scrape(&daemon);
+    let counted = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}{{shard=\"0\"}} "))?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
+    };
+    assert!(counted("sluice_shard_compactions_total") >= 1.0);
+    assert!(counted("sluice_shard_compaction_segments_removed_total") >= 5.0);
+    assert!(counted("sluice_shard_compaction_relocated_bytes_total") > 0.0, "the old message was written again");
     // The old in-flight message survived compaction (it was moved, not dropped).
     c.run(c.client().change_message_visibility("q", &old[0].receipt_handle, 0)).unwrap();
     let again = drain(&c, "q", 600);
     assert_eq!(bodies(&again), vec!["the old one".to_owned()]);
+}
+
+/// The daemon's `/metrics`, in Prometheus' text format.
+fn scrape(daemon: &Daemon) -> String {
+    use std::io::{Read, Write};
+    let addr = daemon.http_addr.expect("the gateway");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
 }
 
 fn segment_files(daemon: &Daemon) -> usize {

@@ -134,6 +134,9 @@ fn every_family_moves_as_the_operations_say() {
     assert_eq!(read, 5);
     let text = scrape(metrics_port, "text/plain");
     assert_sample(&text, r#"sluice_stream_incoming_records_total{stream="clicks"}"#, 5.0);
+    assert_sample(&text, r#"sluice_stream_consumers{stream="clicks"}"#, 0.0);
+    c.run(c.client().register_stream_consumer("arn:aws:kinesis:us-east-1:000000000000:stream/clicks", "fan")).unwrap();
+    assert_sample(&scrape(gateway, "text/plain"), r#"sluice_stream_consumers{stream="clicks"}"#, 1.0);
     assert_sample(&text, r#"sluice_stream_incoming_bytes_total{stream="clicks"}"#, 5.0 * (6.0 + 2.0));
     assert_sample(&text, r#"sluice_stream_outgoing_records_total{stream="clicks"}"#, 5.0);
     assert_sample(&text, r#"sluice_stream_get_records_total{stream="clicks"}"#, 2.0);

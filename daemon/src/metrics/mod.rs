@@ -155,6 +155,9 @@ pub struct Metrics {
     pub bus_calls_serving: Cell<u64>,
     /// How long a task spawned into each of `TASK_QUEUES` waited for its first poll (µs).
     task_delays: RefCell<[Buckets; 2]>,
+    /// Compaction passes of the queue log that removed segments, the bytes they wrote again,
+    /// and the segments they removed.
+    compaction: Cell<(u64, u64, u64)>,
 }
 
 impl Metrics {
@@ -189,6 +192,16 @@ impl Metrics {
 
     pub fn task_delays(&self) -> [Buckets; 2] {
         *self.task_delays.borrow()
+    }
+
+    /// A compaction pass that wrote `relocated` bytes again and removed `removed` segments.
+    pub fn compacted(&self, relocated: u64, removed: u64) {
+        let (passes, bytes, segments) = self.compaction.get();
+        self.compaction.set((passes + 1, bytes + relocated, segments + removed));
+    }
+
+    pub fn compaction(&self) -> (u64, u64, u64) {
+        self.compaction.get()
     }
 
     /// Counts a request in flight until the guard is dropped.
@@ -268,6 +281,10 @@ pub struct ShardGauges {
     /// Time the executor spent running tasks (µs), and each task queue's probed scheduling delay.
     pub busy_micros: u64,
     pub task_delays: [Buckets; 2],
+    /// Compaction passes, bytes written again, segments removed.
+    pub compactions: u64,
+    pub compaction_relocated_bytes: u64,
+    pub compaction_segments_removed: u64,
 }
 
 /// What one shard answers a scrape with.

@@ -350,6 +350,12 @@ fn streams(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot) {
             Value::Gauge(sum.iterator_age_ms as i64),
         );
         f.add("sluice_stream_open_shards", "Open shards of the stream.", labels(), Value::Gauge(meta.open_shards().count() as i64));
+        f.add(
+            "sluice_stream_consumers",
+            "Enhanced fan-out consumers registered on the stream (SubscribeToShard readers).",
+            labels(),
+            Value::Gauge(meta.consumers.len() as i64),
+        );
     }
 }
 
@@ -393,6 +399,24 @@ fn shards(f: &mut Families, reports: &[Report]) {
             Value::Histogram(&LATENCY_BOUNDS_US, 1e-6, g.commit_micros),
         );
         f.add("sluice_shard_stream_logs_open", "Stream shard logs the shard has open.", labels(), Value::Gauge(g.stream_logs_open as i64));
+        f.add(
+            "sluice_shard_compactions",
+            "Compaction passes of the shard's queue log that removed segments.",
+            labels(),
+            Value::Counter(g.compactions),
+        );
+        f.add(
+            "sluice_shard_compaction_relocated_bytes",
+            "Bytes of live messages compaction wrote again to free old segments.",
+            labels(),
+            Value::Counter(g.compaction_relocated_bytes),
+        );
+        f.add(
+            "sluice_shard_compaction_segments_removed",
+            "Queue log segments compaction removed.",
+            labels(),
+            Value::Counter(g.compaction_segments_removed),
+        );
         f.add(
             "sluice_shard_requests_in_flight",
             "Client requests (binary and HTTP) the shard is serving now.",

@@ -136,5 +136,6 @@ async fn compact<H: QueueHost>(host: &Rc<H>, superseded: &mut Vec<Superseded>) -
         log.retry_spare();
     }
     tracing::debug!(shard = host.id(), cutoff, relocated_bytes = live, removed, "compacted");
+    host.metrics().compacted(live, removed as u64);
     Ok(removed)
 }

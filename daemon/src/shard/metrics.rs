@@ -60,6 +60,9 @@ pub fn report(shard: &Rc<Shard>) -> Report {
         bus_calls_serving: shard.metrics.bus_calls_serving.get(),
         busy_micros: glommio::executor().executor_stats().executor_runtime().as_micros() as u64,
         task_delays: shard.metrics.task_delays(),
+        compactions: shard.metrics.compaction().0,
+        compaction_relocated_bytes: shard.metrics.compaction().1,
+        compaction_segments_removed: shard.metrics.compaction().2,
     };
     Report { shard: shard.id, counters, queues, gauges }
 }
