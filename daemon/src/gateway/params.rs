@@ -489,7 +489,7 @@ mod tests {
 
     #[test]
     fn hostile_names_and_types_are_typed_errors() {
-        assert!(query_tree(&pairs("a.b.c.d.e.f.g.h.i=1"), &[]).is_err());
+        assert!(query_tree(&pairs("a.b.c.d.e.f.g.h.i.j.k=1"), &[]).is_err());
         assert!(query_tree(&pairs("a..b=1"), &[]).is_err());
         let tree: Map<String, Value> = serde_json::from_str(r#"{"MaxNumberOfMessages":"x","QueueUrl":5,"Big":99999999999}"#).unwrap();
         let params = Params::new(&tree, SQS_FAULTS);
