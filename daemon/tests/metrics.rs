@@ -118,6 +118,27 @@ fn every_family_moves_as_the_operations_say() {
     assert_sample(&text, r#"sluice_topic_filtered_out_total{topic="news"}"#, 3.0);
     assert_sample(&text, r#"sluice_topic_delivery_failures_total{topic="news",protocol="sqs"}"#, 0.0);
     assert_sample(&text, r#"sluice_queue_messages_visible{queue="raw-readers"}"#, 3.0);
+    // Delivered messages count as sent to each queue: one by one at the publish (a filtered
+    // subscription), through the feed as the queue takes them (on receive).
+    let sports = PublishEntry {
+        message: Bytes::from_static(b"goal"),
+        attributes: vec![MessageAttribute {
+            name: "section".into(),
+            data_type: "String".into(),
+            string_value: Some("sports".into()),
+            binary_value: None,
+        }],
+        ..PublishEntry::default()
+    };
+    c.run(c.client().publish_entry(&topic, sports)).unwrap();
+    let text = scrape(metrics_port, "text/plain");
+    assert_sample(&text, r#"sluice_queue_messages_sent_total{queue="sports-only"}"#, 1.0);
+    assert_sample(&text, r#"sluice_queue_messages_sent_total{queue="readers"}"#, 0.0);
+    let mut taken = 0;
+    while taken < 4 {
+        taken += c.run(c.client().receive_message(receive("readers", 10))).unwrap().len();
+    }
+    assert_sample(&scrape(metrics_port, "text/plain"), r#"sluice_queue_messages_sent_total{queue="readers"}"#, 4.0);
 
     // Streams: 5 records in, read back; shard-level series only under enhanced monitoring.
     c.run(c.client().create_stream("clicks", 2)).unwrap();

@@ -114,6 +114,20 @@ impl Sends {
     fn runs(&self) -> impl Iterator<Item = &(u64, u64, u64)> {
         self.first.iter().chain(self.more.iter())
     }
+
+    /// Messages appended, by queue id (for the metrics: a publish's deliveries count as
+    /// messages sent to each queue, as in SQS).
+    pub fn appended(&self) -> Vec<(u64, u64)> {
+        let mut by_queue: Vec<(u64, u64)> = Vec::new();
+        for (queue_id, first, last) in self.runs() {
+            let count = last - first + 1;
+            match by_queue.iter_mut().find(|(id, _)| id == queue_id) {
+                Some((_, total)) => *total += count,
+                None => by_queue.push((*queue_id, count)),
+            }
+        }
+        by_queue
+    }
 }
 
 /// Runs one operation of a client.
@@ -697,7 +711,10 @@ pub async fn loader<H: QueueHost>(host: Rc<H>) {
                 }
             }
             let mut partitions = host.queues().partitions.borrow_mut();
-            super::feed::take(&mut partitions, &meta, loaded.len(), host.env().now_ms(), &host.config().public_url, &loaded);
+            let taken = super::feed::take(&mut partitions, &meta, loaded.len(), host.env().now_ms(), &host.config().public_url, &loaded);
+            if taken.messages > 0 {
+                host.metrics().queue(meta.id, |counted| counted.sent += taken.messages as u64);
+            }
             if let Some(partition) = partitions.get_mut(&queue_id) {
                 commit_quietly(&host, partition);
             }
@@ -742,7 +759,12 @@ fn receive_resident<H: QueueHost>(
     let mut feed_stalled = false;
     if !partition.cursors().is_empty() && partition.visible() < max_messages as u64 {
         let wanted = max_messages - partition.visible() as usize;
-        feed_stalled = super::feed::take(&mut partitions, meta, wanted, now, &host.config().public_url, &[]).stalled;
+        let taken = super::feed::take(&mut partitions, meta, wanted, now, &host.config().public_url, &[]);
+        feed_stalled = taken.stalled;
+        if taken.messages > 0 {
+            // A topic's messages count as sent to the queue as it takes them from the feed.
+            host.metrics().queue(queue_id, |counted| counted.sent += taken.messages as u64);
+        }
     }
     let Some(partition) = partitions.get_mut(&queue_id) else { return Ok(false) };
     let before = delivered.len();

@@ -249,7 +249,11 @@ async fn publish_standard<H: TopicHost>(
             Err(error) => failed.push(BatchFailure::new(id, error)),
         }
     }
+    let appended = sends.appended();
     crate::queue::service::sends_durable(host, sends).await?;
+    for (queue_id, count) in appended.into_iter().filter(|(id, _)| !crate::queue::feed::is_feed_id(*id)) {
+        host.metrics().queue(queue_id, |counted| counted.sent += count);
+    }
     host.metrics().topic(&topic.name, |counted| {
         counted.published += successful.len() as u64;
         counted.publish_bytes += bytes;
