@@ -56,6 +56,8 @@ fn every_family_moves_as_the_operations_say() {
     let resident = sample(&text, r#"sluice_queue_resident_bytes{queue="jobs"}"#).unwrap_or_default();
     assert!(resident >= 50.0, "ten bodies of 5 bytes at least, held in memory: {resident}");
     assert_sample(&text, r#"sluice_queue_messages_on_disk_only{queue="jobs"}"#, 0.0);
+    let logged = sample(&text, r#"sluice_queue_log_bytes{queue="jobs"}"#).unwrap_or_default();
+    assert!(logged >= 50.0, "ten records of at least 5 bytes in the log: {logged}");
     let mut received = Vec::new();
     while received.len() < 4 {
         received.extend(c.run(c.client().receive_message(receive("jobs", 4 - received.len() as i32))).unwrap());
@@ -68,8 +70,11 @@ fn every_family_moves_as_the_operations_say() {
     for message in &received {
         c.run(c.client().delete_message("jobs", &message.receipt_handle)).unwrap();
     }
-    let after = sample(&scrape(metrics_port, "text/plain"), r#"sluice_queue_resident_bytes{queue="jobs"}"#).unwrap_or_default();
+    let text = scrape(metrics_port, "text/plain");
+    let after = sample(&text, r#"sluice_queue_resident_bytes{queue="jobs"}"#).unwrap_or_default();
     assert!(after < resident, "deleted messages leave memory: {after} of {resident}");
+    let logged_after = sample(&text, r#"sluice_queue_log_bytes{queue="jobs"}"#).unwrap_or_default();
+    assert!(logged_after < logged, "deleted messages' records are no longer the queue's: {logged_after} of {logged}");
     c.run(c.client().create_queue("empty", vec![], vec![])).unwrap();
     assert!(c.run(c.client().receive_message(receive("empty", 1))).unwrap().is_empty());
     let text = scrape(metrics_port, "text/plain");

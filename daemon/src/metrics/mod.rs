@@ -254,6 +254,8 @@ pub struct QueueGauges {
     /// Bytes of its messages held in memory, and messages kept only in the log.
     pub resident_bytes: u64,
     pub on_disk_only: u64,
+    /// Bytes of the log records holding its messages.
+    pub logged_bytes: u64,
 }
 
 /// One shard's own state, as a scrape found it.
@@ -322,6 +324,7 @@ impl<'a> Totals<'a> {
                 total.delayed += found.delayed;
                 total.resident_bytes += found.resident_bytes;
                 total.on_disk_only += found.on_disk_only;
+                total.logged_bytes += found.logged_bytes;
                 total.oldest_sent_ms = match (total.oldest_sent_ms, found.oldest_sent_ms) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),

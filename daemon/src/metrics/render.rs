@@ -175,6 +175,12 @@ fn queues(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot, now_ms: u6
             Value::Gauge(g.resident_bytes as i64),
         );
         f.add(
+            "sluice_queue_log_bytes",
+            "Bytes of the log records holding the queue's messages (what it keeps on disk, before compaction frees the rest).",
+            labels(),
+            Value::Gauge(g.logged_bytes as i64),
+        );
+        f.add(
             "sluice_queue_messages_on_disk_only",
             "Messages of the queue kept only in the log (past --memory-budget), read back when received.",
             labels(),

@@ -261,6 +261,8 @@ pub struct Partition {
     resident_change: i64,
     /// Bytes of payloads held in memory (for the metrics).
     resident: u64,
+    /// Bytes of the log records that hold its messages (for the metrics).
+    logged: u64,
     /// Messages whose payload is only in the log.
     evicted: u64,
     base_seq: u64,
@@ -319,10 +321,31 @@ impl Partition {
         match self.slot_mut(seq) {
             Some(slot) => {
                 let previous = std::mem::replace(&mut slot.placement, placement);
+                self.logged = self.logged.saturating_add(logged_bytes(placement)).saturating_sub(logged_bytes(previous));
                 (previous.log_seq != 0).then_some(previous)
             }
             None => Some(placement),
         }
+    }
+
+    /// Bytes of the log records that hold this partition's messages.
+    pub fn logged_bytes(&self) -> u64 {
+        self.logged
+    }
+
+    /// Whether the running byte counts (in the log, in memory) match the messages held: the
+    /// simulator's check after every start.
+    pub fn check_accounting(&self) -> Result<(), String> {
+        let mut logged = 0;
+        self.for_each_placement(|_, bytes| logged += u64::from(bytes));
+        let resident: u64 = self.slots.iter().flatten().filter_map(|slot| slot.payload.as_ref()).map(|p| p.resident_bytes()).sum();
+        if logged != self.logged || resident != self.resident {
+            return Err(format!(
+                "queue {}: {} bytes counted in the log for {logged} held, {} in memory for {resident}",
+                self.queue_id, self.logged, self.resident
+            ));
+        }
+        Ok(())
     }
 
     /// Compaction's copy `new` of `record` was lost (or is not known written): `record` points
@@ -332,6 +355,7 @@ impl Partition {
             Record::Message(seq) => match self.slot_mut(seq) {
                 Some(slot) if slot.placement.log_seq == new.log_seq => {
                     slot.placement = old;
+                    self.logged = self.logged.saturating_add(logged_bytes(old)).saturating_sub(logged_bytes(new));
                     true
                 }
                 _ => false,
@@ -785,6 +809,7 @@ impl Partition {
     pub(super) fn remove(&mut self, seq: u64) -> Option<Slot> {
         let index = usize::try_from(seq.checked_sub(self.base_seq)?).ok()?;
         let slot = self.slots.get_mut(index)?.take()?;
+        self.logged = self.logged.saturating_sub(logged_bytes(slot.placement));
         self.uncount(slot.state, seq);
         if let Some(fifo) = &slot.fifo {
             self.fifo_removed(fifo, seq, matches!(slot.state, State::InFlight { .. }));
@@ -1137,6 +1162,7 @@ impl Partition {
         }
         self.resident_change -= resident;
         self.resident = 0;
+        self.logged = 0;
         self.evicted = 0;
         self.base_seq += self.slots.len() as u64;
         self.slots.clear();
@@ -1223,6 +1249,7 @@ impl Partition {
         let was_visible = match self.slots[index].take() {
             Some(previous) => {
                 self.uncount(previous.state, seq);
+                self.logged = self.logged.saturating_sub(logged_bytes(previous.placement));
                 self.count_resident(previous.payload.as_ref(), -1);
                 if previous.payload.is_none() {
                     self.evicted -= 1;
@@ -1381,5 +1408,14 @@ impl Partition {
     /// Whether the partition holds no message at all.
     pub fn is_empty(&self) -> bool {
         self.counts == Counts::default()
+    }
+}
+
+/// The bytes a placement holds in the log (none before it is logged).
+fn logged_bytes(placement: Placement) -> u64 {
+    if placement.log_seq == 0 {
+        0
+    } else {
+        u64::from(placement.bytes)
     }
 }

@@ -23,9 +23,9 @@ pub fn report(shard: &Rc<Shard>) -> Report {
     let mut queues = Vec::new();
     for meta in snapshot.client_queues() {
         let counts = crate::queue::service::count_local(shard, meta.id);
-        let (oldest_sent_ms, resident_bytes, on_disk_only) = match shard.queues.partitions.borrow().get(&meta.id) {
-            Some(partition) => (partition.oldest_sent_ms(), partition.resident_bytes(), partition.on_disk()),
-            None => (None, 0, 0),
+        let (oldest_sent_ms, resident_bytes, on_disk_only, logged_bytes) = match shard.queues.partitions.borrow().get(&meta.id) {
+            Some(partition) => (partition.oldest_sent_ms(), partition.resident_bytes(), partition.on_disk(), partition.logged_bytes()),
+            None => (None, 0, 0, 0),
         };
         if counts != Default::default() || oldest_sent_ms.is_some() {
             let gauges = QueueGauges {
@@ -35,6 +35,7 @@ pub fn report(shard: &Rc<Shard>) -> Report {
                 oldest_sent_ms,
                 resident_bytes,
                 on_disk_only,
+                logged_bytes,
             };
             queues.push((meta.id, gauges));
         }

@@ -508,6 +508,11 @@ fn restart(
 fn check_kept(world: &World, cluster: &Rc<Cluster>, model: &Model) -> Result<(), String> {
     let shards = cluster.shards.borrow();
     let snapshot = shards[0].catalog.get();
+    for shard in shards.iter() {
+        for partition in shard.queues.partitions.borrow().values() {
+            partition.check_accounting().map_err(|error| format!("after the start, {error}"))?;
+        }
+    }
     let mut held: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
     for name in WORKLOAD_QUEUES {
         let Ok(meta) = snapshot.resolve(name) else { continue };
