@@ -50,8 +50,13 @@ fn every_family_moves_as_the_operations_say() {
     for i in 0..10 {
         c.run(c.client().send_message("jobs", format!("job {i}"))).unwrap();
     }
+    assert!(c.run(c.client().send_message("no-such-queue", "x")).is_err());
     let text = scrape(metrics_port, "text/plain");
     assert_sample(&text, r#"sluice_queue_messages_sent_total{queue="jobs"}"#, 10.0);
+    // The binary protocol's requests, by action and outcome.
+    assert_sample(&text, r#"sluice_binary_requests_total{action="SendMessage",code="ok"}"#, 10.0);
+    assert_sample(&text, r#"sluice_binary_requests_total{action="SendMessage",code="QueueDoesNotExist"}"#, 1.0);
+    assert_sample(&text, r#"sluice_binary_requests_total{action="CreateQueue",code="ok"}"#, 1.0);
     assert_sample(&text, r#"sluice_queue_messages_visible{queue="jobs"}"#, 10.0);
     let resident = sample(&text, r#"sluice_queue_resident_bytes{queue="jobs"}"#).unwrap_or_default();
     assert!(resident >= 50.0, "ten bodies of 5 bytes at least, held in memory: {resident}");

@@ -128,6 +128,10 @@ pub struct DeliveryCounters {
 /// A gateway request's kind: (service, action, error code or `ok`).
 pub type RequestKey = (&'static str, &'static str, &'static str);
 
+/// Binary-protocol requests by (action, error code or `ok`), keyed by the action name's
+/// address and the code's number — found without hashing text.
+pub type BinaryRequests = HashMap<u64, (&'static str, &'static str, u64), std::hash::BuildHasherDefault<crate::env::notify::IdHasher>>;
+
 /// Everything one shard counts.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
@@ -139,6 +143,8 @@ pub struct Counters {
     pub deliveries: HashMap<(String, &'static str), DeliveryCounters>,
     /// Gateway requests, with their latency (µs).
     pub requests: HashMap<RequestKey, Buckets>,
+    /// Binary-protocol requests (counted, not timed: no clock read per request).
+    pub binary: BinaryRequests,
 }
 
 /// The task queues whose scheduling delay is probed: the default one (connections, calls from
@@ -208,6 +214,15 @@ impl Metrics {
     pub fn in_flight(&self) -> InFlight<'_> {
         self.requests_in_flight.set(self.requests_in_flight.get() + 1);
         InFlight(&self.requests_in_flight)
+    }
+
+    /// A binary-protocol request of `action` that ended with `code` (`None`: ok).
+    pub fn binary_request(&self, action: &'static str, code: Option<sluice_protocol::ErrorCode>) {
+        // Action names are static text (`Op::name`): an address names one, in 48 bits.
+        let key = ((action.as_ptr() as u64) << 16) | code.map_or(0, |code| code as u64);
+        let mut counters = self.counters.borrow_mut();
+        let entry = counters.binary.entry(key).or_insert_with(|| (action, code.map_or("ok", |code| code.aws_name()), 0));
+        entry.2 += 1;
     }
 
     pub fn request(&self, key: RequestKey, micros: u64) {

@@ -117,6 +117,7 @@ pub fn render(reports: &[Report], snapshot: &Snapshot, now_ms: u64, format: Form
     streams(&mut f, &totals, snapshot);
     shards(&mut f, reports);
     requests(&mut f, reports);
+    binary_requests(&mut f, reports);
     let dropped = f.dropped;
     let mut registry = Registry::default();
     for (name, (help, family)) in f.families {
@@ -455,6 +456,23 @@ fn shards(f: &mut Families, reports: &[Report]) {
                 Value::Histogram(&LATENCY_BOUNDS_US, 1e-6, delays),
             );
         }
+    }
+}
+
+fn binary_requests(f: &mut Families, reports: &[Report]) {
+    let mut total: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for report in reports {
+        for (action, code, count) in report.counters.binary.values() {
+            *total.entry((action, code)).or_default() += count;
+        }
+    }
+    for ((action, code), count) in total {
+        f.add(
+            "sluice_binary_requests",
+            "Binary-protocol requests by action and error code (`ok`).",
+            vec![label("action", action), label("code", code)],
+            Value::Counter(count),
+        );
     }
 }
 

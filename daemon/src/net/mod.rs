@@ -541,7 +541,9 @@ async fn dispatch(
         let _in_flight = shard.metrics.in_flight();
         let before = charge_before(&request.op);
         let charged = if before > 0 { outbound.charge(before, budget_max).await } else { None };
+        let action = request.op.name();
         let response = shard.handle_op_for(request.op, &access, || Caller::clone(&caller)).await;
+        shard.metrics.binary_request(action, response.as_ref().err().map(|error| error.code));
         let charged = match charged {
             Some(charged) => Some(charged),
             None => match charge_after(&response) {
