@@ -125,6 +125,14 @@ pub struct DeliveryCounters {
     pub failed: u64,
 }
 
+impl DeliveryCounters {
+    pub fn add(&mut self, other: &DeliveryCounters) {
+        self.delivered += other.delivered;
+        self.retried += other.retried;
+        self.failed += other.failed;
+    }
+}
+
 /// A gateway request's kind: (service, action, error code or `ok`).
 pub type RequestKey = (&'static str, &'static str, &'static str);
 
@@ -352,10 +360,7 @@ impl<'a> Totals<'a> {
                 total.filtered_out += counted.filtered_out;
             }
             for ((name, protocol), counted) in &report.counters.deliveries {
-                let total = totals.deliveries.entry((name.as_str(), protocol)).or_default();
-                total.delivered += counted.delivered;
-                total.retried += counted.retried;
-                total.failed += counted.failed;
+                totals.deliveries.entry((name.as_str(), protocol)).or_default().add(counted);
             }
             for (key, counted) in &report.counters.streams {
                 totals.streams.entry(*key).or_default().add(counted);
@@ -368,9 +373,7 @@ impl<'a> Totals<'a> {
     pub fn topic_deliveries(&self, topic: &str) -> DeliveryCounters {
         let mut sum = DeliveryCounters::default();
         for (_, counted) in self.deliveries.range((topic, "")..).take_while(|((name, _), _)| *name == topic) {
-            sum.delivered += counted.delivered;
-            sum.retried += counted.retried;
-            sum.failed += counted.failed;
+            sum.add(counted);
         }
         sum
     }

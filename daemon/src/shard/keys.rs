@@ -214,9 +214,6 @@ pub async fn rotations(shard: Rc<Shard>) {
                 tracing::info!("rotated or deleted the KMS keys that were due");
             }
         }
-        let shutdown = shard.shutdown.event.listen();
-        let timer = glommio::timer::sleep(TICK_EVERY);
-        futures::pin_mut!(shutdown, timer);
-        futures::future::select(shutdown, timer).await;
+        shard.rest(TICK_EVERY).await;
     }
 }

@@ -99,14 +99,7 @@ pub async fn gather(shard: &Rc<Shard>) -> Vec<Report> {
 /// measures how long it waited for its first poll (`Metrics::task_delay`).
 pub async fn probe_task_queues(shard: Rc<Shard>, queues: [glommio::TaskQueueHandle; 2]) {
     const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-    loop {
-        let shutdown = shard.shutdown.event.listen();
-        let timer = glommio::timer::sleep(PROBE_EVERY);
-        futures::pin_mut!(shutdown, timer);
-        futures::future::select(shutdown, timer).await;
-        if shard.shutdown.requested.get() {
-            return;
-        }
+    while shard.rest(PROBE_EVERY).await {
         for (index, queue) in queues.iter().enumerate() {
             let spawned = std::time::Instant::now();
             match glommio::spawn_local_into(async move { spawned.elapsed() }, *queue) {

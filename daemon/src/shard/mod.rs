@@ -342,6 +342,16 @@ async fn pump(shard: Rc<Shard>, mut inbox: Inbox) {
 }
 
 impl Shard {
+    /// Waits `wait`, or less if a shutdown is asked for meanwhile; answers whether the shard
+    /// goes on (no shutdown asked for): what every background loop sleeps on.
+    pub async fn rest(&self, wait: Duration) -> bool {
+        let shutdown = self.shutdown.event.listen();
+        let timer = glommio::timer::sleep(wait);
+        futures::pin_mut!(shutdown, timer);
+        futures::future::select(shutdown, timer).await;
+        !self.shutdown.requested.get()
+    }
+
     /// Runs one operation of a client on the engine it is for.
     pub async fn handle_op(self: &Rc<Self>, op: Op) -> Response {
         match engine_of(&op) {
@@ -608,11 +618,8 @@ async fn stream_retention(shard: Rc<Shard>) {
             return;
         }
         stream::service::stream_retention(&shard).await;
-        let shutdown = shard.shutdown.event.listen();
         let every = STREAM_RETENTION_EVERY.min(Duration::from_millis(shard.streams.idle_ms / 2)).max(Duration::from_millis(500));
-        let timer = glommio::timer::sleep(every);
-        futures::pin_mut!(shutdown, timer);
-        futures::future::select(shutdown, timer).await;
+        shard.rest(every).await;
     }
 }
 
@@ -625,10 +632,7 @@ async fn on_demand_scaling(shard: Rc<Shard>) {
             return;
         }
         stream::scaling::evaluate(&shard, &mut scaler).await;
-        let shutdown = shard.shutdown.event.listen();
-        let timer = glommio::timer::sleep(every);
-        futures::pin_mut!(shutdown, timer);
-        futures::future::select(shutdown, timer).await;
+        shard.rest(every).await;
     }
 }
 

@@ -404,14 +404,7 @@ async fn run_actions(shard: &Rc<Shard>, before: &MetricAlarm, after: &MetricAlar
 /// Shard 0, in the background: samples the metrics, keeps them, and evaluates the alarms.
 pub async fn run(shard: Rc<Shard>) {
     let every = Duration::from_secs(shard.config.metrics_sample_seconds);
-    loop {
-        let shutdown = shard.shutdown.event.listen();
-        let timer = glommio::timer::sleep(every);
-        futures::pin_mut!(shutdown, timer);
-        futures::future::select(shutdown, timer).await;
-        if shard.shutdown.requested.get() {
-            return;
-        }
+    while shard.rest(every).await {
         sample(&shard).await;
         evaluate_alarms(&shard).await;
     }
