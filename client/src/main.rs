@@ -115,7 +115,8 @@ enum Command {
     /// The broker's queues (depths, oldest message, rates), streams and shards, live, from its
     /// `/metrics` (read over HTTP; `--endpoint` and its options are not used).
     Top {
-        /// Where the broker serves its metrics: the gateway's port or `--metrics-listen`'s.
+        /// Where the broker serves its metrics: the gateway's port or `--metrics-listen`'s;
+        /// `https://` when it runs with `--tls-cert` (checked against `--ca-file`).
         #[arg(long, env = "SLUICE_METRICS_URL", default_value = "http://127.0.0.1:4566/metrics")]
         metrics_url: String,
         /// Seconds between refreshes.
@@ -412,7 +413,18 @@ impl From<std::io::Error> for Failure {
 fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Top { metrics_url, every, once } = &cli.command {
         let every = std::time::Duration::try_from_secs_f64(every.max(0.1)).map_err(|e| Failure::Usage(e.to_string()))?;
-        return top::run(metrics_url, every, *once, &mut std::io::stdout().lock()).map_err(Failure::Usage);
+        // An https:// URL is read with the same TLS settings as a connection.
+        let tls = if metrics_url.starts_with("https://") {
+            let identity = cli.client_cert.as_deref().zip(cli.client_key.as_deref());
+            let tls = sluice_client::tls::Tls::new(cli.ca_file.as_deref(), identity).map_err(|error| Failure::Usage(error.to_string()))?;
+            Some(match &cli.tls_server_name {
+                Some(name) => tls.with_server_name(name),
+                None => tls,
+            })
+        } else {
+            None
+        };
+        return top::run(metrics_url, every, *once, tls.as_ref(), &mut std::io::stdout().lock()).map_err(Failure::Usage);
     }
     let key = match (&cli.access_key_id, &cli.secret_access_key) {
         (Some(access_key_id), Some(secret_access_key)) => {

@@ -31,26 +31,64 @@ impl Scrape {
     }
 }
 
-/// The body of a GET of `url` (`http://host:port/path`).
-fn fetch(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs are read (use --metrics-listen for a plain-HTTP scrape port)"))?;
+/// The body of a GET of `url` (`http://host:port/path`, or `https://` with `tls`).
+fn fetch(url: &str, tls: Option<&sluice_client::tls::Tls>) -> Result<String, String> {
+    let (secure, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return Err(format!("{url}: give an http:// or https:// URL")),
+    };
     let (host, path) = match rest.split_once('/') {
         Some((host, path)) => (host, format!("/{path}")),
         None => (rest, "/metrics".to_owned()),
     };
-    let mut stream = TcpStream::connect(host).map_err(|e| format!("cannot reach {host}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).map_err(|e| format!("{url}: {e}"))?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| format!("{url}: {e}"))?;
+    let mut stream = TcpStream::connect(host).map_err(|e| format!("cannot reach {host}: {e}"))?;
+    let response = if secure {
+        let tls = tls.ok_or_else(|| format!("{url}: no TLS settings"))?;
+        async_io::block_on(fetch_tls(tls, host, stream, request.as_bytes())).map_err(|e| format!("{url}: {e}"))?
+    } else {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).map_err(|e| e.to_string())?;
+        stream.write_all(request.as_bytes()).map_err(|e| format!("{url}: {e}"))?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).map_err(|e| format!("{url}: {e}"))?;
+        response
+    };
+    let response = String::from_utf8_lossy(&response);
     let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("{url}: not an HTTP response"))?;
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!("{url}: {}", head.lines().next().unwrap_or_default()));
     }
     Ok(body.to_owned())
+}
+
+/// How long a scrape may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One request over TLS: the whole response (the server closes after it).
+async fn fetch_tls(tls: &sluice_client::tls::Tls, host: &str, stream: TcpStream, request: &[u8]) -> Result<Vec<u8>, String> {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let stream = async_io::Async::new(stream).map_err(|e| e.to_string())?;
+        let mut stream = tls.connect(sluice_client::tls::host_of(host), stream).await.map_err(|e| e.to_string())?;
+        stream.write_all(request).await.map_err(|e| e.to_string())?;
+        stream.flush().await.map_err(|e| e.to_string())?;
+        let mut response = Vec::new();
+        match stream.read_to_end(&mut response).await {
+            Ok(_) => Ok(response),
+            // A server that closes without TLS's close_notify after the whole answer.
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => Ok(response),
+            Err(error) => Err(error.to_string()),
+        }
+    };
+    let timeout = async {
+        async_io::Timer::after(READ_TIMEOUT).await;
+        Err(format!("no answer within {} s", READ_TIMEOUT.as_secs()))
+    };
+    futures::pin_mut!(exchange, timeout);
+    match futures::future::select(exchange, timeout).await {
+        futures::future::Either::Left((result, _)) | futures::future::Either::Right((result, _)) => result,
+    }
 }
 
 fn parse(text: &str, at: Instant) -> Scrape {
@@ -137,10 +175,10 @@ fn table(before: Option<&Scrape>, now: &Scrape) -> String {
 }
 
 /// Shows the table every `every` until interrupted, or once.
-pub fn run(url: &str, every: Duration, once: bool, out: &mut impl Write) -> Result<(), String> {
+pub fn run(url: &str, every: Duration, once: bool, tls: Option<&sluice_client::tls::Tls>, out: &mut impl Write) -> Result<(), String> {
     let mut before: Option<Scrape> = None;
     loop {
-        let now = parse(&fetch(url)?, Instant::now());
+        let now = parse(&fetch(url, tls)?, Instant::now());
         let text = table(before.as_ref(), &now);
         if once {
             out.write_all(text.as_bytes()).map_err(|e| e.to_string())?;

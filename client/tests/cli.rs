@@ -274,3 +274,25 @@ fn top_shows_queue_depths_streams_and_shards_from_the_metrics() {
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stderr).contains("cannot reach 127.0.0.1:1"));
 }
+
+#[test]
+fn top_reads_the_metrics_over_https_from_a_broker_with_a_certificate() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("top-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let authority = sluice_testkit::pki::Authority::new(&dir, "top");
+    let (cert, key) = authority.issue(&dir, "server");
+    let daemon = Daemon::start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let url = format!("https://{}/metrics", daemon.http_addr.unwrap());
+    let ca = authority.file.to_str().unwrap();
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).output().unwrap();
+    let table = run(&["--ca-file", ca, "top", "--once", "--metrics-url", &url]);
+    assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(text.lines().filter(|line| line.starts_with("0 ") || line.starts_with("1 ")).count(), 2, "two shards: {text}");
+    // A certificate the CA file does not vouch for is refused, with the reason.
+    let other = sluice_testkit::pki::Authority::new(&dir, "other");
+    let refused = run(&["--ca-file", other.file.to_str().unwrap(), "top", "--once", "--metrics-url", &url]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("handshake failed"), "{}", String::from_utf8_lossy(&refused.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
