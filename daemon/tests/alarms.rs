@@ -87,6 +87,20 @@ fn sent(c: &Conn, queue: &str) -> f64 {
     }
 }
 
+/// `sluice_metric_history_points` from the daemon's `/metrics`.
+fn history_points(daemon: &Daemon) -> f64 {
+    use std::io::{Read, Write};
+    let addr = daemon.http_addr.expect("the gateway");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .lines()
+        .find_map(|line| line.strip_prefix("sluice_metric_history_points ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no sluice_metric_history_points in:\n{response}"))
+}
+
 /// The next notification in `inbox`, parsed.
 fn notification(c: &Conn, inbox: &str) -> serde_json::Value {
     let receive = ReceiveMessage { queue: inbox.into(), wait_time_seconds: Some(1), ..ReceiveMessage::default() };
@@ -121,6 +135,8 @@ fn an_alarm_on_depth_notifies_and_recovers_and_alarms_and_history_survive_restar
     assert_eq!(message["Trigger"]["Namespace"], "AWS/SQS");
     assert_eq!(message["AlarmArn"], "arn:aws:cloudwatch:us-east-1:000000000000:alarm:deep");
     until("ten sent in the history", || (sent(&c, "work") == 10.0).then_some(()));
+    let points = history_points(&daemon);
+    assert!(points > 0.0, "the history's size is in /metrics: {points}");
 
     // kill -9: the alarm keeps its state, the history its points.
     daemon.kill();

@@ -28,6 +28,10 @@ const GET_ACTIONS: &[&str] = &[
     "ListTagsForResource",
     "ConfirmSubscription",
     "Unsubscribe",
+    "DescribeAlarms",
+    "GetMetricStatistics",
+    "GetMetricData",
+    "ListMetrics",
 ];
 
 /// Why a request is refused before it is read.

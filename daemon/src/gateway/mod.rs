@@ -777,25 +777,16 @@ async fn cloudwatch_call(
     caller: impl FnOnce() -> Caller,
 ) -> Response<Body> {
     let parsed = if protocol == Protocol::CloudWatchQuery {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        if let Some(query) = parts.uri.query() {
-            add_form_pairs(&mut pairs, query.as_bytes());
-        }
-        if parts.method == Method::POST {
-            add_form_pairs(&mut pairs, body);
-        }
+        let mut pairs = match form_pairs(parts, body) {
+            Ok(pairs) => pairs,
+            Err(error) => return cloudwatch_error(protocol, &error, request_id),
+        };
         let action = pairs.iter().find(|(name, _)| name == "Action").map(|(_, value)| value.clone()).unwrap_or_default();
-        if parts.method != Method::POST
-            && !matches!(action.as_str(), "DescribeAlarms" | "GetMetricStatistics" | "GetMetricData" | "ListMetrics")
-        {
+        if parts.method != Method::POST && !guard::get_allowed(&action) {
             let error = OpError::new(ErrorCode::InvalidAction, format!("{action} changes state: send it with POST."));
             return cloudwatch_error(protocol, &error, request_id);
         }
         pairs.retain(|(name, _)| name != "Action" && name != "Version");
-        if pairs.len() > FORM_PAIRS_MAX {
-            let error = OpError::new(ErrorCode::MalformedRequest, format!("a request may carry at most {FORM_PAIRS_MAX} parameters"));
-            return cloudwatch_error(protocol, &error, request_id);
-        }
         params::query_tree(&pairs, &[]).and_then(|tree| {
             let reads = Reads::default();
             let op = cloudwatch::op_from(&action, Params::tracked(&tree, cloudwatch::FAULTS, &reads))?;
@@ -870,6 +861,29 @@ fn cloudwatch_error(protocol: Protocol, error: &OpError, request_id: &str) -> Re
     response
 }
 
+/// A Query request's parameters: its query string's, then (a POST) its form body's; refused
+/// when the body is not a form or there are more than `FORM_PAIRS_MAX`.
+fn form_pairs(parts: &http::request::Parts, body: &[u8]) -> Result<Vec<(String, String)>, OpError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if let Some(query) = parts.uri.query() {
+        add_form_pairs(&mut pairs, query.as_bytes());
+    }
+    if parts.method == Method::POST && !body.is_empty() {
+        let content_type = parts.headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+        if !content_type.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
+            return Err(OpError::new(
+                ErrorCode::MalformedRequest,
+                format!("a request without X-Amz-Target must be a form, not {content_type}"),
+            ));
+        }
+        add_form_pairs(&mut pairs, body);
+    }
+    if pairs.len() > FORM_PAIRS_MAX {
+        return Err(OpError::new(ErrorCode::MalformedRequest, format!("a request may carry at most {FORM_PAIRS_MAX} parameters")));
+    }
+    Ok(pairs)
+}
+
 /// Adds the pairs of a form to `pairs`, one past `FORM_PAIRS_MAX` at most (the caller refuses that).
 fn add_form_pairs(pairs: &mut Vec<(String, String)>, form: &[u8]) {
     pairs.extend(form_urlencoded::parse(form).take(FORM_PAIRS_MAX + 1).map(|(name, value)| (name.into_owned(), value.into_owned())));
@@ -884,23 +898,10 @@ async fn query_call(
     access: &Access,
     caller: impl FnOnce() -> Caller,
 ) -> Response<Body> {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    if let Some(query) = parts.uri.query() {
-        add_form_pairs(&mut pairs, query.as_bytes());
-    }
-    if parts.method == Method::POST && !body.is_empty() {
-        let content_type = parts.headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
-        if !content_type.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
-            let error =
-                OpError::new(ErrorCode::MalformedRequest, format!("a request without X-Amz-Target must be a form, not {content_type}"));
-            return query_error(Protocol::SqsQuery, &error, request_id);
-        }
-        add_form_pairs(&mut pairs, body);
-    }
-    if pairs.len() > FORM_PAIRS_MAX {
-        let error = OpError::new(ErrorCode::MalformedRequest, format!("a request may carry at most {FORM_PAIRS_MAX} parameters"));
-        return query_error(Protocol::SqsQuery, &error, request_id);
-    }
+    let mut pairs = match form_pairs(parts, body) {
+        Ok(pairs) => pairs,
+        Err(error) => return query_error(Protocol::SqsQuery, &error, request_id),
+    };
     let action = pairs.iter().find(|(name, _)| name == "Action").map(|(_, value)| value.clone());
     let scope = credential_service(parts);
     let Some(action) = action else {

@@ -355,7 +355,6 @@ mod tests {
         assert_eq!(evaluate(&ok, &history, now).map(|v| v.state), Some(INSUFFICIENT_DATA));
         assert_eq!(evaluate(&alarm(2, 0, Some("breaching")), &history, now).map(|v| v.state), Some(ALARM));
         assert_eq!(evaluate(&alarm(2, 0, Some("notBreaching")), &history, now).map(|v| v.state), Some(OK));
-        assert_eq!(evaluate(&ok, &history, now).map(|v| v.state), Some(INSUFFICIENT_DATA));
         let mut ignoring = alarm(2, 0, Some("ignore"));
         ignoring.state = OK.into();
         assert_eq!(evaluate(&ignoring, &history, now), None);

@@ -148,7 +148,7 @@ pub struct Counters {
     /// By topic name.
     pub topics: HashMap<String, TopicCounters>,
     /// HTTP/S deliveries by (topic name, protocol).
-    pub deliveries: HashMap<(String, &'static str), DeliveryCounters>,
+    pub deliveries: HashMap<String, Vec<(&'static str, DeliveryCounters)>>,
     /// Gateway requests, with their latency (µs).
     pub requests: HashMap<RequestKey, Buckets>,
     /// Binary-protocol requests (counted, not timed: no clock read per request).
@@ -193,8 +193,19 @@ impl Metrics {
 
     pub fn delivery(&self, topic: &str, protocol: &'static str, count: impl FnOnce(&mut DeliveryCounters)) {
         let mut counters = self.counters.borrow_mut();
-        let key = (topic.to_owned(), protocol);
-        count(counters.deliveries.entry(key).or_default());
+        // Found by the topic's name without making a key (a publish counts here).
+        let by_protocol = match counters.deliveries.get_mut(topic) {
+            Some(by_protocol) => by_protocol,
+            None => counters.deliveries.entry(topic.to_owned()).or_default(),
+        };
+        match by_protocol.iter_mut().find(|(known, _)| *known == protocol) {
+            Some((_, counted)) => count(counted),
+            None => {
+                let mut counted = DeliveryCounters::default();
+                count(&mut counted);
+                by_protocol.push((protocol, counted));
+            }
+        }
     }
 
     /// A probe's wait in task queue `queue` (an index of `TASK_QUEUES`).
@@ -244,7 +255,7 @@ impl Metrics {
         counters.queues.retain(|id, _| keep(Entity::Queue(*id)));
         counters.streams.retain(|(id, shard), _| keep(Entity::StreamShard(*id, *shard)));
         counters.topics.retain(|name, _| keep(Entity::Topic(name)));
-        counters.deliveries.retain(|(name, _), _| keep(Entity::Topic(name)));
+        counters.deliveries.retain(|name, _| keep(Entity::Topic(name)));
         counters.clone()
     }
 }
@@ -306,6 +317,9 @@ pub struct ShardGauges {
     /// Time the executor spent running tasks (µs), and each task queue's probed scheduling delay.
     pub busy_micros: u64,
     pub task_delays: [Buckets; 2],
+    /// Shard 0: points the metric history holds, and those cut for its budget.
+    pub history_points: u64,
+    pub history_points_dropped: u64,
     /// Compaction passes, bytes written again, segments removed.
     pub compactions: u64,
     pub compaction_relocated_bytes: u64,
@@ -359,8 +373,10 @@ impl<'a> Totals<'a> {
                 total.publish_bytes += counted.publish_bytes;
                 total.filtered_out += counted.filtered_out;
             }
-            for ((name, protocol), counted) in &report.counters.deliveries {
-                totals.deliveries.entry((name.as_str(), protocol)).or_default().add(counted);
+            for (name, by_protocol) in &report.counters.deliveries {
+                for (protocol, counted) in by_protocol {
+                    totals.deliveries.entry((name.as_str(), protocol)).or_default().add(counted);
+                }
             }
             for (key, counted) in &report.counters.streams {
                 totals.streams.entry(*key).or_default().add(counted);

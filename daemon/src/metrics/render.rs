@@ -370,6 +370,20 @@ fn shards(f: &mut Families, reports: &[Report]) {
     for report in reports {
         let g = &report.gauges;
         let labels = || vec![label("shard", report.shard)];
+        if report.shard == 0 {
+            f.add(
+                "sluice_metric_history_points",
+                "Points the metric history holds (12 bytes each, within --metric-history-bytes).",
+                Vec::new(),
+                Value::Gauge(g.history_points as i64),
+            );
+            f.add(
+                "sluice_metric_history_points_dropped",
+                "Points cut from the metric history to keep it within --metric-history-bytes.",
+                Vec::new(),
+                Value::Counter(g.history_points_dropped),
+            );
+        }
         f.add("sluice_shard_connections", "Connections the shard serves (binary and HTTP).", labels(), Value::Gauge(g.connections as i64));
         f.add(
             "sluice_shard_memory_budget_bytes",

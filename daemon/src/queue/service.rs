@@ -115,11 +115,12 @@ impl Sends {
         self.first.iter().chain(self.more.iter())
     }
 
-    /// Messages appended, by queue id (for the metrics: a publish's deliveries count as
-    /// messages sent to each queue, as in SQS).
+    /// Messages appended to queues (not to topics' feeds), by queue id: for the metrics, a
+    /// publish's deliveries count as messages sent to each queue, as in SQS. Allocates nothing
+    /// when none was.
     pub fn appended(&self) -> Vec<(u64, u64)> {
         let mut by_queue: Vec<(u64, u64)> = Vec::new();
-        for (queue_id, first, last) in self.runs() {
+        for (queue_id, first, last) in self.runs().filter(|(queue_id, ..)| !super::feed::is_feed_id(*queue_id)) {
             let count = last - first + 1;
             match by_queue.iter_mut().find(|(id, _)| id == queue_id) {
                 Some((_, total)) => *total += count,

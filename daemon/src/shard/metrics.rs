@@ -61,6 +61,8 @@ pub fn report(shard: &Rc<Shard>) -> Report {
         bus_calls_serving: shard.metrics.bus_calls_serving.get(),
         busy_micros: glommio::executor().executor_stats().executor_runtime().as_micros() as u64,
         task_delays: shard.metrics.task_delays(),
+        history_points: shard.monitor.history.borrow().points(),
+        history_points_dropped: shard.monitor.history.borrow().dropped,
         compactions: shard.metrics.compaction().0,
         compaction_relocated_bytes: shard.metrics.compaction().1,
         compaction_segments_removed: shard.metrics.compaction().2,

@@ -251,7 +251,7 @@ async fn publish_standard<H: TopicHost>(
     }
     let appended = sends.appended();
     crate::queue::service::sends_durable(host, sends).await?;
-    for (queue_id, count) in appended.into_iter().filter(|(id, _)| !crate::queue::feed::is_feed_id(*id)) {
+    for (queue_id, count) in appended {
         host.metrics().queue(queue_id, |counted| counted.sent += count);
     }
     host.metrics().topic(&topic.name, |counted| {
