@@ -194,6 +194,9 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
         }
         (None, None) => Target::new(action, None, None),
     };
+    let delivery = |action: &'static str, name: &str| {
+        Target::new(action, Some(Cow::Owned(naming.firehose_arn(crate::catalog::firehose::name_of(name)))), None)
+    };
     Some(match op {
         Op::Hello { .. } | Op::Authenticate { .. } => return None,
         Op::CreateQueue { name, .. } => Target::new("sqs:CreateQueue", Some(Cow::Owned(naming.arn(name))), None),
@@ -316,6 +319,17 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
         Op::GetMetricStatistics { .. } => Target::new("cloudwatch:GetMetricStatistics", None, None),
         Op::GetMetricData { .. } => Target::new("cloudwatch:GetMetricData", None, None),
         Op::ListMetrics { .. } => Target::new("cloudwatch:ListMetrics", None, None),
+        // A delivery stream is named by its ARN (it takes no resource policy).
+        Op::CreateDeliveryStream { name, .. } => delivery("firehose:CreateDeliveryStream", name),
+        Op::DeleteDeliveryStream { name, .. } => delivery("firehose:DeleteDeliveryStream", name),
+        Op::DescribeDeliveryStream { name, .. } => delivery("firehose:DescribeDeliveryStream", name),
+        Op::ListDeliveryStreams { .. } => Target::new("firehose:ListDeliveryStreams", None, None),
+        Op::PutFirehoseRecords { name, batch: false, .. } => delivery("firehose:PutRecord", name),
+        Op::PutFirehoseRecords { name, batch: true, .. } => delivery("firehose:PutRecordBatch", name),
+        Op::UpdateDestination { name, .. } => delivery("firehose:UpdateDestination", name),
+        Op::TagDeliveryStream { name, .. } => delivery("firehose:TagDeliveryStream", name),
+        Op::UntagDeliveryStream { name, .. } => delivery("firehose:UntagDeliveryStream", name),
+        Op::ListTagsForDeliveryStream { name, .. } => delivery("firehose:ListTagsForDeliveryStream", name),
         Op::CreateKey { .. } => Target::new("kms:CreateKey", None, None),
         Op::ListKeys { .. } => Target::new("kms:ListKeys", None, None),
         Op::ListAliases { .. } => Target::new("kms:ListAliases", None, None),

@@ -261,6 +261,7 @@ const SNS: &str = "sns.amazonaws.com";
 const KINESIS: &str = "kinesis.amazonaws.com";
 const KMS: &str = "kms.amazonaws.com";
 const CLOUDWATCH: &str = "monitoring.amazonaws.com";
+const FIREHOSE: &str = "firehose.amazonaws.com";
 
 fn keys(pairs: &[(String, String)]) -> Vec<&str> {
     pairs.iter().map(|(key, _)| key.as_str()).collect()
@@ -318,6 +319,15 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
         }
         Op::GetMetricData { queries, .. } => (CLOUDWATCH, false, json!({ "queries": queries.len() })),
         Op::ListMetrics { namespace, metric_name, .. } => (CLOUDWATCH, false, json!({ "namespace": namespace, "metricName": metric_name })),
+        Op::CreateDeliveryStream { name, tags, .. } => (FIREHOSE, false, json!({ "deliveryStreamName": name, "tags": keys(tags) })),
+        Op::DeleteDeliveryStream { name, .. }
+        | Op::DescribeDeliveryStream { name, .. }
+        | Op::ListTagsForDeliveryStream { name, .. }
+        | Op::UpdateDestination { name, .. } => (FIREHOSE, false, json!({ "deliveryStreamName": name })),
+        Op::ListDeliveryStreams { stream_type, .. } => (FIREHOSE, false, json!({ "deliveryStreamType": stream_type })),
+        Op::TagDeliveryStream { name, tags } => (FIREHOSE, false, json!({ "deliveryStreamName": name, "tags": keys(tags) })),
+        Op::UntagDeliveryStream { name, keys } => (FIREHOSE, false, json!({ "deliveryStreamName": name, "tagKeys": keys })),
+        Op::PutFirehoseRecords { name, records, .. } => (FIREHOSE, true, json!({ "deliveryStreamName": name, "records": records.len() })),
         Op::CreateKey { description, tags, .. } => (KMS, false, json!({ "description": description, "tags": keys(tags) })),
         Op::DescribeKey { key }
         | Op::SetKeyEnabled { key, .. }

@@ -92,6 +92,28 @@ pub struct Config {
     #[arg(long, env = "SLUICE_METRIC_HISTORY_BYTES", default_value = "256M", value_parser = byte_size)]
     pub metric_history_bytes: u64,
 
+    /// Where Firehose delivery streams with an S3 destination write their objects when no
+    /// `--firehose-s3-endpoint` is given: bucket `b` is the directory `<this>/b`, and object
+    /// keys are paths under it (each object written to a temporary file, synced, then renamed).
+    /// Default: `<data-dir>/firehose-objects`.
+    #[arg(long, env = "SLUICE_FIREHOSE_LOCAL_DIR", value_name = "DIR")]
+    pub firehose_local_dir: Option<PathBuf>,
+
+    /// An S3-compatible object store that Firehose S3 destinations write to (e.g.
+    /// `https://s3.us-east-1.amazonaws.com`, or a MinIO or moto server's URL), with the
+    /// credentials of the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN)
+    /// variables and `--region`; buckets are addressed by path. Default: none, objects go
+    /// to `--firehose-local-dir`.
+    #[arg(long, env = "SLUICE_FIREHOSE_S3_ENDPOINT", value_name = "URL")]
+    pub firehose_s3_endpoint: Option<String>,
+
+    /// Bytes a core may hold for one delivery stream that its destination has not taken yet
+    /// (suffixes K, M, G, binary). Past it puts are refused with ServiceUnavailableException
+    /// ("Slow down."), as Firehose does when a destination falls behind, until deliveries
+    /// catch up. The records wait on disk, not in memory.
+    #[arg(long, env = "SLUICE_FIREHOSE_BUFFER_BYTES", default_value = "1G", value_parser = byte_size)]
+    pub firehose_buffer_bytes: u64,
+
     /// Seconds a stream consumer group's lease on a shard lasts unless its worker renews it
     /// (LeaseShards, at least every third of it): how long a worker that died holds its shards
     /// before the others take them over. After a start, groups that existed before it get no
@@ -392,6 +414,11 @@ impl Config {
                 exposed.join(" and ")
             )
         })
+    }
+
+    /// Where Firehose S3 destinations write without an S3 endpoint.
+    pub fn firehose_local_dir(&self) -> PathBuf {
+        self.firehose_local_dir.clone().unwrap_or_else(|| self.data_dir.join("firehose-objects"))
     }
 
     /// The memory budget in force: the flag, or half of the memory this process may use.

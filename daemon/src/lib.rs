@@ -24,6 +24,7 @@ pub mod config;
 pub mod credentials;
 pub mod engine;
 pub mod env;
+pub mod firehose;
 pub mod gateway;
 pub mod kms;
 pub mod metrics;

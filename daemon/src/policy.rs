@@ -120,6 +120,16 @@ pub const ACTIONS: &[&str] = &[
     "cloudwatch:GetMetricStatistics",
     "cloudwatch:GetMetricData",
     "cloudwatch:ListMetrics",
+    "firehose:CreateDeliveryStream",
+    "firehose:DeleteDeliveryStream",
+    "firehose:DescribeDeliveryStream",
+    "firehose:ListDeliveryStreams",
+    "firehose:PutRecord",
+    "firehose:PutRecordBatch",
+    "firehose:UpdateDestination",
+    "firehose:TagDeliveryStream",
+    "firehose:UntagDeliveryStream",
+    "firehose:ListTagsForDeliveryStream",
 ];
 
 /// One of `ACTIONS`.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const ENGINES: &[&str] = &["queue", "topic", "stream"];
+const ENGINES: &[&str] = &["queue", "topic", "stream", "firehose"];
 /// What the engines may not import: the dispatch module and everything above it.
 const ABOVE_ENGINES: &[&str] = &["shard", "serve", "net", "gateway"];
 /// Layers below the engines.

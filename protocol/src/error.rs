@@ -95,6 +95,8 @@ pub enum ErrorCode {
     /// A stream consumer group's lease is no longer the caller's (it expired, was released or
     /// was taken over): stop processing the shard; LeaseShards says what the worker holds.
     LeaseLost = 53,
+    /// Firehose: the version given is not the resource's current one (another change came first).
+    ConcurrentModification = 54,
 }
 
 /// Every code, for tests and tables.
@@ -152,6 +154,7 @@ pub const ALL_ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::InvalidAliasName,
     ErrorCode::KmsAccessDenied,
     ErrorCode::LeaseLost,
+    ErrorCode::ConcurrentModification,
 ];
 
 impl ErrorCode {
@@ -218,6 +221,7 @@ impl ErrorCode {
             InvalidAliasName => "InvalidAliasNameException",
             KmsAccessDenied => "KMSAccessDeniedException",
             LeaseLost => "LeaseLostException",
+            ConcurrentModification => "ConcurrentModificationException",
         }
     }
 

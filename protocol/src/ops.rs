@@ -495,6 +495,56 @@ pub enum Op {
         dimensions: Vec<DimensionFilter>,
         next_token: Option<String>,
     },
+    /// Firehose CreateDeliveryStream. `configuration` is the rest of the request as
+    /// Firehose's JSON API spells it (`DeliveryStreamType`, the source and destination
+    /// configurations), checked by the daemon.
+    CreateDeliveryStream {
+        name: String,
+        configuration: String,
+        tags: KeyValues,
+    },
+    DeleteDeliveryStream {
+        name: String,
+        allow_force_delete: bool,
+    },
+    DescribeDeliveryStream {
+        name: String,
+        limit: Option<i32>,
+        exclusive_start_destination_id: Option<String>,
+    },
+    ListDeliveryStreams {
+        limit: Option<i32>,
+        stream_type: Option<String>,
+        exclusive_start_name: Option<String>,
+    },
+    /// Firehose PutRecord (`batch` false: one record, and its failure is the call's) and
+    /// PutRecordBatch.
+    PutFirehoseRecords {
+        name: String,
+        records: Vec<Bytes>,
+        batch: bool,
+    },
+    /// Firehose UpdateDestination; `configuration` holds the destination update as Firehose's
+    /// JSON API spells it (`ExtendedS3DestinationUpdate`, …).
+    UpdateDestination {
+        name: String,
+        current_version_id: String,
+        destination_id: String,
+        configuration: String,
+    },
+    TagDeliveryStream {
+        name: String,
+        tags: KeyValues,
+    },
+    UntagDeliveryStream {
+        name: String,
+        keys: Vec<String>,
+    },
+    ListTagsForDeliveryStream {
+        name: String,
+        limit: Option<i32>,
+        exclusive_start_tag_key: Option<String>,
+    },
 }
 
 impl Op {
@@ -609,6 +659,16 @@ impl Op {
             Op::GetMetricStatistics { .. } => "GetMetricStatistics",
             Op::GetMetricData { .. } => "GetMetricData",
             Op::ListMetrics { .. } => "ListMetrics",
+            Op::CreateDeliveryStream { .. } => "CreateDeliveryStream",
+            Op::DeleteDeliveryStream { .. } => "DeleteDeliveryStream",
+            Op::DescribeDeliveryStream { .. } => "DescribeDeliveryStream",
+            Op::ListDeliveryStreams { .. } => "ListDeliveryStreams",
+            Op::PutFirehoseRecords { batch: false, .. } => "PutRecord",
+            Op::PutFirehoseRecords { batch: true, .. } => "PutRecordBatch",
+            Op::UpdateDestination { .. } => "UpdateDestination",
+            Op::TagDeliveryStream { .. } => "TagDeliveryStream",
+            Op::UntagDeliveryStream { .. } => "UntagDeliveryStream",
+            Op::ListTagsForDeliveryStream { .. } => "ListTagsForDeliveryStream",
         }
     }
 }
@@ -863,6 +923,27 @@ pub enum Reply {
         metrics: Vec<MetricId>,
         next_token: Option<String>,
     },
+    /// DescribeDeliveryStream: the `DeliveryStreamDescription` as Firehose's JSON API spells it.
+    DeliveryStream(String),
+    /// ListDeliveryStreams: one page of names.
+    DeliveryStreams {
+        names: Vec<String>,
+        has_more: bool,
+    },
+    /// PutRecord / PutRecordBatch: each record's outcome, in order.
+    FirehosePut {
+        failed: i32,
+        encrypted: bool,
+        records: Vec<FirehosePutResult>,
+    },
+}
+
+/// One record's outcome in a Firehose put: its id, or the error that refused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirehosePutResult {
+    pub record_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
 }
 
 /// A metric's dimension (`QueueName` = `orders`).

@@ -21,6 +21,7 @@ pub mod current;
 pub mod delivery;
 pub mod feeds;
 pub mod filter;
+pub mod firehose;
 pub mod groups;
 pub mod moves;
 pub mod queues;
@@ -103,6 +104,8 @@ pub struct Snapshot {
     pub by_id: HashMap<u64, Arc<QueueMeta>>,
     pub topics: Topics,
     pub streams: Streams,
+    /// Firehose delivery streams (every core takes puts for each).
+    pub firehose: Arc<firehose::DeliveryStreams>,
     /// For each topic (by name), the queue each of its subscriptions delivers to, in the
     /// order of `TopicMeta::subscriptions` (`None`: not an SQS subscription, or no such
     /// queue): resolved once per snapshot (`Snapshot::new`), not per publish.
@@ -154,6 +157,7 @@ impl Snapshot {
         by_name: BTreeMap<String, Arc<QueueMeta>>,
         topics: Topics,
         streams: Streams,
+        firehose: Arc<firehose::DeliveryStreams>,
         keys: Arc<Keys>,
     ) -> Snapshot {
         let by_id = by_name.values().map(|meta| (meta.id, meta.clone())).collect();
@@ -166,6 +170,7 @@ impl Snapshot {
             by_id,
             topics,
             streams,
+            firehose,
             subscribed: HashMap::new(),
             denied: HashMap::new(),
             feeds: HashMap::new(),
@@ -360,6 +365,8 @@ pub enum MetaChange {
     Group(groups::GroupChange),
     /// A CloudWatch alarm change (`alarms`).
     Alarm(alarms::AlarmChange),
+    /// A Firehose delivery stream change (`firehose`).
+    Firehose(firehose::FirehoseChange),
 }
 
 /// What a successful change answers.
@@ -515,6 +522,7 @@ impl Registry {
                 snapshot.by_name.clone(),
                 snapshot.topics.clone(),
                 snapshot.streams.clone(),
+                snapshot.firehose.clone(),
                 keys,
             ));
         }
@@ -571,6 +579,7 @@ impl Registry {
         document["queues"] = queues.into();
         document["topics"] = topics::to_json(&self.snapshot.topics);
         document["streams"] = streams::to_json(&self.snapshot.streams);
+        document["delivery_streams"] = firehose::to_json(&self.snapshot.firehose);
         if let Some(root) = &self.root {
             document["kms"] = self.snapshot.keys.to_json(root);
             self.keys_saved.set(true);
@@ -617,6 +626,7 @@ impl Registry {
             delta["queues"] = diff(&old.by_name, &new.by_name, queue_json);
             delta["topics"] = diff(&old.topics, &new.topics, topics::topic_json);
             delta["streams"] = diff(&old.streams, &new.streams, streams::stream_json);
+            delta["delivery_streams"] = diff(&old.firehose, &new.firehose, firehose::delivery_stream_json);
         }
         if let (true, Some(root)) = (!Arc::ptr_eq(&old.keys, &new.keys) || !self.keys_saved.get(), &self.root) {
             // Keys are few and small: a change writes them all (`storage::meta` keeps the last).
@@ -707,6 +717,7 @@ impl Registry {
             }
         }
         let streams = streams::from_json(&registry.naming, &value["streams"], registry.next_id)?;
+        let delivery = Arc::new(firehose::from_json(&registry.naming, &value["delivery_streams"], registry.next_id)?);
         registry.checkpoints = Arc::new(groups::from_json(&value["checkpoints"])?);
         registry.alarms = Arc::new(alarms::from_json(&value["alarms"])?);
         if !unencrypted.is_empty() {
@@ -719,7 +730,7 @@ impl Registry {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let keys = registry.keys_for(&by_name, &topics, &streams, now_ms);
         registry.keys_saved.set(Arc::ptr_eq(&keys, &registry.snapshot.keys));
-        registry.snapshot = Arc::new(Snapshot::new(version, registry.naming.clone(), by_name, topics, streams, keys));
+        registry.snapshot = Arc::new(Snapshot::new(version, registry.naming.clone(), by_name, topics, streams, delivery, keys));
         Ok(registry)
     }
 
@@ -884,6 +895,22 @@ impl Registry {
                     None,
                 ));
             }
+            MetaChange::Firehose(change) => {
+                let mut delivery = (*self.snapshot.firehose).clone();
+                let arn = firehose::apply(&mut delivery, &mut self.next_id, &self.naming, change, now_ms)?;
+                let snapshot = &self.snapshot;
+                let next = Snapshot::new(
+                    snapshot.version + 1,
+                    self.naming.clone(),
+                    snapshot.by_name.clone(),
+                    snapshot.topics.clone(),
+                    snapshot.streams.clone(),
+                    Arc::new(delivery),
+                    snapshot.keys.clone(),
+                );
+                self.snapshot = Arc::new(next);
+                return Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())));
+            }
             MetaChange::Alarm(change) => {
                 let outcome = alarms::apply(&mut self.alarms, change, now_ms)?;
                 return Ok((MetaOutcome::Alarm(outcome), None));
@@ -910,6 +937,7 @@ impl Registry {
                     self.snapshot.by_name.clone(),
                     self.snapshot.topics.clone(),
                     self.snapshot.streams.clone(),
+                    self.snapshot.firehose.clone(),
                     Arc::new(keys),
                 ));
                 return Ok((MetaOutcome::Key(key), Some(self.snapshot.clone())));
@@ -943,6 +971,7 @@ impl Registry {
                     self.snapshot.by_name.clone(),
                     self.snapshot.topics.clone(),
                     streams,
+                    self.snapshot.firehose.clone(),
                     keys,
                 ));
                 return Ok((MetaOutcome::Stream(outcome), Some(self.snapshot.clone())));
@@ -955,6 +984,7 @@ impl Registry {
             queues,
             self.snapshot.topics.clone(),
             self.snapshot.streams.clone(),
+            self.snapshot.firehose.clone(),
             keys,
         );
         self.snapshot = Arc::new(snapshot);
@@ -1010,8 +1040,15 @@ impl Registry {
             queues.insert(name, Arc::new(meta));
         }
         let keys = self.keys_for(&queues, &topics, &self.snapshot.streams, now_s * 1000);
-        self.snapshot =
-            Arc::new(Snapshot::new(self.snapshot.version + 1, self.naming.clone(), queues, topics, self.snapshot.streams.clone(), keys));
+        self.snapshot = Arc::new(Snapshot::new(
+            self.snapshot.version + 1,
+            self.naming.clone(),
+            queues,
+            topics,
+            self.snapshot.streams.clone(),
+            self.snapshot.firehose.clone(),
+            keys,
+        ));
         Ok((MetaOutcome::Arn(arn), Some(self.snapshot.clone())))
     }
 

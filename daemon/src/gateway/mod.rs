@@ -22,6 +22,7 @@
 
 mod cloudwatch;
 mod console;
+mod firehose;
 mod guard;
 mod io;
 mod kinesis;
@@ -67,6 +68,10 @@ const H2_LOCAL_RESETS_MAX: usize = 64;
 const PUT_RECORDS_BODY_BYTES_MAX: usize = 15 << 20;
 /// Largest body of a Kinesis PutRecord (a 10 MiB record as base64, and its key).
 const PUT_RECORD_BODY_BYTES_MAX: usize = 14 << 20;
+/// Largest body of a Firehose PutRecordBatch (4 MiB of data is ~5.4 MiB as base64) and
+/// PutRecord (1,000 KiB as base64).
+const FIREHOSE_BATCH_BODY_BYTES_MAX: usize = 6 << 20;
+const FIREHOSE_RECORD_BODY_BYTES_MAX: usize = 2 << 20;
 /// Largest body carrying messages: 1 MiB of SQS message data escaped in JSON (`\uXXXX` can
 /// triple non-ASCII text) or percent-encoded in a form (three bytes a byte), with attributes.
 const MESSAGE_BODY_BYTES_MAX: usize = 4 << 20;
@@ -83,9 +88,17 @@ fn body_bytes_max(protocol: Protocol, action: &str) -> usize {
         (Protocol::KinesisJson, "PutRecords") => PUT_RECORDS_BODY_BYTES_MAX,
         (Protocol::KinesisJson, "PutRecord") => PUT_RECORD_BODY_BYTES_MAX,
         (Protocol::SqsJson, "SendMessage" | "SendMessageBatch") => MESSAGE_BODY_BYTES_MAX,
-        (Protocol::SqsJson | Protocol::KinesisJson | Protocol::KmsJson | Protocol::CloudWatchJson | Protocol::CloudWatchCbor, _) => {
-            OTHER_BODY_BYTES_MAX
-        }
+        (Protocol::FirehoseJson, "PutRecordBatch") => FIREHOSE_BATCH_BODY_BYTES_MAX,
+        (Protocol::FirehoseJson, "PutRecord") => FIREHOSE_RECORD_BODY_BYTES_MAX,
+        (
+            Protocol::SqsJson
+            | Protocol::KinesisJson
+            | Protocol::FirehoseJson
+            | Protocol::KmsJson
+            | Protocol::CloudWatchJson
+            | Protocol::CloudWatchCbor,
+            _,
+        ) => OTHER_BODY_BYTES_MAX,
         (Protocol::SqsQuery | Protocol::SnsQuery | Protocol::CloudWatchQuery, _) => MESSAGE_BODY_BYTES_MAX,
     }
 }
@@ -261,6 +274,8 @@ enum Protocol {
     CloudWatchCbor,
     CloudWatchJson,
     CloudWatchQuery,
+    /// Firehose (`Firehose_20150804.*`).
+    FirehoseJson,
 }
 
 impl Protocol {
@@ -272,12 +287,21 @@ impl Protocol {
             Protocol::KinesisJson => "kinesis",
             Protocol::KmsJson => "kms",
             Protocol::CloudWatchCbor | Protocol::CloudWatchJson | Protocol::CloudWatchQuery => "cloudwatch",
+            Protocol::FirehoseJson => "firehose",
         }
     }
 
     /// Whether the action is named outside the body (a header or the path), not in a form.
     fn is_json(self) -> bool {
-        matches!(self, Protocol::SqsJson | Protocol::KinesisJson | Protocol::KmsJson | Protocol::CloudWatchJson | Protocol::CloudWatchCbor)
+        matches!(
+            self,
+            Protocol::SqsJson
+                | Protocol::KinesisJson
+                | Protocol::KmsJson
+                | Protocol::CloudWatchJson
+                | Protocol::CloudWatchCbor
+                | Protocol::FirehoseJson
+        )
     }
 
     fn is_cloudwatch(self) -> bool {
@@ -374,6 +398,7 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
             Some(("AmazonSQS", action)) => (Protocol::SqsJson, action.to_owned()),
             Some(("Kinesis_20131202", action)) => (Protocol::KinesisJson, action.to_owned()),
             Some(("TrentService", action)) => (Protocol::KmsJson, action.to_owned()),
+            Some((firehose::TARGET_PREFIX, action)) => (Protocol::FirehoseJson, action.to_owned()),
             _ => {
                 let error = OpError::new(ErrorCode::InvalidAction, format!("The target {target} is not served here."));
                 return json_error(Protocol::KinesisJson, &error, request_id, "UnknownOperationException");
@@ -426,6 +451,7 @@ async fn handle_call(shard: &Rc<Shard>, parts: http::request::Parts, body: Incom
                         Protocol::SqsJson => Some("sqs"),
                         Protocol::KinesisJson => Some("kinesis"),
                         Protocol::KmsJson => Some("kms"),
+                        Protocol::FirehoseJson => Some("firehose"),
                         Protocol::CloudWatchJson | Protocol::CloudWatchCbor => Some("monitoring"),
                         // A Query request's service is the one its scope names.
                         _ => None,
@@ -500,6 +526,7 @@ fn refused(shard: &Rc<Shard>, protocol: Protocol, refusal: sigv4::Refusal, asked
         let source = match protocol {
             Protocol::KinesisJson => "kinesis.amazonaws.com",
             Protocol::KmsJson => "kms.amazonaws.com",
+            Protocol::FirehoseJson => "firehose.amazonaws.com",
             Protocol::CloudWatchCbor | Protocol::CloudWatchJson | Protocol::CloudWatchQuery => "monitoring.amazonaws.com",
             _ if sns => "sns.amazonaws.com",
             _ => "sqs.amazonaws.com",
@@ -547,6 +574,15 @@ pub fn json_op(sqs: bool, action: &str, body: &[u8]) -> Result<Op, (OpError, &'s
     let op = if sqs { sqs::op_from(action, params) } else { kinesis::op_from(action, params) };
     let op = op.map_err(|error| (error, ""))?;
     all_read(&tree, &reads, faults, |_| false).map_err(|error| (error, ""))?;
+    Ok(op)
+}
+
+/// `json_op` for Firehose.
+pub fn firehose_json_op(action: &str, body: &[u8]) -> Result<Op, (OpError, &'static str)> {
+    let tree = json_tree(body)?;
+    let reads = Reads::default();
+    let op = firehose::op_from(action, Params::tracked(&tree, firehose::FAULTS, &reads)).map_err(|error| (error, ""))?;
+    all_read(&tree, &reads, firehose::FAULTS, |_| false).map_err(|error| (error, ""))?;
     Ok(op)
 }
 
@@ -641,6 +677,7 @@ async fn json_call(
 ) -> Response<Body> {
     let parsed = match protocol {
         Protocol::KmsJson => kms_json_op(action, body),
+        Protocol::FirehoseJson => firehose_json_op(action, body),
         _ => json_op(protocol == Protocol::SqsJson, action, body),
     };
     let op = match parsed {
@@ -669,6 +706,7 @@ async fn json_call(
             let value = match protocol {
                 Protocol::SqsJson => sqs::json_reply(action, reply),
                 Protocol::KmsJson => kms::json_reply(action, reply, &shard.config.account_id),
+                Protocol::FirehoseJson => firehose::json_reply(action, reply),
                 _ => kinesis::json_reply(action, reply, encrypted),
             };
             // Straight to bytes: `to_string` would go through `fmt` and cost a tenth of a request.
@@ -728,6 +766,8 @@ fn json_error(protocol: Protocol, error: &OpError, request_id: &str, type_name: 
         }
     } else if protocol == Protocol::KmsJson {
         kms::error_name(error.code)
+    } else if protocol == Protocol::FirehoseJson {
+        firehose::error_name(error.code)
     } else {
         sqs::error_name(error.code)
     };

@@ -269,6 +269,11 @@ impl<'a> Params<'a> {
         self.objects(name)?.iter().map(|tag| Ok((tag.required("Key")?, tag.string("Value")?.unwrap_or_default()))).collect()
     }
 
+    /// A member as given, read whole (its reader checks what it holds).
+    pub fn raw(&self, name: &str) -> Option<&'a Value> {
+        self.get(name)
+    }
+
     pub fn object(&self, name: &str) -> Result<Option<Params<'a>>, OpError> {
         match self.get(name) {
             None => Ok(None),

@@ -158,6 +158,9 @@ where
     // rather than AT_FDCWD, so a relative one fails with EBADF (docs/glommio-relative-paths.md).
     config.data_dir = std::fs::canonicalize(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot resolve data directory {}: {e}", config.data_dir.display()))?;
+    if let Some(dir) = config.firehose_local_dir.as_mut() {
+        *dir = std::path::absolute(&*dir).map_err(|e| anyhow::anyhow!("cannot resolve --firehose-local-dir {}: {e}", dir.display()))?;
+    }
     config.seal_key = crate::seal::SealKey::load_or_create(&config.data_dir).map_err(|e| anyhow::anyhow!(e))?;
     let signing = crate::sns_signing::SnsSigning::new(&config.data_dir, config.sns_signing_key.as_deref());
     if config.sns_signing_key.is_some() {

@@ -29,6 +29,8 @@ use crate::catalog::{MetaChange, MetaOutcome, Naming, Registry, Snapshot};
 use crate::config::Config;
 use crate::engine::Host;
 use crate::env::Env;
+use crate::firehose::store::FirehoseStore;
+use crate::firehose::FirehoseHost;
 use crate::queue::calls::{QueueAnswer, QueueCall, QueueNotice};
 use crate::queue::store::{queue_log_dir, Storage};
 use crate::queue::{QueueHost, Queues};
@@ -69,6 +71,8 @@ pub struct Shard {
     pub topics: Topics,
     /// The stream shards this core owns.
     pub streams: StreamStore,
+    /// The delivery streams' buffers of this core.
+    pub firehose: FirehoseStore,
     /// Response encoder shared by this shard's connections (never held across an await).
     pub encoder: RefCell<Encoder>,
     pub shutdown: ShutdownState,
@@ -181,6 +185,7 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
             config.repair,
             config.stream_log_idle_seconds * 1000,
         ),
+        firehose: FirehoseStore::new(env.clone(), &config.data_dir, config.stream_segment_bytes, config.fsync, config.repair),
         config,
         bus,
         catalog,
@@ -198,6 +203,8 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
     queue::service::reconcile_feeds(&shard, &shard.snapshot());
     // Learns which stream shards this core owns, so the files of those deleted later go.
     stream::service::forget_gone_streams(&shard).await;
+    // Delivery resumes where it stood for records taken before the stop.
+    crate::firehose::service::resume(&shard).await;
 
     // One pump for every peer's channel, in the latency-sensitive (default) task queue, like
     // the connections; the shard's own timers, deliveries, retention and compaction run in
@@ -265,6 +272,7 @@ pub async fn finish(shard: Rc<Shard>, drained: Arc<AtomicUsize>) {
         glommio::timer::sleep(TIMER_TICK).await;
     }
     shard.streams.close().await;
+    shard.firehose.close().await;
     if let Err(error) = shard.queues.storage.close().await {
         tracing::error!(shard = id, %error, "closing the log failed");
     }
@@ -360,6 +368,7 @@ impl Shard {
             Engine::Stream => stream::service::handle_op(self, op).await,
             Engine::Keys => keys::handle_op(self, op).await,
             Engine::Monitor => monitor::handle_op(self, op).await,
+            Engine::Firehose => crate::firehose::service::handle_op(self, op).await,
             Engine::None => {
                 Err(OpError::new(ErrorCode::MalformedRequest, "Hello and Authenticate are only valid as a connection's first requests"))
             }
@@ -424,7 +433,7 @@ impl Shard {
 
 /// Installs a newer metadata snapshot on a shard (this one, or the simulator's) and lets each
 /// engine catch up with it.
-pub fn install<H: QueueHost + StreamHost>(host: &Rc<H>, snapshot: Arc<Snapshot>) {
+pub fn install<H: QueueHost + StreamHost + FirehoseHost>(host: &Rc<H>, snapshot: Arc<Snapshot>) {
     if host.catalog().install(snapshot.clone()) {
         host.queues().storage.keyring().install(snapshot.keys.clone(), snapshot.sealed.clone());
         queue::service::installed(host, &snapshot);
@@ -432,6 +441,9 @@ pub fn install<H: QueueHost + StreamHost>(host: &Rc<H>, snapshot: Arc<Snapshot>)
     // Logs of deleted streams and expired shards go in the background.
     let shard = host.clone();
     host.env().spawn(async move { stream::service::forget_gone_streams(&shard).await });
+    // Buffers of deleted delivery streams go too.
+    let shard = host.clone();
+    host.env().spawn(async move { crate::firehose::service::resume(&shard).await });
 }
 
 enum Engine {
@@ -442,6 +454,7 @@ enum Engine {
     Keys,
     /// Alarms and metric history (`monitor`).
     Monitor,
+    Firehose,
     None,
 }
 
@@ -525,6 +538,15 @@ fn engine_of(op: &Op) -> Engine {
         | Op::GetMetricStatistics { .. }
         | Op::GetMetricData { .. }
         | Op::ListMetrics { .. } => Engine::Monitor,
+        Op::CreateDeliveryStream { .. }
+        | Op::DeleteDeliveryStream { .. }
+        | Op::DescribeDeliveryStream { .. }
+        | Op::ListDeliveryStreams { .. }
+        | Op::PutFirehoseRecords { .. }
+        | Op::UpdateDestination { .. }
+        | Op::TagDeliveryStream { .. }
+        | Op::UntagDeliveryStream { .. }
+        | Op::ListTagsForDeliveryStream { .. } => Engine::Firehose,
         Op::Hello { .. } | Op::Authenticate { .. } => Engine::None,
         _ => Engine::Queue,
     }
@@ -590,6 +612,15 @@ impl TopicHost for Shard {
             Answer::Topic(answer) => Ok(answer),
             other => Err(mismatch("a topic call", &other)),
         }
+    }
+}
+
+impl FirehoseHost for Shard {
+    fn firehose(&self) -> &FirehoseStore {
+        &self.firehose
+    }
+    async fn deliver(&self, batch: crate::firehose::deliver::Batch) -> crate::firehose::deliver::Outcome {
+        crate::firehose::deliver::deliver(batch).await
     }
 }
 

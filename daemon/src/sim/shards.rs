@@ -50,6 +50,7 @@ pub struct SimShard {
     pub queues: Queues,
     topics: Topics,
     pub streams: StreamStore,
+    pub firehose: crate::firehose::store::FirehoseStore,
     metrics: crate::metrics::Metrics,
     cluster: Weak<Cluster>,
 }
@@ -174,6 +175,15 @@ impl TopicHost for SimShard {
     }
 }
 
+impl crate::firehose::FirehoseHost for SimShard {
+    fn firehose(&self) -> &crate::firehose::store::FirehoseStore {
+        &self.firehose
+    }
+    async fn deliver(&self, _batch: crate::firehose::deliver::Batch) -> crate::firehose::deliver::Outcome {
+        Err("the simulation has no Firehose destination".into())
+    }
+}
+
 impl StreamHost for SimShard {
     fn streams(&self) -> &StreamStore {
         &self.streams
@@ -246,6 +256,13 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
             queues: Queues::new(opened.storage, opened.partitions),
             topics: Topics::new(tls.clone()),
             streams,
+            firehose: crate::firehose::store::FirehoseStore::new(
+                driver.env(),
+                std::path::Path::new("/sim"),
+                setup.segment_bytes,
+                FsyncMode::Always,
+                false,
+            ),
             metrics: crate::metrics::Metrics::default(),
             cluster: Rc::downgrade(&cluster),
         });

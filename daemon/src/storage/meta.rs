@@ -154,7 +154,7 @@ struct Entries {
 
 /// What the journal writes item by item (each keyed by its `name`): a stream consumer group's
 /// checkpoint is one item, so a checkpoint costs what it changes.
-const KINDS: [&str; 5] = ["queues", "topics", "streams", "checkpoints", "alarms"];
+const KINDS: [&str; 6] = ["queues", "topics", "streams", "checkpoints", "alarms", "delivery_streams"];
 /// Sections an entry writes whole when they change (the key service's keys, message move tasks).
 const WHOLE: [&str; 2] = ["kms", "moves"];
 

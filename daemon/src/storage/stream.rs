@@ -321,6 +321,18 @@ impl StreamLog {
         Ok(removed)
     }
 
+    /// Removes every segment whose records all come before `seq` (what a Firehose buffer's
+    /// destination has taken). The newest segment always stays. Returns how many were removed.
+    pub async fn trim_before_seq(&self, seq: u64) -> Result<usize, StorageError> {
+        let removed = self.log.remove_segments_before(seq).await?;
+        if removed > 0 {
+            let live: Vec<u64> = self.log.segments().iter().map(|(number, _)| *number).collect();
+            self.index.borrow_mut().retain(|number, _| live.contains(number));
+            self.first_times.borrow_mut().retain(|number, _| live.contains(number));
+        }
+        Ok(removed)
+    }
+
     /// Arrival time after which retention can remove a segment of this log: the first
     /// record's of its second segment (every record of the first arrived no later). `None`
     /// while the log has a single segment holding records: nothing to remove until written.

@@ -13,6 +13,7 @@ use crate::generated::sluice::wire as fb;
 use crate::limits::{VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX};
 use crate::ops::*;
 
+mod firehose;
 mod kinesis;
 mod kms;
 mod monitor;
@@ -207,6 +208,7 @@ fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> (fb::Op, WIPOffse
             .or_else(|| kinesis::encode_op(fbb, op))
             .or_else(|| kms::encode_op(fbb, op))
             .or_else(|| monitor::encode_op(fbb, op))
+            .or_else(|| firehose::encode_op(fbb, op))
             .expect("every operation belongs to a service"),
     }
 }
@@ -618,7 +620,10 @@ pub fn decode_request(frame: &Bytes) -> Result<Request, DecodeError> {
                     Some(op) => op,
                     None => match kms::decode_op(&request, &read, &unknown)? {
                         Some(op) => op,
-                        None => monitor::decode_op(&request, &read, &unknown)?.ok_or_else(unknown)?,
+                        None => match monitor::decode_op(&request, &read, &unknown)? {
+                            Some(op) => op,
+                            None => firehose::decode_op(&request, &read, &unknown)?.ok_or_else(unknown)?,
+                        },
                     },
                 },
             },

@@ -17,6 +17,9 @@ pub(super) fn encode_reply(fbb: &mut FlatBufferBuilder<'static>, reply: &Reply) 
         Reply::MetricAlarms { .. } | Reply::MetricStatistics { .. } | Reply::MetricData { .. } | Reply::MetricList { .. } => {
             super::monitor::encode_reply(fbb, reply).expect("a monitoring reply")
         }
+        Reply::DeliveryStream(_) | Reply::DeliveryStreams { .. } | Reply::FirehosePut { .. } => {
+            super::firehose::encode_reply(fbb, reply).expect("a Firehose reply")
+        }
         Reply::Hello { protocol_version, server_version, shard_count, shard_id, auth_nonce } => {
             let server_version = Some(fbb.create_string(server_version));
             let auth_nonce = auth_nonce.as_deref().map(|nonce| fbb.create_string(nonce));
@@ -601,7 +604,10 @@ pub fn decode_response(frame: &Bytes) -> Result<(u64, Response), DecodeError> {
                 plaintext: result.plaintext().map(|bytes| read.bytes(Some(bytes))),
             }
         }
-        _ => super::monitor::decode_reply(&response, &read, &empty)?.ok_or_else(empty)?,
+        _ => match super::monitor::decode_reply(&response, &read, &empty)? {
+            Some(reply) => reply,
+            None => super::firehose::decode_reply(&response, &read, &empty)?.ok_or_else(empty)?,
+        },
     };
     read.check(id)?;
     Ok((id, Ok(reply)))

@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 102;
+pub const ENUM_MAX_OP: u8 = 111;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 103] = [
+pub const ENUM_VALUES_OP: [Op; 112] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -136,6 +136,15 @@ pub const ENUM_VALUES_OP: [Op; 103] = [
   Op::GetMetricStatistics,
   Op::GetMetricData,
   Op::ListMetrics,
+  Op::CreateDeliveryStream,
+  Op::DeleteDeliveryStream,
+  Op::DescribeDeliveryStream,
+  Op::ListDeliveryStreams,
+  Op::PutFirehoseRecords,
+  Op::UpdateDestination,
+  Op::TagDeliveryStream,
+  Op::UntagDeliveryStream,
+  Op::ListTagsForDeliveryStream,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -246,9 +255,18 @@ impl Op {
   pub const GetMetricStatistics: Self = Self(100);
   pub const GetMetricData: Self = Self(101);
   pub const ListMetrics: Self = Self(102);
+  pub const CreateDeliveryStream: Self = Self(103);
+  pub const DeleteDeliveryStream: Self = Self(104);
+  pub const DescribeDeliveryStream: Self = Self(105);
+  pub const ListDeliveryStreams: Self = Self(106);
+  pub const PutFirehoseRecords: Self = Self(107);
+  pub const UpdateDestination: Self = Self(108);
+  pub const TagDeliveryStream: Self = Self(109);
+  pub const UntagDeliveryStream: Self = Self(110);
+  pub const ListTagsForDeliveryStream: Self = Self(111);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 102;
+  pub const ENUM_MAX: u8 = 111;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -353,6 +371,15 @@ impl Op {
     Self::GetMetricStatistics,
     Self::GetMetricData,
     Self::ListMetrics,
+    Self::CreateDeliveryStream,
+    Self::DeleteDeliveryStream,
+    Self::DescribeDeliveryStream,
+    Self::ListDeliveryStreams,
+    Self::PutFirehoseRecords,
+    Self::UpdateDestination,
+    Self::TagDeliveryStream,
+    Self::UntagDeliveryStream,
+    Self::ListTagsForDeliveryStream,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -460,6 +487,15 @@ impl Op {
       Self::GetMetricStatistics => Some("GetMetricStatistics"),
       Self::GetMetricData => Some("GetMetricData"),
       Self::ListMetrics => Some("ListMetrics"),
+      Self::CreateDeliveryStream => Some("CreateDeliveryStream"),
+      Self::DeleteDeliveryStream => Some("DeleteDeliveryStream"),
+      Self::DescribeDeliveryStream => Some("DescribeDeliveryStream"),
+      Self::ListDeliveryStreams => Some("ListDeliveryStreams"),
+      Self::PutFirehoseRecords => Some("PutFirehoseRecords"),
+      Self::UpdateDestination => Some("UpdateDestination"),
+      Self::TagDeliveryStream => Some("TagDeliveryStream"),
+      Self::UntagDeliveryStream => Some("UntagDeliveryStream"),
+      Self::ListTagsForDeliveryStream => Some("ListTagsForDeliveryStream"),
       _ => None,
     }
   }
@@ -520,10 +556,10 @@ pub struct OpUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REPLY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REPLY: u8 = 38;
+pub const ENUM_MAX_REPLY: u8 = 41;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REPLY: [Reply; 39] = [
+pub const ENUM_VALUES_REPLY: [Reply; 42] = [
   Reply::NONE,
   Reply::HelloResult,
   Reply::Done,
@@ -563,6 +599,9 @@ pub const ENUM_VALUES_REPLY: [Reply; 39] = [
   Reply::MetricStatistics,
   Reply::MetricDataResults,
   Reply::MetricList,
+  Reply::DeliveryStream,
+  Reply::DeliveryStreams,
+  Reply::FirehosePut,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -609,9 +648,12 @@ impl Reply {
   pub const MetricStatistics: Self = Self(36);
   pub const MetricDataResults: Self = Self(37);
   pub const MetricList: Self = Self(38);
+  pub const DeliveryStream: Self = Self(39);
+  pub const DeliveryStreams: Self = Self(40);
+  pub const FirehosePut: Self = Self(41);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 38;
+  pub const ENUM_MAX: u8 = 41;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloResult,
@@ -652,6 +694,9 @@ impl Reply {
     Self::MetricStatistics,
     Self::MetricDataResults,
     Self::MetricList,
+    Self::DeliveryStream,
+    Self::DeliveryStreams,
+    Self::FirehosePut,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -695,6 +740,9 @@ impl Reply {
       Self::MetricStatistics => Some("MetricStatistics"),
       Self::MetricDataResults => Some("MetricDataResults"),
       Self::MetricList => Some("MetricList"),
+      Self::DeliveryStream => Some("DeliveryStream"),
+      Self::DeliveryStreams => Some("DeliveryStreams"),
+      Self::FirehosePut => Some("FirehosePut"),
       _ => None,
     }
   }
@@ -16079,6 +16127,1271 @@ impl core::fmt::Debug for ListMetrics<'_> {
       ds.finish()
   }
 }
+pub enum CreateDeliveryStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Firehose CreateDeliveryStream: answered with Arn. `configuration` is the rest of the
+/// request as Firehose's JSON API spells it (DeliveryStreamType, the source and destination
+/// configurations): the daemon checks it, as it would the JSON request.
+pub struct CreateDeliveryStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for CreateDeliveryStream<'a> {
+  type Inner = CreateDeliveryStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> CreateDeliveryStream<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_CONFIGURATION: flatbuffers::VOffsetT = 6;
+  pub const VT_TAGS: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    CreateDeliveryStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args CreateDeliveryStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<CreateDeliveryStream<'bldr>> {
+    let mut builder = CreateDeliveryStreamBuilder::new(_fbb);
+    if let Some(x) = args.tags { builder.add_tags(x); }
+    if let Some(x) = args.configuration { builder.add_configuration(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CreateDeliveryStream::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn configuration(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(CreateDeliveryStream::VT_CONFIGURATION, None)}
+  }
+  #[inline]
+  pub fn tags(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(CreateDeliveryStream::VT_TAGS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for CreateDeliveryStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("configuration", Self::VT_CONFIGURATION, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("tags", Self::VT_TAGS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreateDeliveryStreamArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub configuration: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub tags: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+}
+impl<'a> Default for CreateDeliveryStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreateDeliveryStreamArgs {
+      name: None, // required field
+      configuration: None,
+      tags: None,
+    }
+  }
+}
+
+pub struct CreateDeliveryStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> CreateDeliveryStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateDeliveryStream::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_configuration(&mut self, configuration: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateDeliveryStream::VT_CONFIGURATION, configuration);
+  }
+  #[inline]
+  pub fn add_tags(&mut self, tags: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(CreateDeliveryStream::VT_TAGS, tags);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CreateDeliveryStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    CreateDeliveryStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<CreateDeliveryStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, CreateDeliveryStream::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for CreateDeliveryStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("CreateDeliveryStream");
+      ds.field("name", &self.name());
+      ds.field("configuration", &self.configuration());
+      ds.field("tags", &self.tags());
+      ds.finish()
+  }
+}
+pub enum DeleteDeliveryStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Firehose DeleteDeliveryStream: answered with Done.
+pub struct DeleteDeliveryStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DeleteDeliveryStream<'a> {
+  type Inner = DeleteDeliveryStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DeleteDeliveryStream<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_ALLOW_FORCE_DELETE: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DeleteDeliveryStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DeleteDeliveryStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<DeleteDeliveryStream<'bldr>> {
+    let mut builder = DeleteDeliveryStreamBuilder::new(_fbb);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_allow_force_delete(args.allow_force_delete);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeleteDeliveryStream::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn allow_force_delete(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(DeleteDeliveryStream::VT_ALLOW_FORCE_DELETE, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DeleteDeliveryStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<bool>("allow_force_delete", Self::VT_ALLOW_FORCE_DELETE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteDeliveryStreamArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub allow_force_delete: bool,
+}
+impl<'a> Default for DeleteDeliveryStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteDeliveryStreamArgs {
+      name: None, // required field
+      allow_force_delete: false,
+    }
+  }
+}
+
+pub struct DeleteDeliveryStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DeleteDeliveryStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeleteDeliveryStream::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_allow_force_delete(&mut self, allow_force_delete: bool) {
+    self.fbb_.push_slot::<bool>(DeleteDeliveryStream::VT_ALLOW_FORCE_DELETE, allow_force_delete, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeleteDeliveryStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DeleteDeliveryStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DeleteDeliveryStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DeleteDeliveryStream::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DeleteDeliveryStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteDeliveryStream");
+      ds.field("name", &self.name());
+      ds.field("allow_force_delete", &self.allow_force_delete());
+      ds.finish()
+  }
+}
+pub enum DescribeDeliveryStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Firehose DescribeDeliveryStream: answered with DeliveryStream.
+pub struct DescribeDeliveryStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DescribeDeliveryStream<'a> {
+  type Inner = DescribeDeliveryStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DescribeDeliveryStream<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_LIMIT: flatbuffers::VOffsetT = 6;
+  pub const VT_EXCLUSIVE_START_DESTINATION_ID: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DescribeDeliveryStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DescribeDeliveryStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<DescribeDeliveryStream<'bldr>> {
+    let mut builder = DescribeDeliveryStreamBuilder::new(_fbb);
+    if let Some(x) = args.exclusive_start_destination_id { builder.add_exclusive_start_destination_id(x); }
+    builder.add_limit(args.limit);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeDeliveryStream::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn limit(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(DescribeDeliveryStream::VT_LIMIT, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn exclusive_start_destination_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DescribeDeliveryStream::VT_EXCLUSIVE_START_DESTINATION_ID, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for DescribeDeliveryStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<i32>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("exclusive_start_destination_id", Self::VT_EXCLUSIVE_START_DESTINATION_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeDeliveryStreamArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub limit: i32,
+    pub exclusive_start_destination_id: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DescribeDeliveryStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeDeliveryStreamArgs {
+      name: None, // required field
+      limit: -1,
+      exclusive_start_destination_id: None,
+    }
+  }
+}
+
+pub struct DescribeDeliveryStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DescribeDeliveryStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeDeliveryStream::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_limit(&mut self, limit: i32) {
+    self.fbb_.push_slot::<i32>(DescribeDeliveryStream::VT_LIMIT, limit, -1);
+  }
+  #[inline]
+  pub fn add_exclusive_start_destination_id(&mut self, exclusive_start_destination_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DescribeDeliveryStream::VT_EXCLUSIVE_START_DESTINATION_ID, exclusive_start_destination_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DescribeDeliveryStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DescribeDeliveryStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DescribeDeliveryStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DescribeDeliveryStream::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DescribeDeliveryStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeDeliveryStream");
+      ds.field("name", &self.name());
+      ds.field("limit", &self.limit());
+      ds.field("exclusive_start_destination_id", &self.exclusive_start_destination_id());
+      ds.finish()
+  }
+}
+pub enum ListDeliveryStreamsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Firehose ListDeliveryStreams: answered with DeliveryStreams.
+pub struct ListDeliveryStreams<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListDeliveryStreams<'a> {
+  type Inner = ListDeliveryStreams<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListDeliveryStreams<'a> {
+  pub const VT_LIMIT: flatbuffers::VOffsetT = 4;
+  pub const VT_STREAM_TYPE: flatbuffers::VOffsetT = 6;
+  pub const VT_EXCLUSIVE_START_NAME: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListDeliveryStreams { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListDeliveryStreamsArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListDeliveryStreams<'bldr>> {
+    let mut builder = ListDeliveryStreamsBuilder::new(_fbb);
+    if let Some(x) = args.exclusive_start_name { builder.add_exclusive_start_name(x); }
+    if let Some(x) = args.stream_type { builder.add_stream_type(x); }
+    builder.add_limit(args.limit);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn limit(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ListDeliveryStreams::VT_LIMIT, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn stream_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListDeliveryStreams::VT_STREAM_TYPE, None)}
+  }
+  #[inline]
+  pub fn exclusive_start_name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListDeliveryStreams::VT_EXCLUSIVE_START_NAME, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListDeliveryStreams<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<i32>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("stream_type", Self::VT_STREAM_TYPE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("exclusive_start_name", Self::VT_EXCLUSIVE_START_NAME, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListDeliveryStreamsArgs<'a> {
+    pub limit: i32,
+    pub stream_type: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub exclusive_start_name: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ListDeliveryStreamsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListDeliveryStreamsArgs {
+      limit: -1,
+      stream_type: None,
+      exclusive_start_name: None,
+    }
+  }
+}
+
+pub struct ListDeliveryStreamsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListDeliveryStreamsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_limit(&mut self, limit: i32) {
+    self.fbb_.push_slot::<i32>(ListDeliveryStreams::VT_LIMIT, limit, -1);
+  }
+  #[inline]
+  pub fn add_stream_type(&mut self, stream_type: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListDeliveryStreams::VT_STREAM_TYPE, stream_type);
+  }
+  #[inline]
+  pub fn add_exclusive_start_name(&mut self, exclusive_start_name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListDeliveryStreams::VT_EXCLUSIVE_START_NAME, exclusive_start_name);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListDeliveryStreamsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListDeliveryStreamsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListDeliveryStreams<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListDeliveryStreams<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListDeliveryStreams");
+      ds.field("limit", &self.limit());
+      ds.field("stream_type", &self.stream_type());
+      ds.field("exclusive_start_name", &self.exclusive_start_name());
+      ds.finish()
+  }
+}
+pub enum FirehoseRecordOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One record put into a delivery stream.
+pub struct FirehoseRecord<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for FirehoseRecord<'a> {
+  type Inner = FirehoseRecord<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> FirehoseRecord<'a> {
+  pub const VT_DATA: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    FirehoseRecord { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args FirehoseRecordArgs<'args>
+  ) -> flatbuffers::WIPOffset<FirehoseRecord<'bldr>> {
+    let mut builder = FirehoseRecordBuilder::new(_fbb);
+    if let Some(x) = args.data { builder.add_data(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn data(&self) -> Option<flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u8>>>(FirehoseRecord::VT_DATA, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for FirehoseRecord<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u8>>>("data", Self::VT_DATA, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FirehoseRecordArgs<'a> {
+    pub data: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for FirehoseRecordArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FirehoseRecordArgs {
+      data: None,
+    }
+  }
+}
+
+pub struct FirehoseRecordBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> FirehoseRecordBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_data(&mut self, data: flatbuffers::WIPOffset<flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(FirehoseRecord::VT_DATA, data);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> FirehoseRecordBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    FirehoseRecordBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<FirehoseRecord<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for FirehoseRecord<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("FirehoseRecord");
+      ds.field("data", &self.data());
+      ds.finish()
+  }
+}
+pub enum PutFirehoseRecordsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Firehose PutRecord (`batch` false, one record) and PutRecordBatch: answered with FirehosePut.
+pub struct PutFirehoseRecords<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for PutFirehoseRecords<'a> {
+  type Inner = PutFirehoseRecords<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> PutFirehoseRecords<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_RECORDS: flatbuffers::VOffsetT = 6;
+  pub const VT_BATCH: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    PutFirehoseRecords { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args PutFirehoseRecordsArgs<'args>
+  ) -> flatbuffers::WIPOffset<PutFirehoseRecords<'bldr>> {
+    let mut builder = PutFirehoseRecordsBuilder::new(_fbb);
+    if let Some(x) = args.records { builder.add_records(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_batch(args.batch);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(PutFirehoseRecords::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn records(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<FirehoseRecord<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<FirehoseRecord>>>>(PutFirehoseRecords::VT_RECORDS, None)}
+  }
+  #[inline]
+  pub fn batch(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(PutFirehoseRecords::VT_BATCH, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for PutFirehoseRecords<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<FirehoseRecord>>>>("records", Self::VT_RECORDS, false)?
+     .visit_field::<bool>("batch", Self::VT_BATCH, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PutFirehoseRecordsArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub records: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<FirehoseRecord<'a>>>>>,
+    pub batch: bool,
+}
+impl<'a> Default for PutFirehoseRecordsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    PutFirehoseRecordsArgs {
+      name: None, // required field
+      records: None,
+      batch: false,
+    }
+  }
+}
+
+pub struct PutFirehoseRecordsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> PutFirehoseRecordsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutFirehoseRecords::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_records(&mut self, records: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<FirehoseRecord<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PutFirehoseRecords::VT_RECORDS, records);
+  }
+  #[inline]
+  pub fn add_batch(&mut self, batch: bool) {
+    self.fbb_.push_slot::<bool>(PutFirehoseRecords::VT_BATCH, batch, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PutFirehoseRecordsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    PutFirehoseRecordsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<PutFirehoseRecords<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, PutFirehoseRecords::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for PutFirehoseRecords<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("PutFirehoseRecords");
+      ds.field("name", &self.name());
+      ds.field("records", &self.records());
+      ds.field("batch", &self.batch());
+      ds.finish()
+  }
+}
+pub enum UpdateDestinationOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Firehose UpdateDestination: answered with Done. `configuration` holds the destination
+/// update as Firehose's JSON API spells it (`ExtendedS3DestinationUpdate`, …).
+pub struct UpdateDestination<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for UpdateDestination<'a> {
+  type Inner = UpdateDestination<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> UpdateDestination<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_CURRENT_VERSION_ID: flatbuffers::VOffsetT = 6;
+  pub const VT_DESTINATION_ID: flatbuffers::VOffsetT = 8;
+  pub const VT_CONFIGURATION: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    UpdateDestination { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args UpdateDestinationArgs<'args>
+  ) -> flatbuffers::WIPOffset<UpdateDestination<'bldr>> {
+    let mut builder = UpdateDestinationBuilder::new(_fbb);
+    if let Some(x) = args.configuration { builder.add_configuration(x); }
+    if let Some(x) = args.destination_id { builder.add_destination_id(x); }
+    if let Some(x) = args.current_version_id { builder.add_current_version_id(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UpdateDestination::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn current_version_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UpdateDestination::VT_CURRENT_VERSION_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn destination_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UpdateDestination::VT_DESTINATION_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn configuration(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UpdateDestination::VT_CONFIGURATION, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for UpdateDestination<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("current_version_id", Self::VT_CURRENT_VERSION_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("destination_id", Self::VT_DESTINATION_ID, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("configuration", Self::VT_CONFIGURATION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UpdateDestinationArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub current_version_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub destination_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub configuration: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for UpdateDestinationArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UpdateDestinationArgs {
+      name: None, // required field
+      current_version_id: None, // required field
+      destination_id: None, // required field
+      configuration: None,
+    }
+  }
+}
+
+pub struct UpdateDestinationBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> UpdateDestinationBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UpdateDestination::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_current_version_id(&mut self, current_version_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UpdateDestination::VT_CURRENT_VERSION_ID, current_version_id);
+  }
+  #[inline]
+  pub fn add_destination_id(&mut self, destination_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UpdateDestination::VT_DESTINATION_ID, destination_id);
+  }
+  #[inline]
+  pub fn add_configuration(&mut self, configuration: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UpdateDestination::VT_CONFIGURATION, configuration);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> UpdateDestinationBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    UpdateDestinationBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<UpdateDestination<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, UpdateDestination::VT_NAME,"name");
+    self.fbb_.required(o, UpdateDestination::VT_CURRENT_VERSION_ID,"current_version_id");
+    self.fbb_.required(o, UpdateDestination::VT_DESTINATION_ID,"destination_id");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for UpdateDestination<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("UpdateDestination");
+      ds.field("name", &self.name());
+      ds.field("current_version_id", &self.current_version_id());
+      ds.field("destination_id", &self.destination_id());
+      ds.field("configuration", &self.configuration());
+      ds.finish()
+  }
+}
+pub enum TagDeliveryStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Firehose TagDeliveryStream: answered with Done.
+pub struct TagDeliveryStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for TagDeliveryStream<'a> {
+  type Inner = TagDeliveryStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> TagDeliveryStream<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_TAGS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    TagDeliveryStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args TagDeliveryStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<TagDeliveryStream<'bldr>> {
+    let mut builder = TagDeliveryStreamBuilder::new(_fbb);
+    if let Some(x) = args.tags { builder.add_tags(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(TagDeliveryStream::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn tags(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue>>>>(TagDeliveryStream::VT_TAGS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for TagDeliveryStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<KeyValue>>>>("tags", Self::VT_TAGS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TagDeliveryStreamArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub tags: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+}
+impl<'a> Default for TagDeliveryStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TagDeliveryStreamArgs {
+      name: None, // required field
+      tags: None,
+    }
+  }
+}
+
+pub struct TagDeliveryStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> TagDeliveryStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(TagDeliveryStream::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_tags(&mut self, tags: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<KeyValue<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(TagDeliveryStream::VT_TAGS, tags);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> TagDeliveryStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    TagDeliveryStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<TagDeliveryStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, TagDeliveryStream::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for TagDeliveryStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("TagDeliveryStream");
+      ds.field("name", &self.name());
+      ds.field("tags", &self.tags());
+      ds.finish()
+  }
+}
+pub enum UntagDeliveryStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Firehose UntagDeliveryStream: answered with Done.
+pub struct UntagDeliveryStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for UntagDeliveryStream<'a> {
+  type Inner = UntagDeliveryStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> UntagDeliveryStream<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_KEYS: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    UntagDeliveryStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args UntagDeliveryStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<UntagDeliveryStream<'bldr>> {
+    let mut builder = UntagDeliveryStreamBuilder::new(_fbb);
+    if let Some(x) = args.keys { builder.add_keys(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(UntagDeliveryStream::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn keys(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(UntagDeliveryStream::VT_KEYS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for UntagDeliveryStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("keys", Self::VT_KEYS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UntagDeliveryStreamArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub keys: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for UntagDeliveryStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UntagDeliveryStreamArgs {
+      name: None, // required field
+      keys: None,
+    }
+  }
+}
+
+pub struct UntagDeliveryStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> UntagDeliveryStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UntagDeliveryStream::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_keys(&mut self, keys: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(UntagDeliveryStream::VT_KEYS, keys);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> UntagDeliveryStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    UntagDeliveryStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<UntagDeliveryStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, UntagDeliveryStream::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for UntagDeliveryStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("UntagDeliveryStream");
+      ds.field("name", &self.name());
+      ds.field("keys", &self.keys());
+      ds.finish()
+  }
+}
+pub enum ListTagsForDeliveryStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Firehose ListTagsForDeliveryStream: answered with StreamTags.
+pub struct ListTagsForDeliveryStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for ListTagsForDeliveryStream<'a> {
+  type Inner = ListTagsForDeliveryStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> ListTagsForDeliveryStream<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_LIMIT: flatbuffers::VOffsetT = 6;
+  pub const VT_EXCLUSIVE_START_TAG_KEY: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    ListTagsForDeliveryStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args ListTagsForDeliveryStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<ListTagsForDeliveryStream<'bldr>> {
+    let mut builder = ListTagsForDeliveryStreamBuilder::new(_fbb);
+    if let Some(x) = args.exclusive_start_tag_key { builder.add_exclusive_start_tag_key(x); }
+    builder.add_limit(args.limit);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListTagsForDeliveryStream::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn limit(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ListTagsForDeliveryStream::VT_LIMIT, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn exclusive_start_tag_key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(ListTagsForDeliveryStream::VT_EXCLUSIVE_START_TAG_KEY, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for ListTagsForDeliveryStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<i32>("limit", Self::VT_LIMIT, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("exclusive_start_tag_key", Self::VT_EXCLUSIVE_START_TAG_KEY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListTagsForDeliveryStreamArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub limit: i32,
+    pub exclusive_start_tag_key: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ListTagsForDeliveryStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListTagsForDeliveryStreamArgs {
+      name: None, // required field
+      limit: -1,
+      exclusive_start_tag_key: None,
+    }
+  }
+}
+
+pub struct ListTagsForDeliveryStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> ListTagsForDeliveryStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListTagsForDeliveryStream::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_limit(&mut self, limit: i32) {
+    self.fbb_.push_slot::<i32>(ListTagsForDeliveryStream::VT_LIMIT, limit, -1);
+  }
+  #[inline]
+  pub fn add_exclusive_start_tag_key(&mut self, exclusive_start_tag_key: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(ListTagsForDeliveryStream::VT_EXCLUSIVE_START_TAG_KEY, exclusive_start_tag_key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> ListTagsForDeliveryStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    ListTagsForDeliveryStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<ListTagsForDeliveryStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ListTagsForDeliveryStream::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for ListTagsForDeliveryStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("ListTagsForDeliveryStream");
+      ds.field("name", &self.name());
+      ds.field("limit", &self.limit());
+      ds.field("exclusive_start_tag_key", &self.exclusive_start_tag_key());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -17668,6 +18981,141 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_create_delivery_stream(&self) -> Option<CreateDeliveryStream<'a>> {
+    if self.op_type() == Op::CreateDeliveryStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CreateDeliveryStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_delete_delivery_stream(&self) -> Option<DeleteDeliveryStream<'a>> {
+    if self.op_type() == Op::DeleteDeliveryStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteDeliveryStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_describe_delivery_stream(&self) -> Option<DescribeDeliveryStream<'a>> {
+    if self.op_type() == Op::DescribeDeliveryStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeDeliveryStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_delivery_streams(&self) -> Option<ListDeliveryStreams<'a>> {
+    if self.op_type() == Op::ListDeliveryStreams {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListDeliveryStreams::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_put_firehose_records(&self) -> Option<PutFirehoseRecords<'a>> {
+    if self.op_type() == Op::PutFirehoseRecords {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { PutFirehoseRecords::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_update_destination(&self) -> Option<UpdateDestination<'a>> {
+    if self.op_type() == Op::UpdateDestination {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { UpdateDestination::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_tag_delivery_stream(&self) -> Option<TagDeliveryStream<'a>> {
+    if self.op_type() == Op::TagDeliveryStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { TagDeliveryStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_untag_delivery_stream(&self) -> Option<UntagDeliveryStream<'a>> {
+    if self.op_type() == Op::UntagDeliveryStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { UntagDeliveryStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_list_tags_for_delivery_stream(&self) -> Option<ListTagsForDeliveryStream<'a>> {
+    if self.op_type() == Op::ListTagsForDeliveryStream {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListTagsForDeliveryStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -17782,6 +19230,15 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::GetMetricStatistics => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetMetricStatistics>>("Op::GetMetricStatistics", pos),
           Op::GetMetricData => v.verify_union_variant::<flatbuffers::ForwardsUOffset<GetMetricData>>("Op::GetMetricData", pos),
           Op::ListMetrics => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListMetrics>>("Op::ListMetrics", pos),
+          Op::CreateDeliveryStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<CreateDeliveryStream>>("Op::CreateDeliveryStream", pos),
+          Op::DeleteDeliveryStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeleteDeliveryStream>>("Op::DeleteDeliveryStream", pos),
+          Op::DescribeDeliveryStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DescribeDeliveryStream>>("Op::DescribeDeliveryStream", pos),
+          Op::ListDeliveryStreams => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListDeliveryStreams>>("Op::ListDeliveryStreams", pos),
+          Op::PutFirehoseRecords => v.verify_union_variant::<flatbuffers::ForwardsUOffset<PutFirehoseRecords>>("Op::PutFirehoseRecords", pos),
+          Op::UpdateDestination => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UpdateDestination>>("Op::UpdateDestination", pos),
+          Op::TagDeliveryStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<TagDeliveryStream>>("Op::TagDeliveryStream", pos),
+          Op::UntagDeliveryStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UntagDeliveryStream>>("Op::UntagDeliveryStream", pos),
+          Op::ListTagsForDeliveryStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListTagsForDeliveryStream>>("Op::ListTagsForDeliveryStream", pos),
           _ => Ok(()),
         }
      })?
@@ -18552,6 +20009,69 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::ListMetrics => {
           if let Some(x) = self.op_as_list_metrics() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::CreateDeliveryStream => {
+          if let Some(x) = self.op_as_create_delivery_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DeleteDeliveryStream => {
+          if let Some(x) = self.op_as_delete_delivery_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::DescribeDeliveryStream => {
+          if let Some(x) = self.op_as_describe_delivery_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListDeliveryStreams => {
+          if let Some(x) = self.op_as_list_delivery_streams() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::PutFirehoseRecords => {
+          if let Some(x) = self.op_as_put_firehose_records() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::UpdateDestination => {
+          if let Some(x) = self.op_as_update_destination() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::TagDeliveryStream => {
+          if let Some(x) = self.op_as_tag_delivery_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::UntagDeliveryStream => {
+          if let Some(x) = self.op_as_untag_delivery_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::ListTagsForDeliveryStream => {
+          if let Some(x) = self.op_as_list_tags_for_delivery_stream() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -25241,6 +26761,484 @@ impl core::fmt::Debug for MetricList<'_> {
       ds.finish()
   }
 }
+pub enum DeliveryStreamOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// DescribeDeliveryStream: the DeliveryStreamDescription, as Firehose's JSON API spells it.
+pub struct DeliveryStream<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DeliveryStream<'a> {
+  type Inner = DeliveryStream<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DeliveryStream<'a> {
+  pub const VT_DESCRIPTION: flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DeliveryStream { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DeliveryStreamArgs<'args>
+  ) -> flatbuffers::WIPOffset<DeliveryStream<'bldr>> {
+    let mut builder = DeliveryStreamBuilder::new(_fbb);
+    if let Some(x) = args.description { builder.add_description(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn description(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(DeliveryStream::VT_DESCRIPTION, None).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DeliveryStream<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("description", Self::VT_DESCRIPTION, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeliveryStreamArgs<'a> {
+    pub description: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DeliveryStreamArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeliveryStreamArgs {
+      description: None, // required field
+    }
+  }
+}
+
+pub struct DeliveryStreamBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DeliveryStreamBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_description(&mut self, description: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeliveryStream::VT_DESCRIPTION, description);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeliveryStreamBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DeliveryStreamBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DeliveryStream<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DeliveryStream::VT_DESCRIPTION,"description");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DeliveryStream<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DeliveryStream");
+      ds.field("description", &self.description());
+      ds.finish()
+  }
+}
+pub enum DeliveryStreamsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ListDeliveryStreams: one page of names.
+pub struct DeliveryStreams<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for DeliveryStreams<'a> {
+  type Inner = DeliveryStreams<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> DeliveryStreams<'a> {
+  pub const VT_NAMES: flatbuffers::VOffsetT = 4;
+  pub const VT_HAS_MORE: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    DeliveryStreams { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args DeliveryStreamsArgs<'args>
+  ) -> flatbuffers::WIPOffset<DeliveryStreams<'bldr>> {
+    let mut builder = DeliveryStreamsBuilder::new(_fbb);
+    if let Some(x) = args.names { builder.add_names(x); }
+    builder.add_has_more(args.has_more);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn names(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>(DeliveryStreams::VT_NAMES, None)}
+  }
+  #[inline]
+  pub fn has_more(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(DeliveryStreams::VT_HAS_MORE, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for DeliveryStreams<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<&'_ str>>>>("names", Self::VT_NAMES, false)?
+     .visit_field::<bool>("has_more", Self::VT_HAS_MORE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeliveryStreamsArgs<'a> {
+    pub names: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub has_more: bool,
+}
+impl<'a> Default for DeliveryStreamsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeliveryStreamsArgs {
+      names: None,
+      has_more: false,
+    }
+  }
+}
+
+pub struct DeliveryStreamsBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> DeliveryStreamsBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_names(&mut self, names: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(DeliveryStreams::VT_NAMES, names);
+  }
+  #[inline]
+  pub fn add_has_more(&mut self, has_more: bool) {
+    self.fbb_.push_slot::<bool>(DeliveryStreams::VT_HAS_MORE, has_more, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> DeliveryStreamsBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    DeliveryStreamsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<DeliveryStreams<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for DeliveryStreams<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("DeliveryStreams");
+      ds.field("names", &self.names());
+      ds.field("has_more", &self.has_more());
+      ds.finish()
+  }
+}
+pub enum FirehosePutResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One record's outcome in a FirehosePut: its id, or why it was not taken.
+pub struct FirehosePutResult<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for FirehosePutResult<'a> {
+  type Inner = FirehosePutResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> FirehosePutResult<'a> {
+  pub const VT_RECORD_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_CODE: flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR_MESSAGE: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    FirehosePutResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args FirehosePutResultArgs<'args>
+  ) -> flatbuffers::WIPOffset<FirehosePutResult<'bldr>> {
+    let mut builder = FirehosePutResultBuilder::new(_fbb);
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    if let Some(x) = args.error_code { builder.add_error_code(x); }
+    if let Some(x) = args.record_id { builder.add_record_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn record_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(FirehosePutResult::VT_RECORD_ID, None)}
+  }
+  #[inline]
+  pub fn error_code(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(FirehosePutResult::VT_ERROR_CODE, None)}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(FirehosePutResult::VT_ERROR_MESSAGE, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for FirehosePutResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("record_id", Self::VT_RECORD_ID, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("error_code", Self::VT_ERROR_CODE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FirehosePutResultArgs<'a> {
+    pub record_id: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub error_code: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub error_message: Option<flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for FirehosePutResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FirehosePutResultArgs {
+      record_id: None,
+      error_code: None,
+      error_message: None,
+    }
+  }
+}
+
+pub struct FirehosePutResultBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> FirehosePutResultBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_record_id(&mut self, record_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(FirehosePutResult::VT_RECORD_ID, record_id);
+  }
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(FirehosePutResult::VT_ERROR_CODE, error_code);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(FirehosePutResult::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> FirehosePutResultBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    FirehosePutResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<FirehosePutResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for FirehosePutResult<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("FirehosePutResult");
+      ds.field("record_id", &self.record_id());
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.finish()
+  }
+}
+pub enum FirehosePutOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// PutRecord / PutRecordBatch: the records' outcomes in order.
+pub struct FirehosePut<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for FirehosePut<'a> {
+  type Inner = FirehosePut<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> FirehosePut<'a> {
+  pub const VT_FAILED: flatbuffers::VOffsetT = 4;
+  pub const VT_ENCRYPTED: flatbuffers::VOffsetT = 6;
+  pub const VT_RECORDS: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    FirehosePut { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args FirehosePutArgs<'args>
+  ) -> flatbuffers::WIPOffset<FirehosePut<'bldr>> {
+    let mut builder = FirehosePutBuilder::new(_fbb);
+    if let Some(x) = args.records { builder.add_records(x); }
+    builder.add_failed(args.failed);
+    builder.add_encrypted(args.encrypted);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn failed(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(FirehosePut::VT_FAILED, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn encrypted(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(FirehosePut::VT_ENCRYPTED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn records(&self) -> Option<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<FirehosePutResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<FirehosePutResult>>>>(FirehosePut::VT_RECORDS, None)}
+  }
+}
+
+impl flatbuffers::Verifiable for FirehosePut<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<i32>("failed", Self::VT_FAILED, false)?
+     .visit_field::<bool>("encrypted", Self::VT_ENCRYPTED, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<FirehosePutResult>>>>("records", Self::VT_RECORDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FirehosePutArgs<'a> {
+    pub failed: i32,
+    pub encrypted: bool,
+    pub records: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<FirehosePutResult<'a>>>>>,
+}
+impl<'a> Default for FirehosePutArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FirehosePutArgs {
+      failed: 0,
+      encrypted: false,
+      records: None,
+    }
+  }
+}
+
+pub struct FirehosePutBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> FirehosePutBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_failed(&mut self, failed: i32) {
+    self.fbb_.push_slot::<i32>(FirehosePut::VT_FAILED, failed, 0);
+  }
+  #[inline]
+  pub fn add_encrypted(&mut self, encrypted: bool) {
+    self.fbb_.push_slot::<bool>(FirehosePut::VT_ENCRYPTED, encrypted, false);
+  }
+  #[inline]
+  pub fn add_records(&mut self, records: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<FirehosePutResult<'b >>>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(FirehosePut::VT_RECORDS, records);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> FirehosePutBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    FirehosePutBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<FirehosePut<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for FirehosePut<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("FirehosePut");
+      ds.field("failed", &self.failed());
+      ds.field("encrypted", &self.encrypted());
+      ds.field("records", &self.records());
+      ds.finish()
+  }
+}
 pub enum ErrorReplyOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -25993,6 +27991,51 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_delivery_stream(&self) -> Option<DeliveryStream<'a>> {
+    if self.reply_type() == Reply::DeliveryStream {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeliveryStream::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_delivery_streams(&self) -> Option<DeliveryStreams<'a>> {
+    if self.reply_type() == Reply::DeliveryStreams {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeliveryStreams::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn reply_as_firehose_put(&self) -> Option<FirehosePut<'a>> {
+    if self.reply_type() == Reply::FirehosePut {
+      self.reply().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { FirehosePut::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Response<'_> {
@@ -26043,6 +28086,9 @@ impl flatbuffers::Verifiable for Response<'_> {
           Reply::MetricStatistics => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MetricStatistics>>("Reply::MetricStatistics", pos),
           Reply::MetricDataResults => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MetricDataResults>>("Reply::MetricDataResults", pos),
           Reply::MetricList => v.verify_union_variant::<flatbuffers::ForwardsUOffset<MetricList>>("Reply::MetricList", pos),
+          Reply::DeliveryStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeliveryStream>>("Reply::DeliveryStream", pos),
+          Reply::DeliveryStreams => v.verify_union_variant::<flatbuffers::ForwardsUOffset<DeliveryStreams>>("Reply::DeliveryStreams", pos),
+          Reply::FirehosePut => v.verify_union_variant::<flatbuffers::ForwardsUOffset<FirehosePut>>("Reply::FirehosePut", pos),
           _ => Ok(()),
         }
      })?
@@ -26372,6 +28418,27 @@ impl core::fmt::Debug for Response<'_> {
         },
         Reply::MetricList => {
           if let Some(x) = self.reply_as_metric_list() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::DeliveryStream => {
+          if let Some(x) = self.reply_as_delivery_stream() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::DeliveryStreams => {
+          if let Some(x) = self.reply_as_delivery_streams() {
+            ds.field("reply", &x)
+          } else {
+            ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Reply::FirehosePut => {
+          if let Some(x) = self.reply_as_firehose_put() {
             ds.field("reply", &x)
           } else {
             ds.field("reply", &"InvalidFlatbuffer: Union discriminant does not match value.")

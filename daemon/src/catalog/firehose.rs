@@ -1,0 +1,909 @@
+//! Firehose delivery streams as metadata: each one's source, destination and settings, checked
+//! from Firehose's JSON (the API's, and the metadata file's, which is the same shape), held in
+//! every snapshot (every core takes puts), and rendered back as `DescribeDeliveryStream` does.
+//!
+//! The records themselves are the engine's (`crate::firehose`): each core keeps the records it
+//! took in a log of its own per delivery stream, until the destination has them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use sluice_protocol::{ErrorCode, KeyValues, OpError};
+
+use super::Naming;
+
+/// Every delivery stream, by name.
+pub type DeliveryStreams = BTreeMap<String, Arc<DeliveryStreamMeta>>;
+
+/// Most delivery streams one server keeps (Firehose's default quota per account and region).
+pub const DELIVERY_STREAMS_MAX: usize = 5_000;
+/// Most tags on a delivery stream.
+pub const TAGS_MAX: usize = 50;
+/// The id of a delivery stream's one destination.
+pub const DESTINATION_ID: &str = "destinationId-000000000001";
+
+fn invalid(message: impl Into<String>) -> OpError {
+    OpError::new(ErrorCode::InvalidArgument, message)
+}
+
+pub fn not_found(name: &str, naming: &Naming) -> OpError {
+    OpError::new(ErrorCode::ResourceNotFound, format!("Firehose {name} under account {} not found.", naming.account_id))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    DirectPut,
+    KinesisStreamAsSource,
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::DirectPut => "DirectPut",
+            SourceKind::KinesisStreamAsSource => "KinesisStreamAsSource",
+        }
+    }
+}
+
+/// How a batch's bytes are compressed before they are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Uncompressed,
+    Gzip,
+    Snappy,
+    HadoopSnappy,
+    Zip,
+}
+
+impl Compression {
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Uncompressed => "UNCOMPRESSED",
+            Compression::Gzip => "GZIP",
+            Compression::Snappy => "Snappy",
+            Compression::HadoopSnappy => "HADOOP_SNAPPY",
+            Compression::Zip => "ZIP",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Compression, OpError> {
+        Ok(match text {
+            "UNCOMPRESSED" => Compression::Uncompressed,
+            "GZIP" => Compression::Gzip,
+            "Snappy" => Compression::Snappy,
+            "HADOOP_SNAPPY" => Compression::HadoopSnappy,
+            "ZIP" => Compression::Zip,
+            other => {
+                return Err(invalid(format!("CompressionFormat {other:?} is not one of UNCOMPRESSED, GZIP, ZIP, Snappy, HADOOP_SNAPPY.")))
+            }
+        })
+    }
+
+    /// The object name's extension Firehose gives this compression.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Uncompressed => "",
+            Compression::Gzip => ".gz",
+            Compression::Snappy | Compression::HadoopSnappy => ".snappy",
+            Compression::Zip => ".zip",
+        }
+    }
+}
+
+/// When a core's buffered records go to the destination: at `size_bytes`, or once the oldest
+/// has waited `interval_ms`, whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffering {
+    pub size_mib: u32,
+    pub interval_s: u32,
+}
+
+impl Buffering {
+    pub fn size_bytes(self) -> u64 {
+        u64::from(self.size_mib) << 20
+    }
+
+    pub fn interval_ms(self) -> u64 {
+        u64::from(self.interval_s) * 1000
+    }
+}
+
+/// A record-level processor (`ProcessingConfiguration.Processors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processor {
+    /// Appends a delimiter (a newline unless given) to every record.
+    AppendDelimiterToRecord { delimiter: Vec<u8> },
+}
+
+/// An Extended S3 destination: an S3-compatible object store's bucket (or, on a server without
+/// an S3 endpoint, a directory standing for it: `--firehose-local-dir`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Destination {
+    pub bucket_arn: String,
+    pub bucket: String,
+    pub role_arn: String,
+    pub prefix: String,
+    pub error_output_prefix: String,
+    pub buffering: Buffering,
+    pub compression: Compression,
+    pub file_extension: String,
+    pub processing_enabled: bool,
+    pub processors: Vec<Processor>,
+    /// Given as `ExtendedS3DestinationConfiguration` (not the older `S3DestinationConfiguration`).
+    pub extended: bool,
+    /// What the configuration held that changes nothing here (CloudWatch logging options,
+    /// encryption settings), kept to be described back.
+    pub kept: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Destination {
+    S3(S3Destination),
+}
+
+impl Destination {
+    pub fn buffering(&self) -> Buffering {
+        match self {
+            Destination::S3(s3) => s3.buffering,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryStreamMeta {
+    pub id: u64,
+    pub name: String,
+    pub arn: String,
+    pub kind: SourceKind,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// Firehose's `VersionId`: 1 at creation, one more at each UpdateDestination.
+    pub version: u64,
+    pub destination: Destination,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Naming {
+    pub fn firehose_arn(&self, name: &str) -> String {
+        format!("arn:aws:firehose:{}:{}:deliverystream/{}", self.region, self.account_id, name)
+    }
+}
+
+/// Firehose's name rule: 1–64 of letters, digits, `_`, `.` and `-`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
+/// The name in `name_or_arn` (an ARN's last part).
+pub fn name_of(name_or_arn: &str) -> &str {
+    name_or_arn.strip_prefix("arn:").and_then(|arn| arn.rsplit_once(":deliverystream/")).map_or(name_or_arn, |(_, name)| name)
+}
+
+// ---------------------------------------------------------------- object key prefixes
+
+/// A part of an object key prefix: text, or an expression evaluated for each object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrefixPart {
+    Text(String),
+    /// `!{timestamp:…}`: the pattern's parts (Java `DateTimeFormatter` letters, as Firehose).
+    Timestamp(Vec<TimePart>),
+    /// `!{firehose:random-string}`.
+    RandomString,
+    /// `!{firehose:error-output-type}` (error prefixes only).
+    ErrorOutputType,
+}
+
+/// A part of a timestamp pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimePart {
+    Text(String),
+    Year,
+    ShortYear,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+}
+
+fn time_pattern(pattern: &str) -> Result<Vec<TimePart>, String> {
+    let mut parts = Vec::new();
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut at = 0;
+    while at < chars.len() {
+        let c = chars[at];
+        let run = chars[at..].iter().take_while(|d| **d == c).count();
+        if c == '\'' {
+            let end = chars[at + 1..].iter().position(|d| *d == '\'').ok_or("an unterminated quote in a timestamp pattern")?;
+            parts.push(TimePart::Text(chars[at + 1..at + 1 + end].iter().collect()));
+            at += end + 2;
+            continue;
+        }
+        let part = match (c, run) {
+            ('y', 4) | ('u', 4) => TimePart::Year,
+            ('y', 2) | ('u', 2) => TimePart::ShortYear,
+            ('M', 2) => TimePart::Month,
+            ('d', 2) => TimePart::Day,
+            ('H', 2) => TimePart::Hour,
+            ('m', 2) => TimePart::Minute,
+            ('s', 2) => TimePart::Second,
+            (c, _) if c.is_ascii_alphabetic() => {
+                return Err(format!(
+                    "the timestamp pattern {pattern:?} uses {:?}; this server knows yyyy, yy, MM, dd, HH, mm, ss and quoted text",
+                    chars[at..at + run].iter().collect::<String>()
+                ))
+            }
+            (c, run) => TimePart::Text(std::iter::repeat_n(c, run).collect()),
+        };
+        parts.push(part);
+        at += run;
+    }
+    Ok(parts)
+}
+
+/// Reads a prefix's `!{namespace:value}` expressions, refusing what Firehose (or this server)
+/// does not evaluate.
+pub fn parse_prefix(prefix: &str) -> Result<Vec<PrefixPart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = prefix;
+    while let Some(at) = rest.find("!{") {
+        if at > 0 {
+            parts.push(PrefixPart::Text(rest[..at].to_owned()));
+        }
+        let end = rest[at..].find('}').ok_or("an expression !{ without its closing }")?;
+        let expression = &rest[at + 2..at + end];
+        let (namespace, value) = expression.split_once(':').ok_or_else(|| format!("the expression !{{{expression}}} has no namespace"))?;
+        parts.push(match (namespace.trim(), value.trim()) {
+            ("timestamp", pattern) => PrefixPart::Timestamp(time_pattern(pattern)?),
+            ("firehose", "random-string") => PrefixPart::RandomString,
+            ("firehose", "error-output-type") => PrefixPart::ErrorOutputType,
+            ("partitionKeyFromQuery" | "partitionKeyFromLambda", _) => {
+                return Err(format!("!{{{expression}}} needs dynamic partitioning, which this server does not do yet"))
+            }
+            _ => return Err(format!("!{{{expression}}} is not an expression Firehose evaluates")),
+        });
+        rest = &rest[at + end + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(PrefixPart::Text(rest.to_owned()));
+    }
+    Ok(parts)
+}
+
+// ---------------------------------------------------------------- reading configurations
+
+/// A JSON object's fields, read with typed errors naming where they are.
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    at: String,
+}
+
+impl<'a> Fields<'a> {
+    fn of(value: &'a Value, at: &str) -> Result<Fields<'a>, OpError> {
+        value.as_object().map(|map| Fields { map, at: at.to_owned() }).ok_or_else(|| invalid(format!("{at} must be an object.")))
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&'a str>, OpError> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(invalid(format!("{}.{key} must be a string.", self.at))),
+        }
+    }
+
+    fn required(&self, key: &str) -> Result<&'a str, OpError> {
+        self.string(key)?.ok_or_else(|| invalid(format!("{}.{key} is required.", self.at)))
+    }
+
+    fn int(&self, key: &str, min: i64, max: i64) -> Result<Option<i64>, OpError> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => match value.as_i64() {
+                Some(number) if (min..=max).contains(&number) => Ok(Some(number)),
+                _ => Err(invalid(format!("{}.{key} must be a whole number from {min} to {max}.", self.at))),
+            },
+        }
+    }
+
+    fn object(&self, key: &str) -> Result<Option<Fields<'a>>, OpError> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => Fields::of(value, &format!("{}.{key}", self.at)).map(Some),
+        }
+    }
+}
+
+/// The bucket an S3 bucket ARN names.
+fn bucket_of(arn: &str) -> Result<String, OpError> {
+    let bucket = arn
+        .strip_prefix("arn:aws:s3:::")
+        .ok_or_else(|| invalid(format!("BucketARN {arn:?} is not an S3 bucket ARN (arn:aws:s3:::bucket-name).")))?;
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.ends_with(['-', '.']);
+    if !valid {
+        return Err(invalid(format!(
+            "BucketARN {arn:?}: a bucket name is 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit."
+        )));
+    }
+    Ok(bucket.to_owned())
+}
+
+fn processors(config: Option<Fields<'_>>) -> Result<(bool, Vec<Processor>), OpError> {
+    let Some(config) = config else { return Ok((false, Vec::new())) };
+    let enabled = match config.map.get("Enabled") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(enabled)) => *enabled,
+        Some(_) => return Err(invalid("ProcessingConfiguration.Enabled must be true or false.")),
+    };
+    let mut out = Vec::new();
+    for (index, item) in config.map.get("Processors").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let item = Fields::of(item, &format!("ProcessingConfiguration.Processors[{index}]"))?;
+        let kind = item.required("Type")?;
+        let mut parameters = BTreeMap::new();
+        for parameter in item.map.get("Parameters").and_then(Value::as_array).into_iter().flatten() {
+            let parameter = Fields::of(parameter, &format!("{}.Parameters", item.at))?;
+            parameters.insert(parameter.required("ParameterName")?, parameter.required("ParameterValue")?);
+        }
+        match kind {
+            "AppendDelimiterToRecord" => {
+                let delimiter = match parameters.get("Delimiter") {
+                    Some(text) => unescape(text),
+                    None => b"\n".to_vec(),
+                };
+                if let Some(unknown) = parameters.keys().find(|name| **name != "Delimiter") {
+                    return Err(invalid(format!("AppendDelimiterToRecord has no parameter {unknown:?} (only Delimiter).")));
+                }
+                out.push(Processor::AppendDelimiterToRecord { delimiter });
+            }
+            "Lambda" | "MetadataExtraction" | "RecordDeAggregation" | "Decompression" | "CloudWatchLogProcessing" => {
+                return Err(invalid(format!(
+                    "Processor type {kind} is not supported by this server yet; AppendDelimiterToRecord is."
+                )))
+            }
+            other => {
+                return Err(invalid(format!(
+                    "Processor type {other:?} is not one of RecordDeAggregation, Decompression, CloudWatchLogProcessing, Lambda, MetadataExtraction, AppendDelimiterToRecord."
+                )))
+            }
+        }
+    }
+    Ok((enabled, out))
+}
+
+/// A delimiter as the console and CLI write it: `\n`, `\t`, `\r` and `\\` escapes.
+fn unescape(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '\\') {
+            (_, true) => match chars.next() {
+                Some('n') => out.push(b'\n'),
+                Some('t') => out.push(b'\t'),
+                Some('r') => out.push(b'\r'),
+                Some(other) => {
+                    let mut buffer = [0u8; 4];
+                    out.extend_from_slice(other.encode_utf8(&mut buffer).as_bytes());
+                }
+                None => out.push(b'\\'),
+            },
+            (c, false) => {
+                let mut buffer = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
+            }
+        }
+    }
+    out
+}
+
+fn escape(delimiter: &[u8]) -> String {
+    String::from_utf8_lossy(delimiter).replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t").replace('\r', "\\r")
+}
+
+/// What a configuration holds that this server does not do, refused by name rather than
+/// taken and ignored.
+const NOT_YET: &[&str] = &["DataFormatConversionConfiguration", "DynamicPartitioningConfiguration", "S3BackupConfiguration"];
+
+/// Keys kept as given and described back (they change nothing here).
+const KEPT: &[&str] = &["CloudWatchLoggingOptions", "EncryptionConfiguration", "CustomTimeZone"];
+
+/// An S3 destination from its configuration (`ExtendedS3DestinationConfiguration` when
+/// `extended`, else `S3DestinationConfiguration`); `base` is what an update changes (an
+/// UpdateDestination gives only what changes).
+fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) -> Result<S3Destination, OpError> {
+    let at = if extended { "ExtendedS3DestinationConfiguration" } else { "S3DestinationConfiguration" };
+    let fields = Fields::of(config, at)?;
+    const KNOWN: &[&str] = &[
+        "BucketARN",
+        "RoleARN",
+        "Prefix",
+        "ErrorOutputPrefix",
+        "BufferingHints",
+        "CompressionFormat",
+        "FileExtension",
+        "ProcessingConfiguration",
+        "S3BackupMode",
+    ];
+    if let Some(unknown) =
+        fields.map.keys().find(|key| !KNOWN.contains(&key.as_str()) && !KEPT.contains(&key.as_str()) && !NOT_YET.contains(&key.as_str()))
+    {
+        return Err(invalid(format!("{at}.{unknown} is not supported by this server (it would be ignored, so it is refused).")));
+    }
+    for key in fields.map.keys() {
+        if NOT_YET.contains(&key.as_str()) && !fields.map[key].is_null() {
+            let enabled =
+                fields.map[key].get("Enabled").and_then(Value::as_bool).unwrap_or(true) && fields.map[key].get("S3BackupMode").is_none();
+            if enabled {
+                return Err(invalid(format!("{at}.{key} is not supported by this server yet.")));
+            }
+        }
+    }
+    if let Some(mode) = fields.string("S3BackupMode")? {
+        if mode != "Disabled" {
+            return Err(invalid(format!("{at}.S3BackupMode {mode:?}: only Disabled is supported by this server yet.")));
+        }
+    }
+    let bucket_arn = match (fields.string("BucketARN")?, base) {
+        (Some(arn), _) => arn.to_owned(),
+        (None, Some(base)) => base.bucket_arn.clone(),
+        (None, None) => return Err(invalid(format!("{at}.BucketARN is required."))),
+    };
+    let role_arn = match (fields.string("RoleARN")?, base) {
+        (Some(arn), _) => arn.to_owned(),
+        (None, Some(base)) => base.role_arn.clone(),
+        (None, None) => return Err(invalid(format!("{at}.RoleARN is required."))),
+    };
+    let default = base.map_or(Buffering { size_mib: 5, interval_s: 300 }, |base| base.buffering);
+    let buffering = match fields.object("BufferingHints")? {
+        Some(hints) => Buffering {
+            size_mib: hints.int("SizeInMBs", 1, 128)?.map_or(default.size_mib, |v| v as u32),
+            interval_s: hints.int("IntervalInSeconds", 0, 900)?.map_or(default.interval_s, |v| v as u32),
+        },
+        None => default,
+    };
+    let compression = match fields.string("CompressionFormat")? {
+        Some(text) => Compression::parse(text)?,
+        None => base.map_or(Compression::Uncompressed, |base| base.compression),
+    };
+    if !extended && matches!(compression, Compression::HadoopSnappy) {
+        return Err(invalid("HADOOP_SNAPPY needs an ExtendedS3DestinationConfiguration."));
+    }
+    let (processing_enabled, processors) = match fields.object("ProcessingConfiguration")? {
+        Some(config) => processors(Some(config))?,
+        None => base.map_or((false, Vec::new()), |base| (base.processing_enabled, base.processors.clone())),
+    };
+    let text = |key: &str, old: Option<&String>| -> Result<String, OpError> {
+        Ok(match fields.string(key)? {
+            Some(text) => text.to_owned(),
+            None => old.cloned().unwrap_or_default(),
+        })
+    };
+    let prefix = text("Prefix", base.map(|b| &b.prefix))?;
+    let error_output_prefix = text("ErrorOutputPrefix", base.map(|b| &b.error_output_prefix))?;
+    let file_extension = text("FileExtension", base.map(|b| &b.file_extension))?;
+    for (name, value) in [("Prefix", &prefix), ("ErrorOutputPrefix", &error_output_prefix)] {
+        if value.len() > 1024 {
+            return Err(invalid(format!("{at}.{name} is longer than 1024 characters.")));
+        }
+        parse_prefix(value).map_err(|reason| invalid(format!("{at}.{name}: {reason}")))?;
+        if value.starts_with('/') || value.split('/').any(|part| part == "." || part == "..") {
+            return Err(invalid(format!("{at}.{name} cannot start with / or hold . or .. between slashes.")));
+        }
+    }
+    if prefix.contains("!{") && error_output_prefix.is_empty() {
+        return Err(invalid(format!("{at}: ErrorOutputPrefix cannot be null or empty when Prefix contains expressions.")));
+    }
+    if !file_extension.is_empty()
+        && (file_extension.len() > 128 || !file_extension.starts_with('.') || file_extension.contains(['/', '\\']))
+    {
+        return Err(invalid(format!("{at}.FileExtension must start with a dot and be at most 128 characters, with no slash.")));
+    }
+    let mut kept = base.map(|base| base.kept.clone()).unwrap_or_default();
+    for key in KEPT {
+        if let Some(value) = fields.map.get(*key) {
+            kept.insert((*key).to_owned(), value.clone());
+        }
+    }
+    Ok(S3Destination {
+        bucket: bucket_of(&bucket_arn)?,
+        bucket_arn,
+        role_arn,
+        prefix,
+        error_output_prefix,
+        buffering,
+        compression,
+        file_extension,
+        processing_enabled,
+        processors,
+        extended: base.map_or(extended, |base| base.extended || extended),
+        kept,
+    })
+}
+
+/// The destination configured by a CreateDeliveryStream request (or a stored stream), from
+/// the fields that name one.
+fn destination(request: &Fields<'_>) -> Result<Destination, OpError> {
+    const OTHERS: &[&str] = &[
+        "RedshiftDestinationConfiguration",
+        "ElasticsearchDestinationConfiguration",
+        "AmazonopensearchserviceDestinationConfiguration",
+        "AmazonOpenSearchServerlessDestinationConfiguration",
+        "SplunkDestinationConfiguration",
+        "HttpEndpointDestinationConfiguration",
+        "SnowflakeDestinationConfiguration",
+        "IcebergDestinationConfiguration",
+        "DatabaseSourceConfiguration",
+        "MSKSourceConfiguration",
+    ];
+    let given: Vec<&str> = request
+        .map
+        .iter()
+        .filter(|(key, value)| key.ends_with("DestinationConfiguration") && !value.is_null())
+        .map(|(key, _)| key.as_str())
+        .collect();
+    match given.as_slice() {
+        [] => Err(invalid("A delivery stream needs a destination: ExtendedS3DestinationConfiguration, for one.")),
+        [one] => match *one {
+            "ExtendedS3DestinationConfiguration" => Ok(Destination::S3(s3_destination(&request.map[*one], true, None)?)),
+            "S3DestinationConfiguration" => Ok(Destination::S3(s3_destination(&request.map[*one], false, None)?)),
+            other if OTHERS.contains(&other) => {
+                Err(invalid(format!("{other} is not supported by this server yet; ExtendedS3DestinationConfiguration is.")))
+            }
+            other => Err(invalid(format!("Unknown destination {other}."))),
+        },
+        _ => Err(invalid(format!("Only one destination configuration can be given; got {}.", given.join(", ")))),
+    }
+}
+
+/// Checks a CreateDeliveryStream request's configuration (the JSON request without its name
+/// and tags) and makes the stream's metadata.
+pub fn create(
+    naming: &Naming,
+    id: u64,
+    name: &str,
+    configuration: &str,
+    tags: &KeyValues,
+    now_ms: u64,
+) -> Result<DeliveryStreamMeta, OpError> {
+    if !valid_name(name) {
+        return Err(invalid(format!("DeliveryStreamName {name:?} must be 1 to 64 letters, digits, underscores, periods and hyphens.")));
+    }
+    let request: Value = if configuration.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(configuration).map_err(|e| invalid(format!("The configuration is not valid JSON: {e}")))?
+    };
+    let fields = Fields::of(&request, "the request")?;
+    let kind = match fields.string("DeliveryStreamType")? {
+        None | Some("DirectPut") => SourceKind::DirectPut,
+        Some("KinesisStreamAsSource") => {
+            return Err(invalid("DeliveryStreamType KinesisStreamAsSource is not supported by this server yet; DirectPut is."))
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "DeliveryStreamType {other:?} is not one of DirectPut, KinesisStreamAsSource, MSKAsSource, DatabaseAsSource."
+            )))
+        }
+    };
+    if let Some(encryption) = fields.object("DeliveryStreamEncryptionConfigurationInput")? {
+        if encryption.string("KeyType")?.is_some() {
+            return Err(invalid("Server-side encryption of delivery streams is not supported by this server yet."));
+        }
+    }
+    let tags = check_tags(BTreeMap::new(), tags)?;
+    Ok(DeliveryStreamMeta {
+        id,
+        name: name.to_owned(),
+        arn: naming.firehose_arn(name),
+        kind,
+        created_ms: now_ms,
+        updated_ms: now_ms,
+        version: 1,
+        destination: destination(&fields)?,
+        tags,
+    })
+}
+
+/// Adds `tags` to `existing`, within Firehose's rules.
+pub fn check_tags(mut existing: BTreeMap<String, String>, tags: &KeyValues) -> Result<BTreeMap<String, String>, OpError> {
+    for (key, value) in tags {
+        if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
+            return Err(invalid(format!("Tag key {key:?} must be 1 to 128 characters and not start with aws:.")));
+        }
+        if value.len() > 256 {
+            return Err(invalid(format!("The value of tag {key:?} is longer than 256 characters.")));
+        }
+        existing.insert(key.clone(), value.clone());
+    }
+    if existing.len() > TAGS_MAX {
+        return Err(OpError::new(ErrorCode::LimitExceeded, format!("A delivery stream has at most {TAGS_MAX} tags.")));
+    }
+    Ok(existing)
+}
+
+/// The stream after UpdateDestination's `configuration` (`ExtendedS3DestinationUpdate` or
+/// `S3DestinationUpdate`: only what changes).
+pub fn updated(meta: &DeliveryStreamMeta, configuration: &str, now_ms: u64) -> Result<DeliveryStreamMeta, OpError> {
+    let request: Value =
+        serde_json::from_str(configuration).map_err(|e| invalid(format!("The destination update is not valid JSON: {e}")))?;
+    let fields = Fields::of(&request, "the request")?;
+    let Destination::S3(current) = &meta.destination;
+    let destination = match (fields.map.get("ExtendedS3DestinationUpdate"), fields.map.get("S3DestinationUpdate")) {
+        (Some(update), None) => s3_destination(update, true, Some(current))?,
+        (None, Some(update)) => s3_destination(update, false, Some(current))?,
+        (None, None) => return Err(invalid("UpdateDestination needs ExtendedS3DestinationUpdate (or S3DestinationUpdate).")),
+        (Some(_), Some(_)) => return Err(invalid("Give one of ExtendedS3DestinationUpdate and S3DestinationUpdate.")),
+    };
+    Ok(DeliveryStreamMeta { destination: Destination::S3(destination), version: meta.version + 1, updated_ms: now_ms, ..meta.clone() })
+}
+
+// ---------------------------------------------------------------- describing
+
+fn processing_json(s3: &S3Destination) -> Value {
+    let processors: Vec<Value> = s3
+        .processors
+        .iter()
+        .map(|processor| match processor {
+            Processor::AppendDelimiterToRecord { delimiter } => json!({
+                "Type": "AppendDelimiterToRecord",
+                "Parameters": [{"ParameterName": "Delimiter", "ParameterValue": escape(delimiter)}],
+            }),
+        })
+        .collect();
+    json!({ "Enabled": s3.processing_enabled, "Processors": processors })
+}
+
+/// The S3 destination as the metadata file keeps it: its configuration, in the API's shape.
+fn s3_configuration(s3: &S3Destination) -> Value {
+    let mut config = s3.kept.clone();
+    let fields = json!({
+        "BucketARN": s3.bucket_arn,
+        "RoleARN": s3.role_arn,
+        "Prefix": s3.prefix,
+        "ErrorOutputPrefix": s3.error_output_prefix,
+        "BufferingHints": { "SizeInMBs": s3.buffering.size_mib, "IntervalInSeconds": s3.buffering.interval_s },
+        "CompressionFormat": s3.compression.name(),
+        "FileExtension": s3.file_extension,
+        "ProcessingConfiguration": processing_json(s3),
+    });
+    for (key, value) in fields.as_object().into_iter().flatten() {
+        config.insert(key.clone(), value.clone());
+    }
+    Value::Object(config)
+}
+
+/// `DescribeDeliveryStream`'s `DeliveryStreamDescription`.
+pub fn description(meta: &DeliveryStreamMeta) -> Value {
+    let Destination::S3(s3) = &meta.destination;
+    let base = json!({
+        "RoleARN": s3.role_arn,
+        "BucketARN": s3.bucket_arn,
+        "Prefix": s3.prefix,
+        "ErrorOutputPrefix": s3.error_output_prefix,
+        "BufferingHints": { "SizeInMBs": s3.buffering.size_mib, "IntervalInSeconds": s3.buffering.interval_s },
+        "CompressionFormat": s3.compression.name(),
+        "EncryptionConfiguration": s3.kept.get("EncryptionConfiguration").cloned().unwrap_or(json!({"NoEncryptionConfig": "NoEncryption"})),
+        "CloudWatchLoggingOptions": s3.kept.get("CloudWatchLoggingOptions").cloned().unwrap_or(json!({"Enabled": false})),
+    });
+    let mut destination = json!({ "DestinationId": DESTINATION_ID, "S3DestinationDescription": base.clone() });
+    if s3.extended {
+        let mut extended = base;
+        extended["ProcessingConfiguration"] = processing_json(s3);
+        extended["S3BackupMode"] = json!("Disabled");
+        if !s3.file_extension.is_empty() {
+            extended["FileExtension"] = json!(s3.file_extension);
+        }
+        if let Some(zone) = s3.kept.get("CustomTimeZone") {
+            extended["CustomTimeZone"] = zone.clone();
+        }
+        destination["ExtendedS3DestinationDescription"] = extended;
+    }
+    json!({
+        "DeliveryStreamName": meta.name,
+        "DeliveryStreamARN": meta.arn,
+        "DeliveryStreamStatus": "ACTIVE",
+        "DeliveryStreamEncryptionConfiguration": { "Status": "DISABLED" },
+        "DeliveryStreamType": meta.kind.name(),
+        "VersionId": meta.version.to_string(),
+        "CreateTimestamp": meta.created_ms as f64 / 1000.0,
+        "LastUpdateTimestamp": meta.updated_ms as f64 / 1000.0,
+        "Destinations": [destination],
+        "HasMoreDestinations": false,
+    })
+}
+
+// ---------------------------------------------------------------- the metadata file
+
+/// One delivery stream as the metadata file keeps it.
+pub fn delivery_stream_json(meta: &DeliveryStreamMeta) -> Value {
+    let Destination::S3(s3) = &meta.destination;
+    let key = if s3.extended { "ExtendedS3DestinationConfiguration" } else { "S3DestinationConfiguration" };
+    json!({
+        "id": meta.id,
+        "name": meta.name,
+        "type": meta.kind.name(),
+        "created_ms": meta.created_ms,
+        "updated_ms": meta.updated_ms,
+        "version": meta.version,
+        "tags": meta.tags,
+        "configuration": { key: s3_configuration(s3) },
+    })
+}
+
+pub fn to_json(streams: &DeliveryStreams) -> Value {
+    Value::Array(streams.values().map(|meta| delivery_stream_json(meta)).collect())
+}
+
+/// Reads the delivery streams back, checking everything (it comes from disk).
+pub fn from_json(naming: &Naming, value: &Value, next_id: u64) -> Result<DeliveryStreams, String> {
+    let mut out = DeliveryStreams::new();
+    for item in value.as_array().into_iter().flatten() {
+        let name = item["name"].as_str().ok_or("a delivery stream has no name")?;
+        let number = |key: &str| item[key].as_u64().ok_or_else(|| format!("delivery stream {name}: {key} is not a number"));
+        let id = number("id")?;
+        if id >= next_id {
+            return Err(format!("delivery stream {name} has id {id} at or past next_id"));
+        }
+        let tags: KeyValues = item["tags"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| Ok((key.clone(), value.as_str().ok_or("a tag value is not a string")?.to_owned())))
+            .collect::<Result<_, String>>()?;
+        let mut configuration = item["configuration"].clone();
+        configuration["DeliveryStreamType"] = item["type"].clone();
+        let mut meta = create(naming, id, name, &configuration.to_string(), &tags, number("created_ms")?)
+            .map_err(|e| format!("delivery stream {name}: {}", e.message))?;
+        meta.updated_ms = number("updated_ms")?;
+        meta.version = number("version")?;
+        out.insert(name.to_owned(), Arc::new(meta));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- changes
+
+#[derive(Debug, Clone)]
+pub enum FirehoseChange {
+    Create { name: String, configuration: String, tags: KeyValues },
+    Delete { name: String },
+    Update { name: String, current_version_id: String, destination_id: String, configuration: String },
+    Tag { name: String, tags: KeyValues },
+    Untag { name: String, keys: Vec<String> },
+}
+
+/// Applies a change; returns the ARN a create answers with.
+pub fn apply(
+    streams: &mut DeliveryStreams,
+    next_id: &mut u64,
+    naming: &Naming,
+    change: FirehoseChange,
+    now_ms: u64,
+) -> Result<Option<String>, OpError> {
+    let found = |streams: &DeliveryStreams, name: &str| streams.get(name_of(name)).cloned().ok_or_else(|| not_found(name_of(name), naming));
+    match change {
+        FirehoseChange::Create { name, configuration, tags } => {
+            if streams.contains_key(&name) {
+                return Err(OpError::new(
+                    ErrorCode::ResourceInUse,
+                    format!("Firehose {name} under accountId {} already exists", naming.account_id),
+                ));
+            }
+            if streams.len() >= DELIVERY_STREAMS_MAX {
+                return Err(OpError::new(
+                    ErrorCode::LimitExceeded,
+                    format!("This server keeps at most {DELIVERY_STREAMS_MAX} delivery streams."),
+                ));
+            }
+            let meta = create(naming, *next_id, &name, &configuration, &tags, now_ms)?;
+            *next_id += 1;
+            let arn = meta.arn.clone();
+            streams.insert(name, Arc::new(meta));
+            Ok(Some(arn))
+        }
+        FirehoseChange::Delete { name } => {
+            found(streams, &name)?;
+            streams.remove(name_of(&name));
+            Ok(None)
+        }
+        FirehoseChange::Update { name, current_version_id, destination_id, configuration } => {
+            let meta = found(streams, &name)?;
+            if current_version_id != meta.version.to_string() {
+                return Err(OpError::new(
+                    ErrorCode::ConcurrentModification,
+                    format!("Version id {current_version_id} does not match the current version id {}.", meta.version),
+                ));
+            }
+            if destination_id != DESTINATION_ID {
+                return Err(invalid(format!("Destination {destination_id} not found; the destination is {DESTINATION_ID}.")));
+            }
+            let after = updated(&meta, &configuration, now_ms)?;
+            streams.insert(meta.name.clone(), Arc::new(after));
+            Ok(None)
+        }
+        FirehoseChange::Tag { name, tags } => {
+            let meta = found(streams, &name)?;
+            let tags = check_tags(meta.tags.clone(), &tags)?;
+            streams.insert(meta.name.clone(), Arc::new(DeliveryStreamMeta { tags, ..(*meta).clone() }));
+            Ok(None)
+        }
+        FirehoseChange::Untag { name, keys } => {
+            let meta = found(streams, &name)?;
+            if keys.is_empty() || keys.len() > TAGS_MAX {
+                return Err(invalid(format!("TagKeys must hold 1 to {TAGS_MAX} keys.")));
+            }
+            let mut tags = meta.tags.clone();
+            for key in &keys {
+                tags.remove(key);
+            }
+            streams.insert(meta.name.clone(), Arc::new(DeliveryStreamMeta { tags, ..(*meta).clone() }));
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naming() -> Naming {
+        Naming { region: "us-east-1".into(), account_id: "000000000000".into(), public_url: String::new(), authorization: false }
+    }
+
+    const S3: &str = r#"{"DeliveryStreamType":"DirectPut","ExtendedS3DestinationConfiguration":{
+        "RoleARN":"arn:aws:iam::000000000000:role/firehose","BucketARN":"arn:aws:s3:::logs",
+        "Prefix":"app/","BufferingHints":{"SizeInMBs":1,"IntervalInSeconds":60},"CompressionFormat":"GZIP",
+        "ProcessingConfiguration":{"Enabled":true,"Processors":[{"Type":"AppendDelimiterToRecord","Parameters":[]}]}}}"#;
+
+    #[test]
+    fn a_configuration_is_read_checked_and_kept_the_same_through_the_metadata_file() {
+        let meta = create(&naming(), 7, "d", S3, &vec![("team".into(), "a".into())], 1_000).unwrap();
+        let Destination::S3(s3) = &meta.destination;
+        assert_eq!(s3.bucket, "logs");
+        assert_eq!(s3.compression, Compression::Gzip);
+        assert_eq!(s3.buffering, Buffering { size_mib: 1, interval_s: 60 });
+        assert_eq!(s3.processors, vec![Processor::AppendDelimiterToRecord { delimiter: b"\n".to_vec() }]);
+        let streams: DeliveryStreams = [("d".to_owned(), Arc::new(meta.clone()))].into();
+        let back = from_json(&naming(), &to_json(&streams), 8).unwrap();
+        assert_eq!(*back["d"], meta);
+        let described = description(&meta);
+        assert_eq!(described["Destinations"][0]["ExtendedS3DestinationDescription"]["CompressionFormat"], "GZIP");
+        assert_eq!(described["VersionId"], "1");
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_by_name() {
+        let refused = |config: &str| create(&naming(), 1, "d", config, &Vec::new(), 0).unwrap_err().message;
+        assert!(refused("{}").contains("needs a destination"));
+        assert!(refused(r#"{"ExtendedS3DestinationConfiguration":{"RoleARN":"r","BucketARN":"arn:aws:s3:::B"}}"#).contains("bucket name"));
+        let size =
+            r#"{"ExtendedS3DestinationConfiguration":{"RoleARN":"r","BucketARN":"arn:aws:s3:::b-1","BufferingHints":{"SizeInMBs":129}}}"#;
+        assert!(refused(size).contains("SizeInMBs"));
+        let lambda = r#"{"ExtendedS3DestinationConfiguration":{"RoleARN":"r","BucketARN":"arn:aws:s3:::b-1","ProcessingConfiguration":{"Enabled":true,"Processors":[{"Type":"Lambda"}]}}}"#;
+        assert!(refused(lambda).contains("Lambda is not supported"));
+        assert!(refused(r#"{"HttpEndpointDestinationConfiguration":{}}"#).contains("not supported"));
+        assert!(create(&naming(), 1, "bad name", S3, &Vec::new(), 0).is_err());
+    }
+
+    #[test]
+    fn an_update_changes_what_it_names_and_checks_the_version() {
+        let mut streams = DeliveryStreams::new();
+        let mut next_id = 1;
+        let create = FirehoseChange::Create { name: "d".into(), configuration: S3.into(), tags: Vec::new() };
+        apply(&mut streams, &mut next_id, &naming(), create, 0).unwrap();
+        let update = |version: &str| FirehoseChange::Update {
+            name: "d".into(),
+            current_version_id: version.into(),
+            destination_id: DESTINATION_ID.into(),
+            configuration: r#"{"ExtendedS3DestinationUpdate":{"CompressionFormat":"Snappy"}}"#.into(),
+        };
+        let stale = apply(&mut streams, &mut next_id, &naming(), update("2"), 5).unwrap_err();
+        assert_eq!(stale.code, ErrorCode::ConcurrentModification);
+        apply(&mut streams, &mut next_id, &naming(), update("1"), 5).unwrap();
+        let Destination::S3(s3) = &streams["d"].destination;
+        assert_eq!((s3.compression, s3.bucket.as_str(), streams["d"].version), (Compression::Snappy, "logs", 2));
+        assert_eq!(s3.buffering.size_mib, 1, "what the update did not name stays");
+    }
+}

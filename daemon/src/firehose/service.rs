@@ -1,0 +1,292 @@
+//! The Firehose operations, and each buffer's delivery loop.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_protocol::*;
+
+use super::deliver::{Batch, ObjectTarget};
+use super::store::{Buffer, DATA};
+use super::FirehoseHost;
+use crate::catalog::firehose::{description, name_of, not_found, DeliveryStreamMeta, FirehoseChange};
+use crate::catalog::{MetaChange, MetaOutcome};
+
+/// Firehose's limits on puts.
+pub const RECORD_BYTES_MAX: usize = 1_000 * 1024;
+pub const BATCH_RECORDS_MAX: usize = 500;
+pub const BATCH_BYTES_MAX: usize = 4 << 20;
+/// Bytes read from a buffer at a time when gathering a batch.
+const READ_BYTES: usize = 4 << 20;
+/// Longest wait between tries of a failing destination.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// ListDeliveryStreams' page size, at most and by default.
+const LIST_LIMIT_MAX: i32 = 10_000;
+const LIST_LIMIT_DEFAULT: i32 = 10;
+
+fn invalid(message: impl Into<String>) -> OpError {
+    OpError::new(ErrorCode::InvalidArgument, message)
+}
+
+fn validation(message: impl Into<String>) -> OpError {
+    OpError::new(ErrorCode::Validation, message)
+}
+
+async fn change<H: FirehoseHost>(host: &Rc<H>, change: FirehoseChange) -> Result<Option<String>, OpError> {
+    match host.meta_change(MetaChange::Firehose(change)).await? {
+        MetaOutcome::Arn(arn) => Ok(arn),
+        _ => Err(OpError::new(ErrorCode::InternalFailure, "unexpected outcome of a delivery stream change")),
+    }
+}
+
+fn find(host: &impl FirehoseHost, name: &str) -> Result<Arc<DeliveryStreamMeta>, OpError> {
+    let snapshot = host.snapshot();
+    let name = name_of(name);
+    snapshot.firehose.get(name).cloned().ok_or_else(|| not_found(name, &snapshot.naming))
+}
+
+/// Where S3 destinations write, from the settings.
+pub fn target(host: &impl FirehoseHost) -> ObjectTarget {
+    let config = host.config();
+    match &config.firehose_s3_endpoint {
+        Some(endpoint) => ObjectTarget::S3 { endpoint: endpoint.clone(), region: config.region.clone() },
+        None => ObjectTarget::Local(config.firehose_local_dir()),
+    }
+}
+
+pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
+    match op {
+        Op::CreateDeliveryStream { name, configuration, tags } => {
+            let arn = change(host, FirehoseChange::Create { name, configuration, tags }).await?;
+            Ok(Reply::Arn(arn.unwrap_or_default()))
+        }
+        Op::DeleteDeliveryStream { name, .. } => change(host, FirehoseChange::Delete { name }).await.map(|_| Reply::Done),
+        Op::DescribeDeliveryStream { name, limit, .. } => {
+            if limit.is_some_and(|limit| !(1..=10_000).contains(&limit)) {
+                return Err(validation("Limit must be from 1 to 10000."));
+            }
+            let meta = find(&**host, &name)?;
+            Ok(Reply::DeliveryStream(description(&meta).to_string()))
+        }
+        Op::ListDeliveryStreams { limit, stream_type, exclusive_start_name } => {
+            let limit = limit.unwrap_or(LIST_LIMIT_DEFAULT);
+            if !(1..=LIST_LIMIT_MAX).contains(&limit) {
+                return Err(validation(format!("Limit must be from 1 to {LIST_LIMIT_MAX}.")));
+            }
+            if let Some(kind) = stream_type.as_deref() {
+                if !["DirectPut", "KinesisStreamAsSource", "MSKAsSource", "DatabaseAsSource"].contains(&kind) {
+                    return Err(validation(format!(
+                        "DeliveryStreamType {kind:?} is not one of DirectPut, KinesisStreamAsSource, MSKAsSource, DatabaseAsSource."
+                    )));
+                }
+            }
+            let snapshot = host.snapshot();
+            let mut names = snapshot
+                .firehose
+                .values()
+                .filter(|meta| exclusive_start_name.as_ref().is_none_or(|after| &meta.name > after))
+                .filter(|meta| stream_type.as_deref().is_none_or(|kind| kind == meta.kind.name()))
+                .map(|meta| meta.name.clone());
+            let page: Vec<String> = names.by_ref().take(limit as usize).collect();
+            Ok(Reply::DeliveryStreams { names: page, has_more: names.next().is_some() })
+        }
+        Op::PutFirehoseRecords { name, records, batch } => put(host, &name, records, batch).await,
+        Op::UpdateDestination { name, current_version_id, destination_id, configuration } => {
+            change(host, FirehoseChange::Update { name, current_version_id, destination_id, configuration }).await.map(|_| Reply::Done)
+        }
+        Op::TagDeliveryStream { name, tags } => {
+            if tags.is_empty() {
+                return Err(invalid("Tags must hold at least one tag."));
+            }
+            change(host, FirehoseChange::Tag { name, tags }).await.map(|_| Reply::Done)
+        }
+        Op::UntagDeliveryStream { name, keys } => change(host, FirehoseChange::Untag { name, keys }).await.map(|_| Reply::Done),
+        Op::ListTagsForDeliveryStream { name, limit, exclusive_start_tag_key } => {
+            let limit = limit.unwrap_or(50);
+            if !(1..=50).contains(&limit) {
+                return Err(validation("Limit must be from 1 to 50."));
+            }
+            let meta = find(&**host, &name)?;
+            let mut rows = meta.tags.iter().filter(|(key, _)| exclusive_start_tag_key.as_ref().is_none_or(|after| *key > after));
+            let tags: KeyValues = rows.by_ref().take(limit as usize).map(|(k, v)| (k.clone(), v.clone())).collect();
+            Ok(Reply::StreamTags { tags, has_more: rows.next().is_some() })
+        }
+        other => Err(OpError::new(ErrorCode::InternalFailure, format!("{} is not a Firehose operation", other.name()))),
+    }
+}
+
+/// A record's id: which core took it and where (unique for the delivery stream's life).
+fn record_id(id: u64, core: usize, seq: u64) -> String {
+    format!("{id:016x}{core:04x}{seq:016x}")
+}
+
+async fn put<H: FirehoseHost>(host: &Rc<H>, name: &str, records: Vec<Bytes>, batch: bool) -> Response {
+    match (batch, records.len()) {
+        (false, 1) => {}
+        (false, _) => return Err(validation("PutRecord takes exactly one record.")),
+        (true, 0) => return Err(validation("Records must hold at least 1 record.")),
+        (true, count) if count > BATCH_RECORDS_MAX => {
+            return Err(validation(format!("Records holds {count} records; a batch holds at most {BATCH_RECORDS_MAX}.")))
+        }
+        _ => {}
+    }
+    if let Some(at) = records.iter().position(|record| record.len() > RECORD_BYTES_MAX) {
+        return Err(validation(format!(
+            "Record {at} is {} bytes; a record's data is at most {RECORD_BYTES_MAX} bytes (1,000 KiB).",
+            records[at].len()
+        )));
+    }
+    let total: usize = records.iter().map(Bytes::len).sum();
+    if total > BATCH_BYTES_MAX {
+        return Err(invalid(format!("The records are {total} bytes together; a batch is at most {BATCH_BYTES_MAX} bytes (4 MiB).")));
+    }
+    let meta = find(&**host, name)?;
+    let buffer = host.firehose().open(meta.id, host.id()).await?;
+    if buffer.pending_bytes.get() + total as u64 > host.config().firehose_buffer_bytes {
+        return Err(OpError::new(
+            ErrorCode::ServiceUnavailable,
+            format!(
+                "Slow down. Delivery stream {} holds {} bytes its destination has not taken yet.",
+                meta.name,
+                buffer.pending_bytes.get()
+            ),
+        ));
+    }
+    let now_ms = host.env().now_ms();
+    let seqs = buffer.append(&records, now_ms)?;
+    if let Some(last) = seqs.last() {
+        buffer.log.durable(*last).await.map_err(crate::storage::storage_error)?;
+    }
+    buffer.appended.notify_all();
+    start(host, &buffer);
+    let results = seqs
+        .iter()
+        .map(|seq| FirehosePutResult { record_id: Some(record_id(meta.id, host.id(), *seq)), error_code: None, error_message: None })
+        .collect();
+    Ok(Reply::FirehosePut { failed: 0, encrypted: false, records: results })
+}
+
+/// Starts `buffer`'s delivery loop unless it runs.
+pub fn start<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
+    if buffer.running.replace(true) {
+        return;
+    }
+    let (host, buffer) = (host.clone(), buffer.clone());
+    host.env().clone().spawn(async move {
+        deliveries(&host, &buffer).await;
+        buffer.running.set(false);
+    });
+}
+
+/// At start (and on each new snapshot): opens the buffers this core holds records of for
+/// delivery streams that exist and starts their delivery loops; deletes those of delivery
+/// streams that are gone.
+pub async fn resume<H: FirehoseHost>(host: &Rc<H>) {
+    let snapshot = host.snapshot();
+    let live = |id: u64| snapshot.firehose.values().any(|meta| meta.id == id);
+    host.firehose().forget_gone(host.id(), live).await;
+    for id in host.firehose().on_disk(host.id()) {
+        if !live(id) {
+            continue;
+        }
+        match host.firehose().open(id, host.id()).await {
+            Ok(buffer) => start(host, &buffer),
+            Err(error) => tracing::error!(shard = host.id(), id, %error, "cannot open a delivery stream's buffer"),
+        }
+    }
+}
+
+/// A buffer's delivery loop: waits until its records reach the buffering size or the oldest
+/// has waited the buffering interval, delivers them, marks them delivered, and so on; a
+/// failed delivery is tried again (backing off up to `BACKOFF_MAX`) until it succeeds — the
+/// records stay in the buffer meanwhile and puts are refused once it is full. Ends when the
+/// delivery stream is deleted or the shard stops.
+async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
+    loop {
+        if buffer.gone.get() || host.shutdown().requested.get() {
+            return;
+        }
+        let Some(meta) = host.snapshot().firehose.values().find(|meta| meta.id == buffer.id).cloned() else { return };
+        let buffering = meta.destination.buffering();
+        let appended = buffer.appended.listen();
+        let stopping = host.shutdown().event.listen();
+        let now_ms = host.env().now_ms();
+        let due_ms = buffer.oldest_ms.get().map(|oldest| oldest + buffering.interval_ms());
+        let pending = buffer.pending_records.get() > 0;
+        if !pending || (buffer.pending_bytes.get() < buffering.size_bytes() && due_ms.is_some_and(|due| now_ms < due)) {
+            let wait = match due_ms {
+                Some(due) if pending => Duration::from_millis(due - now_ms),
+                _ => Duration::from_secs(3600),
+            };
+            let timer = host.env().sleep(wait);
+            futures::pin_mut!(appended, stopping, timer);
+            futures::future::select(futures::future::select(appended, stopping), timer).await;
+            continue;
+        }
+        match deliver_once(host, buffer, &meta).await {
+            Ok(true) => buffer.failures.set(0),
+            Ok(false) => {
+                // Taken but not yet durable: readable once its put's sync is done.
+                let appended = buffer.appended.listen();
+                let timer = host.env().sleep(Duration::from_millis(50));
+                futures::pin_mut!(appended, timer);
+                futures::future::select(appended, timer).await;
+            }
+            Err(reason) => {
+                let failures = buffer.failures.get() + 1;
+                buffer.failures.set(failures);
+                if failures == 1 || failures.is_multiple_of(20) {
+                    tracing::warn!(delivery_stream = %meta.name, failures, %reason, "a delivery failed; trying again (the records stay buffered)");
+                }
+                let backoff = Duration::from_millis(500u64 << failures.min(6)).min(BACKOFF_MAX);
+                let timer = host.env().sleep(backoff);
+                let stopping = host.shutdown().event.listen();
+                futures::pin_mut!(stopping, timer);
+                futures::future::select(stopping, timer).await;
+            }
+        }
+    }
+}
+
+/// Gathers up to the buffering size of records from where delivery stands, delivers them as
+/// one object and marks them delivered. False when nothing was readable yet.
+async fn deliver_once<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>, meta: &Arc<DeliveryStreamMeta>) -> Result<bool, String> {
+    let size = meta.destination.buffering().size_bytes();
+    let mut next = buffer.delivered.get();
+    let (mut records, mut bytes, mut arrival_ms) = (Vec::new(), 0u64, None);
+    'gather: loop {
+        let read = buffer.log.read(next, 100_000, READ_BYTES).await.map_err(|e| e.to_string())?;
+        if read.is_empty() {
+            break;
+        }
+        for record in read {
+            next = record.seq + 1;
+            if record.data.first() == Some(&DATA) {
+                bytes += record.data.len() as u64 - 1;
+                arrival_ms.get_or_insert(record.timestamp_ms);
+                records.push(record.data.slice(1..));
+                if bytes >= size {
+                    break 'gather;
+                }
+            }
+        }
+    }
+    let count = records.len() as u64;
+    if next == buffer.delivered.get() {
+        return Ok(false);
+    }
+    if count > 0 {
+        let batch = Batch { meta: meta.clone(), target: target(&**host), records, arrival_ms: arrival_ms.unwrap_or_default() };
+        let key = host.deliver(batch).await?;
+        tracing::debug!(delivery_stream = %meta.name, key, records = count, bytes, "delivered");
+    }
+    buffer.mark_delivered(next, count, bytes, host.env().now_ms()).await.map_err(|e| e.message)?;
+    // The oldest record left is the first one after this batch.
+    let oldest = match buffer.pending_records.get() {
+        0 => None,
+        _ => buffer.log.read(next, 1, 1).await.ok().and_then(|read| read.first().map(|record| record.timestamp_ms)),
+    };
+    buffer.oldest_ms.set(oldest.or(buffer.pending_records.get().gt(&0).then(|| host.env().now_ms())));
+    Ok(true)
+}

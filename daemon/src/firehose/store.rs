@@ -1,0 +1,249 @@
+//! The records one core took for each delivery stream and has not delivered yet: a log per
+//! delivery stream per core (`storage::stream::StreamLog`, in
+//! `DATA_DIR/firehose/<id>/core-<n>`), which is the buffer itself — memory holds only counts.
+//!
+//! A log record is a kind byte and its body: `DATA` and the record's bytes, or `DELIVERED`
+//! and the sequence number of the first record not delivered yet (little-endian u64), written
+//! once the destination has taken everything before it. At open the last `DELIVERED` says
+//! where delivery resumes; segments wholly before it are removed as deliveries go.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use sluice_protocol::{ErrorCode, OpError};
+
+use crate::env::notify::LocalNotify;
+use crate::env::Env;
+use crate::storage::log::{FsyncMode, LogOptions};
+use crate::storage::storage_error;
+use crate::storage::stream::StreamLog;
+
+pub const DATA: u8 = 0;
+pub const DELIVERED: u8 = 1;
+
+/// Bytes read at a time when scanning a log at open.
+const SCAN_BYTES: usize = 4 << 20;
+
+/// Where delivery stream `id` keeps what core `core` took.
+pub fn buffer_dir(data_dir: &Path, id: u64, core: usize) -> PathBuf {
+    data_dir.join("firehose").join(format!("{id:010}")).join(format!("core-{core:03}"))
+}
+
+/// One delivery stream's buffer on this core.
+pub struct Buffer {
+    pub id: u64,
+    pub log: StreamLog,
+    /// Sequence number of the first record not delivered.
+    pub delivered: Cell<u64>,
+    /// Records not delivered, and their bytes.
+    pub pending_records: Cell<u64>,
+    pub pending_bytes: Cell<u64>,
+    /// Arrival time of the oldest record not delivered (`None`: none).
+    pub oldest_ms: Cell<Option<u64>>,
+    /// Notified on each put (and when the buffer goes).
+    pub appended: LocalNotify,
+    /// Set when the delivery stream is deleted: its delivery loop ends.
+    pub gone: Cell<bool>,
+    /// Whether its delivery loop runs.
+    pub running: Cell<bool>,
+    /// Deliveries that failed in a row (for back-off and the metrics).
+    pub failures: Cell<u32>,
+}
+
+impl Buffer {
+    /// Appends records (durable once `log.durable` says so); returns each one's sequence number.
+    pub fn append(&self, records: &[Bytes], now_ms: u64) -> Result<Vec<u64>, OpError> {
+        let mut seqs = Vec::with_capacity(records.len());
+        let mut bytes = 0;
+        for record in records {
+            let (seq, _) = self.log.append_parts(&[&[DATA], record], now_ms).map_err(storage_error)?;
+            seqs.push(seq);
+            bytes += record.len() as u64;
+        }
+        if self.oldest_ms.get().is_none() {
+            self.oldest_ms.set(Some(now_ms));
+        }
+        self.pending_records.set(self.pending_records.get() + records.len() as u64);
+        self.pending_bytes.set(self.pending_bytes.get() + bytes);
+        Ok(seqs)
+    }
+
+    /// Records that everything before `next` is delivered: durable, then segments before it go.
+    pub async fn mark_delivered(&self, next: u64, records: u64, bytes: u64, now_ms: u64) -> Result<(), OpError> {
+        let (seq, _) = self.log.append_parts(&[&[DELIVERED], &next.to_le_bytes()], now_ms).map_err(storage_error)?;
+        self.log.durable(seq).await.map_err(storage_error)?;
+        self.delivered.set(next);
+        self.pending_records.set(self.pending_records.get().saturating_sub(records));
+        self.pending_bytes.set(self.pending_bytes.get().saturating_sub(bytes));
+        self.log.trim_before_seq(next).await.map_err(storage_error)?;
+        Ok(())
+    }
+}
+
+/// The delivery streams' buffers this core holds.
+pub struct FirehoseStore {
+    env: Env,
+    data_dir: PathBuf,
+    segment_bytes: u64,
+    fsync: FsyncMode,
+    repair: bool,
+    buffers: std::cell::RefCell<HashMap<u64, Rc<Buffer>>>,
+    /// Held while a buffer is opened, so two puts never open one twice.
+    opening: futures::lock::Mutex<()>,
+}
+
+impl FirehoseStore {
+    pub fn new(env: Env, data_dir: &Path, segment_bytes: u64, fsync: FsyncMode, repair: bool) -> FirehoseStore {
+        FirehoseStore {
+            env,
+            data_dir: data_dir.to_path_buf(),
+            segment_bytes,
+            fsync,
+            repair,
+            buffers: Default::default(),
+            opening: futures::lock::Mutex::new(()),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The buffer of delivery stream `id`, if open.
+    pub fn get(&self, id: u64) -> Option<Rc<Buffer>> {
+        self.buffers.borrow().get(&id).cloned()
+    }
+
+    /// Every open buffer.
+    pub fn all(&self) -> Vec<Rc<Buffer>> {
+        self.buffers.borrow().values().cloned().collect()
+    }
+
+    /// The buffer of delivery stream `id` on core `core`, opened (and its log read to find
+    /// where delivery resumes) if it is not yet.
+    pub async fn open(&self, id: u64, core: usize) -> Result<Rc<Buffer>, OpError> {
+        if let Some(buffer) = self.get(id) {
+            return Ok(buffer);
+        }
+        let _held = self.opening.lock().await;
+        if let Some(buffer) = self.get(id) {
+            return Ok(buffer);
+        }
+        let options = LogOptions {
+            dir: buffer_dir(&self.data_dir, id, core),
+            segment_bytes: self.segment_bytes,
+            fsync: self.fsync,
+            repair: self.repair,
+            spare_ahead: false,
+        };
+        let (log, recovery) = StreamLog::open_in(self.env.clone(), options).await.map_err(storage_error)?;
+        if let Some((path, offset, bytes)) = &recovery.torn_tail {
+            tracing::warn!(file = %path.display(), offset, bytes, "cut a torn write at the end of a delivery stream's buffer (it was never acknowledged)");
+        }
+        let (delivered, pending_records, pending_bytes, oldest_ms) = scan(&log).await?;
+        let buffer = Rc::new(Buffer {
+            id,
+            log,
+            delivered: Cell::new(delivered),
+            pending_records: Cell::new(pending_records),
+            pending_bytes: Cell::new(pending_bytes),
+            oldest_ms: Cell::new(oldest_ms),
+            appended: LocalNotify::new(),
+            gone: Cell::new(false),
+            running: Cell::new(false),
+            failures: Cell::new(0),
+        });
+        self.buffers.borrow_mut().insert(id, buffer.clone());
+        Ok(buffer)
+    }
+
+    /// The delivery stream ids this core has buffers of on disk (opened or not).
+    pub fn on_disk(&self, core: usize) -> Vec<u64> {
+        let root = self.data_dir.join("firehose");
+        let Ok(entries) = self.env.list_dir(&root) else { return Vec::new() };
+        entries
+            .iter()
+            .filter_map(|path| path.file_name()?.to_str()?.parse::<u64>().ok())
+            .filter(|id| {
+                let dir = buffer_dir(&self.data_dir, *id, core);
+                let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+                self.env.list_dir(&parent).is_ok_and(|entries| entries.contains(&dir))
+            })
+            .collect()
+    }
+
+    /// Closes and deletes the buffers of delivery streams that are gone (`live` says which are not).
+    pub async fn forget_gone(&self, core: usize, live: impl Fn(u64) -> bool) {
+        let _held = self.opening.lock().await;
+        let gone: Vec<Rc<Buffer>> = {
+            let mut buffers = self.buffers.borrow_mut();
+            let ids: Vec<u64> = buffers.keys().copied().filter(|id| !live(*id)).collect();
+            ids.iter().filter_map(|id| buffers.remove(id)).collect()
+        };
+        for buffer in &gone {
+            buffer.gone.set(true);
+            buffer.appended.notify_all();
+            if let Err(error) = buffer.log.close().await {
+                tracing::warn!(id = buffer.id, %error, "closing a deleted delivery stream's buffer failed");
+            }
+        }
+        for id in self.on_disk(core).into_iter().filter(|id| !live(*id)) {
+            let dir = buffer_dir(&self.data_dir, id, core);
+            // File by file through the reactor: a blocking unlink of full segments would stall the shard.
+            for file in self.env.list_dir(&dir).unwrap_or_default() {
+                if let Err(error) = self.env.remove(&file).await {
+                    tracing::warn!(file = %file.display(), %error, "cannot remove a deleted delivery stream's buffer");
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
+            // The stream's directory goes with its last core's buffer (whichever core is last).
+            let _ = std::fs::remove_dir(dir.parent().unwrap_or(&dir));
+        }
+    }
+
+    /// Closes every buffer (everything appended is written and synced first).
+    pub async fn close(&self) {
+        let buffers: Vec<Rc<Buffer>> = self.buffers.borrow_mut().drain().map(|(_, buffer)| buffer).collect();
+        for buffer in buffers {
+            buffer.gone.set(true);
+            buffer.appended.notify_all();
+            if let Err(error) = buffer.log.close().await {
+                tracing::error!(id = buffer.id, %error, "closing a delivery stream's buffer failed");
+            }
+        }
+    }
+}
+
+/// Reads a buffer's log through: where delivery resumes (after the last `DELIVERED`), and the
+/// count, bytes and oldest arrival time of what is not delivered.
+async fn scan(log: &StreamLog) -> Result<(u64, u64, u64, Option<u64>), OpError> {
+    let mut delivered = log.first_seq();
+    // (seq, bytes, arrival) of each data record since the last checkpoint seen.
+    let mut pending: std::collections::VecDeque<(u64, u64, u64)> = Default::default();
+    let mut from = log.first_seq();
+    loop {
+        let records = log.read(from, 100_000, SCAN_BYTES).await.map_err(storage_error)?;
+        let Some(last) = records.last() else { break };
+        from = last.seq + 1;
+        for record in &records {
+            match record.data.first() {
+                Some(&DATA) => pending.push_back((record.seq, record.data.len() as u64 - 1, record.timestamp_ms)),
+                Some(&DELIVERED) => {
+                    let next = record.data.get(1..9).and_then(|bytes| bytes.try_into().ok()).map(u64::from_le_bytes).ok_or_else(|| {
+                        OpError::new(ErrorCode::InternalFailure, "a delivery stream's buffer holds a damaged delivery mark")
+                    })?;
+                    delivered = delivered.max(next);
+                    while pending.front().is_some_and(|(seq, _, _)| *seq < delivered) {
+                        pending.pop_front();
+                    }
+                }
+                _ => return Err(OpError::new(ErrorCode::InternalFailure, "a delivery stream's buffer holds a record of no known kind")),
+            }
+        }
+    }
+    let bytes = pending.iter().map(|(_, bytes, _)| bytes).sum();
+    Ok((delivered, pending.len() as u64, bytes, pending.front().map(|(_, _, arrival)| *arrival)))
+}
