@@ -26,10 +26,10 @@ use sluice_protocol::limits::{FRAME_BYTES_MAX_DEFAULT, PROTOCOL_VERSION};
 use sluice_protocol::{check_frame, decode_response, Encoder, FrameCheck, Request};
 pub use sluice_protocol::{
     AliasEntry, BatchFailure, ChildShard, ConsumerDescription, ConsumerRef, Datapoint, DeleteEntry, Dimension, DimensionFilter, ErrorCode,
-    GetRecordsResult, KeyDescription, KeyValues, ListShards, MessageAttribute, MetricAlarm, MetricDataQuery, MetricDataResult, MetricId,
-    MoveTaskDescription, Op, OpError, PublishEntry, PublishResult, PutRecordResult, PutRecordsEntry, ReceiveMessage, ReceivedMessage,
-    Reply, SendEntry, SendResult, ShardDescription, ShardEvent, ShardLease, ShardLeases, StartingPosition, StreamDescription, StreamRecord,
-    SubscriptionSummary, VisibilityEntry, SHARD_END,
+    FirehosePutResult, GetRecordsResult, KeyDescription, KeyValues, ListShards, MessageAttribute, MetricAlarm, MetricDataQuery,
+    MetricDataResult, MetricId, MoveTaskDescription, Op, OpError, PublishEntry, PublishResult, PutRecordResult, PutRecordsEntry,
+    ReceiveMessage, ReceivedMessage, Reply, SendEntry, SendResult, ShardDescription, ShardEvent, ShardLease, ShardLeases, StartingPosition,
+    StreamDescription, StreamRecord, SubscriptionSummary, VisibilityEntry, SHARD_END,
 };
 
 /// Requests queued for the driver before `call` waits.
@@ -582,6 +582,62 @@ impl Client {
             Reply::PublishBatch { successful, failed } => Ok((successful, failed)),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// CreateDeliveryStream: `configuration` is the rest of the request as Firehose's JSON API
+    /// spells it (`{"ExtendedS3DestinationConfiguration": {...}}`); returns the ARN.
+    pub async fn create_delivery_stream(&self, name: &str, configuration: &str, tags: KeyValues) -> Result<String, ClientError> {
+        expect_arn(self.call(Op::CreateDeliveryStream { name: name.into(), configuration: configuration.into(), tags }).await?)
+    }
+
+    pub async fn delete_delivery_stream(&self, name: &str) -> Result<(), ClientError> {
+        expect_done(self.call(Op::DeleteDeliveryStream { name: name.into(), allow_force_delete: false }).await?)
+    }
+
+    /// DescribeDeliveryStream: the `DeliveryStreamDescription`, as Firehose's JSON.
+    pub async fn describe_delivery_stream(&self, name: &str) -> Result<String, ClientError> {
+        match self.call(Op::DescribeDeliveryStream { name: name.into(), limit: None, exclusive_start_destination_id: None }).await? {
+            Reply::DeliveryStream(description) => Ok(description),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every delivery stream's name (ListDeliveryStreams, every page).
+    pub async fn list_delivery_streams(&self) -> Result<Vec<String>, ClientError> {
+        let mut names: Vec<String> = Vec::new();
+        loop {
+            let after = names.last().cloned();
+            match self.call(Op::ListDeliveryStreams { limit: Some(10_000), stream_type: None, exclusive_start_name: after }).await? {
+                Reply::DeliveryStreams { names: page, has_more } => {
+                    let done = !has_more || page.is_empty();
+                    names.extend(page);
+                    if done {
+                        return Ok(names);
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+    }
+
+    /// PutRecordBatch (PutRecord when `records` holds one and `batch` is false): each record's
+    /// id or error, in order.
+    pub async fn put_firehose_records(&self, name: &str, records: Vec<Bytes>, batch: bool) -> Result<Vec<FirehosePutResult>, ClientError> {
+        match self.call(Op::PutFirehoseRecords { name: name.into(), records, batch }).await? {
+            Reply::FirehosePut { records, .. } => Ok(records),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// UpdateDestination of the delivery stream's one destination at `version`.
+    pub async fn update_destination(&self, name: &str, version: &str, configuration: &str) -> Result<(), ClientError> {
+        let op = Op::UpdateDestination {
+            name: name.into(),
+            current_version_id: version.into(),
+            destination_id: "destinationId-000000000001".into(),
+            configuration: configuration.into(),
+        };
+        expect_done(self.call(op).await?)
     }
 }
 

@@ -112,6 +112,9 @@ enum Command {
     /// Create, list, inspect and delete streams.
     #[command(subcommand)]
     Stream(StreamCommand),
+    /// Create, list, inspect and delete Firehose delivery streams, and put records into them.
+    #[command(subcommand)]
+    Firehose(FirehoseCommand),
     /// The broker's queues (depths, oldest message, rates), streams and shards, live, from its
     /// `/metrics` (read over HTTP; `--endpoint` and its options are not used).
     Top {
@@ -252,6 +255,46 @@ enum StreamCommand {
         #[arg(value_parser = ["PROVISIONED", "ON_DEMAND"])]
         mode: String,
     },
+}
+
+#[derive(Subcommand)]
+enum FirehoseCommand {
+    /// Create a DirectPut delivery stream writing to an S3 bucket (a directory under the
+    /// broker's `--firehose-local-dir` unless it has `--firehose-s3-endpoint`). Prints its ARN.
+    Create {
+        name: String,
+        /// The bucket's name.
+        #[arg(long)]
+        bucket: String,
+        /// Object key prefix; `!{timestamp:yyyy}`-style expressions allowed (then also give
+        /// `--error-prefix`). Without expressions, `YYYY/MM/DD/HH/` is appended.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Prefix of objects of records that failed processing.
+        #[arg(long, default_value = "")]
+        error_prefix: String,
+        /// UNCOMPRESSED, GZIP, ZIP, Snappy or HADOOP_SNAPPY.
+        #[arg(long, default_value = "UNCOMPRESSED", value_parser = ["UNCOMPRESSED", "GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY"])]
+        compression: String,
+        /// Deliver once a core holds this many MiB (1–128).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=128))]
+        size_mb: u32,
+        /// Deliver once the oldest record has waited this many seconds (0–900).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(0..=900))]
+        interval: u32,
+        /// Append a newline to every record (the AppendDelimiterToRecord processor).
+        #[arg(long)]
+        newline: bool,
+    },
+    /// List delivery stream names.
+    List,
+    /// Print a delivery stream's description (Firehose's JSON).
+    Describe { name: String },
+    /// Delete a delivery stream (records not delivered yet go with it).
+    Delete { name: String },
+    /// Put a record; prints its record id. A DATA of `-` puts each line of standard input as
+    /// one record (in PutRecordBatch batches of up to 500).
+    Put { name: String, data: String },
 }
 
 #[derive(Subcommand)]
@@ -655,6 +698,78 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Stream(StreamCommand::Mode { name, mode }) => {
             connection.block_on(client.call(Op::UpdateStreamMode { stream: name, mode }))?;
         }
+        Command::Firehose(FirehoseCommand::Create { name, bucket, prefix, error_prefix, compression, size_mb, interval, newline }) => {
+            let processing = json!({
+                "Enabled": newline,
+                "Processors": if newline { json!([{"Type": "AppendDelimiterToRecord", "Parameters": []}]) } else { json!([]) },
+            });
+            let configuration = json!({
+                "DeliveryStreamType": "DirectPut",
+                "ExtendedS3DestinationConfiguration": {
+                    "BucketARN": format!("arn:aws:s3:::{bucket}"),
+                    "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+                    "Prefix": prefix,
+                    "ErrorOutputPrefix": error_prefix,
+                    "CompressionFormat": compression,
+                    "BufferingHints": { "SizeInMBs": size_mb, "IntervalInSeconds": interval },
+                    "ProcessingConfiguration": processing,
+                },
+            });
+            let arn = connection.block_on(client.create_delivery_stream(&name, &configuration.to_string(), vec![]))?;
+            print_named(&mut out, json, "DeliveryStreamARN", &arn)?;
+        }
+        Command::Firehose(FirehoseCommand::List) => {
+            for name in connection.block_on(client.list_delivery_streams())? {
+                print_named(&mut out, json, "DeliveryStreamName", &name)?;
+            }
+        }
+        Command::Firehose(FirehoseCommand::Describe { name }) => {
+            let description = connection.block_on(client.describe_delivery_stream(&name))?;
+            let value: serde_json::Value = serde_json::from_str(&description).unwrap_or(serde_json::Value::String(description));
+            if json {
+                writeln!(out, "{value}")?;
+            } else {
+                writeln!(out, "{}", serde_json::to_string_pretty(&value).unwrap_or_default())?;
+            }
+        }
+        Command::Firehose(FirehoseCommand::Delete { name }) => connection.block_on(client.delete_delivery_stream(&name))?,
+        Command::Firehose(FirehoseCommand::Put { name, data }) => {
+            if data == "-" {
+                let mut batch: Vec<bytes::Bytes> = Vec::new();
+                let mut bytes = 0;
+                let flush = |batch: &mut Vec<bytes::Bytes>, out: &mut dyn Write| -> Result<(), Failure> {
+                    if batch.is_empty() {
+                        return Ok(());
+                    }
+                    for result in connection.block_on(client.put_firehose_records(&name, std::mem::take(batch), true))? {
+                        match result.record_id {
+                            Some(id) => print_named(&mut *out, json, "RecordId", &id)?,
+                            None => {
+                                let error =
+                                    format!("{}: {}", result.error_code.unwrap_or_default(), result.error_message.unwrap_or_default());
+                                return Err(Failure::Client(ClientError::Protocol(error)));
+                            }
+                        }
+                    }
+                    Ok(())
+                };
+                for line in std::io::stdin().lines() {
+                    let line = line?;
+                    if batch.len() == 500 || bytes + line.len() > 4 << 20 {
+                        flush(&mut batch, &mut out)?;
+                        bytes = 0;
+                    }
+                    bytes += line.len();
+                    batch.push(bytes::Bytes::from(line.into_bytes()));
+                }
+                flush(&mut batch, &mut out)?;
+            } else {
+                let results =
+                    connection.block_on(client.put_firehose_records(&name, vec![bytes::Bytes::from(data.into_bytes())], false))?;
+                let id = results.into_iter().next().and_then(|result| result.record_id).unwrap_or_default();
+                print_named(&mut out, json, "RecordId", &id)?;
+            }
+        }
         Command::Put { stream, partition_key, data, encrypt_with } => {
             let envelope = envelope(encrypt_with.as_deref())?;
             if data == "-" {
@@ -690,7 +805,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-fn print_named(out: &mut impl Write, json: bool, name: &str, value: &str) -> std::io::Result<()> {
+fn print_named(out: &mut (impl Write + ?Sized), json: bool, name: &str, value: &str) -> std::io::Result<()> {
     if json {
         writeln!(out, "{}", json!({ name: value }))
     } else {

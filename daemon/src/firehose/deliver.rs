@@ -104,10 +104,11 @@ async fn write(batch: Batch, stores: &Stores) -> Outcome {
     match &batch.target {
         ObjectTarget::Local(dir) => {
             let path = dir.join(&s3.bucket).join(&key);
+            let shown = path.display().to_string();
             tokio::task::spawn_blocking(move || write_file(&path, &body))
                 .await
                 .map_err(|e| format!("the write stopped: {e}"))?
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("writing {shown}: {e}"))?;
         }
         ObjectTarget::S3 { .. } => {
             let store = store(stores, &batch.target, &s3.bucket)?;

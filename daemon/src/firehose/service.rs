@@ -186,6 +186,10 @@ pub async fn resume<H: FirehoseHost>(host: &Rc<H>) {
     let snapshot = host.snapshot();
     let live = |id: u64| snapshot.firehose.values().any(|meta| meta.id == id);
     host.firehose().forget_gone(host.id(), live).await;
+    // A changed destination (a shorter interval, say) applies now, not after the current wait.
+    for buffer in host.firehose().all() {
+        buffer.appended.notify_all();
+    }
     for id in host.firehose().on_disk(host.id()) {
         if !live(id) {
             continue;

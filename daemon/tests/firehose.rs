@@ -1,0 +1,288 @@
+//! Firehose delivery streams through a real `sluiced` and the real client: records put on both
+//! cores are delivered as objects in Firehose's key layout, compressed as configured, to the
+//! local bucket directory; every acknowledged record is delivered after restarts (SIGTERM and
+//! kill -9, with and without puts between) and after a destination outage, which refuses puts
+//! past the buffer budget and loses nothing; bad configurations and puts get typed errors.
+//!
+//! Rounds of the restart test: `SLUICE_FIREHOSE_ROUNDS` (default 3, which CI runs).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::json;
+use sluice_client::*;
+use sluice_testkit::*;
+
+fn rounds() -> usize {
+    std::env::var("SLUICE_FIREHOSE_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(3).max(2)
+}
+
+/// A DirectPut delivery stream's configuration: bucket `bucket`, prefix `app/`, newline
+/// delimiter, `compression`, buffering of 1 MiB or `interval` seconds.
+fn configuration(bucket: &str, compression: &str, interval: u32) -> String {
+    json!({
+        "DeliveryStreamType": "DirectPut",
+        "ExtendedS3DestinationConfiguration": {
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+            "BucketARN": format!("arn:aws:s3:::{bucket}"),
+            "Prefix": "app/",
+            "CompressionFormat": compression,
+            "BufferingHints": { "SizeInMBs": 1, "IntervalInSeconds": interval },
+            "ProcessingConfiguration": { "Enabled": true, "Processors": [{ "Type": "AppendDelimiterToRecord" }] },
+        },
+    })
+    .to_string()
+}
+
+/// Every object under `dir` (recursively), by key relative to it; partial writes excluded.
+fn objects(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else { continue };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                let key = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                found.insert(key, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    found
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data).read_to_end(&mut out).expect("a GZIP object");
+    out
+}
+
+/// The records delivered to `bucket_dir` (GZIP objects of newline-delimited records): how many
+/// times each was delivered.
+fn delivered(bucket_dir: &Path) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (key, data) in objects(bucket_dir) {
+        assert!(key.ends_with(".gz"), "{key} is not named as a GZIP object");
+        for line in String::from_utf8(gunzip(&data)).unwrap().lines() {
+            *counts.entry(line.to_owned()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Waits (bounded) until every record of `expected` is in `bucket_dir`; returns the counts.
+#[track_caller]
+fn wait_for_all(bucket_dir: &Path, expected: &[String]) -> BTreeMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = delivered(bucket_dir);
+        let missing: Vec<&String> = expected.iter().filter(|record| !counts.contains_key(*record)).collect();
+        if missing.is_empty() {
+            return counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} acknowledged records never delivered, e.g. {:?}",
+            missing.len(),
+            expected.len(),
+            &missing[..missing.len().min(5)]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Puts `count` records tagged `tag` in batches; returns those acknowledged.
+fn put_batch(c: &Conn, stream: &str, tag: &str, count: usize) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    let records: Vec<String> = (0..count).map(|i| format!("{tag}-{i:05}")).collect();
+    for chunk in records.chunks(250) {
+        let data = chunk.iter().map(|record| Bytes::from(record.clone())).collect();
+        let results = c.run(c.client().put_firehose_records(stream, data, true)).unwrap();
+        assert_eq!(results.len(), chunk.len());
+        for (record, result) in chunk.iter().zip(results) {
+            assert!(result.record_id.is_some(), "record {record} was refused: {result:?}");
+            acknowledged.push(record.clone());
+        }
+    }
+    acknowledged
+}
+
+struct Setup {
+    _objects: tempfile::TempDir,
+    bucket_dir: PathBuf,
+    daemon: Daemon,
+}
+
+fn start(extra: &[&str]) -> Setup {
+    let objects = tempfile::tempdir().unwrap();
+    let local = objects.path().to_string_lossy().into_owned();
+    let mut args = vec!["--firehose-local-dir", &local];
+    args.extend_from_slice(extra);
+    let daemon = Daemon::start_with(&args);
+    Setup { bucket_dir: objects.path().join("logs"), _objects: objects, daemon }
+}
+
+#[test]
+fn records_from_both_cores_are_delivered_as_gzip_objects_in_firehoses_key_layout() {
+    let setup = start(&[]);
+    let (first, second) = (setup.daemon.client_on_shard(0), setup.daemon.client_on_shard(1));
+    let arn = first.run(first.client().create_delivery_stream("events", &configuration("logs", "GZIP", 1), vec![])).unwrap();
+    assert_eq!(arn, "arn:aws:firehose:us-east-1:000000000000:deliverystream/events");
+    let mut expected = put_batch(&first, "events", "a", 1500);
+    expected.extend(put_batch(&second, "events", "b", 1500));
+    // One PutRecord too, by ARN.
+    let single = first.run(first.client().put_firehose_records(&arn, vec![Bytes::from_static(b"single")], false)).unwrap();
+    assert!(single[0].record_id.is_some());
+    expected.push("single".into());
+    let counts = wait_for_all(&setup.bucket_dir, &expected);
+    assert_eq!(counts.len(), expected.len(), "only what was put is delivered");
+    assert!(counts.values().all(|count| *count == 1), "a run without failures delivers each record once");
+    for key in objects(&setup.bucket_dir).keys() {
+        // app/YYYY/MM/DD/HH/events-1-YYYY-MM-DD-HH-MM-SS-<uuid>.gz
+        let parts: Vec<&str> = key.split('/').collect();
+        assert_eq!(parts.len(), 6, "{key}");
+        assert_eq!(parts[0], "app");
+        assert!(parts[1].len() == 4 && parts[2].len() == 2 && parts[3].len() == 2 && parts[4].len() == 2, "{key}");
+        assert!(parts[5].starts_with(&format!("events-1-{}-{}-{}-{}-", parts[1], parts[2], parts[3], parts[4])), "{key}");
+        assert!(parts[5].ends_with(".gz") && parts[5].len() == "events-1-2026-12-07-13-45-29-".len() + 36 + 3, "{key}");
+    }
+    let description: serde_json::Value =
+        serde_json::from_str(&first.run(first.client().describe_delivery_stream("events")).unwrap()).unwrap();
+    assert_eq!(description["DeliveryStreamStatus"], "ACTIVE");
+    assert_eq!(description["Destinations"][0]["ExtendedS3DestinationDescription"]["BucketARN"], "arn:aws:s3:::logs");
+    assert_eq!(first.run(first.client().list_delivery_streams()).unwrap(), vec!["events".to_owned()]);
+}
+
+#[test]
+fn every_acknowledged_record_is_delivered_after_restarts_and_kill_9() {
+    let mut setup = start(&[]);
+    let mut expected = Vec::new();
+    {
+        let c = setup.daemon.client();
+        // A long interval: records stay buffered across the restarts below.
+        c.run(c.client().create_delivery_stream("durable", &configuration("logs", "GZIP", 900), vec![])).unwrap();
+    }
+    for round in 0..rounds() {
+        // Puts on both cores, then a stop: SIGTERM on even rounds, kill -9 on odd ones.
+        for shard in 0..2 {
+            let c = setup.daemon.client_on_shard(shard);
+            expected.extend(put_batch(&c, "durable", &format!("r{round}s{shard}"), 400));
+        }
+        if round % 2 == 0 {
+            assert!(setup.daemon.terminate().success());
+        } else {
+            setup.daemon.kill();
+        }
+        setup.daemon.restart();
+        // A start with no puts between, too.
+        if round == 0 {
+            setup.daemon.kill();
+            setup.daemon.restart();
+        }
+    }
+    assert!(delivered(&setup.bucket_dir).is_empty(), "nothing is due before the interval");
+    // Now deliver: the interval drops to 0 (an update applies at once).
+    let c = setup.daemon.client();
+    let update = json!({ "ExtendedS3DestinationUpdate": { "BufferingHints": { "IntervalInSeconds": 0, "SizeInMBs": 1 } } });
+    c.run(c.client().update_destination("durable", "1", &update.to_string())).unwrap();
+    let counts = wait_for_all(&setup.bucket_dir, &expected);
+    assert_eq!(counts.len(), expected.len());
+    // Delivered, then killed, then started again: delivered records are not delivered again
+    // once marked, and new ones still go.
+    setup.daemon.kill();
+    setup.daemon.restart();
+    let c = setup.daemon.client();
+    expected.extend(put_batch(&c, "durable", "after", 300));
+    let counts = wait_for_all(&setup.bucket_dir, &expected);
+    let duplicates: usize = counts.values().map(|count| count - 1).sum();
+    assert_eq!(counts.len(), expected.len());
+    assert!(duplicates <= expected.len() / 10, "{duplicates} duplicates: deliveries are marked as they complete");
+}
+
+#[test]
+fn a_destination_outage_loses_nothing_and_refuses_puts_past_the_buffer_budget() {
+    let setup = start(&["--firehose-buffer-bytes", "64K"]);
+    // The bucket's directory cannot be made while a file stands in its place.
+    std::fs::create_dir_all(setup.bucket_dir.parent().unwrap()).unwrap();
+    std::fs::write(&setup.bucket_dir, b"in the way").unwrap();
+    let c = setup.daemon.client();
+    c.run(c.client().create_delivery_stream("outage", &configuration("logs", "GZIP", 0), vec![])).unwrap();
+    let mut expected = Vec::new();
+    let mut refused = None;
+    for i in 0..200 {
+        let record = format!("outage-{i:04}-{}", "x".repeat(1000));
+        match c.run(c.client().put_firehose_records("outage", vec![Bytes::from(record.clone())], false)) {
+            Ok(results) => {
+                assert!(results[0].record_id.is_some());
+                expected.push(record);
+            }
+            Err(error) => {
+                refused = Some(error);
+                break;
+            }
+        }
+    }
+    assert_code::<()>(Err(refused.expect("puts past 64 KiB are refused while the destination is down")), ErrorCode::ServiceUnavailable);
+    assert!(expected.len() >= 60, "puts are taken until the budget is spent ({} were)", expected.len());
+    // The destination comes back: everything taken is delivered, and puts are taken again.
+    std::fs::remove_file(&setup.bucket_dir).unwrap();
+    let counts = wait_for_all(&setup.bucket_dir, &expected);
+    assert_eq!(counts.len(), expected.len());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match c.run(c.client().put_firehose_records("outage", vec![Bytes::from_static(b"again")], false)) {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(error) => panic!("puts are still refused once the destination took everything: {error}"),
+        }
+    }
+}
+
+#[test]
+fn bad_configurations_and_puts_get_typed_errors_and_deleting_removes_the_buffers() {
+    let setup = start(&[]);
+    let c = setup.daemon.client();
+    let create = |name: &str, config: &str| c.run(c.client().create_delivery_stream(name, config, vec![]));
+    assert_code(create("bad name!", &configuration("logs", "GZIP", 1)), ErrorCode::InvalidArgument);
+    assert_code(create("x", "{}"), ErrorCode::InvalidArgument);
+    assert_code(create("x", "not json"), ErrorCode::InvalidArgument);
+    assert_code(create("x", &configuration("Bad_Bucket", "GZIP", 1)), ErrorCode::InvalidArgument);
+    assert_code(create("x", &configuration("logs", "LZ4", 1)), ErrorCode::InvalidArgument);
+    let unknown = json!({ "ExtendedS3DestinationConfiguration": { "RoleARN": "r", "BucketARN": "arn:aws:s3:::logs", "Surprise": 1 } });
+    assert_code(create("x", &unknown.to_string()), ErrorCode::InvalidArgument);
+    let escape = json!({ "ExtendedS3DestinationConfiguration": { "RoleARN": "r", "BucketARN": "arn:aws:s3:::logs", "Prefix": "../up/" } });
+    assert_code(create("x", &escape.to_string()), ErrorCode::InvalidArgument);
+    create("ok", &configuration("logs", "Snappy", 1)).unwrap();
+    assert_code(create("ok", &configuration("logs", "GZIP", 1)), ErrorCode::ResourceInUse);
+
+    let put = |name: &str, records: Vec<Bytes>, batch: bool| c.run(c.client().put_firehose_records(name, records, batch));
+    assert_code(put("missing", vec![Bytes::from_static(b"x")], false), ErrorCode::ResourceNotFound);
+    assert_code(put("ok", vec![Bytes::from(vec![0u8; 1_000 * 1024 + 1])], false), ErrorCode::Validation);
+    assert_code(put("ok", (0..501).map(|_| Bytes::from_static(b"x")).collect(), true), ErrorCode::Validation);
+    assert_code(put("ok", vec![], true), ErrorCode::Validation);
+    assert_code(put("ok", (0..5).map(|_| Bytes::from(vec![1u8; 1_000 * 1024])).collect(), true), ErrorCode::InvalidArgument);
+    assert_code(c.run(c.client().update_destination("ok", "7", "{}")), ErrorCode::ConcurrentModification);
+    assert_code(c.run(c.client().describe_delivery_stream("missing")), ErrorCode::ResourceNotFound);
+
+    // Records taken, then the stream deleted: its buffers go from every core.
+    put("ok", vec![Bytes::from_static(b"x")], false).unwrap();
+    let buffers = setup.daemon.data_dir().join("firehose");
+    assert!(std::fs::read_dir(&buffers).unwrap().count() > 0);
+    c.run(c.client().delete_delivery_stream("ok")).unwrap();
+    assert_code(c.run(c.client().delete_delivery_stream("ok")), ErrorCode::ResourceNotFound);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&buffers).unwrap().count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a deleted delivery stream's buffers stay: {:?}",
+            std::fs::read_dir(&buffers).unwrap().collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(c.run(c.client().list_delivery_streams()).unwrap().is_empty());
+}
