@@ -107,6 +107,15 @@ pub struct Config {
     #[arg(long, env = "SLUICE_FIREHOSE_S3_ENDPOINT", value_name = "URL")]
     pub firehose_s3_endpoint: Option<String>,
 
+    /// The access key id `--firehose-s3-endpoint` is signed with. Default: AWS_ACCESS_KEY_ID.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", value_name = "ID", hide_env_values = true)]
+    pub firehose_s3_access_key_id: Option<String>,
+
+    /// The secret access key `--firehose-s3-endpoint` is signed with (better given in the
+    /// variable than on the command line). Default: AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true)]
+    pub firehose_s3_secret_access_key: Option<String>,
+
     /// Bytes a core may hold for one delivery stream that its destination has not taken yet
     /// (suffixes K, M, G, binary). Past it puts are refused with ServiceUnavailableException
     /// ("Slow down."), as Firehose does when a destination falls behind, until deliveries

@@ -46,6 +46,23 @@ fn python_tests(venv: &str, daemon: &Daemon, module: &str, env: &[(&str, &str)])
 }
 
 #[test]
+fn firehose_through_boto3_and_the_cli_into_a_real_s3_server_with_an_outage() {
+    // A free port for moto_server (the Python test starts and stops it there).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let daemon = Daemon::start_with(&[
+        "--firehose-s3-endpoint",
+        &endpoint,
+        "--firehose-s3-access-key-id",
+        "test",
+        "--firehose-s3-secret-access-key",
+        "test",
+    ]);
+    let moto = venvs().join("moto/bin/moto_server");
+    python_tests("current", &daemon, "test_firehose", &[("SLUICE_MOTO_SERVER", moto.to_str().unwrap()), ("SLUICE_MOTO_PORT", &port)]);
+}
+
+#[test]
 fn sqs_every_action_through_todays_boto3_over_aws_json() {
     let daemon = Daemon::start();
     python_tests("current", &daemon, "test_sqs", &[("SLUICE_SQS_PROTOCOL", "json")]);

@@ -26,8 +26,8 @@ use crate::catalog::firehose::{DeliveryStreamMeta, Destination};
 pub enum ObjectTarget {
     /// Bucket `b` is the directory `<dir>/b`.
     Local(PathBuf),
-    /// An S3-compatible endpoint, in `region`.
-    S3 { endpoint: String, region: String },
+    /// An S3-compatible endpoint, in `region`, with these credentials (else the environment's).
+    S3 { endpoint: String, region: String, access_key_id: Option<String>, secret_access_key: Option<String> },
 }
 
 /// One batch of records for a delivery stream's destination.
@@ -124,17 +124,17 @@ fn store(stores: &Stores, target: &ObjectTarget, bucket: &str) -> Result<Arc<dyn
     if let Some(store) = stores.get(&(target.clone(), bucket.to_owned())) {
         return Ok(store.clone());
     }
-    let ObjectTarget::S3 { endpoint, region } = target else { return Err("not an S3 target".into()) };
-    let store: Arc<dyn ObjectStore> = Arc::new(
-        object_store::aws::AmazonS3Builder::from_env()
-            .with_endpoint(endpoint)
-            .with_region(region)
-            .with_bucket_name(bucket)
-            .with_allow_http(endpoint.starts_with("http://"))
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .map_err(|e| format!("the S3 client for bucket {bucket}: {e}"))?,
-    );
+    let ObjectTarget::S3 { endpoint, region, access_key_id, secret_access_key } = target else { return Err("not an S3 target".into()) };
+    let mut builder = object_store::aws::AmazonS3Builder::from_env()
+        .with_endpoint(endpoint)
+        .with_region(region)
+        .with_bucket_name(bucket)
+        .with_allow_http(endpoint.starts_with("http://"))
+        .with_virtual_hosted_style_request(false);
+    if let (Some(id), Some(secret)) = (access_key_id, secret_access_key) {
+        builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+    }
+    let store: Arc<dyn ObjectStore> = Arc::new(builder.build().map_err(|e| format!("the S3 client for bucket {bucket}: {e}"))?);
     stores.insert((target.clone(), bucket.to_owned()), store.clone());
     Ok(store)
 }

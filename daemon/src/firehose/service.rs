@@ -50,7 +50,12 @@ fn find(host: &impl FirehoseHost, name: &str) -> Result<Arc<DeliveryStreamMeta>,
 pub fn target(host: &impl FirehoseHost) -> ObjectTarget {
     let config = host.config();
     match &config.firehose_s3_endpoint {
-        Some(endpoint) => ObjectTarget::S3 { endpoint: endpoint.clone(), region: config.region.clone() },
+        Some(endpoint) => ObjectTarget::S3 {
+            endpoint: endpoint.clone(),
+            region: config.region.clone(),
+            access_key_id: config.firehose_s3_access_key_id.clone(),
+            secret_access_key: config.firehose_s3_secret_access_key.clone(),
+        },
         None => ObjectTarget::Local(config.firehose_local_dir()),
     }
 }
