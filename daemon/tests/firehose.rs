@@ -156,6 +156,33 @@ fn records_from_both_cores_are_delivered_as_gzip_objects_in_firehoses_key_layout
     assert_eq!(description["DeliveryStreamStatus"], "ACTIVE");
     assert_eq!(description["Destinations"][0]["ExtendedS3DestinationDescription"]["BucketARN"], "arn:aws:s3:::logs");
     assert_eq!(first.run(first.client().list_delivery_streams()).unwrap(), vec!["events".to_owned()]);
+    // The metrics say the same (the counters move just after each object is written).
+    let records = expected.len() as f64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = metrics(setup.daemon.http_addr.unwrap());
+        let value = |series: &str| text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse::<f64>().ok());
+        let found = [
+            value(r#"sluice_firehose_incoming_records_total{delivery_stream="events"}"#),
+            value(r#"sluice_firehose_delivered_records_total{delivery_stream="events"}"#),
+            value(r#"sluice_firehose_buffered_records{delivery_stream="events"}"#),
+            value(r#"sluice_firehose_data_freshness_seconds{delivery_stream="events"}"#),
+        ];
+        if found == [Some(records), Some(records), Some(0.0), Some(0.0)] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the Firehose metrics never came to {records} records in and out: {found:?}\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn metrics(addr: std::net::SocketAddr) -> String {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
 }
 
 #[test]

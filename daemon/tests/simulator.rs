@@ -68,6 +68,11 @@ fn the_stream_engine_keeps_acknowledged_records_through_resharding_and_restarts(
 }
 
 #[test]
+fn firehose_delivers_every_acknowledged_record_through_outages_and_restarts() {
+    run_seeds(Target::Firehose, 60);
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     for target in Target::ALL {
         let first = sim::run(target, 7, Options::default()).expect("seed 7 passes");

@@ -164,6 +164,10 @@ async fn put<H: FirehoseHost>(host: &Rc<H>, name: &str, records: Vec<Bytes>, bat
         buffer.log.durable(*last).await.map_err(crate::storage::storage_error)?;
     }
     buffer.appended.notify_all();
+    host.metrics().firehose(meta.id, |counted| {
+        counted.incoming_records += records.len() as u64;
+        counted.incoming_bytes += total as u64;
+    });
     start(host, &buffer);
     let results = seqs
         .iter()
@@ -195,8 +199,9 @@ pub async fn resume<H: FirehoseHost>(host: &Rc<H>) {
     for buffer in host.firehose().all() {
         buffer.appended.notify_all();
     }
-    for id in host.firehose().on_disk(host.id()) {
-        if !live(id) {
+    for id in snapshot.firehose.values().map(|meta| meta.id) {
+        let store = host.firehose();
+        if store.get(id).is_some_and(|buffer| buffer.running.get()) || !store.on_disk(id, host.id()) {
             continue;
         }
         match host.firehose().open(id, host.id()).await {
@@ -243,6 +248,7 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
                 futures::future::select(appended, timer).await;
             }
             Err(reason) => {
+                host.metrics().firehose(buffer.id, |counted| counted.failures += 1);
                 let failures = buffer.failures.get() + 1;
                 buffer.failures.set(failures);
                 if failures == 1 || failures.is_multiple_of(20) {
@@ -289,6 +295,11 @@ async fn deliver_once<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>, meta: 
         let batch = Batch { meta: meta.clone(), target: target(&**host), records, arrival_ms: arrival_ms.unwrap_or_default() };
         let key = host.deliver(batch).await?;
         tracing::debug!(delivery_stream = %meta.name, key, records = count, bytes, "delivered");
+        host.metrics().firehose(meta.id, |counted| {
+            counted.delivered_records += count;
+            counted.delivered_bytes += bytes;
+            counted.deliveries += 1;
+        });
     }
     buffer.mark_delivered(next, count, bytes, host.env().now_ms()).await.map_err(|e| e.message)?;
     // The oldest record left is the first one after this batch.

@@ -160,8 +160,14 @@ impl FirehoseStore {
         Ok(buffer)
     }
 
-    /// The delivery stream ids this core has buffers of on disk (opened or not).
-    pub fn on_disk(&self, core: usize) -> Vec<u64> {
+    /// Whether core `core` has a buffer of delivery stream `id` on disk.
+    pub fn on_disk(&self, id: u64, core: usize) -> bool {
+        self.env.list_dir(&buffer_dir(&self.data_dir, id, core)).is_ok()
+    }
+
+    /// The delivery stream ids this core has buffers of on disk, by listing the directory
+    /// (for removing those of deleted delivery streams).
+    fn listed(&self, core: usize) -> Vec<u64> {
         let root = self.data_dir.join("firehose");
         let Ok(entries) = self.env.list_dir(&root) else { return Vec::new() };
         entries
@@ -190,7 +196,7 @@ impl FirehoseStore {
                 tracing::warn!(id = buffer.id, %error, "closing a deleted delivery stream's buffer failed");
             }
         }
-        for id in self.on_disk(core).into_iter().filter(|id| !live(*id)) {
+        for id in self.listed(core).into_iter().filter(|id| !live(*id)) {
             let dir = buffer_dir(&self.data_dir, id, core);
             // File by file through the reactor: a blocking unlink of full segments would stall the shard.
             for file in self.env.list_dir(&dir).unwrap_or_default() {

@@ -433,6 +433,20 @@ pub fn samples(reports: &[Report], snapshot: &Snapshot, now_ms: u64) -> Vec<Samp
         add(metric("AWS/Kinesis", "WriteProvisionedThroughputExceeded", &on), "Count", Kind::Counter, sum.write_throttled as f64);
         add(metric("AWS/Kinesis", "ReadProvisionedThroughputExceeded", &on), "Count", Kind::Counter, sum.read_throttled as f64);
     }
+    for meta in snapshot.firehose.values() {
+        let on = [("DeliveryStreamName", meta.name.as_str())];
+        let c = totals.firehose.get(&meta.id).copied().unwrap_or_default();
+        let g = totals.firehose_gauges.get(&meta.id).copied().unwrap_or_default();
+        let freshness = g.oldest_ms.map_or(0.0, |oldest| (now_ms.saturating_sub(oldest) / 1000) as f64);
+        add(metric("AWS/Firehose", "IncomingRecords", &on), "Count", Kind::Counter, c.incoming_records as f64);
+        add(metric("AWS/Firehose", "IncomingBytes", &on), "Bytes", Kind::Counter, c.incoming_bytes as f64);
+        add(metric("AWS/Firehose", "DeliveryToS3.Records", &on), "Count", Kind::Counter, c.delivered_records as f64);
+        add(metric("AWS/Firehose", "DeliveryToS3.Bytes", &on), "Bytes", Kind::Counter, c.delivered_bytes as f64);
+        add(metric("AWS/Firehose", "DeliveryToS3.DataFreshness", &on), "Seconds", Kind::Gauge, freshness);
+        // Successful puts over all puts to the destination: counted now, divided per sample.
+        add(metric("AWS/Firehose", "DeliveryToS3.Success", &on), "Count", Kind::Counter, c.deliveries as f64);
+        add(metric("AWS/Firehose", "DeliveryToS3.Failures", &on), "Count", Kind::Counter, c.failures as f64);
+    }
     out
 }
 

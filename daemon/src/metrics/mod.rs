@@ -133,6 +133,39 @@ impl DeliveryCounters {
     }
 }
 
+/// What one delivery stream took and delivered on one shard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FirehoseCounters {
+    pub incoming_records: u64,
+    pub incoming_bytes: u64,
+    /// Records and bytes the destination took, and the objects (deliveries) they went in.
+    pub delivered_records: u64,
+    pub delivered_bytes: u64,
+    pub deliveries: u64,
+    /// Deliveries that failed (each tried again).
+    pub failures: u64,
+}
+
+impl FirehoseCounters {
+    pub fn add(&mut self, other: &FirehoseCounters) {
+        self.incoming_records += other.incoming_records;
+        self.incoming_bytes += other.incoming_bytes;
+        self.delivered_records += other.delivered_records;
+        self.delivered_bytes += other.delivered_bytes;
+        self.deliveries += other.deliveries;
+        self.failures += other.failures;
+    }
+}
+
+/// A delivery stream's buffer on one shard, as a scrape found it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FirehoseGauges {
+    pub buffered_records: u64,
+    pub buffered_bytes: u64,
+    /// Arrival time of the oldest record not delivered (epoch ms).
+    pub oldest_ms: Option<u64>,
+}
+
 /// A gateway request's kind: (service, action, error code or `ok`).
 pub type RequestKey = (&'static str, &'static str, &'static str);
 
@@ -153,6 +186,8 @@ pub struct Counters {
     pub requests: HashMap<RequestKey, Buckets>,
     /// Binary-protocol requests (counted, not timed: no clock read per request).
     pub binary: BinaryRequests,
+    /// By delivery stream id.
+    pub firehose: HashMap<u64, FirehoseCounters>,
 }
 
 /// The task queues whose scheduling delay is probed: the default one (connections, calls from
@@ -208,6 +243,10 @@ impl Metrics {
         }
     }
 
+    pub fn firehose(&self, id: u64, count: impl FnOnce(&mut FirehoseCounters)) {
+        count(self.counters.borrow_mut().firehose.entry(id).or_default());
+    }
+
     /// A probe's wait in task queue `queue` (an index of `TASK_QUEUES`).
     pub fn task_delay(&self, queue: usize, micros: u64) {
         if let Some(buckets) = self.task_delays.borrow_mut().get_mut(queue) {
@@ -256,6 +295,7 @@ impl Metrics {
         counters.streams.retain(|(id, shard), _| keep(Entity::StreamShard(*id, *shard)));
         counters.topics.retain(|name, _| keep(Entity::Topic(name)));
         counters.deliveries.retain(|name, _| keep(Entity::Topic(name)));
+        counters.firehose.retain(|id, _| keep(Entity::DeliveryStream(*id)));
         counters.clone()
     }
 }
@@ -275,6 +315,7 @@ pub enum Entity<'a> {
     Queue(u64),
     StreamShard(u64, u32),
     Topic(&'a str),
+    DeliveryStream(u64),
 }
 
 /// A queue's messages on one shard, as a scrape found them.
@@ -333,6 +374,8 @@ pub struct Report {
     pub counters: Counters,
     pub queues: Vec<(u64, QueueGauges)>,
     pub gauges: ShardGauges,
+    /// Delivery streams' buffers, by id.
+    pub firehose: Vec<(u64, FirehoseGauges)>,
 }
 
 /// Every shard's reports added up: what each queue, topic and stream did and holds.
@@ -345,6 +388,9 @@ pub struct Totals<'a> {
     /// HTTP/S deliveries by (topic name, protocol).
     pub deliveries: BTreeMap<(&'a str, &'static str), DeliveryCounters>,
     pub streams: HashMap<(u64, u32), StreamCounters>,
+    /// By delivery stream id.
+    pub firehose: HashMap<u64, FirehoseCounters>,
+    pub firehose_gauges: HashMap<u64, FirehoseGauges>,
 }
 
 impl<'a> Totals<'a> {
@@ -380,6 +426,18 @@ impl<'a> Totals<'a> {
             }
             for (key, counted) in &report.counters.streams {
                 totals.streams.entry(*key).or_default().add(counted);
+            }
+            for (id, counted) in &report.counters.firehose {
+                totals.firehose.entry(*id).or_default().add(counted);
+            }
+            for (id, found) in &report.firehose {
+                let total = totals.firehose_gauges.entry(*id).or_default();
+                total.buffered_records += found.buffered_records;
+                total.buffered_bytes += found.buffered_bytes;
+                total.oldest_ms = match (total.oldest_ms, found.oldest_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
         }
         totals

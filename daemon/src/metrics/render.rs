@@ -115,6 +115,7 @@ pub fn render(reports: &[Report], snapshot: &Snapshot, now_ms: u64, format: Form
     queues(&mut f, &totals, snapshot, now_ms);
     topics(&mut f, &totals, snapshot);
     streams(&mut f, &totals, snapshot);
+    firehose(&mut f, &totals, snapshot, now_ms);
     shards(&mut f, reports);
     requests(&mut f, reports);
     binary_requests(&mut f, reports);
@@ -247,6 +248,44 @@ fn topics(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot) {
             "Bytes of messages published to the topic (PublishSize, summed).",
             labels(),
             Value::Counter(c.publish_bytes),
+        );
+    }
+}
+
+fn firehose(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot, now_ms: u64) {
+    for meta in snapshot.firehose.values() {
+        let c = totals.firehose.get(&meta.id).copied().unwrap_or_default();
+        let g = totals.firehose_gauges.get(&meta.id).copied().unwrap_or_default();
+        let labels = || vec![label("delivery_stream", &meta.name)];
+        let counters = [
+            ("sluice_firehose_incoming_records", "Records put into the delivery stream (IncomingRecords).", c.incoming_records),
+            ("sluice_firehose_incoming_bytes", "Bytes put into the delivery stream (IncomingBytes).", c.incoming_bytes),
+            ("sluice_firehose_delivered_records", "Records the destination took (DeliveryToS3.Records).", c.delivered_records),
+            ("sluice_firehose_delivered_bytes", "Bytes the destination took, before compression (DeliveryToS3.Bytes).", c.delivered_bytes),
+            ("sluice_firehose_deliveries", "Objects written to the destination.", c.deliveries),
+            ("sluice_firehose_delivery_failures", "Deliveries that failed and are tried again (the records stay buffered).", c.failures),
+        ];
+        for (name, help, value) in counters {
+            f.add(name, help, labels(), Value::Counter(value));
+        }
+        f.add(
+            "sluice_firehose_buffered_records",
+            "Records taken and not delivered yet, on every core.",
+            labels(),
+            Value::Gauge(g.buffered_records as i64),
+        );
+        f.add(
+            "sluice_firehose_buffered_bytes",
+            "Bytes taken and not delivered yet, on every core.",
+            labels(),
+            Value::Gauge(g.buffered_bytes as i64),
+        );
+        let freshness = g.oldest_ms.map_or(0, |oldest| now_ms.saturating_sub(oldest) / 1000);
+        f.add(
+            "sluice_firehose_data_freshness_seconds",
+            "Age of the oldest record not delivered yet (DeliveryToS3.DataFreshness; 0 when none).",
+            labels(),
+            Value::Gauge(freshness as i64),
         );
     }
 }

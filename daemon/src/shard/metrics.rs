@@ -19,7 +19,21 @@ pub fn report(shard: &Rc<Shard>) -> Report {
         Entity::Queue(id) => snapshot.by_id.contains_key(&id),
         Entity::StreamShard(id, index) => streams.get(&id).is_some_and(|meta| meta.shard(index).is_some()),
         Entity::Topic(name) => snapshot.topics.contains_key(name),
+        Entity::DeliveryStream(id) => snapshot.firehose.values().any(|meta| meta.id == id),
     });
+    let firehose = shard
+        .firehose
+        .all()
+        .iter()
+        .map(|buffer| {
+            let gauges = crate::metrics::FirehoseGauges {
+                buffered_records: buffer.pending_records.get(),
+                buffered_bytes: buffer.pending_bytes.get(),
+                oldest_ms: buffer.oldest_ms.get().filter(|_| buffer.pending_records.get() > 0),
+            };
+            (buffer.id, gauges)
+        })
+        .collect();
     let mut queues = Vec::new();
     for meta in snapshot.client_queues() {
         let counts = crate::queue::service::count_local(shard, meta.id);
@@ -67,7 +81,7 @@ pub fn report(shard: &Rc<Shard>) -> Report {
         compaction_relocated_bytes: shard.metrics.compaction().1,
         compaction_segments_removed: shard.metrics.compaction().2,
     };
-    Report { shard: shard.id, counters, queues, gauges }
+    Report { shard: shard.id, counters, queues, gauges, firehose }
 }
 
 /// Every shard's report, gathered over the bus, rendered in `format`.

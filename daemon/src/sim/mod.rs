@@ -25,11 +25,14 @@
 //!   are in flight: see `stream_engine_target`), and `fifo` (FIFO queues on several shards:
 //!   group order, the deduplication window, dead-letter moves between shards: see
 //!   `fifo_target`), and `fifo-topics` (a FIFO topic delivering to FIFO and standard queues on
-//!   several shards: order, deduplication, nothing lost: see `fifo_topic_target`). The engine
-//!   targets run on `shards::SimShard`.
+//!   several shards: order, deduplication, nothing lost: see `fifo_topic_target`), and
+//!   `firehose` (delivery streams on several cores delivering to a destination that fails,
+//!   slows and loses acknowledgements: every acknowledged put delivered, see
+//!   `firehose_target`). The engine targets run on `shards::SimShard`.
 
 pub mod fifo_target;
 pub mod fifo_topic_target;
+pub mod firehose_target;
 pub mod harness;
 pub mod log_target;
 pub mod queue_target;
@@ -59,10 +62,12 @@ pub enum Target {
     Streams,
     Fifo,
     FifoTopics,
+    Firehose,
 }
 
 impl Target {
-    pub const ALL: [Target; 6] = [Target::Log, Target::Stream, Target::Queues, Target::Streams, Target::Fifo, Target::FifoTopics];
+    pub const ALL: [Target; 7] =
+        [Target::Log, Target::Stream, Target::Queues, Target::Streams, Target::Fifo, Target::FifoTopics, Target::Firehose];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -72,6 +77,7 @@ impl Target {
             Target::Streams => "streams",
             Target::Fifo => "fifo",
             Target::FifoTopics => "fifo-topics",
+            Target::Firehose => "firehose",
         }
     }
 
@@ -150,6 +156,7 @@ pub fn run(target: Target, seed: u64, options: Options) -> Result<Report, Failur
         Target::Streams => stream_engine_target::run(&mut driver, options.steps),
         Target::Fifo => fifo_target::run(&mut driver, options.steps),
         Target::FifoTopics => fifo_topic_target::run(&mut driver, options.steps),
+        Target::Firehose => firehose_target::run(&mut driver, options.steps),
     };
     let mut report = std::mem::take(&mut driver.report);
     report.disk = driver.world.fs().stats();

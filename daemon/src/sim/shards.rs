@@ -37,6 +37,18 @@ pub struct Setup {
     pub segment_bytes: u64,
     /// The queue engine's memory budget per shard.
     pub budget: u64,
+    /// Where Firehose delivers (the `firehose` target's model destination).
+    pub destination: Option<Rc<dyn SimDestination>>,
+}
+
+/// A Firehose destination as the simulation has it: it outlives the process (as S3 would).
+pub trait SimDestination {
+    /// Takes a batch (after simulated time, perhaps failing; perhaps keeping it and failing).
+    fn deliver(
+        &self,
+        env: &Env,
+        batch: crate::firehose::deliver::Batch,
+    ) -> futures::future::LocalBoxFuture<'static, crate::firehose::deliver::Outcome>;
 }
 
 /// One shard of the simulated process.
@@ -51,6 +63,7 @@ pub struct SimShard {
     topics: Topics,
     pub streams: StreamStore,
     pub firehose: crate::firehose::store::FirehoseStore,
+    destination: Option<Rc<dyn SimDestination>>,
     metrics: crate::metrics::Metrics,
     cluster: Weak<Cluster>,
 }
@@ -179,8 +192,11 @@ impl crate::firehose::FirehoseHost for SimShard {
     fn firehose(&self) -> &crate::firehose::store::FirehoseStore {
         &self.firehose
     }
-    async fn deliver(&self, _batch: crate::firehose::deliver::Batch) -> crate::firehose::deliver::Outcome {
-        Err("the simulation has no Firehose destination".into())
+    async fn deliver(&self, batch: crate::firehose::deliver::Batch) -> crate::firehose::deliver::Outcome {
+        match &self.destination {
+            Some(destination) => destination.deliver(&self.env, batch).await,
+            None => Err("the simulation has no Firehose destination".into()),
+        }
     }
 }
 
@@ -263,6 +279,7 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
                 FsyncMode::Always,
                 false,
             ),
+            destination: setup.destination.clone(),
             metrics: crate::metrics::Metrics::default(),
             cluster: Rc::downgrade(&cluster),
         });
@@ -276,10 +293,12 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
         driver.spawn(timers(shard.clone()));
         driver.spawn(queue::compaction::run(shard.clone()));
     }
-    // Each shard learns which stream shards it owns, as `shard::open` has it do.
+    // Each shard learns which stream shards it owns, and resumes its delivery streams'
+    // deliveries, as `shard::open` has it do.
     driver.block_on(async move {
         for shard in shards {
             stream::service::forget_gone_streams(&shard).await;
+            crate::firehose::service::resume(&shard).await;
         }
     })?;
     driver.world.fs().set_faults(faults);
@@ -334,6 +353,7 @@ pub fn restart(
                 let mut failed = None;
                 for shard in shards {
                     shard.streams.close().await;
+                    shard.firehose.close().await;
                     if let Err(error) = shard.queues.storage.close().await {
                         failed.get_or_insert(error.to_string());
                     }
