@@ -61,6 +61,9 @@ pub enum Workload {
         shards: usize,
         readers: usize,
     },
+    /// PutRecordBatch (100 records each) into a Firehose delivery stream delivering GZIP
+    /// objects to the local filesystem, read back as they appear (Sluice only).
+    Firehose,
 }
 
 impl Workload {
@@ -96,7 +99,7 @@ const fn fifo(name: &'static str, what: &'static str, groups: usize, load: Load)
     Scenario { name, what, message_size: 100, load, workload: Workload::Fifo { groups }, pending: None }
 }
 
-pub const SCENARIOS: [Scenario; 26] = [
+pub const SCENARIOS: [Scenario; 27] = [
     queue("queue-max-100b", "queue, maximum throughput, 100 B messages", 100, Load::Max),
     queue("queue-max-1k", "queue, maximum throughput, 1 KiB messages", 1024, Load::Max),
     queue(
@@ -157,6 +160,14 @@ pub const SCENARIOS: [Scenario; 26] = [
     stream("stream-ingest-16", "stream ingest alone, PutRecords of 100 1 KiB records over 16 shards, maximum", 16, 0),
     stream("stream-read-1", "stream ingest and reading, 4 shards, 1 push consumer per shard, 1 KiB, maximum", 4, 1),
     stream("stream-read-5", "stream ingest and reading, 4 shards, 5 push consumers per shard, 1 KiB, maximum", 4, 5),
+    Scenario {
+        name: "firehose-ingest-1k",
+        what: "Firehose: PutRecordBatch of 100 1 KiB records into a delivery stream delivering GZIP objects (5 MiB buffers, interval 0) to the local filesystem, objects read back as they appear (end to end: data freshness), maximum",
+        message_size: 1024,
+        load: Load::Max,
+        workload: Workload::Firehose,
+        pending: None,
+    },
     fifo("fifo-max-1000-groups", "FIFO queue, 1,000 message groups, maximum throughput, 100 B", 1000, Load::Max),
     fifo(
         "fifo-max-1-group",
@@ -438,6 +449,11 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
         Workload::Fanout { subscribers, consumers, groups } => {
             load.args(["--workload", "fanout", "--subscribers", &subscribers.to_string(), "--consumers", &consumers.to_string()]);
             load.args(["--batch", "10", "--fifo-groups", &groups.to_string()])
+        }
+        Workload::Firehose => {
+            let objects = settings.scratch.join(system.name()).join("firehose-objects").join("sluice-load");
+            load.args(["--workload", "firehose", "--consumers", "1", "--batch", STREAM_BATCH]);
+            load.arg("--firehose-objects").arg(objects)
         }
         Workload::Stream { shards, readers } => {
             let consumers = (shards * readers).div_ceil(settings.load_cores);

@@ -13,6 +13,7 @@ mod record;
 mod redis;
 mod run;
 mod sluice;
+mod sluice_firehose;
 mod sluice_http;
 mod sluice_stream;
 
@@ -66,6 +67,10 @@ enum Workload {
     /// stream per shard, XREAD), NATS (a JetStream subject per shard, ordered consumers) and
     /// RabbitMQ (a stream queue per shard).
     Stream,
+    /// Sluice only: PutRecordBatch into a Firehose delivery stream (GZIP) whose bucket is a
+    /// local directory; consumers read the objects from `--firehose-objects` (end-to-end:
+    /// Firehose's data freshness).
+    Firehose,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -146,6 +151,17 @@ struct Args {
     /// Default: no encryption.
     #[arg(long, value_name = "KEY")]
     stream_encryption: Option<String>,
+    /// Firehose: the directory the broker writes the delivery stream's bucket to
+    /// (`<--firehose-local-dir>/<--queue>`, by default `<data-dir>/firehose-objects/sluice-load`);
+    /// consumers read the objects there. Without it nothing is read (ingest alone).
+    #[arg(long, value_name = "DIR")]
+    firehose_objects: Option<std::path::PathBuf>,
+    /// Firehose: the delivery stream's buffering size (MiB, 1–128).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=128))]
+    firehose_size_mb: u32,
+    /// Firehose: the delivery stream's buffering interval (seconds, 0–900).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=900))]
+    firehose_interval: u32,
     /// FIFO: message groups (0: a standard queue). For sluice the queue is `QUEUE.fifo`
     /// (deduplication and throughput per message group; with --workload fanout a FIFO topic
     /// `QUEUE.fifo` and FIFO queues `QUEUE-i.fifo`) and each message of a batch goes to the
@@ -222,7 +238,13 @@ fn validate(args: &Args) -> Result<(), String> {
     if args.rate == Some(0) || args.inflight == Some(0) {
         return Err("--rate and --inflight must be at least 1".into());
     }
-    let batch_max = if args.workload == Workload::Stream { sluice_protocol::limits::PUT_RECORDS_MAX } else { 10 };
+    let batch_max = match args.workload {
+        Workload::Stream | Workload::Firehose => sluice_protocol::limits::PUT_RECORDS_MAX,
+        _ => 10,
+    };
+    if args.workload == Workload::Firehose && args.target != Target::Sluice {
+        return Err("--workload firehose runs against --target sluice only".into());
+    }
     if args.workload == Workload::Stream {
         if args.shards == 0 || args.shards > 1000 {
             return Err("--shards must be from 1 to 1000".into());
@@ -256,6 +278,15 @@ fn validate(args: &Args) -> Result<(), String> {
 /// Prepares the broker; returns what an acknowledgement guarantees there.
 fn setup(args: &Args, endpoint: &str) -> Result<String, String> {
     match args.target {
+        Target::Sluice if args.workload == Workload::Firehose => sluice_firehose::setup(
+            endpoint,
+            &args.queue,
+            args.firehose_size_mb,
+            args.firehose_interval,
+            args.firehose_objects.as_deref(),
+            access_key(args).as_ref(),
+        )
+        .map(|()| sluice::GUARANTEE.to_owned()),
         Target::Sluice if args.workload == Workload::Stream => sluice_stream::setup(
             endpoint,
             &args.queue,
@@ -358,6 +389,14 @@ fn run(args: &Args, endpoint: &str, order: &Option<Arc<sluice::GroupOrder>>) -> 
         let key = signing_key(args);
         let access_key = access_key(args);
         let (stream, shards) = (args.workload == Workload::Stream, args.shards);
+        let firehose = (args.workload == Workload::Firehose).then(|| sluice_firehose::SluiceFirehose {
+            endpoint: endpoint.clone(),
+            key: access_key.clone(),
+            stream: args.queue.clone(),
+            objects: args.firehose_objects.clone(),
+            consumers: args.cores * args.consumers,
+            message_size: args.message_size,
+        });
         // From the last CPU down, since sluiced pins its shards from CPU 0 up.
         let pin = (!args.no_pin && !cpus.is_empty()).then(|| cpus[cpus.len() - 1 - core % cpus.len()]);
         let thread = std::thread::Builder::new().name(format!("sluice-load-{core}")).spawn(move || {
@@ -370,6 +409,9 @@ fn run(args: &Args, endpoint: &str, order: &Option<Arc<sluice::GroupOrder>>) -> 
                         .name("sluice-load")
                         .make()
                         .map_err(|e| format!("starting a glommio executor: {e}"))?;
+                    if let Some(firehose) = firehose {
+                        return executor.run(run::run_core(firehose, plan, core, started, ticks));
+                    }
                     if stream {
                         return executor.run(run::run_core(
                             sluice_stream::SluiceStream { endpoint, key: access_key, stream: queue, shards },

@@ -211,64 +211,22 @@ pub async fn resume<H: FirehoseHost>(host: &Rc<H>) {
     }
 }
 
-/// A buffer's delivery loop: waits until its records reach the buffering size or the oldest
-/// has waited the buffering interval, delivers them, marks them delivered, and so on; a
-/// failed delivery is tried again (backing off up to `BACKOFF_MAX`) until it succeeds — the
-/// records stay in the buffer meanwhile and puts are refused once it is full. Ends when the
-/// delivery stream is deleted or the shard stops.
-async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
-    loop {
-        if buffer.gone.get() || host.shutdown().requested.get() {
-            return;
-        }
-        let Some(meta) = host.snapshot().firehose.values().find(|meta| meta.id == buffer.id).cloned() else { return };
-        let buffering = meta.destination.buffering();
-        let appended = buffer.appended.listen();
-        let stopping = host.shutdown().event.listen();
-        let now_ms = host.env().now_ms();
-        let due_ms = buffer.oldest_ms.get().map(|oldest| oldest + buffering.interval_ms());
-        let pending = buffer.pending_records.get() > 0;
-        if !pending || (buffer.pending_bytes.get() < buffering.size_bytes() && due_ms.is_some_and(|due| now_ms < due)) {
-            let wait = match due_ms {
-                Some(due) if pending => Duration::from_millis(due - now_ms),
-                _ => Duration::from_secs(3600),
-            };
-            let timer = host.env().sleep(wait);
-            futures::pin_mut!(appended, stopping, timer);
-            futures::future::select(futures::future::select(appended, stopping), timer).await;
-            continue;
-        }
-        match deliver_once(host, buffer, &meta).await {
-            Ok(true) => buffer.failures.set(0),
-            Ok(false) => {
-                // Taken but not yet durable: readable once its put's sync is done.
-                let appended = buffer.appended.listen();
-                let timer = host.env().sleep(Duration::from_millis(50));
-                futures::pin_mut!(appended, timer);
-                futures::future::select(appended, timer).await;
-            }
-            Err(reason) => {
-                host.metrics().firehose(buffer.id, |counted| counted.failures += 1);
-                let failures = buffer.failures.get() + 1;
-                buffer.failures.set(failures);
-                if failures == 1 || failures.is_multiple_of(20) {
-                    tracing::warn!(delivery_stream = %meta.name, failures, %reason, "a delivery failed; trying again (the records stay buffered)");
-                }
-                let backoff = Duration::from_millis(500u64 << failures.min(6)).min(BACKOFF_MAX);
-                let timer = host.env().sleep(backoff);
-                let stopping = host.shutdown().event.listen();
-                futures::pin_mut!(stopping, timer);
-                futures::future::select(stopping, timer).await;
-            }
-        }
-    }
+/// Deliveries one buffer keeps in flight at once (each object is processed, compressed and
+/// written on the delivery thread; marks still advance in order).
+const IN_FLIGHT_MAX: usize = 4;
+
+/// A batch gathered from a buffer: its records, and where the next one starts.
+struct Gathered {
+    records: Vec<Bytes>,
+    bytes: u64,
+    arrival_ms: u64,
+    /// The first sequence number after the batch.
+    to: u64,
 }
 
-/// Gathers up to the buffering size of records from where delivery stands, delivers them as
-/// one object and marks them delivered. False when nothing was readable yet.
-async fn deliver_once<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>, meta: &Arc<DeliveryStreamMeta>) -> Result<bool, String> {
-    let size = meta.destination.buffering().size_bytes();
-    let mut next = buffer.delivered.get();
+/// Reads up to the buffering size of records from `from` on; `None` when nothing is readable.
+async fn gather(buffer: &Buffer, from: u64, size: u64) -> Result<Option<Gathered>, String> {
+    let mut next = from;
     let (mut records, mut bytes, mut arrival_ms) = (Vec::new(), 0u64, None);
     'gather: loop {
         let read = buffer.log.read(next, 100_000, READ_BYTES).await.map_err(|e| e.to_string())?;
@@ -287,26 +245,136 @@ async fn deliver_once<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>, meta: 
             }
         }
     }
-    let count = records.len() as u64;
-    if next == buffer.delivered.get() {
-        return Ok(false);
+    Ok((next > from).then(|| Gathered { records, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to: next }))
+}
+
+/// A buffer's delivery loop: once the records not yet handed out reach the buffering size, or
+/// the oldest of them has waited the buffering interval, gathers them into a batch and hands it
+/// to the destination, up to `IN_FLIGHT_MAX` batches at once; as batches complete, in order,
+/// marks them delivered. A failed batch is tried again (backing off up to `BACKOFF_MAX`) until
+/// it succeeds — its records stay in the buffer meanwhile and puts are refused once it is
+/// full. Ends when the delivery stream is deleted or the shard stops (batches in flight are
+/// let go: delivered again after the next start).
+async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    // Where the next batch starts, and what the batches in flight hold.
+    let mut gathered = buffer.delivered.get();
+    let (mut flying_records, mut flying_bytes) = (0u64, 0u64);
+    loop {
+        if buffer.gone.get() || host.shutdown().requested.get() {
+            return;
+        }
+        let Some(meta) = host.snapshot().firehose.values().find(|meta| meta.id == buffer.id).cloned() else { return };
+        let buffering = meta.destination.buffering();
+        let appended = buffer.appended.listen();
+        let stopping = host.shutdown().event.listen();
+        let mut unreadable = false;
+        let mut wait = Duration::from_secs(3600);
+        while in_flight.len() < IN_FLIGHT_MAX {
+            let fresh_records = buffer.pending_records.get().saturating_sub(flying_records);
+            let fresh_bytes = buffer.pending_bytes.get().saturating_sub(flying_bytes);
+            let now_ms = host.env().now_ms();
+            let due_ms = buffer.fresh_since.get().map_or(now_ms, |since| since + buffering.interval_ms());
+            if fresh_records == 0 {
+                break;
+            }
+            if fresh_bytes < buffering.size_bytes() && now_ms < due_ms {
+                wait = Duration::from_millis(due_ms - now_ms);
+                break;
+            }
+            let batch = match gather(buffer, gathered, buffering.size_bytes()).await {
+                Ok(Some(batch)) => batch,
+                // Taken but not yet durable: readable once its put's sync is done.
+                Ok(None) => {
+                    unreadable = true;
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(delivery_stream = %meta.name, %error, "cannot read a delivery stream's buffer");
+                    unreadable = true;
+                    break;
+                }
+            };
+            gathered = batch.to;
+            let count = batch.records.len() as u64;
+            flying_records += count;
+            flying_bytes += batch.bytes;
+            // The oldest record not handed out now is the first one after this batch.
+            let left = buffer.pending_records.get() > flying_records;
+            let next_arrival = match left {
+                true => buffer.log.read(gathered, 1, 1).await.ok().and_then(|read| read.first().map(|record| record.timestamp_ms)),
+                false => None,
+            };
+            buffer.fresh_since.set(next_arrival.or(left.then_some(now_ms)));
+            in_flight.push_back(deliver_until_done(host.clone(), buffer.clone(), batch, count));
+        }
+        if unreadable {
+            wait = Duration::from_millis(50);
+        }
+        let timer = host.env().sleep(wait);
+        let done = async {
+            if in_flight.is_empty() {
+                futures::future::pending::<Option<Option<(u64, u64, u64)>>>().await
+            } else {
+                futures::StreamExt::next(&mut in_flight).await
+            }
+        };
+        futures::pin_mut!(appended, stopping, timer, done);
+        let woke = futures::future::select(done, futures::future::select(futures::future::select(appended, stopping), timer)).await;
+        if let futures::future::Either::Left((Some(finished), _)) = woke {
+            // `None`: the batch was let go (the stream is gone or the shard stops).
+            let Some((to, count, bytes)) = finished else { return };
+            flying_records -= count;
+            flying_bytes -= bytes;
+            if let Err(error) = buffer.mark_delivered(to, count, bytes, host.env().now_ms()).await {
+                tracing::error!(delivery_stream = %meta.name, %error, "cannot mark records delivered (they will be delivered again after a restart)");
+            }
+            // The oldest record not delivered is the first one after this batch.
+            let oldest = match buffer.pending_records.get() {
+                0 => None,
+                _ => buffer.log.read(to, 1, 1).await.ok().and_then(|read| read.first().map(|record| record.timestamp_ms)),
+            };
+            buffer.oldest_ms.set(oldest.or(buffer.fresh_since.get()));
+        }
     }
-    if count > 0 {
-        let batch = Batch { meta: meta.clone(), target: target(&**host), records, arrival_ms: arrival_ms.unwrap_or_default() };
-        let key = host.deliver(batch).await?;
-        tracing::debug!(delivery_stream = %meta.name, key, records = count, bytes, "delivered");
-        host.metrics().firehose(meta.id, |counted| {
-            counted.delivered_records += count;
-            counted.delivered_bytes += bytes;
-            counted.deliveries += 1;
-        });
+}
+
+/// Delivers one batch, trying again until it succeeds; answers (the first sequence number after
+/// it, its records, its bytes), or `None` when the delivery stream is gone or the shard stops.
+async fn deliver_until_done<H: FirehoseHost>(host: Rc<H>, buffer: Rc<Buffer>, batch: Gathered, count: u64) -> Option<(u64, u64, u64)> {
+    let mut failures = 0u32;
+    loop {
+        // The destination as it is now (an UpdateDestination applies to batches not yet written).
+        let meta = host.snapshot().firehose.values().find(|meta| meta.id == buffer.id).cloned()?;
+        if count == 0 {
+            return Some((batch.to, 0, 0));
+        }
+        let sent = Batch { meta: meta.clone(), target: target(&*host), records: batch.records.clone(), arrival_ms: batch.arrival_ms };
+        match host.deliver(sent).await {
+            Ok(key) => {
+                tracing::debug!(delivery_stream = %meta.name, key, records = count, bytes = batch.bytes, "delivered");
+                host.metrics().firehose(meta.id, |counted| {
+                    counted.delivered_records += count;
+                    counted.delivered_bytes += batch.bytes;
+                    counted.deliveries += 1;
+                });
+                return Some((batch.to, count, batch.bytes));
+            }
+            Err(reason) => {
+                host.metrics().firehose(buffer.id, |counted| counted.failures += 1);
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(20) {
+                    tracing::warn!(delivery_stream = %meta.name, failures, %reason, "a delivery failed; trying again (the records stay buffered)");
+                }
+                let backoff = Duration::from_millis(500u64 << failures.min(6)).min(BACKOFF_MAX);
+                let timer = host.env().sleep(backoff);
+                let stopping = host.shutdown().event.listen();
+                futures::pin_mut!(stopping, timer);
+                futures::future::select(stopping, timer).await;
+                if buffer.gone.get() || host.shutdown().requested.get() {
+                    return None;
+                }
+            }
+        }
     }
-    buffer.mark_delivered(next, count, bytes, host.env().now_ms()).await.map_err(|e| e.message)?;
-    // The oldest record left is the first one after this batch.
-    let oldest = match buffer.pending_records.get() {
-        0 => None,
-        _ => buffer.log.read(next, 1, 1).await.ok().and_then(|read| read.first().map(|record| record.timestamp_ms)),
-    };
-    buffer.oldest_ms.set(oldest.or(buffer.pending_records.get().gt(&0).then(|| host.env().now_ms())));
-    Ok(true)
 }

@@ -43,14 +43,14 @@ pub struct Buffer {
     pub pending_bytes: Cell<u64>,
     /// Arrival time of the oldest record not delivered (`None`: none).
     pub oldest_ms: Cell<Option<u64>>,
+    /// Arrival time of the oldest record not yet handed to a delivery (`None`: none).
+    pub fresh_since: Cell<Option<u64>>,
     /// Notified on each put (and when the buffer goes).
     pub appended: LocalNotify,
     /// Set when the delivery stream is deleted: its delivery loop ends.
     pub gone: Cell<bool>,
     /// Whether its delivery loop runs.
     pub running: Cell<bool>,
-    /// Deliveries that failed in a row (for back-off and the metrics).
-    pub failures: Cell<u32>,
 }
 
 impl Buffer {
@@ -66,6 +66,9 @@ impl Buffer {
         if self.oldest_ms.get().is_none() {
             self.oldest_ms.set(Some(now_ms));
         }
+        if self.fresh_since.get().is_none() {
+            self.fresh_since.set(Some(now_ms));
+        }
         self.pending_records.set(self.pending_records.get() + records.len() as u64);
         self.pending_bytes.set(self.pending_bytes.get() + bytes);
         Ok(seqs)
@@ -73,11 +76,12 @@ impl Buffer {
 
     /// Records that everything before `next` is delivered: durable, then segments before it go.
     pub async fn mark_delivered(&self, next: u64, records: u64, bytes: u64, now_ms: u64) -> Result<(), OpError> {
-        let (seq, _) = self.log.append_parts(&[&[DELIVERED], &next.to_le_bytes()], now_ms).map_err(storage_error)?;
-        self.log.durable(seq).await.map_err(storage_error)?;
+        // In memory at once (the records are at the destination); on disk once the mark is.
         self.delivered.set(next);
         self.pending_records.set(self.pending_records.get().saturating_sub(records));
         self.pending_bytes.set(self.pending_bytes.get().saturating_sub(bytes));
+        let (seq, _) = self.log.append_parts(&[&[DELIVERED], &next.to_le_bytes()], now_ms).map_err(storage_error)?;
+        self.log.durable(seq).await.map_err(storage_error)?;
         self.log.trim_before_seq(next).await.map_err(storage_error)?;
         Ok(())
     }
@@ -151,10 +155,10 @@ impl FirehoseStore {
             pending_records: Cell::new(pending_records),
             pending_bytes: Cell::new(pending_bytes),
             oldest_ms: Cell::new(oldest_ms),
+            fresh_since: Cell::new(oldest_ms),
             appended: LocalNotify::new(),
             gone: Cell::new(false),
             running: Cell::new(false),
-            failures: Cell::new(0),
         });
         self.buffers.borrow_mut().insert(id, buffer.clone());
         Ok(buffer)
