@@ -49,7 +49,7 @@ enum Command {
         /// fanout-ingest-100, fanout-ingest-1000, fanout-1, fanout-10, fanout-100, fanout-1000, stream-ingest-4, stream-ingest-16, stream-read-1, stream-read-5,
         /// fifo-max-1000-groups, fifo-max-1-group, fifo-1-group-20k, fifo-latency-half (FIFO: Sluice,
         /// and NATS with its deduplication window), fifo-topic-ingest-10, fifo-topic-10 (the same),
-        /// fair-noisy-tenant, fair-noisy-tenant-ungrouped (Sluice only), firehose-ingest-1k (Sluice only).
+        /// fair-noisy-tenant, fair-noisy-tenant-ungrouped (Sluice only), firehose-ingest-1k, firehose-freshness-1k (Sluice only).
         #[arg(default_value = "all")]
         scenario: String,
         /// Systems to run, comma-separated [default: all]: sluice-fsync-always, sluice-fsync-never,

@@ -62,14 +62,20 @@ pub enum Workload {
         readers: usize,
     },
     /// PutRecordBatch (100 records each) into a Firehose delivery stream delivering GZIP
-    /// objects to the local filesystem, read back as they appear (Sluice only).
-    Firehose,
+    /// objects to the local filesystem (Sluice only); `read_back`: the objects are read as they
+    /// appear (end to end: Firehose's data freshness).
+    Firehose {
+        read_back: bool,
+    },
 }
 
 impl Workload {
     /// Whether anything is received (so there is an end-to-end latency).
     pub fn receives(self) -> bool {
-        !matches!(self, Workload::Fanout { consumers: 0, .. } | Workload::Stream { readers: 0, .. })
+        !matches!(
+            self,
+            Workload::Fanout { consumers: 0, .. } | Workload::Stream { readers: 0, .. } | Workload::Firehose { read_back: false }
+        )
     }
 }
 
@@ -99,7 +105,7 @@ const fn fifo(name: &'static str, what: &'static str, groups: usize, load: Load)
     Scenario { name, what, message_size: 100, load, workload: Workload::Fifo { groups }, pending: None }
 }
 
-pub const SCENARIOS: [Scenario; 27] = [
+pub const SCENARIOS: [Scenario; 28] = [
     queue("queue-max-100b", "queue, maximum throughput, 100 B messages", 100, Load::Max),
     queue("queue-max-1k", "queue, maximum throughput, 1 KiB messages", 1024, Load::Max),
     queue(
@@ -162,10 +168,18 @@ pub const SCENARIOS: [Scenario; 27] = [
     stream("stream-read-5", "stream ingest and reading, 4 shards, 5 push consumers per shard, 1 KiB, maximum", 4, 5),
     Scenario {
         name: "firehose-ingest-1k",
-        what: "Firehose: PutRecordBatch of 100 1 KiB records into a delivery stream delivering GZIP objects (5 MiB buffers, interval 0) to the local filesystem, objects read back as they appear (end to end: data freshness), maximum",
+        what: "Firehose ingest alone: PutRecordBatch of 100 1 KiB records into a delivery stream delivering GZIP objects (5 MiB buffers, interval 0) to the local filesystem, maximum (producers told to slow down pause 50 ms, as SDKs retry)",
         message_size: 1024,
         load: Load::Max,
-        workload: Workload::Firehose,
+        workload: Workload::Firehose { read_back: false },
+        pending: None,
+    },
+    Scenario {
+        name: "firehose-freshness-1k",
+        what: "Firehose at a fixed 100,000 records/s (100 MB/s) of 1 KiB into GZIP objects on the local filesystem, objects read back as they appear: end to end is the data freshness",
+        message_size: 1024,
+        load: Load::Rate(100_000),
+        workload: Workload::Firehose { read_back: true },
         pending: None,
     },
     fifo("fifo-max-1000-groups", "FIFO queue, 1,000 message groups, maximum throughput, 100 B", 1000, Load::Max),
@@ -450,10 +464,12 @@ fn run_one(settings: &Settings, scenario: &Scenario, system: System, rate: Optio
             load.args(["--workload", "fanout", "--subscribers", &subscribers.to_string(), "--consumers", &consumers.to_string()]);
             load.args(["--batch", "10", "--fifo-groups", &groups.to_string()])
         }
-        Workload::Firehose => {
-            let objects = settings.scratch.join(system.name()).join("firehose-objects").join("sluice-load");
+        Workload::Firehose { read_back } => {
             load.args(["--workload", "firehose", "--consumers", "1", "--batch", STREAM_BATCH]);
-            load.arg("--firehose-objects").arg(objects)
+            if read_back {
+                load.arg("--firehose-objects").arg(settings.scratch.join(system.name()).join("firehose-objects").join("sluice-load"));
+            }
+            &mut load
         }
         Workload::Stream { shards, readers } => {
             let consumers = (shards * readers).div_ceil(settings.load_cores);

@@ -120,7 +120,7 @@ impl System {
                 matches!(self, System::SluiceFsyncAlways | System::SluiceFsyncNever | System::Nats)
             }
             Workload::Queue | Workload::QueueSync { .. } => true,
-            Workload::Firehose => matches!(self, System::SluiceFsyncAlways),
+            Workload::Firehose { .. } => matches!(self, System::SluiceFsyncAlways),
             _ => !matches!(self, System::SluiceHttpGateway | System::SluiceHttpGatewaySigv4),
         }
     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sluice_protocol::*;
 
 use super::deliver::{Batch, ObjectTarget};
-use super::store::{Buffer, DATA};
+use super::store::{Buffer, Taken};
 use super::FirehoseHost;
 use crate::catalog::firehose::{description, name_of, not_found, DeliveryStreamMeta, FirehoseChange};
 use crate::catalog::{MetaChange, MetaOutcome};
@@ -17,8 +17,6 @@ use crate::catalog::{MetaChange, MetaOutcome};
 pub const RECORD_BYTES_MAX: usize = 1_000 * 1024;
 pub const BATCH_RECORDS_MAX: usize = 500;
 pub const BATCH_BYTES_MAX: usize = 4 << 20;
-/// Bytes read from a buffer at a time when gathering a batch.
-const READ_BYTES: usize = 4 << 20;
 /// Longest wait between tries of a failing destination.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// ListDeliveryStreams' page size, at most and by default.
@@ -215,39 +213,6 @@ pub async fn resume<H: FirehoseHost>(host: &Rc<H>) {
 /// written on the delivery thread; marks still advance in order).
 const IN_FLIGHT_MAX: usize = 4;
 
-/// A batch gathered from a buffer: its records, and where the next one starts.
-struct Gathered {
-    records: Vec<Bytes>,
-    bytes: u64,
-    arrival_ms: u64,
-    /// The first sequence number after the batch.
-    to: u64,
-}
-
-/// Reads up to the buffering size of records from `from` on; `None` when nothing is readable.
-async fn gather(buffer: &Buffer, from: u64, size: u64) -> Result<Option<Gathered>, String> {
-    let mut next = from;
-    let (mut records, mut bytes, mut arrival_ms) = (Vec::new(), 0u64, None);
-    'gather: loop {
-        let read = buffer.log.read(next, 100_000, READ_BYTES).await.map_err(|e| e.to_string())?;
-        if read.is_empty() {
-            break;
-        }
-        for record in read {
-            next = record.seq + 1;
-            if record.data.first() == Some(&DATA) {
-                bytes += record.data.len() as u64 - 1;
-                arrival_ms.get_or_insert(record.timestamp_ms);
-                records.push(record.data.slice(1..));
-                if bytes >= size {
-                    break 'gather;
-                }
-            }
-        }
-    }
-    Ok((next > from).then(|| Gathered { records, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to: next }))
-}
-
 /// A buffer's delivery loop: once the records not yet handed out reach the buffering size, or
 /// the oldest of them has waited the buffering interval, gathers them into a batch and hands it
 /// to the destination, up to `IN_FLIGHT_MAX` batches at once; as batches complete, in order,
@@ -282,7 +247,7 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
                 wait = Duration::from_millis(due_ms - now_ms);
                 break;
             }
-            let batch = match gather(buffer, gathered, buffering.size_bytes()).await {
+            let batch = match buffer.take(gathered, buffering.size_bytes()).await {
                 Ok(Some(batch)) => batch,
                 // Taken but not yet durable: readable once its put's sync is done.
                 Ok(None) => {
@@ -341,7 +306,7 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
 
 /// Delivers one batch, trying again until it succeeds; answers (the first sequence number after
 /// it, its records, its bytes), or `None` when the delivery stream is gone or the shard stops.
-async fn deliver_until_done<H: FirehoseHost>(host: Rc<H>, buffer: Rc<Buffer>, batch: Gathered, count: u64) -> Option<(u64, u64, u64)> {
+async fn deliver_until_done<H: FirehoseHost>(host: Rc<H>, buffer: Rc<Buffer>, batch: Taken, count: u64) -> Option<(u64, u64, u64)> {
     let mut failures = 0u32;
     loop {
         // The destination as it is now (an UpdateDestination applies to batches not yet written).

@@ -24,8 +24,35 @@ use crate::storage::stream::StreamLog;
 pub const DATA: u8 = 0;
 pub const DELIVERED: u8 = 1;
 
+/// Bytes read at a time from a log (at open, and by deliveries of records not in memory).
+const READ_BYTES: usize = 4 << 20;
 /// Bytes read at a time when scanning a log at open.
 const SCAN_BYTES: usize = 4 << 20;
+/// Bytes of records a buffer keeps in memory for its deliveries (`Tail`).
+pub const TAIL_BYTES_MAX: u64 = 64 << 20;
+
+/// The newest records of a buffer as they were put (slices of their requests' frames, no
+/// copy), so that deliveries take them from memory instead of reading the log back: every data
+/// record with a sequence number in `from..until`, while they fit `TAIL_BYTES_MAX`. Records
+/// past it are on disk only, and read from there; a new window starts once this one is empty.
+/// (`max`: the store's budget, `TAIL_BYTES_MAX` but in the simulator.)
+#[derive(Default)]
+struct Tail {
+    from: u64,
+    until: u64,
+    records: std::collections::VecDeque<(u64, u64, Bytes)>,
+    bytes: u64,
+    max: u64,
+}
+
+/// A batch taken from a buffer: its records, their bytes, the first one's arrival time, and
+/// the first sequence number after it.
+pub struct Taken {
+    pub records: Vec<Bytes>,
+    pub bytes: u64,
+    pub arrival_ms: u64,
+    pub to: u64,
+}
 
 /// Where delivery stream `id` keeps what core `core` took.
 pub fn buffer_dir(data_dir: &Path, id: u64, core: usize) -> PathBuf {
@@ -51,6 +78,7 @@ pub struct Buffer {
     pub gone: Cell<bool>,
     /// Whether its delivery loop runs.
     pub running: Cell<bool>,
+    tail: std::cell::RefCell<Tail>,
 }
 
 impl Buffer {
@@ -58,10 +86,20 @@ impl Buffer {
     pub fn append(&self, records: &[Bytes], now_ms: u64) -> Result<Vec<u64>, OpError> {
         let mut seqs = Vec::with_capacity(records.len());
         let mut bytes = 0;
+        let mut tail = self.tail.borrow_mut();
         for record in records {
-            let (seq, _) = self.log.append_parts(&[&[DATA], record], now_ms).map_err(storage_error)?;
+            let (seq, arrival_ms) = self.log.append_parts(&[&[DATA], record], now_ms).map_err(storage_error)?;
             seqs.push(seq);
             bytes += record.len() as u64;
+            if tail.records.is_empty() {
+                *tail = Tail { from: seq, until: seq, max: tail.max, ..Tail::default() };
+            }
+            // Kept while the window is unbroken and fits.
+            if tail.until == seq && tail.bytes + record.len() as u64 <= tail.max {
+                tail.records.push_back((seq, arrival_ms, record.clone()));
+                tail.bytes += record.len() as u64;
+                tail.until = seq + 1;
+            }
         }
         if self.oldest_ms.get().is_none() {
             self.oldest_ms.set(Some(now_ms));
@@ -81,9 +119,81 @@ impl Buffer {
         self.pending_records.set(self.pending_records.get().saturating_sub(records));
         self.pending_bytes.set(self.pending_bytes.get().saturating_sub(bytes));
         let (seq, _) = self.log.append_parts(&[&[DELIVERED], &next.to_le_bytes()], now_ms).map_err(storage_error)?;
+        {
+            let mut tail = self.tail.borrow_mut();
+            while tail.records.front().is_some_and(|(seq, _, _)| *seq < next) {
+                if let Some((_, _, record)) = tail.records.pop_front() {
+                    tail.bytes -= record.len() as u64;
+                }
+            }
+            tail.from = tail.from.max(next);
+        }
         self.log.durable(seq).await.map_err(storage_error)?;
         self.log.trim_before_seq(next).await.map_err(storage_error)?;
         Ok(())
+    }
+
+    /// Up to `size` bytes of records from `from` on (at least one), from memory when the tail
+    /// holds them, else read from the log; `None` when none is readable yet.
+    pub async fn take(&self, from: u64, size: u64) -> Result<Option<Taken>, String> {
+        if let Some(taken) = self.take_from_tail(from, size) {
+            return Ok(taken);
+        }
+        let mut next = from;
+        let (mut records, mut bytes, mut arrival_ms) = (Vec::new(), 0u64, None);
+        // Up to where the tail starts (when it starts after `from`): past it, memory has the records.
+        let tail_from = {
+            let tail = self.tail.borrow();
+            (!tail.records.is_empty() && from < tail.from).then_some(tail.from)
+        };
+        'read: loop {
+            let read = self.log.read(next, 100_000, READ_BYTES).await.map_err(|e| e.to_string())?;
+            if read.is_empty() {
+                break;
+            }
+            for record in read {
+                if tail_from.is_some_and(|from| record.seq >= from) {
+                    break 'read;
+                }
+                next = record.seq + 1;
+                if record.data.first() == Some(&DATA) {
+                    bytes += record.data.len() as u64 - 1;
+                    arrival_ms.get_or_insert(record.timestamp_ms);
+                    records.push(record.data.slice(1..));
+                    if bytes >= size {
+                        break 'read;
+                    }
+                }
+            }
+        }
+        Ok((next > from).then(|| Taken { records, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to: next }))
+    }
+
+    /// `take` from memory: `None` when the tail does not hold `from`'s records.
+    fn take_from_tail(&self, from: u64, size: u64) -> Option<Option<Taken>> {
+        let tail = self.tail.borrow();
+        if tail.records.is_empty() || from < tail.from || from >= tail.until {
+            return None;
+        }
+        let readable = self.log.readable_seq();
+        let at = tail.records.partition_point(|(seq, _, _)| *seq < from);
+        let (mut records, mut bytes, mut arrival_ms, mut to) = (Vec::new(), 0u64, None, from);
+        for (seq, arrival, record) in tail.records.range(at..) {
+            if *seq > readable {
+                break;
+            }
+            bytes += record.len() as u64;
+            arrival_ms.get_or_insert(*arrival);
+            records.push(record.clone());
+            to = seq + 1;
+            if bytes >= size {
+                break;
+            }
+        }
+        if records.is_empty() {
+            return Some(None);
+        }
+        Some(Some(Taken { records, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to }))
     }
 }
 
@@ -94,19 +204,22 @@ pub struct FirehoseStore {
     segment_bytes: u64,
     fsync: FsyncMode,
     repair: bool,
+    /// Each buffer's `Tail` budget.
+    tail_bytes: u64,
     buffers: std::cell::RefCell<HashMap<u64, Rc<Buffer>>>,
     /// Held while a buffer is opened, so two puts never open one twice.
     opening: futures::lock::Mutex<()>,
 }
 
 impl FirehoseStore {
-    pub fn new(env: Env, data_dir: &Path, segment_bytes: u64, fsync: FsyncMode, repair: bool) -> FirehoseStore {
+    pub fn new(env: Env, data_dir: &Path, segment_bytes: u64, fsync: FsyncMode, repair: bool, tail_bytes: u64) -> FirehoseStore {
         FirehoseStore {
             env,
             data_dir: data_dir.to_path_buf(),
             segment_bytes,
             fsync,
             repair,
+            tail_bytes,
             buffers: Default::default(),
             opening: futures::lock::Mutex::new(()),
         }
@@ -159,6 +272,7 @@ impl FirehoseStore {
             appended: LocalNotify::new(),
             gone: Cell::new(false),
             running: Cell::new(false),
+            tail: std::cell::RefCell::new(Tail { max: self.tail_bytes, ..Tail::default() }),
         });
         self.buffers.borrow_mut().insert(id, buffer.clone());
         Ok(buffer)

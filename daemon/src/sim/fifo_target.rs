@@ -46,7 +46,7 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let segment_bytes = driver.rng.u64(8..33) * 4096;
     let budget = if driver.rng.u8(..3) == 0 { driver.rng.u64(1..64) * 1024 } else { 64 << 20 };
     driver.note(format!("fifo: {shards} shards, segments of {segment_bytes} bytes, memory budget {budget} bytes per shard"));
-    let setup = Setup { shards, segment_bytes, budget, destination: None };
+    let setup = Setup { shards, segment_bytes, budget, destination: None, tail_bytes: 0 };
     let spread = driver.rng.bool();
     let model = Rc::new(RefCell::new(Model { spread, ..Model::default() }));
     let registry = Rc::new(RefCell::new(Registry::new(Naming::default())));

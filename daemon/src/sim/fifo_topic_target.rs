@@ -45,7 +45,7 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let segment_bytes = driver.rng.u64(8..33) * 4096;
     let budget = if driver.rng.u8(..3) == 0 { driver.rng.u64(1..64) * 1024 } else { 64 << 20 };
     driver.note(format!("fifo-topics: {shards} shards, segments of {segment_bytes} bytes, memory budget {budget} bytes per shard"));
-    let setup = Setup { shards, segment_bytes, budget, destination: None };
+    let setup = Setup { shards, segment_bytes, budget, destination: None, tail_bytes: 0 };
     let model = Rc::new(RefCell::new(Model::default()));
     let registry = Rc::new(RefCell::new(Registry::new(Naming::default())));
     let mut cluster = shards::start(driver, &setup, &registry)?;

@@ -102,7 +102,10 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
         foreign: RefCell::default(),
         known: model.clone(),
     });
-    let setup = Setup { shards, segment_bytes, budget: 64 << 20, destination: Some(Rc::new(Destination(state.clone()))) };
+    // A buffer's memory for its newest records: small, so deliveries read the log too.
+    let tail_bytes = driver.rng.u64(1..64) * 1024;
+    driver.note(format!("firehose: {tail_bytes} bytes of records in memory per buffer"));
+    let setup = Setup { shards, segment_bytes, budget: 64 << 20, destination: Some(Rc::new(Destination(state.clone()))), tail_bytes };
     let registry = Rc::new(RefCell::new(Registry::new(Naming::default())));
     let mut cluster = shards::start(driver, &setup, &registry)?;
     let creator = cluster.shard(0);

@@ -74,7 +74,7 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
         std::sync::Arc::new(crate::kms::root::RootKey::from_bytes(&bytes))
     });
     driver.note(format!("queues: encryption at rest {}", if root.is_some() { "on" } else { "off" }));
-    let setup = Setup { shards, segment_bytes, budget, destination: None };
+    let setup = Setup { shards, segment_bytes, budget, destination: None, tail_bytes: 0 };
     let model = Rc::new(RefCell::new(Model::default()));
     let registry = Rc::new(RefCell::new(Registry::new(Naming::default()).with_root(root)));
     let mut cluster = shards::start(driver, &setup, &registry)?;

@@ -39,6 +39,8 @@ pub struct Setup {
     pub budget: u64,
     /// Where Firehose delivers (the `firehose` target's model destination).
     pub destination: Option<Rc<dyn SimDestination>>,
+    /// The memory each Firehose buffer keeps its newest records in (small, so it fills).
+    pub tail_bytes: u64,
 }
 
 /// A Firehose destination as the simulation has it: it outlives the process (as S3 would).
@@ -278,6 +280,7 @@ pub fn start(driver: &mut Driver, setup: &Setup, registry: &Rc<RefCell<Registry>
                 setup.segment_bytes,
                 FsyncMode::Always,
                 false,
+                setup.tail_bytes,
             ),
             destination: setup.destination.clone(),
             metrics: crate::metrics::Metrics::default(),

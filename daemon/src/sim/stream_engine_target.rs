@@ -44,7 +44,7 @@ pub fn run(driver: &mut Driver, steps: usize) -> Result<(), String> {
     let segment_bytes = driver.rng.u64(4..17) * 4096;
     let stream_shards = driver.rng.i32(1..5);
     driver.note(format!("streams: {shards} cores, segments of {segment_bytes} bytes, a stream of {stream_shards} shards"));
-    let setup = Setup { shards, segment_bytes, budget: 64 << 20, destination: None };
+    let setup = Setup { shards, segment_bytes, budget: 64 << 20, destination: None, tail_bytes: 0 };
     let model = Rc::new(RefCell::new(Model::default()));
     // Half the runs seal the stream's records at rest (StartStreamEncryption after creating it).
     let root = driver.rng.bool().then(|| {

@@ -177,6 +177,11 @@ impl StreamLog {
         self.log.synced_seq()
     }
 
+    /// The newest record readers may see (kept as the fsync mode promises).
+    pub fn readable_seq(&self) -> u64 {
+        self.log.readable_seq()
+    }
+
     /// Sequence number the next record will get.
     pub fn next_seq(&self) -> u64 {
         self.log.next_seq()
