@@ -313,3 +313,250 @@ fn bad_configurations_and_puts_get_typed_errors_and_deleting_removes_the_buffers
     }
     assert!(c.run(c.client().list_delivery_streams()).unwrap().is_empty());
 }
+
+// ---------------------------------------------------------------- HTTP endpoint destinations
+
+/// How the test's HTTP endpoint answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Answer {
+    /// 200 with the request's id, as the specification asks.
+    Ok,
+    /// 500.
+    Fail,
+    /// 200 naming another request id (a delivery that did not happen).
+    WrongId,
+}
+
+/// One request the endpoint got: its headers (names lowercased) and its body (decompressed).
+#[derive(Clone, Debug)]
+struct Received {
+    headers: BTreeMap<String, String>,
+    body: serde_json::Value,
+}
+
+/// A Firehose HTTP endpoint on 127.0.0.1: keeps every request, answers as `answer` says.
+struct Endpoint {
+    url: String,
+    answer: std::sync::Arc<std::sync::Mutex<Answer>>,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Endpoint {
+    fn start() -> Endpoint {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/firehose", listener.local_addr().unwrap());
+        let answer = std::sync::Arc::new(std::sync::Mutex::new(Answer::Ok));
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (answers, kept) = (answer.clone(), received.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (answers, kept) = (answers.clone(), kept.clone());
+                std::thread::spawn(move || serve(stream, &answers, &kept));
+            }
+        });
+        Endpoint { url, answer, received }
+    }
+
+    fn answer(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Every record the endpoint took (answered 200 with the right id), decoded.
+    fn records(&self) -> Vec<String> {
+        use base64::Engine;
+        self.received()
+            .iter()
+            .filter(|request| request.headers.get("x-test-answer").map(String::as_str) == Some("Ok"))
+            .flat_map(|request| request.body["records"].as_array().cloned().unwrap_or_default())
+            .map(|record| {
+                let data = base64::engine::general_purpose::STANDARD.decode(record["data"].as_str().unwrap()).unwrap();
+                String::from_utf8(data).unwrap()
+            })
+            .collect()
+    }
+}
+
+/// Serves one keep-alive connection: reads each request (Content-Length bodies), keeps it,
+/// answers it.
+fn serve(stream: std::net::TcpStream, answers: &std::sync::Mutex<Answer>, kept: &std::sync::Mutex<Vec<Received>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').unwrap();
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+        }
+        let length: usize = headers.get("content-length").map_or(0, |length| length.parse().unwrap());
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).unwrap();
+        if headers.get("content-encoding").map(String::as_str) == Some("gzip") {
+            body = gunzip(&body);
+        }
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let answer = *answers.lock().unwrap();
+        headers.insert("x-test-answer".into(), format!("{answer:?}"));
+        let id = body["requestId"].as_str().unwrap_or_default().to_owned();
+        kept.lock().unwrap().push(Received { headers, body: body.clone() });
+        let (status, reply) = match answer {
+            Answer::Ok => ("200 OK", json!({ "requestId": id, "timestamp": 1 })),
+            Answer::Fail => ("500 Internal Server Error", json!({ "requestId": id, "errorMessage": "down for the test" })),
+            Answer::WrongId => ("200 OK", json!({ "requestId": "not-the-one", "timestamp": 1 })),
+        };
+        let reply = reply.to_string();
+        let head = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", reply.len());
+        if writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(reply.as_bytes())).is_err() {
+            return;
+        }
+    }
+}
+
+fn http_configuration(url: &str, retry_s: u32, backup: &str, gzip: bool) -> String {
+    json!({
+        "HttpEndpointDestinationConfiguration": {
+            "EndpointConfiguration": { "Url": url, "Name": "test endpoint", "AccessKey": "the-access-key" },
+            "BufferingHints": { "SizeInMBs": 1, "IntervalInSeconds": 0 },
+            "RequestConfiguration": {
+                "ContentEncoding": if gzip { "GZIP" } else { "NONE" },
+                "CommonAttributes": [{ "AttributeName": "env", "AttributeValue": "test" }],
+            },
+            "RetryOptions": { "DurationInSeconds": retry_s },
+            "S3BackupMode": backup,
+            "S3Configuration": {
+                "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+                "BucketARN": "arn:aws:s3:::logs",
+                "CompressionFormat": "GZIP",
+            },
+        },
+    })
+    .to_string()
+}
+
+#[track_caller]
+fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_http_endpoint_gets_records_as_firehoses_specification_says() {
+    let endpoint = Endpoint::start();
+    let setup = start(&["--http-endpoints-allow-private"]);
+    let c = setup.daemon.client();
+    let arn = c
+        .run(c.client().create_delivery_stream("to-http", &http_configuration(&endpoint.url, 60, "FailedDataOnly", true), vec![]))
+        .unwrap();
+    let expected = put_batch(&c, "to-http", "h", 1200);
+    wait_until("every record at the endpoint", || {
+        let got = endpoint.records();
+        expected.iter().all(|record| got.contains(record))
+    });
+    for request in endpoint.received() {
+        let h = &request.headers;
+        assert_eq!(h.get("content-type").map(String::as_str), Some("application/json"));
+        assert_eq!(h.get("content-encoding").map(String::as_str), Some("gzip"));
+        assert_eq!(h.get("x-amz-firehose-protocol-version").map(String::as_str), Some("1.0"));
+        assert_eq!(h.get("x-amz-firehose-access-key").map(String::as_str), Some("the-access-key"));
+        assert_eq!(h.get("x-amz-firehose-source-arn"), Some(&arn));
+        assert_eq!(
+            h.get("x-amz-firehose-request-id").map(String::as_str),
+            request.body["requestId"].as_str(),
+            "the header and the body name one request"
+        );
+        let attributes: serde_json::Value = serde_json::from_str(&h["x-amz-firehose-common-attributes"]).unwrap();
+        assert_eq!(attributes, json!({ "commonAttributes": { "env": "test" } }));
+        assert!(request.body["timestamp"].as_u64().is_some_and(|ms| ms > 1_700_000_000_000), "{}", request.body);
+    }
+    assert!(objects(&setup.bucket_dir).is_empty(), "FailedDataOnly backs up nothing while the endpoint takes everything");
+    let description: serde_json::Value = serde_json::from_str(&c.run(c.client().describe_delivery_stream("to-http")).unwrap()).unwrap();
+    let described = &description["Destinations"][0]["HttpEndpointDestinationDescription"];
+    assert_eq!(
+        described["EndpointConfiguration"],
+        json!({ "Url": endpoint.url, "Name": "test endpoint" }),
+        "the access key is never described"
+    );
+    assert_eq!(described["S3BackupMode"], "FailedDataOnly");
+}
+
+#[test]
+fn what_an_http_endpoint_refuses_for_its_retry_duration_goes_to_the_backup_bucket() {
+    let endpoint = Endpoint::start();
+    endpoint.answer(Answer::Fail);
+    let setup = start(&["--http-endpoints-allow-private"]);
+    let c = setup.daemon.client();
+    c.run(c.client().create_delivery_stream("refused", &http_configuration(&endpoint.url, 1, "FailedDataOnly", false), vec![])).unwrap();
+    let failed = put_batch(&c, "refused", "f", 200);
+    // Backed up as Firehose does: JSON lines with the record in rawData, under http-endpoint-failed/.
+    let backed_up = || -> Vec<String> {
+        use base64::Engine;
+        let mut found = Vec::new();
+        for (key, data) in objects(&setup.bucket_dir) {
+            assert!(key.starts_with("http-endpoint-failed/"), "{key}");
+            for line in String::from_utf8(gunzip(&data)).unwrap().lines() {
+                let failure: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert!(failure["attemptsMade"].as_u64().is_some_and(|n| n >= 1));
+                let message = failure["errorMessage"].as_str().unwrap();
+                assert!(message.contains("500") || message.contains("requestId"), "{failure}");
+                let raw = base64::engine::general_purpose::STANDARD.decode(failure["rawData"].as_str().unwrap()).unwrap();
+                found.push(String::from_utf8(raw).unwrap());
+            }
+        }
+        found
+    };
+    wait_until("the refused records in the backup bucket", || failed.iter().all(|record| backed_up().contains(record)));
+    assert!(endpoint.records().is_empty());
+    // An answer naming another request is no delivery either.
+    endpoint.answer(Answer::WrongId);
+    let misanswered = put_batch(&c, "refused", "w", 50);
+    wait_until("records answered with the wrong request id in the backup bucket", || {
+        misanswered.iter().all(|record| backed_up().contains(record))
+    });
+    // The endpoint is back: records go to it again.
+    endpoint.answer(Answer::Ok);
+    let delivered = put_batch(&c, "refused", "ok", 50);
+    wait_until("records at the endpoint once it answers", || {
+        let got = endpoint.records();
+        delivered.iter().all(|record| got.contains(record))
+    });
+}
+
+#[test]
+fn all_data_backup_writes_every_record_to_the_bucket_too_and_private_endpoints_need_the_flag() {
+    let endpoint = Endpoint::start();
+    let setup = start(&["--http-endpoints-allow-private"]);
+    let c = setup.daemon.client();
+    c.run(c.client().create_delivery_stream("both", &http_configuration(&endpoint.url, 60, "AllData", false), vec![])).unwrap();
+    let expected = put_batch(&c, "both", "a", 300);
+    // The bucket's objects hold the records as they came (no delimiter was asked for).
+    wait_until("every record at the endpoint and in the bucket", || {
+        let got = endpoint.records();
+        let stored: String = objects(&setup.bucket_dir).values().map(|data| String::from_utf8(gunzip(data)).unwrap()).collect();
+        expected.iter().all(|record| got.contains(record) && stored.contains(record.as_str()))
+    });
+    // Without --http-endpoints-allow-private: https only, and no loopback address.
+    let strict = start(&[]);
+    let c = strict.daemon.client();
+    let refused = c.run(c.client().create_delivery_stream("x", &http_configuration(&endpoint.url, 60, "AllData", false), vec![]));
+    assert_code(refused, ErrorCode::InvalidArgument);
+    let loopback = http_configuration("https://127.0.0.1:9/", 60, "AllData", false);
+    assert_code(c.run(c.client().create_delivery_stream("x", &loopback, vec![])), ErrorCode::InvalidArgument);
+}

@@ -137,15 +137,69 @@ pub struct S3Destination {
     pub kept: Map<String, Value>,
 }
 
+/// An HTTP endpoint destination, delivered to as Firehose's HTTP endpoint delivery
+/// specification says; what it does not take within the retry duration goes to the backup
+/// bucket (`s3`), as does everything with `S3BackupMode` `AllData`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpDestination {
+    pub url: String,
+    pub name: String,
+    /// Sent as `X-Amz-Firehose-Access-Key`; never described back.
+    pub access_key: Option<String>,
+    pub buffering: Buffering,
+    pub gzip: bool,
+    pub common_attributes: Vec<(String, String)>,
+    pub retry_s: u32,
+    pub backup_all: bool,
+    pub role_arn: String,
+    pub processing_enabled: bool,
+    pub processors: Vec<Processor>,
+    /// The backup bucket (`S3Configuration`).
+    pub s3: S3Destination,
+    pub kept: Map<String, Value>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Destination {
     S3(S3Destination),
+    Http(HttpDestination),
 }
 
 impl Destination {
     pub fn buffering(&self) -> Buffering {
         match self {
             Destination::S3(s3) => s3.buffering,
+            Destination::Http(http) => http.buffering,
+        }
+    }
+
+    /// The bucket objects go to: the destination's, or the backup bucket.
+    pub fn bucket(&self) -> &S3Destination {
+        match self {
+            Destination::S3(s3) => s3,
+            Destination::Http(http) => &http.s3,
+        }
+    }
+
+    /// How long failures are tried again before the records go to the backup bucket (`None`:
+    /// for as long as it takes — the destination is the bucket itself).
+    pub fn retry_ms(&self) -> Option<u64> {
+        match self {
+            Destination::S3(_) => None,
+            Destination::Http(http) => Some(u64::from(http.retry_s) * 1000),
+        }
+    }
+
+    /// The record processors in force (empty when processing is off).
+    pub fn processors(&self) -> &[Processor] {
+        let (enabled, processors) = match self {
+            Destination::S3(s3) => (s3.processing_enabled, &s3.processors),
+            Destination::Http(http) => (http.processing_enabled, &http.processors),
+        };
+        if enabled {
+            processors
+        } else {
+            &[]
         }
     }
 }
@@ -522,6 +576,117 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
     })
 }
 
+/// An HTTP endpoint destination from its configuration (`HttpEndpointDestinationConfiguration`,
+/// or an `HttpEndpointDestinationUpdate` over `base`).
+fn http_destination(config: &Value, base: Option<&HttpDestination>) -> Result<HttpDestination, OpError> {
+    let at = if base.is_some() { "HttpEndpointDestinationUpdate" } else { "HttpEndpointDestinationConfiguration" };
+    let fields = Fields::of(config, at)?;
+    const KNOWN: &[&str] = &[
+        "EndpointConfiguration",
+        "BufferingHints",
+        "CloudWatchLoggingOptions",
+        "RequestConfiguration",
+        "ProcessingConfiguration",
+        "RoleARN",
+        "RetryOptions",
+        "S3BackupMode",
+        "S3Configuration",
+        "S3Update",
+        "SecretsManagerConfiguration",
+    ];
+    if let Some(unknown) = fields.map.keys().find(|key| !KNOWN.contains(&key.as_str())) {
+        return Err(invalid(format!("{at}.{unknown} is not supported by this server (it would be ignored, so it is refused).")));
+    }
+    if let Some(secrets) = fields.object("SecretsManagerConfiguration")? {
+        if secrets.map.get("Enabled").and_then(Value::as_bool).unwrap_or(false) {
+            return Err(invalid(format!(
+                "{at}.SecretsManagerConfiguration is not supported by this server; give EndpointConfiguration.AccessKey."
+            )));
+        }
+    }
+    let (url, name, access_key) = match (fields.object("EndpointConfiguration")?, base) {
+        (Some(endpoint), _) => {
+            let url = endpoint.required("Url")?.to_owned();
+            let parsed = url::Url::parse(&url).map_err(|e| invalid(format!("{at}.EndpointConfiguration.Url {url:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() || url.len() > 1000 {
+                return Err(invalid(format!("{at}.EndpointConfiguration.Url {url:?} must be an https:// URL of at most 1000 characters.")));
+            }
+            let name = endpoint.string("Name")?.unwrap_or_default().to_owned();
+            let access_key = endpoint.string("AccessKey")?.map(str::to_owned);
+            if access_key.as_ref().is_some_and(|key| key.len() > 4096) {
+                return Err(invalid(format!("{at}.EndpointConfiguration.AccessKey is longer than 4096 characters.")));
+            }
+            (url, name, access_key)
+        }
+        (None, Some(base)) => (base.url.clone(), base.name.clone(), base.access_key.clone()),
+        (None, None) => return Err(invalid(format!("{at}.EndpointConfiguration is required."))),
+    };
+    let default = base.map_or(Buffering { size_mib: 5, interval_s: 300 }, |base| base.buffering);
+    let buffering = match fields.object("BufferingHints")? {
+        Some(hints) => Buffering {
+            size_mib: hints.int("SizeInMBs", 1, 64)?.map_or(default.size_mib, |v| v as u32),
+            interval_s: hints.int("IntervalInSeconds", 0, 900)?.map_or(default.interval_s, |v| v as u32),
+        },
+        None => default,
+    };
+    let (mut gzip, mut common_attributes) = base.map_or((false, Vec::new()), |base| (base.gzip, base.common_attributes.clone()));
+    if let Some(request) = fields.object("RequestConfiguration")? {
+        gzip = match request.string("ContentEncoding")? {
+            None | Some("NONE") => false,
+            Some("GZIP") => true,
+            Some(other) => return Err(invalid(format!("{at}.RequestConfiguration.ContentEncoding {other:?} is not one of NONE, GZIP."))),
+        };
+        common_attributes = Vec::new();
+        for attribute in request.map.get("CommonAttributes").and_then(Value::as_array).into_iter().flatten() {
+            let attribute = Fields::of(attribute, &format!("{at}.RequestConfiguration.CommonAttributes"))?;
+            common_attributes.push((attribute.required("AttributeName")?.to_owned(), attribute.required("AttributeValue")?.to_owned()));
+        }
+        if common_attributes.len() > 50 {
+            return Err(invalid(format!("{at}.RequestConfiguration.CommonAttributes holds more than 50 attributes.")));
+        }
+    }
+    let retry_s = match fields.object("RetryOptions")? {
+        Some(retry) => retry.int("DurationInSeconds", 0, 7200)?.map_or(300, |v| v as u32),
+        None => base.map_or(300, |base| base.retry_s),
+    };
+    let backup_all = match fields.string("S3BackupMode")? {
+        None => base.is_some_and(|base| base.backup_all),
+        Some("FailedDataOnly") => false,
+        Some("AllData") => true,
+        Some(other) => return Err(invalid(format!("{at}.S3BackupMode {other:?} is not one of FailedDataOnly, AllData."))),
+    };
+    let (processing_enabled, processors) = match fields.object("ProcessingConfiguration")? {
+        Some(config) => processors(Some(config))?,
+        None => base.map_or((false, Vec::new()), |base| (base.processing_enabled, base.processors.clone())),
+    };
+    let s3_key = if base.is_some() { "S3Update" } else { "S3Configuration" };
+    let s3 = match (fields.map.get(s3_key), base) {
+        (Some(s3), base) => s3_destination(s3, false, base.map(|base| &base.s3))?,
+        (None, Some(base)) => base.s3.clone(),
+        (None, None) => return Err(invalid(format!("{at}.S3Configuration (the backup bucket) is required."))),
+    };
+    let mut kept = base.map(|base| base.kept.clone()).unwrap_or_default();
+    if let Some(value) = fields.map.get("CloudWatchLoggingOptions") {
+        kept.insert("CloudWatchLoggingOptions".into(), value.clone());
+    }
+    let role_arn = fields.string("RoleARN")?.map(str::to_owned).or_else(|| base.map(|base| base.role_arn.clone())).unwrap_or_default();
+    Ok(HttpDestination {
+        url,
+        name,
+        access_key,
+        buffering,
+        gzip,
+        common_attributes,
+        retry_s,
+        backup_all,
+        role_arn,
+        processing_enabled,
+        processors,
+        s3,
+        kept,
+    })
+}
+
 /// The destination configured by a CreateDeliveryStream request (or a stored stream), from
 /// the fields that name one.
 fn destination(request: &Fields<'_>) -> Result<Destination, OpError> {
@@ -531,7 +696,6 @@ fn destination(request: &Fields<'_>) -> Result<Destination, OpError> {
         "AmazonopensearchserviceDestinationConfiguration",
         "AmazonOpenSearchServerlessDestinationConfiguration",
         "SplunkDestinationConfiguration",
-        "HttpEndpointDestinationConfiguration",
         "SnowflakeDestinationConfiguration",
         "IcebergDestinationConfiguration",
         "DatabaseSourceConfiguration",
@@ -544,13 +708,16 @@ fn destination(request: &Fields<'_>) -> Result<Destination, OpError> {
         .map(|(key, _)| key.as_str())
         .collect();
     match given.as_slice() {
-        [] => Err(invalid("A delivery stream needs a destination: ExtendedS3DestinationConfiguration, for one.")),
+        [] => Err(invalid(
+            "A delivery stream needs a destination: ExtendedS3DestinationConfiguration or HttpEndpointDestinationConfiguration.",
+        )),
         [one] => match *one {
             "ExtendedS3DestinationConfiguration" => Ok(Destination::S3(s3_destination(&request.map[*one], true, None)?)),
             "S3DestinationConfiguration" => Ok(Destination::S3(s3_destination(&request.map[*one], false, None)?)),
-            other if OTHERS.contains(&other) => {
-                Err(invalid(format!("{other} is not supported by this server yet; ExtendedS3DestinationConfiguration is.")))
-            }
+            "HttpEndpointDestinationConfiguration" => Ok(Destination::Http(http_destination(&request.map[*one], None)?)),
+            other if OTHERS.contains(&other) => Err(invalid(format!(
+                "{other} is not supported by this server yet; ExtendedS3DestinationConfiguration and HttpEndpointDestinationConfiguration are."
+            ))),
             other => Err(invalid(format!("Unknown destination {other}."))),
         },
         _ => Err(invalid(format!("Only one destination configuration can be given; got {}.", given.join(", ")))),
@@ -629,21 +796,34 @@ pub fn updated(meta: &DeliveryStreamMeta, configuration: &str, now_ms: u64) -> R
     let request: Value =
         serde_json::from_str(configuration).map_err(|e| invalid(format!("The destination update is not valid JSON: {e}")))?;
     let fields = Fields::of(&request, "the request")?;
-    let Destination::S3(current) = &meta.destination;
-    let destination = match (fields.map.get("ExtendedS3DestinationUpdate"), fields.map.get("S3DestinationUpdate")) {
-        (Some(update), None) => s3_destination(update, true, Some(current))?,
-        (None, Some(update)) => s3_destination(update, false, Some(current))?,
-        (None, None) => return Err(invalid("UpdateDestination needs ExtendedS3DestinationUpdate (or S3DestinationUpdate).")),
-        (Some(_), Some(_)) => return Err(invalid("Give one of ExtendedS3DestinationUpdate and S3DestinationUpdate.")),
+    let given: Vec<&String> = fields.map.keys().collect();
+    if given.len() != 1 {
+        return Err(invalid(
+            "UpdateDestination takes one destination update (ExtendedS3DestinationUpdate, HttpEndpointDestinationUpdate, …).",
+        ));
+    }
+    let update = &fields.map[given[0]];
+    let destination = match (given[0].as_str(), &meta.destination) {
+        ("ExtendedS3DestinationUpdate", Destination::S3(current)) => Destination::S3(s3_destination(update, true, Some(current))?),
+        ("S3DestinationUpdate", Destination::S3(current)) => Destination::S3(s3_destination(update, false, Some(current))?),
+        ("HttpEndpointDestinationUpdate", Destination::Http(current)) => Destination::Http(http_destination(update, Some(current))?),
+        (other, _) => {
+            return Err(invalid(format!(
+            "{other} does not update this delivery stream's destination (changing a destination's type is not supported by this server)."
+        )))
+        }
     };
-    Ok(DeliveryStreamMeta { destination: Destination::S3(destination), version: meta.version + 1, updated_ms: now_ms, ..meta.clone() })
+    Ok(DeliveryStreamMeta { destination, version: meta.version + 1, updated_ms: now_ms, ..meta.clone() })
 }
 
 // ---------------------------------------------------------------- describing
 
 fn processing_json(s3: &S3Destination) -> Value {
-    let processors: Vec<Value> = s3
-        .processors
+    processing(s3.processing_enabled, &s3.processors)
+}
+
+fn processing(enabled: bool, processors: &[Processor]) -> Value {
+    let processors: Vec<Value> = processors
         .iter()
         .map(|processor| match processor {
             Processor::AppendDelimiterToRecord { delimiter } => json!({
@@ -652,7 +832,7 @@ fn processing_json(s3: &S3Destination) -> Value {
             }),
         })
         .collect();
-    json!({ "Enabled": s3.processing_enabled, "Processors": processors })
+    json!({ "Enabled": enabled, "Processors": processors })
 }
 
 /// The S3 destination as the metadata file keeps it: its configuration, in the API's shape.
@@ -674,10 +854,9 @@ fn s3_configuration(s3: &S3Destination) -> Value {
     Value::Object(config)
 }
 
-/// `DescribeDeliveryStream`'s `DeliveryStreamDescription`.
-pub fn description(meta: &DeliveryStreamMeta) -> Value {
-    let Destination::S3(s3) = &meta.destination;
-    let base = json!({
+/// An S3 destination's `S3DestinationDescription`.
+fn s3_description(s3: &S3Destination) -> Value {
+    json!({
         "RoleARN": s3.role_arn,
         "BucketARN": s3.bucket_arn,
         "Prefix": s3.prefix,
@@ -686,7 +865,35 @@ pub fn description(meta: &DeliveryStreamMeta) -> Value {
         "CompressionFormat": s3.compression.name(),
         "EncryptionConfiguration": s3.kept.get("EncryptionConfiguration").cloned().unwrap_or(json!({"NoEncryptionConfig": "NoEncryption"})),
         "CloudWatchLoggingOptions": s3.kept.get("CloudWatchLoggingOptions").cloned().unwrap_or(json!({"Enabled": false})),
-    });
+    })
+}
+
+fn http_description(http: &HttpDestination) -> Value {
+    let attributes: Vec<Value> =
+        http.common_attributes.iter().map(|(name, value)| json!({ "AttributeName": name, "AttributeValue": value })).collect();
+    json!({
+        "EndpointConfiguration": { "Url": http.url, "Name": http.name },
+        "BufferingHints": { "SizeInMBs": http.buffering.size_mib, "IntervalInSeconds": http.buffering.interval_s },
+        "CloudWatchLoggingOptions": http.kept.get("CloudWatchLoggingOptions").cloned().unwrap_or(json!({"Enabled": false})),
+        "RequestConfiguration": { "ContentEncoding": if http.gzip { "GZIP" } else { "NONE" }, "CommonAttributes": attributes },
+        "ProcessingConfiguration": processing(http.processing_enabled, &http.processors),
+        "RoleARN": http.role_arn,
+        "RetryOptions": { "DurationInSeconds": http.retry_s },
+        "S3BackupMode": if http.backup_all { "AllData" } else { "FailedDataOnly" },
+        "S3DestinationDescription": s3_description(&http.s3),
+    })
+}
+
+/// `DescribeDeliveryStream`'s `DeliveryStreamDescription`.
+pub fn description(meta: &DeliveryStreamMeta) -> Value {
+    let s3 = match &meta.destination {
+        Destination::S3(s3) => s3,
+        Destination::Http(http) => {
+            let destination = json!({ "DestinationId": DESTINATION_ID, "HttpEndpointDestinationDescription": http_description(http) });
+            return stream_description(meta, destination);
+        }
+    };
+    let base = s3_description(s3);
     let mut destination = json!({ "DestinationId": DESTINATION_ID, "S3DestinationDescription": base.clone() });
     if s3.extended {
         let mut extended = base;
@@ -700,6 +907,10 @@ pub fn description(meta: &DeliveryStreamMeta) -> Value {
         }
         destination["ExtendedS3DestinationDescription"] = extended;
     }
+    stream_description(meta, destination)
+}
+
+fn stream_description(meta: &DeliveryStreamMeta, destination: Value) -> Value {
     json!({
         "DeliveryStreamName": meta.name,
         "DeliveryStreamARN": meta.arn,
@@ -718,8 +929,11 @@ pub fn description(meta: &DeliveryStreamMeta) -> Value {
 
 /// One delivery stream as the metadata file keeps it.
 pub fn delivery_stream_json(meta: &DeliveryStreamMeta) -> Value {
-    let Destination::S3(s3) = &meta.destination;
-    let key = if s3.extended { "ExtendedS3DestinationConfiguration" } else { "S3DestinationConfiguration" };
+    let (key, configuration) = match &meta.destination {
+        Destination::S3(s3) if s3.extended => ("ExtendedS3DestinationConfiguration", s3_configuration(s3)),
+        Destination::S3(s3) => ("S3DestinationConfiguration", s3_configuration(s3)),
+        Destination::Http(http) => ("HttpEndpointDestinationConfiguration", http_configuration(http)),
+    };
     json!({
         "id": meta.id,
         "name": meta.name,
@@ -728,8 +942,33 @@ pub fn delivery_stream_json(meta: &DeliveryStreamMeta) -> Value {
         "updated_ms": meta.updated_ms,
         "version": meta.version,
         "tags": meta.tags,
-        "configuration": { key: s3_configuration(s3) },
+        "configuration": { key: configuration },
     })
+}
+
+/// An HTTP endpoint destination as the metadata file keeps it (the access key included: the
+/// file is the server's own, mode 0600 like the rest of its data).
+fn http_configuration(http: &HttpDestination) -> Value {
+    let mut endpoint = json!({ "Url": http.url, "Name": http.name });
+    if let Some(key) = &http.access_key {
+        endpoint["AccessKey"] = json!(key);
+    }
+    let attributes: Vec<Value> =
+        http.common_attributes.iter().map(|(name, value)| json!({ "AttributeName": name, "AttributeValue": value })).collect();
+    let mut config = json!({
+        "EndpointConfiguration": endpoint,
+        "BufferingHints": { "SizeInMBs": http.buffering.size_mib, "IntervalInSeconds": http.buffering.interval_s },
+        "RequestConfiguration": { "ContentEncoding": if http.gzip { "GZIP" } else { "NONE" }, "CommonAttributes": attributes },
+        "ProcessingConfiguration": processing(http.processing_enabled, &http.processors),
+        "RoleARN": http.role_arn,
+        "RetryOptions": { "DurationInSeconds": http.retry_s },
+        "S3BackupMode": if http.backup_all { "AllData" } else { "FailedDataOnly" },
+        "S3Configuration": s3_configuration(&http.s3),
+    });
+    for (key, value) in &http.kept {
+        config[key] = value.clone();
+    }
+    config
 }
 
 pub fn to_json(streams: &DeliveryStreams) -> Value {
@@ -860,7 +1099,7 @@ mod tests {
     #[test]
     fn a_configuration_is_read_checked_and_kept_the_same_through_the_metadata_file() {
         let meta = create(&naming(), 7, "d", S3, &vec![("team".into(), "a".into())], 1_000).unwrap();
-        let Destination::S3(s3) = &meta.destination;
+        let Destination::S3(s3) = &meta.destination else { panic!("an S3 destination") };
         assert_eq!(s3.bucket, "logs");
         assert_eq!(s3.compression, Compression::Gzip);
         assert_eq!(s3.buffering, Buffering { size_mib: 1, interval_s: 60 });
@@ -883,7 +1122,10 @@ mod tests {
         assert!(refused(size).contains("SizeInMBs"));
         let lambda = r#"{"ExtendedS3DestinationConfiguration":{"RoleARN":"r","BucketARN":"arn:aws:s3:::b-1","ProcessingConfiguration":{"Enabled":true,"Processors":[{"Type":"Lambda"}]}}}"#;
         assert!(refused(lambda).contains("Lambda is not supported"));
-        assert!(refused(r#"{"HttpEndpointDestinationConfiguration":{}}"#).contains("not supported"));
+        assert!(refused(r#"{"HttpEndpointDestinationConfiguration":{}}"#).contains("EndpointConfiguration is required"));
+        assert!(refused(r#"{"SplunkDestinationConfiguration":{}}"#).contains("not supported"));
+        let no_backup = r#"{"HttpEndpointDestinationConfiguration":{"EndpointConfiguration":{"Url":"https://example.com/"}}}"#;
+        assert!(refused(no_backup).contains("S3Configuration"));
         assert!(create(&naming(), 1, "bad name", S3, &Vec::new(), 0).is_err());
     }
 
@@ -902,7 +1144,7 @@ mod tests {
         let stale = apply(&mut streams, &mut next_id, &naming(), update("2"), 5).unwrap_err();
         assert_eq!(stale.code, ErrorCode::ConcurrentModification);
         apply(&mut streams, &mut next_id, &naming(), update("1"), 5).unwrap();
-        let Destination::S3(s3) = &streams["d"].destination;
+        let Destination::S3(s3) = &streams["d"].destination else { panic!("an S3 destination") };
         assert_eq!((s3.compression, s3.bucket.as_str(), streams["d"].version), (Compression::Snappy, "logs", 2));
         assert_eq!(s3.buffering.size_mib, 1, "what the update did not name stays");
     }

@@ -7,7 +7,9 @@
 //! Destinations: an S3-compatible store (`--firehose-s3-endpoint`), or a directory standing
 //! for each bucket (`--firehose-local-dir`), where an object is written to a temporary file,
 //! synced, renamed into place and its directory synced — durable before it is reported
-//! delivered, as an S3 PUT is.
+//! delivered, as an S3 PUT is; and HTTP endpoints, POSTed to as Firehose's HTTP endpoint
+//! delivery specification says (`reqwest`), refusing private addresses unless
+//! `--http-endpoints-allow-private`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::keys;
 use super::process;
-use crate::catalog::firehose::{DeliveryStreamMeta, Destination};
+use crate::catalog::firehose::{DeliveryStreamMeta, Destination, HttpDestination};
 
 /// Where S3 destinations write (from `Config`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -30,13 +32,33 @@ pub enum ObjectTarget {
     S3 { endpoint: String, region: String, access_key_id: Option<String>, secret_access_key: Option<String> },
 }
 
+/// Where deliveries go and how, from the settings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Targets {
+    pub objects: ObjectTarget,
+    /// HTTP endpoints may be loopback, private or link-local addresses.
+    pub allow_private: bool,
+    /// Extra certificate authorities HTTPS endpoints are checked against.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Why a batch goes to the backup bucket instead: the destination refused it for its whole
+/// retry duration.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub reason: String,
+    pub attempts: u32,
+}
+
 /// One batch of records for a delivery stream's destination.
 pub struct Batch {
     pub meta: Arc<DeliveryStreamMeta>,
-    pub target: ObjectTarget,
+    pub targets: Targets,
     pub records: Vec<Bytes>,
     /// Arrival time of the first record (the object's time in its key).
     pub arrival_ms: u64,
+    /// Set: write the records to the backup bucket as failed (`http-endpoint-failed`).
+    pub failure: Option<Failure>,
 }
 
 /// What became of a batch: the object's key, or why it was not written.
@@ -75,11 +97,11 @@ fn run(mut receiver: tokio::sync::mpsc::UnboundedReceiver<Job>) {
         }
     };
     runtime.block_on(async move {
-        let stores: Arc<Stores> = Arc::default();
+        let clients: Arc<Clients> = Arc::default();
         while let Some(job) = receiver.recv().await {
-            let stores = stores.clone();
+            let clients = clients.clone();
             tokio::spawn(async move {
-                let outcome = write(job.batch, &stores).await;
+                let outcome = deliver_batch(job.batch, &clients).await;
                 let _ = job.done.send(outcome);
             });
         }
@@ -88,20 +110,87 @@ fn run(mut receiver: tokio::sync::mpsc::UnboundedReceiver<Job>) {
 
 type Stores = std::sync::Mutex<HashMap<(ObjectTarget, String), Arc<dyn ObjectStore>>>;
 
-async fn write(batch: Batch, stores: &Stores) -> Outcome {
-    let Destination::S3(s3) = &batch.meta.destination;
+/// The delivery thread's clients: object stores by target and bucket, HTTP clients by settings.
+#[derive(Default)]
+struct Clients {
+    stores: Stores,
+    http: std::sync::Mutex<HashMap<(bool, Option<PathBuf>), reqwest::Client>>,
+}
+
+async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
+    let meta = batch.meta.clone();
+    match (&meta.destination, &batch.failure) {
+        (destination, Some(failure)) => {
+            let body = failed_records(&batch.records, batch.arrival_ms, failure);
+            let bucket = destination.bucket();
+            let key = keys::object_key(&meta, bucket, batch.arrival_ms, Some("http-endpoint-failed"));
+            let body = compress(body, bucket.compression, &key).await?;
+            put_object(&clients.stores, &batch.targets.objects, bucket, &key, body).await?;
+            Ok(key)
+        }
+        (Destination::S3(s3), None) => write_object(&batch, s3, &clients.stores).await,
+        (Destination::Http(http), None) => {
+            let client = http_client(clients, &batch.targets)?;
+            post(&client, &meta, http, &batch.records).await?;
+            if http.backup_all {
+                write_object(&batch, &http.s3, &clients.stores).await?;
+            }
+            Ok(http.url.clone())
+        }
+    }
+}
+
+/// Records that failed, as Firehose writes them to the backup bucket: one JSON object a line.
+fn failed_records(records: &[Bytes], arrival_ms: u64, failure: &Failure) -> Vec<u8> {
+    use base64::Engine;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut out = Vec::new();
+    for record in records {
+        let line = serde_json::json!({
+            "attemptsMade": failure.attempts,
+            "arrivalTimestamp": arrival_ms,
+            "errorCode": "HttpEndpoint.DeliveryFailed",
+            "errorMessage": failure.reason,
+            "attemptEndingTimestamp": now_ms,
+            "rawData": base64::engine::general_purpose::STANDARD.encode(record),
+        });
+        // Writing JSON to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &line);
+        out.push(b'\n');
+    }
+    out
+}
+
+async fn compress(body: Vec<u8>, compression: crate::catalog::firehose::Compression, key: &str) -> Result<Vec<u8>, String> {
+    let entry = key.rsplit('/').next().unwrap_or(key).trim_end_matches(".zip").to_owned();
+    tokio::task::spawn_blocking(move || process::compress(body, compression, &entry))
+        .await
+        .map_err(|e| format!("compression stopped: {e}"))?
+        .map_err(|e| format!("compression failed: {e}"))
+}
+
+/// The records as an object in `s3`'s bucket (processed and compressed as it says).
+async fn write_object(batch: &Batch, s3: &crate::catalog::firehose::S3Destination, stores: &Stores) -> Outcome {
     let key = keys::object_key(&batch.meta, s3, batch.arrival_ms, None);
     let entry = key.rsplit('/').next().unwrap_or(&key).trim_end_matches(".zip").to_owned();
-    let meta = batch.meta.clone();
-    let records = batch.records;
-    let body = tokio::task::spawn_blocking(move || {
-        let Destination::S3(s3) = &meta.destination;
-        process::body(&records, s3, &entry)
-    })
-    .await
-    .map_err(|e| format!("processing stopped: {e}"))?
-    .map_err(|e| format!("compression failed: {e}"))?;
-    match &batch.target {
+    let (records, processors, compression) = (batch.records.clone(), batch.meta.destination.processors().to_vec(), s3.compression);
+    let body = tokio::task::spawn_blocking(move || process::compress(process::join(&records, &processors), compression, &entry))
+        .await
+        .map_err(|e| format!("processing stopped: {e}"))?
+        .map_err(|e| format!("compression failed: {e}"))?;
+    put_object(stores, &batch.targets.objects, s3, &key, body).await?;
+    Ok(key)
+}
+
+async fn put_object(
+    stores: &Stores,
+    target: &ObjectTarget,
+    s3: &crate::catalog::firehose::S3Destination,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let key = key.to_owned();
+    match target {
         ObjectTarget::Local(dir) => {
             let path = dir.join(&s3.bucket).join(&key);
             let shown = path.display().to_string();
@@ -111,12 +200,121 @@ async fn write(batch: Batch, stores: &Stores) -> Outcome {
                 .map_err(|e| format!("writing {shown}: {e}"))?;
         }
         ObjectTarget::S3 { .. } => {
-            let store = store(stores, &batch.target, &s3.bucket)?;
+            let store = store(stores, target, &s3.bucket)?;
             let path = object_store::path::Path::parse(&key).map_err(|e| format!("object key {key:?}: {e}"))?;
             store.put(&path, object_store::PutPayload::from(body)).await.map_err(|e| e.to_string())?;
         }
     }
-    Ok(key)
+    Ok(())
+}
+
+/// How long an HTTP endpoint has to answer a delivery.
+const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Resolves names for HTTP endpoint deliveries, refusing names with a non-public address
+/// (unless private addresses are allowed): a delivery stream cannot be pointed at the
+/// machine's own services or the cloud metadata endpoint.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some((addr, why)) = addrs.iter().find_map(|addr| crate::topic::http::non_public(addr.ip()).map(|why| (addr, why))) {
+                return Err(format!("{host} resolves to {}, {why} (allow with --http-endpoints-allow-private)", addr.ip()).into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+fn http_client(clients: &Clients, targets: &Targets) -> Result<reqwest::Client, String> {
+    let key = (targets.allow_private, targets.ca_file.clone());
+    let mut http = clients.http.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(client) = http.get(&key) {
+        return Ok(client.clone());
+    }
+    let mut builder = reqwest::Client::builder().timeout(HTTP_TIMEOUT).user_agent("Amazon Kinesis Firehose Agent/1.0 (Sluice)");
+    if !targets.allow_private {
+        builder = builder.dns_resolver(PublicOnly);
+    }
+    if let Some(file) = &targets.ca_file {
+        let pem = std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("{}: {e}", file.display()))? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    let client = builder.build().map_err(|e| format!("the HTTP client: {e}"))?;
+    http.insert(key, client.clone());
+    Ok(client)
+}
+
+/// POSTs the records as Firehose's HTTP endpoint delivery request; succeeds on a 200 whose
+/// body names the same request id.
+async fn post(client: &reqwest::Client, meta: &DeliveryStreamMeta, http: &HttpDestination, records: &[Bytes]) -> Result<(), String> {
+    use base64::Engine;
+    if !http.url.starts_with("https://") && !http.url.starts_with("http://") {
+        return Err(format!("{} is not an HTTP URL", http.url));
+    }
+    let request_id = crate::catalog::topics::random_uuid();
+    let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let processors = meta.destination.processors();
+    let encoded: Vec<serde_json::Value> = records
+        .iter()
+        .map(|record| {
+            let data = process::join(std::slice::from_ref(record), processors);
+            serde_json::json!({ "data": base64::engine::general_purpose::STANDARD.encode(data) })
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "requestId": request_id, "timestamp": timestamp, "records": encoded }))
+        .map_err(|e| e.to_string())?;
+    let attributes: serde_json::Map<String, serde_json::Value> =
+        http.common_attributes.iter().map(|(name, value)| (name.clone(), serde_json::json!(value))).collect();
+    let mut request = client
+        .post(&http.url)
+        .header("Content-Type", "application/json")
+        .header("X-Amz-Firehose-Protocol-Version", "1.0")
+        .header("X-Amz-Firehose-Request-Id", &request_id)
+        .header("X-Amz-Firehose-Source-Arn", &meta.arn)
+        .header("X-Amz-Firehose-Common-Attributes", serde_json::json!({ "commonAttributes": attributes }).to_string());
+    if let Some(key) = &http.access_key {
+        request = request.header("X-Amz-Firehose-Access-Key", key);
+    }
+    let request = if http.gzip {
+        let body = tokio::task::spawn_blocking(move || process::compress(body, crate::catalog::firehose::Compression::Gzip, ""))
+            .await
+            .map_err(|e| format!("compression stopped: {e}"))?
+            .map_err(|e| format!("compression failed: {e}"))?;
+        request.header("Content-Encoding", "gzip").body(body)
+    } else {
+        request.body(body)
+    };
+    let response = request.send().await.map_err(|e| format!("POST {}: {}", http.url, error_chain(&e)))?;
+    let status = response.status();
+    let text = response.bytes().await.map_err(|e| format!("reading the answer of {}: {e}", http.url))?;
+    if status != reqwest::StatusCode::OK {
+        let shown = String::from_utf8_lossy(&text[..text.len().min(512)]).into_owned();
+        return Err(format!("{} answered {status}: {shown}", http.url));
+    }
+    let answer: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{} answered 200 with a body that is not JSON: {e}", http.url))?;
+    match answer.get("requestId").and_then(serde_json::Value::as_str) {
+        Some(id) if id == request_id => Ok(()),
+        other => Err(format!("{} answered 200 with requestId {other:?}, not {request_id}", http.url)),
+    }
+}
+
+/// An error with its causes (reqwest's own message is only the outermost).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn store(stores: &Stores, target: &ObjectTarget, bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {

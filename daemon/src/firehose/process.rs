@@ -6,16 +6,16 @@ use std::io::Write;
 
 use bytes::Bytes;
 
-use crate::catalog::firehose::{Compression, Processor, S3Destination};
+use crate::catalog::firehose::{Compression, Processor};
 
 /// Bytes Hadoop's block compressor takes at a time (its default buffer size).
 const HADOOP_BLOCK: usize = 256 * 1024;
 
-/// The records of a batch one after the other, each followed by the delimiter when one is
-/// configured and processing is enabled.
-pub fn join(records: &[Bytes], s3: &S3Destination) -> Vec<u8> {
-    let delimiter: &[u8] = match s3.processors.first() {
-        Some(Processor::AppendDelimiterToRecord { delimiter }) if s3.processing_enabled => delimiter,
+/// The records of a batch one after the other, each followed by the delimiter when the
+/// processors in force (`Destination::processors`) append one.
+pub fn join(records: &[Bytes], processors: &[Processor]) -> Vec<u8> {
+    let delimiter: &[u8] = match processors.first() {
+        Some(Processor::AppendDelimiterToRecord { delimiter }) => delimiter,
         _ => &[],
     };
     let size = records.iter().map(|record| record.len() + delimiter.len()).sum();
@@ -65,11 +65,6 @@ pub fn compress(data: Vec<u8>, compression: Compression, entry: &str) -> std::io
             archive.finish().map_err(std::io::Error::other)?.into_inner()
         }
     })
-}
-
-/// The object body for `records` under `s3`'s processing and compression.
-pub fn body(records: &[Bytes], s3: &S3Destination, entry: &str) -> std::io::Result<Vec<u8>> {
-    compress(join(records, s3), s3.compression, entry)
 }
 
 #[cfg(test)]

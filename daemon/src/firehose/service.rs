@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_protocol::*;
 
-use super::deliver::{Batch, ObjectTarget};
+use super::deliver::{Batch, Failure, ObjectTarget, Targets};
 use super::store::{Buffer, Taken};
 use super::FirehoseHost;
 use crate::catalog::firehose::{description, name_of, not_found, DeliveryStreamMeta, FirehoseChange};
@@ -44,10 +44,10 @@ fn find(host: &impl FirehoseHost, name: &str) -> Result<Arc<DeliveryStreamMeta>,
     snapshot.firehose.get(name).cloned().ok_or_else(|| not_found(name, &snapshot.naming))
 }
 
-/// Where S3 destinations write, from the settings.
-pub fn target(host: &impl FirehoseHost) -> ObjectTarget {
+/// Where deliveries go and how, from the settings.
+pub fn targets(host: &impl FirehoseHost) -> Targets {
     let config = host.config();
-    match &config.firehose_s3_endpoint {
+    let objects = match &config.firehose_s3_endpoint {
         Some(endpoint) => ObjectTarget::S3 {
             endpoint: endpoint.clone(),
             region: config.region.clone(),
@@ -55,12 +55,38 @@ pub fn target(host: &impl FirehoseHost) -> ObjectTarget {
             secret_access_key: config.firehose_s3_secret_access_key.clone(),
         },
         None => ObjectTarget::Local(config.firehose_local_dir()),
+    };
+    Targets { objects, allow_private: config.http_endpoints_allow_private, ca_file: config.https_ca_file.clone() }
+}
+
+/// Refuses an HTTP endpoint this server would not deliver to: `http://` and loopback or
+/// private addresses only with `--http-endpoints-allow-private` (names are checked again when
+/// resolved, at every delivery).
+fn check_endpoint(host: &impl FirehoseHost, configuration: &str) -> Result<(), OpError> {
+    let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
+    let urls = ["HttpEndpointDestinationConfiguration", "HttpEndpointDestinationUpdate"]
+        .iter()
+        .filter_map(|key| request.get(key)?.get("EndpointConfiguration")?.get("Url")?.as_str());
+    for url in urls {
+        if host.config().http_endpoints_allow_private {
+            continue;
+        }
+        if !url.starts_with("https://") {
+            return Err(invalid(format!(
+                "The endpoint URL {url:?} must use HTTPS (http:// is taken with --http-endpoints-allow-private, for local tests)."
+            )));
+        }
+        if let Some(refusal) = crate::topic::http::literal_endpoint_refusal(url) {
+            return Err(invalid(refusal));
+        }
     }
+    Ok(())
 }
 
 pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
     match op {
         Op::CreateDeliveryStream { name, configuration, tags } => {
+            check_endpoint(&**host, &configuration)?;
             let arn = change(host, FirehoseChange::Create { name, configuration, tags }).await?;
             Ok(Reply::Arn(arn.unwrap_or_default()))
         }
@@ -96,6 +122,7 @@ pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
         }
         Op::PutFirehoseRecords { name, records, batch } => put(host, &name, records, batch).await,
         Op::UpdateDestination { name, current_version_id, destination_id, configuration } => {
+            check_endpoint(&**host, &configuration)?;
             change(host, FirehoseChange::Update { name, current_version_id, destination_id, configuration }).await.map(|_| Reply::Done)
         }
         Op::TagDeliveryStream { name, tags } => {
@@ -119,9 +146,9 @@ pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
     }
 }
 
-/// A record's id: which core took it and where (unique for the delivery stream's life).
-fn record_id(id: u64, core: usize, seq: u64) -> String {
-    format!("{id:016x}{core:04x}{seq:016x}")
+/// A record's id: which core and lane took it and where (unique for the delivery stream's life).
+fn record_id(id: u64, core: usize, lane: u8, seq: u64) -> String {
+    format!("{id:016x}{core:04x}{lane:02x}{seq:016x}")
 }
 
 async fn put<H: FirehoseHost>(host: &Rc<H>, name: &str, records: Vec<Bytes>, batch: bool) -> Response {
@@ -145,21 +172,23 @@ async fn put<H: FirehoseHost>(host: &Rc<H>, name: &str, records: Vec<Bytes>, bat
         return Err(invalid(format!("The records are {total} bytes together; a batch is at most {BATCH_BYTES_MAX} bytes (4 MiB).")));
     }
     let meta = find(&**host, name)?;
-    let buffer = host.firehose().open(meta.id, host.id()).await?;
-    if buffer.pending_bytes.get() + total as u64 > host.config().firehose_buffer_bytes {
+    let lane = host.firehose().pick_lane(meta.id);
+    let buffer = host.firehose().open(meta.id, host.id(), lane).await?;
+    // The budget is the core's, over its lanes.
+    let held: u64 = (0..super::store::LANES).filter_map(|lane| host.firehose().get(meta.id, lane)).map(|b| b.pending_bytes.get()).sum();
+    if held + total as u64 > host.config().firehose_buffer_bytes {
         return Err(OpError::new(
             ErrorCode::ServiceUnavailable,
-            format!(
-                "Slow down. Delivery stream {} holds {} bytes its destination has not taken yet.",
-                meta.name,
-                buffer.pending_bytes.get()
-            ),
+            format!("Slow down. Delivery stream {} holds {} bytes its destination has not taken yet.", meta.name, held),
         ));
     }
     let now_ms = host.env().now_ms();
     let seqs = buffer.append(&records, now_ms)?;
     if let Some(last) = seqs.last() {
-        buffer.log.durable(*last).await.map_err(crate::storage::storage_error)?;
+        buffer.puts.set(buffer.puts.get() + 1);
+        let durable = buffer.log.durable(*last).await;
+        buffer.puts.set(buffer.puts.get() - 1);
+        durable.map_err(crate::storage::storage_error)?;
     }
     buffer.appended.notify_all();
     host.metrics().firehose(meta.id, |counted| {
@@ -169,7 +198,7 @@ async fn put<H: FirehoseHost>(host: &Rc<H>, name: &str, records: Vec<Bytes>, bat
     start(host, &buffer);
     let results = seqs
         .iter()
-        .map(|seq| FirehosePutResult { record_id: Some(record_id(meta.id, host.id(), *seq)), error_code: None, error_message: None })
+        .map(|seq| FirehosePutResult { record_id: Some(record_id(meta.id, host.id(), lane, *seq)), error_code: None, error_message: None })
         .collect();
     Ok(Reply::FirehosePut { failed: 0, encrypted: false, records: results })
 }
@@ -197,12 +226,13 @@ pub async fn resume<H: FirehoseHost>(host: &Rc<H>) {
     for buffer in host.firehose().all() {
         buffer.appended.notify_all();
     }
-    for id in snapshot.firehose.values().map(|meta| meta.id) {
+    let places = snapshot.firehose.values().flat_map(|meta| (0..super::store::LANES).map(move |lane| (meta.id, lane)));
+    for (id, lane) in places {
         let store = host.firehose();
-        if store.get(id).is_some_and(|buffer| buffer.running.get()) || !store.on_disk(id, host.id()) {
+        if store.get(id, lane).is_some_and(|buffer| buffer.running.get()) || !store.on_disk(id, host.id(), lane) {
             continue;
         }
-        match host.firehose().open(id, host.id()).await {
+        match host.firehose().open(id, host.id(), lane).await {
             Ok(buffer) => start(host, &buffer),
             Err(error) => tracing::error!(shard = host.id(), id, %error, "cannot open a delivery stream's buffer"),
         }
@@ -211,7 +241,7 @@ pub async fn resume<H: FirehoseHost>(host: &Rc<H>) {
 
 /// Deliveries one buffer keeps in flight at once (each object is processed, compressed and
 /// written on the delivery thread; marks still advance in order).
-const IN_FLIGHT_MAX: usize = 4;
+const IN_FLIGHT_MAX: usize = 8;
 
 /// A buffer's delivery loop: once the records not yet handed out reach the buffering size, or
 /// the oldest of them has waited the buffering interval, gathers them into a batch and hands it
@@ -225,6 +255,10 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
     // Where the next batch starts, and what the batches in flight hold.
     let mut gathered = buffer.delivered.get();
     let (mut flying_records, mut flying_bytes) = (0u64, 0u64);
+    // Batches in flight that went out short of the buffering size (their interval was up). At
+    // most one at a time: meanwhile records gather into the next, so a busy destination gets
+    // fewer, larger objects — not one per put — as a group commit gathers writes.
+    let mut partial_flying = 0usize;
     loop {
         if buffer.gone.get() || host.shutdown().requested.get() {
             return;
@@ -243,8 +277,12 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
             if fresh_records == 0 {
                 break;
             }
-            if fresh_bytes < buffering.size_bytes() && now_ms < due_ms {
+            let short = fresh_bytes < buffering.size_bytes();
+            if short && now_ms < due_ms {
                 wait = Duration::from_millis(due_ms - now_ms);
+                break;
+            }
+            if short && partial_flying > 0 {
                 break;
             }
             let batch = match buffer.take(gathered, buffering.size_bytes()).await {
@@ -271,7 +309,10 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
                 false => None,
             };
             buffer.fresh_since.set(next_arrival.or(left.then_some(now_ms)));
-            in_flight.push_back(deliver_until_done(host.clone(), buffer.clone(), batch, count));
+            tracing::trace!(delivery_stream = %meta.name, in_flight = in_flight.len() + 1, records = count, "a batch goes");
+            let partial = batch.bytes < buffering.size_bytes();
+            partial_flying += usize::from(partial);
+            in_flight.push_back(async move { (partial, deliver_until_done(host.clone(), buffer.clone(), batch, count).await) });
         }
         if unreadable {
             wait = Duration::from_millis(50);
@@ -279,14 +320,15 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
         let timer = host.env().sleep(wait);
         let done = async {
             if in_flight.is_empty() {
-                futures::future::pending::<Option<Option<(u64, u64, u64)>>>().await
+                futures::future::pending::<Option<(bool, Option<(u64, u64, u64)>)>>().await
             } else {
                 futures::StreamExt::next(&mut in_flight).await
             }
         };
         futures::pin_mut!(appended, stopping, timer, done);
         let woke = futures::future::select(done, futures::future::select(futures::future::select(appended, stopping), timer)).await;
-        if let futures::future::Either::Left((Some(finished), _)) = woke {
+        if let futures::future::Either::Left((Some((partial, finished)), _)) = woke {
+            partial_flying -= usize::from(partial);
             // `None`: the batch was let go (the stream is gone or the shard stops).
             let Some((to, count, bytes)) = finished else { return };
             flying_records -= count;
@@ -308,24 +350,46 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
 /// it, its records, its bytes), or `None` when the delivery stream is gone or the shard stops.
 async fn deliver_until_done<H: FirehoseHost>(host: Rc<H>, buffer: Rc<Buffer>, batch: Taken, count: u64) -> Option<(u64, u64, u64)> {
     let mut failures = 0u32;
+    // When the destination first refused the batch, and why it last did.
+    let mut failing: Option<(u64, String)> = None;
     loop {
         // The destination as it is now (an UpdateDestination applies to batches not yet written).
         let meta = host.snapshot().firehose.values().find(|meta| meta.id == buffer.id).cloned()?;
         if count == 0 {
             return Some((batch.to, 0, 0));
         }
-        let sent = Batch { meta: meta.clone(), target: target(&*host), records: batch.records.clone(), arrival_ms: batch.arrival_ms };
+        // Refused for its whole retry duration: the batch goes to the backup bucket instead.
+        let failure = match (&failing, meta.destination.retry_ms()) {
+            (Some((since, reason)), Some(retry_ms)) if host.env().now_ms().saturating_sub(*since) >= retry_ms => {
+                Some(Failure { reason: reason.clone(), attempts: failures })
+            }
+            _ => None,
+        };
+        let backup = failure.is_some();
+        let started_ms = host.env().now_ms();
+        let sent =
+            Batch { meta: meta.clone(), targets: targets(&*host), records: batch.records.clone(), arrival_ms: batch.arrival_ms, failure };
         match host.deliver(sent).await {
             Ok(key) => {
-                tracing::debug!(delivery_stream = %meta.name, key, records = count, bytes = batch.bytes, "delivered");
-                host.metrics().firehose(meta.id, |counted| {
-                    counted.delivered_records += count;
-                    counted.delivered_bytes += batch.bytes;
-                    counted.deliveries += 1;
-                });
+                if backup {
+                    tracing::warn!(delivery_stream = %meta.name, key, records = count, "records the destination refused for its retry duration went to the backup bucket");
+                    host.metrics().firehose(meta.id, |counted| counted.backed_up_records += count);
+                } else {
+                    let ms = host.env().now_ms().saturating_sub(started_ms);
+                    tracing::debug!(delivery_stream = %meta.name, key, records = count, bytes = batch.bytes, ms, "delivered");
+                    host.metrics().firehose(meta.id, |counted| {
+                        counted.delivered_records += count;
+                        counted.delivered_bytes += batch.bytes;
+                        counted.deliveries += 1;
+                    });
+                }
                 return Some((batch.to, count, batch.bytes));
             }
             Err(reason) => {
+                if !backup {
+                    let since = failing.as_ref().map_or(host.env().now_ms(), |(since, _)| *since);
+                    failing = Some((since, reason.clone()));
+                }
                 host.metrics().firehose(buffer.id, |counted| counted.failures += 1);
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(20) {

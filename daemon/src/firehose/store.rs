@@ -54,14 +54,22 @@ pub struct Taken {
     pub to: u64,
 }
 
-/// Where delivery stream `id` keeps what core `core` took.
-pub fn buffer_dir(data_dir: &Path, id: u64, core: usize) -> PathBuf {
-    data_dir.join("firehose").join(format!("{id:010}")).join(format!("core-{core:03}"))
+/// Buffers (logs) one core keeps per delivery stream at most: concurrent puts spread over them
+/// (a put takes the least busy), so their group commits proceed side by side, as a stream's
+/// shards do; a quiet stream uses only the first.
+pub const LANES: u8 = 4;
+
+/// Where delivery stream `id` keeps what core `core` took in lane `lane`.
+pub fn buffer_dir(data_dir: &Path, id: u64, core: usize, lane: u8) -> PathBuf {
+    data_dir.join("firehose").join(format!("{id:010}")).join(format!("core-{core:03}-{lane}"))
 }
 
 /// One delivery stream's buffer on this core.
 pub struct Buffer {
     pub id: u64,
+    pub lane: u8,
+    /// Puts appending to it now (waiting for their records to be durable).
+    pub puts: Cell<u32>,
     pub log: StreamLog,
     /// Sequence number of the first record not delivered.
     pub delivered: Cell<u64>,
@@ -112,13 +120,14 @@ impl Buffer {
         Ok(seqs)
     }
 
-    /// Records that everything before `next` is delivered: durable, then segments before it go.
+    /// Records that everything before `next` is delivered (the destination has it, durably):
+    /// a mark in the log, not waited for — it is synced with the next group commit, and one lost
+    /// in a crash only means those records are delivered again — and segments wholly before it
+    /// are removed (their records are delivered whether or not the mark survives).
     pub async fn mark_delivered(&self, next: u64, records: u64, bytes: u64, now_ms: u64) -> Result<(), OpError> {
-        // In memory at once (the records are at the destination); on disk once the mark is.
         self.delivered.set(next);
         self.pending_records.set(self.pending_records.get().saturating_sub(records));
         self.pending_bytes.set(self.pending_bytes.get().saturating_sub(bytes));
-        let (seq, _) = self.log.append_parts(&[&[DELIVERED], &next.to_le_bytes()], now_ms).map_err(storage_error)?;
         {
             let mut tail = self.tail.borrow_mut();
             while tail.records.front().is_some_and(|(seq, _, _)| *seq < next) {
@@ -128,7 +137,7 @@ impl Buffer {
             }
             tail.from = tail.from.max(next);
         }
-        self.log.durable(seq).await.map_err(storage_error)?;
+        self.log.append_parts(&[&[DELIVERED], &next.to_le_bytes()], now_ms).map_err(storage_error)?;
         self.log.trim_before_seq(next).await.map_err(storage_error)?;
         Ok(())
     }
@@ -147,7 +156,9 @@ impl Buffer {
             (!tail.records.is_empty() && from < tail.from).then_some(tail.from)
         };
         'read: loop {
-            let read = self.log.read(next, 100_000, READ_BYTES).await.map_err(|e| e.to_string())?;
+            // Read in steps of the batch's size (up to 8 MiB): one round trip, not one per 256 KiB.
+            let step = (size as usize).clamp(256 << 10, 8 << 20);
+            let read = self.log.read_in_steps(next, 100_000, READ_BYTES.max(size as usize), step).await.map_err(|e| e.to_string())?;
             if read.is_empty() {
                 break;
             }
@@ -206,7 +217,7 @@ pub struct FirehoseStore {
     repair: bool,
     /// Each buffer's `Tail` budget.
     tail_bytes: u64,
-    buffers: std::cell::RefCell<HashMap<u64, Rc<Buffer>>>,
+    buffers: std::cell::RefCell<HashMap<(u64, u8), Rc<Buffer>>>,
     /// Held while a buffer is opened, so two puts never open one twice.
     opening: futures::lock::Mutex<()>,
 }
@@ -229,9 +240,25 @@ impl FirehoseStore {
         &self.data_dir
     }
 
-    /// The buffer of delivery stream `id`, if open.
-    pub fn get(&self, id: u64) -> Option<Rc<Buffer>> {
-        self.buffers.borrow().get(&id).cloned()
+    /// The buffer of delivery stream `id` in lane `lane`, if open.
+    pub fn get(&self, id: u64, lane: u8) -> Option<Rc<Buffer>> {
+        self.buffers.borrow().get(&(id, lane)).cloned()
+    }
+
+    /// The lane a put into delivery stream `id` takes: the open one with the fewest puts in
+    /// flight (the first on a tie); when every open one is busy, the next lane not open yet.
+    pub fn pick_lane(&self, id: u64) -> u8 {
+        let buffers = self.buffers.borrow();
+        let mut best: Option<(u32, u8)> = None;
+        for lane in 0..LANES {
+            match buffers.get(&(id, lane)) {
+                Some(buffer) if best.is_none_or(|(puts, _)| buffer.puts.get() < puts) => best = Some((buffer.puts.get(), lane)),
+                Some(_) => {}
+                None if best.is_none_or(|(puts, _)| puts > 0) => return lane,
+                None => {}
+            }
+        }
+        best.map_or(0, |(_, lane)| lane)
     }
 
     /// Every open buffer.
@@ -241,16 +268,16 @@ impl FirehoseStore {
 
     /// The buffer of delivery stream `id` on core `core`, opened (and its log read to find
     /// where delivery resumes) if it is not yet.
-    pub async fn open(&self, id: u64, core: usize) -> Result<Rc<Buffer>, OpError> {
-        if let Some(buffer) = self.get(id) {
+    pub async fn open(&self, id: u64, core: usize, lane: u8) -> Result<Rc<Buffer>, OpError> {
+        if let Some(buffer) = self.get(id, lane) {
             return Ok(buffer);
         }
         let _held = self.opening.lock().await;
-        if let Some(buffer) = self.get(id) {
+        if let Some(buffer) = self.get(id, lane) {
             return Ok(buffer);
         }
         let options = LogOptions {
-            dir: buffer_dir(&self.data_dir, id, core),
+            dir: buffer_dir(&self.data_dir, id, core, lane),
             segment_bytes: self.segment_bytes,
             fsync: self.fsync,
             repair: self.repair,
@@ -263,6 +290,8 @@ impl FirehoseStore {
         let (delivered, pending_records, pending_bytes, oldest_ms) = scan(&log).await?;
         let buffer = Rc::new(Buffer {
             id,
+            lane,
+            puts: Cell::new(0),
             log,
             delivered: Cell::new(delivered),
             pending_records: Cell::new(pending_records),
@@ -274,29 +303,22 @@ impl FirehoseStore {
             running: Cell::new(false),
             tail: std::cell::RefCell::new(Tail { max: self.tail_bytes, ..Tail::default() }),
         });
-        self.buffers.borrow_mut().insert(id, buffer.clone());
+        self.buffers.borrow_mut().insert((id, lane), buffer.clone());
         Ok(buffer)
     }
 
     /// Whether core `core` has a buffer of delivery stream `id` on disk.
-    pub fn on_disk(&self, id: u64, core: usize) -> bool {
-        self.env.list_dir(&buffer_dir(&self.data_dir, id, core)).is_ok()
+    pub fn on_disk(&self, id: u64, core: usize, lane: u8) -> bool {
+        self.env.list_dir(&buffer_dir(&self.data_dir, id, core, lane)).is_ok()
     }
 
-    /// The delivery stream ids this core has buffers of on disk, by listing the directory
-    /// (for removing those of deleted delivery streams).
-    fn listed(&self, core: usize) -> Vec<u64> {
+    /// The (delivery stream id, lane) of the buffers this core has on disk, by listing the
+    /// directory (for removing those of deleted delivery streams).
+    fn listed(&self, core: usize) -> Vec<(u64, u8)> {
         let root = self.data_dir.join("firehose");
         let Ok(entries) = self.env.list_dir(&root) else { return Vec::new() };
-        entries
-            .iter()
-            .filter_map(|path| path.file_name()?.to_str()?.parse::<u64>().ok())
-            .filter(|id| {
-                let dir = buffer_dir(&self.data_dir, *id, core);
-                let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-                self.env.list_dir(&parent).is_ok_and(|entries| entries.contains(&dir))
-            })
-            .collect()
+        let ids = entries.iter().filter_map(|path| path.file_name()?.to_str()?.parse::<u64>().ok());
+        ids.flat_map(|id| (0..LANES).map(move |lane| (id, lane))).filter(|(id, lane)| self.on_disk(*id, core, *lane)).collect()
     }
 
     /// Closes and deletes the buffers of delivery streams that are gone (`live` says which are not).
@@ -304,8 +326,8 @@ impl FirehoseStore {
         let _held = self.opening.lock().await;
         let gone: Vec<Rc<Buffer>> = {
             let mut buffers = self.buffers.borrow_mut();
-            let ids: Vec<u64> = buffers.keys().copied().filter(|id| !live(*id)).collect();
-            ids.iter().filter_map(|id| buffers.remove(id)).collect()
+            let keys: Vec<(u64, u8)> = buffers.keys().copied().filter(|(id, _)| !live(*id)).collect();
+            keys.iter().filter_map(|key| buffers.remove(key)).collect()
         };
         for buffer in &gone {
             buffer.gone.set(true);
@@ -314,8 +336,8 @@ impl FirehoseStore {
                 tracing::warn!(id = buffer.id, %error, "closing a deleted delivery stream's buffer failed");
             }
         }
-        for id in self.listed(core).into_iter().filter(|id| !live(*id)) {
-            let dir = buffer_dir(&self.data_dir, id, core);
+        for (id, lane) in self.listed(core).into_iter().filter(|(id, _)| !live(*id)) {
+            let dir = buffer_dir(&self.data_dir, id, core, lane);
             // File by file through the reactor: a blocking unlink of full segments would stall the shard.
             for file in self.env.list_dir(&dir).unwrap_or_default() {
                 if let Err(error) = self.env.remove(&file).await {

@@ -144,6 +144,8 @@ pub struct FirehoseCounters {
     pub deliveries: u64,
     /// Deliveries that failed (each tried again).
     pub failures: u64,
+    /// Records the destination refused for its retry duration, written to the backup bucket.
+    pub backed_up_records: u64,
 }
 
 impl FirehoseCounters {
@@ -154,6 +156,7 @@ impl FirehoseCounters {
         self.delivered_bytes += other.delivered_bytes;
         self.deliveries += other.deliveries;
         self.failures += other.failures;
+        self.backed_up_records += other.backed_up_records;
     }
 }
 

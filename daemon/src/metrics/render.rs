@@ -264,6 +264,11 @@ fn firehose(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot, now_ms: 
             ("sluice_firehose_delivered_bytes", "Bytes the destination took, before compression (DeliveryToS3.Bytes).", c.delivered_bytes),
             ("sluice_firehose_deliveries", "Objects written to the destination.", c.deliveries),
             ("sluice_firehose_delivery_failures", "Deliveries that failed and are tried again (the records stay buffered).", c.failures),
+            (
+                "sluice_firehose_backed_up_records",
+                "Records the destination refused for its whole retry duration, written to the backup bucket instead.",
+                c.backed_up_records,
+            ),
         ];
         for (name, help, value) in counters {
             f.add(name, help, labels(), Value::Counter(value));

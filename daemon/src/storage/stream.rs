@@ -40,6 +40,8 @@ struct Batch {
     max_records: usize,
     max_bytes: usize,
     readable: u64,
+    /// Bytes read from the disk at a time.
+    step: usize,
 }
 
 impl Batch {
@@ -196,7 +198,19 @@ impl StreamLog {
     /// most `max_records` and about `max_bytes` of data (always at least one record if any
     /// is readable). Empty when `from_seq` is past the newest readable record.
     pub async fn read(&self, from_seq: u64, max_records: usize, max_bytes: usize) -> Result<Vec<StreamRecord>, StorageError> {
-        let mut batch = Batch { out: Vec::new(), bytes: 0, max_records, max_bytes, readable: self.log.readable_seq() };
+        self.read_in_steps(from_seq, max_records, max_bytes, READ_STEP).await
+    }
+
+    /// `read`, reading the disk `step` bytes at a time (a reader that wants megabytes at once
+    /// makes fewer round trips with a larger step).
+    pub async fn read_in_steps(
+        &self,
+        from_seq: u64,
+        max_records: usize,
+        max_bytes: usize,
+        step: usize,
+    ) -> Result<Vec<StreamRecord>, StorageError> {
+        let mut batch = Batch { out: Vec::new(), bytes: 0, max_records, max_bytes, readable: self.log.readable_seq(), step };
         let mut seq = from_seq.max(self.first_seq());
         while seq <= batch.readable && !batch.full() {
             let Some((number, next_first)) = self.segment_of(seq) else { break };
@@ -217,7 +231,7 @@ impl StreamLog {
     /// Returns true when the reading is done (the batch is full or nothing more is readable),
     /// false at the segment's end.
     async fn read_forward(&self, number: u64, mut offset: u64, seq: &mut u64, batch: &mut Batch) -> Result<bool, StorageError> {
-        let mut step = READ_STEP;
+        let mut step = batch.step;
         loop {
             // Records' data are slices of this one buffer: no copy per record.
             let data = Bytes::from(self.log.read_range(number, offset, step).await?);
@@ -270,7 +284,7 @@ impl StreamLog {
             }
             offset += at as u64;
             if at > 0 {
-                step = READ_STEP;
+                step = batch.step;
             }
         }
     }
