@@ -99,7 +99,8 @@ pub struct Config {
     #[arg(long, env = "SLUICE_FIREHOSE_LOCAL_DIR", value_name = "DIR")]
     pub firehose_local_dir: Option<PathBuf>,
 
-    /// An S3-compatible object store that Firehose S3 destinations write to (e.g.
+    /// An S3-compatible object store that Firehose S3 destinations (and HTTP endpoints' backup
+    /// buckets) write to (e.g.
     /// `https://s3.us-east-1.amazonaws.com`, or a MinIO or moto server's URL), with the
     /// credentials of the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN)
     /// variables and `--region`; buckets are addressed by path. Default: none, objects go
@@ -223,9 +224,11 @@ pub struct Config {
     #[arg(long, env = "SLUICE_HTTP_ALLOW_HOST", value_delimiter = ',', value_name = "NAME")]
     pub http_allow_host: Vec<String>,
 
-    /// Let `http`/`https` subscriptions deliver to loopback, private, link-local and other
-    /// non-public addresses (checked after the name is resolved). Off by default, so that a
-    /// Subscribe cannot make the broker POST to services behind it (169.254.169.254 above all).
+    /// Let `http`/`https` subscriptions and Firehose HTTP endpoints deliver to loopback,
+    /// private, link-local and other non-public addresses (checked after the name is
+    /// resolved), and Firehose endpoints use plain `http://`. Off by default, so that a
+    /// Subscribe or a delivery stream cannot make the broker POST to services behind it
+    /// (169.254.169.254 above all).
     #[arg(long, env = "SLUICE_HTTP_ENDPOINTS_ALLOW_PRIVATE")]
     pub http_endpoints_allow_private: bool,
 
@@ -260,9 +263,9 @@ pub struct Config {
     #[arg(skip)]
     pub sns_signing: Option<std::sync::Arc<crate::sns_signing::SnsSigning>>,
 
-    /// A PEM file of extra certificate authorities trusted for `https` subscription endpoints,
-    /// besides the public (Mozilla) roots: for endpoints with private or self-signed
-    /// certificates. Default: none (public roots only).
+    /// A PEM file of extra certificate authorities trusted for `https` subscription endpoints and
+    /// Firehose HTTP endpoints, besides the public roots: for endpoints with private or
+    /// self-signed certificates. Default: none (public roots only).
     #[arg(long, env = "SLUICE_HTTPS_CA_FILE", value_name = "PEM_FILE")]
     pub https_ca_file: Option<std::path::PathBuf>,
 

@@ -89,7 +89,10 @@ pub async fn deliver(batch: Batch) -> Outcome {
 }
 
 fn run(mut receiver: tokio::sync::mpsc::UnboundedReceiver<Job>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // Deliveries are background work: their threads (this one and the pool that compresses and
+    // writes) run at a lower priority, so the shards' requests do not wait behind them.
+    lower_priority();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().on_thread_start(lower_priority).build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the Firehose delivery runtime");
@@ -106,6 +109,14 @@ fn run(mut receiver: tokio::sync::mpsc::UnboundedReceiver<Job>) {
             });
         }
     });
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10); a failure only leaves it as it was.
+fn lower_priority() {
+    // SAFETY: setpriority with PRIO_PROCESS and 0 changes the calling thread's nice value only.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
 }
 
 type Stores = std::sync::Mutex<HashMap<(ObjectTarget, String), Arc<dyn ObjectStore>>>;

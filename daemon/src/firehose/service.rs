@@ -305,7 +305,7 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
             // The oldest record not handed out now is the first one after this batch.
             let left = buffer.pending_records.get() > flying_records;
             let next_arrival = match left {
-                true => buffer.log.read(gathered, 1, 1).await.ok().and_then(|read| read.first().map(|record| record.timestamp_ms)),
+                true => buffer.arrival_from(gathered).await,
                 false => None,
             };
             buffer.fresh_since.set(next_arrival.or(left.then_some(now_ms)));
@@ -339,7 +339,7 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
             // The oldest record not delivered is the first one after this batch.
             let oldest = match buffer.pending_records.get() {
                 0 => None,
-                _ => buffer.log.read(to, 1, 1).await.ok().and_then(|read| read.first().map(|record| record.timestamp_ms)),
+                _ => buffer.arrival_from(to).await,
             };
             buffer.oldest_ms.set(oldest.or(buffer.fresh_since.get()));
         }

@@ -180,6 +180,20 @@ impl Buffer {
         Ok((next > from).then(|| Taken { records, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to: next }))
     }
 
+    /// Arrival time of the first data record at or after `from` that is not delivered: from
+    /// memory when the tail holds it (no disk read), else from the log; `None` when none.
+    pub async fn arrival_from(&self, from: u64) -> Option<u64> {
+        {
+            let tail = self.tail.borrow();
+            if !tail.records.is_empty() && from >= tail.from && from < tail.until {
+                let at = tail.records.partition_point(|(seq, _, _)| *seq < from);
+                return tail.records.get(at).map(|(_, arrival, _)| *arrival);
+            }
+        }
+        let read = self.log.read(from, 16, 64 << 10).await.ok()?;
+        read.iter().find(|record| record.data.first() == Some(&DATA)).map(|record| record.timestamp_ms)
+    }
+
     /// `take` from memory: `None` when the tail does not hold `from`'s records.
     fn take_from_tail(&self, from: u64, size: u64) -> Option<Option<Taken>> {
         let tail = self.tail.borrow();
