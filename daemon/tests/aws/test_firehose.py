@@ -189,9 +189,16 @@ class Firehose(unittest.TestCase):
         name = unique("errors")
         with Expect(self, "ResourceNotFoundException", 400):
             self.firehose.put_record(DeliveryStreamName=name, Record={"Data": b"x"})
+        # A destination this server does not deliver to yet is refused by name, not ignored.
+        with Expect(self, "InvalidArgumentException", 400) as refused:
+            self.firehose.create_delivery_stream(DeliveryStreamName=name, SplunkDestinationConfiguration={
+                "HECEndpoint": "https://splunk.example.com", "HECEndpointType": "Raw", "HECToken": "t",
+                "S3Configuration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::b-1"}})
+        self.assertIn("SplunkDestinationConfiguration", refused.error.response["Error"]["Message"])
+        # An HTTP endpoint on a loopback address (this server runs without --http-endpoints-allow-private).
         with Expect(self, "InvalidArgumentException", 400):
             self.firehose.create_delivery_stream(DeliveryStreamName=name, HttpEndpointDestinationConfiguration={
-                "EndpointConfiguration": {"Url": "https://example.com"}, "S3Configuration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::b-1"}})
+                "EndpointConfiguration": {"Url": "https://127.0.0.1:8443/"}, "S3Configuration": {"RoleARN": ROLE, "BucketARN": "arn:aws:s3:::b-1"}})
         with Expect(self, "InvalidArgumentException", 400):
             self.firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration={
                 "RoleARN": ROLE, "BucketARN": "arn:aws:s3:::not_a_bucket"})
