@@ -136,19 +136,12 @@ pub fn json_reply(action: &str, reply: Reply) -> Value {
     }
 }
 
-/// Firehose's name for an error.
+/// Firehose's name for an error: Kinesis's names, but for argument errors (all
+/// `InvalidArgumentException`) and `ServiceUnavailableException`.
 pub fn error_name(code: ErrorCode) -> &'static str {
     match code {
-        ErrorCode::InternalFailure => "InternalFailureException",
-        ErrorCode::MalformedRequest => "SerializationException",
-        ErrorCode::InvalidAction => "UnknownOperationException",
-        ErrorCode::InvalidParameterValue | ErrorCode::Validation => "InvalidArgumentException",
+        ErrorCode::Validation => "InvalidArgumentException",
         ErrorCode::ServiceUnavailable => "ServiceUnavailableException",
-        ErrorCode::AccessDenied => "AccessDeniedException",
-        ErrorCode::InvalidClientTokenId => "UnrecognizedClientException",
-        ErrorCode::SignatureDoesNotMatch | ErrorCode::RequestExpired => "InvalidSignatureException",
-        ErrorCode::IncompleteSignature => "IncompleteSignatureException",
-        ErrorCode::MissingAuthenticationToken => "MissingAuthenticationTokenException",
-        other => other.aws_name(),
+        other => super::json_11_error_name(other),
     }
 }

@@ -747,23 +747,29 @@ fn json_response(protocol: Protocol, status: StatusCode, body: Vec<u8>, request_
     response
 }
 
+/// An error's `__type` in the AWS JSON 1.1 services that name errors as Kinesis does
+/// (Kinesis, and Firehose but for its own few).
+pub(crate) fn json_11_error_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InternalFailure => "InternalFailureException",
+        ErrorCode::MalformedRequest => "SerializationException",
+        ErrorCode::InvalidAction => "UnknownOperationException",
+        ErrorCode::InvalidParameterValue => "InvalidArgumentException",
+        ErrorCode::AccessDenied => "AccessDeniedException",
+        ErrorCode::InvalidClientTokenId => "UnrecognizedClientException",
+        ErrorCode::SignatureDoesNotMatch | ErrorCode::RequestExpired => "InvalidSignatureException",
+        ErrorCode::IncompleteSignature => "IncompleteSignatureException",
+        ErrorCode::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+        other => other.aws_name(),
+    }
+}
+
 /// An error as the JSON protocols carry it; `type_name` overrides the code's own name.
 fn json_error(protocol: Protocol, error: &OpError, request_id: &str, type_name: &str) -> Response<Body> {
     let name = if !type_name.is_empty() {
         type_name
     } else if protocol == Protocol::KinesisJson {
-        match error.code {
-            ErrorCode::InternalFailure => "InternalFailureException",
-            ErrorCode::MalformedRequest => "SerializationException",
-            ErrorCode::InvalidAction => "UnknownOperationException",
-            ErrorCode::InvalidParameterValue => "InvalidArgumentException",
-            ErrorCode::AccessDenied => "AccessDeniedException",
-            ErrorCode::InvalidClientTokenId => "UnrecognizedClientException",
-            ErrorCode::SignatureDoesNotMatch | ErrorCode::RequestExpired => "InvalidSignatureException",
-            ErrorCode::IncompleteSignature => "IncompleteSignatureException",
-            ErrorCode::MissingAuthenticationToken => "MissingAuthenticationTokenException",
-            other => other.aws_name(),
-        }
+        json_11_error_name(error.code)
     } else if protocol == Protocol::KmsJson {
         kms::error_name(error.code)
     } else if protocol == Protocol::FirehoseJson {
