@@ -754,9 +754,16 @@ pub fn create(
             )))
         }
     };
-    if let Some(encryption) = fields.object("DeliveryStreamEncryptionConfigurationInput")? {
-        if encryption.string("KeyType")?.is_some() {
-            return Err(invalid("Server-side encryption of delivery streams is not supported by this server yet."));
+    // What a request may carry besides destinations: the rest is refused by name, never ignored.
+    for key in fields.map.keys().filter(|key| !key.ends_with("DestinationConfiguration") && !fields.map[*key].is_null()) {
+        match key.as_str() {
+            "DeliveryStreamType" => {}
+            "DeliveryStreamEncryptionConfigurationInput" => {
+                return Err(invalid(
+                    "DeliveryStreamEncryptionConfigurationInput: server-side encryption of delivery streams is not supported by this server yet.",
+                ))
+            }
+            other => return Err(invalid(format!("{other} is not supported by this server yet."))),
         }
     }
     let tags = check_tags(BTreeMap::new(), tags)?;

@@ -91,12 +91,17 @@ pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
             Ok(Reply::Arn(arn.unwrap_or_default()))
         }
         Op::DeleteDeliveryStream { name, .. } => change(host, FirehoseChange::Delete { name }).await.map(|_| Reply::Done),
-        Op::DescribeDeliveryStream { name, limit, .. } => {
+        Op::DescribeDeliveryStream { name, limit, exclusive_start_destination_id } => {
             if limit.is_some_and(|limit| !(1..=10_000).contains(&limit)) {
                 return Err(validation("Limit must be from 1 to 10000."));
             }
             let meta = find(&**host, &name)?;
-            Ok(Reply::DeliveryStream(description(&meta).to_string()))
+            let mut described = description(&meta);
+            // A delivery stream has one destination: past it, none.
+            if exclusive_start_destination_id.is_some_and(|after| after.as_str() >= crate::catalog::firehose::DESTINATION_ID) {
+                described["Destinations"] = serde_json::json!([]);
+            }
+            Ok(Reply::DeliveryStream(described.to_string()))
         }
         Op::ListDeliveryStreams { limit, stream_type, exclusive_start_name } => {
             let limit = limit.unwrap_or(LIST_LIMIT_DEFAULT);
