@@ -21,7 +21,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::keys;
 use super::process;
-use crate::catalog::firehose::{DeliveryStreamMeta, Destination, HttpDestination};
+use crate::catalog::firehose::{Compression, DeliveryStreamMeta, Destination, HttpDestination};
 
 /// Where S3 destinations write (from `Config`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -132,10 +132,10 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
     let meta = batch.meta.clone();
     match (&meta.destination, &batch.failure) {
         (destination, Some(failure)) => {
-            let body = failed_records(&batch.records, batch.arrival_ms, failure);
             let bucket = destination.bucket();
             let key = keys::object_key(&meta, bucket, batch.arrival_ms, Some("http-endpoint-failed"));
-            let body = compress(body, bucket.compression, &key).await?;
+            let (records, arrival_ms, failure) = (batch.records.clone(), batch.arrival_ms, failure.clone());
+            let body = processed(move || failed_records(&records, arrival_ms, &failure), bucket.compression, &key).await?;
             put_object(&clients.stores, &batch.targets.objects, bucket, &key, body).await?;
             Ok(key)
         }
@@ -172,23 +172,25 @@ fn failed_records(records: &[Bytes], arrival_ms: u64, failure: &Failure) -> Vec<
     out
 }
 
-async fn compress(body: Vec<u8>, compression: crate::catalog::firehose::Compression, key: &str) -> Result<Vec<u8>, String> {
+/// The body `make` makes, compressed as `compression` (a ZIP's one entry named after `key`),
+/// both on the blocking pool: they touch every byte.
+async fn processed(
+    make: impl FnOnce() -> Vec<u8> + Send + 'static,
+    compression: crate::catalog::firehose::Compression,
+    key: &str,
+) -> Result<Vec<u8>, String> {
     let entry = key.rsplit('/').next().unwrap_or(key).trim_end_matches(".zip").to_owned();
-    tokio::task::spawn_blocking(move || process::compress(body, compression, &entry))
+    tokio::task::spawn_blocking(move || process::compress(make(), compression, &entry))
         .await
-        .map_err(|e| format!("compression stopped: {e}"))?
+        .map_err(|e| format!("processing stopped: {e}"))?
         .map_err(|e| format!("compression failed: {e}"))
 }
 
 /// The records as an object in `s3`'s bucket (processed and compressed as it says).
 async fn write_object(batch: &Batch, s3: &crate::catalog::firehose::S3Destination, stores: &Stores) -> Outcome {
     let key = keys::object_key(&batch.meta, s3, batch.arrival_ms, None);
-    let entry = key.rsplit('/').next().unwrap_or(&key).trim_end_matches(".zip").to_owned();
-    let (records, processors, compression) = (batch.records.clone(), batch.meta.destination.processors().to_vec(), s3.compression);
-    let body = tokio::task::spawn_blocking(move || process::compress(process::join(&records, &processors), compression, &entry))
-        .await
-        .map_err(|e| format!("processing stopped: {e}"))?
-        .map_err(|e| format!("compression failed: {e}"))?;
+    let (records, processors) = (batch.records.clone(), batch.meta.destination.processors().to_vec());
+    let body = processed(move || process::join(&records, &processors), s3.compression, &key).await?;
     put_object(stores, &batch.targets.objects, s3, &key, body).await?;
     Ok(key)
 }
@@ -264,22 +266,14 @@ fn http_client(clients: &Clients, targets: &Targets) -> Result<reqwest::Client, 
 /// POSTs the records as Firehose's HTTP endpoint delivery request; succeeds on a 200 whose
 /// body names the same request id.
 async fn post(client: &reqwest::Client, meta: &DeliveryStreamMeta, http: &HttpDestination, records: &[Bytes]) -> Result<(), String> {
-    use base64::Engine;
     if !http.url.starts_with("https://") && !http.url.starts_with("http://") {
         return Err(format!("{} is not an HTTP URL", http.url));
     }
     let request_id = crate::catalog::topics::random_uuid();
     let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let processors = meta.destination.processors();
-    let encoded: Vec<serde_json::Value> = records
-        .iter()
-        .map(|record| {
-            let data = process::join(std::slice::from_ref(record), processors);
-            serde_json::json!({ "data": base64::engine::general_purpose::STANDARD.encode(data) })
-        })
-        .collect();
-    let body = serde_json::to_vec(&serde_json::json!({ "requestId": request_id, "timestamp": timestamp, "records": encoded }))
-        .map_err(|e| e.to_string())?;
+    let (records, delimiter, id) = (records.to_vec(), process::delimiter(meta.destination.processors()).to_vec(), request_id.clone());
+    let compression = if http.gzip { Compression::Gzip } else { Compression::Uncompressed };
+    let body = processed(move || process::http_body(&records, &delimiter, &id, timestamp), compression, "").await?;
     let attributes: serde_json::Map<String, serde_json::Value> =
         http.common_attributes.iter().map(|(name, value)| (name.clone(), serde_json::json!(value))).collect();
     let mut request = client
@@ -292,15 +286,8 @@ async fn post(client: &reqwest::Client, meta: &DeliveryStreamMeta, http: &HttpDe
     if let Some(key) = &http.access_key {
         request = request.header("X-Amz-Firehose-Access-Key", key);
     }
-    let request = if http.gzip {
-        let body = tokio::task::spawn_blocking(move || process::compress(body, crate::catalog::firehose::Compression::Gzip, ""))
-            .await
-            .map_err(|e| format!("compression stopped: {e}"))?
-            .map_err(|e| format!("compression failed: {e}"))?;
-        request.header("Content-Encoding", "gzip").body(body)
-    } else {
-        request.body(body)
-    };
+    let request = if http.gzip { request.header("Content-Encoding", "gzip") } else { request };
+    let request = request.body(body);
     let response = request.send().await.map_err(|e| format!("POST {}: {}", http.url, error_chain(&e)))?;
     let status = response.status();
     let text = response.bytes().await.map_err(|e| format!("reading the answer of {}: {e}", http.url))?;

@@ -4,6 +4,7 @@
 //! configured `FileExtension`). Times are the UTC arrival time of the object's first record.
 
 use crate::catalog::firehose::{parse_prefix, DeliveryStreamMeta, PrefixPart, S3Destination, TimePart};
+use crate::catalog::topics::random_uuid;
 
 /// A UTC time's parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,15 +25,6 @@ impl Utc {
         let part = |range: std::ops::Range<usize>| text.get(range).and_then(|digits| digits.parse().ok()).unwrap_or(0);
         Utc { year: part(0..4), month: part(5..7), day: part(8..10), hour: part(11..13), minute: part(14..16), second: part(17..19) }
     }
-}
-
-/// A random string for an object's name (a UUID's form, as Firehose's).
-pub fn random_string() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        bytes = fastrand::u128(..).to_le_bytes();
-    }
-    uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
 }
 
 fn time_text(parts: &[TimePart], utc: Utc, out: &mut String) {
@@ -68,7 +60,7 @@ pub fn evaluate_prefix(prefix: &str, utc: Utc, error_type: &str) -> String {
             }
             PrefixPart::RandomString => {
                 expressions = true;
-                out.push_str(&random_string()[..11]);
+                out.push_str(&random_uuid()[..11]);
             }
             PrefixPart::ErrorOutputType => {
                 expressions = true;
@@ -105,7 +97,8 @@ pub fn object_key(meta: &DeliveryStreamMeta, s3: &S3Destination, arrival_ms: u64
         Some(kind) => evaluate_prefix(&s3.error_output_prefix, utc, kind),
     };
     let stamp = format!("{:04}-{:02}-{:02}-{:02}-{:02}-{:02}", utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second);
-    key.push_str(&format!("{}-{}-{stamp}-{}", meta.name, meta.version, random_string()));
+    // A random string of a UUID's form, as Firehose's.
+    key.push_str(&format!("{}-{}-{stamp}-{}", meta.name, meta.version, random_uuid()));
     key.push_str(if s3.file_extension.is_empty() { s3.compression.extension() } else { &s3.file_extension });
     key
 }

@@ -220,21 +220,26 @@ pub fn start<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
     });
 }
 
-/// At start (and on each new snapshot): opens the buffers this core holds records of for
-/// delivery streams that exist and starts their delivery loops; deletes those of delivery
-/// streams that are gone.
-pub async fn resume<H: FirehoseHost>(host: &Rc<H>) {
+/// On each new snapshot: closes and deletes the buffers of delivery streams that are gone, and
+/// wakes the others' delivery loops (a changed destination — a shorter interval, say — applies
+/// now, not after the current wait).
+pub async fn installed<H: FirehoseHost>(host: &Rc<H>) {
     let snapshot = host.snapshot();
-    let live = |id: u64| snapshot.firehose.values().any(|meta| meta.id == id);
-    host.firehose().forget_gone(host.id(), live).await;
-    // A changed destination (a shorter interval, say) applies now, not after the current wait.
+    host.firehose().forget_gone(host.id(), |id| snapshot.firehose.values().any(|meta| meta.id == id)).await;
     for buffer in host.firehose().all() {
         buffer.appended.notify_all();
     }
+}
+
+/// At start: deletes the buffers of delivery streams that are gone, opens those this core
+/// holds records in for delivery streams that exist, and starts their delivery loops.
+pub async fn resume<H: FirehoseHost>(host: &Rc<H>) {
+    let snapshot = host.snapshot();
+    host.firehose().remove_orphans(host.id(), |id| snapshot.firehose.values().any(|meta| meta.id == id)).await;
     let places = snapshot.firehose.values().flat_map(|meta| (0..super::store::LANES).map(move |lane| (meta.id, lane)));
     for (id, lane) in places {
         let store = host.firehose();
-        if store.get(id, lane).is_some_and(|buffer| buffer.running.get()) || !store.on_disk(id, host.id(), lane) {
+        if store.get(id, lane).is_some() || !store.on_disk(id, host.id(), lane) {
             continue;
         }
         match host.firehose().open(id, host.id(), lane).await {

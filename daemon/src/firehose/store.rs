@@ -26,8 +26,6 @@ pub const DELIVERED: u8 = 1;
 
 /// Bytes read at a time from a log (at open, and by deliveries of records not in memory).
 const READ_BYTES: usize = 4 << 20;
-/// Bytes read at a time when scanning a log at open.
-const SCAN_BYTES: usize = 4 << 20;
 /// Bytes of records a buffer keeps in memory for its deliveries (`Tail`).
 pub const TAIL_BYTES_MAX: u64 = 64 << 20;
 
@@ -335,7 +333,9 @@ impl FirehoseStore {
         ids.flat_map(|id| (0..LANES).map(move |lane| (id, lane))).filter(|(id, lane)| self.on_disk(*id, core, *lane)).collect()
     }
 
-    /// Closes and deletes the buffers of delivery streams that are gone (`live` says which are not).
+    /// On a new snapshot: closes and deletes the open buffers of delivery streams that are gone
+    /// (`live` says which are not). Every buffer of a live delivery stream with records is
+    /// open (`resume` opened those on disk at start), so no directory is read.
     pub async fn forget_gone(&self, core: usize, live: impl Fn(u64) -> bool) {
         let _held = self.opening.lock().await;
         let gone: Vec<Rc<Buffer>> = {
@@ -349,19 +349,30 @@ impl FirehoseStore {
             if let Err(error) = buffer.log.close().await {
                 tracing::warn!(id = buffer.id, %error, "closing a deleted delivery stream's buffer failed");
             }
+            self.remove_buffer(buffer.id, core, buffer.lane).await;
         }
+    }
+
+    /// At start: deletes the buffers on disk of delivery streams that are gone (deleted while
+    /// the daemon was down, or mid-delete).
+    pub async fn remove_orphans(&self, core: usize, live: impl Fn(u64) -> bool) {
+        let _held = self.opening.lock().await;
         for (id, lane) in self.listed(core).into_iter().filter(|(id, _)| !live(*id)) {
-            let dir = buffer_dir(&self.data_dir, id, core, lane);
-            // File by file through the reactor: a blocking unlink of full segments would stall the shard.
-            for file in self.env.list_dir(&dir).unwrap_or_default() {
-                if let Err(error) = self.env.remove(&file).await {
-                    tracing::warn!(file = %file.display(), %error, "cannot remove a deleted delivery stream's buffer");
-                }
-            }
-            let _ = std::fs::remove_dir(&dir);
-            // The stream's directory goes with its last core's buffer (whichever core is last).
-            let _ = std::fs::remove_dir(dir.parent().unwrap_or(&dir));
+            self.remove_buffer(id, core, lane).await;
         }
+    }
+
+    async fn remove_buffer(&self, id: u64, core: usize, lane: u8) {
+        let dir = buffer_dir(&self.data_dir, id, core, lane);
+        // File by file through the reactor: a blocking unlink of full segments would stall the shard.
+        for file in self.env.list_dir(&dir).unwrap_or_default() {
+            if let Err(error) = self.env.remove(&file).await {
+                tracing::warn!(file = %file.display(), %error, "cannot remove a deleted delivery stream's buffer");
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+        // The stream's directory goes with its last buffer (whichever core removes it last).
+        let _ = std::fs::remove_dir(dir.parent().unwrap_or(&dir));
     }
 
     /// Closes every buffer (everything appended is written and synced first).
@@ -385,7 +396,7 @@ async fn scan(log: &StreamLog) -> Result<(u64, u64, u64, Option<u64>), OpError> 
     let mut pending: std::collections::VecDeque<(u64, u64, u64)> = Default::default();
     let mut from = log.first_seq();
     loop {
-        let records = log.read(from, 100_000, SCAN_BYTES).await.map_err(storage_error)?;
+        let records = log.read(from, 100_000, READ_BYTES).await.map_err(storage_error)?;
         let Some(last) = records.last() else { break };
         from = last.seq + 1;
         for record in &records {

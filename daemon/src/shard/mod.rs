@@ -450,7 +450,7 @@ pub fn install<H: QueueHost + StreamHost + FirehoseHost>(host: &Rc<H>, snapshot:
     host.env().spawn(async move { stream::service::forget_gone_streams(&shard).await });
     // Buffers of deleted delivery streams go too.
     let shard = host.clone();
-    host.env().spawn(async move { crate::firehose::service::resume(&shard).await });
+    host.env().spawn(async move { crate::firehose::service::installed(&shard).await });
 }
 
 enum Engine {
