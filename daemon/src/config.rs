@@ -108,6 +108,15 @@ pub struct Config {
     #[arg(long, env = "SLUICE_FIREHOSE_S3_ENDPOINT", value_name = "URL")]
     pub firehose_s3_endpoint: Option<String>,
 
+    /// Where Firehose transformation functions given by ARN (`Lambda` processors whose
+    /// `LambdaArn` is `arn:aws:lambda:…:function:NAME`) are invoked: a Lambda API endpoint, such
+    /// as the Lambda Runtime Interface Emulator running the function's own code
+    /// (`http://127.0.0.1:9000`); the event is POSTed to
+    /// `<this>/2015-03-31/functions/NAME/invocations`. A processor may instead give an http(s)
+    /// URL as its `LambdaArn`, POSTed to as it is. Default: none (ARNs are refused).
+    #[arg(long, env = "SLUICE_FIREHOSE_LAMBDA_ENDPOINT", value_name = "URL")]
+    pub firehose_lambda_endpoint: Option<String>,
+
     /// The access key id `--firehose-s3-endpoint` is signed with. Default: AWS_ACCESS_KEY_ID.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", value_name = "ID", hide_env_values = true)]
     pub firehose_s3_access_key_id: Option<String>,

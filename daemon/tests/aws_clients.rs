@@ -50,7 +50,12 @@ fn firehose_through_boto3_and_the_cli_into_a_real_s3_server_with_an_outage() {
     // A free port for moto_server (the Python test starts and stops it there).
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
     let endpoint = format!("http://127.0.0.1:{port}");
+    // And one for the transformation function's Lambda API (the Python test serves it).
+    let lambda_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let lambda_endpoint = format!("http://127.0.0.1:{lambda_port}");
     let daemon = Daemon::start_with(&[
+        "--firehose-lambda-endpoint",
+        &lambda_endpoint,
         "--firehose-s3-endpoint",
         &endpoint,
         "--firehose-s3-access-key-id",
@@ -59,7 +64,8 @@ fn firehose_through_boto3_and_the_cli_into_a_real_s3_server_with_an_outage() {
         "test",
     ]);
     let moto = venvs().join("moto/bin/moto_server");
-    python_tests("current", &daemon, "test_firehose", &[("SLUICE_MOTO_SERVER", moto.to_str().unwrap()), ("SLUICE_MOTO_PORT", &port)]);
+    let env = [("SLUICE_MOTO_SERVER", moto.to_str().unwrap()), ("SLUICE_MOTO_PORT", &port), ("SLUICE_LAMBDA_PORT", &lambda_port)];
+    python_tests("current", &daemon, "test_firehose", &env);
 }
 
 #[test]

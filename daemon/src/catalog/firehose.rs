@@ -109,11 +109,45 @@ impl Buffering {
     }
 }
 
-/// A record-level processor (`ProcessingConfiguration.Processors`).
+/// A record-level processor (`ProcessingConfiguration.Processors`). Whatever their order in
+/// the configuration, they apply as Firehose applies them: the function first, then the
+/// partition keys' query, then the delimiter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Processor {
     /// Appends a delimiter (a newline unless given) to every record.
     AppendDelimiterToRecord { delimiter: Vec<u8> },
+    /// A transformation function, called as Firehose calls Lambda.
+    Lambda(LambdaProcessor),
+    /// Dynamic partitioning's partition keys, from each (JSON) record by a JQ-like query.
+    MetadataExtraction { query: super::jq::Query, parameters: Vec<(String, String)> },
+}
+
+/// A `Lambda` processor: the function, called with batches of records in Firehose's
+/// transformation event, each answered `Ok` (with its new data), `Dropped` or
+/// `ProcessingFailed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaProcessor {
+    /// `LambdaArn`: an `http(s)://` URL the event is POSTed to, or a Lambda function's ARN,
+    /// invoked through the Lambda API at `--firehose-lambda-endpoint`.
+    pub function: String,
+    /// Tries after the first of a failed call (`NumberOfRetries`, default 3).
+    pub retries: u32,
+    /// Most record bytes in one call (`BufferSizeInMBs`, default 1 MiB).
+    pub call_bytes: u64,
+    /// The parameters as given, described back.
+    pub parameters: Vec<(String, String)>,
+}
+
+impl LambdaProcessor {
+    /// The function's name when `function` is a Lambda ARN (`arn:aws:lambda:…:function:NAME[:QUALIFIER]`).
+    pub fn arn_function(&self) -> Option<(&str, Option<&str>)> {
+        let rest = self.function.strip_prefix("arn:")?;
+        let (_, function) = rest.split_once(":function:")?;
+        Some(match function.split_once(':') {
+            Some((name, qualifier)) => (name, Some(qualifier)),
+            None => (function, None),
+        })
+    }
 }
 
 /// An Extended S3 destination: an S3-compatible object store's bucket (or, on a server without
@@ -132,9 +166,23 @@ pub struct S3Destination {
     pub processors: Vec<Processor>,
     /// Given as `ExtendedS3DestinationConfiguration` (not the older `S3DestinationConfiguration`).
     pub extended: bool,
+    /// Dynamic partitioning is on (`DynamicPartitioningConfiguration`), with this retry
+    /// duration in seconds: objects are keyed by each record's partition keys.
+    pub dynamic_partitioning: Option<u32>,
+    /// `S3BackupMode` `Enabled`: the source records (before any transformation) also go to
+    /// this bucket (`S3BackupConfiguration`).
+    pub backup: Option<Box<S3Destination>>,
     /// What the configuration held that changes nothing here (CloudWatch logging options,
     /// encryption settings), kept to be described back.
     pub kept: Map<String, Value>,
+}
+
+/// A record's partition keys, by name: those its `MetadataExtraction` query gave and those the
+/// transformation function answered in `metadata.partitionKeys`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionKeys {
+    pub query: BTreeMap<String, String>,
+    pub lambda: BTreeMap<String, String>,
 }
 
 /// An HTTP endpoint destination, delivered to as Firehose's HTTP endpoint delivery
@@ -236,6 +284,27 @@ pub fn name_of(name_or_arn: &str) -> &str {
 
 // ---------------------------------------------------------------- object key prefixes
 
+/// A UTC time's parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utc {
+    pub year: u32,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl Utc {
+    pub fn of_ms(ms: u64) -> Utc {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        // "YYYY-MM-DDTHH:MM:SSZ"
+        let text = humantime::format_rfc3339_seconds(time).to_string();
+        let part = |range: std::ops::Range<usize>| text.get(range).and_then(|digits| digits.parse().ok()).unwrap_or(0);
+        Utc { year: part(0..4), month: part(5..7), day: part(8..10), hour: part(11..13), minute: part(14..16), second: part(17..19) }
+    }
+}
+
 /// A part of an object key prefix: text, or an expression evaluated for each object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrefixPart {
@@ -246,6 +315,11 @@ pub enum PrefixPart {
     RandomString,
     /// `!{firehose:error-output-type}` (error prefixes only).
     ErrorOutputType,
+    /// `!{partitionKeyFromQuery:name}` (`lambda` false) or `!{partitionKeyFromLambda:name}`.
+    PartitionKey {
+        lambda: bool,
+        name: String,
+    },
 }
 
 /// A part of a timestamp pattern.
@@ -312,8 +386,8 @@ pub fn parse_prefix(prefix: &str) -> Result<Vec<PrefixPart>, String> {
             ("timestamp", pattern) => PrefixPart::Timestamp(time_pattern(pattern)?),
             ("firehose", "random-string") => PrefixPart::RandomString,
             ("firehose", "error-output-type") => PrefixPart::ErrorOutputType,
-            ("partitionKeyFromQuery" | "partitionKeyFromLambda", _) => {
-                return Err(format!("!{{{expression}}} needs dynamic partitioning, which this server does not do yet"))
+            (namespace @ ("partitionKeyFromQuery" | "partitionKeyFromLambda"), name) if !name.is_empty() => {
+                PrefixPart::PartitionKey { lambda: namespace == "partitionKeyFromLambda", name: name.to_owned() }
             }
             _ => return Err(format!("!{{{expression}}} is not an expression Firehose evaluates")),
         });
@@ -412,9 +486,27 @@ fn processors(config: Option<Fields<'_>>) -> Result<(bool, Vec<Processor>), OpEr
                 }
                 out.push(Processor::AppendDelimiterToRecord { delimiter });
             }
-            "Lambda" | "MetadataExtraction" | "RecordDeAggregation" | "Decompression" | "CloudWatchLogProcessing" => {
+            "Lambda" => out.push(Processor::Lambda(lambda_processor(&parameters, &item.at)?)),
+            "MetadataExtraction" => {
+                if let Some(unknown) = parameters.keys().find(|name| !["MetadataExtractionQuery", "JsonParsingEngine"].contains(*name)) {
+                    return Err(invalid(format!(
+                        "MetadataExtraction has no parameter {unknown:?} (MetadataExtractionQuery and JsonParsingEngine)."
+                    )));
+                }
+                match parameters.get("JsonParsingEngine") {
+                    Some(&"JQ-1.6") => {}
+                    Some(other) => return Err(invalid(format!("MetadataExtraction's JsonParsingEngine {other:?} is not JQ-1.6."))),
+                    None => return Err(invalid("MetadataExtraction needs the parameter JsonParsingEngine (JQ-1.6).")),
+                }
+                let text = parameters
+                    .get("MetadataExtractionQuery")
+                    .ok_or_else(|| invalid("MetadataExtraction needs the parameter MetadataExtractionQuery."))?;
+                let query = super::jq::parse(text).map_err(|why| invalid(format!("MetadataExtractionQuery {text:?}: {why}.")))?;
+                out.push(Processor::MetadataExtraction { query, parameters: given(&parameters) });
+            }
+            "RecordDeAggregation" | "Decompression" | "CloudWatchLogProcessing" => {
                 return Err(invalid(format!(
-                    "Processor type {kind} is not supported by this server yet; AppendDelimiterToRecord is."
+                    "Processor type {kind} is not supported by this server yet; Lambda, MetadataExtraction and AppendDelimiterToRecord are."
                 )))
             }
             other => {
@@ -424,7 +516,66 @@ fn processors(config: Option<Fields<'_>>) -> Result<(bool, Vec<Processor>), OpEr
             }
         }
     }
+    for kind in ["Lambda", "MetadataExtraction", "AppendDelimiterToRecord"] {
+        if out.iter().filter(|processor| processor.kind() == kind).count() > 1 {
+            return Err(invalid(format!("ProcessingConfiguration has more than one {kind} processor.")));
+        }
+    }
     Ok((enabled, out))
+}
+
+impl Processor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Processor::AppendDelimiterToRecord { .. } => "AppendDelimiterToRecord",
+            Processor::Lambda(_) => "Lambda",
+            Processor::MetadataExtraction { .. } => "MetadataExtraction",
+        }
+    }
+}
+
+fn given(parameters: &BTreeMap<&str, &str>) -> Vec<(String, String)> {
+    parameters.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
+}
+
+/// A `Lambda` processor from its parameters, within Firehose's ranges.
+fn lambda_processor(parameters: &BTreeMap<&str, &str>, at: &str) -> Result<LambdaProcessor, OpError> {
+    const NAMES: &[&str] = &["LambdaArn", "NumberOfRetries", "RoleArn", "BufferSizeInMBs", "BufferIntervalInSeconds"];
+    if let Some(unknown) = parameters.keys().find(|name| !NAMES.contains(*name)) {
+        return Err(invalid(format!("{at}: Lambda has no parameter {unknown:?} (only {}).", NAMES.join(", "))));
+    }
+    let function = parameters.get("LambdaArn").ok_or_else(|| invalid(format!("{at}: Lambda needs the parameter LambdaArn.")))?;
+    let is_url = function.starts_with("https://") || function.starts_with("http://");
+    if is_url {
+        let parsed = url::Url::parse(function).map_err(|e| invalid(format!("{at}: LambdaArn {function:?}: {e}")))?;
+        if parsed.host_str().is_none() {
+            return Err(invalid(format!("{at}: LambdaArn {function:?} has no host.")));
+        }
+    }
+    let processor = LambdaProcessor { function: (*function).to_owned(), retries: 3, call_bytes: 1 << 20, parameters: given(parameters) };
+    let arn_ok = processor.arn_function().is_some_and(|(name, qualifier)| {
+        let valid =
+            |text: &str| (1..=128).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid(name)
+            && qualifier.is_none_or(|qualifier| qualifier == "$LATEST" || valid(qualifier))
+            && function.starts_with("arn:aws:lambda:")
+    });
+    if function.len() > 512 || !(is_url || arn_ok) {
+        return Err(invalid(format!(
+            "{at}: LambdaArn {function:?} is neither a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME) nor an http(s) URL."
+        )));
+    }
+    let number = |name: &str, min: f64, max: f64| -> Result<Option<f64>, OpError> {
+        let Some(text) = parameters.get(name) else { return Ok(None) };
+        match text.trim().parse::<f64>() {
+            Ok(value) if (min..=max).contains(&value) => Ok(Some(value)),
+            _ => Err(invalid(format!("{at}: Lambda's {name} {text:?} is not a number from {min} to {max}."))),
+        }
+    };
+    let retries = number("NumberOfRetries", 0.0, 300.0)?.map_or(3, |value| value as u32);
+    let call_bytes = number("BufferSizeInMBs", 0.2, 3.0)?.map_or(1 << 20, |value| (value * 1_048_576.0) as u64);
+    number("BufferIntervalInSeconds", 60.0, 900.0)?;
+    Ok(LambdaProcessor { retries, call_bytes, ..processor })
 }
 
 /// A delimiter as the console and CLI write it: `\n`, `\t`, `\r` and `\\` escapes.
@@ -458,7 +609,7 @@ fn escape(delimiter: &[u8]) -> String {
 
 /// What a configuration holds that this server does not do, refused by name rather than
 /// taken and ignored.
-const NOT_YET: &[&str] = &["DataFormatConversionConfiguration", "DynamicPartitioningConfiguration", "S3BackupConfiguration"];
+const NOT_YET: &[&str] = &["DataFormatConversionConfiguration"];
 
 /// Keys kept as given and described back (they change nothing here).
 const KEPT: &[&str] = &["CloudWatchLoggingOptions", "EncryptionConfiguration", "CustomTimeZone"];
@@ -480,9 +631,13 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
         "ProcessingConfiguration",
         "S3BackupMode",
     ];
-    if let Some(unknown) =
-        fields.map.keys().find(|key| !KNOWN.contains(&key.as_str()) && !KEPT.contains(&key.as_str()) && !NOT_YET.contains(&key.as_str()))
-    {
+    // Only an Extended S3 destination partitions and backs up; its update names the backup
+    // bucket's change `S3BackupUpdate`.
+    let backup_key = if base.is_some() { "S3BackupUpdate" } else { "S3BackupConfiguration" };
+    let extended_only = |key: &str| extended && (key == "DynamicPartitioningConfiguration" || key == backup_key);
+    if let Some(unknown) = fields.map.keys().find(|key| {
+        !KNOWN.contains(&key.as_str()) && !KEPT.contains(&key.as_str()) && !NOT_YET.contains(&key.as_str()) && !extended_only(key)
+    }) {
         return Err(invalid(format!("{at}.{unknown} is not supported by this server (it would be ignored, so it is refused).")));
     }
     for key in fields.map.keys() {
@@ -494,9 +649,46 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
             }
         }
     }
-    if let Some(mode) = fields.string("S3BackupMode")? {
-        if mode != "Disabled" {
-            return Err(invalid(format!("{at}.S3BackupMode {mode:?}: only Disabled is supported by this server yet.")));
+    let base_backup = base.and_then(|base| base.backup.as_deref());
+    let backup_given = fields.map.get(backup_key).filter(|value| !value.is_null());
+    let backup = match (fields.string("S3BackupMode")?, backup_given, base_backup) {
+        (Some("Enabled"), Some(config), base) | (None, Some(config), base @ Some(_)) => {
+            Some(Box::new(s3_destination(config, false, base).map_err(|e| invalid(format!("{at}.{backup_key}: {}", e.message)))?))
+        }
+        (Some("Enabled"), None, Some(base)) | (None, None, Some(base)) => Some(Box::new(base.clone())),
+        (Some("Enabled"), None, None) => return Err(invalid(format!("{at}.S3BackupMode Enabled needs {at}.{backup_key}."))),
+        (Some("Disabled"), _, Some(_)) => {
+            return Err(invalid(format!("{at}.S3BackupMode: source record backup cannot be disabled once enabled.")))
+        }
+        (Some("Disabled") | None, Some(_), None) => {
+            return Err(invalid(format!("{at}.{backup_key} is given but S3BackupMode is not Enabled.")))
+        }
+        (Some("Disabled") | None, None, None) => None,
+        (Some(other), _, _) => return Err(invalid(format!("{at}.S3BackupMode {other:?} is not one of Disabled, Enabled."))),
+    };
+    if backup.is_some() && !extended {
+        return Err(invalid(format!("{at}.S3BackupMode Enabled needs an Extended S3 destination.")));
+    }
+    let dynamic_partitioning = match fields.object("DynamicPartitioningConfiguration")? {
+        Some(config) => {
+            let enabled = match config.map.get("Enabled") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(enabled)) => *enabled,
+                Some(_) => return Err(invalid(format!("{at}.DynamicPartitioningConfiguration.Enabled must be true or false."))),
+            };
+            let retry = match config.object("RetryOptions")? {
+                Some(retry) => retry.int("DurationInSeconds", 0, 7200)?,
+                None => None,
+            };
+            enabled.then(|| retry.map_or(base.and_then(|base| base.dynamic_partitioning).unwrap_or(300), |value| value as u32))
+        }
+        None => base.and_then(|base| base.dynamic_partitioning),
+    };
+    if let Some(base) = base {
+        if base.dynamic_partitioning.is_some() != dynamic_partitioning.is_some() {
+            return Err(invalid(format!(
+                "{at}.DynamicPartitioningConfiguration: dynamic partitioning cannot be turned on or off for an existing delivery stream."
+            )));
         }
     }
     let bucket_arn = match (fields.string("BucketARN")?, base) {
@@ -509,7 +701,9 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
         (None, Some(base)) => base.role_arn.clone(),
         (None, None) => return Err(invalid(format!("{at}.RoleARN is required."))),
     };
-    let default = base.map_or(Buffering { size_mib: 5, interval_s: 300 }, |base| base.buffering);
+    // With dynamic partitioning, objects are at least 64 MiB (128 unless given), as Firehose's.
+    let default_size = if dynamic_partitioning.is_some() { 128 } else { 5 };
+    let default = base.map_or(Buffering { size_mib: default_size, interval_s: 300 }, |base| base.buffering);
     let buffering = match fields.object("BufferingHints")? {
         Some(hints) => Buffering {
             size_mib: hints.int("SizeInMBs", 1, 128)?.map_or(default.size_mib, |v| v as u32),
@@ -517,6 +711,9 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
         },
         None => default,
     };
+    if dynamic_partitioning.is_some() && buffering.size_mib < 64 {
+        return Err(invalid(format!("{at}.BufferingHints.SizeInMBs must be at least 64 with dynamic partitioning.")));
+    }
     let compression = match fields.string("CompressionFormat")? {
         Some(text) => Compression::parse(text)?,
         None => base.map_or(Compression::Uncompressed, |base| base.compression),
@@ -549,6 +746,7 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
     if prefix.contains("!{") && error_output_prefix.is_empty() {
         return Err(invalid(format!("{at}: ErrorOutputPrefix cannot be null or empty when Prefix contains expressions.")));
     }
+    check_partitioning(at, &prefix, &error_output_prefix, dynamic_partitioning.is_some(), processing_enabled, &processors)?;
     if !file_extension.is_empty()
         && (file_extension.len() > 128 || !file_extension.starts_with('.') || file_extension.contains(['/', '\\']))
     {
@@ -572,8 +770,78 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
         processing_enabled,
         processors,
         extended: base.map_or(extended, |base| base.extended || extended),
+        dynamic_partitioning,
+        backup,
         kept,
     })
+}
+
+/// Dynamic partitioning's rules: a prefix's partition keys need it on, and each key a source
+/// (the query naming it, or a transformation function); with it on, the prefix names at least
+/// one key and the error prefix none; the query runs only with it on.
+fn check_partitioning(
+    at: &str,
+    prefix: &str,
+    error_output_prefix: &str,
+    enabled: bool,
+    processing_enabled: bool,
+    processors: &[Processor],
+) -> Result<(), OpError> {
+    let keys = |text: &str| -> Vec<(bool, String)> {
+        parse_prefix(text)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|part| match part {
+                PrefixPart::PartitionKey { lambda, name } => Some((lambda, name)),
+                _ => None,
+            })
+            .collect()
+    };
+    if !keys(error_output_prefix).is_empty() {
+        return Err(invalid(format!("{at}.ErrorOutputPrefix cannot use partitionKeyFromQuery or partitionKeyFromLambda.")));
+    }
+    let processors = if processing_enabled { processors } else { &[] };
+    let query = processors.iter().find_map(|processor| match processor {
+        Processor::MetadataExtraction { query, .. } => Some(query),
+        _ => None,
+    });
+    let lambda = processors.iter().any(|processor| matches!(processor, Processor::Lambda(_)));
+    let named = keys(prefix);
+    if !enabled {
+        if let Some((_, name)) = named.first() {
+            return Err(invalid(format!(
+                "{at}.Prefix uses the partition key {name}: that needs DynamicPartitioningConfiguration with Enabled true."
+            )));
+        }
+        if query.is_some() {
+            return Err(invalid(format!("{at}: a MetadataExtraction processor needs DynamicPartitioningConfiguration with Enabled true.")));
+        }
+        return Ok(());
+    }
+    if named.is_empty() {
+        return Err(invalid(format!(
+            "{at}.Prefix must use at least one !{{partitionKeyFromQuery:…}} or !{{partitionKeyFromLambda:…}} with dynamic partitioning."
+        )));
+    }
+    for (from_lambda, name) in &named {
+        match (from_lambda, query) {
+            (true, _) if !lambda => {
+                return Err(invalid(format!("{at}.Prefix uses !{{partitionKeyFromLambda:{name}}} but no Lambda processor is enabled.")))
+            }
+            (false, None) => {
+                return Err(invalid(format!(
+                    "{at}.Prefix uses !{{partitionKeyFromQuery:{name}}} but no MetadataExtraction processor is enabled."
+                )))
+            }
+            (false, Some(query)) if !query.keys.iter().any(|(key, _)| key == name) => {
+                return Err(invalid(format!(
+                    "{at}.Prefix uses !{{partitionKeyFromQuery:{name}}}, which the MetadataExtractionQuery does not name."
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// An HTTP endpoint destination from its configuration (`HttpEndpointDestinationConfiguration`,
@@ -837,6 +1105,11 @@ fn processing(enabled: bool, processors: &[Processor]) -> Value {
                 "Type": "AppendDelimiterToRecord",
                 "Parameters": [{"ParameterName": "Delimiter", "ParameterValue": escape(delimiter)}],
             }),
+            Processor::Lambda(LambdaProcessor { parameters, .. }) | Processor::MetadataExtraction { parameters, .. } => {
+                let parameters: Vec<Value> =
+                    parameters.iter().map(|(name, value)| json!({"ParameterName": name, "ParameterValue": value})).collect();
+                json!({ "Type": processor.kind(), "Parameters": parameters })
+            }
         })
         .collect();
     json!({ "Enabled": enabled, "Processors": processors })
@@ -857,6 +1130,13 @@ fn s3_configuration(s3: &S3Destination) -> Value {
     });
     for (key, value) in fields.as_object().into_iter().flatten() {
         config.insert(key.clone(), value.clone());
+    }
+    if let Some(retry_s) = s3.dynamic_partitioning {
+        config.insert("DynamicPartitioningConfiguration".into(), json!({"Enabled": true, "RetryOptions": {"DurationInSeconds": retry_s}}));
+    }
+    if let Some(backup) = &s3.backup {
+        config.insert("S3BackupMode".into(), json!("Enabled"));
+        config.insert("S3BackupConfiguration".into(), s3_configuration(backup));
     }
     Value::Object(config)
 }
@@ -905,7 +1185,14 @@ pub fn description(meta: &DeliveryStreamMeta) -> Value {
     if s3.extended {
         let mut extended = base;
         extended["ProcessingConfiguration"] = processing_json(s3);
-        extended["S3BackupMode"] = json!("Disabled");
+        extended["S3BackupMode"] = json!(if s3.backup.is_some() { "Enabled" } else { "Disabled" });
+        if let Some(backup) = &s3.backup {
+            extended["S3BackupDescription"] = s3_description(backup);
+        }
+        extended["DynamicPartitioningConfiguration"] = match s3.dynamic_partitioning {
+            Some(retry_s) => json!({"Enabled": true, "RetryOptions": {"DurationInSeconds": retry_s}}),
+            None => json!({"Enabled": false}),
+        };
         if !s3.file_extension.is_empty() {
             extended["FileExtension"] = json!(s3.file_extension);
         }
@@ -1128,12 +1415,64 @@ mod tests {
             r#"{"ExtendedS3DestinationConfiguration":{"RoleARN":"r","BucketARN":"arn:aws:s3:::b-1","BufferingHints":{"SizeInMBs":129}}}"#;
         assert!(refused(size).contains("SizeInMBs"));
         let lambda = r#"{"ExtendedS3DestinationConfiguration":{"RoleARN":"r","BucketARN":"arn:aws:s3:::b-1","ProcessingConfiguration":{"Enabled":true,"Processors":[{"Type":"Lambda"}]}}}"#;
-        assert!(refused(lambda).contains("Lambda is not supported"));
+        assert!(refused(lambda).contains("needs the parameter LambdaArn"));
+        let function = |arn: &str| {
+            format!(
+                r#"{{"ExtendedS3DestinationConfiguration":{{"RoleARN":"r","BucketARN":"arn:aws:s3:::b-1","ProcessingConfiguration":{{"Enabled":true,"Processors":[{{"Type":"Lambda","Parameters":[{{"ParameterName":"LambdaArn","ParameterValue":"{arn}"}}]}}]}}}}}}"#
+            )
+        };
+        assert!(refused(&function("lambda-name")).contains("neither a Lambda function ARN"));
+        assert!(create(&naming(), 1, "d", &function("arn:aws:lambda:us-east-1:1:function:f:live"), &Vec::new(), 0).is_ok());
+        assert!(create(&naming(), 1, "d", &function("http://127.0.0.1:9/f"), &Vec::new(), 0).is_ok());
         assert!(refused(r#"{"HttpEndpointDestinationConfiguration":{}}"#).contains("EndpointConfiguration is required"));
         assert!(refused(r#"{"SplunkDestinationConfiguration":{}}"#).contains("not supported"));
         let no_backup = r#"{"HttpEndpointDestinationConfiguration":{"EndpointConfiguration":{"Url":"https://example.com/"}}}"#;
         assert!(refused(no_backup).contains("S3Configuration"));
         assert!(create(&naming(), 1, "bad name", S3, &Vec::new(), 0).is_err());
+    }
+
+    const PARTITIONED: &str = r#"{"ExtendedS3DestinationConfiguration":{"RoleARN":"r","BucketARN":"arn:aws:s3:::logs",
+        "Prefix":"c=!{partitionKeyFromQuery:customer}/!{timestamp:yyyy}/","ErrorOutputPrefix":"errors/!{firehose:error-output-type}/",
+        "BufferingHints":{"SizeInMBs":64,"IntervalInSeconds":1},"DynamicPartitioningConfiguration":{"Enabled":true},
+        "S3BackupMode":"Enabled","S3BackupConfiguration":{"RoleARN":"r","BucketARN":"arn:aws:s3:::source","Prefix":"raw/"},
+        "ProcessingConfiguration":{"Enabled":true,"Processors":[{"Type":"MetadataExtraction","Parameters":[
+            {"ParameterName":"MetadataExtractionQuery","ParameterValue":"{customer: .customer.id}"},
+            {"ParameterName":"JsonParsingEngine","ParameterValue":"JQ-1.6"}]}]}}}"#;
+
+    #[test]
+    fn dynamic_partitioning_and_source_backup_are_checked_and_kept() {
+        let meta = create(&naming(), 3, "p", PARTITIONED, &Vec::new(), 0).unwrap();
+        let Destination::S3(s3) = &meta.destination else { panic!("an S3 destination") };
+        assert_eq!(s3.dynamic_partitioning, Some(300));
+        assert_eq!(s3.backup.as_ref().map(|backup| backup.bucket.as_str()), Some("source"));
+        let streams: DeliveryStreams = [("p".to_owned(), Arc::new(meta.clone()))].into();
+        assert_eq!(*from_json(&naming(), &to_json(&streams), 4).unwrap()["p"], meta);
+        let described = &description(&meta)["Destinations"][0]["ExtendedS3DestinationDescription"];
+        assert_eq!(described["S3BackupMode"], "Enabled");
+        assert_eq!(described["S3BackupDescription"]["BucketARN"], "arn:aws:s3:::source");
+        assert_eq!(described["DynamicPartitioningConfiguration"]["Enabled"], true);
+        assert_eq!(described["ProcessingConfiguration"]["Processors"][0]["Type"], "MetadataExtraction");
+
+        let refused = |from: &str, to: &str| create(&naming(), 1, "d", &PARTITIONED.replace(from, to), &Vec::new(), 0).unwrap_err().message;
+        assert!(refused(r#""SizeInMBs":64"#, r#""SizeInMBs":5"#).contains("at least 64"));
+        assert!(refused("partitionKeyFromQuery:customer", "partitionKeyFromQuery:region").contains("does not name"));
+        assert!(refused("partitionKeyFromQuery:customer", "partitionKeyFromLambda:customer").contains("no Lambda processor"));
+        assert!(refused(r#"Configuration":{"Enabled":true}"#, r#"Configuration":{"Enabled":false}"#)
+            .contains("needs DynamicPartitioningConfiguration"));
+        assert!(
+            refused("errors/!{firehose:error-output-type}/", "e/!{partitionKeyFromQuery:customer}/").contains("ErrorOutputPrefix cannot")
+        );
+        assert!(refused("{customer: .customer.id}", "{customer: .customer | keys}").contains("keys is not supported"));
+        assert!(refused(r#""S3BackupMode":"Enabled","#, "").contains("S3BackupMode is not Enabled"));
+
+        // Neither partitioning nor the backup can be switched off later.
+        let update = |configuration: &str| updated(&meta, configuration, 1).map(|_| ()).unwrap_err().message;
+        assert!(update(r#"{"ExtendedS3DestinationUpdate":{"DynamicPartitioningConfiguration":{"Enabled":false}}}"#)
+            .contains("cannot be turned"));
+        assert!(update(r#"{"ExtendedS3DestinationUpdate":{"S3BackupMode":"Disabled"}}"#).contains("cannot be disabled"));
+        let renamed = updated(&meta, r#"{"ExtendedS3DestinationUpdate":{"S3BackupUpdate":{"Prefix":"raw2/"}}}"#, 1).unwrap();
+        let Destination::S3(s3) = &renamed.destination else { panic!("an S3 destination") };
+        assert_eq!(s3.backup.as_ref().map(|backup| (backup.prefix.as_str(), backup.bucket.as_str())), Some(("raw2/", "source")));
     }
 
     #[test]

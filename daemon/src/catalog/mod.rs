@@ -23,6 +23,7 @@ pub mod feeds;
 pub mod filter;
 pub mod firehose;
 pub mod groups;
+pub mod jq;
 pub mod moves;
 pub mod queues;
 pub mod streams;

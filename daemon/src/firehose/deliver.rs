@@ -11,7 +11,7 @@
 //! delivery specification says (`reqwest`), refusing private addresses unless
 //! `--http-endpoints-allow-private`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -21,7 +21,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::keys;
 use super::process;
-use crate::catalog::firehose::{Compression, DeliveryStreamMeta, Destination, HttpDestination};
+use super::transform::{self, FailedRecord};
+use crate::catalog::firehose::{Compression, DeliveryStreamMeta, Destination, HttpDestination, PartitionKeys, Processor, S3Destination};
 
 /// Where S3 destinations write (from `Config`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,6 +41,8 @@ pub struct Targets {
     pub allow_private: bool,
     /// Extra certificate authorities HTTPS endpoints are checked against.
     pub ca_file: Option<PathBuf>,
+    /// The Lambda API endpoint transformation functions given by ARN are invoked through.
+    pub lambda_endpoint: Option<String>,
 }
 
 /// Why a batch goes to the backup bucket instead: the destination refused it for its whole
@@ -128,43 +131,138 @@ struct Clients {
     http: std::sync::Mutex<HashMap<(bool, Option<PathBuf>), reqwest::Client>>,
 }
 
+/// A batch's way out: through the transformation function (when one is configured), then to
+/// the destination — grouped into one object per partition key set when dynamic partitioning
+/// is on — with the records that failed on the way written under the error prefix, and the
+/// source records to the backup bucket when it is enabled. Any write that fails fails the
+/// whole batch, which is tried again from the start: records may arrive twice, never not at all.
 async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
     let meta = batch.meta.clone();
-    match (&meta.destination, &batch.failure) {
-        (destination, Some(failure)) => {
-            let bucket = destination.bucket();
-            let key = keys::object_key(&meta, bucket, batch.arrival_ms, Some("http-endpoint-failed"));
-            let (records, arrival_ms, failure) = (batch.records.clone(), batch.arrival_ms, failure.clone());
-            let body = processed(move || failed_records(&records, arrival_ms, &failure), bucket.compression, &key).await?;
-            put_object(&clients.stores, &batch.targets.objects, bucket, &key, body).await?;
-            Ok(key)
-        }
-        (Destination::S3(s3), None) => write_object(&batch, s3, &clients.stores).await,
-        (Destination::Http(http), None) => {
-            let client = http_client(clients, &batch.targets)?;
-            post(&client, &meta, http, &batch.records).await?;
-            if http.backup_all {
-                write_object(&batch, &http.s3, &clients.stores).await?;
-            }
-            Ok(http.url.clone())
-        }
+    if let Some(failure) = &batch.failure {
+        let failed: Vec<FailedRecord> = batch
+            .records
+            .iter()
+            .map(|data| FailedRecord { data: data.clone(), code: "HttpEndpoint.DeliveryFailed", message: failure.reason.clone() })
+            .collect();
+        return write_failed(&batch, meta.destination.bucket(), failed, "http-endpoint-failed", failure.attempts, None, &clients.stores)
+            .await;
     }
+    let processors = meta.destination.processors();
+    let delimiter = process::delimiter(processors).to_vec();
+    let lambda = processors.iter().find_map(|processor| match processor {
+        Processor::Lambda(lambda) => Some(lambda),
+        _ => None,
+    });
+    // 1. The transformation function.
+    let (records, processing_failed, attempts) = match lambda {
+        Some(lambda) => {
+            let (url, operators) = transform::call_url(lambda, batch.targets.lambda_endpoint.as_deref())?;
+            let client = http_client(clients, &batch.targets, operators)?;
+            let out = transform::transform(&client, &url, &meta, lambda, &batch.records, batch.arrival_ms).await;
+            if out.dropped > 0 || !out.failed.is_empty() {
+                tracing::debug!(delivery_stream = %meta.name, dropped = out.dropped, failed = out.failed.len(), "transformed");
+            }
+            (out.records, out.failed, out.attempts)
+        }
+        None => (batch.records.iter().map(|record| (record.clone(), BTreeMap::new())).collect(), Vec::new(), 0),
+    };
+    let lambda_arn = lambda.map(|lambda| lambda.function.as_str());
+    // 2. The destination.
+    let written = match &meta.destination {
+        Destination::S3(s3) => {
+            let mut keys = Vec::new();
+            let groups = match s3.dynamic_partitioning {
+                Some(_) => {
+                    let query = processors.iter().find_map(|processor| match processor {
+                        Processor::MetadataExtraction { query, .. } => Some(query.clone()),
+                        _ => None,
+                    });
+                    let prefix = s3.prefix.clone();
+                    let partitioned = tokio::task::spawn_blocking(move || process::partition(records, query.as_ref(), &prefix))
+                        .await
+                        .map_err(|e| format!("partitioning stopped: {e}"))?;
+                    if !partitioned.failed.is_empty() {
+                        let failed = partitioned
+                            .failed
+                            .into_iter()
+                            .map(|(data, why)| FailedRecord { data, code: "DynamicPartitioning.MetadataExtractionFailed", message: why })
+                            .collect();
+                        keys.push(write_failed(&batch, s3, failed, "partitioning-failed", 1, None, &clients.stores).await?);
+                    }
+                    partitioned.groups
+                }
+                None => BTreeMap::from([(PartitionKeys::default(), records.into_iter().map(|(record, _)| record).collect())]),
+            };
+            let writes = groups
+                .into_iter()
+                .filter(|(_, records)| !records.is_empty())
+                .map(|(partition, records)| write_object(&batch, s3, records, delimiter.clone(), partition, &clients.stores));
+            keys.extend(futures::future::try_join_all(writes).await?);
+            // The source records as they came, each with the delimiter (if one is configured)
+            // so that the backup reads as records, too.
+            if let Some(backup) = &s3.backup {
+                keys.push(
+                    write_object(&batch, backup, batch.records.clone(), delimiter.clone(), PartitionKeys::default(), &clients.stores)
+                        .await?,
+                );
+            }
+            keys.into_iter().next().unwrap_or_default()
+        }
+        Destination::Http(http) => {
+            let records: Vec<Bytes> = records.into_iter().map(|(record, _)| record).collect();
+            if !records.is_empty() {
+                let client = http_client(clients, &batch.targets, false)?;
+                post(&client, &meta, http, &records).await?;
+            }
+            if http.backup_all {
+                write_object(&batch, &http.s3, batch.records.clone(), delimiter, PartitionKeys::default(), &clients.stores).await?;
+            }
+            http.url.clone()
+        }
+    };
+    // 3. What the function failed: under the error prefix of the destination's bucket.
+    if !processing_failed.is_empty() {
+        write_failed(&batch, meta.destination.bucket(), processing_failed, "processing-failed", attempts, lambda_arn, &clients.stores)
+            .await?;
+    }
+    Ok(written)
 }
 
-/// Records that failed, as Firehose writes them to the backup bucket: one JSON object a line.
-fn failed_records(records: &[Bytes], arrival_ms: u64, failure: &Failure) -> Vec<u8> {
+/// Failed records as Firehose writes them under the error prefix (`error_type` fills
+/// `!{firehose:error-output-type}`): one JSON object a line, with why.
+async fn write_failed(
+    batch: &Batch,
+    s3: &S3Destination,
+    failed: Vec<FailedRecord>,
+    error_type: &str,
+    attempts: u32,
+    lambda_arn: Option<&str>,
+    stores: &Stores,
+) -> Outcome {
+    let key = keys::object_key(&batch.meta, s3, batch.arrival_ms, Some(error_type), &PartitionKeys::default());
+    let (arrival_ms, lambda_arn) = (batch.arrival_ms, lambda_arn.map(str::to_owned));
+    let body = processed(move || failed_records(&failed, arrival_ms, attempts, lambda_arn.as_deref()), s3.compression, &key).await?;
+    put_object(stores, &batch.targets.objects, s3, &key, body).await?;
+    Ok(key)
+}
+
+/// Records that failed, as Firehose writes them to the error prefix: one JSON object a line.
+fn failed_records(failed: &[FailedRecord], arrival_ms: u64, attempts: u32, lambda_arn: Option<&str>) -> Vec<u8> {
     use base64::Engine;
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let mut out = Vec::new();
-    for record in records {
-        let line = serde_json::json!({
-            "attemptsMade": failure.attempts,
+    for record in failed {
+        let mut line = serde_json::json!({
+            "attemptsMade": attempts,
             "arrivalTimestamp": arrival_ms,
-            "errorCode": "HttpEndpoint.DeliveryFailed",
-            "errorMessage": failure.reason,
+            "errorCode": record.code,
+            "errorMessage": record.message,
             "attemptEndingTimestamp": now_ms,
-            "rawData": base64::engine::general_purpose::STANDARD.encode(record),
+            "rawData": base64::engine::general_purpose::STANDARD.encode(&record.data),
         });
+        if let Some(arn) = lambda_arn {
+            line["lambdaArn"] = serde_json::json!(arn);
+        }
         // Writing JSON to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut out, &line);
         out.push(b'\n');
@@ -186,22 +284,23 @@ async fn processed(
         .map_err(|e| format!("compression failed: {e}"))
 }
 
-/// The records as an object in `s3`'s bucket (processed and compressed as it says).
-async fn write_object(batch: &Batch, s3: &crate::catalog::firehose::S3Destination, stores: &Stores) -> Outcome {
-    let key = keys::object_key(&batch.meta, s3, batch.arrival_ms, None);
-    let (records, processors) = (batch.records.clone(), batch.meta.destination.processors().to_vec());
-    let body = processed(move || process::join(&records, &processors), s3.compression, &key).await?;
+/// The records as an object in `s3`'s bucket, each followed by `delimiter`, compressed as it
+/// says, under its prefix evaluated with `partition`'s keys.
+async fn write_object(
+    batch: &Batch,
+    s3: &S3Destination,
+    records: Vec<Bytes>,
+    delimiter: Vec<u8>,
+    partition: PartitionKeys,
+    stores: &Stores,
+) -> Outcome {
+    let key = keys::object_key(&batch.meta, s3, batch.arrival_ms, None, &partition);
+    let body = processed(move || process::join(&records, &delimiter), s3.compression, &key).await?;
     put_object(stores, &batch.targets.objects, s3, &key, body).await?;
     Ok(key)
 }
 
-async fn put_object(
-    stores: &Stores,
-    target: &ObjectTarget,
-    s3: &crate::catalog::firehose::S3Destination,
-    key: &str,
-    body: Vec<u8>,
-) -> Result<(), String> {
+async fn put_object(stores: &Stores, target: &ObjectTarget, s3: &S3Destination, key: &str, body: Vec<u8>) -> Result<(), String> {
     let key = key.to_owned();
     match target {
         ObjectTarget::Local(dir) => {
@@ -242,14 +341,16 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
-fn http_client(clients: &Clients, targets: &Targets) -> Result<reqwest::Client, String> {
-    let key = (targets.allow_private, targets.ca_file.clone());
+/// The HTTP client for `targets` (`operators`: for an endpoint the operator configured, which
+/// may be a private address).
+fn http_client(clients: &Clients, targets: &Targets, operators: bool) -> Result<reqwest::Client, String> {
+    let key = (targets.allow_private || operators, targets.ca_file.clone());
     let mut http = clients.http.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(client) = http.get(&key) {
         return Ok(client.clone());
     }
     let mut builder = reqwest::Client::builder().timeout(HTTP_TIMEOUT).user_agent("Amazon Kinesis Firehose Agent/1.0 (Sluice)");
-    if !targets.allow_private {
+    if !key.0 {
         builder = builder.dns_resolver(PublicOnly);
     }
     if let Some(file) = &targets.ca_file {
@@ -304,7 +405,7 @@ async fn post(client: &reqwest::Client, meta: &DeliveryStreamMeta, http: &HttpDe
 }
 
 /// An error with its causes (reqwest's own message is only the outermost).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -3,29 +3,9 @@
 //! `<stream>-<version>-<YYYY-MM-DD-HH-MM-SS>-<random>` and the compression's extension (or the
 //! configured `FileExtension`). Times are the UTC arrival time of the object's first record.
 
-use crate::catalog::firehose::{parse_prefix, DeliveryStreamMeta, PrefixPart, S3Destination, TimePart};
+pub use crate::catalog::firehose::Utc;
+use crate::catalog::firehose::{parse_prefix, DeliveryStreamMeta, PartitionKeys, PrefixPart, S3Destination, TimePart};
 use crate::catalog::topics::random_uuid;
-
-/// A UTC time's parts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Utc {
-    pub year: u32,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
-}
-
-impl Utc {
-    pub fn of_ms(ms: u64) -> Utc {
-        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-        // "YYYY-MM-DDTHH:MM:SSZ"
-        let text = humantime::format_rfc3339_seconds(time).to_string();
-        let part = |range: std::ops::Range<usize>| text.get(range).and_then(|digits| digits.parse().ok()).unwrap_or(0);
-        Utc { year: part(0..4), month: part(5..7), day: part(8..10), hour: part(11..13), minute: part(14..16), second: part(17..19) }
-    }
-}
 
 fn time_text(parts: &[TimePart], utc: Utc, out: &mut String) {
     use std::fmt::Write;
@@ -45,8 +25,8 @@ fn time_text(parts: &[TimePart], utc: Utc, out: &mut String) {
 }
 
 /// The prefix `prefix` evaluated for an object whose first record arrived at `utc`;
-/// `error_type` fills `!{firehose:error-output-type}`.
-pub fn evaluate_prefix(prefix: &str, utc: Utc, error_type: &str) -> String {
+/// `error_type` fills `!{firehose:error-output-type}`, `keys` the partition keys.
+pub fn evaluate_prefix(prefix: &str, utc: Utc, error_type: &str, keys: &PartitionKeys) -> String {
     // Prefixes are checked when configured; one that no longer parses is used as written.
     let Ok(parts) = parse_prefix(prefix) else { return prefix.to_owned() };
     let mut out = String::with_capacity(prefix.len() + 16);
@@ -65,6 +45,12 @@ pub fn evaluate_prefix(prefix: &str, utc: Utc, error_type: &str) -> String {
             PrefixPart::ErrorOutputType => {
                 expressions = true;
                 out.push_str(error_type);
+            }
+            PrefixPart::PartitionKey { lambda, name } => {
+                expressions = true;
+                let from = if *lambda { &keys.lambda } else { &keys.query };
+                // Records without the key are held back before this (`partitioning-failed`).
+                out.push_str(from.get(name).map_or("", String::as_str));
             }
         }
     }
@@ -89,12 +75,18 @@ pub fn evaluate_prefix(prefix: &str, utc: Utc, error_type: &str) -> String {
 
 /// The key of a delivered object (`error_type` set: under the error output prefix, for
 /// records that failed with that kind of error).
-pub fn object_key(meta: &DeliveryStreamMeta, s3: &S3Destination, arrival_ms: u64, error_type: Option<&str>) -> String {
+pub fn object_key(
+    meta: &DeliveryStreamMeta,
+    s3: &S3Destination,
+    arrival_ms: u64,
+    error_type: Option<&str>,
+    keys: &PartitionKeys,
+) -> String {
     let utc = Utc::of_ms(arrival_ms);
     let mut key = match error_type {
-        None => evaluate_prefix(&s3.prefix, utc, ""),
-        Some(kind) if s3.error_output_prefix.is_empty() => evaluate_prefix(&format!("{kind}/"), utc, kind),
-        Some(kind) => evaluate_prefix(&s3.error_output_prefix, utc, kind),
+        None => evaluate_prefix(&s3.prefix, utc, "", keys),
+        Some(kind) if s3.error_output_prefix.is_empty() => evaluate_prefix(&format!("{kind}/"), utc, kind, keys),
+        Some(kind) => evaluate_prefix(&s3.error_output_prefix, utc, kind, keys),
     };
     let stamp = format!("{:04}-{:02}-{:02}-{:02}-{:02}-{:02}", utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second);
     // A random string of a UUID's form, as Firehose's.
@@ -117,14 +109,17 @@ mod tests {
 
     #[test]
     fn a_prefix_without_expressions_gets_the_hour_folders() {
-        assert_eq!(evaluate_prefix("app/", Utc::of_ms(MS), ""), "app/2026/12/07/13/");
-        assert_eq!(evaluate_prefix("", Utc::of_ms(MS), ""), "2026/12/07/13/");
+        assert_eq!(evaluate_prefix("app/", Utc::of_ms(MS), "", &PartitionKeys::default()), "app/2026/12/07/13/");
+        assert_eq!(evaluate_prefix("", Utc::of_ms(MS), "", &PartitionKeys::default()), "2026/12/07/13/");
     }
 
     #[test]
     fn expressions_are_evaluated_and_replace_the_hour_folders() {
         let prefix = "logs/year=!{timestamp:yyyy}/month=!{timestamp:MM}/!{timestamp:'day='dd}/";
-        assert_eq!(evaluate_prefix(prefix, Utc::of_ms(MS), ""), "logs/year=2026/month=12/day=07/");
-        assert_eq!(evaluate_prefix("err/!{firehose:error-output-type}/", Utc::of_ms(MS), "processing-failed"), "err/processing-failed/");
+        assert_eq!(evaluate_prefix(prefix, Utc::of_ms(MS), "", &PartitionKeys::default()), "logs/year=2026/month=12/day=07/");
+        assert_eq!(
+            evaluate_prefix("err/!{firehose:error-output-type}/", Utc::of_ms(MS), "processing-failed", &PartitionKeys::default()),
+            "err/processing-failed/"
+        );
     }
 }

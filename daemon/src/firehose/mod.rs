@@ -1,6 +1,7 @@
 //! Firehose delivery streams: records put into a delivery stream are kept durably on the core
-//! that took them (`store`), buffered by size and time, processed and compressed
-//! (`process`), and written as objects named as Firehose names them (`keys`) to their
+//! that took them (`store`), buffered by size and time, transformed by a function called as
+//! Firehose calls Lambda (`transform`), partitioned, delimited and compressed (`process`), and
+//! written as objects named as Firehose names them (`keys`) to their
 //! destination by the delivery thread (`deliver`); `service` runs the Firehose operations and
 //! each buffer's delivery loop against `FirehoseHost`.
 //!
@@ -13,6 +14,7 @@ pub mod keys;
 pub mod process;
 pub mod service;
 pub mod store;
+pub mod transform;
 
 use crate::engine::Host;
 use store::FirehoseStore;

@@ -6,15 +6,16 @@ use std::io::Write;
 
 use bytes::Bytes;
 
-use crate::catalog::firehose::{Compression, Processor};
+use std::collections::BTreeMap;
+
+use crate::catalog::firehose::{parse_prefix, Compression, PartitionKeys, PrefixPart, Processor};
+use crate::catalog::jq::Query;
 
 /// Bytes Hadoop's block compressor takes at a time (its default buffer size).
 const HADOOP_BLOCK: usize = 256 * 1024;
 
-/// The records of a batch one after the other, each followed by the delimiter when the
-/// processors in force (`Destination::processors`) append one.
-pub fn join(records: &[Bytes], processors: &[Processor]) -> Vec<u8> {
-    let delimiter = delimiter(processors);
+/// The records of a batch one after the other, each followed by `delimiter`.
+pub fn join(records: &[Bytes], delimiter: &[u8]) -> Vec<u8> {
     let size = records.iter().map(|record| record.len() + delimiter.len()).sum();
     let mut out = Vec::with_capacity(size);
     for record in records {
@@ -26,10 +27,13 @@ pub fn join(records: &[Bytes], processors: &[Processor]) -> Vec<u8> {
 
 /// The delimiter the processors in force append to each record (none: empty).
 pub fn delimiter(processors: &[Processor]) -> &[u8] {
-    match processors.first() {
-        Some(Processor::AppendDelimiterToRecord { delimiter }) => delimiter,
-        _ => &[],
-    }
+    processors
+        .iter()
+        .find_map(|processor| match processor {
+            Processor::AppendDelimiterToRecord { delimiter } => Some(delimiter.as_slice()),
+            _ => None,
+        })
+        .unwrap_or(&[])
 }
 
 /// The body of Firehose's HTTP endpoint delivery request, written straight out (no JSON tree
@@ -60,6 +64,76 @@ pub fn http_body(records: &[Bytes], delimiter: &[u8], request_id: &str, timestam
     }
     body.push_str("]}");
     body.into_bytes()
+}
+
+/// Records grouped by their partition keys, and those that have none to give.
+pub struct Partitioned {
+    pub groups: BTreeMap<PartitionKeys, Vec<Bytes>>,
+    pub failed: Vec<(Bytes, String)>,
+}
+
+/// Longest partition key value.
+const KEY_VALUE_MAX: usize = 512;
+
+/// Groups records by the partition keys `prefix` uses: those `query` takes from each (JSON)
+/// record, and those the transformation function gave it. A record that is not JSON, lacks a
+/// key, or has a value that cannot be part of an object key (empty, `.` or `..`, a slash,
+/// a control character, longer than 512 bytes) fails.
+pub fn partition(records: Vec<(Bytes, BTreeMap<String, String>)>, query: Option<&Query>, prefix: &str) -> Partitioned {
+    let used: Vec<(bool, String)> = parse_prefix(prefix)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|part| match part {
+            PrefixPart::PartitionKey { lambda, name } => Some((lambda, name)),
+            _ => None,
+        })
+        .collect();
+    let needs_query = used.iter().any(|(lambda, _)| !lambda);
+    let mut out = Partitioned { groups: BTreeMap::new(), failed: Vec::new() };
+    for (record, from_lambda) in records {
+        match keys_of(&record, from_lambda, query.filter(|_| needs_query), &used) {
+            Ok(keys) => out.groups.entry(keys).or_default().push(record),
+            Err(why) => out.failed.push((record, why)),
+        }
+    }
+    out
+}
+
+fn keys_of(
+    record: &[u8],
+    mut from_lambda: BTreeMap<String, String>,
+    query: Option<&Query>,
+    used: &[(bool, String)],
+) -> Result<PartitionKeys, String> {
+    let mut keys = PartitionKeys::default();
+    // Only the keys the prefix uses are evaluated: one it does not use cannot fail a record.
+    let parsed = match query {
+        Some(_) => Some(serde_json::from_slice::<serde_json::Value>(record).map_err(|e| format!("the record is not JSON: {e}"))?),
+        None => None,
+    };
+    for (lambda, name) in used {
+        let value = match (lambda, query.zip(parsed.as_ref())) {
+            (true, _) => from_lambda.remove(name).ok_or_else(|| format!("the function gave no partition key {name}"))?,
+            (false, Some((query, parsed))) => {
+                query.evaluate_key(name, parsed).unwrap_or_else(|| Err(format!("the query names no partition key {name}")))?
+            }
+            (false, None) => return Err(format!("no query gives the partition key {name}")),
+        };
+        if value.is_empty()
+            || value == "."
+            || value == ".."
+            || value.len() > KEY_VALUE_MAX
+            || value.contains(['/', '\\'])
+            || value.chars().any(char::is_control)
+        {
+            return Err(format!("partition key {name}'s value {value:?} cannot be part of an object key (empty, . or .., a slash, a control character, or longer than {KEY_VALUE_MAX} bytes)"));
+        }
+        match lambda {
+            true => keys.lambda.insert(name.clone(), value),
+            false => keys.query.insert(name.clone(), value),
+        };
+    }
+    Ok(keys)
 }
 
 /// `data` compressed as `compression`; `entry` names the file inside a ZIP archive.
@@ -107,6 +181,36 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+
+    #[test]
+    fn records_are_grouped_by_the_keys_the_prefix_uses_and_those_without_fail() {
+        let query = crate::catalog::jq::parse("{customer: .c, unused: .u}").unwrap();
+        let records: Vec<(Bytes, BTreeMap<String, String>)> = [
+            (r#"{"c":"a","u":1}"#, Some("x")),
+            (r#"{"c":"b","u":2}"#, Some("x")),
+            (r#"{"c":"a","u":3}"#, Some("x")),
+            (r#"{"c":"../etc"}"#, Some("x")),
+            (r#"not json"#, Some("x")),
+            (r#"{"c":"a"}"#, None),
+        ]
+        .into_iter()
+        .map(|(text, region)| {
+            let keys = region.map(|region| BTreeMap::from([("region".to_owned(), region.to_owned())])).unwrap_or_default();
+            (Bytes::from(text), keys)
+        })
+        .collect();
+        let out = partition(records, Some(&query), "!{partitionKeyFromQuery:customer}/!{partitionKeyFromLambda:region}/");
+        let sizes: Vec<(String, usize)> =
+            out.groups.iter().map(|(keys, records)| (keys.query["customer"].clone(), records.len())).collect();
+        assert_eq!(sizes, [("a".to_owned(), 2), ("b".to_owned(), 1)]);
+        assert!(out.groups.keys().all(|keys| keys.lambda["region"] == "x" && !keys.query.contains_key("unused")));
+        let why: Vec<&str> = out.failed.iter().map(|(_, why)| why.as_str()).collect();
+        assert_eq!(why.len(), 3);
+        assert!(
+            why[0].contains("cannot be part of an object key") && why[1].contains("not JSON") && why[2].contains("no partition key region"),
+            "{why:?}"
+        );
+    }
 
     fn roundtrip(compression: Compression) -> Vec<u8> {
         let data: Vec<u8> = (0..700_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();

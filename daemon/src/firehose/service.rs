@@ -56,7 +56,12 @@ pub fn targets(host: &impl FirehoseHost) -> Targets {
         },
         None => ObjectTarget::Local(config.firehose_local_dir()),
     };
-    Targets { objects, allow_private: config.http_endpoints_allow_private, ca_file: config.https_ca_file.clone() }
+    Targets {
+        objects,
+        allow_private: config.http_endpoints_allow_private,
+        ca_file: config.https_ca_file.clone(),
+        lambda_endpoint: config.firehose_lambda_endpoint.clone(),
+    }
 }
 
 /// Refuses an HTTP endpoint this server would not deliver to: `http://` and loopback or
@@ -67,7 +72,30 @@ fn check_endpoint(host: &impl FirehoseHost, configuration: &str) -> Result<(), O
     let urls = ["HttpEndpointDestinationConfiguration", "HttpEndpointDestinationUpdate"]
         .iter()
         .filter_map(|key| request.get(key)?.get("EndpointConfiguration")?.get("Url")?.as_str());
-    for url in urls {
+    // Transformation functions: URLs are checked as endpoints are; ARNs need a Lambda endpoint.
+    let mut functions = Vec::new();
+    for destination in request.as_object().into_iter().flat_map(|map| map.values()) {
+        let processors = destination.get("ProcessingConfiguration").and_then(|config| config.get("Processors"));
+        for processor in processors.and_then(serde_json::Value::as_array).into_iter().flatten() {
+            let parameters = processor.get("Parameters").and_then(serde_json::Value::as_array).into_iter().flatten();
+            for parameter in
+                parameters.filter(|parameter| parameter.get("ParameterName").and_then(|name| name.as_str()) == Some("LambdaArn"))
+            {
+                if let Some(function) = parameter.get("ParameterValue").and_then(serde_json::Value::as_str) {
+                    functions.push(function);
+                }
+            }
+        }
+    }
+    if let Some(arn) = functions.iter().find(|function| function.starts_with("arn:")) {
+        if host.config().firehose_lambda_endpoint.is_none() {
+            return Err(invalid(format!(
+                "LambdaArn {arn:?}: this server invokes functions by ARN only through a Lambda API endpoint (start sluiced with --firehose-lambda-endpoint), or give the function's http(s) URL as LambdaArn."
+            )));
+        }
+    }
+    let function_urls = functions.into_iter().filter(|function| !function.starts_with("arn:"));
+    for url in urls.chain(function_urls) {
         if host.config().http_endpoints_allow_private {
             continue;
         }

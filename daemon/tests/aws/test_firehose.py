@@ -5,8 +5,12 @@ The harness (daemon/tests/aws_clients.rs) picks a port for moto_server, starts s
 SLUICE_MOTO_PORT; this module runs moto itself, so it can stop it for an outage and start it
 again. Objects are found by listing the bucket and read back with boto3's S3 client.
 """
+import base64
 import gzip
+import http.server
+import json
 import os
+import threading
 import signal
 import socket
 import subprocess
@@ -20,8 +24,47 @@ from common import Expect, aws, client, unique
 MOTO = os.environ["SLUICE_MOTO_SERVER"]
 MOTO_PORT = int(os.environ["SLUICE_MOTO_PORT"])
 MOTO_URL = f"http://127.0.0.1:{MOTO_PORT}"
+LAMBDA_PORT = int(os.environ["SLUICE_LAMBDA_PORT"])
 DEADLINE_SECONDS = 90
 ROLE = "arn:aws:iam::000000000000:role/firehose"
+
+
+def enrich(event, context):
+    """A Firehose transformation function as written for AWS Lambda: marks each record, drops
+    those with "drop": true, and gives each record's kind as a partition key."""
+    output = []
+    for record in event["records"]:
+        payload = json.loads(base64.b64decode(record["data"]))
+        if payload.get("drop"):
+            output.append({"recordId": record["recordId"], "result": "Dropped"})
+            continue
+        payload["processed"] = True
+        output.append({
+            "recordId": record["recordId"],
+            "result": "Ok",
+            "data": base64.b64encode(json.dumps(payload).encode()).decode(),
+            "metadata": {"partitionKeys": {"kind": payload["kind"]}},
+        })
+    return {"records": output}
+
+
+class LambdaApi(http.server.BaseHTTPRequestHandler):
+    """The Lambda API's Invoke, as the Runtime Interface Emulator serves a function's code."""
+    protocol_version = "HTTP/1.1"
+    invoked = []
+
+    def do_POST(self):
+        event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        LambdaApi.invoked.append(self.path)
+        answer = json.dumps(enrich(event, None)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
 
 
 def start_moto():
@@ -55,6 +98,16 @@ def records_in(bucket, prefix=""):
             body = store.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
             lines.extend(gzip.decompress(body).decode().splitlines())
     return lines, keys
+
+
+def lines_by_key(bucket, prefix):
+    """Each record delivered under `prefix` in `bucket` (GZIP objects), with its object's key."""
+    store, found = s3(), []
+    for page in store.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            body = store.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            found.extend((line, item["Key"]) for line in gzip.decompress(body).decode().splitlines())
+    return found
 
 
 def until_delivered(bucket, expected):
@@ -184,6 +237,61 @@ class Firehose(unittest.TestCase):
         s3().create_bucket(Bucket=bucket)
         lines, _ = until_delivered(bucket, during)
         self.assertEqual(sorted(set(lines) & set(during)), sorted(during))
+
+    def test_a_lambda_function_and_dynamic_partitioning_through_boto3(self):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", LAMBDA_PORT), LambdaApi)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            bucket, backup, name = self.bucket(), self.bucket(), unique("partitioned")
+            destination = configuration(bucket, interval=1, prefix="customer=!{partitionKeyFromQuery:customer}/kind=!{partitionKeyFromLambda:kind}/")
+            destination.update({
+                "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+                "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 1},
+                "DynamicPartitioningConfiguration": {"Enabled": True, "RetryOptions": {"DurationInSeconds": 60}},
+                "S3BackupMode": "Enabled",
+                "S3BackupConfiguration": {"RoleARN": ROLE, "BucketARN": f"arn:aws:s3:::{backup}", "CompressionFormat": "GZIP"},
+            })
+            destination["ProcessingConfiguration"]["Processors"] = [
+                {"Type": "Lambda", "Parameters": [
+                    {"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:000000000000:function:enrich:$LATEST"}]},
+                {"Type": "MetadataExtraction", "Parameters": [
+                    {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{customer:.customer.id}"},
+                    {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+                {"Type": "AppendDelimiterToRecord", "Parameters": []},
+            ]
+            self.firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=destination)
+            described = self.firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+            extended = described["Destinations"][0]["ExtendedS3DestinationDescription"]
+            self.assertEqual(extended["DynamicPartitioningConfiguration"], {"Enabled": True, "RetryOptions": {"DurationInSeconds": 60}})
+            self.assertEqual(extended["S3BackupMode"], "Enabled")
+            self.assertEqual(extended["S3BackupDescription"]["BucketARN"], f"arn:aws:s3:::{backup}")
+
+            sent = [{"i": i, "customer": {"id": f"c{i % 2}"}, "kind": f"k{i % 3}", "drop": i % 7 == 0} for i in range(200)]
+            texts = [json.dumps(record) for record in sent]
+            answer = self.firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": text.encode()} for text in texts])
+            self.assertEqual(answer["FailedPutCount"], 0)
+            # Every source record in the backup bucket, as it was sent.
+            until_delivered(backup, texts)
+            kept = [record for record in sent if not record["drop"]]
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while True:
+                delivered = {json.loads(line)["i"]: (line, key) for line, key in lines_by_key(bucket, "customer=")}
+                if len(delivered) >= len(kept):
+                    break
+                self.assertLess(time.monotonic(), deadline, f"{len(delivered)} of {len(kept)} transformed records delivered")
+                time.sleep(0.3)
+            for record in sent:
+                if record["drop"]:
+                    self.assertNotIn(record["i"], delivered, "the function dropped it")
+                    continue
+                line, key = delivered[record["i"]]
+                self.assertTrue(json.loads(line)["processed"], line)
+                self.assertTrue(key.startswith(f"customer={record['customer']['id']}/kind={record['kind']}/{name}-1-"), key)
+            self.assertTrue(LambdaApi.invoked)
+            self.assertTrue(all(path == "/2015-03-31/functions/enrich/invocations?Qualifier=$LATEST" for path in LambdaApi.invoked), LambdaApi.invoked)
+            self.firehose.delete_delivery_stream(DeliveryStreamName=name)
+        finally:
+            server.shutdown()
 
     def test_firehoses_errors(self):
         name = unique("errors")
