@@ -560,3 +560,72 @@ fn all_data_backup_writes_every_record_to_the_bucket_too_and_private_endpoints_n
     let loopback = http_configuration("https://127.0.0.1:9/", 60, "AllData", false);
     assert_code(c.run(c.client().create_delivery_stream("x", &loopback, vec![])), ErrorCode::InvalidArgument);
 }
+
+#[test]
+fn sns_firehose_subscriptions_put_every_notification_into_the_delivery_stream_through_kill_9() {
+    let mut setup = start(&[]);
+    let c = setup.daemon.client();
+    // Two delivery streams, newline-delimited, delivered at once: one for raw messages, one for
+    // SNS's JSON envelopes.
+    let raw_stream = c.run(c.client().create_delivery_stream("raw", &configuration("logs", "GZIP", 0), vec![])).unwrap();
+    let enveloped = c.run(c.client().create_delivery_stream("wrapped", &configuration("wrapped", "GZIP", 0), vec![])).unwrap();
+    let topic = c.run(c.client().create_topic("events", vec![], vec![])).unwrap();
+    let role = kv("SubscriptionRoleArn", "arn:aws:iam::000000000000:role/sns-firehose");
+    // A firehose subscription needs its role, and a delivery stream's ARN.
+    assert_code(c.run(c.client().subscribe(&topic, "firehose", &raw_stream, vec![])), ErrorCode::InvalidParameter);
+    assert_code(
+        c.run(c.client().subscribe(&topic, "firehose", "arn:aws:firehose:us-east-1:000000000000:nope/x", vec![role.clone()])),
+        ErrorCode::InvalidParameter,
+    );
+    c.run(c.client().subscribe(&topic, "firehose", &raw_stream, vec![role.clone(), kv("RawMessageDelivery", "true")])).unwrap();
+    c.run(c.client().subscribe(&topic, "firehose", &enveloped, vec![role])).unwrap();
+
+    let mut published = Vec::new();
+    for round in 0..3 {
+        for shard in 0..2 {
+            let c = setup.daemon.client_on_shard(shard);
+            for i in 0..150 {
+                let message = format!("m{round}-{shard}-{i:03}");
+                c.run(c.client().publish(&topic, message.clone())).unwrap();
+                published.push(message);
+            }
+        }
+        // Stops with notifications on their way: kill -9, then a clean stop with none published between.
+        if round == 0 {
+            setup.daemon.kill();
+            setup.daemon.restart();
+        } else if round == 1 {
+            assert!(setup.daemon.terminate().success());
+            setup.daemon.restart();
+        }
+    }
+    let raw = wait_for_all(&setup.bucket_dir, &published);
+    assert_eq!(raw.len(), published.len(), "raw delivery: each record is the message itself");
+    let wrapped_dir = setup.bucket_dir.parent().unwrap().join("wrapped");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let envelopes: Vec<serde_json::Value> = delivered(&wrapped_dir).keys().map(|line| serde_json::from_str(line).unwrap()).collect();
+        let messages: std::collections::BTreeSet<&str> = envelopes.iter().filter_map(|envelope| envelope["Message"].as_str()).collect();
+        if published.iter().all(|message| messages.contains(message.as_str())) {
+            assert!(envelopes.iter().all(|envelope| envelope["Type"] == "Notification" && envelope["TopicArn"] == topic.as_str()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} of {} notifications in the wrapped stream", messages.len(), published.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Shards report their counters now and then: the deliveries since the last start show.
+    let addr = setup.daemon.http_addr.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = metrics(addr);
+        let count = text
+            .lines()
+            .find(|line| line.starts_with("sluice_topic_deliveries_total{") && line.contains("protocol=\"firehose\""))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok());
+        if count.is_some_and(|count| count > 0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no firehose deliveries counted: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -9,9 +9,9 @@ use super::topics::SubscriptionMeta;
 use super::DELIVERY_QUEUE_PREFIX;
 
 impl SubscriptionMeta {
-    /// The hidden queue that holds this subscription's deliveries (HTTP subscriptions only).
+    /// The hidden queue that holds this subscription's deliveries (HTTP/S and Firehose subscriptions).
     pub fn delivery_queue(&self) -> Option<String> {
-        if !self.protocol.starts_with("http") {
+        if !self.protocol.starts_with("http") && self.protocol != "firehose" {
             return None;
         }
         let id = self.arn.rsplit(':').next()?;
@@ -59,6 +59,21 @@ fn invalid_policy(reason: impl std::fmt::Display) -> OpError {
 }
 
 impl RetryPolicy {
+    /// SNS's policy for the endpoints AWS runs (Lambda, SQS, Firehose): 3 tries at once, 2 a
+    /// second apart, 10 backing off from 1 to 20 seconds, then 100,000 20 seconds apart — 23
+    /// days in all.
+    pub fn aws_managed() -> RetryPolicy {
+        RetryPolicy {
+            min_delay_s: 1,
+            max_delay_s: 20,
+            num_retries: 100_015,
+            num_no_delay_retries: 3,
+            num_min_delay_retries: 2,
+            num_max_delay_retries: 100_000,
+            backoff: Backoff::Exponential,
+        }
+    }
+
     /// Reads `healthyRetryPolicy` from a subscription's policy, or `http.defaultHealthyRetryPolicy`
     /// from a topic's; SNS's bounds are checked.
     pub fn parse(policy: &Value) -> Result<Option<RetryPolicy>, OpError> {

@@ -545,9 +545,18 @@ fn check_endpoint(naming: &Naming, protocol: &str, endpoint: &str, fifo: bool) -
         }
         "http" | "https" if super::delivery::valid_endpoint(protocol, endpoint) => Ok(()),
         "http" | "https" => Err(invalid(format!("Invalid parameter: Endpoint: {endpoint:?} is not an {protocol}:// URL"))),
-        "email" | "email-json" | "sms" | "application" | "lambda" | "firehose" => {
-            Err(invalid(format!("Invalid parameter: Protocol: {protocol} is not supported by this server (sqs, http and https are)")))
+        "firehose" => {
+            let prefix = format!("arn:aws:firehose:{}:{}:deliverystream/", naming.region, naming.account_id);
+            match endpoint.strip_prefix(&prefix) {
+                Some(name) if super::firehose::valid_name(name) => Ok(()),
+                _ => Err(invalid(format!(
+                    "Invalid parameter: Endpoint: {endpoint:?} is not the ARN of a delivery stream of this server ({prefix}NAME)"
+                ))),
+            }
         }
+        "email" | "email-json" | "sms" | "application" | "lambda" => Err(invalid(format!(
+            "Invalid parameter: Protocol: {protocol} is not supported by this server (sqs, http, https and firehose are)"
+        ))),
         other => Err(invalid(format!("Invalid parameter: Amazon SNS does not support this protocol string: {other}"))),
     }
 }
@@ -606,6 +615,11 @@ fn compile_subscription(
         }
         None => None,
     };
+    // SNS needs a role to put into a delivery stream; it is kept, and access is decided by
+    // this server's own policies.
+    if protocol == "firehose" && attributes.get("SubscriptionRoleArn").is_none_or(|role| role.is_empty()) {
+        return Err(bad("SubscriptionRoleArn", "is required for a firehose subscription"));
+    }
     if let Some(policy) = attributes.get("DeliveryPolicy") {
         if !protocol.starts_with("http") {
             return Err(bad("DeliveryPolicy", "only HTTP/S subscriptions take a delivery policy"));

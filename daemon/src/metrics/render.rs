@@ -216,13 +216,13 @@ fn topics(f: &mut Families, totals: &Totals<'_>, snapshot: &Snapshot) {
         let labels = || vec![label("topic", name), label("protocol", protocol)];
         f.add(
             "sluice_topic_deliveries",
-            "Notifications delivered: to SQS queues (a feed's readers as the message enters their feed), and HTTP/S POSTs answered 2xx (NumberOfNotificationsDelivered).",
+            "Notifications delivered: to SQS queues (a feed's readers as the message enters their feed), HTTP/S POSTs answered 2xx, and records put into Firehose delivery streams (NumberOfNotificationsDelivered).",
             labels(),
             Value::Counter(c.delivered),
         );
         f.add(
             "sluice_topic_delivery_retries",
-            "HTTP/S delivery attempts that failed and will be retried.",
+            "HTTP/S and Firehose delivery attempts that failed and will be retried.",
             labels(),
             Value::Counter(c.retried),
         );

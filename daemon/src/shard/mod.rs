@@ -620,6 +620,10 @@ impl TopicHost for Shard {
             other => Err(mismatch("a topic call", &other)),
         }
     }
+    async fn put_firehose(self: &Rc<Self>, name: &str, record: bytes::Bytes) -> Result<(), OpError> {
+        let op = Op::PutFirehoseRecords { name: name.to_owned(), records: vec![record], batch: false };
+        crate::firehose::service::handle_op(self, op).await.map(|_| ())
+    }
 }
 
 impl FirehoseHost for Shard {

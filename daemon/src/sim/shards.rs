@@ -188,6 +188,10 @@ impl TopicHost for SimShard {
         self.env.sleep(cluster.delay()).await;
         Ok(answer)
     }
+    async fn put_firehose(self: &Rc<Self>, name: &str, record: bytes::Bytes) -> Result<(), OpError> {
+        let op = sluice_protocol::Op::PutFirehoseRecords { name: name.to_owned(), records: vec![record], batch: false };
+        crate::firehose::service::handle_op(self, op).await.map(|_| ())
+    }
 }
 
 impl crate::firehose::FirehoseHost for SimShard {

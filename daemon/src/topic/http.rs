@@ -248,7 +248,10 @@ pub async fn http_deliveries<H: TopicHost>(host: Rc<H>) {
                             continue;
                         }
                     };
-                let policy = effective_policy(subscription, topic.attributes.get("DeliveryPolicy").map(String::as_str));
+                let policy = match subscription.protocol.as_str() {
+                    "firehose" => RetryPolicy::aws_managed(),
+                    _ => effective_policy(subscription, topic.attributes.get("DeliveryPolicy").map(String::as_str)),
+                };
                 for delivery in deliveries {
                     let Ok(permit) = posts.clone().acquire_static_permit(1).await else { return };
                     let shard = host.clone();
@@ -300,17 +303,28 @@ async fn deliver<H: TopicHost>(host: &Rc<H>, subscription: &SubscriptionMeta, qu
     }
     let allow_private = host.config().http_endpoints_allow_private;
     let body = signed(host.config(), subscription.raw && message_type == "Notification", &delivery.payload.body).await;
-    let outcome = match post(&host.topics().tls, allow_private, &subscription.endpoint, &headers, &body).await {
-        Ok(status) if (200..300).contains(&status) => Ok(()),
-        Ok(status) => Err(format!("the endpoint answered HTTP {status}")),
-        Err(error) => Err(error),
+    let outcome = match subscription.protocol.as_str() {
+        // A delivery stream of this server: the notification is one record, put on this shard.
+        "firehose" => {
+            let name = crate::catalog::firehose::name_of(&subscription.endpoint);
+            host.put_firehose(name, body).await.map_err(|error| format!("the delivery stream refused it: {}", error.message))
+        }
+        _ => match post(&host.topics().tls, allow_private, &subscription.endpoint, &headers, &body).await {
+            Ok(status) if (200..300).contains(&status) => Ok(()),
+            Ok(status) => Err(format!("the endpoint answered HTTP {status}")),
+            Err(error) => Err(error),
+        },
     };
     let message = (delivery.seq, delivery.message_id as u64);
     let attempt = delivery.receive_count;
     // Notifications only (a subscription confirmation is no delivery of a message).
     if message_type == "Notification" {
         let topic = subscription.topic_arn.rsplit(':').next().unwrap_or_default();
-        let protocol = if subscription.protocol == "https" { "https" } else { "http" };
+        let protocol = match subscription.protocol.as_str() {
+            "https" => "https",
+            "firehose" => "firehose",
+            _ => "http",
+        };
         host.metrics().delivery(topic, protocol, |counted| match &outcome {
             Ok(()) => counted.delivered += 1,
             Err(_) if attempt < policy.attempts() => counted.retried += 1,

@@ -51,6 +51,9 @@ pub trait TopicHost: QueueHost {
     fn topics(&self) -> &Topics;
     /// Runs `call` on shard `shard`'s topic engine (this one's, if it is this shard).
     async fn call_topic(self: &Rc<Self>, shard: usize, call: TopicCall) -> Result<TopicAnswer, OpError>;
+    /// Puts `record` into delivery stream `name` on this shard (a `firehose` subscription's
+    /// delivery); answers once it is durable there.
+    async fn put_firehose(self: &Rc<Self>, name: &str, record: bytes::Bytes) -> Result<(), OpError>;
 }
 
 /// Calls shard `shard` with `request` and returns its reply.

@@ -293,6 +293,25 @@ class Firehose(unittest.TestCase):
         finally:
             server.shutdown()
 
+    def test_an_sns_topic_delivers_into_a_delivery_stream(self):
+        bucket, name = self.bucket(), unique("from-sns")
+        arn = self.firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=configuration(bucket))["DeliveryStreamARN"]
+        sns = client("sns")
+        topic = sns.create_topic(Name=unique("to-firehose"))["TopicArn"]
+        with Expect(self, "InvalidParameter", 400):
+            sns.subscribe(TopicArn=topic, Protocol="firehose", Endpoint=arn)  # no SubscriptionRoleArn
+        subscription = sns.subscribe(TopicArn=topic, Protocol="firehose", Endpoint=arn, ReturnSubscriptionArn=True, Attributes={
+            "SubscriptionRoleArn": "arn:aws:iam::000000000000:role/sns-firehose", "RawMessageDelivery": "true"})["SubscriptionArn"]
+        attributes = sns.get_subscription_attributes(SubscriptionArn=subscription)["Attributes"]
+        self.assertEqual((attributes["Protocol"], attributes["Endpoint"], attributes["PendingConfirmation"]), ("firehose", arn, "false"))
+        messages = [f"notice-{i}" for i in range(30)]
+        for message in messages:
+            sns.publish(TopicArn=topic, Message=message)
+        lines, _ = until_delivered(bucket, messages)
+        self.assertEqual(sorted(lines), sorted(messages))
+        sns.delete_topic(TopicArn=topic)
+        self.firehose.delete_delivery_stream(DeliveryStreamName=name)
+
     def test_firehoses_errors(self):
         name = unique("errors")
         with Expect(self, "ResourceNotFoundException", 400):
