@@ -207,10 +207,91 @@ pub struct HttpDestination {
     pub kept: Map<String, Value>,
 }
 
+/// Which search service a destination was configured as (the API has one configuration for
+/// each; both take the same `_bulk` requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchService {
+    OpenSearch,
+    Elasticsearch,
+}
+
+impl SearchService {
+    /// The configuration's key (`…DestinationConfiguration`, `…DestinationUpdate`,
+    /// `…DestinationDescription` after it).
+    pub fn key(self) -> &'static str {
+        match self {
+            SearchService::OpenSearch => "AmazonopensearchserviceDestination",
+            SearchService::Elasticsearch => "ElasticsearchDestination",
+        }
+    }
+
+    /// `!{firehose:error-output-type}` of documents the cluster refused.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            SearchService::OpenSearch => "AmazonOpenSearchService-failed",
+            SearchService::Elasticsearch => "elasticsearch-failed",
+        }
+    }
+}
+
+/// How often a search destination starts a new index (a suffix of the arrival time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    NoRotation,
+    OneHour,
+    OneDay,
+    OneWeek,
+    OneMonth,
+}
+
+impl Rotation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rotation::NoRotation => "NoRotation",
+            Rotation::OneHour => "OneHour",
+            Rotation::OneDay => "OneDay",
+            Rotation::OneWeek => "OneWeek",
+            Rotation::OneMonth => "OneMonth",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Rotation> {
+        [Rotation::NoRotation, Rotation::OneHour, Rotation::OneDay, Rotation::OneWeek, Rotation::OneMonth]
+            .into_iter()
+            .find(|rotation| rotation.name() == text)
+    }
+}
+
+/// An OpenSearch or Elasticsearch destination: documents indexed through the cluster's `_bulk`
+/// API; those it refuses for the retry duration go to the backup bucket (`s3`), as does
+/// everything with `S3BackupMode` `AllDocuments`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchDestination {
+    pub service: SearchService,
+    /// The cluster's URL (`ClusterEndpoint`).
+    pub endpoint: String,
+    pub index: String,
+    /// `TypeName` (Elasticsearch 6 and before); empty: none.
+    pub type_name: String,
+    pub rotation: Rotation,
+    pub buffering: Buffering,
+    pub retry_s: u32,
+    pub backup_all: bool,
+    /// `DocumentIdOptions.DefaultDocumentIdFormat` `FIREHOSE_DEFAULT`: each document's id is its
+    /// record id (a retry replaces, never duplicates); `NO_DOCUMENT_ID`: the cluster picks.
+    pub document_ids: bool,
+    pub role_arn: String,
+    pub processing_enabled: bool,
+    pub processors: Vec<Processor>,
+    pub s3: S3Destination,
+    pub kept: Map<String, Value>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Destination {
     S3(S3Destination),
     Http(HttpDestination),
+    Search(SearchDestination),
 }
 
 impl Destination {
@@ -218,6 +299,7 @@ impl Destination {
         match self {
             Destination::S3(s3) => s3.buffering,
             Destination::Http(http) => http.buffering,
+            Destination::Search(search) => search.buffering,
         }
     }
 
@@ -226,14 +308,16 @@ impl Destination {
         match self {
             Destination::S3(s3) => s3,
             Destination::Http(http) => &http.s3,
+            Destination::Search(search) => &search.s3,
         }
     }
 
     /// How long failures are tried again before the records go to the backup bucket (`None`:
-    /// for as long as it takes — the destination is the bucket itself).
+    /// for as long as it takes — the destination is the bucket itself — or the delivery
+    /// retries them itself: a search cluster refuses documents one by one).
     pub fn retry_ms(&self) -> Option<u64> {
         match self {
-            Destination::S3(_) => None,
+            Destination::S3(_) | Destination::Search(_) => None,
             Destination::Http(http) => Some(u64::from(http.retry_s) * 1000),
         }
     }
@@ -243,6 +327,7 @@ impl Destination {
         let (enabled, processors) = match self {
             Destination::S3(s3) => (s3.processing_enabled, &s3.processors),
             Destination::Http(http) => (http.processing_enabled, &http.processors),
+            Destination::Search(search) => (search.processing_enabled, &search.processors),
         };
         if enabled {
             processors
@@ -955,13 +1040,144 @@ fn http_destination(config: &Value, base: Option<&HttpDestination>) -> Result<Ht
     })
 }
 
+/// An OpenSearch or Elasticsearch destination from its configuration (or its update over `base`).
+fn search_destination(config: &Value, service: SearchService, base: Option<&SearchDestination>) -> Result<SearchDestination, OpError> {
+    let at = format!("{}{}", service.key(), if base.is_some() { "Update" } else { "Configuration" });
+    let at = at.as_str();
+    let fields = Fields::of(config, at)?;
+    const KNOWN: &[&str] = &[
+        "RoleARN",
+        "DomainARN",
+        "ClusterEndpoint",
+        "IndexName",
+        "TypeName",
+        "IndexRotationPeriod",
+        "BufferingHints",
+        "RetryOptions",
+        "S3BackupMode",
+        "S3Configuration",
+        "S3Update",
+        "ProcessingConfiguration",
+        "CloudWatchLoggingOptions",
+        "DocumentIdOptions",
+    ];
+    if let Some(unknown) = fields.map.keys().find(|key| !KNOWN.contains(&key.as_str())) {
+        return Err(invalid(format!("{at}.{unknown} is not supported by this server (it would be ignored, so it is refused).")));
+    }
+    if fields.string("DomainARN")?.is_some() {
+        return Err(invalid(format!(
+            "{at}.DomainARN names an AWS domain, which this server cannot reach: give ClusterEndpoint, the cluster's http(s) URL."
+        )));
+    }
+    let endpoint = match (fields.string("ClusterEndpoint")?, base) {
+        (Some(url), _) => {
+            let parsed = url::Url::parse(url).map_err(|e| invalid(format!("{at}.ClusterEndpoint {url:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() || url.len() > 512 {
+                return Err(invalid(format!("{at}.ClusterEndpoint {url:?} must be an https:// URL of at most 512 characters.")));
+            }
+            url.trim_end_matches('/').to_owned()
+        }
+        (None, Some(base)) => base.endpoint.clone(),
+        (None, None) => return Err(invalid(format!("{at}.ClusterEndpoint is required."))),
+    };
+    let index = match (fields.string("IndexName")?, base) {
+        (Some(index), _) => index.to_owned(),
+        (None, Some(base)) => base.index.clone(),
+        (None, None) => return Err(invalid(format!("{at}.IndexName is required."))),
+    };
+    // An index name as the clusters take it: lowercase, no path or query characters.
+    let index_ok = (1..=80).contains(&index.len())
+        && !index.starts_with(['-', '_', '+', '.'])
+        && index.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.+".contains(&b));
+    if !index_ok {
+        return Err(invalid(format!(
+            "{at}.IndexName {index:?} must be 1 to 80 lowercase letters, digits, -, _, + and ., not starting with -, _, + or ."
+        )));
+    }
+    let type_name = match fields.string("TypeName")? {
+        Some(name) => name.to_owned(),
+        None => base.map(|base| base.type_name.clone()).unwrap_or_default(),
+    };
+    if type_name.len() > 100 || type_name.contains(['"', '\\', '/']) {
+        return Err(invalid(format!("{at}.TypeName must be at most 100 characters, with no quote, slash or backslash.")));
+    }
+    let rotation = match fields.string("IndexRotationPeriod")? {
+        Some(text) => Rotation::parse(text).ok_or_else(|| {
+            invalid(format!("{at}.IndexRotationPeriod {text:?} is not one of NoRotation, OneHour, OneDay, OneWeek, OneMonth."))
+        })?,
+        None => base.map_or(Rotation::OneDay, |base| base.rotation),
+    };
+    let default = base.map_or(Buffering { size_mib: 5, interval_s: 300 }, |base| base.buffering);
+    let buffering = match fields.object("BufferingHints")? {
+        Some(hints) => Buffering {
+            size_mib: hints.int("SizeInMBs", 1, 100)?.map_or(default.size_mib, |v| v as u32),
+            interval_s: hints.int("IntervalInSeconds", 0, 900)?.map_or(default.interval_s, |v| v as u32),
+        },
+        None => default,
+    };
+    let retry_s = match fields.object("RetryOptions")? {
+        Some(retry) => retry.int("DurationInSeconds", 0, 7200)?.map_or(300, |v| v as u32),
+        None => base.map_or(300, |base| base.retry_s),
+    };
+    let backup_all = match fields.string("S3BackupMode")? {
+        None => base.is_some_and(|base| base.backup_all),
+        Some("FailedDocumentsOnly") => false,
+        Some("AllDocuments") => true,
+        Some(other) => return Err(invalid(format!("{at}.S3BackupMode {other:?} is not one of FailedDocumentsOnly, AllDocuments."))),
+    };
+    let document_ids = match fields.object("DocumentIdOptions")? {
+        Some(options) => match options.required("DefaultDocumentIdFormat")? {
+            "FIREHOSE_DEFAULT" => true,
+            "NO_DOCUMENT_ID" => false,
+            other => {
+                return Err(invalid(format!(
+                    "{at}.DocumentIdOptions.DefaultDocumentIdFormat {other:?} is not one of FIREHOSE_DEFAULT, NO_DOCUMENT_ID."
+                )))
+            }
+        },
+        None => base.is_none_or(|base| base.document_ids),
+    };
+    let (processing_enabled, processors) = match fields.object("ProcessingConfiguration")? {
+        Some(config) => processors(Some(config))?,
+        None => base.map_or((false, Vec::new()), |base| (base.processing_enabled, base.processors.clone())),
+    };
+    if processors.iter().any(|processor| matches!(processor, Processor::MetadataExtraction { .. })) {
+        return Err(invalid(format!("{at}: MetadataExtraction (dynamic partitioning) is for S3 destinations only.")));
+    }
+    let s3_key = if base.is_some() { "S3Update" } else { "S3Configuration" };
+    let s3 = match (fields.map.get(s3_key), base) {
+        (Some(s3), base) => s3_destination(s3, false, base.map(|base| &base.s3))?,
+        (None, Some(base)) => base.s3.clone(),
+        (None, None) => return Err(invalid(format!("{at}.S3Configuration (the backup bucket) is required."))),
+    };
+    let mut kept = base.map(|base| base.kept.clone()).unwrap_or_default();
+    if let Some(value) = fields.map.get("CloudWatchLoggingOptions") {
+        kept.insert("CloudWatchLoggingOptions".into(), value.clone());
+    }
+    let role_arn = fields.string("RoleARN")?.map(str::to_owned).or_else(|| base.map(|base| base.role_arn.clone())).unwrap_or_default();
+    Ok(SearchDestination {
+        service,
+        endpoint,
+        index,
+        type_name,
+        rotation,
+        buffering,
+        retry_s,
+        backup_all,
+        document_ids,
+        role_arn,
+        processing_enabled,
+        processors,
+        s3,
+        kept,
+    })
+}
+
 /// The destination configured by a CreateDeliveryStream request (or a stored stream), from
 /// the fields that name one.
 fn destination(request: &Fields<'_>) -> Result<Destination, OpError> {
     const OTHERS: &[&str] = &[
         "RedshiftDestinationConfiguration",
-        "ElasticsearchDestinationConfiguration",
-        "AmazonopensearchserviceDestinationConfiguration",
         "AmazonOpenSearchServerlessDestinationConfiguration",
         "SplunkDestinationConfiguration",
         "SnowflakeDestinationConfiguration",
@@ -983,8 +1199,14 @@ fn destination(request: &Fields<'_>) -> Result<Destination, OpError> {
             "ExtendedS3DestinationConfiguration" => Ok(Destination::S3(s3_destination(&request.map[*one], true, None)?)),
             "S3DestinationConfiguration" => Ok(Destination::S3(s3_destination(&request.map[*one], false, None)?)),
             "HttpEndpointDestinationConfiguration" => Ok(Destination::Http(http_destination(&request.map[*one], None)?)),
+            "AmazonopensearchserviceDestinationConfiguration" => {
+                Ok(Destination::Search(search_destination(&request.map[*one], SearchService::OpenSearch, None)?))
+            }
+            "ElasticsearchDestinationConfiguration" => {
+                Ok(Destination::Search(search_destination(&request.map[*one], SearchService::Elasticsearch, None)?))
+            }
             other if OTHERS.contains(&other) => Err(invalid(format!(
-                "{other} is not supported by this server yet; ExtendedS3DestinationConfiguration and HttpEndpointDestinationConfiguration are."
+                "{other} is not supported by this server yet; ExtendedS3DestinationConfiguration, HttpEndpointDestinationConfiguration, AmazonopensearchserviceDestinationConfiguration and ElasticsearchDestinationConfiguration are."
             ))),
             other => Err(invalid(format!("Unknown destination {other}."))),
         },
@@ -1082,6 +1304,12 @@ pub fn updated(meta: &DeliveryStreamMeta, configuration: &str, now_ms: u64) -> R
         ("ExtendedS3DestinationUpdate", Destination::S3(current)) => Destination::S3(s3_destination(update, true, Some(current))?),
         ("S3DestinationUpdate", Destination::S3(current)) => Destination::S3(s3_destination(update, false, Some(current))?),
         ("HttpEndpointDestinationUpdate", Destination::Http(current)) => Destination::Http(http_destination(update, Some(current))?),
+        ("AmazonopensearchserviceDestinationUpdate", Destination::Search(current)) if current.service == SearchService::OpenSearch => {
+            Destination::Search(search_destination(update, SearchService::OpenSearch, Some(current))?)
+        }
+        ("ElasticsearchDestinationUpdate", Destination::Search(current)) if current.service == SearchService::Elasticsearch => {
+            Destination::Search(search_destination(update, SearchService::Elasticsearch, Some(current))?)
+        }
         (other, _) => {
             return Err(invalid(format!(
             "{other} does not update this delivery stream's destination (changing a destination's type is not supported by this server)."
@@ -1179,6 +1407,15 @@ pub fn description(meta: &DeliveryStreamMeta) -> Value {
             let destination = json!({ "DestinationId": DESTINATION_ID, "HttpEndpointDestinationDescription": http_description(http) });
             return stream_description(meta, destination);
         }
+        Destination::Search(search) => {
+            let mut described = search_fields(search);
+            described["S3DestinationDescription"] = s3_description(&search.s3);
+            if described.get("CloudWatchLoggingOptions").is_none() {
+                described["CloudWatchLoggingOptions"] = json!({"Enabled": false});
+            }
+            let destination = json!({ "DestinationId": DESTINATION_ID, format!("{}Description", search.service.key()): described });
+            return stream_description(meta, destination);
+        }
     };
     let base = s3_description(s3);
     let mut destination = json!({ "DestinationId": DESTINATION_ID, "S3DestinationDescription": base.clone() });
@@ -1227,6 +1464,15 @@ pub fn delivery_stream_json(meta: &DeliveryStreamMeta) -> Value {
         Destination::S3(s3) if s3.extended => ("ExtendedS3DestinationConfiguration", s3_configuration(s3)),
         Destination::S3(s3) => ("S3DestinationConfiguration", s3_configuration(s3)),
         Destination::Http(http) => ("HttpEndpointDestinationConfiguration", http_configuration(http)),
+        Destination::Search(search) => {
+            let mut config = search_fields(search);
+            config["S3Configuration"] = s3_configuration(&search.s3);
+            let key: &'static str = match search.service {
+                SearchService::OpenSearch => "AmazonopensearchserviceDestinationConfiguration",
+                SearchService::Elasticsearch => "ElasticsearchDestinationConfiguration",
+            };
+            (key, config)
+        }
     };
     json!({
         "id": meta.id,
@@ -1238,6 +1484,28 @@ pub fn delivery_stream_json(meta: &DeliveryStreamMeta) -> Value {
         "tags": meta.tags,
         "configuration": { key: configuration },
     })
+}
+
+/// A search destination's fields, as its configuration and its description both hold them.
+fn search_fields(search: &SearchDestination) -> Value {
+    let mut fields = json!({
+        "RoleARN": search.role_arn,
+        "ClusterEndpoint": search.endpoint,
+        "IndexName": search.index,
+        "IndexRotationPeriod": search.rotation.name(),
+        "BufferingHints": { "SizeInMBs": search.buffering.size_mib, "IntervalInSeconds": search.buffering.interval_s },
+        "RetryOptions": { "DurationInSeconds": search.retry_s },
+        "S3BackupMode": if search.backup_all { "AllDocuments" } else { "FailedDocumentsOnly" },
+        "ProcessingConfiguration": processing(search.processing_enabled, &search.processors),
+        "DocumentIdOptions": { "DefaultDocumentIdFormat": if search.document_ids { "FIREHOSE_DEFAULT" } else { "NO_DOCUMENT_ID" } },
+    });
+    if !search.type_name.is_empty() {
+        fields["TypeName"] = json!(search.type_name);
+    }
+    for (key, value) in &search.kept {
+        fields[key] = value.clone();
+    }
+    fields
 }
 
 /// An HTTP endpoint destination as the metadata file keeps it (the access key included: the
@@ -1473,6 +1741,31 @@ mod tests {
         let renamed = updated(&meta, r#"{"ExtendedS3DestinationUpdate":{"S3BackupUpdate":{"Prefix":"raw2/"}}}"#, 1).unwrap();
         let Destination::S3(s3) = &renamed.destination else { panic!("an S3 destination") };
         assert_eq!(s3.backup.as_ref().map(|backup| (backup.prefix.as_str(), backup.bucket.as_str())), Some(("raw2/", "source")));
+    }
+
+    #[test]
+    fn a_search_destination_is_read_kept_and_updated() {
+        let config = r#"{"ElasticsearchDestinationConfiguration":{"RoleARN":"r","ClusterEndpoint":"https://search.example.com/",
+            "IndexName":"logs","TypeName":"_doc","IndexRotationPeriod":"OneWeek","S3BackupMode":"AllDocuments",
+            "DocumentIdOptions":{"DefaultDocumentIdFormat":"NO_DOCUMENT_ID"},"S3Configuration":{"RoleARN":"r","BucketARN":"arn:aws:s3:::backup"}}}"#;
+        let meta = create(&naming(), 5, "s", config, &Vec::new(), 0).unwrap();
+        let Destination::Search(search) = &meta.destination else { panic!("a search destination") };
+        assert_eq!(
+            (search.endpoint.as_str(), search.rotation, search.backup_all, search.document_ids),
+            ("https://search.example.com", Rotation::OneWeek, true, false)
+        );
+        assert_eq!((search.buffering, search.retry_s), (Buffering { size_mib: 5, interval_s: 300 }, 300));
+        let streams: DeliveryStreams = [("s".to_owned(), Arc::new(meta.clone()))].into();
+        assert_eq!(*from_json(&naming(), &to_json(&streams), 6).unwrap()["s"], meta);
+        assert_eq!(description(&meta)["Destinations"][0]["ElasticsearchDestinationDescription"]["TypeName"], "_doc");
+        let renamed = updated(&meta, r#"{"ElasticsearchDestinationUpdate":{"IndexName":"logs2"}}"#, 1).unwrap();
+        let Destination::Search(search) = &renamed.destination else { panic!("a search destination") };
+        assert_eq!((search.index.as_str(), search.rotation), ("logs2", Rotation::OneWeek));
+        assert!(updated(&meta, r#"{"AmazonopensearchserviceDestinationUpdate":{"IndexName":"x"}}"#, 1).is_err());
+        let refused = |from: &str, to: &str| create(&naming(), 1, "d", &config.replace(from, to), &Vec::new(), 0).unwrap_err().message;
+        assert!(refused(r#""IndexName":"logs""#, r#""IndexName":"Logs""#).contains("lowercase"));
+        assert!(refused("OneWeek", "OneYear").contains("IndexRotationPeriod"));
+        assert!(refused(r#""ClusterEndpoint":"https://search.example.com/""#, r#""VpcConfiguration":{}"#).contains("VpcConfiguration"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::keys;
 use super::process;
+use super::search;
 use super::transform::{self, FailedRecord};
 use crate::catalog::firehose::{Compression, DeliveryStreamMeta, Destination, HttpDestination, PartitionKeys, Processor, S3Destination};
 
@@ -58,6 +59,9 @@ pub struct Batch {
     pub meta: Arc<DeliveryStreamMeta>,
     pub targets: Targets,
     pub records: Vec<Bytes>,
+    /// Each record's id (`record_ids` prefix and sequence number): the RecordId its put was
+    /// answered with, and its document id in a search cluster — the same on every try.
+    pub record_ids: (String, Vec<u64>),
     /// Arrival time of the first record (the object's time in its key).
     pub arrival_ms: u64,
     /// Set: write the records to the backup bucket as failed (`http-endpoint-failed`).
@@ -154,7 +158,7 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
         _ => None,
     });
     // 1. The transformation function.
-    let (records, processing_failed, attempts) = match lambda {
+    let (records, sources, processing_failed, attempts) = match lambda {
         Some(lambda) => {
             let (url, operators) = transform::call_url(lambda, batch.targets.lambda_endpoint.as_deref())?;
             let client = http_client(clients, &batch.targets, operators)?;
@@ -162,9 +166,12 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
             if out.dropped > 0 || !out.failed.is_empty() {
                 tracing::debug!(delivery_stream = %meta.name, dropped = out.dropped, failed = out.failed.len(), "transformed");
             }
-            (out.records, out.failed, out.attempts)
+            (out.records, out.sources, out.failed, out.attempts)
         }
-        None => (batch.records.iter().map(|record| (record.clone(), BTreeMap::new())).collect(), Vec::new(), 0),
+        None => {
+            let records = batch.records.iter().map(|record| (record.clone(), BTreeMap::new())).collect();
+            (records, (0..batch.records.len()).collect(), Vec::new(), 0)
+        }
     };
     let lambda_arn = lambda.map(|lambda| lambda.function.as_str());
     // 2. The destination.
@@ -218,6 +225,27 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
                 write_object(&batch, &http.s3, batch.records.clone(), delimiter, PartitionKeys::default(), &clients.stores).await?;
             }
             http.url.clone()
+        }
+        Destination::Search(search) => {
+            let (prefix, seqs) = &batch.record_ids;
+            let documents = records
+                .into_iter()
+                .zip(sources)
+                .map(|((data, _), source)| search::Document {
+                    data,
+                    id: search.document_ids.then(|| seqs.get(source).map(|seq| format!("{prefix}{seq:016x}"))).flatten(),
+                })
+                .collect();
+            let client = http_client(clients, &batch.targets, false)?;
+            let index = search::index_name(&search.index, search.rotation, batch.arrival_ms);
+            let (refused, tries) = search::index_until_done(&client, search, &index, documents, &meta.name).await;
+            if !refused.is_empty() {
+                write_failed(&batch, &search.s3, refused, search.service.error_type(), tries, None, &clients.stores).await?;
+            }
+            if search.backup_all {
+                write_object(&batch, &search.s3, batch.records.clone(), delimiter, PartitionKeys::default(), &clients.stores).await?;
+            }
+            format!("{}/{index}", search.endpoint)
         }
     };
     // 3. What the function failed: under the error prefix of the destination's bucket.

@@ -12,6 +12,7 @@
 pub mod deliver;
 pub mod keys;
 pub mod process;
+pub mod search;
 pub mod service;
 pub mod store;
 pub mod transform;

@@ -69,9 +69,18 @@ pub fn targets(host: &impl FirehoseHost) -> Targets {
 /// resolved, at every delivery).
 fn check_endpoint(host: &impl FirehoseHost, configuration: &str) -> Result<(), OpError> {
     let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
-    let urls = ["HttpEndpointDestinationConfiguration", "HttpEndpointDestinationUpdate"]
+    let endpoints = ["HttpEndpointDestinationConfiguration", "HttpEndpointDestinationUpdate"]
         .iter()
         .filter_map(|key| request.get(key)?.get("EndpointConfiguration")?.get("Url")?.as_str());
+    let clusters = [
+        "AmazonopensearchserviceDestinationConfiguration",
+        "AmazonopensearchserviceDestinationUpdate",
+        "ElasticsearchDestinationConfiguration",
+        "ElasticsearchDestinationUpdate",
+    ]
+    .iter()
+    .filter_map(|key| request.get(key)?.get("ClusterEndpoint")?.as_str());
+    let urls = endpoints.chain(clusters);
     // Transformation functions: URLs are checked as endpoints are; ARNs need a Lambda endpoint.
     let mut functions = Vec::new();
     for destination in request.as_object().into_iter().flat_map(|map| map.values()) {
@@ -181,7 +190,12 @@ pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
 
 /// A record's id: which core and lane took it and where (unique for the delivery stream's life).
 fn record_id(id: u64, core: usize, lane: u8, seq: u64) -> String {
-    format!("{id:016x}{core:04x}{lane:02x}{seq:016x}")
+    format!("{}{seq:016x}", record_id_prefix(id, core, lane))
+}
+
+/// What the ids of the records one buffer took begin with.
+fn record_id_prefix(id: u64, core: usize, lane: u8) -> String {
+    format!("{id:016x}{core:04x}{lane:02x}")
 }
 
 async fn put<H: FirehoseHost>(host: &Rc<H>, name: &str, records: Vec<Bytes>, batch: bool) -> Response {
@@ -405,8 +419,14 @@ async fn deliver_until_done<H: FirehoseHost>(host: Rc<H>, buffer: Rc<Buffer>, ba
         };
         let backup = failure.is_some();
         let started_ms = host.env().now_ms();
-        let sent =
-            Batch { meta: meta.clone(), targets: targets(&*host), records: batch.records.clone(), arrival_ms: batch.arrival_ms, failure };
+        let sent = Batch {
+            meta: meta.clone(),
+            targets: targets(&*host),
+            records: batch.records.clone(),
+            record_ids: (record_id_prefix(meta.id, host.id(), buffer.lane), batch.seqs.clone()),
+            arrival_ms: batch.arrival_ms,
+            failure,
+        };
         match host.deliver(sent).await {
             Ok(key) => {
                 if backup {

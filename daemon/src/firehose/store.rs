@@ -47,6 +47,8 @@ struct Tail {
 /// the first sequence number after it.
 pub struct Taken {
     pub records: Vec<Bytes>,
+    /// Each record's sequence number in the buffer's log (with the buffer, its record id).
+    pub seqs: Vec<u64>,
     pub bytes: u64,
     pub arrival_ms: u64,
     pub to: u64,
@@ -147,7 +149,7 @@ impl Buffer {
             return Ok(taken);
         }
         let mut next = from;
-        let (mut records, mut bytes, mut arrival_ms) = (Vec::new(), 0u64, None);
+        let (mut records, mut seqs, mut bytes, mut arrival_ms) = (Vec::new(), Vec::new(), 0u64, None);
         // Up to where the tail starts (when it starts after `from`): past it, memory has the records.
         let tail_from = {
             let tail = self.tail.borrow();
@@ -169,13 +171,14 @@ impl Buffer {
                     bytes += record.data.len() as u64 - 1;
                     arrival_ms.get_or_insert(record.timestamp_ms);
                     records.push(record.data.slice(1..));
+                    seqs.push(record.seq);
                     if bytes >= size {
                         break 'read;
                     }
                 }
             }
         }
-        Ok((next > from).then(|| Taken { records, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to: next }))
+        Ok((next > from).then(|| Taken { records, seqs, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to: next }))
     }
 
     /// Arrival time of the first data record at or after `from` that is not delivered: from
@@ -200,7 +203,7 @@ impl Buffer {
         }
         let readable = self.log.readable_seq();
         let at = tail.records.partition_point(|(seq, _, _)| *seq < from);
-        let (mut records, mut bytes, mut arrival_ms, mut to) = (Vec::new(), 0u64, None, from);
+        let (mut records, mut seqs, mut bytes, mut arrival_ms, mut to) = (Vec::new(), Vec::new(), 0u64, None, from);
         for (seq, arrival, record) in tail.records.range(at..) {
             if *seq > readable {
                 break;
@@ -208,6 +211,7 @@ impl Buffer {
             bytes += record.len() as u64;
             arrival_ms.get_or_insert(*arrival);
             records.push(record.clone());
+            seqs.push(*seq);
             to = seq + 1;
             if bytes >= size {
                 break;
@@ -216,7 +220,7 @@ impl Buffer {
         if records.is_empty() {
             return Some(None);
         }
-        Some(Some(Taken { records, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to }))
+        Some(Some(Taken { records, seqs, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to }))
     }
 }
 

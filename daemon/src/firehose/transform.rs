@@ -31,6 +31,8 @@ pub struct FailedRecord {
 /// function gave), those that failed, and the most calls one part of the batch took.
 pub struct Transformed {
     pub records: Vec<(Bytes, BTreeMap<String, String>)>,
+    /// Where each of `records` was in the batch (its record id).
+    pub sources: Vec<usize>,
     pub failed: Vec<FailedRecord>,
     pub dropped: usize,
     pub attempts: u32,
@@ -70,7 +72,8 @@ pub async fn transform(
     records: &[Bytes],
     arrival_ms: u64,
 ) -> Transformed {
-    let mut out = Transformed { records: Vec::with_capacity(records.len()), failed: Vec::new(), dropped: 0, attempts: 0 };
+    let mut out =
+        Transformed { records: Vec::with_capacity(records.len()), sources: Vec::new(), failed: Vec::new(), dropped: 0, attempts: 0 };
     let mut start = 0;
     while start < records.len() {
         // One call takes records up to the processor's size (at least one record).
@@ -95,7 +98,7 @@ pub async fn transform(
         };
         out.attempts = out.attempts.max(attempts);
         match answer {
-            Ok(answer) => sort(answer, part, &mut out),
+            Ok(answer) => sort(answer, part, start, &mut out),
             Err((code, message)) => {
                 tracing::warn!(delivery_stream = %meta.name, function = %lambda.function, attempts, %message, "a transformation failed for good; its records go to the error prefix");
                 out.failed.extend(part.iter().map(|data| FailedRecord { data: data.clone(), code, message: message.clone() }));
@@ -180,7 +183,7 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String
 /// Sorts a call's answer into delivered, dropped and failed records. Every record sent must
 /// come back once, by its id; one that does not, or comes back twice, or with a result or
 /// data that is not understood, fails.
-fn sort(answer: Value, sent: &[Bytes], out: &mut Transformed) {
+fn sort(answer: Value, sent: &[Bytes], first: usize, out: &mut Transformed) {
     use base64::Engine;
     let mut results: Vec<Option<Answered>> = (0..sent.len()).map(|_| None).collect();
     let fail =
@@ -214,7 +217,10 @@ fn sort(answer: Value, sent: &[Bytes], out: &mut Transformed) {
     }
     for (index, result) in results.into_iter().enumerate() {
         match result.unwrap_or_else(|| fail(index, "Lambda.MissingRecordId", format!("the function's answer has no record {index}"))) {
-            Answered::Delivered(data, keys) => out.records.push((data, keys)),
+            Answered::Delivered(data, keys) => {
+                out.records.push((data, keys));
+                out.sources.push(first + index);
+            }
             Answered::Dropped => out.dropped += 1,
             Answered::Failed(failed) => out.failed.push(failed),
         }
@@ -253,8 +259,9 @@ mod tests {
             {"recordId": "3", "result": "Maybe"},
             {"recordId": "99", "result": "Ok", "data": ""},
         ]});
-        let mut out = Transformed { records: Vec::new(), failed: Vec::new(), dropped: 0, attempts: 1 };
-        sort(answer, &sent, &mut out);
+        let mut out = Transformed { records: Vec::new(), sources: Vec::new(), failed: Vec::new(), dropped: 0, attempts: 1 };
+        sort(answer, &sent, 10, &mut out);
+        assert_eq!(out.sources, [11]);
         assert_eq!(out.dropped, 1);
         assert_eq!(out.records.len(), 1);
         assert_eq!(out.records[0].0, Bytes::from("B"));

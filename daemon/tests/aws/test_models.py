@@ -39,9 +39,9 @@ REFUSED = {
     ("cloudwatch", "ListMetrics"): {"IncludeLinkedAccounts", "OwningAccount", "RecentlyActive"},
     # Destinations and sources not built yet, delivery stream encryption, throughput hints.
     ("firehose", "CreateDeliveryStream"): {
-        "AmazonOpenSearchServerlessDestinationConfiguration", "AmazonopensearchserviceDestinationConfiguration",
+        "AmazonOpenSearchServerlessDestinationConfiguration",
         "DatabaseSourceConfiguration", "DeliveryStreamEncryptionConfigurationInput", "DirectPutSourceConfiguration",
-        "ElasticsearchDestinationConfiguration", "IcebergDestinationConfiguration", "KinesisStreamSourceConfiguration",
+        "IcebergDestinationConfiguration", "KinesisStreamSourceConfiguration",
         "MSKSourceConfiguration", "RedshiftDestinationConfiguration", "SnowflakeDestinationConfiguration",
         "SplunkDestinationConfiguration",
     },
