@@ -629,3 +629,68 @@ fn sns_firehose_subscriptions_put_every_notification_into_the_delivery_stream_th
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Puts `count` records tagged `tag` into Kinesis stream `stream`; answers them.
+fn put_to_stream(c: &Conn, stream: &str, tag: &str, count: usize) -> Vec<String> {
+    let records: Vec<String> = (0..count).map(|i| format!("{tag}-{i:05}")).collect();
+    for chunk in records.chunks(250) {
+        let entries = chunk
+            .iter()
+            .map(|record| PutRecordsEntry { data: Bytes::from(record.clone()), partition_key: record.clone(), explicit_hash_key: None })
+            .collect();
+        let results = c.run(c.client().put_records(stream, entries)).unwrap();
+        assert!(results.iter().all(|result| matches!(result, PutRecordResult::Put { .. })), "{results:?}");
+    }
+    records
+}
+
+#[test]
+fn a_kinesis_stream_source_is_read_from_the_delivery_streams_creation_through_resharding_and_kill_9() {
+    let mut setup = start(&["--stream-lease-seconds", "2"]);
+    let c = setup.daemon.client();
+    c.run(c.client().create_stream("clicks", 2)).unwrap();
+    // Records from before the delivery stream are not its to deliver.
+    let early = put_to_stream(&c, "clicks", "early", 50);
+    std::thread::sleep(Duration::from_millis(20));
+    let mut configuration: serde_json::Value = serde_json::from_str(&configuration("logs", "GZIP", 0)).unwrap();
+    configuration["DeliveryStreamType"] = json!("KinesisStreamAsSource");
+    let stream_arn = "arn:aws:kinesis:us-east-1:000000000000:stream/clicks";
+    configuration["KinesisStreamSourceConfiguration"] =
+        json!({ "KinesisStreamARN": stream_arn, "RoleARN": "arn:aws:iam::000000000000:role/r" });
+    c.run(c.client().create_delivery_stream("from-stream", &configuration.to_string(), vec![])).unwrap();
+    let described: serde_json::Value = serde_json::from_str(&c.run(c.client().describe_delivery_stream("from-stream")).unwrap()).unwrap();
+    assert_eq!(described["DeliveryStreamType"], "KinesisStreamAsSource");
+    assert_eq!(described["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"], stream_arn);
+    // It reads its stream: puts are refused.
+    assert_code(c.run(c.client().put_firehose_records("from-stream", vec![Bytes::from("x")], false)), ErrorCode::InvalidArgument);
+    // A source stream that does not exist is refused.
+    let mut missing = configuration.clone();
+    missing["KinesisStreamSourceConfiguration"]["KinesisStreamARN"] = json!("arn:aws:kinesis:us-east-1:000000000000:stream/nope");
+    assert_code(c.run(c.client().create_delivery_stream("missing", &missing.to_string(), vec![])), ErrorCode::InvalidArgument);
+
+    let mut expected = put_to_stream(&c, "clicks", "first", 400);
+    wait_for_all(&setup.bucket_dir, &expected);
+    // Resharding: the parents are read to their ends, then their children.
+    let scaled = c.client().call(Op::UpdateShardCount { stream: "clicks".into(), target_shard_count: 4, scaling_type: None });
+    c.run(scaled).unwrap();
+    expected.extend(put_to_stream(&c, "clicks", "scaled", 400));
+    // kill -9 with records not yet read or delivered; a start; more records.
+    setup.daemon.kill();
+    setup.daemon.restart();
+    let c = setup.daemon.client();
+    expected.extend(put_to_stream(&c, "clicks", "after", 200));
+    let counts = wait_for_all(&setup.bucket_dir, &expected);
+    assert!(early.iter().all(|record| !counts.contains_key(record)), "records from before its creation are not delivered");
+    let duplicates: usize = counts.values().map(|count| count - 1).sum();
+    assert!(duplicates <= expected.len() / 4, "{duplicates} duplicates: reading goes on from checkpoints");
+
+    // Deleting the delivery stream deregisters the consumer it read as.
+    let consumers =
+        |c: &Conn| match c.run(c.client().call(Op::ListStreamConsumers { stream: "clicks".into(), next_token: None, max_results: None })) {
+            Ok(Reply::StreamConsumers { consumers, .. }) => consumers.into_iter().map(|consumer| consumer.name).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+    assert_eq!(consumers(&c), ["firehose-from-stream"]);
+    c.run(c.client().delete_delivery_stream("from-stream")).unwrap();
+    assert!(consumers(&c).is_empty());
+}

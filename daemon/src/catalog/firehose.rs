@@ -31,6 +31,24 @@ pub fn not_found(name: &str, naming: &Naming) -> OpError {
     OpError::new(ErrorCode::ResourceNotFound, format!("Firehose {name} under account {} not found.", naming.account_id))
 }
 
+/// A Kinesis stream of this server that a delivery stream reads (`KinesisStreamSourceConfiguration`):
+/// from the records that arrive after its creation on, each shard checkpointed as a consumer
+/// group does, following splits and merges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisSource {
+    pub stream_arn: String,
+    /// The stream's name (the ARN's last part).
+    pub stream: String,
+    pub role_arn: String,
+}
+
+impl KinesisSource {
+    /// The name of the stream consumer whose group reads the stream for delivery stream `name`.
+    pub fn consumer_name(name: &str) -> String {
+        format!("firehose-{name}")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
     DirectPut,
@@ -343,6 +361,8 @@ pub struct DeliveryStreamMeta {
     pub name: String,
     pub arn: String,
     pub kind: SourceKind,
+    /// `KinesisStreamAsSource`: the stream read.
+    pub source: Option<KinesisSource>,
     pub created_ms: u64,
     pub updated_ms: u64,
     /// Firehose's `VersionId`: 1 at creation, one more at each UpdateDestination.
@@ -1235,9 +1255,7 @@ pub fn create(
     let fields = Fields::of(&request, "the request")?;
     let kind = match fields.string("DeliveryStreamType")? {
         None | Some("DirectPut") => SourceKind::DirectPut,
-        Some("KinesisStreamAsSource") => {
-            return Err(invalid("DeliveryStreamType KinesisStreamAsSource is not supported by this server yet; DirectPut is."))
-        }
+        Some("KinesisStreamAsSource") => SourceKind::KinesisStreamAsSource,
         Some(other) => {
             return Err(invalid(format!(
                 "DeliveryStreamType {other:?} is not one of DirectPut, KinesisStreamAsSource, MSKAsSource, DatabaseAsSource."
@@ -1247,7 +1265,7 @@ pub fn create(
     // What a request may carry besides destinations: the rest is refused by name, never ignored.
     for key in fields.map.keys().filter(|key| !key.ends_with("DestinationConfiguration") && !fields.map[*key].is_null()) {
         match key.as_str() {
-            "DeliveryStreamType" => {}
+            "DeliveryStreamType" | "KinesisStreamSourceConfiguration" => {}
             "DeliveryStreamEncryptionConfigurationInput" => {
                 return Err(invalid(
                     "DeliveryStreamEncryptionConfigurationInput: server-side encryption of delivery streams is not supported by this server yet.",
@@ -1256,12 +1274,38 @@ pub fn create(
             other => return Err(invalid(format!("{other} is not supported by this server yet."))),
         }
     }
+    let source = match (kind, fields.object("KinesisStreamSourceConfiguration")?) {
+        (SourceKind::DirectPut, None) => None,
+        (SourceKind::DirectPut, Some(_)) => {
+            return Err(invalid("KinesisStreamSourceConfiguration is given but DeliveryStreamType is not KinesisStreamAsSource."))
+        }
+        (SourceKind::KinesisStreamAsSource, None) => {
+            return Err(invalid("DeliveryStreamType KinesisStreamAsSource needs KinesisStreamSourceConfiguration."))
+        }
+        (SourceKind::KinesisStreamAsSource, Some(config)) => {
+            if let Some(unknown) = config.map.keys().find(|key| !["KinesisStreamARN", "RoleARN"].contains(&key.as_str())) {
+                return Err(invalid(format!("KinesisStreamSourceConfiguration.{unknown} is not supported by this server.")));
+            }
+            let stream_arn = config.required("KinesisStreamARN")?.to_owned();
+            let prefix = format!("arn:aws:kinesis:{}:{}:stream/", naming.region, naming.account_id);
+            let stream = match stream_arn.strip_prefix(&prefix) {
+                Some(stream) if !stream.is_empty() && !stream.contains('/') => stream.to_owned(),
+                _ => {
+                    return Err(invalid(format!(
+                        "KinesisStreamSourceConfiguration.KinesisStreamARN {stream_arn:?} is not the ARN of a stream of this server ({prefix}NAME)."
+                    )))
+                }
+            };
+            Some(KinesisSource { stream_arn, stream, role_arn: config.required("RoleARN")?.to_owned() })
+        }
+    };
     let tags = check_tags(BTreeMap::new(), tags)?;
     Ok(DeliveryStreamMeta {
         id,
         name: name.to_owned(),
         arn: naming.firehose_arn(name),
         kind,
+        source,
         created_ms: now_ms,
         updated_ms: now_ms,
         version: 1,
@@ -1442,7 +1486,7 @@ pub fn description(meta: &DeliveryStreamMeta) -> Value {
 }
 
 fn stream_description(meta: &DeliveryStreamMeta, destination: Value) -> Value {
-    json!({
+    let mut described = json!({
         "DeliveryStreamName": meta.name,
         "DeliveryStreamARN": meta.arn,
         "DeliveryStreamStatus": "ACTIVE",
@@ -1453,7 +1497,15 @@ fn stream_description(meta: &DeliveryStreamMeta, destination: Value) -> Value {
         "LastUpdateTimestamp": meta.updated_ms as f64 / 1000.0,
         "Destinations": [destination],
         "HasMoreDestinations": false,
-    })
+    });
+    if let Some(source) = &meta.source {
+        described["Source"] = json!({ "KinesisStreamSourceDescription": {
+            "KinesisStreamARN": source.stream_arn,
+            "RoleARN": source.role_arn,
+            "DeliveryStartTimestamp": meta.created_ms as f64 / 1000.0,
+        }});
+    }
+    described
 }
 
 // ---------------------------------------------------------------- the metadata file
@@ -1482,7 +1534,13 @@ pub fn delivery_stream_json(meta: &DeliveryStreamMeta) -> Value {
         "updated_ms": meta.updated_ms,
         "version": meta.version,
         "tags": meta.tags,
-        "configuration": { key: configuration },
+        "configuration": match &meta.source {
+            Some(source) => json!({
+                key: configuration,
+                "KinesisStreamSourceConfiguration": { "KinesisStreamARN": source.stream_arn, "RoleARN": source.role_arn },
+            }),
+            None => json!({ key: configuration }),
+        },
     })
 }
 

@@ -14,8 +14,11 @@ pub mod keys;
 pub mod process;
 pub mod search;
 pub mod service;
+pub mod source;
 pub mod store;
 pub mod transform;
+
+use std::rc::Rc;
 
 use crate::engine::Host;
 use store::FirehoseStore;
@@ -27,4 +30,7 @@ pub trait FirehoseHost: Host {
     fn firehose(&self) -> &FirehoseStore;
     /// Hands a batch to its destination; resolves with the object's key, or why it failed.
     async fn deliver(&self, batch: deliver::Batch) -> deliver::Outcome;
+    /// Runs a Kinesis operation on the stream engine (a `KinesisStreamAsSource` delivery
+    /// stream reads its stream as a consumer group's worker does).
+    async fn stream_op(self: &Rc<Self>, op: sluice_protocol::Op) -> sluice_protocol::Response;
 }

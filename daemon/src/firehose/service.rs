@@ -120,14 +120,43 @@ fn check_endpoint(host: &impl FirehoseHost, configuration: &str) -> Result<(), O
     Ok(())
 }
 
+/// Refuses a Kinesis source stream that does not exist.
+fn check_source(host: &impl FirehoseHost, configuration: &str) -> Result<(), OpError> {
+    let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
+    let Some(arn) = request.pointer("/KinesisStreamSourceConfiguration/KinesisStreamARN").and_then(serde_json::Value::as_str) else {
+        return Ok(());
+    };
+    let stream = arn.rsplit_once(":stream/").map_or("", |(_, name)| name);
+    if !host.snapshot().streams.contains_key(stream) {
+        return Err(invalid(format!("KinesisStreamSourceConfiguration.KinesisStreamARN: stream {arn} does not exist.")));
+    }
+    Ok(())
+}
+
 pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
     match op {
         Op::CreateDeliveryStream { name, configuration, tags } => {
             check_endpoint(&**host, &configuration)?;
+            check_source(&**host, &configuration)?;
             let arn = change(host, FirehoseChange::Create { name, configuration, tags }).await?;
             Ok(Reply::Arn(arn.unwrap_or_default()))
         }
-        Op::DeleteDeliveryStream { name, .. } => change(host, FirehoseChange::Delete { name }).await.map(|_| Reply::Done),
+        Op::DeleteDeliveryStream { name, .. } => {
+            let source = find(&**host, &name).ok().and_then(|meta| Some((meta.name.clone(), meta.source.clone()?)));
+            change(host, FirehoseChange::Delete { name }).await?;
+            // The stream consumer it read as goes with it (its checkpoints too).
+            if let Some((name, source)) = source {
+                let consumer = ConsumerRef {
+                    stream: Some(source.stream_arn.clone()),
+                    name: Some(crate::catalog::firehose::KinesisSource::consumer_name(&name)),
+                    consumer_arn: None,
+                };
+                if let Err(error) = host.stream_op(Op::DeregisterStreamConsumer(consumer)).await {
+                    tracing::debug!(delivery_stream = %name, %error, "no stream consumer to deregister");
+                }
+            }
+            Ok(Reply::Done)
+        }
         Op::DescribeDeliveryStream { name, limit, exclusive_start_destination_id } => {
             if limit.is_some_and(|limit| !(1..=10_000).contains(&limit)) {
                 return Err(validation("Limit must be from 1 to 10000."));
@@ -219,6 +248,24 @@ async fn put<H: FirehoseHost>(host: &Rc<H>, name: &str, records: Vec<Bytes>, bat
         return Err(invalid(format!("The records are {total} bytes together; a batch is at most {BATCH_BYTES_MAX} bytes (4 MiB).")));
     }
     let meta = find(&**host, name)?;
+    if meta.source.is_some() {
+        return Err(invalid(format!(
+            "This operation is not permitted on KinesisStreamAsSource delivery stream type: {} reads its stream.",
+            meta.name
+        )));
+    }
+    let (lane, seqs) = append(host, &meta, &records).await?;
+    let results = seqs
+        .iter()
+        .map(|seq| FirehosePutResult { record_id: Some(record_id(meta.id, host.id(), lane, *seq)), error_code: None, error_message: None })
+        .collect();
+    Ok(Reply::FirehosePut { failed: 0, encrypted: false, records: results })
+}
+
+/// Appends `records` to one of this core's buffers of `meta` and waits until they are durable
+/// there; answers the lane and their sequence numbers. Refused past the core's buffer budget.
+pub async fn append<H: FirehoseHost>(host: &Rc<H>, meta: &DeliveryStreamMeta, records: &[Bytes]) -> Result<(u8, Vec<u64>), OpError> {
+    let total: usize = records.iter().map(Bytes::len).sum();
     let lane = host.firehose().pick_lane(meta.id);
     let buffer = host.firehose().open(meta.id, host.id(), lane).await?;
     // The budget is the core's, over its lanes.
@@ -230,7 +277,7 @@ async fn put<H: FirehoseHost>(host: &Rc<H>, name: &str, records: Vec<Bytes>, bat
         ));
     }
     let now_ms = host.env().now_ms();
-    let seqs = buffer.append(&records, now_ms)?;
+    let seqs = buffer.append(records, now_ms)?;
     if let Some(last) = seqs.last() {
         buffer.puts.set(buffer.puts.get() + 1);
         let durable = buffer.log.durable(*last).await;
@@ -243,11 +290,7 @@ async fn put<H: FirehoseHost>(host: &Rc<H>, name: &str, records: Vec<Bytes>, bat
         counted.incoming_bytes += total as u64;
     });
     start(host, &buffer);
-    let results = seqs
-        .iter()
-        .map(|seq| FirehosePutResult { record_id: Some(record_id(meta.id, host.id(), lane, *seq)), error_code: None, error_message: None })
-        .collect();
-    Ok(Reply::FirehosePut { failed: 0, encrypted: false, records: results })
+    Ok((lane, seqs))
 }
 
 /// Starts `buffer`'s delivery loop unless it runs.
@@ -271,6 +314,7 @@ pub async fn installed<H: FirehoseHost>(host: &Rc<H>) {
     for buffer in host.firehose().all() {
         buffer.appended.notify_all();
     }
+    super::source::start(host);
 }
 
 /// At start: deletes the buffers of delivery streams that are gone, opens those this core
@@ -289,6 +333,7 @@ pub async fn resume<H: FirehoseHost>(host: &Rc<H>) {
             Err(error) => tracing::error!(shard = host.id(), id, %error, "cannot open a delivery stream's buffer"),
         }
     }
+    super::source::start(host);
 }
 
 /// Deliveries one buffer keeps in flight at once (each object is processed, compressed and

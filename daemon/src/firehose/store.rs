@@ -234,6 +234,8 @@ pub struct FirehoseStore {
     /// Each buffer's `Tail` budget.
     tail_bytes: u64,
     buffers: std::cell::RefCell<HashMap<(u64, u8), Rc<Buffer>>>,
+    /// Delivery streams with a Kinesis source whose reader runs on this core (`source`).
+    pub readers: std::cell::RefCell<std::collections::HashSet<u64>>,
     /// Held while a buffer is opened, so two puts never open one twice.
     opening: futures::lock::Mutex<()>,
 }
@@ -248,6 +250,7 @@ impl FirehoseStore {
             repair,
             tail_bytes,
             buffers: Default::default(),
+            readers: Default::default(),
             opening: futures::lock::Mutex::new(()),
         }
     }

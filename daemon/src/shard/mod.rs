@@ -633,6 +633,9 @@ impl FirehoseHost for Shard {
     async fn deliver(&self, batch: crate::firehose::deliver::Batch) -> crate::firehose::deliver::Outcome {
         crate::firehose::deliver::deliver(batch).await
     }
+    async fn stream_op(self: &Rc<Self>, op: sluice_protocol::Op) -> sluice_protocol::Response {
+        crate::stream::service::handle_op(self, op).await
+    }
 }
 
 impl StreamHost for Shard {

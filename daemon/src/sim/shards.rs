@@ -204,6 +204,9 @@ impl crate::firehose::FirehoseHost for SimShard {
             None => Err("the simulation has no Firehose destination".into()),
         }
     }
+    async fn stream_op(self: &Rc<Self>, op: sluice_protocol::Op) -> sluice_protocol::Response {
+        crate::stream::service::handle_op(self, op).await
+    }
 }
 
 impl StreamHost for SimShard {

@@ -37,11 +37,12 @@ REFUSED = {
     ("cloudwatch", "GetMetricStatistics"): {"ExtendedStatistics"},
     ("cloudwatch", "GetMetricData"): {"LabelOptions"},
     ("cloudwatch", "ListMetrics"): {"IncludeLinkedAccounts", "OwningAccount", "RecentlyActive"},
-    # Destinations and sources not built yet, delivery stream encryption, throughput hints.
+    # Destinations and sources not built yet (Redshift, Splunk, Snowflake, Iceberg, MSK, databases), delivery stream
+    # encryption, throughput hints.
     ("firehose", "CreateDeliveryStream"): {
         "AmazonOpenSearchServerlessDestinationConfiguration",
         "DatabaseSourceConfiguration", "DeliveryStreamEncryptionConfigurationInput", "DirectPutSourceConfiguration",
-        "IcebergDestinationConfiguration", "KinesisStreamSourceConfiguration",
+        "IcebergDestinationConfiguration",
         "MSKSourceConfiguration", "RedshiftDestinationConfiguration", "SnowflakeDestinationConfiguration",
         "SplunkDestinationConfiguration",
     },
