@@ -305,11 +305,52 @@ pub struct SearchDestination {
     pub kept: Map<String, Value>,
 }
 
+/// How a table destination's records become COPY rows (from the `CopyOptions` Firehose's
+/// Redshift destination gives its COPY command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// Delimited text (Redshift's default: `|`).
+    Text { delimiter: u8 },
+    /// CSV (`CSV`, `DELIMITER`).
+    Csv { delimiter: u8 },
+    /// `JSON 'auto'`: each record a JSON object, its keys matched to the columns.
+    JsonAuto,
+}
+
+/// The Redshift destination as this server delivers it: each batch written to the
+/// intermediate bucket (`s3`), as Firehose does, then loaded with COPY into a PostgreSQL table
+/// (a Redshift cluster speaks the same protocol). A load that fails for the retry duration
+/// is skipped: a COPY manifest naming its object goes under `errors/manifests/`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDestination {
+    /// `ClusterJDBCURL` as given.
+    pub jdbc_url: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub username: String,
+    /// Never described back.
+    pub password: Option<String>,
+    pub table: String,
+    pub columns: Vec<String>,
+    /// `CopyOptions` as given.
+    pub copy_options: String,
+    pub format: CopyFormat,
+    pub retry_s: u32,
+    pub role_arn: String,
+    pub processing_enabled: bool,
+    pub processors: Vec<Processor>,
+    /// The intermediate bucket (`S3Configuration`; its buffering hints are the destination's).
+    pub s3: S3Destination,
+    pub kept: Map<String, Value>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Destination {
     S3(S3Destination),
     Http(HttpDestination),
     Search(SearchDestination),
+    Table(TableDestination),
 }
 
 impl Destination {
@@ -318,6 +359,7 @@ impl Destination {
             Destination::S3(s3) => s3.buffering,
             Destination::Http(http) => http.buffering,
             Destination::Search(search) => search.buffering,
+            Destination::Table(table) => table.s3.buffering,
         }
     }
 
@@ -327,6 +369,7 @@ impl Destination {
             Destination::S3(s3) => s3,
             Destination::Http(http) => &http.s3,
             Destination::Search(search) => &search.s3,
+            Destination::Table(table) => &table.s3,
         }
     }
 
@@ -335,7 +378,7 @@ impl Destination {
     /// retries them itself: a search cluster refuses documents one by one).
     pub fn retry_ms(&self) -> Option<u64> {
         match self {
-            Destination::S3(_) | Destination::Search(_) => None,
+            Destination::S3(_) | Destination::Search(_) | Destination::Table(_) => None,
             Destination::Http(http) => Some(u64::from(http.retry_s) * 1000),
         }
     }
@@ -346,6 +389,7 @@ impl Destination {
             Destination::S3(s3) => (s3.processing_enabled, &s3.processors),
             Destination::Http(http) => (http.processing_enabled, &http.processors),
             Destination::Search(search) => (search.processing_enabled, &search.processors),
+            Destination::Table(table) => (table.processing_enabled, &table.processors),
         };
         if enabled {
             processors
@@ -1060,6 +1104,231 @@ fn http_destination(config: &Value, base: Option<&HttpDestination>) -> Result<Ht
     })
 }
 
+/// A SQL identifier as a table destination takes one: letters, digits, `_` and `$`, not
+/// starting with a digit (a table may be `schema.table`).
+fn valid_identifier(name: &str) -> bool {
+    (1..=127).contains(&name.len())
+        && !name.starts_with(|c: char| c.is_ascii_digit() || c == '$')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+}
+
+/// Reads `CopyOptions`: `CSV`, `DELIMITER [AS] 'c'`, `JSON 'auto'`, `FORMAT [AS] CSV|JSON 'auto'`;
+/// what else Redshift's COPY takes is refused by name.
+fn copy_format(options: &str) -> Result<CopyFormat, String> {
+    let mut tokens: Vec<String> = Vec::new();
+    let mut rest = options.trim();
+    while !rest.is_empty() {
+        if let Some(quoted) = rest.strip_prefix('\'') {
+            let end = quoted.find('\'').ok_or("an unterminated quote")?;
+            tokens.push(format!("'{}'", &quoted[..end]));
+            rest = quoted[end + 1..].trim_start();
+        } else {
+            let end = rest.find(|c: char| c.is_whitespace() || c == '\'').unwrap_or(rest.len());
+            tokens.push(rest[..end].to_ascii_uppercase());
+            rest = rest[end..].trim_start();
+        }
+    }
+    let (mut csv, mut json, mut delimiter) = (false, false, None);
+    let mut at = 0;
+    let quoted = |token: Option<&String>| -> Option<String> { token?.strip_prefix('\'')?.strip_suffix('\'').map(str::to_owned) };
+    while at < tokens.len() {
+        match tokens[at].as_str() {
+            "FORMAT" | "AS" => {}
+            "CSV" => csv = true,
+            "JSON" => {
+                json = true;
+                match quoted(tokens.get(at + 1)) {
+                    Some(mode) if mode.eq_ignore_ascii_case("auto") => at += 1,
+                    _ => return Err("JSON takes 'auto' here (a JSONPaths file is not supported by this server)".into()),
+                }
+            }
+            "DELIMITER" => {
+                if tokens.get(at + 1).map(String::as_str) == Some("AS") {
+                    at += 1;
+                }
+                let text = quoted(tokens.get(at + 1)).ok_or("DELIMITER takes a quoted character")?;
+                let text = match text.as_str() {
+                    "\\t" => "\t".to_owned(),
+                    _ => text,
+                };
+                if text.len() != 1 || text == "\n" || text == "\r" {
+                    return Err(format!("DELIMITER {text:?} must be one character"));
+                }
+                delimiter = Some(text.as_bytes()[0]);
+                at += 1;
+            }
+            "GZIP" => return Err("GZIP: records are loaded as they are; compress the intermediate objects with CompressionFormat".into()),
+            other => return Err(format!("{other} is not supported by this server (CSV, DELIMITER 'c' and JSON 'auto' are)")),
+        }
+        at += 1;
+    }
+    match (json, csv) {
+        (true, true) => Err("CSV and JSON cannot both be given".into()),
+        (true, false) if delimiter.is_some() => Err("DELIMITER does not go with JSON".into()),
+        (true, false) => Ok(CopyFormat::JsonAuto),
+        (false, true) => Ok(CopyFormat::Csv { delimiter: delimiter.unwrap_or(b',') }),
+        (false, false) => Ok(CopyFormat::Text { delimiter: delimiter.unwrap_or(b'|') }),
+    }
+}
+
+/// The Redshift destination (delivered into a PostgreSQL table) from its configuration, or
+/// its update over `base`.
+fn table_destination(config: &Value, base: Option<&TableDestination>) -> Result<TableDestination, OpError> {
+    let at = if base.is_some() { "RedshiftDestinationUpdate" } else { "RedshiftDestinationConfiguration" };
+    let fields = Fields::of(config, at)?;
+    const KNOWN: &[&str] = &[
+        "RoleARN",
+        "ClusterJDBCURL",
+        "CopyCommand",
+        "Username",
+        "Password",
+        "RetryOptions",
+        "S3Configuration",
+        "S3Update",
+        "ProcessingConfiguration",
+        "S3BackupMode",
+        "CloudWatchLoggingOptions",
+    ];
+    if let Some(unknown) = fields.map.keys().find(|key| !KNOWN.contains(&key.as_str())) {
+        return Err(invalid(format!("{at}.{unknown} is not supported by this server (it would be ignored, so it is refused).")));
+    }
+    if let Some(mode) = fields.string("S3BackupMode")? {
+        if mode != "Disabled" {
+            return Err(invalid(format!("{at}.S3BackupMode {mode:?} is not supported by this server yet (Disabled is).")));
+        }
+    }
+    let jdbc_url = match (fields.string("ClusterJDBCURL")?, base) {
+        (Some(url), _) => url.to_owned(),
+        (None, Some(base)) => base.jdbc_url.clone(),
+        (None, None) => return Err(invalid(format!("{at}.ClusterJDBCURL is required."))),
+    };
+    let (default_port, rest) = match (jdbc_url.strip_prefix("jdbc:postgresql://"), jdbc_url.strip_prefix("jdbc:redshift://")) {
+        (Some(rest), _) => (5432, rest),
+        (_, Some(rest)) => (5439, rest),
+        _ => {
+            return Err(invalid(format!(
+                "{at}.ClusterJDBCURL {jdbc_url:?} must be jdbc:postgresql://HOST[:PORT]/DATABASE (or jdbc:redshift://…)."
+            )))
+        }
+    };
+    let (address, database) =
+        rest.split_once('/').ok_or_else(|| invalid(format!("{at}.ClusterJDBCURL {jdbc_url:?} names no database.")))?;
+    let database = database.split('?').next().unwrap_or_default().to_owned();
+    let (host, port) = match address.rsplit_once(':') {
+        Some((host, port)) => {
+            (host.to_owned(), port.parse::<u16>().map_err(|_| invalid(format!("{at}.ClusterJDBCURL: bad port {port:?}.")))?)
+        }
+        None => (address.to_owned(), default_port),
+    };
+    if host.is_empty() || database.is_empty() || jdbc_url.len() > 512 {
+        return Err(invalid(format!("{at}.ClusterJDBCURL {jdbc_url:?} needs a host and a database (and at most 512 characters).")));
+    }
+    let copy = fields.object("CopyCommand")?;
+    let (table, columns, copy_options) = match (copy, base) {
+        (Some(copy), base) => {
+            let table = match (copy.string("DataTableName")?, base) {
+                (Some(table), _) => table.to_owned(),
+                (None, Some(base)) => base.table.clone(),
+                (None, None) => return Err(invalid(format!("{at}.CopyCommand.DataTableName is required."))),
+            };
+            let columns = match copy.string("DataTableColumns")? {
+                Some(text) => text.split(',').map(|column| column.trim().to_owned()).filter(|column| !column.is_empty()).collect(),
+                None => base.map(|base| base.columns.clone()).unwrap_or_default(),
+            };
+            let options = match copy.string("CopyOptions")? {
+                Some(text) => text.to_owned(),
+                None => base.map(|base| base.copy_options.clone()).unwrap_or_default(),
+            };
+            (table, columns, options)
+        }
+        (None, Some(base)) => (base.table.clone(), base.columns.clone(), base.copy_options.clone()),
+        (None, None) => return Err(invalid(format!("{at}.CopyCommand is required."))),
+    };
+    if table.split('.').count() > 2 || !table.split('.').all(valid_identifier) {
+        return Err(invalid(format!(
+            "{at}.CopyCommand.DataTableName {table:?} must be TABLE or SCHEMA.TABLE, each of letters, digits, _ and $."
+        )));
+    }
+    if let Some(bad) = columns.iter().find(|column| !valid_identifier(column)) {
+        return Err(invalid(format!("{at}.CopyCommand.DataTableColumns: {bad:?} is not a column name (letters, digits, _ and $).")));
+    }
+    let format = copy_format(&copy_options).map_err(|why| invalid(format!("{at}.CopyCommand.CopyOptions {copy_options:?}: {why}.")))?;
+    if format == CopyFormat::JsonAuto && columns.is_empty() {
+        return Err(invalid(format!("{at}.CopyCommand: JSON 'auto' needs DataTableColumns (the keys taken from each record).")));
+    }
+    let username = match (fields.string("Username")?, base) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(base)) => base.username.clone(),
+        (None, None) => return Err(invalid(format!("{at}.Username is required."))),
+    };
+    let password = fields.string("Password")?.map(str::to_owned).or_else(|| base.and_then(|base| base.password.clone()));
+    let retry_s = match fields.object("RetryOptions")? {
+        Some(retry) => retry.int("DurationInSeconds", 0, 7200)?.map_or(3600, |v| v as u32),
+        None => base.map_or(3600, |base| base.retry_s),
+    };
+    let (processing_enabled, processors) = match fields.object("ProcessingConfiguration")? {
+        Some(config) => processors(Some(config))?,
+        None => base.map_or((false, Vec::new()), |base| (base.processing_enabled, base.processors.clone())),
+    };
+    if processors.iter().any(|processor| matches!(processor, Processor::MetadataExtraction { .. })) {
+        return Err(invalid(format!("{at}: MetadataExtraction (dynamic partitioning) is for S3 destinations only.")));
+    }
+    let s3_key = if base.is_some() { "S3Update" } else { "S3Configuration" };
+    let s3 = match (fields.map.get(s3_key), base) {
+        (Some(s3), base) => s3_destination(s3, false, base.map(|base| &base.s3))?,
+        (None, Some(base)) => base.s3.clone(),
+        (None, None) => return Err(invalid(format!("{at}.S3Configuration (the intermediate bucket) is required."))),
+    };
+    let mut kept = base.map(|base| base.kept.clone()).unwrap_or_default();
+    if let Some(value) = fields.map.get("CloudWatchLoggingOptions") {
+        kept.insert("CloudWatchLoggingOptions".into(), value.clone());
+    }
+    let role_arn = fields.string("RoleARN")?.map(str::to_owned).or_else(|| base.map(|base| base.role_arn.clone())).unwrap_or_default();
+    Ok(TableDestination {
+        jdbc_url,
+        host,
+        port,
+        database,
+        username,
+        password,
+        table,
+        columns,
+        copy_options,
+        format,
+        retry_s,
+        role_arn,
+        processing_enabled,
+        processors,
+        s3,
+        kept,
+    })
+}
+
+/// A table destination's fields as its configuration and description hold them (its password
+/// only in the configuration the metadata file keeps: `with_password`).
+fn table_fields(table: &TableDestination, with_password: bool) -> Value {
+    let mut fields = json!({
+        "RoleARN": table.role_arn,
+        "ClusterJDBCURL": table.jdbc_url,
+        "CopyCommand": {
+            "DataTableName": table.table,
+            "DataTableColumns": table.columns.join(","),
+            "CopyOptions": table.copy_options,
+        },
+        "Username": table.username,
+        "RetryOptions": { "DurationInSeconds": table.retry_s },
+        "ProcessingConfiguration": processing(table.processing_enabled, &table.processors),
+        "S3BackupMode": "Disabled",
+    });
+    if let (true, Some(password)) = (with_password, &table.password) {
+        fields["Password"] = json!(password);
+    }
+    for (key, value) in &table.kept {
+        fields[key] = value.clone();
+    }
+    fields
+}
+
 /// An OpenSearch or Elasticsearch destination from its configuration (or its update over `base`).
 fn search_destination(config: &Value, service: SearchService, base: Option<&SearchDestination>) -> Result<SearchDestination, OpError> {
     let at = format!("{}{}", service.key(), if base.is_some() { "Update" } else { "Configuration" });
@@ -1197,7 +1466,6 @@ fn search_destination(config: &Value, service: SearchService, base: Option<&Sear
 /// the fields that name one.
 fn destination(request: &Fields<'_>) -> Result<Destination, OpError> {
     const OTHERS: &[&str] = &[
-        "RedshiftDestinationConfiguration",
         "AmazonOpenSearchServerlessDestinationConfiguration",
         "SplunkDestinationConfiguration",
         "SnowflakeDestinationConfiguration",
@@ -1225,8 +1493,9 @@ fn destination(request: &Fields<'_>) -> Result<Destination, OpError> {
             "ElasticsearchDestinationConfiguration" => {
                 Ok(Destination::Search(search_destination(&request.map[*one], SearchService::Elasticsearch, None)?))
             }
+            "RedshiftDestinationConfiguration" => Ok(Destination::Table(table_destination(&request.map[*one], None)?)),
             other if OTHERS.contains(&other) => Err(invalid(format!(
-                "{other} is not supported by this server yet; ExtendedS3DestinationConfiguration, HttpEndpointDestinationConfiguration, AmazonopensearchserviceDestinationConfiguration and ElasticsearchDestinationConfiguration are."
+                "{other} is not supported by this server yet; ExtendedS3DestinationConfiguration, HttpEndpointDestinationConfiguration, AmazonopensearchserviceDestinationConfiguration, ElasticsearchDestinationConfiguration and RedshiftDestinationConfiguration (into PostgreSQL) are."
             ))),
             other => Err(invalid(format!("Unknown destination {other}."))),
         },
@@ -1354,6 +1623,7 @@ pub fn updated(meta: &DeliveryStreamMeta, configuration: &str, now_ms: u64) -> R
         ("ElasticsearchDestinationUpdate", Destination::Search(current)) if current.service == SearchService::Elasticsearch => {
             Destination::Search(search_destination(update, SearchService::Elasticsearch, Some(current))?)
         }
+        ("RedshiftDestinationUpdate", Destination::Table(current)) => Destination::Table(table_destination(update, Some(current))?),
         (other, _) => {
             return Err(invalid(format!(
             "{other} does not update this delivery stream's destination (changing a destination's type is not supported by this server)."
@@ -1451,6 +1721,15 @@ pub fn description(meta: &DeliveryStreamMeta) -> Value {
             let destination = json!({ "DestinationId": DESTINATION_ID, "HttpEndpointDestinationDescription": http_description(http) });
             return stream_description(meta, destination);
         }
+        Destination::Table(table) => {
+            let mut described = table_fields(table, false);
+            described["S3DestinationDescription"] = s3_description(&table.s3);
+            if described.get("CloudWatchLoggingOptions").is_none() {
+                described["CloudWatchLoggingOptions"] = json!({"Enabled": false});
+            }
+            let destination = json!({ "DestinationId": DESTINATION_ID, "RedshiftDestinationDescription": described });
+            return stream_description(meta, destination);
+        }
         Destination::Search(search) => {
             let mut described = search_fields(search);
             described["S3DestinationDescription"] = s3_description(&search.s3);
@@ -1516,6 +1795,11 @@ pub fn delivery_stream_json(meta: &DeliveryStreamMeta) -> Value {
         Destination::S3(s3) if s3.extended => ("ExtendedS3DestinationConfiguration", s3_configuration(s3)),
         Destination::S3(s3) => ("S3DestinationConfiguration", s3_configuration(s3)),
         Destination::Http(http) => ("HttpEndpointDestinationConfiguration", http_configuration(http)),
+        Destination::Table(table) => {
+            let mut config = table_fields(table, true);
+            config["S3Configuration"] = s3_configuration(&table.s3);
+            ("RedshiftDestinationConfiguration", config)
+        }
         Destination::Search(search) => {
             let mut config = search_fields(search);
             config["S3Configuration"] = s3_configuration(&search.s3);
@@ -1824,6 +2108,29 @@ mod tests {
         assert!(refused(r#""IndexName":"logs""#, r#""IndexName":"Logs""#).contains("lowercase"));
         assert!(refused("OneWeek", "OneYear").contains("IndexRotationPeriod"));
         assert!(refused(r#""ClusterEndpoint":"https://search.example.com/""#, r#""VpcConfiguration":{}"#).contains("VpcConfiguration"));
+    }
+
+    #[test]
+    fn a_table_destination_reads_its_jdbc_url_and_copy_options() {
+        assert_eq!(copy_format(""), Ok(CopyFormat::Text { delimiter: b'|' }));
+        assert_eq!(copy_format("csv delimiter as ';'"), Ok(CopyFormat::Csv { delimiter: b';' }));
+        assert_eq!(copy_format("FORMAT AS JSON 'auto'"), Ok(CopyFormat::JsonAuto));
+        assert_eq!(copy_format("DELIMITER '\\t'"), Ok(CopyFormat::Text { delimiter: b'\t' }));
+        assert!(copy_format("JSON 's3://bucket/paths.json'").unwrap_err().contains("JSONPaths"));
+        assert!(copy_format("MAXERROR 5").unwrap_err().contains("MAXERROR is not supported"));
+        let config = r#"{"RedshiftDestinationConfiguration":{"RoleARN":"r","ClusterJDBCURL":"jdbc:redshift://db.example.com/dev",
+            "CopyCommand":{"DataTableName":"public.events","DataTableColumns":"id, name"},"Username":"u","Password":"p",
+            "S3Configuration":{"RoleARN":"r","BucketARN":"arn:aws:s3:::staging"}}}"#;
+        let meta = create(&naming(), 9, "t", config, &Vec::new(), 0).unwrap();
+        let Destination::Table(table) = &meta.destination else { panic!("a table destination") };
+        assert_eq!((table.host.as_str(), table.port, table.database.as_str()), ("db.example.com", 5439, "dev"));
+        assert_eq!(table.columns, ["id", "name"]);
+        let streams: DeliveryStreams = [("t".to_owned(), Arc::new(meta.clone()))].into();
+        assert_eq!(*from_json(&naming(), &to_json(&streams), 10).unwrap()["t"], meta, "the password is kept in the metadata file");
+        assert!(description(&meta)["Destinations"][0]["RedshiftDestinationDescription"].get("Password").is_none());
+        let refused = |from: &str, to: &str| create(&naming(), 1, "d", &config.replace(from, to), &Vec::new(), 0).unwrap_err().message;
+        assert!(refused("public.events", "events; drop table x").contains("DataTableName"));
+        assert!(refused("jdbc:redshift://", "mysql://").contains("ClusterJDBCURL"));
     }
 
     #[test]

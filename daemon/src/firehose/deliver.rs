@@ -22,6 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use super::keys;
 use super::process;
 use super::search;
+use super::table;
 use super::transform::{self, FailedRecord};
 use crate::catalog::firehose::{Compression, DeliveryStreamMeta, Destination, HttpDestination, PartitionKeys, Processor, S3Destination};
 
@@ -246,6 +247,22 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
                 write_object(&batch, &search.s3, batch.records.clone(), delimiter, PartitionKeys::default(), &clients.stores).await?;
             }
             format!("{}/{index}", search.endpoint)
+        }
+        Destination::Table(table) => {
+            let records: Vec<Bytes> = records.into_iter().map(|(record, _)| record).collect();
+            // The intermediate object first, as Firehose writes it before its COPY.
+            let key = write_object(&batch, &table.s3, records.clone(), delimiter, PartitionKeys::default(), &clients.stores).await?;
+            if !records.is_empty() {
+                if let Err((why, tries)) = table::load_until_done(table, batch.targets.allow_private, records, &meta.name).await {
+                    tracing::warn!(delivery_stream = %meta.name, key, tries, %why, "a load failed for the retry duration; its manifest goes under errors/manifests/");
+                    let manifest =
+                        serde_json::json!({ "entries": [{ "url": format!("s3://{}/{key}", table.s3.bucket), "mandatory": true }] });
+                    let manifest_key = keys::manifest_key(&meta, batch.arrival_ms);
+                    put_object(&clients.stores, &batch.targets.objects, &table.s3, &manifest_key, manifest.to_string().into_bytes())
+                        .await?;
+                }
+            }
+            key
         }
     };
     // 3. What the function failed: under the error prefix of the destination's bucket.

@@ -95,6 +95,16 @@ pub fn object_key(
     key
 }
 
+/// Where the COPY manifest of a load skipped after its retry duration goes (as Firehose's
+/// Redshift destination: `errors/manifests/YYYY/MM/DD/HH/<stream>-<version>-<time>-<random>`).
+pub fn manifest_key(meta: &DeliveryStreamMeta, arrival_ms: u64) -> String {
+    let utc = Utc::of_ms(arrival_ms);
+    let mut key = evaluate_prefix("errors/manifests/", utc, "", &PartitionKeys::default());
+    let stamp = format!("{:04}-{:02}-{:02}-{:02}-{:02}-{:02}", utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second);
+    key.push_str(&format!("{}-{}-{stamp}-{}", meta.name, meta.version, random_uuid()));
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

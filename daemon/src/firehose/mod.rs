@@ -16,6 +16,7 @@ pub mod search;
 pub mod service;
 pub mod source;
 pub mod store;
+pub mod table;
 pub mod transform;
 
 use std::rc::Rc;

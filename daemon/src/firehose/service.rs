@@ -103,6 +103,19 @@ fn check_endpoint(host: &impl FirehoseHost, configuration: &str) -> Result<(), O
             )));
         }
     }
+    // A table destination's cluster: its address is checked as an endpoint's.
+    let clusters = ["RedshiftDestinationConfiguration", "RedshiftDestinationUpdate"]
+        .iter()
+        .filter_map(|key| request.get(key)?.get("ClusterJDBCURL")?.as_str())
+        .filter_map(|jdbc| jdbc.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or_default()));
+    for address in clusters {
+        if host.config().http_endpoints_allow_private {
+            break;
+        }
+        if let Some(refusal) = crate::topic::http::literal_endpoint_refusal(&format!("https://{address}/")) {
+            return Err(invalid(format!("ClusterJDBCURL: {refusal}")));
+        }
+    }
     let function_urls = functions.into_iter().filter(|function| !function.starts_with("arn:"));
     for url in urls.chain(function_urls) {
         if host.config().http_endpoints_allow_private {

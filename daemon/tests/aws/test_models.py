@@ -43,7 +43,7 @@ REFUSED = {
         "AmazonOpenSearchServerlessDestinationConfiguration",
         "DatabaseSourceConfiguration", "DeliveryStreamEncryptionConfigurationInput", "DirectPutSourceConfiguration",
         "IcebergDestinationConfiguration",
-        "MSKSourceConfiguration", "RedshiftDestinationConfiguration", "SnowflakeDestinationConfiguration",
+        "MSKSourceConfiguration", "SnowflakeDestinationConfiguration",
         "SplunkDestinationConfiguration",
     },
 }
