@@ -117,6 +117,14 @@ pub struct Config {
     #[arg(long, env = "SLUICE_FIREHOSE_LAMBDA_ENDPOINT", value_name = "URL")]
     pub firehose_lambda_endpoint: Option<String>,
 
+    /// The tables whose schemas Firehose's record format conversion (JSON to Parquet) writes
+    /// with, standing for the AWS Glue Data Catalog a `DataFormatConversionConfiguration`'s
+    /// `SchemaConfiguration` names: a JSON file `{"DATABASE": {"TABLE": [{"Name": "id",
+    /// "Type": "bigint"}, …]}}` with Hive's primitive types. Read at each delivery (edits apply
+    /// without a restart). Default: none (format conversion is refused).
+    #[arg(long, env = "SLUICE_FIREHOSE_GLUE_TABLES", value_name = "FILE")]
+    pub firehose_glue_tables: Option<PathBuf>,
+
     /// The access key id `--firehose-s3-endpoint` is signed with. Default: AWS_ACCESS_KEY_ID.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", value_name = "ID", hide_env_values = true)]
     pub firehose_s3_access_key_id: Option<String>,

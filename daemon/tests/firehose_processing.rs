@@ -385,3 +385,76 @@ fn a_failing_function_is_tried_again_then_its_records_go_to_the_error_prefix() {
     }
     assert!(function.paths.lock().unwrap().iter().all(|path| path == "/transform"));
 }
+
+#[test]
+fn json_records_are_written_as_parquet_with_the_schema_of_a_table() {
+    use base64::Engine;
+    let buckets = Buckets::new();
+    let local = buckets.root.to_string_lossy().into_owned();
+    let tables = buckets.root.join("tables.json");
+    std::fs::write(
+        &tables,
+        json!({"web": {"clicks": [{"Name": "id", "Type": "bigint"}, {"Name": "page", "Type": "string"},
+            {"Name": "ms", "Type": "double"}, {"Name": "at", "Type": "timestamp"}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let tables_arg = tables.to_string_lossy().into_owned();
+    let mut daemon = Daemon::start_with(&["--firehose-local-dir", &local, "--firehose-glue-tables", &tables_arg]);
+    let c = daemon.client();
+    let conversion = |table: &str| {
+        json!({ "ExtendedS3DestinationConfiguration": {
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+            "BucketARN": "arn:aws:s3:::logs",
+            "Prefix": "clicks/",
+            "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+            "BufferingHints": { "SizeInMBs": 64, "IntervalInSeconds": 1 },
+            "DataFormatConversionConfiguration": {
+                "SchemaConfiguration": { "DatabaseName": "web", "TableName": table, "RoleARN": "r", "Region": "us-east-1" },
+                "InputFormatConfiguration": { "Deserializer": { "OpenXJsonSerDe": {} } },
+                "OutputFormatConfiguration": { "Serializer": { "ParquetSerDe": { "Compression": "SNAPPY" } } },
+            },
+        }})
+        .to_string()
+    };
+    // A table the schemas file does not have is refused.
+    assert_code(c.run(c.client().create_delivery_stream("nope", &conversion("views"), vec![])), ErrorCode::InvalidArgument);
+    c.run(c.client().create_delivery_stream("parquet", &conversion("clicks"), vec![])).unwrap();
+    let mut sent: Vec<String> = (0..300)
+        .map(|i| json!({"id": i, "page": format!("/p/{}", i % 7), "ms": i as f64 / 2.0, "at": "2026-12-07T13:45:29Z"}).to_string())
+        .collect();
+    let bad: Vec<String> = (0..5).map(|i| json!({"id": format!("not a number {i}")}).to_string()).collect();
+    sent.extend(bad.clone());
+    put(&c, "parquet", &sent[..150]);
+    // A kill -9 and a start between the puts: nothing acknowledged is lost.
+    daemon.kill();
+    daemon.restart();
+    put(&daemon.client(), "parquet", &sent[150..]);
+    wait_for("every record as a Parquet row, and the bad ones under format-conversion-failed", || {
+        let mut ids = std::collections::BTreeSet::new();
+        let mut failed = std::collections::BTreeSet::new();
+        for (key, data) in objects(&buckets.bucket("logs")) {
+            if key.starts_with("clicks/") {
+                assert!(key.ends_with(".parquet"), "{key}");
+                for row in sluice_daemon::firehose::convert::rows_of(data).unwrap() {
+                    assert!(!row["at"].is_empty() && row["at"] != "null", "{row:?}");
+                    ids.insert(row["id"].parse::<usize>().unwrap());
+                }
+            } else {
+                assert!(key.starts_with("errors/format-conversion-failed/"), "{key}");
+                for line in String::from_utf8(data).unwrap().lines() {
+                    let line: Value = serde_json::from_str(line).unwrap();
+                    assert_eq!(line["errorCode"], "DataFormatConversion.MalformedData");
+                    failed.insert(
+                        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(line["rawData"].as_str().unwrap()).unwrap())
+                            .unwrap(),
+                    );
+                }
+            }
+        }
+        match (ids.len(), bad.iter().all(|record| failed.contains(record))) {
+            (300, true) => Ok(()),
+            (rows, all_failed) => Err(format!("{rows} of 300 rows; the bad records under the error prefix: {all_failed}")),
+        }
+    });
+}

@@ -190,9 +190,34 @@ pub struct S3Destination {
     /// `S3BackupMode` `Enabled`: the source records (before any transformation) also go to
     /// this bucket (`S3BackupConfiguration`).
     pub backup: Option<Box<S3Destination>>,
+    /// JSON records written as Parquet (`DataFormatConversionConfiguration`).
+    pub conversion: Option<Conversion>,
     /// What the configuration held that changes nothing here (CloudWatch logging options,
     /// encryption settings), kept to be described back.
     pub kept: Map<String, Value>,
+}
+
+/// Parquet's compression of the pages inside a converted object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetCompression {
+    Snappy,
+    Gzip,
+    Uncompressed,
+}
+
+/// Record format conversion: JSON records (OpenX JSON) to Parquet, with the columns of table
+/// `database.table` (from `--firehose-glue-tables`, as Firehose reads them from AWS Glue).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversion {
+    pub database: String,
+    pub table: String,
+    pub compression: ParquetCompression,
+    pub case_insensitive: bool,
+    pub dots_to_underscores: bool,
+    /// `ColumnToJsonKeyMappings`: column → JSON key.
+    pub key_mappings: BTreeMap<String, String>,
+    /// The configuration as given, described back.
+    pub configuration: Value,
 }
 
 /// A record's partition keys, by name: those its `MetadataExtraction` query gave and those the
@@ -756,10 +781,6 @@ fn escape(delimiter: &[u8]) -> String {
     String::from_utf8_lossy(delimiter).replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t").replace('\r', "\\r")
 }
 
-/// What a configuration holds that this server does not do, refused by name rather than
-/// taken and ignored.
-const NOT_YET: &[&str] = &["DataFormatConversionConfiguration"];
-
 /// Keys kept as given and described back (they change nothing here).
 const KEPT: &[&str] = &["CloudWatchLoggingOptions", "EncryptionConfiguration", "CustomTimeZone"];
 
@@ -783,21 +804,18 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
     // Only an Extended S3 destination partitions and backs up; its update names the backup
     // bucket's change `S3BackupUpdate`.
     let backup_key = if base.is_some() { "S3BackupUpdate" } else { "S3BackupConfiguration" };
-    let extended_only = |key: &str| extended && (key == "DynamicPartitioningConfiguration" || key == backup_key);
-    if let Some(unknown) = fields.map.keys().find(|key| {
-        !KNOWN.contains(&key.as_str()) && !KEPT.contains(&key.as_str()) && !NOT_YET.contains(&key.as_str()) && !extended_only(key)
-    }) {
+    let extended_only = |key: &str| {
+        extended && (key == "DynamicPartitioningConfiguration" || key == backup_key || key == "DataFormatConversionConfiguration")
+    };
+    if let Some(unknown) =
+        fields.map.keys().find(|key| !KNOWN.contains(&key.as_str()) && !KEPT.contains(&key.as_str()) && !extended_only(key))
+    {
         return Err(invalid(format!("{at}.{unknown} is not supported by this server (it would be ignored, so it is refused).")));
     }
-    for key in fields.map.keys() {
-        if NOT_YET.contains(&key.as_str()) && !fields.map[key].is_null() {
-            let enabled =
-                fields.map[key].get("Enabled").and_then(Value::as_bool).unwrap_or(true) && fields.map[key].get("S3BackupMode").is_none();
-            if enabled {
-                return Err(invalid(format!("{at}.{key} is not supported by this server yet.")));
-            }
-        }
-    }
+    let conversion = match fields.map.get("DataFormatConversionConfiguration").filter(|value| !value.is_null()) {
+        Some(config) => conversion(config, &format!("{at}.DataFormatConversionConfiguration"))?,
+        None => base.and_then(|base| base.conversion.clone()),
+    };
     let base_backup = base.and_then(|base| base.backup.as_deref());
     let backup_given = fields.map.get(backup_key).filter(|value| !value.is_null());
     let backup = match (fields.string("S3BackupMode")?, backup_given, base_backup) {
@@ -850,8 +868,10 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
         (None, Some(base)) => base.role_arn.clone(),
         (None, None) => return Err(invalid(format!("{at}.RoleARN is required."))),
     };
-    // With dynamic partitioning, objects are at least 64 MiB (128 unless given), as Firehose's.
-    let default_size = if dynamic_partitioning.is_some() { 128 } else { 5 };
+    // With dynamic partitioning or format conversion, objects are at least 64 MiB (128 unless
+    // given), as Firehose's.
+    let large = dynamic_partitioning.is_some() || conversion.is_some();
+    let default_size = if large { 128 } else { 5 };
     let default = base.map_or(Buffering { size_mib: default_size, interval_s: 300 }, |base| base.buffering);
     let buffering = match fields.object("BufferingHints")? {
         Some(hints) => Buffering {
@@ -860,13 +880,18 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
         },
         None => default,
     };
-    if dynamic_partitioning.is_some() && buffering.size_mib < 64 {
-        return Err(invalid(format!("{at}.BufferingHints.SizeInMBs must be at least 64 with dynamic partitioning.")));
+    if large && buffering.size_mib < 64 {
+        return Err(invalid(format!("{at}.BufferingHints.SizeInMBs must be at least 64 with dynamic partitioning or format conversion.")));
     }
     let compression = match fields.string("CompressionFormat")? {
         Some(text) => Compression::parse(text)?,
         None => base.map_or(Compression::Uncompressed, |base| base.compression),
     };
+    if conversion.is_some() && compression != Compression::Uncompressed {
+        return Err(invalid(format!(
+            "{at}.CompressionFormat must be UNCOMPRESSED with format conversion (the serializer's Compression compresses inside the file)."
+        )));
+    }
     if !extended && matches!(compression, Compression::HadoopSnappy) {
         return Err(invalid("HADOOP_SNAPPY needs an ExtendedS3DestinationConfiguration."));
     }
@@ -921,8 +946,69 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
         extended: base.map_or(extended, |base| base.extended || extended),
         dynamic_partitioning,
         backup,
+        conversion,
         kept,
     })
+}
+
+/// Record format conversion (`DataFormatConversionConfiguration`): JSON in (OpenX JSON), Parquet
+/// out, with the schema of a table of `--firehose-glue-tables`; `None` when disabled.
+fn conversion(config: &Value, at: &str) -> Result<Option<Conversion>, OpError> {
+    let fields = Fields::of(config, at)?;
+    const KNOWN: &[&str] = &["Enabled", "SchemaConfiguration", "InputFormatConfiguration", "OutputFormatConfiguration"];
+    if let Some(unknown) = fields.map.keys().find(|key| !KNOWN.contains(&key.as_str())) {
+        return Err(invalid(format!("{at}.{unknown} is not supported by this server.")));
+    }
+    match fields.map.get("Enabled") {
+        Some(Value::Bool(false)) => return Ok(None),
+        None | Some(Value::Null) | Some(Value::Bool(true)) => {}
+        Some(_) => return Err(invalid(format!("{at}.Enabled must be true or false."))),
+    }
+    let schema = fields.object("SchemaConfiguration")?.ok_or_else(|| invalid(format!("{at}.SchemaConfiguration is required.")))?;
+    let database = schema.required("DatabaseName")?.to_owned();
+    let table = schema.required("TableName")?.to_owned();
+    let input = fields.object("InputFormatConfiguration")?.ok_or_else(|| invalid(format!("{at}.InputFormatConfiguration is required.")))?;
+    let deserializer =
+        input.object("Deserializer")?.ok_or_else(|| invalid(format!("{at}.InputFormatConfiguration.Deserializer is required.")))?;
+    let (mut case_insensitive, mut dots_to_underscores, mut key_mappings) = (true, false, BTreeMap::new());
+    if let Some(openx) = deserializer.object("OpenXJsonSerDe")? {
+        if let Some(flag) = openx.map.get("CaseInsensitive").and_then(Value::as_bool) {
+            case_insensitive = flag;
+        }
+        if let Some(flag) = openx.map.get("ConvertDotsInJsonKeysToUnderscores").and_then(Value::as_bool) {
+            dots_to_underscores = flag;
+        }
+        for (column, key) in openx.map.get("ColumnToJsonKeyMappings").and_then(Value::as_object).into_iter().flatten() {
+            let key = key.as_str().ok_or_else(|| invalid(format!("{at}: ColumnToJsonKeyMappings.{column} must be a string.")))?;
+            key_mappings.insert(column.clone(), key.to_owned());
+        }
+    } else if deserializer.map.contains_key("HiveJsonSerDe") {
+        return Err(invalid(format!("{at}: HiveJsonSerDe is not supported by this server yet (OpenXJsonSerDe is).")));
+    } else {
+        return Err(invalid(format!("{at}.InputFormatConfiguration.Deserializer needs OpenXJsonSerDe.")));
+    }
+    let output =
+        fields.object("OutputFormatConfiguration")?.ok_or_else(|| invalid(format!("{at}.OutputFormatConfiguration is required.")))?;
+    let serializer =
+        output.object("Serializer")?.ok_or_else(|| invalid(format!("{at}.OutputFormatConfiguration.Serializer is required.")))?;
+    let Some(parquet) = serializer.object("ParquetSerDe")? else {
+        return Err(invalid(format!("{at}: the serializer must be ParquetSerDe (OrcSerDe is not supported by this server yet).")));
+    };
+    let compression = match parquet.string("Compression")? {
+        None | Some("SNAPPY") => ParquetCompression::Snappy,
+        Some("GZIP") => ParquetCompression::Gzip,
+        Some("UNCOMPRESSED") => ParquetCompression::Uncompressed,
+        Some(other) => return Err(invalid(format!("{at}: ParquetSerDe.Compression {other:?} is not one of SNAPPY, GZIP, UNCOMPRESSED."))),
+    };
+    Ok(Some(Conversion {
+        database,
+        table,
+        compression,
+        case_insensitive,
+        dots_to_underscores,
+        key_mappings,
+        configuration: config.clone(),
+    }))
 }
 
 /// Dynamic partitioning's rules: a prefix's partition keys need it on, and each key a source
@@ -1676,6 +1762,9 @@ fn s3_configuration(s3: &S3Destination) -> Value {
     if let Some(retry_s) = s3.dynamic_partitioning {
         config.insert("DynamicPartitioningConfiguration".into(), json!({"Enabled": true, "RetryOptions": {"DurationInSeconds": retry_s}}));
     }
+    if let Some(conversion) = &s3.conversion {
+        config.insert("DataFormatConversionConfiguration".into(), conversion.configuration.clone());
+    }
     if let Some(backup) = &s3.backup {
         config.insert("S3BackupMode".into(), json!("Enabled"));
         config.insert("S3BackupConfiguration".into(), s3_configuration(backup));
@@ -1748,6 +1837,9 @@ pub fn description(meta: &DeliveryStreamMeta) -> Value {
         extended["S3BackupMode"] = json!(if s3.backup.is_some() { "Enabled" } else { "Disabled" });
         if let Some(backup) = &s3.backup {
             extended["S3BackupDescription"] = s3_description(backup);
+        }
+        if let Some(conversion) = &s3.conversion {
+            extended["DataFormatConversionConfiguration"] = conversion.configuration.clone();
         }
         extended["DynamicPartitioningConfiguration"] = match s3.dynamic_partitioning {
             Some(retry_s) => json!({"Enabled": true, "RetryOptions": {"DurationInSeconds": retry_s}}),

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use super::convert;
 use super::keys;
 use super::process;
 use super::search;
@@ -45,6 +46,8 @@ pub struct Targets {
     pub ca_file: Option<PathBuf>,
     /// The Lambda API endpoint transformation functions given by ARN are invoked through.
     pub lambda_endpoint: Option<String>,
+    /// The tables file format conversion reads schemas from (`--firehose-glue-tables`).
+    pub glue_tables: Option<PathBuf>,
 }
 
 /// Why a batch goes to the backup bucket instead: the destination refused it for its whole
@@ -201,11 +204,36 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
                 }
                 None => BTreeMap::from([(PartitionKeys::default(), records.into_iter().map(|(record, _)| record).collect())]),
             };
-            let writes = groups
-                .into_iter()
-                .filter(|(_, records)| !records.is_empty())
-                .map(|(partition, records)| write_object(&batch, s3, records, delimiter.clone(), partition, &clients.stores));
-            keys.extend(futures::future::try_join_all(writes).await?);
+            match &s3.conversion {
+                None => {
+                    let writes = groups
+                        .into_iter()
+                        .filter(|(_, records)| !records.is_empty())
+                        .map(|(partition, records)| write_object(&batch, s3, records, delimiter.clone(), partition, &clients.stores));
+                    keys.extend(futures::future::try_join_all(writes).await?);
+                }
+                Some(conversion) => {
+                    let file = batch.targets.glue_tables.as_deref().ok_or("format conversion needs --firehose-glue-tables")?;
+                    let columns = convert::table_columns(file, &conversion.database, &conversion.table)?;
+                    for (partition, records) in groups.into_iter().filter(|(_, records)| !records.is_empty()) {
+                        let (columns, conversion) = (columns.clone(), conversion.clone());
+                        let (parquet, refused) = tokio::task::spawn_blocking(move || convert::to_parquet(&records, &columns, &conversion))
+                            .await
+                            .map_err(|e| format!("the conversion stopped: {e}"))??;
+                        if !refused.is_empty() {
+                            let failed = refused
+                                .into_iter()
+                                .map(|(data, why)| FailedRecord { data, code: "DataFormatConversion.MalformedData", message: why })
+                                .collect();
+                            keys.push(write_failed(&batch, s3, failed, "format-conversion-failed", 1, None, &clients.stores).await?);
+                        }
+                        let key = keys::object_key(&batch.meta, s3, batch.arrival_ms, None, &partition);
+                        let key = if s3.file_extension.is_empty() { format!("{key}.parquet") } else { key };
+                        put_object(&clients.stores, &batch.targets.objects, s3, &key, parquet).await?;
+                        keys.push(key);
+                    }
+                }
+            }
             // The source records as they came, each with the delimiter (if one is configured)
             // so that the backup reads as records, too.
             if let Some(backup) = &s3.backup {

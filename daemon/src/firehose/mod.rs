@@ -9,6 +9,7 @@
 //! are marked delivered only once the destination has the object. So after any crash delivery
 //! resumes from the last mark: at least once, never a silent drop.
 
+pub mod convert;
 pub mod deliver;
 pub mod keys;
 pub mod process;

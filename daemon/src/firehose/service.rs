@@ -61,6 +61,7 @@ pub fn targets(host: &impl FirehoseHost) -> Targets {
         allow_private: config.http_endpoints_allow_private,
         ca_file: config.https_ca_file.clone(),
         lambda_endpoint: config.firehose_lambda_endpoint.clone(),
+        glue_tables: config.firehose_glue_tables.clone(),
     }
 }
 
@@ -133,6 +134,27 @@ fn check_endpoint(host: &impl FirehoseHost, configuration: &str) -> Result<(), O
     Ok(())
 }
 
+/// Refuses a format conversion whose table this server cannot find.
+fn check_conversion(host: &impl FirehoseHost, configuration: &str) -> Result<(), OpError> {
+    let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
+    for destination in request.as_object().into_iter().flat_map(|map| map.values()) {
+        let Some(conversion) = destination.get("DataFormatConversionConfiguration") else { continue };
+        if conversion.get("Enabled").and_then(serde_json::Value::as_bool) == Some(false) {
+            continue;
+        }
+        let schema = conversion.get("SchemaConfiguration");
+        let name = |key: &str| schema.and_then(|schema| schema.get(key)).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+        let Some(file) = host.config().firehose_glue_tables.as_deref() else {
+            return Err(invalid(
+                "DataFormatConversionConfiguration: this server has no table schemas (start sluiced with --firehose-glue-tables).",
+            ));
+        };
+        super::convert::table_columns(file, &name("DatabaseName"), &name("TableName"))
+            .map_err(|why| invalid(format!("DataFormatConversionConfiguration.SchemaConfiguration: {why}.")))?;
+    }
+    Ok(())
+}
+
 /// Refuses a Kinesis source stream that does not exist.
 fn check_source(host: &impl FirehoseHost, configuration: &str) -> Result<(), OpError> {
     let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
@@ -151,6 +173,7 @@ pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
         Op::CreateDeliveryStream { name, configuration, tags } => {
             check_endpoint(&**host, &configuration)?;
             check_source(&**host, &configuration)?;
+            check_conversion(&**host, &configuration)?;
             let arn = change(host, FirehoseChange::Create { name, configuration, tags }).await?;
             Ok(Reply::Arn(arn.unwrap_or_default()))
         }
@@ -207,6 +230,7 @@ pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
         Op::PutFirehoseRecords { name, records, batch } => put(host, &name, records, batch).await,
         Op::UpdateDestination { name, current_version_id, destination_id, configuration } => {
             check_endpoint(&**host, &configuration)?;
+            check_conversion(&**host, &configuration)?;
             change(host, FirehoseChange::Update { name, current_version_id, destination_id, configuration }).await.map(|_| Reply::Done)
         }
         Op::TagDeliveryStream { name, tags } => {
