@@ -286,6 +286,15 @@ enum FirehoseCommand {
         #[arg(long)]
         newline: bool,
     },
+    /// Create a delivery stream of any source and destination from the JSON of a
+    /// CreateDeliveryStream request (its members but DeliveryStreamName and Tags — as
+    /// `aws firehose create-delivery-stream --cli-input-json` takes): given inline, or `@FILE`.
+    /// Prints its ARN.
+    CreateFrom {
+        name: String,
+        /// The request's JSON, or `@` and a file holding it.
+        configuration: String,
+    },
     /// List delivery stream names.
     List,
     /// Print a delivery stream's description (Firehose's JSON).
@@ -716,6 +725,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 },
             });
             let arn = connection.block_on(client.create_delivery_stream(&name, &configuration.to_string(), vec![]))?;
+            print_named(&mut out, json, "DeliveryStreamARN", &arn)?;
+        }
+        Command::Firehose(FirehoseCommand::CreateFrom { name, configuration }) => {
+            let text = match configuration.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file).map_err(|e| Failure::Usage(format!("reading {file}: {e}")))?,
+                None => configuration,
+            };
+            let mut request: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Failure::Usage(format!("the configuration is not JSON: {e}")))?;
+            // As `--cli-input-json` files hold them: the name and tags are given apart here.
+            if let Some(members) = request.as_object_mut() {
+                members.remove("DeliveryStreamName");
+                members.remove("Tags");
+            }
+            let arn = connection.block_on(client.create_delivery_stream(&name, &request.to_string(), vec![]))?;
             print_named(&mut out, json, "DeliveryStreamARN", &arn)?;
         }
         Command::Firehose(FirehoseCommand::List) => {

@@ -296,3 +296,48 @@ fn top_reads_the_metrics_over_https_from_a_broker_with_a_certificate() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("handshake failed"), "{}", String::from_utf8_lossy(&refused.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_delivery_stream_of_any_configuration_is_created_from_its_request_json() {
+    let daemon = Daemon::start();
+    stdout(&sluice(&daemon, &["stream", "create", "clicks", "--shards", "1"], None));
+    let request = serde_json::json!({
+        "DeliveryStreamName": "ignored-here",
+        "DeliveryStreamType": "KinesisStreamAsSource",
+        "KinesisStreamSourceConfiguration": {
+            "KinesisStreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/clicks",
+            "RoleARN": "arn:aws:iam::000000000000:role/r",
+        },
+        "ExtendedS3DestinationConfiguration": {
+            "RoleARN": "arn:aws:iam::000000000000:role/r",
+            "BucketARN": "arn:aws:s3:::archive",
+            "Prefix": "clicks/",
+            "BufferingHints": { "SizeInMBs": 1, "IntervalInSeconds": 0 },
+            "ProcessingConfiguration": { "Enabled": true, "Processors": [{ "Type": "AppendDelimiterToRecord" }] },
+        },
+    });
+    let file = daemon.data_dir().join("request.json");
+    std::fs::write(&file, request.to_string()).unwrap();
+    let arn = stdout(&sluice(&daemon, &["firehose", "create-from", "archive", &format!("@{}", file.display())], None));
+    assert_eq!(arn.trim(), "arn:aws:firehose:us-east-1:000000000000:deliverystream/archive");
+    let described = stdout(&sluice(&daemon, &["firehose", "describe", "archive"], None));
+    assert!(described.contains("KinesisStreamAsSource"), "{described}");
+    let lines: String = (0..20).map(|i| format!("click {i}\n")).collect();
+    stdout(&sluice(&daemon, &["put", "clicks", "k", "-"], Some(&lines)));
+    let bucket = daemon.data_dir().join("firehose-objects/archive/clicks");
+    wait_for("the stream's records in the bucket", || {
+        let mut lines = Vec::new();
+        let mut stack = vec![bucket.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                    lines.extend(std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned));
+                }
+            }
+        }
+        (0..20).all(|i| lines.contains(&format!("click {i}")))
+    });
+}

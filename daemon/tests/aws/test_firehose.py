@@ -312,6 +312,31 @@ class Firehose(unittest.TestCase):
         sns.delete_topic(TopicArn=topic)
         self.firehose.delete_delivery_stream(DeliveryStreamName=name)
 
+    def test_a_kinesis_stream_as_source_through_boto3(self):
+        kinesis = client("kinesis")
+        stream = unique("source")
+        kinesis.create_stream(StreamName=stream, ShardCount=2)
+        stream_arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+        bucket, name = self.bucket(), unique("from-kinesis")
+        self.firehose.create_delivery_stream(
+            DeliveryStreamName=name,
+            DeliveryStreamType="KinesisStreamAsSource",
+            KinesisStreamSourceConfiguration={"KinesisStreamARN": stream_arn, "RoleARN": ROLE},
+            ExtendedS3DestinationConfiguration=configuration(bucket),
+        )
+        source = self.firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]["Source"]
+        self.assertEqual(source["KinesisStreamSourceDescription"]["KinesisStreamARN"], stream_arn)
+        with Expect(self, "InvalidArgumentException", 400):
+            self.firehose.put_record(DeliveryStreamName=name, Record={"Data": b"not for this one"})
+        records = [f"k-{i}" for i in range(200)]
+        answer = kinesis.put_records(StreamName=stream, Records=[{"Data": r.encode(), "PartitionKey": r} for r in records])
+        self.assertEqual(answer["FailedRecordCount"], 0)
+        lines, _ = until_delivered(bucket, records)
+        self.assertEqual(sorted(set(lines)), sorted(records))
+        self.firehose.delete_delivery_stream(DeliveryStreamName=name)
+        self.assertEqual(kinesis.list_stream_consumers(StreamARN=stream_arn)["Consumers"], [])
+        kinesis.delete_stream(StreamName=stream)
+
     def test_firehoses_errors(self):
         name = unique("errors")
         with Expect(self, "ResourceNotFoundException", 400):
