@@ -594,6 +594,24 @@ impl Client {
         expect_done(self.call(Op::DeleteDeliveryStream { name: name.into(), allow_force_delete: false }).await?)
     }
 
+    /// StartDeliveryStreamEncryption: records are sealed at rest under `key_arn` (a key of the
+    /// broker's key service), or under Firehose's own key when `None`.
+    pub async fn start_delivery_stream_encryption(&self, name: &str, key_arn: Option<&str>) -> Result<(), ClientError> {
+        let key_type = if key_arn.is_some() { "CUSTOMER_MANAGED_CMK" } else { "AWS_OWNED_CMK" };
+        let op = Op::SetDeliveryStreamEncryption {
+            name: name.into(),
+            key_type: Some(key_type.into()),
+            key_arn: key_arn.map(str::to_owned),
+            start: true,
+        };
+        expect_done(self.call(op).await?)
+    }
+
+    /// StopDeliveryStreamEncryption.
+    pub async fn stop_delivery_stream_encryption(&self, name: &str) -> Result<(), ClientError> {
+        expect_done(self.call(Op::SetDeliveryStreamEncryption { name: name.into(), key_type: None, key_arn: None, start: false }).await?)
+    }
+
     /// DescribeDeliveryStream: the `DeliveryStreamDescription`, as Firehose's JSON.
     pub async fn describe_delivery_stream(&self, name: &str) -> Result<String, ClientError> {
         match self.call(Op::DescribeDeliveryStream { name: name.into(), limit: None, exclusive_start_destination_id: None }).await? {

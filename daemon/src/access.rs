@@ -330,6 +330,8 @@ fn target<'a>(snapshot: &'a Snapshot, op: &'a Op, seal_key: &SealKey) -> Option<
         Op::TagDeliveryStream { name, .. } => delivery("firehose:TagDeliveryStream", name),
         Op::UntagDeliveryStream { name, .. } => delivery("firehose:UntagDeliveryStream", name),
         Op::ListTagsForDeliveryStream { name, .. } => delivery("firehose:ListTagsForDeliveryStream", name),
+        Op::SetDeliveryStreamEncryption { name, start: true, .. } => delivery("firehose:StartDeliveryStreamEncryption", name),
+        Op::SetDeliveryStreamEncryption { name, start: false, .. } => delivery("firehose:StopDeliveryStreamEncryption", name),
         Op::CreateKey { .. } => Target::new("kms:CreateKey", None, None),
         Op::ListKeys { .. } => Target::new("kms:ListKeys", None, None),
         Op::ListAliases { .. } => Target::new("kms:ListAliases", None, None),

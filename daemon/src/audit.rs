@@ -327,6 +327,9 @@ fn describe(op: &Op) -> Option<(&'static str, bool, Value)> {
         Op::ListDeliveryStreams { stream_type, .. } => (FIREHOSE, false, json!({ "deliveryStreamType": stream_type })),
         Op::TagDeliveryStream { name, tags } => (FIREHOSE, false, json!({ "deliveryStreamName": name, "tags": keys(tags) })),
         Op::UntagDeliveryStream { name, keys } => (FIREHOSE, false, json!({ "deliveryStreamName": name, "tagKeys": keys })),
+        Op::SetDeliveryStreamEncryption { name, key_type, key_arn, .. } => {
+            (FIREHOSE, false, json!({ "deliveryStreamName": name, "keyType": key_type, "keyARN": key_arn }))
+        }
         Op::PutFirehoseRecords { name, records, .. } => (FIREHOSE, true, json!({ "deliveryStreamName": name, "records": records.len() })),
         Op::CreateKey { description, tags, .. } => (KMS, false, json!({ "description": description, "tags": keys(tags) })),
         Op::DescribeKey { key }

@@ -130,6 +130,8 @@ pub const ACTIONS: &[&str] = &[
     "firehose:TagDeliveryStream",
     "firehose:UntagDeliveryStream",
     "firehose:ListTagsForDeliveryStream",
+    "firehose:StartDeliveryStreamEncryption",
+    "firehose:StopDeliveryStreamEncryption",
 ];
 
 /// One of `ACTIONS`.

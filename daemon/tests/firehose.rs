@@ -694,3 +694,63 @@ fn a_kinesis_stream_source_is_read_from_the_delivery_streams_creation_through_re
     c.run(c.client().delete_delivery_stream("from-stream")).unwrap();
     assert!(consumers(&c).is_empty());
 }
+
+/// Whether any file under `dir` holds `needle`.
+fn any_file_holds(dir: &Path, needle: &[u8]) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path).is_ok_and(|data| data.windows(needle.len()).any(|window| window == needle)) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn server_side_encryption_seals_buffered_records_at_rest_and_delivers_them_in_clear() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = tempfile::tempdir().unwrap();
+    let root = keys.path().join("root.key");
+    std::fs::write(&root, (0..32u8).map(|i| format!("{:02x}", i.wrapping_mul(7))).collect::<String>()).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let root_arg = root.to_string_lossy().into_owned();
+    let mut setup = start(&["--root-key-file", &root_arg]);
+    let c = setup.daemon.client();
+    let mut configuration: serde_json::Value = serde_json::from_str(&configuration("logs", "GZIP", 900)).unwrap();
+    configuration["DeliveryStreamEncryptionConfigurationInput"] = json!({ "KeyType": "AWS_OWNED_CMK" });
+    c.run(c.client().create_delivery_stream("sealed", &configuration.to_string(), vec![])).unwrap();
+    let describe = |c: &Conn| -> serde_json::Value {
+        let text = c.run(c.client().describe_delivery_stream("sealed")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["DeliveryStreamEncryptionConfiguration"].clone()
+    };
+    assert_eq!(describe(&c), json!({ "Status": "ENABLED", "KeyType": "AWS_OWNED_CMK" }));
+    // A customer key that does not exist is refused.
+    let missing = c
+        .client()
+        .start_delivery_stream_encryption("sealed", Some("arn:aws:kms:us-east-1:000000000000:key/00000000-0000-4000-8000-000000000000"));
+    assert!(c.run(missing).is_err());
+    let mut expected = put_batch(&c, "sealed", "secret-marker", 300);
+    let buffers = setup.daemon.data_dir().join("firehose");
+    assert!(!any_file_holds(&buffers, b"secret-marker"), "buffered records are sealed at rest");
+    // Restarted: the records are read back from disk (nothing in memory) and opened.
+    assert!(setup.daemon.terminate().success());
+    setup.daemon.restart();
+    let c = setup.daemon.client();
+    assert_eq!(describe(&c)["Status"], "ENABLED", "kept across a restart");
+    c.run(c.client().stop_delivery_stream_encryption("sealed")).unwrap();
+    assert_eq!(describe(&c), json!({ "Status": "DISABLED" }));
+    expected.extend(put_batch(&c, "sealed", "clear-after-stop", 100));
+    let update = json!({ "ExtendedS3DestinationUpdate": { "BufferingHints": { "IntervalInSeconds": 0, "SizeInMBs": 1 } } });
+    c.run(c.client().update_destination("sealed", "1", &update.to_string())).unwrap();
+    let counts = wait_for_all(&setup.bucket_dir, &expected);
+    assert_eq!(counts.len(), expected.len());
+    // A server without a key service refuses encryption rather than writing in clear.
+    let plain = start(&[]);
+    let c = plain.daemon.client();
+    assert_code(c.run(c.client().create_delivery_stream("x", &configuration.to_string(), vec![])), ErrorCode::InvalidArgument);
+}

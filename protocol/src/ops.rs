@@ -545,6 +545,14 @@ pub enum Op {
         limit: Option<i32>,
         exclusive_start_tag_key: Option<String>,
     },
+    /// Firehose StartDeliveryStreamEncryption (`start`: `key_type` `AWS_OWNED_CMK` or
+    /// `CUSTOMER_MANAGED_CMK` with `key_arn`) and StopDeliveryStreamEncryption.
+    SetDeliveryStreamEncryption {
+        name: String,
+        key_type: Option<String>,
+        key_arn: Option<String>,
+        start: bool,
+    },
 }
 
 impl Op {
@@ -669,6 +677,8 @@ impl Op {
             Op::TagDeliveryStream { .. } => "TagDeliveryStream",
             Op::UntagDeliveryStream { .. } => "UntagDeliveryStream",
             Op::ListTagsForDeliveryStream { .. } => "ListTagsForDeliveryStream",
+            Op::SetDeliveryStreamEncryption { start: true, .. } => "StartDeliveryStreamEncryption",
+            Op::SetDeliveryStreamEncryption { start: false, .. } => "StopDeliveryStreamEncryption",
         }
     }
 }

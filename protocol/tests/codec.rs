@@ -232,6 +232,13 @@ fn every_request_round_trips() {
         Op::TagDeliveryStream { name: "d".into(), tags: vec![("a".into(), "b".into())] },
         Op::UntagDeliveryStream { name: "d".into(), keys: vec!["a".into()] },
         Op::ListTagsForDeliveryStream { name: "d".into(), limit: Some(5), exclusive_start_tag_key: Some("a".into()) },
+        Op::SetDeliveryStreamEncryption {
+            name: "d".into(),
+            key_type: Some("CUSTOMER_MANAGED_CMK".into()),
+            key_arn: Some("arn:k".into()),
+            start: true,
+        },
+        Op::SetDeliveryStreamEncryption { name: "d".into(), key_type: None, key_arn: None, start: false },
         Op::DeleteStream { stream: "s".into(), enforce_consumer_deletion: true },
         Op::DescribeStream { stream: "s".into(), limit: Some(10), exclusive_start_shard_id: Some("shardId-000000000001".into()) },
         Op::DescribeStreamSummary { stream: "s".into() },

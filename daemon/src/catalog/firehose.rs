@@ -31,6 +31,34 @@ pub fn not_found(name: &str, naming: &Naming) -> OpError {
     OpError::new(ErrorCode::ResourceNotFound, format!("Firehose {name} under account {} not found.", naming.account_id))
 }
 
+/// A delivery stream's server-side encryption (`DeliveryStreamEncryptionConfigurationInput`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encryption {
+    /// `CUSTOMER_MANAGED_CMK` (with `key_arn`), else `AWS_OWNED_CMK`.
+    pub key_arn: Option<String>,
+}
+
+impl Encryption {
+    /// Reads `KeyType` and `KeyARN`, within Firehose's rules.
+    pub fn parse(key_type: Option<&str>, key_arn: Option<&str>) -> Result<Encryption, OpError> {
+        match (key_type.unwrap_or("AWS_OWNED_CMK"), key_arn) {
+            ("AWS_OWNED_CMK", None) => Ok(Encryption { key_arn: None }),
+            ("AWS_OWNED_CMK", Some(_)) => Err(invalid("KeyARN is given only with KeyType CUSTOMER_MANAGED_CMK.")),
+            ("CUSTOMER_MANAGED_CMK", Some(arn)) if (1..=512).contains(&arn.len()) => Ok(Encryption { key_arn: Some(arn.to_owned()) }),
+            ("CUSTOMER_MANAGED_CMK", _) => Err(invalid("KeyType CUSTOMER_MANAGED_CMK needs KeyARN, the key's ARN.")),
+            (other, _) => Err(invalid(format!("KeyType {other:?} is not one of AWS_OWNED_CMK, CUSTOMER_MANAGED_CMK."))),
+        }
+    }
+
+    pub fn key_type(&self) -> &'static str {
+        if self.key_arn.is_some() {
+            "CUSTOMER_MANAGED_CMK"
+        } else {
+            "AWS_OWNED_CMK"
+        }
+    }
+}
+
 /// A Kinesis stream of this server that a delivery stream reads (`KinesisStreamSourceConfiguration`):
 /// from the records that arrive after its creation on, each shard checkpointed as a consumer
 /// group does, following splits and merges.
@@ -432,6 +460,8 @@ pub struct DeliveryStreamMeta {
     pub kind: SourceKind,
     /// `KinesisStreamAsSource`: the stream read.
     pub source: Option<KinesisSource>,
+    /// Server-side encryption: the buffers' records are sealed at rest under this key.
+    pub encryption: Option<Encryption>,
     pub created_ms: u64,
     pub updated_ms: u64,
     /// Firehose's `VersionId`: 1 at creation, one more at each UpdateDestination.
@@ -1621,11 +1651,7 @@ pub fn create(
     for key in fields.map.keys().filter(|key| !key.ends_with("DestinationConfiguration") && !fields.map[*key].is_null()) {
         match key.as_str() {
             "DeliveryStreamType" | "KinesisStreamSourceConfiguration" => {}
-            "DeliveryStreamEncryptionConfigurationInput" => {
-                return Err(invalid(
-                    "DeliveryStreamEncryptionConfigurationInput: server-side encryption of delivery streams is not supported by this server yet.",
-                ))
-            }
+            "DeliveryStreamEncryptionConfigurationInput" => {}
             other => return Err(invalid(format!("{other} is not supported by this server yet."))),
         }
     }
@@ -1654,6 +1680,18 @@ pub fn create(
             Some(KinesisSource { stream_arn, stream, role_arn: config.required("RoleARN")?.to_owned() })
         }
     };
+    let encryption = match fields.object("DeliveryStreamEncryptionConfigurationInput")? {
+        Some(input) => {
+            if let Some(unknown) = input.map.keys().find(|key| !["KeyType", "KeyARN"].contains(&key.as_str())) {
+                return Err(invalid(format!("DeliveryStreamEncryptionConfigurationInput.{unknown} is not supported by this server.")));
+            }
+            if source.is_some() {
+                return Err(invalid("A KinesisStreamAsSource delivery stream takes no encryption of its own: encrypt its stream."));
+            }
+            Some(Encryption::parse(input.string("KeyType")?, input.string("KeyARN")?)?)
+        }
+        None => None,
+    };
     let tags = check_tags(BTreeMap::new(), tags)?;
     Ok(DeliveryStreamMeta {
         id,
@@ -1661,6 +1699,7 @@ pub fn create(
         arn: naming.firehose_arn(name),
         kind,
         source,
+        encryption,
         created_ms: now_ms,
         updated_ms: now_ms,
         version: 1,
@@ -1861,7 +1900,11 @@ fn stream_description(meta: &DeliveryStreamMeta, destination: Value) -> Value {
         "DeliveryStreamName": meta.name,
         "DeliveryStreamARN": meta.arn,
         "DeliveryStreamStatus": "ACTIVE",
-        "DeliveryStreamEncryptionConfiguration": { "Status": "DISABLED" },
+        "DeliveryStreamEncryptionConfiguration": match &meta.encryption {
+            None => json!({ "Status": "DISABLED" }),
+            Some(Encryption { key_arn: Some(arn) }) => json!({ "Status": "ENABLED", "KeyType": "CUSTOMER_MANAGED_CMK", "KeyARN": arn }),
+            Some(_) => json!({ "Status": "ENABLED", "KeyType": "AWS_OWNED_CMK" }),
+        },
         "DeliveryStreamType": meta.kind.name(),
         "VersionId": meta.version.to_string(),
         "CreateTimestamp": meta.created_ms as f64 / 1000.0,
@@ -1910,14 +1953,25 @@ pub fn delivery_stream_json(meta: &DeliveryStreamMeta) -> Value {
         "updated_ms": meta.updated_ms,
         "version": meta.version,
         "tags": meta.tags,
-        "configuration": match &meta.source {
-            Some(source) => json!({
-                key: configuration,
-                "KinesisStreamSourceConfiguration": { "KinesisStreamARN": source.stream_arn, "RoleARN": source.role_arn },
-            }),
-            None => json!({ key: configuration }),
-        },
+        "configuration": stored_configuration(meta, key, configuration),
     })
+}
+
+/// What the metadata file keeps of a delivery stream's request: its destination, and its
+/// source and encryption when it has them.
+fn stored_configuration(meta: &DeliveryStreamMeta, key: &str, destination: Value) -> Value {
+    let mut configuration = json!({ key: destination });
+    if let Some(source) = &meta.source {
+        configuration["KinesisStreamSourceConfiguration"] = json!({ "KinesisStreamARN": source.stream_arn, "RoleARN": source.role_arn });
+    }
+    if let Some(encryption) = &meta.encryption {
+        let mut input = json!({ "KeyType": encryption.key_type() });
+        if let Some(arn) = &encryption.key_arn {
+            input["KeyARN"] = json!(arn);
+        }
+        configuration["DeliveryStreamEncryptionConfigurationInput"] = input;
+    }
+    configuration
 }
 
 /// A search destination's fields, as its configuration and its description both hold them.
@@ -2002,11 +2056,33 @@ pub fn from_json(naming: &Naming, value: &Value, next_id: u64) -> Result<Deliver
 
 #[derive(Debug, Clone)]
 pub enum FirehoseChange {
-    Create { name: String, configuration: String, tags: KeyValues },
-    Delete { name: String },
-    Update { name: String, current_version_id: String, destination_id: String, configuration: String },
-    Tag { name: String, tags: KeyValues },
-    Untag { name: String, keys: Vec<String> },
+    Create {
+        name: String,
+        configuration: String,
+        tags: KeyValues,
+    },
+    Delete {
+        name: String,
+    },
+    Update {
+        name: String,
+        current_version_id: String,
+        destination_id: String,
+        configuration: String,
+    },
+    Tag {
+        name: String,
+        tags: KeyValues,
+    },
+    Untag {
+        name: String,
+        keys: Vec<String>,
+    },
+    /// Start (`Some`) or stop (`None`) server-side encryption.
+    Encryption {
+        name: String,
+        encryption: Option<Encryption>,
+    },
 }
 
 /// Applies a change; returns the ARN a create answers with.
@@ -2056,6 +2132,16 @@ pub fn apply(
             }
             let after = updated(&meta, &configuration, now_ms)?;
             streams.insert(meta.name.clone(), Arc::new(after));
+            Ok(None)
+        }
+        FirehoseChange::Encryption { name, encryption } => {
+            let meta = found(streams, &name)?;
+            if meta.source.is_some() {
+                return Err(invalid(format!(
+                    "Delivery stream {name} reads a Kinesis stream: encrypt the stream (StartStreamEncryption) instead, as Firehose requires."
+                )));
+            }
+            streams.insert(meta.name.clone(), Arc::new(DeliveryStreamMeta { encryption, updated_ms: now_ms, ..(*meta).clone() }));
             Ok(None)
         }
         FirehoseChange::Tag { name, tags } => {

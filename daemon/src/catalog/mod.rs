@@ -149,6 +149,22 @@ pub fn seal_spec(keys: &Keys, reference: Option<&str>, sse_sqs: bool, reuse_ms: 
     Some(SealSpec { sealing, reuse_ms })
 }
 
+/// How a delivery stream with `encryption` seals: under the customer's key (`KeyARN`), or
+/// under the key Firehose owns (AWS_OWNED_CMK: a key of this server's key service owned by
+/// the service, made on first use and not listed, as SQS's SSE-SQS key).
+pub fn firehose_seal_spec(keys: &Keys, encryption: &firehose::Encryption, reuse_ms: u64) -> Option<SealSpec> {
+    match &encryption.key_arn {
+        Some(arn) => seal_spec(keys, Some(arn), false, reuse_ms),
+        None => {
+            let sealing = match keys.owned("firehose") {
+                Some(key) => Sealing::Key(key.clone()),
+                None => Sealing::Unmade(KeyChange::Owned { service: "firehose".to_owned() }),
+            };
+            Some(SealSpec { sealing, reuse_ms })
+        }
+    }
+}
+
 impl Snapshot {
     /// A snapshot of these queues, topics and streams, with what is derived from them: queues
     /// by id, and every SQS subscription's queue.
@@ -266,6 +282,11 @@ impl Snapshot {
     }
 
     /// How a stream's records are sealed at rest (`None`: in clear).
+    /// How a delivery stream's buffered records are sealed at rest; `None`: in clear.
+    pub fn firehose_sealing(&self, meta: &firehose::DeliveryStreamMeta) -> Option<SealSpec> {
+        meta.encryption.as_ref().and_then(|encryption| firehose_seal_spec(&self.keys, encryption, STREAM_DATA_KEY_REUSE_MS))
+    }
+
     pub fn stream_sealing(&self, meta: &streams::StreamMeta) -> Option<SealSpec> {
         seal_spec(&self.keys, meta.encryption_key.as_deref(), false, STREAM_DATA_KEY_REUSE_MS)
     }

@@ -155,6 +155,21 @@ fn check_conversion(host: &impl FirehoseHost, configuration: &str) -> Result<(),
     Ok(())
 }
 
+/// Refuses server-side encryption on a server without a key service, or with a key it cannot
+/// use (Firehose's own is made now).
+async fn check_encryption<H: FirehoseHost>(host: &Rc<H>, configuration: &str) -> Result<(), OpError> {
+    let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
+    let Some(input) = request.get("DeliveryStreamEncryptionConfigurationInput") else { return Ok(()) };
+    if host.config().root_key.is_none() {
+        return Err(invalid(
+            "DeliveryStreamEncryptionConfigurationInput: this server has no key service, so nothing would be encrypted: start sluiced with --root-key-file.",
+        ));
+    }
+    let text = |key: &str| input.get(key).and_then(serde_json::Value::as_str);
+    let encryption = crate::catalog::firehose::Encryption::parse(text("KeyType"), text("KeyARN"))?;
+    crate::engine::sealable(host, move |snapshot| crate::catalog::firehose_seal_spec(&snapshot.keys, &encryption, 0)).await
+}
+
 /// Refuses a Kinesis source stream that does not exist.
 fn check_source(host: &impl FirehoseHost, configuration: &str) -> Result<(), OpError> {
     let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
@@ -174,6 +189,7 @@ pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
             check_endpoint(&**host, &configuration)?;
             check_source(&**host, &configuration)?;
             check_conversion(&**host, &configuration)?;
+            check_encryption(host, &configuration).await?;
             let arn = change(host, FirehoseChange::Create { name, configuration, tags }).await?;
             Ok(Reply::Arn(arn.unwrap_or_default()))
         }
@@ -232,6 +248,25 @@ pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
             check_endpoint(&**host, &configuration)?;
             check_conversion(&**host, &configuration)?;
             change(host, FirehoseChange::Update { name, current_version_id, destination_id, configuration }).await.map(|_| Reply::Done)
+        }
+        Op::SetDeliveryStreamEncryption { name, key_type, key_arn, start } => {
+            if host.config().root_key.is_none() {
+                return Err(invalid(
+                    "This server has no key service, so nothing would be encrypted: start sluiced with --root-key-file \
+                     (see the README's Encryption section).",
+                ));
+            }
+            let encryption = match start {
+                false => None,
+                true => {
+                    let encryption = crate::catalog::firehose::Encryption::parse(key_type.as_deref(), key_arn.as_deref())?;
+                    // The key must be usable now (Firehose's own is made on first use).
+                    let wanted = encryption.clone();
+                    crate::engine::sealable(host, move |snapshot| crate::catalog::firehose_seal_spec(&snapshot.keys, &wanted, 0)).await?;
+                    Some(encryption)
+                }
+            };
+            change(host, FirehoseChange::Encryption { name: name_of(&name).to_owned(), encryption }).await.map(|_| Reply::Done)
         }
         Op::TagDeliveryStream { name, tags } => {
             if tags.is_empty() {
@@ -314,7 +349,33 @@ pub async fn append<H: FirehoseHost>(host: &Rc<H>, meta: &DeliveryStreamMeta, re
         ));
     }
     let now_ms = host.env().now_ms();
-    let seqs = buffer.append(records, now_ms)?;
+    // With server-side encryption, records are sealed at rest under this core's data key for
+    // the delivery stream's KMS key (Firehose's own is made on first use); a key that cannot be
+    // used refuses the put, never writes in clear.
+    let seal = match meta.encryption.is_some() {
+        false => None,
+        true => {
+            let id = meta.id;
+            let spec = move |snapshot: &crate::catalog::Snapshot| {
+                snapshot.firehose.values().find(|meta| meta.id == id).and_then(|meta| snapshot.firehose_sealing(meta))
+            };
+            crate::engine::sealable(host, spec).await?;
+            let snapshot = host.snapshot();
+            let spec = snapshot
+                .firehose_sealing(meta)
+                .ok_or_else(|| OpError::new(ErrorCode::KmsNotFound, "The delivery stream's key is not held."))?;
+            match &spec.sealing {
+                crate::kms::at_rest::Sealing::Key(key) => Some(host.keyring().write_key(key, spec.reuse_ms, now_ms)),
+                _ => {
+                    return Err(spec
+                        .writable()
+                        .err()
+                        .unwrap_or_else(|| OpError::new(ErrorCode::KmsNotFound, "The delivery stream's key is not held.")))
+                }
+            }
+        }
+    };
+    let seqs = buffer.append(records, now_ms, seal.as_deref())?;
     if let Some(last) = seqs.last() {
         buffer.puts.set(buffer.puts.get() + 1);
         let durable = buffer.log.durable(*last).await;
@@ -419,7 +480,7 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
             if short && partial_flying > 0 {
                 break;
             }
-            let batch = match buffer.take(gathered, buffering.size_bytes()).await {
+            let batch = match buffer.take(gathered, buffering.size_bytes(), host.keyring()).await {
                 Ok(Some(batch)) => batch,
                 // Taken but not yet durable: readable once its put's sync is done.
                 Ok(None) => {

@@ -23,6 +23,13 @@ use crate::storage::stream::StreamLog;
 
 pub const DATA: u8 = 0;
 pub const DELIVERED: u8 = 1;
+/// A record sealed at rest under this core's data key for the delivery stream's KMS key
+/// (`kms::at_rest`): a delivery stream with server-side encryption on.
+pub const DATA_SEALED: u8 = 2;
+
+fn is_data(kind: Option<&u8>) -> bool {
+    matches!(kind, Some(&DATA) | Some(&DATA_SEALED))
+}
 
 /// Bytes read at a time from a log (at open, and by deliveries of records not in memory).
 const READ_BYTES: usize = 4 << 20;
@@ -91,12 +98,23 @@ pub struct Buffer {
 
 impl Buffer {
     /// Appends records (durable once `log.durable` says so); returns each one's sequence number.
-    pub fn append(&self, records: &[Bytes], now_ms: u64) -> Result<Vec<u64>, OpError> {
+    /// With `seal`, each is sealed at rest (in memory they stay as they came).
+    pub fn append(&self, records: &[Bytes], now_ms: u64, seal: Option<&crate::kms::at_rest::WriteKey>) -> Result<Vec<u64>, OpError> {
         let mut seqs = Vec::with_capacity(records.len());
         let mut bytes = 0;
         let mut tail = self.tail.borrow_mut();
+        // One buffer for every sealed record of the batch.
+        let mut sealed = Vec::new();
         for record in records {
-            let (seq, arrival_ms) = self.log.append_parts(&[&[DATA], record], now_ms).map_err(storage_error)?;
+            let appended = match seal {
+                None => self.log.append_parts(&[&[DATA], record], now_ms),
+                Some(write) => {
+                    sealed.clear();
+                    crate::kms::at_rest::Keyring::seal(write, &mut sealed, |out| out.extend_from_slice(record));
+                    self.log.append_parts(&[&[DATA_SEALED], &sealed], now_ms)
+                }
+            };
+            let (seq, arrival_ms) = appended.map_err(storage_error)?;
             seqs.push(seq);
             bytes += record.len() as u64;
             if tail.records.is_empty() {
@@ -144,7 +162,7 @@ impl Buffer {
 
     /// Up to `size` bytes of records from `from` on (at least one), from memory when the tail
     /// holds them, else read from the log; `None` when none is readable yet.
-    pub async fn take(&self, from: u64, size: u64) -> Result<Option<Taken>, String> {
+    pub async fn take(&self, from: u64, size: u64, keyring: &crate::kms::at_rest::Keyring) -> Result<Option<Taken>, String> {
         if let Some(taken) = self.take_from_tail(from, size) {
             return Ok(taken);
         }
@@ -167,10 +185,16 @@ impl Buffer {
                     break 'read;
                 }
                 next = record.seq + 1;
-                if record.data.first() == Some(&DATA) {
-                    bytes += record.data.len() as u64 - 1;
+                if is_data(record.data.first()) {
+                    let data = match record.data.first() {
+                        Some(&DATA_SEALED) => Bytes::from(
+                            keyring.open(&record.data[1..]).map_err(|e| format!("record {} cannot be opened: {e:?}", record.seq))?,
+                        ),
+                        _ => record.data.slice(1..),
+                    };
+                    bytes += data.len() as u64;
                     arrival_ms.get_or_insert(record.timestamp_ms);
-                    records.push(record.data.slice(1..));
+                    records.push(data);
                     seqs.push(record.seq);
                     if bytes >= size {
                         break 'read;
@@ -192,7 +216,7 @@ impl Buffer {
             }
         }
         let read = self.log.read(from, 16, 64 << 10).await.ok()?;
-        read.iter().find(|record| record.data.first() == Some(&DATA)).map(|record| record.timestamp_ms)
+        read.iter().find(|record| is_data(record.data.first())).map(|record| record.timestamp_ms)
     }
 
     /// `take` from memory: `None` when the tail does not hold `from`'s records.
@@ -408,7 +432,7 @@ async fn scan(log: &StreamLog) -> Result<(u64, u64, u64, Option<u64>), OpError> 
         from = last.seq + 1;
         for record in &records {
             match record.data.first() {
-                Some(&DATA) => pending.push_back((record.seq, record.data.len() as u64 - 1, record.timestamp_ms)),
+                Some(&DATA) | Some(&DATA_SEALED) => pending.push_back((record.seq, record.data.len() as u64 - 1, record.timestamp_ms)),
                 Some(&DELIVERED) => {
                     let next = record.data.get(1..9).and_then(|bytes| bytes.try_into().ok()).map(u64::from_le_bytes).ok_or_else(|| {
                         OpError::new(ErrorCode::InternalFailure, "a delivery stream's buffer holds a damaged delivery mark")

@@ -97,12 +97,14 @@ pub fn op_from(action: &str, p: Params<'_>) -> Result<Op, OpError> {
             limit: p.int("Limit")?,
             exclusive_start_tag_key: p.string("ExclusiveStartTagKey")?,
         },
-        "StartDeliveryStreamEncryption" | "StopDeliveryStreamEncryption" => {
-            return Err(OpError::new(
-                ErrorCode::InvalidArgument,
-                format!("{action}: server-side encryption of delivery streams is not supported by this server yet."),
-            ))
+        "StartDeliveryStreamEncryption" => {
+            let (key_type, key_arn) = match p.object("DeliveryStreamEncryptionConfigurationInput")? {
+                Some(input) => (input.string("KeyType")?, input.string("KeyARN")?),
+                None => (None, None),
+            };
+            Op::SetDeliveryStreamEncryption { name: name()?, key_type, key_arn, start: true }
         }
+        "StopDeliveryStreamEncryption" => Op::SetDeliveryStreamEncryption { name: name()?, key_type: None, key_arn: None, start: false },
         other => return Err(OpError::new(ErrorCode::InvalidAction, format!("Firehose has no operation {other}."))),
     })
 }

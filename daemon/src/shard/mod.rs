@@ -553,7 +553,8 @@ fn engine_of(op: &Op) -> Engine {
         | Op::UpdateDestination { .. }
         | Op::TagDeliveryStream { .. }
         | Op::UntagDeliveryStream { .. }
-        | Op::ListTagsForDeliveryStream { .. } => Engine::Firehose,
+        | Op::ListTagsForDeliveryStream { .. }
+        | Op::SetDeliveryStreamEncryption { .. } => Engine::Firehose,
         Op::Hello { .. } | Op::Authenticate { .. } => Engine::None,
         _ => Engine::Queue,
     }

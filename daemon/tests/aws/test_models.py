@@ -37,11 +37,11 @@ REFUSED = {
     ("cloudwatch", "GetMetricStatistics"): {"ExtendedStatistics"},
     ("cloudwatch", "GetMetricData"): {"LabelOptions"},
     ("cloudwatch", "ListMetrics"): {"IncludeLinkedAccounts", "OwningAccount", "RecentlyActive"},
-    # Destinations and sources not built yet (Redshift, Splunk, Snowflake, Iceberg, MSK, databases), delivery stream
-    # encryption, throughput hints.
+    # Destinations and sources not built yet (Splunk, Snowflake, Iceberg, OpenSearch Serverless, MSK, databases),
+    # throughput hints.
     ("firehose", "CreateDeliveryStream"): {
         "AmazonOpenSearchServerlessDestinationConfiguration",
-        "DatabaseSourceConfiguration", "DeliveryStreamEncryptionConfigurationInput", "DirectPutSourceConfiguration",
+        "DatabaseSourceConfiguration", "DirectPutSourceConfiguration",
         "IcebergDestinationConfiguration",
         "MSKSourceConfiguration", "SnowflakeDestinationConfiguration",
         "SplunkDestinationConfiguration",
@@ -182,6 +182,7 @@ class Models(unittest.TestCase):
         self.walk("firehose", [
             "CreateDeliveryStream", "DeleteDeliveryStream", "DescribeDeliveryStream", "ListDeliveryStreams", "PutRecord",
             "PutRecordBatch", "UpdateDestination", "TagDeliveryStream", "UntagDeliveryStream", "ListTagsForDeliveryStream",
+            "StartDeliveryStreamEncryption", "StopDeliveryStreamEncryption",
         ])
 
     def test_kms(self):

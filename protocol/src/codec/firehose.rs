@@ -73,6 +73,11 @@ pub(super) fn encode_op(fbb: &mut FlatBufferBuilder<'static>, op: &Op) -> Option
             let args = fb::ListTagsForDeliveryStreamArgs { name, limit: limit(max), exclusive_start_tag_key };
             op_table!(fbb, ListTagsForDeliveryStream, args)
         }
+        Op::SetDeliveryStreamEncryption { name, key_type, key_arn, start } => {
+            let name = Some(fbb.create_string(name));
+            let (key_type, key_arn) = (opt_str(fbb, key_type), opt_str(fbb, key_arn));
+            op_table!(fbb, SetDeliveryStreamEncryption, fb::SetDeliveryStreamEncryptionArgs { name, key_type, key_arn, start: *start })
+        }
         _ => return None,
     })
 }
@@ -142,6 +147,15 @@ pub(super) fn decode_op(
                 name: op.name().to_owned(),
                 limit: limit_of(op.limit()),
                 exclusive_start_tag_key: owned(op.exclusive_start_tag_key()),
+            }
+        }
+        fb::Op::SetDeliveryStreamEncryption => {
+            let op = request.op_as_set_delivery_stream_encryption().ok_or_else(unknown)?;
+            Op::SetDeliveryStreamEncryption {
+                name: op.name().to_owned(),
+                key_type: owned(op.key_type()),
+                key_arn: owned(op.key_arn()),
+                start: op.start(),
             }
         }
         _ => return Ok(None),

@@ -29,10 +29,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OP: u8 = 111;
+pub const ENUM_MAX_OP: u8 = 112;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OP: [Op; 112] = [
+pub const ENUM_VALUES_OP: [Op; 113] = [
   Op::NONE,
   Op::Hello,
   Op::CreateQueue,
@@ -145,6 +145,7 @@ pub const ENUM_VALUES_OP: [Op; 112] = [
   Op::TagDeliveryStream,
   Op::UntagDeliveryStream,
   Op::ListTagsForDeliveryStream,
+  Op::SetDeliveryStreamEncryption,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -264,9 +265,10 @@ impl Op {
   pub const TagDeliveryStream: Self = Self(109);
   pub const UntagDeliveryStream: Self = Self(110);
   pub const ListTagsForDeliveryStream: Self = Self(111);
+  pub const SetDeliveryStreamEncryption: Self = Self(112);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 111;
+  pub const ENUM_MAX: u8 = 112;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -380,6 +382,7 @@ impl Op {
     Self::TagDeliveryStream,
     Self::UntagDeliveryStream,
     Self::ListTagsForDeliveryStream,
+    Self::SetDeliveryStreamEncryption,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -496,6 +499,7 @@ impl Op {
       Self::TagDeliveryStream => Some("TagDeliveryStream"),
       Self::UntagDeliveryStream => Some("UntagDeliveryStream"),
       Self::ListTagsForDeliveryStream => Some("ListTagsForDeliveryStream"),
+      Self::SetDeliveryStreamEncryption => Some("SetDeliveryStreamEncryption"),
       _ => None,
     }
   }
@@ -17392,6 +17396,157 @@ impl core::fmt::Debug for ListTagsForDeliveryStream<'_> {
       ds.finish()
   }
 }
+pub enum SetDeliveryStreamEncryptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Firehose StartDeliveryStreamEncryption (`start`, with the key type and, for a customer
+/// managed key, its ARN) and StopDeliveryStreamEncryption: answered with Done.
+pub struct SetDeliveryStreamEncryption<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for SetDeliveryStreamEncryption<'a> {
+  type Inner = SetDeliveryStreamEncryption<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> SetDeliveryStreamEncryption<'a> {
+  pub const VT_NAME: flatbuffers::VOffsetT = 4;
+  pub const VT_KEY_TYPE: flatbuffers::VOffsetT = 6;
+  pub const VT_KEY_ARN: flatbuffers::VOffsetT = 8;
+  pub const VT_START: flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    SetDeliveryStreamEncryption { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args SetDeliveryStreamEncryptionArgs<'args>
+  ) -> flatbuffers::WIPOffset<SetDeliveryStreamEncryption<'bldr>> {
+    let mut builder = SetDeliveryStreamEncryptionBuilder::new(_fbb);
+    if let Some(x) = args.key_arn { builder.add_key_arn(x); }
+    if let Some(x) = args.key_type { builder.add_key_type(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_start(args.start);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetDeliveryStreamEncryption::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn key_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetDeliveryStreamEncryption::VT_KEY_TYPE, None)}
+  }
+  #[inline]
+  pub fn key_arn(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(SetDeliveryStreamEncryption::VT_KEY_ARN, None)}
+  }
+  #[inline]
+  pub fn start(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(SetDeliveryStreamEncryption::VT_START, Some(false)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for SetDeliveryStreamEncryption<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key_type", Self::VT_KEY_TYPE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("key_arn", Self::VT_KEY_ARN, false)?
+     .visit_field::<bool>("start", Self::VT_START, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetDeliveryStreamEncryptionArgs<'a> {
+    pub name: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub key_type: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub key_arn: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub start: bool,
+}
+impl<'a> Default for SetDeliveryStreamEncryptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SetDeliveryStreamEncryptionArgs {
+      name: None, // required field
+      key_type: None,
+      key_arn: None,
+      start: false,
+    }
+  }
+}
+
+pub struct SetDeliveryStreamEncryptionBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> SetDeliveryStreamEncryptionBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_name(&mut self, name: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetDeliveryStreamEncryption::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_key_type(&mut self, key_type: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetDeliveryStreamEncryption::VT_KEY_TYPE, key_type);
+  }
+  #[inline]
+  pub fn add_key_arn(&mut self, key_arn: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(SetDeliveryStreamEncryption::VT_KEY_ARN, key_arn);
+  }
+  #[inline]
+  pub fn add_start(&mut self, start: bool) {
+    self.fbb_.push_slot::<bool>(SetDeliveryStreamEncryption::VT_START, start, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SetDeliveryStreamEncryptionBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    SetDeliveryStreamEncryptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<SetDeliveryStreamEncryption<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SetDeliveryStreamEncryption::VT_NAME,"name");
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for SetDeliveryStreamEncryption<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("SetDeliveryStreamEncryption");
+      ds.field("name", &self.name());
+      ds.field("key_type", &self.key_type());
+      ds.field("key_arn", &self.key_arn());
+      ds.field("start", &self.start());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -19116,6 +19271,21 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_set_delivery_stream_encryption(&self) -> Option<SetDeliveryStreamEncryption<'a>> {
+    if self.op_type() == Op::SetDeliveryStreamEncryption {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SetDeliveryStreamEncryption::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl flatbuffers::Verifiable for Request<'_> {
@@ -19239,6 +19409,7 @@ impl flatbuffers::Verifiable for Request<'_> {
           Op::TagDeliveryStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<TagDeliveryStream>>("Op::TagDeliveryStream", pos),
           Op::UntagDeliveryStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<UntagDeliveryStream>>("Op::UntagDeliveryStream", pos),
           Op::ListTagsForDeliveryStream => v.verify_union_variant::<flatbuffers::ForwardsUOffset<ListTagsForDeliveryStream>>("Op::ListTagsForDeliveryStream", pos),
+          Op::SetDeliveryStreamEncryption => v.verify_union_variant::<flatbuffers::ForwardsUOffset<SetDeliveryStreamEncryption>>("Op::SetDeliveryStreamEncryption", pos),
           _ => Ok(()),
         }
      })?
@@ -20072,6 +20243,13 @@ impl core::fmt::Debug for Request<'_> {
         },
         Op::ListTagsForDeliveryStream => {
           if let Some(x) = self.op_as_list_tags_for_delivery_stream() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Op::SetDeliveryStreamEncryption => {
+          if let Some(x) = self.op_as_set_delivery_stream_encryption() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
