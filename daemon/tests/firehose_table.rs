@@ -125,6 +125,8 @@ impl Drop for Postgres {
 
 fn configuration(url: &str, retry_s: u32) -> String {
     json!({ "RedshiftDestinationConfiguration": {
+        "S3BackupMode": "Enabled",
+        "S3BackupConfiguration": { "RoleARN": "arn:aws:iam::000000000000:role/firehose", "BucketARN": "arn:aws:s3:::source" },
         "RoleARN": "arn:aws:iam::000000000000:role/firehose",
         "ClusterJDBCURL": url,
         "CopyCommand": { "DataTableName": "events", "DataTableColumns": "id,name,tags", "CopyOptions": "JSON 'auto'" },
@@ -220,8 +222,21 @@ fn records_are_copied_into_postgresql_through_its_outage_and_a_kill_9() {
     let counts = wait_for_rows(&postgres, &expected);
     let duplicates: usize = counts.values().map(|count| count - 1).sum();
     assert!(duplicates <= expected.len() / 4, "{duplicates} duplicate rows");
-    // Every batch was written to the intermediate bucket too.
+    // Every batch was written to the intermediate bucket too, and its source records to the
+    // backup bucket.
     assert!(!objects_under(&objects.path().join("staging")).is_empty());
+    let source = objects.path().join("source");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Written after each load: the last may still be on its way.
+        let backed_up: String = objects_under(&source).iter().map(|key| std::fs::read_to_string(source.join(key)).unwrap()).collect();
+        if expected.iter().all(|id| backed_up.contains(&format!("\"id\":{id},"))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every source record reached the backup bucket");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(destination["S3BackupMode"], "Enabled");
 }
 
 #[test]

@@ -395,6 +395,8 @@ pub struct TableDestination {
     pub processors: Vec<Processor>,
     /// The intermediate bucket (`S3Configuration`; its buffering hints are the destination's).
     pub s3: S3Destination,
+    /// `S3BackupMode` `Enabled`: the source records also go to this bucket.
+    pub backup: Option<Box<S3Destination>>,
     pub kept: Map<String, Value>,
 }
 
@@ -1303,16 +1305,31 @@ fn table_destination(config: &Value, base: Option<&TableDestination>) -> Result<
         "S3Update",
         "ProcessingConfiguration",
         "S3BackupMode",
+        "S3BackupConfiguration",
+        "S3BackupUpdate",
         "CloudWatchLoggingOptions",
     ];
     if let Some(unknown) = fields.map.keys().find(|key| !KNOWN.contains(&key.as_str())) {
         return Err(invalid(format!("{at}.{unknown} is not supported by this server (it would be ignored, so it is refused).")));
     }
-    if let Some(mode) = fields.string("S3BackupMode")? {
-        if mode != "Disabled" {
-            return Err(invalid(format!("{at}.S3BackupMode {mode:?} is not supported by this server yet (Disabled is).")));
+    let backup_key = if base.is_some() { "S3BackupUpdate" } else { "S3BackupConfiguration" };
+    let base_backup = base.and_then(|base| base.backup.as_deref());
+    let backup_given = fields.map.get(backup_key).filter(|value| !value.is_null());
+    let backup = match (fields.string("S3BackupMode")?, backup_given, base_backup) {
+        (Some("Enabled"), Some(config), base) | (None, Some(config), base @ Some(_)) => {
+            Some(Box::new(s3_destination(config, false, base).map_err(|e| invalid(format!("{at}.{backup_key}: {}", e.message)))?))
         }
-    }
+        (Some("Enabled"), None, Some(base)) | (None, None, Some(base)) => Some(Box::new(base.clone())),
+        (Some("Enabled"), None, None) => return Err(invalid(format!("{at}.S3BackupMode Enabled needs {at}.{backup_key}."))),
+        (Some("Disabled"), _, Some(_)) => {
+            return Err(invalid(format!("{at}.S3BackupMode: source record backup cannot be disabled once enabled.")))
+        }
+        (Some("Disabled") | None, Some(_), None) => {
+            return Err(invalid(format!("{at}.{backup_key} is given but S3BackupMode is not Enabled.")))
+        }
+        (Some("Disabled") | None, None, None) => None,
+        (Some(other), _, _) => return Err(invalid(format!("{at}.S3BackupMode {other:?} is not one of Disabled, Enabled."))),
+    };
     let jdbc_url = match (fields.string("ClusterJDBCURL")?, base) {
         (Some(url), _) => url.to_owned(),
         (None, Some(base)) => base.jdbc_url.clone(),
@@ -1416,6 +1433,7 @@ fn table_destination(config: &Value, base: Option<&TableDestination>) -> Result<
         processing_enabled,
         processors,
         s3,
+        backup,
         kept,
     })
 }
@@ -1434,7 +1452,7 @@ fn table_fields(table: &TableDestination, with_password: bool) -> Value {
         "Username": table.username,
         "RetryOptions": { "DurationInSeconds": table.retry_s },
         "ProcessingConfiguration": processing(table.processing_enabled, &table.processors),
-        "S3BackupMode": "Disabled",
+        "S3BackupMode": if table.backup.is_some() { "Enabled" } else { "Disabled" },
     });
     if let (true, Some(password)) = (with_password, &table.password) {
         fields["Password"] = json!(password);
@@ -1852,6 +1870,9 @@ pub fn description(meta: &DeliveryStreamMeta) -> Value {
         Destination::Table(table) => {
             let mut described = table_fields(table, false);
             described["S3DestinationDescription"] = s3_description(&table.s3);
+            if let Some(backup) = &table.backup {
+                described["S3BackupDescription"] = s3_description(backup);
+            }
             if described.get("CloudWatchLoggingOptions").is_none() {
                 described["CloudWatchLoggingOptions"] = json!({"Enabled": false});
             }
@@ -1933,6 +1954,9 @@ pub fn delivery_stream_json(meta: &DeliveryStreamMeta) -> Value {
         Destination::Table(table) => {
             let mut config = table_fields(table, true);
             config["S3Configuration"] = s3_configuration(&table.s3);
+            if let Some(backup) = &table.backup {
+                config["S3BackupConfiguration"] = s3_configuration(backup);
+            }
             ("RedshiftDestinationConfiguration", config)
         }
         Destination::Search(search) => {

@@ -290,6 +290,11 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
                         .await?;
                 }
             }
+            // The source records as they came (before any function), when backed up.
+            if let Some(backup) = &table.backup {
+                let delimiter = process::delimiter(processors).to_vec();
+                write_object(&batch, backup, batch.records.clone(), delimiter, PartitionKeys::default(), &clients.stores).await?;
+            }
             key
         }
     };
