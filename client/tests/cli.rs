@@ -326,18 +326,7 @@ fn a_delivery_stream_of_any_configuration_is_created_from_its_request_json() {
     stdout(&sluice(&daemon, &["put", "clicks", "k", "-"], Some(&lines)));
     let bucket = daemon.data_dir().join("firehose-objects/archive/clicks");
     wait_for("the stream's records in the bucket", || {
-        let mut lines = Vec::new();
-        let mut stack = vec![bucket.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if !entry.file_name().to_string_lossy().starts_with('.') {
-                    lines.extend(std::fs::read_to_string(&path).unwrap().lines().map(str::to_owned));
-                }
-            }
-        }
+        let lines: Vec<String> = lines_under(&bucket).into_iter().map(|(_, line)| line).collect();
         (0..20).all(|i| lines.contains(&format!("click {i}")))
     });
 }

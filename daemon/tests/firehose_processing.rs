@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,33 +16,6 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use sluice_client::*;
 use sluice_testkit::*;
-
-/// Every object under `dir` (recursively), by key relative to it; partial writes excluded.
-fn objects(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut found = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&at) else { continue };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
-                let key = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                found.insert(key, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    found
-}
-
-/// The lines of every object under `dir`, each with the key of the object it is in.
-fn lines(dir: &Path) -> Vec<(String, String)> {
-    objects(dir)
-        .into_iter()
-        .flat_map(|(key, data)| String::from_utf8(data).unwrap().lines().map(|line| (key.clone(), line.to_owned())).collect::<Vec<_>>())
-        .collect()
-}
 
 #[track_caller]
 fn wait_until(what: &str, check: impl Fn() -> bool) {
@@ -208,8 +181,8 @@ fn check_all_arrived(buckets: &Buckets, expected: &[String]) {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     wait_for("every acknowledged record where it belongs", || {
-        let logs = lines(&buckets.bucket("logs"));
-        let source: Vec<String> = lines(&buckets.bucket("source")).into_iter().map(|(_, line)| line).collect();
+        let logs = lines_under(&buckets.bucket("logs"));
+        let source: Vec<String> = lines_under(&buckets.bucket("source")).into_iter().map(|(_, line)| line).collect();
         let mut delivered: BTreeMap<String, String> = BTreeMap::new();
         let mut failed: BTreeMap<String, (String, Value)> = BTreeMap::new();
         for (key, line) in logs {
@@ -260,7 +233,7 @@ fn check_all_arrived(buckets: &Buckets, expected: &[String]) {
                 source.contains(record),
                 delivered.len(),
                 failed.len(),
-                objects(&buckets.root).keys().take(8).collect::<Vec<_>>()
+                files_under(&buckets.root).keys().take(8).collect::<Vec<_>>()
             )),
         }
     });
@@ -367,7 +340,8 @@ fn a_failing_function_is_tried_again_then_its_records_go_to_the_error_prefix() {
     let sent: Vec<String> = (0..50).map(|i| json!({"i": i}).to_string()).collect();
     let acknowledged = put(&c, "broken", &sent);
     wait_until("every record under processing-failed", || {
-        let failed: Vec<Value> = lines(&buckets.bucket("logs")).into_iter().map(|(_, line)| serde_json::from_str(&line).unwrap()).collect();
+        let failed: Vec<Value> =
+            lines_under(&buckets.bucket("logs")).into_iter().map(|(_, line)| serde_json::from_str(&line).unwrap()).collect();
         let raw: Vec<String> = failed
             .iter()
             .map(|line| {
@@ -376,7 +350,7 @@ fn a_failing_function_is_tried_again_then_its_records_go_to_the_error_prefix() {
             .collect();
         acknowledged.iter().all(|record| raw.contains(record))
     });
-    for (key, line) in lines(&buckets.bucket("logs")) {
+    for (key, line) in lines_under(&buckets.bucket("logs")) {
         assert!(key.starts_with("processing-failed/"), "{key}: nothing is delivered when the function fails");
         let line: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(line["errorCode"], "Lambda.FunctionError");
@@ -433,7 +407,7 @@ fn json_records_are_written_as_parquet_with_the_schema_of_a_table() {
     wait_for("every record as a Parquet row, and the bad ones under format-conversion-failed", || {
         let mut ids = std::collections::BTreeSet::new();
         let mut failed = std::collections::BTreeSet::new();
-        for (key, data) in objects(&buckets.bucket("logs")) {
+        for (key, data) in files_under(&buckets.bucket("logs")) {
             if key.starts_with("clicks/") {
                 assert!(key.ends_with(".parquet"), "{key}");
                 for row in sluice_daemon::firehose::convert::rows_of(data).unwrap() {

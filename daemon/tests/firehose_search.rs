@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -108,27 +107,6 @@ impl Cluster {
     }
 }
 
-/// Every line of every object under `dir`, with the object's key.
-fn lines(dir: &Path) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&at) else { continue };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
-                let key = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                for line in std::fs::read_to_string(&path).unwrap().lines() {
-                    found.push((key.clone(), line.to_owned()));
-                }
-            }
-        }
-    }
-    found
-}
-
 #[track_caller]
 fn wait_for(what: &str, check: impl Fn() -> Result<(), String>) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -207,7 +185,7 @@ fn documents_are_indexed_once_by_record_id_through_an_outage_and_kill_9_and_refu
         }) {
             return Err(format!("{text} ({id}) not indexed; {} documents are", documents.len()));
         }
-        let backed_up = lines(&objects.path().join("logs"));
+        let backed_up = lines_under(&objects.path().join("logs"));
         let refused = acknowledged.len() - good.len();
         if backed_up.len() < refused {
             return Err(format!("{} of {refused} refused records backed up", backed_up.len()));
@@ -219,7 +197,7 @@ fn documents_are_indexed_once_by_record_id_through_an_outage_and_kill_9_and_refu
     let index = documents.keys().next().unwrap().0.clone();
     assert!(index.len() == "events-YYYY-MM-DD".len() && index.as_bytes()[11] == b'-', "{index} is the day's index");
     use base64::Engine;
-    for (key, line) in lines(&objects.path().join("logs")) {
+    for (key, line) in lines_under(&objects.path().join("logs")) {
         assert!(key.starts_with("AmazonOpenSearchService-failed/"), "{key}");
         let line: Value = serde_json::from_str(&line).unwrap();
         let raw = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(line["rawData"].as_str().unwrap()).unwrap()).unwrap();

@@ -4,7 +4,7 @@
 //! again and the records wait); a kill -9 of `sluiced` loses nothing acknowledged; a load that
 //! fails for the retry duration leaves a COPY manifest of its intermediate object.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -176,23 +176,6 @@ fn wait_for_rows(postgres: &Postgres, expected: &[usize]) -> std::collections::B
     }
 }
 
-fn objects_under(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&at) else { continue };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
-                found.push(path.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn records_are_copied_into_postgresql_through_its_outage_and_a_kill_9() {
     let mut postgres = Postgres::start();
@@ -224,12 +207,12 @@ fn records_are_copied_into_postgresql_through_its_outage_and_a_kill_9() {
     assert!(duplicates <= expected.len() / 4, "{duplicates} duplicate rows");
     // Every batch was written to the intermediate bucket too, and its source records to the
     // backup bucket.
-    assert!(!objects_under(&objects.path().join("staging")).is_empty());
+    assert!(!files_under(&objects.path().join("staging")).is_empty());
     let source = objects.path().join("source");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         // Written after each load: the last may still be on its way.
-        let backed_up: String = objects_under(&source).iter().map(|key| std::fs::read_to_string(source.join(key)).unwrap()).collect();
+        let backed_up: String = files_under(&source).values().map(|data| String::from_utf8_lossy(data).into_owned()).collect();
         if expected.iter().all(|id| backed_up.contains(&format!("\"id\":{id},"))) {
             break;
         }
@@ -252,7 +235,7 @@ fn a_load_refused_for_the_retry_duration_leaves_a_copy_manifest() {
     let staging = objects.path().join("staging");
     let deadline = Instant::now() + Duration::from_secs(60);
     let manifest = loop {
-        if let Some(key) = objects_under(&staging).into_iter().find(|key| key.starts_with("errors/manifests/")) {
+        if let Some(key) = files_under(&staging).into_keys().find(|key| key.starts_with("errors/manifests/")) {
             break std::fs::read_to_string(staging.join(key)).unwrap();
         }
         assert!(Instant::now() < deadline, "no manifest of the skipped load");

@@ -327,3 +327,31 @@ pub fn node_clients(source: &std::path::Path, target_tmp: &std::path::Path) -> P
     *dir = Some(made.clone());
     made
 }
+
+/// Every file under `dir` (recursively; none when it does not exist), by its path relative to
+/// `dir`, with its bytes; files whose names start with a dot (partial writes) left out.
+pub fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                if let (Ok(key), Ok(data)) = (path.strip_prefix(dir), std::fs::read(&path)) {
+                    found.insert(key.to_string_lossy().into_owned(), data);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The lines of every (text) file under `dir`, each with the file's path relative to `dir`.
+pub fn lines_under(dir: &std::path::Path) -> Vec<(String, String)> {
+    files_under(dir)
+        .into_iter()
+        .flat_map(|(key, data)| String::from_utf8_lossy(&data).lines().map(|line| (key.clone(), line.to_owned())).collect::<Vec<_>>())
+        .collect()
+}

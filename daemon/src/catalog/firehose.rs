@@ -848,23 +848,7 @@ fn s3_destination(config: &Value, extended: bool, base: Option<&S3Destination>) 
         Some(config) => conversion(config, &format!("{at}.DataFormatConversionConfiguration"))?,
         None => base.and_then(|base| base.conversion.clone()),
     };
-    let base_backup = base.and_then(|base| base.backup.as_deref());
-    let backup_given = fields.map.get(backup_key).filter(|value| !value.is_null());
-    let backup = match (fields.string("S3BackupMode")?, backup_given, base_backup) {
-        (Some("Enabled"), Some(config), base) | (None, Some(config), base @ Some(_)) => {
-            Some(Box::new(s3_destination(config, false, base).map_err(|e| invalid(format!("{at}.{backup_key}: {}", e.message)))?))
-        }
-        (Some("Enabled"), None, Some(base)) | (None, None, Some(base)) => Some(Box::new(base.clone())),
-        (Some("Enabled"), None, None) => return Err(invalid(format!("{at}.S3BackupMode Enabled needs {at}.{backup_key}."))),
-        (Some("Disabled"), _, Some(_)) => {
-            return Err(invalid(format!("{at}.S3BackupMode: source record backup cannot be disabled once enabled.")))
-        }
-        (Some("Disabled") | None, Some(_), None) => {
-            return Err(invalid(format!("{at}.{backup_key} is given but S3BackupMode is not Enabled.")))
-        }
-        (Some("Disabled") | None, None, None) => None,
-        (Some(other), _, _) => return Err(invalid(format!("{at}.S3BackupMode {other:?} is not one of Disabled, Enabled."))),
-    };
+    let backup = source_backup(&fields, at, backup_key, base.and_then(|base| base.backup.as_deref()))?;
     if backup.is_some() && !extended {
         return Err(invalid(format!("{at}.S3BackupMode Enabled needs an Extended S3 destination.")));
     }
@@ -1043,6 +1027,79 @@ fn conversion(config: &Value, at: &str) -> Result<Option<Conversion>, OpError> {
     }))
 }
 
+/// What the HTTP endpoint, search and table destinations share: their processors (no
+/// dynamic partitioning: it is for S3 only), their bucket (`S3Configuration`, or `S3Update`
+/// over `base`; `bucket` says what it is for), the settings kept to be described back, and
+/// their role.
+struct Shared {
+    role_arn: String,
+    processing_enabled: bool,
+    processors: Vec<Processor>,
+    s3: S3Destination,
+    kept: Map<String, Value>,
+}
+
+/// The shared part of a destination an update changes.
+struct SharedBase<'a> {
+    role_arn: &'a str,
+    processing_enabled: bool,
+    processors: &'a [Processor],
+    s3: &'a S3Destination,
+    kept: &'a Map<String, Value>,
+}
+
+fn shared(fields: &Fields<'_>, at: &str, base: Option<SharedBase<'_>>, bucket: &str) -> Result<Shared, OpError> {
+    let (processing_enabled, processors) = match fields.object("ProcessingConfiguration")? {
+        Some(config) => processors(Some(config))?,
+        None => base.as_ref().map_or((false, Vec::new()), |base| (base.processing_enabled, base.processors.to_vec())),
+    };
+    if processors.iter().any(|processor| matches!(processor, Processor::MetadataExtraction { .. })) {
+        return Err(invalid(format!("{at}: MetadataExtraction (dynamic partitioning) is for S3 destinations only.")));
+    }
+    let s3_key = if base.is_some() { "S3Update" } else { "S3Configuration" };
+    let s3 = match (fields.map.get(s3_key), &base) {
+        (Some(s3), base) => s3_destination(s3, false, base.as_ref().map(|base| base.s3))?,
+        (None, Some(base)) => base.s3.clone(),
+        (None, None) => return Err(invalid(format!("{at}.S3Configuration (the {bucket} bucket) is required."))),
+    };
+    let mut kept = base.as_ref().map(|base| base.kept.clone()).unwrap_or_default();
+    if let Some(value) = fields.map.get("CloudWatchLoggingOptions") {
+        kept.insert("CloudWatchLoggingOptions".into(), value.clone());
+    }
+    let role_arn = match fields.string("RoleARN")? {
+        Some(role) => role.to_owned(),
+        None => base.map(|base| base.role_arn.to_owned()).unwrap_or_default(),
+    };
+    Ok(Shared { role_arn, processing_enabled, processors, s3, kept })
+}
+
+/// Source record backup (`S3BackupMode` `Disabled`/`Enabled` and its bucket, `backup_key`:
+/// `S3BackupConfiguration`, or `S3BackupUpdate` in an update over `base`), as Firehose's S3 and
+/// Redshift destinations take it: once enabled it cannot be disabled.
+fn source_backup(
+    fields: &Fields<'_>,
+    at: &str,
+    backup_key: &str,
+    base: Option<&S3Destination>,
+) -> Result<Option<Box<S3Destination>>, OpError> {
+    let given = fields.map.get(backup_key).filter(|value| !value.is_null());
+    Ok(match (fields.string("S3BackupMode")?, given, base) {
+        (Some("Enabled"), Some(config), base) | (None, Some(config), base @ Some(_)) => {
+            Some(Box::new(s3_destination(config, false, base).map_err(|e| invalid(format!("{at}.{backup_key}: {}", e.message)))?))
+        }
+        (Some("Enabled"), None, Some(base)) | (None, None, Some(base)) => Some(Box::new(base.clone())),
+        (Some("Enabled"), None, None) => return Err(invalid(format!("{at}.S3BackupMode Enabled needs {at}.{backup_key}."))),
+        (Some("Disabled"), _, Some(_)) => {
+            return Err(invalid(format!("{at}.S3BackupMode: source record backup cannot be disabled once enabled.")))
+        }
+        (Some("Disabled") | None, Some(_), None) => {
+            return Err(invalid(format!("{at}.{backup_key} is given but S3BackupMode is not Enabled.")))
+        }
+        (Some("Disabled") | None, None, None) => None,
+        (Some(other), _, _) => return Err(invalid(format!("{at}.S3BackupMode {other:?} is not one of Disabled, Enabled."))),
+    })
+}
+
 /// Dynamic partitioning's rules: a prefix's partition keys need it on, and each key a source
 /// (the query naming it, or a transformation function); with it on, the prefix names at least
 /// one key and the error prefix none; the query runs only with it on.
@@ -1190,21 +1247,18 @@ fn http_destination(config: &Value, base: Option<&HttpDestination>) -> Result<Ht
         Some("AllData") => true,
         Some(other) => return Err(invalid(format!("{at}.S3BackupMode {other:?} is not one of FailedDataOnly, AllData."))),
     };
-    let (processing_enabled, processors) = match fields.object("ProcessingConfiguration")? {
-        Some(config) => processors(Some(config))?,
-        None => base.map_or((false, Vec::new()), |base| (base.processing_enabled, base.processors.clone())),
-    };
-    let s3_key = if base.is_some() { "S3Update" } else { "S3Configuration" };
-    let s3 = match (fields.map.get(s3_key), base) {
-        (Some(s3), base) => s3_destination(s3, false, base.map(|base| &base.s3))?,
-        (None, Some(base)) => base.s3.clone(),
-        (None, None) => return Err(invalid(format!("{at}.S3Configuration (the backup bucket) is required."))),
-    };
-    let mut kept = base.map(|base| base.kept.clone()).unwrap_or_default();
-    if let Some(value) = fields.map.get("CloudWatchLoggingOptions") {
-        kept.insert("CloudWatchLoggingOptions".into(), value.clone());
-    }
-    let role_arn = fields.string("RoleARN")?.map(str::to_owned).or_else(|| base.map(|base| base.role_arn.clone())).unwrap_or_default();
+    let Shared { role_arn, processing_enabled, processors, s3, kept } = shared(
+        &fields,
+        at,
+        base.map(|base| SharedBase {
+            role_arn: &base.role_arn,
+            processing_enabled: base.processing_enabled,
+            processors: &base.processors,
+            s3: &base.s3,
+            kept: &base.kept,
+        }),
+        "backup",
+    )?;
     Ok(HttpDestination {
         url,
         name,
@@ -1313,23 +1367,7 @@ fn table_destination(config: &Value, base: Option<&TableDestination>) -> Result<
         return Err(invalid(format!("{at}.{unknown} is not supported by this server (it would be ignored, so it is refused).")));
     }
     let backup_key = if base.is_some() { "S3BackupUpdate" } else { "S3BackupConfiguration" };
-    let base_backup = base.and_then(|base| base.backup.as_deref());
-    let backup_given = fields.map.get(backup_key).filter(|value| !value.is_null());
-    let backup = match (fields.string("S3BackupMode")?, backup_given, base_backup) {
-        (Some("Enabled"), Some(config), base) | (None, Some(config), base @ Some(_)) => {
-            Some(Box::new(s3_destination(config, false, base).map_err(|e| invalid(format!("{at}.{backup_key}: {}", e.message)))?))
-        }
-        (Some("Enabled"), None, Some(base)) | (None, None, Some(base)) => Some(Box::new(base.clone())),
-        (Some("Enabled"), None, None) => return Err(invalid(format!("{at}.S3BackupMode Enabled needs {at}.{backup_key}."))),
-        (Some("Disabled"), _, Some(_)) => {
-            return Err(invalid(format!("{at}.S3BackupMode: source record backup cannot be disabled once enabled.")))
-        }
-        (Some("Disabled") | None, Some(_), None) => {
-            return Err(invalid(format!("{at}.{backup_key} is given but S3BackupMode is not Enabled.")))
-        }
-        (Some("Disabled") | None, None, None) => None,
-        (Some(other), _, _) => return Err(invalid(format!("{at}.S3BackupMode {other:?} is not one of Disabled, Enabled."))),
-    };
+    let backup = source_backup(&fields, at, backup_key, base.and_then(|base| base.backup.as_deref()))?;
     let jdbc_url = match (fields.string("ClusterJDBCURL")?, base) {
         (Some(url), _) => url.to_owned(),
         (None, Some(base)) => base.jdbc_url.clone(),
@@ -1399,24 +1437,18 @@ fn table_destination(config: &Value, base: Option<&TableDestination>) -> Result<
         Some(retry) => retry.int("DurationInSeconds", 0, 7200)?.map_or(3600, |v| v as u32),
         None => base.map_or(3600, |base| base.retry_s),
     };
-    let (processing_enabled, processors) = match fields.object("ProcessingConfiguration")? {
-        Some(config) => processors(Some(config))?,
-        None => base.map_or((false, Vec::new()), |base| (base.processing_enabled, base.processors.clone())),
-    };
-    if processors.iter().any(|processor| matches!(processor, Processor::MetadataExtraction { .. })) {
-        return Err(invalid(format!("{at}: MetadataExtraction (dynamic partitioning) is for S3 destinations only.")));
-    }
-    let s3_key = if base.is_some() { "S3Update" } else { "S3Configuration" };
-    let s3 = match (fields.map.get(s3_key), base) {
-        (Some(s3), base) => s3_destination(s3, false, base.map(|base| &base.s3))?,
-        (None, Some(base)) => base.s3.clone(),
-        (None, None) => return Err(invalid(format!("{at}.S3Configuration (the intermediate bucket) is required."))),
-    };
-    let mut kept = base.map(|base| base.kept.clone()).unwrap_or_default();
-    if let Some(value) = fields.map.get("CloudWatchLoggingOptions") {
-        kept.insert("CloudWatchLoggingOptions".into(), value.clone());
-    }
-    let role_arn = fields.string("RoleARN")?.map(str::to_owned).or_else(|| base.map(|base| base.role_arn.clone())).unwrap_or_default();
+    let Shared { role_arn, processing_enabled, processors, s3, kept } = shared(
+        &fields,
+        at,
+        base.map(|base| SharedBase {
+            role_arn: &base.role_arn,
+            processing_enabled: base.processing_enabled,
+            processors: &base.processors,
+            s3: &base.s3,
+            kept: &base.kept,
+        }),
+        "intermediate",
+    )?;
     Ok(TableDestination {
         jdbc_url,
         host,
@@ -1560,24 +1592,18 @@ fn search_destination(config: &Value, service: SearchService, base: Option<&Sear
         },
         None => base.is_none_or(|base| base.document_ids),
     };
-    let (processing_enabled, processors) = match fields.object("ProcessingConfiguration")? {
-        Some(config) => processors(Some(config))?,
-        None => base.map_or((false, Vec::new()), |base| (base.processing_enabled, base.processors.clone())),
-    };
-    if processors.iter().any(|processor| matches!(processor, Processor::MetadataExtraction { .. })) {
-        return Err(invalid(format!("{at}: MetadataExtraction (dynamic partitioning) is for S3 destinations only.")));
-    }
-    let s3_key = if base.is_some() { "S3Update" } else { "S3Configuration" };
-    let s3 = match (fields.map.get(s3_key), base) {
-        (Some(s3), base) => s3_destination(s3, false, base.map(|base| &base.s3))?,
-        (None, Some(base)) => base.s3.clone(),
-        (None, None) => return Err(invalid(format!("{at}.S3Configuration (the backup bucket) is required."))),
-    };
-    let mut kept = base.map(|base| base.kept.clone()).unwrap_or_default();
-    if let Some(value) = fields.map.get("CloudWatchLoggingOptions") {
-        kept.insert("CloudWatchLoggingOptions".into(), value.clone());
-    }
-    let role_arn = fields.string("RoleARN")?.map(str::to_owned).or_else(|| base.map(|base| base.role_arn.clone())).unwrap_or_default();
+    let Shared { role_arn, processing_enabled, processors, s3, kept } = shared(
+        &fields,
+        at,
+        base.map(|base| SharedBase {
+            role_arn: &base.role_arn,
+            processing_enabled: base.processing_enabled,
+            processors: &base.processors,
+            s3: &base.s3,
+            kept: &base.kept,
+        }),
+        "backup",
+    )?;
     Ok(SearchDestination {
         service,
         endpoint,

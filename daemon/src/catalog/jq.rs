@@ -282,12 +282,6 @@ impl Query {
         let (_, expr) = self.keys.iter().find(|(key, _)| key == name)?;
         Some(expr.evaluate(record).map_err(|why| format!("partition key {name}: {why}")))
     }
-
-    /// Each key's value for `record` (a parsed JSON record), in the query's order; a key whose
-    /// path is missing or null, or whose value is not a string, number or boolean, fails.
-    pub fn evaluate(&self, record: &Value) -> Result<Vec<String>, String> {
-        self.keys.iter().map(|(name, expr)| expr.evaluate(record).map_err(|why| format!("partition key {name}: {why}"))).collect()
-    }
 }
 
 impl Expr {
@@ -385,6 +379,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Every key's value, in the query's order.
+    fn evaluate(query: &Query, record: &Value) -> Result<Vec<String>, String> {
+        query.keys.iter().map(|(name, _)| query.evaluate_key(name, record).unwrap_or_else(|| Err("no such key".into()))).collect()
+    }
+
     #[test]
     fn paths_and_functions_are_evaluated() {
         let query = parse(
@@ -394,18 +393,18 @@ mod tests {
         .unwrap();
         let record = json!({"customer_id": "c-1", "type": {"device": "phone"}, "tags": ["x", "y", "z"], "ts": 1796651129,
             "n": 42, "a b": true, "c": 1.5, "name": "MiXed"});
-        assert_eq!(query.evaluate(&record).unwrap(), ["c-1", "phone", "x", "z", "2026/12", "42", "true", "1.5", "mixed"]);
+        assert_eq!(evaluate(&query, &record).unwrap(), ["c-1", "phone", "x", "z", "2026/12", "42", "true", "1.5", "mixed"]);
         assert_eq!(query.keys[1].0, "device type");
     }
 
     #[test]
     fn missing_null_and_composite_values_fail_by_key() {
         let query = parse("{a: .a.b}").unwrap();
-        assert!(query.evaluate(&json!({})).unwrap_err().contains("partition key a: the path is missing"));
-        assert!(query.evaluate(&json!({"a": {"b": null}})).unwrap_err().contains("missing or null"));
-        assert!(query.evaluate(&json!({"a": {"b": [1]}})).unwrap_err().contains("an array"));
-        assert!(query.evaluate(&json!({"a": "text"})).unwrap_err().contains("cannot take .b of a string"));
-        assert!(parse("{t: .t | strftime(\"%Y\")}").unwrap().evaluate(&json!({"t": "2026"})).unwrap_err().contains("epoch seconds"));
+        assert!(evaluate(&query, &json!({})).unwrap_err().contains("partition key a: the path is missing"));
+        assert!(evaluate(&query, &json!({"a": {"b": null}})).unwrap_err().contains("missing or null"));
+        assert!(evaluate(&query, &json!({"a": {"b": [1]}})).unwrap_err().contains("an array"));
+        assert!(evaluate(&query, &json!({"a": "text"})).unwrap_err().contains("cannot take .b of a string"));
+        assert!(evaluate(&parse("{t: .t | strftime(\"%Y\")}").unwrap(), &json!({"t": "2026"})).unwrap_err().contains("epoch seconds"));
     }
 
     #[test]

@@ -188,8 +188,8 @@ fn message_type(columns: &[Column]) -> String {
             ColumnType::Timestamp => " (TIMESTAMP(MILLIS,true))",
             _ => "",
         };
-        // Names are quoted by escaping nothing: the schema parser takes a name up to white
-        // space, so names with spaces or parentheses are refused when the table is read.
+        // The schema parser takes a name up to white space or punctuation: other characters
+        // are written as `_` (`parquet_name`).
         schema.push_str(&format!("  OPTIONAL {kind} {}{annotation};\n", parquet_name(&column.name)));
     }
     schema.push('}');

@@ -65,7 +65,7 @@ pub struct Batch {
     pub records: Vec<Bytes>,
     /// Each record's id (`record_ids` prefix and sequence number): the RecordId its put was
     /// answered with, and its document id in a search cluster — the same on every try.
-    pub record_ids: (String, Vec<u64>),
+    pub record_ids: (String, Arc<[u64]>),
     /// Arrival time of the first record (the object's time in its key).
     pub arrival_ms: u64,
     /// Set: write the records to the backup bucket as failed (`http-endpoint-failed`).
@@ -150,7 +150,7 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
         let failed: Vec<FailedRecord> = batch
             .records
             .iter()
-            .map(|data| FailedRecord { data: data.clone(), code: "HttpEndpoint.DeliveryFailed", message: failure.reason.clone() })
+            .map(|data| FailedRecord { data: data.clone(), code: "HttpEndpoint.DeliveryFailed".into(), message: failure.reason.clone() })
             .collect();
         return write_failed(&batch, meta.destination.bucket(), failed, "http-endpoint-failed", failure.attempts, None, &clients.stores)
             .await;
@@ -170,12 +170,10 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
             if out.dropped > 0 || !out.failed.is_empty() {
                 tracing::debug!(delivery_stream = %meta.name, dropped = out.dropped, failed = out.failed.len(), "transformed");
             }
-            (out.records, out.sources, out.failed, out.attempts)
+            (out.records, Some(out.sources), out.failed, out.attempts)
         }
-        None => {
-            let records = batch.records.iter().map(|record| (record.clone(), BTreeMap::new())).collect();
-            (records, (0..batch.records.len()).collect(), Vec::new(), 0)
-        }
+        // Untransformed, each record is where it was in the batch (`sources` `None`).
+        None => (batch.records.iter().map(|record| (record.clone(), BTreeMap::new())).collect(), None, Vec::new(), 0),
     };
     let lambda_arn = lambda.map(|lambda| lambda.function.as_str());
     // 2. The destination.
@@ -196,7 +194,11 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
                         let failed = partitioned
                             .failed
                             .into_iter()
-                            .map(|(data, why)| FailedRecord { data, code: "DynamicPartitioning.MetadataExtractionFailed", message: why })
+                            .map(|(data, why)| FailedRecord {
+                                data,
+                                code: "DynamicPartitioning.MetadataExtractionFailed".into(),
+                                message: why,
+                            })
                             .collect();
                         keys.push(write_failed(&batch, s3, failed, "partitioning-failed", 1, None, &clients.stores).await?);
                     }
@@ -223,7 +225,7 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
                         if !refused.is_empty() {
                             let failed = refused
                                 .into_iter()
-                                .map(|(data, why)| FailedRecord { data, code: "DataFormatConversion.MalformedData", message: why })
+                                .map(|(data, why)| FailedRecord { data, code: "DataFormatConversion.MalformedData".into(), message: why })
                                 .collect();
                             keys.push(write_failed(&batch, s3, failed, "format-conversion-failed", 1, None, &clients.stores).await?);
                         }
@@ -259,10 +261,11 @@ async fn deliver_batch(batch: Batch, clients: &Clients) -> Outcome {
             let (prefix, seqs) = &batch.record_ids;
             let documents = records
                 .into_iter()
-                .zip(sources)
-                .map(|((data, _), source)| search::Document {
-                    data,
-                    id: search.document_ids.then(|| seqs.get(source).map(|seq| format!("{prefix}{seq:016x}"))).flatten(),
+                .enumerate()
+                .map(|(at, (data, _))| {
+                    let source = sources.as_ref().map_or(at, |sources| sources[at]);
+                    let id = seqs.get(source).filter(|_| search.document_ids).map(|seq| super::service::record_id(prefix, *seq));
+                    search::Document { data, id }
                 })
                 .collect();
             let client = http_client(clients, &batch.targets, false)?;

@@ -88,9 +88,7 @@ pub fn object_key(
         Some(kind) if s3.error_output_prefix.is_empty() => evaluate_prefix(&format!("{kind}/"), utc, kind, keys),
         Some(kind) => evaluate_prefix(&s3.error_output_prefix, utc, kind, keys),
     };
-    let stamp = format!("{:04}-{:02}-{:02}-{:02}-{:02}-{:02}", utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second);
-    // A random string of a UUID's form, as Firehose's.
-    key.push_str(&format!("{}-{}-{stamp}-{}", meta.name, meta.version, random_uuid()));
+    key.push_str(&object_name(meta, utc));
     key.push_str(if s3.file_extension.is_empty() { s3.compression.extension() } else { &s3.file_extension });
     key
 }
@@ -100,9 +98,15 @@ pub fn object_key(
 pub fn manifest_key(meta: &DeliveryStreamMeta, arrival_ms: u64) -> String {
     let utc = Utc::of_ms(arrival_ms);
     let mut key = evaluate_prefix("errors/manifests/", utc, "", &PartitionKeys::default());
-    let stamp = format!("{:04}-{:02}-{:02}-{:02}-{:02}-{:02}", utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second);
-    key.push_str(&format!("{}-{}-{stamp}-{}", meta.name, meta.version, random_uuid()));
+    key.push_str(&object_name(meta, utc));
     key
+}
+
+/// An object's name after its prefix: `<stream>-<version>-<YYYY-MM-DD-HH-MM-SS>-<random>`, the
+/// random part of a UUID's form, as Firehose's.
+fn object_name(meta: &DeliveryStreamMeta, utc: Utc) -> String {
+    let stamp = format!("{:04}-{:02}-{:02}-{:02}-{:02}-{:02}", utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second);
+    format!("{}-{}-{stamp}-{}", meta.name, meta.version, random_uuid())
 }
 
 #[cfg(test)]

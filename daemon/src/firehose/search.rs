@@ -74,19 +74,19 @@ pub async fn index_until_done(
 ) -> (Vec<FailedRecord>, u32) {
     let started = Instant::now();
     let retry = Duration::from_secs(u64::from(search.retry_s));
-    let code = |kind: &str| intern_kind(kind, search.service);
+    let code = |kind: &str| error_code(kind, search.service);
     // Documents that are not JSON are refused now: no cluster takes them.
     let mut failed = Vec::new();
     let mut pending = Vec::with_capacity(documents.len());
     for document in documents {
         match compact(&document.data) {
             Ok(data) => pending.push(Document { data, id: document.id }),
-            Err(why) => failed.push(FailedRecord { data: document.data, code: code("MalformedDocument"), message: why }),
+            Err(why) => failed.push(FailedRecord { data: document.data, code: code("MalformedDocument").into(), message: why }),
         }
     }
     let mut attempts = 0u32;
     // Each pending document's last refusal.
-    let mut reasons: Vec<(&'static str, String)> = Vec::new();
+    let mut reasons: Vec<(String, String)> = Vec::new();
     while !pending.is_empty() {
         attempts += 1;
         let refused = match bulk(client, search, index, &pending).await {
@@ -114,7 +114,7 @@ pub async fn index_until_done(
                 "the cluster refused documents for the retry duration; they go to the backup bucket"
             );
             for (document, (code, why)) in pending.drain(..).zip(reasons.drain(..)) {
-                failed.push(FailedRecord { data: document.data, code, message: why });
+                failed.push(FailedRecord { data: document.data, code: code.into(), message: why });
             }
             break;
         }
@@ -142,23 +142,6 @@ fn compact(data: &Bytes) -> Result<Bytes, String> {
     Ok(data.slice_ref(trimmed))
 }
 
-/// Firehose's error codes name the service and the cluster's error type (`OS.<type>`); types
-/// are the cluster's, so each distinct one is kept once (a handful in practice, 256 at most).
-fn intern(text: &str) -> &'static str {
-    use std::sync::Mutex;
-    static KNOWN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let mut known = KNOWN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(found) = known.iter().find(|known| **known == text) {
-        return found;
-    }
-    if known.len() >= 256 {
-        return "Search.Refused";
-    }
-    let leaked: &'static str = Box::leak(text.to_owned().into_boxed_str());
-    known.push(leaked);
-    leaked
-}
-
 /// One `_bulk` request: each document's outcome (`None`: indexed; else the cluster's error
 /// type and reason), or why the whole request failed.
 async fn bulk(
@@ -166,7 +149,7 @@ async fn bulk(
     search: &SearchDestination,
     index: &str,
     documents: &[Document],
-) -> Result<Vec<Option<(&'static str, String)>>, String> {
+) -> Result<Vec<Option<(String, String)>>, String> {
     let mut body = Vec::with_capacity(documents.iter().map(|document| document.data.len() + 96).sum());
     for document in documents {
         let mut action = serde_json::json!({ "_index": index });
@@ -221,17 +204,19 @@ async fn bulk(
             let kind = error.and_then(|error| error.get("type")).and_then(Value::as_str).unwrap_or("DocumentRefused");
             let reason = error.and_then(|error| error.get("reason")).and_then(Value::as_str).unwrap_or_default();
             let kind: String = kind.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
-            Some((intern_kind(&kind, search.service), format!("status {status}: {reason}")))
+            Some((error_code(&kind, search.service), format!("status {status}: {reason}")))
         })
         .collect())
 }
 
-fn intern_kind(kind: &str, service: SearchService) -> &'static str {
+/// Firehose's error code of a document the cluster refused: the service and the cluster's
+/// error type (`OS.mapper_parsing_exception`).
+fn error_code(kind: &str, service: SearchService) -> String {
     let prefix = match service {
         SearchService::OpenSearch => "OS",
         SearchService::Elasticsearch => "ES",
     };
-    intern(&format!("{prefix}.{kind}"))
+    format!("{prefix}.{kind}")
 }
 
 #[cfg(test)]

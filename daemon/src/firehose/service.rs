@@ -68,8 +68,7 @@ pub fn targets(host: &impl FirehoseHost) -> Targets {
 /// Refuses an HTTP endpoint this server would not deliver to: `http://` and loopback or
 /// private addresses only with `--http-endpoints-allow-private` (names are checked again when
 /// resolved, at every delivery).
-fn check_endpoint(host: &impl FirehoseHost, configuration: &str) -> Result<(), OpError> {
-    let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
+fn check_endpoint(host: &impl FirehoseHost, request: &serde_json::Value) -> Result<(), OpError> {
     let endpoints = ["HttpEndpointDestinationConfiguration", "HttpEndpointDestinationUpdate"]
         .iter()
         .filter_map(|key| request.get(key)?.get("EndpointConfiguration")?.get("Url")?.as_str());
@@ -135,8 +134,7 @@ fn check_endpoint(host: &impl FirehoseHost, configuration: &str) -> Result<(), O
 }
 
 /// Refuses a format conversion whose table this server cannot find.
-fn check_conversion(host: &impl FirehoseHost, configuration: &str) -> Result<(), OpError> {
-    let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
+fn check_conversion(host: &impl FirehoseHost, request: &serde_json::Value) -> Result<(), OpError> {
     for destination in request.as_object().into_iter().flat_map(|map| map.values()) {
         let Some(conversion) = destination.get("DataFormatConversionConfiguration") else { continue };
         if conversion.get("Enabled").and_then(serde_json::Value::as_bool) == Some(false) {
@@ -157,22 +155,32 @@ fn check_conversion(host: &impl FirehoseHost, configuration: &str) -> Result<(),
 
 /// Refuses server-side encryption on a server without a key service, or with a key it cannot
 /// use (Firehose's own is made now).
-async fn check_encryption<H: FirehoseHost>(host: &Rc<H>, configuration: &str) -> Result<(), OpError> {
-    let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
+async fn check_encryption<H: FirehoseHost>(host: &Rc<H>, request: &serde_json::Value) -> Result<(), OpError> {
     let Some(input) = request.get("DeliveryStreamEncryptionConfigurationInput") else { return Ok(()) };
-    if host.config().root_key.is_none() {
-        return Err(invalid(
-            "DeliveryStreamEncryptionConfigurationInput: this server has no key service, so nothing would be encrypted: start sluiced with --root-key-file.",
-        ));
-    }
     let text = |key: &str| input.get(key).and_then(serde_json::Value::as_str);
     let encryption = crate::catalog::firehose::Encryption::parse(text("KeyType"), text("KeyARN"))?;
-    crate::engine::sealable(host, move |snapshot| crate::catalog::firehose_seal_spec(&snapshot.keys, &encryption, 0)).await
+    usable_key(host, encryption).await.map(|_| ())
+}
+
+/// Checks that `encryption`'s key can seal on this server (Firehose's own key is made now);
+/// refused on a server without a key service, where nothing would be encrypted.
+async fn usable_key<H: FirehoseHost>(
+    host: &Rc<H>,
+    encryption: crate::catalog::firehose::Encryption,
+) -> Result<crate::catalog::firehose::Encryption, OpError> {
+    if host.config().root_key.is_none() {
+        return Err(invalid(
+            "This server has no key service, so nothing would be encrypted: start sluiced with --root-key-file \
+             (see the README's Encryption section).",
+        ));
+    }
+    let wanted = encryption.clone();
+    crate::engine::sealable(host, move |snapshot| crate::catalog::firehose_seal_spec(&snapshot.keys, &wanted, 0)).await?;
+    Ok(encryption)
 }
 
 /// Refuses a Kinesis source stream that does not exist.
-fn check_source(host: &impl FirehoseHost, configuration: &str) -> Result<(), OpError> {
-    let Ok(request) = serde_json::from_str::<serde_json::Value>(configuration) else { return Ok(()) };
+fn check_source(host: &impl FirehoseHost, request: &serde_json::Value) -> Result<(), OpError> {
     let Some(arn) = request.pointer("/KinesisStreamSourceConfiguration/KinesisStreamARN").and_then(serde_json::Value::as_str) else {
         return Ok(());
     };
@@ -186,10 +194,13 @@ fn check_source(host: &impl FirehoseHost, configuration: &str) -> Result<(), OpE
 pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
     match op {
         Op::CreateDeliveryStream { name, configuration, tags } => {
-            check_endpoint(&**host, &configuration)?;
-            check_source(&**host, &configuration)?;
-            check_conversion(&**host, &configuration)?;
-            check_encryption(host, &configuration).await?;
+            // Bad JSON is the catalog's to refuse, with its reason.
+            if let Ok(request) = serde_json::from_str::<serde_json::Value>(&configuration) {
+                check_endpoint(&**host, &request)?;
+                check_source(&**host, &request)?;
+                check_conversion(&**host, &request)?;
+                check_encryption(host, &request).await?;
+            }
             let arn = change(host, FirehoseChange::Create { name, configuration, tags }).await?;
             Ok(Reply::Arn(arn.unwrap_or_default()))
         }
@@ -245,25 +256,17 @@ pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
         }
         Op::PutFirehoseRecords { name, records, batch } => put(host, &name, records, batch).await,
         Op::UpdateDestination { name, current_version_id, destination_id, configuration } => {
-            check_endpoint(&**host, &configuration)?;
-            check_conversion(&**host, &configuration)?;
+            if let Ok(request) = serde_json::from_str::<serde_json::Value>(&configuration) {
+                check_endpoint(&**host, &request)?;
+                check_conversion(&**host, &request)?;
+            }
             change(host, FirehoseChange::Update { name, current_version_id, destination_id, configuration }).await.map(|_| Reply::Done)
         }
         Op::SetDeliveryStreamEncryption { name, key_type, key_arn, start } => {
-            if host.config().root_key.is_none() {
-                return Err(invalid(
-                    "This server has no key service, so nothing would be encrypted: start sluiced with --root-key-file \
-                     (see the README's Encryption section).",
-                ));
-            }
             let encryption = match start {
                 false => None,
                 true => {
-                    let encryption = crate::catalog::firehose::Encryption::parse(key_type.as_deref(), key_arn.as_deref())?;
-                    // The key must be usable now (Firehose's own is made on first use).
-                    let wanted = encryption.clone();
-                    crate::engine::sealable(host, move |snapshot| crate::catalog::firehose_seal_spec(&snapshot.keys, &wanted, 0)).await?;
-                    Some(encryption)
+                    Some(usable_key(host, crate::catalog::firehose::Encryption::parse(key_type.as_deref(), key_arn.as_deref())?).await?)
                 }
             };
             change(host, FirehoseChange::Encryption { name: name_of(&name).to_owned(), encryption }).await.map(|_| Reply::Done)
@@ -292,7 +295,7 @@ pub async fn handle_op<H: FirehoseHost>(host: &Rc<H>, op: Op) -> Response {
 /// A record's id: which core and lane took it and where (unique for the delivery stream's life).
 /// Made for every record a put answers: the prefix once per put, then 16 hex digits each (no
 /// formatting machinery per record — it showed in profiles of PutRecordBatch).
-fn record_id(prefix: &str, seq: u64) -> String {
+pub(super) fn record_id(prefix: &str, seq: u64) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(prefix.len() + 16);
     id.push_str(prefix);

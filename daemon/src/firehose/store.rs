@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use sluice_protocol::{ErrorCode, OpError};
@@ -55,7 +56,7 @@ struct Tail {
 pub struct Taken {
     pub records: Vec<Bytes>,
     /// Each record's sequence number in the buffer's log (with the buffer, its record id).
-    pub seqs: Vec<u64>,
+    pub seqs: Arc<[u64]>,
     pub bytes: u64,
     pub arrival_ms: u64,
     pub to: u64,
@@ -202,7 +203,7 @@ impl Buffer {
                 }
             }
         }
-        Ok((next > from).then(|| Taken { records, seqs, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to: next }))
+        Ok((next > from).then(|| Taken { records, seqs: seqs.into(), bytes, arrival_ms: arrival_ms.unwrap_or_default(), to: next }))
     }
 
     /// Arrival time of the first data record at or after `from` that is not delivered: from
@@ -244,7 +245,7 @@ impl Buffer {
         if records.is_empty() {
             return Some(None);
         }
-        Some(Some(Taken { records, seqs, bytes, arrival_ms: arrival_ms.unwrap_or_default(), to }))
+        Some(Some(Taken { records, seqs: seqs.into(), bytes, arrival_ms: arrival_ms.unwrap_or_default(), to }))
     }
 }
 

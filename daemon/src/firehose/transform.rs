@@ -12,6 +12,7 @@
 //! as the Lambda Runtime Interface Emulator serves a function's own code): the same function
 //! code runs behind either.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ use crate::catalog::firehose::{DeliveryStreamMeta, LambdaProcessor};
 /// A record that did not make it through, and why (Firehose's error code and message).
 pub struct FailedRecord {
     pub data: Bytes,
-    pub code: &'static str,
+    /// Firehose's codes, or one naming the destination's own error type (`OS.<type>`).
+    pub code: Cow<'static, str>,
     pub message: String,
 }
 
@@ -101,7 +103,7 @@ pub async fn transform(
             Ok(answer) => sort(answer, part, start, &mut out),
             Err((code, message)) => {
                 tracing::warn!(delivery_stream = %meta.name, function = %lambda.function, attempts, %message, "a transformation failed for good; its records go to the error prefix");
-                out.failed.extend(part.iter().map(|data| FailedRecord { data: data.clone(), code, message: message.clone() }));
+                out.failed.extend(part.iter().map(|data| FailedRecord { data: data.clone(), code: code.into(), message: message.clone() }));
             }
         }
         start = end;
@@ -186,8 +188,9 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String
 fn sort(answer: Value, sent: &[Bytes], first: usize, out: &mut Transformed) {
     use base64::Engine;
     let mut results: Vec<Option<Answered>> = (0..sent.len()).map(|_| None).collect();
-    let fail =
-        |index: usize, code: &'static str, message: String| Answered::Failed(FailedRecord { data: sent[index].clone(), code, message });
+    let fail = |index: usize, code: &'static str, message: String| {
+        Answered::Failed(FailedRecord { data: sent[index].clone(), code: code.into(), message })
+    };
     for item in answer["records"].as_array().into_iter().flatten() {
         let id = item.get("recordId").and_then(Value::as_str).and_then(|id| id.parse::<usize>().ok());
         // An id that was never sent: the record it stands for is missing, below.
@@ -267,7 +270,7 @@ mod tests {
         assert_eq!(out.records[0].0, Bytes::from("B"));
         assert_eq!(out.records[0].1, BTreeMap::from([("k".to_owned(), "v".to_owned()), ("n".to_owned(), "7".to_owned())]));
         let codes: Vec<(&str, &str)> =
-            out.failed.iter().map(|failed| (std::str::from_utf8(&failed.data).unwrap_or_default(), failed.code)).collect();
+            out.failed.iter().map(|failed| (std::str::from_utf8(&failed.data).unwrap_or_default(), failed.code.as_ref())).collect();
         assert_eq!(codes, [("c", "Lambda.DuplicatedRecordId"), ("d", "Lambda.InvalidReturnedResult"), ("e", "Lambda.MissingRecordId")]);
     }
 }
