@@ -376,8 +376,11 @@ async fn write_object(
     stores: &Stores,
 ) -> Outcome {
     let key = keys::object_key(&batch.meta, s3, batch.arrival_ms, None, &partition);
+    let started = std::time::Instant::now();
     let body = processed(move || process::join(&records, &delimiter), s3.compression, &key).await?;
+    let processed_us = started.elapsed().as_micros() as u64;
     put_object(stores, &batch.targets.objects, s3, &key, body).await?;
+    tracing::trace!(key, processed_us, written_us = started.elapsed().as_micros() as u64 - processed_us, "object written");
     Ok(key)
 }
 
@@ -518,11 +521,12 @@ fn store(stores: &Stores, target: &ObjectTarget, bucket: &str) -> Result<Arc<dyn
 }
 
 /// Writes `body` at `path` durably: a temporary file beside it, synced, renamed into place,
-/// and the directory synced.
+/// and the directory synced (with the renames of other deliveries into it: `sync_dir`). New
+/// directories are synced into their parents the same way.
 fn write_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().ok_or_else(|| std::io::Error::other("an object path with no directory"))?;
-    std::fs::create_dir_all(dir)?;
+    make_dir(dir)?;
     let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("object");
     let temporary = dir.join(format!(".{name}.partial"));
     let mut file = std::fs::File::create(&temporary)?;
@@ -530,5 +534,81 @@ fn write_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
     file.sync_data()?;
     drop(file);
     std::fs::rename(&temporary, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    sync_dir(dir)
+}
+
+/// Makes `dir` and the directories above it that are missing, each synced into its parent.
+fn make_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().ok_or_else(|| std::io::Error::other("an object directory with no parent"))?;
+    make_dir(parent)?;
+    match std::fs::create_dir(dir) {
+        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => return Err(error),
+        _ => {}
+    }
+    sync_dir(parent)
+}
+
+/// A directory's group sync: changes to it take tickets in order; a sync covers every ticket
+/// taken before it started.
+#[derive(Default)]
+struct DirSync {
+    taken: std::sync::atomic::AtomicU64,
+    /// The last ticket a finished sync covers.
+    synced: std::sync::Mutex<u64>,
+}
+
+/// Directories synced lately (a bounded table: entries no delivery holds go when it grows).
+static DIR_SYNCS: OnceLock<std::sync::Mutex<HashMap<PathBuf, Arc<DirSync>>>> = OnceLock::new();
+const DIR_SYNCS_KEPT: usize = 256;
+
+/// Makes the changes to `dir` done before this call durable, sharing one `fsync` with the
+/// deliveries that changed it meanwhile (a group commit: one directory sync per burst of
+/// objects written into it, not one each).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let entry = {
+        let mut table = DIR_SYNCS.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if table.len() >= DIR_SYNCS_KEPT && !table.contains_key(dir) {
+            table.retain(|_, entry| Arc::strong_count(entry) > 1);
+        }
+        table.entry(dir.to_path_buf()).or_default().clone()
+    };
+    let ticket = entry.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    let mut synced = entry.synced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *synced >= ticket {
+        return Ok(());
+    }
+    // Every ticket up to here was taken after its change was made: this sync covers them all.
+    let covers = entry.taken.load(std::sync::atomic::Ordering::SeqCst);
+    std::fs::File::open(dir)?.sync_all()?;
+    *synced = covers;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_written_whole_into_directories_made_for_them() {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let paths: Vec<PathBuf> = (0..8).map(|i| root.path().join(format!("bucket/2026/12/{:02}/object-{i}", i % 2))).collect();
+        // Side by side, as deliveries write: their directory syncs are shared.
+        std::thread::scope(|scope| {
+            for (i, path) in paths.iter().enumerate() {
+                scope.spawn(move || write_file(path, format!("body {i}").as_bytes()).expect("written"));
+            }
+        });
+        for (i, path) in paths.iter().enumerate() {
+            assert_eq!(std::fs::read_to_string(path).expect("read"), format!("body {i}"));
+        }
+        let names: Vec<String> = std::fs::read_dir(root.path().join("bucket/2026/12/00"))
+            .expect("listed")
+            .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|name| !name.starts_with('.')), "no temporary file is left: {names:?}");
+        assert_eq!(names.len(), 4);
+    }
 }

@@ -492,6 +492,7 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
             if short && partial_flying > 0 {
                 break;
             }
+            let taking = host.env().monotonic();
             let batch = match buffer.take(gathered, buffering.size_bytes(), host.keyring()).await {
                 Ok(Some(batch)) => batch,
                 // Taken but not yet durable: readable once its put's sync is done.
@@ -516,10 +517,26 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
                 false => None,
             };
             buffer.fresh_since.set(next_arrival.or(left.then_some(now_ms)));
-            tracing::trace!(delivery_stream = %meta.name, in_flight = in_flight.len() + 1, records = count, "a batch goes");
+            tracing::trace!(
+                delivery_stream = %meta.name,
+                lane = buffer.lane,
+                in_flight = in_flight.len() + 1,
+                records = count,
+                take_us = host.env().monotonic().saturating_sub(taking).as_micros() as u64,
+                "a batch goes"
+            );
             let partial = batch.bytes < buffering.size_bytes();
             partial_flying += usize::from(partial);
-            in_flight.push_back(async move { (partial, deliver_until_done(host.clone(), buffer.clone(), batch, count).await) });
+            // Its own task, started now: a delivery proceeds while this loop reads the next
+            // batch or marks one done (a future only pushed here would not start until the
+            // loop next waits, and the deliveries would go out in bursts, one after another).
+            let (done, outcome) = futures::channel::oneshot::channel();
+            let (host, buffer) = (host.clone(), buffer.clone());
+            host.env().clone().spawn(async move {
+                let _ = done.send(deliver_until_done(host, buffer, batch, count).await);
+            });
+            // A task dropped unfinished (the shard stops) lets its batch go, as `None` does.
+            in_flight.push_back(async move { (partial, outcome.await.ok().flatten()) });
         }
         if unreadable {
             wait = Duration::from_millis(50);
@@ -540,9 +557,10 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
             let Some((to, count, bytes)) = finished else { return };
             flying_records -= count;
             flying_bytes -= bytes;
-            if let Err(error) = buffer.mark_delivered(to, count, bytes, host.env().now_ms()).await {
+            if let Err(error) = buffer.mark_delivered(to, count, bytes, host.env().now_ms()) {
                 tracing::error!(delivery_stream = %meta.name, %error, "cannot mark records delivered (they will be delivered again after a restart)");
             }
+            trim(host, buffer);
             // The oldest record not delivered is the first one after this batch.
             let oldest = match buffer.pending_records.get() {
                 0 => None,
@@ -551,6 +569,17 @@ async fn deliveries<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
             buffer.oldest_ms.set(oldest.or(buffer.fresh_since.get()));
         }
     }
+}
+
+/// Removes `buffer`'s delivered segments in a task of its own (one at a time), so that the
+/// delivery loop goes on meanwhile: a removal waits for the disk (unlink, directory sync).
+fn trim<H: FirehoseHost>(host: &Rc<H>, buffer: &Rc<Buffer>) {
+    let buffer = buffer.clone();
+    host.env().spawn(async move {
+        if let Err(error) = buffer.trim().await {
+            tracing::warn!(id = buffer.id, %error, "cannot remove a delivery stream's delivered buffer segments (tried again at the next delivery)");
+        }
+    });
 }
 
 /// Delivers one batch, trying again until it succeeds; answers (the first sequence number after

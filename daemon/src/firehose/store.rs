@@ -51,6 +51,41 @@ struct Tail {
     max: u64,
 }
 
+impl Tail {
+    /// Keeps the newest record, `seq`: the oldest ones go while it would not fit (they are on
+    /// disk, and read from there if a delivery still needs them). One larger than the whole
+    /// budget is not kept, and nothing before it is either.
+    fn keep(&mut self, seq: u64, arrival_ms: u64, record: &Bytes) {
+        let len = record.len() as u64;
+        if self.until != seq || len > self.max {
+            *self = Tail { from: seq + 1, until: seq + 1, max: self.max, ..Tail::default() };
+            if len > self.max {
+                return;
+            }
+            self.from = seq;
+        }
+        while self.bytes + len > self.max {
+            let Some((evicted, _, data)) = self.records.pop_front() else { break };
+            self.bytes -= data.len() as u64;
+            self.from = evicted + 1;
+        }
+        if self.records.is_empty() {
+            self.from = seq;
+        }
+        self.records.push_back((seq, arrival_ms, record.clone()));
+        self.bytes += len;
+        self.until = seq + 1;
+    }
+
+    /// Sequence number `seq` went to a record that is not data (a delivery mark): the window
+    /// goes on past it.
+    fn skip(&mut self, seq: u64) {
+        if self.until == seq {
+            self.until = seq + 1;
+        }
+    }
+}
+
 /// A batch taken from a buffer: its records, their bytes, the first one's arrival time, and
 /// the first sequence number after it.
 pub struct Taken {
@@ -94,6 +129,8 @@ pub struct Buffer {
     pub gone: Cell<bool>,
     /// Whether its delivery loop runs.
     pub running: Cell<bool>,
+    /// Held while delivered segments are removed (`trim`), and by closing, which waits for it.
+    trimming: futures::lock::Mutex<()>,
     tail: std::cell::RefCell<Tail>,
 }
 
@@ -118,15 +155,7 @@ impl Buffer {
             let (seq, arrival_ms) = appended.map_err(storage_error)?;
             seqs.push(seq);
             bytes += record.len() as u64;
-            if tail.records.is_empty() {
-                *tail = Tail { from: seq, until: seq, max: tail.max, ..Tail::default() };
-            }
-            // Kept while the window is unbroken and fits.
-            if tail.until == seq && tail.bytes + record.len() as u64 <= tail.max {
-                tail.records.push_back((seq, arrival_ms, record.clone()));
-                tail.bytes += record.len() as u64;
-                tail.until = seq + 1;
-            }
+            tail.keep(seq, arrival_ms, record);
         }
         if self.oldest_ms.get().is_none() {
             self.oldest_ms.set(Some(now_ms));
@@ -141,9 +170,9 @@ impl Buffer {
 
     /// Records that everything before `next` is delivered (the destination has it, durably):
     /// a mark in the log, not waited for — it is synced with the next group commit, and one lost
-    /// in a crash only means those records are delivered again — and segments wholly before it
-    /// are removed (their records are delivered whether or not the mark survives).
-    pub async fn mark_delivered(&self, next: u64, records: u64, bytes: u64, now_ms: u64) -> Result<(), OpError> {
+    /// in a crash only means those records are delivered again. Segments wholly before it can
+    /// go then (`trim`): their records are delivered whether or not the mark survives.
+    pub fn mark_delivered(&self, next: u64, records: u64, bytes: u64, now_ms: u64) -> Result<(), OpError> {
         self.delivered.set(next);
         self.pending_records.set(self.pending_records.get().saturating_sub(records));
         self.pending_bytes.set(self.pending_bytes.get().saturating_sub(bytes));
@@ -156,9 +185,24 @@ impl Buffer {
             }
             tail.from = tail.from.max(next);
         }
-        self.log.append_parts(&[&[DELIVERED], &next.to_le_bytes()], now_ms).map_err(storage_error)?;
-        self.log.trim_before_seq(next).await.map_err(storage_error)?;
+        let (mark, _) = self.log.append_parts(&[&[DELIVERED], &next.to_le_bytes()], now_ms).map_err(storage_error)?;
+        self.tail.borrow_mut().skip(mark);
         Ok(())
+    }
+
+    /// Removes the log's segments wholly delivered, unless a removal is under way (the next
+    /// delivery tries again).
+    pub async fn trim(&self) -> Result<(), OpError> {
+        let Some(_held) = self.trimming.try_lock() else { return Ok(()) };
+        self.log.trim_before_seq(self.delivered.get()).await.map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// Closes the log once a removal under way is done (everything appended is written and
+    /// synced first).
+    async fn close(&self) -> Result<(), crate::storage::log::StorageError> {
+        let _held = self.trimming.lock().await;
+        self.log.close().await
     }
 
     /// Up to `size` bytes of records from `from` on (at least one), from memory when the tail
@@ -168,16 +212,19 @@ impl Buffer {
             return Ok(taken);
         }
         let mut next = from;
-        let (mut records, mut seqs, mut bytes, mut arrival_ms) = (Vec::new(), Vec::new(), 0u64, None);
+        let (mut records, mut seqs, mut bytes, mut arrival_ms) = (Vec::new(), Vec::new(), 0u64, None::<u64>);
         // Up to where the tail starts (when it starts after `from`): past it, memory has the records.
         let tail_from = {
             let tail = self.tail.borrow();
             (!tail.records.is_empty() && from < tail.from).then_some(tail.from)
         };
         'read: loop {
-            // Read in steps of the batch's size (up to 8 MiB): one round trip, not one per 256 KiB.
-            let step = (size as usize).clamp(256 << 10, 8 << 20);
-            let read = self.log.read_in_steps(next, 100_000, READ_BYTES.max(size as usize), step).await.map_err(|e| e.to_string())?;
+            // What the batch still wants, read in one step (up to 8 MiB): one round trip, not one
+            // per 256 KiB — and not a whole batch's size again for the few records a read's
+            // count of bytes (each record's kind byte with it) left out.
+            let want = size.saturating_sub(bytes).max(1) as usize;
+            let step = want.clamp(256 << 10, 8 << 20);
+            let read = self.log.read_in_steps(next, 100_000, want, step).await.map_err(|e| e.to_string())?;
             if read.is_empty() {
                 break;
             }
@@ -345,6 +392,7 @@ impl FirehoseStore {
             appended: LocalNotify::new(),
             gone: Cell::new(false),
             running: Cell::new(false),
+            trimming: futures::lock::Mutex::new(()),
             tail: std::cell::RefCell::new(Tail { max: self.tail_bytes, ..Tail::default() }),
         });
         self.buffers.borrow_mut().insert((id, lane), buffer.clone());
@@ -378,7 +426,7 @@ impl FirehoseStore {
         for buffer in &gone {
             buffer.gone.set(true);
             buffer.appended.notify_all();
-            if let Err(error) = buffer.log.close().await {
+            if let Err(error) = buffer.close().await {
                 tracing::warn!(id = buffer.id, %error, "closing a deleted delivery stream's buffer failed");
             }
             self.remove_buffer(buffer.id, core, buffer.lane).await;
@@ -413,7 +461,7 @@ impl FirehoseStore {
         for buffer in buffers {
             buffer.gone.set(true);
             buffer.appended.notify_all();
-            if let Err(error) = buffer.log.close().await {
+            if let Err(error) = buffer.close().await {
                 tracing::error!(id = buffer.id, %error, "closing a delivery stream's buffer failed");
             }
         }
@@ -449,4 +497,58 @@ async fn scan(log: &StreamLog) -> Result<(u64, u64, u64, Option<u64>), OpError> 
     }
     let bytes = pending.iter().map(|(_, bytes, _)| bytes).sum();
     Ok((delivered, pending.len() as u64, bytes, pending.front().map(|(_, _, arrival)| *arrival)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail(max: u64) -> Tail {
+        Tail { max, ..Tail::default() }
+    }
+
+    fn seqs(tail: &Tail) -> Vec<u64> {
+        tail.records.iter().map(|(seq, _, _)| *seq).collect()
+    }
+
+    #[test]
+    fn the_tail_keeps_the_newest_records_that_fit() {
+        let mut tail = tail(30);
+        for seq in 1..=5 {
+            tail.keep(seq, seq * 10, &Bytes::from(vec![0u8; 10]));
+        }
+        assert_eq!(seqs(&tail), [3, 4, 5], "the oldest went to make room");
+        assert_eq!((tail.from, tail.until, tail.bytes), (3, 6, 30));
+    }
+
+    #[test]
+    fn a_delivery_mark_does_not_break_the_window() {
+        let mut tail = tail(100);
+        tail.keep(1, 0, &Bytes::from_static(b"a"));
+        tail.skip(2);
+        tail.keep(3, 0, &Bytes::from_static(b"b"));
+        assert_eq!(seqs(&tail), [1, 3]);
+        assert_eq!((tail.from, tail.until), (1, 4));
+    }
+
+    #[test]
+    fn a_gap_starts_a_new_window() {
+        let mut tail = tail(100);
+        tail.keep(1, 0, &Bytes::from_static(b"a"));
+        tail.keep(5, 0, &Bytes::from_static(b"b"));
+        assert_eq!(seqs(&tail), [5], "records 2 to 4 were never seen: memory claims nothing before 5");
+        assert_eq!((tail.from, tail.until), (5, 6));
+    }
+
+    #[test]
+    fn a_record_larger_than_the_budget_is_not_kept_nor_anything_before_it() {
+        let mut tail = tail(10);
+        tail.keep(1, 0, &Bytes::from_static(b"small"));
+        tail.keep(2, 0, &Bytes::from(vec![0u8; 11]));
+        assert!(tail.records.is_empty());
+        assert_eq!((tail.from, tail.until, tail.bytes), (3, 3, 0));
+        tail.keep(3, 0, &Bytes::from_static(b"next"));
+        assert_eq!(seqs(&tail), [3]);
+        assert_eq!(tail.from, 3);
+    }
 }
