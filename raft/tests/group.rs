@@ -51,7 +51,7 @@ impl RaftLogReader<Group> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<Group>>, io::Error> {
-        Ok(self.0.borrow().vote.clone())
+        Ok(self.0.borrow().vote)
     }
 }
 
@@ -60,8 +60,8 @@ impl RaftLogStorage<Group> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<Group>, io::Error> {
         let log = self.0.borrow();
-        let last = log.entries.values().next_back().map(|entry| entry.log_id.clone()).or_else(|| log.purged.clone());
-        Ok(LogState { last_purged_log_id: log.purged.clone(), last_log_id: last })
+        let last = log.entries.values().next_back().map(|entry| entry.log_id).or_else(|| log.purged);
+        Ok(LogState { last_purged_log_id: log.purged, last_log_id: last })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -69,7 +69,7 @@ impl RaftLogStorage<Group> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<Group>) -> Result<(), io::Error> {
-        self.0.borrow_mut().vote = Some(vote.clone());
+        self.0.borrow_mut().vote = Some(*vote);
         Ok(())
     }
 
@@ -79,7 +79,7 @@ impl RaftLogStorage<Group> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<Group>>, io::Error> {
-        Ok(self.0.borrow().committed.clone())
+        Ok(self.0.borrow().committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<Group>) -> Result<(), io::Error>
@@ -125,7 +125,7 @@ impl RaftSnapshotBuilder<Group> for StateMachine {
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<Group, u64>, io::Error> {
         let mut machine = self.0.borrow_mut();
-        let meta = SnapshotMetaOf::<Group> { last_log_id: machine.applied.clone(), last_membership: machine.membership.clone() };
+        let meta = SnapshotMetaOf::<Group> { last_log_id: machine.applied, last_membership: machine.membership.clone() };
         machine.snapshot = Some((meta.clone(), machine.sum));
         Ok(SnapshotOf::<Group, u64> { meta, snapshot: machine.sum })
     }
@@ -137,7 +137,7 @@ impl RaftStateMachine<Group> for StateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogIdOf<Group>>, StoredMembershipOf<Group>), io::Error> {
         let machine = self.0.borrow();
-        Ok((machine.applied.clone(), machine.membership.clone()))
+        Ok((machine.applied, machine.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -147,11 +147,11 @@ impl RaftStateMachine<Group> for StateMachine {
         while let Some(next) = entries.next().await {
             let (entry, responder) = next?;
             let mut machine = self.0.borrow_mut();
-            machine.applied = Some(entry.log_id.clone());
+            machine.applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Normal(add) => machine.sum += add,
                 EntryPayload::Membership(membership) => {
-                    machine.membership = StoredMembershipOf::<Group>::new(Some(entry.log_id.clone()), membership)
+                    machine.membership = StoredMembershipOf::<Group>::new(Some(entry.log_id), membership)
                 }
                 EntryPayload::Blank => {}
             }
@@ -171,7 +171,7 @@ impl RaftStateMachine<Group> for StateMachine {
     async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<Group>, sum: u64) -> Result<(), io::Error> {
         let mut machine = self.0.borrow_mut();
         machine.sum = sum;
-        machine.applied = meta.last_log_id.clone();
+        machine.applied = meta.last_log_id;
         machine.membership = meta.last_membership.clone();
         machine.snapshot = Some((meta.clone(), sum));
         Ok(())
@@ -237,7 +237,7 @@ impl RaftNetworkV2<Group> for Connection {
         _cancel: impl std::future::Future<Output = ReplicationClosed> + 'static,
         _: RPCOption,
     ) -> Result<SnapshotResponse<Group>, StreamingError<Group>> {
-        let node = self.router.reach(self.from, self.to).map_err(|error| StreamingError::Unreachable(error))?;
+        let node = self.router.reach(self.from, self.to).map_err(StreamingError::Unreachable)?;
         node.install_full_snapshot(vote, snapshot).await.map_err(|error| StreamingError::Unreachable(Unreachable::from_string(error)))
     }
 }
