@@ -1,12 +1,13 @@
 //! Durable storage below the engines, knowing none of them: the segmented, CRC-checked,
 //! group-committed log on glommio DMA files (`log`), its record format with the one table of
 //! record kinds (`record`), the stream log built on it (`stream`), and the metadata file and
-//! journal (`meta`). Each engine keeps its own adapter in its own folder (the queue's journal
+//! journal (`meta`), and a Raft group's log on it (`raft`, openraft's log storage). Each engine keeps its own adapter in its own folder (the queue's journal
 //! and compaction in `queue::store` and `queue::compaction`, the streams' shard logs in
 //! `stream::store`); a request is answered once the log says its records are kept.
 
 pub mod log;
 pub mod meta;
+pub mod raft;
 pub mod record;
 pub mod stream;
 

@@ -53,6 +53,13 @@ pub mod kind {
     pub const QUEUE_DEDUP: u8 = 12;
     /// A stream record: arrival time and data (`storage::stream`).
     pub const STREAM_RECORD: u8 = 16;
+    /// A Raft group's log (`storage::raft`): an entry, the vote, the commit mark, the entries
+    /// after a point gone (a leader's log overrode them), and those up to a point purged.
+    pub const RAFT_ENTRY: u8 = 20;
+    pub const RAFT_VOTE: u8 = 21;
+    pub const RAFT_COMMITTED: u8 = 22;
+    pub const RAFT_TRUNCATED: u8 = 23;
+    pub const RAFT_PURGED: u8 = 24;
     /// What a repair writes over damaged bytes, and the marker of sequence numbers lost before
     /// they were written: replay passes over it, and the next record may follow with a gap.
     pub const SKIP: u8 = 255;
