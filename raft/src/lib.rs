@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use openraft_rt::{AsyncRuntime, OptionalSend};
 
+pub mod testing;
+
 /// openraft's runtime on glommio.
 pub struct GlommioRuntime {
     executor: glommio::LocalExecutor,
