@@ -73,6 +73,11 @@ fn firehose_delivers_every_acknowledged_record_through_outages_and_restarts() {
 }
 
 #[test]
+fn a_raft_log_keeps_what_openraft_was_told_is_durable_through_crashes() {
+    run_seeds(Target::RaftLog, 200);
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     for target in Target::ALL {
         let first = sim::run(target, 7, Options::default()).expect("seed 7 passes");

@@ -36,6 +36,7 @@ pub mod firehose_target;
 pub mod harness;
 pub mod log_target;
 pub mod queue_target;
+pub mod raft_log_target;
 pub mod shards;
 pub mod stream_engine_target;
 pub mod stream_target;
@@ -63,11 +64,12 @@ pub enum Target {
     Fifo,
     FifoTopics,
     Firehose,
+    RaftLog,
 }
 
 impl Target {
-    pub const ALL: [Target; 7] =
-        [Target::Log, Target::Stream, Target::Queues, Target::Streams, Target::Fifo, Target::FifoTopics, Target::Firehose];
+    pub const ALL: [Target; 8] =
+        [Target::Log, Target::Stream, Target::Queues, Target::Streams, Target::Fifo, Target::FifoTopics, Target::Firehose, Target::RaftLog];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -78,6 +80,7 @@ impl Target {
             Target::Fifo => "fifo",
             Target::FifoTopics => "fifo-topics",
             Target::Firehose => "firehose",
+            Target::RaftLog => "raft-log",
         }
     }
 
@@ -157,6 +160,7 @@ pub fn run(target: Target, seed: u64, options: Options) -> Result<Report, Failur
         Target::Fifo => fifo_target::run(&mut driver, options.steps),
         Target::FifoTopics => fifo_topic_target::run(&mut driver, options.steps),
         Target::Firehose => firehose_target::run(&mut driver, options.steps),
+        Target::RaftLog => raft_log_target::run(&mut driver, options.steps),
     };
     let mut report = std::mem::take(&mut driver.report);
     report.disk = driver.world.fs().stats();
