@@ -1371,7 +1371,18 @@ impl Log {
         self.closing.set(true);
         self.work.notify_all();
         // Records lost for want of a segment never become durable: the flusher's exit is the end.
-        self.wait_until(|_| self.stopped.get()).await
+        let stopped = self.wait_until(|_| self.stopped.get()).await;
+        // A segment being made ahead is waited for (none starts once closing): a caller may
+        // remove the directory next, and glommio panics when a file's directory goes while the
+        // file is being created (docs/glommio-statfs-race.md).
+        loop {
+            let done = self.spare_done.listen();
+            if !matches!(*self.spare.borrow(), Spare::Preparing(_)) {
+                break;
+            }
+            done.await;
+        }
+        stopped
     }
 
     /// The group-commit loop: write everything staged, sync, publish, repeat.
