@@ -1048,6 +1048,19 @@ struct SharedBase<'a> {
     kept: &'a Map<String, Value>,
 }
 
+/// The `SharedBase` of a destination that has the shared fields (HTTP, search, table).
+macro_rules! shared_base {
+    ($base:expr) => {
+        SharedBase {
+            role_arn: &$base.role_arn,
+            processing_enabled: $base.processing_enabled,
+            processors: &$base.processors,
+            s3: &$base.s3,
+            kept: &$base.kept,
+        }
+    };
+}
+
 fn shared(fields: &Fields<'_>, at: &str, base: Option<SharedBase<'_>>, bucket: &str) -> Result<Shared, OpError> {
     let (processing_enabled, processors) = match fields.object("ProcessingConfiguration")? {
         Some(config) => processors(Some(config))?,
@@ -1247,18 +1260,7 @@ fn http_destination(config: &Value, base: Option<&HttpDestination>) -> Result<Ht
         Some("AllData") => true,
         Some(other) => return Err(invalid(format!("{at}.S3BackupMode {other:?} is not one of FailedDataOnly, AllData."))),
     };
-    let Shared { role_arn, processing_enabled, processors, s3, kept } = shared(
-        &fields,
-        at,
-        base.map(|base| SharedBase {
-            role_arn: &base.role_arn,
-            processing_enabled: base.processing_enabled,
-            processors: &base.processors,
-            s3: &base.s3,
-            kept: &base.kept,
-        }),
-        "backup",
-    )?;
+    let Shared { role_arn, processing_enabled, processors, s3, kept } = shared(&fields, at, base.map(|base| shared_base!(base)), "backup")?;
     Ok(HttpDestination {
         url,
         name,
@@ -1437,18 +1439,8 @@ fn table_destination(config: &Value, base: Option<&TableDestination>) -> Result<
         Some(retry) => retry.int("DurationInSeconds", 0, 7200)?.map_or(3600, |v| v as u32),
         None => base.map_or(3600, |base| base.retry_s),
     };
-    let Shared { role_arn, processing_enabled, processors, s3, kept } = shared(
-        &fields,
-        at,
-        base.map(|base| SharedBase {
-            role_arn: &base.role_arn,
-            processing_enabled: base.processing_enabled,
-            processors: &base.processors,
-            s3: &base.s3,
-            kept: &base.kept,
-        }),
-        "intermediate",
-    )?;
+    let Shared { role_arn, processing_enabled, processors, s3, kept } =
+        shared(&fields, at, base.map(|base| shared_base!(base)), "intermediate")?;
     Ok(TableDestination {
         jdbc_url,
         host,
@@ -1592,18 +1584,7 @@ fn search_destination(config: &Value, service: SearchService, base: Option<&Sear
         },
         None => base.is_none_or(|base| base.document_ids),
     };
-    let Shared { role_arn, processing_enabled, processors, s3, kept } = shared(
-        &fields,
-        at,
-        base.map(|base| SharedBase {
-            role_arn: &base.role_arn,
-            processing_enabled: base.processing_enabled,
-            processors: &base.processors,
-            s3: &base.s3,
-            kept: &base.kept,
-        }),
-        "backup",
-    )?;
+    let Shared { role_arn, processing_enabled, processors, s3, kept } = shared(&fields, at, base.map(|base| shared_base!(base)), "backup")?;
     Ok(SearchDestination {
         service,
         endpoint,

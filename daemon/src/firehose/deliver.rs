@@ -521,8 +521,7 @@ fn store(stores: &Stores, target: &ObjectTarget, bucket: &str) -> Result<Arc<dyn
 }
 
 /// Writes `body` at `path` durably: a temporary file beside it, synced, renamed into place,
-/// and the directory synced (with the renames of other deliveries into it: `sync_dir`). New
-/// directories are synced into their parents the same way.
+/// and the directory synced. New directories are synced into their parents.
 fn write_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().ok_or_else(|| std::io::Error::other("an object path with no directory"))?;
@@ -551,40 +550,9 @@ fn make_dir(dir: &Path) -> std::io::Result<()> {
     sync_dir(parent)
 }
 
-/// A directory's group sync: changes to it take tickets in order; a sync covers every ticket
-/// taken before it started.
-#[derive(Default)]
-struct DirSync {
-    taken: std::sync::atomic::AtomicU64,
-    /// The last ticket a finished sync covers.
-    synced: std::sync::Mutex<u64>,
-}
-
-/// Directories synced lately (a bounded table: entries no delivery holds go when it grows).
-static DIR_SYNCS: OnceLock<std::sync::Mutex<HashMap<PathBuf, Arc<DirSync>>>> = OnceLock::new();
-const DIR_SYNCS_KEPT: usize = 256;
-
-/// Makes the changes to `dir` done before this call durable, sharing one `fsync` with the
-/// deliveries that changed it meanwhile (a group commit: one directory sync per burst of
-/// objects written into it, not one each).
+/// Makes the changes to `dir` done before this call durable.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    let entry = {
-        let mut table = DIR_SYNCS.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if table.len() >= DIR_SYNCS_KEPT && !table.contains_key(dir) {
-            table.retain(|_, entry| Arc::strong_count(entry) > 1);
-        }
-        table.entry(dir.to_path_buf()).or_default().clone()
-    };
-    let ticket = entry.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-    let mut synced = entry.synced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if *synced >= ticket {
-        return Ok(());
-    }
-    // Every ticket up to here was taken after its change was made: this sync covers them all.
-    let covers = entry.taken.load(std::sync::atomic::Ordering::SeqCst);
-    std::fs::File::open(dir)?.sync_all()?;
-    *synced = covers;
-    Ok(())
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -595,7 +563,7 @@ mod tests {
     fn objects_are_written_whole_into_directories_made_for_them() {
         let root = tempfile::tempdir().expect("a temporary directory");
         let paths: Vec<PathBuf> = (0..8).map(|i| root.path().join(format!("bucket/2026/12/{:02}/object-{i}", i % 2))).collect();
-        // Side by side, as deliveries write: their directory syncs are shared.
+        // Side by side, as deliveries write.
         std::thread::scope(|scope| {
             for (i, path) in paths.iter().enumerate() {
                 scope.spawn(move || write_file(path, format!("body {i}").as_bytes()).expect("written"));

@@ -194,6 +194,10 @@ impl Buffer {
     /// delivery tries again).
     pub async fn trim(&self) -> Result<(), OpError> {
         let Some(_held) = self.trimming.try_lock() else { return Ok(()) };
+        // Closed (or closing: it waits for a removal under way, and none starts after).
+        if self.gone.get() {
+            return Ok(());
+        }
         self.log.trim_before_seq(self.delivered.get()).await.map_err(storage_error)?;
         Ok(())
     }
