@@ -272,6 +272,20 @@ pub struct Config {
     #[arg(long, env = "SLUICE_ROOT_KEY_FILE", value_name = "FILE")]
     pub root_key_file: Option<PathBuf>,
 
+    /// This node's id in a cluster (a number from 1, unique in the cluster; keep it with the
+    /// node's data directory). Needs --cluster-peers. Default: none, a single node, which
+    /// behaves exactly as without the cluster.
+    #[arg(long, env = "SLUICE_NODE_ID", requires = "cluster_peers", value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_id: Option<u64>,
+
+    /// The cluster's nodes as `ID=HOST:PORT,…` (this node's own among them), the same list on
+    /// every node: each node listens for the others on its own entry's address (one metadata
+    /// Raft group over them; see the README's Cluster section). The node-to-node port is
+    /// plain TCP: keep it on loopback or a private network. A new cluster forms once a
+    /// majority of the nodes runs. Needs --node-id. Default: none (a single node).
+    #[arg(long, env = "SLUICE_CLUSTER_PEERS", requires = "node_id", value_name = "ID=HOST:PORT,…", value_parser = cluster_peers)]
+    pub cluster_peers: Option<ClusterPeers>,
+
     /// The root key, read at start from --root-key-file or SLUICE_ROOT_KEY.
     #[arg(skip)]
     pub root_key: Option<std::sync::Arc<crate::kms::root::RootKey>>,
@@ -409,6 +423,29 @@ fn segment_bytes(text: &str) -> Result<u64, String> {
     Ok(value)
 }
 
+/// The nodes of a cluster by id (`--cluster-peers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPeers(pub std::collections::BTreeMap<u64, SocketAddr>);
+
+fn cluster_peers(text: &str) -> Result<ClusterPeers, String> {
+    let mut peers = std::collections::BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let (id, addr) = item.split_once('=').ok_or_else(|| format!("`{item}` is not ID=HOST:PORT"))?;
+        let id: u64 = id.trim().parse().ok().filter(|id| *id > 0).ok_or_else(|| format!("`{id}` is not a node id (a number from 1)"))?;
+        let addr: SocketAddr = addr.trim().parse().map_err(|_| format!("`{addr}` is not an address (HOST:PORT, e.g. 127.0.0.1:9701)"))?;
+        if peers.insert(id, addr).is_some() {
+            return Err(format!("node {id} is named twice"));
+        }
+        if peers.values().filter(|other| **other == addr).count() > 1 {
+            return Err(format!("{addr} is given to two nodes"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("no nodes given (ID=HOST:PORT,…)".into());
+    }
+    Ok(ClusterPeers(peers))
+}
+
 /// A byte count: digits with an optional binary suffix (K, M, G, T; `KiB`, `MB` … read the same).
 pub fn byte_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
@@ -443,6 +480,22 @@ impl Config {
                 exposed.join(" and ")
             )
         })
+    }
+
+    /// Why the cluster flags cannot start: this node's id missing from the peers, or a setting
+    /// the cluster does not support yet.
+    pub fn cluster_problem(&self) -> Option<String> {
+        let (Some(id), Some(peers)) = (self.node_id, &self.cluster_peers) else { return None };
+        if !peers.0.contains_key(&id) {
+            return Some(format!("--node-id {id} is not among --cluster-peers (give every node, this one included)"));
+        }
+        if self.root_key_file.is_some() || std::env::var_os("SLUICE_ROOT_KEY").is_some() {
+            return Some(
+                "a cluster does not encrypt yet: the key service's keys are not replicated between nodes. Start cluster nodes without --root-key-file"
+                    .into(),
+            );
+        }
+        None
     }
 
     /// Where Firehose S3 destinations write without an S3 endpoint.

@@ -36,6 +36,12 @@ pub trait Host: Sized + 'static {
     fn keyring(&self) -> &Keyring;
     /// This shard's counters (`metrics`).
     fn metrics(&self) -> &crate::metrics::Metrics;
+    /// Whether this node runs the background work that changes metadata (message moves,
+    /// ON_DEMAND scaling, alarms): always on a single node; in a cluster, on the metadata
+    /// group's leader only.
+    fn leads_metadata(&self) -> bool {
+        true
+    }
     /// Runs a metadata change on shard 0 and returns once every shard has the snapshot it made.
     async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError>;
 }

@@ -15,11 +15,13 @@
 //! - `runtime`: one pinned executor per core, the channel mesh, a bus and typed calls generic over what they carry, shutdown.
 //! - `storage`: the segment log, the stream log and the metadata file — what no engine owns.
 //! - `env`: time, timers, tasks, files and shard-local notify — glommio in production, the simulator's world in tests.
+//! - `cluster`: several nodes on one catalog — the metadata Raft group (openraft), its state machine and the transport between nodes.
 //! - `sim`: the deterministic simulator (`sluice-sim`). `config`: flags and their `SLUICE_…` environment variables.
 
 pub mod access;
 pub mod audit;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod engine;

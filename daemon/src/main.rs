@@ -30,6 +30,10 @@ fn main() {
         eprintln!("sluiced: {refusal}");
         std::process::exit(2);
     }
+    if let Some(problem) = config.cluster_problem() {
+        eprintln!("sluiced: {problem}");
+        std::process::exit(2);
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 

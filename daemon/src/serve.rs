@@ -10,6 +10,11 @@ pub async fn shard_main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
     let ShardStart { config, mesh, addr, http_addr, metrics_addr, ready, drained } = start;
     let shard = crate::shard::open(config, mesh).await?;
     let id = shard.id;
+    if id == 0 && shard.config.node_id.is_some() {
+        let catalog = std::rc::Rc::new(crate::shard::meta::ShardCatalog(std::rc::Rc::downgrade(&shard)));
+        let node = crate::cluster::start(&shard.config, shard.env.clone(), catalog).await?;
+        let _ = shard.cluster.set(node);
+    }
     let listener = glommio::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("shard {id} cannot listen on {addr}: {e}"))?;
     if let Some(http_addr) = http_addr {
         let http_listener = glommio::net::TcpListener::bind(http_addr)
@@ -25,6 +30,9 @@ pub async fn shard_main(start: ShardStart<ShardMessage>) -> anyhow::Result<()> {
     tracing::debug!(shard = id, %addr, "listening");
 
     crate::net::accept_loop(shard.clone(), listener).await;
+    if let Some(node) = shard.cluster.get() {
+        node.stop().await;
+    }
     crate::shard::finish(shard, drained).await;
     Ok(())
 }

@@ -478,6 +478,10 @@ pub struct Registry {
     leases: Arc<groups::Leases>,
     /// CloudWatch metric alarms (in the metadata file, not in snapshots).
     alarms: Arc<alarms::Alarms>,
+    /// In a cluster: where this registry stands in the metadata group's log (`cluster::machine`
+    /// keeps it; it is saved with the metadata so a restart knows what it has applied). Null
+    /// on a single node.
+    cluster: serde_json::Value,
 }
 
 fn key_naming(naming: &Naming) -> KeyNaming {
@@ -511,6 +515,7 @@ impl Registry {
             checkpoints: Arc::default(),
             leases: Arc::default(),
             alarms: Arc::default(),
+            cluster: serde_json::Value::Null,
         }
     }
 
@@ -590,6 +595,33 @@ impl Registry {
         Arc::new(keys)
     }
 
+    /// In a cluster: where this registry stands in the metadata group's log (null on a single node).
+    pub fn cluster_state(&self) -> &serde_json::Value {
+        &self.cluster
+    }
+
+    /// Sets where this registry stands in the metadata group's log (`cluster::machine`).
+    pub fn set_cluster_state(&mut self, state: serde_json::Value) {
+        self.cluster = state;
+    }
+
+    /// Whether the registry holds anything a client made (queues, topics, streams, delivery
+    /// streams): a data directory of a single node that cannot join a cluster as it is.
+    pub fn holds_resources(&self) -> bool {
+        let snapshot = &self.snapshot;
+        !(snapshot.by_name.is_empty() && snapshot.topics.is_empty() && snapshot.streams.is_empty() && snapshot.firehose.is_empty())
+    }
+
+    /// The registry `document` (a `to_json` output) describes, with what this one keeps in
+    /// memory only (limits, consumer groups' leases) carried over: a cluster node's registry
+    /// after a change the metadata group committed.
+    pub fn rebuilt(&self, document: &serde_json::Value) -> Result<Registry, String> {
+        let mut registry = Registry::from_json(self.naming.clone(), document, self.root.clone())?;
+        registry.limits = self.limits;
+        registry.leases = self.leases.clone();
+        Ok(registry)
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.clone()
     }
@@ -616,12 +648,16 @@ impl Registry {
     fn scalars_json(&self) -> serde_json::Value {
         use serde_json::{json, Map, Value};
         let purged: Map<String, Value> = self.purged_at_ms.iter().map(|(id, ms)| (id.to_string(), json!(ms))).collect();
-        json!({
+        let mut scalars = json!({
             "version": self.snapshot.version,
             "next_id": self.next_id,
             "deleted_at_ms": self.deleted_at_ms,
             "purged_at_ms": purged,
-        })
+        });
+        if !self.cluster.is_null() {
+            scalars["cluster"] = self.cluster.clone();
+        }
+        scalars
     }
 
     /// What changed from `before` to `self`, for the metadata journal (`storage::meta`): the
@@ -742,6 +778,7 @@ impl Registry {
         let delivery = Arc::new(firehose::from_json(&registry.naming, &value["delivery_streams"], registry.next_id)?);
         registry.checkpoints = Arc::new(groups::from_json(&value["checkpoints"])?);
         registry.alarms = Arc::new(alarms::from_json(&value["alarms"])?);
+        registry.cluster = value.get("cluster").cloned().unwrap_or_default();
         if !unencrypted.is_empty() {
             tracing::warn!(
                 resources = ?unencrypted,

@@ -368,6 +368,20 @@ pub struct ShardGauges {
     pub compactions: u64,
     pub compaction_relocated_bytes: u64,
     pub compaction_segments_removed: u64,
+    /// Shard 0 of a cluster node: the metadata group as this node sees it.
+    pub cluster: Option<ClusterGauges>,
+}
+
+/// A cluster node's view of the metadata group (`cluster`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterGauges {
+    pub node_id: u64,
+    /// The leader's node id (0: none known).
+    pub leader: u64,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub voters: u64,
 }
 
 /// What one shard answers a scrape with.

@@ -414,6 +414,23 @@ fn shards(f: &mut Families, reports: &[Report]) {
     for report in reports {
         let g = &report.gauges;
         let labels = || vec![label("shard", report.shard)];
+        if let Some(cluster) = g.cluster {
+            let node = || vec![label("node", cluster.node_id)];
+            let facts = [
+                (
+                    "sluice_cluster_leader",
+                    "The metadata group's leader as this node knows it (its node id; 0: none known).",
+                    cluster.leader,
+                ),
+                ("sluice_cluster_term", "The metadata group's Raft term as this node knows it.", cluster.term),
+                ("sluice_cluster_last_log_index", "The index of the last entry in this node's metadata log.", cluster.last_log_index),
+                ("sluice_cluster_applied_index", "The index of the last metadata entry this node applied.", cluster.applied_index),
+                ("sluice_cluster_voters", "Nodes voting in the metadata group.", cluster.voters),
+            ];
+            for (name, help, value) in facts {
+                f.add(name, help, node(), Value::Gauge(value as i64));
+            }
+        }
         if report.shard == 0 {
             f.add(
                 "sluice_metric_history_points",

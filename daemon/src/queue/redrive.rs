@@ -226,7 +226,7 @@ pub async fn run<H: QueueHost>(host: Rc<H>) {
             return;
         }
         let tasks = match host.meta_change(MetaChange::Moves(None)).await {
-            Ok(MetaOutcome::Moves(tasks)) => tasks,
+            Ok(MetaOutcome::Moves(tasks)) if host.leads_metadata() => tasks,
             _ => Vec::new(),
         };
         unsaved.retain(|id, _| tasks.iter().any(|task| &task.id == id));

@@ -80,6 +80,7 @@ pub fn report(shard: &Rc<Shard>) -> Report {
         compactions: shard.metrics.compaction().0,
         compaction_relocated_bytes: shard.metrics.compaction().1,
         compaction_segments_removed: shard.metrics.compaction().2,
+        cluster: shard.cluster.get().map(|node| node.gauges()),
     };
     Report { shard: shard.id, counters, queues, gauges, firehose }
 }

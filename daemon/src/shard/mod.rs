@@ -82,6 +82,8 @@ pub struct Shard {
     pub metrics: crate::metrics::Metrics,
     /// Shard 0: the metric history (`monitor`).
     pub monitor: monitor::Monitor,
+    /// Shard 0 of a cluster node: its place in the cluster (set once, at start).
+    pub cluster: std::cell::OnceCell<Rc<crate::cluster::Node>>,
 }
 
 fn naming(config: &Config) -> Naming {
@@ -204,6 +206,7 @@ pub async fn open(config: Config, mesh: ShardMesh) -> anyhow::Result<Rc<Shard>> 
         env,
         metrics: crate::metrics::Metrics::default(),
         monitor,
+        cluster: Default::default(),
     });
     // Feed cursors in line with the catalog (a subscription made just before a crash gets its
     // cursor now) before anything is served.
@@ -585,6 +588,9 @@ impl Host for Shard {
     fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
     }
+    fn leads_metadata(&self) -> bool {
+        self.cluster.get().is_none_or(|node| node.leads())
+    }
     async fn meta_change(self: &Rc<Self>, change: MetaChange) -> Result<MetaOutcome, OpError> {
         meta::change(self, change).await
     }
@@ -677,7 +683,9 @@ async fn on_demand_scaling(shard: Rc<Shard>) {
         if shard.shutdown.requested.get() {
             return;
         }
-        stream::scaling::evaluate(&shard, &mut scaler).await;
+        if shard.leads_metadata() {
+            stream::scaling::evaluate(&shard, &mut scaler).await;
+        }
         shard.rest(every).await;
     }
 }

@@ -406,7 +406,9 @@ pub async fn run(shard: Rc<Shard>) {
     let every = Duration::from_secs(shard.config.metrics_sample_seconds);
     while shard.rest(every).await {
         sample(&shard).await;
-        evaluate_alarms(&shard).await;
+        if shard.leads_metadata() {
+            evaluate_alarms(&shard).await;
+        }
     }
 }
 

@@ -117,6 +117,17 @@ pub fn apply_journal(document: Value, journal: &[u8]) -> Result<(Value, u64), St
     Ok((entries.into_document(document), len))
 }
 
+/// Applies one change (a `Registry::delta_json` output) to a registry document: what a cluster
+/// node does with each change the metadata group commits (`cluster::machine`).
+pub fn merge(document: Value, delta: &Value) -> Result<Value, String> {
+    if !document.is_object() || !delta.is_object() {
+        return Err("a registry document and a change are JSON objects".into());
+    }
+    let mut entries = Entries::of(&document)?;
+    entries.apply(delta)?;
+    Ok(entries.into_document(document))
+}
+
 /// Applies every whole entry of a journal, in order, and returns the bytes they take. An
 /// entry cut short by the end of the file is a write that never finished; a damaged entry
 /// with bytes after it is damage, and refused.
@@ -194,6 +205,10 @@ impl Entries {
         if let Some(scalars) = self.scalars {
             for key in ["version", "next_id", "deleted_at_ms", "purged_at_ms"] {
                 document[key] = scalars[key].clone();
+            }
+            // A cluster node's place in the metadata group's log (`cluster::machine`).
+            if !scalars["cluster"].is_null() {
+                document["cluster"] = scalars["cluster"].clone();
             }
         }
         for (kind, map) in KINDS.iter().zip(self.kinds) {
