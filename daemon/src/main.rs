@@ -34,7 +34,10 @@ fn main() {
         eprintln!("sluiced: {problem}");
         std::process::exit(2);
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // openraft logs every failed heartbeat to a node that is down (many a second): its own
+    // errors only, unless --log names it; the cluster module logs a node going and coming back.
+    let directives = if config.log.contains("openraft") { config.log.clone() } else { format!("{},openraft=error", config.log) };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     let mut config = config;

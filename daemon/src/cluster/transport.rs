@@ -123,6 +123,9 @@ impl Peer {
 /// openraft's view of the network: a connection per peer it talks to.
 pub struct Network {
     pub peers: BTreeMap<u64, SocketAddr>,
+    /// The nodes found unreachable, so that a node going away and coming back is logged
+    /// once each way (openraft retries many times a second meanwhile).
+    pub unreachable: Rc<std::cell::RefCell<std::collections::BTreeSet<u64>>>,
 }
 
 impl RaftNetworkFactory<Meta> for Network {
@@ -131,20 +134,28 @@ impl RaftNetworkFactory<Meta> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Connection {
         // The peers given at start win over an address in the membership.
         let addr = self.peers.get(&target).copied().or_else(|| node.addr.parse().ok());
-        Connection { target, peer: addr.map(Peer::new) }
+        Connection { target, peer: addr.map(Peer::new), unreachable: self.unreachable.clone() }
     }
 }
 
 pub struct Connection {
     target: u64,
     peer: Option<Peer>,
+    unreachable: Rc<std::cell::RefCell<std::collections::BTreeSet<u64>>>,
 }
 
 impl Connection {
     async fn call<Q: Serialize, A: DeserializeOwned>(&mut self, kind: u8, request: &Q, option: &RPCOption) -> Result<A, Unreachable<Meta>> {
         let target = self.target;
         let peer = self.peer.as_mut().ok_or_else(|| Unreachable::from_string(format!("node {target} has no address")))?;
-        peer.call(kind, request, option.soft_ttl()).await.map_err(|e| Unreachable::from_string(format!("node {target}: {e}")))
+        let answer = peer.call(kind, request, option.soft_ttl()).await;
+        let mut unreachable = self.unreachable.borrow_mut();
+        match &answer {
+            Ok(_) if unreachable.remove(&target) => tracing::info!(node = target, "cluster node reachable again"),
+            Err(error) if unreachable.insert(target) => tracing::warn!(node = target, %error, "cluster node unreachable; retrying"),
+            _ => {}
+        }
+        answer.map_err(|e| Unreachable::from_string(format!("node {target}: {e}")))
     }
 }
 
