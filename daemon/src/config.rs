@@ -286,6 +286,13 @@ pub struct Config {
     #[arg(long, env = "SLUICE_CLUSTER_PEERS", requires = "node_id", value_name = "ID=HOST:PORT,…", value_parser = cluster_peers)]
     pub cluster_peers: Option<ClusterPeers>,
 
+    /// Milliseconds without a heartbeat from the cluster's leader before a node calls an
+    /// election (each node waits a random time between this and twice this; the leader sends
+    /// heartbeats every third of it). Lower fails over sooner; too low for the machine's
+    /// pauses (disk stalls, a busy core) elects needlessly.
+    #[arg(long, env = "SLUICE_CLUSTER_ELECTION_MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(60..=60_000))]
+    pub cluster_election_ms: u64,
+
     /// The root key, read at start from --root-key-file or SLUICE_ROOT_KEY.
     #[arg(skip)]
     pub root_key: Option<std::sync::Arc<crate::kms::root::RootKey>>,

@@ -94,13 +94,14 @@ pub struct Node {
     forward: std::cell::RefCell<Option<transport::Peer>>,
 }
 
-/// Raft timing: heartbeats every 100 ms, an election after 0.5–1 s without one.
-fn raft_config() -> anyhow::Result<Arc<openraft::Config>> {
+/// Raft timing from `--cluster-election-ms`: an election after that to twice that without a
+/// heartbeat, heartbeats every third of it.
+fn raft_config(election_ms: u64) -> anyhow::Result<Arc<openraft::Config>> {
     let config = openraft::Config {
         cluster_name: "sluice-meta".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 500,
-        election_timeout_max: 1000,
+        heartbeat_interval: election_ms / 3,
+        election_timeout_min: election_ms,
+        election_timeout_max: election_ms * 2,
         ..Default::default()
     };
     Ok(Arc::new(config.validate().map_err(|e| anyhow::anyhow!("Raft configuration: {e}"))?))
@@ -131,7 +132,7 @@ pub async fn start(config: &Config, env: Env, catalog: Rc<dyn Catalog>) -> anyho
     let log = RaftLog::<Meta>::open(env, options).await.map_err(|e| anyhow::anyhow!("cannot open the metadata group's log: {e}"))?;
     let machine = machine::Machine::new(catalog, &registry)?;
     let network = transport::Network { peers: peers.clone(), unreachable: Default::default() };
-    let raft = Raft::new(id, raft_config()?, network, log.clone(), machine)
+    let raft = Raft::new(id, raft_config(config.cluster_election_ms)?, network, log.clone(), machine)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the metadata group: {e}"))?;
     let listen = peers[&id];
