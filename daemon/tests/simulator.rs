@@ -1,7 +1,8 @@
 //! The deterministic simulator (`sluice_daemon::sim`) over a bounded number of seeds: the
 //! queues' log, a stream shard's log, and the queue and stream engines on several shards under random
 //! workloads with process crashes, power losses and disk faults, every acknowledged or seen
-//! record (or message) checked after every restart.
+//! record (or message) checked after every restart; and Raft groups of three nodes over a
+//! network that loses, delays, duplicates and cuts.
 //! A failure prints its seed and the `sluice-sim` command that replays it.
 //!
 //! `SLUICE_SIM_SEEDS` sets the seeds per target (default 60; CI runs the default). The long
@@ -75,6 +76,11 @@ fn firehose_delivers_every_acknowledged_record_through_outages_and_restarts() {
 #[test]
 fn a_raft_log_keeps_what_openraft_was_told_is_durable_through_crashes() {
     run_seeds(Target::RaftLog, 200);
+}
+
+#[test]
+fn a_raft_group_keeps_every_acknowledged_write_through_a_lossy_network_crashes_and_power_losses() {
+    run_seeds(Target::RaftGroup, 100);
 }
 
 #[test]

@@ -12,14 +12,16 @@ use sluice_daemon::sim::{self, Options, Target};
 #[command(
     name = "sluice-sim",
     version,
-    about = "Sluice's deterministic simulator: storage and the queue and stream engines under crashes, power losses and disk faults"
+    about = "Sluice's deterministic simulator: storage, the engines and Raft groups under crashes, power losses, disk and network faults"
 )]
 struct Args {
     /// What to simulate: `log` (the queues' log), `stream` (a stream shard's log), `queues`
     /// (the queue engine, with a topic, on several shards, through the operations clients
     /// call), `streams` (the stream engine on several cores, resharding included), `fifo` (FIFO
     /// queues: group order, deduplication, dead-letter moves between shards), `fifo-topics` (a
-    /// FIFO topic's ordered, deduplicated fan-out) or `all`.
+    /// FIFO topic's ordered, deduplicated fan-out), `firehose` (delivery streams delivering
+    /// through outages), `raft-log` (a Raft group's log on the segment log), `raft-group` (three
+    /// openraft nodes over a lossy, partitioned network, with crashes and power losses) or `all`.
     #[arg(long, default_value = "all")]
     target: String,
     /// Run this one seed (replays a failure exactly); overrides --seeds.
@@ -55,7 +57,7 @@ fn main() {
         name => match Target::parse(name) {
             Some(target) => vec![target],
             None => {
-                eprintln!("sluice-sim: unknown target {name:?} (log, stream, queues, streams, fifo, fifo-topics or all)");
+                eprintln!("sluice-sim: unknown target {name:?} (log, stream, queues, streams, fifo, fifo-topics, firehose, raft-log, raft-group or all)");
                 std::process::exit(2);
             }
         },

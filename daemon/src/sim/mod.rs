@@ -28,7 +28,11 @@
 //!   several shards: order, deduplication, nothing lost: see `fifo_topic_target`), and
 //!   `firehose` (delivery streams on several cores delivering to a destination that fails,
 //!   slows and loses acknowledgements: every acknowledged put delivered, see
-//!   `firehose_target`). The engine targets run on `shards::SimShard`.
+//!   `firehose_target`), and `raft-log` (a Raft group's log on the segment log, driven as
+//!   openraft drives it: see `raft_log_target`), and `raft-group` (three openraft nodes on the
+//!   simulator's runtime, `raft_runtime`, over a network that delays, reorders, duplicates and
+//!   loses messages and cuts nodes off, with crashes and power losses: see
+//!   `raft_group_target`). The engine targets run on `shards::SimShard`.
 
 pub mod fifo_target;
 pub mod fifo_topic_target;
@@ -36,7 +40,9 @@ pub mod firehose_target;
 pub mod harness;
 pub mod log_target;
 pub mod queue_target;
+pub mod raft_group_target;
 pub mod raft_log_target;
+pub mod raft_runtime;
 pub mod shards;
 pub mod stream_engine_target;
 pub mod stream_target;
@@ -65,11 +71,21 @@ pub enum Target {
     FifoTopics,
     Firehose,
     RaftLog,
+    RaftGroup,
 }
 
 impl Target {
-    pub const ALL: [Target; 8] =
-        [Target::Log, Target::Stream, Target::Queues, Target::Streams, Target::Fifo, Target::FifoTopics, Target::Firehose, Target::RaftLog];
+    pub const ALL: [Target; 9] = [
+        Target::Log,
+        Target::Stream,
+        Target::Queues,
+        Target::Streams,
+        Target::Fifo,
+        Target::FifoTopics,
+        Target::Firehose,
+        Target::RaftLog,
+        Target::RaftGroup,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -81,6 +97,7 @@ impl Target {
             Target::FifoTopics => "fifo-topics",
             Target::Firehose => "firehose",
             Target::RaftLog => "raft-log",
+            Target::RaftGroup => "raft-group",
         }
     }
 
@@ -161,6 +178,7 @@ pub fn run(target: Target, seed: u64, options: Options) -> Result<Report, Failur
         Target::FifoTopics => fifo_topic_target::run(&mut driver, options.steps),
         Target::Firehose => firehose_target::run(&mut driver, options.steps),
         Target::RaftLog => raft_log_target::run(&mut driver, options.steps),
+        Target::RaftGroup => raft_group_target::run(&mut driver, options.steps),
     };
     let mut report = std::mem::take(&mut driver.report);
     report.disk = driver.world.fs().stats();
