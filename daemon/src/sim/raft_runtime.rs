@@ -4,7 +4,8 @@
 //! Raft group runs the same every time for a seed, and its timeouts take no wall-clock time.
 //! Channels, oneshots and mutexes are tokio's runtime-free `sync` types, as on glommio;
 //! watches are `SimWatch`: tokio's wakes its receivers in an order drawn from a random number
-//! it seeds itself, which would make a run differ from its replay.
+//! it seeds itself, which would make a run differ from its replay; this one draws the order
+//! from the run's seed.
 //!
 //! The world is the thread's current one (`enter`): openraft's runtime is a type, its
 //! functions take no handle.
@@ -225,7 +226,7 @@ impl AsyncRuntime for SimRuntime {
     }
 }
 
-/// A watch channel for one thread whose receivers wake in the order they began waiting.
+/// A watch channel for one thread whose receivers wake in an order drawn from the run's seed.
 pub struct SimWatch;
 
 struct Shared<T> {
@@ -237,8 +238,14 @@ struct Shared<T> {
 }
 
 impl<T> Shared<T> {
+    /// Wakes every waiting receiver, in an order drawn from the run's seed: as with tokio's,
+    /// no receiver may count on being woken first, and runs explore the orders.
     fn wake(&self) {
-        let waiting = std::mem::take(&mut *self.waiting.borrow_mut());
+        let mut waiting = std::mem::take(&mut *self.waiting.borrow_mut());
+        if waiting.len() > 1 {
+            use rand::seq::SliceRandom;
+            waiting.shuffle(&mut <SimRuntime as AsyncRuntime>::thread_rng());
+        }
         for waker in waiting {
             waker.wake();
         }
