@@ -288,6 +288,43 @@ impl Fs {
         state.names = state.durable_names.clone();
     }
 
+    /// One machine of several loses power: what is under `dir` (its disk) keeps only what it
+    /// had made durable, as in `crash(Crash::Power)`; the rest of the world goes on, its
+    /// handles still open.
+    pub fn power_loss_under(&self, dir: &Path) {
+        self.count(|stats| {
+            stats.crashes += 1;
+            stats.power_losses += 1;
+        });
+        let mut state = self.state.borrow_mut();
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut state.journal).into_iter().partition(|(path, _)| path.starts_with(dir));
+        state.journal = others;
+        let kept = self.rng.borrow_mut().usize(0..=mine.len());
+        for (path, inode) in mine.into_iter().take(kept) {
+            match inode {
+                Some(inode) => state.durable_names.insert(path, inode),
+                None => state.durable_names.remove(&path),
+            };
+        }
+        let mut inodes: Vec<InodeRef> = state.durable_names.iter().filter(|(path, _)| path.starts_with(dir)).map(|(_, inode)| inode.clone()).collect();
+        inodes.extend(state.names.iter().filter(|(path, _)| path.starts_with(dir)).map(|(_, inode)| inode.clone()));
+        let scatter = self.faults.get().scatter;
+        for inode in inodes {
+            let mut inode = inode.borrow_mut();
+            if scatter {
+                self.settle(&mut inode, 0.5);
+            } else {
+                self.settle_prefix(&mut inode);
+            }
+            let durable = inode.durable.clone();
+            inode.data = durable;
+        }
+        state.names.retain(|path, _| !path.starts_with(dir));
+        let durable: Vec<(PathBuf, InodeRef)> =
+            state.durable_names.iter().filter(|(path, _)| path.starts_with(dir)).map(|(path, inode)| (path.clone(), inode.clone())).collect();
+        state.names.extend(durable);
+    }
+
     /// A failed flush of direct I/O: each dirty sector is still in the device's cache (and
     /// stays dirty) or was lost (reads now return what the platter holds).
     /// Without `Faults::scatter`, what is lost is the latest-written part (a suffix in write order).

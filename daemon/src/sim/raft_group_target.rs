@@ -2,7 +2,8 @@
 //! simulator's runtime (`raft_runtime`), each with its log on the segment log
 //! (`storage::raft`) in its own directory of the simulated disk — under a network that delays,
 //! reorders, duplicates and loses messages and cuts nodes off, with nodes crashing and coming
-//! back and the whole cluster losing power at once. Clients write numbers through any node.
+//! back, one machine losing power (its disk keeps what it made durable) and the whole cluster
+//! losing power at once. Clients write numbers through any node.
 //!
 //! Checked whenever the group has settled (cuts healed, every node running, messages flowing):
 //! every node applied the very same entries in the same order; every write a leader
@@ -550,11 +551,21 @@ fn run_group(driver: &mut Driver, steps: usize) -> Result<(), String> {
                 group.net.cut.borrow_mut().clear();
                 driver.note("the network healed".into());
             }
-            82..=87 => {
+            82..=85 => {
                 let id = driver.rng.u64(1..=NODES);
                 if group.running.contains_key(&id) {
                     group.crash(driver, id);
                 }
+            }
+            86..=87 => {
+                // One machine loses power: its disk keeps what it had made durable.
+                let id = driver.rng.u64(1..=NODES);
+                if group.running.contains_key(&id) {
+                    group.crash(driver, id);
+                }
+                group.world.fs().power_loss_under(&dir(id));
+                driver.report.power_losses += 1;
+                driver.note(format!("node {id} lost power"));
             }
             88..=92 => {
                 let down: Vec<u64> = (1..=NODES).filter(|id| !group.running.contains_key(id)).collect();
