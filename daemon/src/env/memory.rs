@@ -306,7 +306,8 @@ impl Fs {
                 None => state.durable_names.remove(&path),
             };
         }
-        let mut inodes: Vec<InodeRef> = state.durable_names.iter().filter(|(path, _)| path.starts_with(dir)).map(|(_, inode)| inode.clone()).collect();
+        let mut inodes: Vec<InodeRef> =
+            state.durable_names.iter().filter(|(path, _)| path.starts_with(dir)).map(|(_, inode)| inode.clone()).collect();
         inodes.extend(state.names.iter().filter(|(path, _)| path.starts_with(dir)).map(|(_, inode)| inode.clone()));
         let scatter = self.faults.get().scatter;
         for inode in inodes {
@@ -320,8 +321,12 @@ impl Fs {
             inode.data = durable;
         }
         state.names.retain(|path, _| !path.starts_with(dir));
-        let durable: Vec<(PathBuf, InodeRef)> =
-            state.durable_names.iter().filter(|(path, _)| path.starts_with(dir)).map(|(path, inode)| (path.clone(), inode.clone())).collect();
+        let durable: Vec<(PathBuf, InodeRef)> = state
+            .durable_names
+            .iter()
+            .filter(|(path, _)| path.starts_with(dir))
+            .map(|(path, inode)| (path.clone(), inode.clone()))
+            .collect();
         state.names.extend(durable);
     }
 

@@ -121,12 +121,13 @@ pub fn render(reports: &[Report], snapshot: &Snapshot, now_ms: u64, format: Form
     binary_requests(&mut f, reports);
     let dropped = f.dropped;
     let mut registry = Registry::default();
+    // The encoder ends every help text with a full stop of its own.
     for (name, (help, family)) in f.families {
-        registry.register(name, help, family);
+        registry.register(name, help.trim_end_matches('.'), family);
     }
     registry.register(
         "sluice_metrics_series_dropped",
-        "Series left out of this scrape: a family had SERIES_MAX (10,000) already.",
+        "Series left out of this scrape: a family had SERIES_MAX (10,000) already",
         Family { kind: MetricType::Counter, series: vec![(Vec::new(), Value::Counter(dropped))] },
     );
     let mut out = String::new();
