@@ -293,6 +293,12 @@ pub struct Config {
     #[arg(long, env = "SLUICE_CLUSTER_ELECTION_MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(60..=60_000))]
     pub cluster_election_ms: u64,
 
+    /// Metadata log entries between snapshots of the catalog in a cluster: after a snapshot
+    /// a node's metadata log keeps this many entries before it and drops the rest, and a node
+    /// that was away longer gets the snapshot instead.
+    #[arg(long, env = "SLUICE_CLUSTER_SNAPSHOT_ENTRIES", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(2..=10_000_000))]
+    pub cluster_snapshot_entries: u64,
+
     /// The root key, read at start from --root-key-file or SLUICE_ROOT_KEY.
     #[arg(skip)]
     pub root_key: Option<std::sync::Arc<crate::kms::root::RootKey>>,

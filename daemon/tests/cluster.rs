@@ -3,8 +3,8 @@
 //! made through any node is answered once committed and applied there, and reaches the
 //! others; the leader killed with SIGKILL, the survivors elect another and take changes; a
 //! node away while changes are made catches up when it comes back; every change survives
-//! restarts of every node, with and without changes between. Concurrent conflicting changes
-//! through two nodes: exactly one wins.
+//! restarts of every node, with and without changes between; a node away past a snapshot is
+//! sent the whole catalog. Concurrent conflicting changes through two nodes: exactly one wins.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -27,16 +27,23 @@ struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-fn start_node(dir: &Path, id: usize, peers: &str) -> Daemon {
-    Daemon::start_in(&dir.join(format!("node-{id}")), &["--node-id", &id.to_string(), "--cluster-peers", peers])
+fn start_node(dir: &Path, id: usize, peers: &str, extra: &[&str]) -> Daemon {
+    let mut args = vec!["--node-id".to_owned(), id.to_string(), "--cluster-peers".to_owned(), peers.to_owned()];
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start_in(&dir.join(format!("node-{id}")), &args)
 }
 
 impl Cluster {
     fn start(count: usize) -> Cluster {
+        Cluster::start_with(count, &[])
+    }
+
+    fn start_with(count: usize, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let peers: Vec<String> = free_ports(count).iter().enumerate().map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1)).collect();
         let peers = peers.join(",");
-        let nodes = (1..=count).map(|id| start_node(dir.path(), id, &peers)).collect();
+        let nodes = (1..=count).map(|id| start_node(dir.path(), id, &peers, extra)).collect();
         Cluster { nodes, _dir: dir }
     }
 
@@ -198,6 +205,42 @@ fn three_nodes_share_one_catalog_through_a_killed_leader_and_restarts() {
     create_queue(cluster.node(2), "q-7");
     for id in 1..=3 {
         until_lists(&cluster, id, &["q-1", "q-3", "q-4", "q-5", "q-6", "q-7"]);
+    }
+}
+
+#[test]
+fn a_node_away_past_a_snapshot_is_sent_the_catalog_whole() {
+    // A snapshot every 5 entries, and only 5 kept before it: 30 changes later the entries a
+    // node missed are gone from every log, so it can only catch up from a snapshot.
+    let mut cluster = Cluster::start_with(3, &["--cluster-snapshot-entries", "5"]);
+    leader(&cluster, &[1, 2, 3]);
+    create_queue(cluster.node(1), "first");
+    until_lists(&cluster, 3, &["first"]);
+    cluster.node_mut(3).kill();
+    let mut expected: Vec<String> = Vec::new();
+    for i in 0..30 {
+        let name = format!("made-while-away-{i:02}");
+        create_queue(cluster.node(1 + i % 2), &name);
+        expected.push(name);
+    }
+    // A removal travels in the snapshot too.
+    let c = cluster.node(2).client();
+    let url = c.run(c.client().get_queue_url("first")).unwrap();
+    until_taken(|| c.run(c.client().delete_queue(&url)));
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    until_lists(&cluster, 1, &expected);
+    cluster.node_mut(3).restart();
+    until_lists(&cluster, 3, &expected);
+    let text = scrape(cluster.node(3).http_addr.unwrap());
+    assert_eq!(sample(&text, "sluice_cluster_snapshots_installed_total{node=\"3\"}"), Some(1), "caught up from a snapshot:\n{text}");
+    // Started again, it reads the catalog the snapshot gave it from its own disk, and goes on.
+    cluster.node_mut(3).restart();
+    until_lists(&cluster, 3, &expected);
+    create_queue(cluster.node(3), "after-the-snapshot");
+    let mut more = expected.clone();
+    more.push("after-the-snapshot");
+    for id in 1..=3 {
+        until_lists(&cluster, id, &more);
     }
 }
 

@@ -42,6 +42,8 @@ impl State {
 pub struct Machine {
     catalog: Rc<dyn Catalog>,
     state: Rc<RefCell<State>>,
+    /// Snapshots installed since the start (`/metrics`).
+    pub snapshots_installed: Rc<std::cell::Cell<u64>>,
 }
 
 fn damaged(what: &str, error: impl std::fmt::Display) -> anyhow::Error {
@@ -58,7 +60,7 @@ impl Machine {
             state.last_change = position["last_change"].as_u64().ok_or_else(|| damaged("last_change", "not a number"))?;
             state.membership = serde_json::from_value(position["membership"].clone()).map_err(|e| damaged("membership", e))?;
         }
-        Ok(Machine { catalog, state: Rc::new(RefCell::new(state)) })
+        Ok(Machine { catalog, state: Rc::new(RefCell::new(state)), snapshots_installed: Rc::default() })
     }
 
     fn registry(&self) -> io::Result<Registry> {
@@ -221,6 +223,8 @@ impl RaftStateMachine<Meta> for Machine {
         document["cluster"] = self.state.borrow().position();
         self.install(registry, delta).await?;
         self.state.borrow_mut().document = document;
+        self.snapshots_installed.set(self.snapshots_installed.get() + 1);
+        tracing::info!(applied = ?meta.last_log_id, "installed a snapshot of the catalog from the leader");
         Ok(())
     }
 

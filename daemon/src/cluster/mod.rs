@@ -92,16 +92,22 @@ pub struct Node {
     peers: BTreeMap<u64, SocketAddr>,
     /// A connection to the leader for forwarded proposals (one change at a time goes out).
     forward: std::cell::RefCell<Option<transport::Peer>>,
+    /// Snapshots of the catalog installed from a leader since the start.
+    snapshots_installed: Rc<std::cell::Cell<u64>>,
 }
 
-/// Raft timing from `--cluster-election-ms`: an election after that to twice that without a
-/// heartbeat, heartbeats every third of it.
-fn raft_config(election_ms: u64) -> anyhow::Result<Arc<openraft::Config>> {
+/// Raft timing from `--cluster-election-ms` (an election after that to twice that without a
+/// heartbeat, heartbeats every third of it) and snapshots from `--cluster-snapshot-entries`.
+fn raft_config(config: &Config) -> anyhow::Result<Arc<openraft::Config>> {
+    let election_ms = config.cluster_election_ms;
+    let entries = config.cluster_snapshot_entries;
     let config = openraft::Config {
         cluster_name: "sluice-meta".into(),
         heartbeat_interval: election_ms / 3,
         election_timeout_min: election_ms,
         election_timeout_max: election_ms * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(entries),
+        max_in_snapshot_log_to_keep: entries,
         ..Default::default()
     };
     Ok(Arc::new(config.validate().map_err(|e| anyhow::anyhow!("Raft configuration: {e}"))?))
@@ -131,14 +137,15 @@ pub async fn start(config: &Config, env: Env, catalog: Rc<dyn Catalog>) -> anyho
     };
     let log = RaftLog::<Meta>::open(env, options).await.map_err(|e| anyhow::anyhow!("cannot open the metadata group's log: {e}"))?;
     let machine = machine::Machine::new(catalog, &registry)?;
+    let snapshots_installed = machine.snapshots_installed.clone();
     let network = transport::Network { peers: peers.clone(), unreachable: Default::default() };
-    let raft = Raft::new(id, raft_config(config.cluster_election_ms)?, network, log.clone(), machine)
+    let raft = Raft::new(id, raft_config(config)?, network, log.clone(), machine)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the metadata group: {e}"))?;
     let listen = peers[&id];
     let listener =
         glommio::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("cannot listen for cluster nodes on {listen}: {e}"))?;
-    let node = Rc::new(Node { id, raft, log, peers, forward: Default::default() });
+    let node = Rc::new(Node { id, raft, log, peers, forward: Default::default(), snapshots_installed });
     glommio::spawn_local(transport::serve(node.clone(), listener)).detach();
     if !node.raft.is_initialized().await.map_err(|e| anyhow::anyhow!("the metadata group: {e}"))? {
         let members: BTreeMap<u64, BasicNode> = node.peers.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.to_string() })).collect();
@@ -173,6 +180,7 @@ impl Node {
             last_log_index: metrics.last_log_index.unwrap_or(0),
             applied_index: metrics.last_applied.map_or(0, |id| id.index),
             voters: metrics.membership_config.membership().voter_ids().count() as u64,
+            snapshots_installed: self.snapshots_installed.get(),
         }
     }
 

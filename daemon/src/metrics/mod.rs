@@ -382,6 +382,8 @@ pub struct ClusterGauges {
     pub last_log_index: u64,
     pub applied_index: u64,
     pub voters: u64,
+    /// Snapshots of the catalog installed from a leader since the start.
+    pub snapshots_installed: u64,
 }
 
 /// What one shard answers a scrape with.

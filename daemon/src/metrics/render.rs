@@ -431,6 +431,12 @@ fn shards(f: &mut Families, reports: &[Report]) {
             for (name, help, value) in facts {
                 f.add(name, help, node(), Value::Gauge(value as i64));
             }
+            f.add(
+                "sluice_cluster_snapshots_installed",
+                "Snapshots of the catalog this node was sent by a leader since it started (it was away past the leader's log).",
+                node(),
+                Value::Counter(cluster.snapshots_installed),
+            );
         }
         if report.shard == 0 {
             f.add(
