@@ -138,7 +138,7 @@ pub async fn start(config: &Config, env: Env, catalog: Rc<dyn Catalog>) -> anyho
     let log = RaftLog::<Meta>::open(env, options).await.map_err(|e| anyhow::anyhow!("cannot open the metadata group's log: {e}"))?;
     let machine = machine::Machine::new(catalog, &registry)?;
     let snapshots_installed = machine.snapshots_installed.clone();
-    let network = transport::Network { peers: peers.clone(), unreachable: Default::default() };
+    let network = transport::Network { peers: peers.clone(), reachability: Default::default() };
     let raft = Raft::new(id, raft_config(config)?, network, log.clone(), machine)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the metadata group: {e}"))?;

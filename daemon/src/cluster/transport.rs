@@ -123,9 +123,41 @@ impl Peer {
 /// openraft's view of the network: a connection per peer it talks to.
 pub struct Network {
     pub peers: BTreeMap<u64, SocketAddr>,
-    /// The nodes found unreachable, so that a node going away and coming back is logged
-    /// once each way (openraft retries many times a second meanwhile).
-    pub unreachable: Rc<std::cell::RefCell<std::collections::BTreeSet<u64>>>,
+    /// Which nodes were reached since the start and which are unreachable now, so that a node
+    /// going away and coming back is logged once each way (openraft retries many times a second
+    /// meanwhile), and nodes not started yet at a cluster's start only at `info`.
+    pub reachability: Rc<std::cell::RefCell<Reachability>>,
+}
+
+#[derive(Default)]
+pub struct Reachability {
+    reached: std::collections::BTreeSet<u64>,
+    unreachable: std::collections::BTreeSet<u64>,
+}
+
+impl Reachability {
+    fn answered(&mut self, node: u64, answer: Result<(), &str>) {
+        match answer {
+            Ok(()) => {
+                let first = self.reached.insert(node);
+                if self.unreachable.remove(&node) {
+                    if first {
+                        tracing::info!(node, "cluster node reached");
+                    } else {
+                        tracing::info!(node, "cluster node reachable again");
+                    }
+                }
+            }
+            Err(error) if self.unreachable.insert(node) => {
+                if self.reached.contains(&node) {
+                    tracing::warn!(node, %error, "cluster node unreachable; retrying");
+                } else {
+                    tracing::info!(node, %error, "cluster node not reachable yet; retrying");
+                }
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 impl RaftNetworkFactory<Meta> for Network {
@@ -134,14 +166,14 @@ impl RaftNetworkFactory<Meta> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Connection {
         // The peers given at start win over an address in the membership.
         let addr = self.peers.get(&target).copied().or_else(|| node.addr.parse().ok());
-        Connection { target, peer: addr.map(Peer::new), unreachable: self.unreachable.clone() }
+        Connection { target, peer: addr.map(Peer::new), reachability: self.reachability.clone() }
     }
 }
 
 pub struct Connection {
     target: u64,
     peer: Option<Peer>,
-    unreachable: Rc<std::cell::RefCell<std::collections::BTreeSet<u64>>>,
+    reachability: Rc<std::cell::RefCell<Reachability>>,
 }
 
 impl Connection {
@@ -149,12 +181,7 @@ impl Connection {
         let target = self.target;
         let peer = self.peer.as_mut().ok_or_else(|| Unreachable::from_string(format!("node {target} has no address")))?;
         let answer = peer.call(kind, request, option.soft_ttl()).await;
-        let mut unreachable = self.unreachable.borrow_mut();
-        match &answer {
-            Ok(_) if unreachable.remove(&target) => tracing::info!(node = target, "cluster node reachable again"),
-            Err(error) if unreachable.insert(target) => tracing::warn!(node = target, %error, "cluster node unreachable; retrying"),
-            _ => {}
-        }
+        self.reachability.borrow_mut().answered(target, answer.as_ref().map(|_| ()).map_err(String::as_str));
         answer.map_err(|e| Unreachable::from_string(format!("node {target}: {e}")))
     }
 }
