@@ -95,16 +95,24 @@ impl std::error::Error for Elapsed {}
 
 pin_project_lite::pin_project! {
     /// `future` unless `deadline` comes first (the future is polled first: one that is ready
-    /// when its deadline is too still counts).
-    pub struct Timeout<F> {
+    /// when its deadline is too still counts). `S` is the runtime's sleep (glommio's timer
+    /// here; the daemon's simulator has its own).
+    pub struct Timeout<F, S = Sleep> {
         #[pin]
         future: F,
         #[pin]
-        deadline: Sleep,
+        deadline: S,
     }
 }
 
-impl<F: Future> Future for Timeout<F> {
+impl<F, S> Timeout<F, S> {
+    /// `future`, given up at the end of `deadline`.
+    pub fn new(future: F, deadline: S) -> Timeout<F, S> {
+        Timeout { future, deadline }
+    }
+}
+
+impl<F: Future, S: Future<Output = ()>> Future for Timeout<F, S> {
     type Output = Result<F::Output, Elapsed>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -274,6 +274,13 @@ impl Fs {
         state.journal.clear();
         let mut inodes: Vec<InodeRef> = state.durable_names.values().cloned().collect();
         inodes.extend(state.names.values().cloned());
+        self.lose_power(inodes);
+        state.names = state.durable_names.clone();
+    }
+
+    /// `inodes` lose power: each keeps what reached the platter (dirty sectors settle as the
+    /// faults say) and reads it from now on.
+    fn lose_power(&self, inodes: Vec<InodeRef>) {
         let scatter = self.faults.get().scatter;
         for inode in inodes {
             let mut inode = inode.borrow_mut();
@@ -285,7 +292,6 @@ impl Fs {
             let durable = inode.durable.clone();
             inode.data = durable;
         }
-        state.names = state.durable_names.clone();
     }
 
     /// One machine of several loses power: what is under `dir` (its disk) keeps only what it
@@ -309,17 +315,7 @@ impl Fs {
         let mut inodes: Vec<InodeRef> =
             state.durable_names.iter().filter(|(path, _)| path.starts_with(dir)).map(|(_, inode)| inode.clone()).collect();
         inodes.extend(state.names.iter().filter(|(path, _)| path.starts_with(dir)).map(|(_, inode)| inode.clone()));
-        let scatter = self.faults.get().scatter;
-        for inode in inodes {
-            let mut inode = inode.borrow_mut();
-            if scatter {
-                self.settle(&mut inode, 0.5);
-            } else {
-                self.settle_prefix(&mut inode);
-            }
-            let durable = inode.durable.clone();
-            inode.data = durable;
-        }
+        self.lose_power(inodes);
         state.names.retain(|path, _| !path.starts_with(dir));
         let durable: Vec<(PathBuf, InodeRef)> = state
             .durable_names

@@ -21,6 +21,8 @@ use std::time::Duration;
 use openraft_rt::{AsyncRuntime, OptionalSend};
 use rand::SeedableRng;
 
+use sluice_raft::{Cancelled, Elapsed, Timeout};
+
 use crate::env::sim::{Sleep as WorldSleep, World};
 
 thread_local! {
@@ -97,56 +99,13 @@ impl fmt::Debug for SimRuntime {
     }
 }
 
-/// A task's outcome never came: its node crashed (the executor holding it was dropped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cancelled;
-
-impl fmt::Display for Cancelled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the task was dropped before it finished")
-    }
-}
-
-impl std::error::Error for Cancelled {}
-
+/// A task's outcome; `Cancelled` when its node crashed (the executor holding it was dropped).
 pub struct JoinHandle<T>(futures::channel::oneshot::Receiver<T>);
 
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, Cancelled>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0).poll(cx).map(|outcome| outcome.map_err(|_| Cancelled))
-    }
-}
-
-/// A deadline passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Elapsed;
-
-impl fmt::Display for Elapsed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the deadline passed")
-    }
-}
-
-impl std::error::Error for Elapsed {}
-
-pin_project_lite::pin_project! {
-    /// `future` unless the deadline comes first (the future is polled first).
-    pub struct Timeout<F> {
-        #[pin]
-        future: F,
-        deadline: WorldSleep,
-    }
-}
-
-impl<F: Future> Future for Timeout<F> {
-    type Output = Result<F::Output, Elapsed>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(output) = this.future.poll(cx) {
-            return Poll::Ready(Ok(output));
-        }
-        Pin::new(this.deadline).poll(cx).map(|()| Err(Elapsed))
     }
 }
 
@@ -162,7 +121,7 @@ impl AsyncRuntime for SimRuntime {
     type Sleep = WorldSleep;
     type Instant = SimInstant;
     type TimeoutError = Elapsed;
-    type Timeout<R, T: Future<Output = R> + OptionalSend> = Timeout<T>;
+    type Timeout<R, T: Future<Output = R> + OptionalSend> = Timeout<T, WorldSleep>;
     type ThreadLocalRng = rand::rngs::SmallRng;
 
     /// On the executor the simulator is running now: the node's whose task spawns.
@@ -187,11 +146,11 @@ impl AsyncRuntime for SimRuntime {
     }
 
     fn timeout<R, F: Future<Output = R> + OptionalSend>(duration: Duration, future: F) -> Self::Timeout<R, F> {
-        Timeout { future, deadline: world().sleep(duration) }
+        Timeout::new(future, world().sleep(duration))
     }
 
     fn timeout_at<R, F: Future<Output = R> + OptionalSend>(deadline: Self::Instant, future: F) -> Self::Timeout<R, F> {
-        Timeout { future, deadline: sleep_until(deadline) }
+        Timeout::new(future, sleep_until(deadline))
     }
 
     fn is_panic(_: &Self::JoinError) -> bool {
