@@ -210,8 +210,9 @@ fn three_nodes_share_one_catalog_through_a_killed_leader_and_restarts() {
 
 #[test]
 fn a_node_away_past_a_snapshot_is_sent_the_catalog_whole() {
-    // A snapshot every 5 entries, and only 5 kept before it: 30 changes later the entries a
-    // node missed are gone from every log, so it can only catch up from a snapshot.
+    // A snapshot every 5 entries, and only 5 kept before it: 40 changes later the entries a
+    // node missed are gone from the followers' logs (a leader keeps what a replication may
+    // still send), so a follower that becomes leader can only catch it up from a snapshot.
     let mut cluster = Cluster::start_with(3, &["--cluster-snapshot-entries", "5"]);
     leader(&cluster, &[1, 2, 3]);
     create_queue(cluster.node(1), "first");
@@ -227,15 +228,28 @@ fn a_node_away_past_a_snapshot_is_sent_the_catalog_whole() {
     let c = cluster.node(2).client();
     let url = c.run(c.client().get_queue_url("first")).unwrap();
     until_taken(|| c.run(c.client().delete_queue(&url)));
+    // Ten more through the leader: the other node follows them and purges its log.
+    let first_leader = leader(&cluster, &[1, 2]);
+    let follower = 3 - first_leader;
+    for i in 30..40 {
+        let name = format!("made-while-away-{i:02}");
+        create_queue(cluster.node(first_leader), &name);
+        expected.push(name);
+    }
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
-    until_lists(&cluster, 1, &expected);
+    until_lists(&cluster, follower, &expected);
+    // The leader goes; node 3 comes back: with the follower it makes a majority, the follower
+    // leads (its log is the longer), and sends node 3 the catalog whole.
+    cluster.node_mut(first_leader).kill();
     cluster.node_mut(3).restart();
+    assert_eq!(leader(&cluster, &[follower, 3]), follower);
     until_lists(&cluster, 3, &expected);
     let text = scrape(cluster.node(3).http_addr.unwrap());
     assert_eq!(sample(&text, "sluice_cluster_snapshots_installed_total{node=\"3\"}"), Some(1), "caught up from a snapshot:\n{text}");
     // Started again, it reads the catalog the snapshot gave it from its own disk, and goes on.
     cluster.node_mut(3).restart();
     until_lists(&cluster, 3, &expected);
+    cluster.node_mut(first_leader).restart();
     create_queue(cluster.node(3), "after-the-snapshot");
     let mut more = expected.clone();
     more.push("after-the-snapshot");
