@@ -62,23 +62,25 @@ async fn write_frame(stream: &mut TcpStream, kind: u8, body: &[u8]) -> std::io::
     stream.flush().await
 }
 
-/// Reads one frame: its kind and body; `None` when the other side closed between frames.
+/// Reads one frame: its kind and body; `None` when the other side closed between frames. The
+/// body's buffer grows with the bytes that arrive, not with the length a peer announces.
 async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Option<(u8, Vec<u8>)>> {
-    let mut len = [0u8; 4];
-    match stream.read_exact(&mut len).await {
+    let mut header = [0u8; 5];
+    match stream.read_exact(&mut header).await {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(error) => return Err(error),
     }
-    let len = u32::from_le_bytes(len) as usize;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     if len == 0 || len > FRAME_MAX {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("a frame of {len} bytes (1 to {FRAME_MAX})")));
     }
-    let mut frame = vec![0u8; len];
-    stream.read_exact(&mut frame).await?;
-    let kind = frame[0];
-    frame.remove(0);
-    Ok(Some((kind, frame)))
+    let mut body = Vec::new();
+    (&mut *stream).take(len as u64 - 1).read_to_end(&mut body).await?;
+    if body.len() != len - 1 {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the connection closed inside a frame"));
+    }
+    Ok(Some((header[4], body)))
 }
 
 /// A connection to one node, made when first needed and again after any failure.

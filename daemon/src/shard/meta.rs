@@ -64,9 +64,7 @@ pub async fn apply(shard: &Rc<Shard>, change: MetaChange) -> Result<MetaOutcome,
     let mut change = change;
     stream::service::prepare_change(shard, &before, &mut change).await?;
     let (outcome, snapshot) = registry.borrow_mut().apply(change, shard.env.now_ms())?;
-    // What changes the metadata file but no snapshot: a purge's time, a move task, a checkpoint, an alarm.
-    let purged = matches!(outcome, MetaOutcome::Purge(_) | MetaOutcome::Move(_)) || registry.borrow().unsnapshotted_changed(&before);
-    if snapshot.is_some() || purged {
+    if saves(&outcome, snapshot.is_some(), &registry.borrow(), &before) {
         let delta = registry.borrow().delta_json(&before);
         if let Err(error) = writer.file.record(delta, || registry.borrow().to_json()).await {
             *registry.borrow_mut() = before;
@@ -78,6 +76,12 @@ pub async fn apply(shard: &Rc<Shard>, change: MetaChange) -> Result<MetaOutcome,
         publish(shard, snapshot).await?;
     }
     Ok(outcome)
+}
+
+/// Whether a change from `before` to `after` changed what the metadata file keeps: a new
+/// snapshot, or what no snapshot holds (a purge's time, a move task, a checkpoint, an alarm).
+fn saves(outcome: &MetaOutcome, snapshot: bool, after: &Registry, before: &Registry) -> bool {
+    snapshot || matches!(outcome, MetaOutcome::Purge(_) | MetaOutcome::Move(_)) || after.unsnapshotted_changed(before)
 }
 
 /// How many times a change computed on a catalog another change overtook is made again.
@@ -100,9 +104,7 @@ async fn apply_in_cluster(
         stream::service::prepare_change(shard, &before, &mut change).await?;
         let mut next = before.clone();
         let (outcome, snapshot) = next.apply(change, shard.env.now_ms())?;
-        let kept =
-            snapshot.is_some() || matches!(outcome, MetaOutcome::Purge(_) | MetaOutcome::Move(_)) || next.unsnapshotted_changed(&before);
-        if !kept {
+        if !saves(&outcome, snapshot.is_some(), &next, &before) {
             // Nothing the metadata file keeps (a lookup, or consumer groups' leases, which
             // live in memory): this node's registry takes it unless a commit came meanwhile.
             let current = writer.registry();
